@@ -1,0 +1,24 @@
+# Helpers shared by every podgate target.
+
+# Warnings as errors on project code (generated code is exempt).
+function(podgate_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror
+                                           -Wno-unused-parameter)
+endfunction()
+
+# podgate_test(NAME name SOURCES ... LIBS ... LABELS ...)
+# A GoogleTest executable whose tests are discovered one by one, labelled for `ctest -L`.
+function(podgate_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;DEFINITIONS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_compile_definitions(${T_NAME} PRIVATE ${T_DEFINITIONS})
+  podgate_warnings(${T_NAME})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  string(REPLACE ";" "\\;" labels "${T_LABELS}")
+  gtest_discover_tests(${T_NAME}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+endfunction()

@@ -1,0 +1,132 @@
+#include "runtime/server.h"
+
+#include <signal.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "runtime/log.h"
+
+namespace podgate::runtime {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(
+    ServerOptions options, std::vector<grpc::Service*> services,
+    std::shared_ptr<prometheus::Registry> registry) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      MakeServerCredentials(options.tls);
+  if (!creds.ok()) {
+    return creds.status();
+  }
+  std::unique_ptr<Server> server(new Server(std::move(options)));
+  const ServerOptions& opts = server->options_;
+
+  if (!opts.metrics_address.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
+        MetricsServer::Start(opts.metrics_address, opts.service_name, registry);
+    if (!metrics.ok()) {
+      return metrics.status();
+    }
+    server->metrics_ = *std::move(metrics);
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(opts.grpc_address, *creds, &server->grpc_port_);
+  builder.SetMaxReceiveMessageSize(opts.max_receive_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which lets a second server silently share a port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Keepalive: notice dead clients of long-lived streams; let clients ping while idle.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  for (grpc::Service* service : services) {
+    builder.RegisterService(service);
+  }
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("--grpc_address: cannot listen on '",
+                                               opts.grpc_address,
+                                               "' (in use, or not a host:port)"));
+  }
+  server->server_->GetHealthCheckService()->SetServingStatus(true);
+  server->server_->GetHealthCheckService()->SetServingStatus(opts.service_name, true);
+  server->serving_ = true;
+  log::Info("serving", {{"grpc_port", server->grpc_port_},
+                        {"metrics_port", server->metrics_port()},
+                        {"tls", !opts.tls.cert_file.empty()},
+                        {"mtls", !opts.tls.client_ca_file.empty()}});
+  return server;
+}
+
+Server::~Server() { Shutdown(); }
+
+void Server::AddDrainHook(std::function<void()> hook) {
+  absl::MutexLock lock(&mu_);
+  drain_hooks_.push_back(std::move(hook));
+}
+
+void Server::Shutdown() {
+  std::vector<std::function<void()>> hooks;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_started_) {
+      mu_.Await(absl::Condition(&shutdown_done_));
+      return;
+    }
+    shutdown_started_ = true;
+    hooks = drain_hooks_;
+    if (server_ == nullptr) {
+      // Start() failed part way: nothing served, nothing to drain.
+      metrics_.reset();
+      shutdown_done_ = true;
+      return;
+    }
+  }
+  const absl::Time start = absl::Now();
+  log::Info("shutting down", {{"drain_timeout_ms",
+                               absl::ToInt64Milliseconds(options_.drain_timeout)}});
+  serving_ = false;
+  // Load balancers and Kubernetes probes see NOT_SERVING first.
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  for (auto& hook : hooks) {
+    hook();
+  }
+  // Stops accepting new calls; in-flight ones run until they finish or the deadline passes,
+  // then are cancelled.
+  server_->Shutdown(absl::ToChronoTime(start + options_.drain_timeout));
+  server_->Wait();
+  metrics_.reset();
+  log::Info("stopped", {{"drain_ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+  absl::MutexLock lock(&mu_);
+  shutdown_done_ = true;
+}
+
+void Server::Wait() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&shutdown_done_));
+}
+
+void BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForShutdownSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+}  // namespace podgate::runtime

@@ -1,0 +1,87 @@
+// The service runtime every podgate server is built on: a gRPC server with grpc.health.v1 and
+// server reflection, TLS or mutual TLS, Prometheus metrics on their own port, and a graceful
+// shutdown (health NOT_SERVING, drain hooks, stop accepting, drain in-flight calls until a
+// deadline, then cancel what is left).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "prometheus/registry.h"
+#include "runtime/metrics.h"
+#include "runtime/tls.h"
+
+namespace podgate::runtime {
+
+struct ServerOptions {
+  // The service's short name ("policy"), used in logs, metrics and health.
+  std::string service_name;
+  // "host:port" for gRPC; port 0 picks a free port.
+  std::string grpc_address;
+  // "host:port" for /metrics; port 0 picks a free port; empty disables metrics.
+  std::string metrics_address;
+  // TLS for the gRPC port.
+  ServerTlsOptions tls;
+  // How long in-flight calls may run after shutdown starts before they are cancelled.
+  absl::Duration drain_timeout = absl::Seconds(10);
+  // The largest message a client may send.
+  int max_receive_message_bytes = 4 << 20;
+};
+
+class Server {
+ public:
+  // Builds, binds and starts the server with `services` (not owned; they must outlive the
+  // server). Errors name the flag at fault (address in use, bad TLS file).
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      ServerOptions options, std::vector<grpc::Service*> services,
+      std::shared_ptr<prometheus::Registry> registry);
+
+  ~Server();
+
+  // Runs `hook` when shutdown begins, after health turns NOT_SERVING and before the server
+  // stops accepting calls: services use it to tell long-lived streams to wind down.
+  void AddDrainHook(std::function<void()> hook);
+
+  // Graceful shutdown; returns once every call has finished or been cancelled. Idempotent.
+  void Shutdown();
+
+  // Blocks until Shutdown() completes.
+  void Wait();
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_ != nullptr ? metrics_->port() : 0; }
+  bool serving() const { return serving_.load(); }
+  const ServerOptions& options() const { return options_; }
+
+ private:
+  explicit Server(ServerOptions options) : options_(std::move(options)) {}
+
+  ServerOptions options_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsServer> metrics_;
+  int grpc_port_ = 0;
+  std::atomic<bool> serving_{false};
+
+  absl::Mutex mu_;
+  std::vector<std::function<void()>> drain_hooks_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts later. Call first
+// thing in main, before any library starts a thread, then WaitForShutdownSignal().
+void BlockShutdownSignals();
+
+// Waits for SIGINT or SIGTERM (blocked by BlockShutdownSignals) and returns its number.
+int WaitForShutdownSignal();
+
+}  // namespace podgate::runtime

@@ -1,0 +1,60 @@
+// TLS and mutual-TLS credentials for gRPC servers and channels, from PEM files.
+//
+// Files are read and checked at start-up (certificate parses, key parses and matches the
+// certificate, CA bundle parses), so a misconfigured service exits with one clear line naming
+// the flag and the file instead of failing at its first handshake.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+
+namespace podgate::runtime {
+
+// A server's TLS material. All empty: plaintext (for loopback and tests).
+struct ServerTlsOptions {
+  // PEM certificate chain the server presents (flag --tls_cert).
+  std::string cert_file;
+  // PEM private key of that certificate (flag --tls_key).
+  std::string key_file;
+  // PEM CA bundle; when set, clients must present a certificate it signed (flag
+  // --tls_client_ca): mutual TLS.
+  std::string client_ca_file;
+};
+
+// How a service connects to another podgate service.
+struct ChannelTlsOptions {
+  // PEM CA bundle that signed the server's certificate. Empty: plaintext.
+  std::string ca_file;
+  // PEM client certificate for mutual TLS (optional, needs key_file).
+  std::string cert_file;
+  // PEM private key of the client certificate.
+  std::string key_file;
+  // The name to check in the server's certificate instead of the target's host.
+  std::string server_name_override;
+  // The flag prefix used in error messages, e.g. "policy" for --policy_tls_ca.
+  std::string flag_prefix;
+};
+
+// Builds server credentials; plaintext when no file is given. Errors name the flag and file.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const ServerTlsOptions& options);
+
+// Builds channel credentials; plaintext when no CA is given. Errors name the flag and file.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const ChannelTlsOptions& options);
+
+// A channel to another podgate service: TLS per `options`, round-robin over every address the
+// target resolves to (e.g. `dns:///podgate-policy:7101`, one per replica behind a headless
+// Service) and keepalive pings so that a dead peer is noticed while idle.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServiceChannel(
+    const std::string& target, const ChannelTlsOptions& options);
+
+// Reads a whole file; the error names `flag` and the file and says why (errno text).
+absl::StatusOr<std::string> ReadPemFile(const std::string& flag, const std::string& path);
+
+}  // namespace podgate::runtime

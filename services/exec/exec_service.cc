@@ -1,0 +1,1 @@
+#include "exec/exec_service.h"

@@ -1,0 +1,150 @@
+#include "support/prometheus_text.h"
+
+#include <cctype>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace podgate::testing {
+namespace {
+
+bool IsMetricName(absl::string_view name) {
+  if (name.empty()) {
+    return false;
+  }
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool ok = std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':' ||
+                    (i > 0 && std::isdigit(static_cast<unsigned char>(c)));
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ParseValue(absl::string_view text, double* value) {
+  if (text == "+Inf") {
+    *value = INFINITY;
+    return true;
+  }
+  if (text == "-Inf") {
+    *value = -INFINITY;
+    return true;
+  }
+  if (text == "NaN") {
+    *value = NAN;
+    return true;
+  }
+  return absl::SimpleAtod(text, value);
+}
+
+// Checks `{a="x",b="y"}` and returns the length consumed.
+absl::StatusOr<size_t> ParseLabels(absl::string_view s) {
+  size_t i = 1;  // after '{'
+  while (i < s.size() && s[i] != '}') {
+    size_t start = i;
+    while (i < s.size() && s[i] != '=') {
+      ++i;
+    }
+    if (!IsMetricName(s.substr(start, i - start))) {
+      return absl::InvalidArgumentError("bad label name");
+    }
+    if (i + 1 >= s.size() || s[i + 1] != '"') {
+      return absl::InvalidArgumentError("label value not quoted");
+    }
+    i += 2;
+    while (i < s.size() && s[i] != '"') {
+      if (s[i] == '\\') {
+        ++i;
+      }
+      ++i;
+    }
+    if (i >= s.size()) {
+      return absl::InvalidArgumentError("unterminated label value");
+    }
+    ++i;
+    if (i < s.size() && s[i] == ',') {
+      ++i;
+    }
+  }
+  if (i >= s.size()) {
+    return absl::InvalidArgumentError("unterminated label set");
+  }
+  return i + 1;
+}
+
+}  // namespace
+
+absl::StatusOr<MetricsPage> ParsePrometheusText(const std::string& text) {
+  MetricsPage page;
+  if (text.empty()) {
+    return absl::InvalidArgumentError("empty page");
+  }
+  if (text.back() != '\n') {
+    return absl::InvalidArgumentError("page does not end with a newline");
+  }
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    if (line.empty()) {
+      continue;
+    }
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", why, ": ", line));
+    };
+    if (line[0] == '#') {
+      std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits(' ', 3));
+      if (parts.size() >= 3 && parts[1] == "TYPE") {
+        static const std::set<std::string> kTypes = {"counter", "gauge", "histogram", "summary",
+                                                     "untyped"};
+        if (parts.size() != 4 || kTypes.count(std::string(parts[3])) == 0) {
+          return bad("bad TYPE line");
+        }
+        if (!IsMetricName(parts[2])) {
+          return bad("bad metric name");
+        }
+        page.types[std::string(parts[2])] = std::string(parts[3]);
+      } else if (parts.size() >= 3 && parts[1] == "HELP") {
+        if (!IsMetricName(parts[2])) {
+          return bad("bad metric name");
+        }
+      }
+      continue;
+    }
+    size_t name_end = 0;
+    while (name_end < line.size() && line[name_end] != '{' && line[name_end] != ' ') {
+      ++name_end;
+    }
+    if (!IsMetricName(line.substr(0, name_end))) {
+      return bad("bad metric name");
+    }
+    size_t key_end = name_end;
+    if (name_end < line.size() && line[name_end] == '{') {
+      absl::StatusOr<size_t> n = ParseLabels(line.substr(name_end));
+      if (!n.ok()) {
+        return bad(n.status().message());
+      }
+      key_end = name_end + *n;
+    }
+    if (key_end >= line.size() || line[key_end] != ' ') {
+      return bad("no value");
+    }
+    std::vector<absl::string_view> rest =
+        absl::StrSplit(line.substr(key_end + 1), ' ', absl::SkipEmpty());
+    if (rest.empty() || rest.size() > 2) {
+      return bad("want a value and an optional timestamp");
+    }
+    double value;
+    if (!ParseValue(rest[0], &value)) {
+      return bad("value is not a number");
+    }
+    page.samples[std::string(line.substr(0, key_end))] = value;
+  }
+  return page;
+}
+
+}  // namespace podgate::testing

@@ -1,0 +1,57 @@
+// Runs a podgate binary as a child process for integration tests: arguments and environment
+// given, stderr (the JSON log) read line by line, signals and exit status observed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace podgate::testing {
+
+class Subprocess {
+ public:
+  // Starts `path` with `args` (argv[1..]) and `env` added to the current environment.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
+      const std::string& path, const std::vector<std::string>& args,
+      const std::map<std::string, std::string>& env = {});
+
+  // Sends SIGKILL if still running and reaps the child.
+  ~Subprocess();
+
+  // Waits until a stderr line contains `needle`; returns that line.
+  absl::StatusOr<std::string> WaitForLine(const std::string& needle, absl::Duration timeout);
+
+  // Every stderr line so far.
+  std::vector<std::string> Lines();
+
+  void Signal(int sig);
+
+  // Waits for the child to exit; returns its exit status (128+signal when killed), or
+  // DeadlineExceeded.
+  absl::StatusOr<int> WaitExit(absl::Duration timeout);
+
+  pid_t pid() const { return pid_; }
+
+ private:
+  Subprocess() = default;
+  void ReadLoop();
+
+  pid_t pid_ = -1;
+  int stderr_fd_ = -1;
+  std::optional<int> exit_status_;
+  absl::Mutex mu_;
+  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
+  bool eof_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<std::thread> reader_;
+};
+
+}  // namespace podgate::testing

@@ -1,0 +1,162 @@
+#include "runtime/server.h"
+
+#include <thread>
+
+#include "echo_service.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "support/grpc_health.h"
+#include "support/http_client.h"
+#include "support/prometheus_text.h"
+
+namespace podgate::runtime {
+namespace {
+
+using ::podgate::testing::CheckHealth;
+using ::podgate::testing::LocalChannel;
+using ::podgate::testing::v1::EchoRequest;
+using ::podgate::testing::v1::EchoResponse;
+using ::podgate::testing::v1::EchoService;
+using ::testing::HasSubstr;
+
+ServerOptions LocalOptions() {
+  ServerOptions options;
+  options.service_name = "echo";
+  options.grpc_address = "127.0.0.1:0";
+  options.metrics_address = "127.0.0.1:0";
+  options.drain_timeout = absl::Seconds(5);
+  return options;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  podgate::testing::EchoServiceImpl echo_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+};
+
+TEST_F(ServerTest, ServesHealthReflectionAndMetrics) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_NE((*server)->grpc_port(), 0);
+  EXPECT_NE((*server)->metrics_port(), 0);
+
+  auto channel = LocalChannel((*server)->grpc_port());
+  EXPECT_EQ(*CheckHealth(channel), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(*CheckHealth(channel, "echo"), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(CheckHealth(channel, "nope").status().code(), absl::StatusCode::kNotFound);
+
+  auto page = podgate::testing::HttpGet((*server)->metrics_port(), "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->status, 200);
+  auto parsed = podgate::testing::ParsePrometheusText(page->body);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_GT(parsed->samples["process_resident_memory_bytes"], 1e6);
+  EXPECT_GT(parsed->samples["process_open_fds"], 3);
+  EXPECT_GT(parsed->samples["process_start_time_seconds"], 1.7e9);
+  EXPECT_EQ(parsed->types["process_cpu_seconds_total"], "counter");
+  EXPECT_EQ((parsed->samples["podgate_build_info{service=\"echo\",version=\"" +
+                             std::string(PODGATE_TEST_VERSION) + "\"}"]),
+            1);
+}
+
+TEST_F(ServerTest, AddressInUseNamesTheFlag) {
+  auto first = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(first.ok());
+  ServerOptions clash = LocalOptions();
+  clash.grpc_address = absl::StrCat("127.0.0.1:", (*first)->grpc_port());
+  podgate::testing::EchoServiceImpl other;
+  auto second = Server::Start(clash, {&other}, std::make_shared<prometheus::Registry>());
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(), HasSubstr("--grpc_address"));
+
+  ServerOptions metrics_clash = LocalOptions();
+  metrics_clash.metrics_address = absl::StrCat("127.0.0.1:", (*first)->metrics_port());
+  auto third = Server::Start(metrics_clash, {&other}, std::make_shared<prometheus::Registry>());
+  ASSERT_FALSE(third.ok());
+  EXPECT_THAT(third.status().message(), HasSubstr("--metrics_address"));
+}
+
+// Shutdown must let an in-flight stream finish: health turns NOT_SERVING, new calls are
+// refused, the open stream keeps working until the client ends it, then Shutdown returns.
+TEST_F(ServerTest, ShutdownDrainsAnInFlightStream) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok());
+  auto channel = LocalChannel((*server)->grpc_port());
+  auto stub = EchoService::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->Echo(&ctx);
+  EchoRequest req;
+  EchoResponse res;
+  req.set_text("before");
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(stream->Read(&res));
+  EXPECT_EQ(res.text(), "before");
+
+  bool hook_ran = false;
+  (*server)->AddDrainHook([&] { hook_ran = true; });
+  const absl::Time start = absl::Now();
+  std::thread shutdown([&] { (*server)->Shutdown(); });
+  // Wait until shutdown has begun.
+  while ((*server)->serving()) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+
+  // The in-flight stream still echoes.
+  req.set_text("during");
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(stream->Read(&res));
+  EXPECT_EQ(res.text(), "during");
+
+  // A new call on a new connection is refused.
+  auto fresh = LocalChannel((*server)->grpc_port());
+  EXPECT_FALSE(CheckHealth(fresh).ok());
+
+  stream->WritesDone();
+  EXPECT_FALSE(stream->Read(&res));
+  EXPECT_TRUE(stream->Finish().ok());
+  shutdown.join();
+  EXPECT_TRUE(hook_ran);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << "shutdown waited for the deadline";
+  EXPECT_EQ(echo_.finished.load(), 1);
+  EXPECT_EQ(echo_.cancelled.load(), 0);
+}
+
+// A stream that never ends is cancelled at the drain deadline, and Shutdown returns then.
+TEST_F(ServerTest, ShutdownCancelsStreamsAtTheDeadline) {
+  ServerOptions options = LocalOptions();
+  options.drain_timeout = absl::Milliseconds(500);
+  auto server = Server::Start(options, {&echo_}, registry_);
+  ASSERT_TRUE(server.ok());
+  auto stub = EchoService::NewStub(LocalChannel((*server)->grpc_port()));
+  grpc::ClientContext ctx;
+  auto stream = stub->Echo(&ctx);
+  EchoRequest req;
+  EchoResponse res;
+  req.set_text("x");
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(stream->Read(&res));
+
+  const absl::Time start = absl::Now();
+  (*server)->Shutdown();
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_GE(took, absl::Milliseconds(450));
+  EXPECT_LT(took, absl::Seconds(5));
+  EXPECT_FALSE(stream->Read(&res));
+  grpc::Status status = stream->Finish();
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(echo_.cancelled.load(), 1);
+}
+
+TEST_F(ServerTest, ShutdownIsIdempotent) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok());
+  (*server)->Shutdown();
+  (*server)->Shutdown();
+  (*server)->Wait();
+  EXPECT_FALSE((*server)->serving());
+}
+
+}  // namespace
+}  // namespace podgate::runtime

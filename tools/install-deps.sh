@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything podgate needs to build, test and run its demo, from Debian 12's packages
+# only. Idempotent: a second run installs nothing new. Used by the README (`make demo`,
+# `make test`), by CI (.ci/run) and by developers.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+# Build toolchain and the libraries the code links against.
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libboost1.81-dev libssl-dev openssl
+  prometheus-cpp-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libsqlite3-dev sqlite3 libpq-dev postgresql
+  libre2-dev libyaml-cpp-dev nlohmann-json3-dev
+  curl ca-certificates unzip util-linux procps python3 python3-kubernetes
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: all Debian packages present"
+fi
