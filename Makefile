@@ -1,0 +1,28 @@
+# The two commands of the README, and the steps they are made of.
+#   make demo   install dependencies, build, run the whole suite locally (Ctrl+C stops it)
+#   make test   install dependencies, build, run every test
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= 2
+
+.PHONY: all deps configure build test demo clean
+
+all: build
+
+deps:
+	@bash tools/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	@cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure --timeout 900
+
+demo: build
+	@bash tools/demo.sh $(BUILD_DIR)
+
+clean:
+	rm -rf $(BUILD_DIR)
