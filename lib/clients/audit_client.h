@@ -1,0 +1,65 @@
+// The client every podgate service uses to record audit events: one `audit.v1.Record` stream
+// per process, multiplexing every session's events, with acks routed back per event.
+//
+// Nothing is lost while the audit service blips: an event that is not acked when its stream
+// breaks is resent on the next stream (ids make resends idempotent) until its ack timeout.
+// The caller learns the outcome of each event exactly once: OK once durable, or an error —
+// DEADLINE_EXCEEDED (no ack in time), RESOURCE_EXHAUSTED (too many events waiting),
+// INVALID_ARGUMENT (audit rejected it), CANCELLED (the client is shutting down). In strict
+// mode, exec lets nothing reach a pod until the relevant event is acked.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "podgate/audit/v1/audit.grpc.pb.h"
+#include "runtime/timer.h"
+
+namespace podgate::clients {
+
+struct AuditClientOptions {
+  // Written into each event's source_service when empty ("exec", "edge", "policy").
+  std::string source_service;
+  // Events waiting for an ack; past this, Record fails at once with RESOURCE_EXHAUSTED.
+  size_t max_pending = 10000;
+  // An event not acked within this fails with DEADLINE_EXCEEDED.
+  absl::Duration ack_timeout = absl::Seconds(10);
+  // First wait before reconnecting a broken stream; doubles up to max_backoff.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+};
+
+class AuditClient {
+ public:
+  using Callback = std::function<void(absl::Status)>;
+
+  AuditClient(std::shared_ptr<grpc::Channel> channel, AuditClientOptions options,
+              runtime::TimerQueue* timers = &runtime::TimerQueue::Default());
+  // Cancels the stream and fails every waiting event with CANCELLED.
+  ~AuditClient();
+
+  AuditClient(const AuditClient&) = delete;
+  AuditClient& operator=(const AuditClient&) = delete;
+
+  // Queues `event` (an id and time are filled in when missing) and calls `done` once with
+  // its outcome, on a gRPC or timer thread. Never blocks.
+  void Record(podgate::common::v1::AuditEvent event, Callback done);
+
+  // Events waiting for an ack.
+  size_t pending() const;
+  // Streams opened so far (1 + reconnects).
+  int64_t streams_opened() const;
+
+ private:
+  // All state lives in Core, shared with the stream reactors and timer callbacks so that none
+  // of them can outlive what it touches.
+  class Core;
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace podgate::clients

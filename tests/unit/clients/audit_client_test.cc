@@ -1,0 +1,298 @@
+// The audit client against a scripted audit server over a real gRPC socket: acks, rejections,
+// broken streams, silence and an absent server.
+#include "clients/audit_client.h"
+
+#include <deque>
+#include <map>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+
+namespace podgate::clients {
+namespace {
+
+using podgate::audit::v1::RecordRequest;
+using podgate::audit::v1::RecordResponse;
+
+enum class Mode { kAck, kSilent, kBreakAfter3 };
+
+class ScriptedAudit final : public podgate::audit::v1::AuditService::CallbackService {
+ public:
+  Mode mode = Mode::kAck;
+
+  grpc::ServerBidiReactor<RecordRequest, RecordResponse>* Record(
+      grpc::CallbackServerContext*) override {
+    return new Reactor(this, streams_++ == 0 ? mode : Mode::kAck);
+  }
+
+  std::map<std::string, int> received() {
+    absl::MutexLock lock(&mu_);
+    return received_;
+  }
+  std::vector<podgate::common::v1::AuditEvent> events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  class Reactor final : public grpc::ServerBidiReactor<RecordRequest, RecordResponse> {
+   public:
+    Reactor(ScriptedAudit* owner, Mode mode) : owner_(owner), mode_(mode) { StartRead(&req_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        absl::MutexLock lock(&mu_);
+        reads_done_ = true;
+        MaybeFinishLocked();
+        return;
+      }
+      const std::string id = req_.event().id();
+      {
+        absl::MutexLock lock(&owner_->mu_);
+        owner_->received_[id]++;
+        owner_->events_.push_back(req_.event());
+      }
+      ++count_;
+      if (mode_ == Mode::kBreakAfter3 && count_ == 3) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "store went away"));
+        return;
+      }
+      if (mode_ == Mode::kAck) {
+        RecordResponse res;
+        if (id.rfind("bad", 0) == 0) {
+          res.mutable_rejection()->set_id(id);
+          res.mutable_rejection()->set_reason("kind is unspecified");
+        } else {
+          res.mutable_ack()->add_ids(id);
+        }
+        absl::MutexLock lock(&mu_);
+        queue_.push_back(std::move(res));
+        MaybeWriteLocked();
+      }
+      StartRead(&req_);
+    }
+    void OnWriteDone(bool ok) override {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      queue_.pop_front();
+      MaybeWriteLocked();
+      MaybeFinishLocked();
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (!writing_ && !queue_.empty()) {
+        writing_ = true;
+        StartWrite(&queue_.front());
+      }
+    }
+    void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (reads_done_ && !writing_ && queue_.empty() && !finished_) {
+        finished_ = true;
+        Finish(grpc::Status::OK);
+      }
+    }
+    ScriptedAudit* owner_;
+    Mode mode_;
+    RecordRequest req_;
+    int count_ = 0;
+    absl::Mutex mu_;
+    std::deque<RecordResponse> queue_ ABSL_GUARDED_BY(mu_);
+    bool writing_ ABSL_GUARDED_BY(mu_) = false;
+    bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+    bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  };
+
+  std::atomic<int> streams_{0};
+  absl::Mutex mu_;
+  std::map<std::string, int> received_ ABSL_GUARDED_BY(mu_);
+  std::vector<podgate::common::v1::AuditEvent> events_ ABSL_GUARDED_BY(mu_);
+};
+
+struct Outcome {
+  absl::Mutex mu;
+  std::map<std::string, absl::Status> results ABSL_GUARDED_BY(mu);
+
+  AuditClient::Callback For(const std::string& id) {
+    return [this, id](absl::Status s) {
+      absl::MutexLock lock(&mu);
+      results.emplace(id, std::move(s));
+    };
+  }
+  bool WaitFor(size_t n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return results.size() >= n; };
+    return mu.AwaitWithTimeout(absl::Condition(&enough), timeout);
+  }
+  absl::Status Get(const std::string& id) {
+    absl::MutexLock lock(&mu);
+    return results.at(id);
+  }
+};
+
+podgate::common::v1::AuditEvent Event(const std::string& id) {
+  podgate::common::v1::AuditEvent e;
+  e.set_id(id);
+  e.set_kind(podgate::common::v1::EVENT_KIND_COMMAND_REQUEST);
+  e.mutable_command_request()->set_line("jstack 1");
+  return e;
+}
+
+class AuditClientTest : public ::testing::Test {
+ protected:
+  void StartServer(int port = 0) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(absl::StrCat("127.0.0.1:", port), grpc::InsecureServerCredentials(),
+                             &port_);
+    builder.RegisterService(&audit_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+  }
+  std::unique_ptr<AuditClient> Client(AuditClientOptions options = {}) {
+    options.source_service = "exec";
+    if (options.ack_timeout == absl::Seconds(10)) {
+      options.ack_timeout = absl::Seconds(5);
+    }
+    return std::make_unique<AuditClient>(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials()),
+        options);
+  }
+  void TearDown() override {
+    if (server_ != nullptr) {
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    }
+  }
+
+  // Declared before any client so that it outlives every callback.
+  Outcome outcome;
+  ScriptedAudit audit_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+TEST_F(AuditClientTest, AcksReachEachEventsCallbackAndFieldsAreFilled) {
+  StartServer();
+  auto client = Client();
+  for (int i = 0; i < 50; ++i) {
+    client->Record(Event(absl::StrCat("e", i)), outcome.For(absl::StrCat("e", i)));
+  }
+  podgate::common::v1::AuditEvent anonymous = Event("");
+  client->Record(anonymous, outcome.For("anonymous"));
+  ASSERT_TRUE(outcome.WaitFor(51, absl::Seconds(10)));
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_TRUE(outcome.Get(absl::StrCat("e", i)).ok());
+  }
+  EXPECT_TRUE(outcome.Get("anonymous").ok());
+  EXPECT_EQ(client->pending(), 0u);
+  EXPECT_EQ(client->streams_opened(), 1);
+  const auto events = audit_.events();
+  ASSERT_EQ(events.size(), 51u);
+  EXPECT_EQ(events[0].source_service(), "exec");
+  EXPECT_GT(events[0].time().seconds(), 1'700'000'000);
+  EXPECT_EQ(events[50].id().size(), 32u);  // a random id was assigned
+}
+
+TEST_F(AuditClientTest, RejectionIsReportedAsInvalidArgument) {
+  StartServer();
+  auto client = Client();
+  client->Record(Event("bad-1"), outcome.For("bad-1"));
+  client->Record(Event("good"), outcome.For("good"));
+  ASSERT_TRUE(outcome.WaitFor(2, absl::Seconds(10)));
+  EXPECT_EQ(outcome.Get("bad-1").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(outcome.Get("bad-1").message()), ::testing::HasSubstr("unspecified"));
+  EXPECT_TRUE(outcome.Get("good").ok());
+}
+
+TEST_F(AuditClientTest, UnackedEventsAreResentOnANewStreamWhenOneBreaks) {
+  audit_.mode = Mode::kBreakAfter3;
+  StartServer();
+  auto client = Client();
+  for (int i = 0; i < 10; ++i) {
+    client->Record(Event(absl::StrCat("e", i)), outcome.For(absl::StrCat("e", i)));
+  }
+  ASSERT_TRUE(outcome.WaitFor(10, absl::Seconds(10)));
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_TRUE(outcome.Get(absl::StrCat("e", i)).ok()) << i;
+  }
+  EXPECT_GE(client->streams_opened(), 2);
+  const auto received = audit_.received();
+  EXPECT_EQ(received.at("e0"), 2);  // sent on the broken stream, then again
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_GE(received.at(absl::StrCat("e", i)), 1);
+  }
+}
+
+TEST_F(AuditClientTest, SilenceEndsInDeadlineExceeded) {
+  audit_.mode = Mode::kSilent;
+  StartServer();
+  AuditClientOptions options;
+  options.ack_timeout = absl::Milliseconds(300);
+  auto client = Client(options);
+  const absl::Time start = absl::Now();
+  client->Record(Event("e1"), outcome.For("e1"));
+  ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(5)));
+  EXPECT_EQ(outcome.Get("e1").code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(290));
+  EXPECT_EQ(client->pending(), 0u);
+}
+
+TEST_F(AuditClientTest, TooManyWaitingEventsFailAtOnce) {
+  audit_.mode = Mode::kSilent;
+  StartServer();
+  AuditClientOptions options;
+  options.max_pending = 2;
+  auto client = Client(options);
+  client->Record(Event("a"), outcome.For("a"));
+  client->Record(Event("b"), outcome.For("b"));
+  client->Record(Event("c"), outcome.For("c"));
+  ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(1)));
+  EXPECT_EQ(outcome.Get("c").code(), absl::StatusCode::kResourceExhausted);
+  client->Record(Event("a"), outcome.For("dup"));
+  ASSERT_TRUE(outcome.WaitFor(2, absl::Seconds(1)));
+  EXPECT_EQ(outcome.Get("dup").code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(AuditClientTest, DuplicateIdWhileWaitingIsRefused) {
+  audit_.mode = Mode::kSilent;
+  StartServer();
+  auto client = Client();
+  client->Record(Event("a"), outcome.For("first"));
+  client->Record(Event("a"), outcome.For("second"));
+  ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(1)));
+  EXPECT_EQ(outcome.Get("second").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(AuditClientTest, EventsWaitForAServerThatComesUpLater) {
+  // Find a free port, then leave it closed for a while.
+  StartServer();
+  const int port = port_;
+  server_->Shutdown();
+  server_->Wait();
+  server_.reset();
+  auto client = Client();
+  client->Record(Event("early"), outcome.For("early"));
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_FALSE(outcome.WaitFor(1, absl::ZeroDuration()));
+  StartServer(port);
+  ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(5)));
+  EXPECT_TRUE(outcome.Get("early").ok());
+  EXPECT_EQ(audit_.received().at("early"), 1);
+}
+
+TEST_F(AuditClientTest, DestructionCancelsWaitingEvents) {
+  audit_.mode = Mode::kSilent;
+  StartServer();
+  auto client = Client();
+  client->Record(Event("a"), outcome.For("a"));
+  absl::SleepFor(absl::Milliseconds(100));
+  client.reset();
+  ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(1)));
+  EXPECT_EQ(outcome.Get("a").code(), absl::StatusCode::kCancelled);
+}
+
+}  // namespace
+}  // namespace podgate::clients
