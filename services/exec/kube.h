@@ -1,0 +1,97 @@
+// What exec needs from the Kubernetes API, behind a small interface: pod lookups and exec
+// streams. The real implementation (kube_client.h) speaks HTTPS and the WebSocket channel
+// protocol to an API server; tests run it against kubesim.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace podgate::exec {
+
+struct ContainerView {
+  std::string name;
+  std::string image;
+};
+
+struct PodView {
+  std::string namespace_name;
+  std::string name;
+  // The pod's uid: the root guard caches per (pod uid, container).
+  std::string uid;
+  std::string phase;
+  std::map<std::string, std::string> labels;
+  std::vector<ContainerView> containers;
+  // From the `kubectl.kubernetes.io/default-container` annotation; empty when absent.
+  std::string default_container_annotation;
+};
+
+// Resolves the container a session targets: the named one, or the annotation's default, or
+// the first. NOT_FOUND (with the pod's container names) when it does not exist.
+absl::StatusOr<std::string> ResolveContainer(const PodView& pod, const std::string& requested);
+
+struct ExecSpec {
+  std::string namespace_name;
+  std::string pod;
+  std::string container;
+  std::vector<std::string> argv;
+  bool stdin = false;
+  bool tty = false;
+  uint32_t width = 0;
+  uint32_t height = 0;
+};
+
+// How an exec stream ended.
+struct ExecResult {
+  // OK with exit_code set; or the failure (UNAVAILABLE: stream broke, an API error, ...).
+  absl::Status status;
+  int exit_code = 0;
+  // The negotiated sub-protocol, e.g. "v5.channel.k8s.io".
+  std::string protocol;
+};
+
+// Receives what an exec stream produces. Calls are serialized per stream.
+class ExecObserver {
+ public:
+  virtual ~ExecObserver() = default;
+  // The upgrade succeeded.
+  virtual void OnStarted(const std::string& protocol) = 0;
+  // Output on channel 1 (stdout) or 2 (stderr). The stream reads nothing more from the API
+  // server until `resume` is called: that is how a slow consumer slows the pod down.
+  virtual void OnOutput(int channel, std::string data, std::function<void()> resume) = 0;
+  // The stream ended; the last call.
+  virtual void OnExit(ExecResult result) = 0;
+};
+
+// A running exec stream. Destroying it closes the WebSocket (the observer still gets OnExit).
+class ExecHandle {
+ public:
+  virtual ~ExecHandle() = default;
+  virtual void WriteStdin(std::string data) = 0;
+  // Half-closes stdin (v5 close frame); on v4 there is no way, so it is a no-op.
+  virtual void CloseStdin() = 0;
+  virtual void Resize(uint32_t width, uint32_t height) = 0;
+  // Closes the WebSocket now. A non-TTY process in the container keeps running (as with any
+  // kubelet): stopping it is the interrupt helper's job.
+  virtual void Close() = 0;
+};
+
+class KubeApi {
+ public:
+  virtual ~KubeApi() = default;
+  virtual void GetPod(const std::string& namespace_name, const std::string& name,
+                      std::function<void(absl::StatusOr<PodView>)> done) = 0;
+  // Pods of one namespace, or of every namespace when `namespace_name` is empty.
+  virtual void ListPods(const std::string& namespace_name,
+                        std::function<void(absl::StatusOr<std::vector<PodView>>)> done) = 0;
+  // Starts an exec; `observer` must stay valid until its OnExit.
+  virtual std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec, ExecObserver* observer) = 0;
+};
+
+}  // namespace podgate::exec
