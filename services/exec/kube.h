@@ -70,6 +70,7 @@ class ExecObserver {
 };
 
 // A running exec stream. Destroying it closes the WebSocket (the observer still gets OnExit).
+// It may be destroyed from any thread, including from inside its observer's callbacks.
 class ExecHandle {
  public:
   virtual ~ExecHandle() = default;

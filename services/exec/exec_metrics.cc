@@ -1,0 +1,58 @@
+#include "exec/exec_metrics.h"
+
+namespace podgate::exec {
+
+ExecMetrics::ExecMetrics(prometheus::Registry& registry)
+    : sessions_active(prometheus::BuildGauge()
+                          .Name("podgate_exec_sessions_active")
+                          .Help("Sessions open now, by mode.")
+                          .Register(registry)),
+      sessions_total(prometheus::BuildCounter()
+                         .Name("podgate_exec_sessions_total")
+                         .Help("Session open attempts, by mode and outcome (opened, refused).")
+                         .Register(registry)),
+      session_close_total(prometheus::BuildCounter()
+                              .Name("podgate_exec_session_close_total")
+                              .Help("Sessions closed, by reason.")
+                              .Register(registry)),
+      commands_total(prometheus::BuildCounter()
+                         .Name("podgate_exec_commands_total")
+                         .Help("Commands, by policy decision and result.")
+                         .Register(registry)),
+      upgrade_latency(prometheus::BuildHistogram()
+                          .Name("podgate_exec_upgrade_latency_seconds")
+                          .Help("Time from starting a pods/exec call to the WebSocket upgrade.")
+                          .Register(registry)
+                          .Add({}, prometheus::Histogram::BucketBoundaries{
+                                       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                       0.5, 1, 2.5, 5})),
+      output_bytes_total(prometheus::BuildCounter()
+                             .Name("podgate_exec_output_bytes_total")
+                             .Help("Output bytes forwarded to clients, by channel.")
+                             .Register(registry)),
+      api_errors_total(prometheus::BuildCounter()
+                           .Name("podgate_exec_api_errors_total")
+                           .Help("Kubernetes API failures, by gRPC code they map to.")
+                           .Register(registry)),
+      protocol_total(prometheus::BuildCounter()
+                         .Name("podgate_exec_protocol_total")
+                         .Help("Exec streams, by negotiated WebSocket sub-protocol.")
+                         .Register(registry)),
+      policy_failures_total(prometheus::BuildCounter()
+                                .Name("podgate_exec_policy_failures_total")
+                                .Help("Commands denied because policy did not answer.")
+                                .Register(registry)),
+      audit_failures_total(prometheus::BuildCounter()
+                               .Name("podgate_exec_audit_failures_total")
+                               .Help("Audit events that were not acknowledged, by reason.")
+                               .Register(registry)),
+      auth_failures_total(prometheus::BuildCounter()
+                              .Name("podgate_exec_auth_failures_total")
+                              .Help("Refused end-user credentials, by reason.")
+                              .Register(registry)),
+      root_guard_total(prometheus::BuildCounter()
+                           .Name("podgate_exec_root_guard_total")
+                           .Help("Root guard checks, by result.")
+                           .Register(registry)) {}
+
+}  // namespace podgate::exec

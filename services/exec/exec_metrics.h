@@ -1,0 +1,45 @@
+// Every metric the exec service exports, declared in one place.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace podgate::exec {
+
+struct ExecMetrics {
+  explicit ExecMetrics(prometheus::Registry& registry);
+
+  // podgate_exec_sessions_active{mode}
+  prometheus::Family<prometheus::Gauge>& sessions_active;
+  // podgate_exec_sessions_total{mode,outcome}: outcome opened|refused
+  prometheus::Family<prometheus::Counter>& sessions_total;
+  // podgate_exec_session_close_total{reason}
+  prometheus::Family<prometheus::Counter>& session_close_total;
+  // podgate_exec_commands_total{decision,result}: decision allow|deny|error, result
+  // exited|interrupted|time_limit|output_limit|error|refused
+  prometheus::Family<prometheus::Counter>& commands_total;
+  // podgate_exec_upgrade_latency_seconds: exec call to WebSocket upgrade
+  prometheus::Histogram& upgrade_latency;
+  // podgate_exec_output_bytes_total{channel}: stdout|stderr|tty
+  prometheus::Family<prometheus::Counter>& output_bytes_total;
+  // podgate_exec_api_errors_total{code}: gRPC code name of Kubernetes API failures
+  prometheus::Family<prometheus::Counter>& api_errors_total;
+  // podgate_exec_protocol_total{protocol}: negotiated sub-protocol
+  prometheus::Family<prometheus::Counter>& protocol_total;
+  // podgate_exec_policy_failures_total{reason}: unavailable|deadline
+  prometheus::Family<prometheus::Counter>& policy_failures_total;
+  // podgate_exec_audit_failures_total{reason}
+  prometheus::Family<prometheus::Counter>& audit_failures_total;
+  // podgate_exec_auth_failures_total{reason}
+  prometheus::Family<prometheus::Counter>& auth_failures_total;
+  // podgate_exec_root_guard_total{result}: allowed|root_denied|unknown_denied|root_allowed
+  prometheus::Family<prometheus::Counter>& root_guard_total;
+};
+
+}  // namespace podgate::exec

@@ -1,0 +1,35 @@
+#include "exec/kube.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace podgate::exec {
+
+absl::StatusOr<std::string> ResolveContainer(const PodView& pod, const std::string& requested) {
+  std::vector<std::string> names;
+  for (const ContainerView& c : pod.containers) {
+    names.push_back(c.name);
+  }
+  if (names.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("pod ", pod.name, " has no containers"));
+  }
+  if (requested.empty()) {
+    if (!pod.default_container_annotation.empty()) {
+      for (const std::string& n : names) {
+        if (n == pod.default_container_annotation) {
+          return n;
+        }
+      }
+    }
+    return names.front();
+  }
+  for (const std::string& n : names) {
+    if (n == requested) {
+      return n;
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("container ", requested, " is not in pod ", pod.name,
+                                          " (it has: ", absl::StrJoin(names, ", "), ")"));
+}
+
+}  // namespace podgate::exec

@@ -1,0 +1,1416 @@
+#include "exec/session.h"
+
+#include <openssl/evp.h>
+
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "exec/command_line.h"
+#include "exec/container_probe.h"
+#include "exec/policy_stream.h"
+#include "exec/probe_run.h"
+#include "nlohmann/json.hpp"
+#include "runtime/ids.h"
+#include "runtime/log.h"
+
+namespace podgate::exec {
+
+namespace common = podgate::common::v1;
+namespace pb = podgate::exec::v1;
+
+namespace {
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t s = absl::ToUnixSeconds(t);
+  out->set_seconds(s);
+  out->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(s)) / absl::Nanoseconds(1)));
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t s = absl::IDivDuration(d, absl::Seconds(1), &d);
+  out->set_seconds(s);
+  out->set_nanos(static_cast<int32_t>(d / absl::Nanoseconds(1)));
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+const char* TerminationLabel(common::Termination t) {
+  switch (t) {
+    case common::TERMINATION_EXITED:
+      return "exited";
+    case common::TERMINATION_INTERRUPTED:
+      return "interrupted";
+    case common::TERMINATION_TIME_LIMIT:
+      return "time_limit";
+    case common::TERMINATION_OUTPUT_LIMIT:
+      return "output_limit";
+    default:
+      return "error";
+  }
+}
+
+const char* CloseReasonLabel(common::CloseReason r) {
+  switch (r) {
+    case common::CLOSE_REASON_CLIENT:
+      return "client";
+    case common::CLOSE_REASON_IDLE_TIMEOUT:
+      return "idle_timeout";
+    case common::CLOSE_REASON_SESSION_LIMIT:
+      return "session_limit";
+    case common::CLOSE_REASON_CREDENTIAL_EXPIRED:
+      return "credential_expired";
+    case common::CLOSE_REASON_SHUTDOWN:
+      return "shutdown";
+    case common::CLOSE_REASON_DISCONNECTED:
+      return "disconnected";
+    case common::CLOSE_REASON_REMOTE_EXIT:
+      return "remote_exit";
+    default:
+      return "error";
+  }
+}
+
+// DNS-1123 label (namespace, container) or subdomain (pod): what Kubernetes accepts.
+bool IsDnsName(const std::string& s, size_t max_len, bool allow_dots) {
+  if (s.empty() || s.size() > max_len) {
+    return false;
+  }
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (alnum) {
+      continue;
+    }
+    if ((c == '-' || (allow_dots && c == '.')) && i != 0 && i + 1 != s.size()) {
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+class Session final
+    : public grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>,
+      public std::enable_shared_from_this<Session> {
+ public:
+  Session(SessionHub* hub, grpc::CallbackServerContext* context)
+      : hub_(hub), context_(context), opts_(hub->options()) {}
+
+  void Start() {
+    self_ = shared_from_this();
+    source_address_ = context_->peer();
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  // Closes the session from outside (server drain).
+  void CloseFromHub(common::CloseReason reason, const std::string& message) {
+    std::lock_guard<std::mutex> lock(mu_);
+    CloseLocked(reason, message);
+  }
+
+ private:
+  enum class State { kAwaitOpen, kOpening, kReady, kClosed };
+
+  struct Command;
+  class CommandObserver;
+  class ShellObserver;
+
+  // One queued message to the client, and what to do once it is written.
+  struct Outgoing {
+    pb::SessionResponse message;
+    std::function<void()> after_write;
+  };
+
+  // --- helpers, all called with mu_ held unless noted ---
+  void SendLocked(pb::SessionResponse message, std::function<void()> after_write = nullptr);
+  void MaybeWriteLocked();
+  void FinishLocked(const grpc::Status& status);
+  void CloseLocked(common::CloseReason reason, const std::string& message);
+  void ResetIdleTimerLocked();
+  common::AuditEvent BaseEventLocked(common::EventKind kind);
+  // Records `event`; in strict mode `then` runs only after the ack (else at once); on failure
+  // in strict mode, `on_fail` runs instead. Both run without the lock held.
+  void Audit(common::AuditEvent event, std::function<void()> then,
+             std::function<void(absl::Status)> on_fail);
+
+  void HandleOpen(const pb::OpenSession& open);
+  void OnPod(absl::StatusOr<PodView> pod);
+  void AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
+  void CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next);
+  void SendReady();
+  void HandleCommand(const pb::RunCommand& run);
+  void OnDecision(std::shared_ptr<Command> cmd,
+                  absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
+  void StartCommand(std::shared_ptr<Command> cmd);
+  void DenyLocked(const std::string& command_id, const std::string& rule,
+                  const std::string& reason);
+  void StopCommandLocked(common::Termination why);
+  void FinishCommandLocked(const std::shared_ptr<Command>& cmd, const ExecResult& result);
+  void StartShell();
+  void RecordShellLocked(char kind, const std::string& data);
+  void FlushRecordingLocked();
+
+  SessionHub* const hub_;
+  grpc::CallbackServerContext* const context_;
+  const ExecOptions& opts_;
+  std::shared_ptr<Session> self_;
+
+  std::mutex mu_;
+  State state_ = State::kAwaitOpen;
+  pb::SessionRequest request_;
+  std::deque<Outgoing> out_;
+  bool writing_ = false;
+  bool reading_ = true;
+  bool finish_pending_ = false;
+  bool finished_ = false;
+  grpc::Status finish_status_;
+
+  std::string session_id_;
+  std::string source_address_;
+  std::string client_;
+  common::SessionMode mode_ = common::SESSION_MODE_COMMAND;
+  common::Principal principal_;
+  common::Target target_;
+  PodView pod_;
+  absl::Time expires_;
+  absl::Time opened_at_;
+  bool admitted_ = false;
+  int64_t commands_ = 0;
+  std::unique_ptr<PolicyStream> policy_;
+  std::shared_ptr<Command> running_;
+  runtime::TimerQueue::Id idle_timer_ = 0;
+  runtime::TimerQueue::Id limit_timer_ = 0;
+  uint32_t width_ = 80;
+  uint32_t height_ = 24;
+  bool shell_root_allowed_ = false;
+  common::Limits shell_limits_;
+
+  // Shell mode.
+  std::unique_ptr<ExecHandle> shell_;
+  std::shared_ptr<ShellObserver> shell_observer_;
+  std::string recording_;
+  int64_t recording_seq_ = 0;
+  absl::Time recording_last_flush_;
+};
+
+// A command from request to result.
+struct Session::Command {
+  std::string id;
+  std::string line;
+  std::vector<std::string> argv;
+  common::Decision decision;
+  absl::Time start;
+  absl::Duration time_limit;
+  int64_t output_limit = 0;
+  int64_t stdout_bytes = 0;
+  int64_t stderr_bytes = 0;
+  int64_t forwarded = 0;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
+  std::string excerpt;
+  bool excerpt_truncated = false;
+  common::Termination stop_reason = common::TERMINATION_UNSPECIFIED;
+  // StartCommand ran: an exec stream exists or is being opened.
+  bool launched = false;
+  // The WebSocket upgrade succeeded.
+  bool started = false;
+  bool finished = false;
+  std::unique_ptr<ExecHandle> handle;
+  std::shared_ptr<CommandObserver> observer;
+  runtime::TimerQueue::Id limit_timer = 0;
+  absl::Time upgrade_started;
+};
+
+class Session::CommandObserver final : public ExecObserver {
+ public:
+  CommandObserver(std::shared_ptr<Session> session, std::shared_ptr<Command> cmd)
+      : session_(std::move(session)), cmd_(std::move(cmd)) {}
+
+  void OnStarted(const std::string& protocol) override {
+    hub()->metrics()->protocol_total.Add({{"protocol", protocol}}).Increment();
+    std::lock_guard<std::mutex> lock(session_->mu_);
+    cmd_->started = true;
+    hub()->metrics()->upgrade_latency.Observe(
+        absl::ToDoubleSeconds(absl::Now() - cmd_->upgrade_started));
+  }
+
+  void OnOutput(int channel, std::string data, std::function<void()> resume) override {
+    Session* s = session_.get();
+    std::lock_guard<std::mutex> lock(s->mu_);
+    Command& c = *cmd_;
+    (channel == 2 ? c.stderr_bytes : c.stdout_bytes) += static_cast<int64_t>(data.size());
+    if (c.finished || s->state_ == State::kClosed || c.stop_reason != common::TERMINATION_UNSPECIFIED) {
+      resume();  // drain and drop: the command is being stopped
+      return;
+    }
+    if (c.forwarded + static_cast<int64_t>(data.size()) > c.output_limit) {
+      data.resize(static_cast<size_t>(std::max<int64_t>(0, c.output_limit - c.forwarded)));
+      s->StopCommandLocked(common::TERMINATION_OUTPUT_LIMIT);
+    }
+    if (data.empty()) {
+      resume();
+      return;
+    }
+    c.forwarded += static_cast<int64_t>(data.size());
+    const char tag = static_cast<char>(channel);
+    EVP_DigestUpdate(c.sha.get(), &tag, 1);
+    EVP_DigestUpdate(c.sha.get(), data.data(), data.size());
+    if (c.excerpt.size() < s->opts_.excerpt_bytes) {
+      const size_t room = s->opts_.excerpt_bytes - c.excerpt.size();
+      c.excerpt.append(data, 0, room);
+      c.excerpt_truncated = c.excerpt_truncated || data.size() > room;
+    } else {
+      c.excerpt_truncated = true;
+    }
+    hub()->metrics()
+        ->output_bytes_total.Add({{"channel", channel == 2 ? "stderr" : "stdout"}})
+        .Increment(static_cast<double>(data.size()));
+    pb::SessionResponse msg;
+    pb::OutputData* out = channel == 2 ? msg.mutable_stderr() : msg.mutable_stdout();
+    out->set_command_id(c.id);
+    out->set_data(std::move(data));
+    // Backpressure: the pod's stream resumes only once this chunk is written to the client.
+    s->SendLocked(std::move(msg), std::move(resume));
+  }
+
+  void OnExit(ExecResult result) override {
+    std::shared_ptr<Session> session = session_;
+    std::lock_guard<std::mutex> lock(session->mu_);
+    session->FinishCommandLocked(cmd_, result);
+  }
+
+ private:
+  SessionHub* hub() { return session_->hub_; }
+  std::shared_ptr<Session> session_;
+  std::shared_ptr<Command> cmd_;
+};
+
+class Session::ShellObserver final : public ExecObserver {
+ public:
+  explicit ShellObserver(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+
+  void OnStarted(const std::string& protocol) override {
+    session_->hub_->metrics()->protocol_total.Add({{"protocol", protocol}}).Increment();
+  }
+
+  void OnOutput(int, std::string data, std::function<void()> resume) override {
+    Session* s = session_.get();
+    std::lock_guard<std::mutex> lock(s->mu_);
+    if (s->state_ == State::kClosed) {
+      resume();
+      return;
+    }
+    s->hub_->metrics()->output_bytes_total.Add({{"channel", "tty"}}).Increment(
+        static_cast<double>(data.size()));
+    s->RecordShellLocked('o', data);
+    pb::SessionResponse msg;
+    msg.mutable_stdout()->set_data(std::move(data));
+    s->SendLocked(std::move(msg), std::move(resume));
+  }
+
+  void OnExit(ExecResult result) override {
+    std::shared_ptr<Session> session = session_;
+    std::lock_guard<std::mutex> lock(session->mu_);
+    if (result.status.ok()) {
+      session->CloseLocked(common::CLOSE_REASON_REMOTE_EXIT,
+                           absl::StrCat("the shell exited with status ", result.exit_code));
+    } else {
+      session->CloseLocked(common::CLOSE_REASON_ERROR,
+                           absl::StrCat("the shell stream failed: ", result.status.message()));
+    }
+  }
+
+ private:
+  std::shared_ptr<Session> session_;
+};
+
+// --- messages to the client ------------------------------------------------------------------
+
+void Session::SendLocked(pb::SessionResponse message, std::function<void()> after_write) {
+  if (finished_ || finish_pending_) {
+    if (after_write) {
+      after_write();
+    }
+    return;
+  }
+  out_.push_back({std::move(message), std::move(after_write)});
+  MaybeWriteLocked();
+}
+
+void Session::MaybeWriteLocked() {
+  if (writing_ || finished_) {
+    return;
+  }
+  if (out_.empty()) {
+    if (finish_pending_) {
+      finished_ = true;
+      Finish(finish_status_);
+    }
+    return;
+  }
+  writing_ = true;
+  StartWrite(&out_.front().message);
+}
+
+void Session::OnWriteDone(bool ok) {
+  std::function<void()> after;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    after = std::move(out_.front().after_write);
+    out_.pop_front();
+    if (!ok) {
+      // The client is gone; the stream ends with OnCancel/OnDone.
+      for (Outgoing& o : out_) {
+        if (o.after_write) {
+          o.after_write();
+        }
+      }
+      out_.clear();
+      CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client stopped reading");
+    } else {
+      MaybeWriteLocked();
+    }
+  }
+  if (after) {
+    after();
+  }
+}
+
+void Session::FinishLocked(const grpc::Status& status) {
+  if (finished_ || finish_pending_) {
+    return;
+  }
+  finish_pending_ = true;
+  finish_status_ = status;
+  MaybeWriteLocked();
+}
+
+// --- audit -----------------------------------------------------------------------------------
+
+common::AuditEvent Session::BaseEventLocked(common::EventKind kind) {
+  common::AuditEvent e;
+  e.set_id(runtime::RandomId());
+  SetTimestamp(absl::Now(), e.mutable_time());
+  e.set_kind(kind);
+  e.set_source_service("exec");
+  e.set_session_id(session_id_);
+  *e.mutable_principal() = principal_;
+  *e.mutable_target() = target_;
+  e.set_source_address(source_address_);
+  return e;
+}
+
+void Session::Audit(common::AuditEvent event, std::function<void()> then,
+                    std::function<void(absl::Status)> on_fail) {
+  const bool strict = opts_.strict_audit;
+  std::shared_ptr<Session> self = shared_from_this();
+  const std::string kind = common::EventKind_Name(event.kind());
+  hub_->audit()->Record(std::move(event), [self, strict, then, on_fail, kind](absl::Status s) {
+    if (!s.ok()) {
+      self->hub_->metrics()
+          ->audit_failures_total.Add({{"reason", absl::StatusCodeToString(s.code())}})
+          .Increment();
+      log::Error("audit event not recorded",
+                 {{"session_id", self->session_id_}, {"kind", kind}, {"error", s.ToString()}});
+    }
+    if (!strict) {
+      return;  // `then` already ran
+    }
+    if (s.ok()) {
+      if (then) {
+        then();
+      }
+    } else if (on_fail) {
+      on_fail(s);
+    }
+  });
+  if (!strict && then) {
+    then();
+  }
+}
+
+// --- reading ---------------------------------------------------------------------------------
+
+void Session::OnReadDone(bool ok) {
+  if (!ok) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reading_ = false;
+    // The client half-closed (or vanished): a clean close either way.
+    CloseLocked(common::CLOSE_REASON_CLIENT, "the client ended the stream");
+    return;
+  }
+  pb::SessionRequest req = std::move(request_);
+  State state;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    state = state_;
+    if (state_ == State::kReady) {
+      ResetIdleTimerLocked();
+    }
+  }
+  switch (req.kind_case()) {
+    case pb::SessionRequest::kOpen:
+      if (state != State::kAwaitOpen) {
+        std::lock_guard<std::mutex> lock(mu_);
+        FinishLocked(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                  "the session is already open; `open` comes once"));
+        return;
+      }
+      HandleOpen(req.open());
+      break;
+    case pb::SessionRequest::kCommand:
+      HandleCommand(req.command());
+      break;
+    case pb::SessionRequest::kStdin: {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (state_ != State::kReady) {
+        break;
+      }
+      if (shell_ != nullptr) {
+        RecordShellLocked('i', req.stdin().data());
+        shell_->WriteStdin(req.stdin().data());
+      } else if (running_ != nullptr && running_->handle != nullptr) {
+        if (!req.stdin().data().empty()) {
+          running_->handle->WriteStdin(req.stdin().data());
+        }
+        if (req.stdin().eof()) {
+          running_->handle->CloseStdin();
+        }
+      }
+      break;
+    }
+    case pb::SessionRequest::kResize: {
+      std::lock_guard<std::mutex> lock(mu_);
+      const uint32_t w = std::clamp<uint32_t>(req.resize().size().width(), 1, 1000);
+      const uint32_t h = std::clamp<uint32_t>(req.resize().size().height(), 1, 1000);
+      width_ = w;
+      height_ = h;
+      if (shell_ != nullptr) {
+        shell_->Resize(w, h);
+        RecordShellLocked('r', absl::StrCat(w, "x", h));
+      }
+      break;
+    }
+    case pb::SessionRequest::kInterrupt: {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (shell_ != nullptr) {
+        RecordShellLocked('i', "\x03");
+        shell_->WriteStdin("\x03");
+      } else if (running_ != nullptr) {
+        StopCommandLocked(common::TERMINATION_INTERRUPTED);
+      }
+      break;
+    }
+    case pb::SessionRequest::kClose: {
+      std::lock_guard<std::mutex> lock(mu_);
+      CloseLocked(common::CLOSE_REASON_CLIENT, "the client closed the session");
+      return;
+    }
+    default: {
+      std::lock_guard<std::mutex> lock(mu_);
+      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "empty or unknown SessionRequest"));
+      return;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!finished_ && !finish_pending_ && state_ != State::kClosed) {
+    StartRead(&request_);
+  } else {
+    reading_ = false;
+  }
+}
+
+// --- open ------------------------------------------------------------------------------------
+
+void Session::HandleOpen(const pb::OpenSession& open) {
+  std::unique_lock<std::mutex> lock(mu_);
+  state_ = State::kOpening;
+  session_id_ = runtime::RandomId();
+  opened_at_ = absl::Now();
+  client_ = open.client().substr(0, 256);
+  mode_ = open.mode() == common::SESSION_MODE_SHELL ? common::SESSION_MODE_SHELL
+                                                     : common::SESSION_MODE_COMMAND;
+  if (open.has_size() && open.size().width() > 0 && open.size().height() > 0) {
+    width_ = std::min<uint32_t>(open.size().width(), 1000);
+    height_ = std::min<uint32_t>(open.size().height(), 1000);
+  }
+  if (!open.source_address().empty()) {
+    // Recorded as reported by the calling service, next to the caller's own address.
+    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
+  }
+  const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
+
+  // 1. The credential, verified here: exec never trusts a caller's word for who the user is.
+  absl::StatusOr<auth::VerifiedToken> verified =
+      hub_->verifier()->Verify(open.credential().bearer_token());
+  if (!verified.ok()) {
+    const std::string reason = auth::AuthFailureReason(verified.status());
+    hub_->metrics()->auth_failures_total.Add({{"reason", reason}}).Increment();
+    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
+    common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_AUTH_FAILURE);
+    e.clear_principal();
+    e.mutable_auth_failure()->set_reason(reason);
+    e.mutable_auth_failure()->set_message(std::string(verified.status().message()));
+    hub_->audit()->Record(std::move(e), [](absl::Status) {});
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                              absl::StrCat("credential refused: ", verified.status().message())));
+    return;
+  }
+  principal_ = verified->principal;
+  expires_ = std::min(verified->expires, opened_at_ + opts_.max_session);
+
+  // 2. The target's names, before they reach a URL.
+  target_.set_namespace_(open.target().namespace_());
+  target_.set_pod(open.target().pod());
+  target_.set_container(open.target().container());
+  if (!IsDnsName(target_.namespace_(), 63, false) || !IsDnsName(target_.pod(), 253, true) ||
+      (!target_.container().empty() && !IsDnsName(target_.container(), 63, false))) {
+    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
+    FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "target namespace, pod and container must be Kubernetes names"));
+    return;
+  }
+
+  // 3. Admission.
+  if (absl::Status s = hub_->Admit(shared_from_this(), principal_.user()); !s.ok()) {
+    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
+    FinishLocked(ToGrpc(s));
+    return;
+  }
+  admitted_ = true;
+  lock.unlock();
+
+  // 4. The pod, from the API.
+  std::shared_ptr<Session> self = shared_from_this();
+  hub_->kube()->GetPod(target_.namespace_(), target_.pod(),
+                       [self](absl::StatusOr<PodView> pod) { self->OnPod(std::move(pod)); });
+}
+
+void Session::OnPod(absl::StatusOr<PodView> pod) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
+  auto refuse = [&](const absl::Status& s) {
+    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
+    FinishLocked(ToGrpc(s));
+  };
+  if (!pod.ok()) {
+    hub_->metrics()
+        ->api_errors_total.Add({{"code", absl::StatusCodeToString(pod.status().code())}})
+        .Increment();
+    refuse(pod.status());
+    return;
+  }
+  if (pod->phase != "Running") {
+    refuse(absl::FailedPreconditionError(absl::StrCat("pod ", target_.namespace_(), "/",
+                                                      target_.pod(), " is ", pod->phase,
+                                                      ", not Running")));
+    return;
+  }
+  absl::StatusOr<std::string> container = ResolveContainer(*pod, target_.container());
+  if (!container.ok()) {
+    refuse(container.status());
+    return;
+  }
+  pod_ = *pod;
+  target_.set_container(*container);
+  for (const auto& [k, v] : pod_.labels) {
+    (*target_.mutable_pod_labels())[k] = v;
+  }
+  policy_ = std::make_unique<PolicyStream>(hub_->policy(), hub_->timers());
+
+  if (mode_ == common::SESSION_MODE_SHELL) {
+    podgate::policy::v1::AuthorizeRequest ask;
+    *ask.mutable_principal() = principal_;
+    *ask.mutable_target() = target_;
+    ask.mutable_shell();
+    std::shared_ptr<Session> self = shared_from_this();
+    lock.unlock();
+    policy_->Ask(std::move(ask), opts_.policy_timeout,
+                 [self](absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer) {
+                   self->AfterShellDecision(std::move(answer));
+                 });
+    return;
+  }
+  lock.unlock();
+  SendReady();
+}
+
+void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  common::Decision decision;
+  if (!answer.ok()) {
+    hub_->metrics()->policy_failures_total.Add({{"reason", absl::StatusCodeToString(answer.status().code())}}).Increment();
+    decision.set_verdict(common::VERDICT_DENY);
+    decision.set_rule("policy-unavailable");
+    decision.set_reason(absl::StrCat("policy could not be asked: ", answer.status().message()));
+  } else {
+    decision = answer->decision();
+  }
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
+  *e.mutable_decision() = decision;
+  std::shared_ptr<Session> self = shared_from_this();
+  lock.unlock();
+  const bool allowed = decision.verdict() == common::VERDICT_ALLOW;
+  Audit(
+      std::move(e),
+      [self, allowed, decision] {
+        std::unique_lock<std::mutex> lock(self->mu_);
+        if (!allowed) {
+          self->hub_->metrics()
+              ->sessions_total.Add({{"mode", "shell"}, {"outcome", "refused"}})
+              .Increment();
+          self->FinishLocked(grpc::Status(
+              grpc::StatusCode::PERMISSION_DENIED,
+              absl::StrCat("shell not allowed: ", decision.reason(), " (rule ", decision.rule(), ")")));
+          return;
+        }
+        self->shell_root_allowed_ = decision.root_allowed();
+        self->shell_limits_ = decision.limits();
+        lock.unlock();
+        self->CheckRootThen(decision.root_allowed(), [self](absl::Status s) {
+          if (!s.ok()) {
+            std::lock_guard<std::mutex> lock(self->mu_);
+            self->hub_->metrics()
+                ->sessions_total.Add({{"mode", "shell"}, {"outcome", "refused"}})
+                .Increment();
+            self->FinishLocked(ToGrpc(s));
+            return;
+          }
+          self->SendReady();
+        });
+      },
+      [self](absl::Status s) {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        self->FinishLocked(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            absl::StrCat("audit is unavailable, so nothing may run (strict mode): ", s.message())));
+      });
+}
+
+// Runs `next` with OK when the container may be used, or PERMISSION_DENIED from the root guard.
+void Session::CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next) {
+  const std::string key = absl::StrCat(pod_.uid, "/", target_.container());
+  auto judge = [this, root_allowed](absl::StatusOr<int64_t> uid) -> absl::Status {
+    if (uid.ok() && *uid != 0) {
+      hub_->metrics()->root_guard_total.Add({{"result", "allowed"}}).Increment();
+      return absl::OkStatus();
+    }
+    if (root_allowed) {
+      hub_->metrics()->root_guard_total.Add({{"result", "root_allowed"}}).Increment();
+      return absl::OkStatus();
+    }
+    if (uid.ok()) {
+      hub_->metrics()->root_guard_total.Add({{"result", "root_denied"}}).Increment();
+      return absl::PermissionDeniedError(
+          absl::StrCat("container ", target_.container(),
+                       " runs as root (uid 0) and the rule does not allow root"));
+    }
+    hub_->metrics()->root_guard_total.Add({{"result", "unknown_denied"}}).Increment();
+    return absl::PermissionDeniedError(
+        absl::StrCat("the container's uid could not be determined (", uid.status().message(),
+                     "), so it is treated as root"));
+  };
+  if (std::optional<int64_t> cached = hub_->CachedUid(key); cached.has_value()) {
+    next(judge(*cached));
+    return;
+  }
+  ExecSpec spec;
+  spec.namespace_name = target_.namespace_();
+  spec.pod = target_.pod();
+  spec.container = target_.container();
+  spec.argv = UidProbeArgv();
+  std::shared_ptr<Session> self = shared_from_this();
+  RunProbe(hub_->kube(), hub_->timers(), spec, opts_.probe_timeout,
+           [self, key, judge, next](absl::StatusOr<ProbeOutput> out) {
+             absl::StatusOr<int64_t> uid = absl::UnknownError("");
+             if (!out.ok()) {
+               uid = out.status();
+             } else if (out->exit_code != 0) {
+               uid = absl::FailedPreconditionError(
+                   absl::StrCat("`id -u` exited with status ", out->exit_code));
+             } else {
+               uid = ParseUid(out->stdout_text);
+             }
+             if (uid.ok()) {
+               self->hub_->CacheUid(key, *uid);
+             }
+             next(judge(uid));
+           });
+}
+
+void Session::SendReady() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_OPEN);
+  e.mutable_session_open()->set_mode(mode_);
+  e.mutable_session_open()->set_client(client_);
+  std::shared_ptr<Session> self = shared_from_this();
+  Audit(
+      std::move(e),
+      [self] {
+        std::unique_lock<std::mutex> lock(self->mu_);
+        if (self->state_ == State::kClosed || self->finished_ || self->finish_pending_) {
+          return;
+        }
+        self->state_ = State::kReady;
+        const bool shell = self->mode_ == common::SESSION_MODE_SHELL;
+        self->hub_->metrics()
+            ->sessions_total.Add({{"mode", shell ? "shell" : "command"}, {"outcome", "opened"}})
+            .Increment();
+        self->hub_->metrics()->sessions_active.Add({{"mode", shell ? "shell" : "command"}}).Increment();
+        pb::SessionResponse ready;
+        ready.mutable_ready()->set_session_id(self->session_id_);
+        *ready.mutable_ready()->mutable_principal() = self->principal_;
+        *ready.mutable_ready()->mutable_target() = self->target_;
+        ready.mutable_ready()->set_mode(self->mode_);
+        SetTimestamp(self->expires_, ready.mutable_ready()->mutable_expires_time());
+        self->SendLocked(std::move(ready));
+        log::Info("session open", {{"session_id", self->session_id_},
+                                   {"user", self->principal_.user()},
+                                   {"namespace", self->target_.namespace_()},
+                                   {"pod", self->target_.pod()},
+                                   {"container", self->target_.container()},
+                                   {"mode", shell ? "shell" : "command"}});
+        std::weak_ptr<Session> weak = self;
+        self->limit_timer_ = self->hub_->timers()->Schedule(self->expires_, [weak] {
+          if (auto s = weak.lock()) {
+            std::lock_guard<std::mutex> lock(s->mu_);
+            const bool credential = s->expires_ < s->opened_at_ + s->opts_.max_session;
+            s->CloseLocked(credential ? common::CLOSE_REASON_CREDENTIAL_EXPIRED
+                                      : common::CLOSE_REASON_SESSION_LIMIT,
+                           credential ? "the credential expired" : "the session reached its time limit");
+          }
+        });
+        self->ResetIdleTimerLocked();
+        lock.unlock();
+        if (shell) {
+          self->StartShell();
+        }
+      },
+      [self](absl::Status s) {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        self->FinishLocked(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            absl::StrCat("audit is unavailable, so nothing may run (strict mode): ", s.message())));
+      });
+}
+
+void Session::ResetIdleTimerLocked() {
+  if (idle_timer_ != 0) {
+    hub_->timers()->Cancel(idle_timer_);
+  }
+  std::weak_ptr<Session> weak = shared_from_this();
+  idle_timer_ = hub_->timers()->After(opts_.idle_timeout, [weak] {
+    if (auto s = weak.lock()) {
+      std::lock_guard<std::mutex> lock(s->mu_);
+      if (s->running_ != nullptr || s->shell_ != nullptr) {
+        // Output is activity too; a running command or shell keeps the session.
+        s->ResetIdleTimerLocked();
+        return;
+      }
+      s->CloseLocked(common::CLOSE_REASON_IDLE_TIMEOUT,
+                     absl::StrCat("no input for ", absl::FormatDuration(s->opts_.idle_timeout)));
+    }
+  });
+}
+
+// --- command mode ----------------------------------------------------------------------------
+
+void Session::DenyLocked(const std::string& command_id, const std::string& rule,
+                         const std::string& reason) {
+  pb::SessionResponse msg;
+  msg.mutable_denied()->set_command_id(command_id);
+  msg.mutable_denied()->set_rule(rule);
+  msg.mutable_denied()->set_reason(reason);
+  SendLocked(std::move(msg));
+}
+
+void Session::HandleCommand(const pb::RunCommand& run) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const std::string id = run.command_id().empty() ? runtime::RandomId()
+                                                  : run.command_id().substr(0, 64);
+  if (state_ != State::kReady || mode_ != common::SESSION_MODE_COMMAND) {
+    pb::SessionResponse msg;
+    msg.mutable_error()->set_command_id(id);
+    msg.mutable_error()->mutable_status()->set_code(
+        static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
+    msg.mutable_error()->mutable_status()->set_message(
+        state_ != State::kReady ? "the session is not ready" : "commands need command mode");
+    SendLocked(std::move(msg));
+    return;
+  }
+  if (running_ != nullptr) {
+    pb::SessionResponse msg;
+    msg.mutable_error()->set_command_id(id);
+    msg.mutable_error()->mutable_status()->set_code(
+        static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
+    msg.mutable_error()->mutable_status()->set_message(
+        "a command is running; interrupt it or wait for its exit");
+    SendLocked(std::move(msg));
+    return;
+  }
+  auto cmd = std::make_shared<Command>();
+  cmd->id = id;
+  cmd->line = run.line().substr(0, 16384);
+  running_ = cmd;
+  ++commands_;
+
+  common::AuditEvent request = BaseEventLocked(common::EVENT_KIND_COMMAND_REQUEST);
+  request.set_command_id(id);
+  request.mutable_command_request()->set_line(cmd->line);
+  absl::StatusOr<std::vector<std::string>> argv = SplitCommandLine(run.line());
+  if (!argv.ok()) {
+    request.mutable_command_request()->set_parse_error(std::string(argv.status().message()));
+    hub_->audit()->Record(std::move(request), [](absl::Status) {});
+    hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
+    running_ = nullptr;
+    DenyLocked(id, "parser", std::string(argv.status().message()));
+    return;
+  }
+  cmd->argv = *argv;
+  for (const std::string& a : cmd->argv) {
+    request.mutable_command_request()->add_argv(a);
+  }
+  hub_->audit()->Record(std::move(request), [](absl::Status) {});
+
+  podgate::policy::v1::AuthorizeRequest ask;
+  *ask.mutable_principal() = principal_;
+  *ask.mutable_target() = target_;
+  for (const std::string& a : cmd->argv) {
+    ask.mutable_command()->add_argv(a);
+  }
+  std::shared_ptr<Session> self = shared_from_this();
+  lock.unlock();
+  policy_->Ask(std::move(ask), opts_.policy_timeout,
+               [self, cmd](absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer) {
+                 self->OnDecision(cmd, std::move(answer));
+               });
+}
+
+void Session::OnDecision(std::shared_ptr<Command> cmd,
+                         absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || running_ != cmd) {
+    return;
+  }
+  if (!answer.ok()) {
+    hub_->metrics()
+        ->policy_failures_total.Add({{"reason", absl::StatusCodeToString(answer.status().code())}})
+        .Increment();
+    cmd->decision.set_verdict(common::VERDICT_DENY);
+    cmd->decision.set_rule("policy-unavailable");
+    cmd->decision.set_reason(
+        absl::StrCat("policy could not be asked, so the command is refused: ",
+                     answer.status().message()));
+  } else {
+    cmd->decision = answer->decision();
+  }
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
+  e.set_command_id(cmd->id);
+  *e.mutable_decision() = cmd->decision;
+  e.mutable_command_request()->set_line(cmd->line);
+  for (const std::string& a : cmd->argv) {
+    e.mutable_command_request()->add_argv(a);
+  }
+  std::shared_ptr<Session> self = shared_from_this();
+  lock.unlock();
+  Audit(
+      std::move(e),
+      [self, cmd] {
+        std::unique_lock<std::mutex> lock(self->mu_);
+        if (self->state_ == State::kClosed || self->running_ != cmd) {
+          return;
+        }
+        if (cmd->decision.verdict() != common::VERDICT_ALLOW) {
+          self->hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
+          self->running_ = nullptr;
+          self->DenyLocked(cmd->id, cmd->decision.rule(), cmd->decision.reason());
+          return;
+        }
+        lock.unlock();
+        self->CheckRootThen(cmd->decision.root_allowed(), [self, cmd](absl::Status s) {
+          if (!s.ok()) {
+            std::lock_guard<std::mutex> lock(self->mu_);
+            if (self->running_ != cmd) {
+              return;
+            }
+            self->hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
+            self->running_ = nullptr;
+            common::AuditEvent denial = self->BaseEventLocked(common::EVENT_KIND_DECISION);
+            denial.set_command_id(cmd->id);
+            denial.mutable_decision()->set_verdict(common::VERDICT_DENY);
+            denial.mutable_decision()->set_rule("root-guard");
+            denial.mutable_decision()->set_reason(std::string(s.message()));
+            denial.mutable_decision()->set_policy_version(cmd->decision.policy_version());
+            self->hub_->audit()->Record(std::move(denial), [](absl::Status) {});
+            self->DenyLocked(cmd->id, "root-guard", std::string(s.message()));
+            return;
+          }
+          self->StartCommand(cmd);
+        });
+      },
+      [self, cmd](absl::Status s) {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        if (self->running_ != cmd) {
+          return;
+        }
+        self->running_ = nullptr;
+        self->hub_->metrics()->commands_total.Add({{"decision", "error"}, {"result", "refused"}}).Increment();
+        pb::SessionResponse msg;
+        msg.mutable_error()->set_command_id(cmd->id);
+        msg.mutable_error()->mutable_status()->set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+        msg.mutable_error()->mutable_status()->set_message(absl::StrCat(
+            "audit is unavailable, so the command was not run (strict mode): ", s.message()));
+        self->SendLocked(std::move(msg));
+      });
+}
+
+void Session::StartCommand(std::shared_ptr<Command> cmd) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || running_ != cmd) {
+    return;
+  }
+  cmd->launched = true;
+  cmd->start = absl::Now();
+  cmd->upgrade_started = cmd->start;
+  EVP_DigestInit_ex(cmd->sha.get(), EVP_sha256(), nullptr);
+  const common::Limits& limits = cmd->decision.limits();
+  cmd->time_limit = limits.has_time_limit() && FromProto(limits.time_limit()) > absl::ZeroDuration()
+                        ? FromProto(limits.time_limit())
+                        : opts_.default_time_limit;
+  cmd->output_limit = limits.output_limit_bytes() > 0 ? limits.output_limit_bytes()
+                                                      : opts_.default_output_limit_bytes;
+  ExecSpec spec;
+  spec.namespace_name = target_.namespace_();
+  spec.pod = target_.pod();
+  spec.container = target_.container();
+  spec.argv = cmd->argv;
+  spec.stdin = true;
+  cmd->observer = std::make_shared<CommandObserver>(shared_from_this(), cmd);
+  std::weak_ptr<Session> weak = shared_from_this();
+  cmd->limit_timer = hub_->timers()->After(cmd->time_limit, [weak, cmd] {
+    if (auto s = weak.lock()) {
+      std::lock_guard<std::mutex> lock(s->mu_);
+      if (s->running_ == cmd) {
+        s->StopCommandLocked(common::TERMINATION_TIME_LIMIT);
+      }
+    }
+  });
+  log::Info("command start", {{"session_id", session_id_},
+                              {"command_id", cmd->id},
+                              {"rule", cmd->decision.rule()}});
+  ExecObserver* observer = cmd->observer.get();
+  lock.unlock();
+  std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, observer);
+  lock.lock();
+  if (!cmd->finished) {
+    cmd->handle = std::move(handle);
+    if (cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
+      // Stopped before the handle existed (e.g. session closed): close the stream now.
+      cmd->handle->Close();
+    }
+  }
+}
+
+// Stops the running command: the interrupt helper signals the process in the container (a
+// closed stream alone would leave it running), SIGKILL follows after the grace period, and the
+// stream is closed once the process is gone or the grace period has passed twice.
+void Session::StopCommandLocked(common::Termination why) {
+  std::shared_ptr<Command> cmd = running_;
+  if (cmd == nullptr || cmd->finished || cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
+    return;
+  }
+  cmd->stop_reason = why;
+  if (cmd->handle != nullptr) {
+    cmd->handle->CloseStdin();
+  }
+  ExecSpec spec;
+  spec.namespace_name = target_.namespace_();
+  spec.pod = target_.pod();
+  spec.container = target_.container();
+  const absl::Duration age = absl::Now() - cmd->start;
+  spec.argv = InterruptHelperArgv(cmd->argv, age, "INT");
+  std::shared_ptr<Session> self = shared_from_this();
+  runtime::TimerQueue* timers = hub_->timers();
+  const absl::Duration grace = opts_.interrupt_grace;
+  RunProbe(hub_->kube(), timers, spec, opts_.probe_timeout,
+           [self, cmd, timers, grace, age](absl::StatusOr<ProbeOutput> out) {
+             std::string pid;
+             if (out.ok() && out->exit_code == 0) {
+               pid = out->stdout_text.substr(0, out->stdout_text.find('\n'));
+             } else {
+               log::Warn("interrupt helper failed",
+                         {{"session_id", self->session_id_},
+                          {"command_id", cmd->id},
+                          {"error", out.ok() ? absl::StrCat("exit ", out->exit_code, ": ",
+                                                            out->stderr_text)
+                                             : out.status().ToString()}});
+             }
+             std::weak_ptr<Session> weak = self;
+             timers->After(grace, [weak, cmd, pid, grace, age, timers] {
+               auto s = weak.lock();
+               if (s == nullptr) {
+                 return;
+               }
+               {
+                 std::lock_guard<std::mutex> lock(s->mu_);
+                 if (cmd->finished) {
+                   return;
+                 }
+               }
+               if (!pid.empty()) {
+                 ExecSpec kill;
+                 kill.namespace_name = s->target_.namespace_();
+                 kill.pod = s->target_.pod();
+                 kill.container = s->target_.container();
+                 kill.argv = InterruptHelperArgv(cmd->argv, age + grace * 2, "KILL", pid);
+                 RunProbe(s->hub_->kube(), timers, kill, s->opts_.probe_timeout,
+                          [](absl::StatusOr<ProbeOutput>) {});
+               }
+               timers->After(grace, [weak, cmd] {
+                 if (auto s2 = weak.lock()) {
+                   std::lock_guard<std::mutex> lock(s2->mu_);
+                   if (!cmd->finished && cmd->handle != nullptr) {
+                     cmd->handle->Close();
+                   }
+                 }
+               });
+             });
+           });
+}
+
+void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const ExecResult& result) {
+  if (cmd->finished) {
+    return;
+  }
+  cmd->finished = true;
+  hub_->timers()->Cancel(cmd->limit_timer);
+  const absl::Duration duration = absl::Now() - cmd->start;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (cmd->launched) {
+    EVP_DigestFinal_ex(cmd->sha.get(), digest, &digest_len);
+  }
+
+  common::Termination termination = cmd->stop_reason;
+  if (termination == common::TERMINATION_UNSPECIFIED) {
+    termination = result.status.ok() ? common::TERMINATION_EXITED : common::TERMINATION_ERROR;
+  }
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
+  e.set_command_id(cmd->id);
+  common::CommandResultDetail* r = e.mutable_command_result();
+  r->set_termination(termination);
+  r->set_exit_code(result.exit_code);
+  SetDuration(duration, r->mutable_duration());
+  r->set_stdout_bytes(cmd->stdout_bytes);
+  r->set_stderr_bytes(cmd->stderr_bytes);
+  r->set_output_sha256(digest, digest_len);
+  r->set_output_excerpt(cmd->excerpt);
+  r->set_excerpt_truncated(cmd->excerpt_truncated);
+  if (!result.status.ok()) {
+    r->set_error(std::string(result.status.message()));
+  }
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
+  hub_->metrics()
+      ->commands_total.Add({{"decision", "allow"},
+                            {"result", !cmd->started && !result.status.ok()
+                                           ? "error"
+                                           : TerminationLabel(termination)}})
+      .Increment();
+  if (!result.status.ok()) {
+    hub_->metrics()
+        ->api_errors_total.Add({{"code", absl::StatusCodeToString(result.status.code())}})
+        .Increment();
+  }
+  log::Info("command end", {{"session_id", session_id_},
+                            {"command_id", cmd->id},
+                            {"termination", TerminationLabel(termination)},
+                            {"exit_code", result.exit_code},
+                            {"duration_ms", absl::ToInt64Milliseconds(duration)}});
+  if (running_ == cmd) {
+    running_ = nullptr;
+  }
+  if (state_ == State::kClosed) {
+    return;
+  }
+  pb::SessionResponse msg;
+  if (!cmd->started && !result.status.ok() && cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
+    // It never ran: an error, not an exit.
+    msg.mutable_error()->set_command_id(cmd->id);
+    msg.mutable_error()->mutable_status()->set_code(static_cast<int>(result.status.code()));
+    msg.mutable_error()->mutable_status()->set_message(std::string(result.status.message()));
+  } else {
+    msg.mutable_exit()->set_command_id(cmd->id);
+    msg.mutable_exit()->set_termination(termination);
+    msg.mutable_exit()->set_exit_code(result.exit_code);
+    SetDuration(duration, msg.mutable_exit()->mutable_duration());
+    msg.mutable_exit()->set_output_bytes(cmd->stdout_bytes + cmd->stderr_bytes);
+  }
+  SendLocked(std::move(msg));
+  // Release the stream outside this observer callback's own bookkeeping.
+  cmd->handle.reset();
+}
+
+// --- shell mode ------------------------------------------------------------------------------
+
+void Session::StartShell() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ != State::kReady) {
+    return;
+  }
+  ExecSpec spec;
+  spec.namespace_name = target_.namespace_();
+  spec.pod = target_.pod();
+  spec.container = target_.container();
+  spec.argv = opts_.shell_argv;
+  spec.stdin = true;
+  spec.tty = true;
+  spec.width = width_;
+  spec.height = height_;
+  nlohmann::json header = {{"version", 2},
+                           {"width", width_},
+                           {"height", height_},
+                           {"timestamp", absl::ToUnixSeconds(absl::Now())},
+                           {"title", absl::StrCat(target_.namespace_(), "/", target_.pod(), "/",
+                                                  target_.container())}};
+  recording_ = header.dump() + "\n";
+  recording_last_flush_ = absl::Now();
+  shell_observer_ = std::make_shared<ShellObserver>(shared_from_this());
+  ExecObserver* observer = shell_observer_.get();
+  lock.unlock();
+  std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, observer);
+  lock.lock();
+  shell_ = std::move(handle);
+  if (state_ == State::kClosed) {
+    shell_->Close();
+  }
+}
+
+void Session::RecordShellLocked(char kind, const std::string& data) {
+  const double t = absl::ToDoubleSeconds(absl::Now() - opened_at_);
+  nlohmann::json event = {t, std::string(1, kind),
+                          nlohmann::json(data).dump(-1, ' ', false,
+                                                    nlohmann::json::error_handler_t::replace)};
+  // The event's data is the JSON string of the bytes (invalid UTF-8 replaced).
+  event[2] = nlohmann::json::parse(event[2].get<std::string>());
+  recording_ += event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  recording_ += "\n";
+  if (recording_.size() >= opts_.recording_chunk_bytes ||
+      absl::Now() - recording_last_flush_ >= opts_.recording_flush) {
+    FlushRecordingLocked();
+  }
+}
+
+void Session::FlushRecordingLocked() {
+  if (recording_.empty()) {
+    return;
+  }
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SHELL_RECORDING);
+  e.mutable_shell_recording()->set_sequence(recording_seq_++);
+  e.mutable_shell_recording()->set_asciicast(std::move(recording_));
+  recording_.clear();
+  recording_last_flush_ = absl::Now();
+  std::weak_ptr<Session> weak = shared_from_this();
+  const bool strict = opts_.strict_audit;
+  hub_->audit()->Record(std::move(e), [weak, strict](absl::Status s) {
+    if (!s.ok() && strict) {
+      if (auto self = weak.lock()) {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        self->CloseLocked(common::CLOSE_REASON_ERROR,
+                          absl::StrCat("the shell recording could not be audited: ", s.message()));
+      }
+    }
+  });
+}
+
+// --- closing ---------------------------------------------------------------------------------
+
+void Session::CloseLocked(common::CloseReason reason, const std::string& message) {
+  if (state_ == State::kClosed) {
+    return;
+  }
+  const State before = state_;
+  state_ = State::kClosed;
+  hub_->timers()->Cancel(idle_timer_);
+  hub_->timers()->Cancel(limit_timer_);
+  if (before != State::kReady) {
+    // Never opened: end the call; nothing was audited as open.
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, message));
+    return;
+  }
+  if (running_ != nullptr && !running_->launched) {
+    running_ = nullptr;  // still waiting for policy or audit: it never reaches the pod
+  }
+  if (running_ != nullptr && !running_->finished) {
+    std::shared_ptr<Command> cmd = running_;
+    // The process must not outlive the session.
+    state_ = State::kReady;
+    StopCommandLocked(common::TERMINATION_INTERRUPTED);
+    state_ = State::kClosed;
+    ExecResult gone;
+    gone.status = absl::CancelledError("the session closed");
+    FinishCommandLocked(cmd, gone);
+  }
+  if (shell_ != nullptr) {
+    FlushRecordingLocked();
+    shell_->Close();
+  }
+  const bool shell = mode_ == common::SESSION_MODE_SHELL;
+  hub_->metrics()->sessions_active.Add({{"mode", shell ? "shell" : "command"}}).Decrement();
+  hub_->metrics()->session_close_total.Add({{"reason", CloseReasonLabel(reason)}}).Increment();
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_CLOSE);
+  e.mutable_session_close()->set_reason(reason);
+  e.mutable_session_close()->set_message(message);
+  SetDuration(absl::Now() - opened_at_, e.mutable_session_close()->mutable_duration());
+  e.mutable_session_close()->set_commands(commands_);
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
+  log::Info("session close", {{"session_id", session_id_},
+                              {"reason", CloseReasonLabel(reason)},
+                              {"commands", commands_}});
+  pb::SessionResponse closed;
+  closed.mutable_closed()->set_reason(reason);
+  closed.mutable_closed()->set_message(message);
+  SendLocked(std::move(closed));
+  FinishLocked(grpc::Status::OK);
+}
+
+void Session::OnCancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client went away");
+}
+
+void Session::OnDone() {
+  std::shared_ptr<Session> self;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != State::kClosed) {
+      // Finished without a close (a refusal during open).
+      state_ = State::kClosed;
+      hub_->timers()->Cancel(idle_timer_);
+      hub_->timers()->Cancel(limit_timer_);
+    }
+    for (Outgoing& o : out_) {
+      if (o.after_write) {
+        o.after_write();
+      }
+    }
+    out_.clear();
+    if (admitted_) {
+      hub_->Leave(this, principal_.user());
+    }
+    policy_.reset();
+    self = std::move(self_);
+  }
+  // `self` may be the last reference: the session is destroyed when it goes out of scope,
+  // unless a pending callback still holds it (it then finds the session closed).
+}
+
+// --- the hub ---------------------------------------------------------------------------------
+
+SessionHub::SessionHub(ExecOptions options, const auth::Verifier* verifier,
+                       podgate::policy::v1::PolicyService::StubInterface* policy,
+                       clients::AuditClient* audit, KubeApi* kube, ExecMetrics* metrics,
+                       runtime::TimerQueue* timers)
+    : options_(std::move(options)),
+      verifier_(verifier),
+      policy_(policy),
+      audit_(audit),
+      kube_(kube),
+      metrics_(metrics),
+      timers_(timers) {}
+
+absl::Status SessionHub::Admit(const std::shared_ptr<Session>& session, const std::string& user) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (static_cast<int>(live_.size()) >= options_.max_sessions) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("this exec replica has ", live_.size(), " sessions, its limit"));
+  }
+  if (per_user_[user] >= options_.max_sessions_per_user) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "user ", user, " already has ", per_user_[user], " sessions, the limit per user"));
+  }
+  per_user_[user]++;
+  live_.emplace(session.get(), session);
+  return absl::OkStatus();
+}
+
+void SessionHub::Leave(Session* session, const std::string& user) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (live_.erase(session) == 0) {
+    return;
+  }
+  if (--per_user_[user] <= 0) {
+    per_user_.erase(user);
+  }
+}
+
+void SessionHub::CloseAll() {
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [raw, weak] : live_) {
+      if (auto s = weak.lock()) {
+        sessions.push_back(std::move(s));
+      }
+    }
+  }
+  for (auto& s : sessions) {
+    s->CloseFromHub(common::CLOSE_REASON_SHUTDOWN, "the exec service is shutting down");
+  }
+}
+
+int SessionHub::active() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(live_.size());
+}
+
+std::optional<int64_t> SessionHub::CachedUid(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = uid_cache_.find(key);
+  if (it == uid_cache_.end() || absl::Now() - it->second.second > options_.root_guard_ttl) {
+    return std::nullopt;
+  }
+  return it->second.first;
+}
+
+void SessionHub::CacheUid(const std::string& key, int64_t uid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (uid_cache_.size() > 10000) {
+    uid_cache_.clear();  // bounded: a rebuild costs one `id -u` per container
+  }
+  uid_cache_[key] = {uid, absl::Now()};
+}
+
+grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>* StartSession(
+    SessionHub* hub, grpc::CallbackServerContext* context) {
+  auto session = std::make_shared<Session>(hub, context);
+  session->Start();
+  return session.get();
+}
+
+}  // namespace podgate::exec
