@@ -1,1 +1,173 @@
 #include "exec/exec_service.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/log.h"
+
+namespace podgate::exec {
+
+namespace pb = podgate::exec::v1;
+
+namespace {
+
+// The most pods ListTargets considers; beyond it the answer is cut (and says so in the log).
+constexpr size_t kMaxTargetPods = 500;
+
+// Asks policy about each pod in turn and fills the response; finishes the RPC at the end.
+class TargetLister : public std::enable_shared_from_this<TargetLister> {
+ public:
+  TargetLister(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
+               pb::ListTargetsResponse* response, podgate::common::v1::Principal principal,
+               std::vector<PodView> pods)
+      : hub_(hub),
+        reactor_(reactor),
+        response_(response),
+        principal_(std::move(principal)),
+        pods_(std::move(pods)) {}
+
+  void Next() {
+    if (index_ >= pods_.size()) {
+      Done();
+      return;
+    }
+    const PodView& pod = pods_[index_];
+    if (pod.phase != "Running") {
+      ++index_;
+      Next();
+      return;
+    }
+    request_.Clear();
+    *request_.mutable_principal() = principal_;
+    request_.mutable_target()->set_namespace_(pod.namespace_name);
+    request_.mutable_target()->set_pod(pod.name);
+    for (const auto& [k, v] : pod.labels) {
+      (*request_.mutable_target()->mutable_pod_labels())[k] = v;
+    }
+    answer_.Clear();
+    context_ = std::make_unique<grpc::ClientContext>();
+    context_->set_deadline(std::chrono::system_clock::now() +
+                           absl::ToChronoNanoseconds(hub_->options().policy_timeout));
+    auto self = shared_from_this();
+    hub_->policy()->async()->ListAllowed(context_.get(), &request_, &answer_,
+                                          [self](grpc::Status status) { self->OnAnswer(status); });
+  }
+
+ private:
+  void OnAnswer(const grpc::Status& status) {
+    if (!status.ok()) {
+      // Fail closed: without policy no target is reachable.
+      reactor_->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                    absl::StrCat("policy could not be asked: ",
+                                                 status.error_message())));
+      return;
+    }
+    const PodView& pod = pods_[index_++];
+    if (answer_.commands_size() > 0 || answer_.shell_allowed()) {
+      pb::PodInfo info;
+      info.set_name(pod.name);
+      info.set_phase(pod.phase);
+      for (const auto& [k, v] : pod.labels) {
+        (*info.mutable_labels())[k] = v;
+      }
+      absl::StatusOr<std::string> def = ResolveContainer(pod, "");
+      for (const ContainerView& c : pod.containers) {
+        pb::ContainerInfo* ci = info.add_containers();
+        ci->set_name(c.name);
+        ci->set_image(c.image);
+        ci->set_default_(def.ok() && *def == c.name);
+        ci->set_shell_allowed(answer_.shell_allowed());
+      }
+      by_namespace_[pod.namespace_name].push_back(std::move(info));
+    }
+    Next();
+  }
+
+  void Done() {
+    for (auto& [ns, pods] : by_namespace_) {
+      pb::NamespaceInfo* info = response_->add_namespaces();
+      info->set_name(ns);
+      std::sort(pods.begin(), pods.end(),
+                [](const pb::PodInfo& a, const pb::PodInfo& b) { return a.name() < b.name(); });
+      for (pb::PodInfo& p : pods) {
+        *info->add_pods() = std::move(p);
+      }
+    }
+    reactor_->Finish(grpc::Status::OK);
+  }
+
+  SessionHub* const hub_;
+  grpc::ServerUnaryReactor* const reactor_;
+  pb::ListTargetsResponse* const response_;
+  const podgate::common::v1::Principal principal_;
+  std::vector<PodView> pods_;
+  size_t index_ = 0;
+  std::unique_ptr<grpc::ClientContext> context_;
+  podgate::policy::v1::ListAllowedRequest request_;
+  podgate::policy::v1::ListAllowedResponse answer_;
+  std::map<std::string, std::vector<pb::PodInfo>> by_namespace_;
+};
+
+bool IsDnsLabel(const std::string& s) {
+  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+}  // namespace
+
+grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>* ExecServiceImpl::Session(
+    grpc::CallbackServerContext* context) {
+  return StartSession(hub_, context);
+}
+
+grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerContext* context,
+                                                       const pb::ListTargetsRequest* request,
+                                                       pb::ListTargetsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<auth::VerifiedToken> verified =
+      hub_->verifier()->Verify(request->credential().bearer_token());
+  if (!verified.ok()) {
+    hub_->metrics()
+        ->auth_failures_total.Add({{"reason", auth::AuthFailureReason(verified.status())}})
+        .Increment();
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                 absl::StrCat("credential refused: ", verified.status().message())));
+    return reactor;
+  }
+  if (!request->namespace_().empty() && !IsDnsLabel(request->namespace_())) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "namespace must be a Kubernetes name"));
+    return reactor;
+  }
+  SessionHub* hub = hub_;
+  podgate::common::v1::Principal principal = verified->principal;
+  hub_->kube()->ListPods(
+      request->namespace_(),
+      [hub, reactor, response, principal](absl::StatusOr<std::vector<PodView>> pods) {
+        if (!pods.ok()) {
+          hub->metrics()
+              ->api_errors_total.Add({{"code", absl::StatusCodeToString(pods.status().code())}})
+              .Increment();
+          reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(pods.status().code()),
+                                       std::string(pods.status().message())));
+          return;
+        }
+        if (pods->size() > kMaxTargetPods) {
+          log::Warn("ListTargets cut", {{"pods", static_cast<int64_t>(pods->size())},
+                                        {"limit", static_cast<int64_t>(kMaxTargetPods)}});
+          pods->resize(kMaxTargetPods);
+        }
+        auto lister = std::make_shared<TargetLister>(hub, reactor, response, principal,
+                                                     *std::move(pods));
+        lister->Next();
+      });
+  return reactor;
+}
+
+}  // namespace podgate::exec

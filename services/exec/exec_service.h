@@ -1,16 +1,27 @@
-// The exec service's gRPC implementation. Holds the Kubernetes exec streams: Session and ListTargets.
-//
-// Methods not yet implemented answer UNIMPLEMENTED (the generated base class's behaviour); no
-// method pretends to succeed.
+// The exec service's gRPC implementation: Session (session.h) and ListTargets.
 #pragma once
 
+#include <memory>
+
+#include "exec/session.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 
 namespace podgate::exec {
 
 class ExecServiceImpl final : public podgate::exec::v1::ExecService::CallbackService {
  public:
-  ExecServiceImpl() = default;
+  // `hub` is not owned and must outlive the service.
+  explicit ExecServiceImpl(SessionHub* hub) : hub_(hub) {}
+
+  grpc::ServerBidiReactor<podgate::exec::v1::SessionRequest, podgate::exec::v1::SessionResponse>*
+  Session(grpc::CallbackServerContext* context) override;
+
+  grpc::ServerUnaryReactor* ListTargets(grpc::CallbackServerContext* context,
+                                        const podgate::exec::v1::ListTargetsRequest* request,
+                                        podgate::exec::v1::ListTargetsResponse* response) override;
+
+ private:
+  SessionHub* const hub_;
 };
 
 }  // namespace podgate::exec

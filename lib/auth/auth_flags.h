@@ -1,0 +1,23 @@
+// The end-user authentication flags shared by edge and exec, and the verifier they build.
+//
+//   --jwt_issuer        required `iss` (empty accepts any issuer; refused unless
+//                       --jwt_allow_any_issuer)
+//   --jwt_audience      accepted `aud` values, comma separated (default "podgate")
+//   --jwt_jwks_file     a JWKS document (e.g. an OIDC provider's keys, mounted from a Secret)
+//   --jwt_key_file      a PEM public key (RS256/ES256) or an HMAC secret file (HS256)
+//   --jwt_algorithm     the algorithm of --jwt_key_file: HS256, RS256 or ES256
+//   --jwt_key_id        the kid of --jwt_key_file (optional)
+//   --jwt_leeway        clock skew allowed for exp/nbf/iat (default 30s, at most 5m)
+//   --jwt_user_claim    the claim naming the user (default "sub")
+//   --jwt_groups_claim  the claim listing groups (default "groups")
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "auth/jwt.h"
+
+namespace podgate::auth {
+
+// Builds the verifier from the flags; errors name the flag.
+absl::StatusOr<Verifier> VerifierFromFlags();
+
+}  // namespace podgate::auth
