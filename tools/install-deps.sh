@@ -19,6 +19,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libre2-dev libyaml-cpp-dev nlohmann-json3-dev
   curl ca-certificates unzip util-linux procps python3 python3-kubernetes
+  openjdk-17-jdk-headless
 )
 
 missing=()
@@ -36,3 +37,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   echo "install-deps: all Debian packages present"
 fi
+
+# kubectl 1.32 and Helm 3.17 (not in Debian 12 at these versions), checksum verified.
+bash "$(dirname "$0")/install-k8s-tools.sh"

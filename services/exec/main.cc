@@ -1,17 +1,167 @@
-// podgate-exec: Holds the Kubernetes exec streams: Session and ListTargets.
+// podgate-exec: holds the Kubernetes exec streams. Verifies each user's JWT, asks policy before
+// every command, records to audit before anything reaches a pod.
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "auth/auth_flags.h"
+#include "clients/audit_client.h"
 #include "exec/exec_service.h"
+#include "exec/kube_client.h"
 #include "runtime/flags.h"
+#include "runtime/log.h"
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
 
+ABSL_FLAG(std::string, kubeconfig, "",
+          "Kubeconfig file (current context). Empty: in-cluster service account. Default: "
+          "empty.");
+ABSL_FLAG(bool, kube_allow_insecure, false,
+          "Accept a kubeconfig with insecure-skip-tls-verify. Default false.");
+ABSL_FLAG(std::string, policy_address, "127.0.0.1:7101",
+          "The policy service, e.g. dns:///podgate-policy:7101. Default 127.0.0.1:7101.");
+ABSL_FLAG(std::string, policy_tls_ca, "", "PEM CA of the policy service (TLS). Default: plaintext.");
+ABSL_FLAG(std::string, policy_tls_cert, "", "PEM client certificate for policy (mTLS).");
+ABSL_FLAG(std::string, policy_tls_key, "", "PEM client key for policy (mTLS).");
+ABSL_FLAG(std::string, audit_address, "127.0.0.1:7103",
+          "The audit service, e.g. dns:///podgate-audit:7103. Default 127.0.0.1:7103.");
+ABSL_FLAG(std::string, audit_tls_ca, "", "PEM CA of the audit service (TLS). Default: plaintext.");
+ABSL_FLAG(std::string, audit_tls_cert, "", "PEM client certificate for audit (mTLS).");
+ABSL_FLAG(std::string, audit_tls_key, "", "PEM client key for audit (mTLS).");
+ABSL_FLAG(bool, audit_strict, true,
+          "Strict audit: run nothing until its audit event is acknowledged. Default true.");
+ABSL_FLAG(absl::Duration, audit_ack_timeout, absl::Seconds(10),
+          "How long an audit event may wait for its ack. Default 10s.");
+ABSL_FLAG(absl::Duration, policy_timeout, absl::Seconds(2),
+          "How long policy may take per decision before the command is denied. Default 2s.");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Minutes(15),
+          "Close a session after this long without input. Default 15m.");
+ABSL_FLAG(absl::Duration, max_session, absl::Hours(8), "Longest session. Default 8h.");
+ABSL_FLAG(int, max_sessions_per_user, 10, "Concurrent sessions per user. Default 10.");
+ABSL_FLAG(int, max_sessions, 2000, "Concurrent sessions per replica. Default 2000.");
+ABSL_FLAG(absl::Duration, default_time_limit, absl::Minutes(5),
+          "Command time limit when the rule sets none. Default 5m.");
+ABSL_FLAG(int64_t, default_output_limit_bytes, 64 << 20,
+          "Command output cap when the rule sets none, in bytes. Default 67108864 (64 MiB).");
+ABSL_FLAG(int, audit_excerpt_bytes, 4096,
+          "Output bytes kept verbatim in each command's audit record. Default 4096.");
+ABSL_FLAG(std::string, shell_command, "/bin/sh",
+          "argv of the shell in shell mode, space separated. Default /bin/sh.");
+ABSL_FLAG(absl::Duration, interrupt_grace, absl::Seconds(3),
+          "After an interrupt, how long before SIGKILL. Default 3s.");
+ABSL_FLAG(std::string, service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount",
+          "Where the in-cluster token and CA are. Default the standard path.");
+
+namespace {
+
+absl::Status CheckFlags() {
+  auto positive = [](absl::Duration d, const char* name) -> absl::Status {
+    if (d <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " must be positive"));
+    }
+    return absl::OkStatus();
+  };
+  for (auto [d, name] : {std::pair{absl::GetFlag(FLAGS_policy_timeout), "policy_timeout"},
+                         std::pair{absl::GetFlag(FLAGS_idle_timeout), "idle_timeout"},
+                         std::pair{absl::GetFlag(FLAGS_max_session), "max_session"},
+                         std::pair{absl::GetFlag(FLAGS_default_time_limit), "default_time_limit"},
+                         std::pair{absl::GetFlag(FLAGS_interrupt_grace), "interrupt_grace"},
+                         std::pair{absl::GetFlag(FLAGS_audit_ack_timeout), "audit_ack_timeout"}}) {
+    if (absl::Status s = positive(d, name); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::GetFlag(FLAGS_max_sessions_per_user) < 1 || absl::GetFlag(FLAGS_max_sessions) < 1) {
+    return absl::InvalidArgumentError("--max_sessions and --max_sessions_per_user must be >= 1");
+  }
+  if (absl::GetFlag(FLAGS_default_output_limit_bytes) < 1) {
+    return absl::InvalidArgumentError("--default_output_limit_bytes must be >= 1");
+  }
+  if (absl::GetFlag(FLAGS_audit_excerpt_bytes) < 0 ||
+      absl::GetFlag(FLAGS_audit_excerpt_bytes) > 1 << 20) {
+    return absl::InvalidArgumentError("--audit_excerpt_bytes must be 0 to 1048576");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  podgate::runtime::BlockShutdownSignals();
-  podgate::runtime::ParseFlags(argc, argv,
-                               "podgate-exec: Holds the Kubernetes exec streams: Session and ListTargets.\n"
-                               "Every flag may also be set as PODGATE_<FLAG>.");
-  podgate::runtime::InitLoggingFromFlags("exec");
+  namespace rt = podgate::runtime;
+  rt::BlockShutdownSignals();
+  rt::ParseFlags(argc, argv,
+                 "podgate-exec: runs authorized commands in Kubernetes pods.\n"
+                 "Every flag may also be set as PODGATE_<FLAG>.");
+  rt::InitLoggingFromFlags("exec");
+  if (absl::Status s = CheckFlags(); !s.ok()) {
+    rt::ExitWithError(std::string(s.message()));
+  }
+  absl::StatusOr<podgate::auth::Verifier> verifier = podgate::auth::VerifierFromFlags();
+  if (!verifier.ok()) {
+    rt::ExitWithError(std::string(verifier.status().message()));
+  }
+
+  absl::StatusOr<podgate::exec::KubeConfig> kube_config;
+  if (absl::GetFlag(FLAGS_kubeconfig).empty()) {
+    kube_config = podgate::exec::InClusterConfig(absl::GetFlag(FLAGS_service_account_dir));
+  } else {
+    char scratch[] = "/tmp/podgate-exec-XXXXXX";
+    if (mkdtemp(scratch) == nullptr) {
+      rt::ExitWithError("cannot create a private temporary directory for kubeconfig data");
+    }
+    kube_config = podgate::exec::LoadKubeconfig(absl::GetFlag(FLAGS_kubeconfig),
+                                                absl::GetFlag(FLAGS_kube_allow_insecure), scratch);
+  }
+  if (!kube_config.ok()) {
+    rt::ExitWithError(absl::StrCat("--kubeconfig: ", kube_config.status().message()));
+  }
+
+  rt::ChannelTlsOptions policy_tls{absl::GetFlag(FLAGS_policy_tls_ca),
+                                   absl::GetFlag(FLAGS_policy_tls_cert),
+                                   absl::GetFlag(FLAGS_policy_tls_key), "", "policy"};
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> policy_channel =
+      rt::CreateServiceChannel(absl::GetFlag(FLAGS_policy_address), policy_tls);
+  if (!policy_channel.ok()) {
+    rt::ExitWithError(std::string(policy_channel.status().message()));
+  }
+  rt::ChannelTlsOptions audit_tls{absl::GetFlag(FLAGS_audit_tls_ca),
+                                  absl::GetFlag(FLAGS_audit_tls_cert),
+                                  absl::GetFlag(FLAGS_audit_tls_key), "", "audit"};
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> audit_channel =
+      rt::CreateServiceChannel(absl::GetFlag(FLAGS_audit_address), audit_tls);
+  if (!audit_channel.ok()) {
+    rt::ExitWithError(std::string(audit_channel.status().message()));
+  }
+
   auto registry = std::make_shared<prometheus::Registry>();
-  podgate::exec::ExecServiceImpl service;
-  return podgate::runtime::RunServer({"exec", "[::]:7102", "[::]:9102"}, {&service},
-                                     registry);
+  podgate::exec::ExecMetrics metrics(*registry);
+  auto policy_stub = podgate::policy::v1::PolicyService::NewStub(*policy_channel);
+  podgate::clients::AuditClientOptions audit_options;
+  audit_options.source_service = "exec";
+  audit_options.ack_timeout = absl::GetFlag(FLAGS_audit_ack_timeout);
+  podgate::clients::AuditClient audit(*audit_channel, audit_options);
+  podgate::exec::KubeClient kube(*kube_config);
+
+  podgate::exec::ExecOptions options;
+  options.policy_timeout = absl::GetFlag(FLAGS_policy_timeout);
+  options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  options.max_session = absl::GetFlag(FLAGS_max_session);
+  options.max_sessions_per_user = absl::GetFlag(FLAGS_max_sessions_per_user);
+  options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options.default_time_limit = absl::GetFlag(FLAGS_default_time_limit);
+  options.default_output_limit_bytes = absl::GetFlag(FLAGS_default_output_limit_bytes);
+  options.excerpt_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_audit_excerpt_bytes));
+  options.strict_audit = absl::GetFlag(FLAGS_audit_strict);
+  options.shell_argv =
+      absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty());
+  options.interrupt_grace = absl::GetFlag(FLAGS_interrupt_grace);
+  podgate::exec::SessionHub hub(options, &*verifier, policy_stub.get(), &audit, &kube, &metrics);
+  podgate::exec::ExecServiceImpl service(&hub);
+  podgate::log::Info("kubernetes", {{"source", kube_config->source},
+                                    {"host", kube_config->host},
+                                    {"port", static_cast<int>(kube_config->port)}});
+  return rt::RunServer({"exec", "[::]:7102", "[::]:9102"}, {&service}, registry,
+                       [&hub](rt::Server& server) { server.AddDrainHook([&hub] { hub.CloseAll(); }); });
 }

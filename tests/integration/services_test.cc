@@ -3,6 +3,7 @@
 // one clear line for a bad flag or an unreadable certificate.
 #include <signal.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/subprocess.h"
+#include "support/test_pki.h"
 
 namespace podgate {
 namespace {
@@ -35,6 +37,25 @@ const Binary kBinaries[] = {
     {"edge", PODGATE_EDGE_BIN},
 };
 
+// The flags a service cannot start without (its own configuration), in a scratch folder.
+std::vector<std::string> RequiredFlags(const std::string& name) {
+  static const std::string dir = [] {
+    std::string d = podgate::testing::MakeTempDir("podgate-services");
+    std::ofstream(d + "/jwt.secret") << std::string(40, 's');
+    std::ofstream(d + "/kubeconfig")
+        << "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+           "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+           "users: [{name: u, user: {token: t}}]\n"
+           "contexts: [{name: c, context: {cluster: k, user: u}}]\n";
+    return d;
+  }();
+  if (name == "exec") {
+    return {"--jwt_key_file=" + dir + "/jwt.secret", "--jwt_algorithm=HS256",
+            "--jwt_issuer=https://podgate.test", "--kubeconfig=" + dir + "/kubeconfig"};
+  }
+  return {};
+}
+
 struct Running {
   std::unique_ptr<Subprocess> process;
   int grpc_port = 0;
@@ -44,6 +65,9 @@ struct Running {
 Running StartOnFreePorts(const Binary& binary, std::vector<std::string> extra = {}) {
   std::vector<std::string> args = {"--grpc_address=127.0.0.1:0",
                                    "--metrics_address=127.0.0.1:0", "--drain_timeout=2s"};
+  for (const std::string& flag : RequiredFlags(binary.name)) {
+    args.push_back(flag);
+  }
   args.insert(args.end(), extra.begin(), extra.end());
   auto process = Subprocess::Start(binary.path, args);
   EXPECT_TRUE(process.ok()) << process.status();
@@ -108,7 +132,9 @@ TEST(ServicesTest, SigintStopsAsCleanly) {
 }
 
 TEST(ServicesTest, EnvironmentConfiguresAService) {
-  auto process = Subprocess::Start(kBinaries[2].path, {"--metrics_address="},
+  std::vector<std::string> args = RequiredFlags(kBinaries[2].name);
+  args.push_back("--metrics_address=");
+  auto process = Subprocess::Start(kBinaries[2].path, args,
                                    {{"PODGATE_GRPC_ADDRESS", "127.0.0.1:0"},
                                     {"PODGATE_LOG_LEVEL", "debug"}});
   ASSERT_TRUE(process.ok());
@@ -126,7 +152,9 @@ void ExpectStartupFailure(std::vector<std::string> args,
   args.insert(args.begin(), "--metrics_address=127.0.0.1:0");
   for (const Binary& binary : kBinaries) {
     SCOPED_TRACE(binary.name);
-    auto process = Subprocess::Start(binary.path, args, env);
+    std::vector<std::string> all = RequiredFlags(binary.name);
+    all.insert(all.end(), args.begin(), args.end());
+    auto process = Subprocess::Start(binary.path, all, env);
     ASSERT_TRUE(process.ok());
     auto status = (*process)->WaitExit(absl::Seconds(20));
     ASSERT_TRUE(status.ok());

@@ -1,0 +1,73 @@
+// Blocking HTTP and WebSocket clients over plain TCP or TLS (Boost.Beast), for callers that own a
+// thread per call: the exec service's calls to the Kubernetes API server, tests and benchmarks.
+// Every operation has a deadline; a refused WebSocket upgrade reports the HTTP status and body.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace podgate::http {
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  bool tls = false;
+  std::string ca_file;            // verify the server against it (TLS); empty: system roots
+  std::string server_name;        // SNI and host name to verify; default: host
+  bool insecure_skip_verify = false;
+  std::string client_cert_file;   // optional client certificate (PEM) and key
+  std::string client_key_file;
+  std::vector<std::pair<std::string, std::string>> headers;  // e.g. Authorization
+  absl::Duration timeout = absl::Seconds(10);                // per operation
+  size_t max_message_bytes = 64 * 1024 * 1024;
+};
+
+struct ClientResponse {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+// One request on a fresh connection.
+absl::StatusOr<ClientResponse> Fetch(const ClientOptions& options, const std::string& method,
+                                     const std::string& target, const std::string& body = "");
+
+// A received WebSocket message.
+struct Message {
+  std::string data;
+  bool binary = true;
+};
+
+class WebSocketClient {
+ public:
+  // Connects and upgrades at `target`, offering `subprotocols` (most preferred first). When the
+  // server answers the upgrade with an HTTP error, the status is FailedPrecondition and
+  // `refusal` (when given) receives the server's status code and body.
+  static absl::StatusOr<std::unique_ptr<WebSocketClient>> Connect(
+      const ClientOptions& options, const std::string& target,
+      const std::vector<std::string>& subprotocols, ClientResponse* refusal = nullptr);
+
+  virtual ~WebSocketClient() = default;
+
+  // The sub-protocol the server selected ("" when none).
+  virtual const std::string& subprotocol() const = 0;
+
+  virtual absl::Status Write(const std::string& data, bool binary = true) = 0;
+
+  // The next message. OutOfRange when the server closed the connection cleanly (the close code
+  // and reason in the message), Unavailable on a transport error, DeadlineExceeded on timeout.
+  virtual absl::StatusOr<Message> Read(absl::Duration timeout) = 0;
+
+  // Sends a close frame and waits for the server's.
+  virtual absl::Status Close() = 0;
+
+  // Drops the TCP connection without a close frame (a client that vanishes).
+  virtual void Abort() = 0;
+};
+
+}  // namespace podgate::http

@@ -1,0 +1,582 @@
+#include "http/server.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <deque>
+#include <type_traits>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace podgate::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace websocket = boost::beast::websocket;
+namespace net = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = boost::asio::ip::tcp;
+using error_code = boost::system::error_code;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  Impl(net::io_context& io_context, ServerOptions opts, Router r)
+      : io(io_context), options(std::move(opts)), router(std::move(r)), acceptor(io_context) {}
+
+  void DoAccept() {
+    acceptor.async_accept(net::make_strand(io),
+                          beast::bind_front_handler(&Impl::OnAccept, shared_from_this()));
+  }
+  void OnAccept(error_code ec, tcp::socket socket);
+
+  net::io_context& io;
+  ServerOptions options;
+  Router router;
+  std::optional<ssl::context> ssl_context;
+  tcp::acceptor acceptor;
+  ServerStats stats;
+  std::atomic<bool> stopped{false};
+  uint16_t port = 0;
+};
+
+namespace {
+
+std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
+
+template <class Stream>
+constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
+
+// Counts a connection for as long as some session object owns it.
+class ConnectionCount {
+ public:
+  explicit ConnectionCount(ServerStats& stats) : stats_(stats) { ++stats_.connections_open; }
+  ~ConnectionCount() { --stats_.connections_open; }
+  ConnectionCount(const ConnectionCount&) = delete;
+  ConnectionCount& operator=(const ConnectionCount&) = delete;
+
+ private:
+  ServerStats& stats_;
+};
+
+bool HeaderHasToken(const Request& req, bhttp::field field, std::string_view token) {
+  auto it = req.find(field);
+  if (it == req.end()) {
+    return false;
+  }
+  for (absl::string_view part : absl::StrSplit(absl::string_view(it->value().data(),
+                                                                 it->value().size()),
+                                               ',')) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(part),
+                               absl::string_view(token.data(), token.size()))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool IsUpgradeRequest(const Request& req) {
+  if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::post) {
+    return false;
+  }
+  return HeaderHasToken(req, bhttp::field::connection, "upgrade") &&
+         HeaderHasToken(req, bhttp::field::upgrade, "websocket");
+}
+
+template <class Stream>
+class WebSocketSession : public WebSocketConnection,
+                         public std::enable_shared_from_this<WebSocketSession<Stream>> {
+ public:
+  WebSocketSession(Stream&& stream, std::shared_ptr<Server::Impl> server)
+      : ws_(std::move(stream)), server_(std::move(server)), count_(server_->stats) {}
+
+  void Accept(Request request, std::string subprotocol, std::shared_ptr<WebSocketHandler> handler) {
+    request_ = std::move(request);
+    handler_ = std::move(handler);
+    const ServerOptions& o = server_->options;
+    beast::get_lowest_layer(ws_).expires_never();
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = ToChrono(o.handshake_timeout);
+    timeouts.idle_timeout = websocket::stream_base::none();
+    timeouts.keep_alive_pings = false;
+    ws_.set_option(timeouts);
+    ws_.set_option(websocket::stream_base::decorator(
+        [subprotocol](websocket::response_type& res) {
+          res.set(bhttp::field::server, "podgate");
+          if (!subprotocol.empty()) {
+            res.set(bhttp::field::sec_websocket_protocol, subprotocol);
+          }
+        }));
+    ws_.read_message_max(o.websocket_message_limit_bytes);
+    ws_.auto_fragment(false);
+    ws_.async_accept(request_,
+                     beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this()));
+  }
+
+  bool Send(std::string data, bool binary) override {
+    const ServerOptions& o = server_->options;
+    size_t size = data.size();
+    size_t queued = queued_bytes_.fetch_add(size) + size;
+    if (queued > o.write_hard_limit_bytes) {
+      queued_bytes_.fetch_sub(size);
+      ++server_->stats.websocket_slow_peer_closes;
+      Close(static_cast<uint16_t>(websocket::close_code::policy_error), "peer too slow");
+      return false;
+    }
+    net::dispatch(ws_.get_executor(),
+                  [self = this->shared_from_this(), data = std::move(data), binary]() mutable {
+                    self->Enqueue(std::move(data), binary);
+                  });
+    if (queued >= o.write_high_watermark_bytes) {
+      want_writable_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  void Close(uint16_t code, std::string reason) override {
+    net::dispatch(ws_.get_executor(), [self = this->shared_from_this(), code,
+                                       reason = std::move(reason)]() mutable {
+      if (self->close_pending_ || self->finished_) {
+        return;
+      }
+      self->close_pending_ = true;
+      self->close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
+      if (!self->writing_) {
+        self->DoWrite();
+      }
+    });
+  }
+
+  void PauseReading() override {
+    net::dispatch(ws_.get_executor(), [self = this->shared_from_this()] { self->paused_ = true; });
+  }
+
+  void ResumeReading() override {
+    net::dispatch(ws_.get_executor(), [self = this->shared_from_this()] {
+      self->paused_ = false;
+      if (self->open_ && !self->reading_ && !self->finished_) {
+        self->DoRead();
+      }
+    });
+  }
+
+  size_t queued_bytes() const override { return queued_bytes_.load(); }
+
+  net::any_io_executor executor() const override {
+    return const_cast<websocket::stream<Stream>&>(ws_).get_executor();
+  }
+
+ private:
+  void OnAccept(error_code ec) {
+    if (ec) {
+      handler_.reset();  // never opened: no OnOpen, no OnClose
+      return;
+    }
+    ++server_->stats.websocket_upgrades;
+    open_ = true;
+    handler_->OnOpen(this->shared_from_this());
+    if (!paused_ && !finished_) {
+      DoRead();
+    }
+  }
+
+  void DoRead() {
+    reading_ = true;
+    ws_.async_read(read_buffer_,
+                   beast::bind_front_handler(&WebSocketSession::OnRead, this->shared_from_this()));
+  }
+
+  void OnRead(error_code ec, size_t) {
+    reading_ = false;
+    if (ec) {
+      Finish(ec == websocket::error::closed ? "closed by peer" : ec.message());
+      return;
+    }
+    std::string data = beast::buffers_to_string(read_buffer_.data());
+    read_buffer_.consume(read_buffer_.size());
+    if (handler_ != nullptr) {
+      handler_->OnMessage(std::move(data), ws_.got_binary());
+    }
+    if (!paused_ && !finished_) {
+      DoRead();
+    }
+  }
+
+  void Enqueue(std::string data, bool binary) {
+    if (finished_ || close_pending_) {
+      queued_bytes_.fetch_sub(data.size());
+      return;
+    }
+    queue_.push_back({std::move(data), binary});
+    if (!writing_) {
+      DoWrite();
+    }
+  }
+
+  void DoWrite() {
+    if (finished_) {
+      return;
+    }
+    if (queue_.empty()) {
+      if (close_pending_ && !closing_) {
+        closing_ = true;
+        writing_ = true;
+        ws_.async_close(close_reason_, beast::bind_front_handler(&WebSocketSession::OnClosed,
+                                                                 this->shared_from_this()));
+      }
+      return;
+    }
+    writing_ = true;
+    ws_.binary(queue_.front().binary);
+    ws_.async_write(net::buffer(queue_.front().data),
+                    beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
+  }
+
+  void OnWrite(error_code ec, size_t) {
+    writing_ = false;
+    if (!queue_.empty()) {
+      queued_bytes_.fetch_sub(queue_.front().data.size());
+      queue_.pop_front();
+    }
+    if (ec) {
+      Finish(ec.message());
+      return;
+    }
+    if (want_writable_ && queued_bytes_.load() <= server_->options.write_high_watermark_bytes / 2) {
+      want_writable_ = false;
+      if (handler_ != nullptr) {
+        handler_->OnWritable();
+      }
+    }
+    DoWrite();
+  }
+
+  void OnClosed(error_code ec) {
+    writing_ = false;
+    Finish(ec ? ec.message() : "closed");
+  }
+
+  void Finish(std::string reason) {
+    if (finished_) {
+      return;
+    }
+    finished_ = true;
+    for (const auto& m : queue_) {
+      queued_bytes_.fetch_sub(m.data.size());
+    }
+    queue_.clear();
+    std::shared_ptr<WebSocketHandler> handler = std::move(handler_);
+    handler_.reset();
+    if (handler != nullptr && open_) {
+      handler->OnClose(std::move(reason));
+    }
+    if (!closing_) {
+      beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(1));
+    }
+  }
+
+  struct Outgoing {
+    std::string data;
+    bool binary;
+  };
+
+  websocket::stream<Stream> ws_;
+  std::shared_ptr<Server::Impl> server_;
+  ConnectionCount count_;
+  Request request_;
+  std::shared_ptr<WebSocketHandler> handler_;
+  beast::flat_buffer read_buffer_;
+  std::deque<Outgoing> queue_;
+  std::atomic<size_t> queued_bytes_{0};
+  std::atomic<bool> want_writable_{false};
+  websocket::close_reason close_reason_;
+  bool open_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool paused_ = false;
+  bool close_pending_ = false;
+  bool closing_ = false;
+  bool finished_ = false;
+};
+
+template <class Stream>
+class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
+ public:
+  HttpSession(Stream&& stream, std::shared_ptr<Server::Impl> server)
+      : stream_(std::move(stream)), server_(std::move(server)), count_(server_->stats) {}
+
+  void Run(std::string remote) {
+    context_.remote_address = std::move(remote);
+    context_.tls = kIsTls<Stream>;
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&HttpSession::DoStart, this->shared_from_this()));
+  }
+
+ private:
+  void DoStart() {
+    if constexpr (kIsTls<Stream>) {
+      beast::get_lowest_layer(stream_).expires_after(ToChrono(server_->options.handshake_timeout));
+      stream_.async_handshake(
+          ssl::stream_base::server,
+          beast::bind_front_handler(&HttpSession::OnHandshake, this->shared_from_this()));
+    } else {
+      DoRead();
+    }
+  }
+
+  void OnHandshake(error_code ec) {
+    if (ec) {
+      ++server_->stats.tls_handshake_failures;
+      return;
+    }
+    if constexpr (kIsTls<Stream>) {
+      SSL* native = stream_.native_handle();
+      X509* cert = SSL_get1_peer_certificate(native);
+      if (cert != nullptr) {
+        if (SSL_get_verify_result(native) == X509_V_OK) {
+          char cn[256] = {0};
+          int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
+                                            sizeof(cn));
+          if (n > 0) {
+            context_.peer_common_name.assign(cn, static_cast<size_t>(n));
+          }
+        }
+        X509_free(cert);
+      }
+    }
+    DoRead();
+  }
+
+  void DoRead() {
+    const ServerOptions& o = server_->options;
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(o.header_limit_bytes));
+    parser_->body_limit(o.body_limit_bytes);
+    beast::get_lowest_layer(stream_).expires_after(
+        ToChrono(first_request_ ? o.handshake_timeout : o.idle_timeout));
+    first_request_ = false;
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      beast::bind_front_handler(&HttpSession::OnRead, this->shared_from_this()));
+  }
+
+  void OnRead(error_code ec, size_t) {
+    if (ec == bhttp::error::end_of_stream) {
+      DoClose();
+      return;
+    }
+    if (ec) {
+      if (ec.category() == bhttp::make_error_code(bhttp::error::body_limit).category()) {
+        ++server_->stats.bad_requests;
+        bhttp::status status = bhttp::status::bad_request;
+        std::string message = "malformed HTTP request";
+        if (ec == bhttp::error::body_limit) {
+          status = bhttp::status::payload_too_large;
+          message = "request body too large";
+        } else if (ec == bhttp::error::header_limit) {
+          status = bhttp::status::request_header_fields_too_large;
+          message = "request headers too large";
+        }
+        auto res = std::make_shared<Response>(status, 11);
+        res->set(bhttp::field::content_type, "text/plain");
+        res->body() = message + "\n";
+        res->keep_alive(false);
+        res->prepare_payload();
+        DoWrite(std::move(res));
+      }
+      return;  // timeouts and resets: just drop the connection
+    }
+    ++server_->stats.requests;
+    Request request = parser_->release();
+    bool upgrade = IsUpgradeRequest(request);
+    RouteResult result;
+    try {
+      Request routed = request;
+      if (upgrade) {
+        routed.method(bhttp::verb::get);
+      }
+      result = server_->router(routed, context_, upgrade);
+      if (upgrade && result.websocket != nullptr) {
+        beast::get_lowest_layer(stream_).expires_never();
+        auto ws = std::make_shared<WebSocketSession<Stream>>(std::move(stream_), server_);
+        routed.set(bhttp::field::content_length, "0");
+        ws->Accept(std::move(routed), std::move(result.subprotocol), std::move(result.websocket));
+        return;
+      }
+    } catch (const std::exception& e) {
+      result = RouteResult{};
+      result.response = MakeResponse(request, bhttp::status::internal_server_error, "text/plain",
+                                      "internal error\n");
+    }
+    if (!result.response.has_value()) {
+      result.response = MakeResponse(request, bhttp::status::internal_server_error, "text/plain",
+                                     "no response\n");
+    }
+    if (upgrade) {
+      result.response->keep_alive(false);  // a refused upgrade ends the connection
+    }
+    DoWrite(std::make_shared<Response>(std::move(*result.response)));
+  }
+
+  void DoWrite(std::shared_ptr<Response> res) {
+    response_ = std::move(res);
+    beast::get_lowest_layer(stream_).expires_after(ToChrono(server_->options.idle_timeout));
+    bhttp::async_write(stream_, *response_,
+                       beast::bind_front_handler(&HttpSession::OnWrite, this->shared_from_this(),
+                                                 response_->keep_alive()));
+  }
+
+  void OnWrite(bool keep_alive, error_code ec, size_t) {
+    response_.reset();
+    if (ec) {
+      return;
+    }
+    if (!keep_alive) {
+      DoClose();
+      return;
+    }
+    DoRead();
+  }
+
+  void DoClose() {
+    if constexpr (kIsTls<Stream>) {
+      beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+      stream_.async_shutdown([self = this->shared_from_this()](error_code) {});
+    } else {
+      error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+  }
+
+  Stream stream_;
+  std::shared_ptr<Server::Impl> server_;
+  ConnectionCount count_;
+  RequestContext context_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::shared_ptr<Response> response_;
+  bool first_request_ = true;
+};
+
+}  // namespace
+
+void Server::Impl::OnAccept(error_code ec, tcp::socket socket) {
+  if (ec) {
+    if (ec == net::error::operation_aborted || stopped) {
+      return;
+    }
+    DoAccept();
+    return;
+  }
+  if (stats.connections_open.load() >= static_cast<int64_t>(options.max_connections)) {
+    ++stats.connections_rejected;
+    error_code ignored;
+    socket.close(ignored);
+    DoAccept();
+    return;
+  }
+  ++stats.connections_accepted;
+  error_code ep_ec;
+  tcp::endpoint remote = socket.remote_endpoint(ep_ec);
+  std::string remote_text =
+      ep_ec ? "unknown" : absl::StrCat(remote.address().to_string(), ":", remote.port());
+  if (ssl_context.has_value()) {
+    std::make_shared<HttpSession<TlsStream>>(TlsStream(std::move(socket), *ssl_context),
+                                             shared_from_this())
+        ->Run(std::move(remote_text));
+  } else {
+    std::make_shared<HttpSession<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)),
+                                                     shared_from_this())
+        ->Run(std::move(remote_text));
+  }
+  DoAccept();
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(net::io_context& io, ServerOptions options,
+                                                      Router router) {
+  auto impl = std::make_shared<Impl>(io, std::move(options), std::move(router));
+  const ServerOptions& o = impl->options;
+  if (!o.cert_file.empty()) {
+    try {
+      impl->ssl_context.emplace(ssl::context::tls_server);
+      impl->ssl_context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                                     ssl::context::no_tlsv1_1);
+      impl->ssl_context->use_certificate_chain_file(o.cert_file);
+      impl->ssl_context->use_private_key_file(o.key_file, ssl::context::pem);
+      if (!o.client_ca_file.empty()) {
+        impl->ssl_context->load_verify_file(o.client_ca_file);
+        impl->ssl_context->set_verify_mode(ssl::verify_peer);
+      }
+    } catch (const boost::system::system_error& e) {
+      return absl::InvalidArgumentError(absl::StrCat("TLS setup failed: ", e.what()));
+    }
+  } else if (!o.client_ca_file.empty()) {
+    return absl::InvalidArgumentError("client_ca_file needs cert_file (TLS)");
+  }
+  error_code ec;
+  net::ip::address address = net::ip::make_address(o.address, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat("bad listen address \"", o.address, "\""));
+  }
+  tcp::endpoint endpoint(address, o.port);
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) {
+    impl->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) {
+    impl->acceptor.bind(endpoint, ec);
+  }
+  if (!ec) {
+    impl->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", o.address, ":", o.port, ": ", ec.message()));
+  }
+  impl->port = impl->acceptor.local_endpoint(ec).port();
+  impl->DoAccept();
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::~Server() { Stop(); }
+
+uint16_t Server::port() const { return impl_->port; }
+
+const ServerStats& Server::stats() const { return impl_->stats; }
+
+void Server::Stop() {
+  if (impl_->stopped.exchange(true)) {
+    return;
+  }
+  net::dispatch(impl_->acceptor.get_executor(), [impl = impl_] {
+    error_code ignored;
+    impl->acceptor.close(ignored);
+  });
+}
+
+Response MakeResponse(const Request& request, bhttp::status status, std::string content_type,
+                      std::string body) {
+  Response res(status, request.version());
+  res.set(bhttp::field::server, "podgate");
+  res.set(bhttp::field::content_type, content_type);
+  res.keep_alive(request.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace podgate::http

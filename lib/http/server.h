@@ -1,0 +1,140 @@
+// An asynchronous HTTP/1.1 + WebSocket server on Boost.Beast, shared by every podgate component
+// that speaks HTTP to the outside (edge for browsers, kubesim for Kubernetes clients).
+//
+// One accept loop; each connection runs on its own strand (no thread per connection), optionally
+// behind TLS with an optional verified client certificate. A routing callback sees each request
+// and answers it, or accepts a WebSocket upgrade with a chosen sub-protocol and a handler. The
+// WebSocket connection has a bounded write queue and lets its handler pause reading, so a slow
+// peer on either side bounds the memory a connection holds.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/http.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace podgate::http {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+// What the server knows about the peer of a request.
+struct RequestContext {
+  std::string remote_address;     // "ip:port"
+  bool tls = false;
+  std::string peer_common_name;   // CN of a client certificate the server's CA verified
+};
+
+// A WebSocket connection as its handler sees it. Every method may be called from any thread.
+class WebSocketConnection {
+ public:
+  virtual ~WebSocketConnection() = default;
+
+  // Queues one message. Returns false when the queue is at or above the high watermark: the
+  // caller should stop producing until its handler's OnWritable. A queue beyond the hard limit
+  // closes the connection (the peer is not reading).
+  virtual bool Send(std::string data, bool binary = true) = 0;
+
+  // Sends a close frame once the queued messages are written.
+  virtual void Close(uint16_t code = 1000, std::string reason = "") = 0;
+
+  // Stops/starts reading messages from the peer (backpressure towards the peer).
+  virtual void PauseReading() = 0;
+  virtual void ResumeReading() = 0;
+
+  virtual size_t queued_bytes() const = 0;
+
+  // The connection's strand: handler callbacks run on it; I/O objects the handler creates on it
+  // share the connection's serialization.
+  virtual boost::asio::any_io_executor executor() const = 0;
+};
+
+// Receives a WebSocket connection's events, all on the connection's strand.
+class WebSocketHandler {
+ public:
+  virtual ~WebSocketHandler() = default;
+  // The handshake completed; `connection` is valid until the handler drops it.
+  virtual void OnOpen(std::shared_ptr<WebSocketConnection> connection) = 0;
+  virtual void OnMessage(std::string data, bool binary) = 0;
+  // The queue fell below the low watermark after Send returned false.
+  virtual void OnWritable() {}
+  // The connection is gone (peer close, error, or Close completed). Called exactly once, and
+  // only after OnOpen; the connection drops its reference to the handler right after.
+  virtual void OnClose(std::string reason) = 0;
+};
+
+// A route's answer: a response, or an accepted upgrade.
+struct RouteResult {
+  std::optional<Response> response;
+  std::shared_ptr<WebSocketHandler> websocket;  // non-null: accept the upgrade
+  std::string subprotocol;                      // sent in Sec-WebSocket-Protocol when non-empty
+};
+
+// Called on the connection's strand for every request; must not block. For a WebSocket upgrade
+// (GET, or POST as the Kubernetes API server also accepts) `is_upgrade` is true.
+using Router = std::function<RouteResult(const Request& request, const RequestContext& context,
+                                         bool is_upgrade)>;
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;                     // 0 picks a free port
+  // TLS when cert_file is set (PEM). With client_ca_file, client certificates are requested and
+  // verified against it, but not required (bearer tokens are the other way in).
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;
+  size_t header_limit_bytes = 16 * 1024;
+  size_t body_limit_bytes = 1024 * 1024;
+  size_t websocket_message_limit_bytes = 1024 * 1024;
+  size_t write_high_watermark_bytes = 256 * 1024;
+  size_t write_hard_limit_bytes = 8 * 1024 * 1024;
+  absl::Duration handshake_timeout = absl::Seconds(10);   // TLS + request headers + upgrade
+  absl::Duration idle_timeout = absl::Seconds(60);        // keep-alive HTTP between requests
+  size_t max_connections = 4096;
+};
+
+// Counters a server keeps; read them for metrics.
+struct ServerStats {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_rejected{0};   // over max_connections
+  std::atomic<int64_t> connections_open{0};
+  std::atomic<uint64_t> tls_handshake_failures{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> bad_requests{0};           // unparseable or over limits
+  std::atomic<uint64_t> websocket_upgrades{0};
+  std::atomic<uint64_t> websocket_slow_peer_closes{0};
+};
+
+class Server {
+ public:
+  // Binds and starts accepting on `io`. Runs until Stop or until `io` stops.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(boost::asio::io_context& io,
+                                                       ServerOptions options, Router router);
+  ~Server();
+
+  uint16_t port() const;
+  const ServerStats& stats() const;
+  // Stops accepting; open connections finish on their own.
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit Server(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<Impl> impl_;
+};
+
+// A response with a body and content type, keep-alive following the request.
+Response MakeResponse(const Request& request, boost::beast::http::status status,
+                      std::string content_type, std::string body);
+
+}  // namespace podgate::http

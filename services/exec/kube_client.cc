@@ -1,0 +1,659 @@
+#include "exec/kube_client.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include <boost/asio/post.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "http/async_client.h"
+#include "k8s/exec_protocol.h"
+#include "nlohmann/json.hpp"
+#include "yaml-cpp/yaml.h"
+
+namespace podgate::exec {
+namespace {
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot read '", path, "'"));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Base64 (standard alphabet, padding allowed) as kubeconfig `*-data` fields use it.
+absl::StatusOr<std::string> DecodeBase64(const std::string& text) {
+  std::string out;
+  int val = 0;
+  int bits = -8;
+  for (const unsigned char c : text) {
+    int d;
+    if (c >= 'A' && c <= 'Z') {
+      d = c - 'A';
+    } else if (c >= 'a' && c <= 'z') {
+      d = c - 'a' + 26;
+    } else if (c >= '0' && c <= '9') {
+      d = c - '0' + 52;
+    } else if (c == '+') {
+      d = 62;
+    } else if (c == '/') {
+      d = 63;
+    } else if (c == '=' || c == '\n' || c == '\r' || c == ' ') {
+      continue;
+    } else {
+      return absl::InvalidArgumentError("not base64");
+    }
+    val = (val << 6) | d;
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<char>((val >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> WriteScratch(const std::string& dir, const std::string& name,
+                                         const std::string& data) {
+  const std::string path = absl::StrCat(dir, "/", name);
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot write '", path, "'"));
+  }
+  const ssize_t n = write(fd, data.data(), data.size());
+  close(fd);
+  if (n != static_cast<ssize_t>(data.size())) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot write '", path, "'"));
+  }
+  return path;
+}
+
+// Splits "https://host:port" (IPv6 in brackets) into host and port.
+absl::Status ParseServer(const std::string& server, KubeConfig* config) {
+  absl::string_view rest = server;
+  if (!absl::ConsumePrefix(&rest, "https://")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("server '", server, "' is not https:// (plaintext API access is refused)"));
+  }
+  rest = rest.substr(0, rest.find('/'));
+  std::string host;
+  absl::string_view port_text;
+  if (absl::ConsumePrefix(&rest, "[")) {
+    const size_t close = rest.find(']');
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("server '", server, "' has a bad IPv6 host"));
+    }
+    host = std::string(rest.substr(0, close));
+    rest.remove_prefix(close + 1);
+    if (absl::ConsumePrefix(&rest, ":")) {
+      port_text = rest;
+    }
+  } else {
+    const size_t colon = rest.rfind(':');
+    host = std::string(rest.substr(0, colon));
+    if (colon != absl::string_view::npos) {
+      port_text = rest.substr(colon + 1);
+    }
+  }
+  uint32_t port = 443;
+  if (!port_text.empty() && (!absl::SimpleAtoi(port_text, &port) || port == 0 || port > 65535)) {
+    return absl::InvalidArgumentError(absl::StrCat("server '", server, "' has a bad port"));
+  }
+  if (host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("server '", server, "' has no host"));
+  }
+  config->host = host;
+  config->port = static_cast<uint16_t>(port);
+  return absl::OkStatus();
+}
+
+YAML::Node Named(const YAML::Node& list, const std::string& name, const char* field) {
+  if (list && list.IsSequence()) {
+    for (const YAML::Node& item : list) {
+      if (item["name"] && item["name"].as<std::string>() == name && item[field]) {
+        return item[field];
+      }
+    }
+  }
+  return YAML::Node();
+}
+
+std::string Str(const YAML::Node& node, const char* key) {
+  return node && node[key] && node[key].IsScalar() ? node[key].as<std::string>() : "";
+}
+
+}  // namespace
+
+absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure,
+                                          const std::string& scratch_dir) {
+  YAML::Node doc;
+  try {
+    doc = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("kubeconfig '", path, "': ", e.what()));
+  }
+  const std::string where = absl::StrCat("kubeconfig '", path, "'");
+  const std::string context_name = Str(doc, "current-context");
+  if (context_name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": no current-context"));
+  }
+  const YAML::Node context = Named(doc["contexts"], context_name, "context");
+  if (!context) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": context '", context_name, "' not found"));
+  }
+  const YAML::Node cluster = Named(doc["clusters"], Str(context, "cluster"), "cluster");
+  const YAML::Node user = Named(doc["users"], Str(context, "user"), "user");
+  if (!cluster) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": cluster '", Str(context, "cluster"), "' not found"));
+  }
+  KubeConfig config;
+  config.source = path;
+  if (absl::Status s = ParseServer(Str(cluster, "server"), &config); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
+  }
+  if (cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>()) {
+    if (!allow_insecure) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": insecure-skip-tls-verify is set; refused (pass --kube_allow_insecure to "
+                 "accept an unverified API server)"));
+    }
+    config.insecure_skip_verify = true;
+  }
+  const std::string base_dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
+  auto resolve = [&](const std::string& file) {
+    return file.empty() || file[0] == '/' || base_dir.empty() ? file
+                                                              : absl::StrCat(base_dir, "/", file);
+  };
+  auto file_or_data = [&](const YAML::Node& node, const char* file_key, const char* data_key,
+                          const std::string& scratch_name) -> absl::StatusOr<std::string> {
+    const std::string file = Str(node, file_key);
+    if (!file.empty()) {
+      return resolve(file);
+    }
+    const std::string data = Str(node, data_key);
+    if (data.empty()) {
+      return std::string();
+    }
+    absl::StatusOr<std::string> pem = DecodeBase64(data);
+    if (!pem.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", data_key, " is not base64"));
+    }
+    return WriteScratch(scratch_dir, scratch_name, *pem);
+  };
+  absl::StatusOr<std::string> ca =
+      file_or_data(cluster, "certificate-authority", "certificate-authority-data", "ca.crt");
+  if (!ca.ok()) {
+    return ca.status();
+  }
+  config.ca_file = *ca;
+  if (user) {
+    config.token = Str(user, "token");
+    config.token_file = resolve(Str(user, "tokenFile"));
+    absl::StatusOr<std::string> cert =
+        file_or_data(user, "client-certificate", "client-certificate-data", "client.crt");
+    absl::StatusOr<std::string> key =
+        file_or_data(user, "client-key", "client-key-data", "client.key");
+    if (!cert.ok()) {
+      return cert.status();
+    }
+    if (!key.ok()) {
+      return key.status();
+    }
+    config.client_cert_file = *cert;
+    config.client_key_file = *key;
+    if (user["exec"] || user["auth-provider"]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": exec and auth-provider credential plugins are not supported; use a token "
+                 "or a client certificate"));
+    }
+  }
+  if (config.token.empty() && config.token_file.empty() && config.client_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": the user has no token and no client certificate"));
+  }
+  return config;
+}
+
+absl::StatusOr<KubeConfig> InClusterConfig(const std::string& sa_dir) {
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+  if (host == nullptr || port == nullptr || *host == '\0') {
+    return absl::FailedPreconditionError(
+        "not in a cluster (KUBERNETES_SERVICE_HOST/PORT unset); pass --kubeconfig");
+  }
+  KubeConfig config;
+  config.source = "in-cluster";
+  const std::string h(host);
+  const std::string server = absl::StrContains(h, ':') ? absl::StrCat("https://[", h, "]:", port)
+                                                       : absl::StrCat("https://", h, ":", port);
+  if (absl::Status s = ParseServer(server, &config); !s.ok()) {
+    return s;
+  }
+  config.token_file = absl::StrCat(sa_dir, "/token");
+  config.ca_file = absl::StrCat(sa_dir, "/ca.crt");
+  if (access(config.token_file.c_str(), R_OK) != 0 || access(config.ca_file.c_str(), R_OK) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the service account token or CA under ", sa_dir, " is not readable"));
+  }
+  return config;
+}
+
+absl::Status ApiError(int http_status, const std::string& body, const std::string& what) {
+  std::string message = absl::StrCat(what, ": HTTP ", http_status);
+  absl::StatusOr<k8s::ApiStatus> status = k8s::ParseApiStatus(body);
+  if (status.ok() && !status->message.empty()) {
+    message = absl::StrCat(what, ": ", status->message);
+  } else if (!body.empty() && body.size() < 512) {
+    message = absl::StrCat(what, ": HTTP ", http_status, ": ", body);
+  }
+  switch (http_status) {
+    case 401:
+      return absl::UnauthenticatedError(message);
+    case 403:
+      return absl::PermissionDeniedError(message);
+    case 404:
+      return absl::NotFoundError(message);
+    case 409:
+      return absl::AbortedError(message);
+    case 400:
+    case 422:
+      return absl::FailedPreconditionError(message);
+    default:
+      return http_status >= 500 || http_status == 429 ? absl::UnavailableError(message)
+                                                      : absl::UnknownError(message);
+  }
+}
+
+absl::StatusOr<PodView> ParsePodObject(const nlohmann::json& pod) {
+  if (!pod.is_object() || !pod.contains("metadata")) {
+    return absl::InvalidArgumentError("not a pod object");
+  }
+  PodView view;
+  const nlohmann::json& meta = pod["metadata"];
+  view.name = meta.value("name", "");
+  view.namespace_name = meta.value("namespace", "");
+  view.uid = meta.value("uid", "");
+  if (meta.contains("labels") && meta["labels"].is_object()) {
+    for (const auto& [k, v] : meta["labels"].items()) {
+      if (v.is_string()) {
+        view.labels[k] = v.get<std::string>();
+      }
+    }
+  }
+  if (meta.contains("annotations") && meta["annotations"].is_object()) {
+    view.default_container_annotation =
+        meta["annotations"].value("kubectl.kubernetes.io/default-container", "");
+  }
+  if (pod.contains("status") && pod["status"].is_object()) {
+    view.phase = pod["status"].value("phase", "");
+  }
+  if (pod.contains("spec") && pod["spec"].contains("containers") &&
+      pod["spec"]["containers"].is_array()) {
+    for (const nlohmann::json& c : pod["spec"]["containers"]) {
+      if (c.is_object()) {
+        view.containers.push_back({c.value("name", ""), c.value("image", "")});
+      }
+    }
+  }
+  return view;
+}
+
+absl::StatusOr<PodView> ParsePod(const std::string& json) {
+  nlohmann::json doc = nlohmann::json::parse(json, nullptr, false);
+  if (doc.is_discarded()) {
+    return absl::InvalidArgumentError("the API server sent a pod that is not JSON");
+  }
+  return ParsePodObject(doc);
+}
+
+// --- exec streams ----------------------------------------------------------------------------
+
+namespace {
+
+// Bridges one WebSocket to an ExecObserver: decodes channel frames, applies backpressure,
+// turns the status channel into the exit code.
+class ExecBridge final : public http::WebSocketHandler,
+                         public std::enable_shared_from_this<ExecBridge> {
+ public:
+  explicit ExecBridge(ExecObserver* observer) : observer_(observer) {}
+
+  void OnHandshake(const http::HandshakeResult& result) {
+    std::vector<std::string> pending;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!result.status.ok()) {
+        finished_ = true;
+      } else {
+        protocol_name_ = result.subprotocol;
+        std::optional<k8s::ExecProtocol> p = k8s::ProtocolFromName(result.subprotocol);
+        protocol_ = p.value_or(k8s::ExecProtocol::kV1);
+      }
+    }
+    if (!result.status.ok()) {
+      ExecResult r;
+      r.status = result.status;
+      if (result.refusal.status != 0) {
+        r.status = ApiError(result.refusal.status, result.refusal.body, "exec refused");
+      }
+      observer_->OnExit(std::move(r));
+      return;
+    }
+    if (result.subprotocol != k8s::kProtocolV5 && result.subprotocol != k8s::kProtocolV4) {
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = absl::FailedPreconditionError(absl::StrCat(
+          "the API server does not speak v5.channel.k8s.io or v4.channel.k8s.io (chose '",
+          result.subprotocol, "'); exit codes would be lost, so the stream is refused"));
+    }
+    observer_->OnStarted(result.subprotocol);
+  }
+
+  void OnOpen(std::shared_ptr<http::WebSocketConnection> connection) override {
+    std::vector<std::string> pending;
+    bool close_now;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      connection_ = connection;
+      pending.swap(pending_);
+      close_now = close_requested_ || !error_.ok();
+    }
+    for (std::string& frame : pending) {
+      connection->Send(std::move(frame), true);
+    }
+    if (close_now) {
+      connection->Close(1000, "");
+    }
+  }
+
+  void OnMessage(std::string data, bool binary) override {
+    if (data.empty()) {
+      return;
+    }
+    absl::StatusOr<k8s::Frame> frame = k8s::DecodeFrame(data, protocol_);
+    if (!frame.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (error_.ok()) {
+        error_ = absl::InternalError(absl::StrCat("bad frame from the API server: ",
+                                                  frame.status().message()));
+      }
+      if (connection_ != nullptr) {
+        connection_->Close(1002, "protocol error");
+      }
+      return;
+    }
+    switch (frame->channel) {
+      case k8s::kStdout:
+      case k8s::kStderr: {
+        if (frame->payload.empty()) {
+          return;  // the initial empty frame
+        }
+        std::shared_ptr<http::WebSocketConnection> conn;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          conn = connection_;
+        }
+        // Read nothing more until the consumer has taken this chunk.
+        conn->PauseReading();
+        std::weak_ptr<http::WebSocketConnection> weak = conn;
+        observer_->OnOutput(frame->channel, std::move(frame->payload), [weak] {
+          if (auto c = weak.lock()) {
+            c->ResumeReading();
+          }
+        });
+        return;
+      }
+      case k8s::kStatus: {
+        absl::StatusOr<int> code = k8s::ParseExitStatus(frame->payload);
+        std::lock_guard<std::mutex> lock(mu_);
+        if (code.ok()) {
+          exit_code_ = *code;
+        } else if (error_.ok()) {
+          error_ = code.status();
+        }
+        return;
+      }
+      default:
+        return;
+    }
+    (void)binary;
+  }
+
+  void OnClose(std::string reason) override {
+    ExecResult result;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) {
+        return;
+      }
+      finished_ = true;
+      result.protocol = protocol_name_;
+      if (!error_.ok()) {
+        result.status = error_;
+      } else if (exit_code_.has_value()) {
+        result.exit_code = *exit_code_;
+      } else {
+        result.status = absl::UnavailableError(
+            absl::StrCat("the exec stream ended without an exit status (", reason, ")"));
+      }
+      connection_.reset();
+    }
+    observer_->OnExit(std::move(result));
+  }
+
+  void Send(std::string frame) {
+    std::shared_ptr<http::WebSocketConnection> conn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_ || close_requested_) {
+        return;
+      }
+      if (connection_ == nullptr) {
+        pending_.push_back(std::move(frame));
+        return;
+      }
+      conn = connection_;
+    }
+    conn->Send(std::move(frame), true);
+  }
+
+  void CloseStdin() {
+    bool v5;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      v5 = protocol_ == k8s::ExecProtocol::kV5 || connection_ == nullptr;
+    }
+    if (v5) {
+      Send(k8s::EncodeFrame(k8s::kClose, std::string(1, '\0')));
+    }
+  }
+
+  void Close() {
+    std::shared_ptr<http::WebSocketConnection> conn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      close_requested_ = true;
+      conn = connection_;
+    }
+    if (conn != nullptr) {
+      conn->Close(1000, "");
+    }
+  }
+
+ private:
+  ExecObserver* const observer_;
+  std::mutex mu_;
+  std::shared_ptr<http::WebSocketConnection> connection_;
+  std::vector<std::string> pending_;
+  k8s::ExecProtocol protocol_ = k8s::ExecProtocol::kV5;
+  std::string protocol_name_;
+  std::optional<int> exit_code_;
+  absl::Status error_;
+  bool close_requested_ = false;
+  bool finished_ = false;
+};
+
+class ExecStream final : public ExecHandle {
+ public:
+  explicit ExecStream(std::shared_ptr<ExecBridge> bridge) : bridge_(std::move(bridge)) {}
+  ~ExecStream() override { bridge_->Close(); }
+  void WriteStdin(std::string data) override {
+    bridge_->Send(k8s::EncodeFrame(k8s::kStdin, data));
+  }
+  void CloseStdin() override { bridge_->CloseStdin(); }
+  void Resize(uint32_t width, uint32_t height) override {
+    k8s::TerminalSize size;
+    size.width = static_cast<uint16_t>(std::min<uint32_t>(width, 65535));
+    size.height = static_cast<uint16_t>(std::min<uint32_t>(height, 65535));
+    bridge_->Send(k8s::EncodeFrame(k8s::kResize, k8s::EncodeResize(size)));
+  }
+  void Close() override { bridge_->Close(); }
+
+ private:
+  std::shared_ptr<ExecBridge> bridge_;
+};
+
+}  // namespace
+
+KubeClient::KubeClient(KubeConfig config, KubeClientOptions options)
+    : config_(std::move(config)),
+      options_(std::move(options)),
+      work_(std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+          io_.get_executor())),
+      rest_pool_(static_cast<size_t>(std::max(1, options_.rest_threads))) {
+  for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
+    io_threads_.emplace_back([this] { io_.run(); });
+  }
+}
+
+KubeClient::~KubeClient() {
+  work_.reset();
+  io_.stop();
+  for (std::thread& t : io_threads_) {
+    t.join();
+  }
+  rest_pool_.join();
+}
+
+std::string KubeClient::Token() {
+  if (config_.token_file.empty()) {
+    return config_.token;
+  }
+  absl::MutexLock lock(&token_mu_);
+  if (absl::Now() - token_read_ > absl::Minutes(1)) {
+    absl::StatusOr<std::string> token = ReadSmallFile(config_.token_file);
+    if (token.ok()) {
+      token_ = std::string(absl::StripAsciiWhitespace(*token));
+      token_read_ = absl::Now();
+    }
+  }
+  return token_;
+}
+
+http::ClientOptions KubeClient::ConnectionOptions() {
+  http::ClientOptions o;
+  o.host = config_.host;
+  o.port = config_.port;
+  o.tls = true;
+  o.ca_file = config_.ca_file;
+  o.insecure_skip_verify = config_.insecure_skip_verify;
+  o.client_cert_file = config_.client_cert_file;
+  o.client_key_file = config_.client_key_file;
+  o.timeout = options_.timeout;
+  const std::string token = Token();
+  if (!token.empty()) {
+    o.headers.emplace_back("Authorization", absl::StrCat("Bearer ", token));
+  }
+  return o;
+}
+
+absl::StatusOr<std::string> KubeClient::Get(const std::string& target) {
+  absl::StatusOr<http::ClientResponse> res = http::Fetch(ConnectionOptions(), "GET", target);
+  if (!res.ok()) {
+    return absl::UnavailableError(absl::StrCat("Kubernetes API: ", res.status().message()));
+  }
+  if (res->status != 200) {
+    return ApiError(res->status, res->body, absl::StrCat("GET ", target));
+  }
+  return res->body;
+}
+
+void KubeClient::GetPod(const std::string& namespace_name, const std::string& name,
+                        std::function<void(absl::StatusOr<PodView>)> done) {
+  boost::asio::post(rest_pool_, [this, namespace_name, name, done = std::move(done)] {
+    absl::StatusOr<std::string> body = Get(absl::StrCat(
+        "/api/v1/namespaces/", k8s::UrlEncode(namespace_name), "/pods/", k8s::UrlEncode(name)));
+    if (!body.ok()) {
+      done(body.status());
+      return;
+    }
+    done(ParsePod(*body));
+  });
+}
+
+void KubeClient::ListPods(const std::string& namespace_name,
+                          std::function<void(absl::StatusOr<std::vector<PodView>>)> done) {
+  boost::asio::post(rest_pool_, [this, namespace_name, done = std::move(done)] {
+    const std::string target =
+        namespace_name.empty()
+            ? "/api/v1/pods?limit=500"
+            : absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(namespace_name), "/pods?limit=500");
+    absl::StatusOr<std::string> body = Get(target);
+    if (!body.ok()) {
+      done(body.status());
+      return;
+    }
+    nlohmann::json doc = nlohmann::json::parse(*body, nullptr, false);
+    if (doc.is_discarded() || !doc.contains("items") || !doc["items"].is_array()) {
+      done(absl::InternalError("the API server sent a pod list that is not a PodList"));
+      return;
+    }
+    std::vector<PodView> pods;
+    for (const nlohmann::json& item : doc["items"]) {
+      absl::StatusOr<PodView> pod = ParsePodObject(item);
+      if (pod.ok()) {
+        pods.push_back(*std::move(pod));
+      }
+    }
+    done(std::move(pods));
+  });
+}
+
+std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec, ExecObserver* observer) {
+  k8s::ExecOptions query;
+  query.command = spec.argv;
+  query.container = spec.container;
+  query.stdin = spec.stdin;
+  query.stdout = true;
+  query.stderr = !spec.tty;
+  query.tty = spec.tty;
+  const std::string target =
+      absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(spec.namespace_name), "/pods/",
+                   k8s::UrlEncode(spec.pod), "/exec?", k8s::EncodeExecQuery(query));
+  auto bridge = std::make_shared<ExecBridge>(observer);
+  auto handle = std::make_unique<ExecStream>(bridge);
+  if (spec.tty && spec.width > 0 && spec.height > 0) {
+    handle->Resize(spec.width, spec.height);
+  }
+  http::AsyncClientOptions options;
+  options.connection = ConnectionOptions();
+  http::ConnectWebSocket(io_, options, target, options_.protocols, bridge,
+                         [bridge](const http::HandshakeResult& result) {
+                           bridge->OnHandshake(result);
+                         });
+  return handle;
+}
+
+}  // namespace podgate::exec

@@ -1,0 +1,102 @@
+// The real KubeApi: HTTPS to a Kubernetes API server for pods, and the WebSocket channel
+// protocol (v5.channel.k8s.io, then v4) for `pods/exec`.
+//
+// Configuration comes from a kubeconfig file (current context: server, CA file or data, bearer
+// token or client certificate) or from the pod's service account (in-cluster). The
+// service-account token is re-read every minute, since bound tokens rotate. Insecure TLS
+// (insecure-skip-tls-verify) is refused unless explicitly allowed.
+//
+// Exec streams are asynchronous (no thread per stream) on the client's I/O threads; REST calls
+// are short and run on a small fixed pool.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "exec/kube.h"
+#include "http/client.h"
+
+namespace podgate::exec {
+
+struct KubeConfig {
+  std::string host;
+  uint16_t port = 443;
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+  // A bearer token, or a file to (re-)read it from.
+  std::string token;
+  std::string token_file;
+  std::string client_cert_file;
+  std::string client_key_file;
+  // Where the config came from, for messages.
+  std::string source;
+};
+
+// Reads a kubeconfig (current context). `*-data` fields are written to files under
+// `scratch_dir` (mode 0600). Refuses insecure-skip-tls-verify unless `allow_insecure`.
+absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure,
+                                          const std::string& scratch_dir);
+
+// The in-cluster configuration: KUBERNETES_SERVICE_HOST/PORT (IPv6 hosts included) and the
+// service account's token and CA under `sa_dir` (normally
+// /var/run/secrets/kubernetes.io/serviceaccount).
+absl::StatusOr<KubeConfig> InClusterConfig(const std::string& sa_dir);
+
+struct KubeClientOptions {
+  // Deadline for REST calls and for the exec upgrade.
+  absl::Duration timeout = absl::Seconds(10);
+  // I/O threads for exec streams, and threads for REST calls.
+  int io_threads = 2;
+  int rest_threads = 4;
+  // Sub-protocols offered, most preferred first.
+  std::vector<std::string> protocols = {"v5.channel.k8s.io", "v4.channel.k8s.io"};
+};
+
+class KubeClient final : public KubeApi {
+ public:
+  KubeClient(KubeConfig config, KubeClientOptions options = {});
+  ~KubeClient() override;
+
+  void GetPod(const std::string& namespace_name, const std::string& name,
+              std::function<void(absl::StatusOr<PodView>)> done) override;
+  void ListPods(const std::string& namespace_name,
+                std::function<void(absl::StatusOr<std::vector<PodView>>)> done) override;
+  std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec, ExecObserver* observer) override;
+
+  // The bearer token to send now (re-read from token_file at most once a minute).
+  std::string Token();
+
+ private:
+  http::ClientOptions ConnectionOptions();
+  absl::StatusOr<std::string> Get(const std::string& target);
+
+  const KubeConfig config_;
+  const KubeClientOptions options_;
+  boost::asio::io_context io_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::vector<std::thread> io_threads_;
+  boost::asio::thread_pool rest_pool_;
+
+  absl::Mutex token_mu_;
+  std::string token_ ABSL_GUARDED_BY(token_mu_);
+  absl::Time token_read_ ABSL_GUARDED_BY(token_mu_) = absl::InfinitePast();
+};
+
+// Turns a pod JSON object (as the API returns it) into a PodView.
+absl::StatusOr<PodView> ParsePod(const std::string& json);
+
+// Maps an API server HTTP status (with its Status body) to a status with the API's message:
+// 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND, 409 ABORTED, 400 and 422
+// FAILED_PRECONDITION, 429 and 5xx UNAVAILABLE.
+absl::Status ApiError(int http_status, const std::string& body, const std::string& what);
+
+}  // namespace podgate::exec

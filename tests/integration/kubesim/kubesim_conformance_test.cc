@@ -1,0 +1,218 @@
+// kubesim against real Kubernetes clients: kubectl 1.32 (WebSocket v5) and the official Python
+// client (v4), through the kubeconfig kubesim writes. What works here works against a cluster.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "support/subprocess.h"
+#include "support/test_pki.h"
+
+namespace podgate {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kCluster[] = R"(
+namespaces:
+  - name: demo
+  - name: secret
+pods:
+  - name: web-1
+    namespace: demo
+    labels: {app: web}
+    annotations: {kubectl.kubernetes.io/default-container: app}
+    containers:
+      - name: app
+      - name: sidecar
+  - name: vault
+    namespace: secret
+    containers:
+      - name: app
+access:
+  - user: admin
+    verbs: ["*"]
+    resources: ["*"]
+    namespaces: ["*"]
+  - user: dev
+    verbs: [get, list, create]
+    resources: [pods, pods/exec]
+    namespaces: [demo]
+)";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+}
+
+// kubectl 1.31+ (WebSocket exec); tools/install-k8s-tools.sh installs 1.32.
+std::string Kubectl() {
+  if (const char* env = std::getenv("PODGATE_KUBECTL"); env != nullptr) {
+    return env;
+  }
+  return access("/usr/local/bin/kubectl", X_OK) == 0 ? "/usr/local/bin/kubectl" : "kubectl";
+}
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+class ConformanceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(testing::MakeTempDir("kubesim-conformance"));
+    WriteFile(*dir_ + "/cluster.yaml", kCluster);
+    WriteFile(*dir_ + "/tokens.csv", "admin-token,admin,1\ndev-token,dev,2\n");
+    auto p = testing::Subprocess::Start(
+        KUBESIM_BIN, {"--cluster", *dir_ + "/cluster.yaml", "--token_file",
+                      *dir_ + "/tokens.csv", "--state_dir", *dir_ + "/state", "--port", "0"});
+    ASSERT_TRUE(p.ok()) << p.status();
+    kubesim_ = p->release();
+    ASSERT_TRUE(kubesim_->WaitForLine("\"serving\"", absl::Seconds(20)).ok());
+    kubeconfig_ = new std::string(*dir_ + "/state/kubeconfig");
+    // A second kubeconfig for the restricted user.
+    std::string dev = ReadFile(*kubeconfig_);
+    size_t at = dev.find("token: admin-token");
+    ASSERT_NE(at, std::string::npos);
+    dev.replace(at, 18, "token: dev-token");
+    WriteFile(*dir_ + "/dev.kubeconfig", dev);
+    Result v = Run(Kubectl() + " version --client -o json");
+    ASSERT_EQ(v.code, 0) << "kubectl not found: run tools/install-k8s-tools.sh";
+    int minor = std::atoi(nlohmann::json::parse(v.out)["clientVersion"]["minor"]
+                              .get<std::string>().c_str());
+    ASSERT_GE(minor, 31) << "kubectl is too old for WebSocket exec; run "
+                            "tools/install-k8s-tools.sh or set PODGATE_KUBECTL";
+  }
+
+  static void TearDownTestSuite() {
+    delete kubesim_;
+    kubesim_ = nullptr;
+  }
+
+  // Runs `command` under sh with stdout and stderr captured apart.
+  static Result Run(const std::string& command) {
+    std::string out = *dir_ + "/out";
+    std::string err = *dir_ + "/err";
+    std::string full = absl::StrCat("HOME=", *dir_, " ", command, " >", out, " 2>", err);
+    int status = std::system(full.c_str());
+    Result r;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = ReadFile(out);
+    r.err = ReadFile(err);
+    return r;
+  }
+
+  static std::string K(const std::string& args, const std::string& kubeconfig = "") {
+    return absl::StrCat(Kubectl(), " --kubeconfig ",
+                        kubeconfig.empty() ? *kubeconfig_ : kubeconfig, " ", args);
+  }
+
+  static std::string* dir_;
+  static std::string* kubeconfig_;
+  static testing::Subprocess* kubesim_;
+};
+
+std::string* ConformanceTest::dir_ = nullptr;
+std::string* ConformanceTest::kubeconfig_ = nullptr;
+testing::Subprocess* ConformanceTest::kubesim_ = nullptr;
+
+TEST_F(ConformanceTest, KubectlGetPods) {
+  Result r = Run(K("get pods -n demo"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("NAME"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("web-1 +2/2 +Running +0"));
+  r = Run(K("get pod web-1 -n demo -o jsonpath={.status.phase}"));
+  EXPECT_EQ(r.out, "Running");
+  r = Run(K("get pods -n demo -l app=web -o name"));
+  EXPECT_EQ(r.out, "pod/web-1\n");
+  r = Run(K("get pod nope -n demo"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("pods \"nope\" not found"));
+}
+
+TEST_F(ConformanceTest, KubectlExecKeepsStreamsApartAndExitsWithTheCode) {
+  Result r = Run(K("exec -n demo web-1 -- sh -c 'echo out; echo err >&2; exit 3'"));
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_THAT(r.err, ::testing::StartsWith("err\n"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("out")));
+  r = Run(K("exec -n demo web-1 -- sh -c 'echo fine'"));
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "fine\n");
+  r = Run(K("exec -n demo web-1 -- sh -c 'exit 127'"));
+  EXPECT_EQ(r.code, 127);
+  r = Run(K("exec -n demo web-1 -- no-such-command"));
+  EXPECT_EQ(r.code, 127);
+  EXPECT_THAT(r.err, HasSubstr("executable file not found"));
+}
+
+TEST_F(ConformanceTest, KubectlExecPipesStdin) {
+  Result r = Run("printf 'data\\nmore\\n' | " + K("exec -i -n demo web-1 -- cat"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "data\nmore\n");
+  r = Run("echo 5 | " + K("exec -i -n demo web-1 -c sidecar -- sh -c 'read n; exit $n'"));
+  EXPECT_EQ(r.code, 5);
+}
+
+TEST_F(ConformanceTest, KubectlExecWithTty) {
+  // `script` gives kubectl a terminal so that -t is honoured.
+  Result r = Run("script -qec \"" + K("exec -it -n demo web-1 -- sh -c 'tty; echo err >&2'") +
+                 "\" /dev/null </dev/null");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("/dev/pts/"));
+  EXPECT_THAT(r.out, HasSubstr("err"));  // merged into stdout by the pty
+}
+
+TEST_F(ConformanceTest, KubectlSeesApiErrors) {
+  Result r = Run(K("exec -n demo web-1 -c nope -- true"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("container nope is not valid for pod web-1"));
+  r = Run(K("exec -n secret vault -- true", *dir_ + "/dev.kubeconfig"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("forbidden"));
+  r = Run(K("get pods -n secret", *dir_ + "/dev.kubeconfig"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("User \"dev\" cannot list resource \"pods\""));
+  std::string bad = ReadFile(*kubeconfig_);
+  bad.replace(bad.find("token: admin-token"), 18, "token: wrong-token");
+  WriteFile(*dir_ + "/bad.kubeconfig", bad);
+  r = Run(K("get pods -n demo", *dir_ + "/bad.kubeconfig"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("Unauthorized"));
+}
+
+TEST_F(ConformanceTest, PythonClientReportsReturncode) {
+  Result r = Run(absl::StrCat("/usr/bin/python3 ", EXEC_CLIENT_PY, " ", *kubeconfig_,
+                              " demo web-1 app -- sh -c 'echo out; echo err >&2; exit 3'"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["stdout"], "out\n");
+  EXPECT_EQ(j["stderr"], "err\n");
+  EXPECT_EQ(j["returncode"], 3);
+  r = Run(absl::StrCat("/usr/bin/python3 ", EXEC_CLIENT_PY, " ", *kubeconfig_,
+                       " demo web-1 sidecar -- echo hi"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["stdout"], "hi\n");
+  EXPECT_EQ(j["returncode"], 0);
+}
+
+}  // namespace
+}  // namespace podgate

@@ -1,0 +1,290 @@
+// The shared HTTP/WebSocket layer against real sockets: routing, limits, timeouts, TLS with
+// client certificates, WebSocket sub-protocols, refused upgrades and write backpressure.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "absl/synchronization/notification.h"
+#include "http/client.h"
+#include "http/server.h"
+#include "support/test_pki.h"
+
+namespace podgate::http {
+namespace {
+
+using ::testing::HasSubstr;
+namespace bhttp = boost::beast::http;
+
+// A handler that echoes messages back and records what happened.
+class EchoHandler : public WebSocketHandler {
+ public:
+  void OnOpen(std::shared_ptr<WebSocketConnection> c) override { conn = std::move(c); }
+  void OnMessage(std::string data, bool binary) override {
+    if (data == "flood") {
+      // Send until the queue reports the watermark; count what was accepted.
+      std::string chunk(64 * 1024, 'x');
+      while (conn->Send(chunk, true)) {
+        ++flood_accepted;
+      }
+      ++flood_accepted;
+      return;
+    }
+    if (data == "close") {
+      conn->Close(1000, "bye");
+      return;
+    }
+    conn->Send(data, binary);
+  }
+  void OnWritable() override { ++writable; }
+  void OnClose(std::string reason) override {
+    close_reason = reason;
+    conn.reset();
+    closed.Notify();
+  }
+
+  std::shared_ptr<WebSocketConnection> conn;
+  std::atomic<int> flood_accepted{0};
+  std::atomic<int> writable{0};
+  std::string close_reason;
+  absl::Notification closed;
+};
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void StartServer(ServerOptions options) {
+    auto server = Server::Start(io_, options, [this](const Request& req, const RequestContext& ctx,
+                                                     bool upgrade) -> RouteResult {
+      RouteResult r;
+      if (req.target() == "/hello") {
+        r.response = MakeResponse(req, bhttp::status::ok, "text/plain",
+                                  "hello " + ctx.peer_common_name);
+      } else if (req.target() == "/echo-body") {
+        r.response = MakeResponse(req, bhttp::status::ok, "text/plain", req.body());
+      } else if (req.target() == "/ws" && upgrade) {
+        handler_ = std::make_shared<EchoHandler>();
+        r.websocket = handler_;
+        r.subprotocol = "v2.test";
+      } else if (req.target() == "/ws-refused") {
+        r.response = MakeResponse(req, bhttp::status::forbidden, "application/json",
+                                  R"({"reason":"Forbidden"})");
+      } else {
+        r.response = MakeResponse(req, bhttp::status::not_found, "text/plain", "nope");
+      }
+      return r;
+    });
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    if (server_) {
+      server_->Stop();
+    }
+    io_.stop();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+
+  ClientOptions Client() {
+    ClientOptions o;
+    o.port = server_->port();
+    o.timeout = absl::Seconds(5);
+    return o;
+  }
+
+  boost::asio::io_context io_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  std::shared_ptr<EchoHandler> handler_;
+};
+
+TEST_F(HttpTest, RoutesRequests) {
+  StartServer({});
+  absl::StatusOr<ClientResponse> r = Fetch(Client(), "GET", "/hello");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "hello ");
+  r = Fetch(Client(), "GET", "/missing");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  r = Fetch(Client(), "POST", "/echo-body", "payload");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "payload");
+  EXPECT_GE(server_->stats().requests.load(), 3u);
+}
+
+TEST_F(HttpTest, EnforcesBodyAndHeaderLimits) {
+  ServerOptions o;
+  o.body_limit_bytes = 1024;
+  o.header_limit_bytes = 2048;
+  StartServer(o);
+  absl::StatusOr<ClientResponse> r = Fetch(Client(), "POST", "/echo-body", std::string(2000, 'a'));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 413);
+  ClientOptions big = Client();
+  big.headers.emplace_back("X-Big", std::string(4000, 'h'));
+  r = Fetch(big, "GET", "/hello");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 431);
+  EXPECT_EQ(server_->stats().bad_requests.load(), 2u);
+}
+
+TEST_F(HttpTest, MalformedRequestGets400) {
+  StartServer({});
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+  boost::asio::write(s, boost::asio::buffer(std::string("NOT HTTP AT ALL\r\n\r\n")));
+  std::string out;
+  boost::system::error_code ec;
+  char buf[512];
+  size_t n;
+  while ((n = s.read_some(boost::asio::buffer(buf), ec)) > 0) {
+    out.append(buf, n);
+  }
+  EXPECT_THAT(out, HasSubstr("400 Bad Request"));
+}
+
+TEST_F(HttpTest, HandshakeTimeoutClosesIdleConnection) {
+  ServerOptions o;
+  o.handshake_timeout = absl::Milliseconds(200);
+  StartServer(o);
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+  auto start = absl::Now();
+  char buf[16];
+  boost::system::error_code ec;
+  size_t n = s.read_some(boost::asio::buffer(buf), ec);  // blocks until the server gives up
+  EXPECT_EQ(n, 0u);
+  EXPECT_TRUE(ec) << "server should close a connection that sends nothing";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(HttpTest, WebSocketEchoWithSubprotocol) {
+  StartServer({});
+  auto ws = WebSocketClient::Connect(Client(), "/ws", {"v3.test", "v2.test"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  EXPECT_EQ((*ws)->subprotocol(), "v2.test");
+  ASSERT_TRUE((*ws)->Write(std::string("\x01hello", 6), true).ok());
+  absl::StatusOr<Message> m = (*ws)->Read(absl::Seconds(5));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->data, std::string("\x01hello", 6));
+  EXPECT_TRUE(m->binary);
+  ASSERT_TRUE((*ws)->Write("text", false).ok());
+  m = (*ws)->Read(absl::Seconds(5));
+  ASSERT_TRUE(m.ok());
+  EXPECT_FALSE(m->binary);
+  ASSERT_TRUE((*ws)->Write("close", false).ok());
+  m = (*ws)->Read(absl::Seconds(5));
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(m.status().message(), HasSubstr("bye"));
+  EXPECT_TRUE(handler_->closed.WaitForNotificationWithTimeout(absl::Seconds(5)));
+}
+
+TEST_F(HttpTest, RefusedUpgradeReportsStatusAndBody) {
+  StartServer({});
+  ClientResponse refusal;
+  auto ws = WebSocketClient::Connect(Client(), "/ws-refused", {"v2.test"}, &refusal);
+  ASSERT_FALSE(ws.ok());
+  EXPECT_EQ(ws.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refusal.status, 403);
+  EXPECT_THAT(refusal.body, HasSubstr("Forbidden"));
+}
+
+TEST_F(HttpTest, OversizedMessageClosesConnection) {
+  ServerOptions o;
+  o.websocket_message_limit_bytes = 1024;
+  StartServer(o);
+  auto ws = WebSocketClient::Connect(Client(), "/ws", {});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  ASSERT_TRUE((*ws)->Write(std::string(4096, 'a'), true).ok());
+  absl::StatusOr<Message> m = (*ws)->Read(absl::Seconds(5));
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("1009"));
+  EXPECT_TRUE(handler_->closed.WaitForNotificationWithTimeout(absl::Seconds(5)));
+}
+
+TEST_F(HttpTest, SlowReaderHitsWatermarkThenGetsWritable) {
+  ServerOptions o;
+  o.write_high_watermark_bytes = 256 * 1024;
+  StartServer(o);
+  auto ws = WebSocketClient::Connect(Client(), "/ws", {});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  ASSERT_TRUE((*ws)->Write("flood", false).ok());
+  // The handler stopped at the watermark: 256 KiB of 64 KiB chunks.
+  size_t received = 0;
+  while (received < 4) {
+    absl::StatusOr<Message> m = (*ws)->Read(absl::Seconds(5));
+    ASSERT_TRUE(m.ok()) << m.status();
+    ++received;
+  }
+  EXPECT_EQ(handler_->flood_accepted.load(), 4);
+  for (int i = 0; i < 50 && handler_->writable.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(handler_->writable.load(), 1);
+}
+
+TEST_F(HttpTest, PeerThatNeverReadsIsClosedAtHardLimit) {
+  ServerOptions o;
+  o.write_high_watermark_bytes = 64 * 1024;
+  o.write_hard_limit_bytes = 1024 * 1024;
+  StartServer(o);
+  auto ws = WebSocketClient::Connect(Client(), "/ws", {});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  ASSERT_TRUE((*ws)->Write("hi", false).ok());
+  ASSERT_TRUE((*ws)->Read(absl::Seconds(5)).ok());
+  // Ignore the watermark: keep sending from the server side while the client reads nothing.
+  std::shared_ptr<WebSocketConnection> conn = handler_->conn;
+  std::string chunk(128 * 1024, 'y');
+  for (int i = 0; i < 400 && !handler_->closed.HasBeenNotified(); ++i) {
+    conn->Send(chunk, true);
+  }
+  EXPECT_TRUE(handler_->closed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_GE(server_->stats().websocket_slow_peer_closes.load(), 1u);
+}
+
+TEST_F(HttpTest, TlsWithClientCertificate) {
+  std::string dir = testing::MakeTempDir("http-tls");
+  absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki(dir);
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  ServerOptions o;
+  o.cert_file = pki->server_cert;
+  o.key_file = pki->server_key;
+  o.client_ca_file = pki->ca_cert;
+  StartServer(o);
+  ClientOptions c = Client();
+  c.tls = true;
+  c.ca_file = pki->ca_cert;
+  absl::StatusOr<ClientResponse> r = Fetch(c, "GET", "/hello");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, "hello ");  // no client certificate: no identity
+  c.client_cert_file = pki->client_cert;
+  c.client_key_file = pki->client_key;
+  r = Fetch(c, "GET", "/hello");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, "hello podgate-client");
+  auto ws = WebSocketClient::Connect(c, "/ws", {"v2.test"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  EXPECT_EQ((*ws)->subprotocol(), "v2.test");
+  // A client that trusts another CA refuses the server.
+  ClientOptions wrong = Client();
+  wrong.tls = true;
+  wrong.ca_file = pki->other_ca_cert;
+  r = Fetch(wrong, "GET", "/hello");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("TLS handshake"));
+}
+
+}  // namespace
+}  // namespace podgate::http

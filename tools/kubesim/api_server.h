@@ -1,0 +1,55 @@
+// kubesim's API server: the slice of the Kubernetes REST API that kubectl, the official Python
+// client and podgate's exec service use — discovery, namespaces, pods (with label and field
+// selectors and kubectl's Table format) and `pods/exec` over WebSocket — with bearer-token and
+// client-certificate authentication, a per-identity access list, and errors as `Status` objects
+// with the real reasons and codes.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "cluster.h"
+#include "exec_session.h"
+#include "http/server.h"
+#include "k8s/exec_protocol.h"
+
+namespace podgate::kubesim {
+
+struct ApiServerOptions {
+  // Exec sub-protocols this server accepts, e.g. only v4 to act as an older cluster.
+  std::vector<k8s::ExecProtocol> protocols = {k8s::ExecProtocol::kV5, k8s::ExecProtocol::kV4,
+                                              k8s::ExecProtocol::kV1};
+  size_t max_execs = 64;
+  std::string state_dir;   // container working directories live under it
+  std::string server_address;  // "127.0.0.1:port", reported by /api
+};
+
+class ApiServer {
+ public:
+  ApiServer(Cluster cluster, std::vector<TokenUser> tokens, ApiServerOptions options);
+
+  // Creates each container's private working directory (owned by its uid).
+  absl::Status PrepareContainers();
+  // Starts the containers' main processes (e.g. a JVM), reaped on `io`'s threads.
+  absl::Status StartMainProcesses(boost::asio::io_context& io);
+
+  http::RouteResult Route(const http::Request& request, const http::RequestContext& context,
+                          bool is_upgrade);
+
+  void set_server_address(std::string address) { options_.server_address = std::move(address); }
+  const std::shared_ptr<ProcessTable>& processes() const { return processes_; }
+  std::string ContainerDir(const Pod& pod, const Container& container) const;
+
+  std::atomic<uint64_t> unauthorized{0};
+  std::atomic<uint64_t> forbidden{0};
+
+ private:
+  Cluster cluster_;
+  std::vector<TokenUser> tokens_;
+  ApiServerOptions options_;
+  std::shared_ptr<ProcessTable> processes_;
+};
+
+}  // namespace podgate::kubesim

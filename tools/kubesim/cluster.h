@@ -1,0 +1,79 @@
+// kubesim's model of a cluster: namespaces, pods and containers loaded from a YAML file, the
+// identities of its clients (a kube-apiserver style static token file, client certificates) and
+// a small per-identity access list (verbs x resources x namespaces) for 403 answers.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace podgate::kubesim {
+
+struct Container {
+  std::string name;
+  std::string image;
+  bool root = false;                       // user: root (uid 0 in a user namespace)
+  int64_t uid = 65534;                     // the uid of a non-root container
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string working_dir;                 // "" = a private directory under the state dir
+  std::vector<std::string> command;        // optional long-running main process
+};
+
+struct Pod {
+  std::string name;
+  std::string namespace_name;
+  std::string uid;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string phase = "Running";           // Pending, Running, Succeeded, Failed, Unknown
+  std::vector<Container> containers;
+  std::string created;                     // RFC 3339
+};
+
+struct Namespace {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::string created;
+};
+
+struct AccessRule {
+  std::string user;
+  std::vector<std::string> verbs;          // get, list, create, or "*"
+  std::vector<std::string> resources;      // namespaces, pods, pods/exec, or "*"
+  std::vector<std::string> namespaces;     // or "*"
+};
+
+struct Cluster {
+  std::vector<Namespace> namespaces;
+  std::vector<Pod> pods;
+  std::vector<AccessRule> access;
+
+  const Namespace* FindNamespace(const std::string& name) const;
+  const Pod* FindPod(const std::string& ns, const std::string& name) const;
+  // Default deny: true only when some rule of `user` names the verb, resource and namespace
+  // (namespace "" for cluster-scoped requests matches only "*").
+  bool Allowed(const std::string& user, const std::string& verb, const std::string& resource,
+               const std::string& ns) const;
+};
+
+// Parses the cluster YAML (see docs/kubesim.md). Unknown keys, duplicate names, pods in unknown
+// namespaces, bad phases and containers without names are errors naming the offending entry.
+absl::StatusOr<Cluster> ParseCluster(const std::string& yaml_text);
+absl::StatusOr<Cluster> LoadCluster(const std::string& path);
+
+struct TokenUser {
+  std::string token;
+  std::string user;
+  std::string uid;
+  std::vector<std::string> groups;
+};
+
+// kube-apiserver's --token-auth-file format: `token,user,uid[,"group1,group2"]` per line; blank
+// lines and lines starting with '#' are skipped. Errors name the line number; tokens never
+// appear in messages.
+absl::StatusOr<std::vector<TokenUser>> ParseTokenFile(const std::string& text);
+
+}  // namespace podgate::kubesim
