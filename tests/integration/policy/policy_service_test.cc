@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -238,18 +239,23 @@ TEST_F(PolicyServiceTest, AuthorizeStreamAnswersInOrderWithCorrelationIds) {
 }
 
 TEST_F(PolicyServiceTest, AuthorizeStreamStopsReadingWhenTheClientDoesNotRead) {
+  // A client channel with a fixed 64 KiB receive window (no BDP growth), so the answers it
+  // does not read fill the window quickly.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                           grpc::InsecureChannelCredentials(), args);
+  auto stub = PolicyService::NewStub(channel);
   grpc::ClientContext context;
-  auto stream = stub_->AuthorizeStream(&context);
-  // Answers the client does not read: once the transport windows are full the server's queue
-  // fills, it stops reading, and flow control stalls the writer long before it sends
-  // everything (about 180 MB of requests).
-  constexpr int kCount = 60000;
+  auto stream = stub->AuthorizeStream(&context);
+  // Once the answers stop flowing the server's queue fills, it stops reading, and flow control
+  // stalls the writer long before it sends everything (60 MB of requests).
+  constexpr int kCount = 20000;
   std::atomic<int> written{0};
   std::thread writer([&] {
     pb::AuthorizeStreamRequest request;
     *request.mutable_request() =
         Command({"cat", "/var/log/app/" + std::string(3000, 'a') + ".log"});
-    request.mutable_request()->set_explain(true);
     for (int i = 0; i < kCount; ++i) {
       request.set_correlation_id(absl::StrCat(i));
       if (!stream->Write(request)) {
@@ -259,12 +265,18 @@ TEST_F(PolicyServiceTest, AuthorizeStreamStopsReadingWhenTheClientDoesNotRead) {
     }
     stream->WritesDone();
   });
-  absl::SleepFor(absl::Milliseconds(1500));
-  const int first = written.load();
-  absl::SleepFor(absl::Milliseconds(500));
-  const int stalled_at = written.load();
-  EXPECT_EQ(first, stalled_at) << "the writer still progresses: the server kept reading";
-  EXPECT_LT(stalled_at, kCount / 2) << "the server kept reading without bound";
+  // Wait until the writer makes no progress for 500 ms.
+  int stalled_at = -1;
+  for (int last = -1; stalled_at < 0;) {
+    absl::SleepFor(absl::Milliseconds(500));
+    const int now = written.load();
+    if (now == last || now == kCount) {
+      stalled_at = now;
+    }
+    last = now;
+  }
+  std::cout << "writer stalled after " << stalled_at << " of " << kCount << " requests\n";
+  EXPECT_LT(stalled_at, kCount / 4) << "the server kept reading without bound";
   // Reading resumes the flow; every answer arrives, in order.
   pb::AuthorizeStreamResponse response;
   int n = 0;
