@@ -379,6 +379,12 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
   if (!shell && request.action_case() != AuthorizeRequest::kCommand) {
     return Make(false, nullptr, kInvalidRequestRule, "the request names no action");
   }
+  // Refuse a huge argv by its count before copying a single element.
+  if (!shell && static_cast<size_t>(request.command().argv_size()) > kMaxArgc) {
+    return Make(false, nullptr, kArgvCheckRule,
+                absl::StrCat("the command has ", request.command().argv_size(),
+                             " arguments (the limit is ", kMaxArgc, ")"));
+  }
   const std::vector<std::string> argv =
       shell ? std::vector<std::string>{}
             : std::vector<std::string>(request.command().argv().begin(),
