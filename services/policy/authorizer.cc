@@ -23,7 +23,8 @@ podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
   if (metrics_ != nullptr) {
     metrics_->RecordDecision(d, absl::Now() - start);
   }
-  // Only the program is logged: arguments may carry secrets and belong to the audit trail.
+  // Only the program and the rule are logged: arguments (and reasons, which quote them) may
+  // carry secrets and belong to the audit trail.
   const std::string program = request.has_command() && request.command().argv_size() > 0
                                   ? request.command().argv(0).substr(0, 64)
                                   : (request.has_shell() ? "<shell>" : "");
@@ -36,7 +37,6 @@ podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
                    {"program", program},
                    {"verdict", allowed ? "allow" : "deny"},
                    {"rule", d.rule()},
-                   {"reason", d.reason()},
                    {"policy_version", d.policy_version()}});
   return response;
 }

@@ -65,14 +65,17 @@ int main(int argc, char** argv) {
     return Check(check);
   }
   podgate::runtime::InitLoggingFromFlags("policy");
+  const podgate::runtime::ServiceDefaults defaults{"policy", "[::]:7101", "[::]:9101"};
+  // The shared flags are checked before the policy loads, so a bad flag stays one line.
+  if (auto options = podgate::runtime::ServerOptionsFromFlags(defaults); !options.ok()) {
+    podgate::runtime::ExitWithError(std::string(options.status().message()));
+  }
   auto registry = std::make_shared<prometheus::Registry>();
   podgate::policy::PolicyMetrics metrics(*registry);
   // TODO(audit integration): pass an audit-backed PolicyChangeSink once the audit client exists.
   podgate::policy::PolicyStore store(&metrics, nullptr);
   const std::string policy_file = absl::GetFlag(FLAGS_policy_file);
-  if (policy_file.empty()) {
-    podgate::log::Warn("no --policy_file: serving an empty policy that denies everything");
-  } else {
+  if (!policy_file.empty()) {
     if (absl::Status s = store.LoadFile(policy_file); !s.ok()) {
       podgate::runtime::ExitWithError(absl::StrCat("--policy_file: ", s.message()));
     }
@@ -81,6 +84,12 @@ int main(int argc, char** argv) {
     }
   }
   podgate::policy::PolicyServiceImpl service(&store, &metrics);
-  return podgate::runtime::RunServer({"policy", "[::]:7101", "[::]:9101"}, {&service},
-                                     registry);
+  return podgate::runtime::RunServer(
+      defaults, {&service}, registry,
+      [&policy_file](podgate::runtime::Server&) {
+        // Logged once serving, so that a start-up failure stays a single line.
+        if (policy_file.empty()) {
+          podgate::log::Warn("no --policy_file: serving an empty policy that denies everything");
+        }
+      });
 }

@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "podgate/policy/v1/policy.grpc.pb.h"
+#include "podgate/exec/v1/exec.grpc.pb.h"
 #include "support/grpc_health.h"
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
@@ -162,13 +162,14 @@ TEST(ServicesTest, UnreadableCertificateExitsWithOneClearLine) {
 }
 
 TEST(ServicesTest, UnimplementedRpcSaysSo) {
-  Running policy = StartOnFreePorts(kBinaries[0]);
-  auto stub = podgate::policy::v1::PolicyService::NewStub(
-      podgate::testing::LocalChannel(policy.grpc_port));
+  // exec's ListTargets is not implemented yet (policy implements all of its RPCs).
+  Running exec = StartOnFreePorts(kBinaries[1]);
+  auto stub = podgate::exec::v1::ExecService::NewStub(
+      podgate::testing::LocalChannel(exec.grpc_port));
   grpc::ClientContext ctx;
-  podgate::policy::v1::ValidatePolicyRequest req;
-  podgate::policy::v1::ValidatePolicyResponse res;
-  grpc::Status status = stub->ValidatePolicy(&ctx, req, &res);
+  podgate::exec::v1::ListTargetsRequest req;
+  podgate::exec::v1::ListTargetsResponse res;
+  grpc::Status status = stub->ListTargets(&ctx, req, &res);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
 }
 
