@@ -6,9 +6,66 @@
 
 namespace podgate::policy {
 
-AuthorizeStreamReactor::AuthorizeStreamReactor(const Authorizer* authorizer)
-    : authorizer_(authorizer) {
+namespace {
+constexpr char kShuttingDown[] = "the policy service is shutting down; reconnect";
+}  // namespace
+
+void StreamRegistry::DrainAll() {
+  std::vector<AuthorizeStreamReactor*> streams;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    for (AuthorizeStreamReactor* r : streams_) {
+      r->Ref();  // keeps it alive outside the lock, even if OnDone runs meanwhile
+      streams.push_back(r);
+    }
+  }
+  for (AuthorizeStreamReactor* r : streams) {
+    r->Drain();
+    r->Unref();
+  }
+}
+
+bool StreamRegistry::Add(AuthorizeStreamReactor* reactor) {
+  absl::MutexLock lock(&mu_);
+  if (draining_) {
+    return false;
+  }
+  streams_.insert(reactor);
+  return true;
+}
+
+void StreamRegistry::Remove(AuthorizeStreamReactor* reactor) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(reactor);
+}
+
+AuthorizeStreamReactor::AuthorizeStreamReactor(const Authorizer* authorizer,
+                                               StreamRegistry* registry)
+    : authorizer_(authorizer), registry_(registry) {
+  if (!registry_->Add(this)) {
+    absl::MutexLock lock(&mu_);
+    reading_ = false;
+    FinishOnceLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
+    return;
+  }
   StartRead(&request_);
+}
+
+void AuthorizeStreamReactor::Drain() {
+  bool finish_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    if (!finished_ && !writing_ && queue_.empty()) {
+      finished_ = true;
+      finish_now = true;
+    }
+  }
+  // Otherwise the last OnWriteDone finishes the stream.
+  if (finish_now) {
+    Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
+  }
 }
 
 void AuthorizeStreamReactor::OnReadDone(bool ok) {
@@ -32,7 +89,9 @@ void AuthorizeStreamReactor::OnReadDone(bool ok) {
     *response.mutable_response() = authorizer_->Authorize(request_.request());
   }
   queue_.push_back(std::move(response));
-  if (queue_.size() < kMaxQueued) {
+  if (finished_ || draining_) {
+    // No new reads while shutting down; what is queued is still sent.
+  } else if (queue_.size() < kMaxQueued) {
     reading_ = true;
     StartRead(&request_);
   } else {
@@ -51,7 +110,7 @@ void AuthorizeStreamReactor::OnWriteDone(bool ok) {
     return;
   }
   queue_.pop_front();
-  if (read_paused_ && !half_closed_ && queue_.size() < kMaxQueued) {
+  if (read_paused_ && !half_closed_ && !draining_ && queue_.size() < kMaxQueued) {
     read_paused_ = false;
     reading_ = true;
     StartRead(&request_);
@@ -70,6 +129,8 @@ void AuthorizeStreamReactor::PumpLocked() {
   }
   if (half_closed_ && !reading_) {
     FinishOnceLocked(grpc::Status::OK);
+  } else if (draining_) {
+    FinishOnceLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
   }
 }
 
@@ -81,6 +142,9 @@ void AuthorizeStreamReactor::FinishOnceLocked(grpc::Status status) {
   Finish(std::move(status));
 }
 
-void AuthorizeStreamReactor::OnDone() { delete this; }
+void AuthorizeStreamReactor::OnDone() {
+  registry_->Remove(this);
+  Unref();
+}
 
 }  // namespace podgate::policy

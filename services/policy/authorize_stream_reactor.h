@@ -7,7 +7,11 @@
 // takes microseconds and never blocks, so it runs inside the read reaction.
 #pragma once
 
+#include <atomic>
 #include <deque>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -17,13 +21,42 @@
 
 namespace podgate::policy {
 
+class AuthorizeStreamReactor;
+
+// The open AuthorizeStreams, so that shutdown can end them: each sends what it has queued and
+// then ends with UNAVAILABLE (the client reconnects to another replica) instead of waiting for
+// the drain deadline to cancel it.
+class StreamRegistry {
+ public:
+  // Ends every open stream and refuses new ones. Safe to call more than once.
+  void DrainAll();
+  // Registers a new stream; false once draining.
+  bool Add(AuthorizeStreamReactor* reactor);
+  void Remove(AuthorizeStreamReactor* reactor);
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_set<AuthorizeStreamReactor*> streams_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 class AuthorizeStreamReactor final
     : public grpc::ServerBidiReactor<podgate::policy::v1::AuthorizeStreamRequest,
                                      podgate::policy::v1::AuthorizeStreamResponse> {
  public:
   static constexpr size_t kMaxQueued = 32;
 
-  explicit AuthorizeStreamReactor(const Authorizer* authorizer);
+  AuthorizeStreamReactor(const Authorizer* authorizer, StreamRegistry* registry);
+
+  // Sends what is queued, then ends the stream with UNAVAILABLE. Called by StreamRegistry from
+  // a thread that is not a reaction, so it never holds mu_ while calling into gRPC.
+  void Drain();
+  void Ref() { refs_.fetch_add(1); }
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) {
+      delete this;
+    }
+  }
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -36,6 +69,9 @@ class AuthorizeStreamReactor final
   void FinishOnceLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Authorizer* const authorizer_;
+  StreamRegistry* const registry_;
+  // One reference for gRPC (released in OnDone), one per DrainAll in progress.
+  std::atomic<int> refs_{1};
   podgate::policy::v1::AuthorizeStreamRequest request_;
 
   absl::Mutex mu_;
@@ -45,6 +81,7 @@ class AuthorizeStreamReactor final
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace podgate::policy

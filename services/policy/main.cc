@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
   podgate::policy::PolicyServiceImpl service(&store, &metrics);
   return podgate::runtime::RunServer(
       defaults, {&service}, registry,
-      [&policy_file](podgate::runtime::Server&) {
+      [&policy_file, &service](podgate::runtime::Server& server) {
+        server.AddDrainHook([&service] { service.Drain(); });
         // Logged once serving, so that a start-up failure stays a single line.
         if (policy_file.empty()) {
           podgate::log::Warn("no --policy_file: serving an empty policy that denies everything");

@@ -1,7 +1,6 @@
 #include "policy/policy_service.h"
 
 #include "absl/time/time.h"
-#include "policy/authorize_stream_reactor.h"
 #include "policy/policy_loader.h"
 
 namespace podgate::policy {
@@ -45,7 +44,7 @@ grpc::ServerUnaryReactor* PolicyServiceImpl::Authorize(
 grpc::ServerBidiReactor<podgate::policy::v1::AuthorizeStreamRequest,
                         podgate::policy::v1::AuthorizeStreamResponse>*
 PolicyServiceImpl::AuthorizeStream(grpc::CallbackServerContext* context) {
-  return new AuthorizeStreamReactor(&authorizer_);
+  return new AuthorizeStreamReactor(&authorizer_, &streams_);
 }
 
 grpc::ServerUnaryReactor* PolicyServiceImpl::ListAllowed(

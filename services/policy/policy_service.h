@@ -7,6 +7,7 @@
 #pragma once
 
 #include "podgate/policy/v1/policy.grpc.pb.h"
+#include "policy/authorize_stream_reactor.h"
 #include "policy/authorizer.h"
 #include "policy/policy_metrics.h"
 #include "policy/policy_store.h"
@@ -39,9 +40,15 @@ class PolicyServiceImpl final : public podgate::policy::v1::PolicyService::Callb
       const podgate::policy::v1::ValidatePolicyRequest* request,
       podgate::policy::v1::ValidatePolicyResponse* response) override;
 
+  // Ends every open AuthorizeStream after its queued answers, with UNAVAILABLE, and refuses
+  // new ones: the server's drain hook, so clients move to another replica without waiting
+  // for the drain deadline.
+  void Drain() { streams_.DrainAll(); }
+
  private:
   PolicyStore* const store_;
   Authorizer authorizer_;
+  StreamRegistry streams_;
 };
 
 }  // namespace podgate::policy
