@@ -11,9 +11,8 @@
 #include <deque>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
-
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/server_callback.h"
 #include "podgate/policy/v1/policy.grpc.pb.h"
@@ -77,7 +76,7 @@ class AuthorizeStreamReactor final
   absl::Mutex mu_;
   std::deque<podgate::policy::v1::AuthorizeStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool reading_ ABSL_GUARDED_BY(mu_) = true;   // a read is in flight
+  bool reading_ ABSL_GUARDED_BY(mu_) = true;  // a read is in flight
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -29,15 +29,14 @@ podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
                                   ? request.command().argv(0).substr(0, 64)
                                   : (request.has_shell() ? "<shell>" : "");
   const bool allowed = d.verdict() == podgate::common::v1::VERDICT_ALLOW;
-  (allowed ? log::Debug : log::Info)(
-      "decision", {{"user", request.principal().user()},
-                   {"namespace", request.target().namespace_()},
-                   {"pod", request.target().pod()},
-                   {"container", request.target().container()},
-                   {"program", program},
-                   {"verdict", allowed ? "allow" : "deny"},
-                   {"rule", d.rule()},
-                   {"policy_version", d.policy_version()}});
+  (allowed ? log::Debug : log::Info)("decision", {{"user", request.principal().user()},
+                                                  {"namespace", request.target().namespace_()},
+                                                  {"pod", request.target().pod()},
+                                                  {"container", request.target().container()},
+                                                  {"program", program},
+                                                  {"verdict", allowed ? "allow" : "deny"},
+                                                  {"rule", d.rule()},
+                                                  {"policy_version", d.policy_version()}});
   return response;
 }
 

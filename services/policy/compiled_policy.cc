@@ -26,8 +26,8 @@ std::string Quote(std::string_view value) {
 }
 
 std::string Where(const Target& target) {
-  return absl::StrCat(target.namespace_(), "/", target.pod(),
-                      target.container().empty() ? "" : "/", target.container());
+  return absl::StrCat(target.namespace_(), "/", target.pod(), target.container().empty() ? "" : "/",
+                      target.container());
 }
 
 bool AnyGlob(const std::vector<std::string>& patterns, const std::string& text) {
@@ -63,8 +63,7 @@ std::optional<std::string> ValueType::Check(const std::string& value) const {
     case Kind::kHostName:
       return IsHostName(value) ? std::nullopt : std::optional<std::string>("is not a host name");
     case Kind::kIp:
-      return IsIpAddress(value) ? std::nullopt
-                                : std::optional<std::string>("is not an IP address");
+      return IsIpAddress(value) ? std::nullopt : std::optional<std::string>("is not an IP address");
     case Kind::kHost:
       return IsHostName(value) || IsIpAddress(value)
                  ? std::nullopt
@@ -76,7 +75,8 @@ std::optional<std::string> ValueType::Check(const std::string& value) const {
         return absl::StrCat("is not an acceptable URL: it ", error);
       }
       if (std::find(schemes.begin(), schemes.end(), url->scheme) == schemes.end()) {
-        return absl::StrCat("uses scheme ", url->scheme, ", allowed: ", absl::StrJoin(schemes, ", "));
+        return absl::StrCat("uses scheme ", url->scheme,
+                            ", allowed: ", absl::StrJoin(schemes, ", "));
       }
       return std::nullopt;
     }
@@ -186,8 +186,7 @@ std::optional<std::string> Grammar::Match(const std::vector<std::string>& argv) 
     }
     const bool numeric = spec.value->kind == ValueType::Kind::kInteger;
     if (!value.empty() && value[0] == '-' && !(numeric && ParseStrictInteger(value))) {
-      return absl::StrCat("value ", Quote(value), " of flag ", spec.name,
-                          " starts with '-'");
+      return absl::StrCat("value ", Quote(value), " of flag ", spec.name, " starts with '-'");
     }
     if (auto bad = spec.value->Check(value)) {
       return absl::StrCat("value ", Quote(value), " of flag ", spec.name, " ", *bad);
@@ -214,8 +213,7 @@ std::optional<std::string> Grammar::Match(const std::vector<std::string>& argv) 
     for (size_t k = 0; k < take; ++k) {
       const std::string& value = *args[next++];
       if (!value.empty() && value[0] == '-' && !flags_done &&
-          spec.type.kind != ValueType::Kind::kEnum &&
-          spec.type.kind != ValueType::Kind::kLiteral) {
+          spec.type.kind != ValueType::Kind::kEnum && spec.type.kind != ValueType::Kind::kLiteral) {
         return absl::StrCat("<", spec.name, "> ", Quote(value), " starts with '-'");
       }
       if (auto bad = spec.type.Check(value)) {
@@ -239,11 +237,9 @@ std::string Grammar::Usage() const {
     absl::StrAppend(&out, " ", f.required ? part : absl::StrCat("[", part, "]"));
   }
   for (const PositionalSpec& p : positionals) {
-    std::string part = p.type.kind == ValueType::Kind::kLiteral
-                           ? p.type.Describe()
-                           : p.type.kind == ValueType::Kind::kEnum
-                                 ? absl::StrJoin(p.type.values, "|")
-                                 : absl::StrCat("<", p.name, ">");
+    std::string part = p.type.kind == ValueType::Kind::kLiteral ? p.type.Describe()
+                       : p.type.kind == ValueType::Kind::kEnum  ? absl::StrJoin(p.type.values, "|")
+                                                                : absl::StrCat("<", p.name, ">");
     if (p.repeat) {
       absl::StrAppend(&part, "...");
     }
@@ -356,11 +352,9 @@ Decision CompiledPolicy::Evaluate(const AuthorizeRequest& request,
                                   std::vector<std::string>* explanation) const {
   Decision d = Decide(request, explanation);
   if (explanation != nullptr) {
-    explanation->push_back(absl::StrCat("decision: ",
-                                        d.verdict() == podgate::common::v1::VERDICT_ALLOW
-                                            ? "allow"
-                                            : "deny",
-                                        " by ", d.rule(), ": ", d.reason()));
+    explanation->push_back(absl::StrCat(
+        "decision: ", d.verdict() == podgate::common::v1::VERDICT_ALLOW ? "allow" : "deny", " by ",
+        d.rule(), ": ", d.reason()));
   }
   return d;
 }
@@ -426,8 +420,8 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
       for (size_t k = 0; k < r.deny.any_arg.size(); ++k) {
         if (RE2::FullMatch(argv[a], *r.deny.any_arg[k])) {
           return Make(false, &r, r.id,
-                      absl::StrCat("argument ", Quote(argv[a]), " is denied for ", base,
-                                   " (rule ", r.id, ")"));
+                      absl::StrCat("argument ", Quote(argv[a]), " is denied for ", base, " (rule ",
+                                   r.id, ")"));
         }
       }
     }
@@ -443,9 +437,9 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
         return Make(true, &r, r.id, absl::StrCat("a shell is allowed (rule ", r.id, ")"));
       }
     }
-    return Make(false, nullptr, kDefaultDenyRule,
-                absl::StrCat("no rule allows a shell for ", principal.user(), " on ",
-                             Where(target)));
+    return Make(
+        false, nullptr, kDefaultDenyRule,
+        absl::StrCat("no rule allows a shell for ", principal.user(), " on ", Where(target)));
   }
 
   // argv[0] is matched exactly: a relative path, a backslash escape or a path form no rule
@@ -455,9 +449,9 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
                 absl::StrCat("program ", Quote(program), " contains a backslash"));
   }
   if (program.find('/') != std::string::npos && program[0] != '/') {
-    return Make(false, nullptr, kDefaultDenyRule,
-                absl::StrCat("program ", Quote(program),
-                             " is a relative path; name the program exactly"));
+    return Make(
+        false, nullptr, kDefaultDenyRule,
+        absl::StrCat("program ", Quote(program), " is a relative path; name the program exactly"));
   }
   if (program[0] == '-') {
     return Make(false, nullptr, kDefaultDenyRule,
@@ -485,7 +479,8 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
         if (explanation != nullptr) {
           explanation->push_back(absl::StrCat("rule ", r.id, ": the grammar accepts the argv"));
         }
-        return Make(true, &r, r.id, absl::StrCat(r.grammar.program, " is allowed (rule ", r.id, ")"));
+        return Make(true, &r, r.id,
+                    absl::StrCat(r.grammar.program, " is allowed (rule ", r.id, ")"));
       }
       if (explanation != nullptr) {
         explanation->push_back(absl::StrCat("rule ", r.id, ": ", *bad));

@@ -36,7 +36,19 @@ inline constexpr char kInvalidRequestRule[] = "invalid-request";
 
 // The type of a flag value or a positional argument.
 struct ValueType {
-  enum class Kind { kInteger, kPid, kPort, kHostName, kIp, kHost, kUrl, kPath, kEnum, kRegex, kLiteral };
+  enum class Kind {
+    kInteger,
+    kPid,
+    kPort,
+    kHostName,
+    kIp,
+    kHost,
+    kUrl,
+    kPath,
+    kEnum,
+    kRegex,
+    kLiteral
+  };
   Kind kind = Kind::kLiteral;
   // kInteger bounds (inclusive).
   long long min = 0;
@@ -118,12 +130,12 @@ struct Rule {
   bool any_user = false;
 
   // Targets.
-  std::vector<std::string> namespaces;  // globs, at least one
-  std::vector<std::string> pods;        // globs; empty = any pod
+  std::vector<std::string> namespaces;            // globs, at least one
+  std::vector<std::string> pods;                  // globs; empty = any pod
   std::map<std::string, std::string> pod_labels;  // all must match
-  std::vector<std::string> containers;  // globs; empty = any (a request must name it)
+  std::vector<std::string> containers;            // globs; empty = any (a request must name it)
 
-  Grammar grammar;  // kCommand allow rules
+  Grammar grammar;   // kCommand allow rules
   DenyMatcher deny;  // deny rules
 
   std::optional<absl::Duration> time_limit;

@@ -85,8 +85,7 @@ int main(int argc, char** argv) {
   }
   podgate::policy::PolicyServiceImpl service(&store, &metrics);
   return podgate::runtime::RunServer(
-      defaults, {&service}, registry,
-      [&policy_file, &service](podgate::runtime::Server& server) {
+      defaults, {&service}, registry, [&policy_file, &service](podgate::runtime::Server& server) {
         server.AddDrainHook([&service] { service.Drain(); });
         // Logged once serving, so that a start-up failure stays a single line.
         if (policy_file.empty()) {

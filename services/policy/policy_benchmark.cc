@@ -28,9 +28,10 @@ std::string BigDocument() {
   std::string doc = ReadFile(PODGATE_EXAMPLE_POLICY);
   for (int t = 0; t < 30; ++t) {
     const std::string team = absl::StrCat("team-", t);
-    const std::string scope = absl::StrCat("    subjects: {groups: [", team, "], users: [lead-", t,
-                                           "]}\n    targets: {namespaces: [\"", team,
-                                           "-*\"], pods: [\"svc-*\"], containers: [app, worker]}\n");
+    const std::string scope =
+        absl::StrCat("    subjects: {groups: [", team, "], users: [lead-", t,
+                     "]}\n    targets: {namespaces: [\"", team,
+                     "-*\"], pods: [\"svc-*\"], containers: [app, worker]}\n");
     absl::StrAppend(
         &doc, "  - id: ", team, "-curl\n    effect: allow\n", scope,
         "    command:\n      program: curl\n      flags:\n        - -s\n        - -I\n"
@@ -43,12 +44,13 @@ std::string BigDocument() {
         "VM.uptime]}\n",
         "  - id: ", team, "-cat\n    effect: allow\n", scope,
         "    command:\n      program: cat\n      args:\n        - {name: file, type: path, "
-        "prefixes: [/var/log/", team, ", /srv/", team, "/logs], repeat: true, maxCount: 4}\n",
-        "  - id: ", team, "-tail\n    effect: allow\n", scope,
+        "prefixes: [/var/log/",
+        team, ", /srv/", team, "/logs], repeat: true, maxCount: 4}\n", "  - id: ", team,
+        "-tail\n    effect: allow\n", scope,
         "    command:\n      program: tail\n      flags:\n"
         "        - {name: -n, value: {type: integer, min: 1, max: 5000}}\n"
-        "      args:\n        - {name: file, type: path, prefixes: [/var/log/", team, "]}\n",
-        "  - id: ", team, "-ping\n    effect: allow\n", scope,
+        "      args:\n        - {name: file, type: path, prefixes: [/var/log/",
+        team, "]}\n", "  - id: ", team, "-ping\n    effect: allow\n", scope,
         "    command:\n      program: ping\n      flags:\n"
         "        - {name: -c, required: true, value: {type: integer, min: 1, max: 5}}\n"
         "      args:\n        - {name: host, type: host}\n",
@@ -89,7 +91,8 @@ void Run(benchmark::State& state, const podgate::policy::v1::AuthorizeRequest& r
          podgate::common::v1::Verdict expected) {
   const CompiledPolicy& policy = Policy();
   if (policy.Evaluate(request).verdict() != expected) {
-    state.SkipWithError(absl::StrCat("unexpected decision: ", policy.Evaluate(request).reason()).c_str());
+    state.SkipWithError(
+        absl::StrCat("unexpected decision: ", policy.Evaluate(request).reason()).c_str());
     return;
   }
   for (auto _ : state) {
@@ -105,8 +108,9 @@ void BM_AllowJcmd(benchmark::State& s) {
   Run(s, Request({"jcmd", "4242", "GC.heap_info"}), VERDICT_ALLOW);
 }
 void BM_AllowCurl(benchmark::State& s) {
-  Run(s, Request({"curl", "-s", "-m", "5", "-H", "X-Request-Id: 3f2a-77",
-                  "https://orders.team-17.svc.cluster.local:8443/health"}),
+  Run(s,
+      Request({"curl", "-s", "-m", "5", "-H", "X-Request-Id: 3f2a-77",
+               "https://orders.team-17.svc.cluster.local:8443/health"}),
       VERDICT_ALLOW);
 }
 void BM_AllowCatLogs(benchmark::State& s) {

@@ -31,7 +31,9 @@ class Parser {
   std::vector<LoadIssue>& issues() { return issues_; }
   bool has_errors() const { return errors_ > 0; }
 
-  void Error(const YAML::Node& at, std::string message) { Add(SEVERITY_ERROR, at, std::move(message)); }
+  void Error(const YAML::Node& at, std::string message) {
+    Add(SEVERITY_ERROR, at, std::move(message));
+  }
   void Warning(const YAML::Node& at, std::string message) {
     Add(SEVERITY_WARNING, at, std::move(message));
   }
@@ -130,7 +132,8 @@ class Parser {
     absl::Duration d;
     if (!node.IsScalar() || !absl::ParseDuration(node.Scalar(), &d) || d <= absl::ZeroDuration() ||
         d > absl::Hours(24)) {
-      Error(node, absl::StrCat(what, " must be a duration such as 30s or 5m, above 0 and at most 24h"));
+      Error(node,
+            absl::StrCat(what, " must be a duration such as 30s or 5m, above 0 and at most 24h"));
       return std::nullopt;
     }
     return d;
@@ -169,8 +172,8 @@ const std::map<std::string, ValueType::Kind>& TypeNames() {
 }
 
 // The keys of a value type, shared by flag values and positional arguments.
-const std::set<std::string> kTypeKeys = {"type", "min", "max", "schemes", "prefixes",
-                                          "values", "pattern", "value"};
+const std::set<std::string> kTypeKeys = {"type",     "min",    "max",     "schemes",
+                                         "prefixes", "values", "pattern", "value"};
 
 std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const std::string& what,
                                         const std::set<std::string>& extra_keys) {
@@ -205,7 +208,8 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
   const auto refuse_params = [&](std::initializer_list<const char*> keys) {
     for (const char* key : keys) {
       if (has(key)) {
-        p.Error(param(key), absl::StrCat("'", key, "' does not apply to type ", *name, " in ", what));
+        p.Error(param(key),
+                absl::StrCat("'", key, "' does not apply to type ", *name, " in ", what));
       }
     }
   };
@@ -243,7 +247,7 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
     case ValueType::Kind::kUrl:
       refuse_params({"min", "max", "prefixes", "values", "pattern", "value"});
       t.schemes = has("schemes") ? p.StringList(param("schemes"), "schemes")
-                                   : std::vector<std::string>{"http", "https"};
+                                 : std::vector<std::string>{"http", "https"};
       for (const std::string& s : t.schemes) {
         if (s == "file") {
           p.Warning(param("schemes"), "scheme 'file' lets a URL read any file in the container");
@@ -271,7 +275,8 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
     case ValueType::Kind::kEnum:
       refuse_params({"min", "max", "schemes", "prefixes", "pattern", "value"});
       if (!has("values")) {
-        p.Error(node.IsMap() ? node : type_node, absl::StrCat(what, " of type enum needs 'values'"));
+        p.Error(node.IsMap() ? node : type_node,
+                absl::StrCat(what, " of type enum needs 'values'"));
         return std::nullopt;
       }
       t.values = p.StringList(param("values"), "values");
@@ -279,7 +284,8 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
     case ValueType::Kind::kLiteral:
       refuse_params({"min", "max", "schemes", "prefixes", "pattern", "values"});
       if (!has("value")) {
-        p.Error(node.IsMap() ? node : type_node, absl::StrCat(what, " of type literal needs 'value'"));
+        p.Error(node.IsMap() ? node : type_node,
+                absl::StrCat(what, " of type literal needs 'value'"));
         return std::nullopt;
       }
       if (auto v = p.String(param("value"), "value")) {
@@ -289,7 +295,8 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
     case ValueType::Kind::kRegex: {
       refuse_params({"min", "max", "schemes", "prefixes", "values", "value"});
       if (!has("pattern")) {
-        p.Error(node.IsMap() ? node : type_node, absl::StrCat(what, " of type regex needs 'pattern'"));
+        p.Error(node.IsMap() ? node : type_node,
+                absl::StrCat(what, " of type regex needs 'pattern'"));
         return std::nullopt;
       }
       auto pattern = p.String(param("pattern"), "pattern");
@@ -380,8 +387,8 @@ void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
       if (!norm || *norm != path) {
         p.Error(node["paths"], absl::StrCat("path '", path, "' must be absolute and normalised"));
       } else if (path.substr(path.rfind('/') + 1) != g.program) {
-        p.Error(node["paths"], absl::StrCat("path '", path, "' does not end in the program name ",
-                                            g.program));
+        p.Error(node["paths"],
+                absl::StrCat("path '", path, "' does not end in the program name ", g.program));
       } else {
         g.program_paths.push_back(path);
       }
@@ -407,7 +414,8 @@ void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
           }
           spec.name = p.String(f["name"], "name").value_or("");
           if (f["value"]) {
-            spec.value = ParseValueType(p, f["value"], absl::StrCat("the value of flag ", spec.name), {});
+            spec.value =
+                ParseValueType(p, f["value"], absl::StrCat("the value of flag ", spec.name), {});
           }
           if (f["required"]) {
             spec.required = p.Bool(f["required"], "required").value_or(false);
@@ -619,8 +627,8 @@ bool ScopeCovers(const Rule& outer, const Rule& inner) {
       }
     }
   }
-  const bool all_ns = std::find(outer.namespaces.begin(), outer.namespaces.end(), "*") !=
-                      outer.namespaces.end();
+  const bool all_ns =
+      std::find(outer.namespaces.begin(), outer.namespaces.end(), "*") != outer.namespaces.end();
   if (!all_ns && !Subset(inner.namespaces, outer.namespaces)) {
     return false;
   }
@@ -682,8 +690,9 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
     return result;
   };
   if (document.size() > kMaxDocumentBytes) {
-    return fail(0, 0, absl::StrCat("the document is ", document.size(),
-                                   " bytes long (the limit is ", kMaxDocumentBytes, ")"));
+    return fail(0, 0,
+                absl::StrCat("the document is ", document.size(), " bytes long (the limit is ",
+                             kMaxDocumentBytes, ")"));
   }
   YAML::Node root;
   try {
@@ -696,7 +705,8 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
     if (!root || root.IsNull()) {
       return fail(1, 1, "the document is empty");
     }
-    if (!p.CheckKeys(root, {"apiVersion", "kind", "metadata", "defaults", "rules"}, "the document")) {
+    if (!p.CheckKeys(root, {"apiVersion", "kind", "metadata", "defaults", "rules"},
+                     "the document")) {
       result.issues = std::move(p.issues());
       return result;
     }
@@ -723,8 +733,9 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
       for (const auto& node : root["rules"]) {
         Rule rule;
         rule.line = node.Mark().line + 1;
-        if (!p.CheckKeys(node, {"id", "description", "effect", "subjects", "targets", "command",
-                                "shell", "superuser", "deny", "limits", "allowRoot"},
+        if (!p.CheckKeys(node,
+                         {"id", "description", "effect", "subjects", "targets", "command", "shell",
+                          "superuser", "deny", "limits", "allowRoot"},
                          "a rule")) {
           continue;
         }
@@ -791,11 +802,13 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
             p.Error(node["deny"], absl::StrCat("'deny' does not apply to allow rule ", rule.id));
           }
           const bool shell = node["shell"] && p.Bool(node["shell"], "shell").value_or(false);
-          const bool super = node["superuser"] && p.Bool(node["superuser"], "superuser").value_or(false);
+          const bool super =
+              node["superuser"] && p.Bool(node["superuser"], "superuser").value_or(false);
           const int kinds = (node["command"] ? 1 : 0) + (shell ? 1 : 0) + (super ? 1 : 0);
           if (kinds != 1) {
-            p.Error(node, absl::StrCat("allow rule ", rule.id,
-                                       " needs exactly one of command, shell: true, superuser: true"));
+            p.Error(node,
+                    absl::StrCat("allow rule ", rule.id,
+                                 " needs exactly one of command, shell: true, superuser: true"));
             continue;
           }
           if (shell) {
@@ -848,8 +861,8 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
     }
     result.rule_count = static_cast<int>(rules.size());
     if (!p.has_errors()) {
-      result.policy =
-          std::make_shared<const CompiledPolicy>(std::move(rules), result.version, std::move(source));
+      result.policy = std::make_shared<const CompiledPolicy>(std::move(rules), result.version,
+                                                             std::move(source));
     }
   } catch (const YAML::Exception& e) {
     p.Error(YAML::Node(), absl::StrCat("unexpected document structure: ", e.what()));

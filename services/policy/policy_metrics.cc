@@ -57,16 +57,17 @@ PolicyMetrics::PolicyMetrics(prometheus::Registry& registry)
                    .Help(kReloads.help)
                    .Register(registry)
                    .Add({})),
-      rules_(prometheus::BuildGauge().Name(kRules.name).Help(kRules.help).Register(registry).Add(
-          {})) {}
+      rules_(
+          prometheus::BuildGauge().Name(kRules.name).Help(kRules.help).Register(registry).Add({})) {
+}
 
 void PolicyMetrics::RecordDecision(const podgate::common::v1::Decision& decision,
                                    absl::Duration latency) {
   // Rule ids are bounded by the document (plus three built-in names), so the label set is too.
   decisions_
-      .Add({{"verdict",
-             decision.verdict() == podgate::common::v1::VERDICT_ALLOW ? "allow" : "deny"},
-            {"rule", decision.rule()}})
+      .Add(
+          {{"verdict", decision.verdict() == podgate::common::v1::VERDICT_ALLOW ? "allow" : "deny"},
+           {"rule", decision.rule()}})
       .Increment();
   latency_.Observe(absl::ToDoubleSeconds(latency));
 }

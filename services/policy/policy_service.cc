@@ -68,8 +68,8 @@ grpc::ServerUnaryReactor* PolicyServiceImpl::GetPolicy(
   response->set_version(policy->version());
   const absl::Time loaded = policy->loaded_time();
   response->mutable_loaded_time()->set_seconds(absl::ToUnixSeconds(loaded));
-  response->mutable_loaded_time()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(loaded - absl::FromUnixSeconds(absl::ToUnixSeconds(loaded)))));
+  response->mutable_loaded_time()->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(loaded - absl::FromUnixSeconds(absl::ToUnixSeconds(loaded)))));
   response->set_source(policy->source());
   response->set_rule_count(static_cast<int32_t>(policy->rules().size()));
   response->set_rejected_reloads(store_->rejected_reloads());
@@ -78,8 +78,7 @@ grpc::ServerUnaryReactor* PolicyServiceImpl::GetPolicy(
 }
 
 grpc::ServerUnaryReactor* PolicyServiceImpl::ValidatePolicy(
-    grpc::CallbackServerContext* context,
-    const podgate::policy::v1::ValidatePolicyRequest* request,
+    grpc::CallbackServerContext* context, const podgate::policy::v1::ValidatePolicyRequest* request,
     podgate::policy::v1::ValidatePolicyResponse* response) {
   LoadResult result = LoadPolicy(request->document(), "ValidatePolicy");
   response->set_valid(result.ok());

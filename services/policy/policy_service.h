@@ -27,9 +27,9 @@ class PolicyServiceImpl final : public podgate::policy::v1::PolicyService::Callb
                           podgate::policy::v1::AuthorizeStreamResponse>*
   AuthorizeStream(grpc::CallbackServerContext* context) override;
 
-  grpc::ServerUnaryReactor* ListAllowed(grpc::CallbackServerContext* context,
-                                        const podgate::policy::v1::ListAllowedRequest* request,
-                                        podgate::policy::v1::ListAllowedResponse* response) override;
+  grpc::ServerUnaryReactor* ListAllowed(
+      grpc::CallbackServerContext* context, const podgate::policy::v1::ListAllowedRequest* request,
+      podgate::policy::v1::ListAllowedResponse* response) override;
 
   grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context,
                                       const podgate::policy::v1::GetPolicyRequest* request,

@@ -28,8 +28,8 @@ absl::StatusOr<std::string> ReadDocument(const std::string& path) {
   while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
     text.append(buf, static_cast<size_t>(in.gcount()));
     if (text.size() > kMaxDocumentBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(path, " is larger than ", kMaxDocumentBytes,
-                                                     " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " is larger than ", kMaxDocumentBytes, " bytes"));
     }
   }
   if (in.bad()) {
@@ -108,8 +108,8 @@ absl::Status PolicyStore::LoadFile(const std::string& path) {
   if (metrics_ != nullptr) {
     metrics_->SetVersion(result.version, path, result.rule_count);
   }
-  log::Info("policy loaded", {{"path", path}, {"version", result.version},
-                              {"rules", result.rule_count}});
+  log::Info("policy loaded",
+            {{"path", path}, {"version", result.version}, {"rules", result.rule_count}});
   if (sink_ != nullptr) {
     sink_->OnPolicyChange(change);
   }
@@ -133,9 +133,9 @@ void PolicyStore::Reject(const std::string& version, const std::string& message)
   if (metrics_ != nullptr) {
     metrics_->ReloadFailed();
   }
-  log::Warn("policy reload refused; keeping the version in force",
-            {{"path", path}, {"version", in_force}, {"refused_version", version},
-             {"error", message}});
+  log::Warn(
+      "policy reload refused; keeping the version in force",
+      {{"path", path}, {"version", in_force}, {"refused_version", version}, {"error", message}});
   if (sink_ != nullptr) {
     podgate::common::v1::PolicyChangeDetail change;
     change.set_version(in_force);
@@ -163,7 +163,8 @@ absl::Status PolicyStore::Reload() {
   if (!text.ok()) {
     // A missing file (a ConfigMap mid-swap, a deleted file) is refused like a bad document;
     // the same failure is only counted once.
-    Reject(absl::StrCat("unreadable:", text.status().message()), std::string(text.status().message()));
+    Reject(absl::StrCat("unreadable:", text.status().message()),
+           std::string(text.status().message()));
     return text.status();
   }
   const std::string version = DocumentVersion(*text);
@@ -191,8 +192,10 @@ absl::Status PolicyStore::Reload() {
   if (metrics_ != nullptr) {
     metrics_->SetVersion(version, path, result.rule_count);
   }
-  log::Info("policy reloaded", {{"path", path}, {"version", version},
-                                {"previous_version", in_force}, {"rules", result.rule_count}});
+  log::Info("policy reloaded", {{"path", path},
+                                {"version", version},
+                                {"previous_version", in_force},
+                                {"rules", result.rule_count}});
   if (sink_ != nullptr) {
     sink_->OnPolicyChange(change);
   }

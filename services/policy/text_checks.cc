@@ -121,8 +121,7 @@ std::optional<std::string> CheckArgv(const std::vector<std::string>& argv) {
     total += arg.size();
   }
   if (total > kMaxArgvBytes) {
-    return absl::StrCat("the command is ", total, " bytes long (the limit is ", kMaxArgvBytes,
-                        ")");
+    return absl::StrCat("the command is ", total, " bytes long (the limit is ", kMaxArgvBytes, ")");
   }
   if (argv[0].empty()) {
     return "the program name is empty";
@@ -167,8 +166,8 @@ bool IsHostName(std::string_view text) {
       return false;
     }
     for (char c : label) {
-      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      (c >= '0' && c <= '9') || c == '-';
+      const bool ok =
+          (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
       if (!ok) {
         return false;
       }
@@ -229,8 +228,7 @@ std::optional<ParsedUrl> ParseUrl(std::string_view text, std::string* error) {
   }
   ParsedUrl url;
   for (char c : text.substr(0, sep)) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' ||
-          c == '.')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.')) {
       *error = "has a scheme that is not lower-case ASCII";
       return std::nullopt;
     }

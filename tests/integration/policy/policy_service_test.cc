@@ -78,9 +78,9 @@ class PolicyServiceTest : public ::testing::Test {
     ASSERT_FALSE(example_.empty());
     ReplaceFile(path_, example_);
     auto process = Subprocess::Start(
-        PODGATE_POLICY_BIN, {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-                             "--drain_timeout=200ms", "--policy_file=" + path_,
-                             "--policy_poll_interval=200ms"});
+        PODGATE_POLICY_BIN,
+        {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0", "--drain_timeout=200ms",
+         "--policy_file=" + path_, "--policy_poll_interval=200ms"});
     ASSERT_TRUE(process.ok()) << process.status();
     process_ = *std::move(process);
     auto line = process_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
@@ -327,9 +327,10 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
   EXPECT_TRUE(result.valid());
   EXPECT_EQ(result.version(), policy.version());
   EXPECT_EQ(result.rule_count(), 24);
-  validate.set_document("apiVersion: podgate.io/v1\nkind: CommandPolicy\nrules:\n  - id: x\n"
-                        "    effect: allow\n    subjects: {users: [a]}\n"
-                        "    targets: {namespaces: [a]}\n    command: {program: curl, flags: [o]}\n");
+  validate.set_document(
+      "apiVersion: podgate.io/v1\nkind: CommandPolicy\nrules:\n  - id: x\n"
+      "    effect: allow\n    subjects: {users: [a]}\n"
+      "    targets: {namespaces: [a]}\n    command: {program: curl, flags: [o]}\n");
   {
     grpc::ClientContext context;
     ASSERT_TRUE(stub_->ValidatePolicy(&context, validate, &result).ok());
@@ -349,10 +350,10 @@ TEST_F(PolicyServiceTest, EditsChangeDecisionsWithinASecondAndBrokenEditsChangeN
   const std::string before = GetPolicy().version();
 
   // A good edit: allow uptime.
-  const std::string edited = absl::StrCat(
-      example_,
-      "\n  - id: dev-uptime\n    effect: allow\n    subjects: {groups: [developers]}\n"
-      "    targets: {namespaces: [\"app-*\"]}\n    command: {program: uptime}\n");
+  const std::string edited =
+      absl::StrCat(example_,
+                   "\n  - id: dev-uptime\n    effect: allow\n    subjects: {groups: [developers]}\n"
+                   "    targets: {namespaces: [\"app-*\"]}\n    command: {program: uptime}\n");
   const absl::Time start = absl::Now();
   ReplaceFile(path_, edited);
   std::string rule;
@@ -395,8 +396,8 @@ TEST_F(PolicyServiceTest, MetricsCountDecisionsByVerdictAndRule) {
   Authorize(Command({"ps", "e"}));
   auto metrics = Metrics();
   EXPECT_EQ(metrics["podgate_policy_decisions_total{rule=\"dev-jstack\",verdict=\"allow\"}"], 3);
-  EXPECT_EQ(metrics["podgate_policy_decisions_total{rule=\"deny-ps-environment\",verdict=\"deny\"}"],
-            1);
+  EXPECT_EQ(
+      metrics["podgate_policy_decisions_total{rule=\"deny-ps-environment\",verdict=\"deny\"}"], 1);
   EXPECT_EQ(metrics["podgate_policy_evaluation_duration_seconds_count"], 4);
   EXPECT_EQ(metrics["podgate_policy_rules"], 24);
 }
@@ -427,10 +428,11 @@ TEST(PolicyCheckTest, ValidInvalidAndUnreadableFiles) {
 
   const std::string dir = podgate::testing::MakeTempDir("policy-check");
   const std::string bad = dir + "/bad.yaml";
-  ReplaceFile(bad, "apiVersion: podgate.io/v1\nkind: CommandPolicy\nrules:\n  - id: r\n"
-                   "    effect: allow\n    subjects: {users: [a]}\n    targets: {namespaces: [a]}\n"
-                   "    command:\n      program: grep\n      args: [{name: p, type: regex, "
-                   "pattern: \"(\"}]\n");
+  ReplaceFile(bad,
+              "apiVersion: podgate.io/v1\nkind: CommandPolicy\nrules:\n  - id: r\n"
+              "    effect: allow\n    subjects: {users: [a]}\n    targets: {namespaces: [a]}\n"
+              "    command:\n      program: grep\n      args: [{name: p, type: regex, "
+              "pattern: \"(\"}]\n");
   CheckRun invalid = RunCheck(bad);
   EXPECT_EQ(invalid.exit_code, 1);
   EXPECT_THAT(invalid.output, HasSubstr(absl::StrCat(bad, ":10:46: error: bad regex '(':")));
@@ -445,9 +447,9 @@ TEST(PolicyCheckTest, ValidInvalidAndUnreadableFiles) {
 TEST(PolicyStartupTest, InvalidPolicyFileStopsStartupWithOneClearLine) {
   const std::string dir = podgate::testing::MakeTempDir("policy-start");
   ReplaceFile(dir + "/p.yaml", "apiVersion: podgate.io/v1\nkind: Nope\nrules: []\n");
-  auto process = Subprocess::Start(PODGATE_POLICY_BIN,
-                                   {"--grpc_address=127.0.0.1:0", "--metrics_address=",
-                                    "--policy_file=" + dir + "/p.yaml"});
+  auto process = Subprocess::Start(
+      PODGATE_POLICY_BIN,
+      {"--grpc_address=127.0.0.1:0", "--metrics_address=", "--policy_file=" + dir + "/p.yaml"});
   ASSERT_TRUE(process.ok());
   auto status = (*process)->WaitExit(absl::Seconds(10));
   ASSERT_TRUE(status.ok());

@@ -177,7 +177,8 @@ std::vector<Case> Table() {
   add(Deny({"curl", "-I", "-I", "https://example.com"}, "dev-curl", "more than once"));
   add(Deny({"curl", "--max-time=abc", "https://example.com"}, "dev-curl"));
   add(Deny({"curl", "-I=x", "https://example.com"}, "dev-curl", "flag -I=x is not allowed"));
-  add(Deny({"curl", "-L", "https://example.com"}, "dev-curl", "flag -L is not allowed for curl (rule dev-curl)"));
+  add(Deny({"curl", "-L", "https://example.com"}, "dev-curl",
+           "flag -L is not allowed for curl (rule dev-curl)"));
   add(Deny({"curl", "-x", "http://proxy:3128", "https://example.com"}, "dev-curl"));
   add(Deny({"curl", "-H", "Host: x", "https://example.com"}, "dev-curl"));
   add(Deny({"curl", "-I", "--", "https://example.com"}, "dev-curl", "'--' is not allowed"));
@@ -266,10 +267,10 @@ std::vector<Case> Table() {
   add(Deny({"cat", "-n", "/var/log/app/x"}, "dev-cat-logs", "flag -n is not allowed"));
   add(Deny({"cat", "-", "/var/log/app/x"}, "dev-cat-logs"));
   add(Deny({"cat"}, "dev-cat-logs", "<file> is missing"));
-  add(Deny({"cat", "/var/log/app/1", "/var/log/app/2", "/var/log/app/3", "/var/log/app/4",
-            "/var/log/app/5", "/var/log/app/6", "/var/log/app/7", "/var/log/app/8",
-            "/var/log/app/9"},
-           "dev-cat-logs", "too many"));
+  add(Deny(
+      {"cat", "/var/log/app/1", "/var/log/app/2", "/var/log/app/3", "/var/log/app/4",
+       "/var/log/app/5", "/var/log/app/6", "/var/log/app/7", "/var/log/app/8", "/var/log/app/9"},
+      "dev-cat-logs", "too many"));
   add(Deny({"cat", "/proc/self/environ"}, "dev-cat-logs"));
   add(Deny({"cat", "--", "/etc/passwd"}, "dev-cat-logs", "'--' is not allowed"));
   add(Deny({"tail", "-f", "/var/log/app/x"}, "dev-tail-logs", "flag -f is not allowed"));
@@ -314,8 +315,7 @@ std::vector<Case> Table() {
   // ---- Sizes are refused before anything else. ----
   add(Deny(std::vector<std::string>(129, "1"), "argv-check", "129 arguments"));
   add(Deny({"cat", std::string(5000, 'a')}, "argv-check", "5000 bytes long"));
-  add(Deny(std::vector<std::string>(10, std::string(4000, 'a')), "argv-check",
-           "40000 bytes long"));
+  add(Deny(std::vector<std::string>(10, std::string(4000, 'a')), "argv-check", "40000 bytes long"));
   add(Deny({}, "argv-check", "empty"));
   add(Deny({"", "1"}, "argv-check", "program name is empty"));
   // ---- Who and where. ----
@@ -385,8 +385,8 @@ TEST_F(ExamplePolicyTest, TableOfAllowedAndDeniedCommands) {
       }
     }
     const std::string label =
-        absl::StrCat(c.shell ? "<shell>" : absl::StrJoin(c.argv, " ").substr(0, 80), " as ",
-                     c.user, " in ", c.ns, "/", c.container);
+        absl::StrCat(c.shell ? "<shell>" : absl::StrJoin(c.argv, " ").substr(0, 80), " as ", c.user,
+                     " in ", c.ns, "/", c.container);
     const podgate::common::v1::Decision d = (*policy_)->Evaluate(request);
     EXPECT_EQ(d.verdict(), c.allow ? VERDICT_ALLOW : VERDICT_DENY) << label << ": " << d.reason();
     EXPECT_EQ(d.rule(), c.rule) << label << ": " << d.reason();
@@ -490,7 +490,8 @@ TEST_F(ExamplePolicyTest, ListAllowedGivesHintsForThePage) {
       EXPECT_EQ(c.flags(2).name(), "-m");
       EXPECT_TRUE(c.flags(2).takes_value());
       EXPECT_EQ(c.flags(2).value_type(), "integer(1..30)");
-      EXPECT_EQ(c.usage(), "curl [-I] [-s] [-m <integer(1..30)>] [--max-time <integer(1..30)>] <url>");
+      EXPECT_EQ(c.usage(),
+                "curl [-I] [-s] [-m <integer(1..30)>] [--max-time <integer(1..30)>] <url>");
     }
   }
 

@@ -54,8 +54,7 @@ TEST(PolicyLoaderTest, VersionIsTheSha256OfTheBytes) {
 }
 
 TEST(PolicyLoaderTest, UnknownKeyNamesLineAndColumn) {
-  const std::string doc =
-      absl::StrCat(kHeader, Rule("dev-curl", "    comand: {program: curl}\n"));
+  const std::string doc = absl::StrCat(kHeader, Rule("dev-curl", "    comand: {program: curl}\n"));
   EXPECT_THAT(Joined(doc), HasSubstr("8:5: error: unknown key 'comand' in a rule"));
   EXPECT_FALSE(LoadPolicy(doc, "").ok());
 }
@@ -64,8 +63,9 @@ TEST(PolicyLoaderTest, UnknownTopLevelAndNestedKeys) {
   EXPECT_THAT(Joined(absl::StrCat(kHeader, "  []\nextra: 1\n")),
               HasSubstr("5:1: error: unknown key 'extra' in the document"));
   const std::string doc = absl::StrCat(
-      kHeader, Rule("r", "    command:\n      program: curl\n      flags:\n        - {name: -m, "
-                         "valu: integer}\n"));
+      kHeader, Rule("r",
+                    "    command:\n      program: curl\n      flags:\n        - {name: -m, "
+                    "valu: integer}\n"));
   EXPECT_THAT(Joined(doc), HasSubstr("11:22: error: unknown key 'valu' in a flag of rule r"));
 }
 
@@ -78,11 +78,12 @@ TEST(PolicyLoaderTest, DuplicateKeysAreRefused) {
 TEST(PolicyLoaderTest, BadRegexNamesThePattern) {
   const std::string doc = absl::StrCat(
       kHeader,
-      Rule("r", "    command:\n      program: grep\n      args:\n        - {name: x, type: regex, "
-                "pattern: \"a(b\"}\n"));
+      Rule("r",
+           "    command:\n      program: grep\n      args:\n        - {name: x, type: regex, "
+           "pattern: \"a(b\"}\n"));
   EXPECT_THAT(Joined(doc), HasSubstr("11:43: error: bad regex 'a(b': missing ): a(b"));
-  const std::string deny =
-      absl::StrCat(kHeader, Rule("d", "    deny: {programs: [curl], anyArg: [\"[z-a]\"]}\n", "deny"));
+  const std::string deny = absl::StrCat(
+      kHeader, Rule("d", "    deny: {programs: [curl], anyArg: [\"[z-a]\"]}\n", "deny"));
   EXPECT_THAT(Joined(deny), HasSubstr("8:39: error: bad regex '[z-a]'"));
 }
 
@@ -122,11 +123,10 @@ TEST(PolicyLoaderTest, EmptyRulesDenyEverything) {
 }
 
 TEST(PolicyLoaderTest, RuleIdsAreCheckedAndUnique) {
-  const std::string doc =
-      absl::StrCat(kHeader, Rule("r", "    command: {program: free}\n"),
-                   Rule("r", "    command: {program: df}\n"),
-                   Rule("Bad Id", "    command: {program: ps}\n"),
-                   Rule("default-deny", "    command: {program: ss}\n"));
+  const std::string doc = absl::StrCat(kHeader, Rule("r", "    command: {program: free}\n"),
+                                       Rule("r", "    command: {program: df}\n"),
+                                       Rule("Bad Id", "    command: {program: ps}\n"),
+                                       Rule("default-deny", "    command: {program: ss}\n"));
   const std::string all = Joined(doc);
   EXPECT_THAT(all, HasSubstr("9:9: error: duplicate rule id 'r' (first on line 4)"));
   EXPECT_THAT(all, HasSubstr("14:9: error: rule id 'Bad Id' must be lower-case"));
@@ -134,29 +134,29 @@ TEST(PolicyLoaderTest, RuleIdsAreCheckedAndUnique) {
 }
 
 TEST(PolicyLoaderTest, UnreachableRulesAreErrors) {
-  const std::string shadowed = absl::StrCat(
-      kHeader, Rule("allow-curl", "    command: {program: curl}\n"),
-      "  - id: no-curl\n    effect: deny\n    subjects: {users: ['*']}\n"
-      "    targets: {namespaces: ['*']}\n    deny: {programs: [curl]}\n");
+  const std::string shadowed =
+      absl::StrCat(kHeader, Rule("allow-curl", "    command: {program: curl}\n"),
+                   "  - id: no-curl\n    effect: deny\n    subjects: {users: ['*']}\n"
+                   "    targets: {namespaces: ['*']}\n    deny: {programs: [curl]}\n");
   EXPECT_THAT(Joined(shadowed),
               HasSubstr("4:1: error: unreachable: rule allow-curl is always overridden by deny "
                         "rule no-curl"));
   // A narrower denial (other namespaces, or only some arguments) leaves the rule reachable.
-  const std::string narrower = absl::StrCat(
-      kHeader, Rule("allow-curl", "    command: {program: curl}\n"),
-      "  - id: no-curl\n    effect: deny\n    subjects: {users: ['*']}\n"
-      "    targets: {namespaces: [prod]}\n    deny: {programs: [curl]}\n");
+  const std::string narrower =
+      absl::StrCat(kHeader, Rule("allow-curl", "    command: {program: curl}\n"),
+                   "  - id: no-curl\n    effect: deny\n    subjects: {users: ['*']}\n"
+                   "    targets: {namespaces: [prod]}\n    deny: {programs: [curl]}\n");
   EXPECT_TRUE(LoadPolicy(narrower, "").ok()) << Joined(narrower);
-  const std::string repeated =
-      absl::StrCat(kHeader, Rule("a", "    command: {program: free}\n"),
-                   Rule("b", "    command: {program: free}\n"));
+  const std::string repeated = absl::StrCat(kHeader, Rule("a", "    command: {program: free}\n"),
+                                            Rule("b", "    command: {program: free}\n"));
   EXPECT_THAT(Joined(repeated),
               HasSubstr("9:5: error: unreachable: rule b repeats rule a (same program, grammar "
                         "and scope)"));
-  const std::string after_repeat = absl::StrCat(
-      kHeader, Rule("c", "    command:\n      program: cat\n      args:\n"
-                         "        - {name: f, type: path, prefixes: [/x], repeat: true}\n"
-                         "        - {name: g, type: pid}\n"));
+  const std::string after_repeat =
+      absl::StrCat(kHeader, Rule("c",
+                                 "    command:\n      program: cat\n      args:\n"
+                                 "        - {name: f, type: path, prefixes: [/x], repeat: true}\n"
+                                 "        - {name: g, type: pid}\n"));
   EXPECT_THAT(Joined(after_repeat),
               HasSubstr("12:11: error: unreachable: an argument after a repeated one"));
 }
@@ -164,18 +164,21 @@ TEST(PolicyLoaderTest, UnreachableRulesAreErrors) {
 TEST(PolicyLoaderTest, ConflictingDefinitionsAreErrors) {
   const std::string doc = absl::StrCat(
       kHeader, Rule("r", "    command:\n      program: curl\n      flags: [-s, -I, -s]\n"));
-  EXPECT_THAT(Joined(doc), HasSubstr("10:23: error: conflicting: flag -s is listed twice in rule r"));
-  const std::string kinds = absl::StrCat(
-      kHeader, Rule("r", "    shell: true\n    command: {program: free}\n"));
-  EXPECT_THAT(Joined(kinds), HasSubstr("needs exactly one of command, shell: true, superuser: true"));
+  EXPECT_THAT(Joined(doc),
+              HasSubstr("10:23: error: conflicting: flag -s is listed twice in rule r"));
+  const std::string kinds =
+      absl::StrCat(kHeader, Rule("r", "    shell: true\n    command: {program: free}\n"));
+  EXPECT_THAT(Joined(kinds),
+              HasSubstr("needs exactly one of command, shell: true, superuser: true"));
   const std::string deny_with_command = absl::StrCat(
       kHeader, Rule("d", "    deny: {programs: [sh]}\n    command: {program: sh}\n", "deny"));
   EXPECT_THAT(Joined(deny_with_command),
               HasSubstr("9:14: error: 'command' does not apply to deny rule d"));
-  const std::string ambiguous = absl::StrCat(
-      kHeader, Rule("r", "    command:\n      program: x\n      args:\n"
-                         "        - {name: a, type: pid, optional: true}\n"
-                         "        - {name: b, type: pid}\n"));
+  const std::string ambiguous =
+      absl::StrCat(kHeader, Rule("r",
+                                 "    command:\n      program: x\n      args:\n"
+                                 "        - {name: a, type: pid, optional: true}\n"
+                                 "        - {name: b, type: pid}\n"));
   EXPECT_THAT(Joined(ambiguous), HasSubstr("a required argument after an optional one"));
 }
 
@@ -185,7 +188,8 @@ TEST(PolicyLoaderTest, ProgramsFlagsAndTypesAreChecked) {
   };
   EXPECT_THAT(one("    command: {program: /bin/ls}\n"), HasSubstr("must be a bare name"));
   EXPECT_THAT(one("    command: {program: ./ls}\n"), HasSubstr("must be a bare name"));
-  EXPECT_THAT(one("    command: {program: \"l\\u00f3\"}\n"), HasSubstr("non-ASCII character U+00F3"));
+  EXPECT_THAT(one("    command: {program: \"l\\u00f3\"}\n"),
+              HasSubstr("non-ASCII character U+00F3"));
   EXPECT_THAT(one("    command: {program: ls, paths: [/bin/../bin/ls]}\n"),
               HasSubstr("must be absolute and normalised"));
   EXPECT_THAT(one("    command: {program: ls, paths: [/bin/cat]}\n"),
@@ -201,8 +205,9 @@ TEST(PolicyLoaderTest, ProgramsFlagsAndTypesAreChecked) {
               HasSubstr("'min' does not apply to type pid"));
   EXPECT_THAT(one("    command: {program: cat, args: [{name: f, type: path}]}\n"),
               HasSubstr("of type path needs 'prefixes'"));
-  EXPECT_THAT(one("    command: {program: cat, args: [{name: f, type: path, prefixes: [/var/]}]}\n"),
-              HasSubstr("prefix '/var/' must be an absolute normalised path"));
+  EXPECT_THAT(
+      one("    command: {program: cat, args: [{name: f, type: path, prefixes: [/var/]}]}\n"),
+      HasSubstr("prefix '/var/' must be an absolute normalised path"));
   EXPECT_THAT(one("    command: {program: x, args: [{name: f, type: enum}]}\n"),
               HasSubstr("of type enum needs 'values'"));
   EXPECT_THAT(one("    command: {program: x, args: [{name: f, type: enum, values: []}]}\n"),
@@ -222,27 +227,32 @@ TEST(PolicyLoaderTest, SubjectsAndTargetsAreRequired) {
       kHeader, "  - id: r\n    effect: allow\n    targets: {namespaces: [a]}\n    shell: true\n");
   EXPECT_THAT(Joined(no_subjects), HasSubstr("4:5: error: rule r has no 'subjects'"));
   const std::string empty_subjects = absl::StrCat(
-      kHeader, "  - id: r\n    effect: allow\n    subjects: {}\n    targets: {namespaces: [a]}\n"
-               "    shell: true\n");
+      kHeader,
+      "  - id: r\n    effect: allow\n    subjects: {}\n    targets: {namespaces: [a]}\n"
+      "    shell: true\n");
   EXPECT_THAT(Joined(empty_subjects), HasSubstr("6:15: error: rule r names no users or groups"));
   const std::string no_ns = absl::StrCat(
-      kHeader, "  - id: r\n    effect: allow\n    subjects: {users: [a]}\n    targets: {pods: [x]}\n"
-               "    shell: true\n");
+      kHeader,
+      "  - id: r\n    effect: allow\n    subjects: {users: [a]}\n    targets: {pods: [x]}\n"
+      "    shell: true\n");
   EXPECT_THAT(Joined(no_ns), HasSubstr("7:14: error: the targets of rule r need 'namespaces'"));
-  const std::string star_group = absl::StrCat(
-      kHeader, "  - id: r\n    effect: allow\n    subjects: {groups: ['*']}\n"
-               "    targets: {namespaces: [a]}\n    shell: true\n");
+  const std::string star_group =
+      absl::StrCat(kHeader,
+                   "  - id: r\n    effect: allow\n    subjects: {groups: ['*']}\n"
+                   "    targets: {namespaces: [a]}\n    shell: true\n");
   EXPECT_THAT(Joined(star_group), HasSubstr("groups cannot be '*'"));
-  const std::string no_effect = absl::StrCat(
-      kHeader, "  - id: r\n    subjects: {users: [a]}\n    targets: {namespaces: [a]}\n"
-               "    shell: true\n");
+  const std::string no_effect =
+      absl::StrCat(kHeader,
+                   "  - id: r\n    subjects: {users: [a]}\n    targets: {namespaces: [a]}\n"
+                   "    shell: true\n");
   EXPECT_THAT(Joined(no_effect), HasSubstr("4:5: error: rule r: effect must be allow or deny"));
 }
 
 TEST(PolicyLoaderTest, FileSchemeIsAWarningNotAnError) {
   const std::string doc = absl::StrCat(
-      kHeader, Rule("r", "    command:\n      program: curl\n      args:\n        - {name: u, "
-                         "type: url, schemes: [https, file]}\n"));
+      kHeader, Rule("r",
+                    "    command:\n      program: curl\n      args:\n        - {name: u, "
+                    "type: url, schemes: [https, file]}\n"));
   LoadResult r = LoadPolicy(doc, "");
   EXPECT_TRUE(r.ok());
   EXPECT_THAT(Joined(doc), HasSubstr("11:41: warning: scheme 'file' lets a URL read any file"));

@@ -204,7 +204,8 @@ TEST_F(PolicyStoreTest, StatFallbackReloadsWithoutInotify) {
   ASSERT_TRUE(store.StartWatching(absl::Milliseconds(50), /*use_inotify=*/false).ok());
   ReplaceFile(path_, Doc("b", "df"));
   auto took = WaitForVersion(store, DocumentVersion(Doc("b", "df")));
-  ASSERT_TRUE(took.has_value()) << store.Current()->version() << " " << DocumentVersion(Doc("b", "df"));
+  ASSERT_TRUE(took.has_value()) << store.Current()->version() << " "
+                                << DocumentVersion(Doc("b", "df"));
   EXPECT_LT(*took, absl::Seconds(1));
 }
 

@@ -11,8 +11,8 @@ TEST(TextChecksTest, StrictIntegers) {
   EXPECT_EQ(ParseStrictInteger("42"), 42);
   EXPECT_EQ(ParseStrictInteger("-7"), -7);
   EXPECT_EQ(ParseStrictInteger("9223372036854775807"), 9223372036854775807LL);
-  for (const char* bad : {"", "-", "+1", "01", " 1", "1 ", "1e3", "0x10", "1.0", "9223372036854775808",
-                          "99999999999999999999", "--1"}) {
+  for (const char* bad : {"", "-", "+1", "01", " 1", "1 ", "1e3", "0x10", "1.0",
+                          "9223372036854775808", "99999999999999999999", "--1"}) {
     EXPECT_FALSE(ParseStrictInteger(bad).has_value()) << bad;
   }
 }
@@ -21,8 +21,8 @@ TEST(TextChecksTest, HostNamesAndIps) {
   EXPECT_TRUE(IsHostName("example.com"));
   EXPECT_TRUE(IsHostName("a-b.c0"));
   EXPECT_TRUE(IsHostName("localhost"));
-  for (const char* bad : {"", "-a.com", "a-.com", "a..com", "a.com.", "exa_mple.com", "a b",
-                          "a;b", "@8.8.8.8"}) {
+  for (const char* bad :
+       {"", "-a.com", "a-.com", "a..com", "a.com.", "exa_mple.com", "a b", "a;b", "@8.8.8.8"}) {
     EXPECT_FALSE(IsHostName(bad)) << bad;
   }
   EXPECT_FALSE(IsHostName(std::string(64, 'a')));
