@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "podgate/exec/v1/exec.grpc.pb.h"
+#include "podgate/policy/v1/policy.grpc.pb.h"
 #include "support/grpc_health.h"
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
@@ -161,16 +161,20 @@ TEST(ServicesTest, UnreadableCertificateExitsWithOneClearLine) {
                        {}, {"--tls_cert", "/nonexistent/cert.pem", "No such file"});
 }
 
-TEST(ServicesTest, UnimplementedRpcSaysSo) {
-  // exec's ListTargets is not implemented yet (policy implements all of its RPCs).
-  Running exec = StartOnFreePorts(kBinaries[1]);
-  auto stub = podgate::exec::v1::ExecService::NewStub(
-      podgate::testing::LocalChannel(exec.grpc_port));
+TEST(ServicesTest, PolicyAnswersValidatePolicy) {
+  // Every policy RPC is implemented: a dry run of an empty document is an answer, not
+  // UNIMPLEMENTED (tests/integration/policy covers the service in depth).
+  Running policy = StartOnFreePorts(kBinaries[0]);
+  auto stub = podgate::policy::v1::PolicyService::NewStub(
+      podgate::testing::LocalChannel(policy.grpc_port));
   grpc::ClientContext ctx;
-  podgate::exec::v1::ListTargetsRequest req;
-  podgate::exec::v1::ListTargetsResponse res;
-  grpc::Status status = stub->ListTargets(&ctx, req, &res);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  podgate::policy::v1::ValidatePolicyRequest req;
+  podgate::policy::v1::ValidatePolicyResponse res;
+  grpc::Status status = stub->ValidatePolicy(&ctx, req, &res);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(res.valid());
+  ASSERT_EQ(res.issues_size(), 1);
+  EXPECT_EQ(res.issues(0).message(), "the document is empty");
 }
 
 }  // namespace
