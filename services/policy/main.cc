@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
   }
   auto registry = std::make_shared<prometheus::Registry>();
   podgate::policy::PolicyMetrics metrics(*registry);
-  // TODO(audit integration): pass an audit-backed PolicyChangeSink once the audit client exists.
+  // Policy changes reach audit through a PolicyChangeSink; until the audit recorder is wired in
+  // here, the store's log lines are their only record.
   podgate::policy::PolicyStore store(&metrics, nullptr);
   const std::string policy_file = absl::GetFlag(FLAGS_policy_file);
   if (!policy_file.empty()) {
