@@ -17,8 +17,22 @@ function(podgate_test)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
-  string(REPLACE ";" "\\;" labels "${T_LABELS}")
   gtest_discover_tests(${T_NAME}
     DISCOVERY_TIMEOUT 60
-    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+    PROPERTIES TIMEOUT ${T_TIMEOUT})
+  # gtest_discover_tests flattens a list-valued LABELS property ("unit;policy" arrives as
+  # LABELS unit policy, so only the first label sticks). Set the labels from a ctest include
+  # file that runs after the discovered tests are added.
+  set(labels_file "${CMAKE_CURRENT_BINARY_DIR}/${T_NAME}_labels.cmake")
+  file(WRITE "${labels_file}"
+    "set(_tests_file \"${CMAKE_CURRENT_BINARY_DIR}/${T_NAME}[1]_tests.cmake\")\n"
+    "if(EXISTS \"\${_tests_file}\")\n"
+    "  file(STRINGS \"\${_tests_file}\" _lines REGEX \"^add_test\")\n"
+    "  foreach(_line IN LISTS _lines)\n"
+    "    if(_line MATCHES \"^add_test\\\\(\\\\[=\\\\[([^]]*)\\\\]=\\\\]\")\n"
+    "      set_tests_properties(\"\${CMAKE_MATCH_1}\" PROPERTIES LABELS \"${T_LABELS}\")\n"
+    "    endif()\n"
+    "  endforeach()\n"
+    "endif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${labels_file}")
 endfunction()

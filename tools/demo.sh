@@ -5,6 +5,9 @@ set -euo pipefail
 BUILD_DIR="${1:-build}"
 BIN="$BUILD_DIR/services"
 STATE="${PODGATE_DEMO_DIR:-$BUILD_DIR/demo}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# The policy the demo serves; edit it while the demo runs and podgate-policy reloads it.
+POLICY_FILE="${PODGATE_DEMO_POLICY:-$ROOT/deploy/policy/example.yaml}"
 mkdir -p "$STATE/logs"
 
 pids=()
@@ -27,7 +30,7 @@ start() {  # name grpc_port metrics_port [flags...]
   pids+=("$!")
 }
 
-start policy 7101 9101
+start policy 7101 9101 --policy_file="$POLICY_FILE"
 start exec 7102 9102
 start audit 7103 9103
 start edge 7104 9104
@@ -48,7 +51,7 @@ done
 cat <<MSG
 podgate demo is running (logs in $STATE/logs):
   service   gRPC              metrics
-  policy    127.0.0.1:7101    http://127.0.0.1:9101/metrics
+  policy    127.0.0.1:7101    http://127.0.0.1:9101/metrics   (policy: $POLICY_FILE)
   exec      127.0.0.1:7102    http://127.0.0.1:9102/metrics
   audit     127.0.0.1:7103    http://127.0.0.1:9103/metrics
   edge      127.0.0.1:7104    http://127.0.0.1:9104/metrics

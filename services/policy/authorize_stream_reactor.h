@@ -1,0 +1,86 @@
+// The server side of PolicyService.AuthorizeStream: answers each request, in order, with its
+// correlation id.
+//
+// Flow control: one write in flight and at most kMaxQueued answers waiting behind it. While
+// the queue is full the reactor stops reading, so a client that does not read its answers
+// gets back-pressure (gRPC flow control) instead of growing the server's memory. Evaluation
+// takes microseconds and never blocks, so it runs inside the read reaction.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/support/server_callback.h"
+#include "podgate/policy/v1/policy.grpc.pb.h"
+#include "policy/authorizer.h"
+
+namespace podgate::policy {
+
+class AuthorizeStreamReactor;
+
+// The open AuthorizeStreams, so that shutdown can end them: each sends what it has queued and
+// then ends with UNAVAILABLE (the client reconnects to another replica) instead of waiting for
+// the drain deadline to cancel it.
+class StreamRegistry {
+ public:
+  // Ends every open stream and refuses new ones. Safe to call more than once.
+  void DrainAll();
+  // Registers a new stream; false once draining.
+  bool Add(AuthorizeStreamReactor* reactor);
+  void Remove(AuthorizeStreamReactor* reactor);
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_set<AuthorizeStreamReactor*> streams_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class AuthorizeStreamReactor final
+    : public grpc::ServerBidiReactor<podgate::policy::v1::AuthorizeStreamRequest,
+                                     podgate::policy::v1::AuthorizeStreamResponse> {
+ public:
+  static constexpr size_t kMaxQueued = 32;
+
+  AuthorizeStreamReactor(const Authorizer* authorizer, StreamRegistry* registry);
+
+  // Sends what is queued, then ends the stream with UNAVAILABLE. Called by StreamRegistry from
+  // a thread that is not a reaction, so it never holds mu_ while calling into gRPC.
+  void Drain();
+  void Ref() { refs_.fetch_add(1); }
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) {
+      delete this;
+    }
+  }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override {}
+  void OnDone() override;
+
+ private:
+  // Starts the next write or finishes when nothing is left; called with mu_ held.
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishOnceLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Authorizer* const authorizer_;
+  StreamRegistry* const registry_;
+  // One reference for gRPC (released in OnDone), one per DrainAll in progress.
+  std::atomic<int> refs_{1};
+  podgate::policy::v1::AuthorizeStreamRequest request_;
+
+  absl::Mutex mu_;
+  std::deque<podgate::policy::v1::AuthorizeStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = true;  // a read is in flight
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace podgate::policy

@@ -1,0 +1,43 @@
+#include "policy/authorizer.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "runtime/log.h"
+
+namespace podgate::policy {
+
+podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
+    const podgate::policy::v1::AuthorizeRequest& request) const {
+  const absl::Time start = absl::Now();
+  const std::shared_ptr<const CompiledPolicy> policy = store_->Current();
+  podgate::policy::v1::AuthorizeResponse response;
+  std::vector<std::string> explanation;
+  *response.mutable_decision() =
+      policy->Evaluate(request, request.explain() ? &explanation : nullptr);
+  for (std::string& line : explanation) {
+    response.add_explanation(std::move(line));
+  }
+  const podgate::common::v1::Decision& d = response.decision();
+  if (metrics_ != nullptr) {
+    metrics_->RecordDecision(d, absl::Now() - start);
+  }
+  // Only the program and the rule are logged: arguments (and reasons, which quote them) may
+  // carry secrets and belong to the audit trail.
+  const std::string program = request.has_command() && request.command().argv_size() > 0
+                                  ? request.command().argv(0).substr(0, 64)
+                                  : (request.has_shell() ? "<shell>" : "");
+  const bool allowed = d.verdict() == podgate::common::v1::VERDICT_ALLOW;
+  (allowed ? log::Debug : log::Info)("decision", {{"user", request.principal().user()},
+                                                  {"namespace", request.target().namespace_()},
+                                                  {"pod", request.target().pod()},
+                                                  {"container", request.target().container()},
+                                                  {"program", program},
+                                                  {"verdict", allowed ? "allow" : "deny"},
+                                                  {"rule", d.rule()},
+                                                  {"policy_version", d.policy_version()}});
+  return response;
+}
+
+}  // namespace podgate::policy

@@ -1,0 +1,24 @@
+// Answers one authorization request against the policy version in force, recording the
+// decision's metrics and a log line. Shared by the unary and the streaming RPC.
+#pragma once
+
+#include "podgate/policy/v1/policy.pb.h"
+#include "policy/policy_metrics.h"
+#include "policy/policy_store.h"
+
+namespace podgate::policy {
+
+class Authorizer {
+ public:
+  // Neither is owned; `metrics` may be null.
+  Authorizer(const PolicyStore* store, PolicyMetrics* metrics) : store_(store), metrics_(metrics) {}
+
+  podgate::policy::v1::AuthorizeResponse Authorize(
+      const podgate::policy::v1::AuthorizeRequest& request) const;
+
+ private:
+  const PolicyStore* store_;
+  PolicyMetrics* metrics_;
+};
+
+}  // namespace podgate::policy

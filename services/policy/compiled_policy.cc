@@ -1,0 +1,586 @@
+#include "policy/compiled_policy.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "policy/text_checks.h"
+
+namespace podgate::policy {
+namespace {
+
+using podgate::common::v1::Decision;
+using podgate::common::v1::Principal;
+using podgate::common::v1::Target;
+using podgate::policy::v1::AuthorizeRequest;
+
+// Quotes a user-supplied value for a reason, shortened so that a long argument cannot flood
+// logs and audit records. Values are printable ASCII by then (CheckArgv ran first).
+std::string Quote(std::string_view value) {
+  constexpr size_t kMax = 64;
+  if (value.size() <= kMax) {
+    return absl::StrCat("'", std::string(value), "'");
+  }
+  return absl::StrCat("'", std::string(value.substr(0, kMax)), "...'");
+}
+
+std::string Where(const Target& target) {
+  return absl::StrCat(target.namespace_(), "/", target.pod(), target.container().empty() ? "" : "/",
+                      target.container());
+}
+
+bool AnyGlob(const std::vector<std::string>& patterns, const std::string& text) {
+  for (const std::string& p : patterns) {
+    if (GlobMatch(p, text)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string Basename(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+std::optional<std::string> ValueType::Check(const std::string& value) const {
+  switch (kind) {
+    case Kind::kInteger:
+    case Kind::kPid:
+    case Kind::kPort: {
+      const std::optional<long long> v = ParseStrictInteger(value);
+      if (!v) {
+        return "is not a decimal integer";
+      }
+      if (*v < min || *v > max) {
+        return absl::StrCat("is out of range ", min, "..", max);
+      }
+      return std::nullopt;
+    }
+    case Kind::kHostName:
+      return IsHostName(value) ? std::nullopt : std::optional<std::string>("is not a host name");
+    case Kind::kIp:
+      return IsIpAddress(value) ? std::nullopt : std::optional<std::string>("is not an IP address");
+    case Kind::kHost:
+      return IsHostName(value) || IsIpAddress(value)
+                 ? std::nullopt
+                 : std::optional<std::string>("is not a host name or IP address");
+    case Kind::kUrl: {
+      std::string error;
+      std::optional<ParsedUrl> url = ParseUrl(value, &error);
+      if (!url) {
+        return absl::StrCat("is not an acceptable URL: it ", error);
+      }
+      if (std::find(schemes.begin(), schemes.end(), url->scheme) == schemes.end()) {
+        return absl::StrCat("uses scheme ", url->scheme,
+                            ", allowed: ", absl::StrJoin(schemes, ", "));
+      }
+      return std::nullopt;
+    }
+    case Kind::kPath: {
+      std::optional<std::string> norm = NormaliseAbsolutePath(value);
+      if (!norm) {
+        return "is not an absolute path without '..'";
+      }
+      for (const std::string& prefix : prefixes) {
+        if (PathIsUnder(*norm, prefix)) {
+          return std::nullopt;
+        }
+      }
+      return absl::StrCat("is outside ", absl::StrJoin(prefixes, ", "));
+    }
+    case Kind::kEnum:
+    case Kind::kLiteral:
+      if (std::find(values.begin(), values.end(), value) != values.end()) {
+        return std::nullopt;
+      }
+      return absl::StrCat("is not one of ", absl::StrJoin(values, ", "));
+    case Kind::kRegex:
+      return RE2::FullMatch(value, *regex)
+                 ? std::nullopt
+                 : std::optional<std::string>(absl::StrCat("does not match /", regex_source, "/"));
+  }
+  return "has an unknown type";
+}
+
+std::string ValueType::Describe() const {
+  switch (kind) {
+    case Kind::kInteger:
+      return absl::StrCat("integer(", min, "..", max, ")");
+    case Kind::kPid:
+      return "pid";
+    case Kind::kPort:
+      return "port";
+    case Kind::kHostName:
+      return "hostname";
+    case Kind::kIp:
+      return "ip";
+    case Kind::kHost:
+      return "host";
+    case Kind::kUrl:
+      return absl::StrCat("url(", absl::StrJoin(schemes, ","), ")");
+    case Kind::kPath:
+      return absl::StrCat("path(", absl::StrJoin(prefixes, ","), ")");
+    case Kind::kEnum:
+      return absl::StrCat("enum(", absl::StrJoin(values, "|"), ")");
+    case Kind::kRegex:
+      return absl::StrCat("regex(", regex_source, ")");
+    case Kind::kLiteral:
+      return values.empty() ? "" : values[0];
+  }
+  return "";
+}
+
+std::optional<std::string> Grammar::Match(const std::vector<std::string>& argv) const {
+  std::vector<int> seen(flags.size(), 0);
+  std::vector<const std::string*> args;
+  bool flags_done = false;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    if (flags_done || arg.size() < 2 || arg[0] != '-') {
+      args.push_back(&arg);
+      continue;
+    }
+    if (arg == "--") {
+      if (!double_dash) {
+        return absl::StrCat("'--' is not allowed for ", program);
+      }
+      flags_done = true;
+      continue;
+    }
+    auto it = flag_index.find(arg);
+    std::optional<std::string> joined;
+    if (it == flag_index.end() && arg.rfind("--", 0) == 0) {
+      const size_t eq = arg.find('=');
+      if (eq != std::string::npos) {
+        it = flag_index.find(arg.substr(0, eq));
+        if (it != flag_index.end()) {
+          joined = arg.substr(eq + 1);
+        }
+      }
+    }
+    if (it == flag_index.end()) {
+      const std::string shown = arg.size() > 64 ? arg.substr(0, 64) + "..." : arg;
+      return absl::StrCat("flag ", shown, " is not allowed for ", program);
+    }
+    const FlagSpec& spec = flags[it->second];
+    if (seen[it->second]++ > 0 && !spec.repeatable) {
+      return absl::StrCat("flag ", spec.name, " is given more than once");
+    }
+    if (!spec.value) {
+      if (joined) {
+        return absl::StrCat("flag ", spec.name, " takes no value");
+      }
+      continue;
+    }
+    std::string value;
+    if (joined) {
+      value = *joined;
+    } else if (i + 1 < argv.size()) {
+      value = argv[++i];
+    } else {
+      return absl::StrCat("flag ", spec.name, " needs a value (", spec.value->Describe(), ")");
+    }
+    const bool numeric = spec.value->kind == ValueType::Kind::kInteger;
+    if (!value.empty() && value[0] == '-' && !(numeric && ParseStrictInteger(value))) {
+      return absl::StrCat("value ", Quote(value), " of flag ", spec.name, " starts with '-'");
+    }
+    if (auto bad = spec.value->Check(value)) {
+      return absl::StrCat("value ", Quote(value), " of flag ", spec.name, " ", *bad);
+    }
+  }
+  for (size_t f = 0; f < flags.size(); ++f) {
+    if (flags[f].required && seen[f] == 0) {
+      return absl::StrCat("flag ", flags[f].name, " is required for ", program);
+    }
+  }
+  size_t next = 0;
+  for (const PositionalSpec& spec : positionals) {
+    const size_t remaining = args.size() - next;
+    size_t take = spec.repeat ? remaining : std::min<size_t>(remaining, 1);
+    if (take == 0) {
+      if (spec.optional) {
+        continue;
+      }
+      return absl::StrCat("<", spec.name, "> is missing (", spec.type.Describe(), ")");
+    }
+    if (spec.repeat && take > static_cast<size_t>(spec.max_count)) {
+      return absl::StrCat("too many <", spec.name, "> arguments (at most ", spec.max_count, ")");
+    }
+    for (size_t k = 0; k < take; ++k) {
+      const std::string& value = *args[next++];
+      if (!value.empty() && value[0] == '-' && !flags_done &&
+          spec.type.kind != ValueType::Kind::kEnum && spec.type.kind != ValueType::Kind::kLiteral) {
+        return absl::StrCat("<", spec.name, "> ", Quote(value), " starts with '-'");
+      }
+      if (auto bad = spec.type.Check(value)) {
+        return absl::StrCat("<", spec.name, "> ", Quote(value), " ", *bad);
+      }
+    }
+  }
+  if (next < args.size()) {
+    return absl::StrCat("unexpected argument ", Quote(*args[next]), " for ", program);
+  }
+  return std::nullopt;
+}
+
+std::string Grammar::Usage() const {
+  std::string out = program;
+  for (const FlagSpec& f : flags) {
+    std::string part = f.name;
+    if (f.value) {
+      absl::StrAppend(&part, " <", f.value->Describe(), ">");
+    }
+    absl::StrAppend(&out, " ", f.required ? part : absl::StrCat("[", part, "]"));
+  }
+  for (const PositionalSpec& p : positionals) {
+    std::string part = p.type.kind == ValueType::Kind::kLiteral ? p.type.Describe()
+                       : p.type.kind == ValueType::Kind::kEnum  ? absl::StrJoin(p.type.values, "|")
+                                                                : absl::StrCat("<", p.name, ">");
+    if (p.repeat) {
+      absl::StrAppend(&part, "...");
+    }
+    absl::StrAppend(&out, " ", p.optional ? absl::StrCat("[", part, "]") : part);
+  }
+  return out;
+}
+
+bool Rule::AppliesToSubject(const Principal& principal) const {
+  if (any_user || users.contains(principal.user())) {
+    return true;
+  }
+  for (const std::string& g : principal.groups()) {
+    if (groups.contains(g)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<std::string> Rule::TargetMismatch(const Target& target) const {
+  if (!AnyGlob(namespaces, target.namespace_())) {
+    return absl::StrCat("namespace ", target.namespace_(), " is not in scope");
+  }
+  if (!pods.empty() && !AnyGlob(pods, target.pod())) {
+    return absl::StrCat("pod ", target.pod(), " is not in scope");
+  }
+  for (const auto& [key, value] : pod_labels) {
+    auto it = target.pod_labels().find(key);
+    if (it == target.pod_labels().end() || it->second != value) {
+      return absl::StrCat("pod label ", key, "=", value, " is not present");
+    }
+  }
+  if (!containers.empty()) {
+    if (target.container().empty()) {
+      return "the request names no container and the rule names containers";
+    }
+    if (!AnyGlob(containers, target.container())) {
+      return absl::StrCat("container ", target.container(), " is not in scope");
+    }
+  }
+  return std::nullopt;
+}
+
+CompiledPolicy::CompiledPolicy(std::vector<Rule> rules, std::string version, std::string source)
+    : rules_(std::move(rules)),
+      version_(std::move(version)),
+      source_(std::move(source)),
+      loaded_time_(absl::Now()) {
+  for (size_t i = 0; i < rules_.size(); ++i) {
+    const Rule& r = rules_[i];
+    if (r.effect == Rule::Effect::kDeny) {
+      deny_rules_.push_back(i);
+    } else if (r.kind == Rule::Kind::kSuperuser) {
+      superuser_rules_.push_back(i);
+    } else if (r.kind == Rule::Kind::kShell) {
+      shell_rules_.push_back(i);
+    } else {
+      command_rules_[r.grammar.program].push_back(i);
+      for (const std::string& path : r.grammar.program_paths) {
+        command_rules_[path].push_back(i);
+      }
+    }
+  }
+}
+
+std::shared_ptr<const CompiledPolicy> CompiledPolicy::Empty(std::string source) {
+  return std::make_shared<const CompiledPolicy>(std::vector<Rule>{}, "none", std::move(source));
+}
+
+Decision CompiledPolicy::Make(bool allow, const Rule* rule, std::string rule_id,
+                              std::string reason) const {
+  Decision d;
+  d.set_verdict(allow ? podgate::common::v1::VERDICT_ALLOW : podgate::common::v1::VERDICT_DENY);
+  d.set_rule(std::move(rule_id));
+  d.set_reason(std::move(reason));
+  d.set_policy_version(version_);
+  if (allow && rule != nullptr) {
+    if (rule->time_limit) {
+      const absl::Duration t = *rule->time_limit;
+      d.mutable_limits()->mutable_time_limit()->set_seconds(absl::ToInt64Seconds(t));
+      d.mutable_limits()->mutable_time_limit()->set_nanos(
+          static_cast<int32_t>(absl::ToInt64Nanoseconds(t % absl::Seconds(1))));
+    }
+    d.mutable_limits()->set_output_limit_bytes(rule->output_limit_bytes);
+    d.set_root_allowed(rule->allow_root);
+  }
+  return d;
+}
+
+bool CompiledPolicy::ApplicableTo(const Rule& rule, const AuthorizeRequest& request,
+                                  std::vector<std::string>* explanation) const {
+  if (!rule.AppliesToSubject(request.principal())) {
+    if (explanation != nullptr) {
+      explanation->push_back(absl::StrCat("rule ", rule.id, ": user ", request.principal().user(),
+                                          " and their groups are not subjects"));
+    }
+    return false;
+  }
+  if (auto why = rule.TargetMismatch(request.target())) {
+    if (explanation != nullptr) {
+      explanation->push_back(absl::StrCat("rule ", rule.id, ": ", *why));
+    }
+    return false;
+  }
+  return true;
+}
+
+Decision CompiledPolicy::Evaluate(const AuthorizeRequest& request,
+                                  std::vector<std::string>* explanation) const {
+  Decision d = Decide(request, explanation);
+  if (explanation != nullptr) {
+    explanation->push_back(absl::StrCat(
+        "decision: ", d.verdict() == podgate::common::v1::VERDICT_ALLOW ? "allow" : "deny", " by ",
+        d.rule(), ": ", d.reason()));
+  }
+  return d;
+}
+
+Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
+                                std::vector<std::string>* explanation) const {
+  const Principal& principal = request.principal();
+  const Target& target = request.target();
+  if (principal.user().empty()) {
+    return Make(false, nullptr, kInvalidRequestRule, "the request names no user");
+  }
+  if (target.namespace_().empty() || target.pod().empty()) {
+    return Make(false, nullptr, kInvalidRequestRule, "the request names no namespace or pod");
+  }
+  const bool shell = request.action_case() == AuthorizeRequest::kShell;
+  if (!shell && request.action_case() != AuthorizeRequest::kCommand) {
+    return Make(false, nullptr, kInvalidRequestRule, "the request names no action");
+  }
+  // Refuse a huge argv by its count before copying a single element.
+  if (!shell && static_cast<size_t>(request.command().argv_size()) > kMaxArgc) {
+    return Make(false, nullptr, kArgvCheckRule,
+                absl::StrCat("the command has ", request.command().argv_size(),
+                             " arguments (the limit is ", kMaxArgc, ")"));
+  }
+  const std::vector<std::string> argv =
+      shell ? std::vector<std::string>{}
+            : std::vector<std::string>(request.command().argv().begin(),
+                                       request.command().argv().end());
+  if (!shell) {
+    if (auto bad = CheckArgv(argv)) {
+      return Make(false, nullptr, kArgvCheckRule, *bad);
+    }
+  }
+  const std::string program = shell ? "" : argv[0];
+  const std::string base = shell ? "" : Basename(program);
+
+  // 2. Explicit denials win over everything.
+  for (size_t i : deny_rules_) {
+    const Rule& r = rules_[i];
+    if (shell) {
+      if (!r.deny.shell || !ApplicableTo(r, request, explanation)) {
+        continue;
+      }
+      return Make(false, &r, r.id, absl::StrCat("shells are denied (rule ", r.id, ")"));
+    }
+    if (r.deny.programs.empty()) {
+      continue;
+    }
+    const bool program_hit =
+        std::find(r.deny.programs.begin(), r.deny.programs.end(), program) !=
+            r.deny.programs.end() ||
+        std::find(r.deny.programs.begin(), r.deny.programs.end(), base) != r.deny.programs.end();
+    if (!program_hit) {
+      continue;
+    }
+    if (!ApplicableTo(r, request, explanation)) {
+      continue;
+    }
+    if (r.deny.any_arg.empty()) {
+      return Make(false, &r, r.id, absl::StrCat(base, " is denied (rule ", r.id, ")"));
+    }
+    for (size_t a = 1; a < argv.size(); ++a) {
+      for (size_t k = 0; k < r.deny.any_arg.size(); ++k) {
+        if (RE2::FullMatch(argv[a], *r.deny.any_arg[k])) {
+          return Make(false, &r, r.id,
+                      absl::StrCat("argument ", Quote(argv[a]), " is denied for ", base, " (rule ",
+                                   r.id, ")"));
+        }
+      }
+    }
+    if (explanation != nullptr) {
+      explanation->push_back(absl::StrCat("rule ", r.id, ": no denied argument present"));
+    }
+  }
+
+  if (shell) {
+    for (size_t i : shell_rules_) {
+      const Rule& r = rules_[i];
+      if (ApplicableTo(r, request, explanation)) {
+        return Make(true, &r, r.id, absl::StrCat("a shell is allowed (rule ", r.id, ")"));
+      }
+    }
+    return Make(
+        false, nullptr, kDefaultDenyRule,
+        absl::StrCat("no rule allows a shell for ", principal.user(), " on ", Where(target)));
+  }
+
+  // argv[0] is matched exactly: a relative path, a backslash escape or a path form no rule
+  // lists never reaches a grammar.
+  if (program.find('\\') != std::string::npos) {
+    return Make(false, nullptr, kDefaultDenyRule,
+                absl::StrCat("program ", Quote(program), " contains a backslash"));
+  }
+  if (program.find('/') != std::string::npos && program[0] != '/') {
+    return Make(
+        false, nullptr, kDefaultDenyRule,
+        absl::StrCat("program ", Quote(program), " is a relative path; name the program exactly"));
+  }
+  if (program[0] == '-') {
+    return Make(false, nullptr, kDefaultDenyRule,
+                absl::StrCat("program ", Quote(program), " starts with '-'"));
+  }
+
+  for (size_t i : superuser_rules_) {
+    const Rule& r = rules_[i];
+    if (ApplicableTo(r, request, explanation)) {
+      return Make(true, &r, r.id,
+                  absl::StrCat(principal.user(), " is a superuser here (rule ", r.id, ")"));
+    }
+  }
+
+  const Rule* closest = nullptr;
+  std::string complaint;
+  if (auto it = command_rules_.find(program); it != command_rules_.end()) {
+    for (size_t i : it->second) {
+      const Rule& r = rules_[i];
+      if (!ApplicableTo(r, request, explanation)) {
+        continue;
+      }
+      std::optional<std::string> bad = r.grammar.Match(argv);
+      if (!bad) {
+        if (explanation != nullptr) {
+          explanation->push_back(absl::StrCat("rule ", r.id, ": the grammar accepts the argv"));
+        }
+        return Make(true, &r, r.id,
+                    absl::StrCat(r.grammar.program, " is allowed (rule ", r.id, ")"));
+      }
+      if (explanation != nullptr) {
+        explanation->push_back(absl::StrCat("rule ", r.id, ": ", *bad));
+      }
+      if (closest == nullptr) {
+        closest = &r;
+        complaint = *bad;
+      }
+    }
+  }
+  if (closest != nullptr) {
+    return Make(false, closest, closest->id, absl::StrCat(complaint, " (rule ", closest->id, ")"));
+  }
+  if (program[0] == '/' && command_rules_.contains(base)) {
+    return Make(false, nullptr, kDefaultDenyRule,
+                absl::StrCat("program ", Quote(program), " is a path no rule lists; run ", base,
+                             " by name"));
+  }
+  return Make(false, nullptr, kDefaultDenyRule,
+              absl::StrCat("no rule allows ", Quote(program), " for ", principal.user(), " on ",
+                           Where(target)));
+}
+
+podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
+    const podgate::policy::v1::ListAllowedRequest& request) const {
+  podgate::policy::v1::ListAllowedResponse out;
+  out.set_policy_version(version_);
+  AuthorizeRequest probe;
+  *probe.mutable_principal() = request.principal();
+  *probe.mutable_target() = request.target();
+  probe.mutable_shell();
+  out.set_shell_allowed(Evaluate(probe).verdict() == podgate::common::v1::VERDICT_ALLOW);
+  if (request.principal().user().empty()) {
+    return out;
+  }
+  // An empty container means "any container of the pod": rules naming containers still count.
+  Target any_container = request.target();
+  const auto in_scope = [&](const Rule& r) {
+    if (!r.AppliesToSubject(request.principal())) {
+      return false;
+    }
+    if (request.target().container().empty() && !r.containers.empty()) {
+      Rule copy_scope;
+      copy_scope.namespaces = r.namespaces;
+      copy_scope.pods = r.pods;
+      copy_scope.pod_labels = r.pod_labels;
+      return !copy_scope.TargetMismatch(any_container).has_value();
+    }
+    return !r.TargetMismatch(any_container).has_value();
+  };
+  for (size_t i : superuser_rules_) {
+    if (in_scope(rules_[i])) {
+      out.set_superuser(true);
+    }
+  }
+  for (const Rule& r : rules_) {
+    if (r.effect != Rule::Effect::kAllow || r.kind != Rule::Kind::kCommand || !in_scope(r)) {
+      continue;
+    }
+    bool denied_outright = false;
+    for (size_t d : deny_rules_) {
+      const Rule& deny = rules_[d];
+      if (deny.deny.any_arg.empty() &&
+          std::find(deny.deny.programs.begin(), deny.deny.programs.end(), r.grammar.program) !=
+              deny.deny.programs.end() &&
+          in_scope(deny)) {
+        denied_outright = true;
+      }
+    }
+    if (denied_outright) {
+      continue;
+    }
+    podgate::policy::v1::AllowedCommand* cmd = out.add_commands();
+    cmd->set_rule(r.id);
+    cmd->set_program(r.grammar.program);
+    cmd->set_usage(r.grammar.Usage());
+    cmd->set_description(r.description);
+    for (const FlagSpec& f : r.grammar.flags) {
+      podgate::policy::v1::FlagHint* hint = cmd->add_flags();
+      hint->set_name(f.name);
+      hint->set_takes_value(f.value.has_value());
+      if (f.value) {
+        hint->set_value_type(f.value->Describe());
+      }
+      hint->set_description(f.description);
+    }
+    for (const PositionalSpec& p : r.grammar.positionals) {
+      if (p.type.kind == ValueType::Kind::kEnum || p.type.kind == ValueType::Kind::kLiteral) {
+        for (const std::string& v : p.type.values) {
+          cmd->add_subcommands(v);
+        }
+        break;
+      }
+    }
+  }
+  std::stable_sort(out.mutable_commands()->begin(), out.mutable_commands()->end(),
+                   [](const auto& a, const auto& b) {
+                     return std::tie(a.program(), a.rule()) < std::tie(b.program(), b.rule());
+                   });
+  return out;
+}
+
+}  // namespace podgate::policy

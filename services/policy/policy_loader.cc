@@ -1,0 +1,878 @@
+#include "policy/policy_loader.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "policy/text_checks.h"
+#include "yaml-cpp/yaml.h"
+
+namespace podgate::policy {
+namespace {
+
+using podgate::policy::v1::SEVERITY_ERROR;
+using podgate::policy::v1::SEVERITY_WARNING;
+
+constexpr char kApiVersion[] = "podgate.io/v1";
+constexpr char kKind[] = "CommandPolicy";
+constexpr long long kMaxPid = 4194304;  // Linux PID_MAX_LIMIT
+
+// Walks the YAML tree, collecting issues instead of stopping at the first one.
+class Parser {
+ public:
+  std::vector<LoadIssue>& issues() { return issues_; }
+  bool has_errors() const { return errors_ > 0; }
+
+  void Error(const YAML::Node& at, std::string message) {
+    Add(SEVERITY_ERROR, at, std::move(message));
+  }
+  void Warning(const YAML::Node& at, std::string message) {
+    Add(SEVERITY_WARNING, at, std::move(message));
+  }
+
+  void ErrorAt(int line, int column, std::string message) {
+    LoadIssue issue;
+    issue.line = line;
+    issue.column = column;
+    issue.message = std::move(message);
+    issues_.push_back(std::move(issue));
+    ++errors_;
+  }
+
+  // Refuses keys outside `allowed`, and duplicated keys (yaml-cpp keeps both silently).
+  bool CheckKeys(const YAML::Node& map, const std::set<std::string>& allowed,
+                 const std::string& where) {
+    if (!map.IsMap()) {
+      Error(map, absl::StrCat(where, " must be a mapping"));
+      return false;
+    }
+    std::set<std::string> seen;
+    for (const auto& kv : map) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      if (!allowed.contains(key)) {
+        Error(kv.first, absl::StrCat("unknown key '", key, "' in ", where));
+      } else if (!seen.insert(key).second) {
+        Error(kv.first, absl::StrCat("duplicate key '", key, "' in ", where));
+      }
+    }
+    return true;
+  }
+
+  std::optional<std::string> String(const YAML::Node& node, const std::string& what) {
+    if (!node.IsScalar()) {
+      Error(node, absl::StrCat(what, " must be a string"));
+      return std::nullopt;
+    }
+    const std::string& s = node.Scalar();
+    if (auto bad = DescribeForbiddenCharacter(s)) {
+      Error(node, absl::StrCat(what, " contains a ", *bad));
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<bool> Bool(const YAML::Node& node, const std::string& what) {
+    if (node.IsScalar()) {
+      const std::string& s = node.Scalar();
+      if (s == "true") {
+        return true;
+      }
+      if (s == "false") {
+        return false;
+      }
+    }
+    Error(node, absl::StrCat(what, " must be true or false"));
+    return std::nullopt;
+  }
+
+  std::optional<long long> Integer(const YAML::Node& node, const std::string& what) {
+    if (node.IsScalar()) {
+      if (auto v = ParseStrictInteger(node.Scalar())) {
+        return v;
+      }
+    }
+    Error(node, absl::StrCat(what, " must be a decimal integer"));
+    return std::nullopt;
+  }
+
+  std::vector<std::string> StringList(const YAML::Node& node, const std::string& what,
+                                      bool allow_empty = false) {
+    std::vector<std::string> out;
+    if (!node.IsSequence()) {
+      Error(node, absl::StrCat(what, " must be a list"));
+      return out;
+    }
+    std::set<std::string> seen;
+    for (const auto& item : node) {
+      if (auto s = String(item, absl::StrCat("an entry of ", what))) {
+        if (s->empty()) {
+          Error(item, absl::StrCat("an entry of ", what, " is empty"));
+        } else if (!seen.insert(*s).second) {
+          Warning(item, absl::StrCat("'", *s, "' is listed twice in ", what));
+        } else {
+          out.push_back(*s);
+        }
+      }
+    }
+    if (out.empty() && !allow_empty && node.size() == 0) {
+      Error(node, absl::StrCat(what, " is empty"));
+    }
+    return out;
+  }
+
+  std::optional<absl::Duration> Duration(const YAML::Node& node, const std::string& what) {
+    absl::Duration d;
+    if (!node.IsScalar() || !absl::ParseDuration(node.Scalar(), &d) || d <= absl::ZeroDuration() ||
+        d > absl::Hours(24)) {
+      Error(node,
+            absl::StrCat(what, " must be a duration such as 30s or 5m, above 0 and at most 24h"));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+ private:
+  void Add(podgate::policy::v1::Severity severity, const YAML::Node& at, std::string message) {
+    LoadIssue issue;
+    issue.severity = severity;
+    const YAML::Mark mark = at.Mark();
+    if (!mark.is_null()) {
+      issue.line = mark.line + 1;
+      issue.column = mark.column + 1;
+    }
+    issue.message = std::move(message);
+    issues_.push_back(std::move(issue));
+    if (severity == SEVERITY_ERROR) {
+      ++errors_;
+    }
+  }
+
+  std::vector<LoadIssue> issues_;
+  int errors_ = 0;
+};
+
+const std::map<std::string, ValueType::Kind>& TypeNames() {
+  static const auto* names = new std::map<std::string, ValueType::Kind>{
+      {"integer", ValueType::Kind::kInteger}, {"pid", ValueType::Kind::kPid},
+      {"port", ValueType::Kind::kPort},       {"hostname", ValueType::Kind::kHostName},
+      {"ip", ValueType::Kind::kIp},           {"host", ValueType::Kind::kHost},
+      {"url", ValueType::Kind::kUrl},         {"path", ValueType::Kind::kPath},
+      {"enum", ValueType::Kind::kEnum},       {"regex", ValueType::Kind::kRegex},
+      {"literal", ValueType::Kind::kLiteral},
+  };
+  return *names;
+}
+
+// The keys of a value type, shared by flag values and positional arguments.
+const std::set<std::string> kTypeKeys = {"type",     "min",    "max",     "schemes",
+                                         "prefixes", "values", "pattern", "value"};
+
+std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const std::string& what,
+                                        const std::set<std::string>& extra_keys) {
+  ValueType t;
+  // Copy-constructed, never assigned: assigning a YAML::Node writes through to the node it
+  // refers to.
+  const YAML::Node type_node = node.IsMap() ? node["type"] : node;
+  if (node.IsMap()) {
+    std::set<std::string> keys = kTypeKeys;
+    keys.insert(extra_keys.begin(), extra_keys.end());
+    p.CheckKeys(node, keys, what);
+    if (!type_node) {
+      p.Error(node, absl::StrCat(what, " has no 'type'"));
+      return std::nullopt;
+    }
+  }
+  auto name = p.String(type_node, absl::StrCat("the type of ", what));
+  if (!name) {
+    return std::nullopt;
+  }
+  auto it = TypeNames().find(*name);
+  if (it == TypeNames().end()) {
+    p.Error(type_node, absl::StrCat("unknown type '", *name, "' in ", what,
+                                    " (integer, pid, port, hostname, ip, host, url, path, enum, "
+                                    "regex, literal)"));
+    return std::nullopt;
+  }
+  t.kind = it->second;
+  const bool is_map = node.IsMap();
+  const auto has = [&](const char* key) { return is_map && static_cast<bool>(node[key]); };
+  const auto param = [&](const char* key) { return node[key]; };
+  const auto refuse_params = [&](std::initializer_list<const char*> keys) {
+    for (const char* key : keys) {
+      if (has(key)) {
+        p.Error(param(key),
+                absl::StrCat("'", key, "' does not apply to type ", *name, " in ", what));
+      }
+    }
+  };
+  switch (t.kind) {
+    case ValueType::Kind::kInteger: {
+      refuse_params({"schemes", "prefixes", "values", "pattern", "value"});
+      t.min = 0;
+      t.max = std::numeric_limits<int32_t>::max();
+      if (has("min")) {
+        t.min = p.Integer(param("min"), "min").value_or(t.min);
+      }
+      if (has("max")) {
+        t.max = p.Integer(param("max"), "max").value_or(t.max);
+      }
+      if (t.min > t.max) {
+        p.Error(node, absl::StrCat("min ", t.min, " is above max ", t.max, " in ", what));
+      }
+      break;
+    }
+    case ValueType::Kind::kPid:
+      refuse_params({"min", "max", "schemes", "prefixes", "values", "pattern", "value"});
+      t.min = 1;
+      t.max = kMaxPid;
+      break;
+    case ValueType::Kind::kPort:
+      refuse_params({"min", "max", "schemes", "prefixes", "values", "pattern", "value"});
+      t.min = 1;
+      t.max = 65535;
+      break;
+    case ValueType::Kind::kHostName:
+    case ValueType::Kind::kIp:
+    case ValueType::Kind::kHost:
+      refuse_params({"min", "max", "schemes", "prefixes", "values", "pattern", "value"});
+      break;
+    case ValueType::Kind::kUrl:
+      refuse_params({"min", "max", "prefixes", "values", "pattern", "value"});
+      t.schemes = has("schemes") ? p.StringList(param("schemes"), "schemes")
+                                 : std::vector<std::string>{"http", "https"};
+      for (const std::string& s : t.schemes) {
+        if (s == "file") {
+          p.Warning(param("schemes"), "scheme 'file' lets a URL read any file in the container");
+        }
+      }
+      break;
+    case ValueType::Kind::kPath: {
+      refuse_params({"min", "max", "schemes", "values", "pattern", "value"});
+      if (!has("prefixes")) {
+        p.Error(node.IsMap() ? node : type_node,
+                absl::StrCat(what, " of type path needs 'prefixes'"));
+        return std::nullopt;
+      }
+      for (const std::string& prefix : p.StringList(param("prefixes"), "prefixes")) {
+        auto norm = NormaliseAbsolutePath(prefix);
+        if (!norm || *norm != prefix) {
+          p.Error(param("prefixes"),
+                  absl::StrCat("prefix '", prefix, "' must be an absolute normalised path"));
+        } else {
+          t.prefixes.push_back(prefix);
+        }
+      }
+      break;
+    }
+    case ValueType::Kind::kEnum:
+      refuse_params({"min", "max", "schemes", "prefixes", "pattern", "value"});
+      if (!has("values")) {
+        p.Error(node.IsMap() ? node : type_node,
+                absl::StrCat(what, " of type enum needs 'values'"));
+        return std::nullopt;
+      }
+      t.values = p.StringList(param("values"), "values");
+      break;
+    case ValueType::Kind::kLiteral:
+      refuse_params({"min", "max", "schemes", "prefixes", "pattern", "values"});
+      if (!has("value")) {
+        p.Error(node.IsMap() ? node : type_node,
+                absl::StrCat(what, " of type literal needs 'value'"));
+        return std::nullopt;
+      }
+      if (auto v = p.String(param("value"), "value")) {
+        t.values = {*v};
+      }
+      break;
+    case ValueType::Kind::kRegex: {
+      refuse_params({"min", "max", "schemes", "prefixes", "values", "value"});
+      if (!has("pattern")) {
+        p.Error(node.IsMap() ? node : type_node,
+                absl::StrCat(what, " of type regex needs 'pattern'"));
+        return std::nullopt;
+      }
+      auto pattern = p.String(param("pattern"), "pattern");
+      if (!pattern) {
+        return std::nullopt;
+      }
+      RE2::Options options;
+      options.set_log_errors(false);
+      auto re = std::make_shared<const RE2>(*pattern, options);
+      if (!re->ok()) {
+        p.Error(param("pattern"), absl::StrCat("bad regex '", *pattern, "': ", re->error()));
+        return std::nullopt;
+      }
+      t.regex = std::move(re);
+      t.regex_source = *pattern;
+      break;
+    }
+  }
+  return t;
+}
+
+bool IsRuleId(const std::string& id) {
+  if (id.empty() || id.size() > 63) {
+    return false;
+  }
+  for (char c : id) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_')) {
+      return false;
+    }
+  }
+  return id[0] != '-';
+}
+
+bool IsProgramName(const std::string& name) {
+  return !name.empty() && name[0] != '-' && name.find('/') == std::string::npos &&
+         name.find('\\') == std::string::npos && name.find(' ') == std::string::npos &&
+         name != "." && name != "..";
+}
+
+struct Defaults {
+  std::optional<absl::Duration> time_limit;
+  int64_t output_limit_bytes = 0;
+};
+
+void ParseLimits(Parser& p, const YAML::Node& node, std::optional<absl::Duration>* time_limit,
+                 int64_t* output_limit_bytes, const std::string& where) {
+  p.CheckKeys(node, {"timeLimit", "outputLimitBytes"}, where);
+  if (!node.IsMap()) {
+    return;
+  }
+  if (node["timeLimit"]) {
+    if (auto d = p.Duration(node["timeLimit"], "timeLimit")) {
+      *time_limit = d;
+    }
+  }
+  if (node["outputLimitBytes"]) {
+    if (auto v = p.Integer(node["outputLimitBytes"], "outputLimitBytes")) {
+      if (*v < 1 || *v > (int64_t{1} << 34)) {
+        p.Error(node["outputLimitBytes"], "outputLimitBytes must be between 1 and 17179869184");
+      } else {
+        *output_limit_bytes = *v;
+      }
+    }
+  }
+}
+
+void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
+  const std::string where = absl::StrCat("the command of rule ", rule.id);
+  if (!p.CheckKeys(node, {"program", "paths", "flags", "args", "doubleDash"}, where)) {
+    return;
+  }
+  Grammar& g = rule.grammar;
+  if (!node["program"]) {
+    p.Error(node, absl::StrCat(where, " has no 'program'"));
+    return;
+  }
+  if (auto program = p.String(node["program"], "program")) {
+    if (!IsProgramName(*program)) {
+      p.Error(node["program"], absl::StrCat("program '", *program,
+                                            "' must be a bare name (no '/', '\\', spaces or "
+                                            "leading '-'); list absolute forms under 'paths'"));
+    }
+    g.program = *program;
+  }
+  if (node["paths"]) {
+    for (const std::string& path : p.StringList(node["paths"], "paths")) {
+      auto norm = NormaliseAbsolutePath(path);
+      if (!norm || *norm != path) {
+        p.Error(node["paths"], absl::StrCat("path '", path, "' must be absolute and normalised"));
+      } else if (path.substr(path.rfind('/') + 1) != g.program) {
+        p.Error(node["paths"],
+                absl::StrCat("path '", path, "' does not end in the program name ", g.program));
+      } else {
+        g.program_paths.push_back(path);
+      }
+    }
+  }
+  if (node["doubleDash"]) {
+    g.double_dash = p.Bool(node["doubleDash"], "doubleDash").value_or(false);
+  }
+  if (node["flags"]) {
+    if (!node["flags"].IsSequence()) {
+      p.Error(node["flags"], "flags must be a list");
+    } else {
+      for (const auto& f : node["flags"]) {
+        FlagSpec spec;
+        const std::string fwhere = absl::StrCat("a flag of rule ", rule.id);
+        if (f.IsScalar()) {
+          spec.name = p.String(f, "a flag").value_or("");
+        } else if (p.CheckKeys(f, {"name", "value", "required", "repeatable", "description"},
+                               fwhere)) {
+          if (!f["name"]) {
+            p.Error(f, absl::StrCat(fwhere, " has no 'name'"));
+            continue;
+          }
+          spec.name = p.String(f["name"], "name").value_or("");
+          if (f["value"]) {
+            spec.value =
+                ParseValueType(p, f["value"], absl::StrCat("the value of flag ", spec.name), {});
+          }
+          if (f["required"]) {
+            spec.required = p.Bool(f["required"], "required").value_or(false);
+          }
+          if (f["repeatable"]) {
+            spec.repeatable = p.Bool(f["repeatable"], "repeatable").value_or(false);
+          }
+          if (f["description"]) {
+            spec.description = p.String(f["description"], "description").value_or("");
+          }
+        } else {
+          continue;
+        }
+        if (spec.name.size() < 2 || spec.name[0] != '-' || spec.name == "--" ||
+            spec.name.find(' ') != std::string::npos || spec.name.find('=') != std::string::npos) {
+          p.Error(f, absl::StrCat("flag '", spec.name,
+                                  "' must start with '-', be longer than one character and "
+                                  "contain no '=' or space"));
+          continue;
+        }
+        if (g.flag_index.contains(spec.name)) {
+          p.Error(f, absl::StrCat("conflicting: flag ", spec.name, " is listed twice in rule ",
+                                  rule.id));
+          continue;
+        }
+        g.flag_index[spec.name] = g.flags.size();
+        g.flags.push_back(std::move(spec));
+      }
+    }
+  }
+  if (node["args"]) {
+    if (!node["args"].IsSequence()) {
+      p.Error(node["args"], "args must be a list");
+      return;
+    }
+    bool saw_optional = false;
+    bool saw_repeat = false;
+    for (const auto& a : node["args"]) {
+      PositionalSpec spec;
+      const std::string awhere = absl::StrCat("an argument of rule ", rule.id);
+      if (!a.IsMap()) {
+        p.Error(a, absl::StrCat(awhere, " must be a mapping with 'name' and 'type'"));
+        continue;
+      }
+      if (saw_repeat) {
+        p.Error(a, absl::StrCat("unreachable: an argument after a repeated one in rule ", rule.id));
+      }
+      spec.name = a["name"] ? p.String(a["name"], "name").value_or("arg") : "arg";
+      auto type = ParseValueType(p, a, awhere, {"name", "optional", "repeat", "maxCount"});
+      if (!type) {
+        continue;
+      }
+      spec.type = std::move(*type);
+      if (a["optional"]) {
+        spec.optional = p.Bool(a["optional"], "optional").value_or(false);
+      }
+      if (a["repeat"]) {
+        spec.repeat = p.Bool(a["repeat"], "repeat").value_or(false);
+      }
+      spec.max_count = spec.repeat ? 16 : 1;
+      if (a["maxCount"]) {
+        if (!spec.repeat) {
+          p.Error(a["maxCount"], "maxCount needs repeat: true");
+        }
+        auto v = p.Integer(a["maxCount"], "maxCount");
+        if (v && (*v < 1 || *v > static_cast<long long>(kMaxArgc))) {
+          p.Error(a["maxCount"], absl::StrCat("maxCount must be between 1 and ", kMaxArgc));
+        } else if (v) {
+          spec.max_count = static_cast<int>(*v);
+        }
+      }
+      if (saw_optional && !spec.optional) {
+        p.Error(a, absl::StrCat("a required argument after an optional one is ambiguous in rule ",
+                                rule.id));
+      }
+      saw_optional = saw_optional || spec.optional;
+      saw_repeat = saw_repeat || spec.repeat;
+      g.positionals.push_back(std::move(spec));
+    }
+  }
+}
+
+void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
+  const std::string where = absl::StrCat("the deny of rule ", rule.id);
+  if (!p.CheckKeys(node, {"programs", "anyArg", "shell"}, where)) {
+    return;
+  }
+  if (node["shell"]) {
+    rule.deny.shell = p.Bool(node["shell"], "shell").value_or(false);
+  }
+  if (node["programs"]) {
+    for (const std::string& program : p.StringList(node["programs"], "programs")) {
+      if (!IsProgramName(program)) {
+        p.Error(node["programs"], absl::StrCat("program '", program, "' must be a bare name"));
+      }
+      rule.deny.programs.push_back(program);
+    }
+  }
+  if (node["anyArg"]) {
+    if (!node["programs"]) {
+      p.Error(node["anyArg"], "anyArg needs programs");
+    }
+    if (node["anyArg"].IsSequence()) {
+      for (const auto& item : node["anyArg"]) {
+        auto pattern = p.String(item, "an anyArg pattern");
+        if (!pattern) {
+          continue;
+        }
+        RE2::Options options;
+        options.set_log_errors(false);
+        auto re = std::make_shared<const RE2>(*pattern, options);
+        if (!re->ok()) {
+          p.Error(item, absl::StrCat("bad regex '", *pattern, "': ", re->error()));
+          continue;
+        }
+        rule.deny.any_arg.push_back(std::move(re));
+        rule.deny.any_arg_sources.push_back(*pattern);
+      }
+    } else {
+      p.Error(node["anyArg"], "anyArg must be a list of regular expressions");
+    }
+  }
+  if (rule.deny.programs.empty() && !rule.deny.shell) {
+    p.Error(node, absl::StrCat(where, " denies nothing: give programs or shell: true"));
+  }
+}
+
+void ParseSubjects(Parser& p, const YAML::Node& node, Rule& rule) {
+  if (!p.CheckKeys(node, {"users", "groups"}, absl::StrCat("the subjects of rule ", rule.id))) {
+    return;
+  }
+  if (node["users"]) {
+    for (const std::string& u : p.StringList(node["users"], "users")) {
+      if (u == "*") {
+        rule.any_user = true;
+      } else {
+        rule.users.insert(u);
+      }
+    }
+  }
+  if (node["groups"]) {
+    for (const std::string& g : p.StringList(node["groups"], "groups")) {
+      if (g == "*") {
+        p.Error(node["groups"], "groups cannot be '*'; use users: ['*'] for every user");
+      }
+      rule.groups.insert(g);
+    }
+  }
+  if (!rule.any_user && rule.users.empty() && rule.groups.empty()) {
+    p.Error(node, absl::StrCat("rule ", rule.id, " names no users or groups"));
+  }
+}
+
+void ParseTargets(Parser& p, const YAML::Node& node, Rule& rule) {
+  if (!p.CheckKeys(node, {"namespaces", "pods", "podLabels", "containers"},
+                   absl::StrCat("the targets of rule ", rule.id))) {
+    return;
+  }
+  if (!node["namespaces"]) {
+    p.Error(node, absl::StrCat("the targets of rule ", rule.id, " need 'namespaces'"));
+  } else {
+    rule.namespaces = p.StringList(node["namespaces"], "namespaces");
+  }
+  if (node["pods"]) {
+    rule.pods = p.StringList(node["pods"], "pods");
+  }
+  if (node["containers"]) {
+    rule.containers = p.StringList(node["containers"], "containers");
+  }
+  if (node["podLabels"]) {
+    if (!node["podLabels"].IsMap()) {
+      p.Error(node["podLabels"], "podLabels must be a mapping of label to value");
+    } else {
+      for (const auto& kv : node["podLabels"]) {
+        auto k = p.String(kv.first, "a label name");
+        auto v = p.String(kv.second, "a label value");
+        if (k && v) {
+          rule.pod_labels[*k] = *v;
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+bool Subset(const std::vector<T>& a, const std::vector<T>& b) {
+  for (const T& x : a) {
+    if (std::find(b.begin(), b.end(), x) == b.end()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether every (principal, target) that `inner` applies to is also covered by `outer`.
+bool ScopeCovers(const Rule& outer, const Rule& inner) {
+  if (!outer.any_user) {
+    if (inner.any_user) {
+      return false;
+    }
+    for (const std::string& u : inner.users) {
+      if (!outer.users.contains(u)) {
+        return false;
+      }
+    }
+    for (const std::string& g : inner.groups) {
+      if (!outer.groups.contains(g)) {
+        return false;
+      }
+    }
+  }
+  const bool all_ns =
+      std::find(outer.namespaces.begin(), outer.namespaces.end(), "*") != outer.namespaces.end();
+  if (!all_ns && !Subset(inner.namespaces, outer.namespaces)) {
+    return false;
+  }
+  if (!outer.pods.empty() && (inner.pods.empty() || !Subset(inner.pods, outer.pods))) {
+    return false;
+  }
+  if (!outer.containers.empty() &&
+      (inner.containers.empty() || !Subset(inner.containers, outer.containers))) {
+    return false;
+  }
+  for (const auto& [k, v] : outer.pod_labels) {
+    auto it = inner.pod_labels.find(k);
+    if (it == inner.pod_labels.end() || it->second != v) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool SameScope(const Rule& a, const Rule& b) { return ScopeCovers(a, b) && ScopeCovers(b, a); }
+
+}  // namespace
+
+std::string LoadIssue::ToString() const {
+  return absl::StrCat(line, ":", column, ": ",
+                      severity == SEVERITY_WARNING ? "warning: " : "error: ", message);
+}
+
+std::string LoadResult::FirstError() const {
+  for (const LoadIssue& issue : issues) {
+    if (issue.severity == SEVERITY_ERROR) {
+      return absl::StrCat(issue.line, ":", issue.column, ": ", issue.message);
+    }
+  }
+  return "";
+}
+
+std::string DocumentVersion(std::string_view document) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(document.data(), document.size(), digest, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    absl::StrAppendFormat(&hex, "%02x", digest[i]);
+  }
+  return hex;
+}
+
+LoadResult LoadPolicy(std::string_view document, std::string source) {
+  LoadResult result;
+  result.version = DocumentVersion(document);
+  Parser p;
+  const auto fail = [&](int line, int column, std::string message) {
+    LoadIssue issue;
+    issue.line = line;
+    issue.column = column;
+    issue.message = std::move(message);
+    result.issues.push_back(std::move(issue));
+    return result;
+  };
+  if (document.size() > kMaxDocumentBytes) {
+    return fail(0, 0,
+                absl::StrCat("the document is ", document.size(), " bytes long (the limit is ",
+                             kMaxDocumentBytes, ")"));
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(document));
+  } catch (const YAML::Exception& e) {
+    return fail(e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1,
+                absl::StrCat("YAML syntax: ", e.msg));
+  }
+  try {
+    if (!root || root.IsNull()) {
+      return fail(1, 1, "the document is empty");
+    }
+    if (!p.CheckKeys(root, {"apiVersion", "kind", "metadata", "defaults", "rules"},
+                     "the document")) {
+      result.issues = std::move(p.issues());
+      return result;
+    }
+    if (!root["apiVersion"] || root["apiVersion"].Scalar() != kApiVersion) {
+      p.Error(root["apiVersion"] ? root["apiVersion"] : root,
+              absl::StrCat("apiVersion must be ", kApiVersion));
+    }
+    if (!root["kind"] || root["kind"].Scalar() != kKind) {
+      p.Error(root["kind"] ? root["kind"] : root, absl::StrCat("kind must be ", kKind));
+    }
+    if (root["metadata"]) {
+      p.CheckKeys(root["metadata"], {"name", "description"}, "metadata");
+    }
+    Defaults defaults;
+    if (root["defaults"]) {
+      ParseLimits(p, root["defaults"], &defaults.time_limit, &defaults.output_limit_bytes,
+                  "defaults");
+    }
+    std::vector<Rule> rules;
+    std::map<std::string, int> ids;
+    if (!root["rules"] || !root["rules"].IsSequence()) {
+      p.Error(root["rules"] ? root["rules"] : root, "rules must be a list");
+    } else {
+      for (const auto& node : root["rules"]) {
+        Rule rule;
+        rule.line = node.Mark().line + 1;
+        if (!p.CheckKeys(node,
+                         {"id", "description", "effect", "subjects", "targets", "command", "shell",
+                          "superuser", "deny", "limits", "allowRoot"},
+                         "a rule")) {
+          continue;
+        }
+        if (!node["id"]) {
+          p.Error(node, "a rule has no 'id'");
+        } else {
+          rule.id = p.String(node["id"], "id").value_or("");
+          if (!IsRuleId(rule.id) || rule.id == kDefaultDenyRule || rule.id == kArgvCheckRule ||
+              rule.id == kInvalidRequestRule) {
+            p.Error(node["id"], absl::StrCat("rule id '", rule.id,
+                                             "' must be lower-case [a-z0-9._-], at most 63 "
+                                             "characters, and not a built-in rule name"));
+          } else if (auto [it, inserted] = ids.emplace(rule.id, rule.line); !inserted) {
+            p.Error(node["id"], absl::StrCat("duplicate rule id '", rule.id, "' (first on line ",
+                                             it->second, ")"));
+          }
+        }
+        if (node["description"]) {
+          rule.description = p.String(node["description"], "description").value_or("");
+        }
+        const std::string effect =
+            node["effect"] ? p.String(node["effect"], "effect").value_or("") : "";
+        if (effect == "allow") {
+          rule.effect = Rule::Effect::kAllow;
+        } else if (effect == "deny") {
+          rule.effect = Rule::Effect::kDeny;
+        } else {
+          p.Error(node["effect"] ? node["effect"] : node,
+                  absl::StrCat("rule ", rule.id, ": effect must be allow or deny"));
+          continue;
+        }
+        if (!node["subjects"]) {
+          p.Error(node, absl::StrCat("rule ", rule.id, " has no 'subjects'"));
+        } else {
+          ParseSubjects(p, node["subjects"], rule);
+        }
+        if (!node["targets"]) {
+          p.Error(node, absl::StrCat("rule ", rule.id, " has no 'targets'"));
+        } else {
+          ParseTargets(p, node["targets"], rule);
+        }
+        rule.time_limit = defaults.time_limit;
+        rule.output_limit_bytes = defaults.output_limit_bytes;
+        if (node["limits"]) {
+          ParseLimits(p, node["limits"], &rule.time_limit, &rule.output_limit_bytes,
+                      absl::StrCat("the limits of rule ", rule.id));
+        }
+        if (node["allowRoot"]) {
+          rule.allow_root = p.Bool(node["allowRoot"], "allowRoot").value_or(false);
+        }
+        if (rule.effect == Rule::Effect::kDeny) {
+          for (const char* key : {"command", "shell", "superuser", "limits", "allowRoot"}) {
+            if (node[key]) {
+              p.Error(node[key], absl::StrCat("'", key, "' does not apply to deny rule ", rule.id));
+            }
+          }
+          if (!node["deny"]) {
+            p.Error(node, absl::StrCat("deny rule ", rule.id, " needs 'deny'"));
+          } else {
+            ParseDeny(p, node["deny"], rule);
+          }
+        } else {
+          if (node["deny"]) {
+            p.Error(node["deny"], absl::StrCat("'deny' does not apply to allow rule ", rule.id));
+          }
+          const bool shell = node["shell"] && p.Bool(node["shell"], "shell").value_or(false);
+          const bool super =
+              node["superuser"] && p.Bool(node["superuser"], "superuser").value_or(false);
+          const int kinds = (node["command"] ? 1 : 0) + (shell ? 1 : 0) + (super ? 1 : 0);
+          if (kinds != 1) {
+            p.Error(node,
+                    absl::StrCat("allow rule ", rule.id,
+                                 " needs exactly one of command, shell: true, superuser: true"));
+            continue;
+          }
+          if (shell) {
+            rule.kind = Rule::Kind::kShell;
+          } else if (super) {
+            rule.kind = Rule::Kind::kSuperuser;
+          } else {
+            rule.kind = Rule::Kind::kCommand;
+            ParseGrammar(p, node["command"], rule);
+          }
+        }
+        // Reachability: an allow rule that an explicit denial fully covers never decides,
+        // and one that repeats an earlier rule's program, grammar and scope never decides.
+        if (rule.effect == Rule::Effect::kAllow) {
+          for (const Rule& earlier : rules) {
+            if (earlier.effect == Rule::Effect::kDeny) {
+              continue;
+            }
+            if (earlier.kind == rule.kind && rule.kind == Rule::Kind::kCommand &&
+                earlier.grammar.program == rule.grammar.program &&
+                earlier.grammar.Usage() == rule.grammar.Usage() && SameScope(earlier, rule)) {
+              p.Error(node, absl::StrCat("unreachable: rule ", rule.id, " repeats rule ",
+                                         earlier.id, " (same program, grammar and scope)"));
+            }
+          }
+        }
+        rules.push_back(std::move(rule));
+      }
+      // Shadowing by deny rules regardless of order: denials always win.
+      for (const Rule& allow : rules) {
+        if (allow.effect != Rule::Effect::kAllow || allow.kind == Rule::Kind::kSuperuser) {
+          continue;
+        }
+        for (const Rule& deny : rules) {
+          if (deny.effect != Rule::Effect::kDeny || !deny.deny.any_arg.empty()) {
+            continue;
+          }
+          const bool same_action =
+              allow.kind == Rule::Kind::kShell
+                  ? deny.deny.shell
+                  : std::find(deny.deny.programs.begin(), deny.deny.programs.end(),
+                              allow.grammar.program) != deny.deny.programs.end();
+          if (same_action && ScopeCovers(deny, allow)) {
+            p.ErrorAt(allow.line, 1,
+                      absl::StrCat("unreachable: rule ", allow.id,
+                                   " is always overridden by deny rule ", deny.id));
+          }
+        }
+      }
+    }
+    result.rule_count = static_cast<int>(rules.size());
+    if (!p.has_errors()) {
+      result.policy = std::make_shared<const CompiledPolicy>(std::move(rules), result.version,
+                                                             std::move(source));
+    }
+  } catch (const YAML::Exception& e) {
+    p.Error(YAML::Node(), absl::StrCat("unexpected document structure: ", e.what()));
+  }
+  result.issues = std::move(p.issues());
+  std::stable_sort(result.issues.begin(), result.issues.end(),
+                   [](const LoadIssue& a, const LoadIssue& b) {
+                     return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+                   });
+  return result;
+}
+
+}  // namespace podgate::policy

@@ -1,0 +1,313 @@
+#include "policy/text_checks.h"
+
+#include <arpa/inet.h>
+
+#include <cstdint>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+
+namespace podgate::policy {
+namespace {
+
+// Decodes one UTF-8 code point at `text[*pos]`, advancing `*pos`; -1 on an invalid sequence
+// (overlong forms, surrogates and values above U+10FFFF included).
+int32_t DecodeUtf8(std::string_view text, size_t* pos) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char c = byte(*pos);
+  int len = 0;
+  int32_t cp = 0;
+  if (c < 0x80) {
+    ++*pos;
+    return c;
+  } else if ((c & 0xE0) == 0xC0) {
+    len = 2;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    len = 3;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    len = 4;
+    cp = c & 0x07;
+  } else {
+    return -1;
+  }
+  if (*pos + len > text.size()) {
+    return -1;
+  }
+  for (int i = 1; i < len; ++i) {
+    const unsigned char cc = byte(*pos + i);
+    if ((cc & 0xC0) != 0x80) {
+      return -1;
+    }
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  static constexpr int32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+    return -1;
+  }
+  *pos += len;
+  return cp;
+}
+
+std::string CodePointName(int32_t cp) {
+  const std::string u = absl::StrFormat("U+%04X", cp);
+  if (cp == 0) {
+    return "NUL byte";
+  }
+  if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0)) {
+    return absl::StrCat("control character ", u);
+  }
+  if (cp == 0xA0 || cp == 0x202F || cp == 0x2007 || (cp >= 0x2000 && cp <= 0x200A) ||
+      cp == 0x3000 || cp == 0x205F || cp == 0x1680) {
+    return absl::StrCat("non-ASCII space ", u);
+  }
+  if ((cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200E ||
+      cp == 0x200F || cp == 0x061C) {
+    return absl::StrCat("bidi control ", u);
+  }
+  if ((cp >= 0x200B && cp <= 0x200D) || cp == 0xFEFF || cp == 0x2060 || cp == 0x00AD) {
+    return absl::StrCat("invisible character ", u);
+  }
+  if (cp >= 0xFF01 && cp <= 0xFF5E) {
+    return absl::StrCat("fullwidth look-alike ", u, " of '",
+                        std::string(1, static_cast<char>(cp - 0xFF01 + 0x21)), "'");
+  }
+  return absl::StrCat("non-ASCII character ", u);
+}
+
+}  // namespace
+
+std::optional<std::string> DescribeForbiddenCharacter(std::string_view text) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t at = pos;
+    const int32_t cp = DecodeUtf8(text, &pos);
+    if (cp < 0) {
+      return absl::StrCat("invalid UTF-8 at byte ", at);
+    }
+    if (cp < 0x20 || cp >= 0x7F) {
+      return CodePointName(cp);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckArgElement(std::string_view arg, size_t index) {
+  if (arg.size() > kMaxArgBytes) {
+    return absl::StrCat("argument ", index, " is ", arg.size(), " bytes long (the limit is ",
+                        kMaxArgBytes, ")");
+  }
+  if (std::optional<std::string> bad = DescribeForbiddenCharacter(arg)) {
+    return absl::StrCat("argument ", index, " contains a ", *bad,
+                        "; only printable ASCII is accepted");
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckArgv(const std::vector<std::string>& argv) {
+  if (argv.empty()) {
+    return "the command is empty";
+  }
+  // Sizes first, before looking at any byte: a huge argv costs nothing to refuse.
+  if (argv.size() > kMaxArgc) {
+    return absl::StrCat("the command has ", argv.size(), " arguments (the limit is ", kMaxArgc,
+                        ")");
+  }
+  size_t total = 0;
+  for (const std::string& arg : argv) {
+    total += arg.size();
+  }
+  if (total > kMaxArgvBytes) {
+    return absl::StrCat("the command is ", total, " bytes long (the limit is ", kMaxArgvBytes, ")");
+  }
+  if (argv[0].empty()) {
+    return "the program name is empty";
+  }
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (auto bad = CheckArgElement(argv[i], i)) {
+      return bad;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<long long> ParseStrictInteger(std::string_view text) {
+  bool negative = false;
+  if (!text.empty() && text[0] == '-') {
+    negative = true;
+    text.remove_prefix(1);
+  }
+  if (text.empty() || text.size() > 19 || (text.size() > 1 && text[0] == '0')) {
+    return std::nullopt;
+  }
+  unsigned long long value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value > static_cast<unsigned long long>(std::numeric_limits<long long>::max())) {
+    return std::nullopt;
+  }
+  const long long v = static_cast<long long>(value);
+  return negative ? -v : v;
+}
+
+bool IsHostName(std::string_view text) {
+  if (text.empty() || text.size() > 253) {
+    return false;
+  }
+  for (absl::string_view label : absl::StrSplit(absl::string_view(text.data(), text.size()), '.')) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char c : label) {
+      const bool ok =
+          (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+      if (!ok) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+bool IsIpAddress(std::string_view text) {
+  if (text.empty() || text.size() > 45) {
+    return false;
+  }
+  const std::string s(text);
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+std::optional<std::string> NormaliseAbsolutePath(std::string_view path) {
+  if (path.empty() || path[0] != '/') {
+    return std::nullopt;
+  }
+  std::string out;
+  for (absl::string_view part : absl::StrSplit(absl::string_view(path.data(), path.size()), '/')) {
+    if (part.empty() || part == ".") {
+      continue;
+    }
+    if (part == "..") {
+      return std::nullopt;
+    }
+    absl::StrAppend(&out, "/", part);
+  }
+  return out.empty() ? "/" : out;
+}
+
+bool PathIsUnder(std::string_view path, std::string_view prefix) {
+  if (prefix == "/") {
+    return !path.empty() && path[0] == '/';
+  }
+  if (path.size() < prefix.size() || path.substr(0, prefix.size()) != prefix) {
+    return false;
+  }
+  return path.size() == prefix.size() || path[prefix.size()] == '/';
+}
+
+std::optional<ParsedUrl> ParseUrl(std::string_view text, std::string* error) {
+  if (auto bad = DescribeForbiddenCharacter(text)) {
+    *error = absl::StrCat("contains a ", *bad);
+    return std::nullopt;
+  }
+  if (text.find(' ') != std::string_view::npos || text.find('\\') != std::string_view::npos) {
+    *error = "contains a space or a backslash";
+    return std::nullopt;
+  }
+  const size_t sep = text.find("://");
+  if (sep == std::string_view::npos || sep == 0) {
+    *error = "has no scheme:// prefix";
+    return std::nullopt;
+  }
+  ParsedUrl url;
+  for (char c : text.substr(0, sep)) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.')) {
+      *error = "has a scheme that is not lower-case ASCII";
+      return std::nullopt;
+    }
+  }
+  url.scheme = std::string(text.substr(0, sep));
+  std::string_view rest = text.substr(sep + 3);
+  const size_t end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, end);
+  if (authority.find('@') != std::string_view::npos) {
+    *error = "carries user information (user@host)";
+    return std::nullopt;
+  }
+  if (end != std::string_view::npos && rest.find('#') != std::string_view::npos) {
+    *error = "has a fragment";
+    return std::nullopt;
+  }
+  std::string_view host = authority;
+  if (!authority.empty() && authority[0] == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos) {
+      *error = "has an unterminated IPv6 address";
+      return std::nullopt;
+    }
+    host = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') {
+        *error = "has junk after the IPv6 address";
+        return std::nullopt;
+      }
+      authority = after;
+    } else {
+      authority = {};
+    }
+    if (!IsIpAddress(host) || host.find(':') == std::string_view::npos) {
+      *error = "has an invalid IPv6 address";
+      return std::nullopt;
+    }
+  } else {
+    const size_t colon = authority.find(':');
+    host = authority.substr(0, colon);
+    authority = colon == std::string_view::npos ? std::string_view() : authority.substr(colon);
+    if (!IsHostName(host) && !IsIpAddress(host)) {
+      *error = absl::StrCat("has an invalid host '", std::string(host), "'");
+      return std::nullopt;
+    }
+  }
+  if (!authority.empty()) {  // ":port"
+    auto port = ParseStrictInteger(authority.substr(1));
+    if (!port || *port < 1 || *port > 65535) {
+      *error = "has an invalid port";
+      return std::nullopt;
+    }
+    url.port = static_cast<int>(*port);
+  }
+  url.host = std::string(host);
+  return url;
+}
+
+bool GlobMatch(std::string_view pattern, std::string_view text) {
+  size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') {
+    ++p;
+  }
+  return p == pattern.size();
+}
+
+}  // namespace podgate::policy

@@ -1,0 +1,66 @@
+// Checks on strings a user controls: argv elements before any rule sees them, and the typed
+// values of a command grammar (integers, pids, host names, IPs, ports, URLs, paths).
+//
+// Every check returns a sentence for humans on refusal, because the sentence reaches the user
+// and the audit trail as the decision's reason.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace podgate::policy {
+
+// Limits applied to every argv before evaluation, so hostile sizes are refused early and cheaply.
+inline constexpr size_t kMaxArgc = 128;
+inline constexpr size_t kMaxArgBytes = 4096;
+inline constexpr size_t kMaxArgvBytes = 32 * 1024;
+
+// Refuses an argv podgate never runs: empty, over the limits above, or with an element that is
+// not printable ASCII (NUL, control characters, invalid UTF-8, bidi controls, non-breaking or
+// zero-width spaces, fullwidth or other non-ASCII look-alikes). Returns the reason, or nullopt
+// when the argv passes.
+std::optional<std::string> CheckArgv(const std::vector<std::string>& argv);
+
+// Same rules for one element; `index` names it in the reason.
+std::optional<std::string> CheckArgElement(std::string_view arg, size_t index);
+
+// A short name for the first non-printable-ASCII code point in `text`, e.g.
+// "bidi control U+202E"; nullopt when `text` is printable ASCII.
+std::optional<std::string> DescribeForbiddenCharacter(std::string_view text);
+
+// Parses a decimal integer without sign tricks: optional '-', digits only, no leading '+',
+// no whitespace, no leading zeros (except "0"), within int64.
+std::optional<long long> ParseStrictInteger(std::string_view text);
+
+// RFC 1123 host name: labels of [A-Za-z0-9-], not starting or ending with '-', 1-63 bytes each,
+// at most 253 bytes in total; a trailing dot is refused.
+bool IsHostName(std::string_view text);
+
+// A dotted-quad IPv4 or an IPv6 address (inet_pton).
+bool IsIpAddress(std::string_view text);
+
+// Collapses "//" and "/./" in an absolute path and drops a trailing '/'. Refuses (nullopt) a
+// relative path and any ".." component: the kernel resolves ".." after following symlinks, so
+// a lexical normalisation could not prove where "a/../b" lands.
+std::optional<std::string> NormaliseAbsolutePath(std::string_view path);
+
+// Whether normalised `path` is `prefix` or lies under it (component-wise, so /var/log/app2 is
+// not under /var/log/app).
+bool PathIsUnder(std::string_view path, std::string_view prefix);
+
+// A parsed URL of the strict form scheme://host[:port][/path][?query], ASCII only, no
+// user-info, no fragment whitespace.
+struct ParsedUrl {
+  std::string scheme;
+  std::string host;
+  int port = 0;
+};
+std::optional<ParsedUrl> ParseUrl(std::string_view text, std::string* error);
+
+// Shell-style glob with '*' and '?' over bytes.
+bool GlobMatch(std::string_view pattern, std::string_view text);
+
+}  // namespace podgate::policy
