@@ -7,6 +7,8 @@ Usage:
   chart_test.py bad <values.yaml>      the file (over the default CI values) must be rejected by
                                        helm lint; its first line `# expect: <text>` names the error
   chart_test.py scenarios              focused renders with --set (PDB, HPA, audit modes, ...)
+  chart_test.py docs                   every value is commented in values.yaml and named in
+                                       docs/deploy.md
 
 Needs `helm` (3.x) on PATH and `openssl`; fails when they are missing (CI installs them).
 """
@@ -657,8 +659,21 @@ def check_jwt(docs, values, f):
                 f.check(data.get("public.pem") == jwt["publicKey"], "JWT Secret public.pem differs")
 
 
+def null_paths(node, path=""):
+    if node is None:
+        yield path
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from null_paths(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from null_paths(v, f"{path}[{i}]")
+
+
 def check_labels(docs, values, f):
     for d in docs:
+        nulls = list(null_paths(d))
+        f.check(not nulls, f"{d['kind']}/{d['metadata']['name']}: empty (null) fields {nulls}")
         md = d["metadata"]
         name = f"{d['kind']}/{md['name']}"
         f.check(len(md["name"]) <= 63, f"{name}: name longer than 63 characters")
@@ -799,7 +814,84 @@ def cmd_scenarios():
     return f.finish()
 
 
+def value_paths():
+    """(path, documented) for every leaf value of values.yaml (block scalars count as one leaf);
+    a leaf is documented when it or an enclosing map has a `# --` comment right above it."""
+    with open(os.path.join(CHART, "values.yaml")) as fh:
+        lines = fh.read().splitlines()
+    stack = []  # (indent, key, documented)
+    block_indent = None
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if block_indent is not None:
+            if indent > block_indent:
+                continue
+            block_indent = None
+        if line.lstrip().startswith(("#", "- ")):
+            continue
+        m = re.match(r"^(\s*)([A-Za-z0-9_]+):(.*)$", line)
+        if not m:
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        # The comment block right above a key; `# --` marks a value's own documentation.
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith("#") and not lines[j].strip().startswith("# --"):
+            j -= 1
+        commented = j >= 0 and lines[j].strip().startswith("# --") and all(
+            lines[k].strip().startswith("#") for k in range(j, i))
+        documented = commented or any(d for _, _, d in stack)
+        path = ".".join([k for _, k, _ in stack] + [m.group(2)])
+        stack.append((indent, m.group(2), documented))
+        value = m.group(3).split(" #")[0].strip()
+        if value in ("|", ">", "|-", ">-"):
+            block_indent = indent
+        if value:  # a leaf; a key opening a nested map is only a section header
+            out.append((path, documented))
+    return out
+
+
+FREE_MAPS = ("podSecurityContext.", "containerSecurityContext.", ".resources.", ".annotations.",
+             "networkPolicy.metricsFrom", "networkPolicy.dns.to", "commonLabels.")
+
+
+def cmd_docs():
+    """Every value is commented in values.yaml and named in docs/deploy.md."""
+    f = Failures("docs")
+    with open(os.path.join(HERE, "..", "..", "docs", "deploy.md")) as fh:
+        doc = fh.read()
+    # Expand `a.{x,y}.b` into `a.x.b` and `a.y.b`.
+    doc = re.sub(r"```.*?```", "", doc, flags=re.S)
+    tokens = set()
+    for tok in re.findall(r"`([^`]+)`", doc):
+        parts = re.split(r"\{([^}]*)\}", tok)
+        expanded = [""]
+        for n, part in enumerate(parts):
+            alts = part.split(",") if n % 2 else [part]
+            expanded = [e + a for e in expanded for a in alts]
+        tokens.update(expanded)
+    paths = value_paths()
+    f.check(len(paths) > 80, f"parsed only {len(paths)} value paths")
+    for path, documented in paths:
+        f.check(documented, f"values.yaml: {path} has no comment")
+        if any(m in path + "." for m in FREE_MAPS if not m.endswith(".")) or any(
+                m in "." + path + "." for m in FREE_MAPS if m.endswith(".")):
+            continue
+        head, _, rest = path.partition(".")
+        named = path in tokens or (head in COMPONENTS and rest in tokens)
+        # A map documented as a whole (e.g. `edge.ingress.annotations`) covers its children.
+        parent = path.rsplit(".", 1)[0]
+        f.check(named or parent in tokens or (head in COMPONENTS and parent.partition(".")[2] in tokens),
+                f"docs/deploy.md does not name value {path}")
+    return f.finish()
+
+
 def main(argv):
+    if len(argv) == 2 and argv[1] == "docs":
+        return cmd_docs()
     if len(argv) == 3 and argv[1] == "values":
         return cmd_values(argv[2])
     if len(argv) == 3 and argv[1] == "bad":

@@ -62,6 +62,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   annotations:
+    kubectl.kubernetes.io/default-container: {{ $c }}
     {{- if and (has $c (list "edge" "exec")) (not $root.Values.jwt.existingSecret) }}
     # Keys are read at start-up: roll the pods when they change.
     checksum/jwt: {{ include (print $root.Template.BasePath "/jwt-secret.yaml") $root | sha256sum }}
