@@ -599,6 +599,10 @@ def check_tls(docs, values, f):
         f.check(not [s for s in by_kind(docs, "Secret") if s.get("type") == "kubernetes.io/tls"],
                 "chart-made TLS Secrets rendered alongside cert-manager")
         return
+    for w in workloads(docs):
+        anns = w["spec"]["template"]["metadata"].get("annotations", {})
+        f.check(re.fullmatch(r"[0-9a-f]{64}", anns.get("checksum/tls", "")),
+                f"{component_of(w)}: no checksum/tls annotation to roll pods on new certificates")
     secrets = {s["metadata"]["name"]: s for s in by_kind(docs, "Secret")}
     ca_secret = secrets.get(f"{RELEASE}-podgate-ca")
     if not f.check(ca_secret, "no CA Secret"):

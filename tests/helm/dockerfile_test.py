@@ -118,6 +118,7 @@ def main(argv):
         check(found == installed, f"packages unknown to apt: {sorted(installed - found)}")
 
     # Every library the real binaries link is provided by the runtime stage's packages.
+    linked = {}  # library path -> binaries linking it
     for binary in argv[2:]:
         check(os.path.exists(binary), f"binary {binary} does not exist")
         if not os.path.exists(binary):
@@ -126,16 +127,25 @@ def main(argv):
         libs = re.findall(r"=>\s+(/\S+)", ldd.stdout)
         check(libs, f"{binary}: ldd found no shared libraries: {ldd.stderr}")
         for lib in libs:
+            linked.setdefault(lib, []).append(os.path.basename(binary))
+    if linked:
+        # dpkg records merged-/usr paths either way: ask for every spelling in one call.
+        candidates = {}
+        for lib in linked:
             real = os.path.realpath(lib)
-            owner = None
-            for candidate in {lib, real, lib.replace("/lib/", "/usr/lib/", 1),
-                              real.replace("/lib/", "/usr/lib/", 1)}:
-                r = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
-                if r.returncode == 0:
-                    owner = r.stdout.split(":")[0]
-                    break
+            for c in (lib, real, lib.replace("/lib/", "/usr/lib/", 1),
+                      real.replace("/lib/", "/usr/lib/", 1)):
+                candidates.setdefault(c, lib)
+        r = subprocess.run(["dpkg", "-S", *sorted(candidates)], capture_output=True, text=True)
+        owners = {}
+        for line in r.stdout.splitlines():
+            pkgs, _, path = line.partition(": ")
+            if path in candidates:
+                owners[candidates[path]] = pkgs.split(",")[0].split(":")[0].strip()
+        for lib, binaries in sorted(linked.items()):
+            owner = owners.get(lib)
             check(owner in installed | BASE_PACKAGES,
-                  f"{os.path.basename(binary)} links {lib} from package {owner}, "
+                  f"{', '.join(sorted(set(binaries)))} link {lib} from package {owner}, "
                   "which the runtime stage does not install")
 
     if failures:

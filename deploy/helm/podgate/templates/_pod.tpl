@@ -67,6 +67,11 @@ metadata:
     # Keys are read at start-up: roll the pods when they change.
     checksum/jwt: {{ include (print $root.Template.BasePath "/jwt-secret.yaml") $root | sha256sum }}
     {{- end }}
+    {{- if and $root.Values.tls.enabled (not $root.Values.tls.certManager.enabled) }}
+    # Certificates are read at start-up: roll the pods when the chart makes new ones (after
+    # their Secrets were deleted to rotate them). Stable while the Secret exists.
+    checksum/tls: {{ (lookup "v1" "Secret" $root.Release.Namespace (include "podgate.tlsSecretName" .)).data | toJson | sha256sum }}
+    {{- end }}
     {{- with $v.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
