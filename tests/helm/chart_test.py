@@ -724,10 +724,16 @@ def cmd_bad(path):
 def cmd_scenarios():
     f = Failures("scenarios")
     base = [BASE_VALUES]
+    # cert-manager mode keeps TLS on without the chart's RSA key generation (seconds per
+    # render); the chart-made certificates are checked by the values tests.
+    fast = ["tls.certManager.enabled=true"]
+
+    def fast_render(files, sets=(), release=RELEASE):
+        return render(files, fast + list(sets), release)
 
     def values_with(sets):
         v = load_values(base)
-        for s in sets:
+        for s in fast + list(sets):
             key, val = s.split("=", 1)
             node = v
             parts = key.split(".")
@@ -738,17 +744,17 @@ def cmd_scenarios():
 
     # PDB only when more than one replica runs.
     for replicas, want in ((1, 0), (2, 1), (3, 1)):
-        docs = render(base, [f"edge.replicaCount={replicas}"])
+        docs = fast_render(base, [f"edge.replicaCount={replicas}"])
         f.check(len(find(docs, "PodDisruptionBudget", "edge")) == want,
                 f"edge.replicaCount={replicas}: expected {want} PDB")
-    docs = render(base, ["edge.replicaCount=1", "edge.autoscaling.enabled=true", "edge.autoscaling.minReplicas=2"])
+    docs = fast_render(base, ["edge.replicaCount=1", "edge.autoscaling.enabled=true", "edge.autoscaling.minReplicas=2"])
     f.check(len(find(docs, "PodDisruptionBudget", "edge")) == 1, "HPA min 2 should get a PDB")
-    docs = render(base, ["edge.pdb.enabled=false"])
+    docs = fast_render(base, ["edge.pdb.enabled=false"])
     f.check(not find(docs, "PodDisruptionBudget", "edge"), "pdb.enabled=false still renders a PDB")
 
     # SQLite audit stays at exactly one replica whatever replicaCount or autoscaling say.
     sets = ["audit.replicaCount=5", "audit.autoscaling.enabled=true"]
-    docs = render(base, sets)
+    docs = fast_render(base, sets)
     check_audit(docs, values_with(sets), f)
     f.check(not find(docs, "PodDisruptionBudget", "audit"), "SQLite audit has a PDB")
     f.check(not find(docs, "HorizontalPodAutoscaler", "audit"), "SQLite audit has an HPA")
@@ -757,7 +763,7 @@ def cmd_scenarios():
     for n in (1, 2, 4):
         sets = ["audit.store.type=postgresql", "audit.postgresql.dsn=postgresql://u:p@db/podgate",
                 f"audit.replicaCount={n}"]
-        docs = render(base, sets)
+        docs = fast_render(base, sets)
         v = values_with(sets)
         check_audit(docs, v, f)
         check_scaling(docs, v, f)
@@ -766,21 +772,21 @@ def cmd_scenarios():
     # One HPA per service when enabled.
     sets = [f"{c}.autoscaling.enabled=true" for c in COMPONENTS] + [
         "audit.store.type=postgresql", "audit.postgresql.dsn=postgresql://u:p@db/podgate"]
-    docs = render(base, sets)
+    docs = fast_render(base, sets)
     f.check(sorted(component_of(h) for h in by_kind(docs, "HorizontalPodAutoscaler")) == sorted(COMPONENTS),
             "expected one HPA per service")
     check_scaling(docs, values_with(sets), f)
 
     # The termination grace period covers the drain timeout.
     for drain, want in (("10s", 15), ("1m30s", 95), ("2m", 125), ("1500ms", 7)):
-        docs = render(base, [f"drainTimeout={drain}"])
+        docs = fast_render(base, [f"drainTimeout={drain}"])
         for w in workloads(docs):
             f.check(pod_spec(w)["terminationGracePeriodSeconds"] == want,
                     f"drainTimeout={drain}: grace {pod_spec(w)['terminationGracePeriodSeconds']} != {want}")
             f.check(arg_value(w, "drain_timeout") == drain, f"--drain_timeout for {drain}")
 
     # Long release names still give valid names.
-    docs = render(base, [], release="a-very-long-release-name-that-goes-on-and-on-forever")
+    docs = fast_render(base, [], release="a-very-long-release-name-that-goes-on-and-on-forever")
     for d in docs:
         f.check(len(d["metadata"]["name"]) <= 63, f"{d['kind']} name too long: {d['metadata']['name']}")
     f.check(len({d["metadata"]["name"] for d in by_kind(docs, "Deployment")}) == 3,
@@ -788,21 +794,22 @@ def cmd_scenarios():
 
     # Origins default to the Ingress hosts.
     sets = ["edge.allowedOrigins=null", "edge.ingress.enabled=true", "edge.ingress.hosts={a.example.com,b.example.com}"]
-    docs = render(base, sets)
+    docs = fast_render(base, sets)
     f.check(arg_value(workload_of(docs, "edge"), "allowed_origins") == "https://a.example.com,https://b.example.com",
             "Origins do not default to the Ingress hosts")
 
     # Without TLS, probes are native gRPC probes; with TLS they never are.
-    docs = render(base, ["tls.enabled=false"])
-    check_probes(docs, values_with(["tls.enabled=false"]), f)
-    check_tls(docs, values_with(["tls.enabled=false"]), f)
+    plain = ["tls.certManager.enabled=false", "tls.enabled=false"]
+    docs = fast_render(base, plain)
+    check_probes(docs, values_with(plain), f)
+    check_tls(docs, values_with(plain), f)
 
     # A policy from --set-file lands verbatim in the ConfigMap.
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
         tmp.write("# comment kept\napiVersion: podgate.io/v1\nkind: CommandPolicy\nrules: []\n")
     try:
         r = run([helm_binary(), "template", RELEASE, CHART, "-n", NAMESPACE, "-f", BASE_VALUES,
-                 "--set-file", f"policy.document={tmp.name}"])
+                 "--set", fast[0], "--set-file", f"policy.document={tmp.name}"])
         docs = [d for d in yaml.safe_load_all(r.stdout) if d]
         cms = find(docs, "ConfigMap", "policy")
         f.check(cms and cms[0]["data"]["policy.yaml"] == open(tmp.name).read(),
@@ -812,7 +819,7 @@ def cmd_scenarios():
 
     # Image digest pins the image.
     digest = "sha256:" + "a" * 64
-    docs = render(base, [f"image.digest={digest}"])
+    docs = fast_render(base, [f"image.digest={digest}"])
     f.check(all(container(w)["image"] == f"ghcr.io/podgate/podgate@{digest}" for w in workloads(docs)),
             "image.digest does not pin the image")
     return f.finish()
