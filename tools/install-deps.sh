@@ -18,7 +18,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libre2-dev libyaml-cpp-dev nlohmann-json3-dev
-  curl ca-certificates unzip util-linux procps python3 python3-kubernetes python3-yaml
+  python3-yaml
+  curl ca-certificates unzip util-linux procps python3 python3-kubernetes
 )
 
 missing=()
