@@ -642,9 +642,19 @@ def check_jwt(docs, values, f):
         w = workload_of(docs, comp)
         f.check(arg_value(w, "jwt_issuer") == jwt["issuer"], f"{comp}: --jwt_issuer")
         f.check(arg_value(w, "jwt_audience") == jwt["audience"], f"{comp}: --jwt_audience")
-        f.check(arg_value(w, "jwt_algorithm") == jwt["algorithm"], f"{comp}: --jwt_algorithm")
-        key_file = arg_value(w, "jwt_key_file") if jwt["publicKey"] else arg_value(w, "jwt_jwks_file")
-        f.check(key_file and key_file.startswith("/etc/podgate/jwt/"), f"{comp}: JWT key file {key_file}")
+        f.check(arg_value(w, "jwt_user_claim") == jwt["userClaim"], f"{comp}: --jwt_user_claim")
+        f.check(arg_value(w, "jwt_groups_claim") == jwt["groupsClaim"], f"{comp}: --jwt_groups_claim")
+        f.check(arg_value(w, "jwt_leeway") == jwt["leeway"], f"{comp}: --jwt_leeway")
+        if jwt["publicKey"]:
+            # --jwt_algorithm and --jwt_key_id describe --jwt_key_file only.
+            f.check(arg_value(w, "jwt_key_file") == "/etc/podgate/jwt/public.pem"
+                    and arg_value(w, "jwt_jwks_file") is None, f"{comp}: JWT key file flags")
+            f.check(arg_value(w, "jwt_algorithm") == jwt["algorithm"], f"{comp}: --jwt_algorithm")
+            f.check(arg_value(w, "jwt_key_id") == (jwt["keyId"] or None), f"{comp}: --jwt_key_id")
+        else:
+            f.check(arg_value(w, "jwt_jwks_file") == "/etc/podgate/jwt/jwks.json"
+                    and arg_value(w, "jwt_key_file") is None, f"{comp}: JWT JWKS flags")
+            f.check(arg_value(w, "jwt_algorithm") is None, f"{comp}: --jwt_algorithm without a key file")
         vols = [x for x in pod_spec(w)["volumes"] if x["name"] == "jwt"]
         want = jwt["existingSecret"] or f"{RELEASE}-podgate-jwt"
         f.check(vols and vols[0]["secret"]["secretName"] == want, f"{comp}: JWT Secret {vols}")

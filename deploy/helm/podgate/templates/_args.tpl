@@ -25,6 +25,10 @@ jwtAudience: jwt_audience
 jwtAlgorithm: jwt_algorithm
 jwtJwksFile: jwt_jwks_file
 jwtKeyFile: jwt_key_file
+jwtKeyId: jwt_key_id
+jwtUserClaim: jwt_user_claim
+jwtGroupsClaim: jwt_groups_claim
+jwtLeeway: jwt_leeway
 policyAddress: policy_address
 auditAddress: audit_address
 execAddress: exec_address
@@ -83,9 +87,15 @@ peerTlsKey: "%s_tls_key"
 {{- $root := . -}}
 {{ include "podgate.arg" (list $root "jwtIssuer" $root.Values.jwt.issuer) }}
 {{ include "podgate.arg" (list $root "jwtAudience" $root.Values.jwt.audience) }}
-{{ include "podgate.arg" (list $root "jwtAlgorithm" $root.Values.jwt.algorithm) }}
+{{ include "podgate.arg" (list $root "jwtUserClaim" $root.Values.jwt.userClaim) }}
+{{ include "podgate.arg" (list $root "jwtGroupsClaim" $root.Values.jwt.groupsClaim) }}
+{{ include "podgate.arg" (list $root "jwtLeeway" $root.Values.jwt.leeway) }}
 {{- if $root.Values.jwt.publicKey }}
 {{ include "podgate.arg" (list $root "jwtKeyFile" (printf "%s/public.pem" (include "podgate.jwtDir" $root))) }}
+{{ include "podgate.arg" (list $root "jwtAlgorithm" $root.Values.jwt.algorithm) }}
+{{- with $root.Values.jwt.keyId }}
+{{ include "podgate.arg" (list $root "jwtKeyId" .) }}
+{{- end }}
 {{- else }}
 {{ include "podgate.arg" (list $root "jwtJwksFile" (printf "%s/jwks.json" (include "podgate.jwtDir" $root))) }}
 {{- end }}
