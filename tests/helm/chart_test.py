@@ -365,6 +365,8 @@ def check_audit(docs, values, f):
                     "StatefulSet serviceName is not the headless audit Service")
     w = workload_of(docs, "audit")
     if w:
+        f.check(arg_value(w, "retention") == (audit["retention"] or None),
+                f"audit --retention={arg_value(w, 'retention')}, values say {audit['retention']!r}")
         env = {e["name"]: e for e in container(w).get("env", [])}
         ref = env.get("PODGATE_CHAIN_ID", {}).get("valueFrom", {}).get("fieldRef", {})
         f.check(ref.get("fieldPath") == "metadata.name", "audit chain id is not the pod name")

@@ -14,6 +14,7 @@ logLevel: log_level
 policyFile: policy_file
 store: store
 chainId: chain_id
+retention: retention
 kubeconfig: kubeconfig
 httpAddress: http_address
 allowedOrigins: allowed_origins
@@ -118,6 +119,9 @@ peerTlsKey: "%s_tls_key"
 {{- if eq $c "policy" }}
 {{ include "podgate.arg" (list $root "policyFile" (printf "%s/policy.yaml" (include "podgate.policyDir" $root))) }}
 {{- else if eq $c "audit" }}
+{{- with $root.Values.audit.retention }}
+{{ include "podgate.arg" (list $root "retention" .) }}
+{{- end }}
 {{- if ne $root.Values.audit.store.type "postgresql" }}
 {{ include "podgate.arg" (list $root "store" (printf "sqlite://%s/audit.db" (include "podgate.auditDataDir" $root))) }}
 {{- end }}
