@@ -706,6 +706,49 @@ ALL_CHECKS = (check_security, check_probes, check_rbac, check_audit, check_scali
               check_service_monitors, check_tls, check_jwt, check_labels)
 
 
+def render_notes(value_files):
+    """NOTES.txt as Helm renders it. `helm template` skips NOTES and `helm install --dry-run`
+    needs a cluster, so a copy of the chart carries NOTES as a YAML string to render."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = os.path.join(tmp, "podgate")
+        shutil.copytree(CHART, chart)
+        notes = os.path.join(chart, "templates", "NOTES.txt")
+        with open(notes) as fh:
+            text = fh.read()
+        os.unlink(notes)
+        with open(os.path.join(chart, "templates", "zz-notes.yaml"), "w") as fh:
+            fh.write("notes: |\n" + "".join("  " + line + "\n" for line in text.splitlines()))
+        cmd = [helm_binary(), "template", RELEASE, chart, "--namespace", NAMESPACE,
+               "--show-only", "templates/zz-notes.yaml"]
+        for f in value_files:
+            cmd += ["-f", f]
+        r = run(cmd)
+        if r.returncode != 0:
+            raise RuntimeError(f"NOTES.txt does not render:\n{r.stderr}")
+        return yaml.safe_load(r.stdout)["notes"]
+
+
+def check_notes(notes, values, f):
+    f.check(f"release {RELEASE} in namespace {NAMESPACE}" in notes, "NOTES: no release/namespace")
+    origins = values["edge"]["allowedOrigins"] or [f"https://{h}" for h in values["edge"]["ingress"]["hosts"]]
+    f.check(f"Allowed Origins: {','.join(origins)}" in notes, "NOTES: allowed Origins missing")
+    rbac = values["exec"]["rbac"]
+    if rbac["clusterWide"]:
+        f.check("every namespace (ClusterRole)" in notes, "NOTES: cluster-wide RBAC not said")
+    else:
+        f.check(f"exec may open exec streams in: {', '.join(rbac['namespaces'] or [NAMESPACE])}."
+                in notes, "NOTES: exec namespaces missing")
+    f.check(("WARNING: tls.enabled=false" in notes) == (not values["tls"]["enabled"]),
+            "NOTES: plaintext warning does not follow tls.enabled")
+    f.check(("networkPolicy.enabled=false" in notes) == (not values["networkPolicy"]["enabled"]),
+            "NOTES: NetworkPolicy note does not follow networkPolicy.enabled")
+    if values["edge"]["ingress"]["enabled"]:
+        for h in values["edge"]["ingress"]["hosts"]:
+            f.check(f"https://{h}/" in notes, f"NOTES: no URL for {h}")
+    else:
+        f.check("port-forward svc/" in notes, "NOTES: no port-forward hint without an Ingress")
+
+
 def cmd_values(path):
     f = Failures(f"values {os.path.basename(path)}")
     r = lint([path])
@@ -714,6 +757,7 @@ def cmd_values(path):
     values = load_values([path])
     for check in ALL_CHECKS:
         check(docs, values, f)
+    check_notes(render_notes([path]), values, f)
     return f.finish()
 
 
