@@ -32,6 +32,25 @@ COMPONENTS = ("edge", "exec", "policy", "audit")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys (PyYAML keeps the last one silently, and so
+    would a template bug that emits a key twice)."""
+
+
+def _strict_mapping(loader, node, deep=False):
+    keys = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in keys:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        keys.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
 class Failures:
     """Collects failed checks so one run reports all of them."""
 
@@ -86,8 +105,10 @@ def render(value_files, sets=(), release=RELEASE):
     r = run(cmd)
     if r.returncode != 0:
         raise RuntimeError(f"helm template failed ({' '.join(cmd)}):\n{r.stderr}")
-    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
-    return docs
+    try:
+        return [d for d in yaml.load_all(r.stdout, Loader=StrictLoader) if d]
+    except yaml.YAMLError as e:
+        raise RuntimeError(f"helm template output is not valid YAML: {e}") from e
 
 
 def deep_merge(base, over):
@@ -418,6 +439,22 @@ def check_services(docs, values, f):
         comp = component_of(svc)
         f.check(labels_match(svc["spec"]["selector"], pods.get(comp, {})),
                 f"Service {svc['metadata']['name']} selects no {comp} pods")
+    port_names = {component_of(w): {p["name"] for p in container(w).get("ports", [])}
+                  for w in workloads(docs)}
+    for svc in by_kind(docs, "Service"):
+        comp = component_of(svc)
+        for p in svc["spec"]["ports"]:
+            f.check(p["targetPort"] in port_names.get(comp, set()),
+                    f"Service {svc['metadata']['name']} port {p['name']} targets "
+                    f"{p['targetPort']}, not a {comp} container port")
+    for np in by_kind(docs, "NetworkPolicy"):
+        comp = component_of(np)
+        numbers = {p["containerPort"] for w in workloads(docs) if component_of(w) == comp
+                   for p in container(w).get("ports", [])}
+        for rule in np["spec"].get("ingress", []):
+            for p in rule.get("ports", []):
+                f.check(p["port"] in numbers, f"{comp} NetworkPolicy admits port {p['port']}, "
+                        "which no container listens on")
     for comp in ("exec", "policy", "audit"):
         headless = [s for s in find(docs, "Service", comp) if s["spec"].get("clusterIP") == "None"]
         f.check(len(headless) == 1, f"{comp}: expected one headless Service (clients balance)")
