@@ -18,6 +18,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libre2-dev libyaml-cpp-dev nlohmann-json3-dev
+  python3-yaml
   curl ca-certificates unzip util-linux procps python3 python3-kubernetes
   openjdk-17-jdk-headless
 )

@@ -1,0 +1,181 @@
+{{/*
+Command lines of the four binaries. Every flag name the chart uses is in "podgate.flagNames":
+if a binary renames a flag, change it there only. Environment overrides are PODGATE_<FLAG>.
+*/}}
+
+{{- define "podgate.flagNames" -}}
+grpcAddress: grpc_address
+metricsAddress: metrics_address
+tlsCert: tls_cert
+tlsKey: tls_key
+tlsClientCa: tls_client_ca
+drainTimeout: drain_timeout
+logLevel: log_level
+policyFile: policy_file
+store: store
+chainId: chain_id
+retention: retention
+kubeconfig: kubeconfig
+httpAddress: http_address
+allowedOrigins: allowed_origins
+behindTlsProxy: behind_tls_proxy
+tlsCertHttp: tls_cert_http
+tlsKeyHttp: tls_key_http
+jwtIssuer: jwt_issuer
+jwtAudience: jwt_audience
+jwtAlgorithm: jwt_algorithm
+jwtJwksFile: jwt_jwks_file
+jwtKeyFile: jwt_key_file
+jwtKeyId: jwt_key_id
+jwtUserClaim: jwt_user_claim
+jwtGroupsClaim: jwt_groups_claim
+jwtLeeway: jwt_leeway
+policyAddress: policy_address
+auditAddress: audit_address
+execAddress: exec_address
+# Client TLS flags of a peer: --<peer>_tls_ca, --<peer>_tls_cert, --<peer>_tls_key.
+peerTlsCa: "%s_tls_ca"
+peerTlsCert: "%s_tls_cert"
+peerTlsKey: "%s_tls_key"
+{{- end -}}
+
+{{/* One flag name: (list $root "policyFile") -> policy_file. Unknown keys stop the render. */}}
+{{- define "podgate.flag" -}}
+{{- $names := include "podgate.flagNames" (index . 0) | fromYaml -}}
+{{- $key := index . 1 -}}
+{{- if not (hasKey $names $key) -}}
+{{- fail (printf "internal: unknown flag key %s" $key) -}}
+{{- end -}}
+{{- $name := get $names $key -}}
+{{- if gt (len .) 2 -}}{{- $name = printf $name (index . 2) -}}{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{/* One argument line: (list $root key value [peer]) -> - "--flag=value" */}}
+{{- define "podgate.arg" -}}
+{{- $root := index . 0 -}}
+{{- if gt (len .) 3 -}}
+- {{ printf "--%s=%v" (include "podgate.flag" (list $root (index . 1) (index . 3))) (index . 2) | quote }}
+{{- else -}}
+- {{ printf "--%s=%v" (include "podgate.flag" (list $root (index . 1))) (index . 2) | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* The environment variable that overrides a flag: PODGATE_<FLAG>. */}}
+{{- define "podgate.envName" -}}
+{{- printf "PODGATE_%s" (include "podgate.flag" .) | upper -}}
+{{- end -}}
+
+{{- define "podgate.tlsDir" -}}/etc/podgate/tls{{- end -}}
+{{- define "podgate.jwtDir" -}}/etc/podgate/jwt{{- end -}}
+{{- define "podgate.policyDir" -}}/etc/podgate/policy{{- end -}}
+{{- define "podgate.auditDataDir" -}}/var/lib/podgate{{- end -}}
+{{- define "podgate.httpTlsDir" -}}/etc/podgate/http-tls{{- end -}}
+
+{{/* Client flags to reach a peer: address and, with TLS, CA plus client certificate. */}}
+{{- define "podgate.peerArgs" -}}
+{{- $root := .root -}}
+{{- $peer := .peer -}}
+{{ include "podgate.arg" (list $root (printf "%sAddress" $peer) (include "podgate.grpcTarget" (dict "root" $root "component" $peer))) }}
+{{- if $root.Values.tls.enabled }}
+{{ include "podgate.arg" (list $root "peerTlsCa" (printf "%s/ca.crt" (include "podgate.tlsDir" $root)) $peer) }}
+{{ include "podgate.arg" (list $root "peerTlsCert" (printf "%s/tls.crt" (include "podgate.tlsDir" $root)) $peer) }}
+{{ include "podgate.arg" (list $root "peerTlsKey" (printf "%s/tls.key" (include "podgate.tlsDir" $root)) $peer) }}
+{{- end }}
+{{- end -}}
+
+{{- define "podgate.jwtArgs" -}}
+{{- $root := . -}}
+{{ include "podgate.arg" (list $root "jwtIssuer" $root.Values.jwt.issuer) }}
+{{ include "podgate.arg" (list $root "jwtAudience" $root.Values.jwt.audience) }}
+{{ include "podgate.arg" (list $root "jwtUserClaim" $root.Values.jwt.userClaim) }}
+{{ include "podgate.arg" (list $root "jwtGroupsClaim" $root.Values.jwt.groupsClaim) }}
+{{ include "podgate.arg" (list $root "jwtLeeway" $root.Values.jwt.leeway) }}
+{{- if $root.Values.jwt.publicKey }}
+{{ include "podgate.arg" (list $root "jwtKeyFile" (printf "%s/public.pem" (include "podgate.jwtDir" $root))) }}
+{{ include "podgate.arg" (list $root "jwtAlgorithm" $root.Values.jwt.algorithm) }}
+{{- with $root.Values.jwt.keyId }}
+{{ include "podgate.arg" (list $root "jwtKeyId" .) }}
+{{- end }}
+{{- else }}
+{{ include "podgate.arg" (list $root "jwtJwksFile" (printf "%s/jwks.json" (include "podgate.jwtDir" $root))) }}
+{{- end }}
+{{- end -}}
+
+{{/* Full argument list of a component's container. */}}
+{{- define "podgate.args" -}}
+{{- $root := .root -}}
+{{- $c := .component -}}
+{{- $v := index $root.Values $c -}}
+{{ include "podgate.arg" (list $root "grpcAddress" (printf "[::]:%v" $v.grpcPort)) }}
+{{ include "podgate.arg" (list $root "metricsAddress" (printf "[::]:%v" $v.metricsPort)) }}
+{{ include "podgate.arg" (list $root "logLevel" $root.Values.logLevel) }}
+{{ include "podgate.arg" (list $root "drainTimeout" $root.Values.drainTimeout) }}
+{{- if $root.Values.tls.enabled }}
+{{ include "podgate.arg" (list $root "tlsCert" (printf "%s/tls.crt" (include "podgate.tlsDir" $root))) }}
+{{ include "podgate.arg" (list $root "tlsKey" (printf "%s/tls.key" (include "podgate.tlsDir" $root))) }}
+{{ include "podgate.arg" (list $root "tlsClientCa" (printf "%s/ca.crt" (include "podgate.tlsDir" $root))) }}
+{{- end }}
+{{- if eq $c "policy" }}
+{{ include "podgate.arg" (list $root "policyFile" (printf "%s/policy.yaml" (include "podgate.policyDir" $root))) }}
+{{- else if eq $c "audit" }}
+{{- with $root.Values.audit.retention }}
+{{ include "podgate.arg" (list $root "retention" .) }}
+{{- end }}
+{{- if ne $root.Values.audit.store.type "postgresql" }}
+{{ include "podgate.arg" (list $root "store" (printf "sqlite://%s/audit.db" (include "podgate.auditDataDir" $root))) }}
+{{- end }}
+{{- else if eq $c "exec" }}
+{{ include "podgate.peerArgs" (dict "root" $root "peer" "policy") }}
+{{ include "podgate.peerArgs" (dict "root" $root "peer" "audit") }}
+{{ include "podgate.jwtArgs" $root }}
+{{- else if eq $c "edge" }}
+{{ include "podgate.arg" (list $root "httpAddress" (printf "[::]:%v" $v.httpPort)) }}
+{{ include "podgate.arg" (list $root "allowedOrigins" (include "podgate.edge.allowedOrigins" $root)) }}
+{{- if $v.behindTlsProxy }}
+{{ include "podgate.arg" (list $root "behindTlsProxy" "true") }}
+{{- else }}
+{{ include "podgate.arg" (list $root "tlsCertHttp" (printf "%s/tls.crt" (include "podgate.httpTlsDir" $root))) }}
+{{ include "podgate.arg" (list $root "tlsKeyHttp" (printf "%s/tls.key" (include "podgate.httpTlsDir" $root))) }}
+{{- end }}
+{{ include "podgate.peerArgs" (dict "root" $root "peer" "exec") }}
+{{ include "podgate.peerArgs" (dict "root" $root "peer" "policy") }}
+{{ include "podgate.peerArgs" (dict "root" $root "peer" "audit") }}
+{{ include "podgate.jwtArgs" $root }}
+{{- end }}
+{{- range $v.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Environment of a component's container: values only the cluster knows. */}}
+{{- define "podgate.env" -}}
+{{- $root := .root -}}
+{{- $c := .component -}}
+{{- $v := index $root.Values $c -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- if eq $c "audit" }}
+# One hash chain per replica, named after the pod (stable for the SQLite StatefulSet).
+- name: {{ include "podgate.envName" (list $root "chainId") }}
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- if eq $root.Values.audit.store.type "postgresql" }}
+- name: {{ include "podgate.envName" (list $root "store") }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "podgate.auditDsnSecretName" $root }}
+      key: {{ ternary $root.Values.audit.postgresql.existingSecretKey "dsn" (not (empty $root.Values.audit.postgresql.existingSecret)) }}
+{{- end }}
+{{- end }}
+{{- with $v.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,217 @@
+{{/*
+The pod template every component shares: one container running /usr/bin/podgate-<component>,
+non-root, read-only root filesystem, a memory-backed /tmp, probes, the TLS Secret, and the
+component's own mounts (policy document, JWT keys, audit data).
+*/}}
+
+{{- define "podgate.probes" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values .component -}}
+{{- $p := $root.Values.probes -}}
+{{- if $root.Values.tls.enabled }}
+startupProbe:
+  tcpSocket:
+    port: grpc
+  periodSeconds: {{ $p.startup.periodSeconds }}
+  timeoutSeconds: {{ $p.startup.timeoutSeconds }}
+  failureThreshold: {{ $p.startup.failureThreshold }}
+livenessProbe:
+  tcpSocket:
+    port: grpc
+  periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
+  failureThreshold: {{ $p.liveness.failureThreshold }}
+readinessProbe:
+  httpGet:
+    path: /metrics
+    port: metrics
+  periodSeconds: {{ $p.readiness.periodSeconds }}
+  timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
+  failureThreshold: {{ $p.readiness.failureThreshold }}
+{{- else }}
+startupProbe:
+  grpc:
+    port: {{ $v.grpcPort }}
+  periodSeconds: {{ $p.startup.periodSeconds }}
+  timeoutSeconds: {{ $p.startup.timeoutSeconds }}
+  failureThreshold: {{ $p.startup.failureThreshold }}
+livenessProbe:
+  grpc:
+    port: {{ $v.grpcPort }}
+  periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
+  failureThreshold: {{ $p.liveness.failureThreshold }}
+readinessProbe:
+  grpc:
+    port: {{ $v.grpcPort }}
+    service: {{ .component | quote }}
+  periodSeconds: {{ $p.readiness.periodSeconds }}
+  timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
+  failureThreshold: {{ $p.readiness.failureThreshold }}
+{{- end }}
+{{- end -}}
+
+{{- define "podgate.podTemplate" -}}
+{{- $root := .root -}}
+{{- $c := .component -}}
+{{- $v := index $root.Values $c -}}
+metadata:
+  labels:
+    {{- include "podgate.componentLabels" . | nindent 4 }}
+    {{- with $v.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    kubectl.kubernetes.io/default-container: {{ $c }}
+    {{- if and (has $c (list "edge" "exec")) (not $root.Values.jwt.existingSecret) }}
+    # Keys are read at start-up: roll the pods when they change.
+    checksum/jwt: {{ include (print $root.Template.BasePath "/jwt-secret.yaml") $root | sha256sum }}
+    {{- end }}
+    {{- if and $root.Values.tls.enabled (not $root.Values.tls.certManager.enabled) }}
+    # Certificates are read at start-up: roll the pods when the chart makes new ones (after
+    # their Secrets were deleted to rotate them). Stable while the Secret exists.
+    checksum/tls: {{ (lookup "v1" "Secret" $root.Release.Namespace (include "podgate.tlsSecretName" .)).data | toJson | sha256sum }}
+    {{- end }}
+    {{- with $v.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "podgate.serviceAccountName" . }}
+  # Only exec talks to the Kubernetes API; no other pod carries a token.
+  automountServiceAccountToken: {{ eq $c "exec" }}
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: {{ add (include "podgate.durationSeconds" $root.Values.drainTimeout | int) $root.Values.terminationGraceExtraSeconds }}
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: {{ $c }}
+      image: {{ include "podgate.image" $root | quote }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      command: ["/usr/bin/podgate-{{ $c }}"]
+      args:
+        {{- include "podgate.args" . | nindent 8 }}
+      env:
+        {{- include "podgate.env" . | nindent 8 }}
+      ports:
+        - name: grpc
+          containerPort: {{ $v.grpcPort }}
+          protocol: TCP
+        - name: metrics
+          containerPort: {{ $v.metricsPort }}
+          protocol: TCP
+        {{- if eq $c "edge" }}
+        - name: http
+          containerPort: {{ $v.httpPort }}
+          protocol: TCP
+        {{- end }}
+      {{- include "podgate.probes" . | trim | nindent 6 }}
+      securityContext:
+        {{- toYaml $root.Values.containerSecurityContext | nindent 8 }}
+      {{- with $v.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        {{- if $root.Values.tls.enabled }}
+        - name: tls
+          mountPath: {{ include "podgate.tlsDir" $root }}
+          readOnly: true
+        {{- end }}
+        {{- if has $c (list "edge" "exec") }}
+        - name: jwt
+          mountPath: {{ include "podgate.jwtDir" $root }}
+          readOnly: true
+        {{- end }}
+        {{- if and (eq $c "edge") (not $v.behindTlsProxy) }}
+        - name: http-tls
+          mountPath: {{ include "podgate.httpTlsDir" $root }}
+          readOnly: true
+        {{- end }}
+        {{- if eq $c "policy" }}
+        # A directory mount (no subPath): the kubelet swaps the ..data symlink on update and
+        # policy hot-reloads the file.
+        - name: policy
+          mountPath: {{ include "podgate.policyDir" $root }}
+          readOnly: true
+        {{- end }}
+        {{- if and (eq $c "audit") (ne $root.Values.audit.store.type "postgresql") }}
+        - name: data
+          mountPath: {{ include "podgate.auditDataDir" $root }}
+        {{- end }}
+  volumes:
+    - name: tmp
+      emptyDir:
+        medium: Memory
+        sizeLimit: 64Mi
+    {{- if $root.Values.tls.enabled }}
+    - name: tls
+      secret:
+        secretName: {{ include "podgate.tlsSecretName" . }}
+        defaultMode: 0440
+    {{- end }}
+    {{- if has $c (list "edge" "exec") }}
+    - name: jwt
+      secret:
+        secretName: {{ include "podgate.jwtSecretName" $root }}
+        defaultMode: 0440
+    {{- end }}
+    {{- if and (eq $c "edge") (not $v.behindTlsProxy) }}
+    - name: http-tls
+      secret:
+        secretName: {{ $v.httpTls.secretName }}
+        defaultMode: 0440
+    {{- end }}
+    {{- if eq $c "policy" }}
+    - name: policy
+      configMap:
+        name: {{ include "podgate.policyConfigMapName" $root }}
+        items:
+          - key: policy.yaml
+            path: policy.yaml
+    {{- end }}
+  {{- with $v.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $v.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- range $v.topologySpreadConstraints }}
+    - {{- toYaml (merge (deepCopy .) (dict "labelSelector" (dict "matchLabels" (include "podgate.selectorLabels" (dict "root" $root "component" $c) | fromYaml)))) | nindent 6 }}
+    {{- end }}
+  {{- end }}
+{{- end -}}
+
+{{/* Seconds of a duration like 10s, 2m, 1m30s, 500ms (rounded up). */}}
+{{- define "podgate.durationSeconds" -}}
+{{- $d := toString . -}}
+{{- if not (regexMatch "^([0-9]+(ms|s|m|h))+$" $d) -}}
+{{- fail (printf "drainTimeout %q is not a duration like 10s, 2m or 1m30s" $d) -}}
+{{- end -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h)" $d -1 -}}
+{{- $n := regexFind "^[0-9]+" . | int -}}
+{{- $unit := regexFind "(ms|s|m|h)$" . -}}
+{{- if eq $unit "ms" -}}{{- $total = add $total (div (add $n 999) 1000) -}}
+{{- else if eq $unit "s" -}}{{- $total = add $total $n -}}
+{{- else if eq $unit "m" -}}{{- $total = add $total (mul $n 60) -}}
+{{- else -}}{{- $total = add $total (mul $n 3600) -}}{{- end -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}

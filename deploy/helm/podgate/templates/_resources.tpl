@@ -1,0 +1,238 @@
+{{/*
+Per-component resources with the same shape for every service; each component's file
+(`<component>-hpa.yaml`, ...) includes the one it needs.
+*/}}
+
+{{- define "podgate.deployment" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values .component -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "podgate.componentFullname" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "podgate.componentLabels" . | nindent 4 }}
+spec:
+  {{- if not (include "podgate.hpaEnabled" .) }}
+  replicas: {{ include "podgate.replicas" . }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 0
+      maxSurge: 1
+  selector:
+    matchLabels:
+      {{- include "podgate.selectorLabels" . | nindent 6 }}
+  template:
+    {{- include "podgate.podTemplate" . | nindent 4 }}
+{{- end -}}
+
+{{- define "podgate.serviceAccount" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values .component -}}
+{{- if $v.serviceAccount.create }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "podgate.serviceAccountName" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "podgate.componentLabels" . | nindent 4 }}
+  {{- with $v.serviceAccount.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+automountServiceAccountToken: {{ eq .component "exec" }}
+{{- end }}
+{{- end -}}
+
+{{/* Headless Service: clients resolve every replica and balance round-robin per call. */}}
+{{- define "podgate.headlessService" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values .component -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "podgate.headlessName" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "podgate.componentLabels" . | nindent 4 }}
+spec:
+  type: ClusterIP
+  clusterIP: None
+  selector:
+    {{- include "podgate.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ $v.grpcPort }}
+      targetPort: grpc
+      protocol: TCP
+      appProtocol: grpc
+    - name: metrics
+      port: {{ $v.metricsPort }}
+      targetPort: metrics
+      protocol: TCP
+      appProtocol: http
+{{- end -}}
+
+{{- define "podgate.hpa" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values .component -}}
+{{- if include "podgate.hpaEnabled" . }}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "podgate.componentFullname" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "podgate.componentLabels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "podgate.componentFullname" . }}
+  minReplicas: {{ $v.autoscaling.minReplicas }}
+  maxReplicas: {{ $v.autoscaling.maxReplicas }}
+  metrics:
+    {{- with $v.autoscaling.targetCPUUtilizationPercentage }}
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ . }}
+    {{- end }}
+    {{- with $v.autoscaling.targetMemoryUtilizationPercentage }}
+    - type: Resource
+      resource:
+        name: memory
+        target:
+          type: Utilization
+          averageUtilization: {{ . }}
+    {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* PodDisruptionBudget, only when more than one replica can run (else it blocks drains). */}}
+{{- define "podgate.pdb" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values .component -}}
+{{- if and $v.pdb.enabled (gt (include "podgate.minReplicas" . | int) 1) }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "podgate.componentFullname" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "podgate.componentLabels" . | nindent 4 }}
+spec:
+  minAvailable: {{ $v.pdb.minAvailable }}
+  selector:
+    matchLabels:
+      {{- include "podgate.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{- define "podgate.serviceMonitor" -}}
+{{- $root := .root -}}
+{{- if $root.Values.serviceMonitor.enabled }}
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ include "podgate.componentFullname" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "podgate.componentLabels" . | nindent 4 }}
+    {{- with $root.Values.serviceMonitor.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "podgate.selectorLabels" . | nindent 6 }}
+  namespaceSelector:
+    matchNames:
+      - {{ $root.Release.Namespace }}
+  endpoints:
+    - port: metrics
+      path: /metrics
+      scheme: http
+      interval: {{ $root.Values.serviceMonitor.interval }}
+      scrapeTimeout: {{ $root.Values.serviceMonitor.scrapeTimeout }}
+{{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy peer selecting a podgate component's pods. */}}
+{{- define "podgate.peer" -}}
+- podSelector:
+    matchLabels:
+      {{- include "podgate.selectorLabels" . | nindent 6 }}
+{{- end -}}
+
+{{/* Egress rule to a podgate component's gRPC port. */}}
+{{- define "podgate.egressTo" -}}
+{{- $v := index .root.Values .component -}}
+- to:
+    {{- include "podgate.peer" . | nindent 4 }}
+  ports:
+    - port: {{ $v.grpcPort }}
+      protocol: TCP
+{{- end -}}
+
+{{- define "podgate.egressDns" -}}
+- to:
+    {{- toYaml .Values.networkPolicy.dns.to | nindent 4 }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end -}}
+
+{{/* Ingress rule: metrics port from the configured scrapers (nothing when none). */}}
+{{- define "podgate.ingressMetrics" -}}
+{{- $v := index .root.Values .component -}}
+{{- with .root.Values.networkPolicy.metricsFrom }}
+- from:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    - port: {{ $v.metricsPort }}
+      protocol: TCP
+{{- end }}
+{{- end -}}
+
+{{/* Ingress rule: gRPC port from the given podgate components plus extra peers. */}}
+{{- define "podgate.ingressGrpc" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values .component -}}
+- from:
+    {{- range .clients }}
+    {{- include "podgate.peer" (dict "root" $root "component" .) | nindent 4 }}
+    {{- end }}
+    {{- with .extra }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - port: {{ $v.grpcPort }}
+      protocol: TCP
+{{- end -}}
+
+{{- define "podgate.networkPolicyHeader" -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "podgate.componentFullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "podgate.componentLabels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "podgate.selectorLabels" . | nindent 6 }}
+  policyTypes:
+    - Ingress
+    - Egress
+{{- end -}}
