@@ -81,7 +81,8 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
 
 class Db {
  public:
-  static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool read_only) {
+  static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool read_only,
+                                                 absl::Duration busy_timeout = absl::Seconds(5)) {
     sqlite3* raw = nullptr;
     const int flags = read_only ? SQLITE_OPEN_READONLY
                                 : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
@@ -90,7 +91,7 @@ class Db {
     if (rc != SQLITE_OK) {
       return SqliteError(raw, rc, absl::StrCat("opening ", path));
     }
-    sqlite3_busy_timeout(raw, 5000);
+    sqlite3_busy_timeout(raw, static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
     return db;
   }
   ~Db() { sqlite3_close_v2(db_); }
@@ -183,7 +184,8 @@ StoredRow ReadRow(Stmt& s, int64_t* row_id) {
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(std::string path) : path_(std::move(path)) {}
+  SqliteStore(std::string path, absl::Duration busy_timeout)
+      : path_(std::move(path)), busy_timeout_(busy_timeout) {}
 
   absl::Status Init() {
     absl::MutexLock lock(&mu_);
@@ -369,7 +371,7 @@ class SqliteStore final : public Store {
     if (writer_ != nullptr) {
       return absl::OkStatus();
     }
-    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, /*read_only=*/false);
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, /*read_only=*/false, busy_timeout_);
     if (!db.ok()) {
       return db.status();
     }
@@ -551,14 +553,16 @@ class SqliteStore final : public Store {
   }
 
   const std::string path_;
+  const absl::Duration busy_timeout_;
   absl::Mutex mu_;
   std::unique_ptr<Db> writer_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
-  auto store = std::make_unique<SqliteStore>(path);
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                                       absl::Duration busy_timeout) {
+  auto store = std::make_unique<SqliteStore>(path, busy_timeout);
   if (absl::Status s = store->Init(); !s.ok()) {
     return s;
   }

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "audit/chain.h"
 #include "podgate/audit/v1/audit.pb.h"
 #include "podgate/common/v1/common.pb.h"
@@ -76,7 +77,10 @@ class Store {
 // name the URL's problem.
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url);
 
-absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+// `busy_timeout`: how long a write waits for a lock another process holds before the store
+// reports itself unavailable.
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
+    const std::string& path, absl::Duration busy_timeout = absl::Seconds(5));
 absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo);
 
 // Page tokens: opaque to clients; they carry the last row id and the direction.
