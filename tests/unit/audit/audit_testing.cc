@@ -128,6 +128,13 @@ absl::StatusOr<std::string> PostgresServer::CreateDatabase(const std::string& na
   return Url(name);
 }
 
+TempDir::TempDir(const std::string& prefix) : path_(podgate::testing::MakeTempDir(prefix)) {}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
 podgate::common::v1::AuditEvent MakeEvent(const std::string& id, const std::string& user,
                                           const std::string& ns, const std::string& pod,
                                           const std::string& line) {

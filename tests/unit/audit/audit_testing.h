@@ -43,6 +43,17 @@ class PostgresServer {
   bool root_ = false;
 };
 
+// A fresh temporary folder, removed with everything in it by the destructor.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix);
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // A well-formed command request event by `user` in namespace `ns`, pod `pod`.
 podgate::common::v1::AuditEvent MakeEvent(const std::string& id, const std::string& user = "alice",
                                           const std::string& ns = "shop",

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <memory>
+#include <sstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -13,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "audit/audit_metrics.h"
 #include "audit/audit_service.h"
+#include "audit/cli.h"
 #include "audit/store.h"
 #include "audit/writer.h"
 #include "audit_testing.h"
@@ -168,7 +170,8 @@ std::vector<AuditEvent> Events(const std::string& prefix, int n) {
 }
 
 TEST(AuditServiceTest, RecordAcksEveryIdOnceItIsDurable) {
-  const std::string dir = podgate::testing::MakeTempDir("podgate-audit-svc");
+  testing::TempDir tmp("podgate-audit-svc");
+  const std::string& dir = tmp.path();
   Harness h(SqliteIn(dir));
   StreamResult r = RecordAll(h.stub(), Events("e", 500));
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
@@ -192,7 +195,8 @@ TEST(AuditServiceTest, RecordAcksEveryIdOnceItIsDurable) {
 }
 
 TEST(AuditServiceTest, InvalidEventsAreRejectedAndTheStreamGoesOn) {
-  const std::string dir = podgate::testing::MakeTempDir("podgate-audit-svc");
+  testing::TempDir tmp("podgate-audit-svc");
+  const std::string& dir = tmp.path();
   Harness h(SqliteIn(dir));
   std::vector<AuditEvent> events = {testing::MakeEvent(""), testing::MakeEvent("ok")};
   events.push_back(testing::MakeEvent("nokind"));
@@ -207,7 +211,8 @@ TEST(AuditServiceTest, InvalidEventsAreRejectedAndTheStreamGoesOn) {
 }
 
 TEST(AuditServiceTest, BackpressureStopsReadingWhileTheStoreIsSlow) {
-  const std::string dir = podgate::testing::MakeTempDir("podgate-audit-svc");
+  testing::TempDir tmp("podgate-audit-svc");
+  const std::string& dir = tmp.path();
   auto gated = std::make_unique<GatedStore>(SqliteIn(dir));
   GatedStore* gate = gated.get();
   WriterOptions options;
@@ -234,7 +239,8 @@ TEST(AuditServiceTest, BackpressureStopsReadingWhileTheStoreIsSlow) {
 }
 
 TEST(AuditServiceTest, LockedSqliteEndsTheStreamUnavailableWithoutAckAndRecovers) {
-  const std::string dir = podgate::testing::MakeTempDir("podgate-audit-svc");
+  testing::TempDir tmp("podgate-audit-svc");
+  const std::string& dir = tmp.path();
   WriterOptions options;
   options.retry_backoff = absl::Milliseconds(10);
   Harness h(SqliteIn(dir, absl::Milliseconds(100)), options);
@@ -288,7 +294,8 @@ TEST(AuditServiceTest, StoppedPostgresEndsTheStreamUnavailableAndRestartRecovers
 }
 
 TEST(AuditServiceTest, QueryStreamsOnePageThenPageEnd) {
-  const std::string dir = podgate::testing::MakeTempDir("podgate-audit-svc");
+  testing::TempDir tmp("podgate-audit-svc");
+  const std::string& dir = tmp.path();
   Harness h(SqliteIn(dir));
   ASSERT_EQ(RecordAll(h.stub(), Events("q", 5)).acked.size(), 5u);
   v1::QueryRequest request;
@@ -328,7 +335,8 @@ TEST(AuditServiceTest, QueryStreamsOnePageThenPageEnd) {
 }
 
 TEST(AuditServiceTest, VerifyReportsTheFirstBrokenLink) {
-  const std::string dir = podgate::testing::MakeTempDir("podgate-audit-svc");
+  testing::TempDir tmp("podgate-audit-svc");
+  const std::string& dir = tmp.path();
   Harness h(SqliteIn(dir));
   ASSERT_EQ(RecordAll(h.stub(), Events("v", 10)).acked.size(), 10u);
   {
@@ -355,6 +363,63 @@ TEST(AuditServiceTest, VerifyReportsTheFirstBrokenLink) {
   v1::VerifyRequest unknown;
   unknown.set_chain_id("nope");
   EXPECT_EQ(h.stub().Verify(&ctx2, unknown, &verify).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(AuditCliTest, QueryPrintsATableOrJsonLinesAndVerifyReportsChains) {
+  testing::TempDir tmp("podgate-audit-svc");
+  const std::string& dir = tmp.path();
+  Harness h(SqliteIn(dir));
+  std::vector<AuditEvent> events = Events("c", 5);
+  events[2] = testing::MakeEvent("c2", "bob", "pay", "db-0", "ps\x1b[2J aux");
+  ASSERT_EQ(RecordAll(h.stub(), events).acked.size(), 5u);
+
+  std::ostringstream table;
+  v1::QueryRequest request;
+  request.set_page_size(2);  // several pages
+  auto printed = cli::RunQuery(h.stub(), request, 0, cli::Format::kTable, table);
+  ASSERT_TRUE(printed.ok()) << printed.status();
+  EXPECT_EQ(*printed, 5);
+  const std::string text = table.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 6);  // header + 5
+  EXPECT_THAT(text, HasSubstr("NAMESPACE/POD/CONTAINER"));
+  EXPECT_THAT(text, HasSubstr("pay/db-0/app"));
+  EXPECT_THAT(text, HasSubstr("2026-11-18T"));
+  // Terminal escapes in stored text are shown, not obeyed.
+  EXPECT_THAT(text, HasSubstr("ps\\x1b[2J aux"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("\x1b")));
+
+  std::ostringstream json;
+  request.add_users("bob");
+  ASSERT_EQ(*cli::RunQuery(h.stub(), request, 0, cli::Format::kJsonLines, json), 1);
+  EXPECT_THAT(json.str(), HasSubstr("\"chain_id\":\"test-chain\""));
+  EXPECT_THAT(json.str(), HasSubstr("\"user\":\"bob\""));
+
+  std::ostringstream limited;
+  request.Clear();
+  EXPECT_EQ(*cli::RunQuery(h.stub(), request, 3, cli::Format::kJsonLines, limited), 3);
+
+  std::ostringstream verify;
+  auto intact = cli::RunVerify(h.stub(), "", verify);
+  ASSERT_TRUE(intact.ok());
+  EXPECT_TRUE(*intact);
+  EXPECT_EQ(verify.str(), "chain test-chain: intact, 5 records\n");
+
+  request.set_page_size(-5);
+  EXPECT_EQ(cli::RunQuery(h.stub(), request, 0, cli::Format::kTable, table).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(AuditCliTest, ParsersNameTheBadValue) {
+  EXPECT_EQ(*cli::ParseKind("command_request"), podgate::common::v1::EVENT_KIND_COMMAND_REQUEST);
+  EXPECT_EQ(*cli::ParseKind("EVENT_KIND_DECISION"), podgate::common::v1::EVENT_KIND_DECISION);
+  EXPECT_THAT(std::string(cli::ParseKind("nap").status().message()), HasSubstr("\"nap\""));
+  EXPECT_FALSE(cli::ParseKind("unspecified").ok());
+  EXPECT_EQ(*cli::ParseVerdict("deny"), podgate::common::v1::VERDICT_DENY);
+  EXPECT_FALSE(cli::ParseVerdict("maybe").ok());
+  EXPECT_EQ(cli::ParseTime("2026-11-28T04:00:00Z")->seconds(), 1795838400);
+  EXPECT_THAT(std::string(cli::ParseTime("yesterday").status().message()), HasSubstr("RFC 3339"));
+  EXPECT_EQ(*cli::ParseFormat("json"), cli::Format::kJsonLines);
+  EXPECT_FALSE(cli::ParseFormat("xml").ok());
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (GetParam() == "sqlite") {
-      dir_ = podgate::testing::MakeTempDir("podgate-audit-store");
+      tmp_ = std::make_unique<testing::TempDir>("podgate-audit-store");
+      dir_ = tmp_->path();
       url_ = absl::StrCat("sqlite://", dir_, "/audit.db");
     } else {
       ASSERT_NE(SharedPostgres(), nullptr);
@@ -133,10 +134,13 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
     return ids;
   }
 
+  std::unique_ptr<testing::TempDir> tmp_;
   std::string dir_;
   std::string database_;
   std::string url_;
   std::unique_ptr<Store> store_;
+
+  void TearDown() override { store_.reset(); }
 };
 
 TEST_P(StoreTest, AppendLinksRecordsAndStoresAResentIdOnce) {
@@ -427,7 +431,8 @@ TEST(StoreUrlTest, BadUrlsSayWhatIsWrong) {
 }
 
 TEST(SqliteStoreTest, LockedDatabaseMakesAppendUnavailableThenRecovers) {
-  const std::string dir = podgate::testing::MakeTempDir("podgate-audit-lock");
+  testing::TempDir tmp("podgate-audit-lock");
+  const std::string& dir = tmp.path();
   const std::string path = dir + "/audit.db";
   auto store = OpenSqliteStore(path, absl::Milliseconds(100));
   ASSERT_TRUE(store.ok());
