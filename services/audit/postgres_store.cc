@@ -113,11 +113,29 @@ class Result {
   PGresult* r_;
 };
 
+// libpq messages span several lines; logs and start-up errors want one.
+std::string OneLine(const char* text) {
+  std::string out;
+  bool space = false;
+  for (const char* p = text; p != nullptr && *p != '\0'; ++p) {
+    if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) {
+      out.push_back(' ');
+      space = false;
+    }
+    out.push_back(*p);
+  }
+  return out;
+}
+
 absl::Status PgError(PGconn* conn, PGresult* result, absl::string_view what) {
   const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   const std::string message = absl::StrCat(
       "postgresql: ", what, ": ",
-      result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn));
+      OneLine(result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn)));
   const std::string sqlstate = state != nullptr ? state : "";
   if (PQstatus(conn) != CONNECTION_OK) {
     return absl::UnavailableError(message);
@@ -140,7 +158,7 @@ class Conn {
     if (raw == nullptr || PQstatus(raw) != CONNECTION_OK) {
       return absl::UnavailableError(
           absl::StrCat("postgresql: cannot connect: ",
-                       raw != nullptr ? PQerrorMessage(raw) : "out of memory"));
+                       raw != nullptr ? OneLine(PQerrorMessage(raw)) : "out of memory"));
     }
     return conn;
   }
