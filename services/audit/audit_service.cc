@@ -7,8 +7,7 @@
 namespace podgate::audit {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 AuditServiceImpl::AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* metrics,
@@ -28,14 +27,13 @@ grpc::ServerWriteReactor<podgate::audit::v1::QueryResponse>* AuditServiceImpl::Q
   return new QueryReactor(store_, &executor_, metrics_, *request);
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::Verify(
-    grpc::CallbackServerContext* context, const podgate::audit::v1::VerifyRequest* request,
-    podgate::audit::v1::VerifyResponse* response) {
+grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* context,
+                                                   const podgate::audit::v1::VerifyRequest* request,
+                                                   podgate::audit::v1::VerifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const std::string chain_id = request->chain_id();
   if (!executor_.TrySubmit([this, reactor, chain_id, response] {
-        absl::StatusOr<podgate::audit::v1::VerifyResponse> result =
-            VerifyChains(*store_, chain_id);
+        absl::StatusOr<podgate::audit::v1::VerifyResponse> result = VerifyChains(*store_, chain_id);
         if (!result.ok()) {
           metrics_->Error("verify_failed").Increment();
           reactor->Finish(ToGrpcStatus(result.status()));

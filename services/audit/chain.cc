@@ -66,8 +66,8 @@ EventColumns ColumnsOf(const AuditEvent& event) {
   return c;
 }
 
-std::string CanonicalContent(const std::string& chain_id, int64_t sequence,
-                             int64_t stored_time_us, const std::string& event_bytes) {
+std::string CanonicalContent(const std::string& chain_id, int64_t sequence, int64_t stored_time_us,
+                             const std::string& event_bytes) {
   std::string out = "podgate.audit.v1\n";
   PutU32(static_cast<uint32_t>(chain_id.size()), &out);
   out += chain_id;

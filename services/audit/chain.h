@@ -25,7 +25,7 @@ inline constexpr size_t kHashBytes = 32;
 // The last record of a chain as seen by its writer: the next record links to it.
 struct ChainHead {
   std::string chain_id;
-  int64_t sequence = 0;            // 0: empty chain
+  int64_t sequence = 0;  // 0: empty chain
   std::string hash = std::string(kHashBytes, '\0');
 };
 
@@ -60,8 +60,8 @@ struct StoredRow {
 // A record ready to insert: the row plus its columns.
 EventColumns ColumnsOf(const podgate::common::v1::AuditEvent& event);
 
-std::string CanonicalContent(const std::string& chain_id, int64_t sequence,
-                             int64_t stored_time_us, const std::string& event_bytes);
+std::string CanonicalContent(const std::string& chain_id, int64_t sequence, int64_t stored_time_us,
+                             const std::string& event_bytes);
 
 // SHA-256(previous_hash || canonical).
 std::string LinkHash(const std::string& previous_hash, const std::string& canonical);

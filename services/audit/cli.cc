@@ -33,7 +33,8 @@ std::string Detail(const AuditEvent& e) {
     case AuditEvent::kCommandRequest:
       return e.command_request().parse_error().empty()
                  ? e.command_request().line()
-                 : absl::StrCat(e.command_request().line(), " (", e.command_request().parse_error(), ")");
+                 : absl::StrCat(e.command_request().line(), " (", e.command_request().parse_error(),
+                                ")");
     case AuditEvent::kCommandResult:
       return absl::StrCat("exit=", e.command_result().exit_code(), " ",
                           podgate::common::v1::Termination_Name(e.command_result().termination()));
@@ -62,10 +63,13 @@ std::string Short(const std::string& name, absl::string_view prefix) {
 }  // namespace
 
 absl::StatusOr<Format> ParseFormat(const std::string& text) {
-  if (text == "table") return Format::kTable;
-  if (text == "json") return Format::kJsonLines;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--format: \"", text, "\" is not table or json"));
+  if (text == "table") {
+    return Format::kTable;
+  }
+  if (text == "json") {
+    return Format::kJsonLines;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--format: \"", text, "\" is not table or json"));
 }
 
 absl::StatusOr<podgate::common::v1::EventKind> ParseKind(const std::string& text) {
@@ -112,22 +116,22 @@ std::string TableHeader() {
 
 std::string TableRow(const podgate::audit::v1::AuditRecord& record) {
   const AuditEvent& e = record.event();
-  const std::string where =
-      e.has_target() ? absl::StrCat(e.target().namespace_(), "/", e.target().pod(), "/",
-                                    e.target().container())
-                     : "-";
+  const std::string where = e.has_target()
+                                ? absl::StrCat(e.target().namespace_(), "/", e.target().pod(), "/",
+                                               e.target().container())
+                                : "-";
   const std::string verdict =
-      e.has_decision() ? Short(podgate::common::v1::Verdict_Name(e.decision().verdict()), "VERDICT_")
-                       : "-";
+      e.has_decision()
+          ? Short(podgate::common::v1::Verdict_Name(e.decision().verdict()), "VERDICT_")
+          : "-";
   const std::string time = absl::FormatTime(
-      "%Y-%m-%dT%H:%M:%E3SZ",
-      absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.time())), absl::UTCTimeZone());
-  return absl::StrFormat("%-24s %-12s %-32s %-16s %-6s %-14s %s", time,
-                         Printable(e.principal().user().empty() ? "-" : e.principal().user()),
-                         Printable(where),
-                         Short(podgate::common::v1::EventKind_Name(e.kind()), "EVENT_KIND_"),
-                         verdict, Printable(e.has_decision() ? e.decision().rule() : "-"),
-                         Printable(Detail(e)));
+      "%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.time())),
+      absl::UTCTimeZone());
+  return absl::StrFormat(
+      "%-24s %-12s %-32s %-16s %-6s %-14s %s", time,
+      Printable(e.principal().user().empty() ? "-" : e.principal().user()), Printable(where),
+      Short(podgate::common::v1::EventKind_Name(e.kind()), "EVENT_KIND_"), verdict,
+      Printable(e.has_decision() ? e.decision().rule() : "-"), Printable(Detail(e)));
 }
 
 absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface& stub,

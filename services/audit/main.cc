@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
   }
   const int64_t queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   if (queue_capacity < 1 || queue_capacity > 1000000) {
-    runtime::ExitWithError(absl::StrCat("--queue_capacity: ", queue_capacity,
-                                        " is out of range (1 to 1000000)"));
+    runtime::ExitWithError(
+        absl::StrCat("--queue_capacity: ", queue_capacity, " is out of range (1 to 1000000)"));
   }
   const int64_t max_batch = absl::GetFlag(FLAGS_max_batch);
   if (max_batch < 1 || max_batch > 10000) {
@@ -106,7 +106,6 @@ int main(int argc, char** argv) {
   }
   audit::AuditServiceImpl service(store->get(), writer->get(), &metrics);
   return runtime::RunServer(defaults, {&service}, registry, [&](runtime::Server&) {
-    podgate::log::Info("audit store open",
-                       {{"store", (*store)->kind()}, {"chain_id", chain_id}});
+    podgate::log::Info("audit store open", {{"store", (*store)->kind()}, {"chain_id", chain_id}});
   });
 }

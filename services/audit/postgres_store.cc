@@ -100,9 +100,7 @@ class Result {
     if (hex.size() < 2) {
       return out;
     }
-    auto nibble = [](char c) -> int {
-      return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-    };
+    auto nibble = [](char c) -> int { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
     for (size_t i = 2; i + 1 < hex.size(); i += 2) {
       out.push_back(static_cast<char>(nibble(hex[i]) << 4 | nibble(hex[i + 1])));
     }
@@ -177,8 +175,8 @@ class Conn {
     // Without parameters PQexec also runs several statements (the migrations).
     PGresult* r = params.empty()
                       ? PQexec(conn_, sql.c_str())
-                      : PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()),
-                                     nullptr, values.data(), lengths.data(), formats.data(), 0);
+                      : PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
+                                     values.data(), lengths.data(), formats.data(), 0);
     const ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
       absl::Status error = PgError(conn_, r, sql.substr(0, 40));
@@ -420,8 +418,10 @@ class PostgresStore final : public Store {
 
   static absl::Status Migrate(Conn& conn) {
     absl::Status s = conn.Run("BEGIN");
-    // 0x706f64676174 = "podgat": one lock id for podgate's audit migrations.
-    if (s.ok()) s = conn.Run("SELECT pg_advisory_xact_lock(123650166563188)");
+    // One fixed advisory lock id for podgate audit migrations.
+    if (s.ok()) {
+      s = conn.Run("SELECT pg_advisory_xact_lock(123650166563188)");
+    }
     if (s.ok()) {
       s = conn.Run(
           "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
@@ -442,7 +442,9 @@ class PostgresStore final : public Store {
         }
       }
     }
-    if (s.ok()) s = conn.Run("COMMIT");
+    if (s.ok()) {
+      s = conn.Run("COMMIT");
+    }
     if (!s.ok() && conn.ok()) {
       conn.Run("ROLLBACK").IgnoreError();
     }
@@ -480,10 +482,10 @@ class PostgresStore final : public Store {
         params.push_back(Text(events[i]->id()));
         holes.push_back(absl::StrCat("$", params.size()));
       }
-      absl::StatusOr<Result> r = conn.Exec(
-          absl::StrCat("SELECT event_id FROM records WHERE event_id IN (",
-                       absl::StrJoin(holes, ","), ")"),
-          params);
+      absl::StatusOr<Result> r =
+          conn.Exec(absl::StrCat("SELECT event_id FROM records WHERE event_id IN (",
+                                 absl::StrJoin(holes, ","), ")"),
+                    params);
       if (!r.ok()) {
         return r.status();
       }
@@ -506,14 +508,13 @@ class PostgresStore final : public Store {
       for (size_t i = start; i < end; ++i) {
         const StoredRow& row = rows[i];
         const size_t base = params.size();
-        for (Param p : {Text(row.event_id), Text(row.chain_id), Int(row.sequence),
-                        Int(row.stored_time_us), Bytes(row.event_bytes), Bytes(row.hash),
-                        Bytes(row.previous_hash), Int(row.columns.event_time_us),
-                        Int(row.columns.kind), Text(row.columns.user), Text(row.columns.groups),
-                        Text(row.columns.namespace_name), Text(row.columns.pod),
-                        Text(row.columns.container), Int(row.columns.verdict),
-                        Text(row.columns.rule), Text(row.columns.session_id),
-                        Text(row.columns.argv_text)}) {
+        for (Param p :
+             {Text(row.event_id), Text(row.chain_id), Int(row.sequence), Int(row.stored_time_us),
+              Bytes(row.event_bytes), Bytes(row.hash), Bytes(row.previous_hash),
+              Int(row.columns.event_time_us), Int(row.columns.kind), Text(row.columns.user),
+              Text(row.columns.groups), Text(row.columns.namespace_name), Text(row.columns.pod),
+              Text(row.columns.container), Int(row.columns.verdict), Text(row.columns.rule),
+              Text(row.columns.session_id), Text(row.columns.argv_text)}) {
           params.push_back(std::move(p));
         }
         std::vector<std::string> holes;
@@ -559,10 +560,10 @@ class PostgresStore final : public Store {
     }
     const int64_t cut = find->GetInt(0, 0);
     const std::string hash = find->GetBytes(0, 1);
-    absl::StatusOr<Result> del =
-        conn.Exec("WITH d AS (DELETE FROM records WHERE chain_id = $1 AND sequence <= $2 "
-                  "RETURNING 1) SELECT count(*) FROM d",
-                  {Text(chain), Int(cut)});
+    absl::StatusOr<Result> del = conn.Exec(
+        "WITH d AS (DELETE FROM records WHERE chain_id = $1 AND sequence <= $2 "
+        "RETURNING 1) SELECT count(*) FROM d",
+        {Text(chain), Int(cut)});
     if (!del.ok()) {
       return del.status();
     }

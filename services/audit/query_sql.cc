@@ -69,18 +69,16 @@ class Builder {
 template <typename Values>
 absl::Status CheckValues(const char* field, const Values& values) {
   if (static_cast<size_t>(values.size()) > kMaxValuesPerFilter) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", values.size(),
-                                                   " values; the limit is ",
-                                                   kMaxValuesPerFilter));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", values.size(), " values; the limit is ", kMaxValuesPerFilter));
   }
   return absl::OkStatus();
 }
 
 absl::Status CheckText(const char* field, const std::string& value) {
   if (value.size() > kMaxValueBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": a value of ", value.size(), " bytes; the limit is ",
-                     kMaxValueBytes));
+    return absl::InvalidArgumentError(absl::StrCat(field, ": a value of ", value.size(),
+                                                   " bytes; the limit is ", kMaxValueBytes));
   }
   return absl::OkStatus();
 }
@@ -88,8 +86,7 @@ absl::Status CheckText(const char* field, const std::string& value) {
 }  // namespace
 
 std::string EncodePageToken(int64_t last_row_id, bool newest_first) {
-  return absl::WebSafeBase64Escape(
-      absl::StrCat("v1:", newest_first ? "d" : "a", ":", last_row_id));
+  return absl::WebSafeBase64Escape(absl::StrCat("v1:", newest_first ? "d" : "a", ":", last_row_id));
 }
 
 absl::StatusOr<int64_t> DecodePageToken(const std::string& token, bool newest_first) {
@@ -105,19 +102,18 @@ absl::StatusOr<int64_t> DecodePageToken(const std::string& token, bool newest_fi
 }
 
 absl::StatusOr<int> ValidateQuery(const podgate::audit::v1::QueryRequest& r) {
-  for (absl::Status s :
-       {CheckValues("users", r.users()), CheckValues("groups", r.groups()),
-        CheckValues("namespaces", r.namespaces()), CheckValues("pods", r.pods()),
-        CheckValues("containers", r.containers()), CheckValues("kinds", r.kinds()),
-        CheckValues("verdicts", r.verdicts()), CheckValues("rules", r.rules()),
-        CheckValues("session_ids", r.session_ids()),
-        CheckText("argv_contains", r.argv_contains())}) {
+  for (absl::Status s : {CheckValues("users", r.users()), CheckValues("groups", r.groups()),
+                         CheckValues("namespaces", r.namespaces()), CheckValues("pods", r.pods()),
+                         CheckValues("containers", r.containers()), CheckValues("kinds", r.kinds()),
+                         CheckValues("verdicts", r.verdicts()), CheckValues("rules", r.rules()),
+                         CheckValues("session_ids", r.session_ids()),
+                         CheckText("argv_contains", r.argv_contains())}) {
     if (!s.ok()) {
       return s;
     }
   }
-  for (const auto* list : {&r.users(), &r.groups(), &r.namespaces(), &r.pods(),
-                           &r.containers(), &r.rules(), &r.session_ids()}) {
+  for (const auto* list : {&r.users(), &r.groups(), &r.namespaces(), &r.pods(), &r.containers(),
+                           &r.rules(), &r.session_ids()}) {
     for (const std::string& value : *list) {
       if (absl::Status s = CheckText("filter", value); !s.ok()) {
         return s;
@@ -125,9 +121,9 @@ absl::StatusOr<int> ValidateQuery(const podgate::audit::v1::QueryRequest& r) {
     }
   }
   if (r.page_size() < 0 || r.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: ", r.page_size(), " is out of range (1 to ", kMaxPageSize,
-                     "; 0 means ", kDefaultPageSize, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("page_size: ", r.page_size(),
+                                                   " is out of range (1 to ", kMaxPageSize,
+                                                   "; 0 means ", kDefaultPageSize, ")"));
   }
   for (const auto* ts : {&r.start_time(), &r.end_time()}) {
     if (ts->seconds() < TimeUtil::kTimestampMinSeconds ||

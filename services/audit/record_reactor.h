@@ -20,9 +20,8 @@
 
 namespace podgate::audit {
 
-class RecordReactor final
-    : public grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest,
-                                     podgate::audit::v1::RecordResponse> {
+class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest,
+                                                           podgate::audit::v1::RecordResponse> {
  public:
   static constexpr size_t kMaxOutbound = 64;
 

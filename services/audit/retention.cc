@@ -17,8 +17,7 @@ Retention::~Retention() {
 
 void Retention::Run() {
   while (true) {
-    absl::StatusOr<int64_t> removed =
-        store_->DeleteBefore(absl::ToUnixMicros(absl::Now() - keep_));
+    absl::StatusOr<int64_t> removed = store_->DeleteBefore(absl::ToUnixMicros(absl::Now() - keep_));
     if (removed.ok()) {
       if (*removed > 0) {
         log::Info("retention removed records", {{"records", *removed}});

@@ -82,10 +82,9 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
 class Db {
  public:
   static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool read_only,
-                                                 absl::Duration busy_timeout = absl::Seconds(5)) {
+                                                  absl::Duration busy_timeout = absl::Seconds(5)) {
     sqlite3* raw = nullptr;
-    const int flags = read_only ? SQLITE_OPEN_READONLY
-                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    const int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
     auto db = std::unique_ptr<Db>(new Db(raw));
     if (rc != SQLITE_OK) {
@@ -388,9 +387,9 @@ class SqliteStore final : public Store {
   }
 
   static absl::Status Migrate(Db* db) {
-    if (absl::Status s = db->Exec(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-            "applied_us INTEGER NOT NULL)");
+    if (absl::Status s =
+            db->Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                     "applied_us INTEGER NOT NULL)");
         !s.ok()) {
       return s;
     }
@@ -406,9 +405,9 @@ class SqliteStore final : public Store {
       if (s.ok() && !*applied) {
         s = db->Exec(kMigrations[i]);
         if (s.ok()) {
-          s = db->Exec(absl::StrCat(
-              "INSERT INTO schema_migrations VALUES (", version,
-              ", CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))"));
+          s = db->Exec(
+              absl::StrCat("INSERT INTO schema_migrations VALUES (", version,
+                           ", CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))"));
         }
       }
       check.Reset();

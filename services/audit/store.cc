@@ -18,8 +18,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url) {
   if (absl::StartsWith(url, "postgresql://") || absl::StartsWith(url, "postgres://")) {
     return OpenPostgresStore(url);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "store URL ", url, " must start with sqlite:// or postgresql://"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("store URL ", url, " must start with sqlite:// or postgresql://"));
 }
 
 }  // namespace podgate::audit

@@ -9,17 +9,24 @@ namespace {
 
 // The name of the first column that differs from the event's values, or "".
 std::string ColumnMismatch(const EventColumns& stored, const EventColumns& derived) {
-  if (stored.event_time_us != derived.event_time_us) return "event_time_us";
-  if (stored.kind != derived.kind) return "kind";
-  if (stored.user != derived.user) return "user_name";
-  if (stored.groups != derived.groups) return "groups_text";
-  if (stored.namespace_name != derived.namespace_name) return "namespace";
-  if (stored.pod != derived.pod) return "pod";
-  if (stored.container != derived.container) return "container";
-  if (stored.verdict != derived.verdict) return "verdict";
-  if (stored.rule != derived.rule) return "rule";
-  if (stored.session_id != derived.session_id) return "session_id";
-  if (stored.argv_text != derived.argv_text) return "argv_text";
+  const std::pair<bool, const char*> checks[] = {
+      {stored.event_time_us == derived.event_time_us, "event_time_us"},
+      {stored.kind == derived.kind, "kind"},
+      {stored.user == derived.user, "user_name"},
+      {stored.groups == derived.groups, "groups_text"},
+      {stored.namespace_name == derived.namespace_name, "namespace"},
+      {stored.pod == derived.pod, "pod"},
+      {stored.container == derived.container, "container"},
+      {stored.verdict == derived.verdict, "verdict"},
+      {stored.rule == derived.rule, "rule"},
+      {stored.session_id == derived.session_id, "session_id"},
+      {stored.argv_text == derived.argv_text, "argv_text"},
+  };
+  for (const auto& [equal, name] : checks) {
+    if (!equal) {
+      return name;
+    }
+  }
   return "";
 }
 
@@ -48,18 +55,17 @@ absl::StatusOr<podgate::audit::v1::ChainReport> VerifyChain(Store& store,
     if (row.sequence != expected_sequence) {
       return broken(row.sequence,
                     row.sequence > expected_sequence
-                        ? absl::StrCat("sequence gap after ", expected_sequence - 1,
-                                       " (records ", expected_sequence, " to ",
-                                       row.sequence - 1, " are missing)")
+                        ? absl::StrCat("sequence gap after ", expected_sequence - 1, " (records ",
+                                       expected_sequence, " to ", row.sequence - 1, " are missing)")
                         : absl::StrCat("sequence ", row.sequence, " out of order after ",
                                        expected_sequence - 1));
     }
     if (row.previous_hash != expected_previous) {
       return broken(row.sequence, "previous_hash does not match the previous record's hash");
     }
-    const std::string hash = LinkHash(
-        row.previous_hash,
-        CanonicalContent(row.chain_id, row.sequence, row.stored_time_us, row.event_bytes));
+    const std::string hash =
+        LinkHash(row.previous_hash,
+                 CanonicalContent(row.chain_id, row.sequence, row.stored_time_us, row.event_bytes));
     if (hash != row.hash) {
       return broken(row.sequence, "hash mismatch (the record's content was changed)");
     }

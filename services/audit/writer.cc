@@ -23,7 +23,7 @@ std::string ErrorKind(const absl::Status& status) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(Store* store, WriterOptions options,
-                                                     AuditMetrics* metrics) {
+                                                      AuditMetrics* metrics) {
   if (options.chain_id.empty()) {
     return absl::InvalidArgumentError("chain id is empty");
   }
@@ -72,9 +72,8 @@ void Writer::Run() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
-            return w->stopping_ || !w->queue_.empty();
-          },
+          +[](Writer* w)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return w->stopping_ || !w->queue_.empty(); },
           this));
       if (queue_.empty()) {
         return;  // stopping, nothing left

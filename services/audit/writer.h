@@ -51,7 +51,7 @@ class Writer {
  public:
   // Loads the chain head and starts the thread; fails when the store is unreachable.
   static absl::StatusOr<std::unique_ptr<Writer>> Start(Store* store, WriterOptions options,
-                                                      AuditMetrics* metrics);
+                                                       AuditMetrics* metrics);
   // Commits what is queued (one last attempt), then stops the thread.
   ~Writer();
 

@@ -43,10 +43,9 @@ struct Running {
 
 Running StartAudit(const std::string& store_url) {
   Running running;
-  auto process = Subprocess::Start(PODGATE_AUDIT_BIN,
-                                   {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-                                    "--store=" + store_url, "--chain_id=crash-chain",
-                                    "--drain_timeout=1s"});
+  auto process = Subprocess::Start(
+      PODGATE_AUDIT_BIN, {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                          "--store=" + store_url, "--chain_id=crash-chain", "--drain_timeout=1s"});
   EXPECT_TRUE(process.ok()) << process.status();
   running.process = *std::move(process);
   auto line = running.process->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
@@ -273,8 +272,8 @@ TEST(AuditBinaryTest, BadStoreExitsWithOneClearLine) {
            {"mysql://x", "must start with sqlite:// or postgresql://"},
            {"sqlite:///nonexistent-dir/a.db", "unable to open"},
            {"postgresql://nobody@/x?host=/nonexistent&port=1", "cannot connect"}}) {
-    auto process = Subprocess::Start(PODGATE_AUDIT_BIN, {"--grpc_address=127.0.0.1:0",
-                                                         "--metrics_address=", "--store=" + url});
+    auto process = Subprocess::Start(
+        PODGATE_AUDIT_BIN, {"--grpc_address=127.0.0.1:0", "--metrics_address=", "--store=" + url});
     ASSERT_TRUE(process.ok());
     auto status = (*process)->WaitExit(absl::Seconds(20));
     ASSERT_TRUE(status.ok());

@@ -84,9 +84,9 @@ absl::Status PostgresServer::Ctl(const std::string& action) {
     options = absl::StrCat(" -o \"-p ", port_, " -k ", dir_,
                            " -c listen_addresses= -c max_connections=300\"");
   }
-  return Run(AsPostgres(absl::StrCat(kBin, "/pg_ctl -D ", dir_, "/data -l ", dir_,
-                                     "/server.log -w -t 60", options, " ", action,
-                                     " > /dev/null 2>&1")));
+  return Run(
+      AsPostgres(absl::StrCat(kBin, "/pg_ctl -D ", dir_, "/data -l ", dir_, "/server.log -w -t 60",
+                              options, " ", action, " > /dev/null 2>&1")));
 }
 
 absl::Status PostgresServer::Stop() { return Ctl("stop -m immediate"); }

@@ -20,8 +20,8 @@ TEST(ChainTest, LinkNextChainsHashesOverPreviousHashAndCanonicalContent) {
   const StoredRow first = LinkNext(&head, a, 42);
   EXPECT_EQ(first.sequence, 1);
   EXPECT_EQ(first.previous_hash, std::string(kHashBytes, '\0'));
-  EXPECT_EQ(first.hash,
-            LinkHash(std::string(kHashBytes, '\0'), CanonicalContent("c", 1, 42, first.event_bytes)));
+  EXPECT_EQ(first.hash, LinkHash(std::string(kHashBytes, '\0'),
+                                 CanonicalContent("c", 1, 42, first.event_bytes)));
   const StoredRow second = LinkNext(&head, testing::MakeEvent("b"), 43);
   EXPECT_EQ(second.previous_hash, first.hash);
   EXPECT_EQ(head.sequence, 2);

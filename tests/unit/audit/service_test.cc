@@ -5,8 +5,8 @@
 #include <sqlite3.h>
 
 #include <memory>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -117,8 +117,7 @@ class Harness {
   std::unique_ptr<AuditService::Stub> stub_;
 };
 
-std::unique_ptr<Store> SqliteIn(const std::string& dir,
-                                absl::Duration busy = absl::Seconds(5)) {
+std::unique_ptr<Store> SqliteIn(const std::string& dir, absl::Duration busy = absl::Seconds(5)) {
   auto store = OpenSqliteStore(dir + "/audit.db", busy);
   EXPECT_TRUE(store.ok()) << store.status();
   return *std::move(store);

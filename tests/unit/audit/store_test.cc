@@ -2,6 +2,8 @@
 // PostgreSQL 15 server started by the test. Covers idempotent appends, chain continuity across
 // reopening, several chains in one database, tamper detection by Verify after direct edits,
 // every Query filter, cursor paging, retention with checkpoints and migrations.
+#include "audit/store.h"
+
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -10,7 +12,6 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "audit/store.h"
 #include "audit/verify.h"
 #include "audit_testing.h"
 #include "gmock/gmock.h"
@@ -20,8 +21,8 @@
 namespace podgate::audit {
 namespace {
 
-using ::podgate::common::v1::AuditEvent;
 using ::podgate::audit::v1::QueryRequest;
+using ::podgate::common::v1::AuditEvent;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -232,12 +233,11 @@ TEST_P(StoreTest, TwoWritersKeepTwoIntactChainsInOneDatabase) {
 
 TEST_P(StoreTest, VerifyDetectsAnEditedEvent) {
   AppendN(5);
-  Tamper(postgres()
-             ? "UPDATE records SET event = decode(replace(encode(event, 'hex'), "
-               "encode('jstack'::bytea, 'hex'), encode('jmap!!'::bytea, 'hex')), 'hex') "
-               "WHERE sequence = 3"
-             : "UPDATE records SET event = CAST(replace(CAST(event AS TEXT), 'jstack', "
-               "'jmap!!') AS BLOB) WHERE sequence = 3");
+  Tamper(postgres() ? "UPDATE records SET event = decode(replace(encode(event, 'hex'), "
+                      "encode('jstack'::bytea, 'hex'), encode('jmap!!'::bytea, 'hex')), 'hex') "
+                      "WHERE sequence = 3"
+                    : "UPDATE records SET event = CAST(replace(CAST(event AS TEXT), 'jstack', "
+                      "'jmap!!') AS BLOB) WHERE sequence = 3");
   const auto report = VerifyOne();
   EXPECT_FALSE(report.intact());
   EXPECT_EQ(report.first_broken_sequence(), 3);
