@@ -41,11 +41,14 @@ struct Running {
   int metrics_port = 0;
 };
 
-Running StartAudit(const std::string& store_url) {
+Running StartAudit(const std::string& store_url, const std::string& chain_id = "crash-chain",
+                   std::vector<std::string> extra = {}) {
   Running running;
-  auto process = Subprocess::Start(
-      PODGATE_AUDIT_BIN, {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-                          "--store=" + store_url, "--chain_id=crash-chain", "--drain_timeout=1s"});
+  std::vector<std::string> args = {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                                   "--store=" + store_url, "--chain_id=" + chain_id,
+                                   "--drain_timeout=1s"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto process = Subprocess::Start(PODGATE_AUDIT_BIN, args);
   EXPECT_TRUE(process.ok()) << process.status();
   running.process = *std::move(process);
   auto line = running.process->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
@@ -58,7 +61,9 @@ Running StartAudit(const std::string& store_url) {
   return running;
 }
 
-std::string Id(int stream, int64_t i) { return absl::StrCat("s", stream, "-", i); }
+std::string Id(const std::string& prefix, int stream, int64_t i) {
+  return absl::StrCat(prefix, stream, "-", i);
+}
 
 podgate::audit::v1::RecordRequest Request(const std::string& id) {
   podgate::audit::v1::RecordRequest request;
@@ -69,7 +74,7 @@ podgate::audit::v1::RecordRequest Request(const std::string& id) {
 // Writer load: kStreams Record streams, each sending ids as fast as flow control allows.
 class Load {
  public:
-  explicit Load(AuditService::Stub* stub) {
+  explicit Load(AuditService::Stub* stub, std::string prefix = "s") : prefix_(std::move(prefix)) {
     for (int k = 0; k < kStreams; ++k) {
       threads_.emplace_back([this, stub, k] { RunStream(stub, k); });
     }
@@ -98,7 +103,7 @@ class Load {
     std::vector<std::string> ids;
     for (int k = 0; k < kStreams; ++k) {
       for (int64_t i = 0; i < sent_[k].load(); ++i) {
-        ids.push_back(Id(k, i));
+        ids.push_back(Id(prefix_, k, i));
       }
     }
     return ids;
@@ -124,7 +129,7 @@ class Load {
       }
       // Counted before the write: a write that fails may still have reached the server.
       sent_[k] = i + 1;
-      if (!stream->Write(Request(Id(k, i)))) {
+      if (!stream->Write(Request(Id(prefix_, k, i)))) {
         break;
       }
     }
@@ -133,6 +138,7 @@ class Load {
     stream->Finish().IgnoreError();
   }
 
+  const std::string prefix_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> sent_[kStreams] = {};
   std::atomic<int64_t> stream_acked_[kStreams] = {};
@@ -266,6 +272,94 @@ TEST_P(CrashTest, KillDuringLoadLosesNoAckedRecord) {
 
 INSTANTIATE_TEST_SUITE_P(Stores, CrashTest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
+
+TEST(AuditReplicasTest, TwoReplicasWriteToOnePostgresAtOnce) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto url = (*pg)->CreateDatabase("audit");
+  ASSERT_TRUE(url.ok());
+  Running one = StartAudit(*url, "replica-1");
+  Running two = StartAudit(*url, "replica-2");
+  ASSERT_NE(one.stub, nullptr);
+  ASSERT_NE(two.stub, nullptr);
+  Load load_one(one.stub.get(), "a");
+  Load load_two(two.stub.get(), "b");
+  for (int i = 0; i < 400 && (load_one.acked_count() < 3000 || load_two.acked_count() < 3000);
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  load_one.Stop();
+  load_two.Stop();
+  ASSERT_GE(load_one.acked_count(), 3000u);
+  ASSERT_GE(load_two.acked_count(), 3000u);
+  // Events queued before the streams were cancelled are still committed; wait until the
+  // writers are idle. Either replica answers for the whole database.
+  std::map<std::string, int> stored = StoredIds(*two.stub);
+  for (int i = 0; i < 50; ++i) {
+    absl::SleepFor(absl::Milliseconds(200));
+    std::map<std::string, int> again = StoredIds(*two.stub);
+    if (again.size() == stored.size()) {
+      break;
+    }
+    stored = std::move(again);
+  }
+  for (const auto& acked : {load_one.acked(), load_two.acked()}) {
+    for (const std::string& id : acked) {
+      EXPECT_EQ(stored[id], 1) << id;
+    }
+  }
+  auto verify = Verify(*one.stub);
+  EXPECT_TRUE(verify.intact());
+  ASSERT_EQ(verify.chains_size(), 2);
+  EXPECT_EQ(verify.chains(0).chain_id(), "replica-1");
+  EXPECT_EQ(verify.chains(1).chain_id(), "replica-2");
+  EXPECT_EQ(verify.chains(0).records() + verify.chains(1).records(),
+            static_cast<int64_t>(stored.size()));
+}
+
+TEST(AuditRetentionTest, RetentionFlagRemovesOldRecordsAndTheChainStillVerifies) {
+  testing::TempDir tmp("podgate-audit-retention");
+  const std::string url = absl::StrCat("sqlite://", tmp.path(), "/audit.db");
+  {
+    Running audit = StartAudit(url);
+    ASSERT_NE(audit.stub, nullptr);
+    Load load(audit.stub.get());
+    for (int i = 0; i < 400 && load.acked_count() < 1000; ++i) {
+      absl::SleepFor(absl::Milliseconds(25));
+    }
+    load.Stop();
+    audit.process->Signal(SIGTERM);
+    ASSERT_EQ(*audit.process->WaitExit(absl::Seconds(10)), 0);
+  }
+  absl::SleepFor(absl::Seconds(1));
+  Running audit = StartAudit(url, "crash-chain", {"--retention=500ms", "--retention_interval=1s"});
+  ASSERT_NE(audit.stub, nullptr);
+  ASSERT_TRUE(audit.process->WaitForLine("retention removed records", absl::Seconds(10)).ok());
+  auto verify = Verify(*audit.stub);
+  EXPECT_TRUE(verify.intact()) << verify.DebugString();
+  ASSERT_EQ(verify.chains_size(), 1);
+  EXPECT_EQ(verify.chains(0).records(), 1);  // the newest record stays as the chain's head
+}
+
+TEST(AuditBinaryTest, BadFlagsExitWithOneClearLine) {
+  for (const auto& [flag, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"--queue_capacity=0", "--queue_capacity"},
+           {"--max_batch=100000", "--max_batch"},
+           {"--retention=-1s", "--retention"},
+           {"--chain_id=" + std::string(200, 'c'), "--chain_id"}}) {
+    auto process = Subprocess::Start(PODGATE_AUDIT_BIN,
+                                     {"--grpc_address=127.0.0.1:0", "--metrics_address=",
+                                      "--store=sqlite:///nonexistent/never-opened.db", flag});
+    ASSERT_TRUE(process.ok());
+    auto status = (*process)->WaitExit(absl::Seconds(20));
+    ASSERT_TRUE(status.ok());
+    EXPECT_EQ(*status, 2);
+    (*process)->WaitForLine("\x01never", absl::Milliseconds(200)).IgnoreError();
+    const auto lines = (*process)->Lines();
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_THAT(lines[0], ::testing::HasSubstr(needle));
+  }
+}
 
 TEST(AuditBinaryTest, BadStoreExitsWithOneClearLine) {
   for (const auto& [url, needle] : std::vector<std::pair<std::string, std::string>>{

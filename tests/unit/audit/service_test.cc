@@ -237,6 +237,45 @@ TEST(AuditServiceTest, BackpressureStopsReadingWhileTheStoreIsSlow) {
   EXPECT_EQ(h.Count(), 300);
 }
 
+TEST(AuditServiceTest, ACancelledStreamWithQueuedEventsLeavesTheWriterWorking) {
+  testing::TempDir tmp("podgate-audit-svc");
+  auto gated = std::make_unique<GatedStore>(SqliteIn(tmp.path()));
+  GatedStore* gate = gated.get();
+  Harness h(std::move(gated));
+  gate->SetOpen(false);
+  {
+    grpc::ClientContext ctx;
+    auto stream = h.stub().Record(&ctx);
+    for (const AuditEvent& event : Events("x", 10)) {
+      RecordRequest request;
+      *request.mutable_event() = event;
+      ASSERT_TRUE(stream->Write(request));
+    }
+    // Every event is in the stuck transaction or the queue.
+    for (int i = 0;
+         i < 200 && gate->events_seen() + h.metrics().queue_depth().Value() < 10; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ASSERT_EQ(gate->events_seen() + h.metrics().queue_depth().Value(), 10);
+    ctx.TryCancel();
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  // The stream is gone while its events are still in the writer.
+  for (int i = 0; i < 200 && h.metrics().record_streams().Value() > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(h.metrics().record_streams().Value(), 0);
+  gate->SetOpen(true);
+  StreamResult r = RecordAll(h.stub(), Events("y", 5));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.acked.size(), 5u);
+  // Events of the cancelled stream that reached the writer are stored (never acked: the
+  // client resends them and they are stored once).
+  EXPECT_EQ(h.Count(), 15);
+  EXPECT_EQ(RecordAll(h.stub(), Events("x", 10)).acked.size(), 10u);
+  EXPECT_EQ(h.Count(), 15);
+}
+
 TEST(AuditServiceTest, LockedSqliteEndsTheStreamUnavailableWithoutAckAndRecovers) {
   testing::TempDir tmp("podgate-audit-svc");
   const std::string& dir = tmp.path();
