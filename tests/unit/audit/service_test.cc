@@ -56,7 +56,23 @@ class GatedStore final : public Store {
     }
     return inner_->Append(head, events, t);
   }
-  absl::StatusOr<QueryPage> Query(const v1::QueryRequest& r) override { return inner_->Query(r); }
+  void SetQueriesOpen(bool open) {
+    absl::MutexLock lock(&mu_);
+    queries_open_ = open;
+  }
+  int queries_waiting() {
+    absl::MutexLock lock(&mu_);
+    return queries_waiting_;
+  }
+  absl::StatusOr<QueryPage> Query(const v1::QueryRequest& r) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++queries_waiting_;
+      mu_.Await(absl::Condition(&queries_open_));
+      --queries_waiting_;
+    }
+    return inner_->Query(r);
+  }
   absl::StatusOr<std::vector<std::string>> ListChains() override { return inner_->ListChains(); }
   absl::StatusOr<Checkpoint> GetCheckpoint(const std::string& c) override {
     return inner_->GetCheckpoint(c);
@@ -72,12 +88,15 @@ class GatedStore final : public Store {
   std::unique_ptr<Store> inner_;
   absl::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = true;
+  bool queries_open_ ABSL_GUARDED_BY(mu_) = true;
+  int queries_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t events_seen_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class Harness {
  public:
-  explicit Harness(std::unique_ptr<Store> store, WriterOptions options = {}) {
+  explicit Harness(std::unique_ptr<Store> store, WriterOptions options = {},
+                   AuditServiceOptions service_options = {}) {
     store_ = std::move(store);
     metrics_ = std::make_unique<AuditMetrics>(registry_);
     if (options.chain_id.empty()) {
@@ -86,7 +105,8 @@ class Harness {
     auto writer = Writer::Start(store_.get(), options, metrics_.get());
     EXPECT_TRUE(writer.ok()) << writer.status();
     writer_ = *std::move(writer);
-    service_ = std::make_unique<AuditServiceImpl>(store_.get(), writer_.get(), metrics_.get());
+    service_ = std::make_unique<AuditServiceImpl>(store_.get(), writer_.get(), metrics_.get(),
+                                                  service_options);
     runtime::ServerOptions server_options;
     server_options.service_name = "audit";
     server_options.grpc_address = "127.0.0.1:0";
@@ -252,8 +272,7 @@ TEST(AuditServiceTest, ACancelledStreamWithQueuedEventsLeavesTheWriterWorking) {
       ASSERT_TRUE(stream->Write(request));
     }
     // Every event is in the stuck transaction or the queue.
-    for (int i = 0;
-         i < 200 && gate->events_seen() + h.metrics().queue_depth().Value() < 10; ++i) {
+    for (int i = 0; i < 200 && gate->events_seen() + h.metrics().queue_depth().Value() < 10; ++i) {
       absl::SleepFor(absl::Milliseconds(10));
     }
     ASSERT_EQ(gate->events_seen() + h.metrics().queue_depth().Value(), 10);
@@ -370,6 +389,52 @@ TEST(AuditServiceTest, QueryStreamsOnePageThenPageEnd) {
   grpc::Status status = reader->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("page_size"));
+}
+
+TEST(AuditServiceTest, ReadsBeyondTheExecutorQueueAreRefused) {
+  testing::TempDir tmp("podgate-audit-svc");
+  auto gated = std::make_unique<GatedStore>(SqliteIn(tmp.path()));
+  GatedStore* gate = gated.get();
+  AuditServiceOptions options;
+  options.read_threads = 1;
+  options.max_queued_reads = 1;
+  Harness h(std::move(gated), {}, options);
+  gate->SetQueriesOpen(false);
+  // One query runs (stuck in the store), one waits in the queue.
+  std::vector<std::thread> clients;
+  std::vector<grpc::Status> statuses(2);
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      auto reader = h.stub().Query(&ctx, v1::QueryRequest());
+      v1::QueryResponse response;
+      while (reader->Read(&response)) {
+      }
+      statuses[i] = reader->Finish();
+    });
+    for (int k = 0; k < 200 && i == 0 && gate->queries_waiting() == 0; ++k) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  {
+    grpc::ClientContext ctx;
+    v1::VerifyResponse verify;
+    grpc::Status status = h.stub().Verify(&ctx, v1::VerifyRequest(), &verify);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    grpc::ClientContext ctx2;
+    auto reader = h.stub().Query(&ctx2, v1::QueryRequest());
+    v1::QueryResponse response;
+    EXPECT_FALSE(reader->Read(&response));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  EXPECT_EQ(h.metrics().Error("executor_full").Value(), 2);
+  gate->SetQueriesOpen(true);
+  for (auto& t : clients) {
+    t.join();
+  }
+  EXPECT_TRUE(statuses[0].ok());
+  EXPECT_TRUE(statuses[1].ok());
 }
 
 TEST(AuditServiceTest, VerifyReportsTheFirstBrokenLink) {
