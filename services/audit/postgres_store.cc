@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -473,7 +474,7 @@ class PostgresStore final : public Store {
       return s;
     }
     // Which ids are stored already (one round trip per chunk).
-    std::vector<std::string> stored;
+    std::unordered_set<std::string> stored;
     for (size_t start = 0; start < events.size(); start += kInsertChunk) {
       const size_t end = std::min(events.size(), start + kInsertChunk);
       std::vector<Param> params;
@@ -490,15 +491,15 @@ class PostgresStore final : public Store {
         return r.status();
       }
       for (int i = 0; i < r->rows(); ++i) {
-        stored.push_back(r->Get(i, 0));
+        stored.insert(r->Get(i, 0));
       }
     }
     std::vector<StoredRow> rows;
     for (const AuditEvent* event : events) {
-      if (std::find(stored.begin(), stored.end(), event->id()) != stored.end()) {
-        continue;  // stored before: acked again, stored once
+      // Stored before: acked again, stored once; a repeat inside this batch likewise.
+      if (!stored.insert(event->id()).second) {
+        continue;
       }
-      stored.push_back(event->id());  // a repeat inside this batch is stored once too
       rows.push_back(LinkNext(head, *event, stored_time_us));
     }
     for (size_t start = 0; start < rows.size(); start += kInsertChunk) {
