@@ -1,8 +1,11 @@
-// Acked means durable: the real podgate-audit binary takes a concurrent write load over gRPC,
-// is killed with SIGKILL mid-load and restarted on the same store. Every id acked before the
-// kill must be stored exactly once, the chain must verify, and the restarted process continues
-// the chain. Runs on SQLite and on a real PostgreSQL 15 server.
+// The real podgate-audit and podgate-audit-cli binaries. Acked means durable: podgate-audit
+// takes a concurrent write load over gRPC, is killed with SIGKILL mid-load and restarted on the
+// same store; every id acked before the kill must be stored exactly once, the chain must
+// verify, and the restarted process continues the chain (SQLite and a real PostgreSQL 15).
+// Also: two replicas on one PostgreSQL, the retention flag, bad flags, and the CLI's output and
+// exit status.
 #include <signal.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <map>
@@ -38,6 +41,7 @@ constexpr int64_t kWindow = 500;
 struct Running {
   std::unique_ptr<Subprocess> process;
   std::unique_ptr<AuditService::Stub> stub;
+  std::string address;
   int metrics_port = 0;
 };
 
@@ -56,6 +60,7 @@ Running StartAudit(const std::string& store_url, const std::string& chain_id = "
   if (line.ok()) {
     const nlohmann::json j = nlohmann::json::parse(*line);
     running.stub = AuditService::NewStub(podgate::testing::LocalChannel(j["grpc_port"]));
+    running.address = absl::StrCat("127.0.0.1:", j["grpc_port"].get<int>());
     running.metrics_port = j["metrics_port"];
   }
   return running;
@@ -339,6 +344,74 @@ TEST(AuditRetentionTest, RetentionFlagRemovesOldRecordsAndTheChainStillVerifies)
   EXPECT_TRUE(verify.intact()) << verify.DebugString();
   ASSERT_EQ(verify.chains_size(), 1);
   EXPECT_EQ(verify.chains(0).records(), 1);  // the newest record stays as the chain's head
+}
+
+// Runs podgate-audit-cli to completion; returns its exit status and stdout.
+std::pair<int, std::string> RunCli(const std::vector<std::string>& args) {
+  std::string command = PODGATE_AUDIT_CLI_BIN;
+  for (const std::string& arg : args) {
+    command += " '" + arg + "'";
+  }
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  std::string out;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
+    out.append(buffer, n);
+  }
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(AuditCliBinaryTest, QueryAndVerifyWithExitStatus) {
+  testing::TempDir tmp("podgate-audit-cli");
+  const std::string db = tmp.path() + "/audit.db";
+  Running audit = StartAudit("sqlite://" + db, "cli-chain");
+  ASSERT_NE(audit.stub, nullptr);
+  {
+    grpc::ClientContext ctx;
+    auto stream = audit.stub->Record(&ctx);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(stream->Write(Request(absl::StrCat("cli-", i))));
+    }
+    stream->WritesDone();
+    podgate::audit::v1::RecordResponse response;
+    while (stream->Read(&response)) {
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  const std::string server = "--server=" + audit.address;
+  auto [status, out] = RunCli({server, "verify"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out, "chain cli-chain: intact, 5 records\n");
+
+  std::tie(status, out) = RunCli({server, "--format=json", "--limit=2", "query"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2);
+  EXPECT_THAT(out, ::testing::HasSubstr("\"id\":\"cli-0\""));
+
+  std::tie(status, out) = RunCli({server, "--user=alice", "--kind=command_request", "query"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 6);  // header + 5
+
+  std::tie(status, out) = RunCli({server, "--kind=nap", "query"});
+  EXPECT_EQ(status, 2);
+  EXPECT_THAT(out, ::testing::HasSubstr("--kind"));
+  std::tie(status, out) = RunCli({server, "frobnicate"});
+  EXPECT_EQ(status, 2);
+  EXPECT_THAT(out, ::testing::HasSubstr("unknown command"));
+  std::tie(status, out) = RunCli({"--server=127.0.0.1:1", "verify"});
+  EXPECT_EQ(status, 2);
+
+  sqlite3* handle = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &handle), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(handle, "UPDATE records SET pod = 'elsewhere' WHERE sequence = 4", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(handle);
+  std::tie(status, out) = RunCli({server, "verify"});
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("BROKEN at sequence 4: column pod"));
 }
 
 TEST(AuditBinaryTest, BadFlagsExitWithOneClearLine) {
