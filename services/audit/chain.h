@@ -57,7 +57,7 @@ struct StoredRow {
   EventColumns columns;
 };
 
-// A record ready to insert: the row plus its columns.
+// The query columns of an event, derived the same way at insert and at verification.
 EventColumns ColumnsOf(const podgate::common::v1::AuditEvent& event);
 
 std::string CanonicalContent(const std::string& chain_id, int64_t sequence, int64_t stored_time_us,
