@@ -32,7 +32,7 @@ start() {  # name grpc_port metrics_port [flags...]
 
 start policy 7101 9101 --policy_file="$POLICY_FILE"
 start exec 7102 9102
-start audit 7103 9103
+start audit 7103 9103 --store="sqlite://$(realpath "$STATE")/audit.db" --chain_id=demo
 start edge 7104 9104
 
 # Wait until every service logs that it is serving.
@@ -53,8 +53,9 @@ podgate demo is running (logs in $STATE/logs):
   service   gRPC              metrics
   policy    127.0.0.1:7101    http://127.0.0.1:9101/metrics   (policy: $POLICY_FILE)
   exec      127.0.0.1:7102    http://127.0.0.1:9102/metrics
-  audit     127.0.0.1:7103    http://127.0.0.1:9103/metrics
+  audit     127.0.0.1:7103    http://127.0.0.1:9103/metrics  (store: $STATE/audit.db)
   edge      127.0.0.1:7104    http://127.0.0.1:9104/metrics
+Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:7103 query (or verify)
 Press Ctrl+C to stop.
 MSG
 wait -n "${pids[@]}" || true

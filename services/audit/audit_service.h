@@ -1,16 +1,52 @@
-// The audit service's gRPC implementation. Persists audit records: Record, Query, Verify.
+// The audit service's gRPC implementation: Record (group-committed, acked when durable),
+// Query (filtered, paged, server-streamed) and Verify (hash chains).
 //
-// Methods not yet implemented answer UNIMPLEMENTED (the generated base class's behaviour); no
-// method pretends to succeed.
+// Store reads run on a small executor so that no gRPC callback thread blocks on the database;
+// writes go through the single group-commit Writer.
 #pragma once
 
+#include <memory>
+
+#include "audit/audit_metrics.h"
+#include "audit/executor.h"
+#include "audit/store.h"
+#include "audit/writer.h"
 #include "podgate/audit/v1/audit.grpc.pb.h"
 
 namespace podgate::audit {
 
+struct AuditServiceOptions {
+  // Threads running queries and verifications.
+  int read_threads = 2;
+  // Queries and verifications waiting for a thread, at most; more answer RESOURCE_EXHAUSTED.
+  size_t max_queued_reads = 64;
+};
+
 class AuditServiceImpl final : public podgate::audit::v1::AuditService::CallbackService {
  public:
-  AuditServiceImpl() = default;
+  // `store`, `writer` and `metrics` must outlive the service.
+  AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* metrics,
+                   AuditServiceOptions options = {});
+
+  grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest, podgate::audit::v1::RecordResponse>*
+  Record(grpc::CallbackServerContext* context) override;
+
+  grpc::ServerWriteReactor<podgate::audit::v1::QueryResponse>* Query(
+      grpc::CallbackServerContext* context,
+      const podgate::audit::v1::QueryRequest* request) override;
+
+  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context,
+                                   const podgate::audit::v1::VerifyRequest* request,
+                                   podgate::audit::v1::VerifyResponse* response) override;
+
+ private:
+  Store* const store_;
+  Writer* const writer_;
+  AuditMetrics* const metrics_;
+  Executor executor_;
 };
+
+// absl::Status to grpc::Status, keeping code and message.
+grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace podgate::audit

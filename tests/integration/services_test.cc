@@ -3,6 +3,9 @@
 // one clear line for a bad flag or an unreadable certificate.
 #include <signal.h>
 
+#include <stdlib.h>
+
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -24,6 +27,26 @@ namespace {
 
 using ::podgate::testing::Subprocess;
 using ::testing::HasSubstr;
+
+// podgate-audit needs a writable store: every audit started here uses one SQLite file in a
+// temporary folder (PODGATE_STORE is inherited by the child processes).
+class AuditStoreEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    dir_ = podgate::testing::MakeTempDir("podgate-services-audit");
+    setenv("PODGATE_STORE", absl::StrCat("sqlite://", dir_, "/audit.db").c_str(), 1);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+ private:
+  std::string dir_;
+};
+
+const auto* const kAuditStoreEnvironment =
+    ::testing::AddGlobalTestEnvironment(new AuditStoreEnvironment);
 
 struct Binary {
   std::string name;

@@ -1,0 +1,46 @@
+// Every audit metric, declared in one place and registered on the server's registry.
+//
+//   podgate_audit_events_stored_total          events made durable (the ingest rate)
+//   podgate_audit_events_acked_total           ids acked (resent ids count again)
+//   podgate_audit_batch_size_events            events per committed transaction (histogram)
+//   podgate_audit_commit_latency_seconds       time one transaction took (histogram)
+//   podgate_audit_queue_depth_events           events waiting for the writer
+//   podgate_audit_errors_total{kind}           store_unavailable, store_conflict, store_other,
+//                                              invalid_event, query_failed, verify_failed,
+//                                              executor_full
+//   podgate_audit_record_streams               Record streams open
+#pragma once
+
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace podgate::audit {
+
+class AuditMetrics {
+ public:
+  explicit AuditMetrics(prometheus::Registry& registry);
+
+  prometheus::Counter& events_stored() { return *events_stored_; }
+  prometheus::Counter& events_acked() { return *events_acked_; }
+  prometheus::Histogram& batch_size() { return *batch_size_; }
+  prometheus::Histogram& commit_latency() { return *commit_latency_; }
+  prometheus::Gauge& queue_depth() { return *queue_depth_; }
+  prometheus::Gauge& record_streams() { return *record_streams_; }
+  prometheus::Counter& Error(const std::string& kind) { return errors_->Add({{"kind", kind}}); }
+
+ private:
+  prometheus::Counter* events_stored_;
+  prometheus::Counter* events_acked_;
+  prometheus::Histogram* batch_size_;
+  prometheus::Histogram* commit_latency_;
+  prometheus::Gauge* queue_depth_;
+  prometheus::Gauge* record_streams_;
+  prometheus::Family<prometheus::Counter>* errors_;
+};
+
+}  // namespace podgate::audit

@@ -1,0 +1,212 @@
+#include "audit/cli.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "grpcpp/grpcpp.h"
+
+namespace podgate::audit::cli {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using podgate::common::v1::AuditEvent;
+
+// Control characters in stored text would let a record rewrite the investigator's terminal.
+std::string Printable(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      absl::StrAppend(&out, absl::StrFormat("\\x%02x", c));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+std::string Detail(const AuditEvent& e) {
+  switch (e.detail_case()) {
+    case AuditEvent::kCommandRequest:
+      return e.command_request().parse_error().empty()
+                 ? e.command_request().line()
+                 : absl::StrCat(e.command_request().line(), " (", e.command_request().parse_error(),
+                                ")");
+    case AuditEvent::kCommandResult:
+      return absl::StrCat("exit=", e.command_result().exit_code(), " ",
+                          podgate::common::v1::Termination_Name(e.command_result().termination()));
+    case AuditEvent::kSessionOpen:
+      return podgate::common::v1::SessionMode_Name(e.session_open().mode());
+    case AuditEvent::kSessionClose:
+      return podgate::common::v1::CloseReason_Name(e.session_close().reason());
+    case AuditEvent::kAuthFailure:
+      return absl::StrCat(e.auth_failure().reason(), ": ", e.auth_failure().message());
+    case AuditEvent::kPolicyChange:
+      return absl::StrCat(e.policy_change().accepted() ? "accepted " : "refused ",
+                          e.policy_change().version());
+    default:
+      return "";
+  }
+}
+
+std::string Short(const std::string& name, absl::string_view prefix) {
+  std::string s = name;
+  if (absl::StartsWith(s, prefix)) {
+    s = s.substr(prefix.size());
+  }
+  return absl::AsciiStrToLower(s);
+}
+
+}  // namespace
+
+absl::StatusOr<Format> ParseFormat(const std::string& text) {
+  if (text == "table") {
+    return Format::kTable;
+  }
+  if (text == "json") {
+    return Format::kJsonLines;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--format: \"", text, "\" is not table or json"));
+}
+
+absl::StatusOr<podgate::common::v1::EventKind> ParseKind(const std::string& text) {
+  std::string name = absl::AsciiStrToUpper(text);
+  if (!absl::StartsWith(name, "EVENT_KIND_")) {
+    name = "EVENT_KIND_" + name;
+  }
+  podgate::common::v1::EventKind kind;
+  if (!podgate::common::v1::EventKind_Parse(name, &kind) ||
+      kind == podgate::common::v1::EVENT_KIND_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kind: \"", text, "\" is not an event kind (e.g. command_request, decision)"));
+  }
+  return kind;
+}
+
+absl::StatusOr<podgate::common::v1::Verdict> ParseVerdict(const std::string& text) {
+  std::string name = absl::AsciiStrToUpper(text);
+  if (!absl::StartsWith(name, "VERDICT_")) {
+    name = "VERDICT_" + name;
+  }
+  podgate::common::v1::Verdict verdict;
+  if (!podgate::common::v1::Verdict_Parse(name, &verdict) ||
+      verdict == podgate::common::v1::VERDICT_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--verdict: \"", text, "\" is not allow or deny"));
+  }
+  return verdict;
+}
+
+absl::StatusOr<google::protobuf::Timestamp> ParseTime(const std::string& text) {
+  google::protobuf::Timestamp ts;
+  if (!TimeUtil::FromString(text, &ts)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text, "\" is not an RFC 3339 time like 2026-11-28T04:00:00Z"));
+  }
+  return ts;
+}
+
+std::string TableHeader() {
+  return absl::StrFormat("%-24s %-12s %-32s %-16s %-6s %-14s %s", "TIME", "USER",
+                         "NAMESPACE/POD/CONTAINER", "KIND", "VERDICT", "RULE", "DETAIL");
+}
+
+std::string TableRow(const podgate::audit::v1::AuditRecord& record) {
+  const AuditEvent& e = record.event();
+  const std::string where = e.has_target()
+                                ? absl::StrCat(e.target().namespace_(), "/", e.target().pod(), "/",
+                                               e.target().container())
+                                : "-";
+  const std::string verdict =
+      e.has_decision()
+          ? Short(podgate::common::v1::Verdict_Name(e.decision().verdict()), "VERDICT_")
+          : "-";
+  const std::string time = absl::FormatTime(
+      "%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.time())),
+      absl::UTCTimeZone());
+  return absl::StrFormat(
+      "%-24s %-12s %-32s %-16s %-6s %-14s %s", time,
+      Printable(e.principal().user().empty() ? "-" : e.principal().user()), Printable(where),
+      Short(podgate::common::v1::EventKind_Name(e.kind()), "EVENT_KIND_"), verdict,
+      Printable(e.has_decision() ? e.decision().rule() : "-"), Printable(Detail(e)));
+}
+
+absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface& stub,
+                                 podgate::audit::v1::QueryRequest request, int64_t limit,
+                                 Format format, std::ostream& out) {
+  int64_t printed = 0;
+  if (format == Format::kTable) {
+    out << TableHeader() << "\n";
+  }
+  google::protobuf::util::JsonPrintOptions json;
+  json.preserve_proto_field_names = true;
+  while (true) {
+    grpc::ClientContext ctx;
+    auto reader = stub.Query(&ctx, request);
+    podgate::audit::v1::QueryResponse response;
+    std::string next;
+    bool stop = false;
+    while (reader->Read(&response)) {
+      if (response.has_page_end()) {
+        next = response.page_end().next_page_token();
+        continue;
+      }
+      if (stop) {
+        continue;
+      }
+      if (format == Format::kTable) {
+        out << TableRow(response.record()) << "\n";
+      } else {
+        std::string line;
+        if (auto s = google::protobuf::util::MessageToJsonString(response.record(), &line, json);
+            !s.ok()) {
+          return absl::InternalError(std::string(s.message()));
+        }
+        out << line << "\n";
+      }
+      ++printed;
+      stop = limit > 0 && printed >= limit;
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok() && !(stop && status.error_code() == grpc::StatusCode::CANCELLED)) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          absl::StrCat("query: ", status.error_message()));
+    }
+    if (stop || next.empty()) {
+      return printed;
+    }
+    request.set_page_token(next);
+  }
+}
+
+absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& stub,
+                               const std::string& chain_id, std::ostream& out) {
+  grpc::ClientContext ctx;
+  podgate::audit::v1::VerifyRequest request;
+  request.set_chain_id(chain_id);
+  podgate::audit::v1::VerifyResponse response;
+  grpc::Status status = stub.Verify(&ctx, request, &response);
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        absl::StrCat("verify: ", status.error_message()));
+  }
+  for (const auto& chain : response.chains()) {
+    if (chain.intact()) {
+      out << "chain " << Printable(chain.chain_id()) << ": intact, " << chain.records()
+          << " records\n";
+    } else {
+      out << "chain " << Printable(chain.chain_id()) << ": BROKEN at sequence "
+          << chain.first_broken_sequence() << ": " << chain.problem() << " (" << chain.records()
+          << " records checked)\n";
+    }
+  }
+  if (response.chains_size() == 0) {
+    out << "no chains\n";
+  }
+  return response.intact();
+}
+
+}  // namespace podgate::audit::cli

@@ -1,0 +1,41 @@
+// The logic of podgate-audit-cli (query and verify against a running audit service), kept in
+// the library so that tests drive it against a real in-process server.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "podgate/audit/v1/audit.grpc.pb.h"
+
+namespace podgate::audit::cli {
+
+// Output formats of `query`.
+enum class Format { kTable, kJsonLines };
+
+absl::StatusOr<Format> ParseFormat(const std::string& text);
+
+// "command_request" or "EVENT_KIND_COMMAND_REQUEST" (any case) to the enum value.
+absl::StatusOr<podgate::common::v1::EventKind> ParseKind(const std::string& text);
+// "allow" / "deny" (or the enum names).
+absl::StatusOr<podgate::common::v1::Verdict> ParseVerdict(const std::string& text);
+// An RFC 3339 time ("2026-11-28T04:00:00Z").
+absl::StatusOr<google::protobuf::Timestamp> ParseTime(const std::string& text);
+
+// Runs the query page after page until `limit` records (0: all) were printed to `out`, one
+// record per line: a table (with a header) or JSON lines (protobuf JSON of AuditRecord, for a
+// SIEM). Returns how many records were printed.
+absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface& stub,
+                                 podgate::audit::v1::QueryRequest request, int64_t limit,
+                                 Format format, std::ostream& out);
+
+// Prints one line per chain; returns whether every chain is intact.
+absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& stub,
+                               const std::string& chain_id, std::ostream& out);
+
+// One table line for a record (no newline).
+std::string TableRow(const podgate::audit::v1::AuditRecord& record);
+std::string TableHeader();
+
+}  // namespace podgate::audit::cli

@@ -1,0 +1,110 @@
+// podgate-audit-cli: queries and verifies a running podgate audit service.
+//
+//   podgate-audit-cli [--server=host:port] query [--user=alice,bob] [--namespace=shop] ...
+//   podgate-audit-cli [--server=host:port] verify [--chain_id=ID]
+//
+// Exit status: 0 success (verify: every chain intact), 1 verify found a broken chain, 2 usage
+// or connection error.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "audit/cli.h"
+#include "runtime/flags.h"
+#include "runtime/tls.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:7103",
+          "The audit service's gRPC address. Default 127.0.0.1:7103.");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle of the server's certificate; empty: plaintext.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS. Default: none.");
+ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls_cert. Default: none.");
+ABSL_FLAG(std::vector<std::string>, user, {}, "query: principal user names, comma separated.");
+ABSL_FLAG(std::vector<std::string>, group, {}, "query: principal groups, comma separated.");
+ABSL_FLAG(std::vector<std::string>, namespace, {}, "query: target namespaces.");
+ABSL_FLAG(std::vector<std::string>, pod, {}, "query: target pods.");
+ABSL_FLAG(std::vector<std::string>, container, {}, "query: target containers.");
+ABSL_FLAG(std::vector<std::string>, kind, {},
+          "query: event kinds, e.g. command_request,decision,command_result.");
+ABSL_FLAG(std::vector<std::string>, verdict, {}, "query: allow and/or deny.");
+ABSL_FLAG(std::vector<std::string>, rule, {}, "query: deciding rule ids.");
+ABSL_FLAG(std::vector<std::string>, session, {}, "query: session ids.");
+ABSL_FLAG(std::string, since, "", "query: events at or after this RFC 3339 time.");
+ABSL_FLAG(std::string, until, "", "query: events before this RFC 3339 time.");
+ABSL_FLAG(std::string, argv_contains, "", "query: text the command line or argv contains.");
+ABSL_FLAG(int64_t, limit, 100, "query: the most records printed; 0 prints all. Default 100.");
+ABSL_FLAG(bool, newest_first, false, "query: newest records first. Default false.");
+ABSL_FLAG(std::string, format, "table", "query: table or json (JSON lines). Default table.");
+ABSL_FLAG(std::string, chain_id, "", "verify: one chain; empty checks every chain.");
+
+namespace {
+
+[[noreturn]] void Fail(const std::string& message) {
+  std::cerr << "podgate-audit-cli: " << message << "\n";
+  std::exit(2);
+}
+
+template <typename T>
+T OrFail(absl::StatusOr<T> value) {
+  if (!value.ok()) {
+    Fail(std::string(value.status().message()));
+  }
+  return *std::move(value);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace cli = podgate::audit::cli;
+  std::vector<char*> args = podgate::runtime::ParseFlags(
+      argc, argv,
+      "podgate-audit-cli [flags] query|verify: queries (table or JSON lines) and verifies a "
+      "podgate audit service.\nEvery flag may also be set as PODGATE_<FLAG>.");
+  if (args.size() != 2) {
+    Fail("expected one command: query or verify (see --help)");
+  }
+  const std::string command = args[1];
+  podgate::runtime::ChannelTlsOptions tls;
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  auto channel = OrFail(podgate::runtime::CreateServiceChannel(absl::GetFlag(FLAGS_server), tls));
+  auto stub = podgate::audit::v1::AuditService::NewStub(channel);
+
+  if (command == "verify") {
+    const bool intact = OrFail(cli::RunVerify(*stub, absl::GetFlag(FLAGS_chain_id), std::cout));
+    return intact ? 0 : 1;
+  }
+  if (command != "query") {
+    Fail(absl::StrCat("unknown command \"", command, "\": expected query or verify"));
+  }
+  podgate::audit::v1::QueryRequest request;
+  for (const auto& v : absl::GetFlag(FLAGS_user)) request.add_users(v);
+  for (const auto& v : absl::GetFlag(FLAGS_group)) request.add_groups(v);
+  for (const auto& v : absl::GetFlag(FLAGS_namespace)) request.add_namespaces(v);
+  for (const auto& v : absl::GetFlag(FLAGS_pod)) request.add_pods(v);
+  for (const auto& v : absl::GetFlag(FLAGS_container)) request.add_containers(v);
+  for (const auto& v : absl::GetFlag(FLAGS_kind)) request.add_kinds(OrFail(cli::ParseKind(v)));
+  for (const auto& v : absl::GetFlag(FLAGS_verdict)) {
+    request.add_verdicts(OrFail(cli::ParseVerdict(v)));
+  }
+  for (const auto& v : absl::GetFlag(FLAGS_rule)) request.add_rules(v);
+  for (const auto& v : absl::GetFlag(FLAGS_session)) request.add_session_ids(v);
+  if (!absl::GetFlag(FLAGS_since).empty()) {
+    *request.mutable_start_time() = OrFail(cli::ParseTime(absl::GetFlag(FLAGS_since)));
+  }
+  if (!absl::GetFlag(FLAGS_until).empty()) {
+    *request.mutable_end_time() = OrFail(cli::ParseTime(absl::GetFlag(FLAGS_until)));
+  }
+  request.set_argv_contains(absl::GetFlag(FLAGS_argv_contains));
+  request.set_newest_first(absl::GetFlag(FLAGS_newest_first));
+  const int64_t limit = absl::GetFlag(FLAGS_limit);
+  if (limit < 0) {
+    Fail("--limit: must be 0 (all) or more");
+  }
+  request.set_page_size(static_cast<int32_t>(limit > 0 && limit < 1000 ? limit : 1000));
+  const cli::Format format = OrFail(cli::ParseFormat(absl::GetFlag(FLAGS_format)));
+  OrFail(cli::RunQuery(*stub, request, limit, format, std::cout));
+  return 0;
+}

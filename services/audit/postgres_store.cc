@@ -1,0 +1,601 @@
+// The PostgreSQL store: several audit replicas write to one database, each to its own chain,
+// so they never contend on a chain head. A batch is one transaction; libpq returns from COMMIT
+// once the server has flushed its WAL (synchronous_commit=on, the server default), so Append
+// returning OK means durable. One connection writes (the group-commit writer); every read
+// opens its own connection.
+#include <libpq-fe.h>
+
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "audit/query_sql.h"
+#include "audit/store.h"
+
+namespace podgate::audit {
+namespace {
+
+using podgate::common::v1::AuditEvent;
+
+// Versioned migrations, applied once each, in order, under an advisory lock so that replicas
+// starting together do not race. Never edit a released one; append a new version.
+const char* const kMigrations[] = {
+    // 1: records, chain checkpoints, and the indexes the Query filters use.
+    R"sql(
+CREATE TABLE records (
+  id BIGSERIAL PRIMARY KEY,
+  event_id TEXT NOT NULL UNIQUE,
+  chain_id TEXT NOT NULL,
+  sequence BIGINT NOT NULL,
+  stored_time_us BIGINT NOT NULL,
+  event BYTEA NOT NULL,
+  hash BYTEA NOT NULL,
+  previous_hash BYTEA NOT NULL,
+  event_time_us BIGINT NOT NULL,
+  kind INTEGER NOT NULL,
+  user_name TEXT NOT NULL,
+  groups_text TEXT NOT NULL,
+  namespace TEXT NOT NULL,
+  pod TEXT NOT NULL,
+  container TEXT NOT NULL,
+  verdict INTEGER NOT NULL,
+  rule TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  argv_text TEXT NOT NULL,
+  UNIQUE (chain_id, sequence)
+);
+CREATE INDEX records_user ON records (user_name, id);
+CREATE INDEX records_namespace_pod ON records (namespace, pod, id);
+CREATE INDEX records_pod ON records (pod, id);
+CREATE INDEX records_session ON records (session_id, id);
+CREATE INDEX records_event_time ON records (event_time_us);
+CREATE INDEX records_kind_verdict ON records (kind, verdict, id);
+CREATE INDEX records_rule ON records (rule, id);
+CREATE INDEX records_stored_time ON records (chain_id, stored_time_us);
+CREATE TABLE checkpoints (
+  chain_id TEXT PRIMARY KEY,
+  sequence BIGINT NOT NULL,
+  hash BYTEA NOT NULL,
+  created_us BIGINT NOT NULL
+);
+)sql",
+};
+
+// Rows per multi-row INSERT: 18 parameters each, far below PostgreSQL's 65535.
+constexpr size_t kInsertChunk = 200;
+
+struct Param {
+  std::string value;
+  bool binary = false;
+};
+
+Param Text(std::string v) { return Param{std::move(v), false}; }
+Param Int(int64_t v) { return Param{absl::StrCat(v), false}; }
+Param Bytes(std::string v) { return Param{std::move(v), true}; }
+
+class Result {
+ public:
+  explicit Result(PGresult* r) : r_(r) {}
+  ~Result() { PQclear(r_); }
+  Result(Result&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
+  int rows() const { return PQntuples(r_); }
+  std::string Get(int row, int col) const {
+    return std::string(PQgetvalue(r_, row, col), PQgetlength(r_, row, col));
+  }
+  int64_t GetInt(int row, int col) const {
+    int64_t v = 0;
+    (void)absl::SimpleAtoi(PQgetvalue(r_, row, col), &v);
+    return v;
+  }
+  // Decodes bytea's hex output format ("\x0a1b...").
+  std::string GetBytes(int row, int col) const {
+    const std::string hex = Get(row, col);
+    std::string out;
+    if (hex.size() < 2) {
+      return out;
+    }
+    auto nibble = [](char c) -> int { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+    for (size_t i = 2; i + 1 < hex.size(); i += 2) {
+      out.push_back(static_cast<char>(nibble(hex[i]) << 4 | nibble(hex[i + 1])));
+    }
+    return out;
+  }
+
+ private:
+  PGresult* r_;
+};
+
+// libpq messages span several lines; logs and start-up errors want one.
+std::string OneLine(const char* text) {
+  std::string out;
+  bool space = false;
+  for (const char* p = text; p != nullptr && *p != '\0'; ++p) {
+    if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) {
+      out.push_back(' ');
+      space = false;
+    }
+    out.push_back(*p);
+  }
+  return out;
+}
+
+absl::Status PgError(PGconn* conn, PGresult* result, absl::string_view what) {
+  const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  const std::string message = absl::StrCat(
+      "postgresql: ", what, ": ",
+      OneLine(result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn)));
+  const std::string sqlstate = state != nullptr ? state : "";
+  if (PQstatus(conn) != CONNECTION_OK) {
+    return absl::UnavailableError(message);
+  }
+  if (sqlstate.rfind("23", 0) == 0) {
+    return absl::AbortedError(message);  // a constraint: another writer on the same chain
+  }
+  if (sqlstate.rfind("42", 0) == 0) {
+    return absl::InternalError(message);
+  }
+  // Connection loss, shutdown, disk full (53100), serialization: retry later.
+  return absl::UnavailableError(message);
+}
+
+class Conn {
+ public:
+  static absl::StatusOr<std::unique_ptr<Conn>> Open(const std::string& conninfo) {
+    PGconn* raw = PQconnectdb(conninfo.c_str());
+    auto conn = std::unique_ptr<Conn>(new Conn(raw));
+    if (raw == nullptr || PQstatus(raw) != CONNECTION_OK) {
+      return absl::UnavailableError(
+          absl::StrCat("postgresql: cannot connect: ",
+                       raw != nullptr ? OneLine(PQerrorMessage(raw)) : "out of memory"));
+    }
+    return conn;
+  }
+  ~Conn() { PQfinish(conn_); }
+  bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+
+  absl::StatusOr<Result> Exec(const std::string& sql, const std::vector<Param>& params = {}) {
+    std::vector<const char*> values;
+    std::vector<int> lengths;
+    std::vector<int> formats;
+    for (const Param& p : params) {
+      values.push_back(p.value.data());
+      lengths.push_back(static_cast<int>(p.value.size()));
+      formats.push_back(p.binary ? 1 : 0);
+    }
+    // Without parameters PQexec also runs several statements (the migrations).
+    PGresult* r = params.empty()
+                      ? PQexec(conn_, sql.c_str())
+                      : PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
+                                     values.data(), lengths.data(), formats.data(), 0);
+    const ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      absl::Status error = PgError(conn_, r, sql.substr(0, 40));
+      PQclear(r);
+      return error;
+    }
+    return Result(r);
+  }
+
+  absl::Status Run(const std::string& sql, const std::vector<Param>& params = {}) {
+    return Exec(sql, params).status();
+  }
+
+ private:
+  explicit Conn(PGconn* c) : conn_(c) {}
+  PGconn* conn_;
+};
+
+StoredRow ReadRow(const Result& r, int i, int64_t* row_id) {
+  StoredRow row;
+  *row_id = r.GetInt(i, 0);
+  row.event_id = r.Get(i, 1);
+  row.chain_id = r.Get(i, 2);
+  row.sequence = r.GetInt(i, 3);
+  row.stored_time_us = r.GetInt(i, 4);
+  row.event_bytes = r.GetBytes(i, 5);
+  row.hash = r.GetBytes(i, 6);
+  row.previous_hash = r.GetBytes(i, 7);
+  row.columns.event_time_us = r.GetInt(i, 8);
+  row.columns.kind = static_cast<int32_t>(r.GetInt(i, 9));
+  row.columns.user = r.Get(i, 10);
+  row.columns.groups = r.Get(i, 11);
+  row.columns.namespace_name = r.Get(i, 12);
+  row.columns.pod = r.Get(i, 13);
+  row.columns.container = r.Get(i, 14);
+  row.columns.verdict = static_cast<int32_t>(r.GetInt(i, 15));
+  row.columns.rule = r.Get(i, 16);
+  row.columns.session_id = r.Get(i, 17);
+  row.columns.argv_text = r.Get(i, 18);
+  return row;
+}
+
+class PostgresStore final : public Store {
+ public:
+  explicit PostgresStore(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+
+  absl::Status Init() {
+    absl::MutexLock lock(&mu_);
+    return Connect();
+  }
+
+  std::string kind() const override { return "postgresql"; }
+
+  absl::StatusOr<ChainHead> LoadHead(const std::string& chain_id) override {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Connect(); !s.ok()) {
+      return s;
+    }
+    ChainHead head;
+    head.chain_id = chain_id;
+    absl::StatusOr<Result> r = writer_->Exec(
+        "SELECT sequence, hash FROM records WHERE chain_id = $1 ORDER BY sequence DESC LIMIT 1",
+        {Text(chain_id)});
+    if (!r.ok()) {
+      DropIfBroken();
+      return r.status();
+    }
+    if (r->rows() == 1) {
+      head.sequence = r->GetInt(0, 0);
+      head.hash = r->GetBytes(0, 1);
+      return head;
+    }
+    absl::StatusOr<Checkpoint> cp = CheckpointOn(*writer_, chain_id);
+    if (!cp.ok()) {
+      DropIfBroken();
+      return cp.status();
+    }
+    if (cp->sequence > 0) {
+      head.sequence = cp->sequence;
+      head.hash = cp->hash;
+    }
+    return head;
+  }
+
+  absl::Status Append(ChainHead* head, const std::vector<const AuditEvent*>& events,
+                      int64_t stored_time_us) override {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Connect(); !s.ok()) {
+      return s;
+    }
+    ChainHead next = *head;
+    absl::Status status = AppendLocked(&next, events, stored_time_us);
+    if (!status.ok()) {
+      if (writer_->ok()) {
+        writer_->Run("ROLLBACK").IgnoreError();
+      }
+      DropIfBroken();
+      return status;
+    }
+    *head = next;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<QueryPage> Query(const podgate::audit::v1::QueryRequest& request) override {
+    absl::StatusOr<SqlQuery> q = BuildQuery(request, Dialect::kPostgres);
+    if (!q.ok()) {
+      return q.status();
+    }
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    std::vector<Param> params;
+    for (const SqlParam& p : q->params) {
+      params.push_back(p.is_int ? Int(p.int_value) : Text(p.text));
+    }
+    absl::StatusOr<Result> r = (*conn)->Exec(q->sql, params);
+    if (!r.ok()) {
+      return r.status();
+    }
+    QueryPage page;
+    int64_t last_id = 0;
+    for (int i = 0; i < r->rows(); ++i) {
+      if (static_cast<int>(page.records.size()) == q->page_size) {
+        page.next_page_token = EncodePageToken(last_id, q->newest_first);
+        break;
+      }
+      absl::StatusOr<podgate::audit::v1::AuditRecord> record = ToRecord(ReadRow(*r, i, &last_id));
+      if (!record.ok()) {
+        return record.status();
+      }
+      page.records.push_back(*std::move(record));
+    }
+    return page;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListChains() override {
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    absl::StatusOr<Result> r = (*conn)->Exec(
+        "SELECT DISTINCT chain_id FROM records UNION SELECT chain_id FROM checkpoints "
+        "ORDER BY 1");
+    if (!r.ok()) {
+      return r.status();
+    }
+    std::vector<std::string> chains;
+    for (int i = 0; i < r->rows(); ++i) {
+      chains.push_back(r->Get(i, 0));
+    }
+    return chains;
+  }
+
+  absl::StatusOr<Checkpoint> GetCheckpoint(const std::string& chain_id) override {
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    return CheckpointOn(**conn, chain_id);
+  }
+
+  absl::Status ScanChain(const std::string& chain_id,
+                         const std::function<bool(const StoredRow&)>& visit) override {
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    // Pages of 1000 by sequence keep memory bounded on long chains.
+    int64_t after = -1;
+    while (true) {
+      absl::StatusOr<Result> r = (*conn)->Exec(
+          absl::StrCat("SELECT ", kRowColumns,
+                       " FROM records WHERE chain_id = $1 AND sequence > $2 ORDER BY sequence "
+                       "LIMIT 1000"),
+          {Text(chain_id), Int(after)});
+      if (!r.ok()) {
+        return r.status();
+      }
+      for (int i = 0; i < r->rows(); ++i) {
+        int64_t id = 0;
+        StoredRow row = ReadRow(*r, i, &id);
+        after = row.sequence;
+        if (!visit(row)) {
+          return absl::OkStatus();
+        }
+      }
+      if (r->rows() < 1000) {
+        return absl::OkStatus();
+      }
+    }
+  }
+
+  absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us) override {
+    absl::StatusOr<std::vector<std::string>> chains = ListChains();
+    if (!chains.ok()) {
+      return chains.status();
+    }
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Connect(); !s.ok()) {
+      return s;
+    }
+    int64_t removed = 0;
+    for (const std::string& chain : *chains) {
+      absl::StatusOr<int64_t> n = CutChain(chain, cutoff_us);
+      if (!n.ok()) {
+        if (writer_->ok()) {
+          writer_->Run("ROLLBACK").IgnoreError();
+        }
+        DropIfBroken();
+        return n.status();
+      }
+      removed += *n;
+    }
+    return removed;
+  }
+
+ private:
+  void DropIfBroken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writer_ != nullptr && !writer_->ok()) {
+      writer_.reset();
+    }
+  }
+
+  absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writer_ != nullptr) {
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    if (absl::Status s = Migrate(**conn); !s.ok()) {
+      return s;
+    }
+    writer_ = *std::move(conn);
+    return absl::OkStatus();
+  }
+
+  static absl::Status Migrate(Conn& conn) {
+    absl::Status s = conn.Run("BEGIN");
+    // One fixed advisory lock id for podgate audit migrations.
+    if (s.ok()) {
+      s = conn.Run("SELECT pg_advisory_xact_lock(123650166563188)");
+    }
+    if (s.ok()) {
+      s = conn.Run(
+          "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+          "applied_us BIGINT NOT NULL)");
+    }
+    for (size_t i = 0; s.ok() && i < std::size(kMigrations); ++i) {
+      const int64_t version = static_cast<int64_t>(i + 1);
+      absl::StatusOr<Result> r =
+          conn.Exec("SELECT 1 FROM schema_migrations WHERE version = $1", {Int(version)});
+      s = r.status();
+      if (s.ok() && r->rows() == 0) {
+        s = conn.Run(kMigrations[i]);
+        if (s.ok()) {
+          s = conn.Run(
+              "INSERT INTO schema_migrations VALUES ($1, "
+              "(extract(epoch from clock_timestamp()) * 1000000)::bigint)",
+              {Int(version)});
+        }
+      }
+    }
+    if (s.ok()) {
+      s = conn.Run("COMMIT");
+    }
+    if (!s.ok() && conn.ok()) {
+      conn.Run("ROLLBACK").IgnoreError();
+    }
+    return s;
+  }
+
+  static absl::StatusOr<Checkpoint> CheckpointOn(Conn& conn, const std::string& chain_id) {
+    absl::StatusOr<Result> r =
+        conn.Exec("SELECT sequence, hash FROM checkpoints WHERE chain_id = $1", {Text(chain_id)});
+    if (!r.ok()) {
+      return r.status();
+    }
+    Checkpoint cp;
+    cp.chain_id = chain_id;
+    if (r->rows() == 1) {
+      cp.sequence = r->GetInt(0, 0);
+      cp.hash = r->GetBytes(0, 1);
+    }
+    return cp;
+  }
+
+  absl::Status AppendLocked(ChainHead* head, const std::vector<const AuditEvent*>& events,
+                            int64_t stored_time_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Conn& conn = *writer_;
+    if (absl::Status s = conn.Run("BEGIN"); !s.ok()) {
+      return s;
+    }
+    // Which ids are stored already (one round trip per chunk).
+    std::unordered_set<std::string> stored;
+    for (size_t start = 0; start < events.size(); start += kInsertChunk) {
+      const size_t end = std::min(events.size(), start + kInsertChunk);
+      std::vector<Param> params;
+      std::vector<std::string> holes;
+      for (size_t i = start; i < end; ++i) {
+        params.push_back(Text(events[i]->id()));
+        holes.push_back(absl::StrCat("$", params.size()));
+      }
+      absl::StatusOr<Result> r =
+          conn.Exec(absl::StrCat("SELECT event_id FROM records WHERE event_id IN (",
+                                 absl::StrJoin(holes, ","), ")"),
+                    params);
+      if (!r.ok()) {
+        return r.status();
+      }
+      for (int i = 0; i < r->rows(); ++i) {
+        stored.insert(r->Get(i, 0));
+      }
+    }
+    std::vector<StoredRow> rows;
+    for (const AuditEvent* event : events) {
+      // Stored before: acked again, stored once; a repeat inside this batch likewise.
+      if (!stored.insert(event->id()).second) {
+        continue;
+      }
+      rows.push_back(LinkNext(head, *event, stored_time_us));
+    }
+    for (size_t start = 0; start < rows.size(); start += kInsertChunk) {
+      const size_t end = std::min(rows.size(), start + kInsertChunk);
+      std::vector<Param> params;
+      std::vector<std::string> tuples;
+      for (size_t i = start; i < end; ++i) {
+        const StoredRow& row = rows[i];
+        const size_t base = params.size();
+        for (Param p :
+             {Text(row.event_id), Text(row.chain_id), Int(row.sequence), Int(row.stored_time_us),
+              Bytes(row.event_bytes), Bytes(row.hash), Bytes(row.previous_hash),
+              Int(row.columns.event_time_us), Int(row.columns.kind), Text(row.columns.user),
+              Text(row.columns.groups), Text(row.columns.namespace_name), Text(row.columns.pod),
+              Text(row.columns.container), Int(row.columns.verdict), Text(row.columns.rule),
+              Text(row.columns.session_id), Text(row.columns.argv_text)}) {
+          params.push_back(std::move(p));
+        }
+        std::vector<std::string> holes;
+        for (size_t k = base + 1; k <= params.size(); ++k) {
+          holes.push_back(absl::StrCat("$", k));
+        }
+        tuples.push_back(absl::StrCat("(", absl::StrJoin(holes, ","), ")"));
+      }
+      if (absl::Status s = conn.Run(
+              absl::StrCat("INSERT INTO records (event_id, chain_id, sequence, stored_time_us, "
+                           "event, hash, previous_hash, event_time_us, kind, user_name, "
+                           "groups_text, namespace, pod, container, verdict, rule, session_id, "
+                           "argv_text) VALUES ",
+                           absl::StrJoin(tuples, ",")),
+              params);
+          !s.ok()) {
+        return s;
+      }
+    }
+    return conn.Run("COMMIT");
+  }
+
+  absl::StatusOr<int64_t> CutChain(const std::string& chain, int64_t cutoff_us)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Conn& conn = *writer_;
+    if (absl::Status s = conn.Run("BEGIN"); !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<Result> find = conn.Exec(
+        "SELECT r.sequence, r.hash FROM records r WHERE r.chain_id = $1 AND r.sequence < "
+        "COALESCE((SELECT MIN(sequence) FROM records WHERE chain_id = $1 AND stored_time_us >= "
+        "$2), (SELECT MAX(sequence) FROM records WHERE chain_id = $1)) ORDER BY r.sequence DESC "
+        "LIMIT 1",
+        {Text(chain), Int(cutoff_us)});
+    if (!find.ok()) {
+      return find.status();
+    }
+    if (find->rows() == 0) {
+      if (absl::Status s = conn.Run("COMMIT"); !s.ok()) {
+        return s;
+      }
+      return 0;
+    }
+    const int64_t cut = find->GetInt(0, 0);
+    const std::string hash = find->GetBytes(0, 1);
+    absl::StatusOr<Result> del = conn.Exec(
+        "WITH d AS (DELETE FROM records WHERE chain_id = $1 AND sequence <= $2 "
+        "RETURNING 1) SELECT count(*) FROM d",
+        {Text(chain), Int(cut)});
+    if (!del.ok()) {
+      return del.status();
+    }
+    const int64_t removed = del->GetInt(0, 0);
+    if (absl::Status s = conn.Run(
+            "INSERT INTO checkpoints (chain_id, sequence, hash, created_us) VALUES ($1, $2, $3, "
+            "$4) ON CONFLICT (chain_id) DO UPDATE SET sequence = excluded.sequence, hash = "
+            "excluded.hash, created_us = excluded.created_us",
+            {Text(chain), Int(cut), Bytes(hash), Int(cutoff_us)});
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = conn.Run("COMMIT"); !s.ok()) {
+      return s;
+    }
+    return removed;
+  }
+
+  const std::string conninfo_;
+  absl::Mutex mu_;
+  std::unique_ptr<Conn> writer_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo) {
+  auto store = std::make_unique<PostgresStore>(conninfo);
+  if (absl::Status s = store->Init(); !s.ok()) {
+    return s;
+  }
+  return store;
+}
+
+}  // namespace podgate::audit

@@ -1,0 +1,189 @@
+#include "audit/record_reactor.h"
+
+#include "absl/strings/str_cat.h"
+#include "audit/chain.h"
+
+namespace podgate::audit {
+
+// Outlives the reactor when the writer still holds events of a finished stream: the writer
+// talks to the Sink, and the Sink forwards only while the reactor exists.
+class RecordReactor::Sink final : public CommitSink {
+ public:
+  explicit Sink(RecordReactor* reactor) : reactor_(reactor) {}
+
+  void OnCommitted(std::vector<std::string> ids) override {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ != nullptr) {
+      reactor_->OnCommitted(std::move(ids));
+    }
+  }
+  void OnFailed(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ != nullptr) {
+      reactor_->OnFailed(status);
+    }
+  }
+  void OnSpace() {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ != nullptr) {
+      reactor_->OnSpace();
+    }
+  }
+  void Detach() {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  RecordReactor* reactor_ ABSL_GUARDED_BY(mu_);
+};
+
+RecordReactor::RecordReactor(Writer* writer, AuditMetrics* metrics)
+    : writer_(writer), metrics_(metrics), sink_(std::make_shared<Sink>(this)) {
+  metrics_->record_streams().Increment();
+  absl::MutexLock lock(&mu_);
+  MaybeReadLocked();
+}
+
+void RecordReactor::OnReadDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  reading_ = false;
+  if (!ok) {
+    read_done_ = true;  // half-close, or the call broke (OnCancel says which)
+    MaybeFinishLocked();
+    return;
+  }
+  if (finish_status_.has_value()) {
+    return;
+  }
+  const auto& event = request_.event();
+  absl::Status valid = request_.has_event() ? ValidateEvent(event)
+                                            : absl::InvalidArgumentError("request has no event");
+  if (!valid.ok()) {
+    metrics_->Error("invalid_event").Increment();
+    podgate::audit::v1::RecordResponse response;
+    response.mutable_rejection()->set_id(event.id().size() <= 128 ? event.id() : "");
+    response.mutable_rejection()->set_reason(std::string(valid.message()));
+    QueueWriteLocked(std::move(response));
+    MaybeReadLocked();
+    return;
+  }
+  ++unacked_;
+  held_ = event;
+  TryQueueHeldLocked();
+}
+
+void RecordReactor::TryQueueHeldLocked() {
+  if (!held_.has_value() || finish_status_.has_value()) {
+    return;
+  }
+  std::shared_ptr<Sink> sink = sink_;
+  if (writer_->TryEnqueue(*held_, sink, [sink] { sink->OnSpace(); })) {
+    held_.reset();
+    MaybeReadLocked();
+  }
+  // Otherwise OnSpace retries; no read is outstanding meanwhile, which is the backpressure.
+}
+
+void RecordReactor::MaybeReadLocked() {
+  if (reading_ || read_done_ || held_.has_value() || finish_status_.has_value() ||
+      outbound_.size() >= kMaxOutbound) {
+    return;
+  }
+  reading_ = true;
+  StartRead(&request_);
+}
+
+void RecordReactor::QueueWriteLocked(podgate::audit::v1::RecordResponse response) {
+  outbound_.push_back(std::move(response));
+  if (!writing_) {
+    writing_message_ = std::move(outbound_.front());
+    outbound_.pop_front();
+    writing_ = true;
+    StartWrite(&writing_message_);
+  }
+}
+
+void RecordReactor::OnWriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  writing_ = false;
+  if (!ok) {
+    outbound_.clear();
+    if (!finish_status_.has_value()) {
+      finish_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading");
+    }
+  } else if (!outbound_.empty()) {
+    writing_message_ = std::move(outbound_.front());
+    outbound_.pop_front();
+    writing_ = true;
+    StartWrite(&writing_message_);
+  }
+  MaybeReadLocked();
+  MaybeFinishLocked();
+}
+
+void RecordReactor::OnCommitted(std::vector<std::string> ids) {
+  absl::MutexLock lock(&mu_);
+  if (finish_status_.has_value()) {
+    return;  // the stream is failing: the client resends what it did not see acked
+  }
+  unacked_ -= static_cast<int64_t>(ids.size());
+  podgate::audit::v1::RecordResponse response;
+  for (std::string& id : ids) {
+    response.mutable_ack()->add_ids(std::move(id));
+  }
+  QueueWriteLocked(std::move(response));
+  MaybeFinishLocked();
+}
+
+void RecordReactor::OnFailed(const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  if (finish_status_.has_value()) {
+    return;
+  }
+  finish_status_ = grpc::Status(
+      grpc::StatusCode::UNAVAILABLE,
+      absl::StrCat("audit store unavailable; events not acked were not stored durably: ",
+                   status.message()));
+  MaybeFinishLocked();
+}
+
+void RecordReactor::OnSpace() {
+  absl::MutexLock lock(&mu_);
+  TryQueueHeldLocked();
+}
+
+void RecordReactor::OnCancel() {
+  absl::MutexLock lock(&mu_);
+  if (!finish_status_.has_value()) {
+    finish_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  }
+  outbound_.clear();
+  MaybeFinishLocked();
+}
+
+void RecordReactor::MaybeFinishLocked() {
+  if (finished_ || writing_) {
+    return;
+  }
+  if (finish_status_.has_value()) {
+    if (outbound_.empty()) {
+      finished_ = true;
+      Finish(*finish_status_);
+    }
+    return;
+  }
+  if (read_done_ && unacked_ == 0 && outbound_.empty()) {
+    finished_ = true;
+    Finish(grpc::Status::OK);
+  }
+}
+
+void RecordReactor::OnDone() {
+  sink_->Detach();
+  metrics_->record_streams().Decrement();
+  delete this;
+}
+
+}  // namespace podgate::audit

@@ -1,0 +1,66 @@
+// The server side of one AuditService.Record stream.
+//
+// Reads one event at a time and queues it on the group-commit writer; reads the next only once
+// the writer took it (backpressure) and while fewer than kMaxOutbound responses wait to be
+// written (a client that does not read its acks stops being read). Acks go out as the writer
+// reports batches durable; a failed batch ends the stream with UNAVAILABLE after the acks
+// already queued. A half-close ends the stream with OK once every queued event is acked.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "audit/audit_metrics.h"
+#include "audit/writer.h"
+#include "grpcpp/grpcpp.h"
+#include "podgate/audit/v1/audit.grpc.pb.h"
+
+namespace podgate::audit {
+
+class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest,
+                                                           podgate::audit::v1::RecordResponse> {
+ public:
+  static constexpr size_t kMaxOutbound = 64;
+
+  RecordReactor(Writer* writer, AuditMetrics* metrics);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  class Sink;
+  friend class Sink;
+
+  void OnCommitted(std::vector<std::string> ids);
+  void OnFailed(const absl::Status& status);
+  void OnSpace();
+
+  void TryQueueHeldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void QueueWriteLocked(podgate::audit::v1::RecordResponse response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Writer* const writer_;
+  AuditMetrics* const metrics_;
+  std::shared_ptr<Sink> sink_;
+
+  absl::Mutex mu_;
+  podgate::audit::v1::RecordRequest request_ ABSL_GUARDED_BY(mu_);
+  std::optional<podgate::common::v1::AuditEvent> held_ ABSL_GUARDED_BY(mu_);
+  std::deque<podgate::audit::v1::RecordResponse> outbound_ ABSL_GUARDED_BY(mu_);
+  podgate::audit::v1::RecordResponse writing_message_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t unacked_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace podgate::audit

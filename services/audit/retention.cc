@@ -1,0 +1,35 @@
+#include "audit/retention.h"
+
+#include "runtime/log.h"
+
+namespace podgate::audit {
+
+Retention::Retention(Store* store, absl::Duration keep, absl::Duration interval)
+    : store_(store), keep_(keep), interval_(interval), thread_([this] { Run(); }) {}
+
+Retention::~Retention() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+void Retention::Run() {
+  while (true) {
+    absl::StatusOr<int64_t> removed = store_->DeleteBefore(absl::ToUnixMicros(absl::Now() - keep_));
+    if (removed.ok()) {
+      if (*removed > 0) {
+        log::Info("retention removed records", {{"records", *removed}});
+      }
+    } else {
+      log::Warn("retention failed", {{"error", std::string(removed.status().message())}});
+    }
+    absl::MutexLock lock(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_)) {
+      return;
+    }
+  }
+}
+
+}  // namespace podgate::audit

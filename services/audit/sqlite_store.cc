@@ -1,0 +1,571 @@
+// The SQLite store: one file in WAL mode with synchronous=FULL, so a committed transaction has
+// been fsynced before Append returns. One connection writes (the group-commit writer); every
+// read opens its own read-only connection, which WAL lets run beside the writer.
+#include <sqlite3.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "audit/query_sql.h"
+#include "audit/store.h"
+
+namespace podgate::audit {
+namespace {
+
+using podgate::common::v1::AuditEvent;
+
+// Versioned migrations: each runs once, in order, inside a transaction that also records its
+// version. Never edit a released one; append a new version.
+const char* const kMigrations[] = {
+    // 1: records, chain checkpoints, and the indexes the Query filters use.
+    R"sql(
+CREATE TABLE records (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id TEXT NOT NULL UNIQUE,
+  chain_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  stored_time_us INTEGER NOT NULL,
+  event BLOB NOT NULL,
+  hash BLOB NOT NULL,
+  previous_hash BLOB NOT NULL,
+  event_time_us INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  user_name TEXT NOT NULL,
+  groups_text TEXT NOT NULL,
+  namespace TEXT NOT NULL,
+  pod TEXT NOT NULL,
+  container TEXT NOT NULL,
+  verdict INTEGER NOT NULL,
+  rule TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  argv_text TEXT NOT NULL,
+  UNIQUE (chain_id, sequence)
+);
+CREATE INDEX records_user ON records (user_name, id);
+CREATE INDEX records_namespace_pod ON records (namespace, pod, id);
+CREATE INDEX records_pod ON records (pod, id);
+CREATE INDEX records_session ON records (session_id, id);
+CREATE INDEX records_event_time ON records (event_time_us);
+CREATE INDEX records_kind_verdict ON records (kind, verdict, id);
+CREATE INDEX records_rule ON records (rule, id);
+CREATE INDEX records_stored_time ON records (chain_id, stored_time_us);
+CREATE TABLE checkpoints (
+  chain_id TEXT PRIMARY KEY,
+  sequence INTEGER NOT NULL,
+  hash BLOB NOT NULL,
+  created_us INTEGER NOT NULL
+);
+)sql",
+};
+
+absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
+  const std::string message =
+      absl::StrCat("sqlite: ", what, ": ", db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+      return absl::AbortedError(message);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(message);
+    default:
+      // Full disk, I/O errors, a locked or read-only file, a missing directory: the store is
+      // unavailable until an operator or time fixes it.
+      return absl::UnavailableError(message);
+  }
+}
+
+class Db {
+ public:
+  static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool read_only,
+                                                  absl::Duration busy_timeout = absl::Seconds(5)) {
+    sqlite3* raw = nullptr;
+    const int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    auto db = std::unique_ptr<Db>(new Db(raw));
+    if (rc != SQLITE_OK) {
+      return SqliteError(raw, rc, absl::StrCat("opening ", path));
+    }
+    sqlite3_busy_timeout(raw, static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
+    return db;
+  }
+  ~Db() { sqlite3_close_v2(db_); }
+  sqlite3* get() { return db_; }
+
+  absl::Status Exec(const std::string& sql) {
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
+    sqlite3_free(error);
+    if (rc != SQLITE_OK) {
+      return SqliteError(db_, rc, sql.substr(0, 40));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  explicit Db(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+class Stmt {
+ public:
+  Stmt(Db* db, const std::string& sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db->get(), sql.c_str(), -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  absl::Status status() const {
+    return rc_ == SQLITE_OK ? absl::OkStatus() : SqliteError(db_->get(), rc_, "prepare");
+  }
+  void Bind(int i, const std::string& text) {
+    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  }
+  void BindBlob(int i, const std::string& blob) {
+    sqlite3_bind_blob(stmt_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  // SQLITE_ROW: true; SQLITE_DONE: false; else error.
+  absl::StatusOr<bool> Step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    return SqliteError(db_->get(), rc, "step");
+  }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  std::string Text(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    const int n = sqlite3_column_bytes(stmt_, col);
+    return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+  }
+  bool IsNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+ private:
+  Db* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+// Reads a row selected with kRowColumns.
+StoredRow ReadRow(Stmt& s, int64_t* row_id) {
+  StoredRow row;
+  *row_id = s.Int(0);
+  row.event_id = s.Text(1);
+  row.chain_id = s.Text(2);
+  row.sequence = s.Int(3);
+  row.stored_time_us = s.Int(4);
+  row.event_bytes = s.Text(5);
+  row.hash = s.Text(6);
+  row.previous_hash = s.Text(7);
+  row.columns.event_time_us = s.Int(8);
+  row.columns.kind = static_cast<int32_t>(s.Int(9));
+  row.columns.user = s.Text(10);
+  row.columns.groups = s.Text(11);
+  row.columns.namespace_name = s.Text(12);
+  row.columns.pod = s.Text(13);
+  row.columns.container = s.Text(14);
+  row.columns.verdict = static_cast<int32_t>(s.Int(15));
+  row.columns.rule = s.Text(16);
+  row.columns.session_id = s.Text(17);
+  row.columns.argv_text = s.Text(18);
+  return row;
+}
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, absl::Duration busy_timeout)
+      : path_(std::move(path)), busy_timeout_(busy_timeout) {}
+
+  absl::Status Init() {
+    absl::MutexLock lock(&mu_);
+    return Connect();
+  }
+
+  std::string kind() const override { return "sqlite"; }
+
+  absl::StatusOr<ChainHead> LoadHead(const std::string& chain_id) override {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Connect(); !s.ok()) {
+      return s;
+    }
+    ChainHead head;
+    head.chain_id = chain_id;
+    Stmt s(writer_.get(),
+           "SELECT sequence, hash FROM records WHERE chain_id = ?1 ORDER BY sequence DESC LIMIT 1");
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    s.Bind(1, chain_id);
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) {
+      return row.status();
+    }
+    if (*row) {
+      head.sequence = s.Int(0);
+      head.hash = s.Text(1);
+      return head;
+    }
+    absl::StatusOr<Checkpoint> cp = CheckpointOn(writer_.get(), chain_id);
+    if (!cp.ok()) {
+      return cp.status();
+    }
+    if (cp->sequence > 0) {
+      head.sequence = cp->sequence;
+      head.hash = cp->hash;
+    }
+    return head;
+  }
+
+  absl::Status Append(ChainHead* head, const std::vector<const AuditEvent*>& events,
+                      int64_t stored_time_us) override {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Connect(); !s.ok()) {
+      return s;
+    }
+    ChainHead next = *head;
+    absl::Status status = AppendLocked(&next, events, stored_time_us);
+    if (!status.ok()) {
+      writer_->Exec("ROLLBACK").IgnoreError();
+      // A failed connection (e.g. a full disk) is reopened on the next call.
+      if (absl::IsUnavailable(status)) {
+        writer_.reset();
+      }
+      return status;
+    }
+    *head = next;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<QueryPage> Query(const podgate::audit::v1::QueryRequest& request) override {
+    absl::StatusOr<SqlQuery> q = BuildQuery(request, Dialect::kSqlite);
+    if (!q.ok()) {
+      return q.status();
+    }
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, /*read_only=*/true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    Stmt s(db->get(), q->sql);
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    for (size_t i = 0; i < q->params.size(); ++i) {
+      if (q->params[i].is_int) {
+        s.Bind(static_cast<int>(i + 1), q->params[i].int_value);
+      } else {
+        s.Bind(static_cast<int>(i + 1), q->params[i].text);
+      }
+    }
+    QueryPage page;
+    int64_t last_id = 0;
+    while (true) {
+      absl::StatusOr<bool> more = s.Step();
+      if (!more.ok()) {
+        return more.status();
+      }
+      if (!*more) {
+        break;
+      }
+      if (static_cast<int>(page.records.size()) == q->page_size) {
+        page.next_page_token = EncodePageToken(last_id, q->newest_first);
+        break;
+      }
+      absl::StatusOr<podgate::audit::v1::AuditRecord> record = ToRecord(ReadRow(s, &last_id));
+      if (!record.ok()) {
+        return record.status();
+      }
+      page.records.push_back(*std::move(record));
+    }
+    return page;
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListChains() override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    Stmt s(db->get(),
+           "SELECT chain_id FROM records UNION SELECT chain_id FROM checkpoints ORDER BY 1");
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    std::vector<std::string> chains;
+    while (true) {
+      absl::StatusOr<bool> more = s.Step();
+      if (!more.ok()) {
+        return more.status();
+      }
+      if (!*more) {
+        return chains;
+      }
+      chains.push_back(s.Text(0));
+    }
+  }
+
+  absl::StatusOr<Checkpoint> GetCheckpoint(const std::string& chain_id) override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    return CheckpointOn(db->get(), chain_id);
+  }
+
+  absl::Status ScanChain(const std::string& chain_id,
+                         const std::function<bool(const StoredRow&)>& visit) override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    Stmt s(db->get(), absl::StrCat("SELECT ", kRowColumns,
+                                   " FROM records WHERE chain_id = ?1 ORDER BY sequence"));
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    s.Bind(1, chain_id);
+    while (true) {
+      absl::StatusOr<bool> more = s.Step();
+      if (!more.ok()) {
+        return more.status();
+      }
+      int64_t id = 0;
+      if (!*more || !visit(ReadRow(s, &id))) {
+        return absl::OkStatus();
+      }
+    }
+  }
+
+  absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us) override {
+    absl::StatusOr<std::vector<std::string>> chains = ListChains();
+    if (!chains.ok()) {
+      return chains.status();
+    }
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Connect(); !s.ok()) {
+      return s;
+    }
+    int64_t removed = 0;
+    for (const std::string& chain : *chains) {
+      absl::StatusOr<int64_t> n = CutChain(chain, cutoff_us);
+      if (!n.ok()) {
+        writer_->Exec("ROLLBACK").IgnoreError();
+        return n.status();
+      }
+      removed += *n;
+    }
+    return removed;
+  }
+
+ private:
+  absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writer_ != nullptr) {
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, /*read_only=*/false, busy_timeout_);
+    if (!db.ok()) {
+      return db.status();
+    }
+    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
+      if (absl::Status s = (*db)->Exec(pragma); !s.ok()) {
+        return s;
+      }
+    }
+    if (absl::Status s = Migrate(db->get()); !s.ok()) {
+      return s;
+    }
+    writer_ = *std::move(db);
+    return absl::OkStatus();
+  }
+
+  static absl::Status Migrate(Db* db) {
+    if (absl::Status s =
+            db->Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                     "applied_us INTEGER NOT NULL)");
+        !s.ok()) {
+      return s;
+    }
+    for (size_t i = 0; i < std::size(kMigrations); ++i) {
+      const int64_t version = static_cast<int64_t>(i + 1);
+      if (absl::Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) {
+        return s;
+      }
+      Stmt check(db, "SELECT 1 FROM schema_migrations WHERE version = ?1");
+      check.Bind(1, version);
+      absl::StatusOr<bool> applied = check.Step();
+      absl::Status s = applied.status();
+      if (s.ok() && !*applied) {
+        s = db->Exec(kMigrations[i]);
+        if (s.ok()) {
+          s = db->Exec(
+              absl::StrCat("INSERT INTO schema_migrations VALUES (", version,
+                           ", CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))"));
+        }
+      }
+      check.Reset();
+      if (s.ok()) {
+        s = db->Exec("COMMIT");
+      }
+      if (!s.ok()) {
+        db->Exec("ROLLBACK").IgnoreError();
+        return s;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  static absl::StatusOr<Checkpoint> CheckpointOn(Db* db, const std::string& chain_id) {
+    Stmt s(db, "SELECT sequence, hash FROM checkpoints WHERE chain_id = ?1");
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    s.Bind(1, chain_id);
+    Checkpoint cp;
+    cp.chain_id = chain_id;
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) {
+      return row.status();
+    }
+    if (*row) {
+      cp.sequence = s.Int(0);
+      cp.hash = s.Text(1);
+    }
+    return cp;
+  }
+
+  absl::Status AppendLocked(ChainHead* head, const std::vector<const AuditEvent*>& events,
+                            int64_t stored_time_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Db* db = writer_.get();
+    if (absl::Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) {
+      return s;
+    }
+    Stmt exists(db, "SELECT 1 FROM records WHERE event_id = ?1");
+    Stmt insert(db,
+                "INSERT INTO records (event_id, chain_id, sequence, stored_time_us, event, hash, "
+                "previous_hash, event_time_us, kind, user_name, groups_text, namespace, pod, "
+                "container, verdict, rule, session_id, argv_text) VALUES (?1, ?2, ?3, ?4, ?5, "
+                "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
+    for (Stmt* s : {&exists, &insert}) {
+      if (!s->status().ok()) {
+        return s->status();
+      }
+    }
+    for (const AuditEvent* event : events) {
+      exists.Bind(1, event->id());
+      absl::StatusOr<bool> found = exists.Step();
+      exists.Reset();
+      if (!found.ok()) {
+        return found.status();
+      }
+      if (*found) {
+        continue;  // stored before: acked again, stored once
+      }
+      const StoredRow row = LinkNext(head, *event, stored_time_us);
+      insert.Bind(1, row.event_id);
+      insert.Bind(2, row.chain_id);
+      insert.Bind(3, row.sequence);
+      insert.Bind(4, row.stored_time_us);
+      insert.BindBlob(5, row.event_bytes);
+      insert.BindBlob(6, row.hash);
+      insert.BindBlob(7, row.previous_hash);
+      insert.Bind(8, row.columns.event_time_us);
+      insert.Bind(9, static_cast<int64_t>(row.columns.kind));
+      insert.Bind(10, row.columns.user);
+      insert.Bind(11, row.columns.groups);
+      insert.Bind(12, row.columns.namespace_name);
+      insert.Bind(13, row.columns.pod);
+      insert.Bind(14, row.columns.container);
+      insert.Bind(15, static_cast<int64_t>(row.columns.verdict));
+      insert.Bind(16, row.columns.rule);
+      insert.Bind(17, row.columns.session_id);
+      insert.Bind(18, row.columns.argv_text);
+      absl::StatusOr<bool> done = insert.Step();
+      insert.Reset();
+      if (!done.ok()) {
+        return done.status();
+      }
+    }
+    return db->Exec("COMMIT");
+  }
+
+  absl::StatusOr<int64_t> CutChain(const std::string& chain, int64_t cutoff_us)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Db* db = writer_.get();
+    if (absl::Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) {
+      return s;
+    }
+    // The last record to remove: just before the first record stored at or after the cutoff,
+    // and never the chain's newest record (the writer's head must stay readable).
+    Stmt find(db,
+              "SELECT r.sequence, r.hash FROM records r WHERE r.chain_id = ?1 AND r.sequence < "
+              "COALESCE((SELECT MIN(sequence) FROM records WHERE chain_id = ?1 AND "
+              "stored_time_us >= ?2), (SELECT MAX(sequence) FROM records WHERE chain_id = ?1)) "
+              "ORDER BY r.sequence DESC LIMIT 1");
+    if (!find.status().ok()) {
+      return find.status();
+    }
+    find.Bind(1, chain);
+    find.Bind(2, cutoff_us);
+    absl::StatusOr<bool> row = find.Step();
+    if (!row.ok()) {
+      return row.status();
+    }
+    if (!*row) {
+      if (absl::Status s = db->Exec("COMMIT"); !s.ok()) {
+        return s;
+      }
+      return 0;
+    }
+    const int64_t cut = find.Int(0);
+    const std::string hash = find.Text(1);
+    find.Reset();
+    Stmt del(db, "DELETE FROM records WHERE chain_id = ?1 AND sequence <= ?2");
+    del.Bind(1, chain);
+    del.Bind(2, cut);
+    if (absl::StatusOr<bool> r = del.Step(); !r.ok()) {
+      return r.status();
+    }
+    const int64_t removed = sqlite3_changes(db->get());
+    Stmt cp(db,
+            "INSERT INTO checkpoints (chain_id, sequence, hash, created_us) VALUES (?1, ?2, ?3, "
+            "?4) ON CONFLICT (chain_id) DO UPDATE SET sequence = excluded.sequence, hash = "
+            "excluded.hash, created_us = excluded.created_us");
+    cp.Bind(1, chain);
+    cp.Bind(2, cut);
+    cp.BindBlob(3, hash);
+    cp.Bind(4, cutoff_us);
+    if (absl::StatusOr<bool> r = cp.Step(); !r.ok()) {
+      return r.status();
+    }
+    if (absl::Status s = db->Exec("COMMIT"); !s.ok()) {
+      return s;
+    }
+    return removed;
+  }
+
+  const std::string path_;
+  const absl::Duration busy_timeout_;
+  absl::Mutex mu_;
+  std::unique_ptr<Db> writer_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                                       absl::Duration busy_timeout) {
+  auto store = std::make_unique<SqliteStore>(path, busy_timeout);
+  if (absl::Status s = store->Init(); !s.ok()) {
+    return s;
+  }
+  return store;
+}
+
+}  // namespace podgate::audit

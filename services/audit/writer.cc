@@ -1,0 +1,157 @@
+#include "audit/writer.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/log.h"
+
+namespace podgate::audit {
+namespace {
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+std::string ErrorKind(const absl::Status& status) {
+  if (absl::IsUnavailable(status)) {
+    return "store_unavailable";
+  }
+  if (absl::IsAborted(status)) {
+    return "store_conflict";
+  }
+  return "store_other";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(Store* store, WriterOptions options,
+                                                      AuditMetrics* metrics) {
+  if (options.chain_id.empty()) {
+    return absl::InvalidArgumentError("chain id is empty");
+  }
+  if (options.queue_capacity == 0 || options.max_batch == 0) {
+    return absl::InvalidArgumentError("queue capacity and batch size must be at least 1");
+  }
+  std::unique_ptr<Writer> writer(new Writer(store, std::move(options), metrics));
+  absl::StatusOr<ChainHead> head = store->LoadHead(writer->options_.chain_id);
+  if (!head.ok()) {
+    return head.status();
+  }
+  writer->head_ = *std::move(head);
+  writer->thread_ = std::thread([w = writer.get()] { w->Run(); });
+  return writer;
+}
+
+Writer::Writer(Store* store, WriterOptions options, AuditMetrics* metrics)
+    : store_(store), options_(std::move(options)), metrics_(metrics) {}
+
+Writer::~Writer() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+bool Writer::TryEnqueue(const podgate::common::v1::AuditEvent& event,
+                        std::shared_ptr<CommitSink> sink, std::function<void()> on_space) {
+  absl::MutexLock lock(&mu_);
+  if (queue_.size() >= options_.queue_capacity) {
+    space_waiters_.push_back(std::move(on_space));
+    return false;
+  }
+  queue_.push_back(Item{event, std::move(sink)});
+  metrics_->queue_depth().Set(static_cast<double>(queue_.size()));
+  return true;
+}
+
+void Writer::Run() {
+  while (true) {
+    std::vector<Item> batch;
+    std::vector<std::function<void()>> waiters;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Writer* w)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return w->stopping_ || !w->queue_.empty(); },
+          this));
+      if (queue_.empty()) {
+        return;  // stopping, nothing left
+      }
+      const size_t n = std::min(queue_.size(), options_.max_batch);
+      batch.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      metrics_->queue_depth().Set(static_cast<double>(queue_.size()));
+      waiters.swap(space_waiters_);
+    }
+    for (auto& waiter : waiters) {
+      waiter();
+    }
+    CommitBatch(batch);
+  }
+}
+
+void Writer::CommitBatch(std::vector<Item>& batch) {
+  absl::Status status;
+  if (!head_valid_) {
+    // After a failure the store may hold more or less than we believed; ask it.
+    absl::StatusOr<ChainHead> head = store_->LoadHead(options_.chain_id);
+    status = head.status();
+    if (head.ok()) {
+      head_ = *std::move(head);
+      head_valid_ = true;
+    }
+  }
+  if (status.ok()) {
+    std::vector<const podgate::common::v1::AuditEvent*> events;
+    events.reserve(batch.size());
+    for (const Item& item : batch) {
+      events.push_back(&item.event);
+    }
+    const int64_t before = head_.sequence;
+    const absl::Time start = absl::Now();
+    status = store_->Append(&head_, events, NowMicros());
+    if (status.ok()) {
+      metrics_->commit_latency().Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      metrics_->batch_size().Observe(static_cast<double>(batch.size()));
+      metrics_->events_stored().Increment(static_cast<double>(head_.sequence - before));
+    }
+  }
+  if (!status.ok()) {
+    head_valid_ = false;
+    metrics_->Error(ErrorKind(status)).Increment();
+    log::Warn("audit commit failed", {{"error", std::string(status.message())},
+                                      {"events", static_cast<int64_t>(batch.size())}});
+    std::vector<CommitSink*> told;
+    for (Item& item : batch) {
+      if (std::find(told.begin(), told.end(), item.sink.get()) == told.end()) {
+        told.push_back(item.sink.get());
+        item.sink->OnFailed(status);
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    // Wait out the back-off unless shutting down.
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry_backoff);
+    return;
+  }
+  // Group the acks per stream, keeping commit order.
+  std::vector<std::pair<CommitSink*, std::vector<std::string>>> acks;
+  for (Item& item : batch) {
+    auto it = std::find_if(acks.begin(), acks.end(),
+                           [&](const auto& a) { return a.first == item.sink.get(); });
+    if (it == acks.end()) {
+      acks.emplace_back(item.sink.get(), std::vector<std::string>{});
+      it = acks.end() - 1;
+    }
+    it->second.push_back(item.event.id());
+  }
+  metrics_->events_acked().Increment(static_cast<double>(batch.size()));
+  for (auto& [sink, ids] : acks) {
+    sink->OnCommitted(std::move(ids));
+  }
+}
+
+}  // namespace podgate::audit

@@ -1,0 +1,88 @@
+// The group-commit writer: one thread drains a bounded queue of events, stores as many as are
+// waiting in one transaction (one fsync), then tells each event's stream which ids are durable.
+//
+// Backpressure: TryEnqueue refuses when the queue is full and calls the given callback once
+// room frees, so a stream stops reading instead of buffering. Failure: when a transaction
+// fails, every stream with an event in it is told (and must end with UNAVAILABLE; nothing in
+// the batch is acked), the writer reloads its chain head and retries later events after a
+// back-off, so it recovers by itself when the store returns.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "audit/audit_metrics.h"
+#include "audit/store.h"
+#include "podgate/common/v1/common.pb.h"
+
+namespace podgate::audit {
+
+// Receives the writer's outcome for the events a stream queued. Called on the writer thread,
+// without writer locks held; must not block.
+class CommitSink {
+ public:
+  virtual ~CommitSink() = default;
+  // These ids are durable (in commit order).
+  virtual void OnCommitted(std::vector<std::string> ids) = 0;
+  // A transaction holding some of this sink's events failed; they are not durable.
+  virtual void OnFailed(const absl::Status& status) = 0;
+};
+
+struct WriterOptions {
+  // The chain this writer appends to (one per audit replica).
+  std::string chain_id;
+  // Events waiting for the writer, at most.
+  size_t queue_capacity = 8192;
+  // Events per transaction, at most.
+  size_t max_batch = 1024;
+  // Pause after a failed transaction before the next attempt.
+  absl::Duration retry_backoff = absl::Milliseconds(200);
+};
+
+class Writer {
+ public:
+  // Loads the chain head and starts the thread; fails when the store is unreachable.
+  static absl::StatusOr<std::unique_ptr<Writer>> Start(Store* store, WriterOptions options,
+                                                       AuditMetrics* metrics);
+  // Commits what is queued (one last attempt), then stops the thread.
+  ~Writer();
+
+  // Queues `event` for `sink`. Returns false when the queue is full; `on_space` is then
+  // called once (on the writer thread) when room frees, and the caller retries.
+  bool TryEnqueue(const podgate::common::v1::AuditEvent& event, std::shared_ptr<CommitSink> sink,
+                  std::function<void()> on_space);
+
+  const std::string& chain_id() const { return options_.chain_id; }
+
+ private:
+  struct Item {
+    podgate::common::v1::AuditEvent event;
+    std::shared_ptr<CommitSink> sink;
+  };
+
+  Writer(Store* store, WriterOptions options, AuditMetrics* metrics);
+  void Run();
+  void CommitBatch(std::vector<Item>& batch);
+
+  Store* const store_;
+  const WriterOptions options_;
+  AuditMetrics* const metrics_;
+  ChainHead head_;  // only the writer thread touches it after Start
+  bool head_valid_ = true;
+
+  absl::Mutex mu_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void()>> space_waiters_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace podgate::audit

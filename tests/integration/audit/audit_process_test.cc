@@ -1,0 +1,457 @@
+// The real podgate-audit and podgate-audit-cli binaries. Acked means durable: podgate-audit
+// takes a concurrent write load over gRPC, is killed with SIGKILL mid-load and restarted on the
+// same store; every id acked before the kill must be stored exactly once, the chain must
+// verify, and the restarted process continues the chain (SQLite and a real PostgreSQL 15).
+// Also: two replicas on one PostgreSQL, the retention flag, bad flags, and the CLI's output and
+// exit status.
+#include <signal.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "audit_testing.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "podgate/audit/v1/audit.grpc.pb.h"
+#include "support/grpc_health.h"
+#include "support/http_client.h"
+#include "support/prometheus_text.h"
+#include "support/subprocess.h"
+
+namespace podgate::audit {
+namespace {
+
+using ::podgate::audit::v1::AuditService;
+using ::podgate::testing::Subprocess;
+
+constexpr int kStreams = 8;
+// Unacked events per stream, at most, as a real client (exec) keeps a bounded window.
+constexpr int64_t kWindow = 500;
+
+struct Running {
+  std::unique_ptr<Subprocess> process;
+  std::unique_ptr<AuditService::Stub> stub;
+  std::string address;
+  int metrics_port = 0;
+};
+
+Running StartAudit(const std::string& store_url, const std::string& chain_id = "crash-chain",
+                   std::vector<std::string> extra = {}) {
+  Running running;
+  std::vector<std::string> args = {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                                   "--store=" + store_url, "--chain_id=" + chain_id,
+                                   "--drain_timeout=1s"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto process = Subprocess::Start(PODGATE_AUDIT_BIN, args);
+  EXPECT_TRUE(process.ok()) << process.status();
+  running.process = *std::move(process);
+  auto line = running.process->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+  EXPECT_TRUE(line.ok()) << line.status();
+  if (line.ok()) {
+    const nlohmann::json j = nlohmann::json::parse(*line);
+    running.stub = AuditService::NewStub(podgate::testing::LocalChannel(j["grpc_port"]));
+    running.address = absl::StrCat("127.0.0.1:", j["grpc_port"].get<int>());
+    running.metrics_port = j["metrics_port"];
+  }
+  return running;
+}
+
+std::string Id(const std::string& prefix, int stream, int64_t i) {
+  return absl::StrCat(prefix, stream, "-", i);
+}
+
+podgate::audit::v1::RecordRequest Request(const std::string& id) {
+  podgate::audit::v1::RecordRequest request;
+  *request.mutable_event() = testing::MakeEvent(id);
+  return request;
+}
+
+// Writer load: kStreams Record streams, each sending ids as fast as flow control allows.
+class Load {
+ public:
+  explicit Load(AuditService::Stub* stub, std::string prefix = "s") : prefix_(std::move(prefix)) {
+    for (int k = 0; k < kStreams; ++k) {
+      threads_.emplace_back([this, stub, k] { RunStream(stub, k); });
+    }
+  }
+  ~Load() { Stop(); }
+
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) {
+        t.join();
+      }
+    }
+  }
+
+  size_t acked_count() {
+    absl::MutexLock lock(&mu_);
+    return acked_.size();
+  }
+  std::set<std::string> acked() {
+    absl::MutexLock lock(&mu_);
+    return acked_;
+  }
+  // Every id written to a stream (acked or not).
+  std::vector<std::string> sent() {
+    std::vector<std::string> ids;
+    for (int k = 0; k < kStreams; ++k) {
+      for (int64_t i = 0; i < sent_[k].load(); ++i) {
+        ids.push_back(Id(prefix_, k, i));
+      }
+    }
+    return ids;
+  }
+
+ private:
+  void RunStream(AuditService::Stub* stub, int k) {
+    grpc::ClientContext ctx;
+    auto stream = stub->Record(&ctx);
+    std::thread reader([&] {
+      podgate::audit::v1::RecordResponse response;
+      while (stream->Read(&response)) {
+        absl::MutexLock lock(&mu_);
+        for (const std::string& id : response.ack().ids()) {
+          acked_.insert(id);
+        }
+        stream_acked_[k] += response.ack().ids_size();
+      }
+    });
+    for (int64_t i = 0; !stop_; ++i) {
+      while (!stop_ && i - stream_acked_[k].load() >= kWindow) {
+        absl::SleepFor(absl::Milliseconds(1));
+      }
+      // Counted before the write: a write that fails may still have reached the server.
+      sent_[k] = i + 1;
+      if (!stream->Write(Request(Id(prefix_, k, i)))) {
+        break;
+      }
+    }
+    ctx.TryCancel();
+    reader.join();
+    stream->Finish().IgnoreError();
+  }
+
+  const std::string prefix_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> sent_[kStreams] = {};
+  std::atomic<int64_t> stream_acked_[kStreams] = {};
+  absl::Mutex mu_;
+  std::set<std::string> acked_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
+};
+
+// Every stored id with its number of occurrences, through the Query RPC.
+std::map<std::string, int> StoredIds(AuditService::Stub& stub) {
+  std::map<std::string, int> ids;
+  podgate::audit::v1::QueryRequest request;
+  request.set_page_size(1000);
+  while (true) {
+    grpc::ClientContext ctx;
+    auto reader = stub.Query(&ctx, request);
+    podgate::audit::v1::QueryResponse response;
+    std::string next;
+    while (reader->Read(&response)) {
+      if (response.has_record()) {
+        ++ids[response.record().event().id()];
+      } else {
+        next = response.page_end().next_page_token();
+      }
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    if (next.empty()) {
+      return ids;
+    }
+    request.set_page_token(next);
+  }
+}
+
+podgate::audit::v1::VerifyResponse Verify(AuditService::Stub& stub) {
+  grpc::ClientContext ctx;
+  podgate::audit::v1::VerifyResponse response;
+  grpc::Status status = stub.Verify(&ctx, podgate::audit::v1::VerifyRequest(), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response;
+}
+
+class CrashTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CrashTest, KillDuringLoadLosesNoAckedRecord) {
+  testing::TempDir tmp("podgate-audit-crash");
+  std::unique_ptr<testing::PostgresServer> pg;
+  std::string url = absl::StrCat("sqlite://", tmp.path(), "/audit.db");
+  if (GetParam() == "postgresql") {
+    auto started = testing::PostgresServer::Start();
+    ASSERT_TRUE(started.ok()) << started.status();
+    pg = *std::move(started);
+    auto created = pg->CreateDatabase("audit");
+    ASSERT_TRUE(created.ok());
+    url = *created;
+  }
+
+  Running audit = StartAudit(url);
+  ASSERT_NE(audit.stub, nullptr);
+  auto load = std::make_unique<Load>(audit.stub.get());
+  for (int i = 0; i < 400 && load->acked_count() < 5000; ++i) {
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  ASSERT_GE(load->acked_count(), 5000u) << "the load did not get going";
+  audit.process->Signal(SIGKILL);
+  auto status = audit.process->WaitExit(absl::Seconds(10));
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(*status, 128 + SIGKILL);
+  load->Stop();
+  const std::set<std::string> acked = load->acked();
+  const std::vector<std::string> sent = load->sent();
+  ASSERT_GT(sent.size(), acked.size()) << "the kill should land mid-load";
+
+  Running restarted = StartAudit(url);
+  ASSERT_NE(restarted.stub, nullptr);
+  std::map<std::string, int> stored = StoredIds(*restarted.stub);
+  size_t missing = 0;
+  for (const std::string& id : acked) {
+    if (stored[id] != 1) {
+      ++missing;
+    }
+  }
+  EXPECT_EQ(missing, 0u) << "acked ids not stored exactly once";
+  for (const auto& [id, count] : stored) {
+    ASSERT_EQ(count, 1) << id;
+  }
+  auto verify = Verify(*restarted.stub);
+  EXPECT_TRUE(verify.intact());
+  ASSERT_EQ(verify.chains_size(), 1);
+  EXPECT_EQ(verify.chains(0).records(), static_cast<int64_t>(stored.size()));
+  std::cout << "acked before kill: " << acked.size() << ", stored: " << stored.size()
+            << ", sent: " << sent.size() << "\n";
+
+  // Clients resend what was not acked; the restarted process continues the same chain and
+  // stores each id once.
+  {
+    grpc::ClientContext ctx;
+    auto stream = restarted.stub->Record(&ctx);
+    std::set<std::string> reacked;
+    std::thread reader([&] {
+      podgate::audit::v1::RecordResponse response;
+      while (stream->Read(&response)) {
+        for (const std::string& id : response.ack().ids()) {
+          reacked.insert(id);
+        }
+      }
+    });
+    for (const std::string& id : sent) {
+      ASSERT_TRUE(stream->Write(Request(id)));
+    }
+    stream->WritesDone();
+    reader.join();
+    ASSERT_TRUE(stream->Finish().ok());
+    EXPECT_EQ(reacked.size(), sent.size());
+  }
+  stored = StoredIds(*restarted.stub);
+  EXPECT_EQ(stored.size(), sent.size());
+  verify = Verify(*restarted.stub);
+  EXPECT_TRUE(verify.intact());
+  EXPECT_EQ(verify.chains(0).records(), static_cast<int64_t>(sent.size()));
+
+  // The metrics page shows the ingest.
+  auto page = podgate::testing::HttpGet(restarted.metrics_port, "/metrics");
+  ASSERT_TRUE(page.ok());
+  auto parsed = podgate::testing::ParsePrometheusText(page->body);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_GT(parsed->samples["podgate_audit_events_acked_total"], 0);
+  EXPECT_GT(parsed->samples["podgate_audit_commit_latency_seconds_count"], 0);
+  restarted.process->Signal(SIGTERM);
+  EXPECT_EQ(*restarted.process->WaitExit(absl::Seconds(10)), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, CrashTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
+
+TEST(AuditReplicasTest, TwoReplicasWriteToOnePostgresAtOnce) {
+  auto pg = testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  auto url = (*pg)->CreateDatabase("audit");
+  ASSERT_TRUE(url.ok());
+  Running one = StartAudit(*url, "replica-1");
+  Running two = StartAudit(*url, "replica-2");
+  ASSERT_NE(one.stub, nullptr);
+  ASSERT_NE(two.stub, nullptr);
+  Load load_one(one.stub.get(), "a");
+  Load load_two(two.stub.get(), "b");
+  for (int i = 0; i < 400 && (load_one.acked_count() < 3000 || load_two.acked_count() < 3000);
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  load_one.Stop();
+  load_two.Stop();
+  ASSERT_GE(load_one.acked_count(), 3000u);
+  ASSERT_GE(load_two.acked_count(), 3000u);
+  // Events queued before the streams were cancelled are still committed; wait until the
+  // writers are idle. Either replica answers for the whole database.
+  std::map<std::string, int> stored = StoredIds(*two.stub);
+  for (int i = 0; i < 50; ++i) {
+    absl::SleepFor(absl::Milliseconds(200));
+    std::map<std::string, int> again = StoredIds(*two.stub);
+    if (again.size() == stored.size()) {
+      break;
+    }
+    stored = std::move(again);
+  }
+  for (const auto& acked : {load_one.acked(), load_two.acked()}) {
+    for (const std::string& id : acked) {
+      EXPECT_EQ(stored[id], 1) << id;
+    }
+  }
+  auto verify = Verify(*one.stub);
+  EXPECT_TRUE(verify.intact());
+  ASSERT_EQ(verify.chains_size(), 2);
+  EXPECT_EQ(verify.chains(0).chain_id(), "replica-1");
+  EXPECT_EQ(verify.chains(1).chain_id(), "replica-2");
+  EXPECT_EQ(verify.chains(0).records() + verify.chains(1).records(),
+            static_cast<int64_t>(stored.size()));
+}
+
+TEST(AuditRetentionTest, RetentionFlagRemovesOldRecordsAndTheChainStillVerifies) {
+  testing::TempDir tmp("podgate-audit-retention");
+  const std::string url = absl::StrCat("sqlite://", tmp.path(), "/audit.db");
+  {
+    Running audit = StartAudit(url);
+    ASSERT_NE(audit.stub, nullptr);
+    Load load(audit.stub.get());
+    for (int i = 0; i < 400 && load.acked_count() < 1000; ++i) {
+      absl::SleepFor(absl::Milliseconds(25));
+    }
+    load.Stop();
+    audit.process->Signal(SIGTERM);
+    ASSERT_EQ(*audit.process->WaitExit(absl::Seconds(10)), 0);
+  }
+  absl::SleepFor(absl::Seconds(1));
+  Running audit = StartAudit(url, "crash-chain", {"--retention=500ms", "--retention_interval=1s"});
+  ASSERT_NE(audit.stub, nullptr);
+  ASSERT_TRUE(audit.process->WaitForLine("retention removed records", absl::Seconds(10)).ok());
+  auto verify = Verify(*audit.stub);
+  EXPECT_TRUE(verify.intact()) << verify.DebugString();
+  ASSERT_EQ(verify.chains_size(), 1);
+  EXPECT_EQ(verify.chains(0).records(), 1);  // the newest record stays as the chain's head
+}
+
+// Runs podgate-audit-cli to completion; returns its exit status and stdout.
+std::pair<int, std::string> RunCli(const std::vector<std::string>& args) {
+  std::string command = PODGATE_AUDIT_CLI_BIN;
+  for (const std::string& arg : args) {
+    command += " '" + arg + "'";
+  }
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  std::string out;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
+    out.append(buffer, n);
+  }
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(AuditCliBinaryTest, QueryAndVerifyWithExitStatus) {
+  testing::TempDir tmp("podgate-audit-cli");
+  const std::string db = tmp.path() + "/audit.db";
+  Running audit = StartAudit("sqlite://" + db, "cli-chain");
+  ASSERT_NE(audit.stub, nullptr);
+  {
+    grpc::ClientContext ctx;
+    auto stream = audit.stub->Record(&ctx);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(stream->Write(Request(absl::StrCat("cli-", i))));
+    }
+    stream->WritesDone();
+    podgate::audit::v1::RecordResponse response;
+    while (stream->Read(&response)) {
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  const std::string server = "--server=" + audit.address;
+  auto [status, out] = RunCli({server, "verify"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out, "chain cli-chain: intact, 5 records\n");
+
+  std::tie(status, out) = RunCli({server, "--format=json", "--limit=2", "query"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2);
+  EXPECT_THAT(out, ::testing::HasSubstr("\"id\":\"cli-0\""));
+
+  std::tie(status, out) = RunCli({server, "--user=alice", "--kind=command_request", "query"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 6);  // header + 5
+
+  std::tie(status, out) = RunCli({server, "--kind=nap", "query"});
+  EXPECT_EQ(status, 2);
+  EXPECT_THAT(out, ::testing::HasSubstr("--kind"));
+  std::tie(status, out) = RunCli({server, "frobnicate"});
+  EXPECT_EQ(status, 2);
+  EXPECT_THAT(out, ::testing::HasSubstr("unknown command"));
+  std::tie(status, out) = RunCli({"--server=127.0.0.1:1", "verify"});
+  EXPECT_EQ(status, 2);
+
+  sqlite3* handle = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &handle), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(handle, "UPDATE records SET pod = 'elsewhere' WHERE sequence = 4", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(handle);
+  std::tie(status, out) = RunCli({server, "verify"});
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("BROKEN at sequence 4: column pod"));
+}
+
+TEST(AuditBinaryTest, BadFlagsExitWithOneClearLine) {
+  for (const auto& [flag, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"--queue_capacity=0", "--queue_capacity"},
+           {"--max_batch=100000", "--max_batch"},
+           {"--retention=-1s", "--retention"},
+           {"--chain_id=" + std::string(200, 'c'), "--chain_id"}}) {
+    auto process = Subprocess::Start(PODGATE_AUDIT_BIN,
+                                     {"--grpc_address=127.0.0.1:0", "--metrics_address=",
+                                      "--store=sqlite:///nonexistent/never-opened.db", flag});
+    ASSERT_TRUE(process.ok());
+    auto status = (*process)->WaitExit(absl::Seconds(20));
+    ASSERT_TRUE(status.ok());
+    EXPECT_EQ(*status, 2);
+    (*process)->WaitForLine("\x01never", absl::Milliseconds(200)).IgnoreError();
+    const auto lines = (*process)->Lines();
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_THAT(lines[0], ::testing::HasSubstr(needle));
+  }
+}
+
+TEST(AuditBinaryTest, BadStoreExitsWithOneClearLine) {
+  for (const auto& [url, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"mysql://x", "must start with sqlite:// or postgresql://"},
+           {"sqlite:///nonexistent-dir/a.db", "unable to open"},
+           {"postgresql://nobody@/x?host=/nonexistent&port=1", "cannot connect"}}) {
+    auto process = Subprocess::Start(
+        PODGATE_AUDIT_BIN, {"--grpc_address=127.0.0.1:0", "--metrics_address=", "--store=" + url});
+    ASSERT_TRUE(process.ok());
+    auto status = (*process)->WaitExit(absl::Seconds(20));
+    ASSERT_TRUE(status.ok());
+    EXPECT_EQ(*status, 2);
+    (*process)->WaitForLine("\x01never", absl::Milliseconds(200)).IgnoreError();
+    const auto lines = (*process)->Lines();
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_THAT(lines[0], ::testing::HasSubstr("--store"));
+    EXPECT_THAT(lines[0], ::testing::HasSubstr(needle));
+  }
+}
+
+}  // namespace
+}  // namespace podgate::audit

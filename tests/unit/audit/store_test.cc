@@ -1,0 +1,459 @@
+// The two stores behind one interface, each against the real database: SQLite files and a real
+// PostgreSQL 15 server started by the test. Covers idempotent appends, chain continuity across
+// reopening, several chains in one database, tamper detection by Verify after direct edits,
+// every Query filter, cursor paging, retention with checkpoints and migrations.
+#include "audit/store.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "audit/verify.h"
+#include "audit_testing.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/test_pki.h"
+
+namespace podgate::audit {
+namespace {
+
+using ::podgate::audit::v1::QueryRequest;
+using ::podgate::common::v1::AuditEvent;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// One server per test process, started on first use (gtest_discover_tests runs each test in
+// its own process, so this costs one initdb per PostgreSQL test) and stopped by the
+// environment's TearDown.
+std::unique_ptr<testing::PostgresServer>& PostgresSlot() {
+  static auto* slot = new std::unique_ptr<testing::PostgresServer>();
+  return *slot;
+}
+
+testing::PostgresServer* SharedPostgres() {
+  if (PostgresSlot() == nullptr) {
+    auto started = testing::PostgresServer::Start();
+    if (!started.ok()) {
+      ADD_FAILURE() << started.status();
+      return nullptr;
+    }
+    PostgresSlot() = *std::move(started);
+  }
+  return PostgresSlot().get();
+}
+
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { PostgresSlot().reset(); }
+};
+
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "sqlite") {
+      tmp_ = std::make_unique<testing::TempDir>("podgate-audit-store");
+      dir_ = tmp_->path();
+      url_ = absl::StrCat("sqlite://", dir_, "/audit.db");
+    } else {
+      ASSERT_NE(SharedPostgres(), nullptr);
+      static std::atomic<int> counter{0};
+      database_ = absl::StrCat("t", getpid(), "_", counter++);
+      auto url = SharedPostgres()->CreateDatabase(database_);
+      ASSERT_TRUE(url.ok()) << url.status();
+      url_ = *url;
+    }
+    store_ = Open();
+  }
+
+  std::unique_ptr<Store> Open() {
+    auto store = OpenStore(url_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  bool postgres() const { return GetParam() == "postgresql"; }
+
+  // Runs SQL directly on the database, bypassing the store.
+  void Tamper(const std::string& sql) {
+    if (postgres()) {
+      ASSERT_TRUE(SharedPostgres()->Exec(database_, sql).ok()) << sql;
+      return;
+    }
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(absl::StrCat(dir_, "/audit.db").c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    EXPECT_EQ(rc, SQLITE_OK) << (error != nullptr ? error : "") << " in " << sql;
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+
+  void Append(ChainHead* head, const std::vector<AuditEvent>& events, int64_t stored_us = 1000) {
+    std::vector<const AuditEvent*> pointers;
+    for (const AuditEvent& e : events) {
+      pointers.push_back(&e);
+    }
+    ASSERT_TRUE(store_->Append(head, pointers, stored_us).ok());
+  }
+
+  ChainHead Head(const std::string& chain = "c1") {
+    auto head = store_->LoadHead(chain);
+    EXPECT_TRUE(head.ok()) << head.status();
+    return head.ok() ? *head : ChainHead{};
+  }
+
+  // Appends events e1..en on chain c1, one per transaction.
+  void AppendN(int n) {
+    ChainHead head = Head();
+    for (int i = 1; i <= n; ++i) {
+      Append(&head, {testing::MakeEvent(absl::StrCat("e", i))}, 1000 * i);
+    }
+  }
+
+  podgate::audit::v1::ChainReport VerifyOne(const std::string& chain = "c1") {
+    auto report = VerifyChain(*store_, chain);
+    EXPECT_TRUE(report.ok()) << report.status();
+    return report.ok() ? *report : podgate::audit::v1::ChainReport{};
+  }
+
+  std::vector<std::string> Ids(const QueryRequest& request, std::string* next = nullptr) {
+    auto page = store_->Query(request);
+    EXPECT_TRUE(page.ok()) << page.status();
+    std::vector<std::string> ids;
+    if (page.ok()) {
+      for (const auto& record : page->records) {
+        ids.push_back(record.event().id());
+      }
+      if (next != nullptr) {
+        *next = page->next_page_token;
+      }
+    }
+    return ids;
+  }
+
+  std::unique_ptr<testing::TempDir> tmp_;
+  std::string dir_;
+  std::string database_;
+  std::string url_;
+  std::unique_ptr<Store> store_;
+
+  void TearDown() override { store_.reset(); }
+};
+
+TEST_P(StoreTest, AppendLinksRecordsAndStoresAResentIdOnce) {
+  ChainHead head = Head();
+  EXPECT_EQ(head.sequence, 0);
+  EXPECT_EQ(head.hash, std::string(kHashBytes, '\0'));
+  Append(&head, {testing::MakeEvent("a"), testing::MakeEvent("b"), testing::MakeEvent("c")});
+  EXPECT_EQ(head.sequence, 3);
+  // "b" again, and "d" twice in one batch.
+  Append(&head, {testing::MakeEvent("b"), testing::MakeEvent("d"), testing::MakeEvent("d")});
+  EXPECT_EQ(head.sequence, 4);
+  EXPECT_THAT(Ids(QueryRequest()), ElementsAre("a", "b", "c", "d"));
+
+  auto page = store_->Query(QueryRequest());
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->records[0].previous_hash(), std::string(kHashBytes, '\0'));
+  for (size_t i = 1; i < page->records.size(); ++i) {
+    EXPECT_EQ(page->records[i].sequence(), static_cast<int64_t>(i + 1));
+    EXPECT_EQ(page->records[i].previous_hash(), page->records[i - 1].hash());
+  }
+  EXPECT_EQ(page->records[3].hash(), head.hash);
+  const auto report = VerifyOne();
+  EXPECT_TRUE(report.intact()) << report.problem();
+  EXPECT_EQ(report.records(), 4);
+}
+
+TEST_P(StoreTest, ReopenedStoreContinuesTheChain) {
+  ChainHead head = Head();
+  Append(&head, {testing::MakeEvent("a"), testing::MakeEvent("b")});
+  store_.reset();
+  store_ = Open();
+  ASSERT_NE(store_, nullptr);
+  ChainHead reloaded = Head();
+  EXPECT_EQ(reloaded.sequence, 2);
+  EXPECT_EQ(reloaded.hash, head.hash);
+  Append(&reloaded, {testing::MakeEvent("c")});
+  EXPECT_TRUE(VerifyOne().intact());
+  EXPECT_EQ(VerifyOne().records(), 3);
+}
+
+TEST_P(StoreTest, MigrationsRunOnce) {
+  store_.reset();
+  store_ = Open();
+  store_ = Open();
+  ASSERT_NE(store_, nullptr);
+  if (postgres()) {
+    EXPECT_EQ(*SharedPostgres()->QueryValue(database_, "SELECT count(*) FROM schema_migrations"),
+              "1");
+  } else {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(absl::StrCat(dir_, "/audit.db").c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM schema_migrations", -1, &stmt, nullptr);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(stmt, 0), 1);
+    sqlite3_finalize(stmt);
+    // WAL with full fsync on commit.
+    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "wal");
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+  }
+}
+
+TEST_P(StoreTest, TwoWritersKeepTwoIntactChainsInOneDatabase) {
+  std::unique_ptr<Store> other = Open();
+  ASSERT_NE(other, nullptr);
+  ChainHead h1 = Head("replica-1");
+  auto h2 = other->LoadHead("replica-2");
+  ASSERT_TRUE(h2.ok());
+  for (int i = 0; i < 5; ++i) {
+    Append(&h1, {testing::MakeEvent(absl::StrCat("one-", i))});
+    AuditEvent e = testing::MakeEvent(absl::StrCat("two-", i));
+    ASSERT_TRUE(other->Append(&*h2, {&e}, 1000).ok());
+  }
+  // An id the other replica stored is not stored again.
+  Append(&h1, {testing::MakeEvent("two-0")});
+  EXPECT_EQ(h1.sequence, 5);
+  auto result = VerifyChains(*store_, "");
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->intact());
+  ASSERT_EQ(result->chains_size(), 2);
+  EXPECT_EQ(result->chains(0).chain_id(), "replica-1");
+  EXPECT_EQ(result->chains(0).records(), 5);
+  EXPECT_EQ(result->chains(1).records(), 5);
+  EXPECT_EQ(VerifyChains(*store_, "nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, VerifyDetectsAnEditedEvent) {
+  AppendN(5);
+  Tamper(postgres() ? "UPDATE records SET event = decode(replace(encode(event, 'hex'), "
+                      "encode('jstack'::bytea, 'hex'), encode('jmap!!'::bytea, 'hex')), 'hex') "
+                      "WHERE sequence = 3"
+                    : "UPDATE records SET event = CAST(replace(CAST(event AS TEXT), 'jstack', "
+                      "'jmap!!') AS BLOB) WHERE sequence = 3");
+  const auto report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 3);
+  EXPECT_THAT(report.problem(), HasSubstr("hash mismatch"));
+}
+
+TEST_P(StoreTest, VerifyDetectsAnEditedColumn) {
+  AppendN(5);
+  Tamper("UPDATE records SET user_name = 'mallory' WHERE sequence = 2");
+  const auto report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 2);
+  EXPECT_THAT(report.problem(), HasSubstr("column user_name"));
+}
+
+TEST_P(StoreTest, VerifyDetectsAnEditedStoredTime) {
+  AppendN(5);
+  Tamper("UPDATE records SET stored_time_us = stored_time_us + 1 WHERE sequence = 4");
+  const auto report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 4);
+}
+
+TEST_P(StoreTest, VerifyDetectsADeletedRow) {
+  AppendN(5);
+  Tamper("DELETE FROM records WHERE sequence = 3");
+  const auto report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 4);
+  EXPECT_THAT(report.problem(), HasSubstr("sequence gap after 2"));
+}
+
+TEST_P(StoreTest, VerifyDetectsReorderedRows) {
+  AppendN(5);
+  Tamper(
+      "UPDATE records SET sequence = -1 WHERE sequence = 2; "
+      "UPDATE records SET sequence = 2 WHERE sequence = 3; "
+      "UPDATE records SET sequence = 3 WHERE sequence = -1");
+  const auto report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 2);
+  EXPECT_THAT(report.problem(), HasSubstr("previous_hash"));
+}
+
+TEST_P(StoreTest, VerifyDetectsARehashedRecord) {
+  // An attacker who edits a record and recomputes its hash breaks the next link.
+  AppendN(5);
+  Tamper(postgres() ? "UPDATE records SET hash = sha256(hash) WHERE sequence = 2"
+                    : "UPDATE records SET hash = randomblob(32) WHERE sequence = 2");
+  const auto report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 2);
+}
+
+TEST_P(StoreTest, QueryFiltersEachField) {
+  ChainHead head = Head();
+  std::vector<AuditEvent> events = {
+      testing::MakeEvent("1", "alice", "shop", "api-0", "jstack 1"),
+      testing::MakeEvent("2", "bob", "shop", "api-1", "jmap -histo 1"),
+      testing::MakeEvent("3", "alice", "pay", "db-0", "ps aux"),
+  };
+  events[1].mutable_principal()->clear_groups();
+  events[1].mutable_principal()->add_groups("sre");
+  events[2].set_kind(podgate::common::v1::EVENT_KIND_DECISION);
+  events[2].mutable_decision()->set_verdict(podgate::common::v1::VERDICT_DENY);
+  events[2].mutable_decision()->set_rule("no-ps");
+  events[2].mutable_target()->set_container("sidecar");
+  events[2].mutable_time()->set_seconds(1795000100);
+  Append(&head, events);
+
+  QueryRequest r;
+  r.add_users("alice");
+  EXPECT_THAT(Ids(r), ElementsAre("1", "3"));
+  r.add_users("bob");
+  EXPECT_THAT(Ids(r), ElementsAre("1", "2", "3"));
+  r.add_namespaces("shop");
+  EXPECT_THAT(Ids(r), ElementsAre("1", "2"));  // AND across fields
+  QueryRequest q;
+  q.add_groups("sre");
+  EXPECT_THAT(Ids(q), ElementsAre("2"));
+  q.Clear();
+  q.add_groups("dev");
+  EXPECT_THAT(Ids(q), ElementsAre("1", "3"));
+  q.Clear();
+  q.add_pods("api-1");
+  EXPECT_THAT(Ids(q), ElementsAre("2"));
+  q.Clear();
+  q.add_containers("sidecar");
+  EXPECT_THAT(Ids(q), ElementsAre("3"));
+  q.Clear();
+  q.add_kinds(podgate::common::v1::EVENT_KIND_DECISION);
+  EXPECT_THAT(Ids(q), ElementsAre("3"));
+  q.Clear();
+  q.add_verdicts(podgate::common::v1::VERDICT_DENY);
+  EXPECT_THAT(Ids(q), ElementsAre("3"));
+  q.Clear();
+  q.add_rules("no-ps");
+  EXPECT_THAT(Ids(q), ElementsAre("3"));
+  q.Clear();
+  q.add_session_ids("s-bob");
+  EXPECT_THAT(Ids(q), ElementsAre("2"));
+  q.Clear();
+  q.set_argv_contains("-histo");
+  EXPECT_THAT(Ids(q), ElementsAre("2"));
+  q.set_argv_contains("%");  // no wildcard meaning
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.Clear();
+  q.mutable_start_time()->set_seconds(1795000050);
+  EXPECT_THAT(Ids(q), ElementsAre("3"));
+  q.Clear();
+  q.mutable_end_time()->set_seconds(1795000050);
+  EXPECT_THAT(Ids(q), ElementsAre("1", "2"));
+  q.Clear();
+  q.add_users("alice' OR '1'='1");
+  EXPECT_THAT(Ids(q), ElementsAre());
+}
+
+TEST_P(StoreTest, QueryPagesWithCursorTokens) {
+  AppendN(25);
+  QueryRequest r;
+  r.set_page_size(10);
+  std::string next;
+  std::vector<std::string> all;
+  for (int page = 0; page < 3; ++page) {
+    auto ids = Ids(r, &next);
+    EXPECT_EQ(ids.size(), page < 2 ? 10u : 5u);
+    all.insert(all.end(), ids.begin(), ids.end());
+    EXPECT_EQ(next.empty(), page == 2);
+    r.set_page_token(next);
+  }
+  ASSERT_EQ(all.size(), 25u);
+  EXPECT_EQ(all.front(), "e1");
+  EXPECT_EQ(all.back(), "e25");
+
+  QueryRequest newest;
+  newest.set_page_size(3);
+  newest.set_newest_first(true);
+  EXPECT_THAT(Ids(newest, &next), ElementsAre("e25", "e24", "e23"));
+  newest.set_page_token(next);
+  EXPECT_THAT(Ids(newest, &next), ElementsAre("e22", "e21", "e20"));
+
+  // A token from the other direction, or garbage, is refused.
+  QueryRequest bad;
+  bad.set_page_token(next);
+  EXPECT_EQ(store_->Query(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.set_page_token("not-a-token");
+  EXPECT_EQ(store_->Query(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.Clear();
+  bad.set_page_size(1001);
+  EXPECT_EQ(store_->Query(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StoreTest, RetentionRemovesOldRecordsAndKeepsTheChainVerifiable) {
+  AppendN(10);  // stored at 1000, 2000, ... 10000 us
+  auto removed = store_->DeleteBefore(4500);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 4);
+  auto cp = store_->GetCheckpoint("c1");
+  ASSERT_TRUE(cp.ok());
+  EXPECT_EQ(cp->sequence, 4);
+  auto report = VerifyOne();
+  EXPECT_TRUE(report.intact()) << report.problem();
+  EXPECT_EQ(report.records(), 6);
+  // The writer continues after retention, and even when everything is old the newest record
+  // stays, so the head survives a restart.
+  ChainHead head = Head();
+  EXPECT_EQ(head.sequence, 10);
+  ASSERT_EQ(*store_->DeleteBefore(1000000), 5);
+  EXPECT_EQ(Head().sequence, 10);
+  Append(&head, {testing::MakeEvent("later")}, 2000000);
+  EXPECT_TRUE(VerifyOne().intact());
+  EXPECT_EQ(VerifyOne().records(), 2);
+  // Deleting the first remaining record is still detected against the checkpoint.
+  Tamper("DELETE FROM records WHERE sequence = 10");
+  report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 11);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
+
+TEST(StoreUrlTest, BadUrlsSayWhatIsWrong) {
+  EXPECT_THAT(std::string(OpenStore("mysql://x").status().message()),
+              HasSubstr("must start with sqlite:// or postgresql://"));
+  EXPECT_THAT(std::string(OpenStore("sqlite://").status().message()), HasSubstr("no file path"));
+  auto missing = OpenStore("sqlite:///nonexistent-dir/audit.db");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kUnavailable);
+  auto unreachable = OpenStore("postgresql://nobody@/x?host=/nonexistent&port=1");
+  EXPECT_EQ(unreachable.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(SqliteStoreTest, LockedDatabaseMakesAppendUnavailableThenRecovers) {
+  testing::TempDir tmp("podgate-audit-lock");
+  const std::string& dir = tmp.path();
+  const std::string path = dir + "/audit.db";
+  auto store = OpenSqliteStore(path, absl::Milliseconds(100));
+  ASSERT_TRUE(store.ok());
+  auto head = (*store)->LoadHead("c");
+  ASSERT_TRUE(head.ok());
+  sqlite3* blocker = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &blocker), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  AuditEvent e = testing::MakeEvent("x");
+  const ChainHead before = *head;
+  absl::Status status = (*store)->Append(&*head, {&e}, 1);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(head->sequence, before.sequence);
+  ASSERT_EQ(sqlite3_exec(blocker, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(blocker);
+  EXPECT_TRUE((*store)->Append(&*head, {&e}, 1).ok());
+  EXPECT_EQ(head->sequence, 1);
+}
+
+const auto* const kPostgresEnvironment =
+    ::testing::AddGlobalTestEnvironment(new PostgresEnvironment);
+
+}  // namespace
+}  // namespace podgate::audit
