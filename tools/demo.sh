@@ -27,19 +27,39 @@ start() {  # name grpc_port metrics_port [flags...]
   pids+=("$!")
 }
 
+# kubesim: the embedded default cluster (a JVM pod, a root container, ...), HTTPS on 7443 with a
+# generated CA, serving certificate, token file and kubeconfig under $STATE/kubesim.
+KUBESIM_STATE="$STATE/kubesim"
+mkdir -p "$KUBESIM_STATE"
+chmod 0755 "$STATE" "$KUBESIM_STATE"
+if [ ! -s "$KUBESIM_STATE/tokens.csv" ]; then
+  umask 077
+  {
+    echo "$(openssl rand -hex 24),podgate-exec,1001"
+    echo "$(openssl rand -hex 24),admin,1000"
+  } >"$KUBESIM_STATE/tokens.csv"
+  umask 022
+fi
+DEMO_APP="$(cd "$(dirname "$0")/kubesim/demo" && pwd)/DemoApp.java"
+sed "s|\$DEMO_APP|$DEMO_APP|" "$(dirname "$0")/kubesim/demo-cluster.yaml" >"$KUBESIM_STATE/cluster.yaml"
+"$BUILD_DIR/tools/kubesim/kubesim" --port=7443 --cluster="$KUBESIM_STATE/cluster.yaml" \
+  --token_file="$KUBESIM_STATE/tokens.csv" --state_dir="$KUBESIM_STATE" \
+  --kubeconfig_user=podgate-exec 2>"$STATE/logs/kubesim.log" &
+pids+=("$!")
+
 start policy 7101 9101
 start exec 7102 9102
 start audit 7103 9103
 start edge 7104 9104
 
 # Wait until every service logs that it is serving.
-for name in policy exec audit edge; do
+for name in kubesim policy exec audit edge; do
   for _ in $(seq 1 100); do
     grep -q '"msg":"serving"' "$STATE/logs/$name.log" 2>/dev/null && break
     sleep 0.1
   done
   if ! grep -q '"msg":"serving"' "$STATE/logs/$name.log"; then
-    echo "demo: podgate-$name did not start:" >&2
+    echo "demo: $name did not start:" >&2
     cat "$STATE/logs/$name.log" >&2
     exit 1
   fi
@@ -52,6 +72,10 @@ podgate demo is running (logs in $STATE/logs):
   exec      127.0.0.1:7102    http://127.0.0.1:9102/metrics
   audit     127.0.0.1:7103    http://127.0.0.1:9103/metrics
   edge      127.0.0.1:7104    http://127.0.0.1:9104/metrics
+  kubesim   https://127.0.0.1:7443 (demo cluster: shop, payments, ops)
+kubeconfig: $KUBESIM_STATE/kubeconfig
+  try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
+       kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n shop orders-7d4b9c -- jcmd -l
 Press Ctrl+C to stop.
 MSG
 wait -n "${pids[@]}" || true

@@ -131,9 +131,18 @@ class WebSocketSession : public WebSocketConnection,
     size_t size = data.size();
     size_t queued = queued_bytes_.fetch_add(size) + size;
     if (queued > o.write_hard_limit_bytes) {
+      // The peer stopped reading: a close frame would queue behind the backlog forever, so drop
+      // the connection.
       queued_bytes_.fetch_sub(size);
-      ++server_->stats.websocket_slow_peer_closes;
-      Close(static_cast<uint16_t>(websocket::close_code::policy_error), "peer too slow");
+      net::dispatch(ws_.get_executor(), [self = this->shared_from_this()] {
+        if (self->finished_) {
+          return;
+        }
+        ++self->server_->stats.websocket_slow_peer_closes;
+        self->Finish("peer too slow");
+        error_code ignored;
+        beast::get_lowest_layer(self->ws_).socket().close(ignored);
+      });
       return false;
     }
     net::dispatch(ws_.get_executor(),
@@ -275,10 +284,12 @@ class WebSocketSession : public WebSocketConnection,
       return;
     }
     finished_ = true;
-    for (const auto& m : queue_) {
-      queued_bytes_.fetch_sub(m.data.size());
+    // A write in flight still reads the front message; it is released in OnWrite.
+    size_t keep = (writing_ && !closing_ && !queue_.empty()) ? 1 : 0;
+    while (queue_.size() > keep) {
+      queued_bytes_.fetch_sub(queue_.back().data.size());
+      queue_.pop_back();
     }
-    queue_.clear();
     std::shared_ptr<WebSocketHandler> handler = std::move(handler_);
     handler_.reset();
     if (handler != nullptr && open_) {
