@@ -472,6 +472,42 @@ absl::Status ApiServer::StartMainProcesses(boost::asio::io_context& io) {
   return absl::OkStatus();
 }
 
+std::string ApiServer::MetricsText() {
+  std::string out;
+  auto metric = [&out](const char* name, const char* type, const char* help, uint64_t value) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name,
+                    " ", value, "\n");
+  };
+  metric("podgate_kubesim_execs_started_total", "counter", "Exec processes started.",
+         processes_->execs_started.load());
+  metric("podgate_kubesim_execs_rejected_total", "counter",
+         "Exec requests refused at the concurrency cap (429).", processes_->execs_rejected.load());
+  metric("podgate_kubesim_execs_active", "gauge", "Exec slots in use (processes not yet reaped).",
+         processes_->active_execs());
+  metric("podgate_kubesim_exec_clients_gone_total", "counter",
+         "Execs whose client closed the WebSocket before the process ended.",
+         processes_->client_gone.load());
+  metric("podgate_kubesim_processes", "gauge", "Live child processes (execs and main processes).",
+         processes_->live_processes());
+  metric("podgate_kubesim_unauthorized_total", "counter", "Requests answered 401.",
+         unauthorized.load());
+  metric("podgate_kubesim_forbidden_total", "counter", "Requests answered 403.", forbidden.load());
+  if (http_stats_ != nullptr) {
+    metric("podgate_kubesim_http_requests_total", "counter", "HTTP requests parsed.",
+           http_stats_->requests.load());
+    metric("podgate_kubesim_http_bad_requests_total", "counter",
+           "Requests rejected as malformed or over limits.", http_stats_->bad_requests.load());
+    metric("podgate_kubesim_tls_handshake_failures_total", "counter", "Failed TLS handshakes.",
+           http_stats_->tls_handshake_failures.load());
+    metric("podgate_kubesim_connections", "gauge", "Open connections.",
+           static_cast<uint64_t>(std::max<int64_t>(0, http_stats_->connections_open.load())));
+    metric("podgate_kubesim_websocket_slow_peer_closes_total", "counter",
+           "WebSocket connections dropped because the peer stopped reading.",
+           http_stats_->websocket_slow_peer_closes.load());
+  }
+  return out;
+}
+
 http::RouteResult ApiServer::Route(const http::Request& req, const http::RequestContext& context,
                                    bool is_upgrade) {
   std::string target(req.target());
@@ -481,6 +517,10 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
     path.pop_back();
   }
 
+  if (path == "/metrics") {
+    return Reply(http::MakeResponse(req, bhttp::status::ok, "text/plain; version=0.0.4",
+                                    MetricsText()));
+  }
   if (path == "/healthz" || path == "/livez" || path == "/readyz") {
     return Reply(http::MakeResponse(req, bhttp::status::ok, "text/plain", "ok"));
   }

@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
     ExitWithError(std::string(server.status().message()));
   }
   uint16_t port = (*server)->port();
+  api->set_http_stats(&(*server)->stats());
   api->set_server_address(absl::StrCat(http_options.address, ":", port));
   if (absl::Status s = api->StartMainProcesses(io); !s.ok()) {
     api->processes()->KillAll(SIGKILL);

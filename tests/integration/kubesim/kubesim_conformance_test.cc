@@ -214,5 +214,44 @@ TEST_F(ConformanceTest, PythonClientReportsReturncode) {
   EXPECT_EQ(j["returncode"], 0);
 }
 
+// Start-up errors are clear and fail the process (exit status 2).
+TEST(KubesimStartup, RejectsBadConfiguration) {
+  std::string dir = testing::MakeTempDir("kubesim-startup");
+  WriteFile(dir + "/good.yaml", kCluster);
+  WriteFile(dir + "/bad.yaml", "pods: [{name: p, namespace: nowhere, containers: [{name: c}]}]");
+  WriteFile(dir + "/tokens.csv", "t,admin,1\n");
+  WriteFile(dir + "/bad-tokens.csv", "only-a-token\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  for (const Case& k : std::vector<Case>{
+           {{"--state_dir", dir + "/s"}, "--cluster, --token_file and --state_dir are required"},
+           {{"--cluster", dir + "/bad.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
+             dir + "/s"},
+            "unknown namespace nowhere"},
+           {{"--cluster", dir + "/good.yaml", "--token_file", dir + "/bad-tokens.csv",
+             "--state_dir", dir + "/s"},
+            "token file line 1"},
+           {{"--cluster", dir + "/good.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
+             dir + "/s", "--protocols", "v9"},
+            "unknown protocol \"v9\""},
+           {{"--cluster", dir + "/missing.yaml", "--token_file", dir + "/tokens.csv",
+             "--state_dir", dir + "/s"},
+            "cannot read cluster file"},
+       }) {
+    auto p = testing::Subprocess::Start(KUBESIM_BIN, k.args);
+    ASSERT_TRUE(p.ok()) << p.status();
+    absl::StatusOr<int> code = (*p)->WaitExit(absl::Seconds(10));
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 2) << k.message;
+    std::string all;
+    for (const std::string& line : (*p)->Lines()) {
+      all += line + "\n";
+    }
+    EXPECT_THAT(all, HasSubstr(k.message));
+  }
+}
+
 }  // namespace
 }  // namespace podgate

@@ -191,6 +191,31 @@ TEST_F(HttpTest, WebSocketEchoWithSubprotocol) {
   EXPECT_TRUE(handler_->closed.WaitForNotificationWithTimeout(absl::Seconds(5)));
 }
 
+// The Kubernetes API server accepts WebSocket upgrades on POST as well as GET.
+TEST_F(HttpTest, AcceptsPostUpgrade) {
+  StartServer({});
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+  boost::asio::write(s, boost::asio::buffer(std::string(
+                            "POST /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+                            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            "Sec-WebSocket-Protocol: v2.test\r\n\r\n")));
+  std::string out;
+  char buf[512];
+  boost::system::error_code ec;
+  while (out.find("\r\n\r\n") == std::string::npos) {
+    size_t n = s.read_some(boost::asio::buffer(buf), ec);
+    if (ec) {
+      break;
+    }
+    out.append(buf, n);
+  }
+  EXPECT_THAT(out, HasSubstr("101 Switching Protocols"));
+  EXPECT_THAT(out, HasSubstr("Sec-WebSocket-Protocol: v2.test"));
+}
+
 TEST_F(HttpTest, RefusedUpgradeReportsStatusAndBody) {
   StartServer({});
   ClientResponse refusal;

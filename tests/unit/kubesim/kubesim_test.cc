@@ -626,6 +626,52 @@ TEST_F(KubesimTest, CapsConcurrentExecs) {
   EXPECT_THAT(refusal.body, HasSubstr("TooManyRequests"));
 }
 
+TEST_F(KubesimTest, SlowClientStopsTheChildAndLosesNothing) {
+  Start();
+  k8s::ExecOptions o;
+  o.command = {"sh", "-c", "head -c 40000000 /dev/zero; echo done >&2"};
+  o.stdout = true;
+  o.stderr = true;
+  auto ws = http::WebSocketClient::Connect(
+      Client(), "/api/v1/namespaces/demo/pods/web-1/exec?" + k8s::EncodeExecQuery(o),
+      {"v5.channel.k8s.io"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  // Unthrottled, `head` writes 40 MB in milliseconds. With the client not reading, kubesim
+  // stops reading the pipe at its watermark, so the process is still blocked a second later.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(api_->processes()->live_processes(), 1u);
+  size_t out = 0;
+  std::string err;
+  std::string status;
+  while (true) {
+    absl::StatusOr<http::Message> m = (*ws)->Read(absl::Seconds(10));
+    if (!m.ok()) {
+      break;
+    }
+    if (m->data.size() > 1 && m->data[0] == k8s::kStdout) {
+      out += m->data.size() - 1;
+    } else if (m->data.size() > 1 && m->data[0] == k8s::kStderr) {
+      err += m->data.substr(1);
+    } else if (m->data.size() > 1 && m->data[0] == k8s::kStatus) {
+      status += m->data.substr(1);
+    }
+  }
+  EXPECT_EQ(out, 40000000u);
+  EXPECT_EQ(err, "done\n");
+  EXPECT_EQ(*k8s::ParseExitStatus(status), 0);
+}
+
+TEST_F(KubesimTest, ExportsMetrics) {
+  Start();
+  Exec({"true"});
+  Get("/api/v1/pods", "nope");
+  http::ClientResponse r = Get("/metrics", "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.body, HasSubstr("podgate_kubesim_execs_started_total 1\n"));
+  EXPECT_THAT(r.body, HasSubstr("podgate_kubesim_unauthorized_total 1\n"));
+  EXPECT_THAT(r.body, HasSubstr("# TYPE podgate_kubesim_execs_active gauge"));
+}
+
 size_t CountOpenFds() {
   size_t n = 0;
   DIR* d = opendir("/proc/self/fd");
