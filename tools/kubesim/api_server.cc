@@ -487,6 +487,9 @@ std::string ApiServer::MetricsText() {
   metric("podgate_kubesim_exec_clients_gone_total", "counter",
          "Execs whose client closed the WebSocket before the process ended.",
          processes_->client_gone.load());
+  metric("podgate_kubesim_exec_ignored_frames_total", "counter",
+         "Client exec frames skipped as empty or malformed (as the API server skips them).",
+         processes_->ignored_frames.load());
   metric("podgate_kubesim_processes", "gauge", "Live child processes (execs and main processes).",
          processes_->live_processes());
   metric("podgate_kubesim_unauthorized_total", "counter", "Requests answered 401.",

@@ -42,6 +42,8 @@ void ProcessTable::Remove(pid_t pid) {
 void ProcessTable::KillAll(int sig) {
   absl::MutexLock lock(&mu_);
   for (pid_t pid : pids_) {
+    // Each child leads its own session and process group: reach its descendants too.
+    kill(-pid, sig);
     kill(pid, sig);
   }
 }
@@ -110,13 +112,11 @@ class ExecSession : public http::WebSocketHandler,
   }
 
   void OnMessage(std::string data, bool binary) override {
+    // Like the API server, frames that are empty or name no valid channel are skipped (and
+    // counted, so tests can assert that a client never sends them).
     absl::StatusOr<k8s::Frame> frame = k8s::DecodeFrame(data, request_.protocol);
     if (!frame.ok()) {
-      if (conn_ != nullptr) {
-        SendStatus(k8s::ErrorStatusJson(std::string(frame.status().message()), "BadRequest"),
-                   "");
-        conn_->Close(1002, "malformed exec frame");
-      }
+      ++table_->ignored_frames;
       return;
     }
     switch (frame->channel) {
@@ -139,10 +139,11 @@ class ExecSession : public http::WebSocketHandler,
 
   void OnWritable() override {
     // Resume every output stream that paused for the slow client.
-    for (auto& [desc, channel, buf, paused] : paused_) {
-      ReadOutput(desc, channel, *buf);
-    }
+    std::vector<Paused> paused = std::move(paused_);
     paused_.clear();
+    for (const Paused& p : paused) {
+      ReadOutput(p.desc, p.channel, *p.buf);
+    }
   }
 
   void OnClose(std::string reason) override {
@@ -173,7 +174,6 @@ class ExecSession : public http::WebSocketHandler,
     Descriptor* desc;
     uint8_t channel;
     std::string* buf;
-    bool unused;
   };
 
   void ReadOutput(Descriptor* desc, uint8_t channel, std::string& buf) {
@@ -206,7 +206,7 @@ class ExecSession : public http::WebSocketHandler,
     if (more) {
       ReadOutput(desc, channel, buf);
     } else {
-      paused_.push_back({desc, channel, &buf, false});
+      paused_.push_back({desc, channel, &buf});
     }
   }
 

@@ -565,7 +565,7 @@ TEST_F(KubesimTest, OversizedFrameClosesTheStream) {
   EXPECT_EQ(api_->processes()->active_execs(), 0u);
 }
 
-TEST_F(KubesimTest, MalformedFrameGetsErrorStatus) {
+TEST_F(KubesimTest, MalformedFramesAreSkippedAndCounted) {
   Start();
   k8s::ExecOptions o;
   o.command = {"cat"};
@@ -576,11 +576,14 @@ TEST_F(KubesimTest, MalformedFrameGetsErrorStatus) {
       {"v4.channel.k8s.io"});
   ASSERT_TRUE(ws.ok()) << ws.status();
   ASSERT_TRUE((*ws)->Read(absl::Seconds(5)).ok());
-  ASSERT_TRUE((*ws)->Write(std::string("\x07zz", 3)).ok());
+  ASSERT_TRUE((*ws)->Write(std::string("\x07zz", 3)).ok());     // no such channel
+  ASSERT_TRUE((*ws)->Write("").ok());                            // no channel at all
+  ASSERT_TRUE((*ws)->Write(std::string("\xff\x00", 2)).ok());  // v5 close, but this is v4
+  ASSERT_TRUE((*ws)->Write(k8s::EncodeFrame(k8s::kStdin, "still here\n")).ok());
   absl::StatusOr<http::Message> m = (*ws)->Read(absl::Seconds(5));
   ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_EQ(m->data[0], k8s::kStatus);
-  EXPECT_THAT(m->data, HasSubstr("unknown exec channel 7"));
+  EXPECT_EQ(m->data, "\x01still here\n");
+  EXPECT_EQ(api_->processes()->ignored_frames.load(), 3u);
 }
 
 TEST_F(KubesimTest, ClientVanishingLeavesNonTtyProcessRunning) {
