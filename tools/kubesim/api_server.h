@@ -22,7 +22,7 @@ struct ApiServerOptions {
   std::vector<k8s::ExecProtocol> protocols = {k8s::ExecProtocol::kV5, k8s::ExecProtocol::kV4,
                                               k8s::ExecProtocol::kV1};
   size_t max_execs = 64;
-  std::string state_dir;   // container working directories live under it
+  std::string state_dir;       // container working directories live under it
   std::string server_address;  // "127.0.0.1:port", reported by /api
 };
 

@@ -2,11 +2,10 @@
 // of a direct exec (`cat FILE`, stdout) and into one (stdin → `wc -c`), over TLS on loopback,
 // against an in-process kubesim. Prints MB/s; the numbers are recorded in docs/kubesim.md.
 //   kubesim_exec_bench [size_mib=256]
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <sys/stat.h>
-
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -76,10 +75,10 @@ access: [{user: bench, verbs: ["*"], resources: ["*"], namespaces: ["*"]}]
   so.cert_file = pki.server_cert;
   so.key_file = pki.server_key;
   so.websocket_message_limit_bytes = 4 << 20;
-  auto server = http::Server::Start(io, so, [api](const http::Request& r,
-                                                  const http::RequestContext& c, bool u) {
-    return api->Route(r, c, u);
-  });
+  auto server = http::Server::Start(
+      io, so, [api](const http::Request& r, const http::RequestContext& c, bool u) {
+        return api->Route(r, c, u);
+      });
   if (!server.ok()) {
     return Fail(std::string(server.status().message()));
   }
@@ -114,9 +113,8 @@ access: [{user: bench, verbs: ["*"], resources: ["*"], namespaces: ["*"]}]
       std::string chunk(256 * 1024, '\0');
       while (in.read(chunk.data() + 0, static_cast<std::streamsize>(chunk.size())) ||
              in.gcount() > 0) {
-        if (absl::Status s = (*ws)->Write(
-                k8s::EncodeFrame(k8s::kStdin,
-                                 std::string_view(chunk.data(), static_cast<size_t>(in.gcount()))));
+        if (absl::Status s = (*ws)->Write(k8s::EncodeFrame(
+                k8s::kStdin, std::string_view(chunk.data(), static_cast<size_t>(in.gcount()))));
             !s.ok()) {
           return s;
         }
@@ -156,9 +154,10 @@ access: [{user: bench, verbs: ["*"], resources: ["*"], namespaces: ["*"]}]
   if (std::stoull(count) != mib << 20) {
     return Fail("stdin: wc counted " + count);
   }
-  std::printf("kubesim exec, TLS loopback, %zu MiB: stdout (cat) %.1f MiB/s, stdin (wc -c) "
-              "%.1f MiB/s\n",
-              mib, *down, *up);
+  std::printf(
+      "kubesim exec, TLS loopback, %zu MiB: stdout (cat) %.1f MiB/s, stdin (wc -c) "
+      "%.1f MiB/s\n",
+      mib, *down, *up);
   (*server)->Stop();
   io.stop();
   for (auto& t : threads) {

@@ -5,11 +5,10 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <deque>
-#include <optional>
-
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/write.hpp>
+#include <deque>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -96,9 +95,9 @@ class ExecSession : public http::WebSocketHandler,
       in_.emplace(ex, process->stdin_fd);
     }
     // The API server announces the stream with an empty frame on the first writable channel.
-    uint8_t first = request_.options.stdout ? k8s::kStdout
+    uint8_t first = request_.options.stdout                              ? k8s::kStdout
                     : (request_.options.stderr && !request_.options.tty) ? k8s::kStderr
-                                                                          : k8s::kStatus;
+                                                                         : k8s::kStatus;
     conn_->Send(k8s::EncodeFrame(first, ""));
     if (out_) {
       ReadOutput(&*out_, request_.options.tty || request_.options.stdout ? k8s::kStdout : 0,
@@ -183,11 +182,10 @@ class ExecSession : public http::WebSocketHandler,
       return;
     }
     buf.resize(request_.read_chunk_bytes);
-    desc->async_read_some(
-        net::buffer(buf), [self = shared_from_this(), desc, channel, &buf](error_code ec,
-                                                                          size_t n) {
-          self->OnOutput(desc, channel, buf, ec, n);
-        });
+    desc->async_read_some(net::buffer(buf), [self = shared_from_this(), desc, channel, &buf](
+                                                error_code ec, size_t n) {
+      self->OnOutput(desc, channel, buf, ec, n);
+    });
   }
 
   void OnOutput(Descriptor* desc, uint8_t channel, std::string& buf, error_code ec, size_t n) {
@@ -309,8 +307,8 @@ class ExecSession : public http::WebSocketHandler,
         if (code != 0) {
           SendStatus("", absl::StrCat("command terminated with non-zero exit code: error "
                                       "executing command [",
-                                      absl::StrJoin(request_.options.command, " "),
-                                      "], exit code ", code));
+                                      absl::StrJoin(request_.options.command, " "), "], exit code ",
+                                      code));
         }
       } else {
         SendStatus(code == 0 ? k8s::SuccessStatusJson() : k8s::ExitCodeStatusJson(code), "");

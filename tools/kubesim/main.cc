@@ -3,12 +3,11 @@
 // processes; writes a kubeconfig for itself. See docs/kubesim.md.
 #include <signal.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -27,11 +26,13 @@ ABSL_FLAG(std::string, token_file, "",
 ABSL_FLAG(std::string, state_dir, "",
           "Directory for generated certificates, the kubeconfig and container working "
           "directories (required).");
-ABSL_FLAG(std::string, serving_cert, "", "Serving certificate (PEM); default: generated in state_dir.");
+ABSL_FLAG(std::string, serving_cert, "",
+          "Serving certificate (PEM); default: generated in state_dir.");
 ABSL_FLAG(std::string, serving_key, "", "Serving key (PEM); default: generated in state_dir.");
 ABSL_FLAG(std::string, client_ca, "",
           "CA for client certificates; default: the generated CA (or none with --serving_cert).");
-ABSL_FLAG(std::string, kubeconfig, "", "Where to write the kubeconfig (default state_dir/kubeconfig).");
+ABSL_FLAG(std::string, kubeconfig, "",
+          "Where to write the kubeconfig (default state_dir/kubeconfig).");
 ABSL_FLAG(std::string, kubeconfig_user, "",
           "User from the token file whose token goes into the kubeconfig (default: first line).");
 ABSL_FLAG(std::string, protocols, "v5,v4,v1",
@@ -84,10 +85,24 @@ int main(int argc, char** argv) {
     ExitWithError(std::string(tokens.status().message()));
   }
 
+  const podgate::kubesim::TokenUser* kube_user = &(*tokens)[0];
+  if (!absl::GetFlag(FLAGS_kubeconfig_user).empty()) {
+    kube_user = nullptr;
+    for (const auto& t : *tokens) {
+      if (t.user == absl::GetFlag(FLAGS_kubeconfig_user)) {
+        kube_user = &t;
+      }
+    }
+    if (kube_user == nullptr) {
+      ExitWithError("--kubeconfig_user: no token for user \"" +
+                    absl::GetFlag(FLAGS_kubeconfig_user) + "\" in the token file");
+    }
+  }
+
   podgate::kubesim::ApiServerOptions options;
   options.protocols.clear();
-  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_protocols), ',',
-                                            absl::SkipEmpty())) {
+  for (absl::string_view p :
+       absl::StrSplit(absl::GetFlag(FLAGS_protocols), ',', absl::SkipEmpty())) {
     if (p == "v5") {
       options.protocols.push_back(podgate::k8s::ExecProtocol::kV5);
     } else if (p == "v4") {
@@ -95,8 +110,8 @@ int main(int argc, char** argv) {
     } else if (p == "v1") {
       options.protocols.push_back(podgate::k8s::ExecProtocol::kV1);
     } else {
-      ExitWithError(absl::StrCat("--protocols: unknown protocol \"", std::string(p),
-                                 "\" (use v5, v4, v1)"));
+      ExitWithError(
+          absl::StrCat("--protocols: unknown protocol \"", std::string(p), "\" (use v5, v4, v1)"));
     }
   }
   if (options.protocols.empty()) {
@@ -153,12 +168,6 @@ int main(int argc, char** argv) {
   }
 
   // The kubeconfig names the chosen user's token and the CA that signed the serving cert.
-  const podgate::kubesim::TokenUser* kube_user = &(*tokens)[0];
-  for (const auto& t : *tokens) {
-    if (t.user == absl::GetFlag(FLAGS_kubeconfig_user)) {
-      kube_user = &t;
-    }
-  }
   std::string kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
   if (kubeconfig.empty()) {
     kubeconfig = state_dir + "/kubeconfig";

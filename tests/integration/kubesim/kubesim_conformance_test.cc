@@ -1,16 +1,14 @@
 // kubesim against real Kubernetes clients: kubectl 1.32 (WebSocket v5) and the official Python
 // client (v4), through the kubeconfig kubesim writes. What works here works against a cluster.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "support/subprocess.h"
@@ -81,8 +79,8 @@ class ConformanceTest : public ::testing::Test {
     WriteFile(*dir_ + "/cluster.yaml", kCluster);
     WriteFile(*dir_ + "/tokens.csv", "admin-token,admin,1\ndev-token,dev,2\n");
     auto p = testing::Subprocess::Start(
-        KUBESIM_BIN, {"--cluster", *dir_ + "/cluster.yaml", "--token_file",
-                      *dir_ + "/tokens.csv", "--state_dir", *dir_ + "/state", "--port", "0"});
+        KUBESIM_BIN, {"--cluster", *dir_ + "/cluster.yaml", "--token_file", *dir_ + "/tokens.csv",
+                      "--state_dir", *dir_ + "/state", "--port", "0"});
     ASSERT_TRUE(p.ok()) << p.status();
     kubesim_ = p->release();
     ASSERT_TRUE(kubesim_->WaitForLine("\"serving\"", absl::Seconds(20)).ok());
@@ -95,8 +93,8 @@ class ConformanceTest : public ::testing::Test {
     WriteFile(*dir_ + "/dev.kubeconfig", dev);
     Result v = Run(Kubectl() + " version --client -o json");
     ASSERT_EQ(v.code, 0) << "kubectl not found: run tools/install-k8s-tools.sh";
-    int minor = std::atoi(nlohmann::json::parse(v.out)["clientVersion"]["minor"]
-                              .get<std::string>().c_str());
+    int minor = std::atoi(
+        nlohmann::json::parse(v.out)["clientVersion"]["minor"].get<std::string>().c_str());
     ASSERT_GE(minor, 31) << "kubectl is too old for WebSocket exec; run "
                             "tools/install-k8s-tools.sh or set PODGATE_KUBECTL";
   }
@@ -120,8 +118,8 @@ class ConformanceTest : public ::testing::Test {
   }
 
   static std::string K(const std::string& args, const std::string& kubeconfig = "") {
-    return absl::StrCat(Kubectl(), " --kubeconfig ",
-                        kubeconfig.empty() ? *kubeconfig_ : kubeconfig, " ", args);
+    return absl::StrCat(Kubectl(), " --kubeconfig ", kubeconfig.empty() ? *kubeconfig_ : kubeconfig,
+                        " ", args);
   }
 
   static std::string* dir_;
@@ -236,8 +234,11 @@ TEST(KubesimStartup, RejectsBadConfiguration) {
            {{"--cluster", dir + "/good.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
              dir + "/s", "--protocols", "v9"},
             "unknown protocol \"v9\""},
-           {{"--cluster", dir + "/missing.yaml", "--token_file", dir + "/tokens.csv",
-             "--state_dir", dir + "/s"},
+           {{"--cluster", dir + "/good.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
+             dir + "/s", "--kubeconfig_user", "nobody"},
+            "no token for user \"nobody\""},
+           {{"--cluster", dir + "/missing.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
+             dir + "/s"},
             "cannot read cluster file"},
        }) {
     auto p = testing::Subprocess::Start(KUBESIM_BIN, k.args);

@@ -4,12 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <thread>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <thread>
 
 #include "absl/synchronization/notification.h"
 #include "http/client.h"
@@ -59,26 +58,27 @@ class EchoHandler : public WebSocketHandler {
 class HttpTest : public ::testing::Test {
  protected:
   void StartServer(ServerOptions options) {
-    auto server = Server::Start(io_, options, [this](const Request& req, const RequestContext& ctx,
-                                                     bool upgrade) -> RouteResult {
-      RouteResult r;
-      if (req.target() == "/hello") {
-        r.response = MakeResponse(req, bhttp::status::ok, "text/plain",
-                                  "hello " + ctx.peer_common_name);
-      } else if (req.target() == "/echo-body") {
-        r.response = MakeResponse(req, bhttp::status::ok, "text/plain", req.body());
-      } else if (req.target() == "/ws" && upgrade) {
-        handler_ = std::make_shared<EchoHandler>();
-        r.websocket = handler_;
-        r.subprotocol = "v2.test";
-      } else if (req.target() == "/ws-refused") {
-        r.response = MakeResponse(req, bhttp::status::forbidden, "application/json",
-                                  R"({"reason":"Forbidden"})");
-      } else {
-        r.response = MakeResponse(req, bhttp::status::not_found, "text/plain", "nope");
-      }
-      return r;
-    });
+    auto server = Server::Start(
+        io_, options,
+        [this](const Request& req, const RequestContext& ctx, bool upgrade) -> RouteResult {
+          RouteResult r;
+          if (req.target() == "/hello") {
+            r.response =
+                MakeResponse(req, bhttp::status::ok, "text/plain", "hello " + ctx.peer_common_name);
+          } else if (req.target() == "/echo-body") {
+            r.response = MakeResponse(req, bhttp::status::ok, "text/plain", req.body());
+          } else if (req.target() == "/ws" && upgrade) {
+            handler_ = std::make_shared<EchoHandler>();
+            r.websocket = handler_;
+            r.subprotocol = "v2.test";
+          } else if (req.target() == "/ws-refused") {
+            r.response = MakeResponse(req, bhttp::status::forbidden, "application/json",
+                                      R"({"reason":"Forbidden"})");
+          } else {
+            r.response = MakeResponse(req, bhttp::status::not_found, "text/plain", "nope");
+          }
+          return r;
+        });
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     thread_ = std::thread([this] { io_.run(); });

@@ -1,30 +1,28 @@
 // kubesim in-process on a real socket: the cluster and token parsers, REST answers and errors,
 // and pods/exec over WebSocket against real child processes.
 #include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
+#include "absl/strings/str_split.h"
 #include "api_server.h"
 #include "cluster.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "k8s/exec_protocol.h"
-#include "absl/strings/str_split.h"
 #include "support/test_pki.h"
 
 namespace podgate::kubesim {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 constexpr char kClusterYaml[] = R"(
 namespaces:
@@ -127,8 +125,8 @@ TEST(ClusterParse, RejectsBadDocuments) {
 }
 
 TEST(TokenFile, ParsesKubeApiserverFormat) {
-  absl::StatusOr<std::vector<TokenUser>> t = ParseTokenFile(
-      "# comment\n\nabc,alice,1\ndef,bob,2,\"dev,ops\"\n");
+  absl::StatusOr<std::vector<TokenUser>> t =
+      ParseTokenFile("# comment\n\nabc,alice,1\ndef,bob,2,\"dev,ops\"\n");
   ASSERT_TRUE(t.ok()) << t.status();
   ASSERT_EQ(t->size(), 2u);
   EXPECT_EQ((*t)[1].user, "bob");
@@ -156,22 +154,21 @@ class KubesimTest : public ::testing::Test {
     absl::StatusOr<Cluster> cluster = ParseCluster(kClusterYaml);
     ASSERT_TRUE(cluster.ok());
     options.state_dir = dir_ + "/state";
-    api_ = std::make_shared<ApiServer>(
-        *cluster,
-        std::vector<TokenUser>{{"admin-token", "admin", "1", {}},
-                               {"dev-token", "dev", "2", {}},
-                               {"reader-token", "reader", "3", {}}},
-        options);
+    api_ = std::make_shared<ApiServer>(*cluster,
+                                       std::vector<TokenUser>{{"admin-token", "admin", "1", {}},
+                                                              {"dev-token", "dev", "2", {}},
+                                                              {"reader-token", "reader", "3", {}}},
+                                       options);
     ASSERT_TRUE(api_->PrepareContainers().ok());
     http::ServerOptions so;
     so.cert_file = pki_.server_cert;
     so.key_file = pki_.server_key;
     so.client_ca_file = pki_.ca_cert;
     so.websocket_message_limit_bytes = frame_limit;
-    auto server = http::Server::Start(io_, so, [this](const http::Request& r,
-                                                      const http::RequestContext& c, bool u) {
-      return api_->Route(r, c, u);
-    });
+    auto server = http::Server::Start(
+        io_, so, [this](const http::Request& r, const http::RequestContext& c, bool u) {
+          return api_->Route(r, c, u);
+        });
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     for (int i = 0; i < 2; ++i) {
@@ -238,8 +235,8 @@ class KubesimTest : public ::testing::Test {
     o.stderr = true;
     o.stdin = !stdin_data.empty();
     o.container = container;
-    std::string target = "/api/v1/namespaces/demo/pods/web-1/exec?" + k8s::EncodeExecQuery(o) +
-                         extra;
+    std::string target =
+        "/api/v1/namespaces/demo/pods/web-1/exec?" + k8s::EncodeExecQuery(o) + extra;
     ExecResult r;
     auto ws = http::WebSocketClient::Connect(Client(), target, protocols);
     EXPECT_TRUE(ws.ok()) << ws.status();
@@ -526,13 +523,12 @@ TEST_F(KubesimTest, ExecErrorsAreTheApiServers) {
            {base + "web-1/exec?command=true", "admin-token", 400,
             "you must specify at least 1 of stdin, stdout, stderr"},
            {base + "web-1/exec?stdout=1", "admin-token", 400, "at least one command"},
-           {base + "web-1/exec?command=true&stdout=maybe", "admin-token", 400,
-            "invalid boolean"},
+           {base + "web-1/exec?command=true&stdout=maybe", "admin-token", 400, "invalid boolean"},
            {base + "web-1/exec?command=%zz&stdout=1", "admin-token", 400, "percent escape"},
        }) {
     http::ClientResponse refusal;
-    auto ws = http::WebSocketClient::Connect(Client(k.token), k.target, {"v5.channel.k8s.io"},
-                                             &refusal);
+    auto ws =
+        http::WebSocketClient::Connect(Client(k.token), k.target, {"v5.channel.k8s.io"}, &refusal);
     ASSERT_FALSE(ws.ok()) << k.target;
     EXPECT_EQ(refusal.status, k.code) << k.target;
     EXPECT_THAT(refusal.body, HasSubstr(k.message)) << k.target;
@@ -576,8 +572,8 @@ TEST_F(KubesimTest, MalformedFramesAreSkippedAndCounted) {
       {"v4.channel.k8s.io"});
   ASSERT_TRUE(ws.ok()) << ws.status();
   ASSERT_TRUE((*ws)->Read(absl::Seconds(5)).ok());
-  ASSERT_TRUE((*ws)->Write(std::string("\x07zz", 3)).ok());     // no such channel
-  ASSERT_TRUE((*ws)->Write("").ok());                            // no channel at all
+  ASSERT_TRUE((*ws)->Write(std::string("\x07zz", 3)).ok());    // no such channel
+  ASSERT_TRUE((*ws)->Write("").ok());                          // no channel at all
   ASSERT_TRUE((*ws)->Write(std::string("\xff\x00", 2)).ok());  // v5 close, but this is v4
   ASSERT_TRUE((*ws)->Write(k8s::EncodeFrame(k8s::kStdin, "still here\n")).ok());
   absl::StatusOr<http::Message> m = (*ws)->Read(absl::Seconds(5));
