@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -35,6 +36,10 @@ ABSL_FLAG(std::string, kubeconfig, "",
           "Where to write the kubeconfig (default state_dir/kubeconfig).");
 ABSL_FLAG(std::string, kubeconfig_user, "",
           "User from the token file whose token goes into the kubeconfig (default: first line).");
+ABSL_FLAG(std::string, client_cert_user, "",
+          "When set (and the CA is generated), issue a client certificate with this user as CN "
+          "and write a second kubeconfig, <kubeconfig>-<user>, that authenticates with it "
+          "(default: none).");
 ABSL_FLAG(std::string, protocols, "v5,v4,v1",
           "Exec sub-protocols accepted, of v5, v4, v1 (default v5,v4,v1; v4 acts as an older "
           "cluster).");
@@ -69,7 +74,11 @@ int main(int argc, char** argv) {
   podgate::runtime::InitLoggingFromFlags("kubesim");
   signal(SIGPIPE, SIG_IGN);
 
+  // Absolute, because kubectl resolves relative paths in a kubeconfig against its directory.
   std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+  if (!state_dir.empty()) {
+    state_dir = std::filesystem::absolute(state_dir).lexically_normal().string();
+  }
   if (state_dir.empty() || absl::GetFlag(FLAGS_cluster).empty() ||
       absl::GetFlag(FLAGS_token_file).empty()) {
     ExitWithError("--cluster, --token_file and --state_dir are required");
@@ -175,11 +184,30 @@ int main(int argc, char** argv) {
   std::string host = http_options.address == "0.0.0.0" ? "127.0.0.1" : http_options.address;
   podgate::kubesim::KubeconfigSpec spec;
   spec.server = absl::StrCat("https://", host, ":", port);
-  spec.ca_file = pki.ca_cert.empty() ? http_options.cert_file : pki.ca_cert;
+  spec.ca_file =
+      std::filesystem::absolute(pki.ca_cert.empty() ? http_options.cert_file : pki.ca_cert)
+          .string();
   spec.token = kube_user->token;
   spec.user = kube_user->user;
   if (absl::Status s = podgate::kubesim::WriteKubeconfig(kubeconfig, spec); !s.ok()) {
     ExitWithError(std::string(s.message()));
+  }
+  if (std::string user = absl::GetFlag(FLAGS_client_cert_user); !user.empty()) {
+    if (pki.ca_key.empty()) {
+      ExitWithError("--client_cert_user needs the generated CA (no --serving_cert)");
+    }
+    podgate::kubesim::KubeconfigSpec cert_spec = spec;
+    cert_spec.token.clear();
+    cert_spec.user = user;
+    if (absl::Status s = podgate::kubesim::IssueClientCert(
+            pki, state_dir + "/pki", user, &cert_spec.client_cert_file, &cert_spec.client_key_file);
+        !s.ok()) {
+      ExitWithError(absl::StrCat("issuing the client certificate: ", s.message()));
+    }
+    if (absl::Status s = podgate::kubesim::WriteKubeconfig(kubeconfig + "-" + user, cert_spec);
+        !s.ok()) {
+      ExitWithError(std::string(s.message()));
+    }
   }
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -80,7 +80,7 @@ class ConformanceTest : public ::testing::Test {
     WriteFile(*dir_ + "/tokens.csv", "admin-token,admin,1\ndev-token,dev,2\n");
     auto p = testing::Subprocess::Start(
         KUBESIM_BIN, {"--cluster", *dir_ + "/cluster.yaml", "--token_file", *dir_ + "/tokens.csv",
-                      "--state_dir", *dir_ + "/state", "--port", "0"});
+                      "--state_dir", *dir_ + "/state", "--port", "0", "--client_cert_user", "dev"});
     ASSERT_TRUE(p.ok()) << p.status();
     kubesim_ = p->release();
     ASSERT_TRUE(kubesim_->WaitForLine("\"serving\"", absl::Seconds(20)).ok());
@@ -194,6 +194,18 @@ TEST_F(ConformanceTest, KubectlSeesApiErrors) {
   r = Run(K("get pods -n demo", *dir_ + "/bad.kubeconfig"));
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("Unauthorized"));
+}
+
+TEST_F(ConformanceTest, KubectlWithClientCertificate) {
+  // The second kubeconfig authenticates with a client certificate (CN=dev), no token.
+  std::string cert_config = *kubeconfig_ + "-dev";
+  ASSERT_THAT(ReadFile(cert_config), HasSubstr("client-certificate:"));
+  ASSERT_THAT(ReadFile(cert_config), ::testing::Not(HasSubstr("token:")));
+  Result r = Run(K("exec -n demo web-1 -- id -u", cert_config));
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = Run(K("get pods -n secret", cert_config));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("User \"dev\" cannot list resource \"pods\""));
 }
 
 TEST_F(ConformanceTest, PythonClientReportsReturncode) {
