@@ -30,19 +30,58 @@ start() {  # name grpc_port metrics_port [flags...]
   pids+=("$!")
 }
 
-start policy 7101 9101 --policy_file="$POLICY_FILE"
-start exec 7102 9102
+# kubesim: the embedded default cluster (a JVM pod, a root container, ...), HTTPS on 7443 with a
+# generated CA, serving certificate, token file and kubeconfig under $STATE/kubesim.
+KUBESIM_STATE="$STATE/kubesim"
+mkdir -p "$KUBESIM_STATE"
+chmod 0755 "$STATE" "$KUBESIM_STATE"
+if [ ! -s "$KUBESIM_STATE/tokens.csv" ]; then
+  umask 077
+  {
+    echo "$(openssl rand -hex 24),podgate-exec,1001"
+    echo "$(openssl rand -hex 24),admin,1000"
+  } >"$KUBESIM_STATE/tokens.csv"
+  umask 022
+fi
+DEMO_APP="$(cd "$(dirname "$0")/kubesim/demo" && pwd)/DemoApp.java"
+sed "s|\$DEMO_APP|$DEMO_APP|" "$(dirname "$0")/kubesim/demo-cluster.yaml" >"$KUBESIM_STATE/cluster.yaml"
+"$BUILD_DIR/tools/kubesim/kubesim" --port=7443 --cluster="$KUBESIM_STATE/cluster.yaml" \
+  --token_file="$KUBESIM_STATE/tokens.csv" --state_dir="$KUBESIM_STATE" \
+  --kubeconfig_user=podgate-exec 2>"$STATE/logs/kubesim.log" &
+pids+=("$!")
+
+# Wait for kubesim's kubeconfig before exec reads it.
+for _ in $(seq 1 100); do
+  grep -q '"msg":"serving"' "$STATE/logs/kubesim.log" 2>/dev/null && break
+  sleep 0.1
+done
+
+# End-user tokens: an HS256 secret for the demo, and tokens minted with podgate-token.
+if [ ! -s "$STATE/jwt.secret" ]; then
+  (umask 077; openssl rand -hex 32 >"$STATE/jwt.secret")
+fi
+JWT_FLAGS=(--jwt_key_file="$STATE/jwt.secret" --jwt_algorithm=HS256
+           --jwt_issuer=https://podgate.local --jwt_audience=podgate)
+TOKEN="$BUILD_DIR/tools/token/podgate-token"
+mint() {  # user groups
+  "$TOKEN" --key_file="$STATE/jwt.secret" --algorithm=HS256 --issuer=https://podgate.local \
+    --audience=podgate --subject="$1" --groups="$2" --ttl=12h
+}
+
 start audit 7103 9103 --store="sqlite://$(realpath "$STATE")/audit.db" --chain_id=demo
+start policy 7101 9101 --policy_file="$POLICY_FILE" --audit_address=127.0.0.1:7103
+start exec 7102 9102 --kubeconfig="$KUBESIM_STATE/kubeconfig" --policy_address=127.0.0.1:7101 \
+  --audit_address=127.0.0.1:7103 "${JWT_FLAGS[@]}"
 start edge 7104 9104
 
 # Wait until every service logs that it is serving.
-for name in policy exec audit edge; do
+for name in kubesim policy exec audit edge; do
   for _ in $(seq 1 100); do
     grep -q '"msg":"serving"' "$STATE/logs/$name.log" 2>/dev/null && break
     sleep 0.1
   done
   if ! grep -q '"msg":"serving"' "$STATE/logs/$name.log"; then
-    echo "demo: podgate-$name did not start:" >&2
+    echo "demo: $name did not start:" >&2
     cat "$STATE/logs/$name.log" >&2
     exit 1
   fi
@@ -55,7 +94,16 @@ podgate demo is running (logs in $STATE/logs):
   exec      127.0.0.1:7102    http://127.0.0.1:9102/metrics
   audit     127.0.0.1:7103    http://127.0.0.1:9103/metrics  (store: $STATE/audit.db)
   edge      127.0.0.1:7104    http://127.0.0.1:9104/metrics
+  kubesim   https://127.0.0.1:7443 (demo cluster: app-shop, app-payments, ops)
+kubeconfig: $KUBESIM_STATE/kubeconfig
+  try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
+       kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n app-shop orders-7d4b9c -- jcmd -l
 Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:7103 query (or verify)
+
+Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
+  developer  DEV_TOKEN=$(mint dana developers)
+  sre        SRE_TOKEN=$(mint sam sre)
+  auditor    AUDITOR_TOKEN=$(mint ava podgate-auditors)
 Press Ctrl+C to stop.
 MSG
 wait -n "${pids[@]}" || true

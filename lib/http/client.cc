@@ -3,9 +3,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include <optional>
-#include <type_traits>
-
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -13,6 +10,8 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <optional>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -206,8 +205,8 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
           refusal->content_type = std::string(res[bhttp::field::content_type]);
           refusal->body = res.body();
         }
-        return absl::FailedPreconditionError(absl::StrCat(
-            "WebSocket upgrade refused: HTTP ", res.result_int(), " ", res.body()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("WebSocket upgrade refused: HTTP ", res.result_int(), " ", res.body()));
       }
       return NetError("WebSocket handshake", *done);
     }
@@ -239,8 +238,9 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
     RunPending();
     beast::get_lowest_layer(ws_).expires_never();
     if (*done == websocket::error::closed) {
-      return absl::OutOfRangeError(absl::StrCat("closed by server: code ", ws_.reason().code, " ",
-                                                std::string(ws_.reason().reason.data(), ws_.reason().reason.size())));
+      return absl::OutOfRangeError(
+          absl::StrCat("closed by server: code ", ws_.reason().code, " ",
+                       std::string(ws_.reason().reason.data(), ws_.reason().reason.size())));
     }
     if (*done) {
       return NetError("WebSocket read", *done);

@@ -17,10 +17,10 @@ struct ClientOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   bool tls = false;
-  std::string ca_file;            // verify the server against it (TLS); empty: system roots
-  std::string server_name;        // SNI and host name to verify; default: host
+  std::string ca_file;      // verify the server against it (TLS); empty: system roots
+  std::string server_name;  // SNI and host name to verify; default: host
   bool insecure_skip_verify = false;
-  std::string client_cert_file;   // optional client certificate (PEM) and key
+  std::string client_cert_file;  // optional client certificate (PEM) and key
   std::string client_key_file;
   std::vector<std::pair<std::string, std::string>> headers;  // e.g. Authorization
   absl::Duration timeout = absl::Seconds(10);                // per operation

@@ -72,22 +72,6 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
 
   const std::vector<std::string> common = {"--grpc_address=127.0.0.1:0", "--metrics_address=",
                                            "--drain_timeout=2s"};
-  if (options.start_policy) {
-    std::vector<std::string> args = common;
-    args.push_back("--policy_file=" + d + "/policy.yaml");
-    auto policy = Subprocess::Start(options.binaries.policy, args);
-    if (!policy.ok()) {
-      return policy.status();
-    }
-    s->policy_ = *std::move(policy);
-    absl::StatusOr<nlohmann::json> p = ServingLine(s->policy_.get(), "podgate-policy");
-    if (!p.ok()) {
-      return p.status();
-    }
-    s->policy_port_ = (*p)["grpc_port"];
-  } else {
-    s->policy_port_ = UnusedPort();
-  }
   if (options.start_audit) {
     std::vector<std::string> args = common;
     args.push_back("--store=sqlite://" + d + "/audit.db");
@@ -106,6 +90,25 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
     s->audit_port_ = UnusedPort();
   }
 
+  if (options.start_policy) {
+    std::vector<std::string> args = common;
+    args.push_back("--policy_file=" + d + "/policy.yaml");
+    if (options.start_audit) {
+      args.push_back(absl::StrCat("--audit_address=127.0.0.1:", s->audit_port_));
+    }
+    auto policy = Subprocess::Start(options.binaries.policy, args);
+    if (!policy.ok()) {
+      return policy.status();
+    }
+    s->policy_ = *std::move(policy);
+    absl::StatusOr<nlohmann::json> p = ServingLine(s->policy_.get(), "podgate-policy");
+    if (!p.ok()) {
+      return p.status();
+    }
+    s->policy_port_ = (*p)["grpc_port"];
+  } else {
+    s->policy_port_ = UnusedPort();
+  }
   std::vector<std::string> args = common;
   for (const std::string& f :
        {"--kubeconfig=" + s->kubeconfig_,

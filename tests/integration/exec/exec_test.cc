@@ -273,7 +273,8 @@ class ExecTest : public ::testing::Test {
     options.binaries = Binaries();
     options.cluster_yaml = kCluster;
     options.policy_yaml = kPolicy;
-    options.exec_flags = {"--interrupt_grace=1s"};
+    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s",
+                          "--max_sessions_per_user=3"};
     auto stack = testing::Stack::Start(options);
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = stack->release();
@@ -383,6 +384,27 @@ TEST_F(ExecTest, EveryStepIsInAuditAndTheDeniedCommandNeverReachesThePod) {
       EXPECT_EQ(r.event().command_result().output_sha256().size(), 32u);
     }
   }
+}
+
+TEST_F(ExecTest, PolicyVersionsAreRecordedInAudit) {
+  auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  podgate::audit::v1::QueryRequest req;
+  req.add_kinds(common::EVENT_KIND_POLICY_CHANGE);
+  auto reader = stub->Query(&ctx, req);
+  podgate::audit::v1::QueryResponse res;
+  int changes = 0;
+  while (reader->Read(&res)) {
+    if (res.has_record()) {
+      ++changes;
+      EXPECT_TRUE(res.record().event().policy_change().accepted());
+      EXPECT_EQ(res.record().event().policy_change().version().size(), 64u);
+      EXPECT_EQ(res.record().event().source_service(), "policy");
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(changes, 1);
 }
 
 TEST_F(ExecTest, ShellSyntaxIsRefusedBeforePolicy) {
@@ -545,6 +567,86 @@ TEST_F(ExecTest, ASlowConsumerSlowsThePodDown) {
   EXPECT_EQ(bytes, 50000000);
   EXPECT_LT(rss, 200 << 20) << "exec buffered the output of a slow consumer";
   s.Close();
+}
+
+TEST_F(ExecTest, ShellModeRunsATtyAndRecordsIt) {
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "app-1", "",
+                      common::SESSION_MODE_SHELL);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  pb::SessionRequest in;
+  in.mutable_stdin()->set_data("echo shell-$((6*7))\n");
+  s.Send(in);
+  std::string screen;
+  pb::SessionResponse res;
+  while (screen.find("shell-42") == std::string::npos && s.stream()->Read(&res)) {
+    if (res.has_stdout()) {
+      screen += res.stdout().data();
+    }
+  }
+  EXPECT_THAT(screen, HasSubstr("shell-42"));
+  in.mutable_stdin()->set_data("exit 0\n");
+  s.Send(in);
+  common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+  while (s.stream()->Read(&res)) {
+    if (res.has_closed()) {
+      reason = res.closed().reason();
+    }
+  }
+  EXPECT_EQ(reason, common::CLOSE_REASON_REMOTE_EXIT);
+  s.stream()->Finish();
+  std::string recording;
+  for (const auto& r : AuditOf(ready->session_id())) {
+    if (r.event().kind() == common::EVENT_KIND_SHELL_RECORDING) {
+      recording += r.event().shell_recording().asciicast();
+    }
+  }
+  EXPECT_THAT(recording, HasSubstr("\"version\":2"));
+  EXPECT_THAT(recording, HasSubstr("shell-42"));
+}
+
+TEST_F(ExecTest, IdleSessionsCloseAndSessionsPerUserAreCapped) {
+  SessionClient idle(stack_->exec_port());
+  auto ready = idle.Open(stack_->Token("ida", {"devs"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok());
+  pb::SessionResponse res;
+  common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+  const absl::Time start = absl::Now();
+  while (idle.stream()->Read(&res)) {
+    if (res.has_closed()) {
+      reason = res.closed().reason();
+    }
+  }
+  EXPECT_EQ(reason, common::CLOSE_REASON_IDLE_TIMEOUT);
+  EXPECT_GE(absl::Now() - start, absl::Seconds(3));
+  idle.stream()->Finish();
+
+  std::vector<std::unique_ptr<SessionClient>> open;
+  const std::string token = stack_->Token("uma", {"devs"});
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<SessionClient>(stack_->exec_port()));
+    ASSERT_TRUE(open.back()->Open(token, "team", "app-1").ok()) << i;
+  }
+  SessionClient fourth(stack_->exec_port());
+  auto refused = fourth.Open(token, "team", "app-1");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  open.back()->Close();
+  open.pop_back();
+  // A closed session frees its slot (the server lets go of it just after the stream ends).
+  bool reopened = false;
+  for (int i = 0; i < 40 && !reopened; ++i) {
+    SessionClient again(stack_->exec_port());
+    reopened = again.Open(token, "team", "app-1").ok();
+    if (reopened) {
+      again.Close();
+    } else {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+  EXPECT_TRUE(reopened);
+  for (auto& s : open) {
+    s->Close();
+  }
 }
 
 TEST_F(ExecTest, ListTargetsShowsOnlyWhatPolicyAllows) {
