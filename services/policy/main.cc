@@ -36,6 +36,27 @@ ABSL_FLAG(std::string, check, "",
 
 namespace {
 
+// Records every policy version loaded or refused as a POLICY_CHANGE audit event.
+class AuditSink final : public podgate::policy::PolicyChangeSink {
+ public:
+  explicit AuditSink(podgate::clients::AuditClient* audit) : audit_(audit) {}
+  void OnPolicyChange(const podgate::common::v1::PolicyChangeDetail& change) override {
+    podgate::common::v1::AuditEvent event;
+    event.set_kind(podgate::common::v1::EVENT_KIND_POLICY_CHANGE);
+    *event.mutable_policy_change() = change;
+    const std::string version = change.version();
+    audit_->Record(std::move(event), [version](absl::Status s) {
+      if (!s.ok()) {
+        podgate::log::Error("policy change not recorded in audit",
+                            {{"version", version}, {"error", s.ToString()}});
+      }
+    });
+  }
+
+ private:
+  podgate::clients::AuditClient* const audit_;
+};
+
 int Check(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
