@@ -104,6 +104,10 @@ Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
   developer  DEV_TOKEN=$(mint dana developers)
   sre        SRE_TOKEN=$(mint sam sre)
   auditor    AUDITOR_TOKEN=$(mint ava podgate-auditors)
+Run a command as the developer (stdout and stderr apart, the command's exit status):
+  $BUILD_DIR/tools/run/podgate-run --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
+  ... -- jstack \$(pgrep -f DemoApp.java)    (kubesim's containers share this machine's pids)
+  ... -- cat /etc/shadow                       (refused, with the rule and the reason)
 Press Ctrl+C to stop.
 MSG
 wait -n "${pids[@]}" || true

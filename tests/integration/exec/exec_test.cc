@@ -669,6 +669,30 @@ TEST_F(ExecTest, ListTargetsShowsOnlyWhatPolicyAllows) {
   EXPECT_EQ(stub->ListTargets(&bad, req, &res).error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
+// podgate-run, the command-line client: exit status, streams apart, refusals.
+TEST_F(ExecTest, PodgateRunPassesTheExitStatusAndStreams) {
+  auto run = [&](const std::string& token, std::vector<std::string> argv) {
+    std::vector<std::string> args = {absl::StrCat("--exec_address=127.0.0.1:", stack_->exec_port()),
+                                     "--token=" + token, "--namespace=team", "--pod=app-1", "--"};
+    args.insert(args.end(), argv.begin(), argv.end());
+    auto p = testing::Subprocess::Start(PODGATE_RUN_BIN, args);
+    EXPECT_TRUE(p.ok());
+    auto status = (*p)->WaitExit(absl::Seconds(30));
+    (*p)->WaitForLine("\x01never", absl::Milliseconds(100)).IgnoreError();
+    return std::make_pair(status.ok() ? *status : -1, absl::StrJoin((*p)->Lines(), "\n"));
+  };
+  auto [code, err] = run(stack_->Token("alice", {"admins"}),
+                         {"sh", "-c", "echo 'it''s'; echo oops >&2; exit 4"});
+  EXPECT_EQ(code, 4);
+  EXPECT_EQ(err, "oops");  // stderr only; stdout went to the terminal
+  auto [denied, why] = run(stack_->Token("dave", {"devs"}), {"cat", "/etc/passwd"});
+  EXPECT_EQ(denied, 126);
+  EXPECT_THAT(why, HasSubstr("default-deny"));
+  auto [refused, auth] = run("not-a-token", {"true"});
+  EXPECT_EQ(refused, 125);
+  EXPECT_THAT(auth, HasSubstr("credential refused"));
+}
+
 // Fail closed: without policy every command is denied; without audit nothing opens.
 TEST(ExecFailClosedTest, PolicyDownDeniesAndAuditDownRefuses) {
   {
