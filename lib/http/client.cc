@@ -56,31 +56,6 @@ struct IoBase {
   }
 };
 
-absl::Status MakeTlsContext(const ClientOptions& o, std::optional<ssl::context>& ctx) {
-  try {
-    ctx.emplace(ssl::context::tls_client);
-    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    if (o.insecure_skip_verify) {
-      ctx->set_verify_mode(ssl::verify_none);
-    } else {
-      if (o.ca_file.empty()) {
-        ctx->set_default_verify_paths();
-      } else {
-        ctx->load_verify_file(o.ca_file);
-      }
-      ctx->set_verify_mode(ssl::verify_peer);
-    }
-    if (!o.client_cert_file.empty()) {
-      ctx->use_certificate_chain_file(o.client_cert_file);
-      ctx->use_private_key_file(o.client_key_file, ssl::context::pem);
-    }
-  } catch (const boost::system::system_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("TLS client setup failed: ", e.what()));
-  }
-  return absl::OkStatus();
-}
-
 // Connects the lowest layer and, for TLS, performs the handshake with host verification.
 template <class Stream>
 absl::Status ConnectStream(IoBase& base, Stream& stream, const ClientOptions& o) {
@@ -281,11 +256,37 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
 
 }  // namespace
 
+absl::Status MakeClientTlsContext(const ClientOptions& o, std::optional<ssl::context>& ctx) {
+  try {
+    ctx.emplace(ssl::context::tls_client);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    if (o.insecure_skip_verify) {
+      ctx->set_verify_mode(ssl::verify_none);
+    } else {
+      if (o.ca_file.empty()) {
+        ctx->set_default_verify_paths();
+      } else {
+        ctx->load_verify_file(o.ca_file);
+      }
+      ctx->set_verify_mode(ssl::verify_peer);
+    }
+    if (!o.client_cert_file.empty()) {
+      ctx->use_certificate_chain_file(o.client_cert_file);
+      ctx->use_private_key_file(o.client_key_file, ssl::context::pem);
+    }
+  } catch (const boost::system::system_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS client setup failed: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+
 absl::StatusOr<ClientResponse> Fetch(const ClientOptions& options, const std::string& method,
                                      const std::string& target, const std::string& body) {
   IoBase base;
   if (options.tls) {
-    if (absl::Status s = MakeTlsContext(options, base.tls); !s.ok()) {
+    if (absl::Status s = MakeClientTlsContext(options, base.tls); !s.ok()) {
       return s;
     }
     TlsStream stream(base.io, *base.tls);
@@ -300,7 +301,7 @@ absl::StatusOr<std::unique_ptr<WebSocketClient>> WebSocketClient::Connect(
     const std::vector<std::string>& subprotocols, ClientResponse* refusal) {
   if (options.tls) {
     std::optional<ssl::context> tls;
-    if (absl::Status s = MakeTlsContext(options, tls); !s.ok()) {
+    if (absl::Status s = MakeClientTlsContext(options, tls); !s.ok()) {
       return s;
     }
     auto client = std::make_unique<WebSocketClientImpl<TlsStream>>(options, std::move(tls));

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+
+#include <boost/asio/ssl/context.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +35,12 @@ struct ClientResponse {
   std::string content_type;
   std::string body;
 };
+
+// The TLS client context every podgate HTTP/WebSocket client uses: TLS 1.2 or newer, the
+// server verified against `ca_file` (or the system roots) unless insecure_skip_verify, and the
+// optional client certificate.
+absl::Status MakeClientTlsContext(const ClientOptions& options,
+                                  std::optional<boost::asio::ssl::context>& context);
 
 // One request on a fresh connection.
 absl::StatusOr<ClientResponse> Fetch(const ClientOptions& options, const std::string& method,
