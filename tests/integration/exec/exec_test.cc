@@ -407,6 +407,22 @@ TEST_F(ExecTest, PolicyVersionsAreRecordedInAudit) {
   EXPECT_EQ(changes, 1);
 }
 
+TEST_F(ExecTest, StdinSentWithTheCommandReachesIt) {
+  SessionClient s(stack_->exec_port());
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  // Input right behind the command line, before policy has even answered.
+  s.Command("cat");
+  pb::SessionRequest in;
+  in.mutable_stdin()->set_data("piped data\n");
+  in.mutable_stdin()->set_eof(true);
+  s.Send(in);
+  Outcome o = s.Wait();
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->exit_code(), 0);
+  EXPECT_EQ(o.stdout_text, "piped data\n");
+  s.Close();
+}
+
 TEST_F(ExecTest, ShellSyntaxIsRefusedBeforePolicy) {
   SessionClient s(stack_->exec_port());
   ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
@@ -724,6 +740,23 @@ TEST(ExecFailClosedTest, PolicyDownDeniesAndAuditDownRefuses) {
     auto r = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
     EXPECT_THAT(r.status().message(), HasSubstr("audit"));
+  }
+  {
+    // Outside strict mode, commands run while audit is away (and each loss is logged).
+    testing::StackOptions options;
+    options.binaries = Binaries();
+    options.cluster_yaml = kCluster;
+    options.policy_yaml = kPolicy;
+    options.start_audit = false;
+    options.exec_flags = {"--audit_strict=false", "--audit_ack_timeout=1s"};
+    auto stack = testing::Stack::Start(options);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    SessionClient s((*stack)->exec_port());
+    ASSERT_TRUE(s.Open((*stack)->Token("dave", {"devs"}), "team", "app-1").ok());
+    Outcome o = s.Run("echo lenient");
+    ASSERT_TRUE(o.exit.has_value());
+    EXPECT_EQ(o.stdout_text, "lenient\n");
+    s.Close();
   }
 }
 
