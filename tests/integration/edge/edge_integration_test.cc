@@ -1,10 +1,13 @@
 // edge through real processes: kubesim (the Kubernetes API), podgate-policy, podgate-exec and
 // podgate-edge over real sockets, driven by a C++ WebSocket client speaking the seed and v1
-// browser protocols. audit is not running: exec runs with --audit_strict=false and edge's
-// audit view must answer with a clear error instead of hanging.
+// browser protocols, with podgate-audit on SQLite behind exec (strict) and edge's audit view.
+// (support/http_client.h is not used: it builds Beast without BOOST_ASIO_NO_DEPRECATED, which
+// must not be linked next to podgate::http.)
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -20,7 +23,6 @@
 #include "gtest/gtest.h"
 #include "http/client.h"
 #include "nlohmann/json.hpp"
-#include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/subprocess.h"
 #include "support/test_pki.h"
@@ -121,11 +123,20 @@ class EdgeTest : public ::testing::Test {
     const std::vector<std::string> jwt = {"--jwt_key_file=" + d + "/jwt.secret",
                                           "--jwt_algorithm=HS256",
                                           std::string("--jwt_issuer=") + kIssuer};
-    // Nothing listens on port 1: audit is down (non-strict exec keeps running commands).
+    auto audit = Subprocess::Start(PODGATE_AUDIT_BIN,
+                                   {"--grpc_address=127.0.0.1:0", "--metrics_address=",
+                                    "--store=sqlite://" + d + "/audit.db"});
+    ASSERT_TRUE(audit.ok()) << audit.status();
+    audit_ = audit->release();
+    line = audit_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    const std::string audit_address = absl::StrCat("127.0.0.1:", JsonPort(*line, "grpc_port"));
+
+    // Strict audit (the default): nothing runs before audit has acknowledged it.
     std::vector<std::string> exec_args = {"--grpc_address=127.0.0.1:0", "--metrics_address=",
                                           "--kubeconfig=" + d + "/kube/kubeconfig",
                                           "--policy_address=" + policy_address,
-                                          "--audit_address=127.0.0.1:1", "--audit_strict=false"};
+                                          "--audit_address=" + audit_address};
     exec_args.insert(exec_args.end(), jwt.begin(), jwt.end());
     auto exec = Subprocess::Start(PODGATE_EXEC_BIN, exec_args);
     ASSERT_TRUE(exec.ok()) << exec.status();
@@ -139,7 +150,7 @@ class EdgeTest : public ::testing::Test {
                                           "--http_address=127.0.0.1:0",
                                           "--exec_address=" + exec_address,
                                           "--policy_address=" + policy_address,
-                                          "--audit_address=127.0.0.1:1",
+                                          "--audit_address=" + audit_address,
                                           "--backend_timeout=2s",
                                           std::string("--allowed_origins=") + kOrigin +
                                               ",https://other.podgate.test",
@@ -160,7 +171,20 @@ class EdgeTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    for (Subprocess** p : {&edge_, &exec_, &policy_, &kubesim_}) {
+    // On failure, what the services said helps more than the assertion.
+    const ::testing::TestSuite* suite = ::testing::UnitTest::GetInstance()->current_test_suite();
+    if (suite != nullptr && suite->Failed()) {
+      for (Subprocess* p : {policy_, audit_, exec_, edge_}) {
+        if (p == nullptr) {
+          continue;
+        }
+        std::vector<std::string> lines = p->Lines();
+        for (size_t i = lines.size() > 40 ? lines.size() - 40 : 0; i < lines.size(); ++i) {
+          std::cerr << lines[i] << "\n";
+        }
+      }
+    }
+    for (Subprocess** p : {&edge_, &exec_, &audit_, &policy_, &kubesim_}) {
       delete *p;
       *p = nullptr;
     }
@@ -288,6 +312,7 @@ class EdgeTest : public ::testing::Test {
   static Subprocess* kubesim_;
   static Subprocess* policy_;
   static Subprocess* exec_;
+  static Subprocess* audit_;
   static Subprocess* edge_;
   static int http_port_;
   static int metrics_port_;
@@ -297,6 +322,7 @@ std::string* EdgeTest::dir_ = nullptr;
 Subprocess* EdgeTest::kubesim_ = nullptr;
 Subprocess* EdgeTest::policy_ = nullptr;
 Subprocess* EdgeTest::exec_ = nullptr;
+Subprocess* EdgeTest::audit_ = nullptr;
 Subprocess* EdgeTest::edge_ = nullptr;
 int EdgeTest::http_port_ = 0;
 int EdgeTest::metrics_port_ = 0;
@@ -498,7 +524,9 @@ TEST_F(EdgeTest, AFloodIsClosedWhileAnotherUserIsUnaffected) {
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(out->data, R"({"stdout": "still here\n"})");
 
-  auto metrics = testing::HttpGet(metrics_port_, "/metrics");
+  http::ClientOptions mo;
+  mo.port = static_cast<uint16_t>(metrics_port_);
+  auto metrics = http::Fetch(mo, "GET", "/metrics");
   ASSERT_TRUE(metrics.ok());
   auto parsed = testing::ParsePrometheusText(metrics->body);
   ASSERT_TRUE(parsed.ok());
@@ -559,12 +587,33 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
 
   EXPECT_EQ(Get("/api/v1/audit", Token())->status, 403);  // not an auditor
   EXPECT_EQ(Get("/api/v1/audit?format=xml", Token("ann", {"podgate-auditors"}))->status, 400);
-  absl::Time start = absl::Now();
-  auto audit = Get("/api/v1/audit?user=alice", Token("ann", {"podgate-auditors"}));
+  EXPECT_EQ(Get("/api/v1/audit?color=red", Token("ann", {"podgate-auditors"}))->status, 400);
+
+  // A seed session's allowed and refused commands both reach the audit trail.
+  auto ws = Seed(Token("carol", {"developers"}));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("echo audited", false).ok());
+  ASSERT_TRUE(ws->Read(absl::Seconds(10)).ok());
+  ASSERT_TRUE(ws->Write("cat /etc/shadow", false).ok());
+  auto denied = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(denied.ok());
+  EXPECT_THAT(denied->data, HasSubstr("is not allowed"));
+  ASSERT_TRUE(ws->Write("exit", false).ok());
+  ReadUntilClosed(*ws, nullptr);
+  auto audit = Get("/api/v1/audit?user=carol&page_size=100", Token("ann", {"podgate-auditors"}));
   ASSERT_TRUE(audit.ok());
-  EXPECT_EQ(audit->status, 503) << audit->body;  // audit is down: a clear error, no hang
-  EXPECT_THAT(audit->body, HasSubstr("UNAVAILABLE"));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+  ASSERT_EQ(audit->status, 200) << audit->body;
+  nlohmann::json records = nlohmann::json::parse(audit->body)["records"];
+  std::string all = records.dump();
+  EXPECT_THAT(all, HasSubstr("audited"));
+  EXPECT_THAT(all, HasSubstr("/etc/shadow"));
+  EXPECT_THAT(all, HasSubstr("carol"));
+  auto lines = Get("/api/v1/audit?user=carol&format=jsonl", Token("ann", {"podgate-auditors"}));
+  ASSERT_TRUE(lines.ok());
+  EXPECT_EQ(lines->status, 200);
+  EXPECT_EQ(lines->content_type, "application/x-ndjson");
+  EXPECT_EQ(static_cast<size_t>(std::count(lines->body.begin(), lines->body.end(), '\n')),
+            records.size());
 
   auto page = Get("/", "");
   ASSERT_TRUE(page.ok());
@@ -576,7 +625,7 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
   EXPECT_EQ(Get("/healthz", "")->status, 200);
   auto ready = Get("/readyz", "");
   ASSERT_TRUE(ready.ok());
-  EXPECT_THAT(ready->body, HasSubstr("\"audit\":\"not ready\""));
+  EXPECT_THAT(ready->body, HasSubstr("\"exec\""));
 }
 
 }  // namespace
