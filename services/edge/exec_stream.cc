@@ -30,10 +30,13 @@ void ExecStream::Cancel() { context_.TryCancel(); }
 void ExecStream::Release() { RemoveHold(); }
 
 void ExecStream::OnReadDone(bool ok) {
-  boost::asio::post(executor_, [events = events_, ok, response = std::move(response_)]() mutable {
+  // Take the message and leave response_ empty before posting: once posted, the strand may
+  // start the next read into response_ at any moment.
+  podgate::exec::v1::SessionResponse response;
+  response.Swap(&response_);
+  boost::asio::post(executor_, [events = events_, ok, response = std::move(response)]() mutable {
     events->OnExecRead(ok, std::move(response));
   });
-  response_.Clear();
 }
 
 void ExecStream::OnWriteDone(bool ok) {
