@@ -108,8 +108,13 @@ class WebSocketSession : public WebSocketConnection,
     beast::get_lowest_layer(ws_).expires_never();
     websocket::stream_base::timeout timeouts{};
     timeouts.handshake_timeout = ToChrono(o.handshake_timeout);
-    timeouts.idle_timeout = websocket::stream_base::none();
-    timeouts.keep_alive_pings = false;
+    if (o.websocket_keepalive == absl::InfiniteDuration()) {
+      timeouts.idle_timeout = websocket::stream_base::none();
+      timeouts.keep_alive_pings = false;
+    } else {
+      timeouts.idle_timeout = ToChrono(o.websocket_keepalive);
+      timeouts.keep_alive_pings = true;
+    }
     ws_.set_option(timeouts);
     ws_.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
       res.set(bhttp::field::server, "podgate");
@@ -424,6 +429,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         auto ws = std::make_shared<WebSocketSession<Stream>>(std::move(stream_), server_);
         routed.set(bhttp::field::content_length, "0");
         ws->Accept(std::move(routed), std::move(result.subprotocol), std::move(result.websocket));
+        return;
+      }
+      if (!upgrade && result.deferred && !result.response.has_value()) {
+        bool keep_alive = request.keep_alive();
+        unsigned version = request.version();
+        beast::get_lowest_layer(stream_).expires_after(ToChrono(server_->options.idle_timeout));
+        result.deferred([self = this->shared_from_this(), keep_alive, version](Response res) {
+          res.version(version);
+          res.keep_alive(keep_alive);
+          res.prepare_payload();
+          net::dispatch(self->stream_.get_executor(),
+                        [self, res = std::make_shared<Response>(std::move(res))]() mutable {
+                          self->DoWrite(std::move(res));
+                        });
+        });
         return;
       }
     } catch (const std::exception& e) {

@@ -76,6 +76,10 @@ struct RouteResult {
   std::optional<Response> response;
   std::shared_ptr<WebSocketHandler> websocket;  // non-null: accept the upgrade
   std::string subprotocol;                      // sent in Sec-WebSocket-Protocol when non-empty
+  // Set (with no response and no websocket): the answer comes later. The server calls it once
+  // with a `reply` that may be called from any thread, exactly once, e.g. when a backend call
+  // completes; the connection waits (bounded by the idle timeout) without holding a thread.
+  std::function<void(std::function<void(Response)> reply)> deferred;
 };
 
 // Called on the connection's strand for every request; must not block. For a WebSocket upgrade
@@ -96,8 +100,11 @@ struct ServerOptions {
   size_t websocket_message_limit_bytes = 1024 * 1024;
   size_t write_high_watermark_bytes = 256 * 1024;
   size_t write_hard_limit_bytes = 8 * 1024 * 1024;
-  absl::Duration handshake_timeout = absl::Seconds(10);  // TLS + request headers + upgrade
-  absl::Duration idle_timeout = absl::Seconds(60);       // keep-alive HTTP between requests
+  absl::Duration handshake_timeout = absl::Seconds(10);   // TLS + request headers + upgrade
+  absl::Duration idle_timeout = absl::Seconds(60);        // keep-alive HTTP between requests
+  // WebSocket keepalive: ping when the peer has been silent for half of it, close when it stays
+  // silent for all of it. Infinite (the default) disables pings.
+  absl::Duration websocket_keepalive = absl::InfiniteDuration();
   size_t max_connections = 4096;
 };
 

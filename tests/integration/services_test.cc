@@ -76,6 +76,10 @@ std::vector<std::string> RequiredFlags(const std::string& name) {
     return {"--jwt_key_file=" + dir + "/jwt.secret", "--jwt_algorithm=HS256",
             "--jwt_issuer=https://podgate.test", "--kubeconfig=" + dir + "/kubeconfig"};
   }
+  if (name == "edge") {
+    return {"--jwt_key_file=" + dir + "/jwt.secret", "--jwt_algorithm=HS256",
+            "--jwt_issuer=https://podgate.test", "--http_address=127.0.0.1:0"};
+  }
   return {};
 }
 

@@ -1,0 +1,655 @@
+#include "edge/browser_session.h"
+
+#include <chrono>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/util/time_util.h"
+#include "nlohmann/json.hpp"
+#include "runtime/log.h"
+
+namespace podgate::edge {
+
+namespace {
+
+using podgate::exec::v1::SessionRequest;
+using podgate::exec::v1::SessionResponse;
+
+const char* TerminationName(podgate::common::v1::Termination t) {
+  switch (t) {
+    case podgate::common::v1::TERMINATION_EXITED:
+      return "exited";
+    case podgate::common::v1::TERMINATION_INTERRUPTED:
+      return "interrupted";
+    case podgate::common::v1::TERMINATION_TIME_LIMIT:
+      return "time_limit";
+    case podgate::common::v1::TERMINATION_OUTPUT_LIMIT:
+      return "output_limit";
+    case podgate::common::v1::TERMINATION_ERROR:
+      return "error";
+    default:
+      return "unknown";
+  }
+}
+
+const char* CloseReasonName(podgate::common::v1::CloseReason r) {
+  switch (r) {
+    case podgate::common::v1::CLOSE_REASON_CLIENT:
+      return "client";
+    case podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT:
+      return "idle_timeout";
+    case podgate::common::v1::CLOSE_REASON_SESSION_LIMIT:
+      return "session_limit";
+    case podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED:
+      return "credential_expired";
+    case podgate::common::v1::CLOSE_REASON_SHUTDOWN:
+      return "shutdown";
+    case podgate::common::v1::CLOSE_REASON_DISCONNECTED:
+      return "disconnected";
+    default:
+      return "unknown";
+  }
+}
+
+std::string CodeName(int code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+// The WebSocket close code for an exec stream that ended with `code`.
+uint16_t CloseCodeFor(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return kClosePolicy;
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return kCloseTryAgainLater;
+    default:
+      return kCloseInternal;
+  }
+}
+
+std::chrono::steady_clock::time_point SteadyAt(absl::Time t) {
+  absl::Duration d = t - absl::Now();
+  if (d < absl::ZeroDuration()) {
+    d = absl::ZeroDuration();
+  }
+  if (d > absl::Hours(24 * 365)) {
+    d = absl::Hours(24 * 365);
+  }
+  return std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(d);
+}
+
+// Close reasons are at most 123 bytes (RFC 6455 §5.5).
+std::string CloseReasonText(absl::string_view text) {
+  return std::string(text.substr(0, 120));
+}
+
+}  // namespace
+
+BrowserSession::BrowserSession(EdgeContext* context, SessionParams params)
+    : context_(context), params_(std::move(params)) {
+  if (params_.verified.has_value()) {
+    user_ = params_.verified->principal.user();
+    expires_ = params_.verified->expires;
+  }
+}
+
+BrowserSession::~BrowserSession() { ReleaseSlots(); }
+
+// The replica and user connection slots; also when the upgrade failed and OnClose never ran.
+void BrowserSession::ReleaseSlots() {
+  if (slots_released_) {
+    return;
+  }
+  slots_released_ = true;
+  context_->limits->ReleaseConnection();
+  if (!user_.empty()) {
+    context_->limits->ReleaseUser(user_);
+  }
+}
+
+void BrowserSession::OnOpen(std::shared_ptr<http::WebSocketConnection> connection) {
+  connection_ = std::move(connection);
+  context_->metrics->ConnectionOpened(protocol_name());
+  opened_ = context_->limits->Now();
+  last_message_ = opened_;
+  const LimitOptions& lo = context_->limits->options();
+  bucket_.emplace(lo.messages_per_second, lo.message_burst, opened_);
+  timer_ = std::make_unique<boost::asio::steady_timer>(connection_->executor());
+  if (params_.verified.has_value()) {
+    StartExec();
+  }
+  ArmTimer();
+}
+
+void BrowserSession::OnMessage(std::string data, bool binary) {
+  context_->metrics->Frame("in", data.size());
+  if (closing_) {
+    return;
+  }
+  absl::Time now = context_->limits->Now();
+  last_message_ = now;
+  if (!bucket_->Take(now) || (!user_.empty() && !context_->limits->TakeUserMessage(user_))) {
+    context_->metrics->Rejection("rate");
+    log::Warn("browser message rate exceeded", {{"user", user_}, {"protocol", protocol_name()}});
+    CloseBrowser(kClosePolicy, "message rate exceeded");
+    return;
+  }
+  if (params_.protocol == Protocol::kV1) {
+    HandleV1(std::move(data), binary);
+  } else {
+    HandleSeed(std::move(data), binary);
+  }
+}
+
+void BrowserSession::Authenticate(const std::string& token) {
+  absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
+  if (!verified.ok()) {
+    std::string reason = auth::AuthFailureReason(verified.status());
+    context_->metrics->AuthFailure(reason);
+    log::Info("browser authentication refused",
+              {{"reason", reason}, {"source", params_.source_address}});
+    if (params_.protocol == Protocol::kV1) {
+      SendError("UNAUTHENTICATED", std::string(verified.status().message()));
+    } else {
+      Send(SeedReply("stderr", "Authentication failed"), false);
+    }
+    CloseBrowser(kClosePolicy, "authentication failed");
+    return;
+  }
+  if (!context_->limits->AcquireUser(verified->principal.user())) {
+    context_->metrics->Rejection("limit");
+    if (params_.protocol == Protocol::kV1) {
+      SendError("RESOURCE_EXHAUSTED", "too many connections for this user");
+    } else {
+      Send(SeedReply("stderr", "Too many connections for this user"), false);
+    }
+    CloseBrowser(kClosePolicy, "too many connections for this user");
+    return;
+  }
+  user_ = verified->principal.user();
+  expires_ = verified->expires;
+  params_.token = token;
+  params_.verified = *std::move(verified);
+  StartExec();
+  ArmTimer();
+}
+
+void BrowserSession::StartExec() {
+  SessionRequest open;
+  auto* o = open.mutable_open();
+  o->mutable_credential()->set_bearer_token(params_.token);
+  *o->mutable_target() = params_.target;
+  o->set_mode(params_.mode);
+  o->mutable_size()->set_width(80);
+  o->mutable_size()->set_height(24);
+  o->set_source_address(params_.source_address);
+  o->set_client(params_.client);
+  exec_started_ = true;
+  read_outstanding_ = true;
+  write_in_flight_ = true;
+  exec_ = new ExecStream(context_->exec, shared_from_this(), connection_->executor(),
+                         std::move(open));
+}
+
+void BrowserSession::HandleV1(std::string data, bool binary) {
+  absl::StatusOr<V1ClientMessage> parsed = binary ? ParseV1Binary(data) : ParseV1Text(data);
+  if (!parsed.ok()) {
+    SendError("INVALID_ARGUMENT", std::string(parsed.status().message()));
+    CloseBrowser(binary ? kCloseUnsupportedData : kCloseInvalidPayload,
+                 std::string(parsed.status().message()));
+    return;
+  }
+  V1ClientMessage& m = *parsed;
+  if (!params_.verified.has_value()) {
+    if (m.type != V1ClientMessage::Type::kAuth) {
+      context_->metrics->AuthFailure("missing");
+      SendError("UNAUTHENTICATED", "the first message must be {\"type\":\"auth\",...}");
+      CloseBrowser(kClosePolicy, "authentication required");
+      return;
+    }
+    Authenticate(m.token);
+    return;
+  }
+  SessionRequest request;
+  switch (m.type) {
+    case V1ClientMessage::Type::kAuth:
+      SendError("FAILED_PRECONDITION", "already authenticated");
+      CloseBrowser(kClosePolicy, "second auth message");
+      return;
+    case V1ClientMessage::Type::kCommand:
+      if (m.id.empty()) {
+        m.id = absl::StrCat("c", ++next_command_);
+      }
+      request.mutable_command()->set_command_id(m.id);
+      request.mutable_command()->set_line(m.line);
+      command_sent_ = absl::Now();
+      break;
+    case V1ClientMessage::Type::kStdin:
+      request.mutable_stdin()->set_data(m.data);
+      request.mutable_stdin()->set_eof(m.eof);
+      break;
+    case V1ClientMessage::Type::kResize:
+      request.mutable_resize()->mutable_size()->set_width(m.cols);
+      request.mutable_resize()->mutable_size()->set_height(m.rows);
+      break;
+    case V1ClientMessage::Type::kInterrupt:
+      request.mutable_interrupt();
+      break;
+    case V1ClientMessage::Type::kClose:
+      EndExec();
+      return;
+  }
+  Enqueue(std::move(request));
+}
+
+void BrowserSession::HandleSeed(std::string data, bool binary) {
+  if (!params_.verified.has_value()) {
+    std::optional<std::string> token = binary ? std::nullopt : ParseSeedAuth(data);
+    if (!token.has_value()) {
+      context_->metrics->AuthFailure("missing");
+      Send(SeedReply("stderr", "Authentication required"), false);
+      CloseBrowser(kClosePolicy, "authentication required");
+      return;
+    }
+    Authenticate(*token);
+    return;
+  }
+  if (binary) {
+    CloseBrowser(kCloseUnsupportedData, "text messages only");
+    return;
+  }
+  if (absl::StripAsciiWhitespace(data) == "exit") {
+    EndExec();
+    return;
+  }
+  if (absl::StripAsciiWhitespace(data).empty()) {
+    return;
+  }
+  if (seed_commands_.size() >= context_->options.max_pending_requests) {
+    context_->metrics->Rejection("limit");
+    Send(SeedReply("stderr", "Too many commands waiting"), false);
+    CloseBrowser(kClosePolicy, "too many commands waiting");
+    return;
+  }
+  seed_commands_.push_back(std::move(data));
+  SendNextSeedCommand();
+}
+
+void BrowserSession::SendNextSeedCommand() {
+  if (!exec_ready_ || seed_command_running_ || seed_commands_.empty() || writes_closing_) {
+    return;
+  }
+  SessionRequest request;
+  request.mutable_command()->set_command_id(absl::StrCat("c", ++next_command_));
+  request.mutable_command()->set_line(seed_commands_.front());
+  seed_command_running_ = true;
+  command_sent_ = absl::Now();
+  Enqueue(std::move(request));
+}
+
+void BrowserSession::Enqueue(SessionRequest request) {
+  if (writes_closing_ || exec_read_done_ || !exec_started_) {
+    return;
+  }
+  pending_.push_back(std::move(request));
+  if (pending_.size() >= context_->options.max_pending_requests && !browser_paused_ &&
+      connection_ != nullptr) {
+    browser_paused_ = true;
+    connection_->PauseReading();
+  }
+  Pump();
+}
+
+void BrowserSession::Pump() {
+  if (exec_ == nullptr || write_in_flight_ || exec_read_done_) {
+    return;
+  }
+  if (!pending_.empty()) {
+    write_in_flight_ = true;
+    exec_->Write(std::move(pending_.front()));
+    pending_.pop_front();
+    if (browser_paused_ && pending_.size() < context_->options.max_pending_requests / 2 &&
+        connection_ != nullptr && !browser_gone_) {
+      browser_paused_ = false;
+      connection_->ResumeReading();
+    }
+    return;
+  }
+  if (writes_closing_ && !writes_done_sent_) {
+    writes_done_sent_ = true;
+    exec_->CloseWrites();
+  }
+}
+
+// Asks exec to end the session cleanly: `close`, then half-close.
+void BrowserSession::EndExec() {
+  if (!exec_started_ || writes_closing_) {
+    if (!exec_started_) {
+      CloseBrowser(kCloseNormal, "bye");
+    }
+    return;
+  }
+  SessionRequest close;
+  close.mutable_close();
+  pending_.push_back(std::move(close));
+  writes_closing_ = true;
+  Pump();
+}
+
+void BrowserSession::ReadExec() {
+  if (exec_ == nullptr || read_outstanding_ || exec_read_done_) {
+    return;
+  }
+  read_outstanding_ = true;
+  read_waits_for_browser_ = false;
+  exec_->Read();
+}
+
+void BrowserSession::MaybeRelease() {
+  if (exec_ != nullptr && exec_read_done_ && !write_in_flight_ && !read_outstanding_) {
+    ExecStream* exec = exec_;
+    exec_ = nullptr;
+    exec->Release();
+  }
+}
+
+void BrowserSession::OnExecWriteDone(bool ok) {
+  write_in_flight_ = false;
+  if (!ok) {
+    pending_.clear();
+    // The stream is broken; the outstanding read reports the end.
+    MaybeRelease();
+    return;
+  }
+  Pump();
+  MaybeRelease();
+}
+
+void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
+  read_outstanding_ = false;
+  if (!ok) {
+    exec_read_done_ = true;
+    pending_.clear();
+    MaybeRelease();
+    return;
+  }
+  bool more = true;
+  if (!browser_gone_ && !closing_) {
+    const bool v1 = params_.protocol == Protocol::kV1;
+    switch (response.kind_case()) {
+      case SessionResponse::kReady: {
+        exec_ready_ = true;
+        context_->metrics->SessionOpened();
+        const auto& r = response.ready();
+        log::Info("session open", {{"session_id", r.session_id()},
+                                   {"user", r.principal().user()},
+                                   {"namespace", r.target().namespace_()},
+                                   {"pod", r.target().pod()},
+                                   {"container", r.target().container()},
+                                   {"protocol", protocol_name()}});
+        if (v1) {
+          nlohmann::json j = {{"type", "ready"},
+                              {"session_id", r.session_id()},
+                              {"user", r.principal().user()},
+                              {"groups", r.principal().groups()},
+                              {"namespace", r.target().namespace_()},
+                              {"pod", r.target().pod()},
+                              {"container", r.target().container()},
+                              {"mode", r.mode() == podgate::common::v1::SESSION_MODE_SHELL
+                                           ? "shell"
+                                           : "command"}};
+          if (r.has_expires_time()) {
+            j["expires"] = google::protobuf::util::TimeUtil::ToString(r.expires_time());
+          }
+          more = Send(j.dump(), false);
+        }
+        SendNextSeedCommand();
+        break;
+      }
+      case SessionResponse::kStdout:
+      case SessionResponse::kStderr: {
+        const bool out = response.kind_case() == SessionResponse::kStdout;
+        const std::string& data = out ? response.stdout().data() : response.stderr().data();
+        if (command_sent_.has_value()) {
+          context_->metrics->FirstOutputLatency(absl::ToDoubleSeconds(absl::Now() - *command_sent_));
+          command_sent_.reset();
+        }
+        if (v1) {
+          more = Send(V1Binary(out ? BinaryKind::kStdout : BinaryKind::kStderr, data), true);
+        } else {
+          more = Send(SeedReply(out ? "stdout" : "stderr", data), false);
+        }
+        break;
+      }
+      case SessionResponse::kExit: {
+        const auto& e = response.exit();
+        command_sent_.reset();
+        if (v1) {
+          more = Send(nlohmann::json{{"type", "exit"},
+                                     {"id", e.command_id()},
+                                     {"termination", TerminationName(e.termination())},
+                                     {"code", e.exit_code()},
+                                     {"duration_ms", google::protobuf::util::TimeUtil::
+                                                         DurationToMilliseconds(e.duration())},
+                                     {"output_bytes", e.output_bytes()}}
+                          .dump(),
+                      false);
+        } else {
+          if (e.termination() != podgate::common::v1::TERMINATION_EXITED) {
+            more = Send(SeedReply("stderr", absl::StrCat("Command ended: ",
+                                                         TerminationName(e.termination()))),
+                        false);
+          }
+          seed_command_running_ = false;
+          if (!seed_commands_.empty()) {
+            seed_commands_.pop_front();
+          }
+          SendNextSeedCommand();
+        }
+        break;
+      }
+      case SessionResponse::kDenied: {
+        const auto& d = response.denied();
+        command_sent_.reset();
+        if (v1) {
+          more = Send(nlohmann::json{{"type", "denied"},
+                                     {"id", d.command_id()},
+                                     {"rule", d.rule()},
+                                     {"reason", d.reason()}}
+                          .dump(),
+                      false);
+        } else {
+          more = Send(SeedDenial(seed_commands_.empty() ? "" : seed_commands_.front()), false);
+          seed_command_running_ = false;
+          if (!seed_commands_.empty()) {
+            seed_commands_.pop_front();
+          }
+          SendNextSeedCommand();
+        }
+        break;
+      }
+      case SessionResponse::kError: {
+        const auto& e = response.error();
+        command_sent_.reset();
+        if (v1) {
+          more = Send(nlohmann::json{{"type", "error"},
+                                     {"id", e.command_id()},
+                                     {"code", CodeName(e.status().code())},
+                                     {"message", e.status().message()}}
+                          .dump(),
+                      false);
+        } else {
+          more = Send(SeedReply("stderr", e.status().message()), false);
+          seed_command_running_ = false;
+          if (!seed_commands_.empty()) {
+            seed_commands_.pop_front();
+          }
+          SendNextSeedCommand();
+        }
+        break;
+      }
+      case SessionResponse::kClosed: {
+        const auto& c = response.closed();
+        if (v1) {
+          Send(nlohmann::json{{"type", "closed"},
+                              {"reason", CloseReasonName(c.reason())},
+                              {"message", c.message()}}
+                   .dump(),
+               false);
+        }
+        uint16_t code = kCloseNormal;
+        if (c.reason() == podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED) {
+          code = kClosePolicy;
+        } else if (c.reason() == podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT ||
+                   c.reason() == podgate::common::v1::CLOSE_REASON_SHUTDOWN) {
+          code = kCloseGoingAway;
+        }
+        CloseBrowser(code, CloseReasonName(c.reason()));
+        break;
+      }
+      case SessionResponse::KIND_NOT_SET:
+        break;
+    }
+  }
+  if (more || browser_gone_ || closing_) {
+    ReadExec();
+  } else {
+    read_waits_for_browser_ = true;  // OnWritable resumes
+  }
+}
+
+void BrowserSession::OnWritable() {
+  if (read_waits_for_browser_) {
+    ReadExec();
+  }
+}
+
+void BrowserSession::OnExecDone(grpc::Status status) {
+  exec_ = nullptr;
+  if (exec_ready_) {
+    context_->metrics->SessionClosed();
+  }
+  if (!status.ok() && !browser_gone_ && !closing_) {
+    std::string code = CodeName(static_cast<int>(status.error_code()));
+    std::string message = status.error_message();
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !exec_ready_) {
+      message = absl::StrCat("the exec service is unavailable: ", message);
+    }
+    log::Info("exec session ended", {{"code", code}, {"user", user_}});
+    if (params_.protocol == Protocol::kV1) {
+      SendError(code, message);
+    } else {
+      Send(SeedReply("stderr", message), false);
+    }
+    CloseBrowser(CloseCodeFor(status.error_code()), message);
+  } else if (!browser_gone_ && !closing_) {
+    CloseBrowser(kCloseNormal, "session closed");
+  }
+  if (browser_gone_ && timer_ != nullptr) {
+    timer_->cancel();  // no drain to wait for any more
+  }
+}
+
+bool BrowserSession::Send(std::string data, bool binary) {
+  if (connection_ == nullptr || browser_gone_) {
+    return true;
+  }
+  context_->metrics->Frame("out", data.size());
+  return connection_->Send(std::move(data), binary);
+}
+
+void BrowserSession::SendError(const std::string& code, const std::string& message) {
+  Send(nlohmann::json{{"type", "error"}, {"code", code}, {"message", message}}.dump(), false);
+}
+
+void BrowserSession::CloseBrowser(uint16_t code, const std::string& reason) {
+  if (closing_ || connection_ == nullptr) {
+    return;
+  }
+  closing_ = true;
+  connection_->Close(code, CloseReasonText(reason));
+  EndExec();
+}
+
+void BrowserSession::ArmTimer() {
+  if (timer_ == nullptr) {
+    return;
+  }
+  absl::Time next;
+  if (draining_) {
+    next = absl::Now() + absl::Seconds(5);
+  } else if (!params_.verified.has_value()) {
+    next = opened_ + context_->options.auth_timeout;
+  } else {
+    next = std::min(expires_, last_message_ + context_->options.idle_timeout);
+  }
+  timer_->expires_at(SteadyAt(next));
+  timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    self->OnTimer(ec);
+  });
+}
+
+void BrowserSession::OnTimer(boost::system::error_code ec) {
+  if (ec == boost::asio::error::operation_aborted) {
+    return;
+  }
+  if (draining_) {
+    if (exec_ != nullptr) {
+      exec_->Cancel();  // exec did not end the session in time
+    }
+    return;
+  }
+  if (closing_ || browser_gone_) {
+    return;
+  }
+  absl::Time now = context_->limits->Now();
+  if (!params_.verified.has_value()) {
+    if (now >= opened_ + context_->options.auth_timeout) {
+      context_->metrics->AuthFailure("missing");
+      CloseBrowser(kClosePolicy, "authentication timeout");
+      return;
+    }
+  } else if (absl::Now() >= expires_) {
+    if (params_.protocol == Protocol::kV1) {
+      SendError("UNAUTHENTICATED", "the credential has expired");
+    } else {
+      Send(SeedReply("stderr", "Session expired, please sign in again"), false);
+    }
+    CloseBrowser(kClosePolicy, "credential expired");
+    return;
+  } else if (now >= last_message_ + context_->options.idle_timeout) {
+    CloseBrowser(kCloseGoingAway, "idle timeout");
+    return;
+  }
+  ArmTimer();
+}
+
+void BrowserSession::OnClose(std::string reason) {
+  browser_gone_ = true;
+  context_->metrics->ConnectionClosed(protocol_name());
+  if (absl::StrContains(reason, "exceeded the locally configured limit") ||
+      absl::StrContains(reason, "too big")) {
+    context_->metrics->Rejection("size");
+  }
+  ReleaseSlots();
+  connection_.reset();
+  seed_commands_.clear();
+  if (exec_ != nullptr) {
+    EndExec();
+    ReadExec();  // drain what exec still sends
+    draining_ = true;
+    if (timer_ != nullptr) {
+      timer_->cancel();
+      ArmTimer();
+    }
+  } else if (timer_ != nullptr) {
+    timer_->cancel();
+  }
+}
+
+}  // namespace podgate::edge

@@ -1,0 +1,115 @@
+// One browser WebSocket bridged to one exec Session stream (v1 or seed protocol).
+//
+// Everything runs on the connection's strand: WebSocket events arrive there, and ExecStream
+// posts gRPC reactions there. Flow control both ways, no thread per connection:
+// - exec → browser: one exec read at a time; when the WebSocket queue passes its high
+//   watermark the next read waits for OnWritable, so exec (and the Kubernetes stream behind
+//   it) stops at the slow browser.
+// - browser → exec: one exec write at a time; past `max_pending_requests` queued requests edge
+//   stops reading the WebSocket until the queue drains.
+// Message rate (per connection and per user), idle time, the credential's expiry and the
+// authentication deadline close the connection with a documented code (docs/protocol.md).
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "auth/jwt.h"
+#include "edge/edge_context.h"
+#include "edge/exec_stream.h"
+#include "edge/limits.h"
+#include "edge/protocol.h"
+#include "http/server.h"
+
+namespace podgate::edge {
+
+enum class Protocol { kV1, kSeed };
+
+struct SessionParams {
+  Protocol protocol = Protocol::kV1;
+  podgate::common::v1::Target target;
+  podgate::common::v1::SessionMode mode = podgate::common::v1::SESSION_MODE_COMMAND;
+  // Verified at the handshake (and counted against the user's connections), or empty: the
+  // first message authenticates.
+  std::optional<auth::VerifiedToken> verified;
+  std::string token;
+  std::string source_address;
+  std::string client;
+};
+
+class BrowserSession : public http::WebSocketHandler,
+                       public ExecStreamEvents,
+                       public std::enable_shared_from_this<BrowserSession> {
+ public:
+  // The replica-wide connection slot is already taken (Limits::AcquireConnection); the session
+  // gives it back when it closes.
+  BrowserSession(EdgeContext* context, SessionParams params);
+  ~BrowserSession() override;
+
+  void OnOpen(std::shared_ptr<http::WebSocketConnection> connection) override;
+  void OnMessage(std::string data, bool binary) override;
+  void OnWritable() override;
+  void OnClose(std::string reason) override;
+
+  void OnExecRead(bool ok, podgate::exec::v1::SessionResponse response) override;
+  void OnExecWriteDone(bool ok) override;
+  void OnExecDone(grpc::Status status) override;
+
+ private:
+  const char* protocol_name() const { return params_.protocol == Protocol::kV1 ? "v1" : "seed"; }
+  void Authenticate(const std::string& token);
+  void StartExec();
+  void HandleV1(std::string data, bool binary);
+  void HandleSeed(std::string data, bool binary);
+  void SendNextSeedCommand();
+  void Enqueue(podgate::exec::v1::SessionRequest request);
+  void Pump();
+  void EndExec();
+  void MaybeRelease();
+  void ReadExec();
+  // Sends to the browser; false when the WebSocket queue is above its high watermark.
+  bool Send(std::string data, bool binary);
+  void SendError(const std::string& code, const std::string& message);
+  void CloseBrowser(uint16_t code, const std::string& reason);
+  void ArmTimer();
+  void OnTimer(boost::system::error_code ec);
+
+  EdgeContext* const context_;
+  SessionParams params_;
+  std::shared_ptr<http::WebSocketConnection> connection_;
+  std::unique_ptr<boost::asio::steady_timer> timer_;
+  std::optional<TokenBucket> bucket_;
+  std::string user_;             // set once authenticated and counted
+  absl::Time opened_;
+  absl::Time last_message_;
+  absl::Time expires_ = absl::InfiniteFuture();
+
+  ExecStream* exec_ = nullptr;   // null before StartExec and after Release
+  bool exec_started_ = false;
+  bool exec_ready_ = false;
+  bool exec_read_done_ = false;  // the last read failed: the server has finished
+  bool read_outstanding_ = false;
+  bool read_waits_for_browser_ = false;
+  bool write_in_flight_ = false;
+  bool writes_closing_ = false;  // close + half-close queued
+  bool writes_done_sent_ = false;
+  bool browser_paused_ = false;
+  std::deque<podgate::exec::v1::SessionRequest> pending_;
+
+  std::deque<std::string> seed_commands_;
+  bool seed_command_running_ = false;
+  uint64_t next_command_ = 0;
+  std::optional<absl::Time> command_sent_;  // for the first-output latency
+
+  bool closing_ = false;      // CloseBrowser called
+  bool browser_gone_ = false; // OnClose called
+  bool draining_ = false;     // browser gone, waiting for exec to finish
+  bool slots_released_ = false;
+  void ReleaseSlots();
+};
+
+}  // namespace podgate::edge

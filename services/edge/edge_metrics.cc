@@ -1,0 +1,98 @@
+#include "edge/edge_metrics.h"
+
+namespace podgate::edge {
+
+EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
+    : connections_(prometheus::BuildGauge()
+                       .Name("podgate_edge_websocket_connections")
+                       .Help("Open browser WebSocket connections, by protocol.")
+                       .Register(registry)),
+      connections_total_(prometheus::BuildCounter()
+                             .Name("podgate_edge_websocket_connections_total")
+                             .Help("Browser WebSocket connections accepted, by protocol.")
+                             .Register(registry)),
+      sessions_(prometheus::BuildGauge()
+                    .Name("podgate_edge_sessions")
+                    .Help("Open exec sessions bridged to a browser.")
+                    .Register(registry)
+                    .Add({})),
+      sessions_total_(prometheus::BuildCounter()
+                          .Name("podgate_edge_sessions_total")
+                          .Help("Exec sessions opened for browsers.")
+                          .Register(registry)
+                          .Add({})),
+      auth_failures_(prometheus::BuildCounter()
+                         .Name("podgate_edge_auth_failures_total")
+                         .Help("Refused browser credentials, by reason.")
+                         .Register(registry)),
+      rejections_(prometheus::BuildCounter()
+                      .Name("podgate_edge_rejections_total")
+                      .Help("Refused handshakes and closed connections, by reason "
+                            "(origin, size, rate, limit).")
+                      .Register(registry)),
+      frames_(prometheus::BuildCounter()
+                  .Name("podgate_edge_websocket_messages_total")
+                  .Help("WebSocket messages, by direction (in = from the browser).")
+                  .Register(registry)),
+      bytes_(prometheus::BuildCounter()
+                 .Name("podgate_edge_websocket_bytes_total")
+                 .Help("WebSocket payload bytes, by direction (in = from the browser).")
+                 .Register(registry)),
+      first_output_latency_(
+          prometheus::BuildHistogram()
+              .Name("podgate_edge_first_output_latency_seconds")
+              .Help("Time from a command leaving edge to its first output byte arriving.")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                               0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                                               10})),
+      api_requests_(prometheus::BuildCounter()
+                        .Name("podgate_edge_api_requests_total")
+                        .Help("HTTP API requests, by route and status class.")
+                        .Register(registry)) {
+  for (const char* reason : {"origin", "size", "rate", "limit"}) {
+    rejections_.Add({{"reason", reason}});
+  }
+  for (const char* direction : {"in", "out"}) {
+    frames_.Add({{"direction", direction}});
+    bytes_.Add({{"direction", direction}});
+  }
+}
+
+void EdgeMetrics::ConnectionOpened(const std::string& protocol) {
+  connections_.Add({{"protocol", protocol}}).Increment();
+  connections_total_.Add({{"protocol", protocol}}).Increment();
+}
+
+void EdgeMetrics::ConnectionClosed(const std::string& protocol) {
+  connections_.Add({{"protocol", protocol}}).Decrement();
+}
+
+void EdgeMetrics::SessionOpened() {
+  sessions_.Increment();
+  sessions_total_.Increment();
+}
+
+void EdgeMetrics::SessionClosed() { sessions_.Decrement(); }
+
+void EdgeMetrics::AuthFailure(const std::string& reason) {
+  auth_failures_.Add({{"reason", reason.empty() ? "other" : reason}}).Increment();
+}
+
+void EdgeMetrics::Rejection(const std::string& reason) {
+  rejections_.Add({{"reason", reason}}).Increment();
+}
+
+void EdgeMetrics::Frame(const std::string& direction, size_t bytes) {
+  frames_.Add({{"direction", direction}}).Increment();
+  bytes_.Add({{"direction", direction}}).Increment(static_cast<double>(bytes));
+}
+
+void EdgeMetrics::FirstOutputLatency(double seconds) { first_output_latency_.Observe(seconds); }
+
+void EdgeMetrics::ApiRequest(const std::string& route, int status) {
+  std::string klass = std::to_string(status / 100) + "xx";
+  api_requests_.Add({{"route", route}, {"code", klass}}).Increment();
+}
+
+}  // namespace podgate::edge

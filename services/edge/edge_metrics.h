@@ -1,0 +1,48 @@
+// The edge service's Prometheus metrics, declared in one place.
+#pragma once
+
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace podgate::edge {
+
+class EdgeMetrics {
+ public:
+  explicit EdgeMetrics(prometheus::Registry& registry);
+
+  // A WebSocket connection of `protocol` ("v1" or "seed") opened / closed.
+  void ConnectionOpened(const std::string& protocol);
+  void ConnectionClosed(const std::string& protocol);
+  // An exec session opened (ready) / ended.
+  void SessionOpened();
+  void SessionClosed();
+  // A refused credential, by AuthFailureReason ("missing" when none was given).
+  void AuthFailure(const std::string& reason);
+  // A refused handshake or closed connection: "origin", "size", "rate", "limit".
+  void Rejection(const std::string& reason);
+  // WebSocket messages and payload bytes, "in" (from the browser) or "out".
+  void Frame(const std::string& direction, size_t bytes);
+  // Seconds from a command leaving edge to its first output byte reaching edge.
+  void FirstOutputLatency(double seconds);
+  // HTTP API requests by route and status class ("2xx", "4xx", "5xx").
+  void ApiRequest(const std::string& route, int status);
+
+ private:
+  prometheus::Family<prometheus::Gauge>& connections_;
+  prometheus::Family<prometheus::Counter>& connections_total_;
+  prometheus::Gauge& sessions_;
+  prometheus::Counter& sessions_total_;
+  prometheus::Family<prometheus::Counter>& auth_failures_;
+  prometheus::Family<prometheus::Counter>& rejections_;
+  prometheus::Family<prometheus::Counter>& frames_;
+  prometheus::Family<prometheus::Counter>& bytes_;
+  prometheus::Histogram& first_output_latency_;
+  prometheus::Family<prometheus::Counter>& api_requests_;
+};
+
+}  // namespace podgate::edge

@@ -1,0 +1,76 @@
+// edge's HTTP front: routes every request of the browser-facing server.
+//
+//   GET  /healthz, /readyz                     liveness; readiness = exec and policy reachable
+//   GET  /api/v1/targets[?namespace=]          exec ListTargets with the caller's token
+//   GET  /api/v1/allowed?namespace=&pod=[&container=]   policy ListAllowed for the caller
+//   GET  /api/v1/audit?...                     audit Query (auditor groups only)
+//   POST /api/v1/login, /api/v1/logout         set / clear the HttpOnly token cookie
+//   WS   /ws/v1/{namespace}/{pod}?container=&mode=      the v1 protocol
+//   WS   /ws/seed/{namespace}/{pod}?container=          the design note's protocol
+//   GET  anything else                         static files from the web root
+//
+// Every WebSocket handshake passes the Origin allowlist and the connection caps before a
+// BrowserSession takes it. docs/protocol.md is the reference.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "edge/edge_context.h"
+#include "http/server.h"
+
+namespace podgate::edge {
+
+// The page's files, loaded once at start (bounded), served from memory.
+class StaticFiles {
+ public:
+  // Loads every regular file under `root` (at most `max_bytes` in total).
+  static absl::StatusOr<StaticFiles> Load(const std::string& root, size_t max_bytes = 32 << 20);
+  StaticFiles() = default;
+
+  struct File {
+    std::string content_type;
+    std::string cache_control;
+    std::string etag;
+    std::string body;
+  };
+  // `path` is the request path ("/" means /index.html); null when absent.
+  const File* Find(const std::string& path) const;
+
+ private:
+  std::map<std::string, File> files_;
+};
+
+// Splits a query string into decoded key/value pairs; errors on bad percent-encoding.
+absl::StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_view query);
+
+// Whether `name` is a valid Kubernetes object name (RFC 1123 subdomain, at most 253 bytes).
+bool ValidKubernetesName(std::string_view name);
+
+class EdgeRouter {
+ public:
+  EdgeRouter(EdgeContext* context, StaticFiles files)
+      : context_(context), files_(std::move(files)) {}
+
+  http::RouteResult Route(const http::Request& request, const http::RequestContext& peer,
+                          bool is_upgrade);
+
+ private:
+  http::RouteResult RouteWebSocket(const http::Request& request, const http::RequestContext& peer,
+                                   std::string_view path, std::string_view query);
+  http::RouteResult Targets(const http::Request& request, std::string_view query);
+  http::RouteResult Allowed(const http::Request& request, std::string_view query);
+  http::RouteResult Audit(const http::Request& request, std::string_view query);
+  http::RouteResult Login(const http::Request& request, bool login);
+  http::RouteResult Ready(const http::Request& request);
+  http::RouteResult Static(const http::Request& request, std::string_view path);
+  // The caller's token from Authorization or the cookie; empty when none.
+  std::string TokenOf(const http::Request& request) const;
+
+  EdgeContext* const context_;
+  const StaticFiles files_;
+};
+
+}  // namespace podgate::edge

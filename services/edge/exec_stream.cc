@@ -1,0 +1,51 @@
+#include "edge/exec_stream.h"
+
+#include <boost/asio/post.hpp>
+
+namespace podgate::edge {
+
+ExecStream::ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
+                       std::shared_ptr<ExecStreamEvents> events,
+                       boost::asio::any_io_executor executor,
+                       podgate::exec::v1::SessionRequest open)
+    : events_(std::move(events)), executor_(std::move(executor)), request_(std::move(open)) {
+  stub->async()->Session(&context_, this);
+  AddHold();
+  StartWrite(&request_);
+  StartRead(&response_);
+  StartCall();
+}
+
+void ExecStream::Write(podgate::exec::v1::SessionRequest request) {
+  request_ = std::move(request);
+  StartWrite(&request_);
+}
+
+void ExecStream::Read() { StartRead(&response_); }
+
+void ExecStream::CloseWrites() { StartWritesDone(); }
+
+void ExecStream::Cancel() { context_.TryCancel(); }
+
+void ExecStream::Release() { RemoveHold(); }
+
+void ExecStream::OnReadDone(bool ok) {
+  // Take the message and leave response_ empty before posting: once posted, the strand may
+  // start the next read into response_ at any moment.
+  podgate::exec::v1::SessionResponse response;
+  response.Swap(&response_);
+  boost::asio::post(executor_, [events = events_, ok, response = std::move(response)]() mutable {
+    events->OnExecRead(ok, std::move(response));
+  });
+}
+
+void ExecStream::OnWriteDone(bool ok) {
+  boost::asio::post(executor_, [events = events_, ok] { events->OnExecWriteDone(ok); });
+}
+
+void ExecStream::OnDone(const grpc::Status& status) {
+  boost::asio::post(executor_, [events = events_, status] { events->OnExecDone(status); });
+  delete this;
+}
+
+}  // namespace podgate::edge

@@ -1,0 +1,72 @@
+#include "edge/limits.h"
+
+#include <algorithm>
+
+namespace podgate::edge {
+
+bool TokenBucket::Take(absl::Time now) {
+  if (now > last_) {
+    tokens_ = std::min(burst_, tokens_ + absl::ToDoubleSeconds(now - last_) * rate_);
+    last_ = now;
+  }
+  if (tokens_ < 1) {
+    return false;
+  }
+  tokens_ -= 1;
+  return true;
+}
+
+bool Limits::AcquireConnection() {
+  absl::MutexLock lock(&mu_);
+  if (connections_ >= options_.max_connections) {
+    return false;
+  }
+  ++connections_;
+  return true;
+}
+
+void Limits::ReleaseConnection() {
+  absl::MutexLock lock(&mu_);
+  --connections_;
+}
+
+bool Limits::AcquireUser(const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  User& u = users_[user];
+  if (u.connections >= options_.max_connections_per_user) {
+    if (u.connections == 0) {
+      users_.erase(user);
+    }
+    return false;
+  }
+  ++u.connections;
+  if (u.bucket == nullptr) {
+    u.bucket = std::make_unique<TokenBucket>(options_.user_messages_per_second,
+                                             options_.user_message_burst, clock_());
+  }
+  return true;
+}
+
+void Limits::ReleaseUser(const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(user);
+  if (it != users_.end() && --it->second.connections <= 0) {
+    users_.erase(it);  // the bucket goes with the last connection: memory stays bounded
+  }
+}
+
+bool Limits::TakeUserMessage(const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(user);
+  if (it == users_.end() || it->second.bucket == nullptr) {
+    return false;
+  }
+  return it->second.bucket->Take(clock_());
+}
+
+int Limits::connections() const {
+  absl::MutexLock lock(&mu_);
+  return connections_;
+}
+
+}  // namespace podgate::edge

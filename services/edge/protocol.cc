@@ -1,0 +1,267 @@
+#include "edge/protocol.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "auth/base64url.h"
+#include "auth/jwt.h"
+#include "nlohmann/json.hpp"
+
+namespace podgate::edge {
+
+namespace {
+
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// Decodes one UTF-8 code point at `i`; returns 0xFFFD and advances one byte when invalid.
+uint32_t NextCodePoint(std::string_view s, size_t& i) {
+  auto byte = [&](size_t k) { return static_cast<uint8_t>(s[k]); };
+  uint8_t b0 = byte(i);
+  if (b0 < 0x80) {
+    ++i;
+    return b0;
+  }
+  int n = 0;
+  uint32_t cp = 0;
+  uint32_t min = 0;
+  if ((b0 & 0xE0) == 0xC0) {
+    n = 1;
+    cp = b0 & 0x1F;
+    min = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    n = 2;
+    cp = b0 & 0x0F;
+    min = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    n = 3;
+    cp = b0 & 0x07;
+    min = 0x10000;
+  } else {
+    ++i;
+    return 0xFFFD;
+  }
+  if (i + static_cast<size_t>(n) >= s.size()) {
+    ++i;
+    return 0xFFFD;
+  }
+  for (int k = 1; k <= n; ++k) {
+    uint8_t b = byte(i + static_cast<size_t>(k));
+    if ((b & 0xC0) != 0x80) {
+      ++i;
+      return 0xFFFD;
+    }
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+    ++i;
+    return 0xFFFD;
+  }
+  i += static_cast<size_t>(n) + 1;
+  return cp;
+}
+
+void AppendU16(std::string& out, uint32_t unit) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += "\\u";
+  for (int shift = 12; shift >= 0; shift -= 4) {
+    out += kHex[(unit >> shift) & 0xF];
+  }
+}
+
+std::string JsonString(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) {
+    return "";
+  }
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+absl::StatusOr<OfferedProtocols> ParseOfferedProtocols(std::string_view header) {
+  OfferedProtocols offered;
+  for (absl::string_view part : absl::StrSplit(AV(header), ',')) {
+    absl::string_view entry = absl::StripAsciiWhitespace(part);
+    if (entry == kV1Subprotocol) {
+      offered.v1 = true;
+    } else if (absl::ConsumePrefix(&entry, kBearerSubprotocolPrefix)) {
+      if (offered.token.has_value()) {
+        return absl::InvalidArgumentError("more than one bearer sub-protocol entry");
+      }
+      std::optional<std::string> token = auth::Base64UrlDecode(entry);
+      if (!token.has_value() || token->empty()) {
+        return absl::InvalidArgumentError("the bearer sub-protocol entry is not base64url");
+      }
+      offered.token = std::move(token);
+    }
+  }
+  return offered;
+}
+
+std::optional<std::string> FindCookie(std::string_view header, std::string_view name) {
+  for (absl::string_view part : absl::StrSplit(AV(header), ';')) {
+    absl::string_view kv = absl::StripAsciiWhitespace(part);
+    size_t eq = kv.find('=');
+    if (eq != absl::string_view::npos && kv.substr(0, eq) == AV(name)) {
+      return std::string(kv.substr(eq + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+bool OriginAllowed(std::string_view origin, std::string_view allowlist) {
+  if (origin.empty()) {
+    return false;
+  }
+  for (absl::string_view entry : absl::StrSplit(AV(allowlist), ',', absl::SkipWhitespace())) {
+    if (absl::StripAsciiWhitespace(entry) == AV(origin)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+absl::StatusOr<V1ClientMessage> ParseV1Text(std::string_view text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("a text message must be a JSON object");
+  }
+  auto type = j.find("type");
+  if (type == j.end() || !type->is_string()) {
+    return absl::InvalidArgumentError("a text message needs a string \"type\"");
+  }
+  const std::string t = type->get<std::string>();
+  V1ClientMessage m;
+  if (t == "auth") {
+    m.type = V1ClientMessage::Type::kAuth;
+    m.token = JsonString(j, "token");
+    if (m.token.empty()) {
+      return absl::InvalidArgumentError("auth needs a \"token\"");
+    }
+  } else if (t == "command") {
+    m.type = V1ClientMessage::Type::kCommand;
+    m.id = JsonString(j, "id");
+    if (m.id.size() > 64) {
+      return absl::InvalidArgumentError("a command id is at most 64 bytes");
+    }
+    auto line = j.find("line");
+    if (line == j.end() || !line->is_string()) {
+      return absl::InvalidArgumentError("command needs a string \"line\"");
+    }
+    m.line = line->get<std::string>();
+  } else if (t == "stdin") {
+    m.type = V1ClientMessage::Type::kStdin;
+    m.data = JsonString(j, "data");
+    auto eof = j.find("eof");
+    m.eof = eof != j.end() && eof->is_boolean() && eof->get<bool>();
+  } else if (t == "resize") {
+    m.type = V1ClientMessage::Type::kResize;
+    auto cols = j.find("cols");
+    auto rows = j.find("rows");
+    if (cols == j.end() || rows == j.end() || !cols->is_number_unsigned() ||
+        !rows->is_number_unsigned() || cols->get<uint64_t>() == 0 || rows->get<uint64_t>() == 0 ||
+        cols->get<uint64_t>() > 10000 || rows->get<uint64_t>() > 10000) {
+      return absl::InvalidArgumentError("resize needs \"cols\" and \"rows\" from 1 to 10000");
+    }
+    m.cols = static_cast<uint32_t>(cols->get<uint64_t>());
+    m.rows = static_cast<uint32_t>(rows->get<uint64_t>());
+  } else if (t == "interrupt") {
+    m.type = V1ClientMessage::Type::kInterrupt;
+  } else if (t == "close") {
+    m.type = V1ClientMessage::Type::kClose;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown message type \"", t.substr(0, 32),
+                                                   "\""));
+  }
+  return m;
+}
+
+absl::StatusOr<V1ClientMessage> ParseV1Binary(std::string_view data) {
+  if (data.empty() || static_cast<uint8_t>(data[0]) != static_cast<uint8_t>(BinaryKind::kStdin)) {
+    return absl::InvalidArgumentError("a binary message from the browser must start with 0 "
+                                      "(stdin)");
+  }
+  V1ClientMessage m;
+  m.type = V1ClientMessage::Type::kStdin;
+  m.data = std::string(data.substr(1));
+  return m;
+}
+
+std::string V1Binary(BinaryKind kind, std::string_view payload) {
+  std::string out;
+  out.reserve(payload.size() + 1);
+  out += static_cast<char>(kind);
+  out.append(payload);
+  return out;
+}
+
+std::string PythonJsonString(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  size_t i = 0;
+  while (i < text.size()) {
+    uint32_t cp = NextCodePoint(text, i);
+    switch (cp) {
+      case '"':
+        out += "\\\"";
+        continue;
+      case '\\':
+        out += "\\\\";
+        continue;
+      case '\n':
+        out += "\\n";
+        continue;
+      case '\r':
+        out += "\\r";
+        continue;
+      case '\t':
+        out += "\\t";
+        continue;
+      case '\b':
+        out += "\\b";
+        continue;
+      case '\f':
+        out += "\\f";
+        continue;
+      default:
+        break;
+    }
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0xFFFF)) {
+      if (cp == 0x7F) {
+        out += static_cast<char>(cp);  // json.dumps leaves DEL as is
+      } else {
+        AppendU16(out, cp);
+      }
+    } else if (cp > 0xFFFF) {
+      uint32_t v = cp - 0x10000;
+      AppendU16(out, 0xD800 + (v >> 10));
+      AppendU16(out, 0xDC00 + (v & 0x3FF));
+    } else {
+      out += static_cast<char>(cp);
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string SeedReply(std::string_view key, std::string_view text) {
+  return absl::StrCat("{", PythonJsonString(key), ": ", PythonJsonString(text), "}");
+}
+
+std::string SeedDenial(std::string_view line) {
+  return SeedReply("stderr", absl::StrCat("Command `", AV(line),
+                                          "` is not allowed, please contact the administrator"));
+}
+
+std::optional<std::string> ParseSeedAuth(std::string_view text) {
+  absl::string_view rest = AV(text);
+  if (!absl::ConsumePrefix(&rest, "Authorization:")) {
+    return std::nullopt;
+  }
+  return auth::BearerToken(absl::StripAsciiWhitespace(rest));
+}
+
+}  // namespace podgate::edge

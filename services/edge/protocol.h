@@ -1,0 +1,88 @@
+// The browser protocols' wire formats (docs/protocol.md), as pure functions so that every
+// parser and encoder is tested on its own:
+//
+// - v1: JSON text messages for control, binary messages `[kind byte][payload]` for bulk data
+//   (stdin from the browser, stdout/stderr to it) so output costs no JSON escaping;
+// - seed: the design note's protocol, byte for byte as its Django Channels backend wrote it
+//   (Python's json.dumps: `{"stdout": "..."}` with ASCII escapes).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace podgate::edge {
+
+// The sub-protocol a v1 client offers and edge echoes.
+inline constexpr char kV1Subprotocol[] = "podgate.v1";
+// The prefix of the sub-protocol entry carrying a base64url-encoded bearer token, as Kubernetes
+// does with `base64url.bearer.authorization.k8s.io.`. Never echoed.
+inline constexpr char kBearerSubprotocolPrefix[] = "base64url.bearer.podgate.v1.";
+// The cookie a login sets (HttpOnly).
+inline constexpr char kTokenCookie[] = "podgate_token";
+
+// Binary message kinds (the first byte).
+enum class BinaryKind : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
+
+// The WebSocket close codes edge uses (RFC 6455 §7.4.1).
+inline constexpr uint16_t kCloseNormal = 1000;
+inline constexpr uint16_t kCloseGoingAway = 1001;
+inline constexpr uint16_t kCloseUnsupportedData = 1003;
+inline constexpr uint16_t kCloseInvalidPayload = 1007;
+inline constexpr uint16_t kClosePolicy = 1008;
+inline constexpr uint16_t kCloseTooBig = 1009;
+inline constexpr uint16_t kCloseInternal = 1011;
+inline constexpr uint16_t kCloseTryAgainLater = 1013;
+
+// What the Sec-WebSocket-Protocol header offered.
+struct OfferedProtocols {
+  bool v1 = false;                  // "podgate.v1" was offered
+  std::optional<std::string> token;  // decoded bearer entry
+};
+
+// Parses the comma-separated offer. A bearer entry that does not decode, or two of them, is an
+// InvalidArgument error.
+absl::StatusOr<OfferedProtocols> ParseOfferedProtocols(std::string_view header);
+
+// Finds `name` in a Cookie header; nullopt when absent.
+std::optional<std::string> FindCookie(std::string_view header, std::string_view name);
+
+// Whether `origin` is in the comma-separated exact-match allowlist.
+bool OriginAllowed(std::string_view origin, std::string_view allowlist);
+
+// A message from a v1 browser.
+struct V1ClientMessage {
+  enum class Type { kAuth, kCommand, kStdin, kResize, kInterrupt, kClose };
+  Type type = Type::kCommand;
+  std::string token;   // auth
+  std::string id;      // command (optional)
+  std::string line;    // command
+  std::string data;    // stdin
+  bool eof = false;    // stdin
+  uint32_t cols = 0;   // resize
+  uint32_t rows = 0;   // resize
+};
+
+// Parses a v1 text message (a JSON object with a "type"); errors say what is wrong.
+absl::StatusOr<V1ClientMessage> ParseV1Text(std::string_view text);
+// Parses a v1 binary message; only kind 0 (stdin) comes from a browser.
+absl::StatusOr<V1ClientMessage> ParseV1Binary(std::string_view data);
+
+// `[kind][payload]`.
+std::string V1Binary(BinaryKind kind, std::string_view payload);
+
+// JSON string literal the way Python's json.dumps writes it (ensure_ascii): non-ASCII as
+// \uXXXX (surrogate pairs above U+FFFF), invalid UTF-8 bytes as U+FFFD.
+std::string PythonJsonString(std::string_view text);
+// `{"<key>": "<text>"}`, the seed protocol's only reply shape.
+std::string SeedReply(std::string_view key, std::string_view text);
+// The seed protocol's refusal, byte for byte.
+std::string SeedDenial(std::string_view line);
+
+// Parses the seed protocol's first message "Authorization: Bearer <token>".
+std::optional<std::string> ParseSeedAuth(std::string_view text);
+
+}  // namespace podgate::edge

@@ -1,0 +1,679 @@
+// edge through real processes: kubesim (the Kubernetes API), podgate-policy, podgate-exec and
+// podgate-edge over real sockets, driven by a C++ WebSocket client speaking the seed and v1
+// browser protocols, with podgate-audit on SQLite behind exec (strict) and edge's audit view.
+// (support/http_client.h is not used: it builds Beast without BOOST_ASIO_NO_DEPRECATED, which
+// must not be linked next to podgate::http.)
+#include <signal.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "auth/base64url.h"
+#include "auth/jwt.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "http/client.h"
+#include "nlohmann/json.hpp"
+#include "support/prometheus_text.h"
+#include "support/subprocess.h"
+#include "support/test_pki.h"
+
+namespace podgate {
+namespace {
+
+using ::podgate::testing::Subprocess;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+constexpr char kOrigin[] = "https://podgate.test";
+constexpr char kIssuer[] = "https://issuer.podgate.test";
+constexpr char kSecret[] = "an-integration-test-secret-of-40-bytes!!";
+
+constexpr size_t kBigFileBytes = 20 << 20;
+
+constexpr char kCluster[] = R"(
+namespaces:
+  - name: demo
+pods:
+  - name: web-1
+    namespace: demo
+    containers:
+      - name: app
+access:
+  - user: admin
+    verbs: ["*"]
+    resources: ["*"]
+    namespaces: ["*"]
+)";
+
+constexpr char kPolicy[] = R"(
+apiVersion: podgate.io/v1
+kind: CommandPolicy
+defaults:
+  timeLimit: 30s
+  outputLimitBytes: 67108864
+rules:
+  - id: dev-echo
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: [demo]}
+    command:
+      program: echo
+      args:
+        - {name: word, type: regex, pattern: "[A-Za-z0-9._-]+", repeat: true, maxCount: 8}
+  - id: dev-ls
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: [demo]}
+    command:
+      program: ls
+      args:
+        - {name: path, type: path, prefixes: [/]}
+  - id: dev-cat
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: [demo]}
+    command:
+      program: cat
+      args:
+        - {name: file, type: path, prefixes: [/tmp]}
+)";
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+}
+
+int JsonPort(const std::string& line, const char* key) {
+  return nlohmann::json::parse(line)[key].get<int>();
+}
+
+class EdgeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(testing::MakeTempDir("edge-integration"));
+    const std::string& d = *dir_;
+    WriteFile(d + "/cluster.yaml", kCluster);
+    WriteFile(d + "/tokens.csv", "admin-token,admin,1\n");
+    WriteFile(d + "/policy.yaml", kPolicy);
+    WriteFile(d + "/jwt.secret", kSecret);
+    WriteFile(d + "/big.txt", std::string(kBigFileBytes, 'x'));
+    auto kubesim = Subprocess::Start(KUBESIM_BIN, {"--cluster", d + "/cluster.yaml",
+                                                   "--token_file", d + "/tokens.csv",
+                                                   "--state_dir", d + "/kube", "--port", "0"});
+    ASSERT_TRUE(kubesim.ok()) << kubesim.status();
+    kubesim_ = kubesim->release();
+    ASSERT_TRUE(kubesim_->WaitForLine("\"serving\"", absl::Seconds(20)).ok());
+
+    auto policy = Subprocess::Start(PODGATE_POLICY_BIN,
+                                    {"--grpc_address=127.0.0.1:0", "--metrics_address=",
+                                     "--policy_file=" + d + "/policy.yaml"});
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    policy_ = policy->release();
+    auto line = policy_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    const std::string policy_address = absl::StrCat("127.0.0.1:", JsonPort(*line, "grpc_port"));
+
+    const std::vector<std::string> jwt = {"--jwt_key_file=" + d + "/jwt.secret",
+                                          "--jwt_algorithm=HS256",
+                                          std::string("--jwt_issuer=") + kIssuer};
+    auto audit = Subprocess::Start(PODGATE_AUDIT_BIN,
+                                   {"--grpc_address=127.0.0.1:0", "--metrics_address=",
+                                    "--store=sqlite://" + d + "/audit.db"});
+    ASSERT_TRUE(audit.ok()) << audit.status();
+    audit_ = audit->release();
+    line = audit_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    const std::string audit_address = absl::StrCat("127.0.0.1:", JsonPort(*line, "grpc_port"));
+
+    // Strict audit (the default): nothing runs before audit has acknowledged it.
+    std::vector<std::string> exec_args = {"--grpc_address=127.0.0.1:0", "--metrics_address=",
+                                          "--kubeconfig=" + d + "/kube/kubeconfig",
+                                          "--policy_address=" + policy_address,
+                                          "--audit_address=" + audit_address};
+    exec_args.insert(exec_args.end(), jwt.begin(), jwt.end());
+    auto exec = Subprocess::Start(PODGATE_EXEC_BIN, exec_args);
+    ASSERT_TRUE(exec.ok()) << exec.status();
+    exec_ = exec->release();
+    line = exec_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    const std::string exec_address = absl::StrCat("127.0.0.1:", JsonPort(*line, "grpc_port"));
+
+    std::vector<std::string> edge_args = {"--grpc_address=127.0.0.1:0",
+                                          "--metrics_address=127.0.0.1:0",
+                                          "--http_address=127.0.0.1:0",
+                                          "--exec_address=" + exec_address,
+                                          "--policy_address=" + policy_address,
+                                          "--audit_address=" + audit_address,
+                                          "--backend_timeout=2s",
+                                          std::string("--allowed_origins=") + kOrigin +
+                                              ",https://other.podgate.test",
+                                          "--web_root=" EDGE_WEB_ROOT,
+                                          "--messages_per_second=5",
+                                          "--message_burst=12",
+                                          "--write_buffer_bytes=65536"};
+    edge_args.insert(edge_args.end(), jwt.begin(), jwt.end());
+    auto edge = Subprocess::Start(PODGATE_EDGE_BIN, edge_args);
+    ASSERT_TRUE(edge.ok()) << edge.status();
+    edge_ = edge->release();
+    line = edge_->WaitForLine("\"msg\":\"http serving\"", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    http_port_ = JsonPort(*line, "http_port");
+    line = edge_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    metrics_port_ = JsonPort(*line, "metrics_port");
+  }
+
+  static void TearDownTestSuite() {
+    // On failure, what the services said helps more than the assertion.
+    const ::testing::TestSuite* suite = ::testing::UnitTest::GetInstance()->current_test_suite();
+    if (suite != nullptr && suite->Failed()) {
+      for (Subprocess* p : {policy_, audit_, exec_, edge_}) {
+        if (p == nullptr) {
+          continue;
+        }
+        std::vector<std::string> lines = p->Lines();
+        for (size_t i = lines.size() > 40 ? lines.size() - 40 : 0; i < lines.size(); ++i) {
+          std::cerr << lines[i] << "\n";
+        }
+      }
+    }
+    for (Subprocess** p : {&edge_, &exec_, &audit_, &policy_, &kubesim_}) {
+      delete *p;
+      *p = nullptr;
+    }
+  }
+
+  static auth::Key SigningKey() {
+    auth::Key key;
+    key.alg = auth::Algorithm::kHS256;
+    key.secret = kSecret;
+    return key;
+  }
+
+  static nlohmann::json Claims(const std::string& user, std::vector<std::string> groups,
+                               absl::Duration lifetime = absl::Minutes(10)) {
+    int64_t now = absl::ToUnixSeconds(absl::Now());
+    return {{"iss", kIssuer},
+            {"aud", "podgate"},
+            {"sub", user},
+            {"groups", groups},
+            {"iat", now},
+            {"exp", now + absl::ToInt64Seconds(lifetime)}};
+  }
+
+  static std::string Token(const std::string& user = "alice",
+                           std::vector<std::string> groups = {"developers"},
+                           absl::Duration lifetime = absl::Minutes(10)) {
+    return *auth::Sign(Claims(user, std::move(groups), lifetime), SigningKey());
+  }
+
+  static http::ClientOptions Options(const std::string& origin = kOrigin) {
+    http::ClientOptions o;
+    o.port = static_cast<uint16_t>(http_port_);
+    o.timeout = absl::Seconds(10);
+    if (!origin.empty()) {
+      o.headers.push_back({"Origin", origin});
+    }
+    return o;
+  }
+
+  // A seed-protocol connection, authenticated.
+  static std::unique_ptr<http::WebSocketClient> Seed(const std::string& token = Token()) {
+    auto ws = http::WebSocketClient::Connect(Options(), "/ws/seed/demo/web-1?container=app", {});
+    EXPECT_TRUE(ws.ok()) << ws.status();
+    if (!ws.ok()) {
+      return nullptr;
+    }
+    EXPECT_TRUE((*ws)->Write("Authorization: Bearer " + token, false).ok());
+    return *std::move(ws);
+  }
+
+  // A v1 connection with the token in the sub-protocol offer; reads `ready`.
+  static std::unique_ptr<http::WebSocketClient> V1(const std::string& token = Token()) {
+    auto ws = http::WebSocketClient::Connect(
+        Options(), "/ws/v1/demo/web-1",
+        {"podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(token)});
+    EXPECT_TRUE(ws.ok()) << ws.status();
+    if (!ws.ok()) {
+      return nullptr;
+    }
+    EXPECT_EQ((*ws)->subprotocol(), "podgate.v1");
+    auto ready = (*ws)->Read(absl::Seconds(10));
+    EXPECT_TRUE(ready.ok()) << ready.status();
+    if (ready.ok()) {
+      nlohmann::json j = nlohmann::json::parse(ready->data);
+      EXPECT_EQ(j["type"], "ready") << ready->data;
+      EXPECT_EQ(j["container"], "app");
+    }
+    return *std::move(ws);
+  }
+
+  // Reads until the server closes; returns the close status message.
+  static std::string ReadUntilClosed(http::WebSocketClient& ws, std::vector<std::string>* seen,
+                                     absl::Duration timeout = absl::Seconds(10)) {
+    absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      auto m = ws.Read(deadline - absl::Now());
+      if (!m.ok()) {
+        return m.status().ToString();
+      }
+      if (seen != nullptr) {
+        seen->push_back(m->data);
+      }
+    }
+    return "timeout";
+  }
+
+  static int RefusalStatus(const std::string& target, std::vector<std::string> protocols,
+                           const std::string& origin = kOrigin, std::string* body = nullptr) {
+    http::ClientResponse refusal;
+    auto ws = http::WebSocketClient::Connect(Options(origin), target, protocols, &refusal);
+    if (ws.ok()) {
+      return 101;
+    }
+    if (body != nullptr) {
+      *body = refusal.body;
+    }
+    return refusal.status;
+  }
+
+  static absl::StatusOr<http::ClientResponse> Get(const std::string& target,
+                                                  const std::string& token) {
+    http::ClientOptions o = Options("");
+    if (!token.empty()) {
+      o.headers.push_back({"Authorization", "Bearer " + token});
+    }
+    return http::Fetch(o, "GET", target);
+  }
+
+  static int64_t RssKiB(pid_t pid) {
+    std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+    std::string line;
+    while (std::getline(in, line)) {
+      if (absl::StartsWith(line, "VmRSS:")) {
+        int64_t kib = 0;
+        std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
+        if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) {
+          return kib;
+        }
+      }
+    }
+    return -1;
+  }
+
+  static std::string* dir_;
+  static Subprocess* kubesim_;
+  static Subprocess* policy_;
+  static Subprocess* exec_;
+  static Subprocess* audit_;
+  static Subprocess* edge_;
+  static int http_port_;
+  static int metrics_port_;
+};
+
+std::string* EdgeTest::dir_ = nullptr;
+Subprocess* EdgeTest::kubesim_ = nullptr;
+Subprocess* EdgeTest::policy_ = nullptr;
+Subprocess* EdgeTest::exec_ = nullptr;
+Subprocess* EdgeTest::audit_ = nullptr;
+Subprocess* EdgeTest::edge_ = nullptr;
+int EdgeTest::http_port_ = 0;
+int EdgeTest::metrics_port_ = 0;
+
+TEST_F(EdgeTest, SeedProtocolRunsAllowedCommandsRefusesOthersAndEndsOnExit) {
+  auto ws = Seed();
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("echo hello podgate", false).ok());
+  auto out = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_FALSE(out->binary);
+  EXPECT_EQ(out->data, R"({"stdout": "hello podgate\n"})");
+
+  // The design note's refusal, byte for byte.
+  ASSERT_TRUE(ws->Write("cat /etc/passwd", false).ok());
+  auto denied = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_EQ(denied->data,
+            "{\"stderr\": \"Command `cat /etc/passwd` is not allowed, please contact the "
+            "administrator\"}");
+  // Shell syntax is refused the same way, and the line is escaped as JSON.
+  ASSERT_TRUE(ws->Write("echo \"a\" ; id", false).ok());
+  auto injected = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(injected.ok()) << injected.status();
+  EXPECT_EQ(injected->data,
+            "{\"stderr\": \"Command `echo \\\"a\\\" ; id` is not allowed, please contact the "
+            "administrator\"}");
+
+  // stderr stays apart from stdout.
+  // (The container may write the message in several chunks: one reply each.)
+  ASSERT_TRUE(ws->Write("ls /no-such-directory", false).ok());
+  std::string err_text;
+  while (!absl::StrContains(err_text, "\n")) {
+    auto err = ws->Read(absl::Seconds(10));
+    ASSERT_TRUE(err.ok()) << err.status();
+    ASSERT_THAT(err->data, StartsWith("{\"stderr\": \""));
+    err_text += nlohmann::json::parse(err->data)["stderr"].get<std::string>();
+  }
+  EXPECT_THAT(err_text, StartsWith("ls: "));
+  EXPECT_THAT(err_text, HasSubstr("No such file or directory"));
+
+  // Commands sent back to back run in order, one at a time.
+  ASSERT_TRUE(ws->Write("echo one", false).ok());
+  ASSERT_TRUE(ws->Write("echo two", false).ok());
+  auto one = ws->Read(absl::Seconds(10));
+  auto two = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(one.ok() && two.ok());
+  EXPECT_EQ(one->data, R"({"stdout": "one\n"})");
+  EXPECT_EQ(two->data, R"({"stdout": "two\n"})");
+
+  ASSERT_TRUE(ws->Write("exit", false).ok());
+  std::vector<std::string> rest;
+  EXPECT_THAT(ReadUntilClosed(*ws, &rest), HasSubstr("code 1000"));
+  EXPECT_TRUE(rest.empty());
+}
+
+TEST_F(EdgeTest, SeedProtocolRefusesBadTokensInTheFirstMessage) {
+  auth::Key wrong = SigningKey();
+  wrong.secret = "another-secret-that-is-long-enough-000000";
+  nlohmann::json wrong_aud = Claims("alice", {"developers"});
+  wrong_aud["aud"] = "someone-else";
+  for (const std::string& token :
+       {*auth::Sign(Claims("alice", {"developers"}), wrong), *auth::Sign(wrong_aud, SigningKey()),
+        Token("alice", {"developers"}, absl::Seconds(-120))}) {
+    auto ws = Seed(token);
+    ASSERT_NE(ws, nullptr);
+    std::vector<std::string> seen;
+    EXPECT_THAT(ReadUntilClosed(*ws, &seen), HasSubstr("code 1008"));
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0], R"({"stderr": "Authentication failed"})");
+  }
+  // A first message that is not a credential.
+  auto ws = http::WebSocketClient::Connect(Options(), "/ws/seed/demo/web-1", {});
+  ASSERT_TRUE(ws.ok());
+  ASSERT_TRUE((*ws)->Write("echo hello", false).ok());
+  EXPECT_THAT(ReadUntilClosed(**ws, nullptr), HasSubstr("code 1008"));
+}
+
+TEST_F(EdgeTest, V1ProtocolSeparatesControlFromBinaryOutput) {
+  auto ws = V1();
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write(R"({"type":"command","id":"a1","line":"echo hi"})", false).ok());
+  auto out = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(out->binary);
+  EXPECT_EQ(out->data, std::string("\x01", 1) + "hi\n");
+  auto exit = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(exit.ok());
+  nlohmann::json e = nlohmann::json::parse(exit->data);
+  EXPECT_EQ(e["type"], "exit");
+  EXPECT_EQ(e["id"], "a1");
+  EXPECT_EQ(e["termination"], "exited");
+  EXPECT_EQ(e["code"], 0);
+  EXPECT_EQ(e["output_bytes"], 3);
+
+  ASSERT_TRUE(ws->Write(R"({"type":"command","id":"a2","line":"ls /nope"})", false).ok());
+  std::string err_text;
+  while (true) {
+    auto m = ws->Read(absl::Seconds(10));
+    ASSERT_TRUE(m.ok()) << m.status();
+    if (!m->binary) {
+      nlohmann::json exit2 = nlohmann::json::parse(m->data);
+      EXPECT_EQ(exit2["type"], "exit");
+      EXPECT_NE(exit2["code"], 0);
+      break;
+    }
+    ASSERT_EQ(m->data[0], '\x02');  // stderr only
+    err_text += m->data.substr(1);
+  }
+  EXPECT_THAT(err_text, HasSubstr("No such file"));
+
+  ASSERT_TRUE(ws->Write(R"({"type":"command","id":"a3","line":"rm -rf /"})", false).ok());
+  auto denied = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(denied.ok());
+  nlohmann::json d = nlohmann::json::parse(denied->data);
+  EXPECT_EQ(d["type"], "denied");
+  EXPECT_EQ(d["id"], "a3");
+  EXPECT_EQ(d["rule"], "default-deny");
+
+  ASSERT_TRUE(ws->Write(R"({"type":"close"})", false).ok());
+  std::vector<std::string> rest;
+  EXPECT_THAT(ReadUntilClosed(*ws, &rest), HasSubstr("code 1000"));
+  ASSERT_FALSE(rest.empty());
+  EXPECT_EQ(nlohmann::json::parse(rest.back())["type"], "closed");
+}
+
+TEST_F(EdgeTest, V1ProtocolAcceptsAFirstAuthMessageAndRejectsMalformedOnes) {
+  auto ws = http::WebSocketClient::Connect(Options(), "/ws/v1/demo/web-1", {"podgate.v1"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  ASSERT_TRUE((*ws)->Write(nlohmann::json{{"type", "auth"}, {"token", Token()}}.dump(), false).ok());
+  auto ready = (*ws)->Read(absl::Seconds(10));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(nlohmann::json::parse(ready->data)["type"], "ready");
+  ASSERT_TRUE((*ws)->Write("{not json", false).ok());
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(**ws, &seen), HasSubstr("code 1007"));
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(nlohmann::json::parse(seen[0])["code"], "INVALID_ARGUMENT");
+}
+
+TEST_F(EdgeTest, HandshakesRefuseForeignOriginsAndBadTokens) {
+  const std::string bearer = "base64url.bearer.podgate.v1.";
+  EXPECT_EQ(RefusalStatus("/ws/seed/demo/web-1", {}, "https://evil.test"), 403);
+  EXPECT_EQ(RefusalStatus("/ws/v1/demo/web-1", {"podgate.v1"}, "https://podgate.test.evil"),
+            403);
+  EXPECT_EQ(RefusalStatus("/ws/seed/demo/web-1", {}, ""), 403);  // no Origin, no flag
+  EXPECT_EQ(RefusalStatus("/ws/seed/demo/web-1", {}, "https://other.podgate.test"), 101);
+
+  // alg: none, expired, wrong audience, wrong issuer: 401 before the upgrade.
+  std::string none = auth::Base64UrlEncode(R"({"alg":"none","typ":"JWT"})") + "." +
+                     auth::Base64UrlEncode(Claims("alice", {"developers"}).dump()) + ".";
+  nlohmann::json wrong_aud = Claims("alice", {"developers"});
+  wrong_aud["aud"] = "kubernetes";
+  nlohmann::json wrong_iss = Claims("alice", {"developers"});
+  wrong_iss["iss"] = "https://evil.test";
+  for (const std::string& token :
+       {none, Token("alice", {"developers"}, absl::Seconds(-120)),
+        *auth::Sign(wrong_aud, SigningKey()), *auth::Sign(wrong_iss, SigningKey())}) {
+    std::string body;
+    EXPECT_EQ(RefusalStatus("/ws/v1/demo/web-1",
+                            {"podgate.v1", bearer + auth::Base64UrlEncode(token)}, kOrigin, &body),
+              401)
+        << token;
+    EXPECT_THAT(body, HasSubstr("UNAUTHENTICATED"));
+    EXPECT_THAT(body, ::testing::Not(HasSubstr(token)));
+  }
+  EXPECT_EQ(RefusalStatus("/ws/v1/demo/web-1", {"podgate.v1", bearer + "!!"}), 401);
+  EXPECT_EQ(RefusalStatus("/ws/v1/demo/web-1", {"chat"}), 400);
+  EXPECT_EQ(RefusalStatus("/ws/v1/Demo/web-1", {"podgate.v1"}), 400);
+  EXPECT_EQ(RefusalStatus("/ws/v2/demo/web-1", {"podgate.v1"}), 404);
+
+  // Tokens never reach the logs.
+  for (const std::string& line : edge_->Lines()) {
+    EXPECT_THAT(line, ::testing::Not(HasSubstr(none.substr(0, 40))));
+    EXPECT_THAT(line, ::testing::Not(HasSubstr("eyJ")));
+  }
+}
+
+TEST_F(EdgeTest, OversizedMessageClosesWith1009) {
+  auto ws = V1();
+  ASSERT_NE(ws, nullptr);
+  std::string line(70 * 1024, 'a');
+  ASSERT_TRUE(ws->Write(nlohmann::json{{"type", "command"}, {"line", line}}.dump(), false).ok());
+  // edge answers with close 1009 without reading the rest of the frame; the blocking client
+  // may see that close frame, or fail replying to it on the torn-down socket. The server's
+  // count says which limit closed it.
+  std::string end = ReadUntilClosed(*ws, nullptr);
+  EXPECT_TRUE(absl::StrContains(end, "code 1009") || absl::StrContains(end, "UNAVAILABLE"))
+      << end;
+  http::ClientOptions mo;
+  mo.port = static_cast<uint16_t>(metrics_port_);
+  auto metrics = http::Fetch(mo, "GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  auto parsed = testing::ParsePrometheusText(metrics->body);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->samples["podgate_edge_rejections_total{reason=\"size\"}"], 1);
+  // A message just under the limit is fine.
+  auto ok = V1();
+  ASSERT_NE(ok, nullptr);
+  std::string words;
+  while (words.size() < 60 * 1024) {
+    words += " a";
+  }
+  ASSERT_TRUE(ok->Write(nlohmann::json{{"type", "command"}, {"line", "echo" + words}}.dump(),
+                        false)
+                  .ok());
+  auto reply = ok->Read(absl::Seconds(10));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+}
+
+TEST_F(EdgeTest, ExpiredCredentialClosesTheSessionWith1008) {
+  auto ws = V1(Token("alice", {"developers"}, absl::Seconds(3)));
+  ASSERT_NE(ws, nullptr);
+  absl::Time start = absl::Now();
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*ws, &seen, absl::Seconds(10)), HasSubstr("code 1008"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(6));
+  ASSERT_FALSE(seen.empty());
+  // Whichever notices first: edge's timer (error) or exec's session limit (closed).
+  nlohmann::json last = nlohmann::json::parse(seen.back());
+  EXPECT_TRUE(last["code"] == "UNAUTHENTICATED" || last["reason"] == "credential_expired")
+      << seen.back();
+}
+
+TEST_F(EdgeTest, AFloodIsClosedWhileAnotherUserIsUnaffected) {
+  auto flooder = Seed(Token("mallory", {"developers"}));
+  auto other = Seed(Token("bob", {"developers"}));
+  ASSERT_NE(flooder, nullptr);
+  ASSERT_NE(other, nullptr);
+  for (int i = 0; i < 200; ++i) {
+    if (!flooder->Write("echo flood", false).ok()) {
+      break;
+    }
+  }
+  EXPECT_THAT(ReadUntilClosed(*flooder, nullptr, absl::Seconds(20)), HasSubstr("code 1008"));
+  ASSERT_TRUE(other->Write("echo still here", false).ok());
+  auto out = other->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->data, R"({"stdout": "still here\n"})");
+
+  http::ClientOptions mo;
+  mo.port = static_cast<uint16_t>(metrics_port_);
+  auto metrics = http::Fetch(mo, "GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  auto parsed = testing::ParsePrometheusText(metrics->body);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_GE(parsed->samples["podgate_edge_rejections_total{reason=\"rate\"}"], 1);
+}
+
+TEST_F(EdgeTest, ASlowReaderKeepsEdgeMemoryBounded) {
+  auto ws = V1();
+  ASSERT_NE(ws, nullptr);
+  // 20 MiB of output; the client reads nothing for a while.
+  const int64_t before = RssKiB(edge_->pid());
+  ASSERT_TRUE(ws->Write(nlohmann::json{{"type", "command"},
+                                       {"id", "big"},
+                                       {"line", "cat " + *dir_ + "/big.txt"}}
+                            .dump(),
+                        false)
+                  .ok());
+  int64_t peak = before;
+  for (int i = 0; i < 30; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    peak = std::max(peak, RssKiB(edge_->pid()));
+  }
+  int64_t received = 0;
+  while (true) {
+    auto m = ws->Read(absl::Seconds(20));
+    ASSERT_TRUE(m.ok()) << m.status() << " after " << received << " bytes";
+    if (m->binary) {
+      ASSERT_EQ(m->data[0], '\x01');
+      received += static_cast<int64_t>(m->data.size()) - 1;
+      peak = std::max(peak, RssKiB(edge_->pid()));
+      continue;
+    }
+    nlohmann::json j = nlohmann::json::parse(m->data);
+    ASSERT_EQ(j["type"], "exit") << m->data;
+    EXPECT_EQ(j["code"], 0);
+    break;
+  }
+  EXPECT_EQ(received, static_cast<int64_t>(kBigFileBytes));
+  std::cout << "edge RSS before " << before << " KiB, peak " << peak << " KiB while 20 MiB "
+            << "streamed to a reader that paused 3 s\n";
+  EXPECT_LT(peak - before, 8 * 1024) << "edge buffered the output instead of pausing exec";
+}
+
+TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
+  auto targets = Get("/api/v1/targets", Token());
+  ASSERT_TRUE(targets.ok()) << targets.status();
+  EXPECT_EQ(targets->status, 200) << targets->body;
+  EXPECT_THAT(targets->body, HasSubstr("web-1"));
+  auto anonymous = Get("/api/v1/targets", "");
+  ASSERT_TRUE(anonymous.ok());
+  EXPECT_EQ(anonymous->status, 401);
+
+  auto allowed = Get("/api/v1/allowed?namespace=demo&pod=web-1&container=app", Token());
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_EQ(allowed->status, 200) << allowed->body;
+  nlohmann::json a = nlohmann::json::parse(allowed->body);
+  EXPECT_THAT(allowed->body, HasSubstr("echo"));
+  EXPECT_THAT(allowed->body, HasSubstr("cat"));
+  EXPECT_EQ(Get("/api/v1/allowed?namespace=demo", Token())->status, 400);
+  EXPECT_EQ(Get("/api/v1/allowed?namespace=demo&pod=web-1", Token("x", {}, absl::Seconds(-99)))
+                ->status,
+            401);
+
+  EXPECT_EQ(Get("/api/v1/audit", Token())->status, 403);  // not an auditor
+  EXPECT_EQ(Get("/api/v1/audit?format=xml", Token("ann", {"podgate-auditors"}))->status, 400);
+  EXPECT_EQ(Get("/api/v1/audit?color=red", Token("ann", {"podgate-auditors"}))->status, 400);
+
+  // A seed session's allowed and refused commands both reach the audit trail.
+  auto ws = Seed(Token("carol", {"developers"}));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("echo audited", false).ok());
+  ASSERT_TRUE(ws->Read(absl::Seconds(10)).ok());
+  ASSERT_TRUE(ws->Write("cat /etc/shadow", false).ok());
+  auto denied = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(denied.ok());
+  EXPECT_THAT(denied->data, HasSubstr("is not allowed"));
+  ASSERT_TRUE(ws->Write("exit", false).ok());
+  ReadUntilClosed(*ws, nullptr);
+  auto audit = Get("/api/v1/audit?user=carol&page_size=100", Token("ann", {"podgate-auditors"}));
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->status, 200) << audit->body;
+  nlohmann::json records = nlohmann::json::parse(audit->body)["records"];
+  std::string all = records.dump();
+  EXPECT_THAT(all, HasSubstr("audited"));
+  EXPECT_THAT(all, HasSubstr("/etc/shadow"));
+  EXPECT_THAT(all, HasSubstr("carol"));
+  auto lines = Get("/api/v1/audit?user=carol&format=jsonl", Token("ann", {"podgate-auditors"}));
+  ASSERT_TRUE(lines.ok());
+  EXPECT_EQ(lines->status, 200);
+  EXPECT_EQ(lines->content_type, "application/x-ndjson");
+  EXPECT_EQ(static_cast<size_t>(std::count(lines->body.begin(), lines->body.end(), '\n')),
+            records.size());
+
+  auto page = Get("/", "");
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->content_type, "text/html; charset=utf-8");
+  EXPECT_THAT(page->body, HasSubstr("placeholder"));
+  EXPECT_EQ(Get("/missing.js", "")->status, 404);
+  EXPECT_EQ(Get("/../CMakeLists.txt", "")->status, 404);
+  EXPECT_EQ(Get("/healthz", "")->status, 200);
+  auto ready = Get("/readyz", "");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_THAT(ready->body, HasSubstr("\"exec\""));
+}
+
+}  // namespace
+}  // namespace podgate
