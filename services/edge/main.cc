@@ -115,6 +115,11 @@ int main(int argc, char** argv) {
                  "podgate-edge: the browser-facing service of podgate.\n"
                  "Every flag may also be set as PODGATE_<FLAG>.");
   rt::InitLoggingFromFlags("edge");
+  // The shared flags are checked first, so that a bad flag stays one line.
+  if (auto server_options = rt::ServerOptionsFromFlags({"edge", "[::]:7104", "[::]:9104"});
+      !server_options.ok()) {
+    rt::ExitWithError(std::string(server_options.status().message()));
+  }
   absl::StatusOr<podgate::auth::Verifier> verifier = podgate::auth::VerifierFromFlags();
   if (!verifier.ok()) {
     rt::ExitWithError(std::string(verifier.status().message()));
@@ -235,12 +240,15 @@ int main(int argc, char** argv) {
   for (int i = 0; i < absl::GetFlag(FLAGS_http_threads); ++i) {
     threads.emplace_back([&io] { io.run(); });
   }
-  podgate::log::Info("http serving", {{"http_port", static_cast<int>((*http_server)->port())},
-                                      {"tls", !plain},
-                                      {"web_root", context.options.web_root}});
   int status = rt::RunServer({"edge", "[::]:7104", "[::]:9104"}, {}, registry,
                              [&](rt::Server& server) {
                                server.AddDrainHook([&] { (*http_server)->Stop(); });
+                               // Logged once serving, so a start-up failure stays one line.
+                               podgate::log::Info(
+                                   "http serving",
+                                   {{"http_port", static_cast<int>((*http_server)->port())},
+                                    {"tls", !plain},
+                                    {"web_root", context.options.web_root}});
                              });
   (*http_server)->Stop();
   work.reset();
