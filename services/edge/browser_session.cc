@@ -456,6 +456,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       case SessionResponse::kDenied: {
         const auto& d = response.denied();
         command_sent_.reset();
+        log::Info("command denied", {{"user", user_}, {"rule", d.rule()}, {"reason", d.reason()}});
         if (v1) {
           more = Send(nlohmann::json{{"type", "denied"},
                                      {"id", d.command_id()},
