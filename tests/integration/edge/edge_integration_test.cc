@@ -160,6 +160,7 @@ class EdgeTest : public ::testing::Test {
                                           "--web_root=" EDGE_WEB_ROOT,
                                           "--messages_per_second=5",
                                           "--message_burst=12",
+                                          "--max_connections_per_user=3",
                                           "--write_buffer_bytes=65536"};
     edge_args.insert(edge_args.end(), jwt.begin(), jwt.end());
     auto edge = Subprocess::Start(PODGATE_EDGE_BIN, edge_args);
@@ -502,6 +503,63 @@ TEST_F(EdgeTest, HandshakesRefuseForeignOriginsAndBadTokens) {
     EXPECT_THAT(line, ::testing::Not(HasSubstr(none.substr(0, 40))));
     EXPECT_THAT(line, ::testing::Not(HasSubstr("eyJ")));
   }
+}
+
+TEST_F(EdgeTest, LoginSetsAnHttpOnlyCookieThatAuthenticatesTheHandshake) {
+  http::ClientOptions o = Options();
+  o.headers.push_back({"Authorization", "Bearer " + Token()});
+  auto login = http::Fetch(o, "POST", "/api/v1/login");
+  ASSERT_TRUE(login.ok()) << login.status();
+  EXPECT_EQ(login->status, 200) << login->body;
+  EXPECT_EQ(nlohmann::json::parse(login->body)["user"], "alice");
+  // The blocking client does not expose response headers: the cookie is rebuilt from the
+  // token, and the handshake with it alone must open a session.
+  http::ClientOptions foreign = Options("https://evil.test");
+  foreign.headers.push_back({"Authorization", "Bearer " + Token()});
+  auto refused = http::Fetch(foreign, "POST", "/api/v1/login");
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 403);
+  http::ClientOptions bad = Options();
+  bad.headers.push_back({"Authorization", "Bearer " + Token("x", {}, absl::Seconds(-99))});
+  EXPECT_EQ(http::Fetch(bad, "POST", "/api/v1/login")->status, 401);
+
+  http::ClientOptions cookie = Options();
+  cookie.headers.push_back({"Cookie", "theme=dark; podgate_token=" + Token()});
+  auto ws = http::WebSocketClient::Connect(cookie, "/ws/v1/demo/web-1", {"podgate.v1"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  auto ready = (*ws)->Read(absl::Seconds(10));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(nlohmann::json::parse(ready->data)["type"], "ready");
+  http::ClientOptions stale = Options();
+  stale.headers.push_back(
+      {"Cookie", "podgate_token=" + Token("alice", {"developers"}, absl::Seconds(-99))});
+  http::ClientResponse refusal;
+  EXPECT_FALSE(
+      http::WebSocketClient::Connect(stale, "/ws/v1/demo/web-1", {"podgate.v1"}, &refusal).ok());
+  EXPECT_EQ(refusal.status, 401);
+}
+
+TEST_F(EdgeTest, ConnectionsPerUserAreCapped) {
+  const std::string token = Token("dave", {"developers"});
+  std::vector<std::unique_ptr<http::WebSocketClient>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(V1(token));
+    ASSERT_NE(open.back(), nullptr);
+  }
+  const std::vector<std::string> offer = {
+      "podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(token)};
+  EXPECT_EQ(RefusalStatus("/ws/v1/demo/web-1", offer), 429);
+  // Another user is not affected; a closed connection frees its slot.
+  auto erin = V1(Token("erin", {"developers"}));
+  ASSERT_NE(erin, nullptr);
+  ASSERT_TRUE(open.back()->Close().ok());
+  open.pop_back();
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  int status = 0;
+  while (absl::Now() < deadline && (status = RefusalStatus("/ws/v1/demo/web-1", offer)) != 101) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(status, 101);
 }
 
 TEST_F(EdgeTest, OversizedMessageClosesWith1009) {
