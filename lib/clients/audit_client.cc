@@ -186,7 +186,17 @@ void AuditClient::Core::Record(podgate::common::v1::AuditEvent event, Callback d
       }
     }
   }
+  // An outcome known at once still reaches the caller later, on the timer thread: callers may
+  // hold their own locks around Record, and their callbacks may take them.
+  std::vector<Completion> now = std::move(actions.completions);
+  actions.completions.clear();
   actions.Run();
+  for (Completion& c : now) {
+    timers_->After(absl::ZeroDuration(),
+                   [done = std::move(c.done), status = std::move(c.status)]() mutable {
+                     done(std::move(status));
+                   });
+  }
 }
 
 void AuditClient::Core::StartStreamLocked() {

@@ -47,7 +47,8 @@ class AuditClient {
   AuditClient& operator=(const AuditClient&) = delete;
 
   // Queues `event` (an id and time are filled in when missing) and calls `done` once with
-  // its outcome, on a gRPC or timer thread. Never blocks.
+  // its outcome, on a gRPC or timer thread — never inside Record itself, so a caller may hold
+  // a lock that `done` takes. Never blocks.
   void Record(podgate::common::v1::AuditEvent event, Callback done);
 
   // Events waiting for an ack.

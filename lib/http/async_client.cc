@@ -39,28 +39,11 @@ absl::Status NetError(const char* what, const error_code& ec) {
 }
 
 absl::StatusOr<std::shared_ptr<ssl::context>> TlsContext(const ClientOptions& o) {
-  try {
-    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
-    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    if (o.insecure_skip_verify) {
-      ctx->set_verify_mode(ssl::verify_none);
-    } else {
-      if (o.ca_file.empty()) {
-        ctx->set_default_verify_paths();
-      } else {
-        ctx->load_verify_file(o.ca_file);
-      }
-      ctx->set_verify_mode(ssl::verify_peer);
-    }
-    if (!o.client_cert_file.empty()) {
-      ctx->use_certificate_chain_file(o.client_cert_file);
-      ctx->use_private_key_file(o.client_key_file, ssl::context::pem);
-    }
-    return ctx;
-  } catch (const boost::system::system_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("TLS client setup failed: ", e.what()));
+  std::optional<ssl::context> ctx;
+  if (absl::Status s = MakeClientTlsContext(o, ctx); !s.ok()) {
+    return s;
   }
+  return std::make_shared<ssl::context>(std::move(*ctx));
 }
 
 template <class Next>

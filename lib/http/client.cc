@@ -3,9 +3,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include <optional>
-#include <type_traits>
-
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -13,6 +10,8 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <optional>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -56,31 +55,6 @@ struct IoBase {
     io.run();
   }
 };
-
-absl::Status MakeTlsContext(const ClientOptions& o, std::optional<ssl::context>& ctx) {
-  try {
-    ctx.emplace(ssl::context::tls_client);
-    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    if (o.insecure_skip_verify) {
-      ctx->set_verify_mode(ssl::verify_none);
-    } else {
-      if (o.ca_file.empty()) {
-        ctx->set_default_verify_paths();
-      } else {
-        ctx->load_verify_file(o.ca_file);
-      }
-      ctx->set_verify_mode(ssl::verify_peer);
-    }
-    if (!o.client_cert_file.empty()) {
-      ctx->use_certificate_chain_file(o.client_cert_file);
-      ctx->use_private_key_file(o.client_key_file, ssl::context::pem);
-    }
-  } catch (const boost::system::system_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("TLS client setup failed: ", e.what()));
-  }
-  return absl::OkStatus();
-}
 
 // Connects the lowest layer and, for TLS, performs the handshake with host verification.
 template <class Stream>
@@ -206,8 +180,8 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
           refusal->content_type = std::string(res[bhttp::field::content_type]);
           refusal->body = res.body();
         }
-        return absl::FailedPreconditionError(absl::StrCat(
-            "WebSocket upgrade refused: HTTP ", res.result_int(), " ", res.body()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("WebSocket upgrade refused: HTTP ", res.result_int(), " ", res.body()));
       }
       return NetError("WebSocket handshake", *done);
     }
@@ -239,8 +213,9 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
     RunPending();
     beast::get_lowest_layer(ws_).expires_never();
     if (*done == websocket::error::closed) {
-      return absl::OutOfRangeError(absl::StrCat("closed by server: code ", ws_.reason().code, " ",
-                                                std::string(ws_.reason().reason.data(), ws_.reason().reason.size())));
+      return absl::OutOfRangeError(
+          absl::StrCat("closed by server: code ", ws_.reason().code, " ",
+                       std::string(ws_.reason().reason.data(), ws_.reason().reason.size())));
     }
     if (*done) {
       return NetError("WebSocket read", *done);
@@ -281,11 +256,37 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
 
 }  // namespace
 
+absl::Status MakeClientTlsContext(const ClientOptions& o, std::optional<ssl::context>& ctx) {
+  try {
+    ctx.emplace(ssl::context::tls_client);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    if (o.insecure_skip_verify) {
+      ctx->set_verify_mode(ssl::verify_none);
+    } else {
+      if (o.ca_file.empty()) {
+        ctx->set_default_verify_paths();
+      } else {
+        ctx->load_verify_file(o.ca_file);
+      }
+      ctx->set_verify_mode(ssl::verify_peer);
+    }
+    if (!o.client_cert_file.empty()) {
+      ctx->use_certificate_chain_file(o.client_cert_file);
+      ctx->use_private_key_file(o.client_key_file, ssl::context::pem);
+    }
+  } catch (const boost::system::system_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS client setup failed: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+
 absl::StatusOr<ClientResponse> Fetch(const ClientOptions& options, const std::string& method,
                                      const std::string& target, const std::string& body) {
   IoBase base;
   if (options.tls) {
-    if (absl::Status s = MakeTlsContext(options, base.tls); !s.ok()) {
+    if (absl::Status s = MakeClientTlsContext(options, base.tls); !s.ok()) {
       return s;
     }
     TlsStream stream(base.io, *base.tls);
@@ -300,7 +301,7 @@ absl::StatusOr<std::unique_ptr<WebSocketClient>> WebSocketClient::Connect(
     const std::vector<std::string>& subprotocols, ClientResponse* refusal) {
   if (options.tls) {
     std::optional<ssl::context> tls;
-    if (absl::Status s = MakeTlsContext(options, tls); !s.ok()) {
+    if (absl::Status s = MakeClientTlsContext(options, tls); !s.ok()) {
       return s;
     }
     auto client = std::make_unique<WebSocketClientImpl<TlsStream>>(options, std::move(tls));

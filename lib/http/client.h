@@ -4,6 +4,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+
+#include <boost/asio/ssl/context.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,10 +20,10 @@ struct ClientOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   bool tls = false;
-  std::string ca_file;            // verify the server against it (TLS); empty: system roots
-  std::string server_name;        // SNI and host name to verify; default: host
+  std::string ca_file;      // verify the server against it (TLS); empty: system roots
+  std::string server_name;  // SNI and host name to verify; default: host
   bool insecure_skip_verify = false;
-  std::string client_cert_file;   // optional client certificate (PEM) and key
+  std::string client_cert_file;  // optional client certificate (PEM) and key
   std::string client_key_file;
   std::vector<std::pair<std::string, std::string>> headers;  // e.g. Authorization
   absl::Duration timeout = absl::Seconds(10);                // per operation
@@ -32,6 +35,12 @@ struct ClientResponse {
   std::string content_type;
   std::string body;
 };
+
+// The TLS client context every podgate HTTP/WebSocket client uses: TLS 1.2 or newer, the
+// server verified against `ca_file` (or the system roots) unless insecure_skip_verify, and the
+// optional client certificate.
+absl::Status MakeClientTlsContext(const ClientOptions& options,
+                                  std::optional<boost::asio::ssl::context>& context);
 
 // One request on a fresh connection.
 absl::StatusOr<ClientResponse> Fetch(const ClientOptions& options, const std::string& method,

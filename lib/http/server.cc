@@ -3,9 +3,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include <deque>
-#include <type_traits>
-
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -14,6 +11,8 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <deque>
+#include <type_traits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -77,9 +76,8 @@ bool HeaderHasToken(const Request& req, bhttp::field field, std::string_view tok
   if (it == req.end()) {
     return false;
   }
-  for (absl::string_view part : absl::StrSplit(absl::string_view(it->value().data(),
-                                                                 it->value().size()),
-                                               ',')) {
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(it->value().data(), it->value().size()), ',')) {
     if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(part),
                                absl::string_view(token.data(), token.size()))) {
       return true;
@@ -118,17 +116,16 @@ class WebSocketSession : public WebSocketConnection,
       timeouts.keep_alive_pings = true;
     }
     ws_.set_option(timeouts);
-    ws_.set_option(websocket::stream_base::decorator(
-        [subprotocol](websocket::response_type& res) {
-          res.set(bhttp::field::server, "podgate");
-          if (!subprotocol.empty()) {
-            res.set(bhttp::field::sec_websocket_protocol, subprotocol);
-          }
-        }));
+    ws_.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
+      res.set(bhttp::field::server, "podgate");
+      if (!subprotocol.empty()) {
+        res.set(bhttp::field::sec_websocket_protocol, subprotocol);
+      }
+    }));
     ws_.read_message_max(o.websocket_message_limit_bytes);
     ws_.auto_fragment(false);
-    ws_.async_accept(request_,
-                     beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this()));
+    ws_.async_accept(
+        request_, beast::bind_front_handler(&WebSocketSession::OnAccept, this->shared_from_this()));
   }
 
   bool Send(std::string data, bool binary) override {
@@ -136,9 +133,18 @@ class WebSocketSession : public WebSocketConnection,
     size_t size = data.size();
     size_t queued = queued_bytes_.fetch_add(size) + size;
     if (queued > o.write_hard_limit_bytes) {
+      // The peer stopped reading: a close frame would queue behind the backlog forever, so drop
+      // the connection.
       queued_bytes_.fetch_sub(size);
-      ++server_->stats.websocket_slow_peer_closes;
-      Close(static_cast<uint16_t>(websocket::close_code::policy_error), "peer too slow");
+      net::dispatch(ws_.get_executor(), [self = this->shared_from_this()] {
+        if (self->finished_) {
+          return;
+        }
+        ++self->server_->stats.websocket_slow_peer_closes;
+        self->Finish("peer too slow");
+        error_code ignored;
+        beast::get_lowest_layer(self->ws_).socket().close(ignored);
+      });
       return false;
     }
     net::dispatch(ws_.get_executor(),
@@ -153,17 +159,18 @@ class WebSocketSession : public WebSocketConnection,
   }
 
   void Close(uint16_t code, std::string reason) override {
-    net::dispatch(ws_.get_executor(), [self = this->shared_from_this(), code,
-                                       reason = std::move(reason)]() mutable {
-      if (self->close_pending_ || self->finished_) {
-        return;
-      }
-      self->close_pending_ = true;
-      self->close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
-      if (!self->writing_) {
-        self->DoWrite();
-      }
-    });
+    net::dispatch(ws_.get_executor(),
+                  [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
+                    if (self->close_pending_ || self->finished_) {
+                      return;
+                    }
+                    self->close_pending_ = true;
+                    self->close_reason_ =
+                        websocket::close_reason(static_cast<websocket::close_code>(code), reason);
+                    if (!self->writing_) {
+                      self->DoWrite();
+                    }
+                  });
   }
 
   void PauseReading() override {
@@ -247,8 +254,9 @@ class WebSocketSession : public WebSocketConnection,
     }
     writing_ = true;
     ws_.binary(queue_.front().binary);
-    ws_.async_write(net::buffer(queue_.front().data),
-                    beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
+    ws_.async_write(
+        net::buffer(queue_.front().data),
+        beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
   }
 
   void OnWrite(error_code ec, size_t) {
@@ -280,10 +288,12 @@ class WebSocketSession : public WebSocketConnection,
       return;
     }
     finished_ = true;
-    for (const auto& m : queue_) {
-      queued_bytes_.fetch_sub(m.data.size());
+    // A write in flight still reads the front message; it is released in OnWrite.
+    size_t keep = (writing_ && !closing_ && !queue_.empty()) ? 1 : 0;
+    while (queue_.size() > keep) {
+      queued_bytes_.fetch_sub(queue_.back().data.size());
+      queue_.pop_back();
     }
-    queue_.clear();
     std::shared_ptr<WebSocketHandler> handler = std::move(handler_);
     handler_.reset();
     if (handler != nullptr && open_) {
@@ -439,7 +449,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     } catch (const std::exception& e) {
       result = RouteResult{};
       result.response = MakeResponse(request, bhttp::status::internal_server_error, "text/plain",
-                                      "internal error\n");
+                                     "internal error\n");
     }
     if (!result.response.has_value()) {
       result.response = MakeResponse(request, bhttp::status::internal_server_error, "text/plain",

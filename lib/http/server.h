@@ -9,15 +9,14 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/http.hpp>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/beast/http.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -29,9 +28,9 @@ using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
 // What the server knows about the peer of a request.
 struct RequestContext {
-  std::string remote_address;     // "ip:port"
+  std::string remote_address;  // "ip:port"
   bool tls = false;
-  std::string peer_common_name;   // CN of a client certificate the server's CA verified
+  std::string peer_common_name;  // CN of a client certificate the server's CA verified
 };
 
 // A WebSocket connection as its handler sees it. Every method may be called from any thread.
@@ -90,7 +89,7 @@ using Router = std::function<RouteResult(const Request& request, const RequestCo
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
-  uint16_t port = 0;                     // 0 picks a free port
+  uint16_t port = 0;  // 0 picks a free port
   // TLS when cert_file is set (PEM). With client_ca_file, client certificates are requested and
   // verified against it, but not required (bearer tokens are the other way in).
   std::string cert_file;
@@ -112,11 +111,11 @@ struct ServerOptions {
 // Counters a server keeps; read them for metrics.
 struct ServerStats {
   std::atomic<uint64_t> connections_accepted{0};
-  std::atomic<uint64_t> connections_rejected{0};   // over max_connections
+  std::atomic<uint64_t> connections_rejected{0};  // over max_connections
   std::atomic<int64_t> connections_open{0};
   std::atomic<uint64_t> tls_handshake_failures{0};
   std::atomic<uint64_t> requests{0};
-  std::atomic<uint64_t> bad_requests{0};           // unparseable or over limits
+  std::atomic<uint64_t> bad_requests{0};  // unparseable or over limits
   std::atomic<uint64_t> websocket_upgrades{0};
   std::atomic<uint64_t> websocket_slow_peer_closes{0};
 };

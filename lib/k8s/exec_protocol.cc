@@ -125,12 +125,11 @@ absl::StatusOr<Frame> DecodeFrame(std::string_view message, ExecProtocol protoco
   }
   if (channel == kClose) {
     if (protocol != ExecProtocol::kV5) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "close frame (channel 255) is only valid under ", std::string(kProtocolV5)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("close frame (channel 255) is only valid under ", std::string(kProtocolV5)));
     }
     if (frame.payload.size() != 1 || static_cast<uint8_t>(frame.payload[0]) > kResize) {
-      return absl::InvalidArgumentError(
-          "close frame must name exactly one channel in 0..4");
+      return absl::InvalidArgumentError("close frame must name exactly one channel in 0..4");
     }
     return frame;
   }
@@ -166,12 +165,12 @@ std::string SuccessStatusJson() { return R"({"metadata":{},"status":"Success"})"
 std::string ExitCodeStatusJson(int exit_code) {
   json j = {{"metadata", json::object()},
             {"status", "Failure"},
-            {"message", absl::StrCat("command terminated with non-zero exit code: exit status ",
-                                     exit_code)},
+            {"message",
+             absl::StrCat("command terminated with non-zero exit code: exit status ", exit_code)},
             {"reason", "NonZeroExitCode"},
             {"details",
-             {{"causes", json::array({{{"reason", "ExitCode"},
-                                       {"message", std::to_string(exit_code)}}})}}}};
+             {{"causes",
+               json::array({{{"reason", "ExitCode"}, {"message", std::to_string(exit_code)}}})}}}};
   return j.dump();
 }
 
@@ -232,12 +231,8 @@ absl::StatusOr<int> ParseExitStatus(std::string_view text) {
 }
 
 std::string ApiStatusJson(const ApiStatus& status) {
-  json j = {{"kind", "Status"},
-            {"apiVersion", "v1"},
-            {"metadata", json::object()},
-            {"status", "Failure"},
-            {"message", status.message},
-            {"reason", status.reason},
+  json j = {{"kind", "Status"},    {"apiVersion", "v1"},        {"metadata", json::object()},
+            {"status", "Failure"}, {"message", status.message}, {"reason", status.reason},
             {"code", status.code}};
   if (!status.details_name.empty() || !status.details_kind.empty()) {
     json details = json::object();

@@ -78,7 +78,7 @@ absl::StatusOr<int> ParseExitStatus(std::string_view json);
 // A metav1.Status object as the API server sends it for REST errors.
 struct ApiStatus {
   int code = 500;
-  std::string reason;   // NotFound, Forbidden, Unauthorized, BadRequest, ...
+  std::string reason;  // NotFound, Forbidden, Unauthorized, BadRequest, ...
   std::string message;
   std::string details_name;
   std::string details_kind;

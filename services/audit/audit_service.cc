@@ -19,7 +19,7 @@ AuditServiceImpl::AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* m
 
 grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest, podgate::audit::v1::RecordResponse>*
 AuditServiceImpl::Record(grpc::CallbackServerContext* context) {
-  return new RecordReactor(writer_, metrics_);
+  return new RecordReactor(writer_, metrics_, &record_streams_);
 }
 
 grpc::ServerWriteReactor<podgate::audit::v1::QueryResponse>* AuditServiceImpl::Query(

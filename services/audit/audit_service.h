@@ -9,6 +9,7 @@
 
 #include "audit/audit_metrics.h"
 #include "audit/executor.h"
+#include "audit/record_reactor.h"
 #include "audit/store.h"
 #include "audit/writer.h"
 #include "podgate/audit/v1/audit.grpc.pb.h"
@@ -39,11 +40,16 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
                                    const podgate::audit::v1::VerifyRequest* request,
                                    podgate::audit::v1::VerifyResponse* response) override;
 
+  // For the server's drain hook: Record streams stop reading and end with UNAVAILABLE once
+  // what they read is acked; streams opened later end right away.
+  void Drain() { record_streams_.DrainAll(); }
+
  private:
   Store* const store_;
   Writer* const writer_;
   AuditMetrics* const metrics_;
   Executor executor_;
+  RecordStreams record_streams_;
 };
 
 // absl::Status to grpc::Status, keeping code and message.

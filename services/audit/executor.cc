@@ -18,31 +18,31 @@ Executor::~Executor() {
   }
 }
 
-bool Executor::TrySubmit(std::function<void()> task) {
+bool Executor::TrySubmit(std::function<void()> job) {
   absl::MutexLock lock(&mu_);
-  if (stopping_ || tasks_.size() >= max_queued_) {
+  if (stopping_ || jobs_.size() >= max_queued_) {
     return false;
   }
-  tasks_.push_back(std::move(task));
+  jobs_.push_back(std::move(job));
   return true;
 }
 
 void Executor::Run() {
   while (true) {
-    std::function<void()> task;
+    std::function<void()> job;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](Executor* e)
-               ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) { return e->stopping_ || !e->tasks_.empty(); },
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) { return e->stopping_ || !e->jobs_.empty(); },
           this));
-      if (tasks_.empty()) {
+      if (jobs_.empty()) {
         return;
       }
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
     }
-    task();
+    job();
   }
 }
 

@@ -1,4 +1,4 @@
-// A fixed pool of threads with a bounded task queue, for the blocking store reads (Query,
+// A fixed pool of threads with a bounded job queue, for the blocking store reads (Query,
 // Verify) that must not run on gRPC's callback threads.
 #pragma once
 
@@ -19,14 +19,14 @@ class Executor {
   ~Executor();
 
   // False when the queue is full: the caller answers RESOURCE_EXHAUSTED.
-  bool TrySubmit(std::function<void()> task);
+  bool TrySubmit(std::function<void()> job);
 
  private:
   void Run();
 
   const size_t max_queued_;
   absl::Mutex mu_;
-  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };

@@ -105,7 +105,8 @@ int main(int argc, char** argv) {
     retention_runner.emplace(store->get(), retention, retention_interval);
   }
   audit::AuditServiceImpl service(store->get(), writer->get(), &metrics);
-  return runtime::RunServer(defaults, {&service}, registry, [&](runtime::Server&) {
+  return runtime::RunServer(defaults, {&service}, registry, [&](runtime::Server& server) {
+    server.AddDrainHook([&service] { service.Drain(); });
     podgate::log::Info("audit store open", {{"store", (*store)->kind()}, {"chain_id", chain_id}});
   });
 }

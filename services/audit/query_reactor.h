@@ -27,7 +27,7 @@ class QueryReactor final : public grpc::ServerWriteReactor<podgate::audit::v1::Q
 
   Store* const store_;
   AuditMetrics* const metrics_;
-  // Touched by the executor task, then only by the write chain (never concurrently).
+  // Touched by the executor job, then only by the write chain (never concurrently).
   QueryPage page_;
   size_t next_ = 0;
   bool end_written_ = false;

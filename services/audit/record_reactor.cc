@@ -39,11 +39,40 @@ class RecordReactor::Sink final : public CommitSink {
   RecordReactor* reactor_ ABSL_GUARDED_BY(mu_);
 };
 
-RecordReactor::RecordReactor(Writer* writer, AuditMetrics* metrics)
-    : writer_(writer), metrics_(metrics), sink_(std::make_shared<Sink>(this)) {
-  metrics_->record_streams().Increment();
+void RecordStreams::DrainAll() {
   absl::MutexLock lock(&mu_);
+  draining_ = true;
+  // Reactors leave the set in OnDone under this lock, so each one here is alive.
+  for (RecordReactor* reactor : streams_) {
+    reactor->Drain();
+  }
+}
+
+bool RecordStreams::Add(RecordReactor* reactor) {
+  absl::MutexLock lock(&mu_);
+  streams_.insert(reactor);
+  return !draining_;
+}
+
+void RecordStreams::Remove(RecordReactor* reactor) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(reactor);
+}
+
+RecordReactor::RecordReactor(Writer* writer, AuditMetrics* metrics, RecordStreams* streams)
+    : writer_(writer), metrics_(metrics), streams_(streams), sink_(std::make_shared<Sink>(this)) {
+  metrics_->record_streams().Increment();
+  const bool accepting = streams_->Add(this);
+  absl::MutexLock lock(&mu_);
+  draining_ = !accepting;
   MaybeReadLocked();
+  MaybeFinishLocked();
+}
+
+void RecordReactor::Drain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  MaybeFinishLocked();
 }
 
 void RecordReactor::OnReadDone(bool ok) {
@@ -87,7 +116,7 @@ void RecordReactor::TryQueueHeldLocked() {
 }
 
 void RecordReactor::MaybeReadLocked() {
-  if (reading_ || read_done_ || held_.has_value() || finish_status_.has_value() ||
+  if (reading_ || read_done_ || draining_ || held_.has_value() || finish_status_.has_value() ||
       outbound_.size() >= kMaxOutbound) {
     return;
   }
@@ -174,13 +203,25 @@ void RecordReactor::MaybeFinishLocked() {
     }
     return;
   }
-  if (read_done_ && unacked_ == 0 && outbound_.empty()) {
-    finished_ = true;
-    Finish(grpc::Status::OK);
+  if (unacked_ > 0 || !outbound_.empty()) {
+    return;
   }
+  if (read_done_) {
+    finish_status_ = grpc::Status::OK;
+  } else if (draining_) {
+    // A read may still be outstanding; finish_status_ makes OnReadDone drop what it brings.
+    finish_status_ = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                  "audit replica shutting down; every event read was acked, "
+                                  "send the rest on a new stream");
+  } else {
+    return;
+  }
+  finished_ = true;
+  Finish(*finish_status_);
 }
 
 void RecordReactor::OnDone() {
+  streams_->Remove(this);
   sink_->Detach();
   metrics_->record_streams().Decrement();
   delete this;

@@ -5,11 +5,15 @@
 // written (a client that does not read its acks stops being read). Acks go out as the writer
 // reports batches durable; a failed batch ends the stream with UNAVAILABLE after the acks
 // already queued. A half-close ends the stream with OK once every queued event is acked.
+// Drain (at shutdown) stops reading and ends the stream with UNAVAILABLE once every event it
+// took is acked, so the client resends the rest to another replica without waiting for the
+// drain timeout.
 #pragma once
 
 #include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -20,12 +24,34 @@
 
 namespace podgate::audit {
 
+class RecordReactor;
+
+// The open Record streams, so that shutdown can drain them.
+class RecordStreams {
+ public:
+  // Drains every open stream and every stream opened later.
+  void DrainAll();
+
+ private:
+  friend class RecordReactor;
+  // Returns false when draining: the new stream must end right away.
+  bool Add(RecordReactor* reactor);
+  void Remove(RecordReactor* reactor);
+
+  absl::Mutex mu_;
+  std::set<RecordReactor*> streams_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest,
                                                            podgate::audit::v1::RecordResponse> {
  public:
   static constexpr size_t kMaxOutbound = 64;
 
-  RecordReactor(Writer* writer, AuditMetrics* metrics);
+  RecordReactor(Writer* writer, AuditMetrics* metrics, RecordStreams* streams);
+
+  // Stops reading; ends the stream with UNAVAILABLE once what was read is acked.
+  void Drain();
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -48,6 +74,7 @@ class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::R
 
   Writer* const writer_;
   AuditMetrics* const metrics_;
+  RecordStreams* const streams_;
   std::shared_ptr<Sink> sink_;
 
   absl::Mutex mu_;
@@ -58,6 +85,7 @@ class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::R
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
   int64_t unacked_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -119,6 +119,7 @@ absl::Status ParseServer(const std::string& server, KubeConfig* config) {
   return absl::OkStatus();
 }
 
+// The `field` of the entry called `name` in a kubeconfig list; a null node when absent.
 YAML::Node Named(const YAML::Node& list, const std::string& name, const char* field) {
   if (list && list.IsSequence()) {
     for (const YAML::Node& item : list) {
@@ -150,13 +151,13 @@ absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_in
     return absl::InvalidArgumentError(absl::StrCat(where, ": no current-context"));
   }
   const YAML::Node context = Named(doc["contexts"], context_name, "context");
-  if (!context) {
+  if (!context.IsMap()) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": context '", context_name, "' not found"));
   }
   const YAML::Node cluster = Named(doc["clusters"], Str(context, "cluster"), "cluster");
   const YAML::Node user = Named(doc["users"], Str(context, "user"), "user");
-  if (!cluster) {
+  if (!cluster.IsMap()) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": cluster '", Str(context, "cluster"), "' not found"));
   }
@@ -200,7 +201,7 @@ absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_in
     return ca.status();
   }
   config.ca_file = *ca;
-  if (user) {
+  if (user.IsMap()) {
     config.token = Str(user, "token");
     config.token_file = resolve(Str(user, "tokenFile"));
     absl::StatusOr<std::string> cert =

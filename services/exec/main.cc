@@ -95,6 +95,11 @@ int main(int argc, char** argv) {
                  "podgate-exec: runs authorized commands in Kubernetes pods.\n"
                  "Every flag may also be set as PODGATE_<FLAG>.");
   rt::InitLoggingFromFlags("exec");
+  const rt::ServiceDefaults defaults{"exec", "[::]:7102", "[::]:9102"};
+  // The shared flags are checked first, so that a bad flag stays one line.
+  if (auto server_options = rt::ServerOptionsFromFlags(defaults); !server_options.ok()) {
+    rt::ExitWithError(std::string(server_options.status().message()));
+  }
   if (absl::Status s = CheckFlags(); !s.ok()) {
     rt::ExitWithError(std::string(s.message()));
   }
@@ -159,9 +164,11 @@ int main(int argc, char** argv) {
   options.interrupt_grace = absl::GetFlag(FLAGS_interrupt_grace);
   podgate::exec::SessionHub hub(options, &*verifier, policy_stub.get(), &audit, &kube, &metrics);
   podgate::exec::ExecServiceImpl service(&hub);
-  podgate::log::Info("kubernetes", {{"source", kube_config->source},
-                                    {"host", kube_config->host},
-                                    {"port", static_cast<int>(kube_config->port)}});
-  return rt::RunServer({"exec", "[::]:7102", "[::]:9102"}, {&service}, registry,
-                       [&hub](rt::Server& server) { server.AddDrainHook([&hub] { hub.CloseAll(); }); });
+  return rt::RunServer(defaults, {&service}, registry, [&](rt::Server& server) {
+    server.AddDrainHook([&hub] { hub.CloseAll(); });
+    // Logged once serving, so that a start-up failure stays a single line.
+    podgate::log::Info("kubernetes", {{"source", kube_config->source},
+                                      {"host", kube_config->host},
+                                      {"port", static_cast<int>(kube_config->port)}});
+  });
 }

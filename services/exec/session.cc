@@ -206,6 +206,9 @@ class Session final
   std::shared_ptr<ShellObserver> shell_observer_;
   std::string recording_;
   int64_t recording_seq_ = 0;
+  // Keystrokes that arrived before the shell's stream existed.
+  std::string early_stdin_;
+  static constexpr size_t kMaxEarlyStdin = 64 * 1024;
   absl::Time recording_last_flush_;
 };
 
@@ -232,6 +235,9 @@ struct Session::Command {
   bool finished = false;
   std::unique_ptr<ExecHandle> handle;
   std::shared_ptr<CommandObserver> observer;
+  // Input that arrived before the stream existed.
+  std::string early_stdin;
+  bool early_eof = false;
   runtime::TimerQueue::Id limit_timer = 0;
   absl::Time upgrade_started;
 };
@@ -482,9 +488,14 @@ void Session::OnReadDone(bool ok) {
       if (state_ != State::kReady) {
         break;
       }
-      if (shell_ != nullptr) {
+      if (mode_ == common::SESSION_MODE_SHELL) {
         RecordShellLocked('i', req.stdin().data());
-        shell_->WriteStdin(req.stdin().data());
+        if (shell_ != nullptr) {
+          shell_->WriteStdin(req.stdin().data());
+        } else if (early_stdin_.size() + req.stdin().data().size() <= kMaxEarlyStdin) {
+          // Typed between `ready` and the shell's stream: kept for it (bounded).
+          early_stdin_ += req.stdin().data();
+        }
       } else if (running_ != nullptr && running_->handle != nullptr) {
         if (!req.stdin().data().empty()) {
           running_->handle->WriteStdin(req.stdin().data());
@@ -492,6 +503,12 @@ void Session::OnReadDone(bool ok) {
         if (req.stdin().eof()) {
           running_->handle->CloseStdin();
         }
+      } else if (running_ != nullptr && !running_->finished) {
+        // The command is still being decided or started: its input waits (bounded).
+        if (running_->early_stdin.size() + req.stdin().data().size() <= kMaxEarlyStdin) {
+          running_->early_stdin += req.stdin().data();
+        }
+        running_->early_eof = running_->early_eof || req.stdin().eof();
       }
       break;
     }
@@ -762,7 +779,7 @@ void Session::CheckRootThen(bool root_allowed, std::function<void(absl::Status)>
 }
 
 void Session::SendReady() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
   }
@@ -770,6 +787,8 @@ void Session::SendReady() {
   e.mutable_session_open()->set_mode(mode_);
   e.mutable_session_open()->set_client(client_);
   std::shared_ptr<Session> self = shared_from_this();
+  // Without the lock: outside strict mode `then` runs at once and takes it.
+  lock.unlock();
   Audit(
       std::move(e),
       [self] {
@@ -779,6 +798,7 @@ void Session::SendReady() {
         }
         self->state_ = State::kReady;
         const bool shell = self->mode_ == common::SESSION_MODE_SHELL;
+
         self->hub_->metrics()
             ->sessions_total.Add({{"mode", shell ? "shell" : "command"}, {"outcome", "opened"}})
             .Increment();
@@ -1030,6 +1050,13 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
   lock.lock();
   if (!cmd->finished) {
     cmd->handle = std::move(handle);
+    if (!cmd->early_stdin.empty()) {
+      cmd->handle->WriteStdin(std::move(cmd->early_stdin));
+      cmd->early_stdin.clear();
+    }
+    if (cmd->early_eof) {
+      cmd->handle->CloseStdin();
+    }
     if (cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
       // Stopped before the handle existed (e.g. session closed): close the stream now.
       cmd->handle->Close();
@@ -1206,6 +1233,10 @@ void Session::StartShell() {
   std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, observer);
   lock.lock();
   shell_ = std::move(handle);
+  if (!early_stdin_.empty()) {
+    shell_->WriteStdin(std::move(early_stdin_));
+    early_stdin_.clear();
+  }
   if (state_ == State::kClosed) {
     shell_->Close();
   }

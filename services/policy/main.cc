@@ -8,6 +8,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "clients/audit_client.h"
 #include "policy/policy_loader.h"
 #include "policy/policy_metrics.h"
 #include "policy/policy_service.h"
@@ -23,11 +24,38 @@ ABSL_FLAG(std::string, policy_file, "",
 ABSL_FLAG(absl::Duration, policy_poll_interval, absl::Seconds(1),
           "How often the policy file is also stat()ed for changes, besides inotify, e.g. 1s. "
           "Default 1s.");
+ABSL_FLAG(std::string, audit_address, "",
+          "The audit service that records every policy version loaded or refused, e.g. "
+          "dns:///podgate-audit:7103. Empty (default): changes are only logged.");
+ABSL_FLAG(std::string, audit_tls_ca, "", "PEM CA of the audit service (TLS). Default: plaintext.");
+ABSL_FLAG(std::string, audit_tls_cert, "", "PEM client certificate for audit (mTLS).");
+ABSL_FLAG(std::string, audit_tls_key, "", "PEM client key for audit (mTLS).");
 ABSL_FLAG(std::string, check, "",
           "Validate this policy document, print its issues as FILE:LINE:COLUMN: SEVERITY: "
           "MESSAGE and exit: 0 valid, 1 invalid, 2 unreadable. Default: empty (serve).");
 
 namespace {
+
+// Records every policy version loaded or refused as a POLICY_CHANGE audit event.
+class AuditSink final : public podgate::policy::PolicyChangeSink {
+ public:
+  explicit AuditSink(podgate::clients::AuditClient* audit) : audit_(audit) {}
+  void OnPolicyChange(const podgate::common::v1::PolicyChangeDetail& change) override {
+    podgate::common::v1::AuditEvent event;
+    event.set_kind(podgate::common::v1::EVENT_KIND_POLICY_CHANGE);
+    *event.mutable_policy_change() = change;
+    const std::string version = change.version();
+    audit_->Record(std::move(event), [version](absl::Status s) {
+      if (!s.ok()) {
+        podgate::log::Error("policy change not recorded in audit",
+                            {{"version", version}, {"error", s.ToString()}});
+      }
+    });
+  }
+
+ private:
+  podgate::clients::AuditClient* const audit_;
+};
 
 int Check(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -72,9 +100,23 @@ int main(int argc, char** argv) {
   }
   auto registry = std::make_shared<prometheus::Registry>();
   podgate::policy::PolicyMetrics metrics(*registry);
-  // Policy changes reach audit through a PolicyChangeSink; until the audit recorder is wired in
-  // here, the store's log lines are their only record.
-  podgate::policy::PolicyStore store(&metrics, nullptr);
+  // Policy changes reach audit through the shared recorder when an audit service is named.
+  std::unique_ptr<podgate::clients::AuditClient> audit;
+  std::unique_ptr<AuditSink> sink;
+  if (const std::string address = absl::GetFlag(FLAGS_audit_address); !address.empty()) {
+    podgate::runtime::ChannelTlsOptions tls{absl::GetFlag(FLAGS_audit_tls_ca),
+                                            absl::GetFlag(FLAGS_audit_tls_cert),
+                                            absl::GetFlag(FLAGS_audit_tls_key), "", "audit"};
+    auto channel = podgate::runtime::CreateServiceChannel(address, tls);
+    if (!channel.ok()) {
+      podgate::runtime::ExitWithError(std::string(channel.status().message()));
+    }
+    podgate::clients::AuditClientOptions options;
+    options.source_service = "policy";
+    audit = std::make_unique<podgate::clients::AuditClient>(*channel, options);
+    sink = std::make_unique<AuditSink>(audit.get());
+  }
+  podgate::policy::PolicyStore store(&metrics, sink.get());
   const std::string policy_file = absl::GetFlag(FLAGS_policy_file);
   if (!policy_file.empty()) {
     if (absl::Status s = store.LoadFile(policy_file); !s.ok()) {

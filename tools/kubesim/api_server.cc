@@ -4,10 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <ctime>
 #include <filesystem>
-
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
@@ -32,8 +31,7 @@ std::string Rfc3339Now() {
 }
 
 http::Response JsonResponse(const http::Request& req, int code, const json& body) {
-  return http::MakeResponse(req, static_cast<bhttp::status>(code), "application/json",
-                            body.dump());
+  return http::MakeResponse(req, static_cast<bhttp::status>(code), "application/json", body.dump());
 }
 
 http::RouteResult Reply(http::Response res) {
@@ -43,14 +41,14 @@ http::RouteResult Reply(http::Response res) {
 }
 
 http::RouteResult StatusReply(const http::Request& req, k8s::ApiStatus status) {
-  return Reply(http::MakeResponse(req, static_cast<bhttp::status>(status.code),
-                                  "application/json", k8s::ApiStatusJson(status)));
+  return Reply(http::MakeResponse(req, static_cast<bhttp::status>(status.code), "application/json",
+                                  k8s::ApiStatusJson(status)));
 }
 
 http::RouteResult NotFound(const http::Request& req, const std::string& kind,
                            const std::string& name) {
-  return StatusReply(req, {404, "NotFound", absl::StrCat(kind, " \"", name, "\" not found"), name,
-                           kind});
+  return StatusReply(
+      req, {404, "NotFound", absl::StrCat(kind, " \"", name, "\" not found"), name, kind});
 }
 
 http::RouteResult BadRequest(const http::Request& req, const std::string& message) {
@@ -84,9 +82,9 @@ absl::StatusOr<std::function<bool(const std::map<std::string, std::string>&)>> P
     }
     if (r.key.empty() || r.key.find_first_of(" ()") != std::string::npos ||
         r.value.find_first_of(" ()") != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unable to parse requirement: \"", p, "\" (set-based selectors are not "
-                       "supported)"));
+      return absl::InvalidArgumentError(absl::StrCat("unable to parse requirement: \"", p,
+                                                     "\" (set-based selectors are not "
+                                                     "supported)"));
     }
     reqs.push_back(std::move(r));
   }
@@ -140,8 +138,8 @@ absl::StatusOr<std::function<bool(const Pod&)>> ParseFieldSelector(const std::st
       field = p.substr(0, pos);
       value = p.substr(pos + 1);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("invalid selector: '", p,
-                                                     "'; can't understand '", p, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid selector: '", p, "'; can't understand '", p, "'"));
     }
     std::function<std::string(const Pod&)> get;
     if (field == "metadata.name") {
@@ -153,8 +151,7 @@ absl::StatusOr<std::function<bool(const Pod&)>> ParseFieldSelector(const std::st
     } else if (field == "spec.nodeName") {
       get = [](const Pod&) { return std::string("kubesim"); };
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("field label not supported: ", field));
+      return absl::InvalidArgumentError(absl::StrCat("field label not supported: ", field));
     }
     preds.push_back([get, value, negate](const Pod& pod) { return (get(pod) == value) != negate; });
   }
@@ -178,7 +175,9 @@ json PodJson(const Pod& pod) {
       env.push_back({{"name", k}, {"value", v}});
     }
     json sc = c.root ? json{{"runAsUser", 0}} : json{{"runAsUser", c.uid}, {"runAsNonRoot", true}};
-    json cj = {{"name", c.name}, {"image", c.image}, {"securityContext", sc},
+    json cj = {{"name", c.name},
+               {"image", c.image},
+               {"securityContext", sc},
                {"terminationMessagePath", "/dev/termination-log"},
                {"imagePullPolicy", "IfNotPresent"}};
     if (!env.empty()) {
@@ -192,13 +191,13 @@ json PodJson(const Pod& pod) {
     }
     containers.push_back(cj);
     json state = running ? json{{"running", {{"startedAt", pod.created}}}}
-                         : pod.phase == "Pending"
-                               ? json{{"waiting", {{"reason", "ContainerCreating"}}}}
-                               : json{{"terminated",
-                                       {{"exitCode", pod.phase == "Succeeded" ? 0 : 1},
-                                        {"reason", pod.phase == "Succeeded" ? "Completed" : "Error"},
-                                        {"startedAt", pod.created},
-                                        {"finishedAt", pod.created}}}};
+                 : pod.phase == "Pending"
+                     ? json{{"waiting", {{"reason", "ContainerCreating"}}}}
+                     : json{{"terminated",
+                             {{"exitCode", pod.phase == "Succeeded" ? 0 : 1},
+                              {"reason", pod.phase == "Succeeded" ? "Completed" : "Error"},
+                              {"startedAt", pod.created},
+                              {"finishedAt", pod.created}}}};
     statuses.push_back({{"name", c.name},
                         {"image", c.image},
                         {"imageID", ""},
@@ -219,22 +218,22 @@ json PodJson(const Pod& pod) {
   if (!pod.annotations.empty()) {
     metadata["annotations"] = pod.annotations;
   }
-  return {{"kind", "Pod"},
-          {"apiVersion", "v1"},
-          {"metadata", metadata},
-          {"spec",
-           {{"containers", containers},
-            {"nodeName", "kubesim"},
-            {"restartPolicy", "Always"},
-            {"dnsPolicy", "ClusterFirst"}}},
-          {"status",
-           {{"phase", pod.phase},
-            {"hostIP", "127.0.0.1"},
-            {"podIP", "127.0.0.1"},
-            {"startTime", pod.created},
-            {"conditions",
-             json::array({{{"type", "Ready"}, {"status", running ? "True" : "False"}}})},
-            {"containerStatuses", statuses}}}};
+  return {
+      {"kind", "Pod"},
+      {"apiVersion", "v1"},
+      {"metadata", metadata},
+      {"spec",
+       {{"containers", containers},
+        {"nodeName", "kubesim"},
+        {"restartPolicy", "Always"},
+        {"dnsPolicy", "ClusterFirst"}}},
+      {"status",
+       {{"phase", pod.phase},
+        {"hostIP", "127.0.0.1"},
+        {"podIP", "127.0.0.1"},
+        {"startTime", pod.created},
+        {"conditions", json::array({{{"type", "Ready"}, {"status", running ? "True" : "False"}}})},
+        {"containerStatuses", statuses}}}};
 }
 
 json NamespaceJson(const Namespace& ns) {
@@ -271,14 +270,13 @@ std::string Age(const std::string& created) {
 // kubectl asks for server-side printing: a meta.k8s.io Table.
 bool WantsTable(const http::Request& req) {
   auto it = req.find(bhttp::field::accept);
-  return it != req.end() && absl::StrContains(absl::string_view(it->value().data(),
-                                                                it->value().size()),
-                                              "as=Table");
+  return it != req.end() &&
+         absl::StrContains(absl::string_view(it->value().data(), it->value().size()), "as=Table");
 }
 
 json Column(const std::string& name, const std::string& format = "") {
-  return {{"name", name}, {"type", "string"}, {"format", format}, {"description", ""},
-          {"priority", 0}};
+  return {
+      {"name", name}, {"type", "string"}, {"format", format}, {"description", ""}, {"priority", 0}};
 }
 
 json PartialMetadata(const json& object) {
@@ -291,16 +289,22 @@ json PodTable(const std::vector<const Pod*>& pods) {
   json rows = json::array();
   for (const Pod* pod : pods) {
     size_t ready = pod->phase == "Running" ? pod->containers.size() : 0;
-    rows.push_back({{"cells", {pod->name, absl::StrCat(ready, "/", pod->containers.size()),
-                               pod->phase, 0, Age(pod->created)}},
+    rows.push_back({{"cells",
+                     {pod->name, absl::StrCat(ready, "/", pod->containers.size()), pod->phase, 0,
+                      Age(pod->created)}},
                     {"object", PartialMetadata(PodJson(*pod))}});
   }
   return {{"kind", "Table"},
           {"apiVersion", "meta.k8s.io/v1"},
           {"metadata", {{"resourceVersion", "1"}}},
           {"columnDefinitions",
-           {Column("Name", "name"), Column("Ready"), Column("Status"),
-            {{"name", "Restarts"}, {"type", "integer"}, {"format", ""}, {"description", ""},
+           {Column("Name", "name"),
+            Column("Ready"),
+            Column("Status"),
+            {{"name", "Restarts"},
+             {"type", "integer"},
+             {"format", ""},
+             {"description", ""},
              {"priority", 0}},
             Column("Age")}},
           {"rows", rows}};
@@ -322,8 +326,11 @@ json NamespaceTable(const std::vector<const Namespace*>& list) {
 json ApiResourceList() {
   auto resource = [](const char* name, const char* singular, bool namespaced, const char* kind,
                      std::vector<std::string> verbs, std::vector<std::string> short_names) {
-    json r = {{"name", name}, {"singularName", singular}, {"namespaced", namespaced},
-              {"kind", kind}, {"verbs", verbs}};
+    json r = {{"name", name},
+              {"singularName", singular},
+              {"namespaced", namespaced},
+              {"kind", kind},
+              {"verbs", verbs}};
     if (!short_names.empty()) {
       r["shortNames"] = short_names;
     }
@@ -428,13 +435,13 @@ std::vector<std::pair<std::string, std::string>> ContainerEnv(const Pod& pod, co
 void WatchMainProcess(boost::asio::io_context& io, pid_t pid, int pidfd,
                       std::shared_ptr<ProcessTable> table, std::string name) {
   auto desc = std::make_shared<boost::asio::posix::stream_descriptor>(io, pidfd);
-  desc->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                   [desc, pid, table, name](boost::system::error_code) {
-                     int code = ReapProcess(pid);
-                     table->Remove(pid);
-                     podgate::log::Info("main process exited",
-                                        {{"container", name}, {"exit_code", code}});
-                   });
+  desc->async_wait(
+      boost::asio::posix::stream_descriptor::wait_read,
+      [desc, pid, table, name](boost::system::error_code) {
+        int code = ReapProcess(pid);
+        table->Remove(pid);
+        podgate::log::Info("main process exited", {{"container", name}, {"exit_code", code}});
+      });
 }
 
 }  // namespace
@@ -460,8 +467,7 @@ absl::Status ApiServer::StartMainProcesses(boost::asio::io_context& io) {
       absl::StatusOr<Process> p = SpawnProcess(spec);
       if (!p.ok()) {
         return absl::InternalError(absl::StrCat("main process of ", pod.namespace_name, "/",
-                                                pod.name, "/", c.name, ": ",
-                                                p.status().message()));
+                                                pod.name, "/", c.name, ": ", p.status().message()));
       }
       processes_->Add(p->pid);
       std::string name = absl::StrCat(pod.namespace_name, "/", pod.name, "/", c.name);
@@ -472,15 +478,59 @@ absl::Status ApiServer::StartMainProcesses(boost::asio::io_context& io) {
   return absl::OkStatus();
 }
 
+std::string ApiServer::MetricsText() {
+  std::string out;
+  auto metric = [&out](const char* name, const char* type, const char* help, uint64_t value) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
+                    value, "\n");
+  };
+  metric("podgate_kubesim_execs_started_total", "counter", "Exec processes started.",
+         processes_->execs_started.load());
+  metric("podgate_kubesim_execs_rejected_total", "counter",
+         "Exec requests refused at the concurrency cap (429).", processes_->execs_rejected.load());
+  metric("podgate_kubesim_execs_active", "gauge", "Exec slots in use (processes not yet reaped).",
+         processes_->active_execs());
+  metric("podgate_kubesim_exec_clients_gone_total", "counter",
+         "Execs whose client closed the WebSocket before the process ended.",
+         processes_->client_gone.load());
+  metric("podgate_kubesim_exec_ignored_frames_total", "counter",
+         "Client exec frames skipped as empty or malformed (as the API server skips them).",
+         processes_->ignored_frames.load());
+  metric("podgate_kubesim_processes", "gauge", "Live child processes (execs and main processes).",
+         processes_->live_processes());
+  metric("podgate_kubesim_unauthorized_total", "counter", "Requests answered 401.",
+         unauthorized.load());
+  metric("podgate_kubesim_forbidden_total", "counter", "Requests answered 403.", forbidden.load());
+  if (http_stats_ != nullptr) {
+    metric("podgate_kubesim_http_requests_total", "counter", "HTTP requests parsed.",
+           http_stats_->requests.load());
+    metric("podgate_kubesim_http_bad_requests_total", "counter",
+           "Requests rejected as malformed or over limits.", http_stats_->bad_requests.load());
+    metric("podgate_kubesim_tls_handshake_failures_total", "counter", "Failed TLS handshakes.",
+           http_stats_->tls_handshake_failures.load());
+    metric("podgate_kubesim_connections", "gauge", "Open connections.",
+           static_cast<uint64_t>(std::max<int64_t>(0, http_stats_->connections_open.load())));
+    metric("podgate_kubesim_websocket_slow_peer_closes_total", "counter",
+           "WebSocket connections dropped because the peer stopped reading.",
+           http_stats_->websocket_slow_peer_closes.load());
+  }
+  return out;
+}
+
 http::RouteResult ApiServer::Route(const http::Request& req, const http::RequestContext& context,
                                    bool is_upgrade) {
   std::string target(req.target());
   std::string path = target.substr(0, target.find('?'));
-  std::string query = target.find('?') == std::string::npos ? "" : target.substr(target.find('?') + 1);
+  std::string query =
+      target.find('?') == std::string::npos ? "" : target.substr(target.find('?') + 1);
   while (path.size() > 1 && path.back() == '/') {
     path.pop_back();
   }
 
+  if (path == "/metrics") {
+    return Reply(
+        http::MakeResponse(req, bhttp::status::ok, "text/plain; version=0.0.4", MetricsText()));
+  }
   if (path == "/healthz" || path == "/livez" || path == "/readyz") {
     return Reply(http::MakeResponse(req, bhttp::status::ok, "text/plain", "ok"));
   }
@@ -521,25 +571,25 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   auto forbidden_reply = [&](const std::string& verb, const std::string& resource,
                              const std::string& ns, const std::string& name) {
     ++forbidden;
-    std::string subject = name.empty() ? absl::StrCat(resource.substr(0, resource.find('/')))
-                                       : absl::StrCat(resource.substr(0, resource.find('/')),
-                                                      " \"", name, "\"");
-    std::string where = ns.empty() ? "at the cluster scope"
-                                   : absl::StrCat("in the namespace \"", ns, "\"");
-    return StatusReply(req, {403, "Forbidden",
-                             absl::StrCat(subject, " is forbidden: User \"", user,
-                                          "\" cannot ", verb, " resource \"", resource,
-                                          "\" in API group \"\" ", where),
-                             name, resource.substr(0, resource.find('/'))});
+    std::string subject =
+        name.empty() ? absl::StrCat(resource.substr(0, resource.find('/')))
+                     : absl::StrCat(resource.substr(0, resource.find('/')), " \"", name, "\"");
+    std::string where =
+        ns.empty() ? "at the cluster scope" : absl::StrCat("in the namespace \"", ns, "\"");
+    return StatusReply(req,
+                       {403, "Forbidden",
+                        absl::StrCat(subject, " is forbidden: User \"", user, "\" cannot ", verb,
+                                     " resource \"", resource, "\" in API group \"\" ", where),
+                        name, resource.substr(0, resource.find('/'))});
   };
 
   std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
   bool exec = parts.size() == 7 && parts[0] == "api" && parts[1] == "v1" &&
               parts[2] == "namespaces" && parts[4] == "pods" && parts[6] == "exec";
   if (!exec && req.method() != bhttp::verb::get) {
-    return StatusReply(req, {405, "MethodNotAllowed",
-                             "the server does not allow this method on the requested resource",
-                             "", ""});
+    return StatusReply(req,
+                       {405, "MethodNotAllowed",
+                        "the server does not allow this method on the requested resource", "", ""});
   }
   if (path == "/api") {
     return Reply(JsonResponse(
@@ -557,8 +607,8 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
     return Reply(JsonResponse(req, 200, ApiResourceList()));
   }
   if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") {
-    return StatusReply(req, {404, "NotFound", "the server could not find the requested resource",
-                             "", ""});
+    return StatusReply(
+        req, {404, "NotFound", "the server could not find the requested resource", "", ""});
   }
 
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> params = k8s::ParseQuery(query);
@@ -592,9 +642,11 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
       for (const Namespace* ns : list) {
         items.push_back(NamespaceJson(*ns));
       }
-      return Reply(JsonResponse(req, 200, {{"kind", "NamespaceList"}, {"apiVersion", "v1"},
-                                           {"metadata", {{"resourceVersion", "1"}}},
-                                           {"items", items}}));
+      return Reply(JsonResponse(req, 200,
+                                {{"kind", "NamespaceList"},
+                                 {"apiVersion", "v1"},
+                                 {"metadata", {{"resourceVersion", "1"}}},
+                                 {"items", items}}));
     }
     if (!cluster_.Allowed(user, "get", "namespaces", parts[3]) &&
         !cluster_.Allowed(user, "get", "namespaces", "")) {
@@ -639,15 +691,17 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
     for (const Pod* pod : list) {
       items.push_back(PodJson(*pod));
     }
-    return Reply(JsonResponse(req, 200, {{"kind", "PodList"}, {"apiVersion", "v1"},
-                                         {"metadata", {{"resourceVersion", "1"}}},
-                                         {"items", items}}));
+    return Reply(JsonResponse(req, 200,
+                              {{"kind", "PodList"},
+                               {"apiVersion", "v1"},
+                               {"metadata", {{"resourceVersion", "1"}}},
+                               {"items", items}}));
   }
 
   if (parts.size() < 6 || parts[2] != "namespaces" || parts[4] != "pods" || parts.size() > 7 ||
       (parts.size() == 7 && !exec)) {
-    return StatusReply(req, {404, "NotFound", "the server could not find the requested resource",
-                             "", ""});
+    return StatusReply(
+        req, {404, "NotFound", "the server could not find the requested resource", "", ""});
   }
   const std::string& ns = parts[3];
   const std::string& name = parts[5];
@@ -700,8 +754,8 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   }
   const Container* container = FindContainer(*pod, container_name);
   if (container == nullptr) {
-    return BadRequest(req, absl::StrCat("container ", container_name, " is not valid for pod ",
-                                        name));
+    return BadRequest(req,
+                      absl::StrCat("container ", container_name, " is not valid for pod ", name));
   }
   if (pod->phase != "Running") {
     return BadRequest(req, absl::StrCat("pod ", name, " is not running (phase ", pod->phase,
@@ -739,10 +793,10 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
                                         absl::StrJoin(supported, " "), "]"));
   }
   if (!processes_->TryReserveExec()) {
-    return StatusReply(req, {429, "TooManyRequests",
-                             absl::StrCat("too many concurrent exec sessions (limit ",
-                                          options_.max_execs, ")"),
-                             "", ""});
+    return StatusReply(
+        req, {429, "TooManyRequests",
+              absl::StrCat("too many concurrent exec sessions (limit ", options_.max_execs, ")"),
+              "", ""});
   }
   ExecRequest exec_request;
   exec_request.protocol = *protocol;
@@ -758,8 +812,11 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   exec_request.spec.uid = container->uid;
   exec_request.spec.tty = options->tty;
   exec_request.spec.stdin = options->stdin;
-  podgate::log::Info("exec", {{"user", user}, {"namespace", ns}, {"pod", name},
-                              {"container", container_name}, {"tty", options->tty},
+  podgate::log::Info("exec", {{"user", user},
+                              {"namespace", ns},
+                              {"pod", name},
+                              {"container", container_name},
+                              {"tty", options->tty},
                               {"protocol", std::string(k8s::ProtocolName(*protocol))}});
   http::RouteResult result;
   result.websocket = NewExecSession(std::move(exec_request), processes_);

@@ -22,7 +22,7 @@ struct ApiServerOptions {
   std::vector<k8s::ExecProtocol> protocols = {k8s::ExecProtocol::kV5, k8s::ExecProtocol::kV4,
                                               k8s::ExecProtocol::kV1};
   size_t max_execs = 64;
-  std::string state_dir;   // container working directories live under it
+  std::string state_dir;       // container working directories live under it
   std::string server_address;  // "127.0.0.1:port", reported by /api
 };
 
@@ -39,6 +39,10 @@ class ApiServer {
                           bool is_upgrade);
 
   void set_server_address(std::string address) { options_.server_address = std::move(address); }
+  // The HTTP server's counters, exported on /metrics with kubesim's own.
+  void set_http_stats(const http::ServerStats* stats) { http_stats_ = stats; }
+  // Prometheus text exposition of kubesim's counters (served on /metrics, unauthenticated).
+  std::string MetricsText();
   const std::shared_ptr<ProcessTable>& processes() const { return processes_; }
   std::string ContainerDir(const Pod& pod, const Container& container) const;
 
@@ -50,6 +54,7 @@ class ApiServer {
   std::vector<TokenUser> tokens_;
   ApiServerOptions options_;
   std::shared_ptr<ProcessTable> processes_;
+  const http::ServerStats* http_stats_ = nullptr;
 };
 
 }  // namespace podgate::kubesim

@@ -39,9 +39,8 @@ absl::StatusOr<std::map<std::string, std::string>> StringMap(const YAML::Node& n
   }
   for (const auto& kv : node) {
     if (!kv.second.IsScalar()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": value of \"",
-                                                     kv.first.as<std::string>(),
-                                                     "\" must be a string"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": value of \"", kv.first.as<std::string>(), "\" must be a string"));
     }
     out[kv.first.as<std::string>()] = kv.second.as<std::string>();
   }
@@ -82,17 +81,16 @@ bool ValidName(const std::string& s) {
 constexpr char kCreated[] = "2026-01-01T00:00:00Z";
 
 absl::StatusOr<Container> ParseContainer(const YAML::Node& node, const std::string& where) {
-  if (absl::Status s = CheckKeys(node, {"name", "image", "user", "uid", "env", "workingDir",
-                                        "command"},
-                                 where);
+  if (absl::Status s =
+          CheckKeys(node, {"name", "image", "user", "uid", "env", "workingDir", "command"}, where);
       !s.ok()) {
     return s;
   }
   Container c;
   c.name = node["name"] ? node["name"].as<std::string>() : "";
   if (!ValidName(c.name)) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": invalid container name \"", c.name,
-                                                   "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": invalid container name \"", c.name, "\""));
   }
   std::string at = absl::StrCat(where, " (", c.name, ")");
   c.image = node["image"] ? node["image"].as<std::string>() : "kubesim/" + c.name + ":latest";
@@ -150,8 +148,8 @@ const Pod* Cluster::FindPod(const std::string& ns, const std::string& name) cons
   return nullptr;
 }
 
-bool Cluster::Allowed(const std::string& user, const std::string& verb,
-                      const std::string& resource, const std::string& ns) const {
+bool Cluster::Allowed(const std::string& user, const std::string& verb, const std::string& resource,
+                      const std::string& ns) const {
   auto has = [](const std::vector<std::string>& list, const std::string& v) {
     for (const std::string& item : list) {
       if (item == "*" || (!v.empty() && item == v)) {
@@ -205,9 +203,8 @@ absl::StatusOr<Cluster> ParseCluster(const std::string& yaml_text) {
     }
     for (const auto& p : root["pods"]) {
       std::string where = absl::StrCat("pods[", cluster.pods.size(), "]");
-      if (absl::Status s = CheckKeys(p, {"name", "namespace", "labels", "annotations", "phase",
-                                         "containers"},
-                                     where);
+      if (absl::Status s = CheckKeys(
+              p, {"name", "namespace", "labels", "annotations", "phase", "containers"}, where);
           !s.ok()) {
         return s;
       }
@@ -277,9 +274,9 @@ absl::StatusOr<Cluster> ParseCluster(const std::string& yaml_text) {
       if (rule.user.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": needs a user"));
       }
-      for (auto [key, field] : {std::pair{"verbs", &rule.verbs},
-                                std::pair{"resources", &rule.resources},
-                                std::pair{"namespaces", &rule.namespaces}}) {
+      for (auto [key, field] :
+           {std::pair{"verbs", &rule.verbs}, std::pair{"resources", &rule.resources},
+            std::pair{"namespaces", &rule.namespaces}}) {
         auto list = StringList(a[key], absl::StrCat(where, " ", key));
         if (!list.ok()) {
           return list.status();
@@ -319,8 +316,8 @@ absl::StatusOr<std::vector<TokenUser>> ParseTokenFile(const std::string& text) {
     // Three plain columns, then an optional quoted group list that may contain commas.
     std::vector<std::string> cols = absl::StrSplit(line, absl::MaxSplits(',', 3));
     if (cols.size() < 3 || cols[0].empty() || cols[1].empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token file line ", line_no, ": expected token,user,uid[,\"groups\"]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token file line ", line_no, ": expected token,user,uid[,\"groups\"]"));
     }
     TokenUser t{cols[0], cols[1], cols[2], {}};
     if (cols.size() == 4) {

@@ -15,11 +15,11 @@ namespace podgate::kubesim {
 struct Container {
   std::string name;
   std::string image;
-  bool root = false;                       // user: root (uid 0 in a user namespace)
-  int64_t uid = 65534;                     // the uid of a non-root container
+  bool root = false;    // user: root (uid 0 in a user namespace)
+  int64_t uid = 65534;  // the uid of a non-root container
   std::vector<std::pair<std::string, std::string>> env;
-  std::string working_dir;                 // "" = a private directory under the state dir
-  std::vector<std::string> command;        // optional long-running main process
+  std::string working_dir;           // "" = a private directory under the state dir
+  std::vector<std::string> command;  // optional long-running main process
 };
 
 struct Pod {
@@ -28,9 +28,9 @@ struct Pod {
   std::string uid;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> annotations;
-  std::string phase = "Running";           // Pending, Running, Succeeded, Failed, Unknown
+  std::string phase = "Running";  // Pending, Running, Succeeded, Failed, Unknown
   std::vector<Container> containers;
-  std::string created;                     // RFC 3339
+  std::string created;  // RFC 3339
 };
 
 struct Namespace {
@@ -41,9 +41,9 @@ struct Namespace {
 
 struct AccessRule {
   std::string user;
-  std::vector<std::string> verbs;          // get, list, create, or "*"
-  std::vector<std::string> resources;      // namespaces, pods, pods/exec, or "*"
-  std::vector<std::string> namespaces;     // or "*"
+  std::vector<std::string> verbs;       // get, list, create, or "*"
+  std::vector<std::string> resources;   // namespaces, pods, pods/exec, or "*"
+  std::vector<std::string> namespaces;  // or "*"
 };
 
 struct Cluster {

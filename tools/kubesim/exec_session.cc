@@ -5,11 +5,10 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <deque>
-#include <optional>
-
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/write.hpp>
+#include <deque>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -42,6 +41,8 @@ void ProcessTable::Remove(pid_t pid) {
 void ProcessTable::KillAll(int sig) {
   absl::MutexLock lock(&mu_);
   for (pid_t pid : pids_) {
+    // Each child leads its own session and process group: reach its descendants too.
+    kill(-pid, sig);
     kill(pid, sig);
   }
 }
@@ -94,9 +95,9 @@ class ExecSession : public http::WebSocketHandler,
       in_.emplace(ex, process->stdin_fd);
     }
     // The API server announces the stream with an empty frame on the first writable channel.
-    uint8_t first = request_.options.stdout ? k8s::kStdout
+    uint8_t first = request_.options.stdout                              ? k8s::kStdout
                     : (request_.options.stderr && !request_.options.tty) ? k8s::kStderr
-                                                                          : k8s::kStatus;
+                                                                         : k8s::kStatus;
     conn_->Send(k8s::EncodeFrame(first, ""));
     if (out_) {
       ReadOutput(&*out_, request_.options.tty || request_.options.stdout ? k8s::kStdout : 0,
@@ -110,13 +111,11 @@ class ExecSession : public http::WebSocketHandler,
   }
 
   void OnMessage(std::string data, bool binary) override {
+    // Like the API server, frames that are empty or name no valid channel are skipped (and
+    // counted, so tests can assert that a client never sends them).
     absl::StatusOr<k8s::Frame> frame = k8s::DecodeFrame(data, request_.protocol);
     if (!frame.ok()) {
-      if (conn_ != nullptr) {
-        SendStatus(k8s::ErrorStatusJson(std::string(frame.status().message()), "BadRequest"),
-                   "");
-        conn_->Close(1002, "malformed exec frame");
-      }
+      ++table_->ignored_frames;
       return;
     }
     switch (frame->channel) {
@@ -139,10 +138,11 @@ class ExecSession : public http::WebSocketHandler,
 
   void OnWritable() override {
     // Resume every output stream that paused for the slow client.
-    for (auto& [desc, channel, buf, paused] : paused_) {
-      ReadOutput(desc, channel, *buf);
-    }
+    std::vector<Paused> paused = std::move(paused_);
     paused_.clear();
+    for (const Paused& p : paused) {
+      ReadOutput(p.desc, p.channel, *p.buf);
+    }
   }
 
   void OnClose(std::string reason) override {
@@ -173,7 +173,6 @@ class ExecSession : public http::WebSocketHandler,
     Descriptor* desc;
     uint8_t channel;
     std::string* buf;
-    bool unused;
   };
 
   void ReadOutput(Descriptor* desc, uint8_t channel, std::string& buf) {
@@ -183,11 +182,10 @@ class ExecSession : public http::WebSocketHandler,
       return;
     }
     buf.resize(request_.read_chunk_bytes);
-    desc->async_read_some(
-        net::buffer(buf), [self = shared_from_this(), desc, channel, &buf](error_code ec,
-                                                                          size_t n) {
-          self->OnOutput(desc, channel, buf, ec, n);
-        });
+    desc->async_read_some(net::buffer(buf), [self = shared_from_this(), desc, channel, &buf](
+                                                error_code ec, size_t n) {
+      self->OnOutput(desc, channel, buf, ec, n);
+    });
   }
 
   void OnOutput(Descriptor* desc, uint8_t channel, std::string& buf, error_code ec, size_t n) {
@@ -206,7 +204,7 @@ class ExecSession : public http::WebSocketHandler,
     if (more) {
       ReadOutput(desc, channel, buf);
     } else {
-      paused_.push_back({desc, channel, &buf, false});
+      paused_.push_back({desc, channel, &buf});
     }
   }
 
@@ -309,8 +307,8 @@ class ExecSession : public http::WebSocketHandler,
         if (code != 0) {
           SendStatus("", absl::StrCat("command terminated with non-zero exit code: error "
                                       "executing command [",
-                                      absl::StrJoin(request_.options.command, " "),
-                                      "], exit code ", code));
+                                      absl::StrJoin(request_.options.command, " "), "], exit code ",
+                                      code));
         }
       } else {
         SendStatus(code == 0 ? k8s::SuccessStatusJson() : k8s::ExitCodeStatusJson(code), "");

@@ -32,7 +32,8 @@ class ProcessTable {
 
   std::atomic<uint64_t> execs_started{0};
   std::atomic<uint64_t> execs_rejected{0};
-  std::atomic<uint64_t> client_gone{0};      // WebSocket closed before the process ended
+  std::atomic<uint64_t> client_gone{0};     // WebSocket closed before the process ended
+  std::atomic<uint64_t> ignored_frames{0};  // empty or malformed client frames
 
  private:
   const size_t max_execs_;

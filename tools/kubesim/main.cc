@@ -3,12 +3,12 @@
 // processes; writes a kubeconfig for itself. See docs/kubesim.md.
 #include <signal.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -27,13 +27,19 @@ ABSL_FLAG(std::string, token_file, "",
 ABSL_FLAG(std::string, state_dir, "",
           "Directory for generated certificates, the kubeconfig and container working "
           "directories (required).");
-ABSL_FLAG(std::string, serving_cert, "", "Serving certificate (PEM); default: generated in state_dir.");
+ABSL_FLAG(std::string, serving_cert, "",
+          "Serving certificate (PEM); default: generated in state_dir.");
 ABSL_FLAG(std::string, serving_key, "", "Serving key (PEM); default: generated in state_dir.");
 ABSL_FLAG(std::string, client_ca, "",
           "CA for client certificates; default: the generated CA (or none with --serving_cert).");
-ABSL_FLAG(std::string, kubeconfig, "", "Where to write the kubeconfig (default state_dir/kubeconfig).");
+ABSL_FLAG(std::string, kubeconfig, "",
+          "Where to write the kubeconfig (default state_dir/kubeconfig).");
 ABSL_FLAG(std::string, kubeconfig_user, "",
           "User from the token file whose token goes into the kubeconfig (default: first line).");
+ABSL_FLAG(std::string, client_cert_user, "",
+          "When set (and the CA is generated), issue a client certificate with this user as CN "
+          "and write a second kubeconfig, <kubeconfig>-<user>, that authenticates with it "
+          "(default: none).");
 ABSL_FLAG(std::string, protocols, "v5,v4,v1",
           "Exec sub-protocols accepted, of v5, v4, v1 (default v5,v4,v1; v4 acts as an older "
           "cluster).");
@@ -68,7 +74,11 @@ int main(int argc, char** argv) {
   podgate::runtime::InitLoggingFromFlags("kubesim");
   signal(SIGPIPE, SIG_IGN);
 
+  // Absolute, because kubectl resolves relative paths in a kubeconfig against its directory.
   std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+  if (!state_dir.empty()) {
+    state_dir = std::filesystem::absolute(state_dir).lexically_normal().string();
+  }
   if (state_dir.empty() || absl::GetFlag(FLAGS_cluster).empty() ||
       absl::GetFlag(FLAGS_token_file).empty()) {
     ExitWithError("--cluster, --token_file and --state_dir are required");
@@ -84,10 +94,24 @@ int main(int argc, char** argv) {
     ExitWithError(std::string(tokens.status().message()));
   }
 
+  const podgate::kubesim::TokenUser* kube_user = &(*tokens)[0];
+  if (!absl::GetFlag(FLAGS_kubeconfig_user).empty()) {
+    kube_user = nullptr;
+    for (const auto& t : *tokens) {
+      if (t.user == absl::GetFlag(FLAGS_kubeconfig_user)) {
+        kube_user = &t;
+      }
+    }
+    if (kube_user == nullptr) {
+      ExitWithError("--kubeconfig_user: no token for user \"" +
+                    absl::GetFlag(FLAGS_kubeconfig_user) + "\" in the token file");
+    }
+  }
+
   podgate::kubesim::ApiServerOptions options;
   options.protocols.clear();
-  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_protocols), ',',
-                                            absl::SkipEmpty())) {
+  for (absl::string_view p :
+       absl::StrSplit(absl::GetFlag(FLAGS_protocols), ',', absl::SkipEmpty())) {
     if (p == "v5") {
       options.protocols.push_back(podgate::k8s::ExecProtocol::kV5);
     } else if (p == "v4") {
@@ -95,8 +119,8 @@ int main(int argc, char** argv) {
     } else if (p == "v1") {
       options.protocols.push_back(podgate::k8s::ExecProtocol::kV1);
     } else {
-      ExitWithError(absl::StrCat("--protocols: unknown protocol \"", std::string(p),
-                                 "\" (use v5, v4, v1)"));
+      ExitWithError(
+          absl::StrCat("--protocols: unknown protocol \"", std::string(p), "\" (use v5, v4, v1)"));
     }
   }
   if (options.protocols.empty()) {
@@ -145,6 +169,7 @@ int main(int argc, char** argv) {
     ExitWithError(std::string(server.status().message()));
   }
   uint16_t port = (*server)->port();
+  api->set_http_stats(&(*server)->stats());
   api->set_server_address(absl::StrCat(http_options.address, ":", port));
   if (absl::Status s = api->StartMainProcesses(io); !s.ok()) {
     api->processes()->KillAll(SIGKILL);
@@ -152,12 +177,6 @@ int main(int argc, char** argv) {
   }
 
   // The kubeconfig names the chosen user's token and the CA that signed the serving cert.
-  const podgate::kubesim::TokenUser* kube_user = &(*tokens)[0];
-  for (const auto& t : *tokens) {
-    if (t.user == absl::GetFlag(FLAGS_kubeconfig_user)) {
-      kube_user = &t;
-    }
-  }
   std::string kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
   if (kubeconfig.empty()) {
     kubeconfig = state_dir + "/kubeconfig";
@@ -165,11 +184,30 @@ int main(int argc, char** argv) {
   std::string host = http_options.address == "0.0.0.0" ? "127.0.0.1" : http_options.address;
   podgate::kubesim::KubeconfigSpec spec;
   spec.server = absl::StrCat("https://", host, ":", port);
-  spec.ca_file = pki.ca_cert.empty() ? http_options.cert_file : pki.ca_cert;
+  spec.ca_file =
+      std::filesystem::absolute(pki.ca_cert.empty() ? http_options.cert_file : pki.ca_cert)
+          .string();
   spec.token = kube_user->token;
   spec.user = kube_user->user;
   if (absl::Status s = podgate::kubesim::WriteKubeconfig(kubeconfig, spec); !s.ok()) {
     ExitWithError(std::string(s.message()));
+  }
+  if (std::string user = absl::GetFlag(FLAGS_client_cert_user); !user.empty()) {
+    if (pki.ca_key.empty()) {
+      ExitWithError("--client_cert_user needs the generated CA (no --serving_cert)");
+    }
+    podgate::kubesim::KubeconfigSpec cert_spec = spec;
+    cert_spec.token.clear();
+    cert_spec.user = user;
+    if (absl::Status s = podgate::kubesim::IssueClientCert(
+            pki, state_dir + "/pki", user, &cert_spec.client_cert_file, &cert_spec.client_key_file);
+        !s.ok()) {
+      ExitWithError(absl::StrCat("issuing the client certificate: ", s.message()));
+    }
+    if (absl::Status s = podgate::kubesim::WriteKubeconfig(kubeconfig + "-" + user, cert_spec);
+        !s.ok()) {
+      ExitWithError(std::string(s.message()));
+    }
   }
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -50,21 +50,19 @@ absl::Status EnsurePki(const std::string& dir, PkiFiles* f) {
   f->ca_key = dir + "/ca.key";
   f->server_cert = dir + "/server.crt";
   f->server_key = dir + "/server.key";
-  if (Exists(f->ca_cert) && Exists(f->ca_key) && Exists(f->server_cert) &&
-      Exists(f->server_key)) {
+  if (Exists(f->ca_cert) && Exists(f->ca_key) && Exists(f->server_cert) && Exists(f->server_key)) {
     return absl::OkStatus();
   }
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   const std::string ec_key = "ec:" + dir + "/ec.param";
-  if (absl::Status s = Run({"openssl", "ecparam", "-name", "prime256v1", "-out",
-                            dir + "/ec.param"});
+  if (absl::Status s =
+          Run({"openssl", "ecparam", "-name", "prime256v1", "-out", dir + "/ec.param"});
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = Run({"openssl", "req", "-x509", "-newkey", ec_key, "-nodes", "-days",
-                            "365", "-subj", "/CN=kubesim-ca", "-keyout", f->ca_key, "-out",
-                            f->ca_cert});
+  if (absl::Status s = Run({"openssl", "req", "-x509", "-newkey", ec_key, "-nodes", "-days", "365",
+                            "-subj", "/CN=kubesim-ca", "-keyout", f->ca_key, "-out", f->ca_cert});
       !s.ok()) {
     return s;
   }
@@ -74,9 +72,8 @@ absl::Status EnsurePki(const std::string& dir, PkiFiles* f) {
     out << "subjectAltName=DNS:localhost,DNS:kubesim,IP:127.0.0.1,IP:::1\n"
            "extendedKeyUsage=serverAuth\n";
   }
-  if (absl::Status s = Run({"openssl", "req", "-newkey", ec_key, "-nodes", "-subj",
-                            "/CN=kubesim", "-keyout", f->server_key, "-out",
-                            dir + "/server.csr"});
+  if (absl::Status s = Run({"openssl", "req", "-newkey", ec_key, "-nodes", "-subj", "/CN=kubesim",
+                            "-keyout", f->server_key, "-out", dir + "/server.csr"});
       !s.ok()) {
     return s;
   }
@@ -113,8 +110,8 @@ absl::Status WriteKubeconfig(const std::string& path, const KubeconfigSpec& spec
   }
   std::string text = absl::StrCat(
       "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: ",
-      spec.server, "\n    certificate-authority: ", spec.ca_file,
-      "\nusers:\n- name: ", spec.user, "\n  user:\n", user_block,
+      spec.server, "\n    certificate-authority: ", spec.ca_file, "\nusers:\n- name: ", spec.user,
+      "\n  user:\n", user_block,
       "contexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: ", spec.user,
       "\n    namespace: ", spec.namespace_name, "\ncurrent-context: kubesim\n");
   std::string tmp = path + ".tmp";

@@ -24,7 +24,7 @@ absl::Status IssueClientCert(const PkiFiles& pki, const std::string& dir, const 
                              std::string* cert, std::string* key);
 
 struct KubeconfigSpec {
-  std::string server;            // https://127.0.0.1:port
+  std::string server;  // https://127.0.0.1:port
   std::string ca_file;
   std::string token;             // bearer token, or
   std::string client_cert_file;  // a client certificate

@@ -89,8 +89,8 @@ absl::StatusOr<Process> SpawnProcess(const ProcessSpec& spec) {
   }
   // Everything the child needs is prepared here, before fork.
   std::string exe = ResolveExecutable(spec.argv[0], spec.env);
-  std::string not_found = absl::StrCat("exec: \"", spec.argv[0],
-                                       "\": executable file not found in $PATH\n");
+  std::string not_found =
+      absl::StrCat("exec: \"", spec.argv[0], "\": executable file not found in $PATH\n");
   std::vector<char*> argv;
   for (const std::string& a : spec.argv) {
     argv.push_back(const_cast<char*>(a.c_str()));

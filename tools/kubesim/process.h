@@ -18,8 +18,8 @@ struct ProcessSpec {
   std::vector<std::string> argv;
   std::vector<std::pair<std::string, std::string>> env;  // the whole environment
   std::string working_dir;
-  bool root = false;        // uid 0 in a new user namespace
-  int64_t uid = 65534;      // non-root: switch to it when kubesim runs as root
+  bool root = false;    // uid 0 in a new user namespace
+  int64_t uid = 65534;  // non-root: switch to it when kubesim runs as root
   bool tty = false;
   bool stdin = false;       // a pipe (or the pty) for stdin; otherwise /dev/null
   std::string output_file;  // non-empty: stdout and stderr appended to it (main processes)

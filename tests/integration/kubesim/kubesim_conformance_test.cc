@@ -1,16 +1,14 @@
 // kubesim against real Kubernetes clients: kubectl 1.32 (WebSocket v5) and the official Python
 // client (v4), through the kubeconfig kubesim writes. What works here works against a cluster.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "support/subprocess.h"
@@ -81,8 +79,8 @@ class ConformanceTest : public ::testing::Test {
     WriteFile(*dir_ + "/cluster.yaml", kCluster);
     WriteFile(*dir_ + "/tokens.csv", "admin-token,admin,1\ndev-token,dev,2\n");
     auto p = testing::Subprocess::Start(
-        KUBESIM_BIN, {"--cluster", *dir_ + "/cluster.yaml", "--token_file",
-                      *dir_ + "/tokens.csv", "--state_dir", *dir_ + "/state", "--port", "0"});
+        KUBESIM_BIN, {"--cluster", *dir_ + "/cluster.yaml", "--token_file", *dir_ + "/tokens.csv",
+                      "--state_dir", *dir_ + "/state", "--port", "0", "--client_cert_user", "dev"});
     ASSERT_TRUE(p.ok()) << p.status();
     kubesim_ = p->release();
     ASSERT_TRUE(kubesim_->WaitForLine("\"serving\"", absl::Seconds(20)).ok());
@@ -95,8 +93,8 @@ class ConformanceTest : public ::testing::Test {
     WriteFile(*dir_ + "/dev.kubeconfig", dev);
     Result v = Run(Kubectl() + " version --client -o json");
     ASSERT_EQ(v.code, 0) << "kubectl not found: run tools/install-k8s-tools.sh";
-    int minor = std::atoi(nlohmann::json::parse(v.out)["clientVersion"]["minor"]
-                              .get<std::string>().c_str());
+    int minor = std::atoi(
+        nlohmann::json::parse(v.out)["clientVersion"]["minor"].get<std::string>().c_str());
     ASSERT_GE(minor, 31) << "kubectl is too old for WebSocket exec; run "
                             "tools/install-k8s-tools.sh or set PODGATE_KUBECTL";
   }
@@ -120,8 +118,8 @@ class ConformanceTest : public ::testing::Test {
   }
 
   static std::string K(const std::string& args, const std::string& kubeconfig = "") {
-    return absl::StrCat(Kubectl(), " --kubeconfig ",
-                        kubeconfig.empty() ? *kubeconfig_ : kubeconfig, " ", args);
+    return absl::StrCat(Kubectl(), " --kubeconfig ", kubeconfig.empty() ? *kubeconfig_ : kubeconfig,
+                        " ", args);
   }
 
   static std::string* dir_;
@@ -198,6 +196,18 @@ TEST_F(ConformanceTest, KubectlSeesApiErrors) {
   EXPECT_THAT(r.err, HasSubstr("Unauthorized"));
 }
 
+TEST_F(ConformanceTest, KubectlWithClientCertificate) {
+  // The second kubeconfig authenticates with a client certificate (CN=dev), no token.
+  std::string cert_config = *kubeconfig_ + "-dev";
+  ASSERT_THAT(ReadFile(cert_config), HasSubstr("client-certificate:"));
+  ASSERT_THAT(ReadFile(cert_config), ::testing::Not(HasSubstr("token:")));
+  Result r = Run(K("exec -n demo web-1 -- id -u", cert_config));
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = Run(K("get pods -n secret", cert_config));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("User \"dev\" cannot list resource \"pods\""));
+}
+
 TEST_F(ConformanceTest, PythonClientReportsReturncode) {
   Result r = Run(absl::StrCat("/usr/bin/python3 ", EXEC_CLIENT_PY, " ", *kubeconfig_,
                               " demo web-1 app -- sh -c 'echo out; echo err >&2; exit 3'"));
@@ -212,6 +222,48 @@ TEST_F(ConformanceTest, PythonClientReportsReturncode) {
   j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["stdout"], "hi\n");
   EXPECT_EQ(j["returncode"], 0);
+}
+
+// Start-up errors are clear and fail the process (exit status 2).
+TEST(KubesimStartup, RejectsBadConfiguration) {
+  std::string dir = testing::MakeTempDir("kubesim-startup");
+  WriteFile(dir + "/good.yaml", kCluster);
+  WriteFile(dir + "/bad.yaml", "pods: [{name: p, namespace: nowhere, containers: [{name: c}]}]");
+  WriteFile(dir + "/tokens.csv", "t,admin,1\n");
+  WriteFile(dir + "/bad-tokens.csv", "only-a-token\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  for (const Case& k : std::vector<Case>{
+           {{"--state_dir", dir + "/s"}, "--cluster, --token_file and --state_dir are required"},
+           {{"--cluster", dir + "/bad.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
+             dir + "/s"},
+            "unknown namespace nowhere"},
+           {{"--cluster", dir + "/good.yaml", "--token_file", dir + "/bad-tokens.csv",
+             "--state_dir", dir + "/s"},
+            "token file line 1"},
+           {{"--cluster", dir + "/good.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
+             dir + "/s", "--protocols", "v9"},
+            "unknown protocol \"v9\""},
+           {{"--cluster", dir + "/good.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
+             dir + "/s", "--kubeconfig_user", "nobody"},
+            "no token for user \"nobody\""},
+           {{"--cluster", dir + "/missing.yaml", "--token_file", dir + "/tokens.csv", "--state_dir",
+             dir + "/s"},
+            "cannot read cluster file"},
+       }) {
+    auto p = testing::Subprocess::Start(KUBESIM_BIN, k.args);
+    ASSERT_TRUE(p.ok()) << p.status();
+    absl::StatusOr<int> code = (*p)->WaitExit(absl::Seconds(10));
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 2) << k.message;
+    std::string all;
+    for (const std::string& line : (*p)->Lines()) {
+      all += line + "\n";
+    }
+    EXPECT_THAT(all, HasSubstr(k.message));
+  }
 }
 
 }  // namespace

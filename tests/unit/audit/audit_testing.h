@@ -1,4 +1,4 @@
-// Helpers for the audit tests: a real PostgreSQL 15 server in a temporary folder, and audit
+// Fixtures for the audit tests: a real PostgreSQL 15 server in a temporary folder, and audit
 // events to record.
 #pragma once
 

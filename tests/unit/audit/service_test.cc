@@ -110,15 +110,17 @@ class Harness {
     runtime::ServerOptions server_options;
     server_options.service_name = "audit";
     server_options.grpc_address = "127.0.0.1:0";
-    server_options.drain_timeout = absl::Seconds(1);
+    server_options.drain_timeout = absl::Seconds(5);
     auto server = runtime::Server::Start(server_options, {service_.get()},
                                          std::make_shared<prometheus::Registry>());
     EXPECT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
+    server_->AddDrainHook([this] { service_->Drain(); });
     stub_ = AuditService::NewStub(podgate::testing::LocalChannel(server_->grpc_port()));
   }
 
   AuditService::Stub& stub() { return *stub_; }
+  void Shutdown() { server_->Shutdown(); }
   Store& store() { return *store_; }
   AuditMetrics& metrics() { return *metrics_; }
 
@@ -211,6 +213,35 @@ TEST(AuditServiceTest, RecordAcksEveryIdOnceItIsDurable) {
   auto reopened = OpenSqliteStore(dir + "/audit.db");
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->LoadHead("test-chain")->sequence, 500);
+}
+
+TEST(AuditServiceTest, ShutdownEndsRecordStreamsUnavailableOnceWhatTheyReadIsAcked) {
+  testing::TempDir tmp("podgate-audit-svc");
+  Harness h(SqliteIn(tmp.path()));
+  grpc::ClientContext ctx;
+  auto stream = h.stub().Record(&ctx);
+  for (const AuditEvent& event : Events("d", 3)) {
+    RecordRequest request;
+    *request.mutable_event() = event;
+    ASSERT_TRUE(stream->Write(request));
+  }
+  RecordResponse response;
+  int acked = 0;
+  while (acked < 3 && stream->Read(&response)) {
+    acked += response.ack().ids_size();
+  }
+  ASSERT_EQ(acked, 3);
+  // The client stays connected without half-closing; the drain ends the stream long before
+  // the 5 s drain timeout would cancel it.
+  const absl::Time start = absl::Now();
+  std::thread stopper([&] { h.Shutdown(); });
+  EXPECT_FALSE(stream->Read(&response));
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("shutting down"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  stopper.join();
+  EXPECT_EQ(h.Count(), 3);
 }
 
 TEST(AuditServiceTest, InvalidEventsAreRejectedAndTheStreamGoesOn) {

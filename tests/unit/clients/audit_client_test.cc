@@ -3,6 +3,8 @@
 #include "clients/audit_client.h"
 
 #include <deque>
+#include <mutex>
+#include <thread>
 #include <map>
 
 #include "absl/synchronization/mutex.h"
@@ -254,6 +256,31 @@ TEST_F(AuditClientTest, TooManyWaitingEventsFailAtOnce) {
   client->Record(Event("a"), outcome.For("dup"));
   ASSERT_TRUE(outcome.WaitFor(2, absl::Seconds(1)));
   EXPECT_EQ(outcome.Get("dup").code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(AuditClientTest, AnImmediateOutcomeIsNeverDeliveredInsideRecord) {
+  audit_.mode = Mode::kSilent;
+  StartServer();
+  AuditClientOptions options;
+  options.max_pending = 1;
+  auto client = Client(options);
+  client->Record(Event("a"), outcome.For("a"));
+  // Callers hold their own locks around Record; a callback taking that lock must not run here.
+  std::mutex caller_lock;
+  std::atomic<bool> ran_inside{false};
+  absl::Notification delivered;
+  {
+    std::lock_guard<std::mutex> hold(caller_lock);
+    const std::thread::id caller = std::this_thread::get_id();
+    client->Record(Event("b"), [&](absl::Status s) {
+      ran_inside = std::this_thread::get_id() == caller;
+      std::lock_guard<std::mutex> l(caller_lock);
+      EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+      delivered.Notify();
+    });
+  }
+  ASSERT_TRUE(delivered.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_FALSE(ran_inside);
 }
 
 TEST_F(AuditClientTest, DuplicateIdWhileWaitingIsRefused) {

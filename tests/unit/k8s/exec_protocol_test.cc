@@ -33,8 +33,7 @@ TEST(Protocol, NegotiatesClientPreferenceAmongSupported) {
   EXPECT_EQ(NegotiateProtocol(offer, {ExecProtocol::kV4}), ExecProtocol::kV4);
   // Legacy only: the offer has nothing in common.
   EXPECT_EQ(NegotiateProtocol(offer, {ExecProtocol::kV1}), std::nullopt);
-  EXPECT_EQ(NegotiateProtocol({"bogus", "channel.k8s.io"}, {ExecProtocol::kV1}),
-            ExecProtocol::kV1);
+  EXPECT_EQ(NegotiateProtocol({"bogus", "channel.k8s.io"}, {ExecProtocol::kV1}), ExecProtocol::kV1);
   EXPECT_EQ(NegotiateProtocol({}, {ExecProtocol::kV5}), std::nullopt);
 }
 
@@ -92,9 +91,10 @@ TEST(ExitStatus, NonZeroExitCodeCarriesCode) {
   EXPECT_EQ(*ParseExitStatus(ExitCodeStatusJson(3)), 3);
   EXPECT_EQ(*ParseExitStatus(ExitCodeStatusJson(127)), 127);
   // The exact text the API server sends.
-  EXPECT_EQ(*ParseExitStatus(
-                R"({"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}})"),
-            3);
+  EXPECT_EQ(
+      *ParseExitStatus(
+          R"({"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}})"),
+      3);
 }
 
 TEST(ExitStatus, FailureWithoutNonZeroExitCodeIsAnError) {
@@ -107,14 +107,19 @@ TEST(ExitStatus, FailureWithoutNonZeroExitCodeIsAnError) {
 }
 
 TEST(ExitStatus, RejectsMalformed) {
-  for (const char* bad : {
-           "", "{", "[]", R"({"status":1})", R"({"status":"Weird"})",
-           R"({"status":"Failure","reason":"NonZeroExitCode"})",
-           R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"x"}]}})",
-           R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"0"}]}})",
-           R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"256"}]}})",
-           R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"99999999999"}]}})",
-       }) {
+  for (
+      const char* bad : {
+          "",
+          "{",
+          "[]",
+          R"({"status":1})",
+          R"({"status":"Weird"})",
+          R"({"status":"Failure","reason":"NonZeroExitCode"})",
+          R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"x"}]}})",
+          R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"0"}]}})",
+          R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"256"}]}})",
+          R"({"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"99999999999"}]}})",
+      }) {
     absl::StatusOr<int> r = ParseExitStatus(bad);
     EXPECT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -164,8 +169,7 @@ TEST(ExecQuery, ParsesRepeatedCommandAndBooleansAsTheApiServer) {
 }
 
 TEST(ExecQuery, RejectsBadInput) {
-  EXPECT_THAT(ParseExecQuery("stdout=true").status().message(),
-              HasSubstr("at least one command"));
+  EXPECT_THAT(ParseExecQuery("stdout=true").status().message(), HasSubstr("at least one command"));
   EXPECT_THAT(ParseExecQuery("command=x&stdout=yes").status().message(),
               HasSubstr("invalid boolean for query parameter stdout"));
   EXPECT_FALSE(ParseExecQuery("command=x&stdin=").ok());

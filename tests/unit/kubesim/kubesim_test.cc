@@ -1,30 +1,28 @@
 // kubesim in-process on a real socket: the cluster and token parsers, REST answers and errors,
 // and pods/exec over WebSocket against real child processes.
 #include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
+#include "absl/strings/str_split.h"
 #include "api_server.h"
 #include "cluster.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "k8s/exec_protocol.h"
-#include "absl/strings/str_split.h"
 #include "support/test_pki.h"
 
 namespace podgate::kubesim {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 constexpr char kClusterYaml[] = R"(
 namespaces:
@@ -127,8 +125,8 @@ TEST(ClusterParse, RejectsBadDocuments) {
 }
 
 TEST(TokenFile, ParsesKubeApiserverFormat) {
-  absl::StatusOr<std::vector<TokenUser>> t = ParseTokenFile(
-      "# comment\n\nabc,alice,1\ndef,bob,2,\"dev,ops\"\n");
+  absl::StatusOr<std::vector<TokenUser>> t =
+      ParseTokenFile("# comment\n\nabc,alice,1\ndef,bob,2,\"dev,ops\"\n");
   ASSERT_TRUE(t.ok()) << t.status();
   ASSERT_EQ(t->size(), 2u);
   EXPECT_EQ((*t)[1].user, "bob");
@@ -156,22 +154,21 @@ class KubesimTest : public ::testing::Test {
     absl::StatusOr<Cluster> cluster = ParseCluster(kClusterYaml);
     ASSERT_TRUE(cluster.ok());
     options.state_dir = dir_ + "/state";
-    api_ = std::make_shared<ApiServer>(
-        *cluster,
-        std::vector<TokenUser>{{"admin-token", "admin", "1", {}},
-                               {"dev-token", "dev", "2", {}},
-                               {"reader-token", "reader", "3", {}}},
-        options);
+    api_ = std::make_shared<ApiServer>(*cluster,
+                                       std::vector<TokenUser>{{"admin-token", "admin", "1", {}},
+                                                              {"dev-token", "dev", "2", {}},
+                                                              {"reader-token", "reader", "3", {}}},
+                                       options);
     ASSERT_TRUE(api_->PrepareContainers().ok());
     http::ServerOptions so;
     so.cert_file = pki_.server_cert;
     so.key_file = pki_.server_key;
     so.client_ca_file = pki_.ca_cert;
     so.websocket_message_limit_bytes = frame_limit;
-    auto server = http::Server::Start(io_, so, [this](const http::Request& r,
-                                                      const http::RequestContext& c, bool u) {
-      return api_->Route(r, c, u);
-    });
+    auto server = http::Server::Start(
+        io_, so, [this](const http::Request& r, const http::RequestContext& c, bool u) {
+          return api_->Route(r, c, u);
+        });
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     for (int i = 0; i < 2; ++i) {
@@ -238,8 +235,8 @@ class KubesimTest : public ::testing::Test {
     o.stderr = true;
     o.stdin = !stdin_data.empty();
     o.container = container;
-    std::string target = "/api/v1/namespaces/demo/pods/web-1/exec?" + k8s::EncodeExecQuery(o) +
-                         extra;
+    std::string target =
+        "/api/v1/namespaces/demo/pods/web-1/exec?" + k8s::EncodeExecQuery(o) + extra;
     ExecResult r;
     auto ws = http::WebSocketClient::Connect(Client(), target, protocols);
     EXPECT_TRUE(ws.ok()) << ws.status();
@@ -526,13 +523,12 @@ TEST_F(KubesimTest, ExecErrorsAreTheApiServers) {
            {base + "web-1/exec?command=true", "admin-token", 400,
             "you must specify at least 1 of stdin, stdout, stderr"},
            {base + "web-1/exec?stdout=1", "admin-token", 400, "at least one command"},
-           {base + "web-1/exec?command=true&stdout=maybe", "admin-token", 400,
-            "invalid boolean"},
+           {base + "web-1/exec?command=true&stdout=maybe", "admin-token", 400, "invalid boolean"},
            {base + "web-1/exec?command=%zz&stdout=1", "admin-token", 400, "percent escape"},
        }) {
     http::ClientResponse refusal;
-    auto ws = http::WebSocketClient::Connect(Client(k.token), k.target, {"v5.channel.k8s.io"},
-                                             &refusal);
+    auto ws =
+        http::WebSocketClient::Connect(Client(k.token), k.target, {"v5.channel.k8s.io"}, &refusal);
     ASSERT_FALSE(ws.ok()) << k.target;
     EXPECT_EQ(refusal.status, k.code) << k.target;
     EXPECT_THAT(refusal.body, HasSubstr(k.message)) << k.target;
@@ -556,12 +552,16 @@ TEST_F(KubesimTest, OversizedFrameClosesTheStream) {
   ASSERT_TRUE(ws.ok()) << ws.status();
   ASSERT_TRUE((*ws)->Read(absl::Seconds(5)).ok());  // the initial empty frame
   ASSERT_TRUE((*ws)->Write(k8s::EncodeFrame(k8s::kStdin, std::string(10000, 'a'))).ok());
+  // The server fails the connection (close 1009); `cat` gets EOF on stdin and exits.
   absl::StatusOr<http::Message> m = (*ws)->Read(absl::Seconds(5));
-  ASSERT_FALSE(m.ok());
-  EXPECT_THAT(m.status().message(), HasSubstr("1009"));
+  EXPECT_FALSE(m.ok());
+  for (int i = 0; i < 100 && api_->processes()->active_execs() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(api_->processes()->active_execs(), 0u);
 }
 
-TEST_F(KubesimTest, MalformedFrameGetsErrorStatus) {
+TEST_F(KubesimTest, MalformedFramesAreSkippedAndCounted) {
   Start();
   k8s::ExecOptions o;
   o.command = {"cat"};
@@ -572,11 +572,14 @@ TEST_F(KubesimTest, MalformedFrameGetsErrorStatus) {
       {"v4.channel.k8s.io"});
   ASSERT_TRUE(ws.ok()) << ws.status();
   ASSERT_TRUE((*ws)->Read(absl::Seconds(5)).ok());
-  ASSERT_TRUE((*ws)->Write(std::string("\x07zz", 3)).ok());
+  ASSERT_TRUE((*ws)->Write(std::string("\x07zz", 3)).ok());    // no such channel
+  ASSERT_TRUE((*ws)->Write("").ok());                          // no channel at all
+  ASSERT_TRUE((*ws)->Write(std::string("\xff\x00", 2)).ok());  // v5 close, but this is v4
+  ASSERT_TRUE((*ws)->Write(k8s::EncodeFrame(k8s::kStdin, "still here\n")).ok());
   absl::StatusOr<http::Message> m = (*ws)->Read(absl::Seconds(5));
   ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_EQ(m->data[0], k8s::kStatus);
-  EXPECT_THAT(m->data, HasSubstr("unknown exec channel 7"));
+  EXPECT_EQ(m->data, "\x01still here\n");
+  EXPECT_EQ(api_->processes()->ignored_frames.load(), 3u);
 }
 
 TEST_F(KubesimTest, ClientVanishingLeavesNonTtyProcessRunning) {
@@ -622,6 +625,52 @@ TEST_F(KubesimTest, CapsConcurrentExecs) {
   EXPECT_THAT(refusal.body, HasSubstr("TooManyRequests"));
 }
 
+TEST_F(KubesimTest, SlowClientStopsTheChildAndLosesNothing) {
+  Start();
+  k8s::ExecOptions o;
+  o.command = {"sh", "-c", "head -c 40000000 /dev/zero; echo done >&2"};
+  o.stdout = true;
+  o.stderr = true;
+  auto ws = http::WebSocketClient::Connect(
+      Client(), "/api/v1/namespaces/demo/pods/web-1/exec?" + k8s::EncodeExecQuery(o),
+      {"v5.channel.k8s.io"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  // Unthrottled, `head` writes 40 MB in milliseconds. With the client not reading, kubesim
+  // stops reading the pipe at its watermark, so the process is still blocked a second later.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(api_->processes()->live_processes(), 1u);
+  size_t out = 0;
+  std::string err;
+  std::string status;
+  while (true) {
+    absl::StatusOr<http::Message> m = (*ws)->Read(absl::Seconds(10));
+    if (!m.ok()) {
+      break;
+    }
+    if (m->data.size() > 1 && m->data[0] == k8s::kStdout) {
+      out += m->data.size() - 1;
+    } else if (m->data.size() > 1 && m->data[0] == k8s::kStderr) {
+      err += m->data.substr(1);
+    } else if (m->data.size() > 1 && m->data[0] == k8s::kStatus) {
+      status += m->data.substr(1);
+    }
+  }
+  EXPECT_EQ(out, 40000000u);
+  EXPECT_EQ(err, "done\n");
+  EXPECT_EQ(*k8s::ParseExitStatus(status), 0);
+}
+
+TEST_F(KubesimTest, ExportsMetrics) {
+  Start();
+  Exec({"true"});
+  Get("/api/v1/pods", "nope");
+  http::ClientResponse r = Get("/metrics", "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.body, HasSubstr("podgate_kubesim_execs_started_total 1\n"));
+  EXPECT_THAT(r.body, HasSubstr("podgate_kubesim_unauthorized_total 1\n"));
+  EXPECT_THAT(r.body, HasSubstr("# TYPE podgate_kubesim_execs_active gauge"));
+}
+
 size_t CountOpenFds() {
   size_t n = 0;
   DIR* d = opendir("/proc/self/fd");
@@ -640,10 +689,12 @@ TEST_F(KubesimTest, NoFdLeaksAndNoZombies) {
     EXPECT_EQ(Exec({"sh", "-c", "ls /proc/self/fd | wc -l"}).out, "4\n")
         << "the child sees only 0, 1, 2 and the fd of ls itself";
   }
-  for (int i = 0; i < 50 && CountOpenFds() != before; ++i) {
+  for (int i = 0; i < 50 && CountOpenFds() > before; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_EQ(CountOpenFds(), before);
+  // Connections of earlier execs may still be closing when `before` is taken, so a leak shows
+  // as more descriptors than before (5 execs leak at least 5).
+  EXPECT_LE(CountOpenFds(), before);
   EXPECT_EQ(api_->processes()->live_processes(), 0u);
   EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1) << "no child left to reap";
 }

@@ -1,0 +1,789 @@
+// The exec service as another backend uses it: a gRPC client opens sessions and runs commands
+// through real podgate-exec, podgate-policy and podgate-audit processes against kubesim, whose
+// containers are real processes with real uids.
+#include <dirent.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "podgate/audit/v1/audit.grpc.pb.h"
+#include "podgate/exec/v1/exec.grpc.pb.h"
+#include "support/stack.h"
+
+namespace podgate {
+namespace {
+
+using ::testing::HasSubstr;
+namespace common = podgate::common::v1;
+namespace pb = podgate::exec::v1;
+
+constexpr char kCluster[] = R"(namespaces:
+  - name: team
+  - name: other
+pods:
+  - name: app-1
+    namespace: team
+    labels: {app: demo}
+    annotations: {kubectl.kubernetes.io/default-container: main}
+    containers:
+      - name: sidecar
+        image: demo/sidecar:1
+      - name: main
+        image: demo/app:1
+  - name: root-1
+    namespace: team
+    containers:
+      - name: toolbox
+        image: demo/toolbox:1
+        user: root
+  - name: pending-1
+    namespace: team
+    phase: Pending
+    containers:
+      - name: c
+        image: demo/c:1
+  - name: hidden-1
+    namespace: other
+    containers:
+      - name: c
+        image: demo/c:1
+access:
+  - user: podgate-exec
+    verbs: [get, list, create]
+    resources: [pods, pods/exec, namespaces]
+    namespaces: ["*"]
+)";
+
+constexpr char kPolicy[] = R"(apiVersion: podgate.io/v1
+kind: CommandPolicy
+defaults: {timeLimit: 30s, outputLimitBytes: 209715200}
+rules:
+  - id: admins-anything
+    effect: allow
+    subjects: {groups: [admins]}
+    targets: {namespaces: [team]}
+    superuser: true
+  - id: rooters-anything
+    effect: allow
+    subjects: {groups: [rooters]}
+    targets: {namespaces: [team]}
+    allowRoot: true
+    superuser: true
+  - id: devs-echo
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    command:
+      program: echo
+      args:
+        - {name: word, type: regex, pattern: "[a-z]+", optional: true, repeat: true}
+  - id: devs-sleep
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    limits: {timeLimit: 2s}
+    command:
+      program: sleep
+      args:
+        - {name: seconds, type: integer}
+  - id: devs-head
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    limits: {outputLimitBytes: 1000}
+    command:
+      program: head
+      flags:
+        - {name: -c, value: {type: integer}}
+      args:
+        - {name: file, type: path, prefixes: [/dev]}
+  - id: devs-shell
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    shell: true
+)";
+
+testing::BinaryPaths Binaries() {
+  return {PODGATE_KUBESIM_BIN, PODGATE_POLICY_BIN, PODGATE_AUDIT_BIN, PODGATE_EXEC_BIN};
+}
+
+// What one command produced.
+struct Outcome {
+  std::string stdout_text;
+  std::string stderr_text;
+  std::optional<pb::CommandExit> exit;
+  std::optional<pb::CommandDenied> denied;
+  std::optional<pb::CommandError> error;
+};
+
+// A Session stream as a backend would drive it, with a deadline on everything.
+class SessionClient {
+ public:
+  SessionClient(int port, absl::Duration deadline = absl::Seconds(60)) {
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = pb::ExecService::NewStub(channel_);
+    ctx_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    stream_ = stub_->Session(&ctx_);
+  }
+
+  // Sends open; returns ready, or the stream's final status as an error.
+  absl::StatusOr<pb::SessionReady> Open(const std::string& token, const std::string& ns,
+                                        const std::string& pod, const std::string& container = "",
+                                        common::SessionMode mode = common::SESSION_MODE_COMMAND) {
+    pb::SessionRequest req;
+    req.mutable_open()->mutable_credential()->set_bearer_token(token);
+    req.mutable_open()->mutable_target()->set_namespace_(ns);
+    req.mutable_open()->mutable_target()->set_pod(pod);
+    req.mutable_open()->mutable_target()->set_container(container);
+    req.mutable_open()->set_mode(mode);
+    req.mutable_open()->set_client("exec-test");
+    stream_->Write(req);
+    pb::SessionResponse res;
+    if (stream_->Read(&res) && res.has_ready()) {
+      return res.ready();
+    }
+    grpc::Status status = stream_->Finish();
+    finished_ = true;
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  }
+
+  void Send(const pb::SessionRequest& req) { stream_->Write(req); }
+
+  void Command(const std::string& line, const std::string& id = "") {
+    pb::SessionRequest req;
+    req.mutable_command()->set_line(line);
+    req.mutable_command()->set_command_id(id);
+    stream_->Write(req);
+  }
+
+  void Interrupt() {
+    pb::SessionRequest req;
+    req.mutable_interrupt();
+    stream_->Write(req);
+  }
+
+  // Reads until the command ends (exit, denied or error).
+  Outcome Wait(int64_t* bytes_seen = nullptr) {
+    Outcome o;
+    pb::SessionResponse res;
+    while (stream_->Read(&res)) {
+      switch (res.kind_case()) {
+        case pb::SessionResponse::kStdout:
+          if (bytes_seen != nullptr) {
+            *bytes_seen += static_cast<int64_t>(res.stdout().data().size());
+          } else {
+            o.stdout_text += res.stdout().data();
+          }
+          break;
+        case pb::SessionResponse::kStderr:
+          o.stderr_text += res.stderr().data();
+          break;
+        case pb::SessionResponse::kExit:
+          o.exit = res.exit();
+          return o;
+        case pb::SessionResponse::kDenied:
+          o.denied = res.denied();
+          return o;
+        case pb::SessionResponse::kError:
+          o.error = res.error();
+          return o;
+        default:
+          break;
+      }
+    }
+    return o;
+  }
+
+  Outcome Run(const std::string& line) {
+    Command(line);
+    return Wait();
+  }
+
+  // Closes cleanly; returns the close reason.
+  common::CloseReason Close() {
+    pb::SessionRequest req;
+    req.mutable_close();
+    stream_->Write(req);
+    stream_->WritesDone();
+    pb::SessionResponse res;
+    common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+    while (stream_->Read(&res)) {
+      if (res.has_closed()) {
+        reason = res.closed().reason();
+      }
+    }
+    EXPECT_TRUE(stream_->Finish().ok());
+    finished_ = true;
+    return reason;
+  }
+
+  ~SessionClient() {
+    if (!finished_) {
+      ctx_.TryCancel();
+    }
+  }
+
+  grpc::ClientReaderWriter<pb::SessionRequest, pb::SessionResponse>* stream() {
+    return stream_.get();
+  }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::ExecService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::SessionRequest, pb::SessionResponse>> stream_;
+  bool finished_ = false;
+};
+
+// Processes on this machine whose argv is exactly `argv` (kubesim's containers are real).
+int CountProcesses(const std::vector<std::string>& argv) {
+  const std::string want = absl::StrJoin(argv, std::string(1, '\0')) + std::string(1, '\0');
+  int count = 0;
+  DIR* proc = opendir("/proc");
+  while (dirent* e = readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') {
+      continue;
+    }
+    std::ifstream in(absl::StrCat("/proc/", e->d_name, "/cmdline"), std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ifstream stat(absl::StrCat("/proc/", e->d_name, "/stat"));
+    std::string st;
+    std::getline(stat, st);
+    const bool zombie = st.find(") Z") != std::string::npos;
+    if (cmdline == want && !zombie) {
+      ++count;
+    }
+  }
+  closedir(proc);
+  return count;
+}
+
+class ExecTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    testing::StackOptions options;
+    options.binaries = Binaries();
+    options.cluster_yaml = kCluster;
+    options.policy_yaml = kPolicy;
+    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s",
+                          "--max_sessions_per_user=3"};
+    auto stack = testing::Stack::Start(options);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    stack_ = stack->release();
+  }
+  static void TearDownTestSuite() {
+    delete stack_;
+    stack_ = nullptr;
+  }
+
+  // Every audit record of a session, oldest first.
+  std::vector<podgate::audit::v1::AuditRecord> AuditOf(const std::string& session_id) {
+    auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
+    std::vector<podgate::audit::v1::AuditRecord> out;
+    // Acks are durable, but the close event is recorded without waiting: give it a moment.
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      out.clear();
+      grpc::ClientContext ctx;
+      podgate::audit::v1::QueryRequest req;
+      req.add_session_ids(session_id);
+      req.set_page_size(1000);
+      auto reader = stub->Query(&ctx, req);
+      podgate::audit::v1::QueryResponse res;
+      bool closed = false;
+      while (reader->Read(&res)) {
+        if (res.has_record()) {
+          closed = closed || res.record().event().kind() == common::EVENT_KIND_SESSION_CLOSE;
+          out.push_back(res.record());
+        }
+      }
+      EXPECT_TRUE(reader->Finish().ok());
+      if (closed) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return out;
+  }
+
+  static testing::Stack* stack_;
+};
+testing::Stack* ExecTest::stack_ = nullptr;
+
+TEST_F(ExecTest, AllowedCommandKeepsStdoutAndStderrApartAndReportsTheExitCode) {
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(ready->principal().user(), "alice");
+  EXPECT_EQ(ready->target().container(), "main");  // from the default-container annotation
+  Outcome o = s.Run("sh -c 'echo out; echo err >&2; exit 3'");
+  ASSERT_TRUE(o.exit.has_value()) << (o.error ? o.error->status().message() : "no exit");
+  EXPECT_EQ(o.stdout_text, "out\n");
+  EXPECT_EQ(o.stderr_text, "err\n");
+  EXPECT_EQ(o.exit->termination(), common::TERMINATION_EXITED);
+  EXPECT_EQ(o.exit->exit_code(), 3);
+  Outcome missing = s.Run("no-such-program");
+  ASSERT_TRUE(missing.exit.has_value() || missing.error.has_value());
+  if (missing.exit.has_value()) {
+    EXPECT_NE(missing.exit->exit_code(), 0);
+  }
+  EXPECT_EQ(s.Close(), common::CLOSE_REASON_CLIENT);
+}
+
+TEST_F(ExecTest, EveryStepIsInAuditAndTheDeniedCommandNeverReachesThePod) {
+  const std::string dir = stack_->ContainerDir("team", "app-1", "main");
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  Outcome denied = s.Run("touch denied-marker");
+  ASSERT_TRUE(denied.denied.has_value());
+  EXPECT_EQ(denied.denied->rule(), "default-deny");
+  Outcome allowed = s.Run("echo hello world");
+  ASSERT_TRUE(allowed.exit.has_value());
+  EXPECT_EQ(allowed.stdout_text, "hello world\n");
+  s.Close();
+  EXPECT_NE(access((dir + "/denied-marker").c_str(), F_OK), 0)
+      << "a denied command reached the pod";
+
+  // An allowed write does land: the probe above would have seen it.
+  SessionClient admin(stack_->exec_port());
+  ASSERT_TRUE(admin.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  ASSERT_TRUE(admin.Run("touch allowed-marker").exit.has_value());
+  admin.Close();
+  EXPECT_EQ(access((dir + "/allowed-marker").c_str(), F_OK), 0);
+
+  std::vector<std::string> kinds;
+  for (const auto& r : AuditOf(ready->session_id())) {
+    kinds.push_back(common::EventKind_Name(r.event().kind()));
+    EXPECT_EQ(r.event().principal().user(), "dave");
+    EXPECT_EQ(r.event().target().pod(), "app-1");
+  }
+  EXPECT_THAT(kinds, ::testing::ElementsAre(
+                         "EVENT_KIND_SESSION_OPEN", "EVENT_KIND_COMMAND_REQUEST",
+                         "EVENT_KIND_DECISION", "EVENT_KIND_COMMAND_REQUEST",
+                         "EVENT_KIND_DECISION", "EVENT_KIND_COMMAND_RESULT",
+                         "EVENT_KIND_SESSION_CLOSE"));
+  for (const auto& r : AuditOf(ready->session_id())) {
+    if (r.event().kind() == common::EVENT_KIND_DECISION &&
+        r.event().command_request().argv(0) == "touch") {
+      EXPECT_EQ(r.event().decision().verdict(), common::VERDICT_DENY);
+      EXPECT_EQ(r.event().decision().rule(), "default-deny");
+    }
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_RESULT) {
+      EXPECT_EQ(r.event().command_result().exit_code(), 0);
+      EXPECT_EQ(r.event().command_result().stdout_bytes(), 12);
+      EXPECT_EQ(r.event().command_result().output_excerpt(), "hello world\n");
+      EXPECT_EQ(r.event().command_result().output_sha256().size(), 32u);
+    }
+  }
+}
+
+TEST_F(ExecTest, PolicyVersionsAreRecordedInAudit) {
+  auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  podgate::audit::v1::QueryRequest req;
+  req.add_kinds(common::EVENT_KIND_POLICY_CHANGE);
+  auto reader = stub->Query(&ctx, req);
+  podgate::audit::v1::QueryResponse res;
+  int changes = 0;
+  while (reader->Read(&res)) {
+    if (res.has_record()) {
+      ++changes;
+      EXPECT_TRUE(res.record().event().policy_change().accepted());
+      EXPECT_EQ(res.record().event().policy_change().version().size(), 64u);
+      EXPECT_EQ(res.record().event().source_service(), "policy");
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(changes, 1);
+}
+
+TEST_F(ExecTest, StdinSentWithTheCommandReachesIt) {
+  SessionClient s(stack_->exec_port());
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  // Input right behind the command line, before policy has even answered.
+  s.Command("cat");
+  pb::SessionRequest in;
+  in.mutable_stdin()->set_data("piped data\n");
+  in.mutable_stdin()->set_eof(true);
+  s.Send(in);
+  Outcome o = s.Wait();
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->exit_code(), 0);
+  EXPECT_EQ(o.stdout_text, "piped data\n");
+  s.Close();
+}
+
+TEST_F(ExecTest, ShellSyntaxIsRefusedBeforePolicy) {
+  SessionClient s(stack_->exec_port());
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  Outcome o = s.Run("echo a; touch x");
+  ASSERT_TRUE(o.denied.has_value());
+  EXPECT_EQ(o.denied->rule(), "parser");
+  EXPECT_THAT(o.denied->reason(), HasSubstr("not a shell"));
+  s.Close();
+}
+
+TEST_F(ExecTest, RootGuardRefusesARootContainerUnlessTheRuleAllowsRoot) {
+  SessionClient admin(stack_->exec_port());
+  ASSERT_TRUE(admin.Open(stack_->Token("alice", {"admins"}), "team", "root-1").ok());
+  Outcome o = admin.Run("id -u");
+  ASSERT_TRUE(o.denied.has_value());
+  EXPECT_EQ(o.denied->rule(), "root-guard");
+  EXPECT_THAT(o.denied->reason(), HasSubstr("uid 0"));
+  admin.Close();
+
+  SessionClient rooter(stack_->exec_port());
+  ASSERT_TRUE(rooter.Open(stack_->Token("rita", {"rooters"}), "team", "root-1").ok());
+  Outcome allowed = rooter.Run("id -u");
+  ASSERT_TRUE(allowed.exit.has_value());
+  EXPECT_EQ(allowed.stdout_text, "0\n");
+  rooter.Close();
+
+  // A non-root container passes the guard for the same admin.
+  SessionClient plain(stack_->exec_port());
+  ASSERT_TRUE(plain.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  Outcome uid = plain.Run("id -u");
+  ASSERT_TRUE(uid.exit.has_value());
+  EXPECT_NE(uid.stdout_text, "0\n");
+  plain.Close();
+}
+
+TEST_F(ExecTest, OpenFailuresSayWhatIsWrong) {
+  const std::string token = stack_->Token("alice", {"admins"});
+  {
+    SessionClient s(stack_->exec_port());
+    auto r = s.Open(token, "team", "nope-1");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  }
+  {
+    SessionClient s(stack_->exec_port());
+    auto r = s.Open(token, "team", "app-1", "nope");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+    EXPECT_THAT(r.status().message(), HasSubstr("sidecar"));
+  }
+  {
+    SessionClient s(stack_->exec_port());
+    auto r = s.Open(token, "team", "pending-1");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(r.status().message(), HasSubstr("Pending"));
+  }
+  {
+    SessionClient s(stack_->exec_port());
+    auto r = s.Open(token, "team", "../../etc");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  {
+    SessionClient s(stack_->exec_port());
+    auto r = s.Open(stack_->Token("alice", {"admins"}, -absl::Minutes(5)), "team", "app-1");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_THAT(r.status().message(), HasSubstr("expired"));
+  }
+  {
+    SessionClient s(stack_->exec_port());
+    auto r = s.Open("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.", "team", "app-1");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+  }
+  {
+    SessionClient s(stack_->exec_port());
+    auto r = s.Open(token, "team", "app-1", "", common::SESSION_MODE_SHELL);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  }
+}
+
+TEST_F(ExecTest, InterruptStopsTheRemoteProcess) {
+  SessionClient s(stack_->exec_port());
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  const std::vector<std::string> argv = {"sleep", "321"};
+  s.Command("sleep 321");
+  for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(CountProcesses(argv), 1) << "the command did not start";
+  const absl::Time start = absl::Now();
+  s.Interrupt();
+  Outcome o = s.Wait();
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->termination(), common::TERMINATION_INTERRUPTED);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  for (int i = 0; i < 100 && CountProcesses(argv) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(CountProcesses(argv), 0) << "the remote process outlived the interrupt";
+  // The session goes on.
+  EXPECT_TRUE(s.Run("true").exit.has_value());
+  s.Close();
+}
+
+TEST_F(ExecTest, TimeLimitAndOutputCapStopTheCommand) {
+  SessionClient s(stack_->exec_port());
+  ASSERT_TRUE(s.Open(stack_->Token("dave", {"devs"}), "team", "app-1").ok());
+  const absl::Time start = absl::Now();
+  Outcome slow = s.Run("sleep 47");
+  ASSERT_TRUE(slow.exit.has_value());
+  EXPECT_EQ(slow.exit->termination(), common::TERMINATION_TIME_LIMIT);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(12));
+  for (int i = 0; i < 100 && CountProcesses({"sleep", "47"}) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(CountProcesses({"sleep", "47"}), 0);
+
+  Outcome big = s.Run("head -c 100000 /dev/zero");
+  ASSERT_TRUE(big.exit.has_value());
+  EXPECT_EQ(big.exit->termination(), common::TERMINATION_OUTPUT_LIMIT);
+  EXPECT_EQ(big.stdout_text.size(), 1000u);
+  s.Close();
+}
+
+int64_t ResidentBytes(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stoll(line.substr(6)) * 1024;
+    }
+  }
+  return 0;
+}
+
+TEST_F(ExecTest, HundredMegabytesStreamWithBoundedMemory) {
+  SessionClient s(stack_->exec_port(), absl::Seconds(120));
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  const int64_t before = ResidentBytes(stack_->exec()->pid());
+  s.Command("head -c 100000000 /dev/zero");
+  int64_t bytes = 0;
+  Outcome o = s.Wait(&bytes);
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->exit_code(), 0);
+  EXPECT_EQ(bytes, 100000000);
+  const int64_t after = ResidentBytes(stack_->exec()->pid());
+  EXPECT_LT(after - before, 64 << 20) << "exec grew by " << (after - before) << " bytes";
+  s.Close();
+}
+
+TEST_F(ExecTest, ASlowConsumerSlowsThePodDown) {
+  SessionClient s(stack_->exec_port(), absl::Seconds(120));
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  s.Command("head -c 50000000 /dev/zero");
+  // Read nothing for a while: exec must not buffer the whole output.
+  absl::SleepFor(absl::Seconds(3));
+  const int64_t rss = ResidentBytes(stack_->exec()->pid());
+  int64_t bytes = 0;
+  Outcome o = s.Wait(&bytes);
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(bytes, 50000000);
+  EXPECT_LT(rss, 200 << 20) << "exec buffered the output of a slow consumer";
+  s.Close();
+}
+
+TEST_F(ExecTest, ShellModeRunsATtyAndRecordsIt) {
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "app-1", "",
+                      common::SESSION_MODE_SHELL);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  pb::SessionRequest in;
+  in.mutable_stdin()->set_data("echo shell-$((6*7))\n");
+  s.Send(in);
+  std::string screen;
+  pb::SessionResponse res;
+  while (screen.find("shell-42") == std::string::npos && s.stream()->Read(&res)) {
+    if (res.has_stdout()) {
+      screen += res.stdout().data();
+    }
+  }
+  EXPECT_THAT(screen, HasSubstr("shell-42"));
+  in.mutable_stdin()->set_data("exit 0\n");
+  s.Send(in);
+  common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+  while (s.stream()->Read(&res)) {
+    if (res.has_closed()) {
+      reason = res.closed().reason();
+    }
+  }
+  EXPECT_EQ(reason, common::CLOSE_REASON_REMOTE_EXIT);
+  s.stream()->Finish();
+  std::string recording;
+  for (const auto& r : AuditOf(ready->session_id())) {
+    if (r.event().kind() == common::EVENT_KIND_SHELL_RECORDING) {
+      recording += r.event().shell_recording().asciicast();
+    }
+  }
+  EXPECT_THAT(recording, HasSubstr("\"version\":2"));
+  EXPECT_THAT(recording, HasSubstr("shell-42"));
+}
+
+TEST_F(ExecTest, IdleSessionsCloseAndSessionsPerUserAreCapped) {
+  SessionClient idle(stack_->exec_port());
+  auto ready = idle.Open(stack_->Token("ida", {"devs"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok());
+  pb::SessionResponse res;
+  common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+  const absl::Time start = absl::Now();
+  while (idle.stream()->Read(&res)) {
+    if (res.has_closed()) {
+      reason = res.closed().reason();
+    }
+  }
+  EXPECT_EQ(reason, common::CLOSE_REASON_IDLE_TIMEOUT);
+  EXPECT_GE(absl::Now() - start, absl::Seconds(3));
+  idle.stream()->Finish();
+
+  std::vector<std::unique_ptr<SessionClient>> open;
+  const std::string token = stack_->Token("uma", {"devs"});
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<SessionClient>(stack_->exec_port()));
+    ASSERT_TRUE(open.back()->Open(token, "team", "app-1").ok()) << i;
+  }
+  SessionClient fourth(stack_->exec_port());
+  auto refused = fourth.Open(token, "team", "app-1");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  open.back()->Close();
+  open.pop_back();
+  // A closed session frees its slot (the server lets go of it just after the stream ends).
+  bool reopened = false;
+  for (int i = 0; i < 40 && !reopened; ++i) {
+    SessionClient again(stack_->exec_port());
+    reopened = again.Open(token, "team", "app-1").ok();
+    if (reopened) {
+      again.Close();
+    } else {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+  EXPECT_TRUE(reopened);
+  for (auto& s : open) {
+    s->Close();
+  }
+}
+
+TEST_F(ExecTest, ListTargetsShowsOnlyWhatPolicyAllows) {
+  auto stub = pb::ExecService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", stack_->exec_port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  pb::ListTargetsRequest req;
+  req.mutable_credential()->set_bearer_token(stack_->Token("dave", {"devs"}));
+  pb::ListTargetsResponse res;
+  ASSERT_TRUE(stub->ListTargets(&ctx, req, &res).ok());
+  ASSERT_EQ(res.namespaces_size(), 1);
+  EXPECT_EQ(res.namespaces(0).name(), "team");
+  std::vector<std::string> pods;
+  for (const auto& p : res.namespaces(0).pods()) {
+    pods.push_back(p.name());
+  }
+  EXPECT_THAT(pods, ::testing::ElementsAre("app-1", "root-1"));  // pending-1 is not Running
+  grpc::ClientContext bad;
+  req.mutable_credential()->set_bearer_token("garbage");
+  EXPECT_EQ(stub->ListTargets(&bad, req, &res).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// podgate-run, the command-line client: exit status, streams apart, refusals.
+TEST_F(ExecTest, PodgateRunPassesTheExitStatusAndStreams) {
+  auto run = [&](const std::string& token, std::vector<std::string> argv) {
+    std::vector<std::string> args = {absl::StrCat("--exec_address=127.0.0.1:", stack_->exec_port()),
+                                     "--token=" + token, "--namespace=team", "--pod=app-1", "--"};
+    args.insert(args.end(), argv.begin(), argv.end());
+    auto p = testing::Subprocess::Start(PODGATE_RUN_BIN, args);
+    EXPECT_TRUE(p.ok());
+    auto status = (*p)->WaitExit(absl::Seconds(30));
+    (*p)->WaitForLine("\x01never", absl::Milliseconds(100)).IgnoreError();
+    return std::make_pair(status.ok() ? *status : -1, absl::StrJoin((*p)->Lines(), "\n"));
+  };
+  auto [code, err] = run(stack_->Token("alice", {"admins"}),
+                         {"sh", "-c", "echo 'it''s'; echo oops >&2; exit 4"});
+  EXPECT_EQ(code, 4);
+  EXPECT_EQ(err, "oops");  // stderr only; stdout went to the terminal
+  auto [denied, why] = run(stack_->Token("dave", {"devs"}), {"cat", "/etc/passwd"});
+  EXPECT_EQ(denied, 126);
+  EXPECT_THAT(why, HasSubstr("default-deny"));
+  auto [refused, auth] = run("not-a-token", {"true"});
+  EXPECT_EQ(refused, 125);
+  EXPECT_THAT(auth, HasSubstr("credential refused"));
+}
+
+// Fail closed: without policy every command is denied; without audit nothing opens.
+TEST(ExecFailClosedTest, PolicyDownDeniesAndAuditDownRefuses) {
+  {
+    testing::StackOptions options;
+    options.binaries = Binaries();
+    options.cluster_yaml = kCluster;
+    options.policy_yaml = kPolicy;
+    options.start_policy = false;
+    options.exec_flags = {"--policy_timeout=1s"};
+    auto stack = testing::Stack::Start(options);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    SessionClient s((*stack)->exec_port());
+    ASSERT_TRUE(s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1").ok());
+    Outcome o = s.Run("echo hi");
+    ASSERT_TRUE(o.denied.has_value());
+    EXPECT_EQ(o.denied->rule(), "policy-unavailable");
+    s.Close();
+  }
+  {
+    testing::StackOptions options;
+    options.binaries = Binaries();
+    options.cluster_yaml = kCluster;
+    options.policy_yaml = kPolicy;
+    options.start_audit = false;
+    options.exec_flags = {"--audit_ack_timeout=1s"};
+    auto stack = testing::Stack::Start(options);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    SessionClient s((*stack)->exec_port());
+    auto r = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(r.status().message(), HasSubstr("audit"));
+  }
+  {
+    // Outside strict mode, commands run while audit is away (and each loss is logged).
+    testing::StackOptions options;
+    options.binaries = Binaries();
+    options.cluster_yaml = kCluster;
+    options.policy_yaml = kPolicy;
+    options.start_audit = false;
+    options.exec_flags = {"--audit_strict=false", "--audit_ack_timeout=1s"};
+    auto stack = testing::Stack::Start(options);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    SessionClient s((*stack)->exec_port());
+    ASSERT_TRUE(s.Open((*stack)->Token("dave", {"devs"}), "team", "app-1").ok());
+    Outcome o = s.Run("echo lenient");
+    ASSERT_TRUE(o.exit.has_value());
+    EXPECT_EQ(o.stdout_text, "lenient\n");
+    s.Close();
+  }
+}
+
+TEST(ExecProtocolTest, WorksAgainstAV4OnlyServerAndRefusesALegacyOne) {
+  for (const char* protocols : {"v4", "v1"}) {
+    SCOPED_TRACE(protocols);
+    testing::StackOptions options;
+    options.binaries = Binaries();
+    options.cluster_yaml = kCluster;
+    options.policy_yaml = kPolicy;
+    options.kubesim_flags = {absl::StrCat("--protocols=", protocols)};
+    auto stack = testing::Stack::Start(options);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    SessionClient s((*stack)->exec_port());
+    ASSERT_TRUE(s.Open((*stack)->Token("rita", {"rooters"}), "team", "app-1").ok());
+    Outcome o = s.Run("sh -c 'echo v; exit 5'");
+    if (std::string(protocols) == "v4") {
+      ASSERT_TRUE(o.exit.has_value());
+      EXPECT_EQ(o.exit->exit_code(), 5);
+      EXPECT_EQ(o.stdout_text, "v\n");
+    } else {
+      ASSERT_TRUE(o.error.has_value());
+      EXPECT_THAT(o.error->status().message(), HasSubstr("protocol"));
+    }
+    s.Close();
+  }
+}
+
+}  // namespace
+}  // namespace podgate

@@ -1,0 +1,166 @@
+#include "support/stack.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "auth/jwt.h"
+#include "nlohmann/json.hpp"
+#include "support/test_pki.h"
+
+namespace podgate::testing {
+namespace {
+
+absl::StatusOr<nlohmann::json> ServingLine(Subprocess* p, const std::string& name) {
+  absl::StatusOr<std::string> line = p->WaitForLine("\"msg\":\"serving\"", absl::Seconds(30));
+  if (!line.ok()) {
+    std::string log;
+    for (const std::string& l : p->Lines()) {
+      absl::StrAppend(&log, "\n  ", l);
+    }
+    return absl::UnavailableError(absl::StrCat(name, " did not start: ", line.status().message(), log));
+  }
+  return nlohmann::json::parse(*line);
+}
+
+}  // namespace
+
+int UnusedPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options) {
+  std::unique_ptr<Stack> s(new Stack());
+  s->dir_ = MakeTempDir("podgate-stack");
+  const std::string& d = s->dir_;
+  std::ofstream(d + "/cluster.yaml") << options.cluster_yaml;
+  std::ofstream(d + "/policy.yaml") << options.policy_yaml;
+  std::ofstream(d + "/tokens.csv") << "exec-sa-token,podgate-exec,1001\n";
+  s->secret_file_ = d + "/jwt.secret";
+  std::ofstream(s->secret_file_) << "a-test-secret-that-is-long-enough-0123456789\n";
+
+  std::vector<std::string> kubesim_args = {"--port=0", "--cluster=" + d + "/cluster.yaml",
+                                           "--token_file=" + d + "/tokens.csv",
+                                           "--state_dir=" + d + "/kubesim"};
+  kubesim_args.insert(kubesim_args.end(), options.kubesim_flags.begin(),
+                      options.kubesim_flags.end());
+  auto kubesim = Subprocess::Start(options.binaries.kubesim, kubesim_args);
+  if (!kubesim.ok()) {
+    return kubesim.status();
+  }
+  s->kubesim_ = *std::move(kubesim);
+  absl::StatusOr<nlohmann::json> k = ServingLine(s->kubesim_.get(), "kubesim");
+  if (!k.ok()) {
+    return k.status();
+  }
+  s->kubesim_port_ = (*k)["port"];
+  s->kubeconfig_ = (*k)["kubeconfig"];
+
+  const std::vector<std::string> common = {"--grpc_address=127.0.0.1:0", "--metrics_address=",
+                                           "--drain_timeout=2s"};
+  if (options.start_audit) {
+    std::vector<std::string> args = common;
+    args.push_back("--store=sqlite://" + d + "/audit.db");
+    args.push_back("--chain_id=test");
+    auto audit = Subprocess::Start(options.binaries.audit, args);
+    if (!audit.ok()) {
+      return audit.status();
+    }
+    s->audit_ = *std::move(audit);
+    absl::StatusOr<nlohmann::json> a = ServingLine(s->audit_.get(), "podgate-audit");
+    if (!a.ok()) {
+      return a.status();
+    }
+    s->audit_port_ = (*a)["grpc_port"];
+  } else {
+    s->audit_port_ = UnusedPort();
+  }
+
+  if (options.start_policy) {
+    std::vector<std::string> args = common;
+    args.push_back("--policy_file=" + d + "/policy.yaml");
+    if (options.start_audit) {
+      args.push_back(absl::StrCat("--audit_address=127.0.0.1:", s->audit_port_));
+    }
+    auto policy = Subprocess::Start(options.binaries.policy, args);
+    if (!policy.ok()) {
+      return policy.status();
+    }
+    s->policy_ = *std::move(policy);
+    absl::StatusOr<nlohmann::json> p = ServingLine(s->policy_.get(), "podgate-policy");
+    if (!p.ok()) {
+      return p.status();
+    }
+    s->policy_port_ = (*p)["grpc_port"];
+  } else {
+    s->policy_port_ = UnusedPort();
+  }
+  std::vector<std::string> args = common;
+  for (const std::string& f :
+       {"--kubeconfig=" + s->kubeconfig_,
+        absl::StrCat("--policy_address=127.0.0.1:", s->policy_port_),
+        absl::StrCat("--audit_address=127.0.0.1:", s->audit_port_),
+        "--jwt_key_file=" + s->secret_file_, std::string("--jwt_algorithm=HS256"),
+        std::string("--jwt_issuer=") + kIssuer, std::string("--jwt_audience=podgate")}) {
+    args.push_back(f);
+  }
+  args.insert(args.end(), options.exec_flags.begin(), options.exec_flags.end());
+  auto exec = Subprocess::Start(options.binaries.exec, args);
+  if (!exec.ok()) {
+    return exec.status();
+  }
+  s->exec_ = *std::move(exec);
+  absl::StatusOr<nlohmann::json> e = ServingLine(s->exec_.get(), "podgate-exec");
+  if (!e.ok()) {
+    return e.status();
+  }
+  s->exec_port_ = (*e)["grpc_port"];
+  return s;
+}
+
+Stack::~Stack() {
+  for (auto* p : {exec_.get(), policy_.get(), audit_.get(), kubesim_.get()}) {
+    if (p != nullptr) {
+      p->Signal(SIGTERM);
+      if (!p->WaitExit(absl::Seconds(10)).ok()) {
+        p->Signal(SIGKILL);
+      }
+    }
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+std::string Stack::Token(const std::string& user, const std::vector<std::string>& groups,
+                         absl::Duration ttl) const {
+  absl::StatusOr<auth::Key> key = auth::LoadSigningKey(secret_file_, auth::Algorithm::kHS256, "");
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  nlohmann::json claims = {{"iss", kIssuer},
+                           {"aud", "podgate"},
+                           {"sub", user},
+                           {"groups", groups},
+                           {"iat", now - 60 + std::min<int64_t>(0, absl::ToInt64Seconds(ttl))},
+                           {"exp", now + absl::ToInt64Seconds(ttl)}};
+  return *auth::Sign(claims, *key);
+}
+
+std::string Stack::ContainerDir(const std::string& ns, const std::string& pod,
+                                const std::string& container) const {
+  return absl::StrCat(dir_, "/kubesim/containers/", ns, "/", pod, "/", container);
+}
+
+}  // namespace podgate::testing

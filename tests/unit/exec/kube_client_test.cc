@@ -1,0 +1,161 @@
+// Kubernetes client configuration and API error mapping, without a server.
+#include "exec/kube_client.h"
+
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "support/test_pki.h"
+
+namespace podgate::exec {
+namespace {
+
+using ::testing::HasSubstr;
+
+class KubeconfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = podgate::testing::MakeTempDir("podgate-kubeconfig"); }
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+  std::string dir_;
+};
+
+constexpr char kBase[] = R"(apiVersion: v1
+kind: Config
+current-context: dev
+contexts:
+  - name: other
+    context: {cluster: nowhere, user: nobody}
+  - name: dev
+    context: {cluster: c1, user: u1}
+clusters:
+  - name: c1
+    cluster:
+      server: https://[fd00::1]:6443
+      certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==
+users:
+  - name: u1
+    user:
+      token: abc.def
+)";
+
+TEST_F(KubeconfigTest, ReadsTheCurrentContextAndWritesDataFieldsToPrivateFiles) {
+  auto config = LoadKubeconfig(Write("kc", kBase), false, dir_);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->host, "fd00::1");
+  EXPECT_EQ(config->port, 6443);
+  EXPECT_EQ(config->token, "abc.def");
+  ASSERT_FALSE(config->ca_file.empty());
+  std::ifstream ca(config->ca_file);
+  std::string first;
+  std::getline(ca, first);
+  EXPECT_EQ(first, "-----BEGIN CERTIFICATE-----");
+  struct stat st {};
+  ASSERT_EQ(stat(config->ca_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(KubeconfigTest, RelativeFilesResolveAgainstTheKubeconfigAndPortDefaultsTo443) {
+  std::string text = kBase;
+  text = absl::StrReplaceAll(text, {{"https://[fd00::1]:6443", "https://api.example.com"}});
+  text = absl::StrReplaceAll(text, {{"certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==", "certificate-authority: ca.crt"}});
+  auto config = LoadKubeconfig(Write("kc", text), false, dir_);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->host, "api.example.com");
+  EXPECT_EQ(config->port, 443);
+  EXPECT_EQ(config->ca_file, dir_ + "/ca.crt");
+}
+
+TEST_F(KubeconfigTest, UnsafeOrIncompleteConfigsAreRefusedClearly) {
+  std::string insecure = kBase;
+  insecure.insert(insecure.find("      certificate-authority-data"),
+                  "      insecure-skip-tls-verify: true\n");
+  EXPECT_THAT(LoadKubeconfig(Write("a", insecure), false, dir_).status().ToString(),
+              HasSubstr("insecure-skip-tls-verify"));
+  EXPECT_TRUE(LoadKubeconfig(Write("a", insecure), true, dir_).ok());
+
+  std::string plain = kBase;
+  plain = absl::StrReplaceAll(plain, {{"https://", "http://"}});
+  EXPECT_THAT(LoadKubeconfig(Write("b", plain), false, dir_).status().ToString(),
+              HasSubstr("not https://"));
+
+  std::string no_context = kBase;
+  no_context = absl::StrReplaceAll(no_context, {{"current-context: dev", "current-context: gone"}});
+  EXPECT_THAT(LoadKubeconfig(Write("c", no_context), false, dir_).status().ToString(),
+              HasSubstr("context 'gone' not found"));
+
+  std::string plugin = kBase;
+  plugin = absl::StrReplaceAll(plugin, {{"      token: abc.def", "      exec: {command: aws, apiVersion: client.authentication.k8s.io/v1}"}});
+  EXPECT_THAT(LoadKubeconfig(Write("d", plugin), false, dir_).status().ToString(),
+              HasSubstr("not supported"));
+
+  std::string bad_port = kBase;
+  bad_port = absl::StrReplaceAll(bad_port, {{":6443", ":99999"}});
+  EXPECT_THAT(LoadKubeconfig(Write("e", bad_port), false, dir_).status().ToString(),
+              HasSubstr("bad port"));
+
+  EXPECT_THAT(LoadKubeconfig(Write("f", "{not: [yaml"), false, dir_).status().ToString(),
+              HasSubstr("kubeconfig"));
+  EXPECT_FALSE(LoadKubeconfig(dir_ + "/missing", false, dir_).ok());
+}
+
+TEST_F(KubeconfigTest, InClusterConfigUsesTheServiceAccount) {
+  unsetenv("KUBERNETES_SERVICE_HOST");
+  EXPECT_THAT(InClusterConfig(dir_).status().ToString(), HasSubstr("not in a cluster"));
+  setenv("KUBERNETES_SERVICE_HOST", "fd00::10", 1);
+  setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+  EXPECT_THAT(InClusterConfig(dir_).status().ToString(), HasSubstr("not readable"));
+  Write("token", "sa-token-1\n");
+  Write("ca.crt", "ca");
+  auto config = InClusterConfig(dir_);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->host, "fd00::10");
+  EXPECT_EQ(config->port, 443);
+  // The token is read from the file, so a rotated token is picked up.
+  KubeClient client(*config);
+  EXPECT_EQ(client.Token(), "sa-token-1");
+  unsetenv("KUBERNETES_SERVICE_HOST");
+  unsetenv("KUBERNETES_SERVICE_PORT");
+}
+
+TEST(ApiErrorTest, MapsStatusCodesAndKeepsTheApiMessage) {
+  const std::string body =
+      R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",)"
+      R"("message":"pods \"x\" is forbidden: User \"u\" cannot create resource","reason":"Forbidden","code":403})";
+  absl::Status s = ApiError(403, body, "exec");
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(s.message(), HasSubstr("is forbidden"));
+  EXPECT_EQ(ApiError(401, "", "x").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(ApiError(404, "", "x").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ApiError(409, "", "x").code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(ApiError(400, "", "x").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ApiError(429, "", "x").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ApiError(503, "<html>", "x").code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(ApiError(503, "<html>", "x").message(), HasSubstr("<html>"));
+}
+
+TEST(ParsePodTest, ReadsTheFieldsExecUses) {
+  auto pod = ParsePod(R"({"metadata":{"name":"p","namespace":"n","uid":"u-1",
+      "labels":{"app":"a"},"annotations":{"kubectl.kubernetes.io/default-container":"main"}},
+      "spec":{"containers":[{"name":"side","image":"i1"},{"name":"main","image":"i2"}]},
+      "status":{"phase":"Running"}})");
+  ASSERT_TRUE(pod.ok());
+  EXPECT_EQ(pod->uid, "u-1");
+  EXPECT_EQ(pod->phase, "Running");
+  EXPECT_EQ(pod->labels.at("app"), "a");
+  EXPECT_EQ(*ResolveContainer(*pod, ""), "main");
+  EXPECT_EQ(*ResolveContainer(*pod, "side"), "side");
+  EXPECT_THAT(ResolveContainer(*pod, "x").status().ToString(), HasSubstr("side, main"));
+  pod->default_container_annotation = "gone";
+  EXPECT_EQ(*ResolveContainer(*pod, ""), "side");
+  EXPECT_FALSE(ParsePod("not json").ok());
+  EXPECT_FALSE(ParsePod("[]").ok());
+}
+
+}  // namespace
+}  // namespace podgate::exec
