@@ -456,7 +456,8 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       case SessionResponse::kDenied: {
         const auto& d = response.denied();
         command_sent_.reset();
-        log::Info("command denied", {{"user", user_}, {"rule", d.rule()}, {"reason", d.reason()}});
+        // The reason may quote the line, which may hold secrets: only the rule is logged.
+        log::Info("command denied", {{"user", user_}, {"rule", d.rule()}});
         if (v1) {
           more = Send(nlohmann::json{{"type", "denied"},
                                      {"id", d.command_id()},
