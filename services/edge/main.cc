@@ -115,6 +115,12 @@ int main(int argc, char** argv) {
                  "podgate-edge: the browser-facing service of podgate.\n"
                  "Every flag may also be set as PODGATE_<FLAG>.");
   rt::InitLoggingFromFlags("edge");
+  const rt::ServiceDefaults defaults{"edge", "[::]:7104", "[::]:9104"};
+  // The shared flags first: a bad one is the only line printed.
+  if (absl::StatusOr<rt::ServerOptions> shared = rt::ServerOptionsFromFlags(defaults);
+      !shared.ok()) {
+    rt::ExitWithError(std::string(shared.status().message()));
+  }
   absl::StatusOr<podgate::auth::Verifier> verifier = podgate::auth::VerifierFromFlags();
   if (!verifier.ok()) {
     rt::ExitWithError(std::string(verifier.status().message()));
@@ -235,12 +241,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < absl::GetFlag(FLAGS_http_threads); ++i) {
     threads.emplace_back([&io] { io.run(); });
   }
-  podgate::log::Info("http serving", {{"http_port", static_cast<int>((*http_server)->port())},
-                                      {"tls", !plain},
-                                      {"web_root", context.options.web_root}});
-  int status = rt::RunServer(
-      {"edge", "[::]:7104", "[::]:9104"}, {}, registry,
-      [&](rt::Server& server) { server.AddDrainHook([&] { (*http_server)->Stop(); }); });
+  int status = rt::RunServer(defaults, {}, registry, [&](rt::Server& server) {
+    podgate::log::Info("http serving", {{"http_port", static_cast<int>((*http_server)->port())},
+                                        {"tls", !plain},
+                                        {"web_root", context.options.web_root}});
+    server.AddDrainHook([&] { (*http_server)->Stop(); });
+  });
   (*http_server)->Stop();
   work.reset();
   io.stop();
