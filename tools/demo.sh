@@ -72,7 +72,12 @@ start audit 7103 9103 --store="sqlite://$(realpath "$STATE")/audit.db" --chain_i
 start policy 7101 9101 --policy_file="$POLICY_FILE" --audit_address=127.0.0.1:7103
 start exec 7102 9102 --kubeconfig="$KUBESIM_STATE/kubeconfig" --policy_address=127.0.0.1:7101 \
   --audit_address=127.0.0.1:7103 "${JWT_FLAGS[@]}"
-start edge 7104 9104
+# edge: the browser's port (plain HTTP on loopback only), the page and the WebSocket protocols.
+EDGE_PORT="${PODGATE_DEMO_HTTP_PORT:-8080}"
+start edge 7104 9104 --http_address="127.0.0.1:$EDGE_PORT" \
+  --allowed_origins="http://127.0.0.1:$EDGE_PORT,http://localhost:$EDGE_PORT" \
+  --web_root="$ROOT/services/edge/web" --exec_address=127.0.0.1:7102 \
+  --policy_address=127.0.0.1:7101 --audit_address=127.0.0.1:7103 "${JWT_FLAGS[@]}"
 
 # Wait until every service logs that it is serving.
 for name in kubesim policy exec audit edge; do
@@ -89,6 +94,8 @@ done
 
 cat <<MSG
 podgate demo is running (logs in $STATE/logs):
+  page      http://127.0.0.1:$EDGE_PORT/  (WebSockets /ws/v1/{namespace}/{pod} and /ws/seed/...,
+            HTTP API /api/v1/targets, /api/v1/allowed, /api/v1/audit: docs/protocol.md)
   service   gRPC              metrics
   policy    127.0.0.1:7101    http://127.0.0.1:9101/metrics   (policy: $POLICY_FILE)
   exec      127.0.0.1:7102    http://127.0.0.1:9102/metrics
@@ -108,6 +115,8 @@ Run a command as the developer (stdout and stderr apart, the command's exit stat
   $BUILD_DIR/tools/run/podgate-run --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
   ... -- jstack \$(pgrep -f DemoApp.java)    (kubesim's containers share this machine's pids)
   ... -- cat /etc/shadow                       (refused, with the rule and the reason)
+Ask edge's API as the developer:
+  curl -H "Authorization: Bearer \$DEV_TOKEN" http://127.0.0.1:$EDGE_PORT/api/v1/targets
 Press Ctrl+C to stop.
 MSG
 wait -n "${pids[@]}" || true

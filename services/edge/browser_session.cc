@@ -84,9 +84,7 @@ std::chrono::steady_clock::time_point SteadyAt(absl::Time t) {
 }
 
 // Close reasons are at most 123 bytes (RFC 6455 §5.5).
-std::string CloseReasonText(absl::string_view text) {
-  return std::string(text.substr(0, 120));
-}
+std::string CloseReasonText(absl::string_view text) { return std::string(text.substr(0, 120)); }
 
 }  // namespace
 
@@ -192,8 +190,8 @@ void BrowserSession::StartExec() {
   exec_started_ = true;
   read_outstanding_ = true;
   write_in_flight_ = true;
-  exec_ = new ExecStream(context_->exec, shared_from_this(), connection_->executor(),
-                         std::move(open));
+  exec_ =
+      new ExecStream(context_->exec, shared_from_this(), connection_->executor(), std::move(open));
 }
 
 void BrowserSession::HandleV1(std::string data, bool binary) {
@@ -393,16 +391,15 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
                                    {"container", r.target().container()},
                                    {"protocol", protocol_name()}});
         if (v1) {
-          nlohmann::json j = {{"type", "ready"},
-                              {"session_id", r.session_id()},
-                              {"user", r.principal().user()},
-                              {"groups", r.principal().groups()},
-                              {"namespace", r.target().namespace_()},
-                              {"pod", r.target().pod()},
-                              {"container", r.target().container()},
-                              {"mode", r.mode() == podgate::common::v1::SESSION_MODE_SHELL
-                                           ? "shell"
-                                           : "command"}};
+          nlohmann::json j = {
+              {"type", "ready"},
+              {"session_id", r.session_id()},
+              {"user", r.principal().user()},
+              {"groups", r.principal().groups()},
+              {"namespace", r.target().namespace_()},
+              {"pod", r.target().pod()},
+              {"container", r.target().container()},
+              {"mode", r.mode() == podgate::common::v1::SESSION_MODE_SHELL ? "shell" : "command"}};
           if (r.has_expires_time()) {
             j["expires"] = google::protobuf::util::TimeUtil::ToString(r.expires_time());
           }
@@ -416,7 +413,8 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const bool out = response.kind_case() == SessionResponse::kStdout;
         const std::string& data = out ? response.stdout().data() : response.stderr().data();
         if (command_sent_.has_value()) {
-          context_->metrics->FirstOutputLatency(absl::ToDoubleSeconds(absl::Now() - *command_sent_));
+          context_->metrics->FirstOutputLatency(
+              absl::ToDoubleSeconds(absl::Now() - *command_sent_));
           command_sent_.reset();
         }
         if (v1) {
@@ -430,15 +428,17 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& e = response.exit();
         command_sent_.reset();
         if (v1) {
-          more = Send(nlohmann::json{{"type", "exit"},
-                                     {"id", e.command_id()},
-                                     {"termination", TerminationName(e.termination())},
-                                     {"code", e.exit_code()},
-                                     {"duration_ms", google::protobuf::util::TimeUtil::
-                                                         DurationToMilliseconds(e.duration())},
-                                     {"output_bytes", e.output_bytes()}}
-                          .dump(),
-                      false);
+          more = Send(
+              nlohmann::json{
+                  {"type", "exit"},
+                  {"id", e.command_id()},
+                  {"termination", TerminationName(e.termination())},
+                  {"code", e.exit_code()},
+                  {"duration_ms",
+                   google::protobuf::util::TimeUtil::DurationToMilliseconds(e.duration())},
+                  {"output_bytes", e.output_bytes()}}
+                  .dump(),
+              false);
         } else {
           if (e.termination() != podgate::common::v1::TERMINATION_EXITED) {
             more = Send(SeedReply("stderr", absl::StrCat("Command ended: ",
@@ -456,6 +456,8 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       case SessionResponse::kDenied: {
         const auto& d = response.denied();
         command_sent_.reset();
+        // The reason may quote the line, which may hold secrets: only the rule is logged.
+        log::Info("command denied", {{"user", user_}, {"rule", d.rule()}});
         if (v1) {
           more = Send(nlohmann::json{{"type", "denied"},
                                      {"id", d.command_id()},
@@ -589,9 +591,8 @@ void BrowserSession::ArmTimer() {
     next = std::min(expires_, last_message_ + context_->options.idle_timeout);
   }
   timer_->expires_at(SteadyAt(next));
-  timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    self->OnTimer(ec);
-  });
+  timer_->async_wait(
+      [self = shared_from_this()](boost::system::error_code ec) { self->OnTimer(ec); });
 }
 
 void BrowserSession::OnTimer(boost::system::error_code ec) {

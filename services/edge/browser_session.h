@@ -11,12 +11,11 @@
 // authentication deadline close the connection with a documented code (docs/protocol.md).
 #pragma once
 
+#include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <boost/asio/steady_timer.hpp>
 
 #include "auth/jwt.h"
 #include "edge/edge_context.h"
@@ -83,12 +82,12 @@ class BrowserSession : public http::WebSocketHandler,
   std::shared_ptr<http::WebSocketConnection> connection_;
   std::unique_ptr<boost::asio::steady_timer> timer_;
   std::optional<TokenBucket> bucket_;
-  std::string user_;             // set once authenticated and counted
+  std::string user_;  // set once authenticated and counted
   absl::Time opened_;
   absl::Time last_message_;
   absl::Time expires_ = absl::InfiniteFuture();
 
-  ExecStream* exec_ = nullptr;   // null before StartExec and after Release
+  ExecStream* exec_ = nullptr;  // null before StartExec and after Release
   bool exec_started_ = false;
   bool exec_ready_ = false;
   bool exec_read_done_ = false;  // the last read failed: the server has finished
@@ -105,9 +104,9 @@ class BrowserSession : public http::WebSocketHandler,
   uint64_t next_command_ = 0;
   std::optional<absl::Time> command_sent_;  // for the first-output latency
 
-  bool closing_ = false;      // CloseBrowser called
-  bool browser_gone_ = false; // OnClose called
-  bool draining_ = false;     // browser gone, waiting for exec to finish
+  bool closing_ = false;       // CloseBrowser called
+  bool browser_gone_ = false;  // OnClose called
+  bool draining_ = false;      // browser gone, waiting for exec to finish
   bool slots_released_ = false;
   void ReleaseSlots();
 };

@@ -43,9 +43,9 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
               .Name("podgate_edge_first_output_latency_seconds")
               .Help("Time from a command leaving edge to its first output byte arriving.")
               .Register(registry)
-              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                               0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-                                                               10})),
+              .Add({},
+                   prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                           0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
       api_requests_(prometheus::BuildCounter()
                         .Name("podgate_edge_api_requests_total")
                         .Help("HTTP API requests, by route and status class.")

@@ -164,10 +164,10 @@ absl::StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_v
         }
         for (int k = 1; k <= 2; ++k) {
           char c = in[i + static_cast<size_t>(k)];
-          int d = absl::ascii_isdigit(static_cast<unsigned char>(c))
-                      ? c - '0'
-                      : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-                                               : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+          int d = absl::ascii_isdigit(static_cast<unsigned char>(c)) ? c - '0'
+                  : (c >= 'a' && c <= 'f')                           ? c - 'a' + 10
+                  : (c >= 'A' && c <= 'F')                           ? c - 'A' + 10
+                                                                     : -1;
           if (d < 0) {
             return std::nullopt;
           }
@@ -234,13 +234,12 @@ absl::StatusOr<StaticFiles> StaticFiles::Load(const std::string& root, size_t ma
       return absl::ResourceExhaustedError(
           absl::StrCat("--web_root: more than ", max_bytes, " bytes of files"));
     }
-    std::string rel =
-        "/" + std::filesystem::relative(it->path(), root).generic_string();
+    std::string rel = "/" + std::filesystem::relative(it->path(), root).generic_string();
     f.content_type = ContentType(rel);
     // The page itself must be revalidated so new releases load; fingerprinted assets under
     // /assets/ never change under their name.
-    f.cache_control = absl::StartsWith(rel, "/assets/") ? "public, max-age=31536000, immutable"
-                                                        : "no-cache";
+    f.cache_control =
+        absl::StartsWith(rel, "/assets/") ? "public, max-age=31536000, immutable" : "no-cache";
     f.etag = absl::StrCat("\"", Sha256Hex(f.body), "\"");
     files.files_.emplace(rel, std::move(f));
   }
@@ -318,11 +317,11 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
   std::string origin = Header(request, bhttp::field::origin);
   if (origin.empty() ? !o.allow_missing_origin : !OriginAllowed(origin, o.allowed_origins)) {
     context_->metrics->Rejection("origin");
-    log::Info("websocket origin refused", {{"origin", origin.substr(0, 200)},
-                                           {"source", peer.remote_address}});
-    return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
-                            origin.empty() ? "an Origin header is required"
-                                           : "this Origin is not allowed"));
+    log::Info("websocket origin refused",
+              {{"origin", origin.substr(0, 200)}, {"source", peer.remote_address}});
+    return Answer(
+        JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
+                  origin.empty() ? "an Origin header is required" : "this Origin is not allowed"));
   }
   std::vector<std::string> parts = absl::StrSplit(AV(path.substr(4)), '/');
   SessionParams params;
@@ -407,9 +406,9 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
 RouteResult EdgeRouter::Ready(const Request& request) {
   nlohmann::json body = nlohmann::json::object();
   bool ready = true;
-  for (auto [name, channel] : {std::pair{"exec", context_->exec_channel},
-                               std::pair{"policy", context_->policy_channel},
-                               std::pair{"audit", context_->audit_channel}}) {
+  for (auto [name, channel] :
+       {std::pair{"exec", context_->exec_channel}, std::pair{"policy", context_->policy_channel},
+        std::pair{"audit", context_->audit_channel}}) {
     if (channel == nullptr) {
       continue;
     }
@@ -421,8 +420,8 @@ RouteResult EdgeRouter::Ready(const Request& request) {
       ready = false;
     }
   }
-  return Answer(Json(request, ready ? bhttp::status::ok : bhttp::status::service_unavailable,
-                     body));
+  return Answer(
+      Json(request, ready ? bhttp::status::ok : bhttp::status::service_unavailable, body));
 }
 
 RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) {
@@ -438,8 +437,8 @@ RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) 
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
                             "namespace must be a Kubernetes name"));
   }
-  using Call = UnaryCall<podgate::exec::v1::ListTargetsRequest,
-                         podgate::exec::v1::ListTargetsResponse>;
+  using Call =
+      UnaryCall<podgate::exec::v1::ListTargetsRequest, podgate::exec::v1::ListTargetsResponse>;
   auto call = std::make_shared<Call>();
   call->request.mutable_credential()->set_bearer_token(token);
   call->request.set_namespace_(ns);
@@ -459,9 +458,8 @@ RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) 
                             CodeName(status.error_code()), status.error_message()));
             return;
           }
-          Response res =
-              http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
-                                 ProtoJson(call->response) + "\n");
+          Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
+                                            ProtoJson(call->response) + "\n");
           SecurityHeaders(res);
           reply(std::move(res));
         });
@@ -486,8 +484,8 @@ RouteResult EdgeRouter::Allowed(const Request& request, std::string_view query) 
                             "namespace and pod (and container, when given) must be Kubernetes "
                             "names"));
   }
-  using Call = UnaryCall<podgate::policy::v1::ListAllowedRequest,
-                         podgate::policy::v1::ListAllowedResponse>;
+  using Call =
+      UnaryCall<podgate::policy::v1::ListAllowedRequest, podgate::policy::v1::ListAllowedResponse>;
   auto call = std::make_shared<Call>();
   *call->request.mutable_principal() = verified->principal;
   call->request.mutable_target()->set_namespace_(First(*q, "namespace"));
@@ -532,8 +530,7 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
         max_records_(max_records),
         reply_(std::move(reply)) {
     context_->audit->async()->Query(&grpc_context_, &request_, this);
-    grpc_context_.set_deadline(
-        absl::ToChronoTime(absl::Now() + context_->options.backend_timeout));
+    grpc_context_.set_deadline(absl::ToChronoTime(absl::Now() + context_->options.backend_timeout));
     StartRead(&response_);
     StartCall();
   }
@@ -570,9 +567,9 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
       SecurityHeaders(res);
       reply_(std::move(res));
     } else {
-      std::string body = absl::StrCat("{\"records\":[", absl::StrJoin(records_, ","),
-                                      "],\"next_page_token\":",
-                                      nlohmann::json(next_page_token_).dump(), "}\n");
+      std::string body =
+          absl::StrCat("{\"records\":[", absl::StrJoin(records_, ","),
+                       "],\"next_page_token\":", nlohmann::json(next_page_token_).dump(), "}\n");
       Response res = http::MakeResponse(req_, bhttp::status::ok, "application/json", body);
       SecurityHeaders(res);
       reply_(std::move(res));
@@ -649,8 +646,8 @@ RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
         return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
                                 absl::StrCat(k, " must be RFC 3339")));
       }
-      *(k == "start_time" ? query_request.mutable_start_time()
-                          : query_request.mutable_end_time()) = t;
+      *(k == "start_time" ? query_request.mutable_start_time() : query_request.mutable_end_time()) =
+          t;
     } else if (k == "page_size") {
       if (!absl::SimpleAtoi(v, &page_size) || page_size < 1 || page_size > 1000) {
         return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
@@ -703,11 +700,11 @@ RouteResult EdgeRouter::Login(const Request& request, bool login) {
                             std::string(verified.status().message())));
   }
   int64_t max_age = std::max<int64_t>(0, absl::ToInt64Seconds(verified->expires - absl::Now()));
-  Response res = Json(request, bhttp::status::ok,
-                      {{"user", verified->principal.user()},
-                       {"groups", verified->principal.groups()},
-                       {"expires", absl::FormatTime(absl::RFC3339_sec, verified->expires,
-                                                    absl::UTCTimeZone())}});
+  Response res = Json(
+      request, bhttp::status::ok,
+      {{"user", verified->principal.user()},
+       {"groups", verified->principal.groups()},
+       {"expires", absl::FormatTime(absl::RFC3339_sec, verified->expires, absl::UTCTimeZone())}});
   res.set(bhttp::field::set_cookie,
           absl::StrCat(kTokenCookie, "=", token, "; Path=/; Max-Age=", max_age, "; HttpOnly",
                        secure, "; SameSite=Strict"));
@@ -717,8 +714,8 @@ RouteResult EdgeRouter::Login(const Request& request, bool login) {
 RouteResult EdgeRouter::Static(const Request& request, std::string_view path) {
   const StaticFiles::File* file = files_.Find(std::string(path));
   if (file == nullptr) {
-    return Answer(http::MakeResponse(request, bhttp::status::not_found, "text/plain",
-                                     "not found\n"));
+    return Answer(
+        http::MakeResponse(request, bhttp::status::not_found, "text/plain", "not found\n"));
   }
   if (Header(request, bhttp::field::if_none_match) == file->etag) {
     Response res = http::MakeResponse(request, bhttp::status::not_modified, file->content_type, "");

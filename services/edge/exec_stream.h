@@ -6,10 +6,9 @@
 // strand may still call it. The session starts at most one read and one write at a time.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <functional>
 #include <memory>
-
-#include <boost/asio/any_io_executor.hpp>
 
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
@@ -26,9 +25,8 @@ class ExecStreamEvents {
   virtual void OnExecDone(grpc::Status status) = 0;
 };
 
-class ExecStream
-    : public grpc::ClientBidiReactor<podgate::exec::v1::SessionRequest,
-                                     podgate::exec::v1::SessionResponse> {
+class ExecStream : public grpc::ClientBidiReactor<podgate::exec::v1::SessionRequest,
+                                                  podgate::exec::v1::SessionResponse> {
  public:
   // Starts the call with `open` as its first message and the first read.
   ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,

@@ -31,11 +31,11 @@ class TokenBucket {
 };
 
 struct LimitOptions {
-  double messages_per_second = 50;         // per connection
+  double messages_per_second = 50;  // per connection
   double message_burst = 200;
-  double user_messages_per_second = 100;   // per user, over all their connections
+  double user_messages_per_second = 100;  // per user, over all their connections
   double user_message_burst = 400;
-  int max_connections = 10000;             // per replica
+  int max_connections = 10000;  // per replica
   int max_connections_per_user = 20;
 };
 

@@ -1,10 +1,9 @@
 // podgate-edge: terminates browser WebSockets, serves the web page and its HTTP API, and turns
 // browser frames into exec sessions. gRPC (health) and /metrics come from the shared skeleton;
 // the browser-facing HTTP server runs beside it on its own I/O threads.
+#include <boost/asio/io_context.hpp>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
@@ -50,7 +49,8 @@ ABSL_FLAG(std::string, exec_tls_cert, "", "PEM client certificate for exec (mTLS
 ABSL_FLAG(std::string, exec_tls_key, "", "PEM client key for exec (mTLS).");
 ABSL_FLAG(std::string, policy_address, "127.0.0.1:7101",
           "The policy service, e.g. dns:///podgate-policy:7101. Default 127.0.0.1:7101.");
-ABSL_FLAG(std::string, policy_tls_ca, "", "PEM CA of the policy service (TLS). Default: plaintext.");
+ABSL_FLAG(std::string, policy_tls_ca, "",
+          "PEM CA of the policy service (TLS). Default: plaintext.");
 ABSL_FLAG(std::string, policy_tls_cert, "", "PEM client certificate for policy (mTLS).");
 ABSL_FLAG(std::string, policy_tls_key, "", "PEM client key for policy (mTLS).");
 ABSL_FLAG(std::string, audit_address, "127.0.0.1:7103",
@@ -115,10 +115,11 @@ int main(int argc, char** argv) {
                  "podgate-edge: the browser-facing service of podgate.\n"
                  "Every flag may also be set as PODGATE_<FLAG>.");
   rt::InitLoggingFromFlags("edge");
-  // The shared flags are checked first, so that a bad flag stays one line.
-  if (auto server_options = rt::ServerOptionsFromFlags({"edge", "[::]:7104", "[::]:9104"});
-      !server_options.ok()) {
-    rt::ExitWithError(std::string(server_options.status().message()));
+  const rt::ServiceDefaults defaults{"edge", "[::]:7104", "[::]:9104"};
+  // The shared flags first: a bad one is the only line printed.
+  if (absl::StatusOr<rt::ServerOptions> shared = rt::ServerOptionsFromFlags(defaults);
+      !shared.ok()) {
+    rt::ExitWithError(std::string(shared.status().message()));
   }
   absl::StatusOr<podgate::auth::Verifier> verifier = podgate::auth::VerifierFromFlags();
   if (!verifier.ok()) {
@@ -183,8 +184,9 @@ int main(int argc, char** argv) {
   }
   if (limit_options.max_connections < 1 || limit_options.max_connections_per_user < 1 ||
       absl::GetFlag(FLAGS_http_threads) < 1 || absl::GetFlag(FLAGS_http_threads) > 64) {
-    rt::ExitWithError("--max_connections and --max_connections_per_user must be >= 1, "
-                      "--http_threads 1 to 64");
+    rt::ExitWithError(
+        "--max_connections and --max_connections_per_user must be >= 1, "
+        "--http_threads 1 to 64");
   }
 
   auto registry = std::make_shared<prometheus::Registry>();
@@ -200,16 +202,15 @@ int main(int argc, char** argv) {
   context.options.backend_timeout = absl::GetFlag(FLAGS_backend_timeout);
   context.options.secure_cookie = !plain || absl::GetFlag(FLAGS_behind_tls_proxy);
   context.options.web_root = absl::GetFlag(FLAGS_web_root);
-  context.exec_channel = Channel(absl::GetFlag(FLAGS_exec_address), absl::GetFlag(FLAGS_exec_tls_ca),
-                                 absl::GetFlag(FLAGS_exec_tls_cert),
-                                 absl::GetFlag(FLAGS_exec_tls_key), "exec");
-  context.policy_channel = Channel(
-      absl::GetFlag(FLAGS_policy_address), absl::GetFlag(FLAGS_policy_tls_ca),
-      absl::GetFlag(FLAGS_policy_tls_cert), absl::GetFlag(FLAGS_policy_tls_key), "policy");
-  context.audit_channel = Channel(absl::GetFlag(FLAGS_audit_address),
-                                  absl::GetFlag(FLAGS_audit_tls_ca),
-                                  absl::GetFlag(FLAGS_audit_tls_cert),
-                                  absl::GetFlag(FLAGS_audit_tls_key), "audit");
+  context.exec_channel =
+      Channel(absl::GetFlag(FLAGS_exec_address), absl::GetFlag(FLAGS_exec_tls_ca),
+              absl::GetFlag(FLAGS_exec_tls_cert), absl::GetFlag(FLAGS_exec_tls_key), "exec");
+  context.policy_channel =
+      Channel(absl::GetFlag(FLAGS_policy_address), absl::GetFlag(FLAGS_policy_tls_ca),
+              absl::GetFlag(FLAGS_policy_tls_cert), absl::GetFlag(FLAGS_policy_tls_key), "policy");
+  context.audit_channel =
+      Channel(absl::GetFlag(FLAGS_audit_address), absl::GetFlag(FLAGS_audit_tls_ca),
+              absl::GetFlag(FLAGS_audit_tls_cert), absl::GetFlag(FLAGS_audit_tls_key), "audit");
   auto exec_stub = podgate::exec::v1::ExecService::NewStub(context.exec_channel);
   auto policy_stub = podgate::policy::v1::PolicyService::NewStub(context.policy_channel);
   auto audit_stub = podgate::audit::v1::AuditService::NewStub(context.audit_channel);
@@ -240,16 +241,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < absl::GetFlag(FLAGS_http_threads); ++i) {
     threads.emplace_back([&io] { io.run(); });
   }
-  int status = rt::RunServer({"edge", "[::]:7104", "[::]:9104"}, {}, registry,
-                             [&](rt::Server& server) {
-                               server.AddDrainHook([&] { (*http_server)->Stop(); });
-                               // Logged once serving, so a start-up failure stays one line.
-                               podgate::log::Info(
-                                   "http serving",
-                                   {{"http_port", static_cast<int>((*http_server)->port())},
-                                    {"tls", !plain},
-                                    {"web_root", context.options.web_root}});
-                             });
+  int status = rt::RunServer(defaults, {}, registry, [&](rt::Server& server) {
+    podgate::log::Info("http serving", {{"http_port", static_cast<int>((*http_server)->port())},
+                                        {"tls", !plain},
+                                        {"web_root", context.options.web_root}});
+    server.AddDrainHook([&] { (*http_server)->Stop(); });
+  });
   (*http_server)->Stop();
   work.reset();
   io.stop();

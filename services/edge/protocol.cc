@@ -172,16 +172,17 @@ absl::StatusOr<V1ClientMessage> ParseV1Text(std::string_view text) {
   } else if (t == "close") {
     m.type = V1ClientMessage::Type::kClose;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown message type \"", t.substr(0, 32),
-                                                   "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown message type \"", t.substr(0, 32), "\""));
   }
   return m;
 }
 
 absl::StatusOr<V1ClientMessage> ParseV1Binary(std::string_view data) {
   if (data.empty() || static_cast<uint8_t>(data[0]) != static_cast<uint8_t>(BinaryKind::kStdin)) {
-    return absl::InvalidArgumentError("a binary message from the browser must start with 0 "
-                                      "(stdin)");
+    return absl::InvalidArgumentError(
+        "a binary message from the browser must start with 0 "
+        "(stdin)");
   }
   V1ClientMessage m;
   m.type = V1ClientMessage::Type::kStdin;

@@ -39,7 +39,7 @@ inline constexpr uint16_t kCloseTryAgainLater = 1013;
 
 // What the Sec-WebSocket-Protocol header offered.
 struct OfferedProtocols {
-  bool v1 = false;                  // "podgate.v1" was offered
+  bool v1 = false;                   // "podgate.v1" was offered
   std::optional<std::string> token;  // decoded bearer entry
 };
 
@@ -57,13 +57,13 @@ bool OriginAllowed(std::string_view origin, std::string_view allowlist);
 struct V1ClientMessage {
   enum class Type { kAuth, kCommand, kStdin, kResize, kInterrupt, kClose };
   Type type = Type::kCommand;
-  std::string token;   // auth
-  std::string id;      // command (optional)
-  std::string line;    // command
-  std::string data;    // stdin
-  bool eof = false;    // stdin
-  uint32_t cols = 0;   // resize
-  uint32_t rows = 0;   // resize
+  std::string token;  // auth
+  std::string id;     // command (optional)
+  std::string line;   // command
+  std::string data;   // stdin
+  bool eof = false;   // stdin
+  uint32_t cols = 0;  // resize
+  uint32_t rows = 0;  // resize
 };
 
 // Parses a v1 text message (a JSON object with a "type"); errors say what is wrong.

@@ -107,16 +107,16 @@ class EdgeTest : public ::testing::Test {
     WriteFile(d + "/policy.yaml", kPolicy);
     WriteFile(d + "/jwt.secret", kSecret);
     WriteFile(d + "/big.txt", std::string(kBigFileBytes, 'x'));
-    auto kubesim = Subprocess::Start(KUBESIM_BIN, {"--cluster", d + "/cluster.yaml",
-                                                   "--token_file", d + "/tokens.csv",
-                                                   "--state_dir", d + "/kube", "--port", "0"});
+    auto kubesim = Subprocess::Start(
+        KUBESIM_BIN, {"--cluster", d + "/cluster.yaml", "--token_file", d + "/tokens.csv",
+                      "--state_dir", d + "/kube", "--port", "0"});
     ASSERT_TRUE(kubesim.ok()) << kubesim.status();
     kubesim_ = kubesim->release();
     ASSERT_TRUE(kubesim_->WaitForLine("\"serving\"", absl::Seconds(20)).ok());
 
     auto policy = Subprocess::Start(PODGATE_POLICY_BIN,
-                                    {"--grpc_address=127.0.0.1:0", "--metrics_address=",
-                                     "--policy_file=" + d + "/policy.yaml"});
+                                    {"--grpc_address=127.0.0.1:0",
+                                     "--metrics_address=", "--policy_file=" + d + "/policy.yaml"});
     ASSERT_TRUE(policy.ok()) << policy.status();
     policy_ = policy->release();
     auto line = policy_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
@@ -127,8 +127,8 @@ class EdgeTest : public ::testing::Test {
                                           "--jwt_algorithm=HS256",
                                           std::string("--jwt_issuer=") + kIssuer};
     auto audit = Subprocess::Start(PODGATE_AUDIT_BIN,
-                                   {"--grpc_address=127.0.0.1:0", "--metrics_address=",
-                                    "--store=sqlite://" + d + "/audit.db"});
+                                   {"--grpc_address=127.0.0.1:0",
+                                    "--metrics_address=", "--store=sqlite://" + d + "/audit.db"});
     ASSERT_TRUE(audit.ok()) << audit.status();
     audit_ = audit->release();
     line = audit_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
@@ -136,10 +136,10 @@ class EdgeTest : public ::testing::Test {
     const std::string audit_address = absl::StrCat("127.0.0.1:", JsonPort(*line, "grpc_port"));
 
     // Strict audit (the default): nothing runs before audit has acknowledged it.
-    std::vector<std::string> exec_args = {"--grpc_address=127.0.0.1:0", "--metrics_address=",
-                                          "--kubeconfig=" + d + "/kube/kubeconfig",
-                                          "--policy_address=" + policy_address,
-                                          "--audit_address=" + audit_address};
+    std::vector<std::string> exec_args = {
+        "--grpc_address=127.0.0.1:0",
+        "--metrics_address=", "--kubeconfig=" + d + "/kube/kubeconfig",
+        "--policy_address=" + policy_address, "--audit_address=" + audit_address};
     exec_args.insert(exec_args.end(), jwt.begin(), jwt.end());
     auto exec = Subprocess::Start(PODGATE_EXEC_BIN, exec_args);
     ASSERT_TRUE(exec.ok()) << exec.status();
@@ -148,19 +148,20 @@ class EdgeTest : public ::testing::Test {
     ASSERT_TRUE(line.ok()) << line.status();
     const std::string exec_address = absl::StrCat("127.0.0.1:", JsonPort(*line, "grpc_port"));
 
-    std::vector<std::string> edge_args = {"--grpc_address=127.0.0.1:0",
-                                          "--metrics_address=127.0.0.1:0",
-                                          "--http_address=127.0.0.1:0",
-                                          "--exec_address=" + exec_address,
-                                          "--policy_address=" + policy_address,
-                                          "--audit_address=" + audit_address,
-                                          "--backend_timeout=2s",
-                                          std::string("--allowed_origins=") + kOrigin +
-                                              ",https://other.podgate.test",
-                                          "--web_root=" EDGE_WEB_ROOT,
-                                          "--messages_per_second=5",
-                                          "--message_burst=12",
-                                          "--write_buffer_bytes=65536"};
+    std::vector<std::string> edge_args = {
+        "--grpc_address=127.0.0.1:0",
+        "--metrics_address=127.0.0.1:0",
+        "--http_address=127.0.0.1:0",
+        "--exec_address=" + exec_address,
+        "--policy_address=" + policy_address,
+        "--audit_address=" + audit_address,
+        "--backend_timeout=2s",
+        std::string("--allowed_origins=") + kOrigin + ",https://other.podgate.test",
+        "--web_root=" EDGE_WEB_ROOT,
+        "--messages_per_second=5",
+        "--message_burst=12",
+        "--max_connections_per_user=3",
+        "--write_buffer_bytes=65536"};
     edge_args.insert(edge_args.end(), jwt.begin(), jwt.end());
     auto edge = Subprocess::Start(PODGATE_EDGE_BIN, edge_args);
     ASSERT_TRUE(edge.ok()) << edge.status();
@@ -203,12 +204,8 @@ class EdgeTest : public ::testing::Test {
   static nlohmann::json Claims(const std::string& user, std::vector<std::string> groups,
                                absl::Duration lifetime = absl::Minutes(10)) {
     int64_t now = absl::ToUnixSeconds(absl::Now());
-    return {{"iss", kIssuer},
-            {"aud", "podgate"},
-            {"sub", user},
-            {"groups", groups},
-            {"iat", now},
-            {"exp", now + absl::ToInt64Seconds(lifetime)}};
+    return {{"iss", kIssuer},   {"aud", "podgate"}, {"sub", user},
+            {"groups", groups}, {"iat", now},       {"exp", now + absl::ToInt64Seconds(lifetime)}};
   }
 
   static std::string Token(const std::string& user = "alice",
@@ -455,7 +452,8 @@ TEST_F(EdgeTest, V1ProtocolSeparatesControlFromBinaryOutput) {
 TEST_F(EdgeTest, V1ProtocolAcceptsAFirstAuthMessageAndRejectsMalformedOnes) {
   auto ws = http::WebSocketClient::Connect(Options(), "/ws/v1/demo/web-1", {"podgate.v1"});
   ASSERT_TRUE(ws.ok()) << ws.status();
-  ASSERT_TRUE((*ws)->Write(nlohmann::json{{"type", "auth"}, {"token", Token()}}.dump(), false).ok());
+  ASSERT_TRUE(
+      (*ws)->Write(nlohmann::json{{"type", "auth"}, {"token", Token()}}.dump(), false).ok());
   auto ready = (*ws)->Read(absl::Seconds(10));
   ASSERT_TRUE(ready.ok()) << ready.status();
   EXPECT_EQ(nlohmann::json::parse(ready->data)["type"], "ready");
@@ -469,8 +467,7 @@ TEST_F(EdgeTest, V1ProtocolAcceptsAFirstAuthMessageAndRejectsMalformedOnes) {
 TEST_F(EdgeTest, HandshakesRefuseForeignOriginsAndBadTokens) {
   const std::string bearer = "base64url.bearer.podgate.v1.";
   EXPECT_EQ(RefusalStatus("/ws/seed/demo/web-1", {}, "https://evil.test"), 403);
-  EXPECT_EQ(RefusalStatus("/ws/v1/demo/web-1", {"podgate.v1"}, "https://podgate.test.evil"),
-            403);
+  EXPECT_EQ(RefusalStatus("/ws/v1/demo/web-1", {"podgate.v1"}, "https://podgate.test.evil"), 403);
   EXPECT_EQ(RefusalStatus("/ws/seed/demo/web-1", {}, ""), 403);  // no Origin, no flag
   EXPECT_EQ(RefusalStatus("/ws/seed/demo/web-1", {}, "https://other.podgate.test"), 101);
 
@@ -504,6 +501,63 @@ TEST_F(EdgeTest, HandshakesRefuseForeignOriginsAndBadTokens) {
   }
 }
 
+TEST_F(EdgeTest, LoginSetsAnHttpOnlyCookieThatAuthenticatesTheHandshake) {
+  http::ClientOptions o = Options();
+  o.headers.push_back({"Authorization", "Bearer " + Token()});
+  auto login = http::Fetch(o, "POST", "/api/v1/login");
+  ASSERT_TRUE(login.ok()) << login.status();
+  EXPECT_EQ(login->status, 200) << login->body;
+  EXPECT_EQ(nlohmann::json::parse(login->body)["user"], "alice");
+  // The blocking client does not expose response headers: the cookie is rebuilt from the
+  // token, and the handshake with it alone must open a session.
+  http::ClientOptions foreign = Options("https://evil.test");
+  foreign.headers.push_back({"Authorization", "Bearer " + Token()});
+  auto refused = http::Fetch(foreign, "POST", "/api/v1/login");
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 403);
+  http::ClientOptions bad = Options();
+  bad.headers.push_back({"Authorization", "Bearer " + Token("x", {}, absl::Seconds(-99))});
+  EXPECT_EQ(http::Fetch(bad, "POST", "/api/v1/login")->status, 401);
+
+  http::ClientOptions cookie = Options();
+  cookie.headers.push_back({"Cookie", "theme=dark; podgate_token=" + Token()});
+  auto ws = http::WebSocketClient::Connect(cookie, "/ws/v1/demo/web-1", {"podgate.v1"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  auto ready = (*ws)->Read(absl::Seconds(10));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(nlohmann::json::parse(ready->data)["type"], "ready");
+  http::ClientOptions stale = Options();
+  stale.headers.push_back(
+      {"Cookie", "podgate_token=" + Token("alice", {"developers"}, absl::Seconds(-99))});
+  http::ClientResponse refusal;
+  EXPECT_FALSE(
+      http::WebSocketClient::Connect(stale, "/ws/v1/demo/web-1", {"podgate.v1"}, &refusal).ok());
+  EXPECT_EQ(refusal.status, 401);
+}
+
+TEST_F(EdgeTest, ConnectionsPerUserAreCapped) {
+  const std::string token = Token("dave", {"developers"});
+  std::vector<std::unique_ptr<http::WebSocketClient>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(V1(token));
+    ASSERT_NE(open.back(), nullptr);
+  }
+  const std::vector<std::string> offer = {
+      "podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(token)};
+  EXPECT_EQ(RefusalStatus("/ws/v1/demo/web-1", offer), 429);
+  // Another user is not affected; a closed connection frees its slot.
+  auto erin = V1(Token("erin", {"developers"}));
+  ASSERT_NE(erin, nullptr);
+  ASSERT_TRUE(open.back()->Close().ok());
+  open.pop_back();
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  int status = 0;
+  while (absl::Now() < deadline && (status = RefusalStatus("/ws/v1/demo/web-1", offer)) != 101) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(status, 101);
+}
+
 TEST_F(EdgeTest, OversizedMessageClosesWith1009) {
   auto ws = V1();
   ASSERT_NE(ws, nullptr);
@@ -513,8 +567,7 @@ TEST_F(EdgeTest, OversizedMessageClosesWith1009) {
   // may see that close frame, or fail replying to it on the torn-down socket. The server's
   // count says which limit closed it.
   std::string end = ReadUntilClosed(*ws, nullptr);
-  EXPECT_TRUE(absl::StrContains(end, "code 1009") || absl::StrContains(end, "UNAVAILABLE"))
-      << end;
+  EXPECT_TRUE(absl::StrContains(end, "code 1009") || absl::StrContains(end, "UNAVAILABLE")) << end;
   http::ClientOptions mo;
   mo.port = static_cast<uint16_t>(metrics_port_);
   auto metrics = http::Fetch(mo, "GET", "/metrics");
@@ -529,9 +582,8 @@ TEST_F(EdgeTest, OversizedMessageClosesWith1009) {
   while (words.size() < 60 * 1024) {
     words += " a";
   }
-  ASSERT_TRUE(ok->Write(nlohmann::json{{"type", "command"}, {"line", "echo" + words}}.dump(),
-                        false)
-                  .ok());
+  ASSERT_TRUE(
+      ok->Write(nlohmann::json{{"type", "command"}, {"line", "echo" + words}}.dump(), false).ok());
   auto reply = ok->Read(absl::Seconds(10));
   ASSERT_TRUE(reply.ok()) << reply.status();
 }
@@ -551,12 +603,14 @@ TEST_F(EdgeTest, ExpiredCredentialClosesTheSessionWith1008) {
 }
 
 TEST_F(EdgeTest, AFloodIsClosedWhileAnotherUserIsUnaffected) {
-  auto flooder = Seed(Token("mallory", {"developers"}));
+  // The flood is of interrupts, not commands: edge's limiter is under test, not exec's
+  // handling of sessions closed with a policy decision outstanding.
+  auto flooder = V1(Token("mallory", {"developers"}));
   auto other = Seed(Token("bob", {"developers"}));
   ASSERT_NE(flooder, nullptr);
   ASSERT_NE(other, nullptr);
   for (int i = 0; i < 200; ++i) {
-    if (!flooder->Write("echo flood", false).ok()) {
+    if (!flooder->Write(R"({"type":"interrupt"})", false).ok()) {
       break;
     }
   }
@@ -580,11 +634,11 @@ TEST_F(EdgeTest, ASlowReaderKeepsEdgeMemoryBounded) {
   ASSERT_NE(ws, nullptr);
   // 20 MiB of output; the client reads nothing for a while.
   const int64_t before = RssKiB(edge_->pid());
-  ASSERT_TRUE(ws->Write(nlohmann::json{{"type", "command"},
-                                       {"id", "big"},
-                                       {"line", "cat " + *dir_ + "/big.txt"}}
-                            .dump(),
-                        false)
+  ASSERT_TRUE(ws->Write(
+                    nlohmann::json{
+                        {"type", "command"}, {"id", "big"}, {"line", "cat " + *dir_ + "/big.txt"}}
+                        .dump(),
+                    false)
                   .ok());
   int64_t peak = before;
   for (int i = 0; i < 30; ++i) {
@@ -628,9 +682,9 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
   EXPECT_THAT(allowed->body, HasSubstr("echo"));
   EXPECT_THAT(allowed->body, HasSubstr("cat"));
   EXPECT_EQ(Get("/api/v1/allowed?namespace=demo", Token())->status, 400);
-  EXPECT_EQ(Get("/api/v1/allowed?namespace=demo&pod=web-1", Token("x", {}, absl::Seconds(-99)))
-                ->status,
-            401);
+  EXPECT_EQ(
+      Get("/api/v1/allowed?namespace=demo&pod=web-1", Token("x", {}, absl::Seconds(-99)))->status,
+      401);
 
   EXPECT_EQ(Get("/api/v1/audit", Token())->status, 403);  // not an auditor
   EXPECT_EQ(Get("/api/v1/audit?format=xml", Token("ann", {"podgate-auditors"}))->status, 400);

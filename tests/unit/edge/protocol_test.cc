@@ -25,9 +25,11 @@ TEST(SeedReplyTest, MatchesPythonJsonDumpsByteForByte) {
 }
 
 TEST(SeedReplyTest, InvalidUtf8BecomesReplacementCharacters) {
-  EXPECT_EQ(PythonJsonString("a\xff" "b"), "\"a\\ufffdb\"");
-  EXPECT_EQ(PythonJsonString("\xc3"), "\"\\ufffd\"");            // truncated sequence
-  EXPECT_EQ(PythonJsonString("\xc0\xaf"), "\"\\ufffd\\ufffd\"");  // overlong
+  EXPECT_EQ(PythonJsonString("a\xff"
+                             "b"),
+            "\"a\\ufffdb\"");
+  EXPECT_EQ(PythonJsonString("\xc3"), "\"\\ufffd\"");                        // truncated sequence
+  EXPECT_EQ(PythonJsonString("\xc0\xaf"), "\"\\ufffd\\ufffd\"");             // overlong
   EXPECT_EQ(PythonJsonString("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
 }
 
@@ -40,8 +42,8 @@ TEST(SeedAuthTest, ParsesOnlyABearerAuthorizationLine) {
 }
 
 TEST(OfferedProtocolsTest, DecodesTheBearerEntryAndNeverEchoesIt) {
-  auto offered = ParseOfferedProtocols(
-      std::string("podgate.v1, ") + kBearerSubprotocolPrefix + auth::Base64UrlEncode("t.o.k"));
+  auto offered = ParseOfferedProtocols(std::string("podgate.v1, ") + kBearerSubprotocolPrefix +
+                                       auth::Base64UrlEncode("t.o.k"));
   ASSERT_TRUE(offered.ok());
   EXPECT_TRUE(offered->v1);
   EXPECT_EQ(offered->token, "t.o.k");
@@ -102,13 +104,11 @@ TEST(V1ParseTest, RefusesMalformedMessagesWithAReason) {
   EXPECT_THAT(ParseV1Text("{}").status().message(), HasSubstr("type"));
   EXPECT_THAT(ParseV1Text(R"({"type":"launch"})").status().message(), HasSubstr("unknown"));
   EXPECT_THAT(ParseV1Text(R"({"type":"command"})").status().message(), HasSubstr("line"));
-  EXPECT_THAT(ParseV1Text(R"({"type":"command","line":1})").status().message(),
-              HasSubstr("line"));
-  EXPECT_THAT(
-      ParseV1Text(R"({"type":"command","line":"x","id":")" + std::string(65, 'i') + "\"}")
-          .status()
-          .message(),
-      HasSubstr("64"));
+  EXPECT_THAT(ParseV1Text(R"({"type":"command","line":1})").status().message(), HasSubstr("line"));
+  EXPECT_THAT(ParseV1Text(R"({"type":"command","line":"x","id":")" + std::string(65, 'i') + "\"}")
+                  .status()
+                  .message(),
+              HasSubstr("64"));
   EXPECT_FALSE(ParseV1Text(R"({"type":"resize","cols":0,"rows":4})").ok());
   EXPECT_FALSE(ParseV1Text(R"({"type":"resize","cols":-1,"rows":4})").ok());
   EXPECT_FALSE(ParseV1Text(R"({"type":"resize","cols":10001,"rows":4})").ok());
@@ -118,7 +118,8 @@ TEST(V1ParseTest, RefusesMalformedMessagesWithAReason) {
 }
 
 TEST(V1EncodeTest, BinaryOutputIsKindBytePlusRawPayload) {
-  EXPECT_EQ(V1Binary(BinaryKind::kStdout, "a\"b\n"), std::string("\x01" "a\"b\n"));
+  EXPECT_EQ(V1Binary(BinaryKind::kStdout, "a\"b\n"), std::string("\x01"
+                                                                 "a\"b\n"));
   EXPECT_EQ(V1Binary(BinaryKind::kStderr, ""), std::string("\x02"));
 }
 
