@@ -112,7 +112,9 @@ void PolicyStream::Core::Ask(podgate::policy::v1::AuthorizeRequest request,
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) {
-      actions.completions.push_back({std::move(done), absl::CancelledError("session closing")});
+      timers_->After(absl::ZeroDuration(), [done = std::move(done)] {
+        done(absl::CancelledError("session closing"));
+      });
     } else {
       const std::string id = absl::StrCat(next_id_++);
       AuthorizeStreamRequest req;
@@ -255,8 +257,12 @@ void PolicyStream::Core::Shutdown() {
   if (context != nullptr) {
     context->TryCancel();
   }
+  // Answered on the timer thread: the owner may be destroying this stream under its own lock.
   for (Completion& c : completions) {
-    c.done(std::move(c.result));
+    timers_->After(absl::ZeroDuration(),
+                   [done = std::move(c.done), result = std::move(c.result)]() mutable {
+                     done(std::move(result));
+                   });
   }
 }
 

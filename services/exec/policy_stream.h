@@ -29,8 +29,8 @@ class PolicyStream {
   PolicyStream(const PolicyStream&) = delete;
   PolicyStream& operator=(const PolicyStream&) = delete;
 
-  // Asks; `done` runs once, on a gRPC or timer thread, with the answer or an error
-  // (DEADLINE_EXCEEDED, UNAVAILABLE, CANCELLED).
+  // Asks; `done` runs once, on a gRPC or timer thread (never inside Ask or the destructor),
+  // with the answer or an error (DEADLINE_EXCEEDED, UNAVAILABLE, CANCELLED).
   void Ask(podgate::policy::v1::AuthorizeRequest request, absl::Duration timeout, Callback done);
 
  private:

@@ -1336,6 +1336,7 @@ void Session::OnCancel() {
 }
 
 void Session::OnDone() {
+  std::unique_ptr<PolicyStream> policy;
   std::shared_ptr<Session> self;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1354,9 +1355,12 @@ void Session::OnDone() {
     if (admitted_) {
       hub_->Leave(this, principal_.user());
     }
-    policy_.reset();
+    policy = std::move(policy_);
     self = std::move(self_);
   }
+  // Outside the lock: ending the policy stream answers its pending questions, and their
+  // callbacks take the session's lock.
+  policy.reset();
   // `self` may be the last reference: the session is destroyed when it goes out of scope,
   // unless a pending callback still holds it (it then finds the session closed).
 }

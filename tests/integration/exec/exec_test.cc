@@ -423,6 +423,24 @@ TEST_F(ExecTest, StdinSentWithTheCommandReachesIt) {
   s.Close();
 }
 
+TEST_F(ExecTest, SessionsClosingMidDecisionLeavePolicyWorking) {
+  for (int i = 0; i < 20; ++i) {
+    SessionClient s(stack_->exec_port());
+    auto opened = s.Open(stack_->Token("dave", {"devs"}), "team", "app-1");
+    ASSERT_TRUE(opened.ok()) << i << ": " << opened.status();
+    s.Command("echo gone");
+    s.Close();  // right behind the command: its decision may still be pending
+  }
+  SessionClient after(stack_->exec_port());
+  ASSERT_TRUE(after.Open(stack_->Token("dave", {"devs"}), "team", "app-1").ok());
+  const absl::Time start = absl::Now();
+  Outcome o = after.Run("echo fine");
+  ASSERT_TRUE(o.exit.has_value()) << (o.denied ? o.denied->reason() : "no exit");
+  EXPECT_EQ(o.stdout_text, "fine\n");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  after.Close();
+}
+
 TEST_F(ExecTest, ShellSyntaxIsRefusedBeforePolicy) {
   SessionClient s(stack_->exec_port());
   ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
