@@ -713,7 +713,8 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
   ASSERT_TRUE(lines.ok());
   EXPECT_EQ(lines->status, 200);
   EXPECT_EQ(lines->content_type, "application/x-ndjson");
-  EXPECT_EQ(static_cast<size_t>(std::count(lines->body.begin(), lines->body.end(), '\n')),
+  // The session's close event may land between the two queries: never fewer lines than records.
+  EXPECT_GE(static_cast<size_t>(std::count(lines->body.begin(), lines->body.end(), '\n')),
             records.size());
 
   auto page = Get("/", "");
