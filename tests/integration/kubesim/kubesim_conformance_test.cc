@@ -147,9 +147,10 @@ TEST_F(ConformanceTest, KubectlGetPods) {
 
 TEST_F(ConformanceTest, KubectlExecKeepsStreamsApartAndExitsWithTheCode) {
   Result r = Run(K("exec -n demo web-1 -- sh -c 'echo out; echo err >&2; exit 3'"));
-  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.code, 3) << r.err;
   EXPECT_EQ(r.out, "out\n");
-  EXPECT_THAT(r.err, ::testing::StartsWith("err\n"));
+  // kubectl may add its own log lines to stderr under load (e.g. about the closing WebSocket).
+  EXPECT_THAT(r.err, HasSubstr("err\n"));
   EXPECT_THAT(r.err, ::testing::Not(HasSubstr("out")));
   r = Run(K("exec -n demo web-1 -- sh -c 'echo fine'"));
   EXPECT_EQ(r.code, 0);
