@@ -1,4 +1,4 @@
-// A minimal blocking HTTP/1.1 client (Boost.Beast) for tests of podgate's HTTP endpoints.
+// GET on a local port for tests of podgate's HTTP endpoints, through the one HTTP layer.
 #pragma once
 
 #include <string>
