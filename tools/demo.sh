@@ -101,7 +101,7 @@ podgate demo is running (logs in $STATE/logs):
   exec      127.0.0.1:7102    http://127.0.0.1:9102/metrics
   audit     127.0.0.1:7103    http://127.0.0.1:9103/metrics  (store: $STATE/audit.db)
   edge      127.0.0.1:7104    http://127.0.0.1:9104/metrics
-  kubesim   https://127.0.0.1:7443 (demo cluster: app-shop, app-payments, ops)
+  kubesim   https://127.0.0.1:7443 (demo cluster: app-shop, app-payments, staging, ops)
 kubeconfig: $KUBESIM_STATE/kubeconfig
   try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
        kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n app-shop orders-7d4b9c -- jcmd -l
@@ -109,7 +109,7 @@ Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:7103 query (or ve
 
 Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
   developer  DEV_TOKEN=$(mint dana developers)
-  sre        SRE_TOKEN=$(mint sam sre)
+  sre        SRE_TOKEN=$(mint sam sre)   (may open a shell in namespace staging)
   auditor    AUDITOR_TOKEN=$(mint ava podgate-auditors)
 Run a command as the developer (stdout and stderr apart, the command's exit status):
   $BUILD_DIR/tools/run/podgate-run --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
