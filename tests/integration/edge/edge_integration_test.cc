@@ -24,6 +24,7 @@
 #include "http/client.h"
 #include "nlohmann/json.hpp"
 #include "support/prometheus_text.h"
+#include "support/stack.h"
 #include "support/subprocess.h"
 #include "support/test_pki.h"
 
@@ -728,6 +729,73 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
   auto ready = Get("/readyz", "");
   ASSERT_TRUE(ready.ok());
   EXPECT_THAT(ready->body, HasSubstr("\"exec\""));
+}
+
+}  // namespace
+}  // namespace podgate
+
+namespace podgate {
+namespace {
+
+// With every backend down, the browser gets a clear answer at once, never a hang.
+std::string DownToken() {
+  auth::Key key;
+  key.alg = auth::Algorithm::kHS256;
+  key.secret = kSecret;
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  return *auth::Sign({{"iss", kIssuer}, {"aud", "podgate"}, {"sub", "alice"},
+                      {"groups", {"developers"}}, {"iat", now}, {"exp", now + 600}},
+                     key);
+}
+
+TEST(EdgeBackendsDownTest, BrowsersGetAClearErrorQuickly) {
+  const std::string d = testing::MakeTempDir("edge-down");
+  std::ofstream(d + "/jwt.secret") << kSecret << "\n";
+  const std::string dead = absl::StrCat("127.0.0.1:", testing::UnusedPort());
+  auto edge = testing::Subprocess::Start(
+      PODGATE_EDGE_BIN,
+      {"--grpc_address=127.0.0.1:0", "--metrics_address=", "--http_address=127.0.0.1:0",
+       "--exec_address=" + dead, "--policy_address=" + dead, "--audit_address=" + dead,
+       "--backend_timeout=1s", std::string("--allowed_origins=") + kOrigin,
+       "--jwt_key_file=" + d + "/jwt.secret", "--jwt_algorithm=HS256",
+       std::string("--jwt_issuer=") + kIssuer});
+  ASSERT_TRUE(edge.ok()) << edge.status();
+  auto line = (*edge)->WaitForLine("\"msg\":\"http serving\"", absl::Seconds(20));
+  ASSERT_TRUE(line.ok()) << line.status();
+  const int port = nlohmann::json::parse(*line)["http_port"];
+  http::ClientOptions o;
+  o.port = static_cast<uint16_t>(port);
+  o.timeout = absl::Seconds(10);
+
+  absl::Time start = absl::Now();
+  auto ready = http::Fetch(o, "GET", "/readyz");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_NE(ready->status, 200);
+  http::ClientOptions with_token = o;
+  with_token.headers.push_back({"Authorization", "Bearer " + DownToken()});
+  auto targets = http::Fetch(with_token, "GET", "/api/v1/targets");
+  ASSERT_TRUE(targets.ok()) << targets.status();
+  EXPECT_GE(targets->status, 500) << targets->body;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+
+  http::ClientOptions ws_options = o;
+  ws_options.headers.push_back({"Origin", kOrigin});
+  start = absl::Now();
+  auto ws = http::WebSocketClient::Connect(
+      ws_options, "/ws/v1/demo/web-1",
+      {"podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(DownToken())});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  std::string seen;
+  for (int i = 0; i < 10; ++i) {
+    auto m = (*ws)->Read(absl::Seconds(10));
+    if (!m.ok()) {
+      seen += " | " + m.status().ToString();
+      break;
+    }
+    seen += " | " + m->data;
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_THAT(seen, HasSubstr("UNAVAILABLE")) << seen;
 }
 
 }  // namespace
