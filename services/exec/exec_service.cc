@@ -16,7 +16,8 @@ namespace {
 // The most pods ListTargets considers; beyond it the answer is cut (and says so in the log).
 constexpr size_t kMaxTargetPods = 500;
 
-// Asks policy about each pod in turn and fills the response; finishes the RPC at the end.
+// Asks policy about each container of each running pod in turn and fills the response;
+// finishes the RPC at the end.
 class TargetLister : public std::enable_shared_from_this<TargetLister> {
  public:
   TargetLister(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
@@ -28,21 +29,22 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
         principal_(std::move(principal)),
         pods_(std::move(pods)) {}
 
+  // Asks policy about one container at a time (rules may name containers).
   void Next() {
-    if (index_ >= pods_.size()) {
+    while (pod_ < pods_.size() &&
+           (pods_[pod_].phase != "Running" || container_ >= pods_[pod_].containers.size())) {
+      FlushPod();
+    }
+    if (pod_ >= pods_.size()) {
       Done();
       return;
     }
-    const PodView& pod = pods_[index_];
-    if (pod.phase != "Running") {
-      ++index_;
-      Next();
-      return;
-    }
+    const PodView& pod = pods_[pod_];
     request_.Clear();
     *request_.mutable_principal() = principal_;
     request_.mutable_target()->set_namespace_(pod.namespace_name);
     request_.mutable_target()->set_pod(pod.name);
+    request_.mutable_target()->set_container(pod.containers[container_].name);
     for (const auto& [k, v] : pod.labels) {
       (*request_.mutable_target()->mutable_pod_labels())[k] = v;
     }
@@ -64,25 +66,38 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
                                                  status.error_message())));
       return;
     }
-    const PodView& pod = pods_[index_++];
+    const PodView& pod = pods_[pod_];
+    const ContainerView& c = pod.containers[container_++];
     if (answer_.commands_size() > 0 || answer_.shell_allowed()) {
+      pb::ContainerInfo ci;
+      ci.set_name(c.name);
+      ci.set_image(c.image);
+      absl::StatusOr<std::string> def = ResolveContainer(pod, "");
+      ci.set_default_(def.ok() && *def == c.name);
+      ci.set_shell_allowed(answer_.shell_allowed());
+      reachable_.push_back(std::move(ci));
+    }
+    Next();
+  }
+
+  // Records the current pod (if any container is reachable) and moves to the next one.
+  void FlushPod() {
+    if (!reachable_.empty()) {
+      const PodView& pod = pods_[pod_];
       pb::PodInfo info;
       info.set_name(pod.name);
       info.set_phase(pod.phase);
       for (const auto& [k, v] : pod.labels) {
         (*info.mutable_labels())[k] = v;
       }
-      absl::StatusOr<std::string> def = ResolveContainer(pod, "");
-      for (const ContainerView& c : pod.containers) {
-        pb::ContainerInfo* ci = info.add_containers();
-        ci->set_name(c.name);
-        ci->set_image(c.image);
-        ci->set_default_(def.ok() && *def == c.name);
-        ci->set_shell_allowed(answer_.shell_allowed());
+      for (pb::ContainerInfo& ci : reachable_) {
+        *info.add_containers() = std::move(ci);
       }
       by_namespace_[pod.namespace_name].push_back(std::move(info));
     }
-    Next();
+    reachable_.clear();
+    ++pod_;
+    container_ = 0;
   }
 
   void Done() {
@@ -103,7 +118,9 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
   pb::ListTargetsResponse* const response_;
   const podgate::common::v1::Principal principal_;
   std::vector<PodView> pods_;
-  size_t index_ = 0;
+  size_t pod_ = 0;
+  size_t container_ = 0;
+  std::vector<pb::ContainerInfo> reachable_;
   std::unique_ptr<grpc::ClientContext> context_;
   podgate::policy::v1::ListAllowedRequest request_;
   podgate::policy::v1::ListAllowedResponse answer_;

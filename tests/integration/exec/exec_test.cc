@@ -698,6 +698,13 @@ TEST_F(ExecTest, ListTargetsShowsOnlyWhatPolicyAllows) {
     pods.push_back(p.name());
   }
   EXPECT_THAT(pods, ::testing::ElementsAre("app-1", "root-1"));  // pending-1 is not Running
+  const auto& app = res.namespaces(0).pods(0);
+  ASSERT_EQ(app.containers_size(), 2);
+  EXPECT_EQ(app.containers(0).name(), "sidecar");
+  EXPECT_FALSE(app.containers(0).default_());
+  EXPECT_EQ(app.containers(1).name(), "main");
+  EXPECT_TRUE(app.containers(1).default_());
+  EXPECT_TRUE(app.containers(1).shell_allowed());  // rule devs-shell
   grpc::ClientContext bad;
   req.mutable_credential()->set_bearer_token("garbage");
   EXPECT_EQ(stub->ListTargets(&bad, req, &res).error_code(), grpc::StatusCode::UNAUTHENTICATED);
