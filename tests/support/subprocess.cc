@@ -146,6 +146,11 @@ absl::StatusOr<int> Subprocess::WaitExit(absl::Duration timeout) {
     const pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
       exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      // Let the reader take the last lines: stderr reaches EOF once the child is gone (unless
+      // a grandchild still holds it, hence the bound).
+      absl::MutexLock lock(&mu_);
+      auto eof = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return eof_; };
+      mu_.AwaitWithTimeout(absl::Condition(&eof), absl::Seconds(2));
       return *exit_status_;
     }
     if (absl::Now() > deadline) {

@@ -36,7 +36,7 @@ class Subprocess {
   void Signal(int sig);
 
   // Waits for the child to exit; returns its exit status (128+signal when killed), or
-  // DeadlineExceeded.
+  // DeadlineExceeded. Once it returns, Lines() holds everything the child wrote.
   absl::StatusOr<int> WaitExit(absl::Duration timeout);
 
   pid_t pid() const { return pid_; }
