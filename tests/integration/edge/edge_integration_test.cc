@@ -664,7 +664,9 @@ TEST_F(EdgeTest, ASlowReaderKeepsEdgeMemoryBounded) {
   EXPECT_EQ(received, static_cast<int64_t>(kBigFileBytes));
   std::cout << "edge RSS before " << before << " KiB, peak " << peak << " KiB while 20 MiB "
             << "streamed to a reader that paused 3 s\n";
-  EXPECT_LT(peak - before, 8 * 1024) << "edge buffered the output instead of pausing exec";
+  // Buffering the output would cost at least its 20 MiB; allocator and socket buffers under
+  // load cost a few MiB (4-8 measured), so 14 MiB separates the two with room on a busy CI.
+  EXPECT_LT(peak - before, 14 * 1024) << "edge buffered the output instead of pausing exec";
 }
 
 TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
