@@ -64,6 +64,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
 
 Server::~Server() { Shutdown(); }
 
+void Server::SetServiceServing(bool serving) {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_started_ || server_ == nullptr) {
+    return;
+  }
+  server_->GetHealthCheckService()->SetServingStatus(options_.service_name, serving);
+  log::Info(serving ? "service ready" : "service not ready", {{"service", options_.service_name}});
+}
+
 void Server::AddDrainHook(std::function<void()> hook) {
   absl::MutexLock lock(&mu_);
   drain_hooks_.push_back(std::move(hook));

@@ -51,6 +51,11 @@ class Server {
   // stops accepting calls: services use it to tell long-lived streams to wind down.
   void AddDrainHook(std::function<void()> hook);
 
+  // Reports whether the service can do its work (e.g. its store is reachable): health for the
+  // service's name turns SERVING or NOT_SERVING, so readiness checks take the replica out of
+  // rotation while the server itself stays up. Ignored once shutdown has begun.
+  void SetServiceServing(bool serving);
+
   // Graceful shutdown; returns once every call has finished or been cancelled. Idempotent.
   void Shutdown();
 

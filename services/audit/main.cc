@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "audit/audit_metrics.h"
@@ -95,6 +96,16 @@ int main(int argc, char** argv) {
   writer_options.chain_id = chain_id;
   writer_options.queue_capacity = static_cast<size_t>(queue_capacity);
   writer_options.max_batch = static_cast<size_t>(max_batch);
+  // Readiness follows the store. The writer starts before the server and outlives it: the
+  // server is reachable from the callback only between start and drain, under a lock.
+  absl::Mutex server_mu;
+  runtime::Server* running_server = nullptr;
+  writer_options.on_store_health = [&server_mu, &running_server](bool healthy) {
+    absl::MutexLock lock(&server_mu);
+    if (running_server != nullptr) {
+      running_server->SetServiceServing(healthy);
+    }
+  };
   absl::StatusOr<std::unique_ptr<audit::Writer>> writer =
       audit::Writer::Start(store->get(), writer_options, &metrics);
   if (!writer.ok()) {
@@ -106,6 +117,14 @@ int main(int argc, char** argv) {
   }
   audit::AuditServiceImpl service(store->get(), writer->get(), &metrics);
   return runtime::RunServer(defaults, {&service}, registry, [&](runtime::Server& server) {
+    {
+      absl::MutexLock lock(&server_mu);
+      running_server = &server;
+    }
+    server.AddDrainHook([&server_mu, &running_server] {
+      absl::MutexLock lock(&server_mu);
+      running_server = nullptr;
+    });
     server.AddDrainHook([&service] { service.Drain(); });
     podgate::log::Info("audit store open", {{"store", (*store)->kind()}, {"chain_id", chain_id}});
   });

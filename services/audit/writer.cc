@@ -120,6 +120,12 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
       metrics_->events_stored().Increment(static_cast<double>(head_.sequence - before));
     }
   }
+  if (status.ok() != store_healthy_) {
+    store_healthy_ = status.ok();
+    if (options_.on_store_health) {
+      options_.on_store_health(store_healthy_);
+    }
+  }
   if (!status.ok()) {
     head_valid_ = false;
     metrics_->Error(ErrorKind(status)).Increment();

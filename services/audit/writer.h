@@ -45,6 +45,9 @@ struct WriterOptions {
   size_t max_batch = 1024;
   // Pause after a failed transaction before the next attempt.
   absl::Duration retry_backoff = absl::Milliseconds(200);
+  // Called on the writer thread when the store turns unusable (false, a transaction failed) or
+  // usable again (true, the next one succeeded): the service's readiness follows it.
+  std::function<void(bool healthy)> on_store_health;
 };
 
 class Writer {
@@ -77,6 +80,7 @@ class Writer {
   AuditMetrics* const metrics_;
   ChainHead head_;  // only the writer thread touches it after Start
   bool head_valid_ = true;
+  bool store_healthy_ = true;
 
   absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);

@@ -331,6 +331,12 @@ TEST(AuditServiceTest, LockedSqliteEndsTheStreamUnavailableWithoutAckAndRecovers
   const std::string& dir = tmp.path();
   WriterOptions options;
   options.retry_backoff = absl::Milliseconds(10);
+  absl::Mutex health_mu;
+  std::vector<bool> health;  // readiness flips the writer reports
+  options.on_store_health = [&](bool healthy) {
+    absl::MutexLock lock(&health_mu);
+    health.push_back(healthy);
+  };
   Harness h(SqliteIn(dir, absl::Milliseconds(100)), options);
   sqlite3* blocker = nullptr;
   ASSERT_EQ(sqlite3_open((dir + "/audit.db").c_str(), &blocker), SQLITE_OK);
@@ -349,6 +355,8 @@ TEST(AuditServiceTest, LockedSqliteEndsTheStreamUnavailableWithoutAckAndRecovers
   EXPECT_EQ(h.Count(), 3);
   auto verify = h.store().ListChains();
   ASSERT_TRUE(verify.ok());
+  absl::MutexLock lock(&health_mu);
+  EXPECT_EQ(health, (std::vector<bool>{false, true}));  // not ready while locked, ready again
 }
 
 TEST(AuditServiceTest, StoppedPostgresEndsTheStreamUnavailableAndRestartRecovers) {

@@ -149,6 +149,19 @@ TEST_F(ServerTest, ShutdownCancelsStreamsAtTheDeadline) {
   EXPECT_EQ(echo_.cancelled.load(), 1);
 }
 
+TEST_F(ServerTest, ServiceReadinessFollowsTheServiceWhileTheServerStaysUp) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok());
+  auto channel = LocalChannel((*server)->grpc_port());
+  (*server)->SetServiceServing(false);
+  EXPECT_EQ(*CheckHealth(channel, "echo"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(*CheckHealth(channel), grpc::health::v1::HealthCheckResponse::SERVING);
+  (*server)->SetServiceServing(true);
+  EXPECT_EQ(*CheckHealth(channel, "echo"), grpc::health::v1::HealthCheckResponse::SERVING);
+  (*server)->Shutdown();
+  (*server)->SetServiceServing(true);  // ignored after shutdown, and harmless
+}
+
 TEST_F(ServerTest, ShutdownIsIdempotent) {
   auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
   ASSERT_TRUE(server.ok());
