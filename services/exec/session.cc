@@ -176,7 +176,6 @@ class Session final
   pb::SessionRequest request_;
   std::deque<Outgoing> out_;
   bool writing_ = false;
-  bool reading_ = true;
   bool finish_pending_ = false;
   bool finished_ = false;
   grpc::Status finish_status_;
@@ -189,6 +188,8 @@ class Session final
   common::Target target_;
   PodView pod_;
   absl::Time expires_;
+  // Whether expires_ is the credential's expiry (else a session time limit).
+  bool expiry_is_credential_ = false;
   absl::Time opened_at_;
   bool admitted_ = false;
   int64_t commands_ = 0;
@@ -198,7 +199,7 @@ class Session final
   runtime::TimerQueue::Id limit_timer_ = 0;
   uint32_t width_ = 80;
   uint32_t height_ = 24;
-  bool shell_root_allowed_ = false;
+  // The deciding shell rule's limits (its time limit bounds the shell session).
   common::Limits shell_limits_;
 
   // Shell mode.
@@ -456,7 +457,6 @@ void Session::Audit(common::AuditEvent event, std::function<void()> then,
 void Session::OnReadDone(bool ok) {
   if (!ok) {
     std::lock_guard<std::mutex> lock(mu_);
-    reading_ = false;
     // The client half-closed (or vanished): a clean close either way.
     CloseLocked(common::CLOSE_REASON_CLIENT, "the client ended the stream");
     return;
@@ -549,8 +549,6 @@ void Session::OnReadDone(bool ok) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!finished_ && !finish_pending_ && state_ != State::kClosed) {
     StartRead(&request_);
-  } else {
-    reading_ = false;
   }
 }
 
@@ -592,6 +590,7 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   }
   principal_ = verified->principal;
   expires_ = std::min(verified->expires, opened_at_ + opts_.max_session);
+  expiry_is_credential_ = verified->expires < opened_at_ + opts_.max_session;
 
   // 2. The target's names, before they reach a URL.
   target_.set_namespace_(open.target().namespace_());
@@ -704,7 +703,6 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
               absl::StrCat("shell not allowed: ", decision.reason(), " (rule ", decision.rule(), ")")));
           return;
         }
-        self->shell_root_allowed_ = decision.root_allowed();
         self->shell_limits_ = decision.limits();
         lock.unlock();
         self->CheckRootThen(decision.root_allowed(), [self](absl::Status s) {
@@ -798,6 +796,16 @@ void Session::SendReady() {
         }
         self->state_ = State::kReady;
         const bool shell = self->mode_ == common::SESSION_MODE_SHELL;
+        // A shell rule's time limit bounds the whole shell session.
+        if (shell && self->shell_limits_.has_time_limit() &&
+            FromProto(self->shell_limits_.time_limit()) > absl::ZeroDuration()) {
+          const absl::Time rule_end =
+              self->opened_at_ + FromProto(self->shell_limits_.time_limit());
+          if (rule_end < self->expires_) {
+            self->expires_ = rule_end;
+            self->expiry_is_credential_ = false;
+          }
+        }
 
         self->hub_->metrics()
             ->sessions_total.Add({{"mode", shell ? "shell" : "command"}, {"outcome", "opened"}})
@@ -820,7 +828,7 @@ void Session::SendReady() {
         self->limit_timer_ = self->hub_->timers()->Schedule(self->expires_, [weak] {
           if (auto s = weak.lock()) {
             std::lock_guard<std::mutex> lock(s->mu_);
-            const bool credential = s->expires_ < s->opened_at_ + s->opts_.max_session;
+            const bool credential = s->expiry_is_credential_;
             s->CloseLocked(credential ? common::CLOSE_REASON_CREDENTIAL_EXPIRED
                                       : common::CLOSE_REASON_SESSION_LIMIT,
                            credential ? "the credential expired" : "the session reached its time limit");

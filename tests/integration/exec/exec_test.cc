@@ -107,6 +107,7 @@ rules:
     effect: allow
     subjects: {groups: [devs]}
     targets: {namespaces: [team]}
+    limits: {timeLimit: 3s}
     shell: true
 )";
 
@@ -637,6 +638,25 @@ TEST_F(ExecTest, ShellModeRunsATtyAndRecordsIt) {
   }
   EXPECT_THAT(recording, HasSubstr("\"version\":2"));
   EXPECT_THAT(recording, HasSubstr("shell-42"));
+}
+
+TEST_F(ExecTest, AShellRulesTimeLimitEndsTheShellSession) {
+  SessionClient s(stack_->exec_port());
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(s.Open(stack_->Token("dave", {"devs"}), "team", "app-1", "",
+                     common::SESSION_MODE_SHELL)
+                  .ok());
+  pb::SessionResponse res;
+  common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+  while (s.stream()->Read(&res)) {
+    if (res.has_closed()) {
+      reason = res.closed().reason();
+    }
+  }
+  s.stream()->Finish();
+  EXPECT_EQ(reason, common::CLOSE_REASON_SESSION_LIMIT);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(2900));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
 TEST_F(ExecTest, IdleSessionsCloseAndSessionsPerUserAreCapped) {
