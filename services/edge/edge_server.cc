@@ -148,6 +148,35 @@ std::string First(const std::multimap<std::string, std::string>& q, const std::s
   return it == q.end() ? "" : it->second;
 }
 
+// Answers a route with one unary backend call, deferred: `start(call, done)` issues the call
+// and the response (or the call's error, as a JSON error with the matching HTTP status) goes
+// back to the browser once it completes. `api` names the endpoint in metrics.
+template <class Req, class Resp>
+RouteResult DeferredUnary(
+    EdgeContext* context, const Request& request, const char* api,
+    std::shared_ptr<UnaryCall<Req, Resp>> call,
+    std::function<void(UnaryCall<Req, Resp>*, std::function<void(grpc::Status)>)> start) {
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + context->options.backend_timeout));
+  Request req_copy(request.method(), request.target(), request.version());
+  req_copy.keep_alive(request.keep_alive());
+  RouteResult result;
+  result.deferred = [context, api, call, req_copy, start](std::function<void(Response)> reply) {
+    start(call.get(), [context, api, call, req_copy, reply](grpc::Status status) {
+      context->metrics->ApiRequest(api, static_cast<int>(HttpStatusFor(status.error_code())));
+      if (!status.ok()) {
+        reply(JsonError(req_copy, HttpStatusFor(status.error_code()),
+                        CodeName(status.error_code()), status.error_message()));
+        return;
+      }
+      Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
+                                        ProtoJson(call->response) + "\n");
+      SecurityHeaders(res);
+      reply(std::move(res));
+    });
+  };
+  return result;
+}
+
 }  // namespace
 
 absl::StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_view query) {
@@ -442,29 +471,13 @@ RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) 
   auto call = std::make_shared<Call>();
   call->request.mutable_credential()->set_bearer_token(token);
   call->request.set_namespace_(ns);
-  call->context.set_deadline(absl::ToChronoTime(absl::Now() + context_->options.backend_timeout));
-  RouteResult result;
-  Request req_copy(request.method(), request.target(), request.version());
-  req_copy.keep_alive(request.keep_alive());
   EdgeContext* context = context_;
-  result.deferred = [context, call, req_copy](std::function<void(Response)> reply) {
-    context->exec->async()->ListTargets(
-        &call->context, &call->request, &call->response,
-        [context, call, req_copy, reply](grpc::Status status) {
-          context->metrics->ApiRequest("targets",
-                                       static_cast<int>(HttpStatusFor(status.error_code())));
-          if (!status.ok()) {
-            reply(JsonError(req_copy, HttpStatusFor(status.error_code()),
-                            CodeName(status.error_code()), status.error_message()));
-            return;
-          }
-          Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
-                                            ProtoJson(call->response) + "\n");
-          SecurityHeaders(res);
-          reply(std::move(res));
-        });
-  };
-  return result;
+  return DeferredUnary<podgate::exec::v1::ListTargetsRequest,
+                       podgate::exec::v1::ListTargetsResponse>(
+      context, request, "targets", call, [context](Call* c, std::function<void(grpc::Status)> done) {
+        context->exec->async()->ListTargets(&c->context, &c->request, &c->response,
+                                            std::move(done));
+      });
 }
 
 RouteResult EdgeRouter::Allowed(const Request& request, std::string_view query) {
@@ -491,29 +504,13 @@ RouteResult EdgeRouter::Allowed(const Request& request, std::string_view query) 
   call->request.mutable_target()->set_namespace_(First(*q, "namespace"));
   call->request.mutable_target()->set_pod(First(*q, "pod"));
   call->request.mutable_target()->set_container(First(*q, "container"));
-  call->context.set_deadline(absl::ToChronoTime(absl::Now() + context_->options.backend_timeout));
-  RouteResult result;
-  Request req_copy(request.method(), request.target(), request.version());
-  req_copy.keep_alive(request.keep_alive());
   EdgeContext* context = context_;
-  result.deferred = [context, call, req_copy](std::function<void(Response)> reply) {
-    context->policy->async()->ListAllowed(
-        &call->context, &call->request, &call->response,
-        [context, call, req_copy, reply](grpc::Status status) {
-          context->metrics->ApiRequest("allowed",
-                                       static_cast<int>(HttpStatusFor(status.error_code())));
-          if (!status.ok()) {
-            reply(JsonError(req_copy, HttpStatusFor(status.error_code()),
-                            CodeName(status.error_code()), status.error_message()));
-            return;
-          }
-          Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
-                                            ProtoJson(call->response) + "\n");
-          SecurityHeaders(res);
-          reply(std::move(res));
-        });
-  };
-  return result;
+  return DeferredUnary<podgate::policy::v1::ListAllowedRequest,
+                       podgate::policy::v1::ListAllowedResponse>(
+      context, request, "allowed", call, [context](Call* c, std::function<void(grpc::Status)> done) {
+        context->policy->async()->ListAllowed(&c->context, &c->request, &c->response,
+                                              std::move(done));
+      });
 }
 
 namespace {
