@@ -563,7 +563,8 @@ TEST_F(EdgeTest, OversizedMessageClosesWith1009) {
   auto ws = V1();
   ASSERT_NE(ws, nullptr);
   std::string line(70 * 1024, 'a');
-  ASSERT_TRUE(ws->Write(nlohmann::json{{"type", "command"}, {"line", line}}.dump(), false).ok());
+  // The write itself may fail: edge can close before the client has sent the whole frame.
+  ws->Write(nlohmann::json{{"type", "command"}, {"line", line}}.dump(), false).IgnoreError();
   // edge answers with close 1009 without reading the rest of the frame; the blocking client
   // may see that close frame, or fail replying to it on the torn-down socket. The server's
   // count says which limit closed it.
