@@ -8,6 +8,22 @@ STATE="${PODGATE_DEMO_DIR:-$BUILD_DIR/demo}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # The policy the demo serves; edit it while the demo runs and podgate-policy reloads it.
 POLICY_FILE="${PODGATE_DEMO_POLICY:-$ROOT/deploy/policy/example.yaml}"
+# Ports: the defaults below, or all moved together from PODGATE_DEMO_PORT_BASE (tests run the
+# demo beside other work): kubesim base, gRPC base+1..4, metrics base+11..14, the page base+20.
+BASE="${PODGATE_DEMO_PORT_BASE:-}"
+port() {  # default offset
+  if [ -n "$BASE" ]; then echo $((BASE + $2)); else echo "$1"; fi
+}
+KUBESIM_PORT=$(port 7443 0)
+POLICY_PORT=$(port 7101 1) EXEC_PORT=$(port 7102 2) AUDIT_PORT=$(port 7103 3) EDGE_PORT_GRPC=$(port 7104 4)
+POLICY_METRICS=$(port 9101 11) EXEC_METRICS=$(port 9102 12) AUDIT_METRICS=$(port 9103 13)
+EDGE_METRICS=$(port 9104 14)
+# The terminal page, built by `make build` (services/edge/web, npm + Vite).
+WEB_ROOT="${PODGATE_DEMO_WEB_ROOT:-$(realpath "$BUILD_DIR")/services/edge/web/dist}"
+if [ ! -s "$WEB_ROOT/index.html" ]; then
+  echo "demo: the terminal page is not built ($WEB_ROOT/index.html is missing): run make build" >&2
+  exit 1
+fi
 mkdir -p "$STATE/logs"
 
 pids=()
@@ -30,7 +46,7 @@ start() {  # name grpc_port metrics_port [flags...]
   pids+=("$!")
 }
 
-# kubesim: the embedded default cluster (a JVM pod, a root container, ...), HTTPS on 7443 with a
+# kubesim: the embedded default cluster (a JVM pod, a root container, ...), HTTPS with a
 # generated CA, serving certificate, token file and kubeconfig under $STATE/kubesim.
 KUBESIM_STATE="$STATE/kubesim"
 mkdir -p "$KUBESIM_STATE"
@@ -45,7 +61,7 @@ if [ ! -s "$KUBESIM_STATE/tokens.csv" ]; then
 fi
 DEMO_APP="$(cd "$(dirname "$0")/kubesim/demo" && pwd)/DemoApp.java"
 sed "s|\$DEMO_APP|$DEMO_APP|" "$(dirname "$0")/kubesim/demo-cluster.yaml" >"$KUBESIM_STATE/cluster.yaml"
-"$BUILD_DIR/tools/kubesim/kubesim" --port=7443 --cluster="$KUBESIM_STATE/cluster.yaml" \
+"$BUILD_DIR/tools/kubesim/kubesim" --port="$KUBESIM_PORT" --cluster="$KUBESIM_STATE/cluster.yaml" \
   --token_file="$KUBESIM_STATE/tokens.csv" --state_dir="$KUBESIM_STATE" \
   --kubeconfig_user=podgate-exec 2>"$STATE/logs/kubesim.log" &
 pids+=("$!")
@@ -68,16 +84,17 @@ mint() {  # user groups
     --audience=podgate --subject="$1" --groups="$2" --ttl=12h
 }
 
-start audit 7103 9103 --store="sqlite://$(realpath "$STATE")/audit.db" --chain_id=demo
-start policy 7101 9101 --policy_file="$POLICY_FILE" --audit_address=127.0.0.1:7103
-start exec 7102 9102 --kubeconfig="$KUBESIM_STATE/kubeconfig" --policy_address=127.0.0.1:7101 \
-  --audit_address=127.0.0.1:7103 "${JWT_FLAGS[@]}"
+start audit "$AUDIT_PORT" "$AUDIT_METRICS" --store="sqlite://$(realpath "$STATE")/audit.db" --chain_id=demo
+start policy "$POLICY_PORT" "$POLICY_METRICS" --policy_file="$POLICY_FILE" \
+  --audit_address="127.0.0.1:$AUDIT_PORT"
+start exec "$EXEC_PORT" "$EXEC_METRICS" --kubeconfig="$KUBESIM_STATE/kubeconfig" \
+  --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}"
 # edge: the browser's port (plain HTTP on loopback only), the page and the WebSocket protocols.
-EDGE_PORT="${PODGATE_DEMO_HTTP_PORT:-8080}"
-start edge 7104 9104 --http_address="127.0.0.1:$EDGE_PORT" \
+EDGE_PORT="${PODGATE_DEMO_HTTP_PORT:-$(port 8080 20)}"
+start edge "$EDGE_PORT_GRPC" "$EDGE_METRICS" --http_address="127.0.0.1:$EDGE_PORT" \
   --allowed_origins="http://127.0.0.1:$EDGE_PORT,http://localhost:$EDGE_PORT" \
-  --web_root="$ROOT/services/edge/web" --exec_address=127.0.0.1:7102 \
-  --policy_address=127.0.0.1:7101 --audit_address=127.0.0.1:7103 "${JWT_FLAGS[@]}"
+  --web_root="$WEB_ROOT" --exec_address="127.0.0.1:$EXEC_PORT" \
+  --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}"
 
 # Wait until every service logs that it is serving.
 for name in kubesim policy exec audit edge; do
@@ -97,15 +114,15 @@ podgate demo is running (logs in $STATE/logs):
   page      http://127.0.0.1:$EDGE_PORT/  (WebSockets /ws/v1/{namespace}/{pod} and /ws/seed/...,
             HTTP API /api/v1/targets, /api/v1/allowed, /api/v1/audit: docs/protocol.md)
   service   gRPC              metrics
-  policy    127.0.0.1:7101    http://127.0.0.1:9101/metrics   (policy: $POLICY_FILE)
-  exec      127.0.0.1:7102    http://127.0.0.1:9102/metrics
-  audit     127.0.0.1:7103    http://127.0.0.1:9103/metrics  (store: $STATE/audit.db)
-  edge      127.0.0.1:7104    http://127.0.0.1:9104/metrics
-  kubesim   https://127.0.0.1:7443 (demo cluster: app-shop, app-payments, staging, ops)
+  policy    127.0.0.1:$POLICY_PORT    http://127.0.0.1:$POLICY_METRICS/metrics   (policy: $POLICY_FILE)
+  exec      127.0.0.1:$EXEC_PORT    http://127.0.0.1:$EXEC_METRICS/metrics
+  audit     127.0.0.1:$AUDIT_PORT    http://127.0.0.1:$AUDIT_METRICS/metrics  (store: $STATE/audit.db)
+  edge      127.0.0.1:$EDGE_PORT_GRPC    http://127.0.0.1:$EDGE_METRICS/metrics
+  kubesim   https://127.0.0.1:$KUBESIM_PORT (demo cluster: app-shop, app-payments, staging, ops)
 kubeconfig: $KUBESIM_STATE/kubeconfig
   try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
        kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n app-shop orders-7d4b9c -- jcmd -l
-Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:7103 query (or verify)
+Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:$AUDIT_PORT query (or verify)
 
 Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
   developer  DEV_TOKEN=$(mint dana developers)

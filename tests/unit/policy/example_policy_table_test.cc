@@ -201,7 +201,8 @@ std::vector<Case> Table() {
   add(Deny({"jcmd", "0", "GC.heap_info"}, "dev-jcmd", "out of range"));
   add(Deny({"jcmd", "4194305", "GC.heap_info"}, "dev-jcmd", "out of range"));
   add(Deny({"jcmd", "1", "GC.heap_info", "extra"}, "dev-jcmd", "unexpected argument"));
-  add(Deny({"jcmd", "-l"}, "dev-jcmd", "flag -l is not allowed"));
+  add(Allow({"jcmd", "-l"}, "dev-jcmd-list"));
+  add(Deny({"jcmd", "-l", "1"}, "dev-jcmd", "flag -l is not allowed"));
   add(Deny({"jmap", "-dump:file=/tmp/h", "1"}, "deny-jmap-dump"));
   add(Deny({"jmap", "-dump:live,format=b,file=/tmp/h.bin", "1"}, "deny-jmap-dump"));
   add(Deny({"jmap", "-F", "-histo", "1"}, "deny-jmap-dump"));
@@ -479,7 +480,7 @@ TEST_F(ExamplePolicyTest, ListAllowedGivesHintsForThePage) {
   }
   EXPECT_EQ(absl::StrJoin(programs, " "),
             "cat/dev-cat-logs curl/dev-curl df/dev-df dig/dev-dig free/dev-free "
-            "jcmd/dev-jcmd jmap/dev-jmap-histo jmap/dev-jmap-histo-live jstack/dev-jstack "
+            "jcmd/dev-jcmd jcmd/dev-jcmd-list jmap/dev-jmap-histo jmap/dev-jmap-histo-live jstack/dev-jstack "
             "netstat/dev-netstat nslookup/dev-nslookup ping/dev-ping ps/dev-ps ss/dev-ss "
             "tail/dev-tail-logs top/dev-top");
   for (const auto& c : list.commands()) {

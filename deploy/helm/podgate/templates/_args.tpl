@@ -18,6 +18,7 @@ retention: retention
 kubeconfig: kubeconfig
 httpAddress: http_address
 allowedOrigins: allowed_origins
+webRoot: web_root
 behindTlsProxy: behind_tls_proxy
 tlsCertHttp: tls_cert_http
 tlsKeyHttp: tls_key_http
@@ -132,6 +133,7 @@ peerTlsKey: "%s_tls_key"
 {{- else if eq $c "edge" }}
 {{ include "podgate.arg" (list $root "httpAddress" (printf "[::]:%v" $v.httpPort)) }}
 {{ include "podgate.arg" (list $root "allowedOrigins" (include "podgate.edge.allowedOrigins" $root)) }}
+{{ include "podgate.arg" (list $root "webRoot" "/usr/share/podgate/web") }}
 {{- if $v.behindTlsProxy }}
 {{ include "podgate.arg" (list $root "behindTlsProxy" "true") }}
 {{- else }}

@@ -1,0 +1,165 @@
+// edge's HTTP API (docs/protocol.md). The page authenticates with the HttpOnly cookie that
+// POST /api/v1/login sets: the token never stays in script-readable storage.
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Session {
+  user: string;
+  groups: string[];
+  issuer: string;
+  expires: string;
+  auditor: boolean;
+}
+
+export interface Container {
+  name: string;
+  image?: string;
+  default?: boolean;
+}
+export interface Pod {
+  name: string;
+  phase?: string;
+  labels?: Record<string, string>;
+  containers: Container[];
+}
+export interface Namespace {
+  name: string;
+  pods: Pod[];
+}
+
+export interface AllowedFlag {
+  name: string;
+  takes_value?: boolean;
+  value_type?: string;
+  description?: string;
+}
+export interface AllowedCommand {
+  rule: string;
+  program: string;
+  usage?: string;
+  description?: string;
+  flags?: AllowedFlag[];
+  subcommands?: string[];
+}
+export interface Allowed {
+  commands: AllowedCommand[];
+  shell_allowed?: boolean;
+  superuser?: boolean;
+  policy_version?: string;
+}
+
+// One audit record as edge renders it (protobuf JSON of podgate.audit.v1.AuditRecord).
+export interface AuditRecord {
+  event: AuditEvent;
+  chain_id?: string;
+  sequence?: string;
+  stored_time?: string;
+}
+export interface AuditEvent {
+  id: string;
+  time?: string;
+  kind: string;
+  source_service?: string;
+  session_id?: string;
+  command_id?: string;
+  principal?: { user?: string; groups?: string[] };
+  target?: { namespace?: string; pod?: string; container?: string };
+  source_address?: string;
+  decision?: { verdict?: string; rule?: string; reason?: string };
+  session_open?: { mode?: string };
+  session_close?: { reason?: string; message?: string; duration?: string; commands?: string };
+  command_request?: { line?: string; argv?: string[]; parse_error?: string };
+  command_result?: {
+    termination?: string;
+    exit_code?: number;
+    duration?: string;
+    stdout_bytes?: string;
+    stderr_bytes?: string;
+    error?: string;
+  };
+  auth_failure?: { reason?: string; message?: string };
+  policy_change?: { version?: string; accepted?: boolean; message?: string; source?: string };
+  // asciicast: base64 (protobuf JSON of bytes); sequence: an int64, so a string.
+  shell_recording?: { sequence?: string | number; asciicast?: string };
+  [key: string]: unknown;
+}
+export interface AuditPage {
+  records: AuditRecord[];
+  next_page_token: string;
+}
+
+// A request's time limit: edge answers 504 itself after --backend_timeout (5 s by default).
+const kTimeoutMs = 20000;
+
+async function call<T>(method: string, path: string, init: RequestInit = {}): Promise<T> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), kTimeoutMs);
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      credentials: 'same-origin',
+      cache: 'no-store',
+      ...init,
+      signal: controller.signal,
+    });
+  } catch (e) {
+    const why = controller.signal.aborted ? 'no answer within 20 s' : String((e as Error).message);
+    throw new ApiError(0, 'UNAVAILABLE', `edge is not reachable (${why})`);
+  } finally {
+    clearTimeout(timer);
+  }
+  const text = await res.text();
+  let body: unknown = undefined;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    // Not JSON: a proxy's error page, say. Reported below with the status.
+  }
+  if (!res.ok) {
+    const err = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+    throw new ApiError(
+      res.status,
+      err?.code ?? `HTTP_${res.status}`,
+      err?.message ?? `edge answered ${res.status} ${res.statusText}`,
+    );
+  }
+  if (body === undefined) {
+    throw new ApiError(res.status, 'INTERNAL', 'edge sent an answer that is not JSON');
+  }
+  return body as T;
+}
+
+export const api = {
+  // Who is signed in (the cookie). POST, so that the browser sends Origin and edge can say
+  // when the page is served under an origin its WebSockets would refuse.
+  session(): Promise<Session> {
+    return call<Session>('POST', '/api/v1/session');
+  },
+  // Exchanges a pasted token for the HttpOnly cookie.
+  login(token: string): Promise<unknown> {
+    return call('POST', '/api/v1/login', { headers: { Authorization: `Bearer ${token}` } });
+  },
+  logout(): Promise<unknown> {
+    return call('POST', '/api/v1/logout');
+  },
+  targets(): Promise<{ namespaces: Namespace[] }> {
+    return call('GET', '/api/v1/targets');
+  },
+  allowed(namespace: string, pod: string, container: string): Promise<Allowed> {
+    const q = new URLSearchParams({ namespace, pod });
+    if (container) q.set('container', container);
+    return call('GET', `/api/v1/allowed?${q}`);
+  },
+  audit(params: URLSearchParams): Promise<AuditPage> {
+    return call('GET', `/api/v1/audit?${params}`);
+  },
+};

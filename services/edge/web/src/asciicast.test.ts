@@ -1,0 +1,73 @@
+// Shell recordings: chunks joined in order, gaps reported, bad input refused with a reason,
+// playback timing honoured.
+
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+import { CastPlayer, decodeBase64, joinChunks, parseCast } from './asciicast';
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const header = JSON.stringify({ version: 2, width: 100, height: 30 });
+
+describe('recordings', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('joins chunks by sequence, drops duplicates and names missing parts', () => {
+    const r = joinChunks([
+      { sequence: 2, data: enc('c') },
+      { sequence: 0, data: enc('a') },
+      { sequence: 0, data: enc('a') },
+      { sequence: 4, data: enc('e') },
+    ]);
+    expect(r.text).toBe('ace');
+    expect(r.missing).toEqual([1, 3]);
+  });
+
+  it('decodes base64 (protobuf JSON bytes), multi-byte characters included', () => {
+    const b64 = btoa(String.fromCharCode(...enc('héllo ✓')));
+    expect(new TextDecoder().decode(decodeBase64(b64))).toBe('héllo ✓');
+  });
+
+  it('parses asciicast v2 and counts unreadable lines', () => {
+    const cast = parseCast(`${header}\n[0.5, "o", "$ "]\nnot json\n[1.0, "i", "ls\\r"]\n[1.2, "r", "80x24"]\n[1, 2]\n`);
+    expect(cast.header.width).toBe(100);
+    expect(cast.events.map((e) => e.code)).toEqual(['o', 'i', 'r']);
+    expect(cast.skipped).toBe(2);
+  });
+
+  it('refuses what is not a recording', () => {
+    expect(() => parseCast('')).toThrow(/empty/);
+    expect(() => parseCast('hello\n')).toThrow(/header/);
+    expect(() => parseCast('{"version":1}\n')).toThrow(/version 1/);
+  });
+
+  it('plays output in time, caps long gaps, follows speed and resizes, and skips to the end', () => {
+    vi.useFakeTimers();
+    const cast = parseCast(`${header}\n[0.5, "o", "a"]\n[100.5, "o", "b"]\n[101.0, "r", "80x24"]\n[101.5, "i", "x"]\n[102.5, "o", "c"]\n`);
+    const out: string[] = [];
+    const sizes: string[] = [];
+    let ended = 0;
+    const p = new CastPlayer(cast, { write: (s) => out.push(s), resize: (c, r) => sizes.push(`${c}x${r}`) }, () => ended++);
+    p.play();
+    vi.advanceTimersByTime(499);
+    expect(out).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(out).toEqual(['a']);
+    // A 100 s pause plays as 2 s.
+    vi.advanceTimersByTime(2000);
+    expect(out).toEqual(['a', 'b']);
+    // The next event was scheduled at 1×; from then on at 2×: 0.5 s of recording in 250 ms.
+    vi.advanceTimersByTime(500);
+    expect(sizes).toEqual(['80x24']);
+    p.speed = 2;
+    vi.advanceTimersByTime(250);
+    expect(out).toEqual(['a', 'b']);
+    vi.advanceTimersByTime(250);
+    p.pause();
+    vi.advanceTimersByTime(10000);
+    expect(out).toEqual(['a', 'b']);
+    p.skipToEnd();
+    expect(out).toEqual(['a', 'b', 'c']);
+    expect(ended).toBe(1);
+    expect(p.done).toBe(true);
+  });
+});

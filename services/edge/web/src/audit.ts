@@ -1,0 +1,347 @@
+// The audit view for auditors: a searchable, paged table of audit records (/api/v1/audit) and
+// the replay of shell-mode recordings.
+
+import { Terminal } from '@xterm/xterm';
+
+import { api, ApiError, type AuditEvent, type AuditRecord } from './api';
+import { CastPlayer, decodeBase64, joinChunks, parseCast } from './asciicast';
+import { clear, h } from './dom';
+
+// The most recording bytes one replay loads (a shell session of hours is still far below).
+const kMaxRecordingBytes = 64 << 20;
+
+const kKinds: [string, string][] = [
+  ['', 'any event'],
+  ['command_request', 'command requested'],
+  ['decision', 'policy decision'],
+  ['command_result', 'command result'],
+  ['session_open', 'session opened'],
+  ['session_close', 'session closed'],
+  ['shell_recording', 'shell recording'],
+  ['auth_failure', 'authentication failure'],
+  ['policy_change', 'policy change'],
+];
+
+export function shortKind(kind: string): string {
+  return kind.replace(/^EVENT_KIND_/, '').toLowerCase();
+}
+
+function targetText(e: AuditEvent): string {
+  const t = e.target;
+  if (!t?.namespace) return '';
+  return `${t.namespace}/${t.pod ?? ''}${t.container ? ` (${t.container})` : ''}`;
+}
+
+function durationText(d?: string): string {
+  if (!d) return '';
+  const s = parseFloat(d);
+  return Number.isFinite(s) ? (s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`) : d;
+}
+
+// One line that says what the event was.
+export function describeEvent(e: AuditEvent): string {
+  switch (shortKind(e.kind)) {
+    case 'command_request':
+      return e.command_request?.parse_error
+        ? `${e.command_request?.line ?? ''} — ${e.command_request.parse_error}`
+        : (e.command_request?.line ?? (e.command_request?.argv ?? []).join(' '));
+    case 'decision': {
+      const verdict = e.decision?.verdict === 'VERDICT_ALLOW' ? 'allowed' : 'denied';
+      const line = e.command_request?.line ? `${e.command_request.line}: ` : '';
+      return `${line}${verdict} by ${e.decision?.rule ?? '?'}${e.decision?.reason ? ` — ${e.decision.reason}` : ''}`;
+    }
+    case 'command_result': {
+      const r = e.command_result ?? {};
+      const how = (r.termination ?? 'TERMINATION_EXITED').replace(/^TERMINATION_/, '').toLowerCase();
+      const code = how === 'exited' ? `exit ${r.exit_code ?? 0}` : how.replace(/_/g, ' ');
+      const bytes = Number(r.stdout_bytes ?? 0) + Number(r.stderr_bytes ?? 0);
+      return `${code} · ${durationText(r.duration)} · ${bytes} bytes${r.error ? ` — ${r.error}` : ''}`;
+    }
+    case 'session_open':
+      return `${(e.session_open?.mode ?? 'SESSION_MODE_COMMAND').replace(/^SESSION_MODE_/, '').toLowerCase()} session opened`;
+    case 'session_close': {
+      const c = e.session_close ?? {};
+      const reason = (c.reason ?? '').replace(/^CLOSE_REASON_/, '').toLowerCase().replace(/_/g, ' ');
+      return `closed: ${reason}${c.commands ? ` · ${c.commands} commands` : ''}${c.duration ? ` · ${durationText(c.duration)}` : ''}`;
+    }
+    case 'shell_recording':
+      return `recording part ${Number(e.shell_recording?.sequence ?? 0) + 1}`;
+    case 'auth_failure':
+      return `${e.auth_failure?.reason ?? ''}${e.auth_failure?.message ? ` — ${e.auth_failure.message}` : ''}`;
+    case 'policy_change': {
+      const p = e.policy_change ?? {};
+      return `${p.accepted ? 'loaded' : 'refused'} ${(p.version ?? '').slice(0, 12)}${p.message ? ` — ${p.message}` : ''}`;
+    }
+    default:
+      return '';
+  }
+}
+
+function isShellSession(e: AuditEvent): boolean {
+  return (
+    shortKind(e.kind) === 'shell_recording' ||
+    (shortKind(e.kind) === 'session_open' && e.session_open?.mode === 'SESSION_MODE_SHELL')
+  );
+}
+
+export class AuditView {
+  readonly root: HTMLElement;
+  private readonly form: HTMLFormElement;
+  private readonly tbody: HTMLTableSectionElement;
+  private readonly status: HTMLElement;
+  private readonly prevButton: HTMLButtonElement;
+  private readonly nextButton: HTMLButtonElement;
+  private readonly pageLabel: HTMLElement;
+  // Page tokens of the pages before the current one, and the current page's token.
+  private tokens: string[] = [];
+  private current = '';
+  private next = '';
+  private loading = 0;
+
+  constructor() {
+    const field = (name: string, label: string, type = 'text', placeholder = '') =>
+      h('label', {}, label, h('input', { name, type, placeholder, autocomplete: 'off' }));
+    const select = (name: string, label: string, options: [string, string][]) =>
+      h('label', {}, label, h('select', { name }, options.map(([v, t]) => h('option', { value: v }, t))));
+    this.form = h(
+      'form',
+      { class: 'audit-filters', 'aria-label': 'audit filters' },
+      field('user', 'User'),
+      field('namespace', 'Namespace'),
+      field('pod', 'Pod'),
+      field('argv_contains', 'Command contains', 'search', 'e.g. jstack'),
+      select('kind', 'Event', kKinds),
+      select('verdict', 'Decision', [
+        ['', 'any'],
+        ['allow', 'allowed'],
+        ['deny', 'denied'],
+      ]),
+      field('session_id', 'Session'),
+      field('start_time', 'From', 'datetime-local'),
+      field('end_time', 'To', 'datetime-local'),
+      select('page_size', 'Per page', [
+        ['50', '50'],
+        ['100', '100'],
+        ['25', '25'],
+        ['10', '10'],
+      ]),
+      h('label', { class: 'check' }, h('input', { name: 'newest_first', type: 'checkbox', checked: true }), 'Newest first'),
+      h('button', { type: 'submit', class: 'primary' }, 'Search'),
+    );
+    this.form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      this.tokens = [];
+      this.current = '';
+      void this.load();
+    });
+    this.tbody = h('tbody');
+    this.status = h('p', { class: 'audit-status', role: 'status' });
+    this.prevButton = h('button', { type: 'button', disabled: true }, '← Previous');
+    this.nextButton = h('button', { type: 'button', disabled: true }, 'Next →');
+    this.pageLabel = h('span', { class: 'page-label' });
+    this.prevButton.addEventListener('click', () => {
+      if (this.tokens.length === 0) return;
+      this.current = this.tokens.pop()!;
+      void this.load();
+    });
+    this.nextButton.addEventListener('click', () => {
+      if (!this.next) return;
+      this.tokens.push(this.current);
+      this.current = this.next;
+      void this.load();
+    });
+    this.root = h(
+      'section',
+      { class: 'audit-view', 'aria-label': 'audit trail' },
+      this.form,
+      this.status,
+      h(
+        'div',
+        { class: 'table-wrap' },
+        h(
+          'table',
+          { class: 'audit-table' },
+          h('thead', {}, h('tr', {}, ['Time', 'User', 'Target', 'Event', 'What', 'Session'].map((t) => h('th', {}, t)))),
+          this.tbody,
+        ),
+      ),
+      h('div', { class: 'pager' }, this.prevButton, this.pageLabel, this.nextButton),
+    );
+  }
+
+  // Builds the query from the form: empty fields are left out.
+  query(): URLSearchParams {
+    const q = new URLSearchParams();
+    const data = new FormData(this.form);
+    for (const name of ['user', 'namespace', 'pod', 'argv_contains', 'kind', 'verdict', 'session_id']) {
+      const v = String(data.get(name) ?? '').trim();
+      if (v) q.set(name, v);
+    }
+    for (const name of ['start_time', 'end_time']) {
+      const v = String(data.get(name) ?? '');
+      if (v) {
+        const d = new Date(v);
+        if (!Number.isNaN(d.getTime())) q.set(name, d.toISOString());
+      }
+    }
+    q.set('page_size', String(data.get('page_size') ?? '50'));
+    q.set('newest_first', data.get('newest_first') ? 'true' : 'false');
+    if (this.current) q.set('page_token', this.current);
+    return q;
+  }
+
+  async load(): Promise<void> {
+    const seq = ++this.loading;
+    this.status.textContent = 'Loading…';
+    this.status.className = 'audit-status';
+    let page;
+    try {
+      page = await api.audit(this.query());
+    } catch (e) {
+      if (seq !== this.loading) return;
+      const err = e as ApiError;
+      this.status.textContent =
+        err.status === 403 ? `You are not an auditor: ${err.message}.` : `Could not load the audit trail: ${err.message}`;
+      this.status.className = 'audit-status error';
+      return;
+    }
+    if (seq !== this.loading) return;
+    this.next = page.next_page_token ?? '';
+    clear(this.tbody);
+    for (const r of page.records) this.tbody.append(this.row(r));
+    const n = page.records.length;
+    this.status.textContent = n === 0 ? 'No records match.' : `${n} record${n === 1 ? '' : 's'} on this page.`;
+    this.prevButton.disabled = this.tokens.length === 0;
+    this.nextButton.disabled = !this.next;
+    this.pageLabel.textContent = `page ${this.tokens.length + 1}`;
+  }
+
+  private row(r: AuditRecord): HTMLTableRowElement {
+    const e = r.event;
+    const time = e.time ? new Date(e.time) : null;
+    const kind = shortKind(e.kind);
+    const verdict = e.decision?.verdict;
+    const cls = verdict === 'VERDICT_DENY' || kind === 'auth_failure' ? 'deny' : '';
+    const session = h('td', { class: 'mono' });
+    if (e.session_id) {
+      const link = h('button', { type: 'button', class: 'link', title: 'show this session' }, e.session_id.slice(0, 8));
+      link.addEventListener('click', () => {
+        (this.form.elements.namedItem('session_id') as HTMLInputElement).value = e.session_id!;
+        (this.form.elements.namedItem('kind') as HTMLSelectElement).value = '';
+        (this.form.elements.namedItem('newest_first') as HTMLInputElement).checked = false;
+        this.tokens = [];
+        this.current = '';
+        void this.load();
+      });
+      session.append(link);
+      if (isShellSession(e)) {
+        const replay = h('button', { type: 'button', class: 'replay' }, '▶ Replay');
+        replay.addEventListener('click', () => void openReplay(e.session_id!, targetText(e), e.principal?.user ?? ''));
+        session.append(' ', replay);
+      }
+    }
+    return h(
+      'tr',
+      { class: cls, 'data-kind': kind },
+      h('td', { class: 'nowrap', title: e.time ?? '' }, time ? time.toLocaleString() : ''),
+      h('td', {}, e.principal?.user ?? ''),
+      h('td', {}, targetText(e)),
+      h('td', {}, kind.replace(/_/g, ' ')),
+      h('td', { class: 'what' }, describeEvent(e)),
+      session,
+    );
+  }
+}
+
+// Loads every recording chunk of a session and plays it in a dialog.
+async function openReplay(sessionId: string, where: string, user: string): Promise<void> {
+  const screen = h('div', { class: 'replay-screen' });
+  const info = h('p', { class: 'replay-info', role: 'status' }, 'Loading the recording…');
+  const playButton = h('button', { type: 'button', disabled: true }, 'Pause');
+  const endButton = h('button', { type: 'button', disabled: true }, 'Skip to end');
+  const speed = h(
+    'select',
+    { 'aria-label': 'speed' },
+    ['1', '2', '4', '16'].map((s) => h('option', { value: s }, `${s}×`)),
+  );
+  const closeButton = h('button', { type: 'button' }, 'Close');
+  const dialog = h(
+    'dialog',
+    { class: 'replay', 'aria-label': 'shell session replay' },
+    h('header', {}, h('strong', {}, `Shell session ${sessionId}`), ` ${user} on ${where}`),
+    screen,
+    info,
+    h('div', { class: 'replay-controls' }, playButton, speed, endButton, closeButton),
+  );
+  document.body.append(dialog);
+  dialog.showModal();
+  const term = new Terminal({ convertEol: false, disableStdin: true, fontSize: 13, scrollback: 5000 });
+  term.open(screen);
+  let player: CastPlayer | null = null;
+  const close = () => {
+    player?.pause();
+    term.dispose();
+    dialog.remove();
+  };
+  closeButton.addEventListener('click', close);
+  dialog.addEventListener('cancel', close);
+
+  const chunks: { sequence: number; data: Uint8Array }[] = [];
+  let bytes = 0;
+  let token = '';
+  try {
+    do {
+      const q = new URLSearchParams({ session_id: sessionId, kind: 'shell_recording', page_size: '1000' });
+      if (token) q.set('page_token', token);
+      const page = await api.audit(q);
+      for (const r of page.records) {
+        const rec = r.event.shell_recording;
+        if (!rec?.asciicast) continue;
+        const data = decodeBase64(rec.asciicast);
+        bytes += data.length;
+        if (bytes > kMaxRecordingBytes) throw new Error('the recording is larger than 64 MiB; export it with podgate-audit-cli');
+        chunks.push({ sequence: Number(rec.sequence ?? 0), data });
+      }
+      token = page.next_page_token;
+    } while (token);
+    if (chunks.length === 0) throw new Error('this session has no recording (yet): recordings are stored every 5 s');
+    const { text, missing } = joinChunks(chunks);
+    const cast = parseCast(text);
+    term.resize(Math.min(500, cast.header.width || 80), Math.min(200, cast.header.height || 24));
+    const duration = cast.events.length ? cast.events[cast.events.length - 1].time : 0;
+    const notes = [];
+    if (missing.length) notes.push(`parts ${missing.map((m) => m + 1).join(', ')} are missing`);
+    if (cast.skipped) notes.push(`${cast.skipped} unreadable events skipped`);
+    info.textContent = `${cast.events.length} events, ${duration.toFixed(1)} s, ${bytes} bytes${notes.length ? ' — ' + notes.join('; ') : ''}.`;
+    player = new CastPlayer(
+      cast,
+      { write: (s) => term.write(s), resize: (c, r) => term.resize(c, r) },
+      () => {
+        playButton.textContent = 'Replay ended';
+        playButton.disabled = true;
+        endButton.disabled = true;
+        dialog.dataset.ended = 'true';
+      },
+    );
+    const p = player;
+    playButton.disabled = false;
+    endButton.disabled = false;
+    playButton.addEventListener('click', () => {
+      if (p.playing) {
+        p.pause();
+        playButton.textContent = 'Play';
+      } else {
+        p.play();
+        playButton.textContent = 'Pause';
+      }
+    });
+    endButton.addEventListener('click', () => p.skipToEnd());
+    speed.addEventListener('change', () => {
+      p.speed = Number(speed.value);
+    });
+    p.play();
+  } catch (e) {
+    info.textContent = `Cannot replay: ${(e as Error).message}`;
+    info.className = 'replay-info error';
+  }
+}

@@ -1,0 +1,507 @@
+// The podgate page: sign in, pick a target, run allowed commands in a terminal; auditors also
+// get the audit trail. Served by edge from --web_root; talks only to edge (same origin).
+
+import './style.css';
+
+import { api, ApiError, type Allowed, type Namespace, type Session } from './api';
+import { AuditView } from './audit';
+import type { ConnectionState } from './connection';
+import { clear, h } from './dom';
+import { TerminalView } from './terminal';
+
+const kTargetKey = 'podgate.target.v1';
+// setTimeout's longest delay; a longer-lived token is re-checked when it fires.
+const kMaxTimer = 2 ** 31 - 1;
+
+const app = document.getElementById('app')!;
+
+interface Picked {
+  namespace: string;
+  pod: string;
+  container: string;
+}
+
+class Page {
+  private session: Session | null = null;
+  private terminal: TerminalView | null = null;
+  private audit: AuditView | null = null;
+  private namespaces: Namespace[] = [];
+  private picked: Picked | null = null;
+  private allowed: Allowed | null = null;
+  private expiryTimer: ReturnType<typeof setTimeout> | null = null;
+  private countdown: ReturnType<typeof setInterval> | null = null;
+  private generation = 0;
+  private allowedGeneration = 0;
+
+  // Elements of the signed-in layout.
+  private statusEl = h('span', { class: 'status', role: 'status', 'aria-live': 'polite' });
+  private reconnectButton = h('button', { type: 'button', class: 'link', hidden: true }, 'Reconnect now');
+  private nsSelect = h('select', { 'aria-label': 'namespace', name: 'namespace' });
+  private podSelect = h('select', { 'aria-label': 'pod', name: 'pod' });
+  private containerSelect = h('select', { 'aria-label': 'container', name: 'container' });
+  private commandModeButton = h('button', { type: 'button', class: 'mode active', 'data-mode': 'command' }, 'Commands');
+  private shellModeButton = h(
+    'button',
+    { type: 'button', class: 'mode', 'data-mode': 'shell', disabled: true, title: 'policy allows no shell here' },
+    'Shell',
+  );
+  private panelList = h('ul', { class: 'allowed-list' });
+  private panelNote = h('p', { class: 'panel-note' });
+  private panelFilter = h('input', { type: 'search', placeholder: 'Filter commands', 'aria-label': 'filter commands' });
+  private notice = h('div', { class: 'notice', role: 'alert', hidden: true });
+
+  constructor() {
+    this.reconnectButton.addEventListener('click', () => this.terminal?.reconnect());
+    this.nsSelect.addEventListener('change', () => this.pick({ namespace: this.nsSelect.value, pod: '', container: '' }));
+    this.podSelect.addEventListener('change', () =>
+      this.pick({ namespace: this.nsSelect.value, pod: this.podSelect.value, container: '' }),
+    );
+    this.containerSelect.addEventListener('change', () =>
+      this.pick({ namespace: this.nsSelect.value, pod: this.podSelect.value, container: this.containerSelect.value }),
+    );
+    this.commandModeButton.addEventListener('click', () => this.connect('command'));
+    this.shellModeButton.addEventListener('click', () => this.connect('shell'));
+    this.panelFilter.addEventListener('input', () => this.renderPanel());
+  }
+
+  terminalText(): string {
+    return this.terminal?.text() ?? '';
+  }
+  terminalSize(): { cols: number; rows: number } | null {
+    return this.terminal ? { cols: this.terminal.term.cols, rows: this.terminal.term.rows } : null;
+  }
+
+  async boot(): Promise<void> {
+    this.showMessage('Loading…');
+    let session: Session;
+    try {
+      session = await api.session();
+    } catch (e) {
+      const err = e as ApiError;
+      if (err.status === 401) {
+        this.showSignIn(/expired/i.test(err.message) ? `Your sign-in has expired (${err.message}).` : '');
+      } else if (err.status === 403) {
+        this.showFatal('This page is served under an address edge does not accept', err.message);
+      } else {
+        this.showFatal('podgate is not reachable', err.message, true);
+      }
+      return;
+    }
+    this.signedIn(session);
+  }
+
+  // --- sign-in ------------------------------------------------------------------------------
+
+  // Sign-in methods. Pasting a token is the one built in; single sign-on (OIDC) will end in the
+  // same HttpOnly cookie, after which boot() finds the session exactly as it does now.
+  private showSignIn(message: string): void {
+    this.teardown();
+    const error = h('p', { class: 'error', role: 'alert' }, message);
+    const token = h('textarea', {
+      name: 'token',
+      rows: 6,
+      autocomplete: 'off',
+      spellcheck: 'false',
+      placeholder: 'eyJhbGciOi…',
+      'aria-label': 'access token',
+      required: true,
+    });
+    const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+    const form = h(
+      'form',
+      { class: 'signin-form' },
+      h('label', { for: 'token' }, 'Access token (JWT)'),
+      token,
+      button,
+    );
+    token.id = 'token';
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const value = token.value.trim().replace(/^Bearer\s+/i, '');
+      if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(value)) {
+        error.textContent = 'That is not a JWT: a token has three base64url parts separated by dots.';
+        return;
+      }
+      button.disabled = true;
+      error.textContent = '';
+      try {
+        await api.login(value);
+        token.value = '';
+        const session = await api.session();
+        this.signedIn(session);
+      } catch (e) {
+        const err = e as ApiError;
+        error.textContent =
+          err.status === 401
+            ? `edge refused the token: ${err.message}.`
+            : err.status === 403
+              ? `${err.message}.`
+              : `Could not sign in: ${err.message}`;
+        button.disabled = false;
+      }
+    });
+    clear(app);
+    app.append(
+      h(
+        'main',
+        { class: 'signin' },
+        h('h1', {}, 'podgate'),
+        h('p', { class: 'lead' }, 'Run allowlisted diagnostics in Kubernetes pods. Every command is authorized by policy and recorded.'),
+        form,
+        error,
+        h(
+          'p',
+          { class: 'fine' },
+          'The token is exchanged for an HttpOnly cookie that lasts until the token expires; the page never stores it.',
+        ),
+      ),
+    );
+    token.focus();
+  }
+
+  private signedIn(session: Session): void {
+    this.teardown();
+    this.session = session;
+    this.scheduleExpiry(session);
+    this.layout();
+    window.addEventListener('hashchange', this.onHash);
+    this.onHash();
+  }
+
+  private scheduleExpiry(session: Session): void {
+    const at = Date.parse(session.expires);
+    if (!Number.isFinite(at)) return;
+    const delay = Math.max(0, at - Date.now());
+    this.expiryTimer = setTimeout(
+      async () => {
+        if (delay >= kMaxTimer) {
+          this.scheduleExpiry(session);
+          return;
+        }
+        this.expired(`Your sign-in expired at ${new Date(at).toLocaleTimeString()}.`);
+      },
+      Math.min(delay + 500, kMaxTimer),
+    );
+  }
+
+  private expired(message: string): void {
+    this.showSignIn(`${message} Paste a new token to continue.`);
+  }
+
+  private async signOut(): Promise<void> {
+    try {
+      await api.logout();
+    } catch {
+      // The cookie lapses with the token anyway.
+    }
+    this.showSignIn('You signed out.');
+  }
+
+  private teardown(): void {
+    this.generation++;
+    window.removeEventListener('hashchange', this.onHash);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    if (this.countdown) clearInterval(this.countdown);
+    this.countdown = null;
+    this.terminal?.closeSession();
+    this.terminal = null;
+    this.audit = null;
+    this.session = null;
+  }
+
+  // --- layout -------------------------------------------------------------------------------
+
+  private layout(): void {
+    const s = this.session!;
+    const tabs = h(
+      'nav',
+      { class: 'tabs' },
+      h('a', { href: '#/terminal', 'data-tab': 'terminal' }, 'Terminal'),
+      s.auditor ? h('a', { href: '#/audit', 'data-tab': 'audit' }, 'Audit') : null,
+    );
+    const signOut = h('button', { type: 'button', class: 'link' }, 'Sign out');
+    signOut.addEventListener('click', () => void this.signOut());
+    const header = h(
+      'header',
+      { class: 'topbar' },
+      h('span', { class: 'brand' }, 'podgate'),
+      tabs,
+      h('span', { class: 'spacer' }),
+      this.statusEl,
+      this.reconnectButton,
+      h('span', { class: 'who', title: s.groups.join(', ') }, s.user),
+      signOut,
+    );
+    const termHost = h('div', { class: 'term-host' });
+    const workspace = h(
+      'section',
+      { class: 'workspace', 'data-view': 'terminal' },
+      h(
+        'div',
+        { class: 'toolbar' },
+        h('label', {}, 'Namespace', this.nsSelect),
+        h('label', {}, 'Pod', this.podSelect),
+        h('label', {}, 'Container', this.containerSelect),
+        h('span', { class: 'modes', role: 'group', 'aria-label': 'mode' }, this.commandModeButton, this.shellModeButton),
+      ),
+      h('div', { class: 'term-area' }, termHost),
+      h(
+        'aside',
+        { class: 'allowed-panel', 'aria-label': 'allowed commands' },
+        h('h2', {}, 'Allowed here'),
+        this.panelFilter,
+        this.panelNote,
+        this.panelList,
+      ),
+    );
+    this.audit = s.auditor ? new AuditView() : null;
+    clear(app);
+    app.append(header, this.notice, workspace, this.audit ? this.audit.root : '');
+    this.terminal = new TerminalView(termHost, {
+      state: (st) => this.showState(st),
+      diagnose: () => this.diagnose(),
+      closed: () => void this.checkStillSignedIn(),
+    });
+    void this.loadTargets();
+  }
+
+  private onHash = (): void => {
+    const tab = location.hash.startsWith('#/audit') && this.audit ? 'audit' : 'terminal';
+    for (const a of app.querySelectorAll<HTMLElement>('nav.tabs a')) {
+      a.classList.toggle('active', a.dataset.tab === tab);
+    }
+    const ws = app.querySelector<HTMLElement>('.workspace');
+    if (ws) ws.hidden = tab !== 'terminal';
+    if (this.audit) {
+      this.audit.root.hidden = tab !== 'audit';
+      if (tab === 'audit') void this.audit.load();
+    }
+    if (tab === 'terminal') this.terminal?.focus();
+  };
+
+  private showMessage(text: string): void {
+    clear(app);
+    app.append(h('main', { class: 'signin' }, h('p', {}, text)));
+  }
+
+  private showFatal(title: string, detail: string, retry = false): void {
+    this.teardown();
+    clear(app);
+    const box = h('main', { class: 'signin' }, h('h1', {}, 'podgate'), h('p', { class: 'error', role: 'alert' }, `${title}: ${detail}`));
+    if (retry) {
+      const b = h('button', { type: 'button', class: 'primary' }, 'Try again');
+      b.addEventListener('click', () => void this.boot());
+      box.append(b);
+    }
+    app.append(box);
+  }
+
+  private showNotice(text: string): void {
+    this.notice.textContent = text;
+    this.notice.hidden = text === '';
+  }
+
+  // --- connection status ---------------------------------------------------------------------
+
+  private showState(st: ConnectionState): void {
+    if (this.countdown) clearInterval(this.countdown);
+    this.countdown = null;
+    this.reconnectButton.hidden = st.kind !== 'waiting' && st.kind !== 'closed';
+    const set = (cls: string, text: string, title = '') => {
+      this.statusEl.className = `status ${cls}`;
+      this.statusEl.textContent = text;
+      this.statusEl.title = title;
+      this.statusEl.dataset.state = st.kind;
+    };
+    switch (st.kind) {
+      case 'connecting':
+        set('connecting', st.attempt > 1 ? `connecting… (attempt ${st.attempt})` : 'connecting…');
+        break;
+      case 'open':
+        set('open', 'connected', `session ${st.sessionId}`);
+        break;
+      case 'waiting': {
+        const until = Date.now() + st.delayMs;
+        const tick = () => {
+          const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+          set('waiting', `reconnecting in ${left} s (attempt ${st.attempt + 1})`, st.why);
+        };
+        tick();
+        this.countdown = setInterval(tick, 1000);
+        break;
+      }
+      case 'closed':
+        set('closed', 'disconnected', st.why);
+        break;
+    }
+  }
+
+  // Why did the WebSocket fail before `ready`? The browser hides the refused handshake's
+  // status, so ask edge's API with the same cookie and Origin.
+  private async diagnose(): Promise<{ fatal: boolean; message: string } | null> {
+    try {
+      await api.session();
+      return { fatal: false, message: 'edge refused the terminal connection (too many connections, or the service is busy)' };
+    } catch (e) {
+      const err = e as ApiError;
+      if (err.status === 401) {
+        this.expired(`Your sign-in is no longer valid (${err.message}).`);
+        return { fatal: true, message: err.message };
+      }
+      if (err.status === 403) return { fatal: true, message: err.message };
+      return { fatal: false, message: err.message };
+    }
+  }
+
+  private async checkStillSignedIn(): Promise<void> {
+    const gen = this.generation;
+    try {
+      await api.session();
+    } catch (e) {
+      const err = e as ApiError;
+      if (gen === this.generation && err.status === 401) {
+        this.expired(`Your sign-in is no longer valid (${err.message}).`);
+      }
+    }
+  }
+
+  // --- targets ------------------------------------------------------------------------------
+
+  private async loadTargets(): Promise<void> {
+    const gen = this.generation;
+    try {
+      const t = await api.targets();
+      if (gen !== this.generation) return;
+      this.namespaces = t.namespaces ?? [];
+    } catch (e) {
+      if (gen !== this.generation) return;
+      const err = e as ApiError;
+      if (err.status === 401) return this.expired(`Your sign-in is no longer valid (${err.message}).`);
+      this.showNotice(`Could not list the pods you may use: ${err.message}`);
+      return;
+    }
+    if (this.namespaces.length === 0) {
+      this.showNotice('No pod is open to you: policy allows you no target. Ask your platform team.');
+      return;
+    }
+    this.pick(this.initialTarget());
+  }
+
+  private initialTarget(): Picked {
+    const m = /^#\/terminal\/([^/]+)\/([^/]+)(?:\/([^/]+))?/.exec(location.hash);
+    if (m) return { namespace: decodeURIComponent(m[1]), pod: decodeURIComponent(m[2]), container: decodeURIComponent(m[3] ?? '') };
+    try {
+      const saved = JSON.parse(localStorage.getItem(kTargetKey) ?? 'null');
+      if (saved && typeof saved.namespace === 'string') return saved as Picked;
+    } catch {
+      // A damaged entry: start from the first target.
+    }
+    return { namespace: '', pod: '', container: '' };
+  }
+
+  // Resolves a (partial) choice against the target list, fills the pickers, and connects.
+  private pick(want: Picked): void {
+    const ns = this.namespaces.find((n) => n.name === want.namespace) ?? this.namespaces[0];
+    const pod = ns.pods.find((p) => p.name === want.pod) ?? ns.pods[0];
+    const container = pod
+      ? (pod.containers.find((c) => c.name === want.container) ?? pod.containers.find((c) => c.default) ?? pod.containers[0])
+      : undefined;
+    fill(this.nsSelect, this.namespaces.map((n) => n.name), ns.name);
+    fill(this.podSelect, ns.pods.map((p) => p.name), pod?.name ?? '');
+    fill(this.containerSelect, (pod?.containers ?? []).map((c) => c.name), container?.name ?? '');
+    if (!pod || !container) {
+      this.showNotice(`No pod in ${ns.name} is open to you.`);
+      return;
+    }
+    this.showNotice('');
+    this.picked = { namespace: ns.name, pod: pod.name, container: container.name };
+    try {
+      localStorage.setItem(kTargetKey, JSON.stringify(this.picked));
+    } catch {
+      // Not remembered; harmless.
+    }
+    const hash = `#/terminal/${encodeURIComponent(ns.name)}/${encodeURIComponent(pod.name)}/${encodeURIComponent(container.name)}`;
+    if (!location.hash.startsWith('#/audit') && location.hash !== hash) history.replaceState(null, '', hash);
+    void this.loadAllowedAndConnect();
+  }
+
+  private async loadAllowedAndConnect(): Promise<void> {
+    const gen = ++this.allowedGeneration;
+    const p = this.picked!;
+    this.allowed = null;
+    this.panelNote.textContent = 'Loading…';
+    clear(this.panelList);
+    this.shellModeButton.disabled = true;
+    try {
+      const allowed = await api.allowed(p.namespace, p.pod, p.container);
+      if (gen !== this.allowedGeneration) return;
+      this.allowed = allowed;
+      this.panelNote.textContent = allowed.superuser
+        ? 'You are a superuser here: any command that no deny rule names.'
+        : allowed.commands.length === 0
+          ? 'Policy allows you no command on this target.'
+          : '';
+      this.shellModeButton.disabled = !allowed.shell_allowed;
+      this.shellModeButton.title = allowed.shell_allowed ? 'open a shell on a TTY (recorded)' : 'policy allows no shell here';
+    } catch (e) {
+      if (gen !== this.allowedGeneration) return;
+      const err = e as ApiError;
+      if (err.status === 401) return this.expired(`Your sign-in is no longer valid (${err.message}).`);
+      this.panelNote.textContent = `Could not ask policy what is allowed: ${err.message}. Commands are still checked when you run them.`;
+    }
+    this.renderPanel();
+    this.connect('command');
+  }
+
+  private connect(mode: 'command' | 'shell'): void {
+    if (!this.picked || !this.terminal || !this.session) return;
+    if (mode === 'shell' && !this.allowed?.shell_allowed) return;
+    this.commandModeButton.classList.toggle('active', mode === 'command');
+    this.shellModeButton.classList.toggle('active', mode === 'shell');
+    this.terminal.open({ ...this.picked, mode }, this.session.user, this.allowed);
+    this.terminal.focus();
+  }
+
+  private renderPanel(): void {
+    clear(this.panelList);
+    const commands = this.allowed?.commands ?? [];
+    const f = this.panelFilter.value.trim().toLowerCase();
+    for (const c of commands) {
+      const text = `${c.program} ${c.usage ?? ''} ${c.description ?? ''}`.toLowerCase();
+      if (f && !text.includes(f)) continue;
+      const button = h('button', { type: 'button', class: 'cmd', title: `type ${c.program} (rule ${c.rule})` }, c.program);
+      button.addEventListener('click', () => this.terminal?.insert(`${c.program} `));
+      this.panelList.append(
+        h(
+          'li',
+          { 'data-program': c.program },
+          button,
+          h('code', { class: 'usage' }, c.usage ?? c.program),
+          c.description ? h('p', {}, c.description) : null,
+        ),
+      );
+    }
+  }
+}
+
+function fill(select: HTMLSelectElement, values: string[], selected: string): void {
+  clear(select);
+  for (const v of values) select.append(h('option', { value: v }, v));
+  select.value = selected;
+  select.disabled = values.length === 0;
+}
+
+// Read-only introspection for automation and accessibility tools (the browser tests use it):
+// the terminal's whole text, scrollback included, and its size. Nothing here can act.
+declare global {
+  interface Window {
+    podgate?: { terminalText(): string; terminalSize(): { cols: number; rows: number } | null };
+  }
+}
+const page = new Page();
+window.podgate = {
+  terminalText: () => page.terminalText(),
+  terminalSize: () => page.terminalSize(),
+};
+void page.boot();

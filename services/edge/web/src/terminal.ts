@@ -1,0 +1,411 @@
+// The terminal: xterm.js with the fit addon, the line editor in command mode, a raw TTY in
+// shell mode, bridged to one v1 WebSocket session (connection.ts).
+
+import { Terminal } from '@xterm/xterm';
+import { FitAddon } from '@xterm/addon-fit';
+import '@xterm/xterm/css/xterm.css';
+
+import type { Allowed } from './api';
+import { makeCompleter } from './completion';
+import { Connection, type ConnectionState, type ControlMessage, type Target } from './connection';
+import { History, LineEditor } from './lineeditor';
+
+const kHistoryPrefix = 'podgate.history.v1:';
+
+const DIM = '\x1b[2m';
+const RED = '\x1b[31m';
+const GREEN = '\x1b[32m';
+const YELLOW = '\x1b[33m';
+const BOLD = '\x1b[1m';
+const RESET = '\x1b[0m';
+
+export interface TerminalCallbacks {
+  state(s: ConnectionState): void;
+  // Called when the connection failed before `ready`, to find out why (see Connection).
+  diagnose(): Promise<{ fatal: boolean; message: string } | null>;
+  // The session ended for good (not a drop that is being retried).
+  closed(why: string): void;
+}
+
+export function historyKey(t: { namespace: string; pod: string; container: string }): string {
+  return `${kHistoryPrefix}${t.namespace}/${t.pod}/${t.container}`;
+}
+
+function loadHistory(key: string): History {
+  try {
+    const raw = localStorage.getItem(key);
+    const list = raw ? JSON.parse(raw) : [];
+    return new History(Array.isArray(list) ? list : []);
+  } catch {
+    return new History();
+  }
+}
+
+function saveHistory(key: string, h: History): void {
+  try {
+    localStorage.setItem(key, JSON.stringify(h.toJSON()));
+  } catch {
+    // Storage full or disabled: history then lasts for this page only.
+  }
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
+  const m = Math.floor(ms / 60000);
+  return `${m} min ${Math.round((ms % 60000) / 1000)} s`;
+}
+
+// The line printed after a command: how it ended, its exit code, how long it took.
+export function formatExit(msg: ControlMessage): string {
+  const dur = formatDuration(Number(msg.duration_ms ?? 0));
+  const code = Number(msg.code ?? 0);
+  switch (msg.termination) {
+    case 'exited':
+      return code === 0
+        ? `${GREEN}✓ exit 0${RESET}${DIM} · ${dur}${RESET}`
+        : `${RED}✗ exit ${code}${RESET}${DIM} · ${dur}${RESET}`;
+    case 'interrupted':
+      return `${YELLOW}■ interrupted${RESET}${DIM} · ${dur}${RESET}`;
+    case 'time_limit':
+      return `${YELLOW}■ stopped: the rule's time limit was reached${RESET}${DIM} · ${dur}${RESET}`;
+    case 'output_limit':
+      return `${YELLOW}■ stopped: the rule's output limit was reached${RESET}${DIM} · ${dur}${RESET}`;
+    default:
+      return `${RED}✗ ${String(msg.termination ?? 'ended')}${RESET}${DIM} · ${dur}${RESET}`;
+  }
+}
+
+export class TerminalView {
+  readonly term: Terminal;
+  private readonly fit = new FitAddon();
+  private readonly editor: LineEditor;
+  private conn: Connection | null = null;
+  private target: Target | null = null;
+  private historyKeyName = '';
+  private history = new History();
+  private user = '';
+  private running: { id: string } | null = null;
+  private commandCount = 0;
+  private stdinLine = '';
+  private atLineStart = true;
+  private everReady = false;
+  private dropped = false;
+  private fitPending = false;
+  private connState: ConnectionState['kind'] = 'connecting';
+
+  constructor(
+    private readonly host: HTMLElement,
+    private readonly callbacks: TerminalCallbacks,
+  ) {
+    this.term = new Terminal({
+      cursorBlink: true,
+      convertEol: true,
+      fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
+      fontSize: 14,
+      scrollback: 5000,
+      theme: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66' },
+    });
+    this.term.loadAddon(this.fit);
+    this.term.open(host);
+    this.editor = new LineEditor(
+      (s) => this.term.write(s),
+      () => this.term.cols,
+    );
+    this.term.onData((d) => this.onData(d));
+    this.term.onResize(({ cols, rows }) => {
+      if (this.target?.mode === 'shell') this.conn?.resize(cols, rows);
+      else this.editor.resized();
+    });
+    const refit = () => this.scheduleFit();
+    window.addEventListener('resize', refit);
+    new ResizeObserver(refit).observe(host);
+    this.scheduleFit();
+    // Paste arrives bracketed, so a multi-line paste can be told from typing.
+    this.term.write('\x1b[?2004h');
+  }
+
+  focus(): void {
+    this.term.focus();
+  }
+
+  // The buffer's text, wrapped rows joined, trailing blank lines dropped.
+  text(): string {
+    const b = this.term.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < b.length; i++) {
+      const line = b.getLine(i);
+      if (!line) continue;
+      const t = line.translateToString(true);
+      if (line.isWrapped && lines.length > 0) lines[lines.length - 1] += t;
+      else lines.push(t);
+    }
+    while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+    return lines.join('\n');
+  }
+
+  get mode(): 'command' | 'shell' | null {
+    return this.target?.mode ?? null;
+  }
+
+  // Opens a session on `target`; closes any previous one.
+  open(target: Target, user: string, allowed: Allowed | null): void {
+    this.closeSession();
+    this.target = target;
+    this.user = user;
+    this.everReady = false;
+    this.dropped = false;
+    this.running = null;
+    this.historyKeyName = historyKey(target);
+    this.history = loadHistory(this.historyKeyName);
+    this.editor.setHistory(this.history);
+    this.editor.setCompleter(allowed ? makeCompleter(allowed.commands) : null);
+    this.term.options.convertEol = target.mode === 'command';
+    this.term.reset();
+    this.term.write('\x1b[?2004h');
+    this.atLineStart = true;
+    const where = `${target.namespace}/${target.pod} (${target.container})`;
+    this.println(`${DIM}podgate: connecting to ${where} in ${target.mode} mode…${RESET}`);
+    this.conn = new Connection(target, {
+      ready: (m) => this.onReady(m.session_id),
+      output: (stream, data) => this.onOutput(stream, data),
+      control: (m) => this.onControl(m),
+      state: (s) => this.onState(s),
+      diagnose: () => this.callbacks.diagnose(),
+    });
+    this.conn.connect();
+  }
+
+  // Ends the session (sign-out, another target).
+  closeSession(): void {
+    if (this.conn) this.conn.close();
+    this.conn = null;
+    if (this.editor.editing) this.editor.stop();
+  }
+
+  // Puts text on the command line (the side panel's commands).
+  insert(text: string): void {
+    if (this.target?.mode === 'command' && this.editor.editing && !this.running) {
+      this.editor.feed(text);
+    }
+    this.term.focus();
+  }
+
+  private scheduleFit(): void {
+    if (this.fitPending) return;
+    this.fitPending = true;
+    requestAnimationFrame(() => {
+      this.fitPending = false;
+      if (this.host.clientWidth > 0 && this.host.clientHeight > 0) this.fit.fit();
+    });
+  }
+
+  private prompt(): string {
+    const t = this.target!;
+    return `${BOLD}${GREEN}${this.user}${RESET}@${BOLD}${t.namespace}/${t.pod}${RESET}${DIM}:${t.container}${RESET} $ `;
+  }
+
+  private startPrompt(): void {
+    if (!this.conn?.open || this.target?.mode !== 'command') return;
+    this.ensureLineStart();
+    this.editor.start(this.prompt());
+  }
+
+  private println(text: string): void {
+    this.ensureLineStart();
+    if (this.editor.editing) {
+      this.editor.printAbove(text + '\r\n');
+    } else {
+      this.term.write(text + '\r\n');
+    }
+    this.atLineStart = true;
+  }
+
+  private ensureLineStart(): void {
+    if (!this.atLineStart) {
+      this.term.write('\r\n');
+      this.atLineStart = true;
+    }
+  }
+
+  private onReady(sessionId: string): void {
+    const t = this.target!;
+    if (!this.everReady) {
+      const help =
+        t.mode === 'command'
+          ? 'Tab completes, ↑/↓ recall history, Ctrl+C interrupts.'
+          : 'a shell on a TTY; type exit to end it.';
+      this.println(`${DIM}podgate: connected as ${this.user} (session ${sessionId}); ${help}${RESET}`);
+    } else {
+      this.println(`${DIM}podgate: reconnected (session ${sessionId})${RESET}`);
+    }
+    this.everReady = true;
+    this.dropped = false;
+    if (t.mode === 'shell') {
+      this.scheduleFit();
+      this.conn?.resize(this.term.cols, this.term.rows);
+      return;
+    }
+    if (this.running) {
+      this.println(`${YELLOW}podgate: the connection dropped while ${this.running.id} ran; its outcome is in the audit trail${RESET}`);
+      this.running = null;
+    }
+    this.startPrompt();
+  }
+
+  private onOutput(stream: 'stdout' | 'stderr', data: Uint8Array): void {
+    if (data.length === 0) return;
+    if (stream === 'stderr') {
+      this.term.write(RED);
+      this.term.write(data);
+      this.term.write(RESET);
+    } else {
+      this.term.write(data);
+    }
+    const last = data[data.length - 1];
+    this.atLineStart = last === 10 || last === 13;
+  }
+
+  private onControl(m: ControlMessage): void {
+    switch (m.type) {
+      case 'exit':
+        this.finishCommand(formatExit(m));
+        return;
+      case 'denied':
+        this.finishCommand(
+          `${RED}✗ denied${RESET} ${String(m.reason ?? '')}${DIM} (rule ${String(m.rule ?? '?')})${RESET}`,
+        );
+        return;
+      case 'error':
+        if (m.id && this.running) {
+          this.finishCommand(`${RED}✗ ${String(m.code ?? 'ERROR')}: ${String(m.message ?? '')}${RESET}`);
+        } else {
+          this.println(`${RED}podgate: ${String(m.message ?? 'error')}${RESET}`);
+          if (!this.running && this.target?.mode === 'command' && this.conn?.open && !this.editor.editing) {
+            this.startPrompt();
+          }
+        }
+        return;
+      case 'closed':
+        return;
+      default:
+        return;
+    }
+  }
+
+  private finishCommand(status: string): void {
+    this.running = null;
+    this.stdinLine = '';
+    this.println(status);
+    this.startPrompt();
+  }
+
+  private onState(s: ConnectionState): void {
+    this.connState = s.kind;
+    this.callbacks.state(s);
+    if (s.kind === 'waiting') {
+      if (!this.dropped) {
+        this.dropped = true;
+        if (this.editor.editing) this.editor.stop();
+        this.println(`${YELLOW}podgate: ${s.why}; reconnecting…${RESET}`);
+      }
+    } else if (s.kind === 'closed') {
+      if (this.editor.editing) this.editor.stop();
+      this.running = null;
+      this.println(`${YELLOW}podgate: ${s.why}.${RESET}${s.retryable ? `${DIM} Press Enter to connect again.${RESET}` : ''}`);
+      this.callbacks.closed(s.why);
+    }
+  }
+
+  private onData(data: string): void {
+    const conn = this.conn;
+    if (!conn || !this.target) return;
+    if (!conn.open) {
+      if (data.includes('\r') && (this.connState === 'closed' || this.connState === 'waiting')) {
+        this.reconnect();
+      }
+      return;
+    }
+    if (this.target.mode === 'shell') {
+      conn.sendRaw(data);
+      return;
+    }
+    if (this.running) {
+      this.runningInput(data);
+      return;
+    }
+    for (const ev of this.editor.feed(data)) {
+      if (ev.kind === 'submit') {
+        saveHistory(this.historyKeyName, this.history);
+        this.atLineStart = true;
+        if (ev.line.trim() === '') {
+          this.startPrompt();
+        } else {
+          this.run(ev.line);
+        }
+      } else if (ev.kind === 'cancel') {
+        this.atLineStart = true;
+        this.startPrompt();
+      }
+    }
+  }
+
+  // Connects again after the session ended (Enter, or the status bar's button).
+  reconnect(): void {
+    if (!this.target) return;
+    if (this.conn && !this.conn.open) {
+      const t = this.target;
+      this.conn.close();
+      this.conn = null;
+      // A fresh session keeps this terminal's scrollback.
+      this.everReady = true;
+      this.dropped = false;
+      this.conn = new Connection(t, {
+        ready: (m) => this.onReady(m.session_id),
+        output: (stream, d) => this.onOutput(stream, d),
+        control: (m) => this.onControl(m),
+        state: (s) => this.onState(s),
+        diagnose: () => this.callbacks.diagnose(),
+      });
+      this.conn.connect();
+    }
+  }
+
+  private run(line: string): void {
+    const id = `c${++this.commandCount}`;
+    if (!this.conn?.sendCommand(id, line)) {
+      this.println(`${RED}podgate: not connected; the command was not sent${RESET}`);
+      this.startPrompt();
+      return;
+    }
+    this.running = { id };
+  }
+
+  // Typing while a command runs: Ctrl+C interrupts, Ctrl+D ends its stdin, a line is its stdin.
+  private runningInput(data: string): void {
+    for (const ch of data) {
+      if (ch === '\x03') {
+        this.term.write('^C');
+        this.atLineStart = false;
+        this.conn?.interrupt();
+      } else if (ch === '\x04') {
+        this.conn?.sendStdin(this.stdinLine, true);
+        this.stdinLine = '';
+      } else if (ch === '\r') {
+        this.term.write('\r\n');
+        this.atLineStart = true;
+        this.conn?.sendStdin(this.stdinLine + '\n');
+        this.stdinLine = '';
+      } else if (ch === '\x7f' || ch === '\b') {
+        if (this.stdinLine.length > 0) {
+          this.stdinLine = [...this.stdinLine].slice(0, -1).join('');
+          this.term.write('\b \b');
+        }
+      } else if (ch >= ' ' && this.stdinLine.length < 65536) {
+        this.stdinLine += ch;
+        this.term.write(ch);
+        this.atLineStart = false;
+      }
+    }
+  }
+}

@@ -1,0 +1,580 @@
+// The terminal page in a real browser: Debian's Chromium, headless, driven by playwright-core,
+// against the whole suite exactly as `make demo` starts it (tools/demo.sh: kubesim with the
+// demo cluster and its JVM, policy, exec, audit, edge serving the built page).
+//
+// Environment (set by tests/browser/CMakeLists.txt):
+//   PODGATE_SOURCE_DIR, PODGATE_BUILD_DIR   the checkout and the build tree
+//   PODGATE_WEB_MODULES                     services/edge/web/node_modules (playwright-core)
+//   PODGATE_ARTIFACTS                       where screenshots and logs go
+//   PODGATE_CHROMIUM                        the browser (default /usr/bin/chromium)
+// Optional: PODGATE_BROWSER_ONLY=<step name substring> runs the steps whose name matches.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const SOURCE = process.env.PODGATE_SOURCE_DIR;
+const BUILD = process.env.PODGATE_BUILD_DIR;
+const ARTIFACTS = process.env.PODGATE_ARTIFACTS ?? path.join(BUILD, 'tests/browser/artifacts');
+const CHROMIUM = process.env.PODGATE_CHROMIUM ?? '/usr/bin/chromium';
+const require = createRequire(path.join(process.env.PODGATE_WEB_MODULES, 'playwright-core', 'package.json'));
+const { chromium } = require('playwright-core');
+
+fs.rmSync(ARTIFACTS, { recursive: true, force: true });
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+function log(...a) {
+  console.log(`[${new Date().toISOString().slice(11, 23)}]`, ...a);
+}
+
+// ---- the suite -------------------------------------------------------------------------------
+
+async function portFree(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+// A base with ports base..base+20 free (demo.sh moves every port from it).
+async function pickPortBase() {
+  for (let i = 0; i < 200; i++) {
+    const base = 20000 + Math.floor(Math.random() * 30000);
+    let ok = true;
+    for (const off of [0, 1, 2, 3, 4, 11, 12, 13, 14, 20]) {
+      if (!(await portFree(base + off))) {
+        ok = false;
+        break;
+      }
+    }
+    if (ok) return base;
+  }
+  throw new Error('no free port range');
+}
+
+const state = fs.mkdtempSync(path.join(os.tmpdir(), 'podgate-browser-'));
+const policyFile = path.join(state, 'policy.yaml');
+// The example policy, plus `sleep` for developers so that Ctrl+C has something to stop.
+fs.writeFileSync(
+  policyFile,
+  fs.readFileSync(path.join(SOURCE, 'deploy/policy/example.yaml'), 'utf8') +
+    `
+  - id: browser-test-sleep
+    description: Waits (for the browser test of Ctrl+C).
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: ["app-*"]}
+    limits: {timeLimit: 120s}
+    command:
+      program: sleep
+      args:
+        - {name: seconds, type: integer, min: 1, max: 300}
+`,
+);
+
+const base = await pickPortBase();
+const httpPort = base + 20;
+const origin = `http://127.0.0.1:${httpPort}`;
+log(`starting the demo suite on ports ${base}..${base + 20} (state ${state})`);
+const demoLog = fs.openSync(path.join(ARTIFACTS, 'demo.out'), 'w');
+const demo = spawn('bash', [path.join(SOURCE, 'tools/demo.sh'), BUILD], {
+  cwd: SOURCE,
+  env: { ...process.env, PODGATE_DEMO_DIR: path.join(state, 'demo'), PODGATE_DEMO_PORT_BASE: String(base), PODGATE_DEMO_POLICY: policyFile },
+  stdio: ['ignore', 'pipe', 'pipe'],
+  detached: true,
+});
+let demoOut = '';
+demo.stdout.on('data', (d) => {
+  demoOut += d;
+  fs.writeSync(demoLog, d);
+});
+demo.stderr.on('data', (d) => fs.writeSync(demoLog, d));
+let demoExited = false;
+demo.on('exit', () => (demoExited = true));
+
+function stopDemo() {
+  if (!demoExited) {
+    try {
+      process.kill(demo.pid, 'SIGTERM');
+    } catch {
+      // Gone already.
+    }
+  }
+}
+process.on('exit', stopDemo);
+
+async function until(what, fn, timeoutMs = 15000, everyMs = 100) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${String(last).slice(0, 300)})`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+await until('the demo to print its tokens', () => demoOut.includes('Press Ctrl+C to stop.') || demoExited, 120000);
+if (demoExited) throw new Error(`the demo did not start:\n${fs.readFileSync(path.join(ARTIFACTS, 'demo.out'), 'utf8')}`);
+const token = (name) => {
+  const m = new RegExp(`${name}=(\\S+)`).exec(demoOut);
+  if (!m) throw new Error(`the demo printed no ${name}`);
+  return m[1];
+};
+const DEV = token('DEV_TOKEN');
+const SRE = token('SRE_TOKEN');
+const AUDITOR = token('AUDITOR_TOKEN');
+const demoState = path.join(state, 'demo');
+
+function mint(subject, groups, ttl) {
+  return execFileSync(path.join(BUILD, 'tools/token/podgate-token'), [
+    `--key_file=${path.join(demoState, 'jwt.secret')}`,
+    '--algorithm=HS256',
+    '--issuer=https://podgate.local',
+    '--audience=podgate',
+    `--subject=${subject}`,
+    `--groups=${groups}`,
+    `--ttl=${ttl}`,
+  ])
+    .toString()
+    .trim();
+}
+
+// ---- the browser -----------------------------------------------------------------------------
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--no-first-run',
+    // A second name for loopback, to load the page under an origin edge does not allow.
+    '--host-resolver-rules=MAP podgate-elsewhere.test 127.0.0.1',
+  ],
+});
+
+let page;
+let context;
+const consoleErrors = [];
+
+async function newPage() {
+  if (context) await context.close();
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
+  return page;
+}
+
+async function shot(name) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+}
+
+const termText = () => page.evaluate(() => window.podgate?.terminalText() ?? '');
+
+async function waitTerm(pattern, timeoutMs = 15000) {
+  return until(`terminal text ${pattern}`, async () => {
+    const t = await termText();
+    return pattern.test(t) ? t : false;
+  }, timeoutMs);
+}
+
+// The line being edited: what follows the prompt on the terminal's last line (the page joins
+// wrapped rows; trailing blanks are trimmed, so an empty line ends at the '$').
+async function currentLine() {
+  const t = await termText();
+  const last = t.slice(t.lastIndexOf('\n') + 1);
+  const m = /^\S+@\S+:\S+ \$ ?(.*)$/.exec(last);
+  return m ? m[1] : null;
+}
+
+async function signIn(tok, expectUser) {
+  await page.goto(`${origin}/`);
+  await page.locator('textarea[name=token]').fill(tok);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('.who', { hasText: expectUser }).waitFor({ timeout: 10000 });
+}
+
+async function pick(namespace, pod) {
+  await page.locator('select[name=namespace]').selectOption(namespace);
+  await page.locator('select[name=pod]').selectOption(pod);
+  await waitConnected();
+}
+
+async function waitConnected() {
+  await page.locator('.status[data-state=open]').waitFor({ timeout: 15000 });
+  await until('a prompt', async () => (await currentLine()) !== null);
+}
+
+async function run(line, done = /(✓ exit \d+|✗ [^\n]*|■ [^\n]*)\n[^\n]* \$ ?$/, timeoutMs = 20000) {
+  const before = (await termText()).length;
+  await page.locator('.term-host').click();
+  await page.keyboard.type(line);
+  await page.keyboard.press('Enter');
+  const text = await until(`"${line}" to finish`, async () => {
+    const t = await termText();
+    const tail = t.slice(Math.max(0, before - 200));
+    return done.test(tail) && t.length > before ? tail : false;
+  }, timeoutMs);
+  return text;
+}
+
+const assert = (cond, message) => {
+  if (!cond) throw new Error(message);
+};
+
+// ---- steps ------------------------------------------------------------------------------------
+
+const steps = [];
+const step = (name, fn) => steps.push({ name, fn });
+
+step('sign-in refuses what is not a token, and a token edge does not trust', async () => {
+  await newPage();
+  await page.goto(`${origin}/`);
+  await page.locator('textarea[name=token]').waitFor();
+  await shot('01-sign-in');
+  await page.locator('textarea[name=token]').fill('hello');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('That is not a JWT').waitFor();
+  // Signed with another key: edge verifies and refuses it.
+  const forged = DEV.split('.').slice(0, 2).join('.') + '.' + Buffer.from('x'.repeat(32)).toString('base64url');
+  await page.locator('textarea[name=token]').fill(forged);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText(/edge refused the token/).waitFor();
+  await shot('02-sign-in-refused');
+});
+
+step('developer signs in, picks the JVM pod and runs free -m, jcmd -l and jstack', async () => {
+  await newPage();
+  await signIn(DEV, 'dana');
+  // The target list is what policy lets dana use: no ops namespace.
+  const namespaces = await page.locator('select[name=namespace] option').allTextContents();
+  assert(namespaces.includes('app-shop') && !namespaces.includes('ops'), `namespaces: ${namespaces}`);
+  await pick('app-shop', 'orders-7d4b9c');
+  const containers = await page.locator('select[name=container] option').allTextContents();
+  assert(containers.join(',') === 'app,istio-proxy', `containers: ${containers}`);
+  // The side panel lists the allowed commands with descriptions.
+  await page.locator('.allowed-list li[data-program=jstack]').getByText('Thread dump of a Java process.').waitFor();
+  let out = await run('free -m');
+  assert(/Mem:/.test(out) && /✓ exit 0/.test(out), `free -m: ${out}`);
+  out = await run('jcmd -l');
+  const m = /^(\d+) .*DemoApp/m.exec(out);
+  assert(m, `jcmd -l shows the demo JVM: ${out}`);
+  out = await run(`jstack ${m[1]}`, undefined, 60000);
+  const all = await termText();
+  assert(/Full thread dump/.test(all) && /"main"/.test(all), 'jstack printed a thread dump');
+  assert(/✓ exit 0/.test(out), `jstack exit: ${out.slice(-300)}`);
+  await shot('03-jstack');
+});
+
+step('a denied command shows the refusal with the rule; stderr is red with the exit code', async () => {
+  let out = await run('cat /etc/shadow');
+  assert(/✗ denied .*\(rule [a-z-]+\)/.test(out), `denial: ${out}`);
+  out = await run('cat /var/log/app/missing.log');
+  assert(/No such file/.test(out) && /✗ exit 1/.test(out), `stderr: ${out}`);
+  // The DOM renderer marks ANSI red (colour 1) cells with xterm-fg-1.
+  const red = await page.locator('.xterm-rows span.xterm-fg-1', { hasText: 'No such file' }).count();
+  assert(red > 0, 'stderr is drawn in red');
+  await shot('04-denied-and-stderr');
+});
+
+step('Ctrl+C interrupts a running sleep', async () => {
+  await page.locator('.term-host').click();
+  const started = Date.now();
+  await page.keyboard.type('sleep 60');
+  await page.keyboard.press('Enter');
+  await new Promise((r) => setTimeout(r, 1500));
+  await page.keyboard.press('Control+C');
+  await waitTerm(/■ interrupted[^\n]*\n[^\n]* \$ ?$/, 20000);
+  assert(Date.now() - started < 30000, 'the interrupt ended sleep long before 60 s');
+  await shot('05-interrupted');
+});
+
+step('history recalls commands with ↑/↓, per target', async () => {
+  await page.locator('.term-host').click();
+  await page.keyboard.press('ArrowUp');
+  await until('↑ recalls sleep 60', async () => (await currentLine()) === 'sleep 60');
+  await page.keyboard.press('ArrowUp');
+  await until('↑↑ recalls cat', async () => (await currentLine()) === 'cat /var/log/app/missing.log');
+  await page.keyboard.press('ArrowDown');
+  await until('↓ goes forward', async () => (await currentLine()) === 'sleep 60');
+  // Line editing: Home, typing at the start, End, Ctrl+W, Ctrl+U.
+  await page.keyboard.press('Home');
+  await page.keyboard.type('x');
+  await until('Home moves to the start', async () => (await currentLine()) === 'xsleep 60');
+  await page.keyboard.press('End');
+  await page.keyboard.press('Control+W');
+  await until('Ctrl+W cuts a word', async () => (await currentLine()) === 'xsleep ');
+  await page.keyboard.press('Control+U');
+  await until('Ctrl+U clears the line', async () => (await currentLine()) === '');
+  // Another target has its own history.
+  await page.locator('select[name=pod]').selectOption('web-5f6d8');
+  await waitConnected();
+  await page.locator('.term-host').click();
+  await page.keyboard.press('ArrowUp');
+  await new Promise((r) => setTimeout(r, 300));
+  assert((await currentLine()) === '', `web-5f6d8 has no history yet: ${await currentLine()}`);
+  await page.locator('select[name=pod]').selectOption('orders-7d4b9c');
+  await waitConnected();
+});
+
+step('Tab completes programs and flags from the policy', async () => {
+  await page.locator('.term-host').click();
+  await page.keyboard.type('jst');
+  await page.keyboard.press('Tab');
+  await until('jst<Tab> completes jstack', async () => (await currentLine()) === 'jstack ');
+  await page.keyboard.type('-');
+  await page.keyboard.press('Tab');
+  await until('jstack -<Tab> completes -l', async () => (await currentLine()) === 'jstack -l ');
+  await page.keyboard.press('Control+U');
+  await page.keyboard.type('free ');
+  await page.keyboard.press('Tab');
+  // Several candidates: listed with their descriptions.
+  await waitTerm(/-h\s*\n\s*-m\s*\n\s*-k\s*\n\s*-b/);
+  await page.keyboard.press('Control+U');
+  await shot('06-completion');
+});
+
+step('a multi-line paste is refused with a message', async () => {
+  await page.locator('.term-host').click();
+  await page.evaluate(() => {
+    const ta = document.querySelector('.term-host textarea');
+    const dt = new DataTransfer();
+    dt.setData('text/plain', 'free -m\nrm -rf /\n');
+    ta.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  });
+  await waitTerm(/refused a paste of 2 lines/);
+  assert((await currentLine()) === '', 'nothing of the paste was typed');
+  // A one-line paste is typed, not run.
+  await page.evaluate(() => {
+    const ta = document.querySelector('.term-host textarea');
+    const dt = new DataTransfer();
+    dt.setData('text/plain', 'df -h\n');
+    ta.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  });
+  await until('the one-line paste is on the line', async () => (await currentLine()) === 'df -h');
+  await page.keyboard.press('Control+U');
+});
+
+step('the terminal follows window resizes', async () => {
+  const before = await page.evaluate(() => window.podgate.terminalSize());
+  await page.setViewportSize({ width: 900, height: 600 });
+  const after = await until('the terminal to shrink', async () => {
+    const s = await page.evaluate(() => window.podgate.terminalSize());
+    return s.cols < before.cols && s.rows < before.rows ? s : false;
+  });
+  log(`terminal ${before.cols}x${before.rows} -> ${after.cols}x${after.rows}`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await until('the terminal to grow back', async () => (await page.evaluate(() => window.podgate.terminalSize())).cols === before.cols);
+});
+
+step('the page reconnects with backoff when edge restarts', async () => {
+  // An edge of this test's own beside the demo's (same exec, policy, audit and keys), so that
+  // it can be stopped and started again.
+  const port = await until('a free port', async () => {
+    const p = 20000 + Math.floor(Math.random() * 30000);
+    return (await portFree(p)) && (await portFree(p + 1)) && (await portFree(p + 2)) ? p : false;
+  });
+  const edgeOrigin = `http://127.0.0.1:${port}`;
+  const argv = [
+    path.join(BUILD, 'services/edge/podgate-edge'),
+    `--http_address=127.0.0.1:${port}`,
+    `--grpc_address=127.0.0.1:${port + 1}`,
+    `--metrics_address=127.0.0.1:${port + 2}`,
+    `--allowed_origins=${edgeOrigin}`,
+    `--web_root=${path.join(BUILD, 'services/edge/web/dist')}`,
+    `--exec_address=127.0.0.1:${base + 2}`,
+    `--policy_address=127.0.0.1:${base + 1}`,
+    `--audit_address=127.0.0.1:${base + 3}`,
+    `--jwt_key_file=${path.join(demoState, 'jwt.secret')}`,
+    '--jwt_algorithm=HS256',
+    '--jwt_issuer=https://podgate.local',
+    '--jwt_audience=podgate',
+  ];
+  const edgeLog = fs.openSync(path.join(ARTIFACTS, 'edge-restarts.log'), 'a');
+  let edge = null;
+  const startEdge = async () => {
+    edge = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', edgeLog] });
+    const e = edge;
+    process.on('exit', () => e.exitCode === null && e.kill('SIGTERM'));
+    await until('edge to serve', async () => {
+      const r = await fetch(`${edgeOrigin}/healthz`).catch(() => null);
+      return r && r.ok;
+    });
+  };
+  await startEdge();
+  await newPage();
+  await page.goto(`${edgeOrigin}/`);
+  await page.locator('textarea[name=token]').fill(DEV);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await pick('app-shop', 'orders-7d4b9c');
+  const stopped = new Promise((r) => edge.once('exit', r));
+  edge.kill('SIGTERM');
+  await stopped;
+  await page.locator('.status[data-state=waiting]').waitFor({ timeout: 15000 });
+  const status = await page.locator('.status').textContent();
+  assert(/reconnecting in \d+ s \(attempt \d+\)/.test(status), `status: ${status}`);
+  await waitTerm(/reconnecting…/);
+  await shot('07-reconnecting');
+  // Let an attempt or two fail against the stopped edge, then bring it back.
+  await new Promise((r) => setTimeout(r, 2500));
+  await startEdge();
+  await page.locator('.status[data-state=open]').waitFor({ timeout: 45000 });
+  await waitTerm(/reconnected/);
+  const out = await run('df -h');
+  assert(/✓ exit 0/.test(out), `after reconnecting: ${out}`);
+  edge.kill('SIGTERM');
+});
+
+step('shell mode: an SRE gets a raw TTY that follows resizes', async () => {
+  await newPage();
+  await signIn(SRE, 'sam');
+  await pick('staging', 'orders-staging-1');
+  await page.getByRole('button', { name: 'Shell' }).click();
+  await page.locator('.status[data-state=open]').waitFor();
+  await waitTerm(/a shell on a TTY/);
+  await page.locator('.term-host').click();
+  await page.keyboard.type('echo shell-$((6*7)); stty size');
+  await page.keyboard.press('Enter');
+  const size = await page.evaluate(() => window.podgate.terminalSize());
+  await waitTerm(new RegExp(`shell-42\\n${size.rows} ${size.cols}`));
+  await page.setViewportSize({ width: 1000, height: 640 });
+  const small = await until('the terminal to shrink', async () => {
+    const s = await page.evaluate(() => window.podgate.terminalSize());
+    return s.cols < size.cols ? s : false;
+  });
+  await page.keyboard.type('stty size');
+  await page.keyboard.press('Enter');
+  await waitTerm(new RegExp(`\\n${small.rows} ${small.cols}\\n`));
+  await shot('08-shell');
+  await page.keyboard.type('exit');
+  await page.keyboard.press('Enter');
+  await page.locator('.status[data-state=closed]').waitFor({ timeout: 15000 });
+});
+
+step('the audit view lists the commands just run and replays the shell session', async () => {
+  await newPage();
+  await signIn(AUDITOR, 'ava');
+  await page.getByRole('link', { name: 'Audit' }).click();
+  const form = page.locator('form.audit-filters');
+  await form.locator('input[name=argv_contains]').fill('jstack');
+  await form.getByRole('button', { name: 'Search' }).click();
+  await page.locator('.audit-table tbody tr', { hasText: 'dana' }).first().waitFor();
+  const rows = await page.locator('.audit-table tbody tr').allTextContents();
+  assert(rows.some((r) => /dana/.test(r) && /jstack \d+/.test(r)), `jstack rows: ${rows.join('\n')}`);
+  await shot('09-audit');
+  // Denials only.
+  await form.locator('input[name=argv_contains]').fill('');
+  await form.locator('select[name=verdict]').selectOption('deny');
+  await form.getByRole('button', { name: 'Search' }).click();
+  await page.locator('.audit-table tbody tr.deny', { hasText: '/etc/shadow' }).first().waitFor();
+  // Paging: ten records a page, forward and back.
+  await form.locator('select[name=verdict]').selectOption('');
+  await form.locator('select[name=page_size]').selectOption('10');
+  await form.getByRole('button', { name: 'Search' }).click();
+  await page.locator('.page-label', { hasText: 'page 1' }).waitFor();
+  const first = await page.locator('.audit-table tbody tr').allTextContents();
+  assert(first.length === 10, `a page of 10: ${first.length}`);
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await page.locator('.page-label', { hasText: 'page 2' }).waitFor();
+  const second = await page.locator('.audit-table tbody tr').allTextContents();
+  assert(second.length > 0 && second[0] !== first[0], 'page 2 holds other records');
+  await page.getByRole('button', { name: '← Previous' }).click();
+  await page.locator('.page-label', { hasText: 'page 1' }).waitFor();
+  assert((await page.locator('.audit-table tbody tr').allTextContents())[0] === first[0], 'back on page 1');
+  await form.locator('select[name=kind]').selectOption('command_result');
+  await form.getByRole('button', { name: 'Search' }).click();
+  await page.locator('.audit-table tbody tr[data-kind=command_result]').first().waitFor();
+  assert(
+    (await page.locator('.audit-table tbody tr').evaluateAll((rs) => rs.every((r) => r.dataset.kind === 'command_result'))),
+    'the kind filter shows command results only',
+  );
+  // The shell session's recording.
+  await form.locator('select[name=kind]').selectOption('shell_recording');
+  await form.getByRole('button', { name: 'Search' }).click();
+  await page.locator('.audit-table tbody tr[data-kind=shell_recording]').first().waitFor({ timeout: 15000 });
+  await page.getByRole('button', { name: '▶ Replay' }).first().click();
+  const dialog = page.locator('dialog.replay');
+  await dialog.waitFor();
+  await dialog.getByRole('button', { name: 'Skip to end' }).click();
+  await page.locator('dialog.replay[data-ended=true]').waitFor({ timeout: 15000 });
+  const replayText = await dialog.locator('.xterm-rows').innerText();
+  assert(/shell-42/.test(replayText), `the replay shows the session: ${replayText.slice(0, 500)}`);
+  await shot('10-replay');
+  await dialog.getByRole('button', { name: 'Close' }).click();
+});
+
+step('a developer gets no audit view, and the audit API refuses them', async () => {
+  await newPage();
+  await signIn(DEV, 'dana');
+  assert((await page.getByRole('link', { name: 'Audit' }).count()) === 0, 'no Audit tab for developers');
+  const status = await page.evaluate(async () => (await fetch('/api/v1/audit')).status);
+  assert(status === 403, `audit API status ${status}`);
+});
+
+step('an expired token ends the session with a clear message', async () => {
+  await newPage();
+  const short = mint('erin', 'developers', '6s');
+  await signIn(short, 'erin');
+  await waitConnected();
+  await page.getByText(/Your sign-in expired|no longer valid/).waitFor({ timeout: 20000 });
+  await page.locator('textarea[name=token]').waitFor();
+  await shot('11-expired');
+});
+
+step('a page served under an origin edge does not allow says so', async () => {
+  await newPage();
+  await page.goto(`http://podgate-elsewhere.test:${httpPort}/`);
+  await page.locator('textarea[name=token]').fill(DEV);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText(/Origin/).waitFor();
+  const text = await page.locator('[role=alert]').first().textContent();
+  assert(/not allowed/.test(text), `origin message: ${text}`);
+  await shot('12-origin-refused');
+});
+
+// ---- run -------------------------------------------------------------------------------------
+
+let failed = 0;
+const only = process.env.PODGATE_BROWSER_ONLY;
+for (const s of steps) {
+  if (only && !s.name.includes(only)) continue;
+  const t0 = Date.now();
+  try {
+    await s.fn();
+    log(`PASS ${s.name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed++;
+    log(`FAIL ${s.name}: ${e.stack ?? e}`);
+    const slug = s.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+    try {
+      await shot(`FAILED-${slug}`);
+      fs.writeFileSync(path.join(ARTIFACTS, `FAILED-${slug}.txt`), await termText());
+    } catch {
+      // The page may be gone.
+    }
+  }
+}
+const unexpected = consoleErrors.filter((e) => !/WebSocket connection to .* failed|Failed to load resource/.test(e));
+if (unexpected.length) {
+  failed++;
+  log(`FAIL the page logged errors:\n  ${unexpected.join('\n  ')}`);
+}
+await browser.close();
+stopDemo();
+log(failed ? `${failed} step(s) failed; screenshots and logs in ${ARTIFACTS}` : `all steps passed; screenshots in ${ARTIFACTS}`);
+process.exit(failed ? 1 : 0);
