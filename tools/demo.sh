@@ -111,8 +111,8 @@ done
 
 cat <<MSG
 podgate demo is running (logs in $STATE/logs):
-  page      http://127.0.0.1:$EDGE_PORT/  (WebSockets /ws/v1/{namespace}/{pod} and /ws/seed/...,
-            HTTP API /api/v1/targets, /api/v1/allowed, /api/v1/audit: docs/protocol.md)
+  page      http://127.0.0.1:$EDGE_PORT/  (the web terminal; WebSockets /ws/v1/{namespace}/{pod},
+            HTTP API /api/v1/...: docs/protocol.md)
   service   gRPC              metrics
   policy    127.0.0.1:$POLICY_PORT    http://127.0.0.1:$POLICY_METRICS/metrics   (policy: $POLICY_FILE)
   exec      127.0.0.1:$EXEC_PORT    http://127.0.0.1:$EXEC_METRICS/metrics
@@ -128,7 +128,11 @@ Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
   developer  DEV_TOKEN=$(mint dana developers)
   sre        SRE_TOKEN=$(mint sam sre)   (may open a shell in namespace staging)
   auditor    AUDITOR_TOKEN=$(mint ava podgate-auditors)
-Run a command as the developer (stdout and stderr apart, the command's exit status):
+In the browser: open http://127.0.0.1:$EDGE_PORT/, paste DEV_TOKEN, pick app-shop / orders-7d4b9c, then
+  jcmd -l            (the demo JVM's pid)       jstack <pid>     (a thread dump)
+  cat /etc/shadow    (refused, with the rule)   Tab completes, the side panel lists what is allowed
+  SRE_TOKEN opens a recorded shell in staging; AUDITOR_TOKEN sees the Audit tab and replays it.
+Run a command as the developer from the command line (stdout and stderr apart, the exit status):
   $BUILD_DIR/tools/run/podgate-run --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
   ... -- jstack \$(pgrep -f DemoApp.java)    (kubesim's containers share this machine's pids)
   ... -- cat /etc/shadow                       (refused, with the rule and the reason)
