@@ -725,7 +725,16 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->status, 200);
   EXPECT_EQ(page->content_type, "text/html; charset=utf-8");
-  EXPECT_THAT(page->body, HasSubstr("placeholder"));
+  // The built page: its script is a fingerprinted file under /assets/, cached for good.
+  EXPECT_THAT(page->body, HasSubstr("<div id=\"app\">"));
+  const size_t script = page->body.find("/assets/index-");
+  ASSERT_NE(script, std::string::npos) << page->body;
+  const std::string asset =
+      page->body.substr(script, page->body.find('"', script) - script);
+  auto js = Get(asset, "");
+  ASSERT_TRUE(js.ok());
+  EXPECT_EQ(js->status, 200) << asset;
+  EXPECT_THAT(js->body, HasSubstr("podgate.history.v1:"));
   EXPECT_EQ(Get("/missing.js", "")->status, 404);
   EXPECT_EQ(Get("/../CMakeLists.txt", "")->status, 404);
   EXPECT_EQ(Get("/healthz", "")->status, 200);
