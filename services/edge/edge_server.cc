@@ -47,7 +47,11 @@ void SecurityHeaders(Response& res) {
 }
 
 Response Json(const Request& request, bhttp::status status, const nlohmann::json& body) {
-  Response res = http::MakeResponse(request, status, "application/json", body.dump() + "\n");
+  // Messages may quote what the client sent (an Origin, a query value): bytes that are not
+  // UTF-8 become U+FFFD instead of failing the answer.
+  Response res = http::MakeResponse(
+      request, status, "application/json",
+      body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   SecurityHeaders(res);
   return res;
 }
@@ -133,6 +137,18 @@ std::string Sha256Hex(const std::string& data) {
 
 std::string CodeName(grpc::StatusCode code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+// RFC 3339 in UTC with `Z`, the form of every time edge sends the page.
+std::string Rfc3339Utc(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+// Names the refused Origin and the fix: a page served under an unlisted origin (a new host
+// name, a port) is a deployment mistake the operator has to see spelled out.
+std::string OriginRefusal(const std::string& origin) {
+  return absl::StrCat("Origin ", origin.empty() ? "(empty)" : origin.substr(0, 200),
+                      " is not allowed: edge's --allowed_origins must list it");
 }
 
 // A unary call's completion as an HTTP reply, on whichever gRPC thread finishes it.
@@ -326,6 +342,9 @@ RouteResult EdgeRouter::Route(const Request& request, const http::RequestContext
   if (path == "/api/v1/audit" && get) {
     return Audit(request, query);
   }
+  if (path == "/api/v1/session") {
+    return Session(request);
+  }
   if ((path == "/api/v1/login" || path == "/api/v1/logout") &&
       request.method() == bhttp::verb::post) {
     return Login(request, path == "/api/v1/login");
@@ -454,11 +473,11 @@ RouteResult EdgeRouter::Ready(const Request& request) {
 }
 
 RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) {
+  // exec verifies the token it is given; only an absent one is refused here (and counted).
   std::string token = TokenOf(request);
   if (token.empty()) {
-    context_->metrics->ApiRequest("targets", 401);
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
-                            "a bearer token is required"));
+                            std::string(Authenticate(request, "targets").status().message())));
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   std::string ns = q.ok() ? First(*q, "namespace") : "";
@@ -481,10 +500,8 @@ RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) 
 }
 
 RouteResult EdgeRouter::Allowed(const Request& request, std::string_view query) {
-  absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(TokenOf(request));
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, "allowed");
   if (!verified.ok()) {
-    context_->metrics->AuthFailure(auth::AuthFailureReason(verified.status()));
-    context_->metrics->ApiRequest("allowed", 401);
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                             std::string(verified.status().message())));
   }
@@ -590,20 +607,12 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
 }  // namespace
 
 RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
-  absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(TokenOf(request));
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, "audit");
   if (!verified.ok()) {
-    context_->metrics->AuthFailure(auth::AuthFailureReason(verified.status()));
-    context_->metrics->ApiRequest("audit", 401);
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                             std::string(verified.status().message())));
   }
-  bool auditor = false;
-  for (const std::string& g : verified->principal.groups()) {
-    for (const std::string& a : context_->options.auditor_groups) {
-      auditor = auditor || g == a;
-    }
-  }
-  if (!auditor) {
+  if (!IsAuditor(*verified)) {
     context_->metrics->ApiRequest("audit", 403);
     return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
                             "the audit trail is for auditors"));
@@ -679,8 +688,9 @@ RouteResult EdgeRouter::Login(const Request& request, bool login) {
   std::string origin = Header(request, bhttp::field::origin);
   if (!OriginAllowed(origin, context_->options.allowed_origins)) {
     context_->metrics->Rejection("origin");
-    return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
-                            "this Origin is not allowed"));
+    return Answer(
+        JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
+                  origin.empty() ? "an Origin header is required" : OriginRefusal(origin)));
   }
   const std::string secure = context_->options.secure_cookie ? "; Secure" : "";
   if (!login) {
@@ -697,15 +707,85 @@ RouteResult EdgeRouter::Login(const Request& request, bool login) {
                             std::string(verified.status().message())));
   }
   int64_t max_age = std::max<int64_t>(0, absl::ToInt64Seconds(verified->expires - absl::Now()));
-  Response res = Json(
-      request, bhttp::status::ok,
-      {{"user", verified->principal.user()},
-       {"groups", verified->principal.groups()},
-       {"expires", absl::FormatTime(absl::RFC3339_sec, verified->expires, absl::UTCTimeZone())}});
+  Response res = Json(request, bhttp::status::ok,
+                      {{"user", verified->principal.user()},
+                       {"groups", verified->principal.groups()},
+                       {"expires", Rfc3339Utc(verified->expires)}});
   res.set(bhttp::field::set_cookie,
           absl::StrCat(kTokenCookie, "=", token, "; Path=/; Max-Age=", max_age, "; HttpOnly",
                        secure, "; SameSite=Strict"));
   return Answer(std::move(res));
+}
+
+RouteResult EdgeRouter::Session(const Request& request) {
+  constexpr char kRoute[] = "session";
+  const bhttp::verb method = request.method();
+  if (method != bhttp::verb::get && method != bhttp::verb::head && method != bhttp::verb::post) {
+    context_->metrics->ApiRequest(kRoute, 405);
+    Response res = JsonError(request, bhttp::status::method_not_allowed, "INVALID_ARGUMENT",
+                             "/api/v1/session takes GET or POST");
+    res.set(bhttp::field::allow, "GET, HEAD, POST");
+    return Answer(std::move(res));
+  }
+  // Any Origin, not only on POST: the page posts here at start-up (browsers send Origin on
+  // POST) to learn, before opening a WebSocket, that it is served under an origin the
+  // handshakes would refuse. Requests without Origin (CLI clients, same-origin GETs) pass.
+  if (auto it = request.find(bhttp::field::origin); it != request.end()) {
+    const std::string origin(it->value());
+    if (!OriginAllowed(origin, context_->options.allowed_origins)) {
+      context_->metrics->Rejection("origin");
+      context_->metrics->ApiRequest(kRoute, 403);
+      return Answer(
+          JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED", OriginRefusal(origin)));
+    }
+  }
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, kRoute);
+  if (!verified.ok()) {
+    return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
+                            std::string(verified.status().message())));
+  }
+  context_->metrics->ApiRequest(kRoute, 200);
+  return Answer(Json(request, bhttp::status::ok,
+                     {{"user", verified->principal.user()},
+                      {"groups", verified->principal.groups()},
+                      {"issuer", verified->principal.issuer()},
+                      {"expires", Rfc3339Utc(verified->expires)},
+                      {"auditor", IsAuditor(*verified)}}));
+}
+
+absl::StatusOr<auth::VerifiedToken> EdgeRouter::Authenticate(const Request& request,
+                                                             const char* route) const {
+  std::string token = TokenOf(request);
+  absl::StatusOr<auth::VerifiedToken> verified;
+  std::string reason;
+  if (!token.empty()) {
+    verified = context_->verifier->Verify(token);
+    reason = verified.ok() ? "" : auth::AuthFailureReason(verified.status());
+  } else if (request.find(bhttp::field::authorization) != request.end()) {
+    reason = "malformed";
+    verified = absl::UnauthenticatedError("the Authorization header is not a Bearer token");
+  } else {
+    reason = "missing";
+    verified = absl::UnauthenticatedError(
+        "a credential is required: an Authorization: Bearer header or the podgate_token cookie "
+        "(POST /api/v1/login sets it)");
+  }
+  if (!verified.ok()) {
+    context_->metrics->AuthFailure(reason);
+    context_->metrics->ApiRequest(route, 401);
+  }
+  return verified;
+}
+
+bool EdgeRouter::IsAuditor(const auth::VerifiedToken& verified) const {
+  for (const std::string& g : verified.principal.groups()) {
+    for (const std::string& a : context_->options.auditor_groups) {
+      if (g == a) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 RouteResult EdgeRouter::Static(const Request& request, std::string_view path) {
