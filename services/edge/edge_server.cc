@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -12,8 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "edge/browser_session.h"
 #include "edge/protocol.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
@@ -149,6 +153,41 @@ std::string Rfc3339Utc(absl::Time t) {
 std::string OriginRefusal(const std::string& origin) {
   return absl::StrCat("Origin ", origin.empty() ? "(empty)" : origin.substr(0, 200),
                       " is not allowed: edge's --allowed_origins must list it");
+}
+
+// The short lower-case form of an enum value's name: EVENT_KIND_COMMAND_RESULT with prefix
+// EVENT_KIND_ is command_result.
+std::string ShortEnumName(const std::string& name, absl::string_view prefix) {
+  return absl::AsciiStrToLower(absl::StripPrefix(name, prefix));
+}
+
+// An audit filter value of enum `type`: the value's full name or its short form. The
+// UNSPECIFIED value (0) is never a filter: no stored record has it.
+std::optional<int> EnumFilterValue(const google::protobuf::EnumDescriptor& type,
+                                   absl::string_view prefix, const std::string& text) {
+  for (int i = 0; i < type.value_count(); ++i) {
+    const google::protobuf::EnumValueDescriptor& value = *type.value(i);
+    if (value.number() != 0 &&
+        (text == value.name() || text == ShortEnumName(value.name(), prefix))) {
+      return value.number();
+    }
+  }
+  return std::nullopt;
+}
+
+// "kind: unknown value "x"; use one of a, b, c (or the full enum names, e.g. EVENT_KIND_A)".
+std::string EnumFilterError(const char* parameter, const google::protobuf::EnumDescriptor& type,
+                            absl::string_view prefix, const std::string& text) {
+  std::vector<std::string> names;
+  std::string example;
+  for (int i = 0; i < type.value_count(); ++i) {
+    if (type.value(i)->number() != 0) {
+      names.push_back(ShortEnumName(type.value(i)->name(), prefix));
+      example = example.empty() ? type.value(i)->name() : example;
+    }
+  }
+  return absl::StrCat(parameter, ": unknown value \"", text.substr(0, 64), "\"; use one of ",
+                      absl::StrJoin(names, ", "), " (or the full enum names, e.g. ", example, ")");
 }
 
 // A unary call's completion as an HTTP reply, on whichever gRPC thread finishes it.
@@ -617,10 +656,13 @@ RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
     return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
                             "the audit trail is for auditors"));
   }
+  auto bad_request = [this, &request](const std::string& message) {
+    context_->metrics->ApiRequest("audit", 400);
+    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT", message));
+  };
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   if (!q.ok()) {
-    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            std::string(q.status().message())));
+    return bad_request(std::string(q.status().message()));
   }
   podgate::audit::v1::QueryRequest query_request;
   bool json_lines = false;
@@ -640,6 +682,20 @@ RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
       query_request.add_session_ids(v);
     } else if (k == "rule") {
       query_request.add_rules(v);
+    } else if (k == "kind") {
+      const auto& type = *podgate::common::v1::EventKind_descriptor();
+      std::optional<int> kind = EnumFilterValue(type, "EVENT_KIND_", v);
+      if (!kind.has_value()) {
+        return bad_request(EnumFilterError("kind", type, "EVENT_KIND_", v));
+      }
+      query_request.add_kinds(static_cast<podgate::common::v1::EventKind>(*kind));
+    } else if (k == "verdict") {
+      const auto& type = *podgate::common::v1::Verdict_descriptor();
+      std::optional<int> verdict = EnumFilterValue(type, "VERDICT_", v);
+      if (!verdict.has_value()) {
+        return bad_request(EnumFilterError("verdict", type, "VERDICT_", v));
+      }
+      query_request.add_verdicts(static_cast<podgate::common::v1::Verdict>(*verdict));
     } else if (k == "argv_contains") {
       query_request.set_argv_contains(v);
     } else if (k == "page_token") {
@@ -649,25 +705,21 @@ RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
     } else if (k == "start_time" || k == "end_time") {
       google::protobuf::Timestamp t;
       if (!google::protobuf::util::TimeUtil::FromString(v, &t)) {
-        return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                                absl::StrCat(k, " must be RFC 3339")));
+        return bad_request(absl::StrCat(k, " must be RFC 3339"));
       }
       *(k == "start_time" ? query_request.mutable_start_time() : query_request.mutable_end_time()) =
           t;
     } else if (k == "page_size") {
       if (!absl::SimpleAtoi(v, &page_size) || page_size < 1 || page_size > 1000) {
-        return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                                "page_size must be 1 to 1000"));
+        return bad_request("page_size must be 1 to 1000");
       }
     } else if (k == "format") {
       if (v != "json" && v != "jsonl") {
-        return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                                "format is json or jsonl"));
+        return bad_request("format is json or jsonl");
       }
       json_lines = v == "jsonl";
     } else {
-      return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                              absl::StrCat("unknown parameter ", k.substr(0, 40))));
+      return bad_request(absl::StrCat("unknown parameter ", k.substr(0, 40)));
     }
   }
   query_request.set_page_size(page_size);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -920,6 +921,109 @@ TEST_F(EdgeTest, SessionRefusesMissingOrBadCredentialsForeignOriginsAndOtherMeth
   for (const std::string& line : edge_->Lines()) {
     EXPECT_THAT(line, ::testing::Not(HasSubstr("eyJ")));
   }
+}
+
+TEST_F(EdgeTest, AuditFiltersByKindAndVerdict) {
+  const std::string auditor = Token("ann", {"podgate-auditors"});
+  auto records = [&](const std::string& query) {
+    auto r = Get("/api/v1/audit?user=frank&page_size=1000&" + query, auditor);
+    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r.ok() ? r->status : 0, 200) << query << ": " << (r.ok() ? r->body : "");
+    if (!r.ok() || r->status != 200) {
+      return nlohmann::json::array();
+    }
+    return nlohmann::json::parse(r->body)["records"];
+  };
+  auto kinds_of = [](const nlohmann::json& rs) {
+    std::set<std::string> kinds;
+    for (const auto& rec : rs) {
+      kinds.insert(rec["event"]["kind"].get<std::string>());
+    }
+    return kinds;
+  };
+
+  auto ws = Seed(Token("frank", {"developers"}));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("echo filtered", false).ok());
+  auto out = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->data, R"({"stdout": "filtered\n"})");
+  ASSERT_TRUE(ws->Write("cat /etc/hostname", false).ok());
+  auto denied = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_THAT(denied->data, HasSubstr("is not allowed"));
+  ASSERT_TRUE(ws->Write("exit", false).ok());
+  ReadUntilClosed(*ws, nullptr);
+
+  // exec records a command's result after its output has left: wait for it (and the close).
+  nlohmann::json results;
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((results = records("kind=command_result")).empty() ||
+         records("kind=session_close").empty()) {
+    ASSERT_LT(absl::Now(), deadline) << "no command_result / session_close record for frank";
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  const nlohmann::json all = records("");
+  EXPECT_GT(kinds_of(all).size(), 2u) << all.dump();
+  EXPECT_EQ(kinds_of(results), std::set<std::string>{"EVENT_KIND_COMMAND_RESULT"});
+  EXPECT_EQ(results.size(), 1u) << results.dump();  // the denied line never ran
+  EXPECT_EQ(records("kind=EVENT_KIND_COMMAND_RESULT"), results);
+
+  // Repeated values match any of them.
+  const nlohmann::json sessions = records("kind=session_open&kind=EVENT_KIND_SESSION_CLOSE");
+  EXPECT_EQ(kinds_of(sessions),
+            (std::set<std::string>{"EVENT_KIND_SESSION_OPEN", "EVENT_KIND_SESSION_CLOSE"}));
+
+  const nlohmann::json denials = records("verdict=deny");
+  ASSERT_FALSE(denials.empty()) << all.dump();
+  for (const auto& rec : denials) {
+    EXPECT_EQ(rec["event"]["decision"]["verdict"], "VERDICT_DENY") << rec.dump();
+  }
+  EXPECT_THAT(denials.dump(), HasSubstr("/etc/hostname"));
+  EXPECT_THAT(denials.dump(), ::testing::Not(HasSubstr("filtered")));
+  EXPECT_EQ(records("verdict=VERDICT_DENY"), denials);
+
+  // Filters combine with AND.
+  const nlohmann::json allowed = records("kind=decision&verdict=allow");
+  ASSERT_FALSE(allowed.empty()) << all.dump();
+  for (const auto& rec : allowed) {
+    EXPECT_EQ(rec["event"]["kind"], "EVENT_KIND_DECISION") << rec.dump();
+    EXPECT_EQ(rec["event"]["decision"]["verdict"], "VERDICT_ALLOW") << rec.dump();
+  }
+  EXPECT_THAT(allowed.dump(), HasSubstr("filtered"));
+
+  // Unknown values: 400 naming the value and listing the short names.
+  const double bad_before = ApiRequests("audit", "4xx");
+  for (const std::string value :
+       {"bogus", "EVENT_KIND_UNSPECIFIED", "unspecified", "COMMAND_RESULT", ""}) {
+    auto r = Get("/api/v1/audit?kind=" + value, auditor);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 400) << value << ": " << r->body;
+    nlohmann::json error = nlohmann::json::parse(r->body)["error"];
+    EXPECT_EQ(error["code"], "INVALID_ARGUMENT");
+    EXPECT_EQ(error["message"],
+              "kind: unknown value \"" + value +
+                  "\"; use one of session_open, session_close, command_request, decision, "
+                  "command_result, auth_failure, policy_change, shell_recording (or the full "
+                  "enum names, e.g. EVENT_KIND_SESSION_OPEN)");
+  }
+  auto r = Get("/api/v1/audit?kind=command_result&verdict=maybe", auditor);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["error"]["message"],
+            "verdict: unknown value \"maybe\"; use one of allow, deny (or the full enum names, "
+            "e.g. VERDICT_ALLOW)");
+  // A value that is not UTF-8 is still answered as JSON.
+  r = Get("/api/v1/audit?kind=%FF", auditor);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_THAT(nlohmann::json::parse(r->body)["error"]["message"].get<std::string>(),
+              HasSubstr("\"\xEF\xBF\xBD\""));
+  EXPECT_EQ(ApiRequests("audit", "4xx") - bad_before, 7);
+  // A non-auditor learns nothing about the filters.
+  r = Get("/api/v1/audit?kind=bogus", Token("frank", {"developers"}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 403) << r->body;
 }
 
 }  // namespace
