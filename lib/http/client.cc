@@ -141,6 +141,9 @@ absl::StatusOr<ClientResponse> FetchOn(IoBase& base, Stream& stream, const Clien
   ClientResponse out;
   out.status = static_cast<int>(res.result_int());
   out.content_type = std::string(res[bhttp::field::content_type]);
+  for (const auto& field : res) {
+    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
   out.body = std::move(res.body());
   return out;
 }
@@ -179,6 +182,10 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
           refusal->status = static_cast<int>(res.result_int());
           refusal->content_type = std::string(res[bhttp::field::content_type]);
           refusal->body = res.body();
+          for (const auto& field : res) {
+            refusal->headers.emplace_back(std::string(field.name_string()),
+                                          std::string(field.value()));
+          }
         }
         return absl::FailedPreconditionError(
             absl::StrCat("WebSocket upgrade refused: HTTP ", res.result_int(), " ", res.body()));

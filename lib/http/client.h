@@ -34,6 +34,8 @@ struct ClientResponse {
   int status = 0;
   std::string content_type;
   std::string body;
+  // Every response header in order, names as the server wrote them (e.g. Set-Cookie).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // The TLS client context every podgate HTTP/WebSocket client uses: TLS 1.2 or newer, the

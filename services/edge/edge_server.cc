@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -12,8 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "edge/browser_session.h"
 #include "edge/protocol.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
@@ -47,7 +51,11 @@ void SecurityHeaders(Response& res) {
 }
 
 Response Json(const Request& request, bhttp::status status, const nlohmann::json& body) {
-  Response res = http::MakeResponse(request, status, "application/json", body.dump() + "\n");
+  // Messages may quote what the client sent (an Origin, a query value): bytes that are not
+  // UTF-8 become U+FFFD instead of failing the answer.
+  Response res = http::MakeResponse(
+      request, status, "application/json",
+      body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   SecurityHeaders(res);
   return res;
 }
@@ -133,6 +141,53 @@ std::string Sha256Hex(const std::string& data) {
 
 std::string CodeName(grpc::StatusCode code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+// RFC 3339 in UTC with `Z`, the form of every time edge sends the page.
+std::string Rfc3339Utc(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+// Names the refused Origin and the fix: a page served under an unlisted origin (a new host
+// name, a port) is a deployment mistake the operator has to see spelled out.
+std::string OriginRefusal(const std::string& origin) {
+  return absl::StrCat("Origin ", origin.empty() ? "(empty)" : origin.substr(0, 200),
+                      " is not allowed: edge's --allowed_origins must list it");
+}
+
+// The short lower-case form of an enum value's name: EVENT_KIND_COMMAND_RESULT with prefix
+// EVENT_KIND_ is command_result.
+std::string ShortEnumName(const std::string& name, absl::string_view prefix) {
+  return absl::AsciiStrToLower(absl::StripPrefix(name, prefix));
+}
+
+// An audit filter value of enum `type`: the value's full name or its short form. The
+// UNSPECIFIED value (0) is never a filter: no stored record has it.
+std::optional<int> EnumFilterValue(const google::protobuf::EnumDescriptor& type,
+                                   absl::string_view prefix, const std::string& text) {
+  for (int i = 0; i < type.value_count(); ++i) {
+    const google::protobuf::EnumValueDescriptor& value = *type.value(i);
+    if (value.number() != 0 &&
+        (text == value.name() || text == ShortEnumName(value.name(), prefix))) {
+      return value.number();
+    }
+  }
+  return std::nullopt;
+}
+
+// "kind: unknown value "x"; use one of a, b, c (or the full enum names, e.g. EVENT_KIND_A)".
+std::string EnumFilterError(const char* parameter, const google::protobuf::EnumDescriptor& type,
+                            absl::string_view prefix, const std::string& text) {
+  std::vector<std::string> names;
+  std::string example;
+  for (int i = 0; i < type.value_count(); ++i) {
+    if (type.value(i)->number() != 0) {
+      names.push_back(ShortEnumName(type.value(i)->name(), prefix));
+      example = example.empty() ? type.value(i)->name() : example;
+    }
+  }
+  return absl::StrCat(parameter, ": unknown value \"", text.substr(0, 64), "\"; use one of ",
+                      absl::StrJoin(names, ", "), " (or the full enum names, e.g. ", example, ")");
 }
 
 // A unary call's completion as an HTTP reply, on whichever gRPC thread finishes it.
@@ -326,6 +381,9 @@ RouteResult EdgeRouter::Route(const Request& request, const http::RequestContext
   if (path == "/api/v1/audit" && get) {
     return Audit(request, query);
   }
+  if (path == "/api/v1/session") {
+    return Session(request);
+  }
   if ((path == "/api/v1/login" || path == "/api/v1/logout") &&
       request.method() == bhttp::verb::post) {
     return Login(request, path == "/api/v1/login");
@@ -454,11 +512,11 @@ RouteResult EdgeRouter::Ready(const Request& request) {
 }
 
 RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) {
+  // exec verifies the token it is given; only an absent one is refused here (and counted).
   std::string token = TokenOf(request);
   if (token.empty()) {
-    context_->metrics->ApiRequest("targets", 401);
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
-                            "a bearer token is required"));
+                            std::string(Authenticate(request, "targets").status().message())));
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   std::string ns = q.ok() ? First(*q, "namespace") : "";
@@ -481,10 +539,8 @@ RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) 
 }
 
 RouteResult EdgeRouter::Allowed(const Request& request, std::string_view query) {
-  absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(TokenOf(request));
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, "allowed");
   if (!verified.ok()) {
-    context_->metrics->AuthFailure(auth::AuthFailureReason(verified.status()));
-    context_->metrics->ApiRequest("allowed", 401);
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                             std::string(verified.status().message())));
   }
@@ -590,28 +646,23 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
 }  // namespace
 
 RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
-  absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(TokenOf(request));
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, "audit");
   if (!verified.ok()) {
-    context_->metrics->AuthFailure(auth::AuthFailureReason(verified.status()));
-    context_->metrics->ApiRequest("audit", 401);
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                             std::string(verified.status().message())));
   }
-  bool auditor = false;
-  for (const std::string& g : verified->principal.groups()) {
-    for (const std::string& a : context_->options.auditor_groups) {
-      auditor = auditor || g == a;
-    }
-  }
-  if (!auditor) {
+  if (!IsAuditor(*verified)) {
     context_->metrics->ApiRequest("audit", 403);
     return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
                             "the audit trail is for auditors"));
   }
+  auto bad_request = [this, &request](const std::string& message) {
+    context_->metrics->ApiRequest("audit", 400);
+    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT", message));
+  };
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   if (!q.ok()) {
-    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            std::string(q.status().message())));
+    return bad_request(std::string(q.status().message()));
   }
   podgate::audit::v1::QueryRequest query_request;
   bool json_lines = false;
@@ -631,6 +682,20 @@ RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
       query_request.add_session_ids(v);
     } else if (k == "rule") {
       query_request.add_rules(v);
+    } else if (k == "kind") {
+      const auto& type = *podgate::common::v1::EventKind_descriptor();
+      std::optional<int> kind = EnumFilterValue(type, "EVENT_KIND_", v);
+      if (!kind.has_value()) {
+        return bad_request(EnumFilterError("kind", type, "EVENT_KIND_", v));
+      }
+      query_request.add_kinds(static_cast<podgate::common::v1::EventKind>(*kind));
+    } else if (k == "verdict") {
+      const auto& type = *podgate::common::v1::Verdict_descriptor();
+      std::optional<int> verdict = EnumFilterValue(type, "VERDICT_", v);
+      if (!verdict.has_value()) {
+        return bad_request(EnumFilterError("verdict", type, "VERDICT_", v));
+      }
+      query_request.add_verdicts(static_cast<podgate::common::v1::Verdict>(*verdict));
     } else if (k == "argv_contains") {
       query_request.set_argv_contains(v);
     } else if (k == "page_token") {
@@ -640,25 +705,21 @@ RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
     } else if (k == "start_time" || k == "end_time") {
       google::protobuf::Timestamp t;
       if (!google::protobuf::util::TimeUtil::FromString(v, &t)) {
-        return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                                absl::StrCat(k, " must be RFC 3339")));
+        return bad_request(absl::StrCat(k, " must be RFC 3339"));
       }
       *(k == "start_time" ? query_request.mutable_start_time() : query_request.mutable_end_time()) =
           t;
     } else if (k == "page_size") {
       if (!absl::SimpleAtoi(v, &page_size) || page_size < 1 || page_size > 1000) {
-        return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                                "page_size must be 1 to 1000"));
+        return bad_request("page_size must be 1 to 1000");
       }
     } else if (k == "format") {
       if (v != "json" && v != "jsonl") {
-        return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                                "format is json or jsonl"));
+        return bad_request("format is json or jsonl");
       }
       json_lines = v == "jsonl";
     } else {
-      return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                              absl::StrCat("unknown parameter ", k.substr(0, 40))));
+      return bad_request(absl::StrCat("unknown parameter ", k.substr(0, 40)));
     }
   }
   query_request.set_page_size(page_size);
@@ -679,8 +740,9 @@ RouteResult EdgeRouter::Login(const Request& request, bool login) {
   std::string origin = Header(request, bhttp::field::origin);
   if (!OriginAllowed(origin, context_->options.allowed_origins)) {
     context_->metrics->Rejection("origin");
-    return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
-                            "this Origin is not allowed"));
+    return Answer(
+        JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
+                  origin.empty() ? "an Origin header is required" : OriginRefusal(origin)));
   }
   const std::string secure = context_->options.secure_cookie ? "; Secure" : "";
   if (!login) {
@@ -697,15 +759,85 @@ RouteResult EdgeRouter::Login(const Request& request, bool login) {
                             std::string(verified.status().message())));
   }
   int64_t max_age = std::max<int64_t>(0, absl::ToInt64Seconds(verified->expires - absl::Now()));
-  Response res = Json(
-      request, bhttp::status::ok,
-      {{"user", verified->principal.user()},
-       {"groups", verified->principal.groups()},
-       {"expires", absl::FormatTime(absl::RFC3339_sec, verified->expires, absl::UTCTimeZone())}});
+  Response res = Json(request, bhttp::status::ok,
+                      {{"user", verified->principal.user()},
+                       {"groups", verified->principal.groups()},
+                       {"expires", Rfc3339Utc(verified->expires)}});
   res.set(bhttp::field::set_cookie,
           absl::StrCat(kTokenCookie, "=", token, "; Path=/; Max-Age=", max_age, "; HttpOnly",
                        secure, "; SameSite=Strict"));
   return Answer(std::move(res));
+}
+
+RouteResult EdgeRouter::Session(const Request& request) {
+  constexpr char kRoute[] = "session";
+  const bhttp::verb method = request.method();
+  if (method != bhttp::verb::get && method != bhttp::verb::head && method != bhttp::verb::post) {
+    context_->metrics->ApiRequest(kRoute, 405);
+    Response res = JsonError(request, bhttp::status::method_not_allowed, "INVALID_ARGUMENT",
+                             "/api/v1/session takes GET or POST");
+    res.set(bhttp::field::allow, "GET, HEAD, POST");
+    return Answer(std::move(res));
+  }
+  // Any Origin, not only on POST: the page posts here at start-up (browsers send Origin on
+  // POST) to learn, before opening a WebSocket, that it is served under an origin the
+  // handshakes would refuse. Requests without Origin (CLI clients, same-origin GETs) pass.
+  if (auto it = request.find(bhttp::field::origin); it != request.end()) {
+    const std::string origin(it->value());
+    if (!OriginAllowed(origin, context_->options.allowed_origins)) {
+      context_->metrics->Rejection("origin");
+      context_->metrics->ApiRequest(kRoute, 403);
+      return Answer(
+          JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED", OriginRefusal(origin)));
+    }
+  }
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, kRoute);
+  if (!verified.ok()) {
+    return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
+                            std::string(verified.status().message())));
+  }
+  context_->metrics->ApiRequest(kRoute, 200);
+  return Answer(Json(request, bhttp::status::ok,
+                     {{"user", verified->principal.user()},
+                      {"groups", verified->principal.groups()},
+                      {"issuer", verified->principal.issuer()},
+                      {"expires", Rfc3339Utc(verified->expires)},
+                      {"auditor", IsAuditor(*verified)}}));
+}
+
+absl::StatusOr<auth::VerifiedToken> EdgeRouter::Authenticate(const Request& request,
+                                                             const char* route) const {
+  std::string token = TokenOf(request);
+  absl::StatusOr<auth::VerifiedToken> verified;
+  std::string reason;
+  if (!token.empty()) {
+    verified = context_->verifier->Verify(token);
+    reason = verified.ok() ? "" : auth::AuthFailureReason(verified.status());
+  } else if (request.find(bhttp::field::authorization) != request.end()) {
+    reason = "malformed";
+    verified = absl::UnauthenticatedError("the Authorization header is not a Bearer token");
+  } else {
+    reason = "missing";
+    verified = absl::UnauthenticatedError(
+        "a credential is required: an Authorization: Bearer header or the podgate_token cookie "
+        "(POST /api/v1/login sets it)");
+  }
+  if (!verified.ok()) {
+    context_->metrics->AuthFailure(reason);
+    context_->metrics->ApiRequest(route, 401);
+  }
+  return verified;
+}
+
+bool EdgeRouter::IsAuditor(const auth::VerifiedToken& verified) const {
+  for (const std::string& g : verified.principal.groups()) {
+    for (const std::string& a : context_->options.auditor_groups) {
+      if (g == a) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 RouteResult EdgeRouter::Static(const Request& request, std::string_view path) {

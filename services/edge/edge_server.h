@@ -4,6 +4,7 @@
 //   GET  /api/v1/targets[?namespace=]          exec ListTargets with the caller's token
 //   GET  /api/v1/allowed?namespace=&pod=[&container=]   policy ListAllowed for the caller
 //   GET  /api/v1/audit?...                     audit Query (auditor groups only)
+//   GET|POST /api/v1/session                   who the credential names (the page's start-up)
 //   POST /api/v1/login, /api/v1/logout         set / clear the HttpOnly token cookie
 //   WS   /ws/v1/{namespace}/{pod}?container=&mode=      the v1 protocol
 //   WS   /ws/seed/{namespace}/{pod}?container=          the design note's protocol
@@ -64,10 +65,18 @@ class EdgeRouter {
   http::RouteResult Allowed(const http::Request& request, std::string_view query);
   http::RouteResult Audit(const http::Request& request, std::string_view query);
   http::RouteResult Login(const http::Request& request, bool login);
+  http::RouteResult Session(const http::Request& request);
   http::RouteResult Ready(const http::Request& request);
   http::RouteResult Static(const http::Request& request, std::string_view path);
   // The caller's token from Authorization or the cookie; empty when none.
   std::string TokenOf(const http::Request& request) const;
+  // Verifies the caller's credential (Authorization Bearer, else the cookie) with the shared
+  // verifier. A refusal is counted (auth failure by reason, and a 401 for `route`) and comes
+  // back as UNAUTHENTICATED with the verifier's reason as the message.
+  absl::StatusOr<auth::VerifiedToken> Authenticate(const http::Request& request,
+                                                   const char* route) const;
+  // Whether the verified caller is in one of --auditor_groups.
+  bool IsAuditor(const auth::VerifiedToken& verified) const;
 
   EdgeContext* const context_;
   const StaticFiles files_;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -292,6 +293,58 @@ class EdgeTest : public ::testing::Test {
       o.headers.push_back({"Authorization", "Bearer " + token});
     }
     return http::Fetch(o, "GET", target);
+  }
+
+  // A request to edge's HTTP server with exactly these headers (no Origin unless given).
+  static http::ClientResponse Call(const std::string& method, const std::string& target,
+                                   std::vector<std::pair<std::string, std::string>> headers) {
+    http::ClientOptions o = Options("");
+    o.headers = std::move(headers);
+    auto response = http::Fetch(o, method, target);
+    EXPECT_TRUE(response.ok()) << method << " " << target << ": " << response.status();
+    return response.ok() ? *std::move(response) : http::ClientResponse{};
+  }
+
+  static std::string HeaderOf(const http::ClientResponse& response, const std::string& name) {
+    for (const auto& [k, v] : response.headers) {
+      if (absl::EqualsIgnoreCase(k, name)) {
+        return v;
+      }
+    }
+    return "";
+  }
+
+  // The `{"error":{...}}` of a refusal.
+  static nlohmann::json ErrorOf(const http::ClientResponse& response) {
+    nlohmann::json j = nlohmann::json::parse(response.body, nullptr, false);
+    return j.is_object() && j.contains("error") ? j["error"] : nlohmann::json::object();
+  }
+
+  // One sample of edge's /metrics (0 when absent).
+  static double Metric(const std::string& sample) {
+    http::ClientOptions mo;
+    mo.port = static_cast<uint16_t>(metrics_port_);
+    auto metrics = http::Fetch(mo, "GET", "/metrics");
+    EXPECT_TRUE(metrics.ok()) << metrics.status();
+    if (!metrics.ok()) {
+      return 0;
+    }
+    auto parsed = testing::ParsePrometheusText(metrics->body);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    if (!parsed.ok()) {
+      return 0;
+    }
+    auto it = parsed->samples.find(sample);
+    return it == parsed->samples.end() ? 0 : it->second;
+  }
+
+  static double ApiRequests(const std::string& route, const std::string& code) {
+    return Metric(
+        absl::StrCat("podgate_edge_api_requests_total{code=\"", code, "\",route=\"", route, "\"}"));
+  }
+
+  static double AuthFailures(const std::string& reason) {
+    return Metric(absl::StrCat("podgate_edge_auth_failures_total{reason=\"", reason, "\"}"));
   }
 
   static int64_t RssKiB(pid_t pid) {
@@ -741,6 +794,245 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
   auto ready = Get("/readyz", "");
   ASSERT_TRUE(ready.ok());
   EXPECT_THAT(ready->body, HasSubstr("\"exec\""));
+}
+
+TEST_F(EdgeTest, SessionNamesTheCallerFromABearerHeaderOrTheLoginCookie) {
+  const double answered_before = ApiRequests("session", "2xx");
+  const nlohmann::json claims = Claims("dana", {"developers"});
+  const std::string dana = *auth::Sign(claims, SigningKey());
+  const std::string expected_expires =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(claims["exp"].get<int64_t>()),
+                       absl::UTCTimeZone());
+
+  // A bearer header, GET without Origin (a CLI client, or a same-origin GET).
+  http::ClientResponse r = Call("GET", "/api/v1/session", {{"Authorization", "Bearer " + dana}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(HeaderOf(r, "Cache-Control"), "no-store");
+  nlohmann::json j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j, nlohmann::json({{"user", "dana"},
+                               {"groups", {"developers"}},
+                               {"issuer", kIssuer},
+                               {"expires", expected_expires},
+                               {"auditor", false}}))
+      << r.body;
+  EXPECT_THAT(j["expires"].get<std::string>(),
+              ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"));
+
+  // Members of --auditor_groups (default podgate-auditors) are auditors.
+  r = Call("GET", "/api/v1/session",
+           {{"Authorization", "Bearer " + Token("ann", {"developers", "podgate-auditors"})}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["user"], "ann");
+  EXPECT_EQ(j["groups"], nlohmann::json({"developers", "podgate-auditors"}));
+  EXPECT_EQ(j["auditor"], true);
+
+  // The page's way: the HttpOnly cookie POST /api/v1/login set, and nothing else.
+  http::ClientResponse login =
+      Call("POST", "/api/v1/login", {{"Origin", kOrigin}, {"Authorization", "Bearer " + dana}});
+  ASSERT_EQ(login.status, 200) << login.body;
+  const std::string set_cookie = HeaderOf(login, "Set-Cookie");
+  EXPECT_THAT(set_cookie, HasSubstr("HttpOnly"));
+  EXPECT_THAT(set_cookie, HasSubstr("SameSite=Strict"));
+  const std::string cookie = set_cookie.substr(0, set_cookie.find(';'));
+  ASSERT_THAT(cookie, StartsWith("podgate_token="));
+  r = Call("POST", "/api/v1/session", {{"Origin", kOrigin}, {"Cookie", "theme=dark; " + cookie}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["user"], "dana");
+  EXPECT_EQ(nlohmann::json::parse(r.body)["expires"], expected_expires);
+  r = Call("GET", "/api/v1/session", {{"Cookie", cookie}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  // Every listed origin is accepted.
+  r = Call("POST", "/api/v1/session",
+           {{"Origin", "https://other.podgate.test"}, {"Cookie", cookie}});
+  EXPECT_EQ(r.status, 200) << r.body;
+
+  EXPECT_EQ(ApiRequests("session", "2xx") - answered_before, 5);
+  // Tokens never reach the logs.
+  for (const std::string& line : edge_->Lines()) {
+    EXPECT_THAT(line, ::testing::Not(HasSubstr("eyJ")));
+  }
+}
+
+TEST_F(EdgeTest, SessionRefusesMissingOrBadCredentialsForeignOriginsAndOtherMethods) {
+  const double missing_before = AuthFailures("missing");
+  const double expired_before = AuthFailures("expired");
+  const double malformed_before = AuthFailures("malformed");
+  const double refused_before = ApiRequests("session", "4xx");
+  const double origin_before = Metric("podgate_edge_rejections_total{reason=\"origin\"}");
+
+  // No credential: from a CLI client, and from the page before anyone signed in.
+  for (const auto& [method, headers] :
+       std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>>{
+           {"GET", {}}, {"POST", {{"Origin", kOrigin}}}}) {
+    http::ClientResponse r = Call(method, "/api/v1/session", headers);
+    EXPECT_EQ(r.status, 401) << method << " " << r.body;
+    EXPECT_EQ(ErrorOf(r)["code"], "UNAUTHENTICATED") << r.body;
+    EXPECT_THAT(ErrorOf(r)["message"].get<std::string>(), HasSubstr("credential is required"));
+  }
+  http::ClientResponse r = Call("GET", "/api/v1/session", {{"Authorization", "Basic ZGFuYTp4"}});
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_THAT(ErrorOf(r)["message"].get<std::string>(), HasSubstr("not a Bearer token"));
+
+  // An expired token, as a header or as the cookie: the verifier's reason, never the token.
+  const std::string expired = Token("dana", {"developers"}, absl::Seconds(-120));
+  for (const auto& header : std::vector<std::pair<std::string, std::string>>{
+           {"Authorization", "Bearer " + expired}, {"Cookie", "podgate_token=" + expired}}) {
+    r = Call("POST", "/api/v1/session", {{"Origin", kOrigin}, header});
+    EXPECT_EQ(r.status, 401) << header.first << " " << r.body;
+    EXPECT_EQ(ErrorOf(r)["code"], "UNAUTHENTICATED") << r.body;
+    EXPECT_THAT(ErrorOf(r)["message"].get<std::string>(), HasSubstr("token expired"));
+    EXPECT_THAT(r.body, ::testing::Not(HasSubstr(expired)));
+  }
+
+  // A foreign Origin is refused before the credential is looked at, on any method, and the
+  // message names the origin and the flag that would admit it.
+  const std::string valid = Token("dana", {"developers"});
+  for (const std::string method : {"POST", "GET"}) {
+    for (const std::string origin : {"https://evil.test", "https://podgate.test.evil", "null"}) {
+      r = Call(method, "/api/v1/session",
+               {{"Origin", origin}, {"Authorization", "Bearer " + valid}});
+      EXPECT_EQ(r.status, 403) << method << " " << origin << " " << r.body;
+      EXPECT_EQ(ErrorOf(r)["code"], "PERMISSION_DENIED") << r.body;
+      EXPECT_EQ(ErrorOf(r)["message"],
+                "Origin " + origin + " is not allowed: edge's --allowed_origins must list it");
+    }
+  }
+  // An Origin that is not UTF-8 is quoted with replacement characters, still as JSON.
+  r = Call("POST", "/api/v1/session", {{"Origin", "https://\xff.test"}});
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_THAT(ErrorOf(r)["message"].get<std::string>(), HasSubstr("https://\xEF\xBF\xBD.test"));
+
+  // The login route's refusal names the origin the same way.
+  r = Call("POST", "/api/v1/login",
+           {{"Origin", "https://evil.test"}, {"Authorization", "Bearer " + valid}});
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(ErrorOf(r)["message"],
+            "Origin https://evil.test is not allowed: edge's --allowed_origins must list it");
+  r = Call("POST", "/api/v1/login", {{"Authorization", "Bearer " + valid}});
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(ErrorOf(r)["message"], "an Origin header is required");
+
+  // Other methods.
+  r = Call("DELETE", "/api/v1/session", {{"Authorization", "Bearer " + valid}});
+  EXPECT_EQ(r.status, 405) << r.body;
+  EXPECT_THAT(ErrorOf(r)["message"].get<std::string>(), HasSubstr("GET or POST"));
+  EXPECT_EQ(HeaderOf(r, "Allow"), "GET, HEAD, POST");
+
+  EXPECT_EQ(AuthFailures("missing") - missing_before, 2);
+  EXPECT_EQ(AuthFailures("malformed") - malformed_before, 1);
+  EXPECT_EQ(AuthFailures("expired") - expired_before, 2);
+  // 2 missing + 1 malformed + 2 expired + 7 origin + 1 method.
+  EXPECT_EQ(ApiRequests("session", "4xx") - refused_before, 13);
+  // 7 on the session route, 2 on login.
+  EXPECT_EQ(Metric("podgate_edge_rejections_total{reason=\"origin\"}") - origin_before, 9);
+  for (const std::string& line : edge_->Lines()) {
+    EXPECT_THAT(line, ::testing::Not(HasSubstr("eyJ")));
+  }
+}
+
+TEST_F(EdgeTest, AuditFiltersByKindAndVerdict) {
+  const std::string auditor = Token("ann", {"podgate-auditors"});
+  auto records = [&](const std::string& query) {
+    auto r = Get("/api/v1/audit?user=frank&page_size=1000&" + query, auditor);
+    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r.ok() ? r->status : 0, 200) << query << ": " << (r.ok() ? r->body : "");
+    if (!r.ok() || r->status != 200) {
+      return nlohmann::json::array();
+    }
+    return nlohmann::json::parse(r->body)["records"];
+  };
+  auto kinds_of = [](const nlohmann::json& rs) {
+    std::set<std::string> kinds;
+    for (const auto& rec : rs) {
+      kinds.insert(rec["event"]["kind"].get<std::string>());
+    }
+    return kinds;
+  };
+
+  auto ws = Seed(Token("frank", {"developers"}));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("echo filtered", false).ok());
+  auto out = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->data, R"({"stdout": "filtered\n"})");
+  ASSERT_TRUE(ws->Write("cat /etc/hostname", false).ok());
+  auto denied = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_THAT(denied->data, HasSubstr("is not allowed"));
+  ASSERT_TRUE(ws->Write("exit", false).ok());
+  ReadUntilClosed(*ws, nullptr);
+
+  // exec records a command's result after its output has left: wait for it (and the close).
+  nlohmann::json results;
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((results = records("kind=command_result")).empty() ||
+         records("kind=session_close").empty()) {
+    ASSERT_LT(absl::Now(), deadline) << "no command_result / session_close record for frank";
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  const nlohmann::json all = records("");
+  EXPECT_GT(kinds_of(all).size(), 2u) << all.dump();
+  EXPECT_EQ(kinds_of(results), std::set<std::string>{"EVENT_KIND_COMMAND_RESULT"});
+  EXPECT_EQ(results.size(), 1u) << results.dump();  // the denied line never ran
+  EXPECT_EQ(records("kind=EVENT_KIND_COMMAND_RESULT"), results);
+
+  // Repeated values match any of them.
+  const nlohmann::json sessions = records("kind=session_open&kind=EVENT_KIND_SESSION_CLOSE");
+  EXPECT_EQ(kinds_of(sessions),
+            (std::set<std::string>{"EVENT_KIND_SESSION_OPEN", "EVENT_KIND_SESSION_CLOSE"}));
+
+  const nlohmann::json denials = records("verdict=deny");
+  ASSERT_FALSE(denials.empty()) << all.dump();
+  for (const auto& rec : denials) {
+    EXPECT_EQ(rec["event"]["decision"]["verdict"], "VERDICT_DENY") << rec.dump();
+  }
+  EXPECT_THAT(denials.dump(), HasSubstr("/etc/hostname"));
+  EXPECT_THAT(denials.dump(), ::testing::Not(HasSubstr("filtered")));
+  EXPECT_EQ(records("verdict=VERDICT_DENY"), denials);
+
+  // Filters combine with AND.
+  const nlohmann::json allowed = records("kind=decision&verdict=allow");
+  ASSERT_FALSE(allowed.empty()) << all.dump();
+  for (const auto& rec : allowed) {
+    EXPECT_EQ(rec["event"]["kind"], "EVENT_KIND_DECISION") << rec.dump();
+    EXPECT_EQ(rec["event"]["decision"]["verdict"], "VERDICT_ALLOW") << rec.dump();
+  }
+  EXPECT_THAT(allowed.dump(), HasSubstr("filtered"));
+
+  // Unknown values: 400 naming the value and listing the short names.
+  const double bad_before = ApiRequests("audit", "4xx");
+  for (const std::string value :
+       {"bogus", "EVENT_KIND_UNSPECIFIED", "unspecified", "COMMAND_RESULT", ""}) {
+    auto r = Get("/api/v1/audit?kind=" + value, auditor);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 400) << value << ": " << r->body;
+    nlohmann::json error = nlohmann::json::parse(r->body)["error"];
+    EXPECT_EQ(error["code"], "INVALID_ARGUMENT");
+    EXPECT_EQ(error["message"],
+              "kind: unknown value \"" + value +
+                  "\"; use one of session_open, session_close, command_request, decision, "
+                  "command_result, auth_failure, policy_change, shell_recording (or the full "
+                  "enum names, e.g. EVENT_KIND_SESSION_OPEN)");
+  }
+  auto r = Get("/api/v1/audit?kind=command_result&verdict=maybe", auditor);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["error"]["message"],
+            "verdict: unknown value \"maybe\"; use one of allow, deny (or the full enum names, "
+            "e.g. VERDICT_ALLOW)");
+  // A value that is not UTF-8 is still answered as JSON.
+  r = Get("/api/v1/audit?kind=%FF", auditor);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_THAT(nlohmann::json::parse(r->body)["error"]["message"].get<std::string>(),
+              HasSubstr("\"\xEF\xBF\xBD\""));
+  EXPECT_EQ(ApiRequests("audit", "4xx") - bad_before, 7);
+  // A non-auditor learns nothing about the filters.
+  r = Get("/api/v1/audit?kind=bogus", Token("frank", {"developers"}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 403) << r->body;
 }
 
 }  // namespace

@@ -333,6 +333,17 @@ TEST_P(StoreTest, QueryFiltersEachField) {
   q.Clear();
   q.add_verdicts(podgate::common::v1::VERDICT_DENY);
   EXPECT_THAT(Ids(q), ElementsAre("3"));
+  q.add_verdicts(podgate::common::v1::VERDICT_ALLOW);  // any of the values
+  EXPECT_THAT(Ids(q), ElementsAre("3"));
+  q.Clear();
+  q.add_kinds(podgate::common::v1::EVENT_KIND_COMMAND_RESULT);
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.add_kinds(podgate::common::v1::EVENT_KIND_COMMAND_REQUEST);
+  EXPECT_THAT(Ids(q), ElementsAre("1", "2"));
+  q.add_kinds(podgate::common::v1::EVENT_KIND_DECISION);
+  EXPECT_THAT(Ids(q), ElementsAre("1", "2", "3"));
+  q.add_verdicts(podgate::common::v1::VERDICT_ALLOW);  // AND with the kinds
+  EXPECT_THAT(Ids(q), ElementsAre());
   q.Clear();
   q.add_rules("no-ps");
   EXPECT_THAT(Ids(q), ElementsAre("3"));
