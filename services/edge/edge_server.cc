@@ -46,8 +46,12 @@ void SecurityHeaders(Response& res) {
   res.set("X-Content-Type-Options", "nosniff");
   res.set("X-Frame-Options", "DENY");
   res.set("Referrer-Policy", "no-referrer");
+  // Scripts only from edge's own files. Styles may also be inline: xterm.js's renderer writes
+  // its colours and cell sizes into <style> elements; the page never inserts markup.
   res.set("Content-Security-Policy",
-          "default-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'");
+          "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+          "connect-src 'self'; object-src 'none'; form-action 'self'; frame-ancestors 'none'; "
+          "base-uri 'none'");
 }
 
 Response Json(const Request& request, bhttp::status status, const nlohmann::json& body) {

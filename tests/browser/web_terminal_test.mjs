@@ -168,6 +168,7 @@ const browser = await chromium.launch({
 let page;
 let context;
 const consoleErrors = [];
+const foreignRequests = [];
 
 async function newPage() {
   if (context) await context.close();
@@ -177,6 +178,11 @@ async function newPage() {
     if (m.type() === 'error') consoleErrors.push(m.text());
   });
   page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
+  // Everything is bundled: the page asks nothing of any other host.
+  page.on('request', (r) => {
+    const host = new URL(r.url()).hostname;
+    if (host !== '127.0.0.1' && host !== 'podgate-elsewhere.test') foreignRequests.push(r.url());
+  });
   return page;
 }
 
@@ -220,7 +226,7 @@ async function waitConnected() {
   await until('a prompt', async () => (await currentLine()) !== null);
 }
 
-async function run(line, done = /(✓ exit \d+|✗ [^\n]*|■ [^\n]*)\n[^\n]* \$ ?$/, timeoutMs = 20000) {
+async function run(line, done = /(✓ exit \d+|✗ |■ )[^\n]*\n[^\n]* \$ ?$/, timeoutMs = 20000) {
   const before = (await termText()).length;
   await page.locator('.term-host').click();
   await page.keyboard.type(line);
@@ -244,7 +250,10 @@ const step = (name, fn) => steps.push({ name, fn });
 
 step('sign-in refuses what is not a token, and a token edge does not trust', async () => {
   await newPage();
-  await page.goto(`${origin}/`);
+  const res = await page.goto(`${origin}/`);
+  // Scripts only from edge itself: no inline script, no eval.
+  const csp = res.headers()['content-security-policy'] ?? '';
+  assert(/script-src 'self';/.test(csp) && !/unsafe-eval/.test(csp), `CSP: ${csp}`);
   await page.locator('textarea[name=token]').waitFor();
   await shot('01-sign-in');
   await page.locator('textarea[name=token]').fill('hello');
@@ -342,8 +351,10 @@ step('Tab completes programs and flags from the policy', async () => {
   await until('jstack -<Tab> completes -l', async () => (await currentLine()) === 'jstack -l ');
   await page.keyboard.press('Control+U');
   await page.keyboard.type('free ');
+  // Several candidates: the first Tab adds their common prefix, the second lists them.
   await page.keyboard.press('Tab');
-  // Several candidates: listed with their descriptions.
+  await until('free <Tab> adds the common "-"', async () => (await currentLine()) === 'free -');
+  await page.keyboard.press('Tab');
   await waitTerm(/-h\s*\n\s*-m\s*\n\s*-k\s*\n\s*-b/);
   await page.keyboard.press('Control+U');
   await shot('06-completion');
@@ -471,8 +482,13 @@ step('the audit view lists the commands just run and replays the shell session',
   await signIn(AUDITOR, 'ava');
   await page.getByRole('link', { name: 'Audit' }).click();
   const form = page.locator('form.audit-filters');
+  const loaded = () => page.locator('.audit-view[data-loading=false]').waitFor();
+  const search = async () => {
+    await form.getByRole('button', { name: 'Search' }).click();
+    await loaded();
+  };
   await form.locator('input[name=argv_contains]').fill('jstack');
-  await form.getByRole('button', { name: 'Search' }).click();
+  await search();
   await page.locator('.audit-table tbody tr', { hasText: 'dana' }).first().waitFor();
   const rows = await page.locator('.audit-table tbody tr').allTextContents();
   assert(rows.some((r) => /dana/.test(r) && /jstack \d+/.test(r)), `jstack rows: ${rows.join('\n')}`);
@@ -480,24 +496,26 @@ step('the audit view lists the commands just run and replays the shell session',
   // Denials only.
   await form.locator('input[name=argv_contains]').fill('');
   await form.locator('select[name=verdict]').selectOption('deny');
-  await form.getByRole('button', { name: 'Search' }).click();
+  await search();
   await page.locator('.audit-table tbody tr.deny', { hasText: '/etc/shadow' }).first().waitFor();
   // Paging: ten records a page, forward and back.
   await form.locator('select[name=verdict]').selectOption('');
   await form.locator('select[name=page_size]').selectOption('10');
-  await form.getByRole('button', { name: 'Search' }).click();
+  await search();
   await page.locator('.page-label', { hasText: 'page 1' }).waitFor();
   const first = await page.locator('.audit-table tbody tr').allTextContents();
   assert(first.length === 10, `a page of 10: ${first.length}`);
   await page.getByRole('button', { name: 'Next →' }).click();
+  await loaded();
   await page.locator('.page-label', { hasText: 'page 2' }).waitFor();
   const second = await page.locator('.audit-table tbody tr').allTextContents();
   assert(second.length > 0 && second[0] !== first[0], 'page 2 holds other records');
   await page.getByRole('button', { name: '← Previous' }).click();
+  await loaded();
   await page.locator('.page-label', { hasText: 'page 1' }).waitFor();
   assert((await page.locator('.audit-table tbody tr').allTextContents())[0] === first[0], 'back on page 1');
   await form.locator('select[name=kind]').selectOption('command_result');
-  await form.getByRole('button', { name: 'Search' }).click();
+  await search();
   await page.locator('.audit-table tbody tr[data-kind=command_result]').first().waitFor();
   assert(
     (await page.locator('.audit-table tbody tr').evaluateAll((rs) => rs.every((r) => r.dataset.kind === 'command_result'))),
@@ -505,15 +523,15 @@ step('the audit view lists the commands just run and replays the shell session',
   );
   // The shell session's recording.
   await form.locator('select[name=kind]').selectOption('shell_recording');
-  await form.getByRole('button', { name: 'Search' }).click();
+  await search();
   await page.locator('.audit-table tbody tr[data-kind=shell_recording]').first().waitFor({ timeout: 15000 });
   await page.getByRole('button', { name: '▶ Replay' }).first().click();
   const dialog = page.locator('dialog.replay');
   await dialog.waitFor();
   await dialog.getByRole('button', { name: 'Skip to end' }).click();
   await page.locator('dialog.replay[data-ended=true]').waitFor({ timeout: 15000 });
-  const replayText = await dialog.locator('.xterm-rows').innerText();
-  assert(/shell-42/.test(replayText), `the replay shows the session: ${replayText.slice(0, 500)}`);
+  // Drawn on the next animation frame.
+  await until('the replay to show the session', async () => /shell-42/.test(await dialog.locator('.xterm-rows').innerText()));
   await shot('10-replay');
   await dialog.getByRole('button', { name: 'Close' }).click();
 });
@@ -538,12 +556,16 @@ step('an expired token ends the session with a clear message', async () => {
 
 step('a page served under an origin edge does not allow says so', async () => {
   await newPage();
+  // At start-up the page asks edge (POST, so the browser sends Origin) and explains, before any
+  // WebSocket would be refused.
   await page.goto(`http://podgate-elsewhere.test:${httpPort}/`);
-  await page.locator('textarea[name=token]').fill(DEV);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByText(/Origin/).waitFor();
-  const text = await page.locator('[role=alert]').first().textContent();
-  assert(/not allowed/.test(text), `origin message: ${text}`);
+  const alert = page.locator('[role=alert]', { hasText: 'Origin' });
+  await alert.waitFor();
+  const text = await alert.textContent();
+  assert(
+    text.includes(`Origin http://podgate-elsewhere.test:${httpPort} is not allowed`) && text.includes('--allowed_origins'),
+    `origin message: ${text}`,
+  );
   await shot('12-origin-refused');
 });
 
@@ -573,6 +595,10 @@ const unexpected = consoleErrors.filter((e) => !/WebSocket connection to .* fail
 if (unexpected.length) {
   failed++;
   log(`FAIL the page logged errors:\n  ${unexpected.join('\n  ')}`);
+}
+if (foreignRequests.length) {
+  failed++;
+  log(`FAIL the page fetched from other hosts:\n  ${foreignRequests.join('\n  ')}`);
 }
 await browser.close();
 stopDemo();

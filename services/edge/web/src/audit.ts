@@ -192,6 +192,7 @@ export class AuditView {
 
   async load(): Promise<void> {
     const seq = ++this.loading;
+    this.root.dataset.loading = 'true';
     this.status.textContent = 'Loading…';
     this.status.className = 'audit-status';
     let page;
@@ -203,6 +204,7 @@ export class AuditView {
       this.status.textContent =
         err.status === 403 ? `You are not an auditor: ${err.message}.` : `Could not load the audit trail: ${err.message}`;
       this.status.className = 'audit-status error';
+      this.root.dataset.loading = 'false';
       return;
     }
     if (seq !== this.loading) return;
@@ -214,6 +216,7 @@ export class AuditView {
     this.prevButton.disabled = this.tokens.length === 0;
     this.nextButton.disabled = !this.next;
     this.pageLabel.textContent = `page ${this.tokens.length + 1}`;
+    this.root.dataset.loading = 'false';
   }
 
   private row(r: AuditRecord): HTMLTableRowElement {
@@ -320,7 +323,10 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
         playButton.textContent = 'Replay ended';
         playButton.disabled = true;
         endButton.disabled = true;
-        dialog.dataset.ended = 'true';
+        // Marked once the terminal has taken in every write.
+        term.write('', () => {
+          dialog.dataset.ended = 'true';
+        });
       },
     );
     const p = player;

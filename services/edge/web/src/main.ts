@@ -34,7 +34,7 @@ class Page {
   private allowedGeneration = 0;
 
   // Elements of the signed-in layout.
-  private statusEl = h('span', { class: 'status', role: 'status', 'aria-live': 'polite' });
+  private statusEl = h('span', { class: 'status', role: 'status', 'aria-live': 'polite', hidden: true });
   private reconnectButton = h('button', { type: 'button', class: 'link', hidden: true }, 'Reconnect now');
   private nsSelect = h('select', { 'aria-label': 'namespace', name: 'namespace' });
   private podSelect = h('select', { 'aria-label': 'pod', name: 'pod' });
@@ -206,6 +206,8 @@ class Page {
     this.countdown = null;
     this.terminal?.closeSession();
     this.terminal = null;
+    this.statusEl.hidden = true;
+    this.reconnectButton.hidden = true;
     this.audit = null;
     this.session = null;
   }
@@ -257,7 +259,8 @@ class Page {
     );
     this.audit = s.auditor ? new AuditView() : null;
     clear(app);
-    app.append(header, this.notice, workspace, this.audit ? this.audit.root : '');
+    workspace.prepend(this.notice);
+    app.append(header, workspace, this.audit ? this.audit.root : '');
     this.terminal = new TerminalView(termHost, {
       state: (st) => this.showState(st),
       diagnose: () => this.diagnose(),
@@ -309,6 +312,7 @@ class Page {
     this.countdown = null;
     this.reconnectButton.hidden = st.kind !== 'waiting' && st.kind !== 'closed';
     const set = (cls: string, text: string, title = '') => {
+      this.statusEl.hidden = false;
       this.statusEl.className = `status ${cls}`;
       this.statusEl.textContent = text;
       this.statusEl.title = title;

@@ -271,11 +271,14 @@ export class TerminalView {
       case 'exit':
         this.finishCommand(formatExit(m));
         return;
-      case 'denied':
-        this.finishCommand(
-          `${RED}✗ denied${RESET} ${String(m.reason ?? '')}${DIM} (rule ${String(m.rule ?? '?')})${RESET}`,
-        );
+      case 'denied': {
+        // Policy's reasons usually name the rule already; otherwise the page adds it.
+        const reason = String(m.reason ?? '');
+        const rule = String(m.rule ?? '?');
+        const suffix = reason.includes(`rule ${rule}`) ? '' : `${DIM} (rule ${rule})${RESET}`;
+        this.finishCommand(`${RED}✗ denied${RESET} ${reason}${suffix}`);
         return;
+      }
       case 'error':
         if (m.id && this.running) {
           this.finishCommand(`${RED}✗ ${String(m.code ?? 'ERROR')}: ${String(m.message ?? '')}${RESET}`);
