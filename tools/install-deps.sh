@@ -24,8 +24,14 @@ PACKAGES=(
   chromium
 )
 
+# Image builds need no browser: PODGATE_DEPS_NO_BROWSER=1 leaves Chromium out.
+if [ "${PODGATE_DEPS_NO_BROWSER:-0}" = "1" ]; then
+  PACKAGES=("${PACKAGES[@]/chromium}")
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
+  [ -n "$p" ] || continue
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi

@@ -472,6 +472,9 @@ def check_services(docs, values, f):
     origins = arg_value(edge, "allowed_origins") or ""
     want = values["edge"]["allowedOrigins"] or [f"https://{h}" for h in values["edge"]["ingress"]["hosts"]]
     f.check(origins.split(",") == want, f"edge --allowed_origins={origins}, expected {want}")
+    # The page the image carries (deploy/docker/Dockerfile copies it there).
+    f.check(arg_value(edge, "web_root") == "/usr/share/podgate/web",
+            f"edge --web_root={arg_value(edge, 'web_root')}, expected the image's /usr/share/podgate/web")
     ing = by_kind(docs, "Ingress")
     if values["edge"]["ingress"]["enabled"]:
         f.check(len(ing) == 1, "Ingress enabled but not rendered")

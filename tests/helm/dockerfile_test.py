@@ -97,7 +97,10 @@ def main(argv):
     copies = [a for op, a in rt if op == "COPY"]
     check(copies and all(a.startswith(f"--from={build['name']}") for a in copies),
           f"runtime stage copies from outside the build stage: {copies}")
-    check(all("/usr/bin/" in a for a in copies), f"runtime copies more than the binaries: {copies}")
+    check(all("/usr/bin/" in a or "/usr/share/podgate/" in a for a in copies),
+          f"runtime copies more than the binaries and the page: {copies}")
+    check(any("/usr/share/podgate/" in a for a in copies), "runtime stage lacks the web page")
+    check("podgate-web" in build_runs, "build stage does not build the web page (podgate-web)")
     users = [a for op, a in rt if op == "USER"]
     check(users, "runtime stage has no USER")
     if users:

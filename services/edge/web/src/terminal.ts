@@ -11,6 +11,9 @@ import { Connection, type ConnectionState, type ControlMessage, type Target } fr
 import { History, LineEditor } from './lineeditor';
 
 const kHistoryPrefix = 'podgate.history.v1:';
+// The targets whose history is kept, most recently used last; the oldest is dropped beyond this.
+const kHistoryIndex = 'podgate.history.v1.index';
+const kMaxHistoryTargets = 50;
 
 const DIM = '\x1b[2m';
 const RED = '\x1b[31m';
@@ -27,8 +30,9 @@ export interface TerminalCallbacks {
   closed(why: string): void;
 }
 
-export function historyKey(t: { namespace: string; pod: string; container: string }): string {
-  return `${kHistoryPrefix}${t.namespace}/${t.pod}/${t.container}`;
+// History is per user and target: two people sharing a browser never see each other's lines.
+export function historyKey(user: string, t: { namespace: string; pod: string; container: string }): string {
+  return `${kHistoryPrefix}${user}@${t.namespace}/${t.pod}/${t.container}`;
 }
 
 function loadHistory(key: string): History {
@@ -44,6 +48,12 @@ function loadHistory(key: string): History {
 function saveHistory(key: string, h: History): void {
   try {
     localStorage.setItem(key, JSON.stringify(h.toJSON()));
+    let index: string[] = JSON.parse(localStorage.getItem(kHistoryIndex) ?? '[]');
+    if (!Array.isArray(index)) index = [];
+    index = index.filter((k) => k !== key);
+    index.push(key);
+    while (index.length > kMaxHistoryTargets) localStorage.removeItem(index.shift()!);
+    localStorage.setItem(kHistoryIndex, JSON.stringify(index));
   } catch {
     // Storage full or disabled: history then lasts for this page only.
   }
@@ -156,7 +166,7 @@ export class TerminalView {
     this.everReady = false;
     this.dropped = false;
     this.running = null;
-    this.historyKeyName = historyKey(target);
+    this.historyKeyName = historyKey(user, target);
     this.history = loadHistory(this.historyKeyName);
     this.editor.setHistory(this.history);
     this.editor.setCompleter(allowed ? makeCompleter(allowed.commands) : null);
