@@ -1241,6 +1241,11 @@ void Session::StartShell() {
   std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, observer);
   lock.lock();
   shell_ = std::move(handle);
+  // A resize that arrived while the stream was being opened found no shell: apply it now.
+  if (width_ != spec.width || height_ != spec.height) {
+    shell_->Resize(width_, height_);
+    RecordShellLocked('r', absl::StrCat(width_, "x", height_));
+  }
   if (!early_stdin_.empty()) {
     shell_->WriteStdin(std::move(early_stdin_));
     early_stdin_.clear();

@@ -271,6 +271,7 @@ step('developer signs in, picks the JVM pod and runs free -m, jcmd -l and jstack
   await newPage();
   await signIn(DEV, 'dana');
   // The target list is what policy lets dana use: no ops namespace.
+  await page.locator('select[name=namespace] option').first().waitFor({ state: 'attached' });
   const namespaces = await page.locator('select[name=namespace] option').allTextContents();
   assert(namespaces.includes('app-shop') && !namespaces.includes('ops'), `namespaces: ${namespaces}`);
   await pick('app-shop', 'orders-7d4b9c');
@@ -339,6 +340,24 @@ step('history recalls commands with ↑/↓, per target', async () => {
   assert((await currentLine()) === '', `web-5f6d8 has no history yet: ${await currentLine()}`);
   await page.locator('select[name=pod]').selectOption('orders-7d4b9c');
   await waitConnected();
+});
+
+step('a line longer than the terminal wraps, and editing works across the wrap', async () => {
+  const { cols } = await page.evaluate(() => window.podgate.terminalSize());
+  await page.locator('.term-host').click();
+  const long = 'curl -I http://web/' + 'a'.repeat(cols + 20);
+  await page.keyboard.insertText(long);
+  await until('the long line is on the prompt', async () => (await currentLine()) === long);
+  // Back across the wrap: 30 characters, then Home, a character at the start, End.
+  for (let i = 0; i < 30; i++) await page.keyboard.press('Backspace');
+  await until('backspace across the wrap', async () => (await currentLine()) === long.slice(0, -30));
+  await page.keyboard.press('Home');
+  await page.keyboard.type('#');
+  await page.keyboard.press('End');
+  await page.keyboard.type('!');
+  await until('Home and End across the wrap', async () => (await currentLine()) === '#' + long.slice(0, -30) + '!');
+  await page.keyboard.press('Control+U');
+  await until('Ctrl+U clears both rows', async () => (await currentLine()) === '');
 });
 
 step('Tab completes programs and flags from the policy', async () => {
