@@ -565,7 +565,7 @@ step('a developer gets no audit view, and the audit API refuses them', async () 
 
 step('an expired token ends the session with a clear message', async () => {
   await newPage();
-  const short = mint('erin', 'developers', '6s');
+  const short = mint('erin', 'developers', '12s');
   await signIn(short, 'erin');
   await waitConnected();
   await page.getByText(/Your sign-in expired|no longer valid/).waitFor({ timeout: 20000 });
@@ -604,7 +604,11 @@ for (const s of steps) {
     const slug = s.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
     try {
       await shot(`FAILED-${slug}`);
-      fs.writeFileSync(path.join(ARTIFACTS, `FAILED-${slug}.txt`), await termText());
+      const text = await termText();
+      fs.writeFileSync(path.join(ARTIFACTS, `FAILED-${slug}.txt`), text);
+      const status = await page.locator('.status').textContent({ timeout: 1000 }).catch(() => '?');
+      log(`  status: ${status}\n  terminal (last lines):\n    ${text.split('\n').slice(-15).join('\n    ')}`);
+      log(`  console errors so far: ${consoleErrors.slice(-5).join(' | ')}`);
     } catch {
       // The page may be gone.
     }
