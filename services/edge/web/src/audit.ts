@@ -4,6 +4,7 @@
 import { Terminal } from '@xterm/xterm';
 
 import { api, ApiError, type AuditEvent, type AuditRecord } from './api';
+import { describeEvent, shortKind, targetText } from './auditformat';
 import { CastPlayer, decodeBase64, joinChunks, parseCast } from './asciicast';
 import { clear, h } from './dom';
 
@@ -21,61 +22,6 @@ const kKinds: [string, string][] = [
   ['auth_failure', 'authentication failure'],
   ['policy_change', 'policy change'],
 ];
-
-export function shortKind(kind: string): string {
-  return kind.replace(/^EVENT_KIND_/, '').toLowerCase();
-}
-
-function targetText(e: AuditEvent): string {
-  const t = e.target;
-  if (!t?.namespace) return '';
-  return `${t.namespace}/${t.pod ?? ''}${t.container ? ` (${t.container})` : ''}`;
-}
-
-function durationText(d?: string): string {
-  if (!d) return '';
-  const s = parseFloat(d);
-  return Number.isFinite(s) ? (s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`) : d;
-}
-
-// One line that says what the event was.
-export function describeEvent(e: AuditEvent): string {
-  switch (shortKind(e.kind)) {
-    case 'command_request':
-      return e.command_request?.parse_error
-        ? `${e.command_request?.line ?? ''} — ${e.command_request.parse_error}`
-        : (e.command_request?.line ?? (e.command_request?.argv ?? []).join(' '));
-    case 'decision': {
-      const verdict = e.decision?.verdict === 'VERDICT_ALLOW' ? 'allowed' : 'denied';
-      const line = e.command_request?.line ? `${e.command_request.line}: ` : '';
-      return `${line}${verdict} by ${e.decision?.rule ?? '?'}${e.decision?.reason ? ` — ${e.decision.reason}` : ''}`;
-    }
-    case 'command_result': {
-      const r = e.command_result ?? {};
-      const how = (r.termination ?? 'TERMINATION_EXITED').replace(/^TERMINATION_/, '').toLowerCase();
-      const code = how === 'exited' ? `exit ${r.exit_code ?? 0}` : how.replace(/_/g, ' ');
-      const bytes = Number(r.stdout_bytes ?? 0) + Number(r.stderr_bytes ?? 0);
-      return `${code} · ${durationText(r.duration)} · ${bytes} bytes${r.error ? ` — ${r.error}` : ''}`;
-    }
-    case 'session_open':
-      return `${(e.session_open?.mode ?? 'SESSION_MODE_COMMAND').replace(/^SESSION_MODE_/, '').toLowerCase()} session opened`;
-    case 'session_close': {
-      const c = e.session_close ?? {};
-      const reason = (c.reason ?? '').replace(/^CLOSE_REASON_/, '').toLowerCase().replace(/_/g, ' ');
-      return `closed: ${reason}${c.commands ? ` · ${c.commands} commands` : ''}${c.duration ? ` · ${durationText(c.duration)}` : ''}`;
-    }
-    case 'shell_recording':
-      return `recording part ${Number(e.shell_recording?.sequence ?? 0) + 1}`;
-    case 'auth_failure':
-      return `${e.auth_failure?.reason ?? ''}${e.auth_failure?.message ? ` — ${e.auth_failure.message}` : ''}`;
-    case 'policy_change': {
-      const p = e.policy_change ?? {};
-      return `${p.accepted ? 'loaded' : 'refused'} ${(p.version ?? '').slice(0, 12)}${p.message ? ` — ${p.message}` : ''}`;
-    }
-    default:
-      return '';
-  }
-}
 
 function isShellSession(e: AuditEvent): boolean {
   return (
@@ -210,7 +156,15 @@ export class AuditView {
     if (seq !== this.loading) return;
     this.next = page.next_page_token ?? '';
     clear(this.tbody);
-    for (const r of page.records) this.tbody.append(this.row(r));
+    // A result names no command line; the request on the same page does (same command id).
+    const lines = new Map<string, string>();
+    for (const r of page.records) {
+      const line = r.event.command_request?.line;
+      if (line && r.event.command_id) lines.set(`${r.event.session_id}/${r.event.command_id}`, line);
+    }
+    for (const r of page.records) {
+      this.tbody.append(this.row(r, lines.get(`${r.event.session_id}/${r.event.command_id}`)));
+    }
     const n = page.records.length;
     this.status.textContent = n === 0 ? 'No records match.' : `${n} record${n === 1 ? '' : 's'} on this page.`;
     this.prevButton.disabled = this.tokens.length === 0;
@@ -219,7 +173,7 @@ export class AuditView {
     this.root.dataset.loading = 'false';
   }
 
-  private row(r: AuditRecord): HTMLTableRowElement {
+  private row(r: AuditRecord, commandLine?: string): HTMLTableRowElement {
     const e = r.event;
     const time = e.time ? new Date(e.time) : null;
     const kind = shortKind(e.kind);
@@ -250,7 +204,11 @@ export class AuditView {
       h('td', {}, e.principal?.user ?? ''),
       h('td', {}, targetText(e)),
       h('td', {}, kind.replace(/_/g, ' ')),
-      h('td', { class: 'what' }, describeEvent(e)),
+      h(
+        'td',
+        { class: 'what' },
+        kind === 'command_result' && commandLine ? `${commandLine} → ${describeEvent(e)}` : describeEvent(e),
+      ),
       session,
     );
   }

@@ -1,0 +1,60 @@
+// How the audit view words an audit event: one line per record, from the protobuf JSON edge
+// returns (enum names, int64 as strings, durations as "1.5s", zero values left out).
+
+import type { AuditEvent } from './api';
+
+export function shortKind(kind: string): string {
+  return kind.replace(/^EVENT_KIND_/, '').toLowerCase();
+}
+
+export function targetText(e: AuditEvent): string {
+  const t = e.target;
+  if (!t?.namespace) return '';
+  return `${t.namespace}/${t.pod ?? ''}${t.container ? ` (${t.container})` : ''}`;
+}
+
+export function durationText(d?: string): string {
+  if (!d) return '';
+  const s = parseFloat(d);
+  return Number.isFinite(s) ? (s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`) : d;
+}
+
+// One line that says what the event was.
+export function describeEvent(e: AuditEvent): string {
+  switch (shortKind(e.kind)) {
+    case 'command_request':
+      return e.command_request?.parse_error
+        ? `${e.command_request?.line ?? ''} — ${e.command_request.parse_error}`
+        : (e.command_request?.line ?? (e.command_request?.argv ?? []).join(' '));
+    case 'decision': {
+      const verdict = e.decision?.verdict === 'VERDICT_ALLOW' ? 'allowed' : 'denied';
+      const line = e.command_request?.line ? `${e.command_request.line}: ` : '';
+      return `${line}${verdict} by ${e.decision?.rule ?? '?'}${e.decision?.reason ? ` — ${e.decision.reason}` : ''}`;
+    }
+    case 'command_result': {
+      const r = e.command_result ?? {};
+      const how = (r.termination ?? 'TERMINATION_EXITED').replace(/^TERMINATION_/, '').toLowerCase();
+      const code = how === 'exited' ? `exit ${r.exit_code ?? 0}` : how.replace(/_/g, ' ');
+      const bytes = Number(r.stdout_bytes ?? 0) + Number(r.stderr_bytes ?? 0);
+      return `${code} · ${durationText(r.duration)} · ${bytes} bytes${r.error ? ` — ${r.error}` : ''}`;
+    }
+    case 'session_open':
+      return `${(e.session_open?.mode ?? 'SESSION_MODE_COMMAND').replace(/^SESSION_MODE_/, '').toLowerCase()} session opened`;
+    case 'session_close': {
+      const c = e.session_close ?? {};
+      const reason = (c.reason ?? '').replace(/^CLOSE_REASON_/, '').toLowerCase().replace(/_/g, ' ');
+      return `closed: ${reason}${c.commands ? ` · ${c.commands} commands` : ''}${c.duration ? ` · ${durationText(c.duration)}` : ''}`;
+    }
+    case 'shell_recording':
+      return `recording part ${Number(e.shell_recording?.sequence ?? 0) + 1}`;
+    case 'auth_failure':
+      return `${e.auth_failure?.reason ?? ''}${e.auth_failure?.message ? ` — ${e.auth_failure.message}` : ''}`;
+    case 'policy_change': {
+      const p = e.policy_change ?? {};
+      return `${p.accepted ? 'loaded' : 'refused'} ${(p.version ?? '').slice(0, 12)}${p.message ? ` — ${p.message}` : ''}`;
+    }
+    default:
+      return '';
+  }
+}
+
