@@ -208,6 +208,9 @@ async function currentLine() {
   return m ? m[1] : null;
 }
 
+// Waits until the line being edited is `want`.
+const expectLine = (what, want) => until(what, async () => (await currentLine()) === want);
+
 async function signIn(tok, expectUser) {
   await page.goto(`${origin}/`);
   await page.locator('textarea[name=token]').fill(tok);
@@ -317,20 +320,20 @@ step('Ctrl+C interrupts a running sleep', async () => {
 step('history recalls commands with ↑/↓, per target', async () => {
   await page.locator('.term-host').click();
   await page.keyboard.press('ArrowUp');
-  await until('↑ recalls sleep 60', async () => (await currentLine()) === 'sleep 60');
+  await expectLine('↑ recalls sleep 60', 'sleep 60');
   await page.keyboard.press('ArrowUp');
-  await until('↑↑ recalls cat', async () => (await currentLine()) === 'cat /var/log/app/missing.log');
+  await expectLine('↑↑ recalls cat', 'cat /var/log/app/missing.log');
   await page.keyboard.press('ArrowDown');
-  await until('↓ goes forward', async () => (await currentLine()) === 'sleep 60');
+  await expectLine('↓ goes forward', 'sleep 60');
   // Line editing: Home, typing at the start, End, Ctrl+W, Ctrl+U.
   await page.keyboard.press('Home');
   await page.keyboard.type('x');
-  await until('Home moves to the start', async () => (await currentLine()) === 'xsleep 60');
+  await expectLine('Home moves to the start', 'xsleep 60');
   await page.keyboard.press('End');
   await page.keyboard.press('Control+W');
-  await until('Ctrl+W cuts a word', async () => (await currentLine()) === 'xsleep ');
+  await expectLine('Ctrl+W cuts a word', 'xsleep ');
   await page.keyboard.press('Control+U');
-  await until('Ctrl+U clears the line', async () => (await currentLine()) === '');
+  await expectLine('Ctrl+U clears the line', '');
   // Another target has its own history.
   await page.locator('select[name=pod]').selectOption('web-5f6d8');
   await waitConnected();
@@ -347,32 +350,32 @@ step('a line longer than the terminal wraps, and editing works across the wrap',
   await page.locator('.term-host').click();
   const long = 'curl -I http://web/' + 'a'.repeat(cols + 20);
   await page.keyboard.insertText(long);
-  await until('the long line is on the prompt', async () => (await currentLine()) === long);
+  await expectLine('the long line is on the prompt', long);
   // Back across the wrap: 30 characters, then Home, a character at the start, End.
   for (let i = 0; i < 30; i++) await page.keyboard.press('Backspace');
-  await until('backspace across the wrap', async () => (await currentLine()) === long.slice(0, -30));
+  await expectLine('backspace across the wrap', long.slice(0, -30));
   await page.keyboard.press('Home');
   await page.keyboard.type('#');
   await page.keyboard.press('End');
   await page.keyboard.type('!');
-  await until('Home and End across the wrap', async () => (await currentLine()) === '#' + long.slice(0, -30) + '!');
+  await expectLine('Home and End across the wrap', '#' + long.slice(0, -30) + '!');
   await page.keyboard.press('Control+U');
-  await until('Ctrl+U clears both rows', async () => (await currentLine()) === '');
+  await expectLine('Ctrl+U clears both rows', '');
 });
 
 step('Tab completes programs and flags from the policy', async () => {
   await page.locator('.term-host').click();
   await page.keyboard.type('jst');
   await page.keyboard.press('Tab');
-  await until('jst<Tab> completes jstack', async () => (await currentLine()) === 'jstack ');
+  await expectLine('jst<Tab> completes jstack', 'jstack ');
   await page.keyboard.type('-');
   await page.keyboard.press('Tab');
-  await until('jstack -<Tab> completes -l', async () => (await currentLine()) === 'jstack -l ');
+  await expectLine('jstack -<Tab> completes -l', 'jstack -l ');
   await page.keyboard.press('Control+U');
   await page.keyboard.type('free ');
   // Several candidates: the first Tab adds their common prefix, the second lists them.
   await page.keyboard.press('Tab');
-  await until('free <Tab> adds the common "-"', async () => (await currentLine()) === 'free -');
+  await expectLine('free <Tab> adds the common "-"', 'free -');
   await page.keyboard.press('Tab');
   await waitTerm(/-h\s*\n\s*-m\s*\n\s*-k\s*\n\s*-b/);
   await page.keyboard.press('Control+U');
@@ -381,22 +384,20 @@ step('Tab completes programs and flags from the policy', async () => {
 
 step('a multi-line paste is refused with a message', async () => {
   await page.locator('.term-host').click();
-  await page.evaluate(() => {
-    const ta = document.querySelector('.term-host textarea');
-    const dt = new DataTransfer();
-    dt.setData('text/plain', 'free -m\nrm -rf /\n');
-    ta.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
-  });
+  // A paste as the browser delivers it: a ClipboardEvent on xterm's textarea.
+  const paste = (text) =>
+    page.evaluate((t) => {
+      const ta = document.querySelector('.term-host textarea');
+      const dt = new DataTransfer();
+      dt.setData('text/plain', t);
+      ta.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+    }, text);
+  await paste('free -m\nrm -rf /\n');
   await waitTerm(/refused a paste of 2 lines/);
   assert((await currentLine()) === '', 'nothing of the paste was typed');
   // A one-line paste is typed, not run.
-  await page.evaluate(() => {
-    const ta = document.querySelector('.term-host textarea');
-    const dt = new DataTransfer();
-    dt.setData('text/plain', 'df -h\n');
-    ta.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
-  });
-  await until('the one-line paste is on the line', async () => (await currentLine()) === 'df -h');
+  await paste('df -h\n');
+  await expectLine('the one-line paste is on the line', 'df -h');
   await page.keyboard.press('Control+U');
 });
 

@@ -176,6 +176,10 @@ export class TerminalView {
     this.atLineStart = true;
     const where = `${target.namespace}/${target.pod} (${target.container})`;
     this.println(`${DIM}podgate: connecting to ${where} in ${target.mode} mode…${RESET}`);
+    this.connect(target);
+  }
+
+  private connect(target: Target): void {
     this.conn = new Connection(target, {
       ready: (m) => this.onReady(m.session_id),
       output: (stream, data) => this.onOutput(stream, data),
@@ -373,14 +377,7 @@ export class TerminalView {
       // A fresh session keeps this terminal's scrollback.
       this.everReady = true;
       this.dropped = false;
-      this.conn = new Connection(t, {
-        ready: (m) => this.onReady(m.session_id),
-        output: (stream, d) => this.onOutput(stream, d),
-        control: (m) => this.onControl(m),
-        state: (s) => this.onState(s),
-        diagnose: () => this.callbacks.diagnose(),
-      });
-      this.conn.connect();
+      this.connect(t);
     }
   }
 
