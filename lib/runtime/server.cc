@@ -78,8 +78,14 @@ void Server::AddDrainHook(std::function<void()> hook) {
   drain_hooks_.push_back(std::move(hook));
 }
 
+void Server::AddDrainWait(std::function<void(absl::Time deadline)> wait) {
+  absl::MutexLock lock(&mu_);
+  drain_waits_.push_back(std::move(wait));
+}
+
 void Server::Shutdown() {
   std::vector<std::function<void()>> hooks;
+  std::vector<std::function<void(absl::Time)>> waits;
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_started_) {
@@ -88,6 +94,7 @@ void Server::Shutdown() {
     }
     shutdown_started_ = true;
     hooks = drain_hooks_;
+    waits = drain_waits_;
     if (server_ == nullptr) {
       // Start() failed part way: nothing served, nothing to drain.
       metrics_.reset();
@@ -96,6 +103,7 @@ void Server::Shutdown() {
     }
   }
   const absl::Time start = absl::Now();
+  const absl::Time deadline = start + options_.drain_timeout;
   log::Info("shutting down", {{"drain_timeout_ms",
                                absl::ToInt64Milliseconds(options_.drain_timeout)}});
   serving_ = false;
@@ -104,9 +112,12 @@ void Server::Shutdown() {
   for (auto& hook : hooks) {
     hook();
   }
+  for (auto& wait : waits) {
+    wait(deadline);
+  }
   // Stops accepting new calls; in-flight ones run until they finish or the deadline passes,
   // then are cancelled.
-  server_->Shutdown(absl::ToChronoTime(start + options_.drain_timeout));
+  server_->Shutdown(absl::ToChronoTime(deadline));
   server_->Wait();
   metrics_.reset();
   log::Info("stopped", {{"drain_ms", absl::ToInt64Milliseconds(absl::Now() - start)}});

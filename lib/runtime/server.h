@@ -1,7 +1,7 @@
 // The service runtime every podgate server is built on: a gRPC server with grpc.health.v1 and
 // server reflection, TLS or mutual TLS, Prometheus metrics on their own port, and a graceful
-// shutdown (health NOT_SERVING, drain hooks, stop accepting, drain in-flight calls until a
-// deadline, then cancel what is left).
+// shutdown (health NOT_SERVING, drain hooks, drain waits, stop accepting, drain in-flight calls
+// until a deadline, then cancel what is left).
 #pragma once
 
 #include <atomic>
@@ -51,6 +51,13 @@ class Server {
   // stops accepting calls: services use it to tell long-lived streams to wind down.
   void AddDrainHook(std::function<void()> hook);
 
+  // Runs `wait` after the drain hooks and before the server stops accepting calls, with the
+  // drain deadline (shutdown start + drain_timeout). A service whose in-flight work is not a
+  // gRPC call (edge's browser WebSockets) waits for it there and ends what is left at the
+  // deadline; meanwhile health answers NOT_SERVING and /metrics is still served. gRPC calls
+  // keep the same deadline.
+  void AddDrainWait(std::function<void(absl::Time deadline)> wait);
+
   // Reports whether the service can do its work (e.g. its store is reachable): health for the
   // service's name turns SERVING or NOT_SERVING, so readiness checks take the replica out of
   // rotation while the server itself stays up. Ignored once shutdown has begun.
@@ -78,6 +85,7 @@ class Server {
 
   absl::Mutex mu_;
   std::vector<std::function<void()>> drain_hooks_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(absl::Time)>> drain_waits_ ABSL_GUARDED_BY(mu_);
   bool shutdown_started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_done_ ABSL_GUARDED_BY(mu_) = false;
 };

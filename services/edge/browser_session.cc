@@ -1,5 +1,6 @@
 #include "edge/browser_session.h"
 
+#include <boost/asio/post.hpp>
 #include <chrono>
 
 #include "absl/strings/ascii.h"
@@ -83,6 +84,15 @@ std::chrono::steady_clock::time_point SteadyAt(absl::Time t) {
   return std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(d);
 }
 
+// What a browser is told when edge shuts down (docs/protocol.md, "Shutdown").
+constexpr char kShutdownMessage[] = "edge is shutting down; reconnect to continue";
+constexpr char kSeedShutdownMessage[] = "edge is shutting down";
+
+bool EndsCommand(SessionResponse::KindCase kind) {
+  return kind == SessionResponse::kExit || kind == SessionResponse::kDenied ||
+         kind == SessionResponse::kError;
+}
+
 // Close reasons are at most 123 bytes (RFC 6455 §5.5).
 std::string CloseReasonText(absl::string_view text) { return std::string(text.substr(0, 120)); }
 
@@ -96,7 +106,14 @@ BrowserSession::BrowserSession(EdgeContext* context, SessionParams params)
   }
 }
 
-BrowserSession::~BrowserSession() { ReleaseSlots(); }
+BrowserSession::~BrowserSession() {
+  ReleaseSlots();
+  if (registry_key_ != 0) {
+    context_->sessions->Remove(registry_key_);
+  } else {
+    context_->sessions->Unreserve();  // the upgrade failed: OnOpen never ran
+  }
+}
 
 // The replica and user connection slots; also when the upgrade failed and OnClose never ran.
 void BrowserSession::ReleaseSlots() {
@@ -122,6 +139,8 @@ void BrowserSession::OnOpen(std::shared_ptr<http::WebSocketConnection> connectio
     StartExec();
   }
   ArmTimer();
+  strand_ = connection_->executor();
+  registry_key_ = context_->sessions->Add(weak_from_this());
 }
 
 void BrowserSession::OnMessage(std::string data, bool binary) {
@@ -223,6 +242,16 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
       if (m.id.empty()) {
         m.id = absl::StrCat("c", ++next_command_);
       }
+      if (shutting_down_) {
+        // The running command may finish, nothing new starts: the session closes after it.
+        Send(nlohmann::json{{"type", "error"},
+                            {"id", m.id},
+                            {"code", "UNAVAILABLE"},
+                            {"message", kShutdownMessage}}
+                 .dump(),
+             false);
+        return;
+      }
       request.mutable_command()->set_command_id(m.id);
       request.mutable_command()->set_line(m.line);
       command_sent_ = absl::Now();
@@ -268,6 +297,10 @@ void BrowserSession::HandleSeed(std::string data, bool binary) {
   if (absl::StripAsciiWhitespace(data).empty()) {
     return;
   }
+  if (shutting_down_) {
+    Send(SeedReply("stderr", kSeedShutdownMessage), false);
+    return;
+  }
   if (seed_commands_.size() >= context_->options.max_pending_requests) {
     context_->metrics->Rejection("limit");
     Send(SeedReply("stderr", "Too many commands waiting"), false);
@@ -279,7 +312,8 @@ void BrowserSession::HandleSeed(std::string data, bool binary) {
 }
 
 void BrowserSession::SendNextSeedCommand() {
-  if (!exec_ready_ || seed_command_running_ || seed_commands_.empty() || writes_closing_) {
+  if (!exec_ready_ || seed_command_running_ || seed_commands_.empty() || writes_closing_ ||
+      shutting_down_) {
     return;
   }
   SessionRequest request;
@@ -293,6 +327,9 @@ void BrowserSession::SendNextSeedCommand() {
 void BrowserSession::Enqueue(SessionRequest request) {
   if (writes_closing_ || exec_read_done_ || !exec_started_) {
     return;
+  }
+  if (request.has_command()) {
+    ++commands_in_exec_;
   }
   pending_.push_back(std::move(request));
   if (pending_.size() >= context_->options.max_pending_requests && !browser_paused_ &&
@@ -375,6 +412,9 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
     pending_.clear();
     MaybeRelease();
     return;
+  }
+  if (EndsCommand(response.kind_case()) && commands_in_exec_ > 0) {
+    --commands_in_exec_;
   }
   bool more = true;
   if (!browser_gone_ && !closing_) {
@@ -517,6 +557,10 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       case SessionResponse::KIND_NOT_SET:
         break;
     }
+    // Shutting down, the running command's result has just been queued: close after it.
+    if (shutting_down_ && !closing_ && !CommandRunning()) {
+      CloseForShutdown("after_command");
+    }
   }
   if (more || browser_gone_ || closing_) {
     ReadExec();
@@ -583,7 +627,7 @@ void BrowserSession::ArmTimer() {
     return;
   }
   absl::Time next;
-  if (draining_) {
+  if (waiting_for_exec_) {
     next = absl::Now() + absl::Seconds(5);
   } else if (!params_.verified.has_value()) {
     next = opened_ + context_->options.auth_timeout;
@@ -599,7 +643,7 @@ void BrowserSession::OnTimer(boost::system::error_code ec) {
   if (ec == boost::asio::error::operation_aborted) {
     return;
   }
-  if (draining_) {
+  if (waiting_for_exec_) {
     if (exec_ != nullptr) {
       exec_->Cancel();  // exec did not end the session in time
     }
@@ -630,6 +674,49 @@ void BrowserSession::OnTimer(boost::system::error_code ec) {
   ArmTimer();
 }
 
+void BrowserSession::Drain() {
+  boost::asio::post(strand_, [self = shared_from_this()] { self->OnDrain(); });
+}
+
+void BrowserSession::CloseNow() {
+  boost::asio::post(strand_, [self = shared_from_this()] { self->OnCloseNow(); });
+}
+
+void BrowserSession::OnDrain() {
+  if (shutting_down_ || closing_ || browser_gone_) {
+    return;
+  }
+  shutting_down_ = true;
+  // Seed lines still waiting their turn never run; the running one (the front) may finish.
+  while (seed_commands_.size() > (seed_command_running_ ? 1u : 0u)) {
+    seed_commands_.pop_back();
+  }
+  if (!CommandRunning()) {
+    CloseForShutdown("at_once");
+  }
+}
+
+void BrowserSession::OnCloseNow() {
+  shutting_down_ = true;
+  CloseForShutdown("deadline");
+}
+
+void BrowserSession::CloseForShutdown(const char* when) {
+  if (closing_ || browser_gone_ || connection_ == nullptr) {
+    return;
+  }
+  context_->metrics->DrainClose(when);
+  if (params_.protocol == Protocol::kV1) {
+    Send(nlohmann::json{{"type", "closed"}, {"reason", "shutdown"}, {"message", kShutdownMessage}}
+             .dump(),
+         false);
+  } else {
+    Send(SeedReply("stderr", kSeedShutdownMessage), false);
+  }
+  // Also ends the exec stream cleanly: `close`, then half-close.
+  CloseBrowser(kCloseGoingAway, "shutdown");
+}
+
 void BrowserSession::OnClose(std::string reason) {
   browser_gone_ = true;
   context_->metrics->ConnectionClosed(protocol_name());
@@ -643,7 +730,7 @@ void BrowserSession::OnClose(std::string reason) {
   if (exec_ != nullptr) {
     EndExec();
     ReadExec();  // drain what exec still sends
-    draining_ = true;
+    waiting_for_exec_ = true;
     if (timer_ != nullptr) {
       timer_->cancel();
       ArmTimer();

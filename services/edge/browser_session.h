@@ -9,6 +9,11 @@
 //   stops reading the WebSocket until the queue drains.
 // Message rate (per connection and per user), idle time, the credential's expiry and the
 // authentication deadline close the connection with a documented code (docs/protocol.md).
+//
+// On shutdown (Drain) a session without a running command says so (v1 `closed` reason
+// `shutdown`, seed a stderr line) and closes with 1001 at once; one with a running command
+// refuses new commands and closes the same way right after that command's result, so the
+// browser never loses it. CloseNow ends whatever is left when the drain deadline passes.
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
@@ -45,7 +50,8 @@ class BrowserSession : public http::WebSocketHandler,
                        public std::enable_shared_from_this<BrowserSession> {
  public:
   // The replica-wide connection slot is already taken (Limits::AcquireConnection); the session
-  // gives it back when it closes.
+  // gives it back when it closes. Its place in context->sessions is reserved too
+  // (SessionRegistry::Reserve): it registers there in OnOpen and leaves when destroyed.
   BrowserSession(EdgeContext* context, SessionParams params);
   ~BrowserSession() override;
 
@@ -57,6 +63,12 @@ class BrowserSession : public http::WebSocketHandler,
   void OnExecRead(bool ok, podgate::exec::v1::SessionResponse response) override;
   void OnExecWriteDone(bool ok) override;
   void OnExecDone(grpc::Status status) override;
+
+  // Edge is shutting down: end the session at once, or right after the running command's
+  // result. Any thread; only after OnOpen (the registry sees the session from then on).
+  void Drain();
+  // The drain deadline passed: close (1001) now, even with a command running. Any thread.
+  void CloseNow();
 
  private:
   const char* protocol_name() const { return params_.protocol == Protocol::kV1 ? "v1" : "seed"; }
@@ -76,10 +88,17 @@ class BrowserSession : public http::WebSocketHandler,
   void CloseBrowser(uint16_t code, const std::string& reason);
   void ArmTimer();
   void OnTimer(boost::system::error_code ec);
+  void OnDrain();
+  void OnCloseNow();
+  bool CommandRunning() const { return commands_in_exec_ > 0; }
+  // Tells the browser edge is shutting down and closes with 1001; `when` labels the metric.
+  void CloseForShutdown(const char* when);
 
   EdgeContext* const context_;
   SessionParams params_;
   std::shared_ptr<http::WebSocketConnection> connection_;
+  boost::asio::any_io_executor strand_;  // the connection's, set in OnOpen and kept
+  uint64_t registry_key_ = 0;            // non-zero once registered in context_->sessions
   std::unique_ptr<boost::asio::steady_timer> timer_;
   std::optional<TokenBucket> bucket_;
   std::string user_;  // set once authenticated and counted
@@ -102,11 +121,15 @@ class BrowserSession : public http::WebSocketHandler,
   std::deque<std::string> seed_commands_;
   bool seed_command_running_ = false;
   uint64_t next_command_ = 0;
+  // Commands handed to exec and not yet answered with exit, denied or error (exec answers
+  // every command with exactly one of them).
+  int commands_in_exec_ = 0;
   std::optional<absl::Time> command_sent_;  // for the first-output latency
 
-  bool closing_ = false;       // CloseBrowser called
-  bool browser_gone_ = false;  // OnClose called
-  bool draining_ = false;      // browser gone, waiting for exec to finish
+  bool closing_ = false;           // CloseBrowser called
+  bool browser_gone_ = false;      // OnClose called
+  bool waiting_for_exec_ = false;  // browser gone, waiting for exec to finish
+  bool shutting_down_ = false;     // Drain or CloseNow called
   bool slots_released_ = false;
   void ReleaseSlots();
 };

@@ -1,5 +1,6 @@
 // What every part of an edge replica shares: options, the token verifier, the backend stubs,
-// limits and metrics. Owned by main (or a test) and outliving the HTTP server.
+// limits, metrics and the registry of live sessions. Owned by main (or a test) and outliving
+// the HTTP server.
 #pragma once
 
 #include <memory>
@@ -10,6 +11,7 @@
 #include "auth/jwt.h"
 #include "edge/edge_metrics.h"
 #include "edge/limits.h"
+#include "edge/session_registry.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/audit/v1/audit.grpc.pb.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
@@ -50,6 +52,8 @@ struct EdgeContext {
   std::shared_ptr<grpc::Channel> audit_channel;
   Limits* limits = nullptr;
   EdgeMetrics* metrics = nullptr;
+  // Every open browser session, for the shutdown drain.
+  SessionRegistry* sessions = nullptr;
 };
 
 }  // namespace podgate::edge

@@ -28,8 +28,13 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
       rejections_(prometheus::BuildCounter()
                       .Name("podgate_edge_rejections_total")
                       .Help("Refused handshakes and closed connections, by reason "
-                            "(origin, size, rate, limit).")
+                            "(origin, size, rate, limit, shutdown).")
                       .Register(registry)),
+      drain_closes_(prometheus::BuildCounter()
+                        .Name("podgate_edge_drain_closes_total")
+                        .Help("Browser connections closed (1001) because edge is shutting "
+                              "down, by when (at_once, after_command, deadline).")
+                        .Register(registry)),
       frames_(prometheus::BuildCounter()
                   .Name("podgate_edge_websocket_messages_total")
                   .Help("WebSocket messages, by direction (in = from the browser).")
@@ -50,8 +55,11 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                         .Name("podgate_edge_api_requests_total")
                         .Help("HTTP API requests, by route and status class.")
                         .Register(registry)) {
-  for (const char* reason : {"origin", "size", "rate", "limit"}) {
+  for (const char* reason : {"origin", "size", "rate", "limit", "shutdown"}) {
     rejections_.Add({{"reason", reason}});
+  }
+  for (const char* when : {"at_once", "after_command", "deadline"}) {
+    drain_closes_.Add({{"when", when}});
   }
   for (const char* direction : {"in", "out"}) {
     frames_.Add({{"direction", direction}});
@@ -81,6 +89,10 @@ void EdgeMetrics::AuthFailure(const std::string& reason) {
 
 void EdgeMetrics::Rejection(const std::string& reason) {
   rejections_.Add({{"reason", reason}}).Increment();
+}
+
+void EdgeMetrics::DrainClose(const std::string& when) {
+  drain_closes_.Add({{"when", when}}).Increment();
 }
 
 void EdgeMetrics::Frame(const std::string& direction, size_t bytes) {

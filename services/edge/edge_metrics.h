@@ -23,8 +23,12 @@ class EdgeMetrics {
   void SessionClosed();
   // A refused credential, by AuthFailureReason ("missing" when none was given).
   void AuthFailure(const std::string& reason);
-  // A refused handshake or closed connection: "origin", "size", "rate", "limit".
+  // A refused handshake or closed connection: "origin", "size", "rate", "limit", "shutdown".
   void Rejection(const std::string& reason);
+  // A browser connection closed because edge is shutting down: "at_once" (no command was
+  // running), "after_command" (right after the running command's result), "deadline" (still
+  // open when --drain_timeout ran out).
+  void DrainClose(const std::string& when);
   // WebSocket messages and payload bytes, "in" (from the browser) or "out".
   void Frame(const std::string& direction, size_t bytes);
   // Seconds from a command leaving edge to its first output byte reaching edge.
@@ -39,6 +43,7 @@ class EdgeMetrics {
   prometheus::Counter& sessions_total_;
   prometheus::Family<prometheus::Counter>& auth_failures_;
   prometheus::Family<prometheus::Counter>& rejections_;
+  prometheus::Family<prometheus::Counter>& drain_closes_;
   prometheus::Family<prometheus::Counter>& frames_;
   prometheus::Family<prometheus::Counter>& bytes_;
   prometheus::Histogram& first_output_latency_;

@@ -75,6 +75,13 @@ RouteResult Answer(Response res) {
   return r;
 }
 
+// A handshake while edge shuts down: a session opened now would only be closed again.
+RouteResult RefuseForShutdown(EdgeContext* context, const Request& request) {
+  context->metrics->Rejection("shutdown");
+  return Answer(JsonError(request, bhttp::status::service_unavailable, "UNAVAILABLE",
+                          "edge is shutting down; reconnect to continue"));
+}
+
 bhttp::status HttpStatusFor(grpc::StatusCode code) {
   switch (code) {
     case grpc::StatusCode::OK:
@@ -405,6 +412,12 @@ RouteResult EdgeRouter::Route(const Request& request, const http::RequestContext
 RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::RequestContext& peer,
                                        std::string_view path, std::string_view query) {
   const EdgeOptions& o = context_->options;
+  // The acceptor is closed during a drain, but a keep-alive connection opened before it may
+  // still ask for an upgrade. (Checked first to spare the credential check; the reservation
+  // below is what makes it exact.)
+  if (context_->sessions->draining()) {
+    return RefuseForShutdown(context_, request);
+  }
   std::string origin = Header(request, bhttp::field::origin);
   if (origin.empty() ? !o.allow_missing_origin : !OriginAllowed(origin, o.allowed_origins)) {
     context_->metrics->Rejection("origin");
@@ -490,11 +503,22 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
     return Answer(JsonError(request, bhttp::status::service_unavailable, "RESOURCE_EXHAUSTED",
                             "too many connections"));
   }
+  if (!context_->sessions->Reserve()) {
+    context_->limits->ReleaseConnection();
+    if (params.verified.has_value()) {
+      context_->limits->ReleaseUser(params.verified->principal.user());
+    }
+    return RefuseForShutdown(context_, request);
+  }
   result.websocket = std::make_shared<BrowserSession>(context_, std::move(params));
   return result;
 }
 
 RouteResult EdgeRouter::Ready(const Request& request) {
+  if (context_->sessions->draining()) {
+    // Load balancers stop sending browsers here while the open sessions wind down.
+    return Answer(Json(request, bhttp::status::service_unavailable, {{"edge", "shutting down"}}));
+  }
   nlohmann::json body = nlohmann::json::object();
   bool ready = true;
   for (auto [name, channel] :

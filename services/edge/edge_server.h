@@ -1,6 +1,7 @@
 // edge's HTTP front: routes every request of the browser-facing server.
 //
 //   GET  /healthz, /readyz                     liveness; readiness = exec and policy reachable
+//                                              and edge not shutting down
 //   GET  /api/v1/targets[?namespace=]          exec ListTargets with the caller's token
 //   GET  /api/v1/allowed?namespace=&pod=[&container=]   policy ListAllowed for the caller
 //   GET  /api/v1/audit?...                     audit Query (auditor groups only)
@@ -11,7 +12,8 @@
 //   GET  anything else                         static files from the web root
 //
 // Every WebSocket handshake passes the Origin allowlist and the connection caps before a
-// BrowserSession takes it. docs/protocol.md is the reference.
+// BrowserSession takes it; none is accepted once edge is shutting down. docs/protocol.md is the
+// reference.
 #pragma once
 
 #include <map>

@@ -85,6 +85,10 @@ namespace {
 
 namespace rt = podgate::runtime;
 
+// After the drain deadline, how long the close frames of the sessions closed then may take to
+// leave before the process exits.
+constexpr absl::Duration kCloseGrace = absl::Seconds(2);
+
 bool IsLoopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" ||
          absl::StartsWith(host, "127.");
@@ -192,6 +196,8 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   podgate::edge::EdgeMetrics metrics(*registry);
   podgate::edge::Limits limits(limit_options);
+  // Outlives the I/O context: sessions leave it from their destructors.
+  podgate::edge::SessionRegistry sessions;
   podgate::edge::EdgeContext context;
   context.options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   context.options.allow_missing_origin = absl::GetFlag(FLAGS_allow_missing_origin);
@@ -220,6 +226,7 @@ int main(int argc, char** argv) {
   context.audit = audit_stub.get();
   context.limits = &limits;
   context.metrics = &metrics;
+  context.sessions = &sessions;
 
   absl::StatusOr<podgate::edge::StaticFiles> files =
       podgate::edge::StaticFiles::Load(context.options.web_root);
@@ -245,7 +252,25 @@ int main(int argc, char** argv) {
     podgate::log::Info("http serving", {{"http_port", static_cast<int>((*http_server)->port())},
                                         {"tls", !plain},
                                         {"web_root", context.options.web_root}});
-    server.AddDrainHook([&] { (*http_server)->Stop(); });
+    // New connections are refused and /readyz turns 503; every browser session is told to
+    // end (at once, or after its running command) with a close frame.
+    server.AddDrainHook([&] {
+      (*http_server)->Stop();
+      const int64_t open = static_cast<int64_t>(sessions.size());
+      sessions.BeginDrain();
+      // Logged once every session's drain is queued on its strand: whatever a browser sends
+      // after this line is handled after it.
+      podgate::log::Info("draining browser sessions", {{"sessions", open}});
+    });
+    server.AddDrainWait([&](absl::Time deadline) {
+      if (sessions.WaitEmpty(deadline)) {
+        return;
+      }
+      podgate::log::Warn("drain deadline: closing the remaining browser sessions",
+                         {{"sessions", static_cast<int64_t>(sessions.size())}});
+      sessions.CloseAll();
+      sessions.WaitEmpty(absl::Now() + kCloseGrace);
+    });
   });
   (*http_server)->Stop();
   work.reset();

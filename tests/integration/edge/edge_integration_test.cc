@@ -3,9 +3,15 @@
 // browser protocols, with podgate-audit on SQLite behind exec (strict) and edge's audit view.
 // (support/http_client.h is not used: it builds Beast without BOOST_ASIO_NO_DEPRECATED, which
 // must not be linked next to podgate::http.)
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -14,9 +20,11 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "auth/base64url.h"
 #include "auth/jwt.h"
@@ -88,6 +96,15 @@ rules:
       program: cat
       args:
         - {name: file, type: path, prefixes: [/tmp]}
+  - id: dev-sleep
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: [demo]}
+    limits: {timeLimit: 120s}
+    command:
+      program: sleep
+      args:
+        - {name: seconds, type: integer, min: 1, max: 120}
 )";
 
 void WriteFile(const std::string& path, const std::string& text) {
@@ -98,6 +115,137 @@ void WriteFile(const std::string& path, const std::string& text) {
 int JsonPort(const std::string& line, const char* key) {
   return nlohmann::json::parse(line)[key].get<int>();
 }
+
+// What edge tells browsers when it shuts down (docs/protocol.md, "Shutdown").
+const nlohmann::json kV1Shutdown = {{"type", "closed"},
+                                    {"reason", "shutdown"},
+                                    {"message", "edge is shutting down; reconnect to continue"}};
+constexpr char kSeedShutdown[] = R"({"stderr": "edge is shutting down"})";
+
+// The argv of a running process, empty when there is none (or it has exited).
+std::vector<std::string> ArgvOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> argv;
+  for (absl::string_view part : absl::StrSplit(raw, '\0')) {
+    argv.emplace_back(part);
+  }
+  if (!argv.empty() && argv.back().empty()) {
+    argv.pop_back();
+  }
+  return argv;
+}
+
+pid_t ParentOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) {
+    return -1;
+  }
+  std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+  int ppid = -1;
+  return fields.size() > 1 && absl::SimpleAtoi(fields[1], &ppid) ? ppid : -1;
+}
+
+// Waits until `parent` (kubesim, which starts each command as its own child) runs `argv`;
+// returns that child's pid, or -1 after `timeout`.
+pid_t WaitForChild(pid_t parent, const std::vector<std::string>& argv,
+                   absl::Duration timeout = absl::Seconds(30)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      int pid = 0;
+      if (absl::SimpleAtoi(entry.path().filename().string(), &pid) && ParentOf(pid) == parent &&
+          ArgvOf(pid) == argv) {
+        return pid;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return -1;
+}
+
+// One keep-alive HTTP/1.1 connection over a plain socket: requests sent on a connection
+// opened before a drain, when edge accepts no new ones.
+class KeepAliveConnection {
+ public:
+  static std::unique_ptr<KeepAliveConnection> Open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      if (fd >= 0) {
+        close(fd);
+      }
+      return nullptr;
+    }
+    return std::unique_ptr<KeepAliveConnection>(new KeepAliveConnection(fd));
+  }
+  ~KeepAliveConnection() { close(fd_); }
+
+  struct Answer {
+    int status = 0;
+    std::string body;
+  };
+
+  // Sends `request` (a whole HTTP/1.1 request) and reads one response with a Content-Length.
+  absl::StatusOr<Answer> RoundTrip(const std::string& request,
+                                   absl::Duration timeout = absl::Seconds(20)) {
+    for (size_t sent = 0; sent < request.size();) {
+      ssize_t n = send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) {
+        return absl::UnavailableError("send failed");
+      }
+      sent += static_cast<size_t>(n);
+    }
+    const absl::Time deadline = absl::Now() + timeout;
+    size_t header_end = std::string::npos;
+    size_t length = 0;
+    while (header_end == std::string::npos || buffer_.size() < header_end + 4 + length) {
+      if (header_end == std::string::npos &&
+          (header_end = buffer_.find("\r\n\r\n")) != std::string::npos) {
+        for (absl::string_view line : absl::StrSplit(buffer_.substr(0, header_end), "\r\n")) {
+          if (absl::StartsWithIgnoreCase(line, "content-length:") &&
+              !absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(15)), &length)) {
+            return absl::InternalError("bad Content-Length");
+          }
+        }
+        continue;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+      if (wait_ms <= 0 || poll(&p, 1, wait_ms) != 1) {
+        return absl::DeadlineExceededError(absl::StrCat("no whole response: ", buffer_));
+      }
+      char chunk[4096];
+      ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
+      if (n <= 0) {
+        return absl::UnavailableError(absl::StrCat("connection closed after: ", buffer_));
+      }
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+    Answer answer;
+    // "HTTP/1.1 503 Service Unavailable"
+    std::vector<std::string> status_line =
+        absl::StrSplit(buffer_.substr(0, buffer_.find('\r')), ' ');
+    if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &answer.status)) {
+      return absl::InternalError(absl::StrCat("bad status line: ", buffer_));
+    }
+    answer.body = buffer_.substr(header_end + 4, length);
+    buffer_.erase(0, header_end + 4 + length);
+    return answer;
+  }
+
+ private:
+  explicit KeepAliveConnection(int fd) : fd_(fd) {}
+  int fd_;
+  std::string buffer_;
+};
 
 class EdgeTest : public ::testing::Test {
  protected:
@@ -165,6 +313,7 @@ class EdgeTest : public ::testing::Test {
         "--max_connections_per_user=3",
         "--write_buffer_bytes=65536"};
     edge_args.insert(edge_args.end(), jwt.begin(), jwt.end());
+    edge_args_ = new std::vector<std::string>(edge_args);
     auto edge = Subprocess::Start(PODGATE_EDGE_BIN, edge_args);
     ASSERT_TRUE(edge.ok()) << edge.status();
     edge_ = edge->release();
@@ -194,6 +343,61 @@ class EdgeTest : public ::testing::Test {
       delete *p;
       *p = nullptr;
     }
+    delete edge_args_;
+    edge_args_ = nullptr;
+  }
+
+  // Another edge replica in front of the same back end, for tests that stop it. Its log is
+  // printed when the test fails.
+  struct EdgeReplica {
+    std::unique_ptr<Subprocess> process;
+    int http_port = 0;
+    int metrics_port = 0;
+    ~EdgeReplica() {
+      if (process != nullptr && ::testing::Test::HasFailure()) {
+        for (const std::string& line : process->Lines()) {
+          std::cerr << line << "\n";
+        }
+      }
+    }
+  };
+
+  // Starts an EdgeReplica with the suite's flags plus `extra` (later flags win).
+  static bool StartEdge(const std::vector<std::string>& extra, EdgeReplica* edge) {
+    std::vector<std::string> args = *edge_args_;
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto process = Subprocess::Start(PODGATE_EDGE_BIN, args);
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (!process.ok()) {
+      return false;
+    }
+    edge->process = *std::move(process);
+    auto line = edge->process->WaitForLine("\"msg\":\"http serving\"", absl::Seconds(20));
+    EXPECT_TRUE(line.ok()) << line.status();
+    if (!line.ok()) {
+      return false;
+    }
+    edge->http_port = JsonPort(*line, "http_port");
+    line = edge->process->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+    EXPECT_TRUE(line.ok()) << line.status();
+    if (!line.ok()) {
+      return false;
+    }
+    edge->metrics_port = JsonPort(*line, "metrics_port");
+    return true;
+  }
+
+  // Sends a v1 command and waits until kubesim runs it (a command that prints nothing, such as
+  // `sleep`, gives no other sign); returns the process id, or -1. Tests give each of their
+  // commands an argv of its own (`sleep 93`): exec's interrupt signals the oldest process with
+  // that argv in the container, and kubesim's containers share the machine's processes with
+  // tests running in parallel.
+  static pid_t StartCommand(http::WebSocketClient& ws, const std::string& id,
+                            const std::string& line) {
+    EXPECT_TRUE(
+        ws.Write(nlohmann::json{{"type", "command"}, {"id", id}, {"line", line}}.dump(), false)
+            .ok());
+    return WaitForChild(kubesim_->pid(), absl::StrSplit(line, ' '));
   }
 
   static auth::Key SigningKey() {
@@ -216,9 +420,9 @@ class EdgeTest : public ::testing::Test {
     return *auth::Sign(Claims(user, std::move(groups), lifetime), SigningKey());
   }
 
-  static http::ClientOptions Options(const std::string& origin = kOrigin) {
+  static http::ClientOptions Options(const std::string& origin = kOrigin, int port = http_port_) {
     http::ClientOptions o;
-    o.port = static_cast<uint16_t>(http_port_);
+    o.port = static_cast<uint16_t>(port);
     o.timeout = absl::Seconds(10);
     if (!origin.empty()) {
       o.headers.push_back({"Origin", origin});
@@ -227,8 +431,10 @@ class EdgeTest : public ::testing::Test {
   }
 
   // A seed-protocol connection, authenticated.
-  static std::unique_ptr<http::WebSocketClient> Seed(const std::string& token = Token()) {
-    auto ws = http::WebSocketClient::Connect(Options(), "/ws/seed/demo/web-1?container=app", {});
+  static std::unique_ptr<http::WebSocketClient> Seed(const std::string& token = Token(),
+                                                     int port = http_port_) {
+    auto ws = http::WebSocketClient::Connect(Options(kOrigin, port),
+                                             "/ws/seed/demo/web-1?container=app", {});
     EXPECT_TRUE(ws.ok()) << ws.status();
     if (!ws.ok()) {
       return nullptr;
@@ -238,9 +444,10 @@ class EdgeTest : public ::testing::Test {
   }
 
   // A v1 connection with the token in the sub-protocol offer; reads `ready`.
-  static std::unique_ptr<http::WebSocketClient> V1(const std::string& token = Token()) {
+  static std::unique_ptr<http::WebSocketClient> V1(const std::string& token = Token(),
+                                                   int port = http_port_) {
     auto ws = http::WebSocketClient::Connect(
-        Options(), "/ws/v1/demo/web-1",
+        Options(kOrigin, port), "/ws/v1/demo/web-1",
         {"podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(token)});
     EXPECT_TRUE(ws.ok()) << ws.status();
     if (!ws.ok()) {
@@ -321,9 +528,9 @@ class EdgeTest : public ::testing::Test {
   }
 
   // One sample of edge's /metrics (0 when absent).
-  static double Metric(const std::string& sample) {
+  static double Metric(const std::string& sample, int port = metrics_port_) {
     http::ClientOptions mo;
-    mo.port = static_cast<uint16_t>(metrics_port_);
+    mo.port = static_cast<uint16_t>(port);
     auto metrics = http::Fetch(mo, "GET", "/metrics");
     EXPECT_TRUE(metrics.ok()) << metrics.status();
     if (!metrics.ok()) {
@@ -363,6 +570,7 @@ class EdgeTest : public ::testing::Test {
   }
 
   static std::string* dir_;
+  static std::vector<std::string>* edge_args_;
   static Subprocess* kubesim_;
   static Subprocess* policy_;
   static Subprocess* exec_;
@@ -373,6 +581,7 @@ class EdgeTest : public ::testing::Test {
 };
 
 std::string* EdgeTest::dir_ = nullptr;
+std::vector<std::string>* EdgeTest::edge_args_ = nullptr;
 Subprocess* EdgeTest::kubesim_ = nullptr;
 Subprocess* EdgeTest::policy_ = nullptr;
 Subprocess* EdgeTest::exec_ = nullptr;
@@ -1033,6 +1242,190 @@ TEST_F(EdgeTest, AuditFiltersByKindAndVerdict) {
   r = Get("/api/v1/audit?kind=bogus", Token("frank", {"developers"}));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->status, 403) << r->body;
+}
+
+// SIGTERM (a rolling update): every idle browser session is told why and closed with 1001,
+// never dropped; with nothing left to wait for, edge exits long before --drain_timeout.
+TEST_F(EdgeTest, ShutdownClosesIdleSessionsWith1001AndExitsPromptly) {
+  EdgeReplica replica;
+  ASSERT_TRUE(StartEdge({"--drain_timeout=60s"}, &replica));
+  Subprocess* edge = replica.process.get();
+  const int port = replica.http_port;
+  auto v1 = V1(Token(), port);
+  auto seed = Seed(Token("bob", {"developers"}), port);
+  ASSERT_NE(v1, nullptr);
+  ASSERT_NE(seed, nullptr);
+  // The seed session is open once a line has run (its first message only authenticates).
+  ASSERT_TRUE(seed->Write("echo open", false).ok());
+  auto out = seed->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->data, R"({"stdout": "open\n"})");
+
+  edge->Signal(SIGTERM);
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*v1, &seen, absl::Seconds(30)), HasSubstr("code 1001"));
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(seen[0]), kV1Shutdown) << seen[0];
+  seen.clear();
+  EXPECT_THAT(ReadUntilClosed(*seed, &seen, absl::Seconds(30)), HasSubstr("code 1001"));
+  EXPECT_EQ(seen, std::vector<std::string>{kSeedShutdown});
+
+  auto status = edge->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(status.ok()) << "edge waited for --drain_timeout: " << status.status();
+  EXPECT_EQ(*status, 0);
+  bool drained = false;
+  for (const std::string& line : edge->Lines()) {
+    drained = drained || absl::StrContains(line, "\"msg\":\"draining browser sessions\"");
+    EXPECT_THAT(line, ::testing::Not(HasSubstr("drain deadline")));
+  }
+  EXPECT_TRUE(drained);
+}
+
+// A running command is not cut off: edge refuses new commands, lets the running one finish,
+// sends its result and only then closes (1001), on both protocols.
+TEST_F(EdgeTest, ShutdownClosesASessionRightAfterItsRunningCommand) {
+  EdgeReplica replica;
+  ASSERT_TRUE(StartEdge({"--drain_timeout=60s"}, &replica));
+  Subprocess* edge = replica.process.get();
+  const int port = replica.http_port;
+  auto v1 = V1(Token(), port);
+  auto seed = Seed(Token("bob", {"developers"}), port);
+  ASSERT_NE(v1, nullptr);
+  ASSERT_NE(seed, nullptr);
+  // Long enough that the drain surely starts while both run, even on a busy machine.
+  ASSERT_TRUE(seed->Write("sleep 7", false).ok());
+  ASSERT_GT(StartCommand(*v1, "s1", "sleep 6"), 0);
+  const pid_t seed_sleep = WaitForChild(kubesim_->pid(), {"sleep", "7"});
+  ASSERT_GT(seed_sleep, 0);
+
+  edge->Signal(SIGTERM);
+  ASSERT_TRUE(edge->WaitForLine("\"msg\":\"draining browser sessions\"", absl::Seconds(30)).ok());
+  // Sent during the drain: answered by edge at once (exec would have answered the v1 one with
+  // FAILED_PRECONDITION, a command being busy), never run.
+  ASSERT_TRUE(v1->Write(R"({"type":"command","id":"late","line":"echo late"})", false).ok());
+  ASSERT_TRUE(seed->Write("echo late", false).ok());
+
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*v1, &seen, absl::Seconds(30)), HasSubstr("code 1001"));
+  ASSERT_EQ(seen.size(), 3u) << absl::StrJoin(seen, " | ");
+  EXPECT_EQ(nlohmann::json::parse(seen[0]),
+            nlohmann::json({{"type", "error"},
+                            {"id", "late"},
+                            {"code", "UNAVAILABLE"},
+                            {"message", "edge is shutting down; reconnect to continue"}}));
+  nlohmann::json exit = nlohmann::json::parse(seen[1]);
+  EXPECT_EQ(exit["type"], "exit") << seen[1];
+  EXPECT_EQ(exit["id"], "s1");
+  EXPECT_EQ(exit["termination"], "exited");
+  EXPECT_EQ(exit["code"], 0);
+  EXPECT_EQ(nlohmann::json::parse(seen[2]), kV1Shutdown) << seen[2];
+
+  seen.clear();
+  EXPECT_THAT(ReadUntilClosed(*seed, &seen, absl::Seconds(30)), HasSubstr("code 1001"));
+  // The late line's answer, then the close's, which waited for the sleep to end.
+  EXPECT_EQ(seen, (std::vector<std::string>{kSeedShutdown, kSeedShutdown}));
+  EXPECT_TRUE(ArgvOf(seed_sleep).empty()) << "the seed session closed while its command ran";
+
+  auto status = edge->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(*status, 0);
+}
+
+// While the drain runs, load balancers see /readyz 503 and a handshake on a connection opened
+// before it gets 503; what runs meanwhile (here an interrupt) still reaches exec.
+TEST_F(EdgeTest, ShutdownAnswersReadyzAndHandshakesWith503WhileDraining) {
+  EdgeReplica replica;
+  ASSERT_TRUE(StartEdge({"--drain_timeout=60s"}, &replica));
+  Subprocess* edge = replica.process.get();
+  const int port = replica.http_port;
+  auto holder = V1(Token(), port);
+  auto idle = V1(Token("bob", {"developers"}), port);
+  ASSERT_NE(holder, nullptr);
+  ASSERT_NE(idle, nullptr);
+  ASSERT_GT(StartCommand(*holder, "h", "sleep 93"), 0);
+  // Ready (the backend channels connect on first use), on a connection kept open.
+  const std::string readyz = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  std::unique_ptr<KeepAliveConnection> connection;
+  KeepAliveConnection::Answer ready;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(30); ready.status != 200;) {
+    ASSERT_LT(absl::Now(), deadline) << "edge never ready: " << ready.body;
+    connection = KeepAliveConnection::Open(port);
+    ASSERT_NE(connection, nullptr);
+    auto answer = connection->RoundTrip(readyz);
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    ready = *answer;
+    if (ready.status != 200) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+
+  edge->Signal(SIGTERM);
+  ASSERT_TRUE(edge->WaitForLine("\"msg\":\"draining browser sessions\"", absl::Seconds(30)).ok());
+  auto draining = connection->RoundTrip(readyz);
+  ASSERT_TRUE(draining.ok()) << draining.status();
+  EXPECT_EQ(draining->status, 503);
+  EXPECT_EQ(nlohmann::json::parse(draining->body), nlohmann::json({{"edge", "shutting down"}}));
+  auto upgrade = connection->RoundTrip(absl::StrCat(
+      "GET /ws/v1/demo/web-1 HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: ", kOrigin,
+      "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: podgate.v1\r\n\r\n"));
+  ASSERT_TRUE(upgrade.ok()) << upgrade.status();
+  EXPECT_EQ(upgrade->status, 503) << upgrade->body;
+  EXPECT_EQ(ErrorOf(http::ClientResponse{upgrade->status, "", upgrade->body, {}})["code"],
+            "UNAVAILABLE")
+      << upgrade->body;
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*idle, &seen, absl::Seconds(30)), HasSubstr("code 1001"));
+  EXPECT_EQ(seen.size(), 1u) << absl::StrJoin(seen, " | ");
+  // /metrics is still served while browsers drain.
+  EXPECT_EQ(Metric("podgate_edge_rejections_total{reason=\"shutdown\"}", replica.metrics_port), 1);
+  EXPECT_EQ(Metric("podgate_edge_drain_closes_total{when=\"at_once\"}", replica.metrics_port), 1);
+  EXPECT_EQ(Metric("podgate_edge_drain_closes_total{when=\"after_command\"}", replica.metrics_port),
+            0);
+
+  ASSERT_TRUE(holder->Write(R"({"type":"interrupt"})", false).ok());
+  seen.clear();
+  EXPECT_THAT(ReadUntilClosed(*holder, &seen, absl::Seconds(30)), HasSubstr("code 1001"));
+  ASSERT_EQ(seen.size(), 2u) << absl::StrJoin(seen, " | ");
+  nlohmann::json exit = nlohmann::json::parse(seen[0]);
+  EXPECT_EQ(exit["type"], "exit") << seen[0];
+  EXPECT_EQ(exit["id"], "h");
+  EXPECT_EQ(exit["termination"], "interrupted");
+  EXPECT_EQ(nlohmann::json::parse(seen[1]), kV1Shutdown) << seen[1];
+  auto status = edge->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(*status, 0);
+}
+
+// A command still running when --drain_timeout runs out is ended with the session: the
+// browser gets `closed` and 1001 (not a dropped connection), exec stops the command.
+TEST_F(EdgeTest, ShutdownClosesWhatIsLeftAtTheDrainDeadline) {
+  EdgeReplica replica;
+  ASSERT_TRUE(StartEdge({"--drain_timeout=2s"}, &replica));
+  Subprocess* edge = replica.process.get();
+  const int port = replica.http_port;
+  auto v1 = V1(Token(), port);
+  ASSERT_NE(v1, nullptr);
+  const pid_t sleep = StartCommand(*v1, "long", "sleep 94");
+  ASSERT_GT(sleep, 0);
+
+  const absl::Time start = absl::Now();
+  edge->Signal(SIGTERM);
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*v1, &seen, absl::Seconds(30)), HasSubstr("code 1001"));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(1900)) << "closed before the deadline";
+  ASSERT_EQ(seen.size(), 1u) << absl::StrJoin(seen, " | ");
+  EXPECT_EQ(nlohmann::json::parse(seen[0]), kV1Shutdown) << seen[0];
+  auto status = edge->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(*status, 0);
+  EXPECT_THAT(absl::StrJoin(edge->Lines(), "\n"), HasSubstr("drain deadline"));
+  // exec ended the command with the session instead of leaving it to its time limit.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!ArgvOf(sleep).empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(ArgvOf(sleep).empty()) << "sleep 94 still runs";
 }
 
 }  // namespace

@@ -149,6 +149,36 @@ TEST_F(ServerTest, ShutdownCancelsStreamsAtTheDeadline) {
   EXPECT_EQ(echo_.cancelled.load(), 1);
 }
 
+// Drain waits run after the hooks with the drain deadline, while health still answers
+// NOT_SERVING and /metrics is still served; the server stops only once they return.
+TEST_F(ServerTest, DrainWaitsRunAfterTheHooksWhileTheServerStillAnswers) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok());
+  auto channel = LocalChannel((*server)->grpc_port());
+  ASSERT_EQ(*CheckHealth(channel), grpc::health::v1::HealthCheckResponse::SERVING);
+  const int metrics_port = (*server)->metrics_port();
+  std::vector<std::string> order;
+  absl::Time deadline;
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> health_during;
+  int metrics_during = 0;
+  (*server)->AddDrainHook([&] { order.push_back("hook"); });
+  (*server)->AddDrainWait([&](absl::Time d) {
+    order.push_back("wait");
+    deadline = d;
+    health_during = CheckHealth(channel);
+    auto page = podgate::testing::HttpGet(metrics_port, "/metrics");
+    metrics_during = page.ok() ? page->status : -1;
+  });
+  const absl::Time start = absl::Now();
+  (*server)->Shutdown();
+  EXPECT_EQ(order, (std::vector<std::string>{"hook", "wait"}));
+  EXPECT_GE(deadline, start + absl::Seconds(5));
+  EXPECT_LT(deadline, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(health_during.ok()) << health_during.status();
+  EXPECT_EQ(*health_during, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(metrics_during, 200);
+}
+
 TEST_F(ServerTest, ServiceReadinessFollowsTheServiceWhileTheServerStaysUp) {
   auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
   ASSERT_TRUE(server.ok());
