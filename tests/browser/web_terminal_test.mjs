@@ -308,6 +308,8 @@ step('a denied command shows the refusal with the rule; stderr is red with the e
 step('Ctrl+C interrupts a running sleep', async () => {
   await page.locator('.term-host').click();
   const started = Date.now();
+  // exec interrupts the oldest process with this argv (kubesim's containers share the machine's
+  // processes): no other test runs `sleep 60`.
   await page.keyboard.type('sleep 60');
   await page.keyboard.press('Enter');
   await new Promise((r) => setTimeout(r, 1500));
@@ -459,7 +461,8 @@ step('the page reconnects with backoff when edge restarts', async () => {
   await page.locator('.status[data-state=waiting]').waitFor({ timeout: 15000 });
   const status = await page.locator('.status').textContent();
   assert(/reconnecting in \d+ s \(attempt \d+\)/.test(status), `status: ${status}`);
-  await waitTerm(/reconnecting…/);
+  // edge drains: the page hears why (closed, reason shutdown, close 1001) rather than a drop.
+  await waitTerm(/edge is restarting or shutting down; reconnecting…/);
   await shot('07-reconnecting');
   // Let an attempt or two fail against the stopped edge, then bring it back.
   await new Promise((r) => setTimeout(r, 2500));
