@@ -57,10 +57,9 @@ class AuditClient {
   int64_t streams_opened() const;
 
  private:
-  // All state lives in Core, shared with the stream reactors and timer callbacks so that none
-  // of them can outlive what it touches.
+  // The Record stream (a clients::CorrelatedStream) and the options.
   class Core;
-  std::shared_ptr<Core> core_;
+  std::unique_ptr<Core> core_;
 };
 
 }  // namespace podgate::clients

@@ -34,8 +34,9 @@ class PolicyStream {
   void Ask(podgate::policy::v1::AuthorizeRequest request, absl::Duration timeout, Callback done);
 
  private:
+  // The AuthorizeStream (a clients::CorrelatedStream) and the next correlation id.
   class Core;
-  std::shared_ptr<Core> core_;
+  std::unique_ptr<Core> core_;
 };
 
 }  // namespace podgate::exec
