@@ -184,6 +184,17 @@ class Page {
     );
   }
 
+  // edge refused the session (401). When the token's time is up, say so plainly: the cookie
+  // has lapsed with it, and edge can only say that no credential came.
+  private signedOut(err: ApiError): void {
+    const at = this.session ? Date.parse(this.session.expires) : NaN;
+    if (Number.isFinite(at) && at <= Date.now() + 5000) {
+      this.expired(`Your sign-in expired at ${new Date(at).toLocaleTimeString()}.`);
+    } else {
+      this.expired(`Your sign-in is no longer valid (${err.message}).`);
+    }
+  }
+
   private expired(message: string): void {
     this.showSignIn(`${message} Paste a new token to continue.`);
   }
@@ -350,7 +361,7 @@ class Page {
     } catch (e) {
       const err = e as ApiError;
       if (err.status === 401) {
-        this.expired(`Your sign-in is no longer valid (${err.message}).`);
+        this.signedOut(err);
         return { fatal: true, message: err.message };
       }
       if (err.status === 403) return { fatal: true, message: err.message };
@@ -365,7 +376,7 @@ class Page {
     } catch (e) {
       const err = e as ApiError;
       if (gen === this.generation && err.status === 401) {
-        this.expired(`Your sign-in is no longer valid (${err.message}).`);
+        this.signedOut(err);
       }
     }
   }
@@ -381,7 +392,7 @@ class Page {
     } catch (e) {
       if (gen !== this.generation) return;
       const err = e as ApiError;
-      if (err.status === 401) return this.expired(`Your sign-in is no longer valid (${err.message}).`);
+      if (err.status === 401) return this.signedOut(err);
       this.showNotice(`Could not list the pods you may use: ${err.message}`);
       return;
     }
@@ -451,7 +462,7 @@ class Page {
     } catch (e) {
       if (gen !== this.allowedGeneration) return;
       const err = e as ApiError;
-      if (err.status === 401) return this.expired(`Your sign-in is no longer valid (${err.message}).`);
+      if (err.status === 401) return this.signedOut(err);
       this.panelNote.textContent = `Could not ask policy what is allowed: ${err.message}. Commands are still checked when you run them.`;
     }
     this.renderPanel();
