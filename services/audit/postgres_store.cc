@@ -16,57 +16,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
-#include "audit/query_sql.h"
 #include "audit/store.h"
+#include "audit/store_sql.h"
 
 namespace podgate::audit {
 namespace {
 
 using podgate::common::v1::AuditEvent;
-
-// Versioned migrations, applied once each, in order, under an advisory lock so that replicas
-// starting together do not race. Never edit a released one; append a new version.
-const char* const kMigrations[] = {
-    // 1: records, chain checkpoints, and the indexes the Query filters use.
-    R"sql(
-CREATE TABLE records (
-  id BIGSERIAL PRIMARY KEY,
-  event_id TEXT NOT NULL UNIQUE,
-  chain_id TEXT NOT NULL,
-  sequence BIGINT NOT NULL,
-  stored_time_us BIGINT NOT NULL,
-  event BYTEA NOT NULL,
-  hash BYTEA NOT NULL,
-  previous_hash BYTEA NOT NULL,
-  event_time_us BIGINT NOT NULL,
-  kind INTEGER NOT NULL,
-  user_name TEXT NOT NULL,
-  groups_text TEXT NOT NULL,
-  namespace TEXT NOT NULL,
-  pod TEXT NOT NULL,
-  container TEXT NOT NULL,
-  verdict INTEGER NOT NULL,
-  rule TEXT NOT NULL,
-  session_id TEXT NOT NULL,
-  argv_text TEXT NOT NULL,
-  UNIQUE (chain_id, sequence)
-);
-CREATE INDEX records_user ON records (user_name, id);
-CREATE INDEX records_namespace_pod ON records (namespace, pod, id);
-CREATE INDEX records_pod ON records (pod, id);
-CREATE INDEX records_session ON records (session_id, id);
-CREATE INDEX records_event_time ON records (event_time_us);
-CREATE INDEX records_kind_verdict ON records (kind, verdict, id);
-CREATE INDEX records_rule ON records (rule, id);
-CREATE INDEX records_stored_time ON records (chain_id, stored_time_us);
-CREATE TABLE checkpoints (
-  chain_id TEXT PRIMARY KEY,
-  sequence BIGINT NOT NULL,
-  hash BYTEA NOT NULL,
-  created_us BIGINT NOT NULL
-);
-)sql",
-};
 
 // Rows per multi-row INSERT: 18 parameters each, far below PostgreSQL's 65535.
 constexpr size_t kInsertChunk = 200;
@@ -417,7 +373,10 @@ class PostgresStore final : public Store {
     return absl::OkStatus();
   }
 
+  // Each migration runs once, in order, under an advisory lock so that replicas starting
+  // together do not race.
   static absl::Status Migrate(Conn& conn) {
+    const std::vector<std::string>& migrations = Migrations(Dialect::kPostgres);
     absl::Status s = conn.Run("BEGIN");
     // One fixed advisory lock id for podgate audit migrations.
     if (s.ok()) {
@@ -428,13 +387,13 @@ class PostgresStore final : public Store {
           "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
           "applied_us BIGINT NOT NULL)");
     }
-    for (size_t i = 0; s.ok() && i < std::size(kMigrations); ++i) {
+    for (size_t i = 0; s.ok() && i < migrations.size(); ++i) {
       const int64_t version = static_cast<int64_t>(i + 1);
       absl::StatusOr<Result> r =
           conn.Exec("SELECT 1 FROM schema_migrations WHERE version = $1", {Int(version)});
       s = r.status();
       if (s.ok() && r->rows() == 0) {
-        s = conn.Run(kMigrations[i]);
+        s = conn.Run(migrations[i]);
         if (s.ok()) {
           s = conn.Run(
               "INSERT INTO schema_migrations VALUES ($1, "

@@ -11,57 +11,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "audit/query_sql.h"
 #include "audit/store.h"
+#include "audit/store_sql.h"
 
 namespace podgate::audit {
 namespace {
 
 using podgate::common::v1::AuditEvent;
-
-// Versioned migrations: each runs once, in order, inside a transaction that also records its
-// version. Never edit a released one; append a new version.
-const char* const kMigrations[] = {
-    // 1: records, chain checkpoints, and the indexes the Query filters use.
-    R"sql(
-CREATE TABLE records (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id TEXT NOT NULL UNIQUE,
-  chain_id TEXT NOT NULL,
-  sequence INTEGER NOT NULL,
-  stored_time_us INTEGER NOT NULL,
-  event BLOB NOT NULL,
-  hash BLOB NOT NULL,
-  previous_hash BLOB NOT NULL,
-  event_time_us INTEGER NOT NULL,
-  kind INTEGER NOT NULL,
-  user_name TEXT NOT NULL,
-  groups_text TEXT NOT NULL,
-  namespace TEXT NOT NULL,
-  pod TEXT NOT NULL,
-  container TEXT NOT NULL,
-  verdict INTEGER NOT NULL,
-  rule TEXT NOT NULL,
-  session_id TEXT NOT NULL,
-  argv_text TEXT NOT NULL,
-  UNIQUE (chain_id, sequence)
-);
-CREATE INDEX records_user ON records (user_name, id);
-CREATE INDEX records_namespace_pod ON records (namespace, pod, id);
-CREATE INDEX records_pod ON records (pod, id);
-CREATE INDEX records_session ON records (session_id, id);
-CREATE INDEX records_event_time ON records (event_time_us);
-CREATE INDEX records_kind_verdict ON records (kind, verdict, id);
-CREATE INDEX records_rule ON records (rule, id);
-CREATE INDEX records_stored_time ON records (chain_id, stored_time_us);
-CREATE TABLE checkpoints (
-  chain_id TEXT PRIMARY KEY,
-  sequence INTEGER NOT NULL,
-  hash BLOB NOT NULL,
-  created_us INTEGER NOT NULL
-);
-)sql",
-};
 
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   const std::string message =
@@ -386,14 +342,16 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
+  // Each migration runs once, in order, inside a transaction that also records its version.
   static absl::Status Migrate(Db* db) {
+    const std::vector<std::string>& migrations = Migrations(Dialect::kSqlite);
     if (absl::Status s =
             db->Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                      "applied_us INTEGER NOT NULL)");
         !s.ok()) {
       return s;
     }
-    for (size_t i = 0; i < std::size(kMigrations); ++i) {
+    for (size_t i = 0; i < migrations.size(); ++i) {
       const int64_t version = static_cast<int64_t>(i + 1);
       if (absl::Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) {
         return s;
@@ -403,7 +361,7 @@ class SqliteStore final : public Store {
       absl::StatusOr<bool> applied = check.Step();
       absl::Status s = applied.status();
       if (s.ok() && !*applied) {
-        s = db->Exec(kMigrations[i]);
+        s = db->Exec(migrations[i]);
         if (s.ok()) {
           s = db->Exec(
               absl::StrCat("INSERT INTO schema_migrations VALUES (", version,
