@@ -1,5 +1,7 @@
 #include "audit/store_sql.h"
 
+#include <utility>
+
 #include "absl/strings/str_replace.h"
 
 namespace podgate::audit {
@@ -68,6 +70,58 @@ const std::vector<std::string>& Migrations(Dialect dialect) {
   static const auto* const kSqlite = new std::vector<std::string>(Render(Dialect::kSqlite));
   static const auto* const kPostgres = new std::vector<std::string>(Render(Dialect::kPostgres));
   return dialect == Dialect::kSqlite ? *kSqlite : *kPostgres;
+}
+
+std::string ForDialect(const char* sql, Dialect dialect) {
+  return dialect == Dialect::kSqlite ? std::string(sql) : absl::StrReplaceAll(sql, {{"?", "$"}});
+}
+
+std::vector<SqlParam> RecordParams(const StoredRow& row) {
+  return {SqlText(row.event_id),
+          SqlText(row.chain_id),
+          SqlInt(row.sequence),
+          SqlInt(row.stored_time_us),
+          SqlBytes(row.event_bytes),
+          SqlBytes(row.hash),
+          SqlBytes(row.previous_hash),
+          SqlInt(row.columns.event_time_us),
+          SqlInt(row.columns.kind),
+          SqlText(row.columns.user),
+          SqlText(row.columns.groups),
+          SqlText(row.columns.namespace_name),
+          SqlText(row.columns.pod),
+          SqlText(row.columns.container),
+          SqlInt(row.columns.verdict),
+          SqlText(row.columns.rule),
+          SqlText(row.columns.session_id),
+          SqlText(row.columns.argv_text)};
+}
+
+ChainHead HeadAfterCheckpoint(const std::string& chain_id, const Checkpoint& checkpoint) {
+  ChainHead head;
+  head.chain_id = chain_id;
+  if (checkpoint.sequence > 0) {
+    head.sequence = checkpoint.sequence;
+    head.hash = checkpoint.hash;
+  }
+  return head;
+}
+
+absl::Status PageBuilder::Add(const StoredRow& row, int64_t row_id) {
+  last_row_id_ = row_id;
+  absl::StatusOr<podgate::audit::v1::AuditRecord> record = ToRecord(row);
+  if (!record.ok()) {
+    return record.status();
+  }
+  page_.records.push_back(*std::move(record));
+  return absl::OkStatus();
+}
+
+QueryPage PageBuilder::Finish(bool more) && {
+  if (more) {
+    page_.next_page_token = EncodePageToken(last_row_id_, newest_first_);
+  }
+  return std::move(page_);
 }
 
 }  // namespace podgate::audit
