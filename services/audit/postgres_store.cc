@@ -16,69 +16,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
-#include "audit/query_sql.h"
 #include "audit/store.h"
+#include "audit/store_sql.h"
 
 namespace podgate::audit {
 namespace {
 
 using podgate::common::v1::AuditEvent;
 
-// Versioned migrations, applied once each, in order, under an advisory lock so that replicas
-// starting together do not race. Never edit a released one; append a new version.
-const char* const kMigrations[] = {
-    // 1: records, chain checkpoints, and the indexes the Query filters use.
-    R"sql(
-CREATE TABLE records (
-  id BIGSERIAL PRIMARY KEY,
-  event_id TEXT NOT NULL UNIQUE,
-  chain_id TEXT NOT NULL,
-  sequence BIGINT NOT NULL,
-  stored_time_us BIGINT NOT NULL,
-  event BYTEA NOT NULL,
-  hash BYTEA NOT NULL,
-  previous_hash BYTEA NOT NULL,
-  event_time_us BIGINT NOT NULL,
-  kind INTEGER NOT NULL,
-  user_name TEXT NOT NULL,
-  groups_text TEXT NOT NULL,
-  namespace TEXT NOT NULL,
-  pod TEXT NOT NULL,
-  container TEXT NOT NULL,
-  verdict INTEGER NOT NULL,
-  rule TEXT NOT NULL,
-  session_id TEXT NOT NULL,
-  argv_text TEXT NOT NULL,
-  UNIQUE (chain_id, sequence)
-);
-CREATE INDEX records_user ON records (user_name, id);
-CREATE INDEX records_namespace_pod ON records (namespace, pod, id);
-CREATE INDEX records_pod ON records (pod, id);
-CREATE INDEX records_session ON records (session_id, id);
-CREATE INDEX records_event_time ON records (event_time_us);
-CREATE INDEX records_kind_verdict ON records (kind, verdict, id);
-CREATE INDEX records_rule ON records (rule, id);
-CREATE INDEX records_stored_time ON records (chain_id, stored_time_us);
-CREATE TABLE checkpoints (
-  chain_id TEXT PRIMARY KEY,
-  sequence BIGINT NOT NULL,
-  hash BYTEA NOT NULL,
-  created_us BIGINT NOT NULL
-);
-)sql",
-};
-
 // Rows per multi-row INSERT: 18 parameters each, far below PostgreSQL's 65535.
 constexpr size_t kInsertChunk = 200;
-
-struct Param {
-  std::string value;
-  bool binary = false;
-};
-
-Param Text(std::string v) { return Param{std::move(v), false}; }
-Param Int(int64_t v) { return Param{absl::StrCat(v), false}; }
-Param Bytes(std::string v) { return Param{std::move(v), true}; }
 
 class Result {
  public:
@@ -164,14 +111,21 @@ class Conn {
   ~Conn() { PQfinish(conn_); }
   bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
 
-  absl::StatusOr<Result> Exec(const std::string& sql, const std::vector<Param>& params = {}) {
+  // Integers go as text, byte strings in binary format.
+  absl::StatusOr<Result> Exec(const std::string& sql, const std::vector<SqlParam>& params = {}) {
+    std::vector<std::string> ints(params.size());
     std::vector<const char*> values;
     std::vector<int> lengths;
     std::vector<int> formats;
-    for (const Param& p : params) {
-      values.push_back(p.value.data());
-      lengths.push_back(static_cast<int>(p.value.size()));
-      formats.push_back(p.binary ? 1 : 0);
+    for (size_t i = 0; i < params.size(); ++i) {
+      const SqlParam& p = params[i];
+      if (p.type == SqlParam::Type::kInt) {
+        ints[i] = absl::StrCat(p.int_value);
+      }
+      const std::string& value = p.type == SqlParam::Type::kInt ? ints[i] : p.text;
+      values.push_back(value.data());
+      lengths.push_back(static_cast<int>(value.size()));
+      formats.push_back(p.type == SqlParam::Type::kBytes ? 1 : 0);
     }
     // Without parameters PQexec also runs several statements (the migrations).
     PGresult* r = params.empty()
@@ -187,7 +141,7 @@ class Conn {
     return Result(r);
   }
 
-  absl::Status Run(const std::string& sql, const std::vector<Param>& params = {}) {
+  absl::Status Run(const std::string& sql, const std::vector<SqlParam>& params = {}) {
     return Exec(sql, params).status();
   }
 
@@ -196,29 +150,14 @@ class Conn {
   PGconn* conn_;
 };
 
-StoredRow ReadRow(const Result& r, int i, int64_t* row_id) {
-  StoredRow row;
-  *row_id = r.GetInt(i, 0);
-  row.event_id = r.Get(i, 1);
-  row.chain_id = r.Get(i, 2);
-  row.sequence = r.GetInt(i, 3);
-  row.stored_time_us = r.GetInt(i, 4);
-  row.event_bytes = r.GetBytes(i, 5);
-  row.hash = r.GetBytes(i, 6);
-  row.previous_hash = r.GetBytes(i, 7);
-  row.columns.event_time_us = r.GetInt(i, 8);
-  row.columns.kind = static_cast<int32_t>(r.GetInt(i, 9));
-  row.columns.user = r.Get(i, 10);
-  row.columns.groups = r.Get(i, 11);
-  row.columns.namespace_name = r.Get(i, 12);
-  row.columns.pod = r.Get(i, 13);
-  row.columns.container = r.Get(i, 14);
-  row.columns.verdict = static_cast<int32_t>(r.GetInt(i, 15));
-  row.columns.rule = r.Get(i, 16);
-  row.columns.session_id = r.Get(i, 17);
-  row.columns.argv_text = r.Get(i, 18);
-  return row;
-}
+// Row `i` of a result, as ReadStoredRow reads it.
+struct ResultRow {
+  const Result& result;
+  int i;
+  int64_t Int(int col) const { return result.GetInt(i, col); }
+  std::string Text(int col) const { return result.Get(i, col); }
+  std::string Bytes(int col) const { return result.GetBytes(i, col); }
+};
 
 class PostgresStore final : public Store {
  public:
@@ -236,16 +175,15 @@ class PostgresStore final : public Store {
     if (absl::Status s = Connect(); !s.ok()) {
       return s;
     }
-    ChainHead head;
-    head.chain_id = chain_id;
-    absl::StatusOr<Result> r = writer_->Exec(
-        "SELECT sequence, hash FROM records WHERE chain_id = $1 ORDER BY sequence DESC LIMIT 1",
-        {Text(chain_id)});
+    absl::StatusOr<Result> r =
+        writer_->Exec(ForDialect(kLastRecordSql, Dialect::kPostgres), {SqlText(chain_id)});
     if (!r.ok()) {
       DropIfBroken();
       return r.status();
     }
     if (r->rows() == 1) {
+      ChainHead head;
+      head.chain_id = chain_id;
       head.sequence = r->GetInt(0, 0);
       head.hash = r->GetBytes(0, 1);
       return head;
@@ -255,11 +193,7 @@ class PostgresStore final : public Store {
       DropIfBroken();
       return cp.status();
     }
-    if (cp->sequence > 0) {
-      head.sequence = cp->sequence;
-      head.hash = cp->hash;
-    }
-    return head;
+    return HeadAfterCheckpoint(chain_id, *cp);
   }
 
   absl::Status Append(ChainHead* head, const std::vector<const AuditEvent*>& events,
@@ -290,28 +224,23 @@ class PostgresStore final : public Store {
     if (!conn.ok()) {
       return conn.status();
     }
-    std::vector<Param> params;
-    for (const SqlParam& p : q->params) {
-      params.push_back(p.is_int ? Int(p.int_value) : Text(p.text));
-    }
-    absl::StatusOr<Result> r = (*conn)->Exec(q->sql, params);
+    absl::StatusOr<Result> r = (*conn)->Exec(q->sql, q->params);
     if (!r.ok()) {
       return r.status();
     }
-    QueryPage page;
-    int64_t last_id = 0;
+    PageBuilder page(*q);
     for (int i = 0; i < r->rows(); ++i) {
-      if (static_cast<int>(page.records.size()) == q->page_size) {
-        page.next_page_token = EncodePageToken(last_id, q->newest_first);
-        break;
+      if (page.full()) {
+        return std::move(page).Finish(/*more=*/true);
       }
-      absl::StatusOr<podgate::audit::v1::AuditRecord> record = ToRecord(ReadRow(*r, i, &last_id));
-      if (!record.ok()) {
-        return record.status();
+      ResultRow result_row{*r, i};
+      int64_t id = 0;
+      const StoredRow row = ReadStoredRow(result_row, &id);
+      if (absl::Status added = page.Add(row, id); !added.ok()) {
+        return added;
       }
-      page.records.push_back(*std::move(record));
     }
-    return page;
+    return std::move(page).Finish(/*more=*/false);
   }
 
   absl::StatusOr<std::vector<std::string>> ListChains() override {
@@ -353,13 +282,14 @@ class PostgresStore final : public Store {
           absl::StrCat("SELECT ", kRowColumns,
                        " FROM records WHERE chain_id = $1 AND sequence > $2 ORDER BY sequence "
                        "LIMIT 1000"),
-          {Text(chain_id), Int(after)});
+          {SqlText(chain_id), SqlInt(after)});
       if (!r.ok()) {
         return r.status();
       }
       for (int i = 0; i < r->rows(); ++i) {
+        ResultRow result_row{*r, i};
         int64_t id = 0;
-        StoredRow row = ReadRow(*r, i, &id);
+        const StoredRow row = ReadStoredRow(result_row, &id);
         after = row.sequence;
         if (!visit(row)) {
           return absl::OkStatus();
@@ -417,7 +347,10 @@ class PostgresStore final : public Store {
     return absl::OkStatus();
   }
 
+  // Each migration runs once, in order, under an advisory lock so that replicas starting
+  // together do not race.
   static absl::Status Migrate(Conn& conn) {
+    const std::vector<std::string>& migrations = Migrations(Dialect::kPostgres);
     absl::Status s = conn.Run("BEGIN");
     // One fixed advisory lock id for podgate audit migrations.
     if (s.ok()) {
@@ -428,18 +361,18 @@ class PostgresStore final : public Store {
           "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
           "applied_us BIGINT NOT NULL)");
     }
-    for (size_t i = 0; s.ok() && i < std::size(kMigrations); ++i) {
+    for (size_t i = 0; s.ok() && i < migrations.size(); ++i) {
       const int64_t version = static_cast<int64_t>(i + 1);
       absl::StatusOr<Result> r =
-          conn.Exec("SELECT 1 FROM schema_migrations WHERE version = $1", {Int(version)});
+          conn.Exec("SELECT 1 FROM schema_migrations WHERE version = $1", {SqlInt(version)});
       s = r.status();
       if (s.ok() && r->rows() == 0) {
-        s = conn.Run(kMigrations[i]);
+        s = conn.Run(migrations[i]);
         if (s.ok()) {
           s = conn.Run(
               "INSERT INTO schema_migrations VALUES ($1, "
               "(extract(epoch from clock_timestamp()) * 1000000)::bigint)",
-              {Int(version)});
+              {SqlInt(version)});
         }
       }
     }
@@ -454,7 +387,7 @@ class PostgresStore final : public Store {
 
   static absl::StatusOr<Checkpoint> CheckpointOn(Conn& conn, const std::string& chain_id) {
     absl::StatusOr<Result> r =
-        conn.Exec("SELECT sequence, hash FROM checkpoints WHERE chain_id = $1", {Text(chain_id)});
+        conn.Exec(ForDialect(kCheckpointSql, Dialect::kPostgres), {SqlText(chain_id)});
     if (!r.ok()) {
       return r.status();
     }
@@ -477,10 +410,10 @@ class PostgresStore final : public Store {
     std::unordered_set<std::string> stored;
     for (size_t start = 0; start < events.size(); start += kInsertChunk) {
       const size_t end = std::min(events.size(), start + kInsertChunk);
-      std::vector<Param> params;
+      std::vector<SqlParam> params;
       std::vector<std::string> holes;
       for (size_t i = start; i < end; ++i) {
-        params.push_back(Text(events[i]->id()));
+        params.push_back(SqlText(events[i]->id()));
         holes.push_back(absl::StrCat("$", params.size()));
       }
       absl::StatusOr<Result> r =
@@ -494,28 +427,21 @@ class PostgresStore final : public Store {
         stored.insert(r->Get(i, 0));
       }
     }
-    std::vector<StoredRow> rows;
+    std::vector<std::vector<SqlParam>> rows;
     for (const AuditEvent* event : events) {
       // Stored before: acked again, stored once; a repeat inside this batch likewise.
       if (!stored.insert(event->id()).second) {
         continue;
       }
-      rows.push_back(LinkNext(head, *event, stored_time_us));
+      rows.push_back(RecordParams(LinkNext(head, *event, stored_time_us)));
     }
     for (size_t start = 0; start < rows.size(); start += kInsertChunk) {
       const size_t end = std::min(rows.size(), start + kInsertChunk);
-      std::vector<Param> params;
+      std::vector<SqlParam> params;
       std::vector<std::string> tuples;
       for (size_t i = start; i < end; ++i) {
-        const StoredRow& row = rows[i];
         const size_t base = params.size();
-        for (Param p :
-             {Text(row.event_id), Text(row.chain_id), Int(row.sequence), Int(row.stored_time_us),
-              Bytes(row.event_bytes), Bytes(row.hash), Bytes(row.previous_hash),
-              Int(row.columns.event_time_us), Int(row.columns.kind), Text(row.columns.user),
-              Text(row.columns.groups), Text(row.columns.namespace_name), Text(row.columns.pod),
-              Text(row.columns.container), Int(row.columns.verdict), Text(row.columns.rule),
-              Text(row.columns.session_id), Text(row.columns.argv_text)}) {
+        for (SqlParam& p : rows[i]) {
           params.push_back(std::move(p));
         }
         std::vector<std::string> holes;
@@ -524,13 +450,8 @@ class PostgresStore final : public Store {
         }
         tuples.push_back(absl::StrCat("(", absl::StrJoin(holes, ","), ")"));
       }
-      if (absl::Status s = conn.Run(
-              absl::StrCat("INSERT INTO records (event_id, chain_id, sequence, stored_time_us, "
-                           "event, hash, previous_hash, event_time_us, kind, user_name, "
-                           "groups_text, namespace, pod, container, verdict, rule, session_id, "
-                           "argv_text) VALUES ",
-                           absl::StrJoin(tuples, ",")),
-              params);
+      if (absl::Status s =
+              conn.Run(absl::StrCat(kInsertRecordsSql, absl::StrJoin(tuples, ",")), params);
           !s.ok()) {
         return s;
       }
@@ -544,12 +465,8 @@ class PostgresStore final : public Store {
     if (absl::Status s = conn.Run("BEGIN"); !s.ok()) {
       return s;
     }
-    absl::StatusOr<Result> find = conn.Exec(
-        "SELECT r.sequence, r.hash FROM records r WHERE r.chain_id = $1 AND r.sequence < "
-        "COALESCE((SELECT MIN(sequence) FROM records WHERE chain_id = $1 AND stored_time_us >= "
-        "$2), (SELECT MAX(sequence) FROM records WHERE chain_id = $1)) ORDER BY r.sequence DESC "
-        "LIMIT 1",
-        {Text(chain), Int(cutoff_us)});
+    absl::StatusOr<Result> find = conn.Exec(ForDialect(kCutPointSql, Dialect::kPostgres),
+                                            {SqlText(chain), SqlInt(cutoff_us)});
     if (!find.ok()) {
       return find.status();
     }
@@ -564,16 +481,13 @@ class PostgresStore final : public Store {
     absl::StatusOr<Result> del = conn.Exec(
         "WITH d AS (DELETE FROM records WHERE chain_id = $1 AND sequence <= $2 "
         "RETURNING 1) SELECT count(*) FROM d",
-        {Text(chain), Int(cut)});
+        {SqlText(chain), SqlInt(cut)});
     if (!del.ok()) {
       return del.status();
     }
     const int64_t removed = del->GetInt(0, 0);
-    if (absl::Status s = conn.Run(
-            "INSERT INTO checkpoints (chain_id, sequence, hash, created_us) VALUES ($1, $2, $3, "
-            "$4) ON CONFLICT (chain_id) DO UPDATE SET sequence = excluded.sequence, hash = "
-            "excluded.hash, created_us = excluded.created_us",
-            {Text(chain), Int(cut), Bytes(hash), Int(cutoff_us)});
+    if (absl::Status s = conn.Run(ForDialect(kUpsertCheckpointSql, Dialect::kPostgres),
+                                  {SqlText(chain), SqlInt(cut), SqlBytes(hash), SqlInt(cutoff_us)});
         !s.ok()) {
       return s;
     }

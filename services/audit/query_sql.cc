@@ -25,17 +25,8 @@ class Builder {
     params_.push_back(std::move(param));
     return absl::StrCat(dialect_ == Dialect::kSqlite ? "?" : "$", params_.size());
   }
-  std::string Text(std::string value) {
-    SqlParam p;
-    p.text = std::move(value);
-    return Placeholder(std::move(p));
-  }
-  std::string Int(int64_t value) {
-    SqlParam p;
-    p.is_int = true;
-    p.int_value = value;
-    return Placeholder(std::move(p));
-  }
+  std::string Text(std::string value) { return Placeholder(SqlText(std::move(value))); }
+  std::string Int(int64_t value) { return Placeholder(SqlInt(value)); }
   std::string Contains(const std::string& column, std::string needle) {
     const std::string fn = dialect_ == Dialect::kSqlite ? "instr" : "strpos";
     return absl::StrCat(fn, "(", column, ", ", Text(std::move(needle)), ") > 0");

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -13,11 +14,21 @@ namespace podgate::audit {
 
 enum class Dialect { kSqlite, kPostgres };
 
+// A bound parameter: text, a 64-bit integer or a byte string.
 struct SqlParam {
-  bool is_int = false;
+  enum class Type { kText, kInt, kBytes };
+  Type type = Type::kText;
   int64_t int_value = 0;
-  std::string text;
+  std::string text;  // kText and kBytes
 };
+
+inline SqlParam SqlText(std::string value) {
+  return SqlParam{SqlParam::Type::kText, 0, std::move(value)};
+}
+inline SqlParam SqlInt(int64_t value) { return SqlParam{SqlParam::Type::kInt, value, {}}; }
+inline SqlParam SqlBytes(std::string value) {
+  return SqlParam{SqlParam::Type::kBytes, 0, std::move(value)};
+}
 
 struct SqlQuery {
   std::string sql;

@@ -11,57 +11,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "audit/query_sql.h"
 #include "audit/store.h"
+#include "audit/store_sql.h"
 
 namespace podgate::audit {
 namespace {
 
 using podgate::common::v1::AuditEvent;
-
-// Versioned migrations: each runs once, in order, inside a transaction that also records its
-// version. Never edit a released one; append a new version.
-const char* const kMigrations[] = {
-    // 1: records, chain checkpoints, and the indexes the Query filters use.
-    R"sql(
-CREATE TABLE records (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id TEXT NOT NULL UNIQUE,
-  chain_id TEXT NOT NULL,
-  sequence INTEGER NOT NULL,
-  stored_time_us INTEGER NOT NULL,
-  event BLOB NOT NULL,
-  hash BLOB NOT NULL,
-  previous_hash BLOB NOT NULL,
-  event_time_us INTEGER NOT NULL,
-  kind INTEGER NOT NULL,
-  user_name TEXT NOT NULL,
-  groups_text TEXT NOT NULL,
-  namespace TEXT NOT NULL,
-  pod TEXT NOT NULL,
-  container TEXT NOT NULL,
-  verdict INTEGER NOT NULL,
-  rule TEXT NOT NULL,
-  session_id TEXT NOT NULL,
-  argv_text TEXT NOT NULL,
-  UNIQUE (chain_id, sequence)
-);
-CREATE INDEX records_user ON records (user_name, id);
-CREATE INDEX records_namespace_pod ON records (namespace, pod, id);
-CREATE INDEX records_pod ON records (pod, id);
-CREATE INDEX records_session ON records (session_id, id);
-CREATE INDEX records_event_time ON records (event_time_us);
-CREATE INDEX records_kind_verdict ON records (kind, verdict, id);
-CREATE INDEX records_rule ON records (rule, id);
-CREATE INDEX records_stored_time ON records (chain_id, stored_time_us);
-CREATE TABLE checkpoints (
-  chain_id TEXT PRIMARY KEY,
-  sequence INTEGER NOT NULL,
-  hash BLOB NOT NULL,
-  created_us INTEGER NOT NULL
-);
-)sql",
-};
 
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   const std::string message =
@@ -127,6 +83,19 @@ class Stmt {
     sqlite3_bind_blob(stmt_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
   }
   void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void Bind(int i, const SqlParam& p) {
+    switch (p.type) {
+      case SqlParam::Type::kText:
+        Bind(i, p.text);
+        break;
+      case SqlParam::Type::kInt:
+        Bind(i, p.int_value);
+        break;
+      case SqlParam::Type::kBytes:
+        BindBlob(i, p.text);
+        break;
+    }
+  }
   // SQLITE_ROW: true; SQLITE_DONE: false; else error.
   absl::StatusOr<bool> Step() {
     const int rc = sqlite3_step(stmt_);
@@ -148,6 +117,7 @@ class Stmt {
     const int n = sqlite3_column_bytes(stmt_, col);
     return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
   }
+  std::string Bytes(int col) { return Text(col); }
   bool IsNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
  private:
@@ -155,31 +125,6 @@ class Stmt {
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };
-
-// Reads a row selected with kRowColumns.
-StoredRow ReadRow(Stmt& s, int64_t* row_id) {
-  StoredRow row;
-  *row_id = s.Int(0);
-  row.event_id = s.Text(1);
-  row.chain_id = s.Text(2);
-  row.sequence = s.Int(3);
-  row.stored_time_us = s.Int(4);
-  row.event_bytes = s.Text(5);
-  row.hash = s.Text(6);
-  row.previous_hash = s.Text(7);
-  row.columns.event_time_us = s.Int(8);
-  row.columns.kind = static_cast<int32_t>(s.Int(9));
-  row.columns.user = s.Text(10);
-  row.columns.groups = s.Text(11);
-  row.columns.namespace_name = s.Text(12);
-  row.columns.pod = s.Text(13);
-  row.columns.container = s.Text(14);
-  row.columns.verdict = static_cast<int32_t>(s.Int(15));
-  row.columns.rule = s.Text(16);
-  row.columns.session_id = s.Text(17);
-  row.columns.argv_text = s.Text(18);
-  return row;
-}
 
 class SqliteStore final : public Store {
  public:
@@ -198,10 +143,7 @@ class SqliteStore final : public Store {
     if (absl::Status s = Connect(); !s.ok()) {
       return s;
     }
-    ChainHead head;
-    head.chain_id = chain_id;
-    Stmt s(writer_.get(),
-           "SELECT sequence, hash FROM records WHERE chain_id = ?1 ORDER BY sequence DESC LIMIT 1");
+    Stmt s(writer_.get(), ForDialect(kLastRecordSql, Dialect::kSqlite));
     if (!s.status().ok()) {
       return s.status();
     }
@@ -211,19 +153,17 @@ class SqliteStore final : public Store {
       return row.status();
     }
     if (*row) {
+      ChainHead head;
+      head.chain_id = chain_id;
       head.sequence = s.Int(0);
-      head.hash = s.Text(1);
+      head.hash = s.Bytes(1);
       return head;
     }
     absl::StatusOr<Checkpoint> cp = CheckpointOn(writer_.get(), chain_id);
     if (!cp.ok()) {
       return cp.status();
     }
-    if (cp->sequence > 0) {
-      head.sequence = cp->sequence;
-      head.hash = cp->hash;
-    }
-    return head;
+    return HeadAfterCheckpoint(chain_id, *cp);
   }
 
   absl::Status Append(ChainHead* head, const std::vector<const AuditEvent*>& events,
@@ -260,33 +200,23 @@ class SqliteStore final : public Store {
       return s.status();
     }
     for (size_t i = 0; i < q->params.size(); ++i) {
-      if (q->params[i].is_int) {
-        s.Bind(static_cast<int>(i + 1), q->params[i].int_value);
-      } else {
-        s.Bind(static_cast<int>(i + 1), q->params[i].text);
-      }
+      s.Bind(static_cast<int>(i + 1), q->params[i]);
     }
-    QueryPage page;
-    int64_t last_id = 0;
+    PageBuilder page(*q);
     while (true) {
       absl::StatusOr<bool> more = s.Step();
       if (!more.ok()) {
         return more.status();
       }
-      if (!*more) {
-        break;
+      if (!*more || page.full()) {
+        return std::move(page).Finish(*more);
       }
-      if (static_cast<int>(page.records.size()) == q->page_size) {
-        page.next_page_token = EncodePageToken(last_id, q->newest_first);
-        break;
+      int64_t id = 0;
+      const StoredRow row = ReadStoredRow(s, &id);
+      if (absl::Status added = page.Add(row, id); !added.ok()) {
+        return added;
       }
-      absl::StatusOr<podgate::audit::v1::AuditRecord> record = ToRecord(ReadRow(s, &last_id));
-      if (!record.ok()) {
-        return record.status();
-      }
-      page.records.push_back(*std::move(record));
     }
-    return page;
   }
 
   absl::StatusOr<std::vector<std::string>> ListChains() override {
@@ -338,7 +268,7 @@ class SqliteStore final : public Store {
         return more.status();
       }
       int64_t id = 0;
-      if (!*more || !visit(ReadRow(s, &id))) {
+      if (!*more || !visit(ReadStoredRow(s, &id))) {
         return absl::OkStatus();
       }
     }
@@ -386,14 +316,16 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
+  // Each migration runs once, in order, inside a transaction that also records its version.
   static absl::Status Migrate(Db* db) {
+    const std::vector<std::string>& migrations = Migrations(Dialect::kSqlite);
     if (absl::Status s =
             db->Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                      "applied_us INTEGER NOT NULL)");
         !s.ok()) {
       return s;
     }
-    for (size_t i = 0; i < std::size(kMigrations); ++i) {
+    for (size_t i = 0; i < migrations.size(); ++i) {
       const int64_t version = static_cast<int64_t>(i + 1);
       if (absl::Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) {
         return s;
@@ -403,7 +335,7 @@ class SqliteStore final : public Store {
       absl::StatusOr<bool> applied = check.Step();
       absl::Status s = applied.status();
       if (s.ok() && !*applied) {
-        s = db->Exec(kMigrations[i]);
+        s = db->Exec(migrations[i]);
         if (s.ok()) {
           s = db->Exec(
               absl::StrCat("INSERT INTO schema_migrations VALUES (", version,
@@ -423,7 +355,7 @@ class SqliteStore final : public Store {
   }
 
   static absl::StatusOr<Checkpoint> CheckpointOn(Db* db, const std::string& chain_id) {
-    Stmt s(db, "SELECT sequence, hash FROM checkpoints WHERE chain_id = ?1");
+    Stmt s(db, ForDialect(kCheckpointSql, Dialect::kSqlite));
     if (!s.status().ok()) {
       return s.status();
     }
@@ -436,7 +368,7 @@ class SqliteStore final : public Store {
     }
     if (*row) {
       cp.sequence = s.Int(0);
-      cp.hash = s.Text(1);
+      cp.hash = s.Bytes(1);
     }
     return cp;
   }
@@ -448,11 +380,9 @@ class SqliteStore final : public Store {
       return s;
     }
     Stmt exists(db, "SELECT 1 FROM records WHERE event_id = ?1");
-    Stmt insert(db,
-                "INSERT INTO records (event_id, chain_id, sequence, stored_time_us, event, hash, "
-                "previous_hash, event_time_us, kind, user_name, groups_text, namespace, pod, "
-                "container, verdict, rule, session_id, argv_text) VALUES (?1, ?2, ?3, ?4, ?5, "
-                "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
+    Stmt insert(db, absl::StrCat(kInsertRecordsSql,
+                                 "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                                 "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"));
     for (Stmt* s : {&exists, &insert}) {
       if (!s->status().ok()) {
         return s->status();
@@ -468,25 +398,10 @@ class SqliteStore final : public Store {
       if (*found) {
         continue;  // stored before: acked again, stored once
       }
-      const StoredRow row = LinkNext(head, *event, stored_time_us);
-      insert.Bind(1, row.event_id);
-      insert.Bind(2, row.chain_id);
-      insert.Bind(3, row.sequence);
-      insert.Bind(4, row.stored_time_us);
-      insert.BindBlob(5, row.event_bytes);
-      insert.BindBlob(6, row.hash);
-      insert.BindBlob(7, row.previous_hash);
-      insert.Bind(8, row.columns.event_time_us);
-      insert.Bind(9, static_cast<int64_t>(row.columns.kind));
-      insert.Bind(10, row.columns.user);
-      insert.Bind(11, row.columns.groups);
-      insert.Bind(12, row.columns.namespace_name);
-      insert.Bind(13, row.columns.pod);
-      insert.Bind(14, row.columns.container);
-      insert.Bind(15, static_cast<int64_t>(row.columns.verdict));
-      insert.Bind(16, row.columns.rule);
-      insert.Bind(17, row.columns.session_id);
-      insert.Bind(18, row.columns.argv_text);
+      const std::vector<SqlParam> values = RecordParams(LinkNext(head, *event, stored_time_us));
+      for (size_t i = 0; i < values.size(); ++i) {
+        insert.Bind(static_cast<int>(i + 1), values[i]);
+      }
       absl::StatusOr<bool> done = insert.Step();
       insert.Reset();
       if (!done.ok()) {
@@ -502,13 +417,7 @@ class SqliteStore final : public Store {
     if (absl::Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) {
       return s;
     }
-    // The last record to remove: just before the first record stored at or after the cutoff,
-    // and never the chain's newest record (the writer's head must stay readable).
-    Stmt find(db,
-              "SELECT r.sequence, r.hash FROM records r WHERE r.chain_id = ?1 AND r.sequence < "
-              "COALESCE((SELECT MIN(sequence) FROM records WHERE chain_id = ?1 AND "
-              "stored_time_us >= ?2), (SELECT MAX(sequence) FROM records WHERE chain_id = ?1)) "
-              "ORDER BY r.sequence DESC LIMIT 1");
+    Stmt find(db, ForDialect(kCutPointSql, Dialect::kSqlite));
     if (!find.status().ok()) {
       return find.status();
     }
@@ -525,7 +434,7 @@ class SqliteStore final : public Store {
       return 0;
     }
     const int64_t cut = find.Int(0);
-    const std::string hash = find.Text(1);
+    const std::string hash = find.Bytes(1);
     find.Reset();
     Stmt del(db, "DELETE FROM records WHERE chain_id = ?1 AND sequence <= ?2");
     del.Bind(1, chain);
@@ -534,10 +443,7 @@ class SqliteStore final : public Store {
       return r.status();
     }
     const int64_t removed = sqlite3_changes(db->get());
-    Stmt cp(db,
-            "INSERT INTO checkpoints (chain_id, sequence, hash, created_us) VALUES (?1, ?2, ?3, "
-            "?4) ON CONFLICT (chain_id) DO UPDATE SET sequence = excluded.sequence, hash = "
-            "excluded.hash, created_us = excluded.created_us");
+    Stmt cp(db, ForDialect(kUpsertCheckpointSql, Dialect::kSqlite));
     cp.Bind(1, chain);
     cp.Bind(2, cut);
     cp.BindBlob(3, hash);

@@ -1,0 +1,127 @@
+#include "audit/store_sql.h"
+
+#include <utility>
+
+#include "absl/strings/str_replace.h"
+
+namespace podgate::audit {
+namespace {
+
+// {int64}: a 64-bit integer column; {bytes}: a byte string; {row_id}: the records row id,
+// assigned in insertion order and never reused (page tokens rely on it).
+const char* const kMigrationTemplates[] = {
+    // 1: records, chain checkpoints, and the indexes the Query filters use.
+    R"sql(
+CREATE TABLE records (
+  id {row_id},
+  event_id TEXT NOT NULL UNIQUE,
+  chain_id TEXT NOT NULL,
+  sequence {int64} NOT NULL,
+  stored_time_us {int64} NOT NULL,
+  event {bytes} NOT NULL,
+  hash {bytes} NOT NULL,
+  previous_hash {bytes} NOT NULL,
+  event_time_us {int64} NOT NULL,
+  kind INTEGER NOT NULL,
+  user_name TEXT NOT NULL,
+  groups_text TEXT NOT NULL,
+  namespace TEXT NOT NULL,
+  pod TEXT NOT NULL,
+  container TEXT NOT NULL,
+  verdict INTEGER NOT NULL,
+  rule TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  argv_text TEXT NOT NULL,
+  UNIQUE (chain_id, sequence)
+);
+CREATE INDEX records_user ON records (user_name, id);
+CREATE INDEX records_namespace_pod ON records (namespace, pod, id);
+CREATE INDEX records_pod ON records (pod, id);
+CREATE INDEX records_session ON records (session_id, id);
+CREATE INDEX records_event_time ON records (event_time_us);
+CREATE INDEX records_kind_verdict ON records (kind, verdict, id);
+CREATE INDEX records_rule ON records (rule, id);
+CREATE INDEX records_stored_time ON records (chain_id, stored_time_us);
+CREATE TABLE checkpoints (
+  chain_id TEXT PRIMARY KEY,
+  sequence {int64} NOT NULL,
+  hash {bytes} NOT NULL,
+  created_us {int64} NOT NULL
+);
+)sql",
+};
+
+std::vector<std::string> Render(Dialect dialect) {
+  const bool sqlite = dialect == Dialect::kSqlite;
+  std::vector<std::string> out;
+  for (const char* migration : kMigrationTemplates) {
+    out.push_back(absl::StrReplaceAll(
+        migration,
+        {{"{row_id}", sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY"},
+         {"{int64}", sqlite ? "INTEGER" : "BIGINT"},
+         {"{bytes}", sqlite ? "BLOB" : "BYTEA"}}));
+  }
+  return out;
+}
+
+}  // namespace
+
+const std::vector<std::string>& Migrations(Dialect dialect) {
+  static const auto* const kSqlite = new std::vector<std::string>(Render(Dialect::kSqlite));
+  static const auto* const kPostgres = new std::vector<std::string>(Render(Dialect::kPostgres));
+  return dialect == Dialect::kSqlite ? *kSqlite : *kPostgres;
+}
+
+std::string ForDialect(const char* sql, Dialect dialect) {
+  return dialect == Dialect::kSqlite ? std::string(sql) : absl::StrReplaceAll(sql, {{"?", "$"}});
+}
+
+std::vector<SqlParam> RecordParams(const StoredRow& row) {
+  return {SqlText(row.event_id),
+          SqlText(row.chain_id),
+          SqlInt(row.sequence),
+          SqlInt(row.stored_time_us),
+          SqlBytes(row.event_bytes),
+          SqlBytes(row.hash),
+          SqlBytes(row.previous_hash),
+          SqlInt(row.columns.event_time_us),
+          SqlInt(row.columns.kind),
+          SqlText(row.columns.user),
+          SqlText(row.columns.groups),
+          SqlText(row.columns.namespace_name),
+          SqlText(row.columns.pod),
+          SqlText(row.columns.container),
+          SqlInt(row.columns.verdict),
+          SqlText(row.columns.rule),
+          SqlText(row.columns.session_id),
+          SqlText(row.columns.argv_text)};
+}
+
+ChainHead HeadAfterCheckpoint(const std::string& chain_id, const Checkpoint& checkpoint) {
+  ChainHead head;
+  head.chain_id = chain_id;
+  if (checkpoint.sequence > 0) {
+    head.sequence = checkpoint.sequence;
+    head.hash = checkpoint.hash;
+  }
+  return head;
+}
+
+absl::Status PageBuilder::Add(const StoredRow& row, int64_t row_id) {
+  last_row_id_ = row_id;
+  absl::StatusOr<podgate::audit::v1::AuditRecord> record = ToRecord(row);
+  if (!record.ok()) {
+    return record.status();
+  }
+  page_.records.push_back(*std::move(record));
+  return absl::OkStatus();
+}
+
+QueryPage PageBuilder::Finish(bool more) && {
+  if (more) {
+    page_.next_page_token = EncodePageToken(last_row_id_, newest_first_);
+  }
+  return std::move(page_);
+}
+
+}  // namespace podgate::audit

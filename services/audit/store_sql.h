@@ -1,0 +1,115 @@
+// What the SQLite and PostgreSQL stores share: the schema migrations, the statements whose SQL
+// both dialects agree on, the column order of a records row and the assembly of a query page.
+// Each store keeps what is its own: connections, transactions, parameter binding, error
+// mapping, how a batch finds the ids already stored and how retention deletes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "audit/chain.h"
+#include "audit/query_sql.h"
+#include "audit/store.h"
+
+namespace podgate::audit {
+
+// The schema migrations in `dialect`, version 1 first. Version N is written once for both
+// dialects, with the column types each spells differently filled in. Released versions are
+// never edited (StoreSqlTest pins their text); a change is a new version.
+const std::vector<std::string>& Migrations(Dialect dialect);
+
+// Statements both dialects agree on, written with ?N placeholders; ForDialect spells them for
+// the store's dialect.
+
+// The newest record of chain ?1: sequence, hash.
+inline constexpr char kLastRecordSql[] =
+    "SELECT sequence, hash FROM records WHERE chain_id = ?1 ORDER BY sequence DESC LIMIT 1";
+
+// The checkpoint of chain ?1: sequence, hash.
+inline constexpr char kCheckpointSql[] =
+    "SELECT sequence, hash FROM checkpoints WHERE chain_id = ?1";
+
+// Retention's last record to remove from chain ?1 for the cutoff ?2 (sequence, hash): just
+// before the first record stored at or after the cutoff, and never the chain's newest record
+// (the writer's head must stay readable).
+inline constexpr char kCutPointSql[] =
+    "SELECT r.sequence, r.hash FROM records r WHERE r.chain_id = ?1 AND r.sequence < "
+    "COALESCE((SELECT MIN(sequence) FROM records WHERE chain_id = ?1 AND stored_time_us >= "
+    "?2), (SELECT MAX(sequence) FROM records WHERE chain_id = ?1)) ORDER BY r.sequence DESC "
+    "LIMIT 1";
+
+// Moves chain ?1's checkpoint to sequence ?2 and hash ?3, created at ?4.
+inline constexpr char kUpsertCheckpointSql[] =
+    "INSERT INTO checkpoints (chain_id, sequence, hash, created_us) VALUES (?1, ?2, ?3, ?4) ON "
+    "CONFLICT (chain_id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash, "
+    "created_us = excluded.created_us";
+
+// `sql` with PostgreSQL's $N placeholders in place of ?N for kPostgres.
+std::string ForDialect(const char* sql, Dialect dialect);
+
+// The start of an INSERT of records rows; each store appends its rows of placeholders, one
+// per value of RecordParams in order.
+inline constexpr char kInsertRecordsSql[] =
+    "INSERT INTO records (event_id, chain_id, sequence, stored_time_us, event, hash, "
+    "previous_hash, event_time_us, kind, user_name, groups_text, namespace, pod, container, "
+    "verdict, rule, session_id, argv_text) VALUES ";
+
+// The values of `row` in kInsertRecordsSql's column order.
+std::vector<SqlParam> RecordParams(const StoredRow& row);
+
+// Reads a row selected with kRowColumns into `*row_id` and the returned row. `Row` reads the
+// current row's columns: Int(column), Text(column) and Bytes(column).
+template <typename Row>
+StoredRow ReadStoredRow(Row& r, int64_t* row_id) {
+  StoredRow row;
+  *row_id = r.Int(0);
+  row.event_id = r.Text(1);
+  row.chain_id = r.Text(2);
+  row.sequence = r.Int(3);
+  row.stored_time_us = r.Int(4);
+  row.event_bytes = r.Bytes(5);
+  row.hash = r.Bytes(6);
+  row.previous_hash = r.Bytes(7);
+  row.columns.event_time_us = r.Int(8);
+  row.columns.kind = static_cast<int32_t>(r.Int(9));
+  row.columns.user = r.Text(10);
+  row.columns.groups = r.Text(11);
+  row.columns.namespace_name = r.Text(12);
+  row.columns.pod = r.Text(13);
+  row.columns.container = r.Text(14);
+  row.columns.verdict = static_cast<int32_t>(r.Int(15));
+  row.columns.rule = r.Text(16);
+  row.columns.session_id = r.Text(17);
+  row.columns.argv_text = r.Text(18);
+  return row;
+}
+
+// The head of chain `chain_id` when it has no records: where retention cut it (`checkpoint`),
+// or the start of a new chain.
+ChainHead HeadAfterCheckpoint(const std::string& chain_id, const Checkpoint& checkpoint);
+
+// Assembles a query page from the rows of a BuildQuery statement, in their order.
+class PageBuilder {
+ public:
+  explicit PageBuilder(const SqlQuery& query)
+      : page_size_(query.page_size), newest_first_(query.newest_first) {}
+
+  // Whether the page holds its page_size records: a further row only shows there is a next page.
+  bool full() const { return static_cast<int>(page_.records.size()) == page_size_; }
+
+  // Adds the record of a row; fails when its stored event does not parse.
+  absl::Status Add(const StoredRow& row, int64_t row_id);
+
+  // The page; `more`: the statement returned a row beyond it, so the page carries a token.
+  QueryPage Finish(bool more) &&;
+
+ private:
+  const int page_size_;
+  const bool newest_first_;
+  int64_t last_row_id_ = 0;
+  QueryPage page_;
+};
+
+}  // namespace podgate::audit

@@ -1,0 +1,30 @@
+// What both stores share: the migrations rendered per dialect.
+#include "audit/store_sql.h"
+
+#include "absl/strings/escaping.h"
+#include "audit/chain.h"
+#include "gtest/gtest.h"
+
+namespace podgate::audit {
+namespace {
+
+std::string Sha256Hex(const std::string& text) {
+  return absl::BytesToHexString(LinkHash("", text));
+}
+
+// A released migration is never edited: an existing database has already run it (and SQLite
+// keeps its CREATE text). These digests pin each released version's text per dialect; a schema
+// change is a new version, with its digests appended here.
+TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
+  const std::vector<std::string>& sqlite = Migrations(Dialect::kSqlite);
+  const std::vector<std::string>& postgres = Migrations(Dialect::kPostgres);
+  ASSERT_EQ(sqlite.size(), 1u);
+  ASSERT_EQ(postgres.size(), 1u);
+  EXPECT_EQ(Sha256Hex(sqlite[0]),
+            "e9576c57d7d25e87863342f3cecde467639b3f4bba7a9ce5a30effcad563f7c5");
+  EXPECT_EQ(Sha256Hex(postgres[0]),
+            "5a582a16aad62d601ec087d48e08d2a220148775b16cc015f9bb2d9ba576449b");
+}
+
+}  // namespace
+}  // namespace podgate::audit
