@@ -40,11 +40,14 @@ std::string PublicPem(EVP_PKEY* key) {
   return out;
 }
 
-std::string BnParam(EVP_PKEY* key, const char* name) {
+// A key parameter big-endian, left-padded to `width` bytes when given (a JWK's EC coordinates
+// are always full length: one P-256 key in 128 has a coordinate with a leading zero byte).
+std::string BnParam(EVP_PKEY* key, const char* name, int width = 0) {
   BIGNUM* bn = nullptr;
   EVP_PKEY_get_bn_param(key, name, &bn);
-  std::string out(static_cast<size_t>(BN_num_bytes(bn)), '\0');
-  BN_bn2bin(bn, reinterpret_cast<unsigned char*>(out.data()));
+  const int len = width > 0 ? width : BN_num_bytes(bn);
+  std::string out(static_cast<size_t>(len), '\0');
+  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), len);
   BN_free(bn);
   return out;
 }
@@ -375,8 +378,8 @@ TEST_F(JwtTest, JwksWithRsaEcAndOctKeys) {
         {{"kty", "EC"},
          {"kid", "es"},
          {"crv", "P-256"},
-         {"x", Base64UrlEncode(BnParam(es_.pkey.get(), "qx"))},
-         {"y", Base64UrlEncode(BnParam(es_.pkey.get(), "qy"))}},
+         {"x", Base64UrlEncode(BnParam(es_.pkey.get(), "qx", 32))},
+         {"y", Base64UrlEncode(BnParam(es_.pkey.get(), "qy", 32))}},
         {{"kty", "oct"}, {"kid", "hs"}, {"k", Base64UrlEncode(hs_.secret)}},
         {{"kty", "RSA"}, {"kid", "enc"}, {"use", "enc"}, {"n", "AQAB"}, {"e", "AQAB"}}}}};
   const std::string path = WriteFile(dir_, "jwks.json", jwks.dump());
