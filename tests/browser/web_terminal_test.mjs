@@ -294,6 +294,28 @@ step('developer signs in, picks the JVM pod and runs free -m, jcmd -l and jstack
   await shot('03-jstack');
 });
 
+step('round trips through the page (printed, not asserted)', async () => {
+  // From the Enter key in the browser to the exit line drawn: edge, exec, policy, audit,
+  // kubesim and the container, as a user feels it.
+  const times = [];
+  await page.locator('.term-host').click();
+  for (let i = 0; i < 15; i++) {
+    const before = (await termText()).length;
+    await page.keyboard.type('df -h');
+    const t0 = Date.now();
+    await page.keyboard.press('Enter');
+    const out = await until('df -h to finish', async () => {
+      const tail = (await termText()).slice(before);
+      return /✓ exit 0[^\n]*\n[^\n]* \$ ?$/.test(tail) ? tail : false;
+    }, 20000, 5);
+    times.push(Date.now() - t0);
+    assert(/Filesystem/.test(out), `df -h: ${out}`);
+  }
+  times.sort((a, b) => a - b);
+  const pct = (p) => times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))];
+  log(`benchmark: command round trip in the browser over ${times.length} runs: p50 ${pct(50)} ms, p90 ${pct(90)} ms, max ${times[times.length - 1]} ms`);
+});
+
 step('a denied command shows the refusal with the rule; stderr is red with the exit code', async () => {
   let out = await run('cat /etc/shadow');
   assert(/✗ denied .*\(rule [a-z-]+\)/.test(out), `denial: ${out}`);
