@@ -18,9 +18,9 @@
 #include "http/server.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
+#include "runtime/peer_flags.h"
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
-#include "runtime/tls.h"
 
 ABSL_FLAG(std::string, http_address, "[::]:8080",
           "host:port of the browser-facing HTTP/WebSocket server. Default [::]:8080.");
@@ -42,22 +42,6 @@ ABSL_FLAG(std::string, web_root, "",
           "none.");
 ABSL_FLAG(std::string, auditor_groups, "podgate-auditors",
           "Comma-separated groups that may read the audit trail. Default podgate-auditors.");
-ABSL_FLAG(std::string, exec_address, "127.0.0.1:7102",
-          "The exec service, e.g. dns:///podgate-exec:7102. Default 127.0.0.1:7102.");
-ABSL_FLAG(std::string, exec_tls_ca, "", "PEM CA of the exec service (TLS). Default: plaintext.");
-ABSL_FLAG(std::string, exec_tls_cert, "", "PEM client certificate for exec (mTLS).");
-ABSL_FLAG(std::string, exec_tls_key, "", "PEM client key for exec (mTLS).");
-ABSL_FLAG(std::string, policy_address, "127.0.0.1:7101",
-          "The policy service, e.g. dns:///podgate-policy:7101. Default 127.0.0.1:7101.");
-ABSL_FLAG(std::string, policy_tls_ca, "",
-          "PEM CA of the policy service (TLS). Default: plaintext.");
-ABSL_FLAG(std::string, policy_tls_cert, "", "PEM client certificate for policy (mTLS).");
-ABSL_FLAG(std::string, policy_tls_key, "", "PEM client key for policy (mTLS).");
-ABSL_FLAG(std::string, audit_address, "127.0.0.1:7103",
-          "The audit service, e.g. dns:///podgate-audit:7103. Default 127.0.0.1:7103.");
-ABSL_FLAG(std::string, audit_tls_ca, "", "PEM CA of the audit service (TLS). Default: plaintext.");
-ABSL_FLAG(std::string, audit_tls_cert, "", "PEM client certificate for audit (mTLS).");
-ABSL_FLAG(std::string, audit_tls_key, "", "PEM client key for audit (mTLS).");
 ABSL_FLAG(int64_t, max_message_bytes, 64 * 1024,
           "Largest WebSocket message from a browser, in bytes; larger closes with 1009. Default "
           "65536.");
@@ -100,11 +84,8 @@ void CheckPositive(absl::Duration d, const char* name) {
   }
 }
 
-std::shared_ptr<grpc::Channel> Channel(const std::string& address, const std::string& ca,
-                                       const std::string& cert, const std::string& key,
-                                       const char* prefix) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      rt::CreateServiceChannel(address, rt::ChannelTlsOptions{ca, cert, key, "", prefix});
+std::shared_ptr<grpc::Channel> Channel(const rt::PeerFlags& peer) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = rt::CreatePeerChannel(peer);
   if (!channel.ok()) {
     rt::ExitWithError(std::string(channel.status().message()));
   }
@@ -208,15 +189,9 @@ int main(int argc, char** argv) {
   context.options.backend_timeout = absl::GetFlag(FLAGS_backend_timeout);
   context.options.secure_cookie = !plain || absl::GetFlag(FLAGS_behind_tls_proxy);
   context.options.web_root = absl::GetFlag(FLAGS_web_root);
-  context.exec_channel =
-      Channel(absl::GetFlag(FLAGS_exec_address), absl::GetFlag(FLAGS_exec_tls_ca),
-              absl::GetFlag(FLAGS_exec_tls_cert), absl::GetFlag(FLAGS_exec_tls_key), "exec");
-  context.policy_channel =
-      Channel(absl::GetFlag(FLAGS_policy_address), absl::GetFlag(FLAGS_policy_tls_ca),
-              absl::GetFlag(FLAGS_policy_tls_cert), absl::GetFlag(FLAGS_policy_tls_key), "policy");
-  context.audit_channel =
-      Channel(absl::GetFlag(FLAGS_audit_address), absl::GetFlag(FLAGS_audit_tls_ca),
-              absl::GetFlag(FLAGS_audit_tls_cert), absl::GetFlag(FLAGS_audit_tls_key), "audit");
+  context.exec_channel = Channel(rt::ExecPeerFlags());
+  context.policy_channel = Channel(rt::PolicyPeerFlags());
+  context.audit_channel = Channel(rt::AuditPeerFlags());
   auto exec_stub = podgate::exec::v1::ExecService::NewStub(context.exec_channel);
   auto policy_stub = podgate::policy::v1::PolicyService::NewStub(context.policy_channel);
   auto audit_stub = podgate::audit::v1::AuditService::NewStub(context.audit_channel);

@@ -12,6 +12,7 @@
 #include "exec/kube_client.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
+#include "runtime/peer_flags.h"
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
 
@@ -20,16 +21,6 @@ ABSL_FLAG(std::string, kubeconfig, "",
           "empty.");
 ABSL_FLAG(bool, kube_allow_insecure, false,
           "Accept a kubeconfig with insecure-skip-tls-verify. Default false.");
-ABSL_FLAG(std::string, policy_address, "127.0.0.1:7101",
-          "The policy service, e.g. dns:///podgate-policy:7101. Default 127.0.0.1:7101.");
-ABSL_FLAG(std::string, policy_tls_ca, "", "PEM CA of the policy service (TLS). Default: plaintext.");
-ABSL_FLAG(std::string, policy_tls_cert, "", "PEM client certificate for policy (mTLS).");
-ABSL_FLAG(std::string, policy_tls_key, "", "PEM client key for policy (mTLS).");
-ABSL_FLAG(std::string, audit_address, "127.0.0.1:7103",
-          "The audit service, e.g. dns:///podgate-audit:7103. Default 127.0.0.1:7103.");
-ABSL_FLAG(std::string, audit_tls_ca, "", "PEM CA of the audit service (TLS). Default: plaintext.");
-ABSL_FLAG(std::string, audit_tls_cert, "", "PEM client certificate for audit (mTLS).");
-ABSL_FLAG(std::string, audit_tls_key, "", "PEM client key for audit (mTLS).");
 ABSL_FLAG(bool, audit_strict, true,
           "Strict audit: run nothing until its audit event is acknowledged. Default true.");
 ABSL_FLAG(absl::Duration, audit_ack_timeout, absl::Seconds(10),
@@ -123,19 +114,13 @@ int main(int argc, char** argv) {
     rt::ExitWithError(absl::StrCat("--kubeconfig: ", kube_config.status().message()));
   }
 
-  rt::ChannelTlsOptions policy_tls{absl::GetFlag(FLAGS_policy_tls_ca),
-                                   absl::GetFlag(FLAGS_policy_tls_cert),
-                                   absl::GetFlag(FLAGS_policy_tls_key), "", "policy"};
   absl::StatusOr<std::shared_ptr<grpc::Channel>> policy_channel =
-      rt::CreateServiceChannel(absl::GetFlag(FLAGS_policy_address), policy_tls);
+      rt::CreatePeerChannel(rt::PolicyPeerFlags());
   if (!policy_channel.ok()) {
     rt::ExitWithError(std::string(policy_channel.status().message()));
   }
-  rt::ChannelTlsOptions audit_tls{absl::GetFlag(FLAGS_audit_tls_ca),
-                                  absl::GetFlag(FLAGS_audit_tls_cert),
-                                  absl::GetFlag(FLAGS_audit_tls_key), "", "audit"};
   absl::StatusOr<std::shared_ptr<grpc::Channel>> audit_channel =
-      rt::CreateServiceChannel(absl::GetFlag(FLAGS_audit_address), audit_tls);
+      rt::CreatePeerChannel(rt::AuditPeerFlags());
   if (!audit_channel.ok()) {
     rt::ExitWithError(std::string(audit_channel.status().message()));
   }

@@ -15,6 +15,7 @@
 #include "policy/policy_store.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
+#include "runtime/peer_flags.h"
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
 
@@ -24,12 +25,6 @@ ABSL_FLAG(std::string, policy_file, "",
 ABSL_FLAG(absl::Duration, policy_poll_interval, absl::Seconds(1),
           "How often the policy file is also stat()ed for changes, besides inotify, e.g. 1s. "
           "Default 1s.");
-ABSL_FLAG(std::string, audit_address, "",
-          "The audit service that records every policy version loaded or refused, e.g. "
-          "dns:///podgate-audit:7103. Empty (default): changes are only logged.");
-ABSL_FLAG(std::string, audit_tls_ca, "", "PEM CA of the audit service (TLS). Default: plaintext.");
-ABSL_FLAG(std::string, audit_tls_cert, "", "PEM client certificate for audit (mTLS).");
-ABSL_FLAG(std::string, audit_tls_key, "", "PEM client key for audit (mTLS).");
 ABSL_FLAG(std::string, check, "",
           "Validate this policy document, print its issues as FILE:LINE:COLUMN: SEVERITY: "
           "MESSAGE and exit: 0 valid, 1 invalid, 2 unreadable. Default: empty (serve).");
@@ -103,11 +98,9 @@ int main(int argc, char** argv) {
   // Policy changes reach audit through the shared recorder when an audit service is named.
   std::unique_ptr<podgate::clients::AuditClient> audit;
   std::unique_ptr<AuditSink> sink;
-  if (const std::string address = absl::GetFlag(FLAGS_audit_address); !address.empty()) {
-    podgate::runtime::ChannelTlsOptions tls{absl::GetFlag(FLAGS_audit_tls_ca),
-                                            absl::GetFlag(FLAGS_audit_tls_cert),
-                                            absl::GetFlag(FLAGS_audit_tls_key), "", "audit"};
-    auto channel = podgate::runtime::CreateServiceChannel(address, tls);
+  if (const podgate::runtime::PeerFlags peer = podgate::runtime::AuditPeerFlags();
+      !peer.address.empty()) {
+    auto channel = podgate::runtime::CreatePeerChannel(peer);
     if (!channel.ok()) {
       podgate::runtime::ExitWithError(std::string(channel.status().message()));
     }

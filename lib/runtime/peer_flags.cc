@@ -1,0 +1,9 @@
+#include "runtime/peer_flags.h"
+
+namespace podgate::runtime {
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreatePeerChannel(const PeerFlags& peer) {
+  return CreateServiceChannel(peer.address, peer.tls);
+}
+
+}  // namespace podgate::runtime
