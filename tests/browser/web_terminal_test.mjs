@@ -369,6 +369,24 @@ step('history recalls commands with ↑/↓, per target', async () => {
   await waitConnected();
 });
 
+step('output can be copied: with a selection, Ctrl+C copies instead of interrupting', async () => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  await run('df -h');
+  await page.keyboard.type('abc');
+  // Double-click selects a word: the header of df's output.
+  const row = page.locator('.xterm-rows > div', { hasText: 'Filesystem' }).last();
+  const box = await row.boundingBox();
+  await page.mouse.dblclick(box.x + 25, box.y + box.height / 2);
+  await page.keyboard.press('Control+C');
+  const copied = await until('the clipboard to hold the word', async () => {
+    const t = await page.evaluate(() => navigator.clipboard.readText());
+    return t === 'Filesystem' ? t : false;
+  });
+  assert(copied === 'Filesystem', `clipboard: ${copied}`);
+  assert((await currentLine()) === 'abc', `the line is untouched: ${await currentLine()}`);
+  await page.keyboard.press('Control+U');
+});
+
 step('a line longer than the terminal wraps, and editing works across the wrap', async () => {
   const { cols } = await page.evaluate(() => window.podgate.terminalSize());
   await page.locator('.term-host').click();

@@ -123,6 +123,7 @@ export class TerminalView {
       () => this.term.cols,
     );
     this.term.onData((d) => this.onData(d));
+    this.term.attachCustomKeyEventHandler((ev) => this.onKey(ev));
     this.term.onResize(({ cols, rows }) => {
       if (this.target?.mode === 'shell') this.conn?.resize(cols, rows);
       else this.editor.resized();
@@ -205,6 +206,34 @@ export class TerminalView {
     this.term.focus();
   }
 
+  // Copying output: Ctrl+Shift+C copies the selection (and Ctrl+Shift+V leaves paste to the
+  // browser) in both modes; in command mode a plain Ctrl+C with a selection copies instead of
+  // interrupting, as in most terminals. In shell mode Ctrl+C always goes to the TTY.
+  private onKey(ev: KeyboardEvent): boolean {
+    if (ev.type !== 'keydown' || !ev.ctrlKey || ev.altKey || ev.metaKey) return true;
+    const key = ev.key.toLowerCase();
+    if (ev.shiftKey && key === 'c') {
+      this.copySelection();
+      return false;
+    }
+    if (ev.shiftKey && key === 'v') return false;
+    if (!ev.shiftKey && key === 'c' && this.term.hasSelection() && this.target?.mode !== 'shell') {
+      this.copySelection();
+      return false;
+    }
+    return true;
+  }
+
+  private copySelection(): void {
+    const text = this.term.getSelection();
+    this.term.clearSelection();
+    if (text && navigator.clipboard) {
+      navigator.clipboard.writeText(text).catch(() => {
+        // No clipboard permission (an insecure origin, say): the browser's own copy still works.
+      });
+    }
+  }
+
   private scheduleFit(): void {
     if (this.fitPending) return;
     this.fitPending = true;
@@ -248,7 +277,7 @@ export class TerminalView {
       const help =
         t.mode === 'command'
           ? 'Tab completes, ↑/↓ recall history, Ctrl+C interrupts.'
-          : 'a shell on a TTY; type exit to end it.';
+          : 'a shell on a TTY, recorded for the audit trail; type exit to end it.';
       this.println(`${DIM}podgate: connected as ${this.user} (session ${sessionId}); ${help}${RESET}`);
     } else {
       this.println(`${DIM}podgate: reconnected (session ${sessionId})${RESET}`);
