@@ -390,6 +390,10 @@ void Session::OnWriteDone(bool ok) {
       }
       out_.clear();
       CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client stopped reading");
+      // The session may have been closing already (its `closed` message was the write that
+      // failed): the call must still be finished, or it never ends (and a server shutdown
+      // waits for it forever).
+      MaybeWriteLocked();
     } else {
       MaybeWriteLocked();
     }
@@ -1346,6 +1350,8 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
 void Session::OnCancel() {
   std::lock_guard<std::mutex> lock(mu_);
   CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client went away");
+  // Also when the session was already closing: a cancelled call still needs its Finish.
+  MaybeWriteLocked();
 }
 
 void Session::OnDone() {

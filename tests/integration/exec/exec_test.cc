@@ -755,6 +755,46 @@ TEST_F(ExecTest, PodgateRunPassesTheExitStatusAndStreams) {
 }
 
 // Fail closed: without policy every command is denied; without audit nothing opens.
+// A client that goes away (an edge replica killed, say) cancels its session: exec must still
+// finish the call, or the session never ends and SIGTERM waits for it forever.
+TEST(ExecShutdownTest, CancelledSessionsEndAndSigtermExitsPromptly) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  {
+    // Idle, and right after a command: both cancelled without a close.
+    SessionClient idle((*stack)->exec_port());
+    ASSERT_TRUE(idle.Open((*stack)->Token("alice", {"admins"}), "team", "app-1").ok());
+    SessionClient busy((*stack)->exec_port());
+    ASSERT_TRUE(busy.Open((*stack)->Token("alice", {"admins"}), "team", "app-1").ok());
+    Outcome o = busy.Run("echo hi");
+    ASSERT_TRUE(o.exit.has_value());
+    EXPECT_EQ(o.exit->exit_code(), 0);
+  }  // ~SessionClient cancels both calls
+  // Both sessions closed (logged as "session close") before the signal.
+  auto closes = [&] {
+    int n = 0;
+    for (const std::string& line : (*stack)->exec()->Lines()) {
+      n += line.find("\"msg\":\"session close\"") != std::string::npos ? 1 : 0;
+    }
+    return n;
+  };
+  for (int i = 0; i < 200 && closes() < 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(closes(), 2) << absl::StrJoin((*stack)->exec()->Lines(), "\n");
+  const absl::Time start = absl::Now();
+  (*stack)->exec()->Signal(SIGTERM);
+  absl::StatusOr<int> status = (*stack)->exec()->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(status.ok()) << "exec did not exit after SIGTERM: " << status.status();
+  EXPECT_EQ(*status, 0);
+  // The stack runs exec with --drain_timeout=2s: nothing was left to wait for.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
 TEST(ExecFailClosedTest, PolicyDownDeniesAndAuditDownRefuses) {
   {
     testing::StackOptions options;
