@@ -28,7 +28,9 @@ mkdir -p "$STATE/logs"
 
 pids=()
 stop() {
-  trap - INT TERM EXIT
+  # A second Ctrl+C or SIGTERM must not cut the orderly stop short (and orphan the services).
+  trap '' INT TERM
+  trap - EXIT
   echo
   echo "demo: stopping ${#pids[@]} processes"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done

@@ -96,8 +96,11 @@ demo.stderr.on('data', (d) => fs.writeSync(demoLog, d));
 let demoExited = false;
 demo.on('exit', () => (demoExited = true));
 
+let demoStopped = false;
 function stopDemo() {
-  if (!demoExited) {
+  // Once: a second SIGTERM would cut the demo's own orderly stop short.
+  if (!demoExited && !demoStopped) {
+    demoStopped = true;
     try {
       process.kill(demo.pid, 'SIGTERM');
     } catch {
@@ -106,6 +109,12 @@ function stopDemo() {
   }
 }
 process.on('exit', stopDemo);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    stopDemo();
+    process.exit(1);
+  });
+}
 
 async function until(what, fn, timeoutMs = 15000, everyMs = 100) {
   const end = Date.now() + timeoutMs;
