@@ -31,13 +31,6 @@ using tcp = boost::asio::ip::tcp;
 using error_code = boost::system::error_code;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
-absl::Status NetError(const char* what, const error_code& ec) {
-  if (ec == beast::error::timeout) {
-    return absl::DeadlineExceededError(absl::StrCat(what, ": timed out"));
-  }
-  return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
-}
-
 absl::StatusOr<std::shared_ptr<ssl::context>> TlsContext(const ClientOptions& o) {
   std::optional<ssl::context> ctx;
   if (absl::Status s = MakeClientTlsContext(o, ctx); !s.ok()) {

@@ -35,13 +35,6 @@ std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
   return absl::ToChronoNanoseconds(d);
 }
 
-absl::Status NetError(const char* what, const error_code& ec) {
-  if (ec == beast::error::timeout) {
-    return absl::DeadlineExceededError(absl::StrCat(what, ": timed out"));
-  }
-  return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
-}
-
 // Owns the I/O context and TLS context that the stream below is built on.
 struct IoBase {
   IoBase() = default;
@@ -262,6 +255,14 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
 };
 
 }  // namespace
+
+absl::Status NetError(const char* what, const boost::system::error_code& ec) {
+  if (ec == boost::beast::error::timeout) {
+    return absl::DeadlineExceededError(absl::StrCat(what, ": timed out"));
+  }
+  return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
+}
+
 
 absl::Status MakeClientTlsContext(const ClientOptions& o, std::optional<ssl::context>& ctx) {
   try {

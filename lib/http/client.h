@@ -38,6 +38,10 @@ struct ClientResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// A failed network step as a status: DEADLINE_EXCEEDED for a timeout, UNAVAILABLE otherwise,
+// naming the step ("connect: Connection refused"). Shared by the blocking and async clients.
+absl::Status NetError(const char* what, const boost::system::error_code& ec);
+
 // The TLS client context every podgate HTTP/WebSocket client uses: TLS 1.2 or newer, the
 // server verified against `ca_file` (or the system roots) unless insecure_skip_verify, and the
 // optional client certificate.
