@@ -263,7 +263,6 @@ absl::Status NetError(const char* what, const boost::system::error_code& ec) {
   return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
 }
 
-
 absl::Status MakeClientTlsContext(const ClientOptions& o, std::optional<ssl::context>& ctx) {
   try {
     ctx.emplace(ssl::context::tls_client);

@@ -215,7 +215,7 @@ class Page {
     this.expiryTimer = null;
     if (this.countdown) clearInterval(this.countdown);
     this.countdown = null;
-    this.terminal?.closeSession();
+    this.terminal?.dispose();
     this.terminal = null;
     this.statusEl.hidden = true;
     this.reconnectButton.hidden = true;

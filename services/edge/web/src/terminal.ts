@@ -103,6 +103,8 @@ export class TerminalView {
   private dropped = false;
   private fitPending = false;
   private connState: ConnectionState['kind'] = 'connecting';
+  private readonly refit = () => this.scheduleFit();
+  private readonly resizeObserver = new ResizeObserver(this.refit);
 
   constructor(
     private readonly host: HTMLElement,
@@ -128,9 +130,8 @@ export class TerminalView {
       if (this.target?.mode === 'shell') this.conn?.resize(cols, rows);
       else this.editor.resized();
     });
-    const refit = () => this.scheduleFit();
-    window.addEventListener('resize', refit);
-    new ResizeObserver(refit).observe(host);
+    window.addEventListener('resize', this.refit);
+    this.resizeObserver.observe(host);
     this.scheduleFit();
     // Paste arrives bracketed, so a multi-line paste can be told from typing.
     this.term.write('\x1b[?2004h');
@@ -189,6 +190,14 @@ export class TerminalView {
       diagnose: () => this.callbacks.diagnose(),
     });
     this.conn.connect();
+  }
+
+  // Ends the session and releases the terminal (sign-out).
+  dispose(): void {
+    this.closeSession();
+    window.removeEventListener('resize', this.refit);
+    this.resizeObserver.disconnect();
+    this.term.dispose();
   }
 
   // Ends the session (sign-out, another target).
