@@ -27,7 +27,8 @@ int HexValue(char c) {
   }
   return ToLower(c) - 'a' + 10;
 }
-bool IsPrintableAscii(unsigned char c) { return c > 0x20 && c < 0x7F; }
+// Printable ASCII but the space: what a URL or a host may hold.
+bool IsVisibleAscii(unsigned char c) { return c > 0x20 && c < 0x7F; }
 
 std::string Lower(std::string_view text) {
   std::string out(text);
@@ -527,8 +528,8 @@ std::optional<IpAddress> ParseIpv4AnyForm(std::string_view text) {
   if (text.size() > 1 && text.back() == '.') {
     text.remove_suffix(1);
   }
-  // Bounds the work: no address form is longer ("0x" and 8 digits, four times, with dots).
-  if (text.empty() || text.size() > 64) {
+  // No length limit: inet_aton takes any number of leading zeros ("0000000177.1").
+  if (text.empty()) {
     return std::nullopt;
   }
   const std::vector<std::string_view> parts = Split(text, '.');
@@ -773,7 +774,7 @@ std::optional<HostList> HostList::Parse(const std::vector<std::string>& entries,
       return bad("is too long");
     }
     for (char c : text) {
-      if (!IsPrintableAscii(static_cast<unsigned char>(c))) {
+      if (!IsVisibleAscii(static_cast<unsigned char>(c))) {
         return bad("contains " + DescribeByte(static_cast<unsigned char>(c)));
       }
     }
@@ -914,7 +915,7 @@ std::optional<Url> ParseUrl(std::string_view text, std::string* error) {
     return fail("is longer than " + std::to_string(kMaxUrlBytes) + " bytes");
   }
   for (char c : text) {
-    if (!IsPrintableAscii(static_cast<unsigned char>(c))) {
+    if (!IsVisibleAscii(static_cast<unsigned char>(c))) {
       return fail("contains " + DescribeByte(static_cast<unsigned char>(c)) +
                   "; only printable ASCII is accepted");
     }
@@ -1016,7 +1017,7 @@ std::optional<Url> ParseUrl(std::string_view text, std::string* error) {
         }
         c = static_cast<char>(HexValue(host_text[j + 1]) * 16 + HexValue(host_text[j + 2]));
         j += 2;
-        if (!IsPrintableAscii(static_cast<unsigned char>(c))) {
+        if (!IsVisibleAscii(static_cast<unsigned char>(c))) {
           return fail("has a host whose percent escapes decode to " +
                       DescribeByte(static_cast<unsigned char>(c)));
         }

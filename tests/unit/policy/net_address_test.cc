@@ -62,6 +62,7 @@ TEST(NetAddressTest, Ipv4InEveryInetAtonForm) {
   EXPECT_EQ(ParseIpv4AnyForm("127.1"), V4(127, 0, 0, 1));
   EXPECT_EQ(ParseIpv4AnyForm("0177.0.0.1"), V4(127, 0, 0, 1));
   EXPECT_EQ(ParseIpv4AnyForm("0x7f.1"), V4(127, 0, 0, 1));
+  EXPECT_EQ(ParseIpv4AnyForm(std::string(300, '0') + "177.1"), V4(127, 0, 0, 1));
   EXPECT_EQ(ParseIpv4AnyForm("0"), V4(0, 0, 0, 0));
   EXPECT_EQ(ParseIpv4AnyForm("00"), V4(0, 0, 0, 0));
   EXPECT_EQ(ParseIpv4AnyForm("4294967295"), V4(255, 255, 255, 255));

@@ -200,7 +200,13 @@ std::vector<std::string> UrlCorpus() {
   }
   Rng rng(0x706f64676174650fULL);
   while (corpus.size() < 8000) {
-    corpus.insert(rng.Pick(kSchemes) + rng.Pick(kHosts) + rng.Pick(kPorts) + rng.Pick(kPaths));
+    // One draw per statement: the order in which operands of + are evaluated is unspecified,
+    // and the corpus must not depend on the compiler.
+    std::string url = rng.Pick(kSchemes);
+    url += rng.Pick(kHosts);
+    url += rng.Pick(kPorts);
+    url += rng.Pick(kPaths);
+    corpus.insert(url);
   }
   const std::vector<std::string> base(corpus.begin(), corpus.end());
   while (corpus.size() < 12000) {
@@ -375,7 +381,14 @@ std::vector<std::string> Ipv4Corpus() {
       if (i != 0) {
         s += '.';
       }
-      s += std::string(rng.Below(4) == 0 ? rng.Below(12) : 0, '0') + buf;
+      // Zero padding, now and then far longer than any address (inet_aton takes any).
+      size_t padding = 0;
+      if (rng.Below(4) == 0) {
+        padding = rng.Below(12);
+      } else if (rng.Below(40) == 0) {
+        padding = 60 + rng.Below(200);
+      }
+      s += std::string(padding, '0') + buf;
     }
     if (rng.Below(10) == 0) {
       s += '.';
@@ -439,8 +452,10 @@ TEST(UrlCurlOracleTest, Ipv6IsInetPton) {
       s += "::";
     }
     if (rng.Below(4) == 0) {
-      s += ":" + std::to_string(rng.Below(300)) + "." + std::to_string(rng.Below(256)) + "." +
-           std::to_string(rng.Below(256)) + "." + (rng.Below(5) == 0 ? "01" : "7");
+      for (size_t part = 0; part < 3; ++part) {
+        s += (part == 0 ? ":" : ".") + std::to_string(rng.Below(part == 0 ? 300 : 256));
+      }
+      s += rng.Below(5) == 0 ? ".01" : ".7";
     }
     corpus.insert(s);
   }
