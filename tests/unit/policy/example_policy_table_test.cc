@@ -480,8 +480,7 @@ TEST_F(ExamplePolicyTest, ListAllowedGivesHintsForThePage) {
   }
   EXPECT_EQ(absl::StrJoin(programs, " "),
             "cat/dev-cat-logs curl/dev-curl df/dev-df dig/dev-dig free/dev-free "
-            "jcmd/dev-jcmd jcmd/dev-jcmd-list jmap/dev-jmap-histo jmap/dev-jmap-histo-live "
-            "jstack/dev-jstack "
+            "jcmd/dev-jcmd jcmd/dev-jcmd-list jmap/dev-jmap-histo jmap/dev-jmap-histo-live jstack/dev-jstack "
             "netstat/dev-netstat nslookup/dev-nslookup ping/dev-ping ps/dev-ps ss/dev-ss "
             "tail/dev-tail-logs top/dev-top");
   for (const auto& c : list.commands()) {
