@@ -782,7 +782,12 @@ std::string MakeWorldReadableDir() {
 
 class ContainerCheckTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  // A failure here fails every test (gtest would only skip them after a failed
+  // SetUpTestSuite, and a skipped test does not fail the build).
+  static void SetUpTestSuite() { setup_error_ = new std::string(StartAll()); }
+  void SetUp() override { ASSERT_EQ(*setup_error_, "") << "the stack did not start"; }
+
+  static std::string StartAll() {
     dir_ = new std::string(MakeWorldReadableDir());
     const std::string& d = *dir_;
     std::ofstream(d + "/Sleeper.java")
@@ -792,14 +797,18 @@ class ContainerCheckTest : public ::testing::Test {
            "    Thread.sleep(600_000);\n"
            "  }\n"
            "}\n";
-    ASSERT_EQ(mkdir((d + "/logs").c_str(), 0755), 0);
+    if (mkdir((d + "/logs").c_str(), 0755) != 0) {
+      return "mkdir failed";
+    }
     std::ofstream(d + "/logs/ok.log") << "fine\n";
     std::ofstream(d + "/secret") << "top secret\n";
     for (const char* f : {"/Sleeper.java", "/logs/ok.log", "/secret"}) {
       chmod((d + f).c_str(), 0644);
     }
-    ASSERT_EQ(symlink("../secret", (d + "/logs/link-to-outside").c_str()), 0);
-    ASSERT_EQ(symlink("ok.log", (d + "/logs/link-inside").c_str()), 0);
+    if (symlink("../secret", (d + "/logs/link-to-outside").c_str()) != 0 ||
+        symlink("ok.log", (d + "/logs/link-inside").c_str()) != 0) {
+      return "symlink failed";
+    }
 
     // The JVM runs under a wrapper script, as many images start it: the script is the kind of
     // process jstack would kill.
@@ -879,14 +888,16 @@ rules:
     options.exec_flags = {"--interrupt_grace=1s",
                           absl::StrCat("--metrics_address=127.0.0.1:", metrics_port_)};
     auto stack = testing::Stack::Start(options);
-    ASSERT_TRUE(stack.ok()) << stack.status();
+    if (!stack.ok()) {
+      return stack.status().ToString();
+    }
     stack_ = stack->release();
     // The single-file program compiles in memory first: wait until it runs.
     const std::string ready = stack_->ContainerDir("team", "jvm-1", "app") + "/ready";
     for (int i = 0; i < 900 && access(ready.c_str(), F_OK) != 0; ++i) {
       absl::SleepFor(absl::Milliseconds(100));
     }
-    ASSERT_EQ(access(ready.c_str(), F_OK), 0) << "the JVM in jvm-1/app did not start";
+    return access(ready.c_str(), F_OK) == 0 ? "" : "the JVM in jvm-1/app did not start";
   }
   static void TearDownTestSuite() {
     delete stack_;
@@ -903,6 +914,8 @@ rules:
     }
     delete wrapper_;
     wrapper_ = nullptr;
+    delete setup_error_;
+    setup_error_ = nullptr;
   }
 
   static std::string JvmCommandLine() {
@@ -939,11 +952,13 @@ rules:
     return sum;
   }
 
+  static std::string* setup_error_;
   static std::string* dir_;
   static std::vector<std::string>* wrapper_;
   static testing::Stack* stack_;
   static int metrics_port_;
 };
+std::string* ContainerCheckTest::setup_error_ = nullptr;
 std::string* ContainerCheckTest::dir_ = nullptr;
 std::vector<std::string>* ContainerCheckTest::wrapper_ = nullptr;
 testing::Stack* ContainerCheckTest::stack_ = nullptr;

@@ -181,9 +181,15 @@ TEST(JudgeCheckTest, AProbeThatFailsRefusesTheCommand) {
 
 class JvmProbeTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  // A failure here fails every test (after a failed SetUpTestSuite gtest only skips them).
+  static void SetUpTestSuite() { setup_error_ = new std::string(StartJvms()); }
+  void SetUp() override { ASSERT_EQ(*setup_error_, "") << "the JVMs did not start"; }
+
+  static std::string StartJvms() {
     char tmpl[] = "/tmp/podgate-jvm-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    if (mkdtemp(tmpl) == nullptr) {
+      return "mkdtemp failed";
+    }
     dir_ = new std::string(tmpl);
     const std::string source = *dir_ + "/Sleeper.java";
     std::ofstream(source) << "public class Sleeper {\n"
@@ -192,8 +198,9 @@ class JvmProbeTest : public ::testing::Test {
                              "    Thread.sleep(600_000);\n"
                              "  }\n"
                              "}\n";
-    ASSERT_EQ(access("/usr/bin/java", X_OK), 0)
-        << "java is missing: tools/install-deps.sh installs openjdk-17-jdk-headless";
+    if (access("/usr/bin/java", X_OK) != 0) {
+      return "java is missing: tools/install-deps.sh installs openjdk-17-jdk-headless";
+    }
     const std::vector<std::string> opts = {"-Xmx32m", "-XX:+UseSerialGC",
                                            "-XX:TieredStopAtLevel=1"};
     std::vector<std::string> plain = opts;
@@ -203,11 +210,16 @@ class JvmProbeTest : public ::testing::Test {
     xrs.push_back(source);
     auto a = testing::Subprocess::Start("/usr/bin/java", plain);
     auto b = testing::Subprocess::Start("/usr/bin/java", xrs);
-    ASSERT_TRUE(a.ok() && b.ok());
+    if (!a.ok() || !b.ok()) {
+      return "java did not start";
+    }
     jvm_ = a->release();
     xrs_jvm_ = b->release();
-    ASSERT_TRUE(jvm_->WaitForLine("ready", absl::Seconds(90)).ok());
-    ASSERT_TRUE(xrs_jvm_->WaitForLine("ready", absl::Seconds(90)).ok());
+    if (!jvm_->WaitForLine("ready", absl::Seconds(90)).ok() ||
+        !xrs_jvm_->WaitForLine("ready", absl::Seconds(90)).ok()) {
+      return "the JVMs did not get ready";
+    }
+    return "";
   }
   static void TearDownTestSuite() {
     delete jvm_;
@@ -217,12 +229,15 @@ class JvmProbeTest : public ::testing::Test {
       rmdir(dir_->c_str());
       delete dir_;
     }
+    delete setup_error_;
   }
 
+  static std::string* setup_error_;
   static std::string* dir_;
   static testing::Subprocess* jvm_;
   static testing::Subprocess* xrs_jvm_;
 };
+std::string* JvmProbeTest::setup_error_ = nullptr;
 std::string* JvmProbeTest::dir_ = nullptr;
 testing::Subprocess* JvmProbeTest::jvm_ = nullptr;
 testing::Subprocess* JvmProbeTest::xrs_jvm_ = nullptr;
