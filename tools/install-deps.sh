@@ -16,6 +16,9 @@ PACKAGES=(
   libabsl-dev libboost1.81-dev libssl-dev openssl
   prometheus-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # curl's URL parser for the differential test of the policy's; clang and its sanitizer and
+  # libFuzzer runtimes for the fuzz targets (tests/fuzz/run.sh).
+  libcurl4-openssl-dev clang libclang-rt-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libre2-dev libyaml-cpp-dev nlohmann-json3-dev
   python3-yaml
