@@ -160,8 +160,8 @@ class Session final
   void OnDecision(std::shared_ptr<Command> cmd,
                   absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
   void RunChecks(std::shared_ptr<Command> cmd, int index);
-  void RefuseByCheckLocked(const std::shared_ptr<Command>& cmd,
-                           const common::ContainerCheck& check, const CheckOutcome& outcome);
+  void RefuseByCheckLocked(const std::shared_ptr<Command>& cmd, const common::ContainerCheck& check,
+                           const CheckOutcome& outcome);
   void StartCommand(std::shared_ptr<Command> cmd);
   void DenyLocked(const std::string& command_id, const std::string& rule,
                   const std::string& reason);
@@ -1043,8 +1043,7 @@ void Session::RunChecks(std::shared_ptr<Command> cmd, int index) {
   if (state_ == State::kClosed || running_ != cmd) {
     return;
   }
-  if (index >= cmd->decision.checks_size() ||
-      cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
+  if (index >= cmd->decision.checks_size() || cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
     lock.unlock();
     StartCommand(cmd);
     return;
@@ -1228,8 +1227,7 @@ void Session::StopCommandLocked(common::Termination why) {
                  kill.namespace_name = s->target_.namespace_();
                  kill.pod = s->target_.pod();
                  kill.container = s->target_.container();
-                 kill.argv =
-                     InterruptHelperArgv(cmd->run_argv, age + grace * 2, "KILL", pid);
+                 kill.argv = InterruptHelperArgv(cmd->run_argv, age + grace * 2, "KILL", pid);
                  RunProbe(s->hub_->kube(), timers, kill, s->opts_.probe_timeout,
                           [](absl::StatusOr<ProbeOutput>) {});
                }
