@@ -123,7 +123,7 @@ podgate demo is running (logs in $STATE/logs):
   kubesim   https://127.0.0.1:$KUBESIM_PORT (demo cluster: app-shop, app-payments, staging, ops)
 kubeconfig: $KUBESIM_STATE/kubeconfig
   try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
-       kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n app-shop orders-7d4b9c -- jcmd -l
+       kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n app-shop orders-7d4b9c -- jps
 Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:$AUDIT_PORT query (or verify)
 
 Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
@@ -131,7 +131,7 @@ Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
   sre        SRE_TOKEN=$(mint sam sre)   (may open a shell in namespace staging)
   auditor    AUDITOR_TOKEN=$(mint ava podgate-auditors)
 In the browser: open http://127.0.0.1:$EDGE_PORT/, paste DEV_TOKEN, pick app-shop / orders-7d4b9c, then
-  jcmd -l            (the demo JVM's pid)       jstack <pid>     (a thread dump)
+  jps                (the demo JVM's pid)       jstack <pid>     (a thread dump)
   cat /etc/shadow    (refused, with the rule)   Tab completes, the side panel lists what is allowed
   SRE_TOKEN opens a recorded shell in staging; AUDITOR_TOKEN sees the Audit tab and replays it.
 Run a command as the developer from the command line (stdout and stderr apart, the exit status):

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "runtime/log.h"
 
@@ -16,6 +17,26 @@ podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
   std::vector<std::string> explanation;
   *response.mutable_decision() =
       policy->Evaluate(request, request.explain() ? &explanation : nullptr);
+  podgate::common::v1::Decision& decision = *response.mutable_decision();
+  if (decision.verdict() == podgate::common::v1::VERDICT_ALLOW) {
+    if (const Rule* rule = policy->FindRule(decision.rule()); rule && rule->rate_limit) {
+      if (std::optional<std::string> why =
+              limiter_.Admit(*rule, request.principal().user(), request.target(), absl::Now())) {
+        podgate::common::v1::Decision refused;
+        refused.set_verdict(podgate::common::v1::VERDICT_DENY);
+        refused.set_rule(rule->id);
+        refused.set_reason(absl::StrCat("rate limit: ", *why));
+        refused.set_policy_version(decision.policy_version());
+        decision = std::move(refused);
+        if (request.explain()) {
+          explanation.push_back(absl::StrCat("decision: deny by ", rule->id, ": rate limit"));
+        }
+        if (metrics_ != nullptr) {
+          metrics_->RateLimited(rule->id);
+        }
+      }
+    }
+  }
   for (std::string& line : explanation) {
     response.add_explanation(std::move(line));
   }

@@ -1,10 +1,12 @@
-// Answers one authorization request against the policy version in force, recording the
-// decision's metrics and a log line. Shared by the unary and the streaming RPC.
+// Answers one authorization request against the policy version in force, applies the deciding
+// rule's rate limit (rate_limiter.h), and records the decision's metrics and a log line.
+// Shared by the unary and the streaming RPC.
 #pragma once
 
 #include "podgate/policy/v1/policy.pb.h"
 #include "policy/policy_metrics.h"
 #include "policy/policy_store.h"
+#include "policy/rate_limiter.h"
 
 namespace podgate::policy {
 
@@ -19,6 +21,8 @@ class Authorizer {
  private:
   const PolicyStore* store_;
   PolicyMetrics* metrics_;
+  // Mutable: counting is the one side effect of answering.
+  mutable RateLimiter limiter_;
 };
 
 }  // namespace podgate::policy

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "policy/text_checks.h"
 
 namespace podgate::policy {
@@ -39,12 +40,121 @@ bool AnyGlob(const std::vector<std::string>& patterns, const std::string& text) 
   return false;
 }
 
-std::string Basename(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
+std::string Basename(const std::string& path) { return std::string(ProgramBasename(path)); }
+
+int DefaultPort(const std::string& scheme) {
+  if (scheme == "http") {
+    return 80;
+  }
+  if (scheme == "https") {
+    return 443;
+  }
+  return 0;
+}
+
+// The words of a program that joins its arguments with spaces and splits them again (jcmd).
+std::vector<std::string> JoinedWords(const std::vector<std::string>& argv) {
+  std::vector<std::string> words;
+  std::string joined;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    absl::StrAppend(&joined, i > 1 ? " " : "", argv[i]);
+  }
+  for (absl::string_view w : absl::StrSplit(joined, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
+    words.emplace_back(w);
+  }
+  return words;
 }
 
 }  // namespace
+
+std::optional<std::string> ValueType::CheckReach(const std::string& shown,
+                                                 const net::Host& host) const {
+  std::string why;
+  const bool admitted = hosts ? hosts->Admits(host, &why) : net::AdmitsByDefault(host, &why);
+  if (admitted) {
+    return std::nullopt;
+  }
+  (void)shown;
+  return absl::StrCat("is refused: ", why);
+}
+
+std::string ValueType::DescribePorts() const {
+  std::vector<std::string> parts;
+  for (const auto& [lo, hi] : ports) {
+    parts.push_back(lo == hi ? absl::StrCat(lo) : absl::StrCat(lo, "-", hi));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+bool DeniedOption::Matches(std::string_view arg) const {
+  if (arg.size() < 2 || arg[0] != '-') {
+    return false;
+  }
+  switch (form) {
+    case Form::kLong: {
+      if (arg.size() < 3 || arg[1] != '-') {
+        return false;
+      }
+      std::string_view given = arg.substr(2);
+      given = given.substr(0, given.find('='));
+      // Every prefix a program could expand to this option (getopt_long and curl accept an
+      // unambiguous prefix; an ambiguous one is refused by the program anyway).
+      return !given.empty() && std::string_view(name).starts_with(given);
+    }
+    case Form::kShort:
+      // A cluster of short options ("-sSo/tmp/x"): attached values cannot be told apart from
+      // further options without the program's option table, so any occurrence counts.
+      return arg[1] != '-' && arg.find(name[0], 1) != std::string_view::npos;
+    case Form::kSingleDashLong:
+      return arg[1] != '-' && arg.substr(1).starts_with(name);
+  }
+  return false;
+}
+
+bool DenyMatcher::MatchesProgram(const std::string& program) const {
+  const std::string base = Basename(program);
+  const std::string stripped = StripVersionSuffix(base);
+  for (const std::string& p : programs) {
+    if (p == program || p == base || p == stripped) {
+      return true;
+    }
+  }
+  for (ProgramClass c : classes) {
+    if (InProgramClass(c, program)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<std::string> DenyMatcher::DeniedArgument(const std::vector<std::string>& argv) const {
+  const auto hit = [&](const std::string& arg) {
+    for (const DeniedOption& o : options) {
+      if (o.Matches(arg)) {
+        return true;
+      }
+    }
+    for (const auto& re : any_arg) {
+      if (RE2::FullMatch(arg, *re)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (size_t a = 1; a < argv.size(); ++a) {
+    if (hit(argv[a])) {
+      return argv[a];
+    }
+  }
+  if (join_args) {
+    for (const std::string& word : JoinedWords(argv)) {
+      if (hit(word)) {
+        return word;
+      }
+    }
+  }
+  return std::nullopt;
+}
 
 std::optional<std::string> ValueType::Check(const std::string& value) const {
   switch (kind) {
@@ -61,22 +171,63 @@ std::optional<std::string> ValueType::Check(const std::string& value) const {
       return std::nullopt;
     }
     case Kind::kHostName:
-      return IsHostName(value) ? std::nullopt : std::optional<std::string>("is not a host name");
     case Kind::kIp:
-      return IsIpAddress(value) ? std::nullopt : std::optional<std::string>("is not an IP address");
-    case Kind::kHost:
-      return IsHostName(value) || IsIpAddress(value)
-                 ? std::nullopt
-                 : std::optional<std::string>("is not a host name or IP address");
+    case Kind::kHost: {
+      std::string error;
+      std::optional<net::Host> host = net::CanonicaliseHostArgument(value, &error);
+      if (!host) {
+        return error;
+      }
+      if (kind == Kind::kHostName && host->kind == net::Host::Kind::kIp) {
+        return absl::StrCat("is the IP address ", host->ToString(), ", not a host name");
+      }
+      if (kind == Kind::kIp && host->kind == net::Host::Kind::kName) {
+        return "is not an IP address";
+      }
+      return CheckReach(host->ToString(), *host);
+    }
     case Kind::kUrl: {
       std::string error;
-      std::optional<ParsedUrl> url = ParseUrl(value, &error);
+      std::optional<net::Url> url = net::ParseUrl(value, &error);
       if (!url) {
         return absl::StrCat("is not an acceptable URL: it ", error);
       }
       if (std::find(schemes.begin(), schemes.end(), url->scheme) == schemes.end()) {
         return absl::StrCat("uses scheme ", url->scheme,
                             ", allowed: ", absl::StrJoin(schemes, ", "));
+      }
+      if (url->has_glob && !glob) {
+        return "uses curl's globbing syntax ([...] or {...}), which turns one command into many "
+               "requests";
+      }
+      if (auto bad = CheckReach(url->host.ToString(), url->host)) {
+        return bad;
+      }
+      const int default_port = DefaultPort(url->scheme);
+      if (ports.empty()) {
+        if (url->explicit_port && url->port != default_port) {
+          return absl::StrCat("uses port ", url->port, "; this rule allows only the ",
+                              url->scheme, " default port ", default_port);
+        }
+      } else {
+        const bool listed = std::any_of(ports.begin(), ports.end(), [&](const auto& range) {
+          return url->port >= range.first && url->port <= range.second;
+        });
+        if (!listed) {
+          return absl::StrCat("uses port ", url->port, ", allowed: ", DescribePorts());
+        }
+      }
+      if (!paths.empty()) {
+        if (url->path.find_first_of("%;") != std::string::npos) {
+          return "has '%' or ';' in its path, which servers decode in ways policy cannot follow";
+        }
+        const bool listed = std::any_of(paths.begin(), paths.end(), [&](const std::string& glob) {
+          return GlobMatch(glob, url->path);
+        });
+        if (!listed) {
+          return absl::StrCat("has path ", Quote(url->path), ", allowed: ",
+                              absl::StrJoin(paths, " "));
+        }
       }
       return std::nullopt;
     }
@@ -121,7 +272,8 @@ std::string ValueType::Describe() const {
     case Kind::kHost:
       return "host";
     case Kind::kUrl:
-      return absl::StrCat("url(", absl::StrJoin(schemes, ","), ")");
+      return absl::StrCat("url(", absl::StrJoin(schemes, ","), hosts ? " to listed hosts" : "",
+                          ")");
     case Kind::kPath:
       return absl::StrCat("path(", absl::StrJoin(prefixes, ","), ")");
     case Kind::kEnum:
@@ -134,7 +286,12 @@ std::string ValueType::Describe() const {
   return "";
 }
 
-std::optional<std::string> Grammar::Match(const std::vector<std::string>& argv) const {
+std::optional<std::string> Grammar::Match(const std::vector<std::string>& argv,
+                                          std::vector<ArgCheck>* checks) const {
+  std::vector<ArgCheck> found;
+  const auto needs_check = [](const ValueType& t) {
+    return t.kind == ValueType::Kind::kPath || (t.kind == ValueType::Kind::kPid && t.jvm);
+  };
   std::vector<int> seen(flags.size(), 0);
   std::vector<const std::string*> args;
   bool flags_done = false;
@@ -178,9 +335,16 @@ std::optional<std::string> Grammar::Match(const std::vector<std::string>& argv) 
     }
     std::string value;
     if (joined) {
+      if (needs_check(*spec.value)) {
+        return absl::StrCat("give the value of flag ", spec.name,
+                            " as a separate argument, not after '='");
+      }
       value = *joined;
     } else if (i + 1 < argv.size()) {
       value = argv[++i];
+      if (needs_check(*spec.value)) {
+        found.push_back({i, &*spec.value});
+      }
     } else {
       return absl::StrCat("flag ", spec.name, " needs a value (", spec.value->Describe(), ")");
     }
@@ -219,10 +383,16 @@ std::optional<std::string> Grammar::Match(const std::vector<std::string>& argv) 
       if (auto bad = spec.type.Check(value)) {
         return absl::StrCat("<", spec.name, "> ", Quote(value), " ", *bad);
       }
+      if (needs_check(spec.type)) {
+        found.push_back({static_cast<size_t>(args[next - 1] - argv.data()), &spec.type});
+      }
     }
   }
   if (next < args.size()) {
     return absl::StrCat("unexpected argument ", Quote(*args[next]), " for ", program);
+  }
+  if (checks != nullptr) {
+    *checks = std::move(found);
   }
   return std::nullopt;
 }
@@ -291,6 +461,7 @@ CompiledPolicy::CompiledPolicy(std::vector<Rule> rules, std::string version, std
       loaded_time_(absl::Now()) {
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i];
+    by_id_[r.id] = i;
     if (r.effect == Rule::Effect::kDeny) {
       deny_rules_.push_back(i);
     } else if (r.kind == Rule::Kind::kSuperuser) {
@@ -328,6 +499,59 @@ Decision CompiledPolicy::Make(bool allow, const Rule* rule, std::string rule_id,
     d.set_root_allowed(rule->allow_root);
   }
   return d;
+}
+
+Decision CompiledPolicy::MakeCommandAllow(const Rule& rule, const std::vector<std::string>& argv,
+                                          const std::vector<ArgCheck>& checks,
+                                          std::string reason) const {
+  Decision d = Make(true, &rule, rule.id, std::move(reason));
+  const std::vector<std::string>& prepend = rule.grammar.prepend_args;
+  if (!prepend.empty()) {
+    d.add_argv(argv[0]);
+    for (const std::string& a : prepend) {
+      d.add_argv(a);
+    }
+    for (size_t i = 1; i < argv.size(); ++i) {
+      d.add_argv(argv[i]);
+    }
+  }
+  for (const ArgCheck& c : checks) {
+    podgate::common::v1::ContainerCheck* check = d.add_checks();
+    check->set_arg_index(static_cast<uint32_t>(c.index + prepend.size()));
+    if (c.type->kind == ValueType::Kind::kPath) {
+      check->set_kind(podgate::common::v1::ContainerCheck::KIND_PATH_UNDER);
+      for (const std::string& prefix : c.type->prefixes) {
+        check->add_prefixes(prefix);
+      }
+    } else {
+      check->set_kind(podgate::common::v1::ContainerCheck::KIND_JVM_PID);
+    }
+  }
+  return d;
+}
+
+void CompiledPolicy::AddJvmChecksForAttachTools(const std::vector<std::string>& argv,
+                                                Decision* d) {
+  // Superuser rules have no grammar, yet a JVM attach tool given a pid that is not a JVM
+  // kills it (SIGQUIT); so every pid-like argument of one is checked like a `jvm: true` pid.
+  static const auto* tools = new absl::flat_hash_set<std::string>{"jstack", "jmap", "jcmd",
+                                                                  "jinfo"};
+  if (!tools->contains(Basename(argv[0]))) {
+    return;
+  }
+  for (size_t i = 1; i < argv.size(); ++i) {
+    std::optional<long long> pid = ParseStrictInteger(argv[i]);
+    if (pid && *pid > 0) {
+      podgate::common::v1::ContainerCheck* check = d->add_checks();
+      check->set_kind(podgate::common::v1::ContainerCheck::KIND_JVM_PID);
+      check->set_arg_index(static_cast<uint32_t>(i));
+    }
+  }
+}
+
+const Rule* CompiledPolicy::FindRule(const std::string& id) const {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : &rules_[it->second];
 }
 
 bool CompiledPolicy::ApplicableTo(const Rule& rule, const AuthorizeRequest& request,
@@ -400,30 +624,22 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
       }
       return Make(false, &r, r.id, absl::StrCat("shells are denied (rule ", r.id, ")"));
     }
-    if (r.deny.programs.empty()) {
+    if (r.deny.programs.empty() && r.deny.classes.empty()) {
       continue;
     }
-    const bool program_hit =
-        std::find(r.deny.programs.begin(), r.deny.programs.end(), program) !=
-            r.deny.programs.end() ||
-        std::find(r.deny.programs.begin(), r.deny.programs.end(), base) != r.deny.programs.end();
-    if (!program_hit) {
+    if (!r.deny.MatchesProgram(program)) {
       continue;
     }
     if (!ApplicableTo(r, request, explanation)) {
       continue;
     }
-    if (r.deny.any_arg.empty()) {
+    if (!r.deny.HasArgumentConditions()) {
       return Make(false, &r, r.id, absl::StrCat(base, " is denied (rule ", r.id, ")"));
     }
-    for (size_t a = 1; a < argv.size(); ++a) {
-      for (size_t k = 0; k < r.deny.any_arg.size(); ++k) {
-        if (RE2::FullMatch(argv[a], *r.deny.any_arg[k])) {
-          return Make(false, &r, r.id,
-                      absl::StrCat("argument ", Quote(argv[a]), " is denied for ", base, " (rule ",
-                                   r.id, ")"));
-        }
-      }
+    if (std::optional<std::string> arg = r.deny.DeniedArgument(argv)) {
+      return Make(false, &r, r.id,
+                  absl::StrCat("argument ", Quote(*arg), " is denied for ", base, " (rule ", r.id,
+                               ")"));
     }
     if (explanation != nullptr) {
       explanation->push_back(absl::StrCat("rule ", r.id, ": no denied argument present"));
@@ -460,10 +676,30 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
 
   for (size_t i : superuser_rules_) {
     const Rule& r = rules_[i];
-    if (ApplicableTo(r, request, explanation)) {
-      return Make(true, &r, r.id,
-                  absl::StrCat(principal.user(), " is a superuser here (rule ", r.id, ")"));
+    if (!ApplicableTo(r, request, explanation)) {
+      continue;
     }
+    if (!r.allow_program_runners && InProgramClass(ProgramClass::kProgramRunners, program)) {
+      // A superuser rule is not a shell: programs that run other programs stay out unless the
+      // rule says otherwise. Command rules below may still allow this one with a grammar.
+      if (explanation != nullptr) {
+        explanation->push_back(absl::StrCat("rule ", r.id, ": ", base,
+                                            " runs other programs, which superuser rules do "
+                                            "not allow"));
+      }
+      if (!command_rules_.contains(program)) {
+        return Make(false, &r, r.id,
+                    absl::StrCat(base,
+                                 " runs other programs or code (a shell, an interpreter or a "
+                                 "wrapper), which superuser rule ",
+                                 r.id, " does not allow"));
+      }
+      continue;
+    }
+    Decision d =
+        Make(true, &r, r.id, absl::StrCat(principal.user(), " is a superuser here (rule ", r.id, ")"));
+    AddJvmChecksForAttachTools(argv, &d);
+    return d;
   }
 
   const Rule* closest = nullptr;
@@ -474,13 +710,14 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
       if (!ApplicableTo(r, request, explanation)) {
         continue;
       }
-      std::optional<std::string> bad = r.grammar.Match(argv);
+      std::vector<ArgCheck> checks;
+      std::optional<std::string> bad = r.grammar.Match(argv, &checks);
       if (!bad) {
         if (explanation != nullptr) {
           explanation->push_back(absl::StrCat("rule ", r.id, ": the grammar accepts the argv"));
         }
-        return Make(true, &r, r.id,
-                    absl::StrCat(r.grammar.program, " is allowed (rule ", r.id, ")"));
+        return MakeCommandAllow(r, argv, checks,
+                                absl::StrCat(r.grammar.program, " is allowed (rule ", r.id, ")"));
       }
       if (explanation != nullptr) {
         explanation->push_back(absl::StrCat("rule ", r.id, ": ", *bad));
@@ -543,9 +780,7 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     bool denied_outright = false;
     for (size_t d : deny_rules_) {
       const Rule& deny = rules_[d];
-      if (deny.deny.any_arg.empty() &&
-          std::find(deny.deny.programs.begin(), deny.deny.programs.end(), r.grammar.program) !=
-              deny.deny.programs.end() &&
+      if (!deny.deny.HasArgumentConditions() && deny.deny.MatchesProgram(r.grammar.program) &&
           in_scope(deny)) {
         denied_outright = true;
       }

@@ -6,9 +6,13 @@
 //  1. Structural checks on the request and the built-in argv checks (sizes, printable ASCII):
 //     refused with rule "invalid-request" or "argv-check".
 //  2. Deny rules that apply to the principal and target: the first that matches the action
-//     denies. Deny rules win over everything, superusers included.
-//  3. Superuser rules (commands only): allow any argv[0] that is a bare name or absolute path.
-//  4. Allow rules for argv[0]: the first whose argv grammar accepts the argv allows.
+//     denies (programs by name, version-stripped name or class; arguments by regex or by
+//     option syntax). Deny rules win over everything, superusers included.
+//  3. Superuser rules (commands only): allow any argv[0] that is a bare name or absolute path,
+//     except program-runners (program_classes.h) unless the rule allows them.
+//  4. Allow rules for argv[0]: the first whose argv grammar accepts the argv allows; the
+//     decision carries the argv to run (prependArgs) and the container checks (JVM pids,
+//     paths) exec must pass first.
 //  5. Otherwise deny: with the closest rule's grammar complaint when a rule for the program
 //     applied, else rule "default-deny".
 #pragma once
@@ -25,6 +29,8 @@
 #include "absl/time/time.h"
 #include "podgate/common/v1/common.pb.h"
 #include "podgate/policy/v1/policy.pb.h"
+#include "policy/net_address.h"
+#include "policy/program_classes.h"
 #include "re2/re2.h"
 
 namespace podgate::policy {
@@ -55,6 +61,17 @@ struct ValueType {
   long long max = 0;
   // kUrl allowed schemes.
   std::vector<std::string> schemes;
+  // kUrl, kHost, kHostName, kIp: the hosts that may be reached (`hosts`); without a listing,
+  // any host that is not sensitive (net::AdmitsByDefault).
+  std::optional<net::HostList> hosts;
+  // kUrl: allowed ports as inclusive ranges (`ports`); empty means the scheme's default port.
+  std::vector<std::pair<int, int>> ports;
+  // kUrl: allowed paths as globs (`paths`); empty means any path.
+  std::vector<std::string> paths;
+  // kUrl: whether curl's globbing syntax ([] {}) is accepted (`glob: true`).
+  bool glob = false;
+  // kPid: exec must verify the pid is a JVM in the container (`jvm: true`).
+  bool jvm = false;
   // kPath allowed prefixes, normalised.
   std::vector<std::string> prefixes;
   // kEnum values; kLiteral uses values[0].
@@ -65,8 +82,19 @@ struct ValueType {
 
   // Checks `value`; returns why it is refused, or nullopt.
   std::optional<std::string> Check(const std::string& value) const;
+  // Whether `host` may be reached under `hosts` (or the default); `shown` names it.
+  std::optional<std::string> CheckReach(const std::string& shown, const net::Host& host) const;
+  // "80, 8080-8090".
+  std::string DescribePorts() const;
   // e.g. "integer(1..60)", "url(http,https)", "path(/var/log/app)".
   std::string Describe() const;
+};
+
+// Where an accepted argv needs a check in the container (podgate::common::v1::ContainerCheck):
+// the argv index and the type that asked for it.
+struct ArgCheck {
+  size_t index = 0;
+  const ValueType* type = nullptr;
 };
 
 struct FlagSpec {
@@ -97,22 +125,66 @@ struct Grammar {
   std::vector<PositionalSpec> positionals;
   // Whether "--" ends the flags (only for programs known to honour it).
   bool double_dash = false;
+  // Fixed arguments inserted right after argv[0] in the argv exec runs (`prependArgs`), e.g.
+  // curl's -q, which curl honours only as its first argument.
+  std::vector<std::string> prepend_args;
 
   // Checks argv (argv[0] already matched); returns the complaint or nullopt when accepted.
-  std::optional<std::string> Match(const std::vector<std::string>& argv) const;
+  // When accepted and `checks` is non-null, appends the arguments that exec must check in the
+  // container (JVM pids, paths), by their index in `argv`.
+  std::optional<std::string> Match(const std::vector<std::string>& argv,
+                                   std::vector<ArgCheck>* checks = nullptr) const;
   // One-line usage, e.g. "jmap -histo[:live] <pid>".
   std::string Usage() const;
 };
 
+// An option a deny rule names, matched the way programs parse options (docs/policy.md):
+// "--output" also matches "--output=x" and every prefix a program could take for it ("--out",
+// "--o=x"); "-o" matches any short-option cluster that contains 'o' ("-so/tmp/x", "-Kfile");
+// "-dump" (one dash, several letters) matches every argument that starts with it
+// ("-dump:file=x").
+struct DeniedOption {
+  enum class Form { kLong, kShort, kSingleDashLong };
+  Form form = Form::kShort;
+  // "output" for --output, 'o' for -o, "dump" for -dump.
+  std::string name;
+  std::string source;
+
+  bool Matches(std::string_view arg) const;
+};
+
 // What a deny rule refuses.
 struct DenyMatcher {
-  // The programs denied (exact argv[0], or its basename when argv[0] is a path); empty with
-  // `shell` only for shell denials.
+  // The programs denied: argv[0], its basename when argv[0] is a path, or that basename
+  // without a version suffix ("python3.11" is python); empty with `shell` only for shell
+  // denials.
   std::vector<std::string> programs;
-  // When set, the rule denies only if some argument (argv[1..]) fully matches one of these.
+  // Built-in program classes denied (program_classes.h), e.g. program-runners.
+  std::vector<ProgramClass> classes;
+  // When any of any_arg/options is set, the rule denies only if some argument matches.
+  // any_arg: RE2, full match against an argument.
   std::vector<std::shared_ptr<const RE2>> any_arg;
   std::vector<std::string> any_arg_sources;
+  std::vector<DeniedOption> options;
+  // The program joins its arguments with spaces and splits them again on whitespace (jcmd):
+  // patterns and options are matched against those words as well.
+  bool join_args = false;
   bool shell = false;
+
+  bool HasArgumentConditions() const { return !any_arg.empty() || !options.empty(); }
+  // Whether the program (argv[0]) is one this matcher names.
+  bool MatchesProgram(const std::string& program) const;
+  // The first argument that makes the rule deny, or nullopt.
+  std::optional<std::string> DeniedArgument(const std::vector<std::string>& argv) const;
+};
+
+// At most `count` allowed decisions of a rule per `per`, counted per pod, per user, or per
+// user and pod (`rateLimit`). Enforced by the policy replica that answers (rate_limiter.h).
+struct RateLimit {
+  enum class Scope { kTarget, kUser, kUserTarget };
+  int count = 0;
+  absl::Duration per;
+  Scope scope = Scope::kTarget;
 };
 
 struct Rule {
@@ -141,6 +213,9 @@ struct Rule {
   std::optional<absl::Duration> time_limit;
   int64_t output_limit_bytes = 0;
   bool allow_root = false;
+  // Superuser rules: whether program-runners (shells, interpreters, wrappers) are allowed too.
+  bool allow_program_runners = false;
+  std::optional<RateLimit> rate_limit;
 
   bool AppliesToSubject(const podgate::common::v1::Principal& principal) const;
   // Returns why the target is out of scope, or nullopt.
@@ -166,6 +241,8 @@ class CompiledPolicy {
   const std::string& version() const { return version_; }
   const std::string& source() const { return source_; }
   const std::vector<Rule>& rules() const { return rules_; }
+  // The rule with this id, or null (built-in rule names included).
+  const Rule* FindRule(const std::string& id) const;
   absl::Time loaded_time() const { return loaded_time_; }
 
  private:
@@ -173,6 +250,14 @@ class CompiledPolicy {
                                        std::vector<std::string>* explanation) const;
   podgate::common::v1::Decision Make(bool allow, const Rule* rule, std::string rule_id,
                                      std::string reason) const;
+  // An allow decision of command rule `rule` for `argv`, with the argv to run and its checks.
+  podgate::common::v1::Decision MakeCommandAllow(const Rule& rule,
+                                                 const std::vector<std::string>& argv,
+                                                 const std::vector<ArgCheck>& checks,
+                                                 std::string reason) const;
+  // Superuser allowances of jstack, jmap, jcmd and jinfo: a JVM check for every pid argument.
+  static void AddJvmChecksForAttachTools(const std::vector<std::string>& argv,
+                                         podgate::common::v1::Decision* d);
   bool ApplicableTo(const Rule& rule, const podgate::policy::v1::AuthorizeRequest& request,
                     std::vector<std::string>* explanation) const;
 
@@ -184,6 +269,7 @@ class CompiledPolicy {
   std::vector<size_t> superuser_rules_;
   std::vector<size_t> shell_rules_;
   absl::flat_hash_map<std::string, std::vector<size_t>> command_rules_;  // by program
+  absl::flat_hash_map<std::string, size_t> by_id_;
 };
 
 }  // namespace podgate::policy

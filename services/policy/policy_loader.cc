@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "policy/net_address.h"
+#include "policy/program_classes.h"
 #include "policy/text_checks.h"
 #include "yaml-cpp/yaml.h"
 
@@ -24,6 +26,8 @@ using podgate::policy::v1::SEVERITY_WARNING;
 constexpr char kApiVersion[] = "podgate.io/v1";
 constexpr char kKind[] = "CommandPolicy";
 constexpr long long kMaxPid = 4194304;  // Linux PID_MAX_LIMIT
+constexpr size_t kMaxPrependArgs = 16;
+constexpr long long kMaxRateCount = 10000;
 
 // Walks the YAML tree, collecting issues instead of stopping at the first one.
 class Parser {
@@ -172,8 +176,70 @@ const std::map<std::string, ValueType::Kind>& TypeNames() {
 }
 
 // The keys of a value type, shared by flag values and positional arguments.
-const std::set<std::string> kTypeKeys = {"type",     "min",    "max",     "schemes",
-                                         "prefixes", "values", "pattern", "value"};
+const std::set<std::string> kTypeKeys = {"type",    "min",   "max",   "schemes", "prefixes",
+                                         "values",  "pattern", "value", "hosts", "ports",
+                                         "paths",   "glob",  "jvm"};
+
+// The parameters each type takes; every other key of kTypeKeys is refused for it.
+const std::set<std::string>& TypeParams(ValueType::Kind kind) {
+  using K = ValueType::Kind;
+  static const auto* params = new std::map<K, std::set<std::string>>{
+      {K::kInteger, {"min", "max"}},
+      {K::kPid, {"jvm"}},
+      {K::kPort, {}},
+      {K::kHostName, {"hosts"}},
+      {K::kIp, {"hosts"}},
+      {K::kHost, {"hosts"}},
+      {K::kUrl, {"schemes", "hosts", "ports", "paths", "glob"}},
+      {K::kPath, {"prefixes"}},
+      {K::kEnum, {"values"}},
+      {K::kRegex, {"pattern"}},
+      {K::kLiteral, {"value"}},
+  };
+  return params->at(kind);
+}
+
+// `hosts`: see net::HostList.
+void ParseHosts(Parser& p, const YAML::Node& node, ValueType& t) {
+  const std::vector<std::string> entries = p.StringList(node, "hosts");
+  std::string error;
+  std::optional<net::HostList> hosts = net::HostList::Parse(entries, &error);
+  if (!hosts) {
+    p.Error(node, absl::StrCat("bad hosts: ", error));
+    return;
+  }
+  t.hosts = std::move(*hosts);
+}
+
+// `ports`: integers and "low-high" ranges within 1..65535.
+void ParsePorts(Parser& p, const YAML::Node& node, ValueType& t) {
+  for (const std::string& entry : p.StringList(node, "ports")) {
+    const size_t dash = entry.find('-');
+    std::optional<long long> lo = ParseStrictInteger(entry.substr(0, dash));
+    std::optional<long long> hi =
+        dash == std::string::npos ? lo : ParseStrictInteger(entry.substr(dash + 1));
+    if (!lo || !hi || *lo < 1 || *hi > 65535 || *lo > *hi) {
+      p.Error(node, absl::StrCat("port '", entry,
+                                 "' must be a port 1..65535 or a range such as 8080-8090"));
+      continue;
+    }
+    t.ports.emplace_back(static_cast<int>(*lo), static_cast<int>(*hi));
+  }
+}
+
+// `paths`: globs over the URL path after dot-segment removal, each starting with '/'.
+void ParseUrlPaths(Parser& p, const YAML::Node& node, ValueType& t) {
+  for (const std::string& glob : p.StringList(node, "paths")) {
+    if (glob[0] != '/' || glob.find_first_of("%;?#") != std::string::npos ||
+        glob.find("/./") != std::string::npos || glob.find("/../") != std::string::npos) {
+      p.Error(node, absl::StrCat("path '", glob,
+                                 "' must start with '/' and hold no '%', ';', '?', '#' or dot "
+                                 "segments"));
+      continue;
+    }
+    t.paths.push_back(glob);
+  }
+}
 
 std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const std::string& what,
                                         const std::set<std::string>& extra_keys) {
@@ -205,17 +271,21 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
   const bool is_map = node.IsMap();
   const auto has = [&](const char* key) { return is_map && static_cast<bool>(node[key]); };
   const auto param = [&](const char* key) { return node[key]; };
-  const auto refuse_params = [&](std::initializer_list<const char*> keys) {
-    for (const char* key : keys) {
-      if (has(key)) {
-        p.Error(param(key),
+  if (is_map) {
+    const std::set<std::string>& allowed = TypeParams(t.kind);
+    for (const auto& kv : node) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      if (key != "type" && kTypeKeys.contains(key) && !allowed.contains(key)) {
+        p.Error(kv.first,
                 absl::StrCat("'", key, "' does not apply to type ", *name, " in ", what));
       }
     }
-  };
+  }
+  if (has("hosts") && TypeParams(t.kind).contains("hosts")) {
+    ParseHosts(p, param("hosts"), t);
+  }
   switch (t.kind) {
     case ValueType::Kind::kInteger: {
-      refuse_params({"schemes", "prefixes", "values", "pattern", "value"});
       t.min = 0;
       t.max = std::numeric_limits<int32_t>::max();
       if (has("min")) {
@@ -230,22 +300,21 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
       break;
     }
     case ValueType::Kind::kPid:
-      refuse_params({"min", "max", "schemes", "prefixes", "values", "pattern", "value"});
       t.min = 1;
       t.max = kMaxPid;
+      if (has("jvm")) {
+        t.jvm = p.Bool(param("jvm"), "jvm").value_or(false);
+      }
       break;
     case ValueType::Kind::kPort:
-      refuse_params({"min", "max", "schemes", "prefixes", "values", "pattern", "value"});
       t.min = 1;
       t.max = 65535;
       break;
     case ValueType::Kind::kHostName:
     case ValueType::Kind::kIp:
     case ValueType::Kind::kHost:
-      refuse_params({"min", "max", "schemes", "prefixes", "values", "pattern", "value"});
       break;
     case ValueType::Kind::kUrl:
-      refuse_params({"min", "max", "prefixes", "values", "pattern", "value"});
       t.schemes = has("schemes") ? p.StringList(param("schemes"), "schemes")
                                  : std::vector<std::string>{"http", "https"};
       for (const std::string& s : t.schemes) {
@@ -253,9 +322,24 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
           p.Warning(param("schemes"), "scheme 'file' lets a URL read any file in the container");
         }
       }
+      if (has("ports")) {
+        ParsePorts(p, param("ports"), t);
+      }
+      if (has("paths")) {
+        ParseUrlPaths(p, param("paths"), t);
+      }
+      if (has("glob")) {
+        t.glob = p.Bool(param("glob"), "glob").value_or(false);
+      }
+      if (!has("hosts")) {
+        p.Warning(node.IsMap() ? node : type_node,
+                  absl::StrCat(what,
+                               " is a url without 'hosts': it may reach any host that is not "
+                               "sensitive (every cluster service, the internet); list the hosts "
+                               "it may reach"));
+      }
       break;
     case ValueType::Kind::kPath: {
-      refuse_params({"min", "max", "schemes", "values", "pattern", "value"});
       if (!has("prefixes")) {
         p.Error(node.IsMap() ? node : type_node,
                 absl::StrCat(what, " of type path needs 'prefixes'"));
@@ -273,7 +357,6 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
       break;
     }
     case ValueType::Kind::kEnum:
-      refuse_params({"min", "max", "schemes", "prefixes", "pattern", "value"});
       if (!has("values")) {
         p.Error(node.IsMap() ? node : type_node,
                 absl::StrCat(what, " of type enum needs 'values'"));
@@ -282,7 +365,6 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
       t.values = p.StringList(param("values"), "values");
       break;
     case ValueType::Kind::kLiteral:
-      refuse_params({"min", "max", "schemes", "prefixes", "pattern", "values"});
       if (!has("value")) {
         p.Error(node.IsMap() ? node : type_node,
                 absl::StrCat(what, " of type literal needs 'value'"));
@@ -293,7 +375,6 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
       }
       break;
     case ValueType::Kind::kRegex: {
-      refuse_params({"min", "max", "schemes", "prefixes", "values", "value"});
       if (!has("pattern")) {
         p.Error(node.IsMap() ? node : type_node,
                 absl::StrCat(what, " of type regex needs 'pattern'"));
@@ -365,7 +446,8 @@ void ParseLimits(Parser& p, const YAML::Node& node, std::optional<absl::Duration
 
 void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
   const std::string where = absl::StrCat("the command of rule ", rule.id);
-  if (!p.CheckKeys(node, {"program", "paths", "flags", "args", "doubleDash"}, where)) {
+  if (!p.CheckKeys(node, {"program", "paths", "flags", "args", "doubleDash", "prependArgs"},
+                   where)) {
     return;
   }
   Grammar& g = rule.grammar;
@@ -396,6 +478,24 @@ void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
   }
   if (node["doubleDash"]) {
     g.double_dash = p.Bool(node["doubleDash"], "doubleDash").value_or(false);
+  }
+  if (node["prependArgs"]) {
+    const YAML::Node list = node["prependArgs"];
+    if (!list.IsSequence() || list.size() == 0 || list.size() > kMaxPrependArgs) {
+      p.Error(list, absl::StrCat("prependArgs must be a list of 1 to ", kMaxPrependArgs,
+                                 " arguments"));
+    } else {
+      for (const auto& item : list) {
+        // Not StringList: a fixed argument may repeat ("-H", ..., "-H", ...).
+        if (auto a = p.String(item, "an entry of prependArgs")) {
+          if (a->empty() || a->size() > kMaxArgBytes) {
+            p.Error(item, "an entry of prependArgs must be 1 to 4096 printable ASCII bytes");
+          } else {
+            g.prepend_args.push_back(*a);
+          }
+        }
+      }
+    }
   }
   if (node["flags"]) {
     if (!node["flags"].IsSequence()) {
@@ -498,9 +598,37 @@ void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
   }
 }
 
+// One entry of a deny rule's `options`: "--output", "-o" or "-dump" (docs/policy.md).
+std::optional<DeniedOption> ParseDeniedOption(const std::string& text) {
+  const auto word_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.' || c == ':';
+  };
+  DeniedOption o;
+  o.source = text;
+  if (text.size() >= 3 && text.rfind("--", 0) == 0) {
+    o.form = DeniedOption::Form::kLong;
+    o.name = text.substr(2);
+  } else if (text.size() == 2 && text[0] == '-' && text[1] != '-') {
+    o.form = DeniedOption::Form::kShort;
+    o.name = text.substr(1);
+  } else if (text.size() > 2 && text[0] == '-' && text[1] != '-') {
+    o.form = DeniedOption::Form::kSingleDashLong;
+    o.name = text.substr(1);
+  } else {
+    return std::nullopt;
+  }
+  if (o.name.empty() || o.name[0] == '-' ||
+      !std::all_of(o.name.begin(), o.name.end(), word_char)) {
+    return std::nullopt;
+  }
+  return o;
+}
+
 void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
   const std::string where = absl::StrCat("the deny of rule ", rule.id);
-  if (!p.CheckKeys(node, {"programs", "anyArg", "shell"}, where)) {
+  if (!p.CheckKeys(node, {"programs", "classes", "anyArg", "options", "joinArgs", "shell"},
+                   where)) {
     return;
   }
   if (node["shell"]) {
@@ -514,9 +642,20 @@ void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
       rule.deny.programs.push_back(program);
     }
   }
+  if (node["classes"]) {
+    for (const std::string& name : p.StringList(node["classes"], "classes")) {
+      if (std::optional<ProgramClass> c = ParseProgramClass(name)) {
+        rule.deny.classes.push_back(*c);
+      } else {
+        p.Error(node["classes"],
+                absl::StrCat("unknown program class '", name, "' (known: program-runners)"));
+      }
+    }
+  }
+  const bool names_programs = node["programs"] || node["classes"];
   if (node["anyArg"]) {
-    if (!node["programs"]) {
-      p.Error(node["anyArg"], "anyArg needs programs");
+    if (!names_programs) {
+      p.Error(node["anyArg"], "anyArg needs programs or classes");
     }
     if (node["anyArg"].IsSequence()) {
       for (const auto& item : node["anyArg"]) {
@@ -538,8 +677,74 @@ void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
       p.Error(node["anyArg"], "anyArg must be a list of regular expressions");
     }
   }
-  if (rule.deny.programs.empty() && !rule.deny.shell) {
-    p.Error(node, absl::StrCat(where, " denies nothing: give programs or shell: true"));
+  if (node["options"]) {
+    if (!names_programs) {
+      p.Error(node["options"], "options needs programs or classes");
+    }
+    for (const std::string& text : p.StringList(node["options"], "options")) {
+      if (std::optional<DeniedOption> o = ParseDeniedOption(text)) {
+        rule.deny.options.push_back(std::move(*o));
+      } else {
+        p.Error(node["options"],
+                absl::StrCat("option '", text,
+                             "' must be --name (long, prefixes match too), -x (one letter, "
+                             "matched inside clusters) or -name (one dash, matched as a prefix)"));
+      }
+    }
+  }
+  if (node["joinArgs"]) {
+    rule.deny.join_args = p.Bool(node["joinArgs"], "joinArgs").value_or(false);
+    if (rule.deny.join_args && !rule.deny.HasArgumentConditions()) {
+      p.Error(node["joinArgs"], "joinArgs needs anyArg or options to match");
+    }
+  }
+  if (rule.deny.programs.empty() && rule.deny.classes.empty() && !rule.deny.shell) {
+    p.Error(node, absl::StrCat(where, " denies nothing: give programs, classes or shell: true"));
+  }
+}
+
+// `rateLimit: {count: 2, per: 1h, scope: target}`.
+void ParseRateLimit(Parser& p, const YAML::Node& node, Rule& rule) {
+  const std::string where = absl::StrCat("the rateLimit of rule ", rule.id);
+  if (!p.CheckKeys(node, {"count", "per", "scope"}, where)) {
+    return;
+  }
+  RateLimit limit;
+  bool ok = true;
+  if (!node["count"] || !node["per"]) {
+    p.Error(node, absl::StrCat(where, " needs count and per"));
+    return;
+  }
+  if (auto count = p.Integer(node["count"], "count")) {
+    if (*count < 1 || *count > kMaxRateCount) {
+      p.Error(node["count"], absl::StrCat("count must be between 1 and ", kMaxRateCount));
+      ok = false;
+    } else {
+      limit.count = static_cast<int>(*count);
+    }
+  } else {
+    ok = false;
+  }
+  if (auto per = p.Duration(node["per"], "per")) {
+    limit.per = *per;
+  } else {
+    ok = false;
+  }
+  if (node["scope"]) {
+    const std::string scope = p.String(node["scope"], "scope").value_or("");
+    if (scope == "target") {
+      limit.scope = RateLimit::Scope::kTarget;
+    } else if (scope == "user") {
+      limit.scope = RateLimit::Scope::kUser;
+    } else if (scope == "user-target") {
+      limit.scope = RateLimit::Scope::kUserTarget;
+    } else {
+      p.Error(node["scope"], "scope must be target (per pod), user, or user-target");
+      ok = false;
+    }
+  }
+  if (ok) {
+    rule.rate_limit = limit;
   }
 }
 
@@ -735,7 +940,8 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
         rule.line = node.Mark().line + 1;
         if (!p.CheckKeys(node,
                          {"id", "description", "effect", "subjects", "targets", "command", "shell",
-                          "superuser", "deny", "limits", "allowRoot"},
+                          "superuser", "deny", "limits", "allowRoot", "rateLimit",
+                          "allowProgramRunners"},
                          "a rule")) {
           continue;
         }
@@ -787,7 +993,8 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
           rule.allow_root = p.Bool(node["allowRoot"], "allowRoot").value_or(false);
         }
         if (rule.effect == Rule::Effect::kDeny) {
-          for (const char* key : {"command", "shell", "superuser", "limits", "allowRoot"}) {
+          for (const char* key : {"command", "shell", "superuser", "limits", "allowRoot",
+                                  "rateLimit", "allowProgramRunners"}) {
             if (node[key]) {
               p.Error(node[key], absl::StrCat("'", key, "' does not apply to deny rule ", rule.id));
             }
@@ -819,6 +1026,25 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
             rule.kind = Rule::Kind::kCommand;
             ParseGrammar(p, node["command"], rule);
           }
+          if (node["allowProgramRunners"]) {
+            if (!super) {
+              p.Error(node["allowProgramRunners"],
+                      absl::StrCat("allowProgramRunners applies only to superuser rules (rule ",
+                                   rule.id, ")"));
+            } else {
+              rule.allow_program_runners =
+                  p.Bool(node["allowProgramRunners"], "allowProgramRunners").value_or(false);
+            }
+          }
+          if (node["rateLimit"]) {
+            if (rule.kind != Rule::Kind::kCommand) {
+              p.Error(node["rateLimit"],
+                      absl::StrCat("rateLimit applies only to command rules (rule ", rule.id,
+                                   ")"));
+            } else {
+              ParseRateLimit(p, node["rateLimit"], rule);
+            }
+          }
         }
         // Reachability: an allow rule that an explicit denial fully covers never decides,
         // and one that repeats an earlier rule's program, grammar and scope never decides.
@@ -843,14 +1069,12 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
           continue;
         }
         for (const Rule& deny : rules) {
-          if (deny.effect != Rule::Effect::kDeny || !deny.deny.any_arg.empty()) {
+          if (deny.effect != Rule::Effect::kDeny || deny.deny.HasArgumentConditions()) {
             continue;
           }
-          const bool same_action =
-              allow.kind == Rule::Kind::kShell
-                  ? deny.deny.shell
-                  : std::find(deny.deny.programs.begin(), deny.deny.programs.end(),
-                              allow.grammar.program) != deny.deny.programs.end();
+          const bool same_action = allow.kind == Rule::Kind::kShell
+                                       ? deny.deny.shell
+                                       : deny.deny.MatchesProgram(allow.grammar.program);
           if (same_action && ScopeCovers(deny, allow)) {
             p.ErrorAt(allow.line, 1,
                       absl::StrCat("unreachable: rule ", allow.id,

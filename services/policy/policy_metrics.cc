@@ -21,6 +21,9 @@ constexpr MetricInfo kReloadFailures = {
 constexpr MetricInfo kReloads = {"podgate_policy_reloads_total",
                                  "New policy versions accepted, the first load included."};
 constexpr MetricInfo kRules = {"podgate_policy_rules", "Rules in the policy version in force."};
+constexpr MetricInfo kRateLimited = {
+    "podgate_policy_rate_limited_total",
+    "Decisions a rule's grammar allowed but its rateLimit refused, by rule."};
 
 // 1 us to ~65 ms, doubling: decisions take microseconds, the tail shows contention.
 prometheus::Histogram::BucketBoundaries LatencyBuckets() {
@@ -58,8 +61,11 @@ PolicyMetrics::PolicyMetrics(prometheus::Registry& registry)
                    .Register(registry)
                    .Add({})),
       rules_(
-          prometheus::BuildGauge().Name(kRules.name).Help(kRules.help).Register(registry).Add({})) {
-}
+          prometheus::BuildGauge().Name(kRules.name).Help(kRules.help).Register(registry).Add({})),
+      rate_limited_(prometheus::BuildCounter()
+                        .Name(kRateLimited.name)
+                        .Help(kRateLimited.help)
+                        .Register(registry)) {}
 
 void PolicyMetrics::RecordDecision(const podgate::common::v1::Decision& decision,
                                    absl::Duration latency) {
@@ -84,5 +90,9 @@ void PolicyMetrics::SetVersion(const std::string& version, const std::string& so
 }
 
 void PolicyMetrics::ReloadFailed() { reload_failures_.Increment(); }
+
+void PolicyMetrics::RateLimited(const std::string& rule) {
+  rate_limited_.Add({{"rule", rule}}).Increment();
+}
 
 }  // namespace podgate::policy

@@ -6,6 +6,7 @@
 //   podgate_policy_reload_failures_total                counter
 //   podgate_policy_reloads_total                        counter (accepted new versions)
 //   podgate_policy_rules                                gauge
+//   podgate_policy_rate_limited_total{rule}             counter (allowances refused by rateLimit)
 #pragma once
 
 #include <string>
@@ -30,6 +31,7 @@ class PolicyMetrics {
   // Marks `version` as the one in force (and the previous one as gone).
   void SetVersion(const std::string& version, const std::string& source, int rules);
   void ReloadFailed();
+  void RateLimited(const std::string& rule);
 
  private:
   prometheus::Family<prometheus::Counter>& decisions_;
@@ -38,6 +40,7 @@ class PolicyMetrics {
   prometheus::Counter& reload_failures_;
   prometheus::Counter& reloads_;
   prometheus::Gauge& rules_;
+  prometheus::Family<prometheus::Counter>& rate_limited_;
 
   absl::Mutex mu_;
   prometheus::Gauge* current_version_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -1,7 +1,5 @@
 #include "policy/text_checks.h"
 
-#include <arpa/inet.h>
-
 #include <cstdint>
 #include <limits>
 
@@ -157,34 +155,6 @@ std::optional<long long> ParseStrictInteger(std::string_view text) {
   return negative ? -v : v;
 }
 
-bool IsHostName(std::string_view text) {
-  if (text.empty() || text.size() > 253) {
-    return false;
-  }
-  for (absl::string_view label : absl::StrSplit(absl::string_view(text.data(), text.size()), '.')) {
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
-      return false;
-    }
-    for (char c : label) {
-      const bool ok =
-          (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-      if (!ok) {
-        return false;
-      }
-    }
-  }
-  return true;
-}
-
-bool IsIpAddress(std::string_view text) {
-  if (text.empty() || text.size() > 45) {
-    return false;
-  }
-  const std::string s(text);
-  unsigned char buf[16];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
-}
-
 std::optional<std::string> NormaliseAbsolutePath(std::string_view path) {
   if (path.empty() || path[0] != '/') {
     return std::nullopt;
@@ -210,82 +180,6 @@ bool PathIsUnder(std::string_view path, std::string_view prefix) {
     return false;
   }
   return path.size() == prefix.size() || path[prefix.size()] == '/';
-}
-
-std::optional<ParsedUrl> ParseUrl(std::string_view text, std::string* error) {
-  if (auto bad = DescribeForbiddenCharacter(text)) {
-    *error = absl::StrCat("contains a ", *bad);
-    return std::nullopt;
-  }
-  if (text.find(' ') != std::string_view::npos || text.find('\\') != std::string_view::npos) {
-    *error = "contains a space or a backslash";
-    return std::nullopt;
-  }
-  const size_t sep = text.find("://");
-  if (sep == std::string_view::npos || sep == 0) {
-    *error = "has no scheme:// prefix";
-    return std::nullopt;
-  }
-  ParsedUrl url;
-  for (char c : text.substr(0, sep)) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.')) {
-      *error = "has a scheme that is not lower-case ASCII";
-      return std::nullopt;
-    }
-  }
-  url.scheme = std::string(text.substr(0, sep));
-  std::string_view rest = text.substr(sep + 3);
-  const size_t end = rest.find_first_of("/?#");
-  std::string_view authority = rest.substr(0, end);
-  if (authority.find('@') != std::string_view::npos) {
-    *error = "carries user information (user@host)";
-    return std::nullopt;
-  }
-  if (end != std::string_view::npos && rest.find('#') != std::string_view::npos) {
-    *error = "has a fragment";
-    return std::nullopt;
-  }
-  std::string_view host = authority;
-  if (!authority.empty() && authority[0] == '[') {
-    const size_t close = authority.find(']');
-    if (close == std::string_view::npos) {
-      *error = "has an unterminated IPv6 address";
-      return std::nullopt;
-    }
-    host = authority.substr(1, close - 1);
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') {
-        *error = "has junk after the IPv6 address";
-        return std::nullopt;
-      }
-      authority = after;
-    } else {
-      authority = {};
-    }
-    if (!IsIpAddress(host) || host.find(':') == std::string_view::npos) {
-      *error = "has an invalid IPv6 address";
-      return std::nullopt;
-    }
-  } else {
-    const size_t colon = authority.find(':');
-    host = authority.substr(0, colon);
-    authority = colon == std::string_view::npos ? std::string_view() : authority.substr(colon);
-    if (!IsHostName(host) && !IsIpAddress(host)) {
-      *error = absl::StrCat("has an invalid host '", std::string(host), "'");
-      return std::nullopt;
-    }
-  }
-  if (!authority.empty()) {  // ":port"
-    auto port = ParseStrictInteger(authority.substr(1));
-    if (!port || *port < 1 || *port > 65535) {
-      *error = "has an invalid port";
-      return std::nullopt;
-    }
-    url.port = static_cast<int>(*port);
-  }
-  url.host = std::string(host);
-  return url;
 }
 
 bool GlobMatch(std::string_view pattern, std::string_view text) {

@@ -1,5 +1,5 @@
 // Checks on strings a user controls: argv elements before any rule sees them, and the typed
-// values of a command grammar (integers, pids, host names, IPs, ports, URLs, paths).
+// values of a command grammar (integers, paths). Hosts and URLs: net_address.h.
 //
 // Every check returns a sentence for humans on refusal, because the sentence reaches the user
 // and the audit trail as the decision's reason.
@@ -35,13 +35,6 @@ std::optional<std::string> DescribeForbiddenCharacter(std::string_view text);
 // no whitespace, no leading zeros (except "0"), within int64.
 std::optional<long long> ParseStrictInteger(std::string_view text);
 
-// RFC 1123 host name: labels of [A-Za-z0-9-], not starting or ending with '-', 1-63 bytes each,
-// at most 253 bytes in total; a trailing dot is refused.
-bool IsHostName(std::string_view text);
-
-// A dotted-quad IPv4 or an IPv6 address (inet_pton).
-bool IsIpAddress(std::string_view text);
-
 // Collapses "//" and "/./" in an absolute path and drops a trailing '/'. Refuses (nullopt) a
 // relative path and any ".." component: the kernel resolves ".." after following symlinks, so
 // a lexical normalisation could not prove where "a/../b" lands.
@@ -50,15 +43,6 @@ std::optional<std::string> NormaliseAbsolutePath(std::string_view path);
 // Whether normalised `path` is `prefix` or lies under it (component-wise, so /var/log/app2 is
 // not under /var/log/app).
 bool PathIsUnder(std::string_view path, std::string_view prefix);
-
-// A parsed URL of the strict form scheme://host[:port][/path][?query], ASCII only, no
-// user-info, no fragment whitespace.
-struct ParsedUrl {
-  std::string scheme;
-  std::string host;
-  int port = 0;
-};
-std::optional<ParsedUrl> ParseUrl(std::string_view text, std::string* error);
 
 // Shell-style glob with '*' and '?' over bytes.
 bool GlobMatch(std::string_view pattern, std::string_view text);

@@ -279,7 +279,7 @@ step('sign-in refuses what is not a token, and a token edge does not trust', asy
   await shot('02-sign-in-refused');
 });
 
-step('developer signs in, picks the JVM pod and runs free -m, jcmd -l and jstack', async () => {
+step('developer signs in, picks the JVM pod and runs free -m, jps and jstack', async () => {
   await newPage();
   await signIn(DEV, 'dana');
   // The target list is what policy lets dana use: no ops namespace.
@@ -293,9 +293,11 @@ step('developer signs in, picks the JVM pod and runs free -m, jcmd -l and jstack
   await page.locator('.allowed-list li[data-program=jstack]').getByText('Thread dump of a Java process.').waitFor();
   let out = await run('free -m');
   assert(/Mem:/.test(out) && /✓ exit 0/.test(out), `free -m: ${out}`);
-  out = await run('jcmd -l');
-  const m = /^(\d+) .*DemoApp/m.exec(out);
-  assert(m, `jcmd -l shows the demo JVM: ${out}`);
+  // jps lists JVMs by main class, never their command lines; the demo app is launched from
+  // its source file, so its main class is the source launcher's Main.
+  out = await run('jps');
+  const m = /^(\d+) Main\r?$/m.exec(out);
+  assert(m, `jps shows the demo JVM: ${out}`);
   out = await run(`jstack ${m[1]}`, undefined, 60000);
   const all = await termText();
   assert(/Full thread dump/.test(all) && /"main"/.test(all), 'jstack printed a thread dump');

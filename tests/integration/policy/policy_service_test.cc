@@ -424,7 +424,7 @@ CheckRun RunCheck(const std::string& path) {
 TEST(PolicyCheckTest, ValidInvalidAndUnreadableFiles) {
   CheckRun ok = RunCheck(PODGATE_EXAMPLE_POLICY);
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
-  EXPECT_THAT(ok.output, HasSubstr("example.yaml: valid, 25 rules, version "));
+  EXPECT_THAT(ok.output, HasSubstr("example.yaml: valid, 28 rules, version "));
 
   const std::string dir = podgate::testing::MakeTempDir("policy-check");
   const std::string bad = dir + "/bad.yaml";

@@ -86,7 +86,8 @@ std::vector<Case> Table() {
   add(Allow({"/usr/bin/jstack", "4242"}, "dev-jstack"));
   add(Allow({"jstack", "4194304"}, "dev-jstack"));
   add(Allow({"jmap", "-histo", "1"}, "dev-jmap-histo"));
-  add(Allow({"jmap", "-histo:live", "1"}, "dev-jmap-histo-live"));
+  add(Allow({"jmap", "-histo:live", "1"}, "sre-jmap-histo-live").As("sam", kSre));
+  add(Deny({"jmap", "-histo:live", "1"}, "dev-jmap-histo", "flag -histo:live is not allowed"));
   add(Allow({"jcmd", "1", "GC.heap_info"}, "dev-jcmd"));
   add(Allow({"jcmd", "77", "Thread.print"}, "dev-jcmd"));
   add(Allow({"jcmd", "77", "VM.flags"}, "dev-jcmd"));
@@ -95,21 +96,24 @@ std::vector<Case> Table() {
   add(Allow({"free", "-m"}, "dev-free"));
   add(Allow({"df", "-h"}, "dev-df"));
   add(Allow({"ps"}, "dev-ps"));
-  add(Allow({"ps", "aux"}, "dev-ps"));
-  add(Allow({"ps", "ax"}, "dev-ps"));
+  add(Allow({"ps", "-e", "-o", "pid,user,pcpu,rss,comm"}, "dev-ps"));
+  add(Allow({"ps", "-eo", "pid,comm"}, "dev-ps"));
   add(Allow({"ps", "-A"}, "dev-ps"));
-  add(Allow({"ps", "-A", "-f"}, "dev-ps"));
+  add(Deny({"ps", "-A", "-f"}, "dev-ps", "flag -f is not allowed"));
+  add(Deny({"ps", "aux"}, "dev-ps", "unexpected argument"));
+  add(Deny({"ps", "-eo", "pid,args"}, "dev-ps", "does not match"));
   add(Allow({"top", "-b", "-n", "1"}, "dev-top"));
   add(Allow({"top", "-n", "1", "-b"}, "dev-top"));
-  add(Allow({"curl", "-I", "https://example.com"}, "dev-curl"));
-  add(Allow({"curl", "-s", "http://api.internal:8080/health"}, "dev-curl"));
-  add(Allow({"curl", "-m", "5", "https://example.com/"}, "dev-curl"));
-  add(Allow({"curl", "-s", "-I", "-m", "10", "https://example.com/a?q=1"}, "dev-curl"));
-  add(Allow({"curl", "--max-time=5", "https://example.com"}, "dev-curl"));
-  add(Allow({"curl", "--max-time", "5", "http://10.0.0.1/"}, "dev-curl"));
-  add(Allow({"curl", "https://[::1]:8443/"}, "dev-curl"));
+  add(Allow({"curl", "-I", "https://orders.app-shop.svc"}, "dev-curl"));
+  add(Allow({"curl", "-s", "http://api.app-shop.svc.cluster.local:8080/health"}, "dev-curl"));
+  add(Allow({"curl", "-m", "5", "https://orders.app-shop.svc/"}, "dev-curl"));
+  add(Allow({"curl", "-s", "-I", "-m", "10", "https://orders.app-shop.svc/status?q=1"}, "dev-curl"));
+  add(Allow({"curl", "--max-time=5", "https://orders.app-shop.svc:8443/readyz"}, "dev-curl"));
+  add(Deny({"curl", "https://example.com/"}, "dev-curl", "not among the hosts"));
+  add(Deny({"curl", "--max-time", "5", "http://10.0.0.1/"}, "dev-curl", "not among the hosts"));
+  add(Deny({"curl", "https://[::1]:8443/"}, "dev-curl", "loopback"));
   add(Allow({"nslookup", "example.com"}, "dev-nslookup"));
-  add(Allow({"nslookup", "db.internal", "10.0.0.10"}, "dev-nslookup"));
+  add(Deny({"nslookup", "db.internal", "10.0.0.10"}, "dev-nslookup", "unexpected argument"));
   add(Allow({"dig", "example.com"}, "dev-dig"));
   add(Allow({"dig", "example.com", "AAAA"}, "dev-dig"));
   add(Allow({"dig", "example.com", "MX", "+short"}, "dev-dig"));
@@ -134,59 +138,63 @@ std::vector<Case> Table() {
   add(Shell(true, "sre-shell").As("sam", kSre).In("staging", "debug"));
 
   // ---- BRIEF section 7: programs that run programs. ----
-  add(Deny({"find", "/", "-exec", "sh", "-c", "id", ";"}, "deny-interpreters", "find is denied"));
-  add(Deny({"find", ".", "-name", "x"}, "deny-interpreters"));
-  add(Deny({"tar", "--to-command=sh", "-xf", "a.tar"}, "deny-interpreters"));
-  add(Deny({"awk", "BEGIN{system(\"sh\")}"}, "deny-interpreters"));
-  add(Deny({"env", "sh"}, "deny-interpreters"));
-  add(Deny({"xargs", "sh"}, "deny-interpreters"));
-  add(Deny({"nice", "sh"}, "deny-interpreters"));
-  add(Deny({"timeout", "0", "sh"}, "deny-interpreters"));
-  add(Deny({"nohup", "sh"}, "deny-interpreters"));
-  add(Deny({"/usr/bin/env", "sh"}, "deny-interpreters"));
-  add(Deny({"sh", "-c", "id"}, "deny-interpreters"));
-  add(Deny({"bash"}, "deny-interpreters"));
-  add(Deny({"busybox", "sh"}, "deny-interpreters"));
-  add(Deny({"python3", "-c", "import os"}, "deny-interpreters"));
-  add(Deny({"perl", "-e", "exec '/bin/sh'"}, "deny-interpreters"));
-  add(Deny({"sed", "-n", "1e id", "/var/log/app/x"}, "deny-interpreters"));
-  add(Deny({"vi", "/var/log/app/x"}, "deny-interpreters"));
+  add(Deny({"find", "/", "-exec", "sh", "-c", "id", ";"}, "deny-program-runners", "find is denied"));
+  add(Deny({"find", ".", "-name", "x"}, "deny-program-runners"));
+  add(Deny({"tar", "--to-command=sh", "-xf", "a.tar"}, "deny-program-runners"));
+  add(Deny({"awk", "BEGIN{system(\"sh\")}"}, "deny-program-runners"));
+  add(Deny({"env", "sh"}, "deny-program-runners"));
+  add(Deny({"xargs", "sh"}, "deny-program-runners"));
+  add(Deny({"nice", "sh"}, "deny-program-runners"));
+  add(Deny({"timeout", "0", "sh"}, "deny-program-runners"));
+  add(Deny({"nohup", "sh"}, "deny-program-runners"));
+  add(Deny({"/usr/bin/env", "sh"}, "deny-program-runners"));
+  add(Deny({"sh", "-c", "id"}, "deny-program-runners"));
+  add(Deny({"bash"}, "deny-program-runners"));
+  add(Deny({"busybox", "sh"}, "deny-program-runners"));
+  add(Deny({"python3", "-c", "import os"}, "deny-program-runners"));
+  add(Deny({"perl", "-e", "exec '/bin/sh'"}, "deny-program-runners"));
+  add(Deny({"sed", "-n", "1e id", "/var/log/app/x"}, "deny-program-runners"));
+  add(Deny({"vi", "/var/log/app/x"}, "deny-program-runners"));
   // ---- curl: files, config files, schemes. ----
-  add(Deny({"curl", "-o", "/tmp/x", "https://example.com"}, "deny-curl-writes",
+  add(Deny({"curl", "-o", "/tmp/x", "https://example.com"}, "deny-curl-writes-and-redirection",
            "argument '-o' is denied for curl"));
-  add(Deny({"curl", "-O", "https://example.com/x"}, "deny-curl-writes"));
-  add(Deny({"curl", "-K", "/tmp/cfg", "https://example.com"}, "deny-curl-writes"));
-  add(Deny({"curl", "--config", "/tmp/cfg"}, "deny-curl-writes"));
-  add(Deny({"curl", "--config=/tmp/cfg"}, "deny-curl-writes"));
-  add(Deny({"curl", "file:///etc/passwd"}, "deny-curl-writes"));
-  add(Deny({"curl", "FILE:///etc/passwd"}, "deny-curl-writes"));
-  add(Deny({"curl", "-so", "/tmp/x", "https://example.com"}, "deny-curl-writes"));
-  add(Deny({"curl", "--output", "/tmp/x", "https://example.com"}, "deny-curl-writes"));
-  add(Deny({"curl", "-T", "/etc/passwd", "https://example.com"}, "deny-curl-writes"));
-  add(Deny({"curl", "--upload-file", "/etc/passwd", "https://example.com"}, "deny-curl-writes"));
-  add(Deny({"curl", "https://example.com", "-o", "x"}, "deny-curl-writes"));
-  add(Deny({"curl", "-Iso", "x", "https://example.com"}, "deny-curl-writes"));
-  add(Deny({"curl", "gopher://example.com/"}, "dev-curl", "scheme gopher"));
-  add(Deny({"curl", "ftp://example.com/"}, "dev-curl", "scheme ftp"));
-  add(Deny({"curl", "dict://example.com:11211/"}, "dev-curl"));
+  add(Deny({"curl", "-O", "https://example.com/x"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "-K", "/tmp/cfg", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "--config", "/tmp/cfg"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "--config=/tmp/cfg"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "file:///etc/passwd"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "FILE:///etc/passwd"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "-so", "/tmp/x", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "--output", "/tmp/x", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "-T", "/etc/passwd", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "--upload-file", "/etc/passwd", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "https://example.com", "-o", "x"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "-Iso", "x", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "gopher://example.com/"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "ftp://example.com/"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "ldapx://orders.app-shop.svc/"}, "dev-curl", "scheme ldapx"));
+  add(Deny({"curl", "dict://example.com:11211/"}, "deny-curl-writes-and-redirection"));
   add(Deny({"curl", "https://user:pw@example.com/"}, "dev-curl", "user information"));
   add(Deny({"curl", "-m", "31", "https://example.com"}, "dev-curl", "out of range"));
   add(Deny({"curl", "-m", "-1", "https://example.com"}, "dev-curl"));
   add(Deny({"curl", "-m", "5s", "https://example.com"}, "dev-curl", "not a decimal integer"));
   add(Deny({"curl", "-m", "05", "https://example.com"}, "dev-curl"));
   add(Deny({"curl"}, "dev-curl", "<url> is missing"));
-  add(Deny({"curl", "https://a.example", "https://b.example"}, "dev-curl", "unexpected argument"));
+  add(Deny({"curl", "https://a.svc", "https://b.svc"}, "dev-curl", "unexpected argument"));
   add(Deny({"curl", "-I", "-I", "https://example.com"}, "dev-curl", "more than once"));
   add(Deny({"curl", "--max-time=abc", "https://example.com"}, "dev-curl"));
-  add(Deny({"curl", "-I=x", "https://example.com"}, "dev-curl", "flag -I=x is not allowed"));
-  add(Deny({"curl", "-L", "https://example.com"}, "dev-curl",
-           "flag -L is not allowed for curl (rule dev-curl)"));
-  add(Deny({"curl", "-x", "http://proxy:3128", "https://example.com"}, "dev-curl"));
+  add(Deny({"curl", "-I=x", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "-I=y", "https://a.svc"}, "dev-curl", "flag -I=y is not allowed"));
+  add(Deny({"curl", "-L", "https://example.com"}, "deny-curl-writes-and-redirection",
+           "argument '-L' is denied for curl"));
+  add(Deny({"curl", "-k", "https://a.svc"}, "dev-curl",
+           "flag -k is not allowed for curl (rule dev-curl)"));
+  add(Deny({"curl", "-x", "http://proxy:3128", "https://example.com"}, "deny-curl-writes-and-redirection"));
   add(Deny({"curl", "-H", "Host: x", "https://example.com"}, "dev-curl"));
   add(Deny({"curl", "-I", "--", "https://example.com"}, "dev-curl", "'--' is not allowed"));
   add(Deny({"curl", "https://exa mple.com"}, "dev-curl"));
   add(Deny({"curl", "https://example.com#frag"}, "dev-curl"));
-  add(Deny({"curl", "http://example.com:99999/"}, "dev-curl", "invalid port"));
+  add(Deny({"curl", "http://example.com:99999/"}, "dev-curl", "port above 65535"));
   add(Deny({"curl", "example.com"}, "dev-curl", "no scheme"));
   // ---- jcmd and jmap. ----
   add(Deny({"jcmd", "1", "-f", "/tmp/cmds"}, "deny-jcmd-dangerous"));
@@ -194,14 +202,18 @@ std::vector<Case> Table() {
   add(Deny({"jcmd", "1", "VM.set_flag", "HeapDumpPath", "/tmp"}, "deny-jcmd-dangerous"));
   add(Deny({"jcmd", "1", "GC.heap_dump", "/tmp/h"}, "deny-jcmd-dangerous"));
   add(Deny({"jcmd", "1", "ManagementAgent.start"}, "deny-jcmd-dangerous"));
-  add(Deny({"jcmd", "1", "VM.system_properties"}, "dev-jcmd", "is not one of"));
+  add(Deny({"jcmd", "1", "VM.system_properties"}, "deny-jcmd-dangerous"));
+  add(Deny({"jcmd", "1", "VM.info"}, "dev-jcmd", "is not one of"));
+  add(Deny({"jcmd", "1", "GC.heap_dump /tmp/h"}, "deny-jcmd-dangerous"));
   add(Deny({"jcmd", "1", "help"}, "dev-jcmd"));
   add(Deny({"jcmd", "1"}, "dev-jcmd", "<command> is missing"));
   add(Deny({"jcmd", "GC.heap_info"}, "dev-jcmd", "not a decimal integer"));
   add(Deny({"jcmd", "0", "GC.heap_info"}, "dev-jcmd", "out of range"));
   add(Deny({"jcmd", "4194305", "GC.heap_info"}, "dev-jcmd", "out of range"));
   add(Deny({"jcmd", "1", "GC.heap_info", "extra"}, "dev-jcmd", "unexpected argument"));
-  add(Allow({"jcmd", "-l"}, "dev-jcmd-list"));
+  add(Deny({"jcmd", "-l"}, "dev-jcmd", "flag -l is not allowed"));
+  add(Allow({"jps"}, "dev-jps"));
+  add(Deny({"jps", "-lvm"}, "dev-jps", "flag -lvm is not allowed"));
   add(Deny({"jcmd", "-l", "1"}, "dev-jcmd", "flag -l is not allowed"));
   add(Deny({"jmap", "-dump:file=/tmp/h", "1"}, "deny-jmap-dump"));
   add(Deny({"jmap", "-dump:live,format=b,file=/tmp/h.bin", "1"}, "deny-jmap-dump"));
@@ -221,12 +233,12 @@ std::vector<Case> Table() {
   add(Deny({"jstack", " 1"}, "dev-jstack"));
   // ---- ps without environments, top, df, free. ----
   add(Deny({"ps", "e"}, "deny-ps-environment", "argument 'e' is denied for ps"));
-  add(Deny({"ps", "-e"}, "deny-ps-environment"));
+  add(Allow({"ps", "-e"}, "dev-ps"));
   add(Deny({"ps", "aux", "e"}, "deny-ps-environment"));
   add(Deny({"ps", "auxe"}, "deny-ps-environment"));
-  add(Deny({"ps", "-ef"}, "deny-ps-environment"));
+  add(Deny({"ps", "-ef"}, "dev-ps"));
   add(Deny({"ps", "eww", "1"}, "deny-ps-environment"));
-  add(Deny({"ps", "-o", "pid"}, "dev-ps", "flag -o is not allowed"));
+  add(Allow({"ps", "-o", "pid"}, "dev-ps"));
   add(Deny({"ps", "x"}, "dev-ps"));
   add(Deny({"ps", "aux", "ax"}, "dev-ps"));
   add(Deny({"top"}, "dev-top", "is required"));
@@ -239,10 +251,10 @@ std::vector<Case> Table() {
   add(Deny({"free", "-s", "1"}, "dev-free"));
   // ---- DNS, ping, sockets. ----
   add(Deny({"nslookup", "-query=any", "example.com"}, "dev-nslookup"));
-  add(Deny({"nslookup", "example.com", "dns.example"}, "dev-nslookup", "not an IP"));
+  add(Deny({"nslookup", "example.com", "dns.example"}, "dev-nslookup", "unexpected argument"));
   add(Deny({"nslookup", "-example.com"}, "dev-nslookup"));
   add(Deny({"nslookup", "exa_mple.com"}, "dev-nslookup", "not a host name"));
-  add(Deny({"nslookup", "example.com."}, "dev-nslookup"));
+  add(Allow({"nslookup", "example.com."}, "dev-nslookup"));
   add(Deny({"dig", "-f", "/etc/hosts"}, "dev-dig", "flag -f is not allowed"));
   add(Deny({"dig", "@8.8.8.8", "example.com"}, "dev-dig"));
   add(Deny({"dig", "-x", "10.0.0.1"}, "dev-dig"));
@@ -339,8 +351,8 @@ std::vector<Case> Table() {
   add(Shell(false, "deny-shell-in-production").As("pat", kAdmin).In("prod-eu"));
   add(Shell(false, "default-deny").As("pat", kAdmin));
   // ---- Superusers bypass grammars, never explicit denials. ----
-  add(Deny({"sh", "-c", "id"}, "deny-interpreters").As("pat", kAdmin));
-  add(Deny({"curl", "-o", "/tmp/x", "http://x"}, "deny-curl-writes").As("pat", kAdmin));
+  add(Deny({"sh", "-c", "id"}, "deny-program-runners").As("pat", kAdmin));
+  add(Deny({"curl", "-o", "/tmp/x", "http://x"}, "deny-curl-writes-and-redirection").As("pat", kAdmin));
   add(Deny({"jmap", "-dump:file=x", "1"}, "deny-jmap-dump").As("pat", kAdmin));
   add(Deny({"ps", "e"}, "deny-ps-environment").As("pat", kAdmin));
   add(Deny({"./x"}, "default-deny", "relative path").As("pat", kAdmin));
@@ -418,9 +430,13 @@ TEST_F(ExamplePolicyTest, AllowedDecisionsCarryTheRuleLimits) {
   request.mutable_target()->set_pod("shop-1");
   request.mutable_target()->set_container("app");
   request.mutable_command()->add_argv("curl");
-  request.mutable_command()->add_argv("https://example.com");
+  request.mutable_command()->add_argv("https://orders.app-shop.svc/health");
   auto d = (*policy_)->Evaluate(request);
-  ASSERT_EQ(d.verdict(), VERDICT_ALLOW);
+  ASSERT_EQ(d.verdict(), VERDICT_ALLOW) << d.reason();
+  // The rule's fixed arguments come first: -q is honoured only as curl's first argument.
+  EXPECT_EQ(absl::StrJoin(d.argv(), " "),
+            "curl -q -g --proto =http,https --noproxy * --max-redirs 0 "
+            "https://orders.app-shop.svc/health");
   EXPECT_EQ(d.limits().time_limit().seconds(), 35);
   EXPECT_EQ(d.limits().output_limit_bytes(), 262144);
   EXPECT_FALSE(d.root_allowed());
@@ -443,7 +459,7 @@ TEST_F(ExamplePolicyTest, AllowedDecisionsCarryTheRuleLimits) {
 TEST_F(ExamplePolicyTest, ExplainListsEveryRuleConsidered) {
   podgate::policy::v1::AuthorizeRequest request;
   request.mutable_principal()->set_user("dana");
-  request.mutable_principal()->add_groups("developers");
+  request.mutable_principal()->add_groups("sre");
   request.mutable_target()->set_namespace_("app-shop");
   request.mutable_target()->set_pod("shop-1");
   request.mutable_target()->set_container("app");
@@ -452,15 +468,18 @@ TEST_F(ExamplePolicyTest, ExplainListsEveryRuleConsidered) {
   }
   std::vector<std::string> explanation;
   auto d = (*policy_)->Evaluate(request, &explanation);
-  ASSERT_EQ(d.rule(), "dev-jmap-histo-live");
+  ASSERT_EQ(d.rule(), "sre-jmap-histo-live");
+  ASSERT_EQ(d.checks_size(), 1);
+  EXPECT_EQ(d.checks(0).kind(), podgate::common::v1::ContainerCheck::KIND_JVM_PID);
+  EXPECT_EQ(d.checks(0).arg_index(), 2u);
   const std::string all = absl::StrJoin(explanation, "\n");
   EXPECT_NE(all.find("rule deny-jmap-dump: no denied argument present"), std::string::npos) << all;
   EXPECT_NE(all.find("rule dev-jmap-histo: flag -histo:live is not allowed for jmap"),
             std::string::npos)
       << all;
-  EXPECT_NE(all.find("rule dev-jmap-histo-live: the grammar accepts the argv"), std::string::npos)
+  EXPECT_NE(all.find("rule sre-jmap-histo-live: the grammar accepts the argv"), std::string::npos)
       << all;
-  EXPECT_NE(all.find("decision: allow by dev-jmap-histo-live"), std::string::npos) << all;
+  EXPECT_NE(all.find("decision: allow by sre-jmap-histo-live"), std::string::npos) << all;
 }
 
 TEST_F(ExamplePolicyTest, ListAllowedGivesHintsForThePage) {
@@ -480,21 +499,23 @@ TEST_F(ExamplePolicyTest, ListAllowedGivesHintsForThePage) {
   }
   EXPECT_EQ(absl::StrJoin(programs, " "),
             "cat/dev-cat-logs curl/dev-curl df/dev-df dig/dev-dig free/dev-free "
-            "jcmd/dev-jcmd jcmd/dev-jcmd-list jmap/dev-jmap-histo jmap/dev-jmap-histo-live jstack/dev-jstack "
+            "jcmd/dev-jcmd jmap/dev-jmap-histo jps/dev-jps jstack/dev-jstack "
             "netstat/dev-netstat nslookup/dev-nslookup ping/dev-ping ps/dev-ps ss/dev-ss "
             "tail/dev-tail-logs top/dev-top");
   for (const auto& c : list.commands()) {
     if (c.rule() == "dev-jcmd") {
-      EXPECT_EQ(c.usage(), "jcmd <pid> GC.heap_info|Thread.print|VM.flags");
-      EXPECT_EQ(absl::StrJoin(c.subcommands(), ","), "GC.heap_info,Thread.print,VM.flags");
+      EXPECT_EQ(c.usage(), "jcmd <pid> GC.heap_info|Thread.print|VM.flags|VM.uptime|VM.version");
+      EXPECT_EQ(absl::StrJoin(c.subcommands(), ","),
+                "GC.heap_info,Thread.print,VM.flags,VM.uptime,VM.version");
     }
     if (c.rule() == "dev-curl") {
-      ASSERT_EQ(c.flags_size(), 4);
-      EXPECT_EQ(c.flags(2).name(), "-m");
-      EXPECT_TRUE(c.flags(2).takes_value());
-      EXPECT_EQ(c.flags(2).value_type(), "integer(1..30)");
+      ASSERT_EQ(c.flags_size(), 6);
+      EXPECT_EQ(c.flags(4).name(), "-m");
+      EXPECT_TRUE(c.flags(4).takes_value());
+      EXPECT_EQ(c.flags(4).value_type(), "integer(1..30)");
       EXPECT_EQ(c.usage(),
-                "curl [-I] [-s] [-m <integer(1..30)>] [--max-time <integer(1..30)>] <url>");
+                "curl [-I] [-s] [-S] [-v] [-m <integer(1..30)>] [--max-time <integer(1..30)>] "
+                "<url>");
     }
   }
 

@@ -166,5 +166,38 @@ TEST_F(PolicyServiceTest, ShutdownEndsOpenStreamsWithUnavailable) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
+TEST_F(PolicyServiceTest, RateLimitedRuleRefusesOverTheServiceAndSurvivesAReload) {
+  const std::string limited = Doc("histo", "jmap") + "    rateLimit: {count: 2, per: 1h}\n";
+  ReplaceFile(path_, limited);
+  ASSERT_TRUE(store_.LoadFile(path_).ok());
+  const auto ask = [&] {
+    grpc::ClientContext ctx;
+    pb::AuthorizeResponse response;
+    grpc::Status status = stub_->Authorize(&ctx, Request("jmap"), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.decision();
+  };
+  EXPECT_EQ(ask().verdict(), podgate::common::v1::VERDICT_ALLOW);
+  EXPECT_EQ(ask().verdict(), podgate::common::v1::VERDICT_ALLOW);
+  podgate::common::v1::Decision third = ask();
+  EXPECT_EQ(third.verdict(), podgate::common::v1::VERDICT_DENY);
+  EXPECT_EQ(third.rule(), "histo");
+  EXPECT_NE(third.reason().find("rate limit"), std::string::npos) << third.reason();
+  EXPECT_EQ(third.limits().output_limit_bytes(), 0);
+  // A new document version with the same rule keeps the counts.
+  ReplaceFile(path_, limited + "# edited\n");
+  ASSERT_TRUE(store_.LoadFile(path_).ok());
+  EXPECT_EQ(ask().verdict(), podgate::common::v1::VERDICT_DENY);
+  bool counted = false;
+  for (const auto& family : registry_->Collect()) {
+    if (family.name == "podgate_policy_rate_limited_total") {
+      for (const auto& metric : family.metric) {
+        counted = counted || metric.counter.value >= 2;
+      }
+    }
+  }
+  EXPECT_TRUE(counted);
+}
+
 }  // namespace
 }  // namespace podgate::policy

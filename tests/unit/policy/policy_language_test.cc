@@ -1,0 +1,579 @@
+// The parts of the policy language that reach past the argv: fixed arguments (prependArgs),
+// container checks (JVM pids, paths), network destinations (hosts, ports, paths, globbing),
+// deny rules that understand option syntax and program classes, superuser limits, and rate
+// limits. Each test loads a small document through the real loader.
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "policy/authorizer.h"
+#include "policy/policy_loader.h"
+#include "policy/program_classes.h"
+
+namespace podgate::policy {
+namespace {
+
+using podgate::common::v1::ContainerCheck;
+using podgate::common::v1::Decision;
+using podgate::common::v1::VERDICT_ALLOW;
+using podgate::common::v1::VERDICT_DENY;
+
+constexpr char kHeader[] = R"(apiVersion: podgate.io/v1
+kind: CommandPolicy
+rules:
+)";
+
+std::shared_ptr<const CompiledPolicy> Load(const std::string& rules) {
+  LoadResult r = LoadPolicy(std::string(kHeader) + rules, "test.yaml");
+  for (const LoadIssue& issue : r.issues) {
+    if (issue.severity == podgate::policy::v1::SEVERITY_ERROR) {
+      ADD_FAILURE() << issue.ToString();
+    }
+  }
+  return r.policy;
+}
+
+// Every error of a document, one per line.
+std::string AllErrors(const std::string& rules) {
+  LoadResult r = LoadPolicy(std::string(kHeader) + rules, "test.yaml");
+  std::string out;
+  for (const LoadIssue& issue : r.issues) {
+    if (issue.severity == podgate::policy::v1::SEVERITY_ERROR) {
+      out += issue.ToString() + "\n";
+    }
+  }
+  return out;
+}
+
+// The first error of a document that must not load, "" when it loads.
+std::string FirstError(const std::string& rules) {
+  LoadResult r = LoadPolicy(std::string(kHeader) + rules, "test.yaml");
+  return r.ok() ? "" : r.FirstError();
+}
+
+std::vector<std::string> Warnings(const std::string& rules) {
+  LoadResult r = LoadPolicy(std::string(kHeader) + rules, "test.yaml");
+  std::vector<std::string> out;
+  for (const LoadIssue& issue : r.issues) {
+    if (issue.severity == podgate::policy::v1::SEVERITY_WARNING) {
+      out.push_back(issue.message);
+    }
+  }
+  return out;
+}
+
+podgate::policy::v1::AuthorizeRequest Ask(std::vector<std::string> argv,
+                                          std::vector<std::string> groups = {"dev"},
+                                          std::string user = "dana", std::string pod = "p-1") {
+  podgate::policy::v1::AuthorizeRequest req;
+  req.mutable_principal()->set_user(std::move(user));
+  for (std::string& g : groups) {
+    req.mutable_principal()->add_groups(std::move(g));
+  }
+  req.mutable_target()->set_namespace_("app");
+  req.mutable_target()->set_pod(std::move(pod));
+  req.mutable_target()->set_container("c");
+  for (std::string& a : argv) {
+    req.mutable_command()->add_argv(std::move(a));
+  }
+  return req;
+}
+
+Decision Decide(const CompiledPolicy& policy, std::vector<std::string> argv,
+                std::vector<std::string> groups = {"dev"}) {
+  return policy.Evaluate(Ask(std::move(argv), std::move(groups)));
+}
+
+std::vector<std::string> RunArgv(const Decision& d) {
+  return std::vector<std::string>(d.argv().begin(), d.argv().end());
+}
+
+constexpr char kScope[] = R"(
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+)";
+
+std::string AllowRule(const std::string& id, const std::string& command) {
+  return "  - id: " + id + kScope + "    command:\n" + command;
+}
+
+TEST(PrependArgs, DecisionCarriesTheArgvToRunWithCheckIndicesShifted) {
+  auto policy = Load(AllowRule("cat-logs", R"(      program: cat
+      prependArgs: [-u, --]
+      args:
+        - {name: f, type: path, prefixes: [/var/log/app], repeat: true, maxCount: 4}
+)"));
+  ASSERT_NE(policy, nullptr);
+  Decision d = Decide(*policy, {"cat", "/var/log/app/a.log", "/var/log/app/b.log"});
+  ASSERT_EQ(d.verdict(), VERDICT_ALLOW) << d.reason();
+  EXPECT_EQ(RunArgv(d), (std::vector<std::string>{"cat", "-u", "--", "/var/log/app/a.log",
+                                                  "/var/log/app/b.log"}));
+  ASSERT_EQ(d.checks_size(), 2);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(d.checks(i).kind(), ContainerCheck::KIND_PATH_UNDER);
+    EXPECT_EQ(d.checks(i).arg_index(), static_cast<uint32_t>(3 + i));
+    EXPECT_EQ(RunArgv(d)[d.checks(i).arg_index()], i == 0 ? "/var/log/app/a.log"
+                                                           : "/var/log/app/b.log");
+    ASSERT_EQ(d.checks(i).prefixes_size(), 1);
+    EXPECT_EQ(d.checks(i).prefixes(0), "/var/log/app");
+  }
+}
+
+TEST(PrependArgs, WithoutThemTheArgvIsRunAsAsked) {
+  auto policy = Load(AllowRule("free", "      program: free\n      flags: [-m]\n"));
+  Decision d = Decide(*policy, {"free", "-m"});
+  ASSERT_EQ(d.verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(d.argv_size(), 0);
+  EXPECT_EQ(d.checks_size(), 0);
+}
+
+TEST(PrependArgs, BadListsAreRefused) {
+  EXPECT_NE(FirstError(AllowRule("x", "      program: curl\n      prependArgs: []\n")), "");
+  EXPECT_NE(FirstError(AllowRule("x", "      program: curl\n      prependArgs: -q\n")), "");
+  EXPECT_NE(FirstError(AllowRule("x", "      program: curl\n      prependArgs: [\"\"]\n")), "");
+  // A repeated fixed argument is fine (-H a -H b).
+  EXPECT_EQ(FirstError(AllowRule("x", "      program: curl\n      prependArgs: [-H, a, -H, b]\n")),
+            "");
+}
+
+TEST(JvmPid, PidWithJvmEmitsACheckAndPlainPidDoesNot) {
+  auto policy = Load(AllowRule("jstack", R"(      program: jstack
+      flags: [-l]
+      args:
+        - {name: pid, type: pid, jvm: true}
+)") + AllowRule("kill", R"(      program: kill
+      args:
+        - {name: pid, type: pid}
+)"));
+  Decision d = Decide(*policy, {"jstack", "-l", "4242"});
+  ASSERT_EQ(d.verdict(), VERDICT_ALLOW) << d.reason();
+  ASSERT_EQ(d.checks_size(), 1);
+  EXPECT_EQ(d.checks(0).kind(), ContainerCheck::KIND_JVM_PID);
+  EXPECT_EQ(d.checks(0).arg_index(), 2u);
+  d = Decide(*policy, {"kill", "4242"});
+  ASSERT_EQ(d.verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(d.checks_size(), 0);
+  EXPECT_NE(FirstError(AllowRule("x", R"(      program: kill
+      args:
+        - {name: n, type: integer, jvm: true}
+)")).find("'jvm' does not apply to type integer"),
+            std::string::npos);
+}
+
+TEST(JvmPid, FlagValuesAreCheckedTooAndMustBeSeparate) {
+  auto policy = Load(AllowRule("jmap", R"(      program: jhsdb
+      flags:
+        - {name: --pid, value: {type: pid, jvm: true}}
+)"));
+  Decision d = Decide(*policy, {"jhsdb", "--pid", "17"});
+  ASSERT_EQ(d.verdict(), VERDICT_ALLOW) << d.reason();
+  ASSERT_EQ(d.checks_size(), 1);
+  EXPECT_EQ(d.checks(0).arg_index(), 2u);
+  d = Decide(*policy, {"jhsdb", "--pid=17"});
+  EXPECT_EQ(d.verdict(), VERDICT_DENY);
+  EXPECT_NE(d.reason().find("separate argument"), std::string::npos) << d.reason();
+}
+
+TEST(SuperuserJvmTools, EveryPidArgumentOfAnAttachToolIsChecked) {
+  auto policy = Load(R"(  - id: admins
+    effect: allow
+    subjects: {groups: [admins]}
+    targets: {namespaces: ["*"]}
+    superuser: true
+)");
+  Decision d = Decide(*policy, {"/usr/bin/jstack", "-l", "31"}, {"admins"});
+  ASSERT_EQ(d.verdict(), VERDICT_ALLOW);
+  ASSERT_EQ(d.checks_size(), 1);
+  EXPECT_EQ(d.checks(0).kind(), ContainerCheck::KIND_JVM_PID);
+  EXPECT_EQ(d.checks(0).arg_index(), 2u);
+  d = Decide(*policy, {"kill", "-9", "31"}, {"admins"});
+  EXPECT_EQ(d.checks_size(), 0);
+}
+
+constexpr char kCurlRule[] = R"(      program: curl
+      flags: [-s]
+      args:
+        - name: url
+          type: url
+          hosts: ["*.svc.cluster.local", "*.svc", "10.0.0.0/8", "localhost"]
+          ports: [80, 8080-8081]
+          paths: [/, /health, /actuator/health, /actuator/health/*]
+)";
+
+TEST(UrlType, HostsPortsAndPathsAreMatchedOnTheCanonicalUrl) {
+  auto policy = Load(AllowRule("curl", kCurlRule));
+  ASSERT_NE(policy, nullptr);
+  for (const char* ok : {"http://orders.shop.svc.cluster.local:8080/actuator/health",
+                         "http://orders.shop.svc/actuator/health/liveness",
+                         "http://ORDERS.shop.svc.cluster.local./health", "http://10.1.2.3:8081/",
+                         "http://orders.shop.svc/actuator/info/../health",
+                         "http://localhost/health", "http://0xa.0.0.1/"}) {
+    Decision d = Decide(*policy, {"curl", "-s", ok});
+    EXPECT_EQ(d.verdict(), VERDICT_ALLOW) << ok << ": " << d.reason();
+  }
+  struct Bad {
+    const char* url;
+    const char* reason;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"http://example.com/", "not among the hosts"},
+           {"http://kubernetes.default.svc.cluster.local/", "API server"},
+           {"http://orders.shop.svc:9090/health", "port 9090"},
+           {"http://orders.shop.svc:443/health", "port 443"},
+           {"http://orders.shop.svc/actuator/heapdump", "path"},
+           {"http://orders.shop.svc/actuator/health/../heapdump", "path"},
+           {"http://orders.shop.svc/actuator/health/..;/heapdump", "'..;'"},
+           {"http://orders.shop.svc/actuator/health/%2e%2e/heapdump", "percent-encoded '.'"},
+           {"http://orders.shop.svc/actuator/health;/heapdump", "'%' or ';'"},
+           {"http://orders.shop.svc/[1-100]", "globbing"},
+           {"http://{a,b}.shop.svc/", "globbing"},
+           {"http://2852039166/", "169.254.169.254 is the cloud metadata address"},
+           {"http://127.1/", "127.0.0.1 is a loopback address"},
+           {"ftp://orders.shop.svc/", "scheme"}}) {
+    Decision d = Decide(*policy, {"curl", "-s", bad.url});
+    EXPECT_EQ(d.verdict(), VERDICT_DENY) << bad.url << ": " << d.reason();
+    EXPECT_NE(d.reason().find(bad.reason), std::string::npos) << bad.url << ": " << d.reason();
+  }
+}
+
+TEST(UrlType, WithoutHostsSensitiveDestinationsAreRefusedAndOnlyTheDefaultPort) {
+  auto policy = Load(AllowRule("curl", R"(      program: curl
+      args:
+        - {name: url, type: url}
+)"));
+  for (const char* bad :
+       {"http://169.254.169.254/latest/meta-data/", "http://0251.0376.0251.0376/",
+        "http://[::ffff:a9fe:a9fe]/", "http://metadata.google.internal/", "http://127.0.0.1/",
+        "http://0:8080/", "http://169.254.169.254.nip.io/", "http://example.com:8080/"}) {
+    EXPECT_EQ(Decide(*policy, {"curl", bad}).verdict(), VERDICT_DENY) << bad;
+  }
+  EXPECT_EQ(Decide(*policy, {"curl", "https://example.com/"}).verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(Decide(*policy, {"curl", "https://example.com:443/"}).verdict(), VERDICT_ALLOW);
+}
+
+TEST(UrlType, GlobOptInAndLoaderChecks) {
+  auto policy = Load(AllowRule("curl", R"(      program: curl
+      args:
+        - {name: url, type: url, hosts: ["*.svc"], glob: true}
+)"));
+  EXPECT_EQ(Decide(*policy, {"curl", "http://a.svc/[1-3]"}).verdict(), VERDICT_ALLOW);
+  const std::vector<std::string> warnings =
+      Warnings(AllowRule("curl", "      program: curl\n      args:\n        - {name: u, type: url}\n"));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("without 'hosts'"), std::string::npos) << warnings[0];
+  EXPECT_NE(FirstError(AllowRule("c", R"(      program: curl
+      args:
+        - {name: u, type: url, hosts: ["*.svc"], ports: [0]}
+)")).find("port '0'"),
+            std::string::npos);
+  EXPECT_NE(FirstError(AllowRule("c", R"(      program: curl
+      args:
+        - {name: u, type: url, hosts: ["*.svc"], ports: [90-80]}
+)")),
+            "");
+  EXPECT_NE(FirstError(AllowRule("c", R"(      program: curl
+      args:
+        - {name: u, type: url, hosts: ["*.svc"], paths: ["health"]}
+)")),
+            "");
+  EXPECT_NE(FirstError(AllowRule("c", R"(      program: curl
+      args:
+        - {name: u, type: url, hosts: ["0.0.0.0/0"]}
+)")),
+            "");
+  EXPECT_NE(FirstError(AllowRule("c", R"(      program: ping
+      args:
+        - {name: u, type: host, ports: [80]}
+)")).find("'ports' does not apply to type host"),
+            std::string::npos);
+}
+
+TEST(HostTypes, EverySpellingIsCanonicalisedBeforeJudging) {
+  auto policy = Load(AllowRule("ping", R"(      program: ping
+      args:
+        - {name: host, type: host}
+)") + AllowRule("dig", R"(      program: dig
+      args:
+        - {name: name, type: hostname}
+)") + AllowRule("ip", R"(      program: traceroute
+      args:
+        - {name: ip, type: ip, hosts: ["10.0.0.0/8"]}
+)"));
+  for (const char* bad : {"2852039166", "0xa9fea9fe", "127.1", "0", "::1", "::ffff:7f00:1",
+                          "localhost", "metadata.google.internal", "100.100.100.200"}) {
+    EXPECT_EQ(Decide(*policy, {"ping", bad}).verdict(), VERDICT_DENY) << bad;
+  }
+  EXPECT_EQ(Decide(*policy, {"ping", "orders.shop.svc"}).verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(Decide(*policy, {"ping", "10.1.2.3"}).verdict(), VERDICT_ALLOW);
+  Decision d = Decide(*policy, {"dig", "10.1.2.3"});
+  EXPECT_EQ(d.verdict(), VERDICT_DENY);
+  EXPECT_NE(d.reason().find("not a host name"), std::string::npos) << d.reason();
+  EXPECT_EQ(Decide(*policy, {"dig", "1.2.3"}).verdict(), VERDICT_DENY);
+  EXPECT_EQ(Decide(*policy, {"traceroute", "012.1"}).verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(Decide(*policy, {"traceroute", "11.0.0.1"}).verdict(), VERDICT_DENY);
+  EXPECT_EQ(Decide(*policy, {"traceroute", "orders.svc"}).verdict(), VERDICT_DENY);
+}
+
+constexpr char kDenyCurl[] = R"(  - id: deny-curl
+    effect: deny
+    subjects: {users: ["*"]}
+    targets: {namespaces: ["*"]}
+    deny:
+      programs: [curl]
+      options: [-o, -K, --config, --output, -dump]
+  - id: admins
+    effect: allow
+    subjects: {groups: [admins]}
+    targets: {namespaces: ["*"]}
+    superuser: true
+)";
+
+TEST(DenyOptions, LongPrefixesAttachedValuesAndClustersAreAllSeen) {
+  auto policy = Load(kDenyCurl);
+  ASSERT_NE(policy, nullptr);
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"curl", "--conf", "x"},
+           {"curl", "--config=x"},
+           {"curl", "--c", "x"},
+           {"curl", "--out", "/tmp/x", "http://a/"},
+           {"curl", "--output=/tmp/x"},
+           {"curl", "-so/tmp/x", "http://a/"},
+           {"curl", "-K/cfg"},
+           {"curl", "-sSK", "/cfg"},
+           {"curl", "-dump:file=/x"},
+           {"/usr/bin/curl", "-o", "x"}}) {
+    Decision d = Decide(*policy, bad, {"admins"});
+    EXPECT_EQ(d.verdict(), VERDICT_DENY) << bad[1];
+    EXPECT_EQ(d.rule(), "deny-curl") << bad[1];
+  }
+  for (std::vector<std::string> ok : std::vector<std::vector<std::string>>{
+           {"curl", "-sS", "http://a/"},
+           {"curl", "--connect-timeout", "3", "http://a/"},
+           {"curl", "--compressed", "http://a/"},
+           {"curl", "http://a/-o"}}) {
+    EXPECT_EQ(Decide(*policy, ok, {"admins"}).verdict(), VERDICT_ALLOW) << ok[1];
+  }
+}
+
+TEST(DenyOptions, JoinedArgumentsAreSplitIntoWords) {
+  auto policy = Load(R"(  - id: deny-jcmd
+    effect: deny
+    subjects: {users: ["*"]}
+    targets: {namespaces: ["*"]}
+    deny:
+      programs: [jcmd]
+      joinArgs: true
+      options: [-f]
+      anyArg: ["GC\\.heap_dump.*", "VM\\.set_flag.*"]
+  - id: admins
+    effect: allow
+    subjects: {groups: [admins]}
+    targets: {namespaces: ["*"]}
+    superuser: true
+)");
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"jcmd", "42", "GC.heap_dump /p"},
+           {"jcmd", "42", " VM.set_flag HeapDumpOnOutOfMemoryError true"},
+           {"jcmd", "42", "GC.heap_dump\t/p"},
+           {"jcmd", "42 -f /tmp/cmds"},
+           {"jcmd", "42", "Thread.print", "GC.heap_dump"}}) {
+    EXPECT_EQ(Decide(*policy, bad, {"admins"}).verdict(), VERDICT_DENY) << bad[2 % bad.size()];
+  }
+  EXPECT_EQ(Decide(*policy, {"jcmd", "42", "Thread.print"}, {"admins"}).verdict(), VERDICT_ALLOW);
+}
+
+TEST(DenyOptions, LoaderRefusesBadOptionsAndOptionsWithoutPrograms) {
+  const std::string head = R"(  - id: d
+    effect: deny
+    subjects: {users: ["*"]}
+    targets: {namespaces: ["*"]}
+    deny:
+)";
+  EXPECT_NE(FirstError(head + "      programs: [curl]\n      options: [o]\n"), "");
+  EXPECT_NE(FirstError(head + "      programs: [curl]\n      options: [\"--\"]\n"), "");
+  EXPECT_NE(FirstError(head + "      programs: [curl]\n      options: [\"-o x\"]\n"), "");
+  EXPECT_NE(FirstError(head + "      options: [-o]\n"), "");
+  EXPECT_NE(FirstError(head + "      programs: [curl]\n      joinArgs: true\n"), "");
+  EXPECT_NE(AllErrors(head + "      classes: [interpreters]\n").find("unknown program class"),
+            std::string::npos);
+}
+
+TEST(ProgramClasses, VersionSuffixesLoadersAndWrappers) {
+  EXPECT_EQ(StripVersionSuffix("python3.11"), "python");
+  EXPECT_EQ(StripVersionSuffix("python3.7m"), "python");
+  EXPECT_EQ(StripVersionSuffix("perl5.36.0"), "perl");
+  EXPECT_EQ(StripVersionSuffix("php-8.2"), "php");
+  EXPECT_EQ(StripVersionSuffix("lua5.4"), "lua");
+  EXPECT_EQ(StripVersionSuffix("curl"), "curl");
+  EXPECT_EQ(StripVersionSuffix("123"), "123");
+  for (const char* runner :
+       {"sh", "/bin/sh", "python3.11", "/usr/bin/python3", "pypy3", "/lib64/ld-linux-x86-64.so.2",
+        "/lib/ld-musl-x86_64.so.1", "ld.so", "ionice", "taskset", "unshare", "flock", "rbash",
+        "busybox", "env", "/usr/bin/env", "xargs", "find", "awk", "gawk", "perl5.36", "node18",
+        "ruby3.1", "nice", "stdbuf", "timeout", "setpriv", "chrt", "nsenter", "tclsh8.6"}) {
+    EXPECT_TRUE(InProgramClass(ProgramClass::kProgramRunners, runner)) << runner;
+  }
+  for (const char* plain : {"curl", "cat", "jstack", "jcmd", "ps", "kill", "ls", "free", "df",
+                            "sha256sum", "base64", "/usr/bin/tail"}) {
+    EXPECT_FALSE(InProgramClass(ProgramClass::kProgramRunners, plain)) << plain;
+  }
+}
+
+TEST(Superusers, AreNotAShellUnlessTheRuleSaysSo) {
+  auto policy = Load(R"(  - id: admins
+    effect: allow
+    subjects: {groups: [admins]}
+    targets: {namespaces: ["*"]}
+    superuser: true
+  - id: root-admins
+    effect: allow
+    subjects: {groups: [root-admins]}
+    targets: {namespaces: ["*"]}
+    superuser: true
+    allowProgramRunners: true
+  - id: admins-find
+    effect: allow
+    subjects: {groups: [admins]}
+    targets: {namespaces: ["*"]}
+    command:
+      program: find
+      args:
+        - {name: dir, type: path, prefixes: [/var/log]}
+)");
+  ASSERT_NE(policy, nullptr);
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"python3.11", "-c", "import os"},
+           {"/lib64/ld-linux-x86-64.so.2", "/bin/sh"},
+           {"ionice", "sh"},
+           {"taskset", "1", "sh"},
+           {"unshare", "sh"},
+           {"flock", "/tmp/x", "sh"},
+           {"rbash", "-c", "id"},
+           {"/usr/bin/env", "-i", "sh"},
+           {"xargs", "sh"}}) {
+    Decision d = Decide(*policy, bad, {"admins"});
+    EXPECT_EQ(d.verdict(), VERDICT_DENY) << bad[0];
+    EXPECT_NE(d.reason().find("runs other programs"), std::string::npos)
+        << bad[0] << ": " << d.reason();
+  }
+  // A command rule for the program still applies with its grammar, and only it.
+  EXPECT_EQ(Decide(*policy, {"find", "/var/log"}, {"admins"}).verdict(), VERDICT_ALLOW);
+  Decision find = Decide(*policy, {"find", "/", "-exec", "sh", ";"}, {"admins"});
+  EXPECT_EQ(find.verdict(), VERDICT_DENY);
+  EXPECT_EQ(find.rule(), "admins-find");
+  EXPECT_EQ(Decide(*policy, {"rm", "-f", "/tmp/x"}, {"admins"}).verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(Decide(*policy, {"python3.11", "-c", "1"}, {"root-admins"}).verdict(), VERDICT_ALLOW);
+  EXPECT_NE(FirstError(AllowRule("x", "      program: ls\n") + "    allowProgramRunners: true\n"),
+            "");
+}
+
+TEST(DenyPrograms, VersionedNamesAndClassesMatch) {
+  auto policy = Load(R"(  - id: deny-python
+    effect: deny
+    subjects: {users: ["*"]}
+    targets: {namespaces: ["*"]}
+    deny:
+      programs: [python]
+  - id: deny-runners
+    effect: deny
+    subjects: {users: ["*"]}
+    targets: {namespaces: ["*"]}
+    deny:
+      classes: [program-runners]
+  - id: admins
+    effect: allow
+    subjects: {groups: [admins]}
+    targets: {namespaces: ["*"]}
+    superuser: true
+    allowProgramRunners: true
+)");
+  Decision d = Decide(*policy, {"/usr/bin/python3.11", "x.py"}, {"admins"});
+  EXPECT_EQ(d.rule(), "deny-python");
+  d = Decide(*policy, {"ionice", "-c3", "ls"}, {"admins"});
+  EXPECT_EQ(d.verdict(), VERDICT_DENY);
+  EXPECT_EQ(d.rule(), "deny-runners");
+  // An allow rule a class denial always overrides is unreachable.
+  EXPECT_NE(FirstError(R"(  - id: deny-runners
+    effect: deny
+    subjects: {users: ["*"]}
+    targets: {namespaces: ["*"]}
+    deny:
+      classes: [program-runners]
+)" + AllowRule("env", "      program: env\n"))
+                .find("unreachable"),
+            std::string::npos);
+}
+
+TEST(RateLimit, CountsPerPodAcrossUsersAndSaysWhenTheNextIsPossible) {
+  const std::string doc = std::string(kHeader) + AllowRule("histo-live", R"(      program: jmap
+      flags: [-histo:live]
+      args:
+        - {name: pid, type: pid}
+)") + "    rateLimit: {count: 2, per: 1h}\n";
+  LoadResult loaded = LoadPolicy(doc, "test.yaml");
+  ASSERT_TRUE(loaded.ok()) << loaded.FirstError();
+  const Rule* rule = loaded.policy->FindRule("histo-live");
+  ASSERT_NE(rule, nullptr);
+  ASSERT_TRUE(rule->rate_limit.has_value());
+  RateLimiter limiter;
+  podgate::common::v1::Target pod1;
+  pod1.set_namespace_("app");
+  pod1.set_pod("p-1");
+  podgate::common::v1::Target pod2 = pod1;
+  pod2.set_pod("p-2");
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  EXPECT_FALSE(limiter.Admit(*rule, "ann", pod1, t0).has_value());
+  EXPECT_FALSE(limiter.Admit(*rule, "bob", pod1, t0 + absl::Minutes(1)).has_value());
+  std::optional<std::string> refused = limiter.Admit(*rule, "cid", pod1, t0 + absl::Minutes(2));
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_NE(refused->find("at most 2 per pod per 1h"), std::string::npos) << *refused;
+  EXPECT_NE(refused->find("58m"), std::string::npos) << *refused;
+  EXPECT_FALSE(limiter.Admit(*rule, "ann", pod2, t0 + absl::Minutes(2)).has_value());
+  // The window slides: an hour after the first, one more is possible, and then not again
+  // until the second has left the window.
+  EXPECT_FALSE(limiter.Admit(*rule, "ann", pod1, t0 + absl::Seconds(3630)).has_value());
+  EXPECT_TRUE(limiter.Admit(*rule, "ann", pod1, t0 + absl::Seconds(3640)).has_value());
+  EXPECT_FALSE(limiter.Admit(*rule, "ann", pod1, t0 + absl::Seconds(3661)).has_value());
+}
+
+TEST(RateLimit, TheTableIsBoundedAndRefusesWhenFullOfLiveKeys) {
+  LoadResult loaded =
+      LoadPolicy(std::string(kHeader) + AllowRule("r", "      program: jmap\n") +
+                     "    rateLimit: {count: 1, per: 10m, scope: user}\n",
+                 "t.yaml");
+  ASSERT_TRUE(loaded.ok()) << loaded.FirstError();
+  const Rule& rule = *loaded.policy->FindRule("r");
+  RateLimiter limiter(3);
+  podgate::common::v1::Target t;
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  for (const char* u : {"a", "b", "c"}) {
+    EXPECT_FALSE(limiter.Admit(rule, u, t, t0).has_value());
+  }
+  std::optional<std::string> full = limiter.Admit(rule, "d", t, t0);
+  ASSERT_TRUE(full.has_value());
+  EXPECT_NE(full->find("table is full"), std::string::npos) << *full;
+  // Once the windows have passed, expired keys make room.
+  EXPECT_FALSE(limiter.Admit(rule, "d", t, t0 + absl::Minutes(11)).has_value());
+  EXPECT_LE(limiter.keys(), 3u);
+}
+
+TEST(RateLimit, LoaderChecks) {
+  const std::string rule = AllowRule("r", "      program: jmap\n");
+  EXPECT_NE(FirstError(rule + "    rateLimit: {count: 0, per: 1h}\n"), "");
+  EXPECT_NE(FirstError(rule + "    rateLimit: {count: 2}\n"), "");
+  EXPECT_NE(FirstError(rule + "    rateLimit: {count: 2, per: 1h, scope: cluster}\n"), "");
+  EXPECT_NE(FirstError(rule + "    rateLimit: {count: 2, per: forever}\n"), "");
+  EXPECT_NE(FirstError(R"(  - id: s
+    effect: allow
+    subjects: {groups: [x]}
+    targets: {namespaces: ["*"]}
+    shell: true
+    rateLimit: {count: 2, per: 1h}
+)"),
+            "");
+}
+
+}  // namespace
+}  // namespace podgate::policy
