@@ -19,13 +19,13 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                          .Name("podgate_exec_commands_total")
                          .Help("Commands, by policy decision and result.")
                          .Register(registry)),
-      upgrade_latency(prometheus::BuildHistogram()
-                          .Name("podgate_exec_upgrade_latency_seconds")
-                          .Help("Time from starting a pods/exec call to the WebSocket upgrade.")
-                          .Register(registry)
-                          .Add({}, prometheus::Histogram::BucketBoundaries{
-                                       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                       0.5, 1, 2.5, 5})),
+      upgrade_latency(
+          prometheus::BuildHistogram()
+              .Name("podgate_exec_upgrade_latency_seconds")
+              .Help("Time from starting a pods/exec call to the WebSocket upgrade.")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                               0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})),
       output_bytes_total(prometheus::BuildCounter()
                              .Name("podgate_exec_output_bytes_total")
                              .Help("Output bytes forwarded to clients, by channel.")
@@ -53,6 +53,11 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
       root_guard_total(prometheus::BuildCounter()
                            .Name("podgate_exec_root_guard_total")
                            .Help("Root guard checks, by result.")
-                           .Register(registry)) {}
+                           .Register(registry)),
+      container_checks_total(
+          prometheus::BuildCounter()
+              .Name("podgate_exec_container_checks_total")
+              .Help("Checks made in the container before a command, by kind and result.")
+              .Register(registry)) {}
 
 }  // namespace podgate::exec

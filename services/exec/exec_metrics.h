@@ -40,6 +40,9 @@ struct ExecMetrics {
   prometheus::Family<prometheus::Counter>& auth_failures_total;
   // podgate_exec_root_guard_total{result}: allowed|root_denied|unknown_denied|root_allowed
   prometheus::Family<prometheus::Counter>& root_guard_total;
+  // podgate_exec_container_checks_total{kind,result}: kind jvm_pid|path_under|unspecified,
+  // result passed|refused|error
+  prometheus::Family<prometheus::Counter>& container_checks_total;
 };
 
 }  // namespace podgate::exec

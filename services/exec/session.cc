@@ -3,10 +3,12 @@
 #include <openssl/evp.h>
 
 #include <deque>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "exec/command_line.h"
+#include "exec/container_check.h"
 #include "exec/container_probe.h"
 #include "exec/policy_stream.h"
 #include "exec/probe_run.h"
@@ -157,6 +159,9 @@ class Session final
   void HandleCommand(const pb::RunCommand& run);
   void OnDecision(std::shared_ptr<Command> cmd,
                   absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
+  void RunChecks(std::shared_ptr<Command> cmd, int index);
+  void RefuseByCheckLocked(const std::shared_ptr<Command>& cmd, const common::ContainerCheck& check,
+                           const CheckOutcome& outcome);
   void StartCommand(std::shared_ptr<Command> cmd);
   void DenyLocked(const std::string& command_id, const std::string& rule,
                   const std::string& reason);
@@ -217,7 +222,11 @@ class Session final
 struct Session::Command {
   std::string id;
   std::string line;
+  // The argv as asked (and decided on by policy).
   std::vector<std::string> argv;
+  // The argv that runs: Decision.argv when policy set it, then with every path a
+  // KIND_PATH_UNDER check resolved put in. The interrupt helper looks for this one.
+  std::vector<std::string> run_argv;
   common::Decision decision;
   absl::Time start;
   absl::Duration time_limit;
@@ -229,7 +238,8 @@ struct Session::Command {
   std::string excerpt;
   bool excerpt_truncated = false;
   common::Termination stop_reason = common::TERMINATION_UNSPECIFIED;
-  // StartCommand ran: an exec stream exists or is being opened.
+  // StartCommand ran: an exec stream exists or is being opened (or an interrupt that came
+  // before it ended the command there).
   bool launched = false;
   // The WebSocket upgrade succeeded.
   bool started = false;
@@ -1003,7 +1013,11 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
             self->DenyLocked(cmd->id, "root-guard", std::string(s.message()));
             return;
           }
-          self->StartCommand(cmd);
+          {
+            std::lock_guard<std::mutex> lock(self->mu_);
+            cmd->run_argv = ArgvToRun(cmd->decision, cmd->argv);
+          }
+          self->RunChecks(cmd, 0);
         });
       },
       [self, cmd](absl::Status s) {
@@ -1022,6 +1036,81 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
       });
 }
 
+// Runs the decision's checks in the container from `index` on, one probe at a time and in
+// order; each may change the argv to run. The first that does not pass refuses the command.
+void Session::RunChecks(std::shared_ptr<Command> cmd, int index) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || running_ != cmd) {
+    return;
+  }
+  if (index >= cmd->decision.checks_size() || cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
+    lock.unlock();
+    StartCommand(cmd);
+    return;
+  }
+  const common::ContainerCheck& check = cmd->decision.checks(index);
+  const std::string where = absl::StrCat(target_.pod(), "/", target_.container());
+  std::variant<std::vector<std::string>, CheckOutcome> prepared =
+      PrepareCheck(check, cmd->run_argv, where);
+  if (auto* outcome = std::get_if<CheckOutcome>(&prepared)) {
+    RefuseByCheckLocked(cmd, check, *outcome);
+    return;
+  }
+  ExecSpec spec;
+  spec.namespace_name = target_.namespace_();
+  spec.pod = target_.pod();
+  spec.container = target_.container();
+  spec.argv = std::get<std::vector<std::string>>(std::move(prepared));
+  std::shared_ptr<Session> self = shared_from_this();
+  lock.unlock();
+  RunProbe(hub_->kube(), hub_->timers(), spec, opts_.probe_timeout,
+           [self, cmd, index, where](absl::StatusOr<ProbeOutput> answer) {
+             {
+               std::lock_guard<std::mutex> lock(self->mu_);
+               if (self->state_ == State::kClosed || self->running_ != cmd) {
+                 return;
+               }
+               const common::ContainerCheck& check = cmd->decision.checks(index);
+               CheckOutcome outcome = JudgeCheck(check, cmd->run_argv, answer, where);
+               if (outcome.result != CheckOutcome::Result::kPassed) {
+                 self->RefuseByCheckLocked(cmd, check, outcome);
+                 return;
+               }
+               self->hub_->metrics()
+                   ->container_checks_total
+                   .Add({{"kind", CheckKindLabel(check)}, {"result", "passed"}})
+                   .Increment();
+               cmd->run_argv = std::move(outcome.argv);
+             }
+             self->RunChecks(cmd, index + 1);
+           });
+}
+
+// A check refused the command: recorded like the root guard's refusal, as a second decision
+// (deny, rule container-check) of the same policy version.
+void Session::RefuseByCheckLocked(const std::shared_ptr<Command>& cmd,
+                                  const common::ContainerCheck& check,
+                                  const CheckOutcome& outcome) {
+  hub_->metrics()
+      ->container_checks_total
+      .Add({{"kind", CheckKindLabel(check)}, {"result", CheckResultLabel(outcome.result)}})
+      .Increment();
+  hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
+  running_ = nullptr;
+  common::AuditEvent denial = BaseEventLocked(common::EVENT_KIND_DECISION);
+  denial.set_command_id(cmd->id);
+  denial.mutable_decision()->set_verdict(common::VERDICT_DENY);
+  denial.mutable_decision()->set_rule("container-check");
+  denial.mutable_decision()->set_reason(outcome.reason);
+  denial.mutable_decision()->set_policy_version(cmd->decision.policy_version());
+  hub_->audit()->Record(std::move(denial), [](absl::Status) {});
+  log::Info("container check refused", {{"session_id", session_id_},
+                                        {"command_id", cmd->id},
+                                        {"kind", CheckKindLabel(check)},
+                                        {"result", CheckResultLabel(outcome.result)}});
+  DenyLocked(cmd->id, "container-check", outcome.reason);
+}
+
 void Session::StartCommand(std::shared_ptr<Command> cmd) {
   std::unique_lock<std::mutex> lock(mu_);
   if (state_ == State::kClosed || running_ != cmd) {
@@ -1031,6 +1120,11 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
   cmd->start = absl::Now();
   cmd->upgrade_started = cmd->start;
   EVP_DigestInit_ex(cmd->sha.get(), EVP_sha256(), nullptr);
+  if (cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
+    // Interrupted while it was being decided or checked: it never reaches the pod.
+    FinishCommandLocked(cmd, ExecResult{});
+    return;
+  }
   const common::Limits& limits = cmd->decision.limits();
   cmd->time_limit = limits.has_time_limit() && FromProto(limits.time_limit()) > absl::ZeroDuration()
                         ? FromProto(limits.time_limit())
@@ -1041,7 +1135,7 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
   spec.namespace_name = target_.namespace_();
   spec.pod = target_.pod();
   spec.container = target_.container();
-  spec.argv = cmd->argv;
+  spec.argv = cmd->run_argv;
   spec.stdin = true;
   cmd->observer = std::make_shared<CommandObserver>(shared_from_this(), cmd);
   std::weak_ptr<Session> weak = shared_from_this();
@@ -1085,6 +1179,12 @@ void Session::StopCommandLocked(common::Termination why) {
     return;
   }
   cmd->stop_reason = why;
+  if (!cmd->launched) {
+    // Nothing runs yet (policy, the root guard or a check is still answering): StartCommand
+    // sees the stop and ends the command without starting it. No helper: with no start time
+    // it could only guess which process is the command's.
+    return;
+  }
   if (cmd->handle != nullptr) {
     cmd->handle->CloseStdin();
   }
@@ -1093,7 +1193,7 @@ void Session::StopCommandLocked(common::Termination why) {
   spec.pod = target_.pod();
   spec.container = target_.container();
   const absl::Duration age = absl::Now() - cmd->start;
-  spec.argv = InterruptHelperArgv(cmd->argv, age, "INT");
+  spec.argv = InterruptHelperArgv(cmd->run_argv, age, "INT");
   std::shared_ptr<Session> self = shared_from_this();
   runtime::TimerQueue* timers = hub_->timers();
   const absl::Duration grace = opts_.interrupt_grace;
@@ -1127,7 +1227,7 @@ void Session::StopCommandLocked(common::Termination why) {
                  kill.namespace_name = s->target_.namespace_();
                  kill.pod = s->target_.pod();
                  kill.container = s->target_.container();
-                 kill.argv = InterruptHelperArgv(cmd->argv, age + grace * 2, "KILL", pid);
+                 kill.argv = InterruptHelperArgv(cmd->run_argv, age + grace * 2, "KILL", pid);
                  RunProbe(s->hub_->kube(), timers, kill, s->opts_.probe_timeout,
                           [](absl::StatusOr<ProbeOutput>) {});
                }
@@ -1173,6 +1273,11 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   r->set_excerpt_truncated(cmd->excerpt_truncated);
   if (!result.status.ok()) {
     r->set_error(std::string(result.status.message()));
+  }
+  if (cmd->run_argv != cmd->argv) {
+    for (const std::string& a : cmd->run_argv) {
+      r->add_argv(a);
+    }
   }
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   hub_->metrics()

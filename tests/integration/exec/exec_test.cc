@@ -2,6 +2,7 @@
 // through real podgate-exec, podgate-policy and podgate-audit processes against kubesim, whose
 // containers are real processes with real uids.
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -14,12 +15,15 @@
 #include "gtest/gtest.h"
 #include "podgate/audit/v1/audit.grpc.pb.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "support/http_client.h"
+#include "support/prometheus_text.h"
 #include "support/stack.h"
 
 namespace podgate {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 namespace common = podgate::common::v1;
 namespace pb = podgate::exec::v1;
 
@@ -69,12 +73,14 @@ rules:
     subjects: {groups: [admins]}
     targets: {namespaces: [team]}
     superuser: true
+    allowProgramRunners: true  # the tests drive the pod with sh -c
   - id: rooters-anything
     effect: allow
     subjects: {groups: [rooters]}
     targets: {namespaces: [team]}
     allowRoot: true
     superuser: true
+    allowProgramRunners: true
   - id: devs-echo
     effect: allow
     subjects: {groups: [devs]}
@@ -128,8 +134,8 @@ struct Outcome {
 class SessionClient {
  public:
   SessionClient(int port, absl::Duration deadline = absl::Seconds(60)) {
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                   grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     stub_ = pb::ExecService::NewStub(channel_);
     ctx_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     stream_ = stub_->Session(&ctx_);
@@ -245,9 +251,9 @@ class SessionClient {
 };
 
 // Processes on this machine whose argv is exactly `argv` (kubesim's containers are real).
-int CountProcesses(const std::vector<std::string>& argv) {
+std::vector<pid_t> PidsOf(const std::vector<std::string>& argv) {
   const std::string want = absl::StrJoin(argv, std::string(1, '\0')) + std::string(1, '\0');
-  int count = 0;
+  std::vector<pid_t> pids;
   DIR* proc = opendir("/proc");
   while (dirent* e = readdir(proc)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') {
@@ -260,11 +266,46 @@ int CountProcesses(const std::vector<std::string>& argv) {
     std::getline(stat, st);
     const bool zombie = st.find(") Z") != std::string::npos;
     if (cmdline == want && !zombie) {
-      ++count;
+      pids.push_back(static_cast<pid_t>(std::stol(e->d_name)));
     }
   }
   closedir(proc);
-  return count;
+  return pids;
+}
+
+int CountProcesses(const std::vector<std::string>& argv) {
+  return static_cast<int>(PidsOf(argv).size());
+}
+
+// Every audit record of a session, oldest first (waits for its close to be recorded).
+std::vector<podgate::audit::v1::AuditRecord> AuditRecords(int audit_port,
+                                                          const std::string& session_id) {
+  auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", audit_port), grpc::InsecureChannelCredentials()));
+  std::vector<podgate::audit::v1::AuditRecord> out;
+  // Acks are durable, but the close event is recorded without waiting: give it a moment.
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    out.clear();
+    grpc::ClientContext ctx;
+    podgate::audit::v1::QueryRequest req;
+    req.add_session_ids(session_id);
+    req.set_page_size(1000);
+    auto reader = stub->Query(&ctx, req);
+    podgate::audit::v1::QueryResponse res;
+    bool closed = false;
+    while (reader->Read(&res)) {
+      if (res.has_record()) {
+        closed = closed || res.record().event().kind() == common::EVENT_KIND_SESSION_CLOSE;
+        out.push_back(res.record());
+      }
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    if (closed) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return out;
 }
 
 class ExecTest : public ::testing::Test {
@@ -274,8 +315,7 @@ class ExecTest : public ::testing::Test {
     options.binaries = Binaries();
     options.cluster_yaml = kCluster;
     options.policy_yaml = kPolicy;
-    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s",
-                          "--max_sessions_per_user=3"};
+    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s", "--max_sessions_per_user=3"};
     auto stack = testing::Stack::Start(options);
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = stack->release();
@@ -287,32 +327,7 @@ class ExecTest : public ::testing::Test {
 
   // Every audit record of a session, oldest first.
   std::vector<podgate::audit::v1::AuditRecord> AuditOf(const std::string& session_id) {
-    auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
-    std::vector<podgate::audit::v1::AuditRecord> out;
-    // Acks are durable, but the close event is recorded without waiting: give it a moment.
-    for (int attempt = 0; attempt < 50; ++attempt) {
-      out.clear();
-      grpc::ClientContext ctx;
-      podgate::audit::v1::QueryRequest req;
-      req.add_session_ids(session_id);
-      req.set_page_size(1000);
-      auto reader = stub->Query(&ctx, req);
-      podgate::audit::v1::QueryResponse res;
-      bool closed = false;
-      while (reader->Read(&res)) {
-        if (res.has_record()) {
-          closed = closed || res.record().event().kind() == common::EVENT_KIND_SESSION_CLOSE;
-          out.push_back(res.record());
-        }
-      }
-      EXPECT_TRUE(reader->Finish().ok());
-      if (closed) {
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return out;
+    return AuditRecords(stack_->audit_port(), session_id);
   }
 
   static testing::Stack* stack_;
@@ -367,11 +382,10 @@ TEST_F(ExecTest, EveryStepIsInAuditAndTheDeniedCommandNeverReachesThePod) {
     EXPECT_EQ(r.event().principal().user(), "dave");
     EXPECT_EQ(r.event().target().pod(), "app-1");
   }
-  EXPECT_THAT(kinds, ::testing::ElementsAre(
-                         "EVENT_KIND_SESSION_OPEN", "EVENT_KIND_COMMAND_REQUEST",
-                         "EVENT_KIND_DECISION", "EVENT_KIND_COMMAND_REQUEST",
-                         "EVENT_KIND_DECISION", "EVENT_KIND_COMMAND_RESULT",
-                         "EVENT_KIND_SESSION_CLOSE"));
+  EXPECT_THAT(kinds, ::testing::ElementsAre("EVENT_KIND_SESSION_OPEN", "EVENT_KIND_COMMAND_REQUEST",
+                                            "EVENT_KIND_DECISION", "EVENT_KIND_COMMAND_REQUEST",
+                                            "EVENT_KIND_DECISION", "EVENT_KIND_COMMAND_RESULT",
+                                            "EVENT_KIND_SESSION_CLOSE"));
   for (const auto& r : AuditOf(ready->session_id())) {
     if (r.event().kind() == common::EVENT_KIND_DECISION &&
         r.event().command_request().argv(0) == "touch") {
@@ -606,8 +620,8 @@ TEST_F(ExecTest, ASlowConsumerSlowsThePodDown) {
 
 TEST_F(ExecTest, ShellModeRunsATtyAndRecordsIt) {
   SessionClient s(stack_->exec_port());
-  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "app-1", "",
-                      common::SESSION_MODE_SHELL);
+  auto ready =
+      s.Open(stack_->Token("dave", {"devs"}), "team", "app-1", "", common::SESSION_MODE_SHELL);
   ASSERT_TRUE(ready.ok()) << ready.status();
   pb::SessionRequest in;
   in.mutable_stdin()->set_data("echo shell-$((6*7))\n");
@@ -643,9 +657,9 @@ TEST_F(ExecTest, ShellModeRunsATtyAndRecordsIt) {
 TEST_F(ExecTest, AShellRulesTimeLimitEndsTheShellSession) {
   SessionClient s(stack_->exec_port());
   const absl::Time start = absl::Now();
-  ASSERT_TRUE(s.Open(stack_->Token("dave", {"devs"}), "team", "app-1", "",
-                     common::SESSION_MODE_SHELL)
-                  .ok());
+  ASSERT_TRUE(
+      s.Open(stack_->Token("dave", {"devs"}), "team", "app-1", "", common::SESSION_MODE_SHELL)
+          .ok());
   pb::SessionResponse res;
   common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
   while (s.stream()->Read(&res)) {
@@ -742,8 +756,8 @@ TEST_F(ExecTest, PodgateRunPassesTheExitStatusAndStreams) {
     (*p)->WaitForLine("\x01never", absl::Milliseconds(100)).IgnoreError();
     return std::make_pair(status.ok() ? *status : -1, absl::StrJoin((*p)->Lines(), "\n"));
   };
-  auto [code, err] = run(stack_->Token("alice", {"admins"}),
-                         {"sh", "-c", "echo 'it''s'; echo oops >&2; exit 4"});
+  auto [code, err] =
+      run(stack_->Token("alice", {"admins"}), {"sh", "-c", "echo 'it''s'; echo oops >&2; exit 4"});
   EXPECT_EQ(code, 4);
   EXPECT_EQ(err, "oops");  // stderr only; stdout went to the terminal
   auto [denied, why] = run(stack_->Token("dave", {"devs"}), {"cat", "/etc/passwd"});
@@ -752,6 +766,370 @@ TEST_F(ExecTest, PodgateRunPassesTheExitStatusAndStreams) {
   auto [refused, auth] = run("not-a-token", {"true"});
   EXPECT_EQ(refused, 125);
   EXPECT_THAT(auth, HasSubstr("credential refused"));
+}
+
+// --- checks in the container ------------------------------------------------------------------
+// What policy cannot see in the argv, exec checks in the container: that a JVM tool's pid is a
+// JVM (a wrapper script would die of the attach signal), that a path does not leave its prefix
+// through a symbolic link. The rules also put fixed arguments in (prependArgs).
+
+// A directory kubesim's containers (uid 65534) can read: the JVM's source, and files whose
+// links lead in and out of the prefix the policy allows.
+std::string MakeWorldReadableDir() {
+  char tmpl[] = "/tmp/podgate-checks-XXXXXX";
+  EXPECT_NE(mkdtemp(tmpl), nullptr);
+  chmod(tmpl, 0755);
+  return tmpl;
+}
+
+class ContainerCheckTest : public ::testing::Test {
+ protected:
+  // A failure here fails every test (gtest would only skip them after a failed
+  // SetUpTestSuite, and a skipped test does not fail the build).
+  static void SetUpTestSuite() { setup_error_ = new std::string(StartAll()); }
+  void SetUp() override { ASSERT_EQ(*setup_error_, "") << "the stack did not start"; }
+
+  static std::string StartAll() {
+    dir_ = new std::string(MakeWorldReadableDir());
+    const std::string& d = *dir_;
+    std::ofstream(d + "/Sleeper.java")
+        << "public class Sleeper {\n"
+           "  public static void main(String[] a) throws Exception {\n"
+           "    java.nio.file.Files.writeString(java.nio.file.Path.of(\"ready\"), \"1\");\n"
+           "    Thread.sleep(600_000);\n"
+           "  }\n"
+           "}\n";
+    if (mkdir((d + "/logs").c_str(), 0755) != 0) {
+      return "mkdir failed";
+    }
+    std::ofstream(d + "/logs/ok.log") << "fine\n";
+    std::ofstream(d + "/secret") << "top secret\n";
+    for (const char* f : {"/Sleeper.java", "/logs/ok.log", "/secret"}) {
+      chmod((d + f).c_str(), 0644);
+    }
+    if (symlink("../secret", (d + "/logs/link-to-outside").c_str()) != 0 ||
+        symlink("ok.log", (d + "/logs/link-inside").c_str()) != 0) {
+      return "symlink failed";
+    }
+
+    // The JVM runs under a wrapper script, as many images start it: the script is the kind of
+    // process jstack would kill.
+    wrapper_ = new std::vector<std::string>{"sh", "-c", JvmCommandLine() + "; exit 0"};
+    const std::string cluster = absl::StrCat(R"(namespaces:
+  - name: team
+pods:
+  - name: jvm-1
+    namespace: team
+    containers:
+      - name: app
+        image: demo/jvm:1
+        command: [sh, -c, ")",
+                                             (*wrapper_)[2], R"("]
+  - name: files-1
+    namespace: team
+    containers:
+      - name: app
+        image: demo/files:1
+access:
+  - user: podgate-exec
+    verbs: [get, list, create]
+    resources: [pods, pods/exec, namespaces]
+    namespaces: ["*"]
+)");
+    const std::string policy = absl::StrCat(R"(apiVersion: podgate.io/v1
+kind: CommandPolicy
+defaults: {timeLimit: 60s}
+rules:
+  - id: admins-anything
+    effect: allow
+    subjects: {groups: [admins]}
+    targets: {namespaces: [team]}
+    superuser: true
+  - id: devs-jstack
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    command:
+      program: jstack
+      args:
+        - {name: pid, type: pid, jvm: true}
+  - id: devs-cat
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    command:
+      program: cat
+      prependArgs: ["--"]
+      args:
+        - {name: file, type: path, prefixes: [)",
+                                            d, R"(/logs]}
+  - id: devs-echo
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    command:
+      program: echo
+      prependArgs: [podgate-fixed]
+      args:
+        - {name: word, type: regex, pattern: "[a-z]+", repeat: true}
+  - id: devs-sleep
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    command:
+      program: sleep
+      prependArgs: ["--"]
+      args:
+        - {name: seconds, type: integer}
+)");
+    metrics_port_ = testing::UnusedPort();
+    testing::StackOptions options;
+    options.binaries = Binaries();
+    options.cluster_yaml = cluster;
+    options.policy_yaml = policy;
+    options.exec_flags = {"--interrupt_grace=1s",
+                          absl::StrCat("--metrics_address=127.0.0.1:", metrics_port_)};
+    auto stack = testing::Stack::Start(options);
+    if (!stack.ok()) {
+      return stack.status().ToString();
+    }
+    stack_ = stack->release();
+    // The single-file program compiles in memory first: wait until it runs.
+    const std::string ready = stack_->ContainerDir("team", "jvm-1", "app") + "/ready";
+    for (int i = 0; i < 900 && access(ready.c_str(), F_OK) != 0; ++i) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return access(ready.c_str(), F_OK) == 0 ? "" : "the JVM in jvm-1/app did not start";
+  }
+  static void TearDownTestSuite() {
+    delete stack_;
+    stack_ = nullptr;
+    if (dir_ != nullptr) {
+      for (const char* f : {"/Sleeper.java", "/logs/ok.log", "/secret", "/logs/link-to-outside",
+                            "/logs/link-inside"}) {
+        unlink((*dir_ + f).c_str());
+      }
+      rmdir((*dir_ + "/logs").c_str());
+      rmdir(dir_->c_str());
+      delete dir_;
+      dir_ = nullptr;
+    }
+    delete wrapper_;
+    wrapper_ = nullptr;
+    delete setup_error_;
+    setup_error_ = nullptr;
+  }
+
+  static std::string JvmCommandLine() {
+    return absl::StrCat("java -Xmx32m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 ", *dir_,
+                        "/Sleeper.java");
+  }
+  static std::vector<std::string> JvmArgv() {
+    return {"java", "-Xmx32m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            *dir_ + "/Sleeper.java"};
+  }
+
+  static pid_t OnlyPid(const std::vector<std::string>& argv) {
+    std::vector<pid_t> pids = PidsOf(argv);
+    EXPECT_EQ(pids.size(), 1u) << absl::StrJoin(argv, " ");
+    return pids.empty() ? 0 : pids[0];
+  }
+
+  double Metric(const std::string& family, const std::vector<std::string>& labels) {
+    auto page = testing::HttpGet(metrics_port_, "/metrics");
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) {
+      return -1;
+    }
+    auto parsed = testing::ParsePrometheusText(page->body);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    double sum = 0;
+    for (const auto& [name, value] : parsed->samples) {
+      bool match = name.rfind(family + "{", 0) == 0;
+      for (const std::string& l : labels) {
+        match = match && name.find(l) != std::string::npos;
+      }
+      sum += match ? value : 0;
+    }
+    return sum;
+  }
+
+  static std::string* setup_error_;
+  static std::string* dir_;
+  static std::vector<std::string>* wrapper_;
+  static testing::Stack* stack_;
+  static int metrics_port_;
+};
+std::string* ContainerCheckTest::setup_error_ = nullptr;
+std::string* ContainerCheckTest::dir_ = nullptr;
+std::vector<std::string>* ContainerCheckTest::wrapper_ = nullptr;
+testing::Stack* ContainerCheckTest::stack_ = nullptr;
+int ContainerCheckTest::metrics_port_ = 0;
+
+bool Runs(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string st;
+  return std::getline(stat, st) && st.find(") Z") == std::string::npos;
+}
+
+TEST_F(ContainerCheckTest, JstackOfAProcessThatIsNotAJvmIsRefusedAndTheProcessLives) {
+  const pid_t script = OnlyPid(*wrapper_);
+  ASSERT_GT(script, 0);
+  const double refused_before =
+      Metric("podgate_exec_container_checks_total", {R"(kind="jvm_pid")", R"(result="refused")"});
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "jvm-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  Outcome o = s.Run(absl::StrCat("jstack ", script));
+  ASSERT_TRUE(o.denied.has_value()) << o.stdout_text << o.stderr_text;
+  EXPECT_EQ(o.denied->rule(), "container-check");
+  EXPECT_EQ(o.denied->reason(),
+            absl::StrCat("pid ", script,
+                         " is not a Java virtual machine in jvm-1/app (jstack would kill it); "
+                         "run jcmd -l to list JVMs"));
+  // A pid that is no process at all.
+  Outcome gone = s.Run("jstack 4194304");
+  ASSERT_TRUE(gone.denied.has_value());
+  EXPECT_THAT(gone.denied->reason(), HasSubstr("there is no process 4194304 in jvm-1/app"));
+  s.Close();
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_TRUE(Runs(script)) << "the wrapper script died: jstack reached it";
+  EXPECT_EQ(
+      Metric("podgate_exec_container_checks_total", {R"(kind="jvm_pid")", R"(result="refused")"}) -
+          refused_before,
+      2);
+
+  // Audit: the allow of policy, then the refusal, with the same policy version; nothing ran.
+  std::vector<std::string> kinds;
+  std::string allowed_version;
+  for (const auto& r : AuditRecords(stack_->audit_port(), ready->session_id())) {
+    const common::AuditEvent& e = r.event();
+    kinds.push_back(common::EventKind_Name(e.kind()));
+    if (e.kind() == common::EVENT_KIND_DECISION &&
+        e.decision().verdict() == common::VERDICT_ALLOW) {
+      EXPECT_EQ(e.decision().rule(), "devs-jstack");
+      ASSERT_EQ(e.decision().checks_size(), 1);
+      EXPECT_EQ(e.decision().checks(0).kind(), common::ContainerCheck::KIND_JVM_PID);
+      EXPECT_EQ(e.decision().checks(0).arg_index(), 1u);
+      allowed_version = e.decision().policy_version();
+    }
+    if (e.kind() == common::EVENT_KIND_DECISION && e.decision().verdict() == common::VERDICT_DENY) {
+      EXPECT_EQ(e.decision().rule(), "container-check");
+      EXPECT_FALSE(e.decision().reason().empty());
+      EXPECT_EQ(e.decision().policy_version(), allowed_version);
+      EXPECT_FALSE(allowed_version.empty());
+    }
+  }
+  EXPECT_THAT(kinds, ::testing::ElementsAre("EVENT_KIND_SESSION_OPEN", "EVENT_KIND_COMMAND_REQUEST",
+                                            "EVENT_KIND_DECISION", "EVENT_KIND_DECISION",
+                                            "EVENT_KIND_COMMAND_REQUEST", "EVENT_KIND_DECISION",
+                                            "EVENT_KIND_DECISION", "EVENT_KIND_SESSION_CLOSE"));
+}
+
+TEST_F(ContainerCheckTest, JstackOfARealJvmWorks) {
+  const pid_t jvm = OnlyPid(JvmArgv());
+  ASSERT_GT(jvm, 0);
+  SessionClient s(stack_->exec_port());
+  ASSERT_TRUE(s.Open(stack_->Token("dave", {"devs"}), "team", "jvm-1").ok());
+  Outcome o = s.Run(absl::StrCat("jstack ", jvm));
+  ASSERT_TRUE(o.exit.has_value()) << (o.denied ? o.denied->reason() : o.stderr_text);
+  EXPECT_EQ(o.exit->exit_code(), 0) << o.stderr_text;
+  EXPECT_THAT(o.stdout_text, HasSubstr("Full thread dump"));
+  s.Close();
+  EXPECT_TRUE(Runs(jvm));
+  EXPECT_GE(
+      Metric("podgate_exec_container_checks_total", {R"(kind="jvm_pid")", R"(result="passed")"}),
+      1);
+}
+
+TEST_F(ContainerCheckTest, ALinkOutOfThePrefixIsRefusedAndItsTargetNeverReachesTheClient) {
+  const std::string& d = *dir_;
+  // The target is readable in the container: only the check stands between it and the user.
+  SessionClient admin(stack_->exec_port());
+  ASSERT_TRUE(admin.Open(stack_->Token("alice", {"admins"}), "team", "files-1").ok());
+  Outcome control = admin.Run(absl::StrCat("cat ", d, "/secret"));
+  ASSERT_TRUE(control.exit.has_value());
+  EXPECT_EQ(control.stdout_text, "top secret\n");
+  admin.Close();
+
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "files-1");
+  ASSERT_TRUE(ready.ok());
+  Outcome o = s.Run(absl::StrCat("cat ", d, "/logs/link-to-outside"));
+  ASSERT_TRUE(o.denied.has_value()) << o.stdout_text;
+  EXPECT_EQ(o.denied->rule(), "container-check");
+  EXPECT_EQ(o.denied->reason(),
+            absl::StrCat(d, "/logs/link-to-outside resolves to ", d,
+                         "/secret in files-1/app, which is not under ", d, "/logs"));
+  EXPECT_THAT(o.stdout_text, Not(HasSubstr("secret")));
+  Outcome missing = s.Run(absl::StrCat("cat ", d, "/logs/missing.log"));
+  ASSERT_TRUE(missing.denied.has_value());
+  EXPECT_THAT(missing.denied->reason(), HasSubstr("missing.log does not exist in files-1/app"));
+  s.Close();
+  for (const auto& r : AuditRecords(stack_->audit_port(), ready->session_id())) {
+    EXPECT_NE(r.event().kind(), common::EVENT_KIND_COMMAND_RESULT) << "a refused command ran";
+    EXPECT_THAT(r.event().command_result().output_excerpt(), Not(HasSubstr("top secret")));
+  }
+}
+
+TEST_F(ContainerCheckTest, FilesUnderThePrefixAreReadAndTheArgvThatRanIsAudited) {
+  const std::string& d = *dir_;
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "files-1");
+  ASSERT_TRUE(ready.ok());
+  Outcome plain = s.Run(absl::StrCat("cat ", d, "/logs/ok.log"));
+  ASSERT_TRUE(plain.exit.has_value()) << (plain.denied ? plain.denied->reason() : "");
+  EXPECT_EQ(plain.stdout_text, "fine\n");
+  Outcome link = s.Run(absl::StrCat("cat ", d, "/logs/link-inside"));
+  ASSERT_TRUE(link.exit.has_value()) << (link.denied ? link.denied->reason() : "");
+  EXPECT_EQ(link.stdout_text, "fine\n");
+  s.Close();
+  // What ran: the rule's "--" and the path resolved in the container.
+  std::vector<std::vector<std::string>> ran;
+  for (const auto& r : AuditRecords(stack_->audit_port(), ready->session_id())) {
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_RESULT) {
+      const auto& argv = r.event().command_result().argv();
+      ran.emplace_back(argv.begin(), argv.end());
+    }
+  }
+  EXPECT_THAT(ran,
+              ::testing::ElementsAre(std::vector<std::string>{"cat", "--", d + "/logs/ok.log"},
+                                     std::vector<std::string>{"cat", "--", d + "/logs/ok.log"}));
+}
+
+TEST_F(ContainerCheckTest, PrependArgsReachThePodAndInterruptsFindTheCommandThatRan) {
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "files-1");
+  ASSERT_TRUE(ready.ok());
+  Outcome o = s.Run("echo hello world");
+  ASSERT_TRUE(o.exit.has_value()) << (o.denied ? o.denied->reason() : "");
+  EXPECT_EQ(o.stdout_text, "podgate-fixed hello world\n");
+
+  // The process runs `sleep -- N`: the interrupt helper must look for that argv.
+  const std::string seconds = absl::StrCat(5000 + getpid() % 1000);
+  const std::vector<std::string> argv = {"sleep", "--", seconds};
+  s.Command("sleep " + seconds);
+  for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(CountProcesses(argv), 1) << "the command did not start as sleep -- N";
+  s.Interrupt();
+  Outcome stopped = s.Wait();
+  ASSERT_TRUE(stopped.exit.has_value());
+  EXPECT_EQ(stopped.exit->termination(), common::TERMINATION_INTERRUPTED);
+  for (int i = 0; i < 100 && CountProcesses(argv) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(CountProcesses(argv), 0) << "the remote process outlived the interrupt";
+  s.Close();
+  std::vector<std::string> echoed;
+  for (const auto& r : AuditRecords(stack_->audit_port(), ready->session_id())) {
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_RESULT && echoed.empty()) {
+      echoed.assign(r.event().command_result().argv().begin(),
+                    r.event().command_result().argv().end());
+    }
+  }
+  EXPECT_EQ(echoed, (std::vector<std::string>{"echo", "podgate-fixed", "hello", "world"}));
 }
 
 // Fail closed: without policy every command is denied; without audit nothing opens.

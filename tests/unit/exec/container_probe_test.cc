@@ -8,10 +8,15 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "local_process.h"
 #include "support/subprocess.h"
 
 namespace podgate::exec {
 namespace {
+
+using local::Alive;
+using local::RunArgv;
+using local::StartSleep;
 
 TEST(ParseUidTest, AcceptsOnlyAPlainNumber) {
   EXPECT_EQ(*ParseUid("0\n"), 0);
@@ -21,49 +26,6 @@ TEST(ParseUidTest, AcceptsOnlyAPlainNumber) {
                                 "1e3", "4294967296", "12345678901", "0\r\n", "uid=0(root)"}) {
     EXPECT_FALSE(ParseUid(bad).ok()) << "'" << bad << "'";
   }
-}
-
-// Runs argv like a container would (here: on this machine) and returns (exit status, stdout).
-std::pair<int, std::string> RunArgv(const std::vector<std::string>& argv) {
-  int out[2];
-  EXPECT_EQ(pipe(out), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    close(out[0]);
-    std::vector<char*> args;
-    for (const auto& a : argv) {
-      args.push_back(const_cast<char*>(a.c_str()));
-    }
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(out[1]);
-  std::string text;
-  char buf[256];
-  ssize_t n;
-  while ((n = read(out[0], buf, sizeof(buf))) > 0) {
-    text.append(buf, static_cast<size_t>(n));
-  }
-  close(out[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
-}
-
-bool Alive(pid_t pid) {
-  int status;
-  return waitpid(pid, &status, WNOHANG) == 0;
-}
-
-pid_t StartSleep(const std::string& seconds) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    execl("/bin/sleep", "sleep", seconds.c_str(), nullptr);
-    _exit(127);
-  }
-  return pid;
 }
 
 TEST(InterruptHelperTest, SignalsTheYoungestWindowsOldestMatchAndNothingElse) {
