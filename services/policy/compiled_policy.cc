@@ -206,8 +206,8 @@ std::optional<std::string> ValueType::Check(const std::string& value) const {
       const int default_port = DefaultPort(url->scheme);
       if (ports.empty()) {
         if (url->explicit_port && url->port != default_port) {
-          return absl::StrCat("uses port ", url->port, "; this rule allows only the ",
-                              url->scheme, " default port ", default_port);
+          return absl::StrCat("uses port ", url->port, "; this rule allows only the ", url->scheme,
+                              " default port ", default_port);
         }
       } else {
         const bool listed = std::any_of(ports.begin(), ports.end(), [&](const auto& range) {
@@ -225,8 +225,8 @@ std::optional<std::string> ValueType::Check(const std::string& value) const {
           return GlobMatch(glob, url->path);
         });
         if (!listed) {
-          return absl::StrCat("has path ", Quote(url->path), ", allowed: ",
-                              absl::StrJoin(paths, " "));
+          return absl::StrCat("has path ", Quote(url->path),
+                              ", allowed: ", absl::StrJoin(paths, " "));
         }
       }
       return std::nullopt;
@@ -530,12 +530,11 @@ Decision CompiledPolicy::MakeCommandAllow(const Rule& rule, const std::vector<st
   return d;
 }
 
-void CompiledPolicy::AddJvmChecksForAttachTools(const std::vector<std::string>& argv,
-                                                Decision* d) {
+void CompiledPolicy::AddJvmChecksForAttachTools(const std::vector<std::string>& argv, Decision* d) {
   // Superuser rules have no grammar, yet a JVM attach tool given a pid that is not a JVM
   // kills it (SIGQUIT); so every pid-like argument of one is checked like a `jvm: true` pid.
-  static const auto* tools = new absl::flat_hash_set<std::string>{"jstack", "jmap", "jcmd",
-                                                                  "jinfo"};
+  static const auto* tools =
+      new absl::flat_hash_set<std::string>{"jstack", "jmap", "jcmd", "jinfo"};
   if (!tools->contains(Basename(argv[0]))) {
     return;
   }
@@ -637,9 +636,9 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
       return Make(false, &r, r.id, absl::StrCat(base, " is denied (rule ", r.id, ")"));
     }
     if (std::optional<std::string> arg = r.deny.DeniedArgument(argv)) {
-      return Make(false, &r, r.id,
-                  absl::StrCat("argument ", Quote(*arg), " is denied for ", base, " (rule ", r.id,
-                               ")"));
+      return Make(
+          false, &r, r.id,
+          absl::StrCat("argument ", Quote(*arg), " is denied for ", base, " (rule ", r.id, ")"));
     }
     if (explanation != nullptr) {
       explanation->push_back(absl::StrCat("rule ", r.id, ": no denied argument present"));
@@ -696,8 +695,8 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
       }
       continue;
     }
-    Decision d =
-        Make(true, &r, r.id, absl::StrCat(principal.user(), " is a superuser here (rule ", r.id, ")"));
+    Decision d = Make(true, &r, r.id,
+                      absl::StrCat(principal.user(), " is a superuser here (rule ", r.id, ")"));
     AddJvmChecksForAttachTools(argv, &d);
     return d;
   }

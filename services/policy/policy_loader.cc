@@ -176,9 +176,9 @@ const std::map<std::string, ValueType::Kind>& TypeNames() {
 }
 
 // The keys of a value type, shared by flag values and positional arguments.
-const std::set<std::string> kTypeKeys = {"type",    "min",   "max",   "schemes", "prefixes",
-                                         "values",  "pattern", "value", "hosts", "ports",
-                                         "paths",   "glob",  "jvm"};
+const std::set<std::string> kTypeKeys = {"type",   "min",     "max",   "schemes", "prefixes",
+                                         "values", "pattern", "value", "hosts",   "ports",
+                                         "paths",  "glob",    "jvm"};
 
 // The parameters each type takes; every other key of kTypeKeys is refused for it.
 const std::set<std::string>& TypeParams(ValueType::Kind kind) {
@@ -276,8 +276,7 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
     for (const auto& kv : node) {
       const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
       if (key != "type" && kTypeKeys.contains(key) && !allowed.contains(key)) {
-        p.Error(kv.first,
-                absl::StrCat("'", key, "' does not apply to type ", *name, " in ", what));
+        p.Error(kv.first, absl::StrCat("'", key, "' does not apply to type ", *name, " in ", what));
       }
     }
   }
@@ -482,8 +481,8 @@ void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
   if (node["prependArgs"]) {
     const YAML::Node list = node["prependArgs"];
     if (!list.IsSequence() || list.size() == 0 || list.size() > kMaxPrependArgs) {
-      p.Error(list, absl::StrCat("prependArgs must be a list of 1 to ", kMaxPrependArgs,
-                                 " arguments"));
+      p.Error(list,
+              absl::StrCat("prependArgs must be a list of 1 to ", kMaxPrependArgs, " arguments"));
     } else {
       for (const auto& item : list) {
         // Not StringList: a fixed argument may repeat ("-H", ..., "-H", ...).
@@ -601,8 +600,8 @@ void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
 // One entry of a deny rule's `options`: "--output", "-o" or "-dump" (docs/policy.md).
 std::optional<DeniedOption> ParseDeniedOption(const std::string& text) {
   const auto word_char = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == ':';
   };
   DeniedOption o;
   o.source = text;
@@ -618,8 +617,7 @@ std::optional<DeniedOption> ParseDeniedOption(const std::string& text) {
   } else {
     return std::nullopt;
   }
-  if (o.name.empty() || o.name[0] == '-' ||
-      !std::all_of(o.name.begin(), o.name.end(), word_char)) {
+  if (o.name.empty() || o.name[0] == '-' || !std::all_of(o.name.begin(), o.name.end(), word_char)) {
     return std::nullopt;
   }
   return o;
@@ -938,11 +936,11 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
       for (const auto& node : root["rules"]) {
         Rule rule;
         rule.line = node.Mark().line + 1;
-        if (!p.CheckKeys(node,
-                         {"id", "description", "effect", "subjects", "targets", "command", "shell",
-                          "superuser", "deny", "limits", "allowRoot", "rateLimit",
-                          "allowProgramRunners"},
-                         "a rule")) {
+        if (!p.CheckKeys(
+                node,
+                {"id", "description", "effect", "subjects", "targets", "command", "shell",
+                 "superuser", "deny", "limits", "allowRoot", "rateLimit", "allowProgramRunners"},
+                "a rule")) {
           continue;
         }
         if (!node["id"]) {
@@ -1039,8 +1037,7 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
           if (node["rateLimit"]) {
             if (rule.kind != Rule::Kind::kCommand) {
               p.Error(node["rateLimit"],
-                      absl::StrCat("rateLimit applies only to command rules (rule ", rule.id,
-                                   ")"));
+                      absl::StrCat("rateLimit applies only to command rules (rule ", rule.id, ")"));
             } else {
               ParseRateLimit(p, node["rateLimit"], rule);
             }

@@ -20,25 +20,23 @@ const absl::flat_hash_set<std::string_view>& Runners() {
       "php", "php-cgi", "tclsh", "wish", "expect", "rscript", "R", "Rscript", "julia", "guile",
       "racket", "sbcl", "clisp", "ghci", "runghc", "erl", "escript", "elixir", "iex", "ocaml",
       "scala", "groovy", "kotlin", "java", "jshell", "jrunscript", "dotnet", "pwsh", "osqueryi",
-      "awk", "gawk", "mawk", "nawk", "sed", "gsed", "m4", "dc", "sqlite3", "mysql",
-      "psql",
+      "awk", "gawk", "mawk", "nawk", "sed", "gsed", "m4", "dc", "sqlite3", "mysql", "psql",
       // Editors, pagers and viewers with a shell escape.
-      "ed", "ex", "vi", "vim", "nvim", "view", "vimdiff", "rvim", "rview", "emacs", "nano",
-      "pico", "joe", "mg", "less", "more", "most", "pg", "man", "info",
+      "ed", "ex", "vi", "vim", "nvim", "view", "vimdiff", "rvim", "rview", "emacs", "nano", "pico",
+      "joe", "mg", "less", "more", "most", "pg", "man", "info",
       // Wrappers that exec their arguments.
-      "env", "nice", "nohup", "timeout", "setsid", "stdbuf", "ionice", "taskset", "chrt",
-      "unshare", "nsenter", "flock", "chroot", "su", "sudo", "doas", "runuser", "setpriv",
-      "capsh", "prlimit", "numactl", "cgexec", "systemd-run", "run-parts", "script", "watch",
-      "time", "xargs", "parallel", "exec", "eval", "command", "builtin", "sg", "newgrp", "login",
-      "sshpass", "faketime", "fakeroot", "proot", "bwrap", "firejail", "start-stop-daemon",
-      "catchsegv", "valgrind", "strace", "ltrace", "gdb", "lldb", "perf", "setarch", "linux32",
-      "linux64", "ld.so", "rlwrap", "tini", "dumb-init", "su-exec", "gosu", "chpst", "softlimit",
-      "daemonize",
+      "env", "nice", "nohup", "timeout", "setsid", "stdbuf", "ionice", "taskset", "chrt", "unshare",
+      "nsenter", "flock", "chroot", "su", "sudo", "doas", "runuser", "setpriv", "capsh", "prlimit",
+      "numactl", "cgexec", "systemd-run", "run-parts", "script", "watch", "time", "xargs",
+      "parallel", "exec", "eval", "command", "builtin", "sg", "newgrp", "login", "sshpass",
+      "faketime", "fakeroot", "proot", "bwrap", "firejail", "start-stop-daemon", "catchsegv",
+      "valgrind", "strace", "ltrace", "gdb", "lldb", "perf", "setarch", "linux32", "linux64",
+      "ld.so", "rlwrap", "tini", "dumb-init", "su-exec", "gosu", "chpst", "softlimit", "daemonize",
       // Programs with an option or sub-command that runs a program.
-      "find", "tar", "zip", "rsync", "ssh", "scp", "sftp", "git", "make", "tmux", "screen",
-      "socat", "nc", "ncat", "netcat", "crontab", "at", "batch", "podman", "docker", "ctr",
-      "crictl", "kubectl", "split", "dpkg", "rpm", "apt", "apt-get", "pip", "npm",
-      "npx", "cpan", "gem", "mail", "mutt", "ftp", "telnet", "tftp", "systemctl", "journalctl"};
+      "find", "tar", "zip", "rsync", "ssh", "scp", "sftp", "git", "make", "tmux", "screen", "socat",
+      "nc", "ncat", "netcat", "crontab", "at", "batch", "podman", "docker", "ctr", "crictl",
+      "kubectl", "split", "dpkg", "rpm", "apt", "apt-get", "pip", "npm", "npx", "cpan", "gem",
+      "mail", "mutt", "ftp", "telnet", "tftp", "systemctl", "journalctl"};
   return *set;
 }
 

@@ -52,8 +52,8 @@ std::optional<std::string> RateLimiter::Admit(const Rule& rule, const std::strin
     }
     if (windows_.size() >= max_keys_) {
       return absl::StrCat("rule ", rule.id, " allows ", what,
-                          ", and this policy replica's rate-limit table is full (",
-                          max_keys_, " keys), so it refuses rather than forget a count");
+                          ", and this policy replica's rate-limit table is full (", max_keys_,
+                          " keys), so it refuses rather than forget a count");
     }
     it = windows_.emplace(key, Window{}).first;
   }

@@ -130,7 +130,11 @@ class DestinationsTest : public ::testing::Test {
   std::pair<int, std::string> Run(const std::string& group, const std::string& url) {
     std::vector<std::string> args = {absl::StrCat("--exec_address=127.0.0.1:", stack_->exec_port()),
                                      "--token=" + stack_->Token("dana", {group}),
-                                     "--namespace=team", "--pod=app-1", "--", "curl", url};
+                                     "--namespace=team",
+                                     "--pod=app-1",
+                                     "--",
+                                     "curl",
+                                     url};
     auto p = testing::Subprocess::Start(PODGATE_RUN_BIN, args);
     EXPECT_TRUE(p.ok());
     auto status = (*p)->WaitExit(absl::Seconds(30));

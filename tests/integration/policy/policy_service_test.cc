@@ -147,13 +147,13 @@ TEST_F(PolicyServiceTest, AuthorizeAllowsAndDeniesWithRuleAndReason) {
   EXPECT_EQ(allowed.decision().limits().time_limit().seconds(), 30);
   EXPECT_TRUE(allowed.explanation().empty());
 
-  auto denied = Authorize(Command({"curl", "-L", "https://example.com"}));
+  auto denied = Authorize(Command({"curl", "-k", "https://orders.app-shop.svc/health"}));
   EXPECT_EQ(denied.decision().verdict(), VERDICT_DENY);
   EXPECT_EQ(denied.decision().rule(), "dev-curl");
-  EXPECT_EQ(denied.decision().reason(), "flag -L is not allowed for curl (rule dev-curl)");
+  EXPECT_EQ(denied.decision().reason(), "flag -k is not allowed for curl (rule dev-curl)");
 
   auto escape = Authorize(Command({"find", "/", "-exec", "sh", ";"}));
-  EXPECT_EQ(escape.decision().rule(), "deny-interpreters");
+  EXPECT_EQ(escape.decision().rule(), "deny-program-runners");
 
   auto nobody = Authorize(Command({"jstack", "1"}, "eve", "visitors"));
   EXPECT_EQ(nobody.decision().rule(), "default-deny");
@@ -226,7 +226,7 @@ TEST_F(PolicyServiceTest, AuthorizeStreamAnswersInOrderWithCorrelationIds) {
       EXPECT_EQ(rule, "dev-jstack");
       EXPECT_EQ(response.response().decision().verdict(), VERDICT_ALLOW);
     } else if (n % 3 == 1) {
-      EXPECT_EQ(rule, "deny-curl-writes");
+      EXPECT_EQ(rule, "deny-curl-writes-and-redirection");
     } else {
       EXPECT_EQ(rule, "deny-ps-environment");
     }
@@ -300,7 +300,7 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
     grpc::ClientContext context;
     ASSERT_TRUE(stub_->ListAllowed(&context, list_request, &list).ok());
   }
-  EXPECT_EQ(list.commands_size(), 17);
+  EXPECT_EQ(list.commands_size(), 16);
   EXPECT_EQ(list.commands(0).program(), "cat");
   EXPECT_FALSE(list.shell_allowed());
   {
@@ -312,7 +312,7 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
 
   const pb::GetPolicyResponse policy = GetPolicy();
   EXPECT_EQ(policy.source(), path_);
-  EXPECT_EQ(policy.rule_count(), 25);
+  EXPECT_EQ(policy.rule_count(), 28);
   EXPECT_EQ(policy.version().size(), 64u);
   EXPECT_EQ(policy.rejected_reloads(), 0);
   EXPECT_LE(std::abs(policy.loaded_time().seconds() - absl::ToUnixSeconds(absl::Now())), 60);
@@ -326,7 +326,7 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
   }
   EXPECT_TRUE(result.valid());
   EXPECT_EQ(result.version(), policy.version());
-  EXPECT_EQ(result.rule_count(), 25);
+  EXPECT_EQ(result.rule_count(), 28);
   validate.set_document(
       "apiVersion: podgate.io/v1\nkind: CommandPolicy\nrules:\n  - id: x\n"
       "    effect: allow\n    subjects: {users: [a]}\n"
@@ -399,7 +399,7 @@ TEST_F(PolicyServiceTest, MetricsCountDecisionsByVerdictAndRule) {
   EXPECT_EQ(
       metrics["podgate_policy_decisions_total{rule=\"deny-ps-environment\",verdict=\"deny\"}"], 1);
   EXPECT_EQ(metrics["podgate_policy_evaluation_duration_seconds_count"], 4);
-  EXPECT_EQ(metrics["podgate_policy_rules"], 25);
+  EXPECT_EQ(metrics["podgate_policy_rules"], 28);
 }
 
 // --check: the command line a user's CI runs.

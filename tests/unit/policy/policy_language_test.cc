@@ -114,8 +114,8 @@ TEST(PrependArgs, DecisionCarriesTheArgvToRunWithCheckIndicesShifted) {
   for (int i = 0; i < 2; ++i) {
     EXPECT_EQ(d.checks(i).kind(), ContainerCheck::KIND_PATH_UNDER);
     EXPECT_EQ(d.checks(i).arg_index(), static_cast<uint32_t>(3 + i));
-    EXPECT_EQ(RunArgv(d)[d.checks(i).arg_index()], i == 0 ? "/var/log/app/a.log"
-                                                           : "/var/log/app/b.log");
+    EXPECT_EQ(RunArgv(d)[d.checks(i).arg_index()],
+              i == 0 ? "/var/log/app/a.log" : "/var/log/app/b.log");
     ASSERT_EQ(d.checks(i).prefixes_size(), 1);
     EXPECT_EQ(d.checks(i).prefixes(0), "/var/log/app");
   }
@@ -158,7 +158,8 @@ TEST(JvmPid, PidWithJvmEmitsACheckAndPlainPidDoesNot) {
   EXPECT_NE(FirstError(AllowRule("x", R"(      program: kill
       args:
         - {name: n, type: integer, jvm: true}
-)")).find("'jvm' does not apply to type integer"),
+)"))
+                .find("'jvm' does not apply to type integer"),
             std::string::npos);
 }
 
@@ -259,14 +260,15 @@ TEST(UrlType, GlobOptInAndLoaderChecks) {
         - {name: url, type: url, hosts: ["*.svc"], glob: true}
 )"));
   EXPECT_EQ(Decide(*policy, {"curl", "http://a.svc/[1-3]"}).verdict(), VERDICT_ALLOW);
-  const std::vector<std::string> warnings =
-      Warnings(AllowRule("curl", "      program: curl\n      args:\n        - {name: u, type: url}\n"));
+  const std::vector<std::string> warnings = Warnings(
+      AllowRule("curl", "      program: curl\n      args:\n        - {name: u, type: url}\n"));
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("without 'hosts'"), std::string::npos) << warnings[0];
   EXPECT_NE(FirstError(AllowRule("c", R"(      program: curl
       args:
         - {name: u, type: url, hosts: ["*.svc"], ports: [0]}
-)")).find("port '0'"),
+)"))
+                .find("port '0'"),
             std::string::npos);
   EXPECT_NE(FirstError(AllowRule("c", R"(      program: curl
       args:
@@ -286,7 +288,8 @@ TEST(UrlType, GlobOptInAndLoaderChecks) {
   EXPECT_NE(FirstError(AllowRule("c", R"(      program: ping
       args:
         - {name: u, type: host, ports: [80]}
-)")).find("'ports' does not apply to type host"),
+)"))
+                .find("'ports' does not apply to type host"),
             std::string::npos);
 }
 
@@ -333,26 +336,26 @@ constexpr char kDenyCurl[] = R"(  - id: deny-curl
 TEST(DenyOptions, LongPrefixesAttachedValuesAndClustersAreAllSeen) {
   auto policy = Load(kDenyCurl);
   ASSERT_NE(policy, nullptr);
-  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
-           {"curl", "--conf", "x"},
-           {"curl", "--config=x"},
-           {"curl", "--c", "x"},
-           {"curl", "--out", "/tmp/x", "http://a/"},
-           {"curl", "--output=/tmp/x"},
-           {"curl", "-so/tmp/x", "http://a/"},
-           {"curl", "-K/cfg"},
-           {"curl", "-sSK", "/cfg"},
-           {"curl", "-dump:file=/x"},
-           {"/usr/bin/curl", "-o", "x"}}) {
+  for (std::vector<std::string> bad :
+       std::vector<std::vector<std::string>>{{"curl", "--conf", "x"},
+                                             {"curl", "--config=x"},
+                                             {"curl", "--c", "x"},
+                                             {"curl", "--out", "/tmp/x", "http://a/"},
+                                             {"curl", "--output=/tmp/x"},
+                                             {"curl", "-so/tmp/x", "http://a/"},
+                                             {"curl", "-K/cfg"},
+                                             {"curl", "-sSK", "/cfg"},
+                                             {"curl", "-dump:file=/x"},
+                                             {"/usr/bin/curl", "-o", "x"}}) {
     Decision d = Decide(*policy, bad, {"admins"});
     EXPECT_EQ(d.verdict(), VERDICT_DENY) << bad[1];
     EXPECT_EQ(d.rule(), "deny-curl") << bad[1];
   }
-  for (std::vector<std::string> ok : std::vector<std::vector<std::string>>{
-           {"curl", "-sS", "http://a/"},
-           {"curl", "--connect-timeout", "3", "http://a/"},
-           {"curl", "--compressed", "http://a/"},
-           {"curl", "http://a/-o"}}) {
+  for (std::vector<std::string> ok :
+       std::vector<std::vector<std::string>>{{"curl", "-sS", "http://a/"},
+                                             {"curl", "--connect-timeout", "3", "http://a/"},
+                                             {"curl", "--compressed", "http://a/"},
+                                             {"curl", "http://a/-o"}}) {
     EXPECT_EQ(Decide(*policy, ok, {"admins"}).verdict(), VERDICT_ALLOW) << ok[1];
   }
 }
@@ -408,11 +411,36 @@ TEST(ProgramClasses, VersionSuffixesLoadersAndWrappers) {
   EXPECT_EQ(StripVersionSuffix("lua5.4"), "lua");
   EXPECT_EQ(StripVersionSuffix("curl"), "curl");
   EXPECT_EQ(StripVersionSuffix("123"), "123");
-  for (const char* runner :
-       {"sh", "/bin/sh", "python3.11", "/usr/bin/python3", "pypy3", "/lib64/ld-linux-x86-64.so.2",
-        "/lib/ld-musl-x86_64.so.1", "ld.so", "ionice", "taskset", "unshare", "flock", "rbash",
-        "busybox", "env", "/usr/bin/env", "xargs", "find", "awk", "gawk", "perl5.36", "node18",
-        "ruby3.1", "nice", "stdbuf", "timeout", "setpriv", "chrt", "nsenter", "tclsh8.6"}) {
+  for (const char* runner : {"sh",
+                             "/bin/sh",
+                             "python3.11",
+                             "/usr/bin/python3",
+                             "pypy3",
+                             "/lib64/ld-linux-x86-64.so.2",
+                             "/lib/ld-musl-x86_64.so.1",
+                             "ld.so",
+                             "ionice",
+                             "taskset",
+                             "unshare",
+                             "flock",
+                             "rbash",
+                             "busybox",
+                             "env",
+                             "/usr/bin/env",
+                             "xargs",
+                             "find",
+                             "awk",
+                             "gawk",
+                             "perl5.36",
+                             "node18",
+                             "ruby3.1",
+                             "nice",
+                             "stdbuf",
+                             "timeout",
+                             "setpriv",
+                             "chrt",
+                             "nsenter",
+                             "tclsh8.6"}) {
     EXPECT_TRUE(InProgramClass(ProgramClass::kProgramRunners, runner)) << runner;
   }
   for (const char* plain : {"curl", "cat", "jstack", "jcmd", "ps", "kill", "ls", "free", "df",
@@ -443,16 +471,16 @@ TEST(Superusers, AreNotAShellUnlessTheRuleSaysSo) {
         - {name: dir, type: path, prefixes: [/var/log]}
 )");
   ASSERT_NE(policy, nullptr);
-  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
-           {"python3.11", "-c", "import os"},
-           {"/lib64/ld-linux-x86-64.so.2", "/bin/sh"},
-           {"ionice", "sh"},
-           {"taskset", "1", "sh"},
-           {"unshare", "sh"},
-           {"flock", "/tmp/x", "sh"},
-           {"rbash", "-c", "id"},
-           {"/usr/bin/env", "-i", "sh"},
-           {"xargs", "sh"}}) {
+  for (std::vector<std::string> bad :
+       std::vector<std::vector<std::string>>{{"python3.11", "-c", "import os"},
+                                             {"/lib64/ld-linux-x86-64.so.2", "/bin/sh"},
+                                             {"ionice", "sh"},
+                                             {"taskset", "1", "sh"},
+                                             {"unshare", "sh"},
+                                             {"flock", "/tmp/x", "sh"},
+                                             {"rbash", "-c", "id"},
+                                             {"/usr/bin/env", "-i", "sh"},
+                                             {"xargs", "sh"}}) {
     Decision d = Decide(*policy, bad, {"admins"});
     EXPECT_EQ(d.verdict(), VERDICT_DENY) << bad[0];
     EXPECT_NE(d.reason().find("runs other programs"), std::string::npos)
@@ -539,10 +567,9 @@ TEST(RateLimit, CountsPerPodAcrossUsersAndSaysWhenTheNextIsPossible) {
 }
 
 TEST(RateLimit, TheTableIsBoundedAndRefusesWhenFullOfLiveKeys) {
-  LoadResult loaded =
-      LoadPolicy(std::string(kHeader) + AllowRule("r", "      program: jmap\n") +
-                     "    rateLimit: {count: 1, per: 10m, scope: user}\n",
-                 "t.yaml");
+  LoadResult loaded = LoadPolicy(std::string(kHeader) + AllowRule("r", "      program: jmap\n") +
+                                     "    rateLimit: {count: 1, per: 10m, scope: user}\n",
+                                 "t.yaml");
   ASSERT_TRUE(loaded.ok()) << loaded.FirstError();
   const Rule& rule = *loaded.policy->FindRule("r");
   RateLimiter limiter(3);
