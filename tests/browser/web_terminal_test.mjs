@@ -58,7 +58,9 @@ async function pickPortBase() {
 
 const state = fs.mkdtempSync(path.join(os.tmpdir(), 'podgate-browser-'));
 const policyFile = path.join(state, 'policy.yaml');
-// The example policy, plus `sleep` for developers so that Ctrl+C has something to stop.
+// The example policy, plus `sleep` for developers so that Ctrl+C has something to stop, and
+// `ls` so that an allowed command can fail on stderr (a path that does not exist is refused
+// before anything runs, so the example's cat cannot).
 fs.writeFileSync(
   policyFile,
   fs.readFileSync(path.join(SOURCE, 'deploy/policy/example.yaml'), 'utf8') +
@@ -73,6 +75,15 @@ fs.writeFileSync(
       program: sleep
       args:
         - {name: seconds, type: integer, min: 1, max: 300}
+  - id: browser-test-ls
+    description: Lists a directory (for the browser test of stderr).
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: ["app-*"]}
+    command:
+      program: ls
+      args:
+        - {name: dir, type: path, prefixes: [/]}
 `,
 );
 
@@ -331,10 +342,17 @@ step('a denied command shows the refusal with the rule; stderr is red with the e
   let out = await run('cat /etc/shadow');
   assert(/✗ denied .*\(rule [a-z-]+\)/.test(out), `denial: ${out}`);
   out = await run('cat /var/log/app/missing.log');
-  assert(/No such file/.test(out) && /✗ exit 1/.test(out), `stderr: ${out}`);
-  // The DOM renderer marks ANSI red (colour 1) cells with xterm-fg-1.
-  const red = await page.locator('.xterm-rows span.xterm-fg-1', { hasText: 'No such file' }).count();
-  assert(red > 0, 'stderr is drawn in red');
+  assert(/✗ denied .*does not exist.*\(rule container-check\)/.test(out), `path check: ${out}`);
+  out = await run('ls /root');
+  assert(/Permission denied/.test(out) && /✗ exit 2/.test(out), `stderr: ${out}`);
+  // The DOM renderer marks ANSI red (colour 1) cells with xterm-fg-1; it draws on the next
+  // animation frame, so wait for it rather than count at once.
+  const red = await page
+    .locator('.xterm-rows span.xterm-fg-1', { hasText: 'Permission denied' })
+    .first()
+    .waitFor({ timeout: 5000 })
+    .then(() => true, () => false);
+  assert(red, 'stderr is drawn in red');
   await shot('04-denied-and-stderr');
 });
 
@@ -357,7 +375,7 @@ step('history recalls commands with ↑/↓, per target', async () => {
   await page.keyboard.press('ArrowUp');
   await expectLine('↑ recalls sleep 60', 'sleep 60');
   await page.keyboard.press('ArrowUp');
-  await expectLine('↑↑ recalls cat', 'cat /var/log/app/missing.log');
+  await expectLine('↑↑ recalls ls', 'ls /root');
   await page.keyboard.press('ArrowDown');
   await expectLine('↓ goes forward', 'sleep 60');
   // Line editing: Home, typing at the start, End, Ctrl+W, Ctrl+U.
