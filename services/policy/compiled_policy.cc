@@ -111,16 +111,68 @@ bool DeniedOption::Matches(std::string_view arg) const {
   return false;
 }
 
+void DenyMatcher::Index() {
+  short_letters.fill(false);
+  long_names.clear();
+  single_dash_names.clear();
+  for (const DeniedOption& o : options) {
+    switch (o.form) {
+      case DeniedOption::Form::kShort:
+        short_letters[static_cast<unsigned char>(o.name[0])] = true;
+        break;
+      case DeniedOption::Form::kLong:
+        long_names.push_back(o.name);
+        break;
+      case DeniedOption::Form::kSingleDashLong:
+        single_dash_names.push_back(o.name);
+        break;
+    }
+  }
+  std::sort(long_names.begin(), long_names.end());
+}
+
+bool DenyMatcher::MatchesOption(std::string_view arg) const {
+  if (arg.size() < 2 || arg[0] != '-') {
+    return false;
+  }
+  if (arg[1] == '-') {
+    std::string_view given = arg.substr(2);
+    given = given.substr(0, given.find('='));
+    if (given.empty()) {
+      return false;
+    }
+    // The first name not below `given` is the only candidate that can start with it.
+    auto it = std::lower_bound(long_names.begin(), long_names.end(), given,
+                               [](const std::string& a, std::string_view b) { return a < b; });
+    return it != long_names.end() && std::string_view(*it).starts_with(given);
+  }
+  for (size_t i = 1; i < arg.size(); ++i) {
+    if (short_letters[static_cast<unsigned char>(arg[i])]) {
+      return true;
+    }
+  }
+  for (const std::string& name : single_dash_names) {
+    if (arg.substr(1).starts_with(name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 bool DenyMatcher::MatchesProgram(const std::string& program) const {
-  const std::string base = Basename(program);
-  const std::string stripped = StripVersionSuffix(base);
+  const std::string_view base = ProgramBasename(program);
+  return MatchesProgram(program, base, StripVersionSuffix(base));
+}
+
+bool DenyMatcher::MatchesProgram(const std::string& program, std::string_view base,
+                                 std::string_view stripped) const {
   for (const std::string& p : programs) {
     if (p == program || p == base || p == stripped) {
       return true;
     }
   }
   for (ProgramClass c : classes) {
-    if (InProgramClass(c, program)) {
+    if (InProgramClass(c, base, stripped)) {
       return true;
     }
   }
@@ -129,10 +181,11 @@ bool DenyMatcher::MatchesProgram(const std::string& program) const {
 
 std::optional<std::string> DenyMatcher::DeniedArgument(const std::vector<std::string>& argv) const {
   const auto hit = [&](const std::string& arg) {
-    for (const DeniedOption& o : options) {
-      if (o.Matches(arg)) {
-        return true;
-      }
+    if (!options.empty() && MatchesOption(arg)) {
+      return true;
+    }
+    if (any_arg_union != nullptr) {
+      return RE2::FullMatch(arg, *any_arg_union);
     }
     for (const auto& re : any_arg) {
       if (RE2::FullMatch(arg, *re)) {
@@ -146,7 +199,12 @@ std::optional<std::string> DenyMatcher::DeniedArgument(const std::vector<std::st
       return argv[a];
     }
   }
-  if (join_args) {
+  // Joined and split again, the words differ from the arguments only when an argument holds
+  // whitespace (or is empty).
+  const bool regroups = std::any_of(argv.begin() + 1, argv.end(), [](const std::string& a) {
+    return a.empty() || a.find_first_of(" \t") != std::string::npos;
+  });
+  if (join_args && regroups) {
     for (const std::string& word : JoinedWords(argv)) {
       if (hit(word)) {
         return word;
@@ -187,10 +245,24 @@ std::optional<std::string> ValueType::Check(const std::string& value) const {
       return CheckReach(host->ToString(), *host);
     }
     case Kind::kUrl: {
-      std::string error;
-      std::optional<net::Url> url = net::ParseUrl(value, &error);
+      // Rules for one program compete (a team each), and each would parse the same argument:
+      // the last parse on this thread is kept, as ParseUrl depends on the text alone.
+      struct LastParse {
+        std::string text;
+        std::optional<net::Url> url;
+        std::string error;
+        bool valid = false;
+      };
+      thread_local LastParse last;
+      if (!last.valid || last.text != value) {
+        last.text = value;
+        last.error.clear();
+        last.url = net::ParseUrl(value, &last.error);
+        last.valid = true;
+      }
+      const std::optional<net::Url>& url = last.url;
       if (!url) {
-        return absl::StrCat("is not an acceptable URL: it ", error);
+        return absl::StrCat("is not an acceptable URL: it ", last.error);
       }
       if (std::find(schemes.begin(), schemes.end(), url->scheme) == schemes.end()) {
         return absl::StrCat("uses scheme ", url->scheme,
@@ -613,6 +685,7 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
   }
   const std::string program = shell ? "" : argv[0];
   const std::string base = shell ? "" : Basename(program);
+  const std::string stripped = StripVersionSuffix(base);
 
   // 2. Explicit denials win over everything.
   for (size_t i : deny_rules_) {
@@ -626,7 +699,7 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
     if (r.deny.programs.empty() && r.deny.classes.empty()) {
       continue;
     }
-    if (!r.deny.MatchesProgram(program)) {
+    if (!r.deny.MatchesProgram(program, base, stripped)) {
       continue;
     }
     if (!ApplicableTo(r, request, explanation)) {
@@ -678,7 +751,8 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
     if (!ApplicableTo(r, request, explanation)) {
       continue;
     }
-    if (!r.allow_program_runners && InProgramClass(ProgramClass::kProgramRunners, program)) {
+    if (!r.allow_program_runners &&
+        InProgramClass(ProgramClass::kProgramRunners, base, stripped)) {
       // A superuser rule is not a shell: programs that run other programs stay out unless the
       // rule says otherwise. Command rules below may still allow this one with a grammar.
       if (explanation != nullptr) {

@@ -17,6 +17,7 @@
 //     applied, else rule "default-deny".
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -162,18 +163,32 @@ struct DenyMatcher {
   // Built-in program classes denied (program_classes.h), e.g. program-runners.
   std::vector<ProgramClass> classes;
   // When any of any_arg/options is set, the rule denies only if some argument matches.
-  // any_arg: RE2, full match against an argument.
+  // any_arg: RE2, full match against an argument; any_arg_union is all of them as one
+  // alternation, so an argument costs one match however many patterns the rule lists.
   std::vector<std::shared_ptr<const RE2>> any_arg;
   std::vector<std::string> any_arg_sources;
+  std::shared_ptr<const RE2> any_arg_union;
   std::vector<DeniedOption> options;
+  // `options` indexed for lookups: the letters of short options, long names sorted (a prefix
+  // given is found by binary search), one-dash long names. Built by Index().
+  std::array<bool, 256> short_letters{};
+  std::vector<std::string> long_names;
+  std::vector<std::string> single_dash_names;
   // The program joins its arguments with spaces and splits them again on whitespace (jcmd):
   // patterns and options are matched against those words as well.
   bool join_args = false;
   bool shell = false;
 
   bool HasArgumentConditions() const { return !any_arg.empty() || !options.empty(); }
+  // Builds the lookup fields from `options`; the loader calls it once.
+  void Index();
+  // Whether `arg` is one of `options`, as DeniedOption::Matches would say for any of them.
+  bool MatchesOption(std::string_view arg) const;
   // Whether the program (argv[0]) is one this matcher names.
   bool MatchesProgram(const std::string& program) const;
+  // The same with argv[0]'s basename and its version-stripped form already computed.
+  bool MatchesProgram(const std::string& program, std::string_view base,
+                      std::string_view stripped) const;
   // The first argument that makes the rule deny, or nullopt.
   std::optional<std::string> DeniedArgument(const std::vector<std::string>& argv) const;
 };

@@ -674,6 +674,18 @@ void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
     } else {
       p.Error(node["anyArg"], "anyArg must be a list of regular expressions");
     }
+    if (rule.deny.any_arg.size() > 1) {
+      std::string alternation;
+      for (const std::string& source : rule.deny.any_arg_sources) {
+        absl::StrAppend(&alternation, alternation.empty() ? "" : "|", "(?:", source, ")");
+      }
+      RE2::Options options;
+      options.set_log_errors(false);
+      auto re = std::make_shared<const RE2>(alternation, options);
+      if (re->ok()) {
+        rule.deny.any_arg_union = std::move(re);
+      }
+    }
   }
   if (node["options"]) {
     if (!names_programs) {
@@ -690,6 +702,7 @@ void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
       }
     }
   }
+  rule.deny.Index();
   if (node["joinArgs"]) {
     rule.deny.join_args = p.Bool(node["joinArgs"], "joinArgs").value_or(false);
     if (rule.deny.join_args && !rule.deny.HasArgumentConditions()) {

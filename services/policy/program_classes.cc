@@ -94,18 +94,17 @@ std::string StripVersionSuffix(std::string_view name) {
 }
 
 bool InProgramClass(ProgramClass c, std::string_view program) {
+  const std::string_view base = ProgramBasename(program);
+  return InProgramClass(c, base, StripVersionSuffix(base));
+}
+
+bool InProgramClass(ProgramClass c, std::string_view base, std::string_view stripped) {
   switch (c) {
-    case ProgramClass::kProgramRunners: {
-      const std::string_view base = ProgramBasename(program);
+    case ProgramClass::kProgramRunners:
       if (base.empty()) {
         return false;
       }
-      if (IsDynamicLoader(base) || Runners().contains(base)) {
-        return true;
-      }
-      const std::string stripped = StripVersionSuffix(base);
-      return Runners().contains(stripped);
-    }
+      return IsDynamicLoader(base) || Runners().contains(base) || Runners().contains(stripped);
   }
   return false;
 }

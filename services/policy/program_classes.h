@@ -35,6 +35,9 @@ std::string StripVersionSuffix(std::string_view name);
 // without a version suffix, is a member; or it is a dynamic loader (ld-linux*.so*, ld-musl-*,
 // ld.so, ld64.so*).
 bool InProgramClass(ProgramClass c, std::string_view program);
+// The same with the basename and its version-stripped form already computed (the evaluator
+// computes them once per request).
+bool InProgramClass(ProgramClass c, std::string_view base, std::string_view stripped);
 
 // The member names, sorted, for documentation and tests.
 std::vector<std::string> ProgramClassMembers(ProgramClass c);

@@ -360,6 +360,49 @@ TEST(DenyOptions, LongPrefixesAttachedValuesAndClustersAreAllSeen) {
   }
 }
 
+TEST(DenyOptions, TheIndexedLookupAgreesWithEachOptionsOwnRule) {
+  DenyMatcher m;
+  for (const char* text : {"--output", "--config", "--conf-x", "-o", "-K", "-dump", "-histo:f"}) {
+    DeniedOption o;
+    o.source = text;
+    const std::string t = text;
+    if (t.rfind("--", 0) == 0) {
+      o.form = DeniedOption::Form::kLong;
+      o.name = t.substr(2);
+    } else if (t.size() == 2) {
+      o.form = DeniedOption::Form::kShort;
+      o.name = t.substr(1);
+    } else {
+      o.form = DeniedOption::Form::kSingleDashLong;
+      o.name = t.substr(1);
+    }
+    m.options.push_back(o);
+  }
+  m.Index();
+  // Every argument built from a small alphabet, up to five characters.
+  const std::string alphabet = "-=ocnfKdumphist:x";
+  std::vector<std::string> args = {""};
+  int checked = 0;
+  for (int len = 1; len <= 5; ++len) {
+    std::vector<std::string> next;
+    for (const std::string& prefix : args) {
+      for (char c : alphabet) {
+        next.push_back(prefix + c);
+      }
+    }
+    for (const std::string& arg : next) {
+      bool expected = false;
+      for (const DeniedOption& o : m.options) {
+        expected = expected || o.Matches(arg);
+      }
+      ASSERT_EQ(m.MatchesOption(arg), expected) << arg;
+      ++checked;
+    }
+    args = std::move(next);
+  }
+  EXPECT_GT(checked, 1000000);
+}
+
 TEST(DenyOptions, JoinedArgumentsAreSplitIntoWords) {
   auto policy = Load(R"(  - id: deny-jcmd
     effect: deny
