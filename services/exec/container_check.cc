@@ -63,13 +63,13 @@ CheckOutcome JudgeJvm(const std::vector<std::string>& argv, const std::string& p
     case JvmProbeVerdict::kNotJvm:
       return Outcome(Result::kRefused,
                      absl::StrCat("pid ", pid, " is not a Java virtual machine in ", where, " (",
-                                  program, " would kill it); run jcmd -l to list JVMs"));
+                                  program, " would kill it); run jps to list JVMs"));
     case JvmProbeVerdict::kNoProcess:
       return Outcome(Result::kRefused, absl::StrCat("there is no process ", pid, " in ", where,
-                                                    "; run jcmd -l to list JVMs"));
+                                                    "; run jps to list JVMs"));
     case JvmProbeVerdict::kThread:
       return Outcome(Result::kRefused, absl::StrCat(pid, " is a thread id, not a process id, in ",
-                                                    where, "; run jcmd -l to list JVMs"));
+                                                    where, "; run jps to list JVMs"));
     case JvmProbeVerdict::kUnreadable:
       return Outcome(Result::kRefused,
                      absl::StrCat("pid ", pid, " in ", where,

@@ -986,7 +986,7 @@ TEST_F(ContainerCheckTest, JstackOfAProcessThatIsNotAJvmIsRefusedAndTheProcessLi
   EXPECT_EQ(o.denied->reason(),
             absl::StrCat("pid ", script,
                          " is not a Java virtual machine in jvm-1/app (jstack would kill it); "
-                         "run jcmd -l to list JVMs"));
+                         "run jps to list JVMs"));
   // A pid that is no process at all.
   Outcome gone = s.Run("jstack 4194304");
   ASSERT_TRUE(gone.denied.has_value());

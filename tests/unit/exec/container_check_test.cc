@@ -257,7 +257,7 @@ TEST_F(JvmProbeTest, AProcessThatIsNotAJvmIsRefusedAndLeftAlone) {
   EXPECT_EQ(o.result, Result::kRefused);
   EXPECT_EQ(o.reason, absl::StrCat("pid ", sleeper,
                                    " is not a Java virtual machine in pod-1/app (jstack would "
-                                   "kill it); run jcmd -l to list JVMs"));
+                                   "kill it); run jps to list JVMs"));
   EXPECT_TRUE(local::Alive(sleeper)) << "the probe must not signal anything";
   kill(sleeper, SIGKILL);
   waitpid(sleeper, nullptr, 0);
