@@ -114,7 +114,16 @@ absl::StatusOr<std::optional<absl::Time>> NumericDate(const nlohmann::json& clai
   if (!it->is_number() || !std::isfinite(it->get<double>())) {
     return Refuse("malformed", absl::StrCat("claim '", name, "' is not a NumericDate"));
   }
-  return std::optional<absl::Time>(absl::FromUnixSeconds(static_cast<int64_t>(it->get<double>())));
+  // Checked before the conversion: a double beyond int64 does not convert (1e20 became the
+  // most negative int64, a time long past, so an nbf of 1e20 passed). No real token predates
+  // 1970 or outlives the year 9999.
+  const double seconds = it->get<double>();
+  constexpr double kLatest = 253402300799.0;  // 9999-12-31T23:59:59Z
+  if (seconds < 0 || seconds > kLatest) {
+    return Refuse("malformed", absl::StrCat("claim '", name,
+                                            "' is not a NumericDate between 1970 and 9999"));
+  }
+  return std::optional<absl::Time>(absl::FromUnixSeconds(static_cast<int64_t>(seconds)));
 }
 
 }  // namespace

@@ -178,6 +178,23 @@ TEST_F(JwtTest, NotBeforeAndIssuedInTheFutureAreRefused) {
   EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "not_yet_valid");
 }
 
+// A NumericDate far outside any real time overflowed the conversion to int64 (1e20 became the
+// most negative int64, a time long past), so an nbf or iat of 1e20 passed as "long ago".
+// Dates before 1970 or after 9999 are malformed.
+TEST_F(JwtTest, NumericDatesOutsideAnyRealTimeAreMalformed) {
+  Verifier v = MakeVerifier({hs_});
+  for (const char* claim : {"nbf", "iat", "exp"}) {
+    for (double value : {1e20, -1e20, 9.3e18, -1.0, 253402300800.0}) {
+      auto claims = Claims();
+      claims[claim] = value;
+      EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed") << claim << "=" << value;
+    }
+  }
+  auto claims = Claims();
+  claims["nbf"] = static_cast<double>(absl::ToUnixSeconds(kNow) - 60) + 0.5;  // fractional
+  EXPECT_TRUE(v.Verify(*Sign(claims, hs_)).ok());
+}
+
 TEST_F(JwtTest, IssuerAndAudienceAreChecked) {
   Verifier v = MakeVerifier({hs_});
   auto claims = Claims();
