@@ -271,14 +271,19 @@ absl::Status MakeClientTlsContext(const ClientOptions& o, std::optional<ssl::con
     if (o.insecure_skip_verify) {
       ctx->set_verify_mode(ssl::verify_none);
     } else {
-      if (o.ca_file.empty()) {
+      if (!o.ca_pem.empty()) {
+        ctx->add_certificate_authority(boost::asio::buffer(o.ca_pem));
+      } else if (o.ca_file.empty()) {
         ctx->set_default_verify_paths();
       } else {
         ctx->load_verify_file(o.ca_file);
       }
       ctx->set_verify_mode(ssl::verify_peer);
     }
-    if (!o.client_cert_file.empty()) {
+    if (!o.client_cert_pem.empty()) {
+      ctx->use_certificate_chain(boost::asio::buffer(o.client_cert_pem));
+      ctx->use_private_key(boost::asio::buffer(o.client_key_pem), ssl::context::pem);
+    } else if (!o.client_cert_file.empty()) {
       ctx->use_certificate_chain_file(o.client_cert_file);
       ctx->use_private_key_file(o.client_key_file, ssl::context::pem);
     }

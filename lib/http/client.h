@@ -21,10 +21,13 @@ struct ClientOptions {
   uint16_t port = 0;
   bool tls = false;
   std::string ca_file;      // verify the server against it (TLS); empty: system roots
+  std::string ca_pem;       // or against these PEM certificates, held in memory
   std::string server_name;  // SNI and host name to verify; default: host
   bool insecure_skip_verify = false;
   std::string client_cert_file;  // optional client certificate (PEM) and key
   std::string client_key_file;
+  std::string client_cert_pem;  // or the same held in memory (never written to disk)
+  std::string client_key_pem;
   std::vector<std::pair<std::string, std::string>> headers;  // e.g. Authorization
   absl::Duration timeout = absl::Seconds(10);                // per operation
   size_t max_message_bytes = 64 * 1024 * 1024;

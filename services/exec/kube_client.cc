@@ -65,29 +65,38 @@ absl::StatusOr<std::string> DecodeBase64(const std::string& text) {
   return out;
 }
 
-absl::StatusOr<std::string> WriteScratch(const std::string& dir, const std::string& name,
-                                         const std::string& data) {
-  const std::string path = absl::StrCat(dir, "/", name);
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot write '", path, "'"));
-  }
-  const ssize_t n = write(fd, data.data(), data.size());
-  close(fd);
-  if (n != static_cast<ssize_t>(data.size())) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot write '", path, "'"));
-  }
-  return path;
-}
-
-// Splits "https://host:port" (IPv6 in brackets) into host and port.
+// Splits "https://host:port[/path]" (IPv6 in brackets) into host, port and path prefix.
 absl::Status ParseServer(const std::string& server, KubeConfig* config) {
   absl::string_view rest = server;
   if (!absl::ConsumePrefix(&rest, "https://")) {
     return absl::InvalidArgumentError(
         absl::StrCat("server '", server, "' is not https:// (plaintext API access is refused)"));
   }
-  rest = rest.substr(0, rest.find('/'));
+  if (rest.find_first_of("?#@") != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server '", server, "' has a query, a fragment or user information; give scheme, host, "
+        "port and path only"));
+  }
+  if (const size_t slash = rest.find('/'); slash != absl::string_view::npos) {
+    absl::string_view path = rest.substr(slash);
+    while (absl::ConsumeSuffix(&path, "/")) {
+    }
+    for (char c : path) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '/' || c == '-' || c == '_' || c == '.' || c == '~';
+      if (!ok) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "server '", server, "' has a path with characters other than [A-Za-z0-9/._~-]"));
+      }
+    }
+    if (absl::StrContains(path, "/../") || absl::EndsWith(path, "/..") ||
+        absl::StrContains(path, "//")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("server '", server, "' has a path with '..' or '//'"));
+    }
+    config->path_prefix = std::string(path);
+    rest = rest.substr(0, slash);
+  }
   std::string host;
   absl::string_view port_text;
   if (absl::ConsumePrefix(&rest, "[")) {
@@ -137,14 +146,28 @@ std::string Str(const YAML::Node& node, const char* key) {
 
 }  // namespace
 
-absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure,
-                                          const std::string& scratch_dir) {
-  YAML::Node doc;
+namespace {
+
+absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::string& path,
+                                           bool allow_insecure);
+
+}  // namespace
+
+absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure) {
+  // yaml-cpp reports a wrong type (a list where a name belongs, "maybe" for a bool) by
+  // throwing; every such case becomes the same clear error naming the file.
   try {
-    doc = YAML::LoadFile(path);
+    const YAML::Node doc = YAML::LoadFile(path);
+    return ParseKubeconfig(doc, path, allow_insecure);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("kubeconfig '", path, "': ", e.what()));
   }
+}
+
+namespace {
+
+absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::string& path,
+                                           bool allow_insecure) {
   const std::string where = absl::StrCat("kubeconfig '", path, "'");
   const std::string context_name = Str(doc, "current-context");
   if (context_name.empty()) {
@@ -166,6 +189,12 @@ absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_in
   if (absl::Status s = ParseServer(Str(cluster, "server"), &config); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
   }
+  if (cluster["proxy-url"]) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": proxy-url is not supported; reach the API server directly (or through a "
+               "transparent proxy the server URL names)"));
+  }
+  config.server_name = Str(cluster, "tls-server-name");
   if (cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>()) {
     if (!allow_insecure) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -179,55 +208,63 @@ absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_in
     return file.empty() || file[0] == '/' || base_dir.empty() ? file
                                                               : absl::StrCat(base_dir, "/", file);
   };
+  // A file path (resolved against the kubeconfig's folder) or base64 data decoded into memory.
   auto file_or_data = [&](const YAML::Node& node, const char* file_key, const char* data_key,
-                          const std::string& scratch_name) -> absl::StatusOr<std::string> {
-    const std::string file = Str(node, file_key);
-    if (!file.empty()) {
-      return resolve(file);
+                          std::string* file, std::string* pem) -> absl::Status {
+    *file = resolve(Str(node, file_key));
+    if (!file->empty()) {
+      return absl::OkStatus();
     }
     const std::string data = Str(node, data_key);
     if (data.empty()) {
-      return std::string();
+      return absl::OkStatus();
     }
-    absl::StatusOr<std::string> pem = DecodeBase64(data);
-    if (!pem.ok()) {
+    absl::StatusOr<std::string> decoded = DecodeBase64(data);
+    if (!decoded.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": ", data_key, " is not base64"));
     }
-    return WriteScratch(scratch_dir, scratch_name, *pem);
+    *pem = *std::move(decoded);
+    return absl::OkStatus();
   };
-  absl::StatusOr<std::string> ca =
-      file_or_data(cluster, "certificate-authority", "certificate-authority-data", "ca.crt");
-  if (!ca.ok()) {
-    return ca.status();
+  if (absl::Status s = file_or_data(cluster, "certificate-authority",
+                                    "certificate-authority-data", &config.ca_file, &config.ca_pem);
+      !s.ok()) {
+    return s;
   }
-  config.ca_file = *ca;
   if (user.IsMap()) {
     config.token = Str(user, "token");
     config.token_file = resolve(Str(user, "tokenFile"));
-    absl::StatusOr<std::string> cert =
-        file_or_data(user, "client-certificate", "client-certificate-data", "client.crt");
-    absl::StatusOr<std::string> key =
-        file_or_data(user, "client-key", "client-key-data", "client.key");
-    if (!cert.ok()) {
-      return cert.status();
+    if (absl::Status s = file_or_data(user, "client-certificate", "client-certificate-data",
+                                      &config.client_cert_file, &config.client_cert_pem);
+        !s.ok()) {
+      return s;
     }
-    if (!key.ok()) {
-      return key.status();
+    if (absl::Status s = file_or_data(user, "client-key", "client-key-data",
+                                      &config.client_key_file, &config.client_key_pem);
+        !s.ok()) {
+      return s;
     }
-    config.client_cert_file = *cert;
-    config.client_key_file = *key;
+    if (config.client_cert_file.empty() != config.client_key_file.empty() ||
+        config.client_cert_pem.empty() != config.client_key_pem.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": a client certificate needs its key, in the same form (both "
+                              "files or both data)"));
+    }
     if (user["exec"] || user["auth-provider"]) {
       return absl::InvalidArgumentError(absl::StrCat(
           where, ": exec and auth-provider credential plugins are not supported; use a token "
                  "or a client certificate"));
     }
   }
-  if (config.token.empty() && config.token_file.empty() && config.client_cert_file.empty()) {
+  if (config.token.empty() && config.token_file.empty() && config.client_cert_file.empty() &&
+      config.client_cert_pem.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": the user has no token and no client certificate"));
   }
   return config;
 }
+
+}  // namespace
 
 absl::StatusOr<KubeConfig> InClusterConfig(const std::string& sa_dir) {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
@@ -569,9 +606,13 @@ http::ClientOptions KubeClient::ConnectionOptions() {
   o.port = config_.port;
   o.tls = true;
   o.ca_file = config_.ca_file;
+  o.ca_pem = config_.ca_pem;
+  o.server_name = config_.server_name;
   o.insecure_skip_verify = config_.insecure_skip_verify;
   o.client_cert_file = config_.client_cert_file;
   o.client_key_file = config_.client_key_file;
+  o.client_cert_pem = config_.client_cert_pem;
+  o.client_key_pem = config_.client_key_pem;
   o.timeout = options_.timeout;
   const std::string token = Token();
   if (!token.empty()) {
@@ -581,7 +622,8 @@ http::ClientOptions KubeClient::ConnectionOptions() {
 }
 
 absl::StatusOr<std::string> KubeClient::Get(const std::string& target) {
-  absl::StatusOr<http::ClientResponse> res = http::Fetch(ConnectionOptions(), "GET", target);
+  absl::StatusOr<http::ClientResponse> res =
+      http::Fetch(ConnectionOptions(), "GET", config_.ApiPath(target));
   if (!res.ok()) {
     return absl::UnavailableError(absl::StrCat("Kubernetes API: ", res.status().message()));
   }
@@ -640,9 +682,9 @@ std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec, ExecObserver*
   query.stdout = true;
   query.stderr = !spec.tty;
   query.tty = spec.tty;
-  const std::string target =
+  const std::string target = config_.ApiPath(
       absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(spec.namespace_name), "/pods/",
-                   k8s::UrlEncode(spec.pod), "/exec?", k8s::EncodeExecQuery(query));
+                   k8s::UrlEncode(spec.pod), "/exec?", k8s::EncodeExecQuery(query)));
   auto bridge = std::make_shared<ExecBridge>(observer);
   auto handle = std::make_unique<ExecStream>(bridge);
   if (spec.tty && spec.width > 0 && spec.height > 0) {

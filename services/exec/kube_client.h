@@ -30,21 +30,34 @@ namespace podgate::exec {
 struct KubeConfig {
   std::string host;
   uint16_t port = 443;
+  // The server URL's path, e.g. "/k8s/clusters/c-1" behind a proxy; every API path goes under
+  // it. Empty for a server at the root.
+  std::string path_prefix;
+  // tls-server-name: the name to verify the server certificate against (and SNI); empty: host.
+  std::string server_name;
+  // The CA as a file, or (certificate-authority-data) as PEM held in memory.
   std::string ca_file;
+  std::string ca_pem;
   bool insecure_skip_verify = false;
   // A bearer token, or a file to (re-)read it from.
   std::string token;
   std::string token_file;
+  // The client certificate and key as files, or (client-*-data) as PEM held in memory.
   std::string client_cert_file;
   std::string client_key_file;
+  std::string client_cert_pem;
+  std::string client_key_pem;
   // Where the config came from, for messages.
   std::string source;
+
+  // `path` ("/api/v1/...") under the server's path prefix.
+  std::string ApiPath(const std::string& path) const { return path_prefix + path; }
 };
 
-// Reads a kubeconfig (current context). `*-data` fields are written to files under
-// `scratch_dir` (mode 0600). Refuses insecure-skip-tls-verify unless `allow_insecure`.
-absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure,
-                                          const std::string& scratch_dir);
+// Reads a kubeconfig (current context). `*-data` fields stay in memory (nothing is written to
+// disk). Honours the server URL's path and tls-server-name; refuses proxy-url, credential
+// plugins and insecure-skip-tls-verify (unless `allow_insecure`) with a message naming them.
+absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure);
 
 // The in-cluster configuration: KUBERNETES_SERVICE_HOST/PORT (IPv6 hosts included) and the
 // service account's token and CA under `sa_dir` (normally

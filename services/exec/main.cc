@@ -103,12 +103,8 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_kubeconfig).empty()) {
     kube_config = podgate::exec::InClusterConfig(absl::GetFlag(FLAGS_service_account_dir));
   } else {
-    char scratch[] = "/tmp/podgate-exec-XXXXXX";
-    if (mkdtemp(scratch) == nullptr) {
-      rt::ExitWithError("cannot create a private temporary directory for kubeconfig data");
-    }
     kube_config = podgate::exec::LoadKubeconfig(absl::GetFlag(FLAGS_kubeconfig),
-                                                absl::GetFlag(FLAGS_kube_allow_insecure), scratch);
+                                                absl::GetFlag(FLAGS_kube_allow_insecure));
   }
   if (!kube_config.ok()) {
     rt::ExitWithError(absl::StrCat("--kubeconfig: ", kube_config.status().message()));

@@ -2,6 +2,7 @@
 #include "exec/kube_client.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_replace.h"
@@ -44,27 +45,70 @@ users:
       token: abc.def
 )";
 
-TEST_F(KubeconfigTest, ReadsTheCurrentContextAndWritesDataFieldsToPrivateFiles) {
-  auto config = LoadKubeconfig(Write("kc", kBase), false, dir_);
+// Data fields used to be written to /tmp/podgate-exec-* and never deleted; they stay in
+// memory now, and nothing appears on disk.
+TEST_F(KubeconfigTest, ReadsTheCurrentContextAndKeepsDataFieldsInMemory) {
+  const auto scratch_dirs = [] {
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/tmp")) {
+      n += entry.path().filename().string().rfind("podgate-exec-", 0) == 0 ? 1 : 0;
+    }
+    return n;
+  };
+  const int before = scratch_dirs();
+  auto config = LoadKubeconfig(Write("kc", kBase), false);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->host, "fd00::1");
   EXPECT_EQ(config->port, 6443);
+  EXPECT_EQ(config->path_prefix, "");
   EXPECT_EQ(config->token, "abc.def");
-  ASSERT_FALSE(config->ca_file.empty());
-  std::ifstream ca(config->ca_file);
-  std::string first;
-  std::getline(ca, first);
-  EXPECT_EQ(first, "-----BEGIN CERTIFICATE-----");
-  struct stat st {};
-  ASSERT_EQ(stat(config->ca_file.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_TRUE(config->ca_file.empty());
+  EXPECT_EQ(config->ca_pem, "-----BEGIN CERTIFICATE-----\n");
+  EXPECT_EQ(scratch_dirs(), before);
+}
+
+TEST_F(KubeconfigTest, ServerPathTlsServerNameAndProxyUrl) {
+  std::string text = absl::StrReplaceAll(
+      kBase, {{"https://[fd00::1]:6443", "https://rancher.example.com/k8s/clusters/c-m-1/"}});
+  text.insert(text.find("      certificate-authority-data"),
+              "      tls-server-name: kubernetes.internal\n");
+  auto config = LoadKubeconfig(Write("kc", text), false);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->host, "rancher.example.com");
+  EXPECT_EQ(config->path_prefix, "/k8s/clusters/c-m-1");
+  EXPECT_EQ(config->ApiPath("/api/v1/pods"), "/k8s/clusters/c-m-1/api/v1/pods");
+  EXPECT_EQ(config->server_name, "kubernetes.internal");
+  for (const char* bad : {"https://h/a/../b", "https://h/a?x=1", "https://h/a#f", "https://u@h/",
+                          "https://h/a b", "https://h//a"}) {
+    std::string t = absl::StrReplaceAll(kBase, {{"https://[fd00::1]:6443", bad}});
+    EXPECT_FALSE(LoadKubeconfig(Write("kc", t), false).ok()) << bad;
+  }
+  std::string proxied = kBase;
+  proxied.insert(proxied.find("      certificate-authority-data"),
+                 "      proxy-url: http://proxy:3128\n");
+  EXPECT_THAT(LoadKubeconfig(Write("p", proxied), false).status().ToString(),
+              HasSubstr("proxy-url is not supported"));
+}
+
+TEST_F(KubeconfigTest, WrongYamlTypesAreErrorsNotExceptions) {
+  std::string not_bool = kBase;
+  not_bool.insert(not_bool.find("      certificate-authority-data"),
+                  "      insecure-skip-tls-verify: maybe\n");
+  EXPECT_THAT(LoadKubeconfig(Write("a", not_bool), true).status().ToString(),
+              HasSubstr("kubeconfig"));
+  std::string list_name = absl::StrReplaceAll(kBase, {{"  - name: dev\n", "  - name: [dev]\n"}});
+  EXPECT_FALSE(LoadKubeconfig(Write("b", list_name), false).ok());
+  std::string cert_without_key = absl::StrReplaceAll(
+      kBase, {{"      token: abc.def", "      client-certificate-data: LS0tLQo="}});
+  EXPECT_THAT(LoadKubeconfig(Write("c", cert_without_key), false).status().ToString(),
+              HasSubstr("needs its key"));
 }
 
 TEST_F(KubeconfigTest, RelativeFilesResolveAgainstTheKubeconfigAndPortDefaultsTo443) {
   std::string text = kBase;
   text = absl::StrReplaceAll(text, {{"https://[fd00::1]:6443", "https://api.example.com"}});
   text = absl::StrReplaceAll(text, {{"certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==", "certificate-authority: ca.crt"}});
-  auto config = LoadKubeconfig(Write("kc", text), false, dir_);
+  auto config = LoadKubeconfig(Write("kc", text), false);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->host, "api.example.com");
   EXPECT_EQ(config->port, 443);
@@ -75,33 +119,33 @@ TEST_F(KubeconfigTest, UnsafeOrIncompleteConfigsAreRefusedClearly) {
   std::string insecure = kBase;
   insecure.insert(insecure.find("      certificate-authority-data"),
                   "      insecure-skip-tls-verify: true\n");
-  EXPECT_THAT(LoadKubeconfig(Write("a", insecure), false, dir_).status().ToString(),
+  EXPECT_THAT(LoadKubeconfig(Write("a", insecure), false).status().ToString(),
               HasSubstr("insecure-skip-tls-verify"));
-  EXPECT_TRUE(LoadKubeconfig(Write("a", insecure), true, dir_).ok());
+  EXPECT_TRUE(LoadKubeconfig(Write("a", insecure), true).ok());
 
   std::string plain = kBase;
   plain = absl::StrReplaceAll(plain, {{"https://", "http://"}});
-  EXPECT_THAT(LoadKubeconfig(Write("b", plain), false, dir_).status().ToString(),
+  EXPECT_THAT(LoadKubeconfig(Write("b", plain), false).status().ToString(),
               HasSubstr("not https://"));
 
   std::string no_context = kBase;
   no_context = absl::StrReplaceAll(no_context, {{"current-context: dev", "current-context: gone"}});
-  EXPECT_THAT(LoadKubeconfig(Write("c", no_context), false, dir_).status().ToString(),
+  EXPECT_THAT(LoadKubeconfig(Write("c", no_context), false).status().ToString(),
               HasSubstr("context 'gone' not found"));
 
   std::string plugin = kBase;
   plugin = absl::StrReplaceAll(plugin, {{"      token: abc.def", "      exec: {command: aws, apiVersion: client.authentication.k8s.io/v1}"}});
-  EXPECT_THAT(LoadKubeconfig(Write("d", plugin), false, dir_).status().ToString(),
+  EXPECT_THAT(LoadKubeconfig(Write("d", plugin), false).status().ToString(),
               HasSubstr("not supported"));
 
   std::string bad_port = kBase;
   bad_port = absl::StrReplaceAll(bad_port, {{":6443", ":99999"}});
-  EXPECT_THAT(LoadKubeconfig(Write("e", bad_port), false, dir_).status().ToString(),
+  EXPECT_THAT(LoadKubeconfig(Write("e", bad_port), false).status().ToString(),
               HasSubstr("bad port"));
 
-  EXPECT_THAT(LoadKubeconfig(Write("f", "{not: [yaml"), false, dir_).status().ToString(),
+  EXPECT_THAT(LoadKubeconfig(Write("f", "{not: [yaml"), false).status().ToString(),
               HasSubstr("kubeconfig"));
-  EXPECT_FALSE(LoadKubeconfig(dir_ + "/missing", false, dir_).ok());
+  EXPECT_FALSE(LoadKubeconfig(dir_ + "/missing", false).ok());
 }
 
 TEST_F(KubeconfigTest, InClusterConfigUsesTheServiceAccount) {

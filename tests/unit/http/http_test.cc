@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -311,6 +312,38 @@ TEST_F(HttpTest, TlsWithClientCertificate) {
   r = Fetch(wrong, "GET", "/hello");
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("TLS handshake"));
+}
+
+// The CA and the client certificate held in memory (a kubeconfig's *-data fields), never
+// written to a file.
+TEST_F(HttpTest, TlsWithPemHeldInMemory) {
+  std::string dir = testing::MakeTempDir("http-tls-pem");
+  absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki(dir);
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  ServerOptions o;
+  o.cert_file = pki->server_cert;
+  o.key_file = pki->server_key;
+  o.client_ca_file = pki->ca_cert;
+  StartServer(o);
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  ClientOptions c = Client();
+  c.tls = true;
+  c.ca_pem = read(pki->ca_cert);
+  c.client_cert_pem = read(pki->client_cert);
+  c.client_key_pem = read(pki->client_key);
+  c.server_name = "localhost";
+  absl::StatusOr<ClientResponse> r = Fetch(c, "GET", "/hello");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, "hello podgate-client");
+  c.ca_pem = read(pki->other_ca_cert);
+  r = Fetch(c, "GET", "/hello");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("TLS handshake"));
+  c.ca_pem = "not a certificate";
+  EXPECT_THAT(Fetch(c, "GET", "/hello").status().message(), HasSubstr("TLS client setup"));
 }
 
 }  // namespace
