@@ -216,6 +216,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServiceChannel(
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Reconnect within about a second of a peer coming back. gRPC's default backoff grows x1.6
+  // to 120 s, so after a long outage the next attempt could be tens of seconds away while the
+  // peer was already serving, and every call failed fast meanwhile. The peers are our own
+  // services on the cluster network: a connection attempt a second is cheap.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   if (!options.server_name_override.empty()) {
     args.SetSslTargetNameOverride(options.server_name_override);
   }
