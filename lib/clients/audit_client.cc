@@ -1,5 +1,6 @@
 #include "clients/audit_client.h"
 
+#include <atomic>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "clients/correlated_stream.h"
 #include "runtime/ids.h"
+#include "runtime/log.h"
 
 namespace podgate::clients {
 namespace {
@@ -66,6 +68,8 @@ class RecordProtocol {
 CorrelatedStreamOptions StreamOptions(const AuditClientOptions& options) {
   CorrelatedStreamOptions stream;
   stream.max_pending = options.max_pending;
+  // An audit record is never given up because its caller stopped waiting.
+  stream.keep_until_settled = true;
   stream.initial_backoff = options.initial_backoff;
   stream.max_backoff = options.max_backoff;
   return stream;
@@ -82,13 +86,21 @@ class AuditClient::Core {
 
   const AuditClientOptions options;
   CorrelatedStream<RecordProtocol> stream;
+  // The last "backlog full" log line, so that a long outage logs every 10 s, not per event.
+  std::atomic<int64_t> last_full_log_ns{0};
 };
 
 AuditClient::AuditClient(std::shared_ptr<grpc::Channel> channel, AuditClientOptions options,
                          runtime::TimerQueue* timers)
     : core_(std::make_unique<Core>(std::move(channel), std::move(options), timers)) {}
 
-AuditClient::~AuditClient() { core_->stream.CloseAndWait(); }
+AuditClient::~AuditClient() {
+  core_->stream.CloseAndWait();
+  if (const int64_t lost = core_->stream.unsettled_at_close(); lost > 0) {
+    log::Error("audit events never acknowledged at shutdown",
+               {{"events", lost}, {"source_service", core_->options.source_service}});
+  }
+}
 
 void AuditClient::Record(podgate::common::v1::AuditEvent event, Callback done) {
   if (event.id().empty()) {
@@ -103,12 +115,28 @@ void AuditClient::Record(podgate::common::v1::AuditEvent event, Callback done) {
   if (event.source_service().empty()) {
     event.set_source_service(core_->options.source_service);
   }
+  if (saturated()) {
+    const int64_t now = absl::GetCurrentTimeNanos();
+    int64_t last = core_->last_full_log_ns.load();
+    if (now - last > absl::ToInt64Nanoseconds(absl::Seconds(10)) &&
+        core_->last_full_log_ns.compare_exchange_strong(last, now)) {
+      log::Error("audit backlog full: events are refused until audit acknowledges",
+                 {{"waiting", static_cast<int64_t>(pending())},
+                  {"limit", static_cast<int64_t>(core_->options.max_pending)}});
+    }
+  }
   audit::v1::RecordRequest request;
   *request.mutable_event() = std::move(event);
   core_->stream.Submit(std::move(request), core_->options.ack_timeout, std::move(done));
 }
 
 size_t AuditClient::pending() const { return core_->stream.pending(); }
+
+bool AuditClient::saturated() const {
+  return core_->options.max_pending != 0 && core_->stream.pending() >= core_->options.max_pending;
+}
+
+int64_t AuditClient::acked_late() const { return core_->stream.settled_late(); }
 
 int64_t AuditClient::streams_opened() const { return core_->stream.streams_opened(); }
 

@@ -1,12 +1,15 @@
 // The client every podgate service uses to record audit events: one `audit.v1.Record` stream
 // per process, multiplexing every session's events, with acks routed back per event.
 //
-// Nothing is lost while the audit service blips: an event that is not acked when its stream
-// breaks is resent on the next stream (ids make resends idempotent) until its ack timeout.
-// The caller learns the outcome of each event exactly once: OK once durable, or an error —
-// DEADLINE_EXCEEDED (no ack in time), RESOURCE_EXHAUSTED (too many events waiting),
-// INVALID_ARGUMENT (audit rejected it), CANCELLED (the client is shutting down). In strict
-// mode, exec lets nothing reach a pod until the relevant event is acked.
+// Nothing is lost while the audit service is away: an event that is not acked when its stream
+// breaks is resent on the next stream (ids make resends idempotent), and keeps being resent
+// until it is acked — past its ack timeout too. The caller learns an outcome exactly once: OK
+// once durable, or an error — DEADLINE_EXCEEDED (no ack within the ack timeout: the caller
+// stops waiting, the event does not stop trying), RESOURCE_EXHAUSTED (max_pending events wait
+// already: the bound on memory; exec then refuses new commands rather than forget records),
+// INVALID_ARGUMENT (audit rejected it), CANCELLED (the client is shutting down). Events still
+// unacked at shutdown are counted and logged. In strict mode, exec lets nothing reach a pod
+// until the relevant event is acked.
 #pragma once
 
 #include <cstdint>
@@ -51,8 +54,12 @@ class AuditClient {
   // a lock that `done` takes. Never blocks.
   void Record(podgate::common::v1::AuditEvent event, Callback done);
 
-  // Events waiting for an ack.
+  // Events waiting for an ack (those whose caller already heard DEADLINE_EXCEEDED included).
   size_t pending() const;
+  // Whether max_pending events wait: Record refuses until acks drain the backlog.
+  bool saturated() const;
+  // Events acked after their caller heard DEADLINE_EXCEEDED.
+  int64_t acked_late() const;
   // Streams opened so far (1 + reconnects).
   int64_t streams_opened() const;
 

@@ -73,6 +73,11 @@ struct CorrelatedStreamOptions {
   // Entries waiting to be settled; past this, Submit fails at once with RESOURCE_EXHAUSTED.
   // 0: no limit.
   size_t max_pending = 0;
+  // What a timeout ends. false: the entry is gone (a question nobody waits for any more).
+  // true: the caller hears TimedOut, but the entry keeps waiting and is sent again on every
+  // new stream until a response settles it (an audit event must not be forgotten because the
+  // caller stopped waiting); it still counts against max_pending, so the bound holds.
+  bool keep_until_settled = false;
   // First wait before reopening a stream that ended with entries to send again; doubles up to
   // max_backoff.
   absl::Duration initial_backoff = absl::Milliseconds(100);
@@ -111,8 +116,12 @@ class CorrelatedStream {
   // callback takes.
   void CloseAndWait() { core_->Close(/*wait=*/true); }
 
-  // Entries waiting to be settled.
+  // Entries waiting to be settled (those whose caller already heard TimedOut included).
   size_t pending() const { return core_->pending(); }
+  // keep_until_settled: entries settled after their caller heard TimedOut, and entries still
+  // unsettled when the stream was closed (lost: the owner should say so).
+  int64_t settled_late() const { return core_->settled_late(); }
+  int64_t unsettled_at_close() const { return core_->unsettled_at_close(); }
   // Streams opened so far (1 + reconnects).
   int64_t streams_opened() const { return core_->streams_opened(); }
 
@@ -138,6 +147,14 @@ class CorrelatedStream {
     int64_t streams_opened() const {
       absl::MutexLock lock(&mu_);
       return streams_opened_;
+    }
+    int64_t settled_late() const {
+      absl::MutexLock lock(&mu_);
+      return settled_late_;
+    }
+    int64_t unsettled_at_close() const {
+      absl::MutexLock lock(&mu_);
+      return unsettled_at_close_;
     }
 
     // From the reactor.
@@ -196,6 +213,8 @@ class CorrelatedStream {
     int64_t streams_opened_ ABSL_GUARDED_BY(mu_) = 0;
     int live_streams_ ABSL_GUARDED_BY(mu_) = 0;
     bool closing_ ABSL_GUARDED_BY(mu_) = false;
+    int64_t settled_late_ ABSL_GUARDED_BY(mu_) = 0;
+    int64_t unsettled_at_close_ ABSL_GUARDED_BY(mu_) = 0;
   };
 
   // One stream. Holds its Core alive until OnDone. The flags and request_ are guarded by the
@@ -250,7 +269,9 @@ void CorrelatedStream<Protocol>::Core::Actions::Run() {
     release_hold_on->RemoveHold();
   }
   for (Completion& c : completions) {
-    c.done(std::move(c.result));
+    if (c.done) {  // empty: the caller already heard TimedOut (keep_until_settled)
+      c.done(std::move(c.result));
+    }
   }
 }
 
@@ -392,6 +413,9 @@ void CorrelatedStream<Protocol>::Core::OnResponse(const Response& response) {
         continue;  // already timed out, or settled twice
       }
       timers_->Cancel(it->second.timer);
+      if (!it->second.done) {
+        ++settled_late_;
+      }
       actions.completions.push_back({std::move(it->second.done), std::move(result)});
       pending_.erase(it);
     }
@@ -467,11 +491,15 @@ void CorrelatedStream<Protocol>::Core::OnTimeout(const std::string& id, absl::Du
   {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(id);
-    if (it == pending_.end()) {
+    if (it == pending_.end() || !it->second.done) {
       return;
     }
     done = std::move(it->second.done);
-    pending_.erase(it);
+    it->second.done = nullptr;
+    if (!options_.keep_until_settled) {
+      pending_.erase(it);
+    }
+    // else the entry stays: sent again on each new stream until a response settles it.
   }
   done(Result(protocol_.TimedOut(timeout)));
 }
@@ -493,7 +521,11 @@ void CorrelatedStream<Protocol>::Core::Close(bool wait) {
     }
     for (auto& [id, entry] : pending_) {
       timers_->Cancel(entry.timer);
-      waiting.push_back(std::move(entry.done));
+      if (entry.done) {
+        waiting.push_back(std::move(entry.done));
+      } else {
+        ++unsettled_at_close_;  // its caller heard TimedOut; now it is lost
+      }
     }
     pending_.clear();
     unsent_.clear();

@@ -239,7 +239,56 @@ TEST_F(AuditClientTest, SilenceEndsInDeadlineExceeded) {
   ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(5)));
   EXPECT_EQ(outcome.Get("e1").code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(290));
+  // The caller stopped waiting; the event did not stop trying.
+  EXPECT_EQ(client->pending(), 1u);
+}
+
+// Events exec records without waiting (results, requests, closes) were dropped when their ack
+// timeout passed during an audit restart: users saw exit 0 while audit had no result. An event
+// now waits for its ack however long it takes, within the max_pending bound.
+TEST_F(AuditClientTest, AnEventWhoseCallerStoppedWaitingIsDeliveredWhenAuditReturns) {
+  audit_.mode = Mode::kSilent;
+  StartServer();
+  AuditClientOptions options;
+  options.ack_timeout = absl::Milliseconds(300);
+  options.initial_backoff = absl::Milliseconds(50);
+  options.max_backoff = absl::Milliseconds(200);
+  auto client = Client(options);
+  client->Record(Event("e1"), outcome.For("e1"));
+  client->Record(Event("e2"), outcome.For("e2"));
+  ASSERT_TRUE(outcome.WaitFor(2, absl::Seconds(5)));
+  EXPECT_EQ(outcome.Get("e1").code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(client->pending(), 2u);
+  // Audit restarts: the silent stream breaks, and the events go out on the next one.
+  const int port = port_;
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_.reset();
+  StartServer(port);
+  for (int i = 0; i < 200 && client->pending() > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   EXPECT_EQ(client->pending(), 0u);
+  EXPECT_EQ(client->acked_late(), 2);
+  const auto received = audit_.received();
+  EXPECT_GE(received.at("e1"), 2);
+  EXPECT_GE(received.at("e2"), 2);
+}
+
+TEST_F(AuditClientTest, EventsPastTheirCallersTimeoutStillCountAgainstTheBound) {
+  audit_.mode = Mode::kSilent;
+  StartServer();
+  AuditClientOptions options;
+  options.max_pending = 2;
+  options.ack_timeout = absl::Milliseconds(100);
+  auto client = Client(options);
+  client->Record(Event("a"), outcome.For("a"));
+  EXPECT_FALSE(client->saturated());
+  client->Record(Event("b"), outcome.For("b"));
+  ASSERT_TRUE(outcome.WaitFor(2, absl::Seconds(5)));
+  EXPECT_TRUE(client->saturated());
+  client->Record(Event("c"), outcome.For("c"));
+  ASSERT_TRUE(outcome.WaitFor(3, absl::Seconds(5)));
+  EXPECT_EQ(outcome.Get("c").code(), absl::StatusCode::kResourceExhausted);
 }
 
 TEST_F(AuditClientTest, TooManyWaitingEventsFailAtOnce) {
