@@ -542,10 +542,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(o.header_limit_bytes));
     parser_->body_limit(o.body_limit_bytes);
-    beast::get_lowest_layer(stream_).expires_after(ToChrono(first_request_ ? o.handshake_timeout
-                                                            : authenticated_
-                                                                ? o.idle_timeout
-                                                                : o.unauthenticated_idle_timeout));
+    beast::get_lowest_layer(stream_).expires_after(
+        ToChrono(first_request_   ? o.handshake_timeout
+                 : authenticated_ ? o.idle_timeout
+                                  : o.unauthenticated_idle_timeout.value_or(o.idle_timeout)));
     first_request_ = false;
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&HttpSession::OnRead, this->shared_from_this()));

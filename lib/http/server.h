@@ -112,8 +112,9 @@ struct ServerOptions {
   absl::Duration handshake_timeout = absl::Seconds(10);  // TLS + request headers + upgrade
   absl::Duration idle_timeout = absl::Seconds(60);       // keep-alive HTTP between requests
   // Keep-alive between requests on a connection none of whose requests was authenticated
-  // (RouteResult::authenticated), so idle anonymous connections do not pile up.
-  absl::Duration unauthenticated_idle_timeout = absl::Seconds(60);
+  // (RouteResult::authenticated), so idle anonymous connections do not pile up. Unset: as
+  // idle_timeout.
+  std::optional<absl::Duration> unauthenticated_idle_timeout;
   // WebSocket keepalive: ping when the peer has been silent for half of it, close when it stays
   // silent for all of it. Infinite (the default) disables pings.
   absl::Duration websocket_keepalive = absl::InfiniteDuration();

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -1731,6 +1732,45 @@ TEST_F(EdgeTest, AFloodOfBadTokensIsDroppedPastTheAuditQueue) {
   EXPECT_GE(
       Metric("podgate_edge_auth_audit_dropped_total{reason=\"queue_full\"}", edge.metrics_port),
       45);
+}
+
+// stdin is flow-controlled at edge: a browser flooding stdin into a command that never reads
+// it is held back (one write to exec at a time, at most 32 requests queued, then edge stops
+// reading the WebSocket and TCP pushes back), so edge's memory stays bounded.
+TEST_F(EdgeTest, AStdinFloodIntoACommandThatNeverReadsKeepsEdgeMemoryBounded) {
+  EdgeReplica edge;
+  ASSERT_TRUE(StartEdge({"--messages_per_second=100000", "--message_burst=100000",
+                         "--user_messages_per_second=100000", "--user_message_burst=100000"},
+                        &edge));
+  auto ws = V1(Token("stdin-flood"), edge.http_port);
+  ASSERT_NE(ws, nullptr);
+  ASSERT_NE(StartCommand(*ws, "s1", "sleep 67"), -1);
+  const pid_t pid = edge.process->pid();
+  const int64_t before = RssKiB(pid);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> written{0};
+  const std::string frame = std::string(1, '\0') + std::string(60000, 'y');
+  std::thread flood([&] {
+    while (!stop.load() && written.load() < (int64_t{200} << 20)) {
+      if (!ws->Write(frame, true).ok()) {
+        return;  // edge stopped reading and the write timed out
+      }
+      written += static_cast<int64_t>(frame.size()) - 1;
+    }
+  });
+  int64_t peak = before;
+  for (int i = 0; i < 40; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    peak = std::max(peak, RssKiB(pid));
+  }
+  stop = true;
+  flood.join();
+  peak = std::max(peak, RssKiB(pid));
+  std::cout << "edge RSS before " << before << " KiB, peak " << peak << " KiB while a browser "
+            << "flooded " << (written.load() >> 20) << " MiB of stdin into `sleep`\n";
+  // Buffering what the browser sent would cost tens of MiB; the bound is 32 queued requests of
+  // at most 64 KiB plus socket and allocator slack.
+  EXPECT_LT(peak - before, 14 * 1024) << "edge buffered stdin instead of pausing the browser";
 }
 
 // With every backend down, the browser gets a clear answer at once, never a hang.
