@@ -1677,7 +1677,8 @@ TEST_F(EdgeTest, AuthFailuresAtEdgeAreAuditedOnceWithoutTheToken) {
     EXPECT_THAT(audit->body, ::testing::Not(HasSubstr(bad)));
     EXPECT_THAT(audit->body, ::testing::Not(HasSubstr(bad.substr(bad.rfind('.') + 1))));
     edge_records.clear();
-    for (const nlohmann::json& r : nlohmann::json::parse(audit->body)["records"]) {
+    const nlohmann::json body = nlohmann::json::parse(audit->body);
+    for (const nlohmann::json& r : body["records"]) {
       if (r["event"].value("source_service", "") == "edge") {
         edge_records.push_back(r["event"]);
       }
@@ -1687,6 +1688,11 @@ TEST_F(EdgeTest, AuthFailuresAtEdgeAreAuditedOnceWithoutTheToken) {
     }
     absl::SleepFor(absl::Milliseconds(200));
   }
+  EXPECT_EQ(edge_records.size(), 6u)
+      << "recorded " << Metric("podgate_edge_auth_audit_recorded_total") << ", dropped "
+      << Metric("podgate_edge_auth_audit_dropped_total{reason=\"queue_full\"}") << "+"
+      << Metric("podgate_edge_auth_audit_dropped_total{reason=\"failed\"}") << "; "
+      << Get(query, Token("ann", {"podgate-auditors"}))->body.substr(0, 3000);
   auto count = [&](const std::string& needle) {
     int n = 0;
     for (const nlohmann::json& r : edge_records) {
@@ -1704,7 +1710,6 @@ TEST_F(EdgeTest, AuthFailuresAtEdgeAreAuditedOnceWithoutTheToken) {
   EXPECT_EQ(count("(path /api/v1/allowed)"), 1);
   EXPECT_EQ(count("(path /api/v1/login)"), 1);
   EXPECT_EQ(count("(path /api/v1/session)"), 1);
-  EXPECT_EQ(edge_records.size(), 6u);
   for (const nlohmann::json& r : edge_records) {
     if (r.dump().find(sub_pod) != std::string::npos) {
       EXPECT_EQ(r["target"]["pod"], sub_pod);
