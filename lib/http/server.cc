@@ -6,13 +6,17 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <deque>
+#include <mutex>
 #include <type_traits>
+#include <unordered_map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -32,13 +36,71 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Impl(net::io_context& io_context, ServerOptions opts, Router r)
-      : io(io_context), options(std::move(opts)), router(std::move(r)), acceptor(io_context) {}
+      : io(io_context),
+        options(std::move(opts)),
+        router(std::move(r)),
+        acceptor(io_context),
+        accept_timer(io_context) {}
 
   void DoAccept() {
     acceptor.async_accept(net::make_strand(io),
                           beast::bind_front_handler(&Impl::OnAccept, shared_from_this()));
   }
   void OnAccept(error_code ec, tcp::socket socket);
+  // Answers (plain HTTP) and closes a connection refused at accept.
+  void Refuse(tcp::socket socket, std::string_view reason);
+
+  bool TracksSources() const {
+    return options.max_connections_per_source > 0 || options.max_unauthenticated_per_source > 0;
+  }
+  // Counts a new (unauthenticated) connection from `source`; the refusal reason when over a
+  // per-source limit.
+  std::optional<std::string_view> AcquireSource(const std::string& source) {
+    std::lock_guard<std::mutex> lock(sources_mu);
+    SourceCounts& c = sources[source];
+    std::optional<std::string_view> refusal;
+    if (options.max_connections_per_source > 0 && c.total >= options.max_connections_per_source) {
+      refusal = "per_source";
+    } else if (options.max_unauthenticated_per_source > 0 &&
+               c.unauthenticated >= options.max_unauthenticated_per_source) {
+      refusal = "unauthenticated_per_source";
+    }
+    if (refusal.has_value()) {
+      if (c.total == 0) {
+        sources.erase(source);
+      }
+      return refusal;
+    }
+    ++c.total;
+    ++c.unauthenticated;
+    return std::nullopt;
+  }
+  void SourceAuthenticated(const std::string& source) {
+    std::lock_guard<std::mutex> lock(sources_mu);
+    auto it = sources.find(source);
+    if (it != sources.end() && it->second.unauthenticated > 0) {
+      --it->second.unauthenticated;
+    }
+  }
+  void ReleaseSource(const std::string& source, bool authenticated) {
+    std::lock_guard<std::mutex> lock(sources_mu);
+    auto it = sources.find(source);
+    if (it == sources.end()) {
+      return;
+    }
+    --it->second.total;
+    if (!authenticated && it->second.unauthenticated > 0) {
+      --it->second.unauthenticated;
+    }
+    if (it->second.total == 0) {
+      sources.erase(it);  // memory follows the open connections, not every address ever seen
+    }
+  }
+
+  struct SourceCounts {
+    size_t total = 0;
+    size_t unauthenticated = 0;
+  };
 
   net::io_context& io;
   ServerOptions options;
@@ -48,6 +110,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ServerStats stats;
   std::atomic<bool> stopped{false};
   uint16_t port = 0;
+  std::mutex sources_mu;
+  std::unordered_map<std::string, SourceCounts> sources;  // guarded by sources_mu
+  std::atomic<int> refusals_in_flight{0};
+  // Only the accept loop touches these (one accept or one pause outstanding at a time).
+  net::steady_timer accept_timer;
+  absl::Duration accept_backoff = absl::ZeroDuration();
 };
 
 namespace {
@@ -69,6 +137,84 @@ class ConnectionCount {
 
  private:
   ServerStats& stats_;
+};
+
+// A connection's place in its source address's counts (Server::Impl::AcquireSource), released
+// when the last session object owning the connection goes.
+class SourceSlot {
+ public:
+  SourceSlot(std::shared_ptr<Server::Impl> server, std::string source)
+      : server_(std::move(server)), source_(std::move(source)) {}
+  ~SourceSlot() { server_->ReleaseSource(source_, authenticated_.load()); }
+  SourceSlot(const SourceSlot&) = delete;
+  SourceSlot& operator=(const SourceSlot&) = delete;
+
+  void MarkAuthenticated() {
+    if (!authenticated_.exchange(true)) {
+      server_->SourceAuthenticated(source_);
+    }
+  }
+
+ private:
+  std::shared_ptr<Server::Impl> server_;
+  std::string source_;
+  std::atomic<bool> authenticated_{false};
+};
+
+// A connection refused at accept: a short HTTP answer (plain HTTP only), then the request the
+// client may already have sent is read and dropped until it closes, for at most a second, so
+// the answer is not lost to a reset.
+class Refusal : public std::enable_shared_from_this<Refusal> {
+ public:
+  Refusal(tcp::socket socket, std::string text, std::shared_ptr<Server::Impl> server)
+      : socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        text_(std::move(text)),
+        server_(std::move(server)) {}
+  ~Refusal() { --server_->refusals_in_flight; }
+
+  void Run() {
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (!ec) {
+        error_code ignored;
+        self->socket_.close(ignored);
+      }
+    });
+    net::async_write(socket_, net::buffer(text_),
+                     [self = shared_from_this()](error_code ec, size_t) {
+                       if (ec) {
+                         self->Done();
+                         return;
+                       }
+                       error_code ignored;
+                       self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+                       self->Drain();
+                     });
+  }
+
+ private:
+  void Drain() {
+    socket_.async_read_some(net::buffer(buffer_),
+                            [self = shared_from_this()](error_code ec, size_t) {
+                              if (ec) {
+                                self->Done();
+                                return;
+                              }
+                              self->Drain();
+                            });
+  }
+  void Done() {
+    timer_.cancel();
+    error_code ignored;
+    socket_.close(ignored);
+  }
+
+  tcp::socket socket_;
+  net::steady_timer timer_;
+  std::string text_;
+  std::shared_ptr<Server::Impl> server_;
+  char buffer_[1024];
 };
 
 bool HeaderHasToken(const Request& req, bhttp::field field, std::string_view token) {
@@ -98,8 +244,12 @@ template <class Stream>
 class WebSocketSession : public WebSocketConnection,
                          public std::enable_shared_from_this<WebSocketSession<Stream>> {
  public:
-  WebSocketSession(Stream&& stream, std::shared_ptr<Server::Impl> server)
-      : ws_(std::move(stream)), server_(std::move(server)), count_(server_->stats) {}
+  WebSocketSession(Stream&& stream, std::shared_ptr<Server::Impl> server,
+                   std::unique_ptr<SourceSlot> source)
+      : ws_(std::move(stream)),
+        server_(std::move(server)),
+        count_(server_->stats),
+        source_(std::move(source)) {}
 
   void Accept(Request request, std::string subprotocol, std::shared_ptr<WebSocketHandler> handler) {
     request_ = std::move(request);
@@ -187,6 +337,12 @@ class WebSocketSession : public WebSocketConnection,
   }
 
   size_t queued_bytes() const override { return queued_bytes_.load(); }
+
+  void SetAuthenticated() override {
+    if (source_ != nullptr) {
+      source_->MarkAuthenticated();
+    }
+  }
 
   net::any_io_executor executor() const override {
     return const_cast<websocket::stream<Stream>&>(ws_).get_executor();
@@ -312,6 +468,7 @@ class WebSocketSession : public WebSocketConnection,
   websocket::stream<Stream> ws_;
   std::shared_ptr<Server::Impl> server_;
   ConnectionCount count_;
+  const std::unique_ptr<SourceSlot> source_;  // null when sources are not tracked
   Request request_;
   std::shared_ptr<WebSocketHandler> handler_;
   beast::flat_buffer read_buffer_;
@@ -331,8 +488,12 @@ class WebSocketSession : public WebSocketConnection,
 template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
-  HttpSession(Stream&& stream, std::shared_ptr<Server::Impl> server)
-      : stream_(std::move(stream)), server_(std::move(server)), count_(server_->stats) {}
+  HttpSession(Stream&& stream, std::shared_ptr<Server::Impl> server,
+              std::unique_ptr<SourceSlot> source)
+      : stream_(std::move(stream)),
+        server_(std::move(server)),
+        count_(server_->stats),
+        source_(std::move(source)) {}
 
   void Run(std::string remote) {
     context_.remote_address = std::move(remote);
@@ -382,7 +543,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     parser_->header_limit(static_cast<uint32_t>(o.header_limit_bytes));
     parser_->body_limit(o.body_limit_bytes);
     beast::get_lowest_layer(stream_).expires_after(
-        ToChrono(first_request_ ? o.handshake_timeout : o.idle_timeout));
+        ToChrono(first_request_   ? o.handshake_timeout
+                 : authenticated_ ? o.idle_timeout
+                                  : o.unauthenticated_idle_timeout.value_or(o.idle_timeout)));
     first_request_ = false;
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&HttpSession::OnRead, this->shared_from_this()));
@@ -424,9 +587,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         routed.method(bhttp::verb::get);
       }
       result = server_->router(routed, context_, upgrade);
+      if (result.authenticated && !authenticated_) {
+        authenticated_ = true;
+        if (source_ != nullptr) {
+          source_->MarkAuthenticated();
+        }
+      }
       if (upgrade && result.websocket != nullptr) {
         beast::get_lowest_layer(stream_).expires_never();
-        auto ws = std::make_shared<WebSocketSession<Stream>>(std::move(stream_), server_);
+        auto ws = std::make_shared<WebSocketSession<Stream>>(std::move(stream_), server_,
+                                                             std::move(source_));
         routed.set(bhttp::field::content_length, "0");
         ws->Accept(std::move(routed), std::move(result.subprotocol), std::move(result.websocket));
         return;
@@ -494,42 +664,123 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   Stream stream_;
   std::shared_ptr<Server::Impl> server_;
   ConnectionCount count_;
+  std::unique_ptr<SourceSlot> source_;  // handed to the WebSocket on an upgrade
   RequestContext context_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::shared_ptr<Response> response_;
   bool first_request_ = true;
+  bool authenticated_ = false;  // a request on this connection was authenticated
 };
 
 }  // namespace
+
+namespace {
+
+// Accept errors that mean "no descriptor or memory right now": retrying at once only spins.
+bool IsResourceShortage(const error_code& ec) {
+  return ec == net::error::no_descriptors ||                          // EMFILE
+         ec == boost::system::errc::too_many_files_open_in_system ||  // ENFILE
+         ec == net::error::no_buffer_space || ec == net::error::no_memory;
+}
+
+std::string RefusalAnswer(std::string_view reason, int retry_after) {
+  const bool replica = reason == "max_connections";
+  const std::string body = absl::StrCat(
+      R"({"error":{"code":"RESOURCE_EXHAUSTED","message":")",
+      replica ? "the server is at its connection limit; try again later"
+      : reason == "per_source"
+          ? "too many connections from this address; close some and try again"
+          : "too many unauthenticated connections from this address; authenticate or close "
+            "some and try again",
+      "\"}}\n");
+  return absl::StrCat("HTTP/1.1 ", replica ? "503 Service Unavailable" : "429 Too Many Requests",
+                      "\r\nServer: podgate\r\nContent-Type: application/json\r\n"
+                      "Cache-Control: no-store\r\nRetry-After: ",
+                      retry_after, "\r\nConnection: close\r\nContent-Length: ", body.size(),
+                      "\r\n\r\n", body);
+}
+
+}  // namespace
+
+void Server::Impl::Refuse(tcp::socket socket, std::string_view reason) {
+  if (options.on_refusal) {
+    options.on_refusal(reason);
+  }
+  // Refusals answer only while few are in flight: a flood is closed without a word rather than
+  // holding descriptors for its answers.
+  constexpr int kMaxRefusalsInFlight = 64;
+  if (ssl_context.has_value() || refusals_in_flight.fetch_add(1) >= kMaxRefusalsInFlight) {
+    if (!ssl_context.has_value()) {
+      --refusals_in_flight;
+    }
+    error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  std::make_shared<Refusal>(std::move(socket), RefusalAnswer(reason, options.retry_after_seconds),
+                            shared_from_this())
+      ->Run();
+}
 
 void Server::Impl::OnAccept(error_code ec, tcp::socket socket) {
   if (ec) {
     if (ec == net::error::operation_aborted || stopped) {
       return;
     }
+    if (IsResourceShortage(ec)) {
+      // The pending connection stays in the listen backlog: retrying at once fails again and
+      // spins a core. Pause, doubling, until an accept succeeds.
+      accept_backoff = accept_backoff == absl::ZeroDuration()
+                           ? options.accept_backoff_initial
+                           : std::min(accept_backoff * 2, options.accept_backoff_max);
+      ++stats.accept_backoffs;
+      if (options.on_accept_backoff) {
+        options.on_accept_backoff(ec.message(), accept_backoff);
+      }
+      accept_timer.expires_after(ToChrono(accept_backoff));
+      accept_timer.async_wait([self = shared_from_this()](error_code timer_ec) {
+        if (timer_ec || self->stopped) {
+          return;
+        }
+        self->DoAccept();
+      });
+      return;
+    }
     DoAccept();
     return;
   }
-  if (stats.connections_open.load() >= static_cast<int64_t>(options.max_connections)) {
-    ++stats.connections_rejected;
-    error_code ignored;
-    socket.close(ignored);
-    DoAccept();
-    return;
-  }
-  ++stats.connections_accepted;
+  accept_backoff = absl::ZeroDuration();
   error_code ep_ec;
   tcp::endpoint remote = socket.remote_endpoint(ep_ec);
+  if (stats.connections_open.load() >= static_cast<int64_t>(options.max_connections)) {
+    ++stats.connections_rejected;
+    Refuse(std::move(socket), "max_connections");
+    DoAccept();
+    return;
+  }
+  std::unique_ptr<SourceSlot> source;
+  if (TracksSources()) {
+    std::string address = ep_ec ? "unknown" : remote.address().to_string();
+    if (std::optional<std::string_view> refusal = AcquireSource(address); refusal.has_value()) {
+      ++(*refusal == "per_source" ? stats.connections_rejected_per_source
+                                  : stats.connections_rejected_unauthenticated);
+      Refuse(std::move(socket), *refusal);
+      DoAccept();
+      return;
+    }
+    source = std::make_unique<SourceSlot>(shared_from_this(), std::move(address));
+  }
+  ++stats.connections_accepted;
   std::string remote_text =
       ep_ec ? "unknown" : absl::StrCat(remote.address().to_string(), ":", remote.port());
   if (ssl_context.has_value()) {
     std::make_shared<HttpSession<TlsStream>>(TlsStream(std::move(socket), *ssl_context),
-                                             shared_from_this())
+                                             shared_from_this(), std::move(source))
         ->Run(std::move(remote_text));
   } else {
     std::make_shared<HttpSession<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)),
-                                                     shared_from_this())
+                                                     shared_from_this(), std::move(source))
         ->Run(std::move(remote_text));
   }
   DoAccept();
@@ -595,6 +846,7 @@ void Server::Stop() {
   net::dispatch(impl_->acceptor.get_executor(), [impl = impl_] {
     error_code ignored;
     impl->acceptor.close(ignored);
+    impl->accept_timer.cancel();
   });
 }
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -52,6 +53,10 @@ class WebSocketConnection {
 
   virtual size_t queued_bytes() const = 0;
 
+  // The peer has authenticated (e.g. with a first message): the connection no longer counts
+  // against ServerOptions::max_unauthenticated_per_source.
+  virtual void SetAuthenticated() {}
+
   // The connection's strand: handler callbacks run on it; I/O objects the handler creates on it
   // share the connection's serialization.
   virtual boost::asio::any_io_executor executor() const = 0;
@@ -80,6 +85,10 @@ struct RouteResult {
   // with a `reply` that may be called from any thread, exactly once, e.g. when a backend call
   // completes; the connection waits (bounded by the idle timeout) without holding a thread.
   std::function<void(std::function<void(Response)> reply)> deferred;
+  // The request carried a verified credential: the connection leaves the unauthenticated count
+  // of its source and keeps the (longer) `idle_timeout` between requests from now on. For an
+  // accepted upgrade, the WebSocket starts authenticated.
+  bool authenticated = false;
 };
 
 // Called on the connection's strand for every request; must not block. For a WebSocket upgrade
@@ -100,18 +109,42 @@ struct ServerOptions {
   size_t websocket_message_limit_bytes = 1024 * 1024;
   size_t write_high_watermark_bytes = 256 * 1024;
   size_t write_hard_limit_bytes = 8 * 1024 * 1024;
-  absl::Duration handshake_timeout = absl::Seconds(10);   // TLS + request headers + upgrade
-  absl::Duration idle_timeout = absl::Seconds(60);        // keep-alive HTTP between requests
+  absl::Duration handshake_timeout = absl::Seconds(10);  // TLS + request headers + upgrade
+  absl::Duration idle_timeout = absl::Seconds(60);       // keep-alive HTTP between requests
+  // Keep-alive between requests on a connection none of whose requests was authenticated
+  // (RouteResult::authenticated), so idle anonymous connections do not pile up. Unset: as
+  // idle_timeout.
+  std::optional<absl::Duration> unauthenticated_idle_timeout;
   // WebSocket keepalive: ping when the peer has been silent for half of it, close when it stays
   // silent for all of it. Infinite (the default) disables pings.
   absl::Duration websocket_keepalive = absl::InfiniteDuration();
   size_t max_connections = 4096;
+  // Per source address: the peer's IP address as the socket reports it (no proxy header is
+  // trusted). Connections of any kind (HTTP and WebSocket), and connections that have not
+  // authenticated yet. Checked at accept, before anything is read; 0 means no limit.
+  size_t max_connections_per_source = 0;
+  size_t max_unauthenticated_per_source = 0;
+  // A refused connection (plain HTTP) is answered 503 (max_connections) or 429 (per source)
+  // with this Retry-After, then closed; a TLS connection is just closed.
+  int retry_after_seconds = 5;
+  // Accepting fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
+  // accept loop pauses this long, doubling up to accept_backoff_max, until an accept succeeds.
+  absl::Duration accept_backoff_initial = absl::Milliseconds(10);
+  absl::Duration accept_backoff_max = absl::Seconds(1);
+  // Called for each connection refused at accept, with the reason: "max_connections",
+  // "per_source", "unauthenticated_per_source". Any I/O thread; must not block.
+  std::function<void(std::string_view reason)> on_refusal;
+  // Called each time the accept loop backs off: the error and the pause. Any I/O thread.
+  std::function<void(const std::string& error, absl::Duration pause)> on_accept_backoff;
 };
 
 // Counters a server keeps; read them for metrics.
 struct ServerStats {
   std::atomic<uint64_t> connections_accepted{0};
   std::atomic<uint64_t> connections_rejected{0};  // over max_connections
+  std::atomic<uint64_t> connections_rejected_per_source{0};
+  std::atomic<uint64_t> connections_rejected_unauthenticated{0};  // per source, unauthenticated
+  std::atomic<uint64_t> accept_backoffs{0};                       // EMFILE, ENFILE, ENOBUFS, ENOMEM
   std::atomic<int64_t> connections_open{0};
   std::atomic<uint64_t> tls_handshake_failures{0};
   std::atomic<uint64_t> requests{0};

@@ -104,6 +104,7 @@ BrowserSession::BrowserSession(EdgeContext* context, SessionParams params)
     user_ = params_.verified->principal.user();
     expires_ = params_.verified->expires;
   }
+  in_connection_pool_ = params_.verified.has_value();
 }
 
 BrowserSession::~BrowserSession() {
@@ -121,7 +122,11 @@ void BrowserSession::ReleaseSlots() {
     return;
   }
   slots_released_ = true;
-  context_->limits->ReleaseConnection();
+  if (in_connection_pool_) {
+    context_->limits->ReleaseConnection();
+  } else {
+    context_->limits->ReleaseUnauthenticated();
+  }
   if (!user_.empty()) {
     context_->limits->ReleaseUser(user_);
   }
@@ -166,16 +171,9 @@ void BrowserSession::OnMessage(std::string data, bool binary) {
 void BrowserSession::Authenticate(const std::string& token) {
   absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
   if (!verified.ok()) {
-    std::string reason = auth::AuthFailureReason(verified.status());
-    context_->metrics->AuthFailure(reason);
-    log::Info("browser authentication refused",
-              {{"reason", reason}, {"source", params_.source_address}});
-    if (params_.protocol == Protocol::kV1) {
-      SendError("UNAUTHENTICATED", std::string(verified.status().message()));
-    } else {
-      Send(SeedReply("stderr", "Authentication failed"), false);
-    }
-    CloseBrowser(kClosePolicy, "authentication failed");
+    RefuseCredential(auth::AuthFailureReason(verified.status()),
+                     std::string(verified.status().message()), "Authentication failed",
+                     "authentication failed");
     return;
   }
   if (!context_->limits->AcquireUser(verified->principal.user())) {
@@ -188,12 +186,43 @@ void BrowserSession::Authenticate(const std::string& token) {
     CloseBrowser(kClosePolicy, "too many connections for this user");
     return;
   }
+  // From the unauthenticated pool to the replica's.
+  if (!context_->limits->AcquireConnection()) {
+    context_->limits->ReleaseUser(verified->principal.user());
+    context_->metrics->Rejection("limit");
+    if (params_.protocol == Protocol::kV1) {
+      SendError("RESOURCE_EXHAUSTED", "too many connections");
+    } else {
+      Send(SeedReply("stderr", "Too many connections"), false);
+    }
+    CloseBrowser(kClosePolicy, "too many connections");
+    return;
+  }
+  context_->limits->ReleaseUnauthenticated();
+  in_connection_pool_ = true;
+  if (connection_ != nullptr) {
+    connection_->SetAuthenticated();
+  }
   user_ = verified->principal.user();
   expires_ = verified->expires;
   params_.token = token;
   params_.verified = *std::move(verified);
   StartExec();
   ArmTimer();
+}
+
+void BrowserSession::RefuseCredential(const std::string& reason, const std::string& message,
+                                      const std::string& seed_reply,
+                                      const std::string& close_reason) {
+  AuthFailed(context_, {reason, message, params_.source_address, params_.path, params_.target});
+  log::Info("browser authentication refused",
+            {{"reason", reason}, {"source", params_.source_address}});
+  if (params_.protocol == Protocol::kV1) {
+    SendError("UNAUTHENTICATED", message);
+  } else {
+    Send(SeedReply("stderr", seed_reply), false);
+  }
+  CloseBrowser(kClosePolicy, close_reason);
 }
 
 void BrowserSession::StartExec() {
@@ -224,9 +253,8 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
   V1ClientMessage& m = *parsed;
   if (!params_.verified.has_value()) {
     if (m.type != V1ClientMessage::Type::kAuth) {
-      context_->metrics->AuthFailure("missing");
-      SendError("UNAUTHENTICATED", "the first message must be {\"type\":\"auth\",...}");
-      CloseBrowser(kClosePolicy, "authentication required");
+      RefuseCredential("missing", "the first message must be {\"type\":\"auth\",...}", "",
+                       "authentication required");
       return;
     }
     Authenticate(m.token);
@@ -278,9 +306,8 @@ void BrowserSession::HandleSeed(std::string data, bool binary) {
   if (!params_.verified.has_value()) {
     std::optional<std::string> token = binary ? std::nullopt : ParseSeedAuth(data);
     if (!token.has_value()) {
-      context_->metrics->AuthFailure("missing");
-      Send(SeedReply("stderr", "Authentication required"), false);
-      CloseBrowser(kClosePolicy, "authentication required");
+      RefuseCredential("missing", "the first message must be \"Authorization: Bearer <token>\"",
+                       "Authentication required", "authentication required");
       return;
     }
     Authenticate(*token);
@@ -655,7 +682,8 @@ void BrowserSession::OnTimer(boost::system::error_code ec) {
   absl::Time now = context_->limits->Now();
   if (!params_.verified.has_value()) {
     if (now >= opened_ + context_->options.auth_timeout) {
-      context_->metrics->AuthFailure("missing");
+      AuthFailed(context_, {"missing", "no credential within --auth_timeout",
+                            params_.source_address, params_.path, params_.target});
       CloseBrowser(kClosePolicy, "authentication timeout");
       return;
     }

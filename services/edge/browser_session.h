@@ -43,14 +43,17 @@ struct SessionParams {
   std::string token;
   std::string source_address;
   std::string client;
+  std::string path;  // the request path, for the audit of a refused credential
 };
 
 class BrowserSession : public http::WebSocketHandler,
                        public ExecStreamEvents,
                        public std::enable_shared_from_this<BrowserSession> {
  public:
-  // The replica-wide connection slot is already taken (Limits::AcquireConnection); the session
-  // gives it back when it closes. Its place in context->sessions is reserved too
+  // The replica-wide connection slot is already taken: Limits::AcquireConnection when the
+  // handshake was authenticated, else Limits::AcquireUnauthenticated (the session moves to the
+  // replica's pool once its first message authenticates); the session gives it back when it
+  // closes. Its place in context->sessions is reserved too
   // (SessionRegistry::Reserve): it registers there in OnOpen and leaves when destroyed.
   BrowserSession(EdgeContext* context, SessionParams params);
   ~BrowserSession() override;
@@ -131,7 +134,11 @@ class BrowserSession : public http::WebSocketHandler,
   bool waiting_for_exec_ = false;  // browser gone, waiting for exec to finish
   bool shutting_down_ = false;     // Drain or CloseNow called
   bool slots_released_ = false;
+  bool in_connection_pool_ = false;  // false: in the unauthenticated pool
   void ReleaseSlots();
+  // Counts, audits and answers a refused or missing credential, then closes with 1008.
+  void RefuseCredential(const std::string& reason, const std::string& message,
+                        const std::string& seed_reply, const std::string& close_reason);
 };
 
 }  // namespace podgate::edge

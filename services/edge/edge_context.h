@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "auth/jwt.h"
+#include "edge/auth_audit.h"
 #include "edge/edge_metrics.h"
 #include "edge/limits.h"
 #include "edge/session_registry.h"
@@ -54,6 +55,12 @@ struct EdgeContext {
   EdgeMetrics* metrics = nullptr;
   // Every open browser session, for the shutdown drain.
   SessionRegistry* sessions = nullptr;
+  // Audits authentication failures; null records none (unit tests).
+  AuthFailureAudit* auth_audit = nullptr;
 };
+
+// A refused (or missing) credential: counted by reason, logged without the token, and
+// audited once as EVENT_KIND_AUTH_FAILURE.
+void AuthFailed(EdgeContext* context, const AuthFailureEvent& failure);
 
 }  // namespace podgate::edge

@@ -27,8 +27,10 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                          .Register(registry)),
       rejections_(prometheus::BuildCounter()
                       .Name("podgate_edge_rejections_total")
-                      .Help("Refused handshakes and closed connections, by reason "
-                            "(origin, size, rate, limit, shutdown).")
+                      .Help("Refused connections, handshakes and closed connections, by "
+                            "reason (origin, size, rate, limit, unauthenticated_limit, "
+                            "max_connections, per_source, unauthenticated_per_source, "
+                            "shutdown).")
                       .Register(registry)),
       drain_closes_(prometheus::BuildCounter()
                         .Name("podgate_edge_drain_closes_total")
@@ -54,8 +56,30 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
       api_requests_(prometheus::BuildCounter()
                         .Name("podgate_edge_api_requests_total")
                         .Help("HTTP API requests, by route and status class.")
-                        .Register(registry)) {
-  for (const char* reason : {"origin", "size", "rate", "limit", "shutdown"}) {
+                        .Register(registry)),
+      accept_backoffs_(prometheus::BuildCounter()
+                           .Name("podgate_edge_accept_backoffs_total")
+                           .Help("Pauses of the accept loop for lack of file descriptors or "
+                                 "memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).")
+                           .Register(registry)
+                           .Add({})),
+      auth_audit_recorded_(prometheus::BuildCounter()
+                               .Name("podgate_edge_auth_audit_recorded_total")
+                               .Help("Authentication failures audit acknowledged.")
+                               .Register(registry)
+                               .Add({})),
+      auth_audit_dropped_(prometheus::BuildCounter()
+                              .Name("podgate_edge_auth_audit_dropped_total")
+                              .Help("Authentication failures not audited, by reason "
+                                    "(queue_full: too many waiting for audit; failed: audit "
+                                    "did not acknowledge in time or refused).")
+                              .Register(registry)) {
+  for (const char* reason : {"queue_full", "failed"}) {
+    auth_audit_dropped_.Add({{"reason", reason}});
+  }
+  for (const char* reason :
+       {"origin", "size", "rate", "limit", "unauthenticated_limit", "max_connections", "per_source",
+        "unauthenticated_per_source", "shutdown"}) {
     rejections_.Add({{"reason", reason}});
   }
   for (const char* when : {"at_once", "after_command", "deadline"}) {
@@ -85,6 +109,16 @@ void EdgeMetrics::SessionClosed() { sessions_.Decrement(); }
 
 void EdgeMetrics::AuthFailure(const std::string& reason) {
   auth_failures_.Add({{"reason", reason.empty() ? "other" : reason}}).Increment();
+}
+
+void EdgeMetrics::AcceptBackoff() { accept_backoffs_.Increment(); }
+
+void EdgeMetrics::AuthAudit(const std::string& outcome) {
+  if (outcome == "recorded") {
+    auth_audit_recorded_.Increment();
+  } else {
+    auth_audit_dropped_.Add({{"reason", outcome}}).Increment();
+  }
 }
 
 void EdgeMetrics::Rejection(const std::string& reason) {

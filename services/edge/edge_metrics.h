@@ -23,8 +23,14 @@ class EdgeMetrics {
   void SessionClosed();
   // A refused credential, by AuthFailureReason ("missing" when none was given).
   void AuthFailure(const std::string& reason);
-  // A refused handshake or closed connection: "origin", "size", "rate", "limit", "shutdown".
+  // A refused connection, handshake or closed connection: "origin", "size", "rate", "limit",
+  // "unauthenticated_limit", "max_connections", "per_source", "unauthenticated_per_source",
+  // "shutdown". Any thread.
   void Rejection(const std::string& reason);
+  // The accept loop paused for lack of descriptors or memory.
+  void AcceptBackoff();
+  // The outcome of an auth-failure audit event: "recorded", "queue_full", "failed".
+  void AuthAudit(const std::string& outcome);
   // A browser connection closed because edge is shutting down: "at_once" (no command was
   // running), "after_command" (right after the running command's result), "deadline" (still
   // open when --drain_timeout ran out).
@@ -48,6 +54,9 @@ class EdgeMetrics {
   prometheus::Family<prometheus::Counter>& bytes_;
   prometheus::Histogram& first_output_latency_;
   prometheus::Family<prometheus::Counter>& api_requests_;
+  prometheus::Counter& accept_backoffs_;
+  prometheus::Counter& auth_audit_recorded_;
+  prometheus::Family<prometheus::Counter>& auth_audit_dropped_;
 };
 
 }  // namespace podgate::edge

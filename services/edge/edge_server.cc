@@ -230,8 +230,8 @@ RouteResult DeferredUnary(
     start(call.get(), [context, api, call, req_copy, reply](grpc::Status status) {
       context->metrics->ApiRequest(api, static_cast<int>(HttpStatusFor(status.error_code())));
       if (!status.ok()) {
-        reply(JsonError(req_copy, HttpStatusFor(status.error_code()),
-                        CodeName(status.error_code()), status.error_message()));
+        reply(JsonError(req_copy, HttpStatusFor(status.error_code()), CodeName(status.error_code()),
+                        status.error_message()));
         return;
       }
       Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
@@ -384,20 +384,20 @@ RouteResult EdgeRouter::Route(const Request& request, const http::RequestContext
     return Ready(request);
   }
   if (path == "/api/v1/targets" && get) {
-    return Targets(request, query);
+    return Targets(request, peer, query);
   }
   if (path == "/api/v1/allowed" && get) {
-    return Allowed(request, query);
+    return Allowed(request, peer, query);
   }
   if (path == "/api/v1/audit" && get) {
-    return Audit(request, query);
+    return Audit(request, peer, query);
   }
   if (path == "/api/v1/session") {
-    return Session(request);
+    return Session(request, peer);
   }
   if ((path == "/api/v1/login" || path == "/api/v1/logout") &&
       request.method() == bhttp::verb::post) {
-    return Login(request, path == "/api/v1/login");
+    return Login(request, peer, path == "/api/v1/login");
   }
   if (absl::StartsWith(AV(path), "/api/")) {
     return Answer(JsonError(request, bhttp::status::not_found, "NOT_FOUND", "no such API"));
@@ -456,6 +456,7 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
                             "mode is command or shell (shell only on v1)"));
   }
   params.source_address = peer.remote_address;
+  params.path = std::string(path);
   params.client = Header(request, bhttp::field::user_agent).substr(0, 256);
 
   RouteResult result;
@@ -463,7 +464,8 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
     absl::StatusOr<OfferedProtocols> offered =
         ParseOfferedProtocols(Header(request, bhttp::field::sec_websocket_protocol));
     if (!offered.ok()) {
-      context_->metrics->AuthFailure("malformed");
+      AuthFailed(context_, {"malformed", std::string(offered.status().message()),
+                            peer.remote_address, std::string(path), params.target});
       return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                               std::string(offered.status().message())));
     }
@@ -479,7 +481,8 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
       absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
       if (!verified.ok()) {
         std::string reason = auth::AuthFailureReason(verified.status());
-        context_->metrics->AuthFailure(reason);
+        AuthFailed(context_, {reason, std::string(verified.status().message()), peer.remote_address,
+                              std::string(path), params.target});
         log::Info("websocket authentication refused",
                   {{"reason", reason}, {"source", peer.remote_address}});
         return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
@@ -495,21 +498,32 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
     }
     result.subprotocol = kV1Subprotocol;  // never the bearer entry
   }
-  if (!context_->limits->AcquireConnection()) {
-    if (params.verified.has_value()) {
+  // An authenticated handshake takes a place in the replica's pool; one that authenticates
+  // with its first message waits in a smaller pool of its own (and moves over once it has), so
+  // a flood of anonymous WebSockets never takes a place from a signed-in user.
+  const bool authenticated = params.verified.has_value();
+  if (authenticated ? !context_->limits->AcquireConnection()
+                    : !context_->limits->AcquireUnauthenticated()) {
+    if (authenticated) {
       context_->limits->ReleaseUser(params.verified->principal.user());
     }
-    context_->metrics->Rejection("limit");
-    return Answer(JsonError(request, bhttp::status::service_unavailable, "RESOURCE_EXHAUSTED",
-                            "too many connections"));
+    context_->metrics->Rejection(authenticated ? "limit" : "unauthenticated_limit");
+    Response res = JsonError(
+        request, bhttp::status::service_unavailable, "RESOURCE_EXHAUSTED",
+        authenticated ? "too many connections" : "too many connections waiting to authenticate");
+    res.set(bhttp::field::retry_after, "5");
+    return Answer(std::move(res));
   }
   if (!context_->sessions->Reserve()) {
-    context_->limits->ReleaseConnection();
-    if (params.verified.has_value()) {
+    if (authenticated) {
+      context_->limits->ReleaseConnection();
       context_->limits->ReleaseUser(params.verified->principal.user());
+    } else {
+      context_->limits->ReleaseUnauthenticated();
     }
     return RefuseForShutdown(context_, request);
   }
+  result.authenticated = authenticated;
   result.websocket = std::make_shared<BrowserSession>(context_, std::move(params));
   return result;
 }
@@ -539,12 +553,14 @@ RouteResult EdgeRouter::Ready(const Request& request) {
       Json(request, ready ? bhttp::status::ok : bhttp::status::service_unavailable, body));
 }
 
-RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) {
+RouteResult EdgeRouter::Targets(const Request& request, const http::RequestContext& peer,
+                                std::string_view query) {
   // exec verifies the token it is given; only an absent one is refused here (and counted).
   std::string token = TokenOf(request);
   if (token.empty()) {
-    return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
-                            std::string(Authenticate(request, "targets").status().message())));
+    return Answer(
+        JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
+                  std::string(Authenticate(request, peer, "targets").status().message())));
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   std::string ns = q.ok() ? First(*q, "namespace") : "";
@@ -558,16 +574,21 @@ RouteResult EdgeRouter::Targets(const Request& request, std::string_view query) 
   call->request.mutable_credential()->set_bearer_token(token);
   call->request.set_namespace_(ns);
   EdgeContext* context = context_;
-  return DeferredUnary<podgate::exec::v1::ListTargetsRequest,
-                       podgate::exec::v1::ListTargetsResponse>(
-      context, request, "targets", call, [context](Call* c, std::function<void(grpc::Status)> done) {
-        context->exec->async()->ListTargets(&c->context, &c->request, &c->response,
-                                            std::move(done));
-      });
+  RouteResult result =
+      DeferredUnary<podgate::exec::v1::ListTargetsRequest, podgate::exec::v1::ListTargetsResponse>(
+          context, request, "targets", call,
+          [context](Call* c, std::function<void(grpc::Status)> done) {
+            context->exec->async()->ListTargets(&c->context, &c->request, &c->response,
+                                                std::move(done));
+          });
+  // exec decides (and audits) the call; locally the token only picks the keep-alive.
+  result.authenticated = context_->verifier->Verify(token).ok();
+  return result;
 }
 
-RouteResult EdgeRouter::Allowed(const Request& request, std::string_view query) {
-  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, "allowed");
+RouteResult EdgeRouter::Allowed(const Request& request, const http::RequestContext& peer,
+                                std::string_view query) {
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, peer, "allowed");
   if (!verified.ok()) {
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                             std::string(verified.status().message())));
@@ -589,12 +610,15 @@ RouteResult EdgeRouter::Allowed(const Request& request, std::string_view query) 
   call->request.mutable_target()->set_pod(First(*q, "pod"));
   call->request.mutable_target()->set_container(First(*q, "container"));
   EdgeContext* context = context_;
-  return DeferredUnary<podgate::policy::v1::ListAllowedRequest,
-                       podgate::policy::v1::ListAllowedResponse>(
-      context, request, "allowed", call, [context](Call* c, std::function<void(grpc::Status)> done) {
+  RouteResult result = DeferredUnary<podgate::policy::v1::ListAllowedRequest,
+                                     podgate::policy::v1::ListAllowedResponse>(
+      context, request, "allowed", call,
+      [context](Call* c, std::function<void(grpc::Status)> done) {
         context->policy->async()->ListAllowed(&c->context, &c->request, &c->response,
                                               std::move(done));
       });
+  result.authenticated = true;
+  return result;
 }
 
 namespace {
@@ -673,16 +697,19 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
 
 }  // namespace
 
-RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
-  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, "audit");
+RouteResult EdgeRouter::Audit(const Request& request, const http::RequestContext& peer,
+                              std::string_view query) {
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, peer, "audit");
   if (!verified.ok()) {
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                             std::string(verified.status().message())));
   }
   if (!IsAuditor(*verified)) {
     context_->metrics->ApiRequest("audit", 403);
-    return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
-                            "the audit trail is for auditors"));
+    RouteResult refused = Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
+                                           "the audit trail is for auditors"));
+    refused.authenticated = true;
+    return refused;
   }
   auto bad_request = [this, &request](const std::string& message) {
     context_->metrics->ApiRequest("audit", 400);
@@ -752,6 +779,7 @@ RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
   }
   query_request.set_page_size(page_size);
   RouteResult result;
+  result.authenticated = true;
   Request req_copy(request.method(), request.target(), request.version());
   req_copy.keep_alive(request.keep_alive());
   EdgeContext* context = context_;
@@ -763,7 +791,8 @@ RouteResult EdgeRouter::Audit(const Request& request, std::string_view query) {
   return result;
 }
 
-RouteResult EdgeRouter::Login(const Request& request, bool login) {
+RouteResult EdgeRouter::Login(const Request& request, const http::RequestContext& peer,
+                              bool login) {
   // A cookie rides along with cross-site requests: only allowed origins may set or clear it.
   std::string origin = Header(request, bhttp::field::origin);
   if (!OriginAllowed(origin, context_->options.allowed_origins)) {
@@ -782,7 +811,11 @@ RouteResult EdgeRouter::Login(const Request& request, bool login) {
   std::string token = auth::BearerToken(Header(request, bhttp::field::authorization)).value_or("");
   absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
   if (!verified.ok()) {
-    context_->metrics->AuthFailure(auth::AuthFailureReason(verified.status()));
+    AuthFailed(context_, {token.empty() ? "missing" : auth::AuthFailureReason(verified.status()),
+                          std::string(verified.status().message()),
+                          peer.remote_address,
+                          "/api/v1/login",
+                          {}});
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                             std::string(verified.status().message())));
   }
@@ -794,10 +827,12 @@ RouteResult EdgeRouter::Login(const Request& request, bool login) {
   res.set(bhttp::field::set_cookie,
           absl::StrCat(kTokenCookie, "=", token, "; Path=/; Max-Age=", max_age, "; HttpOnly",
                        secure, "; SameSite=Strict"));
-  return Answer(std::move(res));
+  RouteResult result = Answer(std::move(res));
+  result.authenticated = true;
+  return result;
 }
 
-RouteResult EdgeRouter::Session(const Request& request) {
+RouteResult EdgeRouter::Session(const Request& request, const http::RequestContext& peer) {
   constexpr char kRoute[] = "session";
   const bhttp::verb method = request.method();
   if (method != bhttp::verb::get && method != bhttp::verb::head && method != bhttp::verb::post) {
@@ -819,21 +854,24 @@ RouteResult EdgeRouter::Session(const Request& request) {
           JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED", OriginRefusal(origin)));
     }
   }
-  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, kRoute);
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, peer, kRoute);
   if (!verified.ok()) {
     return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                             std::string(verified.status().message())));
   }
   context_->metrics->ApiRequest(kRoute, 200);
-  return Answer(Json(request, bhttp::status::ok,
-                     {{"user", verified->principal.user()},
-                      {"groups", verified->principal.groups()},
-                      {"issuer", verified->principal.issuer()},
-                      {"expires", Rfc3339Utc(verified->expires)},
-                      {"auditor", IsAuditor(*verified)}}));
+  RouteResult result = Answer(Json(request, bhttp::status::ok,
+                                   {{"user", verified->principal.user()},
+                                    {"groups", verified->principal.groups()},
+                                    {"issuer", verified->principal.issuer()},
+                                    {"expires", Rfc3339Utc(verified->expires)},
+                                    {"auditor", IsAuditor(*verified)}}));
+  result.authenticated = true;
+  return result;
 }
 
 absl::StatusOr<auth::VerifiedToken> EdgeRouter::Authenticate(const Request& request,
+                                                             const http::RequestContext& peer,
                                                              const char* route) const {
   std::string token = TokenOf(request);
   absl::StatusOr<auth::VerifiedToken> verified;
@@ -851,7 +889,12 @@ absl::StatusOr<auth::VerifiedToken> EdgeRouter::Authenticate(const Request& requ
         "(POST /api/v1/login sets it)");
   }
   if (!verified.ok()) {
-    context_->metrics->AuthFailure(reason);
+    std::string_view target(request.target().data(), request.target().size());
+    AuthFailed(context_, {reason,
+                          std::string(verified.status().message()),
+                          peer.remote_address,
+                          std::string(target.substr(0, target.find('?'))),
+                          {}});
     context_->metrics->ApiRequest(route, 401);
   }
   return verified;

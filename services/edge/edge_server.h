@@ -63,19 +63,24 @@ class EdgeRouter {
  private:
   http::RouteResult RouteWebSocket(const http::Request& request, const http::RequestContext& peer,
                                    std::string_view path, std::string_view query);
-  http::RouteResult Targets(const http::Request& request, std::string_view query);
-  http::RouteResult Allowed(const http::Request& request, std::string_view query);
-  http::RouteResult Audit(const http::Request& request, std::string_view query);
-  http::RouteResult Login(const http::Request& request, bool login);
-  http::RouteResult Session(const http::Request& request);
+  http::RouteResult Targets(const http::Request& request, const http::RequestContext& peer,
+                            std::string_view query);
+  http::RouteResult Allowed(const http::Request& request, const http::RequestContext& peer,
+                            std::string_view query);
+  http::RouteResult Audit(const http::Request& request, const http::RequestContext& peer,
+                          std::string_view query);
+  http::RouteResult Login(const http::Request& request, const http::RequestContext& peer,
+                          bool login);
+  http::RouteResult Session(const http::Request& request, const http::RequestContext& peer);
   http::RouteResult Ready(const http::Request& request);
   http::RouteResult Static(const http::Request& request, std::string_view path);
   // The caller's token from Authorization or the cookie; empty when none.
   std::string TokenOf(const http::Request& request) const;
   // Verifies the caller's credential (Authorization Bearer, else the cookie) with the shared
-  // verifier. A refusal is counted (auth failure by reason, and a 401 for `route`) and comes
-  // back as UNAUTHENTICATED with the verifier's reason as the message.
+  // verifier. A refusal is counted (auth failure by reason, and a 401 for `route`), audited,
+  // and comes back as UNAUTHENTICATED with the verifier's reason as the message.
   absl::StatusOr<auth::VerifiedToken> Authenticate(const http::Request& request,
+                                                   const http::RequestContext& peer,
                                                    const char* route) const;
   // Whether the verified caller is in one of --auditor_groups.
   bool IsAuditor(const auth::VerifiedToken& verified) const;

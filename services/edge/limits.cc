@@ -30,6 +30,25 @@ void Limits::ReleaseConnection() {
   --connections_;
 }
 
+bool Limits::AcquireUnauthenticated() {
+  absl::MutexLock lock(&mu_);
+  if (unauthenticated_ >= options_.max_unauthenticated_connections) {
+    return false;
+  }
+  ++unauthenticated_;
+  return true;
+}
+
+void Limits::ReleaseUnauthenticated() {
+  absl::MutexLock lock(&mu_);
+  --unauthenticated_;
+}
+
+int Limits::unauthenticated_connections() const {
+  absl::MutexLock lock(&mu_);
+  return unauthenticated_;
+}
+
 bool Limits::AcquireUser(const std::string& user) {
   absl::MutexLock lock(&mu_);
   User& u = users_[user];

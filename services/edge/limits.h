@@ -37,6 +37,9 @@ struct LimitOptions {
   double user_message_burst = 400;
   int max_connections = 10000;  // per replica
   int max_connections_per_user = 20;
+  // WebSockets still waiting for their first-message credential, per replica: a pool of their
+  // own, so a flood of them never takes a place from an authenticated session.
+  int max_unauthenticated_connections = 1000;
 };
 
 class Limits {
@@ -50,6 +53,9 @@ class Limits {
   // Counts a connection before the user is known; false over the replica's cap.
   bool AcquireConnection();
   void ReleaseConnection();
+  // Counts a WebSocket that has not authenticated yet; false over its own pool's cap.
+  bool AcquireUnauthenticated();
+  void ReleaseUnauthenticated();
   // Counts an authenticated connection of `user`; false over the per-user cap.
   bool AcquireUser(const std::string& user);
   void ReleaseUser(const std::string& user);
@@ -57,6 +63,7 @@ class Limits {
   bool TakeUserMessage(const std::string& user);
 
   int connections() const;
+  int unauthenticated_connections() const;
 
  private:
   struct User {
@@ -68,6 +75,7 @@ class Limits {
   const Clock clock_;
   mutable absl::Mutex mu_;
   int connections_ ABSL_GUARDED_BY(mu_) = 0;
+  int unauthenticated_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, User> users_ ABSL_GUARDED_BY(mu_);
 };
 

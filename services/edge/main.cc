@@ -1,7 +1,9 @@
 // podgate-edge: terminates browser WebSockets, serves the web page and its HTTP API, and turns
 // browser frames into exec sessions. gRPC (health) and /metrics come from the shared skeleton;
 // the browser-facing HTTP server runs beside it on its own I/O threads.
+#include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -57,9 +59,27 @@ ABSL_FLAG(absl::Duration, ws_idle_timeout, absl::Minutes(15),
           "Close a WebSocket after this long without a browser message. Default 15m.");
 ABSL_FLAG(absl::Duration, ws_keepalive, absl::Seconds(30),
           "Ping a silent browser after half of this; close when silent this long. Default 30s.");
-ABSL_FLAG(absl::Duration, auth_timeout, absl::Seconds(10),
+ABSL_FLAG(absl::Duration, auth_timeout, absl::Seconds(5),
           "Time a WebSocket has to authenticate when the handshake carried no token. "
-          "Default 10s.");
+          "Default 5s.");
+ABSL_FLAG(int, max_unauthenticated_connections, 1000,
+          "WebSockets waiting for their first-message credential, per replica: a pool apart "
+          "from --max_connections. Default 1000.");
+ABSL_FLAG(int, max_connections_per_source, 256,
+          "Connections (HTTP and WebSocket) per source address, the peer's IP; behind a proxy "
+          "that is the proxy's address. 0: no limit. Default 256.");
+ABSL_FLAG(int, max_unauthenticated_per_source, 32,
+          "Connections per source address that have not authenticated (yet). 0: no limit. "
+          "Default 32.");
+ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(60),
+          "Keep-alive of an HTTP connection between requests once a request on it was "
+          "authenticated. Default 60s.");
+ABSL_FLAG(absl::Duration, http_unauthenticated_idle_timeout, absl::Seconds(5),
+          "Keep-alive of an HTTP connection between requests while none on it was "
+          "authenticated. Default 5s.");
+ABSL_FLAG(int, auth_audit_queue, 1000,
+          "Authentication failures waiting for audit's ack; beyond, failures are counted "
+          "(podgate_edge_auth_audit_dropped_total) but not audited. Default 1000.");
 ABSL_FLAG(absl::Duration, backend_timeout, absl::Seconds(5),
           "Deadline of HTTP API calls to exec, policy and audit. Default 5s.");
 ABSL_FLAG(int64_t, write_buffer_bytes, 256 * 1024,
@@ -149,8 +169,29 @@ int main(int argc, char** argv) {
   http_options.write_high_watermark_bytes = static_cast<size_t>(write_buffer);
   http_options.write_hard_limit_bytes = static_cast<size_t>(write_buffer) * 4 + (1 << 20);
   http_options.websocket_keepalive = absl::GetFlag(FLAGS_ws_keepalive);
-  http_options.max_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_connections)) + 256;
+  if (absl::GetFlag(FLAGS_max_unauthenticated_connections) < 1 ||
+      absl::GetFlag(FLAGS_max_connections_per_source) < 0 ||
+      absl::GetFlag(FLAGS_max_unauthenticated_per_source) < 0 ||
+      absl::GetFlag(FLAGS_auth_audit_queue) < 1) {
+    rt::ExitWithError(
+        "--max_unauthenticated_connections and --auth_audit_queue must be >= 1, "
+        "--max_connections_per_source and --max_unauthenticated_per_source >= 0");
+  }
+  // Room for every WebSocket of both pools, plus plain HTTP requests.
+  http_options.max_connections =
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_connections)) +
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_unauthenticated_connections)) + 256;
+  http_options.max_connections_per_source =
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_connections_per_source));
+  http_options.max_unauthenticated_per_source =
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_unauthenticated_per_source));
+  http_options.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+  http_options.unauthenticated_idle_timeout =
+      absl::GetFlag(FLAGS_http_unauthenticated_idle_timeout);
   for (auto [d, name] : {std::pair{absl::GetFlag(FLAGS_ws_idle_timeout), "ws_idle_timeout"},
+                         std::pair{absl::GetFlag(FLAGS_http_idle_timeout), "http_idle_timeout"},
+                         std::pair{absl::GetFlag(FLAGS_http_unauthenticated_idle_timeout),
+                                   "http_unauthenticated_idle_timeout"},
                          std::pair{absl::GetFlag(FLAGS_ws_keepalive), "ws_keepalive"},
                          std::pair{absl::GetFlag(FLAGS_auth_timeout), "auth_timeout"},
                          std::pair{absl::GetFlag(FLAGS_backend_timeout), "backend_timeout"}}) {
@@ -163,6 +204,8 @@ int main(int argc, char** argv) {
   limit_options.user_message_burst = absl::GetFlag(FLAGS_user_message_burst);
   limit_options.max_connections = absl::GetFlag(FLAGS_max_connections);
   limit_options.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
+  limit_options.max_unauthenticated_connections =
+      absl::GetFlag(FLAGS_max_unauthenticated_connections);
   if (limit_options.messages_per_second <= 0 || limit_options.message_burst < 1 ||
       limit_options.user_messages_per_second <= 0 || limit_options.user_message_burst < 1) {
     rt::ExitWithError("message rates must be positive and bursts at least 1");
@@ -202,6 +245,30 @@ int main(int argc, char** argv) {
   context.limits = &limits;
   context.metrics = &metrics;
   context.sessions = &sessions;
+  podgate::edge::AuthFailureAudit auth_audit(
+      context.audit_channel, static_cast<size_t>(absl::GetFlag(FLAGS_auth_audit_queue)), &metrics);
+  context.auth_audit = &auth_audit;
+
+  // Refusals at accept are counted; a backoff of the accept loop (out of descriptors) is
+  // counted and logged at most every 10s.
+  http_options.on_refusal = [&metrics](std::string_view reason) {
+    metrics.Rejection(std::string(reason));
+  };
+  auto last_backoff_log = std::make_shared<std::atomic<int64_t>>(0);
+  auto backoffs_since_log = std::make_shared<std::atomic<int64_t>>(0);
+  http_options.on_accept_backoff = [&metrics, last_backoff_log, backoffs_since_log](
+                                       const std::string& error, absl::Duration pause) {
+    metrics.AcceptBackoff();
+    ++*backoffs_since_log;
+    const int64_t now = absl::ToUnixSeconds(absl::Now());
+    int64_t last = last_backoff_log->load();
+    if (now - last >= 10 && last_backoff_log->compare_exchange_strong(last, now)) {
+      podgate::log::Warn("accept failing, backing off",
+                         {{"error", error},
+                          {"pause_ms", absl::ToInt64Milliseconds(pause)},
+                          {"backoffs", backoffs_since_log->exchange(0)}});
+    }
+  };
 
   absl::StatusOr<podgate::edge::StaticFiles> files =
       podgate::edge::StaticFiles::Load(context.options.web_root);

@@ -475,6 +475,11 @@ def check_services(docs, values, f):
     # The page the image carries (deploy/docker/Dockerfile copies it there).
     f.check(arg_value(edge, "web_root") == "/usr/share/podgate/web",
             f"edge --web_root={arg_value(edge, 'web_root')}, expected the image's /usr/share/podgate/web")
+    # Behind a TLS proxy every connection comes from the proxy: per-source limits would cap it.
+    for flag in ("max_connections_per_source", "max_unauthenticated_per_source"):
+        want_limit = "0" if values["edge"]["behindTlsProxy"] else None
+        f.check(arg_value(edge, flag) == want_limit,
+                f"edge --{flag}={arg_value(edge, flag)}, expected {want_limit}")
     ing = by_kind(docs, "Ingress")
     if values["edge"]["ingress"]["enabled"]:
         f.check(len(ing) == 1, "Ingress enabled but not rendered")

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -172,13 +173,19 @@ pid_t WaitForChild(pid_t parent, const std::vector<std::string>& argv,
 // opened before a drain, when edge accepts no new ones.
 class KeepAliveConnection {
  public:
-  static std::unique_ptr<KeepAliveConnection> Open(int port) {
+  // From `source`, a loopback address (127.0.0.0/8 is all local on Linux): one test can be
+  // several client addresses.
+  static std::unique_ptr<KeepAliveConnection> Open(int port, const char* source = "127.0.0.1") {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    inet_pton(AF_INET, source, &local.sin_addr);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0 ||
+        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
       if (fd >= 0) {
         close(fd);
       }
@@ -993,8 +1000,7 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
   EXPECT_THAT(page->body, HasSubstr("<div id=\"app\">"));
   const size_t script = page->body.find("/assets/index-");
   ASSERT_NE(script, std::string::npos) << page->body;
-  const std::string asset =
-      page->body.substr(script, page->body.find('"', script) - script);
+  const std::string asset = page->body.substr(script, page->body.find('"', script) - script);
   auto js = Get(asset, "");
   ASSERT_TRUE(js.ok());
   EXPECT_EQ(js->status, 200) << asset;
@@ -1436,14 +1442,359 @@ TEST_F(EdgeTest, ShutdownClosesWhatIsLeftAtTheDrainDeadline) {
 namespace podgate {
 namespace {
 
+constexpr char kHealthz[] = "GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n";
+
+std::string SessionRequest(const std::string& token) {
+  return absl::StrCat("GET /api/v1/session HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ", token,
+                      "\r\n\r\n");
+}
+
+// One client address holding keep-alive connections (the incident: 10,256 idle /healthz
+// connections from one address starved everyone) is capped per source address before any
+// authentication, gets 429 with a reason, and every other address is still served.
+TEST_F(EdgeTest, OneSourceAddressCannotStarveTheOthers) {
+  EdgeReplica edge;
+  ASSERT_TRUE(
+      StartEdge({"--max_connections=10", "--max_connections_per_source=12",
+                 "--max_unauthenticated_per_source=8", "--http_unauthenticated_idle_timeout=1s"},
+                &edge));
+  std::vector<std::unique_ptr<KeepAliveConnection>> held;
+  int refused = 0;
+  for (int i = 0; i < 300 && refused == 0; ++i) {
+    auto c = KeepAliveConnection::Open(edge.http_port, "127.0.0.1");
+    ASSERT_NE(c, nullptr);
+    auto answer = c->RoundTrip(kHealthz, absl::Seconds(5));
+    ASSERT_TRUE(answer.ok()) << "connection " << i << ": " << answer.status();
+    if (answer->status == 200) {
+      held.push_back(std::move(c));
+      continue;
+    }
+    ++refused;
+    EXPECT_EQ(answer->status, 429) << answer->body;
+    EXPECT_THAT(answer->body, HasSubstr("too many unauthenticated connections from this address"));
+  }
+  EXPECT_EQ(held.size(), 8u);
+  EXPECT_EQ(refused, 1);
+  auto other = KeepAliveConnection::Open(edge.http_port, "127.0.0.2");
+  ASSERT_NE(other, nullptr);
+  auto answer = other->RoundTrip(kHealthz, absl::Seconds(5));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, 200);
+
+  // Anonymous keep-alive is short: the idle ones are gone after
+  // --http_unauthenticated_idle_timeout.
+  absl::SleepFor(absl::Milliseconds(2500));
+  EXPECT_FALSE(held.front()->RoundTrip(kHealthz, absl::Seconds(2)).ok());
+  held.clear();
+
+  // Signed-in connections count against the address's total only.
+  for (int i = 0; i < 12; ++i) {
+    auto c = KeepAliveConnection::Open(edge.http_port, "127.0.0.1");
+    ASSERT_NE(c, nullptr);
+    auto signed_in = c->RoundTrip(SessionRequest(Token("many-" + std::to_string(i))));
+    ASSERT_TRUE(signed_in.ok()) << signed_in.status();
+    EXPECT_EQ(signed_in->status, 200) << signed_in->body;
+    held.push_back(std::move(c));
+  }
+  auto over = KeepAliveConnection::Open(edge.http_port, "127.0.0.1");
+  ASSERT_NE(over, nullptr);
+  answer = over->RoundTrip(SessionRequest(Token()), absl::Seconds(5));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, 429);
+  EXPECT_THAT(answer->body, HasSubstr("too many connections from this address"));
+  // The signed-in connections keep the long keep-alive.
+  absl::SleepFor(absl::Milliseconds(1500));
+  answer = held.front()->RoundTrip(kHealthz, absl::Seconds(5));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, 200);
+  answer = other->RoundTrip(kHealthz, absl::Seconds(5));
+  if (!answer.ok()) {  // idle anonymous: closed; a new one from 127.0.0.2 is served
+    other = KeepAliveConnection::Open(edge.http_port, "127.0.0.2");
+    answer = other->RoundTrip(kHealthz, absl::Seconds(5));
+  }
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_EQ(Metric("podgate_edge_rejections_total{reason=\"unauthenticated_per_source\"}",
+                   edge.metrics_port),
+            1);
+  EXPECT_EQ(Metric("podgate_edge_rejections_total{reason=\"per_source\"}", edge.metrics_port), 1);
+}
+
+// WebSockets waiting for a first-message credential have a pool of their own: filling it does
+// not keep a signed-in browser out, and one that authenticates moves over and frees its place.
+TEST_F(EdgeTest, APreAuthWebSocketFloodDoesNotBlockSignedInSessions) {
+  EdgeReplica edge;
+  ASSERT_TRUE(StartEdge({"--max_connections=4", "--max_unauthenticated_connections=4",
+                         "--max_connections_per_source=0", "--max_unauthenticated_per_source=0",
+                         "--auth_timeout=60s"},
+                        &edge));
+  std::vector<std::unique_ptr<http::WebSocketClient>> anonymous;
+  for (int i = 0; i < 4; ++i) {
+    auto ws = http::WebSocketClient::Connect(Options(kOrigin, edge.http_port), "/ws/v1/demo/web-1",
+                                             {"podgate.v1"});
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    anonymous.push_back(*std::move(ws));
+  }
+  http::ClientResponse refusal;
+  auto fifth = http::WebSocketClient::Connect(Options(kOrigin, edge.http_port), "/ws/v1/demo/web-1",
+                                              {"podgate.v1"}, &refusal);
+  EXPECT_FALSE(fifth.ok());
+  EXPECT_EQ(refusal.status, 503);
+  EXPECT_THAT(refusal.body, HasSubstr("waiting to authenticate"));
+  EXPECT_EQ(
+      Metric("podgate_edge_rejections_total{reason=\"unauthenticated_limit\"}", edge.metrics_port),
+      1);
+
+  // Signed-in sessions open while the anonymous pool is full.
+  auto first = V1(Token("pool-a"), edge.http_port);
+  ASSERT_NE(first, nullptr);
+  auto second = V1(Token("pool-b"), edge.http_port);
+  ASSERT_NE(second, nullptr);
+
+  // An anonymous one authenticates: it is a session now, and its place is free again.
+  ASSERT_TRUE(
+      anonymous[0]
+          ->Write(nlohmann::json{{"type", "auth"}, {"token", Token("pool-c")}}.dump(), false)
+          .ok());
+  auto ready = anonymous[0]->Read(absl::Seconds(10));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_THAT(ready->data, HasSubstr("\"ready\""));
+  auto again = http::WebSocketClient::Connect(Options(kOrigin, edge.http_port), "/ws/v1/demo/web-1",
+                                              {"podgate.v1"});
+  EXPECT_TRUE(again.ok()) << again.status();
+}
+
+// CPU time (user + system) of a process so far, in seconds.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> fields =
+      absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ', absl::SkipEmpty());
+  int64_t utime = 0;
+  int64_t stime = 0;
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) ||
+      !absl::SimpleAtoi(fields[12], &stime)) {
+    return -1;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Out of file descriptors (EMFILE), edge's accept loop backs off instead of spinning (it used
+// 55-76% of a core), and serves again once descriptors are free.
+TEST_F(EdgeTest, OutOfDescriptorsTheAcceptLoopBacksOffAndRecovers) {
+  const char* prlimit = "/usr/bin/prlimit";
+  if (access(prlimit, X_OK) != 0) {
+    GTEST_SKIP() << "needs prlimit (util-linux)";
+  }
+  std::vector<std::string> args = {"--nofile=80:80", PODGATE_EDGE_BIN};
+  args.insert(args.end(), edge_args_->begin(), edge_args_->end());
+  args.push_back("--max_connections_per_source=0");
+  args.push_back("--max_unauthenticated_per_source=0");
+  EdgeReplica edge;
+  auto process = Subprocess::Start(prlimit, args);  // prlimit execs edge: same pid
+  ASSERT_TRUE(process.ok()) << process.status();
+  edge.process = *std::move(process);
+  auto line = edge.process->WaitForLine("\"msg\":\"http serving\"", absl::Seconds(20));
+  ASSERT_TRUE(line.ok()) << line.status();
+  edge.http_port = JsonPort(*line, "http_port");
+  line = edge.process->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+  ASSERT_TRUE(line.ok()) << line.status();
+  edge.metrics_port = JsonPort(*line, "metrics_port");
+
+  // More connections than descriptors: the rest wait in the listen backlog.
+  std::vector<std::unique_ptr<KeepAliveConnection>> flood;
+  for (int i = 0; i < 150; ++i) {
+    auto c = KeepAliveConnection::Open(edge.http_port);
+    ASSERT_NE(c, nullptr) << i;
+    flood.push_back(std::move(c));
+  }
+  absl::SleepFor(absl::Seconds(1));
+  const pid_t pid = edge.process->pid();
+  const double cpu_before = CpuSeconds(pid);
+  const absl::Time t0 = absl::Now();
+  absl::SleepFor(absl::Seconds(3));
+  const double cpu = (CpuSeconds(pid) - cpu_before) / absl::ToDoubleSeconds(absl::Now() - t0);
+  EXPECT_GE(cpu_before, 0);
+  EXPECT_LT(cpu, 0.2) << "edge used " << cpu * 100 << "% of a core while out of descriptors";
+  EXPECT_TRUE(edge.process->WaitForLine("accept failing, backing off", absl::Seconds(1)).ok());
+
+  flood.clear();
+  absl::StatusOr<KeepAliveConnection::Answer> answer;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;) {
+    auto c = KeepAliveConnection::Open(edge.http_port);
+    ASSERT_NE(c, nullptr);
+    answer = c->RoundTrip(kHealthz, absl::Seconds(3));
+    if (answer.ok()) {
+      break;
+    }
+  }
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, 200);
+  EXPECT_GE(Metric("podgate_edge_accept_backoffs_total", edge.metrics_port), 1);
+}
+
+// Every refused credential at edge is one AUTH_FAILURE audit record with the reason, the
+// source address and the path, never the token: WebSocket sub-protocol, first message, seed
+// Authorization line, HTTP API Bearer header, login, and the login cookie.
+TEST_F(EdgeTest, AuthFailuresAtEdgeAreAuditedOnceWithoutTheToken) {
+  const absl::Time start = absl::Now() - absl::Seconds(1);
+  const std::string tag = absl::StrCat(absl::ToUnixMicros(absl::Now()) % 1000000000);
+  const std::string bad = Token("mallory", {"developers"}, absl::Minutes(-10));  // expired
+  const std::string sub_pod = "aud-sub-" + tag;
+  const std::string first_pod = "aud-first-" + tag;
+  const std::string seed_pod = "aud-seed-" + tag;
+
+  EXPECT_EQ(RefusalStatus("/ws/v1/demo/" + sub_pod, {"podgate.v1", "base64url.bearer.podgate.v1." +
+                                                                       auth::Base64UrlEncode(bad)}),
+            401);
+  auto first =
+      http::WebSocketClient::Connect(Options(), "/ws/v1/demo/" + first_pod, {"podgate.v1"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE((*first)->Write(nlohmann::json{{"type", "auth"}, {"token", bad}}.dump(), false).ok());
+  ReadUntilClosed(**first, nullptr);
+  auto seed = http::WebSocketClient::Connect(Options(), "/ws/seed/demo/" + seed_pod, {});
+  ASSERT_TRUE(seed.ok()) << seed.status();
+  ASSERT_TRUE((*seed)->Write("Authorization: Bearer " + bad, false).ok());
+  ReadUntilClosed(**seed, nullptr);
+  EXPECT_EQ(
+      Call("GET", "/api/v1/allowed?namespace=demo&pod=" + tag, {{"Authorization", "Bearer " + bad}})
+          .status,
+      401);
+  EXPECT_EQ(Call("POST", "/api/v1/login", {{"Origin", kOrigin}, {"Authorization", "Bearer " + bad}})
+                .status,
+            401);
+  EXPECT_EQ(Call("GET", "/api/v1/session", {{"Cookie", "podgate_token=" + bad}}).status, 401);
+
+  // Audit acks arrive asynchronously: poll.
+  const std::string query =
+      absl::StrCat("/api/v1/audit?kind=auth_failure&page_size=1000&start_time=",
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", start, absl::UTCTimeZone()));
+  std::vector<nlohmann::json> edge_records;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(15); absl::Now() < deadline;) {
+    auto audit = Get(query, Token("ann", {"podgate-auditors"}));
+    ASSERT_TRUE(audit.ok()) << audit.status();
+    ASSERT_EQ(audit->status, 200) << audit->body;
+    EXPECT_THAT(audit->body, ::testing::Not(HasSubstr(bad)));
+    EXPECT_THAT(audit->body, ::testing::Not(HasSubstr(bad.substr(bad.rfind('.') + 1))));
+    edge_records.clear();
+    const nlohmann::json body = nlohmann::json::parse(audit->body);
+    for (const nlohmann::json& r : body["records"]) {
+      if (r["event"].value("source_service", "") == "edge") {
+        edge_records.push_back(r["event"]);
+      }
+    }
+    if (edge_records.size() >= 6) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_EQ(edge_records.size(), 6u)
+      << "recorded " << Metric("podgate_edge_auth_audit_recorded_total") << ", dropped "
+      << Metric("podgate_edge_auth_audit_dropped_total{reason=\"queue_full\"}") << "+"
+      << Metric("podgate_edge_auth_audit_dropped_total{reason=\"failed\"}") << "; "
+      << Get(query, Token("ann", {"podgate-auditors"}))->body.substr(0, 3000);
+  auto count = [&](const std::string& needle) {
+    int n = 0;
+    for (const nlohmann::json& r : edge_records) {
+      if (r.dump().find(needle) != std::string::npos) {
+        ++n;
+        EXPECT_EQ(r["auth_failure"]["reason"], "expired") << r.dump();
+        EXPECT_THAT(r.value("source_address", ""), StartsWith("127.0.0.1:")) << r.dump();
+      }
+    }
+    return n;
+  };
+  EXPECT_EQ(count("(path /ws/v1/demo/" + sub_pod + ")"), 1);
+  EXPECT_EQ(count("(path /ws/v1/demo/" + first_pod + ")"), 1);
+  EXPECT_EQ(count("(path /ws/seed/demo/" + seed_pod + ")"), 1);
+  EXPECT_EQ(count("(path /api/v1/allowed)"), 1);
+  EXPECT_EQ(count("(path /api/v1/login)"), 1);
+  EXPECT_EQ(count("(path /api/v1/session)"), 1);
+  for (const nlohmann::json& r : edge_records) {
+    if (r.dump().find(sub_pod) != std::string::npos) {
+      EXPECT_EQ(r["target"]["pod"], sub_pod);
+    }
+  }
+}
+
+// A flood of bad tokens does not grow edge's memory for audit: past --auth_audit_queue events
+// waiting for audit, failures are dropped and counted.
+TEST_F(EdgeTest, AFloodOfBadTokensIsDroppedPastTheAuditQueue) {
+  EdgeReplica edge;
+  // Nothing listens on port 1: audit never acks, so the queue fills.
+  ASSERT_TRUE(StartEdge(
+      {"--audit_address=127.0.0.1:1", "--auth_audit_queue=5", "--max_unauthenticated_per_source=0"},
+      &edge));
+  http::ClientOptions o = Options("", edge.http_port);
+  o.headers.push_back({"Authorization", "Bearer not-a-token"});
+  for (int i = 0; i < 50; ++i) {
+    auto r = http::Fetch(o, "GET", "/api/v1/session");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 401);
+  }
+  EXPECT_EQ(Metric("podgate_edge_auth_failures_total{reason=\"malformed\"}", edge.metrics_port),
+            50);
+  EXPECT_GE(
+      Metric("podgate_edge_auth_audit_dropped_total{reason=\"queue_full\"}", edge.metrics_port),
+      45);
+}
+
+// stdin is flow-controlled at edge: a browser flooding stdin while the exec stream accepts
+// nothing (exec is stopped with SIGSTOP, so its HTTP/2 window closes) is held back (one write
+// to exec at a time, at most 32 requests queued, then edge stops reading the WebSocket and TCP
+// pushes back on the browser), so edge's memory stays bounded.
+TEST_F(EdgeTest, AStdinFloodWhileExecAcceptsNothingKeepsEdgeMemoryBounded) {
+  EdgeReplica edge;
+  ASSERT_TRUE(StartEdge({"--messages_per_second=100000", "--message_burst=100000",
+                         "--user_messages_per_second=100000", "--user_message_burst=100000"},
+                        &edge));
+  auto ws = V1(Token("stdin-flood"), edge.http_port);
+  ASSERT_NE(ws, nullptr);
+  ASSERT_NE(StartCommand(*ws, "s1", "sleep 67"), -1);
+  const pid_t pid = edge.process->pid();
+  const int64_t before = RssKiB(pid);
+  exec_->Signal(SIGSTOP);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> written{0};
+  const std::string frame = std::string(1, '\0') + std::string(60000, 'y');
+  std::thread flood([&] {
+    while (!stop.load() && written.load() < (int64_t{200} << 20)) {
+      if (!ws->Write(frame, true).ok()) {
+        return;  // edge stopped reading and the write timed out
+      }
+      written += static_cast<int64_t>(frame.size()) - 1;
+    }
+  });
+  int64_t peak = before;
+  for (int i = 0; i < 40; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    peak = std::max(peak, RssKiB(pid));
+  }
+  stop = true;
+  flood.join();
+  peak = std::max(peak, RssKiB(pid));
+  exec_->Signal(SIGCONT);
+  std::cout << "edge RSS before " << before << " KiB, peak " << peak << " KiB; the browser got "
+            << (written.load() >> 10) << " KiB of stdin out while exec accepted nothing\n";
+  // What the browser got out sits in socket buffers, gRPC's window and edge's 32 requests.
+  EXPECT_LT(written.load(), int64_t{64} << 20) << "edge kept reading the browser";
+  // Buffering what the browser sent would cost tens of MiB; the bound is 32 queued requests of
+  // at most 64 KiB plus socket and allocator slack.
+  EXPECT_LT(peak - before, 14 * 1024) << "edge buffered stdin instead of pausing the browser";
+}
+
 // With every backend down, the browser gets a clear answer at once, never a hang.
 std::string DownToken() {
   auth::Key key;
   key.alg = auth::Algorithm::kHS256;
   key.secret = kSecret;
   const int64_t now = absl::ToUnixSeconds(absl::Now());
-  return *auth::Sign({{"iss", kIssuer}, {"aud", "podgate"}, {"sub", "alice"},
-                      {"groups", {"developers"}}, {"iat", now}, {"exp", now + 600}},
+  return *auth::Sign({{"iss", kIssuer},
+                      {"aud", "podgate"},
+                      {"sub", "alice"},
+                      {"groups", {"developers"}},
+                      {"iat", now},
+                      {"exp", now + 600}},
                      key);
 }
 

@@ -188,5 +188,22 @@ TEST(LimitsTest, CapsConnectionsInTotalAndPerUserAndSharesTheUserBucket) {
   EXPECT_TRUE(limits.AcquireUser("a"));
 }
 
+TEST(LimitsTest, UnauthenticatedConnectionsHaveAPoolOfTheirOwn) {
+  LimitOptions o;
+  o.max_connections = 1;
+  o.max_unauthenticated_connections = 2;
+  Limits limits(o);
+  EXPECT_TRUE(limits.AcquireUnauthenticated());
+  EXPECT_TRUE(limits.AcquireUnauthenticated());
+  EXPECT_FALSE(limits.AcquireUnauthenticated());
+  // A full anonymous pool leaves the replica's pool alone.
+  EXPECT_TRUE(limits.AcquireConnection());
+  EXPECT_FALSE(limits.AcquireConnection());
+  EXPECT_EQ(limits.connections(), 1);
+  EXPECT_EQ(limits.unauthenticated_connections(), 2);
+  limits.ReleaseUnauthenticated();
+  EXPECT_TRUE(limits.AcquireUnauthenticated());
+}
+
 }  // namespace
 }  // namespace podgate::edge

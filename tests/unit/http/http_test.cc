@@ -9,7 +9,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <mutex>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/synchronization/notification.h"
 #include "http/client.h"
@@ -66,6 +69,9 @@ class HttpTest : public ::testing::Test {
           if (req.target() == "/hello") {
             r.response =
                 MakeResponse(req, bhttp::status::ok, "text/plain", "hello " + ctx.peer_common_name);
+          } else if (req.target() == "/auth") {
+            r.response = MakeResponse(req, bhttp::status::ok, "text/plain", "signed in");
+            r.authenticated = true;
           } else if (req.target() == "/echo-body") {
             r.response = MakeResponse(req, bhttp::status::ok, "text/plain", req.body());
           } else if (req.target() == "/ws" && upgrade) {
@@ -169,6 +175,145 @@ TEST_F(HttpTest, HandshakeTimeoutClosesIdleConnection) {
   EXPECT_EQ(n, 0u);
   EXPECT_TRUE(ec) << "server should close a connection that sends nothing";
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+// A blocking keep-alive connection from a chosen loopback address (127.0.0.0/8 is all local on
+// Linux), so tests can be several "source addresses" at once.
+class SourceConnection {
+ public:
+  SourceConnection(uint16_t port, const std::string& source) : socket_(io_) {
+    socket_.open(boost::asio::ip::tcp::v4());
+    socket_.bind({boost::asio::ip::make_address(source), 0});
+    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  }
+
+  // Sends a GET and reads one response: "<status> <body>", or "closed" when the server closed
+  // the connection first.
+  std::string Get(const std::string& target) {
+    boost::system::error_code ec;
+    boost::asio::write(
+        socket_, boost::asio::buffer("GET " + target + " HTTP/1.1\r\nHost: test\r\n\r\n"), ec);
+    return ReadResponse();
+  }
+
+  std::string ReadResponse() {
+    std::string in;
+    char buf[4096];
+    boost::system::error_code ec;
+    size_t header_end = std::string::npos;
+    size_t length = 0;
+    while (header_end == std::string::npos || in.size() < header_end + 4 + length) {
+      size_t n = socket_.read_some(boost::asio::buffer(buf), ec);
+      if (ec) {
+        return in.empty() ? "closed" : "partial " + in;
+      }
+      in.append(buf, n);
+      if (header_end == std::string::npos &&
+          (header_end = in.find("\r\n\r\n")) != std::string::npos) {
+        std::string lower = in.substr(0, header_end);
+        for (char& c : lower) {
+          c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        size_t cl = lower.find("content-length: ");
+        length = cl == std::string::npos ? 0 : std::stoul(lower.substr(cl + 16));
+        headers_ = in.substr(0, header_end);
+      }
+    }
+    return in.substr(9, 3) + " " + in.substr(header_end + 4, length);
+  }
+
+  // Whether the server has closed the connection (waits up to `timeout` for it).
+  bool ClosedWithin(absl::Duration timeout) {
+    socket_.non_blocking(true);
+    const absl::Time deadline = absl::Now() + timeout;
+    char buf[64];
+    while (absl::Now() < deadline) {
+      boost::system::error_code ec;
+      socket_.read_some(boost::asio::buffer(buf), ec);
+      if (ec && ec != boost::asio::error::would_block) {
+        socket_.non_blocking(false);
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    socket_.non_blocking(false);
+    return false;
+  }
+
+  const std::string& headers() const { return headers_; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::socket socket_;
+  std::string headers_;
+};
+
+TEST_F(HttpTest, PerSourceLimitsRefuseOneAddressWhileAnotherIsServed) {
+  ServerOptions o;
+  o.max_connections_per_source = 4;
+  o.max_unauthenticated_per_source = 2;
+  auto refusals = std::make_shared<std::vector<std::string>>();
+  auto mu = std::make_shared<std::mutex>();
+  o.on_refusal = [refusals, mu](std::string_view reason) {
+    std::lock_guard<std::mutex> lock(*mu);
+    refusals->emplace_back(reason);
+  };
+  StartServer(o);
+  const uint16_t port = server_->port();
+  std::vector<std::unique_ptr<SourceConnection>> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(std::make_unique<SourceConnection>(port, "127.0.0.1"));
+    EXPECT_EQ(held.back()->Get("/hello"), "200 hello ");
+  }
+  // A third anonymous connection from the same address is answered 429 and closed.
+  SourceConnection refused(port, "127.0.0.1");
+  std::string answer = refused.Get("/hello");
+  EXPECT_THAT(answer, ::testing::StartsWith("429 ")) << answer;
+  EXPECT_THAT(answer, HasSubstr("unauthenticated connections from this address"));
+  EXPECT_THAT(refused.headers(), HasSubstr("Retry-After: 5"));
+  // Another address is served all along.
+  SourceConnection other(port, "127.0.0.2");
+  EXPECT_EQ(other.Get("/hello"), "200 hello ");
+
+  // An authenticated request frees its connection's unauthenticated place...
+  EXPECT_EQ(held[0]->Get("/auth"), "200 signed in");
+  EXPECT_EQ(held[1]->Get("/auth"), "200 signed in");
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(std::make_unique<SourceConnection>(port, "127.0.0.1"));
+    EXPECT_EQ(held.back()->Get("/hello"), "200 hello ");
+  }
+  // ...but every connection counts against the address's total.
+  SourceConnection over(port, "127.0.0.1");
+  answer = over.Get("/hello");
+  EXPECT_THAT(answer, ::testing::StartsWith("429 ")) << answer;
+  EXPECT_THAT(answer, HasSubstr("too many connections from this address"));
+  EXPECT_EQ(server_->stats().connections_rejected_per_source.load(), 1u);
+  EXPECT_EQ(server_->stats().connections_rejected_unauthenticated.load(), 1u);
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    EXPECT_THAT(*refusals, ::testing::ElementsAre("unauthenticated_per_source", "per_source"));
+  }
+  // Closed connections give their places back.
+  held.clear();
+  absl::SleepFor(absl::Milliseconds(200));
+  SourceConnection again(port, "127.0.0.1");
+  EXPECT_EQ(again.Get("/hello"), "200 hello ");
+}
+
+TEST_F(HttpTest, UnauthenticatedKeepAliveIsShorter) {
+  ServerOptions o;
+  o.idle_timeout = absl::Seconds(30);
+  o.unauthenticated_idle_timeout = absl::Milliseconds(300);
+  StartServer(o);
+  SourceConnection anonymous(server_->port(), "127.0.0.1");
+  SourceConnection signed_in(server_->port(), "127.0.0.1");
+  EXPECT_EQ(anonymous.Get("/hello"), "200 hello ");
+  EXPECT_EQ(signed_in.Get("/auth"), "200 signed in");
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(anonymous.ClosedWithin(absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_FALSE(signed_in.ClosedWithin(absl::Seconds(1)));
+  EXPECT_EQ(signed_in.Get("/hello"), "200 hello ");
 }
 
 TEST_F(HttpTest, WebSocketEchoWithSubprotocol) {

@@ -20,6 +20,8 @@ httpAddress: http_address
 allowedOrigins: allowed_origins
 webRoot: web_root
 behindTlsProxy: behind_tls_proxy
+maxConnectionsPerSource: max_connections_per_source
+maxUnauthenticatedPerSource: max_unauthenticated_per_source
 tlsCertHttp: tls_cert_http
 tlsKeyHttp: tls_key_http
 jwtIssuer: jwt_issuer
@@ -136,6 +138,9 @@ peerTlsKey: "%s_tls_key"
 {{ include "podgate.arg" (list $root "webRoot" "/usr/share/podgate/web") }}
 {{- if $v.behindTlsProxy }}
 {{ include "podgate.arg" (list $root "behindTlsProxy" "true") }}
+{{- /* Every connection comes from the proxy: per-source limits would cap the proxy itself. */}}
+{{ include "podgate.arg" (list $root "maxConnectionsPerSource" "0") }}
+{{ include "podgate.arg" (list $root "maxUnauthenticatedPerSource" "0") }}
 {{- else }}
 {{ include "podgate.arg" (list $root "tlsCertHttp" (printf "%s/tls.crt" (include "podgate.httpTlsDir" $root))) }}
 {{ include "podgate.arg" (list $root "tlsKeyHttp" (printf "%s/tls.key" (include "podgate.httpTlsDir" $root))) }}
