@@ -252,6 +252,17 @@ class SessionClient {
   bool finished_ = false;
 };
 
+int64_t ResidentBytes(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stoll(line.substr(6)) * 1024;
+    }
+  }
+  return 0;
+}
+
 // Processes on this machine whose argv is exactly `argv` (kubesim's containers are real).
 std::vector<pid_t> PidsOf(const std::vector<std::string>& argv) {
   const std::string want = absl::StrJoin(argv, std::string(1, '\0')) + std::string(1, '\0');
@@ -419,10 +430,10 @@ TEST_F(ExecTest, AStdinFloodCannotOutliveTheTimeLimit) {
   });
   Outcome o = s.Wait();
   stop = true;
-  ASSERT_TRUE(o.exit.has_value() || o.error.has_value());
-  if (o.exit.has_value()) {
-    EXPECT_NE(o.exit->termination(), common::TERMINATION_EXITED);
-  }
+  // Flow control kept the stream intact: the time limit ended the command, not a broken stream.
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->termination(), common::TERMINATION_TIME_LIMIT);
+  EXPECT_LT(ResidentBytes(stack_->exec()->pid()), 200 << 20) << "exec buffered the flood";
   // Limit 2 s, grace 1 s (SIGINT, then SIGKILL), plus slack for the helper's execs.
   const absl::Time deadline = start + absl::Seconds(2 + 2 * 1 + 3);
   while (CountProcesses(argv) != 0 && absl::Now() < deadline) {
@@ -720,17 +731,6 @@ TEST_F(ExecTest, TimeLimitAndOutputCapStopTheCommand) {
   EXPECT_EQ(big.exit->termination(), common::TERMINATION_OUTPUT_LIMIT);
   EXPECT_EQ(big.stdout_text.size(), 1000u);
   s.Close();
-}
-
-int64_t ResidentBytes(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::stoll(line.substr(6)) * 1024;
-    }
-  }
-  return 0;
 }
 
 TEST_F(ExecTest, HundredMegabytesStreamWithBoundedMemory) {
@@ -1365,6 +1365,51 @@ TEST(ExecFailClosedTest, PolicyDownDeniesAndAuditDownRefuses) {
     ASSERT_TRUE(o.exit.has_value());
     EXPECT_EQ(o.stdout_text, "lenient\n");
     s.Close();
+  }
+}
+
+// A stream that breaks under a running command (here: kubesim refuses a stdin frame above its
+// --max_frame_bytes and drops the WebSocket; the process, like under a kubelet, runs on) is not
+// forgotten: exec stops the process long before its 30 s time limit, and audit says so.
+TEST(ExecStreamBreakTest, TheProcessOfABrokenStreamIsStopped) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.kubesim_flags = {"--max_frame_bytes=1024"};
+  options.exec_flags = {"--interrupt_grace=1s"};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const std::vector<std::string> argv = {"sleep", "49"};
+  SessionClient s((*stack)->exec_port());
+  auto ready = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  s.Command("sleep 49");
+  for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(CountProcesses(argv), 1) << "the command did not start";
+  const absl::Time broken = absl::Now();
+  pb::SessionRequest in;
+  in.mutable_stdin()->set_data(std::string(8192, 'x'));  // one 8 KiB frame > 1 KiB
+  s.Send(in);
+  Outcome o = s.Wait();
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->termination(), common::TERMINATION_ERROR);
+  while (CountProcesses(argv) != 0 && absl::Now() < broken + absl::Seconds(6)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(CountProcesses(argv), 0) << "the process of a broken stream was left running";
+  s.Close();
+  std::string error;
+  for (const auto& r : AuditRecords((*stack)->audit_port(), ready->session_id())) {
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_RESULT) {
+      error = r.event().command_result().error();
+    }
+  }
+  EXPECT_THAT(error, HasSubstr("exec stops its process (pid "));
+  for (int i = 0; i < 1000 && CountProcesses(argv) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
   }
 }
 
