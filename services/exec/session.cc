@@ -142,6 +142,9 @@ class Session final
     std::function<void()> after_write;
   };
 
+  // Handles one client message (without the lock); false when no further message is to be read.
+  bool HandleReadDone(bool ok);
+
   // --- helpers, all called with mu_ held unless noted ---
   void SendLocked(pb::SessionResponse message, std::function<void()> after_write = nullptr);
   void MaybeWriteLocked();
@@ -205,6 +208,8 @@ class Session final
   grpc::Status finish_status_;
   // No read is outstanding because stdin is backed up (flow control towards the client).
   bool read_paused_ = false;
+  // OnReadDone is running: it, not ResumeReadsLocked, starts the next read.
+  bool in_read_done_ = false;
 
   std::string session_id_;
   std::string source_address_;
@@ -580,15 +585,28 @@ void Session::Audit(common::AuditEvent event, std::function<void()> then,
 // --- reading ---------------------------------------------------------------------------------
 
 void Session::OnReadDone(bool ok) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_read_done_ = true;
+  }
+  const bool again = HandleReadDone(ok);
+  std::lock_guard<std::mutex> lock(mu_);
+  in_read_done_ = false;
+  // read_paused_: stdin is backed up, and the next read waits for it to drain.
+  if (again && !read_paused_ && !finished_ && !finish_pending_ && state_ != State::kClosed) {
+    StartRead(&request_);
+  }
+}
+
+// Handles one client message; false when no further message is to be read.
+bool Session::HandleReadDone(bool ok) {
   if (!ok) {
     std::lock_guard<std::mutex> lock(mu_);
     // The client half-closed (or vanished): a clean close either way.
     CloseLocked(common::CLOSE_REASON_CLIENT, "the client ended the stream");
-    return;
+    return false;
   }
   pb::SessionRequest req = std::move(request_);
-  // Set when stdin is backed up: the next read waits for the stream to drain.
-  bool pause = false;
   State state;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -603,7 +621,7 @@ void Session::OnReadDone(bool ok) {
         std::lock_guard<std::mutex> lock(mu_);
         FinishLocked(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                   "the session is already open; `open` comes once"));
-        return;
+        return false;
       }
       HandleOpen(req.open());
       break;
@@ -618,7 +636,7 @@ void Session::OnReadDone(bool ok) {
       if (mode_ == common::SESSION_MODE_SHELL) {
         RecordShellLocked('i', req.stdin().data());
         if (shell_ != nullptr) {
-          pause = !shell_->WriteStdin(req.stdin().data());
+          read_paused_ = !shell_->WriteStdin(req.stdin().data());
         } else if (early_stdin_.size() + req.stdin().data().size() <= kMaxEarlyStdin) {
           // Typed between `ready` and the shell's stream: kept for it (bounded).
           early_stdin_ += req.stdin().data();
@@ -629,7 +647,7 @@ void Session::OnReadDone(bool ok) {
           // Flow control: past the stream's high watermark, the client is not read until the
           // stream drains (OnWritable), so the Kubernetes stream is never overrun.
           if (!req.stdin().data().empty()) {
-            pause = !c.handle->WriteStdin(req.stdin().data());
+            read_paused_ = !c.handle->WriteStdin(req.stdin().data());
           }
           if (req.stdin().eof()) {
             c.handle->CloseStdin();
@@ -639,7 +657,7 @@ void Session::OnReadDone(bool ok) {
           // past kMaxEarlyStdin the client is not read until it runs.
           c.early_stdin += req.stdin().data();
           c.early_eof = c.early_eof || req.stdin().eof();
-          pause = c.early_stdin.size() >= kMaxEarlyStdin;
+          read_paused_ = c.early_stdin.size() >= kMaxEarlyStdin;
         }
       }
       break;
@@ -669,23 +687,16 @@ void Session::OnReadDone(bool ok) {
     case pb::SessionRequest::kClose: {
       std::lock_guard<std::mutex> lock(mu_);
       CloseLocked(common::CLOSE_REASON_CLIENT, "the client closed the session");
-      return;
+      return false;
     }
     default: {
       std::lock_guard<std::mutex> lock(mu_);
       FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                 "empty or unknown SessionRequest"));
-      return;
+      return false;
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!finished_ && !finish_pending_ && state_ != State::kClosed) {
-    if (pause) {
-      read_paused_ = true;
-    } else {
-      StartRead(&request_);
-    }
-  }
+  return true;
 }
 
 void Session::ResumeReadsLocked() {
@@ -693,6 +704,9 @@ void Session::ResumeReadsLocked() {
     return;
   }
   read_paused_ = false;
+  if (in_read_done_) {
+    return;  // OnReadDone starts the next read when it returns
+  }
   if (!finished_ && !finish_pending_ && state_ != State::kClosed) {
     StartRead(&request_);
   }
