@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -449,10 +450,39 @@ TEST_F(ExecTest, AStdinFloodCannotOutliveTheTimeLimit) {
   }
 }
 
+// Flow control loses nothing: 20 MiB of stdin, sent as fast as the client can (held while the
+// command is decided and identified, then paced by the stream), all reach `wc -c`.
+TEST_F(ExecTest, FlowControlledStdinArrivesWhole) {
+  SessionClient s(stack_->exec_port(), absl::Seconds(120));
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  constexpr int64_t kBytes = int64_t{20} << 20;
+  s.Command("wc -c");
+  std::thread writer([&] {
+    pb::SessionRequest in;
+    in.mutable_stdin()->set_data(std::string(100 * 1000, 'y'));
+    int64_t sent = 0;
+    while (sent + 100 * 1000 <= kBytes && s.stream()->Write(in)) {
+      sent += 100 * 1000;
+    }
+    in.mutable_stdin()->set_data(std::string(static_cast<size_t>(kBytes - sent), 'y'));
+    in.mutable_stdin()->set_eof(true);
+    s.stream()->Write(in);
+  });
+  Outcome o = s.Wait();
+  writer.join();
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->exit_code(), 0);
+  EXPECT_EQ(o.stdout_text, absl::StrCat(kBytes, "\n"));
+  s.Close();
+}
+
 // Every Session and Command object is destroyed once its session ends: hundreds of sessions,
 // each running a command, and as many shell sessions, leave no live object behind.
 TEST_F(ExecTest, SessionsAndCommandsAreFreedOnceClosed) {
-  constexpr int kRounds = 300;
+  // 300 rounds (600 sessions, 300 commands) in CI; PODGATE_LIFETIME_ROUNDS=1000 for a longer run.
+  const int kRounds = std::getenv("PODGATE_LIFETIME_ROUNDS") != nullptr
+                          ? std::atoi(std::getenv("PODGATE_LIFETIME_ROUNDS"))
+                          : 300;
   for (int i = 0; i < kRounds; ++i) {
     {
       SessionClient s(stack_->exec_port());
