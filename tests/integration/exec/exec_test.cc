@@ -374,7 +374,8 @@ TEST_F(ExecTest, AnInterruptStopsOnlyTheProcessItsCommandStarted) {
   SessionClient first(stack_->exec_port());
   ASSERT_TRUE(first.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
   SessionClient second(stack_->exec_port());
-  ASSERT_TRUE(second.Open(stack_->Token("bob", {"admins"}), "team", "app-1").ok());
+  auto second_ready = second.Open(stack_->Token("bob", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(second_ready.ok());
   first.Command("sleep 333");
   for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
     absl::SleepFor(absl::Milliseconds(20));
@@ -406,6 +407,19 @@ TEST_F(ExecTest, AnInterruptStopsOnlyTheProcessItsCommandStarted) {
   EXPECT_EQ(CountProcesses(argv), 0);
   first.Close();
   second.Close();
+  // Audit shows the user's argv; the launch wrapper is recorded nowhere as the command.
+  bool result_seen = false;
+  for (const auto& r : AuditOf(second_ready->session_id())) {
+    EXPECT_THAT(r.event().DebugString(), Not(HasSubstr("podgate-launch")));
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_REQUEST) {
+      EXPECT_THAT(r.event().command_request().argv(), ::testing::ElementsAre("sleep", "333"));
+    }
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_RESULT) {
+      result_seen = true;
+      EXPECT_TRUE(r.event().command_result().argv().empty()) << "it ran as asked";
+    }
+  }
+  EXPECT_TRUE(result_seen);
 }
 
 // A client that floods stdin to a command that does not read it: exec stops reading the client
@@ -1280,7 +1294,7 @@ TEST_F(ContainerCheckTest, PrependArgsReachThePodAndInterruptsFindTheCommandThat
   ASSERT_TRUE(o.exit.has_value()) << (o.denied ? o.denied->reason() : "");
   EXPECT_EQ(o.stdout_text, "podgate-fixed hello world\n");
 
-  // The process runs `sleep -- N`: the interrupt helper must look for that argv.
+  // The process runs `sleep -- N` (the argv that ran): the interrupt must stop exactly it.
   const std::string seconds = absl::StrCat(5000 + getpid() % 1000);
   const std::vector<std::string> argv = {"sleep", "--", seconds};
   s.Command("sleep " + seconds);
