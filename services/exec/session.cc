@@ -1486,28 +1486,30 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     return;
   }
   cmd->finished = true;
-  ExecResult r_in = result;
+  // What the audit record and the client are told (the stream's result, explained).
+  ExecResult outcome = result;
   if (!cmd->go_sent) {
     // The argv never ran: the wrapper waits for "go" and exits without it.
     cmd->gone = true;
     if (cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
       cmd->started = false;  // reported as an error, not an exit
       if (!cmd->launch_error.empty()) {
-        r_in.status = absl::FailedPreconditionError(
+        outcome.status = absl::FailedPreconditionError(
             absl::StrCat("the command was not run: its process could not be identified (",
                          cmd->launch_error, "), so it could not have been stopped"));
-      } else if (r_in.status.ok()) {
-        r_in.status = absl::FailedPreconditionError(absl::StrCat(
-            "the command was not run: the launch wrapper exited with status ", r_in.exit_code,
+      } else if (outcome.status.ok()) {
+        outcome.status = absl::FailedPreconditionError(absl::StrCat(
+            "the command was not run: the launch wrapper exited with status ", outcome.exit_code,
             " before it reported its pid (podgate runs commands through /bin/sh, which the image "
             "may lack)"));
       } else {
-        r_in.status = absl::Status(
-            r_in.status.code(), absl::StrCat(r_in.status.message(), " (the command was not run)"));
+        outcome.status =
+            absl::Status(outcome.status.code(),
+                         absl::StrCat(outcome.status.message(), " (the command was not run)"));
       }
     } else {
-      r_in.status = absl::OkStatus();
-      r_in.exit_code = 0;
+      outcome.status = absl::OkStatus();
+      outcome.exit_code = 0;
     }
   } else if (result.status.ok()) {
     cmd->gone = true;  // its exit status arrived
@@ -1515,7 +1517,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     // The stream ended before the process did (a broken stream, the session closing, a
     // shutdown): the process is stopped, never forgotten.
     StartStopLocked(cmd);
-    r_in.status =
+    outcome.status =
         absl::Status(result.status.code(),
                      absl::StrCat(result.status.message(), "; exec stops its process (pid ",
                                   cmd->report.pid(), ") with SIGINT, then SIGKILL"));
@@ -1524,7 +1526,6 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     hub_->timers()->Cancel(cmd->limit_timer);
   }
   ResumeReadsLocked();
-  const ExecResult& result_out = r_in;
   const absl::Duration duration = absl::Now() - cmd->start;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
@@ -1534,21 +1535,21 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
 
   common::Termination termination = cmd->stop_reason;
   if (termination == common::TERMINATION_UNSPECIFIED) {
-    termination = result_out.status.ok() ? common::TERMINATION_EXITED : common::TERMINATION_ERROR;
+    termination = outcome.status.ok() ? common::TERMINATION_EXITED : common::TERMINATION_ERROR;
   }
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
   e.set_command_id(cmd->id);
   common::CommandResultDetail* r = e.mutable_command_result();
   r->set_termination(termination);
-  r->set_exit_code(result_out.exit_code);
+  r->set_exit_code(outcome.exit_code);
   SetDuration(duration, r->mutable_duration());
   r->set_stdout_bytes(cmd->stdout_bytes);
   r->set_stderr_bytes(cmd->stderr_bytes);
   r->set_output_sha256(digest, digest_len);
   r->set_output_excerpt(cmd->excerpt);
   r->set_excerpt_truncated(cmd->excerpt_truncated);
-  if (!result_out.status.ok()) {
-    r->set_error(std::string(result_out.status.message()));
+  if (!outcome.status.ok()) {
+    r->set_error(std::string(outcome.status.message()));
   }
   if (cmd->run_argv != cmd->argv) {
     for (const std::string& a : cmd->run_argv) {
@@ -1560,17 +1561,17 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
       ->commands_total
       .Add({{"decision", "allow"},
             {"result",
-             !cmd->started && !result_out.status.ok() ? "error" : TerminationLabel(termination)}})
+             !cmd->started && !outcome.status.ok() ? "error" : TerminationLabel(termination)}})
       .Increment();
-  if (!result_out.status.ok()) {
+  if (!outcome.status.ok()) {
     hub_->metrics()
-        ->api_errors_total.Add({{"code", absl::StatusCodeToString(result_out.status.code())}})
+        ->api_errors_total.Add({{"code", absl::StatusCodeToString(outcome.status.code())}})
         .Increment();
   }
   log::Info("command end", {{"session_id", session_id_},
                             {"command_id", cmd->id},
                             {"termination", TerminationLabel(termination)},
-                            {"exit_code", result_out.exit_code},
+                            {"exit_code", outcome.exit_code},
                             {"duration_ms", absl::ToInt64Milliseconds(duration)}});
   if (running_ == cmd) {
     ClearRunningLocked();
@@ -1579,16 +1580,16 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     return;
   }
   pb::SessionResponse msg;
-  if (!cmd->started && !result_out.status.ok() &&
+  if (!cmd->started && !outcome.status.ok() &&
       cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
     // It never ran: an error, not an exit.
     msg.mutable_error()->set_command_id(cmd->id);
-    msg.mutable_error()->mutable_status()->set_code(static_cast<int>(result_out.status.code()));
-    msg.mutable_error()->mutable_status()->set_message(std::string(result_out.status.message()));
+    msg.mutable_error()->mutable_status()->set_code(static_cast<int>(outcome.status.code()));
+    msg.mutable_error()->mutable_status()->set_message(std::string(outcome.status.message()));
   } else {
     msg.mutable_exit()->set_command_id(cmd->id);
     msg.mutable_exit()->set_termination(termination);
-    msg.mutable_exit()->set_exit_code(result_out.exit_code);
+    msg.mutable_exit()->set_exit_code(outcome.exit_code);
     SetDuration(duration, msg.mutable_exit()->mutable_duration());
     msg.mutable_exit()->set_output_bytes(cmd->stdout_bytes + cmd->stderr_bytes);
   }
