@@ -12,35 +12,54 @@
 namespace podgate::exec {
 namespace {
 
-// POSIX sh, no external programs (works in any image that has /bin/sh, BusyBox included).
-// $1 signal name, $2 the most seconds ago the target started, $3 the target's argv joined
-// without separators (what `read` yields from /proc/<pid>/cmdline: shells drop its NULs),
-// $4 optional: only this pid, and only if it still runs the target (a SIGKILL follow-up).
-// Start times are in clock ticks since boot; Linux's USER_HZ is 100 on every architecture
-// Kubernetes runs on.
-constexpr char kInterruptScript[] = R"sh(sig=$1; maxage=$2; want=$3; only=$4
-IFS=' ' read -r up _ < /proc/uptime || exit 5
-up=${up%%.*}
-found=''; best=''
-for d in /proc/[0-9]*; do
-  p=${d#/proc/}
-  [ "$p" = "$$" ] && continue
-  [ -n "$only" ] && [ "$p" != "$only" ] && continue
-  c=''; IFS= read -r c 2>/dev/null < "$d/cmdline"
-  [ "$c" = "$want" ] || continue
-  s=''; IFS= read -r s 2>/dev/null < "$d/stat" || [ -n "$s" ] || continue
-  s=${s##*) }
-  set -- $s
-  [ $# -ge 20 ] || continue
-  shift 19
-  start=$1
-  age=$(( up - start / 100 ))
-  [ "$age" -le "$maxage" ] || continue
-  if [ -z "$best" ] || [ "$start" -lt "$best" ]; then best=$start; found=$p; fi
-done
-if [ -z "$found" ]; then echo "no matching process" >&2; exit 3; fi
-kill -s "$sig" "$found" || exit 4
-echo "$found"
+// POSIX sh, builtins only (`read`, `set`, `echo`, `exec`; works in any image that has /bin/sh,
+// BusyBox included). The command's argv is "$@", passed as data and never interpolated. The
+// shell reads its own /proc/<pid>/stat (field 22: the start time in clock ticks since boot),
+// reports "podgate-pid <pid> <start>" as the first line of stderr, and waits for the line "go"
+// on stdin before it `exec`s the argv, so the pid reported IS the command's pid (exec keeps the
+// pid and the start time). Anything else on stdin (EOF included: exec closed the stream because
+// the report was not understood, or the command was stopped first) ends it with status 125
+// without running the command. `read` takes one byte at a time from a pipe, so the command's
+// own stdin starts right after "go\n".
+constexpr char kLaunchScript[] = R"sh(set -f
+st() { [ $# -ge 20 ] || exit 125; shift 19; start=$1; }
+s=''; IFS= read -r s < "/proc/$$/stat" || [ -n "$s" ] || exit 125
+st ${s##*) }
+echo "podgate-pid $$ $start" >&2
+go=''; IFS= read -r go || exit 125
+[ "$go" = go ] || exit 125
+exec "$@"
+)sh";
+
+// POSIX sh, builtins only. $1 signal name ("INT", "KILL"), $2 the pid, $3 its start time as
+// the launch wrapper reported it, $4 "group" when an earlier stop found the process leading its
+// process group. When /proc/<pid> is that process (same start time, not a zombie), the signal
+// goes to its process group when it leads one (every child it started and did not move
+// elsewhere), else to the process alone; exit 0 printing "group <pid>" or "process <pid>".
+// When it is not (it exited, or the pid now belongs to another process) nothing is signalled
+// and the answer is "gone" (exit 3) — except that with $4 "group" and no process <pid> at all,
+// the group's survivors (children that ignored SIGINT) get the signal: exit 0 "orphans <pid>".
+// Exit 4 when kill failed.
+constexpr char kStopScript[] = R"sh(set -f
+sig=$1; p=$2; want=$3; led=$4
+case $p in ''|0*|*[!0-9]*) echo "not a pid" >&2; exit 2;; esac
+st() { [ $# -ge 20 ] || return 1; state=$1; pg=$3; shift 19; start=$1; }
+orphans() {
+  [ "$led" = group ] && [ ! -e "/proc/$p" ] && kill -s "$sig" -- "-$p" 2>/dev/null &&
+    { echo "orphans $p"; exit 0; }
+  echo gone; exit 3
+}
+s=''; IFS= read -r s 2>/dev/null < "/proc/$p/stat" || [ -n "$s" ] || orphans
+st ${s##*) } || orphans
+[ "$start" = "$want" ] || { echo gone; exit 3; }
+[ "$state" = Z ] && { echo gone; exit 3; }
+if [ "$pg" = "$p" ]; then
+  kill -s "$sig" -- "-$p" || exit 4
+  echo "group $p"
+else
+  kill -s "$sig" "$p" || exit 4
+  echo "process $p"
+fi
 )sh";
 
 // POSIX sh, builtins only (`read`, `case`, `[`, `true`, `echo`). $1 is the pid, already
@@ -126,18 +145,77 @@ absl::StatusOr<int64_t> ParseUid(absl::string_view text) {
   return uid;
 }
 
-std::vector<std::string> InterruptHelperArgv(const std::vector<std::string>& target_argv,
-                                             absl::Duration started_ago, const std::string& signal,
-                                             const std::string& only_pid) {
-  const int64_t seconds = static_cast<int64_t>(std::ceil(absl::ToDoubleSeconds(started_ago))) + 1;
-  return {"/bin/sh",
-          "-c",
-          kInterruptScript,
-          "podgate-interrupt",
-          signal,
-          absl::StrCat(seconds),
-          absl::StrJoin(target_argv, ""),
-          only_pid};
+std::vector<std::string> LaunchWrapperArgv(const std::vector<std::string>& argv) {
+  std::vector<std::string> out = {"/bin/sh", "-c", kLaunchScript, "podgate-launch"};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+namespace {
+
+// A decimal number without sign or leading zero, at most `max_digits` digits.
+bool StrictDecimal(absl::string_view s, size_t max_digits) {
+  if (s.empty() || s.size() > max_digits || (s[0] == '0' && s.size() > 1)) {
+    return false;
+  }
+  for (const char c : s) {
+    if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+LaunchReport::Status LaunchReport::Feed(absl::string_view data, std::string* rest) {
+  if (status_ != Status::kPending) {
+    rest->assign(data.data(), data.size());
+    return status_;
+  }
+  const size_t nl = data.find('\n');
+  const size_t take = nl == absl::string_view::npos ? data.size() : nl + 1;
+  line_.append(data.data(), take);
+  if (line_.size() > kMaxLine) {
+    status_ = Status::kInvalid;
+    return status_;
+  }
+  if (nl == absl::string_view::npos) {
+    return status_;
+  }
+  data.remove_prefix(take);
+  rest->assign(data.data(), data.size());
+  absl::string_view line(line_);
+  line.remove_suffix(1);
+  constexpr absl::string_view kPrefix = "podgate-pid ";
+  if (line.substr(0, kPrefix.size()) != kPrefix) {
+    status_ = Status::kInvalid;
+    return status_;
+  }
+  line.remove_prefix(kPrefix.size());
+  const size_t space = line.find(' ');
+  if (space == absl::string_view::npos) {
+    status_ = Status::kInvalid;
+    return status_;
+  }
+  const absl::string_view pid = line.substr(0, space);
+  const absl::string_view start = line.substr(space + 1);
+  int64_t pid_value = 0;
+  if (!StrictDecimal(pid, 7) || !absl::SimpleAtoi(pid, &pid_value) || pid_value < 1 ||
+      pid_value > kMaxPid || !StrictDecimal(start, 20)) {
+    status_ = Status::kInvalid;
+    return status_;
+  }
+  pid_ = std::string(pid);
+  start_ = std::string(start);
+  status_ = Status::kReported;
+  return status_;
+}
+
+std::vector<std::string> StopHelperArgv(const std::string& pid, const std::string& start_ticks,
+                                        const std::string& signal, bool led_group) {
+  return {"/bin/sh", "-c", kStopScript, "podgate-stop",
+          signal,    pid,  start_ticks, led_group ? "group" : ""};
 }
 
 absl::StatusOr<std::vector<std::string>> JvmProbeArgv(absl::string_view pid) {

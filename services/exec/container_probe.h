@@ -1,6 +1,7 @@
 // Small programs exec runs in a container on its own behalf, and the strict parsers of their
-// output: the root guard's `id -u`, the interrupt helper that signals a running command, and the
-// probes of the checks policy asks for (is this pid a JVM, where does this path really lead).
+// output: the root guard's `id -u`, the launch wrapper every command runs in and the stop helper
+// that signals exactly the process a command started, and the probes of the checks policy asks for
+// (is this pid a JVM, where does this path really lead).
 #pragma once
 
 #include <string>
@@ -20,17 +21,44 @@ std::vector<std::string> UidProbeArgv();
 // guard treats any error as "could be root".
 absl::StatusOr<int64_t> ParseUid(absl::string_view stdout_text);
 
-// The argv of the interrupt helper: a fixed POSIX sh program (no external commands), with
-// every value passed as a separate argument and never interpolated into the script, that
-// finds the process running `target_argv` which started at most `started_ago` (+1s) ago,
-// sends it `signal` ("INT", "KILL", ...) and prints its pid; exit status 3 when no process
-// matches. The target is the oldest matching process younger than the bound, so an identical
-// command started later by someone else is left alone. With `only_pid`, only that pid is
-// considered (the SIGKILL follow-up: a recycled pid running something else is never hit).
-// Needs /bin/sh in the container; shell-less images cannot be interrupted this way.
-std::vector<std::string> InterruptHelperArgv(const std::vector<std::string>& target_argv,
-                                             absl::Duration started_ago, const std::string& signal,
-                                             const std::string& only_pid = "");
+// The argv that runs a command: a fixed POSIX sh wrapper (builtins only) with `argv` passed as
+// separate arguments, never interpolated. The wrapper reports its pid and start time as the
+// first line of stderr ("podgate-pid <pid> <start>\n", see LaunchReport), then waits for the
+// line "go\n" on stdin and only then `exec`s `argv`: the pid reported is the command's own.
+// Without that line (EOF, anything else) it exits 125 and the command never runs. Needs
+// /bin/sh in the container: in an image without one, nothing runs.
+std::vector<std::string> LaunchWrapperArgv(const std::vector<std::string>& argv);
+
+// Parses the launch wrapper's report strictly from the first bytes of a command's stderr.
+class LaunchReport {
+ public:
+  enum class Status { kPending, kReported, kInvalid };
+  static constexpr size_t kMaxLine = 64;
+  // Feeds stderr bytes. Once the report is complete (kReported), `rest` gets the bytes after
+  // it (the command's own stderr); while kPending, nothing is the command's yet. kInvalid: the
+  // first line is not exactly "podgate-pid <pid> <start>\n" (pid 1..kMaxPid, start a decimal),
+  // or is longer than kMaxLine.
+  Status Feed(absl::string_view data, std::string* rest);
+  Status status() const { return status_; }
+  const std::string& pid() const { return pid_; }
+  const std::string& start_ticks() const { return start_; }
+
+ private:
+  Status status_ = Status::kPending;
+  std::string line_;
+  std::string pid_;
+  std::string start_;
+};
+
+// The argv of the stop helper: a fixed POSIX sh program (builtins only) that sends `signal`
+// ("INT", "KILL") to exactly the process `pid` that started at `start_ticks` (as the launch
+// wrapper reported) — to its process group when it leads one — and never to anything else: a
+// pid that exited or now belongs to another process (another start time) is "gone" (exit 3).
+// Exit 0 when signalled, printing "group <pid>" or "process <pid>". With `led_group` (an
+// earlier stop answered "group"), a group whose leader has exited and whose pid is not in use
+// by any process is signalled too ("orphans <pid>"): children that ignored SIGINT.
+std::vector<std::string> StopHelperArgv(const std::string& pid, const std::string& start_ticks,
+                                        const std::string& signal, bool led_group = false);
 
 // The largest pid Linux hands out (PID_MAX_LIMIT).
 inline constexpr int64_t kMaxPid = 4194304;

@@ -58,6 +58,16 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
           prometheus::BuildCounter()
               .Name("podgate_exec_container_checks_total")
               .Help("Checks made in the container before a command, by kind and result.")
-              .Register(registry)) {}
+              .Register(registry)),
+      stops_total(prometheus::BuildCounter()
+                      .Name("podgate_exec_stops_total")
+                      .Help("Stop helper runs against a command's process, by signal and result.")
+                      .Register(registry)),
+      live_objects(prometheus::BuildGauge()
+                       .Name("podgate_exec_live_objects")
+                       .Help("Session and command objects alive in memory, by kind.")
+                       .Register(registry)),
+      live_sessions(live_objects.Add({{"kind", "session"}})),
+      live_commands(live_objects.Add({{"kind", "command"}})) {}
 
 }  // namespace podgate::exec

@@ -43,6 +43,14 @@ struct ExecMetrics {
   // podgate_exec_container_checks_total{kind,result}: kind jvm_pid|path_under|unspecified,
   // result passed|refused|error
   prometheus::Family<prometheus::Counter>& container_checks_total;
+  // podgate_exec_stops_total{signal,result}: the stop helper's answers; signal INT|KILL,
+  // result signalled|gone|error
+  prometheus::Family<prometheus::Counter>& stops_total;
+  // podgate_exec_live_objects{kind}: session|command objects alive in memory (a leak shows
+  // here: closed sessions must reach zero)
+  prometheus::Family<prometheus::Gauge>& live_objects;
+  prometheus::Gauge& live_sessions;
+  prometheus::Gauge& live_commands;
 };
 
 }  // namespace podgate::exec

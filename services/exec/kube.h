@@ -67,6 +67,8 @@ class ExecObserver {
   virtual void OnOutput(int channel, std::string data, std::function<void()> resume) = 0;
   // The stream ended; the last call.
   virtual void OnExit(ExecResult result) = 0;
+  // Stdin that WriteStdin reported as backed up has drained: more may be written.
+  virtual void OnWritable() {}
 };
 
 // A running exec stream. Destroying it closes the WebSocket (the observer still gets OnExit).
@@ -74,12 +76,15 @@ class ExecObserver {
 class ExecHandle {
  public:
   virtual ~ExecHandle() = default;
-  virtual void WriteStdin(std::string data) = 0;
+  // Queues stdin for the process. Returns false when the stream's queue is above its high
+  // watermark: the caller should write nothing more until its observer's OnWritable (a writer
+  // that ignores this is cut off at the hard limit, and the stream breaks).
+  virtual bool WriteStdin(std::string data) = 0;
   // Half-closes stdin (v5 close frame); on v4 there is no way, so it is a no-op.
   virtual void CloseStdin() = 0;
   virtual void Resize(uint32_t width, uint32_t height) = 0;
   // Closes the WebSocket now. A non-TTY process in the container keeps running (as with any
-  // kubelet): stopping it is the interrupt helper's job.
+  // kubelet): stopping it is the stop helper's job.
   virtual void Close() = 0;
 };
 
@@ -91,8 +96,10 @@ class KubeApi {
   // Pods of one namespace, or of every namespace when `namespace_name` is empty.
   virtual void ListPods(const std::string& namespace_name,
                         std::function<void(absl::StatusOr<std::vector<PodView>>)> done) = 0;
-  // Starts an exec; `observer` must stay valid until its OnExit.
-  virtual std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec, ExecObserver* observer) = 0;
+  // Starts an exec. The stream owns `observer` until its OnExit has returned, and holds it no
+  // longer: an observer refers back to its owner weakly.
+  virtual std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
+                                           std::shared_ptr<ExecObserver> observer) = 0;
 };
 
 }  // namespace podgate::exec

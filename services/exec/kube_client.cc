@@ -367,7 +367,7 @@ namespace {
 class ExecBridge final : public http::WebSocketHandler,
                          public std::enable_shared_from_this<ExecBridge> {
  public:
-  explicit ExecBridge(ExecObserver* observer) : observer_(observer) {}
+  explicit ExecBridge(std::shared_ptr<ExecObserver> observer) : observer_(std::move(observer)) {}
 
   void OnHandshake(const http::HandshakeResult& result) {
     std::vector<std::string> pending;
@@ -387,7 +387,7 @@ class ExecBridge final : public http::WebSocketHandler,
       if (result.refusal.status != 0) {
         r.status = ApiError(result.refusal.status, result.refusal.body, "exec refused");
       }
-      observer_->OnExit(std::move(r));
+      Exit(std::move(r));
       return;
     }
     if (result.subprotocol != k8s::kProtocolV5 && result.subprotocol != k8s::kProtocolV4) {
@@ -396,7 +396,9 @@ class ExecBridge final : public http::WebSocketHandler,
           "the API server does not speak v5.channel.k8s.io or v4.channel.k8s.io (chose '",
           result.subprotocol, "'); exit codes would be lost, so the stream is refused"));
     }
-    observer_->OnStarted(result.subprotocol);
+    if (std::shared_ptr<ExecObserver> observer = Observer()) {
+      observer->OnStarted(result.subprotocol);
+    }
   }
 
   void OnOpen(std::shared_ptr<http::WebSocketConnection> connection) override {
@@ -408,11 +410,24 @@ class ExecBridge final : public http::WebSocketHandler,
       pending.swap(pending_);
       close_now = close_requested_ || !error_.ok();
     }
+    bool writable = true;
     for (std::string& frame : pending) {
-      connection->Send(std::move(frame), true);
+      writable = connection->Send(std::move(frame), true);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_bytes_ = 0;
     }
     if (close_now) {
       connection->Close(1000, "");
+    } else if (writable) {
+      OnWritable();
+    }
+  }
+
+  void OnWritable() override {
+    if (std::shared_ptr<ExecObserver> observer = Observer()) {
+      observer->OnWritable();
     }
   }
 
@@ -446,7 +461,11 @@ class ExecBridge final : public http::WebSocketHandler,
         // Read nothing more until the consumer has taken this chunk.
         conn->PauseReading();
         std::weak_ptr<http::WebSocketConnection> weak = conn;
-        observer_->OnOutput(frame->channel, std::move(frame->payload), [weak] {
+        std::shared_ptr<ExecObserver> observer = Observer();
+        if (observer == nullptr) {
+          return;
+        }
+        observer->OnOutput(frame->channel, std::move(frame->payload), [weak] {
           if (auto c = weak.lock()) {
             c->ResumeReading();
           }
@@ -488,23 +507,25 @@ class ExecBridge final : public http::WebSocketHandler,
       }
       connection_.reset();
     }
-    observer_->OnExit(std::move(result));
+    Exit(std::move(result));
   }
 
-  void Send(std::string frame) {
+  // Returns false while the frames not yet written are above the high watermark.
+  bool Send(std::string frame) {
     std::shared_ptr<http::WebSocketConnection> conn;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (finished_ || close_requested_) {
-        return;
+        return true;  // dropped: nothing will drain, so nobody should wait for it
       }
       if (connection_ == nullptr) {
+        pending_bytes_ += frame.size();
         pending_.push_back(std::move(frame));
-        return;
+        return pending_bytes_ <= kPendingHighWatermark;
       }
       conn = connection_;
     }
-    conn->Send(std::move(frame), true);
+    return conn->Send(std::move(frame), true);
   }
 
   void CloseStdin() {
@@ -514,7 +535,7 @@ class ExecBridge final : public http::WebSocketHandler,
       v5 = protocol_ == k8s::ExecProtocol::kV5 || connection_ == nullptr;
     }
     if (v5) {
-      Send(k8s::EncodeFrame(k8s::kClose, std::string(1, '\0')));
+      (void)Send(k8s::EncodeFrame(k8s::kClose, std::string(1, '\0')));
     }
   }
 
@@ -531,7 +552,28 @@ class ExecBridge final : public http::WebSocketHandler,
   }
 
  private:
-  ExecObserver* const observer_;
+  // Frames queued before the WebSocket is open count like a connection's queue.
+  static constexpr size_t kPendingHighWatermark = 256 * 1024;
+
+  // The observer until its OnExit has returned; null after.
+  std::shared_ptr<ExecObserver> Observer() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return observer_;
+  }
+
+  // The last call to the observer, which the bridge then releases.
+  void Exit(ExecResult result) {
+    std::shared_ptr<ExecObserver> observer = Observer();
+    if (observer == nullptr) {
+      return;
+    }
+    observer->OnExit(std::move(result));
+    std::lock_guard<std::mutex> lock(mu_);
+    observer_.reset();
+  }
+
+  std::shared_ptr<ExecObserver> observer_;
+  size_t pending_bytes_ = 0;
   std::mutex mu_;
   std::shared_ptr<http::WebSocketConnection> connection_;
   std::vector<std::string> pending_;
@@ -547,15 +589,23 @@ class ExecStream final : public ExecHandle {
  public:
   explicit ExecStream(std::shared_ptr<ExecBridge> bridge) : bridge_(std::move(bridge)) {}
   ~ExecStream() override { bridge_->Close(); }
-  void WriteStdin(std::string data) override {
-    bridge_->Send(k8s::EncodeFrame(k8s::kStdin, data));
+  // Large writes go as several frames: API servers (and kubesim's --max_frame_bytes) cap the
+  // size of one message.
+  bool WriteStdin(std::string data) override {
+    constexpr size_t kMaxFrame = 32 * 1024;
+    bool writable = true;
+    for (size_t at = 0; at < data.size(); at += kMaxFrame) {
+      writable = bridge_->Send(
+          k8s::EncodeFrame(k8s::kStdin, std::string_view(data).substr(at, kMaxFrame)));
+    }
+    return writable;
   }
   void CloseStdin() override { bridge_->CloseStdin(); }
   void Resize(uint32_t width, uint32_t height) override {
     k8s::TerminalSize size;
     size.width = static_cast<uint16_t>(std::min<uint32_t>(width, 65535));
     size.height = static_cast<uint16_t>(std::min<uint32_t>(height, 65535));
-    bridge_->Send(k8s::EncodeFrame(k8s::kResize, k8s::EncodeResize(size)));
+    (void)bridge_->Send(k8s::EncodeFrame(k8s::kResize, k8s::EncodeResize(size)));
   }
   void Close() override { bridge_->Close(); }
 
@@ -674,7 +724,8 @@ void KubeClient::ListPods(const std::string& namespace_name,
   });
 }
 
-std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec, ExecObserver* observer) {
+std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
+                                             std::shared_ptr<ExecObserver> observer) {
   k8s::ExecOptions query;
   query.command = spec.argv;
   query.container = spec.container;
@@ -685,7 +736,7 @@ std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec, ExecObserver*
   const std::string target = config_.ApiPath(
       absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(spec.namespace_name), "/pods/",
                    k8s::UrlEncode(spec.pod), "/exec?", k8s::EncodeExecQuery(query)));
-  auto bridge = std::make_shared<ExecBridge>(observer);
+  auto bridge = std::make_shared<ExecBridge>(std::move(observer));
   auto handle = std::make_unique<ExecStream>(bridge);
   if (spec.tty && spec.width > 0 && spec.height > 0) {
     handle->Resize(spec.width, spec.height);

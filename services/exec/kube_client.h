@@ -83,7 +83,8 @@ class KubeClient final : public KubeApi {
               std::function<void(absl::StatusOr<PodView>)> done) override;
   void ListPods(const std::string& namespace_name,
                 std::function<void(absl::StatusOr<std::vector<PodView>>)> done) override;
-  std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec, ExecObserver* observer) override;
+  std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
+                                   std::shared_ptr<ExecObserver> observer) override;
 
   // The bearer token to send now (re-read from token_file at most once a minute).
   std::string Token();

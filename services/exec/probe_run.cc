@@ -25,7 +25,7 @@ class Probe final : public ExecObserver, public std::enable_shared_from_this<Pro
       }
     });
     timers_ = timers;
-    std::unique_ptr<ExecHandle> handle = kube->Exec(spec, this);
+    std::unique_ptr<ExecHandle> handle = kube->Exec(spec, shared_from_this());
     std::lock_guard<std::mutex> lock(mu_);
     if (!finished_) {
       handle_ = std::move(handle);

@@ -1,5 +1,5 @@
-// Runs a short exec on exec's own behalf (the root guard's `id -u`, the interrupt helper) and
-// collects its output, with a deadline.
+// Runs a short exec on exec's own behalf (the root guard's `id -u`, the checks, the stop
+// helper) and collects its output, with a deadline.
 #pragma once
 
 #include <functional>

@@ -107,7 +107,10 @@ class Session final
       public std::enable_shared_from_this<Session> {
  public:
   Session(SessionHub* hub, grpc::CallbackServerContext* context)
-      : hub_(hub), context_(context), opts_(hub->options()) {}
+      : hub_(hub), context_(context), opts_(hub->options()) {
+    hub_->metrics()->live_sessions.Increment();
+  }
+  ~Session() override { hub_->metrics()->live_sessions.Decrement(); }
 
   void Start() {
     self_ = shared_from_this();
@@ -139,6 +142,9 @@ class Session final
     std::function<void()> after_write;
   };
 
+  // Handles one client message (without the lock); false when no further message is to be read.
+  bool HandleReadDone(bool ok);
+
   // --- helpers, all called with mu_ held unless noted ---
   void SendLocked(pb::SessionResponse message, std::function<void()> after_write = nullptr);
   void MaybeWriteLocked();
@@ -166,6 +172,22 @@ class Session final
   void DenyLocked(const std::string& command_id, const std::string& rule,
                   const std::string& reason);
   void StopCommandLocked(common::Termination why);
+  // The launch wrapper reported the command's pid: let it run ("go"), unless it was stopped.
+  void OnLaunchReportedLocked(const std::shared_ptr<Command>& cmd);
+  void SendGoLocked(const std::shared_ptr<Command>& cmd);
+  // The command's process could not be identified: it is not run.
+  void LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std::string& why);
+  // Stops exactly the command's process (SIGINT, SIGKILL after the grace period), once.
+  void StartStopLocked(const std::shared_ptr<Command>& cmd);
+  void RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int attempt);
+  // Reads the next client message again after stdin backpressure paused reading.
+  void ResumeReadsLocked();
+  // No command is running any more: stdin that was held for it no longer holds the reads.
+  void ClearRunningLocked() {
+    running_ = nullptr;
+    ResumeReadsLocked();
+  }
+  ExecSpec TargetSpecLocked() const;
   void FinishCommandLocked(const std::shared_ptr<Command>& cmd, const ExecResult& result);
   void StartShell();
   void RecordShellLocked(char kind, const std::string& data);
@@ -184,6 +206,10 @@ class Session final
   bool finish_pending_ = false;
   bool finished_ = false;
   grpc::Status finish_status_;
+  // No read is outstanding because stdin is backed up (flow control towards the client).
+  bool read_paused_ = false;
+  // OnReadDone is running: it, not ResumeReadsLocked, starts the next read.
+  bool in_read_done_ = false;
 
   std::string session_id_;
   std::string source_address_;
@@ -209,23 +235,29 @@ class Session final
 
   // Shell mode.
   std::unique_ptr<ExecHandle> shell_;
-  std::shared_ptr<ShellObserver> shell_observer_;
   std::string recording_;
   int64_t recording_seq_ = 0;
   // Keystrokes that arrived before the shell's stream existed.
   std::string early_stdin_;
+  // Stdin held for a command not yet running: past this, reading from the client pauses.
   static constexpr size_t kMaxEarlyStdin = 64 * 1024;
   absl::Time recording_last_flush_;
 };
 
 // A command from request to result.
 struct Session::Command {
+  explicit Command(prometheus::Gauge* live) : live(live) { live->Increment(); }
+  ~Command() { live->Decrement(); }
+  Command(const Command&) = delete;
+  Command& operator=(const Command&) = delete;
+  prometheus::Gauge* const live;
   std::string id;
   std::string line;
   // The argv as asked (and decided on by policy).
   std::vector<std::string> argv;
   // The argv that runs: Decision.argv when policy set it, then with every path a
-  // KIND_PATH_UNDER check resolved put in. The interrupt helper looks for this one.
+  // KIND_PATH_UNDER check resolved put in. It runs inside the launch wrapper, which is recorded
+  // nowhere as the user's command.
   std::vector<std::string> run_argv;
   common::Decision decision;
   absl::Time start;
@@ -245,33 +277,86 @@ struct Session::Command {
   bool started = false;
   bool finished = false;
   std::unique_ptr<ExecHandle> handle;
-  std::shared_ptr<CommandObserver> observer;
-  // Input that arrived before the stream existed.
+  // The launch wrapper's report (pid and start time of the command's process).
+  LaunchReport report;
+  // Why the report was not understood (the command is then not run).
+  std::string launch_error;
+  // "go" was sent: the wrapper execs the argv, so a process runs as report.pid().
+  bool go_sent = false;
+  // The stop helper runs (or ran) against the process.
+  bool stop_started = false;
+  // The stop helper found the process leading its own process group: the SIGKILL follow-up
+  // also reaches the group's survivors once the process itself has exited.
+  bool group = false;
+  // The process is known to be gone: its exit status arrived, it never ran, or the stop helper
+  // found it gone or SIGKILLed it. Until then the time limit stays armed.
+  bool gone = false;
+  // Input that arrived before the process may run (bounded: reading pauses past it).
   std::string early_stdin;
   bool early_eof = false;
   runtime::TimerQueue::Id limit_timer = 0;
   absl::Time upgrade_started;
 };
 
+// Receives one command's stream. Owned by the stream; refers to the session and the command
+// weakly, so a finished session is freed even while a stream winds down.
 class Session::CommandObserver final : public ExecObserver {
  public:
-  CommandObserver(std::shared_ptr<Session> session, std::shared_ptr<Command> cmd)
+  CommandObserver(std::weak_ptr<Session> session, std::weak_ptr<Command> cmd)
       : session_(std::move(session)), cmd_(std::move(cmd)) {}
 
   void OnStarted(const std::string& protocol) override {
-    hub()->metrics()->protocol_total.Add({{"protocol", protocol}}).Increment();
-    std::lock_guard<std::mutex> lock(session_->mu_);
-    cmd_->started = true;
-    hub()->metrics()->upgrade_latency.Observe(
-        absl::ToDoubleSeconds(absl::Now() - cmd_->upgrade_started));
+    std::shared_ptr<Session> s = session_.lock();
+    std::shared_ptr<Command> cmd = cmd_.lock();
+    if (s == nullptr || cmd == nullptr) {
+      return;
+    }
+    s->hub_->metrics()->protocol_total.Add({{"protocol", protocol}}).Increment();
+    std::lock_guard<std::mutex> lock(s->mu_);
+    cmd->started = true;
+    s->hub_->metrics()->upgrade_latency.Observe(
+        absl::ToDoubleSeconds(absl::Now() - cmd->upgrade_started));
   }
 
   void OnOutput(int channel, std::string data, std::function<void()> resume) override {
-    Session* s = session_.get();
+    std::shared_ptr<Session> s = session_.lock();
+    std::shared_ptr<Command> cmd = cmd_.lock();
+    if (s == nullptr || cmd == nullptr) {
+      resume();
+      return;
+    }
     std::lock_guard<std::mutex> lock(s->mu_);
-    Command& c = *cmd_;
+    Command& c = *cmd;
+    if (c.report.status() != LaunchReport::Status::kReported) {
+      // The first line of stderr is the launch wrapper's report, never the command's output;
+      // nothing may come before it.
+      if (c.report.status() == LaunchReport::Status::kInvalid || !c.launch_error.empty()) {
+        resume();
+        return;
+      }
+      std::string rest;
+      const LaunchReport::Status st =
+          channel == 2 ? c.report.Feed(data, &rest) : LaunchReport::Status::kInvalid;
+      if (st == LaunchReport::Status::kInvalid) {
+        s->LaunchFailedLocked(cmd, channel == 2 ? "its launch report was malformed"
+                                                : "it wrote output before its launch report");
+        resume();
+        return;
+      }
+      if (st == LaunchReport::Status::kPending) {
+        resume();
+        return;
+      }
+      s->OnLaunchReportedLocked(cmd);
+      data = std::move(rest);
+      if (data.empty()) {
+        resume();
+        return;
+      }
+    }
     (channel == 2 ? c.stderr_bytes : c.stdout_bytes) += static_cast<int64_t>(data.size());
-    if (c.finished || s->state_ == State::kClosed || c.stop_reason != common::TERMINATION_UNSPECIFIED) {
+    if (c.finished || s->state_ == State::kClosed ||
+        c.stop_reason != common::TERMINATION_UNSPECIFIED) {
       resume();  // drain and drop: the command is being stopped
       return;
     }
@@ -294,7 +379,7 @@ class Session::CommandObserver final : public ExecObserver {
     } else {
       c.excerpt_truncated = true;
     }
-    hub()->metrics()
+    s->hub_->metrics()
         ->output_bytes_total.Add({{"channel", channel == 2 ? "stderr" : "stdout"}})
         .Increment(static_cast<double>(data.size()));
     pb::SessionResponse msg;
@@ -306,27 +391,48 @@ class Session::CommandObserver final : public ExecObserver {
   }
 
   void OnExit(ExecResult result) override {
-    std::shared_ptr<Session> session = session_;
-    std::lock_guard<std::mutex> lock(session->mu_);
-    session->FinishCommandLocked(cmd_, result);
+    std::shared_ptr<Session> s = session_.lock();
+    std::shared_ptr<Command> cmd = cmd_.lock();
+    if (s == nullptr || cmd == nullptr) {
+      return;
+    }
+    std::lock_guard<std::mutex> lock(s->mu_);
+    s->FinishCommandLocked(cmd, result);
+  }
+
+  void OnWritable() override {
+    std::shared_ptr<Session> s = session_.lock();
+    std::shared_ptr<Command> cmd = cmd_.lock();
+    if (s == nullptr || cmd == nullptr) {
+      return;
+    }
+    std::lock_guard<std::mutex> lock(s->mu_);
+    if (s->running_ == cmd) {
+      s->ResumeReadsLocked();
+    }
   }
 
  private:
-  SessionHub* hub() { return session_->hub_; }
-  std::shared_ptr<Session> session_;
-  std::shared_ptr<Command> cmd_;
+  const std::weak_ptr<Session> session_;
+  const std::weak_ptr<Command> cmd_;
 };
 
 class Session::ShellObserver final : public ExecObserver {
  public:
-  explicit ShellObserver(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+  explicit ShellObserver(std::weak_ptr<Session> session) : session_(std::move(session)) {}
 
   void OnStarted(const std::string& protocol) override {
-    session_->hub_->metrics()->protocol_total.Add({{"protocol", protocol}}).Increment();
+    if (std::shared_ptr<Session> s = session_.lock()) {
+      s->hub_->metrics()->protocol_total.Add({{"protocol", protocol}}).Increment();
+    }
   }
 
   void OnOutput(int, std::string data, std::function<void()> resume) override {
-    Session* s = session_.get();
+    std::shared_ptr<Session> s = session_.lock();
+    if (s == nullptr) {
+      resume();
+      return;
+    }
     std::lock_guard<std::mutex> lock(s->mu_);
     if (s->state_ == State::kClosed) {
       resume();
@@ -341,7 +447,10 @@ class Session::ShellObserver final : public ExecObserver {
   }
 
   void OnExit(ExecResult result) override {
-    std::shared_ptr<Session> session = session_;
+    std::shared_ptr<Session> session = session_.lock();
+    if (session == nullptr) {
+      return;
+    }
     std::lock_guard<std::mutex> lock(session->mu_);
     if (result.status.ok()) {
       session->CloseLocked(common::CLOSE_REASON_REMOTE_EXIT,
@@ -352,8 +461,15 @@ class Session::ShellObserver final : public ExecObserver {
     }
   }
 
+  void OnWritable() override {
+    if (std::shared_ptr<Session> s = session_.lock()) {
+      std::lock_guard<std::mutex> lock(s->mu_);
+      s->ResumeReadsLocked();
+    }
+  }
+
  private:
-  std::shared_ptr<Session> session_;
+  const std::weak_ptr<Session> session_;
 };
 
 // --- messages to the client ------------------------------------------------------------------
@@ -469,11 +585,26 @@ void Session::Audit(common::AuditEvent event, std::function<void()> then,
 // --- reading ---------------------------------------------------------------------------------
 
 void Session::OnReadDone(bool ok) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_read_done_ = true;
+  }
+  const bool again = HandleReadDone(ok);
+  std::lock_guard<std::mutex> lock(mu_);
+  in_read_done_ = false;
+  // read_paused_: stdin is backed up, and the next read waits for it to drain.
+  if (again && !read_paused_ && !finished_ && !finish_pending_ && state_ != State::kClosed) {
+    StartRead(&request_);
+  }
+}
+
+// Handles one client message; false when no further message is to be read.
+bool Session::HandleReadDone(bool ok) {
   if (!ok) {
     std::lock_guard<std::mutex> lock(mu_);
     // The client half-closed (or vanished): a clean close either way.
     CloseLocked(common::CLOSE_REASON_CLIENT, "the client ended the stream");
-    return;
+    return false;
   }
   pb::SessionRequest req = std::move(request_);
   State state;
@@ -490,7 +621,7 @@ void Session::OnReadDone(bool ok) {
         std::lock_guard<std::mutex> lock(mu_);
         FinishLocked(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                   "the session is already open; `open` comes once"));
-        return;
+        return false;
       }
       HandleOpen(req.open());
       break;
@@ -505,24 +636,29 @@ void Session::OnReadDone(bool ok) {
       if (mode_ == common::SESSION_MODE_SHELL) {
         RecordShellLocked('i', req.stdin().data());
         if (shell_ != nullptr) {
-          shell_->WriteStdin(req.stdin().data());
+          read_paused_ = !shell_->WriteStdin(req.stdin().data());
         } else if (early_stdin_.size() + req.stdin().data().size() <= kMaxEarlyStdin) {
           // Typed between `ready` and the shell's stream: kept for it (bounded).
           early_stdin_ += req.stdin().data();
         }
-      } else if (running_ != nullptr && running_->handle != nullptr) {
-        if (!req.stdin().data().empty()) {
-          running_->handle->WriteStdin(req.stdin().data());
-        }
-        if (req.stdin().eof()) {
-          running_->handle->CloseStdin();
-        }
       } else if (running_ != nullptr && !running_->finished) {
-        // The command is still being decided or started: its input waits (bounded).
-        if (running_->early_stdin.size() + req.stdin().data().size() <= kMaxEarlyStdin) {
-          running_->early_stdin += req.stdin().data();
+        Command& c = *running_;
+        if (c.go_sent && c.handle != nullptr) {
+          // Flow control: past the stream's high watermark, the client is not read until the
+          // stream drains (OnWritable), so the Kubernetes stream is never overrun.
+          if (!req.stdin().data().empty()) {
+            read_paused_ = !c.handle->WriteStdin(req.stdin().data());
+          }
+          if (req.stdin().eof()) {
+            c.handle->CloseStdin();
+          }
+        } else {
+          // The command is still being decided, started or identified: its input waits, and
+          // past kMaxEarlyStdin the client is not read until it runs.
+          c.early_stdin += req.stdin().data();
+          c.early_eof = c.early_eof || req.stdin().eof();
+          read_paused_ = c.early_stdin.size() >= kMaxEarlyStdin;
         }
-        running_->early_eof = running_->early_eof || req.stdin().eof();
       }
       break;
     }
@@ -542,7 +678,7 @@ void Session::OnReadDone(bool ok) {
       std::lock_guard<std::mutex> lock(mu_);
       if (shell_ != nullptr) {
         RecordShellLocked('i', "\x03");
-        shell_->WriteStdin("\x03");
+        (void)shell_->WriteStdin("\x03");
       } else if (running_ != nullptr) {
         StopCommandLocked(common::TERMINATION_INTERRUPTED);
       }
@@ -551,16 +687,26 @@ void Session::OnReadDone(bool ok) {
     case pb::SessionRequest::kClose: {
       std::lock_guard<std::mutex> lock(mu_);
       CloseLocked(common::CLOSE_REASON_CLIENT, "the client closed the session");
-      return;
+      return false;
     }
     default: {
       std::lock_guard<std::mutex> lock(mu_);
       FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                 "empty or unknown SessionRequest"));
-      return;
+      return false;
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  return true;
+}
+
+void Session::ResumeReadsLocked() {
+  if (!read_paused_) {
+    return;
+  }
+  read_paused_ = false;
+  if (in_read_done_) {
+    return;  // OnReadDone starts the next read when it returns
+  }
   if (!finished_ && !finish_pending_ && state_ != State::kClosed) {
     StartRead(&request_);
   }
@@ -916,7 +1062,7 @@ void Session::HandleCommand(const pb::RunCommand& run) {
     SendLocked(std::move(msg));
     return;
   }
-  auto cmd = std::make_shared<Command>();
+  auto cmd = std::make_shared<Command>(&hub_->metrics()->live_commands);
   cmd->id = id;
   cmd->line = run.line().substr(0, 16384);
   running_ = cmd;
@@ -930,7 +1076,7 @@ void Session::HandleCommand(const pb::RunCommand& run) {
     request.mutable_command_request()->set_parse_error(std::string(argv.status().message()));
     hub_->audit()->Record(std::move(request), [](absl::Status) {});
     hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
-    running_ = nullptr;
+    ClearRunningLocked();
     DenyLocked(id, "parser", std::string(argv.status().message()));
     return;
   }
@@ -990,7 +1136,7 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
         }
         if (cmd->decision.verdict() != common::VERDICT_ALLOW) {
           self->hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
-          self->running_ = nullptr;
+          self->ClearRunningLocked();
           self->DenyLocked(cmd->id, cmd->decision.rule(), cmd->decision.reason());
           return;
         }
@@ -1002,7 +1148,7 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
               return;
             }
             self->hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
-            self->running_ = nullptr;
+            self->ClearRunningLocked();
             common::AuditEvent denial = self->BaseEventLocked(common::EVENT_KIND_DECISION);
             denial.set_command_id(cmd->id);
             denial.mutable_decision()->set_verdict(common::VERDICT_DENY);
@@ -1025,7 +1171,7 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
         if (self->running_ != cmd) {
           return;
         }
-        self->running_ = nullptr;
+        self->ClearRunningLocked();
         self->hub_->metrics()->commands_total.Add({{"decision", "error"}, {"result", "refused"}}).Increment();
         pb::SessionResponse msg;
         msg.mutable_error()->set_command_id(cmd->id);
@@ -1096,7 +1242,7 @@ void Session::RefuseByCheckLocked(const std::shared_ptr<Command>& cmd,
       .Add({{"kind", CheckKindLabel(check)}, {"result", CheckResultLabel(outcome.result)}})
       .Increment();
   hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
-  running_ = nullptr;
+  ClearRunningLocked();
   common::AuditEvent denial = BaseEventLocked(common::EVENT_KIND_DECISION);
   denial.set_command_id(cmd->id);
   denial.mutable_decision()->set_verdict(common::VERDICT_DENY);
@@ -1131,48 +1277,99 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
                         : opts_.default_time_limit;
   cmd->output_limit = limits.output_limit_bytes() > 0 ? limits.output_limit_bytes()
                                                       : opts_.default_output_limit_bytes;
-  ExecSpec spec;
-  spec.namespace_name = target_.namespace_();
-  spec.pod = target_.pod();
-  spec.container = target_.container();
-  spec.argv = cmd->run_argv;
+  ExecSpec spec = TargetSpecLocked();
+  // The launch wrapper reports the process's pid before it execs the argv (see
+  // LaunchWrapperArgv): that is how a stop reaches exactly this command's process.
+  spec.argv = LaunchWrapperArgv(cmd->run_argv);
   spec.stdin = true;
-  cmd->observer = std::make_shared<CommandObserver>(shared_from_this(), cmd);
-  std::weak_ptr<Session> weak = shared_from_this();
-  cmd->limit_timer = hub_->timers()->After(cmd->time_limit, [weak, cmd] {
-    if (auto s = weak.lock()) {
-      std::lock_guard<std::mutex> lock(s->mu_);
-      if (s->running_ == cmd) {
-        s->StopCommandLocked(common::TERMINATION_TIME_LIMIT);
+  auto observer = std::make_shared<CommandObserver>(weak_from_this(), cmd);
+  // The time limit holds whatever happens to the stream: the timer is cancelled only once the
+  // process is known to be gone, and it holds the session until then.
+  std::shared_ptr<Session> self = shared_from_this();
+  cmd->limit_timer = hub_->timers()->After(cmd->time_limit, [self, cmd] {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    if (!cmd->finished) {
+      if (self->running_ == cmd) {
+        self->StopCommandLocked(common::TERMINATION_TIME_LIMIT);
       }
+    } else if (!cmd->gone) {
+      log::Warn("time limit reached by a process whose stream has ended: stopping it",
+                {{"session_id", self->session_id_}, {"command_id", cmd->id}});
+      self->StartStopLocked(cmd);
     }
   });
-  log::Info("command start", {{"session_id", session_id_},
-                              {"command_id", cmd->id},
-                              {"rule", cmd->decision.rule()}});
-  ExecObserver* observer = cmd->observer.get();
+  log::Info("command start",
+            {{"session_id", session_id_}, {"command_id", cmd->id}, {"rule", cmd->decision.rule()}});
   lock.unlock();
-  std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, observer);
+  std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, std::move(observer));
   lock.lock();
   if (!cmd->finished) {
     cmd->handle = std::move(handle);
-    if (!cmd->early_stdin.empty()) {
-      cmd->handle->WriteStdin(std::move(cmd->early_stdin));
-      cmd->early_stdin.clear();
-    }
-    if (cmd->early_eof) {
-      cmd->handle->CloseStdin();
-    }
-    if (cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
-      // Stopped before the handle existed (e.g. session closed): close the stream now.
+    if (!cmd->launch_error.empty() ||
+        (!cmd->go_sent && cmd->stop_reason != common::TERMINATION_UNSPECIFIED)) {
+      // Not identified, or stopped before it ran: close the stream, and the wrapper exits
+      // without running the argv.
       cmd->handle->Close();
+    } else if (cmd->report.status() == LaunchReport::Status::kReported && !cmd->go_sent) {
+      SendGoLocked(cmd);  // the report came before the handle
     }
   }
 }
 
-// Stops the running command: the interrupt helper signals the process in the container (a
-// closed stream alone would leave it running), SIGKILL follows after the grace period, and the
-// stream is closed once the process is gone or the grace period has passed twice.
+ExecSpec Session::TargetSpecLocked() const {
+  ExecSpec spec;
+  spec.namespace_name = target_.namespace_();
+  spec.pod = target_.pod();
+  spec.container = target_.container();
+  return spec;
+}
+
+void Session::OnLaunchReportedLocked(const std::shared_ptr<Command>& cmd) {
+  if (cmd->handle != nullptr) {
+    SendGoLocked(cmd);
+  }
+  // else StartCommand sends it once the handle exists.
+}
+
+void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
+  if (cmd->finished || cmd->go_sent) {
+    return;
+  }
+  if (cmd->stop_reason != common::TERMINATION_UNSPECIFIED || state_ == State::kClosed) {
+    // Stopped while it was being identified: it never runs.
+    cmd->handle->Close();
+    return;
+  }
+  cmd->go_sent = true;
+  std::string first = "go\n";
+  first += cmd->early_stdin;
+  cmd->early_stdin.clear();
+  cmd->early_stdin.shrink_to_fit();
+  const bool writable = cmd->handle->WriteStdin(std::move(first));
+  if (cmd->early_eof) {
+    cmd->handle->CloseStdin();
+  }
+  if (writable) {
+    ResumeReadsLocked();
+  }
+}
+
+void Session::LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std::string& why) {
+  if (!cmd->launch_error.empty()) {
+    return;
+  }
+  cmd->launch_error = why;
+  log::Warn("command not run: its process could not be identified",
+            {{"session_id", session_id_}, {"command_id", cmd->id}, {"error", why}});
+  if (cmd->handle != nullptr) {
+    cmd->handle->Close();
+  }
+}
+
+// Stops the running command. Its process is known exactly (the launch wrapper's report), so
+// the stop helper signals that process (and its process group) and nothing else: SIGINT, then
+// SIGKILL after the grace period. A closed stream alone would leave it running. A command not
+// yet running (being decided, checked or identified) never runs.
 void Session::StopCommandLocked(common::Termination why) {
   std::shared_ptr<Command> cmd = running_;
   if (cmd == nullptr || cmd->finished || cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
@@ -1181,65 +1378,106 @@ void Session::StopCommandLocked(common::Termination why) {
   cmd->stop_reason = why;
   if (!cmd->launched) {
     // Nothing runs yet (policy, the root guard or a check is still answering): StartCommand
-    // sees the stop and ends the command without starting it. No helper: with no start time
-    // it could only guess which process is the command's.
+    // sees the stop and ends the command without starting it.
+    return;
+  }
+  if (!cmd->go_sent) {
+    // The wrapper waits for "go": closing the stream ends it without running the argv.
+    if (cmd->handle != nullptr) {
+      cmd->handle->Close();
+    }
     return;
   }
   if (cmd->handle != nullptr) {
     cmd->handle->CloseStdin();
   }
-  ExecSpec spec;
-  spec.namespace_name = target_.namespace_();
-  spec.pod = target_.pod();
-  spec.container = target_.container();
-  const absl::Duration age = absl::Now() - cmd->start;
-  spec.argv = InterruptHelperArgv(cmd->run_argv, age, "INT");
+  StartStopLocked(cmd);
+}
+
+void Session::StartStopLocked(const std::shared_ptr<Command>& cmd) {
+  if (cmd->stop_started || cmd->gone || !cmd->go_sent) {
+    return;
+  }
+  cmd->stop_started = true;
+  log::Info("stopping process",
+            {{"session_id", session_id_}, {"command_id", cmd->id}, {"pid", cmd->report.pid()}});
   std::shared_ptr<Session> self = shared_from_this();
-  runtime::TimerQueue* timers = hub_->timers();
-  const absl::Duration grace = opts_.interrupt_grace;
-  RunProbe(hub_->kube(), timers, spec, opts_.probe_timeout,
-           [self, cmd, timers, grace, age](absl::StatusOr<ProbeOutput> out) {
-             std::string pid;
-             if (out.ok() && out->exit_code == 0) {
-               pid = out->stdout_text.substr(0, out->stdout_text.find('\n'));
-             } else {
-               log::Warn("interrupt helper failed",
-                         {{"session_id", self->session_id_},
-                          {"command_id", cmd->id},
-                          {"error", out.ok() ? absl::StrCat("exit ", out->exit_code, ": ",
-                                                            out->stderr_text)
-                                             : out.status().ToString()}});
+  hub_->timers()->After(absl::ZeroDuration(), [self, cmd] { self->RunStopStep(cmd, "INT", 0); });
+}
+
+// One step of a stop: the stop helper sends `signal` to the command's process if it is still
+// that process. SIGINT is followed by SIGKILL after the grace period, and the stream is closed
+// a grace period after that if the process's exit has not ended it. A helper that fails is
+// retried (three times, a grace period apart); after that the time limit tries again.
+void Session::RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int attempt) {
+  ExecSpec spec;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cmd->gone && !(signal == "KILL" && cmd->group)) {
+      return;
+    }
+    spec = TargetSpecLocked();
+    spec.argv = StopHelperArgv(cmd->report.pid(), cmd->report.start_ticks(), signal, cmd->group);
+  }
+  std::shared_ptr<Session> self = shared_from_this();
+  RunProbe(hub_->kube(), hub_->timers(), spec, opts_.probe_timeout,
+           [self, cmd, signal, attempt](absl::StatusOr<ProbeOutput> out) {
+             const bool signalled = out.ok() && out->exit_code == 0;
+             const bool gone = out.ok() && out->exit_code == 3;
+             runtime::TimerQueue* timers = self->hub_->timers();
+             const absl::Duration grace = self->opts_.interrupt_grace;
+             self->hub_->metrics()
+                 ->stops_total
+                 .Add({{"signal", signal},
+                       {"result", signalled ? "signalled"
+                                  : gone    ? "gone"
+                                            : "error"}})
+                 .Increment();
+             std::lock_guard<std::mutex> lock(self->mu_);
+             if (signalled && signal == "INT" && out->stdout_text.rfind("group ", 0) == 0) {
+               cmd->group = true;
              }
-             std::weak_ptr<Session> weak = self;
-             timers->After(grace, [weak, cmd, pid, grace, age, timers] {
-               auto s = weak.lock();
-               if (s == nullptr) {
-                 return;
+             if (gone || (signalled && signal == "KILL")) {
+               // SIGKILL cannot be caught: the process (group) is gone.
+               cmd->gone = true;
+               if (cmd->finished) {
+                 self->hub_->timers()->Cancel(cmd->limit_timer);
                }
-               {
-                 std::lock_guard<std::mutex> lock(s->mu_);
-                 if (cmd->finished) {
-                   return;
-                 }
-               }
-               if (!pid.empty()) {
-                 ExecSpec kill;
-                 kill.namespace_name = s->target_.namespace_();
-                 kill.pod = s->target_.pod();
-                 kill.container = s->target_.container();
-                 kill.argv = InterruptHelperArgv(cmd->run_argv, age + grace * 2, "KILL", pid);
-                 RunProbe(s->hub_->kube(), timers, kill, s->opts_.probe_timeout,
-                          [](absl::StatusOr<ProbeOutput>) {});
-               }
-               timers->After(grace, [weak, cmd] {
-                 if (auto s2 = weak.lock()) {
-                   std::lock_guard<std::mutex> lock(s2->mu_);
+               log::Info("process stopped", {{"session_id", self->session_id_},
+                                             {"command_id", cmd->id},
+                                             {"pid", cmd->report.pid()},
+                                             {"how", gone ? "gone" : "SIGKILL"}});
+               if (!cmd->finished) {
+                 timers->After(grace, [self, cmd] {
+                   std::lock_guard<std::mutex> lock(self->mu_);
                    if (!cmd->finished && cmd->handle != nullptr) {
                      cmd->handle->Close();
                    }
-                 }
-               });
-             });
+                 });
+               }
+               return;
+             }
+             if (!signalled) {
+               log::Warn("stop helper failed",
+                         {{"session_id", self->session_id_},
+                          {"command_id", cmd->id},
+                          {"signal", signal},
+                          {"attempt", attempt},
+                          {"error",
+                           out.ok() ? absl::StrCat("exit ", out->exit_code, ": ", out->stderr_text)
+                                    : out.status().ToString()}});
+               if (attempt < 3) {
+                 timers->After(grace, [self, cmd, signal, attempt] {
+                   self->RunStopStep(cmd, signal, attempt + 1);
+                 });
+               } else {
+                 // The time limit (still armed while the process may run) tries again.
+                 cmd->stop_started = false;
+               }
+               return;
+             }
+             // SIGINT delivered: SIGKILL after the grace period unless the process is gone by then.
+             timers->After(grace, [self, cmd] { self->RunStopStep(cmd, "KILL", 0); });
            });
 }
 
@@ -1248,7 +1486,46 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     return;
   }
   cmd->finished = true;
-  hub_->timers()->Cancel(cmd->limit_timer);
+  // What the audit record and the client are told (the stream's result, explained).
+  ExecResult outcome = result;
+  if (!cmd->go_sent) {
+    // The argv never ran: the wrapper waits for "go" and exits without it.
+    cmd->gone = true;
+    if (cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
+      cmd->started = false;  // reported as an error, not an exit
+      if (!cmd->launch_error.empty()) {
+        outcome.status = absl::FailedPreconditionError(
+            absl::StrCat("the command was not run: its process could not be identified (",
+                         cmd->launch_error, "), so it could not have been stopped"));
+      } else if (outcome.status.ok()) {
+        outcome.status = absl::FailedPreconditionError(absl::StrCat(
+            "the command was not run: the launch wrapper exited with status ", outcome.exit_code,
+            " before it reported its pid (podgate runs commands through /bin/sh, which the image "
+            "may lack)"));
+      } else {
+        outcome.status =
+            absl::Status(outcome.status.code(),
+                         absl::StrCat(outcome.status.message(), " (the command was not run)"));
+      }
+    } else {
+      outcome.status = absl::OkStatus();
+      outcome.exit_code = 0;
+    }
+  } else if (result.status.ok()) {
+    cmd->gone = true;  // its exit status arrived
+  } else {
+    // The stream ended before the process did (a broken stream, the session closing, a
+    // shutdown): the process is stopped, never forgotten.
+    StartStopLocked(cmd);
+    outcome.status =
+        absl::Status(result.status.code(),
+                     absl::StrCat(result.status.message(), "; exec stops its process (pid ",
+                                  cmd->report.pid(), ") with SIGINT, then SIGKILL"));
+  }
+  if (cmd->gone) {
+    hub_->timers()->Cancel(cmd->limit_timer);
+  }
+  ResumeReadsLocked();
   const absl::Duration duration = absl::Now() - cmd->start;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
@@ -1258,21 +1535,21 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
 
   common::Termination termination = cmd->stop_reason;
   if (termination == common::TERMINATION_UNSPECIFIED) {
-    termination = result.status.ok() ? common::TERMINATION_EXITED : common::TERMINATION_ERROR;
+    termination = outcome.status.ok() ? common::TERMINATION_EXITED : common::TERMINATION_ERROR;
   }
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
   e.set_command_id(cmd->id);
   common::CommandResultDetail* r = e.mutable_command_result();
   r->set_termination(termination);
-  r->set_exit_code(result.exit_code);
+  r->set_exit_code(outcome.exit_code);
   SetDuration(duration, r->mutable_duration());
   r->set_stdout_bytes(cmd->stdout_bytes);
   r->set_stderr_bytes(cmd->stderr_bytes);
   r->set_output_sha256(digest, digest_len);
   r->set_output_excerpt(cmd->excerpt);
   r->set_excerpt_truncated(cmd->excerpt_truncated);
-  if (!result.status.ok()) {
-    r->set_error(std::string(result.status.message()));
+  if (!outcome.status.ok()) {
+    r->set_error(std::string(outcome.status.message()));
   }
   if (cmd->run_argv != cmd->argv) {
     for (const std::string& a : cmd->run_argv) {
@@ -1281,37 +1558,38 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   }
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   hub_->metrics()
-      ->commands_total.Add({{"decision", "allow"},
-                            {"result", !cmd->started && !result.status.ok()
-                                           ? "error"
-                                           : TerminationLabel(termination)}})
+      ->commands_total
+      .Add({{"decision", "allow"},
+            {"result",
+             !cmd->started && !outcome.status.ok() ? "error" : TerminationLabel(termination)}})
       .Increment();
-  if (!result.status.ok()) {
+  if (!outcome.status.ok()) {
     hub_->metrics()
-        ->api_errors_total.Add({{"code", absl::StatusCodeToString(result.status.code())}})
+        ->api_errors_total.Add({{"code", absl::StatusCodeToString(outcome.status.code())}})
         .Increment();
   }
   log::Info("command end", {{"session_id", session_id_},
                             {"command_id", cmd->id},
                             {"termination", TerminationLabel(termination)},
-                            {"exit_code", result.exit_code},
+                            {"exit_code", outcome.exit_code},
                             {"duration_ms", absl::ToInt64Milliseconds(duration)}});
   if (running_ == cmd) {
-    running_ = nullptr;
+    ClearRunningLocked();
   }
   if (state_ == State::kClosed) {
     return;
   }
   pb::SessionResponse msg;
-  if (!cmd->started && !result.status.ok() && cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
+  if (!cmd->started && !outcome.status.ok() &&
+      cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
     // It never ran: an error, not an exit.
     msg.mutable_error()->set_command_id(cmd->id);
-    msg.mutable_error()->mutable_status()->set_code(static_cast<int>(result.status.code()));
-    msg.mutable_error()->mutable_status()->set_message(std::string(result.status.message()));
+    msg.mutable_error()->mutable_status()->set_code(static_cast<int>(outcome.status.code()));
+    msg.mutable_error()->mutable_status()->set_message(std::string(outcome.status.message()));
   } else {
     msg.mutable_exit()->set_command_id(cmd->id);
     msg.mutable_exit()->set_termination(termination);
-    msg.mutable_exit()->set_exit_code(result.exit_code);
+    msg.mutable_exit()->set_exit_code(outcome.exit_code);
     SetDuration(duration, msg.mutable_exit()->mutable_duration());
     msg.mutable_exit()->set_output_bytes(cmd->stdout_bytes + cmd->stderr_bytes);
   }
@@ -1344,10 +1622,9 @@ void Session::StartShell() {
                                                   target_.container())}};
   recording_ = header.dump() + "\n";
   recording_last_flush_ = absl::Now();
-  shell_observer_ = std::make_shared<ShellObserver>(shared_from_this());
-  ExecObserver* observer = shell_observer_.get();
+  auto observer = std::make_shared<ShellObserver>(weak_from_this());
   lock.unlock();
-  std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, observer);
+  std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, std::move(observer));
   lock.lock();
   shell_ = std::move(handle);
   // A resize that arrived while the stream was being opened found no shell: apply it now.
@@ -1356,7 +1633,7 @@ void Session::StartShell() {
     RecordShellLocked('r', absl::StrCat(width_, "x", height_));
   }
   if (!early_stdin_.empty()) {
-    shell_->WriteStdin(std::move(early_stdin_));
+    (void)shell_->WriteStdin(std::move(early_stdin_));
     early_stdin_.clear();
   }
   if (state_ == State::kClosed) {
@@ -1417,7 +1694,7 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
     return;
   }
   if (running_ != nullptr && !running_->launched) {
-    running_ = nullptr;  // still waiting for policy or audit: it never reaches the pod
+    ClearRunningLocked();  // still waiting for policy or audit: it never reaches the pod
   }
   if (running_ != nullptr && !running_->finished) {
     std::shared_ptr<Command> cmd = running_;

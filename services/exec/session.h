@@ -46,7 +46,7 @@ struct ExecOptions {
   std::vector<std::string> shell_argv = {"/bin/sh"};
   // After an interrupt, how long the process gets before SIGKILL.
   absl::Duration interrupt_grace = absl::Seconds(3);
-  // Deadline for exec's own probes (`id -u`, the interrupt helper).
+  // Deadline for exec's own probes (`id -u`, the checks, the stop helper).
   absl::Duration probe_timeout = absl::Seconds(10);
   // How long a root-guard verdict for a (pod uid, container) is reused.
   absl::Duration root_guard_ttl = absl::Minutes(10);

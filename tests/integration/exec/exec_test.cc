@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -250,6 +253,17 @@ class SessionClient {
   bool finished_ = false;
 };
 
+int64_t ResidentBytes(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stoll(line.substr(6)) * 1024;
+    }
+  }
+  return 0;
+}
+
 // Processes on this machine whose argv is exactly `argv` (kubesim's containers are real).
 std::vector<pid_t> PidsOf(const std::vector<std::string>& argv) {
   const std::string want = absl::StrJoin(argv, std::string(1, '\0')) + std::string(1, '\0');
@@ -315,10 +329,26 @@ class ExecTest : public ::testing::Test {
     options.binaries = Binaries();
     options.cluster_yaml = kCluster;
     options.policy_yaml = kPolicy;
-    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s", "--max_sessions_per_user=3"};
+    metrics_port_ = testing::UnusedPort();
+    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s", "--max_sessions_per_user=3",
+                          absl::StrCat("--metrics_address=127.0.0.1:", metrics_port_)};
     auto stack = testing::Stack::Start(options);
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = stack->release();
+  }
+
+  // The value of one sample of the exec service's /metrics (-1 when absent).
+  static double Sample(const std::string& sample) {
+    auto page = testing::HttpGet(metrics_port_, "/metrics");
+    if (!page.ok()) {
+      return -1;
+    }
+    auto parsed = testing::ParsePrometheusText(page->body);
+    if (!parsed.ok()) {
+      return -1;
+    }
+    auto it = parsed->samples.find(sample);
+    return it == parsed->samples.end() ? -1 : it->second;
   }
   static void TearDownTestSuite() {
     delete stack_;
@@ -331,8 +361,178 @@ class ExecTest : public ::testing::Test {
   }
 
   static testing::Stack* stack_;
+  static int metrics_port_;
 };
 testing::Stack* ExecTest::stack_ = nullptr;
+int ExecTest::metrics_port_ = 0;
+
+// Two users run the same line a moment apart; the second one's interrupt must stop the second
+// one's process, never the first one's (the old helper picked the oldest process with that argv
+// that was "young enough").
+TEST_F(ExecTest, AnInterruptStopsOnlyTheProcessItsCommandStarted) {
+  const std::vector<std::string> argv = {"sleep", "333"};
+  SessionClient first(stack_->exec_port());
+  ASSERT_TRUE(first.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  SessionClient second(stack_->exec_port());
+  auto second_ready = second.Open(stack_->Token("bob", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(second_ready.ok());
+  first.Command("sleep 333");
+  for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(CountProcesses(argv), 1) << "the first command did not start";
+  const pid_t first_pid = PidsOf(argv)[0];
+  absl::SleepFor(absl::Milliseconds(600));
+  second.Command("sleep 333");
+  for (int i = 0; i < 100 && CountProcesses(argv) < 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(CountProcesses(argv), 2) << "the second command did not start";
+  second.Interrupt();
+  Outcome o = second.Wait();
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->termination(), common::TERMINATION_INTERRUPTED);
+  for (int i = 0; i < 150 && CountProcesses(argv) != 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  absl::SleepFor(absl::Milliseconds(1500));  // past the grace period and its SIGKILL
+  std::vector<pid_t> left = PidsOf(argv);
+  ASSERT_EQ(left.size(), 1u) << "the interrupt stopped both commands, or neither";
+  EXPECT_EQ(left[0], first_pid) << "the second user's interrupt stopped the first user's process";
+  first.Interrupt();
+  EXPECT_TRUE(first.Wait().exit.has_value());
+  for (int i = 0; i < 150 && CountProcesses(argv) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(CountProcesses(argv), 0);
+  first.Close();
+  second.Close();
+  // Audit shows the user's argv; the launch wrapper is recorded nowhere as the command.
+  bool result_seen = false;
+  for (const auto& r : AuditOf(second_ready->session_id())) {
+    EXPECT_THAT(r.event().DebugString(), Not(HasSubstr("podgate-launch")));
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_REQUEST) {
+      EXPECT_THAT(r.event().command_request().argv(), ::testing::ElementsAre("sleep", "333"));
+    }
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_RESULT) {
+      result_seen = true;
+      EXPECT_TRUE(r.event().command_result().argv().empty()) << "it ran as asked";
+    }
+  }
+  EXPECT_TRUE(result_seen);
+}
+
+// A client that floods stdin to a command that does not read it: exec stops reading the client
+// (flow control) instead of overrunning the Kubernetes stream, and the time limit (2 s for
+// devs-sleep) still stops the process, which is gone from /proc within limit + grace.
+TEST_F(ExecTest, AStdinFloodCannotOutliveTheTimeLimit) {
+  const std::vector<std::string> argv = {"sleep", "48"};
+  SessionClient s(stack_->exec_port(), absl::Seconds(90));
+  ASSERT_TRUE(s.Open(stack_->Token("dave", {"devs"}), "team", "app-1").ok());
+  const absl::Time start = absl::Now();
+  s.Command("sleep 48");
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> sent{0};
+  std::thread flood([&] {
+    pb::SessionRequest in;
+    in.mutable_stdin()->set_data(std::string(256 * 1024, 'x'));
+    while (!stop.load() && sent.load() < (int64_t{256} << 20)) {
+      if (!s.stream()->Write(in)) {
+        return;
+      }
+      sent += 256 * 1024;
+    }
+  });
+  Outcome o = s.Wait();
+  stop = true;
+  // Flow control kept the stream intact: the time limit ended the command, not a broken stream.
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->termination(), common::TERMINATION_TIME_LIMIT);
+  EXPECT_LT(ResidentBytes(stack_->exec()->pid()), 200 << 20) << "exec buffered the flood";
+  // Limit 2 s, grace 1 s (SIGINT, then SIGKILL), plus slack for the helper's execs.
+  const absl::Time deadline = start + absl::Seconds(2 + 2 * 1 + 3);
+  while (CountProcesses(argv) != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(CountProcesses(argv), 0)
+      << "the command outlived its time limit by " << (absl::Now() - start - absl::Seconds(2))
+      << " after " << sent.load() << " bytes of stdin";
+  flood.join();
+  s.Close();
+  for (int i = 0; i < 1000 && CountProcesses(argv) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));  // do not leave it to the next test
+  }
+}
+
+// Flow control loses nothing: 20 MiB of stdin, sent as fast as the client can (held while the
+// command is decided and identified, then paced by the stream), all reach `wc -c`.
+TEST_F(ExecTest, FlowControlledStdinArrivesWhole) {
+  SessionClient s(stack_->exec_port(), absl::Seconds(120));
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  constexpr int64_t kBytes = int64_t{20} << 20;
+  s.Command("wc -c");
+  std::thread writer([&] {
+    pb::SessionRequest in;
+    in.mutable_stdin()->set_data(std::string(100 * 1000, 'y'));
+    int64_t sent = 0;
+    while (sent + 100 * 1000 <= kBytes && s.stream()->Write(in)) {
+      sent += 100 * 1000;
+    }
+    in.mutable_stdin()->set_data(std::string(static_cast<size_t>(kBytes - sent), 'y'));
+    in.mutable_stdin()->set_eof(true);
+    s.stream()->Write(in);
+  });
+  Outcome o = s.Wait();
+  writer.join();
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->exit_code(), 0);
+  EXPECT_EQ(o.stdout_text, absl::StrCat(kBytes, "\n"));
+  s.Close();
+}
+
+// Every Session and Command object is destroyed once its session ends: hundreds of sessions,
+// each running a command, and as many shell sessions, leave no live object behind.
+TEST_F(ExecTest, SessionsAndCommandsAreFreedOnceClosed) {
+  // 300 rounds (600 sessions, 300 commands) in CI; PODGATE_LIFETIME_ROUNDS=1000 for a longer run.
+  const int kRounds = std::getenv("PODGATE_LIFETIME_ROUNDS") != nullptr
+                          ? std::atoi(std::getenv("PODGATE_LIFETIME_ROUNDS"))
+                          : 300;
+  for (int i = 0; i < kRounds; ++i) {
+    {
+      SessionClient s(stack_->exec_port());
+      ASSERT_TRUE(s.Open(stack_->Token("frank", {"devs"}), "team", "app-1").ok());
+      Outcome o = s.Run("echo hi");
+      ASSERT_TRUE(o.exit.has_value()) << "round " << i;
+      ASSERT_EQ(o.stdout_text, "hi\n");
+      s.Close();
+    }
+    {
+      SessionClient s(stack_->exec_port());
+      ASSERT_TRUE(
+          s.Open(stack_->Token("frank", {"devs"}), "team", "app-1", "", common::SESSION_MODE_SHELL)
+              .ok());
+      pb::SessionRequest in;
+      in.mutable_stdin()->set_data("exit 0\n");
+      s.Send(in);
+      pb::SessionResponse res;
+      while (s.stream()->Read(&res)) {
+      }
+      s.stream()->Finish();
+    }
+  }
+  double sessions = -1;
+  double commands = -1;
+  for (int i = 0; i < 300; ++i) {
+    sessions = Sample(R"(podgate_exec_live_objects{kind="session"})");
+    commands = Sample(R"(podgate_exec_live_objects{kind="command"})");
+    if (sessions == 0 && commands == 0) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(sessions, 0) << "Session objects still alive after " << kRounds << " rounds";
+  EXPECT_EQ(commands, 0) << "Command objects still alive after " << kRounds << " rounds";
+}
 
 TEST_F(ExecTest, AllowedCommandKeepsStdoutAndStderrApartAndReportsTheExitCode) {
   SessionClient s(stack_->exec_port());
@@ -575,17 +775,6 @@ TEST_F(ExecTest, TimeLimitAndOutputCapStopTheCommand) {
   EXPECT_EQ(big.exit->termination(), common::TERMINATION_OUTPUT_LIMIT);
   EXPECT_EQ(big.stdout_text.size(), 1000u);
   s.Close();
-}
-
-int64_t ResidentBytes(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::stoll(line.substr(6)) * 1024;
-    }
-  }
-  return 0;
 }
 
 TEST_F(ExecTest, HundredMegabytesStreamWithBoundedMemory) {
@@ -1105,7 +1294,7 @@ TEST_F(ContainerCheckTest, PrependArgsReachThePodAndInterruptsFindTheCommandThat
   ASSERT_TRUE(o.exit.has_value()) << (o.denied ? o.denied->reason() : "");
   EXPECT_EQ(o.stdout_text, "podgate-fixed hello world\n");
 
-  // The process runs `sleep -- N`: the interrupt helper must look for that argv.
+  // The process runs `sleep -- N` (the argv that ran): the interrupt must stop exactly it.
   const std::string seconds = absl::StrCat(5000 + getpid() % 1000);
   const std::vector<std::string> argv = {"sleep", "--", seconds};
   s.Command("sleep " + seconds);
@@ -1220,6 +1409,51 @@ TEST(ExecFailClosedTest, PolicyDownDeniesAndAuditDownRefuses) {
     ASSERT_TRUE(o.exit.has_value());
     EXPECT_EQ(o.stdout_text, "lenient\n");
     s.Close();
+  }
+}
+
+// A stream that breaks under a running command (here: kubesim refuses a stdin frame above its
+// --max_frame_bytes and drops the WebSocket; the process, like under a kubelet, runs on) is not
+// forgotten: exec stops the process long before its 30 s time limit, and audit says so.
+TEST(ExecStreamBreakTest, TheProcessOfABrokenStreamIsStopped) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.kubesim_flags = {"--max_frame_bytes=1024"};
+  options.exec_flags = {"--interrupt_grace=1s"};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const std::vector<std::string> argv = {"sleep", "49"};
+  SessionClient s((*stack)->exec_port());
+  auto ready = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  s.Command("sleep 49");
+  for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(CountProcesses(argv), 1) << "the command did not start";
+  const absl::Time broken = absl::Now();
+  pb::SessionRequest in;
+  in.mutable_stdin()->set_data(std::string(8192, 'x'));  // one 8 KiB frame > 1 KiB
+  s.Send(in);
+  Outcome o = s.Wait();
+  ASSERT_TRUE(o.exit.has_value());
+  EXPECT_EQ(o.exit->termination(), common::TERMINATION_ERROR);
+  while (CountProcesses(argv) != 0 && absl::Now() < broken + absl::Seconds(6)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(CountProcesses(argv), 0) << "the process of a broken stream was left running";
+  s.Close();
+  std::string error;
+  for (const auto& r : AuditRecords((*stack)->audit_port(), ready->session_id())) {
+    if (r.event().kind() == common::EVENT_KIND_COMMAND_RESULT) {
+      error = r.event().command_result().error();
+    }
+  }
+  EXPECT_THAT(error, HasSubstr("exec stops its process (pid "));
+  for (int i = 0; i < 1000 && CountProcesses(argv) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
   }
 }
 
