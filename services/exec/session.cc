@@ -1062,6 +1062,20 @@ void Session::HandleCommand(const pb::RunCommand& run) {
     SendLocked(std::move(msg));
     return;
   }
+  if (hub_->audit()->saturated()) {
+    // Records wait for audit's ack and are never dropped; past the client's bound, no new
+    // command starts (fail closed) rather than a record being forgotten.
+    hub_->metrics()->commands_total.Add({{"decision", "error"}, {"result", "refused"}}).Increment();
+    pb::SessionResponse msg;
+    msg.mutable_error()->set_command_id(id);
+    msg.mutable_error()->mutable_status()->set_code(
+        static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+    msg.mutable_error()->mutable_status()->set_message(absl::StrCat(
+        "audit has ", hub_->audit()->pending(),
+        " records not yet acknowledged, so no command runs until they are durable"));
+    SendLocked(std::move(msg));
+    return;
+  }
   auto cmd = std::make_shared<Command>(&hub_->metrics()->live_commands);
   cmd->id = id;
   cmd->line = run.line().substr(0, 16384);
@@ -1173,6 +1187,15 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
         }
         self->ClearRunningLocked();
         self->hub_->metrics()->commands_total.Add({{"decision", "error"}, {"result", "refused"}}).Increment();
+        // The decision keeps being sent until audit acks it, and it may say allow: the trail
+        // must also say the command never ran.
+        common::AuditEvent not_run = self->BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
+        not_run.set_command_id(cmd->id);
+        not_run.mutable_command_result()->set_termination(common::TERMINATION_ERROR);
+        not_run.mutable_command_result()->set_error(absl::StrCat(
+            "not run: audit did not acknowledge the decision in time (strict mode): ",
+            s.message()));
+        self->hub_->audit()->Record(std::move(not_run), [](absl::Status) {});
         pb::SessionResponse msg;
         msg.mutable_error()->set_command_id(cmd->id);
         msg.mutable_error()->mutable_status()->set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));

@@ -54,6 +54,7 @@ class Stack {
   const std::string& kubeconfig() const { return kubeconfig_; }
   const std::string& jwt_secret_file() const { return secret_file_; }
   Subprocess* exec() const { return exec_.get(); }
+  Subprocess* audit() const { return audit_.get(); }
 
   static constexpr char kIssuer[] = "https://podgate.test";
 

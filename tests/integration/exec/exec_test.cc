@@ -11,6 +11,7 @@
 #include <map>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
@@ -1319,6 +1320,42 @@ TEST_F(ContainerCheckTest, PrependArgsReachThePodAndInterruptsFindTheCommandThat
     }
   }
   EXPECT_EQ(echoed, (std::vector<std::string>{"echo", "podgate-fixed", "hello", "world"}));
+}
+
+// A decision that audit did not acknowledge in time is still sent until audit acks it, and it
+// may say allow; the user was told the command did not run, and the trail must say so too.
+// (It was stored later as a bare allow.) Audit is frozen with SIGSTOP, as in the incident.
+TEST(ExecAuditFreezeTest, ADecisionNotAckedInTimeIsFollowedByANotRunRecord) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.exec_flags = {"--audit_ack_timeout=1s"};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  SessionClient s((*stack)->exec_port());
+  auto ready = s.Open((*stack)->Token("dave", {"devs"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  (*stack)->audit()->Signal(SIGSTOP);
+  Outcome o = s.Run("echo frozen");
+  (*stack)->audit()->Signal(SIGCONT);
+  ASSERT_TRUE(o.error.has_value());
+  EXPECT_THAT(o.error->status().message(), HasSubstr("not run"));
+  s.Close();
+  bool allowed = false;
+  bool not_run = false;
+  for (const auto& r : AuditRecords((*stack)->audit_port(), ready->session_id())) {
+    const common::AuditEvent& e = r.event();
+    if (e.kind() == common::EVENT_KIND_DECISION && e.decision().verdict() == common::VERDICT_ALLOW) {
+      allowed = true;
+    }
+    if (e.kind() == common::EVENT_KIND_COMMAND_RESULT &&
+        absl::StrContains(e.command_result().error(), "not run")) {
+      not_run = true;
+    }
+  }
+  EXPECT_TRUE(allowed) << "the decision was stored once audit came back";
+  EXPECT_TRUE(not_run) << "a record says the allowed command did not run";
 }
 
 // Fail closed: without policy every command is denied; without audit nothing opens.
