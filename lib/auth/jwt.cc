@@ -114,7 +114,15 @@ absl::StatusOr<std::optional<absl::Time>> NumericDate(const nlohmann::json& clai
   if (!it->is_number() || !std::isfinite(it->get<double>())) {
     return Refuse("malformed", absl::StrCat("claim '", name, "' is not a NumericDate"));
   }
-  return std::optional<absl::Time>(absl::FromUnixSeconds(static_cast<int64_t>(it->get<double>())));
+  // Years 0 to 9999 (RFC 3339's range). Beyond int64 the conversion below would be undefined
+  // behaviour (found by tests/fuzz/jwt_fuzzer.cc with exp = 1e300).
+  constexpr double kMaxSeconds = 253402300799.0;
+  constexpr double kMinSeconds = -62167219200.0;
+  const double seconds = it->get<double>();
+  if (seconds < kMinSeconds || seconds > kMaxSeconds) {
+    return Refuse("malformed", absl::StrCat("claim '", name, "' is out of range"));
+  }
+  return std::optional<absl::Time>(absl::FromUnixSeconds(static_cast<int64_t>(seconds)));
 }
 
 }  // namespace
