@@ -89,9 +89,8 @@ bool ValidUtf8WithoutControls(const std::string& s) {
         (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
       return false;
     }
-    if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) || cp == 0x061C ||
-        cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) ||
-        (cp >= 0x2066 && cp <= 0x2069)) {
+    if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) || cp == 0x061C || cp == 0x200E ||
+        cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069)) {
       return false;
     }
     i += len;
@@ -125,12 +124,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Require(!argv.status().message().empty(), "a refusal says why", input);
     // The same line with default (larger) limits is refused too unless a limit was the reason.
     const absl::string_view message = argv.status().message();
-    const bool limit = message.rfind("the line is", 0) == 0 ||
-                       message.rfind("argument ", 0) == 0 || message.rfind("more than", 0) == 0;
+    const bool limit = message.rfind("the line is", 0) == 0 || message.rfind("argument ", 0) == 0 ||
+                       message.rfind("more than", 0) == 0;
     Require(limit || message.rfind("column ", 0) == 0 || message == "empty command",
             "a refusal names a column or a limit", input);
     if (!limit) {
-      Require(!podgate::exec::SplitCommandLine(absl::string_view(input.data(), input.size()), roomy).ok(),
+      Require(!podgate::exec::SplitCommandLine(absl::string_view(input.data(), input.size()), roomy)
+                   .ok(),
               "a refusal that is not a limit does not depend on the limits", input);
     }
     return 0;

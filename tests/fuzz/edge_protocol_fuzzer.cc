@@ -69,8 +69,9 @@ bool Same(const edge::V1ClientMessage& a, const edge::V1ClientMessage& b) {
 }
 
 bool Trimmed(std::string_view s) {
-  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
-                                   c == '\f' || c == '\v'; };
+  auto space = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  };
   return !s.empty() && !space(s.front()) && !space(s.back());
 }
 
@@ -97,8 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // v1 binary messages.
   if (absl::StatusOr<edge::V1ClientMessage> m = edge::ParseV1Binary(input); m.ok()) {
     Require(!input.empty() && input[0] == 0, "only stdin comes from a browser", input);
-    Require(edge::V1Binary(edge::BinaryKind::kStdin, m->data) == input, "binary round trip",
-            input);
+    Require(edge::V1Binary(edge::BinaryKind::kStdin, m->data) == input, "binary round trip", input);
   }
   absl::StatusOr<edge::V1ClientMessage> stdin_message =
       edge::ParseV1Binary(edge::V1Binary(edge::BinaryKind::kStdin, input));

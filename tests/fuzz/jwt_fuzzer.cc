@@ -88,8 +88,7 @@ absl::StatusOr<auth::VerifiedToken> Check(const std::string& token, std::string_
   if (!verified.ok()) {
     Require(verified.status().code() == absl::StatusCode::kUnauthenticated,
             "a refusal is UNAUTHENTICATED", input);
-    Require(!auth::AuthFailureReason(verified.status()).empty(), "a refusal has a reason",
-            input);
+    Require(!auth::AuthFailureReason(verified.status()).empty(), "a refusal has a reason", input);
     return verified;
   }
   Require(token.size() <= auth::kMaxTokenBytes, "size limit", input);

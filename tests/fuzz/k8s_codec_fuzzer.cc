@@ -46,8 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
        {k8s::ExecProtocol::kV1, k8s::ExecProtocol::kV4, k8s::ExecProtocol::kV5}) {
     absl::StatusOr<k8s::Frame> frame = k8s::DecodeFrame(input, protocol);
     if (frame.ok()) {
-      Require(k8s::EncodeFrame(frame->channel, frame->payload) == input, "frame round trip",
-              input);
+      Require(k8s::EncodeFrame(frame->channel, frame->payload) == input, "frame round trip", input);
       Require(frame->channel <= k8s::kResize ||
                   (frame->channel == k8s::kClose && protocol == k8s::ExecProtocol::kV5),
               "frame channel", input);
@@ -90,8 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (absl::StatusOr<k8s::ApiStatus> status = k8s::ParseApiStatus(input); status.ok()) {
     absl::StatusOr<k8s::ApiStatus> again = k8s::ParseApiStatus(k8s::ApiStatusJson(*status));
     Require(again.ok() && again->code == status->code && again->reason == status->reason &&
-                again->message == status->message &&
-                again->details_name == status->details_name &&
+                again->message == status->message && again->details_name == status->details_name &&
                 again->details_kind == status->details_kind,
             "ApiStatus round trip", input);
   }
@@ -101,8 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Require(decoded.ok() && *decoded == input, "UrlDecode(UrlEncode(x)) == x", input);
   if (absl::StatusOr<k8s::ExecOptions> options = k8s::ParseExecQuery(input); options.ok()) {
     Require(!options->command.empty(), "a query names a command", input);
-    absl::StatusOr<k8s::ExecOptions> again =
-        k8s::ParseExecQuery(k8s::EncodeExecQuery(*options));
+    absl::StatusOr<k8s::ExecOptions> again = k8s::ParseExecQuery(k8s::EncodeExecQuery(*options));
     Require(again.ok() && SameOptions(*again, *options), "exec query round trip", input);
   }
 

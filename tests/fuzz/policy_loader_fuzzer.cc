@@ -102,8 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   };
   for (const v1::AuthorizeRequest& request : requests) {
     std::vector<std::string> explanation;
-    const podgate::common::v1::Decision decision =
-        result.policy->Evaluate(request, &explanation);
+    const podgate::common::v1::Decision decision = result.policy->Evaluate(request, &explanation);
     if (decision.verdict() == podgate::common::v1::VERDICT_ALLOW) {
       Require(!decision.rule().empty(), "an allow names its rule", input);
       Require(decision.policy_version() == result.version, "an allow carries the version", input);

@@ -195,10 +195,10 @@ TEST(ExecQuery, EncodeRoundTrips) {
 // that are not UTF-8, must be errors or replacements, never exceptions.
 TEST(Status, MembersOfAnotherTypeAreErrorsNotExceptions) {
   EXPECT_FALSE(ParseExitStatus(R"({"status":"Failure","message":5})").ok());
-  EXPECT_FALSE(ParseExitStatus(
-                   R"({"status":"Failure","reason":"NonZeroExitCode",)"
-                   R"("details":{"causes":[{"reason":1},{"reason":"ExitCode","message":[]}]}})")
-                   .ok());
+  EXPECT_FALSE(
+      ParseExitStatus(R"({"status":"Failure","reason":"NonZeroExitCode",)"
+                      R"("details":{"causes":[{"reason":1},{"reason":"ExitCode","message":[]}]}})")
+          .ok());
   EXPECT_FALSE(ParseApiStatus(R"({"kind":1,"code":404})").ok());
   absl::StatusOr<ApiStatus> status =
       ParseApiStatus(R"({"kind":"Status","code":404,"reason":{},"message":2,"details":[]})");
