@@ -69,7 +69,7 @@ run() {
   local logs="$root/$dir/sanitizer-logs"
   if [ "$kind" = address ]; then
     # LeakSanitizer runs at exit (lsan.supp); halt_on_error is ASan's default.
-    export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:log_path=$logs/asan"
+    export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:log_path=$logs/asan"
     export LSAN_OPTIONS="suppressions=$root/tools/sanitizers/lsan.supp:print_suppressions=0"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
   else
