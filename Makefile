@@ -1,8 +1,9 @@
 # The two commands of the README, and the steps they are made of.
 #   make demo   install dependencies, build, run the whole suite locally (Ctrl+C stops it)
 #   make test   install dependencies, build, run every test
-# CI also runs `make check-format` (clang-format on the changed C++ lines) and
-# `make test-sanitizers` (ASan+UBSan and TSan builds in build-asan/ and build-tsan/ and their tests).
+# CI also runs tools/check-format.sh (clang-format on the changed C++ lines) and
+# `make test-sanitizers` (the ASan+UBSan build in build-asan/ and its tests).
+# `make test-sanitizers-thread` (TSan, build-tsan/) is not in CI yet: docs/architecture.md.
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= 2
@@ -11,7 +12,7 @@ JOBS ?= 2
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps configure build test test-sanitizers check-format demo clean
+.PHONY: all deps configure build test test-sanitizers test-sanitizers-thread check-format demo clean
 
 all: build
 
@@ -28,7 +29,10 @@ test: build
 	@cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure --timeout 900
 
 test-sanitizers: deps
-	@bash tools/sanitizers.sh address thread
+	@bash tools/sanitizers.sh address
+
+test-sanitizers-thread: deps
+	@bash tools/sanitizers.sh thread
 
 check-format:
 	@bash tools/check-format.sh
