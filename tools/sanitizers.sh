@@ -68,8 +68,10 @@ run() {
   mkdir -p "$dir/sanitizer-logs"
   local logs="$root/$dir/sanitizer-logs"
   if [ "$kind" = address ]; then
-    # LeakSanitizer runs at exit (lsan.supp); halt_on_error is ASan's default.
-    export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:log_path=$logs/asan"
+    # LeakSanitizer runs at exit (lsan.supp); halt_on_error is ASan's default. A 16 MiB
+    # quarantine (default 256) keeps the tests that bound a process's memory (a 100 MB stream
+    # through exec, a slow reader on edge) meaningful.
+    export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:quarantine_size_mb=16:log_path=$logs/asan"
     export LSAN_OPTIONS="suppressions=$root/tools/sanitizers/lsan.supp:print_suppressions=0"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
   else

@@ -90,6 +90,8 @@ AuditClient::AuditClient(std::shared_ptr<grpc::Channel> channel, AuditClientOpti
 
 AuditClient::~AuditClient() { core_->stream.CloseAndWait(); }
 
+void AuditClient::Close() { core_->stream.CloseAndWait(); }
+
 void AuditClient::Record(podgate::common::v1::AuditEvent event, Callback done) {
   if (event.id().empty()) {
     event.set_id(runtime::RandomId());
