@@ -78,7 +78,14 @@ run() {
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tools/sanitizers/tsan.supp:log_path=$logs/tsan"
   fi
   local status=0
-  (cd "$dir" && ctest -j "$jobs" -L "$labels" --output-on-failure --timeout 900) || status=$?
+  # Not under ASan: EdgeTest.ASlowReaderKeepsEdgeMemoryBounded bounds edge's memory growth to
+  # 14 KiB per connection, which ASan's redzones and quarantine alone exceed (26 KiB measured).
+  local exclude="^$"
+  if [ "$kind" = address ]; then
+    exclude="^EdgeTest\.ASlowReaderKeepsEdgeMemoryBounded$"
+  fi
+  (cd "$dir" && ctest -j "$jobs" -L "$labels" -E "$exclude" --output-on-failure --timeout 900) ||
+    status=$?
   echo "sanitizers: $kind: tests took $((SECONDS - built))s"
 
   local reports
