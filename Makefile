@@ -1,6 +1,9 @@
 # The two commands of the README, and the steps they are made of.
 #   make demo   install dependencies, build, run the whole suite locally (Ctrl+C stops it)
 #   make test   install dependencies, build, run every test
+# CI also runs tools/check-format.sh (clang-format on the changed C++ lines) and
+# `make test-sanitizers` (the ASan+UBSan build in build-asan/ and its tests).
+# `make test-sanitizers-thread` (TSan, build-tsan/) is not in CI yet: docs/architecture.md.
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= 2
@@ -9,7 +12,7 @@ JOBS ?= 2
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps configure build test demo clean
+.PHONY: all deps configure build test test-sanitizers test-sanitizers-thread check-format demo clean
 
 all: build
 
@@ -25,8 +28,17 @@ build: configure
 test: build
 	@cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure --timeout 900
 
+test-sanitizers: deps
+	@bash tools/sanitizers.sh address
+
+test-sanitizers-thread: deps
+	@bash tools/sanitizers.sh thread
+
+check-format:
+	@bash tools/check-format.sh
+
 demo: build
 	@bash tools/demo.sh $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) build-asan build-tsan

@@ -17,8 +17,9 @@ PACKAGES=(
   prometheus-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # curl's URL parser for the differential test of the policy's; clang and its sanitizer and
-  # libFuzzer runtimes for the fuzz targets (tests/fuzz/run.sh).
-  libcurl4-openssl-dev clang libclang-rt-dev
+  # libFuzzer runtimes for the fuzz targets (tests/fuzz/run.sh) and the sanitizer builds
+  # (tools/sanitizers.sh); clang-format for tools/check-format.sh.
+  libcurl4-openssl-dev clang libclang-rt-dev clang-format
   libsqlite3-dev sqlite3 libpq-dev postgresql
   libre2-dev libyaml-cpp-dev nlohmann-json3-dev
   python3-yaml

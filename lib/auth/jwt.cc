@@ -115,8 +115,9 @@ absl::StatusOr<std::optional<absl::Time>> NumericDate(const nlohmann::json& clai
     return Refuse("malformed", absl::StrCat("claim '", name, "' is not a NumericDate"));
   }
   // Checked before the conversion: a double beyond int64 does not convert (1e20 became the
-  // most negative int64, a time long past, so an nbf of 1e20 passed). No real token predates
-  // 1970 or outlives the year 9999.
+  // most negative int64, a time long past, so an nbf of 1e20 passed; 1e300 was undefined
+  // behaviour, found by tests/fuzz/jwt_fuzzer.cc). No real token predates 1970 or outlives the
+  // year 9999.
   const double seconds = it->get<double>();
   constexpr double kLatest = 253402300799.0;  // 9999-12-31T23:59:59Z
   if (seconds < 0 || seconds > kLatest) {

@@ -102,6 +102,8 @@ AuditClient::~AuditClient() {
   }
 }
 
+void AuditClient::Close() { core_->stream.CloseAndWait(); }
+
 void AuditClient::Record(podgate::common::v1::AuditEvent event, Callback done) {
   if (event.id().empty()) {
     event.set_id(runtime::RandomId());

@@ -54,6 +54,11 @@ class AuditClient {
   // a lock that `done` takes. Never blocks.
   void Record(podgate::common::v1::AuditEvent event, Callback done);
 
+  // Cancels the stream and fails every waiting event with CANCELLED now, on this thread, as the
+  // destructor does (which then has nothing left to do). For owners whose callbacks reach
+  // objects that are destroyed before the client.
+  void Close();
+
   // Events waiting for an ack (those whose caller already heard DEADLINE_EXCEEDED included).
   size_t pending() const;
   // Whether max_pending events wait: Record refuses until acks drain the backlog.

@@ -30,6 +30,17 @@ std::optional<bool> ParseGoBool(std::string_view v) {
   return std::nullopt;
 }
 
+// A member's string value; "" when absent or not a string. (json::value() throws type_error
+// when the member has another type, and these parsers read what a server sent.)
+std::string StringField(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// Serializes without throwing: invalid UTF-8 in a message (a file name, a process error) becomes
+// U+FFFD instead of a type_error exception.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 int HexValue(char c) {
   if (c >= '0' && c <= '9') {
     return c - '0';
@@ -157,7 +168,7 @@ absl::StatusOr<TerminalSize> ParseResize(std::string_view text) {
 }
 
 std::string EncodeResize(TerminalSize size) {
-  return json{{"Width", size.width}, {"Height", size.height}}.dump();
+  return Dump(json{{"Width", size.width}, {"Height", size.height}});
 }
 
 std::string SuccessStatusJson() { return R"({"metadata":{},"status":"Success"})"; }
@@ -171,7 +182,7 @@ std::string ExitCodeStatusJson(int exit_code) {
             {"details",
              {{"causes",
                json::array({{{"reason", "ExitCode"}, {"message", std::to_string(exit_code)}}})}}}};
-  return j.dump();
+  return Dump(j);
 }
 
 std::string ErrorStatusJson(std::string_view message, std::string_view reason) {
@@ -179,7 +190,7 @@ std::string ErrorStatusJson(std::string_view message, std::string_view reason) {
             {"status", "Failure"},
             {"message", std::string(message)},
             {"reason", std::string(reason)}};
-  return j.dump();
+  return Dump(j);
 }
 
 absl::StatusOr<int> ParseExitStatus(std::string_view text) {
@@ -198,7 +209,7 @@ absl::StatusOr<int> ParseExitStatus(std::string_view text) {
     return absl::InvalidArgumentError(
         absl::StrCat("exec status has unknown status ", status->get<std::string>()));
   }
-  std::string message = j.value("message", std::string());
+  std::string message = StringField(j, "message");
   auto reason = j.find("reason");
   if (reason == j.end() || *reason != "NonZeroExitCode") {
     return absl::FailedPreconditionError(
@@ -209,10 +220,10 @@ absl::StatusOr<int> ParseExitStatus(std::string_view text) {
     auto causes = details->find("causes");
     if (causes != details->end() && causes->is_array()) {
       for (const json& cause : *causes) {
-        if (!cause.is_object() || cause.value("reason", "") != "ExitCode") {
+        if (!cause.is_object() || StringField(cause, "reason") != "ExitCode") {
           continue;
         }
-        std::string code = cause.value("message", "");
+        std::string code = StringField(cause, "message");
         if (code.empty() || code.size() > 4 ||
             code.find_first_not_of("0123456789") != std::string::npos) {
           return absl::InvalidArgumentError(
@@ -244,12 +255,12 @@ std::string ApiStatusJson(const ApiStatus& status) {
     }
     j["details"] = details;
   }
-  return j.dump();
+  return Dump(j);
 }
 
 absl::StatusOr<ApiStatus> ParseApiStatus(std::string_view text) {
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || j.value("kind", "") != "Status") {
+  if (j.is_discarded() || !j.is_object() || StringField(j, "kind") != "Status") {
     return absl::InvalidArgumentError("not a Kubernetes Status object");
   }
   ApiStatus s;
@@ -258,11 +269,11 @@ absl::StatusOr<ApiStatus> ParseApiStatus(std::string_view text) {
     return absl::InvalidArgumentError("Status object without an integer code");
   }
   s.code = code->get<int>();
-  s.reason = j.value("reason", "");
-  s.message = j.value("message", "");
+  s.reason = StringField(j, "reason");
+  s.message = StringField(j, "message");
   if (auto d = j.find("details"); d != j.end() && d->is_object()) {
-    s.details_name = d->value("name", "");
-    s.details_kind = d->value("kind", "");
+    s.details_name = StringField(*d, "name");
+    s.details_kind = StringField(*d, "kind");
   }
   return s;
 }

@@ -82,8 +82,8 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   // fields[0] is field 3 (state); utime is field 14, stime 15, starttime 22, vsize 23, rss 24.
   auto field = [&](size_t n) -> double {
     double v = 0;
-    if (n - 3 < fields.size()) {
-      absl::SimpleAtod(fields[n - 3], &v);
+    if (n - 3 < fields.size() && !absl::SimpleAtod(fields[n - 3], &v)) {
+      v = 0;
     }
     return v;
   };

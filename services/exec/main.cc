@@ -145,11 +145,15 @@ int main(int argc, char** argv) {
   options.interrupt_grace = absl::GetFlag(FLAGS_interrupt_grace);
   podgate::exec::SessionHub hub(options, &*verifier, policy_stub.get(), &audit, &kube, &metrics);
   podgate::exec::ExecServiceImpl service(&hub);
-  return rt::RunServer(defaults, {&service}, registry, [&](rt::Server& server) {
+  const int code = rt::RunServer(defaults, {&service}, registry, [&](rt::Server& server) {
     server.AddDrainHook([&hub] { hub.CloseAll(); });
     // Logged once serving, so that a start-up failure stays a single line.
     podgate::log::Info("kubernetes", {{"source", kube_config->source},
                                       {"host", kube_config->host},
                                       {"port", static_cast<int>(kube_config->port)}});
   });
+  // Events still waiting for an ack fail now, while the hub their callbacks use is alive (the
+  // destructor would run them after the hub is gone: ASan, stack-use-after-scope).
+  audit.Close();
+  return code;
 }

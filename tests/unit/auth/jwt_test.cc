@@ -166,6 +166,12 @@ TEST_F(JwtTest, ExpiryHonoursBoundedLeeway) {
   EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "missing_claim");
   claims["exp"] = "tomorrow";
   EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed");
+  // Out of range for a time (tests/fuzz found 1e300 overflowing the conversion to seconds).
+  claims["exp"] = 1e300;
+  EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed");
+  claims["exp"] = absl::ToUnixSeconds(kNow) + 300;
+  claims["iat"] = -1e300;
+  EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed");
 }
 
 TEST_F(JwtTest, NotBeforeAndIssuedInTheFutureAreRefused) {

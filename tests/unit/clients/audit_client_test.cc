@@ -318,9 +318,11 @@ TEST_F(AuditClientTest, AnImmediateOutcomeIsNeverDeliveredInsideRecord) {
   std::mutex caller_lock;
   std::atomic<bool> ran_inside{false};
   absl::Notification delivered;
+  // Outside the block: the callback runs on another thread after the block ends (ASan found it
+  // reading `caller` out of scope).
+  const std::thread::id caller = std::this_thread::get_id();
   {
     std::lock_guard<std::mutex> hold(caller_lock);
-    const std::thread::id caller = std::this_thread::get_id();
     client->Record(Event("b"), [&](absl::Status s) {
       ran_inside = std::this_thread::get_id() == caller;
       std::lock_guard<std::mutex> l(caller_lock);

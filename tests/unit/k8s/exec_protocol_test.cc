@@ -191,5 +191,33 @@ TEST(ExecQuery, EncodeRoundTrips) {
   EXPECT_TRUE(back->stderr);
 }
 
+// Found by tests/fuzz/k8s_codec_fuzzer.cc: members of another type than expected, and messages
+// that are not UTF-8, must be errors or replacements, never exceptions.
+TEST(Status, MembersOfAnotherTypeAreErrorsNotExceptions) {
+  EXPECT_FALSE(ParseExitStatus(R"({"status":"Failure","message":5})").ok());
+  EXPECT_FALSE(
+      ParseExitStatus(R"({"status":"Failure","reason":"NonZeroExitCode",)"
+                      R"("details":{"causes":[{"reason":1},{"reason":"ExitCode","message":[]}]}})")
+          .ok());
+  EXPECT_FALSE(ParseApiStatus(R"({"kind":1,"code":404})").ok());
+  absl::StatusOr<ApiStatus> status =
+      ParseApiStatus(R"({"kind":"Status","code":404,"reason":{},"message":2,"details":[]})");
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->code, 404);
+  EXPECT_EQ(status->reason, "");
+  EXPECT_EQ(status->message, "");
+}
+
+TEST(Status, MessagesThatAreNotUtf8AreReplaced) {
+  absl::StatusOr<int> code = ParseExitStatus(ErrorStatusJson("bad \xff name"));
+  EXPECT_EQ(code.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(code.status().message(), HasSubstr("bad \xEF\xBF\xBD name"));
+  ApiStatus api;
+  api.message = "\xc3";
+  absl::StatusOr<ApiStatus> parsed = ParseApiStatus(ApiStatusJson(api));
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->message, "\xEF\xBF\xBD");
+}
+
 }  // namespace
 }  // namespace podgate::k8s
