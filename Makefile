@@ -1,9 +1,9 @@
 # The two commands of the README, and the steps they are made of.
 #   make demo   install dependencies, build, run the whole suite locally (Ctrl+C stops it)
 #   make test   install dependencies, build, run every test
-# CI also runs tools/check-format.sh (clang-format on the changed C++ lines) and
-# `make test-sanitizers` (the ASan+UBSan build in build-asan/ and its tests).
-# `make test-sanitizers-thread` (TSan, build-tsan/) is not in CI yet: docs/architecture.md.
+# CI also runs tools/check-format.sh (clang-format on the changed C++ lines).
+# `make test-sanitizers` (ASan+UBSan, build-asan/) and `make test-sanitizers-thread` (TSan,
+# build-tsan/) are manual jobs, not in CI yet: docs/architecture.md says why.
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= 2
