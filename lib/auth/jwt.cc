@@ -121,8 +121,8 @@ absl::StatusOr<std::optional<absl::Time>> NumericDate(const nlohmann::json& clai
   const double seconds = it->get<double>();
   constexpr double kLatest = 253402300799.0;  // 9999-12-31T23:59:59Z
   if (seconds < 0 || seconds > kLatest) {
-    return Refuse("malformed", absl::StrCat("claim '", name,
-                                            "' is not a NumericDate between 1970 and 9999"));
+    return Refuse("malformed",
+                  absl::StrCat("claim '", name, "' is not a NumericDate between 1970 and 9999"));
   }
   return std::optional<absl::Time>(absl::FromUnixSeconds(static_cast<int64_t>(seconds)));
 }

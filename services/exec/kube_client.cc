@@ -73,9 +73,10 @@ absl::Status ParseServer(const std::string& server, KubeConfig* config) {
         absl::StrCat("server '", server, "' is not https:// (plaintext API access is refused)"));
   }
   if (rest.find_first_of("?#@") != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "server '", server, "' has a query, a fragment or user information; give scheme, host, "
-        "port and path only"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("server '", server,
+                     "' has a query, a fragment or user information; give scheme, host, "
+                     "port and path only"));
   }
   if (const size_t slash = rest.find('/'); slash != absl::string_view::npos) {
     absl::string_view path = rest.substr(slash);
@@ -190,9 +191,10 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
   }
   if (cluster["proxy-url"]) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": proxy-url is not supported; reach the API server directly (or through a "
-               "transparent proxy the server URL names)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where,
+                     ": proxy-url is not supported; reach the API server directly (or through a "
+                     "transparent proxy the server URL names)"));
   }
   config.server_name = Str(cluster, "tls-server-name");
   if (cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>()) {
@@ -226,8 +228,8 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
     *pem = *std::move(decoded);
     return absl::OkStatus();
   };
-  if (absl::Status s = file_or_data(cluster, "certificate-authority",
-                                    "certificate-authority-data", &config.ca_file, &config.ca_pem);
+  if (absl::Status s = file_or_data(cluster, "certificate-authority", "certificate-authority-data",
+                                    &config.ca_file, &config.ca_pem);
       !s.ok()) {
     return s;
   }
@@ -247,8 +249,9 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
     if (config.client_cert_file.empty() != config.client_key_file.empty() ||
         config.client_cert_pem.empty() != config.client_key_pem.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": a client certificate needs its key, in the same form (both "
-                              "files or both data)"));
+          absl::StrCat(where,
+                       ": a client certificate needs its key, in the same form (both "
+                       "files or both data)"));
     }
     if (user["exec"] || user["auth-provider"]) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -1070,9 +1070,9 @@ void Session::HandleCommand(const pb::RunCommand& run) {
     msg.mutable_error()->set_command_id(id);
     msg.mutable_error()->mutable_status()->set_code(
         static_cast<int>(grpc::StatusCode::UNAVAILABLE));
-    msg.mutable_error()->mutable_status()->set_message(absl::StrCat(
-        "audit has ", hub_->audit()->pending(),
-        " records not yet acknowledged, so no command runs until they are durable"));
+    msg.mutable_error()->mutable_status()->set_message(
+        absl::StrCat("audit has ", hub_->audit()->pending(),
+                     " records not yet acknowledged, so no command runs until they are durable"));
     SendLocked(std::move(msg));
     return;
   }
@@ -1192,9 +1192,9 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
         common::AuditEvent not_run = self->BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
         not_run.set_command_id(cmd->id);
         not_run.mutable_command_result()->set_termination(common::TERMINATION_ERROR);
-        not_run.mutable_command_result()->set_error(absl::StrCat(
-            "not run: audit did not acknowledge the decision in time (strict mode): ",
-            s.message()));
+        not_run.mutable_command_result()->set_error(
+            absl::StrCat("not run: audit did not acknowledge the decision in time (strict mode): ",
+                         s.message()));
         self->hub_->audit()->Record(std::move(not_run), [](absl::Status) {});
         pb::SessionResponse msg;
         msg.mutable_error()->set_command_id(cmd->id);

@@ -751,8 +751,7 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
     if (!ApplicableTo(r, request, explanation)) {
       continue;
     }
-    if (!r.allow_program_runners &&
-        InProgramClass(ProgramClass::kProgramRunners, base, stripped)) {
+    if (!r.allow_program_runners && InProgramClass(ProgramClass::kProgramRunners, base, stripped)) {
       // A superuser rule is not a shell: programs that run other programs stay out unless the
       // rule says otherwise. Command rules below may still allow this one with a grammar.
       if (explanation != nullptr) {

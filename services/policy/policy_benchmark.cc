@@ -37,9 +37,9 @@ std::string BigDocument() {
         "    command:\n      program: curl\n      flags:\n        - -s\n        - -I\n"
         "        - {name: -m, value: {type: integer, min: 1, max: 30}}\n"
         "        - {name: -H, value: {type: regex, pattern: \"X-Request-Id: [a-f0-9-]{1,64}\"}}\n"
-        "      args:\n        - {name: url, type: url, schemes: [http, https], hosts: [\"*.", team,
-        ".svc.cluster.local\"], ports: [8443]}\n",
-        "  - id: ", team, "-jcmd\n    effect: allow\n", scope,
+        "      args:\n        - {name: url, type: url, schemes: [http, https], hosts: [\"*.",
+        team, ".svc.cluster.local\"], ports: [8443]}\n", "  - id: ", team,
+        "-jcmd\n    effect: allow\n", scope,
         "    command:\n      program: jcmd\n      args:\n        - {name: pid, type: pid}\n"
         "        - {name: command, type: enum, values: [GC.heap_info, Thread.print, VM.flags, "
         "VM.uptime]}\n",

@@ -1346,7 +1346,8 @@ TEST(ExecAuditFreezeTest, ADecisionNotAckedInTimeIsFollowedByANotRunRecord) {
   bool not_run = false;
   for (const auto& r : AuditRecords((*stack)->audit_port(), ready->session_id())) {
     const common::AuditEvent& e = r.event();
-    if (e.kind() == common::EVENT_KIND_DECISION && e.decision().verdict() == common::VERDICT_ALLOW) {
+    if (e.kind() == common::EVENT_KIND_DECISION &&
+        e.decision().verdict() == common::VERDICT_ALLOW) {
       allowed = true;
     }
     if (e.kind() == common::EVENT_KIND_COMMAND_RESULT &&
