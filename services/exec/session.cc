@@ -169,6 +169,9 @@ class Session final
   void RefuseByCheckLocked(const std::shared_ptr<Command>& cmd, const common::ContainerCheck& check,
                            const CheckOutcome& outcome);
   void StartCommand(std::shared_ptr<Command> cmd);
+  // Records a refusal made before policy was asked (parser, busy) as a DECISION event.
+  void RecordRefusalLocked(const std::string& command_id, const std::string& line,
+                           const std::string& rule, const std::string& reason);
   void DenyLocked(const std::string& command_id, const std::string& rule,
                   const std::string& reason);
   void StopCommandLocked(common::Termination why);
@@ -1038,6 +1041,18 @@ void Session::DenyLocked(const std::string& command_id, const std::string& rule,
   SendLocked(std::move(msg));
 }
 
+void Session::RecordRefusalLocked(const std::string& command_id, const std::string& line,
+                                  const std::string& rule, const std::string& reason) {
+  // Every refusal is one DECISION record, so `rule=<rule> verdict=deny` queries find it.
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
+  e.set_command_id(command_id);
+  e.mutable_decision()->set_verdict(common::VERDICT_DENY);
+  e.mutable_decision()->set_rule(rule);
+  e.mutable_decision()->set_reason(reason);
+  e.mutable_command_request()->set_line(line.substr(0, 16384));
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
+}
+
 void Session::HandleCommand(const pb::RunCommand& run) {
   std::unique_lock<std::mutex> lock(mu_);
   const std::string id = run.command_id().empty() ? runtime::RandomId()
@@ -1053,12 +1068,13 @@ void Session::HandleCommand(const pb::RunCommand& run) {
     return;
   }
   if (running_ != nullptr) {
+    constexpr char kBusy[] = "a command is running; interrupt it or wait for its exit";
+    RecordRefusalLocked(id, run.line(), "busy", kBusy);
     pb::SessionResponse msg;
     msg.mutable_error()->set_command_id(id);
     msg.mutable_error()->mutable_status()->set_code(
         static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
-    msg.mutable_error()->mutable_status()->set_message(
-        "a command is running; interrupt it or wait for its exit");
+    msg.mutable_error()->mutable_status()->set_message(kBusy);
     SendLocked(std::move(msg));
     return;
   }
@@ -1089,6 +1105,7 @@ void Session::HandleCommand(const pb::RunCommand& run) {
   if (!argv.ok()) {
     request.mutable_command_request()->set_parse_error(std::string(argv.status().message()));
     hub_->audit()->Record(std::move(request), [](absl::Status) {});
+    RecordRefusalLocked(id, cmd->line, "parser", std::string(argv.status().message()));
     hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
     ClearRunningLocked();
     DenyLocked(id, "parser", std::string(argv.status().message()));

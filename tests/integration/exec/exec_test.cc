@@ -667,6 +667,44 @@ TEST_F(ExecTest, ShellSyntaxIsRefusedBeforePolicy) {
   s.Close();
 }
 
+// A parser refusal and a command sent while another runs left no DECISION record, so
+// `rule=parser verdict=deny` queries found nothing. Each is one denial record now.
+TEST_F(ExecTest, RefusalsBeforePolicyAreDecisionRecords) {
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  Outcome parsed = s.Run("echo a; touch x");
+  ASSERT_TRUE(parsed.denied.has_value());
+  s.Command("sleep 3", "long");
+  absl::SleepFor(absl::Milliseconds(300));
+  s.Command("echo second", "second");
+  Outcome first = s.Wait();  // the refusal of "second" comes first
+  ASSERT_TRUE(first.error.has_value());
+  EXPECT_THAT(first.error->status().message(), HasSubstr("a command is running"));
+  s.Interrupt();
+  s.Wait();
+  s.Close();
+  int parser = 0;
+  int busy = 0;
+  for (const auto& r : AuditOf(ready->session_id())) {
+    const common::AuditEvent& e = r.event();
+    if (e.kind() != common::EVENT_KIND_DECISION || e.decision().verdict() != common::VERDICT_DENY) {
+      continue;
+    }
+    if (e.decision().rule() == "parser") {
+      ++parser;
+      EXPECT_EQ(e.command_request().line(), "echo a; touch x");
+    }
+    if (e.decision().rule() == "busy") {
+      ++busy;
+      EXPECT_EQ(e.command_id(), "second");
+      EXPECT_EQ(e.command_request().line(), "echo second");
+    }
+  }
+  EXPECT_EQ(parser, 1);
+  EXPECT_EQ(busy, 1);
+}
+
 TEST_F(ExecTest, RootGuardRefusesARootContainerUnlessTheRuleAllowsRoot) {
   SessionClient admin(stack_->exec_port());
   ASSERT_TRUE(admin.Open(stack_->Token("alice", {"admins"}), "team", "root-1").ok());
