@@ -4,12 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/asio/post.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <sstream>
-
-#include <boost/asio/post.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -145,28 +144,6 @@ std::string Str(const YAML::Node& node, const char* key) {
   return node && node[key] && node[key].IsScalar() ? node[key].as<std::string>() : "";
 }
 
-}  // namespace
-
-namespace {
-
-absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::string& path,
-                                           bool allow_insecure);
-
-}  // namespace
-
-absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure) {
-  // yaml-cpp reports a wrong type (a list where a name belongs, "maybe" for a bool) by
-  // throwing; every such case becomes the same clear error naming the file.
-  try {
-    const YAML::Node doc = YAML::LoadFile(path);
-    return ParseKubeconfig(doc, path, allow_insecure);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("kubeconfig '", path, "': ", e.what()));
-  }
-}
-
-namespace {
-
 absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::string& path,
                                            bool allow_insecure) {
   const std::string where = absl::StrCat("kubeconfig '", path, "'");
@@ -199,13 +176,15 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
   config.server_name = Str(cluster, "tls-server-name");
   if (cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>()) {
     if (!allow_insecure) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": insecure-skip-tls-verify is set; refused (pass --kube_allow_insecure to "
-                 "accept an unverified API server)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where,
+                       ": insecure-skip-tls-verify is set; refused (pass --kube_allow_insecure to "
+                       "accept an unverified API server)"));
     }
     config.insecure_skip_verify = true;
   }
-  const std::string base_dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
+  const std::string base_dir =
+      path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
   auto resolve = [&](const std::string& file) {
     return file.empty() || file[0] == '/' || base_dir.empty() ? file
                                                               : absl::StrCat(base_dir, "/", file);
@@ -254,9 +233,10 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
                        "files or both data)"));
     }
     if (user["exec"] || user["auth-provider"]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": exec and auth-provider credential plugins are not supported; use a token "
-                 "or a client certificate"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where,
+                       ": exec and auth-provider credential plugins are not supported; use a token "
+                       "or a client certificate"));
     }
   }
   if (config.token.empty() && config.token_file.empty() && config.client_cert_file.empty() &&
@@ -268,6 +248,17 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
 }
 
 }  // namespace
+
+absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure) {
+  // yaml-cpp reports a wrong type (a list where a name belongs, "maybe" for a bool) by
+  // throwing; every such case becomes the same clear error naming the file.
+  try {
+    const YAML::Node doc = YAML::LoadFile(path);
+    return ParseKubeconfig(doc, path, allow_insecure);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("kubeconfig '", path, "': ", e.what()));
+  }
+}
 
 absl::StatusOr<KubeConfig> InClusterConfig(const std::string& sa_dir) {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
@@ -442,8 +433,8 @@ class ExecBridge final : public http::WebSocketHandler,
     if (!frame.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       if (error_.ok()) {
-        error_ = absl::InternalError(absl::StrCat("bad frame from the API server: ",
-                                                  frame.status().message()));
+        error_ = absl::InternalError(
+            absl::StrCat("bad frame from the API server: ", frame.status().message()));
       }
       if (connection_ != nullptr) {
         connection_->Close(1002, "protocol error");
@@ -621,7 +612,8 @@ class ExecStream final : public ExecHandle {
 KubeClient::KubeClient(KubeConfig config, KubeClientOptions options)
     : config_(std::move(config)),
       options_(std::move(options)),
-      work_(std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+      work_(std::make_unique<
+            boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           io_.get_executor())),
       rest_pool_(static_cast<size_t>(std::max(1, options_.rest_threads))) {
   for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
@@ -703,9 +695,9 @@ void KubeClient::ListPods(const std::string& namespace_name,
                           std::function<void(absl::StatusOr<std::vector<PodView>>)> done) {
   boost::asio::post(rest_pool_, [this, namespace_name, done = std::move(done)] {
     const std::string target =
-        namespace_name.empty()
-            ? "/api/v1/pods?limit=500"
-            : absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(namespace_name), "/pods?limit=500");
+        namespace_name.empty() ? "/api/v1/pods?limit=500"
+                               : absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(namespace_name),
+                                              "/pods?limit=500");
     absl::StatusOr<std::string> body = Get(target);
     if (!body.ok()) {
       done(body.status());
@@ -746,10 +738,9 @@ std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
   }
   http::AsyncClientOptions options;
   options.connection = ConnectionOptions();
-  http::ConnectWebSocket(io_, options, target, options_.protocols, bridge,
-                         [bridge](const http::HandshakeResult& result) {
-                           bridge->OnHandshake(result);
-                         });
+  http::ConnectWebSocket(
+      io_, options, target, options_.protocols, bridge,
+      [bridge](const http::HandshakeResult& result) { bridge->OnHandshake(result); });
   return handle;
 }
 

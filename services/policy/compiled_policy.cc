@@ -67,14 +67,12 @@ std::vector<std::string> JoinedWords(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-std::optional<std::string> ValueType::CheckReach(const std::string& shown,
-                                                 const net::Host& host) const {
+std::optional<std::string> ValueType::CheckReach(const net::Host& host) const {
   std::string why;
   const bool admitted = hosts ? hosts->Admits(host, &why) : net::AdmitsByDefault(host, &why);
   if (admitted) {
     return std::nullopt;
   }
-  (void)shown;
   return absl::StrCat("is refused: ", why);
 }
 
@@ -242,7 +240,7 @@ std::optional<std::string> ValueType::Check(const std::string& value) const {
       if (kind == Kind::kIp && host->kind == net::Host::Kind::kName) {
         return "is not an IP address";
       }
-      return CheckReach(host->ToString(), *host);
+      return CheckReach(*host);
     }
     case Kind::kUrl: {
       // Rules for one program compete (a team each), and each would parse the same argument:
@@ -272,7 +270,7 @@ std::optional<std::string> ValueType::Check(const std::string& value) const {
         return "uses curl's globbing syntax ([...] or {...}), which turns one command into many "
                "requests";
       }
-      if (auto bad = CheckReach(url->host.ToString(), url->host)) {
+      if (auto bad = CheckReach(url->host)) {
         return bad;
       }
       const int default_port = DefaultPort(url->scheme);

@@ -83,8 +83,8 @@ struct ValueType {
 
   // Checks `value`; returns why it is refused, or nullopt.
   std::optional<std::string> Check(const std::string& value) const;
-  // Whether `host` may be reached under `hosts` (or the default); `shown` names it.
-  std::optional<std::string> CheckReach(const std::string& shown, const net::Host& host) const;
+  // Whether `host` may be reached under `hosts` (or the default); the refusal names it.
+  std::optional<std::string> CheckReach(const net::Host& host) const;
   // "80, 8080-8090".
   std::string DescribePorts() const;
   // e.g. "integer(1..60)", "url(http,https)", "path(/var/log/app)".

@@ -61,6 +61,18 @@ class EchoHandler : public WebSocketHandler {
 
 class HttpTest : public ::testing::Test {
  protected:
+  // A test PKI and a server on it that asks for client certificates.
+  absl::StatusOr<testing::TestPki> StartMutualTlsServer(const std::string& name) {
+    absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki(testing::MakeTempDir(name));
+    if (pki.ok()) {
+      ServerOptions o;
+      o.cert_file = pki->server_cert;
+      o.key_file = pki->server_key;
+      o.client_ca_file = pki->ca_cert;
+      StartServer(o);
+    }
+    return pki;
+  }
   void StartServer(ServerOptions options) {
     auto server = Server::Start(
         io_, options,
@@ -433,14 +445,8 @@ TEST_F(HttpTest, PeerThatNeverReadsIsClosedAtHardLimit) {
 }
 
 TEST_F(HttpTest, TlsWithClientCertificate) {
-  std::string dir = testing::MakeTempDir("http-tls");
-  absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki(dir);
+  absl::StatusOr<testing::TestPki> pki = StartMutualTlsServer("http-tls");
   ASSERT_TRUE(pki.ok()) << pki.status();
-  ServerOptions o;
-  o.cert_file = pki->server_cert;
-  o.key_file = pki->server_key;
-  o.client_ca_file = pki->ca_cert;
-  StartServer(o);
   ClientOptions c = Client();
   c.tls = true;
   c.ca_file = pki->ca_cert;
@@ -469,14 +475,8 @@ TEST_F(HttpTest, TlsWithClientCertificate) {
 // The CA and the client certificate held in memory (a kubeconfig's *-data fields), never
 // written to a file.
 TEST_F(HttpTest, TlsWithPemHeldInMemory) {
-  std::string dir = testing::MakeTempDir("http-tls-pem");
-  absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki(dir);
+  absl::StatusOr<testing::TestPki> pki = StartMutualTlsServer("http-tls-pem");
   ASSERT_TRUE(pki.ok()) << pki.status();
-  ServerOptions o;
-  o.cert_file = pki->server_cert;
-  o.key_file = pki->server_key;
-  o.client_ca_file = pki->ca_cert;
-  StartServer(o);
   const auto read = [](const std::string& path) {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), {});
