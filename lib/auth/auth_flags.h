@@ -3,6 +3,9 @@
 //   --jwt_issuer        required `iss` (empty accepts any issuer; refused unless
 //                       --jwt_allow_any_issuer)
 //   --jwt_audience      accepted `aud` values, comma separated (default "podgate")
+//   --jwt_jwks_url      the identity provider's JWKS URL, refreshed in the background
+//                       (--jwt_jwks_ca_file, --jwt_jwks_refresh_min/_max, --jwt_jwks_max_stale,
+//                       --jwt_jwks_timeout; see auth/jwks_url.h)
 //   --jwt_jwks_file     a JWKS document (e.g. an OIDC provider's keys, mounted from a Secret)
 //   --jwt_key_file      a PEM public key (RS256/ES256) or an HMAC secret file (HS256)
 //   --jwt_algorithm     the algorithm of --jwt_key_file: HS256, RS256 or ES256
@@ -12,12 +15,17 @@
 //   --jwt_groups_claim  the claim listing groups (default "groups")
 #pragma once
 
+#include <memory>
+
 #include "absl/status/statusor.h"
 #include "auth/jwt.h"
+#include "prometheus/registry.h"
 
 namespace podgate::auth {
 
-// Builds the verifier from the flags; errors name the flag.
-absl::StatusOr<Verifier> VerifierFromFlags();
+// Builds the verifier from the flags; errors name the flag. A JWKS URL source registers its
+// metrics on `registry` when given.
+absl::StatusOr<Verifier> VerifierFromFlags(
+    std::shared_ptr<prometheus::Registry> registry = nullptr);
 
 }  // namespace podgate::auth

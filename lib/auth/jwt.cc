@@ -133,6 +133,15 @@ absl::StatusOr<Verifier> Verifier::Create(KeySet keys, VerifierOptions options, 
   if (keys.empty()) {
     return absl::InvalidArgumentError("no verification key configured");
   }
+  return Create(std::make_shared<StaticKeySource>(std::move(keys)), std::move(options),
+                std::move(clock));
+}
+
+absl::StatusOr<Verifier> Verifier::Create(std::shared_ptr<KeySource> keys, VerifierOptions options,
+                                          Clock clock) {
+  if (keys == nullptr) {
+    return absl::InvalidArgumentError("no verification key source configured");
+  }
   if (options.leeway < absl::ZeroDuration() || options.leeway > kMaxLeeway) {
     return absl::InvalidArgumentError(absl::StrCat(
         "clock skew leeway ", absl::FormatDuration(options.leeway), " is out of range (0s to 5m)"));
@@ -178,7 +187,12 @@ absl::StatusOr<VerifiedToken> Verifier::Verify(absl::string_view token) const {
       return Refuse("bad_type", "token typ is not JWT");
     }
   }
-  // Choose the key by kid; without a kid only a single-key set is unambiguous.
+  // Choose the key by kid; without a kid only a single-key set is unambiguous. One snapshot of
+  // the set serves the whole verification.
+  const std::shared_ptr<const KeySet> keys = keys_->Current();
+  if (keys == nullptr || keys->empty()) {
+    return Refuse("keys_unavailable", keys_->Unavailable());
+  }
   const Key* key = nullptr;
   auto kid_it = header.find("kid");
   if (kid_it != header.end()) {
@@ -186,17 +200,18 @@ absl::StatusOr<VerifiedToken> Verifier::Verify(absl::string_view token) const {
       return Refuse("malformed", "token kid is not a string");
     }
     const std::string kid = kid_it->get<std::string>();
-    for (const Key& k : keys_.keys()) {
+    for (const Key& k : keys->keys()) {
       if (k.kid == kid) {
         key = &k;
         break;
       }
     }
     if (key == nullptr) {
-      return Refuse("unknown_key", "token names a key id that is not configured");
+      return Refuse("unknown_key", absl::StrCat("token names a key id that is not configured",
+                                                keys_->UnknownKey(kid)));
     }
-  } else if (keys_.keys().size() == 1) {
-    key = &keys_.keys().front();
+  } else if (keys->keys().size() == 1) {
+    key = &keys->keys().front();
   } else {
     return Refuse("unknown_key", "token has no kid and several keys are configured");
   }

@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "auth/key_source.h"
 #include "auth/keys.h"
 #include "nlohmann/json.hpp"
 #include "podgate/common/v1/common.pb.h"
@@ -59,6 +60,10 @@ class Verifier {
   // Fails when the options are unsafe or inconsistent (no keys, leeway out of range).
   static absl::StatusOr<Verifier> Create(KeySet keys, VerifierOptions options,
                                          Clock clock = &absl::Now);
+  // Keys from a source that may change while the process runs (a JWKS URL): each Verify reads
+  // the source's current set; a token naming an unknown kid tells the source, which may refresh.
+  static absl::StatusOr<Verifier> Create(std::shared_ptr<KeySource> keys, VerifierOptions options,
+                                         Clock clock = &absl::Now);
 
   // Verifies a compact JWS (without a "Bearer " prefix).
   absl::StatusOr<VerifiedToken> Verify(absl::string_view token) const;
@@ -66,17 +71,17 @@ class Verifier {
   const VerifierOptions& options() const { return options_; }
 
  private:
-  Verifier(KeySet keys, VerifierOptions options, Clock clock)
+  Verifier(std::shared_ptr<KeySource> keys, VerifierOptions options, Clock clock)
       : keys_(std::move(keys)), options_(std::move(options)), clock_(std::move(clock)) {}
 
-  KeySet keys_;
+  std::shared_ptr<KeySource> keys_;
   VerifierOptions options_;
   Clock clock_;
 };
 
 // The reason code attached to a refusal: "malformed", "unsupported_algorithm",
 // "unknown_key", "bad_signature", "expired", "not_yet_valid", "bad_issuer", "bad_audience",
-// "missing_claim", "bad_type", "too_large". Empty for other statuses.
+// "missing_claim", "bad_type", "too_large", "keys_unavailable". Empty for other statuses.
 std::string AuthFailureReason(const absl::Status& status);
 
 // Signs `claims` with `key` (HS256/RS256/ES256; RS/ES need a private key). For tokens minted

@@ -126,7 +126,9 @@ int main(int argc, char** argv) {
       !shared.ok()) {
     rt::ExitWithError(std::string(shared.status().message()));
   }
-  absl::StatusOr<podgate::auth::Verifier> verifier = podgate::auth::VerifierFromFlags();
+  // The JWKS URL source (if any) registers its metrics here.
+  auto registry = std::make_shared<prometheus::Registry>();
+  absl::StatusOr<podgate::auth::Verifier> verifier = podgate::auth::VerifierFromFlags(registry);
   if (!verifier.ok()) {
     rt::ExitWithError(std::string(verifier.status().message()));
   }
@@ -217,7 +219,6 @@ int main(int argc, char** argv) {
         "--http_threads 1 to 64");
   }
 
-  auto registry = std::make_shared<prometheus::Registry>();
   podgate::edge::EdgeMetrics metrics(*registry);
   podgate::edge::Limits limits(limit_options);
   // Outlives the I/O context: sessions leave it from their destructors.

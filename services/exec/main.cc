@@ -94,7 +94,9 @@ int main(int argc, char** argv) {
   if (absl::Status s = CheckFlags(); !s.ok()) {
     rt::ExitWithError(std::string(s.message()));
   }
-  absl::StatusOr<podgate::auth::Verifier> verifier = podgate::auth::VerifierFromFlags();
+  // The JWKS URL source (if any) registers its metrics here.
+  auto registry = std::make_shared<prometheus::Registry>();
+  absl::StatusOr<podgate::auth::Verifier> verifier = podgate::auth::VerifierFromFlags(registry);
   if (!verifier.ok()) {
     rt::ExitWithError(std::string(verifier.status().message()));
   }
@@ -121,7 +123,6 @@ int main(int argc, char** argv) {
     rt::ExitWithError(std::string(audit_channel.status().message()));
   }
 
-  auto registry = std::make_shared<prometheus::Registry>();
   podgate::exec::ExecMetrics metrics(*registry);
   auto policy_stub = podgate::policy::v1::PolicyService::NewStub(*policy_channel);
   podgate::clients::AuditClientOptions audit_options;

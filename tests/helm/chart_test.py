@@ -579,8 +579,18 @@ def check_network_policies(docs, values, f):
         ports = set().union(*[p for p, _ in egress_ports(comp)])
         for peer in {"edge": ("exec", "policy", "audit"), "exec": ("policy", "audit")}[comp]:
             f.check(values[peer]["grpcPort"] in ports, f"{comp}: no egress to {peer}")
+    # The identity provider (jwt.jwksUrl): edge and exec reach exactly its peers and ports.
+    idp = values["networkPolicy"]["identityProvider"]
+    idp_rule = (set(idp["ports"]), idp["to"] or None)
+    for comp in ("edge", "exec"):
+        has = idp_rule in egress_ports(comp)
+        f.check(has == bool(values["jwt"].get("jwksUrl")),
+                f"{comp}: egress to the identity provider {'missing' if not has else 'without jwt.jwksUrl'}")
+    # edge never reaches the API server; the one exception is the operator's own choice of an
+    # identity provider rule open to any address on the same port (docs/deploy.md warns).
     f.check(not any(values["networkPolicy"]["kubeApiServer"]["ports"][0] in p
-                    for p, _ in egress_ports("edge")), "edge may reach the API server")
+                    and (p, to) != idp_rule
+                    for p, to in egress_ports("edge")), "edge may reach the API server")
     audit_egress = egress_ports("audit")
     if values["audit"]["store"]["type"] == "postgresql":
         f.check(any(values["networkPolicy"]["postgresql"]["port"] in p for p, _ in audit_egress),
@@ -692,6 +702,18 @@ def check_jwt(docs, values, f):
         f.check(arg_value(w, "jwt_user_claim") == jwt["userClaim"], f"{comp}: --jwt_user_claim")
         f.check(arg_value(w, "jwt_groups_claim") == jwt["groupsClaim"], f"{comp}: --jwt_groups_claim")
         f.check(arg_value(w, "jwt_leeway") == jwt["leeway"], f"{comp}: --jwt_leeway")
+        if jwt.get("jwksUrl"):
+            f.check(arg_value(w, "jwt_jwks_url") == jwt["jwksUrl"]
+                    and arg_value(w, "jwt_jwks_file") is None
+                    and arg_value(w, "jwt_key_file") is None, f"{comp}: JWKS URL flags")
+            for key, flag in (("jwksRefreshMin", "jwt_jwks_refresh_min"),
+                              ("jwksRefreshMax", "jwt_jwks_refresh_max"),
+                              ("jwksMaxStale", "jwt_jwks_max_stale")):
+                f.check(arg_value(w, flag) == jwt[key], f"{comp}: --{flag}")
+            f.check(not any(x["name"] == "jwt" for x in pod_spec(w)["volumes"]),
+                    f"{comp}: mounts a JWT Secret although the keys come from jwt.jwksUrl")
+            continue
+        f.check(arg_value(w, "jwt_jwks_url") is None, f"{comp}: --jwt_jwks_url without jwt.jwksUrl")
         if jwt["publicKey"]:
             # --jwt_algorithm and --jwt_key_id describe --jwt_key_file only.
             f.check(arg_value(w, "jwt_key_file") == "/etc/podgate/jwt/public.pem"
@@ -709,7 +731,10 @@ def check_jwt(docs, values, f):
         w = workload_of(docs, comp)
         f.check(not any(a.startswith("--jwt_") for a in args_of(w)), f"{comp}: gets JWT settings")
         f.check(not any(x["name"] == "jwt" for x in pod_spec(w)["volumes"]), f"{comp}: mounts JWT keys")
-    if not jwt["existingSecret"]:
+    if jwt.get("jwksUrl"):
+        f.check(not [x for x in by_kind(docs, "Secret") if x["metadata"]["name"] == f"{RELEASE}-podgate-jwt"],
+                "a JWT Secret is rendered although the keys come from jwt.jwksUrl")
+    elif not jwt["existingSecret"]:
         s = [x for x in by_kind(docs, "Secret") if x["metadata"]["name"] == f"{RELEASE}-podgate-jwt"]
         f.check(s, "no JWT Secret")
         if s:

@@ -28,6 +28,10 @@ jwtIssuer: jwt_issuer
 jwtAudience: jwt_audience
 jwtAlgorithm: jwt_algorithm
 jwtJwksFile: jwt_jwks_file
+jwtJwksUrl: jwt_jwks_url
+jwtJwksRefreshMin: jwt_jwks_refresh_min
+jwtJwksRefreshMax: jwt_jwks_refresh_max
+jwtJwksMaxStale: jwt_jwks_max_stale
 jwtKeyFile: jwt_key_file
 jwtKeyId: jwt_key_id
 jwtUserClaim: jwt_user_claim
@@ -94,7 +98,12 @@ peerTlsKey: "%s_tls_key"
 {{ include "podgate.arg" (list $root "jwtUserClaim" $root.Values.jwt.userClaim) }}
 {{ include "podgate.arg" (list $root "jwtGroupsClaim" $root.Values.jwt.groupsClaim) }}
 {{ include "podgate.arg" (list $root "jwtLeeway" $root.Values.jwt.leeway) }}
-{{- if $root.Values.jwt.publicKey }}
+{{- if $root.Values.jwt.jwksUrl }}
+{{ include "podgate.arg" (list $root "jwtJwksUrl" $root.Values.jwt.jwksUrl) }}
+{{ include "podgate.arg" (list $root "jwtJwksRefreshMin" $root.Values.jwt.jwksRefreshMin) }}
+{{ include "podgate.arg" (list $root "jwtJwksRefreshMax" $root.Values.jwt.jwksRefreshMax) }}
+{{ include "podgate.arg" (list $root "jwtJwksMaxStale" $root.Values.jwt.jwksMaxStale) }}
+{{- else if $root.Values.jwt.publicKey }}
 {{ include "podgate.arg" (list $root "jwtKeyFile" (printf "%s/public.pem" (include "podgate.jwtDir" $root))) }}
 {{ include "podgate.arg" (list $root "jwtAlgorithm" $root.Values.jwt.algorithm) }}
 {{- with $root.Values.jwt.keyId }}

@@ -164,8 +164,11 @@ true
 {{- if not .Values.jwt.audience -}}
 {{- fail "jwt.audience is required: the `aud` every token must carry" -}}
 {{- end -}}
-{{- if not (or .Values.jwt.jwks .Values.jwt.publicKey .Values.jwt.existingSecret) -}}
-{{- fail "JWT keys are required: set jwt.jwks (--set-file jwt.jwks=jwks.json), jwt.publicKey or jwt.existingSecret" -}}
+{{- if not (or .Values.jwt.jwksUrl .Values.jwt.jwks .Values.jwt.publicKey .Values.jwt.existingSecret) -}}
+{{- fail "JWT keys are required: set jwt.jwksUrl (your provider's jwks_uri), jwt.jwks (--set-file jwt.jwks=jwks.json), jwt.publicKey or jwt.existingSecret" -}}
+{{- end -}}
+{{- if and .Values.jwt.jwksUrl (or .Values.jwt.jwks .Values.jwt.publicKey .Values.jwt.existingSecret) -}}
+{{- fail "jwt.jwksUrl excludes jwt.jwks, jwt.publicKey and jwt.existingSecret: one source of keys" -}}
 {{- end -}}
 {{- if and .Values.jwt.jwks .Values.jwt.publicKey -}}
 {{- fail "set only one of jwt.jwks and jwt.publicKey" -}}
@@ -190,4 +193,21 @@ true
 {{- if and .Values.tls.certManager.enabled (not .Values.tls.enabled) -}}
 {{- fail "tls.certManager.enabled needs tls.enabled" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Egress to the identity provider's JWKS URL (edge and exec, only with jwt.jwksUrl). */}}
+{{- define "podgate.egressIdentityProvider" -}}
+{{- if .Values.jwt.jwksUrl }}
+{{- $idp := .Values.networkPolicy.identityProvider }}
+# The identity provider (jwt.jwksUrl).
+- ports:
+    {{- range $idp.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with $idp.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
 {{- end -}}

@@ -63,7 +63,7 @@ metadata:
     {{- end }}
   annotations:
     kubectl.kubernetes.io/default-container: {{ $c }}
-    {{- if and (has $c (list "edge" "exec")) (not $root.Values.jwt.existingSecret) }}
+    {{- if and (has $c (list "edge" "exec")) (not $root.Values.jwt.existingSecret) (not $root.Values.jwt.jwksUrl) }}
     # Keys are read at start-up: roll the pods when they change.
     checksum/jwt: {{ include (print $root.Template.BasePath "/jwt-secret.yaml") $root | sha256sum }}
     {{- end }}
@@ -126,7 +126,7 @@ spec:
           mountPath: {{ include "podgate.tlsDir" $root }}
           readOnly: true
         {{- end }}
-        {{- if has $c (list "edge" "exec") }}
+        {{- if and (has $c (list "edge" "exec")) (not $root.Values.jwt.jwksUrl) }}
         - name: jwt
           mountPath: {{ include "podgate.jwtDir" $root }}
           readOnly: true
@@ -158,7 +158,7 @@ spec:
         secretName: {{ include "podgate.tlsSecretName" . }}
         defaultMode: 0440
     {{- end }}
-    {{- if has $c (list "edge" "exec") }}
+    {{- if and (has $c (list "edge" "exec")) (not $root.Values.jwt.jwksUrl) }}
     - name: jwt
       secret:
         secretName: {{ include "podgate.jwtSecretName" $root }}
