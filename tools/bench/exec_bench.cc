@@ -179,9 +179,12 @@ absl::Status OneSession(testing::Stack& stack, const std::shared_ptr<grpc::Chann
   const std::string word = absl::StrCat("s", n);
   testing::CommandOutcome o = s.Run("echo " + word, "c1");
   if (!o.exit.has_value() || o.stdout_text != word + "\n") {
-    return absl::InternalError(absl::StrCat("session ", n, ": echo did not run: ",
-                                            o.error ? o.error->status().message() : "",
-                                            o.denied ? o.denied->reason() : "", o.stderr_text));
+    return absl::InternalError(absl::StrCat(
+        "session ", n, " (", ready->session_id(), "): echo ", word,
+        " did not run as expected: ", o.stream_ended ? "the stream ended; " : "",
+        o.exit ? o.exit->ShortDebugString() : "", o.error ? o.error->ShortDebugString() : "",
+        o.denied ? o.denied->ShortDebugString() : "", " stdout: ", o.stdout_text,
+        " stderr: ", o.stderr_text));
   }
   grpc::Status status;
   if (s.Close(&status) != common::v1::CLOSE_REASON_CLIENT || !status.ok()) {
@@ -318,9 +321,12 @@ int Soak() {
         testing::CommandOutcome o =
             s.Run(deny ? "touch " + word : "echo " + word, absl::StrCat("c", n));
         if (deny ? !o.denied.has_value() : (!o.exit.has_value() || o.stdout_text != word + "\n")) {
-          return fail(absl::InternalError(
-              absl::StrCat("client ", c, " command ", n, " ", word, ": unexpected outcome ",
-                           o.error ? o.error->status().message() : "", o.stderr_text)));
+          return fail(absl::InternalError(absl::StrCat(
+              "client ", c, " command ", n, " ", word, ": unexpected outcome: ",
+              o.stream_ended ? "the stream ended; " : "", o.exit ? o.exit->ShortDebugString() : "",
+              o.error ? o.error->ShortDebugString() : "",
+              o.denied ? o.denied->ShortDebugString() : "", " stdout: ", o.stdout_text,
+              " stderr: ", o.stderr_text)));
         }
         ++commands;
         refused += deny ? 1 : 0;
