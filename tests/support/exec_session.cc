@@ -108,12 +108,16 @@ std::shared_ptr<grpc::Channel> LoopbackChannel(int port) {
   return grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
 }
 
-int64_t ResidentKiB(int pid) {
+int64_t ResidentKiB(int pid) { return ProcStatus(pid, "VmRSS"); }
+
+int64_t ProcStatus(int pid, const std::string& field) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
   std::string line;
+  const std::string prefix = field + ":";
   while (std::getline(in, line)) {
-    if (absl::StartsWith(line, "VmRSS:")) {
-      std::vector<std::string> parts = absl::StrSplit(line.substr(6), absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (absl::StartsWith(line, prefix)) {
+      std::vector<std::string> parts =
+          absl::StrSplit(line.substr(prefix.size()), absl::ByAnyChar(" \t"), absl::SkipEmpty());
       int64_t kib = 0;
       if (!parts.empty() && absl::SimpleAtoi(parts[0], &kib)) {
         return kib;

@@ -60,4 +60,7 @@ std::shared_ptr<grpc::Channel> LoopbackChannel(int port);
 // VmRSS of `pid` in KiB (-1 when unreadable).
 int64_t ResidentKiB(int pid);
 
+// The number of a /proc/<pid>/status field ("VmRSS", "Threads"), -1 when unreadable.
+int64_t ProcStatus(int pid, const std::string& field);
+
 }  // namespace podgate::testing

@@ -244,10 +244,11 @@ int Sessions() {
               warmup, absl::ToDoubleSeconds(absl::Now() - warm_start),
               static_cast<long long>(testing::ResidentKiB(pid)), live.sessions, live.commands);
   std::vector<Sample> samples = {{0, testing::ResidentKiB(pid)}};
-  std::printf("%8s %10s %10s %8s %8s %8s\n", "sessions", "rss_kib", "delta_kib", "live_ses",
-              "live_cmd", "secs");
-  std::printf("%8d %10lld %10d %8.0f %8.0f %8.1f\n", 0, static_cast<long long>(samples[0].rss_kib),
-              0, live.sessions, live.commands, 0.0);
+  std::printf("%8s %10s %10s %8s %8s %8s %8s\n", "sessions", "rss_kib", "delta_kib", "live_ses",
+              "live_cmd", "threads", "secs");
+  std::printf("%8d %10lld %10d %8.0f %8.0f %8lld %8.1f\n", 0,
+              static_cast<long long>(samples[0].rss_kib), 0, live.sessions, live.commands,
+              static_cast<long long>(testing::ProcStatus(pid, "Threads")), 0.0);
   const absl::Time start = absl::Now();
   for (int done = 0; done < total;) {
     const int batch = std::min(every, total - done);
@@ -259,8 +260,9 @@ int Sessions() {
     live = LiveObjects(bench->metrics_port);
     const int64_t rss = testing::ResidentKiB(pid);
     samples.push_back({static_cast<double>(done), rss});
-    std::printf("%8d %10lld %10lld %8.0f %8.0f %8.1f\n", done, static_cast<long long>(rss),
+    std::printf("%8d %10lld %10lld %8.0f %8.0f %8lld %8.1f\n", done, static_cast<long long>(rss),
                 static_cast<long long>(rss - samples[0].rss_kib), live.sessions, live.commands,
+                static_cast<long long>(testing::ProcStatus(pid, "Threads")),
                 absl::ToDoubleSeconds(absl::Now() - start));
     std::fflush(stdout);
   }
@@ -341,8 +343,8 @@ int Soak() {
   std::vector<Sample> samples;
   std::printf("exec pid %d, %d long-lived sessions for %s\n", pid, clients,
               absl::FormatDuration(duration).c_str());
-  std::printf("%8s %10s %10s %10s %10s %8s %8s\n", "secs", "commands", "cmds/s", "rss_kib",
-              "delta_kib", "live_ses", "live_cmd");
+  std::printf("%8s %10s %10s %10s %10s %8s %8s %8s\n", "secs", "commands", "cmds/s", "rss_kib",
+              "delta_kib", "live_ses", "live_cmd", "threads");
   int64_t last_commands = 0;
   absl::Time last = start;
   while (!stop && absl::Now() - start < duration) {
@@ -353,11 +355,12 @@ int Soak() {
     Live live = LiveObjects(bench->metrics_port);
     // The first interval is the warm-up: growth is measured from its end.
     samples.push_back({static_cast<double>(n), rss});
-    std::printf("%8.0f %10lld %10.0f %10lld %10lld %8.0f %8.0f\n",
+    std::printf("%8.0f %10lld %10.0f %10lld %10lld %8.0f %8.0f %8lld\n",
                 absl::ToDoubleSeconds(now - start), static_cast<long long>(n),
                 static_cast<double>(n - last_commands) / absl::ToDoubleSeconds(now - last),
                 static_cast<long long>(rss), static_cast<long long>(rss - samples[0].rss_kib),
-                live.sessions, live.commands);
+                live.sessions, live.commands,
+                static_cast<long long>(testing::ProcStatus(pid, "Threads")));
     std::fflush(stdout);
     last_commands = n;
     last = now;

@@ -125,6 +125,7 @@ struct Sent {
   std::string marker;
   enum Outcome { kRan, kRefused, kLost } outcome = kLost;
   std::string detail;
+  absl::Time ended;  // when the client saw the outcome
 };
 
 class Ledger {
@@ -199,6 +200,7 @@ void DirectClient(int exec_port, const std::string& name, std::atomic<bool>* sto
         s.detail = "the stream ended";
       }
       const bool ended = o.stream_ended;
+      s.ended = absl::Now();
       const bool pause = s.outcome == Sent::kRefused;
       ledger->Add(std::move(s));
       if (pause) {
@@ -281,6 +283,7 @@ void EdgeClient(int http_port, const std::string& name, std::atomic<bool>* stop,
           break;
         }
       }
+      s.ended = absl::Now();
       const bool pause = s.outcome == Sent::kRefused;
       ledger->Add(std::move(s));
       if (pause) {
@@ -399,12 +402,14 @@ TEST(ChaosTest, KillingAuditAndPolicyUnderLoadLosesNoRecordAndRunsNothingUnrecor
   absl::SleepFor(absl::Seconds(2));
   probe("probe-audit-down-2");
   ASSERT_NO_FATAL_FAILURE(audit.Start());
+  const absl::Time audit_back = absl::Now();
   absl::SleepFor(absl::Seconds(2.5));
   const size_t before_policy = progress();
   ASSERT_NO_FATAL_FAILURE(policy.Kill());
   probe("probe-policy-down");
   absl::SleepFor(absl::Seconds(2));
   ASSERT_NO_FATAL_FAILURE(policy.Start());
+  const absl::Time policy_back = absl::Now();
   absl::SleepFor(absl::Seconds(2.5));
   stop = true;
   for (std::thread& t : clients) {
@@ -429,6 +434,20 @@ TEST(ChaosTest, KillingAuditAndPolicyUnderLoadLosesNoRecordAndRunsNothingUnrecor
     ran += s.outcome == Sent::kRan;
     refused += s.outcome == Sent::kRefused;
   }
+  // Recovery: from a backend serving again to the first command that ran after it.
+  auto recovery = [&](absl::Time back) {
+    absl::Time first = absl::InfiniteFuture();
+    for (const Sent& s : sent) {
+      if (s.outcome == Sent::kRan && s.ended > back) {
+        first = std::min(first, s.ended);
+      }
+    }
+    return first - back;
+  };
+  const absl::Duration audit_recovery = recovery(audit_back);
+  const absl::Duration policy_recovery = recovery(policy_back);
+  EXPECT_LE(audit_recovery, absl::Seconds(2)) << "commands ran again only this long after audit";
+  EXPECT_LE(policy_recovery, absl::Seconds(2)) << "commands ran again only this long after policy";
   EXPECT_GT(refused, 0) << "no command was refused during the outages: the test saw no outage";
   EXPECT_GT(ran, 10);
 
@@ -528,9 +547,11 @@ TEST(ChaosTest, KillingAuditAndPolicyUnderLoadLosesNoRecordAndRunsNothingUnrecor
   ASSERT_TRUE(stub->Verify(&ctx, req, &res).ok());
   EXPECT_TRUE(res.intact()) << res.DebugString();
 
-  std::printf("chaos: %zu commands (%d ran, %d refused) in %zu sessions, %zu audit records, %d "
-              "lost\n",
-              sent.size(), ran, refused, ledger.sessions().size(), records.size(), lost_records);
+  std::printf(
+      "chaos: %zu commands (%d ran, %d refused) in %zu sessions, %zu audit records, %d lost; "
+      "commands ran again %s after audit and %s after policy were back\n",
+      sent.size(), ran, refused, ledger.sessions().size(), records.size(), lost_records,
+      absl::FormatDuration(audit_recovery).c_str(), absl::FormatDuration(policy_recovery).c_str());
   (*edge)->Signal(SIGTERM);
   (*edge)->WaitExit(absl::Seconds(10)).IgnoreError();
   (*kubesim)->Signal(SIGTERM);
