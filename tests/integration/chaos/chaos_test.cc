@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -394,12 +395,21 @@ TEST(ChaosTest, KillingAuditAndPolicyUnderLoadLosesNoRecordAndRunsNothingUnrecor
     probe_pods.push_back(pod);
   };
 
+  // How long each backend stays down. Audit's 7 s is past the point where a reconnect backoff
+  // doubling to 5 s left exec refusing commands for seconds after audit was back (4-15 s
+  // measured). PODGATE_CHAOS_OUTAGE (e.g. 75s) sets both, for longer outages by hand.
+  absl::Duration audit_outage = absl::Seconds(7);
+  absl::Duration policy_outage = absl::Seconds(2);
+  if (const char* env = std::getenv("PODGATE_CHAOS_OUTAGE"); env != nullptr) {
+    ASSERT_TRUE(absl::ParseDuration(env, &audit_outage)) << env;
+    policy_outage = audit_outage;
+  }
   auto progress = [&] { return ledger.sent().size(); };
   absl::SleepFor(absl::Seconds(1.5));
   const size_t before_audit = progress();
   ASSERT_NO_FATAL_FAILURE(audit.Kill());
   probe("probe-audit-down-1");
-  absl::SleepFor(absl::Seconds(2));
+  absl::SleepFor(audit_outage);
   probe("probe-audit-down-2");
   ASSERT_NO_FATAL_FAILURE(audit.Start());
   const absl::Time audit_back = absl::Now();
@@ -407,7 +417,7 @@ TEST(ChaosTest, KillingAuditAndPolicyUnderLoadLosesNoRecordAndRunsNothingUnrecor
   const size_t before_policy = progress();
   ASSERT_NO_FATAL_FAILURE(policy.Kill());
   probe("probe-policy-down");
-  absl::SleepFor(absl::Seconds(2));
+  absl::SleepFor(policy_outage);
   ASSERT_NO_FATAL_FAILURE(policy.Start());
   const absl::Time policy_back = absl::Now();
   absl::SleepFor(absl::Seconds(2.5));
@@ -552,6 +562,16 @@ TEST(ChaosTest, KillingAuditAndPolicyUnderLoadLosesNoRecordAndRunsNothingUnrecor
       "commands ran again %s after audit and %s after policy were back\n",
       sent.size(), ran, refused, ledger.sessions().size(), records.size(), lost_records,
       absl::FormatDuration(audit_recovery).c_str(), absl::FormatDuration(policy_recovery).c_str());
+  if (::testing::Test::HasFailure()) {
+    // What exec said about its peers helps more than the assertion.
+    int printed = 0;
+    for (const std::string& line : exec.process->Lines()) {
+      if (!absl::StrContains(line, "\"level\":\"info\"") &&
+          !absl::StrContains(line, "audit event not recorded") && printed++ < 60) {
+        std::fprintf(stderr, "exec: %s\n", line.c_str());
+      }
+    }
+  }
   (*edge)->Signal(SIGTERM);
   (*edge)->WaitExit(absl::Seconds(10)).IgnoreError();
   (*kubesim)->Signal(SIGTERM);
