@@ -170,8 +170,7 @@ std::string Token(const std::string& user, const std::vector<std::string>& group
 }
 
 // A client of exec's gRPC Session: one long-lived session, reopened when it ends.
-void DirectClient(int exec_port, const std::string& name, std::atomic<bool>* stop,
-                  Ledger* ledger) {
+void DirectClient(int exec_port, const std::string& name, std::atomic<bool>* stop, Ledger* ledger) {
   auto channel = testing::LoopbackChannel(exec_port);
   const std::string token = Token(name, {"load"});
   int n = 0;
@@ -246,9 +245,10 @@ void EdgeClient(int http_port, const std::string& name, std::atomic<bool>* stop,
       s.id = absl::StrCat(name, "-", n++);
       s.marker = "m-" + s.id;
       if (!(*ws)
-               ->Write(nlohmann::json{{"type", "command"}, {"id", s.id}, {"line", "touch " + s.marker}}
-                           .dump(),
-                       false)
+               ->Write(
+                   nlohmann::json{{"type", "command"}, {"id", s.id}, {"line", "touch " + s.marker}}
+                       .dump(),
+                   false)
                .ok()) {
         s.detail = "write failed";
         ledger->Add(std::move(s));
@@ -340,19 +340,22 @@ TEST(ChaosTest, KillingAuditAndPolicyUnderLoadLosesNoRecordAndRunsNothingUnrecor
   const std::vector<std::string> jwt = {"--jwt_key_file=" + d + "/jwt.secret",
                                         "--jwt_algorithm=HS256",
                                         std::string("--jwt_issuer=") + kIssuer};
-  Service audit{"audit", PODGATE_AUDIT_BIN,
+  Service audit{"audit",
+                PODGATE_AUDIT_BIN,
                 {"--metrics_address=", "--drain_timeout=2s", "--store=sqlite://" + d + "/audit.db",
                  "--chain_id=chaos"}};
   ASSERT_NO_FATAL_FAILURE(audit.Start());
   const std::string audit_address = absl::StrCat("--audit_address=127.0.0.1:", audit.port);
-  Service policy{"policy", PODGATE_POLICY_BIN,
+  Service policy{"policy",
+                 PODGATE_POLICY_BIN,
                  {"--metrics_address=", "--drain_timeout=2s", "--policy_file=" + d + "/policy.yaml",
                   audit_address}};
   ASSERT_NO_FATAL_FAILURE(policy.Start());
   const std::string policy_address = absl::StrCat("--policy_address=127.0.0.1:", policy.port);
   // Strict audit (the default) with a short ack timeout: during the audit outage commands are
   // refused rather than held.
-  Service exec{"exec", PODGATE_EXEC_BIN,
+  Service exec{"exec",
+               PODGATE_EXEC_BIN,
                {"--metrics_address=", "--drain_timeout=2s", "--kubeconfig=" + kubeconfig,
                 policy_address, audit_address, "--audit_ack_timeout=1s", "--policy_timeout=1s"}};
   exec.args.insert(exec.args.end(), jwt.begin(), jwt.end());
@@ -518,8 +521,8 @@ TEST(ChaosTest, KillingAuditAndPolicyUnderLoadLosesNoRecordAndRunsNothingUnrecor
     EXPECT_TRUE(request) << "no COMMAND_REQUEST in audit for " << what;
     lost_records += !request;
     if (s.outcome == Sent::kRan || touched) {
-      EXPECT_EQ(s.outcome, Sent::kRan) << "a command the client saw refused ran in the pod: "
-                                       << what;
+      EXPECT_EQ(s.outcome, Sent::kRan)
+          << "a command the client saw refused ran in the pod: " << what;
       EXPECT_TRUE(touched) << "the client saw exit 0 but nothing ran: " << what;
       EXPECT_TRUE(allowed) << "no allow DECISION in audit for " << what;
       ASSERT_NE(result, nullptr) << "no COMMAND_RESULT in audit for " << what;
