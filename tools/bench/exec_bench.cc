@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -339,6 +340,16 @@ int Soak() {
                 o.error ? o.error->ShortDebugString().c_str() : "",
                 o.denied ? o.denied->ShortDebugString().c_str() : "", o.stdout_text.c_str(),
                 o.stderr_text.c_str());
+            // What exec logged about it.
+            int shown = 0;
+            for (const std::string& line : stack.exec()->Lines()) {
+              if (absl::StrContains(line, ready->session_id()) &&
+                  (absl::StrContains(line, absl::StrCat("\"c", n, "\"")) ||
+                   !absl::StrContains(line, "\"level\":\"info\"")) &&
+                  shown++ < 20) {
+                std::printf("  exec: %s\n", line.c_str());
+              }
+            }
             std::fflush(stdout);
           }
           if (o.stream_ended) {
