@@ -16,9 +16,15 @@
 // not, 2 on an error.
 // --exec_bin may name a wrapper (e.g. a script running `exec heaptrack -o FILE podgate-exec
 // "$@"`) to profile exec while it runs.
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -27,6 +33,8 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "runtime/flags.h"
@@ -110,6 +118,49 @@ double Slope(const std::vector<Sample>& samples) {
     den += (s.x - mx) * (s.x - mx);
   }
   return den == 0 ? 0 : num / den;
+}
+
+// "pid state argv" of every process whose argv holds `word` as one argument.
+std::string ProcessesWith(const std::string& word) {
+  std::string out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || pid[0] < '0' || pid[0] > '9') {
+      continue;
+    }
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> argv = absl::StrSplit(raw, '\0');
+    if (std::find(argv.begin(), argv.end(), word) == argv.end()) {
+      continue;
+    }
+    std::ifstream stat(entry.path() / "stat");
+    std::string st;
+    std::getline(stat, st);
+    const size_t close = st.rfind(')');
+    const std::string state = close == std::string::npos ? "?" : st.substr(close + 2, 1);
+    std::ifstream wchan(entry.path() / "wchan");
+    std::string wait;
+    std::getline(wchan, wait);
+    // Bytes waiting unread in its stdin and stderr pipes (FIONREAD on a read end of each):
+    // whether "go" reached it, and whether its report left it.
+    std::string unread;
+    for (int fd : {0, 2}) {
+      const int r = open(absl::StrCat("/proc/", pid, "/fd/", fd).c_str(), O_RDONLY | O_NONBLOCK);
+      int n = -1;
+      if (r >= 0) {
+        if (ioctl(r, FIONREAD, &n) != 0) {
+          n = -1;
+        }
+        ::close(r);
+      }
+      absl::StrAppend(&unread, fd == 0 ? "stdin unread " : ", stderr unread ", n);
+    }
+    absl::StrAppend(&out, out.empty() ? "" : "; ", pid, " ", state, " (", wait, ", ", unread, ") ",
+                    absl::StrJoin(argv, " "));
+  }
+  return out;
 }
 
 // --max_growth_kib, or the mode's default when it is not set.
@@ -278,9 +329,8 @@ int Sessions() {
   live = WaitForNoLiveObjects(bench->metrics_port);
   const int64_t end_rss = testing::ResidentKiB(pid);
   const double slope = Slope(samples);
-  const double late_slope =
-      Slope(std::vector<Sample>(samples.begin() + static_cast<std::ptrdiff_t>(samples.size() / 2),
-                                samples.end()));
+  const double late_slope = Slope(std::vector<Sample>(
+      samples.begin() + static_cast<std::ptrdiff_t>(samples.size() / 2), samples.end()));
   const double per_session =
       static_cast<double>(end_rss - samples[0].rss_kib) / static_cast<double>(total);
   const bool flat = slope <= MaxGrowth(1.0);
@@ -314,6 +364,14 @@ int Soak() {
   std::atomic<int64_t> commands{0};
   std::atomic<int64_t> refused{0};
   std::atomic<int64_t> anomalies{0};
+  // What each client is running now, for the stall watchdog below.
+  struct InFlight {
+    absl::Mutex mu;
+    std::string word;
+    absl::Time since = absl::InfiniteFuture();
+    bool reported = false;
+  };
+  std::vector<InFlight> in_flight(static_cast<size_t>(clients));
   const absl::Time start = absl::Now();
   std::atomic<bool> stop{false};
   absl::Mutex mu;
@@ -336,6 +394,12 @@ int Soak() {
       for (int64_t n = 0; !stop; ++n) {
         const bool deny = n % 10 == 9;
         const std::string word = absl::StrCat("c", c, "n", n);
+        {
+          absl::MutexLock lock(&in_flight[c].mu);
+          in_flight[c].word = word;
+          in_flight[c].since = absl::Now();
+          in_flight[c].reported = false;
+        }
         testing::CommandOutcome o =
             s.Run(deny ? "touch " + word : "echo " + word, absl::StrCat("c", n));
         if (deny ? !o.denied.has_value() : (!o.exit.has_value() || o.stdout_text != word + "\n")) {
@@ -378,6 +442,29 @@ int Soak() {
       }
     });
   }
+  // A command still running after 5 s (an echo takes milliseconds) is shown while it stalls:
+  // whether its launch wrapper runs in the container (and in what state) tells a stall in the
+  // container start from one in exec's reading of the stream.
+  std::thread watchdog([&] {
+    while (!stop) {
+      absl::SleepFor(absl::Seconds(1));
+      for (int c = 0; c < clients; ++c) {
+        absl::MutexLock lock(&in_flight[c].mu);
+        if (in_flight[c].reported || absl::Now() - in_flight[c].since < absl::Seconds(5)) {
+          continue;
+        }
+        in_flight[c].reported = true;
+        std::string procs = ProcessesWith(in_flight[c].word);
+        std::printf(
+            "stall at %.0f s: client %d command %s running for %.1f s; processes with it "
+            "in their argv: %s\n",
+            absl::ToDoubleSeconds(absl::Now() - start), c, in_flight[c].word.c_str(),
+            absl::ToDoubleSeconds(absl::Now() - in_flight[c].since),
+            procs.empty() ? "none" : procs.c_str());
+        std::fflush(stdout);
+      }
+    }
+  });
   std::vector<Sample> samples;
   std::printf("exec pid %d, %d long-lived sessions for %s\n", pid, clients,
               absl::FormatDuration(duration).c_str());
@@ -407,6 +494,7 @@ int Soak() {
   for (std::thread& t : threads) {
     t.join();
   }
+  watchdog.join();
   if (!failure.ok()) {
     std::fprintf(stderr, "soak: %s\n", failure.ToString().c_str());
     return 2;
