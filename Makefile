@@ -42,3 +42,13 @@ demo: build
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-tsan
+
+# exec's memory (docs/benchmarks.md): 1,500 sessions after a warm-up, and a soak of long-lived
+# sessions for SOAK_DURATION (10m; SOAK_DURATION=30s for a quick look). Not part of `make test`.
+SOAK_DURATION ?= 10m
+.PHONY: bench-exec soak-exec
+bench-exec: build
+	@$(BUILD_DIR)/tools/bench/podgate-exec-bench sessions
+
+soak-exec: build
+	@$(BUILD_DIR)/tools/bench/podgate-exec-bench soak --duration=$(SOAK_DURATION)

@@ -32,9 +32,11 @@ struct AuditClientOptions {
   size_t max_pending = 10000;
   // An event not acked within this fails with DEADLINE_EXCEEDED.
   absl::Duration ack_timeout = absl::Seconds(10);
-  // First wait before reconnecting a broken stream; doubles up to max_backoff.
+  // First wait before reconnecting a broken stream; doubles up to max_backoff. One second at
+  // most: with 5 s, exec still refused commands 4-15 s after audit came back from an outage
+  // of 7-12 s (strict mode waits for these acks), where recovery must take at most 2 s.
   absl::Duration initial_backoff = absl::Milliseconds(100);
-  absl::Duration max_backoff = absl::Seconds(5);
+  absl::Duration max_backoff = absl::Seconds(1);
 };
 
 class AuditClient {

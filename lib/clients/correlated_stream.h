@@ -79,9 +79,10 @@ struct CorrelatedStreamOptions {
   // caller stopped waiting); it still counts against max_pending, so the bound holds.
   bool keep_until_settled = false;
   // First wait before reopening a stream that ended with entries to send again; doubles up to
-  // max_backoff.
+  // max_backoff. At most a second, so that the stream is back within about a second of its
+  // peer (the chaos test measures it; 5 s left callers refused for 4-15 s after an outage).
   absl::Duration initial_backoff = absl::Milliseconds(100);
-  absl::Duration max_backoff = absl::Seconds(5);
+  absl::Duration max_backoff = absl::Seconds(1);
 };
 
 template <StreamProtocol Protocol>
@@ -353,6 +354,9 @@ void CorrelatedStream<Protocol>::Core::StartStreamLocked() {
   ++streams_opened_;
   ++live_streams_;
   stream_context_ = std::make_shared<grpc::ClientContext>();
+  // A stream opened while the peer is away waits for the channel to connect instead of failing
+  // at once: it starts the moment the peer is back. Entries still time out on their own timers.
+  stream_context_->set_wait_for_ready(true);
   stream_ = new Reactor(this->shared_from_this(), stream_context_);
 }
 

@@ -1,0 +1,541 @@
+// podgate-exec-bench: exec's memory across many sessions and a long soak, through the real
+// processes (kubesim, podgate-policy, podgate-audit on SQLite, podgate-exec) started the way
+// the integration tests start them. It prints numbers; it is not a timed test.
+//
+//   podgate-exec-bench sessions [--sessions=1500] [--warmup=200] [--report_every=100]
+//       Opens, uses (one command) and closes sessions, one after another per client; after the
+//       warm-up round prints exec's VmRSS and podgate_exec_live_objects every `report_every`
+//       sessions, then the growth after warm-up in KiB per session.
+//   podgate-exec-bench soak [--duration=10m] [--clients=8] [--report_interval=30s]
+//       Keeps `clients` sessions open and runs commands in each back to back (one in ten is
+//       refused by policy) for `duration`; prints RSS over time and the growth in KiB per
+//       thousand commands after the first interval.
+//
+// Exit status: 0 when the growth is within --max_growth_kib (per session, or per thousand
+// commands), every soak command ended as expected and no object outlives its session, 1 when
+// not, 2 on an error.
+// --exec_bin may name a wrapper (e.g. a script running `exec heaptrack -o FILE podgate-exec
+// "$@"`) to profile exec while it runs.
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "runtime/flags.h"
+#include "support/exec_session.h"
+#include "support/http_client.h"
+#include "support/prometheus_text.h"
+#include "support/stack.h"
+
+ABSL_FLAG(int, sessions, 1500, "sessions: sessions measured after the warm-up. Default 1500.");
+ABSL_FLAG(int, warmup, 200, "sessions: sessions opened, used and closed first. Default 200.");
+ABSL_FLAG(int, report_every, 100, "sessions: print a sample every this many. Default 100.");
+ABSL_FLAG(int, concurrency, 2, "sessions: clients opening sessions in parallel. Default 2.");
+ABSL_FLAG(absl::Duration, duration, absl::Minutes(10), "soak: how long it runs. Default 10m.");
+ABSL_FLAG(int, clients, 8, "soak: long-lived sessions running commands. Default 8.");
+ABSL_FLAG(absl::Duration, report_interval, absl::Seconds(30),
+          "soak: print a sample this often. Default 30s.");
+ABSL_FLAG(double, max_growth_kib, -1,
+          "Verdict threshold, least-squares RSS growth after the warm-up: KiB per session "
+          "(sessions; default 1) or per thousand commands (soak; default 10). The leak this "
+          "guards against cost several KiB per session and 1.5 KiB per command; glibc's "
+          "allocator settling costs well under these (docs/benchmarks.md).");
+ABSL_FLAG(std::string, kubesim_bin, PODGATE_KUBESIM_BIN, "kubesim binary.");
+ABSL_FLAG(std::string, policy_bin, PODGATE_POLICY_BIN, "podgate-policy binary.");
+ABSL_FLAG(std::string, audit_bin, PODGATE_AUDIT_BIN, "podgate-audit binary.");
+ABSL_FLAG(std::string, exec_bin, PODGATE_EXEC_BIN, "podgate-exec binary (or a wrapper).");
+
+namespace podgate {
+namespace {
+
+constexpr char kCluster[] = R"(namespaces:
+  - name: bench
+pods:
+  - name: app-1
+    namespace: bench
+    containers:
+      - name: main
+        image: bench/app:1
+access:
+  - user: podgate-exec
+    verbs: [get, list, create]
+    resources: [pods, pods/exec, namespaces]
+    namespaces: ["*"]
+)";
+
+constexpr char kPolicy[] = R"(apiVersion: podgate.io/v1
+kind: CommandPolicy
+defaults: {timeLimit: 30s, outputLimitBytes: 1048576}
+rules:
+  - id: bench-echo
+    effect: allow
+    subjects: {groups: [bench]}
+    targets: {namespaces: [bench]}
+    command:
+      program: echo
+      args:
+        - {name: word, type: regex, pattern: "[a-z0-9]+", optional: true, repeat: true}
+)";
+
+struct Sample {
+  double x = 0;  // sessions or commands so far
+  int64_t rss_kib = 0;
+};
+
+// Least-squares slope of RSS over x.
+double Slope(const std::vector<Sample>& samples) {
+  if (samples.size() < 2) {
+    return 0;
+  }
+  double mx = 0;
+  double my = 0;
+  for (const Sample& s : samples) {
+    mx += s.x;
+    my += static_cast<double>(s.rss_kib);
+  }
+  mx /= static_cast<double>(samples.size());
+  my /= static_cast<double>(samples.size());
+  double num = 0;
+  double den = 0;
+  for (const Sample& s : samples) {
+    num += (s.x - mx) * (static_cast<double>(s.rss_kib) - my);
+    den += (s.x - mx) * (s.x - mx);
+  }
+  return den == 0 ? 0 : num / den;
+}
+
+// "pid state argv" of every process whose argv holds `word` as one argument.
+std::string ProcessesWith(const std::string& word) {
+  std::string out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || pid[0] < '0' || pid[0] > '9') {
+      continue;
+    }
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> argv = absl::StrSplit(raw, '\0');
+    if (std::find(argv.begin(), argv.end(), word) == argv.end()) {
+      continue;
+    }
+    std::ifstream stat(entry.path() / "stat");
+    std::string st;
+    std::getline(stat, st);
+    const size_t close = st.rfind(')');
+    const std::string state = close == std::string::npos ? "?" : st.substr(close + 2, 1);
+    std::ifstream wchan(entry.path() / "wchan");
+    std::string wait;
+    std::getline(wchan, wait);
+    // Bytes waiting unread in its stdin and stderr pipes (FIONREAD on a read end of each):
+    // whether "go" reached it, and whether its report left it.
+    std::string unread;
+    for (int fd : {0, 2}) {
+      const int r = open(absl::StrCat("/proc/", pid, "/fd/", fd).c_str(), O_RDONLY | O_NONBLOCK);
+      int n = -1;
+      if (r >= 0) {
+        if (ioctl(r, FIONREAD, &n) != 0) {
+          n = -1;
+        }
+        ::close(r);
+      }
+      absl::StrAppend(&unread, fd == 0 ? "stdin unread " : ", stderr unread ", n);
+    }
+    absl::StrAppend(&out, out.empty() ? "" : "; ", pid, " ", state, " (", wait, ", ", unread, ") ",
+                    absl::StrJoin(argv, " "));
+  }
+  return out;
+}
+
+// --max_growth_kib, or the mode's default when it is not set.
+double MaxGrowth(double mode_default) {
+  const double flag = absl::GetFlag(FLAGS_max_growth_kib);
+  return flag < 0 ? mode_default : flag;
+}
+
+struct Live {
+  double sessions = -1;
+  double commands = -1;
+};
+
+Live LiveObjects(int metrics_port) {
+  Live live;
+  auto page = testing::HttpGet(metrics_port, "/metrics");
+  if (!page.ok()) {
+    return live;
+  }
+  auto parsed = testing::ParsePrometheusText(page->body);
+  if (!parsed.ok()) {
+    return live;
+  }
+  auto find = [&](const char* name) {
+    auto it = parsed->samples.find(name);
+    return it == parsed->samples.end() ? -1.0 : it->second;
+  };
+  live.sessions = find(R"(podgate_exec_live_objects{kind="session"})");
+  live.commands = find(R"(podgate_exec_live_objects{kind="command"})");
+  return live;
+}
+
+// Waits (up to 15 s) until no Session or Command object is alive; returns the last count.
+Live WaitForNoLiveObjects(int metrics_port) {
+  Live live;
+  for (int i = 0; i < 300; ++i) {
+    live = LiveObjects(metrics_port);
+    if (live.sessions == 0 && live.commands == 0) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return live;
+}
+
+struct Bench {
+  std::unique_ptr<testing::Stack> stack;
+  int metrics_port = 0;
+};
+
+absl::StatusOr<Bench> StartStack(int max_sessions_per_user) {
+  testing::StackOptions options;
+  options.binaries = {absl::GetFlag(FLAGS_kubesim_bin), absl::GetFlag(FLAGS_policy_bin),
+                      absl::GetFlag(FLAGS_audit_bin), absl::GetFlag(FLAGS_exec_bin)};
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  Bench b;
+  b.metrics_port = testing::UnusedPort();
+  options.exec_flags = {absl::StrCat("--metrics_address=127.0.0.1:", b.metrics_port),
+                        absl::StrCat("--max_sessions_per_user=", max_sessions_per_user)};
+  auto stack = testing::Stack::Start(options);
+  if (!stack.ok()) {
+    return stack.status();
+  }
+  b.stack = *std::move(stack);
+  return b;
+}
+
+// One session: open, `echo` a word, close. Returns an error naming what went wrong.
+absl::Status OneSession(testing::Stack& stack, const std::shared_ptr<grpc::Channel>& channel,
+                        const std::string& token, int n) {
+  testing::ExecSession s(channel, absl::Seconds(30));
+  auto ready = s.Open(token, "bench", "app-1");
+  if (!ready.ok()) {
+    return ready.status();
+  }
+  const std::string word = absl::StrCat("s", n);
+  testing::CommandOutcome o = s.Run("echo " + word, "c1");
+  if (!o.exit.has_value() || o.stdout_text != word + "\n") {
+    return absl::InternalError(absl::StrCat(
+        "session ", n, " (", ready->session_id(), "): echo ", word, " did not run as expected: ",
+        o.stream_ended ? "the stream ended; " : "", o.exit ? o.exit->ShortDebugString() : "",
+        o.error ? o.error->ShortDebugString() : "", o.denied ? o.denied->ShortDebugString() : "",
+        " stdout: ", o.stdout_text, " stderr: ", o.stderr_text));
+  }
+  grpc::Status status;
+  if (s.Close(&status) != common::v1::CLOSE_REASON_CLIENT || !status.ok()) {
+    return absl::InternalError(absl::StrCat("session ", n, ": close: ", status.error_message()));
+  }
+  return absl::OkStatus();
+}
+
+// Runs sessions [first, first+count) on `concurrency` clients.
+absl::Status RunSessions(testing::Stack& stack, const std::shared_ptr<grpc::Channel>& channel,
+                         int first, int count, int concurrency) {
+  std::atomic<int> next{first};
+  absl::Mutex mu;
+  absl::Status failure;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < concurrency; ++c) {
+    clients.emplace_back([&, c] {
+      const std::string token = stack.Token(absl::StrCat("bench", c), {"bench"});
+      for (int n = next++; n < first + count; n = next++) {
+        absl::Status s = OneSession(stack, channel, token, n);
+        if (!s.ok()) {
+          absl::MutexLock lock(&mu);
+          failure.Update(s);
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& t : clients) {
+    t.join();
+  }
+  return failure;
+}
+
+int Sessions() {
+  const int total = absl::GetFlag(FLAGS_sessions);
+  const int warmup = absl::GetFlag(FLAGS_warmup);
+  const int every = std::max(1, absl::GetFlag(FLAGS_report_every));
+  const int concurrency = std::max(1, absl::GetFlag(FLAGS_concurrency));
+  auto bench = StartStack(concurrency + 1);
+  if (!bench.ok()) {
+    std::fprintf(stderr, "start: %s\n", bench.status().ToString().c_str());
+    return 2;
+  }
+  testing::Stack& stack = *bench->stack;
+  const int pid = stack.exec()->pid();
+  auto channel = testing::LoopbackChannel(stack.exec_port());
+  std::printf("exec pid %d, RSS at start %lld KiB\n", pid,
+              static_cast<long long>(testing::ResidentKiB(pid)));
+  const absl::Time warm_start = absl::Now();
+  if (absl::Status s = RunSessions(stack, channel, 0, warmup, concurrency); !s.ok()) {
+    std::fprintf(stderr, "warm-up: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  Live live = WaitForNoLiveObjects(bench->metrics_port);
+  std::printf("warm-up: %d sessions in %.1f s, RSS %lld KiB, live sessions %.0f commands %.0f\n",
+              warmup, absl::ToDoubleSeconds(absl::Now() - warm_start),
+              static_cast<long long>(testing::ResidentKiB(pid)), live.sessions, live.commands);
+  std::vector<Sample> samples = {{0, testing::ResidentKiB(pid)}};
+  std::printf("%8s %10s %10s %8s %8s %8s %8s\n", "sessions", "rss_kib", "delta_kib", "live_ses",
+              "live_cmd", "threads", "secs");
+  std::printf("%8d %10lld %10d %8.0f %8.0f %8lld %8.1f\n", 0,
+              static_cast<long long>(samples[0].rss_kib), 0, live.sessions, live.commands,
+              static_cast<long long>(testing::ProcStatus(pid, "Threads")), 0.0);
+  const absl::Time start = absl::Now();
+  for (int done = 0; done < total;) {
+    const int batch = std::min(every, total - done);
+    if (absl::Status s = RunSessions(stack, channel, warmup + done, batch, concurrency); !s.ok()) {
+      std::fprintf(stderr, "after %d sessions: %s\n", done, s.ToString().c_str());
+      return 2;
+    }
+    done += batch;
+    live = LiveObjects(bench->metrics_port);
+    const int64_t rss = testing::ResidentKiB(pid);
+    samples.push_back({static_cast<double>(done), rss});
+    std::printf("%8d %10lld %10lld %8.0f %8.0f %8lld %8.1f\n", done, static_cast<long long>(rss),
+                static_cast<long long>(rss - samples[0].rss_kib), live.sessions, live.commands,
+                static_cast<long long>(testing::ProcStatus(pid, "Threads")),
+                absl::ToDoubleSeconds(absl::Now() - start));
+    std::fflush(stdout);
+  }
+  live = WaitForNoLiveObjects(bench->metrics_port);
+  const int64_t end_rss = testing::ResidentKiB(pid);
+  const double slope = Slope(samples);
+  const double late_slope = Slope(std::vector<Sample>(
+      samples.begin() + static_cast<std::ptrdiff_t>(samples.size() / 2), samples.end()));
+  const double per_session =
+      static_cast<double>(end_rss - samples[0].rss_kib) / static_cast<double>(total);
+  const bool flat = slope <= MaxGrowth(1.0);
+  const bool freed = live.sessions == 0 && live.commands == 0;
+  std::printf(
+      "after close: RSS %lld KiB, live sessions %.0f commands %.0f\n"
+      "growth after warm-up: %+.3f KiB/session (end - start), slope %+.3f KiB/session "
+      "(least squares over %zu samples), %+.3f KiB/session over the second half; "
+      "%.1f sessions/s\n"
+      "verdict: %s\n",
+      static_cast<long long>(end_rss), live.sessions, live.commands, per_session, slope,
+      samples.size(), late_slope, total / absl::ToDoubleSeconds(absl::Now() - start),
+      flat && freed ? "FLAT (no growth, every object freed)"
+      : !freed      ? "LEAK (objects outlive their sessions)"
+                    : "GROWS");
+  return flat && freed ? 0 : 1;
+}
+
+int Soak() {
+  const absl::Duration duration = absl::GetFlag(FLAGS_duration);
+  const absl::Duration interval = absl::GetFlag(FLAGS_report_interval);
+  const int clients = std::max(1, absl::GetFlag(FLAGS_clients));
+  auto bench = StartStack(2);
+  if (!bench.ok()) {
+    std::fprintf(stderr, "start: %s\n", bench.status().ToString().c_str());
+    return 2;
+  }
+  testing::Stack& stack = *bench->stack;
+  const int pid = stack.exec()->pid();
+  auto channel = testing::LoopbackChannel(stack.exec_port());
+  std::atomic<int64_t> commands{0};
+  std::atomic<int64_t> refused{0};
+  std::atomic<int64_t> anomalies{0};
+  // What each client is running now, for the stall watchdog below.
+  struct InFlight {
+    absl::Mutex mu;
+    std::string word;
+    absl::Time since = absl::InfiniteFuture();
+    bool reported = false;
+  };
+  std::vector<InFlight> in_flight(static_cast<size_t>(clients));
+  const absl::Time start = absl::Now();
+  std::atomic<bool> stop{false};
+  absl::Mutex mu;
+  absl::Status failure;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto fail = [&](absl::Status s) {
+        absl::MutexLock lock(&mu);
+        failure.Update(s);
+        stop = true;
+      };
+      testing::ExecSession s(channel, duration + absl::Minutes(5));
+      auto ready =
+          s.Open(stack.Token(absl::StrCat("soak", c), {"bench"}, duration + absl::Hours(1)),
+                 "bench", "app-1");
+      if (!ready.ok()) {
+        return fail(ready.status());
+      }
+      for (int64_t n = 0; !stop; ++n) {
+        const bool deny = n % 10 == 9;
+        const std::string word = absl::StrCat("c", c, "n", n);
+        {
+          absl::MutexLock lock(&in_flight[c].mu);
+          in_flight[c].word = word;
+          in_flight[c].since = absl::Now();
+          in_flight[c].reported = false;
+        }
+        testing::CommandOutcome o =
+            s.Run(deny ? "touch " + word : "echo " + word, absl::StrCat("c", n));
+        if (deny ? !o.denied.has_value() : (!o.exit.has_value() || o.stdout_text != word + "\n")) {
+          // Counted and shown (the first few), not fatal: a soak measures the whole run.
+          const int64_t seen = ++anomalies;
+          if (seen <= 10) {
+            std::printf(
+                "anomaly %lld at %.0f s: session %s client %d command %lld (%s): %s%s%s%s "
+                "stdout: %s stderr: %s\n",
+                static_cast<long long>(seen), absl::ToDoubleSeconds(absl::Now() - start),
+                ready->session_id().c_str(), c, static_cast<long long>(n), word.c_str(),
+                o.stream_ended ? "the stream ended; " : "",
+                o.exit ? o.exit->ShortDebugString().c_str() : "",
+                o.error ? o.error->ShortDebugString().c_str() : "",
+                o.denied ? o.denied->ShortDebugString().c_str() : "", o.stdout_text.c_str(),
+                o.stderr_text.c_str());
+            // What exec logged about it.
+            int shown = 0;
+            for (const std::string& line : stack.exec()->Lines()) {
+              if (absl::StrContains(line, ready->session_id()) &&
+                  (absl::StrContains(line, absl::StrCat("\"c", n, "\"")) ||
+                   !absl::StrContains(line, "\"level\":\"info\"")) &&
+                  shown++ < 20) {
+                std::printf("  exec: %s\n", line.c_str());
+              }
+            }
+            std::fflush(stdout);
+          }
+          if (o.stream_ended) {
+            return fail(absl::InternalError(absl::StrCat("client ", c, ": the stream ended")));
+          }
+          continue;
+        }
+        ++commands;
+        refused += deny ? 1 : 0;
+      }
+      grpc::Status status;
+      if (s.Close(&status) != common::v1::CLOSE_REASON_CLIENT) {
+        fail(absl::InternalError(absl::StrCat("client ", c, ": close: ", status.error_message())));
+      }
+    });
+  }
+  // A command still running after 5 s (an echo takes milliseconds) is shown while it stalls:
+  // whether its launch wrapper runs in the container (and in what state) tells a stall in the
+  // container start from one in exec's reading of the stream.
+  std::thread watchdog([&] {
+    while (!stop) {
+      absl::SleepFor(absl::Seconds(1));
+      for (int c = 0; c < clients; ++c) {
+        absl::MutexLock lock(&in_flight[c].mu);
+        if (in_flight[c].reported || absl::Now() - in_flight[c].since < absl::Seconds(5)) {
+          continue;
+        }
+        in_flight[c].reported = true;
+        std::string procs = ProcessesWith(in_flight[c].word);
+        std::printf(
+            "stall at %.0f s: client %d command %s running for %.1f s; processes with it "
+            "in their argv: %s\n",
+            absl::ToDoubleSeconds(absl::Now() - start), c, in_flight[c].word.c_str(),
+            absl::ToDoubleSeconds(absl::Now() - in_flight[c].since),
+            procs.empty() ? "none" : procs.c_str());
+        std::fflush(stdout);
+      }
+    }
+  });
+  std::vector<Sample> samples;
+  std::printf("exec pid %d, %d long-lived sessions for %s\n", pid, clients,
+              absl::FormatDuration(duration).c_str());
+  std::printf("%8s %10s %10s %10s %10s %8s %8s %8s\n", "secs", "commands", "cmds/s", "rss_kib",
+              "delta_kib", "live_ses", "live_cmd", "threads");
+  int64_t last_commands = 0;
+  absl::Time last = start;
+  while (!stop && absl::Now() - start < duration) {
+    absl::SleepFor(std::min(interval, duration - (absl::Now() - start)));
+    const absl::Time now = absl::Now();
+    const int64_t n = commands.load();
+    const int64_t rss = testing::ResidentKiB(pid);
+    Live live = LiveObjects(bench->metrics_port);
+    // The first interval is the warm-up: growth is measured from its end.
+    samples.push_back({static_cast<double>(n), rss});
+    std::printf("%8.0f %10lld %10.0f %10lld %10lld %8.0f %8.0f %8lld\n",
+                absl::ToDoubleSeconds(now - start), static_cast<long long>(n),
+                static_cast<double>(n - last_commands) / absl::ToDoubleSeconds(now - last),
+                static_cast<long long>(rss), static_cast<long long>(rss - samples[0].rss_kib),
+                live.sessions, live.commands,
+                static_cast<long long>(testing::ProcStatus(pid, "Threads")));
+    std::fflush(stdout);
+    last_commands = n;
+    last = now;
+  }
+  stop = true;
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  watchdog.join();
+  if (!failure.ok()) {
+    std::fprintf(stderr, "soak: %s\n", failure.ToString().c_str());
+    return 2;
+  }
+  Live live = WaitForNoLiveObjects(bench->metrics_port);
+  const int64_t total = commands.load();
+  const double per_k = samples.size() >= 2 ? 1000 * Slope(samples) : 0;
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const bool flat = per_k <= MaxGrowth(10.0) && anomalies == 0;
+  const bool freed = live.sessions == 0 && live.commands == 0;
+  std::printf(
+      "%lld commands (%lld refused by policy, %lld with an unexpected outcome) in %.0f s, "
+      "%.0f/s; after close: RSS %lld KiB, live sessions %.0f commands %.0f\n"
+      "growth after the first interval: %+.3f KiB per 1000 commands (least squares over %zu "
+      "samples), %+lld KiB in all\n"
+      "verdict: %s\n",
+      static_cast<long long>(total), static_cast<long long>(refused.load()),
+      static_cast<long long>(anomalies.load()), seconds, static_cast<double>(total) / seconds,
+      static_cast<long long>(testing::ResidentKiB(pid)), live.sessions, live.commands, per_k,
+      samples.size(),
+      static_cast<long long>(samples.empty() ? 0 : samples.back().rss_kib - samples[0].rss_kib),
+      flat && freed   ? "FLAT (no growth, every object freed)"
+      : !freed        ? "LEAK (objects outlive their sessions)"
+      : anomalies > 0 ? "ANOMALIES (commands that did not end as expected, above)"
+                      : "GROWS");
+  return flat && freed ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace podgate
+
+int main(int argc, char** argv) {
+  std::vector<char*> args = podgate::runtime::ParseFlags(
+      argc, argv, "podgate-exec-bench sessions|soak [flags]: exec's RSS over many sessions");
+  const std::string mode = args.size() > 1 ? args[1] : "";
+  if (mode == "sessions") {
+    return podgate::Sessions();
+  }
+  if (mode == "soak") {
+    return podgate::Soak();
+  }
+  std::fprintf(stderr, "usage: podgate-exec-bench sessions|soak [flags] (--help for flags)\n");
+  return 2;
+}
