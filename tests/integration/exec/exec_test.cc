@@ -1777,7 +1777,8 @@ TEST(ExecDrainTest, SigtermStopsRunningCommandsAndRecordsThemBeforeExiting) {
   EXPECT_EQ(FilesIn(journal).size(), 1u) << "the running command is not journaled";
   const absl::Time sigterm = absl::Now();
   (*stack)->exec()->Signal(SIGTERM);
-  // The client sees the session close and ends its call, as an edge would.
+  // The drain closes the session; the client sees that and ends its call, as an edge would.
+  ASSERT_TRUE((*stack)->exec()->WaitForLine("\"reason\":\"shutdown\"", absl::Seconds(10)).ok());
   EXPECT_EQ(s.Close(), common::CLOSE_REASON_SHUTDOWN);
   absl::StatusOr<int> status = (*stack)->exec()->WaitExit(absl::Seconds(20));
   ASSERT_TRUE(status.ok()) << status.status();
