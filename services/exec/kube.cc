@@ -32,4 +32,19 @@ absl::StatusOr<std::string> ResolveContainer(const PodView& pod, const std::stri
                                           " (it has: ", absl::StrJoin(names, ", "), ")"));
 }
 
+SecurityContextView EffectiveSecurityContext(const PodView& pod, const std::string& container) {
+  SecurityContextView out = pod.security;
+  for (const ContainerView& c : pod.containers) {
+    if (c.name == container) {
+      if (c.security.run_as_user.has_value()) {
+        out.run_as_user = c.security.run_as_user;
+      }
+      if (c.security.run_as_non_root.has_value()) {
+        out.run_as_non_root = c.security.run_as_non_root;
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace podgate::exec

@@ -15,9 +15,18 @@
 
 namespace podgate::exec {
 
+// The user fields of a securityContext as the pod spec declares them (unset: not declared, or
+// not of the right JSON type).
+struct SecurityContextView {
+  std::optional<int64_t> run_as_user;
+  std::optional<bool> run_as_non_root;
+};
+
 struct ContainerView {
   std::string name;
   std::string image;
+  // spec.containers[].securityContext
+  SecurityContextView security;
 };
 
 struct PodView {
@@ -30,7 +39,13 @@ struct PodView {
   std::vector<ContainerView> containers;
   // From the `kubectl.kubernetes.io/default-container` annotation; empty when absent.
   std::string default_container_annotation;
+  // spec.securityContext (the pod-level defaults of its containers).
+  SecurityContextView security;
 };
+
+// What the spec declares about `container`'s user: each field of the container's
+// securityContext overrides the pod's, as the kubelet applies them.
+SecurityContextView EffectiveSecurityContext(const PodView& pod, const std::string& container);
 
 // Resolves the container a session targets: the named one, or the annotation's default, or
 // the first. NOT_FOUND (with the pod's container names) when it does not exist.

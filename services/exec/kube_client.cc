@@ -310,6 +310,25 @@ absl::Status ApiError(int http_status, const std::string& body, const std::strin
   }
 }
 
+// runAsUser and runAsNonRoot of a securityContext; a field of another JSON type is left unset
+// (the root guard's probe then decides).
+SecurityContextView ParseSecurityContext(const nlohmann::json& parent) {
+  SecurityContextView out;
+  auto it = parent.find("securityContext");
+  if (it == parent.end() || !it->is_object()) {
+    return out;
+  }
+  auto user = it->find("runAsUser");
+  if (user != it->end() && user->is_number_integer()) {
+    out.run_as_user = user->get<int64_t>();
+  }
+  auto non_root = it->find("runAsNonRoot");
+  if (non_root != it->end() && non_root->is_boolean()) {
+    out.run_as_non_root = non_root->get<bool>();
+  }
+  return out;
+}
+
 absl::StatusOr<PodView> ParsePodObject(const nlohmann::json& pod) {
   if (!pod.is_object() || !pod.contains("metadata")) {
     return absl::InvalidArgumentError("not a pod object");
@@ -337,9 +356,13 @@ absl::StatusOr<PodView> ParsePodObject(const nlohmann::json& pod) {
       pod["spec"]["containers"].is_array()) {
     for (const nlohmann::json& c : pod["spec"]["containers"]) {
       if (c.is_object()) {
-        view.containers.push_back({c.value("name", ""), c.value("image", "")});
+        view.containers.push_back(
+            {c.value("name", ""), c.value("image", ""), ParseSecurityContext(c)});
       }
     }
+  }
+  if (pod.contains("spec") && pod["spec"].is_object()) {
+    view.security = ParseSecurityContext(pod["spec"]);
   }
   return view;
 }

@@ -42,6 +42,16 @@ ABSL_FLAG(std::string, shell_command, "/bin/sh",
           "argv of the shell in shell mode, space separated. Default /bin/sh.");
 ABSL_FLAG(absl::Duration, interrupt_grace, absl::Seconds(3),
           "After an interrupt, how long before SIGKILL. Default 3s.");
+ABSL_FLAG(std::string, journal_dir, "",
+          "Directory of the journal of running commands (one small file per command whose "
+          "process may run): at start-up, commands an exec that died without a drain left "
+          "running are stopped and recorded before exec serves. Empty: no journal. Default "
+          "empty.");
+ABSL_FLAG(int, journal_max_entries, 4096,
+          "Most commands journaled at once; past it, a command is not run. Default 4096.");
+ABSL_FLAG(absl::Duration, journal_recovery_timeout, absl::Seconds(30),
+          "How long start-up may spend stopping and recording journaled commands; what is "
+          "left stays journaled for the next start. Default 30s.");
 ABSL_FLAG(std::string, service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount",
           "Where the in-cluster token and CA are. Default the standard path.");
 
@@ -69,6 +79,13 @@ absl::Status CheckFlags() {
   }
   if (absl::GetFlag(FLAGS_default_output_limit_bytes) < 1) {
     return absl::InvalidArgumentError("--default_output_limit_bytes must be >= 1");
+  }
+  if (absl::GetFlag(FLAGS_journal_max_entries) < 1 ||
+      absl::GetFlag(FLAGS_journal_max_entries) > 100000) {
+    return absl::InvalidArgumentError("--journal_max_entries must be 1 to 100000");
+  }
+  if (absl::GetFlag(FLAGS_journal_recovery_timeout) <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--journal_recovery_timeout must be positive");
   }
   if (absl::GetFlag(FLAGS_audit_excerpt_bytes) < 0 ||
       absl::GetFlag(FLAGS_audit_excerpt_bytes) > 1 << 20) {
@@ -145,9 +162,28 @@ int main(int argc, char** argv) {
       absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty());
   options.interrupt_grace = absl::GetFlag(FLAGS_interrupt_grace);
   podgate::exec::SessionHub hub(options, &*verifier, policy_stub.get(), &audit, &kube, &metrics);
+  std::unique_ptr<podgate::exec::Journal> journal;
+  if (!absl::GetFlag(FLAGS_journal_dir).empty()) {
+    auto opened = podgate::exec::Journal::Open(absl::GetFlag(FLAGS_journal_dir),
+                                               absl::GetFlag(FLAGS_journal_max_entries));
+    if (!opened.ok()) {
+      rt::ExitWithError(absl::StrCat("--journal_dir: ", opened.status().message()));
+    }
+    journal = *std::move(opened);
+    // Before serving (and so before ready): what a dead exec left running is stopped first.
+    podgate::exec::RecoveryOptions recovery;
+    recovery.interrupt_grace = options.interrupt_grace;
+    recovery.probe_timeout = options.probe_timeout;
+    recovery.deadline = absl::GetFlag(FLAGS_journal_recovery_timeout);
+    podgate::exec::RecoverJournal(journal.get(), &kube, &audit, hub.timers(), recovery);
+    hub.set_journal(journal.get());
+  }
   podgate::exec::ExecServiceImpl service(&hub);
   const int code = rt::RunServer(defaults, {&service}, registry, [&](rt::Server& server) {
     server.AddDrainHook([&hub] { hub.CloseAll(); });
+    // Then every stopped command's process is gone and every record acknowledged (bounded by
+    // --drain_timeout), before the server stops and audit's stream is closed.
+    server.AddDrainWait([&hub](absl::Time deadline) { hub.Drain(deadline); });
     // Logged once serving, so that a start-up failure stays a single line.
     podgate::log::Info("kubernetes", {{"source", kube_config->source},
                                       {"host", kube_config->host},

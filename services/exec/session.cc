@@ -3,6 +3,8 @@
 #include <openssl/evp.h>
 
 #include <deque>
+#include <functional>
+#include <unordered_set>
 #include <variant>
 
 #include "absl/strings/str_cat.h"
@@ -158,7 +160,15 @@ class Session final
              std::function<void(absl::Status)> on_fail);
 
   void HandleOpen(const pb::OpenSession& open);
+  // Asks policy whether the user has any rule for the target (ListAllowed): `labels_known`
+  // false before the pod is looked up (a rule's podLabels then count as matching).
+  void AskScope(bool labels_known, std::function<void(absl::StatusOr<bool>)> done);
+  void OnScope(absl::StatusOr<bool> in_scope);
+  // Refuses the target with the one message that says neither whether it exists nor whether a
+  // rule lets the user in; `why` (the real reason) goes to audit only.
+  void RefuseTargetLocked(const std::string& why);
   void OnPod(absl::StatusOr<PodView> pod);
+  void OnPodInScope(PodView pod, absl::StatusOr<bool> in_scope);
   void AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
   void CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next);
   void SendReady();
@@ -178,8 +188,13 @@ class Session final
   // The launch wrapper reported the command's pid: let it run ("go"), unless it was stopped.
   void OnLaunchReportedLocked(const std::shared_ptr<Command>& cmd);
   void SendGoLocked(const std::shared_ptr<Command>& cmd);
-  // The command's process could not be identified: it is not run.
+  // The command cannot be let run (its process could not be identified, or not journaled):
+  // it is not run. `why` completes "the command was not run: ".
   void LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std::string& why);
+  // The command's process is known to be gone (or never ran).
+  void MarkGoneLocked(const std::shared_ptr<Command>& cmd);
+  // Drops the command's journal entry once its process is gone and its result acknowledged.
+  void MaybeUnjournalLocked(const std::shared_ptr<Command>& cmd);
   // Stops exactly the command's process (SIGINT, SIGKILL after the grace period), once.
   void StartStopLocked(const std::shared_ptr<Command>& cmd);
   void RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int attempt);
@@ -215,6 +230,9 @@ class Session final
   bool in_read_done_ = false;
 
   std::string session_id_;
+  // The id of the session's SESSION_CLOSE event, chosen at open: journal recovery records the
+  // close of a session whose exec died under the same id, so it is stored once.
+  std::string close_event_id_;
   std::string source_address_;
   std::string client_;
   common::SessionMode mode_ = common::SESSION_MODE_COMMAND;
@@ -227,6 +245,8 @@ class Session final
   absl::Time opened_at_;
   bool admitted_ = false;
   int64_t commands_ = 0;
+  // Every command id this session has seen (hashes: 8 bytes a command), so none is reused.
+  std::unordered_set<size_t> used_ids_;
   std::unique_ptr<PolicyStream> policy_;
   std::shared_ptr<Command> running_;
   runtime::TimerQueue::Id idle_timer_ = 0;
@@ -255,6 +275,11 @@ struct Session::Command {
   Command& operator=(const Command&) = delete;
   prometheus::Gauge* const live;
   std::string id;
+  // The id of its COMMAND_RESULT event (also its journal entry's name).
+  const std::string result_event_id = runtime::RandomId();
+  // A journal entry exists for it; audit acknowledged its COMMAND_RESULT.
+  bool journaled = false;
+  bool result_acked = false;
   std::string line;
   // The argv as asked (and decided on by policy).
   std::vector<std::string> argv;
@@ -341,8 +366,13 @@ class Session::CommandObserver final : public ExecObserver {
       const LaunchReport::Status st =
           channel == 2 ? c.report.Feed(data, &rest) : LaunchReport::Status::kInvalid;
       if (st == LaunchReport::Status::kInvalid) {
-        s->LaunchFailedLocked(cmd, channel == 2 ? "its launch report was malformed"
-                                                : "it wrote output before its launch report");
+        s->LaunchFailedLocked(cmd, channel == 2
+                                       ? "its process could not be identified (its launch "
+                                         "report was malformed), so it could not have been "
+                                         "stopped"
+                                       : "its process could not be identified (it wrote output "
+                                         "before its launch report), so it could not have been "
+                                         "stopped");
         resume();
         return;
       }
@@ -605,8 +635,13 @@ void Session::OnReadDone(bool ok) {
 bool Session::HandleReadDone(bool ok) {
   if (!ok) {
     std::lock_guard<std::mutex> lock(mu_);
-    // The client half-closed (or vanished): a clean close either way.
-    CloseLocked(common::CLOSE_REASON_CLIENT, "the client ended the stream");
+    if (context_->IsCancelled()) {
+      // The stream broke without a close (the caller crashed or its connection dropped).
+      CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client's stream broke without a close");
+    } else {
+      // A half-close: the client ended the stream cleanly.
+      CloseLocked(common::CLOSE_REASON_CLIENT, "the client ended the stream");
+    }
     return false;
   }
   pb::SessionRequest req = std::move(request_);
@@ -721,6 +756,7 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   std::unique_lock<std::mutex> lock(mu_);
   state_ = State::kOpening;
   session_id_ = runtime::RandomId();
+  close_event_id_ = runtime::RandomId();
   opened_at_ = absl::Now();
   client_ = open.client().substr(0, 256);
   mode_ = open.mode() == common::SESSION_MODE_SHELL ? common::SESSION_MODE_SHELL
@@ -776,7 +812,93 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   admitted_ = true;
   lock.unlock();
 
-  // 4. The pod, from the API.
+  // 4. Policy: a target the user has no rule for is refused before Kubernetes is asked.
+  std::shared_ptr<Session> self = shared_from_this();
+  AskScope(false, [self](absl::StatusOr<bool> in_scope) { self->OnScope(std::move(in_scope)); });
+}
+
+namespace {
+
+// The one answer to a target that does not exist or that no rule lets the user use.
+constexpr char kTargetUnavailable[] =
+    "no such target, or no rule lets you use it (the targets you may use are listed by "
+    "ListTargets)";
+
+// One ListAllowed call, alive until its answer.
+struct ScopeCall {
+  grpc::ClientContext context;
+  podgate::policy::v1::ListAllowedRequest request;
+  podgate::policy::v1::ListAllowedResponse answer;
+};
+
+}  // namespace
+
+void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<bool>)> done) {
+  auto call = std::make_shared<ScopeCall>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    *call->request.mutable_principal() = principal_;
+    *call->request.mutable_target() = target_;
+    call->request.set_ignore_pod_labels(!labels_known);
+  }
+  call->context.set_deadline(std::chrono::system_clock::now() +
+                             absl::ToChronoNanoseconds(opts_.policy_timeout));
+  hub_->policy()->async()->ListAllowed(
+      &call->context, &call->request, &call->answer,
+      [call, done = std::move(done)](grpc::Status status) {
+        if (!status.ok()) {
+          done(absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                            status.error_message()));
+          return;
+        }
+        done(call->answer.commands_size() > 0 || call->answer.shell_allowed() ||
+             call->answer.superuser());
+      });
+}
+
+void Session::RefuseTargetLocked(const std::string& why) {
+  const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
+  hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
+  e.mutable_decision()->set_verdict(common::VERDICT_DENY);
+  e.mutable_decision()->set_rule("target");
+  e.mutable_decision()->set_reason(why);
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
+  log::Info("target refused", {{"session_id", session_id_},
+                               {"user", principal_.user()},
+                               {"namespace", target_.namespace_()},
+                               {"pod", target_.pod()},
+                               {"reason", why}});
+  FinishLocked(grpc::Status(grpc::StatusCode::NOT_FOUND, kTargetUnavailable));
+}
+
+void Session::OnScope(absl::StatusOr<bool> in_scope) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  if (!in_scope.ok()) {
+    // Fail closed: without policy, no target is looked up.
+    hub_->metrics()
+        ->policy_failures_total
+        .Add({{"reason", absl::StatusCodeToString(in_scope.status().code())}})
+        .Increment();
+    const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
+    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
+    FinishLocked(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("policy could not be asked about the target: ", in_scope.status().message())));
+    return;
+  }
+  if (!*in_scope) {
+    RefuseTargetLocked(absl::StrCat("no rule lets ", principal_.user(), " use ",
+                                    target_.namespace_(), "/", target_.pod(),
+                                    target_.container().empty() ? "" : "/", target_.container(),
+                                    " (asked before any Kubernetes call)"));
+    return;
+  }
+  lock.unlock();
+  // 5. The pod, from the API.
   std::shared_ptr<Session> self = shared_from_this();
   hub_->kube()->GetPod(target_.namespace_(), target_.pod(),
                        [self](absl::StatusOr<PodView> pod) { self->OnPod(std::move(pod)); });
@@ -796,9 +918,51 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
     hub_->metrics()
         ->api_errors_total.Add({{"code", absl::StatusCodeToString(pod.status().code())}})
         .Increment();
+    if (pod.status().code() == absl::StatusCode::kNotFound) {
+      // The same answer as for a target without a rule.
+      RefuseTargetLocked(absl::StrCat("pod not found: ", pod.status().message()));
+      return;
+    }
     refuse(pod.status());
     return;
   }
+  // With the pod's labels known, a rule must still be in scope (rules may select by label)
+  // before the pod's phase or containers are told.
+  for (const auto& [k, v] : pod->labels) {
+    (*target_.mutable_pod_labels())[k] = v;
+  }
+  std::shared_ptr<Session> self = shared_from_this();
+  lock.unlock();
+  AskScope(true, [self, pod = *std::move(pod)](absl::StatusOr<bool> in_scope) mutable {
+    self->OnPodInScope(std::move(pod), std::move(in_scope));
+  });
+}
+
+void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
+  auto refuse = [&](const absl::Status& s) {
+    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
+    FinishLocked(ToGrpc(s));
+  };
+  if (!in_scope.ok()) {
+    hub_->metrics()
+        ->policy_failures_total
+        .Add({{"reason", absl::StatusCodeToString(in_scope.status().code())}})
+        .Increment();
+    refuse(absl::UnavailableError(
+        absl::StrCat("policy could not be asked about the target: ", in_scope.status().message())));
+    return;
+  }
+  if (!*in_scope) {
+    RefuseTargetLocked(absl::StrCat("no rule lets ", principal_.user(), " use ",
+                                    target_.namespace_(), "/", target_.pod(), " with its labels"));
+    return;
+  }
+  absl::StatusOr<PodView> pod = std::move(found);
   if (pod->phase != "Running") {
     refuse(absl::FailedPreconditionError(absl::StrCat("pod ", target_.namespace_(), "/",
                                                       target_.pod(), " is ", pod->phase,
@@ -812,9 +976,6 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
   }
   pod_ = *pod;
   target_.set_container(*container);
-  for (const auto& [k, v] : pod_.labels) {
-    (*target_.mutable_pod_labels())[k] = v;
-  }
   policy_ = std::make_unique<PolicyStream>(hub_->policy(), hub_->timers());
 
   if (mode_ == common::SESSION_MODE_SHELL) {
@@ -911,6 +1072,26 @@ void Session::CheckRootThen(bool root_allowed, std::function<void(absl::Status)>
         absl::StrCat("the container's uid could not be determined (", uid.status().message(),
                      "), so it is treated as root"));
   };
+  // What the spec declares comes first: a container declared to run as root (its effective
+  // securityContext.runAsUser is 0; the container's field overrides the pod's) is root
+  // whatever a probe would say, and is refused without one. Anything else is probed.
+  const SecurityContextView declared = EffectiveSecurityContext(pod_, target_.container());
+  if (declared.run_as_user.has_value() && *declared.run_as_user == 0) {
+    if (root_allowed) {
+      hub_->metrics()->root_guard_total.Add({{"result", "root_allowed"}}).Increment();
+      next(absl::OkStatus());
+      return;
+    }
+    hub_->metrics()->root_guard_total.Add({{"result", "declared_root_denied"}}).Increment();
+    next(absl::PermissionDeniedError(
+        absl::StrCat("container ", target_.container(),
+                     " is declared to run as root (securityContext.runAsUser: 0",
+                     declared.run_as_non_root.value_or(false)
+                         ? ", with runAsNonRoot: true, which the kubelet refuses"
+                         : "",
+                     ") and the rule does not allow root")));
+    return;
+  }
   if (std::optional<int64_t> cached = hub_->CachedUid(key); cached.has_value()) {
     next(judge(*cached));
     return;
@@ -1067,6 +1248,21 @@ void Session::HandleCommand(const pb::RunCommand& run) {
     SendLocked(std::move(msg));
     return;
   }
+  if (!used_ids_.insert(std::hash<std::string>{}(id)).second) {
+    // Ids are unique per session: a reused one would make two commands one in audit.
+    const std::string why = absl::StrCat(
+        "command id \"", id,
+        "\" was already used in this session; ids are unique per session (send none and exec "
+        "assigns one)");
+    RecordRefusalLocked(id, run.line(), "duplicate-id", why);
+    pb::SessionResponse msg;
+    msg.mutable_error()->set_command_id(id);
+    msg.mutable_error()->mutable_status()->set_code(
+        static_cast<int>(grpc::StatusCode::ALREADY_EXISTS));
+    msg.mutable_error()->mutable_status()->set_message(why);
+    SendLocked(std::move(msg));
+    return;
+  }
   if (running_ != nullptr) {
     constexpr char kBusy[] = "a command is running; interrupt it or wait for its exit";
     RecordRefusalLocked(id, run.line(), "busy", kBusy);
@@ -1207,7 +1403,9 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
         // The decision keeps being sent until audit acks it, and it may say allow: the trail
         // must also say the command never ran.
         common::AuditEvent not_run = self->BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
+        not_run.set_id(cmd->result_event_id);
         not_run.set_command_id(cmd->id);
+        not_run.mutable_command_result()->set_line(cmd->line);
         not_run.mutable_command_result()->set_termination(common::TERMINATION_ERROR);
         not_run.mutable_command_result()->set_error(
             absl::StrCat("not run: audit did not acknowledge the decision in time (strict mode): ",
@@ -1380,7 +1578,33 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     cmd->handle->Close();
     return;
   }
+  if (Journal* journal = hub_->journal(); journal != nullptr) {
+    // Durable before the process may run: an exec that dies now leaves the entry behind, and
+    // the next one stops the process and records what this one could not.
+    JournalEntry entry;
+    entry.result_event_id = cmd->result_event_id;
+    entry.close_event_id = close_event_id_;
+    entry.session_id = session_id_;
+    entry.command_id = cmd->id;
+    entry.principal = principal_;
+    entry.target.set_namespace_(target_.namespace_());
+    entry.target.set_pod(target_.pod());
+    entry.target.set_container(target_.container());
+    entry.source_address = source_address_;
+    entry.pid = cmd->report.pid();
+    entry.start_ticks = cmd->report.start_ticks();
+    entry.started = cmd->start;
+    entry.session_opened = opened_at_;
+    entry.line = cmd->line;
+    if (absl::Status s = journal->Add(entry); !s.ok()) {
+      LaunchFailedLocked(cmd, absl::StrCat("exec could not journal it (", s.message(),
+                                           "), so it could not have been stopped after a crash"));
+      return;
+    }
+    cmd->journaled = true;
+  }
   cmd->go_sent = true;
+  hub_->ProcessStarted();
   std::string first = "go\n";
   first += cmd->early_stdin;
   cmd->early_stdin.clear();
@@ -1399,7 +1623,7 @@ void Session::LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std:
     return;
   }
   cmd->launch_error = why;
-  log::Warn("command not run: its process could not be identified",
+  log::Warn("command not run",
             {{"session_id", session_id_}, {"command_id", cmd->id}, {"error", why}});
   if (cmd->handle != nullptr) {
     cmd->handle->Close();
@@ -1479,7 +1703,7 @@ void Session::RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int 
              }
              if (gone || (signalled && signal == "KILL")) {
                // SIGKILL cannot be caught: the process (group) is gone.
-               cmd->gone = true;
+               self->MarkGoneLocked(cmd);
                if (cmd->finished) {
                  self->hub_->timers()->Cancel(cmd->limit_timer);
                }
@@ -1521,6 +1745,24 @@ void Session::RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int 
            });
 }
 
+void Session::MarkGoneLocked(const std::shared_ptr<Command>& cmd) {
+  if (cmd->gone) {
+    return;
+  }
+  cmd->gone = true;
+  if (cmd->go_sent) {
+    hub_->ProcessGone();
+  }
+  MaybeUnjournalLocked(cmd);
+}
+
+void Session::MaybeUnjournalLocked(const std::shared_ptr<Command>& cmd) {
+  if (cmd->journaled && cmd->gone && cmd->result_acked && hub_->journal() != nullptr) {
+    cmd->journaled = false;
+    hub_->journal()->Remove(cmd->result_event_id);
+  }
+}
+
 void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const ExecResult& result) {
   if (cmd->finished) {
     return;
@@ -1535,8 +1777,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
       cmd->started = false;  // reported as an error, not an exit
       if (!cmd->launch_error.empty()) {
         outcome.status = absl::FailedPreconditionError(
-            absl::StrCat("the command was not run: its process could not be identified (",
-                         cmd->launch_error, "), so it could not have been stopped"));
+            absl::StrCat("the command was not run: ", cmd->launch_error));
       } else if (outcome.status.ok()) {
         outcome.status = absl::FailedPreconditionError(absl::StrCat(
             "the command was not run: the launch wrapper exited with status ", outcome.exit_code,
@@ -1552,7 +1793,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
       outcome.exit_code = 0;
     }
   } else if (result.status.ok()) {
-    cmd->gone = true;  // its exit status arrived
+    MarkGoneLocked(cmd);  // its exit status arrived
   } else {
     // The stream ended before the process did (a broken stream, the session closing, a
     // shutdown): the process is stopped, never forgotten.
@@ -1578,8 +1819,10 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     termination = outcome.status.ok() ? common::TERMINATION_EXITED : common::TERMINATION_ERROR;
   }
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
+  e.set_id(cmd->result_event_id);
   e.set_command_id(cmd->id);
   common::CommandResultDetail* r = e.mutable_command_result();
+  r->set_line(cmd->line);
   r->set_termination(termination);
   r->set_exit_code(outcome.exit_code);
   SetDuration(duration, r->mutable_duration());
@@ -1596,7 +1839,19 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
       r->add_argv(a);
     }
   }
-  hub_->audit()->Record(std::move(e), [](absl::Status) {});
+  std::function<void(absl::Status)> recorded = [](absl::Status) {};
+  if (cmd->journaled) {
+    // The journal entry goes once this record is durable and the process is gone.
+    std::shared_ptr<Session> self = shared_from_this();
+    recorded = [self, cmd](absl::Status s) {
+      if (s.ok()) {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        cmd->result_acked = true;
+        self->MaybeUnjournalLocked(cmd);
+      }
+    };
+  }
+  hub_->audit()->Record(std::move(e), std::move(recorded));
   hub_->metrics()
       ->commands_total
       .Add({{"decision", "allow"},
@@ -1754,6 +2009,7 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
   hub_->metrics()->sessions_active.Add({{"mode", shell ? "shell" : "command"}}).Decrement();
   hub_->metrics()->session_close_total.Add({{"reason", CloseReasonLabel(reason)}}).Increment();
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_CLOSE);
+  e.set_id(close_event_id_);
   e.mutable_session_close()->set_reason(reason);
   e.mutable_session_close()->set_message(message);
   SetDuration(absl::Now() - opened_at_, e.mutable_session_close()->mutable_duration());
@@ -1858,6 +2114,19 @@ void SessionHub::CloseAll() {
   for (auto& s : sessions) {
     s->CloseFromHub(common::CLOSE_REASON_SHUTDOWN, "the exec service is shutting down");
   }
+}
+
+bool SessionHub::Drain(absl::Time deadline) {
+  const absl::Time start = absl::Now();
+  while ((running_processes() > 0 || audit_->pending() > 0) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const bool done = running_processes() == 0 && audit_->pending() == 0;
+  (done ? log::Info : log::Warn)(done ? "drained" : "drain ran out of time",
+                                 {{"processes_left", running_processes()},
+                                  {"audit_pending", static_cast<int64_t>(audit_->pending())},
+                                  {"drain_ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+  return done;
 }
 
 int SessionHub::active() const {

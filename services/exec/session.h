@@ -7,6 +7,7 @@
 // reads nothing more until the previous chunk has been written to the client.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include "auth/jwt.h"
 #include "clients/audit_client.h"
 #include "exec/exec_metrics.h"
+#include "exec/journal.h"
 #include "exec/kube.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "podgate/policy/v1/policy.grpc.pb.h"
@@ -72,6 +74,9 @@ class SessionHub {
   KubeApi* kube() const { return kube_; }
   ExecMetrics* metrics() const { return metrics_; }
   runtime::TimerQueue* timers() const { return timers_; }
+  // The journal of running commands (journal.h); null when --journal_dir is not set.
+  Journal* journal() const { return journal_; }
+  void set_journal(Journal* journal) { journal_ = journal; }
 
   // Admission: RESOURCE_EXHAUSTED past the per-user or per-replica limit.
   absl::Status Admit(const std::shared_ptr<Session>& session, const std::string& user);
@@ -79,6 +84,13 @@ class SessionHub {
   // Closes every live session with CLOSE_REASON_SHUTDOWN (the server's drain hook).
   void CloseAll();
   int active() const;
+  // Processes started by a command ("go" sent) and not yet known to be gone.
+  void ProcessStarted() { ++running_processes_; }
+  void ProcessGone() { --running_processes_; }
+  int running_processes() const { return running_processes_.load(); }
+  // The drain after CloseAll: waits until every stopped command's process is gone and audit
+  // has acknowledged every record, or until `deadline`. True when both happened.
+  bool Drain(absl::Time deadline);
 
   // Root guard cache: the uid of (pod uid, container), if known and fresh.
   std::optional<int64_t> CachedUid(const std::string& key);
@@ -92,6 +104,8 @@ class SessionHub {
   KubeApi* const kube_;
   ExecMetrics* const metrics_;
   runtime::TimerQueue* const timers_;
+  Journal* journal_ = nullptr;
+  std::atomic<int> running_processes_{0};
 
   mutable std::mutex mu_;
   std::map<std::string, int> per_user_;

@@ -824,20 +824,36 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     return out;
   }
   // An empty container means "any container of the pod": rules naming containers still count.
+  // Labels not known yet (ignore_pod_labels): rules selecting pods by label still count.
   Target any_container = request.target();
+  const bool ignore_labels = request.ignore_pod_labels();
   const auto in_scope = [&](const Rule& r) {
     if (!r.AppliesToSubject(request.principal())) {
       return false;
     }
-    if (request.target().container().empty() && !r.containers.empty()) {
+    const bool any_of_containers = request.target().container().empty() && !r.containers.empty();
+    const bool any_labels = ignore_labels && !r.pod_labels.empty();
+    if (any_of_containers || any_labels) {
       Rule copy_scope;
       copy_scope.namespaces = r.namespaces;
       copy_scope.pods = r.pods;
-      copy_scope.pod_labels = r.pod_labels;
+      if (!any_labels) {
+        copy_scope.pod_labels = r.pod_labels;
+      }
+      if (!any_of_containers) {
+        copy_scope.containers = r.containers;
+      }
       return !copy_scope.TargetMismatch(any_container).has_value();
     }
     return !r.TargetMismatch(any_container).has_value();
   };
+  if (ignore_labels) {
+    for (const Rule& r : rules_) {
+      if (r.effect == Rule::Effect::kAllow && r.kind == Rule::Kind::kShell && in_scope(r)) {
+        out.set_shell_allowed(true);
+      }
+    }
+  }
   for (size_t i : superuser_rules_) {
     if (in_scope(rules_[i])) {
       out.set_superuser(true);

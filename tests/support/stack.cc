@@ -119,17 +119,30 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
     args.push_back(f);
   }
   args.insert(args.end(), options.exec_flags.begin(), options.exec_flags.end());
-  auto exec = Subprocess::Start(options.binaries.exec, args);
+  s->exec_binary_ = options.binaries.exec;
+  s->exec_args_ = args;
+  if (absl::Status started = s->RestartExec(); !started.ok()) {
+    return started;
+  }
+  return s;
+}
+
+absl::Status Stack::RestartExec() {
+  if (exec_ != nullptr && !exec_->WaitExit(absl::ZeroDuration()).ok()) {
+    exec_->Signal(SIGKILL);
+    (void)exec_->WaitExit(absl::Seconds(10));
+  }
+  auto exec = Subprocess::Start(exec_binary_, exec_args_);
   if (!exec.ok()) {
     return exec.status();
   }
-  s->exec_ = *std::move(exec);
-  absl::StatusOr<nlohmann::json> e = ServingLine(s->exec_.get(), "podgate-exec");
+  exec_ = *std::move(exec);
+  absl::StatusOr<nlohmann::json> e = ServingLine(exec_.get(), "podgate-exec");
   if (!e.ok()) {
     return e.status();
   }
-  s->exec_port_ = (*e)["grpc_port"];
-  return s;
+  exec_port_ = (*e)["grpc_port"];
+  return absl::OkStatus();
 }
 
 Stack::~Stack() {

@@ -54,6 +54,10 @@ class Stack {
   const std::string& kubeconfig() const { return kubeconfig_; }
   const std::string& jwt_secret_file() const { return secret_file_; }
   Subprocess* exec() const { return exec_.get(); }
+  Subprocess* kubesim() const { return kubesim_.get(); }
+  // Starts podgate-exec again with the same flags (SIGKILL first when it still runs); the
+  // new process's port is exec_port() once this returns.
+  absl::Status RestartExec();
   Subprocess* audit() const { return audit_.get(); }
 
   static constexpr char kIssuer[] = "https://podgate.test";
@@ -71,6 +75,8 @@ class Stack {
   std::unique_ptr<Subprocess> policy_;
   std::unique_ptr<Subprocess> audit_;
   std::unique_ptr<Subprocess> exec_;
+  std::string exec_binary_;
+  std::vector<std::string> exec_args_;
 };
 
 // A free TCP port on 127.0.0.1 with nothing listening (bound then released).

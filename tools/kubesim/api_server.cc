@@ -165,6 +165,17 @@ absl::StatusOr<std::function<bool(const Pod&)>> ParseFieldSelector(const std::st
   };
 }
 
+json SecurityContextJson(const DeclaredSecurityContext& sc) {
+  json out = json::object();
+  if (sc.run_as_user.has_value()) {
+    out["runAsUser"] = *sc.run_as_user;
+  }
+  if (sc.run_as_non_root.has_value()) {
+    out["runAsNonRoot"] = *sc.run_as_non_root;
+  }
+  return out;
+}
+
 json PodJson(const Pod& pod) {
   json containers = json::array();
   json statuses = json::array();
@@ -175,6 +186,9 @@ json PodJson(const Pod& pod) {
       env.push_back({{"name", k}, {"value", v}});
     }
     json sc = c.root ? json{{"runAsUser", 0}} : json{{"runAsUser", c.uid}, {"runAsNonRoot", true}};
+    if (c.security_context.has_value()) {
+      sc = SecurityContextJson(*c.security_context);
+    }
     json cj = {{"name", c.name},
                {"image", c.image},
                {"securityContext", sc},
@@ -218,15 +232,18 @@ json PodJson(const Pod& pod) {
   if (!pod.annotations.empty()) {
     metadata["annotations"] = pod.annotations;
   }
+  json spec = {{"containers", containers},
+               {"nodeName", "kubesim"},
+               {"restartPolicy", "Always"},
+               {"dnsPolicy", "ClusterFirst"}};
+  if (pod.security_context.has_value()) {
+    spec["securityContext"] = SecurityContextJson(*pod.security_context);
+  }
   return {
       {"kind", "Pod"},
       {"apiVersion", "v1"},
       {"metadata", metadata},
-      {"spec",
-       {{"containers", containers},
-        {"nodeName", "kubesim"},
-        {"restartPolicy", "Always"},
-        {"dnsPolicy", "ClusterFirst"}}},
+      {"spec", spec},
       {"status",
        {{"phase", pod.phase},
         {"hostIP", "127.0.0.1"},

@@ -80,9 +80,34 @@ bool ValidName(const std::string& s) {
 
 constexpr char kCreated[] = "2026-01-01T00:00:00Z";
 
+absl::StatusOr<DeclaredSecurityContext> ParseSecurityContext(const YAML::Node& node,
+                                                             const std::string& where) {
+  if (!node.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": securityContext must be a map"));
+  }
+  if (absl::Status s = CheckKeys(node, {"runAsUser", "runAsNonRoot"}, where + " securityContext");
+      !s.ok()) {
+    return s;
+  }
+  DeclaredSecurityContext sc;
+  try {
+    if (node["runAsUser"]) {
+      sc.run_as_user = node["runAsUser"].as<int64_t>();
+    }
+    if (node["runAsNonRoot"]) {
+      sc.run_as_non_root = node["runAsNonRoot"].as<bool>();
+    }
+  } catch (const YAML::Exception&) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": runAsUser must be a number and runAsNonRoot a boolean"));
+  }
+  return sc;
+}
+
 absl::StatusOr<Container> ParseContainer(const YAML::Node& node, const std::string& where) {
-  if (absl::Status s =
-          CheckKeys(node, {"name", "image", "user", "uid", "env", "workingDir", "command"}, where);
+  if (absl::Status s = CheckKeys(
+          node, {"name", "image", "user", "uid", "env", "workingDir", "command", "securityContext"},
+          where);
       !s.ok()) {
     return s;
   }
@@ -125,6 +150,13 @@ absl::StatusOr<Container> ParseContainer(const YAML::Node& node, const std::stri
     return cmd.status();
   }
   c.command = *std::move(cmd);
+  if (node["securityContext"]) {
+    absl::StatusOr<DeclaredSecurityContext> sc = ParseSecurityContext(node["securityContext"], at);
+    if (!sc.ok()) {
+      return sc.status();
+    }
+    c.security_context = *sc;
+  }
   return c;
 }
 
@@ -203,8 +235,10 @@ absl::StatusOr<Cluster> ParseCluster(const std::string& yaml_text) {
     }
     for (const auto& p : root["pods"]) {
       std::string where = absl::StrCat("pods[", cluster.pods.size(), "]");
-      if (absl::Status s = CheckKeys(
-              p, {"name", "namespace", "labels", "annotations", "phase", "containers"}, where);
+      if (absl::Status s = CheckKeys(p,
+                                     {"name", "namespace", "labels", "annotations", "phase",
+                                      "containers", "securityContext"},
+                                     where);
           !s.ok()) {
         return s;
       }
@@ -239,6 +273,14 @@ absl::StatusOr<Cluster> ParseCluster(const std::string& yaml_text) {
         if (kPhases.count(pod.phase) == 0) {
           return absl::InvalidArgumentError(absl::StrCat(where, ": unknown phase ", pod.phase));
         }
+      }
+      if (p["securityContext"]) {
+        absl::StatusOr<DeclaredSecurityContext> sc =
+            ParseSecurityContext(p["securityContext"], where);
+        if (!sc.ok()) {
+          return sc.status();
+        }
+        pod.security_context = *sc;
       }
       if (!p["containers"] || !p["containers"].IsSequence() || p["containers"].size() == 0) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": needs at least one container"));

@@ -12,6 +12,14 @@
 
 namespace podgate::kubesim {
 
+// A securityContext as the pod JSON declares it (runAsUser, runAsNonRoot). Declared only: it
+// does not change how kubesim runs a container's processes (`user` does), so a test can
+// declare what a container does not do.
+struct DeclaredSecurityContext {
+  std::optional<int64_t> run_as_user;
+  std::optional<bool> run_as_non_root;
+};
+
 struct Container {
   std::string name;
   std::string image;
@@ -20,6 +28,8 @@ struct Container {
   std::vector<std::pair<std::string, std::string>> env;
   std::string working_dir;           // "" = a private directory under the state dir
   std::vector<std::string> command;  // optional long-running main process
+  // `securityContext`: replaces the one derived from `user` in the pod JSON.
+  std::optional<DeclaredSecurityContext> security_context;
 };
 
 struct Pod {
@@ -31,6 +41,8 @@ struct Pod {
   std::string phase = "Running";  // Pending, Running, Succeeded, Failed, Unknown
   std::vector<Container> containers;
   std::string created;  // RFC 3339
+  // `securityContext`: the pod-level one in the pod JSON.
+  std::optional<DeclaredSecurityContext> security_context;
 };
 
 struct Namespace {

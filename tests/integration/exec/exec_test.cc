@@ -34,6 +34,7 @@ namespace pb = podgate::exec::v1;
 constexpr char kCluster[] = R"(namespaces:
   - name: team
   - name: other
+  - name: decl
 pods:
   - name: app-1
     namespace: team
@@ -50,6 +51,7 @@ pods:
       - name: toolbox
         image: demo/toolbox:1
         user: root
+        securityContext: {}  # root without saying so: the probe finds uid 0
   - name: pending-1
     namespace: team
     phase: Pending
@@ -61,6 +63,20 @@ pods:
     containers:
       - name: c
         image: demo/c:1
+  - name: declared-root-1
+    namespace: decl
+    securityContext: {runAsUser: 0}
+    containers:
+      - name: app
+        image: demo/app:1
+        securityContext: {}  # the pod's runAsUser applies
+  - name: overridden-1
+    namespace: decl
+    securityContext: {runAsUser: 0}
+    containers:
+      - name: app
+        image: demo/app:1
+        securityContext: {runAsUser: 65534, runAsNonRoot: true}
 access:
   - user: podgate-exec
     verbs: [get, list, create]
@@ -75,7 +91,7 @@ rules:
   - id: admins-anything
     effect: allow
     subjects: {groups: [admins]}
-    targets: {namespaces: [team]}
+    targets: {namespaces: [team, decl]}
     superuser: true
     allowProgramRunners: true  # the tests drive the pod with sh -c
   - id: rooters-anything
@@ -119,6 +135,14 @@ rules:
     targets: {namespaces: [team]}
     limits: {timeLimit: 3s}
     shell: true
+  - id: labelled-echo
+    effect: allow
+    subjects: {groups: [labelled]}
+    targets: {namespaces: [team], podLabels: {app: demo}}
+    command:
+      program: echo
+      args:
+        - {name: word, type: regex, pattern: "[a-z]+", optional: true, repeat: true}
 )";
 
 testing::BinaryPaths Binaries() {
@@ -705,6 +729,129 @@ TEST_F(ExecTest, RefusalsBeforePolicyAreDecisionRecords) {
   EXPECT_EQ(busy, 1);
 }
 
+// Client-chosen command ids used to repeat, so two commands shared one id in audit, and a
+// result record did not say what ran. A reused id is refused (and that refusal recorded once);
+// a result record carries the line.
+TEST_F(ExecTest, ACommandIdIsUsedOncePerSessionAndResultsSayWhatRan) {
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  s.Command("echo one", "c1");
+  Outcome first = s.Wait();
+  ASSERT_TRUE(first.exit.has_value());
+  s.Command("echo two", "c1");
+  Outcome reused = s.Wait();
+  ASSERT_TRUE(reused.error.has_value()) << "a reused command id was run";
+  EXPECT_EQ(reused.error->command_id(), "c1");
+  EXPECT_EQ(reused.error->status().code(), static_cast<int>(grpc::StatusCode::ALREADY_EXISTS));
+  EXPECT_THAT(reused.error->status().message(), HasSubstr("already used in this session"));
+  EXPECT_TRUE(reused.stdout_text.empty());
+  s.Command("echo three", "c2");
+  Outcome third = s.Wait();
+  ASSERT_TRUE(third.exit.has_value());
+  EXPECT_EQ(third.stdout_text, "three\n");
+  s.Close();
+  int refusals = 0;
+  std::map<std::string, std::vector<std::string>> result_lines;
+  for (const auto& r : AuditOf(ready->session_id())) {
+    const common::AuditEvent& e = r.event();
+    if (e.kind() == common::EVENT_KIND_DECISION && e.decision().rule() == "duplicate-id") {
+      ++refusals;
+      EXPECT_EQ(e.decision().verdict(), common::VERDICT_DENY);
+      EXPECT_EQ(e.command_request().line(), "echo two");
+    }
+    if (e.kind() == common::EVENT_KIND_COMMAND_REQUEST) {
+      EXPECT_NE(e.command_request().line(), "echo two") << "the reused id reached policy";
+    }
+    if (e.kind() == common::EVENT_KIND_COMMAND_RESULT) {
+      result_lines[e.command_id()].push_back(e.command_result().line());
+    }
+  }
+  EXPECT_EQ(refusals, 1);
+  EXPECT_THAT(result_lines["c1"], ::testing::ElementsAre("echo one"));
+  EXPECT_THAT(result_lines["c2"], ::testing::ElementsAre("echo three"));
+}
+
+// A developer with no rule for a target learnt pods, phases, containers and API paths from
+// open's errors. Now a target without a rule is refused before Kubernetes is asked, with one
+// message whether the pod exists or not, and the refusal is audited with the real reason.
+TEST_F(ExecTest, ATargetWithoutARuleIsRefusedBeforeKubernetesIsAsked) {
+  const std::string dave = stack_->Token("dave", {"devs"});
+  auto open = [&](const std::string& token, const std::string& ns, const std::string& pod,
+                  const std::string& container = "") {
+    SessionClient s(stack_->exec_port());
+    return s.Open(token, ns, pod, container);
+  };
+  absl::StatusOr<pb::SessionReady> existing = open(dave, "other", "hidden-1");
+  absl::StatusOr<pb::SessionReady> missing = open(dave, "other", "nope-9");
+  absl::StatusOr<pb::SessionReady> missing_ns = open(dave, "ghost", "nope-9");
+  // A pod in scope that does not exist says the same.
+  absl::StatusOr<pb::SessionReady> missing_in_scope = open(dave, "team", "nope-9");
+  // A label-selected rule: its pods open, others in the namespace are refused the same way.
+  const std::string lena = stack_->Token("lena", {"labelled"});
+  absl::StatusOr<pb::SessionReady> labelled = open(lena, "team", "app-1");
+  absl::StatusOr<pb::SessionReady> unlabelled = open(lena, "team", "pending-1");
+  EXPECT_TRUE(labelled.ok()) << labelled.status();
+  for (const auto* r : {&existing, &missing, &missing_ns, &missing_in_scope, &unlabelled}) {
+    ASSERT_FALSE(r->ok());
+    EXPECT_EQ(r->status().code(), absl::StatusCode::kNotFound) << r->status();
+    EXPECT_EQ(r->status().message(), existing.status().message());
+    EXPECT_THAT(r->status().message(), Not(HasSubstr("api/v1")));
+    EXPECT_THAT(r->status().message(), Not(HasSubstr("Pending")));
+    EXPECT_THAT(r->status().message(), Not(HasSubstr("hidden")));
+  }
+  // Audited, each with its real reason: the no-rule refusals without a Kubernetes call.
+  auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
+  std::map<std::string, std::string> reasons;
+  for (int attempt = 0; attempt < 50 && reasons.size() < 5; ++attempt) {
+    reasons.clear();
+    grpc::ClientContext ctx;
+    podgate::audit::v1::QueryRequest req;
+    req.add_kinds(common::EVENT_KIND_DECISION);
+    req.set_page_size(1000);
+    auto reader = stub->Query(&ctx, req);
+    podgate::audit::v1::QueryResponse res;
+    while (reader->Read(&res)) {
+      const common::AuditEvent& e = res.record().event();
+      if (res.has_record() && e.decision().rule() == "target") {
+        EXPECT_EQ(e.decision().verdict(), common::VERDICT_DENY);
+        reasons[absl::StrCat(e.principal().user(), " ", e.target().namespace_(), "/",
+                             e.target().pod())] = e.decision().reason();
+      }
+    }
+    reader->Finish();
+    if (reasons.size() < 5) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+  EXPECT_THAT(reasons["dave other/hidden-1"], HasSubstr("no rule"));
+  EXPECT_THAT(reasons["dave other/nope-9"], HasSubstr("no rule"));
+  EXPECT_THAT(reasons["dave ghost/nope-9"], HasSubstr("no rule"));
+  EXPECT_THAT(reasons["dave team/nope-9"], HasSubstr("not found"));
+  EXPECT_THAT(reasons["lena team/pending-1"], HasSubstr("no rule"));
+}
+
+// A client whose stream breaks without a close (an edge replica killed) is audited as
+// disconnected, not as a client that closed its session.
+TEST_F(ExecTest, ABrokenClientStreamIsAuditedAsDisconnected) {
+  std::string session_id;
+  {
+    SessionClient s(stack_->exec_port());
+    auto ready = s.Open(stack_->Token("alice", {"admins"}), "team", "app-1");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    session_id = ready->session_id();
+    ASSERT_TRUE(s.Run("echo hi").exit.has_value());
+  }  // cancelled, never closed
+  common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+  for (const auto& r : AuditOf(session_id)) {
+    if (r.event().kind() == common::EVENT_KIND_SESSION_CLOSE) {
+      reason = r.event().session_close().reason();
+    }
+  }
+  EXPECT_EQ(common::CloseReason_Name(reason), "CLOSE_REASON_DISCONNECTED");
+}
+
 TEST_F(ExecTest, RootGuardRefusesARootContainerUnlessTheRuleAllowsRoot) {
   SessionClient admin(stack_->exec_port());
   ASSERT_TRUE(admin.Open(stack_->Token("alice", {"admins"}), "team", "root-1").ok());
@@ -728,6 +875,35 @@ TEST_F(ExecTest, RootGuardRefusesARootContainerUnlessTheRuleAllowsRoot) {
   ASSERT_TRUE(uid.exit.has_value());
   EXPECT_NE(uid.stdout_text, "0\n");
   plain.Close();
+}
+
+// The root guard ignored the pod's securityContext. A container declared to run as root (here
+// by the pod's runAsUser: 0, while kubesim runs it as a non-root user) is refused without a
+// probe; a container whose own securityContext overrides the pod's is probed as before.
+TEST_F(ExecTest, TheRootGuardHonoursTheDeclaredSecurityContext) {
+  auto execs = [&] {
+    int n = 0;
+    for (const std::string& line : stack_->kubesim()->Lines()) {
+      n += absl::StrContains(line, "\"msg\":\"exec\"") ? 1 : 0;
+    }
+    return n;
+  };
+  SessionClient declared(stack_->exec_port());
+  ASSERT_TRUE(declared.Open(stack_->Token("alice", {"admins"}), "decl", "declared-root-1").ok());
+  const int before = execs();
+  Outcome o = declared.Run("id -u");
+  ASSERT_TRUE(o.denied.has_value()) << "a container declared to run as root ran a command";
+  EXPECT_EQ(o.denied->rule(), "root-guard");
+  EXPECT_THAT(o.denied->reason(), HasSubstr("declared to run as root"));
+  EXPECT_EQ(execs(), before) << "the root guard probed a container declared to run as root";
+  declared.Close();
+
+  SessionClient overridden(stack_->exec_port());
+  ASSERT_TRUE(overridden.Open(stack_->Token("alice", {"admins"}), "decl", "overridden-1").ok());
+  Outcome uid = overridden.Run("id -u");
+  ASSERT_TRUE(uid.exit.has_value()) << (uid.denied ? uid.denied->reason() : "no exit");
+  EXPECT_NE(uid.stdout_text, "0\n");
+  overridden.Close();
 }
 
 TEST_F(ExecTest, OpenFailuresSayWhatIsWrong) {
@@ -1397,7 +1573,7 @@ TEST(ExecAuditFreezeTest, ADecisionNotAckedInTimeIsFollowedByANotRunRecord) {
   EXPECT_TRUE(not_run) << "a record says the allowed command did not run";
 }
 
-// Fail closed: without policy every command is denied; without audit nothing opens.
+// Fail closed: without policy or without audit, nothing opens.
 // A client that goes away (an edge replica killed, say) cancels its session: exec must still
 // finish the call, or the session never ends and SIGTERM waits for it forever.
 TEST(ExecShutdownTest, CancelledSessionsEndAndSigtermExitsPromptly) {
@@ -1438,7 +1614,7 @@ TEST(ExecShutdownTest, CancelledSessionsEndAndSigtermExitsPromptly) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
-TEST(ExecFailClosedTest, PolicyDownDeniesAndAuditDownRefuses) {
+TEST(ExecFailClosedTest, PolicyDownAndAuditDownRefuse) {
   {
     testing::StackOptions options;
     options.binaries = Binaries();
@@ -1448,12 +1624,11 @@ TEST(ExecFailClosedTest, PolicyDownDeniesAndAuditDownRefuses) {
     options.exec_flags = {"--policy_timeout=1s"};
     auto stack = testing::Stack::Start(options);
     ASSERT_TRUE(stack.ok()) << stack.status();
+    // Policy is asked about the target before Kubernetes: without it, nothing opens.
     SessionClient s((*stack)->exec_port());
-    ASSERT_TRUE(s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1").ok());
-    Outcome o = s.Run("echo hi");
-    ASSERT_TRUE(o.denied.has_value());
-    EXPECT_EQ(o.denied->rule(), "policy-unavailable");
-    s.Close();
+    auto r = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+    EXPECT_THAT(r.status().message(), HasSubstr("policy could not be asked"));
   }
   {
     testing::StackOptions options;
@@ -1531,6 +1706,156 @@ TEST(ExecStreamBreakTest, TheProcessOfABrokenStreamIsStopped) {
   for (int i = 0; i < 1000 && CountProcesses(argv) != 0; ++i) {
     absl::SleepFor(absl::Milliseconds(50));
   }
+}
+
+// A fresh, empty directory for exec's journal.
+std::string TempDir() {
+  std::string pattern = absl::StrCat(::testing::TempDir(), "/podgate-journal-XXXXXX");
+  const char* made = mkdtemp(pattern.data());
+  EXPECT_NE(made, nullptr);
+  return pattern;
+}
+
+std::vector<std::string> FilesIn(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') {
+        names.push_back(e->d_name);
+      }
+    }
+    closedir(d);
+  }
+  return names;
+}
+
+// The result and close records of a session (waits until both are there).
+std::pair<std::optional<common::AuditEvent>, std::optional<common::AuditEvent>> ResultAndClose(
+    int audit_port, const std::string& session_id) {
+  std::optional<common::AuditEvent> result;
+  std::optional<common::AuditEvent> close;
+  for (int attempt = 0; attempt < 3 && !(result && close); ++attempt) {
+    for (const auto& r : AuditRecords(audit_port, session_id)) {
+      if (r.event().kind() == common::EVENT_KIND_COMMAND_RESULT) {
+        EXPECT_FALSE(result.has_value()) << "two results";
+        result = r.event();
+      }
+      if (r.event().kind() == common::EVENT_KIND_SESSION_CLOSE) {
+        EXPECT_FALSE(close.has_value()) << "two closes";
+        close = r.event();
+      }
+    }
+    if (!(result && close)) {
+      result.reset();
+      close.reset();
+    }
+  }
+  return {result, close};
+}
+
+// On SIGTERM exec drains: a running command's process is stopped with the stop helper, its
+// result and the session's close are recorded and acknowledged, and only then exec exits.
+TEST(ExecDrainTest, SigtermStopsRunningCommandsAndRecordsThemBeforeExiting) {
+  const std::string journal = TempDir();
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.exec_flags = {"--interrupt_grace=500ms", "--drain_timeout=8s",
+                        "--journal_dir=" + journal};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const std::vector<std::string> argv = {"sleep", "76"};
+  SessionClient s((*stack)->exec_port());
+  auto ready = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  s.Command("sleep 76", "drained");
+  for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(CountProcesses(argv), 1) << "the command did not start";
+  EXPECT_EQ(FilesIn(journal).size(), 1u) << "the running command is not journaled";
+  const absl::Time sigterm = absl::Now();
+  (*stack)->exec()->Signal(SIGTERM);
+  // The drain closes the session; the client sees that and ends its call, as an edge would.
+  ASSERT_TRUE((*stack)->exec()->WaitForLine("\"reason\":\"shutdown\"", absl::Seconds(10)).ok());
+  EXPECT_EQ(s.Close(), common::CLOSE_REASON_SHUTDOWN);
+  absl::StatusOr<int> status = (*stack)->exec()->WaitExit(absl::Seconds(20));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(CountProcesses(argv), 0) << "the command outlived the exec that started it";
+  // SIGINT, the grace period (500 ms) and the SIGKILL step: well inside --drain_timeout.
+  EXPECT_LT(absl::Now() - sigterm, absl::Seconds(5))
+      << absl::StrJoin((*stack)->exec()->Lines(), "\n");
+  EXPECT_THAT(FilesIn(journal), ::testing::IsEmpty()) << "a drained command stayed journaled";
+  auto [result, close] = ResultAndClose((*stack)->audit_port(), ready->session_id());
+  ASSERT_TRUE(result.has_value()) << "no COMMAND_RESULT for the drained command";
+  EXPECT_EQ(result->command_id(), "drained");
+  EXPECT_EQ(result->command_result().line(), "sleep 76");
+  ASSERT_TRUE(close.has_value());
+  EXPECT_EQ(close->session_close().reason(), common::CLOSE_REASON_SHUTDOWN);
+}
+
+// kill -9 of exec leaves a command running in the pod (a closed exec stream does not stop it).
+// The exec started next on the same journal stops it and records its result and its session's
+// close before it serves; a corrupt entry is skipped with a log line. A full journal refuses
+// to run a command it could not journal.
+TEST(ExecJournalTest, AnExecKilledMidCommandIsCleanedUpByTheNextOne) {
+  const std::string journal = TempDir();
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.exec_flags = {"--interrupt_grace=500ms", "--journal_dir=" + journal,
+                        "--journal_max_entries=1"};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const std::vector<std::string> argv = {"sleep", "79"};
+  std::string session_id;
+  {
+    SessionClient s((*stack)->exec_port());
+    auto ready = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    session_id = ready->session_id();
+    s.Command("sleep 79", "orphan");
+    for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(CountProcesses(argv), 1) << "the command did not start";
+    // The journal holds one entry: a second command is not run.
+    SessionClient other((*stack)->exec_port());
+    ASSERT_TRUE(other.Open((*stack)->Token("bob", {"admins"}), "team", "app-1").ok());
+    Outcome refused = other.Run("sleep 78");
+    ASSERT_TRUE(refused.error.has_value());
+    EXPECT_THAT(refused.error->status().message(), HasSubstr("journal"));
+    EXPECT_EQ(CountProcesses({"sleep", "78"}), 0);
+
+    (*stack)->exec()->Signal(SIGKILL);
+    ASSERT_TRUE((*stack)->exec()->WaitExit(absl::Seconds(10)).ok());
+    absl::SleepFor(absl::Milliseconds(300));
+    ASSERT_EQ(CountProcesses(argv), 1) << "the process did not survive exec (kubelet-like)";
+  }
+  std::ofstream(journal + "/0123abcd.json") << "{\"version\": 1, \"pid\": ";
+  ASSERT_TRUE((*stack)->RestartExec().ok());
+  EXPECT_EQ(CountProcesses(argv), 0) << "the restarted exec served before stopping the orphan";
+  bool skipped = false;
+  for (const std::string& line : (*stack)->exec()->Lines()) {
+    skipped = skipped || absl::StrContains(line, "journal entry skipped");
+  }
+  EXPECT_TRUE(skipped) << "a corrupt entry was not reported";
+  EXPECT_THAT(FilesIn(journal), ::testing::IsEmpty());
+  auto [result, close] = ResultAndClose((*stack)->audit_port(), session_id);
+  ASSERT_TRUE(result.has_value()) << "no COMMAND_RESULT for the orphan";
+  EXPECT_EQ(result->command_id(), "orphan");
+  EXPECT_EQ(result->command_result().line(), "sleep 79");
+  EXPECT_THAT(result->command_result().error(), HasSubstr("stopped: exec restarted"));
+  EXPECT_EQ(result->principal().user(), "alice");
+  ASSERT_TRUE(close.has_value());
+  EXPECT_EQ(close->session_close().reason(), common::CLOSE_REASON_DISCONNECTED);
+  // The restarted exec works.
+  SessionClient after((*stack)->exec_port());
+  ASSERT_TRUE(after.Open((*stack)->Token("alice", {"admins"}), "team", "app-1").ok());
+  EXPECT_EQ(after.Run("echo back").stdout_text, "back\n");
+  after.Close();
 }
 
 TEST(ExecProtocolTest, WorksAgainstAV4OnlyServerAndRefusesALegacyOne) {

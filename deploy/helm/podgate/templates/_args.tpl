@@ -40,6 +40,8 @@ jwtLeeway: jwt_leeway
 policyAddress: policy_address
 auditAddress: audit_address
 execAddress: exec_address
+journalDir: journal_dir
+journalMaxEntries: journal_max_entries
 # Client TLS flags of a peer: --<peer>_tls_ca, --<peer>_tls_cert, --<peer>_tls_key.
 peerTlsCa: "%s_tls_ca"
 peerTlsCert: "%s_tls_cert"
@@ -141,6 +143,10 @@ peerTlsKey: "%s_tls_key"
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "policy") }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "audit") }}
 {{ include "podgate.jwtArgs" $root }}
+{{- if $v.journal.enabled }}
+{{ include "podgate.arg" (list $root "journalDir" "/var/lib/podgate-exec/journal") }}
+{{ include "podgate.arg" (list $root "journalMaxEntries" $v.journal.maxEntries) }}
+{{- end }}
 {{- else if eq $c "edge" }}
 {{ include "podgate.arg" (list $root "httpAddress" (printf "[::]:%v" $v.httpPort)) }}
 {{ include "podgate.arg" (list $root "allowedOrigins" (include "podgate.edge.allowedOrigins" $root)) }}

@@ -147,6 +147,11 @@ spec:
         - name: data
           mountPath: {{ include "podgate.auditDataDir" $root }}
         {{- end }}
+        {{- if and (eq $c "exec") $v.journal.enabled }}
+        # The journal of running commands: an emptyDir outlives the container (kill -9, OOM).
+        - name: journal
+          mountPath: /var/lib/podgate-exec/journal
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir:
@@ -169,6 +174,11 @@ spec:
       secret:
         secretName: {{ $v.httpTls.secretName }}
         defaultMode: 0440
+    {{- end }}
+    {{- if and (eq $c "exec") $v.journal.enabled }}
+    - name: journal
+      emptyDir:
+        sizeLimit: {{ $v.journal.sizeLimit }}
     {{- end }}
     {{- if eq $c "policy" }}
     - name: policy

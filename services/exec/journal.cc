@@ -1,0 +1,505 @@
+#include "exec/journal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "exec/container_probe.h"
+#include "exec/probe_run.h"
+#include "nlohmann/json.hpp"
+#include "runtime/ids.h"
+#include "runtime/log.h"
+
+namespace podgate::exec {
+
+namespace common = podgate::common::v1;
+
+namespace {
+
+constexpr char kSuffix[] = ".json";
+
+absl::Status Errno(const std::string& what) {
+  return absl::Status(absl::StatusCode::kUnavailable, absl::StrCat(what, ": ", strerror(errno)));
+}
+
+// A file name is the entry's result event id: lower-case hex (runtime::RandomId) only.
+bool IsEntryId(const std::string& id) {
+  if (id.empty() || id.size() > 64) {
+    return false;
+  }
+  for (char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status WriteAll(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return Errno("write");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t s = absl::ToUnixSeconds(t);
+  out->set_seconds(s);
+  out->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(s)) / absl::Nanoseconds(1)));
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  if (d < absl::ZeroDuration()) {
+    d = absl::ZeroDuration();
+  }
+  const int64_t s = absl::IDivDuration(d, absl::Seconds(1), &d);
+  out->set_seconds(s);
+  out->set_nanos(static_cast<int32_t>(d / absl::Nanoseconds(1)));
+}
+
+}  // namespace
+
+std::string EncodeJournalEntry(const JournalEntry& e) {
+  nlohmann::json groups = nlohmann::json::array();
+  for (const std::string& g : e.principal.groups()) {
+    groups.push_back(g);
+  }
+  nlohmann::json j = {{"version", 1},
+                      {"result_event_id", e.result_event_id},
+                      {"close_event_id", e.close_event_id},
+                      {"session_id", e.session_id},
+                      {"command_id", e.command_id},
+                      {"user", e.principal.user()},
+                      {"groups", groups},
+                      {"namespace", e.target.namespace_()},
+                      {"pod", e.target.pod()},
+                      {"container", e.target.container()},
+                      {"source_address", e.source_address},
+                      {"pid", e.pid},
+                      {"start_ticks", e.start_ticks},
+                      {"started_unix_ms", absl::ToUnixMillis(e.started)},
+                      {"session_opened_unix_ms", absl::ToUnixMillis(e.session_opened)},
+                      {"line", e.line}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+absl::StatusOr<JournalEntry> DecodeJournalEntry(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("not a JSON object");
+  }
+  auto str = [&](const char* key, std::string* out) -> absl::Status {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" is missing or not a string"));
+    }
+    *out = it->get<std::string>();
+    return absl::OkStatus();
+  };
+  auto millis = [&](const char* key, absl::Time* out) -> absl::Status {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer()) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" is missing or not an integer"));
+    }
+    *out = absl::FromUnixMillis(it->get<int64_t>());
+    return absl::OkStatus();
+  };
+  auto version = j.find("version");
+  if (version == j.end() || !version->is_number_integer() || version->get<int64_t>() != 1) {
+    return absl::InvalidArgumentError("\"version\" is not 1");
+  }
+  JournalEntry e;
+  std::string user, ns, pod, container;
+  for (auto [key, out] :
+       {std::pair{"result_event_id", &e.result_event_id},
+        std::pair{"close_event_id", &e.close_event_id}, std::pair{"session_id", &e.session_id},
+        std::pair{"command_id", &e.command_id}, std::pair{"user", &user},
+        std::pair{"namespace", &ns}, std::pair{"pod", &pod}, std::pair{"container", &container},
+        std::pair{"source_address", &e.source_address}, std::pair{"pid", &e.pid},
+        std::pair{"start_ticks", &e.start_ticks}, std::pair{"line", &e.line}}) {
+    if (absl::Status s = str(key, out); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = millis("started_unix_ms", &e.started); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = millis("session_opened_unix_ms", &e.session_opened); !s.ok()) {
+    return s;
+  }
+  auto groups = j.find("groups");
+  if (groups == j.end() || !groups->is_array()) {
+    return absl::InvalidArgumentError("\"groups\" is missing or not an array");
+  }
+  for (const nlohmann::json& g : *groups) {
+    if (!g.is_string()) {
+      return absl::InvalidArgumentError("\"groups\" holds a value that is not a string");
+    }
+    e.principal.add_groups(g.get<std::string>());
+  }
+  if (!IsEntryId(e.result_event_id) || e.close_event_id.empty()) {
+    return absl::InvalidArgumentError("the event ids are not valid");
+  }
+  // The stop helper takes these as arguments and checks them strictly itself; refuse the
+  // obviously wrong here so that a damaged entry is reported as such.
+  for (const std::string* n : {&e.pid, &e.start_ticks}) {
+    if (n->empty() || n->size() > 20 || n->find_first_not_of("0123456789") != std::string::npos) {
+      return absl::InvalidArgumentError("\"pid\" or \"start_ticks\" is not a number");
+    }
+  }
+  if (ns.empty() || pod.empty() || container.empty()) {
+    return absl::InvalidArgumentError("the target is incomplete");
+  }
+  e.principal.set_user(user);
+  e.target.set_namespace_(ns);
+  e.target.set_pod(pod);
+  e.target.set_container(container);
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, int max_entries) {
+  if (dir.empty()) {
+    return absl::InvalidArgumentError("the journal directory is empty");
+  }
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Errno(absl::StrCat("cannot create ", dir));
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, " is not a directory"));
+  }
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    return Errno(absl::StrCat(dir, " is not writable"));
+  }
+  std::unique_ptr<Journal> journal(new Journal(dir, max_entries));
+  journal->Load();  // counts the entries (and drops unreadable ones)
+  return journal;
+}
+
+std::string Journal::PathOf(const std::string& id) const {
+  return absl::StrCat(dir_, "/", id, kSuffix);
+}
+
+absl::Status Journal::Add(const JournalEntry& entry) {
+  const std::string text = EncodeJournalEntry(entry);
+  if (text.size() > kMaxEntryBytes) {
+    return absl::InvalidArgumentError("the journal entry is too large");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (entries_ >= max_entries_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the journal of running commands is full (", max_entries_, " entries)"));
+    }
+    ++entries_;
+  }
+  const std::string path = PathOf(entry.result_event_id);
+  const std::string tmp = path + ".tmp";
+  absl::Status status = [&]() -> absl::Status {
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return Errno(absl::StrCat("cannot create ", tmp));
+    }
+    absl::Status s = WriteAll(fd, text);
+    if (s.ok() && fsync(fd) != 0) {
+      s = Errno(absl::StrCat("fsync ", tmp));
+    }
+    close(fd);
+    if (!s.ok()) {
+      return s;
+    }
+    if (rename(tmp.c_str(), path.c_str()) != 0) {
+      return Errno(absl::StrCat("rename ", tmp));
+    }
+    const int dfd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+      return Errno(absl::StrCat("open ", dir_));
+    }
+    const int rc = fsync(dfd);
+    close(dfd);
+    if (rc != 0) {
+      return Errno(absl::StrCat("fsync ", dir_));
+    }
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) {
+    unlink(tmp.c_str());
+    unlink(path.c_str());
+    std::lock_guard<std::mutex> lock(mu_);
+    --entries_;
+  }
+  return status;
+}
+
+void Journal::Remove(const std::string& result_event_id) {
+  if (unlink(PathOf(result_event_id).c_str()) == 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --entries_;
+  } else if (errno != ENOENT) {
+    log::Warn("journal entry not removed",
+              {{"entry", result_event_id}, {"error", std::string(strerror(errno))}});
+  }
+}
+
+int Journal::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_;
+}
+
+std::vector<JournalEntry> Journal::Load() {
+  std::vector<JournalEntry> out;
+  DIR* d = opendir(dir_.c_str());
+  if (d == nullptr) {
+    log::Error("journal not readable", {{"dir", dir_}, {"error", std::string(strerror(errno))}});
+    return out;
+  }
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") {
+      names.push_back(name);
+    }
+  }
+  closedir(d);
+  for (const std::string& name : names) {
+    const std::string path = absl::StrCat(dir_, "/", name);
+    if (absl::EndsWith(name, ".tmp")) {
+      unlink(path.c_str());  // a write that never finished: its command never ran
+      continue;
+    }
+    auto skip = [&](const std::string& why) {
+      log::Error("journal entry skipped", {{"file", path}, {"error", why}});
+      unlink(path.c_str());
+    };
+    if (!absl::EndsWith(name, kSuffix)) {
+      skip("not a journal entry");
+      continue;
+    }
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<size_t>(st.st_size) > kMaxEntryBytes) {
+      skip("not a regular file of at most 64 KiB");
+      continue;
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<JournalEntry> entry = DecodeJournalEntry(text.str());
+    if (!entry.ok()) {
+      skip(std::string(entry.status().message()));
+      continue;
+    }
+    if (PathOf(entry->result_event_id) != path) {
+      skip("its file name is not its result event id");
+      continue;
+    }
+    out.push_back(*std::move(entry));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_ = static_cast<int>(out.size());
+  return out;
+}
+
+// --- recovery --------------------------------------------------------------------------------
+
+namespace {
+
+// Waits for every entry's recovery to settle (or the deadline).
+struct Countdown {
+  std::mutex mu;
+  std::condition_variable cv;
+  int left = 0;
+  int settled = 0;
+  void Done(bool ok) {
+    std::lock_guard<std::mutex> lock(mu);
+    --left;
+    settled += ok ? 1 : 0;
+    cv.notify_all();
+  }
+};
+
+class Recovery : public std::enable_shared_from_this<Recovery> {
+ public:
+  Recovery(JournalEntry entry, Journal* journal, KubeApi* kube, clients::AuditClient* audit,
+           runtime::TimerQueue* timers, RecoveryOptions options,
+           std::shared_ptr<Countdown> countdown)
+      : entry_(std::move(entry)),
+        journal_(journal),
+        kube_(kube),
+        audit_(audit),
+        timers_(timers),
+        options_(options),
+        countdown_(std::move(countdown)) {}
+
+  void Start() { Stop("INT", false, 0); }
+
+ private:
+  void Stop(const std::string& signal, bool group, int attempt) {
+    ExecSpec spec;
+    spec.namespace_name = entry_.target.namespace_();
+    spec.pod = entry_.target.pod();
+    spec.container = entry_.target.container();
+    spec.argv = StopHelperArgv(entry_.pid, entry_.start_ticks, signal, group);
+    auto self = shared_from_this();
+    RunProbe(kube_, timers_, spec, options_.probe_timeout,
+             [self, signal, group, attempt](absl::StatusOr<ProbeOutput> out) {
+               self->OnStop(signal, group, attempt, std::move(out));
+             });
+  }
+
+  void OnStop(const std::string& signal, bool group, int attempt, absl::StatusOr<ProbeOutput> out) {
+    const bool signalled = out.ok() && out->exit_code == 0;
+    const bool gone = out.ok() && out->exit_code == 3;
+    if (signal == "INT") {
+      if (gone) {
+        Record(false,
+               "gone: its process had already exited when exec restarted; its exit "
+               "status and the rest of its output are unknown");
+        return;
+      }
+      if (!out.ok() && out.status().code() == absl::StatusCode::kNotFound) {
+        Record(false, absl::StrCat("gone: its pod or container no longer exists (",
+                                   out.status().message(), ")"));
+        return;
+      }
+      if (signalled) {
+        const bool leads_group = out->stdout_text.rfind("group ", 0) == 0;
+        auto self = shared_from_this();
+        timers_->After(options_.interrupt_grace,
+                       [self, leads_group] { self->Stop("KILL", leads_group, 0); });
+        return;
+      }
+    } else if (signalled || gone) {
+      Record(true,
+             "stopped: exec restarted (the exec that ran it ended without a drain: "
+             "kill -9, OOM or a crash); its exit status is unknown");
+      return;
+    }
+    const std::string error =
+        out.ok() ? absl::StrCat("exit ", out->exit_code, ": ", out->stderr_text.substr(0, 200))
+                 : out.status().ToString();
+    log::Warn("journal: stop helper failed", {{"session_id", entry_.session_id},
+                                              {"command_id", entry_.command_id},
+                                              {"signal", signal},
+                                              {"attempt", attempt},
+                                              {"error", error}});
+    if (attempt < 3) {
+      auto self = shared_from_this();
+      timers_->After(options_.interrupt_grace,
+                     [self, signal, group, attempt] { self->Stop(signal, group, attempt + 1); });
+      return;
+    }
+    // Kept for the next start: nothing is recorded as stopped that may still run.
+    log::Error("journal: a command's process could not be stopped; its entry stays",
+               {{"session_id", entry_.session_id},
+                {"command_id", entry_.command_id},
+                {"pod", absl::StrCat(entry_.target.namespace_(), "/", entry_.target.pod())},
+                {"pid", entry_.pid}});
+    countdown_->Done(false);
+  }
+
+  common::AuditEvent Base(common::EventKind kind, const std::string& id) const {
+    common::AuditEvent e;
+    e.set_id(id);
+    SetTime(absl::Now(), e.mutable_time());
+    e.set_kind(kind);
+    e.set_source_service("exec");
+    e.set_session_id(entry_.session_id);
+    *e.mutable_principal() = entry_.principal;
+    *e.mutable_target() = entry_.target;
+    e.set_source_address(entry_.source_address);
+    return e;
+  }
+
+  void Record(bool stopped, const std::string& what) {
+    log::Info("journal: command settled", {{"session_id", entry_.session_id},
+                                           {"command_id", entry_.command_id},
+                                           {"pid", entry_.pid},
+                                           {"outcome", stopped ? "stopped" : "gone"}});
+    common::AuditEvent result = Base(common::EVENT_KIND_COMMAND_RESULT, entry_.result_event_id);
+    result.set_command_id(entry_.command_id);
+    common::CommandResultDetail* r = result.mutable_command_result();
+    r->set_line(entry_.line);
+    r->set_termination(common::TERMINATION_ERROR);
+    r->set_error(what);
+    SetDuration(absl::Now() - entry_.started, r->mutable_duration());
+    common::AuditEvent close = Base(common::EVENT_KIND_SESSION_CLOSE, entry_.close_event_id);
+    close.mutable_session_close()->set_reason(common::CLOSE_REASON_DISCONNECTED);
+    close.mutable_session_close()->set_message(
+        absl::StrCat("exec restarted while command ", entry_.command_id,
+                     " ran: the exec that served the session ended without closing it"));
+    SetDuration(absl::Now() - entry_.session_opened,
+                close.mutable_session_close()->mutable_duration());
+    auto self = shared_from_this();
+    auto acks = std::make_shared<std::atomic<int>>(0);
+    auto failed = std::make_shared<std::atomic<bool>>(false);
+    auto on_ack = [self, acks, failed](absl::Status s) {
+      if (!s.ok()) {
+        failed->store(true);
+        log::Error("journal: a recovery record was not acknowledged; the entry stays",
+                   {{"session_id", self->entry_.session_id}, {"error", s.ToString()}});
+      }
+      if (acks->fetch_add(1) + 1 == 2) {
+        if (!failed->load()) {
+          self->journal_->Remove(self->entry_.result_event_id);
+        }
+        self->countdown_->Done(!failed->load());
+      }
+    };
+    audit_->Record(std::move(result), on_ack);
+    audit_->Record(std::move(close), on_ack);
+  }
+
+  const JournalEntry entry_;
+  Journal* const journal_;
+  KubeApi* const kube_;
+  clients::AuditClient* const audit_;
+  runtime::TimerQueue* const timers_;
+  const RecoveryOptions options_;
+  const std::shared_ptr<Countdown> countdown_;
+};
+
+}  // namespace
+
+int RecoverJournal(Journal* journal, KubeApi* kube, clients::AuditClient* audit,
+                   runtime::TimerQueue* timers, const RecoveryOptions& options) {
+  std::vector<JournalEntry> entries = journal->Load();
+  if (entries.empty()) {
+    return 0;
+  }
+  log::Info("journal: stopping commands of an exec that ended without a drain",
+            {{"entries", static_cast<int64_t>(entries.size())}, {"dir", journal->dir()}});
+  auto countdown = std::make_shared<Countdown>();
+  countdown->left = static_cast<int>(entries.size());
+  for (JournalEntry& e : entries) {
+    std::make_shared<Recovery>(std::move(e), journal, kube, audit, timers, options, countdown)
+        ->Start();
+  }
+  std::unique_lock<std::mutex> lock(countdown->mu);
+  if (!countdown->cv.wait_for(lock, absl::ToChronoNanoseconds(options.deadline),
+                              [&] { return countdown->left == 0; })) {
+    log::Error("journal: recovery ran out of time; what is left stays journaled",
+               {{"left", countdown->left}});
+  }
+  return countdown->settled;
+}
+
+}  // namespace podgate::exec

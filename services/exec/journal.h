@@ -1,0 +1,98 @@
+// The journal of running commands: one small file per command whose process may be running
+// in a pod, written (and fsynced) before the launch wrapper is told `go`, removed once the
+// process is known to be gone and its COMMAND_RESULT is acknowledged by audit. When exec dies
+// without a drain (kill -9, OOM), the next exec started on the same directory stops every
+// journaled process with the start-time-checked stop helper and records what the dead one
+// could not (RecoverJournal), before it serves. See docs/exec.md, "A command never outlives
+// its exec".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "clients/audit_client.h"
+#include "exec/kube.h"
+#include "podgate/common/v1/common.pb.h"
+#include "runtime/timer.h"
+
+namespace podgate::exec {
+
+struct JournalEntry {
+  // The name of the entry's file: the id of the command's COMMAND_RESULT event (random hex).
+  // Recovery records its result under this id and its session's close under close_event_id,
+  // so a record the dead exec already delivered is not stored twice (audit keeps an id once).
+  std::string result_event_id;
+  std::string close_event_id;
+  std::string session_id;
+  std::string command_id;
+  podgate::common::v1::Principal principal;
+  // Namespace, pod and container (labels are not kept).
+  podgate::common::v1::Target target;
+  std::string source_address;
+  // The launch wrapper's report: the process and its start time in clock ticks since boot.
+  std::string pid;
+  std::string start_ticks;
+  absl::Time started;
+  absl::Time session_opened;
+  // The command line as the user sent it.
+  std::string line;
+};
+
+class Journal {
+ public:
+  // Uses `dir` (created when missing, mode 0700). At most `max_entries` entries are kept; an
+  // entry's file is at most kMaxEntryBytes.
+  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& dir, int max_entries);
+
+  static constexpr size_t kMaxEntryBytes = 64 * 1024;
+
+  // Writes the entry durably: a temporary file, fsync, rename, fsync of the directory.
+  // RESOURCE_EXHAUSTED when max_entries are journaled already; the error of a failed write
+  // (a full disk) otherwise. Exec does not run a command it could not journal.
+  absl::Status Add(const JournalEntry& entry);
+  // Removes the entry (not fsynced: an entry that comes back after a crash is replayed
+  // harmlessly — the stop helper finds its process gone, audit already has its records).
+  void Remove(const std::string& result_event_id);
+  // Every entry on disk. A file that cannot be read or parsed is logged ("journal entry
+  // skipped") and removed, never fatal.
+  std::vector<JournalEntry> Load();
+  int size() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Journal(std::string dir, int max_entries) : dir_(std::move(dir)), max_entries_(max_entries) {}
+  std::string PathOf(const std::string& id) const;
+
+  const std::string dir_;
+  const int max_entries_;
+  mutable std::mutex mu_;
+  int entries_ = 0;
+};
+
+// Serializes and parses one entry (JSON, version 1). Parse errors say which field is wrong.
+std::string EncodeJournalEntry(const JournalEntry& entry);
+absl::StatusOr<JournalEntry> DecodeJournalEntry(const std::string& text);
+
+struct RecoveryOptions {
+  absl::Duration probe_timeout = absl::Seconds(10);
+  absl::Duration interrupt_grace = absl::Seconds(3);
+  // How long recovery may take in all (stops and audit acks); what is not done by then stays
+  // journaled for the next start.
+  absl::Duration deadline = absl::Seconds(30);
+};
+
+// Stops every journaled command's process (SIGINT, then SIGKILL after the grace period, each
+// checked against the reported start time) and records a COMMAND_RESULT ("stopped: exec
+// restarted", or "gone" when it had already exited) and a SESSION_CLOSE (disconnected) for it;
+// an entry is removed once both are acknowledged. Blocks until done or the deadline. Returns
+// how many entries were settled.
+int RecoverJournal(Journal* journal, KubeApi* kube, clients::AuditClient* audit,
+                   runtime::TimerQueue* timers, const RecoveryOptions& options);
+
+}  // namespace podgate::exec

@@ -1,0 +1,150 @@
+// The journal of running commands on a real directory: entries round-trip, the bound holds,
+// nothing half-written or damaged is ever returned as an entry, and the effective
+// securityContext the root guard reads.
+#include "exec/journal.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "exec/kube.h"
+#include "gtest/gtest.h"
+
+namespace podgate::exec {
+namespace {
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "/journal-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static JournalEntry Entry(const std::string& id) {
+    JournalEntry e;
+    e.result_event_id = id;
+    e.close_event_id = "c" + id;
+    e.session_id = "s1";
+    e.command_id = "cmd \"1\"";
+    e.principal.set_user("alice");
+    e.principal.add_groups("admins");
+    e.target.set_namespace_("team");
+    e.target.set_pod("app-1");
+    e.target.set_container("main");
+    e.source_address = "ipv4:127.0.0.1:5555";
+    e.pid = "4242";
+    e.start_ticks = "123456";
+    e.started = absl::FromUnixMillis(1700000000123);
+    e.session_opened = absl::FromUnixMillis(1700000000000);
+    e.line = "sleep 'a b' \xc3\xa9";
+    return e;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(JournalTest, AnEntryRoundTripsThroughTheDirectory) {
+  auto journal = Journal::Open(dir_, 10);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  ASSERT_TRUE((*journal)->Add(Entry("ab01")).ok());
+  EXPECT_EQ((*journal)->size(), 1);
+  std::vector<JournalEntry> loaded = (*journal)->Load();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(EncodeJournalEntry(loaded[0]), EncodeJournalEntry(Entry("ab01")));
+  EXPECT_EQ(loaded[0].line, "sleep 'a b' \xc3\xa9");
+  EXPECT_EQ(loaded[0].started, absl::FromUnixMillis(1700000000123));
+  struct stat st;
+  ASSERT_EQ(stat((dir_ + "/ab01.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  (*journal)->Remove("ab01");
+  EXPECT_EQ((*journal)->size(), 0);
+  EXPECT_TRUE((*journal)->Load().empty());
+}
+
+TEST_F(JournalTest, TheBoundRefusesAnEntryAndFreesItsPlaceOnRemove) {
+  auto journal = Journal::Open(dir_, 2);
+  ASSERT_TRUE(journal.ok());
+  ASSERT_TRUE((*journal)->Add(Entry("01")).ok());
+  ASSERT_TRUE((*journal)->Add(Entry("02")).ok());
+  absl::Status full = (*journal)->Add(Entry("03"));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/03.json"));
+  (*journal)->Remove("01");
+  EXPECT_TRUE((*journal)->Add(Entry("03")).ok());
+  // A reopened journal counts what is on disk.
+  auto again = Journal::Open(dir_, 2);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->size(), 2);
+  EXPECT_EQ((*again)->Add(Entry("04")).code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(JournalTest, DamagedOrForeignFilesAreSkippedAndRemoved) {
+  {
+    auto journal = Journal::Open(dir_, 10);
+    ASSERT_TRUE(journal.ok());
+    ASSERT_TRUE((*journal)->Add(Entry("0a")).ok());
+  }
+  std::ofstream(dir_ + "/0b.json") << "{\"version\": 1, \"pid\": ";  // cut off
+  std::ofstream(dir_ + "/0c.json") << "[1, 2]";
+  std::string wrong_pid = EncodeJournalEntry(Entry("0d"));
+  wrong_pid.replace(wrong_pid.find("\"4242\""), 6, "\"-1; rm\"");
+  std::ofstream(dir_ + "/0d.json") << wrong_pid;
+  std::ofstream(dir_ + "/0e.json") << EncodeJournalEntry(Entry("0f"));      // name and id differ
+  std::ofstream(dir_ + "/0g.json.tmp") << EncodeJournalEntry(Entry("0g"));  // never renamed
+  std::ofstream(dir_ + "/notes.txt") << "hello";
+  std::ofstream(dir_ + "/big.json") << std::string(Journal::kMaxEntryBytes + 1, ' ');
+  auto journal = Journal::Open(dir_, 10);
+  ASSERT_TRUE(journal.ok());
+  std::vector<JournalEntry> loaded = (*journal)->Load();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].result_event_id, "0a");
+  std::vector<std::string> left;
+  for (const auto& f : std::filesystem::directory_iterator(dir_)) {
+    left.push_back(f.path().filename().string());
+  }
+  EXPECT_EQ(left, std::vector<std::string>{"0a.json"});
+}
+
+TEST_F(JournalTest, DecodeSaysWhichFieldIsWrong) {
+  EXPECT_EQ(DecodeJournalEntry("nope").status().code(), absl::StatusCode::kInvalidArgument);
+  std::string text = EncodeJournalEntry(Entry("01"));
+  text.replace(text.find("\"version\":1"), 11, "\"version\":2");
+  EXPECT_NE(DecodeJournalEntry(text).status().message().find("version"), std::string::npos);
+  text = EncodeJournalEntry(Entry("01"));
+  text.replace(text.find("\"pod\":\"app-1\""), 13, "\"pod\":7");
+  EXPECT_NE(DecodeJournalEntry(text).status().message().find("pod"), std::string::npos);
+}
+
+TEST_F(JournalTest, AJournalIsADirectory) {
+  const std::string file = dir_ + "/file";
+  std::ofstream(file) << "x";
+  EXPECT_FALSE(Journal::Open(file, 10).ok());
+  EXPECT_FALSE(Journal::Open("", 10).ok());
+}
+
+// The root guard's reading of the spec: each field of the container's securityContext
+// overrides the pod's.
+TEST(EffectiveSecurityContextTest, TheContainerOverridesThePodFieldByField) {
+  PodView pod;
+  pod.security.run_as_user = 0;
+  pod.security.run_as_non_root = false;
+  pod.containers.push_back({"a", "img", {}});
+  pod.containers.push_back({"b", "img", {1000, std::nullopt}});
+  pod.containers.push_back({"c", "img", {std::nullopt, true}});
+  EXPECT_EQ(EffectiveSecurityContext(pod, "a").run_as_user, 0);
+  EXPECT_EQ(EffectiveSecurityContext(pod, "b").run_as_user, 1000);
+  EXPECT_EQ(EffectiveSecurityContext(pod, "b").run_as_non_root, false);
+  EXPECT_EQ(EffectiveSecurityContext(pod, "c").run_as_user, 0);
+  EXPECT_EQ(EffectiveSecurityContext(pod, "c").run_as_non_root, true);
+  PodView bare;
+  bare.containers.push_back({"a", "img", {}});
+  EXPECT_FALSE(EffectiveSecurityContext(bare, "a").run_as_user.has_value());
+}
+
+}  // namespace
+}  // namespace podgate::exec
