@@ -51,7 +51,10 @@ concept StreamProtocol = requires(
     std::vector<std::pair<std::string, typename P::Result>>* settled, absl::Duration timeout) {
   // What a callback receives: a result, or the error statuses below.
   requires std::constructible_from<typename P::Result, absl::Status>;
-  // Starts the RPC on `reactor` (stub->async()->Method(context, reactor)).
+  // Starts the RPC on `reactor` (stub->async()->Method(context, reactor)). The protocol points
+  // at a stub its owner keeps; it must not own the stub or channel: the stream's state may be
+  // released last by a reactor's OnDone on a gRPC callback thread, and the last reference to a
+  // grpc::Channel dropped there tears down gRPC's callback completion queue under that thread.
   p.Open(context, reactor);
   // The id an entry waits under; unique among waiting entries.
   { p.IdOf(request) } -> std::convertible_to<std::string>;
