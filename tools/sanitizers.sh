@@ -24,15 +24,9 @@ jobs="${PODGATE_SANITIZE_JOBS:-2}"
 cxx="${PODGATE_SANITIZE_CXX:-clang++}"
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 
-# Test executables whose tests carry the exec, edge or clients labels (the TSan job builds only
-# these and what they spawn).
-tsan_targets=(exec_unit_test edge_protocol_test clients_test exec_integration_test
-              exec_destinations_test edge_integration_test)
-
 run() {
   local kind="$1"
   local dir labels
-  local targets=()
   case "$kind" in
     address)
       dir=build-asan
@@ -40,8 +34,7 @@ run() {
       ;;
     thread)
       dir=build-tsan
-      labels="exec|edge|clients"
-      targets=("${tsan_targets[@]}")
+      labels="exec|edge|clients|sanitizers"
       ;;
     *)
       echo "sanitizers: unknown job '$kind' (address or thread)" >&2
@@ -56,11 +49,14 @@ run() {
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" \
     -DPODGATE_SANITIZE="$kind" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only -DNDEBUG" \
     >/dev/null || return 1
-  if [ "${#targets[@]}" -gt 0 ]; then
-    cmake --build "$dir" -j "$jobs" --target "${targets[@]}" || return 1
-  else
-    cmake --build "$dir" -j "$jobs" || return 1
-  fi
+  # Only the test executables carrying the job's labels and what they spawn (the tests-<label>
+  # targets, CMakeLists.txt): no benchmarks, no tools the tests do not run.
+  local targets=()
+  local label
+  for label in ${labels//|/ }; do
+    targets+=("tests-$label")
+  done
+  cmake --build "$dir" -j "$jobs" --target "${targets[@]}" || return 1
   local built=$SECONDS
   echo "sanitizers: $kind: built in $((built - start))s; testing (ctest -L \"$labels\")"
 
