@@ -164,7 +164,7 @@ class CorrelatedStream {
     void OnResponse(const Response& response);
     void OnReadFailed(Reactor* stream);
     void OnWriteDone(Reactor* stream, bool ok);
-    void OnStreamDone(Reactor* stream);
+    void OnStreamDone(Reactor* stream, grpc::ClientContext* context);
 
     const Protocol protocol_;
 
@@ -244,7 +244,12 @@ class CorrelatedStream {
     void OnWriteDone(bool ok) override { core_->OnWriteDone(this, ok); }
     void OnDone(const grpc::Status& /*status*/) override {
       std::shared_ptr<Core> core = std::move(core_);
-      core->OnStreamDone(this);
+      // The call's context holds a reference to the channel: it goes before the Core hears that
+      // the stream ended, so an owner returning from CloseAndWait never leaves the last channel
+      // reference to this gRPC thread (see StreamProtocol::Open).
+      grpc::ClientContext* const context = context_.get();
+      context_.reset();
+      core->OnStreamDone(this, context);
       delete this;
     }
 
@@ -456,8 +461,11 @@ void CorrelatedStream<Protocol>::Core::OnWriteDone(Reactor* stream, bool ok) {
 }
 
 template <StreamProtocol Protocol>
-void CorrelatedStream<Protocol>::Core::OnStreamDone(Reactor* stream) {
+void CorrelatedStream<Protocol>::Core::OnStreamDone(Reactor* stream, grpc::ClientContext* context) {
   absl::MutexLock lock(&mu_);
+  if (stream_context_.get() == context) {
+    stream_context_.reset();  // the last reference to the ended call's context
+  }
   --live_streams_;
   // The hold keeps a stream open until it is retired, so it is no longer stream_ here.
   (void)stream;

@@ -405,6 +405,10 @@ TEST_F(AuditClientTest, TheChannelIsReleasedByTheThreadThatDestroysTheClient) {
         << "round " << round << ": the channel outlived its client";
     ASSERT_EQ(released_on, std::this_thread::get_id())
         << "round " << round << ": the channel was released on another thread";
+    // The stream's call context holds the channel too (grpc::ClientContext keeps it): it must be
+    // gone as well, or the last reference may still be dropped on a gRPC thread.
+    ASSERT_EQ(channel.use_count(), 1)
+        << "round " << round << ": a call context outlived the client";
   }
 }
 
