@@ -305,18 +305,37 @@ bool podgate_absl_mutex_await_deadline(void* mu, const Condition& cond, Time dea
   return Rewait(mu, [&] { return real(mu, cond, deadline); });
 }
 
-// Both destructor symbols: TSan forgets the mutex (a later mutex at the same address is new).
+// Whether `caller` is code of this executable (podgate's), not of a shared library.
+static bool FromExecutable(void* caller) {
+  static const void* const self_base = [] {
+    Dl_info info{};
+    dladdr(reinterpret_cast<void*>(&FromExecutable), &info);
+    return info.dli_fbase;
+  }();
+  Dl_info info{};
+  return dladdr(caller, &info) != 0 && info.dli_fbase == self_base;
+}
+
+// Both destructor symbols. TSan forgets the mutex (a later mutex at the same address is new) and
+// checks the destruction against the mutex's last use, for podgate's mutexes only: gRPC orders
+// its own teardown (refcounts in its uninstrumented code) in ways TSan cannot see, so for a
+// mutex destroyed by a library the destruction is not annotated (its memory, when freed, is
+// forgotten by TSan anyway).
 void podgate_absl_mutex_d1(void* mu) PODGATE_ABSL("_ZN4absl7debian35MutexD1Ev");
 void podgate_absl_mutex_d1(void* mu) {
   PODGATE_REAL(Void, "_ZN4absl7debian35MutexD1Ev");
-  __tsan_mutex_destroy(mu, 0);
+  if (FromExecutable(__builtin_return_address(0))) {
+    __tsan_mutex_destroy(mu, 0);
+  }
   real(mu);
 }
 
 void podgate_absl_mutex_d2(void* mu) PODGATE_ABSL("_ZN4absl7debian35MutexD2Ev");
 void podgate_absl_mutex_d2(void* mu) {
   PODGATE_REAL(Void, "_ZN4absl7debian35MutexD2Ev");
-  __tsan_mutex_destroy(mu, 0);
+  if (FromExecutable(__builtin_return_address(0))) {
+    __tsan_mutex_destroy(mu, 0);
+  }
   real(mu);
 }
 
