@@ -24,10 +24,12 @@
 #include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
 namespace {
@@ -385,6 +387,69 @@ void podgate_absl_condvar_signal_all(void* cv) {
   PODGATE_REAL(Void, "_ZN4absl7debian37CondVar9SignalAllEv");
   __tsan_release(cv);
   real(cv);
+}
+
+// absl::Notification: Notify releases on the notification's flag before setting it, and every
+// wait that returns notified acquires on it. Its waits check the flag first without locking
+// (inlined in the library), so the mutex annotations alone miss an already-notified wait. The
+// flag follows the notification's mutex (abseil 20220623's layout, checked below).
+static_assert(sizeof(absl::Notification) == sizeof(absl::Mutex) + sizeof(void*),
+              "absl::Notification is {Mutex mutex_; std::atomic<bool> notified_yet_;}");
+static void* NotificationFlag(const void* notification) {
+  return const_cast<char*>(static_cast<const char*>(notification)) + sizeof(absl::Mutex);
+}
+
+void podgate_absl_notify(void* n) PODGATE_ABSL("_ZN4absl7debian312Notification6NotifyEv");
+void podgate_absl_notify(void* n) {
+  PODGATE_REAL(Void, "_ZN4absl7debian312Notification6NotifyEv");
+  __tsan_release(NotificationFlag(n));
+  real(n);
+}
+
+void podgate_absl_wait_for_notification(const void* n)
+    PODGATE_ABSL("_ZNK4absl7debian312Notification19WaitForNotificationEv");
+void podgate_absl_wait_for_notification(const void* n) {
+  using Fn = void (*)(const void*);
+  PODGATE_REAL(Fn, "_ZNK4absl7debian312Notification19WaitForNotificationEv");
+  real(n);
+  __tsan_acquire(NotificationFlag(n));
+}
+
+bool podgate_absl_wait_for_notification_timeout(const void* n, Duration timeout)
+    PODGATE_ABSL("_ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
+bool podgate_absl_wait_for_notification_timeout(const void* n, Duration timeout) {
+  using Fn = bool (*)(const void*, Duration);
+  PODGATE_REAL(Fn,
+               "_ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
+  const bool notified = real(n, timeout);
+  if (notified) {
+    __tsan_acquire(NotificationFlag(n));
+  }
+  return notified;
+}
+
+bool podgate_absl_wait_for_notification_deadline(const void* n, Time deadline)
+    PODGATE_ABSL("_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE");
+bool podgate_absl_wait_for_notification_deadline(const void* n, Time deadline) {
+  using Fn = bool (*)(const void*, Time);
+  PODGATE_REAL(Fn, "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE");
+  const bool notified = real(n, deadline);
+  if (notified) {
+    __tsan_acquire(NotificationFlag(n));
+  }
+  return notified;
+}
+
+// HasBeenNotified() (inline in the header) and the waits' fast path read the flag here.
+bool podgate_absl_has_been_notified(const void* flag)
+    PODGATE_ABSL("_ZN4absl7debian312Notification23HasBeenNotifiedInternalEPKSt6atomicIbE");
+bool podgate_absl_has_been_notified(const void* flag) {
+  const bool notified =
+      static_cast<const std::atomic<bool>*>(flag)->load(std::memory_order_acquire);
+  if (notified) {
+    __tsan_acquire(const_cast<void*>(flag));
+  }
+  return notified;
 }
 
 }  // extern "C"
