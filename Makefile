@@ -1,9 +1,11 @@
 # The two commands of the README, and the steps they are made of.
 #   make demo   install dependencies, build, run the whole suite locally (Ctrl+C stops it)
 #   make test   install dependencies, build, run every test
-# CI also runs tools/check-format.sh (clang-format on the changed C++ lines).
-# `make test-sanitizers` (ASan+UBSan, build-asan/) and `make test-sanitizers-thread` (TSan,
-# build-tsan/) are manual jobs, not in CI yet: docs/architecture.md says why.
+# CI (.ci/run) also runs tools/check-format.sh (clang-format on the changed C++ lines).
+# `make test-sanitizers` runs both sanitizer jobs: ASan+UBSan (build-asan/, the unit and
+# integration tests; `make test-sanitizers-address`) and TSan (build-tsan/, the exec, edge and
+# clients tests; `make test-sanitizers-thread`). They are manual, not in CI yet:
+# docs/architecture.md, "Sanitizer builds", says why.
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= 2
@@ -12,7 +14,8 @@ JOBS ?= 2
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps configure build test test-sanitizers test-sanitizers-thread check-format demo clean
+.PHONY: all deps configure build test test-sanitizers test-sanitizers-address test-sanitizers-thread \
+	check-format demo clean
 
 all: build
 
@@ -29,6 +32,9 @@ test: build
 	@cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure --timeout 900
 
 test-sanitizers: deps
+	@bash tools/sanitizers.sh address thread
+
+test-sanitizers-address: deps
 	@bash tools/sanitizers.sh address
 
 test-sanitizers-thread: deps

@@ -26,4 +26,9 @@ function(podgate_test)
   file(WRITE "${label_script}"
     "if(${T_NAME}_TESTS)\n  set_tests_properties(\${${T_NAME}_TESTS} PROPERTIES LABELS \"${T_LABELS}\")\nendif()\n")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${label_script}")
+  # For the per-label build targets (tests-<label>, top-level CMakeLists.txt).
+  foreach(label IN LISTS T_LABELS)
+    set_property(GLOBAL APPEND PROPERTY PODGATE_TEST_LABELS ${label})
+    set_property(GLOBAL APPEND PROPERTY PODGATE_TESTS_${label} ${T_NAME})
+  endforeach()
 endfunction()

@@ -23,8 +23,8 @@ class RecordProtocol {
   using Response = audit::v1::RecordResponse;
   using Result = absl::Status;
 
-  explicit RecordProtocol(const std::shared_ptr<grpc::Channel>& channel)
-      : stub_(audit::v1::AuditService::NewStub(channel)) {}
+  // `stub` is the AuditClient's: the stream's state outlives it (see AuditClient::Core).
+  explicit RecordProtocol(audit::v1::AuditService::Stub* stub) : stub_(stub) {}
 
   void Open(grpc::ClientContext* context,
             grpc::ClientBidiReactor<Request, Response>* reactor) const {
@@ -62,7 +62,7 @@ class RecordProtocol {
   }
 
  private:
-  std::unique_ptr<audit::v1::AuditService::Stub> stub_;
+  audit::v1::AuditService::Stub* const stub_;
 };
 
 CorrelatedStreamOptions StreamOptions(const AuditClientOptions& options) {
@@ -82,9 +82,17 @@ class AuditClient::Core {
   Core(std::shared_ptr<grpc::Channel> channel, AuditClientOptions options,
        runtime::TimerQueue* timers)
       : options(std::move(options)),
-        stream(RecordProtocol(channel), StreamOptions(this->options), timers) {}
+        stub(audit::v1::AuditService::NewStub(channel)),
+        stream(RecordProtocol(stub.get()), StreamOptions(this->options), timers) {}
 
   const AuditClientOptions options;
+  // The stub (and with it the channel) belongs here, not to the stream's state: a stream
+  // reactor keeps that state alive until its OnDone returns, on a gRPC callback thread, after
+  // CloseAndWait has seen it end. Dropping the last channel there tore down gRPC's shared
+  // callback completion queue under that very thread (exec's double free in
+  // grpc_cq_internal_unref at exit). Here it goes on the thread that destroys the client, after
+  // the stream has ended; the stream opens no new call once closed.
+  const std::unique_ptr<audit::v1::AuditService::Stub> stub;
   CorrelatedStream<RecordProtocol> stream;
   // The last "backlog full" log line, so that a long outage logs every 10 s, not per event.
   std::atomic<int64_t> last_full_log_ns{0};

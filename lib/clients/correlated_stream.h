@@ -51,7 +51,10 @@ concept StreamProtocol = requires(
     std::vector<std::pair<std::string, typename P::Result>>* settled, absl::Duration timeout) {
   // What a callback receives: a result, or the error statuses below.
   requires std::constructible_from<typename P::Result, absl::Status>;
-  // Starts the RPC on `reactor` (stub->async()->Method(context, reactor)).
+  // Starts the RPC on `reactor` (stub->async()->Method(context, reactor)). The protocol points
+  // at a stub its owner keeps; it must not own the stub or channel: the stream's state may be
+  // released last by a reactor's OnDone on a gRPC callback thread, and the last reference to a
+  // grpc::Channel dropped there tears down gRPC's callback completion queue under that thread.
   p.Open(context, reactor);
   // The id an entry waits under; unique among waiting entries.
   { p.IdOf(request) } -> std::convertible_to<std::string>;
@@ -162,7 +165,7 @@ class CorrelatedStream {
     void OnResponse(const Response& response);
     void OnReadFailed(Reactor* stream);
     void OnWriteDone(Reactor* stream, bool ok);
-    void OnStreamDone(Reactor* stream);
+    void OnStreamDone(Reactor* stream, grpc::ClientContext* context);
 
     const Protocol protocol_;
 
@@ -242,7 +245,12 @@ class CorrelatedStream {
     void OnWriteDone(bool ok) override { core_->OnWriteDone(this, ok); }
     void OnDone(const grpc::Status& /*status*/) override {
       std::shared_ptr<Core> core = std::move(core_);
-      core->OnStreamDone(this);
+      // The call's context holds a reference to the channel: it goes before the Core hears that
+      // the stream ended, so an owner returning from CloseAndWait never leaves the last channel
+      // reference to this gRPC thread (see StreamProtocol::Open).
+      grpc::ClientContext* const context = context_.get();
+      context_.reset();
+      core->OnStreamDone(this, context);
       delete this;
     }
 
@@ -457,8 +465,11 @@ void CorrelatedStream<Protocol>::Core::OnWriteDone(Reactor* stream, bool ok) {
 }
 
 template <StreamProtocol Protocol>
-void CorrelatedStream<Protocol>::Core::OnStreamDone(Reactor* stream) {
+void CorrelatedStream<Protocol>::Core::OnStreamDone(Reactor* stream, grpc::ClientContext* context) {
   absl::MutexLock lock(&mu_);
+  if (stream_context_.get() == context) {
+    stream_context_.reset();  // the last reference to the ended call's context
+  }
   --live_streams_;
   // The hold keeps a stream open until it is retired, so it is no longer stream_ here.
   (void)stream;

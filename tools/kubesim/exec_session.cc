@@ -62,9 +62,12 @@ class ExecSession : public http::WebSocketHandler,
                     public std::enable_shared_from_this<ExecSession> {
  public:
   ExecSession(ExecRequest request, std::shared_ptr<ProcessTable> table)
-      : request_(std::move(request)), table_(std::move(table)) {}
+      : request_(std::move(request)), table_(std::move(table)) {
+    ++table_->live_sessions;
+  }
 
   ~ExecSession() override {
+    --table_->live_sessions;
     if (!released_) {
       table_->ReleaseExec();
     }

@@ -34,6 +34,10 @@ class ProcessTable {
   std::atomic<uint64_t> execs_rejected{0};
   std::atomic<uint64_t> client_gone{0};     // WebSocket closed before the process ended
   std::atomic<uint64_t> ignored_frames{0};  // empty or malformed client frames
+  // Exec sessions not yet destroyed: one lives until its WebSocket has closed (OnClose), so a
+  // test waits for zero before stopping the io_context (or LeakSanitizer reports the session
+  // and its connection, which hold each other until then).
+  std::atomic<size_t> live_sessions{0};
 
  private:
   const size_t max_execs_;

@@ -2,10 +2,11 @@
 // broken streams, silence and an absent server.
 #include "clients/audit_client.h"
 
+#include <atomic>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
-#include <map>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -370,6 +371,45 @@ TEST_F(AuditClientTest, DestructionCancelsWaitingEvents) {
   client.reset();
   ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(1)));
   EXPECT_EQ(outcome.Get("a").code(), absl::StatusCode::kCancelled);
+}
+
+// exec crashed at exit with a double free in gRPC (grpc_cq_internal_unref on a callback
+// thread): the client's stub, and with it the last reference to the channel, lived in the
+// stream's state, which a stream's OnDone releases last on gRPC's callback thread after
+// CloseAndWait has seen the stream end. A grpc::Channel destroyed there releases gRPC's shared
+// callback completion queue, which joins and frees its own threads, the current one included.
+// The client must give the channel back when its destructor returns, on the destroying thread.
+TEST_F(AuditClientTest, TheChannelIsReleasedByTheThreadThatDestroysTheClient) {
+  StartServer();
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
+  AuditClientOptions options;
+  options.source_service = "exec";
+  // The race the bug needs is narrow: many rounds make a release on the wrong thread likely.
+  for (int round = 0; round < 200; ++round) {
+    std::atomic<bool> released{false};
+    std::thread::id released_on;
+    {
+      // Shares `channel`'s object; its deleter notes where the client's last reference went.
+      std::shared_ptr<grpc::Channel> tracked(channel.get(),
+                                             [channel, &released, &released_on](grpc::Channel*) {
+                                               released_on = std::this_thread::get_id();
+                                               released.store(true, std::memory_order_release);
+                                             });
+      AuditClient client(std::move(tracked), options);
+      const std::string id = absl::StrCat("r", round);
+      client.Record(Event(id), outcome.For(id));
+      ASSERT_TRUE(outcome.WaitFor(static_cast<size_t>(round) + 1, absl::Seconds(5)));
+    }
+    ASSERT_TRUE(released.load(std::memory_order_acquire))
+        << "round " << round << ": the channel outlived its client";
+    ASSERT_EQ(released_on, std::this_thread::get_id())
+        << "round " << round << ": the channel was released on another thread";
+    // The stream's call context holds the channel too (grpc::ClientContext keeps it): it must be
+    // gone as well, or the last reference may still be dropped on a gRPC thread.
+    ASSERT_EQ(channel.use_count(), 1)
+        << "round " << round << ": a call context outlived the client";
+  }
 }
 
 }  // namespace

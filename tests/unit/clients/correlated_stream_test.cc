@@ -91,12 +91,14 @@ class Arrivals {
     std::thread::id thread;
   };
 
-  // Records the outcome for `id`, taking `caller_lock` first when given.
+  // Records the outcome for `id`, taking `caller_lock` first when given (a callback run under
+  // the caller's lock would deadlock here). The caller's lock is released before the outcome is
+  // recorded: once AwaitCount has seen it, the test may end and destroy that lock (ThreadSanitizer
+  // saw the timer thread unlock it after the fixture was gone).
   EchoStream::Callback For(std::string id, std::mutex* caller_lock = nullptr) {
     return [this, id = std::move(id), caller_lock](EchoProtocol::Result result) {
-      std::unique_lock<std::mutex> caller;
       if (caller_lock != nullptr) {
-        caller = std::unique_lock<std::mutex>(*caller_lock);
+        std::lock_guard<std::mutex> caller(*caller_lock);
       }
       absl::MutexLock lock(&mu_);
       list_.push_back({id, std::move(result), std::this_thread::get_id()});
