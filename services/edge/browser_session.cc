@@ -1,11 +1,13 @@
 #include "edge/browser_session.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <chrono>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
@@ -17,42 +19,6 @@ namespace {
 
 using podgate::exec::v1::SessionRequest;
 using podgate::exec::v1::SessionResponse;
-
-const char* TerminationName(podgate::common::v1::Termination t) {
-  switch (t) {
-    case podgate::common::v1::TERMINATION_EXITED:
-      return "exited";
-    case podgate::common::v1::TERMINATION_INTERRUPTED:
-      return "interrupted";
-    case podgate::common::v1::TERMINATION_TIME_LIMIT:
-      return "time_limit";
-    case podgate::common::v1::TERMINATION_OUTPUT_LIMIT:
-      return "output_limit";
-    case podgate::common::v1::TERMINATION_ERROR:
-      return "error";
-    default:
-      return "unknown";
-  }
-}
-
-const char* CloseReasonName(podgate::common::v1::CloseReason r) {
-  switch (r) {
-    case podgate::common::v1::CLOSE_REASON_CLIENT:
-      return "client";
-    case podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT:
-      return "idle_timeout";
-    case podgate::common::v1::CLOSE_REASON_SESSION_LIMIT:
-      return "session_limit";
-    case podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED:
-      return "credential_expired";
-    case podgate::common::v1::CLOSE_REASON_SHUTDOWN:
-      return "shutdown";
-    case podgate::common::v1::CLOSE_REASON_DISCONNECTED:
-      return "disconnected";
-    default:
-      return "unknown";
-  }
-}
 
 std::string CodeName(int code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
@@ -87,6 +53,24 @@ std::chrono::steady_clock::time_point SteadyAt(absl::Time t) {
 // What a browser is told when edge shuts down (docs/protocol.md, "Shutdown").
 constexpr char kShutdownMessage[] = "edge is shutting down; reconnect to continue";
 constexpr char kSeedShutdownMessage[] = "edge is shutting down";
+// What a browser is told when the exec stream breaks (docs/protocol.md, "Exec lost").
+constexpr char kExecLostCommandMessage[] =
+    "the exec service was lost while the command ran; its outcome is unknown";
+constexpr char kExecLostMessage[] =
+    "the connection to the exec service was lost; reconnect to continue";
+
+const std::string& CommandIdOf(const SessionResponse& response) {
+  switch (response.kind_case()) {
+    case SessionResponse::kExit:
+      return response.exit().command_id();
+    case SessionResponse::kDenied:
+      return response.denied().command_id();
+    case SessionResponse::kError:
+      return response.error().command_id();
+    default:
+      return SessionResponse::default_instance().error().command_id();
+  }
+}
 
 bool EndsCommand(SessionResponse::KindCase kind) {
   return kind == SessionResponse::kExit || kind == SessionResponse::kDenied ||
@@ -356,7 +340,8 @@ void BrowserSession::Enqueue(SessionRequest request) {
     return;
   }
   if (request.has_command()) {
-    ++commands_in_exec_;
+    commands_in_exec_.push_back(request.command().command_id());
+    ++commands_started_;
   }
   pending_.push_back(std::move(request));
   if (pending_.size() >= context_->options.max_pending_requests && !browser_paused_ &&
@@ -440,8 +425,16 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
     MaybeRelease();
     return;
   }
-  if (EndsCommand(response.kind_case()) && commands_in_exec_ > 0) {
-    --commands_in_exec_;
+  if (EndsCommand(response.kind_case()) && !commands_in_exec_.empty()) {
+    auto it = std::find(commands_in_exec_.begin(), commands_in_exec_.end(), CommandIdOf(response));
+    commands_in_exec_.erase(it == commands_in_exec_.end() ? commands_in_exec_.begin() : it);
+  }
+  if (response.has_ready()) {
+    session_id_ = response.ready().session_id();
+    principal_ = response.ready().principal();
+    resolved_target_ = response.ready().target();
+  } else if (response.has_closed()) {
+    exec_closed_ = true;
   }
   bool more = true;
   if (!browser_gone_ && !closing_) {
@@ -494,22 +487,30 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       case SessionResponse::kExit: {
         const auto& e = response.exit();
         command_sent_.reset();
+        const std::string termination(TerminationLabel(e.termination()));
+        const bool failed = e.termination() == podgate::common::v1::TERMINATION_ERROR;
+        // A failure always says why, even from an exec that does not fill the field in.
+        const std::string reason =
+            !failed             ? ""
+            : e.error().empty() ? "the stream to the container failed; the exit status is unknown"
+                                : e.error();
         if (v1) {
-          more = Send(
-              nlohmann::json{
-                  {"type", "exit"},
-                  {"id", e.command_id()},
-                  {"termination", TerminationName(e.termination())},
-                  {"code", e.exit_code()},
-                  {"duration_ms",
-                   google::protobuf::util::TimeUtil::DurationToMilliseconds(e.duration())},
-                  {"output_bytes", e.output_bytes()}}
-                  .dump(),
-              false);
+          nlohmann::json j = {
+              {"type", "exit"},
+              {"id", e.command_id()},
+              {"termination", termination},
+              {"code", e.exit_code()},
+              {"duration_ms",
+               google::protobuf::util::TimeUtil::DurationToMilliseconds(e.duration())},
+              {"output_bytes", e.output_bytes()}};
+          if (failed) {
+            j["reason"] = reason;
+          }
+          more = Send(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), false);
         } else {
           if (e.termination() != podgate::common::v1::TERMINATION_EXITED) {
-            more = Send(SeedReply("stderr", absl::StrCat("Command ended: ",
-                                                         TerminationName(e.termination()))),
+            more = Send(SeedReply("stderr", failed ? absl::StrCat("Command ended: error: ", reason)
+                                                   : absl::StrCat("Command ended: ", termination)),
                         false);
           }
           seed_command_running_ = false;
@@ -564,21 +565,18 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       }
       case SessionResponse::kClosed: {
         const auto& c = response.closed();
+        const PageClose page = PageCloseFor(c.reason());
         if (v1) {
           Send(nlohmann::json{{"type", "closed"},
-                              {"reason", CloseReasonName(c.reason())},
+                              {"reason", std::string(page.reason)},
                               {"message", c.message()}}
-                   .dump(),
+                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+               false);
+        } else if (page.code == kCloseInternal) {
+          Send(SeedReply("stderr", c.message().empty() ? "The session failed" : c.message()),
                false);
         }
-        uint16_t code = kCloseNormal;
-        if (c.reason() == podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED) {
-          code = kClosePolicy;
-        } else if (c.reason() == podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT ||
-                   c.reason() == podgate::common::v1::CLOSE_REASON_SHUTDOWN) {
-          code = kCloseGoingAway;
-        }
-        CloseBrowser(code, CloseReasonName(c.reason()));
+        CloseBrowser(page.code, std::string(page.reason));
         break;
       }
       case SessionResponse::KIND_NOT_SET:
@@ -607,7 +605,9 @@ void BrowserSession::OnExecDone(grpc::Status status) {
   if (exec_ready_) {
     context_->metrics->SessionClosed();
   }
-  if (!status.ok() && !browser_gone_ && !closing_) {
+  if (exec_ready_ && !exec_closed_ && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    ExecLost(status);
+  } else if (!status.ok() && !browser_gone_ && !closing_) {
     std::string code = CodeName(static_cast<int>(status.error_code()));
     std::string message = status.error_message();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !exec_ready_) {
@@ -626,6 +626,65 @@ void BrowserSession::OnExecDone(grpc::Status status) {
   if (browser_gone_ && timer_ != nullptr) {
     timer_->cancel();  // no drain to wait for any more
   }
+}
+
+void BrowserSession::ExecLost(const grpc::Status& status) {
+  context_->metrics->ExecLost();
+  const std::string running = absl::StrJoin(commands_in_exec_, ",");
+  log::Warn("exec stream lost", {{"session_id", session_id_},
+                                 {"user", user_},
+                                 {"command_id", running},
+                                 {"error", status.error_message()}});
+  if (context_->auth_audit != nullptr) {
+    podgate::common::v1::AuditEvent e;
+    e.set_kind(podgate::common::v1::EVENT_KIND_SESSION_CLOSE);
+    e.set_session_id(session_id_);
+    if (!commands_in_exec_.empty()) {
+      e.set_command_id(commands_in_exec_.front());
+    }
+    *e.mutable_principal() = principal_;
+    *e.mutable_target() = resolved_target_;
+    e.set_source_address(params_.source_address.substr(0, 128));
+    auto* c = e.mutable_session_close();
+    c->set_reason(podgate::common::v1::CLOSE_REASON_ERROR);
+    c->set_message(
+        absl::StrCat("edge lost the exec stream (", status.error_message().substr(0, 200), ")",
+                     running.empty() ? std::string("; no command was running")
+                                     : absl::StrCat(" while command ", running.substr(0, 200),
+                                                    " ran; its outcome is unknown to edge")));
+    const absl::Duration lasted = context_->limits->Now() - opened_;
+    c->mutable_duration()->set_seconds(absl::ToInt64Seconds(lasted));
+    c->mutable_duration()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(lasted % absl::Seconds(1))));
+    c->set_commands(static_cast<int64_t>(commands_started_));
+    context_->auth_audit->RecordEvent(std::move(e));
+  }
+  if (browser_gone_ || closing_) {
+    return;
+  }
+  if (params_.protocol == Protocol::kV1) {
+    for (const std::string& id : commands_in_exec_) {
+      Send(nlohmann::json{{"type", "exit"},
+                          {"id", id},
+                          {"termination", "error"},
+                          {"reason", kExecLostCommandMessage}}
+               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+           false);
+    }
+    Send(
+        nlohmann::json{
+            {"type", "closed"}, {"reason", kExecLostReason}, {"message", kExecLostMessage}}
+            .dump(),
+        false);
+  } else {
+    if (!commands_in_exec_.empty()) {
+      Send(SeedReply("stderr", absl::StrCat("Command ended: error: ", kExecLostCommandMessage)),
+           false);
+    }
+    Send(SeedReply("stderr", kExecLostMessage), false);
+  }
+  commands_in_exec_.clear();
+  CloseBrowser(kCloseTryAgainLater, "exec service lost");
 }
 
 bool BrowserSession::Send(std::string data, bool binary) {

@@ -1,10 +1,16 @@
 // The browser protocols' parsers and encoders, the query parser, and the rate limits.
 #include "edge/protocol.h"
 
+#include <set>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
 #include "auth/base64url.h"
 #include "edge/edge_server.h"
 #include "edge/limits.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
 
 namespace podgate::edge {
@@ -203,6 +209,46 @@ TEST(LimitsTest, UnauthenticatedConnectionsHaveAPoolOfTheirOwn) {
   EXPECT_EQ(limits.unauthenticated_connections(), 2);
   limits.ReleaseUnauthenticated();
   EXPECT_TRUE(limits.AcquireUnauthenticated());
+}
+
+// Every exec close reason has a page outcome of its own: a label (the value's name without
+// CLOSE_REASON_, lower case) and a documented close code. The values come from the proto
+// descriptor, so a value added to the enum without a mapping fails here.
+TEST(PageCloseTest, EveryCloseReasonFromTheDescriptorIsMapped) {
+  const google::protobuf::EnumDescriptor* d = podgate::common::v1::CloseReason_descriptor();
+  ASSERT_GE(d->value_count(), 9);
+  const std::set<uint16_t> documented = {kCloseNormal, kCloseGoingAway, kClosePolicy,
+                                         kCloseInternal};
+  for (int i = 0; i < d->value_count(); ++i) {
+    const auto value = static_cast<podgate::common::v1::CloseReason>(d->value(i)->number());
+    const PageClose page = PageCloseFor(value);
+    EXPECT_TRUE(documented.count(page.code)) << d->value(i)->name() << ": " << page.code;
+    if (value == podgate::common::v1::CLOSE_REASON_UNSPECIFIED) {
+      EXPECT_EQ(page.reason, "unknown");
+      continue;
+    }
+    std::string expected(absl::StripPrefix(d->value(i)->name(), "CLOSE_REASON_"));
+    absl::AsciiStrToLower(&expected);
+    EXPECT_EQ(page.reason, expected) << d->value(i)->name();
+  }
+  // A failure is not a normal close; a shell that exited is.
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_ERROR).code, kCloseInternal);
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_REMOTE_EXIT).code, kCloseNormal);
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED).code, kClosePolicy);
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT).code, kCloseGoingAway);
+  EXPECT_EQ(PageCloseFor(static_cast<podgate::common::v1::CloseReason>(99)).reason, "unknown");
+}
+
+TEST(PageCloseTest, EveryTerminationFromTheDescriptorHasItsLabel) {
+  const google::protobuf::EnumDescriptor* d = podgate::common::v1::Termination_descriptor();
+  for (int i = 0; i < d->value_count(); ++i) {
+    const auto value = static_cast<podgate::common::v1::Termination>(d->value(i)->number());
+    std::string expected(absl::StripPrefix(d->value(i)->name(), "TERMINATION_"));
+    absl::AsciiStrToLower(&expected);
+    EXPECT_EQ(TerminationLabel(value),
+              value == podgate::common::v1::TERMINATION_UNSPECIFIED ? "unknown" : expected)
+        << d->value(i)->name();
+  }
 }
 
 }  // namespace
