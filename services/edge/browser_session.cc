@@ -9,8 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "google/protobuf/util/time_util.h"
-#include "nlohmann/json.hpp"
+#include "edge/codec.h"
 #include "runtime/log.h"
 
 namespace podgate::edge {
@@ -19,10 +18,6 @@ namespace {
 
 using podgate::exec::v1::SessionRequest;
 using podgate::exec::v1::SessionResponse;
-
-std::string CodeName(int code) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
-}
 
 // The WebSocket close code for an exec stream that ended with `code`.
 uint16_t CloseCodeFor(grpc::StatusCode code) {
@@ -53,11 +48,6 @@ std::chrono::steady_clock::time_point SteadyAt(absl::Time t) {
 // What a browser is told when edge shuts down (docs/protocol.md, "Shutdown").
 constexpr char kShutdownMessage[] = "edge is shutting down; reconnect to continue";
 constexpr char kSeedShutdownMessage[] = "edge is shutting down";
-// What a browser is told when the exec stream breaks (docs/protocol.md, "Exec lost").
-constexpr char kExecLostCommandMessage[] =
-    "the exec service was lost while the command ran; its outcome is unknown";
-constexpr char kExecLostMessage[] =
-    "the connection to the exec service was lost; reconnect to continue";
 
 const std::string& CommandIdOf(const SessionResponse& response) {
   switch (response.kind_case()) {
@@ -256,12 +246,7 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
       }
       if (shutting_down_) {
         // The running command may finish, nothing new starts: the session closes after it.
-        Send(nlohmann::json{{"type", "error"},
-                            {"id", m.id},
-                            {"code", "UNAVAILABLE"},
-                            {"message", kShutdownMessage}}
-                 .dump(),
-             false);
+        Send(V1Error("UNAVAILABLE", kShutdownMessage, m.id), false);
         return;
       }
       request.mutable_command()->set_command_id(m.id);
@@ -451,19 +436,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
                                    {"container", r.target().container()},
                                    {"protocol", protocol_name()}});
         if (v1) {
-          nlohmann::json j = {
-              {"type", "ready"},
-              {"session_id", r.session_id()},
-              {"user", r.principal().user()},
-              {"groups", r.principal().groups()},
-              {"namespace", r.target().namespace_()},
-              {"pod", r.target().pod()},
-              {"container", r.target().container()},
-              {"mode", r.mode() == podgate::common::v1::SESSION_MODE_SHELL ? "shell" : "command"}};
-          if (r.has_expires_time()) {
-            j["expires"] = google::protobuf::util::TimeUtil::ToString(r.expires_time());
-          }
-          more = Send(j.dump(), false);
+          more = Send(V1Ready(r), false);
         }
         SendNextSeedCommand();
         break;
@@ -487,31 +460,11 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       case SessionResponse::kExit: {
         const auto& e = response.exit();
         command_sent_.reset();
-        const std::string termination(TerminationLabel(e.termination()));
-        const bool failed = e.termination() == podgate::common::v1::TERMINATION_ERROR;
-        // A failure always says why, even from an exec that does not fill the field in.
-        const std::string reason =
-            !failed             ? ""
-            : e.error().empty() ? "the stream to the container failed; the exit status is unknown"
-                                : e.error();
         if (v1) {
-          nlohmann::json j = {
-              {"type", "exit"},
-              {"id", e.command_id()},
-              {"termination", termination},
-              {"code", e.exit_code()},
-              {"duration_ms",
-               google::protobuf::util::TimeUtil::DurationToMilliseconds(e.duration())},
-              {"output_bytes", e.output_bytes()}};
-          if (failed) {
-            j["reason"] = reason;
-          }
-          more = Send(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), false);
+          more = Send(V1Exit(e), false);
         } else {
-          if (e.termination() != podgate::common::v1::TERMINATION_EXITED) {
-            more = Send(SeedReply("stderr", failed ? absl::StrCat("Command ended: error: ", reason)
-                                                   : absl::StrCat("Command ended: ", termination)),
-                        false);
+          if (std::optional<std::string> reply = SeedExit(e)) {
+            more = Send(*std::move(reply), false);
           }
           seed_command_running_ = false;
           if (!seed_commands_.empty()) {
@@ -527,12 +480,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         // The reason may quote the line, which may hold secrets: only the rule is logged.
         log::Info("command denied", {{"user", user_}, {"rule", d.rule()}});
         if (v1) {
-          more = Send(nlohmann::json{{"type", "denied"},
-                                     {"id", d.command_id()},
-                                     {"rule", d.rule()},
-                                     {"reason", d.reason()}}
-                          .dump(),
-                      false);
+          more = Send(V1Denied(d), false);
         } else {
           more = Send(SeedDenial(seed_commands_.empty() ? "" : seed_commands_.front()), false);
           seed_command_running_ = false;
@@ -547,12 +495,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& e = response.error();
         command_sent_.reset();
         if (v1) {
-          more = Send(nlohmann::json{{"type", "error"},
-                                     {"id", e.command_id()},
-                                     {"code", CodeName(e.status().code())},
-                                     {"message", e.status().message()}}
-                          .dump(),
-                      false);
+          more = Send(V1CommandError(e), false);
         } else {
           more = Send(SeedReply("stderr", e.status().message()), false);
           seed_command_running_ = false;
@@ -567,11 +510,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& c = response.closed();
         const PageClose page = PageCloseFor(c.reason());
         if (v1) {
-          Send(nlohmann::json{{"type", "closed"},
-                              {"reason", std::string(page.reason)},
-                              {"message", c.message()}}
-                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-               false);
+          Send(V1Closed(page.reason, c.message()), false);
         } else if (page.code == kCloseInternal) {
           Send(SeedReply("stderr", c.message().empty() ? "The session failed" : c.message()),
                false);
@@ -608,7 +547,7 @@ void BrowserSession::OnExecDone(grpc::Status status) {
   if (exec_ready_ && !exec_closed_ && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     ExecLost(status);
   } else if (!status.ok() && !browser_gone_ && !closing_) {
-    std::string code = CodeName(static_cast<int>(status.error_code()));
+    std::string code = StatusCodeName(static_cast<int>(status.error_code()));
     std::string message = status.error_message();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !exec_ready_) {
       message = absl::StrCat("the exec service is unavailable: ", message);
@@ -664,18 +603,9 @@ void BrowserSession::ExecLost(const grpc::Status& status) {
   }
   if (params_.protocol == Protocol::kV1) {
     for (const std::string& id : commands_in_exec_) {
-      Send(nlohmann::json{{"type", "exit"},
-                          {"id", id},
-                          {"termination", "error"},
-                          {"reason", kExecLostCommandMessage}}
-               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-           false);
+      Send(V1ExecLostExit(id), false);
     }
-    Send(
-        nlohmann::json{
-            {"type", "closed"}, {"reason", kExecLostReason}, {"message", kExecLostMessage}}
-            .dump(),
-        false);
+    Send(V1Closed(kExecLostReason, kExecLostMessage), false);
   } else {
     if (!commands_in_exec_.empty()) {
       Send(SeedReply("stderr", absl::StrCat("Command ended: error: ", kExecLostCommandMessage)),
@@ -696,7 +626,7 @@ bool BrowserSession::Send(std::string data, bool binary) {
 }
 
 void BrowserSession::SendError(const std::string& code, const std::string& message) {
-  Send(nlohmann::json{{"type", "error"}, {"code", code}, {"message", message}}.dump(), false);
+  Send(V1Error(code, message), false);
 }
 
 void BrowserSession::CloseBrowser(uint16_t code, const std::string& reason) {
@@ -794,9 +724,7 @@ void BrowserSession::CloseForShutdown(const char* when) {
   }
   context_->metrics->DrainClose(when);
   if (params_.protocol == Protocol::kV1) {
-    Send(nlohmann::json{{"type", "closed"}, {"reason", "shutdown"}, {"message", kShutdownMessage}}
-             .dump(),
-         false);
+    Send(V1Closed("shutdown", kShutdownMessage), false);
   } else {
     Send(SeedReply("stderr", kSeedShutdownMessage), false);
   }

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -550,17 +551,20 @@ constexpr absl::Duration kReadyWait = absl::Milliseconds(800);
 // answers 200 on the first probe.
 class ReadyProbe : public std::enable_shared_from_this<ReadyProbe> {
  public:
-  ReadyProbe(EdgeContext* context, Request request, absl::Time deadline)
-      : context_(context), request_(std::move(request)), deadline_(deadline) {}
+  // Holds the channels themselves: a probe may outlive the router by its wait.
+  ReadyProbe(const EdgeContext& context, Request request, absl::Time deadline)
+      : channels_{{{"exec", context.exec_channel},
+                   {"policy", context.policy_channel},
+                   {"audit", context.audit_channel}}},
+        request_(std::move(request)),
+        deadline_(deadline) {}
 
   // The answer if every channel has settled (or `final`), else nullopt.
   std::optional<Response> Check(bool final) {
     nlohmann::json body = nlohmann::json::object();
     bool ready = true;
     bool settled = true;
-    for (auto [name, channel] : {std::pair{"exec", context_->exec_channel.get()},
-                                 std::pair{"policy", context_->policy_channel.get()},
-                                 std::pair{"audit", context_->audit_channel.get()}}) {
+    for (const auto& [name, channel] : channels_) {
       if (channel == nullptr) {
         continue;
       }
@@ -594,7 +598,7 @@ class ReadyProbe : public std::enable_shared_from_this<ReadyProbe> {
   }
 
  private:
-  EdgeContext* const context_;
+  const std::array<std::pair<const char*, std::shared_ptr<grpc::Channel>>, 3> channels_;
   const Request request_;
   const absl::Time deadline_;
 };
@@ -609,7 +613,7 @@ RouteResult EdgeRouter::Ready(const Request& request) {
   Request req_copy(request.method(), request.target(), request.version());
   req_copy.keep_alive(request.keep_alive());
   auto probe = std::make_shared<ReadyProbe>(
-      context_, std::move(req_copy),
+      *context_, std::move(req_copy),
       absl::Now() + std::min(kReadyWait, context_->options.backend_timeout));
   if (std::optional<Response> answer = probe->Check(/*final=*/false)) {
     return Answer(*std::move(answer));
