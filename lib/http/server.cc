@@ -632,6 +632,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   }
 
   void DoWrite(std::shared_ptr<Response> res) {
+    for (const auto& [name, value] : server_->options.response_headers) {
+      if (res->find(name) == res->end()) {
+        res->set(name, value);
+      }
+    }
     response_ = std::move(res);
     beast::get_lowest_layer(stream_).expires_after(ToChrono(server_->options.idle_timeout));
     bhttp::async_write(stream_, *response_,
@@ -684,7 +689,8 @@ bool IsResourceShortage(const error_code& ec) {
          ec == net::error::no_buffer_space || ec == net::error::no_memory;
 }
 
-std::string RefusalAnswer(std::string_view reason, int retry_after) {
+std::string RefusalAnswer(std::string_view reason, int retry_after,
+                          const std::vector<std::pair<std::string, std::string>>& headers) {
   const bool replica = reason == "max_connections";
   const std::string body = absl::StrCat(
       R"({"error":{"code":"RESOURCE_EXHAUSTED","message":")",
@@ -694,11 +700,17 @@ std::string RefusalAnswer(std::string_view reason, int retry_after) {
           : "too many unauthenticated connections from this address; authenticate or close "
             "some and try again",
       "\"}}\n");
+  std::string extra;
+  for (const auto& [name, value] : headers) {
+    if (!absl::EqualsIgnoreCase(name, "Cache-Control")) {
+      absl::StrAppend(&extra, name, ": ", value, "\r\n");
+    }
+  }
   return absl::StrCat("HTTP/1.1 ", replica ? "503 Service Unavailable" : "429 Too Many Requests",
                       "\r\nServer: podgate\r\nContent-Type: application/json\r\n"
                       "Cache-Control: no-store\r\nRetry-After: ",
-                      retry_after, "\r\nConnection: close\r\nContent-Length: ", body.size(),
-                      "\r\n\r\n", body);
+                      retry_after, "\r\nConnection: close\r\nContent-Length: ", body.size(), "\r\n",
+                      extra, "\r\n", body);
 }
 
 }  // namespace
@@ -718,8 +730,10 @@ void Server::Impl::Refuse(tcp::socket socket, std::string_view reason) {
     socket.close(ignored);
     return;
   }
-  std::make_shared<Refusal>(std::move(socket), RefusalAnswer(reason, options.retry_after_seconds),
-                            shared_from_this())
+  std::make_shared<Refusal>(
+      std::move(socket),
+      RefusalAnswer(reason, options.retry_after_seconds, options.response_headers),
+      shared_from_this())
       ->Run();
 }
 

@@ -18,6 +18,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -131,6 +133,10 @@ struct ServerOptions {
   // accept loop pauses this long, doubling up to accept_backoff_max, until an accept succeeds.
   absl::Duration accept_backoff_initial = absl::Milliseconds(10);
   absl::Duration accept_backoff_max = absl::Seconds(1);
+  // Headers added to every HTTP response the server writes that does not set them itself:
+  // the router's answers, the parser's own 400/413/431, the 500 of a failing router and the
+  // refusals at accept (e.g. a web front's security headers). Not on a WebSocket's 101.
+  std::vector<std::pair<std::string, std::string>> response_headers;
   // Called for each connection refused at accept, with the reason: "max_connections",
   // "per_source", "unauthenticated_per_source". Any I/O thread; must not block.
   std::function<void(std::string_view reason)> on_refusal;

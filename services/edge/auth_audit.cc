@@ -39,6 +39,20 @@ void AuthFailureAudit::Record(const AuthFailureEvent& failure) {
   });
 }
 
+void AuthFailureAudit::RecordEvent(podgate::common::v1::AuditEvent event) {
+  event.set_source_service("edge");
+  EdgeMetrics* metrics = metrics_;
+  client_->Record(std::move(event), [metrics](absl::Status status) {
+    if (status.ok()) {
+      metrics->ExecLostAudit("recorded");
+    } else if (status.code() == absl::StatusCode::kResourceExhausted) {
+      metrics->ExecLostAudit("queue_full");
+    } else if (status.code() != absl::StatusCode::kCancelled) {
+      metrics->ExecLostAudit("failed");
+    }
+  });
+}
+
 void AuthFailed(EdgeContext* context, const AuthFailureEvent& failure) {
   context->metrics->AuthFailure(failure.reason);
   if (context->auth_audit != nullptr) {

@@ -34,6 +34,9 @@ class AuthFailureAudit {
 
   // Queues the event; never blocks.
   void Record(const AuthFailureEvent& failure);
+  // Queues another event edge records (the loss of a session's exec stream), with the same
+  // bound; the outcome is counted in podgate_edge_exec_lost_audit_total{result}. Never blocks.
+  void RecordEvent(podgate::common::v1::AuditEvent event);
 
  private:
   EdgeMetrics* const metrics_;

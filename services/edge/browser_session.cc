@@ -1,14 +1,15 @@
 #include "edge/browser_session.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <chrono>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "google/protobuf/util/time_util.h"
-#include "nlohmann/json.hpp"
+#include "edge/codec.h"
 #include "runtime/log.h"
 
 namespace podgate::edge {
@@ -17,46 +18,6 @@ namespace {
 
 using podgate::exec::v1::SessionRequest;
 using podgate::exec::v1::SessionResponse;
-
-const char* TerminationName(podgate::common::v1::Termination t) {
-  switch (t) {
-    case podgate::common::v1::TERMINATION_EXITED:
-      return "exited";
-    case podgate::common::v1::TERMINATION_INTERRUPTED:
-      return "interrupted";
-    case podgate::common::v1::TERMINATION_TIME_LIMIT:
-      return "time_limit";
-    case podgate::common::v1::TERMINATION_OUTPUT_LIMIT:
-      return "output_limit";
-    case podgate::common::v1::TERMINATION_ERROR:
-      return "error";
-    default:
-      return "unknown";
-  }
-}
-
-const char* CloseReasonName(podgate::common::v1::CloseReason r) {
-  switch (r) {
-    case podgate::common::v1::CLOSE_REASON_CLIENT:
-      return "client";
-    case podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT:
-      return "idle_timeout";
-    case podgate::common::v1::CLOSE_REASON_SESSION_LIMIT:
-      return "session_limit";
-    case podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED:
-      return "credential_expired";
-    case podgate::common::v1::CLOSE_REASON_SHUTDOWN:
-      return "shutdown";
-    case podgate::common::v1::CLOSE_REASON_DISCONNECTED:
-      return "disconnected";
-    default:
-      return "unknown";
-  }
-}
-
-std::string CodeName(int code) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
-}
 
 // The WebSocket close code for an exec stream that ended with `code`.
 uint16_t CloseCodeFor(grpc::StatusCode code) {
@@ -87,6 +48,19 @@ std::chrono::steady_clock::time_point SteadyAt(absl::Time t) {
 // What a browser is told when edge shuts down (docs/protocol.md, "Shutdown").
 constexpr char kShutdownMessage[] = "edge is shutting down; reconnect to continue";
 constexpr char kSeedShutdownMessage[] = "edge is shutting down";
+
+const std::string& CommandIdOf(const SessionResponse& response) {
+  switch (response.kind_case()) {
+    case SessionResponse::kExit:
+      return response.exit().command_id();
+    case SessionResponse::kDenied:
+      return response.denied().command_id();
+    case SessionResponse::kError:
+      return response.error().command_id();
+    default:
+      return SessionResponse::default_instance().error().command_id();
+  }
+}
 
 bool EndsCommand(SessionResponse::KindCase kind) {
   return kind == SessionResponse::kExit || kind == SessionResponse::kDenied ||
@@ -272,12 +246,7 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
       }
       if (shutting_down_) {
         // The running command may finish, nothing new starts: the session closes after it.
-        Send(nlohmann::json{{"type", "error"},
-                            {"id", m.id},
-                            {"code", "UNAVAILABLE"},
-                            {"message", kShutdownMessage}}
-                 .dump(),
-             false);
+        Send(V1Error("UNAVAILABLE", kShutdownMessage, m.id), false);
         return;
       }
       request.mutable_command()->set_command_id(m.id);
@@ -356,7 +325,8 @@ void BrowserSession::Enqueue(SessionRequest request) {
     return;
   }
   if (request.has_command()) {
-    ++commands_in_exec_;
+    commands_in_exec_.push_back(request.command().command_id());
+    ++commands_started_;
   }
   pending_.push_back(std::move(request));
   if (pending_.size() >= context_->options.max_pending_requests && !browser_paused_ &&
@@ -440,8 +410,16 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
     MaybeRelease();
     return;
   }
-  if (EndsCommand(response.kind_case()) && commands_in_exec_ > 0) {
-    --commands_in_exec_;
+  if (EndsCommand(response.kind_case()) && !commands_in_exec_.empty()) {
+    auto it = std::find(commands_in_exec_.begin(), commands_in_exec_.end(), CommandIdOf(response));
+    commands_in_exec_.erase(it == commands_in_exec_.end() ? commands_in_exec_.begin() : it);
+  }
+  if (response.has_ready()) {
+    session_id_ = response.ready().session_id();
+    principal_ = response.ready().principal();
+    resolved_target_ = response.ready().target();
+  } else if (response.has_closed()) {
+    exec_closed_ = true;
   }
   bool more = true;
   if (!browser_gone_ && !closing_) {
@@ -458,19 +436,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
                                    {"container", r.target().container()},
                                    {"protocol", protocol_name()}});
         if (v1) {
-          nlohmann::json j = {
-              {"type", "ready"},
-              {"session_id", r.session_id()},
-              {"user", r.principal().user()},
-              {"groups", r.principal().groups()},
-              {"namespace", r.target().namespace_()},
-              {"pod", r.target().pod()},
-              {"container", r.target().container()},
-              {"mode", r.mode() == podgate::common::v1::SESSION_MODE_SHELL ? "shell" : "command"}};
-          if (r.has_expires_time()) {
-            j["expires"] = google::protobuf::util::TimeUtil::ToString(r.expires_time());
-          }
-          more = Send(j.dump(), false);
+          more = Send(V1Ready(r), false);
         }
         SendNextSeedCommand();
         break;
@@ -495,22 +461,10 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& e = response.exit();
         command_sent_.reset();
         if (v1) {
-          more = Send(
-              nlohmann::json{
-                  {"type", "exit"},
-                  {"id", e.command_id()},
-                  {"termination", TerminationName(e.termination())},
-                  {"code", e.exit_code()},
-                  {"duration_ms",
-                   google::protobuf::util::TimeUtil::DurationToMilliseconds(e.duration())},
-                  {"output_bytes", e.output_bytes()}}
-                  .dump(),
-              false);
+          more = Send(V1Exit(e), false);
         } else {
-          if (e.termination() != podgate::common::v1::TERMINATION_EXITED) {
-            more = Send(SeedReply("stderr", absl::StrCat("Command ended: ",
-                                                         TerminationName(e.termination()))),
-                        false);
+          if (std::optional<std::string> reply = SeedExit(e)) {
+            more = Send(*std::move(reply), false);
           }
           seed_command_running_ = false;
           if (!seed_commands_.empty()) {
@@ -526,12 +480,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         // The reason may quote the line, which may hold secrets: only the rule is logged.
         log::Info("command denied", {{"user", user_}, {"rule", d.rule()}});
         if (v1) {
-          more = Send(nlohmann::json{{"type", "denied"},
-                                     {"id", d.command_id()},
-                                     {"rule", d.rule()},
-                                     {"reason", d.reason()}}
-                          .dump(),
-                      false);
+          more = Send(V1Denied(d), false);
         } else {
           more = Send(SeedDenial(seed_commands_.empty() ? "" : seed_commands_.front()), false);
           seed_command_running_ = false;
@@ -546,12 +495,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& e = response.error();
         command_sent_.reset();
         if (v1) {
-          more = Send(nlohmann::json{{"type", "error"},
-                                     {"id", e.command_id()},
-                                     {"code", CodeName(e.status().code())},
-                                     {"message", e.status().message()}}
-                          .dump(),
-                      false);
+          more = Send(V1CommandError(e), false);
         } else {
           more = Send(SeedReply("stderr", e.status().message()), false);
           seed_command_running_ = false;
@@ -564,21 +508,14 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       }
       case SessionResponse::kClosed: {
         const auto& c = response.closed();
+        const PageClose page = PageCloseFor(c.reason());
         if (v1) {
-          Send(nlohmann::json{{"type", "closed"},
-                              {"reason", CloseReasonName(c.reason())},
-                              {"message", c.message()}}
-                   .dump(),
+          Send(V1Closed(page.reason, c.message()), false);
+        } else if (page.code == kCloseInternal) {
+          Send(SeedReply("stderr", c.message().empty() ? "The session failed" : c.message()),
                false);
         }
-        uint16_t code = kCloseNormal;
-        if (c.reason() == podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED) {
-          code = kClosePolicy;
-        } else if (c.reason() == podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT ||
-                   c.reason() == podgate::common::v1::CLOSE_REASON_SHUTDOWN) {
-          code = kCloseGoingAway;
-        }
-        CloseBrowser(code, CloseReasonName(c.reason()));
+        CloseBrowser(page.code, std::string(page.reason));
         break;
       }
       case SessionResponse::KIND_NOT_SET:
@@ -607,8 +544,10 @@ void BrowserSession::OnExecDone(grpc::Status status) {
   if (exec_ready_) {
     context_->metrics->SessionClosed();
   }
-  if (!status.ok() && !browser_gone_ && !closing_) {
-    std::string code = CodeName(static_cast<int>(status.error_code()));
+  if (exec_ready_ && !exec_closed_ && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    ExecLost(status);
+  } else if (!status.ok() && !browser_gone_ && !closing_) {
+    std::string code = StatusCodeName(static_cast<int>(status.error_code()));
     std::string message = status.error_message();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !exec_ready_) {
       message = absl::StrCat("the exec service is unavailable: ", message);
@@ -628,6 +567,56 @@ void BrowserSession::OnExecDone(grpc::Status status) {
   }
 }
 
+void BrowserSession::ExecLost(const grpc::Status& status) {
+  context_->metrics->ExecLost();
+  const std::string running = absl::StrJoin(commands_in_exec_, ",");
+  log::Warn("exec stream lost", {{"session_id", session_id_},
+                                 {"user", user_},
+                                 {"command_id", running},
+                                 {"error", status.error_message()}});
+  if (context_->auth_audit != nullptr) {
+    podgate::common::v1::AuditEvent e;
+    e.set_kind(podgate::common::v1::EVENT_KIND_SESSION_CLOSE);
+    e.set_session_id(session_id_);
+    if (!commands_in_exec_.empty()) {
+      e.set_command_id(commands_in_exec_.front());
+    }
+    *e.mutable_principal() = principal_;
+    *e.mutable_target() = resolved_target_;
+    e.set_source_address(params_.source_address.substr(0, 128));
+    auto* c = e.mutable_session_close();
+    c->set_reason(podgate::common::v1::CLOSE_REASON_ERROR);
+    c->set_message(
+        absl::StrCat("edge lost the exec stream (", status.error_message().substr(0, 200), ")",
+                     running.empty() ? std::string("; no command was running")
+                                     : absl::StrCat(" while command ", running.substr(0, 200),
+                                                    " ran; its outcome is unknown to edge")));
+    const absl::Duration lasted = context_->limits->Now() - opened_;
+    c->mutable_duration()->set_seconds(absl::ToInt64Seconds(lasted));
+    c->mutable_duration()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(lasted % absl::Seconds(1))));
+    c->set_commands(static_cast<int64_t>(commands_started_));
+    context_->auth_audit->RecordEvent(std::move(e));
+  }
+  if (browser_gone_ || closing_) {
+    return;
+  }
+  if (params_.protocol == Protocol::kV1) {
+    for (const std::string& id : commands_in_exec_) {
+      Send(V1ExecLostExit(id), false);
+    }
+    Send(V1Closed(kExecLostReason, kExecLostMessage), false);
+  } else {
+    if (!commands_in_exec_.empty()) {
+      Send(SeedReply("stderr", absl::StrCat("Command ended: error: ", kExecLostCommandMessage)),
+           false);
+    }
+    Send(SeedReply("stderr", kExecLostMessage), false);
+  }
+  commands_in_exec_.clear();
+  CloseBrowser(kCloseTryAgainLater, "exec service lost");
+}
+
 bool BrowserSession::Send(std::string data, bool binary) {
   if (connection_ == nullptr || browser_gone_) {
     return true;
@@ -637,7 +626,7 @@ bool BrowserSession::Send(std::string data, bool binary) {
 }
 
 void BrowserSession::SendError(const std::string& code, const std::string& message) {
-  Send(nlohmann::json{{"type", "error"}, {"code", code}, {"message", message}}.dump(), false);
+  Send(V1Error(code, message), false);
 }
 
 void BrowserSession::CloseBrowser(uint16_t code, const std::string& reason) {
@@ -735,9 +724,7 @@ void BrowserSession::CloseForShutdown(const char* when) {
   }
   context_->metrics->DrainClose(when);
   if (params_.protocol == Protocol::kV1) {
-    Send(nlohmann::json{{"type", "closed"}, {"reason", "shutdown"}, {"message", kShutdownMessage}}
-             .dump(),
-         false);
+    Send(V1Closed("shutdown", kShutdownMessage), false);
   } else {
     Send(SeedReply("stderr", kSeedShutdownMessage), false);
   }

@@ -93,7 +93,11 @@ class BrowserSession : public http::WebSocketHandler,
   void OnTimer(boost::system::error_code ec);
   void OnDrain();
   void OnCloseNow();
-  bool CommandRunning() const { return commands_in_exec_ > 0; }
+  bool CommandRunning() const { return !commands_in_exec_.empty(); }
+  // The exec stream broke under an open session (the exec replica died, or the connection to
+  // it was lost): audited (the trail is never silent), and the browser is told what became of
+  // its command before the close (1013).
+  void ExecLost(const grpc::Status& status);
   // Tells the browser edge is shutting down and closes with 1001; `when` labels the metric.
   void CloseForShutdown(const char* when);
 
@@ -124,9 +128,15 @@ class BrowserSession : public http::WebSocketHandler,
   std::deque<std::string> seed_commands_;
   bool seed_command_running_ = false;
   uint64_t next_command_ = 0;
-  // Commands handed to exec and not yet answered with exit, denied or error (exec answers
-  // every command with exactly one of them).
-  int commands_in_exec_ = 0;
+  // The ids of commands handed to exec and not yet answered with exit, denied or error (exec
+  // answers every command with exactly one of them), oldest first.
+  std::deque<std::string> commands_in_exec_;
+  // From exec's `ready`, for the audit of a lost exec stream.
+  std::string session_id_;
+  podgate::common::v1::Principal principal_;
+  podgate::common::v1::Target resolved_target_;
+  bool exec_closed_ = false;                // exec sent `closed`: the stream ends on purpose
+  uint64_t commands_started_ = 0;           // commands handed to exec
   std::optional<absl::Time> command_sent_;  // for the first-output latency
 
   bool closing_ = false;           // CloseBrowser called

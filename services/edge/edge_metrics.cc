@@ -73,7 +73,21 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                               .Help("Authentication failures not audited, by reason "
                                     "(queue_full: too many waiting for audit; failed: audit "
                                     "did not acknowledge in time or refused).")
-                              .Register(registry)) {
+                              .Register(registry)),
+      exec_lost_(prometheus::BuildCounter()
+                     .Name("podgate_edge_exec_lost_total")
+                     .Help("Open sessions whose exec stream broke (the exec replica died or "
+                           "the connection to it was lost).")
+                     .Register(registry)
+                     .Add({})),
+      exec_lost_audit_(prometheus::BuildCounter()
+                           .Name("podgate_edge_exec_lost_audit_total")
+                           .Help("Audit records of lost exec streams, by result (recorded, "
+                                 "queue_full, failed).")
+                           .Register(registry)) {
+  for (const char* result : {"recorded", "queue_full", "failed"}) {
+    exec_lost_audit_.Add({{"result", result}});
+  }
   for (const char* reason : {"queue_full", "failed"}) {
     auth_audit_dropped_.Add({{"reason", reason}});
   }
@@ -119,6 +133,12 @@ void EdgeMetrics::AuthAudit(const std::string& outcome) {
   } else {
     auth_audit_dropped_.Add({{"reason", outcome}}).Increment();
   }
+}
+
+void EdgeMetrics::ExecLost() { exec_lost_.Increment(); }
+
+void EdgeMetrics::ExecLostAudit(const std::string& outcome) {
+  exec_lost_audit_.Add({{"result", outcome}}).Increment();
 }
 
 void EdgeMetrics::Rejection(const std::string& reason) {

@@ -31,6 +31,10 @@ class EdgeMetrics {
   void AcceptBackoff();
   // The outcome of an auth-failure audit event: "recorded", "queue_full", "failed".
   void AuthAudit(const std::string& outcome);
+  // A session's exec stream broke (docs/protocol.md, "Exec lost").
+  void ExecLost();
+  // The outcome of the audit record of such a loss: "recorded", "queue_full", "failed".
+  void ExecLostAudit(const std::string& outcome);
   // A browser connection closed because edge is shutting down: "at_once" (no command was
   // running), "after_command" (right after the running command's result), "deadline" (still
   // open when --drain_timeout ran out).
@@ -57,6 +61,8 @@ class EdgeMetrics {
   prometheus::Counter& accept_backoffs_;
   prometheus::Counter& auth_audit_recorded_;
   prometheus::Family<prometheus::Counter>& auth_audit_dropped_;
+  prometheus::Counter& exec_lost_;
+  prometheus::Family<prometheus::Counter>& exec_lost_audit_;
 };
 
 }  // namespace podgate::edge

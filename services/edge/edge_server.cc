@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -22,6 +24,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/log.h"
+#include "runtime/timer.h"
 
 namespace podgate::edge {
 
@@ -29,6 +32,21 @@ namespace bhttp = boost::beast::http;
 using http::Request;
 using http::Response;
 using http::RouteResult;
+
+const std::vector<std::pair<std::string, std::string>>& SecurityHeaderList() {
+  static const auto* const kHeaders = new std::vector<std::pair<std::string, std::string>>{
+      {"Cache-Control", "no-store"},
+      {"X-Content-Type-Options", "nosniff"},
+      {"X-Frame-Options", "DENY"},
+      {"Referrer-Policy", "no-referrer"},
+      // Scripts only from edge's own files. Styles may also be inline: xterm.js's renderer
+      // writes its colours and cell sizes into <style> elements; the page never inserts markup.
+      {"Content-Security-Policy",
+       "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "connect-src 'self'; object-src 'none'; form-action 'self'; frame-ancestors 'none'; "
+       "base-uri 'none'"}};
+  return *kHeaders;
+}
 
 namespace {
 
@@ -40,18 +58,11 @@ std::string Header(const Request& request, bhttp::field field) {
 }
 
 void SecurityHeaders(Response& res) {
-  res.set(bhttp::field::cache_control, res[bhttp::field::cache_control].empty()
-                                           ? "no-store"
-                                           : std::string(res[bhttp::field::cache_control]));
-  res.set("X-Content-Type-Options", "nosniff");
-  res.set("X-Frame-Options", "DENY");
-  res.set("Referrer-Policy", "no-referrer");
-  // Scripts only from edge's own files. Styles may also be inline: xterm.js's renderer writes
-  // its colours and cell sizes into <style> elements; the page never inserts markup.
-  res.set("Content-Security-Policy",
-          "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-          "connect-src 'self'; object-src 'none'; form-action 'self'; frame-ancestors 'none'; "
-          "base-uri 'none'");
+  for (const auto& [name, value] : SecurityHeaderList()) {
+    if (res.find(name) == res.end()) {
+      res.set(name, value);
+    }
+  }
 }
 
 Response Json(const Request& request, bhttp::status status, const nlohmann::json& body) {
@@ -528,29 +539,88 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
   return result;
 }
 
+namespace {
+
+// How long /readyz waits for an idle or connecting backend channel to settle. Short of the
+// 1 s a Kubernetes probe waits by default.
+constexpr absl::Duration kReadyWait = absl::Milliseconds(800);
+
+// One /readyz probe: the backend channels' states, asked to connect; answers once every
+// channel is READY or has failed (TRANSIENT_FAILURE, SHUTDOWN), or when the wait runs out.
+// IDLE (never used, or unused for a while) and CONNECTING are not failures: a healthy backend
+// answers 200 on the first probe.
+class ReadyProbe : public std::enable_shared_from_this<ReadyProbe> {
+ public:
+  // Holds the channels themselves: a probe may outlive the router by its wait.
+  ReadyProbe(const EdgeContext& context, Request request, absl::Time deadline)
+      : channels_{{{"exec", context.exec_channel},
+                   {"policy", context.policy_channel},
+                   {"audit", context.audit_channel}}},
+        request_(std::move(request)),
+        deadline_(deadline) {}
+
+  // The answer if every channel has settled (or `final`), else nullopt.
+  std::optional<Response> Check(bool final) {
+    nlohmann::json body = nlohmann::json::object();
+    bool ready = true;
+    bool settled = true;
+    for (const auto& [name, channel] : channels_) {
+      if (channel == nullptr) {
+        continue;
+      }
+      const grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
+      const bool up = state == GRPC_CHANNEL_READY;
+      settled = settled &&
+                (up || state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN);
+      body[name] = up ? "ready" : "not ready";
+      // audit is optional for the page (only the audit view needs it).
+      if (!up && std::string(name) != "audit") {
+        ready = false;
+      }
+    }
+    if (!settled && !final) {
+      return std::nullopt;
+    }
+    return Json(request_, ready ? bhttp::status::ok : bhttp::status::service_unavailable, body);
+  }
+
+  // Polls until Check answers, on the shared timer thread (GetState does not block).
+  void Wait(std::function<void(Response)> reply) {
+    const bool final = absl::Now() >= deadline_;
+    if (std::optional<Response> answer = Check(final)) {
+      reply(*std::move(answer));
+      return;
+    }
+    runtime::TimerQueue::Default().After(
+        absl::Milliseconds(10), [self = shared_from_this(), reply = std::move(reply)]() mutable {
+          self->Wait(std::move(reply));
+        });
+  }
+
+ private:
+  const std::array<std::pair<const char*, std::shared_ptr<grpc::Channel>>, 3> channels_;
+  const Request request_;
+  const absl::Time deadline_;
+};
+
+}  // namespace
+
 RouteResult EdgeRouter::Ready(const Request& request) {
   if (context_->sessions->draining()) {
     // Load balancers stop sending browsers here while the open sessions wind down.
     return Answer(Json(request, bhttp::status::service_unavailable, {{"edge", "shutting down"}}));
   }
-  nlohmann::json body = nlohmann::json::object();
-  bool ready = true;
-  for (auto [name, channel] :
-       {std::pair{"exec", context_->exec_channel}, std::pair{"policy", context_->policy_channel},
-        std::pair{"audit", context_->audit_channel}}) {
-    if (channel == nullptr) {
-      continue;
-    }
-    grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
-    bool up = state == GRPC_CHANNEL_READY;
-    body[name] = up ? "ready" : "not ready";
-    // audit is optional for the page (only the audit view needs it).
-    if (!up && std::string(name) != "audit") {
-      ready = false;
-    }
+  Request req_copy(request.method(), request.target(), request.version());
+  req_copy.keep_alive(request.keep_alive());
+  auto probe = std::make_shared<ReadyProbe>(
+      *context_, std::move(req_copy),
+      absl::Now() + std::min(kReadyWait, context_->options.backend_timeout));
+  if (std::optional<Response> answer = probe->Check(/*final=*/false)) {
+    return Answer(*std::move(answer));
   }
-  return Answer(
-      Json(request, ready ? bhttp::status::ok : bhttp::status::service_unavailable, body));
+  RouteResult result;
+  result.deferred = [probe](std::function<void(Response)> reply) { probe->Wait(std::move(reply)); };
+  return result;
 }
 
 RouteResult EdgeRouter::Targets(const Request& request, const http::RequestContext& peer,
@@ -634,8 +704,9 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
         json_lines_(json_lines),
         max_records_(max_records),
         reply_(std::move(reply)) {
-    context_->audit->async()->Query(&grpc_context_, &request_, this);
+    // Before the call is created: a deadline set afterwards is ignored.
     grpc_context_.set_deadline(absl::ToChronoTime(absl::Now() + context_->options.backend_timeout));
+    context_->audit->async()->Query(&grpc_context_, &request_, this);
     StartRead(&response_);
     StartCall();
   }

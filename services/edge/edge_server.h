@@ -19,6 +19,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "edge/edge_context.h"
@@ -45,6 +47,12 @@ class StaticFiles {
  private:
   std::map<std::string, File> files_;
 };
+
+// The headers every answer of edge's HTTP server carries unless it sets them itself (a static
+// file sets its own Cache-Control): the page's Content-Security-Policy, nosniff, DENY framing,
+// no referrer, Cache-Control no-store. Given to the HTTP server as its response_headers, so the
+// server's own 400/413/431 and refusals carry them too.
+const std::vector<std::pair<std::string, std::string>>& SecurityHeaderList();
 
 // Splits a query string into decoded key/value pairs; errors on bad percent-encoding.
 absl::StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_view query);

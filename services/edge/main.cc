@@ -148,6 +148,7 @@ int main(int argc, char** argv) {
   podgate::http::ServerOptions http_options;
   http_options.address = host;
   http_options.port = static_cast<uint16_t>(port);
+  http_options.response_headers = podgate::edge::SecurityHeaderList();
   http_options.cert_file = absl::GetFlag(FLAGS_tls_cert_http);
   http_options.key_file = absl::GetFlag(FLAGS_tls_key_http);
   if (http_options.cert_file.empty() != http_options.key_file.empty()) {

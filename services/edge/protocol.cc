@@ -190,6 +190,55 @@ absl::StatusOr<V1ClientMessage> ParseV1Binary(std::string_view data) {
   return m;
 }
 
+PageClose PageCloseFor(podgate::common::v1::CloseReason reason) {
+  namespace c = podgate::common::v1;
+  // No default: a value added to the enum is a compile error (-Wswitch) until it is mapped.
+  switch (reason) {
+    case c::CLOSE_REASON_CLIENT:
+      return {"client", kCloseNormal};
+    case c::CLOSE_REASON_IDLE_TIMEOUT:
+      return {"idle_timeout", kCloseGoingAway};
+    case c::CLOSE_REASON_SESSION_LIMIT:
+      return {"session_limit", kCloseNormal};
+    case c::CLOSE_REASON_CREDENTIAL_EXPIRED:
+      return {"credential_expired", kClosePolicy};
+    case c::CLOSE_REASON_SHUTDOWN:
+      return {"shutdown", kCloseGoingAway};
+    case c::CLOSE_REASON_DISCONNECTED:
+      return {"disconnected", kCloseNormal};
+    case c::CLOSE_REASON_ERROR:
+      return {"error", kCloseInternal};
+    case c::CLOSE_REASON_REMOTE_EXIT:
+      return {"remote_exit", kCloseNormal};
+    case c::CLOSE_REASON_UNSPECIFIED:
+    case c::CloseReason_INT_MIN_SENTINEL_DO_NOT_USE_:
+    case c::CloseReason_INT_MAX_SENTINEL_DO_NOT_USE_:
+      break;
+  }
+  return {"unknown", kCloseInternal};
+}
+
+std::string_view TerminationLabel(podgate::common::v1::Termination termination) {
+  namespace c = podgate::common::v1;
+  switch (termination) {
+    case c::TERMINATION_EXITED:
+      return "exited";
+    case c::TERMINATION_INTERRUPTED:
+      return "interrupted";
+    case c::TERMINATION_TIME_LIMIT:
+      return "time_limit";
+    case c::TERMINATION_OUTPUT_LIMIT:
+      return "output_limit";
+    case c::TERMINATION_ERROR:
+      return "error";
+    case c::TERMINATION_UNSPECIFIED:
+    case c::Termination_INT_MIN_SENTINEL_DO_NOT_USE_:
+    case c::Termination_INT_MAX_SENTINEL_DO_NOT_USE_:
+      break;
+  }
+  return "unknown";
+}
+
 std::string V1Binary(BinaryKind kind, std::string_view payload) {
   std::string out;
   out.reserve(payload.size() + 1);

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "podgate/common/v1/common.pb.h"
 
 namespace podgate::edge {
 
@@ -36,6 +37,24 @@ inline constexpr uint16_t kClosePolicy = 1008;
 inline constexpr uint16_t kCloseTooBig = 1009;
 inline constexpr uint16_t kCloseInternal = 1011;
 inline constexpr uint16_t kCloseTryAgainLater = 1013;
+
+// What the page learns when exec closes a session: the v1 `closed` reason and the WebSocket
+// close code (docs/protocol.md, "Close codes"). Every CloseReason has its own label, the enum
+// value's name without `CLOSE_REASON_` in lower case; only CLOSE_REASON_UNSPECIFIED (and a
+// number this build does not know) is "unknown", closed with 1011.
+struct PageClose {
+  std::string_view reason;
+  uint16_t code = kCloseInternal;
+};
+PageClose PageCloseFor(podgate::common::v1::CloseReason reason);
+
+// The v1 `exit` message's `termination` label: the enum value's name without `TERMINATION_` in
+// lower case; "unknown" for TERMINATION_UNSPECIFIED and numbers this build does not know.
+std::string_view TerminationLabel(podgate::common::v1::Termination termination);
+
+// The v1 `closed` reason and close code of a session whose exec stream broke (the exec replica
+// died or the connection to it was lost): the page is told, and may reconnect (1013).
+inline constexpr char kExecLostReason[] = "exec_lost";
 
 // What the Sec-WebSocket-Protocol header offered.
 struct OfferedProtocols {

@@ -1887,6 +1887,9 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     msg.mutable_exit()->set_exit_code(outcome.exit_code);
     SetDuration(duration, msg.mutable_exit()->mutable_duration());
     msg.mutable_exit()->set_output_bytes(cmd->stdout_bytes + cmd->stderr_bytes);
+    if (termination == common::TERMINATION_ERROR && !outcome.status.ok()) {
+      msg.mutable_exit()->set_error(std::string(outcome.status.message()));
+    }
   }
   SendLocked(std::move(msg));
   // Release the stream outside this observer callback's own bookkeeping.

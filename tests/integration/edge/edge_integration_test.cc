@@ -195,6 +195,27 @@ class KeepAliveConnection {
   }
   ~KeepAliveConnection() { close(fd_); }
 
+  // Sends `request` and returns the response's status line and headers.
+  absl::StatusOr<std::string> RoundTripHead(const std::string& request,
+                                            absl::Duration timeout = absl::Seconds(10)) {
+    send(fd_, request.data(), request.size(), MSG_NOSIGNAL);  // may stop short on an early answer
+    const absl::Time deadline = absl::Now() + timeout;
+    while (buffer_.find("\r\n\r\n") == std::string::npos) {
+      pollfd p{fd_, POLLIN, 0};
+      int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+      if (wait_ms <= 0 || poll(&p, 1, wait_ms) != 1) {
+        return absl::DeadlineExceededError(absl::StrCat("no whole head: ", buffer_));
+      }
+      char chunk[4096];
+      ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
+      if (n <= 0) {
+        return absl::UnavailableError(absl::StrCat("connection closed after: ", buffer_));
+      }
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+    return buffer_.substr(0, buffer_.find("\r\n\r\n") + 2);
+  }
+
   struct Answer {
     int status = 0;
     std::string body;
@@ -298,6 +319,7 @@ class EdgeTest : public ::testing::Test {
         "--metrics_address=", "--kubeconfig=" + d + "/kube/kubeconfig",
         "--policy_address=" + policy_address, "--audit_address=" + audit_address};
     exec_args.insert(exec_args.end(), jwt.begin(), jwt.end());
+    exec_args_ = new std::vector<std::string>(exec_args);
     auto exec = Subprocess::Start(PODGATE_EXEC_BIN, exec_args);
     ASSERT_TRUE(exec.ok()) << exec.status();
     exec_ = exec->release();
@@ -352,6 +374,84 @@ class EdgeTest : public ::testing::Test {
     }
     delete edge_args_;
     edge_args_ = nullptr;
+    delete exec_args_;
+    exec_args_ = nullptr;
+  }
+
+  // Another exec replica (for tests that kill it), over the suite's kubesim or, with
+  // `kubesim_flags`, over a kubesim of its own. Logs are printed when the test fails.
+  struct ExecReplica {
+    std::unique_ptr<Subprocess> kubesim;
+    std::unique_ptr<Subprocess> process;
+    std::string address;
+    pid_t kubesim_pid = 0;  // the kubesim whose children run the commands
+    ~ExecReplica() {
+      if (::testing::Test::HasFailure()) {
+        for (Subprocess* p : {kubesim.get(), process.get()}) {
+          for (const std::string& line : p != nullptr ? p->Lines() : std::vector<std::string>{}) {
+            std::cerr << line << "\n";
+          }
+        }
+      }
+    }
+  };
+
+  static bool StartExec(const std::vector<std::string>& kubesim_flags,
+                        const std::vector<std::string>& extra, ExecReplica* exec) {
+    std::vector<std::string> args = *exec_args_;
+    exec->kubesim_pid = kubesim_->pid();
+    if (!kubesim_flags.empty()) {
+      static int n = 0;
+      const std::string state = absl::StrCat(*dir_, "/kube-", ++n);
+      std::vector<std::string> kargs = {"--cluster",    *dir_ + "/cluster.yaml",
+                                        "--token_file", *dir_ + "/tokens.csv",
+                                        "--state_dir",  state,
+                                        "--port",       "0"};
+      kargs.insert(kargs.end(), kubesim_flags.begin(), kubesim_flags.end());
+      auto kubesim = Subprocess::Start(KUBESIM_BIN, kargs);
+      EXPECT_TRUE(kubesim.ok()) << kubesim.status();
+      if (!kubesim.ok()) {
+        return false;
+      }
+      exec->kubesim = *std::move(kubesim);
+      EXPECT_TRUE(exec->kubesim->WaitForLine("\"serving\"", absl::Seconds(20)).ok());
+      exec->kubesim_pid = exec->kubesim->pid();
+      args.push_back("--kubeconfig=" + state + "/kubeconfig");
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto process = Subprocess::Start(PODGATE_EXEC_BIN, args);
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (!process.ok()) {
+      return false;
+    }
+    exec->process = *std::move(process);
+    auto line = exec->process->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
+    EXPECT_TRUE(line.ok()) << line.status();
+    if (!line.ok()) {
+      return false;
+    }
+    exec->address = absl::StrCat("127.0.0.1:", JsonPort(*line, "grpc_port"));
+    return true;
+  }
+
+  // A v1 connection with the token in the sub-protocol offer; returns exec's `ready`.
+  static std::unique_ptr<http::WebSocketClient> V1Ready(const std::string& token, int port,
+                                                        nlohmann::json* ready) {
+    auto ws = http::WebSocketClient::Connect(
+        Options(kOrigin, port), "/ws/v1/demo/web-1",
+        {"podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(token)});
+    EXPECT_TRUE(ws.ok()) << ws.status();
+    if (!ws.ok()) {
+      return nullptr;
+    }
+    auto m = (*ws)->Read(absl::Seconds(10));
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) {
+      return nullptr;
+    }
+    *ready = nlohmann::json::parse(m->data);
+    EXPECT_EQ((*ready)["type"], "ready") << m->data;
+    return *std::move(ws);
   }
 
   // Another edge replica in front of the same back end, for tests that stop it. Its log is
@@ -578,6 +678,7 @@ class EdgeTest : public ::testing::Test {
 
   static std::string* dir_;
   static std::vector<std::string>* edge_args_;
+  static std::vector<std::string>* exec_args_;
   static Subprocess* kubesim_;
   static Subprocess* policy_;
   static Subprocess* exec_;
@@ -589,6 +690,7 @@ class EdgeTest : public ::testing::Test {
 
 std::string* EdgeTest::dir_ = nullptr;
 std::vector<std::string>* EdgeTest::edge_args_ = nullptr;
+std::vector<std::string>* EdgeTest::exec_args_ = nullptr;
 Subprocess* EdgeTest::kubesim_ = nullptr;
 Subprocess* EdgeTest::policy_ = nullptr;
 Subprocess* EdgeTest::exec_ = nullptr;
@@ -1781,6 +1883,196 @@ TEST_F(EdgeTest, AStdinFloodWhileExecAcceptsNothingKeepsEdgeMemoryBounded) {
   // Buffering what the browser sent would cost tens of MiB; the bound is 32 queued requests of
   // at most 64 KiB plus socket and allocator slack.
   EXPECT_LT(peak - before, 14 * 1024) << "edge buffered stdin instead of pausing the browser";
+}
+
+// An exec replica killed (SIGKILL) under a running command: the page is told the command's
+// outcome is unknown and why the session ends (v1 `exit` termination `error` with a reason,
+// then `closed` reason `exec_lost`, close 1013; seed two stderr lines, 1013), and edge records
+// the loss in audit with the session, the user and the running command.
+TEST_F(EdgeTest, AnExecReplicaKilledMidCommandGivesTheBrowserAnOutcomeAndAnAuditRecord) {
+  ExecReplica exec;
+  ASSERT_TRUE(StartExec({}, {}, &exec));
+  EdgeReplica edge;
+  ASSERT_TRUE(StartEdge({"--exec_address=" + exec.address}, &edge));
+  nlohmann::json ready;
+  auto v1 = V1Ready(Token("alice-lost"), edge.http_port, &ready);
+  ASSERT_NE(v1, nullptr);
+  const std::string session_id = ready.value("session_id", "");
+  ASSERT_FALSE(session_id.empty()) << ready.dump();
+  auto seed = Seed(Token("bob-lost"), edge.http_port);
+  ASSERT_NE(seed, nullptr);
+  ASSERT_TRUE(seed->Write("sleep 88", false).ok());
+  const pid_t seed_sleep = WaitForChild(exec.kubesim_pid, {"sleep", "88"});
+  ASSERT_GT(seed_sleep, 0);
+  const pid_t v1_sleep = StartCommand(*v1, "k1", "sleep 89");
+  ASSERT_GT(v1_sleep, 0);
+
+  exec.process->Signal(SIGKILL);
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*v1, &seen), HasSubstr("code 1013"));
+  ASSERT_EQ(seen.size(), 2u) << absl::StrJoin(seen, " | ");
+  EXPECT_EQ(nlohmann::json::parse(seen[0]),
+            nlohmann::json({{"type", "exit"},
+                            {"id", "k1"},
+                            {"termination", "error"},
+                            {"reason",
+                             "the exec service was lost while the command ran; its "
+                             "outcome is unknown"}}))
+      << seen[0];
+  EXPECT_EQ(nlohmann::json::parse(seen[1]),
+            nlohmann::json({{"type", "closed"},
+                            {"reason", "exec_lost"},
+                            {"message",
+                             "the connection to the exec service was lost; reconnect "
+                             "to continue"}}))
+      << seen[1];
+  seen.clear();
+  EXPECT_THAT(ReadUntilClosed(*seed, &seen), HasSubstr("code 1013"));
+  EXPECT_EQ(
+      seen,
+      (std::vector<std::string>{
+          R"({"stderr": "Command ended: error: the exec service was lost while the command ran; its outcome is unknown"})",
+          R"({"stderr": "the connection to the exec service was lost; reconnect to continue"})"}));
+  for (pid_t orphan : {seed_sleep, v1_sleep}) {
+    kill(orphan, SIGKILL);  // exec died with them running; kubesim still holds them
+  }
+
+  // The trail is never silent: edge's SESSION_CLOSE (reason ERROR) names the command.
+  nlohmann::json record;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(15);
+       record.is_null() && absl::Now() < deadline;) {
+    auto audit = Get("/api/v1/audit?session_id=" + session_id, Token("ann", {"podgate-auditors"}));
+    ASSERT_TRUE(audit.ok()) << audit.status();
+    ASSERT_EQ(audit->status, 200) << audit->body;
+    const nlohmann::json body = nlohmann::json::parse(audit->body);
+    for (const nlohmann::json& r : body["records"]) {
+      if (r["event"].value("source_service", "") == "edge" &&
+          r["event"].value("kind", "") == "EVENT_KIND_SESSION_CLOSE") {
+        record = r["event"];
+      }
+    }
+    if (record.is_null()) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+  ASSERT_FALSE(record.is_null())
+      << "edge recorded no loss for session " << session_id << "; audit results: recorded "
+      << Metric("podgate_edge_exec_lost_audit_total{result=\"recorded\"}", edge.metrics_port)
+      << ", failed "
+      << Metric("podgate_edge_exec_lost_audit_total{result=\"failed\"}", edge.metrics_port);
+  EXPECT_EQ(record["session_id"], session_id);
+  EXPECT_EQ(record["command_id"], "k1");
+  EXPECT_EQ(record["principal"]["user"], "alice-lost");
+  EXPECT_EQ(record["target"]["pod"], "web-1");
+  EXPECT_EQ(record["session_close"]["reason"], "CLOSE_REASON_ERROR");
+  EXPECT_THAT(record["session_close"].value("message", ""),
+              HasSubstr("while command k1 ran; its outcome is unknown"));
+  EXPECT_EQ(Metric("podgate_edge_exec_lost_total", edge.metrics_port), 2);
+}
+
+// A command whose stream to the container fails ends with `exit` termination `error` and the
+// reason (here kubesim drops the stream on a stdin frame above its --max_frame_bytes).
+TEST_F(EdgeTest, AnExitWithTerminationErrorCarriesTheReason) {
+  ExecReplica exec;
+  ASSERT_TRUE(StartExec({"--max_frame_bytes=1024"}, {"--interrupt_grace=1s"}, &exec));
+  EdgeReplica edge;
+  ASSERT_TRUE(StartEdge({"--exec_address=" + exec.address}, &edge));
+  auto ws = V1(Token(), edge.http_port);
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write(R"({"type":"command","id":"b1","line":"sleep 47"})", false).ok());
+  ASSERT_GT(WaitForChild(exec.kubesim_pid, {"sleep", "47"}), 0);
+  ASSERT_TRUE(ws->Write(std::string(1, '\0') + std::string(8192, 'x'), true).ok());
+  nlohmann::json exit;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(15); absl::Now() < deadline;) {
+    auto m = ws->Read(deadline - absl::Now());
+    ASSERT_TRUE(m.ok()) << m.status();
+    if (!m->binary) {
+      exit = nlohmann::json::parse(m->data);
+      break;
+    }
+  }
+  EXPECT_EQ(exit["type"], "exit") << exit.dump();
+  EXPECT_EQ(exit["id"], "b1");
+  EXPECT_EQ(exit["termination"], "error");
+  ASSERT_TRUE(exit.contains("reason")) << exit.dump();
+  EXPECT_THAT(exit["reason"].get<std::string>(), HasSubstr("exec stops its process"))
+      << exit.dump();
+}
+
+// The first /readyz of a new replica, before anything used the backend channels (gRPC
+// channels start IDLE), answers 200 when the backends are up.
+TEST_F(EdgeTest, TheFirstReadyzAfterStartIs200) {
+  EdgeReplica edge;
+  ASSERT_TRUE(StartEdge({}, &edge));
+  auto connection = KeepAliveConnection::Open(edge.http_port);
+  ASSERT_NE(connection, nullptr);
+  const absl::Time start = absl::Now();
+  auto ready = connection->RoundTrip("GET /readyz HTTP/1.1\r\nHost: edge\r\n\r\n");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(ready->status, 200) << ready->body;
+  EXPECT_EQ(nlohmann::json::parse(ready->body),
+            nlohmann::json({{"exec", "ready"}, {"policy", "ready"}, {"audit", "ready"}}));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+}
+
+// /api/v1/audit holds to --backend_timeout (2s here) when audit does not answer (SIGSTOP).
+TEST_F(EdgeTest, TheAuditViewAnswersAtTheBackendDeadlineWhenAuditIsFrozen) {
+  // Connected first, so the frozen audit holds the call (a channel still connecting fails it
+  // fast with UNAVAILABLE instead).
+  auto warm = Get("/api/v1/audit?kind=auth_failure", Token("ann", {"podgate-auditors"}));
+  ASSERT_TRUE(warm.ok()) << warm.status();
+  ASSERT_EQ(warm->status, 200) << warm->body;
+  audit_->Signal(SIGSTOP);
+  struct Resume {
+    ~Resume() { audit_->Signal(SIGCONT); }
+  } resume;
+  const absl::Time start = absl::Now();
+  auto audit = Get("/api/v1/audit?kind=auth_failure", Token("ann", {"podgate-auditors"}));
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(audit.ok()) << audit.status() << " after " << took;
+  EXPECT_EQ(audit->status, 504) << audit->body;
+  EXPECT_EQ(ErrorOf(*audit)["code"], "DEADLINE_EXCEEDED") << audit->body;
+  EXPECT_GE(took, absl::Milliseconds(1900));
+  EXPECT_LT(took, absl::Seconds(4)) << "the 2s deadline was not applied";
+}
+
+// Every answer of edge's HTTP port carries the page's security headers: a 404, /healthz,
+// /readyz, an API refusal, and the HTTP parser's own 400, 413 and 431.
+TEST_F(EdgeTest, EveryAnswerCarriesTheSecurityHeaders) {
+  auto check = [](const std::string& what, const std::string& head) {
+    for (const char* header :
+         {"X-Content-Type-Options: nosniff", "X-Frame-Options: DENY",
+          "Referrer-Policy: no-referrer", "Content-Security-Policy: default-src 'self'"}) {
+      EXPECT_THAT(head, HasSubstr(header)) << what << ":\n" << head;
+    }
+  };
+  // Raw exchanges: the parser's answers come before any routing, and close the connection.
+  auto raw = [](const std::string& request) {
+    auto c = KeepAliveConnection::Open(http_port_);
+    EXPECT_NE(c, nullptr);
+    if (c == nullptr) {
+      return std::string();
+    }
+    auto answer = c->RoundTripHead(request);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    return answer.ok() ? *answer : std::string();
+  };
+  for (const char* path : {"/no-such-file.txt", "/healthz", "/readyz", "/", "/api/v1/session"}) {
+    const std::string head = raw(absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: edge\r\n\r\n"));
+    check(path, head);
+  }
+  EXPECT_THAT(raw("GET /no-such-file.txt HTTP/1.1\r\nHost: edge\r\n\r\n"),
+              StartsWith("HTTP/1.1 404"));
+  std::string head = raw("NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_THAT(head, StartsWith("HTTP/1.1 400"));
+  check("400", head);
+  head = raw("POST /api/v1/login HTTP/1.1\r\nHost: edge\r\nContent-Length: 100000000\r\n\r\n");
+  EXPECT_THAT(head, StartsWith("HTTP/1.1 413"));
+  check("413", head);
+  head = raw(
+      absl::StrCat("GET / HTTP/1.1\r\nHost: edge\r\nX-Big: ", std::string(17000, 'h'), "\r\n\r\n"));
+  EXPECT_THAT(head, StartsWith("HTTP/1.1 431"));
+  check("431", head);
 }
 
 // With every backend down, the browser gets a clear answer at once, never a hang.

@@ -1,11 +1,19 @@
 // The browser protocols' parsers and encoders, the query parser, and the rate limits.
 #include "edge/protocol.h"
 
+#include <set>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
 #include "auth/base64url.h"
+#include "edge/codec.h"
 #include "edge/edge_server.h"
 #include "edge/limits.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace podgate::edge {
 namespace {
@@ -203,6 +211,115 @@ TEST(LimitsTest, UnauthenticatedConnectionsHaveAPoolOfTheirOwn) {
   EXPECT_EQ(limits.unauthenticated_connections(), 2);
   limits.ReleaseUnauthenticated();
   EXPECT_TRUE(limits.AcquireUnauthenticated());
+}
+
+// Every exec close reason has a page outcome of its own: a label (the value's name without
+// CLOSE_REASON_, lower case) and a documented close code. The values come from the proto
+// descriptor, so a value added to the enum without a mapping fails here.
+TEST(PageCloseTest, EveryCloseReasonFromTheDescriptorIsMapped) {
+  const google::protobuf::EnumDescriptor* d = podgate::common::v1::CloseReason_descriptor();
+  ASSERT_GE(d->value_count(), 9);
+  const std::set<uint16_t> documented = {kCloseNormal, kCloseGoingAway, kClosePolicy,
+                                         kCloseInternal};
+  for (int i = 0; i < d->value_count(); ++i) {
+    const auto value = static_cast<podgate::common::v1::CloseReason>(d->value(i)->number());
+    const PageClose page = PageCloseFor(value);
+    EXPECT_TRUE(documented.count(page.code)) << d->value(i)->name() << ": " << page.code;
+    if (value == podgate::common::v1::CLOSE_REASON_UNSPECIFIED) {
+      EXPECT_EQ(page.reason, "unknown");
+      continue;
+    }
+    std::string expected(absl::StripPrefix(d->value(i)->name(), "CLOSE_REASON_"));
+    absl::AsciiStrToLower(&expected);
+    EXPECT_EQ(page.reason, expected) << d->value(i)->name();
+  }
+  // A failure is not a normal close; a shell that exited is.
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_ERROR).code, kCloseInternal);
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_REMOTE_EXIT).code, kCloseNormal);
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED).code, kClosePolicy);
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT).code, kCloseGoingAway);
+  EXPECT_EQ(PageCloseFor(static_cast<podgate::common::v1::CloseReason>(99)).reason, "unknown");
+}
+
+TEST(PageCloseTest, EveryTerminationFromTheDescriptorHasItsLabel) {
+  const google::protobuf::EnumDescriptor* d = podgate::common::v1::Termination_descriptor();
+  for (int i = 0; i < d->value_count(); ++i) {
+    const auto value = static_cast<podgate::common::v1::Termination>(d->value(i)->number());
+    std::string expected(absl::StripPrefix(d->value(i)->name(), "TERMINATION_"));
+    absl::AsciiStrToLower(&expected);
+    EXPECT_EQ(TerminationLabel(value),
+              value == podgate::common::v1::TERMINATION_UNSPECIFIED ? "unknown" : expected)
+        << d->value(i)->name();
+  }
+}
+
+// exec's answers as v1 and seed messages.
+TEST(CodecTest, AnErrorExitCarriesItsReasonOnBothProtocols) {
+  podgate::exec::v1::CommandExit e;
+  e.set_command_id("c7");
+  e.set_termination(podgate::common::v1::TERMINATION_ERROR);
+  e.set_error("the container stream broke; exec stops its process");
+  e.mutable_duration()->set_seconds(2);
+  EXPECT_EQ(nlohmann::json::parse(V1Exit(e)),
+            nlohmann::json({{"type", "exit"},
+                            {"id", "c7"},
+                            {"termination", "error"},
+                            {"code", 0},
+                            {"duration_ms", 2000},
+                            {"output_bytes", 0},
+                            {"reason", "the container stream broke; exec stops its process"}}));
+  EXPECT_EQ(
+      SeedExit(e),
+      R"({"stderr": "Command ended: error: the container stream broke; exec stops its process"})");
+  // From an exec that does not say why, a generic reason; never an error without one.
+  e.clear_error();
+  EXPECT_EQ(nlohmann::json::parse(V1Exit(e))["reason"],
+            "the stream to the container failed; the exit status is unknown");
+}
+
+TEST(CodecTest, OtherExitsCarryNoReasonAndSeedIsSilentOnANormalExit) {
+  podgate::exec::v1::CommandExit e;
+  e.set_command_id("c1");
+  e.set_termination(podgate::common::v1::TERMINATION_EXITED);
+  e.set_exit_code(3);
+  EXPECT_FALSE(nlohmann::json::parse(V1Exit(e)).contains("reason"));
+  EXPECT_EQ(nlohmann::json::parse(V1Exit(e))["code"], 3);
+  EXPECT_EQ(SeedExit(e), std::nullopt);
+  e.set_termination(podgate::common::v1::TERMINATION_TIME_LIMIT);
+  EXPECT_EQ(SeedExit(e), R"({"stderr": "Command ended: time_limit"})");
+}
+
+TEST(CodecTest, ControlMessages) {
+  EXPECT_EQ(nlohmann::json::parse(V1Error("UNAVAILABLE", "later")),
+            nlohmann::json({{"type", "error"}, {"code", "UNAVAILABLE"}, {"message", "later"}}));
+  EXPECT_EQ(nlohmann::json::parse(V1Error("UNAVAILABLE", "later", "c2"))["id"], "c2");
+  EXPECT_EQ(
+      nlohmann::json::parse(V1Closed("exec_lost", kExecLostMessage)),
+      nlohmann::json({{"type", "closed"}, {"reason", "exec_lost"}, {"message", kExecLostMessage}}));
+  EXPECT_EQ(nlohmann::json::parse(V1ExecLostExit("k1")),
+            nlohmann::json({{"type", "exit"},
+                            {"id", "k1"},
+                            {"termination", "error"},
+                            {"reason", kExecLostCommandMessage}}));
+  podgate::exec::v1::CommandError err;
+  err.set_command_id("c3");
+  err.mutable_status()->set_code(9);
+  err.mutable_status()->set_message("busy \xff");  // not UTF-8: replaced, not thrown
+  EXPECT_EQ(nlohmann::json::parse(V1CommandError(err)),
+            nlohmann::json({{"type", "error"},
+                            {"id", "c3"},
+                            {"code", "FAILED_PRECONDITION"},
+                            {"message", "busy \xef\xbf\xbd"}}));
+  podgate::exec::v1::SessionReady r;
+  r.set_session_id("s1");
+  r.mutable_principal()->set_user("alice");
+  r.mutable_target()->set_namespace_("demo");
+  r.set_mode(podgate::common::v1::SESSION_MODE_SHELL);
+  nlohmann::json ready = nlohmann::json::parse(V1Ready(r));
+  EXPECT_EQ(ready["type"], "ready");
+  EXPECT_EQ(ready["session_id"], "s1");
+  EXPECT_EQ(ready["mode"], "shell");
+  EXPECT_FALSE(ready.contains("expires"));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -178,6 +179,57 @@ TEST_F(HttpTest, MalformedRequestGets400) {
     out.append(buf, n);
   }
   EXPECT_THAT(out, HasSubstr("400 Bad Request"));
+}
+
+// response_headers go on every answer the server writes: the router's, and the parser's own
+// 400, 413 and 431 (which no router sees); a header the router set wins.
+TEST_F(HttpTest, ResponseHeadersGoOnEveryAnswerIncludingTheParsersOwn) {
+  ServerOptions o;
+  o.body_limit_bytes = 1024;
+  o.header_limit_bytes = 2048;
+  o.response_headers = {{"X-Frame-Options", "DENY"}, {"Content-Type", "text/never"}};
+  StartServer(o);
+  auto header = [](const ClientResponse& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers) {
+      if (absl::EqualsIgnoreCase(k, name)) {
+        return v;
+      }
+    }
+    return std::string();
+  };
+  absl::StatusOr<ClientResponse> r = Fetch(Client(), "GET", "/hello");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(header(*r, "X-Frame-Options"), "DENY");
+  EXPECT_NE(header(*r, "Content-Type"), "text/never");
+  r = Fetch(Client(), "GET", "/missing");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(header(*r, "X-Frame-Options"), "DENY");
+  r = Fetch(Client(), "POST", "/echo-body", std::string(2000, 'a'));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(header(*r, "X-Frame-Options"), "DENY");
+  ClientOptions big = Client();
+  big.headers.emplace_back("X-Big", std::string(4000, 'h'));
+  r = Fetch(big, "GET", "/hello");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 431);
+  EXPECT_EQ(header(*r, "X-Frame-Options"), "DENY");
+
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+  boost::asio::write(s, boost::asio::buffer(std::string("NOT HTTP AT ALL\r\n\r\n")));
+  std::string out;
+  boost::system::error_code ec;
+  char buf[512];
+  size_t n;
+  while ((n = s.read_some(boost::asio::buffer(buf), ec)) > 0) {
+    out.append(buf, n);
+  }
+  EXPECT_THAT(out, HasSubstr("400 Bad Request"));
+  EXPECT_THAT(out, HasSubstr("X-Frame-Options: DENY"));
 }
 
 TEST_F(HttpTest, HandshakeTimeoutClosesIdleConnection) {

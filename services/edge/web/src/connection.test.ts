@@ -24,6 +24,7 @@ describe('close messages', () => {
     expect(describeClose(1001, '', '', 'shutdown')).toMatch(/shutting down/);
     expect(describeClose(1008, 'credential expired', 'the credential expired at 10:00', '')).toBe('the credential expired at 10:00');
     expect(describeClose(1013, '', 'policy unavailable', '')).toMatch(/over capacity: policy unavailable/);
+    expect(describeClose(1013, 'exec service lost', '', 'exec_lost')).toMatch(/exec service was lost/);
     expect(describeClose(1006, '', '', '')).toBe('the connection was lost');
     expect(describeClose(4000, 'odd', '', '')).toBe('odd');
   });

@@ -231,7 +231,9 @@ export function describeClose(code: number, reason: string, lastError: string, c
     case 1011:
       return `the session failed: ${detail || 'unexpected error in exec'}`;
     case 1013:
-      return `podgate is unavailable or over capacity: ${detail || 'try again later'}`;
+      return closedReason === 'exec_lost'
+        ? 'the connection to the exec service was lost; reconnecting'
+        : `podgate is unavailable or over capacity: ${detail || 'try again later'}`;
     case 1006:
       return 'the connection was lost';
     default:

@@ -81,6 +81,9 @@ export function formatExit(msg: ControlMessage): string {
       return `${YELLOW}■ stopped: the rule's time limit was reached${RESET}${DIM} · ${dur}${RESET}`;
     case 'output_limit':
       return `${YELLOW}■ stopped: the rule's output limit was reached${RESET}${DIM} · ${dur}${RESET}`;
+    case 'error':
+      // The outcome is unknown (the stream to the container failed, or exec was lost): say why.
+      return `${RED}✗ error: ${String(msg.reason ?? 'the exit status is unknown')}${RESET}${DIM} · ${dur}${RESET}`;
     default:
       return `${RED}✗ ${String(msg.termination ?? 'ended')}${RESET}${DIM} · ${dur}${RESET}`;
   }

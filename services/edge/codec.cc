@@ -1,0 +1,102 @@
+#include "edge/codec.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "edge/protocol.h"
+#include "google/protobuf/util/time_util.h"
+#include "nlohmann/json.hpp"
+
+namespace podgate::edge {
+
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+std::string StatusCodeName(int code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+std::string ExitReason(const podgate::exec::v1::CommandExit& exit) {
+  if (exit.termination() != podgate::common::v1::TERMINATION_ERROR) {
+    return "";
+  }
+  return exit.error().empty() ? "the stream to the container failed; the exit status is unknown"
+                              : exit.error();
+}
+
+std::string V1Ready(const podgate::exec::v1::SessionReady& r) {
+  nlohmann::json j = {
+      {"type", "ready"},
+      {"session_id", r.session_id()},
+      {"user", r.principal().user()},
+      {"groups", r.principal().groups()},
+      {"namespace", r.target().namespace_()},
+      {"pod", r.target().pod()},
+      {"container", r.target().container()},
+      {"mode", r.mode() == podgate::common::v1::SESSION_MODE_SHELL ? "shell" : "command"}};
+  if (r.has_expires_time()) {
+    j["expires"] = TimeUtil::ToString(r.expires_time());
+  }
+  return Dump(j);
+}
+
+std::string V1Exit(const podgate::exec::v1::CommandExit& e) {
+  nlohmann::json j = {{"type", "exit"},
+                      {"id", e.command_id()},
+                      {"termination", std::string(TerminationLabel(e.termination()))},
+                      {"code", e.exit_code()},
+                      {"duration_ms", TimeUtil::DurationToMilliseconds(e.duration())},
+                      {"output_bytes", e.output_bytes()}};
+  // A failure always says why, even from an exec that does not fill the field in.
+  if (e.termination() == podgate::common::v1::TERMINATION_ERROR) {
+    j["reason"] = ExitReason(e);
+  }
+  return Dump(j);
+}
+
+std::string V1Denied(const podgate::exec::v1::CommandDenied& d) {
+  return Dump(
+      {{"type", "denied"}, {"id", d.command_id()}, {"rule", d.rule()}, {"reason", d.reason()}});
+}
+
+std::string V1CommandError(const podgate::exec::v1::CommandError& e) {
+  return V1Error(StatusCodeName(e.status().code()), e.status().message(), e.command_id());
+}
+
+std::string V1Error(std::string_view code, std::string_view message, std::string_view id) {
+  nlohmann::json j = {{"type", "error"}, {"code", code}, {"message", message}};
+  if (!id.empty()) {
+    j["id"] = id;
+  }
+  return Dump(j);
+}
+
+std::string V1Closed(std::string_view reason, std::string_view message) {
+  return Dump({{"type", "closed"}, {"reason", reason}, {"message", message}});
+}
+
+std::string V1ExecLostExit(std::string_view id) {
+  return Dump({{"type", "exit"},
+               {"id", id},
+               {"termination", "error"},
+               {"reason", kExecLostCommandMessage}});
+}
+
+std::optional<std::string> SeedExit(const podgate::exec::v1::CommandExit& e) {
+  if (e.termination() == podgate::common::v1::TERMINATION_EXITED) {
+    return std::nullopt;
+  }
+  if (e.termination() == podgate::common::v1::TERMINATION_ERROR) {
+    return SeedReply("stderr", absl::StrCat("Command ended: error: ", ExitReason(e)));
+  }
+  return SeedReply("stderr",
+                   absl::StrCat("Command ended: ", std::string(TerminationLabel(e.termination()))));
+}
+
+}  // namespace podgate::edge

@@ -1,0 +1,43 @@
+// exec's answers as the browser protocols' messages (docs/protocol.md, "Edge → client" and
+// "Seed-compatible protocol"), as pure functions: BrowserSession bridges the streams and
+// decides when to send, these decide what the bytes are, and are tested on their own.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "podgate/exec/v1/exec.pb.h"
+
+namespace podgate::edge {
+
+// What a browser is told when a session's exec stream breaks (docs/protocol.md, "Exec lost").
+inline constexpr char kExecLostCommandMessage[] =
+    "the exec service was lost while the command ran; its outcome is unknown";
+inline constexpr char kExecLostMessage[] =
+    "the connection to the exec service was lost; reconnect to continue";
+
+// The words an exit with termination error carries: exec's CommandExit.error, or a generic
+// sentence from an exec that does not fill it in. Empty for any other termination.
+std::string ExitReason(const podgate::exec::v1::CommandExit& exit);
+
+// v1 control messages (JSON text; bytes that are not UTF-8 become U+FFFD).
+std::string V1Ready(const podgate::exec::v1::SessionReady& ready);
+std::string V1Exit(const podgate::exec::v1::CommandExit& exit);
+std::string V1Denied(const podgate::exec::v1::CommandDenied& denied);
+std::string V1CommandError(const podgate::exec::v1::CommandError& error);
+// An `error`; `id` names the command it answers, empty for one about the session.
+std::string V1Error(std::string_view code, std::string_view message, std::string_view id = {});
+std::string V1Closed(std::string_view reason, std::string_view message);
+// The `exit` of command `id` whose exec stream broke: termination error, no code or duration.
+std::string V1ExecLostExit(std::string_view id);
+
+// The seed reply to an exit: nothing for a command that exited on its own (the seed protocol
+// has no exit codes), else `{"stderr": "Command ended: <termination>"}` (with the reason for
+// an error).
+std::optional<std::string> SeedExit(const podgate::exec::v1::CommandExit& exit);
+
+// A gRPC status code number as its name ("UNAVAILABLE").
+std::string StatusCodeName(int code);
+
+}  // namespace podgate::edge
