@@ -8,6 +8,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
+#include "wire/status.h"
 
 namespace podgate::audit::cli {
 namespace {
@@ -172,8 +173,7 @@ absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface
     }
     grpc::Status status = reader->Finish();
     if (!status.ok() && !(stop && status.error_code() == grpc::StatusCode::CANCELLED)) {
-      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                          absl::StrCat("query: ", status.error_message()));
+      return wire::ToAbslStatus(status, "query");
     }
     if (stop || next.empty()) {
       return printed;
@@ -190,8 +190,7 @@ absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& 
   podgate::audit::v1::VerifyResponse response;
   grpc::Status status = stub.Verify(&ctx, request, &response);
   if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        absl::StrCat("verify: ", status.error_message()));
+    return wire::ToAbslStatus(status, "verify");
   }
   for (const auto& chain : response.chains()) {
     if (chain.intact()) {

@@ -10,6 +10,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/log.h"
+#include "wire/status.h"
 
 namespace podgate::edge {
 
@@ -52,10 +53,6 @@ const char* CloseReasonName(podgate::common::v1::CloseReason r) {
     default:
       return "unknown";
   }
-}
-
-std::string CodeName(int code) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 // The WebSocket close code for an exec stream that ended with `code`.
@@ -548,7 +545,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         if (v1) {
           more = Send(nlohmann::json{{"type", "error"},
                                      {"id", e.command_id()},
-                                     {"code", CodeName(e.status().code())},
+                                     {"code", wire::StatusCodeName(e.status().code())},
                                      {"message", e.status().message()}}
                           .dump(),
                       false);
@@ -608,7 +605,7 @@ void BrowserSession::OnExecDone(grpc::Status status) {
     context_->metrics->SessionClosed();
   }
   if (!status.ok() && !browser_gone_ && !closing_) {
-    std::string code = CodeName(static_cast<int>(status.error_code()));
+    std::string code = wire::StatusCodeName(status.error_code());
     std::string message = status.error_message();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !exec_ready_) {
       message = absl::StrCat("the exec service is unavailable: ", message);

@@ -22,6 +22,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/log.h"
+#include "wire/status.h"
 
 namespace podgate::edge {
 
@@ -150,10 +151,6 @@ std::string Sha256Hex(const std::string& data) {
   return out;
 }
 
-std::string CodeName(grpc::StatusCode code) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
-}
-
 // RFC 3339 in UTC with `Z`, the form of every time edge sends the page.
 std::string Rfc3339Utc(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
@@ -230,8 +227,8 @@ RouteResult DeferredUnary(
     start(call.get(), [context, api, call, req_copy, reply](grpc::Status status) {
       context->metrics->ApiRequest(api, static_cast<int>(HttpStatusFor(status.error_code())));
       if (!status.ok()) {
-        reply(JsonError(req_copy, HttpStatusFor(status.error_code()), CodeName(status.error_code()),
-                        status.error_message()));
+        reply(JsonError(req_copy, HttpStatusFor(status.error_code()),
+                        wire::StatusCodeName(status.error_code()), status.error_message()));
         return;
       }
       Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
@@ -658,8 +655,8 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
   void OnDone(const grpc::Status& status) override {
     context_->metrics->ApiRequest("audit", static_cast<int>(HttpStatusFor(status.error_code())));
     if (!status.ok()) {
-      reply_(JsonError(req_, HttpStatusFor(status.error_code()), CodeName(status.error_code()),
-                       status.error_message()));
+      reply_(JsonError(req_, HttpStatusFor(status.error_code()),
+                       wire::StatusCodeName(status.error_code()), status.error_message()));
     } else if (json_lines_) {
       std::string body;
       for (const std::string& r : records_) {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/log.h"
+#include "wire/status.h"
 
 namespace podgate::exec {
 
@@ -171,8 +172,7 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
           hub->metrics()
               ->api_errors_total.Add({{"code", absl::StatusCodeToString(pods.status().code())}})
               .Increment();
-          reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(pods.status().code()),
-                                       std::string(pods.status().message())));
+          reactor->Finish(wire::ToGrpcStatus(pods.status()));
           return;
         }
         if (pods->size() > kMaxTargetPods) {

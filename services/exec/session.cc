@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "wire/status.h"
 
 namespace podgate::exec {
 
@@ -92,10 +93,6 @@ bool IsDnsName(const std::string& s, size_t max_len, bool allow_dots) {
     return false;
   }
   return true;
-}
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
 }  // namespace
@@ -770,7 +767,7 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   // 3. Admission.
   if (absl::Status s = hub_->Admit(shared_from_this(), principal_.user()); !s.ok()) {
     hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(ToGrpc(s));
+    FinishLocked(wire::ToGrpcStatus(s));
     return;
   }
   admitted_ = true;
@@ -790,7 +787,7 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
   const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
   auto refuse = [&](const absl::Status& s) {
     hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(ToGrpc(s));
+    FinishLocked(wire::ToGrpcStatus(s));
   };
   if (!pod.ok()) {
     hub_->metrics()
@@ -874,7 +871,7 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
             self->hub_->metrics()
                 ->sessions_total.Add({{"mode", "shell"}, {"outcome", "refused"}})
                 .Increment();
-            self->FinishLocked(ToGrpc(s));
+            self->FinishLocked(wire::ToGrpcStatus(s));
             return;
           }
           self->SendReady();

@@ -22,6 +22,7 @@
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
+#include "wire/status.h"
 
 namespace podgate {
 namespace {
@@ -163,7 +164,7 @@ class SessionClient {
     }
     grpc::Status status = stream_->Finish();
     finished_ = true;
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+    return wire::ToAbslStatus(status);
   }
 
   void Send(const pb::SessionRequest& req) { stream_->Write(req); }
