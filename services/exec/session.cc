@@ -16,6 +16,7 @@
 #include "runtime/ids.h"
 #include "runtime/log.h"
 #include "wire/status.h"
+#include "wire/time.h"
 
 namespace podgate::exec {
 
@@ -23,22 +24,6 @@ namespace common = podgate::common::v1;
 namespace pb = podgate::exec::v1;
 
 namespace {
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t s = absl::ToUnixSeconds(t);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(s)) / absl::Nanoseconds(1)));
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t s = absl::IDivDuration(d, absl::Seconds(1), &d);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>(d / absl::Nanoseconds(1)));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 const char* TerminationLabel(common::Termination t) {
   switch (t) {
@@ -543,7 +528,7 @@ void Session::FinishLocked(const grpc::Status& status) {
 common::AuditEvent Session::BaseEventLocked(common::EventKind kind) {
   common::AuditEvent e;
   e.set_id(runtime::RandomId());
-  SetTimestamp(absl::Now(), e.mutable_time());
+  *e.mutable_time() = wire::ToProtoTimestamp(absl::Now());
   e.set_kind(kind);
   e.set_source_service("exec");
   e.set_session_id(session_id_);
@@ -958,9 +943,9 @@ void Session::SendReady() {
         const bool shell = self->mode_ == common::SESSION_MODE_SHELL;
         // A shell rule's time limit bounds the whole shell session.
         if (shell && self->shell_limits_.has_time_limit() &&
-            FromProto(self->shell_limits_.time_limit()) > absl::ZeroDuration()) {
+            wire::FromProtoDuration(self->shell_limits_.time_limit()) > absl::ZeroDuration()) {
           const absl::Time rule_end =
-              self->opened_at_ + FromProto(self->shell_limits_.time_limit());
+              self->opened_at_ + wire::FromProtoDuration(self->shell_limits_.time_limit());
           if (rule_end < self->expires_) {
             self->expires_ = rule_end;
             self->expiry_is_credential_ = false;
@@ -976,7 +961,7 @@ void Session::SendReady() {
         *ready.mutable_ready()->mutable_principal() = self->principal_;
         *ready.mutable_ready()->mutable_target() = self->target_;
         ready.mutable_ready()->set_mode(self->mode_);
-        SetTimestamp(self->expires_, ready.mutable_ready()->mutable_expires_time());
+        *ready.mutable_ready()->mutable_expires_time() = wire::ToProtoTimestamp(self->expires_);
         self->SendLocked(std::move(ready));
         log::Info("session open", {{"session_id", self->session_id_},
                                    {"user", self->principal_.user()},
@@ -1309,9 +1294,10 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
     return;
   }
   const common::Limits& limits = cmd->decision.limits();
-  cmd->time_limit = limits.has_time_limit() && FromProto(limits.time_limit()) > absl::ZeroDuration()
-                        ? FromProto(limits.time_limit())
-                        : opts_.default_time_limit;
+  cmd->time_limit =
+      limits.has_time_limit() && wire::FromProtoDuration(limits.time_limit()) > absl::ZeroDuration()
+          ? wire::FromProtoDuration(limits.time_limit())
+          : opts_.default_time_limit;
   cmd->output_limit = limits.output_limit_bytes() > 0 ? limits.output_limit_bytes()
                                                       : opts_.default_output_limit_bytes;
   ExecSpec spec = TargetSpecLocked();
@@ -1579,7 +1565,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   common::CommandResultDetail* r = e.mutable_command_result();
   r->set_termination(termination);
   r->set_exit_code(outcome.exit_code);
-  SetDuration(duration, r->mutable_duration());
+  *r->mutable_duration() = wire::ToProtoDuration(duration);
   r->set_stdout_bytes(cmd->stdout_bytes);
   r->set_stderr_bytes(cmd->stderr_bytes);
   r->set_output_sha256(digest, digest_len);
@@ -1627,7 +1613,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     msg.mutable_exit()->set_command_id(cmd->id);
     msg.mutable_exit()->set_termination(termination);
     msg.mutable_exit()->set_exit_code(outcome.exit_code);
-    SetDuration(duration, msg.mutable_exit()->mutable_duration());
+    *msg.mutable_exit()->mutable_duration() = wire::ToProtoDuration(duration);
     msg.mutable_exit()->set_output_bytes(cmd->stdout_bytes + cmd->stderr_bytes);
   }
   SendLocked(std::move(msg));
@@ -1753,7 +1739,7 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_CLOSE);
   e.mutable_session_close()->set_reason(reason);
   e.mutable_session_close()->set_message(message);
-  SetDuration(absl::Now() - opened_at_, e.mutable_session_close()->mutable_duration());
+  *e.mutable_session_close()->mutable_duration() = wire::ToProtoDuration(absl::Now() - opened_at_);
   e.mutable_session_close()->set_commands(commands_);
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   log::Info("session close", {{"session_id", session_id_},
