@@ -10,6 +10,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/log.h"
+#include "wire/enum_label.h"
 #include "wire/status.h"
 
 namespace podgate::edge {
@@ -18,42 +19,6 @@ namespace {
 
 using podgate::exec::v1::SessionRequest;
 using podgate::exec::v1::SessionResponse;
-
-const char* TerminationName(podgate::common::v1::Termination t) {
-  switch (t) {
-    case podgate::common::v1::TERMINATION_EXITED:
-      return "exited";
-    case podgate::common::v1::TERMINATION_INTERRUPTED:
-      return "interrupted";
-    case podgate::common::v1::TERMINATION_TIME_LIMIT:
-      return "time_limit";
-    case podgate::common::v1::TERMINATION_OUTPUT_LIMIT:
-      return "output_limit";
-    case podgate::common::v1::TERMINATION_ERROR:
-      return "error";
-    default:
-      return "unknown";
-  }
-}
-
-const char* CloseReasonName(podgate::common::v1::CloseReason r) {
-  switch (r) {
-    case podgate::common::v1::CLOSE_REASON_CLIENT:
-      return "client";
-    case podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT:
-      return "idle_timeout";
-    case podgate::common::v1::CLOSE_REASON_SESSION_LIMIT:
-      return "session_limit";
-    case podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED:
-      return "credential_expired";
-    case podgate::common::v1::CLOSE_REASON_SHUTDOWN:
-      return "shutdown";
-    case podgate::common::v1::CLOSE_REASON_DISCONNECTED:
-      return "disconnected";
-    default:
-      return "unknown";
-  }
-}
 
 // The WebSocket close code for an exec stream that ended with `code`.
 uint16_t CloseCodeFor(grpc::StatusCode code) {
@@ -496,7 +461,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
               nlohmann::json{
                   {"type", "exit"},
                   {"id", e.command_id()},
-                  {"termination", TerminationName(e.termination())},
+                  {"termination", wire::EnumLabel(e.termination())},
                   {"code", e.exit_code()},
                   {"duration_ms",
                    google::protobuf::util::TimeUtil::DurationToMilliseconds(e.duration())},
@@ -506,7 +471,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         } else {
           if (e.termination() != podgate::common::v1::TERMINATION_EXITED) {
             more = Send(SeedReply("stderr", absl::StrCat("Command ended: ",
-                                                         TerminationName(e.termination()))),
+                                                         wire::EnumLabel(e.termination()))),
                         false);
           }
           seed_command_running_ = false;
@@ -563,7 +528,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& c = response.closed();
         if (v1) {
           Send(nlohmann::json{{"type", "closed"},
-                              {"reason", CloseReasonName(c.reason())},
+                              {"reason", wire::EnumLabel(c.reason())},
                               {"message", c.message()}}
                    .dump(),
                false);
@@ -575,7 +540,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
                    c.reason() == podgate::common::v1::CLOSE_REASON_SHUTDOWN) {
           code = kCloseGoingAway;
         }
-        CloseBrowser(code, CloseReasonName(c.reason()));
+        CloseBrowser(code, wire::EnumLabel(c.reason()));
         break;
       }
       case SessionResponse::KIND_NOT_SET:

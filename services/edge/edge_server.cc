@@ -22,6 +22,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/log.h"
+#include "wire/enum_label.h"
 #include "wire/status.h"
 
 namespace podgate::edge {
@@ -163,34 +164,14 @@ std::string OriginRefusal(const std::string& origin) {
                       " is not allowed: edge's --allowed_origins must list it");
 }
 
-// The short lower-case form of an enum value's name: EVENT_KIND_COMMAND_RESULT with prefix
-// EVENT_KIND_ is command_result.
-std::string ShortEnumName(const std::string& name, absl::string_view prefix) {
-  return absl::AsciiStrToLower(absl::StripPrefix(name, prefix));
-}
-
-// An audit filter value of enum `type`: the value's full name or its short form. The
-// UNSPECIFIED value (0) is never a filter: no stored record has it.
-std::optional<int> EnumFilterValue(const google::protobuf::EnumDescriptor& type,
-                                   absl::string_view prefix, const std::string& text) {
-  for (int i = 0; i < type.value_count(); ++i) {
-    const google::protobuf::EnumValueDescriptor& value = *type.value(i);
-    if (value.number() != 0 &&
-        (text == value.name() || text == ShortEnumName(value.name(), prefix))) {
-      return value.number();
-    }
-  }
-  return std::nullopt;
-}
-
 // "kind: unknown value "x"; use one of a, b, c (or the full enum names, e.g. EVENT_KIND_A)".
 std::string EnumFilterError(const char* parameter, const google::protobuf::EnumDescriptor& type,
-                            absl::string_view prefix, const std::string& text) {
+                            const std::string& text) {
   std::vector<std::string> names;
   std::string example;
   for (int i = 0; i < type.value_count(); ++i) {
     if (type.value(i)->number() != 0) {
-      names.push_back(ShortEnumName(type.value(i)->name(), prefix));
+      names.push_back(wire::EnumLabelOfName(type, type.value(i)->name()));
       example = example.empty() ? type.value(i)->name() : example;
     }
   }
@@ -736,16 +717,16 @@ RouteResult EdgeRouter::Audit(const Request& request, const http::RequestContext
       query_request.add_rules(v);
     } else if (k == "kind") {
       const auto& type = *podgate::common::v1::EventKind_descriptor();
-      std::optional<int> kind = EnumFilterValue(type, "EVENT_KIND_", v);
+      std::optional<int> kind = wire::EnumFromLabel(type, v);
       if (!kind.has_value()) {
-        return bad_request(EnumFilterError("kind", type, "EVENT_KIND_", v));
+        return bad_request(EnumFilterError("kind", type, v));
       }
       query_request.add_kinds(static_cast<podgate::common::v1::EventKind>(*kind));
     } else if (k == "verdict") {
       const auto& type = *podgate::common::v1::Verdict_descriptor();
-      std::optional<int> verdict = EnumFilterValue(type, "VERDICT_", v);
+      std::optional<int> verdict = wire::EnumFromLabel(type, v);
       if (!verdict.has_value()) {
-        return bad_request(EnumFilterError("verdict", type, "VERDICT_", v));
+        return bad_request(EnumFilterError("verdict", type, v));
       }
       query_request.add_verdicts(static_cast<podgate::common::v1::Verdict>(*verdict));
     } else if (k == "argv_contains") {

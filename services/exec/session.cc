@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "wire/enum_label.h"
 #include "wire/status.h"
 #include "wire/time.h"
 
@@ -24,42 +25,6 @@ namespace common = podgate::common::v1;
 namespace pb = podgate::exec::v1;
 
 namespace {
-
-const char* TerminationLabel(common::Termination t) {
-  switch (t) {
-    case common::TERMINATION_EXITED:
-      return "exited";
-    case common::TERMINATION_INTERRUPTED:
-      return "interrupted";
-    case common::TERMINATION_TIME_LIMIT:
-      return "time_limit";
-    case common::TERMINATION_OUTPUT_LIMIT:
-      return "output_limit";
-    default:
-      return "error";
-  }
-}
-
-const char* CloseReasonLabel(common::CloseReason r) {
-  switch (r) {
-    case common::CLOSE_REASON_CLIENT:
-      return "client";
-    case common::CLOSE_REASON_IDLE_TIMEOUT:
-      return "idle_timeout";
-    case common::CLOSE_REASON_SESSION_LIMIT:
-      return "session_limit";
-    case common::CLOSE_REASON_CREDENTIAL_EXPIRED:
-      return "credential_expired";
-    case common::CLOSE_REASON_SHUTDOWN:
-      return "shutdown";
-    case common::CLOSE_REASON_DISCONNECTED:
-      return "disconnected";
-    case common::CLOSE_REASON_REMOTE_EXIT:
-      return "remote_exit";
-    default:
-      return "error";
-  }
-}
 
 // DNS-1123 label (namespace, container) or subdomain (pod): what Kubernetes accepts.
 bool IsDnsName(const std::string& s, size_t max_len, bool allow_dots) {
@@ -1583,8 +1548,9 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   hub_->metrics()
       ->commands_total
       .Add({{"decision", "allow"},
-            {"result",
-             !cmd->started && !outcome.status.ok() ? "error" : TerminationLabel(termination)}})
+            {"result", !cmd->started && !outcome.status.ok()
+                           ? "error"
+                           : wire::EnumLabel(termination, "error")}})
       .Increment();
   if (!outcome.status.ok()) {
     hub_->metrics()
@@ -1593,7 +1559,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   }
   log::Info("command end", {{"session_id", session_id_},
                             {"command_id", cmd->id},
-                            {"termination", TerminationLabel(termination)},
+                            {"termination", wire::EnumLabel(termination, "error")},
                             {"exit_code", outcome.exit_code},
                             {"duration_ms", absl::ToInt64Milliseconds(duration)}});
   if (running_ == cmd) {
@@ -1735,7 +1701,9 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
   }
   const bool shell = mode_ == common::SESSION_MODE_SHELL;
   hub_->metrics()->sessions_active.Add({{"mode", shell ? "shell" : "command"}}).Decrement();
-  hub_->metrics()->session_close_total.Add({{"reason", CloseReasonLabel(reason)}}).Increment();
+  hub_->metrics()
+      ->session_close_total.Add({{"reason", wire::EnumLabel(reason, "error")}})
+      .Increment();
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_CLOSE);
   e.mutable_session_close()->set_reason(reason);
   e.mutable_session_close()->set_message(message);
@@ -1743,7 +1711,7 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
   e.mutable_session_close()->set_commands(commands_);
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   log::Info("session close", {{"session_id", session_id_},
-                              {"reason", CloseReasonLabel(reason)},
+                              {"reason", wire::EnumLabel(reason, "error")},
                               {"commands", commands_}});
   pb::SessionResponse closed;
   closed.mutable_closed()->set_reason(reason);
