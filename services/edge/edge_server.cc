@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "edge/browser_session.h"
 #include "edge/protocol.h"
+#include "k8s/names.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -268,20 +269,6 @@ absl::StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_v
   return out;
 }
 
-bool ValidKubernetesName(std::string_view name) {
-  if (name.empty() || name.size() > 253) {
-    return false;
-  }
-  for (char c : name) {
-    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
-          absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.')) {
-      return false;
-    }
-  }
-  return absl::ascii_isalnum(static_cast<unsigned char>(name.front())) &&
-         absl::ascii_isalnum(static_cast<unsigned char>(name.back()));
-}
-
 absl::StatusOr<StaticFiles> StaticFiles::Load(const std::string& root, size_t max_bytes) {
   StaticFiles files;
   if (root.empty()) {
@@ -418,10 +405,9 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
                             std::string(q.status().message())));
   }
   std::string container = First(*q, "container");
-  if (!ValidKubernetesName(parts[1]) || !ValidKubernetesName(parts[2]) ||
-      (!container.empty() && !ValidKubernetesName(container))) {
+  if (absl::Status s = k8s::ValidateTarget(parts[1], parts[2], container); !s.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            "namespace, pod and container must be Kubernetes names"));
+                            std::string(s.message())));
   }
   params.target.set_namespace_(parts[1]);
   params.target.set_pod(parts[2]);
@@ -542,9 +528,13 @@ RouteResult EdgeRouter::Targets(const Request& request, const http::RequestConte
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   std::string ns = q.ok() ? First(*q, "namespace") : "";
-  if (!q.ok() || (!ns.empty() && !ValidKubernetesName(ns))) {
+  absl::Status valid = q.ok() ? absl::OkStatus() : q.status();
+  if (valid.ok() && !ns.empty()) {
+    valid = k8s::ValidateNamespaceName(ns);
+  }
+  if (!valid.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            "namespace must be a Kubernetes name"));
+                            std::string(valid.message())));
   }
   using Call =
       UnaryCall<podgate::exec::v1::ListTargetsRequest, podgate::exec::v1::ListTargetsResponse>;
@@ -572,13 +562,13 @@ RouteResult EdgeRouter::Allowed(const Request& request, const http::RequestConte
                             std::string(verified.status().message())));
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
-  if (!q.ok() || !ValidKubernetesName(First(*q, "namespace")) ||
-      !ValidKubernetesName(First(*q, "pod")) ||
-      (!First(*q, "container").empty() && !ValidKubernetesName(First(*q, "container")))) {
+  const absl::Status valid =
+      q.ok() ? k8s::ValidateTarget(First(*q, "namespace"), First(*q, "pod"), First(*q, "container"))
+             : q.status();
+  if (!valid.ok()) {
     context_->metrics->ApiRequest("allowed", 400);
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            "namespace and pod (and container, when given) must be Kubernetes "
-                            "names"));
+                            std::string(valid.message())));
   }
   using Call =
       UnaryCall<podgate::policy::v1::ListAllowedRequest, podgate::policy::v1::ListAllowedResponse>;

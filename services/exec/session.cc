@@ -12,6 +12,7 @@
 #include "exec/container_probe.h"
 #include "exec/policy_stream.h"
 #include "exec/probe_run.h"
+#include "k8s/names.h"
 #include "nlohmann/json.hpp"
 #include "runtime/ids.h"
 #include "runtime/log.h"
@@ -25,25 +26,6 @@ namespace common = podgate::common::v1;
 namespace pb = podgate::exec::v1;
 
 namespace {
-
-// DNS-1123 label (namespace, container) or subdomain (pod): what Kubernetes accepts.
-bool IsDnsName(const std::string& s, size_t max_len, bool allow_dots) {
-  if (s.empty() || s.size() > max_len) {
-    return false;
-  }
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    if (alnum) {
-      continue;
-    }
-    if ((c == '-' || (allow_dots && c == '.')) && i != 0 && i + 1 != s.size()) {
-      continue;
-    }
-    return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -706,11 +688,11 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   target_.set_namespace_(open.target().namespace_());
   target_.set_pod(open.target().pod());
   target_.set_container(open.target().container());
-  if (!IsDnsName(target_.namespace_(), 63, false) || !IsDnsName(target_.pod(), 253, true) ||
-      (!target_.container().empty() && !IsDnsName(target_.container(), 63, false))) {
+  if (absl::Status s =
+          k8s::ValidateTarget(target_.namespace_(), target_.pod(), target_.container());
+      !s.ok()) {
     hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "target namespace, pod and container must be Kubernetes names"));
+    FinishLocked(wire::ToGrpcStatus(s));
     return;
   }
 

@@ -1534,6 +1534,23 @@ TEST(ExecStreamBreakTest, TheProcessOfABrokenStreamIsStopped) {
   }
 }
 
+// exec refuses the names edge refuses (lib/k8s/names.h), with the same words.
+TEST_F(ExecTest, TargetNamesAreCheckedAsKubernetesChecksThem) {
+  const std::string long_label(253, 'a');
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {long_label, "namespace"}, {"team", "pod"}, {"team", "container"}};
+  for (const auto& [ns, field] : refused) {
+    SessionClient s(stack_->exec_port());
+    absl::StatusOr<pb::SessionReady> ready =
+        s.Open(stack_->Token("alice", {"admins"}), ns, field == "pod" ? "a..b" : "app-1",
+               field == "container" ? long_label : "");
+    ASSERT_FALSE(ready.ok()) << field;
+    EXPECT_EQ(ready.status().code(), absl::StatusCode::kInvalidArgument) << ready.status();
+    EXPECT_THAT(ready.status().message(), HasSubstr(field + " \""));
+    EXPECT_THAT(ready.status().message(), HasSubstr("is not a Kubernetes name: a DNS-1123"));
+  }
+}
+
 TEST(ExecProtocolTest, WorksAgainstAV4OnlyServerAndRefusesALegacyOne) {
   for (const char* protocols : {"v4", "v1"}) {
     SCOPED_TRACE(protocols);
