@@ -27,8 +27,8 @@ std::string EnumLabel(const google::protobuf::EnumDescriptor& type, int value,
                       absl::string_view fallback = "unknown");
 
 template <class E>
-  requires google::protobuf::is_proto_enum<E>::value
-std::string EnumLabel(E value, absl::string_view fallback = "unknown") {
+requires google::protobuf::is_proto_enum<E>::value std::string EnumLabel(
+    E value, absl::string_view fallback = "unknown") {
   return EnumLabel(*google::protobuf::GetEnumDescriptor<E>(), static_cast<int>(value), fallback);
 }
 

@@ -1822,7 +1822,8 @@ std::string DownToken() {
 TEST(EdgeBackendsDownTest, BrowsersGetAClearErrorQuickly) {
   const std::string d = testing::MakeTempDir("edge-down");
   std::ofstream(d + "/jwt.secret") << kSecret << "\n";
-  const std::string dead = absl::StrCat("127.0.0.1:", testing::UnusedPort());
+  const testing::ReservedPort closed;
+  const std::string dead = absl::StrCat("127.0.0.1:", closed.port());
   auto edge = testing::Subprocess::Start(
       PODGATE_EDGE_BIN,
       {"--grpc_address=127.0.0.1:0", "--metrics_address=", "--http_address=127.0.0.1:0",

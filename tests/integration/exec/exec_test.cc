@@ -331,12 +331,11 @@ class ExecTest : public ::testing::Test {
     options.binaries = Binaries();
     options.cluster_yaml = kCluster;
     options.policy_yaml = kPolicy;
-    metrics_port_ = testing::UnusedPort();
-    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s", "--max_sessions_per_user=3",
-                          absl::StrCat("--metrics_address=127.0.0.1:", metrics_port_)};
+    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s", "--max_sessions_per_user=3"};
     auto stack = testing::Stack::Start(options);
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = stack->release();
+    metrics_port_ = stack_->exec_metrics_port();
   }
 
   // The value of one sample of the exec service's /metrics (-1 when absent).
@@ -1111,18 +1110,17 @@ rules:
       args:
         - {name: seconds, type: integer}
 )");
-    metrics_port_ = testing::UnusedPort();
     testing::StackOptions options;
     options.binaries = Binaries();
     options.cluster_yaml = cluster;
     options.policy_yaml = policy;
-    options.exec_flags = {"--interrupt_grace=1s",
-                          absl::StrCat("--metrics_address=127.0.0.1:", metrics_port_)};
+    options.exec_flags = {"--interrupt_grace=1s"};
     auto stack = testing::Stack::Start(options);
     if (!stack.ok()) {
       return stack.status().ToString();
     }
     stack_ = stack->release();
+    metrics_port_ = stack_->exec_metrics_port();
     // The single-file program compiles in memory first: wait until it runs.
     const std::string ready = stack_->ContainerDir("team", "jvm-1", "app") + "/ready";
     for (int i = 0; i < 900 && access(ready.c_str(), F_OK) != 0; ++i) {

@@ -11,8 +11,8 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(NamesTest, LabelIsWhatKubernetesTakesForNamespacesAndContainers) {
-  for (const std::string& ok : {std::string("a"), std::string("web-1"), std::string("0"),
-                                std::string(63, 'a')}) {
+  for (const std::string& ok :
+       {std::string("a"), std::string("web-1"), std::string("0"), std::string(63, 'a')}) {
     EXPECT_TRUE(IsDns1123Label(ok)) << ok;
   }
   for (const std::string& bad :
