@@ -1,7 +1,5 @@
 #include "edge/edge_server.h"
 
-#include <openssl/evp.h>
-
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "crypto/sha256.h"
 #include "edge/browser_session.h"
 #include "edge/protocol.h"
 #include "google/protobuf/descriptor.h"
@@ -138,19 +137,6 @@ const char* ContentType(const std::string& path) {
     }
   }
   return "application/octet-stream";
-}
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len && i < 16; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xF];
-  }
-  return out;
 }
 
 // RFC 3339 in UTC with `Z`, the form of every time edge sends the page.
@@ -300,7 +286,7 @@ absl::StatusOr<StaticFiles> StaticFiles::Load(const std::string& root, size_t ma
     // /assets/ never change under their name.
     f.cache_control =
         absl::StartsWith(rel, "/assets/") ? "public, max-age=31536000, immutable" : "no-cache";
-    f.etag = absl::StrCat("\"", Sha256Hex(f.body), "\"");
+    f.etag = absl::StrCat("\"", crypto::Sha256Hex(f.body).substr(0, 32), "\"");
     files.files_.emplace(rel, std::move(f));
   }
   if (ec) {

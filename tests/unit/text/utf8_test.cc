@@ -17,13 +17,14 @@ TEST(Utf8Test, DecodesOneToFourByteSequences) {
 }
 
 TEST(Utf8Test, RefusesWhatRfc3629Refuses) {
-  for (std::string_view bad : {std::string_view(""), std::string_view("\x80"),
-                               std::string_view("\xc3"), std::string_view("\xc3x"),
-                               std::string_view("\xc0\xaf"),          // overlong '/'
-                               std::string_view("\xe0\x80\xaf"),      // overlong
-                               std::string_view("\xed\xa0\x80"),      // surrogate U+D800
-                               std::string_view("\xf4\x90\x80\x80"),  // above U+10FFFF
-                               std::string_view("\xf8\x88\x80\x80\x80"), std::string_view("\xff")}) {
+  for (std::string_view bad :
+       {std::string_view(""), std::string_view("\x80"), std::string_view("\xc3"),
+        std::string_view("\xc3x"),
+        std::string_view("\xc0\xaf"),          // overlong '/'
+        std::string_view("\xe0\x80\xaf"),      // overlong
+        std::string_view("\xed\xa0\x80"),      // surrogate U+D800
+        std::string_view("\xf4\x90\x80\x80"),  // above U+10FFFF
+        std::string_view("\xf8\x88\x80\x80\x80"), std::string_view("\xff")}) {
     EXPECT_EQ(DecodeUtf8(bad).length, 0u);
   }
 }
