@@ -10,6 +10,7 @@
 #include "clients/correlated_stream.h"
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "wire/time.h"
 
 namespace podgate::clients {
 namespace {
@@ -117,10 +118,7 @@ void AuditClient::Record(podgate::common::v1::AuditEvent event, Callback done) {
     event.set_id(runtime::RandomId());
   }
   if (!event.has_time()) {
-    const absl::Time now = absl::Now();
-    event.mutable_time()->set_seconds(absl::ToUnixSeconds(now));
-    event.mutable_time()->set_nanos(static_cast<int32_t>(
-        (now - absl::FromUnixSeconds(absl::ToUnixSeconds(now))) / absl::Nanoseconds(1)));
+    *event.mutable_time() = wire::ToProtoTimestamp(absl::Now());
   }
   if (event.source_service().empty()) {
     event.set_source_service(core_->options.source_service);

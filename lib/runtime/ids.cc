@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "crypto/sha256.h"
+
 namespace podgate::runtime {
 
 std::string RandomId() {
@@ -12,13 +14,7 @@ std::string RandomId() {
     // No randomness means ids could collide and audit idempotency would merge events.
     std::abort();
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(32, '0');
-  for (size_t i = 0; i < sizeof(bytes); ++i) {
-    out[2 * i] = kHex[bytes[i] >> 4];
-    out[2 * i + 1] = kHex[bytes[i] & 0xF];
-  }
-  return out;
+  return crypto::HexLower(std::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
 }  // namespace podgate::runtime

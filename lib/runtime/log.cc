@@ -10,6 +10,7 @@
 #include "spdlog/sinks/base_sink.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
+#include "text/utf8.h"
 
 namespace podgate::log {
 namespace {
@@ -121,41 +122,7 @@ void Write(Level level, std::string_view msg, Fields fields) {
 }
 
 // Length of the valid UTF-8 sequence at the start of `s`, or 0 when it is not valid.
-size_t Utf8SequenceLength(std::string_view s) {
-  const auto b0 = static_cast<unsigned char>(s[0]);
-  size_t len;
-  uint32_t cp;
-  if (b0 < 0x80) {
-    return 1;
-  } else if ((b0 & 0xE0) == 0xC0) {
-    len = 2;
-    cp = b0 & 0x1F;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    len = 3;
-    cp = b0 & 0x0F;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    len = 4;
-    cp = b0 & 0x07;
-  } else {
-    return 0;
-  }
-  if (s.size() < len) {
-    return 0;
-  }
-  for (size_t i = 1; i < len; ++i) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    if ((b & 0xC0) != 0x80) {
-      return 0;
-    }
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  // Overlong forms, surrogates and values past U+10FFFF are invalid.
-  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-      (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-    return 0;
-  }
-  return len;
-}
+size_t Utf8SequenceLength(std::string_view s) { return text::DecodeUtf8(s).length; }
 
 }  // namespace
 

@@ -3,12 +3,9 @@
 #include "audit/query_reactor.h"
 #include "audit/record_reactor.h"
 #include "audit/verify.h"
+#include "wire/status.h"
 
 namespace podgate::audit {
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 AuditServiceImpl::AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* metrics,
                                    AuditServiceOptions options)
@@ -36,7 +33,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* 
         absl::StatusOr<podgate::audit::v1::VerifyResponse> result = VerifyChains(*store_, chain_id);
         if (!result.ok()) {
           metrics_->Error("verify_failed").Increment();
-          reactor->Finish(ToGrpcStatus(result.status()));
+          reactor->Finish(wire::ToGrpcStatus(result.status()));
           return;
         }
         *response = *std::move(result);

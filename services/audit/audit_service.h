@@ -52,7 +52,4 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
   RecordStreams record_streams_;
 };
 
-// absl::Status to grpc::Status, keeping code and message.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-
 }  // namespace podgate::audit

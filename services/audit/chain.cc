@@ -1,8 +1,7 @@
 #include "audit/chain.h"
 
-#include <openssl/sha.h>
-
 #include "absl/strings/str_cat.h"
+#include "crypto/sha256.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
@@ -82,9 +81,7 @@ std::string LinkHash(const std::string& previous_hash, const std::string& canoni
   std::string input;
   input.reserve(previous_hash.size() + canonical.size());
   input.append(previous_hash).append(canonical);
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+  return crypto::Sha256(input);
 }
 
 StoredRow LinkNext(ChainHead* head, const AuditEvent& event, int64_t stored_time_us) {

@@ -8,6 +8,8 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
+#include "wire/enum_label.h"
+#include "wire/status.h"
 
 namespace podgate::audit::cli {
 namespace {
@@ -52,14 +54,6 @@ std::string Detail(const AuditEvent& e) {
   }
 }
 
-std::string Short(const std::string& name, absl::string_view prefix) {
-  std::string s = name;
-  if (absl::StartsWith(s, prefix)) {
-    s = s.substr(prefix.size());
-  }
-  return absl::AsciiStrToLower(s);
-}
-
 }  // namespace
 
 absl::StatusOr<Format> ParseFormat(const std::string& text) {
@@ -73,31 +67,23 @@ absl::StatusOr<Format> ParseFormat(const std::string& text) {
 }
 
 absl::StatusOr<podgate::common::v1::EventKind> ParseKind(const std::string& text) {
-  std::string name = absl::AsciiStrToUpper(text);
-  if (!absl::StartsWith(name, "EVENT_KIND_")) {
-    name = "EVENT_KIND_" + name;
-  }
-  podgate::common::v1::EventKind kind;
-  if (!podgate::common::v1::EventKind_Parse(name, &kind) ||
-      kind == podgate::common::v1::EVENT_KIND_UNSPECIFIED) {
+  const std::optional<int> kind =
+      wire::EnumFromLabel(*podgate::common::v1::EventKind_descriptor(), text, true);
+  if (!kind.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--kind: \"", text, "\" is not an event kind (e.g. command_request, decision)"));
   }
-  return kind;
+  return static_cast<podgate::common::v1::EventKind>(*kind);
 }
 
 absl::StatusOr<podgate::common::v1::Verdict> ParseVerdict(const std::string& text) {
-  std::string name = absl::AsciiStrToUpper(text);
-  if (!absl::StartsWith(name, "VERDICT_")) {
-    name = "VERDICT_" + name;
-  }
-  podgate::common::v1::Verdict verdict;
-  if (!podgate::common::v1::Verdict_Parse(name, &verdict) ||
-      verdict == podgate::common::v1::VERDICT_UNSPECIFIED) {
+  const std::optional<int> verdict =
+      wire::EnumFromLabel(*podgate::common::v1::Verdict_descriptor(), text, true);
+  if (!verdict.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--verdict: \"", text, "\" is not allow or deny"));
   }
-  return verdict;
+  return static_cast<podgate::common::v1::Verdict>(*verdict);
 }
 
 absl::StatusOr<google::protobuf::Timestamp> ParseTime(const std::string& text) {
@@ -121,17 +107,15 @@ std::string TableRow(const podgate::audit::v1::AuditRecord& record) {
                                                e.target().container())
                                 : "-";
   const std::string verdict =
-      e.has_decision()
-          ? Short(podgate::common::v1::Verdict_Name(e.decision().verdict()), "VERDICT_")
-          : "-";
+      e.has_decision() ? wire::EnumLabel(e.decision().verdict(), "unspecified") : "-";
   const std::string time = absl::FormatTime(
       "%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(e.time())),
       absl::UTCTimeZone());
-  return absl::StrFormat(
-      "%-24s %-12s %-32s %-16s %-6s %-14s %s", time,
-      Printable(e.principal().user().empty() ? "-" : e.principal().user()), Printable(where),
-      Short(podgate::common::v1::EventKind_Name(e.kind()), "EVENT_KIND_"), verdict,
-      Printable(e.has_decision() ? e.decision().rule() : "-"), Printable(Detail(e)));
+  return absl::StrFormat("%-24s %-12s %-32s %-16s %-6s %-14s %s", time,
+                         Printable(e.principal().user().empty() ? "-" : e.principal().user()),
+                         Printable(where), wire::EnumLabel(e.kind(), "unspecified"), verdict,
+                         Printable(e.has_decision() ? e.decision().rule() : "-"),
+                         Printable(Detail(e)));
 }
 
 absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface& stub,
@@ -172,8 +156,7 @@ absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface
     }
     grpc::Status status = reader->Finish();
     if (!status.ok() && !(stop && status.error_code() == grpc::StatusCode::CANCELLED)) {
-      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                          absl::StrCat("query: ", status.error_message()));
+      return wire::ToAbslStatus(status, "query");
     }
     if (stop || next.empty()) {
       return printed;
@@ -190,8 +173,7 @@ absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& 
   podgate::audit::v1::VerifyResponse response;
   grpc::Status status = stub.Verify(&ctx, request, &response);
   if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        absl::StrCat("verify: ", status.error_message()));
+    return wire::ToAbslStatus(status, "verify");
   }
   for (const auto& chain : response.chains()) {
     if (chain.intact()) {

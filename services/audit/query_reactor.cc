@@ -1,6 +1,7 @@
 #include "audit/query_reactor.h"
 
 #include "audit/audit_service.h"
+#include "wire/status.h"
 
 namespace podgate::audit {
 
@@ -8,7 +9,7 @@ QueryReactor::QueryReactor(Store* store, Executor* executor, AuditMetrics* metri
                            const podgate::audit::v1::QueryRequest& request)
     : store_(store), metrics_(metrics) {
   if (absl::StatusOr<int> valid = ValidateQuery(request); !valid.ok()) {
-    Finish(ToGrpcStatus(valid.status()));
+    Finish(wire::ToGrpcStatus(valid.status()));
     return;
   }
   if (!executor->TrySubmit([this, request] { RunQuery(request); })) {
@@ -22,7 +23,7 @@ void QueryReactor::RunQuery(podgate::audit::v1::QueryRequest request) {
   absl::StatusOr<QueryPage> page = store_->Query(request);
   if (!page.ok()) {
     metrics_->Error("query_failed").Increment();
-    Finish(ToGrpcStatus(page.status()));
+    Finish(wire::ToGrpcStatus(page.status()));
     return;
   }
   page_ = *std::move(page);

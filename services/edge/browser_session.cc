@@ -11,6 +11,8 @@
 #include "absl/strings/string_view.h"
 #include "edge/codec.h"
 #include "runtime/log.h"
+#include "wire/enum_label.h"
+#include "wire/status.h"
 
 namespace podgate::edge {
 
@@ -547,7 +549,7 @@ void BrowserSession::OnExecDone(grpc::Status status) {
   if (exec_ready_ && !exec_closed_ && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     ExecLost(status);
   } else if (!status.ok() && !browser_gone_ && !closing_) {
-    std::string code = StatusCodeName(static_cast<int>(status.error_code()));
+    std::string code = wire::StatusCodeName(status.error_code());
     std::string message = status.error_message();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !exec_ready_) {
       message = absl::StrCat("the exec service is unavailable: ", message);

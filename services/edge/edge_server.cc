@@ -1,7 +1,5 @@
 #include "edge/edge_server.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <array>
 #include <filesystem>
@@ -17,14 +15,18 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "crypto/sha256.h"
 #include "edge/browser_session.h"
 #include "edge/protocol.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "k8s/names.h"
 #include "nlohmann/json.hpp"
 #include "runtime/log.h"
 #include "runtime/timer.h"
+#include "wire/enum_label.h"
+#include "wire/status.h"
 
 namespace podgate::edge {
 
@@ -148,23 +150,6 @@ const char* ContentType(const std::string& path) {
   return "application/octet-stream";
 }
 
-std::string Sha256Hex(const std::string& data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len && i < 16; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xF];
-  }
-  return out;
-}
-
-std::string CodeName(grpc::StatusCode code) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
-}
-
 // RFC 3339 in UTC with `Z`, the form of every time edge sends the page.
 std::string Rfc3339Utc(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
@@ -177,34 +162,14 @@ std::string OriginRefusal(const std::string& origin) {
                       " is not allowed: edge's --allowed_origins must list it");
 }
 
-// The short lower-case form of an enum value's name: EVENT_KIND_COMMAND_RESULT with prefix
-// EVENT_KIND_ is command_result.
-std::string ShortEnumName(const std::string& name, absl::string_view prefix) {
-  return absl::AsciiStrToLower(absl::StripPrefix(name, prefix));
-}
-
-// An audit filter value of enum `type`: the value's full name or its short form. The
-// UNSPECIFIED value (0) is never a filter: no stored record has it.
-std::optional<int> EnumFilterValue(const google::protobuf::EnumDescriptor& type,
-                                   absl::string_view prefix, const std::string& text) {
-  for (int i = 0; i < type.value_count(); ++i) {
-    const google::protobuf::EnumValueDescriptor& value = *type.value(i);
-    if (value.number() != 0 &&
-        (text == value.name() || text == ShortEnumName(value.name(), prefix))) {
-      return value.number();
-    }
-  }
-  return std::nullopt;
-}
-
 // "kind: unknown value "x"; use one of a, b, c (or the full enum names, e.g. EVENT_KIND_A)".
 std::string EnumFilterError(const char* parameter, const google::protobuf::EnumDescriptor& type,
-                            absl::string_view prefix, const std::string& text) {
+                            const std::string& text) {
   std::vector<std::string> names;
   std::string example;
   for (int i = 0; i < type.value_count(); ++i) {
     if (type.value(i)->number() != 0) {
-      names.push_back(ShortEnumName(type.value(i)->name(), prefix));
+      names.push_back(wire::EnumLabelOfName(type, type.value(i)->name()));
       example = example.empty() ? type.value(i)->name() : example;
     }
   }
@@ -241,8 +206,8 @@ RouteResult DeferredUnary(
     start(call.get(), [context, api, call, req_copy, reply](grpc::Status status) {
       context->metrics->ApiRequest(api, static_cast<int>(HttpStatusFor(status.error_code())));
       if (!status.ok()) {
-        reply(JsonError(req_copy, HttpStatusFor(status.error_code()), CodeName(status.error_code()),
-                        status.error_message()));
+        reply(JsonError(req_copy, HttpStatusFor(status.error_code()),
+                        wire::StatusCodeName(status.error_code()), status.error_message()));
         return;
       }
       Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
@@ -301,20 +266,6 @@ absl::StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_v
   return out;
 }
 
-bool ValidKubernetesName(std::string_view name) {
-  if (name.empty() || name.size() > 253) {
-    return false;
-  }
-  for (char c : name) {
-    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
-          absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.')) {
-      return false;
-    }
-  }
-  return absl::ascii_isalnum(static_cast<unsigned char>(name.front())) &&
-         absl::ascii_isalnum(static_cast<unsigned char>(name.back()));
-}
-
 absl::StatusOr<StaticFiles> StaticFiles::Load(const std::string& root, size_t max_bytes) {
   StaticFiles files;
   if (root.empty()) {
@@ -346,7 +297,7 @@ absl::StatusOr<StaticFiles> StaticFiles::Load(const std::string& root, size_t ma
     // /assets/ never change under their name.
     f.cache_control =
         absl::StartsWith(rel, "/assets/") ? "public, max-age=31536000, immutable" : "no-cache";
-    f.etag = absl::StrCat("\"", Sha256Hex(f.body), "\"");
+    f.etag = absl::StrCat("\"", crypto::Sha256Hex(f.body).substr(0, 32), "\"");
     files.files_.emplace(rel, std::move(f));
   }
   if (ec) {
@@ -451,10 +402,9 @@ RouteResult EdgeRouter::RouteWebSocket(const Request& request, const http::Reque
                             std::string(q.status().message())));
   }
   std::string container = First(*q, "container");
-  if (!ValidKubernetesName(parts[1]) || !ValidKubernetesName(parts[2]) ||
-      (!container.empty() && !ValidKubernetesName(container))) {
+  if (absl::Status s = k8s::ValidateTarget(parts[1], parts[2], container); !s.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            "namespace, pod and container must be Kubernetes names"));
+                            std::string(s.message())));
   }
   params.target.set_namespace_(parts[1]);
   params.target.set_pod(parts[2]);
@@ -634,9 +584,13 @@ RouteResult EdgeRouter::Targets(const Request& request, const http::RequestConte
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   std::string ns = q.ok() ? First(*q, "namespace") : "";
-  if (!q.ok() || (!ns.empty() && !ValidKubernetesName(ns))) {
+  absl::Status valid = q.ok() ? absl::OkStatus() : q.status();
+  if (valid.ok() && !ns.empty()) {
+    valid = k8s::ValidateNamespaceName(ns);
+  }
+  if (!valid.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            "namespace must be a Kubernetes name"));
+                            std::string(valid.message())));
   }
   using Call =
       UnaryCall<podgate::exec::v1::ListTargetsRequest, podgate::exec::v1::ListTargetsResponse>;
@@ -664,13 +618,13 @@ RouteResult EdgeRouter::Allowed(const Request& request, const http::RequestConte
                             std::string(verified.status().message())));
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
-  if (!q.ok() || !ValidKubernetesName(First(*q, "namespace")) ||
-      !ValidKubernetesName(First(*q, "pod")) ||
-      (!First(*q, "container").empty() && !ValidKubernetesName(First(*q, "container")))) {
+  const absl::Status valid =
+      q.ok() ? k8s::ValidateTarget(First(*q, "namespace"), First(*q, "pod"), First(*q, "container"))
+             : q.status();
+  if (!valid.ok()) {
     context_->metrics->ApiRequest("allowed", 400);
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            "namespace and pod (and container, when given) must be Kubernetes "
-                            "names"));
+                            std::string(valid.message())));
   }
   using Call =
       UnaryCall<podgate::policy::v1::ListAllowedRequest, podgate::policy::v1::ListAllowedResponse>;
@@ -729,8 +683,8 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
   void OnDone(const grpc::Status& status) override {
     context_->metrics->ApiRequest("audit", static_cast<int>(HttpStatusFor(status.error_code())));
     if (!status.ok()) {
-      reply_(JsonError(req_, HttpStatusFor(status.error_code()), CodeName(status.error_code()),
-                       status.error_message()));
+      reply_(JsonError(req_, HttpStatusFor(status.error_code()),
+                       wire::StatusCodeName(status.error_code()), status.error_message()));
     } else if (json_lines_) {
       std::string body;
       for (const std::string& r : records_) {
@@ -810,16 +764,16 @@ RouteResult EdgeRouter::Audit(const Request& request, const http::RequestContext
       query_request.add_rules(v);
     } else if (k == "kind") {
       const auto& type = *podgate::common::v1::EventKind_descriptor();
-      std::optional<int> kind = EnumFilterValue(type, "EVENT_KIND_", v);
+      std::optional<int> kind = wire::EnumFromLabel(type, v);
       if (!kind.has_value()) {
-        return bad_request(EnumFilterError("kind", type, "EVENT_KIND_", v));
+        return bad_request(EnumFilterError("kind", type, v));
       }
       query_request.add_kinds(static_cast<podgate::common::v1::EventKind>(*kind));
     } else if (k == "verdict") {
       const auto& type = *podgate::common::v1::Verdict_descriptor();
-      std::optional<int> verdict = EnumFilterValue(type, "VERDICT_", v);
+      std::optional<int> verdict = wire::EnumFromLabel(type, v);
       if (!verdict.has_value()) {
-        return bad_request(EnumFilterError("verdict", type, "VERDICT_", v));
+        return bad_request(EnumFilterError("verdict", type, v));
       }
       query_request.add_verdicts(static_cast<podgate::common::v1::Verdict>(*verdict));
     } else if (k == "argv_contains") {

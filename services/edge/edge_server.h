@@ -57,9 +57,6 @@ const std::vector<std::pair<std::string, std::string>>& SecurityHeaderList();
 // Splits a query string into decoded key/value pairs; errors on bad percent-encoding.
 absl::StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_view query);
 
-// Whether `name` is a valid Kubernetes object name (RFC 1123 subdomain, at most 253 bytes).
-bool ValidKubernetesName(std::string_view name);
-
 class EdgeRouter {
  public:
   EdgeRouter(EdgeContext* context, StaticFiles files)

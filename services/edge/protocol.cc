@@ -8,6 +8,7 @@
 #include "auth/base64url.h"
 #include "auth/jwt.h"
 #include "nlohmann/json.hpp"
+#include "text/utf8.h"
 
 namespace podgate::edge {
 
@@ -15,51 +16,16 @@ namespace {
 
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-// Decodes one UTF-8 code point at `i`; returns 0xFFFD and advances one byte when invalid.
+// Decodes one UTF-8 code point at `i` (lib/text/utf8.h); returns 0xFFFD and advances one byte
+// when invalid.
 uint32_t NextCodePoint(std::string_view s, size_t& i) {
-  auto byte = [&](size_t k) { return static_cast<uint8_t>(s[k]); };
-  uint8_t b0 = byte(i);
-  if (b0 < 0x80) {
-    ++i;
-    return b0;
-  }
-  int n = 0;
-  uint32_t cp = 0;
-  uint32_t min = 0;
-  if ((b0 & 0xE0) == 0xC0) {
-    n = 1;
-    cp = b0 & 0x1F;
-    min = 0x80;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    n = 2;
-    cp = b0 & 0x0F;
-    min = 0x800;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    n = 3;
-    cp = b0 & 0x07;
-    min = 0x10000;
-  } else {
+  const text::Utf8CodePoint d = text::DecodeUtf8(s.substr(i));
+  if (d.length == 0) {
     ++i;
     return 0xFFFD;
   }
-  if (i + static_cast<size_t>(n) >= s.size()) {
-    ++i;
-    return 0xFFFD;
-  }
-  for (int k = 1; k <= n; ++k) {
-    uint8_t b = byte(i + static_cast<size_t>(k));
-    if ((b & 0xC0) != 0x80) {
-      ++i;
-      return 0xFFFD;
-    }
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-    ++i;
-    return 0xFFFD;
-  }
-  i += static_cast<size_t>(n) + 1;
-  return cp;
+  i += d.length;
+  return d.code_point;
 }
 
 void AppendU16(std::string& out, uint32_t unit) {

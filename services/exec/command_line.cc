@@ -3,44 +3,16 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "text/utf8.h"
 
 namespace podgate::exec {
 namespace {
 
-// Decodes one UTF-8 sequence at `s[i]`; returns its length, or 0 when invalid.
+// Decodes one UTF-8 sequence at `s[i]` (lib/text/utf8.h); returns its length, or 0 when invalid.
 size_t DecodeUtf8(absl::string_view s, size_t i, uint32_t* cp) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  size_t len;
-  if (b0 < 0x80) {
-    *cp = b0;
-    return 1;
-  } else if ((b0 & 0xE0) == 0xC0) {
-    len = 2;
-    *cp = b0 & 0x1F;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    len = 3;
-    *cp = b0 & 0x0F;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    len = 4;
-    *cp = b0 & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) {
-    return 0;
-  }
-  for (size_t k = 1; k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) {
-      return 0;
-    }
-    *cp = (*cp << 6) | (b & 0x3F);
-  }
-  if ((len == 2 && *cp < 0x80) || (len == 3 && *cp < 0x800) || (len == 4 && *cp < 0x10000) ||
-      (*cp >= 0xD800 && *cp <= 0xDFFF) || *cp > 0x10FFFF) {
-    return 0;
-  }
-  return len;
+  const text::Utf8CodePoint d = text::DecodeUtf8(std::string_view(s.data() + i, s.size() - i));
+  *cp = d.code_point;
+  return d.length;
 }
 
 bool IsBidiControl(uint32_t cp) {

@@ -5,7 +5,9 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "k8s/names.h"
 #include "runtime/log.h"
+#include "wire/status.h"
 
 namespace podgate::exec {
 
@@ -127,15 +129,6 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
   std::map<std::string, std::vector<pb::PodInfo>> by_namespace_;
 };
 
-bool IsDnsLabel(const std::string& s) {
-  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') {
-    return false;
-  }
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-  });
-}
-
 }  // namespace
 
 grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>* ExecServiceImpl::Session(
@@ -157,10 +150,11 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
                                  absl::StrCat("credential refused: ", verified.status().message())));
     return reactor;
   }
-  if (!request->namespace_().empty() && !IsDnsLabel(request->namespace_())) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "namespace must be a Kubernetes name"));
-    return reactor;
+  if (!request->namespace_().empty()) {
+    if (absl::Status s = k8s::ValidateNamespaceName(request->namespace_()); !s.ok()) {
+      reactor->Finish(wire::ToGrpcStatus(s));
+      return reactor;
+    }
   }
   SessionHub* hub = hub_;
   podgate::common::v1::Principal principal = verified->principal;
@@ -171,8 +165,7 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
           hub->metrics()
               ->api_errors_total.Add({{"code", absl::StatusCodeToString(pods.status().code())}})
               .Increment();
-          reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(pods.status().code()),
-                                       std::string(pods.status().message())));
+          reactor->Finish(wire::ToGrpcStatus(pods.status()));
           return;
         }
         if (pods->size() > kMaxTargetPods) {

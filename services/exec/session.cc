@@ -14,9 +14,13 @@
 #include "exec/container_probe.h"
 #include "exec/policy_stream.h"
 #include "exec/probe_run.h"
+#include "k8s/names.h"
 #include "nlohmann/json.hpp"
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "wire/enum_label.h"
+#include "wire/status.h"
+#include "wire/time.h"
 
 namespace podgate::exec {
 
@@ -24,81 +28,6 @@ namespace common = podgate::common::v1;
 namespace pb = podgate::exec::v1;
 
 namespace {
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t s = absl::ToUnixSeconds(t);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(s)) / absl::Nanoseconds(1)));
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t s = absl::IDivDuration(d, absl::Seconds(1), &d);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>(d / absl::Nanoseconds(1)));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-const char* TerminationLabel(common::Termination t) {
-  switch (t) {
-    case common::TERMINATION_EXITED:
-      return "exited";
-    case common::TERMINATION_INTERRUPTED:
-      return "interrupted";
-    case common::TERMINATION_TIME_LIMIT:
-      return "time_limit";
-    case common::TERMINATION_OUTPUT_LIMIT:
-      return "output_limit";
-    default:
-      return "error";
-  }
-}
-
-const char* CloseReasonLabel(common::CloseReason r) {
-  switch (r) {
-    case common::CLOSE_REASON_CLIENT:
-      return "client";
-    case common::CLOSE_REASON_IDLE_TIMEOUT:
-      return "idle_timeout";
-    case common::CLOSE_REASON_SESSION_LIMIT:
-      return "session_limit";
-    case common::CLOSE_REASON_CREDENTIAL_EXPIRED:
-      return "credential_expired";
-    case common::CLOSE_REASON_SHUTDOWN:
-      return "shutdown";
-    case common::CLOSE_REASON_DISCONNECTED:
-      return "disconnected";
-    case common::CLOSE_REASON_REMOTE_EXIT:
-      return "remote_exit";
-    default:
-      return "error";
-  }
-}
-
-// DNS-1123 label (namespace, container) or subdomain (pod): what Kubernetes accepts.
-bool IsDnsName(const std::string& s, size_t max_len, bool allow_dots) {
-  if (s.empty() || s.size() > max_len) {
-    return false;
-  }
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    if (alnum) {
-      continue;
-    }
-    if ((c == '-' || (allow_dots && c == '.')) && i != 0 && i + 1 != s.size()) {
-      continue;
-    }
-    return false;
-  }
-  return true;
-}
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
 
 }  // namespace
 
@@ -576,7 +505,7 @@ void Session::FinishLocked(const grpc::Status& status) {
 common::AuditEvent Session::BaseEventLocked(common::EventKind kind) {
   common::AuditEvent e;
   e.set_id(runtime::RandomId());
-  SetTimestamp(absl::Now(), e.mutable_time());
+  *e.mutable_time() = wire::ToProtoTimestamp(absl::Now());
   e.set_kind(kind);
   e.set_source_service("exec");
   e.set_session_id(session_id_);
@@ -795,18 +724,18 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   target_.set_namespace_(open.target().namespace_());
   target_.set_pod(open.target().pod());
   target_.set_container(open.target().container());
-  if (!IsDnsName(target_.namespace_(), 63, false) || !IsDnsName(target_.pod(), 253, true) ||
-      (!target_.container().empty() && !IsDnsName(target_.container(), 63, false))) {
+  if (absl::Status s =
+          k8s::ValidateTarget(target_.namespace_(), target_.pod(), target_.container());
+      !s.ok()) {
     hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "target namespace, pod and container must be Kubernetes names"));
+    FinishLocked(wire::ToGrpcStatus(s));
     return;
   }
 
   // 3. Admission.
   if (absl::Status s = hub_->Admit(shared_from_this(), principal_.user()); !s.ok()) {
     hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(ToGrpc(s));
+    FinishLocked(wire::ToGrpcStatus(s));
     return;
   }
   admitted_ = true;
@@ -912,7 +841,7 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
   const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
   auto refuse = [&](const absl::Status& s) {
     hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(ToGrpc(s));
+    FinishLocked(wire::ToGrpcStatus(s));
   };
   if (!pod.ok()) {
     hub_->metrics()
@@ -1035,7 +964,7 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
             self->hub_->metrics()
                 ->sessions_total.Add({{"mode", "shell"}, {"outcome", "refused"}})
                 .Increment();
-            self->FinishLocked(ToGrpc(s));
+            self->FinishLocked(wire::ToGrpcStatus(s));
             return;
           }
           self->SendReady();
@@ -1142,9 +1071,9 @@ void Session::SendReady() {
         const bool shell = self->mode_ == common::SESSION_MODE_SHELL;
         // A shell rule's time limit bounds the whole shell session.
         if (shell && self->shell_limits_.has_time_limit() &&
-            FromProto(self->shell_limits_.time_limit()) > absl::ZeroDuration()) {
+            wire::FromProtoDuration(self->shell_limits_.time_limit()) > absl::ZeroDuration()) {
           const absl::Time rule_end =
-              self->opened_at_ + FromProto(self->shell_limits_.time_limit());
+              self->opened_at_ + wire::FromProtoDuration(self->shell_limits_.time_limit());
           if (rule_end < self->expires_) {
             self->expires_ = rule_end;
             self->expiry_is_credential_ = false;
@@ -1160,7 +1089,7 @@ void Session::SendReady() {
         *ready.mutable_ready()->mutable_principal() = self->principal_;
         *ready.mutable_ready()->mutable_target() = self->target_;
         ready.mutable_ready()->set_mode(self->mode_);
-        SetTimestamp(self->expires_, ready.mutable_ready()->mutable_expires_time());
+        *ready.mutable_ready()->mutable_expires_time() = wire::ToProtoTimestamp(self->expires_);
         self->SendLocked(std::move(ready));
         log::Info("session open", {{"session_id", self->session_id_},
                                    {"user", self->principal_.user()},
@@ -1510,9 +1439,10 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
     return;
   }
   const common::Limits& limits = cmd->decision.limits();
-  cmd->time_limit = limits.has_time_limit() && FromProto(limits.time_limit()) > absl::ZeroDuration()
-                        ? FromProto(limits.time_limit())
-                        : opts_.default_time_limit;
+  cmd->time_limit =
+      limits.has_time_limit() && wire::FromProtoDuration(limits.time_limit()) > absl::ZeroDuration()
+          ? wire::FromProtoDuration(limits.time_limit())
+          : opts_.default_time_limit;
   cmd->output_limit = limits.output_limit_bytes() > 0 ? limits.output_limit_bytes()
                                                       : opts_.default_output_limit_bytes;
   ExecSpec spec = TargetSpecLocked();
@@ -1825,7 +1755,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   r->set_line(cmd->line);
   r->set_termination(termination);
   r->set_exit_code(outcome.exit_code);
-  SetDuration(duration, r->mutable_duration());
+  *r->mutable_duration() = wire::ToProtoDuration(duration);
   r->set_stdout_bytes(cmd->stdout_bytes);
   r->set_stderr_bytes(cmd->stderr_bytes);
   r->set_output_sha256(digest, digest_len);
@@ -1855,8 +1785,9 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   hub_->metrics()
       ->commands_total
       .Add({{"decision", "allow"},
-            {"result",
-             !cmd->started && !outcome.status.ok() ? "error" : TerminationLabel(termination)}})
+            {"result", !cmd->started && !outcome.status.ok()
+                           ? "error"
+                           : wire::EnumLabel(termination, "error")}})
       .Increment();
   if (!outcome.status.ok()) {
     hub_->metrics()
@@ -1865,7 +1796,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   }
   log::Info("command end", {{"session_id", session_id_},
                             {"command_id", cmd->id},
-                            {"termination", TerminationLabel(termination)},
+                            {"termination", wire::EnumLabel(termination, "error")},
                             {"exit_code", outcome.exit_code},
                             {"duration_ms", absl::ToInt64Milliseconds(duration)}});
   if (running_ == cmd) {
@@ -1885,7 +1816,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     msg.mutable_exit()->set_command_id(cmd->id);
     msg.mutable_exit()->set_termination(termination);
     msg.mutable_exit()->set_exit_code(outcome.exit_code);
-    SetDuration(duration, msg.mutable_exit()->mutable_duration());
+    *msg.mutable_exit()->mutable_duration() = wire::ToProtoDuration(duration);
     msg.mutable_exit()->set_output_bytes(cmd->stdout_bytes + cmd->stderr_bytes);
     if (termination == common::TERMINATION_ERROR && !outcome.status.ok()) {
       msg.mutable_exit()->set_error(std::string(outcome.status.message()));
@@ -2010,16 +1941,18 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
   }
   const bool shell = mode_ == common::SESSION_MODE_SHELL;
   hub_->metrics()->sessions_active.Add({{"mode", shell ? "shell" : "command"}}).Decrement();
-  hub_->metrics()->session_close_total.Add({{"reason", CloseReasonLabel(reason)}}).Increment();
+  hub_->metrics()
+      ->session_close_total.Add({{"reason", wire::EnumLabel(reason, "error")}})
+      .Increment();
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_CLOSE);
   e.set_id(close_event_id_);
   e.mutable_session_close()->set_reason(reason);
   e.mutable_session_close()->set_message(message);
-  SetDuration(absl::Now() - opened_at_, e.mutable_session_close()->mutable_duration());
+  *e.mutable_session_close()->mutable_duration() = wire::ToProtoDuration(absl::Now() - opened_at_);
   e.mutable_session_close()->set_commands(commands_);
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   log::Info("session close", {{"session_id", session_id_},
-                              {"reason", CloseReasonLabel(reason)},
+                              {"reason", wire::EnumLabel(reason, "error")},
                               {"commands", commands_}});
   pb::SessionResponse closed;
   closed.mutable_closed()->set_reason(reason);

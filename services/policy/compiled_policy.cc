@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "policy/text_checks.h"
+#include "wire/time.h"
 
 namespace podgate::policy {
 namespace {
@@ -560,10 +561,7 @@ Decision CompiledPolicy::Make(bool allow, const Rule* rule, std::string rule_id,
   d.set_policy_version(version_);
   if (allow && rule != nullptr) {
     if (rule->time_limit) {
-      const absl::Duration t = *rule->time_limit;
-      d.mutable_limits()->mutable_time_limit()->set_seconds(absl::ToInt64Seconds(t));
-      d.mutable_limits()->mutable_time_limit()->set_nanos(
-          static_cast<int32_t>(absl::ToInt64Nanoseconds(t % absl::Seconds(1))));
+      *d.mutable_limits()->mutable_time_limit() = wire::ToProtoDuration(*rule->time_limit);
     }
     d.mutable_limits()->set_output_limit_bytes(rule->output_limit_bytes);
     d.set_root_allowed(rule->allow_root);

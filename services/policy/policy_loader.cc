@@ -1,7 +1,5 @@
 #include "policy/policy_loader.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -12,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "crypto/sha256.h"
 #include "policy/net_address.h"
 #include "policy/program_classes.h"
 #include "policy/text_checks.h"
@@ -882,16 +881,7 @@ std::string LoadResult::FirstError() const {
   return "";
 }
 
-std::string DocumentVersion(std::string_view document) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(document.data(), document.size(), digest, &len, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    absl::StrAppendFormat(&hex, "%02x", digest[i]);
-  }
-  return hex;
-}
+std::string DocumentVersion(std::string_view document) { return crypto::Sha256Hex(document); }
 
 LoadResult LoadPolicy(std::string_view document, std::string source) {
   LoadResult result;

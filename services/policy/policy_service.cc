@@ -2,6 +2,7 @@
 
 #include "absl/time/time.h"
 #include "policy/policy_loader.h"
+#include "wire/time.h"
 
 namespace podgate::policy {
 namespace {
@@ -66,10 +67,7 @@ grpc::ServerUnaryReactor* PolicyServiceImpl::GetPolicy(
     podgate::policy::v1::GetPolicyResponse* response) {
   const std::shared_ptr<const CompiledPolicy> policy = store_->Current();
   response->set_version(policy->version());
-  const absl::Time loaded = policy->loaded_time();
-  response->mutable_loaded_time()->set_seconds(absl::ToUnixSeconds(loaded));
-  response->mutable_loaded_time()->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(loaded - absl::FromUnixSeconds(absl::ToUnixSeconds(loaded)))));
+  *response->mutable_loaded_time() = wire::ToProtoTimestamp(policy->loaded_time());
   response->set_source(policy->source());
   response->set_rule_count(static_cast<int32_t>(policy->rules().size()));
   response->set_rejected_reloads(store_->rejected_reloads());

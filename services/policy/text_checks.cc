@@ -6,48 +6,20 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "text/utf8.h"
 
 namespace podgate::policy {
 namespace {
 
-// Decodes one UTF-8 code point at `text[*pos]`, advancing `*pos`; -1 on an invalid sequence
-// (overlong forms, surrogates and values above U+10FFFF included).
-int32_t DecodeUtf8(std::string_view text, size_t* pos) {
-  const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
-  const unsigned char c = byte(*pos);
-  int len = 0;
-  int32_t cp = 0;
-  if (c < 0x80) {
-    ++*pos;
-    return c;
-  } else if ((c & 0xE0) == 0xC0) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
+// Decodes one UTF-8 code point at `s[*pos]` (lib/text/utf8.h), advancing `*pos`; -1 on an
+// invalid sequence.
+int32_t DecodeUtf8(std::string_view s, size_t* pos) {
+  const text::Utf8CodePoint d = text::DecodeUtf8(s.substr(*pos));
+  if (d.length == 0) {
     return -1;
   }
-  if (*pos + len > text.size()) {
-    return -1;
-  }
-  for (int i = 1; i < len; ++i) {
-    const unsigned char cc = byte(*pos + i);
-    if ((cc & 0xC0) != 0x80) {
-      return -1;
-    }
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  static constexpr int32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-    return -1;
-  }
-  *pos += len;
-  return cp;
+  *pos += d.length;
+  return static_cast<int32_t>(d.code_point);
 }
 
 std::string CodePointName(int32_t cp) {

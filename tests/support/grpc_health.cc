@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
+#include "wire/status.h"
 
 namespace podgate::testing {
 
@@ -18,8 +19,7 @@ absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth
   grpc::health::v1::HealthCheckResponse res;
   grpc::Status status = stub->Check(&ctx, req, &res);
   if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        status.error_message());
+    return wire::ToAbslStatus(status);
   }
   return res.status();
 }

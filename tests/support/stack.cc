@@ -31,16 +31,26 @@ absl::StatusOr<nlohmann::json> ServingLine(Subprocess* p, const std::string& nam
 
 }  // namespace
 
-int UnusedPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+ReservedPort::ReservedPort() {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::abort();  // no port for the test to use: nothing sensible to test
+  }
+  port_ = ntohs(addr.sin_port);
+}
+
+ReservedPort::~ReservedPort() { Release(); }
+
+void ReservedPort::Release() {
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options) {
@@ -87,7 +97,8 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
     }
     s->audit_port_ = (*a)["grpc_port"];
   } else {
-    s->audit_port_ = UnusedPort();
+    s->closed_audit_ = std::make_unique<ReservedPort>();
+    s->audit_port_ = s->closed_audit_->port();
   }
 
   if (options.start_policy) {
@@ -107,11 +118,12 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
     }
     s->policy_port_ = (*p)["grpc_port"];
   } else {
-    s->policy_port_ = UnusedPort();
+    s->closed_policy_ = std::make_unique<ReservedPort>();
+    s->policy_port_ = s->closed_policy_->port();
   }
   std::vector<std::string> args = common;
   for (const std::string& f :
-       {"--kubeconfig=" + s->kubeconfig_,
+       {std::string("--metrics_address=127.0.0.1:0"), "--kubeconfig=" + s->kubeconfig_,
         absl::StrCat("--policy_address=127.0.0.1:", s->policy_port_),
         absl::StrCat("--audit_address=127.0.0.1:", s->audit_port_),
         "--jwt_key_file=" + s->secret_file_, std::string("--jwt_algorithm=HS256"),
@@ -142,6 +154,7 @@ absl::Status Stack::RestartExec() {
     return e.status();
   }
   exec_port_ = (*e)["grpc_port"];
+  exec_metrics_port_ = (*e)["metrics_port"];
   return absl::OkStatus();
 }
 

@@ -1,6 +1,7 @@
 // The whole back end as real processes for integration tests: kubesim (the Kubernetes API),
-// podgate-policy, podgate-audit (SQLite) and podgate-exec, each on free ports, in a temporary
-// folder, with an HS256 key to mint end-user tokens.
+// podgate-policy, podgate-audit (SQLite) and podgate-exec, each on a port the OS picks (port 0,
+// read back from its "serving" line), in a temporary folder, with an HS256 key to mint end-user
+// tokens.
 #pragma once
 
 #include <memory>
@@ -12,6 +13,26 @@
 #include "support/subprocess.h"
 
 namespace podgate::testing {
+
+// A TCP port on 127.0.0.1 that refuses connections: bound (port 0, chosen by the OS) but not
+// listening, for as long as this object lives, so no other process can take it meanwhile (a
+// port "found free" and released at once can be taken by anything before it is used). Servers
+// bind port 0 themselves and report the port they got; this is only for a peer that is down.
+class ReservedPort {
+ public:
+  ReservedPort();
+  ~ReservedPort();
+  ReservedPort(const ReservedPort&) = delete;
+  ReservedPort& operator=(const ReservedPort&) = delete;
+
+  int port() const { return port_; }
+  // Gives the port up, for a server that is to bind it next (a peer that comes back).
+  void Release();
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 struct BinaryPaths {
   std::string kubesim;
@@ -48,6 +69,8 @@ class Stack {
 
   const std::string& dir() const { return dir_; }
   int exec_port() const { return exec_port_; }
+  // exec's /metrics port (bound by exec on port 0 and read from its "serving" line).
+  int exec_metrics_port() const { return exec_metrics_port_; }
   int policy_port() const { return policy_port_; }
   int audit_port() const { return audit_port_; }
   int kubesim_port() const { return kubesim_port_; }
@@ -68,6 +91,10 @@ class Stack {
   std::string secret_file_;
   std::string kubeconfig_;
   int exec_port_ = 0;
+  int exec_metrics_port_ = 0;
+  // The ports of peers not started: refuse connections while the stack lives.
+  std::unique_ptr<ReservedPort> closed_audit_;
+  std::unique_ptr<ReservedPort> closed_policy_;
   int policy_port_ = 0;
   int audit_port_ = 0;
   int kubesim_port_ = 0;
@@ -78,8 +105,5 @@ class Stack {
   std::string exec_binary_;
   std::vector<std::string> exec_args_;
 };
-
-// A free TCP port on 127.0.0.1 with nothing listening (bound then released).
-int UnusedPort();
 
 }  // namespace podgate::testing

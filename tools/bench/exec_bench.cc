@@ -218,14 +218,13 @@ absl::StatusOr<Bench> StartStack(int max_sessions_per_user) {
   options.cluster_yaml = kCluster;
   options.policy_yaml = kPolicy;
   Bench b;
-  b.metrics_port = testing::UnusedPort();
-  options.exec_flags = {absl::StrCat("--metrics_address=127.0.0.1:", b.metrics_port),
-                        absl::StrCat("--max_sessions_per_user=", max_sessions_per_user)};
+  options.exec_flags = {absl::StrCat("--max_sessions_per_user=", max_sessions_per_user)};
   auto stack = testing::Stack::Start(options);
   if (!stack.ok()) {
     return stack.status();
   }
   b.stack = *std::move(stack);
+  b.metrics_port = b.stack->exec_metrics_port();
   return b;
 }
 

@@ -875,6 +875,27 @@ TEST_F(EdgeTest, HandshakesRefuseForeignOriginsAndBadTokens) {
   }
 }
 
+// Namespace and container are DNS-1123 labels (63), the pod a DNS-1123 subdomain (253), as
+// Kubernetes and exec have them: edge refuses the others at the door, saying which and why.
+TEST_F(EdgeTest, HandshakesRefuseNamesKubernetesRefuses) {
+  const std::string long_label(253, 'a');
+  for (const std::string& target :
+       {"/ws/v1/" + long_label + "/web-1", "/ws/seed/" + std::string(64, 'a') + "/web-1",
+        "/ws/v1/demo/web-1?container=" + long_label, std::string("/ws/v1/demo/a..b"),
+        "/ws/v1/demo/" + std::string(254, 'a')}) {
+    std::string body;
+    EXPECT_EQ(RefusalStatus(target, {"podgate.v1"}, kOrigin, &body), 400) << target;
+    EXPECT_THAT(body, HasSubstr("INVALID_ARGUMENT")) << target;
+    EXPECT_THAT(body, HasSubstr("is not a Kubernetes name: a DNS-1123")) << target;
+  }
+  std::string body;
+  EXPECT_EQ(RefusalStatus("/ws/v1/" + long_label + "/web-1", {"podgate.v1"}, kOrigin, &body), 400);
+  EXPECT_THAT(body, HasSubstr(R"(namespace \"aaaa)"));
+  EXPECT_THAT(body, HasSubstr("label is at most 63 characters"));
+  // A long pod name that is a valid subdomain passes the door (exec then looks it up).
+  EXPECT_EQ(RefusalStatus("/ws/v1/demo/" + std::string(253, 'a'), {"podgate.v1"}), 101);
+}
+
 TEST_F(EdgeTest, LoginSetsAnHttpOnlyCookieThatAuthenticatesTheHandshake) {
   http::ClientOptions o = Options();
   o.headers.push_back({"Authorization", "Bearer " + Token()});
@@ -2093,7 +2114,8 @@ std::string DownToken() {
 TEST(EdgeBackendsDownTest, BrowsersGetAClearErrorQuickly) {
   const std::string d = testing::MakeTempDir("edge-down");
   std::ofstream(d + "/jwt.secret") << kSecret << "\n";
-  const std::string dead = absl::StrCat("127.0.0.1:", testing::UnusedPort());
+  const testing::ReservedPort closed;
+  const std::string dead = absl::StrCat("127.0.0.1:", closed.port());
   auto edge = testing::Subprocess::Start(
       PODGATE_EDGE_BIN,
       {"--grpc_address=127.0.0.1:0", "--metrics_address=", "--http_address=127.0.0.1:0",

@@ -22,6 +22,7 @@
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
+#include "wire/status.h"
 
 namespace podgate {
 namespace {
@@ -187,7 +188,7 @@ class SessionClient {
     }
     grpc::Status status = stream_->Finish();
     finished_ = true;
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+    return wire::ToAbslStatus(status);
   }
 
   void Send(const pb::SessionRequest& req) { stream_->Write(req); }
@@ -354,12 +355,11 @@ class ExecTest : public ::testing::Test {
     options.binaries = Binaries();
     options.cluster_yaml = kCluster;
     options.policy_yaml = kPolicy;
-    metrics_port_ = testing::UnusedPort();
-    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s", "--max_sessions_per_user=3",
-                          absl::StrCat("--metrics_address=127.0.0.1:", metrics_port_)};
+    options.exec_flags = {"--interrupt_grace=1s", "--idle_timeout=4s", "--max_sessions_per_user=3"};
     auto stack = testing::Stack::Start(options);
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = stack->release();
+    metrics_port_ = stack_->exec_metrics_port();
   }
 
   // The value of one sample of the exec service's /metrics (-1 when absent).
@@ -1286,18 +1286,17 @@ rules:
       args:
         - {name: seconds, type: integer}
 )");
-    metrics_port_ = testing::UnusedPort();
     testing::StackOptions options;
     options.binaries = Binaries();
     options.cluster_yaml = cluster;
     options.policy_yaml = policy;
-    options.exec_flags = {"--interrupt_grace=1s",
-                          absl::StrCat("--metrics_address=127.0.0.1:", metrics_port_)};
+    options.exec_flags = {"--interrupt_grace=1s"};
     auto stack = testing::Stack::Start(options);
     if (!stack.ok()) {
       return stack.status().ToString();
     }
     stack_ = stack->release();
+    metrics_port_ = stack_->exec_metrics_port();
     // The single-file program compiles in memory first: wait until it runs.
     const std::string ready = stack_->ContainerDir("team", "jvm-1", "app") + "/ready";
     for (int i = 0; i < 900 && access(ready.c_str(), F_OK) != 0; ++i) {
@@ -1856,6 +1855,23 @@ TEST(ExecJournalTest, AnExecKilledMidCommandIsCleanedUpByTheNextOne) {
   ASSERT_TRUE(after.Open((*stack)->Token("alice", {"admins"}), "team", "app-1").ok());
   EXPECT_EQ(after.Run("echo back").stdout_text, "back\n");
   after.Close();
+}
+
+// exec refuses the names edge refuses (lib/k8s/names.h), with the same words.
+TEST_F(ExecTest, TargetNamesAreCheckedAsKubernetesChecksThem) {
+  const std::string long_label(253, 'a');
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {long_label, "namespace"}, {"team", "pod"}, {"team", "container"}};
+  for (const auto& [ns, field] : refused) {
+    SessionClient s(stack_->exec_port());
+    absl::StatusOr<pb::SessionReady> ready =
+        s.Open(stack_->Token("alice", {"admins"}), ns, field == "pod" ? "a..b" : "app-1",
+               field == "container" ? long_label : "");
+    ASSERT_FALSE(ready.ok()) << field;
+    EXPECT_EQ(ready.status().code(), absl::StatusCode::kInvalidArgument) << ready.status();
+    EXPECT_THAT(ready.status().message(), HasSubstr(field + " \""));
+    EXPECT_THAT(ready.status().message(), HasSubstr("is not a Kubernetes name: a DNS-1123"));
+  }
 }
 
 TEST(ExecProtocolTest, WorksAgainstAV4OnlyServerAndRefusesALegacyOne) {

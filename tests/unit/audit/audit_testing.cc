@@ -18,18 +18,6 @@ namespace {
 
 constexpr char kBin[] = "/usr/lib/postgresql/15/bin";
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 absl::Status Run(const std::string& command) {
   const int rc = std::system(command.c_str());
   if (rc != 0) {
@@ -43,7 +31,9 @@ absl::Status Run(const std::string& command) {
 absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
   std::unique_ptr<PostgresServer> server(new PostgresServer());
   server->dir_ = podgate::testing::MakeTempDir("podgate-pg");
-  server->port_ = FreePort();
+  // The server listens on a Unix socket in its own folder only (listen_addresses is empty), so
+  // the port is just the socket file's name: no TCP port to find or race for.
+  server->port_ = 5432;
   server->root_ = geteuid() == 0;
   if (server->root_) {
     const passwd* pw = getpwnam("postgres");

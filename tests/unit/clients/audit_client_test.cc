@@ -14,6 +14,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "support/stack.h"
 
 namespace podgate::clients {
 namespace {
@@ -346,16 +347,15 @@ TEST_F(AuditClientTest, DuplicateIdWhileWaitingIsRefused) {
 }
 
 TEST_F(AuditClientTest, EventsWaitForAServerThatComesUpLater) {
-  // Find a free port, then leave it closed for a while.
-  StartServer();
-  const int port = port_;
-  server_->Shutdown();
-  server_->Wait();
-  server_.reset();
+  // A port that refuses connections for a while (held, so nothing else takes it meanwhile).
+  testing::ReservedPort reserved;
+  const int port = reserved.port();
+  port_ = port;
   auto client = Client();
   client->Record(Event("early"), outcome.For("early"));
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_FALSE(outcome.WaitFor(1, absl::ZeroDuration()));
+  reserved.Release();
   StartServer(port);
   ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(5)));
   EXPECT_TRUE(outcome.Get("early").ok());

@@ -142,17 +142,6 @@ TEST(QueryTest, DecodesAndRefusesBadEncoding) {
   EXPECT_FALSE(ParseQuery("a=%").ok());
 }
 
-TEST(KubernetesNameTest, Rfc1123Only) {
-  EXPECT_TRUE(ValidKubernetesName("web-1"));
-  EXPECT_TRUE(ValidKubernetesName("a.b"));
-  EXPECT_FALSE(ValidKubernetesName(""));
-  EXPECT_FALSE(ValidKubernetesName("Web"));
-  EXPECT_FALSE(ValidKubernetesName("-a"));
-  EXPECT_FALSE(ValidKubernetesName("a/b"));
-  EXPECT_FALSE(ValidKubernetesName("../x"));
-  EXPECT_FALSE(ValidKubernetesName(std::string(254, 'a')));
-}
-
 TEST(TokenBucketTest, RefillsAtTheRateUpToTheBurst) {
   absl::Time t = absl::UnixEpoch();
   TokenBucket bucket(/*rate=*/2, /*burst=*/3, t);

@@ -208,7 +208,8 @@ TEST_F(ServerTest, ShutdownIsIdempotent) {
 // gRPC's default reconnect backoff grows to 120 s (x1.6 from 1 s, with jitter): after a 75 s
 // outage calls kept failing 5 s here (31-45 s in the field) although the peer was serving.
 TEST_F(ServerTest, PeerChannelsReconnectPromptlyAfterALongOutage) {
-  const int port = podgate::testing::UnusedPort();
+  podgate::testing::ReservedPort reserved;
+  const int port = reserved.port();
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
       CreateServiceChannel(absl::StrCat("127.0.0.1:", port), ChannelTlsOptions{});
   ASSERT_TRUE(channel.ok()) << channel.status();
@@ -219,6 +220,7 @@ TEST_F(ServerTest, PeerChannelsReconnectPromptlyAfterALongOutage) {
   }
   ServerOptions options = LocalOptions();
   options.grpc_address = absl::StrCat("127.0.0.1:", port);
+  reserved.Release();
   auto server = Server::Start(options, {&echo_}, registry_);
   ASSERT_TRUE(server.ok()) << server.status();
   const absl::Time up = absl::Now();
