@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "wire/time.h"
 
 namespace podgate::exec {
 
@@ -58,21 +60,6 @@ absl::Status WriteAll(int fd, const std::string& data) {
     done += static_cast<size_t>(n);
   }
   return absl::OkStatus();
-}
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t s = absl::ToUnixSeconds(t);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(s)) / absl::Nanoseconds(1)));
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  if (d < absl::ZeroDuration()) {
-    d = absl::ZeroDuration();
-  }
-  const int64_t s = absl::IDivDuration(d, absl::Seconds(1), &d);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>(d / absl::Nanoseconds(1)));
 }
 
 }  // namespace
@@ -419,7 +406,7 @@ class Recovery : public std::enable_shared_from_this<Recovery> {
   common::AuditEvent Base(common::EventKind kind, const std::string& id) const {
     common::AuditEvent e;
     e.set_id(id);
-    SetTime(absl::Now(), e.mutable_time());
+    *e.mutable_time() = wire::ToProtoTimestamp(absl::Now());
     e.set_kind(kind);
     e.set_source_service("exec");
     e.set_session_id(entry_.session_id);
@@ -440,14 +427,15 @@ class Recovery : public std::enable_shared_from_this<Recovery> {
     r->set_line(entry_.line);
     r->set_termination(common::TERMINATION_ERROR);
     r->set_error(what);
-    SetDuration(absl::Now() - entry_.started, r->mutable_duration());
+    *r->mutable_duration() =
+        wire::ToProtoDuration(std::max(absl::ZeroDuration(), absl::Now() - entry_.started));
     common::AuditEvent close = Base(common::EVENT_KIND_SESSION_CLOSE, entry_.close_event_id);
     close.mutable_session_close()->set_reason(common::CLOSE_REASON_DISCONNECTED);
     close.mutable_session_close()->set_message(
         absl::StrCat("exec restarted while command ", entry_.command_id,
                      " ran: the exec that served the session ended without closing it"));
-    SetDuration(absl::Now() - entry_.session_opened,
-                close.mutable_session_close()->mutable_duration());
+    *close.mutable_session_close()->mutable_duration() =
+        wire::ToProtoDuration(std::max(absl::ZeroDuration(), absl::Now() - entry_.session_opened));
     auto self = shared_from_this();
     auto acks = std::make_shared<std::atomic<int>>(0);
     auto failed = std::make_shared<std::atomic<bool>>(false);

@@ -875,7 +875,7 @@ void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
   const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
   auto refuse = [&](const absl::Status& s) {
     hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(ToGrpc(s));
+    FinishLocked(wire::ToGrpcStatus(s));
   };
   if (!in_scope.ok()) {
     hub_->metrics()
