@@ -527,9 +527,17 @@ step('the page reconnects with backoff when edge restarts', async () => {
   const stopped = new Promise((r) => edge.once('exit', r));
   edge.kill('SIGTERM');
   await stopped;
-  await page.locator('.status[data-state=waiting]').waitFor({ timeout: 15000 });
-  const status = await page.locator('.status').textContent();
-  assert(/reconnecting in \d+ s \(attempt \d+\)/.test(status), `status: ${status}`);
+  // The waiting state shows the countdown; read state and text together (a slow runner may
+  // otherwise see the next attempt's "connecting…" between two separate reads).
+  const waiting = await until('the page to wait before reconnecting', async () =>
+    page.evaluate(() => {
+      const el = document.querySelector('.status');
+      return el && el.dataset.state === 'waiting' ? el.textContent : false;
+    }),
+    15000,
+    25,
+  );
+  assert(/reconnecting in \d+ s \(attempt \d+\)/.test(waiting), `status: ${waiting}`);
   // edge drains: the page hears why (closed, reason shutdown, close 1001) rather than a drop.
   await waitTerm(/edge is restarting or shutting down; reconnecting…/);
   await shot('07-reconnecting');
