@@ -95,6 +95,8 @@ class Session final
   void OnScope(absl::StatusOr<bool> in_scope);
   // Refuses the target with the one message that says neither whether it exists nor whether a
   // rule lets the user in; `why` (the real reason) goes to audit only.
+  // Counts a session refused while opening and ends its call with `status`.
+  void RefuseOpenLocked(grpc::Status status);
   void RefuseTargetLocked(const std::string& why);
   void OnPod(absl::StatusOr<PodView> pod);
   void OnPodInScope(PodView pod, absl::StatusOr<bool> in_scope);
@@ -698,22 +700,20 @@ void Session::HandleOpen(const pb::OpenSession& open) {
     // Recorded as reported by the calling service, next to the caller's own address.
     source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
   }
-  const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
-
   // 1. The credential, verified here: exec never trusts a caller's word for who the user is.
   absl::StatusOr<auth::VerifiedToken> verified =
       hub_->verifier()->Verify(open.credential().bearer_token());
   if (!verified.ok()) {
     const std::string reason = auth::AuthFailureReason(verified.status());
     hub_->metrics()->auth_failures_total.Add({{"reason", reason}}).Increment();
-    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
     common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_AUTH_FAILURE);
     e.clear_principal();
     e.mutable_auth_failure()->set_reason(reason);
     e.mutable_auth_failure()->set_message(std::string(verified.status().message()));
     hub_->audit()->Record(std::move(e), [](absl::Status) {});
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                              absl::StrCat("credential refused: ", verified.status().message())));
+    RefuseOpenLocked(
+        grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                     absl::StrCat("credential refused: ", verified.status().message())));
     return;
   }
   principal_ = verified->principal;
@@ -727,15 +727,13 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   if (absl::Status s =
           k8s::ValidateTarget(target_.namespace_(), target_.pod(), target_.container());
       !s.ok()) {
-    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(wire::ToGrpcStatus(s));
+    RefuseOpenLocked(wire::ToGrpcStatus(s));
     return;
   }
 
   // 3. Admission.
   if (absl::Status s = hub_->Admit(shared_from_this(), principal_.user()); !s.ok()) {
-    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(wire::ToGrpcStatus(s));
+    RefuseOpenLocked(wire::ToGrpcStatus(s));
     return;
   }
   admitted_ = true;
@@ -785,9 +783,13 @@ void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<bool
       });
 }
 
+void Session::RefuseOpenLocked(grpc::Status status) {
+  const char* mode = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
+  hub_->metrics()->sessions_total.Add({{"mode", mode}, {"outcome", "refused"}}).Increment();
+  FinishLocked(std::move(status));
+}
+
 void Session::RefuseTargetLocked(const std::string& why) {
-  const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
-  hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
   e.mutable_decision()->set_verdict(common::VERDICT_DENY);
   e.mutable_decision()->set_rule("target");
@@ -798,7 +800,7 @@ void Session::RefuseTargetLocked(const std::string& why) {
                                {"namespace", target_.namespace_()},
                                {"pod", target_.pod()},
                                {"reason", why}});
-  FinishLocked(grpc::Status(grpc::StatusCode::NOT_FOUND, kTargetUnavailable));
+  RefuseOpenLocked(grpc::Status(grpc::StatusCode::NOT_FOUND, kTargetUnavailable));
 }
 
 void Session::OnScope(absl::StatusOr<bool> in_scope) {
@@ -812,9 +814,7 @@ void Session::OnScope(absl::StatusOr<bool> in_scope) {
         ->policy_failures_total
         .Add({{"reason", absl::StatusCodeToString(in_scope.status().code())}})
         .Increment();
-    const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
-    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(grpc::Status(
+    RefuseOpenLocked(grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         absl::StrCat("policy could not be asked about the target: ", in_scope.status().message())));
     return;
@@ -838,11 +838,7 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
   }
-  const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
-  auto refuse = [&](const absl::Status& s) {
-    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(wire::ToGrpcStatus(s));
-  };
+  auto refuse = [&](const absl::Status& s) { RefuseOpenLocked(wire::ToGrpcStatus(s)); };
   if (!pod.ok()) {
     hub_->metrics()
         ->api_errors_total.Add({{"code", absl::StatusCodeToString(pod.status().code())}})
@@ -872,11 +868,7 @@ void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
   }
-  const std::string mode_label = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
-  auto refuse = [&](const absl::Status& s) {
-    hub_->metrics()->sessions_total.Add({{"mode", mode_label}, {"outcome", "refused"}}).Increment();
-    FinishLocked(wire::ToGrpcStatus(s));
-  };
+  auto refuse = [&](const absl::Status& s) { RefuseOpenLocked(wire::ToGrpcStatus(s)); };
   if (!in_scope.ok()) {
     hub_->metrics()
         ->policy_failures_total
@@ -948,12 +940,9 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
       [self, allowed, decision] {
         std::unique_lock<std::mutex> lock(self->mu_);
         if (!allowed) {
-          self->hub_->metrics()
-              ->sessions_total.Add({{"mode", "shell"}, {"outcome", "refused"}})
-              .Increment();
-          self->FinishLocked(grpc::Status(
-              grpc::StatusCode::PERMISSION_DENIED,
-              absl::StrCat("shell not allowed: ", decision.reason(), " (rule ", decision.rule(), ")")));
+          self->RefuseOpenLocked(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                              absl::StrCat("shell not allowed: ", decision.reason(),
+                                                           " (rule ", decision.rule(), ")")));
           return;
         }
         self->shell_limits_ = decision.limits();
@@ -961,10 +950,7 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
         self->CheckRootThen(decision.root_allowed(), [self](absl::Status s) {
           if (!s.ok()) {
             std::lock_guard<std::mutex> lock(self->mu_);
-            self->hub_->metrics()
-                ->sessions_total.Add({{"mode", "shell"}, {"outcome", "refused"}})
-                .Increment();
-            self->FinishLocked(wire::ToGrpcStatus(s));
+            self->RefuseOpenLocked(wire::ToGrpcStatus(s));
             return;
           }
           self->SendReady();
