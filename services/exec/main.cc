@@ -1,5 +1,6 @@
 // podgate-exec: holds the Kubernetes exec streams. Verifies each user's JWT, asks policy before
 // every command, records to audit before anything reaches a pod.
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -189,6 +190,17 @@ int main(int argc, char** argv) {
                                       {"host", kube_config->host},
                                       {"port", static_cast<int>(kube_config->port)}});
   });
+  // A stop step still in flight when the drain ended (a process that ignored SIGINT) holds its
+  // Session; it is let finish (its SIGKILL a grace period on, its probe bounded by the probe
+  // timeout) before the hub, the Kubernetes client and audit it uses are destroyed. Past that
+  // bound exec exits without destroying them: a callback never runs on freed memory.
+  const absl::Duration settle = 2 * options.interrupt_grace + options.probe_timeout;
+  if (!hub.WaitForSessionObjects(absl::Now() + settle)) {
+    podgate::log::Warn("exiting with stop steps still running",
+                       {{"settle_ms", absl::ToInt64Milliseconds(settle)}});
+    std::fflush(stderr);
+    std::_Exit(code);
+  }
   // Events still waiting for an ack fail now, while the hub their callbacks use is alive (the
   // destructor would run them after the hub is gone: ASan, stack-use-after-scope).
   audit.Close();

@@ -40,8 +40,12 @@ class Session final
   Session(SessionHub* hub, grpc::CallbackServerContext* context)
       : hub_(hub), context_(context), opts_(hub->options()) {
     hub_->metrics()->live_sessions.Increment();
+    hub_->SessionCreated();
   }
-  ~Session() override { hub_->metrics()->live_sessions.Decrement(); }
+  ~Session() override {
+    hub_->metrics()->live_sessions.Decrement();
+    hub_->SessionDestroyed();  // last: main may destroy the hub once the count is 0
+  }
 
   void Start() {
     self_ = shared_from_this();
@@ -2049,6 +2053,26 @@ bool SessionHub::Drain(absl::Time deadline) {
                                   {"audit_pending", static_cast<int64_t>(audit_->pending())},
                                   {"drain_ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
   return done;
+}
+
+void SessionHub::SessionCreated() {
+  std::lock_guard<std::mutex> lock(objects_mu_);
+  ++objects_;
+}
+
+void SessionHub::SessionDestroyed() {
+  // Notified under the lock: the waiter cannot return (and destroy the hub) before this
+  // function is done with it.
+  std::lock_guard<std::mutex> lock(objects_mu_);
+  if (--objects_ == 0) {
+    objects_cv_.notify_all();
+  }
+}
+
+bool SessionHub::WaitForSessionObjects(absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(objects_mu_);
+  return objects_cv_.wait_until(lock, absl::ToChronoTime(deadline),
+                                [this] { return objects_ == 0; });
 }
 
 int SessionHub::active() const {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,6 +93,14 @@ class SessionHub {
   // has acknowledged every record, or until `deadline`. True when both happened.
   bool Drain(absl::Time deadline);
 
+  // Session objects alive, closed or not: after a close, a stop step, a probe or an audit ack
+  // still in flight holds its Session, which points at this hub and at what main owns. main
+  // waits for them (bounded) before it tears those down.
+  void SessionCreated();
+  void SessionDestroyed();
+  // True when no Session object is left by `deadline`.
+  bool WaitForSessionObjects(absl::Time deadline);
+
   // Root guard cache: the uid of (pod uid, container), if known and fresh.
   std::optional<int64_t> CachedUid(const std::string& key);
   void CacheUid(const std::string& key, int64_t uid);
@@ -111,6 +120,9 @@ class SessionHub {
   std::map<std::string, int> per_user_;
   std::map<Session*, std::weak_ptr<Session>> live_;
   std::map<std::string, std::pair<int64_t, absl::Time>> uid_cache_;
+  std::mutex objects_mu_;
+  std::condition_variable objects_cv_;
+  int objects_ = 0;
   friend class Session;
 };
 

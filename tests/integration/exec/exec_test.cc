@@ -1800,6 +1800,36 @@ TEST(ExecDrainTest, SigtermStopsRunningCommandsAndRecordsThemBeforeExiting) {
   EXPECT_EQ(close->session_close().reason(), common::CLOSE_REASON_SHUTDOWN);
 }
 
+// A drain that runs out of time leaves a stop step in flight: here the command ignores SIGINT,
+// so its SIGKILL step comes a grace period (2 s) after the drain's deadline (1 s). exec waits
+// for that step before it tears down what the step uses (it used to return from main with the
+// step still queued: the process outlived exec, and under the sanitizers the step ran on freed
+// memory).
+TEST(ExecDrainTest, AStopStepStillRunningWhenTheDrainEndsFinishesBeforeExecExits) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.exec_flags = {"--interrupt_grace=2s", "--drain_timeout=1s"};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const std::vector<std::string> argv = {"sleep", "74"};
+  SessionClient s((*stack)->exec_port());
+  auto ready = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  s.Command("sh -c 'trap \"\" INT; sleep 74'", "stubborn");
+  for (int i = 0; i < 100 && CountProcesses(argv) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(CountProcesses(argv), 1) << "the command did not start";
+  (*stack)->exec()->Signal(SIGTERM);
+  absl::StatusOr<int> status = (*stack)->exec()->WaitExit(absl::Seconds(20));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(*status, 0);
+  EXPECT_EQ(CountProcesses(argv), 0) << "the command outlived the exec that started it\n"
+                                     << absl::StrJoin((*stack)->exec()->Lines(), "\n");
+}
+
 // kill -9 of exec leaves a command running in the pod (a closed exec stream does not stop it).
 // The exec started next on the same journal stops it and records its result and its session's
 // close before it serves; a corrupt entry is skipped with a log line. A full journal refuses
