@@ -8,7 +8,7 @@
 #include "absl/strings/strip.h"
 #include "auth/base64url.h"
 #include "edge/codec.h"
-#include "edge/edge_server.h"
+#include "edge/http_reply.h"
 #include "edge/limits.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
