@@ -1,5 +1,10 @@
 #include "edge/edge_metrics.h"
 
+#include <atomic>
+#include <memory>
+
+#include "runtime/log.h"
+
 namespace podgate::edge {
 
 EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
@@ -159,6 +164,28 @@ void EdgeMetrics::FirstOutputLatency(double seconds) { first_output_latency_.Obs
 void EdgeMetrics::ApiRequest(const std::string& route, int status) {
   std::string klass = std::to_string(status / 100) + "xx";
   api_requests_.Add({{"route", route}, {"code", klass}}).Increment();
+}
+
+void ReportServerEvents(EdgeMetrics* metrics, http::ServerOptions& options,
+                        absl::Duration log_every) {
+  options.on_refusal = [metrics](std::string_view reason) {
+    metrics->Rejection(std::string(reason));
+  };
+  auto last_log = std::make_shared<std::atomic<int64_t>>(0);
+  auto since_log = std::make_shared<std::atomic<int64_t>>(0);
+  const int64_t every_ms = absl::ToInt64Milliseconds(log_every);
+  options.on_accept_backoff = [metrics, last_log, since_log, every_ms](const std::string& error,
+                                                                       absl::Duration pause) {
+    metrics->AcceptBackoff();
+    ++*since_log;
+    const int64_t now = absl::ToUnixMillis(absl::Now());
+    int64_t last = last_log->load();
+    if (now - last >= every_ms && last_log->compare_exchange_strong(last, now)) {
+      log::Warn("accept failing, backing off", {{"error", error},
+                                                {"pause_ms", absl::ToInt64Milliseconds(pause)},
+                                                {"backoffs", since_log->exchange(0)}});
+    }
+  };
 }
 
 }  // namespace podgate::edge

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "absl/time/time.h"
+#include "http/server.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -64,5 +66,12 @@ class EdgeMetrics {
   prometheus::Counter& exec_lost_;
   prometheus::Family<prometheus::Counter>& exec_lost_audit_;
 };
+
+// Sets the HTTP server's `on_refusal` and `on_accept_backoff`: each connection refused at
+// accept is counted by reason; each backoff of the accept loop (out of descriptors) is counted
+// and logged at most once per `log_every`, with the number of backoffs since the last line.
+// `metrics` outlives the server.
+void ReportServerEvents(EdgeMetrics* metrics, http::ServerOptions& options,
+                        absl::Duration log_every = absl::Seconds(10));
 
 }  // namespace podgate::edge

@@ -1,7 +1,6 @@
 // podgate-edge: terminates browser WebSockets, serves the web page and its HTTP API, and turns
 // browser frames into exec sessions. gRPC (health) and /metrics come from the shared skeleton;
 // the browser-facing HTTP server runs beside it on its own I/O threads.
-#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <string_view>
 #include <thread>
@@ -192,24 +191,7 @@ int main(int argc, char** argv) {
 
   // Refusals at accept are counted; a backoff of the accept loop (out of descriptors) is
   // counted and logged at most every 10s.
-  http_options.on_refusal = [&metrics](std::string_view reason) {
-    metrics.Rejection(std::string(reason));
-  };
-  auto last_backoff_log = std::make_shared<std::atomic<int64_t>>(0);
-  auto backoffs_since_log = std::make_shared<std::atomic<int64_t>>(0);
-  http_options.on_accept_backoff = [&metrics, last_backoff_log, backoffs_since_log](
-                                       const std::string& error, absl::Duration pause) {
-    metrics.AcceptBackoff();
-    ++*backoffs_since_log;
-    const int64_t now = absl::ToUnixSeconds(absl::Now());
-    int64_t last = last_backoff_log->load();
-    if (now - last >= 10 && last_backoff_log->compare_exchange_strong(last, now)) {
-      podgate::log::Warn("accept failing, backing off",
-                         {{"error", error},
-                          {"pause_ms", absl::ToInt64Milliseconds(pause)},
-                          {"backoffs", backoffs_since_log->exchange(0)}});
-    }
-  };
+  podgate::edge::ReportServerEvents(&metrics, http_options);
 
   absl::StatusOr<podgate::edge::StaticFiles> files =
       podgate::edge::StaticFiles::Load(context.options.web_root);
