@@ -81,6 +81,7 @@ bool BrowserSession::Enter(SessionState next) {
     return true;
   }
   if (!TransitionAllowed(state_, next)) {
+    context_->metrics->InvalidTransition("state");
     log::Error("browser session: invalid state transition refused",
                {{"from", StateName(state_)}, {"to", StateName(next)}, {"user", user_}});
     return false;
@@ -94,6 +95,7 @@ bool BrowserSession::EnterExec(ExecPhase next) {
     return true;
   }
   if (!TransitionAllowed(exec_phase_, next)) {
+    context_->metrics->InvalidTransition("exec");
     log::Error("browser session: invalid exec stream transition refused",
                {{"from", PhaseName(exec_phase_)}, {"to", PhaseName(next)}, {"user", user_}});
     return false;
@@ -107,6 +109,7 @@ bool BrowserSession::EnterPool(SlotPool next) {
     return true;
   }
   if (!TransitionAllowed(pool_, next)) {
+    context_->metrics->InvalidTransition("slot");
     log::Error("browser session: invalid connection slot transition refused",
                {{"from", PoolName(pool_)}, {"to", PoolName(next)}, {"user", user_}});
     return false;

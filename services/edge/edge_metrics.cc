@@ -89,7 +89,16 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                            .Name("podgate_edge_exec_lost_audit_total")
                            .Help("Audit records of lost exec streams, by result (recorded, "
                                  "queue_full, failed).")
-                           .Register(registry)) {
+                           .Register(registry)),
+      invalid_transitions_(
+          prometheus::BuildCounter()
+              .Name("podgate_edge_session_invalid_transitions_total")
+              .Help("State changes a browser session refused as invalid (a bug), by what "
+                    "changed (state, exec, slot).")
+              .Register(registry)) {
+  for (const char* what : {"state", "exec", "slot"}) {
+    invalid_transitions_.Add({{"what", what}});
+  }
   for (const char* result : {"recorded", "queue_full", "failed"}) {
     exec_lost_audit_.Add({{"result", result}});
   }
@@ -141,6 +150,10 @@ void EdgeMetrics::AuthAudit(const std::string& outcome) {
 }
 
 void EdgeMetrics::ExecLost() { exec_lost_.Increment(); }
+
+void EdgeMetrics::InvalidTransition(const std::string& what) {
+  invalid_transitions_.Add({{"what", what}}).Increment();
+}
 
 void EdgeMetrics::ExecLostAudit(const std::string& outcome) {
   exec_lost_audit_.Add({{"result", outcome}}).Increment();

@@ -37,6 +37,9 @@ class EdgeMetrics {
   void ExecLost();
   // The outcome of the audit record of such a loss: "recorded", "queue_full", "failed".
   void ExecLostAudit(const std::string& outcome);
+  // A browser session refused a state change its transition tables do not allow (a bug; the
+  // session logs it): "state", "exec" (its exec stream's phase) or "slot" (its connection pool).
+  void InvalidTransition(const std::string& what);
   // A browser connection closed because edge is shutting down: "at_once" (no command was
   // running), "after_command" (right after the running command's result), "deadline" (still
   // open when --drain_timeout ran out).
@@ -65,6 +68,7 @@ class EdgeMetrics {
   prometheus::Family<prometheus::Counter>& auth_audit_dropped_;
   prometheus::Counter& exec_lost_;
   prometheus::Family<prometheus::Counter>& exec_lost_audit_;
+  prometheus::Family<prometheus::Counter>& invalid_transitions_;
 };
 
 // Sets the HTTP server's `on_refusal` and `on_accept_backoff`: each connection refused at
