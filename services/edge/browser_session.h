@@ -14,6 +14,12 @@
 // `shutdown`, seed a stderr line) and closes with 1001 at once; one with a running command
 // refuses new commands and closes the same way right after that command's result, so the
 // browser never loses it. CloseNow ends whatever is left when the drain deadline passes.
+//
+// The session's state is explicit (session_state.h): its life, its exec stream's phase, the
+// pool its connection slot is in and its one exec read. Each changes only through Enter,
+// EnterExec or EnterPool, which check the change against the transition tables there; one
+// they do not allow is refused, logged and counted. What the messages mean and what the bytes
+// are is not decided here: protocol.h parses, codec.h encodes.
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>

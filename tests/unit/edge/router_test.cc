@@ -246,5 +246,34 @@ TEST_F(EdgeRouterTest, TraversalAndUnknownPathsFindNothingOutsideTheLoadedFiles)
   EXPECT_EQ(Fetch("GET", "/late.txt").status, 404);
 }
 
+TEST_F(EdgeRouterTest, ReadinessAndHandshakesTurn503WhileDraining) {
+  // No backend channel to wait for: ready at once.
+  http::ClientResponse ready = Fetch("GET", "/readyz");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(nlohmann::json::parse(ready.body), nlohmann::json::object());
+
+  http::ClientOptions o;
+  o.port = server_->port();
+  o.timeout = absl::Seconds(5);
+  o.headers = {{"Origin", "https://evil.example"}};
+  http::ClientResponse refusal;
+  EXPECT_FALSE(
+      http::WebSocketClient::Connect(o, "/ws/v1/default/web", {"podgate.v1"}, &refusal).ok());
+  EXPECT_EQ(refusal.status, 403);  // no Origin is allowed here
+  EXPECT_EQ(sessions_.size(), 0u);
+
+  sessions_.BeginDrain();
+  ready = Fetch("GET", "/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(nlohmann::json::parse(ready.body)["edge"], "shutting down");
+  refusal = {};
+  EXPECT_FALSE(
+      http::WebSocketClient::Connect(o, "/ws/v1/default/web", {"podgate.v1"}, &refusal).ok());
+  EXPECT_EQ(refusal.status, 503);
+  EXPECT_THAT(refusal.body, HasSubstr("edge is shutting down"));
+  // Liveness is not readiness: still 200.
+  EXPECT_EQ(Fetch("GET", "/healthz").status, 200);
+}
+
 }  // namespace
 }  // namespace podgate::edge
