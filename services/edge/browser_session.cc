@@ -76,47 +76,27 @@ void BrowserSession::ReleaseSlots() {
   }
 }
 
-bool BrowserSession::Enter(SessionState next) {
-  if (next == state_) {
+template <class State>
+bool BrowserSession::Change(State& current, State next, const char* what) {
+  if (next == current) {
     return true;
   }
-  if (!TransitionAllowed(state_, next)) {
-    context_->metrics->InvalidTransition("state");
-    log::Error("browser session: invalid state transition refused",
-               {{"from", StateName(state_)}, {"to", StateName(next)}, {"user", user_}});
+  if (!TransitionAllowed(current, next)) {
+    context_->metrics->InvalidTransition(what);
+    log::Error(
+        "browser session: invalid transition refused",
+        {{"what", what}, {"from", StateName(current)}, {"to", StateName(next)}, {"user", user_}});
     return false;
   }
-  state_ = next;
+  current = next;
   return true;
 }
 
-bool BrowserSession::EnterExec(ExecPhase next) {
-  if (next == exec_phase_) {
-    return true;
-  }
-  if (!TransitionAllowed(exec_phase_, next)) {
-    context_->metrics->InvalidTransition("exec");
-    log::Error("browser session: invalid exec stream transition refused",
-               {{"from", PhaseName(exec_phase_)}, {"to", PhaseName(next)}, {"user", user_}});
-    return false;
-  }
-  exec_phase_ = next;
-  return true;
-}
+bool BrowserSession::Enter(SessionState next) { return Change(state_, next, "state"); }
 
-bool BrowserSession::EnterPool(SlotPool next) {
-  if (next == pool_) {
-    return true;
-  }
-  if (!TransitionAllowed(pool_, next)) {
-    context_->metrics->InvalidTransition("slot");
-    log::Error("browser session: invalid connection slot transition refused",
-               {{"from", PoolName(pool_)}, {"to", PoolName(next)}, {"user", user_}});
-    return false;
-  }
-  pool_ = next;
-  return true;
-}
+bool BrowserSession::EnterExec(ExecPhase next) { return Change(exec_phase_, next, "exec"); }
+
+bool BrowserSession::EnterPool(SlotPool next) { return Change(pool_, next, "slot"); }
 
 void BrowserSession::OnOpen(std::shared_ptr<http::WebSocketConnection> connection) {
   connection_ = std::move(connection);

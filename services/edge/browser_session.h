@@ -125,6 +125,9 @@ class BrowserSession : public http::WebSocketHandler,
   bool Enter(SessionState next);
   bool EnterExec(ExecPhase next);
   bool EnterPool(SlotPool next);
+  // The one check behind them: counted ("state", "exec", "slot") and logged when refused.
+  template <class State>
+  bool Change(State& current, State next, const char* what);
   SessionState state_ = SessionState::kUpgrading;
   ExecPhase exec_phase_ = ExecPhase::kNone;
   SlotPool pool_ = SlotPool::kUnauthenticated;

@@ -24,7 +24,7 @@ const char* StateName(SessionState state) {
   return "unknown";
 }
 
-const char* PhaseName(ExecPhase phase) {
+const char* StateName(ExecPhase phase) {
   switch (phase) {
     case ExecPhase::kNone:
       return "none";
@@ -42,7 +42,7 @@ const char* PhaseName(ExecPhase phase) {
   return "unknown";
 }
 
-const char* PoolName(SlotPool pool) {
+const char* StateName(SlotPool pool) {
   switch (pool) {
     case SlotPool::kUnauthenticated:
       return "unauthenticated";

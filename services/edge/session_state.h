@@ -53,9 +53,10 @@ enum class ExecRead {
   kWaitsForBrowser,  // the browser's queue is full: the next read waits for OnWritable
 };
 
+// The names logs use ("open", "half_closed", "connections").
 const char* StateName(SessionState state);
-const char* PhaseName(ExecPhase phase);
-const char* PoolName(SlotPool pool);
+const char* StateName(ExecPhase phase);
+const char* StateName(SlotPool pool);
 
 // Whether a session may go from `from` to `to` (staying is not a transition).
 bool TransitionAllowed(SessionState from, SessionState to);

@@ -79,13 +79,13 @@ TEST(SessionStateTest, TheExecStreamEndsOneWay) {
   for (const std::vector<P>& path : paths) {
     for (size_t i = 1; i < path.size(); ++i) {
       EXPECT_TRUE(TransitionAllowed(path[i - 1], path[i]))
-          << PhaseName(path[i - 1]) << " -> " << PhaseName(path[i]);
+          << StateName(path[i - 1]) << " -> " << StateName(path[i]);
     }
   }
   for (P from : kPhases) {
     for (P to : kPhases) {
       if (to <= from) {
-        EXPECT_FALSE(TransitionAllowed(from, to)) << PhaseName(from) << " -> " << PhaseName(to);
+        EXPECT_FALSE(TransitionAllowed(from, to)) << StateName(from) << " -> " << StateName(to);
       }
     }
   }
@@ -113,7 +113,7 @@ TEST(SessionStateTest, EveryStateHasItsOwnName) {
   EXPECT_EQ(names.count("unknown"), 0u);
   std::set<std::string> phases;
   for (P p : kPhases) {
-    phases.insert(PhaseName(p));
+    phases.insert(StateName(p));
   }
   EXPECT_EQ(phases.size(), std::size(kPhases));
   EXPECT_EQ(phases.count("unknown"), 0u);
