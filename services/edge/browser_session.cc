@@ -21,21 +21,6 @@ namespace {
 using podgate::exec::v1::SessionRequest;
 using podgate::exec::v1::SessionResponse;
 
-// The WebSocket close code for an exec stream that ended with `code`.
-uint16_t CloseCodeFor(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::UNAUTHENTICATED:
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return kClosePolicy;
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return kCloseTryAgainLater;
-    default:
-      return kCloseInternal;
-  }
-}
-
 std::chrono::steady_clock::time_point SteadyAt(absl::Time t) {
   absl::Duration d = t - absl::Now();
   if (d < absl::ZeroDuration()) {
@@ -51,24 +36,6 @@ std::chrono::steady_clock::time_point SteadyAt(absl::Time t) {
 constexpr char kShutdownMessage[] = "edge is shutting down; reconnect to continue";
 constexpr char kSeedShutdownMessage[] = "edge is shutting down";
 
-const std::string& CommandIdOf(const SessionResponse& response) {
-  switch (response.kind_case()) {
-    case SessionResponse::kExit:
-      return response.exit().command_id();
-    case SessionResponse::kDenied:
-      return response.denied().command_id();
-    case SessionResponse::kError:
-      return response.error().command_id();
-    default:
-      return SessionResponse::default_instance().error().command_id();
-  }
-}
-
-bool EndsCommand(SessionResponse::KindCase kind) {
-  return kind == SessionResponse::kExit || kind == SessionResponse::kDenied ||
-         kind == SessionResponse::kError;
-}
-
 // Close reasons are at most 123 bytes (RFC 6455 §5.5).
 std::string CloseReasonText(absl::string_view text) { return std::string(text.substr(0, 120)); }
 
@@ -80,7 +47,7 @@ BrowserSession::BrowserSession(EdgeContext* context, SessionParams params)
     user_ = params_.verified->principal.user();
     expires_ = params_.verified->expires;
   }
-  in_connection_pool_ = params_.verified.has_value();
+  pool_ = params_.verified.has_value() ? SlotPool::kConnections : SlotPool::kUnauthenticated;
 }
 
 BrowserSession::~BrowserSession() {
@@ -94,11 +61,12 @@ BrowserSession::~BrowserSession() {
 
 // The replica and user connection slots; also when the upgrade failed and OnClose never ran.
 void BrowserSession::ReleaseSlots() {
-  if (slots_released_) {
+  const SlotPool pool = pool_;
+  if (pool == SlotPool::kReleased) {
     return;
   }
-  slots_released_ = true;
-  if (in_connection_pool_) {
+  EnterPool(SlotPool::kReleased);
+  if (pool == SlotPool::kConnections) {
     context_->limits->ReleaseConnection();
   } else {
     context_->limits->ReleaseUnauthenticated();
@@ -107,6 +75,28 @@ void BrowserSession::ReleaseSlots() {
     context_->limits->ReleaseUser(user_);
   }
 }
+
+template <class State>
+bool BrowserSession::Change(State& current, State next, const char* what) {
+  if (next == current) {
+    return true;
+  }
+  if (!TransitionAllowed(current, next)) {
+    context_->metrics->InvalidTransition(what);
+    log::Error(
+        "browser session: invalid transition refused",
+        {{"what", what}, {"from", StateName(current)}, {"to", StateName(next)}, {"user", user_}});
+    return false;
+  }
+  current = next;
+  return true;
+}
+
+bool BrowserSession::Enter(SessionState next) { return Change(state_, next, "state"); }
+
+bool BrowserSession::EnterExec(ExecPhase next) { return Change(exec_phase_, next, "exec"); }
+
+bool BrowserSession::EnterPool(SlotPool next) { return Change(pool_, next, "slot"); }
 
 void BrowserSession::OnOpen(std::shared_ptr<http::WebSocketConnection> connection) {
   connection_ = std::move(connection);
@@ -117,7 +107,10 @@ void BrowserSession::OnOpen(std::shared_ptr<http::WebSocketConnection> connectio
   bucket_.emplace(lo.messages_per_second, lo.message_burst, opened_);
   timer_ = std::make_unique<boost::asio::steady_timer>(connection_->executor());
   if (params_.verified.has_value()) {
+    Enter(SessionState::kOpening);
     StartExec();
+  } else {
+    Enter(SessionState::kAuthenticating);
   }
   ArmTimer();
   strand_ = connection_->executor();
@@ -126,7 +119,7 @@ void BrowserSession::OnOpen(std::shared_ptr<http::WebSocketConnection> connectio
 
 void BrowserSession::OnMessage(std::string data, bool binary) {
   context_->metrics->Frame("in", data.size());
-  if (closing_) {
+  if (!BrowserOpen()) {
     return;
   }
   absl::Time now = context_->limits->Now();
@@ -175,7 +168,7 @@ void BrowserSession::Authenticate(const std::string& token) {
     return;
   }
   context_->limits->ReleaseUnauthenticated();
-  in_connection_pool_ = true;
+  EnterPool(SlotPool::kConnections);
   if (connection_ != nullptr) {
     connection_->SetAuthenticated();
   }
@@ -183,6 +176,7 @@ void BrowserSession::Authenticate(const std::string& token) {
   expires_ = verified->expires;
   params_.token = token;
   params_.verified = *std::move(verified);
+  Enter(SessionState::kOpening);
   StartExec();
   ArmTimer();
 }
@@ -211,8 +205,8 @@ void BrowserSession::StartExec() {
   o->mutable_size()->set_height(24);
   o->set_source_address(params_.source_address);
   o->set_client(params_.client);
-  exec_started_ = true;
-  read_outstanding_ = true;
+  EnterExec(ExecPhase::kStreaming);
+  exec_read_ = ExecRead::kInFlight;
   write_in_flight_ = true;
   exec_ =
       new ExecStream(context_->exec, shared_from_this(), connection_->executor(), std::move(open));
@@ -227,7 +221,7 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
     return;
   }
   V1ClientMessage& m = *parsed;
-  if (!params_.verified.has_value()) {
+  if (state_ == SessionState::kAuthenticating) {
     if (m.type != V1ClientMessage::Type::kAuth) {
       RefuseCredential("missing", "the first message must be {\"type\":\"auth\",...}", "",
                        "authentication required");
@@ -246,7 +240,7 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
       if (m.id.empty()) {
         m.id = absl::StrCat("c", ++next_command_);
       }
-      if (shutting_down_) {
+      if (state_ == SessionState::kDraining) {
         // The running command may finish, nothing new starts: the session closes after it.
         Send(V1Error("UNAVAILABLE", kShutdownMessage, m.id), false);
         return;
@@ -274,7 +268,7 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
 }
 
 void BrowserSession::HandleSeed(std::string data, bool binary) {
-  if (!params_.verified.has_value()) {
+  if (state_ == SessionState::kAuthenticating) {
     std::optional<std::string> token = binary ? std::nullopt : ParseSeedAuth(data);
     if (!token.has_value()) {
       RefuseCredential("missing", "the first message must be \"Authorization: Bearer <token>\"",
@@ -295,7 +289,7 @@ void BrowserSession::HandleSeed(std::string data, bool binary) {
   if (absl::StripAsciiWhitespace(data).empty()) {
     return;
   }
-  if (shutting_down_) {
+  if (state_ == SessionState::kDraining) {
     Send(SeedReply("stderr", kSeedShutdownMessage), false);
     return;
   }
@@ -310,8 +304,9 @@ void BrowserSession::HandleSeed(std::string data, bool binary) {
 }
 
 void BrowserSession::SendNextSeedCommand() {
-  if (!exec_ready_ || seed_command_running_ || seed_commands_.empty() || writes_closing_ ||
-      shutting_down_) {
+  // Only once exec is ready (kOpen), never while draining or closing, one line at a time.
+  if (state_ != SessionState::kOpen || exec_phase_ != ExecPhase::kStreaming ||
+      seed_command_running_ || seed_commands_.empty()) {
     return;
   }
   SessionRequest request;
@@ -323,7 +318,7 @@ void BrowserSession::SendNextSeedCommand() {
 }
 
 void BrowserSession::Enqueue(SessionRequest request) {
-  if (writes_closing_ || exec_read_done_ || !exec_started_) {
+  if (exec_phase_ != ExecPhase::kStreaming) {
     return;
   }
   if (request.has_command()) {
@@ -340,7 +335,7 @@ void BrowserSession::Enqueue(SessionRequest request) {
 }
 
 void BrowserSession::Pump() {
-  if (exec_ == nullptr || write_in_flight_ || exec_read_done_) {
+  if (exec_ == nullptr || write_in_flight_ || exec_phase_ == ExecPhase::kFinished) {
     return;
   }
   if (!pending_.empty()) {
@@ -348,44 +343,46 @@ void BrowserSession::Pump() {
     exec_->Write(std::move(pending_.front()));
     pending_.pop_front();
     if (browser_paused_ && pending_.size() < context_->options.max_pending_requests / 2 &&
-        connection_ != nullptr && !browser_gone_) {
+        connection_ != nullptr && state_ < SessionState::kBrowserGone) {
       browser_paused_ = false;
       connection_->ResumeReading();
     }
     return;
   }
-  if (writes_closing_ && !writes_done_sent_) {
-    writes_done_sent_ = true;
+  if (exec_phase_ == ExecPhase::kEnding) {
+    EnterExec(ExecPhase::kHalfClosed);
     exec_->CloseWrites();
   }
 }
 
 // Asks exec to end the session cleanly: `close`, then half-close.
 void BrowserSession::EndExec() {
-  if (!exec_started_ || writes_closing_) {
-    if (!exec_started_) {
-      CloseBrowser(kCloseNormal, "bye");
-    }
+  if (exec_phase_ == ExecPhase::kNone) {
+    CloseBrowser(kCloseNormal, "bye");
     return;
+  }
+  if (exec_phase_ != ExecPhase::kStreaming) {
+    return;  // already ending, or exec has ended the stream
   }
   SessionRequest close;
   close.mutable_close();
   pending_.push_back(std::move(close));
-  writes_closing_ = true;
+  EnterExec(ExecPhase::kEnding);
   Pump();
 }
 
 void BrowserSession::ReadExec() {
-  if (exec_ == nullptr || read_outstanding_ || exec_read_done_) {
+  if (exec_ == nullptr || exec_read_ == ExecRead::kInFlight ||
+      exec_phase_ == ExecPhase::kFinished) {
     return;
   }
-  read_outstanding_ = true;
-  read_waits_for_browser_ = false;
+  exec_read_ = ExecRead::kInFlight;
   exec_->Read();
 }
 
 void BrowserSession::MaybeRelease() {
-  if (exec_ != nullptr && exec_read_done_ && !write_in_flight_ && !read_outstanding_) {
+  if (exec_ != nullptr && exec_phase_ == ExecPhase::kFinished && !write_in_flight_ &&
+      exec_read_ != ExecRead::kInFlight) {
     ExecStream* exec = exec_;
     exec_ = nullptr;
     exec->Release();
@@ -405,9 +402,9 @@ void BrowserSession::OnExecWriteDone(bool ok) {
 }
 
 void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
-  read_outstanding_ = false;
+  exec_read_ = ExecRead::kIdle;
   if (!ok) {
-    exec_read_done_ = true;
+    EnterExec(ExecPhase::kFinished);
     pending_.clear();
     MaybeRelease();
     return;
@@ -424,11 +421,14 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
     exec_closed_ = true;
   }
   bool more = true;
-  if (!browser_gone_ && !closing_) {
+  if (BrowserOpen()) {
     const bool v1 = params_.protocol == Protocol::kV1;
     switch (response.kind_case()) {
       case SessionResponse::kReady: {
         exec_ready_ = true;
+        if (state_ == SessionState::kOpening) {
+          Enter(SessionState::kOpen);
+        }
         context_->metrics->SessionOpened();
         const auto& r = response.ready();
         log::Info("session open", {{"session_id", r.session_id()},
@@ -524,31 +524,32 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         break;
     }
     // Shutting down, the running command's result has just been queued: close after it.
-    if (shutting_down_ && !closing_ && !CommandRunning()) {
+    if (state_ == SessionState::kDraining && !CommandRunning()) {
       CloseForShutdown("after_command");
     }
   }
-  if (more || browser_gone_ || closing_) {
+  if (more || !BrowserOpen()) {
     ReadExec();
   } else {
-    read_waits_for_browser_ = true;  // OnWritable resumes
+    exec_read_ = ExecRead::kWaitsForBrowser;  // OnWritable resumes
   }
 }
 
 void BrowserSession::OnWritable() {
-  if (read_waits_for_browser_) {
+  if (exec_read_ == ExecRead::kWaitsForBrowser) {
     ReadExec();
   }
 }
 
 void BrowserSession::OnExecDone(grpc::Status status) {
   exec_ = nullptr;
+  EnterExec(ExecPhase::kDone);
   if (exec_ready_) {
     context_->metrics->SessionClosed();
   }
   if (exec_ready_ && !exec_closed_ && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     ExecLost(status);
-  } else if (!status.ok() && !browser_gone_ && !closing_) {
+  } else if (!status.ok() && BrowserOpen()) {
     std::string code = wire::StatusCodeName(status.error_code());
     std::string message = status.error_message();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !exec_ready_) {
@@ -560,12 +561,15 @@ void BrowserSession::OnExecDone(grpc::Status status) {
     } else {
       Send(SeedReply("stderr", message), false);
     }
-    CloseBrowser(CloseCodeFor(status.error_code()), message);
-  } else if (!browser_gone_ && !closing_) {
+    CloseBrowser(CloseCodeForStatus(status.error_code()), message);
+  } else if (BrowserOpen()) {
     CloseBrowser(kCloseNormal, "session closed");
   }
-  if (browser_gone_ && timer_ != nullptr) {
-    timer_->cancel();  // no drain to wait for any more
+  if (state_ >= SessionState::kBrowserGone) {
+    Enter(SessionState::kClosed);
+    if (timer_ != nullptr) {
+      timer_->cancel();  // no drain to wait for any more
+    }
   }
 }
 
@@ -600,7 +604,7 @@ void BrowserSession::ExecLost(const grpc::Status& status) {
     c->set_commands(static_cast<int64_t>(commands_started_));
     context_->auth_audit->RecordEvent(std::move(e));
   }
-  if (browser_gone_ || closing_) {
+  if (!BrowserOpen()) {
     return;
   }
   if (params_.protocol == Protocol::kV1) {
@@ -610,8 +614,7 @@ void BrowserSession::ExecLost(const grpc::Status& status) {
     Send(V1Closed(kExecLostReason, kExecLostMessage), false);
   } else {
     if (!commands_in_exec_.empty()) {
-      Send(SeedReply("stderr", absl::StrCat("Command ended: error: ", kExecLostCommandMessage)),
-           false);
+      Send(SeedExecLostCommand(), false);
     }
     Send(SeedReply("stderr", kExecLostMessage), false);
   }
@@ -620,7 +623,7 @@ void BrowserSession::ExecLost(const grpc::Status& status) {
 }
 
 bool BrowserSession::Send(std::string data, bool binary) {
-  if (connection_ == nullptr || browser_gone_) {
+  if (connection_ == nullptr || state_ >= SessionState::kBrowserGone) {
     return true;
   }
   context_->metrics->Frame("out", data.size());
@@ -632,10 +635,10 @@ void BrowserSession::SendError(const std::string& code, const std::string& messa
 }
 
 void BrowserSession::CloseBrowser(uint16_t code, const std::string& reason) {
-  if (closing_ || connection_ == nullptr) {
+  if (!BrowserOpen() || connection_ == nullptr) {
     return;
   }
-  closing_ = true;
+  Enter(SessionState::kClosing);
   connection_->Close(code, CloseReasonText(reason));
   EndExec();
 }
@@ -645,9 +648,9 @@ void BrowserSession::ArmTimer() {
     return;
   }
   absl::Time next;
-  if (waiting_for_exec_) {
+  if (state_ == SessionState::kBrowserGone) {
     next = absl::Now() + absl::Seconds(5);
-  } else if (!params_.verified.has_value()) {
+  } else if (state_ == SessionState::kAuthenticating) {
     next = opened_ + context_->options.auth_timeout;
   } else {
     next = std::min(expires_, last_message_ + context_->options.idle_timeout);
@@ -661,17 +664,17 @@ void BrowserSession::OnTimer(boost::system::error_code ec) {
   if (ec == boost::asio::error::operation_aborted) {
     return;
   }
-  if (waiting_for_exec_) {
+  if (state_ == SessionState::kBrowserGone) {
     if (exec_ != nullptr) {
       exec_->Cancel();  // exec did not end the session in time
     }
     return;
   }
-  if (closing_ || browser_gone_) {
+  if (!BrowserOpen()) {
     return;
   }
   absl::Time now = context_->limits->Now();
-  if (!params_.verified.has_value()) {
+  if (state_ == SessionState::kAuthenticating) {
     if (now >= opened_ + context_->options.auth_timeout) {
       AuthFailed(context_, {"missing", "no credential within --auth_timeout",
                             params_.source_address, params_.path, params_.target});
@@ -702,26 +705,24 @@ void BrowserSession::CloseNow() {
 }
 
 void BrowserSession::OnDrain() {
-  if (shutting_down_ || closing_ || browser_gone_) {
+  if (state_ >= SessionState::kDraining) {
     return;
   }
-  shutting_down_ = true;
   // Seed lines still waiting their turn never run; the running one (the front) may finish.
   while (seed_commands_.size() > (seed_command_running_ ? 1u : 0u)) {
     seed_commands_.pop_back();
   }
   if (!CommandRunning()) {
     CloseForShutdown("at_once");
+  } else {
+    Enter(SessionState::kDraining);
   }
 }
 
-void BrowserSession::OnCloseNow() {
-  shutting_down_ = true;
-  CloseForShutdown("deadline");
-}
+void BrowserSession::OnCloseNow() { CloseForShutdown("deadline"); }
 
 void BrowserSession::CloseForShutdown(const char* when) {
-  if (closing_ || browser_gone_ || connection_ == nullptr) {
+  if (!BrowserOpen() || connection_ == nullptr) {
     return;
   }
   context_->metrics->DrainClose(when);
@@ -735,7 +736,6 @@ void BrowserSession::CloseForShutdown(const char* when) {
 }
 
 void BrowserSession::OnClose(std::string reason) {
-  browser_gone_ = true;
   context_->metrics->ConnectionClosed(protocol_name());
   if (absl::StrContains(reason, "exceeded the locally configured limit") ||
       absl::StrContains(reason, "too big")) {
@@ -745,15 +745,18 @@ void BrowserSession::OnClose(std::string reason) {
   connection_.reset();
   seed_commands_.clear();
   if (exec_ != nullptr) {
+    Enter(SessionState::kBrowserGone);
     EndExec();
     ReadExec();  // drain what exec still sends
-    waiting_for_exec_ = true;
     if (timer_ != nullptr) {
       timer_->cancel();
       ArmTimer();
     }
-  } else if (timer_ != nullptr) {
-    timer_->cancel();
+  } else {
+    Enter(SessionState::kClosed);
+    if (timer_ != nullptr) {
+      timer_->cancel();
+    }
   }
 }
 

@@ -14,6 +14,12 @@
 // `shutdown`, seed a stderr line) and closes with 1001 at once; one with a running command
 // refuses new commands and closes the same way right after that command's result, so the
 // browser never loses it. CloseNow ends whatever is left when the drain deadline passes.
+//
+// The session's state is explicit (session_state.h): its life, its exec stream's phase, the
+// pool its connection slot is in and its one exec read. Each changes only through Enter,
+// EnterExec or EnterPool, which check the change against the transition tables there; one
+// they do not allow is refused, logged and counted. What the messages mean and what the bytes
+// are is not decided here: protocol.h parses, codec.h encodes.
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
@@ -27,6 +33,7 @@
 #include "edge/exec_stream.h"
 #include "edge/limits.h"
 #include "edge/protocol.h"
+#include "edge/session_state.h"
 #include "http/server.h"
 
 namespace podgate::edge {
@@ -113,19 +120,30 @@ class BrowserSession : public http::WebSocketHandler,
   absl::Time last_message_;
   absl::Time expires_ = absl::InfiniteFuture();
 
+  // The session's state (session_state.h). Changed only through these, which refuse (and
+  // log) a transition the tables do not allow; returns whether the change was made.
+  bool Enter(SessionState next);
+  bool EnterExec(ExecPhase next);
+  bool EnterPool(SlotPool next);
+  // The one check behind them: counted ("state", "exec", "slot") and logged when refused.
+  template <class State>
+  bool Change(State& current, State next, const char* what);
+  SessionState state_ = SessionState::kUpgrading;
+  ExecPhase exec_phase_ = ExecPhase::kNone;
+  SlotPool pool_ = SlotPool::kUnauthenticated;
+  // Whether the browser may still be written to: not closing and not gone.
+  bool BrowserOpen() const { return state_ < SessionState::kClosing; }
+
   ExecStream* exec_ = nullptr;  // null before StartExec and after Release
-  bool exec_started_ = false;
-  bool exec_ready_ = false;
-  bool exec_read_done_ = false;  // the last read failed: the server has finished
-  bool read_outstanding_ = false;
-  bool read_waits_for_browser_ = false;
+  // Flow control, one operation in flight per direction (not states of the session: each
+  // runs alongside any of them).
+  ExecRead exec_read_ = ExecRead::kIdle;
   bool write_in_flight_ = false;
-  bool writes_closing_ = false;  // close + half-close queued
-  bool writes_done_sent_ = false;
-  bool browser_paused_ = false;
+  bool browser_paused_ = false;  // the WebSocket is not read until the queue drains
   std::deque<podgate::exec::v1::SessionRequest> pending_;
 
   std::deque<std::string> seed_commands_;
+  // The seed protocol runs one line at a time: the front of seed_commands_ is in exec.
   bool seed_command_running_ = false;
   uint64_t next_command_ = 0;
   // The ids of commands handed to exec and not yet answered with exit, denied or error (exec
@@ -135,16 +153,13 @@ class BrowserSession : public http::WebSocketHandler,
   std::string session_id_;
   podgate::common::v1::Principal principal_;
   podgate::common::v1::Target resolved_target_;
-  bool exec_closed_ = false;                // exec sent `closed`: the stream ends on purpose
+  // What exec said on the stream: `ready` (counted as an open session) and `closed` (the
+  // stream then ends on purpose, not lost).
+  bool exec_ready_ = false;
+  bool exec_closed_ = false;
   uint64_t commands_started_ = 0;           // commands handed to exec
   std::optional<absl::Time> command_sent_;  // for the first-output latency
 
-  bool closing_ = false;           // CloseBrowser called
-  bool browser_gone_ = false;      // OnClose called
-  bool waiting_for_exec_ = false;  // browser gone, waiting for exec to finish
-  bool shutting_down_ = false;     // Drain or CloseNow called
-  bool slots_released_ = false;
-  bool in_connection_pool_ = false;  // false: in the unauthenticated pool
   void ReleaseSlots();
   // Counts, audits and answers a refused or missing credential, then closes with 1008.
   void RefuseCredential(const std::string& reason, const std::string& message,

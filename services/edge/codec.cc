@@ -18,6 +18,44 @@ std::string Dump(const nlohmann::json& j) {
 
 }  // namespace
 
+std::string SeedExecLostCommand() {
+  return SeedReply("stderr", absl::StrCat("Command ended: error: ", kExecLostCommandMessage));
+}
+
+bool EndsCommand(podgate::exec::v1::SessionResponse::KindCase kind) {
+  using podgate::exec::v1::SessionResponse;
+  return kind == SessionResponse::kExit || kind == SessionResponse::kDenied ||
+         kind == SessionResponse::kError;
+}
+
+const std::string& CommandIdOf(const podgate::exec::v1::SessionResponse& response) {
+  using podgate::exec::v1::SessionResponse;
+  switch (response.kind_case()) {
+    case SessionResponse::kExit:
+      return response.exit().command_id();
+    case SessionResponse::kDenied:
+      return response.denied().command_id();
+    case SessionResponse::kError:
+      return response.error().command_id();
+    default:
+      return SessionResponse::default_instance().error().command_id();
+  }
+}
+
+uint16_t CloseCodeForStatus(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return kClosePolicy;
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return kCloseTryAgainLater;
+    default:
+      return kCloseInternal;
+  }
+}
+
 std::string StatusCodeName(int code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }

@@ -3,10 +3,12 @@
 // decides when to send, these decide what the bytes are, and are tested on their own.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "grpcpp/support/status.h"
 #include "podgate/exec/v1/exec.pb.h"
 
 namespace podgate::edge {
@@ -36,6 +38,20 @@ std::string V1ExecLostExit(std::string_view id);
 // has no exit codes), else `{"stderr": "Command ended: <termination>"}` (with the reason for
 // an error).
 std::optional<std::string> SeedExit(const podgate::exec::v1::CommandExit& exit);
+
+// The seed line telling the browser its running command's exec stream broke.
+std::string SeedExecLostCommand();
+
+// What exec's answers mean for the command they end, for any protocol: whether `kind` ends a
+// command (exit, denied, error: exec answers every command with exactly one), and the id of
+// the command it ends (empty for other kinds).
+bool EndsCommand(podgate::exec::v1::SessionResponse::KindCase kind);
+const std::string& CommandIdOf(const podgate::exec::v1::SessionResponse& response);
+
+// The WebSocket close code for an exec stream that ended with `code` (not OK): 1008 for a
+// refused credential or permission, 1013 for exec unavailable or out of resources or time,
+// 1011 for the rest.
+uint16_t CloseCodeForStatus(grpc::StatusCode code);
 
 // A gRPC status code number as its name ("UNAVAILABLE").
 std::string StatusCodeName(int code);

@@ -1,5 +1,10 @@
 #include "edge/edge_metrics.h"
 
+#include <atomic>
+#include <memory>
+
+#include "runtime/log.h"
+
 namespace podgate::edge {
 
 EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
@@ -84,7 +89,16 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                            .Name("podgate_edge_exec_lost_audit_total")
                            .Help("Audit records of lost exec streams, by result (recorded, "
                                  "queue_full, failed).")
-                           .Register(registry)) {
+                           .Register(registry)),
+      invalid_transitions_(
+          prometheus::BuildCounter()
+              .Name("podgate_edge_session_invalid_transitions_total")
+              .Help("State changes a browser session refused as invalid (a bug), by what "
+                    "changed (state, exec, slot).")
+              .Register(registry)) {
+  for (const char* what : {"state", "exec", "slot"}) {
+    invalid_transitions_.Add({{"what", what}});
+  }
   for (const char* result : {"recorded", "queue_full", "failed"}) {
     exec_lost_audit_.Add({{"result", result}});
   }
@@ -137,6 +151,10 @@ void EdgeMetrics::AuthAudit(const std::string& outcome) {
 
 void EdgeMetrics::ExecLost() { exec_lost_.Increment(); }
 
+void EdgeMetrics::InvalidTransition(const std::string& what) {
+  invalid_transitions_.Add({{"what", what}}).Increment();
+}
+
 void EdgeMetrics::ExecLostAudit(const std::string& outcome) {
   exec_lost_audit_.Add({{"result", outcome}}).Increment();
 }
@@ -159,6 +177,28 @@ void EdgeMetrics::FirstOutputLatency(double seconds) { first_output_latency_.Obs
 void EdgeMetrics::ApiRequest(const std::string& route, int status) {
   std::string klass = std::to_string(status / 100) + "xx";
   api_requests_.Add({{"route", route}, {"code", klass}}).Increment();
+}
+
+void ReportServerEvents(EdgeMetrics* metrics, http::ServerOptions& options,
+                        absl::Duration log_every) {
+  options.on_refusal = [metrics](std::string_view reason) {
+    metrics->Rejection(std::string(reason));
+  };
+  auto last_log = std::make_shared<std::atomic<int64_t>>(0);
+  auto since_log = std::make_shared<std::atomic<int64_t>>(0);
+  const int64_t every_ms = absl::ToInt64Milliseconds(log_every);
+  options.on_accept_backoff = [metrics, last_log, since_log, every_ms](const std::string& error,
+                                                                       absl::Duration pause) {
+    metrics->AcceptBackoff();
+    ++*since_log;
+    const int64_t now = absl::ToUnixMillis(absl::Now());
+    int64_t last = last_log->load();
+    if (now - last >= every_ms && last_log->compare_exchange_strong(last, now)) {
+      log::Warn("accept failing, backing off", {{"error", error},
+                                                {"pause_ms", absl::ToInt64Milliseconds(pause)},
+                                                {"backoffs", since_log->exchange(0)}});
+    }
+  };
 }
 
 }  // namespace podgate::edge

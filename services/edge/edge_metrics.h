@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "absl/time/time.h"
+#include "http/server.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -35,6 +37,9 @@ class EdgeMetrics {
   void ExecLost();
   // The outcome of the audit record of such a loss: "recorded", "queue_full", "failed".
   void ExecLostAudit(const std::string& outcome);
+  // A browser session refused a state change its transition tables do not allow (a bug; the
+  // session logs it): "state", "exec" (its exec stream's phase) or "slot" (its connection pool).
+  void InvalidTransition(const std::string& what);
   // A browser connection closed because edge is shutting down: "at_once" (no command was
   // running), "after_command" (right after the running command's result), "deadline" (still
   // open when --drain_timeout ran out).
@@ -63,6 +68,14 @@ class EdgeMetrics {
   prometheus::Family<prometheus::Counter>& auth_audit_dropped_;
   prometheus::Counter& exec_lost_;
   prometheus::Family<prometheus::Counter>& exec_lost_audit_;
+  prometheus::Family<prometheus::Counter>& invalid_transitions_;
 };
+
+// Sets the HTTP server's `on_refusal` and `on_accept_backoff`: each connection refused at
+// accept is counted by reason; each backoff of the accept loop (out of descriptors) is counted
+// and logged at most once per `log_every`, with the number of backoffs since the last line.
+// `metrics` outlives the server.
+void ReportServerEvents(EdgeMetrics* metrics, http::ServerOptions& options,
+                        absl::Duration log_every = absl::Seconds(10));
 
 }  // namespace podgate::edge

@@ -1,22 +1,19 @@
 // podgate-edge: terminates browser WebSockets, serves the web page and its HTTP API, and turns
 // browser frames into exec sessions. gRPC (health) and /metrics come from the shared skeleton;
 // the browser-facing HTTP server runs beside it on its own I/O threads.
-#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "auth/auth_flags.h"
 #include "edge/edge_context.h"
 #include "edge/edge_metrics.h"
 #include "edge/edge_server.h"
 #include "edge/limits.h"
+#include "edge/options.h"
 #include "http/server.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
@@ -24,65 +21,74 @@
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
 
-ABSL_FLAG(std::string, http_address, "[::]:8080",
+// One source for the defaults: the validated options' own (edge/options.h).
+const podgate::edge::EdgeFlags kDefaults;
+
+ABSL_FLAG(std::string, http_address, kDefaults.http_address,
           "host:port of the browser-facing HTTP/WebSocket server. Default [::]:8080.");
-ABSL_FLAG(std::string, tls_cert_http, "",
+ABSL_FLAG(std::string, tls_cert_http, kDefaults.tls_cert_http,
           "PEM certificate of the HTTP server. Without it plain HTTP is served only on a "
           "loopback address or with --behind_tls_proxy. Default: none.");
-ABSL_FLAG(std::string, tls_key_http, "", "PEM key of --tls_cert_http. Default: none.");
-ABSL_FLAG(bool, behind_tls_proxy, false,
+ABSL_FLAG(std::string, tls_key_http, kDefaults.tls_key_http,
+          "PEM key of --tls_cert_http. Default: none.");
+ABSL_FLAG(bool, behind_tls_proxy, kDefaults.behind_tls_proxy,
           "A TLS-terminating ingress sits in front: plain HTTP on any address. Default false.");
-ABSL_FLAG(int, http_threads, 2, "I/O threads of the HTTP server. Default 2.");
-ABSL_FLAG(std::string, allowed_origins, "",
+ABSL_FLAG(int, http_threads, kDefaults.http_threads, "I/O threads of the HTTP server. Default 2.");
+ABSL_FLAG(std::string, allowed_origins, kDefaults.allowed_origins,
           "Comma-separated exact Origins allowed on WebSocket handshakes and login, e.g. "
           "https://podgate.example.com. Default: none (every browser refused).");
-ABSL_FLAG(bool, allow_missing_origin, false,
+ABSL_FLAG(bool, allow_missing_origin, kDefaults.allow_missing_origin,
           "Accept WebSocket handshakes without Origin (CLI clients; browsers always send one). "
           "Default false.");
-ABSL_FLAG(std::string, web_root, "",
+ABSL_FLAG(std::string, web_root, kDefaults.web_root,
           "Directory of the page's static files, loaded at start (at most 32 MiB). Default: "
           "none.");
-ABSL_FLAG(std::string, auditor_groups, "podgate-auditors",
+ABSL_FLAG(std::string, auditor_groups, kDefaults.auditor_groups,
           "Comma-separated groups that may read the audit trail. Default podgate-auditors.");
-ABSL_FLAG(int64_t, max_message_bytes, 64 * 1024,
+ABSL_FLAG(int64_t, max_message_bytes, kDefaults.max_message_bytes,
           "Largest WebSocket message from a browser, in bytes; larger closes with 1009. Default "
           "65536.");
-ABSL_FLAG(double, messages_per_second, 50,
+ABSL_FLAG(double, messages_per_second, kDefaults.messages_per_second,
           "Message rate per connection (token bucket refill, per second). Default 50.");
-ABSL_FLAG(double, message_burst, 200, "Message burst per connection. Default 200.");
-ABSL_FLAG(double, user_messages_per_second, 100,
+ABSL_FLAG(double, message_burst, kDefaults.message_burst,
+          "Message burst per connection. Default 200.");
+ABSL_FLAG(double, user_messages_per_second, kDefaults.user_messages_per_second,
           "Message rate per user over all connections, per second. Default 100.");
-ABSL_FLAG(double, user_message_burst, 400, "Message burst per user. Default 400.");
-ABSL_FLAG(int, max_connections, 10000, "WebSocket connections per replica. Default 10000.");
-ABSL_FLAG(int, max_connections_per_user, 20, "WebSocket connections per user. Default 20.");
-ABSL_FLAG(absl::Duration, ws_idle_timeout, absl::Minutes(15),
+ABSL_FLAG(double, user_message_burst, kDefaults.user_message_burst,
+          "Message burst per user. Default 400.");
+ABSL_FLAG(int, max_connections, kDefaults.max_connections,
+          "WebSocket connections per replica. Default 10000.");
+ABSL_FLAG(int, max_connections_per_user, kDefaults.max_connections_per_user,
+          "WebSocket connections per user. Default 20.");
+ABSL_FLAG(absl::Duration, ws_idle_timeout, kDefaults.ws_idle_timeout,
           "Close a WebSocket after this long without a browser message. Default 15m.");
-ABSL_FLAG(absl::Duration, ws_keepalive, absl::Seconds(30),
+ABSL_FLAG(absl::Duration, ws_keepalive, kDefaults.ws_keepalive,
           "Ping a silent browser after half of this; close when silent this long. Default 30s.");
-ABSL_FLAG(absl::Duration, auth_timeout, absl::Seconds(5),
+ABSL_FLAG(absl::Duration, auth_timeout, kDefaults.auth_timeout,
           "Time a WebSocket has to authenticate when the handshake carried no token. "
           "Default 5s.");
-ABSL_FLAG(int, max_unauthenticated_connections, 1000,
+ABSL_FLAG(int, max_unauthenticated_connections, kDefaults.max_unauthenticated_connections,
           "WebSockets waiting for their first-message credential, per replica: a pool apart "
           "from --max_connections. Default 1000.");
-ABSL_FLAG(int, max_connections_per_source, 256,
+ABSL_FLAG(int, max_connections_per_source, kDefaults.max_connections_per_source,
           "Connections (HTTP and WebSocket) per source address, the peer's IP; behind a proxy "
           "that is the proxy's address. 0: no limit. Default 256.");
-ABSL_FLAG(int, max_unauthenticated_per_source, 32,
+ABSL_FLAG(int, max_unauthenticated_per_source, kDefaults.max_unauthenticated_per_source,
           "Connections per source address that have not authenticated (yet). 0: no limit. "
           "Default 32.");
-ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(60),
+ABSL_FLAG(absl::Duration, http_idle_timeout, kDefaults.http_idle_timeout,
           "Keep-alive of an HTTP connection between requests once a request on it was "
           "authenticated. Default 60s.");
-ABSL_FLAG(absl::Duration, http_unauthenticated_idle_timeout, absl::Seconds(5),
+ABSL_FLAG(absl::Duration, http_unauthenticated_idle_timeout,
+          kDefaults.http_unauthenticated_idle_timeout,
           "Keep-alive of an HTTP connection between requests while none on it was "
           "authenticated. Default 5s.");
-ABSL_FLAG(int, auth_audit_queue, 1000,
+ABSL_FLAG(int, auth_audit_queue, kDefaults.auth_audit_queue,
           "Authentication failures waiting for audit's ack; beyond, failures are counted "
           "(podgate_edge_auth_audit_dropped_total) but not audited. Default 1000.");
-ABSL_FLAG(absl::Duration, backend_timeout, absl::Seconds(5),
+ABSL_FLAG(absl::Duration, backend_timeout, kDefaults.backend_timeout,
           "Deadline of HTTP API calls to exec, policy and audit. Default 5s.");
-ABSL_FLAG(int64_t, write_buffer_bytes, 256 * 1024,
+ABSL_FLAG(int64_t, write_buffer_bytes, kDefaults.write_buffer_bytes,
           "Bytes queued towards a browser before edge stops reading from exec. Default 262144.");
 
 namespace {
@@ -93,23 +99,44 @@ namespace rt = podgate::runtime;
 // leave before the process exits.
 constexpr absl::Duration kCloseGrace = absl::Seconds(2);
 
-bool IsLoopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "::1" || host == "localhost" ||
-         absl::StartsWith(host, "127.");
-}
-
-void CheckPositive(absl::Duration d, const char* name) {
-  if (d <= absl::ZeroDuration()) {
-    rt::ExitWithError(absl::StrCat("--", name, " must be positive"));
-  }
-}
-
 std::shared_ptr<grpc::Channel> Channel(const rt::PeerFlags& peer) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = rt::CreatePeerChannel(peer);
   if (!channel.ok()) {
     rt::ExitWithError(std::string(channel.status().message()));
   }
   return *channel;
+}
+
+podgate::edge::EdgeFlags ReadFlags() {
+  podgate::edge::EdgeFlags f;
+  f.http_address = absl::GetFlag(FLAGS_http_address);
+  f.tls_cert_http = absl::GetFlag(FLAGS_tls_cert_http);
+  f.tls_key_http = absl::GetFlag(FLAGS_tls_key_http);
+  f.behind_tls_proxy = absl::GetFlag(FLAGS_behind_tls_proxy);
+  f.http_threads = absl::GetFlag(FLAGS_http_threads);
+  f.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
+  f.allow_missing_origin = absl::GetFlag(FLAGS_allow_missing_origin);
+  f.web_root = absl::GetFlag(FLAGS_web_root);
+  f.auditor_groups = absl::GetFlag(FLAGS_auditor_groups);
+  f.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  f.messages_per_second = absl::GetFlag(FLAGS_messages_per_second);
+  f.message_burst = absl::GetFlag(FLAGS_message_burst);
+  f.user_messages_per_second = absl::GetFlag(FLAGS_user_messages_per_second);
+  f.user_message_burst = absl::GetFlag(FLAGS_user_message_burst);
+  f.max_connections = absl::GetFlag(FLAGS_max_connections);
+  f.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
+  f.ws_idle_timeout = absl::GetFlag(FLAGS_ws_idle_timeout);
+  f.ws_keepalive = absl::GetFlag(FLAGS_ws_keepalive);
+  f.auth_timeout = absl::GetFlag(FLAGS_auth_timeout);
+  f.max_unauthenticated_connections = absl::GetFlag(FLAGS_max_unauthenticated_connections);
+  f.max_connections_per_source = absl::GetFlag(FLAGS_max_connections_per_source);
+  f.max_unauthenticated_per_source = absl::GetFlag(FLAGS_max_unauthenticated_per_source);
+  f.http_idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+  f.http_unauthenticated_idle_timeout = absl::GetFlag(FLAGS_http_unauthenticated_idle_timeout);
+  f.auth_audit_queue = absl::GetFlag(FLAGS_auth_audit_queue);
+  f.backend_timeout = absl::GetFlag(FLAGS_backend_timeout);
+  f.write_buffer_bytes = absl::GetFlag(FLAGS_write_buffer_bytes);
+  return f;
 }
 
 }  // namespace
@@ -132,108 +159,19 @@ int main(int argc, char** argv) {
   if (!verifier.ok()) {
     rt::ExitWithError(std::string(verifier.status().message()));
   }
-
-  // --http_address
-  std::string http_address = absl::GetFlag(FLAGS_http_address);
-  size_t colon = http_address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(http_address.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
-    rt::ExitWithError("--http_address must be host:port");
+  absl::StatusOr<podgate::edge::EdgeConfig> config =
+      podgate::edge::EdgeConfigFromFlags(ReadFlags());
+  if (!config.ok()) {
+    rt::ExitWithError(std::string(config.status().message()));
   }
-  std::string host = http_address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  podgate::http::ServerOptions http_options;
-  http_options.address = host;
-  http_options.port = static_cast<uint16_t>(port);
-  http_options.response_headers = podgate::edge::SecurityHeaderList();
-  http_options.cert_file = absl::GetFlag(FLAGS_tls_cert_http);
-  http_options.key_file = absl::GetFlag(FLAGS_tls_key_http);
-  if (http_options.cert_file.empty() != http_options.key_file.empty()) {
-    rt::ExitWithError("--tls_cert_http and --tls_key_http go together");
-  }
-  const bool plain = http_options.cert_file.empty();
-  if (plain && !IsLoopback(host) && !absl::GetFlag(FLAGS_behind_tls_proxy)) {
-    rt::ExitWithError(
-        "--http_address is not a loopback address: set --tls_cert_http/--tls_key_http, or "
-        "--behind_tls_proxy when a TLS ingress terminates browser connections");
-  }
-  int64_t max_message = absl::GetFlag(FLAGS_max_message_bytes);
-  if (max_message < 1024 || max_message > (16 << 20)) {
-    rt::ExitWithError("--max_message_bytes must be 1024 to 16777216");
-  }
-  int64_t write_buffer = absl::GetFlag(FLAGS_write_buffer_bytes);
-  if (write_buffer < 4096 || write_buffer > (64 << 20)) {
-    rt::ExitWithError("--write_buffer_bytes must be 4096 to 67108864");
-  }
-  http_options.websocket_message_limit_bytes = static_cast<size_t>(max_message);
-  http_options.write_high_watermark_bytes = static_cast<size_t>(write_buffer);
-  http_options.write_hard_limit_bytes = static_cast<size_t>(write_buffer) * 4 + (1 << 20);
-  http_options.websocket_keepalive = absl::GetFlag(FLAGS_ws_keepalive);
-  if (absl::GetFlag(FLAGS_max_unauthenticated_connections) < 1 ||
-      absl::GetFlag(FLAGS_max_connections_per_source) < 0 ||
-      absl::GetFlag(FLAGS_max_unauthenticated_per_source) < 0 ||
-      absl::GetFlag(FLAGS_auth_audit_queue) < 1) {
-    rt::ExitWithError(
-        "--max_unauthenticated_connections and --auth_audit_queue must be >= 1, "
-        "--max_connections_per_source and --max_unauthenticated_per_source >= 0");
-  }
-  // Room for every WebSocket of both pools, plus plain HTTP requests.
-  http_options.max_connections =
-      static_cast<size_t>(absl::GetFlag(FLAGS_max_connections)) +
-      static_cast<size_t>(absl::GetFlag(FLAGS_max_unauthenticated_connections)) + 256;
-  http_options.max_connections_per_source =
-      static_cast<size_t>(absl::GetFlag(FLAGS_max_connections_per_source));
-  http_options.max_unauthenticated_per_source =
-      static_cast<size_t>(absl::GetFlag(FLAGS_max_unauthenticated_per_source));
-  http_options.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
-  http_options.unauthenticated_idle_timeout =
-      absl::GetFlag(FLAGS_http_unauthenticated_idle_timeout);
-  for (auto [d, name] : {std::pair{absl::GetFlag(FLAGS_ws_idle_timeout), "ws_idle_timeout"},
-                         std::pair{absl::GetFlag(FLAGS_http_idle_timeout), "http_idle_timeout"},
-                         std::pair{absl::GetFlag(FLAGS_http_unauthenticated_idle_timeout),
-                                   "http_unauthenticated_idle_timeout"},
-                         std::pair{absl::GetFlag(FLAGS_ws_keepalive), "ws_keepalive"},
-                         std::pair{absl::GetFlag(FLAGS_auth_timeout), "auth_timeout"},
-                         std::pair{absl::GetFlag(FLAGS_backend_timeout), "backend_timeout"}}) {
-    CheckPositive(d, name);
-  }
-  podgate::edge::LimitOptions limit_options;
-  limit_options.messages_per_second = absl::GetFlag(FLAGS_messages_per_second);
-  limit_options.message_burst = absl::GetFlag(FLAGS_message_burst);
-  limit_options.user_messages_per_second = absl::GetFlag(FLAGS_user_messages_per_second);
-  limit_options.user_message_burst = absl::GetFlag(FLAGS_user_message_burst);
-  limit_options.max_connections = absl::GetFlag(FLAGS_max_connections);
-  limit_options.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
-  limit_options.max_unauthenticated_connections =
-      absl::GetFlag(FLAGS_max_unauthenticated_connections);
-  if (limit_options.messages_per_second <= 0 || limit_options.message_burst < 1 ||
-      limit_options.user_messages_per_second <= 0 || limit_options.user_message_burst < 1) {
-    rt::ExitWithError("message rates must be positive and bursts at least 1");
-  }
-  if (limit_options.max_connections < 1 || limit_options.max_connections_per_user < 1 ||
-      absl::GetFlag(FLAGS_http_threads) < 1 || absl::GetFlag(FLAGS_http_threads) > 64) {
-    rt::ExitWithError(
-        "--max_connections and --max_connections_per_user must be >= 1, "
-        "--http_threads 1 to 64");
-  }
+  podgate::http::ServerOptions& http_options = config->http;
 
   podgate::edge::EdgeMetrics metrics(*registry);
-  podgate::edge::Limits limits(limit_options);
+  podgate::edge::Limits limits(config->limits);
   // Outlives the I/O context: sessions leave it from their destructors.
   podgate::edge::SessionRegistry sessions;
   podgate::edge::EdgeContext context;
-  context.options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
-  context.options.allow_missing_origin = absl::GetFlag(FLAGS_allow_missing_origin);
-  context.options.auditor_groups =
-      absl::StrSplit(absl::GetFlag(FLAGS_auditor_groups), ',', absl::SkipWhitespace());
-  context.options.auth_timeout = absl::GetFlag(FLAGS_auth_timeout);
-  context.options.idle_timeout = absl::GetFlag(FLAGS_ws_idle_timeout);
-  context.options.backend_timeout = absl::GetFlag(FLAGS_backend_timeout);
-  context.options.secure_cookie = !plain || absl::GetFlag(FLAGS_behind_tls_proxy);
-  context.options.web_root = absl::GetFlag(FLAGS_web_root);
+  context.options = config->edge;
   context.exec_channel = Channel(rt::ExecPeerFlags());
   context.policy_channel = Channel(rt::PolicyPeerFlags());
   context.audit_channel = Channel(rt::AuditPeerFlags());
@@ -247,30 +185,13 @@ int main(int argc, char** argv) {
   context.limits = &limits;
   context.metrics = &metrics;
   context.sessions = &sessions;
-  podgate::edge::AuthFailureAudit auth_audit(
-      context.audit_channel, static_cast<size_t>(absl::GetFlag(FLAGS_auth_audit_queue)), &metrics);
+  podgate::edge::AuthFailureAudit auth_audit(context.audit_channel, config->auth_audit_queue,
+                                             &metrics);
   context.auth_audit = &auth_audit;
 
   // Refusals at accept are counted; a backoff of the accept loop (out of descriptors) is
   // counted and logged at most every 10s.
-  http_options.on_refusal = [&metrics](std::string_view reason) {
-    metrics.Rejection(std::string(reason));
-  };
-  auto last_backoff_log = std::make_shared<std::atomic<int64_t>>(0);
-  auto backoffs_since_log = std::make_shared<std::atomic<int64_t>>(0);
-  http_options.on_accept_backoff = [&metrics, last_backoff_log, backoffs_since_log](
-                                       const std::string& error, absl::Duration pause) {
-    metrics.AcceptBackoff();
-    ++*backoffs_since_log;
-    const int64_t now = absl::ToUnixSeconds(absl::Now());
-    int64_t last = last_backoff_log->load();
-    if (now - last >= 10 && last_backoff_log->compare_exchange_strong(last, now)) {
-      podgate::log::Warn("accept failing, backing off",
-                         {{"error", error},
-                          {"pause_ms", absl::ToInt64Milliseconds(pause)},
-                          {"backoffs", backoffs_since_log->exchange(0)}});
-    }
-  };
+  podgate::edge::ReportServerEvents(&metrics, http_options);
 
   absl::StatusOr<podgate::edge::StaticFiles> files =
       podgate::edge::StaticFiles::Load(context.options.web_root);
@@ -289,12 +210,12 @@ int main(int argc, char** argv) {
     rt::ExitWithError(absl::StrCat("--http_address: ", http_server.status().message()));
   }
   std::vector<std::thread> threads;
-  for (int i = 0; i < absl::GetFlag(FLAGS_http_threads); ++i) {
+  for (int i = 0; i < config->http_threads; ++i) {
     threads.emplace_back([&io] { io.run(); });
   }
   int status = rt::RunServer(defaults, {}, registry, [&](rt::Server& server) {
     podgate::log::Info("http serving", {{"http_port", static_cast<int>((*http_server)->port())},
-                                        {"tls", !plain},
+                                        {"tls", config->tls},
                                         {"web_root", context.options.web_root}});
     // New connections are refused and /readyz turns 503; every browser session is told to
     // end (at once, or after its running command) with a close frame.

@@ -354,6 +354,24 @@ class EdgeTest : public ::testing::Test {
     metrics_port_ = JsonPort(*line, "metrics_port");
   }
 
+  // Whatever a test did to edge's browser sessions, none refused a change of its state as
+  // invalid (services/edge/session_state.h): the transition tables hold for every path the
+  // suite drives.
+  void TearDown() override {
+    http::ClientOptions mo;
+    mo.port = static_cast<uint16_t>(metrics_port_);
+    auto metrics = http::Fetch(mo, "GET", "/metrics");
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    auto parsed = testing::ParsePrometheusText(metrics->body);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    for (const char* what : {"state", "exec", "slot"}) {
+      auto it = parsed->samples.find(
+          absl::StrCat("podgate_edge_session_invalid_transitions_total{what=\"", what, "\"}"));
+      ASSERT_NE(it, parsed->samples.end()) << what;
+      EXPECT_EQ(it->second, 0) << what;
+    }
+  }
+
   static void TearDownTestSuite() {
     // On failure, what the services said helps more than the assertion.
     const ::testing::TestSuite* suite = ::testing::UnitTest::GetInstance()->current_test_suite();

@@ -8,7 +8,7 @@
 #include "absl/strings/strip.h"
 #include "auth/base64url.h"
 #include "edge/codec.h"
-#include "edge/edge_server.h"
+#include "edge/http_reply.h"
 #include "edge/limits.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -309,6 +309,49 @@ TEST(CodecTest, ControlMessages) {
   EXPECT_EQ(ready["session_id"], "s1");
   EXPECT_EQ(ready["mode"], "shell");
   EXPECT_FALSE(ready.contains("expires"));
+}
+
+TEST(CodecTest, ALostExecStreamIsOneSeedLine) {
+  EXPECT_EQ(SeedExecLostCommand(),
+            SeedReply("stderr", std::string("Command ended: error: ") + kExecLostCommandMessage));
+}
+
+TEST(CodecTest, ExitDeniedAndErrorEndTheCommandTheyName) {
+  using podgate::exec::v1::SessionResponse;
+  SessionResponse exit;
+  exit.mutable_exit()->set_command_id("c1");
+  SessionResponse denied;
+  denied.mutable_denied()->set_command_id("c2");
+  SessionResponse error;
+  error.mutable_error()->set_command_id("c3");
+  SessionResponse out;
+  out.mutable_stdout()->set_data("x");
+  SessionResponse ready;
+  ready.mutable_ready()->set_session_id("s");
+  EXPECT_TRUE(EndsCommand(exit.kind_case()));
+  EXPECT_TRUE(EndsCommand(denied.kind_case()));
+  EXPECT_TRUE(EndsCommand(error.kind_case()));
+  EXPECT_FALSE(EndsCommand(out.kind_case()));
+  EXPECT_FALSE(EndsCommand(ready.kind_case()));
+  EXPECT_FALSE(EndsCommand(SessionResponse::KIND_NOT_SET));
+  EXPECT_EQ(CommandIdOf(exit), "c1");
+  EXPECT_EQ(CommandIdOf(denied), "c2");
+  EXPECT_EQ(CommandIdOf(error), "c3");
+  EXPECT_EQ(CommandIdOf(out), "");
+}
+
+TEST(CodecTest, EveryStatusCodeClosesWithItsWebSocketCode) {
+  for (int code = 1; code <= 16; ++code) {
+    const auto c = static_cast<grpc::StatusCode>(code);
+    uint16_t expected = kCloseInternal;
+    if (c == grpc::StatusCode::UNAUTHENTICATED || c == grpc::StatusCode::PERMISSION_DENIED) {
+      expected = kClosePolicy;
+    } else if (c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+               c == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      expected = kCloseTryAgainLater;
+    }
+    EXPECT_EQ(CloseCodeForStatus(c), expected) << StatusCodeName(code);
+  }
 }
 
 }  // namespace

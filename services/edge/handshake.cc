@@ -1,0 +1,155 @@
+#include "edge/handshake.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "edge/browser_session.h"
+#include "edge/http_reply.h"
+#include "edge/protocol.h"
+#include "k8s/names.h"
+#include "runtime/log.h"
+
+namespace podgate::edge {
+
+namespace bhttp = boost::beast::http;
+using http::Request;
+using http::Response;
+using http::RouteResult;
+
+namespace {
+
+// A handshake while edge shuts down: a session opened now would only be closed again.
+RouteResult RefuseForShutdown(EdgeContext* context, const Request& request) {
+  context->metrics->Rejection("shutdown");
+  return Answer(JsonError(request, bhttp::status::service_unavailable, "UNAVAILABLE",
+                          "edge is shutting down; reconnect to continue"));
+}
+
+}  // namespace
+
+RouteResult WebSocketHandshake::Accept(const Request& request, const http::RequestContext& peer,
+                                       std::string_view path, std::string_view query) const {
+  const EdgeOptions& o = context_->options;
+  // The acceptor is closed during a drain, but a keep-alive connection opened before it may
+  // still ask for an upgrade. (Checked first to spare the credential check; the reservation
+  // below is what makes it exact.)
+  if (context_->sessions->draining()) {
+    return RefuseForShutdown(context_, request);
+  }
+  std::string origin = Header(request, bhttp::field::origin);
+  if (origin.empty() ? !o.allow_missing_origin : !OriginAllowed(origin, o.allowed_origins)) {
+    context_->metrics->Rejection("origin");
+    log::Info("websocket origin refused",
+              {{"origin", origin.substr(0, 200)}, {"source", peer.remote_address}});
+    return Answer(
+        JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
+                  origin.empty() ? "an Origin header is required" : "this Origin is not allowed"));
+  }
+  std::vector<std::string> parts =
+      absl::StrSplit(absl::string_view(path.data() + 4, path.size() - 4), '/');
+  SessionParams params;
+  if (parts.size() != 3 || (parts[0] != "v1" && parts[0] != "seed")) {
+    return Answer(JsonError(request, bhttp::status::not_found, "NOT_FOUND",
+                            "use /ws/v1/{namespace}/{pod} or /ws/seed/{namespace}/{pod}"));
+  }
+  params.protocol = parts[0] == "v1" ? Protocol::kV1 : Protocol::kSeed;
+  absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
+  if (!q.ok()) {
+    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                            std::string(q.status().message())));
+  }
+  std::string container = First(*q, "container");
+  if (absl::Status s = k8s::ValidateTarget(parts[1], parts[2], container); !s.ok()) {
+    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                            std::string(s.message())));
+  }
+  params.target.set_namespace_(parts[1]);
+  params.target.set_pod(parts[2]);
+  params.target.set_container(container);
+  std::string mode = First(*q, "mode");
+  if (mode == "shell" && params.protocol == Protocol::kV1) {
+    params.mode = podgate::common::v1::SESSION_MODE_SHELL;
+  } else if (!mode.empty() && mode != "command") {
+    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                            "mode is command or shell (shell only on v1)"));
+  }
+  params.source_address = peer.remote_address;
+  params.path = std::string(path);
+  params.client = Header(request, bhttp::field::user_agent).substr(0, 256);
+
+  RouteResult result;
+  if (params.protocol == Protocol::kV1) {
+    absl::StatusOr<OfferedProtocols> offered =
+        ParseOfferedProtocols(Header(request, bhttp::field::sec_websocket_protocol));
+    if (!offered.ok()) {
+      AuthFailed(context_, {"malformed", std::string(offered.status().message()),
+                            peer.remote_address, std::string(path), params.target});
+      return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
+                              std::string(offered.status().message())));
+    }
+    if (!offered->v1) {
+      return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                              absl::StrCat("offer the sub-protocol ", kV1Subprotocol)));
+    }
+    std::string token = offered->token.value_or("");
+    if (token.empty()) {
+      token = FindCookie(Header(request, bhttp::field::cookie), kTokenCookie).value_or("");
+    }
+    if (!token.empty()) {
+      absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
+      if (!verified.ok()) {
+        std::string reason = auth::AuthFailureReason(verified.status());
+        AuthFailed(context_, {reason, std::string(verified.status().message()), peer.remote_address,
+                              std::string(path), params.target});
+        log::Info("websocket authentication refused",
+                  {{"reason", reason}, {"source", peer.remote_address}});
+        return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
+                                std::string(verified.status().message())));
+      }
+      if (!context_->limits->AcquireUser(verified->principal.user())) {
+        context_->metrics->Rejection("limit");
+        return Answer(JsonError(request, bhttp::status::too_many_requests, "RESOURCE_EXHAUSTED",
+                                "too many connections for this user"));
+      }
+      params.verified = *std::move(verified);
+      params.token = std::move(token);
+    }
+    result.subprotocol = kV1Subprotocol;  // never the bearer entry
+  }
+  // An authenticated handshake takes a place in the replica's pool; one that authenticates
+  // with its first message waits in a smaller pool of its own (and moves over once it has), so
+  // a flood of anonymous WebSockets never takes a place from a signed-in user.
+  const bool authenticated = params.verified.has_value();
+  if (authenticated ? !context_->limits->AcquireConnection()
+                    : !context_->limits->AcquireUnauthenticated()) {
+    if (authenticated) {
+      context_->limits->ReleaseUser(params.verified->principal.user());
+    }
+    context_->metrics->Rejection(authenticated ? "limit" : "unauthenticated_limit");
+    Response res = JsonError(
+        request, bhttp::status::service_unavailable, "RESOURCE_EXHAUSTED",
+        authenticated ? "too many connections" : "too many connections waiting to authenticate");
+    res.set(bhttp::field::retry_after, "5");
+    return Answer(std::move(res));
+  }
+  if (!context_->sessions->Reserve()) {
+    if (authenticated) {
+      context_->limits->ReleaseConnection();
+      context_->limits->ReleaseUser(params.verified->principal.user());
+    } else {
+      context_->limits->ReleaseUnauthenticated();
+    }
+    return RefuseForShutdown(context_, request);
+  }
+  result.authenticated = authenticated;
+  result.websocket = std::make_shared<BrowserSession>(context_, std::move(params));
+  return result;
+}
+
+}  // namespace podgate::edge
