@@ -168,8 +168,8 @@ void Session::RecordRefusalLocked(const std::string& command_id, const std::stri
 
 void Session::HandleCommand(const pb::RunCommand& run) {
   std::unique_lock<std::mutex> lock(mu_);
-  const std::string id = run.command_id().empty() ? runtime::RandomId()
-                                                  : run.command_id().substr(0, 64);
+  const std::string id =
+      run.command_id().empty() ? runtime::RandomId() : run.command_id().substr(0, 64);
   if (state_ != State::kReady || mode_ != common::SESSION_MODE_COMMAND) {
     pb::SessionResponse msg;
     msg.mutable_error()->set_command_id(id);
@@ -271,9 +271,8 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
         .Increment();
     cmd->decision.set_verdict(common::VERDICT_DENY);
     cmd->decision.set_rule("policy-unavailable");
-    cmd->decision.set_reason(
-        absl::StrCat("policy could not be asked, so the command is refused: ",
-                     answer.status().message()));
+    cmd->decision.set_reason(absl::StrCat("policy could not be asked, so the command is refused: ",
+                                          answer.status().message()));
   } else {
     cmd->decision = answer->decision();
   }
@@ -294,7 +293,9 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
           return;
         }
         if (cmd->decision.verdict() != common::VERDICT_ALLOW) {
-          self->hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
+          self->hub_->metrics()
+              ->commands_total.Add({{"decision", "deny"}, {"result", "refused"}})
+              .Increment();
           self->ClearRunningLocked();
           self->DenyLocked(cmd->id, cmd->decision.rule(), cmd->decision.reason());
           return;
@@ -306,7 +307,9 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
             if (self->running_ != cmd) {
               return;
             }
-            self->hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
+            self->hub_->metrics()
+                ->commands_total.Add({{"decision", "deny"}, {"result", "refused"}})
+                .Increment();
             self->ClearRunningLocked();
             common::AuditEvent denial = self->BaseEventLocked(common::EVENT_KIND_DECISION);
             denial.set_command_id(cmd->id);
@@ -331,7 +334,9 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
           return;
         }
         self->ClearRunningLocked();
-        self->hub_->metrics()->commands_total.Add({{"decision", "error"}, {"result", "refused"}}).Increment();
+        self->hub_->metrics()
+            ->commands_total.Add({{"decision", "error"}, {"result", "refused"}})
+            .Increment();
         // The decision keeps being sent until audit acks it, and it may say allow: the trail
         // must also say the command never ran.
         common::AuditEvent not_run = self->BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
@@ -345,7 +350,8 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
         self->hub_->audit()->Record(std::move(not_run), [](absl::Status) {});
         pb::SessionResponse msg;
         msg.mutable_error()->set_command_id(cmd->id);
-        msg.mutable_error()->mutable_status()->set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+        msg.mutable_error()->mutable_status()->set_code(
+            static_cast<int>(grpc::StatusCode::UNAVAILABLE));
         msg.mutable_error()->mutable_status()->set_message(absl::StrCat(
             "audit is unavailable, so the command was not run (strict mode): ", s.message()));
         self->SendLocked(std::move(msg));

@@ -14,12 +14,12 @@
 // Command is the state of one of them; CommandObserver (command_run.cc) receives its stream.
 #pragma once
 
+#include <openssl/evp.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <openssl/evp.h>
 
 #include "absl/time/time.h"
 #include "exec/container_probe.h"

@@ -243,8 +243,8 @@ bool Session::HandleReadDone(bool ok) {
     }
     default: {
       std::lock_guard<std::mutex> lock(mu_);
-      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                "empty or unknown SessionRequest"));
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty or unknown SessionRequest"));
       return false;
     }
   }

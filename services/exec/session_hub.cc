@@ -81,5 +81,4 @@ int SessionHub::active() const {
   return static_cast<int>(live_.size());
 }
 
-
 }  // namespace podgate::exec

@@ -30,8 +30,8 @@ class Session;
 class SessionHub {
  public:
   SessionHub(ExecOptions options, const auth::Verifier* verifier,
-             podgate::policy::v1::PolicyService::StubInterface* policy,
-             clients::AuditClient* audit, KubeApi* kube, ExecMetrics* metrics,
+             podgate::policy::v1::PolicyService::StubInterface* policy, clients::AuditClient* audit,
+             KubeApi* kube, ExecMetrics* metrics,
              runtime::TimerQueue* timers = &runtime::TimerQueue::Default());
 
   const ExecOptions& options() const { return options_; }

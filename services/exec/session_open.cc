@@ -32,15 +32,13 @@ struct ScopeCall {
 }  // namespace
 
 void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
-              const common::Principal& principal, const common::Target& target,
-              bool labels_known, absl::Duration timeout,
-              std::function<void(absl::StatusOr<bool>)> done) {
+              const common::Principal& principal, const common::Target& target, bool labels_known,
+              absl::Duration timeout, std::function<void(absl::StatusOr<bool>)> done) {
   auto call = std::make_shared<ScopeCall>();
   *call->request.mutable_principal() = principal;
   *call->request.mutable_target() = target;
   call->request.set_ignore_pod_labels(!labels_known);
-  call->context.set_deadline(std::chrono::system_clock::now() +
-                             absl::ToChronoNanoseconds(timeout));
+  call->context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));
   policy->async()->ListAllowed(
       &call->context, &call->request, &call->answer,
       [call, done = std::move(done)](grpc::Status status) {
@@ -74,14 +72,13 @@ void RootGuard::Check(const PodView& pod, const std::string& container, bool roo
     }
     if (uid.ok()) {
       metrics_->root_guard_total.Add({{"result", "root_denied"}}).Increment();
-      return absl::PermissionDeniedError(
-          absl::StrCat("container ", container,
-                       " runs as root (uid 0) and the rule does not allow root"));
+      return absl::PermissionDeniedError(absl::StrCat(
+          "container ", container, " runs as root (uid 0) and the rule does not allow root"));
     }
     metrics_->root_guard_total.Add({{"result", "unknown_denied"}}).Increment();
-    return absl::PermissionDeniedError(
-        absl::StrCat("the container's uid could not be determined (", uid.status().message(),
-                     "), so it is treated as root"));
+    return absl::PermissionDeniedError(absl::StrCat("the container's uid could not be determined (",
+                                                    uid.status().message(),
+                                                    "), so it is treated as root"));
   };
   // What the spec declares comes first: a container declared to run as root (its effective
   // securityContext.runAsUser is 0; the container's field overrides the pod's) is root
@@ -94,13 +91,12 @@ void RootGuard::Check(const PodView& pod, const std::string& container, bool roo
       return;
     }
     metrics_->root_guard_total.Add({{"result", "declared_root_denied"}}).Increment();
-    next(absl::PermissionDeniedError(
-        absl::StrCat("container ", container,
-                     " is declared to run as root (securityContext.runAsUser: 0",
-                     declared.run_as_non_root.value_or(false)
-                         ? ", with runAsNonRoot: true, which the kubelet refuses"
-                         : "",
-                     ") and the rule does not allow root")));
+    next(absl::PermissionDeniedError(absl::StrCat(
+        "container ", container, " is declared to run as root (securityContext.runAsUser: 0",
+        declared.run_as_non_root.value_or(false)
+            ? ", with runAsNonRoot: true, which the kubelet refuses"
+            : "",
+        ") and the rule does not allow root")));
     return;
   }
   if (std::optional<int64_t> cached = CachedUid(key); cached.has_value()) {
@@ -157,7 +153,7 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   opened_at_ = absl::Now();
   client_ = open.client().substr(0, 256);
   mode_ = open.mode() == common::SESSION_MODE_SHELL ? common::SESSION_MODE_SHELL
-                                                     : common::SESSION_MODE_COMMAND;
+                                                    : common::SESSION_MODE_COMMAND;
   if (open.has_size() && open.size().width() > 0 && open.size().height() > 0) {
     width_ = std::min<uint32_t>(open.size().width(), 1000);
     height_ = std::min<uint32_t>(open.size().height(), 1000);
@@ -209,7 +205,6 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   std::shared_ptr<Session> self = shared_from_this();
   AskScope(false, [self](absl::StatusOr<bool> in_scope) { self->OnScope(std::move(in_scope)); });
 }
-
 
 void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<bool>)> done) {
   common::Principal principal;
@@ -325,9 +320,8 @@ void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
   }
   absl::StatusOr<PodView> pod = std::move(found);
   if (pod->phase != "Running") {
-    refuse(absl::FailedPreconditionError(absl::StrCat("pod ", target_.namespace_(), "/",
-                                                      target_.pod(), " is ", pod->phase,
-                                                      ", not Running")));
+    refuse(absl::FailedPreconditionError(absl::StrCat(
+        "pod ", target_.namespace_(), "/", target_.pod(), " is ", pod->phase, ", not Running")));
     return;
   }
   absl::StatusOr<std::string> container = ResolveContainer(*pod, target_.container());
@@ -363,7 +357,9 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
   }
   common::Decision decision;
   if (!answer.ok()) {
-    hub_->metrics()->policy_failures_total.Add({{"reason", absl::StatusCodeToString(answer.status().code())}}).Increment();
+    hub_->metrics()
+        ->policy_failures_total.Add({{"reason", absl::StatusCodeToString(answer.status().code())}})
+        .Increment();
     decision.set_verdict(common::VERDICT_DENY);
     decision.set_rule("policy-unavailable");
     decision.set_reason(absl::StrCat("policy could not be asked: ", answer.status().message()));
@@ -404,7 +400,6 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
       });
 }
 
-
 // Runs `next` with OK when the container may be used, or PERMISSION_DENIED from the root guard.
 void Session::CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next) {
   hub_->root_guard()->Check(pod_, target_.container(), root_allowed, std::move(next));
@@ -444,7 +439,9 @@ void Session::SendReady() {
         self->hub_->metrics()
             ->sessions_total.Add({{"mode", shell ? "shell" : "command"}, {"outcome", "opened"}})
             .Increment();
-        self->hub_->metrics()->sessions_active.Add({{"mode", shell ? "shell" : "command"}}).Increment();
+        self->hub_->metrics()
+            ->sessions_active.Add({{"mode", shell ? "shell" : "command"}})
+            .Increment();
         pb::SessionResponse ready;
         ready.mutable_ready()->set_session_id(self->session_id_);
         *ready.mutable_ready()->mutable_principal() = self->principal_;
@@ -463,9 +460,10 @@ void Session::SendReady() {
           if (auto s = weak.lock()) {
             std::lock_guard<std::mutex> lock(s->mu_);
             const bool credential = s->expiry_is_credential_;
-            s->CloseLocked(credential ? common::CLOSE_REASON_CREDENTIAL_EXPIRED
-                                      : common::CLOSE_REASON_SESSION_LIMIT,
-                           credential ? "the credential expired" : "the session reached its time limit");
+            s->CloseLocked(
+                credential ? common::CLOSE_REASON_CREDENTIAL_EXPIRED
+                           : common::CLOSE_REASON_SESSION_LIMIT,
+                credential ? "the credential expired" : "the session reached its time limit");
           }
         });
         self->ResetIdleTimerLocked();

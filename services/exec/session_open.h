@@ -40,8 +40,8 @@ inline constexpr char kTargetUnavailable[] =
 // false, or the call's error (policy unreachable, past `timeout`), on a gRPC thread.
 void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
               const podgate::common::v1::Principal& principal,
-              const podgate::common::v1::Target& target, bool labels_known,
-              absl::Duration timeout, std::function<void(absl::StatusOr<bool>)> done);
+              const podgate::common::v1::Target& target, bool labels_known, absl::Duration timeout,
+              std::function<void(absl::StatusOr<bool>)> done);
 
 // Refuses a container that runs as root unless the rule allows root. What the pod spec declares
 // comes first (an effective securityContext.runAsUser of 0 is root, refused without a probe);

@@ -40,9 +40,8 @@ namespace podgate::exec {
 namespace common = podgate::common::v1;
 namespace pb = podgate::exec::v1;
 
-class Session final
-    : public grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>,
-      public std::enable_shared_from_this<Session> {
+class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>,
+                      public std::enable_shared_from_this<Session> {
  public:
   Session(SessionHub* hub, grpc::CallbackServerContext* context)
       : hub_(hub),

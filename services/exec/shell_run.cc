@@ -24,9 +24,9 @@ void AsciicastRecording::Start(uint32_t width, uint32_t height, absl::Time now,
 }
 
 bool AsciicastRecording::Add(double t, char kind, const std::string& data, absl::Time now) {
-  nlohmann::json event = {t, std::string(1, kind),
-                          nlohmann::json(data).dump(-1, ' ', false,
-                                                    nlohmann::json::error_handler_t::replace)};
+  nlohmann::json event = {
+      t, std::string(1, kind),
+      nlohmann::json(data).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
   // The event's data is the JSON string of the bytes (invalid UTF-8 replaced).
   event[2] = nlohmann::json::parse(event[2].get<std::string>());
   pending_ += event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -64,8 +64,9 @@ class Session::ShellObserver final : public ExecObserver {
       resume();
       return;
     }
-    s->hub_->metrics()->output_bytes_total.Add({{"channel", "tty"}}).Increment(
-        static_cast<double>(data.size()));
+    s->hub_->metrics()
+        ->output_bytes_total.Add({{"channel", "tty"}})
+        .Increment(static_cast<double>(data.size()));
     s->RecordShellLocked('o', data);
     pb::SessionResponse msg;
     msg.mutable_stdout()->set_data(std::move(data));
@@ -112,9 +113,9 @@ void Session::StartShell() {
   spec.tty = true;
   spec.width = width_;
   spec.height = height_;
-  recording_.Start(width_, height_, absl::Now(),
-                   absl::StrCat(target_.namespace_(), "/", target_.pod(), "/",
-                                target_.container()));
+  recording_.Start(
+      width_, height_, absl::Now(),
+      absl::StrCat(target_.namespace_(), "/", target_.pod(), "/", target_.container()));
   auto observer = std::make_shared<ShellObserver>(weak_from_this());
   lock.unlock();
   std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, std::move(observer));
