@@ -103,8 +103,7 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.default_output_limit_bytes = absl::GetFlag(FLAGS_default_output_limit_bytes);
   options.excerpt_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_audit_excerpt_bytes));
   options.strict_audit = absl::GetFlag(FLAGS_audit_strict);
-  options.shell_argv =
-      absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty());
+  options.shell_argv = absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty());
   options.interrupt_grace = absl::GetFlag(FLAGS_interrupt_grace);
   service.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
   service.kube_allow_insecure = absl::GetFlag(FLAGS_kube_allow_insecure);

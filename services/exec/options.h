@@ -1,5 +1,7 @@
 // The exec service's options: the limits and behaviour of its sessions (ExecOptions, held by
-// the SessionHub).
+// the SessionHub), and everything podgate-exec's own flags set (ExecServiceOptions), read and
+// checked by ExecServiceOptionsFromFlags. The flags shared by every server (addresses, TLS,
+// drain, logging), the token verifier's and the peers' are read by their own libraries.
 #pragma once
 
 #include <cstddef>
@@ -7,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace podgate::exec {
@@ -40,5 +43,28 @@ struct ExecOptions {
   size_t recording_chunk_bytes = 64 * 1024;
   absl::Duration recording_flush = absl::Seconds(5);
 };
+
+// What podgate-exec's own flags set (docs/exec.md, "Flags").
+struct ExecServiceOptions {
+  // The sessions: --policy_timeout, --idle_timeout, --max_session, --max_sessions_per_user,
+  // --max_sessions, --default_time_limit, --default_output_limit_bytes, --audit_excerpt_bytes,
+  // --audit_strict, --shell_command, --interrupt_grace.
+  ExecOptions sessions;
+  // The Kubernetes API: a kubeconfig file (its current context), or, when empty, the in-cluster
+  // service account found in `service_account_dir`.
+  std::string kubeconfig;
+  bool kube_allow_insecure = false;
+  std::string service_account_dir;
+  // How long an audit event may wait for its ack.
+  absl::Duration audit_ack_timeout = absl::Seconds(10);
+  // The journal of running commands (journal.h); empty: none.
+  std::string journal_dir;
+  int journal_max_entries = 4096;
+  absl::Duration journal_recovery_timeout = absl::Seconds(30);
+};
+
+// Reads podgate-exec's flags (after parsing); INVALID_ARGUMENT naming the flag when one is out of
+// range.
+absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags();
 
 }  // namespace podgate::exec
