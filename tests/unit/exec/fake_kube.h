@@ -5,7 +5,10 @@
 // a handle ends its stream with an error. Pods are a map; what a process does is a Program. A
 // command started through the launch wrapper (LaunchWrapperArgv) behaves as the wrapper does:
 // its report ("podgate-pid <pid> <start>") is the first line of stderr, and its argv runs only
-// once "go\n" arrives on stdin (anything else, or the stream closing, and it never runs).
+// once "go\n" arrives on stdin (anything else, or the stream closing, and it never runs). Each
+// launched command gets its own pid (4242, 4243, ...); the stop helper (StopHelperArgv) signals
+// exactly the running process with that pid and start time: it exits (130 on SIGINT, 137 on
+// SIGKILL) and the helper answers "process <pid>", or "gone" (exit 3) when none runs.
 #pragma once
 
 #include <algorithm>
@@ -84,6 +87,29 @@ class FakeKube final : public KubeApi {
     std::lock_guard<std::mutex> lock(mu_);
     return ran_;
   }
+  // While set, an Exec whose spec matches blocks inside the call (after it is counted) until
+  // ReleaseExecs: a stream that is slow to open.
+  void HoldExecs(std::function<bool(const ExecSpec&)> which) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = std::move(which);
+  }
+  void ReleaseExecs() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hold_ = nullptr;
+    }
+    cv_.notify_all();
+  }
+  // Everything written to any stream's stdin, in order.
+  std::vector<std::string> stdin_written() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stdin_written_;
+  }
+  // Signals the stop helper delivered, as "<signal> <pid>".
+  std::vector<std::string> signals() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return signals_;
+  }
 
   void GetPod(const std::string& namespace_name, const std::string& name,
               std::function<void(absl::StatusOr<PodView>)> done) override {
@@ -113,8 +139,9 @@ class FakeKube final : public KubeApi {
   std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
                                    std::shared_ptr<ExecObserver> observer) override {
     auto stream = std::make_shared<Stream>(this, spec, std::move(observer));
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     execs_.push_back(spec);
+    cv_.wait(lock, [&] { return hold_ == nullptr || !hold_(spec); });
     PostLocked([stream] { stream->Begin(); });
     return std::make_unique<Handle>(stream);
   }
@@ -138,10 +165,18 @@ class FakeKube final : public KubeApi {
           std::equal(prefix.begin(), prefix.end(), spec_.argv.begin())) {
         launched_ = true;
         argv_.assign(spec_.argv.begin() + static_cast<long>(prefix.size()), spec_.argv.end());
-        Output(2, "podgate-pid 4242 777\n", nullptr);  // then waits for "go"
+        {
+          std::lock_guard<std::mutex> lock(kube_->mu_);
+          pid_ = std::to_string(kube_->next_pid_++);
+        }
+        Output(2, absl::StrCat("podgate-pid ", pid_, " 777\n"), nullptr);  // then waits for "go"
         return;
       }
       argv_ = spec_.argv;
+      if (argv_.size() == 8 && argv_[3] == "podgate-stop") {
+        Stop(argv_[4], argv_[5], argv_[6]);
+        return;
+      }
       RunProgram();
     }
 
@@ -161,6 +196,7 @@ class FakeKube final : public KubeApi {
       {
         std::lock_guard<std::mutex> lock(kube_->mu_);
         kube_->ran_.push_back(argv_);
+        kube_->running_[pid_] = shared_from_this();
       }
       RunProgram();
     }
@@ -168,6 +204,27 @@ class FakeKube final : public KubeApi {
     void Close() { End(absl::CancelledError("the stream was closed"), 0); }
 
    private:
+    // The stop helper: signals the process `pid` started at `start`, if it still runs.
+    void Stop(const std::string& signal, const std::string& pid, const std::string& start) {
+      std::shared_ptr<Stream> target;
+      {
+        std::lock_guard<std::mutex> lock(kube_->mu_);
+        if (auto it = kube_->running_.find(pid); it != kube_->running_.end() && start == "777") {
+          target = it->second.lock();
+        }
+        if (target != nullptr) {
+          kube_->signals_.push_back(absl::StrCat(signal, " ", pid));
+        }
+      }
+      if (target == nullptr) {
+        Output(1, "gone\n", [self = shared_from_this()] { self->End(absl::OkStatus(), 3); });
+        return;
+      }
+      target->End(absl::OkStatus(), signal == "KILL" ? 137 : 130);
+      Output(1, absl::StrCat("process ", pid, "\n"),
+             [self = shared_from_this()] { self->End(absl::OkStatus(), 0); });
+    }
+
     void RunProgram() {
       Program program;
       int uid = 0;
@@ -223,6 +280,10 @@ class FakeKube final : public KubeApi {
         return;
       }
       ended_ = true;
+      if (!pid_.empty()) {
+        std::lock_guard<std::mutex> lock(kube_->mu_);
+        kube_->running_.erase(pid_);
+      }
       ExecResult result;
       result.status = std::move(status);
       result.exit_code = exit_code;
@@ -236,6 +297,7 @@ class FakeKube final : public KubeApi {
     std::shared_ptr<ExecObserver> observer_;
     std::vector<std::string> argv_;
     bool launched_ = false;
+    std::string pid_;
     bool go_ = false;
     bool ended_ = false;
     std::string stdin_;
@@ -246,6 +308,10 @@ class FakeKube final : public KubeApi {
     explicit Handle(std::shared_ptr<Stream> stream) : stream_(std::move(stream)) {}
     ~Handle() override { Close(); }
     bool WriteStdin(std::string data) override {
+      {
+        std::lock_guard<std::mutex> lock(stream_->kube()->mu_);
+        stream_->kube()->stdin_written_.push_back(data);
+      }
       Post([s = stream_, data = std::move(data)] { s->Stdin(data); });
       return true;
     }
@@ -295,6 +361,12 @@ class FakeKube final : public KubeApi {
   int list_calls_ = 0;
   std::vector<ExecSpec> execs_;
   std::vector<std::vector<std::string>> ran_;
+  std::vector<std::string> signals_;
+  std::vector<std::string> stdin_written_;
+  std::function<bool(const ExecSpec&)> hold_;
+  int next_pid_ = 4242;
+  // Launched processes that run (received "go" and have not exited), by pid.
+  std::map<std::string, std::weak_ptr<Stream>> running_;
   std::thread worker_;
 };
 

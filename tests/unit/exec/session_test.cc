@@ -53,6 +53,17 @@ rules:
     subjects: {groups: [dev]}
     targets: {namespaces: [app]}
     command: {program: hostname}
+  - id: dev-sleep
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    limits: {timeLimit: 300ms}
+    command: {program: sleep}
+  - id: dev-shell
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app], pods: ["shell-*"]}
+    shell: true
   - id: dev-labelled
     effect: allow
     subjects: {groups: [dev]}
@@ -82,6 +93,10 @@ class SessionTest : public ::testing::Test {
     PodView root = Pod("app", "root-0");
     root.security.run_as_user = 0;
     kube_.AddPod(root);
+    kube_.AddPod(Pod("app", "shell-0"));
+    PodView shell_root = Pod("app", "shell-root");
+    shell_root.security.run_as_user = 0;
+    kube_.AddPod(shell_root);
     kube_.AddPod(Pod("lab", "b-0", {{"team", "b"}}));
     kube_.AddPod(Pod("lab", "a-0", {{"team", "a"}}));
     kube_.SetProgram([](const std::vector<std::string>& argv) {
@@ -90,6 +105,9 @@ class SessionTest : public ::testing::Test {
         run.stdout_text = "1000\n";
       } else if (argv == std::vector<std::string>{"hostname"}) {
         run.stdout_text = "api-0\n";
+      } else if (argv == std::vector<std::string>{"sleep"} ||
+                 argv == std::vector<std::string>{"/bin/sh"}) {
+        run.hang = true;  // until a signal or the stream's close
       }
       return run;
     });
@@ -140,6 +158,15 @@ class SessionTest : public ::testing::Test {
 
   void TearDown() override {
     exec_server_.reset();  // closes every session
+    // A closed session lives on while a timer still holds it (a stop's next step, at most a few
+    // grace periods): every Session and Command is freed before the hub it refers to goes.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while ((exec_metrics_.live_sessions.Value() > 0 || exec_metrics_.live_commands.Value() > 0) &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    EXPECT_EQ(exec_metrics_.live_sessions.Value(), 0);
+    EXPECT_EQ(exec_metrics_.live_commands.Value(), 0);
     if (audit_client_ != nullptr) {
       audit_client_->Close();
     }
@@ -360,6 +387,116 @@ TEST_F(SessionTest, TheRootGuardRefusesACommandInADeclaredRootContainer) {
   ASSERT_EQ(decisions.size(), 2u);  // policy's allow, then the root guard's deny
   EXPECT_EQ(decisions[1].decision().rule(), "root-guard");
   EXPECT_EQ(decisions[1].decision().verdict(), common::VERDICT_DENY);
+}
+
+TEST_F(SessionTest, TheTimeLimitStopsExactlyTheCommandsProcess) {
+  ExecOptions options;
+  options.interrupt_grace = absl::Milliseconds(200);
+  StartExec(options);
+  auto first = NewSession();
+  ASSERT_TRUE(first->Open(Token("alice"), "app", "api-0").ok());
+  // Another command runs in the same container first (pid 4242); the time limit of this one
+  // (pid 4243) must signal 4243 only.
+  podgate::testing::CommandOutcome done = first->Run("hostname", "h1");
+  ASSERT_TRUE(done.exit.has_value());
+  const absl::Time start = absl::Now();
+  podgate::testing::CommandOutcome out = first->Run("sleep", "s1");
+  ASSERT_TRUE(out.exit.has_value());
+  EXPECT_EQ(out.exit->termination(), common::TERMINATION_TIME_LIMIT);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_THAT(kube_.signals(), ElementsAre("INT 4243"));
+  std::vector<common::AuditEvent> results = Events(common::EVENT_KIND_COMMAND_RESULT, 2);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[1].command_id(), "s1");
+  EXPECT_EQ(results[1].command_result().termination(), common::TERMINATION_TIME_LIMIT);
+  EXPECT_EQ(exec_metrics_.stops_total.Add({{"signal", "INT"}, {"result", "signalled"}}).Value(), 1);
+}
+
+// Opens a shell session on `pod`, returns the first answer (ready, or the stream's end).
+struct ShellStream {
+  explicit ShellStream(const std::shared_ptr<grpc::Channel>& channel)
+      : stub(podgate::exec::v1::ExecService::NewStub(channel)) {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    stream = stub->Session(&ctx);
+  }
+  grpc::Status Open(const std::string& token, const std::string& pod) {
+    podgate::exec::v1::SessionRequest req;
+    req.mutable_open()->mutable_credential()->set_bearer_token(token);
+    req.mutable_open()->mutable_target()->set_namespace_("app");
+    req.mutable_open()->mutable_target()->set_pod(pod);
+    req.mutable_open()->set_mode(common::SESSION_MODE_SHELL);
+    req.mutable_open()->mutable_size()->set_width(100);
+    req.mutable_open()->mutable_size()->set_height(30);
+    stream->Write(req);
+    podgate::exec::v1::SessionResponse res;
+    if (stream->Read(&res) && res.has_ready()) {
+      return grpc::Status::OK;
+    }
+    return stream->Finish();
+  }
+  void Send(const std::string& data) {
+    podgate::exec::v1::SessionRequest req;
+    req.mutable_stdin()->set_data(data);
+    stream->Write(req);
+  }
+  common::CloseReason Close() {
+    podgate::exec::v1::SessionRequest req;
+    req.mutable_close();
+    stream->Write(req);
+    stream->WritesDone();
+    common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+    podgate::exec::v1::SessionResponse res;
+    while (stream->Read(&res)) {
+      if (res.has_closed()) {
+        reason = res.closed().reason();
+      }
+    }
+    stream->Finish();
+    return reason;
+  }
+  std::unique_ptr<podgate::exec::v1::ExecService::Stub> stub;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<podgate::exec::v1::SessionRequest,
+                                           podgate::exec::v1::SessionResponse>>
+      stream;
+};
+
+TEST_F(SessionTest, AShellRunsOnATtyAndIsRecorded) {
+  StartExec();
+  ShellStream shell(channel_);
+  ASSERT_TRUE(shell.Open(Token("alice"), "shell-0").ok());
+  // The root guard's probe, then the shell on a TTY of the size the client asked for.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (kube_.execs().size() < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  std::vector<ExecSpec> execs = kube_.execs();
+  ASSERT_EQ(execs.size(), 2u);
+  EXPECT_EQ(execs[0].argv, UidProbeArgv());
+  EXPECT_EQ(execs[1].argv, std::vector<std::string>{"/bin/sh"});
+  EXPECT_TRUE(execs[1].tty);
+  EXPECT_TRUE(execs[1].stdin);
+  EXPECT_EQ(execs[1].width, 100u);
+  EXPECT_EQ(execs[1].height, 30u);
+  shell.Send("ls\r");
+  EXPECT_EQ(shell.Close(), common::CLOSE_REASON_CLIENT);
+  // The recording reaches audit at close: the header, then the keystrokes.
+  std::vector<common::AuditEvent> chunks = Events(common::EVENT_KIND_SHELL_RECORDING);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].shell_recording().sequence(), 0);
+  const std::string& cast = chunks[0].shell_recording().asciicast();
+  EXPECT_THAT(cast, HasSubstr("\"title\":\"app/shell-0/main\""));
+  EXPECT_THAT(cast, HasSubstr("\"width\":100"));
+  EXPECT_THAT(cast, HasSubstr("\"i\",\"ls\\r\"]"));
+}
+
+TEST_F(SessionTest, AShellInADeclaredRootContainerIsRefusedAtOpen) {
+  StartExec();
+  ShellStream shell(channel_);
+  grpc::Status status = shell.Open(Token("alice"), "shell-root");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("is declared to run as root"));
+  EXPECT_TRUE(kube_.execs().empty());
 }
 
 TEST_F(SessionTest, AskScopeCountsPodLabelsOnlyOnceThePodIsKnown) {
