@@ -121,6 +121,13 @@ void Session::StartShell() {
   std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, std::move(observer));
   lock.lock();
   shell_ = std::move(handle);
+  if (state_ == State::kClosed) {
+    // Closed while the stream was being opened (CloseLocked found no shell to flush): nothing
+    // more reaches the pod, and what was recorded meanwhile (keystrokes) still goes to audit.
+    FlushRecordingLocked();
+    shell_->Close();
+    return;
+  }
   // A resize that arrived while the stream was being opened found no shell: apply it now.
   if (width_ != spec.width || height_ != spec.height) {
     shell_->Resize(width_, height_);
@@ -129,9 +136,6 @@ void Session::StartShell() {
   if (!early_stdin_.empty()) {
     (void)shell_->WriteStdin(std::move(early_stdin_));
     early_stdin_.clear();
-  }
-  if (state_ == State::kClosed) {
-    shell_->Close();
   }
 }
 

@@ -490,6 +490,27 @@ TEST_F(SessionTest, AShellRunsOnATtyAndIsRecorded) {
   EXPECT_THAT(cast, HasSubstr("\"i\",\"ls\\r\"]"));
 }
 
+// The client closes while the shell's stream is still being opened: the keystrokes it sent
+// meanwhile are recorded, and nothing reaches the pod after the close.
+TEST_F(SessionTest, AShellClosedWhileItsStreamOpensKeepsItsRecording) {
+  StartExec();
+  kube_.HoldExecs([](const ExecSpec& spec) { return spec.tty; });
+  ShellStream shell(channel_);
+  ASSERT_TRUE(shell.Open(Token("alice"), "shell-0").ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (kube_.execs().size() < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(kube_.execs().size(), 2u);  // the shell's Exec is in progress, held
+  shell.Send("id\r");
+  EXPECT_EQ(shell.Close(), common::CLOSE_REASON_CLIENT);
+  kube_.ReleaseExecs();
+  std::vector<common::AuditEvent> chunks = Events(common::EVENT_KIND_SHELL_RECORDING);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_THAT(chunks[0].shell_recording().asciicast(), HasSubstr("\"i\",\"id\\r\"]"));
+  EXPECT_TRUE(kube_.stdin_written().empty());
+}
+
 TEST_F(SessionTest, AShellInADeclaredRootContainerIsRefusedAtOpen) {
   StartExec();
   ShellStream shell(channel_);
