@@ -2,6 +2,7 @@
 // each out-of-range flag refused with an error that names it.
 #include "exec/options.h"
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -114,6 +115,10 @@ struct BadFlag {
   std::string value;
   const char* error;
 };
+
+void PrintTo(const BadFlag& flag, std::ostream* os) {
+  *os << "--" << flag.name << "=" << flag.value;
+}
 
 class ExecOptionsBadFlagTest : public ::testing::TestWithParam<BadFlag> {};
 
