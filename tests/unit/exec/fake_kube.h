@@ -331,7 +331,7 @@ class FakeKube final : public KubeApi {
 
   void PostLocked(std::function<void()> fn) {
     tasks_.push_back(std::move(fn));
-    cv_.notify_one();
+    cv_.notify_all();  // the worker, or an Exec held by HoldExecs
   }
 
   void Loop() {
