@@ -1,0 +1,95 @@
+// Command mode: one command from request to result. The Session runs it (command_run.cc):
+//
+//   HandleCommand   the line is split (SplitCommandLine) and recorded (COMMAND_REQUEST);
+//   OnDecision      policy decides, the decision is audited (acked in strict mode);
+//   CheckRootThen   the root guard (session_open.h);
+//   RunChecks       the decision's container checks (container_check.h), in order;
+//   StartCommand    the launch wrapper (LaunchWrapperArgv) starts, the time limit is armed;
+//   SendGoLocked    the wrapper reported the process's pid: journaled, then "go";
+//   StopCommandLocked / StartStopLocked / RunStopStep
+//                   a stop: SIGINT to exactly that process, SIGKILL after the grace period;
+//   FinishCommandLocked
+//                   the stream ended: COMMAND_RESULT, and `exit` (or `error`) to the client.
+//
+// Command is the state of one of them; CommandObserver (command_run.cc) receives its stream.
+#pragma once
+
+#include <openssl/evp.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "exec/container_probe.h"
+#include "exec/kube.h"
+#include "podgate/common/v1/common.pb.h"
+#include "prometheus/gauge.h"
+#include "runtime/ids.h"
+#include "runtime/timer.h"
+
+namespace podgate::exec {
+
+namespace common = podgate::common::v1;
+
+// A command from request to result.
+struct Command {
+  explicit Command(prometheus::Gauge* live) : live(live) { live->Increment(); }
+  ~Command() { live->Decrement(); }
+  Command(const Command&) = delete;
+  Command& operator=(const Command&) = delete;
+  prometheus::Gauge* const live;
+  std::string id;
+  // The id of its COMMAND_RESULT event (also its journal entry's name).
+  const std::string result_event_id = runtime::RandomId();
+  // A journal entry exists for it; audit acknowledged its COMMAND_RESULT.
+  bool journaled = false;
+  bool result_acked = false;
+  std::string line;
+  // The argv as asked (and decided on by policy).
+  std::vector<std::string> argv;
+  // The argv that runs: Decision.argv when policy set it, then with every path a
+  // KIND_PATH_UNDER check resolved put in. It runs inside the launch wrapper, which is recorded
+  // nowhere as the user's command.
+  std::vector<std::string> run_argv;
+  common::Decision decision;
+  absl::Time start;
+  absl::Duration time_limit;
+  int64_t output_limit = 0;
+  int64_t stdout_bytes = 0;
+  int64_t stderr_bytes = 0;
+  int64_t forwarded = 0;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
+  std::string excerpt;
+  bool excerpt_truncated = false;
+  common::Termination stop_reason = common::TERMINATION_UNSPECIFIED;
+  // StartCommand ran: an exec stream exists or is being opened (or an interrupt that came
+  // before it ended the command there).
+  bool launched = false;
+  // The WebSocket upgrade succeeded.
+  bool started = false;
+  bool finished = false;
+  std::unique_ptr<ExecHandle> handle;
+  // The launch wrapper's report (pid and start time of the command's process).
+  LaunchReport report;
+  // Why the report was not understood (the command is then not run).
+  std::string launch_error;
+  // "go" was sent: the wrapper execs the argv, so a process runs as report.pid().
+  bool go_sent = false;
+  // The stop helper runs (or ran) against the process.
+  bool stop_started = false;
+  // The stop helper found the process leading its own process group: the SIGKILL follow-up
+  // also reaches the group's survivors once the process itself has exited.
+  bool group = false;
+  // The process is known to be gone: its exit status arrived, it never ran, or the stop helper
+  // found it gone or SIGKILLed it. Until then the time limit stays armed.
+  bool gone = false;
+  // Input that arrived before the process may run (bounded: reading pauses past it).
+  std::string early_stdin;
+  bool early_eof = false;
+  runtime::TimerQueue::Id limit_timer = 0;
+  absl::Time upgrade_started;
+};
+
+}  // namespace podgate::exec

@@ -1,0 +1,70 @@
+// The exec service's options: the limits and behaviour of its sessions (ExecOptions, held by
+// the SessionHub), and everything podgate-exec's own flags set (ExecServiceOptions), read and
+// checked by ExecServiceOptionsFromFlags. The flags shared by every server (addresses, TLS,
+// drain, logging), the token verifier's and the peers' are read by their own libraries.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace podgate::exec {
+
+struct ExecOptions {
+  // How long policy may take to answer one question before the command is denied.
+  absl::Duration policy_timeout = absl::Seconds(2);
+  // A session with no client message for this long is closed.
+  absl::Duration idle_timeout = absl::Minutes(15);
+  // The longest a session may last.
+  absl::Duration max_session = absl::Hours(8);
+  // Concurrent sessions per user, and per exec replica.
+  int max_sessions_per_user = 10;
+  int max_sessions = 2000;
+  // Limits for a rule that sets none.
+  absl::Duration default_time_limit = absl::Minutes(5);
+  int64_t default_output_limit_bytes = 64 << 20;
+  // How much output the audit record keeps verbatim.
+  size_t excerpt_bytes = 4096;
+  // Strict audit: nothing reaches a pod until its audit event is acknowledged.
+  bool strict_audit = true;
+  // The shell shell mode runs.
+  std::vector<std::string> shell_argv = {"/bin/sh"};
+  // After an interrupt, how long the process gets before SIGKILL.
+  absl::Duration interrupt_grace = absl::Seconds(3);
+  // Deadline for exec's own probes (`id -u`, the checks, the stop helper).
+  absl::Duration probe_timeout = absl::Seconds(10);
+  // How long a root-guard verdict for a (pod uid, container) is reused.
+  absl::Duration root_guard_ttl = absl::Minutes(10);
+  // asciicast chunks of a shell recording are sent when this big or this old.
+  size_t recording_chunk_bytes = 64 * 1024;
+  absl::Duration recording_flush = absl::Seconds(5);
+};
+
+// What podgate-exec's own flags set (docs/exec.md, "Flags").
+struct ExecServiceOptions {
+  // The sessions: --policy_timeout, --idle_timeout, --max_session, --max_sessions_per_user,
+  // --max_sessions, --default_time_limit, --default_output_limit_bytes, --audit_excerpt_bytes,
+  // --audit_strict, --shell_command, --interrupt_grace.
+  ExecOptions sessions;
+  // The Kubernetes API: a kubeconfig file (its current context), or, when empty, the in-cluster
+  // service account found in `service_account_dir`.
+  std::string kubeconfig;
+  bool kube_allow_insecure = false;
+  std::string service_account_dir;
+  // How long an audit event may wait for its ack.
+  absl::Duration audit_ack_timeout = absl::Seconds(10);
+  // The journal of running commands (journal.h); empty: none.
+  std::string journal_dir;
+  int journal_max_entries = 4096;
+  absl::Duration journal_recovery_timeout = absl::Seconds(30);
+};
+
+// Reads podgate-exec's flags (after parsing); INVALID_ARGUMENT naming the flag when one is out of
+// range.
+absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags();
+
+}  // namespace podgate::exec

@@ -1,0 +1,104 @@
+#include "exec/session_hub.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "exec/session_reactor.h"
+#include "runtime/log.h"
+
+namespace podgate::exec {
+
+namespace common = podgate::common::v1;
+
+SessionHub::SessionHub(ExecOptions options, const auth::Verifier* verifier,
+                       podgate::policy::v1::PolicyService::StubInterface* policy,
+                       clients::AuditClient* audit, KubeApi* kube, ExecMetrics* metrics,
+                       runtime::TimerQueue* timers)
+    : options_(std::move(options)),
+      verifier_(verifier),
+      policy_(policy),
+      audit_(audit),
+      kube_(kube),
+      metrics_(metrics),
+      timers_(timers),
+      root_guard_(kube, timers, metrics, options_.probe_timeout, options_.root_guard_ttl) {}
+
+absl::Status SessionHub::Admit(const std::shared_ptr<Session>& session, const std::string& user) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (static_cast<int>(live_.size()) >= options_.max_sessions) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("this exec replica has ", live_.size(), " sessions, its limit"));
+  }
+  if (per_user_[user] >= options_.max_sessions_per_user) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "user ", user, " already has ", per_user_[user], " sessions, the limit per user"));
+  }
+  per_user_[user]++;
+  live_.emplace(session.get(), session);
+  return absl::OkStatus();
+}
+
+void SessionHub::Leave(Session* session, const std::string& user) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (live_.erase(session) == 0) {
+    return;
+  }
+  if (--per_user_[user] <= 0) {
+    per_user_.erase(user);
+  }
+}
+
+void SessionHub::CloseAll() {
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [raw, weak] : live_) {
+      if (auto s = weak.lock()) {
+        sessions.push_back(std::move(s));
+      }
+    }
+  }
+  for (auto& s : sessions) {
+    s->CloseFromHub(common::CLOSE_REASON_SHUTDOWN, "the exec service is shutting down");
+  }
+}
+
+bool SessionHub::Drain(absl::Time deadline) {
+  const absl::Time start = absl::Now();
+  while ((running_processes() > 0 || audit_->pending() > 0) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const bool done = running_processes() == 0 && audit_->pending() == 0;
+  (done ? log::Info : log::Warn)(done ? "drained" : "drain ran out of time",
+                                 {{"processes_left", running_processes()},
+                                  {"audit_pending", static_cast<int64_t>(audit_->pending())},
+                                  {"drain_ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+  return done;
+}
+
+int SessionHub::active() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(live_.size());
+}
+
+void SessionHub::SessionCreated() {
+  std::lock_guard<std::mutex> lock(objects_mu_);
+  ++objects_;
+}
+
+void SessionHub::SessionDestroyed() {
+  // Notified under the lock: the waiter cannot return (and destroy the hub) before this
+  // function is done with it.
+  std::lock_guard<std::mutex> lock(objects_mu_);
+  if (--objects_ == 0) {
+    objects_cv_.notify_all();
+  }
+}
+
+bool SessionHub::WaitForSessionObjects(absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(objects_mu_);
+  return objects_cv_.wait_until(lock, absl::ToChronoTime(deadline),
+                                [this] { return objects_ == 0; });
+}
+
+}  // namespace podgate::exec

@@ -1,0 +1,94 @@
+// What every session of one exec service shares: its dependencies (verifier, policy, audit,
+// Kubernetes, metrics, timers, journal), its options, admission (sessions per user and per
+// replica), the registry of live sessions (closed all at once on shutdown), the count of running
+// processes (the drain waits for them), and the root guard with its uid cache.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "auth/jwt.h"
+#include "clients/audit_client.h"
+#include "exec/exec_metrics.h"
+#include "exec/journal.h"
+#include "exec/kube.h"
+#include "exec/options.h"
+#include "exec/session_open.h"
+#include "podgate/policy/v1/policy.grpc.pb.h"
+#include "runtime/timer.h"
+
+namespace podgate::exec {
+
+class Session;
+
+// State shared by every session of one exec service: dependencies, limits, live sessions.
+class SessionHub {
+ public:
+  SessionHub(ExecOptions options, const auth::Verifier* verifier,
+             podgate::policy::v1::PolicyService::StubInterface* policy, clients::AuditClient* audit,
+             KubeApi* kube, ExecMetrics* metrics,
+             runtime::TimerQueue* timers = &runtime::TimerQueue::Default());
+
+  const ExecOptions& options() const { return options_; }
+  const auth::Verifier* verifier() const { return verifier_; }
+  podgate::policy::v1::PolicyService::StubInterface* policy() const { return policy_; }
+  clients::AuditClient* audit() const { return audit_; }
+  KubeApi* kube() const { return kube_; }
+  ExecMetrics* metrics() const { return metrics_; }
+  runtime::TimerQueue* timers() const { return timers_; }
+  // The journal of running commands (journal.h); null when --journal_dir is not set.
+  Journal* journal() const { return journal_; }
+  void set_journal(Journal* journal) { journal_ = journal; }
+
+  // Admission: RESOURCE_EXHAUSTED past the per-user or per-replica limit.
+  absl::Status Admit(const std::shared_ptr<Session>& session, const std::string& user);
+  void Leave(Session* session, const std::string& user);
+  // Closes every live session with CLOSE_REASON_SHUTDOWN (the server's drain hook).
+  void CloseAll();
+  int active() const;
+  // Processes started by a command ("go" sent) and not yet known to be gone.
+  void ProcessStarted() { ++running_processes_; }
+  void ProcessGone() { --running_processes_; }
+  int running_processes() const { return running_processes_.load(); }
+  // The drain after CloseAll: waits until every stopped command's process is gone and audit
+  // has acknowledged every record, or until `deadline`. True when both happened.
+  bool Drain(absl::Time deadline);
+
+  // The root guard (its uid cache is shared by every session of this service).
+  RootGuard* root_guard() { return &root_guard_; }
+
+  // Session objects alive, closed or not: after a close, a stop step, a probe or an audit ack
+  // still in flight holds its Session, which points at this hub and at what main owns. main
+  // waits for them (bounded) before it tears those down.
+  void SessionCreated();
+  void SessionDestroyed();
+  // True when no Session object is left by `deadline`.
+  bool WaitForSessionObjects(absl::Time deadline);
+
+ private:
+  const ExecOptions options_;
+  const auth::Verifier* const verifier_;
+  podgate::policy::v1::PolicyService::StubInterface* const policy_;
+  clients::AuditClient* const audit_;
+  KubeApi* const kube_;
+  ExecMetrics* const metrics_;
+  runtime::TimerQueue* const timers_;
+  Journal* journal_ = nullptr;
+  std::atomic<int> running_processes_{0};
+
+  mutable std::mutex mu_;
+  std::map<std::string, int> per_user_;
+  std::map<Session*, std::weak_ptr<Session>> live_;
+  RootGuard root_guard_;
+  std::mutex objects_mu_;
+  std::condition_variable objects_cv_;
+  int objects_ = 0;
+};
+
+}  // namespace podgate::exec

@@ -1,0 +1,483 @@
+// Opening a session: the steps (session_open.h) and the session's continuations that run them
+// in order, from `open` to `ready` (or a refusal).
+#include "exec/session_open.h"
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "exec/container_probe.h"
+#include "exec/policy_stream.h"
+#include "exec/probe_run.h"
+#include "exec/session_reactor.h"
+#include "k8s/names.h"
+#include "runtime/ids.h"
+#include "runtime/log.h"
+#include "wire/status.h"
+#include "wire/time.h"
+
+namespace podgate::exec {
+
+namespace common = podgate::common::v1;
+namespace pb = podgate::exec::v1;
+
+namespace {
+
+// One ListAllowed call, alive until its answer.
+struct ScopeCall {
+  grpc::ClientContext context;
+  podgate::policy::v1::ListAllowedRequest request;
+  podgate::policy::v1::ListAllowedResponse answer;
+};
+
+}  // namespace
+
+void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
+              const common::Principal& principal, const common::Target& target, bool labels_known,
+              absl::Duration timeout, std::function<void(absl::StatusOr<bool>)> done) {
+  auto call = std::make_shared<ScopeCall>();
+  *call->request.mutable_principal() = principal;
+  *call->request.mutable_target() = target;
+  call->request.set_ignore_pod_labels(!labels_known);
+  call->context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));
+  policy->async()->ListAllowed(
+      &call->context, &call->request, &call->answer,
+      [call, done = std::move(done)](grpc::Status status) {
+        if (!status.ok()) {
+          done(absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                            status.error_message()));
+          return;
+        }
+        done(call->answer.commands_size() > 0 || call->answer.shell_allowed() ||
+             call->answer.superuser());
+      });
+}
+
+// --- the root guard --------------------------------------------------------------------------
+
+RootGuard::RootGuard(KubeApi* kube, runtime::TimerQueue* timers, ExecMetrics* metrics,
+                     absl::Duration probe_timeout, absl::Duration ttl)
+    : kube_(kube), timers_(timers), metrics_(metrics), probe_timeout_(probe_timeout), ttl_(ttl) {}
+
+void RootGuard::Check(const PodView& pod, const std::string& container, bool root_allowed,
+                      std::function<void(absl::Status)> next) {
+  const std::string key = absl::StrCat(pod.uid, "/", container);
+  auto judge = [this, container, root_allowed](absl::StatusOr<int64_t> uid) -> absl::Status {
+    if (uid.ok() && *uid != 0) {
+      metrics_->root_guard_total.Add({{"result", "allowed"}}).Increment();
+      return absl::OkStatus();
+    }
+    if (root_allowed) {
+      metrics_->root_guard_total.Add({{"result", "root_allowed"}}).Increment();
+      return absl::OkStatus();
+    }
+    if (uid.ok()) {
+      metrics_->root_guard_total.Add({{"result", "root_denied"}}).Increment();
+      return absl::PermissionDeniedError(absl::StrCat(
+          "container ", container, " runs as root (uid 0) and the rule does not allow root"));
+    }
+    metrics_->root_guard_total.Add({{"result", "unknown_denied"}}).Increment();
+    return absl::PermissionDeniedError(absl::StrCat("the container's uid could not be determined (",
+                                                    uid.status().message(),
+                                                    "), so it is treated as root"));
+  };
+  // What the spec declares comes first: a container declared to run as root (its effective
+  // securityContext.runAsUser is 0; the container's field overrides the pod's) is root
+  // whatever a probe would say, and is refused without one. Anything else is probed.
+  const SecurityContextView declared = EffectiveSecurityContext(pod, container);
+  if (declared.run_as_user.has_value() && *declared.run_as_user == 0) {
+    if (root_allowed) {
+      metrics_->root_guard_total.Add({{"result", "root_allowed"}}).Increment();
+      next(absl::OkStatus());
+      return;
+    }
+    metrics_->root_guard_total.Add({{"result", "declared_root_denied"}}).Increment();
+    next(absl::PermissionDeniedError(absl::StrCat(
+        "container ", container, " is declared to run as root (securityContext.runAsUser: 0",
+        declared.run_as_non_root.value_or(false)
+            ? ", with runAsNonRoot: true, which the kubelet refuses"
+            : "",
+        ") and the rule does not allow root")));
+    return;
+  }
+  if (std::optional<int64_t> cached = CachedUid(key); cached.has_value()) {
+    next(judge(*cached));
+    return;
+  }
+  ExecSpec spec;
+  spec.namespace_name = pod.namespace_name;
+  spec.pod = pod.name;
+  spec.container = container;
+  spec.argv = UidProbeArgv();
+  RunProbe(kube_, timers_, spec, probe_timeout_,
+           [this, key, judge, next](absl::StatusOr<ProbeOutput> out) {
+             absl::StatusOr<int64_t> uid = absl::UnknownError("");
+             if (!out.ok()) {
+               uid = out.status();
+             } else if (out->exit_code != 0) {
+               uid = absl::FailedPreconditionError(
+                   absl::StrCat("`id -u` exited with status ", out->exit_code));
+             } else {
+               uid = ParseUid(out->stdout_text);
+             }
+             if (uid.ok()) {
+               CacheUid(key, *uid);
+             }
+             next(judge(uid));
+           });
+}
+
+std::optional<int64_t> RootGuard::CachedUid(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = uid_cache_.find(key);
+  if (it == uid_cache_.end() || absl::Now() - it->second.second > ttl_) {
+    return std::nullopt;
+  }
+  return it->second.first;
+}
+
+void RootGuard::CacheUid(const std::string& key, int64_t uid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (uid_cache_.size() > 10000) {
+    uid_cache_.clear();  // bounded: a rebuild costs one `id -u` per container
+  }
+  uid_cache_[key] = {uid, absl::Now()};
+}
+
+// --- the session's open steps ------------------------------------------------------------------
+
+void Session::HandleOpen(const pb::OpenSession& open) {
+  std::unique_lock<std::mutex> lock(mu_);
+  state_ = State::kOpening;
+  session_id_ = runtime::RandomId();
+  close_event_id_ = runtime::RandomId();
+  opened_at_ = absl::Now();
+  client_ = open.client().substr(0, 256);
+  mode_ = open.mode() == common::SESSION_MODE_SHELL ? common::SESSION_MODE_SHELL
+                                                    : common::SESSION_MODE_COMMAND;
+  if (open.has_size() && open.size().width() > 0 && open.size().height() > 0) {
+    width_ = std::min<uint32_t>(open.size().width(), 1000);
+    height_ = std::min<uint32_t>(open.size().height(), 1000);
+  }
+  if (!open.source_address().empty()) {
+    // Recorded as reported by the calling service, next to the caller's own address.
+    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
+  }
+  // 1. The credential, verified here: exec never trusts a caller's word for who the user is.
+  absl::StatusOr<auth::VerifiedToken> verified =
+      hub_->verifier()->Verify(open.credential().bearer_token());
+  if (!verified.ok()) {
+    const std::string reason = auth::AuthFailureReason(verified.status());
+    hub_->metrics()->auth_failures_total.Add({{"reason", reason}}).Increment();
+    common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_AUTH_FAILURE);
+    e.clear_principal();
+    e.mutable_auth_failure()->set_reason(reason);
+    e.mutable_auth_failure()->set_message(std::string(verified.status().message()));
+    hub_->audit()->Record(std::move(e), [](absl::Status) {});
+    RefuseOpenLocked(
+        grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                     absl::StrCat("credential refused: ", verified.status().message())));
+    return;
+  }
+  principal_ = verified->principal;
+  expires_ = std::min(verified->expires, opened_at_ + opts_.max_session);
+  expiry_is_credential_ = verified->expires < opened_at_ + opts_.max_session;
+
+  // 2. The target's names, before they reach a URL.
+  target_.set_namespace_(open.target().namespace_());
+  target_.set_pod(open.target().pod());
+  target_.set_container(open.target().container());
+  if (absl::Status s =
+          k8s::ValidateTarget(target_.namespace_(), target_.pod(), target_.container());
+      !s.ok()) {
+    RefuseOpenLocked(wire::ToGrpcStatus(s));
+    return;
+  }
+
+  // 3. Admission.
+  if (absl::Status s = hub_->Admit(shared_from_this(), principal_.user()); !s.ok()) {
+    RefuseOpenLocked(wire::ToGrpcStatus(s));
+    return;
+  }
+  admitted_ = true;
+  lock.unlock();
+
+  // 4. Policy: a target the user has no rule for is refused before Kubernetes is asked.
+  std::shared_ptr<Session> self = shared_from_this();
+  AskScope(false, [self](absl::StatusOr<bool> in_scope) { self->OnScope(std::move(in_scope)); });
+}
+
+void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<bool>)> done) {
+  common::Principal principal;
+  common::Target target;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    principal = principal_;
+    target = target_;
+  }
+  exec::AskScope(hub_->policy(), principal, target, labels_known, opts_.policy_timeout,
+                 std::move(done));
+}
+
+void Session::RefuseOpenLocked(grpc::Status status) {
+  const char* mode = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
+  hub_->metrics()->sessions_total.Add({{"mode", mode}, {"outcome", "refused"}}).Increment();
+  FinishLocked(std::move(status));
+}
+
+void Session::RefuseTargetLocked(const std::string& why) {
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
+  e.mutable_decision()->set_verdict(common::VERDICT_DENY);
+  e.mutable_decision()->set_rule("target");
+  e.mutable_decision()->set_reason(why);
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
+  log::Info("target refused", {{"session_id", session_id_},
+                               {"user", principal_.user()},
+                               {"namespace", target_.namespace_()},
+                               {"pod", target_.pod()},
+                               {"reason", why}});
+  RefuseOpenLocked(grpc::Status(grpc::StatusCode::NOT_FOUND, kTargetUnavailable));
+}
+
+void Session::OnScope(absl::StatusOr<bool> in_scope) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  if (!in_scope.ok()) {
+    // Fail closed: without policy, no target is looked up.
+    hub_->metrics()
+        ->policy_failures_total
+        .Add({{"reason", absl::StatusCodeToString(in_scope.status().code())}})
+        .Increment();
+    RefuseOpenLocked(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("policy could not be asked about the target: ", in_scope.status().message())));
+    return;
+  }
+  if (!*in_scope) {
+    RefuseTargetLocked(absl::StrCat("no rule lets ", principal_.user(), " use ",
+                                    target_.namespace_(), "/", target_.pod(),
+                                    target_.container().empty() ? "" : "/", target_.container(),
+                                    " (asked before any Kubernetes call)"));
+    return;
+  }
+  lock.unlock();
+  // 5. The pod, from the API.
+  std::shared_ptr<Session> self = shared_from_this();
+  hub_->kube()->GetPod(target_.namespace_(), target_.pod(),
+                       [self](absl::StatusOr<PodView> pod) { self->OnPod(std::move(pod)); });
+}
+
+void Session::OnPod(absl::StatusOr<PodView> pod) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  auto refuse = [&](const absl::Status& s) { RefuseOpenLocked(wire::ToGrpcStatus(s)); };
+  if (!pod.ok()) {
+    hub_->metrics()
+        ->api_errors_total.Add({{"code", absl::StatusCodeToString(pod.status().code())}})
+        .Increment();
+    if (pod.status().code() == absl::StatusCode::kNotFound) {
+      // The same answer as for a target without a rule.
+      RefuseTargetLocked(absl::StrCat("pod not found: ", pod.status().message()));
+      return;
+    }
+    refuse(pod.status());
+    return;
+  }
+  // With the pod's labels known, a rule must still be in scope (rules may select by label)
+  // before the pod's phase or containers are told.
+  for (const auto& [k, v] : pod->labels) {
+    (*target_.mutable_pod_labels())[k] = v;
+  }
+  std::shared_ptr<Session> self = shared_from_this();
+  lock.unlock();
+  AskScope(true, [self, pod = *std::move(pod)](absl::StatusOr<bool> in_scope) mutable {
+    self->OnPodInScope(std::move(pod), std::move(in_scope));
+  });
+}
+
+void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  auto refuse = [&](const absl::Status& s) { RefuseOpenLocked(wire::ToGrpcStatus(s)); };
+  if (!in_scope.ok()) {
+    hub_->metrics()
+        ->policy_failures_total
+        .Add({{"reason", absl::StatusCodeToString(in_scope.status().code())}})
+        .Increment();
+    refuse(absl::UnavailableError(
+        absl::StrCat("policy could not be asked about the target: ", in_scope.status().message())));
+    return;
+  }
+  if (!*in_scope) {
+    RefuseTargetLocked(absl::StrCat("no rule lets ", principal_.user(), " use ",
+                                    target_.namespace_(), "/", target_.pod(), " with its labels"));
+    return;
+  }
+  absl::StatusOr<PodView> pod = std::move(found);
+  if (pod->phase != "Running") {
+    refuse(absl::FailedPreconditionError(absl::StrCat(
+        "pod ", target_.namespace_(), "/", target_.pod(), " is ", pod->phase, ", not Running")));
+    return;
+  }
+  absl::StatusOr<std::string> container = ResolveContainer(*pod, target_.container());
+  if (!container.ok()) {
+    refuse(container.status());
+    return;
+  }
+  pod_ = *pod;
+  target_.set_container(*container);
+  policy_ = std::make_unique<PolicyStream>(hub_->policy(), hub_->timers());
+
+  if (mode_ == common::SESSION_MODE_SHELL) {
+    podgate::policy::v1::AuthorizeRequest ask;
+    *ask.mutable_principal() = principal_;
+    *ask.mutable_target() = target_;
+    ask.mutable_shell();
+    std::shared_ptr<Session> self = shared_from_this();
+    lock.unlock();
+    policy_->Ask(std::move(ask), opts_.policy_timeout,
+                 [self](absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer) {
+                   self->AfterShellDecision(std::move(answer));
+                 });
+    return;
+  }
+  lock.unlock();
+  SendReady();
+}
+
+void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  common::Decision decision;
+  if (!answer.ok()) {
+    hub_->metrics()
+        ->policy_failures_total.Add({{"reason", absl::StatusCodeToString(answer.status().code())}})
+        .Increment();
+    decision.set_verdict(common::VERDICT_DENY);
+    decision.set_rule("policy-unavailable");
+    decision.set_reason(absl::StrCat("policy could not be asked: ", answer.status().message()));
+  } else {
+    decision = answer->decision();
+  }
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
+  *e.mutable_decision() = decision;
+  std::shared_ptr<Session> self = shared_from_this();
+  lock.unlock();
+  const bool allowed = decision.verdict() == common::VERDICT_ALLOW;
+  Audit(
+      std::move(e),
+      [self, allowed, decision] {
+        std::unique_lock<std::mutex> lock(self->mu_);
+        if (!allowed) {
+          self->RefuseOpenLocked(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                              absl::StrCat("shell not allowed: ", decision.reason(),
+                                                           " (rule ", decision.rule(), ")")));
+          return;
+        }
+        self->shell_limits_ = decision.limits();
+        lock.unlock();
+        self->CheckRootThen(decision.root_allowed(), [self](absl::Status s) {
+          if (!s.ok()) {
+            std::lock_guard<std::mutex> lock(self->mu_);
+            self->RefuseOpenLocked(wire::ToGrpcStatus(s));
+            return;
+          }
+          self->SendReady();
+        });
+      },
+      [self](absl::Status s) {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        self->FinishLocked(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            absl::StrCat("audit is unavailable, so nothing may run (strict mode): ", s.message())));
+      });
+}
+
+// Runs `next` with OK when the container may be used, or PERMISSION_DENIED from the root guard.
+void Session::CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next) {
+  hub_->root_guard()->Check(pod_, target_.container(), root_allowed, std::move(next));
+}
+
+void Session::SendReady() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (state_ == State::kClosed || finished_ || finish_pending_) {
+    return;
+  }
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_OPEN);
+  e.mutable_session_open()->set_mode(mode_);
+  e.mutable_session_open()->set_client(client_);
+  std::shared_ptr<Session> self = shared_from_this();
+  // Without the lock: outside strict mode `then` runs at once and takes it.
+  lock.unlock();
+  Audit(
+      std::move(e),
+      [self] {
+        std::unique_lock<std::mutex> lock(self->mu_);
+        if (self->state_ == State::kClosed || self->finished_ || self->finish_pending_) {
+          return;
+        }
+        self->state_ = State::kReady;
+        const bool shell = self->mode_ == common::SESSION_MODE_SHELL;
+        // A shell rule's time limit bounds the whole shell session.
+        if (shell && self->shell_limits_.has_time_limit() &&
+            wire::FromProtoDuration(self->shell_limits_.time_limit()) > absl::ZeroDuration()) {
+          const absl::Time rule_end =
+              self->opened_at_ + wire::FromProtoDuration(self->shell_limits_.time_limit());
+          if (rule_end < self->expires_) {
+            self->expires_ = rule_end;
+            self->expiry_is_credential_ = false;
+          }
+        }
+
+        self->hub_->metrics()
+            ->sessions_total.Add({{"mode", shell ? "shell" : "command"}, {"outcome", "opened"}})
+            .Increment();
+        self->hub_->metrics()
+            ->sessions_active.Add({{"mode", shell ? "shell" : "command"}})
+            .Increment();
+        pb::SessionResponse ready;
+        ready.mutable_ready()->set_session_id(self->session_id_);
+        *ready.mutable_ready()->mutable_principal() = self->principal_;
+        *ready.mutable_ready()->mutable_target() = self->target_;
+        ready.mutable_ready()->set_mode(self->mode_);
+        *ready.mutable_ready()->mutable_expires_time() = wire::ToProtoTimestamp(self->expires_);
+        self->SendLocked(std::move(ready));
+        log::Info("session open", {{"session_id", self->session_id_},
+                                   {"user", self->principal_.user()},
+                                   {"namespace", self->target_.namespace_()},
+                                   {"pod", self->target_.pod()},
+                                   {"container", self->target_.container()},
+                                   {"mode", shell ? "shell" : "command"}});
+        std::weak_ptr<Session> weak = self;
+        self->limit_timer_ = self->hub_->timers()->Schedule(self->expires_, [weak] {
+          if (auto s = weak.lock()) {
+            std::lock_guard<std::mutex> lock(s->mu_);
+            const bool credential = s->expiry_is_credential_;
+            s->CloseLocked(
+                credential ? common::CLOSE_REASON_CREDENTIAL_EXPIRED
+                           : common::CLOSE_REASON_SESSION_LIMIT,
+                credential ? "the credential expired" : "the session reached its time limit");
+          }
+        });
+        self->ResetIdleTimerLocked();
+        lock.unlock();
+        if (shell) {
+          self->StartShell();
+        }
+      },
+      [self](absl::Status s) {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        self->FinishLocked(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            absl::StrCat("audit is unavailable, so nothing may run (strict mode): ", s.message())));
+      });
+}
+
+}  // namespace podgate::exec

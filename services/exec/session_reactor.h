@@ -1,0 +1,211 @@
+// The Session reactor (internal to exec; the service uses StartSession, session.h): one exec.v1
+// Session stream's state, and the dispatch of its client messages. Its steps are defined by
+// part:
+//
+//   session.cc         the stream to the client, audit records, reading and dispatch, the idle
+//                      timer, closing;
+//   session_open.cc    open: credential, target names, admission, scope, pod, root guard, ready;
+//   command_run.cc     command mode: decision, checks, launch, stop steps, time limit, result;
+//   shell_run.cc       shell mode: the TTY stream and its recording.
+//
+// No thread per session: every step is a callback (gRPC, policy, audit, Kubernetes, timers),
+// serialized by the session's mutex. Output flows with backpressure: the Kubernetes stream
+// reads nothing more until the previous chunk has been written to the client.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "exec/command_run.h"
+#include "exec/container_check.h"
+#include "exec/kube.h"
+#include "exec/policy_stream.h"
+#include "exec/session_hub.h"
+#include "exec/shell_run.h"
+#include "podgate/common/v1/common.pb.h"
+#include "podgate/exec/v1/exec.grpc.pb.h"
+#include "podgate/policy/v1/policy.grpc.pb.h"
+#include "runtime/timer.h"
+
+namespace podgate::exec {
+
+namespace common = podgate::common::v1;
+namespace pb = podgate::exec::v1;
+
+class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>,
+                      public std::enable_shared_from_this<Session> {
+ public:
+  Session(SessionHub* hub, grpc::CallbackServerContext* context)
+      : hub_(hub),
+        context_(context),
+        opts_(hub->options()),
+        recording_(opts_.recording_chunk_bytes, opts_.recording_flush) {
+    hub_->metrics()->live_sessions.Increment();
+    hub_->SessionCreated();
+  }
+  ~Session() override {
+    hub_->metrics()->live_sessions.Decrement();
+    hub_->SessionDestroyed();  // last: main may destroy the hub once the count is 0
+  }
+
+  void Start() {
+    self_ = shared_from_this();
+    source_address_ = context_->peer();
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  // Closes the session from outside (server drain).
+  void CloseFromHub(common::CloseReason reason, const std::string& message) {
+    std::lock_guard<std::mutex> lock(mu_);
+    CloseLocked(reason, message);
+  }
+
+ private:
+  enum class State { kAwaitOpen, kOpening, kReady, kClosed };
+
+  class CommandObserver;
+  class ShellObserver;
+
+  // One queued message to the client, and what to do once it is written.
+  struct Outgoing {
+    pb::SessionResponse message;
+    std::function<void()> after_write;
+  };
+
+  // Handles one client message (without the lock); false when no further message is to be read.
+  bool HandleReadDone(bool ok);
+
+  // --- helpers, all called with mu_ held unless noted ---
+  void SendLocked(pb::SessionResponse message, std::function<void()> after_write = nullptr);
+  void MaybeWriteLocked();
+  void FinishLocked(const grpc::Status& status);
+  void CloseLocked(common::CloseReason reason, const std::string& message);
+  void ResetIdleTimerLocked();
+  common::AuditEvent BaseEventLocked(common::EventKind kind);
+  // Records `event`; in strict mode `then` runs only after the ack (else at once); on failure
+  // in strict mode, `on_fail` runs instead. Both run without the lock held.
+  void Audit(common::AuditEvent event, std::function<void()> then,
+             std::function<void(absl::Status)> on_fail);
+
+  void HandleOpen(const pb::OpenSession& open);
+  // Asks policy whether the user has any rule for the target (ListAllowed): `labels_known`
+  // false before the pod is looked up (a rule's podLabels then count as matching).
+  void AskScope(bool labels_known, std::function<void(absl::StatusOr<bool>)> done);
+  void OnScope(absl::StatusOr<bool> in_scope);
+  // Refuses the target with the one message that says neither whether it exists nor whether a
+  // rule lets the user in; `why` (the real reason) goes to audit only.
+  // Counts a session refused while opening and ends its call with `status`.
+  void RefuseOpenLocked(grpc::Status status);
+  void RefuseTargetLocked(const std::string& why);
+  void OnPod(absl::StatusOr<PodView> pod);
+  void OnPodInScope(PodView pod, absl::StatusOr<bool> in_scope);
+  void AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
+  void CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next);
+  void SendReady();
+  void HandleCommand(const pb::RunCommand& run);
+  void OnDecision(std::shared_ptr<Command> cmd,
+                  absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
+  void RunChecks(std::shared_ptr<Command> cmd, int index);
+  void RefuseByCheckLocked(const std::shared_ptr<Command>& cmd, const common::ContainerCheck& check,
+                           const CheckOutcome& outcome);
+  void StartCommand(std::shared_ptr<Command> cmd);
+  // Records a refusal made before policy was asked (parser, busy) as a DECISION event.
+  void RecordRefusalLocked(const std::string& command_id, const std::string& line,
+                           const std::string& rule, const std::string& reason);
+  void DenyLocked(const std::string& command_id, const std::string& rule,
+                  const std::string& reason);
+  void StopCommandLocked(common::Termination why);
+  // The launch wrapper reported the command's pid: let it run ("go"), unless it was stopped.
+  void OnLaunchReportedLocked(const std::shared_ptr<Command>& cmd);
+  void SendGoLocked(const std::shared_ptr<Command>& cmd);
+  // The command cannot be let run (its process could not be identified, or not journaled):
+  // it is not run. `why` completes "the command was not run: ".
+  void LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std::string& why);
+  // The command's process is known to be gone (or never ran).
+  void MarkGoneLocked(const std::shared_ptr<Command>& cmd);
+  // Drops the command's journal entry once its process is gone and its result acknowledged.
+  void MaybeUnjournalLocked(const std::shared_ptr<Command>& cmd);
+  // Stops exactly the command's process (SIGINT, SIGKILL after the grace period), once.
+  void StartStopLocked(const std::shared_ptr<Command>& cmd);
+  void RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int attempt);
+  // Reads the next client message again after stdin backpressure paused reading.
+  void ResumeReadsLocked();
+  // No command is running any more: stdin that was held for it no longer holds the reads.
+  void ClearRunningLocked() {
+    running_ = nullptr;
+    ResumeReadsLocked();
+  }
+  ExecSpec TargetSpecLocked() const;
+  void FinishCommandLocked(const std::shared_ptr<Command>& cmd, const ExecResult& result);
+  void StartShell();
+  void RecordShellLocked(char kind, const std::string& data);
+  void FlushRecordingLocked();
+
+  SessionHub* const hub_;
+  grpc::CallbackServerContext* const context_;
+  const ExecOptions& opts_;
+  std::shared_ptr<Session> self_;
+
+  std::mutex mu_;
+  State state_ = State::kAwaitOpen;
+  pb::SessionRequest request_;
+  std::deque<Outgoing> out_;
+  bool writing_ = false;
+  bool finish_pending_ = false;
+  bool finished_ = false;
+  grpc::Status finish_status_;
+  // No read is outstanding because stdin is backed up (flow control towards the client).
+  bool read_paused_ = false;
+  // OnReadDone is running: it, not ResumeReadsLocked, starts the next read.
+  bool in_read_done_ = false;
+
+  std::string session_id_;
+  // The id of the session's SESSION_CLOSE event, chosen at open: journal recovery records the
+  // close of a session whose exec died under the same id, so it is stored once.
+  std::string close_event_id_;
+  std::string source_address_;
+  std::string client_;
+  common::SessionMode mode_ = common::SESSION_MODE_COMMAND;
+  common::Principal principal_;
+  common::Target target_;
+  PodView pod_;
+  absl::Time expires_;
+  // Whether expires_ is the credential's expiry (else a session time limit).
+  bool expiry_is_credential_ = false;
+  absl::Time opened_at_;
+  bool admitted_ = false;
+  int64_t commands_ = 0;
+  // Every command id this session has seen (hashes: 8 bytes a command), so none is reused.
+  std::unordered_set<size_t> used_ids_;
+  std::unique_ptr<PolicyStream> policy_;
+  std::shared_ptr<Command> running_;
+  runtime::TimerQueue::Id idle_timer_ = 0;
+  runtime::TimerQueue::Id limit_timer_ = 0;
+  uint32_t width_ = 80;
+  uint32_t height_ = 24;
+  // The deciding shell rule's limits (its time limit bounds the shell session).
+  common::Limits shell_limits_;
+
+  // Shell mode.
+  std::unique_ptr<ExecHandle> shell_;
+  AsciicastRecording recording_;
+  // Keystrokes that arrived before the shell's stream existed.
+  std::string early_stdin_;
+  // Stdin held for a command not yet running: past this, reading from the client pauses.
+  static constexpr size_t kMaxEarlyStdin = 64 * 1024;
+};
+
+}  // namespace podgate::exec

@@ -1,0 +1,555 @@
+// The exec service in process, without spawning anything: the real Session reactor and hub on an
+// in-process gRPC server, the real policy service (in process, over a local socket), the real
+// audit service (in process, SQLite in a temporary folder), the real token verifier, and an
+// in-memory KubeApi (fake_kube.h) that counts every Kubernetes call. Covers the opening steps
+// (a target without a rule is refused before any Kubernetes call, the credential and names
+// before anything, admission limits), the root guard before a command, and one command through
+// the launch wrapper.
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "audit/audit_metrics.h"
+#include "audit/audit_service.h"
+#include "audit/store.h"
+#include "audit/writer.h"
+#include "auth/jwt.h"
+#include "auth/keys.h"
+#include "clients/audit_client.h"
+#include "exec/container_probe.h"
+#include "exec/exec_metrics.h"
+#include "exec/exec_service.h"
+#include "exec/session_open.h"
+#include "fake_kube.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "policy/policy_metrics.h"
+#include "policy/policy_service.h"
+#include "policy/policy_store.h"
+#include "runtime/server.h"
+#include "support/exec_session.h"
+#include "support/grpc_health.h"
+#include "support/stack.h"
+#include "support/test_pki.h"
+
+namespace podgate::exec {
+namespace {
+
+namespace common = podgate::common::v1;
+using ::testing::ElementsAre;
+using testing::FakeKube;
+using ::testing::HasSubstr;
+
+constexpr char kPolicy[] = R"(apiVersion: podgate.io/v1
+kind: CommandPolicy
+rules:
+  - id: dev-hostname
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    command: {program: hostname}
+  - id: dev-sleep
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    limits: {timeLimit: 300ms}
+    command: {program: sleep}
+  - id: dev-shell
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app], pods: ["shell-*"]}
+    shell: true
+  - id: dev-labelled
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [lab], podLabels: {team: a}}
+    command: {program: hostname}
+)";
+
+constexpr char kSecret[] = "an HS256 secret of at least thirty-two bytes";
+
+PodView Pod(const std::string& ns, const std::string& name,
+            std::map<std::string, std::string> labels = {}) {
+  PodView pod;
+  pod.namespace_name = ns;
+  pod.name = name;
+  pod.uid = absl::StrCat("uid-", ns, "-", name);
+  pod.phase = "Running";
+  pod.labels = std::move(labels);
+  pod.containers.push_back({"main", "busybox", {}});
+  return pod;
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = podgate::testing::MakeTempDir("exec-session");
+    kube_.AddPod(Pod("app", "api-0"));
+    PodView root = Pod("app", "root-0");
+    root.security.run_as_user = 0;
+    kube_.AddPod(root);
+    kube_.AddPod(Pod("app", "shell-0"));
+    PodView shell_root = Pod("app", "shell-root");
+    shell_root.security.run_as_user = 0;
+    kube_.AddPod(shell_root);
+    kube_.AddPod(Pod("lab", "b-0", {{"team", "b"}}));
+    kube_.AddPod(Pod("lab", "a-0", {{"team", "a"}}));
+    kube_.SetProgram([](const std::vector<std::string>& argv) {
+      FakeKube::Run run;
+      if (argv == UidProbeArgv()) {
+        run.stdout_text = "1000\n";
+      } else if (argv == std::vector<std::string>{"hostname"}) {
+        run.stdout_text = "api-0\n";
+      } else if (argv == std::vector<std::string>{"sleep"} ||
+                 argv == std::vector<std::string>{"/bin/sh"}) {
+        run.hang = true;  // until a signal or the stream's close
+      }
+      return run;
+    });
+
+    // Policy, in process.
+    { std::ofstream(dir_ + "/policy.yaml") << kPolicy; }
+    ASSERT_TRUE(policy_store_.LoadFile(dir_ + "/policy.yaml").ok());
+    policy_server_ = StartServer("policy", &policy_service_);
+    // Audit, in process, on SQLite.
+    auto store = audit::OpenSqliteStore(dir_ + "/audit.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    audit_store_ = *std::move(store);
+    audit::WriterOptions writer_options;
+    writer_options.chain_id = "test";
+    auto writer = audit::Writer::Start(audit_store_.get(), writer_options, &audit_metrics_);
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    audit_writer_ = *std::move(writer);
+    audit_service_ = std::make_unique<audit::AuditServiceImpl>(
+        audit_store_.get(), audit_writer_.get(), &audit_metrics_);
+    audit_server_ = StartServer("audit", audit_service_.get());
+
+    // The verifier exec uses, and the key that signs the tests' tokens.
+    { std::ofstream(dir_ + "/secret") << kSecret; }
+    auto keys = auth::KeySet::FromHmacSecretFile(dir_ + "/secret", "");
+    ASSERT_TRUE(keys.ok()) << keys.status();
+    auth::VerifierOptions verifier_options;
+    verifier_options.issuer = "test";
+    auto verifier = auth::Verifier::Create(*std::move(keys), verifier_options);
+    ASSERT_TRUE(verifier.ok()) << verifier.status();
+    verifier_ = std::make_unique<auth::Verifier>(*std::move(verifier));
+  }
+
+  // Starts exec with `options` (each test may set its limits first).
+  void StartExec(ExecOptions options = {}) {
+    policy_stub_ = podgate::policy::v1::PolicyService::NewStub(
+        podgate::testing::LocalChannel(policy_server_->grpc_port()));
+    clients::AuditClientOptions audit_options;
+    audit_options.source_service = "exec";
+    audit_client_ = std::make_unique<clients::AuditClient>(
+        podgate::testing::LocalChannel(audit_server_->grpc_port()), audit_options);
+    hub_ = std::make_unique<SessionHub>(options, verifier_.get(), policy_stub_.get(),
+                                        audit_client_.get(), &kube_, &exec_metrics_);
+    exec_service_ = std::make_unique<ExecServiceImpl>(hub_.get());
+    exec_server_ = StartServer("exec", exec_service_.get());
+    exec_server_->AddDrainHook([this] { hub_->CloseAll(); });
+    channel_ = podgate::testing::LocalChannel(exec_server_->grpc_port());
+  }
+
+  void TearDown() override {
+    exec_server_.reset();  // closes every session
+    // A closed session lives on while a timer still holds it (a stop's next step, at most a few
+    // grace periods): every Session and Command is freed before the hub it refers to goes.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while ((exec_metrics_.live_sessions.Value() > 0 || exec_metrics_.live_commands.Value() > 0) &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    EXPECT_EQ(exec_metrics_.live_sessions.Value(), 0);
+    EXPECT_EQ(exec_metrics_.live_commands.Value(), 0);
+    if (audit_client_ != nullptr) {
+      audit_client_->Close();
+    }
+    hub_.reset();
+    audit_server_.reset();
+    policy_server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::unique_ptr<runtime::Server> StartServer(const std::string& name, grpc::Service* service) {
+    runtime::ServerOptions options;
+    options.service_name = name;
+    options.grpc_address = "127.0.0.1:0";
+    options.drain_timeout = absl::Seconds(2);
+    auto server = runtime::Server::Start(options, {service}, registry_);
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? *std::move(server) : nullptr;
+  }
+
+  std::string Token(const std::string& user, std::vector<std::string> groups = {"dev"}) {
+    auth::Key key;
+    key.alg = auth::Algorithm::kHS256;
+    key.secret = kSecret;
+    const int64_t now = absl::ToUnixSeconds(absl::Now());
+    nlohmann::json claims = {
+        {"iss", "test"}, {"sub", user}, {"groups", groups}, {"iat", now - 1}, {"exp", now + 3600}};
+    return *auth::Sign(claims, key);
+  }
+
+  std::unique_ptr<podgate::testing::ExecSession> NewSession() {
+    return std::make_unique<podgate::testing::ExecSession>(channel_, absl::Seconds(15));
+  }
+
+  // The audit events recorded so far of `kind`, waiting up to 5 s for at least `at_least`.
+  std::vector<common::AuditEvent> Events(common::EventKind kind, size_t at_least = 1) {
+    std::vector<common::AuditEvent> found;
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    do {
+      found.clear();
+      podgate::audit::v1::QueryRequest q;
+      q.add_kinds(kind);
+      q.set_page_size(1000);
+      auto page = audit_store_->Query(q);
+      if (page.ok()) {
+        for (const auto& r : page->records) {
+          found.push_back(r.event());
+        }
+      }
+      if (found.size() >= at_least) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    } while (absl::Now() < deadline);
+    return found;
+  }
+
+  std::string dir_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  FakeKube kube_;
+  podgate::policy::PolicyMetrics policy_metrics_{*registry_};
+  podgate::policy::PolicyStore policy_store_{&policy_metrics_, nullptr};
+  podgate::policy::PolicyServiceImpl policy_service_{&policy_store_, &policy_metrics_};
+  std::unique_ptr<runtime::Server> policy_server_;
+  audit::AuditMetrics audit_metrics_{*registry_};
+  std::unique_ptr<audit::Store> audit_store_;
+  std::unique_ptr<audit::Writer> audit_writer_;
+  std::unique_ptr<audit::AuditServiceImpl> audit_service_;
+  std::unique_ptr<runtime::Server> audit_server_;
+  std::unique_ptr<auth::Verifier> verifier_;
+  ExecMetrics exec_metrics_{*registry_};
+  std::unique_ptr<podgate::policy::v1::PolicyService::Stub> policy_stub_;
+  std::unique_ptr<clients::AuditClient> audit_client_;
+  std::unique_ptr<SessionHub> hub_;
+  std::unique_ptr<ExecServiceImpl> exec_service_;
+  std::unique_ptr<runtime::Server> exec_server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(SessionTest, ATargetWithoutARuleIsRefusedBeforeAnyKubernetesCall) {
+  StartExec();
+  auto s = NewSession();
+  auto ready = s->Open(Token("alice"), "secret", "vault-0");
+  ASSERT_FALSE(ready.ok());
+  EXPECT_EQ(ready.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(ready.status().message()), HasSubstr(kTargetUnavailable));
+  EXPECT_EQ(kube_.calls(), 0);
+  // Audited with the real reason, which the user is not told.
+  std::vector<common::AuditEvent> decisions = Events(common::EVENT_KIND_DECISION);
+  ASSERT_EQ(decisions.size(), 1u);
+  EXPECT_EQ(decisions[0].decision().verdict(), common::VERDICT_DENY);
+  EXPECT_EQ(decisions[0].decision().rule(), "target");
+  EXPECT_THAT(
+      decisions[0].decision().reason(),
+      HasSubstr("no rule lets alice use secret/vault-0 (asked before any Kubernetes call)"));
+  EXPECT_EQ(decisions[0].principal().user(), "alice");
+}
+
+TEST_F(SessionTest, AMissingPodAndAPodNoRuleSelectsGetTheSameAnswer) {
+  StartExec();
+  for (const auto& [ns, pod] : {std::pair{"app", "nope-0"}, std::pair{"lab", "b-0"}}) {
+    auto s = NewSession();
+    auto ready = s->Open(Token("alice"), ns, pod);
+    ASSERT_FALSE(ready.ok()) << ns << "/" << pod;
+    EXPECT_EQ(ready.status().code(), absl::StatusCode::kNotFound);
+    EXPECT_THAT(std::string(ready.status().message()), HasSubstr(kTargetUnavailable));
+  }
+  // One pod lookup each (the labels are asked about once the pod is known), nothing run.
+  EXPECT_EQ(kube_.get_pod_calls(), 2);
+  EXPECT_TRUE(kube_.execs().empty());
+  std::vector<common::AuditEvent> decisions = Events(common::EVENT_KIND_DECISION, 2);
+  ASSERT_EQ(decisions.size(), 2u);
+  for (const common::AuditEvent& e : decisions) {
+    EXPECT_EQ(e.decision().rule(), "target");
+  }
+  // The pod whose labels a rule selects opens.
+  auto s = NewSession();
+  EXPECT_TRUE(s->Open(Token("alice"), "lab", "a-0").ok());
+}
+
+TEST_F(SessionTest, TheCredentialAndTheNamesAreCheckedBeforeAnything) {
+  StartExec();
+  {
+    auto s = NewSession();
+    auto ready = s->Open("not.a.token", "app", "api-0");
+    ASSERT_FALSE(ready.ok());
+    EXPECT_EQ(ready.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_THAT(std::string(ready.status().message()), HasSubstr("credential refused"));
+  }
+  {
+    auto s = NewSession();
+    auto ready = s->Open(Token("alice"), "App_1", "api-0");
+    ASSERT_FALSE(ready.ok());
+    EXPECT_EQ(ready.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(kube_.calls(), 0);
+  std::vector<common::AuditEvent> failures = Events(common::EVENT_KIND_AUTH_FAILURE);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].auth_failure().reason(), "malformed");
+}
+
+TEST_F(SessionTest, AdmissionLimitsSessionsPerUserAndPerReplica) {
+  ExecOptions options;
+  options.max_sessions_per_user = 1;
+  options.max_sessions = 2;
+  StartExec(options);
+  auto a = NewSession();
+  ASSERT_TRUE(a->Open(Token("alice"), "app", "api-0").ok());
+  const int lookups = kube_.get_pod_calls();
+
+  auto again = NewSession();
+  auto refused = again->Open(Token("alice"), "app", "api-0");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("user alice already has 1 sessions, the limit per user"));
+
+  auto b = NewSession();
+  ASSERT_TRUE(b->Open(Token("bob"), "app", "api-0").ok());
+  auto c = NewSession();
+  auto full = c->Open(Token("carol"), "app", "api-0");
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(full.status().message()),
+              HasSubstr("this exec replica has 2 sessions, its limit"));
+  // Refused sessions never reached Kubernetes.
+  EXPECT_EQ(kube_.get_pod_calls(), lookups + 1);
+  EXPECT_EQ(hub_->active(), 2);
+
+  // A closed session frees its place.
+  EXPECT_EQ(a->Close(), common::CLOSE_REASON_CLIENT);
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (hub_->active() > 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  auto d = NewSession();
+  EXPECT_TRUE(d->Open(Token("alice"), "app", "api-0").ok());
+}
+
+TEST_F(SessionTest, ACommandRunsThroughTheLaunchWrapperAfterTheRootGuard) {
+  StartExec();
+  auto s = NewSession();
+  auto ready = s->Open(Token("alice"), "app", "api-0");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(ready->target().container(), "main");
+  podgate::testing::CommandOutcome out = s->Run("hostname", "c1");
+  ASSERT_TRUE(out.exit.has_value()) << out.stderr_text;
+  EXPECT_EQ(out.exit->exit_code(), 0);
+  EXPECT_EQ(out.exit->termination(), common::TERMINATION_EXITED);
+  // The wrapper's report is not output.
+  EXPECT_EQ(out.stdout_text, "api-0\n");
+  EXPECT_EQ(out.stderr_text, "");
+  // First the root guard's probe, then the command inside the wrapper; it ran after "go".
+  std::vector<ExecSpec> execs = kube_.execs();
+  ASSERT_EQ(execs.size(), 2u);
+  EXPECT_EQ(execs[0].argv, UidProbeArgv());
+  EXPECT_EQ(execs[1].argv, LaunchWrapperArgv({"hostname"}));
+  EXPECT_TRUE(execs[1].stdin);
+  EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
+  std::vector<common::AuditEvent> results = Events(common::EVENT_KIND_COMMAND_RESULT);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].command_id(), "c1");
+  EXPECT_EQ(results[0].command_result().termination(), common::TERMINATION_EXITED);
+  EXPECT_EQ(results[0].command_result().stdout_bytes(), 6);
+  EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
+}
+
+TEST_F(SessionTest, TheRootGuardRefusesACommandInADeclaredRootContainer) {
+  StartExec();
+  auto s = NewSession();
+  ASSERT_TRUE(s->Open(Token("alice"), "app", "root-0").ok());
+  podgate::testing::CommandOutcome out = s->Run("hostname", "c1");
+  ASSERT_TRUE(out.denied.has_value());
+  EXPECT_EQ(out.denied->rule(), "root-guard");
+  EXPECT_THAT(out.denied->reason(), HasSubstr("is declared to run as root"));
+  // Nothing ran in the pod, not even a probe.
+  EXPECT_TRUE(kube_.execs().empty());
+  std::vector<common::AuditEvent> decisions = Events(common::EVENT_KIND_DECISION, 2);
+  ASSERT_EQ(decisions.size(), 2u);  // policy's allow, then the root guard's deny
+  EXPECT_EQ(decisions[1].decision().rule(), "root-guard");
+  EXPECT_EQ(decisions[1].decision().verdict(), common::VERDICT_DENY);
+}
+
+TEST_F(SessionTest, TheTimeLimitStopsExactlyTheCommandsProcess) {
+  ExecOptions options;
+  options.interrupt_grace = absl::Milliseconds(200);
+  StartExec(options);
+  auto first = NewSession();
+  ASSERT_TRUE(first->Open(Token("alice"), "app", "api-0").ok());
+  // Another command runs in the same container first (pid 4242); the time limit of this one
+  // (pid 4243) must signal 4243 only.
+  podgate::testing::CommandOutcome done = first->Run("hostname", "h1");
+  ASSERT_TRUE(done.exit.has_value());
+  const absl::Time start = absl::Now();
+  podgate::testing::CommandOutcome out = first->Run("sleep", "s1");
+  ASSERT_TRUE(out.exit.has_value());
+  EXPECT_EQ(out.exit->termination(), common::TERMINATION_TIME_LIMIT);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_THAT(kube_.signals(), ElementsAre("INT 4243"));
+  std::vector<common::AuditEvent> results = Events(common::EVENT_KIND_COMMAND_RESULT, 2);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[1].command_id(), "s1");
+  EXPECT_EQ(results[1].command_result().termination(), common::TERMINATION_TIME_LIMIT);
+  EXPECT_EQ(exec_metrics_.stops_total.Add({{"signal", "INT"}, {"result", "signalled"}}).Value(), 1);
+}
+
+// Opens a shell session on `pod`, returns the first answer (ready, or the stream's end).
+struct ShellStream {
+  explicit ShellStream(const std::shared_ptr<grpc::Channel>& channel)
+      : stub(podgate::exec::v1::ExecService::NewStub(channel)) {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    stream = stub->Session(&ctx);
+  }
+  grpc::Status Open(const std::string& token, const std::string& pod) {
+    podgate::exec::v1::SessionRequest req;
+    req.mutable_open()->mutable_credential()->set_bearer_token(token);
+    req.mutable_open()->mutable_target()->set_namespace_("app");
+    req.mutable_open()->mutable_target()->set_pod(pod);
+    req.mutable_open()->set_mode(common::SESSION_MODE_SHELL);
+    req.mutable_open()->mutable_size()->set_width(100);
+    req.mutable_open()->mutable_size()->set_height(30);
+    stream->Write(req);
+    podgate::exec::v1::SessionResponse res;
+    if (stream->Read(&res) && res.has_ready()) {
+      return grpc::Status::OK;
+    }
+    return stream->Finish();
+  }
+  void Send(const std::string& data) {
+    podgate::exec::v1::SessionRequest req;
+    req.mutable_stdin()->set_data(data);
+    stream->Write(req);
+  }
+  common::CloseReason Close() {
+    podgate::exec::v1::SessionRequest req;
+    req.mutable_close();
+    stream->Write(req);
+    stream->WritesDone();
+    common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
+    podgate::exec::v1::SessionResponse res;
+    while (stream->Read(&res)) {
+      if (res.has_closed()) {
+        reason = res.closed().reason();
+      }
+    }
+    stream->Finish();
+    return reason;
+  }
+  std::unique_ptr<podgate::exec::v1::ExecService::Stub> stub;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<podgate::exec::v1::SessionRequest,
+                                           podgate::exec::v1::SessionResponse>>
+      stream;
+};
+
+TEST_F(SessionTest, AShellRunsOnATtyAndIsRecorded) {
+  StartExec();
+  ShellStream shell(channel_);
+  ASSERT_TRUE(shell.Open(Token("alice"), "shell-0").ok());
+  // The root guard's probe, then the shell on a TTY of the size the client asked for.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (kube_.execs().size() < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  std::vector<ExecSpec> execs = kube_.execs();
+  ASSERT_EQ(execs.size(), 2u);
+  EXPECT_EQ(execs[0].argv, UidProbeArgv());
+  EXPECT_EQ(execs[1].argv, std::vector<std::string>{"/bin/sh"});
+  EXPECT_TRUE(execs[1].tty);
+  EXPECT_TRUE(execs[1].stdin);
+  EXPECT_EQ(execs[1].width, 100u);
+  EXPECT_EQ(execs[1].height, 30u);
+  shell.Send("ls\r");
+  EXPECT_EQ(shell.Close(), common::CLOSE_REASON_CLIENT);
+  // The recording reaches audit at close: the header, then the keystrokes.
+  std::vector<common::AuditEvent> chunks = Events(common::EVENT_KIND_SHELL_RECORDING);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].shell_recording().sequence(), 0);
+  const std::string& cast = chunks[0].shell_recording().asciicast();
+  EXPECT_THAT(cast, HasSubstr("\"title\":\"app/shell-0/main\""));
+  EXPECT_THAT(cast, HasSubstr("\"width\":100"));
+  EXPECT_THAT(cast, HasSubstr("\"i\",\"ls\\r\"]"));
+}
+
+// The client closes while the shell's stream is still being opened: the keystrokes it sent
+// meanwhile are recorded, and nothing reaches the pod after the close.
+TEST_F(SessionTest, AShellClosedWhileItsStreamOpensKeepsItsRecording) {
+  StartExec();
+  kube_.HoldExecs([](const ExecSpec& spec) { return spec.tty; });
+  ShellStream shell(channel_);
+  ASSERT_TRUE(shell.Open(Token("alice"), "shell-0").ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (kube_.execs().size() < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(kube_.execs().size(), 2u);  // the shell's Exec is in progress, held
+  shell.Send("id\r");
+  EXPECT_EQ(shell.Close(), common::CLOSE_REASON_CLIENT);
+  kube_.ReleaseExecs();
+  std::vector<common::AuditEvent> chunks = Events(common::EVENT_KIND_SHELL_RECORDING);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_THAT(chunks[0].shell_recording().asciicast(), HasSubstr("\"i\",\"id\\r\"]"));
+  EXPECT_TRUE(kube_.stdin_written().empty());
+}
+
+TEST_F(SessionTest, AShellInADeclaredRootContainerIsRefusedAtOpen) {
+  StartExec();
+  ShellStream shell(channel_);
+  grpc::Status status = shell.Open(Token("alice"), "shell-root");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("is declared to run as root"));
+  EXPECT_TRUE(kube_.execs().empty());
+}
+
+TEST_F(SessionTest, AskScopeCountsPodLabelsOnlyOnceThePodIsKnown) {
+  StartExec();
+  auto ask = [&](podgate::policy::v1::PolicyService::StubInterface* stub, const std::string& ns,
+                 std::map<std::string, std::string> labels,
+                 bool labels_known) -> absl::StatusOr<bool> {
+    common::Principal principal;
+    principal.set_user("alice");
+    principal.add_groups("dev");
+    common::Target target;
+    target.set_namespace_(ns);
+    target.set_pod("x-0");
+    for (const auto& [k, v] : labels) {
+      (*target.mutable_pod_labels())[k] = v;
+    }
+    std::promise<absl::StatusOr<bool>> answer;
+    AskScope(stub, principal, target, labels_known, absl::Seconds(2),
+             [&answer](absl::StatusOr<bool> in) { answer.set_value(std::move(in)); });
+    return answer.get_future().get();
+  };
+  EXPECT_EQ(*ask(policy_stub_.get(), "lab", {}, false), true);  // a rule may select it
+  EXPECT_EQ(*ask(policy_stub_.get(), "lab", {{"team", "b"}}, true), false);
+  EXPECT_EQ(*ask(policy_stub_.get(), "lab", {{"team", "a"}}, true), true);
+  EXPECT_EQ(*ask(policy_stub_.get(), "secret", {}, false), false);
+  // Policy unreachable: an error (the session then refuses, fail closed), not a yes.
+  podgate::testing::ReservedPort closed;
+  auto down =
+      podgate::policy::v1::PolicyService::NewStub(podgate::testing::LocalChannel(closed.port()));
+  absl::StatusOr<bool> error = ask(down.get(), "app", {}, false);
+  EXPECT_FALSE(error.ok());
+}
+
+}  // namespace
+}  // namespace podgate::exec
