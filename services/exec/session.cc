@@ -122,6 +122,8 @@ class Session final
   // The command cannot be let run (its process could not be identified, or not journaled):
   // it is not run. `why` completes "the command was not run: ".
   void LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std::string& why);
+  // No launch report within --launch_timeout: the command ends now, as not run.
+  void LaunchTimedOutLocked(const std::shared_ptr<Command>& cmd);
   // The command's process is known to be gone (or never ran).
   void MarkGoneLocked(const std::shared_ptr<Command>& cmd);
   // Drops the command's journal entry once its process is gone and its result acknowledged.
@@ -254,6 +256,8 @@ struct Session::Command {
   std::string early_stdin;
   bool early_eof = false;
   runtime::TimerQueue::Id limit_timer = 0;
+  // Armed until "go" is sent (LaunchTimedOutLocked).
+  runtime::TimerQueue::Id launch_timer = 0;
   absl::Time upgrade_started;
 };
 
@@ -1452,6 +1456,10 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
       self->StartStopLocked(cmd);
     }
   });
+  cmd->launch_timer = hub_->timers()->After(opts_.launch_timeout, [self, cmd] {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->LaunchTimedOutLocked(cmd);
+  });
   log::Info("command start",
             {{"session_id", session_id_}, {"command_id", cmd->id}, {"rule", cmd->decision.rule()}});
   lock.unlock();
@@ -1520,6 +1528,7 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     cmd->journaled = true;
   }
   cmd->go_sent = true;
+  hub_->timers()->Cancel(cmd->launch_timer);
   hub_->ProcessStarted();
   std::string first = "go\n";
   first += cmd->early_stdin;
@@ -1544,6 +1553,24 @@ void Session::LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std:
   if (cmd->handle != nullptr) {
     cmd->handle->Close();
   }
+}
+
+// The stream never opened, or the wrapper's report never came (a stalled API server or kubelet;
+// kubesim once lost it, docs/benchmarks.md). "go" was never sent, and the wrapper runs nothing
+// without it, so the command did not run: it ends now, as not run and audited so, instead of at
+// its time limit. Closing the stream ends the wrapper (EOF on its stdin) wherever it got to.
+void Session::LaunchTimedOutLocked(const std::shared_ptr<Command>& cmd) {
+  if (cmd->finished || cmd->go_sent) {
+    return;
+  }
+  if (cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
+    LaunchFailedLocked(cmd, absl::StrCat("its launch was not confirmed within ",
+                                         absl::FormatDuration(opts_.launch_timeout),
+                                         " (no launch report from the container)"));
+  } else if (cmd->handle != nullptr) {
+    cmd->handle->Close();  // stopped first: it ends as stopped, now
+  }
+  FinishCommandLocked(cmd, ExecResult{});
 }
 
 // Stops the running command. Its process is known exactly (the launch wrapper's report), so
@@ -1684,6 +1711,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     return;
   }
   cmd->finished = true;
+  hub_->timers()->Cancel(cmd->launch_timer);
   // What the audit record and the client are told (the stream's result, explained).
   ExecResult outcome = result;
   if (!cmd->go_sent) {
