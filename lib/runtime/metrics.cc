@@ -1,18 +1,22 @@
 #include "runtime/metrics.h"
 
 #include <dirent.h>
+#include <netdb.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <exception>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "prometheus/gauge.h"
 
 #ifndef PODGATE_VERSION
@@ -108,6 +112,34 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   return out;
 }
 
+MetricsServer::~MetricsServer() {
+  if (exposer_ == nullptr || port_ == 0) {
+    return;
+  }
+  absl::Notification stopped;
+  std::thread waker([this, &stopped] {
+    const std::string port = std::to_string(port_);
+    while (!stopped.WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
+      addrinfo hints{};
+      hints.ai_socktype = SOCK_STREAM;
+      hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+      addrinfo* found = nullptr;
+      if (getaddrinfo(wake_host_.c_str(), port.c_str(), &hints, &found) != 0) {
+        return;
+      }
+      const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd >= 0) {
+        (void)connect(fd, found->ai_addr, found->ai_addrlen);
+        close(fd);
+      }
+      freeaddrinfo(found);
+    }
+  });
+  exposer_.reset();
+  stopped.Notify();
+  waker.join();
+}
+
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     const std::string& address, const std::string& service,
     std::shared_ptr<prometheus::Registry> registry) {
@@ -125,6 +157,14 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
         absl::StrCat("--metrics_address: cannot listen on '", address, "'"));
   }
   server->port_ = ports.front();
+  // The host part of "host:port" ("[::1]:0" included); a wildcard is reached on loopback.
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  server->wake_host_ = host.empty() || host == "0.0.0.0" ? "127.0.0.1"
+                       : host == "::"                    ? "::1"
+                                                         : host;
   prometheus::BuildGauge()
       .Name("podgate_build_info")
       .Help("Always 1; labels name the service and its version.")

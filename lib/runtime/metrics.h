@@ -34,8 +34,13 @@ class MetricsServer {
   // The port actually bound.
   int port() const { return port_; }
 
+  // Stops serving at once: civetweb's stop waits for its accept loop, which polls in 2 s steps,
+  // so a connection made once the stop has begun wakes it.
+  ~MetricsServer();
+
  private:
   MetricsServer() = default;
+  std::string wake_host_;  // where a connection reaches the listening socket
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<ProcessCollector> process_;
   int port_ = 0;

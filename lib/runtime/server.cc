@@ -2,14 +2,51 @@
 
 #include <signal.h>
 
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "grpc/grpc.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "runtime/log.h"
 
 namespace podgate::runtime {
+namespace {
+
+// One per call, alive as long as the call: counts the calls in flight.
+class CallCounter final : public grpc::experimental::Interceptor {
+ public:
+  explicit CallCounter(std::shared_ptr<std::atomic<int>> calls) : calls_(std::move(calls)) {
+    ++*calls_;
+  }
+  ~CallCounter() override { --*calls_; }
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+
+ private:
+  const std::shared_ptr<std::atomic<int>> calls_;
+};
+
+class CallCounterFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit CallCounterFactory(std::shared_ptr<std::atomic<int>> calls) : calls_(std::move(calls)) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    if (std::string_view(info->method()) == "/grpc.health.v1.Health/Watch") {
+      return nullptr;  // lasts as long as its client; ended by the shutdown itself
+    }
+    return new CallCounter(calls_);
+  }
+
+ private:
+  const std::shared_ptr<std::atomic<int>> calls_;
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     ServerOptions options, std::vector<grpc::Service*> services,
@@ -46,6 +83,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   for (grpc::Service* service : services) {
     builder.RegisterService(service);
   }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counters;
+  counters.push_back(std::make_unique<CallCounterFactory>(server->calls_));
+  builder.experimental().SetInterceptorCreators(std::move(counters));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--grpc_address: cannot listen on '",
@@ -116,8 +156,22 @@ void Server::Shutdown() {
     wait(deadline);
   }
   // Stops accepting new calls; in-flight ones run until they finish or the deadline passes,
-  // then are cancelled.
+  // then are cancelled. gRPC's graceful shutdown also waits for every client connection to go
+  // away, calls or not (edge's channel to exec, a test's idle channel: exec exited ~5 s after its
+  // drain). So once no call is in flight, the connections left are closed, again every 20 ms
+  // until gRPC's shutdown returns (a connection may arrive just before it stops accepting).
+  absl::Notification grpc_stopped;
+  std::thread closer([this, deadline, &grpc_stopped] {
+    while (!grpc_stopped.WaitForNotificationWithTimeout(absl::Milliseconds(20)) &&
+           absl::Now() < deadline) {
+      if (calls_->load() == 0) {
+        grpc_server_cancel_all_calls(server_->c_server());
+      }
+    }
+  });
   server_->Shutdown(absl::ToChronoTime(deadline));
+  grpc_stopped.Notify();
+  closer.join();
   server_->Wait();
   metrics_.reset();
   log::Info("stopped", {{"drain_ms", absl::ToInt64Milliseconds(absl::Now() - start)}});

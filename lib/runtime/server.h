@@ -78,6 +78,9 @@ class Server {
   explicit Server(ServerOptions options) : options_(std::move(options)) {}
 
   ServerOptions options_;
+  // Calls in flight (a server interceptor counts them), but not health watches, which last as
+  // long as their client: once it is zero, shutdown does not wait for idle connections.
+  std::shared_ptr<std::atomic<int>> calls_ = std::make_shared<std::atomic<int>>(0);
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_;
   int grpc_port_ = 0;

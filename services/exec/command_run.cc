@@ -475,6 +475,10 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
       self->StartStopLocked(cmd);
     }
   });
+  cmd->launch_timer = hub_->timers()->After(opts_.launch_timeout, [self, cmd] {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->LaunchTimedOutLocked(cmd);
+  });
   log::Info("command start",
             {{"session_id", session_id_}, {"command_id", cmd->id}, {"rule", cmd->decision.rule()}});
   lock.unlock();
@@ -543,6 +547,7 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     cmd->journaled = true;
   }
   cmd->go_sent = true;
+  hub_->timers()->Cancel(cmd->launch_timer);
   hub_->ProcessStarted();
   std::string first = "go\n";
   first += cmd->early_stdin;
@@ -567,6 +572,24 @@ void Session::LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std:
   if (cmd->handle != nullptr) {
     cmd->handle->Close();
   }
+}
+
+// The stream never opened, or the wrapper's report never came (a stalled API server or kubelet;
+// kubesim once lost it, docs/benchmarks.md). "go" was never sent, and the wrapper runs nothing
+// without it, so the command did not run: it ends now, as not run and audited so, instead of at
+// its time limit. Closing the stream ends the wrapper (EOF on its stdin) wherever it got to.
+void Session::LaunchTimedOutLocked(const std::shared_ptr<Command>& cmd) {
+  if (cmd->finished || cmd->go_sent) {
+    return;
+  }
+  if (cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
+    LaunchFailedLocked(cmd, absl::StrCat("its launch was not confirmed within ",
+                                         absl::FormatDuration(opts_.launch_timeout),
+                                         " (no launch report from the container)"));
+  } else if (cmd->handle != nullptr) {
+    cmd->handle->Close();  // stopped first: it ends as stopped, now
+  }
+  FinishCommandLocked(cmd, ExecResult{});
 }
 
 // Stops the running command. Its process is known exactly (the launch wrapper's report), so
@@ -707,6 +730,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     return;
   }
   cmd->finished = true;
+  hub_->timers()->Cancel(cmd->launch_timer);
   // What the audit record and the client are told (the stream's result, explained).
   ExecResult outcome = result;
   if (!cmd->go_sent) {

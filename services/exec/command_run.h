@@ -89,6 +89,8 @@ struct Command {
   std::string early_stdin;
   bool early_eof = false;
   runtime::TimerQueue::Id limit_timer = 0;
+  // Armed until "go" is sent (LaunchTimedOutLocked).
+  runtime::TimerQueue::Id launch_timer = 0;
   absl::Time upgrade_started;
 };
 

@@ -33,6 +33,10 @@ ABSL_FLAG(std::string, shell_command, "/bin/sh",
           "argv of the shell in shell mode, space separated. Default /bin/sh.");
 ABSL_FLAG(absl::Duration, interrupt_grace, absl::Seconds(3),
           "After an interrupt, how long before SIGKILL. Default 3s.");
+ABSL_FLAG(absl::Duration, launch_timeout, absl::Seconds(10),
+          "A command whose launch is not confirmed (its process's pid reported from the "
+          "container) this long after its exec stream was asked for ends as not run, with an "
+          "error, instead of at its time limit. Default 10s.");
 ABSL_FLAG(std::string, journal_dir, "",
           "Directory of the journal of running commands (one small file per command whose "
           "process may run): at start-up, commands an exec that died without a drain left "
@@ -61,6 +65,7 @@ absl::Status CheckFlags() {
                          std::pair{absl::GetFlag(FLAGS_max_session), "max_session"},
                          std::pair{absl::GetFlag(FLAGS_default_time_limit), "default_time_limit"},
                          std::pair{absl::GetFlag(FLAGS_interrupt_grace), "interrupt_grace"},
+                         std::pair{absl::GetFlag(FLAGS_launch_timeout), "launch_timeout"},
                          std::pair{absl::GetFlag(FLAGS_audit_ack_timeout), "audit_ack_timeout"}}) {
     if (absl::Status s = positive(d, name); !s.ok()) {
       return s;
@@ -105,6 +110,7 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.strict_audit = absl::GetFlag(FLAGS_audit_strict);
   options.shell_argv = absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty());
   options.interrupt_grace = absl::GetFlag(FLAGS_interrupt_grace);
+  options.launch_timeout = absl::GetFlag(FLAGS_launch_timeout);
   service.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
   service.kube_allow_insecure = absl::GetFlag(FLAGS_kube_allow_insecure);
   service.service_account_dir = absl::GetFlag(FLAGS_service_account_dir);

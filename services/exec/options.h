@@ -37,6 +37,9 @@ struct ExecOptions {
   absl::Duration interrupt_grace = absl::Seconds(3);
   // Deadline for exec's own probes (`id -u`, the checks, the stop helper).
   absl::Duration probe_timeout = absl::Seconds(10);
+  // A command whose launch wrapper has not reported its pid this long after its exec stream was
+  // asked for ends as not run ("go" was never sent, so nothing ran), not at its time limit.
+  absl::Duration launch_timeout = absl::Seconds(10);
   // How long a root-guard verdict for a (pod uid, container) is reused.
   absl::Duration root_guard_ttl = absl::Minutes(10);
   // asciicast chunks of a shell recording are sent when this big or this old.

@@ -452,13 +452,13 @@ std::vector<std::pair<std::string, std::string>> ContainerEnv(const Pod& pod, co
 void WatchMainProcess(boost::asio::io_context& io, pid_t pid, int pidfd,
                       std::shared_ptr<ProcessTable> table, std::string name) {
   auto desc = std::make_shared<boost::asio::posix::stream_descriptor>(io, pidfd);
-  desc->async_wait(
-      boost::asio::posix::stream_descriptor::wait_read,
-      [desc, pid, table, name](boost::system::error_code) {
-        int code = ReapProcess(pid);
+  WaitForExit(
+      *desc, pid,
+      [desc, pid, table, name](int code) {
         table->Remove(pid);
         podgate::log::Info("main process exited", {{"container", name}, {"exit_code", code}});
-      });
+      },
+      &table->spurious_exit_wakeups);
 }
 
 }  // namespace
@@ -513,6 +513,9 @@ std::string ApiServer::MetricsText() {
   metric("podgate_kubesim_exec_ignored_frames_total", "counter",
          "Client exec frames skipped as empty or malformed (as the API server skips them).",
          processes_->ignored_frames.load());
+  metric("podgate_kubesim_spurious_exit_wakeups_total", "counter",
+         "Wake-ups of a process's exit wait while it still ran (ignored: it is waited for again).",
+         processes_->spurious_exit_wakeups.load());
   metric("podgate_kubesim_processes", "gauge", "Live child processes (execs and main processes).",
          processes_->live_processes());
   metric("podgate_kubesim_unauthorized_total", "counter", "Requests answered 401.",

@@ -52,6 +52,23 @@ size_t ProcessTable::live_processes() {
   return pids_.size();
 }
 
+void WaitForExit(boost::asio::posix::stream_descriptor& pidfd, pid_t pid,
+                 std::function<void(int exit_code)> done, std::atomic<uint64_t>* spurious) {
+  pidfd.async_wait(
+      boost::asio::posix::stream_descriptor::wait_read,
+      [&pidfd, pid, done = std::move(done), spurious](boost::system::error_code ec) mutable {
+        if (std::optional<int> code = TryReapProcess(pid); code.has_value()) {
+          done(*code);
+          return;
+        }
+        if (ec) {
+          return;  // cancelled: the descriptor is closing
+        }
+        ++*spurious;
+        WaitForExit(pidfd, pid, std::move(done), spurious);
+      });
+}
+
 namespace {
 
 namespace net = boost::asio;
@@ -109,8 +126,9 @@ class ExecSession : public http::WebSocketHandler,
     if (err_) {
       ReadOutput(&*err_, request_.options.stderr ? k8s::kStderr : 0, err_buf_);
     }
-    pidfd_->async_wait(Descriptor::wait_read,
-                       [self = shared_from_this()](error_code ec) { self->OnExit(ec); });
+    WaitForExit(
+        *pidfd_, pid_, [self = shared_from_this()](int code) { self->OnExit(code); },
+        &table_->spurious_exit_wakeups);
   }
 
   void OnMessage(std::string data, bool binary) override {
@@ -289,8 +307,8 @@ class ExecSession : public http::WebSocketHandler,
     ioctl(out_->native_handle(), TIOCSWINSZ, &ws);
   }
 
-  void OnExit(error_code ec) {
-    exit_code_ = ReapProcess(pid_);
+  void OnExit(int code) {
+    exit_code_ = code;
     table_->Remove(pid_);
     error_code ignored;
     pidfd_->close(ignored);

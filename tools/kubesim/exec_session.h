@@ -6,6 +6,8 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -34,6 +36,8 @@ class ProcessTable {
   std::atomic<uint64_t> execs_rejected{0};
   std::atomic<uint64_t> client_gone{0};     // WebSocket closed before the process ended
   std::atomic<uint64_t> ignored_frames{0};  // empty or malformed client frames
+  // Wake-ups of a process's pidfd wait while the process still ran (see WaitForExit).
+  std::atomic<uint64_t> spurious_exit_wakeups{0};
   // Exec sessions not yet destroyed: one lives until its WebSocket has closed (OnClose), so a
   // test waits for zero before stopping the io_context (or LeakSanitizer reports the session
   // and its connection, which hold each other until then).
@@ -53,6 +57,20 @@ struct ExecRequest {
   size_t read_chunk_bytes = 32 * 1024;
   size_t stdin_queue_limit_bytes = 1024 * 1024;
 };
+
+// Calls `done` with the exit code of `pid` once it has exited and been reaped, from `pidfd`'s
+// executor; never blocks a thread. A readable pidfd is only a hint: epoll can wake a wait for
+// a readiness the pidfd never had. (asio does not remove a closed descriptor from epoll, as the
+// kernel does once the last copy of it closes; while a child forked by another thread still
+// holds a copy, the registration stays, with the reactor state asio has since handed to the
+// next descriptor it registered, such as this pidfd.) So each wake-up reaps without blocking
+// and, while the process runs, counts itself in `spurious` and waits again. Reaping with a
+// blocking waitpid there held the exec's strand until the process exited, and the process,
+// the launch wrapper, waited on the stdin that strand forwards: the stall in
+// docs/benchmarks.md. `pidfd` must outlive the wait (`done` may hold its owner); nothing is
+// called when the wait is cancelled.
+void WaitForExit(boost::asio::posix::stream_descriptor& pidfd, pid_t pid,
+                 std::function<void(int exit_code)> done, std::atomic<uint64_t>* spurious);
 
 // Creates the handler for an accepted upgrade. The exec slot must already be reserved; the
 // handler releases it when the process has been reaped.

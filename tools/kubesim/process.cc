@@ -242,12 +242,17 @@ absl::StatusOr<Process> SpawnProcess(const ProcessSpec& spec) {
   return p;
 }
 
-int ReapProcess(pid_t pid) {
+std::optional<int> TryReapProcess(pid_t pid) {
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      return 255;
-    }
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    return std::nullopt;  // still running
+  }
+  if (r < 0) {
+    return 255;  // not our child any more (reaped elsewhere): nothing to wait for
   }
   if (WIFEXITED(status)) {
     return WEXITSTATUS(status);

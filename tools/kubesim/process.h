@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,8 +39,10 @@ struct Process {
 // executable), as a shell would. Fails only when kubesim itself cannot create the process.
 absl::StatusOr<Process> SpawnProcess(const ProcessSpec& spec);
 
-// Reaps `pid` once its pidfd is readable. Returns the exit code (128+signal when killed).
-int ReapProcess(pid_t pid);
+// Reaps `pid` if it has exited, without blocking: its exit code (128+signal when killed), or
+// nullopt while it runs. A readable pidfd is not proof enough to wait for it (see WaitForExit
+// in exec_session.h).
+std::optional<int> TryReapProcess(pid_t pid);
 
 // Whether this process can run children under other uids (it is root).
 bool CanSwitchUser();

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -747,6 +749,73 @@ TEST_F(KubesimTest, TtyMergesStderrResizesAndInterrupts) {
   EXPECT_TRUE(interrupted);
   EXPECT_THAT(out, ::testing::Not(HasSubstr("after-cat")));
   EXPECT_EQ(*k8s::ParseExitStatus(status), 130);
+}
+
+// The soak stall of docs/benchmarks.md, made deterministic. asio does not take a socket it
+// opened out of epoll when it closes it (the kernel does once the last copy of it closes), so
+// while another copy lives — a child that another thread forked holds one until it closes its
+// inherited descriptors; here a dup — epoll still reports that socket, naming the reactor state
+// asio has since handed to the next descriptor it registered. Here every state the exec's
+// descriptors get (its socket, pidfd and pipes) is such a state, and each stale socket is made
+// readable while the launch-wrapper-like process waits for its stdin. The pidfd's wait wakes
+// though the process runs: kubesim must wait again, not block the exec's strand in waitpid (it
+// did: the process then never got its stdin, and the exec stalled until its client gave up).
+TEST_F(KubesimTest, ASpuriousExitWakeupNeitherEndsNorStallsTheExec) {
+  Start();
+  namespace ip = boost::asio::ip;
+  constexpr int kStale = 32;
+  ip::tcp::acceptor acceptor(io_, ip::tcp::endpoint(ip::address_v4::loopback(), 0));
+  std::vector<ip::tcp::socket> peers;
+  std::vector<int> copies;
+  {
+    std::vector<ip::tcp::socket> stale;
+    for (int i = 0; i < kStale; ++i) {
+      stale.emplace_back(io_);
+      stale.back().connect(acceptor.local_endpoint());
+      peers.push_back(acceptor.accept());
+      copies.push_back(dup(stale.back().native_handle()));
+    }
+  }  // closed, but still in epoll: their reactor states go to the exec's descriptors
+
+  k8s::ExecOptions o;
+  o.command = {"sh", "-c", "read go; echo \"got $go\""};
+  o.stdin = true;
+  o.stdout = true;
+  auto ws = http::WebSocketClient::Connect(
+      Client(), "/api/v1/namespaces/demo/pods/web-1/exec?" + k8s::EncodeExecQuery(o),
+      {"v5.channel.k8s.io"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  ASSERT_TRUE((*ws)->Read(absl::Seconds(5)).ok());  // the empty first frame: the process runs
+  for (ip::tcp::socket& peer : peers) {
+    boost::asio::write(peer, boost::asio::buffer("x", 1));
+  }
+  for (int i = 0; i < 100 && api_->processes()->spurious_exit_wakeups.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(api_->processes()->spurious_exit_wakeups.load(), 1u)
+      << "no wake-up reached the pidfd's wait: the test no longer reproduces the stall";
+  EXPECT_EQ(api_->processes()->live_processes(), 1u) << "a wake-up was taken for an exit";
+  ASSERT_TRUE((*ws)->Write(k8s::EncodeFrame(k8s::kStdin, "go\n")).ok());
+  std::string out;
+  std::string status;
+  while (true) {
+    absl::StatusOr<http::Message> m = (*ws)->Read(absl::Seconds(5));
+    if (!m.ok()) {
+      break;
+    }
+    if (m->data.size() > 1 && m->data[0] == k8s::kStdout) {
+      out += m->data.substr(1);
+    } else if (m->data.size() > 1 && m->data[0] == k8s::kStatus) {
+      status += m->data.substr(1);
+    }
+  }
+  EXPECT_EQ(out, "got go\n");
+  absl::StatusOr<int> code = k8s::ParseExitStatus(status);
+  ASSERT_TRUE(code.ok()) << code.status() << " (status \"" << status << "\")";
+  EXPECT_EQ(*code, 0);
+  for (int fd : copies) {
+    close(fd);
+  }
 }
 
 }  // namespace

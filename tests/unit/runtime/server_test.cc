@@ -5,6 +5,7 @@
 
 #include "echo_service.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "runtime/tls.h"
@@ -124,6 +125,32 @@ TEST_F(ServerTest, ShutdownDrainsAnInFlightStream) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << "shutdown waited for the deadline";
   EXPECT_EQ(echo_.finished.load(), 1);
   EXPECT_EQ(echo_.cancelled.load(), 0);
+}
+
+// gRPC's graceful shutdown also waits for every client connection to go away, calls or not: an
+// idle channel kept podgate-exec alive ~5 s after its drain (edge keeps one open all the time).
+// With no call in flight, Shutdown closes such connections instead of waiting for them; a
+// health watch, which lasts as long as its client, does not hold it either.
+TEST_F(ServerTest, ShutdownDoesNotWaitForIdleConnections) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok());
+  auto idle = LocalChannel((*server)->grpc_port());
+  ASSERT_TRUE(CheckHealth(idle).ok());  // connected, then idle
+  auto watched = LocalChannel((*server)->grpc_port());
+  auto health = grpc::health::v1::Health::NewStub(watched);
+  grpc::ClientContext watch_ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  auto watch = health->Watch(&watch_ctx, req);
+  grpc::health::v1::HealthCheckResponse res;
+  ASSERT_TRUE(watch->Read(&res));
+  EXPECT_EQ(res.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  const absl::Time start = absl::Now();
+  (*server)->Shutdown();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << "shutdown waited for idle connections";
+  while (watch->Read(&res)) {
+  }
+  watch->Finish();
 }
 
 // A stream that never ends is cancelled at the drain deadline, and Shutdown returns then.
