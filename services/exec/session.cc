@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "crypto/openssl_ptr.h"
 #include "exec/command_line.h"
 #include "exec/container_check.h"
 #include "exec/container_probe.h"
@@ -225,7 +226,7 @@ struct Session::Command {
   int64_t stdout_bytes = 0;
   int64_t stderr_bytes = 0;
   int64_t forwarded = 0;
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
+  crypto::EvpMdCtxPtr sha{EVP_MD_CTX_new()};
   std::string excerpt;
   bool excerpt_truncated = false;
   common::Termination stop_reason = common::TERMINATION_UNSPECIFIED;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "auth/base64url.h"
+#include "crypto/openssl_ptr.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/test_pki.h"
@@ -23,32 +24,26 @@ using ::testing::HasSubstr;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
 
-std::shared_ptr<EVP_PKEY> GenRsa(int bits) {
-  return std::shared_ptr<EVP_PKEY>(EVP_RSA_gen(bits), PkeyDeleter());
-}
-std::shared_ptr<EVP_PKEY> GenEc(const char* curve) {
-  return std::shared_ptr<EVP_PKEY>(EVP_EC_gen(curve), PkeyDeleter());
-}
+std::shared_ptr<EVP_PKEY> GenRsa(int bits) { return crypto::SharePkey(EVP_RSA_gen(bits)); }
+std::shared_ptr<EVP_PKEY> GenEc(const char* curve) { return crypto::SharePkey(EVP_EC_gen(curve)); }
 
 std::string PublicPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, key);
+  crypto::BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PUBKEY(bio.get(), key);
   char* data = nullptr;
-  const long len = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return out;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
 }
 
 // A key parameter big-endian, left-padded to `width` bytes when given (a JWK's EC coordinates
 // are always full length: one P-256 key in 128 has a coordinate with a leading zero byte).
 std::string BnParam(EVP_PKEY* key, const char* name, int width = 0) {
-  BIGNUM* bn = nullptr;
-  EVP_PKEY_get_bn_param(key, name, &bn);
-  const int len = width > 0 ? width : BN_num_bytes(bn);
+  BIGNUM* raw = nullptr;
+  EVP_PKEY_get_bn_param(key, name, &raw);
+  crypto::BignumPtr bn(raw);
+  const int len = width > 0 ? width : BN_num_bytes(bn.get());
   std::string out(static_cast<size_t>(len), '\0');
-  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), len);
-  BN_free(bn);
+  BN_bn2binpad(bn.get(), reinterpret_cast<unsigned char*>(out.data()), len);
   return out;
 }
 
@@ -243,15 +238,14 @@ TEST_F(JwtTest, Es256DerSignatureIsRefused) {
   const std::string token = *Sign(Claims(), es_);
   std::vector<std::string> parts = absl::StrSplit(token, '.');
   const std::string input = absl::StrCat(parts[0], ".", parts[1]);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   size_t len = 0;
-  EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, es_.pkey.get());
-  EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
+  EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, es_.pkey.get());
+  EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
                  input.size());
   std::string der(len, '\0');
-  EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(der.data()), &len,
+  EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(der.data()), &len,
                  reinterpret_cast<const unsigned char*>(input.data()), input.size());
-  EVP_MD_CTX_free(ctx);
   der.resize(len);
   EXPECT_EQ(Reason(v.Verify(absl::StrCat(input, ".", Base64UrlEncode(der)))), "bad_signature");
 }
