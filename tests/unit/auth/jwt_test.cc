@@ -459,12 +459,65 @@ TEST(Base64UrlTest, DecodingIsStrict) {
   EXPECT_EQ(Base64UrlDecode("a+k"), std::nullopt);   // standard alphabet
   EXPECT_EQ(Base64UrlDecode("a"), std::nullopt);     // impossible length
   EXPECT_EQ(Base64UrlDecode("a Gk"), std::nullopt);  // whitespace
+  // What Abseil's decoder alone would take (it skips whitespace, accepts '=' and '.' padding
+  // and ignores trailing bits): each must still be refused.
+  for (const char* lenient : {"QQ==", "QQ..", "QUI=", "aGk\n", " aGk", "aG\tk", "aGk\r", "QR",
+                              "QUJ", "aGl", "a/k", "aGk.", "QQ=="}) {
+    EXPECT_EQ(Base64UrlDecode(lenient), std::nullopt) << lenient;
+  }
+  EXPECT_EQ(Base64UrlDecode(std::string("aG\0k", 4)), std::nullopt);
+  EXPECT_EQ(Base64UrlDecode("QQ"), "A");
+  EXPECT_EQ(Base64UrlDecode("QUI"), "AB");
+  EXPECT_EQ(Base64UrlDecode(""), "");
+  EXPECT_EQ(Base64UrlDecode("-_-_"), "\xfb\xff\xbf");
   for (int n = 0; n < 40; ++n) {
     std::string data;
     for (int i = 0; i < n; ++i) {
       data.push_back(static_cast<char>(i * 37 + n));
     }
     EXPECT_EQ(Base64UrlDecode(Base64UrlEncode(data)), data);
+  }
+}
+
+// Every 2- and 3-character text decodes exactly when it is the one canonical encoding: each
+// character in the base64url alphabet and the bits past the last whole byte zero.
+TEST(Base64UrlTest, ShortTextsDecodeExactlyWhenCanonical) {
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  auto value = [&](char c) { return static_cast<int>(alphabet.find(c)); };
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) {
+      const std::string two = {static_cast<char>(a), static_cast<char>(b)};
+      const bool canonical2 = alphabet.find(two[0]) != std::string::npos &&
+                              alphabet.find(two[1]) != std::string::npos &&
+                              (value(two[1]) & 0xF) == 0;
+      ASSERT_EQ(Base64UrlDecode(two).has_value(), canonical2) << a << "," << b;
+    }
+  }
+  for (const char a : alphabet) {
+    for (int c = 0; c < 256; ++c) {
+      const std::string three = {a, 'A', static_cast<char>(c)};
+      const bool canonical3 =
+          alphabet.find(three[2]) != std::string::npos && (value(three[2]) & 0x3) == 0;
+      ASSERT_EQ(Base64UrlDecode(three).has_value(), canonical3) << a << "," << c;
+      if (canonical3) {
+        EXPECT_EQ(Base64UrlEncode(*Base64UrlDecode(three)), three);
+      }
+    }
+  }
+}
+
+// A token whose segment is padded or wrapped is refused, though its bytes would decode.
+TEST_F(JwtTest, PaddedOrWrappedSegmentsAreRefused) {
+  Verifier v = MakeVerifier({hs_});
+  const std::string token = *Sign(Claims(), hs_);
+  ASSERT_TRUE(v.Verify(token).ok());
+  std::vector<std::string> parts = absl::StrSplit(token, '.');
+  for (const std::string& changed : {absl::StrCat(parts[0], "=.", parts[1], ".", parts[2]),
+                                     absl::StrCat(parts[0], ".", parts[1], "\n.", parts[2]),
+                                     absl::StrCat(parts[0], ".", parts[1], ".", parts[2], "=="),
+                                     absl::StrCat(parts[0], ".", parts[1].substr(0, 10), " ",
+                                                  parts[1].substr(10), ".", parts[2])}) {
+    EXPECT_FALSE(v.Verify(changed).ok()) << changed;
   }
 }
 
