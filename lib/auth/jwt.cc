@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "auth/base64url.h"
+#include "crypto/openssl_ptr.h"
 
 namespace podgate::auth {
 namespace {
@@ -25,13 +26,6 @@ absl::Status Refuse(const std::string& reason, const std::string& message) {
   status.SetPayload(kReasonPayload, absl::Cord(reason));
   return status;
 }
-
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-struct SigDeleter {
-  void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
-};
 
 std::string HmacSha256(const std::string& secret, absl::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -46,7 +40,7 @@ std::optional<std::string> RawEcdsaToDer(absl::string_view raw) {
   if (raw.size() != 64) {
     return std::nullopt;
   }
-  std::unique_ptr<ECDSA_SIG, SigDeleter> sig(ECDSA_SIG_new());
+  crypto::EcdsaSigPtr sig(ECDSA_SIG_new());
   BIGNUM* r = BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()), 32, nullptr);
   BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()) + 32, 32, nullptr);
   ECDSA_SIG_set0(sig.get(), r, s);
@@ -62,7 +56,7 @@ std::optional<std::string> RawEcdsaToDer(absl::string_view raw) {
 
 std::optional<std::string> DerEcdsaToRaw(const std::string& der) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
-  std::unique_ptr<ECDSA_SIG, SigDeleter> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size())));
+  crypto::EcdsaSigPtr sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size())));
   if (sig == nullptr) {
     return std::nullopt;
   }
@@ -78,7 +72,7 @@ std::optional<std::string> DerEcdsaToRaw(const std::string& der) {
 }
 
 bool VerifyDigestSignature(EVP_PKEY* key, absl::string_view data, absl::string_view sig) {
-  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   const bool ok =
       EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) == 1 &&
       EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
@@ -324,7 +318,7 @@ absl::StatusOr<std::string> Sign(const nlohmann::json& claims, const Key& key) {
   if (key.alg == Algorithm::kHS256) {
     sig = HmacSha256(key.secret, input);
   } else {
-    std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+    crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
     size_t len = 0;
     if (EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.pkey.get()) != 1 ||
         EVP_DigestSign(ctx.get(), nullptr, &len,

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "auth/base64url.h"
+#include "crypto/openssl_ptr.h"
 #include "nlohmann/json.hpp"
 
 namespace podgate::auth {
@@ -23,29 +24,6 @@ namespace {
 
 // JWKS and key files are small; anything bigger is a mistake.
 constexpr size_t kMaxKeyFileBytes = 1 << 20;
-
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct BnDeleter {
-  void operator()(BIGNUM* b) const { BN_free(b); }
-};
-struct BldDeleter {
-  void operator()(OSSL_PARAM_BLD* b) const { OSSL_PARAM_BLD_free(b); }
-};
-struct ParamDeleter {
-  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
-};
-struct CtxDeleter {
-  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
-};
-struct X509Deleter {
-  void operator()(X509* x) const { X509_free(x); }
-};
-
-std::shared_ptr<EVP_PKEY> Share(EVP_PKEY* key) {
-  return std::shared_ptr<EVP_PKEY>(key, PkeyDeleter());
-}
 
 // Checks that `key` fits `alg`: RSA of at least kMinRsaBits for RS256, EC P-256 for ES256.
 absl::Status CheckKeyFitsAlgorithm(EVP_PKEY* key, Algorithm alg, const std::string& where) {
@@ -107,15 +85,15 @@ absl::StatusOr<std::string> B64Member(const nlohmann::json& jwk, const char* nam
 
 absl::StatusOr<std::shared_ptr<EVP_PKEY>> FromParams(const char* type, OSSL_PARAM_BLD* bld,
                                                      const std::string& where) {
-  std::unique_ptr<OSSL_PARAM, ParamDeleter> params(OSSL_PARAM_BLD_to_param(bld));
-  std::unique_ptr<EVP_PKEY_CTX, CtxDeleter> ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  crypto::OsslParamPtr params(OSSL_PARAM_BLD_to_param(bld));
+  crypto::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   EVP_PKEY* key = nullptr;
   if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
     ERR_clear_error();
     return absl::InvalidArgumentError(absl::StrCat(where, ": not a valid ", type, " key"));
   }
-  return Share(key);
+  return crypto::SharePkey(key);
 }
 
 absl::StatusOr<Key> RsaFromJwk(const nlohmann::json& jwk, const std::string& where) {
@@ -127,13 +105,11 @@ absl::StatusOr<Key> RsaFromJwk(const nlohmann::json& jwk, const std::string& whe
   if (!e.ok()) {
     return e.status();
   }
-  std::unique_ptr<BIGNUM, BnDeleter> bn_n(
-      BN_bin2bn(reinterpret_cast<const unsigned char*>(n->data()), static_cast<int>(n->size()),
-                nullptr));
-  std::unique_ptr<BIGNUM, BnDeleter> bn_e(
-      BN_bin2bn(reinterpret_cast<const unsigned char*>(e->data()), static_cast<int>(e->size()),
-                nullptr));
-  std::unique_ptr<OSSL_PARAM_BLD, BldDeleter> bld(OSSL_PARAM_BLD_new());
+  crypto::BignumPtr bn_n(BN_bin2bn(reinterpret_cast<const unsigned char*>(n->data()),
+                                   static_cast<int>(n->size()), nullptr));
+  crypto::BignumPtr bn_e(BN_bin2bn(reinterpret_cast<const unsigned char*>(e->data()),
+                                   static_cast<int>(e->size()), nullptr));
+  crypto::OsslParamBldPtr bld(OSSL_PARAM_BLD_new());
   OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get());
   OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get());
   absl::StatusOr<std::shared_ptr<EVP_PKEY>> pkey = FromParams("RSA", bld.get(), where);
@@ -162,7 +138,7 @@ absl::StatusOr<Key> EcFromJwk(const nlohmann::json& jwk, const std::string& wher
     return absl::InvalidArgumentError(absl::StrCat(where, ": P-256 coordinates are 32 bytes"));
   }
   const std::string point = absl::StrCat("\x04", *x, *y);
-  std::unique_ptr<OSSL_PARAM_BLD, BldDeleter> bld(OSSL_PARAM_BLD_new());
+  crypto::OsslParamBldPtr bld(OSSL_PARAM_BLD_new());
   OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0);
   OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
                                    point.size());
@@ -228,12 +204,11 @@ absl::StatusOr<KeySet> KeySet::FromPemFile(const std::string& path, Algorithm al
     return pem.status();
   }
   auto bio = [&] {
-    return std::unique_ptr<BIO, BioDeleter>(
-        BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+    return crypto::BioPtr(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
   };
   EVP_PKEY* raw = PEM_read_bio_PUBKEY(bio().get(), nullptr, nullptr, nullptr);
   if (raw == nullptr) {
-    std::unique_ptr<X509, X509Deleter> cert(PEM_read_bio_X509(bio().get(), nullptr, nullptr, nullptr));
+    crypto::X509Ptr cert(PEM_read_bio_X509(bio().get(), nullptr, nullptr, nullptr));
     if (cert != nullptr) {
       raw = X509_get_pubkey(cert.get());
     }
@@ -249,7 +224,7 @@ absl::StatusOr<KeySet> KeySet::FromPemFile(const std::string& path, Algorithm al
   Key key;
   key.kid = kid;
   key.alg = alg;
-  key.pkey = Share(raw);
+  key.pkey = crypto::SharePkey(raw);
   if (absl::Status s = CheckKeyFitsAlgorithm(raw, alg, absl::StrCat("'", path, "'")); !s.ok()) {
     return s;
   }
@@ -387,7 +362,7 @@ absl::StatusOr<Key> LoadSigningKey(const std::string& path, Algorithm alg,
   if (!pem.ok()) {
     return pem.status();
   }
-  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+  crypto::BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
   EVP_PKEY* raw = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
   ERR_clear_error();
   if (raw == nullptr) {
@@ -396,7 +371,7 @@ absl::StatusOr<Key> LoadSigningKey(const std::string& path, Algorithm alg,
   Key key;
   key.kid = kid;
   key.alg = alg;
-  key.pkey = Share(raw);
+  key.pkey = crypto::SharePkey(raw);
   if (absl::Status s = CheckKeyFitsAlgorithm(raw, alg, absl::StrCat("'", path, "'")); !s.ok()) {
     return s;
   }

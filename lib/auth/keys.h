@@ -23,11 +23,6 @@ const char* AlgorithmName(Algorithm alg);
 // Parses one of the three names; anything else (including "none") is InvalidArgument.
 absl::StatusOr<Algorithm> ParseAlgorithm(absl::string_view name);
 
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-
 // One key, pinned to one algorithm.
 struct Key {
   // The key id tokens name in their `kid` header; may be empty for a single-key set.

@@ -20,6 +20,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -862,6 +863,34 @@ void Server::Stop() {
     impl->acceptor.close(ignored);
     impl->accept_timer.cancel();
   });
+}
+
+absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    return absl::InvalidArgumentError("not host:port");
+  }
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port_text = text.substr(colon + 1);
+  int port = -1;
+  if (port_text.empty() || port_text.size() > 5 ||
+      !absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) || port < 0 ||
+      port > 65535 || !absl::ascii_isdigit(static_cast<unsigned char>(port_text[0]))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("port '", std::string(port_text), "' is not 0 to 65535"));
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return absl::InvalidArgumentError("an IPv6 host goes in brackets: [::1]:port");
+  }
+  error_code ec;
+  net::ip::make_address(std::string(host), ec);
+  if (ec || host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "host '", std::string(host), "' is not an IP address (names are not looked up)"));
+  }
+  return ListenAddress{std::string(host), static_cast<uint16_t>(port)};
 }
 
 Response MakeResponse(const Request& request, bhttp::status status, std::string content_type,

@@ -178,6 +178,14 @@ class Server {
   std::shared_ptr<Impl> impl_;
 };
 
+// A listen address as flags give it: "host:port" or "[ipv6]:port", the host an IP address (no
+// name is looked up), the port 0 to 65535 (0 picks a free port).
+struct ListenAddress {
+  std::string host;  // without brackets, e.g. "::" or "127.0.0.1"
+  uint16_t port = 0;
+};
+absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
+
 // A response with a body and content type, keep-alive following the request.
 Response MakeResponse(const Request& request, boost::beast::http::status status,
                       std::string content_type, std::string body);

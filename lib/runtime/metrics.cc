@@ -1,13 +1,12 @@
 #include "runtime/metrics.h"
 
 #include <dirent.h>
-#include <netdb.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <cstdio>
-#include <exception>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -16,8 +15,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/notification.h"
+#include "http/server.h"
 #include "prometheus/gauge.h"
+#include "prometheus/text_serializer.h"
 
 #ifndef PODGATE_VERSION
 #define PODGATE_VERSION "dev"
@@ -112,69 +112,105 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   return out;
 }
 
-MetricsServer::~MetricsServer() {
-  if (exposer_ == nullptr || port_ == 0) {
-    return;
-  }
-  absl::Notification stopped;
-  std::thread waker([this, &stopped] {
-    const std::string port = std::to_string(port_);
-    while (!stopped.WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
-      addrinfo hints{};
-      hints.ai_socktype = SOCK_STREAM;
-      hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-      addrinfo* found = nullptr;
-      if (getaddrinfo(wake_host_.c_str(), port.c_str(), &hints, &found) != 0) {
-        return;
-      }
-      const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd >= 0) {
-        (void)connect(fd, found->ai_addr, found->ai_addrlen);
-        close(fd);
-      }
-      freeaddrinfo(found);
-    }
-  });
-  exposer_.reset();
-  stopped.Notify();
-  waker.join();
+const std::vector<std::pair<std::string, std::string>>& MetricsResponseHeaders() {
+  static const auto* const kHeaders = new std::vector<std::pair<std::string, std::string>>{
+      {"Cache-Control", "no-store"},
+      {"X-Content-Type-Options", "nosniff"},
+      {"X-Frame-Options", "DENY"},
+      {"Referrer-Policy", "no-referrer"},
+      {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"}};
+  return *kHeaders;
 }
+
+struct MetricsServer::Impl {
+  boost::asio::io_context io{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work =
+      boost::asio::make_work_guard(io);
+  std::shared_ptr<prometheus::Registry> registry;
+  ProcessCollector process;
+  std::unique_ptr<http::Server> server;
+  std::thread thread;
+
+  http::RouteResult Route(const http::Request& request) const {
+    namespace bhttp = boost::beast::http;
+    http::RouteResult result;
+    const std::string_view target = request.target();
+    if (target.substr(0, target.find('?')) != "/metrics") {
+      result.response =
+          http::MakeResponse(request, bhttp::status::not_found, "text/plain", "not found\n");
+      return result;
+    }
+    if (request.method() != bhttp::verb::get) {
+      result.response = http::MakeResponse(request, bhttp::status::method_not_allowed, "text/plain",
+                                           "only GET\n");
+      result.response->set(bhttp::field::allow, "GET");
+      return result;
+    }
+    std::vector<prometheus::MetricFamily> families = process.Collect();
+    std::vector<prometheus::MetricFamily> more = registry->Collect();
+    families.insert(families.end(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+    result.response =
+        http::MakeResponse(request, bhttp::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+                           prometheus::TextSerializer().Serialize(families));
+    return result;
+  }
+};
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     const std::string& address, const std::string& service,
     std::shared_ptr<prometheus::Registry> registry) {
+  absl::StatusOr<http::ListenAddress> listen = http::ParseListenAddress(address);
+  if (!listen.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_address: '", address, "': ", listen.status().message()));
+  }
   std::unique_ptr<MetricsServer> server(new MetricsServer());
-  try {
-    // Two threads are plenty for scrapes; civetweb's default is 50.
-    server->exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("--metrics_address: cannot listen on '", address, "': ", e.what()));
+  server->impl_ = std::make_unique<Impl>();
+  Impl* impl = server->impl_.get();
+  impl->registry = registry;
+  http::ServerOptions options;
+  options.address = listen->host;
+  options.port = listen->port;
+  // A scrape is a GET: no body, small headers; scrapers are few.
+  options.body_limit_bytes = 4 * 1024;
+  options.header_limit_bytes = 8 * 1024;
+  options.max_connections = kMaxConnections;
+  options.response_headers = MetricsResponseHeaders();
+  absl::StatusOr<std::unique_ptr<http::Server>> http_server =
+      http::Server::Start(impl->io, std::move(options),
+                          [impl](const http::Request& request, const http::RequestContext&, bool) {
+                            return impl->Route(request);
+                          });
+  if (!http_server.ok()) {
+    return absl::UnavailableError(absl::StrCat("--metrics_address: cannot listen on '", address,
+                                               "': ", http_server.status().message()));
   }
-  const std::vector<int> ports = server->exposer_->GetListeningPorts();
-  if (ports.empty()) {
-    return absl::UnavailableError(
-        absl::StrCat("--metrics_address: cannot listen on '", address, "'"));
-  }
-  server->port_ = ports.front();
-  // The host part of "host:port" ("[::1]:0" included); a wildcard is reached on loopback.
-  std::string host = address.substr(0, address.rfind(':'));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  server->wake_host_ = host.empty() || host == "0.0.0.0" ? "127.0.0.1"
-                       : host == "::"                    ? "::1"
-                                                         : host;
+  impl->server = *std::move(http_server);
+  server->port_ = impl->server->port();
   prometheus::BuildGauge()
       .Name("podgate_build_info")
       .Help("Always 1; labels name the service and its version.")
       .Register(*registry)
       .Add({{"service", service}, {"version", PODGATE_VERSION}})
       .Set(1);
-  server->process_ = std::make_shared<ProcessCollector>();
-  server->exposer_->RegisterCollectable(server->process_);
-  server->exposer_->RegisterCollectable(registry);
+  impl->thread = std::thread([impl] { impl->io.run(); });
   return server;
+}
+
+MetricsServer::~MetricsServer() {
+  if (impl_ == nullptr) {
+    return;
+  }
+  if (impl_->server != nullptr) {
+    impl_->server->Stop();
+  }
+  impl_->work.reset();
+  impl_->io.stop();
+  if (impl_->thread.joinable()) {
+    impl_->thread.join();
+  }
+  impl_->server.reset();
 }
 
 }  // namespace podgate::runtime

@@ -1,15 +1,18 @@
 // Prometheus exposition on its own HTTP port, with the standard process_* metrics.
 //
 // Every component registers its metrics on the shared prometheus::Registry the server owns;
-// names follow `podgate_<service>_<thing>_<unit>`.
+// names follow `podgate_<service>_<thing>_<unit>`. The port is served by podgate's one HTTP layer
+// (lib/http), so its answers carry the same security headers and limits as every other
+// podgate HTTP answer.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "prometheus/collectable.h"
-#include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 
 namespace podgate::runtime {
@@ -22,27 +25,35 @@ class ProcessCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 };
 
-// Serves /metrics for a registry.
+// The headers every answer of the metrics port carries (200, 404, 405 and the HTTP layer's own
+// 400/413/431 and refusals): nosniff, no caching, no framing, no referrer, and a
+// Content-Security-Policy that lets the text load nothing.
+const std::vector<std::pair<std::string, std::string>>& MetricsResponseHeaders();
+
+// Serves GET /metrics for a registry (the text exposition format, version 0.0.4) on one thread;
+// any other path is 404, any other method on /metrics 405.
 class MetricsServer {
  public:
+  // At most this many connections at once (Prometheus holds one per scraper).
+  static constexpr size_t kMaxConnections = 64;
+
   // Listens on `address` ("host:port"; port 0 picks a free one). Also registers the process
   // collector and podgate_build_info{service,version}.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& address, const std::string& service,
       std::shared_ptr<prometheus::Registry> registry);
 
+  // Stops accepting and joins the serving thread.
+  ~MetricsServer();
+
   // The port actually bound.
   int port() const { return port_; }
 
-  // Stops serving at once: civetweb's stop waits for its accept loop, which polls in 2 s steps,
-  // so a connection made once the stop has begun wakes it.
-  ~MetricsServer();
+  struct Impl;
 
  private:
   MetricsServer() = default;
-  std::string wake_host_;  // where a connection reaches the listening socket
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  std::shared_ptr<ProcessCollector> process_;
+  std::unique_ptr<Impl> impl_;
   int port_ = 0;
 };
 

@@ -78,8 +78,14 @@ int RunServer(const ServiceDefaults& defaults, std::vector<grpc::Service*> servi
   if (!options.ok()) {
     ExitWithError(std::string(options.status().message()));
   }
+  return RunServer(*std::move(options), std::move(services), std::move(registry), on_started);
+}
+
+int RunServer(ServerOptions options, std::vector<grpc::Service*> services,
+              std::shared_ptr<prometheus::Registry> registry,
+              const std::function<void(Server&)>& on_started) {
   absl::StatusOr<std::unique_ptr<Server>> server =
-      Server::Start(*std::move(options), std::move(services), std::move(registry));
+      Server::Start(std::move(options), std::move(services), std::move(registry));
   if (!server.ok()) {
     ExitWithError(std::string(server.status().message()));
   }

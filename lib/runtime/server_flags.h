@@ -45,5 +45,9 @@ void InitLoggingFromFlags(std::string_view service);
 int RunServer(const ServiceDefaults& defaults, std::vector<grpc::Service*> services,
               std::shared_ptr<prometheus::Registry> registry,
               const std::function<void(Server&)>& on_started = nullptr);
+// The same with the shared flags already read (a service's own options hold them).
+int RunServer(ServerOptions options, std::vector<grpc::Service*> services,
+              std::shared_ptr<prometheus::Registry> registry,
+              const std::function<void(Server&)>& on_started = nullptr);
 
 }  // namespace podgate::runtime

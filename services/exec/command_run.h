@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "crypto/openssl_ptr.h"
 #include "exec/container_probe.h"
 #include "exec/kube.h"
 #include "podgate/common/v1/common.pb.h"
@@ -60,7 +61,7 @@ struct Command {
   int64_t stdout_bytes = 0;
   int64_t stderr_bytes = 0;
   int64_t forwarded = 0;
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
+  crypto::EvpMdCtxPtr sha{EVP_MD_CTX_new()};
   std::string excerpt;
   bool excerpt_truncated = false;
   common::Termination stop_reason = common::TERMINATION_UNSPECIFIED;

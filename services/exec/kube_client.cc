@@ -10,6 +10,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -30,38 +31,6 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-// Base64 (standard alphabet, padding allowed) as kubeconfig `*-data` fields use it.
-absl::StatusOr<std::string> DecodeBase64(const std::string& text) {
-  std::string out;
-  int val = 0;
-  int bits = -8;
-  for (const unsigned char c : text) {
-    int d;
-    if (c >= 'A' && c <= 'Z') {
-      d = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      d = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      d = c - '0' + 52;
-    } else if (c == '+') {
-      d = 62;
-    } else if (c == '/') {
-      d = 63;
-    } else if (c == '=' || c == '\n' || c == '\r' || c == ' ') {
-      continue;
-    } else {
-      return absl::InvalidArgumentError("not base64");
-    }
-    val = (val << 6) | d;
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
 }
 
 // Splits "https://host:port[/path]" (IPv6 in brackets) into host, port and path prefix.
@@ -200,11 +169,10 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
     if (data.empty()) {
       return absl::OkStatus();
     }
-    absl::StatusOr<std::string> decoded = DecodeBase64(data);
-    if (!decoded.ok()) {
+    // Standard base64 as kubectl writes it; Abseil also takes missing padding and line breaks.
+    if (!absl::Base64Unescape(data, pem)) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": ", data_key, " is not base64"));
     }
-    *pem = *std::move(decoded);
     return absl::OkStatus();
   };
   if (absl::Status s = file_or_data(cluster, "certificate-authority", "certificate-authority-data",

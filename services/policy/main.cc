@@ -6,9 +6,9 @@
 #include <iostream>
 #include <sstream>
 
-#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "clients/audit_client.h"
+#include "policy/options.h"
 #include "policy/policy_loader.h"
 #include "policy/policy_metrics.h"
 #include "policy/policy_service.h"
@@ -18,16 +18,6 @@
 #include "runtime/peer_flags.h"
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
-
-ABSL_FLAG(std::string, policy_file, "",
-          "Path of the policy document (YAML, docs/policy.md), reloaded when it changes. Empty "
-          "(default) serves an empty policy that denies everything.");
-ABSL_FLAG(absl::Duration, policy_poll_interval, absl::Seconds(1),
-          "How often the policy file is also stat()ed for changes, besides inotify, e.g. 1s. "
-          "Default 1s.");
-ABSL_FLAG(std::string, check, "",
-          "Validate this policy document, print its issues as FILE:LINE:COLUMN: SEVERITY: "
-          "MESSAGE and exit: 0 valid, 1 invalid, 2 unreadable. Default: empty (serve).");
 
 namespace {
 
@@ -84,44 +74,44 @@ int main(int argc, char** argv) {
       "  podgate-policy --policy_file=FILE [server flags]   serve\n"
       "  podgate-policy --check=FILE                          validate a document and exit\n"
       "Every flag may also be set as PODGATE_<FLAG>.");
-  if (const std::string check = absl::GetFlag(FLAGS_check); !check.empty()) {
-    return Check(check);
-  }
-  podgate::runtime::InitLoggingFromFlags("policy");
-  const podgate::runtime::ServiceDefaults defaults{"policy", "[::]:7101", "[::]:9101"};
-  // The shared flags are checked before the policy loads, so a bad flag stays one line.
-  if (auto options = podgate::runtime::ServerOptionsFromFlags(defaults); !options.ok()) {
+  absl::StatusOr<podgate::policy::PolicyOptions> options =
+      podgate::policy::PolicyOptionsFromFlags();
+  if (!options.ok()) {
     podgate::runtime::ExitWithError(std::string(options.status().message()));
   }
+  if (!options->check_file.empty()) {
+    return Check(options->check_file);
+  }
+  podgate::runtime::InitLoggingFromFlags("policy");
   auto registry = std::make_shared<prometheus::Registry>();
   podgate::policy::PolicyMetrics metrics(*registry);
   // Policy changes reach audit through the shared recorder when an audit service is named.
   std::unique_ptr<podgate::clients::AuditClient> audit;
   std::unique_ptr<AuditSink> sink;
-  if (const podgate::runtime::PeerFlags peer = podgate::runtime::AuditPeerFlags();
-      !peer.address.empty()) {
-    auto channel = podgate::runtime::CreatePeerChannel(peer);
+  if (!options->audit.address.empty()) {
+    auto channel = podgate::runtime::CreatePeerChannel(options->audit);
     if (!channel.ok()) {
       podgate::runtime::ExitWithError(std::string(channel.status().message()));
     }
-    podgate::clients::AuditClientOptions options;
-    options.source_service = "policy";
-    audit = std::make_unique<podgate::clients::AuditClient>(*channel, options);
+    podgate::clients::AuditClientOptions audit_options;
+    audit_options.source_service = "policy";
+    audit = std::make_unique<podgate::clients::AuditClient>(*channel, audit_options);
     sink = std::make_unique<AuditSink>(audit.get());
   }
   podgate::policy::PolicyStore store(&metrics, sink.get());
-  const std::string policy_file = absl::GetFlag(FLAGS_policy_file);
+  const std::string& policy_file = options->policy_file;
   if (!policy_file.empty()) {
     if (absl::Status s = store.LoadFile(policy_file); !s.ok()) {
       podgate::runtime::ExitWithError(absl::StrCat("--policy_file: ", s.message()));
     }
-    if (absl::Status s = store.StartWatching(absl::GetFlag(FLAGS_policy_poll_interval)); !s.ok()) {
+    if (absl::Status s = store.StartWatching(options->poll_interval); !s.ok()) {
       podgate::runtime::ExitWithError(absl::StrCat("--policy_poll_interval: ", s.message()));
     }
   }
   podgate::policy::PolicyServiceImpl service(&store, &metrics);
   return podgate::runtime::RunServer(
-      defaults, {&service}, registry, [&policy_file, &service](podgate::runtime::Server& server) {
+      options->server, {&service}, registry,
+      [&policy_file, &service](podgate::runtime::Server& server) {
         server.AddDrainHook([&service] { service.Drain(); });
         // Logged once serving, so that a start-up failure stays a single line.
         if (policy_file.empty()) {

@@ -24,6 +24,7 @@
 #include "absl/strings/ascii.h"
 #include "auth/base64url.h"
 #include "auth/jwt.h"
+#include "crypto/openssl_ptr.h"
 
 namespace auth = podgate::auth;
 
@@ -58,7 +59,7 @@ const auth::Verifier& TheVerifier() {
     auth::Key ec;
     ec.kid = "e1";
     ec.alg = auth::Algorithm::kES256;
-    ec.pkey.reset(EVP_EC_gen("P-256"), EVP_PKEY_free);
+    ec.pkey = podgate::crypto::SharePkey(EVP_EC_gen("P-256"));
     if (ec.pkey == nullptr || !keys.Add(ec).ok()) {
       std::abort();
     }

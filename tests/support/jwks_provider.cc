@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "auth/base64url.h"
+#include "crypto/openssl_ptr.h"
 #include "nlohmann/json.hpp"
 
 namespace podgate::testing {
@@ -14,11 +15,11 @@ namespace {
 namespace bhttp = boost::beast::http;
 
 std::string Coordinate(EVP_PKEY* key, const char* name) {
-  BIGNUM* bn = nullptr;
-  EVP_PKEY_get_bn_param(key, name, &bn);
+  BIGNUM* raw = nullptr;
+  EVP_PKEY_get_bn_param(key, name, &raw);
+  crypto::BignumPtr bn(raw);
   std::string out(32, '\0');
-  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), 32);
-  BN_free(bn);
+  BN_bn2binpad(bn.get(), reinterpret_cast<unsigned char*>(out.data()), 32);
   return auth::Base64UrlEncode(out);
 }
 
@@ -28,7 +29,7 @@ auth::Key GenerateEs256Key(const std::string& kid) {
   auth::Key k;
   k.kid = kid;
   k.alg = auth::Algorithm::kES256;
-  k.pkey = std::shared_ptr<EVP_PKEY>(EVP_EC_gen("P-256"), auth::PkeyDeleter());
+  k.pkey = crypto::SharePkey(EVP_EC_gen("P-256"));
   return k;
 }
 

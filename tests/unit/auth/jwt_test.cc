@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "auth/base64url.h"
+#include "crypto/openssl_ptr.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/test_pki.h"
@@ -23,32 +24,26 @@ using ::testing::HasSubstr;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
 
-std::shared_ptr<EVP_PKEY> GenRsa(int bits) {
-  return std::shared_ptr<EVP_PKEY>(EVP_RSA_gen(bits), PkeyDeleter());
-}
-std::shared_ptr<EVP_PKEY> GenEc(const char* curve) {
-  return std::shared_ptr<EVP_PKEY>(EVP_EC_gen(curve), PkeyDeleter());
-}
+std::shared_ptr<EVP_PKEY> GenRsa(int bits) { return crypto::SharePkey(EVP_RSA_gen(bits)); }
+std::shared_ptr<EVP_PKEY> GenEc(const char* curve) { return crypto::SharePkey(EVP_EC_gen(curve)); }
 
 std::string PublicPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, key);
+  crypto::BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PUBKEY(bio.get(), key);
   char* data = nullptr;
-  const long len = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return out;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
 }
 
 // A key parameter big-endian, left-padded to `width` bytes when given (a JWK's EC coordinates
 // are always full length: one P-256 key in 128 has a coordinate with a leading zero byte).
 std::string BnParam(EVP_PKEY* key, const char* name, int width = 0) {
-  BIGNUM* bn = nullptr;
-  EVP_PKEY_get_bn_param(key, name, &bn);
-  const int len = width > 0 ? width : BN_num_bytes(bn);
+  BIGNUM* raw = nullptr;
+  EVP_PKEY_get_bn_param(key, name, &raw);
+  crypto::BignumPtr bn(raw);
+  const int len = width > 0 ? width : BN_num_bytes(bn.get());
   std::string out(static_cast<size_t>(len), '\0');
-  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), len);
-  BN_free(bn);
+  BN_bn2binpad(bn.get(), reinterpret_cast<unsigned char*>(out.data()), len);
   return out;
 }
 
@@ -243,15 +238,14 @@ TEST_F(JwtTest, Es256DerSignatureIsRefused) {
   const std::string token = *Sign(Claims(), es_);
   std::vector<std::string> parts = absl::StrSplit(token, '.');
   const std::string input = absl::StrCat(parts[0], ".", parts[1]);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   size_t len = 0;
-  EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, es_.pkey.get());
-  EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
+  EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, es_.pkey.get());
+  EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
                  input.size());
   std::string der(len, '\0');
-  EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(der.data()), &len,
+  EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(der.data()), &len,
                  reinterpret_cast<const unsigned char*>(input.data()), input.size());
-  EVP_MD_CTX_free(ctx);
   der.resize(len);
   EXPECT_EQ(Reason(v.Verify(absl::StrCat(input, ".", Base64UrlEncode(der)))), "bad_signature");
 }
@@ -465,12 +459,65 @@ TEST(Base64UrlTest, DecodingIsStrict) {
   EXPECT_EQ(Base64UrlDecode("a+k"), std::nullopt);   // standard alphabet
   EXPECT_EQ(Base64UrlDecode("a"), std::nullopt);     // impossible length
   EXPECT_EQ(Base64UrlDecode("a Gk"), std::nullopt);  // whitespace
+  // What Abseil's decoder alone would take (it skips whitespace, accepts '=' and '.' padding
+  // and ignores trailing bits): each must still be refused.
+  for (const char* lenient : {"QQ==", "QQ..", "QUI=", "aGk\n", " aGk", "aG\tk", "aGk\r", "QR",
+                              "QUJ", "aGl", "a/k", "aGk.", "QQ=="}) {
+    EXPECT_EQ(Base64UrlDecode(lenient), std::nullopt) << lenient;
+  }
+  EXPECT_EQ(Base64UrlDecode(std::string("aG\0k", 4)), std::nullopt);
+  EXPECT_EQ(Base64UrlDecode("QQ"), "A");
+  EXPECT_EQ(Base64UrlDecode("QUI"), "AB");
+  EXPECT_EQ(Base64UrlDecode(""), "");
+  EXPECT_EQ(Base64UrlDecode("-_-_"), "\xfb\xff\xbf");
   for (int n = 0; n < 40; ++n) {
     std::string data;
     for (int i = 0; i < n; ++i) {
       data.push_back(static_cast<char>(i * 37 + n));
     }
     EXPECT_EQ(Base64UrlDecode(Base64UrlEncode(data)), data);
+  }
+}
+
+// Every 2- and 3-character text decodes exactly when it is the one canonical encoding: each
+// character in the base64url alphabet and the bits past the last whole byte zero.
+TEST(Base64UrlTest, ShortTextsDecodeExactlyWhenCanonical) {
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  auto value = [&](char c) { return static_cast<int>(alphabet.find(c)); };
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) {
+      const std::string two = {static_cast<char>(a), static_cast<char>(b)};
+      const bool canonical2 = alphabet.find(two[0]) != std::string::npos &&
+                              alphabet.find(two[1]) != std::string::npos &&
+                              (value(two[1]) & 0xF) == 0;
+      ASSERT_EQ(Base64UrlDecode(two).has_value(), canonical2) << a << "," << b;
+    }
+  }
+  for (const char a : alphabet) {
+    for (int c = 0; c < 256; ++c) {
+      const std::string three = {a, 'A', static_cast<char>(c)};
+      const bool canonical3 =
+          alphabet.find(three[2]) != std::string::npos && (value(three[2]) & 0x3) == 0;
+      ASSERT_EQ(Base64UrlDecode(three).has_value(), canonical3) << a << "," << c;
+      if (canonical3) {
+        EXPECT_EQ(Base64UrlEncode(*Base64UrlDecode(three)), three);
+      }
+    }
+  }
+}
+
+// A token whose segment is padded or wrapped is refused, though its bytes would decode.
+TEST_F(JwtTest, PaddedOrWrappedSegmentsAreRefused) {
+  Verifier v = MakeVerifier({hs_});
+  const std::string token = *Sign(Claims(), hs_);
+  ASSERT_TRUE(v.Verify(token).ok());
+  std::vector<std::string> parts = absl::StrSplit(token, '.');
+  for (const std::string& changed : {absl::StrCat(parts[0], "=.", parts[1], ".", parts[2]),
+                                     absl::StrCat(parts[0], ".", parts[1], "\n.", parts[2]),
+                                     absl::StrCat(parts[0], ".", parts[1], ".", parts[2], "=="),
+                                     absl::StrCat(parts[0], ".", parts[1].substr(0, 10), " ",
+                                                  parts[1].substr(10), ".", parts[2])}) {
+    EXPECT_FALSE(v.Verify(changed).ok()) << changed;
   }
 }
 

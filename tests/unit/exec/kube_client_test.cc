@@ -67,6 +67,29 @@ TEST_F(KubeconfigTest, ReadsTheCurrentContextAndKeepsDataFieldsInMemory) {
   EXPECT_EQ(scratch_dirs(), before);
 }
 
+// `*-data` fields are standard base64 (padding optional; a folded YAML string keeps its line
+// breaks); anything else names the field.
+TEST_F(KubeconfigTest, DataFieldsAreStandardBase64) {
+  constexpr char kPadded[] = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==";
+  auto ca_data = [&](const std::string& data) {
+    return LoadKubeconfig(Write("kc", absl::StrReplaceAll(kBase, {{kPadded, data}})), false);
+  };
+  for (const std::string ok : {"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg",
+                               "\"LS0tLS1CRUdJTiBDRVJU\\nSUZJQ0FURS0tLS0tCg==\""}) {
+    auto config = ca_data(ok);
+    ASSERT_TRUE(config.ok()) << ok << ": " << config.status();
+    EXPECT_EQ(config->ca_pem, "-----BEGIN CERTIFICATE-----\n") << ok;
+  }
+  for (const std::string bad :
+       {"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t*g==", "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t_g==",
+        "LS0tLS1CRUdJTiBDRVJU==SUZJQ0FURS0tLS0tCg==", "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=",
+        "TQ=x"}) {
+    EXPECT_THAT(ca_data(bad).status().ToString(),
+                HasSubstr("certificate-authority-data is not base64"))
+        << bad;
+  }
+}
+
 TEST_F(KubeconfigTest, ServerPathTlsServerNameAndProxyUrl) {
   std::string text = absl::StrReplaceAll(
       kBase, {{"https://[fd00::1]:6443", "https://rancher.example.com/k8s/clusters/c-m-1/"}});

@@ -232,6 +232,36 @@ TEST_F(HttpTest, ResponseHeadersGoOnEveryAnswerIncludingTheParsersOwn) {
   EXPECT_THAT(out, HasSubstr("X-Frame-Options: DENY"));
 }
 
+TEST(ListenAddressTest, HostAndPortOrRefusalWithTheReason) {
+  auto ok = [](std::string_view text, const std::string& host, uint16_t port) {
+    absl::StatusOr<ListenAddress> a = ParseListenAddress(text);
+    ASSERT_TRUE(a.ok()) << text << ": " << a.status();
+    EXPECT_EQ(a->host, host) << text;
+    EXPECT_EQ(a->port, port) << text;
+  };
+  ok("127.0.0.1:0", "127.0.0.1", 0);
+  ok("0.0.0.0:9101", "0.0.0.0", 9101);
+  ok("[::]:9104", "::", 9104);
+  ok("[::1]:65535", "::1", 65535);
+  auto bad = [](std::string_view text, const std::string& why) {
+    absl::StatusOr<ListenAddress> a = ParseListenAddress(text);
+    ASSERT_FALSE(a.ok()) << text;
+    EXPECT_THAT(std::string(a.status().message()), HasSubstr(why)) << text;
+  };
+  bad("9101", "not host:port");
+  bad("", "not host:port");
+  bad("127.0.0.1:", "is not 0 to 65535");
+  bad("127.0.0.1:65536", "is not 0 to 65535");
+  bad("127.0.0.1:-1", "is not 0 to 65535");
+  bad("127.0.0.1:+80", "is not 0 to 65535");
+  bad("127.0.0.1: 80", "is not 0 to 65535");
+  bad("::1:80", "in brackets");
+  bad("localhost:80", "is not an IP address");
+  bad(":80", "is not an IP address");
+  bad("[]:80", "is not an IP address");
+  bad("[::1:80", "in brackets");
+}
+
 TEST_F(HttpTest, HandshakeTimeoutClosesIdleConnection) {
   ServerOptions o;
   o.handshake_timeout = absl::Milliseconds(200);

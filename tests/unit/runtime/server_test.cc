@@ -3,11 +3,13 @@
 #include <cstdio>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "echo_service.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "http/client.h"
 #include "runtime/tls.h"
 #include "support/grpc_health.h"
 #include "support/http_client.h"
@@ -62,6 +64,78 @@ TEST_F(ServerTest, ServesHealthReflectionAndMetrics) {
   EXPECT_EQ((parsed->samples["podgate_build_info{service=\"echo\",version=\"" +
                              std::string(PODGATE_TEST_VERSION) + "\"}"]),
             1);
+}
+
+std::string HeaderOf(const http::ClientResponse& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers) {
+    if (absl::EqualsIgnoreCase(k, name)) {
+      return v;
+    }
+  }
+  return "";
+}
+
+void ExpectSecurityHeaders(const http::ClientResponse& r) {
+  EXPECT_EQ(HeaderOf(r, "X-Content-Type-Options"), "nosniff") << r.status;
+  EXPECT_EQ(HeaderOf(r, "Cache-Control"), "no-store") << r.status;
+  EXPECT_EQ(HeaderOf(r, "X-Frame-Options"), "DENY") << r.status;
+  EXPECT_EQ(HeaderOf(r, "Referrer-Policy"), "no-referrer") << r.status;
+  EXPECT_EQ(HeaderOf(r, "Content-Security-Policy"), "default-src 'none'; frame-ancestors 'none'")
+      << r.status;
+}
+
+// The metrics port is podgate's own HTTP layer: /metrics, a 404, a 405 and the parser's own
+// 431 all carry the security headers, over a real connection.
+TEST_F(ServerTest, MetricsPortAnswersCarryTheSecurityHeaders) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  http::ClientOptions client;
+  client.port = static_cast<uint16_t>((*server)->metrics_port());
+
+  auto page = http::Fetch(client, "GET", "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_THAT(page->body, HasSubstr("# TYPE process_open_fds gauge"));
+  ExpectSecurityHeaders(*page);
+  auto query = http::Fetch(client, "GET", "/metrics?x=1");
+  ASSERT_TRUE(query.ok()) << query.status();
+  EXPECT_EQ(query->status, 200);
+
+  for (const char* target : {"/", "/metrics/", "/metricsx", "/healthz", "/../metrics"}) {
+    auto missing = http::Fetch(client, "GET", target);
+    ASSERT_TRUE(missing.ok()) << missing.status();
+    EXPECT_EQ(missing->status, 404) << target;
+    ExpectSecurityHeaders(*missing);
+  }
+  auto post = http::Fetch(client, "POST", "/metrics", "x");
+  ASSERT_TRUE(post.ok()) << post.status();
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(HeaderOf(*post, "Allow"), "GET");
+  ExpectSecurityHeaders(*post);
+
+  http::ClientOptions big = client;
+  big.headers.emplace_back("X-Big", std::string(16 * 1024, 'h'));
+  auto too_big = http::Fetch(big, "GET", "/metrics");
+  ASSERT_TRUE(too_big.ok()) << too_big.status();
+  EXPECT_EQ(too_big->status, 431);
+  ExpectSecurityHeaders(*too_big);
+}
+
+TEST_F(ServerTest, MetricsAddressMustBeAnIpAndPort) {
+  for (const char* bad : {"localhost:0", "127.0.0.1", "127.0.0.1:99999", "::1:0", ":0"}) {
+    ServerOptions options = LocalOptions();
+    options.metrics_address = bad;
+    auto server = Server::Start(options, {&echo_}, std::make_shared<prometheus::Registry>());
+    ASSERT_FALSE(server.ok()) << bad;
+    EXPECT_THAT(server.status().message(), HasSubstr("--metrics_address")) << bad;
+  }
+  ServerOptions v6 = LocalOptions();
+  v6.metrics_address = "[::1]:0";
+  auto server = Server::Start(v6, {&echo_}, registry_);
+  if (server.ok()) {  // hosts without IPv6 cannot bind [::1]
+    EXPECT_NE((*server)->metrics_port(), 0);
+  }
 }
 
 TEST_F(ServerTest, AddressInUseNamesTheFlag) {

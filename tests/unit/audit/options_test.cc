@@ -1,0 +1,96 @@
+// podgate-audit's flags → AuditOptions: the values given, the defaults, and one clear error a
+// bad flag (the texts the process tests and operators see).
+#include "audit/options.h"
+
+#include <functional>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "gtest/gtest.h"
+
+ABSL_DECLARE_FLAG(std::string, store);
+ABSL_DECLARE_FLAG(std::string, chain_id);
+ABSL_DECLARE_FLAG(int64_t, queue_capacity);
+ABSL_DECLARE_FLAG(int64_t, max_batch);
+ABSL_DECLARE_FLAG(absl::Duration, retention);
+ABSL_DECLARE_FLAG(absl::Duration, retention_interval);
+ABSL_DECLARE_FLAG(std::string, grpc_address);
+ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
+
+namespace podgate::audit {
+namespace {
+
+class AuditOptionsTest : public ::testing::Test {
+ protected:
+  absl::FlagSaver saver_;  // every test starts from the defaults
+};
+
+TEST_F(AuditOptionsTest, DefaultsAreTheDocumentedOnes) {
+  absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->server.service_name, "audit");
+  EXPECT_EQ(o->server.grpc_address, "[::]:7103");
+  EXPECT_EQ(o->server.metrics_address, "[::]:9103");
+  EXPECT_EQ(o->store_url, "sqlite:///var/lib/podgate/audit.db");
+  EXPECT_EQ(o->chain_id, DefaultChainId());
+  EXPECT_FALSE(o->chain_id.empty());
+  EXPECT_EQ(o->queue_capacity, 8192u);
+  EXPECT_EQ(o->max_batch, 1024u);
+  EXPECT_EQ(o->retention, absl::ZeroDuration());
+  EXPECT_EQ(o->retention_interval, absl::Hours(1));
+}
+
+TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {
+  absl::SetFlag(&FLAGS_store, "postgresql://podgate@db:5432/audit");
+  absl::SetFlag(&FLAGS_chain_id, std::string(kMaxChainIdBytes, 'c'));
+  absl::SetFlag(&FLAGS_queue_capacity, 1);
+  absl::SetFlag(&FLAGS_max_batch, 10000);
+  absl::SetFlag(&FLAGS_retention, absl::Hours(2160));
+  absl::SetFlag(&FLAGS_retention_interval, absl::Seconds(1));
+  absl::SetFlag(&FLAGS_grpc_address, "127.0.0.1:0");
+  absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->store_url, "postgresql://podgate@db:5432/audit");
+  EXPECT_EQ(o->chain_id, std::string(kMaxChainIdBytes, 'c'));
+  EXPECT_EQ(o->queue_capacity, 1u);
+  EXPECT_EQ(o->max_batch, 10000u);
+  EXPECT_EQ(o->retention, absl::Hours(2160));
+  EXPECT_EQ(o->retention_interval, absl::Seconds(1));
+  EXPECT_EQ(o->server.grpc_address, "127.0.0.1:0");
+}
+
+TEST_F(AuditOptionsTest, EachBadFlagIsOneLineNamingIt) {
+  struct Case {
+    std::function<void()> set;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[] { absl::SetFlag(&FLAGS_queue_capacity, 0); },
+       "--queue_capacity: 0 is out of range (1 to 1000000)"},
+      {[] { absl::SetFlag(&FLAGS_queue_capacity, 1000001); },
+       "--queue_capacity: 1000001 is out of range (1 to 1000000)"},
+      {[] { absl::SetFlag(&FLAGS_max_batch, 0); }, "--max_batch: 0 is out of range (1 to 10000)"},
+      {[] { absl::SetFlag(&FLAGS_max_batch, 10001); },
+       "--max_batch: 10001 is out of range (1 to 10000)"},
+      {[] { absl::SetFlag(&FLAGS_retention, absl::Seconds(-1)); },
+       "--retention must be >= 0 and --retention_interval >= 1s"},
+      {[] { absl::SetFlag(&FLAGS_retention_interval, absl::Milliseconds(999)); },
+       "--retention must be >= 0 and --retention_interval >= 1s"},
+      {[] { absl::SetFlag(&FLAGS_chain_id, std::string(kMaxChainIdBytes + 1, 'c')); },
+       "--chain_id: longer than 128 bytes"},
+      {[] { absl::SetFlag(&FLAGS_drain_timeout, absl::Seconds(-1)); },
+       "--drain_timeout: -1s is out of range (0s to 10m)"},
+  };
+  for (const Case& c : cases) {
+    absl::FlagSaver one;
+    c.set();
+    absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
+    ASSERT_FALSE(o.ok()) << c.message;
+    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_EQ(o.status().message(), c.message);
+  }
+}
+
+}  // namespace
+}  // namespace podgate::audit
