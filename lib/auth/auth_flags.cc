@@ -45,9 +45,23 @@ ABSL_FLAG(std::string, jwt_algorithm, "RS256",
 ABSL_FLAG(std::string, jwt_key_id, "", "kid of --jwt_key_file. Default: none.");
 ABSL_FLAG(absl::Duration, jwt_leeway, absl::Seconds(30),
           "Allowed clock skew for exp, nbf and iat (0s to 5m). Default 30s.");
-ABSL_FLAG(std::string, jwt_user_claim, "sub", "Claim that names the user. Default \"sub\".");
+ABSL_FLAG(std::string, jwt_user_claim, "sub",
+          "Claim that names the user; a dot-separated path reaches a nested claim (a top-level "
+          "claim of that exact name wins). Default \"sub\".");
 ABSL_FLAG(std::string, jwt_groups_claim, "groups",
-          "Claim that lists the user's groups. Default \"groups\".");
+          "Claim that lists the user's groups (an array of strings or one string); a "
+          "dot-separated path reaches a nested claim, e.g. realm_access.roles. Default "
+          "\"groups\".");
+ABSL_FLAG(std::string, jwt_user_prefix, "",
+          "Prepended to the user name from the token, e.g. \"oidc:\". Default: none.");
+ABSL_FLAG(std::string, jwt_groups_prefix, "",
+          "Prepended to every group name from the token, e.g. \"oidc:\". Default: none.");
+ABSL_FLAG(std::string, jwt_required_claims, "",
+          "Claims every token must carry, name=value, comma separated (e.g. "
+          "email_verified=true,hd=example.com); a name may be a dot-separated path. Default: "
+          "none.");
+ABSL_FLAG(int32_t, jwt_max_groups, 256,
+          "Tokens listing more groups are refused (1 to 4096). Default 256.");
 
 namespace podgate::auth {
 
@@ -150,6 +164,21 @@ absl::StatusOr<Verifier> VerifierFromFlags(std::shared_ptr<prometheus::Registry>
   options.leeway = absl::GetFlag(FLAGS_jwt_leeway);
   options.user_claim = absl::GetFlag(FLAGS_jwt_user_claim);
   options.groups_claim = absl::GetFlag(FLAGS_jwt_groups_claim);
+  options.user_prefix = absl::GetFlag(FLAGS_jwt_user_prefix);
+  options.groups_prefix = absl::GetFlag(FLAGS_jwt_groups_prefix);
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> required =
+      ParseRequiredClaims(absl::GetFlag(FLAGS_jwt_required_claims));
+  if (!required.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--jwt_required_claims: ", required.status().message()));
+  }
+  options.required_claims = *std::move(required);
+  const int32_t max_groups = absl::GetFlag(FLAGS_jwt_max_groups);
+  if (max_groups < 1 || max_groups > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--jwt_max_groups ", max_groups, " is out of range (1 to 4096)"));
+  }
+  options.max_groups = static_cast<size_t>(max_groups);
   absl::StatusOr<Verifier> verifier = absl::InvalidArgumentError("no keys");
   if (!jwks_url.empty()) {
     absl::StatusOr<std::shared_ptr<KeySource>> source = JwksUrlFromFlags(std::move(registry));

@@ -12,7 +12,11 @@
 //   --jwt_key_id        the kid of --jwt_key_file (optional)
 //   --jwt_leeway        clock skew allowed for exp/nbf/iat (default 30s, at most 5m)
 //   --jwt_user_claim    the claim naming the user (default "sub")
-//   --jwt_groups_claim  the claim listing groups (default "groups")
+//   --jwt_groups_claim  the claim listing groups (default "groups"); both claims may be
+//                       dot-separated paths (realm_access.roles)
+//   --jwt_user_prefix, --jwt_groups_prefix   prepended to the names from the token
+//   --jwt_required_claims  name=value pairs every token must carry (email_verified=true)
+//   --jwt_max_groups    tokens listing more groups are refused (default 256)
 #pragma once
 
 #include <memory>

@@ -121,6 +121,28 @@ absl::StatusOr<std::optional<absl::Time>> NumericDate(const nlohmann::json& clai
   return std::optional<absl::Time>(absl::FromUnixSeconds(static_cast<int64_t>(seconds)));
 }
 
+// Whether a required claim's value matches: an equal string, an array of strings holding it,
+// or a boolean written "true"/"false".
+bool ClaimHolds(const nlohmann::json* claim, const std::string& want) {
+  if (claim == nullptr) {
+    return false;
+  }
+  if (claim->is_string()) {
+    return claim->get<std::string>() == want;
+  }
+  if (claim->is_boolean()) {
+    return want == (claim->get<bool>() ? "true" : "false");
+  }
+  if (claim->is_array()) {
+    for (const auto& v : *claim) {
+      if (v.is_string() && v.get<std::string>() == want) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::StatusOr<Verifier> Verifier::Create(KeySet keys, VerifierOptions options, Clock clock) {
@@ -142,6 +164,21 @@ absl::StatusOr<Verifier> Verifier::Create(std::shared_ptr<KeySource> keys, Verif
   }
   if (options.user_claim.empty()) {
     return absl::InvalidArgumentError("the user claim name is empty");
+  }
+  if (options.groups_claim.empty()) {
+    return absl::InvalidArgumentError("the groups claim name is empty");
+  }
+  if (options.max_groups == 0) {
+    return absl::InvalidArgumentError("the group limit is 0");
+  }
+  if (options.groups_prefix.size() >= kMaxGroupBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the groups prefix is longer than ", kMaxGroupBytes - 1, " bytes"));
+  }
+  for (const auto& [name, value] : options.required_claims) {
+    if (name.empty()) {
+      return absl::InvalidArgumentError("a required claim has an empty name");
+    }
   }
   return Verifier(std::move(keys), std::move(options), std::move(clock));
 }
@@ -274,24 +311,49 @@ absl::StatusOr<VerifiedToken> Verifier::Verify(absl::string_view token) const {
       return Refuse("bad_audience", "token audience does not include this service");
     }
   }
-  auto user = claims.find(options_.user_claim);
-  if (user == claims.end() || !user->is_string() || user->get<std::string>().empty()) {
+  for (const auto& [name, value] : options_.required_claims) {
+    if (!ClaimHolds(FindClaim(claims, name), value)) {
+      return Refuse("missing_claim",
+                    absl::StrCat("token lacks the required claim '", name, "=", value, "'"));
+    }
+  }
+  const nlohmann::json* user = FindClaim(claims, options_.user_claim);
+  if (user == nullptr || !user->is_string() || user->get<std::string>().empty()) {
     return Refuse("missing_claim",
                   absl::StrCat("token has no string claim '", options_.user_claim, "'"));
   }
   VerifiedToken out;
-  out.principal.set_user(user->get<std::string>());
-  if (auto groups = claims.find(options_.groups_claim); groups != claims.end()) {
-    if (!groups->is_array()) {
-      return Refuse("malformed", absl::StrCat("claim '", options_.groups_claim,
-                                              "' is not an array of strings"));
-    }
-    for (const auto& g : *groups) {
-      if (!g.is_string()) {
-        return Refuse("malformed", absl::StrCat("claim '", options_.groups_claim,
-                                                "' is not an array of strings"));
+  out.principal.set_user(absl::StrCat(options_.user_prefix, user->get<std::string>()));
+  if (const nlohmann::json* groups = FindClaim(claims, options_.groups_claim);
+      groups != nullptr && !groups->is_null()) {
+    std::vector<const nlohmann::json*> names;
+    if (groups->is_string()) {
+      names.push_back(groups);
+    } else if (groups->is_array()) {
+      for (const auto& g : *groups) {
+        names.push_back(&g);
       }
-      out.principal.add_groups(g.get<std::string>());
+    } else {
+      return Refuse("malformed", absl::StrCat("claim '", options_.groups_claim,
+                                              "' is not a string or an array of strings"));
+    }
+    if (names.size() > options_.max_groups) {
+      return Refuse("malformed",
+                    absl::StrCat("claim '", options_.groups_claim, "' lists ", names.size(),
+                                 " groups, more than the limit of ", options_.max_groups));
+    }
+    for (const nlohmann::json* g : names) {
+      if (!g->is_string() || g->get<std::string>().empty()) {
+        return Refuse("malformed", absl::StrCat("claim '", options_.groups_claim,
+                                                "' holds a group that is not a non-empty string"));
+      }
+      std::string group = absl::StrCat(options_.groups_prefix, g->get<std::string>());
+      if (group.size() > kMaxGroupBytes) {
+        return Refuse("malformed",
+                      absl::StrCat("claim '", options_.groups_claim,
+                                   "' holds a group name longer than ", kMaxGroupBytes, " bytes"));
+      }
+      out.principal.add_groups(std::move(group));
     }
   }
   if (auto iss = claims.find("iss"); iss != claims.end() && iss->is_string()) {
@@ -299,6 +361,46 @@ absl::StatusOr<VerifiedToken> Verifier::Verify(absl::string_view token) const {
   }
   out.expires = **exp;
   out.claims = std::move(claims);
+  return out;
+}
+
+const nlohmann::json* FindClaim(const nlohmann::json& claims, absl::string_view path) {
+  if (!claims.is_object() || path.empty()) {
+    return nullptr;
+  }
+  if (auto it = claims.find(std::string(path)); it != claims.end()) {
+    return &*it;
+  }
+  if (!absl::StrContains(path, '.')) {
+    return nullptr;
+  }
+  const nlohmann::json* at = &claims;
+  for (absl::string_view part : absl::StrSplit(path, '.')) {
+    if (!at->is_object() || part.empty()) {
+      return nullptr;
+    }
+    auto it = at->find(std::string(part));
+    if (it == at->end()) {
+      return nullptr;
+    }
+    at = &*it;
+  }
+  return at;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseRequiredClaims(
+    absl::string_view text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    entry = absl::StripAsciiWhitespace(entry);
+    const size_t eq = entry.find('=');
+    if (eq == absl::string_view::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", entry, "' is not name=value (e.g. email_verified=true)"));
+    }
+    out.emplace_back(std::string(absl::StripAsciiWhitespace(entry.substr(0, eq))),
+                     std::string(absl::StripAsciiWhitespace(entry.substr(eq + 1))));
+  }
   return out;
 }
 

@@ -39,11 +39,37 @@ struct VerifierOptions {
   std::vector<std::string> audiences;
   // Allowed clock skew for exp/nbf/iat, 0 to kMaxLeeway.
   absl::Duration leeway = absl::Seconds(30);
-  // The claim that names the user.
+  // The claim that names the user (a string). A name that is not a top-level claim is read as
+  // a dot-separated path into nested objects: "ext.login".
   std::string user_claim = "sub";
-  // The claim that lists the user's groups (an array of strings, or absent).
+  // The claim that lists the user's groups: an array of strings, one string, or absent. Also a
+  // path: "realm_access.roles" (Keycloak). An exact top-level name wins over a path, so
+  // namespaced claims with dots ("https://example.com/groups") keep working.
   std::string groups_claim = "groups";
+  // Prepended to the user name and to every group name ("oidc:"), so that a provider's names
+  // cannot collide with names the policy gives other meanings.
+  std::string user_prefix;
+  std::string groups_prefix;
+  // Claims every token must carry, as (path, value): a string claim equal to the value, an
+  // array of strings containing it, or a boolean matching "true"/"false"
+  // ("email_verified=true"). A token missing one is refused with reason "missing_claim".
+  std::vector<std::pair<std::string, std::string>> required_claims;
+  // A token listing more groups than this, or a group name longer than kMaxGroupBytes, is
+  // refused ("malformed"): every group travels with every policy question and audit record.
+  size_t max_groups = 256;
 };
+
+// The longest group name accepted, in bytes (prefix included).
+inline constexpr size_t kMaxGroupBytes = 256;
+
+// The claim at `path` in `claims`: the top-level claim of that exact name if there is one,
+// otherwise the dot-separated path through nested objects. nullptr when absent.
+const nlohmann::json* FindClaim(const nlohmann::json& claims, absl::string_view path);
+
+// Parses "name=value,name=value" (--jwt_required_claims). Names are claim paths as above;
+// a value may be empty only when written as "name=". Errors name the bad entry.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseRequiredClaims(
+    absl::string_view text);
 
 // A token that passed every check.
 struct VerifiedToken {

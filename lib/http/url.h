@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -30,5 +33,17 @@ struct HttpUrl {
 // optional path and query made of printable ASCII without spaces. Refuses user information
 // ("user@"), fragments, empty hosts, control characters and anything over 2048 bytes.
 absl::StatusOr<HttpUrl> ParseHttpUrl(absl::string_view text);
+
+// Percent-decodes a query or form component ('+' is a space, as in form encoding). Bad escapes
+// are an error.
+absl::StatusOr<std::string> UrlDecode(std::string_view text);
+// Percent-encodes everything but RFC 3986's unreserved characters (so also valid in forms).
+std::string UrlEncode(std::string_view text);
+
+// Splits a raw query string (or an application/x-www-form-urlencoded body) into decoded
+// (name, value) pairs in order.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseQuery(std::string_view query);
+// The inverse: "a=1&b=x%20y".
+std::string EncodeQuery(const std::vector<std::pair<std::string, std::string>>& params);
 
 }  // namespace podgate::http

@@ -41,19 +41,6 @@ std::string StringField(const json& object, const char* key) {
 // U+FFFD instead of a type_error exception.
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
 }  // namespace
 
 std::string_view ProtocolName(ExecProtocol protocol) {
@@ -276,75 +263,6 @@ absl::StatusOr<ApiStatus> ParseApiStatus(std::string_view text) {
     s.details_kind = StringField(*d, "kind");
   }
   return s;
-}
-
-absl::StatusOr<std::string> UrlDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '+') {
-      out.push_back(' ');
-    } else if (c == '%') {
-      if (i + 2 >= text.size()) {
-        return absl::InvalidArgumentError("truncated percent escape in query");
-      }
-      int hi = HexValue(text[i + 1]);
-      int lo = HexValue(text[i + 2]);
-      if (hi < 0 || lo < 0) {
-        return absl::InvalidArgumentError("invalid percent escape in query");
-      }
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-std::string UrlEncode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || u == '-' ||
-        u == '_' || u == '.' || u == '~') {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 15]);
-    }
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseQuery(
-    std::string_view query) {
-  std::vector<std::pair<std::string, std::string>> out;
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view part = query.substr(0, amp);
-    if (!part.empty()) {
-      size_t eq = part.find('=');
-      absl::StatusOr<std::string> name = UrlDecode(part.substr(0, eq));
-      if (!name.ok()) {
-        return name.status();
-      }
-      absl::StatusOr<std::string> value =
-          UrlDecode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1));
-      if (!value.ok()) {
-        return value.status();
-      }
-      out.emplace_back(*std::move(name), *std::move(value));
-    }
-    if (amp == std::string_view::npos) {
-      break;
-    }
-    query.remove_prefix(amp + 1);
-  }
-  return out;
 }
 
 absl::StatusOr<ExecOptions> ParseExecQuery(std::string_view query) {

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "http/url.h"
 
 namespace podgate::k8s {
 
@@ -96,13 +97,10 @@ struct ExecOptions {
   bool tty = false;
 };
 
-// Percent-decodes a query component ('+' is a space, as in form encoding). Bad escapes are an
-// error.
-absl::StatusOr<std::string> UrlDecode(std::string_view text);
-std::string UrlEncode(std::string_view text);
-
-// Splits a raw query string into decoded (name, value) pairs in order.
-absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseQuery(std::string_view query);
+// The query codec is lib/http's (http/url.h), shared with the OIDC client.
+using ::podgate::http::ParseQuery;
+using ::podgate::http::UrlDecode;
+using ::podgate::http::UrlEncode;
 
 // Parses the exec query like the API server: `command` repeated (one per argv element),
 // booleans accept what Go's strconv.ParseBool accepts (1, t, T, TRUE, true, True and the false

@@ -315,7 +315,13 @@ TEST_F(JwtTest, MalformedTokensAreRefusedClearly) {
 TEST_F(JwtTest, ClaimsMustHaveTheRightTypes) {
   Verifier v = MakeVerifier({hs_});
   auto claims = Claims();
-  claims["groups"] = "dev";
+  claims["groups"] = 7;
+  EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed");
+  claims["groups"] = {"dev", 7};
+  EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed");
+  claims["groups"] = {"dev", ""};
+  EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed");
+  claims["groups"] = {{"name", "dev"}};
   EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed");
   claims = Claims();
   claims["sub"] = 42;
@@ -337,6 +343,127 @@ TEST_F(JwtTest, CustomUserClaim) {
   EXPECT_EQ(verified->principal.user(), "alice.smith");
 }
 
+// Claims mapping as providers shape their tokens: Keycloak's realm_access.roles, Azure's
+// groups array, one group as a plain string, namespaced claim names that contain dots.
+TEST_F(JwtTest, ClaimPathsReachNestedClaimsAndAnExactNameWins) {
+  VerifierOptions options;
+  options.user_claim = "ext.login";
+  options.groups_claim = "realm_access.roles";
+  Verifier v = MakeVerifier({hs_}, options);
+  auto claims = Claims();
+  claims["ext"] = {{"login", "alice.k"}};
+  claims["realm_access"] = {{"roles", {"offline_access", "sre"}}};
+  auto verified = v.Verify(*Sign(claims, hs_));
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->principal.user(), "alice.k");
+  EXPECT_THAT(verified->principal.groups(), ::testing::ElementsAre("offline_access", "sre"));
+  // A top-level claim named with the dots wins over the path.
+  claims["realm_access.roles"] = {"flat"};
+  verified = v.Verify(*Sign(claims, hs_));
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_THAT(verified->principal.groups(), ::testing::ElementsAre("flat"));
+  // One group as a string; no groups claim at all is no groups.
+  claims.erase("realm_access.roles");
+  claims["realm_access"]["roles"] = "sre";
+  verified = v.Verify(*Sign(claims, hs_));
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_THAT(verified->principal.groups(), ::testing::ElementsAre("sre"));
+  claims.erase("realm_access");
+  verified = v.Verify(*Sign(claims, hs_));
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_THAT(verified->principal.groups(), ::testing::IsEmpty());
+  // A path through something that is not an object finds nothing.
+  claims["ext"] = "alice";
+  EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "missing_claim");
+  claims["ext"] = {{"login", {"alice"}}};
+  EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "missing_claim");
+
+  nlohmann::json c = {{"a", {{"b", {{"c", 1}}}}}, {"a.b", 2}, {"x.", 3}};
+  EXPECT_EQ(*FindClaim(c, "a.b.c"), 1);
+  EXPECT_EQ(*FindClaim(c, "a.b"), 2);
+  EXPECT_EQ(*FindClaim(c, "x."), 3);
+  EXPECT_EQ(FindClaim(c, "a..b"), nullptr);
+  EXPECT_EQ(FindClaim(c, ".a"), nullptr);
+  EXPECT_EQ(FindClaim(c, "a.b.c.d"), nullptr);
+  EXPECT_EQ(FindClaim(c, ""), nullptr);
+}
+
+TEST_F(JwtTest, PrefixesKeepProviderNamesApart) {
+  VerifierOptions options;
+  options.user_prefix = "oidc:";
+  options.groups_prefix = "corp:";
+  Verifier v = MakeVerifier({hs_}, options);
+  auto verified = v.Verify(*Sign(Claims(), hs_));
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->principal.user(), "oidc:alice");
+  EXPECT_THAT(verified->principal.groups(), ::testing::ElementsAre("corp:dev", "corp:sre"));
+}
+
+TEST_F(JwtTest, RequiredClaimsMustHold) {
+  VerifierOptions options;
+  auto required = ParseRequiredClaims(" email_verified=true, hd = example.com ,org.team=sre");
+  ASSERT_TRUE(required.ok()) << required.status();
+  EXPECT_THAT(*required, ::testing::ElementsAre(::testing::Pair("email_verified", "true"),
+                                                ::testing::Pair("hd", "example.com"),
+                                                ::testing::Pair("org.team", "sre")));
+  options.required_claims = *required;
+  Verifier v = MakeVerifier({hs_}, options);
+  auto claims = Claims();
+  claims["email_verified"] = true;
+  claims["hd"] = "example.com";
+  claims["org"] = {{"team", {"dev", "sre"}}};
+  EXPECT_TRUE(v.Verify(*Sign(claims, hs_)).ok());
+  for (const char* broken : {"email_verified", "hd", "org"}) {
+    SCOPED_TRACE(broken);
+    auto c = claims;
+    c.erase(broken);
+    auto r = v.Verify(*Sign(c, hs_));
+    EXPECT_EQ(Reason(r), "missing_claim");
+    EXPECT_THAT(r.status().message(), HasSubstr("required claim"));
+  }
+  auto c = claims;
+  c["email_verified"] = false;
+  EXPECT_EQ(Reason(v.Verify(*Sign(c, hs_))), "missing_claim");
+  c = claims;
+  c["email_verified"] = "true";  // some providers send the boolean as a string
+  EXPECT_TRUE(v.Verify(*Sign(c, hs_)).ok());
+  c["email_verified"] = "TRUE";
+  EXPECT_EQ(Reason(v.Verify(*Sign(c, hs_))), "missing_claim");
+  c["email_verified"] = 1;
+  EXPECT_EQ(Reason(v.Verify(*Sign(c, hs_))), "missing_claim");
+  c = claims;
+  c["hd"] = "evil.example.com";
+  EXPECT_EQ(Reason(v.Verify(*Sign(c, hs_))), "missing_claim");
+
+  for (const char* bad : {"email_verified", "=true", "a=b,c", " = x"}) {
+    SCOPED_TRACE(bad);
+    auto r = ParseRequiredClaims(bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_THAT(r.status().message(), HasSubstr("is not name=value"));
+  }
+  EXPECT_THAT(*ParseRequiredClaims(""), ::testing::IsEmpty());
+  EXPECT_THAT(*ParseRequiredClaims("x="), ::testing::ElementsAre(::testing::Pair("x", "")));
+}
+
+TEST_F(JwtTest, GroupsAreBoundedInNumberAndLength) {
+  VerifierOptions options;
+  options.max_groups = 3;
+  options.groups_prefix = "p:";
+  Verifier v = MakeVerifier({hs_}, options);
+  auto claims = Claims();
+  claims["groups"] = {"a", "b", "c"};
+  EXPECT_TRUE(v.Verify(*Sign(claims, hs_)).ok());
+  claims["groups"] = {"a", "b", "c", "d"};
+  auto r = v.Verify(*Sign(claims, hs_));
+  EXPECT_EQ(Reason(r), "malformed");
+  EXPECT_THAT(r.status().message(), HasSubstr("more than the limit of 3"));
+  // kMaxGroupBytes counts the prefix.
+  claims["groups"] = {std::string(kMaxGroupBytes - 2, 'g')};
+  EXPECT_TRUE(v.Verify(*Sign(claims, hs_)).ok());
+  claims["groups"] = {std::string(kMaxGroupBytes - 1, 'g')};
+  EXPECT_EQ(Reason(v.Verify(*Sign(claims, hs_))), "malformed");
+}
+
 TEST_F(JwtTest, VerifierRefusesUnsafeOptions) {
   KeySet set;
   ASSERT_TRUE(set.Add(hs_).ok());
@@ -344,6 +471,18 @@ TEST_F(JwtTest, VerifierRefusesUnsafeOptions) {
   options.leeway = absl::Minutes(10);
   EXPECT_THAT(Verifier::Create(set, options).status().message(), HasSubstr("out of range"));
   EXPECT_THAT(Verifier::Create(KeySet(), {}).status().message(), HasSubstr("no verification key"));
+  options = {};
+  options.groups_claim = "";
+  EXPECT_THAT(Verifier::Create(set, options).status().message(), HasSubstr("groups claim"));
+  options = {};
+  options.max_groups = 0;
+  EXPECT_THAT(Verifier::Create(set, options).status().message(), HasSubstr("group limit"));
+  options = {};
+  options.groups_prefix = std::string(kMaxGroupBytes, 'p');
+  EXPECT_THAT(Verifier::Create(set, options).status().message(), HasSubstr("groups prefix"));
+  options = {};
+  options.required_claims = {{"", "x"}};
+  EXPECT_THAT(Verifier::Create(set, options).status().message(), HasSubstr("empty name"));
 }
 
 TEST_F(JwtTest, PemKeysLoadPinnedToTheirAlgorithm) {
@@ -403,7 +542,10 @@ TEST_F(JwtTest, JwksWithRsaEcAndOctKeys) {
   auto set = KeySet::FromJwksFile(path);
   ASSERT_TRUE(set.ok()) << set.status();
   ASSERT_EQ(set->keys().size(), 3u);  // the encryption key is skipped
-  auto v = Verifier::Create(*set, {"https://idp.example", {"podgate"}}, [] { return kNow; });
+  VerifierOptions options;
+  options.issuer = "https://idp.example";
+  options.audiences = {"podgate"};
+  auto v = Verifier::Create(*set, options, [] { return kNow; });
   ASSERT_TRUE(v.ok());
   for (const Key* key : {&hs_, &rs_, &es_}) {
     EXPECT_TRUE(v->Verify(*Sign(Claims(), *key)).ok()) << AlgorithmName(key->alg);

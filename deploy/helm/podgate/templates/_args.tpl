@@ -36,6 +36,10 @@ jwtKeyFile: jwt_key_file
 jwtKeyId: jwt_key_id
 jwtUserClaim: jwt_user_claim
 jwtGroupsClaim: jwt_groups_claim
+jwtUserPrefix: jwt_user_prefix
+jwtGroupsPrefix: jwt_groups_prefix
+jwtRequiredClaims: jwt_required_claims
+jwtMaxGroups: jwt_max_groups
 jwtLeeway: jwt_leeway
 policyAddress: policy_address
 auditAddress: audit_address
@@ -99,6 +103,20 @@ peerTlsKey: "%s_tls_key"
 {{ include "podgate.arg" (list $root "jwtAudience" $root.Values.jwt.audience) }}
 {{ include "podgate.arg" (list $root "jwtUserClaim" $root.Values.jwt.userClaim) }}
 {{ include "podgate.arg" (list $root "jwtGroupsClaim" $root.Values.jwt.groupsClaim) }}
+{{- with $root.Values.jwt.userPrefix }}
+{{ include "podgate.arg" (list $root "jwtUserPrefix" .) }}
+{{- end }}
+{{- with $root.Values.jwt.groupsPrefix }}
+{{ include "podgate.arg" (list $root "jwtGroupsPrefix" .) }}
+{{- end }}
+{{- with $root.Values.jwt.requiredClaims }}
+{{- $pairs := list }}
+{{- range $name, $value := . }}
+{{- $pairs = append $pairs (printf "%s=%v" $name $value) }}
+{{- end }}
+{{ include "podgate.arg" (list $root "jwtRequiredClaims" (join "," $pairs)) }}
+{{- end }}
+{{ include "podgate.arg" (list $root "jwtMaxGroups" $root.Values.jwt.maxGroups) }}
 {{ include "podgate.arg" (list $root "jwtLeeway" $root.Values.jwt.leeway) }}
 {{- if $root.Values.jwt.jwksUrl }}
 {{ include "podgate.arg" (list $root "jwtJwksUrl" $root.Values.jwt.jwksUrl) }}

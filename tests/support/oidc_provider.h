@@ -1,0 +1,66 @@
+// A real OpenID provider for tests: tools/oidc-provider (the `oidc-provider` package, OpenID
+// Certified) run with node on loopback, plus a browser's part of its flows done over HTTP (its
+// own login page, cookies, redirects), so a test signs in as a user would.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "http/client.h"
+#include "nlohmann/json.hpp"
+#include "support/subprocess.h"
+
+namespace podgate::testing {
+
+class OidcProvider {
+ public:
+  // Starts the provider with `config` (tools/oidc-provider/provider.mjs: users, clients, ttl,
+  // groupsClaim; "keys" is set to a file in a fresh temporary directory unless given).
+  static absl::StatusOr<std::unique_ptr<OidcProvider>> Start(nlohmann::json config = {});
+
+  // http://127.0.0.1:<port>
+  const std::string& issuer() const { return issuer_; }
+  const std::string& keys_file() const { return keys_file_; }
+
+  // Rotation: writes `jwks` (private keys, the first signs) and has the provider load it.
+  absl::Status Rotate(const nlohmann::json& jwks);
+  // A fresh RS256 private JWK with a new kid (openssl genpkey).
+  static absl::StatusOr<nlohmann::json> NewRsaKey();
+
+  Subprocess* process() { return process_.get(); }
+
+ private:
+  std::unique_ptr<Subprocess> process_;
+  std::string issuer_;
+  std::string keys_file_;
+};
+
+// A browser's cookie jar and redirect following, against one provider.
+class Browser {
+ public:
+  // Follows redirects from `url` until one leaves the provider's origin (returned: e.g. the
+  // client's callback with its code), or a page answers 200 (returned in `page`, URL "").
+  absl::StatusOr<std::string> Open(const std::string& url, std::string* page = nullptr);
+  // Posts a form on the provider's origin and follows the redirects like Open.
+  absl::StatusOr<std::string> Post(const std::string& url,
+                                   const std::vector<std::pair<std::string, std::string>>& form,
+                                   std::string* page = nullptr);
+  // Signs in on the login page that `url` leads to; returns where the provider finally sends
+  // the browser (the callback URL with code and state), or the login page again ("" and
+  // `page`) when the password is wrong.
+  absl::StatusOr<std::string> SignIn(const std::string& url, const std::string& username,
+                                     const std::string& password, std::string* page = nullptr);
+  // The device flow's browser half: enters `user_code` at `verification_uri`, confirms, signs in.
+  absl::Status ApproveDevice(const std::string& verification_uri, const std::string& user_code,
+                             const std::string& username, const std::string& password);
+
+ private:
+  absl::StatusOr<std::string> Follow(std::string method, std::string url, std::string body,
+                                     std::string* page);
+  std::map<std::string, std::string> cookies_;
+};
+
+}  // namespace podgate::testing

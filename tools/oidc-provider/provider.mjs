@@ -1,0 +1,277 @@
+// A real OpenID provider for podgate's tests and demo: oidc-provider (OpenID Certified), on
+// loopback, with users who sign in with a password on the provider's own login page.
+//
+//   node provider.mjs [--port=0] [--host=127.0.0.1] [--config=provider.json]
+//
+// The config (JSON, every field optional):
+//   users         [{username, password, groups: [..], email, name}]  (default: the demo users)
+//   clients       oidc-provider client metadata (default: "podgate", a confidential web client
+//                 for http://127.0.0.1:8080, and "podgate-cli", a public device-flow client)
+//   keys          path of a JWKS file with private keys, first key signs; created with one
+//                 RS256 key when missing. Rewrite it and send SIGHUP to rotate.
+//   ttl           {IdToken, AccessToken, RefreshToken, DeviceCode, Session} in seconds
+//   groupsClaim   where the groups go in ID tokens: "groups" (default) or a dot path, e.g.
+//                 "realm_access.roles" as Keycloak puts them
+//
+// When listening it prints one JSON line on stderr: {"msg": "listening", "issuer": ..., "port": N}. Tokens,
+// passwords and codes are never logged.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import { URL } from 'node:url';
+import querystring from 'node:querystring';
+
+import Provider from 'oidc-provider';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).map((a) => {
+    const m = /^--([a-z-]+)=(.*)$/.exec(a);
+    if (!m) {
+      console.error(`oidc-provider: bad argument ${a} (expected --name=value)`);
+      process.exit(2);
+    }
+    return [m[1], m[2]];
+  }),
+);
+const host = args.host ?? '127.0.0.1';
+const config = args.config ? JSON.parse(fs.readFileSync(args.config, 'utf8')) : {};
+
+const users = config.users ?? [
+  { username: 'developer', password: 'developer', groups: ['developers'], name: 'Dana Developer' },
+  { username: 'sre', password: 'sre', groups: ['sre', 'developers'], name: 'Sam SRE' },
+  { username: 'auditor', password: 'auditor', groups: ['auditors'], name: 'Ari Auditor' },
+];
+const byName = new Map(users.map((u) => [u.username, u]));
+
+function loadKeys() {
+  const path = config.keys;
+  if (path && fs.existsSync(path)) {
+    return JSON.parse(fs.readFileSync(path, 'utf8'));
+  }
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+  const jwks = { keys: [jwk] };
+  if (path) {
+    fs.writeFileSync(path, JSON.stringify(jwks), { mode: 0o600 });
+  }
+  return jwks;
+}
+
+function setPath(obj, path, value) {
+  const parts = path.split('.');
+  let at = obj;
+  for (const p of parts.slice(0, -1)) {
+    at[p] = at[p] ?? {};
+    at = at[p];
+  }
+  at[parts[parts.length - 1]] = value;
+}
+
+function escapeHtml(s) {
+  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function makeProvider(issuer) {
+  const ttl = config.ttl ?? {};
+  const groupsClaim = config.groupsClaim ?? 'groups';
+  const topClaim = groupsClaim.split('.')[0];
+  const clients = config.clients ?? [
+    {
+      client_id: 'podgate',
+      client_secret: 'podgate-demo-secret',
+      redirect_uris: ['http://127.0.0.1:8080/auth/callback'],
+      post_logout_redirect_uris: ['http://127.0.0.1:8080/'],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    {
+      client_id: 'podgate-cli',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      response_types: [],
+      token_endpoint_auth_method: 'none',
+    },
+  ];
+  const provider = new Provider(issuer, {
+    clients,
+    jwks: loadKeys(),
+    cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+    pkce: { methods: ['S256'], required: () => true },
+    features: {
+      devInteractions: { enabled: false },
+      deviceFlow: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      revocation: { enabled: true },
+    },
+    scopes: ['openid', 'profile', 'email', 'groups', 'offline_access'],
+    claims: {
+      openid: ['sub'],
+      profile: ['name', 'preferred_username'],
+      email: ['email', 'email_verified'],
+      groups: [topClaim],
+    },
+    // The web client's ID token carries the claims itself (podgate reads them from it).
+    conformIdTokenClaims: false,
+    ttl: {
+      IdToken: ttl.IdToken ?? 300,
+      AccessToken: ttl.AccessToken ?? 300,
+      RefreshToken: ttl.RefreshToken ?? 8 * 3600,
+      DeviceCode: ttl.DeviceCode ?? 600,
+      Session: ttl.Session ?? 8 * 3600,
+      Grant: ttl.Session ?? 8 * 3600,
+      Interaction: 600,
+    },
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    // First-party clients: no consent screen; the grant covers what the client asked for.
+    loadExistingGrant: async (ctx) => {
+      const grantId =
+        ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+      if (grantId) {
+        const existing = await ctx.oidc.provider.Grant.find(grantId);
+        if (existing) {
+          return existing;
+        }
+      }
+      const grant = new ctx.oidc.provider.Grant({
+        clientId: ctx.oidc.client.clientId,
+        accountId: ctx.oidc.session.accountId,
+      });
+      grant.addOIDCScope('openid profile email groups offline_access');
+      grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'email', 'email_verified', topClaim]);
+      await grant.save();
+      return grant;
+    },
+    findAccount: async (ctx, id) => {
+      const user = byName.get(id);
+      if (!user) {
+        return undefined;
+      }
+      return {
+        accountId: id,
+        claims: async () => {
+          const claims = {
+            sub: id,
+            preferred_username: id,
+            name: user.name ?? id,
+            email: user.email ?? `${id}@example.com`,
+            email_verified: true,
+          };
+          setPath(claims, groupsClaim, user.groups ?? []);
+          return claims;
+        },
+      };
+    },
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+    renderError: async (ctx, out) => {
+      ctx.type = 'html';
+      ctx.body = `<!doctype html><title>Sign-in error</title><h1>${escapeHtml(out.error)}</h1><p>${escapeHtml(out.error_description ?? '')}</p>`;
+    },
+  });
+  provider.proxy = false;
+  return provider;
+}
+
+function loginPage(uid, error) {
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>Sign in</title></head>
+<body>
+<h1>Sign in</h1>
+${error ? `<p id="error">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="/interaction/${escapeHtml(uid)}/login">
+<label>Username <input name="username" id="username" autofocus autocomplete="username"></label>
+<label>Password <input name="password" id="password" type="password" autocomplete="current-password"></label>
+<button type="submit" id="submit">Sign in</button>
+</form>
+</body></html>`;
+}
+
+async function readForm(req) {
+  let body = '';
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 16 * 1024) {
+      throw new Error('form too large');
+    }
+  }
+  return querystring.parse(body);
+}
+
+let provider;
+let callback;
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, 'http://localhost');
+  const m = /^\/interaction\/([^/]+)(\/login)?$/.exec(url.pathname);
+  if (!m) {
+    callback(req, res);
+    return;
+  }
+  try {
+    const details = await provider.interactionDetails(req, res);
+    if (details.uid !== m[1]) {
+      res.writeHead(400).end('interaction mismatch');
+      return;
+    }
+    if (!m[2]) {
+      if (details.prompt.name === 'consent') {
+        // First-party clients: consent to what the client asked for, without a screen.
+        const grant = details.grantId
+          ? await provider.Grant.find(details.grantId)
+          : new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
+        const missing = details.prompt.details;
+        if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+        if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+        for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+          grant.addResourceScope(indicator, scopes.join(' '));
+        }
+        const grantId = await grant.save();
+        await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+        return;
+      }
+      if (details.prompt.name !== 'login') {
+        res.writeHead(400, { 'content-type': 'text/plain' }).end(`unsupported prompt ${details.prompt.name}`);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(loginPage(details.uid));
+      return;
+    }
+    if (req.method !== 'POST') {
+      res.writeHead(405).end();
+      return;
+    }
+    const form = await readForm(req);
+    const user = byName.get(String(form.username ?? ''));
+    const given = Buffer.from(String(form.password ?? ''));
+    const want = Buffer.from(user ? user.password : 'x'.repeat(given.length || 1));
+    const ok = user && given.length === want.length && crypto.timingSafeEqual(given, want);
+    if (!ok) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+        .end(loginPage(details.uid, 'Wrong username or password.'));
+      return;
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: user.username } }, {
+      mergeWithLastSubmission: false,
+    });
+  } catch (err) {
+    res.writeHead(400, { 'content-type': 'text/plain' }).end(`sign-in failed: ${err.message}`);
+  }
+});
+
+server.listen(Number(args.port ?? 0), host, () => {
+  const { port } = server.address();
+  const issuer = `http://${host}:${port}`;
+  provider = makeProvider(issuer);
+  callback = provider.callback();
+  process.on('SIGHUP', () => {
+    // Key rotation: a new provider with the rewritten keys file; sessions and grants are lost,
+    // as with any restart of this in-memory provider.
+    provider = makeProvider(issuer);
+    callback = provider.callback();
+    console.error(JSON.stringify({ msg: 'rotated' }));
+  });
+  // On stderr, where the tests read it; stdout stays free for the demo's messages.
+  console.error(JSON.stringify({ msg: 'listening', issuer, port }));
+});
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => server.close(() => process.exit(0)));
+}
