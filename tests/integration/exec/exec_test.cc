@@ -1835,7 +1835,7 @@ TEST(ExecDrainTest, SigtermStopsRunningCommandsAndRecordsThemBeforeExiting) {
   EXPECT_EQ(CountProcesses(argv), 0) << "the command outlived the exec that started it";
   // The drain itself (SIGINT, the 500 ms grace, the SIGKILL step, the acks) takes under a
   // second, and exec exits right after it (about 1 s in all): gRPC's shutdown no longer waits
-  // for the client's idle connection (it took 5 s more), nor civetweb's for its 2 s poll.
+  // for the client's idle connection (it took 5 s more).
   EXPECT_LT(absl::Now() - sigterm, absl::Seconds(3))
       << absl::StrJoin((*stack)->exec()->Lines(), "\n");
   bool drained = false;
