@@ -6,6 +6,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/util/json_util.h"
+#include "http/url.h"
 
 namespace podgate::edge {
 
@@ -35,47 +36,14 @@ void SecurityHeaders(http::Response& res) {
 }
 
 absl::StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_view query) {
+  // The one query codec (http/url.h); edge looks parameters up by name.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> params = http::ParseQuery(query);
+  if (!params.ok()) {
+    return absl::InvalidArgumentError("bad percent-encoding in the query");
+  }
   std::multimap<std::string, std::string> out;
-  auto decode = [](absl::string_view in) -> std::optional<std::string> {
-    std::string s;
-    for (size_t i = 0; i < in.size(); ++i) {
-      if (in[i] == '+') {
-        s += ' ';
-      } else if (in[i] == '%') {
-        int v = 0;
-        if (i + 2 >= in.size()) {
-          return std::nullopt;
-        }
-        for (int k = 1; k <= 2; ++k) {
-          char c = in[i + static_cast<size_t>(k)];
-          int d = absl::ascii_isdigit(static_cast<unsigned char>(c)) ? c - '0'
-                  : (c >= 'a' && c <= 'f')                           ? c - 'a' + 10
-                  : (c >= 'A' && c <= 'F')                           ? c - 'A' + 10
-                                                                     : -1;
-          if (d < 0) {
-            return std::nullopt;
-          }
-          v = v * 16 + d;
-        }
-        s += static_cast<char>(v);
-        i += 2;
-      } else {
-        s += in[i];
-      }
-    }
-    return s;
-  };
-  for (absl::string_view part :
-       absl::StrSplit(absl::string_view(query.data(), query.size()), '&', absl::SkipEmpty())) {
-    size_t eq = part.find('=');
-    absl::string_view k = part.substr(0, eq);
-    absl::string_view v = eq == absl::string_view::npos ? "" : part.substr(eq + 1);
-    std::optional<std::string> dk = decode(k);
-    std::optional<std::string> dv = decode(v);
-    if (!dk.has_value() || !dv.has_value()) {
-      return absl::InvalidArgumentError("bad percent-encoding in the query");
-    }
-    out.emplace(*std::move(dk), *std::move(dv));
+  for (auto& [name, value] : *params) {
+    out.emplace(std::move(name), std::move(value));
   }
   return out;
 }
