@@ -1,11 +1,10 @@
 # The two commands of the README, and the steps they are made of.
 #   make demo   install dependencies, build, run the whole suite locally (Ctrl+C stops it)
 #   make test   install dependencies, build, run every test
-# CI (.ci/run) also runs tools/check-format.sh (clang-format on the changed C++ lines).
-# `make test-sanitizers` runs both sanitizer jobs: ASan+UBSan (build-asan/, the unit and
+# CI (.ci/run) also runs tools/check-format.sh (clang-format on the changed C++ lines) and
+# both sanitizer jobs (`make test-sanitizers`): ASan+UBSan (build-asan/, the unit and
 # integration tests; `make test-sanitizers-address`) and TSan (build-tsan/, the exec, edge and
-# clients tests; `make test-sanitizers-thread`). They are manual, not in CI yet:
-# docs/architecture.md, "Sanitizer builds", says why.
+# clients tests; `make test-sanitizers-thread`); docs/architecture.md, "Sanitizer builds".
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= 2

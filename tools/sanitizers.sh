@@ -100,13 +100,19 @@ run() {
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tools/sanitizers/tsan.supp:log_path=$logs/tsan"
   fi
   local status=0
-  # Not under ASan: EdgeTest.ASlowReaderKeepsEdgeMemoryBounded bounds edge's memory growth to
-  # 14 KiB per connection, which ASan's redzones and quarantine alone exceed (26 KiB measured).
-  # Under TSan (shadow memory, its own allocator) the memory bounds of these two are not
-  # meaningful either.
+  # Not under ASan:
+  # - EdgeTest.ASlowReaderKeepsEdgeMemoryBounded bounds edge's memory growth to 14 KiB per
+  #   connection, and EdgeTest.AStdinFloodWhileExecAcceptsNothingKeepsEdgeMemoryBounded to
+  #   14 MiB in all: ASan's redzones and quarantine alone exceed both (26 KiB and 19.4 MiB
+  #   measured);
+  # - EdgeTest.OutOfDescriptorsTheAcceptLoopBacksOffAndRecovers runs edge out of descriptors,
+  #   and UBSan's vptr check reads an object's vtable only after probing the memory through a
+  #   pipe it cannot create then: every virtual call is reported as "invalid vptr" (it was,
+  #   boost::system::error_code::message in the accept loop's backoff line).
+  # Under TSan (shadow memory, its own allocator) the memory bounds are not meaningful either.
   local exclude="^$"
   if [ "$kind" = address ]; then
-    exclude="^EdgeTest\.ASlowReaderKeepsEdgeMemoryBounded$"
+    exclude="^EdgeTest\.(ASlowReaderKeepsEdgeMemoryBounded|AStdinFloodWhileExecAcceptsNothingKeepsEdgeMemoryBounded|OutOfDescriptorsTheAcceptLoopBacksOffAndRecovers)$"
   else
     exclude="^(EdgeTest\.ASlowReaderKeepsEdgeMemoryBounded|ExecTest\.HundredMegabytesStreamWithBoundedMemory)$"
   fi
