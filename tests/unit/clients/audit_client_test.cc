@@ -327,8 +327,12 @@ TEST_F(AuditClientTest, AnImmediateOutcomeIsNeverDeliveredInsideRecord) {
     std::lock_guard<std::mutex> hold(caller_lock);
     client->Record(Event("b"), [&](absl::Status s) {
       ran_inside = std::this_thread::get_id() == caller;
-      std::lock_guard<std::mutex> l(caller_lock);
-      EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+      {
+        std::lock_guard<std::mutex> l(caller_lock);
+        EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+      }
+      // Last: once notified, the test may return and `caller_lock` (on its stack) go (TSan saw
+      // the unlock after the notification race with the stack's reuse).
       delivered.Notify();
     });
   }

@@ -167,6 +167,11 @@ class SessionTest : public ::testing::Test {
     }
     EXPECT_EQ(exec_metrics_.live_sessions.Value(), 0);
     EXPECT_EQ(exec_metrics_.live_commands.Value(), 0);
+    if (hub_ != nullptr) {
+      // The gauge drops before a Session's destructor is done with the hub; the hub's own count
+      // is the one to wait for (TSan saw the hub destroyed under a destructor's notify).
+      EXPECT_TRUE(hub_->WaitForSessionObjects(deadline));
+    }
     if (audit_client_ != nullptr) {
       audit_client_->Close();
     }
