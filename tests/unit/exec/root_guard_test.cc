@@ -34,7 +34,12 @@ class RootGuardTest : public ::testing::Test {
 
   absl::Status Check(const PodView& pod, const std::string& container, bool root_allowed) {
     std::promise<absl::Status> answer;
-    guard_.Check(pod, container, root_allowed, [&answer](absl::Status s) { answer.set_value(s); });
+    // A fresh Status, not a copy: a copy shares its message with the guard's thread through
+    // abseil's uninstrumented refcount, and TSan then sees the last owner's free race this
+    // thread's read.
+    guard_.Check(pod, container, root_allowed, [&answer](absl::Status s) {
+      answer.set_value(absl::Status(s.code(), std::string(s.message())));
+    });
     std::future<absl::Status> f = answer.get_future();
     if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
       return absl::DeadlineExceededError("the root guard never answered");
