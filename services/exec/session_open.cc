@@ -41,14 +41,17 @@ void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
   call->context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));
   policy->async()->ListAllowed(
       &call->context, &call->request, &call->answer,
-      [call, done = std::move(done)](grpc::Status status) {
-        if (!status.ok()) {
-          done(absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                            status.error_message()));
-          return;
-        }
-        done(call->answer.commands_size() > 0 || call->answer.shell_allowed() ||
-             call->answer.superuser());
+      [call, done = std::move(done)](grpc::Status status) mutable {
+        absl::StatusOr<bool> in_scope =
+            status.ok()
+                ? absl::StatusOr<bool>(call->answer.commands_size() > 0 ||
+                                       call->answer.shell_allowed() || call->answer.superuser())
+                : absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                               status.error_message());
+        // The call (its context holds a reference to the channel) is released before the answer
+        // goes on: whoever waits for the answer may then drop the stub and its channel at once.
+        call.reset();
+        done(std::move(in_scope));
       });
 }
 
