@@ -352,7 +352,15 @@ namespace {
 class ExecBridge final : public http::WebSocketHandler,
                          public std::enable_shared_from_this<ExecBridge> {
  public:
-  explicit ExecBridge(std::shared_ptr<ExecObserver> observer) : observer_(std::move(observer)) {}
+  ExecBridge(std::shared_ptr<ExecObserver> observer, std::shared_ptr<OpenStreams> streams)
+      : observer_(std::move(observer)), streams_(std::move(streams)) {
+    streams_->Add();
+  }
+  ~ExecBridge() override {
+    if (observer_ != nullptr) {
+      streams_->Done();  // never ended (its connection went with a stopped client)
+    }
+  }
 
   void OnHandshake(const http::HandshakeResult& result) {
     std::vector<std::string> pending;
@@ -553,11 +561,15 @@ class ExecBridge final : public http::WebSocketHandler,
       return;
     }
     observer->OnExit(std::move(result));
-    std::lock_guard<std::mutex> lock(mu_);
-    observer_.reset();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      observer_.reset();
+    }
+    streams_->Done();
   }
 
   std::shared_ptr<ExecObserver> observer_;
+  const std::shared_ptr<OpenStreams> streams_;
   size_t pending_bytes_ = 0;
   std::mutex mu_;
   std::shared_ptr<http::WebSocketConnection> connection_;
@@ -599,6 +611,28 @@ class ExecStream final : public ExecHandle {
 };
 
 }  // namespace
+
+void OpenStreams::Add() {
+  absl::MutexLock lock(&mu_);
+  ++open_;
+}
+
+void OpenStreams::Done() {
+  absl::MutexLock lock(&mu_);
+  --open_;
+}
+
+int OpenStreams::Count() {
+  absl::MutexLock lock(&mu_);
+  return open_;
+}
+
+bool OpenStreams::WaitForNone(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto none = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return open_ == 0; };
+  mu_.AwaitWithDeadline(absl::Condition(&none), deadline);
+  return open_ == 0;
+}
 
 KubeClient::KubeClient(KubeConfig config, KubeClientOptions options)
     : config_(std::move(config)),
@@ -722,7 +756,7 @@ std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
   const std::string target = config_.ApiPath(
       absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(spec.namespace_name), "/pods/",
                    k8s::UrlEncode(spec.pod), "/exec?", k8s::EncodeExecQuery(query)));
-  auto bridge = std::make_shared<ExecBridge>(std::move(observer));
+  auto bridge = std::make_shared<ExecBridge>(std::move(observer), streams_);
   auto handle = std::make_unique<ExecStream>(bridge);
   if (spec.tty && spec.width > 0 && spec.height > 0) {
     handle->Resize(spec.width, spec.height);

@@ -74,6 +74,22 @@ struct KubeClientOptions {
   std::vector<std::string> protocols = {"v5.channel.k8s.io", "v4.channel.k8s.io"};
 };
 
+// The exec streams a KubeClient started that have not ended yet (an exec stream ends with its
+// observer's OnExit, after which the client holds nothing of it). Shared with each stream, so
+// a stream that outlives the client still counts down safely.
+class OpenStreams {
+ public:
+  void Add();
+  void Done();
+  int Count();
+  // Waits until no stream is open, or `deadline`; true when none is.
+  bool WaitForNone(absl::Time deadline);
+
+ private:
+  absl::Mutex mu_;
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 class KubeClient final : public KubeApi {
  public:
   KubeClient(KubeConfig config, KubeClientOptions options = {});
@@ -89,6 +105,13 @@ class KubeClient final : public KubeApi {
   // The bearer token to send now (re-read from token_file at most once a minute).
   std::string Token();
 
+  // Waits until every exec stream this client started has ended (its observer's OnExit has
+  // returned), or `deadline`; true when none is left. The destructor stops the I/O threads
+  // wherever the streams are: a stream still open then holds its connection (and its
+  // observer) forever, so whoever owns what the observers use waits here first.
+  bool WaitForStreams(absl::Time deadline) { return streams_->WaitForNone(deadline); }
+  int open_streams() { return streams_->Count(); }
+
  private:
   http::ClientOptions ConnectionOptions();
   absl::StatusOr<std::string> Get(const std::string& target);
@@ -99,6 +122,7 @@ class KubeClient final : public KubeApi {
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
   boost::asio::thread_pool rest_pool_;
+  const std::shared_ptr<OpenStreams> streams_ = std::make_shared<OpenStreams>();
 
   absl::Mutex token_mu_;
   std::string token_ ABSL_GUARDED_BY(token_mu_);

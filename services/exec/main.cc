@@ -101,10 +101,15 @@ int main(int argc, char** argv) {
   // Session; it is let finish (its SIGKILL a grace period on, its probe bounded by the probe
   // timeout) before the hub, the Kubernetes client and audit it uses are destroyed. Past that
   // bound exec exits without destroying them: a callback never runs on freed memory.
+  // The Kubernetes streams end after the sessions that started them (a stop step's probe, a
+  // command's stream closing): they are let end too, within the same bound, since the client's
+  // destructor stops its I/O threads wherever the streams are.
   const absl::Duration settle = 2 * options.interrupt_grace + options.probe_timeout;
-  if (!hub.WaitForSessionObjects(absl::Now() + settle)) {
-    podgate::log::Warn("exiting with stop steps still running",
-                       {{"settle_ms", absl::ToInt64Milliseconds(settle)}});
+  const absl::Time settle_deadline = absl::Now() + settle;
+  if (!hub.WaitForSessionObjects(settle_deadline) || !kube.WaitForStreams(settle_deadline)) {
+    podgate::log::Warn(
+        "exiting with stop steps still running",
+        {{"settle_ms", absl::ToInt64Milliseconds(settle)}, {"open_streams", kube.open_streams()}});
     std::fflush(stderr);
     std::_Exit(code);
   }

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "exec/kube_client.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
@@ -1984,6 +1985,78 @@ TEST(ExecProtocolTest, WorksAgainstAV4OnlyServerAndRefusesALegacyOne) {
       EXPECT_THAT(o.error->status().message(), HasSubstr("protocol"));
     }
     s.Close();
+  }
+}
+
+// The Kubernetes client counts its exec streams until each observer's OnExit has returned, so
+// exec's main waits for a stop step's last stream before it destroys what the observers use
+// (LeakSanitizer once found such a stream, with its TLS state, alive at exec's exit).
+class SlowExitObserver final : public exec::ExecObserver {
+ public:
+  void OnStarted(const std::string&) override {}
+  void OnOutput(int, std::string, std::function<void()> resume) override { resume(); }
+  void OnExit(exec::ExecResult result) override {
+    absl::SleepFor(absl::Milliseconds(300));  // WaitForStreams must wait for this to return
+    status = result.status;
+    exit_code = result.exit_code;
+    exited.store(true);
+  }
+  absl::Status status = absl::UnknownError("no OnExit");
+  int exit_code = -1;
+  std::atomic<bool> exited{false};
+};
+
+TEST(KubeClientStreamsTest, EveryStreamIsCountedUntilItsObserverHasExited) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  absl::StatusOr<exec::KubeConfig> config = exec::LoadKubeconfig((*stack)->kubeconfig(), false);
+  ASSERT_TRUE(config.ok()) << config.status();
+  exec::KubeClient kube(*config);
+  EXPECT_TRUE(kube.WaitForStreams(absl::Now()));  // none yet
+
+  exec::ExecSpec spec;
+  spec.namespace_name = "team";
+  spec.pod = "app-1";
+  spec.container = "main";
+  spec.argv = {"sh", "-c", "sleep 0.5; exit 3"};
+  auto ends = std::make_shared<SlowExitObserver>();
+  std::unique_ptr<exec::ExecHandle> handle = kube.Exec(spec, ends);
+  EXPECT_EQ(kube.open_streams(), 1);
+  EXPECT_FALSE(kube.WaitForStreams(absl::Now() + absl::Milliseconds(100)));
+  ASSERT_TRUE(kube.WaitForStreams(absl::Now() + absl::Seconds(20)));
+  EXPECT_TRUE(ends->exited.load()) << "counted as ended before its OnExit returned";
+  EXPECT_TRUE(ends->status.ok()) << ends->status;
+  EXPECT_EQ(ends->exit_code, 3);
+  EXPECT_EQ(kube.open_streams(), 0);
+  handle.reset();
+
+  // A stream closed by its owner (the process still running) ends too, and is counted until
+  // then; a refused one (no such pod) as well.
+  spec.argv = {"sleep", "71"};
+  auto closed = std::make_shared<SlowExitObserver>();
+  handle = kube.Exec(spec, closed);
+  exec::ExecSpec missing = spec;
+  missing.pod = "no-such-pod";
+  auto refused = std::make_shared<SlowExitObserver>();
+  std::unique_ptr<exec::ExecHandle> refused_handle = kube.Exec(missing, refused);
+  EXPECT_EQ(kube.open_streams(), 2);
+  for (int i = 0; i < 100 && CountProcesses({"sleep", "71"}) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  handle.reset();
+  ASSERT_TRUE(kube.WaitForStreams(absl::Now() + absl::Seconds(20)));
+  EXPECT_TRUE(closed->exited.load());
+  EXPECT_FALSE(closed->status.ok());  // ended without an exit status
+  EXPECT_TRUE(refused->exited.load());
+  EXPECT_EQ(refused->status.code(), absl::StatusCode::kNotFound) << refused->status;
+  // The process a closed stream leaves behind is the stop helper's to end (kubelet semantics);
+  // the test ends it so that nothing outlives it.
+  for (pid_t pid : PidsOf({"sleep", "71"})) {
+    kill(pid, SIGKILL);
   }
 }
 
