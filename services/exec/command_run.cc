@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <variant>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "exec/command_line.h"
 #include "exec/container_check.h"
@@ -180,7 +181,22 @@ void Session::HandleCommand(const pb::RunCommand& run) {
     SendLocked(std::move(msg));
     return;
   }
-  if (!used_ids_.insert(std::hash<std::string>{}(id)).second) {
+  if (used_ids_.size() >= static_cast<size_t>(hub_->options().max_commands_per_session)) {
+    // What a session remembers is bounded: past its command budget it must be reopened.
+    const std::string why = absl::StrCat(
+        "this session has asked for its limit of ", hub_->options().max_commands_per_session,
+        " commands (--max_commands_per_session); open a new session to go on");
+    RecordRefusalLocked(id, run.line(), "command-limit", why);
+    hub_->metrics()->commands_total.Add({{"decision", "error"}, {"result", "refused"}}).Increment();
+    pb::SessionResponse msg;
+    msg.mutable_error()->set_command_id(id);
+    msg.mutable_error()->mutable_status()->set_code(
+        static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+    msg.mutable_error()->mutable_status()->set_message(why);
+    SendLocked(std::move(msg));
+    return;
+  }
+  if (!used_ids_.insert(absl::HashOf(id)).second) {
     // Ids are unique per session: a reused one would make two commands one in audit.
     const std::string why = absl::StrCat(
         "command id \"", id,

@@ -22,6 +22,10 @@ ABSL_FLAG(absl::Duration, idle_timeout, absl::Minutes(15),
           "Close a session after this long without input. Default 15m.");
 ABSL_FLAG(absl::Duration, max_session, absl::Hours(8), "Longest session. Default 8h.");
 ABSL_FLAG(int, max_sessions_per_user, 10, "Concurrent sessions per user. Default 10.");
+ABSL_FLAG(int, max_commands_per_session, 10000,
+          "Commands one session may ask for (run, denied or refused alike), 1 to 1000000; past "
+          "it each command is refused with RESOURCE_EXHAUSTED and the session must be reopened. "
+          "Default 10000.");
 ABSL_FLAG(int, max_sessions, 2000, "Concurrent sessions per replica. Default 2000.");
 ABSL_FLAG(absl::Duration, default_time_limit, absl::Minutes(5),
           "Command time limit when the rule sets none. Default 5m.");
@@ -74,6 +78,16 @@ absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_max_sessions_per_user) < 1 || absl::GetFlag(FLAGS_max_sessions) < 1) {
     return absl::InvalidArgumentError("--max_sessions and --max_sessions_per_user must be >= 1");
   }
+  if (absl::GetFlag(FLAGS_max_commands_per_session) < 1 ||
+      absl::GetFlag(FLAGS_max_commands_per_session) > 1000000) {
+    return absl::InvalidArgumentError("--max_commands_per_session must be 1 to 1000000");
+  }
+  if (std::vector<std::string>(
+          absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty()))
+          .empty()) {
+    return absl::InvalidArgumentError(
+        "--shell_command must name a program (a space-separated argv, e.g. /bin/sh)");
+  }
   if (absl::GetFlag(FLAGS_default_output_limit_bytes) < 1) {
     return absl::InvalidArgumentError("--default_output_limit_bytes must be >= 1");
   }
@@ -104,6 +118,7 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.max_session = absl::GetFlag(FLAGS_max_session);
   options.max_sessions_per_user = absl::GetFlag(FLAGS_max_sessions_per_user);
   options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options.max_commands_per_session = absl::GetFlag(FLAGS_max_commands_per_session);
   options.default_time_limit = absl::GetFlag(FLAGS_default_time_limit);
   options.default_output_limit_bytes = absl::GetFlag(FLAGS_default_output_limit_bytes);
   options.excerpt_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_audit_excerpt_bytes));

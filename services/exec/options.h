@@ -24,6 +24,9 @@ struct ExecOptions {
   // Concurrent sessions per user, and per exec replica.
   int max_sessions_per_user = 10;
   int max_sessions = 2000;
+  // Commands one session may ask for (run, denied or refused alike); past it the session must
+  // be reopened. Bounds what a session remembers (its command ids).
+  int max_commands_per_session = 10000;
   // Limits for a rule that sets none.
   absl::Duration default_time_limit = absl::Minutes(5);
   int64_t default_output_limit_bytes = 64 << 20;

@@ -19,8 +19,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -190,8 +190,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   absl::Time opened_at_;
   bool admitted_ = false;
   int64_t commands_ = 0;
-  // Every command id this session has seen (hashes: 8 bytes a command), so none is reused.
-  std::unordered_set<size_t> used_ids_;
+  // Every command id this session has seen (64-bit hashes, about 16 bytes a command), so none
+  // is reused; at most ExecOptions::max_commands_per_session of them.
+  absl::flat_hash_set<uint64_t> used_ids_;
   std::unique_ptr<PolicyStream> policy_;
   std::shared_ptr<Command> running_;
   runtime::TimerQueue::Id idle_timer_ = 0;

@@ -7,9 +7,11 @@
 //       warm-up round prints exec's VmRSS and podgate_exec_live_objects every `report_every`
 //       sessions, then the growth after warm-up in KiB per session.
 //   podgate-exec-bench soak [--duration=10m] [--clients=8] [--report_interval=30s]
+//                           [--session_commands=1000]
 //       Keeps `clients` sessions open and runs commands in each back to back (one in ten is
-//       refused by policy) for `duration`; prints RSS over time and the growth in KiB per
-//       thousand commands after the first interval.
+//       refused by policy) for `duration`, reopening a session when it reaches exec's command
+//       budget (--max_commands_per_session=session_commands); prints RSS over time and the
+//       growth in KiB per thousand commands after the first interval.
 //
 // Exit status: 0 when the growth is within --max_growth_kib (per session, or per thousand
 // commands), every soak command ended as expected and no object outlives its session, 1 when
@@ -49,6 +51,9 @@ ABSL_FLAG(int, report_every, 100, "sessions: print a sample every this many. Def
 ABSL_FLAG(int, concurrency, 2, "sessions: clients opening sessions in parallel. Default 2.");
 ABSL_FLAG(absl::Duration, duration, absl::Minutes(10), "soak: how long it runs. Default 10m.");
 ABSL_FLAG(int, clients, 8, "soak: long-lived sessions running commands. Default 8.");
+ABSL_FLAG(int, session_commands, 1000,
+          "soak: exec's --max_commands_per_session; a client whose session reaches it opens a "
+          "new one, so the soak also measures the budget's bound. Default 1000.");
 ABSL_FLAG(absl::Duration, report_interval, absl::Seconds(30),
           "soak: print a sample this often. Default 30s.");
 ABSL_FLAG(double, max_growth_kib, -1,
@@ -211,14 +216,16 @@ struct Bench {
   int metrics_port = 0;
 };
 
-absl::StatusOr<Bench> StartStack(int max_sessions_per_user) {
+absl::StatusOr<Bench> StartStack(int max_sessions_per_user,
+                                 std::vector<std::string> exec_flags = {}) {
   testing::StackOptions options;
   options.binaries = {absl::GetFlag(FLAGS_kubesim_bin), absl::GetFlag(FLAGS_policy_bin),
                       absl::GetFlag(FLAGS_audit_bin), absl::GetFlag(FLAGS_exec_bin)};
   options.cluster_yaml = kCluster;
   options.policy_yaml = kPolicy;
   Bench b;
-  options.exec_flags = {absl::StrCat("--max_sessions_per_user=", max_sessions_per_user)};
+  options.exec_flags = std::move(exec_flags);
+  options.exec_flags.push_back(absl::StrCat("--max_sessions_per_user=", max_sessions_per_user));
   auto stack = testing::Stack::Start(options);
   if (!stack.ok()) {
     return stack.status();
@@ -352,7 +359,8 @@ int Soak() {
   const absl::Duration duration = absl::GetFlag(FLAGS_duration);
   const absl::Duration interval = absl::GetFlag(FLAGS_report_interval);
   const int clients = std::max(1, absl::GetFlag(FLAGS_clients));
-  auto bench = StartStack(2);
+  const int session_commands = absl::GetFlag(FLAGS_session_commands);
+  auto bench = StartStack(2, {absl::StrCat("--max_commands_per_session=", session_commands)});
   if (!bench.ok()) {
     std::fprintf(stderr, "start: %s\n", bench.status().ToString().c_str());
     return 2;
@@ -363,6 +371,7 @@ int Soak() {
   std::atomic<int64_t> commands{0};
   std::atomic<int64_t> refused{0};
   std::atomic<int64_t> anomalies{0};
+  std::atomic<int64_t> reopened{0};
   // What each client is running now, for the stall watchdog below.
   struct InFlight {
     absl::Mutex mu;
@@ -383,12 +392,29 @@ int Soak() {
         failure.Update(s);
         stop = true;
       };
-      testing::ExecSession s(channel, duration + absl::Minutes(5));
-      auto ready =
-          s.Open(stack.Token(absl::StrCat("soak", c), {"bench"}, duration + absl::Hours(1)),
-                 "bench", "app-1");
-      if (!ready.ok()) {
-        return fail(ready.status());
+      // A session that reaches exec's command budget is closed and a new one opened.
+      std::unique_ptr<testing::ExecSession> s;
+      absl::StatusOr<exec::v1::SessionReady> ready;
+      auto open = [&]() -> bool {
+        if (s != nullptr) {
+          grpc::Status status;
+          if (s->Close(&status) != common::v1::CLOSE_REASON_CLIENT) {
+            fail(absl::InternalError(
+                absl::StrCat("client ", c, ": close: ", status.error_message())));
+            return false;
+          }
+        }
+        s = std::make_unique<testing::ExecSession>(channel, duration + absl::Minutes(5));
+        ready = s->Open(stack.Token(absl::StrCat("soak", c), {"bench"}, duration + absl::Hours(1)),
+                        "bench", "app-1");
+        if (!ready.ok()) {
+          fail(ready.status());
+          return false;
+        }
+        return true;
+      };
+      if (!open()) {
+        return;
       }
       for (int64_t n = 0; !stop; ++n) {
         const bool deny = n % 10 == 9;
@@ -400,7 +426,16 @@ int Soak() {
           in_flight[c].reported = false;
         }
         testing::CommandOutcome o =
-            s.Run(deny ? "touch " + word : "echo " + word, absl::StrCat("c", n));
+            s->Run(deny ? "touch " + word : "echo " + word, absl::StrCat("c", n));
+        if (o.error.has_value() &&
+            o.error->status().code() == static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED) &&
+            absl::StrContains(o.error->status().message(), "--max_commands_per_session")) {
+          ++reopened;
+          if (!open()) {
+            return;
+          }
+          continue;
+        }
         if (deny ? !o.denied.has_value() : (!o.exit.has_value() || o.stdout_text != word + "\n")) {
           // Counted and shown (the first few), not fatal: a soak measures the whole run.
           const int64_t seen = ++anomalies;
@@ -436,7 +471,7 @@ int Soak() {
         refused += deny ? 1 : 0;
       }
       grpc::Status status;
-      if (s.Close(&status) != common::v1::CLOSE_REASON_CLIENT) {
+      if (s->Close(&status) != common::v1::CLOSE_REASON_CLIENT) {
         fail(absl::InternalError(absl::StrCat("client ", c, ": close: ", status.error_message())));
       }
     });
@@ -506,12 +541,14 @@ int Soak() {
   const bool freed = live.sessions == 0 && live.commands == 0;
   std::printf(
       "%lld commands (%lld refused by policy, %lld with an unexpected outcome) in %.0f s, "
-      "%.0f/s; after close: RSS %lld KiB, live sessions %.0f commands %.0f\n"
+      "%.0f/s, %lld sessions reopened at the %d-command budget; after close: RSS %lld KiB, "
+      "live sessions %.0f commands %.0f\n"
       "growth after the first interval: %+.3f KiB per 1000 commands (least squares over %zu "
       "samples), %+lld KiB in all\n"
       "verdict: %s\n",
       static_cast<long long>(total), static_cast<long long>(refused.load()),
       static_cast<long long>(anomalies.load()), seconds, static_cast<double>(total) / seconds,
+      static_cast<long long>(reopened.load()), session_commands,
       static_cast<long long>(testing::ResidentKiB(pid)), live.sessions, live.commands, per_k,
       samples.size(),
       static_cast<long long>(samples.empty() ? 0 : samples.back().rss_kib - samples[0].rss_kib),

@@ -21,6 +21,7 @@ ABSL_DECLARE_FLAG(absl::Duration, idle_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, max_session);
 ABSL_DECLARE_FLAG(int, max_sessions_per_user);
 ABSL_DECLARE_FLAG(int, max_sessions);
+ABSL_DECLARE_FLAG(int, max_commands_per_session);
 ABSL_DECLARE_FLAG(absl::Duration, default_time_limit);
 ABSL_DECLARE_FLAG(int64_t, default_output_limit_bytes);
 ABSL_DECLARE_FLAG(int, audit_excerpt_bytes);
@@ -47,6 +48,7 @@ TEST(ExecOptionsTest, TheDefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->sessions.max_session, absl::Hours(8));
   EXPECT_EQ(o->sessions.max_sessions_per_user, 10);
   EXPECT_EQ(o->sessions.max_sessions, 2000);
+  EXPECT_EQ(o->sessions.max_commands_per_session, 10000);
   EXPECT_EQ(o->sessions.default_time_limit, absl::Minutes(5));
   EXPECT_EQ(o->sessions.default_output_limit_bytes, 64 << 20);
   EXPECT_EQ(o->sessions.excerpt_bytes, 4096u);
@@ -77,6 +79,7 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   absl::SetFlag(&FLAGS_max_session, absl::Hours(1));
   absl::SetFlag(&FLAGS_max_sessions_per_user, 1);
   absl::SetFlag(&FLAGS_max_sessions, 3);
+  absl::SetFlag(&FLAGS_max_commands_per_session, 4);
   absl::SetFlag(&FLAGS_default_time_limit, absl::Seconds(7));
   absl::SetFlag(&FLAGS_default_output_limit_bytes, int64_t{1});
   absl::SetFlag(&FLAGS_audit_excerpt_bytes, 0);
@@ -97,6 +100,7 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   EXPECT_EQ(o->sessions.max_session, absl::Hours(1));
   EXPECT_EQ(o->sessions.max_sessions_per_user, 1);
   EXPECT_EQ(o->sessions.max_sessions, 3);
+  EXPECT_EQ(o->sessions.max_commands_per_session, 4);
   EXPECT_EQ(o->sessions.default_time_limit, absl::Seconds(7));
   EXPECT_EQ(o->sessions.default_output_limit_bytes, 1);
   EXPECT_EQ(o->sessions.excerpt_bytes, 0u);
@@ -147,6 +151,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"max_sessions_per_user", "0",
                 "--max_sessions and --max_sessions_per_user must be >= 1"},
         BadFlag{"max_sessions", "-1", "--max_sessions and --max_sessions_per_user must be >= 1"},
+        BadFlag{"max_commands_per_session", "0", "--max_commands_per_session must be 1 to 1000000"},
+        BadFlag{"max_commands_per_session", "1000001",
+                "--max_commands_per_session must be 1 to 1000000"},
+        BadFlag{"shell_command", "   ", "--shell_command must name a program"},
+        BadFlag{"shell_command", "", "--shell_command must name a program"},
         BadFlag{"default_output_limit_bytes", "0", "--default_output_limit_bytes must be >= 1"},
         BadFlag{"journal_max_entries", "0", "--journal_max_entries must be 1 to 100000"},
         BadFlag{"journal_max_entries", "100001", "--journal_max_entries must be 1 to 100000"},
@@ -170,10 +179,13 @@ TEST(ExecOptionsTest, TheEdgesOfEachRangeAreAccepted) {
   absl::SetFlag(&FLAGS_audit_excerpt_bytes, 1 << 20);
   absl::SetFlag(&FLAGS_max_sessions, 1);
   absl::SetFlag(&FLAGS_max_sessions_per_user, 1);
+  absl::SetFlag(&FLAGS_max_commands_per_session, 1);
   absl::SetFlag(&FLAGS_policy_timeout, absl::Nanoseconds(1));
   absl::StatusOr<ExecServiceOptions> o = ExecServiceOptionsFromFlags();
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->sessions.excerpt_bytes, size_t{1} << 20);
+  absl::SetFlag(&FLAGS_max_commands_per_session, 1000000);
+  EXPECT_TRUE(ExecServiceOptionsFromFlags().ok());
 }
 
 }  // namespace

@@ -378,6 +378,48 @@ TEST_F(SessionTest, ACommandRunsThroughTheLaunchWrapperAfterTheRootGuard) {
   EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
 }
 
+// A session remembers every command id it has seen, so that none is reused: what it remembers
+// is bounded by a command budget (run, denied or refused alike count; a duplicate id does not
+// add one). Past it each command is refused, audited, and a new session goes on.
+TEST_F(SessionTest, ASessionsCommandBudgetBoundsWhatItRemembers) {
+  ExecOptions options;
+  options.max_commands_per_session = 3;
+  StartExec(options);
+  auto s = NewSession();
+  ASSERT_TRUE(s->Open(Token("alice"), "app", "api-0").ok());
+  EXPECT_TRUE(s->Run("hostname", "c1").exit.has_value());
+  EXPECT_TRUE(s->Run("rm -rf /", "c2").denied.has_value());
+  podgate::testing::CommandOutcome reused = s->Run("hostname", "c1");
+  ASSERT_TRUE(reused.error.has_value());
+  EXPECT_EQ(reused.error->status().code(), static_cast<int>(grpc::StatusCode::ALREADY_EXISTS));
+  EXPECT_TRUE(s->Run("hostname", "c3").exit.has_value());
+  podgate::testing::CommandOutcome over = s->Run("hostname", "c4");
+  ASSERT_TRUE(over.error.has_value()) << "a command past the budget ran";
+  EXPECT_EQ(over.error->command_id(), "c4");
+  EXPECT_EQ(over.error->status().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  EXPECT_THAT(over.error->status().message(),
+              HasSubstr("its limit of 3 commands (--max_commands_per_session)"));
+  // Still refused (not run) however it is asked, and the session stays open.
+  EXPECT_TRUE(s->Run("hostname").error.has_value());
+  EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"},
+                                       std::vector<std::string>{"hostname"}));
+  int limited = 0;
+  for (const common::AuditEvent& e :
+       Events(common::EVENT_KIND_DECISION, 6)) {  // 2 allowed, 4 refused
+    if (e.decision().rule() == "command-limit") {
+      ++limited;
+      EXPECT_EQ(e.decision().verdict(), common::VERDICT_DENY);
+      EXPECT_EQ(e.command_request().line(), "hostname");
+    }
+  }
+  EXPECT_EQ(limited, 2);
+  EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
+  auto next = NewSession();
+  ASSERT_TRUE(next->Open(Token("alice"), "app", "api-0").ok());
+  EXPECT_TRUE(next->Run("hostname", "c4").exit.has_value());
+  EXPECT_EQ(next->Close(), common::CLOSE_REASON_CLIENT);
+}
+
 TEST_F(SessionTest, TheRootGuardRefusesACommandInADeclaredRootContainer) {
   StartExec();
   auto s = NewSession();
