@@ -452,6 +452,13 @@ void Session::SendReady() {
         ready.mutable_ready()->set_mode(self->mode_);
         *ready.mutable_ready()->mutable_expires_time() = wire::ToProtoTimestamp(self->expires_);
         self->SendLocked(std::move(ready));
+        if (shell) {
+          // The recording starts with `ready`, under the same lock: keystrokes sent right after
+          // it (before the shell's stream is asked for) are recorded after the header.
+          self->recording_.Start(self->width_, self->height_, absl::Now(),
+                                 absl::StrCat(self->target_.namespace_(), "/", self->target_.pod(),
+                                              "/", self->target_.container()));
+        }
         log::Info("session open", {{"session_id", self->session_id_},
                                    {"user", self->principal_.user()},
                                    {"namespace", self->target_.namespace_()},

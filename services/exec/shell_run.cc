@@ -19,7 +19,8 @@ void AsciicastRecording::Start(uint32_t width, uint32_t height, absl::Time now,
                            {"height", height},
                            {"timestamp", absl::ToUnixSeconds(now)},
                            {"title", title}};
-  pending_ = header.dump() + "\n";
+  pending_ = absl::StrCat(header.dump(), "\n", pending_);
+  started_ = true;
   last_flush_ = now;
 }
 
@@ -31,7 +32,7 @@ bool AsciicastRecording::Add(double t, char kind, const std::string& data, absl:
   event[2] = nlohmann::json::parse(event[2].get<std::string>());
   pending_ += event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   pending_ += "\n";
-  return pending_.size() >= chunk_bytes_ || now - last_flush_ >= flush_every_;
+  return started_ && (pending_.size() >= chunk_bytes_ || now - last_flush_ >= flush_every_);
 }
 
 std::pair<int64_t, std::string> AsciicastRecording::TakeChunk(absl::Time now) {
@@ -113,9 +114,6 @@ void Session::StartShell() {
   spec.tty = true;
   spec.width = width_;
   spec.height = height_;
-  recording_.Start(
-      width_, height_, absl::Now(),
-      absl::StrCat(target_.namespace_(), "/", target_.pod(), "/", target_.container()));
   auto observer = std::make_shared<ShellObserver>(weak_from_this());
   lock.unlock();
   std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, std::move(observer));

@@ -22,10 +22,11 @@ class AsciicastRecording {
   AsciicastRecording(size_t chunk_bytes, absl::Duration flush_every)
       : chunk_bytes_(chunk_bytes), flush_every_(flush_every) {}
 
-  // Starts the recording with its header (what was pending is replaced).
+  // Starts the recording with its header, which goes before anything already added: chunk 0
+  // always begins with it, whatever order a session's threads reach the recording in.
   void Start(uint32_t width, uint32_t height, absl::Time now, const std::string& title);
   // Appends one event `t` seconds into the session; `data` is bytes (invalid UTF-8 replaced).
-  // True when a chunk is due (TakeChunk).
+  // True when a chunk is due (TakeChunk); never before Start, so no chunk lacks the header.
   bool Add(double t, char kind, const std::string& data, absl::Time now);
 
   bool empty() const { return pending_.empty(); }
@@ -37,6 +38,7 @@ class AsciicastRecording {
   const absl::Duration flush_every_;
   std::string pending_;
   int64_t sequence_ = 0;
+  bool started_ = false;
   absl::Time last_flush_;
 };
 

@@ -43,6 +43,22 @@ TEST(AsciicastRecordingTest, HeaderThenOneEventALine) {
   EXPECT_EQ(lines[3], (nlohmann::json{1.0, "r", "100x30"}));
 }
 
+// Input that reaches the recording before its header (a session's threads racing `ready`) is
+// kept, after the header, and no chunk is due before the header is there.
+TEST(AsciicastRecordingTest, EventsAddedBeforeStartFollowTheHeader) {
+  AsciicastRecording r(10, absl::Seconds(5));
+  EXPECT_FALSE(r.Add(0.1, 'i', "a long line typed early", kT0 + absl::Seconds(9)));
+  r.Start(80, 24, kT0 + absl::Seconds(9), "t");
+  EXPECT_TRUE(r.Add(0.2, 'i', "b", kT0 + absl::Seconds(9)));
+  auto [seq, text] = r.TakeChunk(kT0 + absl::Seconds(9));
+  EXPECT_EQ(seq, 0);
+  std::vector<nlohmann::json> lines = Lines(text);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["version"], 2);
+  EXPECT_EQ(lines[1], (nlohmann::json{0.1, "i", "a long line typed early"}));
+  EXPECT_EQ(lines[2], (nlohmann::json{0.2, "i", "b"}));
+}
+
 TEST(AsciicastRecordingTest, InvalidUtf8IsReplacedNotDropped) {
   AsciicastRecording r(1 << 20, absl::Seconds(5));
   r.Start(80, 24, kT0, "t");
