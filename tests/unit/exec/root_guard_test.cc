@@ -161,7 +161,11 @@ TEST_F(RootGuardTest, AProbeThatNeverAnswersIsRefusedAtItsDeadline) {
     return run;
   });
   std::promise<absl::Status> answer;
-  quick.Check(Pod(), "main", false, [&answer](absl::Status s) { answer.set_value(s); });
+  // A fresh Status, as Check() above hands it over: a copy would share its message with the
+  // timer thread through abseil's uninstrumented refcount (a TSan report).
+  quick.Check(Pod(), "main", false, [&answer](absl::Status s) {
+    answer.set_value(absl::Status(s.code(), std::string(s.message())));
+  });
   std::future<absl::Status> f = answer.get_future();
   ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
   absl::Status s = f.get();
