@@ -18,6 +18,9 @@ ExecSession::ExecSession(std::shared_ptr<grpc::Channel> channel, absl::Duration 
   stream_ = stub_->Session(&ctx_);
 }
 
+ExecSession::ExecSession(int port, absl::Duration deadline)
+    : ExecSession(LoopbackChannel(port), deadline) {}
+
 ExecSession::~ExecSession() {
   if (!finished_) {
     ctx_.TryCancel();
@@ -27,14 +30,15 @@ ExecSession::~ExecSession() {
 
 absl::StatusOr<pb::SessionReady> ExecSession::Open(const std::string& token, const std::string& ns,
                                                    const std::string& pod,
-                                                   const std::string& container) {
+                                                   const std::string& container,
+                                                   common::SessionMode mode) {
   pb::SessionRequest req;
   req.mutable_open()->mutable_credential()->set_bearer_token(token);
   req.mutable_open()->mutable_target()->set_namespace_(ns);
   req.mutable_open()->mutable_target()->set_pod(pod);
   req.mutable_open()->mutable_target()->set_container(container);
-  req.mutable_open()->set_mode(common::SESSION_MODE_COMMAND);
-  req.mutable_open()->set_client("podgate-bench");
+  req.mutable_open()->set_mode(mode);
+  req.mutable_open()->set_client("podgate-test");
   stream_->Write(req);
   pb::SessionResponse res;
   if (stream_->Read(&res) && res.has_ready()) {
@@ -42,25 +46,45 @@ absl::StatusOr<pb::SessionReady> ExecSession::Open(const std::string& token, con
   }
   grpc::Status status = stream_->Finish();
   finished_ = true;
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat("open: ", status.error_message()));
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 CommandOutcome ExecSession::Run(const std::string& line, const std::string& id) {
-  CommandOutcome o;
   if (finished_) {
+    CommandOutcome o;
     o.stream_ended = true;
     return o;
   }
+  Command(line, id);
+  return Wait();
+}
+
+void ExecSession::Send(const pb::SessionRequest& request) { stream_->Write(request); }
+
+void ExecSession::Command(const std::string& line, const std::string& id) {
   pb::SessionRequest req;
   req.mutable_command()->set_line(line);
   req.mutable_command()->set_command_id(id);
   stream_->Write(req);
+}
+
+void ExecSession::Interrupt() {
+  pb::SessionRequest req;
+  req.mutable_interrupt();
+  stream_->Write(req);
+}
+
+CommandOutcome ExecSession::Wait(int64_t* bytes_seen) {
+  CommandOutcome o;
   pb::SessionResponse res;
   while (stream_->Read(&res)) {
     switch (res.kind_case()) {
       case pb::SessionResponse::kStdout:
-        o.stdout_text += res.stdout().data();
+        if (bytes_seen != nullptr) {
+          *bytes_seen += static_cast<int64_t>(res.stdout().data().size());
+        } else {
+          o.stdout_text += res.stdout().data();
+        }
         break;
       case pb::SessionResponse::kStderr:
         o.stderr_text += res.stderr().data();
@@ -102,6 +126,14 @@ common::CloseReason ExecSession::Close(grpc::Status* status) {
     }
   }
   return reason;
+}
+
+grpc::Status ExecSession::Finish() {
+  if (finished_) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the stream was finished before");
+  }
+  finished_ = true;
+  return stream_->Finish();
 }
 
 std::shared_ptr<grpc::Channel> LoopbackChannel(int port) {

@@ -1,6 +1,6 @@
 // A blocking client of exec's Session stream, as another backend drives it: open, run commands
-// one at a time, close; every call bounded by one deadline for the whole stream. For the
-// benchmark, soak and chaos tools, which run thousands of sessions.
+// one at a time, close; every call bounded by one deadline for the whole stream. The one such
+// client of the tests (unit and integration) and of the benchmark, soak and chaos tools.
 #pragma once
 
 #include <cstdint>
@@ -30,20 +30,38 @@ class ExecSession {
  public:
   // `channel` may be shared by many sessions.
   ExecSession(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline);
+  // A session of its own channel to exec on 127.0.0.1:`port`.
+  explicit ExecSession(int port, absl::Duration deadline = absl::Seconds(60));
   ~ExecSession();
 
-  // Sends open; returns ready, or the stream's final status as an error.
-  absl::StatusOr<podgate::exec::v1::SessionReady> Open(const std::string& token,
-                                                       const std::string& ns,
-                                                       const std::string& pod,
-                                                       const std::string& container = "");
+  // Sends open; returns ready, or the stream's final status (code and message) as an error.
+  absl::StatusOr<podgate::exec::v1::SessionReady> Open(
+      const std::string& token, const std::string& ns, const std::string& pod,
+      const std::string& container = "",
+      podgate::common::v1::SessionMode mode = podgate::common::v1::SESSION_MODE_COMMAND);
 
   // Runs `line` as command `id` (empty: none) and reads until it ends.
   CommandOutcome Run(const std::string& line, const std::string& id = "");
 
+  // The parts of Run, for tests that act while a command runs.
+  void Send(const podgate::exec::v1::SessionRequest& request);
+  void Command(const std::string& line, const std::string& id = "");
+  void Interrupt();
+  // Reads until the command ends (exit, denied or error) or the stream does; with `bytes_seen`
+  // stdout is counted there instead of kept.
+  CommandOutcome Wait(int64_t* bytes_seen = nullptr);
+
   // Closes; returns the close reason (UNSPECIFIED when the stream ended without one) and sets
   // `status` to the stream's final status when given.
   podgate::common::v1::CloseReason Close(grpc::Status* status = nullptr);
+
+  // The stream itself, for tests that drive it message by message; end such a test with
+  // Finish (a stream is finished once, and the destructor finishes one that was not).
+  grpc::ClientReaderWriter<podgate::exec::v1::SessionRequest, podgate::exec::v1::SessionResponse>*
+  stream() {
+    return stream_.get();
+  }
+  grpc::Status Finish();
 
  private:
   std::unique_ptr<podgate::exec::v1::ExecService::Stub> stub_;

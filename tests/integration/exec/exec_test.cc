@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "podgate/audit/v1/audit.grpc.pb.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "support/exec_session.h"
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
@@ -151,145 +152,11 @@ testing::BinaryPaths Binaries() {
   return {PODGATE_KUBESIM_BIN, PODGATE_POLICY_BIN, PODGATE_AUDIT_BIN, PODGATE_EXEC_BIN};
 }
 
-// What one command produced.
-struct Outcome {
-  std::string stdout_text;
-  std::string stderr_text;
-  std::optional<pb::CommandExit> exit;
-  std::optional<pb::CommandDenied> denied;
-  std::optional<pb::CommandError> error;
-};
+// exec's Session stream as a backend drives it (tests/support/exec_session.h).
+using Outcome = testing::CommandOutcome;
+using SessionClient = testing::ExecSession;
 
-// A Session stream as a backend would drive it, with a deadline on everything.
-class SessionClient {
- public:
-  SessionClient(int port, absl::Duration deadline = absl::Seconds(60)) {
-    channel_ =
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
-    stub_ = pb::ExecService::NewStub(channel_);
-    ctx_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    stream_ = stub_->Session(&ctx_);
-  }
-
-  // Sends open; returns ready, or the stream's final status as an error.
-  absl::StatusOr<pb::SessionReady> Open(const std::string& token, const std::string& ns,
-                                        const std::string& pod, const std::string& container = "",
-                                        common::SessionMode mode = common::SESSION_MODE_COMMAND) {
-    pb::SessionRequest req;
-    req.mutable_open()->mutable_credential()->set_bearer_token(token);
-    req.mutable_open()->mutable_target()->set_namespace_(ns);
-    req.mutable_open()->mutable_target()->set_pod(pod);
-    req.mutable_open()->mutable_target()->set_container(container);
-    req.mutable_open()->set_mode(mode);
-    req.mutable_open()->set_client("exec-test");
-    stream_->Write(req);
-    pb::SessionResponse res;
-    if (stream_->Read(&res) && res.has_ready()) {
-      return res.ready();
-    }
-    grpc::Status status = stream_->Finish();
-    finished_ = true;
-    return wire::ToAbslStatus(status);
-  }
-
-  void Send(const pb::SessionRequest& req) { stream_->Write(req); }
-
-  void Command(const std::string& line, const std::string& id = "") {
-    pb::SessionRequest req;
-    req.mutable_command()->set_line(line);
-    req.mutable_command()->set_command_id(id);
-    stream_->Write(req);
-  }
-
-  void Interrupt() {
-    pb::SessionRequest req;
-    req.mutable_interrupt();
-    stream_->Write(req);
-  }
-
-  // Reads until the command ends (exit, denied or error).
-  Outcome Wait(int64_t* bytes_seen = nullptr) {
-    Outcome o;
-    pb::SessionResponse res;
-    while (stream_->Read(&res)) {
-      switch (res.kind_case()) {
-        case pb::SessionResponse::kStdout:
-          if (bytes_seen != nullptr) {
-            *bytes_seen += static_cast<int64_t>(res.stdout().data().size());
-          } else {
-            o.stdout_text += res.stdout().data();
-          }
-          break;
-        case pb::SessionResponse::kStderr:
-          o.stderr_text += res.stderr().data();
-          break;
-        case pb::SessionResponse::kExit:
-          o.exit = res.exit();
-          return o;
-        case pb::SessionResponse::kDenied:
-          o.denied = res.denied();
-          return o;
-        case pb::SessionResponse::kError:
-          o.error = res.error();
-          return o;
-        default:
-          break;
-      }
-    }
-    return o;
-  }
-
-  Outcome Run(const std::string& line) {
-    Command(line);
-    return Wait();
-  }
-
-  // Closes cleanly; returns the close reason.
-  common::CloseReason Close() {
-    pb::SessionRequest req;
-    req.mutable_close();
-    stream_->Write(req);
-    stream_->WritesDone();
-    pb::SessionResponse res;
-    common::CloseReason reason = common::CLOSE_REASON_UNSPECIFIED;
-    while (stream_->Read(&res)) {
-      if (res.has_closed()) {
-        reason = res.closed().reason();
-      }
-    }
-    EXPECT_TRUE(stream_->Finish().ok());
-    finished_ = true;
-    return reason;
-  }
-
-  ~SessionClient() {
-    if (!finished_) {
-      ctx_.TryCancel();
-    }
-  }
-
-  grpc::ClientReaderWriter<pb::SessionRequest, pb::SessionResponse>* stream() {
-    return stream_.get();
-  }
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<pb::ExecService::Stub> stub_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<pb::SessionRequest, pb::SessionResponse>> stream_;
-  bool finished_ = false;
-};
-
-int64_t ResidentBytes(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::stoll(line.substr(6)) * 1024;
-    }
-  }
-  return 0;
-}
+int64_t ResidentBytes(pid_t pid) { return testing::ResidentKiB(pid) * 1024; }
 
 // Processes on this machine whose argv is exactly `argv` (kubesim's containers are real).
 std::vector<pid_t> PidsOf(const std::vector<std::string>& argv) {
@@ -543,7 +410,7 @@ TEST_F(ExecTest, SessionsAndCommandsAreFreedOnceClosed) {
       pb::SessionResponse res;
       while (s.stream()->Read(&res)) {
       }
-      s.stream()->Finish();
+      s.Finish();
     }
   }
   double sessions = -1;
@@ -1048,7 +915,7 @@ TEST_F(ExecTest, ShellModeRunsATtyAndRecordsIt) {
     }
   }
   EXPECT_EQ(reason, common::CLOSE_REASON_REMOTE_EXIT);
-  s.stream()->Finish();
+  s.Finish();
   std::string recording;
   for (const auto& r : AuditOf(ready->session_id())) {
     if (r.event().kind() == common::EVENT_KIND_SHELL_RECORDING) {
@@ -1072,7 +939,7 @@ TEST_F(ExecTest, AShellRulesTimeLimitEndsTheShellSession) {
       reason = res.closed().reason();
     }
   }
-  s.stream()->Finish();
+  s.Finish();
   EXPECT_EQ(reason, common::CLOSE_REASON_SESSION_LIMIT);
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(2900));
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
@@ -1092,7 +959,7 @@ TEST_F(ExecTest, IdleSessionsCloseAndSessionsPerUserAreCapped) {
   }
   EXPECT_EQ(reason, common::CLOSE_REASON_IDLE_TIMEOUT);
   EXPECT_GE(absl::Now() - start, absl::Seconds(3));
-  idle.stream()->Finish();
+  idle.Finish();
 
   std::vector<std::unique_ptr<SessionClient>> open;
   const std::string token = stack_->Token("uma", {"devs"});
