@@ -167,18 +167,23 @@ void Session::RecordRefusalLocked(const std::string& command_id, const std::stri
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
 }
 
+void Session::SendCommandErrorLocked(const std::string& command_id, grpc::StatusCode code,
+                                     const std::string& message) {
+  pb::SessionResponse msg;
+  msg.mutable_error()->set_command_id(command_id);
+  msg.mutable_error()->mutable_status()->set_code(static_cast<int>(code));
+  msg.mutable_error()->mutable_status()->set_message(message);
+  SendLocked(std::move(msg));
+}
+
 void Session::HandleCommand(const pb::RunCommand& run) {
   std::unique_lock<std::mutex> lock(mu_);
   const std::string id =
       run.command_id().empty() ? runtime::RandomId() : run.command_id().substr(0, 64);
   if (state_ != State::kReady || mode_ != common::SESSION_MODE_COMMAND) {
-    pb::SessionResponse msg;
-    msg.mutable_error()->set_command_id(id);
-    msg.mutable_error()->mutable_status()->set_code(
-        static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
-    msg.mutable_error()->mutable_status()->set_message(
+    SendCommandErrorLocked(
+        id, grpc::StatusCode::FAILED_PRECONDITION,
         state_ != State::kReady ? "the session is not ready" : "commands need command mode");
-    SendLocked(std::move(msg));
     return;
   }
   if (used_ids_.size() >= static_cast<size_t>(hub_->options().max_commands_per_session)) {
@@ -188,12 +193,7 @@ void Session::HandleCommand(const pb::RunCommand& run) {
         " commands (--max_commands_per_session); open a new session to go on");
     RecordRefusalLocked(id, run.line(), "command-limit", why);
     hub_->metrics()->commands_total.Add({{"decision", "error"}, {"result", "refused"}}).Increment();
-    pb::SessionResponse msg;
-    msg.mutable_error()->set_command_id(id);
-    msg.mutable_error()->mutable_status()->set_code(
-        static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
-    msg.mutable_error()->mutable_status()->set_message(why);
-    SendLocked(std::move(msg));
+    SendCommandErrorLocked(id, grpc::StatusCode::RESOURCE_EXHAUSTED, why);
     return;
   }
   if (!used_ids_.insert(absl::HashOf(id)).second) {
@@ -203,37 +203,23 @@ void Session::HandleCommand(const pb::RunCommand& run) {
         "\" was already used in this session; ids are unique per session (send none and exec "
         "assigns one)");
     RecordRefusalLocked(id, run.line(), "duplicate-id", why);
-    pb::SessionResponse msg;
-    msg.mutable_error()->set_command_id(id);
-    msg.mutable_error()->mutable_status()->set_code(
-        static_cast<int>(grpc::StatusCode::ALREADY_EXISTS));
-    msg.mutable_error()->mutable_status()->set_message(why);
-    SendLocked(std::move(msg));
+    SendCommandErrorLocked(id, grpc::StatusCode::ALREADY_EXISTS, why);
     return;
   }
   if (running_ != nullptr) {
     constexpr char kBusy[] = "a command is running; interrupt it or wait for its exit";
     RecordRefusalLocked(id, run.line(), "busy", kBusy);
-    pb::SessionResponse msg;
-    msg.mutable_error()->set_command_id(id);
-    msg.mutable_error()->mutable_status()->set_code(
-        static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
-    msg.mutable_error()->mutable_status()->set_message(kBusy);
-    SendLocked(std::move(msg));
+    SendCommandErrorLocked(id, grpc::StatusCode::FAILED_PRECONDITION, kBusy);
     return;
   }
   if (hub_->audit()->saturated()) {
     // Records wait for audit's ack and are never dropped; past the client's bound, no new
     // command starts (fail closed) rather than a record being forgotten.
     hub_->metrics()->commands_total.Add({{"decision", "error"}, {"result", "refused"}}).Increment();
-    pb::SessionResponse msg;
-    msg.mutable_error()->set_command_id(id);
-    msg.mutable_error()->mutable_status()->set_code(
-        static_cast<int>(grpc::StatusCode::UNAVAILABLE));
-    msg.mutable_error()->mutable_status()->set_message(
+    SendCommandErrorLocked(
+        id, grpc::StatusCode::UNAVAILABLE,
         absl::StrCat("audit has ", hub_->audit()->pending(),
                      " records not yet acknowledged, so no command runs until they are durable"));
-    SendLocked(std::move(msg));
     return;
   }
   auto cmd = std::make_shared<Command>(&hub_->metrics()->live_commands);
@@ -364,13 +350,10 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
             absl::StrCat("not run: audit did not acknowledge the decision in time (strict mode): ",
                          s.message()));
         self->hub_->audit()->Record(std::move(not_run), [](absl::Status) {});
-        pb::SessionResponse msg;
-        msg.mutable_error()->set_command_id(cmd->id);
-        msg.mutable_error()->mutable_status()->set_code(
-            static_cast<int>(grpc::StatusCode::UNAVAILABLE));
-        msg.mutable_error()->mutable_status()->set_message(absl::StrCat(
-            "audit is unavailable, so the command was not run (strict mode): ", s.message()));
-        self->SendLocked(std::move(msg));
+        self->SendCommandErrorLocked(
+            cmd->id, grpc::StatusCode::UNAVAILABLE,
+            absl::StrCat("audit is unavailable, so the command was not run (strict mode): ",
+                         s.message()));
       });
 }
 

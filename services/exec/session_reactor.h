@@ -122,6 +122,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void RefuseByCheckLocked(const std::shared_ptr<Command>& cmd, const common::ContainerCheck& check,
                            const CheckOutcome& outcome);
   void StartCommand(std::shared_ptr<Command> cmd);
+  // Tells the client that command `command_id` ended in an error without running.
+  void SendCommandErrorLocked(const std::string& command_id, grpc::StatusCode code,
+                              const std::string& message);
   // Records a refusal made before policy was asked (parser, busy) as a DECISION event.
   void RecordRefusalLocked(const std::string& command_id, const std::string& line,
                            const std::string& rule, const std::string& reason);
