@@ -1,6 +1,10 @@
 #include "support/test_pki.h"
 
 #include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -15,12 +19,46 @@ absl::Status Run(const std::string& cmd) {
   return absl::OkStatus();
 }
 
+// The directories MakeTempDir made in this process, removed at its exit.
+struct MadeDirs {
+  std::mutex mu;
+  std::vector<std::string> paths;
+};
+
+MadeDirs& Made() {
+  static MadeDirs* made = new MadeDirs;
+  return *made;
+}
+
+void RemoveMadeDirs() {
+  const char* keep = std::getenv("PODGATE_KEEP_TEST_DIRS");
+  if (keep != nullptr && std::string(keep) == "1") {
+    return;
+  }
+  MadeDirs& made = Made();
+  std::lock_guard<std::mutex> lock(made.mu);
+  for (const std::string& path : made.paths) {
+    std::error_code ignored;  // a directory already removed by its test
+    std::filesystem::remove_all(path, ignored);
+  }
+  made.paths.clear();
+}
+
 }  // namespace
 
 std::string MakeTempDir(const std::string& prefix) {
-  std::string tmpl = absl::StrCat("/tmp/", prefix, "-XXXXXX");
-  char* dir = mkdtemp(tmpl.data());
-  return dir == nullptr ? "" : std::string(dir);
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string tmpl =
+      absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp", "/", prefix, "-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    return "";
+  }
+  MadeDirs& made = Made();
+  std::lock_guard<std::mutex> lock(made.mu);
+  static const bool registered = [] { return std::atexit(RemoveMadeDirs) == 0; }();
+  (void)registered;
+  made.paths.push_back(tmpl);
+  return tmpl;
 }
 
 absl::StatusOr<TestPki> MakeTestPki(const std::string& dir) {

@@ -22,7 +22,10 @@ struct TestPki {
 // Creates the files under `dir` (which must exist).
 absl::StatusOr<TestPki> MakeTestPki(const std::string& dir);
 
-// A fresh temporary directory, removed by the caller (or left in /tmp).
+// A fresh directory under $TMPDIR (or /tmp), named <prefix>-XXXXXX. It and everything in it
+// are removed when the test process exits normally, so that a test run leaves no files behind
+// (thousands of runs filled the disk before); PODGATE_KEEP_TEST_DIRS=1 keeps them to look at.
+// A process that is killed (a test's timeout) still leaves its directories.
 std::string MakeTempDir(const std::string& prefix);
 
 }  // namespace podgate::testing

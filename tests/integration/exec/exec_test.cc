@@ -24,6 +24,7 @@
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
+#include "support/test_pki.h"
 #include "wire/status.h"
 
 namespace podgate {
@@ -1048,10 +1049,10 @@ TEST_F(ExecTest, PodgateRunPassesTheExitStatusAndStreams) {
 // A directory kubesim's containers (uid 65534) can read: the JVM's source, and files whose
 // links lead in and out of the prefix the policy allows.
 std::string MakeWorldReadableDir() {
-  char tmpl[] = "/tmp/podgate-checks-XXXXXX";
-  EXPECT_NE(mkdtemp(tmpl), nullptr);
-  chmod(tmpl, 0755);
-  return tmpl;
+  const std::string dir = testing::MakeTempDir("podgate-checks");
+  EXPECT_NE(dir, "");
+  chmod(dir.c_str(), 0755);
+  return dir;
 }
 
 class ContainerCheckTest : public ::testing::Test {
@@ -1628,10 +1629,9 @@ TEST(ExecStreamBreakTest, TheProcessOfABrokenStreamIsStopped) {
 
 // A fresh, empty directory for exec's journal.
 std::string TempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/podgate-journal-XXXXXX");
-  const char* made = mkdtemp(pattern.data());
-  EXPECT_NE(made, nullptr);
-  return pattern;
+  const std::string dir = testing::MakeTempDir("podgate-journal");
+  EXPECT_NE(dir, "");
+  return dir;
 }
 
 std::vector<std::string> FilesIn(const std::string& dir) {

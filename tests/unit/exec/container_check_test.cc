@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "local_process.h"
 #include "support/subprocess.h"
+#include "support/test_pki.h"
 
 namespace podgate::exec {
 namespace {
@@ -186,11 +187,11 @@ class JvmProbeTest : public ::testing::Test {
   void SetUp() override { ASSERT_EQ(*setup_error_, "") << "the JVMs did not start"; }
 
   static std::string StartJvms() {
-    char tmpl[] = "/tmp/podgate-jvm-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
+    const std::string made = podgate::testing::MakeTempDir("podgate-jvm");
+    if (made.empty()) {
       return "mkdtemp failed";
     }
-    dir_ = new std::string(tmpl);
+    dir_ = new std::string(made);
     const std::string source = *dir_ + "/Sleeper.java";
     std::ofstream(source) << "public class Sleeper {\n"
                              "  public static void main(String[] a) throws Exception {\n"
@@ -324,9 +325,9 @@ TEST_F(JvmProbeTest, HostilePidsNeverReachAShell) {
 class PathProbeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/podgate-path-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    char* real = realpath(tmpl, nullptr);
+    const std::string made = podgate::testing::MakeTempDir("podgate-path");
+    ASSERT_NE(made, "");
+    char* real = realpath(made.c_str(), nullptr);
     root_ = real;
     free(real);
     allowed_ = root_ + "/logs";
