@@ -649,7 +649,9 @@ RouteResult Sso::Logout(const RouteRequest& r) {
   auth::oidc::ClientConfig client;
   std::shared_ptr<const auth::oidc::ProviderMetadata> provider = s.Provider(&client, nullptr);
   std::optional<std::string> to;
-  if (provider != nullptr) {
+  // The provider's session ends too when this browser signed in through it (it holds the
+  // refresh cookie); a pasted token's sign-out stays at edge.
+  if (provider != nullptr && !CookieValue(r.request, kRefreshCookie).empty()) {
     to = auth::oidc::LogoutUrl(*provider, client, CookieValue(r.request, kTokenCookie),
                                s.post_logout_redirect);
   }

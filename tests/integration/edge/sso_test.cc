@@ -468,6 +468,11 @@ TEST_F(SsoTest, LogoutClearsTheCookiesAndEndsTheProvidersSession) {
   ASSERT_TRUE(out.ok()) << out.status();
   // Logout is same-origin only (a cross-site page cannot sign users out).
   EXPECT_EQ(Edge("POST", "/auth/logout", {}, 0, false).status, 403);
+  // A browser signed in with a pasted token (no refresh cookie) signs out at edge only.
+  http::ClientResponse pasted = Edge("POST", "/auth/logout", {{"podgate_token", s.token}});
+  EXPECT_EQ(pasted.status, 303);
+  EXPECT_EQ(HeaderOf(pasted, "Location"), "/");
+  EXPECT_THAT(CookieLine(pasted, "podgate_token"), HasSubstr("Max-Age=0"));
 }
 
 TEST_F(SsoTest, AnAnswerThatDoesNotMatchItsLoginSignsNothingIn) {
