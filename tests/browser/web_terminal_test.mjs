@@ -45,7 +45,7 @@ async function pickPortBase() {
   for (let i = 0; i < 200; i++) {
     const base = 20000 + Math.floor(Math.random() * 30000);
     let ok = true;
-    for (const off of [0, 1, 2, 3, 4, 11, 12, 13, 14, 20]) {
+    for (const off of [0, 1, 2, 3, 4, 5, 11, 12, 13, 14, 20]) {
       if (!(await portFree(base + off))) {
         ok = false;
         break;
