@@ -79,6 +79,7 @@ done
 # The identity provider: tools/oidc-provider (oidc-provider from npm, OpenID Certified) on
 # loopback, with three demo users who sign in on its own login page. edge offers "Sign in with
 # SSO" (the authorization code flow with PKCE); edge and exec verify its ID tokens with its JWKS.
+# ID tokens live PODGATE_DEMO_ID_TOKEN_TTL seconds (default 300); the page refreshes them.
 EDGE_PORT="${PODGATE_DEMO_HTTP_PORT:-$(port 8080 20)}"
 OIDC_DIR="$STATE/oidc"
 ISSUER="http://127.0.0.1:$OIDC_PORT"
@@ -94,6 +95,7 @@ mkdir -p "$OIDC_DIR"
   cat >"$OIDC_DIR/provider.json" <<JSON
 {
   "keys": "$OIDC_DIR/keys.json",
+  "ttl": {"IdToken": ${PODGATE_DEMO_ID_TOKEN_TTL:-300}},
   "users": [
     {"username": "developer", "password": "developer", "groups": ["developers"], "name": "Dana Developer"},
     {"username": "sre", "password": "sre", "groups": ["sre", "developers"], "name": "Sam SRE"},

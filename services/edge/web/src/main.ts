@@ -229,7 +229,9 @@ class Page {
             this.scheduleExpiry(fresh);
           } catch (e) {
             if (generation !== this.generation) return;
-            this.refreshError = (e as ApiError).message;
+            const err = e as ApiError;
+            // A pasted token has no single sign-on session to refresh: nothing to explain.
+            this.refreshError = /no single sign-on session/.test(err.message) ? '' : err.message;
             this.scheduleExpiryAt(at);
           }
         },
