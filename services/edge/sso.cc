@@ -621,11 +621,15 @@ RouteResult Sso::Refresh(const RouteRequest& r) {
         return;
       }
       s->context->metrics->OidcRefresh("ok");
-      Response res = Json(req, bhttp::status::ok,
-                          {{"user", verified->principal.user()},
-                           {"groups", verified->principal.groups()},
-                           {"expires", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", verified->expires,
-                                                        absl::UTCTimeZone())}});
+      Response res = Json(
+          req, bhttp::status::ok,
+          {{"user", verified->principal.user()},
+           {"groups", verified->principal.groups()},
+           {"expires",
+            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", verified->expires, absl::UTCTimeZone())},
+           {"renew_ticket",
+            s->Seal(kRenewTicket, {{"t", tokens->id_token},
+                                   {"e", absl::ToUnixSeconds(absl::Now() + absl::Minutes(1))}})}});
       s->SetSessionCookies(res, tokens->id_token, *verified,
                            tokens->refresh_token.empty() ? refresh_token : tokens->refresh_token,
                            session_end);
@@ -655,14 +659,34 @@ RouteResult Sso::Logout(const RouteRequest& r) {
     to = auth::oidc::LogoutUrl(*provider, client, CookieValue(r.request, kTokenCookie),
                                s.post_logout_redirect);
   }
-  Response res = http::MakeResponse(r.request, bhttp::status::see_other, "text/plain", "");
-  res.set(bhttp::field::location, to.value_or("/"));
+  // The page asks with fetch (a form POST under its no-referrer policy carries "Origin: null")
+  // and goes where the JSON says; other clients follow the 303.
+  const bool json = absl::StrContains(Header(r.request, bhttp::field::accept), "application/json");
+  Response res = json ? Json(r.request, bhttp::status::ok, {{"redirect_to", to.value_or("/")}})
+                      : http::MakeResponse(r.request, bhttp::status::see_other, "text/plain", "");
+  if (!json) {
+    res.set(bhttp::field::location, to.value_or("/"));
+  }
   res.insert(bhttp::field::set_cookie, s.ClearToken());
   res.insert(bhttp::field::set_cookie, s.ClearRefresh());
   res.insert(bhttp::field::set_cookie, s.ClearLogin());
   SecurityHeaders(res);
   s.context->metrics->OidcLogout();
   return Answer(std::move(res));
+}
+
+std::string Sso::RenewTicket(const std::string& id_token) const {
+  return impl_->Seal(kRenewTicket,
+                     {{"t", id_token}, {"e", absl::ToUnixSeconds(absl::Now() + absl::Minutes(1))}});
+}
+
+std::optional<std::string> Sso::OpenRenewTicket(const std::string& ticket) const {
+  std::optional<nlohmann::json> doc = impl_->Open(kRenewTicket, ticket);
+  if (!doc.has_value() || !(*doc)["t"].is_string() || !(*doc)["e"].is_number_integer() ||
+      absl::FromUnixSeconds((*doc)["e"].get<int64_t>()) < absl::Now()) {
+    return std::nullopt;
+  }
+  return (*doc)["t"].get<std::string>();
 }
 
 RouteResult AuthConfig(const Request& request, const Sso* sso) {

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -59,6 +60,8 @@ struct SsoOptions {
 
 inline constexpr char kLoginCookie[] = "podgate_login";
 inline constexpr char kRefreshCookie[] = "podgate_refresh";
+// The associated data of renewal tickets.
+inline constexpr char kRenewTicket[] = "podgate_renew";
 
 class Sso {
  public:
@@ -76,6 +79,13 @@ class Sso {
   http::RouteResult Logout(const RouteRequest& r);
 
   const std::string& provider_name() const;
+
+  // A renewal ticket: `id_token` sealed for a minute, for the page to hand its open WebSocket
+  // (`{"type":"renew","ticket":..}`) without ever holding the token. POST /auth/refresh
+  // answers with one.
+  std::string RenewTicket(const std::string& id_token) const;
+  // The ID token in a ticket; nullopt when it is not one edge sealed or it is over a minute old.
+  std::optional<std::string> OpenRenewTicket(const std::string& ticket) const;
 
   struct Impl;
 

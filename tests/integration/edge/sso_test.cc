@@ -450,6 +450,60 @@ TEST_F(SsoTest, RefreshOutlivesAShortIdTokenWithoutSigningInAgain) {
   EXPECT_THAT(none.body, HasSubstr("no single sign-on session"));
 }
 
+TEST_F(SsoTest, AnOpenTerminalSessionOutlivesTheIdTokenItOpenedWith) {
+  const absl::Time signed_in = absl::Now();
+  Session s = SignIn("developer");
+  http::ClientOptions o;
+  o.port = static_cast<uint16_t>(edge_port_->port());
+  o.headers = {{"Origin", EdgeOrigin()}, {"Cookie", "podgate_token=" + s.token}};
+  auto ws = http::WebSocketClient::Connect(o, "/ws/v1/demo/web-1", {"podgate.v1"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  auto ready = (*ws)->Read(absl::Seconds(10));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  ASSERT_EQ(nlohmann::json::parse(ready->data)["type"], "ready") << ready->data;
+
+  // A ticket edge did not seal is refused; the session goes on.
+  ASSERT_TRUE((*ws)->Write(R"({"type":"renew","ticket":"bm90LWEtdGlja2V0"})", false).ok());
+  auto refused = (*ws)->Read(absl::Seconds(10));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_THAT(refused->data, HasSubstr("renewal ticket is not one edge made"));
+
+  // Late in the first token's life the page refreshes; the ticket from /auth/refresh renews
+  // the open session at edge and exec.
+  absl::SleepFor(signed_in + absl::Seconds(kIdTokenSeconds - 1) - absl::Now());
+  http::ClientResponse r = Edge("POST", "/auth/refresh", {{"podgate_refresh", s.refresh}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string ticket = nlohmann::json::parse(r.body).value("renew_ticket", "");
+  ASSERT_FALSE(ticket.empty());
+  EXPECT_THAT(ticket, Not(HasSubstr(".")));  // sealed, not a JWT
+  ASSERT_TRUE(
+      (*ws)->Write(nlohmann::json({{"type", "renew"}, {"ticket", ticket}}).dump(), false).ok());
+  auto renewed = (*ws)->Read(absl::Seconds(10));
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(nlohmann::json::parse(renewed->data)["type"], "renewed") << renewed->data;
+
+  // Past the first token's end (when edge and exec would have closed the session), it still
+  // runs commands.
+  absl::SleepFor(signed_in + absl::Seconds(kIdTokenSeconds + 0.5) - absl::Now());
+  ASSERT_TRUE((*ws)->Write(R"({"type":"command","id":"r1","line":"echo renewed"})", false).ok());
+  auto out = (*ws)->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->data, std::string("\x01", 1) + "renewed\n");
+
+  // Another user's credential does not take over the session.
+  Session other = SignIn("sre");
+  ASSERT_TRUE(
+      (*ws)->Write(nlohmann::json({{"type", "renew"}, {"token", other.token}}).dump(), false).ok());
+  for (int i = 0; i < 3; ++i) {
+    auto m = (*ws)->Read(absl::Seconds(10));
+    ASSERT_TRUE(m.ok()) << m.status();
+    if (absl::StrContains(m->data, "renewal refused")) {
+      EXPECT_THAT(m->data, HasSubstr("another user"));
+      break;
+    }
+  }
+}
+
 TEST_F(SsoTest, LogoutClearsTheCookiesAndEndsTheProvidersSession) {
   Session s = SignIn("sre");
   http::ClientResponse r =
@@ -468,6 +522,18 @@ TEST_F(SsoTest, LogoutClearsTheCookiesAndEndsTheProvidersSession) {
   ASSERT_TRUE(out.ok()) << out.status();
   // Logout is same-origin only (a cross-site page cannot sign users out).
   EXPECT_EQ(Edge("POST", "/auth/logout", {}, 0, false).status, 403);
+  // The page asks for JSON (it navigates itself) and gets the same place.
+  http::ClientOptions as_page;
+  as_page.port = static_cast<uint16_t>(edge_port_->port());
+  as_page.headers = {{"Origin", EdgeOrigin()},
+                     {"Accept", "application/json"},
+                     {"Cookie", "podgate_token=" + s.token + "; podgate_refresh=" + s.refresh}};
+  auto asked = http::Fetch(as_page, "POST", "/auth/logout");
+  ASSERT_TRUE(asked.ok()) << asked.status();
+  EXPECT_EQ(asked->status, 200);
+  EXPECT_THAT(nlohmann::json::parse(asked->body).value("redirect_to", ""),
+              StartsWith(Issuer() + "/session/end?"));
+  EXPECT_THAT(CookieLine(*asked, "podgate_token"), HasSubstr("Max-Age=0"));
   // A browser signed in with a pasted token (no refresh cookie) signs out at edge only.
   http::ClientResponse pasted = Edge("POST", "/auth/logout", {{"podgate_token", s.token}});
   EXPECT_EQ(pasted.status, 303);

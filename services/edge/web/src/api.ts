@@ -177,8 +177,12 @@ export const api = {
   },
   // Single sign-on: a new ID token from the provider into the cookie (the refresh cookie, which
   // only edge can read, says which session). 401 when the provider refuses or is down.
-  refresh(url: string): Promise<unknown> {
+  refresh(url: string): Promise<{ expires: string; renew_ticket?: string }> {
     return call('POST', url);
+  },
+  // Single sign-on: clears the cookies; where to go next (the provider's end-session page).
+  ssoLogout(url: string): Promise<{ redirect_to: string }> {
+    return call('POST', url, { headers: { Accept: 'application/json' } });
   },
   targets(): Promise<{ namespaces: Namespace[] }> {
     return call('GET', '/api/v1/targets');

@@ -222,10 +222,12 @@ class Page {
         async () => {
           if (generation !== this.generation) return;
           try {
-            await api.refresh(this.auth.refresh_url ?? '/auth/refresh');
+            const renewed = await api.refresh(this.auth.refresh_url ?? '/auth/refresh');
             const fresh = await api.session();
             if (generation !== this.generation) return;
             this.session = fresh;
+            // The open terminal session moves its end to the new token's (edge and exec check it).
+            if (renewed.renew_ticket) this.terminal?.renew(renewed.renew_ticket);
             this.scheduleExpiry(fresh);
           } catch (e) {
             if (generation !== this.generation) return;
@@ -275,11 +277,16 @@ class Page {
 
   private async signOut(): Promise<void> {
     if (this.auth.sso) {
-      // A top-level POST: edge clears the cookies and sends the browser to the provider to end
-      // its session there too.
-      const form = h('form', { method: 'post', action: this.auth.logout_url ?? '/auth/logout', hidden: true });
-      document.body.append(form);
-      form.submit();
+      // edge clears the cookies and says where to go: the provider, to end its session too.
+      let to = '/';
+      try {
+        const answer = await api.ssoLogout(this.auth.logout_url ?? '/auth/logout');
+        to = answer.redirect_to || '/';
+      } catch {
+        // The cookies lapse anyway; start over.
+      }
+      this.teardown();
+      window.location.assign(to);
       return;
     }
     try {
