@@ -208,7 +208,8 @@ class SsoTest : public ::testing::Test {
         "--oidc_cookie_key_file=" + *dir_ + "/cookie.key",
         "--oidc_scopes=openid profile email groups offline_access",
         "--oidc_provider_name=Test IdP",
-        "--oidc_timeout=1s"};
+        "--oidc_timeout=1s",
+        "--auditor_groups=auditors"};
     for (const std::string& f : JwtFlags(issuer)) {
       args.push_back(f);
     }
@@ -578,6 +579,44 @@ TEST_F(SsoTest, AnAnswerThatDoesNotMatchItsLoginSignsNothingIn) {
   http::ClientResponse r = Edge("GET", callback, {{"podgate_login", second.cookie}}, 0, false);
   const std::string code = callback.substr(callback.find("code=") + 5, 20);
   EXPECT_THAT(r.body, Not(HasSubstr(code)));
+}
+
+TEST_F(SsoTest, ARefusedSignInIsAuditedWithoutTheCode) {
+  const absl::Time start = absl::Now() - absl::Seconds(1);
+  Browser browser;
+  Login first = StartLogin();
+  Login second = StartLogin();
+  const std::string callback = Authorize(browser, first);
+  ExpectRefused(Edge("GET", callback, {{"podgate_login", second.cookie}}, 0, false), 400,
+                "state mismatch");
+  const std::string code = callback.substr(callback.find("code=") + 5, 20);
+  // The auditor reads the trail (ID tokens live seconds here: a fresh sign-in per look).
+  const std::string query =
+      absl::StrCat("/api/v1/audit?kind=auth_failure&page_size=1000&start_time=",
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", start, absl::UTCTimeZone()));
+  nlohmann::json found;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10);
+       found.is_null() && absl::Now() < deadline;) {
+    Session auditor = SignIn("auditor");
+    http::ClientResponse audit = Edge("GET", query, {{"podgate_token", auditor.token}});
+    ASSERT_EQ(audit.status, 200) << audit.body;
+    EXPECT_THAT(audit.body, Not(HasSubstr(code)));
+    const nlohmann::json body = nlohmann::json::parse(audit.body);
+    for (const nlohmann::json& r : body["records"]) {
+      if (r["event"].value("source_service", "") == "edge" &&
+          r["event"]["auth_failure"].value("reason", "") == "oidc_state") {
+        found = r["event"];
+      }
+    }
+    if (found.is_null()) {
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  }
+  ASSERT_FALSE(found.is_null())
+      << "no oidc_state AUTH_FAILURE record from edge: "
+      << Edge("GET", query, {{"podgate_token", SignIn("auditor").token}}).body.substr(0, 2000);
+  EXPECT_THAT(found["auth_failure"].value("message", ""), HasSubstr("state mismatch"));
+  EXPECT_THAT(found.value("source_address", ""), StartsWith("127.0.0.1:"));
 }
 
 TEST_F(SsoTest, AReplayedAnswerOrCodeIsRefused) {
