@@ -35,6 +35,9 @@ namespace {
 
 // The largest answer accepted from the provider (discovery, token endpoint).
 constexpr size_t kMaxProviderAnswerBytes = 1 << 20;
+// The largest ID token set as a cookie: a browser keeps at most 4096 bytes of name, value and
+// attributes.
+constexpr size_t kMaxTokenCookieBytes = 3900;
 // Used states remembered (for the replay check) at most; past it the oldest are forgotten
 // first. A forgotten state's replay still fails at the token endpoint (a code is good once).
 constexpr size_t kMaxUsedStates = 100000;
@@ -526,6 +529,15 @@ RouteResult Sso::Callback(const RouteRequest& r) {
                         absl::StrCat("the identity provider's ID token was refused",
                                      reason.empty() ? "" : absl::StrCat(" (", reason, ")"), ": ",
                                      verified.status().message())));
+        return;
+      }
+      // Browsers drop a cookie over 4096 bytes without a word: the sign-in would loop.
+      if (tokens->id_token.size() > kMaxTokenCookieBytes) {
+        reply(s->Refuse(
+            req, peer, path, "id_token_too_large", bhttp::status::bad_gateway,
+            absl::StrCat("the identity provider's ID token is ", tokens->id_token.size(),
+                         " bytes, more than a browser keeps in a cookie (", kMaxTokenCookieBytes,
+                         "): have the provider put fewer claims or groups in it")));
         return;
       }
       s->context->metrics->OidcLogin("ok");

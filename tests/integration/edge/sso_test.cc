@@ -170,16 +170,28 @@ class SsoTest : public ::testing::Test {
     delete provider_;
     provider_ = nullptr;
     provider_port_->Release();
-    nlohmann::json config = {{"keys", *dir_ + "/provider-keys.json"},
-                             {"ttl", {{"IdToken", kIdTokenSeconds}}},
-                             {"clients",
-                              {{{"client_id", "podgate"},
-                                {"client_secret", kSecret},
-                                {"redirect_uris", {EdgeOrigin() + "/auth/callback"}},
-                                {"post_logout_redirect_uris", {EdgeOrigin() + "/"}},
-                                {"grant_types", {"authorization_code", "refresh_token"}},
-                                {"response_types", {"code"}},
-                                {"token_endpoint_auth_method", "client_secret_basic"}}}}};
+    // A user whose ID token is too large for a cookie (groups by the hundred, as Azure AD
+    // sends them).
+    nlohmann::json many = nlohmann::json::array();
+    for (int i = 0; i < 200; ++i) {
+      many.push_back(absl::StrCat("group-with-a-long-name-", i));
+    }
+    nlohmann::json config = {
+        {"users",
+         {{{"username", "developer"}, {"password", "developer"}, {"groups", {"developers"}}},
+          {{"username", "sre"}, {"password", "sre"}, {"groups", {"sre", "developers"}}},
+          {{"username", "auditor"}, {"password", "auditor"}, {"groups", {"auditors"}}},
+          {{"username", "many"}, {"password", "many"}, {"groups", many}}}},
+        {"keys", *dir_ + "/provider-keys.json"},
+        {"ttl", {{"IdToken", kIdTokenSeconds}}},
+        {"clients",
+         {{{"client_id", "podgate"},
+           {"client_secret", kSecret},
+           {"redirect_uris", {EdgeOrigin() + "/auth/callback"}},
+           {"post_logout_redirect_uris", {EdgeOrigin() + "/"}},
+           {"grant_types", {"authorization_code", "refresh_token"}},
+           {"response_types", {"code"}},
+           {"token_endpoint_auth_method", "client_secret_basic"}}}}};
     auto provider = OidcProvider::Start(config, provider_port_->port());
     EXPECT_TRUE(provider.ok()) << provider.status();
     if (!provider.ok()) {
@@ -650,6 +662,14 @@ TEST_F(SsoTest, AnIdTokenForAnotherLoginsNonceIsRefused) {
   ExpectRefused(Edge("GET", callback, {{"podgate_login", SealLoginCookie(content)}}, 0, false), 401,
                 "nonce");
   EXPECT_EQ(LoginCount("id_token"), before + 1);
+}
+
+TEST_F(SsoTest, AnIdTokenTooLargeForACookieIsRefusedWithAReason) {
+  Browser browser;
+  Login login = StartLogin();
+  const std::string callback = Authorize(browser, login, "many");
+  ExpectRefused(Edge("GET", callback, {{"podgate_login", login.cookie}}, 0, false), 502,
+                "more than a browser keeps in a cookie");
 }
 
 TEST_F(SsoTest, AnExpiredLoginIsRefused) {
