@@ -569,7 +569,11 @@ RouteResult Sso::Refresh(const RouteRequest& r) {
   auto refuse = [&s, peer](const Request& request, const std::string& result,
                            const std::string& message, bool clear) {
     s.context->metrics->OidcRefresh(result);
-    AuthFailed(s.context, {"oidc_refresh_" + result, message, peer, "/auth/refresh", {}});
+    // A page signed in with a pasted token asks too before its token expires: no session to
+    // refresh is counted, not audited.
+    if (result != "no_session") {
+      AuthFailed(s.context, {"oidc_refresh_" + result, message, peer, "/auth/refresh", {}});
+    }
     Response res = JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                              absl::StrCat(message, ": sign in again"));
     if (clear) {
