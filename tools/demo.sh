@@ -9,12 +9,14 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # The policy the demo serves; edit it while the demo runs and podgate-policy reloads it.
 POLICY_FILE="${PODGATE_DEMO_POLICY:-$ROOT/deploy/policy/example.yaml}"
 # Ports: the defaults below, or all moved together from PODGATE_DEMO_PORT_BASE (tests run the
-# demo beside other work): kubesim base, gRPC base+1..4, metrics base+11..14, the page base+20.
+# demo beside other work): kubesim base, gRPC base+1..4, the OpenID provider base+5, metrics
+# base+11..14, the page base+20.
 BASE="${PODGATE_DEMO_PORT_BASE:-}"
 port() {  # default offset
   if [ -n "$BASE" ]; then echo $((BASE + $2)); else echo "$1"; fi
 }
 KUBESIM_PORT=$(port 7443 0)
+OIDC_PORT=$(port 7100 5)
 POLICY_PORT=$(port 7101 1) EXEC_PORT=$(port 7102 2) AUDIT_PORT=$(port 7103 3) EDGE_PORT_GRPC=$(port 7104 4)
 POLICY_METRICS=$(port 9101 11) EXEC_METRICS=$(port 9102 12) AUDIT_METRICS=$(port 9103 13)
 EDGE_METRICS=$(port 9104 14)
@@ -74,16 +76,67 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-# End-user tokens: an HS256 secret for the demo, and tokens minted with podgate-token.
-if [ ! -s "$STATE/jwt.secret" ]; then
-  (umask 077; openssl rand -hex 32 >"$STATE/jwt.secret")
+# The identity provider: tools/oidc-provider (oidc-provider from npm, OpenID Certified) on
+# loopback, with three demo users who sign in on its own login page. edge offers "Sign in with
+# SSO" (the authorization code flow with PKCE); edge and exec verify its ID tokens with its JWKS.
+# ID tokens live PODGATE_DEMO_ID_TOKEN_TTL seconds (default 300); the page refreshes them.
+EDGE_PORT="${PODGATE_DEMO_HTTP_PORT:-$(port 8080 20)}"
+OIDC_DIR="$STATE/oidc"
+ISSUER="http://127.0.0.1:$OIDC_PORT"
+if [ ! -s "$ROOT/tools/oidc-provider/node_modules/oidc-provider/package.json" ]; then
+  echo "demo: the OpenID provider's packages are missing (tools/oidc-provider/node_modules): run make build" >&2
+  exit 1
 fi
-JWT_FLAGS=(--jwt_key_file="$STATE/jwt.secret" --jwt_algorithm=HS256
-           --jwt_issuer=https://podgate.local --jwt_audience=podgate)
+mkdir -p "$OIDC_DIR"
+(
+  umask 077
+  [ -s "$OIDC_DIR/client.secret" ] || openssl rand -hex 24 >"$OIDC_DIR/client.secret"
+  [ -s "$OIDC_DIR/cookie.key" ] || openssl rand -hex 32 >"$OIDC_DIR/cookie.key"
+  cat >"$OIDC_DIR/provider.json" <<JSON
+{
+  "keys": "$OIDC_DIR/keys.json",
+  "ttl": {"IdToken": ${PODGATE_DEMO_ID_TOKEN_TTL:-300}},
+  "users": [
+    {"username": "developer", "password": "developer", "groups": ["developers"], "name": "Dana Developer"},
+    {"username": "sre", "password": "sre", "groups": ["sre", "developers"], "name": "Sam SRE"},
+    {"username": "auditor", "password": "auditor", "groups": ["podgate-auditors"], "name": "Ari Auditor"}
+  ],
+  "clients": [{
+    "client_id": "podgate",
+    "client_secret": "$(cat "$OIDC_DIR/client.secret")",
+    "redirect_uris": ["http://127.0.0.1:$EDGE_PORT/auth/callback"],
+    "post_logout_redirect_uris": ["http://127.0.0.1:$EDGE_PORT/"],
+    "grant_types": ["authorization_code", "refresh_token"],
+    "response_types": ["code"],
+    "token_endpoint_auth_method": "client_secret_basic"
+  }]
+}
+JSON
+)
+node "$ROOT/tools/oidc-provider/provider.mjs" --port="$OIDC_PORT" --config="$OIDC_DIR/provider.json" \
+  2>"$STATE/logs/oidc-provider.log" &
+pids+=("$!")
+for _ in $(seq 1 100); do
+  grep -q '"msg":"listening"' "$STATE/logs/oidc-provider.log" 2>/dev/null && break
+  sleep 0.1
+done
+if ! grep -q '"msg":"listening"' "$STATE/logs/oidc-provider.log"; then
+  echo "demo: the OpenID provider did not start:" >&2
+  cat "$STATE/logs/oidc-provider.log" >&2
+  exit 1
+fi
+
+# End-user tokens: the provider's ID tokens (single sign-on), and tokens to paste, minted with
+# podgate-token and the provider's own signing key (so the same verifier accepts both).
+JWT_FLAGS=(--jwt_issuer="$ISSUER" --jwt_jwks_url="$ISSUER/jwks" --jwt_audience=podgate)
+KID=$(node -e 'const c=require("crypto"),fs=require("fs");
+const k=JSON.parse(fs.readFileSync(process.argv[1],"utf8")).keys[0];
+fs.writeFileSync(process.argv[2],c.createPrivateKey({key:k,format:"jwk"}).export({type:"pkcs8",format:"pem"}),{mode:0o600});
+console.log(k.kid)' "$OIDC_DIR/keys.json" "$OIDC_DIR/signing.pem")
 TOKEN="$BUILD_DIR/tools/token/podgate-token"
 mint() {  # user groups
-  "$TOKEN" --key_file="$STATE/jwt.secret" --algorithm=HS256 --issuer=https://podgate.local \
-    --audience=podgate --subject="$1" --groups="$2" --ttl=12h
+  "$TOKEN" --key_file="$OIDC_DIR/signing.pem" --algorithm=RS256 --key_id="$KID" \
+    --issuer="$ISSUER" --audience=podgate --subject="$1" --groups="$2" --ttl=12h
 }
 
 start audit "$AUDIT_PORT" "$AUDIT_METRICS" --store="sqlite://$(realpath "$STATE")/audit.db" --chain_id=demo
@@ -91,12 +144,16 @@ start policy "$POLICY_PORT" "$POLICY_METRICS" --policy_file="$POLICY_FILE" \
   --audit_address="127.0.0.1:$AUDIT_PORT"
 start exec "$EXEC_PORT" "$EXEC_METRICS" --kubeconfig="$KUBESIM_STATE/kubeconfig" \
   --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}"
-# edge: the browser's port (plain HTTP on loopback only), the page and the WebSocket protocols.
-EDGE_PORT="${PODGATE_DEMO_HTTP_PORT:-$(port 8080 20)}"
+# edge: the browser's port (plain HTTP on loopback only), the page and the WebSocket protocols,
+# and single sign-on with the demo provider.
 start edge "$EDGE_PORT_GRPC" "$EDGE_METRICS" --http_address="127.0.0.1:$EDGE_PORT" \
   --allowed_origins="http://127.0.0.1:$EDGE_PORT,http://localhost:$EDGE_PORT" \
   --web_root="$WEB_ROOT" --exec_address="127.0.0.1:$EXEC_PORT" \
-  --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}"
+  --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}" \
+  --oidc_issuer="$ISSUER" --oidc_client_id=podgate --oidc_client_secret_file="$OIDC_DIR/client.secret" \
+  --oidc_redirect_url="http://127.0.0.1:$EDGE_PORT/auth/callback" \
+  --oidc_cookie_key_file="$OIDC_DIR/cookie.key" \
+  --oidc_scopes="openid profile email groups offline_access"
 
 # Wait until every service logs that it is serving.
 for name in kubesim policy exec audit edge; do
@@ -121,16 +178,24 @@ podgate demo is running (logs in $STATE/logs):
   audit     127.0.0.1:$AUDIT_PORT    http://127.0.0.1:$AUDIT_METRICS/metrics  (store: $STATE/audit.db)
   edge      127.0.0.1:$EDGE_PORT_GRPC    http://127.0.0.1:$EDGE_METRICS/metrics
   kubesim   https://127.0.0.1:$KUBESIM_PORT (demo cluster: app-shop, app-payments, staging, ops)
+  provider  $ISSUER (OpenID provider: sign-in page, /.well-known/openid-configuration)
 kubeconfig: $KUBESIM_STATE/kubeconfig
   try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
        kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n app-shop orders-7d4b9c -- jps
 Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:$AUDIT_PORT query (or verify)
 
-Demo users (tokens valid 12 h; exec verifies them, so any backend may use them):
+Sign in: open http://127.0.0.1:$EDGE_PORT/ and click "Sign in with SSO"; on the provider's page
+(the demo OpenID provider, $ISSUER) use one of
+  user       password   groups
+  developer  developer  developers
+  sre        sre        sre, developers   (may open a shell in namespace staging)
+  auditor    auditor    podgate-auditors  (sees the Audit tab)
+Or paste a token ("Or paste an access token"; valid 12 h, signed with the provider's key; exec
+verifies them, so any backend may use them):
   developer  DEV_TOKEN=$(mint dana developers)
   sre        SRE_TOKEN=$(mint sam sre)   (may open a shell in namespace staging)
   auditor    AUDITOR_TOKEN=$(mint ava podgate-auditors)
-In the browser: open http://127.0.0.1:$EDGE_PORT/, paste DEV_TOKEN, pick app-shop / orders-7d4b9c, then
+In the browser: sign in as developer (or paste DEV_TOKEN), pick app-shop / orders-7d4b9c, then
   jps                (the demo JVM's pid)       jstack <pid>     (a thread dump)
   cat /etc/shadow    (refused, with the rule)   Tab completes, the side panel lists what is allowed
   SRE_TOKEN opens a recorded shell in staging; AUDITOR_TOKEN sees the Audit tab and replays it.

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "edge/codec.h"
+#include "edge/sso.h"
 #include "runtime/log.h"
 #include "wire/enum_label.h"
 #include "wire/status.h"
@@ -263,8 +264,54 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
     case V1ClientMessage::Type::kClose:
       EndExec();
       return;
+    case V1ClientMessage::Type::kRenew:
+      if (!Renew(m)) {
+        return;
+      }
+      request.mutable_renew()->mutable_credential()->set_bearer_token(params_.token);
+      break;
   }
   Enqueue(std::move(request));
+}
+
+bool BrowserSession::Renew(const V1ClientMessage& m) {
+  std::string token = m.token;
+  if (!m.ticket.empty()) {
+    std::optional<std::string> opened =
+        context_->sso != nullptr ? context_->sso->OpenRenewTicket(m.ticket) : std::nullopt;
+    if (!opened.has_value()) {
+      SendError("UNAUTHENTICATED",
+                "the renewal ticket is not one edge made or is over a minute old; the session "
+                "keeps its end");
+      return false;
+    }
+    token = *std::move(opened);
+  }
+  absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
+  std::string reason = verified.ok() ? "" : auth::AuthFailureReason(verified.status());
+  if (verified.ok() && (verified->principal.user() != user_ ||
+                        verified->principal.issuer() != params_.verified->principal.issuer())) {
+    reason = "other_user";
+    verified = absl::UnauthenticatedError(
+        "the new credential names another user: a session keeps the user it was opened for");
+  }
+  if (!verified.ok()) {
+    AuthFailed(context_, {reason, std::string(verified.status().message()), params_.source_address,
+                          params_.path, params_.target});
+    SendError("UNAUTHENTICATED", absl::StrCat("renewal refused: ", verified.status().message(),
+                                              "; the session keeps its end"));
+    return false;
+  }
+  expires_ = verified->expires;
+  params_.token = token;
+  params_.verified = *std::move(verified);
+  Send(nlohmann::json(
+           {{"type", "renewed"},
+            {"expires", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires_, absl::UTCTimeZone())}})
+           .dump(),
+       false);
+  ArmTimer();
+  return true;
 }
 
 void BrowserSession::HandleSeed(std::string data, bool binary) {
@@ -495,7 +542,9 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       }
       case SessionResponse::kError: {
         const auto& e = response.error();
-        command_sent_.reset();
+        if (e.command_id() != "renew") {  // a refused renewal is not about the command
+          command_sent_.reset();
+        }
         if (v1) {
           more = Send(V1CommandError(e), false);
         } else {

@@ -85,6 +85,9 @@ class BrowserSession : public http::WebSocketHandler,
   void Authenticate(const std::string& token);
   void StartExec();
   void HandleV1(std::string data, bool binary);
+  // A v1 `renew`: a fresh credential of the same user moves the session's end (and exec's)
+  // to its expiry. False (an error sent, the session going on) when refused.
+  bool Renew(const V1ClientMessage& m);
   void HandleSeed(std::string data, bool binary);
   void SendNextSeedCommand();
   void Enqueue(podgate::exec::v1::SessionRequest request);

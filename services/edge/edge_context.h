@@ -20,6 +20,8 @@
 
 namespace podgate::edge {
 
+class Sso;
+
 struct EdgeOptions {
   // Comma-separated exact origins allowed on WebSocket handshakes and cookie requests.
   std::string allowed_origins;
@@ -57,6 +59,8 @@ struct EdgeContext {
   SessionRegistry* sessions = nullptr;
   // Audits authentication failures; null records none (unit tests).
   AuthFailureAudit* auth_audit = nullptr;
+  // Single sign-on (sso.h); null when --oidc_issuer is not set.
+  Sso* sso = nullptr;
 };
 
 // A refused (or missing) credential: counted by reason, logged without the token, and

@@ -95,7 +95,23 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
               .Name("podgate_edge_session_invalid_transitions_total")
               .Help("State changes a browser session refused as invalid (a bug), by what "
                     "changed (state, exec, slot).")
-              .Register(registry)) {
+              .Register(registry)),
+      oidc_logins_(prometheus::BuildCounter()
+                       .Name("podgate_edge_oidc_logins_total")
+                       .Help("Single sign-on callbacks, by result (ok, or why the sign-in was "
+                             "refused: state, replayed_state, code_refused, id_token, "
+                             "provider_unavailable, ...).")
+                       .Register(registry)),
+      oidc_refreshes_(prometheus::BuildCounter()
+                          .Name("podgate_edge_oidc_refreshes_total")
+                          .Help("Single sign-on session refreshes, by result (ok, refused, "
+                                "provider_unavailable, no_session, ...).")
+                          .Register(registry)),
+      oidc_logouts_(prometheus::BuildCounter()
+                        .Name("podgate_edge_oidc_logouts_total")
+                        .Help("Single sign-on logouts.")
+                        .Register(registry)
+                        .Add({})) {
   for (const char* what : {"state", "exec", "slot"}) {
     invalid_transitions_.Add({{"what", what}});
   }
@@ -138,6 +154,16 @@ void EdgeMetrics::SessionClosed() { sessions_.Decrement(); }
 void EdgeMetrics::AuthFailure(const std::string& reason) {
   auth_failures_.Add({{"reason", reason.empty() ? "other" : reason}}).Increment();
 }
+
+void EdgeMetrics::OidcLogin(const std::string& result) {
+  oidc_logins_.Add({{"result", result}}).Increment();
+}
+
+void EdgeMetrics::OidcRefresh(const std::string& result) {
+  oidc_refreshes_.Add({{"result", result}}).Increment();
+}
+
+void EdgeMetrics::OidcLogout() { oidc_logouts_.Increment(); }
 
 void EdgeMetrics::AcceptBackoff() { accept_backoffs_.Increment(); }
 

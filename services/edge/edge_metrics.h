@@ -50,6 +50,11 @@ class EdgeMetrics {
   void FirstOutputLatency(double seconds);
   // HTTP API requests by route and status class ("2xx", "4xx", "5xx").
   void ApiRequest(const std::string& route, int status);
+  // Single sign-on (sso.h): a sign-in's outcome ("ok" or why it was refused), a session
+  // refresh's, and a logout.
+  void OidcLogin(const std::string& result);
+  void OidcRefresh(const std::string& result);
+  void OidcLogout();
 
  private:
   prometheus::Family<prometheus::Gauge>& connections_;
@@ -69,6 +74,9 @@ class EdgeMetrics {
   prometheus::Counter& exec_lost_;
   prometheus::Family<prometheus::Counter>& exec_lost_audit_;
   prometheus::Family<prometheus::Counter>& invalid_transitions_;
+  prometheus::Family<prometheus::Counter>& oidc_logins_;
+  prometheus::Family<prometheus::Counter>& oidc_refreshes_;
+  prometheus::Counter& oidc_logouts_;
 };
 
 // Sets the HTTP server's `on_refusal` and `on_accept_backoff`: each connection refused at

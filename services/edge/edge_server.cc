@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "edge/http_reply.h"
+#include "edge/sso.h"
 
 namespace podgate::edge {
 
@@ -28,6 +29,18 @@ EdgeRouter::EdgeRouter(EdgeContext* context, StaticFiles files)
   routes_.Add("/api/v1/logout", Methods::kPost, [this](const RouteRequest& r) {
     return api_.Login(r.request, r.peer, /*login=*/false);
   });
+  routes_.Add("/api/v1/auth-config", Methods::kGet,
+              [context](const RouteRequest& r) { return AuthConfig(r.request, context->sso); });
+  if (Sso* sso = context->sso; sso != nullptr) {
+    routes_.Add("/auth/login", Methods::kGet,
+                [sso](const RouteRequest& r) { return sso->Login(r); });
+    routes_.Add("/auth/callback", Methods::kGet,
+                [sso](const RouteRequest& r) { return sso->Callback(r); });
+    routes_.Add("/auth/refresh", Methods::kPost,
+                [sso](const RouteRequest& r) { return sso->Refresh(r); });
+    routes_.Add("/auth/logout", Methods::kPost,
+                [sso](const RouteRequest& r) { return sso->Logout(r); });
+  }
   routes_.SetWebSocket([this](const RouteRequest& r) {
     return handshake_.Accept(r.request, r.peer, r.path, r.query);
   });

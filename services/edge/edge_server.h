@@ -5,6 +5,9 @@
 //                                              reachable and edge not shutting down
 //   GET  /api/v1/targets, /api/v1/allowed, /api/v1/audit, GET|POST /api/v1/session,
 //   POST /api/v1/login, /api/v1/logout         api.h: the page's HTTP API
+//   GET  /api/v1/auth-config, /auth/login, /auth/callback, POST /auth/refresh, /auth/logout
+//                                              sso.h: single sign-on (the /auth/ routes only
+//                                              with --oidc_issuer)
 //   WS   /ws/v1/{namespace}/{pod}, /ws/seed/{namespace}/{pod}
 //                                              handshake.h: into a BrowserSession
 //   GET  anything else                         static_files.h: the page's files

@@ -14,6 +14,7 @@
 #include "edge/edge_server.h"
 #include "edge/limits.h"
 #include "edge/options.h"
+#include "edge/sso.h"
 #include "http/server.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
@@ -90,6 +91,47 @@ ABSL_FLAG(absl::Duration, backend_timeout, kDefaults.backend_timeout,
           "Deadline of HTTP API calls to exec, policy and audit. Default 5s.");
 ABSL_FLAG(int64_t, write_buffer_bytes, kDefaults.write_buffer_bytes,
           "Bytes queued towards a browser before edge stops reading from exec. Default 262144.");
+ABSL_FLAG(std::string, oidc_issuer, kDefaults.oidc_issuer,
+          "Single sign-on: the OpenID provider's issuer URL (https; http only to loopback). "
+          "Turns on /auth/login, /auth/callback, /auth/refresh, /auth/logout; needs "
+          "--oidc_client_id, --oidc_redirect_url, --oidc_cookie_key_file, and --jwt_issuer equal "
+          "to it with --jwt_jwks_url the provider's jwks_uri. Default: none (SSO off).");
+ABSL_FLAG(std::string, oidc_client_id, kDefaults.oidc_client_id,
+          "Single sign-on: edge's client id at the provider (also an ID token's audience: "
+          "--jwt_audience must include it). Default: none.");
+ABSL_FLAG(std::string, oidc_client_secret_file, kDefaults.oidc_client_secret_file,
+          "Single sign-on: a file holding the client secret (a confidential client). Without "
+          "it edge is a public client (PKCE only). Default: none.");
+ABSL_FLAG(std::string, oidc_client_auth_method, kDefaults.oidc_client_auth_method,
+          "Single sign-on: client_secret_basic, client_secret_post or none. Default: "
+          "client_secret_basic with a secret (client_secret_post when the provider offers only "
+          "that), none without.");
+ABSL_FLAG(std::string, oidc_scopes, kDefaults.oidc_scopes,
+          "Single sign-on: the scopes asked for, space separated; must include openid; "
+          "offline_access gets a refresh token from most providers. Default \"openid profile "
+          "email offline_access\".");
+ABSL_FLAG(std::string, oidc_redirect_url, kDefaults.oidc_redirect_url,
+          "Single sign-on: edge's public callback URL, https://<host>/auth/callback, as "
+          "registered at the provider; its origin must be in --allowed_origins. Default: none.");
+ABSL_FLAG(std::string, oidc_cookie_key_file, kDefaults.oidc_cookie_key_file,
+          "Single sign-on: a file with 32 or more random bytes (e.g. openssl rand -hex 32) "
+          "sealing the sign-in and session cookies (AES-256-GCM); every replica needs the same. "
+          "Default: none.");
+ABSL_FLAG(std::string, oidc_provider_name, kDefaults.oidc_provider_name,
+          "Single sign-on: the provider's name on the page's button (\"Sign in with <name>\"). "
+          "Default SSO.");
+ABSL_FLAG(std::string, oidc_ca_file, kDefaults.oidc_ca_file,
+          "Single sign-on: PEM CA bundle to verify the provider's discovery and token "
+          "endpoints with. Default: the system's roots.");
+ABSL_FLAG(absl::Duration, oidc_timeout, kDefaults.oidc_timeout,
+          "Single sign-on: deadline of one call to the provider (discovery, token endpoint), "
+          "1s to 1m. Default 10s.");
+ABSL_FLAG(int, oidc_max_pending, kDefaults.oidc_max_pending,
+          "Single sign-on: token-endpoint calls running or waiting; past it a sign-in or "
+          "refresh is answered 503. Default 64.");
+ABSL_FLAG(absl::Duration, oidc_session_lifetime, kDefaults.oidc_session_lifetime,
+          "Single sign-on: how long a browser may refresh its ID token before it must sign in "
+          "again (the provider may end it sooner), 1m to 720h. Default 12h.");
 
 namespace {
 
@@ -136,6 +178,18 @@ podgate::edge::EdgeFlags ReadFlags() {
   f.auth_audit_queue = absl::GetFlag(FLAGS_auth_audit_queue);
   f.backend_timeout = absl::GetFlag(FLAGS_backend_timeout);
   f.write_buffer_bytes = absl::GetFlag(FLAGS_write_buffer_bytes);
+  f.oidc_issuer = absl::GetFlag(FLAGS_oidc_issuer);
+  f.oidc_client_id = absl::GetFlag(FLAGS_oidc_client_id);
+  f.oidc_client_secret_file = absl::GetFlag(FLAGS_oidc_client_secret_file);
+  f.oidc_client_auth_method = absl::GetFlag(FLAGS_oidc_client_auth_method);
+  f.oidc_scopes = absl::GetFlag(FLAGS_oidc_scopes);
+  f.oidc_redirect_url = absl::GetFlag(FLAGS_oidc_redirect_url);
+  f.oidc_cookie_key_file = absl::GetFlag(FLAGS_oidc_cookie_key_file);
+  f.oidc_provider_name = absl::GetFlag(FLAGS_oidc_provider_name);
+  f.oidc_ca_file = absl::GetFlag(FLAGS_oidc_ca_file);
+  f.oidc_timeout = absl::GetFlag(FLAGS_oidc_timeout);
+  f.oidc_max_pending = absl::GetFlag(FLAGS_oidc_max_pending);
+  f.oidc_session_lifetime = absl::GetFlag(FLAGS_oidc_session_lifetime);
   return f;
 }
 
@@ -188,6 +242,17 @@ int main(int argc, char** argv) {
   podgate::edge::AuthFailureAudit auth_audit(context.audit_channel, config->auth_audit_queue,
                                              &metrics);
   context.auth_audit = &auth_audit;
+  // Single sign-on; outlives the HTTP server (destroyed after its threads are joined).
+  std::unique_ptr<podgate::edge::Sso> sso;
+  if (config->sso.has_value()) {
+    absl::StatusOr<std::unique_ptr<podgate::edge::Sso>> started =
+        podgate::edge::Sso::Start(*config->sso, &context);
+    if (!started.ok()) {
+      rt::ExitWithError(std::string(started.status().message()));
+    }
+    sso = *std::move(started);
+    context.sso = sso.get();
+  }
 
   // Refusals at accept are counted; a backoff of the accept loop (out of descriptors) is
   // counted and logged at most every 10s.

@@ -1,12 +1,23 @@
 #include "edge/options.h"
 
+#include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "auth/oidc.h"
+#include "crypto/sha256.h"
 #include "edge/http_reply.h"
+#include "edge/protocol.h"
+#include "http/url.h"
 
 namespace podgate::edge {
 
@@ -14,6 +25,138 @@ bool IsLoopbackHost(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" ||
          absl::StartsWith(host, "127.");
 }
+
+namespace {
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": cannot read ", path));
+  }
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (data.size() > 64 * 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", path, " is over 64 KiB"));
+  }
+  return data;
+}
+
+// --oidc_*: nullopt when --oidc_issuer is not set (and then no other --oidc_ flag may be).
+absl::StatusOr<std::optional<SsoOptions>> SsoFromFlags(const EdgeFlags& f) {
+  if (f.oidc_issuer.empty()) {
+    for (auto [value, name] : {std::pair{&f.oidc_client_id, "oidc_client_id"},
+                               std::pair{&f.oidc_client_secret_file, "oidc_client_secret_file"},
+                               std::pair{&f.oidc_redirect_url, "oidc_redirect_url"},
+                               std::pair{&f.oidc_cookie_key_file, "oidc_cookie_key_file"}}) {
+      if (!value->empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name,
+                         " is set but --oidc_issuer is not: single sign-on needs "
+                         "the provider's issuer URL"));
+      }
+    }
+    return std::optional<SsoOptions>();
+  }
+  SsoOptions o;
+  if (absl::StatusOr<http::HttpUrl> discovery = auth::oidc::DiscoveryUrl(f.oidc_issuer);
+      !discovery.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--oidc_issuer: ", discovery.status().message()));
+  }
+  o.issuer = f.oidc_issuer;
+  if (f.oidc_client_id.empty()) {
+    return absl::InvalidArgumentError("--oidc_issuer needs --oidc_client_id");
+  }
+  o.client.client_id = f.oidc_client_id;
+  if (!f.oidc_client_secret_file.empty()) {
+    absl::StatusOr<std::string> secret =
+        ReadSmallFile(f.oidc_client_secret_file, "oidc_client_secret_file");
+    if (!secret.ok()) {
+      return secret.status();
+    }
+    o.client.client_secret = std::string(absl::StripAsciiWhitespace(*secret));
+    if (o.client.client_secret.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--oidc_client_secret_file: ", f.oidc_client_secret_file, " is empty"));
+    }
+  }
+  o.client.auth_method = f.oidc_client_auth_method;
+  if (!o.client.auth_method.empty() && o.client.auth_method != "client_secret_basic" &&
+      o.client.auth_method != "client_secret_post" && o.client.auth_method != "none") {
+    return absl::InvalidArgumentError(
+        "--oidc_client_auth_method must be client_secret_basic, client_secret_post or none");
+  }
+  if ((o.client.auth_method == "none") != o.client.client_secret.empty() &&
+      !o.client.auth_method.empty()) {
+    return absl::InvalidArgumentError(
+        o.client.client_secret.empty()
+            ? absl::StrCat("--oidc_client_auth_method ", o.client.auth_method,
+                           " needs --oidc_client_secret_file")
+            : "--oidc_client_auth_method=none goes without --oidc_client_secret_file");
+  }
+  std::vector<std::string> scopes = absl::StrSplit(f.oidc_scopes, ' ', absl::SkipEmpty());
+  if (std::find(scopes.begin(), scopes.end(), "openid") == scopes.end()) {
+    return absl::InvalidArgumentError("--oidc_scopes must include openid");
+  }
+  o.client.scopes = absl::StrJoin(scopes, " ");
+  absl::StatusOr<http::HttpUrl> redirect = http::ParseHttpUrl(f.oidc_redirect_url);
+  if (f.oidc_redirect_url.empty() || !redirect.ok() || redirect->target != "/auth/callback") {
+    return absl::InvalidArgumentError(
+        "--oidc_redirect_url must be edge's public callback URL, https://<host>/auth/callback "
+        "(registered at the provider)");
+  }
+  if (!redirect->tls && !redirect->IsLoopback()) {
+    return absl::InvalidArgumentError(
+        "--oidc_redirect_url must be https (http only to a loopback address)");
+  }
+  http::HttpUrl origin = *redirect;
+  origin.target.clear();
+  origin.target.push_back('/');
+  const std::string redirect_origin(absl::StripSuffix(origin.ToString(), "/"));
+  if (!OriginAllowed(redirect_origin, f.allowed_origins)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--allowed_origins must list the origin of --oidc_redirect_url (",
+                     redirect_origin, "): the page that signs in is served from there"));
+  }
+  o.client.redirect_uri = f.oidc_redirect_url;
+  if (f.oidc_cookie_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--oidc_issuer needs --oidc_cookie_key_file (32 or more random bytes that seal the "
+        "sign-in and session cookies)");
+  }
+  absl::StatusOr<std::string> key = ReadSmallFile(f.oidc_cookie_key_file, "oidc_cookie_key_file");
+  if (!key.ok()) {
+    return key.status();
+  }
+  if (absl::StripAsciiWhitespace(*key).size() < 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--oidc_cookie_key_file: ", f.oidc_cookie_key_file,
+                     " holds fewer than 32 bytes (e.g. openssl rand -hex 32 > file)"));
+  }
+  // Whatever the file's form (raw bytes, hex, base64), the key is its digest, domain-separated.
+  o.cookie_key = crypto::Sha256(
+      absl::StrCat("podgate edge sso cookie key v1\n", absl::StripAsciiWhitespace(*key)));
+  o.provider_name = f.oidc_provider_name;
+  if (o.provider_name.empty() || o.provider_name.size() > 64) {
+    return absl::InvalidArgumentError("--oidc_provider_name must be 1 to 64 characters");
+  }
+  o.ca_file = f.oidc_ca_file;
+  if (f.oidc_timeout < absl::Seconds(1) || f.oidc_timeout > absl::Minutes(1)) {
+    return absl::InvalidArgumentError("--oidc_timeout must be 1s to 1m");
+  }
+  o.timeout = f.oidc_timeout;
+  if (f.oidc_max_pending < 1 || f.oidc_max_pending > 10000) {
+    return absl::InvalidArgumentError("--oidc_max_pending must be 1 to 10000");
+  }
+  o.max_pending = static_cast<size_t>(f.oidc_max_pending);
+  if (f.oidc_session_lifetime < absl::Minutes(1) ||
+      f.oidc_session_lifetime > absl::Hours(24 * 30)) {
+    return absl::InvalidArgumentError("--oidc_session_lifetime must be 1m to 720h");
+  }
+  o.session_lifetime = f.oidc_session_lifetime;
+  return std::optional<SsoOptions>(std::move(o));
+}
+
+}  // namespace
 
 absl::StatusOr<EdgeConfig> EdgeConfigFromFlags(const EdgeFlags& f) {
   EdgeConfig config;
@@ -107,6 +250,11 @@ absl::StatusOr<EdgeConfig> EdgeConfigFromFlags(const EdgeFlags& f) {
   edge.backend_timeout = f.backend_timeout;
   edge.secure_cookie = config.tls || f.behind_tls_proxy;
   edge.web_root = f.web_root;
+  absl::StatusOr<std::optional<SsoOptions>> sso = SsoFromFlags(f);
+  if (!sso.ok()) {
+    return sso.status();
+  }
+  config.sso = *std::move(sso);
   return config;
 }
 

@@ -6,12 +6,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "edge/edge_context.h"
 #include "edge/limits.h"
+#include "edge/sso.h"
 #include "http/server.h"
 
 namespace podgate::edge {
@@ -44,6 +46,19 @@ struct EdgeFlags {
   int auth_audit_queue = 1000;
   absl::Duration backend_timeout = absl::Seconds(5);
   int64_t write_buffer_bytes = 256 * 1024;
+  // Single sign-on (sso.h, docs/auth.md): all off unless oidc_issuer is set.
+  std::string oidc_issuer;
+  std::string oidc_client_id;
+  std::string oidc_client_secret_file;
+  std::string oidc_client_auth_method;
+  std::string oidc_scopes = "openid profile email offline_access";
+  std::string oidc_redirect_url;
+  std::string oidc_cookie_key_file;
+  std::string oidc_provider_name = "SSO";
+  std::string oidc_ca_file;
+  absl::Duration oidc_timeout = absl::Seconds(10);
+  int oidc_max_pending = 64;
+  absl::Duration oidc_session_lifetime = absl::Hours(12);
 };
 
 struct EdgeConfig {
@@ -57,6 +72,8 @@ struct EdgeConfig {
   // What every session and handler reads through EdgeContext::options.
   EdgeOptions edge;
   size_t auth_audit_queue = 1000;
+  // Single sign-on, when --oidc_issuer is set (secret and cookie key read from their files).
+  std::optional<SsoOptions> sso;
 };
 
 // Checks every flag; the first bad one is the error, with the text the CLI prints.

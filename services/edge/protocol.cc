@@ -106,6 +106,13 @@ absl::StatusOr<V1ClientMessage> ParseV1Text(std::string_view text) {
     if (m.token.empty()) {
       return absl::InvalidArgumentError("auth needs a \"token\"");
     }
+  } else if (t == "renew") {
+    m.type = V1ClientMessage::Type::kRenew;
+    m.token = JsonString(j, "token");
+    m.ticket = JsonString(j, "ticket");
+    if (m.token.empty() == m.ticket.empty()) {
+      return absl::InvalidArgumentError("renew needs a \"token\" or a \"ticket\"");
+    }
   } else if (t == "command") {
     m.type = V1ClientMessage::Type::kCommand;
     m.id = JsonString(j, "id");

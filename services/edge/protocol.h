@@ -74,9 +74,10 @@ bool OriginAllowed(std::string_view origin, std::string_view allowlist);
 
 // A message from a v1 browser.
 struct V1ClientMessage {
-  enum class Type { kAuth, kCommand, kStdin, kResize, kInterrupt, kClose };
+  enum class Type { kAuth, kCommand, kStdin, kResize, kInterrupt, kClose, kRenew };
   Type type = Type::kCommand;
-  std::string token;  // auth
+  std::string token;   // auth, renew
+  std::string ticket;  // renew (single sign-on's sealed ID token, from POST /auth/refresh)
   std::string id;     // command (optional)
   std::string line;   // command
   std::string data;   // stdin

@@ -241,6 +241,9 @@ bool Session::HandleReadDone(bool ok) {
       CloseLocked(common::CLOSE_REASON_CLIENT, "the client closed the session");
       return false;
     }
+    case pb::SessionRequest::kRenew:
+      HandleRenew(req.renew());
+      break;
     default: {
       std::lock_guard<std::mutex> lock(mu_);
       FinishLocked(

@@ -465,17 +465,7 @@ void Session::SendReady() {
                                    {"pod", self->target_.pod()},
                                    {"container", self->target_.container()},
                                    {"mode", shell ? "shell" : "command"}});
-        std::weak_ptr<Session> weak = self;
-        self->limit_timer_ = self->hub_->timers()->Schedule(self->expires_, [weak] {
-          if (auto s = weak.lock()) {
-            std::lock_guard<std::mutex> lock(s->mu_);
-            const bool credential = s->expiry_is_credential_;
-            s->CloseLocked(
-                credential ? common::CLOSE_REASON_CREDENTIAL_EXPIRED
-                           : common::CLOSE_REASON_SESSION_LIMIT,
-                credential ? "the credential expired" : "the session reached its time limit");
-          }
-        });
+        self->ScheduleLimitLocked();
         self->ResetIdleTimerLocked();
         lock.unlock();
         if (shell) {
@@ -488,6 +478,70 @@ void Session::SendReady() {
             grpc::StatusCode::UNAVAILABLE,
             absl::StrCat("audit is unavailable, so nothing may run (strict mode): ", s.message())));
       });
+}
+
+void Session::ScheduleLimitLocked() {
+  std::weak_ptr<Session> weak = shared_from_this();
+  limit_timer_ = hub_->timers()->Schedule(expires_, [weak] {
+    if (auto s = weak.lock()) {
+      std::lock_guard<std::mutex> lock(s->mu_);
+      if (absl::Now() < s->expires_) {
+        return;  // renewed meanwhile: a later timer closes it
+      }
+      const bool credential = s->expiry_is_credential_;
+      s->CloseLocked(
+          credential ? common::CLOSE_REASON_CREDENTIAL_EXPIRED : common::CLOSE_REASON_SESSION_LIMIT,
+          credential ? "the credential expired" : "the session reached its time limit");
+    }
+  });
+}
+
+void Session::HandleRenew(const pb::RenewCredential& renew) {
+  absl::StatusOr<auth::VerifiedToken> verified =
+      hub_->verifier()->Verify(renew.credential().bearer_token());
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_ != State::kReady) {
+    return;  // not open yet, or closing: the first credential's end stands
+  }
+  absl::Status refused;
+  if (!verified.ok()) {
+    const std::string reason = auth::AuthFailureReason(verified.status());
+    hub_->metrics()->auth_failures_total.Add({{"reason", reason}}).Increment();
+    common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_AUTH_FAILURE);
+    e.mutable_auth_failure()->set_reason(reason);
+    e.mutable_auth_failure()->set_message(
+        absl::StrCat("credential renewal: ", verified.status().message()));
+    hub_->audit()->Record(std::move(e), [](absl::Status) {});
+    refused = absl::UnauthenticatedError(
+        absl::StrCat("the new credential was refused: ", verified.status().message()));
+  } else if (verified->principal.user() != principal_.user() ||
+             verified->principal.issuer() != principal_.issuer()) {
+    refused = absl::UnauthenticatedError(
+        "the new credential names another user: a session keeps the user it was opened for");
+  }
+  if (!refused.ok()) {
+    log::Info("credential renewal refused",
+              {{"session_id", session_id_}, {"message", std::string(refused.message())}});
+    pb::SessionResponse msg;
+    msg.mutable_error()->set_command_id("renew");
+    msg.mutable_error()->mutable_status()->set_code(grpc::StatusCode::UNAUTHENTICATED);
+    msg.mutable_error()->mutable_status()->set_message(std::string(refused.message()));
+    SendLocked(std::move(msg));
+    return;
+  }
+  // The session limit and a shell rule's time limit still bound it.
+  absl::Time limit = opened_at_ + opts_.max_session;
+  if (mode_ == common::SESSION_MODE_SHELL && shell_limits_.has_time_limit() &&
+      wire::FromProtoDuration(shell_limits_.time_limit()) > absl::ZeroDuration()) {
+    limit = std::min(limit, opened_at_ + wire::FromProtoDuration(shell_limits_.time_limit()));
+  }
+  expires_ = std::min(verified->expires, limit);
+  expiry_is_credential_ = verified->expires < limit;
+  // The provider's current word on the user's groups applies from the next command on.
+  principal_ = verified->principal;
+  log::Info("credential renewed", {{"session_id", session_id_}, {"user", principal_.user()}});
+  hub_->timers()->Cancel(limit_timer_);
+  ScheduleLimitLocked();
 }
 
 }  // namespace podgate::exec

@@ -101,6 +101,10 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
              std::function<void(absl::Status)> on_fail);
 
   void HandleOpen(const pb::OpenSession& open);
+  // The same user's fresh credential: the session's end moves to its expiry (session_open.cc).
+  void HandleRenew(const pb::RenewCredential& renew);
+  // (Re)schedules the close at expires_.
+  void ScheduleLimitLocked();
   // Asks policy whether the user has any rule for the target (ListAllowed): `labels_known`
   // false before the pod is looked up (a rule's podLabels then count as matching).
   void AskScope(bool labels_known, std::function<void(absl::StatusOr<bool>)> done);

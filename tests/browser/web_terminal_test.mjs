@@ -45,7 +45,7 @@ async function pickPortBase() {
   for (let i = 0; i < 200; i++) {
     const base = 20000 + Math.floor(Math.random() * 30000);
     let ok = true;
-    for (const off of [0, 1, 2, 3, 4, 11, 12, 13, 14, 20]) {
+    for (const off of [0, 1, 2, 3, 4, 5, 11, 12, 13, 14, 20]) {
       if (!(await portFree(base + off))) {
         ok = false;
         break;
@@ -94,7 +94,14 @@ log(`starting the demo suite on ports ${base}..${base + 20} (state ${state})`);
 const demoLog = fs.openSync(path.join(ARTIFACTS, 'demo.out'), 'w');
 const demo = spawn('bash', [path.join(SOURCE, 'tools/demo.sh'), BUILD], {
   cwd: SOURCE,
-  env: { ...process.env, PODGATE_DEMO_DIR: path.join(state, 'demo'), PODGATE_DEMO_PORT_BASE: String(base), PODGATE_DEMO_POLICY: policyFile },
+  env: {
+    ...process.env,
+    PODGATE_DEMO_DIR: path.join(state, 'demo'),
+    PODGATE_DEMO_PORT_BASE: String(base),
+    PODGATE_DEMO_POLICY: policyFile,
+    // Short ID tokens: the single sign-on step sees the page refresh one.
+    PODGATE_DEMO_ID_TOKEN_TTL: '15',
+  },
   stdio: ['ignore', 'pipe', 'pipe'],
   detached: true,
 });
@@ -154,11 +161,17 @@ const SRE = token('SRE_TOKEN');
 const AUDITOR = token('AUDITOR_TOKEN');
 const demoState = path.join(state, 'demo');
 
+// The demo's OpenID provider: its issuer, and its signing key (the demo mints the tokens to
+// paste with it).
+const issuer = `http://127.0.0.1:${base + 5}`;
+const providerKid = JSON.parse(fs.readFileSync(path.join(demoState, 'oidc/keys.json'), 'utf8')).keys[0].kid;
+
 function mint(subject, groups, ttl) {
   return execFileSync(path.join(BUILD, 'tools/token/podgate-token'), [
-    `--key_file=${path.join(demoState, 'jwt.secret')}`,
-    '--algorithm=HS256',
-    '--issuer=https://podgate.local',
+    `--key_file=${path.join(demoState, 'oidc/signing.pem')}`,
+    '--algorithm=RS256',
+    `--key_id=${providerKid}`,
+    `--issuer=${issuer}`,
     '--audience=podgate',
     `--subject=${subject}`,
     `--groups=${groups}`,
@@ -231,8 +244,16 @@ async function currentLine() {
 // Waits until the line being edited is `want`.
 const expectLine = (what, want) => until(what, async () => (await currentLine()) === want);
 
+// With single sign-on on, pasting a token is the secondary path, folded under a summary.
+async function openPasteToken() {
+  const fold = page.locator('details.paste-token summary');
+  await page.locator('textarea[name=token]').waitFor({ state: 'attached' });
+  if (await fold.count()) await fold.click();
+}
+
 async function signIn(tok, expectUser) {
   await page.goto(`${origin}/`);
+  await openPasteToken();
   await page.locator('textarea[name=token]').fill(tok);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.locator('.who', { hasText: expectUser }).waitFor({ timeout: 10000 });
@@ -277,6 +298,9 @@ step('sign-in refuses what is not a token, and a token edge does not trust', asy
   // Scripts only from edge itself: no inline script, no eval.
   const csp = res.headers()['content-security-policy'] ?? '';
   assert(/script-src 'self';/.test(csp) && !/unsafe-eval/.test(csp), `CSP: ${csp}`);
+  // Single sign-on first, pasting a token second.
+  await page.getByRole('link', { name: 'Sign in with SSO' }).waitFor();
+  await openPasteToken();
   await page.locator('textarea[name=token]').waitFor();
   await shot('01-sign-in');
   await page.locator('textarea[name=token]').fill('hello');
@@ -288,6 +312,52 @@ step('sign-in refuses what is not a token, and a token edge does not trust', asy
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByText(/edge refused the token/).waitFor();
   await shot('02-sign-in-refused');
+});
+
+step('single sign-on: the provider\'s login page, a command, a refresh past the ID token, sign-out', async () => {
+  await newPage();
+  const providerPages = [];
+  page.on('request', (r) => {
+    if (r.isNavigationRequest() && r.url().startsWith(`${issuer}/auth`)) providerPages.push(r.url());
+  });
+  await page.goto(`${origin}/`);
+  await page.getByRole('link', { name: 'Sign in with SSO' }).click();
+  // The provider's own page.
+  await page.locator('#username').waitFor();
+  assert(page.url().startsWith(`${issuer}/`), `the login page is the provider's: ${page.url()}`);
+  await shot('02b-provider-login');
+  await page.locator('#username').fill('developer');
+  await page.locator('#password').fill('developer');
+  await page.locator('#submit').click();
+  await page.locator('.who', { hasText: 'developer' }).waitFor({ timeout: 15000 });
+  assert(page.url().startsWith(`${origin}/`), `back on the page: ${page.url()}`);
+  const tokenCookie = async () => (await context.cookies(origin)).find((c) => c.name === 'podgate_token');
+  const first = await tokenCookie();
+  assert(first && first.httpOnly, 'the ID token is in an HttpOnly cookie');
+  const firstExp = JSON.parse(Buffer.from(first.value.split('.')[1], 'base64url').toString()).exp * 1000;
+  await pick('app-shop', 'orders-7d4b9c');
+  let out = await run('free -m');
+  assert(/Mem:/.test(out) && /✓ exit 0/.test(out), `free -m: ${out}`);
+  // The page refreshes the ID token before it expires, without the provider's page.
+  const navigations = providerPages.length;
+  await until('a refreshed ID token', async () => {
+    const c = await tokenCookie();
+    return c && c.value !== first.value;
+  }, 40000, 250);
+  await until('the first ID token to expire', async () => Date.now() > firstExp + 1000, 40000, 250);
+  out = await run('free -m');
+  assert(/✓ exit 0/.test(out), `after the first ID token expired: ${out}`);
+  assert(providerPages.length === navigations, `no new sign-in: ${providerPages.slice(navigations)}`);
+  await shot('02c-refreshed');
+  // Sign out: edge clears the cookies, the provider ends its session (it asks first).
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('#logout-yes').click();
+  await page.getByRole('link', { name: 'Sign in with SSO' }).waitFor({ timeout: 15000 });
+  assert(!(await tokenCookie()), 'no token cookie after sign-out');
+  // Signing in again needs the password again: the provider's session ended.
+  await page.getByRole('link', { name: 'Sign in with SSO' }).click();
+  await page.locator('#username').waitFor();
+  await shot('02d-signed-out');
 });
 
 step('developer signs in, picks the JVM pod and runs free -m, jps and jstack', async () => {
@@ -502,9 +572,8 @@ step('the page reconnects with backoff when edge restarts', async () => {
     `--exec_address=127.0.0.1:${base + 2}`,
     `--policy_address=127.0.0.1:${base + 1}`,
     `--audit_address=127.0.0.1:${base + 3}`,
-    `--jwt_key_file=${path.join(demoState, 'jwt.secret')}`,
-    '--jwt_algorithm=HS256',
-    '--jwt_issuer=https://podgate.local',
+    `--jwt_issuer=${issuer}`,
+    `--jwt_jwks_url=${issuer}/jwks`,
     '--jwt_audience=podgate',
   ];
   const edgeLog = fs.openSync(path.join(ARTIFACTS, 'edge-restarts.log'), 'a');
@@ -650,7 +719,7 @@ step('an expired token ends the session with a clear message', async () => {
   await signIn(short, 'erin');
   await waitConnected();
   await page.getByText(/Your sign-in expired at \d/).waitFor({ timeout: 30000 });
-  await page.locator('textarea[name=token]').waitFor();
+  await page.getByRole('link', { name: 'Sign in with SSO' }).waitFor();
   await shot('11-expired');
 });
 

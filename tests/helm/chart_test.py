@@ -745,6 +745,38 @@ def check_jwt(docs, values, f):
                 f.check(data.get("public.pem") == jwt["publicKey"], "JWT Secret public.pem differs")
 
 
+def check_oidc(docs, values, f):
+    oidc = values["oidc"]
+    edge = workload_of(docs, "edge")
+    vols = [x for x in pod_spec(edge)["volumes"] if x["name"] == "oidc"]
+    if not oidc["enabled"]:
+        f.check(not any(a.startswith("--oidc_") for a in args_of(edge)), "edge: --oidc_ flags without oidc.enabled")
+        f.check(not vols, "edge: mounts an oidc Secret without oidc.enabled")
+        return
+    hosts = values["edge"]["ingress"]["hosts"]
+    redirect = oidc["redirectUrl"] or f"https://{hosts[0]}/auth/callback"
+    for flag, want in (("oidc_issuer", values["jwt"]["issuer"]),
+                       ("oidc_client_id", oidc["clientId"]),
+                       ("oidc_cookie_key_file", "/etc/podgate/oidc/cookie-key"),
+                       ("oidc_scopes", oidc["scopes"]),
+                       ("oidc_redirect_url", redirect),
+                       ("oidc_provider_name", oidc["providerName"]),
+                       ("oidc_session_lifetime", oidc["sessionLifetime"]),
+                       ("oidc_client_secret_file",
+                        None if oidc["publicClient"] else "/etc/podgate/oidc/client-secret")):
+        f.check(arg_value(edge, flag) == want, f"edge: --{flag} is {arg_value(edge, flag)!r}, want {want!r}")
+    f.check(vols and vols[0]["secret"]["secretName"] == oidc["existingSecret"], f"edge: oidc Secret {vols}")
+    mounts = [m for m in container(edge)["volumeMounts"] if m["name"] == "oidc"]
+    f.check(mounts and mounts[0]["mountPath"] == "/etc/podgate/oidc" and mounts[0].get("readOnly"),
+            f"edge: oidc mount {mounts}")
+    # The ID tokens edge sets are verified with the shared flags: the client id is an audience.
+    f.check(oidc["clientId"] in values["jwt"]["audience"].split(","), "jwt.audience lacks oidc.clientId")
+    for comp in ("exec", "policy", "audit"):
+        w = workload_of(docs, comp)
+        f.check(not any(a.startswith("--oidc_") for a in args_of(w)), f"{comp}: gets --oidc_ flags")
+        f.check(not any(x["name"] == "oidc" for x in pod_spec(w)["volumes"]), f"{comp}: mounts the oidc Secret")
+
+
 def null_paths(node, path=""):
     if node is None:
         yield path
@@ -771,7 +803,7 @@ def check_labels(docs, values, f):
             f.check(md.get("namespace") is not None, f"{name}: no namespace")
 
 
-ALL_CHECKS = (check_security, check_probes, check_rbac, check_audit, check_scaling,
+ALL_CHECKS = (check_oidc, check_security, check_probes, check_rbac, check_audit, check_scaling,
               check_services, check_policy_document, check_network_policies,
               check_service_monitors, check_tls, check_jwt, check_labels)
 
@@ -867,6 +899,26 @@ def cmd_scenarios():
                 node = node[p]
             node[parts[-1]] = yaml.safe_load(val)
         return v
+
+    # Single sign-on: what the schema cannot see is refused by the templates, naming the value.
+    sso = ["jwt.jwks=", "jwt.jwksUrl=https://login.example.com/certs", "oidc.enabled=true",
+           "oidc.existingSecret=podgate-oidc"]
+    for sets, want in (
+            (sso + ["oidc.clientId=podgate-web"], "jwt.audience must include oidc.clientId"),
+            (sso + ["oidc.clientId=podgate"], "needs oidc.redirectUrl"),
+            (["oidc.enabled=true", "oidc.clientId=podgate", "oidc.existingSecret=s"],
+             "oidc.enabled needs jwt.jwksUrl")):
+        cmd = [helm_binary(), "template", RELEASE, CHART, "-f", BASE_VALUES]
+        for s in fast + sets:
+            cmd += ["--set", s]
+        r = run(cmd)
+        f.check(r.returncode != 0 and want in r.stderr, f"{sets}: expected {want!r}: {r.stderr[-300:]}")
+    docs = fast_render(base, sso + ["oidc.clientId=podgate", "oidc.publicClient=true",
+                                    "oidc.redirectUrl=https://podgate.example.com/auth/callback"])
+    edge = workload_of(docs, "edge")
+    f.check(arg_value(edge, "oidc_client_secret_file") is None, "a public client gets a secret file")
+    f.check(arg_value(edge, "oidc_redirect_url") == "https://podgate.example.com/auth/callback",
+            "oidc.redirectUrl not rendered")
 
     # PDB only when more than one replica runs.
     for replicas, want in ((1, 0), (2, 1), (3, 1)):

@@ -81,7 +81,7 @@ absl::StatusOr<nlohmann::json> OidcProvider::NewRsaKey() {
   return key;
 }
 
-absl::StatusOr<std::unique_ptr<OidcProvider>> OidcProvider::Start(nlohmann::json config) {
+absl::StatusOr<std::unique_ptr<OidcProvider>> OidcProvider::Start(nlohmann::json config, int port) {
   auto provider = std::unique_ptr<OidcProvider>(new OidcProvider());
   const std::string dir = MakeTempDir("podgate-oidc");
   if (!config.contains("keys")) {
@@ -93,8 +93,8 @@ absl::StatusOr<std::unique_ptr<OidcProvider>> OidcProvider::Start(nlohmann::json
     return s;
   }
   absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-      "/usr/bin/env", {"node", absl::StrCat(PODGATE_OIDC_PROVIDER_DIR, "/provider.mjs"), "--port=0",
-                       absl::StrCat("--config=", config_file)});
+      "/usr/bin/env", {"node", absl::StrCat(PODGATE_OIDC_PROVIDER_DIR, "/provider.mjs"),
+                       absl::StrCat("--port=", port), absl::StrCat("--config=", config_file)});
   if (!process.ok()) {
     return process.status();
   }

@@ -18,8 +18,10 @@ namespace podgate::testing {
 class OidcProvider {
  public:
   // Starts the provider with `config` (tools/oidc-provider/provider.mjs: users, clients, ttl,
-  // groupsClaim; "keys" is set to a file in a fresh temporary directory unless given).
-  static absl::StatusOr<std::unique_ptr<OidcProvider>> Start(nlohmann::json config = {});
+  // groupsClaim; "keys" is set to a file in a fresh temporary directory unless given), on
+  // `port` (0: one the OS picks; a fixed one to bring a stopped provider back at its issuer).
+  static absl::StatusOr<std::unique_ptr<OidcProvider>> Start(nlohmann::json config = {},
+                                                             int port = 0);
 
   // http://127.0.0.1:<port>
   const std::string& issuer() const { return issuer_; }

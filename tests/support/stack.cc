@@ -125,10 +125,17 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
   for (const std::string& f :
        {std::string("--metrics_address=127.0.0.1:0"), "--kubeconfig=" + s->kubeconfig_,
         absl::StrCat("--policy_address=127.0.0.1:", s->policy_port_),
-        absl::StrCat("--audit_address=127.0.0.1:", s->audit_port_),
-        "--jwt_key_file=" + s->secret_file_, std::string("--jwt_algorithm=HS256"),
-        std::string("--jwt_issuer=") + kIssuer, std::string("--jwt_audience=podgate")}) {
+        absl::StrCat("--audit_address=127.0.0.1:", s->audit_port_)}) {
     args.push_back(f);
+  }
+  if (options.exec_jwt_flags.empty()) {
+    for (const std::string& f :
+         {"--jwt_key_file=" + s->secret_file_, std::string("--jwt_algorithm=HS256"),
+          std::string("--jwt_issuer=") + kIssuer, std::string("--jwt_audience=podgate")}) {
+      args.push_back(f);
+    }
+  } else {
+    args.insert(args.end(), options.exec_jwt_flags.begin(), options.exec_jwt_flags.end());
   }
   args.insert(args.end(), options.exec_flags.begin(), options.exec_flags.end());
   s->exec_binary_ = options.binaries.exec;

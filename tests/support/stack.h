@@ -48,6 +48,9 @@ struct StackOptions {
   std::string policy_yaml;
   std::vector<std::string> kubesim_flags;
   std::vector<std::string> exec_flags;
+  // exec's end-user verification flags; empty: the stack's HS256 key, kIssuer, audience
+  // podgate (what Token() mints). Set: these instead (e.g. an OpenID provider's JWKS URL).
+  std::vector<std::string> exec_jwt_flags;
   // Start audit (otherwise exec's --audit_address points at a closed port).
   bool start_audit = true;
   // Start policy (otherwise exec's --policy_address points at a closed port).

@@ -100,7 +100,19 @@ function makeProvider(issuer) {
     features: {
       devInteractions: { enabled: false },
       deviceFlow: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        // Plain pages of its own (the package's default pulls a web font from another host).
+        logoutSource: async (ctx, form) => {
+          ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>Sign out</title></head>
+<body><h1>Sign out of ${escapeHtml(ctx.host)}?</h1>${form}
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout" id="logout-yes">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm" id="logout-no">No, stay signed in</button></body></html>`;
+        },
+        postLogoutSuccessSource: async (ctx) => {
+          ctx.body = '<!doctype html><html><head><meta charset="utf-8"><title>Signed out</title></head><body><h1>You are signed out.</h1></body></html>';
+        },
+      },
       revocation: { enabled: true },
     },
     scopes: ['openid', 'profile', 'email', 'groups', 'offline_access'],

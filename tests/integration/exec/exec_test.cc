@@ -946,6 +946,37 @@ TEST_F(ExecTest, AShellRulesTimeLimitEndsTheShellSession) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
+TEST_F(ExecTest, ARenewedCredentialMovesTheSessionsEndAndOnlyTheSameUsersIsTaken) {
+  SessionClient s(stack_->exec_port());
+  const absl::Time start = absl::Now();
+  auto ready = s.Open(stack_->Token("rena", {"admins"}, absl::Seconds(2)), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  auto renew = [&s](const std::string& token) {
+    pb::SessionRequest req;
+    req.mutable_renew()->mutable_credential()->set_bearer_token(token);
+    s.Send(req);
+  };
+  // Another user's credential does not take the session over.
+  renew(stack_->Token("otto", {"admins"}));
+  Outcome other = s.Wait();
+  ASSERT_TRUE(other.error.has_value());
+  EXPECT_EQ(other.error->command_id(), "renew");
+  EXPECT_EQ(other.error->status().code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(other.error->status().message(), HasSubstr("another user"));
+  // A credential the verifier refuses moves nothing either.
+  renew(stack_->Token("rena", {"admins"}, absl::Seconds(-99)));
+  Outcome expired = s.Wait();
+  ASSERT_TRUE(expired.error.has_value());
+  EXPECT_THAT(expired.error->status().message(), HasSubstr("the new credential was refused"));
+  // The same user's fresh credential: the session outlives the first one's two seconds.
+  renew(stack_->Token("rena", {"admins"}, absl::Hours(1)));
+  absl::SleepFor(start + absl::Seconds(3) - absl::Now());
+  Outcome o = s.Run("echo still-open");
+  ASSERT_TRUE(o.exit.has_value()) << (o.error ? o.error->status().message() : "no exit");
+  EXPECT_EQ(o.stdout_text, "still-open\n");
+  EXPECT_EQ(s.Close(), common::CLOSE_REASON_CLIENT);
+}
+
 TEST_F(ExecTest, IdleSessionsCloseAndSessionsPerUserAreCapped) {
   SessionClient idle(stack_->exec_port());
   auto ready = idle.Open(stack_->Token("ida", {"devs"}), "team", "app-1");

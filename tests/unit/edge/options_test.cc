@@ -3,13 +3,16 @@
 #include "edge/options.h"
 
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "crypto/sha256.h"
 #include "edge/http_reply.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/test_pki.h"
 
 namespace podgate::edge {
 namespace {
@@ -229,6 +232,85 @@ TEST(EdgeOptionsTest, TheBoundsThemselvesAreAccepted) {
   f.http_threads = 1;
   f.http_address = "127.0.0.1:0";
   EXPECT_TRUE(EdgeConfigFromFlags(f).ok());
+}
+
+// Single sign-on's flags: valid ones become SsoOptions (the secret and key read from their
+// files); each bad combination is refused naming the flag.
+TEST(EdgeOptionsTest, SingleSignOnFlagsBecomeTheSsoOptions) {
+  const std::string dir = testing::MakeTempDir("edge-options");
+  std::ofstream(dir + "/key") << "0123456789abcdef0123456789abcdef\n";
+  std::ofstream(dir + "/short") << "too-short";
+  std::ofstream(dir + "/secret") << "  s3cret \n";
+  EdgeFlags f = Loopback();
+  f.allowed_origins = "http://127.0.0.1:8080";
+  absl::StatusOr<EdgeConfig> off = EdgeConfigFromFlags(f);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->sso.has_value());
+
+  f.oidc_issuer = "https://login.example.com/realms/acme";
+  f.oidc_client_id = "podgate";
+  f.oidc_client_secret_file = dir + "/secret";
+  f.oidc_redirect_url = "http://127.0.0.1:8080/auth/callback";
+  f.oidc_cookie_key_file = dir + "/key";
+  f.oidc_scopes = "openid  groups";
+  f.oidc_provider_name = "Acme";
+  absl::StatusOr<EdgeConfig> on = EdgeConfigFromFlags(f);
+  ASSERT_TRUE(on.ok()) << on.status();
+  ASSERT_TRUE(on->sso.has_value());
+  EXPECT_EQ(on->sso->issuer, f.oidc_issuer);
+  EXPECT_EQ(on->sso->client.client_id, "podgate");
+  EXPECT_EQ(on->sso->client.client_secret, "s3cret");
+  EXPECT_EQ(on->sso->client.scopes, "openid groups");
+  EXPECT_EQ(on->sso->client.redirect_uri, f.oidc_redirect_url);
+  EXPECT_EQ(on->sso->provider_name, "Acme");
+  EXPECT_EQ(on->sso->cookie_key.size(), 32u);
+  EXPECT_EQ(on->sso->cookie_key,
+            crypto::Sha256("podgate edge sso cookie key v1\n0123456789abcdef0123456789abcdef"));
+  EXPECT_EQ(on->sso->max_pending, 64u);
+  EXPECT_EQ(on->sso->timeout, absl::Seconds(10));
+  EXPECT_EQ(on->sso->session_lifetime, absl::Hours(12));
+
+  struct Case {
+    std::function<void(EdgeFlags&)> change;
+    std::string error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {[](EdgeFlags& g) { g.oidc_issuer = ""; }, "--oidc_client_id is set but --oidc_issuer"},
+           {[](EdgeFlags& g) { g.oidc_issuer = "http://login.example.com"; }, "--oidc_issuer: "},
+           {[](EdgeFlags& g) { g.oidc_client_id = ""; }, "needs --oidc_client_id"},
+           {[&](EdgeFlags& g) { g.oidc_client_secret_file = dir + "/missing"; },
+            "--oidc_client_secret_file: cannot read"},
+           {[](EdgeFlags& g) { g.oidc_client_auth_method = "none"; },
+            "--oidc_client_auth_method=none goes without"},
+           {[](EdgeFlags& g) { g.oidc_client_auth_method = "private_key_jwt"; },
+            "--oidc_client_auth_method must be"},
+           {[](EdgeFlags& g) { g.oidc_scopes = "profile email"; },
+            "--oidc_scopes must include openid"},
+           {[](EdgeFlags& g) { g.oidc_redirect_url = "http://127.0.0.1:8080/cb"; },
+            "/auth/callback"},
+           {[](EdgeFlags& g) { g.oidc_redirect_url = "http://podgate.example.com/auth/callback"; },
+            "must be https"},
+           {[](EdgeFlags& g) { g.allowed_origins = "https://podgate.example.com"; },
+            "--allowed_origins must list the origin of --oidc_redirect_url"},
+           {[](EdgeFlags& g) { g.oidc_cookie_key_file = ""; }, "needs --oidc_cookie_key_file"},
+           {[&](EdgeFlags& g) { g.oidc_cookie_key_file = dir + "/short"; }, "fewer than 32 bytes"},
+           {[](EdgeFlags& g) { g.oidc_provider_name = ""; }, "--oidc_provider_name"},
+           {[](EdgeFlags& g) { g.oidc_timeout = absl::Milliseconds(500); }, "--oidc_timeout"},
+           {[](EdgeFlags& g) { g.oidc_max_pending = 0; }, "--oidc_max_pending"},
+           {[](EdgeFlags& g) { g.oidc_session_lifetime = absl::Seconds(30); },
+            "--oidc_session_lifetime"}}) {
+    EdgeFlags g = f;
+    c.change(g);
+    absl::StatusOr<EdgeConfig> refused = EdgeConfigFromFlags(g);
+    ASSERT_FALSE(refused.ok()) << c.error;
+    EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr(c.error));
+  }
+  // A public client: no secret file.
+  EdgeFlags pub = f;
+  pub.oidc_client_secret_file = "";
+  absl::StatusOr<EdgeConfig> public_client = EdgeConfigFromFlags(pub);
+  ASSERT_TRUE(public_client.ok()) << public_client.status();
+  EXPECT_TRUE(public_client->sso->client.client_secret.empty());
 }
 
 }  // namespace

@@ -100,6 +100,11 @@ TEST(V1ParseTest, ParsesEveryClientMessage) {
   EXPECT_EQ(ParseV1Text(R"({"type":"interrupt"})")->type, V1ClientMessage::Type::kInterrupt);
   EXPECT_EQ(ParseV1Text(R"({"type":"close"})")->type, V1ClientMessage::Type::kClose);
   EXPECT_EQ(ParseV1Text(R"({"type":"auth","token":"t"})")->token, "t");
+  auto renew = ParseV1Text(R"({"type":"renew","ticket":"k"})");
+  ASSERT_TRUE(renew.ok());
+  EXPECT_EQ(renew->type, V1ClientMessage::Type::kRenew);
+  EXPECT_EQ(renew->ticket, "k");
+  EXPECT_EQ(ParseV1Text(R"({"type":"renew","token":"t"})")->token, "t");
   auto b = ParseV1Binary(std::string("\0abc", 4));
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(b->type, V1ClientMessage::Type::kStdin);
@@ -121,6 +126,9 @@ TEST(V1ParseTest, RefusesMalformedMessagesWithAReason) {
   EXPECT_FALSE(ParseV1Text(R"({"type":"resize","cols":-1,"rows":4})").ok());
   EXPECT_FALSE(ParseV1Text(R"({"type":"resize","cols":10001,"rows":4})").ok());
   EXPECT_FALSE(ParseV1Text(R"({"type":"auth"})").ok());
+  // A renewal carries exactly one of a token and a ticket.
+  EXPECT_THAT(ParseV1Text(R"({"type":"renew"})").status().message(), HasSubstr("ticket"));
+  EXPECT_FALSE(ParseV1Text(R"({"type":"renew","token":"t","ticket":"k"})").ok());
   EXPECT_FALSE(ParseV1Binary("").ok());
   EXPECT_FALSE(ParseV1Binary("\x01out").ok());
 }

@@ -45,6 +45,14 @@ policyAddress: policy_address
 auditAddress: audit_address
 execAddress: exec_address
 journalDir: journal_dir
+oidcIssuer: oidc_issuer
+oidcClientId: oidc_client_id
+oidcClientSecretFile: oidc_client_secret_file
+oidcCookieKeyFile: oidc_cookie_key_file
+oidcScopes: oidc_scopes
+oidcRedirectUrl: oidc_redirect_url
+oidcProviderName: oidc_provider_name
+oidcSessionLifetime: oidc_session_lifetime
 journalMaxEntries: journal_max_entries
 # Client TLS flags of a peer: --<peer>_tls_ca, --<peer>_tls_cert, --<peer>_tls_key.
 peerTlsCa: "%s_tls_ca"
@@ -84,6 +92,16 @@ peerTlsKey: "%s_tls_key"
 {{- define "podgate.policyDir" -}}/etc/podgate/policy{{- end -}}
 {{- define "podgate.auditDataDir" -}}/var/lib/podgate{{- end -}}
 {{- define "podgate.httpTlsDir" -}}/etc/podgate/http-tls{{- end -}}
+{{- define "podgate.oidcDir" -}}/etc/podgate/oidc{{- end -}}
+
+{{/* edge's public callback for single sign-on: oidc.redirectUrl, else the first Ingress host's. */}}
+{{- define "podgate.oidc.redirectUrl" -}}
+{{- if .Values.oidc.redirectUrl -}}
+{{- .Values.oidc.redirectUrl -}}
+{{- else if .Values.edge.ingress.hosts -}}
+{{- printf "https://%s/auth/callback" (first .Values.edge.ingress.hosts) -}}
+{{- end -}}
+{{- end -}}
 
 {{/* Client flags to reach a peer: address and, with TLS, CA plus client certificate. */}}
 {{- define "podgate.peerArgs" -}}
@@ -182,6 +200,18 @@ peerTlsKey: "%s_tls_key"
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "policy") }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "audit") }}
 {{ include "podgate.jwtArgs" $root }}
+{{- if $root.Values.oidc.enabled }}
+{{ include "podgate.arg" (list $root "oidcIssuer" $root.Values.jwt.issuer) }}
+{{ include "podgate.arg" (list $root "oidcClientId" $root.Values.oidc.clientId) }}
+{{- if not $root.Values.oidc.publicClient }}
+{{ include "podgate.arg" (list $root "oidcClientSecretFile" (printf "%s/client-secret" (include "podgate.oidcDir" $root))) }}
+{{- end }}
+{{ include "podgate.arg" (list $root "oidcCookieKeyFile" (printf "%s/cookie-key" (include "podgate.oidcDir" $root))) }}
+{{ include "podgate.arg" (list $root "oidcScopes" $root.Values.oidc.scopes) }}
+{{ include "podgate.arg" (list $root "oidcRedirectUrl" (include "podgate.oidc.redirectUrl" $root)) }}
+{{ include "podgate.arg" (list $root "oidcProviderName" $root.Values.oidc.providerName) }}
+{{ include "podgate.arg" (list $root "oidcSessionLifetime" $root.Values.oidc.sessionLifetime) }}
+{{- end }}
 {{- end }}
 {{- range $v.extraArgs }}
 - {{ . | quote }}

@@ -193,6 +193,23 @@ true
 {{- if and .Values.tls.certManager.enabled (not .Values.tls.enabled) -}}
 {{- fail "tls.certManager.enabled needs tls.enabled" -}}
 {{- end -}}
+{{- if .Values.oidc.enabled -}}
+{{- if not .Values.oidc.clientId -}}
+{{- fail "oidc.enabled needs oidc.clientId (edge's client id at the provider)" -}}
+{{- end -}}
+{{- if not .Values.oidc.existingSecret -}}
+{{- fail "oidc.enabled needs oidc.existingSecret: a Secret with cookie-key (and client-secret unless oidc.publicClient)" -}}
+{{- end -}}
+{{- if not .Values.jwt.jwksUrl -}}
+{{- fail "oidc.enabled needs jwt.jwksUrl (the provider's jwks_uri) and jwt.issuer set to the provider's issuer" -}}
+{{- end -}}
+{{- if not (has .Values.oidc.clientId (splitList "," .Values.jwt.audience)) -}}
+{{- fail "oidc.enabled: jwt.audience must include oidc.clientId (an ID token's audience is the client id)" -}}
+{{- end -}}
+{{- if not (include "podgate.oidc.redirectUrl" .) -}}
+{{- fail "oidc.enabled needs oidc.redirectUrl (https://<host>/auth/callback) or an edge.ingress.hosts entry" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Egress to the identity provider's JWKS URL (edge and exec, only with jwt.jwksUrl). */}}

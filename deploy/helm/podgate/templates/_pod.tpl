@@ -136,6 +136,11 @@ spec:
           mountPath: {{ include "podgate.httpTlsDir" $root }}
           readOnly: true
         {{- end }}
+        {{- if and (eq $c "edge") $root.Values.oidc.enabled }}
+        - name: oidc
+          mountPath: {{ include "podgate.oidcDir" $root }}
+          readOnly: true
+        {{- end }}
         {{- if eq $c "policy" }}
         # A directory mount (no subPath): the kubelet swaps the ..data symlink on update and
         # policy hot-reloads the file.
@@ -173,6 +178,13 @@ spec:
     - name: http-tls
       secret:
         secretName: {{ $v.httpTls.secretName }}
+        defaultMode: 0440
+    {{- end }}
+    {{- if and (eq $c "edge") $root.Values.oidc.enabled }}
+    # The client secret and the cookie key of single sign-on (read at start-up).
+    - name: oidc
+      secret:
+        secretName: {{ $root.Values.oidc.existingSecret }}
         defaultMode: 0440
     {{- end }}
     {{- if and (eq $c "exec") $v.journal.enabled }}

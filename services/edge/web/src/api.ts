@@ -19,6 +19,22 @@ export interface Session {
   auditor: boolean;
 }
 
+// How users sign in (GET /api/v1/auth-config): single sign-on when `sso`.
+export interface AuthConfig {
+  sso: boolean;
+  provider_name?: string;
+  login_url?: string;
+  refresh_url?: string;
+  logout_url?: string;
+}
+
+// When to refresh an ID token that expires at `expiresAt` (single sign-on), as a delay from
+// `now` in ms: before it expires by a quarter of its remaining life, at most a minute.
+export function refreshDelayMs(expiresAt: number, now: number): number {
+  const left = expiresAt - now;
+  return Math.max(0, left - Math.min(60000, left / 4));
+}
+
 export interface Container {
   name: string;
   image?: string;
@@ -150,6 +166,23 @@ export const api = {
   },
   logout(): Promise<unknown> {
     return call('POST', '/api/v1/logout');
+  },
+  // Whether single sign-on is on; {sso: false} when edge cannot say.
+  async authConfig(): Promise<AuthConfig> {
+    try {
+      return await call<AuthConfig>('GET', '/api/v1/auth-config');
+    } catch {
+      return { sso: false };
+    }
+  },
+  // Single sign-on: a new ID token from the provider into the cookie (the refresh cookie, which
+  // only edge can read, says which session). 401 when the provider refuses or is down.
+  refresh(url: string): Promise<{ expires: string; renew_ticket?: string }> {
+    return call('POST', url);
+  },
+  // Single sign-on: clears the cookies; where to go next (the provider's end-session page).
+  ssoLogout(url: string): Promise<{ redirect_to: string }> {
+    return call('POST', url, { headers: { Accept: 'application/json' } });
   },
   targets(): Promise<{ namespaces: Namespace[] }> {
     return call('GET', '/api/v1/targets');

@@ -141,6 +141,10 @@ export class Connection {
     frame.set(bytes, 1);
     return this.sendFrame(frame);
   }
+  // Single sign-on: the page's refreshed ID token, sealed by edge, moves this session's end.
+  renew(ticket: string): boolean {
+    return this.sendJson({ type: 'renew', ticket });
+  }
   interrupt(): boolean {
     return this.sendJson({ type: 'interrupt' });
   }

@@ -3,7 +3,7 @@
 
 import './style.css';
 
-import { api, ApiError, type Allowed, type Namespace, type Session } from './api';
+import { api, ApiError, refreshDelayMs, type Allowed, type AuthConfig, type Namespace, type Session } from './api';
 import { AuditView } from './audit';
 import type { ConnectionState } from './connection';
 import { clear, h } from './dom';
@@ -23,12 +23,15 @@ interface Picked {
 
 class Page {
   private session: Session | null = null;
+  private auth: AuthConfig = { sso: false };
   private terminal: TerminalView | null = null;
   private audit: AuditView | null = null;
   private namespaces: Namespace[] = [];
   private picked: Picked | null = null;
   private allowed: Allowed | null = null;
   private expiryTimer: ReturnType<typeof setTimeout> | null = null;
+  // Why the last single sign-on refresh failed, for the sign-in screen.
+  private refreshError = '';
   private countdown: ReturnType<typeof setInterval> | null = null;
   private generation = 0;
   private allowedGeneration = 0;
@@ -73,9 +76,10 @@ class Page {
 
   async boot(): Promise<void> {
     this.showMessage('Loading…');
+    this.auth = await api.authConfig();
     let session: Session;
     try {
-      session = await api.session();
+      session = await this.sessionOrRefresh();
     } catch (e) {
       const err = e as ApiError;
       if (err.status === 401) {
@@ -88,6 +92,23 @@ class Page {
       return;
     }
     this.signedIn(session);
+  }
+
+  // Who is signed in; with single sign-on, an ID token that lapsed while the page was closed is
+  // refreshed once first (the refresh cookie outlives it).
+  private async sessionOrRefresh(): Promise<Session> {
+    try {
+      return await api.session();
+    } catch (e) {
+      const err = e as ApiError;
+      if (err.status !== 401 || !this.auth.sso) throw err;
+      try {
+        await api.refresh(this.auth.refresh_url ?? '/auth/refresh');
+      } catch {
+        throw err;
+      }
+      return api.session();
+    }
   }
 
   // --- sign-in ------------------------------------------------------------------------------
@@ -140,7 +161,33 @@ class Page {
         button.disabled = false;
       }
     });
+    const fine = h(
+      'p',
+      { class: 'fine' },
+      'The token is exchanged for an HttpOnly cookie that lasts until the token expires; the page never stores it.',
+    );
     clear(app);
+    if (this.auth.sso) {
+      // Single sign-on first; pasting a token is the secondary path.
+      const sso = h(
+        'a',
+        { class: 'button primary sso', id: 'sso-signin', href: this.auth.login_url ?? '/auth/login' },
+        `Sign in with ${this.auth.provider_name ?? 'SSO'}`,
+      );
+      app.append(
+        h(
+          'main',
+          { class: 'signin' },
+          h('h1', {}, 'podgate'),
+          h('p', { class: 'lead' }, 'Run allowlisted diagnostics in Kubernetes pods. Every command is authorized by policy and recorded.'),
+          sso,
+          error,
+          h('details', { class: 'paste-token' }, h('summary', {}, 'Or paste an access token'), form, fine),
+        ),
+      );
+      sso.focus();
+      return;
+    }
     app.append(
       h(
         'main',
@@ -149,11 +196,7 @@ class Page {
         h('p', { class: 'lead' }, 'Run allowlisted diagnostics in Kubernetes pods. Every command is authorized by policy and recorded.'),
         form,
         error,
-        h(
-          'p',
-          { class: 'fine' },
-          'The token is exchanged for an HttpOnly cookie that lasts until the token expires; the page never stores it.',
-        ),
+        fine,
       ),
     );
     token.focus();
@@ -171,11 +214,42 @@ class Page {
   private scheduleExpiry(session: Session): void {
     const at = Date.parse(session.expires);
     if (!Number.isFinite(at)) return;
+    if (this.auth.sso) {
+      // Single sign-on: a new ID token shortly before this one expires; when the provider will
+      // not give one (no single sign-on session, refused, down), the expiry below takes over.
+      const generation = this.generation;
+      this.expiryTimer = setTimeout(
+        async () => {
+          if (generation !== this.generation) return;
+          try {
+            const renewed = await api.refresh(this.auth.refresh_url ?? '/auth/refresh');
+            const fresh = await api.session();
+            if (generation !== this.generation) return;
+            this.session = fresh;
+            // The open terminal session moves its end to the new token's (edge and exec check it).
+            if (renewed.renew_ticket) this.terminal?.renew(renewed.renew_ticket);
+            this.scheduleExpiry(fresh);
+          } catch (e) {
+            if (generation !== this.generation) return;
+            const err = e as ApiError;
+            // A pasted token has no single sign-on session to refresh: nothing to explain.
+            this.refreshError = /no single sign-on session/.test(err.message) ? '' : err.message;
+            this.scheduleExpiryAt(at);
+          }
+        },
+        Math.min(refreshDelayMs(at, Date.now()), kMaxTimer),
+      );
+      return;
+    }
+    this.scheduleExpiryAt(at);
+  }
+
+  private scheduleExpiryAt(at: number): void {
     const delay = Math.max(0, at - Date.now());
     this.expiryTimer = setTimeout(
       async () => {
         if (delay >= kMaxTimer) {
-          this.scheduleExpiry(session);
+          this.scheduleExpiryAt(at);
           return;
         }
         this.expired(`Your sign-in expired at ${new Date(at).toLocaleTimeString()}.`);
@@ -196,10 +270,25 @@ class Page {
   }
 
   private expired(message: string): void {
-    this.showSignIn(`${message} Paste a new token to continue.`);
+    const why = this.refreshError ? ` (${this.refreshError})` : '';
+    this.refreshError = '';
+    this.showSignIn(this.auth.sso ? `${message}${why} Sign in again.` : `${message} Paste a new token to continue.`);
   }
 
   private async signOut(): Promise<void> {
+    if (this.auth.sso) {
+      // edge clears the cookies and says where to go: the provider, to end its session too.
+      let to = '/';
+      try {
+        const answer = await api.ssoLogout(this.auth.logout_url ?? '/auth/logout');
+        to = answer.redirect_to || '/';
+      } catch {
+        // The cookies lapse anyway; start over.
+      }
+      this.teardown();
+      window.location.assign(to);
+      return;
+    }
     try {
       await api.logout();
     } catch {

@@ -335,7 +335,7 @@ export class TerminalView {
         return;
       }
       case 'error':
-        if (m.id && this.running) {
+        if (m.id && m.id !== 'renew' && this.running) {
           this.finishCommand(`${RED}✗ ${String(m.code ?? 'ERROR')}: ${String(m.message ?? '')}${RESET}`);
         } else {
           this.println(`${RED}podgate: ${String(m.message ?? 'error')}${RESET}`);
@@ -409,6 +409,12 @@ export class TerminalView {
   }
 
   // Connects again after the session ended (Enter, or the status bar's button).
+  // A refreshed sign-in (single sign-on): the open session lasts until the new token expires.
+  // A session reconnecting later carries the new cookie anyway.
+  renew(ticket: string): void {
+    if (this.conn?.open) this.conn.renew(ticket);
+  }
+
   reconnect(): void {
     if (!this.target) return;
     if (this.conn && !this.conn.open) {
