@@ -56,6 +56,9 @@ class Browser {
   // The device flow's browser half: enters `user_code` at `verification_uri`, confirms, signs in.
   absl::Status ApproveDevice(const std::string& verification_uri, const std::string& user_code,
                              const std::string& username, const std::string& password);
+  // The user refuses: enters `user_code`, then presses the confirmation page's "Abort" (the
+  // client's next poll gets access_denied).
+  absl::Status DenyDevice(const std::string& verification_uri, const std::string& user_code);
 
  private:
   absl::StatusOr<std::string> Follow(std::string method, std::string url, std::string body,

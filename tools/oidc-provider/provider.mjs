@@ -12,6 +12,12 @@
 //   ttl           {IdToken, AccessToken, RefreshToken, DeviceCode, Session} in seconds
 //   groupsClaim   where the groups go in ID tokens: "groups" (default) or a dot path, e.g.
 //                 "realm_access.roles" as Keycloak puts them
+//   deviceFlow    {interval, slowDownBelow} in seconds (RFC 8628): `interval` is added to the
+//                 device authorization answer (oidc-provider sends none: clients then poll
+//                 every 5 s); a device code polled again sooner than `slowDownBelow` after the
+//                 previous poll (or its authorization) is answered `slow_down`, which
+//                 oidc-provider does not do itself. With either set, each device poll is logged
+//                 as {"msg": "device poll", "result", "since_ms"} (never the code).
 //
 // When listening it prints one JSON line on stderr: {"msg": "listening", "issuer": ..., "port": N}. Tokens,
 // passwords and codes are never logged.
@@ -168,7 +174,58 @@ function makeProvider(issuer) {
     },
   });
   provider.proxy = false;
+  addDeviceFlowPacing(provider, config.deviceFlow ?? {});
   return provider;
+}
+
+// RFC 8628 3.5 on the provider's side: the polling interval announced, polls that come too soon
+// answered slow_down, each poll logged.
+function addDeviceFlowPacing(provider, { interval, slowDownBelow }) {
+  if (!interval && !slowDownBelow) {
+    return;
+  }
+  const lastSeen = new Map(); // device code -> time of its authorization or last poll (ms)
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'POST' && ctx.path === '/device/auth') {
+      await next();
+      if (ctx.status === 200 && ctx.body && ctx.body.device_code) {
+        lastSeen.set(ctx.body.device_code, Date.now());
+        if (interval) {
+          ctx.body.interval = interval;
+        }
+      }
+      return;
+    }
+    if (ctx.method !== 'POST' || ctx.path !== '/token') {
+      await next();
+      return;
+    }
+    // Read the form here (oidc-provider then takes the parsed text from req.body).
+    const chunks = [];
+    for await (const chunk of ctx.req) {
+      chunks.push(chunk);
+    }
+    const raw = Buffer.concat(chunks).toString('utf8');
+    ctx.req.body = raw;
+    const form = querystring.parse(raw);
+    const code = form.grant_type === 'urn:ietf:params:oauth:grant-type:device_code' ? String(form.device_code ?? '') : '';
+    if (!code) {
+      await next();
+      return;
+    }
+    const now = Date.now();
+    const since = lastSeen.has(code) ? now - lastSeen.get(code) : -1;
+    lastSeen.set(code, now);
+    if (slowDownBelow && since >= 0 && since < slowDownBelow * 1000) {
+      ctx.status = 400;
+      ctx.body = { error: 'slow_down', error_description: 'you are polling too quickly' };
+      console.error(JSON.stringify({ msg: 'device poll', result: 'slow_down', since_ms: since }));
+      return;
+    }
+    await next();
+    const result = ctx.status === 200 ? 'tokens' : (ctx.body?.error ?? String(ctx.status));
+    console.error(JSON.stringify({ msg: 'device poll', result, since_ms: since }));
+  });
 }
 
 function loginPage(uid, error) {

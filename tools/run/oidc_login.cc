@@ -48,11 +48,9 @@ absl::StatusOr<http::ClientResponse> Send(const oidc::TokenRequest& req,
 absl::StatusOr<oidc::ProviderMetadata> Discover(const ProviderOptions& options) {
   absl::StatusOr<http::HttpUrl> url = oidc::DiscoveryUrl(options.issuer);
   if (!url.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--oidc_issuer: ", url.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("--oidc_issuer: ", url.status().message()));
   }
-  absl::StatusOr<http::ClientResponse> r =
-      http::Fetch(Options(*url, options), "GET", url->target);
+  absl::StatusOr<http::ClientResponse> r = http::Fetch(Options(*url, options), "GET", url->target);
   if (!r.ok()) {
     return absl::Status(r.status().code(),
                         absl::StrCat("discovery at ", url->ToString(), ": ", r.status().message()));
@@ -206,8 +204,8 @@ absl::StatusOr<CachedToken> DeviceLogin(const ProviderOptions& options, const Sa
         continue;
       }
     }
-    return absl::Status(tokens.status().code(), absl::StrCat("waiting for the sign-in: ",
-                                                             tokens.status().message()));
+    return absl::Status(tokens.status().code(),
+                        absl::StrCat("waiting for the sign-in: ", tokens.status().message()));
   }
 }
 
@@ -221,8 +219,7 @@ absl::StatusOr<CachedToken> RefreshToken(const CachedToken& cached,
   options.client_id = cached.client_id;
   absl::StatusOr<oidc::ProviderMetadata> provider = Discover(options);
   if (!provider.ok()) {
-    return absl::Status(provider.status().code(),
-                        absl::StrCat("refreshing the sign-in: ", provider.status().message()));
+    return provider.status();
   }
   oidc::ClientConfig client;
   client.client_id = options.client_id;
@@ -231,18 +228,13 @@ absl::StatusOr<CachedToken> RefreshToken(const CachedToken& cached,
   absl::StatusOr<oidc::TokenResponse> tokens =
       r.ok() ? oidc::ParseTokenResponse(r->status, r->body) : r.status();
   if (!tokens.ok()) {
-    return absl::Status(tokens.status().code(), absl::StrCat("refreshing the sign-in: ",
-                                                             tokens.status().message()));
+    return absl::Status(tokens.status().code(),
+                        absl::StrCat("the token endpoint: ", tokens.status().message()));
   }
   if (tokens->refresh_token.empty()) {
     tokens->refresh_token = cached.refresh_token;
   }
-  absl::StatusOr<CachedToken> out = Verified(*provider, options, *tokens);
-  if (!out.ok()) {
-    return absl::Status(out.status().code(),
-                        absl::StrCat("refreshing the sign-in: ", out.status().message()));
-  }
-  return out;
+  return Verified(*provider, options, *tokens);
 }
 
 }  // namespace podgate::run

@@ -37,7 +37,8 @@ absl::StatusOr<CachedToken> DeviceLogin(const ProviderOptions& options, const Sa
 
 // A new ID token for `cached` from its issuer's token endpoint with its refresh token, verified
 // as above; the refresh token is kept when the provider issues no new one. The issuer and client
-// id come from the cache; `options` gives the CA and the timeout. Errors say what failed.
+// id come from the cache; `options` gives the CA and the timeout. Errors name the step that
+// failed (discovery, the token endpoint, the ID token).
 absl::StatusOr<CachedToken> RefreshToken(const CachedToken& cached, const ProviderOptions& options);
 
 // True when `token` expires within `margin` of `now` (or has expired).

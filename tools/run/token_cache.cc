@@ -72,8 +72,8 @@ absl::Status WriteAll(int fd, const std::string& data) {
 }  // namespace
 
 absl::StatusOr<std::string> DefaultTokenCachePath(const Env& env) {
-  if (std::optional<std::string> xdg = env("XDG_CONFIG_HOME"); xdg && !xdg->empty() &&
-                                                               (*xdg)[0] == '/') {
+  if (std::optional<std::string> xdg = env("XDG_CONFIG_HOME");
+      xdg && !xdg->empty() && (*xdg)[0] == '/') {
     return absl::StrCat(*xdg, "/podgate/token.json");
   }
   if (std::optional<std::string> home = env("HOME"); home && !home->empty()) {
@@ -98,8 +98,7 @@ absl::StatusOr<CachedToken> ParseToken(const std::string& text) {
     return absl::InvalidArgumentError("the token cache is not a JSON object");
   }
   CachedToken token;
-  for (auto [field, out, required] :
-       std::vector<std::tuple<const char*, std::string*, bool>>{
+  for (auto [field, out, required] : std::vector<std::tuple<const char*, std::string*, bool>>{
            {"id_token", &token.id_token, true},
            {"refresh_token", &token.refresh_token, false},
            {"issuer", &token.issuer, true},
@@ -148,8 +147,8 @@ absl::StatusOr<CachedToken> ReadTokenCache(const std::string& path) {
     return refuse("is not a regular file");
   }
   if (st.st_uid != geteuid()) {
-    return refuse(absl::StrCat("is owned by uid ", st.st_uid, ", not by this user (uid ",
-                               geteuid(), ")"));
+    return refuse(
+        absl::StrCat("is owned by uid ", st.st_uid, ", not by this user (uid ", geteuid(), ")"));
   }
   if ((st.st_mode & 077) != 0) {
     return refuse(absl::StrFormat("has mode %04o: others can read or change it (it must be 0600)",
@@ -181,9 +180,9 @@ absl::StatusOr<CachedToken> ReadTokenCache(const std::string& path) {
   close(fd);
   absl::StatusOr<CachedToken> token = ParseToken(text);
   if (!token.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("token cache ", path, ": ", token.status().message(),
-                     " (remove it and run podgate-run login again)"));
+    return absl::InvalidArgumentError(absl::StrCat("token cache ", path, ": ",
+                                                   token.status().message(),
+                                                   " (remove it and run podgate-run login again)"));
   }
   return token;
 }
@@ -210,7 +209,8 @@ absl::Status WriteTokenCache(const std::string& path, const CachedToken& token) 
   if (absl::Status s = WriteAll(fd, SerializeToken(token)); !s.ok()) {
     close(fd);
     unlink(tmp.c_str());
-    return absl::UnavailableError(absl::StrCat("token cache: cannot write ", tmp, ": ", s.message()));
+    return absl::UnavailableError(
+        absl::StrCat("token cache: cannot write ", tmp, ": ", s.message()));
   }
   if (fsync(fd) != 0) {
     return fail("flush", errno);
