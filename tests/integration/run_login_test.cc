@@ -333,6 +333,28 @@ TEST_F(RunLoginTest, AShortLivedIdTokenIsRefreshedWithoutANewLogin) {
   EXPECT_THAT(down.err, HasSubstr("run podgate-run login again"));
 }
 
+// Runs started together all need a refresh at once. The provider rotates refresh tokens and
+// treats a used one's reuse as theft (it revokes the grant), so they must not each refresh with
+// the same cached refresh token.
+TEST_F(RunLoginTest, ConcurrentRunsRefreshOnceAndAllRun) {
+  StartProvider(ProviderConfig(/*id_token_ttl=*/3));
+  StartStack();
+  ASSERT_EQ(Login().status, 0);
+  std::vector<std::unique_ptr<Subprocess>> runs;
+  for (int i = 0; i < 4; ++i) {
+    runs.push_back(Start({absl::StrCat("--exec_address=127.0.0.1:", stack_->exec_port()),
+                          "--namespace=team", "--pod=app-1", "--", "echo", "hello"}));
+    ASSERT_NE(runs.back(), nullptr);
+  }
+  for (auto& run : runs) {
+    Ran out = Finish(*run);
+    EXPECT_EQ(out.status, 0) << out.err;
+  }
+  Ran after = Echo();
+  EXPECT_EQ(after.status, 0) << after.err;
+  EXPECT_EQ(Mode(cache_), 0600u);
+}
+
 TEST_F(RunLoginTest, AMissingFlagOrTheUserDenyingTheSignInEndsLoginWithoutACache) {
   std::unique_ptr<Subprocess> usage = Start({"login"});
   ASSERT_NE(usage, nullptr);

@@ -171,6 +171,19 @@ absl::StatusOr<std::string> CachedIdToken() {
       (cached->refresh_token.empty() && cached->expiry > absl::Now())) {
     return cached->id_token;
   }
+  // One refresh for runs started together: the others wait, then read what it wrote.
+  absl::StatusOr<podgate::run::TokenCacheLock> lock =
+      podgate::run::TokenCacheLock::Acquire(*path, absl::Minutes(1));
+  if (!lock.ok()) {
+    return lock.status();
+  }
+  cached = podgate::run::ReadTokenCache(*path);
+  if (!cached.ok()) {
+    return cached.status();
+  }
+  if (!podgate::run::NeedsRefresh(*cached, absl::Now())) {
+    return cached->id_token;
+  }
   absl::StatusOr<podgate::run::CachedToken> fresh = podgate::run::RefreshToken(*cached, options);
   if (!fresh.ok()) {
     return absl::UnauthenticatedError(

@@ -1,6 +1,7 @@
 #include "run/token_cache.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -232,7 +233,39 @@ absl::Status RemoveTokenCache(const std::string& path) {
   if (unlink(path.c_str()) != 0) {
     return ErrnoError("cannot remove token cache", path, errno);
   }
+  unlink(absl::StrCat(path, ".lock").c_str());
   return absl::OkStatus();
+}
+
+absl::StatusOr<TokenCacheLock> TokenCacheLock::Acquire(const std::string& path,
+                                                       absl::Duration timeout) {
+  const std::string lock = absl::StrCat(path, ".lock");
+  const int fd = open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return ErrnoError("token cache: cannot open the lock file", lock, errno);
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      const int err = errno;
+      close(fd);
+      return ErrnoError("token cache: cannot lock", lock, err);
+    }
+    if (absl::Now() >= deadline) {
+      close(fd);
+      return absl::DeadlineExceededError(
+          absl::StrCat("token cache: ", lock, " is still locked by another podgate-run after ",
+                       absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return TokenCacheLock(fd);
+}
+
+TokenCacheLock::~TokenCacheLock() {
+  if (fd_ >= 0) {
+    close(fd_);  // releases the lock
+  }
 }
 
 }  // namespace podgate::run

@@ -49,7 +49,26 @@ absl::StatusOr<CachedToken> ReadTokenCache(const std::string& path);
 // mode 0700.
 absl::Status WriteTokenCache(const std::string& path, const CachedToken& token);
 
-// Deletes the cache. NotFound when there was none.
+// Deletes the cache (and its lock file). NotFound when there was no cache.
 absl::Status RemoveTokenCache(const std::string& path);
+
+// An exclusive lock on the cache at `path` (flock on "<path>.lock", created 0600 next to it),
+// held while a run reads, refreshes and rewrites the cache: runs started together then refresh
+// once, and the others read the fresh token. (Providers that rotate refresh tokens revoke the
+// whole grant when a used one comes back, so two runs refreshing with the same one would end
+// the sign-in.) Released when destroyed.
+class TokenCacheLock {
+ public:
+  // Waits up to `timeout`; DeadlineExceeded naming the lock file when another holder keeps it.
+  static absl::StatusOr<TokenCacheLock> Acquire(const std::string& path, absl::Duration timeout);
+  TokenCacheLock(TokenCacheLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  TokenCacheLock& operator=(TokenCacheLock&&) = delete;
+  TokenCacheLock(const TokenCacheLock&) = delete;
+  ~TokenCacheLock();
+
+ private:
+  explicit TokenCacheLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 }  // namespace podgate::run

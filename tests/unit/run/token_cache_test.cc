@@ -205,6 +205,26 @@ TEST_F(TokenCacheTest, AFileThatIsNotACacheIsRefusedNamingTheField) {
   EXPECT_TRUE(write(doc.dump()).ok());
 }
 
+TEST_F(TokenCacheTest, OneRunAtATimeHoldsTheLock) {
+  const std::string path = dir_ + "/token.json";
+  ASSERT_TRUE(WriteTokenCache(path, Sample()).ok());
+  {
+    absl::StatusOr<TokenCacheLock> first = TokenCacheLock::Acquire(path, absl::Seconds(1));
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_EQ(Mode(path + ".lock"), 0600u);
+    const absl::Time start = absl::Now();
+    absl::StatusOr<TokenCacheLock> second = TokenCacheLock::Acquire(path, absl::Milliseconds(200));
+    ASSERT_FALSE(second.ok());
+    EXPECT_EQ(second.status().code(), absl::StatusCode::kDeadlineExceeded);
+    EXPECT_THAT(second.status().message(), HasSubstr("still locked by another podgate-run"));
+    EXPECT_GE(absl::Now() - start, absl::Milliseconds(200));
+  }
+  // Released with its holder; logout removes the lock file with the cache.
+  EXPECT_TRUE(TokenCacheLock::Acquire(path, absl::Milliseconds(200)).ok());
+  ASSERT_TRUE(RemoveTokenCache(path).ok());
+  EXPECT_FALSE(std::filesystem::exists(path + ".lock"));
+}
+
 TEST(NeedsRefreshTest, WithinAMinuteOfExpiryOrAfter) {
   CachedToken t = Sample();
   const absl::Time now = t.expiry - absl::Minutes(5);
