@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "auth/base64url.h"
 #include "auth/oidc.h"
@@ -383,6 +384,31 @@ TEST_F(RunLoginTest, AnExpiredDeviceCodeEndsLoginWithoutACache) {
   EXPECT_FALSE(std::filesystem::exists(cache_));
   // The code is useless afterwards.
   EXPECT_FALSE(browser_.ApproveDevice(prompt.uri, prompt.user_code, "developer", "developer").ok());
+}
+
+TEST_F(RunLoginTest, LoginFailsClearlyWhenTheProviderIsDownOrAnotherIssuer) {
+  StartProvider(ProviderConfig());
+  // The same provider under another name: its discovery document names another issuer.
+  const std::string alias =
+      absl::StrReplaceAll(provider_->issuer(), {{"http://127.0.0.1", "http://localhost"}});
+  std::unique_ptr<Subprocess> mixup =
+      Start({"login", "--oidc_issuer=" + alias, std::string("--oidc_client_id=") + kClientId});
+  ASSERT_NE(mixup, nullptr);
+  Ran wrong = Finish(*mixup);
+  EXPECT_EQ(wrong.status, 1);
+  EXPECT_THAT(wrong.err, HasSubstr("discovery at " + alias));
+  EXPECT_THAT(wrong.err, HasSubstr("issuer"));
+  EXPECT_THAT(wrong.err, Not(HasSubstr("enter the code")));
+
+  provider_->process()->Signal(SIGKILL);
+  ASSERT_TRUE(provider_->process()->WaitExit(absl::Seconds(10)).ok());
+  std::unique_ptr<Subprocess> login = StartLogin();
+  ASSERT_NE(login, nullptr);
+  Ran down = Finish(*login);
+  EXPECT_EQ(down.status, 1);
+  EXPECT_THAT(down.err, HasSubstr("discovery at " + provider_->issuer()));
+  EXPECT_THAT(down.err, HasSubstr("Connection refused"));
+  EXPECT_FALSE(std::filesystem::exists(cache_));
 }
 
 TEST_F(RunLoginTest, SlowDownAddsFiveSecondsToThePollingInterval) {
