@@ -269,12 +269,24 @@ TEST_F(RunLoginTest, LoginCachesAVerifiedTokenAndCommandsRunWithIt) {
   EXPECT_EQ(other.status, 125);
   EXPECT_THAT(other.err, HasSubstr("not for --oidc_issuer/--oidc_client_id"));
 
-  // logout deletes the cache; the next run says what to do.
+  // logout revokes the refresh token at the provider and deletes the cache; the next run says
+  // what to do.
   std::unique_ptr<Subprocess> logout = Start({"logout"});
   ASSERT_NE(logout, nullptr);
   Ran out = Finish(*logout);
   EXPECT_EQ(out.status, 0) << out.err;
+  EXPECT_THAT(out.err, HasSubstr("The refresh token was revoked at the identity provider"));
   EXPECT_FALSE(std::filesystem::exists(cache_));
+  http::ClientOptions o;
+  o.port = metadata_.token_endpoint.port;
+  o.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  auto refresh = http::Fetch(o, "POST", metadata_.token_endpoint.target,
+                             http::EncodeQuery({{"client_id", kClientId},
+                                                {"grant_type", "refresh_token"},
+                                                {"refresh_token", refresh_token}}));
+  ASSERT_TRUE(refresh.ok()) << refresh.status();
+  EXPECT_EQ(refresh->status, 400);
+  EXPECT_THAT(refresh->body, HasSubstr("invalid_grant"));
   Ran after = Echo();
   EXPECT_EQ(after.status, 125);
   EXPECT_THAT(after.err, HasSubstr("run podgate-run login"));
@@ -332,6 +344,15 @@ TEST_F(RunLoginTest, AShortLivedIdTokenIsRefreshedWithoutANewLogin) {
   EXPECT_EQ(down.status, 125);
   EXPECT_THAT(down.err, HasSubstr("discovery at"));
   EXPECT_THAT(down.err, HasSubstr("run podgate-run login again"));
+
+  // logout with the provider down: the cache is deleted all the same, and the user told that
+  // the provider's grant lives on.
+  std::unique_ptr<Subprocess> logout = Start({"logout"});
+  ASSERT_NE(logout, nullptr);
+  Ran out = Finish(*logout);
+  EXPECT_EQ(out.status, 0) << out.err;
+  EXPECT_THAT(out.err, HasSubstr("could not be revoked at the identity provider"));
+  EXPECT_FALSE(std::filesystem::exists(cache_));
 }
 
 // Runs started together all need a refresh at once. The provider rotates refresh tokens and

@@ -49,8 +49,8 @@ ABSL_FLAG(std::string, oidc_scopes, "openid profile email groups offline_access"
           "login: the scopes asked for, space-separated; must include openid (offline_access "
           "asks for a refresh token). Default: openid profile email groups offline_access.");
 ABSL_FLAG(std::string, oidc_ca_file, "",
-          "PEM CA bundle to verify an https provider with (login and refresh). Default: the "
-          "system's roots.");
+          "PEM CA bundle to verify an https provider with (login, refresh, the revocation at "
+          "logout). Default: the system's roots.");
 ABSL_FLAG(std::string, token_cache, "",
           "Where login keeps the sign-in (mode 0600) and runs without --token read it. Default: "
           "$XDG_CONFIG_HOME/podgate/token.json, else ~/.config/podgate/token.json.");
@@ -123,12 +123,23 @@ int Login() {
   return 0;
 }
 
-// podgate-run logout: the cache deleted.
+// podgate-run logout: the refresh token revoked at the provider, the cache deleted.
 int Logout() {
   absl::StatusOr<std::string> path = CachePath();
   if (!path.ok()) {
     Say(absl::StrCat("podgate-run logout: ", path.status().message()));
     return 2;
+  }
+  // The provider's grant ends too when it can (best effort: the cache goes either way).
+  std::string revoked;
+  if (absl::StatusOr<podgate::run::CachedToken> cached = podgate::run::ReadTokenCache(*path);
+      cached.ok() && !cached->refresh_token.empty()) {
+    absl::Status s = podgate::run::RevokeRefreshToken(*cached, Provider());
+    revoked = s.ok() ? " The refresh token was revoked at the identity provider."
+                     : absl::StrCat(
+                           " The refresh token could not be revoked at the identity "
+                           "provider (",
+                           s.message(), "); it ends when it expires there.");
   }
   absl::Status removed = podgate::run::RemoveTokenCache(*path);
   if (absl::IsNotFound(removed)) {
@@ -139,7 +150,7 @@ int Logout() {
     Say(absl::StrCat("podgate-run logout: ", removed.message()));
     return 1;
   }
-  Say(absl::StrCat("Signed out: removed ", *path, "."));
+  Say(absl::StrCat("Signed out: removed ", *path, ".", revoked));
   return 0;
 }
 

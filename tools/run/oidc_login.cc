@@ -237,4 +237,36 @@ absl::StatusOr<CachedToken> RefreshToken(const CachedToken& cached,
   return Verified(*provider, options, *tokens);
 }
 
+absl::Status RevokeRefreshToken(const CachedToken& cached, const ProviderOptions& transport) {
+  if (cached.refresh_token.empty()) {
+    return absl::FailedPreconditionError("the cached sign-in has no refresh token");
+  }
+  ProviderOptions options = transport;
+  options.issuer = cached.issuer;
+  options.client_id = cached.client_id;
+  absl::StatusOr<oidc::ProviderMetadata> provider = Discover(options);
+  if (!provider.ok()) {
+    return provider.status();
+  }
+  if (!provider->revocation_endpoint.has_value()) {
+    return absl::FailedPreconditionError("the identity provider has no revocation endpoint");
+  }
+  oidc::TokenRequest req;
+  req.url = *provider->revocation_endpoint;
+  req.body = http::EncodeQuery({{"token", cached.refresh_token},
+                                {"token_type_hint", "refresh_token"},
+                                {"client_id", cached.client_id}});
+  req.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  absl::StatusOr<http::ClientResponse> r = Send(req, options);
+  if (!r.ok()) {
+    return absl::Status(r.status().code(),
+                        absl::StrCat("the revocation endpoint: ", r.status().message()));
+  }
+  if (r->status != 200) {
+    return absl::UnavailableError(
+        absl::StrCat("the revocation endpoint: HTTP ", r->status, " (expected 200)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace podgate::run

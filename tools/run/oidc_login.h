@@ -41,6 +41,11 @@ absl::StatusOr<CachedToken> DeviceLogin(const ProviderOptions& options, const Sa
 // failed (discovery, the token endpoint, the ID token).
 absl::StatusOr<CachedToken> RefreshToken(const CachedToken& cached, const ProviderOptions& options);
 
+// Revokes `cached`'s refresh token at its issuer's revocation endpoint (RFC 7009), so the
+// provider's grant ends with the local sign-in. FailedPrecondition when there is no refresh
+// token or the provider has no revocation endpoint; errors name the step that failed.
+absl::Status RevokeRefreshToken(const CachedToken& cached, const ProviderOptions& options);
+
 // True when `token` expires within `margin` of `now` (or has expired).
 bool NeedsRefresh(const CachedToken& token, absl::Time now,
                   absl::Duration margin = absl::Seconds(60));
