@@ -134,8 +134,9 @@ class RunLoginTest : public ::testing::Test {
     provider_ = *std::move(provider);
   }
 
-  // A stack whose exec trusts the provider: its keys from the jwks_uri, its issuer, the command
-  // line's client id as audience; no leeway, so an expired ID token is refused at once.
+  // A stack whose exec trusts the provider: its keys from the jwks_uri, its issuer, the web
+  // client's and the command line's client ids as audiences; no leeway, so an expired ID token
+  // is refused at once.
   void StartStack() {
     auto url = auth::oidc::DiscoveryUrl(provider_->issuer());
     ASSERT_TRUE(url.ok());
@@ -156,7 +157,7 @@ class RunLoginTest : public ::testing::Test {
                           "--jwt_jwks_url=" + metadata->jwks_uri.ToString(),
                           "--jwt_jwks_refresh_min=1s",
                           "--jwt_issuer=" + provider_->issuer(),
-                          std::string("--jwt_audience=") + kClientId,
+                          std::string("--jwt_audience=podgate,") + kClientId,
                           "--jwt_user_claim=preferred_username",
                           "--jwt_leeway=0s"};
     auto stack = testing::Stack::Start(options);
