@@ -433,6 +433,24 @@ TEST_F(RunLoginTest, LoginFailsClearlyWhenTheProviderIsDownOrAnotherIssuer) {
   EXPECT_FALSE(std::filesystem::exists(cache_));
 }
 
+// RFC 8628 3.5: a client backs off when the token endpoint cannot be reached; three failures in a
+// row end the login.
+TEST_F(RunLoginTest, TheProviderGoingDownWhileWaitingEndsLoginAfterThreeTriesBackingOff) {
+  StartProvider(ProviderConfig());
+  std::unique_ptr<Subprocess> login = StartLogin();
+  ASSERT_NE(login, nullptr);
+  ReadPrompt(*login);
+  const absl::Time down = absl::Now();
+  provider_->process()->Signal(SIGKILL);
+  ASSERT_TRUE(provider_->process()->WaitExit(absl::Seconds(10)).ok());
+  Ran out = Finish(*login);
+  // Polls 1 s, then 2 s, then 4 s apart (interval 1 s, doubled after each failure).
+  EXPECT_GE(absl::Now() - down, absl::Seconds(6));
+  EXPECT_EQ(out.status, 1);
+  EXPECT_THAT(out.err, HasSubstr("waiting for the sign-in: connect: Connection refused"));
+  EXPECT_FALSE(std::filesystem::exists(cache_));
+}
+
 TEST_F(RunLoginTest, SlowDownAddsFiveSecondsToThePollingInterval) {
   // The provider asks for polls 1 s apart but wants 3 s: the first poll gets slow_down.
   StartProvider(ProviderConfig(300, 600, {{"interval", 1}, {"slowDownBelow", 3}}));

@@ -17,16 +17,6 @@ namespace {
 
 namespace oidc = auth::oidc;
 
-// Text from the provider shown on a terminal: no control characters (escape sequences).
-std::string Printable(absl::string_view s) {
-  std::string out;
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u >= 0x7f) ? '?' : c;
-  }
-  return out;
-}
-
 http::ClientOptions Options(const http::HttpUrl& url, const ProviderOptions& options) {
   http::ClientOptions o;
   o.host = url.host;
@@ -100,7 +90,7 @@ absl::StatusOr<CachedToken> Verified(const oidc::ProviderMetadata& provider,
     for (const char* name : {"preferred_username", "email", "sub"}) {
       auto it = id->claims.find(name);
       if (it != id->claims.end() && it->is_string()) {
-        *who = Printable(it->get<std::string>());
+        *who = TerminalSafe(it->get<std::string>());
         break;
       }
     }
@@ -115,6 +105,15 @@ absl::StatusOr<CachedToken> Verified(const oidc::ProviderMetadata& provider,
 }
 
 }  // namespace
+
+std::string TerminalSafe(absl::string_view text) {
+  std::string out;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u >= 0x7f) ? '?' : c;
+  }
+  return out;
+}
 
 bool NeedsRefresh(const CachedToken& token, absl::Time now, absl::Duration margin) {
   return token.expiry - margin <= now;
@@ -148,10 +147,10 @@ absl::StatusOr<CachedToken> DeviceLogin(const ProviderOptions& options, const Sa
   if (!device.ok()) {
     return device.status();
   }
-  say(absl::StrCat("To sign in, open ", Printable(device->verification_uri),
-                   " in a browser and enter the code ", Printable(device->user_code)));
+  say(absl::StrCat("To sign in, open ", TerminalSafe(device->verification_uri),
+                   " in a browser and enter the code ", TerminalSafe(device->user_code)));
   if (!device->verification_uri_complete.empty()) {
-    say(absl::StrCat("  or open ", Printable(device->verification_uri_complete)));
+    say(absl::StrCat("  or open ", TerminalSafe(device->verification_uri_complete)));
   }
   say(absl::StrCat("Waiting for the sign-in (the code expires in ",
                    absl::FormatDuration(device->expires_in), ")..."));

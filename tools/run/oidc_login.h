@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "run/token_cache.h"
 
@@ -45,6 +46,10 @@ absl::StatusOr<CachedToken> RefreshToken(const CachedToken& cached, const Provid
 // provider's grant ends with the local sign-in. FailedPrecondition when there is no refresh
 // token or the provider has no revocation endpoint; errors name the step that failed.
 absl::Status RevokeRefreshToken(const CachedToken& cached, const ProviderOptions& options);
+
+// Text from the provider as it may be shown on a terminal: control characters (escape
+// sequences) and non-ASCII bytes become '?'.
+std::string TerminalSafe(absl::string_view text);
 
 // True when `token` expires within `margin` of `now` (or has expired).
 bool NeedsRefresh(const CachedToken& token, absl::Time now,

@@ -1,5 +1,6 @@
 // podgate-run's token cache file: where it lives, that it is written atomically with mode 0600
-// under a 0700 directory, and that a file others could read or change is refused.
+// under a 0700 directory, that a file others could read or change is refused, and the lock runs
+// take to refresh it; also the sign-in's pure helpers (when to refresh, terminal-safe text).
 #include "run/token_cache.h"
 
 #include <fcntl.h>
@@ -223,6 +224,15 @@ TEST_F(TokenCacheTest, OneRunAtATimeHoldsTheLock) {
   EXPECT_TRUE(TokenCacheLock::Acquire(path, absl::Milliseconds(200)).ok());
   ASSERT_TRUE(RemoveTokenCache(path).ok());
   EXPECT_FALSE(std::filesystem::exists(path + ".lock"));
+}
+
+TEST(TerminalSafeTest, ProviderTextCannotDriveTheTerminal) {
+  EXPECT_EQ(TerminalSafe("WDJB-MJHT"), "WDJB-MJHT");
+  EXPECT_EQ(TerminalSafe("https://sso.example.com/device?user_code=A-B"),
+            "https://sso.example.com/device?user_code=A-B");
+  EXPECT_EQ(TerminalSafe("\x1b]0;pwned\x07"
+                         "AB\r\nCD\x7f\xc3\xa9"),
+            "?]0;pwned?AB??CD???");
 }
 
 TEST(NeedsRefreshTest, WithinAMinuteOfExpiryOrAfter) {
