@@ -451,6 +451,42 @@ TEST_F(RunLoginTest, TheProviderGoingDownWhileWaitingEndsLoginAfterThreeTriesBac
   EXPECT_FALSE(std::filesystem::exists(cache_));
 }
 
+// A provider serving https is verified: against the system's roots by default (the test CA is
+// not among them), against --oidc_ca_file when given, for login and for the revocation at logout.
+TEST_F(RunLoginTest, AnHttpsProviderIsVerifiedAgainstTheGivenCa) {
+  auto pki = testing::MakeTestPki(dir_);
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  nlohmann::json config = ProviderConfig();
+  config["tls"] = {{"cert", pki->server_cert}, {"key", pki->server_key}};
+  StartProvider(config);
+  ASSERT_TRUE(absl::StartsWith(provider_->issuer(), "https://")) << provider_->issuer();
+  browser_.TrustCa(pki->ca_cert);
+
+  std::unique_ptr<Subprocess> untrusted = StartLogin();
+  ASSERT_NE(untrusted, nullptr);
+  Ran refused = Finish(*untrusted);
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_THAT(refused.err, HasSubstr("discovery at " + provider_->issuer()));
+  EXPECT_THAT(refused.err, HasSubstr("certificate verify failed"));
+
+  std::unique_ptr<Subprocess> login =
+      Start({"login", "--oidc_issuer=" + provider_->issuer(),
+             std::string("--oidc_client_id=") + kClientId, "--oidc_ca_file=" + pki->ca_cert});
+  ASSERT_NE(login, nullptr);
+  Prompt prompt = ReadPrompt(*login);
+  ASSERT_TRUE(absl::StartsWith(prompt.uri, "https://")) << prompt.uri;
+  ASSERT_TRUE(browser_.ApproveDevice(prompt.uri, prompt.user_code, "developer", "developer").ok());
+  Ran out = Finish(*login);
+  ASSERT_EQ(out.status, 0) << out.err;
+  EXPECT_EQ(nlohmann::json::parse(Slurp(cache_))["issuer"], provider_->issuer());
+
+  std::unique_ptr<Subprocess> logout = Start({"logout", "--oidc_ca_file=" + pki->ca_cert});
+  ASSERT_NE(logout, nullptr);
+  Ran bye = Finish(*logout);
+  EXPECT_EQ(bye.status, 0);
+  EXPECT_THAT(bye.err, HasSubstr("The refresh token was revoked at the identity provider"));
+}
+
 TEST_F(RunLoginTest, SlowDownAddsFiveSecondsToThePollingInterval) {
   // The provider asks for polls 1 s apart but wants 3 s: the first poll gets slow_down.
   StartProvider(ProviderConfig(300, 600, {{"interval", 1}, {"slowDownBelow", 3}}));

@@ -149,6 +149,8 @@ absl::StatusOr<std::string> Browser::Follow(std::string method, std::string url,
     http::ClientOptions options;
     options.host = at->host;
     options.port = at->port;
+    options.tls = at->tls;
+    options.ca_file = ca_file_;
     options.timeout = absl::Seconds(20);
     std::vector<std::string> jar;
     for (const auto& [name, value] : cookies_) {

@@ -44,14 +44,13 @@ absl::StatusOr<TestPki> MakeTestPki(const std::string& dir) {
                         pki.other_key, " -out ", pki.other_ca_cert),
            absl::StrCat("openssl req ", ec, " -subj /CN=localhost -keyout ", pki.server_key,
                         " -out ", dir, "/server.csr"),
-           absl::StrCat("openssl x509 -req -in ", dir, "/server.csr -CA ", pki.ca_cert,
-                        " -CAkey ", dir, "/ca.key -CAcreateserial -days 2 -extfile ", dir,
-                        "/server.ext -out ", pki.server_cert),
-           absl::StrCat("openssl req ", ec, " -subj /CN=podgate-client -keyout ",
-                        pki.client_key, " -out ", dir, "/client.csr"),
-           absl::StrCat("openssl x509 -req -in ", dir, "/client.csr -CA ", pki.ca_cert,
-                        " -CAkey ", dir, "/ca.key -CAcreateserial -days 2 -out ",
-                        pki.client_cert),
+           absl::StrCat("openssl x509 -req -in ", dir, "/server.csr -CA ", pki.ca_cert, " -CAkey ",
+                        dir, "/ca.key -CAcreateserial -days 2 -extfile ", dir, "/server.ext -out ",
+                        pki.server_cert),
+           absl::StrCat("openssl req ", ec, " -subj /CN=podgate-client -keyout ", pki.client_key,
+                        " -out ", dir, "/client.csr"),
+           absl::StrCat("openssl x509 -req -in ", dir, "/client.csr -CA ", pki.ca_cert, " -CAkey ",
+                        dir, "/ca.key -CAcreateserial -days 2 -out ", pki.client_cert),
        }) {
     if (absl::Status s = Run(cmd); !s.ok()) {
       return s;

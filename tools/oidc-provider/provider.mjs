@@ -10,6 +10,7 @@
 //   keys          path of a JWKS file with private keys, first key signs; created with one
 //                 RS256 key when missing. Rewrite it and send SIGHUP to rotate.
 //   ttl           {IdToken, AccessToken, RefreshToken, DeviceCode, Session} in seconds
+//   tls           {cert, key}: PEM files; the provider then serves https (issuer https://...)
 //   groupsClaim   where the groups go in ID tokens: "groups" (default) or a dot path, e.g.
 //                 "realm_access.roles" as Keycloak puts them
 //   deviceFlow    {interval, slowDownBelow} in seconds (RFC 8628): `interval` is added to the
@@ -24,6 +25,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { URL } from 'node:url';
 import querystring from 'node:querystring';
 
@@ -255,7 +257,7 @@ async function readForm(req) {
 
 let provider;
 let callback;
-const server = http.createServer(async (req, res) => {
+const handler = async (req, res) => {
   const url = new URL(req.url, 'http://localhost');
   const m = /^\/interaction\/([^/]+)(\/login)?$/.exec(url.pathname);
   if (!m) {
@@ -311,11 +313,15 @@ const server = http.createServer(async (req, res) => {
   } catch (err) {
     res.writeHead(400, { 'content-type': 'text/plain' }).end(`sign-in failed: ${err.message}`);
   }
-});
+};
+// https when the config names a certificate and key (PEM files): the issuer is then https.
+const server = config.tls
+  ? https.createServer({ cert: fs.readFileSync(config.tls.cert), key: fs.readFileSync(config.tls.key) }, handler)
+  : http.createServer(handler);
 
 server.listen(Number(args.port ?? 0), host, () => {
   const { port } = server.address();
-  const issuer = `http://${host}:${port}`;
+  const issuer = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
   provider = makeProvider(issuer);
   callback = provider.callback();
   process.on('SIGHUP', () => {
