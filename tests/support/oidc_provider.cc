@@ -149,6 +149,8 @@ absl::StatusOr<std::string> Browser::Follow(std::string method, std::string url,
     http::ClientOptions options;
     options.host = at->host;
     options.port = at->port;
+    options.tls = at->tls;
+    options.ca_file = ca_file_;
     options.timeout = absl::Seconds(20);
     std::vector<std::string> jar;
     for (const auto& [name, value] : cookies_) {
@@ -256,6 +258,55 @@ absl::StatusOr<std::string> Browser::SignIn(const std::string& url, const std::s
   return Post(Resolve(Origin(*base), form.action), form.fields, page);
 }
 
+namespace {
+
+// The device flow's code entry page (a form with an xsrf field) filled in: the confirmation
+// page's form, whose hidden fields carry the code and "confirm".
+absl::StatusOr<Form> EnterDeviceCode(Browser& browser, const http::HttpUrl& base,
+                                     const std::string& verification_uri,
+                                     const std::string& user_code) {
+  const std::string origin = Origin(base);
+  std::string page;
+  absl::StatusOr<std::string> at = browser.Open(verification_uri, &page);
+  if (!at.ok()) {
+    return at.status();
+  }
+  Form form = FirstForm(page);
+  form.fields.emplace_back("user_code", user_code);
+  at = browser.Post(Resolve(origin, form.action.empty() ? base.target : form.action), form.fields,
+                    &page);
+  if (!at.ok()) {
+    return at.status();
+  }
+  form = FirstForm(page);
+  if (form.action.empty()) {
+    form.action = base.target;
+  }
+  return form;
+}
+
+}  // namespace
+
+absl::Status Browser::DenyDevice(const std::string& verification_uri,
+                                 const std::string& user_code) {
+  absl::StatusOr<http::HttpUrl> base = http::ParseHttpUrl(verification_uri);
+  if (!base.ok()) {
+    return base.status();
+  }
+  absl::StatusOr<Form> form = EnterDeviceCode(*this, *base, verification_uri, user_code);
+  if (!form.ok()) {
+    return form.status();
+  }
+  // The confirmation page's "[ Abort ]" button.
+  form->fields.emplace_back("abort", "yes");
+  std::string page;
+  absl::StatusOr<std::string> at = Post(Resolve(Origin(*base), form->action), form->fields, &page);
+  if (!at.ok() && !absl::StrContains(at.status().message(), "aborted")) {
+    return at.status();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Browser::ApproveDevice(const std::string& verification_uri,
                                     const std::string& user_code, const std::string& username,
                                     const std::string& password) {
@@ -264,21 +315,14 @@ absl::Status Browser::ApproveDevice(const std::string& verification_uri,
     return base.status();
   }
   const std::string origin = Origin(*base);
-  // The code entry page (a form with an xsrf field), then the confirmation page.
-  std::string page;
-  absl::StatusOr<std::string> at = Open(verification_uri, &page);
-  if (!at.ok()) {
-    return at.status();
+  absl::StatusOr<Form> confirm = EnterDeviceCode(*this, *base, verification_uri, user_code);
+  if (!confirm.ok()) {
+    return confirm.status();
   }
-  Form form = FirstForm(page);
-  form.fields.emplace_back("user_code", user_code);
-  at = Post(Resolve(origin, form.action.empty() ? base->target : form.action), form.fields, &page);
-  if (!at.ok()) {
-    return at.status();
-  }
-  form = FirstForm(page);  // the confirmation: its hidden fields carry the code and "confirm"
+  Form form = *std::move(confirm);
+  absl::StatusOr<std::string> at;
   std::string login;
-  at = Post(Resolve(origin, form.action.empty() ? base->target : form.action), form.fields, &login);
+  at = Post(Resolve(origin, form.action), form.fields, &login);
   if (!at.ok()) {
     return at.status();
   }

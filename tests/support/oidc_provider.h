@@ -18,8 +18,9 @@ namespace podgate::testing {
 class OidcProvider {
  public:
   // Starts the provider with `config` (tools/oidc-provider/provider.mjs: users, clients, ttl,
-  // groupsClaim; "keys" is set to a file in a fresh temporary directory unless given), on
-  // `port` (0: one the OS picks; a fixed one to bring a stopped provider back at its issuer).
+  // groupsClaim, deviceFlow, tls; "keys" is set to a file in a fresh temporary directory unless
+  // given), on `port` (0: one the OS picks; a fixed one to bring a stopped provider back at its
+  // issuer).
   static absl::StatusOr<std::unique_ptr<OidcProvider>> Start(nlohmann::json config = {},
                                                              int port = 0);
 
@@ -58,11 +59,17 @@ class Browser {
   // The device flow's browser half: enters `user_code` at `verification_uri`, confirms, signs in.
   absl::Status ApproveDevice(const std::string& verification_uri, const std::string& user_code,
                              const std::string& username, const std::string& password);
+  // The user refuses: enters `user_code`, then presses the confirmation page's "Abort" (the
+  // client's next poll gets access_denied).
+  absl::Status DenyDevice(const std::string& verification_uri, const std::string& user_code);
+  // For a provider serving https: verify it against this PEM CA.
+  void TrustCa(const std::string& ca_file) { ca_file_ = ca_file; }
 
  private:
   absl::StatusOr<std::string> Follow(std::string method, std::string url, std::string body,
                                      std::string* page);
   std::map<std::string, std::string> cookies_;
+  std::string ca_file_;
 };
 
 }  // namespace podgate::testing

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <system_error>
 #include <vector>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 
@@ -72,6 +73,8 @@ absl::StatusOr<TestPki> MakeTestPki(const std::string& dir) {
   pki.other_ca_cert = dir + "/other-ca.crt";
   pki.other_key = dir + "/other.key";
   const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  // Written here: a shell redirection in Run's command would lose to the one Run appends.
+  std::ofstream(dir + "/server.ext") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
   for (const std::string& cmd : {
            absl::StrCat("openssl req -x509 ", ec, " -days 2 -subj /CN=test-ca -keyout ", dir,
                         "/ca.key -out ", pki.ca_cert),
@@ -79,16 +82,13 @@ absl::StatusOr<TestPki> MakeTestPki(const std::string& dir) {
                         pki.other_key, " -out ", pki.other_ca_cert),
            absl::StrCat("openssl req ", ec, " -subj /CN=localhost -keyout ", pki.server_key,
                         " -out ", dir, "/server.csr"),
-           absl::StrCat("printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ", dir,
-                        "/server.ext"),
-           absl::StrCat("openssl x509 -req -in ", dir, "/server.csr -CA ", pki.ca_cert,
-                        " -CAkey ", dir, "/ca.key -CAcreateserial -days 2 -extfile ", dir,
-                        "/server.ext -out ", pki.server_cert),
-           absl::StrCat("openssl req ", ec, " -subj /CN=podgate-client -keyout ",
-                        pki.client_key, " -out ", dir, "/client.csr"),
-           absl::StrCat("openssl x509 -req -in ", dir, "/client.csr -CA ", pki.ca_cert,
-                        " -CAkey ", dir, "/ca.key -CAcreateserial -days 2 -out ",
-                        pki.client_cert),
+           absl::StrCat("openssl x509 -req -in ", dir, "/server.csr -CA ", pki.ca_cert, " -CAkey ",
+                        dir, "/ca.key -CAcreateserial -days 2 -extfile ", dir, "/server.ext -out ",
+                        pki.server_cert),
+           absl::StrCat("openssl req ", ec, " -subj /CN=podgate-client -keyout ", pki.client_key,
+                        " -out ", dir, "/client.csr"),
+           absl::StrCat("openssl x509 -req -in ", dir, "/client.csr -CA ", pki.ca_cert, " -CAkey ",
+                        dir, "/ca.key -CAcreateserial -days 2 -out ", pki.client_cert),
        }) {
     if (absl::Status s = Run(cmd); !s.ok()) {
       return s;

@@ -10,14 +10,22 @@
 //   keys          path of a JWKS file with private keys, first key signs; created with one
 //                 RS256 key when missing. Rewrite it and send SIGHUP to rotate.
 //   ttl           {IdToken, AccessToken, RefreshToken, DeviceCode, Session} in seconds
+//   tls           {cert, key}: PEM files; the provider then serves https (issuer https://...)
 //   groupsClaim   where the groups go in ID tokens: "groups" (default) or a dot path, e.g.
 //                 "realm_access.roles" as Keycloak puts them
+//   deviceFlow    {interval, slowDownBelow} in seconds (RFC 8628): `interval` is added to the
+//                 device authorization answer (oidc-provider sends none: clients then poll
+//                 every 5 s); a device code polled again sooner than `slowDownBelow` after the
+//                 previous poll (or its authorization) is answered `slow_down`, which
+//                 oidc-provider does not do itself. With either set, each device poll is logged
+//                 as {"msg": "device poll", "result", "since_ms"} (never the code).
 //
 // When listening it prints one JSON line on stderr: {"msg": "listening", "issuer": ..., "port": N}. Tokens,
 // passwords and codes are never logged.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { URL } from 'node:url';
 import querystring from 'node:querystring';
 
@@ -180,7 +188,58 @@ function makeProvider(issuer) {
     },
   });
   provider.proxy = false;
+  addDeviceFlowPacing(provider, config.deviceFlow ?? {});
   return provider;
+}
+
+// RFC 8628 3.5 on the provider's side: the polling interval announced, polls that come too soon
+// answered slow_down, each poll logged.
+function addDeviceFlowPacing(provider, { interval, slowDownBelow }) {
+  if (!interval && !slowDownBelow) {
+    return;
+  }
+  const lastSeen = new Map(); // device code -> time of its authorization or last poll (ms)
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'POST' && ctx.path === '/device/auth') {
+      await next();
+      if (ctx.status === 200 && ctx.body && ctx.body.device_code) {
+        lastSeen.set(ctx.body.device_code, Date.now());
+        if (interval) {
+          ctx.body.interval = interval;
+        }
+      }
+      return;
+    }
+    if (ctx.method !== 'POST' || ctx.path !== '/token') {
+      await next();
+      return;
+    }
+    // Read the form here (oidc-provider then takes the parsed text from req.body).
+    const chunks = [];
+    for await (const chunk of ctx.req) {
+      chunks.push(chunk);
+    }
+    const raw = Buffer.concat(chunks).toString('utf8');
+    ctx.req.body = raw;
+    const form = querystring.parse(raw);
+    const code = form.grant_type === 'urn:ietf:params:oauth:grant-type:device_code' ? String(form.device_code ?? '') : '';
+    if (!code) {
+      await next();
+      return;
+    }
+    const now = Date.now();
+    const since = lastSeen.has(code) ? now - lastSeen.get(code) : -1;
+    lastSeen.set(code, now);
+    if (slowDownBelow && since >= 0 && since < slowDownBelow * 1000) {
+      ctx.status = 400;
+      ctx.body = { error: 'slow_down', error_description: 'you are polling too quickly' };
+      console.error(JSON.stringify({ msg: 'device poll', result: 'slow_down', since_ms: since }));
+      return;
+    }
+    await next();
+    const result = ctx.status === 200 ? 'tokens' : (ctx.body?.error ?? String(ctx.status));
+    console.error(JSON.stringify({ msg: 'device poll', result, since_ms: since }));
+  });
 }
 
 function loginPage(uid, error) {
@@ -210,7 +269,7 @@ async function readForm(req) {
 
 let provider;
 let callback;
-const server = http.createServer(async (req, res) => {
+const handler = async (req, res) => {
   const url = new URL(req.url, 'http://localhost');
   const m = /^\/interaction\/([^/]+)(\/login)?$/.exec(url.pathname);
   if (!m) {
@@ -266,11 +325,15 @@ const server = http.createServer(async (req, res) => {
   } catch (err) {
     res.writeHead(400, { 'content-type': 'text/plain' }).end(`sign-in failed: ${err.message}`);
   }
-});
+};
+// https when the config names a certificate and key (PEM files): the issuer is then https.
+const server = config.tls
+  ? https.createServer({ cert: fs.readFileSync(config.tls.cert), key: fs.readFileSync(config.tls.key) }, handler)
+  : http.createServer(handler);
 
 server.listen(Number(args.port ?? 0), host, () => {
   const { port } = server.address();
-  const issuer = `http://${host}:${port}`;
+  const issuer = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
   provider = makeProvider(issuer);
   callback = provider.callback();
   process.on('SIGHUP', () => {
