@@ -34,6 +34,10 @@ struct RequestContext {
   std::string remote_address;  // "ip:port"
   bool tls = false;
   std::string peer_common_name;  // CN of a client certificate the server's CA verified
+  std::vector<std::string> peer_dns_names;  // DNS names (SAN) of that certificate
+  // Set by an application that replaced remote_address with the address a trusted proxy
+  // forwarded (edge's ProxyTrust): the TCP peer's "ip:port". Empty otherwise.
+  std::string proxy_address;
 };
 
 // A WebSocket connection as its handler sees it. Every method may be called from any thread.

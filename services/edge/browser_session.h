@@ -51,6 +51,8 @@ struct SessionParams {
   std::string source_address;
   std::string client;
   std::string path;  // the request path, for the audit of a refused credential
+  // From an auth proxy (ProxyTrust): a credential the first message brings must agree with it.
+  std::optional<AuthProxyRequest> auth_proxy;
 };
 
 class BrowserSession : public http::WebSocketHandler,

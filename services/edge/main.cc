@@ -14,6 +14,7 @@
 #include "edge/edge_server.h"
 #include "edge/limits.h"
 #include "edge/options.h"
+#include "edge/proxy_trust.h"
 #include "http/server.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
@@ -90,6 +91,31 @@ ABSL_FLAG(absl::Duration, backend_timeout, kDefaults.backend_timeout,
           "Deadline of HTTP API calls to exec, policy and audit. Default 5s.");
 ABSL_FLAG(int64_t, write_buffer_bytes, kDefaults.write_buffer_bytes,
           "Bytes queued towards a browser before edge stops reading from exec. Default 262144.");
+ABSL_FLAG(std::string, tls_client_ca_http, kDefaults.tls_client_ca_http,
+          "PEM CA bundle: the HTTP server asks for client certificates and verifies them against "
+          "it (not required; a verified one can name an auth proxy, "
+          "--auth_proxy_client_names). Needs --tls_cert_http. Default: none.");
+ABSL_FLAG(std::string, trusted_proxies, kDefaults.trusted_proxies,
+          "Comma-separated CIDRs (IPv4 and IPv6; a bare address is one host) of proxies whose "
+          "--forwarded_header names the client: the client's address is then the source of "
+          "audit records and logs. From any other peer the header is ignored. Default: none.");
+ABSL_FLAG(std::string, forwarded_header, kDefaults.forwarded_header,
+          "The header a trusted proxy names the client in: x-forwarded-for or forwarded "
+          "(RFC 7239). Only that one is read. Default x-forwarded-for.");
+ABSL_FLAG(std::string, auth_proxy_user_header, kDefaults.auth_proxy_user_header,
+          "Auth-proxy mode: the header an authenticating proxy (oauth2-proxy) names the signed-in "
+          "user in, e.g. X-Auth-Request-User or X-Forwarded-User. The proxy must also forward "
+          "the user's token (X-Forwarded-Access-Token or Authorization: Bearer), which is "
+          "verified; the header must name the token's user. Default: none (off).");
+ABSL_FLAG(std::string, auth_proxy_groups_header, kDefaults.auth_proxy_groups_header,
+          "Auth-proxy mode: the header listing the user's groups, comma-separated, e.g. "
+          "X-Auth-Request-Groups; each must be among the token's groups. Default: none.");
+ABSL_FLAG(std::string, auth_proxy_cidrs, kDefaults.auth_proxy_cidrs,
+          "Auth-proxy mode: comma-separated CIDRs of the auth proxy. Identity headers from "
+          "other peers are refused and audited. Default: none.");
+ABSL_FLAG(std::string, auth_proxy_client_names, kDefaults.auth_proxy_client_names,
+          "Auth-proxy mode: comma-separated names (subject CN or DNS SAN) of the auth proxy's "
+          "client certificate, verified against --tls_client_ca_http. Default: none.");
 
 namespace {
 
@@ -136,6 +162,13 @@ podgate::edge::EdgeFlags ReadFlags() {
   f.auth_audit_queue = absl::GetFlag(FLAGS_auth_audit_queue);
   f.backend_timeout = absl::GetFlag(FLAGS_backend_timeout);
   f.write_buffer_bytes = absl::GetFlag(FLAGS_write_buffer_bytes);
+  f.tls_client_ca_http = absl::GetFlag(FLAGS_tls_client_ca_http);
+  f.trusted_proxies = absl::GetFlag(FLAGS_trusted_proxies);
+  f.forwarded_header = absl::GetFlag(FLAGS_forwarded_header);
+  f.auth_proxy_user_header = absl::GetFlag(FLAGS_auth_proxy_user_header);
+  f.auth_proxy_groups_header = absl::GetFlag(FLAGS_auth_proxy_groups_header);
+  f.auth_proxy_cidrs = absl::GetFlag(FLAGS_auth_proxy_cidrs);
+  f.auth_proxy_client_names = absl::GetFlag(FLAGS_auth_proxy_client_names);
   return f;
 }
 
@@ -188,6 +221,8 @@ int main(int argc, char** argv) {
   podgate::edge::AuthFailureAudit auth_audit(context.audit_channel, config->auth_audit_queue,
                                              &metrics);
   context.auth_audit = &auth_audit;
+  const podgate::edge::ProxyTrust proxies(config->proxies, registry.get());
+  context.proxies = &proxies;
 
   // Refusals at accept are counted; a backoff of the accept loop (out of descriptors) is
   // counted and logged at most every 10s.
@@ -204,8 +239,11 @@ int main(int argc, char** argv) {
   auto work = boost::asio::make_work_guard(io);
   absl::StatusOr<std::unique_ptr<podgate::http::Server>> http_server = podgate::http::Server::Start(
       io, http_options,
-      [router](const podgate::http::Request& request, const podgate::http::RequestContext& peer,
-               bool is_upgrade) { return router->Route(request, peer, is_upgrade); });
+      [router, &proxies](const podgate::http::Request& request,
+                         const podgate::http::RequestContext& peer, bool is_upgrade) {
+        // Behind a trusted proxy, the client's address is the request's source from here on.
+        return router->Route(request, proxies.ClientContext(request, peer), is_upgrade);
+      });
   if (!http_server.ok()) {
     rt::ExitWithError(absl::StrCat("--http_address: ", http_server.status().message()));
   }

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "edge/edge_context.h"
 #include "edge/limits.h"
+#include "edge/proxy_trust.h"
 #include "http/server.h"
 
 namespace podgate::edge {
@@ -44,6 +45,14 @@ struct EdgeFlags {
   int auth_audit_queue = 1000;
   absl::Duration backend_timeout = absl::Seconds(5);
   int64_t write_buffer_bytes = 256 * 1024;
+  // Proxies in front (docs/auth.md, "Behind a proxy").
+  std::string tls_client_ca_http;
+  std::string trusted_proxies;
+  std::string forwarded_header = "x-forwarded-for";
+  std::string auth_proxy_user_header;
+  std::string auth_proxy_groups_header;
+  std::string auth_proxy_cidrs;
+  std::string auth_proxy_client_names;
 };
 
 struct EdgeConfig {
@@ -57,6 +66,8 @@ struct EdgeConfig {
   // What every session and handler reads through EdgeContext::options.
   EdgeOptions edge;
   size_t auth_audit_queue = 1000;
+  // Trusted proxies and auth-proxy mode (ProxyTrust).
+  ProxyOptions proxies;
 };
 
 // Checks every flag; the first bad one is the error, with the text the CLI prints.
