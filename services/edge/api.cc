@@ -33,8 +33,7 @@ namespace {
 // otherwise.
 RouteResult AuthRefusal(const Request& request, const absl::Status& status) {
   const bool denied = status.code() == absl::StatusCode::kPermissionDenied;
-  return Answer(JsonError(request,
-                          denied ? bhttp::status::forbidden : bhttp::status::unauthorized,
+  return Answer(JsonError(request, denied ? bhttp::status::forbidden : bhttp::status::unauthorized,
                           denied ? "PERMISSION_DENIED" : "UNAUTHENTICATED",
                           std::string(status.message())));
 }

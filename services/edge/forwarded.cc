@@ -215,7 +215,8 @@ absl::StatusOr<std::vector<Cidr>> ParseCidrList(std::string_view list, std::stri
     Cidr host{*ip, max};
     Cidr network = cidr;
     for (int bit = cidr.prefix; bit < max; ++bit) {
-      network.base.bytes[static_cast<size_t>(bit / 8)] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+      network.base.bytes[static_cast<size_t>(bit / 8)] &=
+          static_cast<uint8_t>(~(0x80 >> (bit % 8)));
     }
     if (!(network.base == host.base)) {
       return bad("has address bits set beyond its prefix length");
@@ -323,8 +324,8 @@ absl::StatusOr<std::vector<ForwardedHop>> ParseForwarded(std::string_view value)
         }
       }
       if (!hop.address.has_value() && hop.identifier.empty()) {
-        return error(absl::StrCat("for= is not a node: \"", absl::CHexEscape(A(node.substr(0, 64))),
-                                  "\""));
+        return error(
+            absl::StrCat("for= is not a node: \"", absl::CHexEscape(A(node.substr(0, 64))), "\""));
       }
     }
     hops.push_back(std::move(hop));
@@ -395,7 +396,8 @@ absl::StatusOr<std::vector<ForwardedHop>> ParseForwarded(std::string_view value)
       param = std::string(value.substr(value_start, i - value_start));
     }
     if (!element.emplace(name, std::move(param)).second) {
-      return error(absl::StrCat("parameter \"", name.substr(0, 32), "\" given twice in one element"));
+      return error(
+          absl::StrCat("parameter \"", name.substr(0, 32), "\" given twice in one element"));
     }
     skip_ows();
     if (i < n && value[i] != ',' && value[i] != ';') {
@@ -421,9 +423,8 @@ ClientAddress ResolveClient(const std::vector<Cidr>& trusted, ForwardedHeader wh
     result.outcome = ClientAddress::Outcome::kUntrustedIgnored;
     return result;
   }
-  absl::StatusOr<std::vector<ForwardedHop>> hops = which == ForwardedHeader::kForwarded
-                                                       ? ParseForwarded(*header)
-                                                       : ParseXForwardedFor(*header);
+  absl::StatusOr<std::vector<ForwardedHop>> hops =
+      which == ForwardedHeader::kForwarded ? ParseForwarded(*header) : ParseXForwardedFor(*header);
   if (!hops.ok() || hops->empty()) {
     result.outcome = ClientAddress::Outcome::kMalformed;
     result.error = hops.ok() ? "the header names no hop" : std::string(hops.status().message());

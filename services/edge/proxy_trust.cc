@@ -43,17 +43,19 @@ ProxyTrust::ProxyTrust(ProxyOptions options, prometheus::Registry* registry)
   if (registry != nullptr) {
     forwarded = &prometheus::BuildCounter()
                      .Name("podgate_edge_forwarded_address_total")
-                     .Help("Requests carrying the forwarding header (X-Forwarded-For or "
-                           "Forwarded) by result: trusted (the client's address was taken from "
-                           "it), untrusted_ignored (the peer is not a trusted proxy), malformed "
-                           "(from a trusted proxy but unparseable: the peer's address was used)")
+                     .Help(
+                         "Requests carrying the forwarding header (X-Forwarded-For or "
+                         "Forwarded) by result: trusted (the client's address was taken from "
+                         "it), untrusted_ignored (the peer is not a trusted proxy), malformed "
+                         "(from a trusted proxy but unparseable: the peer's address was used)")
                      .Register(*registry);
     proxy = &prometheus::BuildCounter()
                  .Name("podgate_edge_auth_proxy_total")
-                 .Help("Requests carrying auth-proxy headers by result: accepted (the verified "
-                       "token agreed with them), untrusted (from a peer that is not an auth "
-                       "proxy: refused), mismatch (they disagreed with the token: refused), "
-                       "missing_token (the proxy forwarded no token: refused)")
+                 .Help(
+                     "Requests carrying auth-proxy headers by result: accepted (the verified "
+                     "token agreed with them), untrusted (from a peer that is not an auth "
+                     "proxy: refused), mismatch (they disagreed with the token: refused), "
+                     "missing_token (the proxy forwarded no token: refused)")
                  .Register(*registry);
   }
   forwarded_trusted_ = Add(forwarded, "trusted");
@@ -140,13 +142,13 @@ absl::StatusOr<AuthProxyRequest> ProxyTrust::Inspect(const http::Request& reques
   const bool is_proxy = IsAuthProxy(peer);
   if (identity_headers && !is_proxy) {
     Count(proxy_untrusted_);
-    return absl::PermissionDeniedError(absl::StrCat(
-        "identity headers (", user.has_value() ? options_.user_header : "",
-        user.has_value() && (groups.has_value() || token.has_value()) ? ", " : "",
-        groups.has_value() ? options_.groups_header : "",
-        groups.has_value() && token.has_value() ? ", " : "",
-        token.has_value() ? kForwardedAccessTokenHeader : "",
-        ") are accepted only from the configured auth proxy"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("identity headers (", user.has_value() ? options_.user_header : "",
+                     user.has_value() && (groups.has_value() || token.has_value()) ? ", " : "",
+                     groups.has_value() ? options_.groups_header : "",
+                     groups.has_value() && token.has_value() ? ", " : "",
+                     token.has_value() ? kForwardedAccessTokenHeader : "",
+                     ") are accepted only from the configured auth proxy"));
   }
   if (!is_proxy) {
     return result;

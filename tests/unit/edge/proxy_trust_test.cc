@@ -99,11 +99,11 @@ TEST(ProxyTrustTest, ForwardedHeaderWhenConfigured) {
   o.trusted_proxies = Cidrs("::1, 127.0.0.0/8");
   o.forwarded_header = ForwardedHeader::kForwarded;
   ProxyTrust trust(o, nullptr);
-  http::RequestContext c = trust.ClientContext(
-      Req({{"X-Forwarded-For", "6.6.6.6"},
-           {"Forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https"},
-           {"forwarded", "for=127.0.0.9"}}),
-      Peer("::1:8080"));
+  http::RequestContext c =
+      trust.ClientContext(Req({{"X-Forwarded-For", "6.6.6.6"},
+                               {"Forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https"},
+                               {"forwarded", "for=127.0.0.9"}}),
+                          Peer("::1:8080"));
   EXPECT_EQ(c.remote_address, "2001:db8:cafe::17");
 }
 
@@ -138,7 +138,8 @@ TEST(ProxyTrustTest, IdentityHeadersFromAnyoneButTheProxyAreRefused) {
     absl::StatusOr<AuthProxyRequest> r = trust.Inspect(Req(headers), Peer("10.8.0.1:1"));
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
-    EXPECT_THAT(std::string(r.status().message()), HasSubstr("only from the configured auth proxy"));
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("only from the configured auth proxy"));
   }
   EXPECT_EQ(Value(registry, "podgate_edge_auth_proxy_total", "untrusted"), 3);
   // Behind a trusted (forwarding) proxy, the auth-proxy check is on the TCP peer, not the
