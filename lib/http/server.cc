@@ -788,8 +788,10 @@ void Server::Impl::OnAccept(error_code ec, tcp::socket socket) {
     return;
   }
   std::unique_ptr<SourceSlot> source;
-  if (TracksSources()) {
-    std::string address = ep_ec ? "unknown" : remote.address().to_string();
+  std::string source_address = ep_ec ? "unknown" : remote.address().to_string();
+  if (TracksSources() &&
+      !(options.per_source_exempt && options.per_source_exempt(source_address))) {
+    std::string address = std::move(source_address);
     if (std::optional<std::string_view> refusal = AcquireSource(address); refusal.has_value()) {
       ++(*refusal == "per_source" ? stats.connections_rejected_per_source
                                   : stats.connections_rejected_unauthenticated);

@@ -130,6 +130,10 @@ struct ServerOptions {
   // authenticated yet. Checked at accept, before anything is read; 0 means no limit.
   size_t max_connections_per_source = 0;
   size_t max_unauthenticated_per_source = 0;
+  // When set and true for a peer's IP address, its connections are not counted per source
+  // (e.g. a trusted proxy, behind which the application counts the forwarded clients itself).
+  // Any I/O thread; must not block.
+  std::function<bool(const std::string& address)> per_source_exempt;
   // A refused connection (plain HTTP) is answered 503 (max_connections) or 429 (per source)
   // with this Retry-After, then closed; a TLS connection is just closed.
   int retry_after_seconds = 5;

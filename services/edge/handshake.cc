@@ -95,6 +95,18 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
   params.source_address = peer.remote_address;
   params.path = std::string(path);
   params.client = Header(request, bhttp::field::user_agent).substr(0, 256);
+  // Behind a trusted proxy, the per-source cap counts the forwarded client's WebSockets (the
+  // server's count at accept sees only the proxy).
+  if (context_->proxies != nullptr && !peer.proxy_address.empty()) {
+    params.client_slot = context_->proxies->AcquireClientSlot(peer.remote_address);
+    if (params.client_slot == nullptr) {
+      context_->metrics->Rejection("per_source");
+      Response res = JsonError(request, bhttp::status::too_many_requests, "RESOURCE_EXHAUSTED",
+                               "too many connections from this address");
+      res.set(bhttp::field::retry_after, "5");
+      return Answer(std::move(res));
+    }
+  }
   // Identity headers only from the auth proxy (docs/auth.md, "Auth-proxy mode").
   AuthProxyRequest auth_proxy;
   if (context_->proxies != nullptr) {

@@ -73,7 +73,9 @@ ABSL_FLAG(int, max_unauthenticated_connections, kDefaults.max_unauthenticated_co
           "from --max_connections. Default 1000.");
 ABSL_FLAG(int, max_connections_per_source, kDefaults.max_connections_per_source,
           "Connections (HTTP and WebSocket) per source address, the peer's IP; behind a proxy "
-          "that is the proxy's address. 0: no limit. Default 256.");
+          "that is the proxy's address, unless it is in --trusted_proxies: then the WebSockets "
+          "of each forwarded client address are capped at the handshake instead. 0: no limit. "
+          "Default 256.");
 ABSL_FLAG(int, max_unauthenticated_per_source, kDefaults.max_unauthenticated_per_source,
           "Connections per source address that have not authenticated (yet). 0: no limit. "
           "Default 32.");
@@ -223,6 +225,12 @@ int main(int argc, char** argv) {
   context.auth_audit = &auth_audit;
   const podgate::edge::ProxyTrust proxies(config->proxies, registry.get());
   context.proxies = &proxies;
+  if (!config->proxies.trusted_proxies.empty()) {
+    // A trusted proxy is not one source: edge counts the clients it forwards (WebSockets).
+    http_options.per_source_exempt = [&proxies](const std::string& address) {
+      return proxies.IsTrustedProxy(address);
+    };
+  }
 
   // Refusals at accept are counted; a backoff of the accept loop (out of descriptors) is
   // counted and logged at most every 10s.

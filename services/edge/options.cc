@@ -137,6 +137,7 @@ absl::StatusOr<EdgeConfig> EdgeConfigFromFlags(const EdgeFlags& f) {
     return trusted.status();
   }
   proxies.trusted_proxies = *std::move(trusted);
+  proxies.max_websockets_per_client = static_cast<size_t>(f.max_connections_per_source);
   const std::string header = absl::AsciiStrToLower(f.forwarded_header);
   if (header == "x-forwarded-for") {
     proxies.forwarded_header = ForwardedHeader::kXForwardedFor;

@@ -204,4 +204,32 @@ absl::Status ProxyTrust::CheckIdentity(const AuthProxyRequest& proxy,
 
 void ProxyTrust::CountMissingToken() const { Count(proxy_missing_token_); }
 
+bool ProxyTrust::IsTrustedProxy(const std::string& address) const {
+  std::optional<IpAddress> ip = ParseIp(address);
+  return ip.has_value() && InAny(options_.trusted_proxies, *ip);
+}
+
+std::shared_ptr<void> ProxyTrust::AcquireClientSlot(const std::string& client) const {
+  {
+    absl::MutexLock lock(&mu_);
+    size_t& n = clients_[client];
+    if (options_.max_websockets_per_client > 0 && n >= options_.max_websockets_per_client) {
+      if (n == 0) {
+        clients_.erase(client);
+      }
+      return nullptr;
+    }
+    ++n;
+  }
+  // The handle owns nothing (it points at this object, which outlives every session); its
+  // deleter gives the place back.
+  return std::shared_ptr<void>(const_cast<ProxyTrust*>(this), [this, client](void*) {
+    absl::MutexLock lock(&mu_);
+    auto it = clients_.find(client);
+    if (it != clients_.end() && --it->second == 0) {
+      clients_.erase(it);  // memory follows the open connections, not every address ever seen
+    }
+  });
+}
+
 }  // namespace podgate::edge

@@ -17,12 +17,16 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "auth/jwt.h"
 #include "edge/forwarded.h"
 #include "http/server.h"
@@ -47,6 +51,9 @@ struct ProxyOptions {
   std::vector<std::string> auth_proxy_client_names;
   // A malformed forwarding header is logged once, then once per this many.
   uint64_t log_malformed_every = 100;
+  // WebSockets per forwarded client address (--max_connections_per_source): behind a trusted
+  // proxy the server's per-source count at accept sees only the proxy. 0: no limit.
+  size_t max_websockets_per_client = 0;
 };
 
 // What one request says about an auth proxy in front of it.
@@ -94,6 +101,15 @@ class ProxyTrust {
   // Whether `peer` (its TCP peer) is an auth proxy by address or client certificate.
   bool IsAuthProxy(const http::RequestContext& peer) const;
 
+  // Whether `address` (an IP address without port) is inside --trusted_proxies: the HTTP
+  // server's per_source_exempt, so a proxy is not capped as one source.
+  bool IsTrustedProxy(const std::string& address) const;
+
+  // A place for one WebSocket of the forwarded client `client` (a ClientContext's
+  // remote_address), given back when the handle is dropped; null over
+  // max_websockets_per_client.
+  std::shared_ptr<void> AcquireClientSlot(const std::string& client) const;
+
  private:
   void Count(prometheus::Counter* counter) const {
     if (counter != nullptr) {
@@ -110,6 +126,8 @@ class ProxyTrust {
   prometheus::Counter* proxy_mismatch_ = nullptr;
   prometheus::Counter* proxy_missing_token_ = nullptr;
   mutable std::atomic<uint64_t> malformed_{0};
+  mutable absl::Mutex mu_;
+  mutable std::map<std::string, size_t> clients_ ABSL_GUARDED_BY(mu_);
 };
 
 // The reasons the callers audit (EVENT_KIND_AUTH_FAILURE) and count in

@@ -83,8 +83,9 @@ class EdgeProxyTest : public ::testing::Test {
     stack_ = stack->release();
     trusted_ = new Edge();
     untrusted_ = new Edge();
-    StartEdge("127.0.0.0/8", "127.0.0.1", trusted_);
-    StartEdge("10.0.0.0/8", "10.0.0.0/8", untrusted_);
+    // Per-source cap 2: for the forwarded clients behind the trusted edge's proxy.
+    StartEdge("127.0.0.0/8", "127.0.0.1", {"--max_connections_per_source=2"}, trusted_);
+    StartEdge("10.0.0.0/8", "10.0.0.0/8", {}, untrusted_);
   }
 
   static void TearDownTestSuite() {
@@ -103,7 +104,7 @@ class EdgeProxyTest : public ::testing::Test {
   }
 
   static void StartEdge(const std::string& trusted_proxies, const std::string& auth_proxy_cidrs,
-                        Edge* edge) {
+                        const std::vector<std::string>& extra, Edge* edge) {
     std::vector<std::string> args = {
         "--grpc_address=127.0.0.1:0",
         "--metrics_address=127.0.0.1:0",
@@ -121,6 +122,7 @@ class EdgeProxyTest : public ::testing::Test {
         "--auth_proxy_user_header=X-Auth-Request-User",
         "--auth_proxy_groups_header=X-Auth-Request-Groups",
         "--auth_proxy_cidrs=" + auth_proxy_cidrs};
+    args.insert(args.end(), extra.begin(), extra.end());
     auto process = Subprocess::Start(PODGATE_EDGE_BIN, args);
     ASSERT_TRUE(process.ok()) << process.status();
     edge->process = *std::move(process);
@@ -404,6 +406,41 @@ TEST_F(EdgeProxyTest, FromTheAuthProxyAMismatchOrNoTokenIsRefused) {
   ASSERT_TRUE(session.ok()) << session.status();
   EXPECT_EQ(session->status, 401) << session->body;
   EXPECT_GE(Metric(*trusted_, "podgate_edge_auth_proxy_total{result=\"missing_token\"}"), 2);
+}
+
+TEST_F(EdgeProxyTest, BehindATrustedProxyThePerSourceCapCountsForwardedClients) {
+  // All from the test's one address (the proxy): not capped as one source.
+  const double refused_before =
+      Metric(*trusted_, "podgate_edge_rejections_total{reason=\"per_source\"}");
+  std::vector<std::unique_ptr<http::WebSocketClient>> open;
+  for (const char* client :
+       {"198.51.100.61", "198.51.100.61", "198.51.100.62", "198.51.100.62", "198.51.100.63"}) {
+    auto ws = Connect(*trusted_, "/ws/v1/demo/web-1", {{"X-Forwarded-For", client}}, Token("carol"),
+                      nullptr);
+    ASSERT_TRUE(ws.ok()) << client << ": " << ws.status();
+    open.push_back(*std::move(ws));
+  }
+  // A third WebSocket of one forwarded client is over --max_connections_per_source=2.
+  http::ClientResponse refusal;
+  auto third = Connect(*trusted_, "/ws/v1/demo/web-1", {{"X-Forwarded-For", "198.51.100.61"}},
+                       Token("carol"), &refusal);
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(refusal.status, 429) << refusal.body;
+  EXPECT_EQ(Metric(*trusted_, "podgate_edge_rejections_total{reason=\"per_source\"}"),
+            refused_before + 1);
+  // Once one of them closes, its place is free again.
+  ASSERT_TRUE(open[0]->Close().ok());
+  open.erase(open.begin());
+  absl::StatusOr<std::unique_ptr<http::WebSocketClient>> again;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(5); absl::Now() < deadline;) {
+    again = Connect(*trusted_, "/ws/v1/demo/web-1", {{"X-Forwarded-For", "198.51.100.61"}},
+                    Token("carol"), nullptr);
+    if (again.ok()) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(again.ok()) << again.status();
 }
 
 }  // namespace

@@ -222,3 +222,40 @@ TEST(ProxyTrustTest, HeadersMustAgreeWithTheVerifiedToken) {
 
 }  // namespace
 }  // namespace podgate::edge
+
+namespace podgate::edge {
+namespace {
+
+TEST(ProxyTrustTest, TrustedProxiesAreNotOneSourceTheirClientsAre) {
+  ProxyOptions o;
+  o.trusted_proxies = *ParseCidrList("10.0.0.0/8, fd00::/8", "x");
+  o.max_websockets_per_client = 2;
+  ProxyTrust trust(o, nullptr);
+  EXPECT_TRUE(trust.IsTrustedProxy("10.1.2.3"));
+  EXPECT_TRUE(trust.IsTrustedProxy("::ffff:10.1.2.3"));  // a dual-stack socket's IPv4 peer
+  EXPECT_TRUE(trust.IsTrustedProxy("fd00::1"));
+  EXPECT_FALSE(trust.IsTrustedProxy("127.0.0.1"));
+  EXPECT_FALSE(trust.IsTrustedProxy("unknown"));
+
+  std::shared_ptr<void> a = trust.AcquireClientSlot("203.0.113.7");
+  std::shared_ptr<void> b = trust.AcquireClientSlot("203.0.113.7");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(trust.AcquireClientSlot("203.0.113.7"), nullptr);  // over the cap
+  EXPECT_NE(trust.AcquireClientSlot("203.0.113.8"), nullptr);  // another client
+  a.reset();
+  std::shared_ptr<void> c = trust.AcquireClientSlot("203.0.113.7");
+  EXPECT_NE(c, nullptr);  // a place given back is free again
+
+  ProxyOptions unlimited = o;
+  unlimited.max_websockets_per_client = 0;
+  ProxyTrust none(unlimited, nullptr);
+  std::vector<std::shared_ptr<void>> many;
+  for (int i = 0; i < 100; ++i) {
+    many.push_back(none.AcquireClientSlot("203.0.113.7"));
+    ASSERT_NE(many.back(), nullptr);
+  }
+}
+
+}  // namespace
+}  // namespace podgate::edge
