@@ -7,6 +7,7 @@
 // What must hold: the forwarded address is what audit records, only from a trusted proxy;
 // identity headers from anyone but the auth proxy are refused and audited; from the auth proxy
 // they must agree with the verified token it forwards.
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "support/prometheus_text.h"
 #include "support/stack.h"
 #include "support/subprocess.h"
+#include "support/test_pki.h"
 
 namespace podgate {
 namespace {
@@ -406,6 +408,64 @@ TEST_F(EdgeProxyTest, FromTheAuthProxyAMismatchOrNoTokenIsRefused) {
   ASSERT_TRUE(session.ok()) << session.status();
   EXPECT_EQ(session->status, 401) << session->body;
   EXPECT_GE(Metric(*trusted_, "podgate_edge_auth_proxy_total{result=\"missing_token\"}"), 2);
+}
+
+TEST_F(EdgeProxyTest, TheSeedProtocolsFirstMessageMustAgreeWithTheAuthProxy) {
+  const std::string pod = Tag("seed");
+  // The proxy signed in alice; the first message brings bob's token.
+  auto ws =
+      Connect(*trusted_, "/ws/seed/demo/" + pod, {{"X-Auth-Request-User", "alice"}}, "", nullptr);
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  ASSERT_TRUE((*ws)->Write("Authorization: Bearer " + Token("bob"), false).ok());
+  auto m = (*ws)->Read(absl::Seconds(10));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->data, R"({"stderr": "Authentication failed"})");
+  std::vector<nlohmann::json> events = AuditEvents(
+      "kind=auth_failure",
+      [&](const nlohmann::json& e) {
+        return e["auth_failure"].value("reason", "") == "proxy_mismatch" &&
+               e.dump().find(pod) != std::string::npos;
+      },
+      1);
+  EXPECT_EQ(events.size(), 1u);
+}
+
+// The auth proxy named by its client certificate over mTLS (--auth_proxy_client_names), not by
+// address: the same peer without the certificate is refused.
+TEST_F(EdgeProxyTest, TheAuthProxyByClientCertificate) {
+  const std::string dir = testing::MakeTempDir("edge-proxy-pki");
+  absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki(dir);
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  Edge mtls;
+  StartEdge("127.0.0.0/8", "",
+            {"--auth_proxy_cidrs=", "--tls_cert_http=" + pki->server_cert,
+             "--tls_key_http=" + pki->server_key, "--tls_client_ca_http=" + pki->ca_cert,
+             "--auth_proxy_client_names=podgate-client"},
+            &mtls);
+  ASSERT_NE(mtls.process, nullptr);
+  const Headers headers = {{"X-Auth-Request-User", "dora"},
+                           {"X-Forwarded-Access-Token", Token("dora")}};
+  http::ClientOptions with_cert = Options(mtls, headers);
+  with_cert.tls = true;
+  with_cert.ca_file = pki->ca_cert;
+  with_cert.server_name = "localhost";
+  with_cert.client_cert_file = pki->client_cert;
+  with_cert.client_key_file = pki->client_key;
+  auto session = http::Fetch(with_cert, "GET", "/api/v1/session");
+  ASSERT_TRUE(session.ok()) << session.status();
+  EXPECT_EQ(session->status, 200) << session->body;
+  EXPECT_EQ(nlohmann::json::parse(session->body)["user"], "dora");
+
+  http::ClientOptions without_cert = with_cert;
+  without_cert.client_cert_file.clear();
+  without_cert.client_key_file.clear();
+  session = http::Fetch(without_cert, "GET", "/api/v1/session");
+  ASSERT_TRUE(session.ok()) << session.status();
+  EXPECT_EQ(session->status, 403) << session->body;
+  // (A certificate with another name, and a DNS SAN, are ProxyTrustTest's.)
+  EXPECT_EQ(Metric(mtls, "podgate_edge_auth_proxy_total{result=\"untrusted\"}"), 1);
+  EXPECT_EQ(Metric(mtls, "podgate_edge_auth_proxy_total{result=\"accepted\"}"), 1);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(EdgeProxyTest, BehindATrustedProxyThePerSourceCapCountsForwardedClients) {
