@@ -407,6 +407,9 @@ absl::StatusOr<std::vector<ForwardedHop>> ParseForwarded(std::string_view value)
   if (absl::Status s = end_element(); !s.ok()) {
     return s;
   }
+  if (hops.empty()) {
+    return error("no element");
+  }
   return hops;
 }
 

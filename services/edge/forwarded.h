@@ -82,7 +82,7 @@ absl::StatusOr<std::vector<ForwardedHop>> ParseXForwardedFor(std::string_view va
 // its hop: an IPv4 address, a quoted "[IPv6]", either with an optional ":port" (digits or an
 // obfuscated "_port"), "unknown" or an obfuscated "_name". An element without `for` is an
 // "unknown" hop. A syntax error, a parameter given twice in one element, a `for` that is none of
-// these, or more than kMaxForwardedHops elements is an error.
+// these, no element at all, or more than kMaxForwardedHops elements is an error.
 absl::StatusOr<std::vector<ForwardedHop>> ParseForwarded(std::string_view value);
 
 // Which header edge reads (--forwarded_header). Only one: a proxy that writes one of them passes

@@ -167,7 +167,10 @@ TEST(ForwardedTest, HostileInputIsMalformed) {
     absl::StrAppend(&many, i == 0 ? "" : ",", "for=10.0.0.", i % 250);
   }
   const std::string huge_quoted = "for=\"" + std::string(30000, 'a');
-  for (const std::string& bad : std::vector<std::string>{"for=",
+  for (const std::string& bad : std::vector<std::string>{"",
+                                                         ", ,",
+                                                         " ",
+                                                         "for=",
                                                          "for",
                                                          "=1.2.3.4",
                                                          "for=[2001:db8::1]",
