@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
+#include "runtime/log.h"
 
 namespace podgate::edge {
 namespace {
@@ -255,6 +256,37 @@ TEST(ProxyTrustTest, TrustedProxiesAreNotOneSourceTheirClientsAre) {
     many.push_back(none.AcquireClientSlot("203.0.113.7"));
     ASSERT_NE(many.back(), nullptr);
   }
+}
+
+}  // namespace
+}  // namespace podgate::edge
+
+namespace podgate::edge {
+namespace {
+
+void Capture(std::string_view line, void* arg) {
+  static_cast<std::vector<std::string>*>(arg)->emplace_back(line);
+}
+
+TEST(ProxyTrustTest, AMalformedHeaderIsLoggedOnceThenOncePerN) {
+  std::vector<std::string> lines;
+  log::InitForTest("unit", log::Level::kInfo, &Capture, &lines);
+  prometheus::Registry registry;
+  ProxyOptions o;
+  o.trusted_proxies = Cidrs("10.0.0.0/8");
+  o.log_malformed_every = 4;
+  ProxyTrust trust(o, &registry);
+  for (int i = 0; i < 9; ++i) {
+    trust.ClientContext(Req({{"X-Forwarded-For", "not an address"}}), Peer("10.0.0.2:1"));
+  }
+  log::Init("unit", log::Level::kInfo);
+  // The 1st, 5th and 9th: each with the running count.
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0], HasSubstr("\"malformed_total\":1"));
+  EXPECT_THAT(lines[1], HasSubstr("\"malformed_total\":5"));
+  EXPECT_THAT(lines[2], HasSubstr("\"malformed_total\":9"));
+  EXPECT_THAT(lines[0], HasSubstr("\"proxy\":\"10.0.0.2:1\""));
+  EXPECT_EQ(Value(registry, "podgate_edge_forwarded_address_total", "malformed"), 9);
 }
 
 }  // namespace
