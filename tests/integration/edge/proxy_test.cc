@@ -7,6 +7,7 @@
 // What must hold: the forwarded address is what audit records, only from a trusted proxy;
 // identity headers from anyone but the auth proxy are refused and audited; from the auth proxy
 // they must agree with the verified token it forwards.
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -437,10 +438,20 @@ TEST_F(EdgeProxyTest, TheAuthProxyByClientCertificate) {
   absl::StatusOr<testing::TestPki> pki = testing::MakeTestPki(dir);
   ASSERT_TRUE(pki.ok()) << pki.status();
   Edge mtls;
+  // A second client certificate whose name is only in its DNS SAN (its CN is another).
+  const std::string san_cert = dir + "/san.crt";
+  const std::string san_key = dir + "/san.key";
+  const std::string make_san = absl::StrCat(
+      "cd ", dir, " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ",
+      "-subj /CN=not-the-proxy -keyout san.key -out san.csr 2>/dev/null && ",
+      "printf 'subjectAltName=DNS:x.example,DNS:oauth2-proxy.podgate.test\\n' > san.ext && ",
+      "openssl x509 -req -in san.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 ",
+      "-extfile san.ext -out san.crt 2>/dev/null");
+  ASSERT_EQ(std::system(make_san.c_str()), 0) << make_san;
   StartEdge("127.0.0.0/8", "",
             {"--auth_proxy_cidrs=", "--tls_cert_http=" + pki->server_cert,
              "--tls_key_http=" + pki->server_key, "--tls_client_ca_http=" + pki->ca_cert,
-             "--auth_proxy_client_names=podgate-client"},
+             "--auth_proxy_client_names=podgate-client,oauth2-proxy.podgate.test"},
             &mtls);
   ASSERT_NE(mtls.process, nullptr);
   const Headers headers = {{"X-Auth-Request-User", "dora"},
@@ -456,6 +467,13 @@ TEST_F(EdgeProxyTest, TheAuthProxyByClientCertificate) {
   EXPECT_EQ(session->status, 200) << session->body;
   EXPECT_EQ(nlohmann::json::parse(session->body)["user"], "dora");
 
+  http::ClientOptions by_san = with_cert;
+  by_san.client_cert_file = san_cert;
+  by_san.client_key_file = san_key;
+  session = http::Fetch(by_san, "GET", "/api/v1/session");
+  ASSERT_TRUE(session.ok()) << session.status();
+  EXPECT_EQ(session->status, 200) << session->body;
+
   http::ClientOptions without_cert = with_cert;
   without_cert.client_cert_file.clear();
   without_cert.client_key_file.clear();
@@ -464,7 +482,7 @@ TEST_F(EdgeProxyTest, TheAuthProxyByClientCertificate) {
   EXPECT_EQ(session->status, 403) << session->body;
   // (A certificate with another name, and a DNS SAN, are ProxyTrustTest's.)
   EXPECT_EQ(Metric(mtls, "podgate_edge_auth_proxy_total{result=\"untrusted\"}"), 1);
-  EXPECT_EQ(Metric(mtls, "podgate_edge_auth_proxy_total{result=\"accepted\"}"), 1);
+  EXPECT_EQ(Metric(mtls, "podgate_edge_auth_proxy_total{result=\"accepted\"}"), 2);
   std::filesystem::remove_all(dir);
 }
 
