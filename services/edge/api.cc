@@ -371,6 +371,23 @@ RouteResult HttpApi::Login(const Request& request, const http::RequestContext& p
                                                    secure, "; SameSite=Strict"));
     return Answer(std::move(res));
   }
+  // Identity headers only from the auth proxy, and then agreeing with the token.
+  AuthProxyRequest auth_proxy;
+  if (context_->proxies != nullptr) {
+    absl::StatusOr<AuthProxyRequest> inspected = context_->proxies->Inspect(request, peer);
+    if (!inspected.ok()) {
+      AuthFailed(context_, {kUntrustedProxyReason,
+                            std::string(inspected.status().message()),
+                            peer.remote_address,
+                            "/api/v1/login",
+                            {}});
+      log::Warn(
+          "identity headers from a peer that is not the auth proxy refused",
+          {{"source", peer.remote_address}, {"peer", TcpPeer(peer)}, {"path", "/api/v1/login"}});
+      return AuthRefusal(request, inspected.status());
+    }
+    auth_proxy = *std::move(inspected);
+  }
   std::string token = auth::BearerToken(Header(request, bhttp::field::authorization)).value_or("");
   absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
   if (!verified.ok()) {
@@ -380,6 +397,17 @@ RouteResult HttpApi::Login(const Request& request, const http::RequestContext& p
                           "/api/v1/login",
                           {}});
     return AuthRefusal(request, verified.status());
+  }
+  if (context_->proxies != nullptr) {
+    if (absl::Status consistent = context_->proxies->CheckIdentity(auth_proxy, *verified);
+        !consistent.ok()) {
+      AuthFailed(context_, {kProxyMismatchReason,
+                            std::string(consistent.message()),
+                            peer.remote_address,
+                            "/api/v1/login",
+                            {}});
+      return AuthRefusal(request, consistent);
+    }
   }
   int64_t max_age = std::max<int64_t>(0, absl::ToInt64Seconds(verified->expires - absl::Now()));
   Response res = Json(request, bhttp::status::ok,

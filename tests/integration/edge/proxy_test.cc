@@ -316,8 +316,15 @@ TEST_F(EdgeProxyTest, AuthProxyHeadersFromAnUntrustedPeerAreRefusedAndAudited) {
                              "GET", "/api/v1/session?tag=" + pod);
   ASSERT_TRUE(session.ok()) << session.status();
   EXPECT_EQ(session->status, 403) << session->body;
-  EXPECT_EQ(Metric(*untrusted_, "podgate_edge_auth_proxy_total{result=\"untrusted\"}"), 2);
-  EXPECT_EQ(Metric(*untrusted_, "podgate_edge_auth_failures_total{reason=\"untrusted_proxy\"}"), 2);
+  // Nor can the headers ride along with a login that would set the cookie.
+  auto login = http::Fetch(Options(*untrusted_, {{"Origin", kOrigin},
+                                                 {"Authorization", "Bearer " + Token("mallory")},
+                                                 {"X-Auth-Request-User", "alice"}}),
+                           "POST", "/api/v1/login");
+  ASSERT_TRUE(login.ok()) << login.status();
+  EXPECT_EQ(login->status, 403) << login->body;
+  EXPECT_EQ(Metric(*untrusted_, "podgate_edge_auth_proxy_total{result=\"untrusted\"}"), 3);
+  EXPECT_EQ(Metric(*untrusted_, "podgate_edge_auth_failures_total{reason=\"untrusted_proxy\"}"), 3);
   // A clear log line.
   EXPECT_TRUE(untrusted_->process
                   ->WaitForLine("identity headers from a peer that is not the auth proxy refused",
