@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -531,6 +532,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
           if (n > 0) {
             context_.peer_common_name.assign(cn, static_cast<size_t>(n));
           }
+          auto* names = static_cast<GENERAL_NAMES*>(
+              X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+          for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names) && i < 64; ++i) {
+            const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+            if (name->type == GEN_DNS) {
+              const ASN1_STRING* dns = name->d.dNSName;
+              context_.peer_dns_names.emplace_back(
+                  reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                  static_cast<size_t>(ASN1_STRING_length(dns)));
+            }
+          }
+          GENERAL_NAMES_free(names);
         }
         X509_free(cert);
       }
@@ -775,8 +788,10 @@ void Server::Impl::OnAccept(error_code ec, tcp::socket socket) {
     return;
   }
   std::unique_ptr<SourceSlot> source;
-  if (TracksSources()) {
-    std::string address = ep_ec ? "unknown" : remote.address().to_string();
+  std::string source_address = ep_ec ? "unknown" : remote.address().to_string();
+  if (TracksSources() &&
+      !(options.per_source_exempt && options.per_source_exempt(source_address))) {
+    std::string address = std::move(source_address);
     if (std::optional<std::string_view> refusal = AcquireSource(address); refusal.has_value()) {
       ++(*refusal == "per_source" ? stats.connections_rejected_per_source
                                   : stats.connections_rejected_unauthenticated);

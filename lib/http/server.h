@@ -34,6 +34,10 @@ struct RequestContext {
   std::string remote_address;  // "ip:port"
   bool tls = false;
   std::string peer_common_name;  // CN of a client certificate the server's CA verified
+  std::vector<std::string> peer_dns_names;  // DNS names (SAN) of that certificate
+  // Set by an application that replaced remote_address with the address a trusted proxy
+  // forwarded (edge's ProxyTrust): the TCP peer's "ip:port". Empty otherwise.
+  std::string proxy_address;
 };
 
 // A WebSocket connection as its handler sees it. Every method may be called from any thread.
@@ -126,6 +130,10 @@ struct ServerOptions {
   // authenticated yet. Checked at accept, before anything is read; 0 means no limit.
   size_t max_connections_per_source = 0;
   size_t max_unauthenticated_per_source = 0;
+  // When set and true for a peer's IP address, its connections are not counted per source
+  // (e.g. a trusted proxy, behind which the application counts the forwarded clients itself).
+  // Any I/O thread; must not block.
+  std::function<bool(const std::string& address)> per_source_exempt;
   // A refused connection (plain HTTP) is answered 503 (max_connections) or 429 (per source)
   // with this Retry-After, then closed; a TLS connection is just closed.
   int retry_after_seconds = 5;

@@ -16,6 +16,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/time_util.h"
 #include "k8s/names.h"
+#include "runtime/log.h"
 #include "wire/enum_label.h"
 #include "wire/status.h"
 
@@ -27,6 +28,15 @@ using http::Response;
 using http::RouteResult;
 
 namespace {
+
+// A refused credential: 403 when it was the auth proxy's headers (PERMISSION_DENIED), 401
+// otherwise.
+RouteResult AuthRefusal(const Request& request, const absl::Status& status) {
+  const bool denied = status.code() == absl::StatusCode::kPermissionDenied;
+  return Answer(JsonError(request, denied ? bhttp::status::forbidden : bhttp::status::unauthorized,
+                          denied ? "PERMISSION_DENIED" : "UNAUTHENTICATED",
+                          std::string(status.message())));
+}
 
 // RFC 3339 in UTC with `Z`, the form of every time edge sends the page.
 std::string Rfc3339Utc(absl::Time t) {
@@ -180,11 +190,15 @@ std::string HttpApi::TokenOf(const Request& request) const {
 RouteResult HttpApi::Targets(const Request& request, const http::RequestContext& peer,
                              std::string_view query) const {
   // exec verifies the token it is given; only an absent one is refused here (and counted).
+  // In auth-proxy mode the proxy's headers are checked against the token here first.
   std::string token = TokenOf(request);
-  if (token.empty()) {
-    return Answer(
-        JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
-                  std::string(Authenticate(request, peer, "targets").status().message())));
+  bool verified_here = false;
+  if (token.empty() || (context_->proxies != nullptr && context_->proxies->auth_proxy_mode())) {
+    absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, peer, "targets", &token);
+    if (!verified.ok()) {
+      return AuthRefusal(request, verified.status());
+    }
+    verified_here = true;
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   std::string ns = q.ok() ? First(*q, "namespace") : "";
@@ -210,7 +224,7 @@ RouteResult HttpApi::Targets(const Request& request, const http::RequestContext&
                                                 std::move(done));
           });
   // exec decides (and audits) the call; locally the token only picks the keep-alive.
-  result.authenticated = context_->verifier->Verify(token).ok();
+  result.authenticated = verified_here || context_->verifier->Verify(token).ok();
   return result;
 }
 
@@ -218,8 +232,7 @@ RouteResult HttpApi::Allowed(const Request& request, const http::RequestContext&
                              std::string_view query) const {
   absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, peer, "allowed");
   if (!verified.ok()) {
-    return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
-                            std::string(verified.status().message())));
+    return AuthRefusal(request, verified.status());
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   const absl::Status valid =
@@ -253,8 +266,7 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
                            std::string_view query) const {
   absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, peer, "audit");
   if (!verified.ok()) {
-    return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
-                            std::string(verified.status().message())));
+    return AuthRefusal(request, verified.status());
   }
   if (!IsAuditor(*verified)) {
     context_->metrics->ApiRequest("audit", 403);
@@ -359,6 +371,23 @@ RouteResult HttpApi::Login(const Request& request, const http::RequestContext& p
                                                    secure, "; SameSite=Strict"));
     return Answer(std::move(res));
   }
+  // Identity headers only from the auth proxy, and then agreeing with the token.
+  AuthProxyRequest auth_proxy;
+  if (context_->proxies != nullptr) {
+    absl::StatusOr<AuthProxyRequest> inspected = context_->proxies->Inspect(request, peer);
+    if (!inspected.ok()) {
+      AuthFailed(context_, {kUntrustedProxyReason,
+                            std::string(inspected.status().message()),
+                            peer.remote_address,
+                            "/api/v1/login",
+                            {}});
+      log::Warn(
+          "identity headers from a peer that is not the auth proxy refused",
+          {{"source", peer.remote_address}, {"peer", TcpPeer(peer)}, {"path", "/api/v1/login"}});
+      return AuthRefusal(request, inspected.status());
+    }
+    auth_proxy = *std::move(inspected);
+  }
   std::string token = auth::BearerToken(Header(request, bhttp::field::authorization)).value_or("");
   absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
   if (!verified.ok()) {
@@ -367,8 +396,18 @@ RouteResult HttpApi::Login(const Request& request, const http::RequestContext& p
                           peer.remote_address,
                           "/api/v1/login",
                           {}});
-    return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
-                            std::string(verified.status().message())));
+    return AuthRefusal(request, verified.status());
+  }
+  if (context_->proxies != nullptr) {
+    if (absl::Status consistent = context_->proxies->CheckIdentity(auth_proxy, *verified);
+        !consistent.ok()) {
+      AuthFailed(context_, {kProxyMismatchReason,
+                            std::string(consistent.message()),
+                            peer.remote_address,
+                            "/api/v1/login",
+                            {}});
+      return AuthRefusal(request, consistent);
+    }
   }
   int64_t max_age = std::max<int64_t>(0, absl::ToInt64Seconds(verified->expires - absl::Now()));
   Response res = Json(request, bhttp::status::ok,
@@ -407,8 +446,7 @@ RouteResult HttpApi::Session(const Request& request, const http::RequestContext&
   }
   absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, peer, kRoute);
   if (!verified.ok()) {
-    return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
-                            std::string(verified.status().message())));
+    return AuthRefusal(request, verified.status());
   }
   context_->metrics->ApiRequest(kRoute, 200);
   RouteResult result = Answer(Json(request, bhttp::status::ok,
@@ -423,13 +461,62 @@ RouteResult HttpApi::Session(const Request& request, const http::RequestContext&
 
 absl::StatusOr<auth::VerifiedToken> HttpApi::Authenticate(const Request& request,
                                                           const http::RequestContext& peer,
-                                                          const char* route) const {
-  std::string token = TokenOf(request);
+                                                          const char* route,
+                                                          std::string* token_out) const {
+  // Identity headers only from the auth proxy (docs/auth.md, "Auth-proxy mode"); the token it
+  // forwarded comes first.
+  AuthProxyRequest auth_proxy;
+  if (context_->proxies != nullptr) {
+    absl::StatusOr<AuthProxyRequest> inspected = context_->proxies->Inspect(request, peer);
+    if (!inspected.ok()) {
+      std::string_view target(request.target().data(), request.target().size());
+      AuthFailed(context_, {kUntrustedProxyReason,
+                            std::string(inspected.status().message()),
+                            peer.remote_address,
+                            std::string(target.substr(0, target.find('?'))),
+                            {}});
+      log::Warn("identity headers from a peer that is not the auth proxy refused",
+                {{"source", peer.remote_address},
+                 {"peer", TcpPeer(peer)},
+                 {"path", std::string(target.substr(0, std::min<size_t>(target.find('?'), 256)))}});
+      context_->metrics->ApiRequest(route, 403);
+      return inspected.status();
+    }
+    auth_proxy = *std::move(inspected);
+  }
+  std::string token = auth_proxy.token.empty() ? TokenOf(request) : auth_proxy.token;
+  if (token_out != nullptr) {
+    *token_out = token;
+  }
   absl::StatusOr<auth::VerifiedToken> verified;
   std::string reason;
   if (!token.empty()) {
     verified = context_->verifier->Verify(token);
     reason = verified.ok() ? "" : auth::AuthFailureReason(verified.status());
+    if (verified.ok() && context_->proxies != nullptr) {
+      if (absl::Status consistent = context_->proxies->CheckIdentity(auth_proxy, *verified);
+          !consistent.ok()) {
+        std::string_view target(request.target().data(), request.target().size());
+        AuthFailed(context_, {kProxyMismatchReason,
+                              std::string(consistent.message()),
+                              peer.remote_address,
+                              std::string(target.substr(0, target.find('?'))),
+                              {}});
+        log::Warn("request refused: the auth proxy's headers disagree with the token",
+                  {{"source", peer.remote_address},
+                   {"proxy", TcpPeer(peer)},
+                   {"header_user", auth_proxy.user.substr(0, 128)},
+                   {"token_user", verified->principal.user()}});
+        context_->metrics->ApiRequest(route, 403);
+        return consistent;
+      }
+    }
+  } else if (auth_proxy.from_proxy) {
+    context_->proxies->CountMissingToken();
+    reason = "missing";
+    verified = absl::UnauthenticatedError(
+        "the auth proxy forwarded no token: it must pass the user's token "
+        "(X-Forwarded-Access-Token or Authorization: Bearer)");
   } else if (request.find(bhttp::field::authorization) != request.end()) {
     reason = "malformed";
     verified = absl::UnauthenticatedError("the Authorization header is not a Bearer token");

@@ -44,10 +44,14 @@ class HttpApi {
   std::string TokenOf(const http::Request& request) const;
   // Verifies the caller's credential (Authorization Bearer, else the cookie) with the shared
   // verifier. A refusal is counted (auth failure by reason, and a 401 for `route`), audited,
-  // and comes back as UNAUTHENTICATED with the verifier's reason as the message.
+  // and comes back as UNAUTHENTICATED with the verifier's reason as the message. In auth-proxy
+  // mode (ProxyTrust) the token the proxy forwarded comes first, and identity headers from any
+  // other peer, or ones that disagree with the token, are PERMISSION_DENIED (audited, counted
+  // as a 403). `token_out`, when given, receives the token used.
   absl::StatusOr<auth::VerifiedToken> Authenticate(const http::Request& request,
                                                    const http::RequestContext& peer,
-                                                   const char* route) const;
+                                                   const char* route,
+                                                   std::string* token_out = nullptr) const;
   // Whether the verified caller is in one of --auditor_groups.
   bool IsAuditor(const auth::VerifiedToken& verified) const;
 

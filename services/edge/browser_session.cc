@@ -146,6 +146,14 @@ void BrowserSession::Authenticate(const std::string& token) {
                      "authentication failed");
     return;
   }
+  if (params_.auth_proxy.has_value() && context_->proxies != nullptr) {
+    if (absl::Status s = context_->proxies->CheckIdentity(*params_.auth_proxy, *verified);
+        !s.ok()) {
+      RefuseCredential(kProxyMismatchReason, std::string(s.message()), "Authentication failed",
+                       "authentication failed");
+      return;
+    }
+  }
   if (!context_->limits->AcquireUser(verified->principal.user())) {
     context_->metrics->Rejection("limit");
     if (params_.protocol == Protocol::kV1) {

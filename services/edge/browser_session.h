@@ -51,6 +51,11 @@ struct SessionParams {
   std::string source_address;
   std::string client;
   std::string path;  // the request path, for the audit of a refused credential
+  // From an auth proxy (ProxyTrust): a credential the first message brings must agree with it.
+  std::optional<AuthProxyRequest> auth_proxy;
+  // Behind a trusted proxy: the forwarded client's place (ProxyTrust::AcquireClientSlot), given
+  // back when the session ends.
+  std::shared_ptr<void> client_slot;
 };
 
 class BrowserSession : public http::WebSocketHandler,

@@ -12,6 +12,7 @@
 #include "edge/auth_audit.h"
 #include "edge/edge_metrics.h"
 #include "edge/limits.h"
+#include "edge/proxy_trust.h"
 #include "edge/session_registry.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/audit/v1/audit.grpc.pb.h"
@@ -61,6 +62,8 @@ struct EdgeContext {
   AuthFailureAudit* auth_audit = nullptr;
   // Single sign-on (sso.h); null when --oidc_issuer is not set.
   Sso* sso = nullptr;
+  // Trusted proxies and auth-proxy mode; null trusts none (unit tests).
+  const ProxyTrust* proxies = nullptr;
 };
 
 // A refused (or missing) credential: counted by reason, logged without the token, and

@@ -31,6 +31,19 @@ RouteResult RefuseForShutdown(EdgeContext* context, const Request& request) {
                           "edge is shutting down; reconnect to continue"));
 }
 
+// Identity headers from a peer that is not the auth proxy: refused, logged and audited, never
+// taken as the user.
+RouteResult RefuseUntrustedProxy(EdgeContext* context, const Request& request,
+                                 const http::RequestContext& peer, const SessionParams& params,
+                                 const absl::Status& status) {
+  AuthFailed(context, {kUntrustedProxyReason, std::string(status.message()), peer.remote_address,
+                       params.path, params.target});
+  log::Warn("identity headers from a peer that is not the auth proxy refused",
+            {{"source", peer.remote_address}, {"peer", TcpPeer(peer)}, {"path", params.path}});
+  return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
+                          std::string(status.message())));
+}
+
 }  // namespace
 
 RouteResult WebSocketHandshake::Accept(const Request& request, const http::RequestContext& peer,
@@ -82,6 +95,30 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
   params.source_address = peer.remote_address;
   params.path = std::string(path);
   params.client = Header(request, bhttp::field::user_agent).substr(0, 256);
+  // Behind a trusted proxy, the per-source cap counts the forwarded client's WebSockets (the
+  // server's count at accept sees only the proxy).
+  if (context_->proxies != nullptr && !peer.proxy_address.empty()) {
+    params.client_slot = context_->proxies->AcquireClientSlot(peer.remote_address);
+    if (params.client_slot == nullptr) {
+      context_->metrics->Rejection("per_source");
+      Response res = JsonError(request, bhttp::status::too_many_requests, "RESOURCE_EXHAUSTED",
+                               "too many connections from this address");
+      res.set(bhttp::field::retry_after, "5");
+      return Answer(std::move(res));
+    }
+  }
+  // Identity headers only from the auth proxy (docs/auth.md, "Auth-proxy mode").
+  AuthProxyRequest auth_proxy;
+  if (context_->proxies != nullptr) {
+    absl::StatusOr<AuthProxyRequest> inspected = context_->proxies->Inspect(request, peer);
+    if (!inspected.ok()) {
+      return RefuseUntrustedProxy(context_, request, peer, params, inspected.status());
+    }
+    auth_proxy = *std::move(inspected);
+    if (auth_proxy.from_proxy) {
+      params.auth_proxy = auth_proxy;
+    }
+  }
 
   RouteResult result;
   if (params.protocol == Protocol::kV1) {
@@ -97,9 +134,24 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
       return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
                               absl::StrCat("offer the sub-protocol ", kV1Subprotocol)));
     }
-    std::string token = offered->token.value_or("");
+    // The token an auth proxy forwarded comes first.
+    std::string token = auth_proxy.token;
+    if (token.empty()) {
+      token = offered->token.value_or("");
+    }
     if (token.empty()) {
       token = FindCookie(Header(request, bhttp::field::cookie), kTokenCookie).value_or("");
+    }
+    if (token.empty() && auth_proxy.from_proxy) {
+      context_->proxies->CountMissingToken();
+      const std::string message =
+          "the auth proxy forwarded no token: it must pass the user's token "
+          "(X-Forwarded-Access-Token or Authorization: Bearer)";
+      AuthFailed(context_,
+                 {"missing", message, peer.remote_address, std::string(path), params.target});
+      log::Warn("websocket from the auth proxy without a token refused",
+                {{"source", peer.remote_address}, {"proxy", TcpPeer(peer)}});
+      return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED", message));
     }
     if (!token.empty()) {
       absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
@@ -111,6 +163,20 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
                   {{"reason", reason}, {"source", peer.remote_address}});
         return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                                 std::string(verified.status().message())));
+      }
+      if (context_->proxies != nullptr) {
+        if (absl::Status consistent = context_->proxies->CheckIdentity(auth_proxy, *verified);
+            !consistent.ok()) {
+          AuthFailed(context_, {kProxyMismatchReason, std::string(consistent.message()),
+                                peer.remote_address, std::string(path), params.target});
+          log::Warn("websocket refused: the auth proxy's headers disagree with the token",
+                    {{"source", peer.remote_address},
+                     {"proxy", TcpPeer(peer)},
+                     {"header_user", auth_proxy.user.substr(0, 128)},
+                     {"token_user", verified->principal.user()}});
+          return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
+                                  std::string(consistent.message())));
+        }
       }
       if (!context_->limits->AcquireUser(verified->principal.user())) {
         context_->metrics->Rejection("limit");

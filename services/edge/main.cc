@@ -15,6 +15,7 @@
 #include "edge/limits.h"
 #include "edge/options.h"
 #include "edge/sso.h"
+#include "edge/proxy_trust.h"
 #include "http/server.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
@@ -73,7 +74,9 @@ ABSL_FLAG(int, max_unauthenticated_connections, kDefaults.max_unauthenticated_co
           "from --max_connections. Default 1000.");
 ABSL_FLAG(int, max_connections_per_source, kDefaults.max_connections_per_source,
           "Connections (HTTP and WebSocket) per source address, the peer's IP; behind a proxy "
-          "that is the proxy's address. 0: no limit. Default 256.");
+          "that is the proxy's address, unless it is in --trusted_proxies: then the WebSockets "
+          "of each forwarded client address are capped at the handshake instead. 0: no limit. "
+          "Default 256.");
 ABSL_FLAG(int, max_unauthenticated_per_source, kDefaults.max_unauthenticated_per_source,
           "Connections per source address that have not authenticated (yet). 0: no limit. "
           "Default 32.");
@@ -132,6 +135,31 @@ ABSL_FLAG(int, oidc_max_pending, kDefaults.oidc_max_pending,
 ABSL_FLAG(absl::Duration, oidc_session_lifetime, kDefaults.oidc_session_lifetime,
           "Single sign-on: how long a browser may refresh its ID token before it must sign in "
           "again (the provider may end it sooner), 1m to 720h. Default 12h.");
+ABSL_FLAG(std::string, tls_client_ca_http, kDefaults.tls_client_ca_http,
+          "PEM CA bundle: the HTTP server asks for client certificates and verifies them against "
+          "it (not required; a verified one can name an auth proxy, "
+          "--auth_proxy_client_names). Needs --tls_cert_http. Default: none.");
+ABSL_FLAG(std::string, trusted_proxies, kDefaults.trusted_proxies,
+          "Comma-separated CIDRs (IPv4 and IPv6; a bare address is one host) of proxies whose "
+          "--forwarded_header names the client: the client's address is then the source of "
+          "audit records and logs. From any other peer the header is ignored. Default: none.");
+ABSL_FLAG(std::string, forwarded_header, kDefaults.forwarded_header,
+          "The header a trusted proxy names the client in: x-forwarded-for or forwarded "
+          "(RFC 7239). Only that one is read. Default x-forwarded-for.");
+ABSL_FLAG(std::string, auth_proxy_user_header, kDefaults.auth_proxy_user_header,
+          "Auth-proxy mode: the header an authenticating proxy (oauth2-proxy) names the signed-in "
+          "user in, e.g. X-Auth-Request-User or X-Forwarded-User. The proxy must also forward "
+          "the user's token (X-Forwarded-Access-Token or Authorization: Bearer), which is "
+          "verified; the header must name the token's user. Default: none (off).");
+ABSL_FLAG(std::string, auth_proxy_groups_header, kDefaults.auth_proxy_groups_header,
+          "Auth-proxy mode: the header listing the user's groups, comma-separated, e.g. "
+          "X-Auth-Request-Groups; each must be among the token's groups. Default: none.");
+ABSL_FLAG(std::string, auth_proxy_cidrs, kDefaults.auth_proxy_cidrs,
+          "Auth-proxy mode: comma-separated CIDRs of the auth proxy. Identity headers from "
+          "other peers are refused and audited. Default: none.");
+ABSL_FLAG(std::string, auth_proxy_client_names, kDefaults.auth_proxy_client_names,
+          "Auth-proxy mode: comma-separated names (subject CN or DNS SAN) of the auth proxy's "
+          "client certificate, verified against --tls_client_ca_http. Default: none.");
 
 namespace {
 
@@ -190,6 +218,14 @@ podgate::edge::EdgeFlags ReadFlags() {
   f.oidc_timeout = absl::GetFlag(FLAGS_oidc_timeout);
   f.oidc_max_pending = absl::GetFlag(FLAGS_oidc_max_pending);
   f.oidc_session_lifetime = absl::GetFlag(FLAGS_oidc_session_lifetime);
+  }
+  f.tls_client_ca_http = absl::GetFlag(FLAGS_tls_client_ca_http);
+  f.trusted_proxies = absl::GetFlag(FLAGS_trusted_proxies);
+  f.forwarded_header = absl::GetFlag(FLAGS_forwarded_header);
+  f.auth_proxy_user_header = absl::GetFlag(FLAGS_auth_proxy_user_header);
+  f.auth_proxy_groups_header = absl::GetFlag(FLAGS_auth_proxy_groups_header);
+  f.auth_proxy_cidrs = absl::GetFlag(FLAGS_auth_proxy_cidrs);
+  f.auth_proxy_client_names = absl::GetFlag(FLAGS_auth_proxy_client_names);
   return f;
 }
 
@@ -252,6 +288,13 @@ int main(int argc, char** argv) {
     }
     sso = *std::move(started);
     context.sso = sso.get();
+  const podgate::edge::ProxyTrust proxies(config->proxies, registry.get());
+  context.proxies = &proxies;
+  if (!config->proxies.trusted_proxies.empty()) {
+    // A trusted proxy is not one source: edge counts the clients it forwards (WebSockets).
+    http_options.per_source_exempt = [&proxies](const std::string& address) {
+      return proxies.IsTrustedProxy(address);
+    };
   }
 
   // Refusals at accept are counted; a backoff of the accept loop (out of descriptors) is
@@ -269,8 +312,11 @@ int main(int argc, char** argv) {
   auto work = boost::asio::make_work_guard(io);
   absl::StatusOr<std::unique_ptr<podgate::http::Server>> http_server = podgate::http::Server::Start(
       io, http_options,
-      [router](const podgate::http::Request& request, const podgate::http::RequestContext& peer,
-               bool is_upgrade) { return router->Route(request, peer, is_upgrade); });
+      [router, &proxies](const podgate::http::Request& request,
+                         const podgate::http::RequestContext& peer, bool is_upgrade) {
+        // Behind a trusted proxy, the client's address is the request's source from here on.
+        return router->Route(request, proxies.ClientContext(request, peer), is_upgrade);
+      });
   if (!http_server.ok()) {
     rt::ExitWithError(absl::StrCat("--http_address: ", http_server.status().message()));
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,21 @@
 #include "http/url.h"
 
 namespace podgate::edge {
+
+namespace {
+
+// An HTTP field name (RFC 7230 token), or empty.
+bool IsHeaderName(const std::string& name) {
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) &&
+        std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
 
 bool IsLoopbackHost(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" ||
@@ -255,6 +271,65 @@ absl::StatusOr<EdgeConfig> EdgeConfigFromFlags(const EdgeFlags& f) {
     return sso.status();
   }
   config.sso = *std::move(sso);
+
+  // Proxies in front.
+  http.client_ca_file = f.tls_client_ca_http;
+  if (!http.client_ca_file.empty() && !config.tls) {
+    return absl::InvalidArgumentError("--tls_client_ca_http needs --tls_cert_http (TLS)");
+  }
+  ProxyOptions& proxies = config.proxies;
+  absl::StatusOr<std::vector<Cidr>> trusted = ParseCidrList(f.trusted_proxies, "trusted_proxies");
+  if (!trusted.ok()) {
+    return trusted.status();
+  }
+  proxies.trusted_proxies = *std::move(trusted);
+  proxies.max_websockets_per_client = static_cast<size_t>(f.max_connections_per_source);
+  const std::string header = absl::AsciiStrToLower(f.forwarded_header);
+  if (header == "x-forwarded-for") {
+    proxies.forwarded_header = ForwardedHeader::kXForwardedFor;
+  } else if (header == "forwarded") {
+    proxies.forwarded_header = ForwardedHeader::kForwarded;
+  } else {
+    return absl::InvalidArgumentError("--forwarded_header is x-forwarded-for or forwarded");
+  }
+  for (auto [value, name] : {std::pair{&f.auth_proxy_user_header, "auth_proxy_user_header"},
+                             std::pair{&f.auth_proxy_groups_header, "auth_proxy_groups_header"}}) {
+    if (!IsHeaderName(*value)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " is not an HTTP header name"));
+    }
+  }
+  proxies.user_header = f.auth_proxy_user_header;
+  proxies.groups_header = f.auth_proxy_groups_header;
+  absl::StatusOr<std::vector<Cidr>> proxy_cidrs =
+      ParseCidrList(f.auth_proxy_cidrs, "auth_proxy_cidrs");
+  if (!proxy_cidrs.ok()) {
+    return proxy_cidrs.status();
+  }
+  proxies.auth_proxy_cidrs = *std::move(proxy_cidrs);
+  for (absl::string_view name : absl::StrSplit(f.auth_proxy_client_names, ',')) {
+    name = absl::StripAsciiWhitespace(name);
+    if (!name.empty()) {
+      proxies.auth_proxy_client_names.emplace_back(name);
+    }
+  }
+  const bool by_address = !proxies.auth_proxy_cidrs.empty();
+  const bool by_certificate = !proxies.auth_proxy_client_names.empty();
+  if (proxies.user_header.empty()) {
+    if (!proxies.groups_header.empty() || by_address || by_certificate) {
+      return absl::InvalidArgumentError(
+          "--auth_proxy_groups_header, --auth_proxy_cidrs and --auth_proxy_client_names need "
+          "--auth_proxy_user_header (auth-proxy mode)");
+    }
+  } else if (!by_address && !by_certificate) {
+    return absl::InvalidArgumentError(
+        "--auth_proxy_user_header needs --auth_proxy_cidrs and/or --auth_proxy_client_names: "
+        "the proxy's addresses or the names on its client certificate");
+  }
+  if (by_certificate && http.client_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--auth_proxy_client_names needs --tls_client_ca_http (the CA that signs the proxy's "
+        "client certificate)");
+  }
   return config;
 }
 

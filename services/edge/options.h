@@ -14,6 +14,7 @@
 #include "edge/edge_context.h"
 #include "edge/limits.h"
 #include "edge/sso.h"
+#include "edge/proxy_trust.h"
 #include "http/server.h"
 
 namespace podgate::edge {
@@ -59,6 +60,14 @@ struct EdgeFlags {
   absl::Duration oidc_timeout = absl::Seconds(10);
   int oidc_max_pending = 64;
   absl::Duration oidc_session_lifetime = absl::Hours(12);
+  // Proxies in front (docs/auth.md, "Behind a proxy").
+  std::string tls_client_ca_http;
+  std::string trusted_proxies;
+  std::string forwarded_header = "x-forwarded-for";
+  std::string auth_proxy_user_header;
+  std::string auth_proxy_groups_header;
+  std::string auth_proxy_cidrs;
+  std::string auth_proxy_client_names;
 };
 
 struct EdgeConfig {
@@ -74,6 +83,8 @@ struct EdgeConfig {
   size_t auth_audit_queue = 1000;
   // Single sign-on, when --oidc_issuer is set (secret and cookie key read from their files).
   std::optional<SsoOptions> sso;
+  // Trusted proxies and auth-proxy mode (ProxyTrust).
+  ProxyOptions proxies;
 };
 
 // Checks every flag; the first bad one is the error, with the text the CLI prints.

@@ -995,6 +995,34 @@ def cmd_scenarios():
     finally:
         os.unlink(tmp.name)
 
+    # Proxies in front: none trusted by default; trusted proxies and auth-proxy mode become
+    # edge's flags (docs/auth.md, "Behind a proxy").
+    proxy_flags = ("trusted_proxies", "forwarded_header", "auth_proxy_user_header",
+                   "auth_proxy_groups_header", "auth_proxy_cidrs", "auth_proxy_client_names",
+                   "tls_client_ca_http")
+    edge = workload_of(fast_render(base), "edge")
+    for flag in proxy_flags:
+        f.check(arg_value(edge, flag) is None, f"--{flag} rendered by default")
+    sets = ["edge.trustedProxies={10.0.0.0/8,fd00::/8}", "edge.forwardedHeader=forwarded",
+            "edge.authProxy.enabled=true", "edge.authProxy.cidrs={10.1.0.0/16,10.2.0.0/16}"]
+    edge = workload_of(fast_render(base, sets), "edge")
+    for flag, want in (("trusted_proxies", "10.0.0.0/8,fd00::/8"), ("forwarded_header", "forwarded"),
+                       ("auth_proxy_user_header", "X-Auth-Request-User"),
+                       ("auth_proxy_groups_header", "X-Auth-Request-Groups"),
+                       ("auth_proxy_cidrs", "10.1.0.0/16,10.2.0.0/16"),
+                       ("auth_proxy_client_names", None), ("tls_client_ca_http", None)):
+        f.check(arg_value(edge, flag) == want, f"--{flag}={arg_value(edge, flag)}, want {want}")
+    # By client certificate: edge's own TLS verifies it against its Secret's ca.crt.
+    sets = ["edge.behindTlsProxy=false", "edge.httpTls.secretName=edge-https",
+            "edge.authProxy.enabled=true", "edge.authProxy.groupsHeader=",
+            "edge.authProxy.clientNames={oauth2-proxy.podgate.svc}"]
+    edge = workload_of(fast_render(base, sets), "edge")
+    for flag, want in (("auth_proxy_client_names", "oauth2-proxy.podgate.svc"),
+                       ("tls_client_ca_http", "/etc/podgate/http-tls/ca.crt"),
+                       ("auth_proxy_groups_header", None), ("auth_proxy_cidrs", None),
+                       ("trusted_proxies", None)):
+        f.check(arg_value(edge, flag) == want, f"--{flag}={arg_value(edge, flag)}, want {want}")
+
     # Image digest pins the image.
     digest = "sha256:" + "a" * 64
     docs = fast_render(base, [f"image.digest={digest}"])

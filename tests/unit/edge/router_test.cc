@@ -73,7 +73,7 @@ class RouteTableTest : public ::testing::Test {
   }
 
   RouteTable table_;
-  http::RequestContext peer_{"127.0.0.1:1234", false, ""};
+  http::RequestContext peer_{"127.0.0.1:1234", false, "", {}, ""};
   http::RouteResult last_;
 };
 

@@ -24,6 +24,13 @@ maxConnectionsPerSource: max_connections_per_source
 maxUnauthenticatedPerSource: max_unauthenticated_per_source
 tlsCertHttp: tls_cert_http
 tlsKeyHttp: tls_key_http
+tlsClientCaHttp: tls_client_ca_http
+trustedProxies: trusted_proxies
+forwardedHeader: forwarded_header
+authProxyUserHeader: auth_proxy_user_header
+authProxyGroupsHeader: auth_proxy_groups_header
+authProxyCidrs: auth_proxy_cidrs
+authProxyClientNames: auth_proxy_client_names
 jwtIssuer: jwt_issuer
 jwtAudience: jwt_audience
 jwtAlgorithm: jwt_algorithm
@@ -195,6 +202,23 @@ peerTlsKey: "%s_tls_key"
 {{- else }}
 {{ include "podgate.arg" (list $root "tlsCertHttp" (printf "%s/tls.crt" (include "podgate.httpTlsDir" $root))) }}
 {{ include "podgate.arg" (list $root "tlsKeyHttp" (printf "%s/tls.key" (include "podgate.httpTlsDir" $root))) }}
+{{- end }}
+{{- with $v.trustedProxies }}
+{{ include "podgate.arg" (list $root "trustedProxies" (join "," .)) }}
+{{ include "podgate.arg" (list $root "forwardedHeader" $v.forwardedHeader) }}
+{{- end }}
+{{- if $v.authProxy.enabled }}
+{{ include "podgate.arg" (list $root "authProxyUserHeader" $v.authProxy.userHeader) }}
+{{- with $v.authProxy.groupsHeader }}
+{{ include "podgate.arg" (list $root "authProxyGroupsHeader" .) }}
+{{- end }}
+{{- with $v.authProxy.cidrs }}
+{{ include "podgate.arg" (list $root "authProxyCidrs" (join "," .)) }}
+{{- end }}
+{{- with $v.authProxy.clientNames }}
+{{ include "podgate.arg" (list $root "authProxyClientNames" (join "," .)) }}
+{{ include "podgate.arg" (list $root "tlsClientCaHttp" (printf "%s/ca.crt" (include "podgate.httpTlsDir" $root))) }}
+{{- end }}
 {{- end }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "exec") }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "policy") }}

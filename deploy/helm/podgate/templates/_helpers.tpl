@@ -179,6 +179,12 @@ true
 {{- if and (not .Values.edge.behindTlsProxy) (not .Values.edge.httpTls.secretName) -}}
 {{- fail "edge.behindTlsProxy is false: set edge.httpTls.secretName so edge serves HTTPS itself" -}}
 {{- end -}}
+{{- if and .Values.edge.authProxy.enabled (not .Values.edge.authProxy.cidrs) (not .Values.edge.authProxy.clientNames) -}}
+{{- fail "edge.authProxy.enabled needs edge.authProxy.cidrs and/or edge.authProxy.clientNames: the auth proxy's addresses or the names on its client certificate" -}}
+{{- end -}}
+{{- if and .Values.edge.authProxy.clientNames .Values.edge.behindTlsProxy -}}
+{{- fail "edge.authProxy.clientNames needs edge.behindTlsProxy=false: the proxy's client certificate is verified by edge's own TLS (the ca.crt of edge.httpTls.secretName)" -}}
+{{- end -}}
 {{- if eq .Values.audit.store.type "postgresql" -}}
 {{- if not (or .Values.audit.postgresql.dsn .Values.audit.postgresql.existingSecret) -}}
 {{- fail "audit.store.type=postgresql needs audit.postgresql.dsn or audit.postgresql.existingSecret" -}}
