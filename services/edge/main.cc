@@ -218,7 +218,6 @@ podgate::edge::EdgeFlags ReadFlags() {
   f.oidc_timeout = absl::GetFlag(FLAGS_oidc_timeout);
   f.oidc_max_pending = absl::GetFlag(FLAGS_oidc_max_pending);
   f.oidc_session_lifetime = absl::GetFlag(FLAGS_oidc_session_lifetime);
-  }
   f.tls_client_ca_http = absl::GetFlag(FLAGS_tls_client_ca_http);
   f.trusted_proxies = absl::GetFlag(FLAGS_trusted_proxies);
   f.forwarded_header = absl::GetFlag(FLAGS_forwarded_header);
@@ -288,6 +287,7 @@ int main(int argc, char** argv) {
     }
     sso = *std::move(started);
     context.sso = sso.get();
+  }
   const podgate::edge::ProxyTrust proxies(config->proxies, registry.get());
   context.proxies = &proxies;
   if (!config->proxies.trusted_proxies.empty()) {
