@@ -22,16 +22,6 @@ namespace {
 
 constexpr absl::Duration kFirstRetry = absl::Seconds(1);
 
-// A response header by name (case-insensitive), or "".
-std::string Header(const http::ClientResponse& response, absl::string_view name) {
-  for (const auto& [key, value] : response.headers) {
-    if (absl::EqualsIgnoreCase(key, name)) {
-      return value;
-    }
-  }
-  return "";
-}
-
 absl::Time ParseHttpDate(const std::string& text) {
   absl::Time t;
   std::string err;
@@ -46,7 +36,7 @@ absl::Time ParseHttpDate(const std::string& text) {
 // How long a response may be cached, before clamping: from Cache-Control (max-age, no-cache,
 // no-store), else Expires minus Date; nullopt when the response says nothing.
 std::optional<absl::Duration> CacheLifetime(const http::ClientResponse& response) {
-  const std::string cache_control = absl::AsciiStrToLower(Header(response, "Cache-Control"));
+  const std::string cache_control = absl::AsciiStrToLower(response.Header("Cache-Control"));
   for (absl::string_view directive : absl::StrSplit(cache_control, ',', absl::SkipWhitespace())) {
     directive = absl::StripAsciiWhitespace(directive);
     if (directive == "no-cache" || directive == "no-store") {
@@ -59,10 +49,10 @@ std::optional<absl::Duration> CacheLifetime(const http::ClientResponse& response
       }
     }
   }
-  const std::string expires = Header(response, "Expires");
+  const std::string expires = response.Header("Expires");
   if (!expires.empty()) {
     const absl::Time at = ParseHttpDate(expires);
-    absl::Time date = ParseHttpDate(Header(response, "Date"));
+    absl::Time date = ParseHttpDate(response.Header("Date"));
     if (date == absl::InfinitePast()) {
       date = absl::Now();
     }
@@ -184,13 +174,9 @@ struct JwksUrlSource::Impl {
   absl::StatusOr<std::shared_ptr<const KeySet>> Fetch(const std::string& if_none_match,
                                                       std::optional<absl::Duration>* lifetime,
                                                       std::string* new_etag) const {
-    http::ClientOptions client;
-    client.host = url.host;
-    client.port = url.port;
-    client.tls = url.tls;
-    client.ca_file = options.ca_file;
-    client.timeout = options.timeout;
-    client.max_message_bytes = options.max_bytes;  // the parser refuses a larger body
+    // The parser refuses a body larger than max_bytes.
+    http::ClientOptions client =
+        http::ClientOptionsFor(url, options.ca_file, options.timeout, options.max_bytes);
     client.headers.emplace_back("Accept", "application/jwk-set+json, application/json");
     if (!if_none_match.empty()) {
       client.headers.emplace_back("If-None-Match", if_none_match);
@@ -214,7 +200,7 @@ struct JwksUrlSource::Impl {
     if (set->empty()) {
       return absl::UnavailableError(absl::StrCat(origin, ": the key set has no usable key"));
     }
-    *new_etag = Header(*response, "ETag");
+    *new_etag = response->Header("ETag");
     return std::make_shared<const KeySet>(*std::move(set));
   }
 };

@@ -13,10 +13,32 @@
 #include <optional>
 #include <type_traits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace podgate::http {
+
+ClientOptions ClientOptionsFor(const HttpUrl& url, const std::string& ca_file,
+                               absl::Duration timeout, size_t max_message_bytes) {
+  ClientOptions o;
+  o.host = url.host;
+  o.port = url.port;
+  o.tls = url.tls;
+  o.ca_file = ca_file;
+  o.timeout = timeout;
+  o.max_message_bytes = max_message_bytes;
+  return o;
+}
+
+std::string ClientResponse::Header(absl::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (absl::EqualsIgnoreCase(key, name)) {
+      return value;
+    }
+  }
+  return "";
+}
 namespace {
 
 namespace beast = boost::beast;

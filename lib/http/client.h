@@ -3,16 +3,17 @@
 // Every operation has a deadline; a refused WebSocket upgrade reports the HTTP status and body.
 #pragma once
 
+#include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <optional>
-
-#include <boost/asio/ssl/context.hpp>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "http/url.h"
 
 namespace podgate::http {
 
@@ -33,12 +34,20 @@ struct ClientOptions {
   size_t max_message_bytes = 64 * 1024 * 1024;
 };
 
+// Options for calls to `url`'s server (its host, port and scheme), verified against `ca_file`
+// (empty: system roots), each step bounded by `timeout`, answers by `max_message_bytes`.
+ClientOptions ClientOptionsFor(const HttpUrl& url, const std::string& ca_file,
+                               absl::Duration timeout, size_t max_message_bytes);
+
 struct ClientResponse {
   int status = 0;
   std::string content_type;
   std::string body;
   // Every response header in order, names as the server wrote them (e.g. Set-Cookie).
   std::vector<std::pair<std::string, std::string>> headers;
+
+  // The first header named `name` (case-insensitive), or "".
+  std::string Header(absl::string_view name) const;
 };
 
 // A failed network step as a status: DEADLINE_EXCEEDED for a timeout, UNAVAILABLE otherwise,

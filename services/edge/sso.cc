@@ -183,14 +183,7 @@ struct Sso::Impl {
   std::unique_ptr<Workers> workers;
 
   http::ClientOptions ClientFor(const http::HttpUrl& url) const {
-    http::ClientOptions o;
-    o.host = url.host;
-    o.port = url.port;
-    o.tls = url.tls;
-    o.ca_file = options.ca_file;
-    o.timeout = options.timeout;
-    o.max_message_bytes = kMaxProviderAnswerBytes;
-    return o;
+    return http::ClientOptionsFor(url, options.ca_file, options.timeout, kMaxProviderAnswerBytes);
   }
 
   void Discover() {

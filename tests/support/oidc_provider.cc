@@ -28,15 +28,6 @@ absl::Status WriteFile(const std::string& path, const std::string& data) {
   return out ? absl::OkStatus() : absl::InternalError(absl::StrCat("cannot write ", path));
 }
 
-std::string Header(const http::ClientResponse& r, absl::string_view name) {
-  for (const auto& [k, v] : r.headers) {
-    if (absl::EqualsIgnoreCase(k, name)) {
-      return v;
-    }
-  }
-  return "";
-}
-
 // scheme://host:port of a URL.
 std::string Origin(const http::HttpUrl& url) {
   http::HttpUrl o = url;
@@ -183,7 +174,7 @@ absl::StatusOr<std::string> Browser::Follow(std::string method, std::string url,
       }
     }
     if (r->status >= 300 && r->status < 400) {
-      std::string location = Header(*r, "Location");
+      std::string location = r->Header("Location");
       if (location.empty()) {
         return absl::InternalError("a redirect without Location");
       }

@@ -18,14 +18,7 @@ namespace {
 namespace oidc = auth::oidc;
 
 http::ClientOptions Options(const http::HttpUrl& url, const ProviderOptions& options) {
-  http::ClientOptions o;
-  o.host = url.host;
-  o.port = url.port;
-  o.tls = url.tls;
-  o.ca_file = options.ca_file;
-  o.timeout = options.timeout;
-  o.max_message_bytes = 1024 * 1024;
-  return o;
+  return http::ClientOptionsFor(url, options.ca_file, options.timeout, 1024 * 1024);
 }
 
 absl::StatusOr<http::ClientResponse> Send(const oidc::TokenRequest& req,

@@ -203,7 +203,9 @@ TEST_P(CrashTest, KillDuringLoadLosesNoAckedRecord) {
   Running audit = StartAudit(url);
   ASSERT_NE(audit.stub, nullptr);
   auto load = std::make_unique<Load>(audit.stub.get());
-  for (int i = 0; i < 400 && load->acked_count() < 5000; ++i) {
+  // Up to 60 s: on a loaded machine PostgreSQL's commits slow down; the test is about what
+  // survives the kill, not about throughput.
+  for (int i = 0; i < 2400 && load->acked_count() < 5000; ++i) {
     absl::SleepFor(absl::Milliseconds(25));
   }
   ASSERT_GE(load->acked_count(), 5000u) << "the load did not get going";
@@ -289,7 +291,8 @@ TEST(AuditReplicasTest, TwoReplicasWriteToOnePostgresAtOnce) {
   ASSERT_NE(two.stub, nullptr);
   Load load_one(one.stub.get(), "a");
   Load load_two(two.stub.get(), "b");
-  for (int i = 0; i < 400 && (load_one.acked_count() < 3000 || load_two.acked_count() < 3000);
+  // Up to 60 s (a loaded machine slows PostgreSQL's commits; this is not a throughput test).
+  for (int i = 0; i < 2400 && (load_one.acked_count() < 3000 || load_two.acked_count() < 3000);
        ++i) {
     absl::SleepFor(absl::Milliseconds(25));
   }
