@@ -5,6 +5,7 @@
 // edge set, as a browser would.
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -66,6 +67,8 @@ rules:
 
 constexpr char kCookieKey[] = "0123456789abcdef0123456789abcdef-sso-test";
 constexpr char kSecret[] = "podgate-sso-test-secret";
+// The issuer a mixed-up ID token names.
+constexpr char kOtherIssuer[] = "https://other-idp.test";
 // ID tokens live 3 s (the verifiers allow 1 s of skew): refresh is needed within a test.
 constexpr int kIdTokenSeconds = 3;
 
@@ -181,7 +184,21 @@ class SsoTest : public ::testing::Test {
          {{{"username", "developer"}, {"password", "developer"}, {"groups", {"developers"}}},
           {{"username", "sre"}, {"password", "sre"}, {"groups", {"sre", "developers"}}},
           {{"username", "auditor"}, {"password", "auditor"}, {"groups", {"auditors"}}},
-          {{"username", "many"}, {"password", "many"}, {"groups", many}}}},
+          {{"username", "many"}, {"password", "many"}, {"groups", many}},
+          // Users whose ID tokens the provider spoils on the way out (its test-only
+          // tamperIdToken): another issuer's, unsigned, expired.
+          {{"username", "mixup"},
+           {"password", "mixup"},
+           {"groups", {"developers"}},
+           {"tamperIdToken", {{"iss", kOtherIssuer}}}},
+          {{"username", "unsigned"},
+           {"password", "unsigned"},
+           {"groups", {"developers"}},
+           {"tamperIdToken", {{"alg", "none"}}}},
+          {{"username", "expired"},
+           {"password", "expired"},
+           {"groups", {"developers"}},
+           {"tamperIdToken", {{"expiresIn", -60}}}}}},
         {"keys", *dir_ + "/provider-keys.json"},
         {"ttl", {{"IdToken", kIdTokenSeconds}}},
         {"clients",
@@ -335,6 +352,69 @@ class SsoTest : public ::testing::Test {
     auto it =
         page->samples.find(absl::StrCat("podgate_edge_oidc_logins_total{result=\"", result, "\"}"));
     return it == page->samples.end() ? 0 : it->second;
+  }
+
+  // The AUTH_FAILURE record edge wrote since `start` with `reason` and a message containing
+  // `text`, read by the auditor through edge's API (null when none appears within 10 s).
+  static nlohmann::json FindAuthFailure(absl::Time start, const std::string& reason,
+                                        const std::string& text,
+                                        const std::string& must_not_contain = "") {
+    const std::string query =
+        absl::StrCat("/api/v1/audit?kind=auth_failure&page_size=1000&start_time=",
+                     absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", start, absl::UTCTimeZone()));
+    for (absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;) {
+      // ID tokens live seconds here: a fresh sign-in per look.
+      Session auditor = SignIn("auditor");
+      http::ClientResponse audit = Edge("GET", query, {{"podgate_token", auditor.token}});
+      EXPECT_EQ(audit.status, 200) << audit.body;
+      if (!must_not_contain.empty()) {
+        EXPECT_THAT(audit.body, Not(HasSubstr(must_not_contain)));
+      }
+      const nlohmann::json body = nlohmann::json::parse(audit.body, nullptr, false);
+      if (body.is_object() && body.contains("records")) {
+        for (const nlohmann::json& r : body["records"]) {
+          const nlohmann::json& e = r["event"];
+          if (e.value("source_service", "") == "edge" && e.contains("auth_failure") &&
+              e["auth_failure"].value("reason", "") == reason &&
+              absl::StrContains(e["auth_failure"].value("message", ""), text)) {
+            return e;
+          }
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    return nullptr;
+  }
+
+  // A sign-in whose ID token (spoiled by the provider for `user`) edge must refuse: the error
+  // page names `reason`, nothing is signed in, the refusal is counted and audited.
+  static void ExpectIdTokenRefused(const std::string& user, const std::string& reason,
+                                   const std::string& detail) {
+    const absl::Time start = absl::Now() - absl::Seconds(1);
+    const double before = LoginCount("id_token");
+    const double ok_before = LoginCount("ok");
+    const size_t lines_before = provider_->process()->Lines().size();
+    Browser browser;
+    Login login = StartLogin();
+    const std::string callback = Authorize(browser, login, user);
+    http::ClientResponse r = Edge("GET", callback, {{"podgate_login", login.cookie}}, 0, false);
+    // The provider did hand out a spoiled token (the test proves edge's check, not a typo).
+    const std::vector<std::string> lines = provider_->process()->Lines();
+    EXPECT_TRUE(std::any_of(lines.begin() + lines_before, lines.end(), [](const std::string& l) {
+      return absl::StrContains(l, "id token tampered");
+    })) << absl::StrJoin(lines, "\n");
+    ExpectRefused(r, 401, "ID token was refused");
+    EXPECT_THAT(r.body, HasSubstr(reason));
+    EXPECT_THAT(r.body, HasSubstr(detail));
+    EXPECT_EQ(LoginCount("id_token"), before + 1);
+    EXPECT_EQ(LoginCount("ok"), ok_before);
+    // The code was spent on the spoiled token: the same answer again signs nothing in either.
+    ExpectRefused(Edge("GET", callback, {{"podgate_login", login.cookie}}, 0, false), 400,
+                  "used already");
+    const nlohmann::json record = FindAuthFailure(start, "oidc_id_token", reason);
+    ASSERT_FALSE(record.is_null()) << "no oidc_id_token AUTH_FAILURE record naming " << reason;
+    EXPECT_THAT(record["auth_failure"].value("message", ""), HasSubstr(detail));
+    EXPECT_THAT(record.value("source_address", ""), StartsWith("127.0.0.1:"));
   }
 
   // The login cookie's content, opened and sealed again with edge's key (the test wrote the key
@@ -602,33 +682,27 @@ TEST_F(SsoTest, ARefusedSignInIsAuditedWithoutTheCode) {
   ExpectRefused(Edge("GET", callback, {{"podgate_login", second.cookie}}, 0, false), 400,
                 "state mismatch");
   const std::string code = callback.substr(callback.find("code=") + 5, 20);
-  // The auditor reads the trail (ID tokens live seconds here: a fresh sign-in per look).
-  const std::string query =
-      absl::StrCat("/api/v1/audit?kind=auth_failure&page_size=1000&start_time=",
-                   absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", start, absl::UTCTimeZone()));
-  nlohmann::json found;
-  for (absl::Time deadline = absl::Now() + absl::Seconds(10);
-       found.is_null() && absl::Now() < deadline;) {
-    Session auditor = SignIn("auditor");
-    http::ClientResponse audit = Edge("GET", query, {{"podgate_token", auditor.token}});
-    ASSERT_EQ(audit.status, 200) << audit.body;
-    EXPECT_THAT(audit.body, Not(HasSubstr(code)));
-    const nlohmann::json body = nlohmann::json::parse(audit.body);
-    for (const nlohmann::json& r : body["records"]) {
-      if (r["event"].value("source_service", "") == "edge" &&
-          r["event"]["auth_failure"].value("reason", "") == "oidc_state") {
-        found = r["event"];
-      }
-    }
-    if (found.is_null()) {
-      absl::SleepFor(absl::Milliseconds(200));
-    }
-  }
-  ASSERT_FALSE(found.is_null())
-      << "no oidc_state AUTH_FAILURE record from edge: "
-      << Edge("GET", query, {{"podgate_token", SignIn("auditor").token}}).body.substr(0, 2000);
-  EXPECT_THAT(found["auth_failure"].value("message", ""), HasSubstr("state mismatch"));
+  // The auditor reads the trail; no record carries the code.
+  const nlohmann::json found = FindAuthFailure(start, "oidc_state", "state mismatch", code);
+  ASSERT_FALSE(found.is_null()) << "no oidc_state AUTH_FAILURE record from edge";
   EXPECT_THAT(found.value("source_address", ""), StartsWith("127.0.0.1:"));
+}
+
+// The provider's token endpoint answers with an ID token that is wrong in one way each; the
+// code exchange itself succeeds, so only edge's verification stands between it and a session.
+TEST_F(SsoTest, AnIdTokenFromAnotherIssuerIsRefused) {
+  // Signed with the provider's own key, but naming another issuer (a mix-up).
+  ExpectIdTokenRefused("mixup", "bad_issuer", "issuer is not the configured issuer");
+}
+
+TEST_F(SsoTest, AnUnsignedIdTokenIsRefused) {
+  // alg none, no signature.
+  ExpectIdTokenRefused("unsigned", "unsupported_algorithm", "is not supported (HS256, RS256");
+}
+
+TEST_F(SsoTest, AnExpiredIdTokenIsRefused) {
+  // Signed with the provider's key, expired a minute ago (beyond the verifiers' 1 s of skew).
+  ExpectIdTokenRefused("expired", "expired", "token expired at");
 }
 
 TEST_F(SsoTest, AReplayedAnswerOrCodeIsRefused) {
