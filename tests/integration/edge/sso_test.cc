@@ -20,6 +20,7 @@
 #include "http/client.h"
 #include "http/url.h"
 #include "nlohmann/json.hpp"
+#include "support/exec_session.h"
 #include "support/oidc_provider.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
@@ -164,9 +165,11 @@ class SsoTest : public ::testing::Test {
 
   static std::vector<std::string> JwtFlags(const std::string& issuer) {
     return {"--jwt_issuer=" + issuer, "--jwt_jwks_url=" + issuer + "/jwks",
-            "--jwt_audience=podgate", "--jwt_user_claim=preferred_username",
-            "--jwt_leeway=1s",        "--jwt_jwks_refresh_min=1s",
-            "--jwt_jwks_timeout=2s"};
+            "--jwt_audience=podgate", "--jwt_user_claim=preferred_username", "--jwt_leeway=1s",
+            "--jwt_jwks_refresh_min=1s",
+            // The provider's /jwks has no caching headers: without this, a withdrawn key would
+            // be noticed after the default hour.
+            "--jwt_jwks_refresh_max=2s", "--jwt_jwks_timeout=2s"};
   }
 
   static bool StartProvider() {
@@ -595,6 +598,124 @@ TEST_F(SsoTest, AnOpenTerminalSessionOutlivesTheIdTokenItOpenedWith) {
       break;
     }
   }
+}
+
+// The provider rotates its signing key while edge and exec run, both on its --jwt_jwks_url:
+// tokens signed with the new key run commands through edge and at exec without a restart; once
+// the old key leaves the published set, a token it signed is refused by both.
+TEST_F(SsoTest, EdgeAndExecFollowTheProvidersKeyRotationWithoutRestart) {
+  std::ifstream in(provider_->keys_file());
+  const nlohmann::json old_key = nlohmann::json::parse(in)["keys"][0];
+  // A token the old key signed, valid for ten minutes (the provider's own live 3 s here, less
+  // than a rotation takes): when it is refused below, its key is the only reason.
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  absl::StatusOr<std::string> old_token =
+      OidcProvider::Sign(old_key, {{"iss", Issuer()},
+                                   {"aud", "podgate"},
+                                   {"sub", "developer"},
+                                   {"preferred_username", "developer"},
+                                   {"groups", {"developers"}},
+                                   {"iat", now},
+                                   {"exp", now + 600}});
+  ASSERT_TRUE(old_token.ok()) << old_token.status();
+  ASSERT_EQ(Edge("GET", "/api/v1/session", {{"podgate_token", *old_token}}).status, 200);
+  {
+    testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
+    auto ready = exec.Open(*old_token, "demo", "web-1");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+  }
+
+  // The provider signs with a new key and still publishes the old one.
+  absl::StatusOr<nlohmann::json> fresh = OidcProvider::NewRsaKey();
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  const std::string new_kid = (*fresh)["kid"];
+  ASSERT_TRUE(provider_->Rotate({{"keys", {*fresh, old_key}}}).ok());
+
+  // A command through edge with a token from a fresh sign-in. The first sign-in after the
+  // rotation succeeds at once (SignIn checks it): edge's callback waits for the set its unknown
+  // kid made it fetch. exec learns the kid from the first session that names it and refuses
+  // that one (it starts the fetch and cannot wait inside its stream), so the session is opened
+  // again; each try signs in again (the provider's tokens live 3 s).
+  std::string ran;
+  std::string last;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(20); ran.empty() && absl::Now() < deadline;
+       absl::SleepFor(absl::Milliseconds(300))) {
+    Session s = SignIn("developer");
+    const std::string header = s.token.substr(0, s.token.find('.'));
+    ASSERT_EQ(nlohmann::json::parse(auth::Base64UrlDecode(header).value_or("{}")).value("kid", ""),
+              new_kid);
+    http::ClientOptions o;
+    o.port = static_cast<uint16_t>(edge_port_->port());
+    o.headers = {{"Origin", EdgeOrigin()}, {"Cookie", "podgate_token=" + s.token}};
+    http::ClientResponse refusal;
+    auto ws = http::WebSocketClient::Connect(o, "/ws/v1/demo/web-1", {"podgate.v1"}, &refusal);
+    if (!ws.ok()) {
+      last = absl::StrCat("edge: ", refusal.status, " ", refusal.body);
+      continue;
+    }
+    auto ready = (*ws)->Read(absl::Seconds(10));
+    if (!ready.ok() || !absl::StrContains(ready->data, "\"ready\"")) {
+      last = absl::StrCat("session: ", ready.ok() ? ready->data : ready.status().ToString());
+      continue;
+    }
+    ASSERT_TRUE((*ws)->Write(R"({"type":"command","id":"k1","line":"echo rotated"})", false).ok());
+    auto out = (*ws)->Read(absl::Seconds(10));
+    ASSERT_TRUE(out.ok()) << out.status();
+    ran = out->data;
+  }
+  EXPECT_EQ(ran, std::string("\x01", 1) + "rotated\n") << last;
+
+  // exec, called directly as another backend would, runs a command for a new-key token too.
+  {
+    Session s = SignIn("developer");
+    testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
+    auto ready = exec.Open(s.token, "demo", "web-1");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    testing::CommandOutcome out = exec.Run("echo direct");
+    EXPECT_EQ(out.stdout_text, "direct\n");
+    ASSERT_TRUE(out.exit.has_value());
+    EXPECT_EQ(out.exit->exit_code(), 0);
+  }
+  // The old key is still published: its token is still good.
+  EXPECT_EQ(Edge("GET", "/api/v1/session", {{"podgate_token", *old_token}}).status, 200);
+
+  // The provider withdraws the old key. Edge and exec notice at their next background refresh
+  // (--jwt_jwks_refresh_max=2s here) and refuse its token: edge with 401...
+  ASSERT_TRUE(provider_->Rotate({{"keys", {*fresh}}}).ok());
+  http::ClientResponse refused;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;
+       absl::SleepFor(absl::Milliseconds(200))) {
+    refused = Edge("GET", "/api/v1/session", {{"podgate_token", *old_token}});
+    if (refused.status != 200) {
+      break;
+    }
+  }
+  EXPECT_EQ(refused.status, 401) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("key id that is not configured"));
+  http::ClientOptions o;
+  o.port = static_cast<uint16_t>(edge_port_->port());
+  o.headers = {{"Origin", EdgeOrigin()}, {"Cookie", "podgate_token=" + *old_token}};
+  http::ClientResponse ws_refusal;
+  EXPECT_FALSE(
+      http::WebSocketClient::Connect(o, "/ws/v1/demo/web-1", {"podgate.v1"}, &ws_refusal).ok());
+  EXPECT_EQ(ws_refusal.status, 401);
+  // ...and exec, over gRPC, with UNAUTHENTICATED.
+  absl::Status at_exec;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;
+       absl::SleepFor(absl::Milliseconds(200))) {
+    testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
+    at_exec = exec.Open(*old_token, "demo", "web-1").status();
+    if (!at_exec.ok()) {
+      break;
+    }
+  }
+  EXPECT_EQ(at_exec.code(), absl::StatusCode::kUnauthenticated) << at_exec;
+  EXPECT_THAT(at_exec.message(), HasSubstr("key id that is not configured"));
+  // The new key's tokens go on working at both.
+  Session s = SignIn("developer");
+  EXPECT_EQ(Edge("GET", "/api/v1/session", {{"podgate_token", s.token}}).status, 200);
+  testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
+  EXPECT_TRUE(exec.Open(s.token, "demo", "web-1").ok());
 }
 
 TEST_F(SsoTest, LogoutClearsTheCookiesAndEndsTheProvidersSession) {
