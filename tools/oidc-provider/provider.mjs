@@ -116,7 +116,30 @@ function makeProvider(issuer) {
     pkce: { methods: ['S256'], required: () => true },
     features: {
       devInteractions: { enabled: false },
-      deviceFlow: { enabled: true },
+      // Plain pages of its own (the package's defaults pull a web font from another host),
+      // with the package's forms and the same buttons (ids for the browser test).
+      deviceFlow: {
+        enabled: true,
+        userCodeInputSource: async (ctx, form, out, err) => {
+          const msg = err
+            ? `<p id="device-error">${err.userCode || err.name === 'NoCodeError' ? 'The code you entered is incorrect. Try again.' : 'The sign-in request was interrupted or failed.'}</p>`
+            : '<p>Enter the code shown by the command line.</p>';
+          ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>Sign in a device</title></head>
+<body><h1>Sign in a device</h1>${msg}${form}
+<button type="submit" form="op.deviceInputForm" id="device-continue">Continue</button></body></html>`;
+        },
+        userCodeConfirmSource: async (ctx, form, client, deviceInfo, userCode) => {
+          ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>Confirm the device</title></head>
+<body><h1>Confirm the device</h1>
+<p><strong>${escapeHtml(client.clientName || client.clientId)}</strong> asks to sign in. It should show the code <code>${escapeHtml(userCode)}</code>; if it does not, or you did not start this, abort.</p>
+${form}
+<button autofocus type="submit" form="op.deviceConfirmForm" id="device-continue">Continue</button>
+<button type="submit" form="op.deviceConfirmForm" value="yes" name="abort" id="device-abort">[ Abort ]</button></body></html>`;
+        },
+        successSource: async (ctx) => {
+          ctx.body = '<!doctype html><html><head><meta charset="utf-8"><title>Sign-in Success</title></head><body><h1 id="device-success">Sign-in Success</h1><p>You can close this page and go back to the command line.</p></body></html>';
+        },
+      },
       rpInitiatedLogout: {
         enabled: true,
         // Plain pages of its own (the package's default pulls a web font from another host).
