@@ -323,20 +323,25 @@ struct Sso::Impl {
 
   // Verifies an ID token that has just come from the provider's token endpoint (on a worker).
   // A kid the key set lacks then means the provider has rotated its key, not a forgery: the
-  // refusal started a (rate-limited) fetch of the set, so wait for it, up to --oidc_timeout,
-  // rather than fail the sign-in or end the session of whoever comes first after a rotation.
+  // refusal started a (rate-limited) fetch of the set, so wait for that fetch, up to
+  // --oidc_timeout, and verify once more, rather than fail the sign-in or end the session of
+  // whoever comes first after a rotation.
   absl::StatusOr<auth::VerifiedToken> VerifyFromProvider(const std::string& id_token,
                                                          const std::string& nonce,
                                                          const std::string& client_id) const {
+    const auth::Verifier& verifier = *context->verifier;
     absl::StatusOr<auth::VerifiedToken> verified =
-        auth::oidc::VerifyIdToken(*context->verifier, id_token, nonce, client_id);
-    const absl::Time deadline = absl::Now() + options.timeout;
-    while (!verified.ok() && auth::AuthFailureReason(verified.status()) == "unknown_key" &&
-           absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(100));
-      verified = auth::oidc::VerifyIdToken(*context->verifier, id_token, nonce, client_id);
+        auth::oidc::VerifyIdToken(verifier, id_token, nonce, client_id);
+    if (verified.ok() || auth::AuthFailureReason(verified.status()) != "unknown_key") {
+      return verified;
     }
-    return verified;
+    // The fetch may be over already: one more verification either way (rate-limited, it asks
+    // for no further fetch).
+    const absl::Time deadline = absl::Now() + options.timeout;
+    while (verifier.KeysBeingFetched() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return auth::oidc::VerifyIdToken(verifier, id_token, nonce, client_id);
   }
 
   // One call to the token endpoint (on a worker).
