@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "exec/container_probe.h"
+#include "exec/credential.h"
 #include "exec/policy_stream.h"
 #include "exec/probe_run.h"
 #include "exec/session_reactor.h"
@@ -165,39 +166,23 @@ void Session::HandleOpen(const pb::OpenSession& open) {
     // Recorded as reported by the calling service, next to the caller's own address.
     source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
   }
-  // 1. The credential, verified here: exec never trusts a caller's word for who the user is.
-  absl::StatusOr<auth::VerifiedToken> verified =
-      hub_->verifier()->Verify(open.credential().bearer_token());
-  if (!verified.ok() && auth::AuthFailureReason(verified.status()) == "unknown_key") {
-    lock.unlock();
-    AwaitKeysThenOpen(open, opened_at_ + kKeyFetchWait);
-    return;
-  }
-  ContinueOpenLocked(open, std::move(verified), std::move(lock));
-}
-
-// A key id the set lacks: the provider may just have rotated its key, and this refusal asked
-// for the set again (rate-limited). The credential is verified once more when that fetch is
-// over, from the timer thread (the stream never blocks), so the first session after a
-// rotation is not refused; a made-up kid costs one more verification.
-void Session::AwaitKeysThenOpen(const pb::OpenSession& open, absl::Time deadline) {
+  // 1. The credential, verified here: exec never trusts a caller's word for who the user is
+  //    (at once, or once a key set fetch its unknown key id asked for is over: credential.h).
+  std::string token = open.credential().bearer_token();
+  lock.unlock();
   std::weak_ptr<Session> weak = shared_from_this();
-  hub_->timers()->After(absl::Milliseconds(20), [weak, open, deadline] {
-    std::shared_ptr<Session> s = weak.lock();
-    if (s == nullptr) {
-      return;
-    }
-    if (s->hub_->verifier()->KeysBeingFetched() && absl::Now() < deadline) {
-      s->AwaitKeysThenOpen(open, deadline);
-      return;
-    }
-    std::unique_lock<std::mutex> lock(s->mu_);
-    if (s->state_ != State::kOpening) {
-      return;  // closed meanwhile: the client left, or the server drains
-    }
-    s->ContinueOpenLocked(open, s->hub_->verifier()->Verify(open.credential().bearer_token()),
-                          std::move(lock));
-  });
+  VerifyCredential(hub_->verifier(), hub_->timers(), std::move(token),
+                   [weak, open](absl::StatusOr<auth::VerifiedToken> verified) {
+                     std::shared_ptr<Session> s = weak.lock();
+                     if (s == nullptr) {
+                       return;
+                     }
+                     std::unique_lock<std::mutex> lock(s->mu_);
+                     if (s->state_ != State::kOpening) {
+                       return;  // closed meanwhile: the client left, or the server drains
+                     }
+                     s->ContinueOpenLocked(open, std::move(verified), std::move(lock));
+                   });
 }
 
 void Session::ContinueOpenLocked(const pb::OpenSession& open,

@@ -77,9 +77,6 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
  private:
   enum class State { kAwaitOpen, kOpening, kReady, kClosed };
 
-  // How long open waits for a key set fetch asked for by its credential's unknown key id.
-  static constexpr absl::Duration kKeyFetchWait = absl::Seconds(5);
-
   class CommandObserver;
   class ShellObserver;
 
@@ -105,9 +102,6 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
              std::function<void(absl::Status)> on_fail);
 
   void HandleOpen(const pb::OpenSession& open);
-  // Open's credential named a key id the key set lacks: waits (on timers, up to `deadline`) for
-  // the fetch that asked for, then verifies again and goes on (session_open.cc).
-  void AwaitKeysThenOpen(const pb::OpenSession& open, absl::Time deadline);
   // Open from the verified (or refused) credential on: steps 1 to 4 (session_open.cc).
   void ContinueOpenLocked(const pb::OpenSession& open, absl::StatusOr<auth::VerifiedToken> verified,
                           std::unique_lock<std::mutex> lock);
