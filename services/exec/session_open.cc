@@ -517,8 +517,18 @@ void Session::ScheduleLimitLocked() {
 }
 
 void Session::HandleRenew(const pb::RenewCredential& renew) {
-  absl::StatusOr<auth::VerifiedToken> verified =
-      hub_->verifier()->Verify(renew.credential().bearer_token());
+  // Verified like open's (credential.h): a refreshed token signed with a key the provider has
+  // just published is waited for, not refused.
+  std::weak_ptr<Session> weak = shared_from_this();
+  VerifyCredential(hub_->verifier(), hub_->timers(), renew.credential().bearer_token(),
+                   [weak](absl::StatusOr<auth::VerifiedToken> verified) {
+                     if (std::shared_ptr<Session> s = weak.lock()) {
+                       s->OnRenewVerified(std::move(verified));
+                     }
+                   });
+}
+
+void Session::OnRenewVerified(absl::StatusOr<auth::VerifiedToken> verified) {
   std::lock_guard<std::mutex> lock(mu_);
   if (state_ != State::kReady) {
     return;  // not open yet, or closing: the first credential's end stands

@@ -107,6 +107,7 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
                           std::unique_lock<std::mutex> lock);
   // The same user's fresh credential: the session's end moves to its expiry (session_open.cc).
   void HandleRenew(const pb::RenewCredential& renew);
+  void OnRenewVerified(absl::StatusOr<auth::VerifiedToken> verified);
   // (Re)schedules the close at expires_.
   void ScheduleLimitLocked();
   // Asks policy whether the user has any rule for the target (ListAllowed): `labels_known`

@@ -721,7 +721,21 @@ TEST_F(SsoTest, EdgeAndExecFollowTheProvidersKeyRotationWithoutRestart) {
   Session last = SignIn("developer");
   EXPECT_EQ(Edge("GET", "/api/v1/session", {{"podgate_token", last.token}}).status, 200);
   testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
-  EXPECT_TRUE(exec.Open(last.token, "demo", "web-1").ok());
+  ASSERT_TRUE(exec.Open(last.token, "demo", "web-1").ok());
+
+  // A session open across a third rotation takes a refreshed token signed with the newest key
+  // at the first try too: the renewal is exec's first sight of that kid.
+  absl::StatusOr<nlohmann::json> fourth = OidcProvider::NewRsaKey();
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  absl::SleepFor(absl::Seconds(1.2));  // past the unknown-kid rate limit, as above
+  ASSERT_TRUE(provider_->Rotate({{"keys", {*fourth, *third}}}).ok());
+  Session renewed = SignIn("developer");
+  exec::v1::SessionRequest renew;
+  renew.mutable_renew()->mutable_credential()->set_bearer_token(renewed.token);
+  exec.Send(renew);
+  testing::CommandOutcome after = exec.Run("echo renewed");
+  EXPECT_FALSE(after.error.has_value()) << after.error->ShortDebugString();
+  EXPECT_EQ(after.stdout_text, "renewed\n");
 }
 
 TEST_F(SsoTest, LogoutClearsTheCookiesAndEndsTheProvidersSession) {
