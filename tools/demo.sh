@@ -109,6 +109,11 @@ mkdir -p "$OIDC_DIR"
     "grant_types": ["authorization_code", "refresh_token"],
     "response_types": ["code"],
     "token_endpoint_auth_method": "client_secret_basic"
+  }, {
+    "client_id": "podgate-cli",
+    "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+    "response_types": [],
+    "token_endpoint_auth_method": "none"
   }]
 }
 JSON
@@ -128,7 +133,14 @@ fi
 
 # End-user tokens: the provider's ID tokens (single sign-on), and tokens to paste, minted with
 # podgate-token and the provider's own signing key (so the same verifier accepts both).
-JWT_FLAGS=(--jwt_issuer="$ISSUER" --jwt_jwks_url="$ISSUER/jwks" --jwt_audience=podgate)
+JWT_FLAGS=(--jwt_issuer="$ISSUER" --jwt_jwks_url="$ISSUER/jwks")
+# An ID token's audience is the client it was issued to: edge's (podgate) for the page; exec
+# also accepts the command line's (podgate-cli, `podgate-run login`, the device flow).
+EDGE_AUDIENCE=podgate
+EXEC_AUDIENCE=podgate,podgate-cli
+# The command line's sign-in stays in the demo's folder (not the user's ~/.config/podgate).
+RUN="$BUILD_DIR/tools/run/podgate-run"
+RUN_CACHE="$(realpath "$STATE")/token.json"
 KID=$(node -e 'const c=require("crypto"),fs=require("fs");
 const k=JSON.parse(fs.readFileSync(process.argv[1],"utf8")).keys[0];
 fs.writeFileSync(process.argv[2],c.createPrivateKey({key:k,format:"jwk"}).export({type:"pkcs8",format:"pem"}),{mode:0o600});
@@ -143,14 +155,15 @@ start audit "$AUDIT_PORT" "$AUDIT_METRICS" --store="sqlite://$(realpath "$STATE"
 start policy "$POLICY_PORT" "$POLICY_METRICS" --policy_file="$POLICY_FILE" \
   --audit_address="127.0.0.1:$AUDIT_PORT"
 start exec "$EXEC_PORT" "$EXEC_METRICS" --kubeconfig="$KUBESIM_STATE/kubeconfig" \
-  --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}"
+  --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}" \
+  --jwt_audience="$EXEC_AUDIENCE"
 # edge: the browser's port (plain HTTP on loopback only), the page and the WebSocket protocols,
 # and single sign-on with the demo provider.
 start edge "$EDGE_PORT_GRPC" "$EDGE_METRICS" --http_address="127.0.0.1:$EDGE_PORT" \
   --allowed_origins="http://127.0.0.1:$EDGE_PORT,http://localhost:$EDGE_PORT" \
   --web_root="$WEB_ROOT" --exec_address="127.0.0.1:$EXEC_PORT" \
   --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}" \
-  --oidc_issuer="$ISSUER" --oidc_client_id=podgate --oidc_client_secret_file="$OIDC_DIR/client.secret" \
+  --jwt_audience="$EDGE_AUDIENCE" --oidc_issuer="$ISSUER" --oidc_client_id=podgate --oidc_client_secret_file="$OIDC_DIR/client.secret" \
   --oidc_redirect_url="http://127.0.0.1:$EDGE_PORT/auth/callback" \
   --oidc_cookie_key_file="$OIDC_DIR/cookie.key" \
   --oidc_scopes="openid profile email groups offline_access"
@@ -200,9 +213,13 @@ In the browser: sign in as developer (or paste DEV_TOKEN), pick app-shop / order
   cat /etc/shadow    (refused, with the rule)   Tab completes, the side panel lists what is allowed
   SRE_TOKEN opens a recorded shell in staging; AUDITOR_TOKEN sees the Audit tab and replays it.
 Run a command as the developer from the command line (stdout and stderr apart, the exit status):
-  $BUILD_DIR/tools/run/podgate-run --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
+  $RUN --exec_address=127.0.0.1:$EXEC_PORT --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
   ... -- jstack \$(pgrep -f DemoApp.java)    (kubesim's containers share this machine's pids)
   ... -- cat /etc/shadow                       (refused, with the rule and the reason)
+Or sign the command line in with SSO (the device flow: it prints a link and a code; open it,
+enter the code, sign in as one of the users above), then run without --token:
+  $RUN login --oidc_issuer=$ISSUER --oidc_client_id=podgate-cli --token_cache=$RUN_CACHE
+  $RUN --token_cache=$RUN_CACHE --exec_address=127.0.0.1:$EXEC_PORT --namespace=app-shop --pod=orders-7d4b9c -- free -m
 Ask edge's API as the developer:
   curl -H "Authorization: Bearer \$DEV_TOKEN" http://127.0.0.1:$EDGE_PORT/api/v1/targets
 Press Ctrl+C to stop.

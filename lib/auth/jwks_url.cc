@@ -75,6 +75,10 @@ struct JwksUrlSource::Impl {
   int fetches_done = 0;
   absl::Time next_fetch = absl::InfinitePast();
   absl::Time last_unknown_fetch = absl::InfinitePast();
+  // Early fetches asked for by unknown kids, and how many of them a finished fetch (good or
+  // failed) has answered: a fetch answers the requests made before it started.
+  int64_t unknown_requested = 0;
+  int64_t unknown_answered = 0;
   absl::Time last_success = absl::InfinitePast();
   absl::Duration backoff = kFirstRetry;
   // What the last 200 said about caching; a 304 without cache headers keeps it (RFC 9111
@@ -118,6 +122,7 @@ struct JwksUrlSource::Impl {
         continue;
       }
       urgent = false;
+      const int64_t answers = unknown_requested;
       const std::string if_none_match = etag;
       lock.unlock();
       std::optional<absl::Duration> cached;
@@ -127,6 +132,7 @@ struct JwksUrlSource::Impl {
       lock.lock();
       const absl::Time done = absl::Now();
       ++fetches_done;
+      unknown_answered = std::max(unknown_answered, answers);
       if (fetched.ok()) {
         if (*fetched != nullptr) {
           keys = *std::move(fetched);
@@ -305,6 +311,11 @@ std::string JwksUrlSource::Unavailable() const {
       "; sign-in is refused until they are");
 }
 
+bool JwksUrlSource::FetchPending() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return !impl_->stop && impl_->unknown_answered < impl_->unknown_requested;
+}
+
 std::string JwksUrlSource::UnknownKey(absl::string_view /*kid*/) {
   constexpr char kHint[] =
       " (the key set is fetched again from the identity provider at most every "
@@ -316,6 +327,7 @@ std::string JwksUrlSource::UnknownKey(absl::string_view /*kid*/) {
   }
   impl_->last_unknown_fetch = now;
   impl_->urgent = true;
+  ++impl_->unknown_requested;
   if (impl_->unknown_kid_fetches != nullptr) {
     impl_->unknown_kid_fetches->Increment();
   }

@@ -61,6 +61,7 @@ class JwksUrlSource : public KeySource {
   std::shared_ptr<const KeySet> Current() const override;
   std::string Unavailable() const override;
   std::string UnknownKey(absl::string_view kid) override;
+  bool FetchPending() const override;
 
   struct Impl;
 

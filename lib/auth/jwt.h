@@ -96,6 +96,10 @@ class Verifier {
 
   const VerifierOptions& options() const { return options_; }
 
+  // A token's unknown kid has started a fetch of the key set that has not finished yet
+  // (KeySource::FetchPending): verify again once this is false.
+  bool KeysBeingFetched() const { return keys_->FetchPending(); }
+
  private:
   Verifier(std::shared_ptr<KeySource> keys, VerifierOptions options, Clock clock)
       : keys_(std::move(keys)), options_(std::move(options)), clock_(std::move(clock)) {}

@@ -27,6 +27,12 @@ class KeySource {
   // A token named a key id that Current() does not have. A remote source may refresh early
   // (rate-limited); must not block. Returns a hint for the refusal message ("" for none).
   virtual std::string UnknownKey(absl::string_view /*kid*/) { return ""; }
+
+  // True while a fetch that an unknown kid asked for has not finished. A caller that may wait
+  // (a token it knows comes from the provider, or one it can re-check later without blocking)
+  // verifies once more when this turns false: the set then holds whatever the provider
+  // published by the time it was asked.
+  virtual bool FetchPending() const { return false; }
 };
 
 // A set that never changes.

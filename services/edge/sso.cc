@@ -314,6 +314,29 @@ struct Sso::Impl {
     return true;
   }
 
+  // Verifies an ID token that has just come from the provider's token endpoint (on a worker).
+  // A kid the key set lacks then means the provider has rotated its key, not a forgery: the
+  // refusal started a (rate-limited) fetch of the set, so wait for that fetch, up to
+  // --oidc_timeout, and verify once more, rather than fail the sign-in or end the session of
+  // whoever comes first after a rotation.
+  absl::StatusOr<auth::VerifiedToken> VerifyFromProvider(const std::string& id_token,
+                                                         const std::string& nonce,
+                                                         const std::string& client_id) const {
+    const auth::Verifier& verifier = *context->verifier;
+    absl::StatusOr<auth::VerifiedToken> verified =
+        auth::oidc::VerifyIdToken(verifier, id_token, nonce, client_id);
+    if (verified.ok() || auth::AuthFailureReason(verified.status()) != "unknown_key") {
+      return verified;
+    }
+    // The fetch may be over already: one more verification either way (rate-limited, it asks
+    // for no further fetch).
+    const absl::Time deadline = absl::Now() + options.timeout;
+    while (verifier.KeysBeingFetched() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return auth::oidc::VerifyIdToken(verifier, id_token, nonce, client_id);
+  }
+
   // One call to the token endpoint (on a worker).
   absl::StatusOr<auth::oidc::TokenResponse> Tokens(const auth::oidc::TokenRequest& req) const {
     http::ClientOptions o = ClientFor(req.url);
@@ -514,8 +537,8 @@ RouteResult Sso::Callback(const RouteRequest& r) {
                     : std::string(tokens.status().message())));
         return;
       }
-      absl::StatusOr<auth::VerifiedToken> verified = auth::oidc::VerifyIdToken(
-          *s->context->verifier, tokens->id_token, nonce, client.client_id);
+      absl::StatusOr<auth::VerifiedToken> verified =
+          s->VerifyFromProvider(tokens->id_token, nonce, client.client_id);
       if (!verified.ok()) {
         const std::string reason = auth::AuthFailureReason(verified.status());
         reply(s->Refuse(req, peer, path, "id_token", bhttp::status::unauthorized,
@@ -618,7 +641,7 @@ RouteResult Sso::Refresh(const RouteRequest& r) {
         return;
       }
       absl::StatusOr<auth::VerifiedToken> verified =
-          auth::oidc::VerifyIdToken(*s->context->verifier, tokens->id_token, "", client.client_id);
+          s->VerifyFromProvider(tokens->id_token, "", client.client_id);
       if (verified.ok() && verified->claims.value("sub", "") != sub) {
         verified = absl::UnauthenticatedError("the refreshed ID token names another subject");
       }

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "exec/credential.h"
 #include "k8s/names.h"
 #include "runtime/log.h"
 #include "wire/status.h"
@@ -129,6 +130,11 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
   std::map<std::string, std::vector<pb::PodInfo>> by_namespace_;
 };
 
+// ListTargets once the credential is verified (or refused).
+void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
+                    pb::ListTargetsResponse* response, const std::string& ns,
+                    absl::StatusOr<auth::VerifiedToken> verified);
+
 }  // namespace
 
 grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>* ExecServiceImpl::Session(
@@ -140,27 +146,38 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
                                                        const pb::ListTargetsRequest* request,
                                                        pb::ListTargetsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<auth::VerifiedToken> verified =
-      hub_->verifier()->Verify(request->credential().bearer_token());
+  SessionHub* hub = hub_;
+  const std::string ns = request->namespace_();
+  // At once, or from the timer thread once a key set fetch is over (credential.h).
+  VerifyCredential(hub_->verifier(), hub_->timers(), request->credential().bearer_token(),
+                   [hub, reactor, response, ns](absl::StatusOr<auth::VerifiedToken> verified) {
+                     ListTargetsFor(hub, reactor, response, ns, std::move(verified));
+                   });
+  return reactor;
+}
+
+namespace {
+
+void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
+                    pb::ListTargetsResponse* response, const std::string& ns,
+                    absl::StatusOr<auth::VerifiedToken> verified) {
   if (!verified.ok()) {
-    hub_->metrics()
+    hub->metrics()
         ->auth_failures_total.Add({{"reason", auth::AuthFailureReason(verified.status())}})
         .Increment();
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                                  absl::StrCat("credential refused: ", verified.status().message())));
-    return reactor;
+    return;
   }
-  if (!request->namespace_().empty()) {
-    if (absl::Status s = k8s::ValidateNamespaceName(request->namespace_()); !s.ok()) {
+  if (!ns.empty()) {
+    if (absl::Status s = k8s::ValidateNamespaceName(ns); !s.ok()) {
       reactor->Finish(wire::ToGrpcStatus(s));
-      return reactor;
+      return;
     }
   }
-  SessionHub* hub = hub_;
   podgate::common::v1::Principal principal = verified->principal;
-  hub_->kube()->ListPods(
-      request->namespace_(),
-      [hub, reactor, response, principal](absl::StatusOr<std::vector<PodView>> pods) {
+  hub->kube()->ListPods(
+      ns, [hub, reactor, response, principal](absl::StatusOr<std::vector<PodView>> pods) {
         if (!pods.ok()) {
           hub->metrics()
               ->api_errors_total.Add({{"code", absl::StatusCodeToString(pods.status().code())}})
@@ -177,7 +194,8 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
                                                      *std::move(pods));
         lister->Next();
       });
-  return reactor;
 }
+
+}  // namespace
 
 }  // namespace podgate::exec

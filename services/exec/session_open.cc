@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "exec/container_probe.h"
+#include "exec/credential.h"
 #include "exec/policy_stream.h"
 #include "exec/probe_run.h"
 #include "exec/session_reactor.h"
@@ -165,9 +166,28 @@ void Session::HandleOpen(const pb::OpenSession& open) {
     // Recorded as reported by the calling service, next to the caller's own address.
     source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
   }
-  // 1. The credential, verified here: exec never trusts a caller's word for who the user is.
-  absl::StatusOr<auth::VerifiedToken> verified =
-      hub_->verifier()->Verify(open.credential().bearer_token());
+  // 1. The credential, verified here: exec never trusts a caller's word for who the user is
+  //    (at once, or once a key set fetch its unknown key id asked for is over: credential.h).
+  std::string token = open.credential().bearer_token();
+  lock.unlock();
+  std::weak_ptr<Session> weak = shared_from_this();
+  VerifyCredential(hub_->verifier(), hub_->timers(), std::move(token),
+                   [weak, open](absl::StatusOr<auth::VerifiedToken> verified) {
+                     std::shared_ptr<Session> s = weak.lock();
+                     if (s == nullptr) {
+                       return;
+                     }
+                     std::unique_lock<std::mutex> lock(s->mu_);
+                     if (s->state_ != State::kOpening) {
+                       return;  // closed meanwhile: the client left, or the server drains
+                     }
+                     s->ContinueOpenLocked(open, std::move(verified), std::move(lock));
+                   });
+}
+
+void Session::ContinueOpenLocked(const pb::OpenSession& open,
+                                 absl::StatusOr<auth::VerifiedToken> verified,
+                                 std::unique_lock<std::mutex> lock) {
   if (!verified.ok()) {
     const std::string reason = auth::AuthFailureReason(verified.status());
     hub_->metrics()->auth_failures_total.Add({{"reason", reason}}).Increment();
@@ -497,8 +517,18 @@ void Session::ScheduleLimitLocked() {
 }
 
 void Session::HandleRenew(const pb::RenewCredential& renew) {
-  absl::StatusOr<auth::VerifiedToken> verified =
-      hub_->verifier()->Verify(renew.credential().bearer_token());
+  // Verified like open's (credential.h): a refreshed token signed with a key the provider has
+  // just published is waited for, not refused.
+  std::weak_ptr<Session> weak = shared_from_this();
+  VerifyCredential(hub_->verifier(), hub_->timers(), renew.credential().bearer_token(),
+                   [weak](absl::StatusOr<auth::VerifiedToken> verified) {
+                     if (std::shared_ptr<Session> s = weak.lock()) {
+                       s->OnRenewVerified(std::move(verified));
+                     }
+                   });
+}
+
+void Session::OnRenewVerified(absl::StatusOr<auth::VerifiedToken> verified) {
   std::lock_guard<std::mutex> lock(mu_);
   if (state_ != State::kReady) {
     return;  // not open yet, or closing: the first credential's end stands

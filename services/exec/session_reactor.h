@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "auth/jwt.h"
 #include "exec/command_run.h"
 #include "exec/container_check.h"
 #include "exec/kube.h"
@@ -101,8 +102,12 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
              std::function<void(absl::Status)> on_fail);
 
   void HandleOpen(const pb::OpenSession& open);
+  // Open from the verified (or refused) credential on: steps 1 to 4 (session_open.cc).
+  void ContinueOpenLocked(const pb::OpenSession& open, absl::StatusOr<auth::VerifiedToken> verified,
+                          std::unique_lock<std::mutex> lock);
   // The same user's fresh credential: the session's end moves to its expiry (session_open.cc).
   void HandleRenew(const pb::RenewCredential& renew);
+  void OnRenewVerified(absl::StatusOr<auth::VerifiedToken> verified);
   // (Re)schedules the close at expires_.
   void ScheduleLimitLocked();
   // Asks policy whether the user has any rule for the target (ListAllowed): `labels_known`

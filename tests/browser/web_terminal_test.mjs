@@ -360,6 +360,43 @@ step('single sign-on: the provider\'s login page, a command, a refresh past the 
   await shot('02d-signed-out');
 });
 
+step('the command line signs in with the podgate-run login line the demo prints (the device flow) and runs a command', async () => {
+  const printed = (what, re) => {
+    const m = re.exec(demoOut);
+    if (!m) throw new Error(`the demo printed no ${what}`);
+    return m[1].trim().split(/\s+/); // plain words: no quoting in the printed lines
+  };
+  const login = printed('podgate-run login line', /^\s*(\S*podgate-run login .*)$/m);
+  const runLine = printed('podgate-run line for the cached sign-in', /^\s*(\S*podgate-run --token_cache=.*)$/m);
+  assert(login.includes('--oidc_client_id=podgate-cli'), `login line: ${login.join(' ')}`);
+  const child = spawn(login[0], login.slice(1), { cwd: SOURCE, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  try {
+    const prompt = await until('the device code', () => /open (\S+) in a browser and enter the code (\S+)/.exec(err));
+    // The user's half, in the browser: the provider's device page, then its login page.
+    await newPage();
+    await page.goto(prompt[1]);
+    await page.locator('input[name=user_code]').fill(prompt[2]);
+    await page.locator('#device-continue').click();
+    await page.getByText(prompt[2]).waitFor();
+    await page.locator('#device-continue').click();
+    await page.locator('#username').fill('developer');
+    await page.locator('#password').fill('developer');
+    await page.locator('#submit').click();
+    await page.locator('#device-success').waitFor();
+    await shot('02e-device-signed-in');
+    const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 30000).unref())]);
+    assert(code === 0 && /Signed in as developer/.test(err), `podgate-run login: ${code}: ${err}`);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  // The printed run line uses the cached sign-in: exec accepts the CLI client's ID token.
+  const out = execFileSync(runLine[0], runLine.slice(1), { cwd: SOURCE, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  assert(/Mem:/.test(out), `podgate-run with the cached sign-in: ${out}`);
+});
+
 step('developer signs in, picks the JVM pod and runs free -m, jps and jstack', async () => {
   await newPage();
   await signIn(DEV, 'dana');
@@ -775,5 +812,11 @@ if (foreignRequests.length) {
 }
 await browser.close();
 stopDemo();
+// The demo's state (audit database, kubesim's folders, the provider's keys) goes with it, once
+// its processes are gone; PODGATE_KEEP_TEST_DIRS=1 keeps it, as for the C++ tests.
+await until('the demo to stop', () => demoExited, 60000).catch((e) => log(String(e)));
+if (process.env.PODGATE_KEEP_TEST_DIRS !== '1') {
+  fs.rmSync(state, { recursive: true, force: true });
+}
 log(failed ? `${failed} step(s) failed; screenshots and logs in ${ARTIFACTS}` : `all steps passed; screenshots in ${ARTIFACTS}`);
 process.exit(failed ? 1 : 0);

@@ -59,13 +59,17 @@ json ToJson(const edge::V1ClientMessage& m) {
       return {{"type", "interrupt"}};
     case Type::kClose:
       return {{"type", "close"}};
+    case Type::kRenew:
+      return m.token.empty() ? json{{"type", "renew"}, {"ticket", m.ticket}}
+                             : json{{"type", "renew"}, {"token", m.token}};
   }
   return {};
 }
 
 bool Same(const edge::V1ClientMessage& a, const edge::V1ClientMessage& b) {
-  return a.type == b.type && a.token == b.token && a.id == b.id && a.line == b.line &&
-         a.data == b.data && a.eof == b.eof && a.cols == b.cols && a.rows == b.rows;
+  return a.type == b.type && a.token == b.token && a.ticket == b.ticket && a.id == b.id &&
+         a.line == b.line && a.data == b.data && a.eof == b.eof && a.cols == b.cols &&
+         a.rows == b.rows;
 }
 
 bool Trimmed(std::string_view s) {
@@ -84,6 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (absl::StatusOr<edge::V1ClientMessage> m = edge::ParseV1Text(input); m.ok()) {
     using Type = edge::V1ClientMessage::Type;
     Require(m->type != Type::kAuth || !m->token.empty(), "auth has a token", input);
+    Require(m->type != Type::kRenew || m->token.empty() != m->ticket.empty(),
+            "renew has a token or a ticket, not both", input);
     Require(m->id.size() <= 64, "command id size", input);
     Require(m->type != Type::kResize ||
                 (m->cols >= 1 && m->cols <= 10000 && m->rows >= 1 && m->rows <= 10000),

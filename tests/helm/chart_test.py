@@ -695,10 +695,16 @@ def check_tls(docs, values, f):
 
 def check_jwt(docs, values, f):
     jwt = values["jwt"]
+    cli = values["oidc"]["cliClientId"]
     for comp in ("edge", "exec"):
         w = workload_of(docs, comp)
         f.check(arg_value(w, "jwt_issuer") == jwt["issuer"], f"{comp}: --jwt_issuer")
-        f.check(arg_value(w, "jwt_audience") == jwt["audience"], f"{comp}: --jwt_audience")
+        # exec also accepts the command line's ID tokens: their audience is its client id.
+        audience = jwt["audience"].split(",")
+        if comp == "exec" and cli and cli not in audience:
+            audience.append(cli)
+        f.check(arg_value(w, "jwt_audience") == ",".join(audience),
+                f"{comp}: --jwt_audience is {arg_value(w, 'jwt_audience')!r}, want {audience}")
         f.check(arg_value(w, "jwt_user_claim") == jwt["userClaim"], f"{comp}: --jwt_user_claim")
         f.check(arg_value(w, "jwt_groups_claim") == jwt["groupsClaim"], f"{comp}: --jwt_groups_claim")
         f.check(arg_value(w, "jwt_leeway") == jwt["leeway"], f"{comp}: --jwt_leeway")
@@ -919,6 +925,17 @@ def cmd_scenarios():
     f.check(arg_value(edge, "oidc_client_secret_file") is None, "a public client gets a secret file")
     f.check(arg_value(edge, "oidc_redirect_url") == "https://podgate.example.com/auth/callback",
             "oidc.redirectUrl not rendered")
+
+    # The command line's client id: an audience for exec only, once, with or without SSO.
+    for sets, exec_want, edge_want in (
+            (["oidc.cliClientId=podgate-cli"], "podgate,podgate-cli", "podgate"),
+            (["jwt.audience=podgate\\,podgate-cli", "oidc.cliClientId=podgate-cli"],
+             "podgate,podgate-cli", "podgate,podgate-cli"),
+            (["oidc.cliClientId="], "podgate", "podgate")):
+        docs = fast_render(base, sets)
+        for comp, want in (("exec", exec_want), ("edge", edge_want)):
+            got = arg_value(workload_of(docs, comp), "jwt_audience")
+            f.check(got == want, f"{sets}: {comp} --jwt_audience {got!r}, want {want!r}")
 
     # PDB only when more than one replica runs.
     for replicas, want in ((1, 0), (2, 1), (3, 1)):

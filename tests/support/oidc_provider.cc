@@ -72,6 +72,31 @@ absl::StatusOr<nlohmann::json> OidcProvider::NewRsaKey() {
   return key;
 }
 
+absl::StatusOr<std::string> OidcProvider::Sign(const nlohmann::json& private_jwk,
+                                               const nlohmann::json& claims) {
+  // The key and claims go through the environment: no shell, no file.
+  constexpr char kScript[] =
+      "const c=require('crypto');const jwk=JSON.parse(process.env.PODGATE_JWK);"
+      "const b=(o)=>Buffer.from(JSON.stringify(o)).toString('base64url');"
+      "const input=b({alg:'RS256',typ:'JWT',kid:jwk.kid})+'.'+"
+      "b(JSON.parse(process.env.PODGATE_CLAIMS));"
+      "const key=c.createPrivateKey({key:jwk,format:'jwk'});"
+      "console.error(input+'.'+c.sign('sha256',Buffer.from(input),key).toString('base64url'));";
+  absl::StatusOr<std::unique_ptr<Subprocess>> node =
+      Subprocess::Start("/usr/bin/env", {"node", "-e", kScript},
+                        {{"PODGATE_JWK", private_jwk.dump()}, {"PODGATE_CLAIMS", claims.dump()}});
+  if (!node.ok()) {
+    return node.status();
+  }
+  absl::StatusOr<int> code = (*node)->WaitExit(absl::Seconds(30));
+  const std::vector<std::string> lines = (*node)->Lines();
+  if (!code.ok() || *code != 0 || lines.size() != 1) {
+    return absl::InternalError(
+        absl::StrCat("node could not sign the token: ", absl::StrJoin(lines, "\n")));
+  }
+  return lines[0];
+}
+
 absl::StatusOr<std::unique_ptr<OidcProvider>> OidcProvider::Start(nlohmann::json config, int port) {
   auto provider = std::unique_ptr<OidcProvider>(new OidcProvider());
   const std::string dir = MakeTempDir("podgate-oidc");

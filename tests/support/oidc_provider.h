@@ -30,8 +30,13 @@ class OidcProvider {
 
   // Rotation: writes `jwks` (private keys, the first signs) and has the provider load it.
   absl::Status Rotate(const nlohmann::json& jwks);
-  // A fresh RS256 private JWK with a new kid (openssl genpkey).
+  // A fresh RS256 private JWK with a new kid (node's crypto).
   static absl::StatusOr<nlohmann::json> NewRsaKey();
+  // A JWT with `claims`, signed RS256 with `private_jwk` (a key of the provider's keys file,
+  // its kid in the header): a token as the provider would issue it, with the lifetime a test
+  // chooses (the provider's own may be too short to outlive a rotation).
+  static absl::StatusOr<std::string> Sign(const nlohmann::json& private_jwk,
+                                          const nlohmann::json& claims);
 
   Subprocess* process() { return process_.get(); }
 

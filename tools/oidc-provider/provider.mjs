@@ -19,6 +19,14 @@
 //                 previous poll (or its authorization) is answered `slow_down`, which
 //                 oidc-provider does not do itself. With either set, each device poll is logged
 //                 as {"msg": "device poll", "result", "since_ms"} (never the code).
+//   tamperIdToken TEST ONLY, never in a real deployment: the ID token in each token endpoint
+//                 answer is rewritten before it leaves, so tests can show that a relying party
+//                 refuses it. {"iss": "<another issuer>"} (a mix-up) and {"expiresIn": -60}
+//                 (exp that many seconds from now, iat before it) are re-signed with the
+//                 provider's own signing key, so only the changed claim is wrong;
+//                 {"alg": "none"} sends the claims unsigned (header alg none, empty
+//                 signature). Set at the top level for every user, or on one user in `users`
+//                 (that user's tokens only; a user's setting wins). Announced on stderr at start.
 //
 // When listening it prints one JSON line on stderr: {"msg": "listening", "issuer": ..., "port": N}. Tokens,
 // passwords and codes are never logged.
@@ -81,6 +89,7 @@ function escapeHtml(s) {
 
 function makeProvider(issuer) {
   const ttl = config.ttl ?? {};
+  const jwks = loadKeys();
   const groupsClaim = config.groupsClaim ?? 'groups';
   const topClaim = groupsClaim.split('.')[0];
   const clients = config.clients ?? [
@@ -102,12 +111,35 @@ function makeProvider(issuer) {
   ];
   const provider = new Provider(issuer, {
     clients,
-    jwks: loadKeys(),
+    jwks,
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
     pkce: { methods: ['S256'], required: () => true },
     features: {
       devInteractions: { enabled: false },
-      deviceFlow: { enabled: true },
+      // Plain pages of its own (the package's defaults pull a web font from another host),
+      // with the package's forms and the same buttons (ids for the browser test).
+      deviceFlow: {
+        enabled: true,
+        userCodeInputSource: async (ctx, form, out, err) => {
+          const msg = err
+            ? `<p id="device-error">${err.userCode || err.name === 'NoCodeError' ? 'The code you entered is incorrect. Try again.' : 'The sign-in request was interrupted or failed.'}</p>`
+            : '<p>Enter the code shown by the command line.</p>';
+          ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>Sign in a device</title></head>
+<body><h1>Sign in a device</h1>${msg}${form}
+<button type="submit" form="op.deviceInputForm" id="device-continue">Continue</button></body></html>`;
+        },
+        userCodeConfirmSource: async (ctx, form, client, deviceInfo, userCode) => {
+          ctx.body = `<!doctype html><html><head><meta charset="utf-8"><title>Confirm the device</title></head>
+<body><h1>Confirm the device</h1>
+<p><strong>${escapeHtml(client.clientName || client.clientId)}</strong> asks to sign in. It should show the code <code>${escapeHtml(userCode)}</code>; if it does not, or you did not start this, abort.</p>
+${form}
+<button autofocus type="submit" form="op.deviceConfirmForm" id="device-continue">Continue</button>
+<button type="submit" form="op.deviceConfirmForm" value="yes" name="abort" id="device-abort">[ Abort ]</button></body></html>`;
+        },
+        successSource: async (ctx) => {
+          ctx.body = '<!doctype html><html><head><meta charset="utf-8"><title>Sign-in Success</title></head><body><h1 id="device-success">Sign-in Success</h1><p>You can close this page and go back to the command line.</p></body></html>';
+        },
+      },
       rpInitiatedLogout: {
         enabled: true,
         // Plain pages of its own (the package's default pulls a web font from another host).
@@ -188,8 +220,67 @@ function makeProvider(issuer) {
     },
   });
   provider.proxy = false;
+  addIdTokenTampering(provider, jwks, ttl.IdToken ?? 300);
   addDeviceFlowPacing(provider, config.deviceFlow ?? {});
   return provider;
+}
+
+// A setting this file does not know would leave a test believing it made a bad token.
+for (const t of [config.tamperIdToken, ...users.map((u) => u.tamperIdToken)].filter(Boolean)) {
+  const unknown = Object.keys(t).filter((k) => !['iss', 'expiresIn', 'alg'].includes(k));
+  if (unknown.length > 0 || (t.alg !== undefined && t.alg !== 'none') ||
+      (t.expiresIn !== undefined && !Number.isInteger(t.expiresIn))) {
+    console.error(`oidc-provider: bad tamperIdToken ${JSON.stringify(t)} (iss, expiresIn: seconds, alg: "none")`);
+    process.exit(2);
+  }
+}
+
+// The tamperIdToken setting for the user an ID token is about (its sub is the username).
+function tamperingFor(sub) {
+  return byName.get(sub)?.tamperIdToken ?? config.tamperIdToken;
+}
+
+function b64url(data) {
+  return Buffer.from(data).toString('base64url');
+}
+
+// TEST ONLY (see tamperIdToken above): rewrites the ID token of token endpoint answers.
+function addIdTokenTampering(provider, jwks, idTokenTtl) {
+  if (!config.tamperIdToken && !users.some((u) => u.tamperIdToken)) {
+    return;
+  }
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.method !== 'POST' || ctx.path !== '/token' || ctx.status !== 200 ||
+        typeof ctx.body?.id_token !== 'string') {
+      return;
+    }
+    const [h, p] = ctx.body.id_token.split('.');
+    const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
+    const tamper = tamperingFor(claims.sub);
+    if (!tamper) {
+      return;
+    }
+    if (tamper.iss !== undefined) {
+      claims.iss = tamper.iss;
+    }
+    if (tamper.expiresIn !== undefined) {
+      const now = Math.floor(Date.now() / 1000);
+      claims.exp = now + tamper.expiresIn;
+      claims.iat = claims.exp - idTokenTtl;
+    }
+    if (tamper.alg === 'none') {
+      ctx.body.id_token = `${b64url(JSON.stringify({ alg: 'none', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}.`;
+    } else {
+      // Re-signed with the key that signed the original (its kid is in the header).
+      const { kid } = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
+      const jwk = jwks.keys.find((k) => k.kid === kid) ?? jwks.keys[0];
+      const key = { key: crypto.createPrivateKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' };
+      const input = `${h}.${b64url(JSON.stringify(claims))}`;
+      ctx.body.id_token = `${input}.${crypto.sign('sha256', Buffer.from(input), key).toString('base64url')}`;
+    }
+    console.error(JSON.stringify({ msg: 'id token tampered (test only)', changed: Object.keys(tamper) }));
+  });
 }
 
 // RFC 8628 3.5 on the provider's side: the polling interval announced, polls that come too soon
@@ -343,6 +434,9 @@ server.listen(Number(args.port ?? 0), host, () => {
     callback = provider.callback();
     console.error(JSON.stringify({ msg: 'rotated' }));
   });
+  if (config.tamperIdToken || users.some((u) => u.tamperIdToken)) {
+    console.error(JSON.stringify({ msg: 'TEST ONLY: tamperIdToken is set, this provider hands out bad ID tokens' }));
+  }
   // On stderr, where the tests read it; stdout stays free for the demo's messages.
   console.error(JSON.stringify({ msg: 'listening', issuer, port }));
 });

@@ -5,6 +5,7 @@
 // edge set, as a browser would.
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -19,6 +20,7 @@
 #include "http/client.h"
 #include "http/url.h"
 #include "nlohmann/json.hpp"
+#include "support/exec_session.h"
 #include "support/oidc_provider.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
@@ -66,6 +68,8 @@ rules:
 
 constexpr char kCookieKey[] = "0123456789abcdef0123456789abcdef-sso-test";
 constexpr char kSecret[] = "podgate-sso-test-secret";
+// The issuer a mixed-up ID token names.
+constexpr char kOtherIssuer[] = "https://other-idp.test";
 // ID tokens live 3 s (the verifiers allow 1 s of skew): refresh is needed within a test.
 constexpr int kIdTokenSeconds = 3;
 
@@ -161,9 +165,11 @@ class SsoTest : public ::testing::Test {
 
   static std::vector<std::string> JwtFlags(const std::string& issuer) {
     return {"--jwt_issuer=" + issuer, "--jwt_jwks_url=" + issuer + "/jwks",
-            "--jwt_audience=podgate", "--jwt_user_claim=preferred_username",
-            "--jwt_leeway=1s",        "--jwt_jwks_refresh_min=1s",
-            "--jwt_jwks_timeout=2s"};
+            "--jwt_audience=podgate", "--jwt_user_claim=preferred_username", "--jwt_leeway=1s",
+            "--jwt_jwks_refresh_min=1s",
+            // The provider's /jwks has no caching headers: without this, a withdrawn key would
+            // be noticed after the default hour.
+            "--jwt_jwks_refresh_max=2s", "--jwt_jwks_timeout=2s"};
   }
 
   static bool StartProvider() {
@@ -181,7 +187,21 @@ class SsoTest : public ::testing::Test {
          {{{"username", "developer"}, {"password", "developer"}, {"groups", {"developers"}}},
           {{"username", "sre"}, {"password", "sre"}, {"groups", {"sre", "developers"}}},
           {{"username", "auditor"}, {"password", "auditor"}, {"groups", {"auditors"}}},
-          {{"username", "many"}, {"password", "many"}, {"groups", many}}}},
+          {{"username", "many"}, {"password", "many"}, {"groups", many}},
+          // Users whose ID tokens the provider spoils on the way out (its test-only
+          // tamperIdToken): another issuer's, unsigned, expired.
+          {{"username", "mixup"},
+           {"password", "mixup"},
+           {"groups", {"developers"}},
+           {"tamperIdToken", {{"iss", kOtherIssuer}}}},
+          {{"username", "unsigned"},
+           {"password", "unsigned"},
+           {"groups", {"developers"}},
+           {"tamperIdToken", {{"alg", "none"}}}},
+          {{"username", "expired"},
+           {"password", "expired"},
+           {"groups", {"developers"}},
+           {"tamperIdToken", {{"expiresIn", -60}}}}}},
         {"keys", *dir_ + "/provider-keys.json"},
         {"ttl", {{"IdToken", kIdTokenSeconds}}},
         {"clients",
@@ -335,6 +355,69 @@ class SsoTest : public ::testing::Test {
     auto it =
         page->samples.find(absl::StrCat("podgate_edge_oidc_logins_total{result=\"", result, "\"}"));
     return it == page->samples.end() ? 0 : it->second;
+  }
+
+  // The AUTH_FAILURE record edge wrote since `start` with `reason` and a message containing
+  // `text`, read by the auditor through edge's API (null when none appears within 10 s).
+  static nlohmann::json FindAuthFailure(absl::Time start, const std::string& reason,
+                                        const std::string& text,
+                                        const std::string& must_not_contain = "") {
+    const std::string query =
+        absl::StrCat("/api/v1/audit?kind=auth_failure&page_size=1000&start_time=",
+                     absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", start, absl::UTCTimeZone()));
+    for (absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;) {
+      // ID tokens live seconds here: a fresh sign-in per look.
+      Session auditor = SignIn("auditor");
+      http::ClientResponse audit = Edge("GET", query, {{"podgate_token", auditor.token}});
+      EXPECT_EQ(audit.status, 200) << audit.body;
+      if (!must_not_contain.empty()) {
+        EXPECT_THAT(audit.body, Not(HasSubstr(must_not_contain)));
+      }
+      const nlohmann::json body = nlohmann::json::parse(audit.body, nullptr, false);
+      if (body.is_object() && body.contains("records")) {
+        for (const nlohmann::json& r : body["records"]) {
+          const nlohmann::json& e = r["event"];
+          if (e.value("source_service", "") == "edge" && e.contains("auth_failure") &&
+              e["auth_failure"].value("reason", "") == reason &&
+              absl::StrContains(e["auth_failure"].value("message", ""), text)) {
+            return e;
+          }
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    return nullptr;
+  }
+
+  // A sign-in whose ID token (spoiled by the provider for `user`) edge must refuse: the error
+  // page names `reason`, nothing is signed in, the refusal is counted and audited.
+  static void ExpectIdTokenRefused(const std::string& user, const std::string& reason,
+                                   const std::string& detail) {
+    const absl::Time start = absl::Now() - absl::Seconds(1);
+    const double before = LoginCount("id_token");
+    const double ok_before = LoginCount("ok");
+    const size_t lines_before = provider_->process()->Lines().size();
+    Browser browser;
+    Login login = StartLogin();
+    const std::string callback = Authorize(browser, login, user);
+    http::ClientResponse r = Edge("GET", callback, {{"podgate_login", login.cookie}}, 0, false);
+    // The provider did hand out a spoiled token (the test proves edge's check, not a typo).
+    const std::vector<std::string> lines = provider_->process()->Lines();
+    EXPECT_TRUE(std::any_of(lines.begin() + lines_before, lines.end(), [](const std::string& l) {
+      return absl::StrContains(l, "id token tampered");
+    })) << absl::StrJoin(lines, "\n");
+    ExpectRefused(r, 401, "ID token was refused");
+    EXPECT_THAT(r.body, HasSubstr(reason));
+    EXPECT_THAT(r.body, HasSubstr(detail));
+    EXPECT_EQ(LoginCount("id_token"), before + 1);
+    EXPECT_EQ(LoginCount("ok"), ok_before);
+    // The code was spent on the spoiled token: the same answer again signs nothing in either.
+    ExpectRefused(Edge("GET", callback, {{"podgate_login", login.cookie}}, 0, false), 400,
+                  "used already");
+    const nlohmann::json record = FindAuthFailure(start, "oidc_id_token", reason);
+    ASSERT_FALSE(record.is_null()) << "no oidc_id_token AUTH_FAILURE record naming " << reason;
+    EXPECT_THAT(record["auth_failure"].value("message", ""), HasSubstr(detail));
+    EXPECT_THAT(record.value("source_address", ""), StartsWith("127.0.0.1:"));
   }
 
   // The login cookie's content, opened and sealed again with edge's key (the test wrote the key
@@ -517,6 +600,144 @@ TEST_F(SsoTest, AnOpenTerminalSessionOutlivesTheIdTokenItOpenedWith) {
   }
 }
 
+// The provider rotates its signing key while edge and exec run, both on its --jwt_jwks_url:
+// tokens signed with the new key run commands through edge and at exec without a restart; once
+// the old key leaves the published set, a token it signed is refused by both.
+TEST_F(SsoTest, EdgeAndExecFollowTheProvidersKeyRotationWithoutRestart) {
+  std::ifstream in(provider_->keys_file());
+  const nlohmann::json old_key = nlohmann::json::parse(in)["keys"][0];
+  // A token the old key signed, valid for ten minutes (the provider's own live 3 s here, less
+  // than a rotation takes): when it is refused below, its key is the only reason.
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  absl::StatusOr<std::string> old_token =
+      OidcProvider::Sign(old_key, {{"iss", Issuer()},
+                                   {"aud", "podgate"},
+                                   {"sub", "developer"},
+                                   {"preferred_username", "developer"},
+                                   {"groups", {"developers"}},
+                                   {"iat", now},
+                                   {"exp", now + 600}});
+  ASSERT_TRUE(old_token.ok()) << old_token.status();
+  ASSERT_EQ(Edge("GET", "/api/v1/session", {{"podgate_token", *old_token}}).status, 200);
+  {
+    testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
+    auto ready = exec.Open(*old_token, "demo", "web-1");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+  }
+
+  // The provider signs with a new key and still publishes the old one.
+  absl::StatusOr<nlohmann::json> fresh = OidcProvider::NewRsaKey();
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  const std::string new_kid = (*fresh)["kid"];
+  ASSERT_TRUE(provider_->Rotate({{"keys", {*fresh, old_key}}}).ok());
+
+  // The first sign-in after the rotation works at the first try: the ID token's kid is new to
+  // edge, whose callback waits for the set that kid made it fetch.
+  Session s = SignIn("developer");
+  const std::string header = s.token.substr(0, s.token.find('.'));
+  ASSERT_EQ(nlohmann::json::parse(auth::Base64UrlDecode(header).value_or("{}")).value("kid", ""),
+            new_kid);
+  // exec, called directly as another backend would, opens a session for it at the first try
+  // too: the kid is new to exec, whose open waits the same way (without blocking the stream).
+  {
+    testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
+    auto ready = exec.Open(s.token, "demo", "web-1");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    testing::CommandOutcome out = exec.Run("echo direct");
+    EXPECT_EQ(out.stdout_text, "direct\n");
+    ASSERT_TRUE(out.exit.has_value());
+    EXPECT_EQ(out.exit->exit_code(), 0);
+  }
+  // And a command runs end to end through edge with the same token.
+  {
+    http::ClientOptions o;
+    o.port = static_cast<uint16_t>(edge_port_->port());
+    o.headers = {{"Origin", EdgeOrigin()}, {"Cookie", "podgate_token=" + s.token}};
+    http::ClientResponse refused;
+    auto ws = http::WebSocketClient::Connect(o, "/ws/v1/demo/web-1", {"podgate.v1"}, &refused);
+    ASSERT_TRUE(ws.ok()) << ws.status() << " " << refused.status << " " << refused.body;
+    auto ready = (*ws)->Read(absl::Seconds(10));
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    ASSERT_EQ(nlohmann::json::parse(ready->data)["type"], "ready") << ready->data;
+    ASSERT_TRUE((*ws)->Write(R"({"type":"command","id":"k1","line":"echo rotated"})", false).ok());
+    auto out = (*ws)->Read(absl::Seconds(10));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->data, std::string("\x01", 1) + "rotated\n");
+  }
+  // The old key is still published: its token is still good.
+  EXPECT_EQ(Edge("GET", "/api/v1/session", {{"podgate_token", *old_token}}).status, 200);
+
+  // The provider withdraws the old key and signs with a third one. The page's first call after
+  // the next sign-in, the target list, is answered at the first try: edge hands the token with
+  // the new kid to exec's ListTargets, which waits for the key set like open does.
+  absl::StatusOr<nlohmann::json> third = OidcProvider::NewRsaKey();
+  ASSERT_TRUE(third.ok()) << third.status();
+  // Unknown kids ask for at most one fetch per --jwt_jwks_refresh_min (1 s here), and the last
+  // rotation's did moments ago: real rotations are months apart.
+  absl::SleepFor(absl::Seconds(1.2));
+  ASSERT_TRUE(provider_->Rotate({{"keys", {*third, *fresh}}}).ok());
+  Session later = SignIn("developer");
+  const std::string later_header = later.token.substr(0, later.token.find('.'));
+  ASSERT_EQ(
+      nlohmann::json::parse(auth::Base64UrlDecode(later_header).value_or("{}")).value("kid", ""),
+      (*third)["kid"].get<std::string>());
+  http::ClientResponse targets = Edge("GET", "/api/v1/targets", {{"podgate_token", later.token}});
+  EXPECT_EQ(targets.status, 200) << targets.body;
+  EXPECT_THAT(targets.body, HasSubstr("web-1"));
+
+  // The old key's token is refused now (edge and exec fetched the set without it for that kid;
+  // otherwise their next background refresh, --jwt_jwks_refresh_max=2s here, would): edge
+  // with 401...
+  http::ClientResponse refused;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;
+       absl::SleepFor(absl::Milliseconds(200))) {
+    refused = Edge("GET", "/api/v1/session", {{"podgate_token", *old_token}});
+    if (refused.status != 200) {
+      break;
+    }
+  }
+  EXPECT_EQ(refused.status, 401) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("key id that is not configured"));
+  http::ClientOptions o;
+  o.port = static_cast<uint16_t>(edge_port_->port());
+  o.headers = {{"Origin", EdgeOrigin()}, {"Cookie", "podgate_token=" + *old_token}};
+  http::ClientResponse ws_refusal;
+  EXPECT_FALSE(
+      http::WebSocketClient::Connect(o, "/ws/v1/demo/web-1", {"podgate.v1"}, &ws_refusal).ok());
+  EXPECT_EQ(ws_refusal.status, 401);
+  // ...and exec, over gRPC, with UNAUTHENTICATED.
+  absl::Status at_exec;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;
+       absl::SleepFor(absl::Milliseconds(200))) {
+    testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
+    at_exec = exec.Open(*old_token, "demo", "web-1").status();
+    if (!at_exec.ok()) {
+      break;
+    }
+  }
+  EXPECT_EQ(at_exec.code(), absl::StatusCode::kUnauthenticated) << at_exec;
+  EXPECT_THAT(at_exec.message(), HasSubstr("key id that is not configured"));
+  // The still published keys' tokens go on working at both.
+  Session last = SignIn("developer");
+  EXPECT_EQ(Edge("GET", "/api/v1/session", {{"podgate_token", last.token}}).status, 200);
+  testing::ExecSession exec(stack_->exec_port(), absl::Seconds(30));
+  ASSERT_TRUE(exec.Open(last.token, "demo", "web-1").ok());
+
+  // A session open across a third rotation takes a refreshed token signed with the newest key
+  // at the first try too: the renewal is exec's first sight of that kid.
+  absl::StatusOr<nlohmann::json> fourth = OidcProvider::NewRsaKey();
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  absl::SleepFor(absl::Seconds(1.2));  // past the unknown-kid rate limit, as above
+  ASSERT_TRUE(provider_->Rotate({{"keys", {*fourth, *third}}}).ok());
+  Session renewed = SignIn("developer");
+  exec::v1::SessionRequest renew;
+  renew.mutable_renew()->mutable_credential()->set_bearer_token(renewed.token);
+  exec.Send(renew);
+  testing::CommandOutcome after = exec.Run("echo renewed");
+  EXPECT_FALSE(after.error.has_value()) << after.error->ShortDebugString();
+  EXPECT_EQ(after.stdout_text, "renewed\n");
+}
+
 TEST_F(SsoTest, LogoutClearsTheCookiesAndEndsTheProvidersSession) {
   Session s = SignIn("sre");
   http::ClientResponse r =
@@ -602,33 +823,27 @@ TEST_F(SsoTest, ARefusedSignInIsAuditedWithoutTheCode) {
   ExpectRefused(Edge("GET", callback, {{"podgate_login", second.cookie}}, 0, false), 400,
                 "state mismatch");
   const std::string code = callback.substr(callback.find("code=") + 5, 20);
-  // The auditor reads the trail (ID tokens live seconds here: a fresh sign-in per look).
-  const std::string query =
-      absl::StrCat("/api/v1/audit?kind=auth_failure&page_size=1000&start_time=",
-                   absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", start, absl::UTCTimeZone()));
-  nlohmann::json found;
-  for (absl::Time deadline = absl::Now() + absl::Seconds(10);
-       found.is_null() && absl::Now() < deadline;) {
-    Session auditor = SignIn("auditor");
-    http::ClientResponse audit = Edge("GET", query, {{"podgate_token", auditor.token}});
-    ASSERT_EQ(audit.status, 200) << audit.body;
-    EXPECT_THAT(audit.body, Not(HasSubstr(code)));
-    const nlohmann::json body = nlohmann::json::parse(audit.body);
-    for (const nlohmann::json& r : body["records"]) {
-      if (r["event"].value("source_service", "") == "edge" &&
-          r["event"]["auth_failure"].value("reason", "") == "oidc_state") {
-        found = r["event"];
-      }
-    }
-    if (found.is_null()) {
-      absl::SleepFor(absl::Milliseconds(200));
-    }
-  }
-  ASSERT_FALSE(found.is_null())
-      << "no oidc_state AUTH_FAILURE record from edge: "
-      << Edge("GET", query, {{"podgate_token", SignIn("auditor").token}}).body.substr(0, 2000);
-  EXPECT_THAT(found["auth_failure"].value("message", ""), HasSubstr("state mismatch"));
+  // The auditor reads the trail; no record carries the code.
+  const nlohmann::json found = FindAuthFailure(start, "oidc_state", "state mismatch", code);
+  ASSERT_FALSE(found.is_null()) << "no oidc_state AUTH_FAILURE record from edge";
   EXPECT_THAT(found.value("source_address", ""), StartsWith("127.0.0.1:"));
+}
+
+// The provider's token endpoint answers with an ID token that is wrong in one way each; the
+// code exchange itself succeeds, so only edge's verification stands between it and a session.
+TEST_F(SsoTest, AnIdTokenFromAnotherIssuerIsRefused) {
+  // Signed with the provider's own key, but naming another issuer (a mix-up).
+  ExpectIdTokenRefused("mixup", "bad_issuer", "issuer is not the configured issuer");
+}
+
+TEST_F(SsoTest, AnUnsignedIdTokenIsRefused) {
+  // alg none, no signature.
+  ExpectIdTokenRefused("unsigned", "unsupported_algorithm", "is not supported (HS256, RS256");
+}
+
+TEST_F(SsoTest, AnExpiredIdTokenIsRefused) {
+  // Signed with the provider's key, expired a minute ago (beyond the verifiers' 1 s of skew).
+  ExpectIdTokenRefused("expired", "expired", "token expired at");
 }
 
 TEST_F(SsoTest, AReplayedAnswerOrCodeIsRefused) {

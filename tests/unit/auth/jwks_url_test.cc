@@ -84,6 +84,50 @@ TEST(JwksUrlTest, RotationIsPickedUpOnAnUnknownKidAndRemovedKeysStopWorking) {
   EXPECT_EQ(AuthFailureReason(verifier->Verify(Token(a)).status()), "unknown_key");
 }
 
+TEST(JwksUrlTest, AnUnknownKidsFetchIsPendingUntilTheSetIsIn) {
+  testing::JwksProvider idp;
+  const Key a = testing::GenerateEs256Key("a");
+  const Key b = testing::GenerateEs256Key("b");
+  idp.Serve(200, testing::JwksDocument({&a}));
+  JwksUrlOptions o = Fast(idp.url());
+  o.min_refresh = absl::Seconds(5);
+  auto source = JwksUrlSource::Start(o);
+  ASSERT_TRUE(source.ok()) << source.status();
+  auto verifier = Verifier::Create(std::shared_ptr<KeySource>(*source), Options());
+  ASSERT_TRUE(verifier.ok());
+  EXPECT_FALSE(verifier->KeysBeingFetched());  // the first fetch was not asked for by a kid
+
+  // b is published; a token naming it asks for the set. Once that fetch is over, the very next
+  // verification has b (what a caller that waits relies on).
+  idp.Serve(200, testing::JwksDocument({&a, &b}));
+  EXPECT_EQ(AuthFailureReason(verifier->Verify(Token(b)).status()), "unknown_key");
+  ASSERT_TRUE(Eventually([&] { return !verifier->KeysBeingFetched(); }));
+  EXPECT_TRUE(verifier->Verify(Token(b)).ok());
+  EXPECT_EQ(idp.requests(), 2);
+
+  // Within the rate limit a made-up kid asks for nothing: nothing is pending, nobody waits.
+  const Key forged = testing::GenerateEs256Key("made-up");
+  EXPECT_EQ(AuthFailureReason(verifier->Verify(Token(forged)).status()), "unknown_key");
+  EXPECT_FALSE(verifier->KeysBeingFetched());
+}
+
+TEST(JwksUrlTest, AFailedFetchEndsTheWait) {
+  testing::JwksProvider idp;
+  const Key a = testing::GenerateEs256Key("a");
+  const Key b = testing::GenerateEs256Key("b");
+  idp.Serve(200, testing::JwksDocument({&a}));
+  auto source = JwksUrlSource::Start(Fast(idp.url()));
+  ASSERT_TRUE(source.ok()) << source.status();
+  auto verifier = Verifier::Create(std::shared_ptr<KeySource>(*source), Options());
+  ASSERT_TRUE(verifier.ok());
+  idp.Serve(500, "down");
+  EXPECT_EQ(AuthFailureReason(verifier->Verify(Token(b)).status()), "unknown_key");
+  ASSERT_TRUE(Eventually([&] { return !verifier->KeysBeingFetched(); }));
+  EXPECT_EQ(idp.requests(), 2);
+  EXPECT_EQ(AuthFailureReason(verifier->Verify(Token(b)).status()), "unknown_key");
+  EXPECT_TRUE(verifier->Verify(Token(a)).ok());  // the last good set stays
+}
+
 TEST(JwksUrlTest, UnknownKidsTriggerAtMostOneFetchPerInterval) {
   testing::JwksProvider idp;
   const Key a = testing::GenerateEs256Key("a");

@@ -122,10 +122,18 @@ peerTlsKey: "%s_tls_key"
 {{- end }}
 {{- end -}}
 
+{{/* The JWT verification flags of edge or exec: (dict "root" $ "component" "edge"|"exec"). */}}
 {{- define "podgate.jwtArgs" -}}
-{{- $root := . -}}
+{{- $root := .root -}}
+{{- $audience := $root.Values.jwt.audience -}}
+{{- /* exec also accepts the command line's ID tokens (podgate-run login), whose audience is the
+       CLI's client id; edge, which never sees them, does not. */}}
+{{- $cli := $root.Values.oidc.cliClientId -}}
+{{- if and (eq .component "exec") $cli (not (has $cli (splitList "," $audience))) -}}
+{{- $audience = printf "%s,%s" $audience $cli -}}
+{{- end }}
 {{ include "podgate.arg" (list $root "jwtIssuer" $root.Values.jwt.issuer) }}
-{{ include "podgate.arg" (list $root "jwtAudience" $root.Values.jwt.audience) }}
+{{ include "podgate.arg" (list $root "jwtAudience" $audience) }}
 {{ include "podgate.arg" (list $root "jwtUserClaim" $root.Values.jwt.userClaim) }}
 {{ include "podgate.arg" (list $root "jwtGroupsClaim" $root.Values.jwt.groupsClaim) }}
 {{- with $root.Values.jwt.userPrefix }}
@@ -185,7 +193,7 @@ peerTlsKey: "%s_tls_key"
 {{- else if eq $c "exec" }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "policy") }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "audit") }}
-{{ include "podgate.jwtArgs" $root }}
+{{ include "podgate.jwtArgs" (dict "root" $root "component" "exec") }}
 {{- if $v.journal.enabled }}
 {{ include "podgate.arg" (list $root "journalDir" "/var/lib/podgate-exec/journal") }}
 {{ include "podgate.arg" (list $root "journalMaxEntries" $v.journal.maxEntries) }}
@@ -223,7 +231,7 @@ peerTlsKey: "%s_tls_key"
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "exec") }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "policy") }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "audit") }}
-{{ include "podgate.jwtArgs" $root }}
+{{ include "podgate.jwtArgs" (dict "root" $root "component" "edge") }}
 {{- if $root.Values.oidc.enabled }}
 {{ include "podgate.arg" (list $root "oidcIssuer" $root.Values.jwt.issuer) }}
 {{ include "podgate.arg" (list $root "oidcClientId" $root.Values.oidc.clientId) }}
