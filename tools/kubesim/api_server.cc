@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "impersonation.h"
 #include "runtime/log.h"
 
 namespace podgate::kubesim {
@@ -421,6 +422,18 @@ absl::Status ApiServer::PrepareContainers() {
   return absl::OkStatus();
 }
 
+absl::Status ApiServer::OpenAuditLog() {
+  if (options_.audit_log_path.empty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(options_.audit_log_path);
+  if (!log.ok()) {
+    return log.status();
+  }
+  audit_log_ = *std::move(log);
+  return absl::OkStatus();
+}
+
 namespace {
 
 std::vector<std::pair<std::string, std::string>> ContainerEnv(const Pod& pod, const Container& c,
@@ -567,8 +580,39 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
                                {"platform", "linux/amd64"}}));
   }
 
-  // Authentication: a bearer token, else a verified client certificate.
-  std::string user;
+  AuditRecord record;
+  record.request_uri = target;
+  record.source_ip = context.remote_address.substr(0, context.remote_address.rfind(':'));
+  if (auto ua = req.find(bhttp::field::user_agent); ua != req.end()) {
+    record.user_agent = std::string(ua->value());
+  }
+  record.received = AuditTimestamp();
+  record.verb = req.method() == bhttp::verb::post ? "create" : "get";
+  http::RouteResult result = Serve(req, context, is_upgrade, path, query, record);
+  if (audit_log_ != nullptr) {
+    if (result.websocket != nullptr) {
+      record.code = 101;
+    } else if (result.response.has_value()) {
+      record.code = static_cast<int>(result.response->result_int());
+      if (record.code >= 300) {
+        absl::StatusOr<k8s::ApiStatus> status = k8s::ParseApiStatus(result.response->body());
+        if (status.ok()) {
+          record.status_reason = status->reason;
+          record.status_message = status->message;
+        }
+      }
+    }
+    audit_log_->Write(record);
+  }
+  return result;
+}
+
+http::RouteResult ApiServer::Serve(const http::Request& req, const http::RequestContext& context,
+                                   bool is_upgrade, const std::string& path,
+                                   const std::string& query, AuditRecord& record) {
+  // Authentication: a bearer token, else a verified client certificate. Every authenticated
+  // user is also in system:authenticated, as the API server adds it.
+  std::optional<UserInfo> requestor;
   auto auth = req.find(bhttp::field::authorization);
   if (auth != req.end()) {
     std::string value(auth->value());
@@ -577,30 +621,65 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
       for (const TokenUser& t : tokens_) {
         if (t.token.size() == token.size() &&
             CRYPTO_memcmp(t.token.data(), token.data(), token.size()) == 0) {
-          user = t.user;
+          requestor = UserInfo{t.user, t.uid, t.groups, {}};
         }
       }
     }
   } else if (!context.peer_common_name.empty()) {
-    user = context.peer_common_name;
+    requestor = UserInfo{context.peer_common_name, "", {}, {}};
   }
-  if (user.empty()) {
+  if (!requestor.has_value()) {
     ++unauthorized;
     return StatusReply(req, {401, "Unauthorized", "Unauthorized", "", ""});
   }
-  auto forbidden_reply = [&](const std::string& verb, const std::string& resource,
-                             const std::string& ns, const std::string& name) {
+  requestor->groups.push_back("system:authenticated");
+  record.user = requestor;
+
+  // Impersonation (the API server's WithImpersonation filter): the caller needs `impersonate`
+  // on everything it names; the request is then authorized as the impersonated identity.
+  std::vector<std::pair<std::string, std::string>> headers;
+  for (const auto& field : req) {
+    headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  absl::StatusOr<ImpersonationRequest> impersonation = ParseImpersonationHeaders(headers);
+  if (!impersonation.ok()) {
+    return BadRequest(req, std::string(impersonation.status().message()));
+  }
+  UserInfo effective = *requestor;
+  if (!impersonation->empty()) {
+    ImpersonationResult as = Impersonate(cluster_, *requestor, *impersonation);
+    if (!as.user.has_value()) {
+      ++forbidden;
+      record.attributes = as.denied;
+      record.allowed = false;
+      return StatusReply(req, {403, "Forbidden", ForbiddenMessage(requestor->name, as.denied),
+                               as.denied.name, as.denied.resource});
+    }
+    effective = *as.user;
+    record.impersonated_user = effective;
+    podgate::log::Info("impersonating", {{"user", requestor->name}, {"as", effective.name}});
+  }
+  const std::string& user = effective.name;
+  // The authorizer, for `effective`; the audit record keeps the last decision's attributes.
+  auto allowed = [&](const std::string& verb, const std::string& resource, const std::string& ns,
+                     const std::string& name) {
+    Attributes a;
+    a.verb = verb;
+    a.resource = resource.substr(0, resource.find('/'));
+    if (resource.find('/') != std::string::npos) {
+      a.subresource = resource.substr(resource.find('/') + 1);
+    }
+    a.namespace_name = ns;
+    a.name = name;
+    record.attributes = a;
+    record.allowed = cluster_.Authorize(effective, a);
+    return record.allowed;
+  };
+  auto forbidden_reply = [&](const std::string&, const std::string& resource, const std::string&,
+                             const std::string& name) {
     ++forbidden;
-    std::string subject =
-        name.empty() ? absl::StrCat(resource.substr(0, resource.find('/')))
-                     : absl::StrCat(resource.substr(0, resource.find('/')), " \"", name, "\"");
-    std::string where =
-        ns.empty() ? "at the cluster scope" : absl::StrCat("in the namespace \"", ns, "\"");
-    return StatusReply(req,
-                       {403, "Forbidden",
-                        absl::StrCat(subject, " is forbidden: User \"", user, "\" cannot ", verb,
-                                     " resource \"", resource, "\" in API group \"\" ", where),
-                        name, resource.substr(0, resource.find('/'))});
+    return StatusReply(req, {403, "Forbidden", ForbiddenMessage(user, *record.attributes), name,
+                             resource.substr(0, resource.find('/'))});
   };
 
   std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
@@ -648,7 +727,7 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   // /api/v1/namespaces[/{ns}]
   if (parts[2] == "namespaces" && parts.size() <= 4) {
     if (parts.size() == 3) {
-      if (!cluster_.Allowed(user, "list", "namespaces", "")) {
+      if (!allowed("list", "namespaces", "", "")) {
         return forbidden_reply("list", "namespaces", "", "");
       }
       std::vector<const Namespace*> list;
@@ -668,8 +747,8 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
                                  {"metadata", {{"resourceVersion", "1"}}},
                                  {"items", items}}));
     }
-    if (!cluster_.Allowed(user, "get", "namespaces", parts[3]) &&
-        !cluster_.Allowed(user, "get", "namespaces", "")) {
+    // A namespace's own name is its namespace, as the API server's request info has it.
+    if (!allowed("get", "namespaces", parts[3], parts[3])) {
       return forbidden_reply("get", "namespaces", "", parts[3]);
     }
     const Namespace* ns = cluster_.FindNamespace(parts[3]);
@@ -687,7 +766,7 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   bool namespaced_list = parts.size() == 5 && parts[2] == "namespaces" && parts[4] == "pods";
   if (all_namespaces || namespaced_list) {
     std::string ns = namespaced_list ? parts[3] : "";
-    if (!cluster_.Allowed(user, "list", "pods", ns)) {
+    if (!allowed("list", "pods", ns, "")) {
       return forbidden_reply("list", "pods", ns, "");
     }
     auto labels = ParseLabelSelector(label_selector);
@@ -726,7 +805,7 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   const std::string& ns = parts[3];
   const std::string& name = parts[5];
   if (!exec) {
-    if (!cluster_.Allowed(user, "get", "pods", ns)) {
+    if (!allowed("get", "pods", ns, name)) {
       return forbidden_reply("get", "pods", ns, name);
     }
     const Pod* pod = cluster_.FindPod(ns, name);
@@ -741,7 +820,7 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
 
   // pods/exec: RBAC needs both get and create on pods/exec.
   for (const char* verb : {"create", "get"}) {
-    if (!cluster_.Allowed(user, verb, "pods/exec", ns)) {
+    if (!allowed(verb, "pods/exec", ns, name)) {
       return forbidden_reply(verb, "pods/exec", ns, name);
     }
   }
