@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "exec/impersonation.h"
 #include "k8s/names.h"
 #include "runtime/log.h"
 #include "wire/status.h"
@@ -158,9 +159,26 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
   }
   SessionHub* hub = hub_;
   podgate::common::v1::Principal principal = verified->principal;
+  // With impersonation on, one namespace is listed as the user: what Kubernetes RBAC does not
+  // let them list is not shown. Every namespace at once is listed as exec itself (a user can
+  // rarely list pods cluster-wide) and filtered by policy only (docs/exec.md, Impersonation).
+  KubeIdentity as;
+  if (!request->namespace_().empty()) {
+    absl::StatusOr<KubeIdentity> mapped =
+        MapIdentity(hub_->options().impersonation, principal.user(),
+                    {principal.groups().begin(), principal.groups().end()}, "");
+    if (!mapped.ok()) {
+      reactor->Finish(wire::ToGrpcStatus(mapped.status()));
+      return reactor;
+    }
+    as = *std::move(mapped);
+  }
   hub_->kube()->ListPods(
-      request->namespace_(),
+      as, request->namespace_(),
       [hub, reactor, response, principal](absl::StatusOr<std::vector<PodView>> pods) {
+        if (!pods.ok() && IsKubernetesRbacDenial(pods.status())) {
+          pods = std::vector<PodView>{};  // RBAC hides the namespace from this user
+        }
         if (!pods.ok()) {
           hub->metrics()
               ->api_errors_total.Add({{"code", absl::StatusCodeToString(pods.status().code())}})

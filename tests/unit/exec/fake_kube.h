@@ -100,6 +100,12 @@ class FakeKube final : public KubeApi {
     }
     cv_.notify_all();
   }
+  // The user each pod read was made for, in order ("" for exec itself); execs carry theirs in
+  // their spec.
+  std::vector<std::string> callers() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return callers_;
+  }
   // Everything written to any stream's stdin, in order.
   std::vector<std::string> stdin_written() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -111,10 +117,11 @@ class FakeKube final : public KubeApi {
     return signals_;
   }
 
-  void GetPod(const std::string& namespace_name, const std::string& name,
+  void GetPod(const KubeIdentity& as, const std::string& namespace_name, const std::string& name,
               std::function<void(absl::StatusOr<PodView>)> done) override {
     std::lock_guard<std::mutex> lock(mu_);
     ++get_pod_calls_;
+    callers_.push_back(as.user);
     absl::StatusOr<PodView> answer = absl::NotFoundError(
         absl::StrCat("pods \"", name, "\" not found in namespace ", namespace_name));
     if (auto it = pods_.find(namespace_name + "/" + name); it != pods_.end()) {
@@ -123,10 +130,11 @@ class FakeKube final : public KubeApi {
     PostLocked([done = std::move(done), answer = std::move(answer)] { done(answer); });
   }
 
-  void ListPods(const std::string& namespace_name,
+  void ListPods(const KubeIdentity& as, const std::string& namespace_name,
                 std::function<void(absl::StatusOr<std::vector<PodView>>)> done) override {
     std::lock_guard<std::mutex> lock(mu_);
     ++list_calls_;
+    callers_.push_back(as.user);
     std::vector<PodView> pods;
     for (const auto& [key, pod] : pods_) {
       if (namespace_name.empty() || pod.namespace_name == namespace_name) {
@@ -362,6 +370,7 @@ class FakeKube final : public KubeApi {
   std::vector<ExecSpec> execs_;
   std::vector<std::vector<std::string>> ran_;
   std::vector<std::string> signals_;
+  std::vector<std::string> callers_;
   std::vector<std::string> stdin_written_;
   std::function<bool(const ExecSpec&)> hold_;
   int next_pid_ = 4242;
