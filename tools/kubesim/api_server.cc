@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "access_review.h"
 #include "impersonation.h"
 #include "runtime/log.h"
 
@@ -685,6 +686,46 @@ http::RouteResult ApiServer::Serve(const http::Request& req, const http::Request
   std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
   bool exec = parts.size() == 7 && parts[0] == "api" && parts[1] == "v1" &&
               parts[2] == "namespaces" && parts[4] == "pods" && parts[6] == "exec";
+  // authorization.k8s.io/v1 access reviews (POST): a self review is open to every
+  // authenticated user (system:basic-user grants it), a SubjectAccessReview needs `create` on
+  // subjectaccessreviews. Both answer for the impersonated identity when there is one.
+  if (parts.size() == 4 && parts[0] == "apis" && parts[1] == "authorization.k8s.io" &&
+      parts[2] == "v1" &&
+      (parts[3] == "selfsubjectaccessreviews" || parts[3] == "subjectaccessreviews")) {
+    const bool self = parts[3] == "selfsubjectaccessreviews";
+    if (req.method() != bhttp::verb::post) {
+      return StatusReply(
+          req, {405, "MethodNotAllowed",
+                "the server does not allow this method on the requested resource", "", ""});
+    }
+    Attributes a{"create", "authorization.k8s.io", parts[3], "", "", ""};
+    record.attributes = a;
+    record.allowed = self || cluster_.Authorize(effective, a);
+    if (!record.allowed) {
+      ++forbidden;
+      return StatusReply(req, {403, "Forbidden", ForbiddenMessage(user, a), "", parts[3]});
+    }
+    std::string body = req.body();
+    auto content_type = req.find(bhttp::field::content_type);
+    if (content_type != req.end() &&
+        std::string(content_type->value()).rfind("application/vnd.kubernetes.protobuf", 0) == 0) {
+      absl::StatusOr<std::string> converted = AccessReviewProtobufToJson(body, self);
+      if (!converted.ok()) {
+        return BadRequest(req, std::string(converted.status().message()));
+      }
+      body = *std::move(converted);
+    }
+    absl::StatusOr<std::string> answer = AnswerAccessReview(cluster_, effective, self, body);
+    if (!answer.ok()) {
+      if (answer.status().code() == absl::StatusCode::kFailedPrecondition) {
+        return StatusReply(req,
+                           {422, "Invalid", std::string(answer.status().message()), "", parts[3]});
+      }
+      return BadRequest(req, std::string(answer.status().message()));
+    }
+    return Reply(
+        http::MakeResponse(req, bhttp::status::created, "application/json", *std::move(answer)));
+  }
   if (!exec && req.method() != bhttp::verb::get) {
     return StatusReply(req,
                        {405, "MethodNotAllowed",
@@ -699,8 +740,30 @@ http::RouteResult ApiServer::Serve(const http::Request& req, const http::Request
           {{{"clientCIDR", "0.0.0.0/0"}, {"serverAddress", options_.server_address}}}}}));
   }
   if (path == "/apis") {
-    return Reply(JsonResponse(
-        req, 200, {{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", json::array()}}));
+    json version = {{"groupVersion", "authorization.k8s.io/v1"}, {"version", "v1"}};
+    return Reply(JsonResponse(req, 200,
+                              {{"kind", "APIGroupList"},
+                               {"apiVersion", "v1"},
+                               {"groups",
+                                {{{"name", "authorization.k8s.io"},
+                                  {"versions", {version}},
+                                  {"preferredVersion", version}}}}}));
+  }
+  if (path == "/apis/authorization.k8s.io/v1") {
+    auto review = [](const char* name, const char* kind) {
+      return json{{"name", name},
+                  {"singularName", ""},
+                  {"namespaced", false},
+                  {"kind", kind},
+                  {"verbs", {"create"}}};
+    };
+    return Reply(JsonResponse(req, 200,
+                              {{"kind", "APIResourceList"},
+                               {"apiVersion", "v1"},
+                               {"groupVersion", "authorization.k8s.io/v1"},
+                               {"resources",
+                                {review("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+                                 review("subjectaccessreviews", "SubjectAccessReview")}}}));
   }
   if (path == "/api/v1") {
     return Reply(JsonResponse(req, 200, ApiResourceList()));

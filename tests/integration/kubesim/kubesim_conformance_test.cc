@@ -269,6 +269,18 @@ TEST_F(ConformanceTest, KubectlImpersonates) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("User \"dev\" cannot impersonate resource \"users\""));
 
+  // kubectl auth can-i: a SelfSubjectAccessReview, answered for the impersonated user.
+  r = Run(K("--as alice --as-group devs auth can-i create pods/exec -n demo", imp));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "yes\n");
+  r = Run(K("--as alice --as-group devs auth can-i create pods/exec -n secret", imp));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "no\n");
+  r = Run(K("auth can-i impersonate users/alice", imp));
+  EXPECT_EQ(r.out, "yes\n") << r.err;
+  r = Run(K("auth can-i impersonate users/mallory", imp));
+  EXPECT_EQ(r.out, "no\n") << r.err;
+
   bool found = false;
   std::stringstream log(ReadFile(*dir_ + "/audit.log"));
   for (std::string line; std::getline(log, line);) {

@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "access_review.h"
 #include "api_server.h"
 #include "cluster.h"
 #include "http/client.h"
@@ -62,6 +64,11 @@ rbac:
         - apiGroups: [""]
           resources: [pods]
           verbs: [get, list]
+    - name: reviewer
+      rules:
+        - apiGroups: [authorization.k8s.io]
+          resources: [subjectaccessreviews]
+          verbs: [create]
   roles:
     - name: exec-pods
       namespace: team-a
@@ -72,6 +79,9 @@ rbac:
   clusterRoleBindings:
     - name: podgate-impersonator
       roleRef: {kind: ClusterRole, name: podgate-impersonator}
+      subjects: [{kind: ServiceAccount, name: podgate-exec, namespace: podgate}]
+    - name: podgate-reviewer
+      roleRef: {kind: ClusterRole, name: reviewer}
       subjects: [{kind: ServiceAccount, name: podgate-exec, namespace: podgate}]
   roleBindings:
     - name: devs-exec
@@ -428,6 +438,162 @@ TEST_F(ImpersonationServerTest, AuditLogNamesTheCallerAndTheImpersonatedUser) {
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_THAT(all, ::testing::Not(HasSubstr("exec-token")));
   EXPECT_THAT(all, ::testing::Not(HasSubstr("bad-token")));
+}
+
+std::string Review(const std::string& kind, const std::string& spec) {
+  return R"({"kind":")" + kind + R"(","apiVersion":"authorization.k8s.io/v1","spec":)" + spec + "}";
+}
+
+constexpr char kExecInTeamA[] =
+    R"({"verb":"create","resource":"pods","subresource":"exec","namespace":"team-a","name":"api-1"})";
+constexpr char kExecInTeamB[] =
+    R"({"verb":"create","resource":"pods","subresource":"exec","namespace":"team-b"})";
+
+TEST_F(ImpersonationServerTest, SelfSubjectAccessReviewAnswersForTheImpersonatedUser) {
+  const std::string path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+  auto post = [&](const std::string& token, std::vector<std::pair<std::string, std::string>> h,
+                  const std::string& body) {
+    h.emplace_back("Content-Type", "application/json");
+    absl::StatusOr<http::ClientResponse> r =
+        http::Fetch(Client(token, std::move(h)), "POST", path, body);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : http::ClientResponse{};
+  };
+  const std::vector<std::pair<std::string, std::string>> as_alice = {{"Impersonate-User", "alice"},
+                                                                     {"Impersonate-Group", "devs"}};
+  http::ClientResponse r =
+      post("exec-token", as_alice,
+           Review("SelfSubjectAccessReview",
+                  absl::StrCat(R"({"resourceAttributes":)", kExecInTeamA, "}")));
+  ASSERT_EQ(r.status, 201) << r.body;
+  json answer = json::parse(r.body);
+  EXPECT_EQ(answer["kind"], "SelfSubjectAccessReview");
+  EXPECT_EQ(answer["status"]["allowed"], true);
+  EXPECT_EQ(answer["spec"]["resourceAttributes"]["namespace"], "team-a");
+  r = post("exec-token", as_alice,
+           Review("SelfSubjectAccessReview",
+                  absl::StrCat(R"({"resourceAttributes":)", kExecInTeamB, "}")));
+  ASSERT_EQ(r.status, 201);
+  EXPECT_EQ(json::parse(r.body)["status"]["allowed"], false);
+  // Without impersonation it answers for the caller: the service account may not exec.
+  r = post("exec-token", {},
+           Review("SelfSubjectAccessReview",
+                  absl::StrCat(R"({"resourceAttributes":)", kExecInTeamA, "}")));
+  EXPECT_EQ(json::parse(r.body)["status"]["allowed"], false);
+  // ...but it may impersonate alice, and not mallory (resourceNames).
+  r = post(
+      "exec-token", {},
+      Review("SelfSubjectAccessReview",
+             R"({"resourceAttributes":{"verb":"impersonate","resource":"users","name":"alice"}})"));
+  EXPECT_EQ(json::parse(r.body)["status"]["allowed"], true);
+  r = post(
+      "exec-token", {},
+      Review(
+          "SelfSubjectAccessReview",
+          R"({"resourceAttributes":{"verb":"impersonate","resource":"users","name":"mallory"}})"));
+  EXPECT_EQ(json::parse(r.body)["status"]["allowed"], false);
+  // Every authenticated user may ask about themselves.
+  r = post("plain-token", {},
+           Review("SelfSubjectAccessReview",
+                  absl::StrCat(R"({"resourceAttributes":)", kExecInTeamA, "}")));
+  ASSERT_EQ(r.status, 201);
+  EXPECT_EQ(json::parse(r.body)["status"]["allowed"], false);
+}
+
+TEST_F(ImpersonationServerTest, SubjectAccessReviewNeedsItsOwnGrant) {
+  const std::string path = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+  auto post = [&](const std::string& token, const std::string& body) {
+    absl::StatusOr<http::ClientResponse> r = http::Fetch(Client(token, {}), "POST", path, body);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : http::ClientResponse{};
+  };
+  const std::string alice_devs =
+      Review("SubjectAccessReview",
+             absl::StrCat(R"({"user":"alice","groups":["devs"],"resourceAttributes":)",
+                          kExecInTeamA, "}"));
+  http::ClientResponse r = post("exec-token", alice_devs);
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(json::parse(r.body)["status"]["allowed"], true);
+  r = post("exec-token",
+           Review("SubjectAccessReview",
+                  absl::StrCat(R"({"user":"alice","resourceAttributes":)", kExecInTeamA, "}")));
+  EXPECT_EQ(json::parse(r.body)["status"]["allowed"], false) << "alice without devs";
+  r = post("plain-token", alice_devs);
+  ASSERT_EQ(r.status, 403);
+  EXPECT_EQ(json::parse(r.body)["message"],
+            "subjectaccessreviews.authorization.k8s.io is forbidden: User "
+            "\"system:serviceaccount:podgate:plain\" cannot create resource "
+            "\"subjectaccessreviews\" in API group \"authorization.k8s.io\" at the cluster "
+            "scope");
+  // Bad reviews are the API server's 400 and 422.
+  r = post("exec-token", "not json");
+  EXPECT_EQ(r.status, 400);
+  r = post("exec-token", Review("SelfSubjectAccessReview", "{}"));
+  EXPECT_EQ(r.status, 400) << "the wrong kind";
+  r = post("exec-token", Review("SubjectAccessReview", R"({"user":"alice"})"));
+  ASSERT_EQ(r.status, 422);
+  EXPECT_EQ(json::parse(r.body)["reason"], "Invalid");
+  EXPECT_THAT(json::parse(r.body)["message"].get<std::string>(),
+              HasSubstr("exactly one of nonResourceAttributes or resourceAttributes"));
+  r = post("exec-token", Review("SubjectAccessReview",
+                                absl::StrCat(R"({"resourceAttributes":)", kExecInTeamA, "}")));
+  ASSERT_EQ(r.status, 422);
+  EXPECT_THAT(json::parse(r.body)["message"].get<std::string>(),
+              HasSubstr("at least one of user or group must be specified"));
+  EXPECT_EQ(Get(path, "exec-token", {}).status, 405);
+}
+
+// Protobuf as kubectl sends it: a length-delimited field.
+std::string Pb(int number, const std::string& bytes) {
+  std::string out(1, static_cast<char>((number << 3) | 2));
+  out += static_cast<char>(bytes.size());  // every test field is shorter than 128 bytes
+  return out + bytes;
+}
+
+std::string ProtobufReview(const std::string& kind, const std::string& spec) {
+  std::string type_meta = Pb(1, "authorization.k8s.io/v1") + Pb(2, kind);
+  return std::string("k8s\0", 4) + Pb(1, type_meta) + Pb(2, Pb(2, spec));
+}
+
+TEST(AccessReviewProtobuf, ReadsWhatKubectlSends) {
+  std::string attrs = Pb(1, "team-a") + Pb(2, "create") + Pb(5, "pods") + Pb(6, "exec");
+  absl::StatusOr<std::string> j =
+      AccessReviewProtobufToJson(ProtobufReview("SelfSubjectAccessReview", Pb(1, attrs)), true);
+  ASSERT_TRUE(j.ok()) << j.status();
+  json review = json::parse(*j);
+  EXPECT_EQ(review["kind"], "SelfSubjectAccessReview");
+  EXPECT_EQ(review["spec"]["resourceAttributes"], json({{"namespace", "team-a"},
+                                                        {"verb", "create"},
+                                                        {"resource", "pods"},
+                                                        {"subresource", "exec"}}));
+  j = AccessReviewProtobufToJson(
+      ProtobufReview("SubjectAccessReview",
+                     Pb(1, attrs) + Pb(3, "alice") + Pb(4, "devs") + Pb(4, "ops") + Pb(6, "u-1")),
+      false);
+  ASSERT_TRUE(j.ok()) << j.status();
+  review = json::parse(*j);
+  EXPECT_EQ(review["spec"]["user"], "alice");
+  EXPECT_EQ(review["spec"]["groups"], json({"devs", "ops"}));
+  EXPECT_EQ(review["spec"]["uid"], "u-1");
+  // The answer for it, through the same authorizer as every request.
+  absl::StatusOr<std::string> answer = AnswerAccessReview(TestCluster(), {}, false, *j);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(json::parse(*answer)["status"]["allowed"], true);
+}
+
+TEST(AccessReviewProtobuf, RefusesMalformedBodies) {
+  const std::string good = ProtobufReview("SelfSubjectAccessReview", "");
+  for (const std::string& bad : {
+           std::string("{\"kind\":\"SelfSubjectAccessReview\"}"),  // no magic
+           good.substr(0, good.size() - 3),                        // truncated
+           ProtobufReview("SubjectAccessReview", ""),              // the other kind
+           std::string("k8s\0", 4) + "\x0d\x01\x02\x03\x04",       // fixed32 field
+           std::string("k8s\0", 4) + "\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+       }) {
+    absl::StatusOr<std::string> j = AccessReviewProtobufToJson(bad, true);
+    EXPECT_FALSE(j.ok()) << bad;
+    EXPECT_EQ(j.status().code(), absl::StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(AuditLogOpen, FailsOnAnUnwritablePath) {
