@@ -1,5 +1,8 @@
 #include "exec/impersonation.h"
 
+#include <future>
+#include <memory>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -81,6 +84,45 @@ absl::StatusOr<KubeIdentity> MapIdentity(const ImpersonationOptions& options,
     id.extra.emplace_back(kSessionExtraKey, session_id);
   }
   return id;
+}
+
+absl::Status CheckImpersonationGrant(KubeApi* kube, const ImpersonationOptions& options,
+                                     absl::Duration timeout) {
+  if (options.mode == ImpersonationMode::kOff) {
+    return absl::OkStatus();
+  }
+  AccessQuery query = options.session_extra ? AccessQuery{"impersonate",
+                                                          "authentication.k8s.io",
+                                                          "userextras",
+                                                          kSessionExtraKey,
+                                                          "",
+                                                          "start-up-check"}
+                                            : AccessQuery{"impersonate", "", "users", "", "", ""};
+  auto answer = std::make_shared<std::promise<absl::StatusOr<bool>>>();
+  std::future<absl::StatusOr<bool>> future = answer->get_future();
+  kube->ReviewAccess(KubeIdentity{}, query,
+                     [answer](absl::StatusOr<bool> allowed) { answer->set_value(allowed); });
+  if (future.wait_for(absl::ToChronoNanoseconds(timeout)) != std::future_status::ready) {
+    return absl::UnavailableError("the access review did not answer in time");
+  }
+  absl::StatusOr<bool> allowed = future.get();
+  if (!allowed.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("the access review could not be made: ", allowed.status().message()));
+  }
+  if (*allowed) {
+    return absl::OkStatus();
+  }
+  if (options.session_extra) {
+    return absl::FailedPreconditionError(
+        "--kube_impersonation is on, but exec's Kubernetes identity may not impersonate (a "
+        "SelfSubjectAccessReview for impersonate on userextras/podgate-session said no): grant "
+        "it the impersonate verb on users (and groups) and userextras/podgate-session "
+        "(docs/deploy.md, Impersonation)");
+  }
+  return absl::UnknownError(
+      "exec's Kubernetes identity may not impersonate just any user (fine when its grant lists "
+      "resourceNames; otherwise every session will fail until it is granted)");
 }
 
 }  // namespace podgate::exec

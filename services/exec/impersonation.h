@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "exec/kube.h"
 
 namespace podgate::exec {
@@ -43,5 +44,15 @@ absl::StatusOr<KubeIdentity> MapIdentity(const ImpersonationOptions& options,
                                          const std::string& user,
                                          const std::vector<std::string>& groups,
                                          const std::string& session_id);
+
+// The start-up check: a SelfSubjectAccessReview as exec itself. With the session extra on it
+// asks for impersonate on userextras/podgate-session (granted without resourceNames, so the
+// answer is conclusive): a "no" is FAILED_PRECONDITION, saying what to grant — main stops
+// there. Without the extra it asks for impersonate on users with no name, which a grant limited
+// by resourceNames refuses too: a "no" is then only UNKNOWN (main warns, and the first call
+// decides). A review that cannot be made is UNAVAILABLE (warn, and the first call decides).
+// Waits at most `timeout`.
+absl::Status CheckImpersonationGrant(KubeApi* kube, const ImpersonationOptions& options,
+                                     absl::Duration timeout);
 
 }  // namespace podgate::exec

@@ -125,6 +125,17 @@ class ExecHandle {
   virtual void Close() = 0;
 };
 
+// What an access review asks: may the subject `verb` the resource (authorization attributes
+// as the API server's authorizer sees them)?
+struct AccessQuery {
+  std::string verb;
+  std::string group;  // API group; "" for the core group
+  std::string resource;
+  std::string subresource;
+  std::string namespace_name;  // "" for cluster scope
+  std::string name;            // "" for any
+};
+
 class KubeApi {
  public:
   virtual ~KubeApi() = default;
@@ -136,6 +147,10 @@ class KubeApi {
   // Pods of one namespace, or of every namespace when `namespace_name` is empty.
   virtual void ListPods(const KubeIdentity& as, const std::string& namespace_name,
                         std::function<void(absl::StatusOr<std::vector<PodView>>)> done) = 0;
+  // A SelfSubjectAccessReview made as `as` (exec itself when empty): whether the API server
+  // would allow `query`. An error when it cannot say (unreachable, no such API, refused).
+  virtual void ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
+                            std::function<void(absl::StatusOr<bool>)> done) = 0;
   // Starts an exec as `spec.as`. The stream owns `observer` until its OnExit has returned, and
   // holds it no longer: an observer refers back to its owner weakly.
   virtual std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,

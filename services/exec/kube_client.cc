@@ -815,6 +815,47 @@ void KubeClient::ListPods(const KubeIdentity& as, const std::string& namespace_n
   });
 }
 
+void KubeClient::ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
+                              std::function<void(absl::StatusOr<bool>)> done) {
+  boost::asio::post(rest_pool_, [this, as, query, done = std::move(done)] {
+    nlohmann::json attrs = {{"verb", query.verb}, {"resource", query.resource}};
+    for (const auto& [key, value] :
+         {std::pair{"group", &query.group}, std::pair{"subresource", &query.subresource},
+          std::pair{"namespace", &query.namespace_name}, std::pair{"name", &query.name}}) {
+      if (!value->empty()) {
+        attrs[key] = *value;
+      }
+    }
+    const nlohmann::json review = {{"kind", "SelfSubjectAccessReview"},
+                                   {"apiVersion", "authorization.k8s.io/v1"},
+                                   {"spec", {{"resourceAttributes", attrs}}}};
+    http::ClientOptions options = ConnectionOptions();
+    if (absl::Status s = ImpersonationHeaders(as, &options.headers); !s.ok()) {
+      done(s);
+      return;
+    }
+    options.headers.emplace_back("Content-Type", "application/json");
+    const std::string target = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    absl::StatusOr<http::ClientResponse> res =
+        http::Fetch(options, "POST", config_.ApiPath(target), review.dump());
+    if (!res.ok()) {
+      done(absl::UnavailableError(absl::StrCat("Kubernetes API: ", res.status().message())));
+      return;
+    }
+    if (res->status != 201 && res->status != 200) {
+      done(ApiError(res->status, res->body, absl::StrCat("POST ", target), !as.empty()));
+      return;
+    }
+    nlohmann::json answer = nlohmann::json::parse(res->body, nullptr, false);
+    if (answer.is_discarded() || !answer.contains("status") || !answer["status"].is_object() ||
+        !answer["status"].contains("allowed") || !answer["status"]["allowed"].is_boolean()) {
+      done(absl::InternalError("the API server answered an access review without status.allowed"));
+      return;
+    }
+    done(answer["status"]["allowed"].get<bool>());
+  });
+}
+
 std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
                                              std::shared_ptr<ExecObserver> observer) {
   k8s::ExecOptions query;

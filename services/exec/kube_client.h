@@ -99,6 +99,8 @@ class KubeClient final : public KubeApi {
               std::function<void(absl::StatusOr<PodView>)> done) override;
   void ListPods(const KubeIdentity& as, const std::string& namespace_name,
                 std::function<void(absl::StatusOr<std::vector<PodView>>)> done) override;
+  void ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
+                    std::function<void(absl::StatusOr<bool>)> done) override;
   std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
                                    std::shared_ptr<ExecObserver> observer) override;
 

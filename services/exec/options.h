@@ -51,6 +51,9 @@ struct ExecOptions {
   absl::Duration recording_flush = absl::Seconds(5);
   // Whom the API server sees behind each call made for a user (impersonation.h).
   ImpersonationOptions impersonation;
+  // How long Kubernetes' answer to "may this user exec in this namespace" is reused
+  // (ListTargets with impersonation on).
+  absl::Duration access_review_ttl = absl::Seconds(30);
 };
 
 // What podgate-exec's own flags set (docs/exec.md, "Flags").

@@ -13,6 +13,7 @@
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "support/exec_session.h"
 #include "support/stack.h"
+#include "support/subprocess.h"
 #include "support/test_pki.h"
 
 namespace podgate {
@@ -144,7 +145,8 @@ std::vector<nlohmann::json> KubeAudit(const std::string& path) {
 }
 
 std::unique_ptr<testing::Stack> StartStack(bool exec_may_impersonate,
-                                           const std::string& kube_audit_log) {
+                                           const std::string& kube_audit_log,
+                                           std::vector<std::string> more_exec_flags = {}) {
   testing::StackOptions options;
   options.binaries = Binaries();
   options.cluster_yaml =
@@ -153,6 +155,8 @@ std::unique_ptr<testing::Stack> StartStack(bool exec_may_impersonate,
   options.kubesim_flags = {"--audit_log=" + kube_audit_log};
   options.exec_flags = {"--kube_impersonation=user+groups", "--kube_impersonate_user_prefix=oidc:",
                         "--kube_impersonate_group_prefix=oidc:"};
+  options.exec_flags.insert(options.exec_flags.end(), more_exec_flags.begin(),
+                            more_exec_flags.end());
   auto stack = testing::Stack::Start(options);
   EXPECT_TRUE(stack.ok()) << stack.status();
   return stack.ok() ? *std::move(stack) : nullptr;
@@ -310,7 +314,10 @@ TEST_F(ImpersonationTest, AGroupExecMayNotImpersonateIsAClearError) {
 TEST(ImpersonationWithoutRights, IsAClearErrorAndNoFallback) {
   const std::string dir = testing::MakeTempDir("exec-no-impersonate");
   const std::string log = dir + "/kube-audit.log";
-  std::unique_ptr<testing::Stack> stack = StartStack(false, log);
+  // Without the session extra the start-up check cannot be conclusive (a grant may list
+  // resourceNames), so exec starts with a warning and the first call says what is missing.
+  std::unique_ptr<testing::Stack> stack =
+      StartStack(false, log, {"--kube_impersonate_session_extra=false"});
   ASSERT_NE(stack, nullptr);
   testing::ExecSession s(stack->exec_port());
   auto ready = s.Open(stack->Token("alice", {"devs"}), "team", "app-1");
@@ -325,10 +332,75 @@ TEST(ImpersonationWithoutRights, IsAClearErrorAndNoFallback) {
   std::vector<nlohmann::json> events = KubeAudit(log);
   ASSERT_FALSE(events.empty());
   for (const nlohmann::json& e : events) {
+    if (e.value("objectRef", nlohmann::json::object()).value("resource", "") ==
+        "selfsubjectaccessreviews") {
+      continue;  // the start-up check, exec asking about itself
+    }
     EXPECT_EQ(e["verb"], "impersonate") << e.dump();
     EXPECT_EQ(e["responseStatus"]["code"], 403) << e.dump();
     EXPECT_FALSE(e.contains("impersonatedUser"));
   }
+}
+
+// With the session extra on (the default) the start-up check is conclusive: exec without the
+// grant does not start, and says what to grant.
+TEST(ImpersonationWithoutRights, ExecDoesNotStart) {
+  const std::string dir = testing::MakeTempDir("exec-no-impersonate-startup");
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = absl::StrCat(kClusterHead, kRbac);
+  options.policy_yaml = kPolicy;
+  auto stack = testing::Stack::Start(options);  // impersonation off: exec starts
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  auto exec = testing::Subprocess::Start(
+      PODGATE_EXEC_BIN,
+      {"--grpc_address=127.0.0.1:0", "--metrics_address=", "--kubeconfig=" + (*stack)->kubeconfig(),
+       "--jwt_key_file=" + (*stack)->jwt_secret_file(), "--jwt_algorithm=HS256",
+       std::string("--jwt_issuer=") + testing::Stack::kIssuer, "--jwt_audience=podgate",
+       "--kube_impersonation=user"});
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  absl::StatusOr<int> code = (*exec)->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(code.ok()) << "exec kept running without the impersonate grant";
+  EXPECT_NE(*code, 0);
+  std::string out;
+  for (const std::string& line : (*exec)->Lines()) {
+    out += line + "\n";
+  }
+  EXPECT_THAT(out, HasSubstr("may not impersonate"));
+  EXPECT_THAT(out, HasSubstr("userextras/podgate-session said no"));
+}
+
+// ListTargets shows what both policy and Kubernetes allow: viewers may read the pods of team
+// (and policy lists them) but may not exec there, so nothing is listed for them; developers
+// see team. Asked for one namespace or for all.
+TEST_F(ImpersonationTest, ListTargetsHidesWhatRbacDoesNotLetTheUserExecInto) {
+  auto stub = podgate::exec::v1::ExecService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", stack_->exec_port()), grpc::InsecureChannelCredentials()));
+  for (const std::string ns : {"", "team"}) {
+    podgate::exec::v1::ListTargetsRequest req;
+    req.set_namespace_(ns);
+    podgate::exec::v1::ListTargetsResponse res;
+    grpc::ClientContext dev_ctx;
+    req.mutable_credential()->set_bearer_token(stack_->Token("alice", {"devs"}));
+    ASSERT_TRUE(stub->ListTargets(&dev_ctx, req, &res).ok());
+    ASSERT_EQ(res.namespaces_size(), 1) << "namespace " << ns;
+    EXPECT_EQ(res.namespaces(0).name(), "team");
+    grpc::ClientContext viewer_ctx;
+    req.mutable_credential()->set_bearer_token(stack_->Token("victor", {"viewers"}));
+    res.Clear();
+    ASSERT_TRUE(stub->ListTargets(&viewer_ctx, req, &res).ok());
+    EXPECT_EQ(res.namespaces_size(), 0) << "namespace " << ns << ": " << res.DebugString();
+  }
+  // The reviews were made as the users, and kubesim's audit log shows them.
+  bool reviewed_as_victor = false;
+  for (const nlohmann::json& e : KubeAudit(*dir_ + "/kube-audit.log")) {
+    if (e.value("objectRef", nlohmann::json::object()).value("resource", "") ==
+            "selfsubjectaccessreviews" &&
+        e.contains("impersonatedUser") && e["impersonatedUser"]["username"] == "oidc:victor") {
+      reviewed_as_victor = true;
+    }
+  }
+  EXPECT_TRUE(reviewed_as_victor);
 }
 
 }  // namespace

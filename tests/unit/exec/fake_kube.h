@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -142,6 +143,19 @@ class FakeKube final : public KubeApi {
       }
     }
     PostLocked([done = std::move(done), pods = std::move(pods)] { done(pods); });
+  }
+
+  // Access reviews: allowed unless `deny_reviews_in` names the namespace.
+  void ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
+                    std::function<void(absl::StatusOr<bool>)> done) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    callers_.push_back(as.user);
+    const bool allowed = deny_reviews_in_.count(query.namespace_name) == 0;
+    PostLocked([done = std::move(done), allowed] { done(allowed); });
+  }
+  void DenyReviewsIn(const std::string& ns) {
+    std::lock_guard<std::mutex> lock(mu_);
+    deny_reviews_in_.insert(ns);
   }
 
   std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
@@ -371,6 +385,7 @@ class FakeKube final : public KubeApi {
   std::vector<std::vector<std::string>> ran_;
   std::vector<std::string> signals_;
   std::vector<std::string> callers_;
+  std::set<std::string> deny_reviews_in_;
   std::vector<std::string> stdin_written_;
   std::function<bool(const ExecSpec&)> hold_;
   int next_pid_ = 4242;

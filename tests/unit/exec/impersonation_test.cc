@@ -7,8 +7,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <future>
+
+#include "exec/access_cache.h"
 #include "exec/kube.h"
 #include "exec/kube_client.h"
+#include "fake_kube.h"
 
 namespace podgate::exec {
 namespace {
@@ -144,6 +148,106 @@ TEST(ApiErrorWhenImpersonating, ARefusedImpersonationIsAConfigurationError) {
   EXPECT_THAT(s.message(), HasSubstr("exec's Kubernetes identity may not impersonate this user"));
   EXPECT_THAT(s.message(), HasSubstr("cannot impersonate resource \"users\""));
   EXPECT_THAT(s.message(), HasSubstr("grant it the impersonate verb"));
+}
+
+TEST(CheckImpersonationGrant, OffAsksNothing) {
+  testing::FakeKube kube;
+  EXPECT_TRUE(CheckImpersonationGrant(&kube, {}, absl::Seconds(2)).ok());
+  EXPECT_TRUE(kube.callers().empty());
+}
+
+TEST(CheckImpersonationGrant, ASessionExtraGrantIsConclusive) {
+  testing::FakeKube kube;
+  ImpersonationOptions o{ImpersonationMode::kUser, "", "", true};
+  EXPECT_TRUE(CheckImpersonationGrant(&kube, o, absl::Seconds(2)).ok());
+  EXPECT_THAT(kube.callers(), ElementsAre(""));  // asked as exec itself
+  kube.DenyReviewsIn("");                        // cluster scope: no
+  absl::Status s = CheckImpersonationGrant(&kube, o, absl::Seconds(2));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("may not impersonate"));
+  EXPECT_THAT(s.message(), HasSubstr("grant it the impersonate verb"));
+  // Without the extra, "no" to a nameless users review may be resourceNames: only a warning.
+  o.session_extra = false;
+  EXPECT_EQ(CheckImpersonationGrant(&kube, o, absl::Seconds(2)).code(), absl::StatusCode::kUnknown);
+}
+
+// A KubeApi whose reviews fail, or never answer.
+class BrokenReviews final : public KubeApi {
+ public:
+  explicit BrokenReviews(bool answer) : answer_(answer) {}
+  void GetPod(const KubeIdentity&, const std::string&, const std::string&,
+              std::function<void(absl::StatusOr<PodView>)>) override {}
+  void ListPods(const KubeIdentity&, const std::string&,
+                std::function<void(absl::StatusOr<std::vector<PodView>>)>) override {}
+  void ReviewAccess(const KubeIdentity&, const AccessQuery&,
+                    std::function<void(absl::StatusOr<bool>)> done) override {
+    ++reviews;
+    if (answer_) {
+      done(absl::UnavailableError("connection refused"));
+    } else {
+      held_ = std::move(done);
+    }
+  }
+  std::unique_ptr<ExecHandle> Exec(const ExecSpec&, std::shared_ptr<ExecObserver>) override {
+    return nullptr;
+  }
+  int reviews = 0;
+
+ private:
+  const bool answer_;
+  std::function<void(absl::StatusOr<bool>)> held_;
+};
+
+TEST(CheckImpersonationGrant, AnUnansweredReviewIsUnavailable) {
+  ImpersonationOptions o{ImpersonationMode::kUser, "", "", true};
+  BrokenReviews failing(true);
+  EXPECT_EQ(CheckImpersonationGrant(&failing, o, absl::Seconds(2)).code(),
+            absl::StatusCode::kUnavailable);
+  BrokenReviews silent(false);
+  EXPECT_EQ(CheckImpersonationGrant(&silent, o, absl::Milliseconds(50)).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+absl::StatusOr<bool> MayExec(AccessCache& cache, const KubeIdentity& as, const std::string& ns) {
+  std::promise<absl::StatusOr<bool>> answer;
+  cache.MayExec(as, ns, [&](absl::StatusOr<bool> a) { answer.set_value(a); });
+  return answer.get_future().get();
+}
+
+TEST(AccessCache, CachesAnswersPerIdentityAndNamespaceForItsTtl) {
+  testing::FakeKube kube;
+  kube.DenyReviewsIn("prod");
+  absl::Time now = absl::FromUnixSeconds(1000);
+  AccessCache cache(&kube, absl::Seconds(30), 10000, [&] { return now; });
+  const KubeIdentity alice{"alice", {"devs"}, {{"podgate-session", "s-1"}}};
+  EXPECT_EQ(*MayExec(cache, alice, "team"), true);
+  EXPECT_EQ(*MayExec(cache, alice, "prod"), false);
+  EXPECT_EQ(kube.callers().size(), 2u);
+  // Cached: another session of the same identity asks nothing.
+  const KubeIdentity alice_again{"alice", {"devs"}, {{"podgate-session", "s-2"}}};
+  EXPECT_EQ(*MayExec(cache, alice_again, "team"), true);
+  EXPECT_EQ(kube.callers().size(), 2u);
+  // Other groups are another identity.
+  EXPECT_EQ(*MayExec(cache, KubeIdentity{"alice", {"ops"}, {}}, "team"), true);
+  EXPECT_EQ(kube.callers().size(), 3u);
+  now += absl::Seconds(31);
+  EXPECT_EQ(*MayExec(cache, alice, "team"), true);
+  EXPECT_EQ(kube.callers().size(), 4u) << "a stale answer is asked again";
+}
+
+TEST(AccessCache, ErrorsAreNotCachedAndTheSizeIsBounded) {
+  BrokenReviews failing(true);
+  AccessCache cache(&failing, absl::Seconds(30), 2);
+  EXPECT_FALSE(MayExec(cache, {"alice", {}, {}}, "team").ok());
+  EXPECT_FALSE(MayExec(cache, {"alice", {}, {}}, "team").ok());
+  EXPECT_EQ(failing.reviews, 2);
+  EXPECT_EQ(cache.size(), 0u);
+  testing::FakeKube kube;
+  AccessCache small(&kube, absl::Seconds(30), 2);
+  for (const char* ns : {"a", "b", "c"}) {
+    EXPECT_TRUE(*MayExec(small, {"alice", {}, {}}, ns));
+  }
+  EXPECT_LE(small.size(), 2u);
 }
 
 }  // namespace
