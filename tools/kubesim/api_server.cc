@@ -676,11 +676,11 @@ http::RouteResult ApiServer::Serve(const http::Request& req, const http::Request
     record.allowed = cluster_.Authorize(effective, a);
     return record.allowed;
   };
-  auto forbidden_reply = [&](const std::string&, const std::string& resource, const std::string&,
-                             const std::string& name) {
+  // The 403 for the decision `allowed` just made (its attributes are in the record).
+  auto forbidden_reply = [&]() {
     ++forbidden;
-    return StatusReply(req, {403, "Forbidden", ForbiddenMessage(user, *record.attributes), name,
-                             resource.substr(0, resource.find('/'))});
+    const Attributes& a = *record.attributes;
+    return StatusReply(req, {403, "Forbidden", ForbiddenMessage(user, a), a.name, a.resource});
   };
 
   std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
@@ -791,7 +791,7 @@ http::RouteResult ApiServer::Serve(const http::Request& req, const http::Request
   if (parts[2] == "namespaces" && parts.size() <= 4) {
     if (parts.size() == 3) {
       if (!allowed("list", "namespaces", "", "")) {
-        return forbidden_reply("list", "namespaces", "", "");
+        return forbidden_reply();
       }
       std::vector<const Namespace*> list;
       for (const Namespace& ns : cluster_.namespaces) {
@@ -812,7 +812,7 @@ http::RouteResult ApiServer::Serve(const http::Request& req, const http::Request
     }
     // A namespace's own name is its namespace, as the API server's request info has it.
     if (!allowed("get", "namespaces", parts[3], parts[3])) {
-      return forbidden_reply("get", "namespaces", "", parts[3]);
+      return forbidden_reply();
     }
     const Namespace* ns = cluster_.FindNamespace(parts[3]);
     if (ns == nullptr) {
@@ -830,7 +830,7 @@ http::RouteResult ApiServer::Serve(const http::Request& req, const http::Request
   if (all_namespaces || namespaced_list) {
     std::string ns = namespaced_list ? parts[3] : "";
     if (!allowed("list", "pods", ns, "")) {
-      return forbidden_reply("list", "pods", ns, "");
+      return forbidden_reply();
     }
     auto labels = ParseLabelSelector(label_selector);
     if (!labels.ok()) {
@@ -869,7 +869,7 @@ http::RouteResult ApiServer::Serve(const http::Request& req, const http::Request
   const std::string& name = parts[5];
   if (!exec) {
     if (!allowed("get", "pods", ns, name)) {
-      return forbidden_reply("get", "pods", ns, name);
+      return forbidden_reply();
     }
     const Pod* pod = cluster_.FindPod(ns, name);
     if (pod == nullptr) {
@@ -884,7 +884,7 @@ http::RouteResult ApiServer::Serve(const http::Request& req, const http::Request
   // pods/exec: RBAC needs both get and create on pods/exec.
   for (const char* verb : {"create", "get"}) {
     if (!allowed(verb, "pods/exec", ns, name)) {
-      return forbidden_reply(verb, "pods/exec", ns, name);
+      return forbidden_reply();
     }
   }
   const Pod* pod = cluster_.FindPod(ns, name);
