@@ -897,6 +897,9 @@ def check_notes(notes, values, f):
     else:
         f.check(f"exec may open exec streams in: {', '.join(rbac['namespaces'] or [NAMESPACE])}."
                 in notes, "NOTES: exec namespaces missing")
+    f.check(("Kubernetes sees each developer" in notes)
+            == (values["exec"]["impersonation"]["mode"] != "off"),
+            "NOTES: the impersonation note does not follow exec.impersonation.mode")
     f.check(("WARNING: tls.enabled=false" in notes) == (not values["tls"]["enabled"]),
             "NOTES: plaintext warning does not follow tls.enabled")
     f.check(("networkPolicy.enabled=false" in notes) == (not values["networkPolicy"]["enabled"]),
