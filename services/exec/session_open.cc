@@ -441,6 +441,10 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
         self->CheckRootThen(decision.root_allowed(), [self](absl::Status s) {
           if (!s.ok()) {
             std::lock_guard<std::mutex> lock(self->mu_);
+            if (IsKubernetesRbacDenial(s)) {
+              self->RefuseKubernetesLocked(s);  // the probe was refused to the user
+              return;
+            }
             self->RefuseOpenLocked(wire::ToGrpcStatus(s));
             return;
           }

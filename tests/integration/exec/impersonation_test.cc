@@ -71,6 +71,11 @@ pods:
     containers:
       - name: main
         image: demo/app:1
+  - name: shell-1
+    namespace: team
+    containers:
+      - name: main
+        image: demo/app:1
 access:
   - user: podgate-exec
     verbs: [get, list, create]
@@ -90,6 +95,11 @@ rules:
       program: echo
       args:
         - {name: word, type: regex, pattern: "[a-z-]+", optional: true, repeat: true}
+  - id: viewers-shell
+    effect: allow
+    subjects: {groups: [viewers]}
+    targets: {namespaces: [team], pods: [shell-1]}
+    shell: true
   - id: team-jstack
     effect: allow
     subjects: {groups: [devs, viewers]}
@@ -282,6 +292,20 @@ TEST_F(ImpersonationTest, PolicyAllowsButRbacRefusesTheCommandsStream) {
   for (const auto& r : AuditRecords(stack_->audit_port(), ready->session_id())) {
     EXPECT_NE(r.event().kind(), common::EVENT_KIND_COMMAND_RESULT) << "nothing ran";
   }
+}
+
+// A shell policy allows, for a user RBAC does not let exec: the root guard's probe (no other
+// test touches shell-1, so it is not cached) is refused to them, and so is the session, with
+// the API server's reason, audited as kubernetes-rbac.
+TEST_F(ImpersonationTest, AShellRbacRefusesIsRefusedAtOpen) {
+  testing::ExecSession s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("victor", {"viewers"}), "team", "shell-1", "",
+                      common::SESSION_MODE_SHELL);
+  ASSERT_FALSE(ready.ok());
+  EXPECT_EQ(ready.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(ready.status().message(),
+              HasSubstr("Kubernetes RBAC refused it for you: pods \"shell-1\" is forbidden: User "
+                        "\"oidc:victor\" cannot create resource \"pods/exec\""));
 }
 
 // A user policy lets in but Kubernetes does not even let read the pod: the session is refused
