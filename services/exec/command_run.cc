@@ -418,6 +418,7 @@ void Session::RefuseCommandLocked(const std::shared_ptr<Command>& cmd, const std
   denial.mutable_decision()->set_policy_version(cmd->decision.policy_version());
   hub_->audit()->Record(std::move(denial), [](absl::Status) {});
   if (rule == "kubernetes-rbac") {
+    hub_->metrics()->kubernetes_denials_total.Add({{"at", "command"}}).Increment();
     log::Info("kubernetes refused the user",
               {{"session_id", session_id_}, {"command_id", cmd->id}, {"reason", reason}});
   }

@@ -252,6 +252,7 @@ absl::Status Session::UpdateKubeIdentityLocked() {
 }
 
 void Session::RefuseKubernetesLocked(const absl::Status& status) {
+  hub_->metrics()->kubernetes_denials_total.Add({{"at", "open"}}).Increment();
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
   e.mutable_decision()->set_verdict(common::VERDICT_DENY);
   e.mutable_decision()->set_rule("kubernetes-rbac");

@@ -82,6 +82,7 @@ class Session::ShellObserver final : public ExecObserver {
     std::lock_guard<std::mutex> lock(session->mu_);
     if (IsKubernetesRbacDenial(result.status)) {
       // The API server refused the shell's stream to the user: audited as a denial.
+      session->hub_->metrics()->kubernetes_denials_total.Add({{"at", "shell"}}).Increment();
       common::AuditEvent e = session->BaseEventLocked(common::EVENT_KIND_DECISION);
       e.mutable_decision()->set_verdict(common::VERDICT_DENY);
       e.mutable_decision()->set_rule("kubernetes-rbac");

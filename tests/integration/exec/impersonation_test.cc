@@ -12,6 +12,8 @@
 #include "podgate/audit/v1/audit.grpc.pb.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "support/exec_session.h"
+#include "support/http_client.h"
+#include "support/prometheus_text.h"
 #include "support/stack.h"
 #include "support/subprocess.h"
 #include "support/test_pki.h"
@@ -195,6 +197,20 @@ class ImpersonationTest : public ::testing::Test {
     return out;
   }
 
+  // One sample of exec's /metrics (-1 when absent).
+  static double Sample(const std::string& sample) {
+    auto page = testing::HttpGet(stack_->exec_metrics_port(), "/metrics");
+    if (!page.ok()) {
+      return -1;
+    }
+    auto parsed = testing::ParsePrometheusText(page->body);
+    if (!parsed.ok()) {
+      return -1;
+    }
+    auto it = parsed->samples.find(sample);
+    return it == parsed->samples.end() ? -1 : it->second;
+  }
+
   static std::string* dir_;
   static testing::Stack* stack_;
 };
@@ -268,6 +284,7 @@ TEST_F(ImpersonationTest, PolicyAllowsButRbacRefusesTheProbe) {
   EXPECT_EQ(d[0].verdict(), common::VERDICT_DENY);
   EXPECT_THAT(d[0].reason(), HasSubstr("User \"oidc:victor\" cannot create"));
   EXPECT_FALSE(d[0].policy_version().empty());
+  EXPECT_GE(Sample(R"(podgate_exec_kubernetes_denials_total{at="command"})"), 1);
 }
 
 // The same when the root guard already knows the container (another user's command cached
@@ -318,6 +335,7 @@ TEST_F(ImpersonationTest, AUserRbacDoesNotLetReadThePodIsRefusedAtOpen) {
   EXPECT_THAT(ready.status().message(),
               HasSubstr("pods \"app-1\" is forbidden: User \"oidc:sam\" cannot get resource "
                         "\"pods\""));
+  EXPECT_GE(Sample(R"(podgate_exec_kubernetes_denials_total{at="open"})"), 1);
 }
 
 // A group outside what the chart's resourceNames let exec impersonate: the API server refuses
