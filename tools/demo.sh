@@ -67,7 +67,8 @@ DEMO_APP="$(cd "$(dirname "$0")/kubesim/demo" && pwd)/DemoApp.java"
 sed "s|\$DEMO_APP|$DEMO_APP|" "$(dirname "$0")/kubesim/demo-cluster.yaml" >"$KUBESIM_STATE/cluster.yaml"
 "$BUILD_DIR/tools/kubesim/kubesim" --port="$KUBESIM_PORT" --cluster="$KUBESIM_STATE/cluster.yaml" \
   --token_file="$KUBESIM_STATE/tokens.csv" --state_dir="$KUBESIM_STATE" \
-  --kubeconfig_user=podgate-exec 2>"$STATE/logs/kubesim.log" &
+  --kubeconfig_user=podgate-exec --audit_log="$STATE/logs/kube-audit.log" \
+  2>"$STATE/logs/kubesim.log" &
 pids+=("$!")
 
 # Wait for kubesim's kubeconfig before exec reads it.
@@ -156,7 +157,9 @@ start policy "$POLICY_PORT" "$POLICY_METRICS" --policy_file="$POLICY_FILE" \
   --audit_address="127.0.0.1:$AUDIT_PORT"
 start exec "$EXEC_PORT" "$EXEC_METRICS" --kubeconfig="$KUBESIM_STATE/kubeconfig" \
   --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}" \
-  --jwt_audience="$EXEC_AUDIENCE"
+  --jwt_audience="$EXEC_AUDIENCE" \
+  --kube_impersonation=user+groups --kube_impersonate_user_prefix=oidc: \
+  --kube_impersonate_group_prefix=oidc:
 # edge: the browser's port (plain HTTP on loopback only), the page and the WebSocket protocols,
 # and single sign-on with the demo provider.
 start edge "$EDGE_PORT_GRPC" "$EDGE_METRICS" --http_address="127.0.0.1:$EDGE_PORT" \
@@ -196,6 +199,8 @@ kubeconfig: $KUBESIM_STATE/kubeconfig
   try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
        kubectl --kubeconfig $KUBESIM_STATE/kubeconfig exec -n app-shop orders-7d4b9c -- jps
 Audit records: $BIN/audit/podgate-audit-cli --server=127.0.0.1:$AUDIT_PORT query (or verify)
+The cluster's own audit log names each developer (exec impersonates them, prefix oidc:):
+  grep impersonatedUser $STATE/logs/kube-audit.log
 
 Sign in: open http://127.0.0.1:$EDGE_PORT/ and click "Sign in with SSO"; on the provider's page
 (the demo OpenID provider, $ISSUER) use one of

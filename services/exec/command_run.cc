@@ -309,18 +309,10 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
             if (self->running_ != cmd) {
               return;
             }
-            self->hub_->metrics()
-                ->commands_total.Add({{"decision", "deny"}, {"result", "refused"}})
-                .Increment();
-            self->ClearRunningLocked();
-            common::AuditEvent denial = self->BaseEventLocked(common::EVENT_KIND_DECISION);
-            denial.set_command_id(cmd->id);
-            denial.mutable_decision()->set_verdict(common::VERDICT_DENY);
-            denial.mutable_decision()->set_rule("root-guard");
-            denial.mutable_decision()->set_reason(std::string(s.message()));
-            denial.mutable_decision()->set_policy_version(cmd->decision.policy_version());
-            self->hub_->audit()->Record(std::move(denial), [](absl::Status) {});
-            self->DenyLocked(cmd->id, "root-guard", std::string(s.message()));
+            // The probe itself may have been refused to the user by Kubernetes RBAC.
+            self->RefuseCommandLocked(cmd,
+                                      IsKubernetesRbacDenial(s) ? "kubernetes-rbac" : "root-guard",
+                                      std::string(s.message()));
             return;
           }
           {
@@ -377,10 +369,7 @@ void Session::RunChecks(std::shared_ptr<Command> cmd, int index) {
     RefuseByCheckLocked(cmd, check, *outcome);
     return;
   }
-  ExecSpec spec;
-  spec.namespace_name = target_.namespace_();
-  spec.pod = target_.pod();
-  spec.container = target_.container();
+  ExecSpec spec = TargetSpecLocked();
   spec.argv = std::get<std::vector<std::string>>(std::move(prepared));
   std::shared_ptr<Session> self = shared_from_this();
   lock.unlock();
@@ -389,6 +378,11 @@ void Session::RunChecks(std::shared_ptr<Command> cmd, int index) {
              {
                std::lock_guard<std::mutex> lock(self->mu_);
                if (self->state_ == State::kClosed || self->running_ != cmd) {
+                 return;
+               }
+               if (!answer.ok() && IsKubernetesRbacDenial(answer.status())) {
+                 self->RefuseCommandLocked(cmd, "kubernetes-rbac",
+                                           std::string(answer.status().message()));
                  return;
                }
                const common::ContainerCheck& check = cmd->decision.checks(index);
@@ -405,6 +399,32 @@ void Session::RunChecks(std::shared_ptr<Command> cmd, int index) {
              }
              self->RunChecks(cmd, index + 1);
            });
+}
+
+// A step after policy's allow refused the command (rule root-guard, kubernetes-rbac, ...):
+// recorded as a second decision (deny, that rule) of the same policy version, and `denied` to
+// the client. Nothing of the command ran.
+void Session::RefuseCommandLocked(const std::shared_ptr<Command>& cmd, const std::string& rule,
+                                  const std::string& reason) {
+  hub_->metrics()->commands_total.Add({{"decision", "deny"}, {"result", "refused"}}).Increment();
+  if (running_ == cmd) {
+    ClearRunningLocked();
+  }
+  common::AuditEvent denial = BaseEventLocked(common::EVENT_KIND_DECISION);
+  denial.set_command_id(cmd->id);
+  denial.mutable_decision()->set_verdict(common::VERDICT_DENY);
+  denial.mutable_decision()->set_rule(rule);
+  denial.mutable_decision()->set_reason(reason);
+  denial.mutable_decision()->set_policy_version(cmd->decision.policy_version());
+  hub_->audit()->Record(std::move(denial), [](absl::Status) {});
+  if (rule == "kubernetes-rbac") {
+    hub_->metrics()->kubernetes_denials_total.Add({{"at", "command"}}).Increment();
+    log::Info("kubernetes refused the user",
+              {{"session_id", session_id_}, {"command_id", cmd->id}, {"reason", reason}});
+  }
+  if (state_ != State::kClosed) {
+    DenyLocked(cmd->id, rule, reason);
+  }
 }
 
 // A check refused the command: recorded like the root guard's refusal, as a second decision
@@ -498,6 +518,7 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
 
 ExecSpec Session::TargetSpecLocked() const {
   ExecSpec spec;
+  spec.as = kube_as_;
   spec.namespace_name = target_.namespace_();
   spec.pod = target_.pod();
   spec.container = target_.container();
@@ -642,6 +663,9 @@ void Session::RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int 
       return;
     }
     spec = TargetSpecLocked();
+    // exec stops what it started as itself: the stop must work even when the user's rights
+    // changed meanwhile, and it reaches only this command's process (pid and start time).
+    spec.as = KubeIdentity{};
     spec.argv = StopHelperArgv(cmd->report.pid(), cmd->report.start_ticks(), signal, cmd->group);
   }
   std::shared_ptr<Session> self = shared_from_this();
@@ -730,6 +754,18 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   }
   cmd->finished = true;
   hub_->timers()->Cancel(cmd->launch_timer);
+  if (!cmd->go_sent && cmd->stop_reason == common::TERMINATION_UNSPECIFIED &&
+      IsKubernetesRbacDenial(result.status)) {
+    // The API server refused the exec stream to the user: a denial (rule kubernetes-rbac),
+    // audited as one; nothing ran, so there is no process and no result.
+    cmd->gone = true;
+    cmd->started = false;
+    hub_->timers()->Cancel(cmd->limit_timer);
+    ResumeReadsLocked();
+    RefuseCommandLocked(cmd, "kubernetes-rbac", std::string(result.status.message()));
+    cmd->handle.reset();
+    return;
+  }
   // What the audit record and the client are told (the stream's result, explained).
   ExecResult outcome = result;
   if (!cmd->go_sent) {

@@ -63,6 +63,12 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                       .Name("podgate_exec_stops_total")
                       .Help("Stop helper runs against a command's process, by signal and result.")
                       .Register(registry)),
+      kubernetes_denials_total(
+          prometheus::BuildCounter()
+              .Name("podgate_exec_kubernetes_denials_total")
+              .Help("Calls Kubernetes RBAC refused to the impersonated user, by where (open, "
+                    "command, shell).")
+              .Register(registry)),
       live_objects(prometheus::BuildGauge()
                        .Name("podgate_exec_live_objects")
                        .Help("Session and command objects alive in memory, by kind.")

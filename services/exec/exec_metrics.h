@@ -46,6 +46,9 @@ struct ExecMetrics {
   // podgate_exec_stops_total{signal,result}: the stop helper's answers; signal INT|KILL,
   // result signalled|gone|error
   prometheus::Family<prometheus::Counter>& stops_total;
+  // podgate_exec_kubernetes_denials_total{at}: Kubernetes RBAC refused the impersonated user;
+  // at open (the pod read or a shell's probe), command (a probe or its stream), shell (its stream)
+  prometheus::Family<prometheus::Counter>& kubernetes_denials_total;
   // podgate_exec_live_objects{kind}: session|command objects alive in memory (a leak shows
   // here: closed sessions must reach zero)
   prometheus::Family<prometheus::Gauge>& live_objects;

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "exec/credential.h"
+#include "exec/impersonation.h"
 #include "k8s/names.h"
 #include "runtime/log.h"
 #include "wire/status.h"
@@ -21,6 +23,56 @@ constexpr size_t kMaxTargetPods = 500;
 
 // Asks policy about each container of each running pod in turn and fills the response;
 // finishes the RPC at the end.
+// Keeps the pods of the namespaces where Kubernetes lets `as` exec (one review per namespace,
+// cached); a review that fails hides its namespace (fail closed). Calls `done` once, on
+// whichever thread answers last.
+void KeepWhereKubernetesAllows(SessionHub* hub, const KubeIdentity& as, std::vector<PodView> pods,
+                               std::function<void(std::vector<PodView>)> done) {
+  std::set<std::string> namespaces;
+  for (const PodView& p : pods) {
+    namespaces.insert(p.namespace_name);
+  }
+  if (namespaces.empty()) {
+    done(std::move(pods));
+    return;
+  }
+  struct Pending {
+    std::mutex mu;
+    std::vector<PodView> pods;
+    std::set<std::string> denied;
+    size_t left = 0;
+    std::function<void(std::vector<PodView>)> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->pods = std::move(pods);
+  pending->left = namespaces.size();
+  pending->done = std::move(done);
+  for (const std::string& ns : namespaces) {
+    hub->access_cache()->MayExec(as, ns, [pending, ns](absl::StatusOr<bool> allowed) {
+      std::vector<PodView> kept;
+      {
+        std::lock_guard<std::mutex> lock(pending->mu);
+        if (!allowed.ok()) {
+          log::Warn("access review failed: the namespace is not listed",
+                    {{"namespace", ns}, {"error", std::string(allowed.status().message())}});
+        }
+        if (!allowed.ok() || !*allowed) {
+          pending->denied.insert(ns);
+        }
+        if (--pending->left > 0) {
+          return;
+        }
+        for (PodView& p : pending->pods) {
+          if (pending->denied.count(p.namespace_name) == 0) {
+            kept.push_back(std::move(p));
+          }
+        }
+      }
+      pending->done(std::move(kept));
+    });
+  }
+}
+
 class TargetLister : public std::enable_shared_from_this<TargetLister> {
  public:
   TargetLister(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
@@ -176,8 +228,28 @@ void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
     }
   }
   podgate::common::v1::Principal principal = verified->principal;
+  // With impersonation on, one namespace is listed as the user: what Kubernetes RBAC does not
+  // let them list is not shown. Every namespace at once is listed as exec itself (a user can
+  // rarely list pods cluster-wide). Either way each namespace listed is then kept only when
+  // Kubernetes says the user may exec there (AccessCache: a SelfSubjectAccessReview as them).
+  KubeIdentity user_as;
+  if (hub->options().impersonation.mode != ImpersonationMode::kOff) {
+    absl::StatusOr<KubeIdentity> mapped =
+        MapIdentity(hub->options().impersonation, principal.user(),
+                    {principal.groups().begin(), principal.groups().end()}, "");
+    if (!mapped.ok()) {
+      reactor->Finish(wire::ToGrpcStatus(mapped.status()));
+      return;
+    }
+    user_as = *std::move(mapped);
+  }
+  const KubeIdentity list_as = ns.empty() ? KubeIdentity{} : user_as;
   hub->kube()->ListPods(
-      ns, [hub, reactor, response, principal](absl::StatusOr<std::vector<PodView>> pods) {
+      list_as, ns,
+      [hub, reactor, response, principal, user_as](absl::StatusOr<std::vector<PodView>> pods) {
+        if (!pods.ok() && IsKubernetesRbacDenial(pods.status())) {
+          pods = std::vector<PodView>{};  // RBAC hides the namespace from this user
+        }
         if (!pods.ok()) {
           hub->metrics()
               ->api_errors_total.Add({{"code", absl::StatusCodeToString(pods.status().code())}})
@@ -190,9 +262,16 @@ void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
                                         {"limit", static_cast<int64_t>(kMaxTargetPods)}});
           pods->resize(kMaxTargetPods);
         }
-        auto lister = std::make_shared<TargetLister>(hub, reactor, response, principal,
-                                                     *std::move(pods));
-        lister->Next();
+        auto list = [hub, reactor, response, principal](std::vector<PodView> kept) {
+          auto lister =
+              std::make_shared<TargetLister>(hub, reactor, response, principal, std::move(kept));
+          lister->Next();
+        };
+        if (user_as.empty()) {
+          list(*std::move(pods));
+          return;
+        }
+        KeepWhereKubernetesAllows(hub, user_as, *std::move(pods), std::move(list));
       });
 }
 

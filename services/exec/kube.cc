@@ -1,9 +1,26 @@
 #include "exec/kube.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace podgate::exec {
+namespace {
+
+constexpr char kRbacDenialPayload[] = "type.podgate.dev/kubernetes-rbac-denial";
+
+}  // namespace
+
+absl::Status KubernetesRbacDenial(std::string message) {
+  absl::Status s = absl::PermissionDeniedError(std::move(message));
+  s.SetPayload(kRbacDenialPayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsKubernetesRbacDenial(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kPermissionDenied &&
+         status.GetPayload(kRbacDenialPayload).has_value();
+}
 
 absl::StatusOr<std::string> ResolveContainer(const PodView& pod, const std::string& requested) {
   std::vector<std::string> names;

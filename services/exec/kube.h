@@ -15,6 +15,26 @@
 
 namespace podgate::exec {
 
+// Who the API server should see behind a call, by impersonation (Impersonate-User,
+// Impersonate-Group, Impersonate-Extra-<key>): the end user the call is made for. An empty
+// `user` means exec acts as itself (its own service account), which only exec's own
+// housekeeping does once impersonation is on (impersonation.h).
+struct KubeIdentity {
+  std::string user;
+  std::vector<std::string> groups;
+  // (key, value) pairs, sent as `Impersonate-Extra-<key>: <value>`.
+  std::vector<std::pair<std::string, std::string>> extra;
+
+  bool empty() const { return user.empty(); }
+};
+
+// A 403 the API server gave an impersonated end user: Kubernetes RBAC refuses that user what
+// was asked (as opposed to refusing exec the impersonation itself, which is a configuration
+// error: FAILED_PRECONDITION). Such a status is PERMISSION_DENIED and carries a payload that
+// this tells apart from podgate's own refusals.
+absl::Status KubernetesRbacDenial(std::string message);
+bool IsKubernetesRbacDenial(const absl::Status& status);
+
 // The user fields of a securityContext as the pod spec declares them (unset: not declared, or
 // not of the right JSON type).
 struct SecurityContextView {
@@ -52,6 +72,8 @@ SecurityContextView EffectiveSecurityContext(const PodView& pod, const std::stri
 absl::StatusOr<std::string> ResolveContainer(const PodView& pod, const std::string& requested);
 
 struct ExecSpec {
+  // Who the stream is opened for (empty: exec itself).
+  KubeIdentity as;
   std::string namespace_name;
   std::string pod;
   std::string container;
@@ -103,16 +125,34 @@ class ExecHandle {
   virtual void Close() = 0;
 };
 
+// What an access review asks: may the subject `verb` the resource (authorization attributes
+// as the API server's authorizer sees them)?
+struct AccessQuery {
+  std::string verb;
+  std::string group;  // API group; "" for the core group
+  std::string resource;
+  std::string subresource;
+  std::string namespace_name;  // "" for cluster scope
+  std::string name;            // "" for any
+};
+
 class KubeApi {
  public:
   virtual ~KubeApi() = default;
-  virtual void GetPod(const std::string& namespace_name, const std::string& name,
+  // `as`: the user the call is made for (empty: exec itself). A 403 for that user is a
+  // KubernetesRbacDenial.
+  virtual void GetPod(const KubeIdentity& as, const std::string& namespace_name,
+                      const std::string& name,
                       std::function<void(absl::StatusOr<PodView>)> done) = 0;
   // Pods of one namespace, or of every namespace when `namespace_name` is empty.
-  virtual void ListPods(const std::string& namespace_name,
+  virtual void ListPods(const KubeIdentity& as, const std::string& namespace_name,
                         std::function<void(absl::StatusOr<std::vector<PodView>>)> done) = 0;
-  // Starts an exec. The stream owns `observer` until its OnExit has returned, and holds it no
-  // longer: an observer refers back to its owner weakly.
+  // A SelfSubjectAccessReview made as `as` (exec itself when empty): whether the API server
+  // would allow `query`. An error when it cannot say (unreachable, no such API, refused).
+  virtual void ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
+                            std::function<void(absl::StatusOr<bool>)> done) = 0;
+  // Starts an exec as `spec.as`. The stream owns `observer` until its OnExit has returned, and
+  // holds it no longer: an observer refers back to its owner weakly.
   virtual std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
                                            std::shared_ptr<ExecObserver> observer) = 0;
 };

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cstdlib>
 #include <fstream>
@@ -252,7 +253,8 @@ absl::StatusOr<KubeConfig> InClusterConfig(const std::string& sa_dir) {
   return config;
 }
 
-absl::Status ApiError(int http_status, const std::string& body, const std::string& what) {
+absl::Status ApiError(int http_status, const std::string& body, const std::string& what,
+                      bool impersonating) {
   std::string message = absl::StrCat(what, ": HTTP ", http_status);
   absl::StatusOr<k8s::ApiStatus> status = k8s::ParseApiStatus(body);
   if (status.ok() && !status->message.empty()) {
@@ -264,7 +266,19 @@ absl::Status ApiError(int http_status, const std::string& body, const std::strin
     case 401:
       return absl::UnauthenticatedError(message);
     case 403:
-      return absl::PermissionDeniedError(message);
+      if (!impersonating) {
+        return absl::PermissionDeniedError(message);
+      }
+      // The impersonation filter's refusal names exec's own identity ("cannot impersonate
+      // resource ..."): the cluster does not let exec act for users. A configuration error,
+      // never a reason to act as exec itself instead.
+      if (status.ok() && absl::StrContains(status->message, " cannot impersonate resource ")) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            what, ": exec's Kubernetes identity may not impersonate this user (", status->message,
+            "); grant it the impersonate verb (docs/deploy.md, Impersonation)"));
+      }
+      return KubernetesRbacDenial(absl::StrCat("Kubernetes RBAC refused it for you: ",
+                                               status.ok() ? status->message : message));
     case 404:
       return absl::NotFoundError(message);
     case 409:
@@ -352,8 +366,11 @@ namespace {
 class ExecBridge final : public http::WebSocketHandler,
                          public std::enable_shared_from_this<ExecBridge> {
  public:
-  ExecBridge(std::shared_ptr<ExecObserver> observer, std::shared_ptr<OpenStreams> streams)
-      : observer_(std::move(observer)), streams_(std::move(streams)) {
+  ExecBridge(std::shared_ptr<ExecObserver> observer, std::shared_ptr<OpenStreams> streams,
+             bool impersonating)
+      : observer_(std::move(observer)),
+        streams_(std::move(streams)),
+        impersonating_(impersonating) {
     streams_->Add();
   }
   ~ExecBridge() override {
@@ -378,7 +395,8 @@ class ExecBridge final : public http::WebSocketHandler,
       ExecResult r;
       r.status = result.status;
       if (result.refusal.status != 0) {
-        r.status = ApiError(result.refusal.status, result.refusal.body, "exec refused");
+        r.status =
+            ApiError(result.refusal.status, result.refusal.body, "exec refused", impersonating_);
       }
       Exit(std::move(r));
       return;
@@ -570,6 +588,7 @@ class ExecBridge final : public http::WebSocketHandler,
 
   std::shared_ptr<ExecObserver> observer_;
   const std::shared_ptr<OpenStreams> streams_;
+  const bool impersonating_;
   size_t pending_bytes_ = 0;
   std::mutex mu_;
   std::shared_ptr<http::WebSocketConnection> connection_;
@@ -670,6 +689,53 @@ std::string KubeClient::Token() {
   return token_;
 }
 
+namespace {
+
+// Refuses what cannot be a header value (a control character would end the header).
+absl::Status CheckHeaderValue(const std::string& value, const char* what) {
+  for (unsigned char c : value) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the ", what, " to impersonate contains a control character"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ImpersonationHeaders(const KubeIdentity& as,
+                                  std::vector<std::pair<std::string, std::string>>* headers) {
+  if (as.empty()) {
+    return absl::OkStatus();
+  }
+  if (absl::Status s = CheckHeaderValue(as.user, "user"); !s.ok()) {
+    return s;
+  }
+  headers->emplace_back("Impersonate-User", as.user);
+  for (const std::string& g : as.groups) {
+    if (absl::Status s = CheckHeaderValue(g, "group"); !s.ok()) {
+      return s;
+    }
+    headers->emplace_back("Impersonate-Group", g);
+  }
+  for (const auto& [key, value] : as.extra) {
+    // A key is a header name token: lower-case letters, digits and '-' here (the API server
+    // lower-cases keys; anything else would need percent-encoding).
+    if (key.empty() || !std::all_of(key.begin(), key.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+        })) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("impersonation extra key \"", key, "\" is not [a-z0-9-]+"));
+    }
+    if (absl::Status s = CheckHeaderValue(value, "extra value"); !s.ok()) {
+      return s;
+    }
+    headers->emplace_back(absl::StrCat("Impersonate-Extra-", key), value);
+  }
+  return absl::OkStatus();
+}
+
 http::ClientOptions KubeClient::ConnectionOptions() {
   http::ClientOptions o;
   o.host = config_.host;
@@ -691,23 +757,28 @@ http::ClientOptions KubeClient::ConnectionOptions() {
   return o;
 }
 
-absl::StatusOr<std::string> KubeClient::Get(const std::string& target) {
-  absl::StatusOr<http::ClientResponse> res =
-      http::Fetch(ConnectionOptions(), "GET", config_.ApiPath(target));
+absl::StatusOr<std::string> KubeClient::Get(const KubeIdentity& as, const std::string& target) {
+  http::ClientOptions options = ConnectionOptions();
+  if (absl::Status s = ImpersonationHeaders(as, &options.headers); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<http::ClientResponse> res = http::Fetch(options, "GET", config_.ApiPath(target));
   if (!res.ok()) {
     return absl::UnavailableError(absl::StrCat("Kubernetes API: ", res.status().message()));
   }
   if (res->status != 200) {
-    return ApiError(res->status, res->body, absl::StrCat("GET ", target));
+    return ApiError(res->status, res->body, absl::StrCat("GET ", target), !as.empty());
   }
   return res->body;
 }
 
-void KubeClient::GetPod(const std::string& namespace_name, const std::string& name,
+void KubeClient::GetPod(const KubeIdentity& as, const std::string& namespace_name,
+                        const std::string& name,
                         std::function<void(absl::StatusOr<PodView>)> done) {
-  boost::asio::post(rest_pool_, [this, namespace_name, name, done = std::move(done)] {
-    absl::StatusOr<std::string> body = Get(absl::StrCat(
-        "/api/v1/namespaces/", k8s::UrlEncode(namespace_name), "/pods/", k8s::UrlEncode(name)));
+  boost::asio::post(rest_pool_, [this, as, namespace_name, name, done = std::move(done)] {
+    absl::StatusOr<std::string> body =
+        Get(as, absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(namespace_name), "/pods/",
+                             k8s::UrlEncode(name)));
     if (!body.ok()) {
       done(body.status());
       return;
@@ -716,14 +787,14 @@ void KubeClient::GetPod(const std::string& namespace_name, const std::string& na
   });
 }
 
-void KubeClient::ListPods(const std::string& namespace_name,
+void KubeClient::ListPods(const KubeIdentity& as, const std::string& namespace_name,
                           std::function<void(absl::StatusOr<std::vector<PodView>>)> done) {
-  boost::asio::post(rest_pool_, [this, namespace_name, done = std::move(done)] {
+  boost::asio::post(rest_pool_, [this, as, namespace_name, done = std::move(done)] {
     const std::string target =
         namespace_name.empty() ? "/api/v1/pods?limit=500"
                                : absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(namespace_name),
                                               "/pods?limit=500");
-    absl::StatusOr<std::string> body = Get(target);
+    absl::StatusOr<std::string> body = Get(as, target);
     if (!body.ok()) {
       done(body.status());
       return;
@@ -744,6 +815,47 @@ void KubeClient::ListPods(const std::string& namespace_name,
   });
 }
 
+void KubeClient::ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
+                              std::function<void(absl::StatusOr<bool>)> done) {
+  boost::asio::post(rest_pool_, [this, as, query, done = std::move(done)] {
+    nlohmann::json attrs = {{"verb", query.verb}, {"resource", query.resource}};
+    for (const auto& [key, value] :
+         {std::pair{"group", &query.group}, std::pair{"subresource", &query.subresource},
+          std::pair{"namespace", &query.namespace_name}, std::pair{"name", &query.name}}) {
+      if (!value->empty()) {
+        attrs[key] = *value;
+      }
+    }
+    const nlohmann::json review = {{"kind", "SelfSubjectAccessReview"},
+                                   {"apiVersion", "authorization.k8s.io/v1"},
+                                   {"spec", {{"resourceAttributes", attrs}}}};
+    http::ClientOptions options = ConnectionOptions();
+    if (absl::Status s = ImpersonationHeaders(as, &options.headers); !s.ok()) {
+      done(s);
+      return;
+    }
+    options.headers.emplace_back("Content-Type", "application/json");
+    const std::string target = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    absl::StatusOr<http::ClientResponse> res =
+        http::Fetch(options, "POST", config_.ApiPath(target), review.dump());
+    if (!res.ok()) {
+      done(absl::UnavailableError(absl::StrCat("Kubernetes API: ", res.status().message())));
+      return;
+    }
+    if (res->status != 201 && res->status != 200) {
+      done(ApiError(res->status, res->body, absl::StrCat("POST ", target), !as.empty()));
+      return;
+    }
+    nlohmann::json answer = nlohmann::json::parse(res->body, nullptr, false);
+    if (answer.is_discarded() || !answer.contains("status") || !answer["status"].is_object() ||
+        !answer["status"].contains("allowed") || !answer["status"]["allowed"].is_boolean()) {
+      done(absl::InternalError("the API server answered an access review without status.allowed"));
+      return;
+    }
+    done(answer["status"]["allowed"].get<bool>());
+  });
+}
+
 std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
                                              std::shared_ptr<ExecObserver> observer) {
   k8s::ExecOptions query;
@@ -756,13 +868,18 @@ std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
   const std::string target = config_.ApiPath(
       absl::StrCat("/api/v1/namespaces/", k8s::UrlEncode(spec.namespace_name), "/pods/",
                    k8s::UrlEncode(spec.pod), "/exec?", k8s::EncodeExecQuery(query)));
-  auto bridge = std::make_shared<ExecBridge>(std::move(observer), streams_);
+  auto bridge = std::make_shared<ExecBridge>(std::move(observer), streams_, !spec.as.empty());
   auto handle = std::make_unique<ExecStream>(bridge);
   if (spec.tty && spec.width > 0 && spec.height > 0) {
     handle->Resize(spec.width, spec.height);
   }
   http::AsyncClientOptions options;
   options.connection = ConnectionOptions();
+  if (absl::Status s = ImpersonationHeaders(spec.as, &options.connection.headers); !s.ok()) {
+    // Nothing is sent: the stream ends with the reason, on an I/O thread as any failure does.
+    boost::asio::post(io_, [bridge, s] { bridge->OnHandshake(http::HandshakeResult{s, "", {}}); });
+    return handle;
+  }
   http::ConnectWebSocket(
       io_, options, target, options_.protocols, bridge,
       [bridge](const http::HandshakeResult& result) { bridge->OnHandshake(result); });

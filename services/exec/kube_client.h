@@ -95,10 +95,12 @@ class KubeClient final : public KubeApi {
   KubeClient(KubeConfig config, KubeClientOptions options = {});
   ~KubeClient() override;
 
-  void GetPod(const std::string& namespace_name, const std::string& name,
+  void GetPod(const KubeIdentity& as, const std::string& namespace_name, const std::string& name,
               std::function<void(absl::StatusOr<PodView>)> done) override;
-  void ListPods(const std::string& namespace_name,
+  void ListPods(const KubeIdentity& as, const std::string& namespace_name,
                 std::function<void(absl::StatusOr<std::vector<PodView>>)> done) override;
+  void ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
+                    std::function<void(absl::StatusOr<bool>)> done) override;
   std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
                                    std::shared_ptr<ExecObserver> observer) override;
 
@@ -114,7 +116,7 @@ class KubeClient final : public KubeApi {
 
  private:
   http::ClientOptions ConnectionOptions();
-  absl::StatusOr<std::string> Get(const std::string& target);
+  absl::StatusOr<std::string> Get(const KubeIdentity& as, const std::string& target);
 
   const KubeConfig config_;
   const KubeClientOptions options_;
@@ -134,7 +136,16 @@ absl::StatusOr<PodView> ParsePod(const std::string& json);
 
 // Maps an API server HTTP status (with its Status body) to a status with the API's message:
 // 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND, 409 ABORTED, 400 and 422
-// FAILED_PRECONDITION, 429 and 5xx UNAVAILABLE.
-absl::Status ApiError(int http_status, const std::string& body, const std::string& what);
+// FAILED_PRECONDITION, 429 and 5xx UNAVAILABLE. When the request impersonated a user
+// (`impersonating`), a 403 is either the impersonation refused to exec itself
+// (FAILED_PRECONDITION saying to grant it) or RBAC refusing the user (KubernetesRbacDenial).
+absl::Status ApiError(int http_status, const std::string& body, const std::string& what,
+                      bool impersonating = false);
+
+// Appends the impersonation headers for `as` (none when it is empty): Impersonate-User, one
+// Impersonate-Group per group, Impersonate-Extra-<key> per extra. INVALID_ARGUMENT for a value
+// with a control character or a key outside [a-z0-9-]+ (nothing is sent then).
+absl::Status ImpersonationHeaders(const KubeIdentity& as,
+                                  std::vector<std::pair<std::string, std::string>>* headers);
 
 }  // namespace podgate::exec

@@ -8,6 +8,7 @@
 #include "auth/auth_flags.h"
 #include "clients/audit_client.h"
 #include "exec/exec_service.h"
+#include "exec/impersonation.h"
 #include "exec/kube_client.h"
 #include "exec/options.h"
 #include "runtime/flags.h"
@@ -68,6 +69,15 @@ int main(int argc, char** argv) {
   audit_options.ack_timeout = flags->audit_ack_timeout;
   podgate::clients::AuditClient audit(*audit_channel, audit_options);
   podgate::exec::KubeClient kube(*kube_config);
+  // Impersonation on: make sure the cluster lets exec impersonate before serving anyone.
+  if (absl::Status s = podgate::exec::CheckImpersonationGrant(&kube, flags->sessions.impersonation,
+                                                              absl::Seconds(15));
+      s.code() == absl::StatusCode::kFailedPrecondition) {
+    rt::ExitWithError(std::string(s.message()));
+  } else if (!s.ok()) {
+    podgate::log::Warn("impersonation grant not confirmed at start-up",
+                       {{"reason", std::string(s.message())}});
+  }
 
   const podgate::exec::ExecOptions& options = flags->sessions;
   podgate::exec::SessionHub hub(options, &*verifier, policy_stub.get(), &audit, &kube, &metrics);

@@ -1,9 +1,11 @@
 #include "exec/options.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -51,6 +53,18 @@ ABSL_FLAG(int, journal_max_entries, 4096,
 ABSL_FLAG(absl::Duration, journal_recovery_timeout, absl::Seconds(30),
           "How long start-up may spend stopping and recording journaled commands; what is "
           "left stays journaled for the next start. Default 30s.");
+ABSL_FLAG(std::string, kube_impersonation, "off",
+          "Whom Kubernetes sees behind the API calls exec makes for a user: off (exec's own "
+          "service account), user (Impersonate-User), user+groups (and Impersonate-Group per token "
+          "group). Default off.");
+ABSL_FLAG(std::string, kube_impersonate_user_prefix, "",
+          "Prepended to the user name exec impersonates (e.g. podgate:). Default empty.");
+ABSL_FLAG(std::string, kube_impersonate_group_prefix, "",
+          "Prepended to each group name exec impersonates in user+groups mode (e.g. podgate:). "
+          "Default empty.");
+ABSL_FLAG(bool, kube_impersonate_session_extra, true,
+          "Send the session id as Impersonate-Extra-podgate-session when impersonating. Default "
+          "true.");
 ABSL_FLAG(std::string, service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount",
           "Where the in-cluster token and CA are. Default the standard path.");
 
@@ -98,6 +112,21 @@ absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_journal_recovery_timeout) <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--journal_recovery_timeout must be positive");
   }
+  if (absl::Status s = ParseImpersonationMode(absl::GetFlag(FLAGS_kube_impersonation)).status();
+      !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--kube_impersonation: ", s.message()));
+  }
+  for (auto [value, name] : {std::pair{absl::GetFlag(FLAGS_kube_impersonate_user_prefix),
+                                       "kube_impersonate_user_prefix"},
+                             std::pair{absl::GetFlag(FLAGS_kube_impersonate_group_prefix),
+                                       "kube_impersonate_group_prefix"}}) {
+    if (absl::StartsWith(value, "system:") ||
+        std::any_of(value.begin(), value.end(),
+                    [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " must not start with system: or hold a control character"));
+    }
+  }
   if (absl::GetFlag(FLAGS_audit_excerpt_bytes) < 0 ||
       absl::GetFlag(FLAGS_audit_excerpt_bytes) > 1 << 20) {
     return absl::InvalidArgumentError("--audit_excerpt_bytes must be 0 to 1048576");
@@ -126,6 +155,10 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.shell_argv = absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty());
   options.interrupt_grace = absl::GetFlag(FLAGS_interrupt_grace);
   options.launch_timeout = absl::GetFlag(FLAGS_launch_timeout);
+  options.impersonation.mode = *ParseImpersonationMode(absl::GetFlag(FLAGS_kube_impersonation));
+  options.impersonation.user_prefix = absl::GetFlag(FLAGS_kube_impersonate_user_prefix);
+  options.impersonation.group_prefix = absl::GetFlag(FLAGS_kube_impersonate_group_prefix);
+  options.impersonation.session_extra = absl::GetFlag(FLAGS_kube_impersonate_session_extra);
   service.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
   service.kube_allow_insecure = absl::GetFlag(FLAGS_kube_allow_insecure);
   service.service_account_dir = absl::GetFlag(FLAGS_service_account_dir);

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "exec/impersonation.h"
 
 namespace podgate::exec {
 
@@ -48,6 +49,11 @@ struct ExecOptions {
   // asciicast chunks of a shell recording are sent when this big or this old.
   size_t recording_chunk_bytes = 64 * 1024;
   absl::Duration recording_flush = absl::Seconds(5);
+  // Whom the API server sees behind each call made for a user (impersonation.h).
+  ImpersonationOptions impersonation;
+  // How long Kubernetes' answer to "may this user exec in this namespace" is reused
+  // (ListTargets with impersonation on).
+  absl::Duration access_review_ttl = absl::Seconds(30);
 };
 
 // What podgate-exec's own flags set (docs/exec.md, "Flags").

@@ -21,7 +21,8 @@ SessionHub::SessionHub(ExecOptions options, const auth::Verifier* verifier,
       kube_(kube),
       metrics_(metrics),
       timers_(timers),
-      root_guard_(kube, timers, metrics, options_.probe_timeout, options_.root_guard_ttl) {}
+      root_guard_(kube, timers, metrics, options_.probe_timeout, options_.root_guard_ttl),
+      access_cache_(kube, options_.access_review_ttl) {}
 
 absl::Status SessionHub::Admit(const std::shared_ptr<Session>& session, const std::string& user) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "auth/jwt.h"
 #include "clients/audit_client.h"
+#include "exec/access_cache.h"
 #include "exec/exec_metrics.h"
 #include "exec/journal.h"
 #include "exec/kube.h"
@@ -62,6 +63,8 @@ class SessionHub {
 
   // The root guard (its uid cache is shared by every session of this service).
   RootGuard* root_guard() { return &root_guard_; }
+  // Kubernetes' answers on who may exec where (ListTargets, with impersonation on).
+  AccessCache* access_cache() { return &access_cache_; }
 
   // Session objects alive, closed or not: after a close, a stop step, a probe or an audit ack
   // still in flight holds its Session, which points at this hub and at what main owns. main
@@ -86,6 +89,7 @@ class SessionHub {
   std::map<std::string, int> per_user_;
   std::map<Session*, std::weak_ptr<Session>> live_;
   RootGuard root_guard_;
+  AccessCache access_cache_;
   std::mutex objects_mu_;
   std::condition_variable objects_cv_;
   int objects_ = 0;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "exec/container_probe.h"
 #include "exec/credential.h"
+#include "exec/impersonation.h"
 #include "exec/policy_stream.h"
 #include "exec/probe_run.h"
 #include "exec/session_reactor.h"
@@ -62,8 +63,8 @@ RootGuard::RootGuard(KubeApi* kube, runtime::TimerQueue* timers, ExecMetrics* me
                      absl::Duration probe_timeout, absl::Duration ttl)
     : kube_(kube), timers_(timers), metrics_(metrics), probe_timeout_(probe_timeout), ttl_(ttl) {}
 
-void RootGuard::Check(const PodView& pod, const std::string& container, bool root_allowed,
-                      std::function<void(absl::Status)> next) {
+void RootGuard::Check(const KubeIdentity& as, const PodView& pod, const std::string& container,
+                      bool root_allowed, std::function<void(absl::Status)> next) {
   const std::string key = absl::StrCat(pod.uid, "/", container);
   auto judge = [this, container, root_allowed](absl::StatusOr<int64_t> uid) -> absl::Status {
     if (uid.ok() && *uid != 0) {
@@ -108,12 +109,19 @@ void RootGuard::Check(const PodView& pod, const std::string& container, bool roo
     return;
   }
   ExecSpec spec;
+  spec.as = as;
   spec.namespace_name = pod.namespace_name;
   spec.pod = pod.name;
   spec.container = container;
   spec.argv = UidProbeArgv();
   RunProbe(kube_, timers_, spec, probe_timeout_,
            [this, key, judge, next](absl::StatusOr<ProbeOutput> out) {
+             if (!out.ok() && IsKubernetesRbacDenial(out.status())) {
+               // Kubernetes refused the probe to the user: that is the answer, not a uid
+               // unknown (and nothing is cached: another user may be allowed).
+               next(out.status());
+               return;
+             }
              absl::StatusOr<int64_t> uid = absl::UnknownError("");
              if (!out.ok()) {
                uid = out.status();
@@ -204,6 +212,12 @@ void Session::ContinueOpenLocked(const pb::OpenSession& open,
   principal_ = verified->principal;
   expires_ = std::min(verified->expires, opened_at_ + opts_.max_session);
   expiry_is_credential_ = verified->expires < opened_at_ + opts_.max_session;
+  // Whom Kubernetes will see: a user exec may not impersonate is refused here, before anything
+  // is asked of anyone (exec never falls back to acting as itself for a user).
+  if (absl::Status s = UpdateKubeIdentityLocked(); !s.ok()) {
+    RefuseOpenLocked(wire::ToGrpcStatus(s));
+    return;
+  }
 
   // 2. The target's names, before they reach a URL.
   target_.set_namespace_(open.target().namespace_());
@@ -239,6 +253,35 @@ void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<bool
   }
   exec::AskScope(hub_->policy(), principal, target, labels_known, opts_.policy_timeout,
                  std::move(done));
+}
+
+absl::Status Session::UpdateKubeIdentityLocked() {
+  absl::StatusOr<KubeIdentity> as =
+      MapIdentity(opts_.impersonation, principal_.user(),
+                  {principal_.groups().begin(), principal_.groups().end()}, session_id_);
+  if (!as.ok()) {
+    common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
+    e.mutable_decision()->set_verdict(common::VERDICT_DENY);
+    e.mutable_decision()->set_rule("kubernetes-identity");
+    e.mutable_decision()->set_reason(std::string(as.status().message()));
+    hub_->audit()->Record(std::move(e), [](absl::Status) {});
+    return as.status();
+  }
+  kube_as_ = *std::move(as);
+  return absl::OkStatus();
+}
+
+void Session::RefuseKubernetesLocked(const absl::Status& status) {
+  hub_->metrics()->kubernetes_denials_total.Add({{"at", "open"}}).Increment();
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
+  e.mutable_decision()->set_verdict(common::VERDICT_DENY);
+  e.mutable_decision()->set_rule("kubernetes-rbac");
+  e.mutable_decision()->set_reason(std::string(status.message()));
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
+  log::Info("kubernetes refused the user", {{"session_id", session_id_},
+                                            {"user", principal_.user()},
+                                            {"reason", std::string(status.message())}});
+  RefuseOpenLocked(wire::ToGrpcStatus(status));
 }
 
 void Session::RefuseOpenLocked(grpc::Status status) {
@@ -287,7 +330,12 @@ void Session::OnScope(absl::StatusOr<bool> in_scope) {
   lock.unlock();
   // 5. The pod, from the API.
   std::shared_ptr<Session> self = shared_from_this();
-  hub_->kube()->GetPod(target_.namespace_(), target_.pod(),
+  KubeIdentity as;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    as = kube_as_;
+  }
+  hub_->kube()->GetPod(as, target_.namespace_(), target_.pod(),
                        [self](absl::StatusOr<PodView> pod) { self->OnPod(std::move(pod)); });
 }
 
@@ -304,6 +352,11 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
     if (pod.status().code() == absl::StatusCode::kNotFound) {
       // The same answer as for a target without a rule.
       RefuseTargetLocked(absl::StrCat("pod not found: ", pod.status().message()));
+      return;
+    }
+    if (IsKubernetesRbacDenial(pod.status())) {
+      // A rule is in scope (asked above), so the user may learn that Kubernetes said no.
+      RefuseKubernetesLocked(pod.status());
       return;
     }
     refuse(pod.status());
@@ -409,6 +462,10 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
         self->CheckRootThen(decision.root_allowed(), [self](absl::Status s) {
           if (!s.ok()) {
             std::lock_guard<std::mutex> lock(self->mu_);
+            if (IsKubernetesRbacDenial(s)) {
+              self->RefuseKubernetesLocked(s);  // the probe was refused to the user
+              return;
+            }
             self->RefuseOpenLocked(wire::ToGrpcStatus(s));
             return;
           }
@@ -425,7 +482,12 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
 
 // Runs `next` with OK when the container may be used, or PERMISSION_DENIED from the root guard.
 void Session::CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next) {
-  hub_->root_guard()->Check(pod_, target_.container(), root_allowed, std::move(next));
+  KubeIdentity as;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    as = kube_as_;
+  }
+  hub_->root_guard()->Check(as, pod_, target_.container(), root_allowed, std::move(next));
 }
 
 void Session::SendReady() {
@@ -569,6 +631,12 @@ void Session::OnRenewVerified(absl::StatusOr<auth::VerifiedToken> verified) {
   expiry_is_credential_ = verified->expires < limit;
   // The provider's current word on the user's groups applies from the next command on.
   principal_ = verified->principal;
+  if (absl::Status s = UpdateKubeIdentityLocked(); !s.ok()) {
+    // The renewed groups map to something exec never impersonates: the session ends rather
+    // than go on as the old identity (a running command is stopped, the close recorded).
+    CloseLocked(common::CLOSE_REASON_ERROR, std::string(s.message()));
+    return;
+  }
   log::Info("credential renewed", {{"session_id", session_id_}, {"user", principal_.user()}});
   hub_->timers()->Cancel(limit_timer_);
   ScheduleLimitLocked();

@@ -55,8 +55,10 @@ class RootGuard {
 
   // Calls `next` once with OK when `container` of `pod` may be used, or PERMISSION_DENIED with
   // the reason; at once (declared or cached) or from the probe's callback.
-  void Check(const PodView& pod, const std::string& container, bool root_allowed,
-             std::function<void(absl::Status)> next);
+  // The probe runs as `as` (the session's user, by impersonation); a KubernetesRbacDenial of
+  // it is passed to `next` as it is.
+  void Check(const KubeIdentity& as, const PodView& pod, const std::string& container,
+             bool root_allowed, std::function<void(absl::Status)> next);
 
   // The cache: the uid of (pod uid, container), if known and fresh.
   std::optional<int64_t> CachedUid(const std::string& key);

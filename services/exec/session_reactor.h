@@ -119,6 +119,15 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // Counts a session refused while opening and ends its call with `status`.
   void RefuseOpenLocked(grpc::Status status);
   void RefuseTargetLocked(const std::string& why);
+  // kube_as_ from principal_ and the impersonation options; a principal exec may not
+  // impersonate is an error (audited as a DECISION with rule kubernetes-identity).
+  absl::Status UpdateKubeIdentityLocked();
+  // Refuses the open because Kubernetes RBAC refused the user (audited, rule kubernetes-rbac).
+  void RefuseKubernetesLocked(const absl::Status& status);
+  // A command refused after policy allowed it (root guard, Kubernetes RBAC): a second
+  // DECISION (deny, `rule`) and `denied` to the client.
+  void RefuseCommandLocked(const std::shared_ptr<Command>& cmd, const std::string& rule,
+                           const std::string& reason);
   void OnPod(absl::StatusOr<PodView> pod);
   void OnPodInScope(PodView pod, absl::StatusOr<bool> in_scope);
   void AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
@@ -194,6 +203,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   std::string client_;
   common::SessionMode mode_ = common::SESSION_MODE_COMMAND;
   common::Principal principal_;
+  // Whom Kubernetes sees behind the calls made for this session's user (empty: exec itself),
+  // from principal_ (again on a renewed credential).
+  KubeIdentity kube_as_;
   common::Target target_;
   PodView pod_;
   absl::Time expires_;

@@ -80,6 +80,17 @@ class Session::ShellObserver final : public ExecObserver {
       return;
     }
     std::lock_guard<std::mutex> lock(session->mu_);
+    if (IsKubernetesRbacDenial(result.status)) {
+      // The API server refused the shell's stream to the user: audited as a denial.
+      session->hub_->metrics()->kubernetes_denials_total.Add({{"at", "shell"}}).Increment();
+      common::AuditEvent e = session->BaseEventLocked(common::EVENT_KIND_DECISION);
+      e.mutable_decision()->set_verdict(common::VERDICT_DENY);
+      e.mutable_decision()->set_rule("kubernetes-rbac");
+      e.mutable_decision()->set_reason(std::string(result.status.message()));
+      session->hub_->audit()->Record(std::move(e), [](absl::Status) {});
+      session->CloseLocked(common::CLOSE_REASON_ERROR, std::string(result.status.message()));
+      return;
+    }
     if (result.status.ok()) {
       session->CloseLocked(common::CLOSE_REASON_REMOTE_EXIT,
                            absl::StrCat("the shell exited with status ", result.exit_code));
@@ -105,10 +116,7 @@ void Session::StartShell() {
   if (state_ != State::kReady) {
     return;
   }
-  ExecSpec spec;
-  spec.namespace_name = target_.namespace_();
-  spec.pod = target_.pod();
-  spec.container = target_.container();
+  ExecSpec spec = TargetSpecLocked();
   spec.argv = opts_.shell_argv;
   spec.stdin = true;
   spec.tty = true;

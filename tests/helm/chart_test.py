@@ -266,6 +266,11 @@ def grants_exec(rules):
     return False
 
 
+def is_impersonation(rules):
+    """A role whose every rule is the impersonate verb: exec's impersonation grant."""
+    return bool(rules) and all(r.get("verbs") == ["impersonate"] for r in rules)
+
+
 def normalized(rules):
     out = {}
     for r in rules:
@@ -325,11 +330,62 @@ def check_rbac(docs, values, f):
         want_ns = sorted(set(rbac["namespaces"] or [NAMESPACE]))
         got_ns = sorted(g[1] for g in exec_grants if g[0] == "RoleBinding")
         f.check(got_ns == want_ns, f"exec RoleBindings in {got_ns}, expected {want_ns}")
-        f.check(not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding"),
-                "namespaced RBAC renders a ClusterRole")
+        others = [d for d in by_kind(docs, "ClusterRole") if not is_impersonation(d.get("rules"))]
+        f.check(not others, "namespaced RBAC renders a ClusterRole beyond the impersonation one")
     for kind, ns, rules in exec_grants:
         got = {k: v for k, v in rules.items()}
         f.check(got == expected, f"exec {kind} in {ns}: rules {got}, expected exactly {expected}")
+
+
+def check_impersonation(docs, values, f):
+    """exec.impersonation: exactly the impersonate rights the mode needs, bound to exec's
+    ServiceAccount only, and the flags that turn it on."""
+    imp = values["exec"]["impersonation"]
+    exec_sa = next((sa["metadata"]["name"] for sa in by_kind(docs, "ServiceAccount")
+                    if component_of(sa) == "exec"), None)
+    roles = [d for d in by_kind(docs, "Role") + by_kind(docs, "ClusterRole")
+             if any("impersonate" in r.get("verbs", []) for r in d.get("rules", []))]
+    args = []
+    for w in workloads(docs):
+        if component_of(w) == "exec":
+            args = args_of(w)
+    f.check(f"--kube_impersonation={imp['mode']}" in args,
+            f"exec args lack --kube_impersonation={imp['mode']}: {args}")
+    if imp["mode"] == "off":
+        f.check(not any(a.startswith("--kube_impersonate_") for a in args),
+                f"impersonation off, yet prefix flags: {args}")
+    if imp["mode"] == "off" or not values["exec"]["rbac"]["create"]:
+        # Off, or the operator grants RBAC themselves (exec.rbac.create=false).
+        f.check(not roles, f"roles grant impersonate: {roles}")
+        return
+    f.check(len(roles) == 1 and roles[0]["kind"] == "ClusterRole",
+            f"expected one impersonation ClusterRole, got {[r['kind'] for r in roles]}")
+    if len(roles) != 1:
+        return
+    role = roles[0]
+    f.check(is_impersonation(role["rules"]), f"impersonation role grants more: {role['rules']}")
+    got = {}
+    for r in role["rules"]:
+        for res in r.get("resources", []):
+            got[(tuple(r.get("apiGroups", [])), res)] = r.get("resourceNames")
+    want = {(("",), "users"): imp["users"] or None}
+    if imp["mode"] == "user+groups":
+        want[(("",), "groups")] = imp["groups"]
+    if imp["sessionExtra"]:
+        want[(("authentication.k8s.io",), "userextras/podgate-session")] = None
+    f.check(got == want, f"impersonation rules {got}, expected exactly {want}")
+    binds = [b for b in by_kind(docs, "ClusterRoleBinding")
+             if b["roleRef"]["name"] == role["metadata"]["name"]]
+    f.check(len(binds) == 1, f"impersonation ClusterRole bound {len(binds)} times")
+    for b in binds:
+        f.check(b["subjects"] == [{"kind": "ServiceAccount", "name": exec_sa,
+                                   "namespace": NAMESPACE}],
+                f"impersonation bound to {b['subjects']}, not only exec's ServiceAccount")
+    for flag, value in (("user_prefix", imp["userPrefix"]), ("group_prefix", imp["groupPrefix"])):
+        want_arg = f"--kube_impersonate_{flag}={value}"
+        f.check((want_arg in args) == bool(value), f"exec args and {flag} disagree: {args}")
+    f.check(f"--kube_impersonate_session_extra={str(imp['sessionExtra']).lower()}" in args,
+            f"exec args lack the session extra flag: {args}")
 
 
 def check_audit(docs, values, f):
@@ -809,7 +865,8 @@ def check_labels(docs, values, f):
             f.check(md.get("namespace") is not None, f"{name}: no namespace")
 
 
-ALL_CHECKS = (check_oidc, check_security, check_probes, check_rbac, check_audit, check_scaling,
+ALL_CHECKS = (check_oidc, check_security, check_probes, check_rbac, check_impersonation,
+              check_audit, check_scaling,
               check_services, check_policy_document, check_network_policies,
               check_service_monitors, check_tls, check_jwt, check_labels)
 
@@ -846,6 +903,9 @@ def check_notes(notes, values, f):
     else:
         f.check(f"exec may open exec streams in: {', '.join(rbac['namespaces'] or [NAMESPACE])}."
                 in notes, "NOTES: exec namespaces missing")
+    f.check(("Kubernetes sees each developer" in notes)
+            == (values["exec"]["impersonation"]["mode"] != "off"),
+            "NOTES: the impersonation note does not follow exec.impersonation.mode")
     f.check(("WARNING: tls.enabled=false" in notes) == (not values["tls"]["enabled"]),
             "NOTES: plaintext warning does not follow tls.enabled")
     f.check(("networkPolicy.enabled=false" in notes) == (not values["networkPolicy"]["enabled"]),
@@ -936,6 +996,20 @@ def cmd_scenarios():
         for comp, want in (("exec", exec_want), ("edge", edge_want)):
             got = arg_value(workload_of(docs, comp), "jwt_audience")
             f.check(got == want, f"{sets}: {comp} --jwt_audience {got!r}, want {want!r}")
+
+    # Impersonation: user mode needs no group right; without the session extra, no extra
+    # right; exec.rbac.create=false grants nothing; user+groups without names is refused by
+    # the template too (for --set over a values file that bypasses the schema's default).
+    for sets in (["exec.impersonation.mode=user"],
+                 ["exec.impersonation.mode=user", "exec.impersonation.sessionExtra=false",
+                  "exec.impersonation.users={oidc:alice}"],
+                 ["exec.impersonation.mode=user", "exec.rbac.create=false"],
+                 ["exec.impersonation.mode=user+groups", "exec.impersonation.groups={devs}",
+                  "exec.rbac.clusterWide=true"]):
+        docs = fast_render(base, sets)
+        check_impersonation(docs, values_with([s for s in sets if "{" not in s] + [
+            s.replace("{", "[").replace("}", "]") for s in sets if "{" in s]), f)
+        check_rbac(docs, values_with([s for s in sets if "{" not in s]), f)
 
     # PDB only when more than one replica runs.
     for replicas, want in ((1, 0), (2, 1), (3, 1)):

@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "access_review.h"
+#include "impersonation.h"
 #include "runtime/log.h"
 
 namespace podgate::kubesim {
@@ -421,6 +423,18 @@ absl::Status ApiServer::PrepareContainers() {
   return absl::OkStatus();
 }
 
+absl::Status ApiServer::OpenAuditLog() {
+  if (options_.audit_log_path.empty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(options_.audit_log_path);
+  if (!log.ok()) {
+    return log.status();
+  }
+  audit_log_ = *std::move(log);
+  return absl::OkStatus();
+}
+
 namespace {
 
 std::vector<std::pair<std::string, std::string>> ContainerEnv(const Pod& pod, const Container& c,
@@ -567,8 +581,39 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
                                {"platform", "linux/amd64"}}));
   }
 
-  // Authentication: a bearer token, else a verified client certificate.
-  std::string user;
+  AuditRecord record;
+  record.request_uri = target;
+  record.source_ip = context.remote_address.substr(0, context.remote_address.rfind(':'));
+  if (auto ua = req.find(bhttp::field::user_agent); ua != req.end()) {
+    record.user_agent = std::string(ua->value());
+  }
+  record.received = AuditTimestamp();
+  record.verb = req.method() == bhttp::verb::post ? "create" : "get";
+  http::RouteResult result = Serve(req, context, is_upgrade, path, query, record);
+  if (audit_log_ != nullptr) {
+    if (result.websocket != nullptr) {
+      record.code = 101;
+    } else if (result.response.has_value()) {
+      record.code = static_cast<int>(result.response->result_int());
+      if (record.code >= 300) {
+        absl::StatusOr<k8s::ApiStatus> status = k8s::ParseApiStatus(result.response->body());
+        if (status.ok()) {
+          record.status_reason = status->reason;
+          record.status_message = status->message;
+        }
+      }
+    }
+    audit_log_->Write(record);
+  }
+  return result;
+}
+
+http::RouteResult ApiServer::Serve(const http::Request& req, const http::RequestContext& context,
+                                   bool is_upgrade, const std::string& path,
+                                   const std::string& query, AuditRecord& record) {
+  // Authentication: a bearer token, else a verified client certificate. Every authenticated
+  // user is also in system:authenticated, as the API server adds it.
+  std::optional<UserInfo> requestor;
   auto auth = req.find(bhttp::field::authorization);
   if (auth != req.end()) {
     std::string value(auth->value());
@@ -577,35 +622,110 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
       for (const TokenUser& t : tokens_) {
         if (t.token.size() == token.size() &&
             CRYPTO_memcmp(t.token.data(), token.data(), token.size()) == 0) {
-          user = t.user;
+          requestor = UserInfo{t.user, t.uid, t.groups, {}};
         }
       }
     }
   } else if (!context.peer_common_name.empty()) {
-    user = context.peer_common_name;
+    requestor = UserInfo{context.peer_common_name, "", {}, {}};
   }
-  if (user.empty()) {
+  if (!requestor.has_value()) {
     ++unauthorized;
     return StatusReply(req, {401, "Unauthorized", "Unauthorized", "", ""});
   }
-  auto forbidden_reply = [&](const std::string& verb, const std::string& resource,
-                             const std::string& ns, const std::string& name) {
+  requestor->groups.push_back("system:authenticated");
+  record.user = requestor;
+
+  // Impersonation (the API server's WithImpersonation filter): the caller needs `impersonate`
+  // on everything it names; the request is then authorized as the impersonated identity.
+  std::vector<std::pair<std::string, std::string>> headers;
+  for (const auto& field : req) {
+    headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  absl::StatusOr<ImpersonationRequest> impersonation = ParseImpersonationHeaders(headers);
+  if (!impersonation.ok()) {
+    return BadRequest(req, std::string(impersonation.status().message()));
+  }
+  UserInfo effective = *requestor;
+  if (!impersonation->empty()) {
+    ImpersonationResult as = Impersonate(cluster_, *requestor, *impersonation);
+    if (!as.user.has_value()) {
+      ++forbidden;
+      record.attributes = as.denied;
+      record.allowed = false;
+      return StatusReply(req, {403, "Forbidden", ForbiddenMessage(requestor->name, as.denied),
+                               as.denied.name, as.denied.resource});
+    }
+    effective = *as.user;
+    record.impersonated_user = effective;
+    podgate::log::Info("impersonating", {{"user", requestor->name}, {"as", effective.name}});
+  }
+  const std::string& user = effective.name;
+  // The authorizer, for `effective`; the audit record keeps the last decision's attributes.
+  auto allowed = [&](const std::string& verb, const std::string& resource, const std::string& ns,
+                     const std::string& name) {
+    Attributes a;
+    a.verb = verb;
+    a.resource = resource.substr(0, resource.find('/'));
+    if (resource.find('/') != std::string::npos) {
+      a.subresource = resource.substr(resource.find('/') + 1);
+    }
+    a.namespace_name = ns;
+    a.name = name;
+    record.attributes = a;
+    record.allowed = cluster_.Authorize(effective, a);
+    return record.allowed;
+  };
+  // The 403 for the decision `allowed` just made (its attributes are in the record).
+  auto forbidden_reply = [&]() {
     ++forbidden;
-    std::string subject =
-        name.empty() ? absl::StrCat(resource.substr(0, resource.find('/')))
-                     : absl::StrCat(resource.substr(0, resource.find('/')), " \"", name, "\"");
-    std::string where =
-        ns.empty() ? "at the cluster scope" : absl::StrCat("in the namespace \"", ns, "\"");
-    return StatusReply(req,
-                       {403, "Forbidden",
-                        absl::StrCat(subject, " is forbidden: User \"", user, "\" cannot ", verb,
-                                     " resource \"", resource, "\" in API group \"\" ", where),
-                        name, resource.substr(0, resource.find('/'))});
+    const Attributes& a = *record.attributes;
+    return StatusReply(req, {403, "Forbidden", ForbiddenMessage(user, a), a.name, a.resource});
   };
 
   std::vector<std::string> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
   bool exec = parts.size() == 7 && parts[0] == "api" && parts[1] == "v1" &&
               parts[2] == "namespaces" && parts[4] == "pods" && parts[6] == "exec";
+  // authorization.k8s.io/v1 access reviews (POST): a self review is open to every
+  // authenticated user (system:basic-user grants it), a SubjectAccessReview needs `create` on
+  // subjectaccessreviews. Both answer for the impersonated identity when there is one.
+  if (parts.size() == 4 && parts[0] == "apis" && parts[1] == "authorization.k8s.io" &&
+      parts[2] == "v1" &&
+      (parts[3] == "selfsubjectaccessreviews" || parts[3] == "subjectaccessreviews")) {
+    const bool self = parts[3] == "selfsubjectaccessreviews";
+    if (req.method() != bhttp::verb::post) {
+      return StatusReply(
+          req, {405, "MethodNotAllowed",
+                "the server does not allow this method on the requested resource", "", ""});
+    }
+    Attributes a{"create", "authorization.k8s.io", parts[3], "", "", ""};
+    record.attributes = a;
+    record.allowed = self || cluster_.Authorize(effective, a);
+    if (!record.allowed) {
+      ++forbidden;
+      return StatusReply(req, {403, "Forbidden", ForbiddenMessage(user, a), "", parts[3]});
+    }
+    std::string body = req.body();
+    auto content_type = req.find(bhttp::field::content_type);
+    if (content_type != req.end() &&
+        std::string(content_type->value()).rfind("application/vnd.kubernetes.protobuf", 0) == 0) {
+      absl::StatusOr<std::string> converted = AccessReviewProtobufToJson(body, self);
+      if (!converted.ok()) {
+        return BadRequest(req, std::string(converted.status().message()));
+      }
+      body = *std::move(converted);
+    }
+    absl::StatusOr<std::string> answer = AnswerAccessReview(cluster_, effective, self, body);
+    if (!answer.ok()) {
+      if (answer.status().code() == absl::StatusCode::kFailedPrecondition) {
+        return StatusReply(req,
+                           {422, "Invalid", std::string(answer.status().message()), "", parts[3]});
+      }
+      return BadRequest(req, std::string(answer.status().message()));
+    }
+    return Reply(
+        http::MakeResponse(req, bhttp::status::created, "application/json", *std::move(answer)));
+  }
   if (!exec && req.method() != bhttp::verb::get) {
     return StatusReply(req,
                        {405, "MethodNotAllowed",
@@ -620,8 +740,30 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
           {{{"clientCIDR", "0.0.0.0/0"}, {"serverAddress", options_.server_address}}}}}));
   }
   if (path == "/apis") {
-    return Reply(JsonResponse(
-        req, 200, {{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", json::array()}}));
+    json version = {{"groupVersion", "authorization.k8s.io/v1"}, {"version", "v1"}};
+    return Reply(JsonResponse(req, 200,
+                              {{"kind", "APIGroupList"},
+                               {"apiVersion", "v1"},
+                               {"groups",
+                                {{{"name", "authorization.k8s.io"},
+                                  {"versions", {version}},
+                                  {"preferredVersion", version}}}}}));
+  }
+  if (path == "/apis/authorization.k8s.io/v1") {
+    auto review = [](const char* name, const char* kind) {
+      return json{{"name", name},
+                  {"singularName", ""},
+                  {"namespaced", false},
+                  {"kind", kind},
+                  {"verbs", {"create"}}};
+    };
+    return Reply(JsonResponse(req, 200,
+                              {{"kind", "APIResourceList"},
+                               {"apiVersion", "v1"},
+                               {"groupVersion", "authorization.k8s.io/v1"},
+                               {"resources",
+                                {review("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+                                 review("subjectaccessreviews", "SubjectAccessReview")}}}));
   }
   if (path == "/api/v1") {
     return Reply(JsonResponse(req, 200, ApiResourceList()));
@@ -648,8 +790,8 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   // /api/v1/namespaces[/{ns}]
   if (parts[2] == "namespaces" && parts.size() <= 4) {
     if (parts.size() == 3) {
-      if (!cluster_.Allowed(user, "list", "namespaces", "")) {
-        return forbidden_reply("list", "namespaces", "", "");
+      if (!allowed("list", "namespaces", "", "")) {
+        return forbidden_reply();
       }
       std::vector<const Namespace*> list;
       for (const Namespace& ns : cluster_.namespaces) {
@@ -668,9 +810,9 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
                                  {"metadata", {{"resourceVersion", "1"}}},
                                  {"items", items}}));
     }
-    if (!cluster_.Allowed(user, "get", "namespaces", parts[3]) &&
-        !cluster_.Allowed(user, "get", "namespaces", "")) {
-      return forbidden_reply("get", "namespaces", "", parts[3]);
+    // A namespace's own name is its namespace, as the API server's request info has it.
+    if (!allowed("get", "namespaces", parts[3], parts[3])) {
+      return forbidden_reply();
     }
     const Namespace* ns = cluster_.FindNamespace(parts[3]);
     if (ns == nullptr) {
@@ -687,8 +829,8 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   bool namespaced_list = parts.size() == 5 && parts[2] == "namespaces" && parts[4] == "pods";
   if (all_namespaces || namespaced_list) {
     std::string ns = namespaced_list ? parts[3] : "";
-    if (!cluster_.Allowed(user, "list", "pods", ns)) {
-      return forbidden_reply("list", "pods", ns, "");
+    if (!allowed("list", "pods", ns, "")) {
+      return forbidden_reply();
     }
     auto labels = ParseLabelSelector(label_selector);
     if (!labels.ok()) {
@@ -726,8 +868,8 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
   const std::string& ns = parts[3];
   const std::string& name = parts[5];
   if (!exec) {
-    if (!cluster_.Allowed(user, "get", "pods", ns)) {
-      return forbidden_reply("get", "pods", ns, name);
+    if (!allowed("get", "pods", ns, name)) {
+      return forbidden_reply();
     }
     const Pod* pod = cluster_.FindPod(ns, name);
     if (pod == nullptr) {
@@ -741,8 +883,8 @@ http::RouteResult ApiServer::Route(const http::Request& req, const http::Request
 
   // pods/exec: RBAC needs both get and create on pods/exec.
   for (const char* verb : {"create", "get"}) {
-    if (!cluster_.Allowed(user, verb, "pods/exec", ns)) {
-      return forbidden_reply(verb, "pods/exec", ns, name);
+    if (!allowed(verb, "pods/exec", ns, name)) {
+      return forbidden_reply();
     }
   }
   const Pod* pod = cluster_.FindPod(ns, name);

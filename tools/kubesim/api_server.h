@@ -1,8 +1,9 @@
 // kubesim's API server: the slice of the Kubernetes REST API that kubectl, the official Python
 // client and podgate's exec service use — discovery, namespaces, pods (with label and field
 // selectors and kubectl's Table format) and `pods/exec` over WebSocket — with bearer-token and
-// client-certificate authentication, a per-identity access list, and errors as `Status` objects
-// with the real reasons and codes.
+// client-certificate authentication, impersonation (impersonation.h), authorization by an access
+// list and RBAC (rbac.h), an audit log (audit_log.h), and errors as `Status` objects with the
+// real reasons and codes.
 #pragma once
 
 #include <memory>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "audit_log.h"
 #include "cluster.h"
 #include "exec_session.h"
 #include "http/server.h"
@@ -24,12 +26,16 @@ struct ApiServerOptions {
   size_t max_execs = 64;
   std::string state_dir;       // container working directories live under it
   std::string server_address;  // "127.0.0.1:port", reported by /api
+  // Where to append the audit log (audit.k8s.io/v1 Events, JSON lines); empty: none.
+  std::string audit_log_path;
 };
 
 class ApiServer {
  public:
   ApiServer(Cluster cluster, std::vector<TokenUser> tokens, ApiServerOptions options);
 
+  // Opens the audit log when options name one.
+  absl::Status OpenAuditLog();
   // Creates each container's private working directory (owned by its uid).
   absl::Status PrepareContainers();
   // Starts the containers' main processes (e.g. a JVM), reaped on `io`'s threads.
@@ -50,7 +56,14 @@ class ApiServer {
   std::atomic<uint64_t> forbidden{0};
 
  private:
+  // Everything after the unauthenticated endpoints: authentication, impersonation,
+  // authorization and the API; fills `record` for the audit log as it goes.
+  http::RouteResult Serve(const http::Request& request, const http::RequestContext& context,
+                          bool is_upgrade, const std::string& path, const std::string& query,
+                          AuditRecord& record);
+
   Cluster cluster_;
+  std::unique_ptr<AuditLog> audit_log_;
   std::vector<TokenUser> tokens_;
   ApiServerOptions options_;
   std::shared_ptr<ProcessTable> processes_;

@@ -199,6 +199,16 @@ bool Cluster::Allowed(const std::string& user, const std::string& verb, const st
   return false;
 }
 
+bool Cluster::Authorize(const UserInfo& user, const Attributes& a) const {
+  if (a.api_group.empty()) {
+    std::string resource = a.subresource.empty() ? a.resource : a.resource + "/" + a.subresource;
+    if (Allowed(user.name, a.verb, resource, a.namespace_name)) {
+      return true;
+    }
+  }
+  return rbac.Allows(user, a);
+}
+
 absl::StatusOr<Cluster> ParseCluster(const std::string& yaml_text) {
   YAML::Node root;
   try {
@@ -208,7 +218,8 @@ absl::StatusOr<Cluster> ParseCluster(const std::string& yaml_text) {
   }
   Cluster cluster;
   try {
-    if (absl::Status s = CheckKeys(root, {"namespaces", "pods", "access"}, "cluster"); !s.ok()) {
+    if (absl::Status s = CheckKeys(root, {"namespaces", "pods", "access", "rbac"}, "cluster");
+        !s.ok()) {
       return s;
     }
     for (const auto& n : root["namespaces"]) {
@@ -330,6 +341,11 @@ absl::StatusOr<Cluster> ParseCluster(const std::string& yaml_text) {
       }
       cluster.access.push_back(std::move(rule));
     }
+    absl::StatusOr<Rbac> rbac = ParseRbac(root["rbac"]);
+    if (!rbac.ok()) {
+      return rbac.status();
+    }
+    cluster.rbac = *std::move(rbac);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("cluster YAML: ", e.what()));
   }

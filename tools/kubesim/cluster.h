@@ -1,6 +1,7 @@
 // kubesim's model of a cluster: namespaces, pods and containers loaded from a YAML file, the
 // identities of its clients (a kube-apiserver style static token file, client certificates) and
-// a small per-identity access list (verbs x resources x namespaces) for 403 answers.
+// who may do what: a small per-user access list (verbs x resources x namespaces) and Kubernetes
+// RBAC (rbac.h) for users, groups and service accounts.
 #pragma once
 
 #include <map>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "rbac.h"
 
 namespace podgate::kubesim {
 
@@ -62,6 +64,7 @@ struct Cluster {
   std::vector<Namespace> namespaces;
   std::vector<Pod> pods;
   std::vector<AccessRule> access;
+  Rbac rbac;
 
   const Namespace* FindNamespace(const std::string& name) const;
   const Pod* FindPod(const std::string& ns, const std::string& name) const;
@@ -69,6 +72,9 @@ struct Cluster {
   // (namespace "" for cluster-scoped requests matches only "*").
   bool Allowed(const std::string& user, const std::string& verb, const std::string& resource,
                const std::string& ns) const;
+  // The authorizer: the access list (core API group only; `resource` with its subresource, as
+  // "pods/exec"), then RBAC for the user's name and groups.
+  bool Authorize(const UserInfo& user, const Attributes& attributes) const;
 };
 
 // Parses the cluster YAML (see docs/kubesim.md). Unknown keys, duplicate names, pods in unknown

@@ -21,7 +21,8 @@
 
 ABSL_FLAG(std::string, address, "127.0.0.1", "Listen address (default 127.0.0.1).");
 ABSL_FLAG(int, port, 6443, "HTTPS port; 0 picks a free one (default 6443).");
-ABSL_FLAG(std::string, cluster, "", "Cluster YAML: namespaces, pods, access list (required).");
+ABSL_FLAG(std::string, cluster, "",
+          "Cluster YAML: namespaces, pods, access list, rbac (required).");
 ABSL_FLAG(std::string, token_file, "",
           "Static token file, token,user,uid[,\"groups\"] per line (required).");
 ABSL_FLAG(std::string, state_dir, "",
@@ -43,6 +44,9 @@ ABSL_FLAG(std::string, client_cert_user, "",
 ABSL_FLAG(std::string, protocols, "v5,v4,v1",
           "Exec sub-protocols accepted, of v5, v4, v1 (default v5,v4,v1; v4 acts as an older "
           "cluster).");
+ABSL_FLAG(std::string, audit_log, "",
+          "Append an API-server-style audit log (audit.k8s.io/v1 Event JSON lines, level "
+          "Metadata) to this file (default: empty, none).");
 ABSL_FLAG(int, max_execs, 64, "Cap on concurrent exec processes (default 64).");
 ABSL_FLAG(int, threads, 2, "I/O threads (default 2).");
 ABSL_FLAG(int, max_frame_bytes, 1024 * 1024,
@@ -132,6 +136,7 @@ int main(int argc, char** argv) {
   }
   options.max_execs = static_cast<size_t>(absl::GetFlag(FLAGS_max_execs));
   options.state_dir = state_dir;
+  options.audit_log_path = absl::GetFlag(FLAGS_audit_log);
 
   podgate::http::ServerOptions http_options;
   http_options.address = absl::GetFlag(FLAGS_address);
@@ -157,6 +162,9 @@ int main(int argc, char** argv) {
   }
 
   auto api = std::make_shared<podgate::kubesim::ApiServer>(*std::move(cluster), *tokens, options);
+  if (absl::Status s = api->OpenAuditLog(); !s.ok()) {
+    ExitWithError(std::string(s.message()));
+  }
   if (absl::Status s = api->PrepareContainers(); !s.ok()) {
     ExitWithError(std::string(s.message()));
   }

@@ -44,6 +44,33 @@ access:
     verbs: [get, list, create]
     resources: [pods, pods/exec]
     namespaces: [demo]
+rbac:
+  clusterRoles:
+    - name: impersonate-alice
+      rules:
+        - {apiGroups: [""], resources: [users], verbs: [impersonate], resourceNames: [alice]}
+        - {apiGroups: [""], resources: [groups], verbs: [impersonate], resourceNames: [devs]}
+    - name: pod-reader
+      rules:
+        - {apiGroups: [""], resources: [pods], verbs: [get, list]}
+  roles:
+    - name: exec-pods
+      namespace: demo
+      rules:
+        - {apiGroups: [""], resources: [pods, pods/exec], verbs: [get, list, create]}
+  clusterRoleBindings:
+    - name: impersonator
+      roleRef: {kind: ClusterRole, name: impersonate-alice}
+      subjects: [{kind: User, name: impersonator}]
+  roleBindings:
+    - name: devs-exec
+      namespace: demo
+      roleRef: {kind: Role, name: exec-pods}
+      subjects: [{kind: Group, name: devs}]
+    - name: alice-reads-secret
+      namespace: secret
+      roleRef: {kind: ClusterRole, name: pod-reader}
+      subjects: [{kind: User, name: alice}]
 )";
 
 std::string ReadFile(const std::string& path) {
@@ -77,10 +104,12 @@ class ConformanceTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(testing::MakeTempDir("kubesim-conformance"));
     WriteFile(*dir_ + "/cluster.yaml", kCluster);
-    WriteFile(*dir_ + "/tokens.csv", "admin-token,admin,1\ndev-token,dev,2\n");
+    WriteFile(*dir_ + "/tokens.csv",
+              "admin-token,admin,1\ndev-token,dev,2\nimp-token,impersonator,3\n");
     auto p = testing::Subprocess::Start(
         KUBESIM_BIN, {"--cluster", *dir_ + "/cluster.yaml", "--token_file", *dir_ + "/tokens.csv",
-                      "--state_dir", *dir_ + "/state", "--port", "0", "--client_cert_user", "dev"});
+                      "--state_dir", *dir_ + "/state", "--port", "0", "--client_cert_user", "dev",
+                      "--audit_log", *dir_ + "/audit.log"});
     ASSERT_TRUE(p.ok()) << p.status();
     kubesim_ = p->release();
     ASSERT_TRUE(kubesim_->WaitForLine("\"serving\"", absl::Seconds(20)).ok());
@@ -91,6 +120,9 @@ class ConformanceTest : public ::testing::Test {
     ASSERT_NE(at, std::string::npos);
     dev.replace(at, 18, "token: dev-token");
     WriteFile(*dir_ + "/dev.kubeconfig", dev);
+    std::string imp = ReadFile(*kubeconfig_);
+    imp.replace(imp.find("token: admin-token"), 18, "token: imp-token");
+    WriteFile(*dir_ + "/imp.kubeconfig", imp);
     Result v = Run(Kubectl() + " version --client -o json");
     ASSERT_EQ(v.code, 0) << "kubectl not found: run tools/install-k8s-tools.sh";
     int minor = std::atoi(
@@ -195,6 +227,80 @@ TEST_F(ConformanceTest, KubectlSeesApiErrors) {
   r = Run(K("get pods -n demo", *dir_ + "/bad.kubeconfig"));
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("Unauthorized"));
+}
+
+// kubectl --as/--as-group: allowed as the impersonated user, refused with the API server's own
+// messages (for the impersonation and for what the impersonated user may not do), and the
+// audit log names both the caller and the user.
+TEST_F(ConformanceTest, KubectlImpersonates) {
+  std::string imp = *dir_ + "/imp.kubeconfig";
+  Result r = Run(K("get pods -n demo", imp));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("pods is forbidden: User \"impersonator\" cannot list resource "
+                               "\"pods\" in API group \"\" in the namespace \"demo\""));
+  r = Run(K("--as alice --as-group devs get pods -n demo", imp));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("web-1"));
+  r = Run(K("--as alice --as-group devs exec -n demo web-1 -c app -- echo as-alice", imp));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "as-alice\n");
+  // alice alone is not in devs: the caller's groups and the missing header add nothing.
+  r = Run(K("--as alice get pods -n demo", imp));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("Error from server (Forbidden): pods is forbidden: User \"alice\" "
+                               "cannot list resource \"pods\" in API group \"\" in the "
+                               "namespace \"demo\""));
+  // alice may read pods in secret but not exec into them.
+  r = Run(K("--as alice exec -n secret vault -- true", imp));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("pods \"vault\" is forbidden: User \"alice\" cannot create "
+                               "resource \"pods/exec\" in API group \"\" in the namespace "
+                               "\"secret\""));
+  r = Run(K("--as mallory get pods -n demo", imp));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("Error from server (Forbidden): users \"mallory\" is forbidden: "
+                               "User \"impersonator\" cannot impersonate resource \"users\" in "
+                               "API group \"\" at the cluster scope"));
+  r = Run(K("--as alice --as-group system:masters get pods -n demo", imp));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("groups \"system:masters\" is forbidden: User \"impersonator\" "
+                               "cannot impersonate resource \"groups\""));
+  r = Run(K("--as alice get pods -n demo", *dir_ + "/dev.kubeconfig"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("User \"dev\" cannot impersonate resource \"users\""));
+
+  // kubectl auth can-i: a SelfSubjectAccessReview, answered for the impersonated user.
+  r = Run(K("--as alice --as-group devs auth can-i create pods/exec -n demo", imp));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "yes\n");
+  r = Run(K("--as alice --as-group devs auth can-i create pods/exec -n secret", imp));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "no\n");
+  r = Run(K("auth can-i impersonate users/alice", imp));
+  EXPECT_EQ(r.out, "yes\n") << r.err;
+  r = Run(K("auth can-i impersonate users/mallory", imp));
+  EXPECT_EQ(r.out, "no\n") << r.err;
+
+  bool found = false;
+  std::stringstream log(ReadFile(*dir_ + "/audit.log"));
+  for (std::string line; std::getline(log, line);) {
+    nlohmann::json e = nlohmann::json::parse(line);
+    nlohmann::json ref = e.value("objectRef", nlohmann::json::object());
+    if (ref.value("subresource", "") == "exec" && ref.value("name", "") == "web-1" &&
+        e.contains("impersonatedUser")) {
+      found = true;
+      EXPECT_EQ(e["user"]["username"], "impersonator");
+      EXPECT_EQ(e["impersonatedUser"]["username"], "alice");
+      EXPECT_EQ(e["responseStatus"]["code"], 101);
+      EXPECT_THAT(e["requestURI"].get<std::string>(), HasSubstr("command=as-alice"));
+    }
+    if (ref.value("name", "") == "vault" && ref.value("subresource", "") == "exec") {
+      EXPECT_EQ(e["impersonatedUser"]["username"], "alice");
+      EXPECT_EQ(e["responseStatus"]["code"], 403);
+      EXPECT_EQ(e["annotations"]["authorization.k8s.io/decision"], "forbid");
+    }
+  }
+  EXPECT_TRUE(found) << "no impersonated exec in kubesim's audit log";
 }
 
 TEST_F(ConformanceTest, KubectlWithClientCertificate) {

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,6 +101,12 @@ class FakeKube final : public KubeApi {
     }
     cv_.notify_all();
   }
+  // The user each pod read was made for, in order ("" for exec itself); execs carry theirs in
+  // their spec.
+  std::vector<std::string> callers() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return callers_;
+  }
   // Everything written to any stream's stdin, in order.
   std::vector<std::string> stdin_written() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -111,10 +118,11 @@ class FakeKube final : public KubeApi {
     return signals_;
   }
 
-  void GetPod(const std::string& namespace_name, const std::string& name,
+  void GetPod(const KubeIdentity& as, const std::string& namespace_name, const std::string& name,
               std::function<void(absl::StatusOr<PodView>)> done) override {
     std::lock_guard<std::mutex> lock(mu_);
     ++get_pod_calls_;
+    callers_.push_back(as.user);
     absl::StatusOr<PodView> answer = absl::NotFoundError(
         absl::StrCat("pods \"", name, "\" not found in namespace ", namespace_name));
     if (auto it = pods_.find(namespace_name + "/" + name); it != pods_.end()) {
@@ -123,10 +131,11 @@ class FakeKube final : public KubeApi {
     PostLocked([done = std::move(done), answer = std::move(answer)] { done(answer); });
   }
 
-  void ListPods(const std::string& namespace_name,
+  void ListPods(const KubeIdentity& as, const std::string& namespace_name,
                 std::function<void(absl::StatusOr<std::vector<PodView>>)> done) override {
     std::lock_guard<std::mutex> lock(mu_);
     ++list_calls_;
+    callers_.push_back(as.user);
     std::vector<PodView> pods;
     for (const auto& [key, pod] : pods_) {
       if (namespace_name.empty() || pod.namespace_name == namespace_name) {
@@ -134,6 +143,19 @@ class FakeKube final : public KubeApi {
       }
     }
     PostLocked([done = std::move(done), pods = std::move(pods)] { done(pods); });
+  }
+
+  // Access reviews: allowed unless `deny_reviews_in` names the namespace.
+  void ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
+                    std::function<void(absl::StatusOr<bool>)> done) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    callers_.push_back(as.user);
+    const bool allowed = deny_reviews_in_.count(query.namespace_name) == 0;
+    PostLocked([done = std::move(done), allowed] { done(allowed); });
+  }
+  void DenyReviewsIn(const std::string& ns) {
+    std::lock_guard<std::mutex> lock(mu_);
+    deny_reviews_in_.insert(ns);
   }
 
   std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
@@ -362,6 +384,8 @@ class FakeKube final : public KubeApi {
   std::vector<ExecSpec> execs_;
   std::vector<std::vector<std::string>> ran_;
   std::vector<std::string> signals_;
+  std::vector<std::string> callers_;
+  std::set<std::string> deny_reviews_in_;
   std::vector<std::string> stdin_written_;
   std::function<bool(const ExecSpec&)> hold_;
   int next_pid_ = 4242;

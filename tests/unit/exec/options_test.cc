@@ -31,6 +31,10 @@ ABSL_DECLARE_FLAG(std::string, journal_dir);
 ABSL_DECLARE_FLAG(int, journal_max_entries);
 ABSL_DECLARE_FLAG(absl::Duration, journal_recovery_timeout);
 ABSL_DECLARE_FLAG(std::string, service_account_dir);
+ABSL_DECLARE_FLAG(std::string, kube_impersonation);
+ABSL_DECLARE_FLAG(std::string, kube_impersonate_user_prefix);
+ABSL_DECLARE_FLAG(std::string, kube_impersonate_group_prefix);
+ABSL_DECLARE_FLAG(bool, kube_impersonate_session_extra);
 
 namespace podgate::exec {
 namespace {
@@ -66,6 +70,10 @@ TEST(ExecOptionsTest, TheDefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->journal_dir, "");
   EXPECT_EQ(o->journal_max_entries, 4096);
   EXPECT_EQ(o->journal_recovery_timeout, absl::Seconds(30));
+  EXPECT_EQ(o->sessions.impersonation.mode, ImpersonationMode::kOff);
+  EXPECT_EQ(o->sessions.impersonation.user_prefix, "");
+  EXPECT_EQ(o->sessions.impersonation.group_prefix, "");
+  EXPECT_TRUE(o->sessions.impersonation.session_extra);
 }
 
 TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
@@ -89,6 +97,10 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   absl::SetFlag(&FLAGS_journal_max_entries, 100000);
   absl::SetFlag(&FLAGS_journal_recovery_timeout, absl::Seconds(5));
   absl::SetFlag(&FLAGS_service_account_dir, "/sa");
+  absl::SetFlag(&FLAGS_kube_impersonation, "user+groups");
+  absl::SetFlag(&FLAGS_kube_impersonate_user_prefix, "oidc:");
+  absl::SetFlag(&FLAGS_kube_impersonate_group_prefix, "oidc-group:");
+  absl::SetFlag(&FLAGS_kube_impersonate_session_extra, false);
   absl::StatusOr<ExecServiceOptions> o = ExecServiceOptionsFromFlags();
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->kubeconfig, "/etc/kube/config");
@@ -111,6 +123,10 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   EXPECT_EQ(o->journal_max_entries, 100000);
   EXPECT_EQ(o->journal_recovery_timeout, absl::Seconds(5));
   EXPECT_EQ(o->service_account_dir, "/sa");
+  EXPECT_EQ(o->sessions.impersonation.mode, ImpersonationMode::kUserAndGroups);
+  EXPECT_EQ(o->sessions.impersonation.user_prefix, "oidc:");
+  EXPECT_EQ(o->sessions.impersonation.group_prefix, "oidc-group:");
+  EXPECT_FALSE(o->sessions.impersonation.session_extra);
 }
 
 // One flag set out of range: the error names it.
@@ -161,7 +177,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"journal_max_entries", "100001", "--journal_max_entries must be 1 to 100000"},
         BadFlag{"journal_recovery_timeout", "0s", "--journal_recovery_timeout must be positive"},
         BadFlag{"audit_excerpt_bytes", "-1", "--audit_excerpt_bytes must be 0 to 1048576"},
-        BadFlag{"audit_excerpt_bytes", "1048577", "--audit_excerpt_bytes must be 0 to 1048576"}),
+        BadFlag{"audit_excerpt_bytes", "1048577", "--audit_excerpt_bytes must be 0 to 1048576"},
+        BadFlag{"kube_impersonation", "on",
+                "--kube_impersonation: impersonation mode \"on\" is not one of off, user, "
+                "user+groups"},
+        BadFlag{"kube_impersonation", "", "--kube_impersonation: impersonation mode"},
+        BadFlag{"kube_impersonate_user_prefix",
+                "system:", "--kube_impersonate_user_prefix must not start with system:"},
+        BadFlag{"kube_impersonate_group_prefix", "system:podgate-",
+                "--kube_impersonate_group_prefix must not start with system:"},
+        BadFlag{"kube_impersonate_group_prefix", "a\nb",
+                "--kube_impersonate_group_prefix must not start with system: or hold a control"}),
     [](const ::testing::TestParamInfo<BadFlag>& info) {
       std::string name = std::string(info.param.name) + "_" + info.param.value;
       for (char& c : name) {

@@ -37,7 +37,7 @@ class RootGuardTest : public ::testing::Test {
     // A fresh Status, not a copy: a copy shares its message with the guard's thread through
     // abseil's uninstrumented refcount, and TSan then sees the last owner's free race this
     // thread's read.
-    guard_.Check(pod, container, root_allowed, [&answer](absl::Status s) {
+    guard_.Check(KubeIdentity{}, pod, container, root_allowed, [&answer](absl::Status s) {
       answer.set_value(absl::Status(s.code(), std::string(s.message())));
     });
     std::future<absl::Status> f = answer.get_future();
@@ -163,7 +163,7 @@ TEST_F(RootGuardTest, AProbeThatNeverAnswersIsRefusedAtItsDeadline) {
   std::promise<absl::Status> answer;
   // A fresh Status, as Check() above hands it over: a copy would share its message with the
   // timer thread through abseil's uninstrumented refcount (a TSan report).
-  quick.Check(Pod(), "main", false, [&answer](absl::Status s) {
+  quick.Check(KubeIdentity{}, Pod(), "main", false, [&answer](absl::Status s) {
     answer.set_value(absl::Status(s.code(), std::string(s.message())));
   });
   std::future<absl::Status> f = answer.get_future();

@@ -61,6 +61,10 @@ oidcRedirectUrl: oidc_redirect_url
 oidcProviderName: oidc_provider_name
 oidcSessionLifetime: oidc_session_lifetime
 journalMaxEntries: journal_max_entries
+kubeImpersonation: kube_impersonation
+kubeImpersonateUserPrefix: kube_impersonate_user_prefix
+kubeImpersonateGroupPrefix: kube_impersonate_group_prefix
+kubeImpersonateSessionExtra: kube_impersonate_session_extra
 # Client TLS flags of a peer: --<peer>_tls_ca, --<peer>_tls_cert, --<peer>_tls_key.
 peerTlsCa: "%s_tls_ca"
 peerTlsCert: "%s_tls_cert"
@@ -197,6 +201,16 @@ peerTlsKey: "%s_tls_key"
 {{- if $v.journal.enabled }}
 {{ include "podgate.arg" (list $root "journalDir" "/var/lib/podgate-exec/journal") }}
 {{ include "podgate.arg" (list $root "journalMaxEntries" $v.journal.maxEntries) }}
+{{- end }}
+{{ include "podgate.arg" (list $root "kubeImpersonation" $v.impersonation.mode) }}
+{{- if ne $v.impersonation.mode "off" }}
+{{- with $v.impersonation.userPrefix }}
+{{ include "podgate.arg" (list $root "kubeImpersonateUserPrefix" .) }}
+{{- end }}
+{{- with $v.impersonation.groupPrefix }}
+{{ include "podgate.arg" (list $root "kubeImpersonateGroupPrefix" .) }}
+{{- end }}
+{{ include "podgate.arg" (list $root "kubeImpersonateSessionExtra" (ternary "true" "false" $v.impersonation.sessionExtra)) }}
 {{- end }}
 {{- else if eq $c "edge" }}
 {{ include "podgate.arg" (list $root "httpAddress" (printf "[::]:%v" $v.httpPort)) }}
