@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -135,6 +137,35 @@ std::vector<std::string> Subprocess::Lines() {
 }
 
 void Subprocess::Signal(int sig) { kill(pid_, sig); }
+
+absl::Status Subprocess::Freeze(absl::Duration timeout) {
+  Signal(SIGSTOP);
+  const absl::Time deadline = absl::Now() + timeout;
+  const std::string tasks = absl::StrCat("/proc/", pid_, "/task");
+  while (absl::Now() < deadline) {
+    bool all_stopped = true;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+      // /proc/<pid>/task/<tid>/stat: "tid (comm) S ..."; the comm may hold spaces and ')'.
+      std::ifstream in(task.path() / "stat");
+      std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const size_t close = stat.rfind(')');
+      if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'T' &&
+          stat[close + 2] != 't') {
+        all_stopped = false;
+        break;
+      }
+    }
+    if (ec) {
+      return absl::NotFoundError(absl::StrCat("no such process: ", pid_));
+    }
+    if (all_stopped) {
+      return absl::OkStatus();
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("process ", pid_, " did not stop"));
+}
 
 absl::StatusOr<int> Subprocess::WaitExit(absl::Duration timeout) {
   if (exit_status_.has_value()) {

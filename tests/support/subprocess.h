@@ -35,6 +35,10 @@ class Subprocess {
 
   void Signal(int sig);
 
+  // SIGSTOP, then waits until every thread of the child is stopped (kill() returns before the
+  // stop takes effect: a thread already running could still answer a request).
+  absl::Status Freeze(absl::Duration timeout = absl::Seconds(5));
+
   // Waits for the child to exit; returns its exit status (128+signal when killed), or
   // DeadlineExceeded. Once it returns, Lines() holds everything the child wrote.
   absl::StatusOr<int> WaitExit(absl::Duration timeout);

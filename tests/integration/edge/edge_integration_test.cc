@@ -1894,7 +1894,7 @@ TEST_F(EdgeTest, AStdinFloodWhileExecAcceptsNothingKeepsEdgeMemoryBounded) {
   ASSERT_NE(StartCommand(*ws, "s1", "sleep 67"), -1);
   const pid_t pid = edge.process->pid();
   const int64_t before = RssKiB(pid);
-  exec_->Signal(SIGSTOP);
+  ASSERT_TRUE(exec_->Freeze().ok());
   std::atomic<bool> stop{false};
   std::atomic<int64_t> written{0};
   const std::string frame = std::string(1, '\0') + std::string(60000, 'y');
@@ -2070,7 +2070,7 @@ TEST_F(EdgeTest, TheAuditViewAnswersAtTheBackendDeadlineWhenAuditIsFrozen) {
   auto warm = Get("/api/v1/audit?kind=auth_failure", Token("ann", {"podgate-auditors"}));
   ASSERT_TRUE(warm.ok()) << warm.status();
   ASSERT_EQ(warm->status, 200) << warm->body;
-  audit_->Signal(SIGSTOP);
+  ASSERT_TRUE(audit_->Freeze().ok());
   struct Resume {
     ~Resume() { audit_->Signal(SIGCONT); }
   } resume;

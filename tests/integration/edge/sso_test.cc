@@ -926,7 +926,7 @@ TEST_F(SsoTest, CallsPastTheBoundAreRefusedAtOnce) {
   auto edge = StartEdge(port.port(), {"--oidc_max_pending=1"});
   ASSERT_NE(edge, nullptr);
   // A provider that accepts connections and never answers: the call waits out --oidc_timeout.
-  provider_->process()->Signal(SIGSTOP);
+  ASSERT_TRUE(provider_->process()->Freeze().ok());
   http::ClientResponse slow;
   std::thread first([&] {
     slow = Edge("POST", "/auth/refresh", {{"podgate_refresh", s.refresh}}, port.port());

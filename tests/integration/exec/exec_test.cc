@@ -1449,7 +1449,7 @@ TEST(ExecAuditFreezeTest, ADecisionNotAckedInTimeIsFollowedByANotRunRecord) {
   SessionClient s((*stack)->exec_port());
   auto ready = s.Open((*stack)->Token("dave", {"devs"}), "team", "app-1");
   ASSERT_TRUE(ready.ok()) << ready.status();
-  (*stack)->audit()->Signal(SIGSTOP);
+  ASSERT_TRUE((*stack)->audit()->Freeze().ok());
   Outcome o = s.Run("echo frozen");
   (*stack)->audit()->Signal(SIGCONT);
   ASSERT_TRUE(o.error.has_value());
@@ -1489,7 +1489,7 @@ TEST(ExecLaunchTimeoutTest, AnUnconfirmedLaunchEndsAtOnceAsNotRun) {
   ASSERT_TRUE(ready.ok()) << ready.status();
   // The root guard's verdict for the container is cached by the first command.
   ASSERT_TRUE(s.Run("touch first-marker").exit.has_value());
-  (*stack)->kubesim()->Signal(SIGSTOP);
+  ASSERT_TRUE((*stack)->kubesim()->Freeze().ok());
   const absl::Time start = absl::Now();
   Outcome o = s.Run("touch stalled-marker");
   const absl::Duration took = absl::Now() - start;
