@@ -1232,6 +1232,20 @@ rules:
             *dir_ + "/Sleeper.java"};
   }
 
+  // The attach socket /tmp/.java_pid<pid> of a JVM that was killed (SIGKILL leaves it) stays
+  // behind; a later JVM of another user given the same pid makes jstack refuse it ("file should
+  // be owned by the current user"). CI runs thousands of processes, so pids come round: a stale
+  // file not owned by the JVM's user is removed before the attach.
+  static void RemoveStaleAttachFile(pid_t jvm) {
+    struct stat process {};
+    struct stat file {};
+    const std::string path = absl::StrCat("/tmp/.java_pid", jvm);
+    if (stat(absl::StrCat("/proc/", jvm).c_str(), &process) == 0 &&
+        lstat(path.c_str(), &file) == 0 && file.st_uid != process.st_uid) {
+      unlink(path.c_str());
+    }
+  }
+
   static pid_t OnlyPid(const std::vector<std::string>& argv) {
     std::vector<pid_t> pids = PidsOf(argv);
     EXPECT_EQ(pids.size(), 1u) << absl::StrJoin(argv, " ");
@@ -1332,6 +1346,7 @@ TEST_F(ContainerCheckTest, JstackOfAProcessThatIsNotAJvmIsRefusedAndTheProcessLi
 TEST_F(ContainerCheckTest, JstackOfARealJvmWorks) {
   const pid_t jvm = OnlyPid(JvmArgv());
   ASSERT_GT(jvm, 0);
+  RemoveStaleAttachFile(jvm);
   SessionClient s(stack_->exec_port());
   ASSERT_TRUE(s.Open(stack_->Token("dave", {"devs"}), "team", "jvm-1").ok());
   Outcome o = s.Run(absl::StrCat("jstack ", jvm));
