@@ -373,7 +373,7 @@ void Session::RunChecks(std::shared_ptr<Command> cmd, int index) {
   spec.argv = std::get<std::vector<std::string>>(std::move(prepared));
   std::shared_ptr<Session> self = shared_from_this();
   lock.unlock();
-  RunProbe(hub_->kube(), hub_->timers(), spec, opts_.probe_timeout,
+  RunProbe(cluster_->kube(), hub_->timers(), spec, opts_.probe_timeout,
            [self, cmd, index, where](absl::StatusOr<ProbeOutput> answer) {
              {
                std::lock_guard<std::mutex> lock(self->mu_);
@@ -501,7 +501,7 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
   log::Info("command start",
             {{"session_id", session_id_}, {"command_id", cmd->id}, {"rule", cmd->decision.rule()}});
   lock.unlock();
-  std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, std::move(observer));
+  std::unique_ptr<ExecHandle> handle = cluster_->kube()->Exec(spec, std::move(observer));
   lock.lock();
   if (!cmd->finished) {
     cmd->handle = std::move(handle);
@@ -553,6 +553,7 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     entry.target.set_namespace_(target_.namespace_());
     entry.target.set_pod(target_.pod());
     entry.target.set_container(target_.container());
+    entry.target.set_cluster(target_.cluster());
     entry.source_address = source_address_;
     entry.pid = cmd->report.pid();
     entry.start_ticks = cmd->report.start_ticks();
@@ -669,7 +670,7 @@ void Session::RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int 
     spec.argv = StopHelperArgv(cmd->report.pid(), cmd->report.start_ticks(), signal, cmd->group);
   }
   std::shared_ptr<Session> self = shared_from_this();
-  RunProbe(hub_->kube(), hub_->timers(), spec, opts_.probe_timeout,
+  RunProbe(cluster_->kube(), hub_->timers(), spec, opts_.probe_timeout,
            [self, cmd, signal, attempt](absl::StatusOr<ProbeOutput> out) {
              const bool signalled = out.ok() && out->exit_code == 0;
              const bool gone = out.ok() && out->exit_code == 3;

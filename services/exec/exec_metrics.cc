@@ -69,6 +69,20 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
               .Help("Calls Kubernetes RBAC refused to the impersonated user, by where (open, "
                     "command, shell).")
               .Register(registry)),
+      cluster_up(prometheus::BuildGauge()
+                     .Name("podgate_exec_cluster_up")
+                     .Help("1 when the cluster's API server answered the last health check.")
+                     .Register(registry)),
+      cluster_health_checks_total(prometheus::BuildCounter()
+                                      .Name("podgate_exec_cluster_health_checks_total")
+                                      .Help("Health checks of each cluster's API server, by "
+                                            "result (ok, failed).")
+                                      .Register(registry)),
+      cluster_sessions_total(prometheus::BuildCounter()
+                                 .Name("podgate_exec_cluster_sessions_total")
+                                 .Help("Sessions asked for, by cluster and outcome (opened, "
+                                       "refused).")
+                                 .Register(registry)),
       live_objects(prometheus::BuildGauge()
                        .Name("podgate_exec_live_objects")
                        .Help("Session and command objects alive in memory, by kind.")

@@ -49,6 +49,14 @@ struct ExecMetrics {
   // podgate_exec_kubernetes_denials_total{at}: Kubernetes RBAC refused the impersonated user;
   // at open (the pod read or a shell's probe), command (a probe or its stream), shell (its stream)
   prometheus::Family<prometheus::Counter>& kubernetes_denials_total;
+  // podgate_exec_cluster_up{cluster}: 1 when the cluster's API server answered its last health
+  // check, 0 when it did not
+  prometheus::Family<prometheus::Gauge>& cluster_up;
+  // podgate_exec_cluster_health_checks_total{cluster,result}: result ok|failed
+  prometheus::Family<prometheus::Counter>& cluster_health_checks_total;
+  // podgate_exec_cluster_sessions_total{cluster,outcome}: sessions asked for per cluster;
+  // outcome opened|refused (a refusal of an unknown cluster name counts under "unknown")
+  prometheus::Family<prometheus::Counter>& cluster_sessions_total;
   // podgate_exec_live_objects{kind}: session|command objects alive in memory (a leak shows
   // here: closed sessions must reach zero)
   prometheus::Family<prometheus::Gauge>& live_objects;

@@ -26,7 +26,7 @@ constexpr size_t kMaxTargetPods = 500;
 // Keeps the pods of the namespaces where Kubernetes lets `as` exec (one review per namespace,
 // cached); a review that fails hides its namespace (fail closed). Calls `done` once, on
 // whichever thread answers last.
-void KeepWhereKubernetesAllows(SessionHub* hub, const KubeIdentity& as, std::vector<PodView> pods,
+void KeepWhereKubernetesAllows(Cluster* cluster, const KubeIdentity& as, std::vector<PodView> pods,
                                std::function<void(std::vector<PodView>)> done) {
   std::set<std::string> namespaces;
   for (const PodView& p : pods) {
@@ -48,13 +48,16 @@ void KeepWhereKubernetesAllows(SessionHub* hub, const KubeIdentity& as, std::vec
   pending->left = namespaces.size();
   pending->done = std::move(done);
   for (const std::string& ns : namespaces) {
-    hub->access_cache()->MayExec(as, ns, [pending, ns](absl::StatusOr<bool> allowed) {
+    const std::string name = cluster->name();
+    cluster->access_cache()->MayExec(as, ns, [pending, ns, name](absl::StatusOr<bool> allowed) {
       std::vector<PodView> kept;
       {
         std::lock_guard<std::mutex> lock(pending->mu);
         if (!allowed.ok()) {
           log::Warn("access review failed: the namespace is not listed",
-                    {{"namespace", ns}, {"error", std::string(allowed.status().message())}});
+                    {{"cluster", name},
+                     {"namespace", ns},
+                     {"error", std::string(allowed.status().message())}});
         }
         if (!allowed.ok() || !*allowed) {
           pending->denied.insert(ns);
@@ -73,16 +76,23 @@ void KeepWhereKubernetesAllows(SessionHub* hub, const KubeIdentity& as, std::vec
   }
 }
 
+// The namespaces of one cluster, or why they could not be listed: a Kubernetes error (the
+// cluster is shown unreachable) or a policy error (the whole answer fails, closed).
+struct ClusterListing {
+  absl::Status kubernetes = absl::OkStatus();
+  absl::Status policy = absl::OkStatus();
+  std::vector<pb::NamespaceInfo> namespaces;
+};
+
 class TargetLister : public std::enable_shared_from_this<TargetLister> {
  public:
-  TargetLister(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
-               pb::ListTargetsResponse* response, podgate::common::v1::Principal principal,
-               std::vector<PodView> pods)
+  TargetLister(SessionHub* hub, std::string cluster, podgate::common::v1::Principal principal,
+               std::vector<PodView> pods, std::function<void(ClusterListing)> done)
       : hub_(hub),
-        reactor_(reactor),
-        response_(response),
+        cluster_(std::move(cluster)),
         principal_(std::move(principal)),
-        pods_(std::move(pods)) {}
+        pods_(std::move(pods)),
+        done_(std::move(done)) {}
 
   // Asks policy about one container at a time (rules may name containers).
   void Next() {
@@ -100,6 +110,7 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
     request_.mutable_target()->set_namespace_(pod.namespace_name);
     request_.mutable_target()->set_pod(pod.name);
     request_.mutable_target()->set_container(pod.containers[container_].name);
+    request_.mutable_target()->set_cluster(cluster_);
     for (const auto& [k, v] : pod.labels) {
       (*request_.mutable_target()->mutable_pod_labels())[k] = v;
     }
@@ -116,9 +127,10 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
   void OnAnswer(const grpc::Status& status) {
     if (!status.ok()) {
       // Fail closed: without policy no target is reachable.
-      reactor_->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                    absl::StrCat("policy could not be asked: ",
-                                                 status.error_message())));
+      ClusterListing failed;
+      failed.policy = absl::UnavailableError(
+          absl::StrCat("policy could not be asked: ", status.error_message()));
+      done_(std::move(failed));
       return;
     }
     const PodView& pod = pods_[pod_];
@@ -156,23 +168,24 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
   }
 
   void Done() {
+    ClusterListing listing;
     for (auto& [ns, pods] : by_namespace_) {
-      pb::NamespaceInfo* info = response_->add_namespaces();
-      info->set_name(ns);
+      pb::NamespaceInfo& info = listing.namespaces.emplace_back();
+      info.set_name(ns);
       std::sort(pods.begin(), pods.end(),
                 [](const pb::PodInfo& a, const pb::PodInfo& b) { return a.name() < b.name(); });
       for (pb::PodInfo& p : pods) {
-        *info->add_pods() = std::move(p);
+        *info.add_pods() = std::move(p);
       }
     }
-    reactor_->Finish(grpc::Status::OK);
+    done_(std::move(listing));
   }
 
   SessionHub* const hub_;
-  grpc::ServerUnaryReactor* const reactor_;
-  pb::ListTargetsResponse* const response_;
+  const std::string cluster_;
   const podgate::common::v1::Principal principal_;
   std::vector<PodView> pods_;
+  std::function<void(ClusterListing)> done_;
   size_t pod_ = 0;
   size_t container_ = 0;
   std::vector<pb::ContainerInfo> reachable_;
@@ -185,7 +198,7 @@ class TargetLister : public std::enable_shared_from_this<TargetLister> {
 // ListTargets once the credential is verified (or refused).
 void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
                     pb::ListTargetsResponse* response, const std::string& ns,
-                    absl::StatusOr<auth::VerifiedToken> verified);
+                    const std::string& cluster, absl::StatusOr<auth::VerifiedToken> verified);
 
 }  // namespace
 
@@ -200,19 +213,75 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   SessionHub* hub = hub_;
   const std::string ns = request->namespace_();
+  const std::string cluster = request->cluster();
   // At once, or from the timer thread once a key set fetch is over (credential.h).
-  VerifyCredential(hub_->verifier(), hub_->timers(), request->credential().bearer_token(),
-                   [hub, reactor, response, ns](absl::StatusOr<auth::VerifiedToken> verified) {
-                     ListTargetsFor(hub, reactor, response, ns, std::move(verified));
-                   });
+  VerifyCredential(
+      hub_->verifier(), hub_->timers(), request->credential().bearer_token(),
+      [hub, reactor, response, ns, cluster](absl::StatusOr<auth::VerifiedToken> verified) {
+        ListTargetsFor(hub, reactor, response, ns, cluster, std::move(verified));
+      });
   return reactor;
 }
 
 namespace {
 
+// Lists one cluster's targets for `principal` and calls `done` once.
+void ListCluster(SessionHub* hub, Cluster* cluster, const std::string& ns,
+                 const podgate::common::v1::Principal& principal, const KubeIdentity& user_as,
+                 std::function<void(ClusterListing)> done) {
+  // With impersonation on, one namespace is listed as the user: what Kubernetes RBAC does not
+  // let them list is not shown. Every namespace at once is listed as exec itself (a user can
+  // rarely list pods cluster-wide). Either way each namespace listed is then kept only when
+  // Kubernetes says the user may exec there (AccessCache: a SelfSubjectAccessReview as them).
+  // A cluster whose last health check failed is shown unreachable at once: the others do not
+  // wait for its timeout.
+  if (absl::Status health = cluster->health(); !health.ok()) {
+    ClusterListing down;
+    down.kubernetes = absl::UnavailableError(
+        absl::StrCat("cluster ", cluster->name(), " is unreachable: ", health.message()));
+    done(std::move(down));
+    return;
+  }
+  const KubeIdentity list_as = ns.empty() ? KubeIdentity{} : user_as;
+  cluster->kube()->ListPods(
+      list_as, ns,
+      [hub, cluster, principal, user_as,
+       done = std::move(done)](absl::StatusOr<std::vector<PodView>> pods) mutable {
+        if (!pods.ok() && IsKubernetesRbacDenial(pods.status())) {
+          pods = std::vector<PodView>{};  // RBAC hides the namespace from this user
+        }
+        if (!pods.ok()) {
+          hub->metrics()
+              ->api_errors_total.Add({{"code", absl::StatusCodeToString(pods.status().code())}})
+              .Increment();
+          ClusterListing failed;
+          failed.kubernetes = pods.status();
+          done(std::move(failed));
+          return;
+        }
+        if (pods->size() > kMaxTargetPods) {
+          log::Warn("ListTargets cut", {{"cluster", cluster->name()},
+                                        {"pods", static_cast<int64_t>(pods->size())},
+                                        {"limit", static_cast<int64_t>(kMaxTargetPods)}});
+          pods->resize(kMaxTargetPods);
+        }
+        auto list = [hub, cluster, principal,
+                     done = std::move(done)](std::vector<PodView> kept) mutable {
+          auto lister = std::make_shared<TargetLister>(hub, cluster->name(), principal,
+                                                       std::move(kept), std::move(done));
+          lister->Next();
+        };
+        if (user_as.empty()) {
+          list(*std::move(pods));
+          return;
+        }
+        KeepWhereKubernetesAllows(cluster, user_as, *std::move(pods), std::move(list));
+      });
+}
+
 void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
                     pb::ListTargetsResponse* response, const std::string& ns,
-                    absl::StatusOr<auth::VerifiedToken> verified) {
+                    const std::string& cluster_name, absl::StatusOr<auth::VerifiedToken> verified) {
   if (!verified.ok()) {
     hub->metrics()
         ->auth_failures_total.Add({{"reason", auth::AuthFailureReason(verified.status())}})
@@ -227,11 +296,18 @@ void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
       return;
     }
   }
+  std::vector<Cluster*> clusters;
+  if (cluster_name.empty()) {
+    clusters = hub->clusters();
+  } else {
+    absl::StatusOr<Cluster*> one = hub->ResolveCluster(cluster_name);
+    if (!one.ok()) {
+      reactor->Finish(wire::ToGrpcStatus(one.status()));
+      return;
+    }
+    clusters.push_back(*one);
+  }
   podgate::common::v1::Principal principal = verified->principal;
-  // With impersonation on, one namespace is listed as the user: what Kubernetes RBAC does not
-  // let them list is not shown. Every namespace at once is listed as exec itself (a user can
-  // rarely list pods cluster-wide). Either way each namespace listed is then kept only when
-  // Kubernetes says the user may exec there (AccessCache: a SelfSubjectAccessReview as them).
   KubeIdentity user_as;
   if (hub->options().impersonation.mode != ImpersonationMode::kOff) {
     absl::StatusOr<KubeIdentity> mapped =
@@ -243,36 +319,61 @@ void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
     }
     user_as = *std::move(mapped);
   }
-  const KubeIdentity list_as = ns.empty() ? KubeIdentity{} : user_as;
-  hub->kube()->ListPods(
-      list_as, ns,
-      [hub, reactor, response, principal, user_as](absl::StatusOr<std::vector<PodView>> pods) {
-        if (!pods.ok() && IsKubernetesRbacDenial(pods.status())) {
-          pods = std::vector<PodView>{};  // RBAC hides the namespace from this user
-        }
-        if (!pods.ok()) {
-          hub->metrics()
-              ->api_errors_total.Add({{"code", absl::StatusCodeToString(pods.status().code())}})
-              .Increment();
-          reactor->Finish(wire::ToGrpcStatus(pods.status()));
-          return;
-        }
-        if (pods->size() > kMaxTargetPods) {
-          log::Warn("ListTargets cut", {{"pods", static_cast<int64_t>(pods->size())},
-                                        {"limit", static_cast<int64_t>(kMaxTargetPods)}});
-          pods->resize(kMaxTargetPods);
-        }
-        auto list = [hub, reactor, response, principal](std::vector<PodView> kept) {
-          auto lister =
-              std::make_shared<TargetLister>(hub, reactor, response, principal, std::move(kept));
-          lister->Next();
-        };
-        if (user_as.empty()) {
-          list(*std::move(pods));
-          return;
-        }
-        KeepWhereKubernetesAllows(hub, user_as, *std::move(pods), std::move(list));
-      });
+  // Every cluster at once; the answer is put together when the last one is in, in the order
+  // the clusters are configured.
+  struct Gather {
+    std::mutex mu;
+    std::vector<ClusterListing> listings;
+    size_t left = 0;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->listings.resize(clusters.size());
+  gather->left = clusters.size();
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    ListCluster(hub, clusters[i], ns, principal, user_as,
+                [hub, reactor, response, clusters, gather, i](ClusterListing listing) {
+                  {
+                    std::lock_guard<std::mutex> lock(gather->mu);
+                    gather->listings[i] = std::move(listing);
+                    if (--gather->left > 0) {
+                      return;
+                    }
+                  }
+                  // Policy unanswered anywhere: nothing is listed (fail closed). Every cluster
+                  // down: the call fails as a single cluster's did. Otherwise a cluster that is
+                  // down is listed as unreachable and the others answer.
+                  size_t down = 0;
+                  for (const ClusterListing& l : gather->listings) {
+                    if (!l.policy.ok()) {
+                      reactor->Finish(wire::ToGrpcStatus(l.policy));
+                      return;
+                    }
+                    down += l.kubernetes.ok() ? 0 : 1;
+                  }
+                  if (down == gather->listings.size()) {
+                    reactor->Finish(wire::ToGrpcStatus(gather->listings.front().kubernetes));
+                    return;
+                  }
+                  for (size_t c = 0; c < clusters.size(); ++c) {
+                    ClusterListing& l = gather->listings[c];
+                    pb::ClusterInfo* info = response->add_clusters();
+                    info->set_name(clusters[c]->name());
+                    info->set_default_(clusters[c] == hub->default_cluster());
+                    info->set_reachable(l.kubernetes.ok());
+                    if (!l.kubernetes.ok()) {
+                      info->set_error(std::string(l.kubernetes.message()));
+                      continue;
+                    }
+                    for (pb::NamespaceInfo& n : l.namespaces) {
+                      if (info->default_()) {
+                        *response->add_namespaces() = n;
+                      }
+                      *info->add_namespaces() = std::move(n);
+                    }
+                  }
+                  reactor->Finish(grpc::Status::OK);
+                });
+  }
 }
 
 }  // namespace

@@ -79,6 +79,7 @@ std::string EncodeJournalEntry(const JournalEntry& e) {
                       {"namespace", e.target.namespace_()},
                       {"pod", e.target.pod()},
                       {"container", e.target.container()},
+                      {"cluster", e.target.cluster()},
                       {"source_address", e.source_address},
                       {"pid", e.pid},
                       {"start_ticks", e.start_ticks},
@@ -154,6 +155,13 @@ absl::StatusOr<JournalEntry> DecodeJournalEntry(const std::string& text) {
   }
   if (ns.empty() || pod.empty() || container.empty()) {
     return absl::InvalidArgumentError("the target is incomplete");
+  }
+  // Written by an exec from before clusters: the default cluster.
+  if (auto cluster = j.find("cluster"); cluster != j.end()) {
+    if (!cluster->is_string()) {
+      return absl::InvalidArgumentError("\"cluster\" is not a string");
+    }
+    e.target.set_cluster(cluster->get<std::string>());
   }
   e.principal.set_user(user);
   e.target.set_namespace_(ns);
@@ -469,6 +477,13 @@ class Recovery : public std::enable_shared_from_this<Recovery> {
 
 int RecoverJournal(Journal* journal, KubeApi* kube, clients::AuditClient* audit,
                    runtime::TimerQueue* timers, const RecoveryOptions& options) {
+  return RecoverJournal(
+      journal, [kube](const std::string&) { return kube; }, audit, timers, options);
+}
+
+int RecoverJournal(Journal* journal, const std::function<KubeApi*(const std::string&)>& kube_for,
+                   clients::AuditClient* audit, runtime::TimerQueue* timers,
+                   const RecoveryOptions& options) {
   std::vector<JournalEntry> entries = journal->Load();
   if (entries.empty()) {
     return 0;
@@ -478,6 +493,18 @@ int RecoverJournal(Journal* journal, KubeApi* kube, clients::AuditClient* audit,
   auto countdown = std::make_shared<Countdown>();
   countdown->left = static_cast<int>(entries.size());
   for (JournalEntry& e : entries) {
+    KubeApi* kube = kube_for(e.target.cluster());
+    if (kube == nullptr) {
+      // Its cluster is not served by this exec (any more): nothing can stop the process from
+      // here, so nothing is recorded as stopped; the entry stays for an exec that serves it.
+      log::Error("journal: a command's cluster is not served; its entry stays",
+                 {{"session_id", e.session_id},
+                  {"command_id", e.command_id},
+                  {"cluster", e.target.cluster()},
+                  {"pid", e.pid}});
+      countdown->Done(false);
+      continue;
+    }
     std::make_shared<Recovery>(std::move(e), journal, kube, audit, timers, options, countdown)
         ->Start();
   }

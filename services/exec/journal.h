@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -94,5 +95,11 @@ struct RecoveryOptions {
 // how many entries were settled.
 int RecoverJournal(Journal* journal, KubeApi* kube, clients::AuditClient* audit,
                    runtime::TimerQueue* timers, const RecoveryOptions& options);
+// The same over several clusters: `kube_for` gives the API of an entry's cluster ("" for an
+// entry from before clusters: the default), or null when this exec does not serve it (the entry
+// then stays, unsettled).
+int RecoverJournal(Journal* journal, const std::function<KubeApi*(const std::string&)>& kube_for,
+                   clients::AuditClient* audit, runtime::TimerQueue* timers,
+                   const RecoveryOptions& options);
 
 }  // namespace podgate::exec

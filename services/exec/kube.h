@@ -155,6 +155,8 @@ class KubeApi {
   // holds it no longer: an observer refers back to its owner weakly.
   virtual std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
                                            std::shared_ptr<ExecObserver> observer) = 0;
+  // Whether the API server answers and says it is ready (exec's per-cluster health).
+  virtual void CheckHealth(std::function<void(absl::Status)> done) = 0;
 };
 
 }  // namespace podgate::exec

@@ -115,9 +115,10 @@ std::string Str(const YAML::Node& node, const char* key) {
 }
 
 absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::string& path,
-                                           bool allow_insecure) {
+                                           bool allow_insecure, const std::string& context_wanted) {
   const std::string where = absl::StrCat("kubeconfig '", path, "'");
-  const std::string context_name = Str(doc, "current-context");
+  const std::string context_name =
+      context_wanted.empty() ? Str(doc, "current-context") : context_wanted;
   if (context_name.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": no current-context"));
   }
@@ -134,6 +135,7 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
   }
   KubeConfig config;
   config.source = path;
+  config.context = context_name;
   if (absl::Status s = ParseServer(Str(cluster, "server"), &config); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
   }
@@ -218,12 +220,39 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const YAML::Node& doc, const std::str
 
 }  // namespace
 
-absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure) {
+absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure,
+                                          const std::string& context) {
   // yaml-cpp reports a wrong type (a list where a name belongs, "maybe" for a bool) by
   // throwing; every such case becomes the same clear error naming the file.
   try {
     const YAML::Node doc = YAML::LoadFile(path);
-    return ParseKubeconfig(doc, path, allow_insecure);
+    return ParseKubeconfig(doc, path, allow_insecure, context);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("kubeconfig '", path, "': ", e.what()));
+  }
+}
+
+absl::StatusOr<KubeconfigContexts> ListKubeconfigContexts(const std::string& path) {
+  try {
+    const YAML::Node doc = YAML::LoadFile(path);
+    KubeconfigContexts out;
+    out.current = Str(doc, "current-context");
+    const YAML::Node contexts = doc["contexts"];
+    if (contexts && !contexts.IsSequence()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kubeconfig '", path, "': contexts is not a list"));
+    }
+    if (contexts) {
+      for (const YAML::Node& item : contexts) {
+        const std::string name = Str(item, "name");
+        if (name.empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("kubeconfig '", path, "': a context without a name"));
+        }
+        out.names.push_back(name);
+      }
+    }
+    return out;
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("kubeconfig '", path, "': ", e.what()));
   }
@@ -770,6 +799,13 @@ absl::StatusOr<std::string> KubeClient::Get(const KubeIdentity& as, const std::s
     return ApiError(res->status, res->body, absl::StrCat("GET ", target), !as.empty());
   }
   return res->body;
+}
+
+void KubeClient::CheckHealth(std::function<void(absl::Status)> done) {
+  boost::asio::post(rest_pool_, [this, done = std::move(done)] {
+    absl::StatusOr<std::string> body = Get(KubeIdentity{}, "/readyz");
+    done(body.ok() ? absl::OkStatus() : body.status());
+  });
 }
 
 void KubeClient::GetPod(const KubeIdentity& as, const std::string& namespace_name,

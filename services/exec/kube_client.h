@@ -49,15 +49,26 @@ struct KubeConfig {
   std::string client_key_pem;
   // Where the config came from, for messages.
   std::string source;
+  // The kubeconfig context it was read from; empty in-cluster.
+  std::string context;
 
   // `path` ("/api/v1/...") under the server's path prefix.
   std::string ApiPath(const std::string& path) const { return path_prefix + path; }
 };
 
-// Reads a kubeconfig (current context). `*-data` fields stay in memory (nothing is written to
-// disk). Honours the server URL's path and tls-server-name; refuses proxy-url, credential
-// plugins and insecure-skip-tls-verify (unless `allow_insecure`) with a message naming them.
-absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure);
+// Reads a kubeconfig's `context` (empty: its current context). `*-data` fields stay in memory
+// (nothing is written to disk). Honours the server URL's path and tls-server-name; refuses
+// proxy-url, credential plugins and insecure-skip-tls-verify (unless `allow_insecure`) with a
+// message naming them.
+absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, bool allow_insecure,
+                                          const std::string& context = "");
+
+// The contexts a kubeconfig names, in file order, and its current context ("" when unset).
+struct KubeconfigContexts {
+  std::vector<std::string> names;
+  std::string current;
+};
+absl::StatusOr<KubeconfigContexts> ListKubeconfigContexts(const std::string& path);
 
 // The in-cluster configuration: KUBERNETES_SERVICE_HOST/PORT (IPv6 hosts included) and the
 // service account's token and CA under `sa_dir` (normally
@@ -103,6 +114,8 @@ class KubeClient final : public KubeApi {
                     std::function<void(absl::StatusOr<bool>)> done) override;
   std::unique_ptr<ExecHandle> Exec(const ExecSpec& spec,
                                    std::shared_ptr<ExecObserver> observer) override;
+  // GET /readyz as exec itself.
+  void CheckHealth(std::function<void(absl::Status)> done) override;
 
   // The bearer token to send now (re-read from token_file at most once a minute).
   std::string Token();

@@ -41,14 +41,10 @@ int main(int argc, char** argv) {
     rt::ExitWithError(std::string(verifier.status().message()));
   }
 
-  absl::StatusOr<podgate::exec::KubeConfig> kube_config;
-  if (flags->kubeconfig.empty()) {
-    kube_config = podgate::exec::InClusterConfig(flags->service_account_dir);
-  } else {
-    kube_config = podgate::exec::LoadKubeconfig(flags->kubeconfig, flags->kube_allow_insecure);
-  }
-  if (!kube_config.ok()) {
-    rt::ExitWithError(absl::StrCat("--kubeconfig: ", kube_config.status().message()));
+  absl::StatusOr<podgate::exec::ClusterConfigs> cluster_configs =
+      podgate::exec::LoadClusterConfigs(flags->clusters);
+  if (!cluster_configs.ok()) {
+    rt::ExitWithError(std::string(cluster_configs.status().message()));
   }
 
   absl::StatusOr<std::shared_ptr<grpc::Channel>> policy_channel =
@@ -68,19 +64,29 @@ int main(int argc, char** argv) {
   audit_options.source_service = "exec";
   audit_options.ack_timeout = flags->audit_ack_timeout;
   podgate::clients::AuditClient audit(*audit_channel, audit_options);
-  podgate::exec::KubeClient kube(*kube_config);
-  // Impersonation on: make sure the cluster lets exec impersonate before serving anyone.
-  if (absl::Status s = podgate::exec::CheckImpersonationGrant(&kube, flags->sessions.impersonation,
-                                                              absl::Seconds(15));
-      s.code() == absl::StatusCode::kFailedPrecondition) {
-    rt::ExitWithError(std::string(s.message()));
-  } else if (!s.ok()) {
-    podgate::log::Warn("impersonation grant not confirmed at start-up",
-                       {{"reason", std::string(s.message())}});
+  // One client per cluster. A cluster that does not answer now is served all the same (its
+  // targets fail until it answers; the others are not held up).
+  std::vector<std::unique_ptr<podgate::exec::KubeClient>> kubes;
+  std::vector<std::pair<std::string, podgate::exec::KubeApi*>> clusters;
+  for (const podgate::exec::NamedKubeConfig& c : cluster_configs->clusters) {
+    kubes.push_back(std::make_unique<podgate::exec::KubeClient>(c.config));
+    clusters.emplace_back(c.name, kubes.back().get());
+    // Impersonation on: make sure the cluster lets exec impersonate before serving anyone.
+    if (absl::Status s = podgate::exec::CheckImpersonationGrant(
+            kubes.back().get(), flags->sessions.impersonation, absl::Seconds(15));
+        s.code() == absl::StatusCode::kFailedPrecondition) {
+      rt::ExitWithError(absl::StrCat("cluster ", c.name, ": ", s.message()));
+    } else if (!s.ok()) {
+      podgate::log::Warn("impersonation grant not confirmed at start-up",
+                         {{"cluster", c.name}, {"reason", std::string(s.message())}});
+    }
   }
 
   const podgate::exec::ExecOptions& options = flags->sessions;
-  podgate::exec::SessionHub hub(options, &*verifier, policy_stub.get(), &audit, &kube, &metrics);
+  podgate::exec::SessionHub hub(options, &*verifier, policy_stub.get(), &audit, clusters,
+                                cluster_configs->default_name, &metrics);
+  podgate::exec::ClusterHealth health(hub.clusters(), &metrics, hub.timers(),
+                                      flags->cluster_health_interval);
   std::unique_ptr<podgate::exec::Journal> journal;
   if (!flags->journal_dir.empty()) {
     auto opened = podgate::exec::Journal::Open(flags->journal_dir, flags->journal_max_entries);
@@ -93,7 +99,13 @@ int main(int argc, char** argv) {
     recovery.interrupt_grace = options.interrupt_grace;
     recovery.probe_timeout = options.probe_timeout;
     recovery.deadline = flags->journal_recovery_timeout;
-    podgate::exec::RecoverJournal(journal.get(), &kube, &audit, hub.timers(), recovery);
+    podgate::exec::RecoverJournal(
+        journal.get(),
+        [&hub](const std::string& cluster) -> podgate::exec::KubeApi* {
+          absl::StatusOr<podgate::exec::Cluster*> c = hub.ResolveCluster(cluster);
+          return c.ok() ? (*c)->kube() : nullptr;
+        },
+        &audit, hub.timers(), recovery);
     hub.set_journal(journal.get());
   }
   podgate::exec::ExecServiceImpl service(&hub);
@@ -103,10 +115,17 @@ int main(int argc, char** argv) {
     // --drain_timeout), before the server stops and audit's stream is closed.
     server.AddDrainWait([&hub](absl::Time deadline) { hub.Drain(deadline); });
     // Logged once serving, so that a start-up failure stays a single line.
-    podgate::log::Info("kubernetes", {{"source", kube_config->source},
-                                      {"host", kube_config->host},
-                                      {"port", static_cast<int>(kube_config->port)}});
+    for (const podgate::exec::NamedKubeConfig& c : cluster_configs->clusters) {
+      podgate::log::Info("kubernetes", {{"cluster", c.name},
+                                        {"default", c.name == cluster_configs->default_name},
+                                        {"source", c.config.source},
+                                        {"context", c.config.context},
+                                        {"host", c.config.host},
+                                        {"port", static_cast<int>(c.config.port)}});
+    }
+    health.Start();
   });
+  health.Stop();
   // A stop step still in flight when the drain ended (a process that ignored SIGINT) holds its
   // Session; it is let finish (its SIGKILL a grace period on, its probe bounded by the probe
   // timeout) before the hub, the Kubernetes client and audit it uses are destroyed. Past that
@@ -116,10 +135,16 @@ int main(int argc, char** argv) {
   // destructor stops its I/O threads wherever the streams are.
   const absl::Duration settle = 2 * options.interrupt_grace + options.probe_timeout;
   const absl::Time settle_deadline = absl::Now() + settle;
-  if (!hub.WaitForSessionObjects(settle_deadline) || !kube.WaitForStreams(settle_deadline)) {
+  bool settled = hub.WaitForSessionObjects(settle_deadline);
+  int open_streams = 0;
+  for (const auto& kube : kubes) {
+    settled = settled && kube->WaitForStreams(settle_deadline);
+    open_streams += kube->open_streams();
+  }
+  if (!settled) {
     podgate::log::Warn(
         "exiting with stop steps still running",
-        {{"settle_ms", absl::ToInt64Milliseconds(settle)}, {"open_streams", kube.open_streams()}});
+        {{"settle_ms", absl::ToInt64Milliseconds(settle)}, {"open_streams", open_streams}});
     std::fflush(stderr);
     std::_Exit(code);
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
@@ -10,8 +11,27 @@
 #include "absl/strings/str_split.h"
 
 ABSL_FLAG(std::string, kubeconfig, "",
-          "Kubeconfig file (current context). Empty: in-cluster service account. Default: "
+          "Kubeconfig file: its current context, or the contexts --kube_contexts names, each a "
+          "cluster. Empty (and no --kubeconfig_dir): the in-cluster service account. Default: "
           "empty.");
+ABSL_FLAG(std::vector<std::string>, kube_contexts, {},
+          "Contexts of --kubeconfig to serve, comma-separated, each CONTEXT (served under its "
+          "name) or NAME=CONTEXT; '*' alone: every context. Empty: the current context. Default: "
+          "empty.");
+ABSL_FLAG(std::string, kubeconfig_dir, "",
+          "A directory of kubeconfig files (dotfiles skipped), each file's current context a "
+          "cluster named after the file without extension (eu-prod.yaml: eu-prod). Default: "
+          "empty.");
+ABSL_FLAG(std::string, kube_in_cluster_name, "",
+          "Also serve the in-cluster service account's cluster under this name. Without "
+          "--kubeconfig and --kubeconfig_dir it is served alone, under this name or "
+          "'in-cluster'. Default: empty.");
+ABSL_FLAG(std::string, kube_default_cluster, "",
+          "The cluster a target without one means. Empty: the kubeconfig's current context if "
+          "served, else the first cluster configured. Default: empty.");
+ABSL_FLAG(absl::Duration, kube_health_interval, absl::Seconds(15),
+          "How often each cluster's API server is checked (GET /readyz); a cluster that failed "
+          "its last check is listed unreachable. 1s to 10m. Default 15s.");
 ABSL_FLAG(bool, kube_allow_insecure, false,
           "Accept a kubeconfig with insecure-skip-tls-verify. Default false.");
 ABSL_FLAG(bool, audit_strict, true,
@@ -127,6 +147,10 @@ absl::Status CheckFlags() {
           absl::StrCat("--", name, " must not start with system: or hold a control character"));
     }
   }
+  if (absl::GetFlag(FLAGS_kube_health_interval) < absl::Seconds(1) ||
+      absl::GetFlag(FLAGS_kube_health_interval) > absl::Minutes(10)) {
+    return absl::InvalidArgumentError("--kube_health_interval must be 1s to 10m");
+  }
   if (absl::GetFlag(FLAGS_audit_excerpt_bytes) < 0 ||
       absl::GetFlag(FLAGS_audit_excerpt_bytes) > 1 << 20) {
     return absl::InvalidArgumentError("--audit_excerpt_bytes must be 0 to 1048576");
@@ -159,9 +183,14 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.impersonation.user_prefix = absl::GetFlag(FLAGS_kube_impersonate_user_prefix);
   options.impersonation.group_prefix = absl::GetFlag(FLAGS_kube_impersonate_group_prefix);
   options.impersonation.session_extra = absl::GetFlag(FLAGS_kube_impersonate_session_extra);
-  service.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
-  service.kube_allow_insecure = absl::GetFlag(FLAGS_kube_allow_insecure);
-  service.service_account_dir = absl::GetFlag(FLAGS_service_account_dir);
+  service.clusters.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
+  service.clusters.contexts = absl::GetFlag(FLAGS_kube_contexts);
+  service.clusters.kubeconfig_dir = absl::GetFlag(FLAGS_kubeconfig_dir);
+  service.clusters.in_cluster_name = absl::GetFlag(FLAGS_kube_in_cluster_name);
+  service.clusters.default_cluster = absl::GetFlag(FLAGS_kube_default_cluster);
+  service.clusters.allow_insecure = absl::GetFlag(FLAGS_kube_allow_insecure);
+  service.clusters.service_account_dir = absl::GetFlag(FLAGS_service_account_dir);
+  service.cluster_health_interval = absl::GetFlag(FLAGS_kube_health_interval);
   service.audit_ack_timeout = absl::GetFlag(FLAGS_audit_ack_timeout);
   service.journal_dir = absl::GetFlag(FLAGS_journal_dir);
   service.journal_max_entries = absl::GetFlag(FLAGS_journal_max_entries);

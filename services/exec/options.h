@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "exec/clusters.h"
 #include "exec/impersonation.h"
 
 namespace podgate::exec {
@@ -62,11 +63,11 @@ struct ExecServiceOptions {
   // --max_sessions, --default_time_limit, --default_output_limit_bytes, --audit_excerpt_bytes,
   // --audit_strict, --shell_command, --interrupt_grace.
   ExecOptions sessions;
-  // The Kubernetes API: a kubeconfig file (its current context), or, when empty, the in-cluster
-  // service account found in `service_account_dir`.
-  std::string kubeconfig;
-  bool kube_allow_insecure = false;
-  std::string service_account_dir;
+  // The Kubernetes clusters: contexts of a kubeconfig, a directory of kubeconfigs, the in-cluster
+  // service account (clusters.h).
+  ClusterSources clusters;
+  // How often each cluster's API server is checked.
+  absl::Duration cluster_health_interval = absl::Seconds(15);
   // How long an audit event may wait for its ack.
   absl::Duration audit_ack_timeout = absl::Seconds(10);
   // The journal of running commands (journal.h); empty: none.

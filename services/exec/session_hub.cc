@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "exec/session_reactor.h"
 #include "runtime/log.h"
 
@@ -12,17 +13,61 @@ namespace common = podgate::common::v1;
 
 SessionHub::SessionHub(ExecOptions options, const auth::Verifier* verifier,
                        podgate::policy::v1::PolicyService::StubInterface* policy,
-                       clients::AuditClient* audit, KubeApi* kube, ExecMetrics* metrics,
+                       clients::AuditClient* audit,
+                       std::vector<std::pair<std::string, KubeApi*>> clusters,
+                       const std::string& default_cluster, ExecMetrics* metrics,
                        runtime::TimerQueue* timers)
     : options_(std::move(options)),
       verifier_(verifier),
       policy_(policy),
       audit_(audit),
-      kube_(kube),
       metrics_(metrics),
-      timers_(timers),
-      root_guard_(kube, timers, metrics, options_.probe_timeout, options_.root_guard_ttl),
-      access_cache_(kube, options_.access_review_ttl) {}
+      timers_(timers) {
+  for (auto& [name, kube] : clusters) {
+    clusters_.push_back(std::make_unique<Cluster>(name, kube, timers, metrics,
+                                                  options_.probe_timeout, options_.root_guard_ttl,
+                                                  options_.access_review_ttl));
+    if (name == default_cluster) {
+      default_ = clusters_.back().get();
+    }
+  }
+  if (default_ == nullptr && !clusters_.empty()) {
+    default_ = clusters_.front().get();
+  }
+}
+
+SessionHub::SessionHub(ExecOptions options, const auth::Verifier* verifier,
+                       podgate::policy::v1::PolicyService::StubInterface* policy,
+                       clients::AuditClient* audit, KubeApi* kube, ExecMetrics* metrics,
+                       runtime::TimerQueue* timers)
+    : SessionHub(std::move(options), verifier, policy, audit, {{"default", kube}}, "default",
+                 metrics, timers) {}
+
+absl::StatusOr<Cluster*> SessionHub::ResolveCluster(const std::string& name) const {
+  if (name.empty()) {
+    return default_;
+  }
+  std::vector<std::string> names;
+  for (const auto& c : clusters_) {
+    if (c->name() == name) {
+      return c.get();
+    }
+    names.push_back(c->name());
+  }
+  if (absl::Status s = ValidateClusterName(name); !s.ok()) {
+    return s;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "this exec serves no cluster '", name, "' (it serves: ", absl::StrJoin(names, ", "), ")"));
+}
+
+std::vector<Cluster*> SessionHub::clusters() const {
+  std::vector<Cluster*> out;
+  for (const auto& c : clusters_) {
+    out.push_back(c.get());
+  }
+  return out;
+}
 
 absl::Status SessionHub::Admit(const std::shared_ptr<Session>& session, const std::string& user) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -16,6 +16,7 @@
 #include "auth/jwt.h"
 #include "clients/audit_client.h"
 #include "exec/access_cache.h"
+#include "exec/clusters.h"
 #include "exec/exec_metrics.h"
 #include "exec/journal.h"
 #include "exec/kube.h"
@@ -31,6 +32,14 @@ class Session;
 // State shared by every session of one exec service: dependencies, limits, live sessions.
 class SessionHub {
  public:
+  // The clusters served, by name (at least one; `default_cluster` among them). Each KubeApi
+  // must outlive the hub.
+  SessionHub(ExecOptions options, const auth::Verifier* verifier,
+             podgate::policy::v1::PolicyService::StubInterface* policy, clients::AuditClient* audit,
+             std::vector<std::pair<std::string, KubeApi*>> clusters,
+             const std::string& default_cluster, ExecMetrics* metrics,
+             runtime::TimerQueue* timers = &runtime::TimerQueue::Default());
+  // One cluster, named "default".
   SessionHub(ExecOptions options, const auth::Verifier* verifier,
              podgate::policy::v1::PolicyService::StubInterface* policy, clients::AuditClient* audit,
              KubeApi* kube, ExecMetrics* metrics,
@@ -40,7 +49,12 @@ class SessionHub {
   const auth::Verifier* verifier() const { return verifier_; }
   podgate::policy::v1::PolicyService::StubInterface* policy() const { return policy_; }
   clients::AuditClient* audit() const { return audit_; }
-  KubeApi* kube() const { return kube_; }
+  // The cluster a target names; the default one for "". INVALID_ARGUMENT naming the clusters
+  // served for a name this exec does not serve.
+  absl::StatusOr<Cluster*> ResolveCluster(const std::string& name) const;
+  Cluster* default_cluster() const { return default_; }
+  // Every cluster, in configuration order.
+  std::vector<Cluster*> clusters() const;
   ExecMetrics* metrics() const { return metrics_; }
   runtime::TimerQueue* timers() const { return timers_; }
   // The journal of running commands (journal.h); null when --journal_dir is not set.
@@ -61,11 +75,6 @@ class SessionHub {
   // has acknowledged every record, or until `deadline`. True when both happened.
   bool Drain(absl::Time deadline);
 
-  // The root guard (its uid cache is shared by every session of this service).
-  RootGuard* root_guard() { return &root_guard_; }
-  // Kubernetes' answers on who may exec where (ListTargets, with impersonation on).
-  AccessCache* access_cache() { return &access_cache_; }
-
   // Session objects alive, closed or not: after a close, a stop step, a probe or an audit ack
   // still in flight holds its Session, which points at this hub and at what main owns. main
   // waits for them (bounded) before it tears those down.
@@ -79,7 +88,6 @@ class SessionHub {
   const auth::Verifier* const verifier_;
   podgate::policy::v1::PolicyService::StubInterface* const policy_;
   clients::AuditClient* const audit_;
-  KubeApi* const kube_;
   ExecMetrics* const metrics_;
   runtime::TimerQueue* const timers_;
   Journal* journal_ = nullptr;
@@ -88,8 +96,8 @@ class SessionHub {
   mutable std::mutex mu_;
   std::map<std::string, int> per_user_;
   std::map<Session*, std::weak_ptr<Session>> live_;
-  RootGuard root_guard_;
-  AccessCache access_cache_;
+  std::vector<std::unique_ptr<Cluster>> clusters_;
+  Cluster* default_ = nullptr;
   std::mutex objects_mu_;
   std::condition_variable objects_cv_;
   int objects_ = 0;

@@ -229,6 +229,18 @@ void Session::ContinueOpenLocked(const pb::OpenSession& open,
     RefuseOpenLocked(wire::ToGrpcStatus(s));
     return;
   }
+  // The cluster: an empty one is the default, and from here on the target names it (policy,
+  // audit and the client see the resolved name).
+  absl::StatusOr<Cluster*> cluster = hub_->ResolveCluster(open.target().cluster());
+  if (!cluster.ok()) {
+    hub_->metrics()
+        ->cluster_sessions_total.Add({{"cluster", "unknown"}, {"outcome", "refused"}})
+        .Increment();
+    RefuseOpenLocked(wire::ToGrpcStatus(cluster.status()));
+    return;
+  }
+  cluster_ = *cluster;
+  target_.set_cluster(cluster_->name());
 
   // 3. Admission.
   if (absl::Status s = hub_->Admit(shared_from_this(), principal_.user()); !s.ok()) {
@@ -287,6 +299,11 @@ void Session::RefuseKubernetesLocked(const absl::Status& status) {
 void Session::RefuseOpenLocked(grpc::Status status) {
   const char* mode = mode_ == common::SESSION_MODE_SHELL ? "shell" : "command";
   hub_->metrics()->sessions_total.Add({{"mode", mode}, {"outcome", "refused"}}).Increment();
+  if (cluster_ != nullptr) {
+    hub_->metrics()
+        ->cluster_sessions_total.Add({{"cluster", cluster_->name()}, {"outcome", "refused"}})
+        .Increment();
+  }
   FinishLocked(std::move(status));
 }
 
@@ -298,6 +315,7 @@ void Session::RefuseTargetLocked(const std::string& why) {
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   log::Info("target refused", {{"session_id", session_id_},
                                {"user", principal_.user()},
+                               {"cluster", target_.cluster()},
                                {"namespace", target_.namespace_()},
                                {"pod", target_.pod()},
                                {"reason", why}});
@@ -335,8 +353,8 @@ void Session::OnScope(absl::StatusOr<bool> in_scope) {
     std::lock_guard<std::mutex> lock(mu_);
     as = kube_as_;
   }
-  hub_->kube()->GetPod(as, target_.namespace_(), target_.pod(),
-                       [self](absl::StatusOr<PodView> pod) { self->OnPod(std::move(pod)); });
+  cluster_->kube()->GetPod(as, target_.namespace_(), target_.pod(),
+                           [self](absl::StatusOr<PodView> pod) { self->OnPod(std::move(pod)); });
 }
 
 void Session::OnPod(absl::StatusOr<PodView> pod) {
@@ -487,7 +505,7 @@ void Session::CheckRootThen(bool root_allowed, std::function<void(absl::Status)>
     std::lock_guard<std::mutex> lock(mu_);
     as = kube_as_;
   }
-  hub_->root_guard()->Check(as, pod_, target_.container(), root_allowed, std::move(next));
+  cluster_->root_guard()->Check(as, pod_, target_.container(), root_allowed, std::move(next));
 }
 
 void Session::SendReady() {
@@ -527,6 +545,10 @@ void Session::SendReady() {
         self->hub_->metrics()
             ->sessions_active.Add({{"mode", shell ? "shell" : "command"}})
             .Increment();
+        self->hub_->metrics()
+            ->cluster_sessions_total
+            .Add({{"cluster", self->cluster_->name()}, {"outcome", "opened"}})
+            .Increment();
         pb::SessionResponse ready;
         ready.mutable_ready()->set_session_id(self->session_id_);
         *ready.mutable_ready()->mutable_principal() = self->principal_;
@@ -543,6 +565,7 @@ void Session::SendReady() {
         }
         log::Info("session open", {{"session_id", self->session_id_},
                                    {"user", self->principal_.user()},
+                                   {"cluster", self->target_.cluster()},
                                    {"namespace", self->target_.namespace_()},
                                    {"pod", self->target_.pod()},
                                    {"container", self->target_.container()},

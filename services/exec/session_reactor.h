@@ -207,6 +207,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // from principal_ (again on a renewed credential).
   KubeIdentity kube_as_;
   common::Target target_;
+  // The cluster target_ names (resolved at open; target_.cluster() holds its name). Set before
+  // anything is asked of Kubernetes, never changed after.
+  Cluster* cluster_ = nullptr;
   PodView pod_;
   absl::Time expires_;
   // Whether expires_ is the credential's expiry (else a session time limit).

@@ -124,7 +124,7 @@ void Session::StartShell() {
   spec.height = height_;
   auto observer = std::make_shared<ShellObserver>(weak_from_this());
   lock.unlock();
-  std::unique_ptr<ExecHandle> handle = hub_->kube()->Exec(spec, std::move(observer));
+  std::unique_ptr<ExecHandle> handle = cluster_->kube()->Exec(spec, std::move(observer));
   lock.lock();
   shell_ = std::move(handle);
   if (state_ == State::kClosed) {

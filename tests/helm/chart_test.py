@@ -388,6 +388,34 @@ def check_impersonation(docs, values, f):
             f"exec args lack the session extra flag: {args}")
 
 
+def check_clusters(docs, values, f):
+    """exec.clusters: the kubeconfig Secret mounted read-only where --kubeconfig_dir points,
+    in-cluster served unless turned off beside a Secret, the default and the health interval
+    passed through."""
+    c = values["exec"]["clusters"]
+    w = workload_of(docs, "exec")
+    secret = c["kubeconfigSecret"]
+    f.check(arg_value(w, "kubeconfig_dir") == ("/etc/podgate/clusters" if secret else None),
+            f"--kubeconfig_dir {arg_value(w, 'kubeconfig_dir')!r} with kubeconfigSecret {secret!r}")
+    in_cluster = c["inCluster"] or not secret
+    f.check(arg_value(w, "kube_in_cluster_name") == (c["inClusterName"] if in_cluster else None),
+            f"--kube_in_cluster_name {arg_value(w, 'kube_in_cluster_name')!r}")
+    f.check(arg_value(w, "kube_default_cluster") == (c["default"] or None),
+            f"--kube_default_cluster {arg_value(w, 'kube_default_cluster')!r}")
+    f.check(arg_value(w, "kube_health_interval") == c["healthInterval"],
+            "--kube_health_interval not rendered")
+    spec = pod_spec(w)
+    vols = [v for v in spec.get("volumes", []) if v["name"] == "clusters"]
+    mounts = [m for m in container(w).get("volumeMounts", []) if m["name"] == "clusters"]
+    if not secret:
+        f.check(not vols and not mounts, "a clusters volume without kubeconfigSecret")
+        return
+    f.check(len(vols) == 1 and vols[0]["secret"]["secretName"] == secret,
+            f"clusters volume {vols}, want the Secret {secret}")
+    f.check(len(mounts) == 1 and mounts[0]["mountPath"] == "/etc/podgate/clusters"
+            and mounts[0].get("readOnly") is True, f"clusters mount {mounts}")
+
+
 def check_audit(docs, values, f):
     audit = values["audit"]
     deployments = find(docs, "Deployment", "audit")
@@ -866,7 +894,7 @@ def check_labels(docs, values, f):
 
 
 ALL_CHECKS = (check_oidc, check_security, check_probes, check_rbac, check_impersonation,
-              check_audit, check_scaling,
+              check_clusters, check_audit, check_scaling,
               check_services, check_policy_document, check_network_policies,
               check_service_monitors, check_tls, check_jwt, check_labels)
 
@@ -1010,6 +1038,13 @@ def cmd_scenarios():
         check_impersonation(docs, values_with([s for s in sets if "{" not in s] + [
             s.replace("{", "[").replace("}", "]") for s in sets if "{" in s]), f)
         check_rbac(docs, values_with([s for s in sets if "{" not in s]), f)
+
+    # Several clusters: a Secret of kubeconfigs, with or without the cluster exec runs in.
+    for sets in (["exec.clusters.kubeconfigSecret=podgate-clusters"],
+                 ["exec.clusters.kubeconfigSecret=podgate-clusters", "exec.clusters.inCluster=false",
+                  "exec.clusters.default=eu-prod", "exec.clusters.healthInterval=30s"],
+                 ["exec.clusters.inCluster=false", "exec.clusters.inClusterName=home"]):
+        check_clusters(fast_render(base, sets), values_with(sets), f)
 
     # PDB only when more than one replica runs.
     for replicas, want in ((1, 0), (2, 1), (3, 1)):

@@ -32,11 +32,19 @@ absl::StatusOr<pb::SessionReady> ExecSession::Open(const std::string& token, con
                                                    const std::string& pod,
                                                    const std::string& container,
                                                    common::SessionMode mode) {
+  common::Target target;
+  target.set_namespace_(ns);
+  target.set_pod(pod);
+  target.set_container(container);
+  return Open(token, target, mode);
+}
+
+absl::StatusOr<pb::SessionReady> ExecSession::Open(const std::string& token,
+                                                   const common::Target& target,
+                                                   common::SessionMode mode) {
   pb::SessionRequest req;
   req.mutable_open()->mutable_credential()->set_bearer_token(token);
-  req.mutable_open()->mutable_target()->set_namespace_(ns);
-  req.mutable_open()->mutable_target()->set_pod(pod);
-  req.mutable_open()->mutable_target()->set_container(container);
+  *req.mutable_open()->mutable_target() = target;
   req.mutable_open()->set_mode(mode);
   req.mutable_open()->set_client("podgate-test");
   stream_->Write(req);

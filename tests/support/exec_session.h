@@ -39,6 +39,10 @@ class ExecSession {
       const std::string& token, const std::string& ns, const std::string& pod,
       const std::string& container = "",
       podgate::common::v1::SessionMode mode = podgate::common::v1::SESSION_MODE_COMMAND);
+  // The same for a whole target (its cluster included).
+  absl::StatusOr<podgate::exec::v1::SessionReady> Open(
+      const std::string& token, const podgate::common::v1::Target& target,
+      podgate::common::v1::SessionMode mode = podgate::common::v1::SESSION_MODE_COMMAND);
 
   // Runs `line` as command `id` (empty: none) and reads until it ends.
   CommandOutcome Run(const std::string& line, const std::string& id = "");

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -79,6 +80,34 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
   }
   s->kubesim_port_ = (*k)["port"];
   s->kubeconfig_ = (*k)["kubeconfig"];
+  if (!options.more_clusters.empty()) {
+    s->kubeconfig_dir_ = d + "/clusters";
+    mkdir(s->kubeconfig_dir_.c_str(), 0700);
+    auto copy = [&](const std::string& from, const std::string& name) {
+      std::ifstream in(from);
+      std::ofstream(absl::StrCat(s->kubeconfig_dir_, "/", name, ".yaml")) << in.rdbuf();
+    };
+    copy(s->kubeconfig_, options.cluster_name);
+    for (const auto& [name, yaml] : options.more_clusters) {
+      const std::string cd = absl::StrCat(d, "/cluster-", name);
+      mkdir(cd.c_str(), 0700);
+      std::ofstream(cd + "/cluster.yaml") << yaml;
+      std::vector<std::string> args = {"--port=0", "--cluster=" + cd + "/cluster.yaml",
+                                       "--token_file=" + d + "/tokens.csv",
+                                       "--state_dir=" + cd + "/kubesim"};
+      args.insert(args.end(), options.kubesim_flags.begin(), options.kubesim_flags.end());
+      auto more = Subprocess::Start(options.binaries.kubesim, args);
+      if (!more.ok()) {
+        return more.status();
+      }
+      absl::StatusOr<nlohmann::json> m = ServingLine(more->get(), "kubesim");
+      if (!m.ok()) {
+        return m.status();
+      }
+      copy((*m)["kubeconfig"], name);
+      s->more_kubesims_.emplace_back(name, *std::move(more));
+    }
+  }
 
   const std::vector<std::string> common = {"--grpc_address=127.0.0.1:0", "--metrics_address=",
                                            "--drain_timeout=2s"};
@@ -123,7 +152,9 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
   }
   std::vector<std::string> args = common;
   for (const std::string& f :
-       {std::string("--metrics_address=127.0.0.1:0"), "--kubeconfig=" + s->kubeconfig_,
+       {std::string("--metrics_address=127.0.0.1:0"),
+        s->kubeconfig_dir_.empty() ? "--kubeconfig=" + s->kubeconfig_
+                                   : "--kubeconfig_dir=" + s->kubeconfig_dir_,
         absl::StrCat("--policy_address=127.0.0.1:", s->policy_port_),
         absl::StrCat("--audit_address=127.0.0.1:", s->audit_port_)}) {
     args.push_back(f);
@@ -165,7 +196,19 @@ absl::Status Stack::RestartExec() {
   return absl::OkStatus();
 }
 
+Subprocess* Stack::cluster_kubesim(const std::string& name) const {
+  for (const auto& [n, p] : more_kubesims_) {
+    if (n == name) {
+      return p.get();
+    }
+  }
+  return nullptr;
+}
+
 Stack::~Stack() {
+  for (auto& [name, p] : more_kubesims_) {
+    p->Signal(SIGTERM);
+  }
   for (auto* p : {exec_.get(), policy_.get(), audit_.get(), kubesim_.get()}) {
     if (p != nullptr) {
       p->Signal(SIGTERM);

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -55,6 +56,10 @@ struct StackOptions {
   bool start_audit = true;
   // Start policy (otherwise exec's --policy_address points at a closed port).
   bool start_policy = true;
+  // More clusters, each a kubesim of its own: (name, cluster YAML). With any, exec serves them
+  // all from --kubeconfig_dir, the first kubesim (cluster_yaml) as `cluster_name`.
+  std::string cluster_name = "default";
+  std::vector<std::pair<std::string, std::string>> more_clusters;
 };
 
 class Stack {
@@ -81,6 +86,10 @@ class Stack {
   const std::string& jwt_secret_file() const { return secret_file_; }
   Subprocess* exec() const { return exec_.get(); }
   Subprocess* kubesim() const { return kubesim_.get(); }
+  // The kubesim of one of options.more_clusters (null for another name).
+  Subprocess* cluster_kubesim(const std::string& name) const;
+  // Where exec's --kubeconfig_dir points (empty without more clusters).
+  const std::string& kubeconfig_dir() const { return kubeconfig_dir_; }
   // Starts podgate-exec again with the same flags (SIGKILL first when it still runs); the
   // new process's port is exec_port() once this returns.
   absl::Status RestartExec();
@@ -102,6 +111,8 @@ class Stack {
   int audit_port_ = 0;
   int kubesim_port_ = 0;
   std::unique_ptr<Subprocess> kubesim_;
+  std::vector<std::pair<std::string, std::unique_ptr<Subprocess>>> more_kubesims_;
+  std::string kubeconfig_dir_;
   std::unique_ptr<Subprocess> policy_;
   std::unique_ptr<Subprocess> audit_;
   std::unique_ptr<Subprocess> exec_;

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "podgate/audit/v1/audit.grpc.pb.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "support/audit_records.h"
 #include "support/exec_session.h"
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
@@ -186,36 +187,7 @@ int CountProcesses(const std::vector<std::string>& argv) {
   return static_cast<int>(PidsOf(argv).size());
 }
 
-// Every audit record of a session, oldest first (waits for its close to be recorded).
-std::vector<podgate::audit::v1::AuditRecord> AuditRecords(int audit_port,
-                                                          const std::string& session_id) {
-  auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", audit_port), grpc::InsecureChannelCredentials()));
-  std::vector<podgate::audit::v1::AuditRecord> out;
-  // Acks are durable, but the close event is recorded without waiting: give it a moment.
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    out.clear();
-    grpc::ClientContext ctx;
-    podgate::audit::v1::QueryRequest req;
-    req.add_session_ids(session_id);
-    req.set_page_size(1000);
-    auto reader = stub->Query(&ctx, req);
-    podgate::audit::v1::QueryResponse res;
-    bool closed = false;
-    while (reader->Read(&res)) {
-      if (res.has_record()) {
-        closed = closed || res.record().event().kind() == common::EVENT_KIND_SESSION_CLOSE;
-        out.push_back(res.record());
-      }
-    }
-    EXPECT_TRUE(reader->Finish().ok());
-    if (closed) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return out;
-}
+using testing::AuditRecords;
 
 class ExecTest : public ::testing::Test {
  protected:

@@ -11,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "podgate/audit/v1/audit.grpc.pb.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "support/audit_records.h"
 #include "support/exec_session.h"
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
@@ -116,35 +117,7 @@ testing::BinaryPaths Binaries() {
   return {PODGATE_KUBESIM_BIN, PODGATE_POLICY_BIN, PODGATE_AUDIT_BIN, PODGATE_EXEC_BIN};
 }
 
-// Every audit record of a session, oldest first (waits for its close to be recorded).
-std::vector<podgate::audit::v1::AuditRecord> AuditRecords(int audit_port,
-                                                          const std::string& session_id) {
-  auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", audit_port), grpc::InsecureChannelCredentials()));
-  std::vector<podgate::audit::v1::AuditRecord> out;
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    out.clear();
-    grpc::ClientContext ctx;
-    podgate::audit::v1::QueryRequest req;
-    req.add_session_ids(session_id);
-    req.set_page_size(1000);
-    auto reader = stub->Query(&ctx, req);
-    podgate::audit::v1::QueryResponse res;
-    bool closed = false;
-    while (reader->Read(&res)) {
-      if (res.has_record()) {
-        closed = closed || res.record().event().kind() == common::EVENT_KIND_SESSION_CLOSE;
-        out.push_back(res.record());
-      }
-    }
-    EXPECT_TRUE(reader->Finish().ok());
-    if (closed) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return out;
-}
+using testing::AuditRecords;
 
 // The kubesim audit log's events.
 std::vector<nlohmann::json> KubeAudit(const std::string& path) {

@@ -153,6 +153,16 @@ class FakeKube final : public KubeApi {
     const bool allowed = deny_reviews_in_.count(query.namespace_name) == 0;
     PostLocked([done = std::move(done), allowed] { done(allowed); });
   }
+  void CheckHealth(std::function<void(absl::Status)> done) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    absl::Status health = health_;
+    PostLocked([done = std::move(done), health] { done(health); });
+  }
+  // What CheckHealth answers from now on.
+  void SetHealth(absl::Status health) {
+    std::lock_guard<std::mutex> lock(mu_);
+    health_ = std::move(health);
+  }
   void DenyReviewsIn(const std::string& ns) {
     std::lock_guard<std::mutex> lock(mu_);
     deny_reviews_in_.insert(ns);
@@ -373,6 +383,7 @@ class FakeKube final : public KubeApi {
   }
 
   mutable std::mutex mu_;
+  absl::Status health_ = absl::OkStatus();
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
   bool stop_ = false;

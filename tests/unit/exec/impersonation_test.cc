@@ -179,6 +179,7 @@ class BrokenReviews final : public KubeApi {
               std::function<void(absl::StatusOr<PodView>)>) override {}
   void ListPods(const KubeIdentity&, const std::string&,
                 std::function<void(absl::StatusOr<std::vector<PodView>>)>) override {}
+  void CheckHealth(std::function<void(absl::Status)> done) override { done(absl::OkStatus()); }
   void ReviewAccess(const KubeIdentity&, const AccessQuery&,
                     std::function<void(absl::StatusOr<bool>)> done) override {
     ++reviews;

@@ -36,6 +36,7 @@ class JournalTest : public ::testing::Test {
     e.target.set_namespace_("team");
     e.target.set_pod("app-1");
     e.target.set_container("main");
+    e.target.set_cluster("eu-prod");
     e.source_address = "ipv4:127.0.0.1:5555";
     e.pid = "4242";
     e.start_ticks = "123456";
@@ -108,6 +109,25 @@ TEST_F(JournalTest, DamagedOrForeignFilesAreSkippedAndRemoved) {
     left.push_back(f.path().filename().string());
   }
   EXPECT_EQ(left, std::vector<std::string>{"0a.json"});
+}
+
+// The cluster survives the round trip; an entry an exec from before clusters wrote (no
+// "cluster") reads as the default cluster (""); a cluster of the wrong type is an error.
+TEST_F(JournalTest, TheClusterIsKeptAndAnOldEntryMeansTheDefault) {
+  absl::StatusOr<JournalEntry> e = DecodeJournalEntry(EncodeJournalEntry(Entry("01")));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->target.cluster(), "eu-prod");
+  std::string old = EncodeJournalEntry(Entry("01"));
+  const std::string field = "\"cluster\":\"eu-prod\",";
+  old.replace(old.find(field), field.size(), "");
+  ASSERT_EQ(old.find("cluster"), std::string::npos) << old;
+  e = DecodeJournalEntry(old);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->target.cluster(), "");
+  EXPECT_EQ(e->target.pod(), "app-1");
+  std::string wrong = EncodeJournalEntry(Entry("01"));
+  wrong.replace(wrong.find(field), field.size(), "\"cluster\":1,");
+  EXPECT_EQ(DecodeJournalEntry(wrong).status().message(), "\"cluster\" is not a string");
 }
 
 TEST_F(JournalTest, DecodeSaysWhichFieldIsWrong) {

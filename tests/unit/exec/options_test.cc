@@ -14,6 +14,11 @@
 
 ABSL_DECLARE_FLAG(std::string, kubeconfig);
 ABSL_DECLARE_FLAG(bool, kube_allow_insecure);
+ABSL_DECLARE_FLAG(std::vector<std::string>, kube_contexts);
+ABSL_DECLARE_FLAG(std::string, kubeconfig_dir);
+ABSL_DECLARE_FLAG(std::string, kube_in_cluster_name);
+ABSL_DECLARE_FLAG(std::string, kube_default_cluster);
+ABSL_DECLARE_FLAG(absl::Duration, kube_health_interval);
 ABSL_DECLARE_FLAG(bool, audit_strict);
 ABSL_DECLARE_FLAG(absl::Duration, audit_ack_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, policy_timeout);
@@ -63,9 +68,14 @@ TEST(ExecOptionsTest, TheDefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->sessions.probe_timeout, defaults.probe_timeout);
   EXPECT_EQ(o->sessions.root_guard_ttl, defaults.root_guard_ttl);
   EXPECT_EQ(o->sessions.recording_chunk_bytes, defaults.recording_chunk_bytes);
-  EXPECT_EQ(o->kubeconfig, "");
-  EXPECT_FALSE(o->kube_allow_insecure);
-  EXPECT_EQ(o->service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount");
+  EXPECT_EQ(o->clusters.kubeconfig, "");
+  EXPECT_TRUE(o->clusters.contexts.empty());
+  EXPECT_EQ(o->clusters.kubeconfig_dir, "");
+  EXPECT_EQ(o->clusters.in_cluster_name, "");
+  EXPECT_EQ(o->clusters.default_cluster, "");
+  EXPECT_EQ(o->cluster_health_interval, absl::Seconds(15));
+  EXPECT_FALSE(o->clusters.allow_insecure);
+  EXPECT_EQ(o->clusters.service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount");
   EXPECT_EQ(o->audit_ack_timeout, absl::Seconds(10));
   EXPECT_EQ(o->journal_dir, "");
   EXPECT_EQ(o->journal_max_entries, 4096);
@@ -80,6 +90,11 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   absl::FlagSaver saver;
   absl::SetFlag(&FLAGS_kubeconfig, "/etc/kube/config");
   absl::SetFlag(&FLAGS_kube_allow_insecure, true);
+  absl::SetFlag(&FLAGS_kube_contexts, std::vector<std::string>{"eu-prod=arn:eks/eu", "staging"});
+  absl::SetFlag(&FLAGS_kubeconfig_dir, "/etc/podgate/clusters");
+  absl::SetFlag(&FLAGS_kube_in_cluster_name, "home");
+  absl::SetFlag(&FLAGS_kube_default_cluster, "staging");
+  absl::SetFlag(&FLAGS_kube_health_interval, absl::Seconds(2));
   absl::SetFlag(&FLAGS_audit_strict, false);
   absl::SetFlag(&FLAGS_audit_ack_timeout, absl::Seconds(1));
   absl::SetFlag(&FLAGS_policy_timeout, absl::Milliseconds(500));
@@ -103,8 +118,13 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   absl::SetFlag(&FLAGS_kube_impersonate_session_extra, false);
   absl::StatusOr<ExecServiceOptions> o = ExecServiceOptionsFromFlags();
   ASSERT_TRUE(o.ok()) << o.status();
-  EXPECT_EQ(o->kubeconfig, "/etc/kube/config");
-  EXPECT_TRUE(o->kube_allow_insecure);
+  EXPECT_EQ(o->clusters.kubeconfig, "/etc/kube/config");
+  EXPECT_TRUE(o->clusters.allow_insecure);
+  EXPECT_THAT(o->clusters.contexts, ElementsAre("eu-prod=arn:eks/eu", "staging"));
+  EXPECT_EQ(o->clusters.kubeconfig_dir, "/etc/podgate/clusters");
+  EXPECT_EQ(o->clusters.in_cluster_name, "home");
+  EXPECT_EQ(o->clusters.default_cluster, "staging");
+  EXPECT_EQ(o->cluster_health_interval, absl::Seconds(2));
   EXPECT_FALSE(o->sessions.strict_audit);
   EXPECT_EQ(o->audit_ack_timeout, absl::Seconds(1));
   EXPECT_EQ(o->sessions.policy_timeout, absl::Milliseconds(500));
@@ -122,7 +142,7 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   EXPECT_EQ(o->journal_dir, "/var/lib/journal");
   EXPECT_EQ(o->journal_max_entries, 100000);
   EXPECT_EQ(o->journal_recovery_timeout, absl::Seconds(5));
-  EXPECT_EQ(o->service_account_dir, "/sa");
+  EXPECT_EQ(o->clusters.service_account_dir, "/sa");
   EXPECT_EQ(o->sessions.impersonation.mode, ImpersonationMode::kUserAndGroups);
   EXPECT_EQ(o->sessions.impersonation.user_prefix, "oidc:");
   EXPECT_EQ(o->sessions.impersonation.group_prefix, "oidc-group:");
@@ -176,6 +196,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"journal_max_entries", "0", "--journal_max_entries must be 1 to 100000"},
         BadFlag{"journal_max_entries", "100001", "--journal_max_entries must be 1 to 100000"},
         BadFlag{"journal_recovery_timeout", "0s", "--journal_recovery_timeout must be positive"},
+        BadFlag{"kube_health_interval", "999ms", "--kube_health_interval must be 1s to 10m"},
+        BadFlag{"kube_health_interval", "11m", "--kube_health_interval must be 1s to 10m"},
         BadFlag{"audit_excerpt_bytes", "-1", "--audit_excerpt_bytes must be 0 to 1048576"},
         BadFlag{"audit_excerpt_bytes", "1048577", "--audit_excerpt_bytes must be 0 to 1048576"},
         BadFlag{"kube_impersonation", "on",

@@ -62,6 +62,10 @@ oidcProviderName: oidc_provider_name
 oidcSessionLifetime: oidc_session_lifetime
 journalMaxEntries: journal_max_entries
 kubeImpersonation: kube_impersonation
+kubeconfigDir: kubeconfig_dir
+kubeInClusterName: kube_in_cluster_name
+kubeDefaultCluster: kube_default_cluster
+kubeHealthInterval: kube_health_interval
 kubeImpersonateUserPrefix: kube_impersonate_user_prefix
 kubeImpersonateGroupPrefix: kube_impersonate_group_prefix
 kubeImpersonateSessionExtra: kube_impersonate_session_extra
@@ -202,6 +206,16 @@ peerTlsKey: "%s_tls_key"
 {{ include "podgate.arg" (list $root "journalDir" "/var/lib/podgate-exec/journal") }}
 {{ include "podgate.arg" (list $root "journalMaxEntries" $v.journal.maxEntries) }}
 {{- end }}
+{{- with $v.clusters.kubeconfigSecret }}
+{{ include "podgate.arg" (list $root "kubeconfigDir" "/etc/podgate/clusters") }}
+{{- end }}
+{{- if or $v.clusters.inCluster (not $v.clusters.kubeconfigSecret) }}
+{{ include "podgate.arg" (list $root "kubeInClusterName" $v.clusters.inClusterName) }}
+{{- end }}
+{{- with $v.clusters.default }}
+{{ include "podgate.arg" (list $root "kubeDefaultCluster" .) }}
+{{- end }}
+{{ include "podgate.arg" (list $root "kubeHealthInterval" $v.clusters.healthInterval) }}
 {{ include "podgate.arg" (list $root "kubeImpersonation" $v.impersonation.mode) }}
 {{- if ne $v.impersonation.mode "off" }}
 {{- with $v.impersonation.userPrefix }}

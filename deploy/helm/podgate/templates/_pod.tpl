@@ -152,6 +152,12 @@ spec:
         - name: data
           mountPath: {{ include "podgate.auditDataDir" $root }}
         {{- end }}
+        {{- if and (eq $c "exec") $v.clusters.kubeconfigSecret }}
+        # The kubeconfigs of the other clusters exec serves (--kubeconfig_dir).
+        - name: clusters
+          mountPath: /etc/podgate/clusters
+          readOnly: true
+        {{- end }}
         {{- if and (eq $c "exec") $v.journal.enabled }}
         # The journal of running commands: an emptyDir outlives the container (kill -9, OOM).
         - name: journal
@@ -185,6 +191,12 @@ spec:
     - name: oidc
       secret:
         secretName: {{ $root.Values.oidc.existingSecret }}
+        defaultMode: 0440
+    {{- end }}
+    {{- if and (eq $c "exec") $v.clusters.kubeconfigSecret }}
+    - name: clusters
+      secret:
+        secretName: {{ $v.clusters.kubeconfigSecret }}
         defaultMode: 0440
     {{- end }}
     {{- if and (eq $c "exec") $v.journal.enabled }}
