@@ -9,13 +9,15 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # The policy the demo serves; edit it while the demo runs and podgate-policy reloads it.
 POLICY_FILE="${PODGATE_DEMO_POLICY:-$ROOT/deploy/policy/example.yaml}"
 # Ports: the defaults below, or all moved together from PODGATE_DEMO_PORT_BASE (tests run the
-# demo beside other work): kubesim base, gRPC base+1..4, the OpenID provider base+5, metrics
+# demo beside other work): kubesim base (eu-prod) and base+6 (us-staging), gRPC base+1..4, the
+# OpenID provider base+5, metrics
 # base+11..14, the page base+20.
 BASE="${PODGATE_DEMO_PORT_BASE:-}"
 port() {  # default offset
   if [ -n "$BASE" ]; then echo $((BASE + $2)); else echo "$1"; fi
 }
 KUBESIM_PORT=$(port 7443 0)
+KUBESIM_US_PORT=$(port 7444 6)
 OIDC_PORT=$(port 7100 5)
 POLICY_PORT=$(port 7101 1) EXEC_PORT=$(port 7102 2) AUDIT_PORT=$(port 7103 3) EDGE_PORT_GRPC=$(port 7104 4)
 POLICY_METRICS=$(port 9101 11) EXEC_METRICS=$(port 9102 12) AUDIT_METRICS=$(port 9103 13)
@@ -71,11 +73,32 @@ sed "s|\$DEMO_APP|$DEMO_APP|" "$(dirname "$0")/kubesim/demo-cluster.yaml" >"$KUB
   2>"$STATE/logs/kubesim.log" &
 pids+=("$!")
 
-# Wait for kubesim's kubeconfig before exec reads it.
-for _ in $(seq 1 100); do
-  grep -q '"msg":"serving"' "$STATE/logs/kubesim.log" 2>/dev/null && break
-  sleep 0.1
+# A second cluster, us-staging, with other pods (and the same access and RBAC): exec serves
+# both, eu-prod (the first kubesim) as the default.
+KUBESIM_US_STATE="$STATE/kubesim-us-staging"
+mkdir -p "$KUBESIM_US_STATE"
+chmod 0755 "$KUBESIM_US_STATE"
+{
+  cat "$(dirname "$0")/kubesim/demo-cluster-us-staging.yaml"
+  sed -n '/^access:/,$p' "$KUBESIM_STATE/cluster.yaml"
+} >"$KUBESIM_US_STATE/cluster.yaml"
+"$BUILD_DIR/tools/kubesim/kubesim" --port="$KUBESIM_US_PORT" --cluster="$KUBESIM_US_STATE/cluster.yaml" \
+  --token_file="$KUBESIM_STATE/tokens.csv" --state_dir="$KUBESIM_US_STATE" \
+  --kubeconfig_user=podgate-exec --audit_log="$STATE/logs/kube-audit-us-staging.log" \
+  2>"$STATE/logs/kubesim-us-staging.log" &
+pids+=("$!")
+
+# Wait for the kubeconfigs before exec reads them; exec serves each file of $STATE/clusters
+# as the cluster its name says.
+for log in kubesim kubesim-us-staging; do
+  for _ in $(seq 1 100); do
+    grep -q '"msg":"serving"' "$STATE/logs/$log.log" 2>/dev/null && break
+    sleep 0.1
+  done
 done
+mkdir -p "$STATE/clusters"
+ln -sf "$(realpath "$KUBESIM_STATE/kubeconfig")" "$STATE/clusters/eu-prod.yaml"
+ln -sf "$(realpath "$KUBESIM_US_STATE/kubeconfig")" "$STATE/clusters/us-staging.yaml"
 
 # The identity provider: tools/oidc-provider (oidc-provider from npm, OpenID Certified) on
 # loopback, with three demo users who sign in on its own login page. edge offers "Sign in with
@@ -155,7 +178,7 @@ mint() {  # user groups
 start audit "$AUDIT_PORT" "$AUDIT_METRICS" --store="sqlite://$(realpath "$STATE")/audit.db" --chain_id=demo
 start policy "$POLICY_PORT" "$POLICY_METRICS" --policy_file="$POLICY_FILE" \
   --audit_address="127.0.0.1:$AUDIT_PORT"
-start exec "$EXEC_PORT" "$EXEC_METRICS" --kubeconfig="$KUBESIM_STATE/kubeconfig" \
+start exec "$EXEC_PORT" "$EXEC_METRICS" --kubeconfig_dir="$STATE/clusters" --kube_default_cluster=eu-prod \
   --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}" \
   --jwt_audience="$EXEC_AUDIENCE" \
   --kube_impersonation=user+groups --kube_impersonate_user_prefix=oidc: \
@@ -172,7 +195,7 @@ start edge "$EDGE_PORT_GRPC" "$EDGE_METRICS" --http_address="127.0.0.1:$EDGE_POR
   --oidc_scopes="openid profile email groups offline_access"
 
 # Wait until every service logs that it is serving.
-for name in kubesim policy exec audit edge; do
+for name in kubesim kubesim-us-staging policy exec audit edge; do
   for _ in $(seq 1 100); do
     grep -q '"msg":"serving"' "$STATE/logs/$name.log" 2>/dev/null && break
     sleep 0.1
@@ -193,7 +216,8 @@ podgate demo is running (logs in $STATE/logs):
   exec      127.0.0.1:$EXEC_PORT    http://127.0.0.1:$EXEC_METRICS/metrics
   audit     127.0.0.1:$AUDIT_PORT    http://127.0.0.1:$AUDIT_METRICS/metrics  (store: $STATE/audit.db)
   edge      127.0.0.1:$EDGE_PORT_GRPC    http://127.0.0.1:$EDGE_METRICS/metrics
-  kubesim   https://127.0.0.1:$KUBESIM_PORT (demo cluster: app-shop, app-payments, staging, ops)
+  kubesim   https://127.0.0.1:$KUBESIM_PORT     cluster eu-prod (the default): app-shop, app-payments, staging, ops
+  kubesim   https://127.0.0.1:$KUBESIM_US_PORT     cluster us-staging: app-shop, staging (other pods)
   provider  $ISSUER (OpenID provider: sign-in page, /.well-known/openid-configuration)
 kubeconfig: $KUBESIM_STATE/kubeconfig
   try: kubectl --kubeconfig $KUBESIM_STATE/kubeconfig get pods -A
@@ -221,6 +245,7 @@ Run a command as the developer from the command line (stdout and stderr apart, t
   $RUN --exec_address=127.0.0.1:$EXEC_PORT --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
   ... -- jstack \$(pgrep -f DemoApp.java)    (kubesim's containers share this machine's pids)
   ... -- cat /etc/shadow                       (refused, with the rule and the reason)
+  ... --cluster=us-staging --namespace=app-shop --pod=orders-8e2a71 -- free -m   (the other cluster)
 Or sign the command line in with SSO (the device flow: it prints a link and a code; open it,
 enter the code, sign in as one of the users above), then run without --token:
   $RUN login --oidc_issuer=$ISSUER --oidc_client_id=podgate-cli --token_cache=$RUN_CACHE
