@@ -224,12 +224,13 @@ Cluster::Cluster(std::string name, KubeApi* kube, runtime::TimerQueue* timers, E
 
 absl::Status Cluster::health() {
   absl::MutexLock lock(&mu_);
-  return health_;
+  return absl::Status(health_code_, health_message_);
 }
 
-void Cluster::set_health(absl::Status status) {
+void Cluster::set_health(const absl::Status& status) {
   absl::MutexLock lock(&mu_);
-  health_ = std::move(status);
+  health_code_ = status.code();
+  health_message_ = std::string(status.message());
 }
 
 ClusterHealth::ClusterHealth(std::vector<Cluster*> clusters, ExecMetrics* metrics,
@@ -284,7 +285,7 @@ void ClusterHealth::Round() {
       metrics_->cluster_health_checks_total
           .Add({{"cluster", c->name()}, {"result", status.ok() ? "ok" : "failed"}})
           .Increment();
-      c->set_health(std::move(status));
+      c->set_health(status);
       absl::MutexLock lock(&mu_);
       if (--in_flight_ == 0) {
         Schedule();

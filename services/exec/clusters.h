@@ -83,15 +83,18 @@ class Cluster {
 
   // The last health check: OK, or why the API server did not answer. OK until the first check.
   absl::Status health();
-  void set_health(absl::Status status);
+  void set_health(const absl::Status& status);
 
  private:
   const std::string name_;
   KubeApi* const kube_;
   RootGuard root_guard_;
   AccessCache access_cache_;
+  // Kept as code and text, and a fresh Status made for each reader: copies of one Status
+  // share its message through a reference count TSan cannot see.
   absl::Mutex mu_;
-  absl::Status health_ ABSL_GUARDED_BY(mu_);
+  absl::StatusCode health_code_ ABSL_GUARDED_BY(mu_) = absl::StatusCode::kOk;
+  std::string health_message_ ABSL_GUARDED_BY(mu_);
 };
 
 // Checks every cluster's API server (GET /readyz) now and then every `interval`, and keeps

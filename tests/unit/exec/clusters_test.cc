@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "fake_kube.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "support/test_pki.h"
@@ -38,7 +39,7 @@ std::string Kubeconfig(const std::vector<std::pair<std::string, int>>& contexts,
 class ClustersTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::MakeTempDir("exec-clusters");
+    dir_ = podgate::testing::MakeTempDir("exec-clusters");
     unsetenv("KUBERNETES_SERVICE_HOST");
   }
   std::string Write(const std::string& name, const std::string& text) {
@@ -277,6 +278,55 @@ TEST(ClusterNameTest, IsADns1123Label) {
        std::vector<std::string>{"", "EU", "-a", "a-", "a.b", "a_b", std::string(64, 'a')}) {
     EXPECT_EQ(ValidateClusterName(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
   }
+}
+
+// The health checker: each cluster checked now and every interval; a cluster that fails is
+// marked (health, podgate_exec_cluster_up 0) and only that one; it comes back by itself.
+TEST(ClusterHealthTest, MarksOnlyTheClusterThatFailsAndSeesItComeBack) {
+  prometheus::Registry registry;
+  ExecMetrics metrics(registry);
+  runtime::TimerQueue timers;
+  testing::FakeKube eu, us;
+  Cluster eu_cluster("eu-prod", &eu, &timers, &metrics, absl::Seconds(1), absl::Minutes(1),
+                     absl::Seconds(1));
+  Cluster us_cluster("us-staging", &us, &timers, &metrics, absl::Seconds(1), absl::Minutes(1),
+                     absl::Seconds(1));
+  auto up = [&](const std::string& name) {
+    return metrics.cluster_up.Add({{"cluster", name}}).Value();
+  };
+  auto failed = [&](const std::string& name) {
+    return metrics.cluster_health_checks_total.Add({{"cluster", name}, {"result", "failed"}})
+        .Value();
+  };
+  auto wait_for = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 500 && !done(); ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return done();
+  };
+  us.SetHealth(absl::UnavailableError("connect: connection refused"));
+  ClusterHealth health({&eu_cluster, &us_cluster}, &metrics, &timers, absl::Milliseconds(20));
+  EXPECT_EQ(up("us-staging"), 1);  // until the first check says otherwise
+  health.Start();
+  ASSERT_TRUE(wait_for([&] { return up("us-staging") == 0; }));
+  EXPECT_EQ(up("eu-prod"), 1);
+  EXPECT_TRUE(eu_cluster.health().ok());
+  EXPECT_EQ(us_cluster.health().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(us_cluster.health().message(), "connect: connection refused");
+  // Checked again and again, not once.
+  ASSERT_TRUE(wait_for([&] { return failed("us-staging") >= 3; }));
+  EXPECT_EQ(failed("eu-prod"), 0);
+  us.SetHealth(absl::OkStatus());
+  ASSERT_TRUE(wait_for([&] { return up("us-staging") == 1; }));
+  EXPECT_TRUE(us_cluster.health().ok());
+  // Stopped: no more checks.
+  health.Stop();
+  const double checks =
+      metrics.cluster_health_checks_total.Add({{"cluster", "eu-prod"}, {"result", "ok"}}).Value();
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(
+      metrics.cluster_health_checks_total.Add({{"cluster", "eu-prod"}, {"result", "ok"}}).Value(),
+      checks);
 }
 
 }  // namespace
