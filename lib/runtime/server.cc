@@ -113,6 +113,15 @@ void Server::SetServiceServing(bool serving) {
   log::Info(serving ? "service ready" : "service not ready", {{"service", options_.service_name}});
 }
 
+void Server::SetPartServing(const std::string& part, bool serving) {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_started_ || server_ == nullptr) {
+    return;
+  }
+  server_->GetHealthCheckService()->SetServingStatus(absl::StrCat(options_.service_name, "/", part),
+                                                     serving);
+}
+
 void Server::AddDrainHook(std::function<void()> hook) {
   absl::MutexLock lock(&mu_);
   drain_hooks_.push_back(std::move(hook));

@@ -63,6 +63,12 @@ class Server {
   // rotation while the server itself stays up. Ignored once shutdown has begun.
   void SetServiceServing(bool serving);
 
+  // The health of one part of the service, under "<service>/<part>" in grpc.health.v1 (exec's
+  // clusters: "exec/cluster/eu-prod"), beside the service's own: a part that is down does not
+  // take the replica out of rotation. Not logged (the caller logs changes). Ignored once
+  // shutdown has begun (every name then answers NOT_SERVING).
+  void SetPartServing(const std::string& part, bool serving);
+
   // Graceful shutdown; returns once every call has finished or been cancelled. Idempotent.
   void Shutdown();
 

@@ -241,7 +241,12 @@ ClusterHealth::ClusterHealth(std::vector<Cluster*> clusters, ExecMetrics* metric
   }
 }
 
-ClusterHealth::~ClusterHealth() { Stop(); }
+ClusterHealth::~ClusterHealth() {
+  Stop();
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* in_flight) { return *in_flight == 0; }, &in_flight_));
+}
 
 void ClusterHealth::Start() { Round(); }
 
@@ -250,15 +255,13 @@ void ClusterHealth::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopped_ = true;
+    observer_ = nullptr;
     timer = timer_;
     timer_ = 0;
   }
   if (timer != 0) {
     timers_->Cancel(timer);
   }
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](int* in_flight) { return *in_flight == 0; }, &in_flight_));
 }
 
 void ClusterHealth::Round() {
@@ -287,6 +290,9 @@ void ClusterHealth::Round() {
           .Increment();
       c->set_health(status);
       absl::MutexLock lock(&mu_);
+      if (observer_) {
+        observer_(c->name(), status.ok());
+      }
       if (--in_flight_ == 0) {
         Schedule();
       }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,12 +100,18 @@ class Cluster {
 
 // Checks every cluster's API server (GET /readyz) now and then every `interval`, and keeps
 // podgate_exec_cluster_up{cluster} and each Cluster's health() current; a change is logged.
-// Stop() (or the destructor) cancels the next round and waits for one in flight.
+// Stop() cancels the next round and drops the observer at once (checks in flight finish
+// unobserved); the destructor also waits for them.
 class ClusterHealth {
  public:
   ClusterHealth(std::vector<Cluster*> clusters, ExecMetrics* metrics, runtime::TimerQueue* timers,
                 absl::Duration interval);
   ~ClusterHealth();
+  // Told every check's result (cluster name, answered), from a client thread; set before Start.
+  void set_observer(std::function<void(const std::string&, bool)> observer) {
+    absl::MutexLock lock(&mu_);
+    observer_ = std::move(observer);
+  }
   void Start();
   void Stop();
 
@@ -117,6 +124,7 @@ class ClusterHealth {
   runtime::TimerQueue* const timers_;
   const absl::Duration interval_;
   absl::Mutex mu_;
+  std::function<void(const std::string&, bool)> observer_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   runtime::TimerQueue::Id timer_ ABSL_GUARDED_BY(mu_) = 0;

@@ -110,7 +110,10 @@ int main(int argc, char** argv) {
   }
   podgate::exec::ExecServiceImpl service(&hub);
   const int code = rt::RunServer(defaults, {&service}, registry, [&](rt::Server& server) {
-    server.AddDrainHook([&hub] { hub.CloseAll(); });
+    server.AddDrainHook([&hub, &health] {
+      health.Stop();  // its observer uses the server, which is gone after the drain
+      hub.CloseAll();
+    });
     // Then every stopped command's process is gone and every record acknowledged (bounded by
     // --drain_timeout), before the server stops and audit's stream is closed.
     server.AddDrainWait([&hub](absl::Time deadline) { hub.Drain(deadline); });
@@ -123,9 +126,13 @@ int main(int argc, char** argv) {
                                         {"host", c.config.host},
                                         {"port", static_cast<int>(c.config.port)}});
     }
+    // Each cluster's health also answers in grpc.health.v1 as "exec/cluster/<name>"; exec's
+    // own readiness does not follow any cluster.
+    health.set_observer([&server](const std::string& cluster, bool up) {
+      server.SetPartServing(absl::StrCat("cluster/", cluster), up);
+    });
     health.Start();
   });
-  health.Stop();
   // A stop step still in flight when the drain ended (a process that ignored SIGINT) holds its
   // Session; it is let finish (its SIGKILL a grace period on, its probe bounded by the probe
   // timeout) before the hub, the Kubernetes client and audit it uses are destroyed. Past that

@@ -14,6 +14,7 @@
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "support/audit_records.h"
 #include "support/exec_session.h"
+#include "support/grpc_health.h"
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
@@ -258,6 +259,14 @@ TEST(ClusterOutageTest, OneClusterDownTheOtherKeepsWorking) {
       Sample(*stack,
              R"(podgate_exec_cluster_health_checks_total{cluster="us-staging",result="failed"})"),
       1);
+  // grpc.health.v1 says the same per cluster, and exec itself stays ready.
+  using Serving = grpc::health::v1::HealthCheckResponse;
+  auto channel = testing::LocalChannel(stack->exec_port());
+  EXPECT_EQ(testing::CheckHealth(channel, "exec/cluster/us-staging").value_or(Serving::UNKNOWN),
+            Serving::NOT_SERVING);
+  EXPECT_EQ(testing::CheckHealth(channel, "exec/cluster/eu-prod").value_or(Serving::UNKNOWN),
+            Serving::SERVING);
+  EXPECT_EQ(testing::CheckHealth(channel, "exec").value_or(Serving::UNKNOWN), Serving::SERVING);
 
   // Listing is not held up by the frozen cluster.
   const absl::Time start = absl::Now();
@@ -291,6 +300,8 @@ TEST(ClusterOutageTest, OneClusterDownTheOtherKeepsWorking) {
     absl::SleepFor(absl::Milliseconds(100));
   }
   EXPECT_EQ(Sample(*stack, up_us), 1);
+  EXPECT_EQ(testing::CheckHealth(channel, "exec/cluster/us-staging").value_or(Serving::UNKNOWN),
+            Serving::SERVING);
   res = ListTargets(*stack);
   ASSERT_TRUE(res.ok()) << res.status();
   ASSERT_EQ(res->clusters_size(), 2);
