@@ -324,6 +324,9 @@ absl::StatusOr<VerifiedToken> Verifier::Verify(absl::string_view token) const {
   }
   VerifiedToken out;
   out.principal.set_user(absl::StrCat(options_.user_prefix, user->get<std::string>()));
+  if (const nlohmann::json* sub = FindClaim(claims, "sub"); sub != nullptr && sub->is_string()) {
+    out.principal.set_subject(sub->get<std::string>());
+  }
   if (const nlohmann::json* groups = FindClaim(claims, options_.groups_claim);
       groups != nullptr && !groups->is_null()) {
     std::vector<const nlohmann::json*> names;

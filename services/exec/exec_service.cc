@@ -310,9 +310,9 @@ void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
   podgate::common::v1::Principal principal = verified->principal;
   KubeIdentity user_as;
   if (hub->options().impersonation.mode != ImpersonationMode::kOff) {
-    absl::StatusOr<KubeIdentity> mapped =
-        MapIdentity(hub->options().impersonation, principal.user(),
-                    {principal.groups().begin(), principal.groups().end()}, "");
+    absl::StatusOr<KubeIdentity> mapped = MapIdentity(
+        hub->options().impersonation, principal.user(),
+        {principal.groups().begin(), principal.groups().end()}, "", principal.subject());
     if (!mapped.ok()) {
       reactor->Finish(wire::ToGrpcStatus(mapped.status()));
       return;

@@ -1,5 +1,6 @@
 #include "exec/impersonation.h"
 
+#include <algorithm>
 #include <future>
 #include <memory>
 
@@ -59,7 +60,8 @@ const char* ImpersonationModeName(ImpersonationMode mode) {
 absl::StatusOr<KubeIdentity> MapIdentity(const ImpersonationOptions& options,
                                          const std::string& user,
                                          const std::vector<std::string>& groups,
-                                         const std::string& session_id) {
+                                         const std::string& session_id,
+                                         const std::string& subject) {
   KubeIdentity id;
   if (options.mode == ImpersonationMode::kOff) {
     return id;
@@ -82,6 +84,14 @@ absl::StatusOr<KubeIdentity> MapIdentity(const ImpersonationOptions& options,
   }
   if (options.session_extra && !session_id.empty()) {
     id.extra.emplace_back(kSessionExtraKey, session_id);
+  }
+  if (options.uid && !subject.empty()) {
+    if (std::any_of(subject.begin(), subject.end(),
+                    [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+      return absl::PermissionDeniedError(
+          "the credential's subject holds a control character; it cannot be shown to Kubernetes");
+    }
+    id.uid = subject;
   }
   return id;
 }

@@ -27,6 +27,9 @@ struct ImpersonationOptions {
   // Sends the session id as Impersonate-Extra-podgate-session (so the API server's audit log
   // ties each call to the podgate session and its audit trail).
   bool session_extra = true;
+  // Sends the credential's subject (JWT `sub`) as Impersonate-Uid, so the API server's audit
+  // log carries the user's stable id beside the name (needs impersonate on uids).
+  bool uid = false;
 };
 
 // The extra key carrying the session id.
@@ -40,10 +43,13 @@ const char* ImpersonationModeName(ImpersonationMode mode);
 // PERMISSION_DENIED when a mapped name is empty, starts with "system:" (Kubernetes' own users
 // and groups — system:masters is cluster-admin — are never impersonated, whatever a token
 // says) or holds a control character.
+// `subject` (the credential's `sub`, may be empty) becomes the uid when options.uid is set; a
+// subject with a control character is refused like a name.
 absl::StatusOr<KubeIdentity> MapIdentity(const ImpersonationOptions& options,
                                          const std::string& user,
                                          const std::vector<std::string>& groups,
-                                         const std::string& session_id);
+                                         const std::string& session_id,
+                                         const std::string& subject = "");
 
 // The start-up check: a SelfSubjectAccessReview as exec itself. With the session extra on it
 // asks for impersonate on userextras/podgate-session (granted without resourceNames, so the

@@ -24,6 +24,8 @@ struct KubeIdentity {
   std::vector<std::string> groups;
   // (key, value) pairs, sent as `Impersonate-Extra-<key>: <value>`.
   std::vector<std::pair<std::string, std::string>> extra;
+  // Impersonate-Uid when set.
+  std::string uid;
 
   bool empty() const { return user.empty(); }
 };

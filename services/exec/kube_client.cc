@@ -742,6 +742,12 @@ absl::Status ImpersonationHeaders(const KubeIdentity& as,
     return s;
   }
   headers->emplace_back("Impersonate-User", as.user);
+  if (!as.uid.empty()) {
+    if (absl::Status s = CheckHeaderValue(as.uid, "uid"); !s.ok()) {
+      return s;
+    }
+    headers->emplace_back("Impersonate-Uid", as.uid);
+  }
   for (const std::string& g : as.groups) {
     if (absl::Status s = CheckHeaderValue(g, "group"); !s.ok()) {
       return s;

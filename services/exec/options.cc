@@ -82,6 +82,9 @@ ABSL_FLAG(std::string, kube_impersonate_user_prefix, "",
 ABSL_FLAG(std::string, kube_impersonate_group_prefix, "",
           "Prepended to each group name exec impersonates in user+groups mode (e.g. podgate:). "
           "Default empty.");
+ABSL_FLAG(bool, kube_impersonate_uid, false,
+          "With --kube_impersonation on, send the credential's subject (JWT sub) as "
+          "Impersonate-Uid; exec then needs impersonate on uids. Default false.");
 ABSL_FLAG(bool, kube_impersonate_session_extra, true,
           "Send the session id as Impersonate-Extra-podgate-session when impersonating. Default "
           "true.");
@@ -183,6 +186,7 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.impersonation.user_prefix = absl::GetFlag(FLAGS_kube_impersonate_user_prefix);
   options.impersonation.group_prefix = absl::GetFlag(FLAGS_kube_impersonate_group_prefix);
   options.impersonation.session_extra = absl::GetFlag(FLAGS_kube_impersonate_session_extra);
+  options.impersonation.uid = absl::GetFlag(FLAGS_kube_impersonate_uid);
   service.clusters.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
   service.clusters.contexts = absl::GetFlag(FLAGS_kube_contexts);
   service.clusters.kubeconfig_dir = absl::GetFlag(FLAGS_kubeconfig_dir);

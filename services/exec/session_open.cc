@@ -268,9 +268,9 @@ void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<bool
 }
 
 absl::Status Session::UpdateKubeIdentityLocked() {
-  absl::StatusOr<KubeIdentity> as =
-      MapIdentity(opts_.impersonation, principal_.user(),
-                  {principal_.groups().begin(), principal_.groups().end()}, session_id_);
+  absl::StatusOr<KubeIdentity> as = MapIdentity(
+      opts_.impersonation, principal_.user(),
+      {principal_.groups().begin(), principal_.groups().end()}, session_id_, principal_.subject());
   if (!as.ok()) {
     common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_DECISION);
     e.mutable_decision()->set_verdict(common::VERDICT_DENY);

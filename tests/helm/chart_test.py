@@ -373,6 +373,8 @@ def check_impersonation(docs, values, f):
         want[(("",), "groups")] = imp["groups"]
     if imp["sessionExtra"]:
         want[(("authentication.k8s.io",), "userextras/podgate-session")] = None
+    if imp["uid"]:
+        want[(("authentication.k8s.io",), "uids")] = None
     f.check(got == want, f"impersonation rules {got}, expected exactly {want}")
     binds = [b for b in by_kind(docs, "ClusterRoleBinding")
              if b["roleRef"]["name"] == role["metadata"]["name"]]
@@ -386,6 +388,8 @@ def check_impersonation(docs, values, f):
         f.check((want_arg in args) == bool(value), f"exec args and {flag} disagree: {args}")
     f.check(f"--kube_impersonate_session_extra={str(imp['sessionExtra']).lower()}" in args,
             f"exec args lack the session extra flag: {args}")
+    f.check(f"--kube_impersonate_uid={str(imp['uid']).lower()}" in args,
+            f"exec args lack the uid flag: {args}")
 
 
 def check_clusters(docs, values, f):
@@ -1031,6 +1035,7 @@ def cmd_scenarios():
     for sets in (["exec.impersonation.mode=user"],
                  ["exec.impersonation.mode=user", "exec.impersonation.sessionExtra=false",
                   "exec.impersonation.users={oidc:alice}"],
+                 ["exec.impersonation.mode=user", "exec.impersonation.uid=true"],
                  ["exec.impersonation.mode=user", "exec.rbac.create=false"],
                  ["exec.impersonation.mode=user+groups", "exec.impersonation.groups={devs}",
                   "exec.rbac.clusterWide=true"]):

@@ -38,6 +38,7 @@ rbac:
            resourceNames: [oidc:devs, oidc:viewers, oidc:strangers]}
         - {apiGroups: [authentication.k8s.io], resources: [userextras/podgate-session],
            verbs: [impersonate]}
+        - {apiGroups: [authentication.k8s.io], resources: [uids], verbs: [impersonate]}
   roles:
     - name: debugger
       namespace: team
@@ -139,7 +140,7 @@ std::unique_ptr<testing::Stack> StartStack(bool exec_may_impersonate,
   options.policy_yaml = kPolicy;
   options.kubesim_flags = {"--audit_log=" + kube_audit_log};
   options.exec_flags = {"--kube_impersonation=user+groups", "--kube_impersonate_user_prefix=oidc:",
-                        "--kube_impersonate_group_prefix=oidc:"};
+                        "--kube_impersonate_group_prefix=oidc:", "--kube_impersonate_uid=true"};
   options.exec_flags.insert(options.exec_flags.end(), more_exec_flags.begin(),
                             more_exec_flags.end());
   auto stack = testing::Stack::Start(options);
@@ -222,6 +223,8 @@ TEST_F(ImpersonationTest, TheClusterAuditLogNamesTheDeveloper) {
               nlohmann::json({"oidc:devs", "system:authenticated"}));
     EXPECT_EQ(e["impersonatedUser"]["extra"]["podgate-session"],
               nlohmann::json({ready->session_id()}));
+    // --kube_impersonate_uid: the token's subject, unprefixed (Impersonate-Uid).
+    EXPECT_EQ(e["impersonatedUser"].value("uid", ""), "alice");
     if (!ref.contains("subresource")) {
       pod_read = true;
       EXPECT_EQ(e["responseStatus"]["code"], 200);

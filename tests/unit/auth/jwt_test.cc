@@ -341,6 +341,12 @@ TEST_F(JwtTest, CustomUserClaim) {
   auto verified = v.Verify(*Sign(claims, hs_));
   ASSERT_TRUE(verified.ok());
   EXPECT_EQ(verified->principal.user(), "alice.smith");
+  // The subject is kept beside the user name (exec's Impersonate-Uid), never prefixed.
+  EXPECT_EQ(verified->principal.subject(), "alice");
+  claims.erase("sub");
+  verified = v.Verify(*Sign(claims, hs_));
+  ASSERT_TRUE(verified.ok());
+  EXPECT_EQ(verified->principal.subject(), "");
 }
 
 // Claims mapping as providers shape their tokens: Keycloak's realm_access.roles, Azure's

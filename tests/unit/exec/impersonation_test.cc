@@ -55,6 +55,24 @@ TEST(MapIdentity, UserModeSendsTheUserAndSessionButNoGroups) {
   EXPECT_TRUE(MapIdentity(o, "alice", {}, "")->extra.empty());
 }
 
+// The credential's subject becomes Impersonate-Uid only when asked for, never prefixed, and a
+// subject with a control character is refused like a name.
+TEST(MapIdentity, TheSubjectIsTheUidWhenAskedFor) {
+  ImpersonationOptions o{ImpersonationMode::kUser, "oidc:", "", false};
+  EXPECT_EQ(MapIdentity(o, "alice@example.com", {}, "s", "248289761001")->uid, "");
+  o.uid = true;
+  absl::StatusOr<KubeIdentity> id = MapIdentity(o, "alice@example.com", {}, "s", "248289761001");
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->user, "oidc:alice@example.com");
+  EXPECT_EQ(id->uid, "248289761001");
+  EXPECT_EQ(MapIdentity(o, "alice", {}, "s", "")->uid, "");
+  EXPECT_EQ(MapIdentity(o, "alice", {}, "s", "a\r\nImpersonate-User: root").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  std::vector<std::pair<std::string, std::string>> headers;
+  ASSERT_TRUE(ImpersonationHeaders(*id, &headers).ok());
+  EXPECT_THAT(headers, ::testing::Contains(Pair{"Impersonate-Uid", "248289761001"}));
+}
+
 TEST(MapIdentity, UserAndGroupsPrefixesEachGroup) {
   ImpersonationOptions o{ImpersonationMode::kUserAndGroups, "", "oidc:", true};
   absl::StatusOr<KubeIdentity> id = MapIdentity(o, "alice", {"devs", "ops"}, "s-1");
@@ -93,7 +111,7 @@ TEST(ImpersonationHeaders, OneHeaderPerUserGroupAndExtra) {
   std::vector<Pair> headers;
   ASSERT_TRUE(ImpersonationHeaders({}, &headers).ok());
   EXPECT_TRUE(headers.empty());
-  KubeIdentity id{"oidc:alice", {"oidc:devs", "oidc:ops"}, {{"podgate-session", "s-1"}}};
+  KubeIdentity id{"oidc:alice", {"oidc:devs", "oidc:ops"}, {{"podgate-session", "s-1"}}, ""};
   ASSERT_TRUE(ImpersonationHeaders(id, &headers).ok());
   EXPECT_THAT(headers, ElementsAre(Pair{"Impersonate-User", "oidc:alice"},
                                    Pair{"Impersonate-Group", "oidc:devs"},
@@ -103,15 +121,15 @@ TEST(ImpersonationHeaders, OneHeaderPerUserGroupAndExtra) {
 
 TEST(ImpersonationHeaders, RefusesWhatCannotBeAHeader) {
   std::vector<Pair> headers;
-  EXPECT_EQ(ImpersonationHeaders({"a\nb", {}, {}}, &headers).code(),
+  EXPECT_EQ(ImpersonationHeaders({"a\nb", {}, {}, ""}, &headers).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ImpersonationHeaders({"a", {"g\r"}, {}}, &headers).code(),
+  EXPECT_EQ(ImpersonationHeaders({"a", {"g\r"}, {}, ""}, &headers).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ImpersonationHeaders({"a", {}, {{"Bad Key", "v"}}}, &headers).code(),
+  EXPECT_EQ(ImpersonationHeaders({"a", {}, {{"Bad Key", "v"}}, ""}, &headers).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ImpersonationHeaders({"a", {}, {{"k", "v\x7f"}}}, &headers).code(),
+  EXPECT_EQ(ImpersonationHeaders({"a", {}, {{"k", "v\x7f"}}, ""}, &headers).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ImpersonationHeaders({"a", {}, {{"", "v"}}}, &headers).code(),
+  EXPECT_EQ(ImpersonationHeaders({"a", {}, {{"", "v"}}, ""}, &headers).code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -220,16 +238,16 @@ TEST(AccessCache, CachesAnswersPerIdentityAndNamespaceForItsTtl) {
   kube.DenyReviewsIn("prod");
   absl::Time now = absl::FromUnixSeconds(1000);
   AccessCache cache(&kube, absl::Seconds(30), 10000, [&] { return now; });
-  const KubeIdentity alice{"alice", {"devs"}, {{"podgate-session", "s-1"}}};
+  const KubeIdentity alice{"alice", {"devs"}, {{"podgate-session", "s-1"}}, ""};
   EXPECT_EQ(*MayExec(cache, alice, "team"), true);
   EXPECT_EQ(*MayExec(cache, alice, "prod"), false);
   EXPECT_EQ(kube.callers().size(), 2u);
   // Cached: another session of the same identity asks nothing.
-  const KubeIdentity alice_again{"alice", {"devs"}, {{"podgate-session", "s-2"}}};
+  const KubeIdentity alice_again{"alice", {"devs"}, {{"podgate-session", "s-2"}}, ""};
   EXPECT_EQ(*MayExec(cache, alice_again, "team"), true);
   EXPECT_EQ(kube.callers().size(), 2u);
   // Other groups are another identity.
-  EXPECT_EQ(*MayExec(cache, KubeIdentity{"alice", {"ops"}, {}}, "team"), true);
+  EXPECT_EQ(*MayExec(cache, KubeIdentity{"alice", {"ops"}, {}, ""}, "team"), true);
   EXPECT_EQ(kube.callers().size(), 3u);
   now += absl::Seconds(31);
   EXPECT_EQ(*MayExec(cache, alice, "team"), true);
@@ -239,14 +257,14 @@ TEST(AccessCache, CachesAnswersPerIdentityAndNamespaceForItsTtl) {
 TEST(AccessCache, ErrorsAreNotCachedAndTheSizeIsBounded) {
   BrokenReviews failing(true);
   AccessCache cache(&failing, absl::Seconds(30), 2);
-  EXPECT_FALSE(MayExec(cache, {"alice", {}, {}}, "team").ok());
-  EXPECT_FALSE(MayExec(cache, {"alice", {}, {}}, "team").ok());
+  EXPECT_FALSE(MayExec(cache, {"alice", {}, {}, ""}, "team").ok());
+  EXPECT_FALSE(MayExec(cache, {"alice", {}, {}, ""}, "team").ok());
   EXPECT_EQ(failing.reviews, 2);
   EXPECT_EQ(cache.size(), 0u);
   testing::FakeKube kube;
   AccessCache small(&kube, absl::Seconds(30), 2);
   for (const char* ns : {"a", "b", "c"}) {
-    EXPECT_TRUE(*MayExec(small, {"alice", {}, {}}, ns));
+    EXPECT_TRUE(*MayExec(small, {"alice", {}, {}, ""}, ns));
   }
   EXPECT_LE(small.size(), 2u);
 }

@@ -40,6 +40,7 @@ ABSL_DECLARE_FLAG(std::string, kube_impersonation);
 ABSL_DECLARE_FLAG(std::string, kube_impersonate_user_prefix);
 ABSL_DECLARE_FLAG(std::string, kube_impersonate_group_prefix);
 ABSL_DECLARE_FLAG(bool, kube_impersonate_session_extra);
+ABSL_DECLARE_FLAG(bool, kube_impersonate_uid);
 
 namespace podgate::exec {
 namespace {
@@ -84,6 +85,7 @@ TEST(ExecOptionsTest, TheDefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->sessions.impersonation.user_prefix, "");
   EXPECT_EQ(o->sessions.impersonation.group_prefix, "");
   EXPECT_TRUE(o->sessions.impersonation.session_extra);
+  EXPECT_FALSE(o->sessions.impersonation.uid);
 }
 
 TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
@@ -116,6 +118,7 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   absl::SetFlag(&FLAGS_kube_impersonate_user_prefix, "oidc:");
   absl::SetFlag(&FLAGS_kube_impersonate_group_prefix, "oidc-group:");
   absl::SetFlag(&FLAGS_kube_impersonate_session_extra, false);
+  absl::SetFlag(&FLAGS_kube_impersonate_uid, true);
   absl::StatusOr<ExecServiceOptions> o = ExecServiceOptionsFromFlags();
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->clusters.kubeconfig, "/etc/kube/config");
@@ -147,6 +150,7 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   EXPECT_EQ(o->sessions.impersonation.user_prefix, "oidc:");
   EXPECT_EQ(o->sessions.impersonation.group_prefix, "oidc-group:");
   EXPECT_FALSE(o->sessions.impersonation.session_extra);
+  EXPECT_TRUE(o->sessions.impersonation.uid);
 }
 
 // One flag set out of range: the error names it.

@@ -69,6 +69,7 @@ kubeHealthInterval: kube_health_interval
 kubeImpersonateUserPrefix: kube_impersonate_user_prefix
 kubeImpersonateGroupPrefix: kube_impersonate_group_prefix
 kubeImpersonateSessionExtra: kube_impersonate_session_extra
+kubeImpersonateUid: kube_impersonate_uid
 # Client TLS flags of a peer: --<peer>_tls_ca, --<peer>_tls_cert, --<peer>_tls_key.
 peerTlsCa: "%s_tls_ca"
 peerTlsCert: "%s_tls_cert"
@@ -225,6 +226,7 @@ peerTlsKey: "%s_tls_key"
 {{ include "podgate.arg" (list $root "kubeImpersonateGroupPrefix" .) }}
 {{- end }}
 {{ include "podgate.arg" (list $root "kubeImpersonateSessionExtra" (ternary "true" "false" $v.impersonation.sessionExtra)) }}
+{{ include "podgate.arg" (list $root "kubeImpersonateUid" (ternary "true" "false" $v.impersonation.uid)) }}
 {{- end }}
 {{- else if eq $c "edge" }}
 {{ include "podgate.arg" (list $root "httpAddress" (printf "[::]:%v" $v.httpPort)) }}
