@@ -24,7 +24,7 @@ namespace {
 
 using podgate::common::v1::AuditEvent;
 
-// Rows per multi-row INSERT: 18 parameters each, far below PostgreSQL's 65535.
+// Rows per multi-row INSERT: 19 parameters each, far below PostgreSQL's 65535.
 constexpr size_t kInsertChunk = 200;
 
 class Result {

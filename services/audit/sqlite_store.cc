@@ -382,7 +382,7 @@ class SqliteStore final : public Store {
     Stmt exists(db, "SELECT 1 FROM records WHERE event_id = ?1");
     Stmt insert(db, absl::StrCat(kInsertRecordsSql,
                                  "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                                 "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"));
+                                 "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"));
     for (Stmt* s : {&exists, &insert}) {
       if (!s->status().ok()) {
         return s->status();

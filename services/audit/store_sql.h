@@ -54,7 +54,7 @@ std::string ForDialect(const char* sql, Dialect dialect);
 inline constexpr char kInsertRecordsSql[] =
     "INSERT INTO records (event_id, chain_id, sequence, stored_time_us, event, hash, "
     "previous_hash, event_time_us, kind, user_name, groups_text, namespace, pod, container, "
-    "verdict, rule, session_id, argv_text) VALUES ";
+    "verdict, rule, session_id, argv_text, cluster) VALUES ";
 
 // The values of `row` in kInsertRecordsSql's column order.
 std::vector<SqlParam> RecordParams(const StoredRow& row);
@@ -83,6 +83,7 @@ StoredRow ReadStoredRow(Row& r, int64_t* row_id) {
   row.columns.rule = r.Text(16);
   row.columns.session_id = r.Text(17);
   row.columns.argv_text = r.Text(18);
+  row.columns.cluster = r.Text(19);
   return row;
 }
 
