@@ -104,6 +104,14 @@ std::vector<SqlParam> RecordParams(const StoredRow& row) {
           SqlText(row.columns.cluster)};
 }
 
+std::string ClusterOfStoredEvent(const std::string& event_bytes) {
+  podgate::common::v1::AuditEvent event;
+  if (!event.ParseFromString(event_bytes)) {
+    return "";
+  }
+  return ColumnsOf(event).cluster;
+}
+
 ChainHead HeadAfterCheckpoint(const std::string& chain_id, const Checkpoint& checkpoint) {
   ChainHead head;
   head.chain_id = chain_id;

@@ -503,7 +503,9 @@ TEST_P(StoreTest, VerifyDetectsAnEditedCluster) {
 
 // A database written by the release before clusters: its schema (migration 1 only) and rows as
 // that release inserted them (no cluster column). Opening it with this release adds the column
-// ("" for the old rows), the old chain still verifies, and the writer continues it.
+// ("" for the old rows, the event's cluster where a newer exec already sent one: the previous
+// release kept it in the event bytes as an unknown field), the old chain still verifies, and
+// the writer continues it.
 TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
   store_.reset();
   std::string old_url;
@@ -553,7 +555,11 @@ TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
   ChainHead old_head;
   old_head.chain_id = "c1";
   for (int i = 1; i <= 3; ++i) {
-    const StoredRow row = LinkNext(&old_head, testing::MakeEvent(absl::StrCat("old", i)), 1000 * i);
+    AuditEvent event = testing::MakeEvent(absl::StrCat("old", i));
+    if (i == 3) {
+      event.mutable_target()->set_cluster("eu-prod");  // from a newer exec
+    }
+    const StoredRow row = LinkNext(&old_head, event, 1000 * i);
     const EventColumns& c = row.columns;
     run(absl::StrCat(
         "INSERT INTO records (event_id, chain_id, sequence, stored_time_us, event, hash, "
@@ -577,7 +583,10 @@ TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
   EXPECT_EQ(report.records(), 3);
   QueryRequest q;
   q.add_clusters("");
-  EXPECT_THAT(Ids(q), ElementsAre("old1", "old2", "old3"));
+  EXPECT_THAT(Ids(q), ElementsAre("old1", "old2"));
+  q.Clear();
+  q.add_clusters("eu-prod");
+  EXPECT_THAT(Ids(q), ElementsAre("old3"));
 
   // The writer continues the old chain with records that carry a cluster.
   ChainHead head = Head();
@@ -589,7 +598,7 @@ TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
   EXPECT_EQ(report.records(), 4);
   q.Clear();
   q.add_clusters("eu-prod");
-  EXPECT_THAT(Ids(q), ElementsAre("new1"));
+  EXPECT_THAT(Ids(q), ElementsAre("old3", "new1"));
   q.Clear();
   q.add_namespaces("shop");
   EXPECT_THAT(Ids(q), ElementsAre("old1", "old2", "old3", "new1"));
@@ -605,7 +614,7 @@ TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
               "2");
     EXPECT_EQ(*SharedPostgres()->QueryValue(old_database,
                                             "SELECT count(*) FROM records WHERE cluster = ''"),
-              "3");
+              "2");
   }
 }
 
