@@ -49,6 +49,7 @@ EventColumns ColumnsOf(const AuditEvent& event) {
   for (const std::string& group : event.principal().groups()) {
     absl::StrAppend(&c.groups, group, "\n");
   }
+  c.cluster = event.target().cluster();
   c.namespace_name = event.target().namespace_();
   c.pod = event.target().pod();
   c.container = event.target().container();

@@ -36,6 +36,7 @@ struct EventColumns {
   int32_t kind = 0;
   std::string user;
   std::string groups;  // "\n" + each group + "\n", so a group matches as "\n<group>\n"
+  std::string cluster;  // "" in events from an exec that predates clusters
   std::string namespace_name;
   std::string pod;
   std::string container;

@@ -22,6 +22,8 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS. Def
 ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls_cert. Default: none.");
 ABSL_FLAG(std::vector<std::string>, user, {}, "query: principal user names, comma separated.");
 ABSL_FLAG(std::vector<std::string>, group, {}, "query: principal groups, comma separated.");
+ABSL_FLAG(std::vector<std::string>, cluster, {},
+          "query: target clusters (\"\" selects events from an exec before clusters).");
 ABSL_FLAG(std::vector<std::string>, namespace, {}, "query: target namespaces.");
 ABSL_FLAG(std::vector<std::string>, pod, {}, "query: target pods.");
 ABSL_FLAG(std::vector<std::string>, container, {}, "query: target containers.");
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
   podgate::audit::v1::QueryRequest request;
   for (const auto& v : absl::GetFlag(FLAGS_user)) request.add_users(v);
   for (const auto& v : absl::GetFlag(FLAGS_group)) request.add_groups(v);
+  for (const auto& v : absl::GetFlag(FLAGS_cluster)) request.add_clusters(v);
   for (const auto& v : absl::GetFlag(FLAGS_namespace)) request.add_namespaces(v);
   for (const auto& v : absl::GetFlag(FLAGS_pod)) request.add_pods(v);
   for (const auto& v : absl::GetFlag(FLAGS_container)) request.add_containers(v);

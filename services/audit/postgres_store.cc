@@ -24,7 +24,7 @@ namespace {
 
 using podgate::common::v1::AuditEvent;
 
-// Rows per multi-row INSERT: 18 parameters each, far below PostgreSQL's 65535.
+// Rows per multi-row INSERT: 19 parameters each, far below PostgreSQL's 65535.
 constexpr size_t kInsertChunk = 200;
 
 class Result {
@@ -347,6 +347,30 @@ class PostgresStore final : public Store {
     return absl::OkStatus();
   }
 
+  // See kClusterMigration; runs inside the migration's transaction.
+  static absl::Status BackfillClusters(Conn& conn) {
+    const std::string batch_sql = ForDialect(kClusterBackfillBatchSql, Dialect::kPostgres);
+    const std::string set_sql = ForDialect(kSetClusterSql, Dialect::kPostgres);
+    int64_t last = 0;
+    for (;;) {
+      absl::StatusOr<Result> batch = conn.Exec(batch_sql, {SqlInt(last)});
+      if (!batch.ok()) {
+        return batch.status();
+      }
+      if (batch->rows() == 0) {
+        return absl::OkStatus();
+      }
+      for (int i = 0; i < batch->rows(); ++i) {
+        last = batch->GetInt(i, 0);
+        if (std::string cluster = ClusterOfStoredEvent(batch->GetBytes(i, 1)); !cluster.empty()) {
+          if (absl::Status s = conn.Run(set_sql, {SqlText(cluster), SqlInt(last)}); !s.ok()) {
+            return s;
+          }
+        }
+      }
+    }
+  }
+
   // Each migration runs once, in order, under an advisory lock so that replicas starting
   // together do not race.
   static absl::Status Migrate(Conn& conn) {
@@ -368,6 +392,9 @@ class PostgresStore final : public Store {
       s = r.status();
       if (s.ok() && r->rows() == 0) {
         s = conn.Run(migrations[i]);
+        if (s.ok() && version == kClusterMigration) {
+          s = BackfillClusters(conn);
+        }
         if (s.ok()) {
           s = conn.Run(
               "INSERT INTO schema_migrations VALUES ($1, "

@@ -93,18 +93,19 @@ absl::StatusOr<int64_t> DecodePageToken(const std::string& token, bool newest_fi
 }
 
 absl::StatusOr<int> ValidateQuery(const podgate::audit::v1::QueryRequest& r) {
-  for (absl::Status s : {CheckValues("users", r.users()), CheckValues("groups", r.groups()),
-                         CheckValues("namespaces", r.namespaces()), CheckValues("pods", r.pods()),
-                         CheckValues("containers", r.containers()), CheckValues("kinds", r.kinds()),
-                         CheckValues("verdicts", r.verdicts()), CheckValues("rules", r.rules()),
-                         CheckValues("session_ids", r.session_ids()),
-                         CheckText("argv_contains", r.argv_contains())}) {
+  for (absl::Status s :
+       {CheckValues("users", r.users()), CheckValues("groups", r.groups()),
+        CheckValues("clusters", r.clusters()), CheckValues("namespaces", r.namespaces()),
+        CheckValues("pods", r.pods()), CheckValues("containers", r.containers()),
+        CheckValues("kinds", r.kinds()), CheckValues("verdicts", r.verdicts()),
+        CheckValues("rules", r.rules()), CheckValues("session_ids", r.session_ids()),
+        CheckText("argv_contains", r.argv_contains())}) {
     if (!s.ok()) {
       return s;
     }
   }
-  for (const auto* list : {&r.users(), &r.groups(), &r.namespaces(), &r.pods(), &r.containers(),
-                           &r.rules(), &r.session_ids()}) {
+  for (const auto* list : {&r.users(), &r.groups(), &r.clusters(), &r.namespaces(), &r.pods(),
+                           &r.containers(), &r.rules(), &r.session_ids()}) {
     for (const std::string& value : *list) {
       if (absl::Status s = CheckText("filter", value); !s.ok()) {
         return s;
@@ -140,6 +141,8 @@ absl::StatusOr<SqlQuery> BuildQuery(const podgate::audit::v1::QueryRequest& r, D
   b.AnyOf(r.users(), [&](const std::string& v) { return "user_name = " + b.Text(v); });
   b.AnyOf(r.groups(),
           [&](const std::string& v) { return b.Contains("groups_text", "\n" + v + "\n"); });
+  // "" selects the records of events that name no cluster (from an exec before clusters).
+  b.AnyOf(r.clusters(), [&](const std::string& v) { return "cluster = " + b.Text(v); });
   b.AnyOf(r.namespaces(), [&](const std::string& v) { return "namespace = " + b.Text(v); });
   b.AnyOf(r.pods(), [&](const std::string& v) { return "pod = " + b.Text(v); });
   b.AnyOf(r.containers(), [&](const std::string& v) { return "container = " + b.Text(v); });

@@ -336,6 +336,9 @@ class SqliteStore final : public Store {
       absl::Status s = applied.status();
       if (s.ok() && !*applied) {
         s = db->Exec(migrations[i]);
+        if (s.ok() && version == kClusterMigration) {
+          s = BackfillClusters(db);
+        }
         if (s.ok()) {
           s = db->Exec(
               absl::StrCat("INSERT INTO schema_migrations VALUES (", version,
@@ -352,6 +355,51 @@ class SqliteStore final : public Store {
       }
     }
     return absl::OkStatus();
+  }
+
+  // See kClusterMigration; runs inside the migration's transaction.
+  static absl::Status BackfillClusters(Db* db) {
+    Stmt batch(db, ForDialect(kClusterBackfillBatchSql, Dialect::kSqlite));
+    Stmt set(db, ForDialect(kSetClusterSql, Dialect::kSqlite));
+    for (Stmt* s : {&batch, &set}) {
+      if (!s->status().ok()) {
+        return s->status();
+      }
+    }
+    int64_t last = 0;
+    for (;;) {
+      std::vector<std::pair<int64_t, std::string>> updates;
+      bool any = false;
+      batch.Bind(1, last);
+      for (;;) {
+        absl::StatusOr<bool> row = batch.Step();
+        if (!row.ok()) {
+          batch.Reset();
+          return row.status();
+        }
+        if (!*row) {
+          break;
+        }
+        any = true;
+        last = batch.Int(0);
+        if (std::string cluster = ClusterOfStoredEvent(batch.Bytes(1)); !cluster.empty()) {
+          updates.emplace_back(last, std::move(cluster));
+        }
+      }
+      batch.Reset();
+      if (!any) {
+        return absl::OkStatus();
+      }
+      for (const auto& [id, cluster] : updates) {
+        set.Bind(1, cluster);
+        set.Bind(2, id);
+        absl::StatusOr<bool> done = set.Step();
+        set.Reset();
+        if (!done.ok()) {
+          return done.status();
+        }
+      }
+    }
   }
 
   static absl::StatusOr<Checkpoint> CheckpointOn(Db* db, const std::string& chain_id) {
@@ -382,7 +430,7 @@ class SqliteStore final : public Store {
     Stmt exists(db, "SELECT 1 FROM records WHERE event_id = ?1");
     Stmt insert(db, absl::StrCat(kInsertRecordsSql,
                                  "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                                 "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"));
+                                 "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"));
     for (Stmt* s : {&exists, &insert}) {
       if (!s->status().ok()) {
         return s->status();

@@ -49,6 +49,12 @@ CREATE TABLE checkpoints (
   created_us {int64} NOT NULL
 );
 )sql",
+    // 2: the target cluster. Rows stored before it get "" (their events name no cluster),
+    // the value ColumnsOf derives from such an event, so they still verify.
+    R"sql(
+ALTER TABLE records ADD COLUMN cluster TEXT NOT NULL DEFAULT '';
+CREATE INDEX records_cluster ON records (cluster, namespace, pod, id);
+)sql",
 };
 
 std::vector<std::string> Render(Dialect dialect) {
@@ -94,7 +100,16 @@ std::vector<SqlParam> RecordParams(const StoredRow& row) {
           SqlInt(row.columns.verdict),
           SqlText(row.columns.rule),
           SqlText(row.columns.session_id),
-          SqlText(row.columns.argv_text)};
+          SqlText(row.columns.argv_text),
+          SqlText(row.columns.cluster)};
+}
+
+std::string ClusterOfStoredEvent(const std::string& event_bytes) {
+  podgate::common::v1::AuditEvent event;
+  if (!event.ParseFromString(event_bytes)) {
+    return "";
+  }
+  return ColumnsOf(event).cluster;
 }
 
 ChainHead HeadAfterCheckpoint(const std::string& chain_id, const Checkpoint& checkpoint) {

@@ -23,6 +23,20 @@ const std::vector<std::string>& Migrations(Dialect dialect);
 // Statements both dialects agree on, written with ?N placeholders; ForDialect spells them for
 // the store's dialect.
 
+// Migration 2 adds the cluster column with "" in every existing row. An audit of the previous
+// release that received events from a newer exec kept their cluster inside the event bytes
+// (protobuf keeps unknown fields), so each store then walks the rows in id order, a batch at a
+// time, and sets the column to what ColumnsOf derives from the event: Verify agrees afterwards.
+inline constexpr int kClusterMigration = 2;
+// Rows after id ?1: id, event.
+inline constexpr char kClusterBackfillBatchSql[] =
+    "SELECT id, event FROM records WHERE id > ?1 ORDER BY id LIMIT 1000";
+inline constexpr char kSetClusterSql[] = "UPDATE records SET cluster = ?1 WHERE id = ?2";
+
+// The cluster a stored event names; "" when it names none or does not parse (Verify reports a
+// record whose event does not parse on its own).
+std::string ClusterOfStoredEvent(const std::string& event_bytes);
+
 // The newest record of chain ?1: sequence, hash.
 inline constexpr char kLastRecordSql[] =
     "SELECT sequence, hash FROM records WHERE chain_id = ?1 ORDER BY sequence DESC LIMIT 1";
@@ -54,7 +68,7 @@ std::string ForDialect(const char* sql, Dialect dialect);
 inline constexpr char kInsertRecordsSql[] =
     "INSERT INTO records (event_id, chain_id, sequence, stored_time_us, event, hash, "
     "previous_hash, event_time_us, kind, user_name, groups_text, namespace, pod, container, "
-    "verdict, rule, session_id, argv_text) VALUES ";
+    "verdict, rule, session_id, argv_text, cluster) VALUES ";
 
 // The values of `row` in kInsertRecordsSql's column order.
 std::vector<SqlParam> RecordParams(const StoredRow& row);
@@ -83,6 +97,7 @@ StoredRow ReadStoredRow(Row& r, int64_t* row_id) {
   row.columns.rule = r.Text(16);
   row.columns.session_id = r.Text(17);
   row.columns.argv_text = r.Text(18);
+  row.columns.cluster = r.Text(19);
   return row;
 }
 

@@ -14,6 +14,7 @@ std::string ColumnMismatch(const EventColumns& stored, const EventColumns& deriv
       {stored.kind == derived.kind, "kind"},
       {stored.user == derived.user, "user_name"},
       {stored.groups == derived.groups, "groups_text"},
+      {stored.cluster == derived.cluster, "cluster"},
       {stored.namespace_name == derived.namespace_name, "namespace"},
       {stored.pod == derived.pod, "pod"},
       {stored.container == derived.container, "container"},

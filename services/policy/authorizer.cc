@@ -51,6 +51,7 @@ podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
                                   : (request.has_shell() ? "<shell>" : "");
   const bool allowed = d.verdict() == podgate::common::v1::VERDICT_ALLOW;
   (allowed ? log::Debug : log::Info)("decision", {{"user", request.principal().user()},
+                                                  {"cluster", request.target().cluster()},
                                                   {"namespace", request.target().namespace_()},
                                                   {"pod", request.target().pod()},
                                                   {"container", request.target().container()},

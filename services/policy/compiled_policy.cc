@@ -29,7 +29,8 @@ std::string Quote(std::string_view value) {
 
 std::string Where(const Target& target) {
   return absl::StrCat(target.namespace_(), "/", target.pod(), target.container().empty() ? "" : "/",
-                      target.container());
+                      target.container(), target.cluster().empty() ? "" : " in cluster ",
+                      target.cluster());
 }
 
 bool AnyGlob(const std::vector<std::string>& patterns, const std::string& text) {
@@ -502,6 +503,15 @@ bool Rule::AppliesToSubject(const Principal& principal) const {
 }
 
 std::optional<std::string> Rule::TargetMismatch(const Target& target) const {
+  if (!clusters.empty()) {
+    // Fail closed: a request that does not say where it runs is outside a rule that does.
+    if (target.cluster().empty()) {
+      return "the request names no cluster and the rule names clusters";
+    }
+    if (!AnyGlob(clusters, target.cluster())) {
+      return absl::StrCat("cluster ", target.cluster(), " is not in scope");
+    }
+  }
   if (!AnyGlob(namespaces, target.namespace_())) {
     return absl::StrCat("namespace ", target.namespace_(), " is not in scope");
   }
@@ -833,6 +843,7 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     const bool any_labels = ignore_labels && !r.pod_labels.empty();
     if (any_of_containers || any_labels) {
       Rule copy_scope;
+      copy_scope.clusters = r.clusters;
       copy_scope.namespaces = r.namespaces;
       copy_scope.pods = r.pods;
       if (!any_labels) {

@@ -217,6 +217,9 @@ struct Rule {
   bool any_user = false;
 
   // Targets.
+  // Globs over the target's cluster; empty = any cluster. A request without a cluster (from an
+  // exec that predates clusters) is outside every rule that names clusters.
+  std::vector<std::string> clusters;
   std::vector<std::string> namespaces;            // globs, at least one
   std::vector<std::string> pods;                  // globs; empty = any pod
   std::map<std::string, std::string> pod_labels;  // all must match

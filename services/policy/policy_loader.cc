@@ -784,10 +784,37 @@ void ParseSubjects(Parser& p, const YAML::Node& node, Rule& rule) {
   }
 }
 
+// `clusters`: globs over cluster names. The glob syntax is * and ? only, so brackets and braces
+// (which other glob dialects read as classes and alternatives) and spaces are refused rather
+// than matched literally: `eu-[a-z]*` would otherwise match no cluster and say nothing.
+void ParseClusters(Parser& p, const YAML::Node& node, Rule& rule) {
+  const std::string what = absl::StrCat("clusters of rule ", rule.id);
+  if (node.IsSequence() && node.size() == 0) {
+    p.Error(node, absl::StrCat(what,
+                               " is empty; leave 'clusters' out for a rule that applies to "
+                               "every cluster"));
+    return;
+  }
+  for (const std::string& glob : p.StringList(node, what)) {
+    const size_t bad = glob.find_first_of("[]{} \t");
+    if (bad != std::string::npos) {
+      p.Error(node, absl::StrCat("cluster glob '", glob, "' in rule ", rule.id, " contains ",
+                                 glob[bad] == ' ' ? std::string("a space")
+                                                  : absl::StrCat("'", glob.substr(bad, 1), "'"),
+                                 ": clusters are globs with * and ? only"));
+      continue;
+    }
+    rule.clusters.push_back(glob);
+  }
+}
+
 void ParseTargets(Parser& p, const YAML::Node& node, Rule& rule) {
-  if (!p.CheckKeys(node, {"namespaces", "pods", "podLabels", "containers"},
+  if (!p.CheckKeys(node, {"clusters", "namespaces", "pods", "podLabels", "containers"},
                    absl::StrCat("the targets of rule ", rule.id))) {
     return;
+  }
+  if (node["clusters"]) {
+    ParseClusters(p, node["clusters"], rule);
   }
   if (!node["namespaces"]) {
     p.Error(node, absl::StrCat("the targets of rule ", rule.id, " need 'namespaces'"));
@@ -841,6 +868,12 @@ bool ScopeCovers(const Rule& outer, const Rule& inner) {
         return false;
       }
     }
+  }
+  // A rule without clusters applies in every cluster (and to requests naming none); one with
+  // clusters only where a glob matches, so it covers only rules listing a subset of them.
+  if (!outer.clusters.empty() &&
+      (inner.clusters.empty() || !Subset(inner.clusters, outer.clusters))) {
+    return false;
   }
   const bool all_ns =
       std::find(outer.namespaces.begin(), outer.namespaces.end(), "*") != outer.namespaces.end();

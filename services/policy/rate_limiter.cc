@@ -7,7 +7,10 @@ namespace {
 
 std::string ScopeKey(const RateLimit& limit, const std::string& user,
                      const podgate::common::v1::Target& target) {
-  const std::string pod = absl::StrCat(target.namespace_(), "/", target.pod());
+  // The same pod name in two clusters is two pods. The cluster goes first, length-prefixed, so
+  // no cluster name can make two keys collide.
+  const std::string pod = absl::StrCat(target.cluster().size(), ":", target.cluster(), "/",
+                                       target.namespace_(), "/", target.pod());
   switch (limit.scope) {
     case RateLimit::Scope::kTarget:
       return pod;

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -415,6 +416,67 @@ TEST(AuditCliBinaryTest, QueryAndVerifyWithExitStatus) {
   std::tie(status, out) = RunCli({server, "verify"});
   EXPECT_EQ(status, 1) << out;
   EXPECT_THAT(out, ::testing::HasSubstr("BROKEN at sequence 4: column pod"));
+}
+
+// Events from an exec serving several clusters, recorded over gRPC by the real binary on
+// PostgreSQL (several replicas share one database there) and queried by cluster over gRPC and
+// with the CLI.
+TEST(AuditCliBinaryTest, QueryByClusterOverGrpcAndTheCli) {
+  auto postgres = testing::PostgresServer::Start();
+  ASSERT_TRUE(postgres.ok()) << postgres.status();
+  auto url = (*postgres)->CreateDatabase("clusters");
+  ASSERT_TRUE(url.ok()) << url.status();
+  Running audit = StartAudit(*url, "cluster-chain");
+  ASSERT_NE(audit.stub, nullptr);
+  {
+    grpc::ClientContext ctx;
+    auto stream = audit.stub->Record(&ctx);
+    const std::pair<const char*, const char*> events[] = {
+        {"eu-1", "eu-prod"}, {"us-1", "us-staging"}, {"old-1", ""}, {"eu-2", "eu-prod"}};
+    for (const auto& [id, cluster] : events) {
+      podgate::audit::v1::RecordRequest request = Request(id);
+      request.mutable_event()->mutable_target()->set_cluster(cluster);
+      ASSERT_TRUE(stream->Write(request));
+    }
+    stream->WritesDone();
+    podgate::audit::v1::RecordResponse response;
+    while (stream->Read(&response)) {
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  const auto ids = [&](const std::vector<std::string>& clusters) {
+    grpc::ClientContext ctx;
+    podgate::audit::v1::QueryRequest request;
+    for (const std::string& c : clusters) {
+      request.add_clusters(c);
+    }
+    auto reader = audit.stub->Query(&ctx, request);
+    std::vector<std::string> out;
+    podgate::audit::v1::QueryResponse response;
+    while (reader->Read(&response)) {
+      if (response.has_record()) {
+        out.push_back(response.record().event().id());
+        EXPECT_TRUE(clusters.empty() ||
+                    std::find(clusters.begin(), clusters.end(),
+                              response.record().event().target().cluster()) != clusters.end());
+      }
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    return out;
+  };
+  EXPECT_THAT(ids({"eu-prod"}), ::testing::ElementsAre("eu-1", "eu-2"));
+  EXPECT_THAT(ids({"us-staging", ""}), ::testing::ElementsAre("us-1", "old-1"));
+  EXPECT_THAT(ids({}), ::testing::ElementsAre("eu-1", "us-1", "old-1", "eu-2"));
+
+  const std::string server = "--server=" + audit.address;
+  auto [status, out] = RunCli({server, "--cluster=us-staging", "--format=json", "query"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("\"id\":\"us-1\""));
+  EXPECT_THAT(out, ::testing::HasSubstr("\"cluster\":\"us-staging\""));
+  std::tie(status, out) = RunCli({server, "verify"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out, "chain cluster-chain: intact, 4 records\n");
 }
 
 TEST(AuditBinaryTest, BadFlagsExitWithOneClearLine) {

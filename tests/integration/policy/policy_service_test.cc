@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -312,7 +313,7 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
 
   const pb::GetPolicyResponse policy = GetPolicy();
   EXPECT_EQ(policy.source(), path_);
-  EXPECT_EQ(policy.rule_count(), 28);
+  EXPECT_EQ(policy.rule_count(), 29);
   EXPECT_EQ(policy.version().size(), 64u);
   EXPECT_EQ(policy.rejected_reloads(), 0);
   EXPECT_LE(std::abs(policy.loaded_time().seconds() - absl::ToUnixSeconds(absl::Now())), 60);
@@ -326,7 +327,7 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
   }
   EXPECT_TRUE(result.valid());
   EXPECT_EQ(result.version(), policy.version());
-  EXPECT_EQ(result.rule_count(), 28);
+  EXPECT_EQ(result.rule_count(), 29);
   validate.set_document(
       "apiVersion: podgate.io/v1\nkind: CommandPolicy\nrules:\n  - id: x\n"
       "    effect: allow\n    subjects: {users: [a]}\n"
@@ -343,6 +344,100 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
   EXPECT_THAT(result.issues(0).message(), HasSubstr("flag 'o' must start with '-'"));
   // ValidatePolicy is a dry run: the policy in force did not change.
   EXPECT_EQ(GetPolicy().version(), policy.version());
+}
+
+// The example's sre-shell-staging-clusters names clusters; every other rule applies in every
+// cluster, and to requests from an exec that sends no cluster.
+TEST_F(PolicyServiceTest, ClustersScopeRulesListAllowedAndExplanations) {
+  const auto shell = [](const std::string& cluster) {
+    pb::AuthorizeRequest r = Command({}, "sam", "sre");
+    r.clear_command();
+    r.mutable_shell();
+    r.mutable_target()->set_cluster(cluster);
+    r.set_explain(true);
+    return r;
+  };
+  pb::AuthorizeResponse staging = Authorize(shell("us-staging"));
+  EXPECT_EQ(staging.decision().verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(staging.decision().rule(), "sre-shell-staging-clusters");
+
+  pb::AuthorizeResponse prod = Authorize(shell("eu-prod"));
+  EXPECT_EQ(prod.decision().verdict(), VERDICT_DENY);
+  EXPECT_EQ(prod.decision().rule(), "default-deny");
+  EXPECT_EQ(prod.decision().reason(),
+            "no rule allows a shell for sam on app-shop/shop-7d9f/app in cluster eu-prod");
+  EXPECT_THAT(prod.explanation(),
+              ::testing::Contains("rule sre-shell-staging-clusters: cluster eu-prod is not in "
+                                  "scope"));
+
+  // An exec that predates clusters sends none: a rule naming clusters does not apply.
+  pb::AuthorizeResponse old_exec = Authorize(shell(""));
+  EXPECT_EQ(old_exec.decision().verdict(), VERDICT_DENY);
+  EXPECT_THAT(old_exec.explanation(),
+              ::testing::Contains("rule sre-shell-staging-clusters: the request names no cluster "
+                                  "and the rule names clusters"));
+
+  // Rules without clusters apply in every cluster and to requests without one.
+  for (const char* cluster : {"eu-prod", "us-staging", ""}) {
+    pb::AuthorizeRequest jstack = Command({"jstack", "4242"});
+    jstack.mutable_target()->set_cluster(cluster);
+    EXPECT_EQ(Authorize(jstack).decision().rule(), "dev-jstack") << cluster;
+  }
+
+  const auto shell_listed = [&](const std::string& cluster) {
+    pb::ListAllowedRequest list_request;
+    list_request.mutable_principal()->set_user("sam");
+    list_request.mutable_principal()->add_groups("sre");
+    list_request.mutable_target()->set_cluster(cluster);
+    list_request.mutable_target()->set_namespace_("app-shop");
+    list_request.mutable_target()->set_pod("shop-7d9f");
+    list_request.mutable_target()->set_container("app");
+    pb::ListAllowedResponse list;
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub_->ListAllowed(&context, list_request, &list).ok());
+    EXPECT_GT(list.commands_size(), 0);
+    return list.shell_allowed();
+  };
+  EXPECT_TRUE(shell_listed("us-staging"));
+  EXPECT_FALSE(shell_listed("eu-prod"));
+  EXPECT_FALSE(shell_listed(""));
+}
+
+// sre-jmap-histo-live allows two per pod per hour: the same namespace and pod name in another
+// cluster is another pod.
+TEST_F(PolicyServiceTest, RateLimitsCountPerClusterPod) {
+  const auto histo = [&](const std::string& cluster) {
+    pb::AuthorizeRequest r = Command({"jmap", "-histo:live", "4242"}, "sam", "sre");
+    r.mutable_target()->set_cluster(cluster);
+    return Authorize(r).decision();
+  };
+  EXPECT_EQ(histo("eu-prod").verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(histo("eu-prod").verdict(), VERDICT_ALLOW);
+  const podgate::common::v1::Decision third = histo("eu-prod");
+  EXPECT_EQ(third.verdict(), VERDICT_DENY);
+  EXPECT_EQ(third.rule(), "sre-jmap-histo-live");
+  EXPECT_THAT(third.reason(), HasSubstr("rate limit: "));
+  EXPECT_EQ(histo("us-staging").verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(histo("us-staging").verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(histo("us-staging").verdict(), VERDICT_DENY);
+  EXPECT_EQ(histo("").verdict(), VERDICT_ALLOW);
+}
+
+// A reload with a bad clusters list keeps the policy in force and says where the problem is.
+TEST_F(PolicyServiceTest, BadClustersInAnEditAreRefusedWithTheirLine) {
+  const std::string before = GetPolicy().version();
+  const std::string edited =
+      absl::StrCat(example_,
+                   "\n  - id: dev-uptime\n    effect: allow\n    subjects: {groups: [developers]}\n"
+                   "    targets: {clusters: eu-prod, namespaces: [\"app-*\"]}\n"
+                   "    command: {program: uptime}\n");
+  const int line = static_cast<int>(std::count(example_.begin(), example_.end(), '\n')) + 5;
+  ReplaceFile(path_, edited);
+  ASSERT_TRUE(process_->WaitForLine("policy reload refused", absl::Seconds(5)).ok());
+  const pb::GetPolicyResponse policy = GetPolicy();
+  EXPECT_EQ(policy.version(), before);
+  EXPECT_THAT(policy.last_rejection(),
+              HasSubstr(absl::StrCat(line, ":25: clusters of rule dev-uptime must be a list")));
 }
 
 TEST_F(PolicyServiceTest, EditsChangeDecisionsWithinASecondAndBrokenEditsChangeNothing) {
@@ -399,7 +494,7 @@ TEST_F(PolicyServiceTest, MetricsCountDecisionsByVerdictAndRule) {
   EXPECT_EQ(
       metrics["podgate_policy_decisions_total{rule=\"deny-ps-environment\",verdict=\"deny\"}"], 1);
   EXPECT_EQ(metrics["podgate_policy_evaluation_duration_seconds_count"], 4);
-  EXPECT_EQ(metrics["podgate_policy_rules"], 28);
+  EXPECT_EQ(metrics["podgate_policy_rules"], 29);
 }
 
 // --check: the command line a user's CI runs.
@@ -424,7 +519,7 @@ CheckRun RunCheck(const std::string& path) {
 TEST(PolicyCheckTest, ValidInvalidAndUnreadableFiles) {
   CheckRun ok = RunCheck(PODGATE_EXAMPLE_POLICY);
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
-  EXPECT_THAT(ok.output, HasSubstr("example.yaml: valid, 28 rules, version "));
+  EXPECT_THAT(ok.output, HasSubstr("example.yaml: valid, 29 rules, version "));
 
   const std::string dir = podgate::testing::MakeTempDir("policy-check");
   const std::string bad = dir + "/bad.yaml";

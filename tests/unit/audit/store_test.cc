@@ -8,10 +8,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "audit/store_sql.h"
 #include "audit/verify.h"
 #include "audit_testing.h"
 #include "gmock/gmock.h"
@@ -189,14 +193,14 @@ TEST_P(StoreTest, MigrationsRunOnce) {
   ASSERT_NE(store_, nullptr);
   if (postgres()) {
     EXPECT_EQ(*SharedPostgres()->QueryValue(database_, "SELECT count(*) FROM schema_migrations"),
-              "1");
+              absl::StrCat(Migrations(Dialect::kPostgres).size()));
   } else {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(absl::StrCat(dir_, "/audit.db").c_str(), &db), SQLITE_OK);
     sqlite3_stmt* stmt = nullptr;
     sqlite3_prepare_v2(db, "SELECT count(*) FROM schema_migrations", -1, &stmt, nullptr);
     ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-    EXPECT_EQ(sqlite3_column_int(stmt, 0), 1);
+    EXPECT_EQ(sqlite3_column_int(stmt, 0), static_cast<int>(Migrations(Dialect::kSqlite).size()));
     sqlite3_finalize(stmt);
     // WAL with full fsync on commit.
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr);
@@ -426,6 +430,192 @@ TEST_P(StoreTest, RetentionRemovesOldRecordsAndKeepsTheChainVerifiable) {
   report = VerifyOne();
   EXPECT_FALSE(report.intact());
   EXPECT_EQ(report.first_broken_sequence(), 11);
+}
+
+// An event as an exec that serves several clusters sends it.
+AuditEvent InCluster(AuditEvent event, const std::string& cluster) {
+  event.mutable_target()->set_cluster(cluster);
+  return event;
+}
+
+TEST_P(StoreTest, QueryFiltersByCluster) {
+  ChainHead head = Head();
+  Append(&head, {InCluster(testing::MakeEvent("eu", "alice", "shop", "api-0"), "eu-prod"),
+                 InCluster(testing::MakeEvent("us", "alice", "shop", "api-0"), "us-staging"),
+                 testing::MakeEvent("old", "alice", "shop", "api-0"),
+                 InCluster(testing::MakeEvent("eu-pay", "bob", "pay", "db-0"), "eu-prod")});
+  QueryRequest q;
+  q.add_clusters("eu-prod");
+  EXPECT_THAT(Ids(q), ElementsAre("eu", "eu-pay"));
+  q.add_namespaces("shop");  // AND across fields
+  EXPECT_THAT(Ids(q), ElementsAre("eu"));
+  q.Clear();
+  q.add_clusters("eu-prod");
+  q.add_clusters("us-staging");  // any of the values
+  q.add_pods("api-0");
+  EXPECT_THAT(Ids(q), ElementsAre("eu", "us"));
+  q.Clear();
+  q.add_clusters("");  // events from an exec before clusters
+  EXPECT_THAT(Ids(q), ElementsAre("old"));
+  q.Clear();
+  q.add_clusters("eu-*");  // an exact value, not a pattern
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.Clear();
+  q.add_clusters("eu-prod' OR '1'='1");
+  EXPECT_THAT(Ids(q), ElementsAre());
+  // The records carry the cluster in their event.
+  q.Clear();
+  q.add_clusters("us-staging");
+  auto page = store_->Query(q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->records.size(), 1u);
+  EXPECT_EQ(page->records[0].event().target().cluster(), "us-staging");
+  EXPECT_TRUE(VerifyOne().intact());
+}
+
+TEST_P(StoreTest, QueryRefusesTooManyOrTooLongClusters) {
+  QueryRequest q;
+  for (int i = 0; i < 101; ++i) {
+    q.add_clusters(absl::StrCat("c", i));
+  }
+  auto page = store_->Query(q);
+  if (page.ok()) {  // stores trust a validated request; the validation is shared
+    ASSERT_FALSE(ValidateQuery(q).ok());
+  }
+  EXPECT_THAT(std::string(ValidateQuery(q).status().message()),
+              HasSubstr("clusters: 101 values; the limit is 100"));
+  q.Clear();
+  q.add_clusters(std::string(2000, 'x'));
+  EXPECT_EQ(ValidateQuery(q).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StoreTest, VerifyDetectsAnEditedCluster) {
+  ChainHead head = Head();
+  Append(&head, {InCluster(testing::MakeEvent("e1"), "eu-prod"),
+                 InCluster(testing::MakeEvent("e2"), "eu-prod")});
+  // Moving a record out of a cluster's queries is tampering like any other edit.
+  Tamper("UPDATE records SET cluster = 'us-staging' WHERE sequence = 2");
+  const auto report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 2);
+  EXPECT_THAT(report.problem(), HasSubstr("column cluster"));
+}
+
+// A database written by the release before clusters: its schema (migration 1 only) and rows as
+// that release inserted them (no cluster column). Opening it with this release adds the column
+// ("" for the old rows, the event's cluster where a newer exec already sent one: the previous
+// release kept it in the event bytes as an unknown field), the old chain still verifies, and
+// the writer continues it.
+TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
+  store_.reset();
+  std::string old_url;
+  std::function<void(const std::string&)> run;
+  std::string old_database;
+  if (postgres()) {
+    old_database = database_ + "_old";
+    auto url = SharedPostgres()->CreateDatabase(old_database);
+    ASSERT_TRUE(url.ok()) << url.status();
+    old_url = *url;
+    run = [&](const std::string& sql) {
+      ASSERT_TRUE(SharedPostgres()->Exec(old_database, sql).ok()) << sql;
+    };
+  } else {
+    const std::string path = absl::StrCat(dir_, "/old.db");
+    old_url = absl::StrCat("sqlite://", path);
+    run = [path](const std::string& sql) {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+      char* error = nullptr;
+      const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+      EXPECT_EQ(rc, SQLITE_OK) << (error != nullptr ? error : "") << " in " << sql;
+      sqlite3_free(error);
+      sqlite3_close(db);
+    };
+  }
+  const Dialect dialect = postgres() ? Dialect::kPostgres : Dialect::kSqlite;
+  const auto bytes = [&](const std::string& b) {
+    const std::string hex = absl::BytesToHexString(b);
+    return postgres() ? absl::StrCat("'\\x", hex, "'::bytea") : absl::StrCat("X'", hex, "'");
+  };
+  const auto text = [](const std::string& t) {
+    std::string out = "'";
+    for (char c : t) {
+      out += c == '\'' ? std::string("''") : std::string(1, c);
+    }
+    return out + "'";
+  };
+  // The first release's migration bookkeeping and schema, exactly as it ran them.
+  run(postgres() ? "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_us "
+                   "BIGINT NOT NULL)"
+                 : "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_us "
+                   "INTEGER NOT NULL)");
+  run(Migrations(dialect)[0]);
+  run("INSERT INTO schema_migrations VALUES (1, 1700000000000000)");
+  // Its rows: the chain is computed the same way (the hash covers the event bytes only).
+  ChainHead old_head;
+  old_head.chain_id = "c1";
+  for (int i = 1; i <= 3; ++i) {
+    AuditEvent event = testing::MakeEvent(absl::StrCat("old", i));
+    if (i == 3) {
+      event.mutable_target()->set_cluster("eu-prod");  // from a newer exec
+    }
+    const StoredRow row = LinkNext(&old_head, event, 1000 * i);
+    const EventColumns& c = row.columns;
+    run(absl::StrCat(
+        "INSERT INTO records (event_id, chain_id, sequence, stored_time_us, event, hash, "
+        "previous_hash, event_time_us, kind, user_name, groups_text, namespace, pod, container, "
+        "verdict, rule, session_id, argv_text) VALUES (",
+        absl::StrJoin(
+            {text(row.event_id), text(row.chain_id), absl::StrCat(row.sequence),
+             absl::StrCat(row.stored_time_us), bytes(row.event_bytes), bytes(row.hash),
+             bytes(row.previous_hash), absl::StrCat(c.event_time_us), absl::StrCat(c.kind),
+             text(c.user), text(c.groups), text(c.namespace_name), text(c.pod), text(c.container),
+             absl::StrCat(c.verdict), text(c.rule), text(c.session_id), text(c.argv_text)},
+            ", "),
+        ")"));
+  }
+
+  auto upgraded = OpenStore(old_url);
+  ASSERT_TRUE(upgraded.ok()) << upgraded.status();
+  store_ = *std::move(upgraded);
+  auto report = VerifyOne();
+  EXPECT_TRUE(report.intact()) << report.problem();
+  EXPECT_EQ(report.records(), 3);
+  QueryRequest q;
+  q.add_clusters("");
+  EXPECT_THAT(Ids(q), ElementsAre("old1", "old2"));
+  q.Clear();
+  q.add_clusters("eu-prod");
+  EXPECT_THAT(Ids(q), ElementsAre("old3"));
+
+  // The writer continues the old chain with records that carry a cluster.
+  ChainHead head = Head();
+  EXPECT_EQ(head.sequence, 3);
+  EXPECT_EQ(head.hash, old_head.hash);
+  Append(&head, {InCluster(testing::MakeEvent("new1"), "eu-prod")}, 4000);
+  report = VerifyOne();
+  EXPECT_TRUE(report.intact()) << report.problem();
+  EXPECT_EQ(report.records(), 4);
+  q.Clear();
+  q.add_clusters("eu-prod");
+  EXPECT_THAT(Ids(q), ElementsAre("old3", "new1"));
+  q.Clear();
+  q.add_namespaces("shop");
+  EXPECT_THAT(Ids(q), ElementsAre("old1", "old2", "old3", "new1"));
+
+  // Opening again applies nothing twice.
+  store_.reset();
+  upgraded = OpenStore(old_url);
+  ASSERT_TRUE(upgraded.ok()) << upgraded.status();
+  store_ = *std::move(upgraded);
+  EXPECT_TRUE(VerifyOne().intact());
+  if (postgres()) {
+    EXPECT_EQ(*SharedPostgres()->QueryValue(old_database, "SELECT count(*) FROM schema_migrations"),
+              "2");
+    EXPECT_EQ(*SharedPostgres()->QueryValue(old_database,
+                                            "SELECT count(*) FROM records WHERE cluster = ''"),
+              "2");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "postgresql"),
