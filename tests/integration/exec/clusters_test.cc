@@ -68,6 +68,12 @@ rules:
       program: echo
       args:
         - {name: word, type: regex, pattern: "[a-z-]+", optional: true, repeat: true}
+  - id: staging-date
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team], clusters: ["us-*"]}
+    command:
+      program: date
 )";
 
 std::unique_ptr<testing::Stack> StartTwoClusters(std::vector<std::string> exec_flags = {}) {
@@ -206,6 +212,28 @@ TEST_F(ClustersTest, CommandsAreRoutedToTheNamedCluster) {
   auto ready = s.Open(stack_->Token("alice", {"devs"}), Target("us-staging", "only-eu"));
   ASSERT_FALSE(ready.ok());
   EXPECT_EQ(ready.status().code(), absl::StatusCode::kNotFound);
+}
+
+// Policy sees the resolved cluster: a rule scoped to clusters us-* allows `date` in
+// us-staging, and the same pod name in eu-prod is refused with a reason naming the cluster.
+TEST_F(ClustersTest, PolicyRulesMatchTheCluster) {
+  testing::ExecSession us(stack_->exec_port());
+  ASSERT_TRUE(us.Open(stack_->Token("alice", {"devs"}), Target("us-staging", "app")).ok());
+  testing::CommandOutcome o = us.Run("date");
+  ASSERT_TRUE(o.exit.has_value()) << (o.denied ? o.denied->DebugString() : "");
+  EXPECT_EQ(o.exit->exit_code(), 0);
+  us.Close();
+  testing::ExecSession eu(stack_->exec_port());
+  ASSERT_TRUE(eu.Open(stack_->Token("alice", {"devs"}), Target("eu-prod", "app")).ok());
+  o = eu.Run("date");
+  ASSERT_TRUE(o.denied.has_value()) << (o.exit ? "ran in eu-prod" : "");
+  EXPECT_THAT(o.denied->DebugString(), HasSubstr("eu-prod"));
+  eu.Close();
+  // Without a cluster the default (us-staging here) is what policy is asked about.
+  testing::ExecSession def(stack_->exec_port());
+  ASSERT_TRUE(def.Open(stack_->Token("alice", {"devs"}), "team", "app").ok());
+  EXPECT_TRUE(def.Run("date").exit.has_value());
+  def.Close();
 }
 
 // A target without a cluster means the default one (--kube_default_cluster), and says so.
