@@ -74,14 +74,7 @@ int Login(int port, const std::string& token) {
   return r.ok() ? r->status : -1;
 }
 
-double Metric(int port, const std::string& sample) {
-  auto page = testing::HttpGet(port, "/metrics");
-  if (!page.ok()) {
-    return -1;
-  }
-  auto parsed = testing::ParsePrometheusText(page->body);
-  return parsed.ok() && parsed->samples.count(sample) ? parsed->samples[sample] : -1;
-}
+double Metric(int port, const std::string& sample) { return testing::MetricSample(port, sample); }
 
 template <typename F>
 bool Eventually(F cond, absl::Duration limit = absl::Seconds(10)) {

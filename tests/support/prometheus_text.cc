@@ -4,9 +4,10 @@
 #include <set>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "support/http_client.h"
 
 namespace podgate::testing {
 namespace {
@@ -145,6 +146,19 @@ absl::StatusOr<MetricsPage> ParsePrometheusText(const std::string& text) {
     page.samples[std::string(line.substr(0, key_end))] = value;
   }
   return page;
+}
+
+double MetricSample(int port, const std::string& sample) {
+  absl::StatusOr<HttpResponse> page = HttpGet(port, "/metrics");
+  if (!page.ok()) {
+    return -1;
+  }
+  absl::StatusOr<MetricsPage> parsed = ParsePrometheusText(page->body);
+  if (!parsed.ok()) {
+    return -1;
+  }
+  auto it = parsed->samples.find(sample);
+  return it == parsed->samples.end() ? -1 : it->second;
 }
 
 }  // namespace podgate::testing

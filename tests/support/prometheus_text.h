@@ -19,4 +19,8 @@ struct MetricsPage {
 // Parses the page; the error names the first bad line and says what is wrong.
 absl::StatusOr<MetricsPage> ParsePrometheusText(const std::string& text);
 
+// One sample (`name{labels}` as written) of the /metrics page served on 127.0.0.1:`port`; -1
+// when the page cannot be fetched or parsed, or holds no such sample.
+double MetricSample(int port, const std::string& sample);
+
 }  // namespace podgate::testing

@@ -126,16 +126,7 @@ std::vector<std::string> PodNames(const pb::ClusterInfo& c) {
 
 // One sample of exec's /metrics (-1 when absent).
 double Sample(const testing::Stack& stack, const std::string& sample) {
-  auto page = testing::HttpGet(stack.exec_metrics_port(), "/metrics");
-  if (!page.ok()) {
-    return -1;
-  }
-  auto parsed = testing::ParsePrometheusText(page->body);
-  if (!parsed.ok()) {
-    return -1;
-  }
-  auto it = parsed->samples.find(sample);
-  return it == parsed->samples.end() ? -1 : it->second;
+  return testing::MetricSample(stack.exec_metrics_port(), sample);
 }
 
 class ClustersTest : public ::testing::Test {

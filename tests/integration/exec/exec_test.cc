@@ -205,16 +205,7 @@ class ExecTest : public ::testing::Test {
 
   // The value of one sample of the exec service's /metrics (-1 when absent).
   static double Sample(const std::string& sample) {
-    auto page = testing::HttpGet(metrics_port_, "/metrics");
-    if (!page.ok()) {
-      return -1;
-    }
-    auto parsed = testing::ParsePrometheusText(page->body);
-    if (!parsed.ok()) {
-      return -1;
-    }
-    auto it = parsed->samples.find(sample);
-    return it == parsed->samples.end() ? -1 : it->second;
+    return testing::MetricSample(metrics_port_, sample);
   }
   static void TearDownTestSuite() {
     delete stack_;

@@ -173,16 +173,7 @@ class ImpersonationTest : public ::testing::Test {
 
   // One sample of exec's /metrics (-1 when absent).
   static double Sample(const std::string& sample) {
-    auto page = testing::HttpGet(stack_->exec_metrics_port(), "/metrics");
-    if (!page.ok()) {
-      return -1;
-    }
-    auto parsed = testing::ParsePrometheusText(page->body);
-    if (!parsed.ok()) {
-      return -1;
-    }
-    auto it = parsed->samples.find(sample);
-    return it == parsed->samples.end() ? -1 : it->second;
+    return testing::MetricSample(stack_->exec_metrics_port(), sample);
   }
 
   static std::string* dir_;
