@@ -74,6 +74,10 @@ absl::Status ValidateContainerName(std::string_view name) {
   return IsDns1123Label(name) ? absl::OkStatus() : Refuse("container", name, false);
 }
 
+absl::Status ValidateClusterName(std::string_view name) {
+  return IsDns1123Label(name) ? absl::OkStatus() : Refuse("cluster", name, false);
+}
+
 absl::Status ValidateTarget(std::string_view namespace_name, std::string_view pod,
                             std::string_view container) {
   if (absl::Status s = ValidateNamespaceName(namespace_name); !s.ok()) {

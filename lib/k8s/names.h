@@ -2,7 +2,9 @@
 // refuses the same names (and before they reach a URL):
 //   - namespace: a DNS-1123 label (ValidateNamespaceName in k8s.io/apimachinery);
 //   - pod: a DNS-1123 subdomain (ValidatePodName = NameIsDNSSubdomain);
-//   - container: a DNS-1123 label (validateContainers: IsDNS1123Label).
+//   - container: a DNS-1123 label (validateContainers: IsDNS1123Label);
+//   - cluster: podgate's own name for a cluster exec serves (Target.cluster), held to the same
+//     DNS-1123 label rule so that it is safe in URLs, metrics labels and file names.
 // A DNS-1123 label is 1-63 characters of [a-z0-9-] starting and ending with [a-z0-9]; a subdomain
 // is 1-253 characters of such labels joined by '.'.
 #pragma once
@@ -23,6 +25,8 @@ bool IsDns1123Subdomain(std::string_view name);
 absl::Status ValidateNamespaceName(std::string_view name);
 absl::Status ValidatePodName(std::string_view name);
 absl::Status ValidateContainerName(std::string_view name);
+// An empty cluster is not valid here: callers that accept "" (exec's default) check for it.
+absl::Status ValidateClusterName(std::string_view name);
 
 // The three names of an exec target; an empty container means the pod's default container.
 absl::Status ValidateTarget(std::string_view namespace_name, std::string_view pod,

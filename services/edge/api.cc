@@ -202,9 +202,13 @@ RouteResult HttpApi::Targets(const Request& request, const http::RequestContext&
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   std::string ns = q.ok() ? First(*q, "namespace") : "";
+  std::string cluster = q.ok() ? First(*q, "cluster") : "";
   absl::Status valid = q.ok() ? absl::OkStatus() : q.status();
   if (valid.ok() && !ns.empty()) {
     valid = k8s::ValidateNamespaceName(ns);
+  }
+  if (valid.ok() && !cluster.empty()) {
+    valid = k8s::ValidateClusterName(cluster);
   }
   if (!valid.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
@@ -215,6 +219,7 @@ RouteResult HttpApi::Targets(const Request& request, const http::RequestContext&
   auto call = std::make_shared<Call>();
   call->request.mutable_credential()->set_bearer_token(token);
   call->request.set_namespace_(ns);
+  call->request.set_cluster(cluster);
   EdgeContext* context = context_;
   RouteResult result =
       DeferredUnary<podgate::exec::v1::ListTargetsRequest, podgate::exec::v1::ListTargetsResponse>(
@@ -235,9 +240,13 @@ RouteResult HttpApi::Allowed(const Request& request, const http::RequestContext&
     return AuthRefusal(request, verified.status());
   }
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
-  const absl::Status valid =
+  absl::Status valid =
       q.ok() ? k8s::ValidateTarget(First(*q, "namespace"), First(*q, "pod"), First(*q, "container"))
              : q.status();
+  // An empty cluster is exec's default cluster.
+  if (valid.ok() && !First(*q, "cluster").empty()) {
+    valid = k8s::ValidateClusterName(First(*q, "cluster"));
+  }
   if (!valid.ok()) {
     context_->metrics->ApiRequest("allowed", 400);
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
@@ -250,6 +259,7 @@ RouteResult HttpApi::Allowed(const Request& request, const http::RequestContext&
   call->request.mutable_target()->set_namespace_(First(*q, "namespace"));
   call->request.mutable_target()->set_pod(First(*q, "pod"));
   call->request.mutable_target()->set_container(First(*q, "container"));
+  call->request.mutable_target()->set_cluster(First(*q, "cluster"));
   EdgeContext* context = context_;
   RouteResult result = DeferredUnary<podgate::policy::v1::ListAllowedRequest,
                                      podgate::policy::v1::ListAllowedResponse>(
@@ -293,6 +303,14 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
       query_request.add_groups(v);
     } else if (k == "namespace") {
       query_request.add_namespaces(v);
+    } else if (k == "cluster") {
+      // `cluster=` (empty) asks for records from before clusters existed, which carry "".
+      if (!v.empty()) {
+        if (absl::Status s = k8s::ValidateClusterName(v); !s.ok()) {
+          return bad_request(std::string(s.message()));
+        }
+      }
+      query_request.add_clusters(v);
     } else if (k == "pod") {
       query_request.add_pods(v);
     } else if (k == "container") {

@@ -1,7 +1,7 @@
 // edge's HTTP API for the page (and CLI clients), JSON in and out:
 //
-//   GET  /api/v1/targets[?namespace=]                    exec ListTargets with the caller's token
-//   GET  /api/v1/allowed?namespace=&pod=[&container=]    policy ListAllowed for the caller
+//   GET  /api/v1/targets[?namespace=&cluster=]           exec ListTargets with the caller's token
+//   GET  /api/v1/allowed?namespace=&pod=[&container=&cluster=]  policy ListAllowed for the caller
 //   GET  /api/v1/audit?...                               audit Query (auditor groups only)
 //   GET|POST /api/v1/session                             who the credential names
 //   POST /api/v1/login, /api/v1/logout                   set / clear the HttpOnly token cookie

@@ -469,6 +469,11 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
     commands_in_exec_.erase(it == commands_in_exec_.end() ? commands_in_exec_.begin() : it);
   }
   if (response.has_ready()) {
+    // An exec from before clusters leaves the resolved cluster out: the page is told the one
+    // it asked for (empty: exec's default, which such an exec does not name).
+    if (response.ready().target().cluster().empty()) {
+      response.mutable_ready()->mutable_target()->set_cluster(params_.target.cluster());
+    }
     session_id_ = response.ready().session_id();
     principal_ = response.ready().principal();
     resolved_target_ = response.ready().target();
@@ -488,6 +493,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& r = response.ready();
         log::Info("session open", {{"session_id", r.session_id()},
                                    {"user", r.principal().user()},
+                                   {"cluster", r.target().cluster()},
                                    {"namespace", r.target().namespace_()},
                                    {"pod", r.target().pod()},
                                    {"container", r.target().container()},

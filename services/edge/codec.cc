@@ -78,6 +78,9 @@ std::string V1Ready(const podgate::exec::v1::SessionReady& r) {
       {"pod", r.target().pod()},
       {"container", r.target().container()},
       {"mode", r.mode() == podgate::common::v1::SESSION_MODE_SHELL ? "shell" : "command"}};
+  if (!r.target().cluster().empty()) {
+    j["cluster"] = r.target().cluster();
+  }
   if (r.has_expires_time()) {
     j["expires"] = TimeUtil::ToString(r.expires_time());
   }

@@ -78,13 +78,20 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
                             std::string(q.status().message())));
   }
   std::string container = First(*q, "container");
-  if (absl::Status s = k8s::ValidateTarget(parts[1], parts[2], container); !s.ok()) {
+  // An empty cluster is exec's default cluster.
+  std::string cluster = First(*q, "cluster");
+  absl::Status valid = k8s::ValidateTarget(parts[1], parts[2], container);
+  if (valid.ok() && !cluster.empty()) {
+    valid = k8s::ValidateClusterName(cluster);
+  }
+  if (!valid.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            std::string(s.message())));
+                            std::string(valid.message())));
   }
   params.target.set_namespace_(parts[1]);
   params.target.set_pod(parts[2]);
   params.target.set_container(container);
+  params.target.set_cluster(cluster);
   std::string mode = First(*q, "mode");
   if (mode == "shell" && params.protocol == Protocol::kV1) {
     params.mode = podgate::common::v1::SESSION_MODE_SHELL;

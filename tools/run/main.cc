@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "grpcpp/grpcpp.h"
+#include "k8s/names.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "run/oidc_login.h"
 #include "run/token_cache.h"
@@ -38,6 +39,9 @@ ABSL_FLAG(std::string, token, "",
 ABSL_FLAG(std::string, namespace, "", "The pod's namespace. Required.");
 ABSL_FLAG(std::string, pod, "", "The pod. Required.");
 ABSL_FLAG(std::string, container, "", "The container; default: the pod's default container.");
+ABSL_FLAG(std::string, cluster, "",
+          "The cluster, by the name exec serves it under (or PODGATE_CLUSTER). Default: exec's "
+          "default cluster.");
 ABSL_FLAG(absl::Duration, timeout, absl::Minutes(10), "Give up after this long. Default 10m.");
 ABSL_FLAG(std::string, oidc_issuer, "",
           "login: the OpenID provider's issuer URL (https; http only to loopback). Required for "
@@ -231,6 +235,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "podgate-run: --namespace, --pod and a command are required\n");
     return 2;
   }
+  if (const std::string cluster = absl::GetFlag(FLAGS_cluster); !cluster.empty()) {
+    if (absl::Status s = podgate::k8s::ValidateClusterName(cluster); !s.ok()) {
+      Say(absl::StrCat("podgate-run: --cluster: ", s.message()));
+      return 2;
+    }
+  }
   std::string token = absl::GetFlag(FLAGS_token);
   if (token.empty()) {
     absl::StatusOr<std::string> cached = CachedIdToken();
@@ -258,6 +268,7 @@ int main(int argc, char** argv) {
   open->mutable_target()->set_namespace_(absl::GetFlag(FLAGS_namespace));
   open->mutable_target()->set_pod(absl::GetFlag(FLAGS_pod));
   open->mutable_target()->set_container(absl::GetFlag(FLAGS_container));
+  open->mutable_target()->set_cluster(absl::GetFlag(FLAGS_cluster));
   open->set_client("podgate-run");
   stream->Write(req);
   podgate::exec::v1::SessionResponse res;

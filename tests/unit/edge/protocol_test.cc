@@ -317,6 +317,10 @@ TEST(CodecTest, ControlMessages) {
   EXPECT_EQ(ready["session_id"], "s1");
   EXPECT_EQ(ready["mode"], "shell");
   EXPECT_FALSE(ready.contains("expires"));
+  // No cluster named (an exec from before clusters, asked for its default): none reported.
+  EXPECT_FALSE(ready.contains("cluster"));
+  r.mutable_target()->set_cluster("prod-eu");
+  EXPECT_EQ(nlohmann::json::parse(V1Ready(r))["cluster"], "prod-eu");
 }
 
 TEST(CodecTest, ALostExecStreamIsOneSeedLine) {

@@ -58,5 +58,17 @@ TEST(NamesTest, TargetErrorsNameTheFieldAndTheRule) {
   EXPECT_THAT(pod.message(), HasSubstr("DNS-1123 subdomain is at most 253 characters"));
 }
 
+TEST(NamesTest, ClusterNamesAreLabelsAndErrorsNameTheCluster) {
+  EXPECT_TRUE(ValidateClusterName("prod-eu-1").ok());
+  EXPECT_TRUE(ValidateClusterName(std::string(63, 'c')).ok());
+  for (const std::string& bad :
+       std::vector<std::string>{"", "Prod", "prod.eu", "-prod", "prod_eu", std::string(64, 'c')}) {
+    const absl::Status s = ValidateClusterName(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("cluster \"")) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("DNS-1123 label")) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace podgate::k8s
