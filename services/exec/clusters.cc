@@ -17,22 +17,11 @@
 
 namespace podgate::exec {
 
-absl::Status ValidateClusterName(const std::string& name) {
-  if (k8s::IsDns1123Label(name)) {
-    return absl::OkStatus();
-  }
-  const std::string shown = name.size() > 70 ? absl::StrCat(name.substr(0, 70), "...") : name;
-  return absl::InvalidArgumentError(
-      absl::StrCat("cluster name '", shown,
-                   "' is not a DNS-1123 label (1-63 characters of a-z, 0-9 and '-', starting and "
-                   "ending with a letter or digit)"));
-}
-
 namespace {
 
 absl::Status AddCluster(std::string name, KubeConfig config, const std::string& from,
                         ClusterConfigs* out) {
-  if (absl::Status s = ValidateClusterName(name); !s.ok()) {
+  if (absl::Status s = k8s::ValidateClusterName(name); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(from, ": ", s.message()));
   }
   for (const NamedKubeConfig& c : out->clusters) {
@@ -99,7 +88,7 @@ absl::Status FromKubeconfig(const ClusterSources& sources, ClusterConfigs* out,
           absl::StrCat("--kubeconfig: context '", context, "': ", config.status().message()));
     }
     const std::string from = absl::StrCat("--kubeconfig context '", context, "'");
-    if (absl::Status s = ValidateClusterName(name); !s.ok() && name == context) {
+    if (absl::Status s = k8s::ValidateClusterName(name); !s.ok() && name == context) {
       return absl::InvalidArgumentError(
           absl::StrCat(from, ": ", s.message(), "; name it with --kube_contexts=NAME=", context));
     }

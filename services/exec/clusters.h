@@ -26,9 +26,6 @@ namespace podgate::exec {
 // At most this many clusters per exec (each holds a client with its threads).
 inline constexpr size_t kMaxClusters = 64;
 
-// A cluster's name: a DNS-1123 label (what a Target's `cluster` may hold).
-absl::Status ValidateClusterName(const std::string& name);
-
 // Where the clusters' API configurations come from (the --kube* flags).
 struct ClusterSources {
   // --kubeconfig: a kubeconfig file.

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "exec/session_reactor.h"
+#include "k8s/names.h"
 #include "runtime/log.h"
 
 namespace podgate::exec {
@@ -54,7 +55,7 @@ absl::StatusOr<Cluster*> SessionHub::ResolveCluster(const std::string& name) con
     }
     names.push_back(c->name());
   }
-  if (absl::Status s = ValidateClusterName(name); !s.ok()) {
+  if (absl::Status s = k8s::ValidateClusterName(name); !s.ok()) {
     return s;
   }
   return absl::InvalidArgumentError(absl::StrCat(

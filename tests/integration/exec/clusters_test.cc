@@ -174,7 +174,7 @@ TEST_F(ClustersTest, ListTargetsAnswersPerCluster) {
               HasSubstr("this exec serves no cluster 'ap-prod' (it serves: eu-prod, us-staging)"));
   res = ListTargets(*stack_, "EU/prod");
   ASSERT_FALSE(res.ok());
-  EXPECT_THAT(std::string(res.status().message()), HasSubstr("not a DNS-1123 label"));
+  EXPECT_THAT(std::string(res.status().message()), HasSubstr("is not a Kubernetes name"));
 }
 
 // A command runs in the cluster its target names: the pod of the same name answers with its own
