@@ -423,6 +423,37 @@ step('developer signs in, picks the JVM pod and runs free -m, jps and jstack', a
   await shot('03-jstack');
 });
 
+step('the developer picks a cluster: us-staging lists its own pods and the session opens there', async () => {
+  // make demo serves two clusters; the picker shows both, the default first and chosen.
+  await page.locator('select[name=cluster]').waitFor({ state: 'visible' });
+  const clusters = await page.locator('select[name=cluster] option').allTextContents();
+  assert(clusters.length === 2 && clusters[0] === 'eu-prod (default)' && clusters[1] === 'us-staging',
+    `clusters: ${clusters}`);
+  assert((await page.locator('select[name=cluster]').inputValue()) === 'eu-prod', 'eu-prod is not chosen');
+  const sockets = [];
+  const onSocket = (ws) => sockets.push(ws.url());
+  page.on('websocket', onSocket);
+  await page.locator('select[name=cluster]').selectOption('us-staging');
+  await until('us-staging\'s namespaces', async () => {
+    const ns = await page.locator('select[name=namespace] option').allTextContents();
+    return ns.join(',') === 'app-shop,staging' ? ns : false;
+  });
+  await pick('app-shop', 'orders-8e2a71');
+  page.off('websocket', onSocket);
+  const last = sockets[sockets.length - 1] ?? '';
+  assert(/\/ws\/v1\/app-shop\/orders-8e2a71\?/.test(last) && /[?&]cluster=us-staging(&|$)/.test(last),
+    `the WebSocket does not name us-staging: ${sockets}`);
+  const out = await run('free -m');
+  assert(/Mem:/.test(out) && /✓ exit 0/.test(out), `free -m in us-staging: ${out}`);
+  assert((await termText()).includes('connecting to us-staging: app-shop/orders-8e2a71'),
+    'the terminal does not say which cluster it connects to');
+  assert(/\/us-staging$/.test(await page.evaluate(() => location.hash)), 'the address does not keep the cluster');
+  await shot('03b-cluster');
+  // Back to eu-prod for the steps that follow.
+  await page.locator('select[name=cluster]').selectOption('eu-prod');
+  await pick('app-shop', 'orders-7d4b9c');
+});
+
 step('round trips through the page (printed, not asserted)', async () => {
   // From the Enter key in the browser to the exit line drawn: edge, exec, policy, audit,
   // kubesim and the container, as a user feels it.

@@ -50,6 +50,14 @@ export interface Namespace {
   name: string;
   pods: Pod[];
 }
+// One cluster exec serves: its namespaces, or why it did not answer.
+export interface ClusterInfo {
+  name: string;
+  default?: boolean;
+  reachable?: boolean;
+  error?: string;
+  namespaces?: Namespace[];
+}
 
 export interface AllowedFlag {
   name: string;
@@ -184,12 +192,13 @@ export const api = {
   ssoLogout(url: string): Promise<{ redirect_to: string }> {
     return call('POST', url, { headers: { Accept: 'application/json' } });
   },
-  targets(): Promise<{ namespaces: Namespace[] }> {
+  targets(): Promise<{ namespaces?: Namespace[]; clusters?: ClusterInfo[] }> {
     return call('GET', '/api/v1/targets');
   },
-  allowed(namespace: string, pod: string, container: string): Promise<Allowed> {
+  allowed(namespace: string, pod: string, container: string, cluster = ''): Promise<Allowed> {
     const q = new URLSearchParams({ namespace, pod });
     if (container) q.set('container', container);
+    if (cluster) q.set('cluster', cluster);
     return call('GET', `/api/v1/allowed?${q}`);
   },
   audit(params: URLSearchParams): Promise<AuditPage> {

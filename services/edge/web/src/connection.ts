@@ -3,6 +3,8 @@
 // sends it with the handshake.
 
 export interface Target {
+  // The cluster; empty: exec's default.
+  cluster?: string;
   namespace: string;
   pod: string;
   container: string;
@@ -14,6 +16,7 @@ export interface ReadyMessage {
   session_id: string;
   user: string;
   groups?: string[];
+  cluster?: string;
   namespace: string;
   pod: string;
   container: string;
@@ -84,6 +87,7 @@ export class Connection {
     const t = this.target;
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const q = new URLSearchParams({ container: t.container, mode: t.mode });
+    if (t.cluster) q.set('cluster', t.cluster);
     const url = `${scheme}//${location.host}/ws/v1/${encodeURIComponent(t.namespace)}/${encodeURIComponent(t.pod)}?${q}`;
     this.handlers.state({ kind: 'connecting', attempt: this.attempt });
     let ws: WebSocket;

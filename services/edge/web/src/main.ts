@@ -3,7 +3,16 @@
 
 import './style.css';
 
-import { api, ApiError, refreshDelayMs, type Allowed, type AuthConfig, type Namespace, type Session } from './api';
+import {
+  api,
+  ApiError,
+  refreshDelayMs,
+  type Allowed,
+  type AuthConfig,
+  type ClusterInfo,
+  type Namespace,
+  type Session,
+} from './api';
 import { AuditView } from './audit';
 import type { ConnectionState } from './connection';
 import { clear, h } from './dom';
@@ -16,6 +25,8 @@ const kMaxTimer = 2 ** 31 - 1;
 const app = document.getElementById('app')!;
 
 interface Picked {
+  // Empty: exec's default cluster.
+  cluster: string;
   namespace: string;
   pod: string;
   container: string;
@@ -27,6 +38,8 @@ class Page {
   private terminal: TerminalView | null = null;
   private audit: AuditView | null = null;
   private namespaces: Namespace[] = [];
+  // Every cluster exec serves (one entry, unnamed, for an exec from before clusters).
+  private clusters: ClusterInfo[] = [];
   private picked: Picked | null = null;
   private allowed: Allowed | null = null;
   private expiryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -39,6 +52,8 @@ class Page {
   // Elements of the signed-in layout.
   private statusEl = h('span', { class: 'status', role: 'status', 'aria-live': 'polite', hidden: true });
   private reconnectButton = h('button', { type: 'button', class: 'link', hidden: true }, 'Reconnect now');
+  private clusterSelect = h('select', { 'aria-label': 'cluster', name: 'cluster' });
+  private clusterLabel = h('label', { hidden: true }, 'Cluster', this.clusterSelect);
   private nsSelect = h('select', { 'aria-label': 'namespace', name: 'namespace' });
   private podSelect = h('select', { 'aria-label': 'pod', name: 'pod' });
   private containerSelect = h('select', { 'aria-label': 'container', name: 'container' });
@@ -55,12 +70,22 @@ class Page {
 
   constructor() {
     this.reconnectButton.addEventListener('click', () => this.terminal?.reconnect());
-    this.nsSelect.addEventListener('change', () => this.pick({ namespace: this.nsSelect.value, pod: '', container: '' }));
+    this.clusterSelect.addEventListener('change', () =>
+      this.pick({ cluster: this.clusterSelect.value, namespace: '', pod: '', container: '' }),
+    );
+    this.nsSelect.addEventListener('change', () =>
+      this.pick({ cluster: this.clusterSelect.value, namespace: this.nsSelect.value, pod: '', container: '' }),
+    );
     this.podSelect.addEventListener('change', () =>
-      this.pick({ namespace: this.nsSelect.value, pod: this.podSelect.value, container: '' }),
+      this.pick({ cluster: this.clusterSelect.value, namespace: this.nsSelect.value, pod: this.podSelect.value, container: '' }),
     );
     this.containerSelect.addEventListener('change', () =>
-      this.pick({ namespace: this.nsSelect.value, pod: this.podSelect.value, container: this.containerSelect.value }),
+      this.pick({
+        cluster: this.clusterSelect.value,
+        namespace: this.nsSelect.value,
+        pod: this.podSelect.value,
+        container: this.containerSelect.value,
+      }),
     );
     this.commandModeButton.addEventListener('click', () => this.connect('command'));
     this.shellModeButton.addEventListener('click', () => this.connect('shell'));
@@ -342,6 +367,7 @@ class Page {
       h(
         'div',
         { class: 'toolbar' },
+        this.clusterLabel,
         h('label', {}, 'Namespace', this.nsSelect),
         h('label', {}, 'Pod', this.podSelect),
         h('label', {}, 'Container', this.containerSelect),
@@ -477,7 +503,10 @@ class Page {
     try {
       const t = await api.targets();
       if (gen !== this.generation) return;
-      this.namespaces = t.namespaces ?? [];
+      // An exec from before clusters answers namespaces only: one unnamed cluster.
+      this.clusters = t.clusters?.length
+        ? t.clusters
+        : [{ name: '', default: true, reachable: true, namespaces: t.namespaces ?? [] }];
     } catch (e) {
       if (gen !== this.generation) return;
       const err = e as ApiError;
@@ -485,27 +514,55 @@ class Page {
       this.showNotice(`Could not list the pods you may use: ${err.message}`);
       return;
     }
-    if (this.namespaces.length === 0) {
-      this.showNotice('No pod is open to you: policy allows you no target. Ask your platform team.');
+    const down = this.clusters.filter((c) => c.reachable === false);
+    if (!this.clusters.some((c) => c.reachable !== false && (c.namespaces ?? []).length > 0)) {
+      this.showNotice(
+        down.length > 0
+          ? `No pod is open to you. Unreachable: ${down.map((c) => `${c.name} (${c.error ?? 'no answer'})`).join(', ')}.`
+          : 'No pod is open to you: policy allows you no target. Ask your platform team.',
+      );
       return;
     }
     this.pick(this.initialTarget());
   }
 
   private initialTarget(): Picked {
-    const m = /^#\/terminal\/([^/]+)\/([^/]+)(?:\/([^/]+))?/.exec(location.hash);
-    if (m) return { namespace: decodeURIComponent(m[1]), pod: decodeURIComponent(m[2]), container: decodeURIComponent(m[3] ?? '') };
+    // #/terminal/<namespace>/<pod>[/<container>[/<cluster>]]
+    const m = /^#\/terminal\/([^/]+)\/([^/]+)(?:\/([^/]*))?(?:\/([^/]+))?/.exec(location.hash);
+    if (m) {
+      return {
+        cluster: decodeURIComponent(m[4] ?? ''),
+        namespace: decodeURIComponent(m[1]),
+        pod: decodeURIComponent(m[2]),
+        container: decodeURIComponent(m[3] ?? ''),
+      };
+    }
     try {
       const saved = JSON.parse(localStorage.getItem(kTargetKey) ?? 'null');
-      if (saved && typeof saved.namespace === 'string') return saved as Picked;
+      if (saved && typeof saved.namespace === 'string') {
+        return { ...(saved as Picked), cluster: typeof saved.cluster === 'string' ? saved.cluster : '' };
+      }
     } catch {
       // A damaged entry: start from the first target.
     }
-    return { namespace: '', pod: '', container: '' };
+    return { cluster: '', namespace: '', pod: '', container: '' };
   }
 
   // Resolves a (partial) choice against the target list, fills the pickers, and connects.
   private pick(want: Picked): void {
+    // The cluster asked for if it answered, else the default, else the first that answered.
+    const up = this.clusters.filter((c) => c.reachable !== false);
+    const cluster =
+      up.find((c) => c.name === want.cluster) ?? up.find((c) => c.default) ?? up[0] ?? this.clusters[0];
+    this.fillClusters(cluster.name);
+    this.namespaces = cluster.namespaces ?? [];
+    if (this.namespaces.length === 0) {
+      fill(this.nsSelect, [], '');
+      fill(this.podSelect, [], '');
+      fill(this.containerSelect, [], '');
+      this.showNotice(`No pod in cluster ${cluster.name} is open to you.`);
+      return;
+    }
     const ns = this.namespaces.find((n) => n.name === want.namespace) ?? this.namespaces[0];
     const pod = ns.pods.find((p) => p.name === want.pod) ?? ns.pods[0];
     const container = pod
@@ -519,15 +576,31 @@ class Page {
       return;
     }
     this.showNotice('');
-    this.picked = { namespace: ns.name, pod: pod.name, container: container.name };
+    this.picked = { cluster: cluster.name, namespace: ns.name, pod: pod.name, container: container.name };
     try {
       localStorage.setItem(kTargetKey, JSON.stringify(this.picked));
     } catch {
       // Not remembered; harmless.
     }
-    const hash = `#/terminal/${encodeURIComponent(ns.name)}/${encodeURIComponent(pod.name)}/${encodeURIComponent(container.name)}`;
+    const hash =
+      `#/terminal/${encodeURIComponent(ns.name)}/${encodeURIComponent(pod.name)}/${encodeURIComponent(container.name)}` +
+      (cluster.name ? `/${encodeURIComponent(cluster.name)}` : '');
     if (!location.hash.startsWith('#/audit') && location.hash !== hash) history.replaceState(null, '', hash);
     void this.loadAllowedAndConnect();
+  }
+
+  // The cluster picker: every cluster, an unreachable one disabled with its error; shown only
+  // when there is a choice (more than one cluster).
+  private fillClusters(chosen: string): void {
+    clear(this.clusterSelect);
+    for (const c of this.clusters) {
+      const down = c.reachable === false;
+      const label = `${c.name}${c.default ? ' (default)' : ''}${down ? ' — unreachable' : ''}`;
+      const option = h('option', { value: c.name, disabled: down, title: down ? (c.error ?? 'no answer') : '' }, label);
+      option.selected = c.name === chosen;
+      this.clusterSelect.append(option);
+    }
+    this.clusterLabel.hidden = this.clusters.length < 2;
   }
 
   private async loadAllowedAndConnect(): Promise<void> {
@@ -538,7 +611,7 @@ class Page {
     clear(this.panelList);
     this.shellModeButton.disabled = true;
     try {
-      const allowed = await api.allowed(p.namespace, p.pod, p.container);
+      const allowed = await api.allowed(p.namespace, p.pod, p.container, p.cluster);
       if (gen !== this.allowedGeneration) return;
       this.allowed = allowed;
       this.panelNote.textContent = allowed.superuser

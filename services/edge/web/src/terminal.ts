@@ -179,7 +179,7 @@ export class TerminalView {
     this.term.reset();
     this.term.write('\x1b[?2004h');
     this.atLineStart = true;
-    const where = `${target.namespace}/${target.pod} (${target.container})`;
+    const where = `${target.cluster ? `${target.cluster}: ` : ''}${target.namespace}/${target.pod} (${target.container})`;
     this.println(`${DIM}podgate: connecting to ${where} in ${target.mode} mode…${RESET}`);
     this.connect(target);
   }
