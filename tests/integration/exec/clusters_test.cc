@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
@@ -225,6 +226,37 @@ TEST_F(ClustersTest, PolicyRulesMatchTheCluster) {
   ASSERT_TRUE(def.Open(stack_->Token("alice", {"devs"}), "team", "app").ok());
   EXPECT_TRUE(def.Run("date").exit.has_value());
   def.Close();
+}
+
+// podgate-run --cluster: the command runs in the cluster named; a pod of the other cluster is
+// not found; a name exec does not serve, or no cluster name at all, is refused clearly.
+TEST_F(ClustersTest, PodgateRunTakesTheCluster) {
+  auto run = [&](const std::string& cluster, const std::string& pod) {
+    std::vector<std::string> args = {absl::StrCat("--exec_address=127.0.0.1:", stack_->exec_port()),
+                                     "--token=" + stack_->Token("alice", {"devs"}),
+                                     "--namespace=team",
+                                     "--pod=" + pod,
+                                     "--cluster=" + cluster,
+                                     "--",
+                                     "echo",
+                                     "from-the-cli"};
+    auto p = testing::Subprocess::Start(PODGATE_RUN_BIN, args);
+    EXPECT_TRUE(p.ok());
+    auto status = (*p)->WaitExit(absl::Seconds(30));
+    (*p)->WaitForLine("\x01never", absl::Milliseconds(100)).IgnoreError();
+    return std::make_pair(status.ok() ? *status : -1, absl::StrJoin((*p)->Lines(), "\n"));
+  };
+  EXPECT_EQ(run("us-staging", "only-us").first, 0);
+  EXPECT_EQ(run("eu-prod", "only-eu").first, 0);
+  auto [missing, why_missing] = run("eu-prod", "only-us");
+  EXPECT_NE(missing, 0);
+  EXPECT_THAT(why_missing, HasSubstr("no such target"));
+  auto [unknown, why_unknown] = run("ap-prod", "only-us");
+  EXPECT_NE(unknown, 0);
+  EXPECT_THAT(why_unknown, HasSubstr("this exec serves no cluster 'ap-prod'"));
+  auto [bad, why_bad] = run("EU_prod", "only-us");
+  EXPECT_EQ(bad, 2);
+  EXPECT_THAT(why_bad, HasSubstr("--cluster"));
 }
 
 // A target without a cluster means the default one (--kube_default_cluster), and says so.
