@@ -126,6 +126,11 @@ class KubeClient final : public KubeApi {
   // observer) forever, so whoever owns what the observers use waits here first.
   bool WaitForStreams(absl::Time deadline) { return streams_->WaitForNone(deadline); }
   int open_streams() { return streams_->Count(); }
+  // Lets every REST call already asked for (a pod read, a review, a health check) finish with its
+  // callback, and takes no more: a callback still running on a REST thread uses what its caller
+  // owns (the hub's caches), so main joins here before destroying those. Bounded by the REST
+  // deadline.
+  void FinishRest() { rest_pool_.join(); }
 
  private:
   http::ClientOptions ConnectionOptions();

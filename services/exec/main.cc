@@ -155,6 +155,11 @@ int main(int argc, char** argv) {
     std::fflush(stderr);
     std::_Exit(code);
   }
+  // Every REST call's callback has returned before the hub (its clusters' caches) is destroyed:
+  // a ListTargets answered from one review can still be unwinding another on a REST thread.
+  for (const auto& kube : kubes) {
+    kube->FinishRest();
+  }
   // Events still waiting for an ack fail now, while the hub their callbacks use is alive (the
   // destructor would run them after the hub is gone: ASan, stack-use-after-scope).
   audit.Close();
