@@ -78,6 +78,10 @@ absl::Status ValidateClusterName(std::string_view name) {
   return IsDns1123Label(name) ? absl::OkStatus() : Refuse("cluster", name, false);
 }
 
+absl::Status ValidateTargetCluster(std::string_view name) {
+  return name.empty() ? absl::OkStatus() : ValidateClusterName(name);
+}
+
 absl::Status ValidateTarget(std::string_view namespace_name, std::string_view pod,
                             std::string_view container) {
   if (absl::Status s = ValidateNamespaceName(namespace_name); !s.ok()) {

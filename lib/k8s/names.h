@@ -27,6 +27,9 @@ absl::Status ValidatePodName(std::string_view name);
 absl::Status ValidateContainerName(std::string_view name);
 // An empty cluster is not valid here: callers that accept "" (exec's default) check for it.
 absl::Status ValidateClusterName(std::string_view name);
+// A target's cluster as a request gives it: empty (exec's default cluster; in an audit filter,
+// the records from before clusters) or a cluster name.
+absl::Status ValidateTargetCluster(std::string_view name);
 
 // The three names of an exec target; an empty container means the pod's default container.
 absl::Status ValidateTarget(std::string_view namespace_name, std::string_view pod,

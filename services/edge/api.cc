@@ -207,8 +207,8 @@ RouteResult HttpApi::Targets(const Request& request, const http::RequestContext&
   if (valid.ok() && !ns.empty()) {
     valid = k8s::ValidateNamespaceName(ns);
   }
-  if (valid.ok() && !cluster.empty()) {
-    valid = k8s::ValidateClusterName(cluster);
+  if (valid.ok()) {
+    valid = k8s::ValidateTargetCluster(cluster);
   }
   if (!valid.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
@@ -243,9 +243,8 @@ RouteResult HttpApi::Allowed(const Request& request, const http::RequestContext&
   absl::Status valid =
       q.ok() ? k8s::ValidateTarget(First(*q, "namespace"), First(*q, "pod"), First(*q, "container"))
              : q.status();
-  // An empty cluster is exec's default cluster.
-  if (valid.ok() && !First(*q, "cluster").empty()) {
-    valid = k8s::ValidateClusterName(First(*q, "cluster"));
+  if (valid.ok()) {
+    valid = k8s::ValidateTargetCluster(First(*q, "cluster"));
   }
   if (!valid.ok()) {
     context_->metrics->ApiRequest("allowed", 400);
@@ -305,10 +304,8 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
       query_request.add_namespaces(v);
     } else if (k == "cluster") {
       // `cluster=` (empty) asks for records from before clusters existed, which carry "".
-      if (!v.empty()) {
-        if (absl::Status s = k8s::ValidateClusterName(v); !s.ok()) {
-          return bad_request(std::string(s.message()));
-        }
+      if (absl::Status s = k8s::ValidateTargetCluster(v); !s.ok()) {
+        return bad_request(std::string(s.message()));
       }
       query_request.add_clusters(v);
     } else if (k == "pod") {

@@ -81,8 +81,8 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
   // An empty cluster is exec's default cluster.
   std::string cluster = First(*q, "cluster");
   absl::Status valid = k8s::ValidateTarget(parts[1], parts[2], container);
-  if (valid.ok() && !cluster.empty()) {
-    valid = k8s::ValidateClusterName(cluster);
+  if (valid.ok()) {
+    valid = k8s::ValidateTargetCluster(cluster);
   }
   if (!valid.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",

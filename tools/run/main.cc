@@ -235,11 +235,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "podgate-run: --namespace, --pod and a command are required\n");
     return 2;
   }
-  if (const std::string cluster = absl::GetFlag(FLAGS_cluster); !cluster.empty()) {
-    if (absl::Status s = podgate::k8s::ValidateClusterName(cluster); !s.ok()) {
-      Say(absl::StrCat("podgate-run: --cluster: ", s.message()));
-      return 2;
-    }
+  if (absl::Status s = podgate::k8s::ValidateTargetCluster(absl::GetFlag(FLAGS_cluster)); !s.ok()) {
+    Say(absl::StrCat("podgate-run: --cluster: ", s.message()));
+    return 2;
   }
   std::string token = absl::GetFlag(FLAGS_token);
   if (token.empty()) {

@@ -68,6 +68,10 @@ TEST(NamesTest, ClusterNamesAreLabelsAndErrorsNameTheCluster) {
     EXPECT_THAT(s.message(), HasSubstr("cluster \"")) << bad;
     EXPECT_THAT(s.message(), HasSubstr("DNS-1123 label")) << bad;
   }
+  // As a request gives it: empty means the default, anything else must be a name.
+  EXPECT_TRUE(ValidateTargetCluster("").ok());
+  EXPECT_TRUE(ValidateTargetCluster("prod-eu-1").ok());
+  EXPECT_EQ(ValidateTargetCluster("Prod").code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
