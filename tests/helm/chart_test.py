@@ -481,6 +481,71 @@ def check_audit(docs, values, f):
         f.check(ref.get("fieldPath") == "metadata.name", "audit chain id is not the pod name")
 
 
+def check_export(docs, values, f):
+    """Audit's export sinks and signed checkpoints: the sinks as JSON in a ConfigMap named by
+    --export_config, their Secrets mounted read-only, an emptyDir for file sinks, egress to the
+    sinks' ports only when there are sinks, the signing key from its Secret."""
+    audit = values["audit"]
+    sinks = audit["export"]["sinks"]
+    w = workload_of(docs, "audit")
+    if not w:
+        return
+    cms = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-audit-export")]
+    mounts = {m["name"]: m for m in container(w).get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod_spec(w).get("volumes", [])}
+    if not sinks:
+        f.check(not cms, "an export ConfigMap without sinks")
+        f.check(arg_value(w, "export_config") is None, "--export_config without sinks")
+        f.check("export-config" not in mounts, "export config mounted without sinks")
+    else:
+        f.check(len(cms) == 1, f"expected one export ConfigMap, got {len(cms)}")
+        if cms:
+            import json
+            doc = json.loads(cms[0]["data"]["config.json"])
+            f.check(doc == {"sinks": sinks}, f"export config {doc} != values {sinks}")
+            f.check(volumes.get("export-config", {}).get("configMap", {}).get("name")
+                    == cms[0]["metadata"]["name"], "export ConfigMap not mounted")
+        f.check(arg_value(w, "export_config") == "/etc/podgate/export/config/config.json",
+                f"--export_config={arg_value(w, 'export_config')}")
+        f.check(mounts.get("export-config", {}).get("mountPath") == "/etc/podgate/export/config"
+                and mounts["export-config"].get("readOnly"), "export config mount")
+        f.check("checksum/export" in w["spec"]["template"]["metadata"].get("annotations", {}),
+                "audit pods do not roll when the export config changes")
+    for name in audit["export"]["secretMounts"]:
+        found = [m for m in mounts.values() if m["mountPath"] == f"/etc/podgate/export/secrets/{name}"]
+        f.check(found and found[0].get("readOnly"), f"export Secret {name} not mounted read-only")
+        if found:
+            f.check(volumes.get(found[0]["name"], {}).get("secret", {}).get("secretName") == name,
+                    f"export Secret mount {found[0]['name']} is not Secret {name}")
+    files = any("file" in s for s in sinks)
+    f.check(("export-files" in mounts) == files, "the file sinks' emptyDir does not follow file sinks")
+    if files:
+        f.check(mounts["export-files"]["mountPath"] == "/var/log/podgate", "file sink directory")
+        f.check("emptyDir" in volumes.get("export-files", {}), "file sinks write to an emptyDir")
+    ck = audit["checkpoints"]
+    if ck["existingSecret"]:
+        f.check(arg_value(w, "checkpoint_key") == "/etc/podgate/checkpoint/key.pem", "--checkpoint_key")
+        f.check(arg_value(w, "checkpoint_interval") == ck["interval"], "--checkpoint_interval")
+        f.check(arg_value(w, "checkpoint_state") is not None, "no --checkpoint_state")
+        sec = volumes.get("checkpoint-key", {}).get("secret", {})
+        f.check(sec.get("secretName") == ck["existingSecret"]
+                and sec.get("items") == [{"key": ck["secretKey"], "path": "key.pem"}],
+                f"checkpoint key volume {sec}")
+    else:
+        f.check(arg_value(w, "checkpoint_key") is None, "--checkpoint_key without a Secret")
+    if values["networkPolicy"]["enabled"]:
+        nps = [n for n in by_kind(docs, "NetworkPolicy") if component_of(n) == "audit"]
+        if nps:
+            ports = sorted(p["port"] for rule in nps[0]["spec"].get("egress", [])
+                           for p in rule.get("ports", []) if p.get("port") != 53)
+            want = []
+            if audit["store"]["type"] == "postgresql":
+                want.append(values["networkPolicy"]["postgresql"]["port"])
+            if sinks:
+                want += audit["export"]["networkPolicy"]["ports"]
+            f.check(ports == sorted(want), f"audit egress ports {ports}, expected {sorted(want)}")
+
+
 def min_replicas(values, comp):
     v = values[comp]
     sqlite = comp == "audit" and values["audit"]["store"]["type"] != "postgresql"
@@ -900,7 +965,7 @@ def check_labels(docs, values, f):
 ALL_CHECKS = (check_oidc, check_security, check_probes, check_rbac, check_impersonation,
               check_clusters, check_audit, check_scaling,
               check_services, check_policy_document, check_network_policies,
-              check_service_monitors, check_tls, check_jwt, check_labels)
+              check_service_monitors, check_tls, check_jwt, check_labels, check_export)
 
 
 def render_notes(value_files):
@@ -1112,6 +1177,32 @@ def cmd_scenarios():
     docs = fast_render(base, plain)
     check_probes(docs, values_with(plain), f)
     check_tls(docs, values_with(plain), f)
+
+    # Export sinks and signed checkpoints in both audit modes; a sink name used twice stops the
+    # render (helm lint only logs a template `fail`, so this is checked with helm template).
+    export_values = os.path.join(CHART, "ci", "audit-export-file-values.yaml")
+    for sets in ([], ["audit.store.type=postgresql", "audit.postgresql.dsn=postgresql://u:p@db/podgate"]):
+        docs = fast_render(base + [export_values], sets)
+        v = load_values(base + [export_values])
+        for s_ in sets:
+            key, val = s_.split("=", 1)
+            node = v
+            for p_ in key.split(".")[:-1]:
+                node = node[p_]
+            node[key.split(".")[-1]] = yaml.safe_load(val)
+        check_export(docs, v, f)
+        check_audit(docs, v, f)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
+        tmp.write("audit:\n  export:\n    sinks:\n"
+                  "      - {name: siem, file: {path: /var/log/podgate/a.jsonl}}\n"
+                  "      - {name: siem, file: {path: /var/log/podgate/b.jsonl}}\n")
+    try:
+        r = run([helm_binary(), "template", RELEASE, CHART, "-f", BASE_VALUES, "-f", tmp.name,
+                 "--set", fast[0]])
+        f.check(r.returncode != 0 and 'the sink name "siem" is used twice' in r.stderr,
+                f"a sink name used twice was accepted: {r.stderr[-300:]}")
+    finally:
+        os.unlink(tmp.name)
 
     # A policy from --set-file lands verbatim in the ConfigMap.
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:

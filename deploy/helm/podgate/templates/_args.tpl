@@ -70,6 +70,10 @@ kubeImpersonateUserPrefix: kube_impersonate_user_prefix
 kubeImpersonateGroupPrefix: kube_impersonate_group_prefix
 kubeImpersonateSessionExtra: kube_impersonate_session_extra
 kubeImpersonateUid: kube_impersonate_uid
+exportConfig: export_config
+checkpointKey: checkpoint_key
+checkpointInterval: checkpoint_interval
+checkpointState: checkpoint_state
 # Client TLS flags of a peer: --<peer>_tls_ca, --<peer>_tls_cert, --<peer>_tls_key.
 peerTlsCa: "%s_tls_ca"
 peerTlsCert: "%s_tls_cert"
@@ -198,6 +202,16 @@ peerTlsKey: "%s_tls_key"
 {{- end }}
 {{- if ne $root.Values.audit.store.type "postgresql" }}
 {{ include "podgate.arg" (list $root "store" (printf "sqlite://%s/audit.db" (include "podgate.auditDataDir" $root))) }}
+{{- end }}
+{{- if $root.Values.audit.export.sinks }}
+{{ include "podgate.arg" (list $root "exportConfig" "/etc/podgate/export/config/config.json") }}
+{{- end }}
+{{- if $root.Values.audit.checkpoints.existingSecret }}
+{{ include "podgate.arg" (list $root "checkpointKey" "/etc/podgate/checkpoint/key.pem") }}
+{{ include "podgate.arg" (list $root "checkpointInterval" $root.Values.audit.checkpoints.interval) }}
+{{- /* The last signed head, beside the database (SQLite) or in the pod's /tmp (PostgreSQL:
+each pod has its own chain, which ends with the pod). */}}
+{{ include "podgate.arg" (list $root "checkpointState" (ternary "/tmp/audit-checkpoint.json" (printf "%s/checkpoint.json" (include "podgate.auditDataDir" $root)) (eq $root.Values.audit.store.type "postgresql"))) }}
 {{- end }}
 {{- else if eq $c "exec" }}
 {{ include "podgate.peerArgs" (dict "root" $root "peer" "policy") }}

@@ -72,6 +72,10 @@ metadata:
     # their Secrets were deleted to rotate them). Stable while the Secret exists.
     checksum/tls: {{ (lookup "v1" "Secret" $root.Release.Namespace (include "podgate.tlsSecretName" .)).data | toJson | sha256sum }}
     {{- end }}
+    {{- if and (eq $c "audit") $root.Values.audit.export.sinks }}
+    # The export configuration is read at start-up: roll the pods when it changes.
+    checksum/export: {{ include (print $root.Template.BasePath "/audit-export-configmap.yaml") $root | sha256sum }}
+    {{- end }}
     {{- with $v.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -152,6 +156,9 @@ spec:
         - name: data
           mountPath: {{ include "podgate.auditDataDir" $root }}
         {{- end }}
+        {{- if eq $c "audit" }}
+        {{- include "podgate.auditExportMounts" $root | nindent 8 }}
+        {{- end }}
         {{- if and (eq $c "exec") $v.clusters.kubeconfigSecret }}
         # The kubeconfigs of the other clusters exec serves (--kubeconfig_dir).
         - name: clusters
@@ -204,6 +211,9 @@ spec:
       emptyDir:
         sizeLimit: {{ $v.journal.sizeLimit }}
     {{- end }}
+    {{- if eq $c "audit" }}
+    {{- include "podgate.auditExportVolumes" $root | nindent 4 }}
+    {{- end }}
     {{- if eq $c "policy" }}
     - name: policy
       configMap:
@@ -248,4 +258,63 @@ spec:
 {{- else -}}{{- $total = add $total (mul $n 3600) -}}{{- end -}}
 {{- end -}}
 {{- $total -}}
+{{- end -}}
+
+{{/* Audit's export and checkpoint mounts: the sinks' configuration, the Secrets they read, the
+directory file sinks write to, and the checkpoint signing key. */}}
+{{- define "podgate.auditFileSinks" -}}
+{{- range .Values.audit.export.sinks }}{{ if .file }}yes{{ end }}{{ end -}}
+{{- end -}}
+
+{{- define "podgate.auditExportMounts" -}}
+{{- $e := .Values.audit.export -}}
+{{- if $e.sinks }}
+- name: export-config
+  mountPath: /etc/podgate/export/config
+  readOnly: true
+{{- end }}
+{{- range $e.secretMounts }}
+- name: export-secret-{{ . | sha256sum | trunc 10 }}
+  mountPath: /etc/podgate/export/secrets/{{ . }}
+  readOnly: true
+{{- end }}
+{{- if include "podgate.auditFileSinks" . }}
+- name: export-files
+  mountPath: /var/log/podgate
+{{- end }}
+{{- if .Values.audit.checkpoints.existingSecret }}
+- name: checkpoint-key
+  mountPath: /etc/podgate/checkpoint
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "podgate.auditExportVolumes" -}}
+{{- $root := . -}}
+{{- $e := .Values.audit.export -}}
+{{- if $e.sinks }}
+- name: export-config
+  configMap:
+    name: {{ include "podgate.fullname" $root }}-audit-export
+{{- end }}
+{{- range $e.secretMounts }}
+- name: export-secret-{{ . | sha256sum | trunc 10 }}
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
+{{- if include "podgate.auditFileSinks" . }}
+- name: export-files
+  emptyDir:
+    sizeLimit: {{ $e.fileVolumeSizeLimit }}
+{{- end }}
+{{- with .Values.audit.checkpoints.existingSecret }}
+- name: checkpoint-key
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: {{ $root.Values.audit.checkpoints.secretKey }}
+        path: key.pem
+{{- end }}
 {{- end -}}
