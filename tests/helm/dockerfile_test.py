@@ -77,6 +77,8 @@ def main(argv):
           "build stage does not configure with CMake/Ninja and build")
     for s in SERVICES:
         check(f"podgate-{s}" in build_runs, f"build stage does not build podgate-{s}")
+    check("podgate-audit-cli" in build_runs and "/out/usr/bin/podgate-audit-cli" in build_runs,
+          "build stage does not build and install podgate-audit-cli")
 
     rt = runtime["instructions"]
     ops = [op for op, _ in rt]
