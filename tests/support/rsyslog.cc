@@ -1,6 +1,9 @@
 #include "support/rsyslog.h"
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -126,6 +129,20 @@ bool ValidTimestamp(absl::string_view t) {
   absl::string_view offset = t.substr(i);
   return offset == "Z" || (offset.size() == 6 && (offset[0] == '+' || offset[0] == '-') &&
                            digits(i + 1, 2) && offset[3] == ':' && digits(i + 4, 2));
+}
+
+bool CanConnect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
 }
 
 }  // namespace
@@ -324,12 +341,21 @@ absl::Status RsyslogServer::Launch() {
   for (auto [name, port] : {std::pair<const char*, int*>{"tcp", &tcp_port_},
                             {"tls", &tls_port_},
                             {"mtls", &mtls_port_}}) {
+    // rsyslogd writes the port file only for port 0 (the first start); on a restart on the
+    // same port, a connection that succeeds says the listener is open.
+    const bool known = *port > 0;
     while (true) {
-      std::ifstream in(port_file(name));
-      std::string text;
-      if (in && std::getline(in, text) &&
-          absl::SimpleAtoi(absl::StripAsciiWhitespace(text), port) && *port > 0) {
-        break;
+      if (known) {
+        if (CanConnect(*port)) {
+          break;
+        }
+      } else {
+        std::ifstream in(port_file(name));
+        std::string text;
+        if (in && std::getline(in, text) &&
+            absl::SimpleAtoi(absl::StripAsciiWhitespace(text), port) && *port > 0) {
+          break;
+        }
       }
       if (process_->WaitExit(absl::ZeroDuration()).ok()) {
         return absl::InternalError(
@@ -351,6 +377,7 @@ absl::Status RsyslogServer::Stop(bool kill) {
     return absl::OkStatus();
   }
   process_->Signal(kill ? SIGKILL : SIGTERM);
+  process_->Signal(SIGCONT);  // a frozen rsyslogd takes SIGTERM only once it runs again
   absl::StatusOr<int> status = process_->WaitExit(absl::Seconds(15));
   for (std::string& line : process_->Lines()) {
     old_log_.push_back(std::move(line));
@@ -360,6 +387,13 @@ absl::Status RsyslogServer::Stop(bool kill) {
     return status.status();
   }
   return absl::OkStatus();
+}
+
+absl::Status RsyslogServer::Freeze() {
+  if (process_ == nullptr) {
+    return absl::FailedPreconditionError("rsyslogd is not running");
+  }
+  return process_->Freeze();
 }
 
 absl::Status RsyslogServer::Restart(bool kill) {

@@ -61,6 +61,9 @@ class RsyslogServer {
 
   // Stops rsyslogd: SIGTERM and a wait (or SIGKILL right away when `kill`).
   absl::Status Stop(bool kill = false);
+  // SIGSTOP: rsyslogd reads nothing more, while its kernel still accepts (and acknowledges)
+  // bytes into the socket buffer. Stop or Restart ends it.
+  absl::Status Freeze();
   // Stop (unless stopped) and start again on the same ports; the output file is kept.
   absl::Status Restart(bool kill = false);
 

@@ -484,7 +484,7 @@ class SyslogSink final : public Sink {
                                                         absl::FormatDuration(settings_.timeout)));
       }
       absl::SleepFor(pause);
-      pause = std::min(pause * 2, absl::Milliseconds(5));
+      pause = std::min(pause * 2, absl::Milliseconds(1));
     }
   }
 
