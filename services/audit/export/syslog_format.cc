@@ -136,7 +136,11 @@ std::string HeaderField(absl::string_view value, size_t max_bytes) {
   return out.empty() ? "-" : out;
 }
 
-std::string FormatSyslogMessage(const ExportItem& item, const SyslogFormatOptions& options) {
+std::string FormatSyslogMessage(const ExportItem& item, const SyslogFormatOptions& options,
+                                bool* json_replaced) {
+  if (json_replaced != nullptr) {
+    *json_replaced = false;
+  }
   int severity = kSeverityNotice;
   std::string msgid;
   std::string timestamp = "-";
@@ -195,6 +199,9 @@ std::string FormatSyslogMessage(const ExportItem& item, const SyslogFormatOption
   }
   // Too long: never a cut JSON document. The ids stay (SD and a small JSON body); the size says
   // how much was left out.
+  if (json_replaced != nullptr) {
+    *json_replaced = true;
+  }
   const size_t json_bytes = json.size();
   params.emplace_back("truncated", "json");
   params.emplace_back("jsonBytes", absl::StrCat(json_bytes));

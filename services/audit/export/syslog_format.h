@@ -49,7 +49,9 @@ struct SyslogFormatOptions {
 // MSG becomes a small JSON document {"type":...,"truncated":true,"jsonBytes":N, the ids} and the
 // SD element gets truncated="json" and jsonBytes="N"; the full record stays in the audit store
 // (Query by chain and sequence).
-std::string FormatSyslogMessage(const ExportItem& item, const SyslogFormatOptions& options);
+// `json_replaced` (optional) tells whether that happened.
+std::string FormatSyslogMessage(const ExportItem& item, const SyslogFormatOptions& options,
+                                bool* json_replaced = nullptr);
 
 // An SD-PARAM value with '"', '\' and ']' escaped by a backslash (RFC 5424 6.3.3); other bytes
 // (including control characters and UTF-8) are kept as they are.

@@ -35,6 +35,7 @@
 #include "audit/export/sink.h"
 #include "audit/export/syslog_format.h"
 #include "http/client.h"
+#include "runtime/log.h"
 
 namespace podgate::audit::exporting {
 
@@ -246,7 +247,16 @@ class SyslogSink final : public Sink {
     frames.reserve(batch.size());
     size_t total = 0;
     for (const ExportItem& item : batch) {
-      std::string message = FormatSyslogMessage(item, settings_.format);
+      bool replaced = false;
+      std::string message = FormatSyslogMessage(item, settings_.format, &replaced);
+      if (replaced) {
+        const bool record = item.kind == ExportItem::Kind::kRecord;
+        podgate::log::Warn(
+            "syslog message too long: JSON body replaced by its ids (truncated=\"json\")",
+            {{"sink", settings_.name},
+             {"chain_id", record ? item.record.chain_id() : item.checkpoint.chain_id()},
+             {"sequence", record ? item.record.sequence() : item.checkpoint.sequence()}});
+      }
       frames.push_back(absl::StrCat(message.size(), " ", message));
       total += frames.back().size();
     }
@@ -270,6 +280,11 @@ class SyslogSink final : public Sink {
     }
     const absl::Time deadline = absl::Now() + settings_.timeout;
     if (replay_ && !window_.empty()) {
+      podgate::log::Info("syslog sink re-sending its replay window after a broken connection",
+                         {{"sink", settings_.name},
+                          {"peer", peer_},
+                          {"messages", static_cast<uint64_t>(window_.size())},
+                          {"bytes", static_cast<uint64_t>(window_bytes_)}});
       std::string replay;
       replay.reserve(window_bytes_);
       for (const std::string& f : window_) {

@@ -192,6 +192,28 @@ TEST_F(SyslogSinkTest, PlainTcpBatchArrivesInOrderWithIdsAndBodyIntact) {
   ExpectDelivered(batch);
 }
 
+TEST_F(SyslogSinkTest, LargeRecordsArriveWholeOrMarkedTruncated) {
+  std::unique_ptr<Sink> sink = MakeSink(Config("tcp", rsyslog_->tcp_port()));
+  ASSERT_NE(sink, nullptr);
+  std::vector<ExportItem> batch = Batch(1, 3);
+  const std::string large(60 * 1024, 'x');  // the message stays within 64 KiB
+  batch[0].record.mutable_event()->mutable_command_request()->set_line(large);
+  batch[1].record.mutable_event()->mutable_command_request()->set_line(std::string(200000, 'y'));
+  ASSERT_TRUE(sink->Deliver(batch).status.ok());
+  absl::StatusOr<std::vector<SyslogMessage>> got = rsyslog_->WaitForMessages(3, absl::Seconds(10));
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[0].msg, ItemJson(batch[0]));
+  EXPECT_FALSE((*got)[0].HasParam(kSyslogSdId, "truncated"));
+  EXPECT_EQ((*got)[1].Param(kSyslogSdId, "truncated"), "json");
+  EXPECT_EQ((*got)[1].Param(kSyslogSdId, "jsonBytes"), absl::StrCat(ItemJson(batch[1]).size()));
+  EXPECT_EQ((*got)[1].Param(kSyslogSdId, "sequence"), "2");
+  nlohmann::json stub = nlohmann::json::parse((*got)[1].msg);
+  EXPECT_EQ(stub["truncated"], true);
+  EXPECT_EQ(stub["eventId"], "event-2");
+  EXPECT_EQ((*got)[2].msg, ItemJson(batch[2]));
+}
+
 TEST_F(SyslogSinkTest, TlsBatchArrives) {
   auto config = Config("tls", rsyslog_->tls_port());
   std::unique_ptr<Sink> sink = MakeSink(config);

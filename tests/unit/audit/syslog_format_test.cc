@@ -201,7 +201,9 @@ TEST(SyslogFormatTest, OversizedJsonIsReplacedNotCut) {
   item.record.mutable_event()->mutable_command_request()->set_line(std::string(100000, 'x'));
   const size_t json_bytes = ItemJson(item).size();
   SyslogFormatOptions o = Options();
-  const std::string raw = FormatSyslogMessage(item, o);
+  bool replaced = false;
+  const std::string raw = FormatSyslogMessage(item, o, &replaced);
+  EXPECT_TRUE(replaced);
   EXPECT_LE(raw.size(), o.max_message_bytes);
   SyslogMessage m = Parse(raw);
   EXPECT_EQ(m.Param(kSyslogSdId, "truncated"), "json");
@@ -218,7 +220,8 @@ TEST(SyslogFormatTest, OversizedJsonIsReplacedNotCut) {
 
   // Just below the limit the whole JSON goes.
   o.max_message_bytes = FormatSyslogMessage(Record(), o).size();
-  m = Parse(FormatSyslogMessage(Record(), o));
+  m = Parse(FormatSyslogMessage(Record(), o, &replaced));
+  EXPECT_FALSE(replaced);
   EXPECT_FALSE(m.HasParam(kSyslogSdId, "truncated"));
   o.max_message_bytes -= 1;
   m = Parse(FormatSyslogMessage(Record(), o));
