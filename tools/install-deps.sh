@@ -21,6 +21,9 @@ PACKAGES=(
   # (tools/sanitizers.sh); clang-format for tools/check-format.sh.
   libcurl4-openssl-dev clang libclang-rt-dev clang-format
   libsqlite3-dev sqlite3 libpq-dev postgresql
+  # A real syslog receiver for the audit syslog sink's tests (tests/support/rsyslog.h): rsyslogd
+  # with its OpenSSL stream driver (lmnsd_ossl) for the RFC 5425 TLS listener.
+  rsyslog rsyslog-openssl
   libre2-dev libyaml-cpp-dev nlohmann-json3-dev
   python3-yaml
   curl ca-certificates unzip util-linux procps python3 python3-kubernetes
