@@ -3,7 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/json_util.h"
+#include "audit/export/record_json.h"
 
 namespace podgate::audit::exporting {
 
@@ -11,14 +11,9 @@ namespace {
 
 // `{"type":"<type>",` followed by the rest of the message's JSON object.
 std::string Tagged(const google::protobuf::Message& message, const char* type) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = false;
   std::string json;
-  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok() ||
-      json.size() < 2 || json.front() != '{') {
-    return absl::StrCat("{\"type\":\"", type, "\"}");
-  }
-  if (json == "{}") {
+  AppendMessageJson(message, &json);
+  if (json.size() < 2 || json.front() != '{' || json == "{}") {
     return absl::StrCat("{\"type\":\"", type, "\"}");
   }
   return absl::StrCat("{\"type\":\"", type, "\",", json.substr(1));
