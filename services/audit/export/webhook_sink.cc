@@ -194,13 +194,14 @@ std::string ItemKey(const ExportItem& item) {
 class WebhookSink final : public Sink {
  public:
   WebhookSink(std::string name, http::HttpUrl url, std::string token_file, std::string token,
-              std::optional<FileVersion> token_version,
+              std::optional<FileVersion> token_version, absl::Duration timeout,
               std::unique_ptr<http::ClientConnection> connection)
       : prefix_(absl::StrCat("sink ", name, ": POST ", DisplayUrl(url), ": ")),
         url_(std::move(url)),
         token_file_(std::move(token_file)),
         token_(std::move(token)),
         token_version_(token_version),
+        timeout_(timeout),
         connection_(std::move(connection)) {}
 
   DeliveryResult Deliver(absl::Span<const ExportItem> batch) override {
@@ -224,7 +225,9 @@ class WebhookSink final : public Sink {
         case absl::StatusCode::kCancelled:
           return {absl::CancelledError(message), absl::ZeroDuration()};
         case absl::StatusCode::kDeadlineExceeded:
-          return {absl::DeadlineExceededError(message), absl::ZeroDuration()};
+          return {absl::DeadlineExceededError(
+                      absl::StrCat(message, " (timeout ", absl::FormatDuration(timeout_), ")")),
+                  absl::ZeroDuration()};
         case absl::StatusCode::kFailedPrecondition:
           return {absl::FailedPreconditionError(message), absl::ZeroDuration()};
         default:
@@ -237,7 +240,10 @@ class WebhookSink final : public Sink {
     }
     std::string reason(
         boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status)));
-    std::string message = absl::StrCat(prefix_, "HTTP ", status, " ", reason);
+    std::string message = absl::StrCat(prefix_, "HTTP ", status);
+    if (reason != "<unknown-status>") {
+      absl::StrAppend(&message, " ", reason);
+    }
     if (!response->body.empty()) {
       absl::StrAppend(&message, ": ", QuoteBody(response->body));
     }
@@ -278,6 +284,7 @@ class WebhookSink final : public Sink {
   // Only the exporter's thread calls Deliver: no lock for these.
   std::string token_;
   std::optional<FileVersion> token_version_;
+  const absl::Duration timeout_;
   std::unique_ptr<http::ClientConnection> connection_;
 };
 
@@ -404,9 +411,9 @@ absl::StatusOr<std::unique_ptr<Sink>> BuildWebhookSink(const SinkConfig& config,
   if (!connection.ok()) {
     return error("webhook tls", connection.status().message());
   }
-  return std::unique_ptr<Sink>(
-      std::make_unique<WebhookSink>(config.name(), *std::move(url), webhook.bearer_token_file(),
-                                    std::move(token), token_version, *std::move(connection)));
+  return std::unique_ptr<Sink>(std::make_unique<WebhookSink>(
+      config.name(), *std::move(url), webhook.bearer_token_file(), std::move(token), token_version,
+      options.timeout, *std::move(connection)));
 }
 
 }  // namespace
