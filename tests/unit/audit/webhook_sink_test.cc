@@ -306,6 +306,18 @@ TEST_F(WebhookSinkTest, ErrorsForSomeRequestsThenDelivered) {
   EXPECT_EQ(receiver->ItemCount(), 3u);
 }
 
+TEST_F(WebhookSinkTest, ErrorsForSomeTimeThenDelivered) {
+  auto receiver = StartReceiver();
+  receiver->SetBehavior(WebhookBehavior::Status(503, "1").For(absl::Milliseconds(300)));
+  auto sink = MakeSink(Config(receiver->url()));
+  DeliveryResult first = sink->Deliver(batch_);
+  EXPECT_EQ(first.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(first.retry_after, absl::Seconds(1));
+  absl::SleepFor(absl::Milliseconds(600));  // past the receiver's outage
+  EXPECT_TRUE(sink->Deliver(batch_).status.ok());
+  EXPECT_EQ(receiver->ItemCount(), 3u);
+}
+
 TEST_F(WebhookSinkTest, ResetIsUnavailable) {
   auto receiver = StartReceiver();
   receiver->SetBehavior(WebhookBehavior::Reset());
