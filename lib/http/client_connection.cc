@@ -92,9 +92,12 @@ class ClientConnectionImpl final : public ClientConnection {
   absl::StatusOr<ClientResponse> Exchange(
       const std::string& method, const std::string& target, const std::string& body,
       const std::vector<std::pair<std::string, std::string>>& headers) {
-    const Deadline deadline = std::chrono::steady_clock::now() +
-                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                  absl::ToChronoNanoseconds(options_.timeout));
+    const Deadline deadline =
+        options_.timeout == absl::InfiniteDuration()
+            ? Deadline::max()
+            : std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      absl::ToChronoNanoseconds(options_.timeout));
     bhttp::request<bhttp::string_body> req;
     req.method_string(method);
     req.target(target);

@@ -97,6 +97,7 @@ struct WebhookReceiver::Impl {
   std::optional<ssl::context> tls;
   net::io_context io;
   tcp::acceptor acceptor{io};
+  uint16_t port = 0;  // set before the I/O thread starts
   std::thread thread;
   std::atomic<uint64_t> connections{0};
 
@@ -292,6 +293,7 @@ absl::StatusOr<std::unique_ptr<WebhookReceiver>> WebhookReceiver::Start(
     impl->acceptor.set_option(net::socket_base::reuse_address(true));
     impl->acceptor.bind(endpoint);
     impl->acceptor.listen();
+    impl->port = impl->acceptor.local_endpoint().port();
   } catch (const boost::system::system_error& e) {
     return absl::InternalError(absl::StrCat("webhook receiver: ", e.what()));
   }
@@ -308,7 +310,7 @@ WebhookReceiver::~WebhookReceiver() {
   }
 }
 
-uint16_t WebhookReceiver::port() const { return impl_->acceptor.local_endpoint().port(); }
+uint16_t WebhookReceiver::port() const { return impl_->port; }
 
 std::string WebhookReceiver::url(absl::string_view path) const {
   return absl::StrCat(impl_->tls.has_value() ? "https" : "http", "://127.0.0.1:", port(), path);
