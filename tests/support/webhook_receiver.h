@@ -101,6 +101,7 @@ struct ReceivedRequest {
   std::string Header(absl::string_view name) const;
 };
 
+// Every method may be called from any thread while the receiver runs.
 class WebhookReceiver {
  public:
   static absl::StatusOr<std::unique_ptr<WebhookReceiver>> Start(
