@@ -476,6 +476,21 @@ TEST_F(WebhookSinkTest, HttpsWithServerName) {
   EXPECT_TRUE(absl::StrContains(result.status.message(), "siem.example.com")) << result.status;
 }
 
+TEST_F(WebhookSinkTest, HttpsReceiverClosingAnIdleConnectionIsNotAnError) {
+  auto receiver = StartReceiver(TlsReceiverOptions());
+  WebhookBehavior drop = WebhookBehavior::Ok().ForRequests(1);
+  drop.close_after = true;
+  receiver->SetBehavior(std::move(drop));
+  SinkConfig config = Config(receiver->url());
+  config.mutable_webhook()->mutable_tls()->set_ca_file(pki_.ca_cert);
+  auto sink = MakeSink(config);
+  ASSERT_TRUE(sink->Deliver(batch_).status.ok());
+  DeliveryResult result = sink->Deliver(batch_);
+  EXPECT_TRUE(result.status.ok()) << result.status;
+  EXPECT_EQ(receiver->RequestCount(), 2u);
+  EXPECT_EQ(receiver->connections(), 2u);
+}
+
 TEST_F(WebhookSinkTest, WrongCaIsAClearError) {
   auto receiver = StartReceiver(TlsReceiverOptions());
   SinkConfig config = Config(receiver->url());
