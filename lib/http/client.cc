@@ -89,21 +89,7 @@ absl::Status ConnectStream(IoBase& base, Stream& stream, const ClientOptions& o)
     return NetError("connect", *done);
   }
   if constexpr (kIsTls<Stream>) {
-    std::string name = o.server_name.empty() ? o.host : o.server_name;
-    SSL* native = stream.native_handle();
-    error_code addr_ec;
-    net::ip::make_address(name, addr_ec);
-    if (addr_ec) {
-      SSL_set_tlsext_host_name(native, name.c_str());
-    }
-    if (!o.insecure_skip_verify) {
-      X509_VERIFY_PARAM* param = SSL_get0_param(native);
-      if (!addr_ec) {
-        X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
-      } else {
-        X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0);
-      }
-    }
+    SetTlsPeerName(stream.native_handle(), o);
     lowest.expires_after(ToChrono(o.timeout));
     done.reset();
     stream.async_handshake(ssl::stream_base::client, [&](error_code e) { done = e; });
@@ -283,6 +269,23 @@ absl::Status NetError(const char* what, const boost::system::error_code& ec) {
     return absl::DeadlineExceededError(absl::StrCat(what, ": timed out"));
   }
   return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
+}
+
+void SetTlsPeerName(SSL* native, const ClientOptions& o) {
+  std::string name = o.server_name.empty() ? o.host : o.server_name;
+  boost::system::error_code addr_ec;
+  boost::asio::ip::make_address(name, addr_ec);
+  if (addr_ec) {
+    SSL_set_tlsext_host_name(native, name.c_str());
+  }
+  if (!o.insecure_skip_verify) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(native);
+    if (!addr_ec) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0);
+    }
+  }
 }
 
 absl::Status MakeClientTlsContext(const ClientOptions& o, std::optional<ssl::context>& ctx) {

@@ -60,6 +60,10 @@ absl::Status NetError(const char* what, const boost::system::error_code& ec);
 absl::Status MakeClientTlsContext(const ClientOptions& options,
                                   std::optional<boost::asio::ssl::context>& context);
 
+// Before a client TLS handshake: SNI and the name (or IP address) to verify, both
+// `options.server_name` or else `options.host`.
+void SetTlsPeerName(SSL* native, const ClientOptions& options);
+
 // One request on a fresh connection.
 absl::StatusOr<ClientResponse> Fetch(const ClientOptions& options, const std::string& method,
                                      const std::string& target, const std::string& body = "");
