@@ -270,8 +270,8 @@ TEST(AuditExportProcessTest, TwoReplicasOnePostgresShareTheSinkThroughTheLease) 
       WriteConfig(tmp.path(), "one.json", FileSinkConfig("archive", file_one));
   const std::string config_two =
       WriteConfig(tmp.path(), "two.json", FileSinkConfig("archive", file_two));
-  Running one = StartAudit(*url, "replica-1", config_one, {"--export_lease_ttl=2s"});
-  Running two = StartAudit(*url, "replica-2", config_two, {"--export_lease_ttl=2s"});
+  Running one = StartAudit(*url, "replica-1", config_one, {"--export_lease_ttl=5s"});
+  Running two = StartAudit(*url, "replica-2", config_two, {"--export_lease_ttl=5s"});
   ASSERT_NE(one.stub, nullptr);
   ASSERT_NE(two.stub, nullptr);
   const std::string lease = "podgate_audit_export_lease_held{sink=\"archive\"}";
