@@ -1,11 +1,14 @@
 #include "clients/audit_client.h"
 
 #include <atomic>
+#include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "clients/correlated_stream.h"
 #include "runtime/ids.h"
@@ -25,7 +28,8 @@ class RecordProtocol {
   using Result = absl::Status;
 
   // `stub` is the AuditClient's: the stream's state outlives it (see AuditClient::Core).
-  explicit RecordProtocol(audit::v1::AuditService::Stub* stub) : stub_(stub) {}
+  explicit RecordProtocol(audit::v1::AuditService::Stub* stub)
+      : stub_(stub), last_end_(std::make_shared<LastEnd>()) {}
 
   void Open(grpc::ClientContext* context,
             grpc::ClientBidiReactor<Request, Response>* reactor) const {
@@ -35,6 +39,7 @@ class RecordProtocol {
   bool Settle(const Response& response,
               std::vector<std::pair<std::string, absl::Status>>* settled) const {
     if (response.has_ack()) {
+      last_end_->Set("");  // audit acks again: an older refusal is no longer the reason
       for (const std::string& id : response.ack().ids()) {
         settled->emplace_back(id, absl::OkStatus());
       }
@@ -49,9 +54,18 @@ class RecordProtocol {
   }
   std::optional<absl::Status> OnBreak(const Request& /*request*/) const { return std::nullopt; }
   absl::Status Closing() const { return absl::CancelledError("audit client is shutting down"); }
+  // Why audit last ended a stream (e.g. "export sink siem lags 1200 records (bound 1000)"), so
+  // that a caller who times out hears the reason and not only the silence.
+  void OnStreamEnded(const grpc::Status& status) const {
+    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+      last_end_->Set(status.error_message().substr(0, 300));
+    }
+  }
   absl::Status TimedOut(absl::Duration timeout) const {
+    const std::string reason = last_end_->Get();
     return absl::DeadlineExceededError(
-        absl::StrCat("audit did not acknowledge the event within ", absl::FormatDuration(timeout)));
+        absl::StrCat("audit did not acknowledge the event within ", absl::FormatDuration(timeout),
+                     reason.empty() ? "" : absl::StrCat(" (audit said: ", reason, ")")));
   }
   absl::Status Full(size_t waiting, size_t limit) const {
     return absl::ResourceExhaustedError(
@@ -63,7 +77,22 @@ class RecordProtocol {
   }
 
  private:
+  struct LastEnd {
+    void Set(std::string text) {
+      absl::MutexLock lock(&mu);
+      message = std::move(text);
+    }
+    std::string Get() {
+      absl::MutexLock lock(&mu);
+      return message;
+    }
+    absl::Mutex mu;
+    std::string message ABSL_GUARDED_BY(mu);
+  };
+
   audit::v1::AuditService::Stub* const stub_;
+  // Shared by copies of the protocol; the stream's callbacks reach it through a const protocol.
+  const std::shared_ptr<LastEnd> last_end_;
 };
 
 CorrelatedStreamOptions StreamOptions(const AuditClientOptions& options) {

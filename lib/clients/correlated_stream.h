@@ -243,8 +243,12 @@ class CorrelatedStream {
       this->StartRead(&response_);
     }
     void OnWriteDone(bool ok) override { core_->OnWriteDone(this, ok); }
-    void OnDone(const grpc::Status& /*status*/) override {
+    void OnDone(const grpc::Status& status) override {
       std::shared_ptr<Core> core = std::move(core_);
+      // A protocol may keep why the server ended the stream, to say it in TimedOut.
+      if constexpr (requires { core->protocol_.OnStreamEnded(status); }) {
+        core->protocol_.OnStreamEnded(status);
+      }
       // The call's context holds a reference to the channel: it goes before the Core hears that
       // the stream ended, so an owner returning from CloseAndWait never leaves the last channel
       // reference to this gRPC thread (see StreamProtocol::Open).

@@ -1,5 +1,7 @@
 #include "audit/audit_metrics.h"
 
+#include <map>
+
 namespace podgate::audit {
 
 AuditMetrics::AuditMetrics(prometheus::Registry& registry) {
@@ -40,6 +42,42 @@ AuditMetrics::AuditMetrics(prometheus::Registry& registry) {
                  .Name("podgate_audit_errors_total")
                  .Help("Audit failures by kind.")
                  .Register(registry);
+}
+
+ExportMetrics::ExportMetrics(prometheus::Registry& registry) {
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(registry);
+  };
+  auto counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+  };
+  lag_records_ = gauge("podgate_audit_export_lag_records",
+                       "Records stored but not yet delivered to the sink, over every chain.");
+  lag_seconds_ = gauge("podgate_audit_export_lag_seconds",
+                       "Age of the oldest record not yet delivered to the sink.");
+  delivered_records_ = counter("podgate_audit_export_delivered_records_total",
+                               "Records delivered to the sink, re-deliveries included.");
+  delivered_checkpoints_ = counter("podgate_audit_export_delivered_checkpoints_total",
+                                   "Signed checkpoints delivered to the sink.");
+  retries_ = counter("podgate_audit_export_retries_total",
+                     "Deliveries that repeated a batch whose delivery had failed.");
+  failures_ = counter("podgate_audit_export_failures_total", "Deliveries that failed.");
+  lost_records_ = counter("podgate_audit_export_lost_records_total",
+                          "Records retention removed before the sink received them.");
+  lease_held_ = gauge("podgate_audit_export_lease_held",
+                      "1 while this replica holds the sink's export lease.");
+  blocking_ = gauge("podgate_audit_export_blocking",
+                    "1 while the sink lags beyond blocking_max_lag_records and Record refuses "
+                    "new events.");
+}
+
+SinkMetrics ExportMetrics::ForSink(const std::string& sink) {
+  const std::map<std::string, std::string> labels = {{"sink", sink}};
+  return SinkMetrics{&lag_records_->Add(labels),       &lag_seconds_->Add(labels),
+                     &delivered_records_->Add(labels), &delivered_checkpoints_->Add(labels),
+                     &retries_->Add(labels),           &failures_->Add(labels),
+                     &lost_records_->Add(labels),      &lease_held_->Add(labels),
+                     &blocking_->Add(labels)};
 }
 
 }  // namespace podgate::audit

@@ -7,8 +7,19 @@
 //   podgate_audit_queue_depth_events           events waiting for the writer
 //   podgate_audit_errors_total{kind}           store_unavailable, store_conflict, store_other,
 //                                              invalid_event, query_failed, verify_failed,
-//                                              executor_full
+//                                              executor_full, export_blocking
 //   podgate_audit_record_streams               Record streams open
+//
+// Export, per sink (label sink):
+//   podgate_audit_export_lag_records           records stored but not yet delivered (all chains)
+//   podgate_audit_export_lag_seconds           age of the oldest undelivered record
+//   podgate_audit_export_delivered_records_total      records delivered (duplicates included)
+//   podgate_audit_export_delivered_checkpoints_total  signed checkpoints delivered
+//   podgate_audit_export_retries_total         deliveries that repeated a failed batch
+//   podgate_audit_export_failures_total        deliveries that failed
+//   podgate_audit_export_lost_records_total    records retention removed before delivery
+//   podgate_audit_export_lease_held            1 while this replica holds the sink's lease
+//   podgate_audit_export_blocking              1 while the sink's lag blocks Record
 #pragma once
 
 #include <string>
@@ -41,6 +52,37 @@ class AuditMetrics {
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* record_streams_;
   prometheus::Family<prometheus::Counter>* errors_;
+};
+
+// One sink's export metrics.
+struct SinkMetrics {
+  prometheus::Gauge* lag_records;
+  prometheus::Gauge* lag_seconds;
+  prometheus::Counter* delivered_records;
+  prometheus::Counter* delivered_checkpoints;
+  prometheus::Counter* retries;
+  prometheus::Counter* failures;
+  prometheus::Counter* lost_records;
+  prometheus::Gauge* lease_held;
+  prometheus::Gauge* blocking;
+};
+
+class ExportMetrics {
+ public:
+  explicit ExportMetrics(prometheus::Registry& registry);
+  // The metrics labelled sink=`sink` (created on first use; same pointers afterwards).
+  SinkMetrics ForSink(const std::string& sink);
+
+ private:
+  prometheus::Family<prometheus::Gauge>* lag_records_;
+  prometheus::Family<prometheus::Gauge>* lag_seconds_;
+  prometheus::Family<prometheus::Counter>* delivered_records_;
+  prometheus::Family<prometheus::Counter>* delivered_checkpoints_;
+  prometheus::Family<prometheus::Counter>* retries_;
+  prometheus::Family<prometheus::Counter>* failures_;
+  prometheus::Family<prometheus::Counter>* lost_records_;
+  prometheus::Family<prometheus::Gauge>* lease_held_;
+  prometheus::Family<prometheus::Gauge>* blocking_;
 };
 
 }  // namespace podgate::audit

@@ -2,12 +2,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "audit/audit_metrics.h"
 #include "audit/audit_service.h"
+#include "audit/export/config.h"
+#include "audit/export/exporter.h"
 #include "audit/options.h"
 #include "audit/retention.h"
 #include "audit/store.h"
@@ -30,12 +33,38 @@ int main(int argc, char** argv) {
   if (!options.ok()) {
     runtime::ExitWithError(std::string(options.status().message()));
   }
+  std::vector<audit::exporting::SinkSettings> export_settings;
+  if (!options->export_config.empty()) {
+    absl::StatusOr<std::vector<audit::exporting::SinkSettings>> parsed =
+        audit::exporting::LoadExportConfig(options->export_config);
+    if (!parsed.ok()) {
+      runtime::ExitWithError(absl::StrCat("--export_config: ", parsed.status().message()));
+    }
+    export_settings = *std::move(parsed);
+  }
+  // Sinks check their own settings (addresses, certificates) before the store is touched; a
+  // receiver that is merely down is no error (the backlog builds in the store).
+  absl::StatusOr<std::vector<audit::exporting::ConfiguredSink>> sinks =
+      audit::exporting::MakeSinks(std::move(export_settings));
+  if (!sinks.ok()) {
+    runtime::ExitWithError(absl::StrCat("--export_config: ", sinks.status().message()));
+  }
   absl::StatusOr<std::unique_ptr<audit::Store>> store = audit::OpenStore(options->store_url);
   if (!store.ok()) {
     runtime::ExitWithError(absl::StrCat("--store: ", store.status().message()));
   }
   auto registry = std::make_shared<prometheus::Registry>();
   audit::AuditMetrics metrics(*registry);
+  audit::ExportMetrics export_metrics(*registry);
+  std::unique_ptr<audit::exporting::Exporter> exporter;
+  if (!sinks->empty()) {
+    audit::exporting::ExporterOptions exporter_options;
+    exporter_options.owner = options->chain_id;
+    exporter_options.lease_ttl = options->export_lease_ttl;
+    exporter_options.poll_interval = options->export_poll_interval;
+    exporter = std::make_unique<audit::exporting::Exporter>(store->get(), *std::move(sinks),
+                                                            exporter_options, &export_metrics);
+  }
   audit::WriterOptions writer_options;
   writer_options.chain_id = options->chain_id;
   writer_options.queue_capacity = options->queue_capacity;
@@ -50,6 +79,10 @@ int main(int argc, char** argv) {
       running_server->SetServiceServing(healthy);
     }
   };
+  if (exporter != nullptr) {
+    writer_options.on_commit = [e = exporter.get()] { e->NotifyCommit(); };
+    writer_options.admission = [e = exporter.get()] { return e->Admission(); };
+  }
   absl::StatusOr<std::unique_ptr<audit::Writer>> writer =
       audit::Writer::Start(store->get(), writer_options, &metrics);
   if (!writer.ok()) {
@@ -60,6 +93,9 @@ int main(int argc, char** argv) {
     retention_runner.emplace(store->get(), options->retention, options->retention_interval);
   }
   audit::AuditServiceImpl service(store->get(), writer->get(), &metrics);
+  // Destruction runs backwards: the service, then the writer (which commits what it holds and
+  // may still notify the exporter), then the exporter (deliveries in progress are cancelled and
+  // delivered again by the next start; the leases go to another replica).
   return runtime::RunServer(options->server, {&service}, registry, [&](runtime::Server& server) {
     {
       absl::MutexLock lock(&server_mu);

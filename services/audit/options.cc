@@ -23,6 +23,17 @@ ABSL_FLAG(absl::Duration, retention, absl::ZeroDuration(),
 ABSL_FLAG(absl::Duration, retention_interval, absl::Hours(1),
           "How often retention runs when --retention is set. Default 1h.");
 
+ABSL_FLAG(std::string, export_config, "",
+          "A JSON file naming the sinks stored records are delivered to (webhook, syslog, file; "
+          "see docs/audit.md, Export). Default empty: no export.");
+ABSL_FLAG(absl::Duration, export_lease_ttl, absl::Seconds(15),
+          "How long a replica's export lease on a sink lasts without renewal (renewed every "
+          "third of it); another replica takes the sink over this long after a crash. 1s to "
+          "10m. Default 15s.");
+ABSL_FLAG(absl::Duration, export_poll_interval, absl::Milliseconds(500),
+          "How often each export sink looks for records it was not told about (other "
+          "replicas' chains) and refreshes its lag. 10ms to 1m. Default 500ms.");
+
 namespace podgate::audit {
 
 const runtime::ServiceDefaults& AuditServiceDefaults() {
@@ -70,6 +81,20 @@ absl::StatusOr<AuditOptions> AuditOptionsFromFlags() {
   }
   if (options.chain_id.size() > kMaxChainIdBytes) {
     return absl::InvalidArgumentError("--chain_id: longer than 128 bytes");
+  }
+  options.export_config = absl::GetFlag(FLAGS_export_config);
+  options.export_lease_ttl = absl::GetFlag(FLAGS_export_lease_ttl);
+  if (options.export_lease_ttl < absl::Seconds(1) || options.export_lease_ttl > absl::Minutes(10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--export_lease_ttl: ", absl::FormatDuration(options.export_lease_ttl),
+                     " is out of range (1s to 10m)"));
+  }
+  options.export_poll_interval = absl::GetFlag(FLAGS_export_poll_interval);
+  if (options.export_poll_interval < absl::Milliseconds(10) ||
+      options.export_poll_interval > absl::Minutes(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--export_poll_interval: ", absl::FormatDuration(options.export_poll_interval),
+                     " is out of range (10ms to 1m)"));
   }
   options.store_url = absl::GetFlag(FLAGS_store);
   return options;

@@ -7,6 +7,9 @@
 //   --max_batch           events per group-commit transaction (1 to 10000)
 //   --retention           how long records are kept (0: forever)
 //   --retention_interval  how often retention runs (at least 1s)
+//   --export_config       JSON file of export sinks (empty: no export); parsed by main
+//   --export_lease_ttl    how long a replica's export lease lasts unrenewed (1s to 10m)
+//   --export_poll_interval how often sinks look for other replicas' records (10ms to 1m)
 // plus the shared server flags (runtime/server_flags.h).
 #pragma once
 
@@ -30,6 +33,10 @@ struct AuditOptions {
   // Zero: keep everything.
   absl::Duration retention;
   absl::Duration retention_interval;
+  // Empty: no export. main reads and checks the file (exporting::LoadExportConfig).
+  std::string export_config;
+  absl::Duration export_lease_ttl;
+  absl::Duration export_poll_interval;
 };
 
 // The defaults of the shared server flags for audit.

@@ -5,6 +5,9 @@
 // opens its own connection.
 #include <libpq-fe.h>
 
+#include <algorithm>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_set>
@@ -325,7 +328,172 @@ class PostgresStore final : public Store {
     return removed;
   }
 
+  absl::StatusOr<std::vector<ExportChain>> ListExportChains() override {
+    absl::MutexLock lock(&export_mu_);
+    if (absl::Status s = ConnectExport(); !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<Result> r = export_conn_->Exec(ForDialect(kExportChainsSql, Dialect::kPostgres));
+    if (!r.ok()) {
+      DropExportIfBroken();
+      return r.status();
+    }
+    std::vector<ExportChain> chains;
+    for (int i = 0; i < r->rows(); ++i) {
+      ExportChain chain;
+      chain.chain_id = r->Get(i, 0);
+      chain.checkpoint_sequence = r->GetInt(i, 2);
+      chain.head_sequence = std::max(r->GetInt(i, 1), chain.checkpoint_sequence);
+      chains.push_back(std::move(chain));
+    }
+    return chains;
+  }
+
+  absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& chain_id,
+                                                        int64_t after_sequence,
+                                                        int limit) override {
+    absl::MutexLock lock(&export_mu_);
+    if (absl::Status s = ConnectExport(); !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<Result> r = export_conn_->Exec(
+        absl::StrCat("SELECT ", kRowColumns,
+                     " FROM records WHERE chain_id = $1 AND sequence > $2 ORDER BY sequence "
+                     "LIMIT $3"),
+        {SqlText(chain_id), SqlInt(after_sequence), SqlInt(limit)});
+    if (!r.ok()) {
+      DropExportIfBroken();
+      return r.status();
+    }
+    std::vector<StoredRow> rows;
+    rows.reserve(static_cast<size_t>(r->rows()));
+    for (int i = 0; i < r->rows(); ++i) {
+      ResultRow result_row{*r, i};
+      int64_t id = 0;
+      rows.push_back(ReadStoredRow(result_row, &id));
+    }
+    return rows;
+  }
+
+  absl::StatusOr<std::map<std::string, int64_t>> LoadExportCursors(
+      const std::string& sink) override {
+    absl::MutexLock lock(&export_mu_);
+    if (absl::Status s = ConnectExport(); !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<Result> r =
+        export_conn_->Exec(ForDialect(kCursorsSql, Dialect::kPostgres), {SqlText(sink)});
+    if (!r.ok()) {
+      DropExportIfBroken();
+      return r.status();
+    }
+    std::map<std::string, int64_t> cursors;
+    for (int i = 0; i < r->rows(); ++i) {
+      cursors[r->Get(i, 0)] = r->GetInt(i, 1);
+    }
+    return cursors;
+  }
+
+  absl::StatusOr<ExportLease> AcquireExportLease(const std::string& sink, const std::string& owner,
+                                                 absl::Duration ttl) override {
+    ExportLease lease;
+    absl::Status status = InExportTransaction([&](Conn& conn) -> absl::Status {
+      if (absl::Status s =
+              conn.Run(ForDialect(kAcquireLeaseSql, Dialect::kPostgres),
+                       {SqlText(sink), SqlText(owner), SqlInt(absl::ToInt64Microseconds(ttl))});
+          !s.ok()) {
+        return s;
+      }
+      absl::StatusOr<Result> r =
+          conn.Exec(ForDialect(kLeaseSql, Dialect::kPostgres), {SqlText(sink)});
+      if (!r.ok()) {
+        return r.status();
+      }
+      if (r->rows() == 1) {
+        lease.owner = r->Get(0, 0);
+        lease.epoch = r->GetInt(0, 1);
+        lease.held = lease.owner == owner && r->GetInt(0, 2) == 1;
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok()) {
+      return status;
+    }
+    return lease;
+  }
+
+  absl::Status ReleaseExportLease(const std::string& sink, const std::string& owner) override {
+    return InExportTransaction([&](Conn& conn) {
+      return conn.Run(ForDialect(kReleaseLeaseSql, Dialect::kPostgres),
+                      {SqlText(sink), SqlText(owner)});
+    });
+  }
+
+  absl::Status AdvanceExportCursors(
+      const std::string& sink, const std::string& owner, int64_t epoch,
+      const std::vector<std::pair<std::string, int64_t>>& cursors) override {
+    return InExportTransaction([&](Conn& conn) -> absl::Status {
+      // The fence locks the lease row until COMMIT: a replica taking the lease over waits for
+      // this transaction and then reads the cursor it wrote.
+      absl::StatusOr<Result> fence =
+          conn.Exec(absl::StrCat(ForDialect(kFenceLeaseSql, Dialect::kPostgres), " RETURNING 1"),
+                    {SqlText(sink), SqlText(owner), SqlInt(epoch)});
+      if (!fence.ok()) {
+        return fence.status();
+      }
+      if (fence->rows() != 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("export lease of sink ", sink, " is no longer held by ", owner));
+      }
+      const std::string advance = ForDialect(kAdvanceCursorSql, Dialect::kPostgres);
+      for (const auto& [chain, sequence] : cursors) {
+        if (absl::Status s = conn.Run(advance, {SqlText(sink), SqlText(chain), SqlInt(sequence)});
+            !s.ok()) {
+          return s;
+        }
+      }
+      return absl::OkStatus();
+    });
+  }
+
  private:
+  // The exporter's own connection, apart from the writer's: a lease waiting on another
+  // replica's lock never holds up Append.
+  absl::Status ConnectExport() ABSL_EXCLUSIVE_LOCKS_REQUIRED(export_mu_) {
+    if (export_conn_ != nullptr) {
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    export_conn_ = *std::move(conn);
+    return absl::OkStatus();
+  }
+  void DropExportIfBroken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(export_mu_) {
+    if (export_conn_ != nullptr && !export_conn_->ok()) {
+      export_conn_.reset();
+    }
+  }
+  absl::Status InExportTransaction(const std::function<absl::Status(Conn&)>& body) {
+    absl::MutexLock lock(&export_mu_);
+    if (absl::Status s = ConnectExport(); !s.ok()) {
+      return s;
+    }
+    absl::Status status = export_conn_->Run("BEGIN");
+    if (status.ok()) {
+      status = body(*export_conn_);
+    }
+    if (status.ok()) {
+      status = export_conn_->Run("COMMIT");
+    }
+    if (!status.ok() && export_conn_->ok()) {
+      export_conn_->Run("ROLLBACK").IgnoreError();
+    }
+    DropExportIfBroken();
+    return status;
+  }
+
   void DropIfBroken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writer_ != nullptr && !writer_->ok()) {
       writer_.reset();
@@ -527,6 +695,8 @@ class PostgresStore final : public Store {
   const std::string conninfo_;
   absl::Mutex mu_;
   std::unique_ptr<Conn> writer_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex export_mu_;
+  std::unique_ptr<Conn> export_conn_ ABSL_GUARDED_BY(export_mu_);
 };
 
 }  // namespace

@@ -98,6 +98,14 @@ void RecordReactor::OnReadDone(bool ok) {
     MaybeReadLocked();
     return;
   }
+  // Blocking mode: an export sink lags too far; refuse before the event is stored so that the
+  // client (exec) fails closed with the reason and resends once audit accepts again.
+  if (absl::Status admitted = writer_->Admission(); !admitted.ok()) {
+    metrics_->Error("export_blocking").Increment();
+    finish_status_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(admitted.message()));
+    MaybeFinishLocked();
+    return;
+  }
   ++unacked_;
   held_ = event;
   TryQueueHeldLocked();

@@ -3,6 +3,9 @@
 // read opens its own read-only connection, which WAL lets run beside the writer.
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -295,7 +298,192 @@ class SqliteStore final : public Store {
     return removed;
   }
 
+  absl::StatusOr<std::vector<ExportChain>> ListExportChains() override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    Stmt s(db->get(), ForDialect(kExportChainsSql, Dialect::kSqlite));
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    std::vector<ExportChain> chains;
+    while (true) {
+      absl::StatusOr<bool> more = s.Step();
+      if (!more.ok()) {
+        return more.status();
+      }
+      if (!*more) {
+        return chains;
+      }
+      ExportChain chain;
+      chain.chain_id = s.Text(0);
+      chain.checkpoint_sequence = s.Int(2);
+      chain.head_sequence = std::max(s.Int(1), chain.checkpoint_sequence);
+      chains.push_back(std::move(chain));
+    }
+  }
+
+  absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& chain_id,
+                                                        int64_t after_sequence,
+                                                        int limit) override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    Stmt s(db->get(),
+           absl::StrCat("SELECT ", kRowColumns,
+                        " FROM records WHERE chain_id = ?1 AND sequence > ?2 ORDER BY sequence "
+                        "LIMIT ?3"));
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    s.Bind(1, chain_id);
+    s.Bind(2, after_sequence);
+    s.Bind(3, static_cast<int64_t>(limit));
+    std::vector<StoredRow> rows;
+    while (true) {
+      absl::StatusOr<bool> more = s.Step();
+      if (!more.ok()) {
+        return more.status();
+      }
+      if (!*more) {
+        return rows;
+      }
+      int64_t id = 0;
+      rows.push_back(ReadStoredRow(s, &id));
+    }
+  }
+
+  absl::StatusOr<std::map<std::string, int64_t>> LoadExportCursors(
+      const std::string& sink) override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    Stmt s(db->get(), ForDialect(kCursorsSql, Dialect::kSqlite));
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    s.Bind(1, sink);
+    std::map<std::string, int64_t> cursors;
+    while (true) {
+      absl::StatusOr<bool> more = s.Step();
+      if (!more.ok()) {
+        return more.status();
+      }
+      if (!*more) {
+        return cursors;
+      }
+      cursors[s.Text(0)] = s.Int(1);
+    }
+  }
+
+  absl::StatusOr<ExportLease> AcquireExportLease(const std::string& sink, const std::string& owner,
+                                                 absl::Duration ttl) override {
+    ExportLease lease;
+    absl::Status status = InWriteTransaction([&](Db* db) -> absl::Status {
+      Stmt take(db, ForDialect(kAcquireLeaseSql, Dialect::kSqlite));
+      if (!take.status().ok()) {
+        return take.status();
+      }
+      take.Bind(1, sink);
+      take.Bind(2, owner);
+      take.Bind(3, absl::ToInt64Microseconds(ttl));
+      if (absl::StatusOr<bool> r = take.Step(); !r.ok()) {
+        return r.status();
+      }
+      Stmt read(db, ForDialect(kLeaseSql, Dialect::kSqlite));
+      if (!read.status().ok()) {
+        return read.status();
+      }
+      read.Bind(1, sink);
+      absl::StatusOr<bool> row = read.Step();
+      if (!row.ok()) {
+        return row.status();
+      }
+      if (*row) {
+        lease.owner = read.Text(0);
+        lease.epoch = read.Int(1);
+        lease.held = lease.owner == owner && read.Int(2) == 1;
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok()) {
+      return status;
+    }
+    return lease;
+  }
+
+  absl::Status ReleaseExportLease(const std::string& sink, const std::string& owner) override {
+    return InWriteTransaction([&](Db* db) -> absl::Status {
+      Stmt s(db, ForDialect(kReleaseLeaseSql, Dialect::kSqlite));
+      s.Bind(1, sink);
+      s.Bind(2, owner);
+      return s.Step().status();
+    });
+  }
+
+  absl::Status AdvanceExportCursors(
+      const std::string& sink, const std::string& owner, int64_t epoch,
+      const std::vector<std::pair<std::string, int64_t>>& cursors) override {
+    return InWriteTransaction([&](Db* db) -> absl::Status {
+      Stmt fence(db, ForDialect(kFenceLeaseSql, Dialect::kSqlite));
+      if (!fence.status().ok()) {
+        return fence.status();
+      }
+      fence.Bind(1, sink);
+      fence.Bind(2, owner);
+      fence.Bind(3, epoch);
+      if (absl::StatusOr<bool> r = fence.Step(); !r.ok()) {
+        return r.status();
+      }
+      if (sqlite3_changes(db->get()) != 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("export lease of sink ", sink, " is no longer held by ", owner));
+      }
+      Stmt advance(db, ForDialect(kAdvanceCursorSql, Dialect::kSqlite));
+      if (!advance.status().ok()) {
+        return advance.status();
+      }
+      for (const auto& [chain, sequence] : cursors) {
+        advance.Bind(1, sink);
+        advance.Bind(2, chain);
+        advance.Bind(3, sequence);
+        absl::StatusOr<bool> r = advance.Step();
+        advance.Reset();
+        if (!r.ok()) {
+          return r.status();
+        }
+      }
+      return absl::OkStatus();
+    });
+  }
+
  private:
+  // Runs `body` inside BEGIN IMMEDIATE .. COMMIT on the write connection; rolls back when it
+  // fails.
+  absl::Status InWriteTransaction(const std::function<absl::Status(Db*)>& body) {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Connect(); !s.ok()) {
+      return s;
+    }
+    absl::Status status = writer_->Exec("BEGIN IMMEDIATE");
+    if (status.ok()) {
+      status = body(writer_.get());
+    }
+    if (status.ok()) {
+      status = writer_->Exec("COMMIT");
+    }
+    if (!status.ok()) {
+      writer_->Exec("ROLLBACK").IgnoreError();
+      if (absl::IsUnavailable(status)) {
+        writer_.reset();
+      }
+    }
+    return status;
+  }
+
   absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writer_ != nullptr) {
       return absl::OkStatus();

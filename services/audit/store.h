@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -25,6 +27,25 @@ struct Checkpoint {
   std::string chain_id;
   int64_t sequence = 0;
   std::string hash;
+};
+
+// One chain as the exporter sees it.
+struct ExportChain {
+  std::string chain_id;
+  // The newest stored sequence (the checkpoint's when retention removed every record).
+  int64_t head_sequence = 0;
+  // Where retention cut the chain (0: never); records up to it are gone.
+  int64_t checkpoint_sequence = 0;
+};
+
+// A sink's export lease as the store answered it.
+struct ExportLease {
+  // Whether the asking owner holds it now.
+  bool held = false;
+  // The holder (the asking owner when held).
+  std::string owner;
+  // Grows whenever the lease changes hands; cursor updates carry it as a fence.
+  int64_t epoch = 0;
 };
 
 // One page of query results.
@@ -67,6 +88,35 @@ class Store {
   // least the newest record of each chain, and moves the chain's checkpoint to the last
   // removed record in the same transaction. Returns how many records were removed.
   virtual absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us) = 0;
+
+  // Export. Every chain with its head and retention checkpoint, sorted by chain id.
+  virtual absl::StatusOr<std::vector<ExportChain>> ListExportChains() = 0;
+
+  // Up to `limit` rows of `chain_id` with a sequence above `after_sequence`, in sequence order.
+  virtual absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& chain_id,
+                                                                int64_t after_sequence,
+                                                                int limit) = 0;
+
+  // Sink `sink`'s cursors: chain id -> the last delivered sequence (chains absent: nothing
+  // delivered yet).
+  virtual absl::StatusOr<std::map<std::string, int64_t>> LoadExportCursors(
+      const std::string& sink) = 0;
+
+  // Takes or renews `sink`'s lease for `owner` until `ttl` from now (the database's clock), in
+  // one transaction. Not held when another owner holds an unexpired lease.
+  virtual absl::StatusOr<ExportLease> AcquireExportLease(const std::string& sink,
+                                                         const std::string& owner,
+                                                         absl::Duration ttl) = 0;
+
+  // Gives the lease up (at shutdown) so another replica takes over at once.
+  virtual absl::Status ReleaseExportLease(const std::string& sink, const std::string& owner) = 0;
+
+  // In one transaction: checks that `owner` still holds `sink`'s lease with `epoch` unexpired,
+  // then moves each (chain, sequence) cursor forward (never back). FailedPrecondition when the
+  // lease is lost (nothing moved): another replica delivers from the stored cursor.
+  virtual absl::Status AdvanceExportCursors(
+      const std::string& sink, const std::string& owner, int64_t epoch,
+      const std::vector<std::pair<std::string, int64_t>>& cursors) = 0;
 
   // "sqlite" or "postgresql".
   virtual std::string kind() const = 0;

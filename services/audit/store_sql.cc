@@ -55,6 +55,24 @@ CREATE TABLE checkpoints (
 ALTER TABLE records ADD COLUMN cluster TEXT NOT NULL DEFAULT '';
 CREATE INDEX records_cluster ON records (cluster, namespace, pod, id);
 )sql",
+    // 3: export: per (sink, chain) the last delivered sequence, and per sink the lease that
+    // lets one replica at a time deliver (epoch bumps whenever the owner changes; a cursor
+    // update is fenced by owner, epoch and expiry in the same transaction).
+    R"sql(
+CREATE TABLE export_cursors (
+  sink TEXT NOT NULL,
+  chain_id TEXT NOT NULL,
+  sequence {int64} NOT NULL,
+  updated_us {int64} NOT NULL,
+  PRIMARY KEY (sink, chain_id)
+);
+CREATE TABLE export_leases (
+  sink TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  epoch {int64} NOT NULL,
+  expires_us {int64} NOT NULL
+);
+)sql",
 };
 
 std::vector<std::string> Render(Dialect dialect) {
@@ -79,7 +97,11 @@ const std::vector<std::string>& Migrations(Dialect dialect) {
 }
 
 std::string ForDialect(const char* sql, Dialect dialect) {
-  return dialect == Dialect::kSqlite ? std::string(sql) : absl::StrReplaceAll(sql, {{"?", "$"}});
+  const bool sqlite = dialect == Dialect::kSqlite;
+  return absl::StrReplaceAll(
+      sql, {{"?", sqlite ? "?" : "$"},
+            {"{now_us}", sqlite ? "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+                                : "(extract(epoch from clock_timestamp()) * 1000000)::bigint"}});
 }
 
 std::vector<SqlParam> RecordParams(const StoredRow& row) {

@@ -60,7 +60,51 @@ inline constexpr char kUpsertCheckpointSql[] =
     "CONFLICT (chain_id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash, "
     "created_us = excluded.created_us";
 
-// `sql` with PostgreSQL's $N placeholders in place of ?N for kPostgres.
+// Export (migration 3). {now_us} is the database's clock in microseconds (one clock for every
+// replica, so leases do not depend on the replicas' clocks agreeing).
+//
+// Takes or renews sink ?1's lease for owner ?2 for ?3 microseconds: a free, expired or own
+// lease becomes ?2's; the epoch grows whenever the lease changes hands or had expired.
+inline constexpr char kAcquireLeaseSql[] =
+    "INSERT INTO export_leases (sink, owner, epoch, expires_us) VALUES (?1, ?2, 1, {now_us} + ?3) "
+    "ON CONFLICT (sink) DO UPDATE SET epoch = CASE WHEN export_leases.owner = excluded.owner AND "
+    "export_leases.expires_us > {now_us} THEN export_leases.epoch ELSE export_leases.epoch + 1 "
+    "END, owner = excluded.owner, expires_us = excluded.expires_us WHERE export_leases.owner = "
+    "excluded.owner OR export_leases.expires_us <= {now_us}";
+// Sink ?1's lease: owner, epoch, and whether it is still valid (1/0).
+inline constexpr char kLeaseSql[] =
+    "SELECT owner, epoch, CASE WHEN expires_us > {now_us} THEN 1 ELSE 0 END FROM export_leases "
+    "WHERE sink = ?1";
+// The fence: touches sink ?1's lease row only while owner ?2 holds it with epoch ?3 unexpired
+// (and, in PostgreSQL, locks it until the transaction ends, so a taker waits for the cursor).
+inline constexpr char kFenceLeaseSql[] =
+    "UPDATE export_leases SET expires_us = expires_us WHERE sink = ?1 AND owner = ?2 AND epoch = "
+    "?3 AND expires_us > {now_us}";
+// Gives sink ?1's lease up (owner ?2) so another replica takes over without waiting.
+inline constexpr char kReleaseLeaseSql[] =
+    "UPDATE export_leases SET expires_us = 0 WHERE sink = ?1 AND owner = ?2";
+// Moves sink ?1's cursor on chain ?2 forward to ?3 (never back).
+inline constexpr char kAdvanceCursorSql[] =
+    "INSERT INTO export_cursors (sink, chain_id, sequence, updated_us) VALUES (?1, ?2, ?3, "
+    "{now_us}) ON CONFLICT (sink, chain_id) DO UPDATE SET sequence = excluded.sequence, "
+    "updated_us = excluded.updated_us WHERE excluded.sequence > export_cursors.sequence";
+// Sink ?1's cursors: chain_id, sequence.
+inline constexpr char kCursorsSql[] =
+    "SELECT chain_id, sequence FROM export_cursors WHERE sink = ?1 ORDER BY chain_id";
+// Every chain's head and checkpoint: chain_id, newest sequence (0 if none), checkpoint
+// sequence (0 if none).
+// (The chain ids come from a loose index scan over records' (chain_id, sequence) index: one
+// lookup per chain, not a scan of every row.)
+inline constexpr char kExportChainsSql[] =
+    "WITH RECURSIVE t(c) AS (SELECT (SELECT chain_id FROM records ORDER BY chain_id LIMIT 1) "
+    "UNION ALL SELECT (SELECT chain_id FROM records WHERE chain_id > t.c ORDER BY chain_id LIMIT "
+    "1) FROM t WHERE t.c IS NOT NULL), chains(chain_id) AS (SELECT c FROM t WHERE c IS NOT NULL "
+    "UNION SELECT chain_id FROM checkpoints) SELECT ch.chain_id, COALESCE((SELECT MAX(sequence) "
+    "FROM records r WHERE r.chain_id = ch.chain_id), 0), COALESCE((SELECT sequence FROM "
+    "checkpoints k WHERE k.chain_id = ch.chain_id), 0) FROM chains ch ORDER BY ch.chain_id";
+
+// `sql` with PostgreSQL's $N placeholders in place of ?N for kPostgres, and {now_us} spelled
+// for the dialect.
 std::string ForDialect(const char* sql, Dialect dialect);
 
 // The start of an INSERT of records rows; each store appends its rows of placeholders, one

@@ -158,6 +158,9 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
   for (auto& [sink, ids] : acks) {
     sink->OnCommitted(std::move(ids));
   }
+  if (options_.on_commit) {
+    options_.on_commit();
+  }
 }
 
 }  // namespace podgate::audit

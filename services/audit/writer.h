@@ -48,6 +48,12 @@ struct WriterOptions {
   // Called on the writer thread when the store turns unusable (false, a transaction failed) or
   // usable again (true, the next one succeeded): the service's readiness follows it.
   std::function<void(bool healthy)> on_store_health;
+  // Called on the writer thread after each committed transaction (the exporter wakes up);
+  // must not block.
+  std::function<void()> on_commit;
+  // Whether Record may accept new events now: OK, or a status naming why not (an export sink
+  // in blocking mode lags too far). Called on gRPC threads for each event read; must be cheap.
+  std::function<absl::Status()> admission;
 };
 
 class Writer {
@@ -64,6 +70,11 @@ class Writer {
                   std::function<void()> on_space);
 
   const std::string& chain_id() const { return options_.chain_id; }
+
+  // WriterOptions::admission's answer (OK when none is set).
+  absl::Status Admission() const {
+    return options_.admission ? options_.admission() : absl::OkStatus();
+  }
 
  private:
   struct Item {

@@ -115,6 +115,7 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
     std::vector<std::string> args = common;
     args.push_back("--store=sqlite://" + d + "/audit.db");
     args.push_back("--chain_id=test");
+    args.insert(args.end(), options.audit_flags.begin(), options.audit_flags.end());
     auto audit = Subprocess::Start(options.binaries.audit, args);
     if (!audit.ok()) {
       return audit.status();

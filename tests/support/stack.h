@@ -49,6 +49,8 @@ struct StackOptions {
   std::string policy_yaml;
   std::vector<std::string> kubesim_flags;
   std::vector<std::string> exec_flags;
+  // More podgate-audit flags (e.g. --export_config).
+  std::vector<std::string> audit_flags;
   // exec's end-user verification flags; empty: the stack's HS256 key, kIssuer, audience
   // podgate (what Token() mints). Set: these instead (e.g. an OpenID provider's JWKS URL).
   std::vector<std::string> exec_jwt_flags;

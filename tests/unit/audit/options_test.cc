@@ -15,6 +15,9 @@ ABSL_DECLARE_FLAG(int64_t, queue_capacity);
 ABSL_DECLARE_FLAG(int64_t, max_batch);
 ABSL_DECLARE_FLAG(absl::Duration, retention);
 ABSL_DECLARE_FLAG(absl::Duration, retention_interval);
+ABSL_DECLARE_FLAG(std::string, export_config);
+ABSL_DECLARE_FLAG(absl::Duration, export_lease_ttl);
+ABSL_DECLARE_FLAG(absl::Duration, export_poll_interval);
 ABSL_DECLARE_FLAG(std::string, grpc_address);
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
 
@@ -89,6 +92,41 @@ TEST_F(AuditOptionsTest, EachBadFlagIsOneLineNamingIt) {
     ASSERT_FALSE(o.ok()) << c.message;
     EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << c.message;
     EXPECT_EQ(o.status().message(), c.message);
+  }
+}
+
+TEST_F(AuditOptionsTest, ExportFlags) {
+  absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->export_config, "");
+  EXPECT_EQ(o->export_lease_ttl, absl::Seconds(15));
+  EXPECT_EQ(o->export_poll_interval, absl::Milliseconds(500));
+  absl::SetFlag(&FLAGS_export_config, "/etc/podgate/export.json");
+  absl::SetFlag(&FLAGS_export_lease_ttl, absl::Seconds(1));
+  absl::SetFlag(&FLAGS_export_poll_interval, absl::Minutes(1));
+  o = AuditOptionsFromFlags();
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->export_config, "/etc/podgate/export.json");
+  EXPECT_EQ(o->export_lease_ttl, absl::Seconds(1));
+  EXPECT_EQ(o->export_poll_interval, absl::Minutes(1));
+}
+
+TEST_F(AuditOptionsTest, ExportFlagsOutOfRangeAreNamed) {
+  for (absl::Duration ttl : {absl::Milliseconds(999), absl::Minutes(11)}) {
+    absl::FlagSaver saver;
+    absl::SetFlag(&FLAGS_export_lease_ttl, ttl);
+    absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
+    ASSERT_FALSE(o.ok());
+    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(o.status().message().find("--export_lease_ttl"), absl::string_view::npos);
+    EXPECT_NE(o.status().message().find("out of range (1s to 10m)"), absl::string_view::npos);
+  }
+  for (absl::Duration poll : {absl::Milliseconds(9), absl::Seconds(61)}) {
+    absl::FlagSaver saver;
+    absl::SetFlag(&FLAGS_export_poll_interval, poll);
+    absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
+    ASSERT_FALSE(o.ok());
+    EXPECT_NE(o.status().message().find("--export_poll_interval"), absl::string_view::npos);
   }
 }
 

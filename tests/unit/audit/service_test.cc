@@ -82,6 +82,28 @@ class GatedStore final : public Store {
     return inner_->ScanChain(c, v);
   }
   absl::StatusOr<int64_t> DeleteBefore(int64_t c) override { return inner_->DeleteBefore(c); }
+  absl::StatusOr<std::vector<ExportChain>> ListExportChains() override {
+    return inner_->ListExportChains();
+  }
+  absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& c, int64_t after,
+                                                        int limit) override {
+    return inner_->ReadChainAfter(c, after, limit);
+  }
+  absl::StatusOr<std::map<std::string, int64_t>> LoadExportCursors(const std::string& s) override {
+    return inner_->LoadExportCursors(s);
+  }
+  absl::StatusOr<ExportLease> AcquireExportLease(const std::string& s, const std::string& o,
+                                                 absl::Duration ttl) override {
+    return inner_->AcquireExportLease(s, o, ttl);
+  }
+  absl::Status ReleaseExportLease(const std::string& s, const std::string& o) override {
+    return inner_->ReleaseExportLease(s, o);
+  }
+  absl::Status AdvanceExportCursors(
+      const std::string& s, const std::string& o, int64_t e,
+      const std::vector<std::pair<std::string, int64_t>>& c) override {
+    return inner_->AdvanceExportCursors(s, o, e, c);
+  }
   std::string kind() const override { return inner_->kind(); }
 
  private:

@@ -18,8 +18,8 @@ std::string Sha256Hex(const std::string& text) {
 TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
   const std::vector<std::string>& sqlite = Migrations(Dialect::kSqlite);
   const std::vector<std::string>& postgres = Migrations(Dialect::kPostgres);
-  ASSERT_EQ(sqlite.size(), 2u);
-  ASSERT_EQ(postgres.size(), 2u);
+  ASSERT_GE(sqlite.size(), 2u);  // later versions are pinned once released
+  ASSERT_GE(postgres.size(), 2u);
   EXPECT_EQ(Sha256Hex(sqlite[0]),
             "e9576c57d7d25e87863342f3cecde467639b3f4bba7a9ce5a30effcad563f7c5");
   EXPECT_EQ(Sha256Hex(postgres[0]),

@@ -27,6 +27,9 @@ enum class Mode { kAck, kSilent, kBreakAfter3 };
 class ScriptedAudit final : public podgate::audit::v1::AuditService::CallbackService {
  public:
   Mode mode = Mode::kAck;
+  // Every stream ends UNAVAILABLE with this message at its first event (audit refusing, e.g. in
+  // export blocking mode); empty: off.
+  std::atomic<const char*> refuse_all{nullptr};
 
   grpc::ServerBidiReactor<RecordRequest, RecordResponse>* Record(
       grpc::CallbackServerContext*) override {
@@ -60,6 +63,10 @@ class ScriptedAudit final : public podgate::audit::v1::AuditService::CallbackSer
         owner_->events_.push_back(req_.event());
       }
       ++count_;
+      if (const char* refusal = owner_->refuse_all.load(); refusal != nullptr) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, refusal));
+        return;
+      }
       if (mode_ == Mode::kBreakAfter3 && count_ == 3) {
         Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "store went away"));
         return;
@@ -243,6 +250,25 @@ TEST_F(AuditClientTest, SilenceEndsInDeadlineExceeded) {
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(290));
   // The caller stopped waiting; the event did not stop trying.
   EXPECT_EQ(client->pending(), 1u);
+}
+
+TEST_F(AuditClientTest, ATimeoutSaysWhyAuditEndedTheStream) {
+  audit_.refuse_all = "export sink siem lags 12 records (bound 10)";
+  StartServer();
+  AuditClientOptions options;
+  options.ack_timeout = absl::Milliseconds(500);
+  auto client = Client(options);
+  client->Record(Event("e1"), outcome.For("e1"));
+  ASSERT_TRUE(outcome.WaitFor(1, absl::Seconds(5)));
+  EXPECT_EQ(outcome.Get("e1").code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(outcome.Get("e1").message()),
+              ::testing::HasSubstr("(audit said: export sink siem lags 12 records (bound 10))"));
+  // Audit accepts again: the event, still waiting, is resent and acked.
+  audit_.refuse_all = nullptr;
+  for (int i = 0; i < 100 && client->pending() > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(client->pending(), 0u);
 }
 
 // Events exec records without waiting (results, requests, closes) were dropped when their ack
