@@ -7,7 +7,7 @@
 //   podgate_audit_queue_depth_events           events waiting for the writer
 //   podgate_audit_errors_total{kind}           store_unavailable, store_conflict, store_other,
 //                                              invalid_event, query_failed, verify_failed,
-//                                              executor_full
+//                                              checkpoint_failed, executor_full
 //   podgate_audit_record_streams               Record streams open
 #pragma once
 

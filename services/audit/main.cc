@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "audit/audit_metrics.h"
 #include "audit/audit_service.h"
+#include "audit/checkpointer.h"
 #include "audit/options.h"
 #include "audit/retention.h"
 #include "audit/store.h"
@@ -34,6 +35,15 @@ int main(int argc, char** argv) {
   if (!store.ok()) {
     runtime::ExitWithError(absl::StrCat("--store: ", store.status().message()));
   }
+  // Before the writer loads its head: a database whose head is older than what this replica
+  // signed before was truncated or rewritten, and continuing from it would sign the damage.
+  if (options->checkpoint_key != nullptr) {
+    if (absl::Status s = audit::CheckStoreAgainstState(
+            **store, options->chain_id, *options->checkpoint_key, options->checkpoint_state);
+        !s.ok()) {
+      runtime::ExitWithError(std::string(s.message()));
+    }
+  }
   auto registry = std::make_shared<prometheus::Registry>();
   audit::AuditMetrics metrics(*registry);
   audit::WriterOptions writer_options;
@@ -55,11 +65,40 @@ int main(int argc, char** argv) {
   if (!writer.ok()) {
     runtime::ExitWithError(absl::StrCat("--store: ", writer.status().message()));
   }
+  std::unique_ptr<audit::Checkpointer> checkpointer;
+  if (options->checkpoint_key != nullptr) {
+    audit::CheckpointerOptions checkpointer_options;
+    checkpointer_options.chain_id = options->chain_id;
+    checkpointer_options.key = options->checkpoint_key;
+    checkpointer_options.interval = options->checkpoint_interval;
+    checkpointer_options.state_path = options->checkpoint_state;
+    checkpointer_options.head = [w = writer->get()] { return w->committed_head(); };
+    // The export sinks hook in here (they queue each checkpoint for delivery).
+    checkpointer_options.on_checkpoint = [](const podgate::audit::v1::SignedCheckpoint& c) {
+      podgate::log::Info("checkpoint signed",
+                         {{"chain_id", c.chain_id()},
+                          {"sequence", c.sequence()},
+                          {"kind", podgate::audit::v1::SignedCheckpoint::Kind_Name(c.kind())}});
+    };
+    absl::StatusOr<std::unique_ptr<audit::Checkpointer>> started =
+        audit::Checkpointer::Start(std::move(checkpointer_options));
+    if (!started.ok()) {
+      runtime::ExitWithError(absl::StrCat("--checkpoint_key: ", started.status().message()));
+    }
+    checkpointer = *std::move(started);
+  }
   std::optional<audit::Retention> retention_runner;
   if (options->retention > absl::ZeroDuration()) {
-    retention_runner.emplace(store->get(), options->retention, options->retention_interval);
+    audit::CutSigner sign;
+    if (checkpointer != nullptr) {
+      sign = [c = checkpointer.get()](audit::Checkpoint* cut) { return c->SignCut(cut); };
+    }
+    retention_runner.emplace(store->get(), options->retention, options->retention_interval,
+                             std::move(sign));
   }
-  audit::AuditServiceImpl service(store->get(), writer->get(), &metrics);
+  audit::AuditServiceOptions service_options;
+  service_options.checkpointer = checkpointer.get();
+  audit::AuditServiceImpl service(store->get(), writer->get(), &metrics, service_options);
   return runtime::RunServer(options->server, {&service}, registry, [&](runtime::Server& server) {
     {
       absl::MutexLock lock(&server_mu);

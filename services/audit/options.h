@@ -7,6 +7,12 @@
 //   --max_batch           events per group-commit transaction (1 to 10000)
 //   --retention           how long records are kept (0: forever)
 //   --retention_interval  how often retention runs (at least 1s)
+//   --checkpoint_key      PEM Ed25519 private key signing chain heads and retention cuts
+//                         (empty, the default: no signed checkpoints, behaviour as before)
+//   --checkpoint_interval how often the head is signed when it moved (1s to 24h, default 1m)
+//   --checkpoint_state    file keeping the last signed checkpoint outside the database,
+//                         required with --checkpoint_key; audit refuses to start when the
+//                         database's head is older than it
 // plus the shared server flags (runtime/server_flags.h).
 #pragma once
 
@@ -15,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "audit/checkpoint_sign.h"
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
 
@@ -30,6 +37,10 @@ struct AuditOptions {
   // Zero: keep everything.
   absl::Duration retention;
   absl::Duration retention_interval;
+  // Null: no signed checkpoints.
+  std::shared_ptr<const CheckpointKey> checkpoint_key;
+  absl::Duration checkpoint_interval;
+  std::string checkpoint_state;
 };
 
 // The defaults of the shared server flags for audit.

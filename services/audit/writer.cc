@@ -36,6 +36,10 @@ absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(Store* store, WriterOption
     return head.status();
   }
   writer->head_ = *std::move(head);
+  {
+    absl::MutexLock lock(&writer->head_mu_);
+    writer->committed_head_ = writer->head_;
+  }
   writer->thread_ = std::thread([w = writer.get()] { w->Run(); });
   return writer;
 }
@@ -118,6 +122,8 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
       metrics_->commit_latency().Observe(absl::ToDoubleSeconds(absl::Now() - start));
       metrics_->batch_size().Observe(static_cast<double>(batch.size()));
       metrics_->events_stored().Increment(static_cast<double>(head_.sequence - before));
+      absl::MutexLock lock(&head_mu_);
+      committed_head_ = head_;
     }
   }
   if (status.ok() != store_healthy_) {

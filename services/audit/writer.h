@@ -65,6 +65,13 @@ class Writer {
 
   const std::string& chain_id() const { return options_.chain_id; }
 
+  // The chain head as of the last successful commit (or as loaded at start): what the writer
+  // itself made durable, the head a signed checkpoint attests. Thread-safe.
+  ChainHead committed_head() const {
+    absl::MutexLock lock(&head_mu_);
+    return committed_head_;
+  }
+
  private:
   struct Item {
     podgate::common::v1::AuditEvent event;
@@ -81,6 +88,9 @@ class Writer {
   ChainHead head_;  // only the writer thread touches it after Start
   bool head_valid_ = true;
   bool store_healthy_ = true;
+
+  mutable absl::Mutex head_mu_;
+  ChainHead committed_head_ ABSL_GUARDED_BY(head_mu_);
 
   absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
