@@ -9,6 +9,8 @@
 //                                              invalid_event, query_failed, verify_failed,
 //                                              checkpoint_failed, executor_full
 //   podgate_audit_record_streams               Record streams open
+//   podgate_audit_checkpoints_signed_total{kind}  checkpoints signed: head, retention_cut
+//   podgate_audit_checkpoint_head_sequence     the sequence of the last head signed
 #pragma once
 
 #include <string>
@@ -32,6 +34,10 @@ class AuditMetrics {
   prometheus::Gauge& queue_depth() { return *queue_depth_; }
   prometheus::Gauge& record_streams() { return *record_streams_; }
   prometheus::Counter& Error(const std::string& kind) { return errors_->Add({{"kind", kind}}); }
+  prometheus::Counter& checkpoints_signed(const std::string& kind) {
+    return checkpoints_signed_->Add({{"kind", kind}});
+  }
+  prometheus::Gauge& checkpoint_head_sequence() { return *checkpoint_head_sequence_; }
 
  private:
   prometheus::Counter* events_stored_;
@@ -41,6 +47,8 @@ class AuditMetrics {
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* record_streams_;
   prometheus::Family<prometheus::Counter>* errors_;
+  prometheus::Family<prometheus::Counter>* checkpoints_signed_;
+  prometheus::Gauge* checkpoint_head_sequence_;
 };
 
 }  // namespace podgate::audit

@@ -77,6 +77,9 @@ void Checkpointer::Run() {
     }
     if (moved) {
       if (absl::StatusOr<SignedCheckpoint> s = CheckpointNow(); !s.ok()) {
+        if (options_.metrics != nullptr) {
+          options_.metrics->Error("checkpoint_failed").Increment();
+        }
         log::Warn("checkpoint failed", {{"error", std::string(s.status().message())}});
       }
     }
@@ -114,6 +117,9 @@ absl::Status Checkpointer::SignCut(Checkpoint* cut) {
   cut->signed_time_us = now_us;
   cut->key_id = checkpoint.key_id();
   cut->signature = checkpoint.signature();
+  if (options_.metrics != nullptr) {
+    options_.metrics->checkpoints_signed("retention_cut").Increment();
+  }
   if (cut->chain_id == options_.chain_id) {
     last_cut_ = checkpoint;
     // Retention's cut is signed before it commits; the state file keeping it too only adds
@@ -154,6 +160,10 @@ absl::StatusOr<SignedCheckpoint> Checkpointer::SignLocked(SignedCheckpoint check
     }
   }
   last_head_ = checkpoint;
+  if (options_.metrics != nullptr) {
+    options_.metrics->checkpoints_signed("head").Increment();
+    options_.metrics->checkpoint_head_sequence().Set(static_cast<double>(checkpoint.sequence()));
+  }
   if (options_.on_checkpoint) {
     options_.on_checkpoint(checkpoint);
   }

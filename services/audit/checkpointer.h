@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "audit/audit_metrics.h"
 #include "audit/chain.h"
 #include "audit/checkpoint_sign.h"
 #include "audit/store.h"
@@ -40,6 +41,8 @@ struct CheckpointerOptions {
   // order, under the signing lock: it must only queue the checkpoint (never call into the
   // store or the checkpointer), since retention calls it inside its transaction.
   std::function<void(const podgate::audit::v1::SignedCheckpoint&)> on_checkpoint;
+  // Counts signings and failures; optional.
+  AuditMetrics* metrics = nullptr;
   // The clock (tests pin it).
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };

@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
     checkpointer_options.interval = options->checkpoint_interval;
     checkpointer_options.state_path = options->checkpoint_state;
     checkpointer_options.head = [w = writer->get()] { return w->committed_head(); };
+    checkpointer_options.metrics = &metrics;
     // The export sinks hook in here (they queue each checkpoint for delivery).
     checkpointer_options.on_checkpoint = [](const podgate::audit::v1::SignedCheckpoint& c) {
       podgate::log::Info("checkpoint signed",

@@ -190,6 +190,7 @@ class Audit {
       c.interval = absl::ZeroDuration();
       c.state_path = state;
       c.head = [w = writer_.get()] { return w->committed_head(); };
+      c.metrics = metrics_.get();
       c.on_checkpoint = [this](const SignedCheckpoint& checkpoint) {
         hooked_.push_back(checkpoint);
       };
@@ -244,6 +245,7 @@ class Audit {
 
   AuditService::Stub& stub() { return *stub_; }
   Store& store() { return *store_; }
+  AuditMetrics& metrics() { return *metrics_; }
   Checkpointer& checkpointer() { return *checkpointer_; }
   const std::vector<SignedCheckpoint>& hooked() const { return hooked_; }
 
@@ -536,9 +538,13 @@ TEST_F(TamperTest, Attack8RestartOnATruncatedHeadIsRefused) {
 }
 
 TEST_F(TamperTest, RetentionCutsAreSignedAndAStoreWithCutsVerifies) {
+  std::string before;
   {
     Audit audit(db_, key_.private_path, state_);
     audit.Record("a", 6);
+    std::ostringstream line;
+    ASSERT_TRUE(cli::RunCheckpoint(audit.stub(), line).ok());
+    before = line.str();
     // Retention with the checkpointer's signer removes every record but the newest.
     auto removed = audit.store().DeleteBefore(
         absl::ToUnixMicros(absl::Now()) + 1000000,
@@ -546,12 +552,15 @@ TEST_F(TamperTest, RetentionCutsAreSignedAndAStoreWithCutsVerifies) {
     ASSERT_TRUE(removed.ok()) << removed.status();
     EXPECT_EQ(*removed, 5);
     audit.Record("b", 3);
-    // The hook saw the start checkpoint... and the retention cut.
+    // The hook saw the on-demand head checkpoint and the retention cut.
     bool saw_cut = false;
     for (const SignedCheckpoint& c : audit.hooked()) {
       saw_cut |= c.kind() == SignedCheckpoint::KIND_RETENTION_CUT && c.sequence() == 5;
     }
     EXPECT_TRUE(saw_cut);
+    EXPECT_EQ(audit.metrics().checkpoints_signed("retention_cut").Value(), 1);
+    EXPECT_GE(audit.metrics().checkpoints_signed("head").Value(), 1);
+    EXPECT_EQ(audit.metrics().checkpoint_head_sequence().Value(), 6);
   }
   const Checkpoint cut = *(*OpenSqliteStore(db_))->GetCheckpoint(kChain);
   EXPECT_EQ(cut.sequence, 5);
@@ -559,8 +568,11 @@ TEST_F(TamperTest, RetentionCutsAreSignedAndAStoreWithCutsVerifies) {
   auto [intact, out] = Verify();
   EXPECT_TRUE(intact) << out;
   EXPECT_EQ(out, "chain test-chain: intact, 4 records\n");
-  // A checkpoint from before the cut (sequence 6 was kept, the head then) still proves the
-  // chain: the signed cut is at 5, the record at 6 holds its hash.
+  // The head signed before the cut (sequence 6, kept as the head then) still proves the chain:
+  // the signed cut is at 5 and the record at 6 holds its hash.
+  WriteFile(tmp_.path() + "/before.jsonl", before);
+  auto [before_intact, before_out] = Verify({tmp_.path() + "/before.jsonl"}, 3);
+  EXPECT_TRUE(before_intact) << before_out;
 }
 
 TEST(CheckpointKeyTest, KeyFilesAreCheckedWithClearErrors) {
