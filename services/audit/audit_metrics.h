@@ -7,7 +7,8 @@
 //   podgate_audit_queue_depth_events           events waiting for the writer
 //   podgate_audit_errors_total{kind}           store_unavailable, store_conflict, store_other,
 //                                              invalid_event, query_failed, verify_failed,
-//                                              checkpoint_failed, executor_full
+//                                              checkpoint_failed, foreign_records,
+//                                              executor_full
 //   podgate_audit_record_streams               Record streams open
 //   podgate_audit_checkpoints_signed_total{kind}  checkpoints signed: head, retention_cut
 //   podgate_audit_checkpoint_head_sequence     the sequence of the last head signed

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   writer_options.chain_id = options->chain_id;
   writer_options.queue_capacity = options->queue_capacity;
   writer_options.max_batch = options->max_batch;
+  writer_options.refuse_foreign_records = options->checkpoint_key != nullptr;
   // Readiness follows the store. The writer starts before the server and outlives it: the
   // server is reachable from the callback only between start and drain, under a lock.
   absl::Mutex server_mu;

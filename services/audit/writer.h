@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +49,12 @@ struct WriterOptions {
   // Called on the writer thread when the store turns unusable (false, a transaction failed) or
   // usable again (true, the next one succeeded): the service's readiness follows it.
   std::function<void(bool healthy)> on_store_health;
+  // With signed checkpoints (main sets it with --checkpoint_key): after a failed transaction
+  // the head reloaded from the store may be ahead of what this writer committed only by records
+  // of its own failed batches (a commit that was durable although it reported an error).
+  // Records someone else put into the chain make every later commit fail with DATA_LOSS
+  // (errors_total{kind="foreign_records"}) instead of being continued and then signed.
+  bool refuse_foreign_records = false;
 };
 
 class Writer {
@@ -81,6 +88,8 @@ class Writer {
   Writer(Store* store, WriterOptions options, AuditMetrics* metrics);
   void Run();
   void CommitBatch(std::vector<Item>& batch);
+  // See WriterOptions::refuse_foreign_records.
+  absl::Status CheckReloadedHead(const ChainHead& reloaded);
 
   Store* const store_;
   const WriterOptions options_;
@@ -88,6 +97,8 @@ class Writer {
   ChainHead head_;  // only the writer thread touches it after Start
   bool head_valid_ = true;
   bool store_healthy_ = true;
+  // Ids of the batches that failed since the head was last confirmed (writer thread only).
+  std::set<std::string> unconfirmed_ids_;
 
   mutable absl::Mutex head_mu_;
   ChainHead committed_head_ ABSL_GUARDED_BY(head_mu_);

@@ -177,6 +177,8 @@ class Audit {
     metrics_ = std::make_unique<AuditMetrics>(registry_);
     WriterOptions options;
     options.chain_id = kChain;
+    options.refuse_foreign_records = with_checkpointer;
+    options.retry_backoff = absl::Milliseconds(10);
     auto writer = Writer::Start(store_.get(), options, metrics_.get());
     EXPECT_TRUE(writer.ok()) << writer.status();
     writer_ = *std::move(writer);
@@ -222,6 +224,20 @@ class Audit {
     checkpointer_.reset();
     writer_.reset();
     store_.reset();
+  }
+
+  // Records one event; the stream's status.
+  grpc::Status RecordOne(const std::string& id) {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Record(&ctx);
+    v1::RecordRequest request;
+    *request.mutable_event() = testing::MakeEvent(id);
+    stream->Write(request);
+    stream->WritesDone();
+    v1::RecordResponse response;
+    while (stream->Read(&response)) {
+    }
+    return stream->Finish();
   }
 
   // Records `n` events over a real Record stream and waits for every ack.
@@ -349,6 +365,32 @@ TEST_F(TamperTest, Attack2AppendingAForgedRecordWithItsHashRecomputedIsDetected)
   // Allowing one unsigned record (records appended since the last signing) accepts it: the
   // operator's choice, documented.
   EXPECT_TRUE(Verify({}, 1).first);
+}
+
+// Attack 2 while audit runs: the writer's next commit conflicts with the forged record; it
+// must not then continue (and sign) the chain from the forged head.
+TEST_F(TamperTest, Attack2AForgedRecordAppendedWhileAuditRunsIsNeitherContinuedNorSigned) {
+  Audit audit(db_, key_.private_path, state_);
+  audit.Record("a", 3);
+  {
+    auto store = OpenSqliteStore(db_);
+    ASSERT_TRUE(store.ok());
+    auto head = (*store)->LoadHead(kChain);
+    ASSERT_TRUE(head.ok());
+    const AuditEvent forged = testing::MakeEvent("forged");
+    ASSERT_TRUE((*store)->Append(&*head, {&forged}, 1).ok());
+  }
+  EXPECT_EQ(audit.RecordOne("b1").error_code(), grpc::StatusCode::UNAVAILABLE);  // the conflict
+  EXPECT_EQ(audit.RecordOne("b2").error_code(), grpc::StatusCode::UNAVAILABLE);  // refused
+  EXPECT_EQ(audit.metrics().Error("foreign_records").Value(), 1);
+  std::ostringstream line;
+  auto signed_head = cli::RunCheckpoint(audit.stub(), line);
+  ASSERT_TRUE(signed_head.ok());
+  EXPECT_EQ(signed_head->sequence(), 3);  // the forged record 4 is not attested
+  audit.Stop();
+  auto [intact, out] = Verify();
+  EXPECT_FALSE(intact);
+  EXPECT_THAT(out, HasSubstr("records 4 to 4 are not covered by a signed checkpoint"));
 }
 
 TEST_F(TamperTest, Attack3RehashingAfterAnEditIsDetected) {
