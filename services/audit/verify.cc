@@ -104,10 +104,13 @@ absl::StatusOr<podgate::audit::v1::ChainReport> VerifyChain(
     expected_previous = row.hash;
     return true;
   });
-  if (!scan.ok()) {
-    // A store that cannot be read to the end (e.g. a corrupt page) is a broken chain, reported
-    // like the others rather than failing the whole verification.
+  if (absl::IsDataLoss(scan)) {
+    // A chain that cannot be read to the end because the database is corrupt is a broken
+    // chain, reported like the others; any other error (the store unreachable, locked) fails
+    // the verification instead of posing as tampering.
     broken(expected_sequence, absl::StrCat("the chain cannot be read: ", scan.message()));
+  } else if (!scan.ok()) {
+    return scan;
   }
   const int64_t head = expected_sequence - 1;
   report.set_head_sequence(report.records() > 0 || checkpoint->sequence > 0 ? head : 0);

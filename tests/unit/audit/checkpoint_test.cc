@@ -790,6 +790,37 @@ TEST(CheckpointCliTest, VerifyFlagsAreCheckedAndABadCheckpointIsReported) {
   EXPECT_THAT(report.str(), HasSubstr("chain test-chain: intact, 2 records"));
 }
 
+TEST(CheckpointCliTest, VerifyRequestLimitsAreEnforcedByTheServer) {
+  testing::TempDir tmp("podgate-ckpt-limits");
+  Audit audit(tmp.path() + "/audit.db", "", "", false);
+  audit.Record("a", 1);
+  v1::VerifyRequest request;
+  request.set_max_unsigned_records(-1);
+  v1::VerifyResponse response;
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(audit.stub().Verify(&ctx, request, &response).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  request.set_max_unsigned_records(0);
+  for (int i = 0; i <= kMaxVerifyCheckpoints; ++i) {
+    request.add_checkpoints()->set_chain_id("c");
+  }
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(audit.stub().Verify(&ctx, request, &response).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  request.mutable_checkpoints()->RemoveLast();
+  {
+    // At the limit the request is served (the bogus chain "c" is reported missing).
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(audit.stub().Verify(&ctx, request, &response).ok());
+    EXPECT_FALSE(response.intact());
+    EXPECT_THAT(response.problems(0), HasSubstr("chain c: missing from the store"));
+  }
+}
+
 TEST(CheckpointCliTest, CreateCheckpointWithoutAKeyIsAFailedPrecondition) {
   testing::TempDir tmp("podgate-ckpt-nokey");
   Audit audit(tmp.path() + "/audit.db", "", "", false);
