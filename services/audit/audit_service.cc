@@ -58,10 +58,6 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* 
   return reactor;
 }
 
-}  // namespace podgate::audit
-
-namespace podgate::audit {
-
 grpc::ServerUnaryReactor* AuditServiceImpl::CreateCheckpoint(
     grpc::CallbackServerContext* context, const podgate::audit::v1::CreateCheckpointRequest*,
     podgate::audit::v1::CreateCheckpointResponse* response) {

@@ -1,5 +1,7 @@
 #include "audit/cli.h"
 
+#include <map>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -195,6 +197,7 @@ absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& 
   podgate::audit::v1::VerifyRequest request;
   request.set_chain_id(flags.chain_id);
   request.set_max_unsigned_records(flags.max_unsigned_records);
+  std::map<std::string, podgate::audit::v1::SignedCheckpoint> newest;
   for (const std::string& path : flags.checkpoint_files) {
     absl::StatusOr<std::vector<podgate::audit::v1::SignedCheckpoint>> checkpoints =
         ReadCheckpointFile(path);
@@ -210,8 +213,16 @@ absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& 
         ok = false;
         continue;
       }
-      *request.add_checkpoints() = std::move(checkpoint);
+      // Only each chain's newest counts: a checkpoint collection kept for months stays one
+      // request of one checkpoint a chain.
+      auto [it, inserted] = newest.try_emplace(checkpoint.chain_id(), checkpoint);
+      if (!inserted && checkpoint.sequence() > it->second.sequence()) {
+        it->second = std::move(checkpoint);
+      }
     }
+  }
+  for (auto& [chain, checkpoint] : newest) {
+    *request.add_checkpoints() = std::move(checkpoint);
   }
   if (!flags.checkpoint_files.empty() && request.checkpoints_size() == 0) {
     out << "no valid signed checkpoint in the files given\n";

@@ -47,10 +47,10 @@ struct VerifyFlags {
   int64_t max_unsigned_records = 0;
 };
 
-// Checks every checkpoint's signature here (offline, with the public keys), sends the valid
-// ones with the Verify request, checks the signature of each chain's retention cut, and prints
-// one line per chain and one per problem (naming the chain and the sequence). Returns whether
-// everything holds; an error (bad flags, an unreadable key or file, the server unreachable)
+// Checks every checkpoint's signature here (offline, with the public keys), sends each chain's
+// newest valid one with the Verify request, checks the signature of each chain's retention cut, and
+// prints one line per chain and one per problem (naming the chain and the sequence). Returns
+// whether everything holds; an error (bad flags, an unreadable key or file, the server unreachable)
 // is a status.
 absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& stub,
                                const VerifyFlags& flags, std::ostream& out);
