@@ -1,4 +1,5 @@
-// podgate-audit: persists audit records durably and tamper-evidently: Record, Query, Verify.
+// podgate-audit: persists audit records durably and tamper-evidently: Record, Query, Verify,
+// CreateCheckpoint.
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,9 +23,10 @@ int main(int argc, char** argv) {
   namespace audit = podgate::audit;
   namespace runtime = podgate::runtime;
   runtime::BlockShutdownSignals();
-  runtime::ParseFlags(argc, argv,
-                      "podgate-audit: persists audit records durably and tamper-evidently: "
-                      "Record, Query, Verify.\nEvery flag may also be set as PODGATE_<FLAG>.");
+  runtime::ParseFlags(
+      argc, argv,
+      "podgate-audit: persists audit records durably and tamper-evidently: "
+      "Record, Query, Verify, CreateCheckpoint.\nEvery flag may also be set as PODGATE_<FLAG>.");
   runtime::InitLoggingFromFlags("audit");
   // Every flag is checked before the store is touched.
   absl::StatusOr<audit::AuditOptions> options = audit::AuditOptionsFromFlags();
