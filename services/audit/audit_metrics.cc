@@ -42,6 +42,15 @@ AuditMetrics::AuditMetrics(prometheus::Registry& registry) {
                  .Name("podgate_audit_errors_total")
                  .Help("Audit failures by kind.")
                  .Register(registry);
+  checkpoints_signed_ = &prometheus::BuildCounter()
+                             .Name("podgate_audit_checkpoints_signed_total")
+                             .Help("Checkpoints signed with the checkpoint key, by kind.")
+                             .Register(registry);
+  checkpoint_head_sequence_ = &prometheus::BuildGauge()
+                                   .Name("podgate_audit_checkpoint_head_sequence")
+                                   .Help("The sequence number of the last chain head signed.")
+                                   .Register(registry)
+                                   .Add({});
 }
 
 ExportMetrics::ExportMetrics(prometheus::Registry& registry) {

@@ -7,8 +7,11 @@
 //   podgate_audit_queue_depth_events           events waiting for the writer
 //   podgate_audit_errors_total{kind}           store_unavailable, store_conflict, store_other,
 //                                              invalid_event, query_failed, verify_failed,
+//                                              checkpoint_failed, foreign_records,
 //                                              executor_full, export_blocking
 //   podgate_audit_record_streams               Record streams open
+//   podgate_audit_checkpoints_signed_total{kind}  checkpoints signed: head, retention_cut
+//   podgate_audit_checkpoint_head_sequence     the sequence of the last head signed
 //
 // Export, per sink (label sink):
 //   podgate_audit_export_lag_records           records stored but not yet delivered (all chains)
@@ -43,6 +46,10 @@ class AuditMetrics {
   prometheus::Gauge& queue_depth() { return *queue_depth_; }
   prometheus::Gauge& record_streams() { return *record_streams_; }
   prometheus::Counter& Error(const std::string& kind) { return errors_->Add({{"kind", kind}}); }
+  prometheus::Counter& checkpoints_signed(const std::string& kind) {
+    return checkpoints_signed_->Add({{"kind", kind}});
+  }
+  prometheus::Gauge& checkpoint_head_sequence() { return *checkpoint_head_sequence_; }
 
  private:
   prometheus::Counter* events_stored_;
@@ -52,6 +59,8 @@ class AuditMetrics {
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* record_streams_;
   prometheus::Family<prometheus::Counter>* errors_;
+  prometheus::Family<prometheus::Counter>* checkpoints_signed_;
+  prometheus::Gauge* checkpoint_head_sequence_;
 };
 
 // One sink's export metrics.

@@ -1,5 +1,6 @@
 #include "audit/audit_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "audit/query_reactor.h"
 #include "audit/record_reactor.h"
 #include "audit/verify.h"
@@ -12,6 +13,7 @@ AuditServiceImpl::AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* m
     : store_(store),
       writer_(writer),
       metrics_(metrics),
+      checkpointer_(options.checkpointer),
       executor_(options.read_threads, options.max_queued_reads) {}
 
 grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest, podgate::audit::v1::RecordResponse>*
@@ -28,9 +30,19 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* 
                                                    const podgate::audit::v1::VerifyRequest* request,
                                                    podgate::audit::v1::VerifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const std::string chain_id = request->chain_id();
-  if (!executor_.TrySubmit([this, reactor, chain_id, response] {
-        absl::StatusOr<podgate::audit::v1::VerifyResponse> result = VerifyChains(*store_, chain_id);
+  if (request->checkpoints_size() > kMaxVerifyCheckpoints || request->max_unsigned_records() < 0) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                     absl::StrCat("at most ", kMaxVerifyCheckpoints,
+                                  " checkpoints and max_unsigned_records of 0 or more")));
+    return reactor;
+  }
+  VerifyOptions options;
+  options.chain_id = request->chain_id();
+  options.checkpoints.assign(request->checkpoints().begin(), request->checkpoints().end());
+  options.max_unsigned_records = request->max_unsigned_records();
+  if (!executor_.TrySubmit([this, reactor, options = std::move(options), response] {
+        absl::StatusOr<podgate::audit::v1::VerifyResponse> result = VerifyChains(*store_, options);
         if (!result.ok()) {
           metrics_->Error("verify_failed").Increment();
           reactor->Finish(wire::ToGrpcStatus(result.status()));
@@ -42,6 +54,34 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* 
     metrics_->Error("executor_full").Increment();
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                  "too many verifications in progress; retry later"));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::CreateCheckpoint(
+    grpc::CallbackServerContext* context, const podgate::audit::v1::CreateCheckpointRequest*,
+    podgate::audit::v1::CreateCheckpointResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (checkpointer_ == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "audit runs without --checkpoint_key: it signs no checkpoints"));
+    return reactor;
+  }
+  // Signing writes the state file (an fsync): off the callback thread.
+  if (!executor_.TrySubmit([this, reactor, response] {
+        absl::StatusOr<podgate::audit::v1::SignedCheckpoint> signed_head =
+            checkpointer_->CheckpointNow();
+        if (!signed_head.ok()) {
+          metrics_->Error("checkpoint_failed").Increment();
+          reactor->Finish(wire::ToGrpcStatus(signed_head.status()));
+          return;
+        }
+        *response->mutable_checkpoint() = *std::move(signed_head);
+        reactor->Finish(grpc::Status::OK);
+      })) {
+    metrics_->Error("executor_full").Increment();
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "too many requests in progress; retry later"));
   }
   return reactor;
 }

@@ -1,5 +1,6 @@
 // The audit service's gRPC implementation: Record (group-committed, acked when durable),
-// Query (filtered, paged, server-streamed) and Verify (hash chains).
+// Query (filtered, paged, server-streamed), Verify (hash chains, signed checkpoints) and
+// CreateCheckpoint (signs the head now).
 //
 // Store reads run on a small executor so that no gRPC callback thread blocks on the database;
 // writes go through the single group-commit Writer.
@@ -8,6 +9,7 @@
 #include <memory>
 
 #include "audit/audit_metrics.h"
+#include "audit/checkpointer.h"
 #include "audit/executor.h"
 #include "audit/record_reactor.h"
 #include "audit/store.h"
@@ -21,7 +23,12 @@ struct AuditServiceOptions {
   int read_threads = 2;
   // Queries and verifications waiting for a thread, at most; more answer RESOURCE_EXHAUSTED.
   size_t max_queued_reads = 64;
+  // Signs heads for CreateCheckpoint; null: audit runs without a checkpoint key.
+  Checkpointer* checkpointer = nullptr;
 };
+
+// The most checkpoints one VerifyRequest may carry.
+inline constexpr int kMaxVerifyCheckpoints = 10000;
 
 class AuditServiceImpl final : public podgate::audit::v1::AuditService::CallbackService {
  public:
@@ -40,6 +47,11 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
                                    const podgate::audit::v1::VerifyRequest* request,
                                    podgate::audit::v1::VerifyResponse* response) override;
 
+  grpc::ServerUnaryReactor* CreateCheckpoint(
+      grpc::CallbackServerContext* context,
+      const podgate::audit::v1::CreateCheckpointRequest* request,
+      podgate::audit::v1::CreateCheckpointResponse* response) override;
+
   // For the server's drain hook: Record streams stop reading and end with UNAVAILABLE once
   // what they read is acked; streams opened later end right away.
   void Drain() { record_streams_.DrainAll(); }
@@ -48,6 +60,7 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
   Store* const store_;
   Writer* const writer_;
   AuditMetrics* const metrics_;
+  Checkpointer* const checkpointer_;
   Executor executor_;
   RecordStreams record_streams_;
 };

@@ -1,10 +1,13 @@
 #include "audit/cli.h"
 
+#include <map>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "audit/checkpoint_sign.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
@@ -167,9 +170,65 @@ absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface
 
 absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& stub,
                                const std::string& chain_id, std::ostream& out) {
-  grpc::ClientContext ctx;
+  VerifyFlags flags;
+  flags.chain_id = chain_id;
+  return RunVerify(stub, flags, out);
+}
+
+absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& stub,
+                               const VerifyFlags& flags, std::ostream& out) {
+  if (!flags.checkpoint_files.empty() && flags.public_key_files.empty()) {
+    return absl::InvalidArgumentError(
+        "--checkpoint needs --public_key: a checkpoint is only evidence once its signature is "
+        "checked");
+  }
+  if (flags.max_unsigned_records < 0) {
+    return absl::InvalidArgumentError("--max_unsigned_records: must be 0 or more");
+  }
+  std::vector<std::shared_ptr<const CheckpointKey>> keys;
+  for (const std::string& path : flags.public_key_files) {
+    absl::StatusOr<std::shared_ptr<const CheckpointKey>> key = CheckpointKey::LoadPublic(path);
+    if (!key.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--public_key: ", key.status().message()));
+    }
+    keys.push_back(*std::move(key));
+  }
+  bool ok = true;
   podgate::audit::v1::VerifyRequest request;
-  request.set_chain_id(chain_id);
+  request.set_chain_id(flags.chain_id);
+  request.set_max_unsigned_records(flags.max_unsigned_records);
+  std::map<std::string, podgate::audit::v1::SignedCheckpoint> newest;
+  for (const std::string& path : flags.checkpoint_files) {
+    absl::StatusOr<std::vector<podgate::audit::v1::SignedCheckpoint>> checkpoints =
+        ReadCheckpointFile(path);
+    if (!checkpoints.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--checkpoint: ", checkpoints.status().message()));
+    }
+    for (auto& checkpoint : *checkpoints) {
+      if (absl::Status s = CheckCheckpoint(keys, checkpoint); !s.ok()) {
+        // A forged or damaged checkpoint is itself evidence of tampering: reported, not used.
+        out << "checkpoint " << Printable(path) << ": BAD: " << Printable(std::string(s.message()))
+            << "\n";
+        ok = false;
+        continue;
+      }
+      // Only each chain's newest counts: a checkpoint collection kept for months stays one
+      // request of one checkpoint a chain.
+      auto [it, inserted] = newest.try_emplace(checkpoint.chain_id(), checkpoint);
+      if (!inserted && checkpoint.sequence() > it->second.sequence()) {
+        it->second = std::move(checkpoint);
+      }
+    }
+  }
+  for (auto& [chain, checkpoint] : newest) {
+    *request.add_checkpoints() = std::move(checkpoint);
+  }
+  if (!flags.checkpoint_files.empty() && request.checkpoints_size() == 0) {
+    out << "no valid signed checkpoint in the files given\n";
+    ok = false;
+  }
+  grpc::ClientContext ctx;
   podgate::audit::v1::VerifyResponse response;
   grpc::Status status = stub.Verify(&ctx, request, &response);
   if (!status.ok()) {
@@ -181,14 +240,41 @@ absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& 
           << " records\n";
     } else {
       out << "chain " << Printable(chain.chain_id()) << ": BROKEN at sequence "
-          << chain.first_broken_sequence() << ": " << chain.problem() << " (" << chain.records()
-          << " records checked)\n";
+          << chain.first_broken_sequence() << ": " << Printable(chain.problem()) << " ("
+          << chain.records() << " records checked)\n";
+    }
+    // Retention's cut is only trusted when signed: a cut written into the database by
+    // someone else would hide the deletion of a chain's oldest records.
+    if (!keys.empty() && chain.retention_cut().sequence() > 0) {
+      if (absl::Status s = CheckCheckpoint(keys, chain.retention_cut()); !s.ok()) {
+        out << "chain " << Printable(chain.chain_id()) << ": BROKEN at sequence "
+            << chain.retention_cut().sequence()
+            << ": retention checkpoint not trusted: " << Printable(std::string(s.message()))
+            << "\n";
+        ok = false;
+      }
     }
   }
-  if (response.chains_size() == 0) {
-    out << "no chains\n";
+  for (const auto& problem : response.problems()) {
+    out << Printable(problem) << "\n";
   }
-  return response.intact();
+  for (const auto& problem : response.integrity_problems()) {
+    out << "database integrity check: " << Printable(problem) << "\n";
+  }
+  return ok && response.intact();
+}
+
+absl::StatusOr<podgate::audit::v1::SignedCheckpoint> RunCheckpoint(
+    podgate::audit::v1::AuditService::StubInterface& stub, std::ostream& out) {
+  grpc::ClientContext ctx;
+  podgate::audit::v1::CreateCheckpointResponse response;
+  grpc::Status status =
+      stub.CreateCheckpoint(&ctx, podgate::audit::v1::CreateCheckpointRequest(), &response);
+  if (!status.ok()) {
+    return wire::ToAbslStatus(status, "checkpoint");
+  }
+  out << CheckpointJson(response.checkpoint()) << "\n";
+  return response.checkpoint();
 }
 
 }  // namespace podgate::audit::cli

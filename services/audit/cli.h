@@ -34,6 +34,32 @@ absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface
 absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& stub,
                                const std::string& chain_id, std::ostream& out);
 
+// `verify` with signed checkpoints.
+struct VerifyFlags {
+  // One chain; empty: every chain.
+  std::string chain_id;
+  // Files of signed checkpoints (JSON lines: the checkpoint state file, a file sink's output,
+  // `checkpoint` command output).
+  std::vector<std::string> checkpoint_files;
+  // PEM Ed25519 public keys the checkpoints and retention cuts must be signed with.
+  std::vector<std::string> public_key_files;
+  // Records a chain may hold after its newest signed checkpoint.
+  int64_t max_unsigned_records = 0;
+};
+
+// Checks every checkpoint's signature here (offline, with the public keys), sends each chain's
+// newest valid one with the Verify request, checks the signature of each chain's retention cut, and
+// prints one line per chain and one per problem (naming the chain and the sequence). Returns
+// whether everything holds; an error (bad flags, an unreadable key or file, the server unreachable)
+// is a status.
+absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& stub,
+                               const VerifyFlags& flags, std::ostream& out);
+
+// Asks audit to sign its head now and prints the checkpoint as one JSON line (append it to a
+// checkpoint file).
+absl::StatusOr<podgate::audit::v1::SignedCheckpoint> RunCheckpoint(
+    podgate::audit::v1::AuditService::StubInterface& stub, std::ostream& out);
+
 // One table line for a record (no newline).
 std::string TableRow(const podgate::audit::v1::AuditRecord& record);
 std::string TableHeader();

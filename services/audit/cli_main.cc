@@ -2,9 +2,11 @@
 //
 //   podgate-audit-cli [--server=host:port] query [--user=alice,bob] [--namespace=shop] ...
 //   podgate-audit-cli [--server=host:port] verify [--chain_id=ID]
+//       [--checkpoint=FILE,... --public_key=KEY.pem,...] [--max_unsigned_records=N]
+//   podgate-audit-cli [--server=host:port] checkpoint >> checkpoints.jsonl
 //
-// Exit status: 0 success (verify: every chain intact), 1 verify found a broken chain, 2 usage
-// or connection error.
+// Exit status: 0 success (verify: every chain intact and attested), 1 verify found a problem,
+// 2 usage or connection error.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -39,6 +41,15 @@ ABSL_FLAG(int64_t, limit, 100, "query: the most records printed; 0 prints all. D
 ABSL_FLAG(bool, newest_first, false, "query: newest records first. Default false.");
 ABSL_FLAG(std::string, format, "table", "query: table or json (JSON lines). Default table.");
 ABSL_FLAG(std::string, chain_id, "", "verify: one chain; empty checks every chain.");
+ABSL_FLAG(std::vector<std::string>, checkpoint, {},
+          "verify: files of signed checkpoints (JSON lines: audit's --checkpoint_state file, a "
+          "file sink's output, `checkpoint` output), comma separated; needs --public_key. "
+          "Default none.");
+ABSL_FLAG(std::vector<std::string>, public_key, {},
+          "verify: PEM Ed25519 public keys of the audit replicas (openssl pkey -pubout), comma "
+          "separated; checkpoints and retention cuts must be signed by one. Default none.");
+ABSL_FLAG(int64_t, max_unsigned_records, 0,
+          "verify: records a chain may hold after its newest signed checkpoint. Default 0.");
 
 namespace {
 
@@ -61,10 +72,11 @@ int main(int argc, char** argv) {
   namespace cli = podgate::audit::cli;
   std::vector<char*> args = podgate::runtime::ParseFlags(
       argc, argv,
-      "podgate-audit-cli [flags] query|verify: queries (table or JSON lines) and verifies a "
-      "podgate audit service.\nEvery flag may also be set as PODGATE_<FLAG>.");
+      "podgate-audit-cli [flags] query|verify|checkpoint: queries (table or JSON lines), "
+      "verifies and checkpoints a podgate audit service.\nEvery flag may also be set as "
+      "PODGATE_<FLAG>.");
   if (args.size() != 2) {
-    Fail("expected one command: query or verify (see --help)");
+    Fail("expected one command: query, verify or checkpoint (see --help)");
   }
   const std::string command = args[1];
   podgate::runtime::ChannelTlsOptions tls;
@@ -75,11 +87,20 @@ int main(int argc, char** argv) {
   auto stub = podgate::audit::v1::AuditService::NewStub(channel);
 
   if (command == "verify") {
-    const bool intact = OrFail(cli::RunVerify(*stub, absl::GetFlag(FLAGS_chain_id), std::cout));
+    cli::VerifyFlags flags;
+    flags.chain_id = absl::GetFlag(FLAGS_chain_id);
+    flags.checkpoint_files = absl::GetFlag(FLAGS_checkpoint);
+    flags.public_key_files = absl::GetFlag(FLAGS_public_key);
+    flags.max_unsigned_records = absl::GetFlag(FLAGS_max_unsigned_records);
+    const bool intact = OrFail(cli::RunVerify(*stub, flags, std::cout));
     return intact ? 0 : 1;
   }
+  if (command == "checkpoint") {
+    OrFail(cli::RunCheckpoint(*stub, std::cout));
+    return 0;
+  }
   if (command != "query") {
-    Fail(absl::StrCat("unknown command \"", command, "\": expected query or verify"));
+    Fail(absl::StrCat("unknown command \"", command, "\": expected query, verify or checkpoint"));
   }
   podgate::audit::v1::QueryRequest request;
   for (const auto& v : absl::GetFlag(FLAGS_user)) request.add_users(v);

@@ -1,4 +1,5 @@
-// podgate-audit: persists audit records durably and tamper-evidently: Record, Query, Verify.
+// podgate-audit: persists audit records durably and tamper-evidently: Record, Query, Verify,
+// CreateCheckpoint.
 #include <memory>
 #include <optional>
 #include <string>
@@ -9,6 +10,7 @@
 #include "absl/time/time.h"
 #include "audit/audit_metrics.h"
 #include "audit/audit_service.h"
+#include "audit/checkpointer.h"
 #include "audit/export/config.h"
 #include "audit/export/exporter.h"
 #include "audit/options.h"
@@ -24,9 +26,10 @@ int main(int argc, char** argv) {
   namespace audit = podgate::audit;
   namespace runtime = podgate::runtime;
   runtime::BlockShutdownSignals();
-  runtime::ParseFlags(argc, argv,
-                      "podgate-audit: persists audit records durably and tamper-evidently: "
-                      "Record, Query, Verify.\nEvery flag may also be set as PODGATE_<FLAG>.");
+  runtime::ParseFlags(
+      argc, argv,
+      "podgate-audit: persists audit records durably and tamper-evidently: "
+      "Record, Query, Verify, CreateCheckpoint.\nEvery flag may also be set as PODGATE_<FLAG>.");
   runtime::InitLoggingFromFlags("audit");
   // Every flag is checked before the store is touched.
   absl::StatusOr<audit::AuditOptions> options = audit::AuditOptionsFromFlags();
@@ -53,6 +56,15 @@ int main(int argc, char** argv) {
   if (!store.ok()) {
     runtime::ExitWithError(absl::StrCat("--store: ", store.status().message()));
   }
+  // Before the writer loads its head: a database whose head is older than what this replica
+  // signed before was truncated or rewritten, and continuing from it would sign the damage.
+  if (options->checkpoint_key != nullptr) {
+    if (absl::Status s = audit::CheckStoreAgainstState(
+            **store, options->chain_id, *options->checkpoint_key, options->checkpoint_state);
+        !s.ok()) {
+      runtime::ExitWithError(std::string(s.message()));
+    }
+  }
   auto registry = std::make_shared<prometheus::Registry>();
   audit::AuditMetrics metrics(*registry);
   audit::ExportMetrics export_metrics(*registry);
@@ -69,6 +81,7 @@ int main(int argc, char** argv) {
   writer_options.chain_id = options->chain_id;
   writer_options.queue_capacity = options->queue_capacity;
   writer_options.max_batch = options->max_batch;
+  writer_options.refuse_foreign_records = options->checkpoint_key != nullptr;
   // Readiness follows the store. The writer starts before the server and outlives it: the
   // server is reachable from the callback only between start and drain, under a lock.
   absl::Mutex server_mu;
@@ -88,14 +101,48 @@ int main(int argc, char** argv) {
   if (!writer.ok()) {
     runtime::ExitWithError(absl::StrCat("--store: ", writer.status().message()));
   }
+  std::unique_ptr<audit::Checkpointer> checkpointer;
+  if (options->checkpoint_key != nullptr) {
+    audit::CheckpointerOptions checkpointer_options;
+    checkpointer_options.chain_id = options->chain_id;
+    checkpointer_options.key = options->checkpoint_key;
+    checkpointer_options.interval = options->checkpoint_interval;
+    checkpointer_options.state_path = options->checkpoint_state;
+    checkpointer_options.head = [w = writer->get()] { return w->committed_head(); };
+    checkpointer_options.metrics = &metrics;
+    // Each checkpoint is queued for the export sinks (delivered after the records it covers).
+    checkpointer_options.on_checkpoint = [e = exporter.get()](
+                                             const podgate::audit::v1::SignedCheckpoint& c) {
+      podgate::log::Info("checkpoint signed",
+                         {{"chain_id", c.chain_id()},
+                          {"sequence", c.sequence()},
+                          {"kind", podgate::audit::v1::SignedCheckpoint::Kind_Name(c.kind())}});
+      if (e != nullptr) {
+        e->PublishCheckpoint(c);
+      }
+    };
+    absl::StatusOr<std::unique_ptr<audit::Checkpointer>> started =
+        audit::Checkpointer::Start(std::move(checkpointer_options));
+    if (!started.ok()) {
+      runtime::ExitWithError(absl::StrCat("--checkpoint_key: ", started.status().message()));
+    }
+    checkpointer = *std::move(started);
+  }
   std::optional<audit::Retention> retention_runner;
   if (options->retention > absl::ZeroDuration()) {
-    retention_runner.emplace(store->get(), options->retention, options->retention_interval);
+    audit::CutSigner sign;
+    if (checkpointer != nullptr) {
+      sign = [c = checkpointer.get()](audit::Checkpoint* cut) { return c->SignCut(cut); };
+    }
+    retention_runner.emplace(store->get(), options->retention, options->retention_interval,
+                             std::move(sign));
   }
-  audit::AuditServiceImpl service(store->get(), writer->get(), &metrics);
+  audit::AuditServiceOptions service_options;
+  service_options.checkpointer = checkpointer.get();
   // Destruction runs backwards: the service, then the writer (which commits what it holds and
   // may still notify the exporter), then the exporter (deliveries in progress are cancelled and
   // delivered again by the next start; the leases go to another replica).
+  audit::AuditServiceImpl service(store->get(), writer->get(), &metrics, service_options);
   return runtime::RunServer(options->server, {&service}, registry, [&](runtime::Server& server) {
     {
       absl::MutexLock lock(&server_mu);

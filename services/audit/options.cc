@@ -33,6 +33,16 @@ ABSL_FLAG(absl::Duration, export_lease_ttl, absl::Seconds(15),
 ABSL_FLAG(absl::Duration, export_poll_interval, absl::Milliseconds(500),
           "How often each export sink looks for records it was not told about (other "
           "replicas' chains) and refreshes its lag. 10ms to 1m. Default 500ms.");
+ABSL_FLAG(std::string, checkpoint_key, "",
+          "PEM file of the Ed25519 private key that signs chain heads and retention cuts "
+          "(openssl genpkey -algorithm ed25519); the database never holds it. Default empty: "
+          "no signed checkpoints.");
+ABSL_FLAG(absl::Duration, checkpoint_interval, absl::Minutes(1),
+          "How often the chain head is signed when it moved, 1s to 24h. Default 1m.");
+ABSL_FLAG(std::string, checkpoint_state, "",
+          "File keeping the last signed checkpoint outside the database (replaced atomically); "
+          "required with --checkpoint_key. audit refuses to start when the database's head is "
+          "older than it. Default empty.");
 
 namespace podgate::audit {
 
@@ -97,6 +107,29 @@ absl::StatusOr<AuditOptions> AuditOptionsFromFlags() {
                      " is out of range (10ms to 1m)"));
   }
   options.store_url = absl::GetFlag(FLAGS_store);
+  options.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
+  if (options.checkpoint_interval < absl::Seconds(1) ||
+      options.checkpoint_interval > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint_interval: ", absl::FormatDuration(options.checkpoint_interval),
+                     " is out of range (1s to 24h)"));
+  }
+  options.checkpoint_state = absl::GetFlag(FLAGS_checkpoint_state);
+  const std::string key_path = absl::GetFlag(FLAGS_checkpoint_key);
+  if (!key_path.empty()) {
+    absl::StatusOr<std::shared_ptr<const CheckpointKey>> key = CheckpointKey::LoadPrivate(key_path);
+    if (!key.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--checkpoint_key: ", key.status().message()));
+    }
+    options.checkpoint_key = *std::move(key);
+    if (options.checkpoint_state.empty()) {
+      return absl::InvalidArgumentError(
+          "--checkpoint_state: required with --checkpoint_key (where audit keeps its last "
+          "signed checkpoint, outside the database)");
+    }
+  } else if (!options.checkpoint_state.empty()) {
+    return absl::InvalidArgumentError("--checkpoint_state: needs --checkpoint_key");
+  }
   return options;
 }
 

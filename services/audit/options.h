@@ -10,6 +10,12 @@
 //   --export_config       JSON file of export sinks (empty: no export); parsed by main
 //   --export_lease_ttl    how long a replica's export lease lasts unrenewed (1s to 10m)
 //   --export_poll_interval how often sinks look for other replicas' records (10ms to 1m)
+//   --checkpoint_key      PEM Ed25519 private key signing chain heads and retention cuts
+//                         (empty, the default: no signed checkpoints, behaviour as before)
+//   --checkpoint_interval how often the head is signed when it moved (1s to 24h, default 1m)
+//   --checkpoint_state    file keeping the last signed checkpoint outside the database,
+//                         required with --checkpoint_key; audit refuses to start when the
+//                         database's head is older than it
 // plus the shared server flags (runtime/server_flags.h).
 #pragma once
 
@@ -18,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "audit/checkpoint_sign.h"
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
 
@@ -37,6 +44,10 @@ struct AuditOptions {
   std::string export_config;
   absl::Duration export_lease_ttl;
   absl::Duration export_poll_interval;
+  // Null: no signed checkpoints.
+  std::shared_ptr<const CheckpointKey> checkpoint_key;
+  absl::Duration checkpoint_interval;
+  std::string checkpoint_state;
 };
 
 // The defaults of the shared server flags for audit.

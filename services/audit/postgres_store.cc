@@ -304,7 +304,66 @@ class PostgresStore final : public Store {
     }
   }
 
-  absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us) override {
+  absl::StatusOr<std::string> HashAt(const std::string& chain_id, int64_t sequence) override {
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    absl::StatusOr<Result> r = (*conn)->Exec(ForDialect(kHashAtSql, Dialect::kPostgres),
+                                             {SqlText(chain_id), SqlInt(sequence)});
+    if (!r.ok()) {
+      return r.status();
+    }
+    if (r->rows() == 0) {
+      return absl::NotFoundError(absl::StrCat("chain ", chain_id, " has no record ", sequence));
+    }
+    return r->GetBytes(0, 0);
+  }
+
+  // PostgreSQL has no whole-database check like SQLite's; amcheck (a contrib extension an
+  // administrator installs) checks each B-tree index's structure against its invariants. The
+  // chain walk reads every row from the table itself, so damaged heap rows surface there.
+  absl::StatusOr<std::vector<std::string>> CheckIntegrity(std::string* note) override {
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    std::vector<std::string> problems;
+    absl::StatusOr<Result> installed =
+        (*conn)->Exec("SELECT count(*) FROM pg_extension WHERE extname = 'amcheck'", {});
+    if (!installed.ok()) {
+      return installed.status();
+    }
+    if (installed->GetInt(0, 0) == 0) {
+      if (note != nullptr) {
+        *note = "amcheck is not installed: index check skipped";
+      }
+      return problems;
+    }
+    if (note != nullptr) {
+      *note = "amcheck bt_index_check";
+    }
+    absl::StatusOr<Result> indexes = (*conn)->Exec(
+        "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = "
+        "i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = "
+        "ic.relam WHERE c.relname IN ('records', 'checkpoints') AND am.amname = 'btree' AND "
+        "c.relnamespace = to_regnamespace(current_schema())",
+        {});
+    if (!indexes.ok()) {
+      return indexes.status();
+    }
+    for (int i = 0; i < indexes->rows(); ++i) {
+      const std::string index = indexes->Get(i, 0);
+      absl::StatusOr<Result> r =
+          (*conn)->Exec("SELECT bt_index_check($1::regclass, true)", {SqlText(index)});
+      if (!r.ok()) {
+        problems.push_back(absl::StrCat("index ", index, ": ", r.status().message()));
+      }
+    }
+    return problems;
+  }
+
+  absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us, const CutSigner& sign) override {
     absl::StatusOr<std::vector<std::string>> chains = ListChains();
     if (!chains.ok()) {
       return chains.status();
@@ -315,7 +374,7 @@ class PostgresStore final : public Store {
     }
     int64_t removed = 0;
     for (const std::string& chain : *chains) {
-      absl::StatusOr<int64_t> n = CutChain(chain, cutoff_us);
+      absl::StatusOr<int64_t> n = CutChain(chain, cutoff_us, sign);
       if (!n.ok()) {
         if (writer_->ok()) {
           writer_->Run("ROLLBACK").IgnoreError();
@@ -591,6 +650,9 @@ class PostgresStore final : public Store {
     if (r->rows() == 1) {
       cp.sequence = r->GetInt(0, 0);
       cp.hash = r->GetBytes(0, 1);
+      cp.signed_time_us = r->GetInt(0, 2);
+      cp.key_id = r->Get(0, 3);
+      cp.signature = r->GetBytes(0, 4);
     }
     return cp;
   }
@@ -654,8 +716,8 @@ class PostgresStore final : public Store {
     return conn.Run("COMMIT");
   }
 
-  absl::StatusOr<int64_t> CutChain(const std::string& chain, int64_t cutoff_us)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::StatusOr<int64_t> CutChain(const std::string& chain, int64_t cutoff_us,
+                                   const CutSigner& sign) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Conn& conn = *writer_;
     if (absl::Status s = conn.Run("BEGIN"); !s.ok()) {
       return s;
@@ -681,8 +743,19 @@ class PostgresStore final : public Store {
       return del.status();
     }
     const int64_t removed = del->GetInt(0, 0);
+    Checkpoint signed_cut;
+    signed_cut.chain_id = chain;
+    signed_cut.sequence = cut;
+    signed_cut.hash = hash;
+    if (sign) {
+      if (absl::Status s = sign(&signed_cut); !s.ok()) {
+        return s;
+      }
+    }
     if (absl::Status s = conn.Run(ForDialect(kUpsertCheckpointSql, Dialect::kPostgres),
-                                  {SqlText(chain), SqlInt(cut), SqlBytes(hash), SqlInt(cutoff_us)});
+                                  {SqlText(chain), SqlInt(cut), SqlBytes(hash), SqlInt(cutoff_us),
+                                   SqlInt(signed_cut.signed_time_us), SqlText(signed_cut.key_id),
+                                   SqlBytes(signed_cut.signature)});
         !s.ok()) {
       return s;
     }

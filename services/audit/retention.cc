@@ -4,8 +4,10 @@
 
 namespace podgate::audit {
 
-Retention::Retention(Store* store, absl::Duration keep, absl::Duration interval)
-    : store_(store), keep_(keep), interval_(interval), thread_([this] { Run(); }) {}
+Retention::Retention(Store* store, absl::Duration keep, absl::Duration interval, CutSigner sign)
+    : store_(store), keep_(keep), interval_(interval), sign_(std::move(sign)), thread_([this] {
+        Run();
+      }) {}
 
 Retention::~Retention() {
   {
@@ -17,7 +19,8 @@ Retention::~Retention() {
 
 void Retention::Run() {
   while (true) {
-    absl::StatusOr<int64_t> removed = store_->DeleteBefore(absl::ToUnixMicros(absl::Now() - keep_));
+    absl::StatusOr<int64_t> removed =
+        store_->DeleteBefore(absl::ToUnixMicros(absl::Now() - keep_), sign_);
     if (removed.ok()) {
       if (*removed > 0) {
         log::Info("retention removed records", {{"records", *removed}});

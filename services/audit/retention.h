@@ -15,8 +15,8 @@ namespace podgate::audit {
 class Retention {
  public:
   // Runs a pass right away and then every `interval`; removes records stored more than
-  // `keep` ago.
-  Retention(Store* store, absl::Duration keep, absl::Duration interval);
+  // `keep` ago. With `sign` (the checkpointer's SignCut), every cut is signed.
+  Retention(Store* store, absl::Duration keep, absl::Duration interval, CutSigner sign = nullptr);
   ~Retention();
 
  private:
@@ -25,6 +25,7 @@ class Retention {
   Store* const store_;
   const absl::Duration keep_;
   const absl::Duration interval_;
+  const CutSigner sign_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

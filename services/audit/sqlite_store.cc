@@ -277,7 +277,59 @@ class SqliteStore final : public Store {
     }
   }
 
-  absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us) override {
+  absl::StatusOr<std::string> HashAt(const std::string& chain_id, int64_t sequence) override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    Stmt s(db->get(), ForDialect(kHashAtSql, Dialect::kSqlite));
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    s.Bind(1, chain_id);
+    s.Bind(2, sequence);
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) {
+      return row.status();
+    }
+    if (!*row) {
+      return absl::NotFoundError(absl::StrCat("chain ", chain_id, " has no record ", sequence));
+    }
+    return s.Bytes(0);
+  }
+
+  absl::StatusOr<std::vector<std::string>> CheckIntegrity(std::string* note) override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    if (note != nullptr) {
+      *note = "PRAGMA integrity_check";
+    }
+    // The full check: besides the b-trees' structure it matches every index entry with its
+    // row, which quick_check skips.
+    Stmt s(db->get(), "PRAGMA integrity_check(100)");
+    std::vector<std::string> problems;
+    if (!s.status().ok()) {
+      problems.push_back(std::string(s.status().message()));
+      return problems;
+    }
+    while (true) {
+      absl::StatusOr<bool> more = s.Step();
+      if (!more.ok()) {
+        problems.push_back(std::string(more.status().message()));
+        return problems;
+      }
+      if (!*more) {
+        return problems;
+      }
+      if (std::string line = s.Text(0); line != "ok") {
+        problems.push_back(std::move(line));
+      }
+    }
+  }
+
+  absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us, const CutSigner& sign) override {
     absl::StatusOr<std::vector<std::string>> chains = ListChains();
     if (!chains.ok()) {
       return chains.status();
@@ -288,7 +340,7 @@ class SqliteStore final : public Store {
     }
     int64_t removed = 0;
     for (const std::string& chain : *chains) {
-      absl::StatusOr<int64_t> n = CutChain(chain, cutoff_us);
+      absl::StatusOr<int64_t> n = CutChain(chain, cutoff_us, sign);
       if (!n.ok()) {
         writer_->Exec("ROLLBACK").IgnoreError();
         return n.status();
@@ -605,6 +657,9 @@ class SqliteStore final : public Store {
     if (*row) {
       cp.sequence = s.Int(0);
       cp.hash = s.Bytes(1);
+      cp.signed_time_us = s.Int(2);
+      cp.key_id = s.Text(3);
+      cp.signature = s.Bytes(4);
     }
     return cp;
   }
@@ -647,8 +702,8 @@ class SqliteStore final : public Store {
     return db->Exec("COMMIT");
   }
 
-  absl::StatusOr<int64_t> CutChain(const std::string& chain, int64_t cutoff_us)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::StatusOr<int64_t> CutChain(const std::string& chain, int64_t cutoff_us,
+                                   const CutSigner& sign) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Db* db = writer_.get();
     if (absl::Status s = db->Exec("BEGIN IMMEDIATE"); !s.ok()) {
       return s;
@@ -679,11 +734,23 @@ class SqliteStore final : public Store {
       return r.status();
     }
     const int64_t removed = sqlite3_changes(db->get());
+    Checkpoint signed_cut;
+    signed_cut.chain_id = chain;
+    signed_cut.sequence = cut;
+    signed_cut.hash = hash;
+    if (sign) {
+      if (absl::Status s = sign(&signed_cut); !s.ok()) {
+        return s;
+      }
+    }
     Stmt cp(db, ForDialect(kUpsertCheckpointSql, Dialect::kSqlite));
     cp.Bind(1, chain);
     cp.Bind(2, cut);
     cp.BindBlob(3, hash);
     cp.Bind(4, cutoff_us);
+    cp.Bind(5, signed_cut.signed_time_us);
+    cp.Bind(6, signed_cut.key_id);
+    cp.BindBlob(7, signed_cut.signature);
     if (absl::StatusOr<bool> r = cp.Step(); !r.ok()) {
       return r.status();
     }

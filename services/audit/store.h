@@ -23,10 +23,17 @@
 namespace podgate::audit {
 
 // Where retention cut a chain: the last removed record. The first remaining record links to it.
+// With a checkpoint key, retention signs the cut (a SignedCheckpoint of kind RETENTION_CUT over
+// chain_id, sequence, hash and signed_time_us) and the signature is stored beside it, so a cut
+// forged in the database does not verify.
 struct Checkpoint {
   std::string chain_id;
   int64_t sequence = 0;
   std::string hash;
+  // Empty signature: retention ran without a key (or the row was written by someone else).
+  int64_t signed_time_us = 0;
+  std::string key_id;
+  std::string signature;
 };
 
 // One chain as the exporter sees it.
@@ -47,6 +54,9 @@ struct ExportLease {
   // Grows whenever the lease changes hands; cursor updates carry it as a fence.
   int64_t epoch = 0;
 };
+// Signs a retention cut: fills `cut`'s signed_time_us, key_id and signature. Called inside
+// DeleteBefore's transaction; a failure rolls that chain's cut back.
+using CutSigner = std::function<absl::Status(Checkpoint* cut)>;
 
 // One page of query results.
 struct QueryPage {
@@ -86,8 +96,18 @@ class Store {
 
   // Retention: removes, per chain, the leading records stored before `cutoff_us`, keeping at
   // least the newest record of each chain, and moves the chain's checkpoint to the last
-  // removed record in the same transaction. Returns how many records were removed.
-  virtual absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us) = 0;
+  // removed record in the same transaction, signed by `sign` when given. Returns how many
+  // records were removed.
+  virtual absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us,
+                                               const CutSigner& sign = nullptr) = 0;
+
+  // The hash of record `sequence` of `chain_id`; NotFound when there is no such record.
+  virtual absl::StatusOr<std::string> HashAt(const std::string& chain_id, int64_t sequence) = 0;
+
+  // The database's own consistency check (SQLite: PRAGMA integrity_check; PostgreSQL:
+  // amcheck's bt_index_check on the audit tables' indexes when the extension is installed).
+  // Returns the problems found, empty when none; `note` (optional) says what was checked.
+  virtual absl::StatusOr<std::vector<std::string>> CheckIntegrity(std::string* note) = 0;
 
   // Export. Every chain with its head and retention checkpoint, sorted by chain id.
   virtual absl::StatusOr<std::vector<ExportChain>> ListExportChains() = 0;

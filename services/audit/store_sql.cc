@@ -73,6 +73,13 @@ CREATE TABLE export_leases (
   expires_us {int64} NOT NULL
 );
 )sql",
+    // 4: retention's signature of its cut (docs/audit.md, "Signed checkpoints and
+    // verification"); cuts made before it, or without a key, keep the empty signature.
+    R"sql(
+ALTER TABLE checkpoints ADD COLUMN signed_us {int64} NOT NULL DEFAULT 0;
+ALTER TABLE checkpoints ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE checkpoints ADD COLUMN signature {bytes} NOT NULL DEFAULT {empty_bytes};
+)sql",
 };
 
 std::vector<std::string> Render(Dialect dialect) {
@@ -83,7 +90,8 @@ std::vector<std::string> Render(Dialect dialect) {
         migration,
         {{"{row_id}", sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY"},
          {"{int64}", sqlite ? "INTEGER" : "BIGINT"},
-         {"{bytes}", sqlite ? "BLOB" : "BYTEA"}}));
+         {"{bytes}", sqlite ? "BLOB" : "BYTEA"},
+         {"{empty_bytes}", sqlite ? "X''" : "''::bytea"}}));
   }
   return out;
 }

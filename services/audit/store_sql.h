@@ -41,9 +41,13 @@ std::string ClusterOfStoredEvent(const std::string& event_bytes);
 inline constexpr char kLastRecordSql[] =
     "SELECT sequence, hash FROM records WHERE chain_id = ?1 ORDER BY sequence DESC LIMIT 1";
 
-// The checkpoint of chain ?1: sequence, hash.
+// The checkpoint of chain ?1: sequence, hash, signed_us, key_id, signature.
 inline constexpr char kCheckpointSql[] =
-    "SELECT sequence, hash FROM checkpoints WHERE chain_id = ?1";
+    "SELECT sequence, hash, signed_us, key_id, signature FROM checkpoints WHERE chain_id = ?1";
+
+// The hash of record ?2 of chain ?1.
+inline constexpr char kHashAtSql[] =
+    "SELECT hash FROM records WHERE chain_id = ?1 AND sequence = ?2";
 
 // Retention's last record to remove from chain ?1 for the cutoff ?2 (sequence, hash): just
 // before the first record stored at or after the cutoff, and never the chain's newest record
@@ -54,11 +58,13 @@ inline constexpr char kCutPointSql[] =
     "?2), (SELECT MAX(sequence) FROM records WHERE chain_id = ?1)) ORDER BY r.sequence DESC "
     "LIMIT 1";
 
-// Moves chain ?1's checkpoint to sequence ?2 and hash ?3, created at ?4.
+// Moves chain ?1's checkpoint to sequence ?2 and hash ?3, created at ?4, signed at ?5 by key
+// ?6 with signature ?7 (0, '' and '' when retention has no key).
 inline constexpr char kUpsertCheckpointSql[] =
-    "INSERT INTO checkpoints (chain_id, sequence, hash, created_us) VALUES (?1, ?2, ?3, ?4) ON "
-    "CONFLICT (chain_id) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash, "
-    "created_us = excluded.created_us";
+    "INSERT INTO checkpoints (chain_id, sequence, hash, created_us, signed_us, key_id, "
+    "signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (chain_id) DO UPDATE SET "
+    "sequence = excluded.sequence, hash = excluded.hash, created_us = excluded.created_us, "
+    "signed_us = excluded.signed_us, key_id = excluded.key_id, signature = excluded.signature";
 
 // Export (migration 3). {now_us} is the database's clock in microseconds (one clock for every
 // replica, so leases do not depend on the replicas' clocks agreeing).

@@ -20,6 +20,8 @@ std::string ErrorKind(const absl::Status& status) {
   return "store_other";
 }
 
+constexpr size_t kMaxUnconfirmedIds = 100000;
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(Store* store, WriterOptions options,
@@ -36,6 +38,10 @@ absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(Store* store, WriterOption
     return head.status();
   }
   writer->head_ = *std::move(head);
+  {
+    absl::MutexLock lock(&writer->head_mu_);
+    writer->committed_head_ = writer->head_;
+  }
   writer->thread_ = std::thread([w = writer.get()] { w->Run(); });
   return writer;
 }
@@ -100,9 +106,13 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
     // After a failure the store may hold more or less than we believed; ask it.
     absl::StatusOr<ChainHead> head = store_->LoadHead(options_.chain_id);
     status = head.status();
-    if (head.ok()) {
+    if (head.ok() && options_.refuse_foreign_records) {
+      status = CheckReloadedHead(*head);
+    }
+    if (status.ok()) {
       head_ = *std::move(head);
       head_valid_ = true;
+      unconfirmed_ids_.clear();
     }
   }
   if (status.ok()) {
@@ -118,6 +128,8 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
       metrics_->commit_latency().Observe(absl::ToDoubleSeconds(absl::Now() - start));
       metrics_->batch_size().Observe(static_cast<double>(batch.size()));
       metrics_->events_stored().Increment(static_cast<double>(head_.sequence - before));
+      absl::MutexLock lock(&head_mu_);
+      committed_head_ = head_;
     }
   }
   if (status.ok() != store_healthy_) {
@@ -128,7 +140,13 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
   }
   if (!status.ok()) {
     head_valid_ = false;
-    metrics_->Error(ErrorKind(status)).Increment();
+    // Bounded: a writer failing for long only remembers the latest batches' ids.
+    if (options_.refuse_foreign_records && unconfirmed_ids_.size() < kMaxUnconfirmedIds) {
+      for (const Item& item : batch) {
+        unconfirmed_ids_.insert(item.event.id());
+      }
+    }
+    metrics_->Error(absl::IsDataLoss(status) ? "foreign_records" : ErrorKind(status)).Increment();
     log::Warn("audit commit failed", {{"error", std::string(status.message())},
                                       {"events", static_cast<int64_t>(batch.size())}});
     std::vector<CommitSink*> told;
@@ -161,6 +179,48 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
   if (options_.on_commit) {
     options_.on_commit();
   }
+}
+
+absl::Status Writer::CheckReloadedHead(const ChainHead& reloaded) {
+  const ChainHead committed = committed_head();
+  if (reloaded.sequence == committed.sequence && reloaded.hash == committed.hash) {
+    return absl::OkStatus();
+  }
+  auto foreign = [&](const std::string& what) {
+    const std::string message =
+        absl::StrCat("chain ", options_.chain_id, ": ", what, " (this writer committed up to ",
+                     committed.sequence,
+                     "): the database was changed behind audit's back; not continuing the chain");
+    log::Error("audit chain changed behind the writer", {{"error", message}});
+    return absl::DataLossError(message);
+  };
+  if (reloaded.sequence <= committed.sequence) {
+    return foreign(absl::StrCat("the database's head is now at sequence ", reloaded.sequence));
+  }
+  // Rare (only after a failed commit whose outcome was unknown): walking the chain from its
+  // start is acceptable here.
+  std::string expected_previous = committed.hash;
+  std::string problem;
+  absl::Status scan = store_->ScanChain(options_.chain_id, [&](const StoredRow& row) {
+    if (row.sequence <= committed.sequence) {
+      return true;
+    }
+    if (row.previous_hash != expected_previous) {
+      problem = absl::StrCat("record ", row.sequence, " does not link to the committed head");
+      return false;
+    }
+    if (unconfirmed_ids_.count(row.event_id) == 0) {
+      problem = absl::StrCat("record ", row.sequence, " (event ", row.event_id,
+                             ") was not written by this writer");
+      return false;
+    }
+    expected_previous = row.hash;
+    return true;
+  });
+  if (!scan.ok()) {
+    return scan;
+  }
+  return problem.empty() ? absl::OkStatus() : foreign(problem);
 }
 
 }  // namespace podgate::audit

@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +55,12 @@ struct WriterOptions {
   // Whether Record may accept new events now: OK, or a status naming why not (an export sink
   // in blocking mode lags too far). Called on gRPC threads for each event read; must be cheap.
   std::function<absl::Status()> admission;
+  // With signed checkpoints (main sets it with --checkpoint_key): after a failed transaction
+  // the head reloaded from the store may be ahead of what this writer committed only by records
+  // of its own failed batches (a commit that was durable although it reported an error).
+  // Records someone else put into the chain make every later commit fail with DATA_LOSS
+  // (errors_total{kind="foreign_records"}) instead of being continued and then signed.
+  bool refuse_foreign_records = false;
 };
 
 class Writer {
@@ -76,6 +83,13 @@ class Writer {
     return options_.admission ? options_.admission() : absl::OkStatus();
   }
 
+  // The chain head as of the last successful commit (or as loaded at start): what the writer
+  // itself made durable, the head a signed checkpoint attests. Thread-safe.
+  ChainHead committed_head() const {
+    absl::MutexLock lock(&head_mu_);
+    return committed_head_;
+  }
+
  private:
   struct Item {
     podgate::common::v1::AuditEvent event;
@@ -85,6 +99,8 @@ class Writer {
   Writer(Store* store, WriterOptions options, AuditMetrics* metrics);
   void Run();
   void CommitBatch(std::vector<Item>& batch);
+  // See WriterOptions::refuse_foreign_records.
+  absl::Status CheckReloadedHead(const ChainHead& reloaded);
 
   Store* const store_;
   const WriterOptions options_;
@@ -92,6 +108,11 @@ class Writer {
   ChainHead head_;  // only the writer thread touches it after Start
   bool head_valid_ = true;
   bool store_healthy_ = true;
+  // Ids of the batches that failed since the head was last confirmed (writer thread only).
+  std::set<std::string> unconfirmed_ids_;
+
+  mutable absl::Mutex head_mu_;
+  ChainHead committed_head_ ABSL_GUARDED_BY(head_mu_);
 
   absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);

@@ -2,7 +2,9 @@
 // bad flag (the texts the process tests and operators see).
 #include "audit/options.h"
 
+#include <cstdlib>
 #include <functional>
+#include <string>
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
@@ -20,6 +22,9 @@ ABSL_DECLARE_FLAG(absl::Duration, export_lease_ttl);
 ABSL_DECLARE_FLAG(absl::Duration, export_poll_interval);
 ABSL_DECLARE_FLAG(std::string, grpc_address);
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
+ABSL_DECLARE_FLAG(std::string, checkpoint_key);
+ABSL_DECLARE_FLAG(absl::Duration, checkpoint_interval);
+ABSL_DECLARE_FLAG(std::string, checkpoint_state);
 
 namespace podgate::audit {
 namespace {
@@ -42,6 +47,49 @@ TEST_F(AuditOptionsTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->max_batch, 1024u);
   EXPECT_EQ(o->retention, absl::ZeroDuration());
   EXPECT_EQ(o->retention_interval, absl::Hours(1));
+  EXPECT_EQ(o->checkpoint_key, nullptr);
+  EXPECT_EQ(o->checkpoint_interval, absl::Minutes(1));
+  EXPECT_EQ(o->checkpoint_state, "");
+}
+
+// The checkpoint flags: a real Ed25519 key from the openssl CLI, the interval's bounds, the
+// state file required with a key, and one clear line a bad key.
+TEST_F(AuditOptionsTest, CheckpointFlags) {
+  const std::string dir = ::testing::TempDir();
+  const std::string key = dir + "/audit-options-ckpt.pem";
+  const std::string pub = dir + "/audit-options-ckpt.pub.pem";
+  ASSERT_EQ(std::system(("openssl genpkey -algorithm ed25519 -out " + key +
+                         " && openssl pkey -in " + key + " -pubout -out " + pub)
+                            .c_str()),
+            0);
+  absl::SetFlag(&FLAGS_checkpoint_key, key);
+  absl::SetFlag(&FLAGS_checkpoint_state, dir + "/state.jsonl");
+  absl::SetFlag(&FLAGS_checkpoint_interval, absl::Seconds(1));
+  absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
+  ASSERT_TRUE(o.ok()) << o.status();
+  ASSERT_NE(o->checkpoint_key, nullptr);
+  EXPECT_TRUE(o->checkpoint_key->has_private());
+  EXPECT_EQ(o->checkpoint_interval, absl::Seconds(1));
+
+  auto error = [] { return std::string(AuditOptionsFromFlags().status().message()); };
+  absl::SetFlag(&FLAGS_checkpoint_interval, absl::Milliseconds(999));
+  EXPECT_NE(error().find("--checkpoint_interval: 999ms is out of range (1s to 24h)"),
+            std::string::npos);
+  absl::SetFlag(&FLAGS_checkpoint_interval, absl::Hours(25));
+  EXPECT_NE(error().find("--checkpoint_interval"), std::string::npos);
+  absl::SetFlag(&FLAGS_checkpoint_interval, absl::Minutes(1));
+  absl::SetFlag(&FLAGS_checkpoint_state, "");
+  EXPECT_NE(error().find("--checkpoint_state: required with --checkpoint_key"), std::string::npos);
+  absl::SetFlag(&FLAGS_checkpoint_state, dir + "/state.jsonl");
+  absl::SetFlag(&FLAGS_checkpoint_key, pub);
+  EXPECT_NE(error().find("--checkpoint_key: " + pub + ": holds a public key"), std::string::npos);
+  absl::SetFlag(&FLAGS_checkpoint_key, dir + "/missing.pem");
+  EXPECT_NE(
+      error().find("--checkpoint_key: checkpoint key " + dir + "/missing.pem: cannot be read"),
+      std::string::npos)
+      << error();
+  absl::SetFlag(&FLAGS_checkpoint_key, "");
+  EXPECT_NE(error().find("--checkpoint_state: needs --checkpoint_key"), std::string::npos);
 }
 
 TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {

@@ -81,7 +81,6 @@ class GatedStore final : public Store {
                          const std::function<bool(const StoredRow&)>& v) override {
     return inner_->ScanChain(c, v);
   }
-  absl::StatusOr<int64_t> DeleteBefore(int64_t c) override { return inner_->DeleteBefore(c); }
   absl::StatusOr<std::vector<ExportChain>> ListExportChains() override {
     return inner_->ListExportChains();
   }
@@ -103,6 +102,15 @@ class GatedStore final : public Store {
       const std::string& s, const std::string& o, int64_t e,
       const std::vector<std::pair<std::string, int64_t>>& c) override {
     return inner_->AdvanceExportCursors(s, o, e, c);
+  }
+  absl::StatusOr<int64_t> DeleteBefore(int64_t c, const CutSigner& s) override {
+    return inner_->DeleteBefore(c, s);
+  }
+  absl::StatusOr<std::string> HashAt(const std::string& c, int64_t s) override {
+    return inner_->HashAt(c, s);
+  }
+  absl::StatusOr<std::vector<std::string>> CheckIntegrity(std::string* n) override {
+    return inner_->CheckIntegrity(n);
   }
   std::string kind() const override { return inner_->kind(); }
 

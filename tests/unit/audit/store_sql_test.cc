@@ -18,8 +18,8 @@ std::string Sha256Hex(const std::string& text) {
 TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
   const std::vector<std::string>& sqlite = Migrations(Dialect::kSqlite);
   const std::vector<std::string>& postgres = Migrations(Dialect::kPostgres);
-  ASSERT_GE(sqlite.size(), 2u);  // later versions are pinned once released
-  ASSERT_GE(postgres.size(), 2u);
+  ASSERT_GE(sqlite.size(), 4u);  // later versions are pinned once released
+  ASSERT_GE(postgres.size(), 4u);
   EXPECT_EQ(Sha256Hex(sqlite[0]),
             "e9576c57d7d25e87863342f3cecde467639b3f4bba7a9ce5a30effcad563f7c5");
   EXPECT_EQ(Sha256Hex(postgres[0]),
@@ -28,6 +28,14 @@ TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
             "eff0c519a8c3b551b31119167d7c0d9613cb44e027468ecc670f41a52bf93d59");
   EXPECT_EQ(Sha256Hex(postgres[1]),
             "eff0c519a8c3b551b31119167d7c0d9613cb44e027468ecc670f41a52bf93d59");
+  EXPECT_EQ(Sha256Hex(sqlite[2]),
+            "f66344fbf2629dbe9781c24720e8791b5fcaae6ac9cbef76062ecd5af45b75c5");
+  EXPECT_EQ(Sha256Hex(postgres[2]),
+            "f9c003585d8f27d8264b8ff9ae56a430a9218a70eb989dfd125c9ec0b5c267aa");
+  EXPECT_EQ(Sha256Hex(sqlite[3]),
+            "78b2e102b808b86aee0fc49ed770048f2e9777f1615f726df4b5593ba83e0e69");
+  EXPECT_EQ(Sha256Hex(postgres[3]),
+            "49a6beb439ca48bc76b0c80a12140a77d86e3b2c68272558e088fd8f026e86a2");
 }
 
 }  // namespace

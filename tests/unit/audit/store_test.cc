@@ -15,6 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "audit/checkpoint_sign.h"
 #include "audit/store_sql.h"
 #include "audit/verify.h"
 #include "audit_testing.h"
@@ -487,6 +488,94 @@ TEST_P(StoreTest, QueryRefusesTooManyOrTooLongClusters) {
   q.Clear();
   q.add_clusters(std::string(2000, 'x'));
   EXPECT_EQ(ValidateQuery(q).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Signed checkpoints at the store level, on both stores: retention's signature travels
+// beside its cut, HashAt finds a record, the integrity check runs, and verification against
+// a checkpoint catches a truncated or rewritten chain.
+TEST_P(StoreTest, RetentionStoresItsSignatureBesideTheCut) {
+  testing::TempDir tmp("podgate-store-ckpt");
+  const std::string pem = tmp.path() + "/k.pem";
+  ASSERT_EQ(std::system(("openssl genpkey -algorithm ed25519 -out " + pem).c_str()), 0);
+  auto key = CheckpointKey::LoadPrivate(pem);
+  ASSERT_TRUE(key.ok()) << key.status();
+  AppendN(10);
+  auto removed = store_->DeleteBefore(4500, [&](Checkpoint* cut) {
+    v1::SignedCheckpoint c;
+    c.set_kind(v1::SignedCheckpoint::KIND_RETENTION_CUT);
+    c.set_chain_id(cut->chain_id);
+    c.set_sequence(cut->sequence);
+    c.set_hash(cut->hash);
+    c.mutable_time()->set_seconds(1700000000);
+    absl::Status s = (*key)->Sign(&c);
+    cut->signed_time_us = 1700000000000000;
+    cut->key_id = c.key_id();
+    cut->signature = c.signature();
+    return s;
+  });
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  auto report = VerifyOne();
+  EXPECT_TRUE(report.intact()) << report.problem();
+  EXPECT_EQ(report.head_sequence(), 10);
+  EXPECT_EQ(report.retention_cut().sequence(), 4);
+  EXPECT_TRUE(CheckCheckpoint({*key}, report.retention_cut()).ok());
+  // A cut moved in the database no longer matches its signature.
+  Tamper("UPDATE checkpoints SET sequence = 3");
+  EXPECT_FALSE(CheckCheckpoint({*key}, VerifyOne().retention_cut()).ok());
+  // A failing signer leaves that chain uncut.
+  Tamper("UPDATE checkpoints SET sequence = 4");
+  auto refused = store_->DeleteBefore(
+      1000000, [](Checkpoint*) { return absl::InternalError("no key today"); });
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(store_->GetCheckpoint("c1")->sequence, 4);
+  EXPECT_EQ(VerifyOne().records(), 6);
+}
+
+TEST_P(StoreTest, HashAtAndTheIntegrityCheck) {
+  AppendN(3);
+  ChainHead head = Head();
+  auto hash = store_->HashAt("c1", 3);
+  ASSERT_TRUE(hash.ok());
+  EXPECT_EQ(*hash, head.hash);
+  EXPECT_EQ(store_->HashAt("c1", 4).status().code(), absl::StatusCode::kNotFound);
+  std::string note;
+  auto problems = store_->CheckIntegrity(&note);
+  ASSERT_TRUE(problems.ok()) << problems.status();
+  EXPECT_TRUE(problems->empty());
+  EXPECT_THAT(note,
+              ::testing::HasSubstr(postgres() ? "amcheck is not installed" : "integrity_check"));
+  if (postgres()) {
+    // With amcheck (part of Debian's PostgreSQL server package) every B-tree index is checked.
+    Tamper("CREATE EXTENSION IF NOT EXISTS amcheck");
+    problems = store_->CheckIntegrity(&note);
+    ASSERT_TRUE(problems.ok()) << problems.status();
+    EXPECT_TRUE(problems->empty()) << absl::StrJoin(*problems, "; ");
+    EXPECT_EQ(note, "amcheck bt_index_check");
+  }
+}
+
+TEST_P(StoreTest, VerifyAgainstASignedHeadCatchesTruncationAndRewriting) {
+  AppendN(6);
+  v1::SignedCheckpoint head;
+  head.set_chain_id("c1");
+  head.set_sequence(6);
+  head.set_hash(Head().hash);
+  VerifyOptions options;
+  options.checkpoints = {head};
+  auto response = VerifyChains(*store_, options);
+  ASSERT_TRUE(response.ok());
+  EXPECT_TRUE(response->intact()) << response->DebugString();
+  Tamper("DELETE FROM records WHERE sequence = 6");
+  response = VerifyChains(*store_, options);
+  ASSERT_TRUE(response.ok());
+  EXPECT_FALSE(response->intact());
+  EXPECT_THAT(response->chains(0).problem(),
+              ::testing::HasSubstr("the chain ends at sequence 5, before its signed checkpoint"));
+  Tamper("DELETE FROM records");
+  response = VerifyChains(*store_, options);
+  ASSERT_TRUE(response.ok());
+  EXPECT_FALSE(response->intact());
+  EXPECT_THAT(response->problems(0), ::testing::HasSubstr("chain c1: missing from the store"));
 }
 
 TEST_P(StoreTest, VerifyDetectsAnEditedCluster) {
