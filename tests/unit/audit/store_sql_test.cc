@@ -18,8 +18,8 @@ std::string Sha256Hex(const std::string& text) {
 TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
   const std::vector<std::string>& sqlite = Migrations(Dialect::kSqlite);
   const std::vector<std::string>& postgres = Migrations(Dialect::kPostgres);
-  ASSERT_EQ(sqlite.size(), 2u);
-  ASSERT_EQ(postgres.size(), 2u);
+  ASSERT_EQ(sqlite.size(), 3u);
+  ASSERT_EQ(postgres.size(), 3u);
   EXPECT_EQ(Sha256Hex(sqlite[0]),
             "e9576c57d7d25e87863342f3cecde467639b3f4bba7a9ce5a30effcad563f7c5");
   EXPECT_EQ(Sha256Hex(postgres[0]),
@@ -28,6 +28,8 @@ TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
             "eff0c519a8c3b551b31119167d7c0d9613cb44e027468ecc670f41a52bf93d59");
   EXPECT_EQ(Sha256Hex(postgres[1]),
             "eff0c519a8c3b551b31119167d7c0d9613cb44e027468ecc670f41a52bf93d59");
+  EXPECT_EQ(Sha256Hex(sqlite[2]), "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
+  EXPECT_EQ(Sha256Hex(postgres[2]), "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
 }
 
 }  // namespace
