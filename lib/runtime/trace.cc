@@ -123,6 +123,8 @@ TraceContext NewTrace() {
 
 std::string NewSpanId() { return RandomHex(8); }
 
+bool IsTraceId(std::string_view text) { return LowerHex(text, 32) && !AllZero(text); }
+
 TraceContext ChildSpan(const TraceContext& parent) {
   TraceContext child;
   child.trace_id = parent.trace_id;

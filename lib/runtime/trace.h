@@ -63,4 +63,7 @@ TraceContext ContinueOrStart(std::string_view incoming, std::string* error = nul
 // 16 lowercase hex digits of a new random span id (never all zero).
 std::string NewSpanId();
 
+// Whether `text` is a well-formed trace id: 32 lowercase hex digits, not all zero.
+bool IsTraceId(std::string_view text);
+
 }  // namespace podgate::runtime

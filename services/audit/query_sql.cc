@@ -99,8 +99,7 @@ absl::StatusOr<int> ValidateQuery(const podgate::audit::v1::QueryRequest& r) {
         CheckValues("pods", r.pods()), CheckValues("containers", r.containers()),
         CheckValues("kinds", r.kinds()), CheckValues("verdicts", r.verdicts()),
         CheckValues("rules", r.rules()), CheckValues("session_ids", r.session_ids()),
-        CheckValues("trace_ids", r.trace_ids()),
-        CheckText("argv_contains", r.argv_contains())}) {
+        CheckValues("trace_ids", r.trace_ids()), CheckText("argv_contains", r.argv_contains())}) {
     if (!s.ok()) {
       return s;
     }

@@ -103,7 +103,7 @@ void RecordReactor::OnReadDone(bool ok) {
   // The event's own trace id (its service's session or request), not the stream's: one Record
   // stream carries every session of its client.
   log::Debug("event received", {{"event_id", event.id()},
-                                {"kind", wire::EnumLabel(event.kind(), "kind")},
+                                {"kind", wire::EnumLabel(event.kind())},
                                 {"source_service", event.source_service()},
                                 {"session_id", event.session_id()},
                                 {"command_id", event.command_id()},

@@ -28,8 +28,10 @@ TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
             "eff0c519a8c3b551b31119167d7c0d9613cb44e027468ecc670f41a52bf93d59");
   EXPECT_EQ(Sha256Hex(postgres[1]),
             "eff0c519a8c3b551b31119167d7c0d9613cb44e027468ecc670f41a52bf93d59");
-  EXPECT_EQ(Sha256Hex(sqlite[2]), "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
-  EXPECT_EQ(Sha256Hex(postgres[2]), "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
+  EXPECT_EQ(Sha256Hex(sqlite[2]),
+            "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
+  EXPECT_EQ(Sha256Hex(postgres[2]),
+            "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
 }
 
 }  // namespace

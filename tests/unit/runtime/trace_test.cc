@@ -157,5 +157,14 @@ TEST(TraceContextTest, ContinueOrStartTakesAValidValueAndReplacesOthers) {
   EXPECT_EQ(error, "");
 }
 
+TEST(TraceContextTest, IsTraceIdTakesOnlyWellFormedIds) {
+  EXPECT_TRUE(IsTraceId(kTraceId));
+  EXPECT_FALSE(IsTraceId(""));
+  EXPECT_FALSE(IsTraceId(std::string(32, '0')));
+  EXPECT_FALSE(IsTraceId("4BF92F3577B34DA6A3CE929D0E0E4736"));
+  EXPECT_FALSE(IsTraceId("4bf92f3577b34da6a3ce929d0e0e473"));
+  EXPECT_FALSE(IsTraceId("4bf92f3577b34da6a3ce929d0e0e4736' OR 1=1"));
+}
+
 }  // namespace
 }  // namespace podgate::runtime
