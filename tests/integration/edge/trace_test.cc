@@ -221,21 +221,24 @@ class EdgeTraceTest : public ::testing::Test {
                            : nlohmann::json::array();
   }
 
-  // A JSON log line of `p` that carries trace_id `trace_id` (waiting for it to be written).
-  static std::optional<nlohmann::json> LogLineWithTrace(Subprocess* p,
-                                                        const std::string& trace_id) {
+  // A JSON log line of `p` that carries trace_id `trace_id` (and message `msg` when given),
+  // waiting up to 10 s for it to be written.
+  static std::optional<nlohmann::json> LogLineWithTrace(Subprocess* p, const std::string& trace_id,
+                                                        const std::string& msg = "") {
     const std::string needle = absl::StrCat("\"trace_id\":\"", trace_id, "\"");
-    if (!p->WaitForLine(needle, absl::Seconds(10)).ok()) {
-      return std::nullopt;
-    }
-    for (const std::string& l : p->Lines()) {
-      if (absl::StrContains(l, needle)) {
-        nlohmann::json j = nlohmann::json::parse(l, nullptr, /*allow_exceptions=*/false);
-        if (!j.is_discarded() && j.value("trace_id", "") == trace_id) {
-          return j;
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    do {
+      for (const std::string& l : p->Lines()) {
+        if (absl::StrContains(l, needle)) {
+          nlohmann::json j = nlohmann::json::parse(l, nullptr, /*allow_exceptions=*/false);
+          if (!j.is_discarded() && j.value("trace_id", "") == trace_id &&
+              (msg.empty() || j.value("msg", "") == msg)) {
+            return j;
+          }
         }
       }
-    }
+      absl::SleepFor(absl::Milliseconds(50));
+    } while (absl::Now() < deadline);
     return std::nullopt;
   }
 
@@ -249,9 +252,10 @@ class EdgeTraceTest : public ::testing::Test {
 
     // edge: the session's lines; exec: the session's and the command's (with the command's own
     // span); policy: the decision; audit: each received event.
-    std::optional<nlohmann::json> edge_line = LogLineWithTrace(edge_, s.trace_id);
+    std::optional<nlohmann::json> edge_line = LogLineWithTrace(edge_, s.trace_id, "session open");
     ASSERT_TRUE(edge_line.has_value()) << "edge logged nothing with trace " << s.trace_id;
-    std::optional<nlohmann::json> exec_line = LogLineWithTrace(stack_->exec(), s.trace_id);
+    std::optional<nlohmann::json> exec_line =
+        LogLineWithTrace(stack_->exec(), s.trace_id, "session open");
     ASSERT_TRUE(exec_line.has_value()) << "exec logged nothing with trace " << s.trace_id;
     EXPECT_EQ(exec_line->value("session_id", ""), s.session_id);
     bool command_line_found = false;
@@ -266,12 +270,13 @@ class EdgeTraceTest : public ::testing::Test {
       }
     }
     EXPECT_TRUE(command_line_found) << "exec's command end line";
-    std::optional<nlohmann::json> policy_line = LogLineWithTrace(stack_->policy(), s.trace_id);
-    ASSERT_TRUE(policy_line.has_value()) << "policy logged nothing with trace " << s.trace_id;
-    EXPECT_EQ(policy_line->value("msg", ""), "decision");
+    std::optional<nlohmann::json> policy_line =
+        LogLineWithTrace(stack_->policy(), s.trace_id, "decision");
+    ASSERT_TRUE(policy_line.has_value()) << "policy logged no decision with trace " << s.trace_id;
     EXPECT_EQ(policy_line->value("program", ""), "echo");
     EXPECT_NE(policy_line->value("span_id", ""), s.edge_span_id);  // a span of its own
-    std::optional<nlohmann::json> audit_line = LogLineWithTrace(stack_->audit(), s.trace_id);
+    std::optional<nlohmann::json> audit_line =
+        LogLineWithTrace(stack_->audit(), s.trace_id, "event received");
     ASSERT_TRUE(audit_line.has_value()) << "audit logged nothing with trace " << s.trace_id;
     EXPECT_EQ(audit_line->value("session_id", ""), s.session_id);
 
@@ -369,9 +374,10 @@ TEST_F(EdgeTraceTest, HttpApiAnswersCarryTraceresponse) {
   absl::StatusOr<runtime::TraceContext> parsed = runtime::ParseTraceparent(*response);
   ASSERT_TRUE(parsed.ok()) << *response;
   // policy logged the ListAllowed call under that trace.
-  std::optional<nlohmann::json> line = LogLineWithTrace(stack_->policy(), parsed->trace_id);
+  std::optional<nlohmann::json> line =
+      LogLineWithTrace(stack_->policy(), parsed->trace_id, "allowed commands listed");
   ASSERT_TRUE(line.has_value());
-  EXPECT_EQ(line->value("msg", ""), "allowed commands listed");
+  EXPECT_EQ(line->value("pod", ""), "web-1");
 
   // The audit filter takes only well-formed trace ids.
   http::ClientResponse bad = Get("/api/v1/audit?trace_id=0AF7651916CD43DD8448EB211C80319C", Ann());

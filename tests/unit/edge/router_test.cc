@@ -82,7 +82,7 @@ class RouteTableTest : public ::testing::Test {
   }
 
   RouteTable table_;
-  http::RequestContext peer_{"127.0.0.1:1234", false, "", {}, ""};
+  http::RequestContext peer_{"127.0.0.1:1234", false, "", {}, "", ""};
   http::RouteResult last_;
 };
 
@@ -108,7 +108,9 @@ TEST_F(RouteTableTest, EveryRequestGetsATraceTheAnswerNames) {
   EXPECT_EQ(edge_span->trace_id, "0af7651916cd43dd8448eb211c80319c");
   EXPECT_NE(edge_span->span_id, "b7ad6b7169203331");
   EXPECT_EQ(edge_span->flags, 1);
-  EXPECT_EQ(TraceOf(http::RequestContext{.traceparent = answered}), *edge_span);
+  http::RequestContext traced = peer_;
+  traced.traceparent = answered;
+  EXPECT_EQ(TraceOf(traced), *edge_span);
 
   for (const char* bad : {"", "00-00000000000000000000000000000000-b7ad6b7169203331-01",
                           "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", "garbage"}) {
