@@ -194,11 +194,17 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
       return NetError("WebSocket handshake", *done);
     }
     subprotocol_ = std::string(res[bhttp::field::sec_websocket_protocol]);
+    for (const auto& field : res) {
+      upgrade_headers_.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
     beast::get_lowest_layer(ws_).expires_never();
     return absl::OkStatus();
   }
 
   const std::string& subprotocol() const override { return subprotocol_; }
+  const std::vector<std::pair<std::string, std::string>>& upgrade_headers() const override {
+    return upgrade_headers_;
+  }
 
   absl::Status Write(const std::string& data, bool binary) override {
     ws_.binary(binary);
@@ -260,6 +266,7 @@ class WebSocketClientImpl : private IoBase, public WebSocketClient {
   ClientOptions options_;
   websocket::stream<Stream> ws_;
   std::string subprotocol_;
+  std::vector<std::pair<std::string, std::string>> upgrade_headers_;
 };
 
 }  // namespace

@@ -87,6 +87,8 @@ class WebSocketClient {
 
   // The sub-protocol the server selected ("" when none).
   virtual const std::string& subprotocol() const = 0;
+  // The headers of the server's 101 response, as received.
+  virtual const std::vector<std::pair<std::string, std::string>>& upgrade_headers() const = 0;
 
   virtual absl::Status Write(const std::string& data, bool binary = true) = 0;
 

@@ -253,7 +253,9 @@ class WebSocketSession : public WebSocketConnection,
         count_(server_->stats),
         source_(std::move(source)) {}
 
-  void Accept(Request request, std::string subprotocol, std::shared_ptr<WebSocketHandler> handler) {
+  void Accept(Request request, std::string subprotocol,
+              std::vector<std::pair<std::string, std::string>> headers,
+              std::shared_ptr<WebSocketHandler> handler) {
     request_ = std::move(request);
     handler_ = std::move(handler);
     const ServerOptions& o = server_->options;
@@ -268,12 +270,16 @@ class WebSocketSession : public WebSocketConnection,
       timeouts.keep_alive_pings = true;
     }
     ws_.set_option(timeouts);
-    ws_.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
-      res.set(bhttp::field::server, "podgate");
-      if (!subprotocol.empty()) {
-        res.set(bhttp::field::sec_websocket_protocol, subprotocol);
-      }
-    }));
+    ws_.set_option(websocket::stream_base::decorator(
+        [subprotocol, headers = std::move(headers)](websocket::response_type& res) {
+          res.set(bhttp::field::server, "podgate");
+          if (!subprotocol.empty()) {
+            res.set(bhttp::field::sec_websocket_protocol, subprotocol);
+          }
+          for (const auto& [name, value] : headers) {
+            res.set(name, value);
+          }
+        }));
     ws_.read_message_max(o.websocket_message_limit_bytes);
     ws_.auto_fragment(false);
     ws_.async_accept(
@@ -612,7 +618,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         auto ws = std::make_shared<WebSocketSession<Stream>>(std::move(stream_), server_,
                                                              std::move(source_));
         routed.set(bhttp::field::content_length, "0");
-        ws->Accept(std::move(routed), std::move(result.subprotocol), std::move(result.websocket));
+        ws->Accept(std::move(routed), std::move(result.subprotocol),
+                   std::move(result.upgrade_headers), std::move(result.websocket));
         return;
       }
       if (!upgrade && result.deferred && !result.response.has_value()) {

@@ -38,6 +38,9 @@ struct RequestContext {
   // Set by an application that replaced remote_address with the address a trusted proxy
   // forwarded (edge's ProxyTrust): the TCP peer's "ip:port". Empty otherwise.
   std::string proxy_address;
+  // Set by an application's router: the request's W3C traceparent as the application continued
+  // or started it (edge: runtime/trace.h). Empty otherwise.
+  std::string traceparent;
 };
 
 // A WebSocket connection as its handler sees it. Every method may be called from any thread.
@@ -87,6 +90,8 @@ struct RouteResult {
   std::optional<Response> response;
   std::shared_ptr<WebSocketHandler> websocket;  // non-null: accept the upgrade
   std::string subprotocol;                      // sent in Sec-WebSocket-Protocol when non-empty
+  // More headers on an accepted upgrade's 101 response (e.g. edge's traceresponse).
+  std::vector<std::pair<std::string, std::string>> upgrade_headers;
   // Set (with no response and no websocket): the answer comes later. The server calls it once
   // with a `reply` that may be called from any thread, exactly once, e.g. when a backend call
   // completes; the connection waits (bounded by the idle timeout) without holding a thread.

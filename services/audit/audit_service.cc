@@ -4,6 +4,8 @@
 #include "audit/query_reactor.h"
 #include "audit/record_reactor.h"
 #include "audit/verify.h"
+#include "runtime/log.h"
+#include "runtime/trace_metadata.h"
 #include "wire/status.h"
 
 namespace podgate::audit {
@@ -23,6 +25,11 @@ AuditServiceImpl::Record(grpc::CallbackServerContext* context) {
 
 grpc::ServerWriteReactor<podgate::audit::v1::QueryResponse>* AuditServiceImpl::Query(
     grpc::CallbackServerContext* context, const podgate::audit::v1::QueryRequest* request) {
+  const runtime::TraceContext trace = runtime::TraceOfCall(*context);
+  log::Debug("query", {{"trace_ids", static_cast<int64_t>(request->trace_ids_size())},
+                       {"session_ids", static_cast<int64_t>(request->session_ids_size())},
+                       {"trace_id", trace.trace_id},
+                       {"span_id", trace.span_id}});
   return new QueryReactor(store_, &executor_, metrics_, *request);
 }
 

@@ -56,6 +56,7 @@ EventColumns ColumnsOf(const AuditEvent& event) {
   c.verdict = event.has_decision() ? event.decision().verdict() : 0;
   c.rule = event.has_decision() ? event.decision().rule() : "";
   c.session_id = event.session_id();
+  c.trace_id = event.trace_id();
   if (event.has_command_request()) {
     const auto& request = event.command_request();
     c.argv_text = request.line();

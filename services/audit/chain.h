@@ -44,6 +44,7 @@ struct EventColumns {
   std::string rule;
   std::string session_id;
   std::string argv_text;  // the command line, then the argv joined by spaces
+  std::string trace_id;   // "" in events without a trace context
 };
 
 // One stored row, as a store reads it back.

@@ -34,6 +34,8 @@ ABSL_FLAG(std::vector<std::string>, kind, {},
 ABSL_FLAG(std::vector<std::string>, verdict, {}, "query: allow and/or deny.");
 ABSL_FLAG(std::vector<std::string>, rule, {}, "query: deciding rule ids.");
 ABSL_FLAG(std::vector<std::string>, session, {}, "query: session ids.");
+ABSL_FLAG(std::vector<std::string>, trace_id, {},
+          "query: W3C trace ids (32 hex digits, as edge's traceresponse header names them).");
 ABSL_FLAG(std::string, since, "", "query: events at or after this RFC 3339 time.");
 ABSL_FLAG(std::string, until, "", "query: events before this RFC 3339 time.");
 ABSL_FLAG(std::string, argv_contains, "", "query: text the command line or argv contains.");
@@ -114,6 +116,7 @@ int main(int argc, char** argv) {
     request.add_verdicts(OrFail(cli::ParseVerdict(v)));
   }
   for (const auto& v : absl::GetFlag(FLAGS_rule)) request.add_rules(v);
+  for (const auto& v : absl::GetFlag(FLAGS_trace_id)) request.add_trace_ids(v);
   for (const auto& v : absl::GetFlag(FLAGS_session)) request.add_session_ids(v);
   if (!absl::GetFlag(FLAGS_since).empty()) {
     *request.mutable_start_time() = OrFail(cli::ParseTime(absl::GetFlag(FLAGS_since)));

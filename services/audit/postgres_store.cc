@@ -27,7 +27,7 @@ namespace {
 
 using podgate::common::v1::AuditEvent;
 
-// Rows per multi-row INSERT: 19 parameters each, far below PostgreSQL's 65535.
+// Rows per multi-row INSERT: 20 parameters each, far below PostgreSQL's 65535.
 constexpr size_t kInsertChunk = 200;
 
 class Result {
@@ -574,10 +574,11 @@ class PostgresStore final : public Store {
     return absl::OkStatus();
   }
 
-  // See kClusterMigration; runs inside the migration's transaction.
-  static absl::Status BackfillClusters(Conn& conn) {
+  // See ColumnBackfill (kClusterMigration, kTraceIdMigration); runs inside the migration's
+  // transaction.
+  static absl::Status BackfillColumn(Conn& conn, const ColumnBackfill& backfill) {
     const std::string batch_sql = ForDialect(kClusterBackfillBatchSql, Dialect::kPostgres);
-    const std::string set_sql = ForDialect(kSetClusterSql, Dialect::kPostgres);
+    const std::string set_sql = ForDialect(backfill.set_sql, Dialect::kPostgres);
     int64_t last = 0;
     for (;;) {
       absl::StatusOr<Result> batch = conn.Exec(batch_sql, {SqlInt(last)});
@@ -589,8 +590,8 @@ class PostgresStore final : public Store {
       }
       for (int i = 0; i < batch->rows(); ++i) {
         last = batch->GetInt(i, 0);
-        if (std::string cluster = ClusterOfStoredEvent(batch->GetBytes(i, 1)); !cluster.empty()) {
-          if (absl::Status s = conn.Run(set_sql, {SqlText(cluster), SqlInt(last)}); !s.ok()) {
+        if (std::string value = backfill.value_of(batch->GetBytes(i, 1)); !value.empty()) {
+          if (absl::Status s = conn.Run(set_sql, {SqlText(value), SqlInt(last)}); !s.ok()) {
             return s;
           }
         }
@@ -619,8 +620,9 @@ class PostgresStore final : public Store {
       s = r.status();
       if (s.ok() && r->rows() == 0) {
         s = conn.Run(migrations[i]);
-        if (s.ok() && version == kClusterMigration) {
-          s = BackfillClusters(conn);
+        if (const ColumnBackfill* backfill = BackfillFor(static_cast<int>(version));
+            s.ok() && backfill != nullptr) {
+          s = BackfillColumn(conn, *backfill);
         }
         if (s.ok()) {
           s = conn.Run(

@@ -99,13 +99,13 @@ absl::StatusOr<int> ValidateQuery(const podgate::audit::v1::QueryRequest& r) {
         CheckValues("pods", r.pods()), CheckValues("containers", r.containers()),
         CheckValues("kinds", r.kinds()), CheckValues("verdicts", r.verdicts()),
         CheckValues("rules", r.rules()), CheckValues("session_ids", r.session_ids()),
-        CheckText("argv_contains", r.argv_contains())}) {
+        CheckValues("trace_ids", r.trace_ids()), CheckText("argv_contains", r.argv_contains())}) {
     if (!s.ok()) {
       return s;
     }
   }
   for (const auto* list : {&r.users(), &r.groups(), &r.clusters(), &r.namespaces(), &r.pods(),
-                           &r.containers(), &r.rules(), &r.session_ids()}) {
+                           &r.containers(), &r.rules(), &r.session_ids(), &r.trace_ids()}) {
     for (const std::string& value : *list) {
       if (absl::Status s = CheckText("filter", value); !s.ok()) {
         return s;
@@ -150,6 +150,8 @@ absl::StatusOr<SqlQuery> BuildQuery(const podgate::audit::v1::QueryRequest& r, D
   b.AnyOf(r.verdicts(), [&](int v) { return "verdict = " + b.Int(v); });
   b.AnyOf(r.rules(), [&](const std::string& v) { return "rule = " + b.Text(v); });
   b.AnyOf(r.session_ids(), [&](const std::string& v) { return "session_id = " + b.Text(v); });
+  // "" selects the records of events that carry no trace id.
+  b.AnyOf(r.trace_ids(), [&](const std::string& v) { return "trace_id = " + b.Text(v); });
   if (r.has_start_time()) {
     b.Where("event_time_us >= " + b.Int(TimeUtil::TimestampToMicroseconds(r.start_time())));
   }

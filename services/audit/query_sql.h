@@ -47,6 +47,6 @@ absl::StatusOr<SqlQuery> BuildQuery(const podgate::audit::v1::QueryRequest& requ
 inline constexpr char kRowColumns[] =
     "id, event_id, chain_id, sequence, stored_time_us, event, hash, previous_hash, "
     "event_time_us, kind, user_name, groups_text, namespace, pod, container, verdict, rule, "
-    "session_id, argv_text, cluster";
+    "session_id, argv_text, cluster, trace_id";
 
 }  // namespace podgate::audit

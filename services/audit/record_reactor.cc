@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "audit/chain.h"
+#include "runtime/log.h"
+#include "wire/enum_label.h"
 
 namespace podgate::audit {
 
@@ -98,6 +100,14 @@ void RecordReactor::OnReadDone(bool ok) {
     MaybeReadLocked();
     return;
   }
+  // The event's own trace id (its service's session or request), not the stream's: one Record
+  // stream carries every session of its client.
+  log::Debug("event received", {{"event_id", event.id()},
+                                {"kind", wire::EnumLabel(event.kind())},
+                                {"source_service", event.source_service()},
+                                {"session_id", event.session_id()},
+                                {"command_id", event.command_id()},
+                                {"trace_id", event.trace_id()}});
   // Blocking mode: an export sink lags too far; refuse before the event is stored so that the
   // client (exec) fails closed with the reason and resends once audit accepts again.
   if (absl::Status admitted = writer_->Admission(); !admitted.ok()) {

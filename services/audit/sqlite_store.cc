@@ -576,8 +576,9 @@ class SqliteStore final : public Store {
       absl::Status s = applied.status();
       if (s.ok() && !*applied) {
         s = db->Exec(migrations[i]);
-        if (s.ok() && version == kClusterMigration) {
-          s = BackfillClusters(db);
+        if (const ColumnBackfill* backfill = BackfillFor(static_cast<int>(version));
+            s.ok() && backfill != nullptr) {
+          s = BackfillColumn(db, *backfill);
         }
         if (s.ok()) {
           s = db->Exec(
@@ -597,10 +598,11 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
-  // See kClusterMigration; runs inside the migration's transaction.
-  static absl::Status BackfillClusters(Db* db) {
+  // See ColumnBackfill (kClusterMigration, kTraceIdMigration); runs inside the migration's
+  // transaction.
+  static absl::Status BackfillColumn(Db* db, const ColumnBackfill& backfill) {
     Stmt batch(db, ForDialect(kClusterBackfillBatchSql, Dialect::kSqlite));
-    Stmt set(db, ForDialect(kSetClusterSql, Dialect::kSqlite));
+    Stmt set(db, ForDialect(backfill.set_sql, Dialect::kSqlite));
     for (Stmt* s : {&batch, &set}) {
       if (!s->status().ok()) {
         return s->status();
@@ -622,16 +624,16 @@ class SqliteStore final : public Store {
         }
         any = true;
         last = batch.Int(0);
-        if (std::string cluster = ClusterOfStoredEvent(batch.Bytes(1)); !cluster.empty()) {
-          updates.emplace_back(last, std::move(cluster));
+        if (std::string value = backfill.value_of(batch.Bytes(1)); !value.empty()) {
+          updates.emplace_back(last, std::move(value));
         }
       }
       batch.Reset();
       if (!any) {
         return absl::OkStatus();
       }
-      for (const auto& [id, cluster] : updates) {
-        set.Bind(1, cluster);
+      for (const auto& [id, value] : updates) {
+        set.Bind(1, value);
         set.Bind(2, id);
         absl::StatusOr<bool> done = set.Step();
         set.Reset();
@@ -673,7 +675,7 @@ class SqliteStore final : public Store {
     Stmt exists(db, "SELECT 1 FROM records WHERE event_id = ?1");
     Stmt insert(db, absl::StrCat(kInsertRecordsSql,
                                  "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                                 "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"));
+                                 "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"));
     for (Stmt* s : {&exists, &insert}) {
       if (!s->status().ok()) {
         return s->status();

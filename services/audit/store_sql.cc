@@ -80,6 +80,12 @@ ALTER TABLE checkpoints ADD COLUMN signed_us {int64} NOT NULL DEFAULT 0;
 ALTER TABLE checkpoints ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE checkpoints ADD COLUMN signature {bytes} NOT NULL DEFAULT {empty_bytes};
 )sql",
+    // 5: the W3C trace id (AuditEvent.trace_id). Rows stored before it get "", then the
+    // backfill (kTraceIdMigration) sets what their event bytes carry.
+    R"sql(
+ALTER TABLE records ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX records_trace ON records (trace_id, id);
+)sql",
 };
 
 std::vector<std::string> Render(Dialect dialect) {
@@ -131,7 +137,8 @@ std::vector<SqlParam> RecordParams(const StoredRow& row) {
           SqlText(row.columns.rule),
           SqlText(row.columns.session_id),
           SqlText(row.columns.argv_text),
-          SqlText(row.columns.cluster)};
+          SqlText(row.columns.cluster),
+          SqlText(row.columns.trace_id)};
 }
 
 std::string ClusterOfStoredEvent(const std::string& event_bytes) {
@@ -140,6 +147,27 @@ std::string ClusterOfStoredEvent(const std::string& event_bytes) {
     return "";
   }
   return ColumnsOf(event).cluster;
+}
+
+std::string TraceIdOfStoredEvent(const std::string& event_bytes) {
+  podgate::common::v1::AuditEvent event;
+  if (!event.ParseFromString(event_bytes)) {
+    return "";
+  }
+  return ColumnsOf(event).trace_id;
+}
+
+const ColumnBackfill* BackfillFor(int version) {
+  static const ColumnBackfill kBackfills[] = {
+      {kClusterMigration, kSetClusterSql, &ClusterOfStoredEvent},
+      {kTraceIdMigration, kSetTraceIdSql, &TraceIdOfStoredEvent},
+  };
+  for (const ColumnBackfill& b : kBackfills) {
+    if (b.version == version) {
+      return &b;
+    }
+  }
+  return nullptr;
 }
 
 ChainHead HeadAfterCheckpoint(const std::string& chain_id, const Checkpoint& checkpoint) {

@@ -37,6 +37,24 @@ inline constexpr char kSetClusterSql[] = "UPDATE records SET cluster = ?1 WHERE 
 // record whose event does not parse on its own).
 std::string ClusterOfStoredEvent(const std::string& event_bytes);
 
+// Migration 3 adds the trace_id column, backfilled the same way from the stored events (an
+// audit of the previous release kept a newer service's AuditEvent.trace_id in the event bytes).
+inline constexpr int kTraceIdMigration = 5;
+inline constexpr char kSetTraceIdSql[] = "UPDATE records SET trace_id = ?1 WHERE id = ?2";
+// The trace id a stored event carries; "" when none or when it does not parse.
+std::string TraceIdOfStoredEvent(const std::string& event_bytes);
+
+// A migration that adds a column derived from the event: after its SQL, each store walks the
+// rows (kClusterBackfillBatchSql) and runs `set_sql` (?1 value, ?2 row id) for each row whose
+// event gives a non-empty value.
+struct ColumnBackfill {
+  int version;
+  const char* set_sql;
+  std::string (*value_of)(const std::string& event_bytes);
+};
+// The backfill of migration `version`; null when it has none.
+const ColumnBackfill* BackfillFor(int version);
+
 // The newest record of chain ?1: sequence, hash.
 inline constexpr char kLastRecordSql[] =
     "SELECT sequence, hash FROM records WHERE chain_id = ?1 ORDER BY sequence DESC LIMIT 1";
@@ -118,7 +136,7 @@ std::string ForDialect(const char* sql, Dialect dialect);
 inline constexpr char kInsertRecordsSql[] =
     "INSERT INTO records (event_id, chain_id, sequence, stored_time_us, event, hash, "
     "previous_hash, event_time_us, kind, user_name, groups_text, namespace, pod, container, "
-    "verdict, rule, session_id, argv_text, cluster) VALUES ";
+    "verdict, rule, session_id, argv_text, cluster, trace_id) VALUES ";
 
 // The values of `row` in kInsertRecordsSql's column order.
 std::vector<SqlParam> RecordParams(const StoredRow& row);
@@ -148,6 +166,7 @@ StoredRow ReadStoredRow(Row& r, int64_t* row_id) {
   row.columns.session_id = r.Text(17);
   row.columns.argv_text = r.Text(18);
   row.columns.cluster = r.Text(19);
+  row.columns.trace_id = r.Text(20);
   return row;
 }
 

@@ -24,6 +24,7 @@ std::string ColumnMismatch(const EventColumns& stored, const EventColumns& deriv
       {stored.rule == derived.rule, "rule"},
       {stored.session_id == derived.session_id, "session_id"},
       {stored.argv_text == derived.argv_text, "argv_text"},
+      {stored.trace_id == derived.trace_id, "trace_id"},
   };
   for (const auto& [equal, name] : checks) {
     if (!equal) {

@@ -13,10 +13,12 @@
 #include "absl/strings/str_join.h"
 #include "edge/http_reply.h"
 #include "edge/protocol.h"
+#include "edge/router.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/time_util.h"
 #include "k8s/names.h"
 #include "runtime/log.h"
+#include "runtime/trace_metadata.h"
 #include "wire/enum_label.h"
 #include "wire/status.h"
 
@@ -105,7 +107,8 @@ RouteResult DeferredUnary(
 class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::QueryResponse> {
  public:
   AuditQueryReader(EdgeContext* context, podgate::audit::v1::QueryRequest request, Request req,
-                   bool json_lines, size_t max_records, std::function<void(Response)> reply)
+                   bool json_lines, size_t max_records, std::function<void(Response)> reply,
+                   const runtime::TraceContext& trace = {})
       : context_(context),
         request_(std::move(request)),
         req_(std::move(req)),
@@ -114,6 +117,7 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
         reply_(std::move(reply)) {
     // Before the call is created: a deadline set afterwards is ignored.
     grpc_context_.set_deadline(absl::ToChronoTime(absl::Now() + context_->options.backend_timeout));
+    runtime::AddTraceMetadata(&grpc_context_, trace);
     context_->audit->async()->Query(&grpc_context_, &request_, this);
     StartRead(&response_);
     StartCall();
@@ -220,6 +224,7 @@ RouteResult HttpApi::Targets(const Request& request, const http::RequestContext&
   call->request.mutable_credential()->set_bearer_token(token);
   call->request.set_namespace_(ns);
   call->request.set_cluster(cluster);
+  runtime::AddTraceMetadata(&call->context, TraceOf(peer));
   EdgeContext* context = context_;
   RouteResult result =
       DeferredUnary<podgate::exec::v1::ListTargetsRequest, podgate::exec::v1::ListTargetsResponse>(
@@ -259,6 +264,7 @@ RouteResult HttpApi::Allowed(const Request& request, const http::RequestContext&
   call->request.mutable_target()->set_pod(First(*q, "pod"));
   call->request.mutable_target()->set_container(First(*q, "container"));
   call->request.mutable_target()->set_cluster(First(*q, "cluster"));
+  runtime::AddTraceMetadata(&call->context, TraceOf(peer));
   EdgeContext* context = context_;
   RouteResult result = DeferredUnary<podgate::policy::v1::ListAllowedRequest,
                                      podgate::policy::v1::ListAllowedResponse>(
@@ -314,6 +320,12 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
       query_request.add_containers(v);
     } else if (k == "session_id") {
       query_request.add_session_ids(v);
+    } else if (k == "trace_id") {
+      // `trace_id=` (empty) asks for records of events that carry none.
+      if (!v.empty() && !runtime::IsTraceId(v)) {
+        return bad_request("trace_id must be 32 lowercase hex digits (not all zeros)");
+      }
+      query_request.add_trace_ids(v);
     } else if (k == "rule") {
       query_request.add_rules(v);
     } else if (k == "kind") {
@@ -361,10 +373,10 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
   result.authenticated = true;
   Request req_copy = RequestLine(request);
   EdgeContext* context = context_;
-  result.deferred = [context, query_request, req_copy, json_lines,
-                     page_size](std::function<void(Response)> reply) {
+  result.deferred = [context, query_request, req_copy, json_lines, page_size,
+                     trace = TraceOf(peer)](std::function<void(Response)> reply) {
     new AuditQueryReader(context, query_request, req_copy, json_lines,
-                         static_cast<size_t>(page_size), std::move(reply));
+                         static_cast<size_t>(page_size), std::move(reply), trace);
   };
   return result;
 }

@@ -16,11 +16,12 @@ AuthFailureAudit::AuthFailureAudit(std::shared_ptr<grpc::Channel> channel, size_
 
 AuthFailureAudit::~AuthFailureAudit() = default;
 
-void AuthFailureAudit::Record(const AuthFailureEvent& failure) {
+void AuthFailureAudit::Record(const AuthFailureEvent& failure, const std::string& trace_id) {
   podgate::common::v1::AuditEvent e;
   e.set_kind(podgate::common::v1::EVENT_KIND_AUTH_FAILURE);
   e.set_source_service("edge");
   e.set_source_address(failure.source_address.substr(0, 128));
+  e.set_trace_id(trace_id);
   if (!failure.target.namespace_().empty()) {
     *e.mutable_target() = failure.target;
   }
@@ -53,10 +54,11 @@ void AuthFailureAudit::RecordEvent(podgate::common::v1::AuditEvent event) {
   });
 }
 
-void AuthFailed(EdgeContext* context, const AuthFailureEvent& failure) {
+void AuthFailed(EdgeContext* context, const AuthFailureEvent& failure,
+                const std::string& trace_id) {
   context->metrics->AuthFailure(failure.reason);
   if (context->auth_audit != nullptr) {
-    context->auth_audit->Record(failure);
+    context->auth_audit->Record(failure, trace_id);
   }
 }
 

@@ -32,8 +32,8 @@ class AuthFailureAudit {
                    EdgeMetrics* metrics);
   ~AuthFailureAudit();
 
-  // Queues the event; never blocks.
-  void Record(const AuthFailureEvent& failure);
+  // Queues the event (with `trace_id`, the request's, when known); never blocks.
+  void Record(const AuthFailureEvent& failure, const std::string& trace_id = "");
   // Queues another event edge records (the loss of a session's exec stream), with the same
   // bound; the outcome is counted in podgate_edge_exec_lost_audit_total{result}. Never blocks.
   void RecordEvent(podgate::common::v1::AuditEvent event);

@@ -84,9 +84,11 @@ bool BrowserSession::Change(State& current, State next, const char* what) {
   }
   if (!TransitionAllowed(current, next)) {
     context_->metrics->InvalidTransition(what);
-    log::Error(
-        "browser session: invalid transition refused",
-        {{"what", what}, {"from", StateName(current)}, {"to", StateName(next)}, {"user", user_}});
+    log::Error("browser session: invalid transition refused", {{"trace_id", params_.trace.trace_id},
+                                                               {"what", what},
+                                                               {"from", StateName(current)},
+                                                               {"to", StateName(next)},
+                                                               {"user", user_}});
     return false;
   }
   current = next;
@@ -127,7 +129,9 @@ void BrowserSession::OnMessage(std::string data, bool binary) {
   last_message_ = now;
   if (!bucket_->Take(now) || (!user_.empty() && !context_->limits->TakeUserMessage(user_))) {
     context_->metrics->Rejection("rate");
-    log::Warn("browser message rate exceeded", {{"user", user_}, {"protocol", protocol_name()}});
+    log::Warn(
+        "browser message rate exceeded",
+        {{"trace_id", params_.trace.trace_id}, {"user", user_}, {"protocol", protocol_name()}});
     CloseBrowser(kClosePolicy, "message rate exceeded");
     return;
   }
@@ -193,9 +197,11 @@ void BrowserSession::Authenticate(const std::string& token) {
 void BrowserSession::RefuseCredential(const std::string& reason, const std::string& message,
                                       const std::string& seed_reply,
                                       const std::string& close_reason) {
-  AuthFailed(context_, {reason, message, params_.source_address, params_.path, params_.target});
-  log::Info("browser authentication refused",
-            {{"reason", reason}, {"source", params_.source_address}});
+  AuthFailed(context_, {reason, message, params_.source_address, params_.path, params_.target},
+             params_.trace.trace_id);
+  log::Info("browser authentication refused", {{"trace_id", params_.trace.trace_id},
+                                               {"reason", reason},
+                                               {"source", params_.source_address}});
   if (params_.protocol == Protocol::kV1) {
     SendError("UNAUTHENTICATED", message);
   } else {
@@ -217,8 +223,8 @@ void BrowserSession::StartExec() {
   EnterExec(ExecPhase::kStreaming);
   exec_read_ = ExecRead::kInFlight;
   write_in_flight_ = true;
-  exec_ =
-      new ExecStream(context_->exec, shared_from_this(), connection_->executor(), std::move(open));
+  exec_ = new ExecStream(context_->exec, shared_from_this(), connection_->executor(),
+                         std::move(open), params_.trace);
 }
 
 void BrowserSession::HandleV1(std::string data, bool binary) {
@@ -491,7 +497,8 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         }
         context_->metrics->SessionOpened();
         const auto& r = response.ready();
-        log::Info("session open", {{"session_id", r.session_id()},
+        log::Info("session open", {{"trace_id", params_.trace.trace_id},
+                                   {"session_id", r.session_id()},
                                    {"user", r.principal().user()},
                                    {"cluster", r.target().cluster()},
                                    {"namespace", r.target().namespace_()},
@@ -499,7 +506,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
                                    {"container", r.target().container()},
                                    {"protocol", protocol_name()}});
         if (v1) {
-          more = Send(V1Ready(r), false);
+          more = Send(V1Ready(r, params_.trace.trace_id), false);
         }
         SendNextSeedCommand();
         break;
@@ -541,7 +548,8 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& d = response.denied();
         command_sent_.reset();
         // The reason may quote the line, which may hold secrets: only the rule is logged.
-        log::Info("command denied", {{"user", user_}, {"rule", d.rule()}});
+        log::Info("command denied",
+                  {{"trace_id", params_.trace.trace_id}, {"user", user_}, {"rule", d.rule()}});
         if (v1) {
           more = Send(V1Denied(d), false);
         } else {
@@ -618,7 +626,8 @@ void BrowserSession::OnExecDone(grpc::Status status) {
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !exec_ready_) {
       message = absl::StrCat("the exec service is unavailable: ", message);
     }
-    log::Info("exec session ended", {{"code", code}, {"user", user_}});
+    log::Info("exec session ended",
+              {{"trace_id", params_.trace.trace_id}, {"code", code}, {"user", user_}});
     if (params_.protocol == Protocol::kV1) {
       SendError(code, message);
     } else {
@@ -639,7 +648,8 @@ void BrowserSession::OnExecDone(grpc::Status status) {
 void BrowserSession::ExecLost(const grpc::Status& status) {
   context_->metrics->ExecLost();
   const std::string running = absl::StrJoin(commands_in_exec_, ",");
-  log::Warn("exec stream lost", {{"session_id", session_id_},
+  log::Warn("exec stream lost", {{"trace_id", params_.trace.trace_id},
+                                 {"session_id", session_id_},
                                  {"user", user_},
                                  {"command_id", running},
                                  {"error", status.error_message()}});
@@ -647,6 +657,7 @@ void BrowserSession::ExecLost(const grpc::Status& status) {
     podgate::common::v1::AuditEvent e;
     e.set_kind(podgate::common::v1::EVENT_KIND_SESSION_CLOSE);
     e.set_session_id(session_id_);
+    e.set_trace_id(params_.trace.trace_id);
     if (!commands_in_exec_.empty()) {
       e.set_command_id(commands_in_exec_.front());
     }

@@ -35,6 +35,7 @@
 #include "edge/protocol.h"
 #include "edge/session_state.h"
 #include "http/server.h"
+#include "runtime/trace.h"
 
 namespace podgate::edge {
 
@@ -56,6 +57,9 @@ struct SessionParams {
   // Behind a trusted proxy: the forwarded client's place (ProxyTrust::AcquireClientSlot), given
   // back when the session ends.
   std::shared_ptr<void> client_slot;
+  // The upgrade's trace (edge's span of it, RouteTable): the session's trace_id on every log
+  // line and audit event, the parent of the exec stream's span.
+  runtime::TraceContext trace;
 };
 
 class BrowserSession : public http::WebSocketHandler,

@@ -68,7 +68,7 @@ std::string ExitReason(const podgate::exec::v1::CommandExit& exit) {
                               : exit.error();
 }
 
-std::string V1Ready(const podgate::exec::v1::SessionReady& r) {
+std::string V1Ready(const podgate::exec::v1::SessionReady& r, const std::string& trace_id) {
   nlohmann::json j = {
       {"type", "ready"},
       {"session_id", r.session_id()},
@@ -83,6 +83,9 @@ std::string V1Ready(const podgate::exec::v1::SessionReady& r) {
   }
   if (r.has_expires_time()) {
     j["expires"] = TimeUtil::ToString(r.expires_time());
+  }
+  if (!trace_id.empty()) {
+    j["trace_id"] = trace_id;
   }
   return Dump(j);
 }

@@ -24,7 +24,7 @@ inline constexpr char kExecLostMessage[] =
 std::string ExitReason(const podgate::exec::v1::CommandExit& exit);
 
 // v1 control messages (JSON text; bytes that are not UTF-8 become U+FFFD).
-std::string V1Ready(const podgate::exec::v1::SessionReady& ready);
+std::string V1Ready(const podgate::exec::v1::SessionReady& ready, const std::string& trace_id = "");
 std::string V1Exit(const podgate::exec::v1::CommandExit& exit);
 std::string V1Denied(const podgate::exec::v1::CommandDenied& denied);
 std::string V1CommandError(const podgate::exec::v1::CommandError& error);

@@ -68,6 +68,8 @@ struct EdgeContext {
 
 // A refused (or missing) credential: counted by reason, logged without the token, and
 // audited once as EVENT_KIND_AUTH_FAILURE.
-void AuthFailed(EdgeContext* context, const AuthFailureEvent& failure);
+// `trace_id`: the request's trace (RouteTable), recorded on the event; empty when unknown.
+void AuthFailed(EdgeContext* context, const AuthFailureEvent& failure,
+                const std::string& trace_id = "");
 
 }  // namespace podgate::edge

@@ -2,13 +2,16 @@
 
 #include <boost/asio/post.hpp>
 
+#include "runtime/trace_metadata.h"
+
 namespace podgate::edge {
 
 ExecStream::ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
                        std::shared_ptr<ExecStreamEvents> events,
                        boost::asio::any_io_executor executor,
-                       podgate::exec::v1::SessionRequest open)
+                       podgate::exec::v1::SessionRequest open, const runtime::TraceContext& trace)
     : events_(std::move(events)), executor_(std::move(executor)), request_(std::move(open)) {
+  runtime::AddTraceMetadata(&context_, trace);
   stub->async()->Session(&context_, this);
   AddHold();
   StartWrite(&request_);

@@ -12,6 +12,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "runtime/trace.h"
 
 namespace podgate::edge {
 
@@ -28,10 +29,11 @@ class ExecStreamEvents {
 class ExecStream : public grpc::ClientBidiReactor<podgate::exec::v1::SessionRequest,
                                                   podgate::exec::v1::SessionResponse> {
  public:
-  // Starts the call with `open` as its first message and the first read.
+  // Starts the call with `open` as its first message and the first read; the call carries
+  // `trace` as its traceparent.
   ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
              std::shared_ptr<ExecStreamEvents> events, boost::asio::any_io_executor executor,
-             podgate::exec::v1::SessionRequest open);
+             podgate::exec::v1::SessionRequest open, const runtime::TraceContext& trace = {});
 
   // From the executor only, before Release.
   void Write(podgate::exec::v1::SessionRequest request);

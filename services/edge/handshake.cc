@@ -12,6 +12,7 @@
 #include "edge/browser_session.h"
 #include "edge/http_reply.h"
 #include "edge/protocol.h"
+#include "edge/router.h"
 #include "k8s/names.h"
 #include "runtime/log.h"
 
@@ -36,10 +37,15 @@ RouteResult RefuseForShutdown(EdgeContext* context, const Request& request) {
 RouteResult RefuseUntrustedProxy(EdgeContext* context, const Request& request,
                                  const http::RequestContext& peer, const SessionParams& params,
                                  const absl::Status& status) {
-  AuthFailed(context, {kUntrustedProxyReason, std::string(status.message()), peer.remote_address,
-                       params.path, params.target});
+  AuthFailed(context,
+             {kUntrustedProxyReason, std::string(status.message()), peer.remote_address,
+              params.path, params.target},
+             params.trace.trace_id);
   log::Warn("identity headers from a peer that is not the auth proxy refused",
-            {{"source", peer.remote_address}, {"peer", TcpPeer(peer)}, {"path", params.path}});
+            {{"trace_id", params.trace.trace_id},
+             {"source", peer.remote_address},
+             {"peer", TcpPeer(peer)},
+             {"path", params.path}});
   return Answer(JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
                           std::string(status.message())));
 }
@@ -58,8 +64,9 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
   std::string origin = Header(request, bhttp::field::origin);
   if (origin.empty() ? !o.allow_missing_origin : !OriginAllowed(origin, o.allowed_origins)) {
     context_->metrics->Rejection("origin");
-    log::Info("websocket origin refused",
-              {{"origin", origin.substr(0, 200)}, {"source", peer.remote_address}});
+    log::Info("websocket origin refused", {{"trace_id", TraceOf(peer).trace_id},
+                                           {"origin", origin.substr(0, 200)},
+                                           {"source", peer.remote_address}});
     return Answer(
         JsonError(request, bhttp::status::forbidden, "PERMISSION_DENIED",
                   origin.empty() ? "an Origin header is required" : "this Origin is not allowed"));
@@ -67,6 +74,7 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
   std::vector<std::string> parts =
       absl::StrSplit(absl::string_view(path.data() + 4, path.size() - 4), '/');
   SessionParams params;
+  params.trace = TraceOf(peer);
   if (parts.size() != 3 || (parts[0] != "v1" && parts[0] != "seed")) {
     return Answer(JsonError(request, bhttp::status::not_found, "NOT_FOUND",
                             "use /ws/v1/{namespace}/{pod} or /ws/seed/{namespace}/{pod}"));
@@ -132,8 +140,10 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
     absl::StatusOr<OfferedProtocols> offered =
         ParseOfferedProtocols(Header(request, bhttp::field::sec_websocket_protocol));
     if (!offered.ok()) {
-      AuthFailed(context_, {"malformed", std::string(offered.status().message()),
-                            peer.remote_address, std::string(path), params.target});
+      AuthFailed(context_,
+                 {"malformed", std::string(offered.status().message()), peer.remote_address,
+                  std::string(path), params.target},
+                 params.trace.trace_id);
       return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                               std::string(offered.status().message())));
     }
@@ -155,29 +165,38 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
           "the auth proxy forwarded no token: it must pass the user's token "
           "(X-Forwarded-Access-Token or Authorization: Bearer)";
       AuthFailed(context_,
-                 {"missing", message, peer.remote_address, std::string(path), params.target});
+                 {"missing", message, peer.remote_address, std::string(path), params.target},
+                 params.trace.trace_id);
       log::Warn("websocket from the auth proxy without a token refused",
-                {{"source", peer.remote_address}, {"proxy", TcpPeer(peer)}});
+                {{"trace_id", params.trace.trace_id},
+                 {"source", peer.remote_address},
+                 {"proxy", TcpPeer(peer)}});
       return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED", message));
     }
     if (!token.empty()) {
       absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
       if (!verified.ok()) {
         std::string reason = auth::AuthFailureReason(verified.status());
-        AuthFailed(context_, {reason, std::string(verified.status().message()), peer.remote_address,
-                              std::string(path), params.target});
-        log::Info("websocket authentication refused",
-                  {{"reason", reason}, {"source", peer.remote_address}});
+        AuthFailed(context_,
+                   {reason, std::string(verified.status().message()), peer.remote_address,
+                    std::string(path), params.target},
+                   params.trace.trace_id);
+        log::Info("websocket authentication refused", {{"trace_id", params.trace.trace_id},
+                                                       {"reason", reason},
+                                                       {"source", peer.remote_address}});
         return Answer(JsonError(request, bhttp::status::unauthorized, "UNAUTHENTICATED",
                                 std::string(verified.status().message())));
       }
       if (context_->proxies != nullptr) {
         if (absl::Status consistent = context_->proxies->CheckIdentity(auth_proxy, *verified);
             !consistent.ok()) {
-          AuthFailed(context_, {kProxyMismatchReason, std::string(consistent.message()),
-                                peer.remote_address, std::string(path), params.target});
+          AuthFailed(context_,
+                     {kProxyMismatchReason, std::string(consistent.message()), peer.remote_address,
+                      std::string(path), params.target},
+                     params.trace.trace_id);
           log::Warn("websocket refused: the auth proxy's headers disagree with the token",
-                    {{"source", peer.remote_address},
+                    {{"trace_id", params.trace.trace_id},
+                     {"source", peer.remote_address},
                      {"proxy", TcpPeer(peer)},
                      {"header_user", auth_proxy.user.substr(0, 128)},
                      {"token_user", verified->principal.user()}});

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "edge/http_reply.h"
+#include "runtime/trace.h"
 
 namespace podgate::edge {
 
@@ -28,12 +29,46 @@ bool Takes(RouteTable::Methods methods, bhttp::verb verb) {
 
 }  // namespace
 
+runtime::TraceContext TraceOf(const http::RequestContext& peer) {
+  absl::StatusOr<runtime::TraceContext> trace = runtime::ParseTraceparent(peer.traceparent);
+  return trace.ok() ? *std::move(trace) : runtime::NewTrace();
+}
+
 void RouteTable::Add(std::string path, Methods methods, RouteHandler handler) {
   exact_.insert_or_assign(std::move(path), Entry{methods, std::move(handler)});
 }
 
 http::RouteResult RouteTable::Route(const http::Request& request, const http::RequestContext& peer,
                                     bool is_upgrade) const {
+  // The request's trace: the client's traceparent continued, or a new trace (a correlation id
+  // only, so any client may send one; a malformed one is replaced, not refused). Handlers read
+  // it from the peer context; the client reads edge's span back from traceresponse.
+  const auto header = request.find(runtime::kTraceparentHeader);
+  const runtime::TraceContext trace = runtime::ContinueOrStart(
+      header == request.end() ? std::string_view()
+                              : std::string_view(header->value().data(), header->value().size()));
+  http::RequestContext traced = peer;
+  traced.traceparent = trace.Header();
+  http::RouteResult result = Dispatch(request, traced, is_upgrade);
+  const std::string traceresponse = traced.traceparent;
+  if (result.response.has_value()) {
+    result.response->set(runtime::kTraceresponseHeader, traceresponse);
+  } else if (result.websocket != nullptr) {
+    result.upgrade_headers.emplace_back(runtime::kTraceresponseHeader, traceresponse);
+  } else if (result.deferred) {
+    result.deferred = [deferred = std::move(result.deferred),
+                       traceresponse](std::function<void(http::Response)> reply) {
+      deferred([reply = std::move(reply), traceresponse](http::Response response) {
+        response.set(runtime::kTraceresponseHeader, traceresponse);
+        reply(std::move(response));
+      });
+    };
+  }
+  return result;
+}
+
+http::RouteResult RouteTable::Dispatch(const http::Request& request,
+                                       const http::RequestContext& peer, bool is_upgrade) const {
   std::string_view target(request.target().data(), request.target().size());
   const size_t q = target.find('?');
   const RouteRequest route{request, peer, target.substr(0, q),

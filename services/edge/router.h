@@ -9,6 +9,11 @@
 //   5. anything but GET or HEAD: 405
 //   6. GET or HEAD: the static handler (404 for a file it does not have)
 // No path is normalised: "/api/v1/../healthz" is not "/healthz" (it reaches the API's 404).
+//
+// Every request gets a trace context first (docs/architecture.md, "Trace context"): the
+// client's `traceparent` continued with a span of edge's own, or a new trace when it sends none
+// or a malformed one. Handlers find it in RequestContext::traceparent; every answer (a 101
+// included) carries it back as `traceresponse`.
 #pragma once
 
 #include <functional>
@@ -17,6 +22,7 @@
 #include <string_view>
 
 #include "http/server.h"
+#include "runtime/trace.h"
 
 namespace podgate::edge {
 
@@ -29,6 +35,10 @@ struct RouteRequest {
 };
 
 using RouteHandler = std::function<http::RouteResult(const RouteRequest&)>;
+
+// The trace RouteTable::Route put in `peer`; a new trace when it holds none (a handler called
+// without the route table).
+runtime::TraceContext TraceOf(const http::RequestContext& peer);
 
 class RouteTable {
  public:
@@ -49,6 +59,10 @@ class RouteTable {
                           bool is_upgrade) const;
 
  private:
+  // Route's dispatch, once the trace is in `peer`.
+  http::RouteResult Dispatch(const http::Request& request, const http::RequestContext& peer,
+                             bool is_upgrade) const;
+
   struct Entry {
     Methods methods;
     RouteHandler handler;

@@ -419,8 +419,11 @@ void Session::RefuseCommandLocked(const std::shared_ptr<Command>& cmd, const std
   hub_->audit()->Record(std::move(denial), [](absl::Status) {});
   if (rule == "kubernetes-rbac") {
     hub_->metrics()->kubernetes_denials_total.Add({{"at", "command"}}).Increment();
-    log::Info("kubernetes refused the user",
-              {{"session_id", session_id_}, {"command_id", cmd->id}, {"reason", reason}});
+    log::Info("kubernetes refused the user", {{"session_id", session_id_},
+                                              {"trace_id", trace_.trace_id},
+                                              {"command_id", cmd->id},
+                                              {"span_id", cmd->span_id},
+                                              {"reason", reason}});
   }
   if (state_ != State::kClosed) {
     DenyLocked(cmd->id, rule, reason);
@@ -446,7 +449,9 @@ void Session::RefuseByCheckLocked(const std::shared_ptr<Command>& cmd,
   denial.mutable_decision()->set_policy_version(cmd->decision.policy_version());
   hub_->audit()->Record(std::move(denial), [](absl::Status) {});
   log::Info("container check refused", {{"session_id", session_id_},
+                                        {"trace_id", trace_.trace_id},
                                         {"command_id", cmd->id},
+                                        {"span_id", cmd->span_id},
                                         {"kind", CheckKindLabel(check)},
                                         {"result", CheckResultLabel(outcome.result)}});
   DenyLocked(cmd->id, "container-check", outcome.reason);
@@ -490,7 +495,10 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
       }
     } else if (!cmd->gone) {
       log::Warn("time limit reached by a process whose stream has ended: stopping it",
-                {{"session_id", self->session_id_}, {"command_id", cmd->id}});
+                {{"session_id", self->session_id_},
+                 {"trace_id", self->trace_.trace_id},
+                 {"command_id", cmd->id},
+                 {"span_id", cmd->span_id}});
       self->StartStopLocked(cmd);
     }
   });
@@ -498,8 +506,11 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
     std::lock_guard<std::mutex> lock(self->mu_);
     self->LaunchTimedOutLocked(cmd);
   });
-  log::Info("command start",
-            {{"session_id", session_id_}, {"command_id", cmd->id}, {"rule", cmd->decision.rule()}});
+  log::Info("command start", {{"session_id", session_id_},
+                              {"trace_id", trace_.trace_id},
+                              {"command_id", cmd->id},
+                              {"span_id", cmd->span_id},
+                              {"rule", cmd->decision.rule()}});
   lock.unlock();
   std::unique_ptr<ExecHandle> handle = cluster_->kube()->Exec(spec, std::move(observer));
   lock.lock();
@@ -555,6 +566,7 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     entry.target.set_container(target_.container());
     entry.target.set_cluster(target_.cluster());
     entry.source_address = source_address_;
+    entry.trace_id = trace_.trace_id;
     entry.pid = cmd->report.pid();
     entry.start_ticks = cmd->report.start_ticks();
     entry.started = cmd->start;
@@ -588,8 +600,11 @@ void Session::LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std:
     return;
   }
   cmd->launch_error = why;
-  log::Warn("command not run",
-            {{"session_id", session_id_}, {"command_id", cmd->id}, {"error", why}});
+  log::Warn("command not run", {{"session_id", session_id_},
+                                {"trace_id", trace_.trace_id},
+                                {"command_id", cmd->id},
+                                {"span_id", cmd->span_id},
+                                {"error", why}});
   if (cmd->handle != nullptr) {
     cmd->handle->Close();
   }
@@ -646,8 +661,11 @@ void Session::StartStopLocked(const std::shared_ptr<Command>& cmd) {
     return;
   }
   cmd->stop_started = true;
-  log::Info("stopping process",
-            {{"session_id", session_id_}, {"command_id", cmd->id}, {"pid", cmd->report.pid()}});
+  log::Info("stopping process", {{"session_id", session_id_},
+                                 {"trace_id", trace_.trace_id},
+                                 {"command_id", cmd->id},
+                                 {"span_id", cmd->span_id},
+                                 {"pid", cmd->report.pid()}});
   std::shared_ptr<Session> self = shared_from_this();
   hub_->timers()->After(absl::ZeroDuration(), [self, cmd] { self->RunStopStep(cmd, "INT", 0); });
 }
@@ -694,7 +712,9 @@ void Session::RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int 
                  self->hub_->timers()->Cancel(cmd->limit_timer);
                }
                log::Info("process stopped", {{"session_id", self->session_id_},
+                                             {"trace_id", self->trace_.trace_id},
                                              {"command_id", cmd->id},
+                                             {"span_id", cmd->span_id},
                                              {"pid", cmd->report.pid()},
                                              {"how", gone ? "gone" : "SIGKILL"}});
                if (!cmd->finished) {
@@ -710,7 +730,9 @@ void Session::RunStopStep(std::shared_ptr<Command> cmd, std::string signal, int 
              if (!signalled) {
                log::Warn("stop helper failed",
                          {{"session_id", self->session_id_},
+                          {"trace_id", self->trace_.trace_id},
                           {"command_id", cmd->id},
+                          {"span_id", cmd->span_id},
                           {"signal", signal},
                           {"attempt", attempt},
                           {"error",
@@ -864,7 +886,9 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
         .Increment();
   }
   log::Info("command end", {{"session_id", session_id_},
+                            {"trace_id", trace_.trace_id},
                             {"command_id", cmd->id},
+                            {"span_id", cmd->span_id},
                             {"termination", wire::EnumLabel(termination, "error")},
                             {"exit_code", outcome.exit_code},
                             {"duration_ms", absl::ToInt64Milliseconds(duration)}});

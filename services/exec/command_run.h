@@ -29,6 +29,7 @@
 #include "prometheus/gauge.h"
 #include "runtime/ids.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 namespace podgate::exec {
 
@@ -44,6 +45,9 @@ struct Command {
   std::string id;
   // The id of its COMMAND_RESULT event (also its journal entry's name).
   const std::string result_event_id = runtime::RandomId();
+  // The command's own span in its session's trace (docs/architecture.md, "Trace context"):
+  // its log lines carry it beside the session's trace_id.
+  const std::string span_id = runtime::NewSpanId();
   // A journal entry exists for it; audit acknowledged its COMMAND_RESULT.
   bool journaled = false;
   bool result_acked = false;

@@ -10,6 +10,7 @@
 #include "exec/impersonation.h"
 #include "k8s/names.h"
 #include "runtime/log.h"
+#include "runtime/trace_metadata.h"
 #include "wire/status.h"
 
 namespace podgate::exec {
@@ -214,6 +215,11 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
   SessionHub* hub = hub_;
   const std::string ns = request->namespace_();
   const std::string cluster = request->cluster();
+  const runtime::TraceContext trace = runtime::TraceOfCall(*context);
+  log::Debug("list targets", {{"cluster", cluster},
+                              {"namespace", ns},
+                              {"trace_id", trace.trace_id},
+                              {"span_id", trace.span_id}});
   // At once, or from the timer thread once a key set fetch is over (credential.h).
   VerifyCredential(
       hub_->verifier(), hub_->timers(), request->credential().bearer_token(),

@@ -73,6 +73,7 @@ std::string EncodeJournalEntry(const JournalEntry& e) {
                       {"result_event_id", e.result_event_id},
                       {"close_event_id", e.close_event_id},
                       {"session_id", e.session_id},
+                      {"trace_id", e.trace_id},
                       {"command_id", e.command_id},
                       {"user", e.principal.user()},
                       {"groups", groups},
@@ -85,7 +86,8 @@ std::string EncodeJournalEntry(const JournalEntry& e) {
                       {"start_ticks", e.start_ticks},
                       {"started_unix_ms", absl::ToUnixMillis(e.started)},
                       {"session_opened_unix_ms", absl::ToUnixMillis(e.session_opened)},
-                      {"line", e.line}};
+                      {"line", e.line},
+                      {"trace_id", e.trace_id}};
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
@@ -162,6 +164,13 @@ absl::StatusOr<JournalEntry> DecodeJournalEntry(const std::string& text) {
       return absl::InvalidArgumentError("\"cluster\" is not a string");
     }
     e.target.set_cluster(cluster->get<std::string>());
+  }
+  // Optional: entries written before trace context have none.
+  if (auto trace_id = j.find("trace_id"); trace_id != j.end()) {
+    if (!trace_id->is_string()) {
+      return absl::InvalidArgumentError("\"trace_id\" is not a string");
+    }
+    e.trace_id = trace_id->get<std::string>();
   }
   e.principal.set_user(user);
   e.target.set_namespace_(ns);
@@ -392,6 +401,7 @@ class Recovery : public std::enable_shared_from_this<Recovery> {
         out.ok() ? absl::StrCat("exit ", out->exit_code, ": ", out->stderr_text.substr(0, 200))
                  : out.status().ToString();
     log::Warn("journal: stop helper failed", {{"session_id", entry_.session_id},
+                                              {"trace_id", entry_.trace_id},
                                               {"command_id", entry_.command_id},
                                               {"signal", signal},
                                               {"attempt", attempt},
@@ -405,6 +415,7 @@ class Recovery : public std::enable_shared_from_this<Recovery> {
     // Kept for the next start: nothing is recorded as stopped that may still run.
     log::Error("journal: a command's process could not be stopped; its entry stays",
                {{"session_id", entry_.session_id},
+                {"trace_id", entry_.trace_id},
                 {"command_id", entry_.command_id},
                 {"pod", absl::StrCat(entry_.target.namespace_(), "/", entry_.target.pod())},
                 {"pid", entry_.pid}});
@@ -421,11 +432,13 @@ class Recovery : public std::enable_shared_from_this<Recovery> {
     *e.mutable_principal() = entry_.principal;
     *e.mutable_target() = entry_.target;
     e.set_source_address(entry_.source_address);
+    e.set_trace_id(entry_.trace_id);
     return e;
   }
 
   void Record(bool stopped, const std::string& what) {
     log::Info("journal: command settled", {{"session_id", entry_.session_id},
+                                           {"trace_id", entry_.trace_id},
                                            {"command_id", entry_.command_id},
                                            {"pid", entry_.pid},
                                            {"outcome", stopped ? "stopped" : "gone"}});
@@ -451,7 +464,9 @@ class Recovery : public std::enable_shared_from_this<Recovery> {
       if (!s.ok()) {
         failed->store(true);
         log::Error("journal: a recovery record was not acknowledged; the entry stays",
-                   {{"session_id", self->entry_.session_id}, {"error", s.ToString()}});
+                   {{"session_id", self->entry_.session_id},
+                    {"trace_id", self->entry_.trace_id},
+                    {"error", s.ToString()}});
       }
       if (acks->fetch_add(1) + 1 == 2) {
         if (!failed->load()) {

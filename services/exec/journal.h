@@ -36,6 +36,8 @@ struct JournalEntry {
   // Namespace, pod and container (labels are not kept).
   podgate::common::v1::Target target;
   std::string source_address;
+  // The session's W3C trace id (optional in the file: entries of an older exec have none).
+  std::string trace_id;
   // The launch wrapper's report: the process and its start time in clock ticks since boot.
   std::string pid;
   std::string start_ticks;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "clients/correlated_stream.h"
+#include "runtime/trace_metadata.h"
 
 namespace podgate::exec {
 namespace {
@@ -24,12 +25,14 @@ class AuthorizeProtocol {
   using Response = AuthorizeStreamResponse;
   using Result = absl::StatusOr<AuthorizeResponse>;
 
-  explicit AuthorizeProtocol(podgate::policy::v1::PolicyService::StubInterface* stub)
-      : stub_(stub) {}
+  AuthorizeProtocol(podgate::policy::v1::PolicyService::StubInterface* stub,
+                    runtime::TraceContext trace)
+      : stub_(stub), trace_(std::move(trace)) {}
 
   void Open(
       grpc::ClientContext* context,
       grpc::ClientBidiReactor<AuthorizeStreamRequest, AuthorizeStreamResponse>* reactor) const {
+    runtime::AddTraceMetadata(context, trace_);
     stub_->async()->AuthorizeStream(context, reactor);
   }
   std::string IdOf(const AuthorizeStreamRequest& request) const { return request.correlation_id(); }
@@ -49,22 +52,25 @@ class AuthorizeProtocol {
 
  private:
   podgate::policy::v1::PolicyService::StubInterface* const stub_;
+  const runtime::TraceContext trace_;
 };
 
 }  // namespace
 
 class PolicyStream::Core {
  public:
-  Core(podgate::policy::v1::PolicyService::StubInterface* stub, runtime::TimerQueue* timers)
-      : stream(AuthorizeProtocol(stub), clients::CorrelatedStreamOptions{}, timers) {}
+  Core(podgate::policy::v1::PolicyService::StubInterface* stub, runtime::TraceContext trace,
+       runtime::TimerQueue* timers)
+      : stream(AuthorizeProtocol(stub, std::move(trace)), clients::CorrelatedStreamOptions{},
+               timers) {}
 
   std::atomic<uint64_t> next_id{1};
   clients::CorrelatedStream<AuthorizeProtocol> stream;
 };
 
 PolicyStream::PolicyStream(podgate::policy::v1::PolicyService::StubInterface* stub,
-                           runtime::TimerQueue* timers)
-    : core_(std::make_unique<Core>(stub, timers)) {}
+                           runtime::TraceContext trace, runtime::TimerQueue* timers)
+    : core_(std::make_unique<Core>(stub, std::move(trace), timers)) {}
 
 // No waiting for the stream to end (this may run inside a reaction): the stream keeps what it
 // touches alive until its end, and the stub outlives every session. Pending questions are

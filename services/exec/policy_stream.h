@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "podgate/policy/v1/policy.grpc.pb.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 namespace podgate::exec {
 
@@ -21,7 +22,9 @@ class PolicyStream {
   using Callback = std::function<void(absl::StatusOr<podgate::policy::v1::AuthorizeResponse>)>;
 
   // `stub` must outlive every stream (it is the exec service's, for the process lifetime).
+  // Each stream it opens carries `trace` (the session's) as its traceparent.
   PolicyStream(podgate::policy::v1::PolicyService::StubInterface* stub,
+               runtime::TraceContext trace = {},
                runtime::TimerQueue* timers = &runtime::TimerQueue::Default());
   // Cancels the stream without waiting; pending questions are answered CANCELLED.
   ~PolicyStream();

@@ -97,6 +97,7 @@ common::AuditEvent Session::BaseEventLocked(common::EventKind kind) {
   *e.mutable_principal() = principal_;
   *e.mutable_target() = target_;
   e.set_source_address(source_address_);
+  e.set_trace_id(trace_.trace_id);
   return e;
 }
 
@@ -110,8 +111,10 @@ void Session::Audit(common::AuditEvent event, std::function<void()> then,
       self->hub_->metrics()
           ->audit_failures_total.Add({{"reason", absl::StatusCodeToString(s.code())}})
           .Increment();
-      log::Error("audit event not recorded",
-                 {{"session_id", self->session_id_}, {"kind", kind}, {"error", s.ToString()}});
+      log::Error("audit event not recorded", {{"session_id", self->session_id_},
+                                              {"trace_id", self->trace_.trace_id},
+                                              {"kind", kind},
+                                              {"error", s.ToString()}});
     }
     if (!strict) {
       return;  // `then` already ran
@@ -331,6 +334,7 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
   e.mutable_session_close()->set_commands(commands_);
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   log::Info("session close", {{"session_id", session_id_},
+                              {"trace_id", trace_.trace_id},
                               {"reason", wire::EnumLabel(reason, "error")},
                               {"commands", commands_}});
   pb::SessionResponse closed;

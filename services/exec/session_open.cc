@@ -14,6 +14,7 @@
 #include "k8s/names.h"
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "runtime/trace_metadata.h"
 #include "wire/status.h"
 #include "wire/time.h"
 
@@ -35,8 +36,10 @@ struct ScopeCall {
 
 void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
               const common::Principal& principal, const common::Target& target, bool labels_known,
-              absl::Duration timeout, std::function<void(absl::StatusOr<bool>)> done) {
+              absl::Duration timeout, std::function<void(absl::StatusOr<bool>)> done,
+              const runtime::TraceContext& trace) {
   auto call = std::make_shared<ScopeCall>();
+  runtime::AddTraceMetadata(&call->context, trace);
   *call->request.mutable_principal() = principal;
   *call->request.mutable_target() = target;
   call->request.set_ignore_pod_labels(!labels_known);
@@ -264,7 +267,7 @@ void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<bool
     target = target_;
   }
   exec::AskScope(hub_->policy(), principal, target, labels_known, opts_.policy_timeout,
-                 std::move(done));
+                 std::move(done), trace_);
 }
 
 absl::Status Session::UpdateKubeIdentityLocked() {
@@ -291,6 +294,7 @@ void Session::RefuseKubernetesLocked(const absl::Status& status) {
   e.mutable_decision()->set_reason(std::string(status.message()));
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   log::Info("kubernetes refused the user", {{"session_id", session_id_},
+                                            {"trace_id", trace_.trace_id},
                                             {"user", principal_.user()},
                                             {"reason", std::string(status.message())}});
   RefuseOpenLocked(wire::ToGrpcStatus(status));
@@ -314,6 +318,7 @@ void Session::RefuseTargetLocked(const std::string& why) {
   e.mutable_decision()->set_reason(why);
   hub_->audit()->Record(std::move(e), [](absl::Status) {});
   log::Info("target refused", {{"session_id", session_id_},
+                               {"trace_id", trace_.trace_id},
                                {"user", principal_.user()},
                                {"cluster", target_.cluster()},
                                {"namespace", target_.namespace_()},
@@ -425,7 +430,7 @@ void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
   }
   pod_ = *pod;
   target_.set_container(*container);
-  policy_ = std::make_unique<PolicyStream>(hub_->policy(), hub_->timers());
+  policy_ = std::make_unique<PolicyStream>(hub_->policy(), trace_, hub_->timers());
 
   if (mode_ == common::SESSION_MODE_SHELL) {
     podgate::policy::v1::AuthorizeRequest ask;
@@ -564,6 +569,7 @@ void Session::SendReady() {
                                               "/", self->target_.container()));
         }
         log::Info("session open", {{"session_id", self->session_id_},
+                                   {"trace_id", self->trace_.trace_id},
                                    {"user", self->principal_.user()},
                                    {"cluster", self->target_.cluster()},
                                    {"namespace", self->target_.namespace_()},
@@ -635,8 +641,9 @@ void Session::OnRenewVerified(absl::StatusOr<auth::VerifiedToken> verified) {
         "the new credential names another user: a session keeps the user it was opened for");
   }
   if (!refused.ok()) {
-    log::Info("credential renewal refused",
-              {{"session_id", session_id_}, {"message", std::string(refused.message())}});
+    log::Info("credential renewal refused", {{"session_id", session_id_},
+                                             {"trace_id", trace_.trace_id},
+                                             {"message", std::string(refused.message())}});
     pb::SessionResponse msg;
     msg.mutable_error()->set_command_id("renew");
     msg.mutable_error()->mutable_status()->set_code(grpc::StatusCode::UNAUTHENTICATED);
@@ -660,7 +667,9 @@ void Session::OnRenewVerified(absl::StatusOr<auth::VerifiedToken> verified) {
     CloseLocked(common::CLOSE_REASON_ERROR, std::string(s.message()));
     return;
   }
-  log::Info("credential renewed", {{"session_id", session_id_}, {"user", principal_.user()}});
+  log::Info(
+      "credential renewed",
+      {{"session_id", session_id_}, {"trace_id", trace_.trace_id}, {"user", principal_.user()}});
   hub_->timers()->Cancel(limit_timer_);
   ScheduleLimitLocked();
 }

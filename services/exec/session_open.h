@@ -27,6 +27,7 @@
 #include "podgate/common/v1/common.pb.h"
 #include "podgate/policy/v1/policy.grpc.pb.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 namespace podgate::exec {
 
@@ -37,11 +38,13 @@ inline constexpr char kTargetUnavailable[] =
 
 // Asks policy whether `principal` has any rule for `target` (ListAllowed): `labels_known` false
 // before the pod is looked up (a rule's podLabels then count as matching). `done` gets true or
-// false, or the call's error (policy unreachable, past `timeout`), on a gRPC thread.
+// false, or the call's error (policy unreachable, past `timeout`), on a gRPC thread. The call
+// carries `trace` (when valid) as its traceparent.
 void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
               const podgate::common::v1::Principal& principal,
               const podgate::common::v1::Target& target, bool labels_known, absl::Duration timeout,
-              std::function<void(absl::StatusOr<bool>)> done);
+              std::function<void(absl::StatusOr<bool>)> done,
+              const runtime::TraceContext& trace = {});
 
 // Refuses a container that runs as root unless the rule allows root. What the pod spec declares
 // comes first (an effective securityContext.runAsUser of 0 is root, refused without a probe);

@@ -35,6 +35,7 @@
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "podgate/policy/v1/policy.grpc.pb.h"
 #include "runtime/timer.h"
+#include "runtime/trace_metadata.h"
 
 namespace podgate::exec {
 
@@ -60,6 +61,7 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void Start() {
     self_ = shared_from_this();
     source_address_ = context_->peer();
+    trace_ = runtime::TraceOfCall(*context_);
     StartRead(&request_);
   }
 
@@ -200,6 +202,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // close of a session whose exec died under the same id, so it is stored once.
   std::string close_event_id_;
   std::string source_address_;
+  // The session's trace: a span of the caller's traceparent (edge's), or a new trace for a
+  // client that sent none. Its trace_id goes on every log line and audit event of the session.
+  runtime::TraceContext trace_;
   std::string client_;
   common::SessionMode mode_ = common::SESSION_MODE_COMMAND;
   common::Principal principal_;

@@ -41,8 +41,9 @@ void StreamRegistry::Remove(AuthorizeStreamReactor* reactor) {
 }
 
 AuthorizeStreamReactor::AuthorizeStreamReactor(const Authorizer* authorizer,
-                                               StreamRegistry* registry)
-    : authorizer_(authorizer), registry_(registry) {
+                                               StreamRegistry* registry,
+                                               runtime::TraceContext trace)
+    : authorizer_(authorizer), registry_(registry), trace_(std::move(trace)) {
   if (!registry_->Add(this)) {
     absl::MutexLock lock(&mu_);
     reading_ = false;
@@ -86,7 +87,7 @@ void AuthorizeStreamReactor::OnReadDone(bool ok) {
     d->set_rule(kInvalidRequestRule);
     d->set_reason("the stream message carries no request");
   } else {
-    *response.mutable_response() = authorizer_->Authorize(request_.request());
+    *response.mutable_response() = authorizer_->Authorize(request_.request(), trace_);
   }
   queue_.push_back(std::move(response));
   if (finished_ || draining_) {

@@ -17,6 +17,7 @@
 #include "grpcpp/support/server_callback.h"
 #include "podgate/policy/v1/policy.grpc.pb.h"
 #include "policy/authorizer.h"
+#include "runtime/trace.h"
 
 namespace podgate::policy {
 
@@ -45,7 +46,9 @@ class AuthorizeStreamReactor final
  public:
   static constexpr size_t kMaxQueued = 32;
 
-  AuthorizeStreamReactor(const Authorizer* authorizer, StreamRegistry* registry);
+  // `trace`: the stream's (from the caller's traceparent metadata, runtime/trace_metadata.h).
+  AuthorizeStreamReactor(const Authorizer* authorizer, StreamRegistry* registry,
+                         runtime::TraceContext trace = {});
 
   // Sends what is queued, then ends the stream with UNAVAILABLE. Called by StreamRegistry from
   // a thread that is not a reaction, so it never holds mu_ while calling into gRPC.
@@ -69,6 +72,7 @@ class AuthorizeStreamReactor final
 
   const Authorizer* const authorizer_;
   StreamRegistry* const registry_;
+  const runtime::TraceContext trace_;
   // One reference for gRPC (released in OnDone), one per DrainAll in progress.
   std::atomic<int> refs_{1};
   podgate::policy::v1::AuthorizeStreamRequest request_;

@@ -10,7 +10,8 @@
 namespace podgate::policy {
 
 podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
-    const podgate::policy::v1::AuthorizeRequest& request) const {
+    const podgate::policy::v1::AuthorizeRequest& request,
+    const runtime::TraceContext& trace) const {
   const absl::Time start = absl::Now();
   const std::shared_ptr<const CompiledPolicy> policy = store_->Current();
   podgate::policy::v1::AuthorizeResponse response;
@@ -58,7 +59,9 @@ podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
                                                   {"program", program},
                                                   {"verdict", allowed ? "allow" : "deny"},
                                                   {"rule", d.rule()},
-                                                  {"policy_version", d.policy_version()}});
+                                                  {"policy_version", d.policy_version()},
+                                                  {"trace_id", trace.trace_id},
+                                                  {"span_id", trace.span_id}});
   return response;
 }
 

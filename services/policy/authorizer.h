@@ -7,6 +7,7 @@
 #include "policy/policy_metrics.h"
 #include "policy/policy_store.h"
 #include "policy/rate_limiter.h"
+#include "runtime/trace.h"
 
 namespace podgate::policy {
 
@@ -15,8 +16,10 @@ class Authorizer {
   // Neither is owned; `metrics` may be null.
   Authorizer(const PolicyStore* store, PolicyMetrics* metrics) : store_(store), metrics_(metrics) {}
 
+  // `trace`: the calling session's trace (its ids go on the decision's log line).
   podgate::policy::v1::AuthorizeResponse Authorize(
-      const podgate::policy::v1::AuthorizeRequest& request) const;
+      const podgate::policy::v1::AuthorizeRequest& request,
+      const runtime::TraceContext& trace = {}) const;
 
  private:
   const PolicyStore* store_;

@@ -2,6 +2,8 @@
 
 #include "absl/time/time.h"
 #include "policy/policy_loader.h"
+#include "runtime/log.h"
+#include "runtime/trace_metadata.h"
 #include "wire/time.h"
 
 namespace podgate::policy {
@@ -38,14 +40,14 @@ grpc::ServerUnaryReactor* PolicyServiceImpl::Authorize(
   if (grpc::Status s = CheckStructure(*request); !s.ok()) {
     return Reply(context, s);
   }
-  *response = authorizer_.Authorize(*request);
+  *response = authorizer_.Authorize(*request, runtime::TraceOfCall(*context));
   return Reply(context, grpc::Status::OK);
 }
 
 grpc::ServerBidiReactor<podgate::policy::v1::AuthorizeStreamRequest,
                         podgate::policy::v1::AuthorizeStreamResponse>*
 PolicyServiceImpl::AuthorizeStream(grpc::CallbackServerContext* context) {
-  return new AuthorizeStreamReactor(&authorizer_, &streams_);
+  return new AuthorizeStreamReactor(&authorizer_, &streams_, runtime::TraceOfCall(*context));
 }
 
 grpc::ServerUnaryReactor* PolicyServiceImpl::ListAllowed(
@@ -59,6 +61,14 @@ grpc::ServerUnaryReactor* PolicyServiceImpl::ListAllowed(
                            "target.namespace and target.pod are required"});
   }
   *response = store_->Current()->ListAllowed(*request);
+  const runtime::TraceContext trace = runtime::TraceOfCall(*context);
+  log::Debug("allowed commands listed", {{"user", request->principal().user()},
+                                         {"cluster", request->target().cluster()},
+                                         {"namespace", request->target().namespace_()},
+                                         {"pod", request->target().pod()},
+                                         {"commands", response->commands_size()},
+                                         {"trace_id", trace.trace_id},
+                                         {"span_id", trace.span_id}});
   return Reply(context, grpc::Status::OK);
 }
 

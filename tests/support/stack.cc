@@ -137,6 +137,7 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
     if (options.start_audit) {
       args.push_back(absl::StrCat("--audit_address=127.0.0.1:", s->audit_port_));
     }
+    args.insert(args.end(), options.policy_flags.begin(), options.policy_flags.end());
     auto policy = Subprocess::Start(options.binaries.policy, args);
     if (!policy.ok()) {
       return policy.status();

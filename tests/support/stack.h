@@ -49,7 +49,8 @@ struct StackOptions {
   std::string policy_yaml;
   std::vector<std::string> kubesim_flags;
   std::vector<std::string> exec_flags;
-  // More podgate-audit flags (e.g. --export_config).
+  // More flags for podgate-policy and podgate-audit (e.g. --log_level=debug).
+  std::vector<std::string> policy_flags;
   std::vector<std::string> audit_flags;
   // exec's end-user verification flags; empty: the stack's HS256 key, kIssuer, audience
   // podgate (what Token() mints). Set: these instead (e.g. an OpenID provider's JWKS URL).
@@ -96,6 +97,7 @@ class Stack {
   // new process's port is exec_port() once this returns.
   absl::Status RestartExec();
   Subprocess* audit() const { return audit_.get(); }
+  Subprocess* policy() const { return policy_.get(); }
 
   static constexpr char kIssuer[] = "https://podgate.test";
 

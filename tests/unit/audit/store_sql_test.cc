@@ -18,8 +18,8 @@ std::string Sha256Hex(const std::string& text) {
 TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
   const std::vector<std::string>& sqlite = Migrations(Dialect::kSqlite);
   const std::vector<std::string>& postgres = Migrations(Dialect::kPostgres);
-  ASSERT_GE(sqlite.size(), 4u);  // later versions are pinned once released
-  ASSERT_GE(postgres.size(), 4u);
+  ASSERT_GE(sqlite.size(), 5u);  // later versions are pinned once released
+  ASSERT_GE(postgres.size(), 5u);
   EXPECT_EQ(Sha256Hex(sqlite[0]),
             "e9576c57d7d25e87863342f3cecde467639b3f4bba7a9ce5a30effcad563f7c5");
   EXPECT_EQ(Sha256Hex(postgres[0]),
@@ -36,6 +36,10 @@ TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
             "78b2e102b808b86aee0fc49ed770048f2e9777f1615f726df4b5593ba83e0e69");
   EXPECT_EQ(Sha256Hex(postgres[3]),
             "49a6beb439ca48bc76b0c80a12140a77d86e3b2c68272558e088fd8f026e86a2");
+  EXPECT_EQ(Sha256Hex(sqlite[4]),
+            "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
+  EXPECT_EQ(Sha256Hex(postgres[4]),
+            "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
 }
 
 }  // namespace

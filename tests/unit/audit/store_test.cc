@@ -590,6 +590,67 @@ TEST_P(StoreTest, VerifyDetectsAnEditedCluster) {
   EXPECT_THAT(report.problem(), HasSubstr("column cluster"));
 }
 
+constexpr char kOldTraceId[] = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+// An event as a service that propagates trace context sends it.
+AuditEvent InTrace(AuditEvent event, const std::string& trace_id) {
+  event.set_trace_id(trace_id);
+  return event;
+}
+
+TEST_P(StoreTest, QueryFiltersByTraceId) {
+  const std::string a(32, 'a');
+  const std::string b(32, 'b');
+  ChainHead head = Head();
+  Append(&head, {InTrace(testing::MakeEvent("a1", "alice", "shop", "api-0"), a),
+                 InTrace(testing::MakeEvent("b1", "bob", "shop", "api-0"), b),
+                 testing::MakeEvent("none", "alice", "shop", "api-0"),
+                 InTrace(testing::MakeEvent("a2", "alice", "pay", "db-0"), a)});
+  QueryRequest q;
+  q.add_trace_ids(a);
+  EXPECT_THAT(Ids(q), ElementsAre("a1", "a2"));
+  q.add_namespaces("pay");  // AND across fields
+  EXPECT_THAT(Ids(q), ElementsAre("a2"));
+  q.Clear();
+  q.add_trace_ids(a);
+  q.add_trace_ids(b);  // any of the values
+  EXPECT_THAT(Ids(q), ElementsAre("a1", "b1", "a2"));
+  q.Clear();
+  q.add_trace_ids("");  // events without a trace id
+  EXPECT_THAT(Ids(q), ElementsAre("none"));
+  q.Clear();
+  q.add_trace_ids(a.substr(0, 31));  // an exact value, not a prefix
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.Clear();
+  q.add_trace_ids("x' OR '1'='1");
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.Clear();
+  q.add_trace_ids(b);
+  auto page = store_->Query(q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->records.size(), 1u);
+  EXPECT_EQ(page->records[0].event().trace_id(), b);
+  EXPECT_TRUE(VerifyOne().intact());
+  q.Clear();
+  for (int i = 0; i < 101; ++i) {
+    q.add_trace_ids(absl::StrCat("t", i));
+  }
+  EXPECT_THAT(std::string(ValidateQuery(q).status().message()),
+              HasSubstr("trace_ids: 101 values; the limit is 100"));
+}
+
+TEST_P(StoreTest, VerifyDetectsAnEditedTraceId) {
+  ChainHead head = Head();
+  Append(&head, {InTrace(testing::MakeEvent("e1"), std::string(32, 'a')),
+                 InTrace(testing::MakeEvent("e2"), std::string(32, 'a'))});
+  // Moving a record out of a trace's queries is tampering like any other edit.
+  Tamper("UPDATE records SET trace_id = 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' WHERE sequence = 2");
+  const auto report = VerifyOne();
+  EXPECT_FALSE(report.intact());
+  EXPECT_EQ(report.first_broken_sequence(), 2);
+  EXPECT_THAT(report.problem(), HasSubstr("column trace_id"));
+}
+
 // A database written by the release before clusters: its schema (migration 1 only) and rows as
 // that release inserted them (no cluster column). Opening it with this release adds the column
 // ("" for the old rows, the event's cluster where a newer exec already sent one: the previous
@@ -648,6 +709,9 @@ TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
     if (i == 3) {
       event.mutable_target()->set_cluster("eu-prod");  // from a newer exec
     }
+    if (i == 2) {
+      event.set_trace_id(kOldTraceId);  // from a newer exec: kept in the event bytes only
+    }
     const StoredRow row = LinkNext(&old_head, event, 1000 * i);
     const EventColumns& c = row.columns;
     run(absl::StrCat(
@@ -676,6 +740,12 @@ TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
   q.Clear();
   q.add_clusters("eu-prod");
   EXPECT_THAT(Ids(q), ElementsAre("old3"));
+  q.Clear();
+  q.add_trace_ids(kOldTraceId);
+  EXPECT_THAT(Ids(q), ElementsAre("old2"));
+  q.Clear();
+  q.add_trace_ids("");
+  EXPECT_THAT(Ids(q), ElementsAre("old1", "old3"));
 
   // The writer continues the old chain with records that carry a cluster.
   ChainHead head = Head();

@@ -22,6 +22,7 @@
 #include "http/server.h"
 #include "nlohmann/json.hpp"
 #include "prometheus/registry.h"
+#include "runtime/trace.h"
 #include "support/test_pki.h"
 
 namespace podgate::edge {
@@ -40,6 +41,14 @@ RouteHandler Named(const std::string& name) {
     return Answer(std::move(res));
   };
 }
+
+// An accepted WebSocket that does nothing (the route table only hands it over).
+class NoopSocket : public http::WebSocketHandler {
+ public:
+  void OnOpen(std::shared_ptr<http::WebSocketConnection>) override {}
+  void OnMessage(std::string, bool) override {}
+  void OnClose(std::string) override {}
+};
 
 class RouteTableTest : public ::testing::Test {
  protected:
@@ -73,9 +82,86 @@ class RouteTableTest : public ::testing::Test {
   }
 
   RouteTable table_;
-  http::RequestContext peer_{"127.0.0.1:1234", false, "", {}, ""};
+  http::RequestContext peer_{"127.0.0.1:1234", false, "", {}, "", ""};
   http::RouteResult last_;
 };
+
+// Every request gets a trace before its handler runs: the client's traceparent continued (same
+// trace id, edge's own span), or a new trace when there is none or it does not parse. The
+// handler finds it in the peer context; the answer carries it as traceresponse, deferred
+// answers and upgrades included.
+TEST_F(RouteTableTest, EveryRequestGetsATraceTheAnswerNames) {
+  std::string seen;
+  table_.Add("/traced", RouteTable::Methods::kGet, [&seen](const RouteRequest& r) {
+    seen = r.peer.traceparent;
+    return Answer(http::MakeResponse(r.request, bhttp::status::ok, "text/plain", "ok"));
+  });
+  const std::string parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  http::Request request(bhttp::verb::get, "/traced", 11);
+  request.set("traceparent", parent);
+  http::RouteResult r = table_.Route(request, peer_, false);
+  ASSERT_TRUE(r.response.has_value());
+  const std::string answered(r.response->at("traceresponse"));
+  EXPECT_EQ(answered, seen);
+  absl::StatusOr<runtime::TraceContext> edge_span = runtime::ParseTraceparent(answered);
+  ASSERT_TRUE(edge_span.ok()) << answered;
+  EXPECT_EQ(edge_span->trace_id, "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_NE(edge_span->span_id, "b7ad6b7169203331");
+  EXPECT_EQ(edge_span->flags, 1);
+  http::RequestContext traced = peer_;
+  traced.traceparent = answered;
+  EXPECT_EQ(TraceOf(traced), *edge_span);
+
+  for (const char* bad : {"", "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+                          "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", "garbage"}) {
+    http::Request other(bhttp::verb::get, "/traced", 11);
+    if (*bad != '\0') {
+      other.set("traceparent", bad);
+    }
+    http::RouteResult replaced = table_.Route(other, peer_, false);
+    ASSERT_TRUE(replaced.response.has_value()) << bad;
+    EXPECT_EQ(replaced.response->result_int(), 200) << bad;  // replaced, never refused
+    absl::StatusOr<runtime::TraceContext> fresh =
+        runtime::ParseTraceparent(std::string(replaced.response->at("traceresponse")));
+    ASSERT_TRUE(fresh.ok()) << bad;
+    EXPECT_NE(fresh->trace_id, "0af7651916cd43dd8448eb211c80319c");
+    EXPECT_NE(fresh->trace_id, std::string(32, '0'));
+  }
+
+  // The table's own refusals and upgrades carry it too.
+  Dispatch(bhttp::verb::get, "/api/nothing");
+  EXPECT_EQ(last_.response->result_int(), 404);
+  EXPECT_FALSE(LastHeader("traceresponse").empty());
+  table_.SetWebSocket([](const RouteRequest&) {
+    http::RouteResult accepted;
+    accepted.websocket = std::make_shared<NoopSocket>();
+    return accepted;
+  });
+  http::Request upgrade(bhttp::verb::get, "/ws/v1/a/b", 11);
+  upgrade.set("traceparent", parent);
+  http::RouteResult ws = table_.Route(upgrade, peer_, true);
+  ASSERT_EQ(ws.upgrade_headers.size(), 1u);
+  EXPECT_EQ(ws.upgrade_headers[0].first, "traceresponse");
+  EXPECT_THAT(ws.upgrade_headers[0].second,
+              ::testing::StartsWith("00-0af7651916cd43dd8448eb211c80319c-"));
+
+  // A deferred answer gets the header when it is produced.
+  table_.Add("/deferred", RouteTable::Methods::kGet, [](const RouteRequest& r) {
+    http::RouteResult later;
+    http::Request copy = r.request;
+    later.deferred = [copy](std::function<void(http::Response)> reply) {
+      reply(http::MakeResponse(copy, bhttp::status::ok, "text/plain", "later"));
+    };
+    return later;
+  });
+  http::Request deferred(bhttp::verb::get, "/deferred", 11);
+  deferred.set("traceparent", parent);
+  http::RouteResult d = table_.Route(deferred, peer_, false);
+  ASSERT_TRUE(d.deferred);
+  std::string header;
+  d.deferred([&header](http::Response res) { header = std::string(res.at("traceresponse")); });
+  EXPECT_THAT(header, ::testing::StartsWith("00-0af7651916cd43dd8448eb211c80319c-"));
+}
 
 TEST_F(RouteTableTest, ExactRoutesAnswerTheirMethodsOnly) {
   EXPECT_EQ(Dispatch(bhttp::verb::get, "/get"), std::make_pair(200, std::string("get")));

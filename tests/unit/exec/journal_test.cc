@@ -43,6 +43,7 @@ class JournalTest : public ::testing::Test {
     e.started = absl::FromUnixMillis(1700000000123);
     e.session_opened = absl::FromUnixMillis(1700000000000);
     e.line = "sleep 'a b' \xc3\xa9";
+    e.trace_id = "0af7651916cd43dd8448eb211c80319c";
     return e;
   }
 
@@ -128,6 +129,24 @@ TEST_F(JournalTest, TheClusterIsKeptAndAnOldEntryMeansTheDefault) {
   std::string wrong = EncodeJournalEntry(Entry("01"));
   wrong.replace(wrong.find(field), field.size(), "\"cluster\":1,");
   EXPECT_EQ(DecodeJournalEntry(wrong).status().message(), "\"cluster\" is not a string");
+}
+
+// The session's trace id survives the round trip (recovery's records carry it); an entry an exec
+// from before trace context wrote reads as none; a trace id of the wrong type is an error.
+TEST_F(JournalTest, TheTraceIdIsKeptAndAnOldEntryHasNone) {
+  absl::StatusOr<JournalEntry> e = DecodeJournalEntry(EncodeJournalEntry(Entry("01")));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->trace_id, "0af7651916cd43dd8448eb211c80319c");
+  const std::string field = ",\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\"";
+  std::string old = EncodeJournalEntry(Entry("01"));
+  ASSERT_NE(old.find(field), std::string::npos) << old;
+  old.replace(old.find(field), field.size(), "");
+  e = DecodeJournalEntry(old);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->trace_id, "");
+  std::string wrong = EncodeJournalEntry(Entry("01"));
+  wrong.replace(wrong.find(field), field.size(), ",\"trace_id\":7");
+  EXPECT_EQ(DecodeJournalEntry(wrong).status().message(), "\"trace_id\" is not a string");
 }
 
 TEST_F(JournalTest, DecodeSaysWhichFieldIsWrong) {
