@@ -9,6 +9,9 @@
 //                                              invalid_event, query_failed, verify_failed,
 //                                              executor_full
 //   podgate_audit_record_streams               Record streams open
+//   podgate_audit_followers                    Query streams following new records (live tail)
+//   podgate_audit_follow_records_sent_total    records written to followers, backlog included
+//   podgate_audit_followers_dropped_total      followers ended because they fell behind
 #pragma once
 
 #include <string>
@@ -31,6 +34,9 @@ class AuditMetrics {
   prometheus::Histogram& commit_latency() { return *commit_latency_; }
   prometheus::Gauge& queue_depth() { return *queue_depth_; }
   prometheus::Gauge& record_streams() { return *record_streams_; }
+  prometheus::Gauge& followers() { return *followers_; }
+  prometheus::Counter& follow_records_sent() { return *follow_records_sent_; }
+  prometheus::Counter& followers_dropped() { return *followers_dropped_; }
   prometheus::Counter& Error(const std::string& kind) { return errors_->Add({{"kind", kind}}); }
 
  private:
@@ -40,6 +46,9 @@ class AuditMetrics {
   prometheus::Histogram* commit_latency_;
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* record_streams_;
+  prometheus::Gauge* followers_;
+  prometheus::Counter* follow_records_sent_;
+  prometheus::Counter* followers_dropped_;
   prometheus::Family<prometheus::Counter>* errors_;
 };
 

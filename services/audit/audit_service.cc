@@ -1,5 +1,6 @@
 #include "audit/audit_service.h"
 
+#include "audit/follow_reactor.h"
 #include "audit/query_reactor.h"
 #include "audit/record_reactor.h"
 #include "audit/verify.h"
@@ -12,7 +13,12 @@ AuditServiceImpl::AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* m
     : store_(store),
       writer_(writer),
       metrics_(metrics),
-      executor_(options.read_threads, options.max_queued_reads) {}
+      executor_(options.read_threads, options.max_queued_reads),
+      follow_hub_(store, metrics, writer->chain_id(), options.follow) {
+  writer_->SetCommitListener([hub = &follow_hub_] { hub->Notify(); });
+}
+
+AuditServiceImpl::~AuditServiceImpl() { writer_->SetCommitListener(nullptr); }
 
 grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest, podgate::audit::v1::RecordResponse>*
 AuditServiceImpl::Record(grpc::CallbackServerContext* context) {
@@ -21,6 +27,9 @@ AuditServiceImpl::Record(grpc::CallbackServerContext* context) {
 
 grpc::ServerWriteReactor<podgate::audit::v1::QueryResponse>* AuditServiceImpl::Query(
     grpc::CallbackServerContext* context, const podgate::audit::v1::QueryRequest* request) {
+  if (request->follow()) {
+    return new FollowReactor(&follow_hub_, store_, &executor_, metrics_, *request);
+  }
   return new QueryReactor(store_, &executor_, metrics_, *request);
 }
 

@@ -1,5 +1,5 @@
 // The audit service's gRPC implementation: Record (group-committed, acked when durable),
-// Query (filtered, paged, server-streamed) and Verify (hash chains).
+// Query (filtered, paged, server-streamed; or following new records) and Verify (hash chains).
 //
 // Store reads run on a small executor so that no gRPC callback thread blocks on the database;
 // writes go through the single group-commit Writer.
@@ -9,6 +9,7 @@
 
 #include "audit/audit_metrics.h"
 #include "audit/executor.h"
+#include "audit/follow_hub.h"
 #include "audit/record_reactor.h"
 #include "audit/store.h"
 #include "audit/writer.h"
@@ -21,6 +22,8 @@ struct AuditServiceOptions {
   int read_threads = 2;
   // Queries and verifications waiting for a thread, at most; more answer RESOURCE_EXHAUSTED.
   size_t max_queued_reads = 64;
+  // The live tail (Query with follow).
+  FollowOptions follow;
 };
 
 class AuditServiceImpl final : public podgate::audit::v1::AuditService::CallbackService {
@@ -28,6 +31,7 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
   // `store`, `writer` and `metrics` must outlive the service.
   AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* metrics,
                    AuditServiceOptions options = {});
+  ~AuditServiceImpl() override;
 
   grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest, podgate::audit::v1::RecordResponse>*
   Record(grpc::CallbackServerContext* context) override;
@@ -42,7 +46,11 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
 
   // For the server's drain hook: Record streams stop reading and end with UNAVAILABLE once
   // what they read is acked; streams opened later end right away.
-  void Drain() { record_streams_.DrainAll(); }
+  // Following Query streams end with UNAVAILABLE.
+  void Drain() {
+    record_streams_.DrainAll();
+    follow_hub_.Drain();
+  }
 
  private:
   Store* const store_;
@@ -50,6 +58,7 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
   AuditMetrics* const metrics_;
   Executor executor_;
   RecordStreams record_streams_;
+  FollowHub follow_hub_;
 };
 
 }  // namespace podgate::audit

@@ -59,7 +59,11 @@ int main(int argc, char** argv) {
   if (options->retention > absl::ZeroDuration()) {
     retention_runner.emplace(store->get(), options->retention, options->retention_interval);
   }
-  audit::AuditServiceImpl service(store->get(), writer->get(), &metrics);
+  audit::AuditServiceOptions service_options;
+  service_options.follow.max_followers = options->max_followers;
+  service_options.follow.queue_records = options->follower_queue;
+  service_options.follow.poll_interval = options->follow_poll_interval;
+  audit::AuditServiceImpl service(store->get(), writer->get(), &metrics, service_options);
   return runtime::RunServer(options->server, {&service}, registry, [&](runtime::Server& server) {
     {
       absl::MutexLock lock(&server_mu);

@@ -7,6 +7,7 @@
 //   --max_batch           events per group-commit transaction (1 to 10000)
 //   --retention           how long records are kept (0: forever)
 //   --retention_interval  how often retention runs (at least 1s)
+//   --max_followers, --follower_queue, --follow_poll_interval   the live tail (Query follow)
 // plus the shared server flags (runtime/server_flags.h).
 #pragma once
 
@@ -30,6 +31,10 @@ struct AuditOptions {
   // Zero: keep everything.
   absl::Duration retention;
   absl::Duration retention_interval;
+  // The live tail (FollowOptions).
+  size_t max_followers = 0;
+  size_t follower_queue = 0;
+  absl::Duration follow_poll_interval;
 };
 
 // The defaults of the shared server flags for audit.

@@ -301,6 +301,30 @@ class PostgresStore final : public Store {
     }
   }
 
+  absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& chain_id,
+                                                        int64_t after_sequence,
+                                                        int limit) override {
+    absl::StatusOr<std::unique_ptr<Conn>> conn = Conn::Open(conninfo_);
+    if (!conn.ok()) {
+      return conn.status();
+    }
+    absl::StatusOr<Result> r = (*conn)->Exec(
+        absl::StrCat("SELECT ", kRowColumns,
+                     " FROM records WHERE chain_id = $1 AND sequence > $2 ORDER BY sequence "
+                     "LIMIT $3"),
+        {SqlText(chain_id), SqlInt(after_sequence), SqlInt(limit)});
+    if (!r.ok()) {
+      return r.status();
+    }
+    std::vector<StoredRow> rows;
+    for (int i = 0; i < r->rows(); ++i) {
+      ResultRow result_row{*r, i};
+      int64_t id = 0;
+      rows.push_back(ReadStoredRow(result_row, &id));
+    }
+    return rows;
+  }
+
   absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us) override {
     absl::StatusOr<std::vector<std::string>> chains = ListChains();
     if (!chains.ok()) {

@@ -274,6 +274,36 @@ class SqliteStore final : public Store {
     }
   }
 
+  absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& chain_id,
+                                                        int64_t after_sequence,
+                                                        int limit) override {
+    absl::StatusOr<std::unique_ptr<Db>> db = Db::Open(path_, true);
+    if (!db.ok()) {
+      return db.status();
+    }
+    Stmt s(db->get(), absl::StrCat("SELECT ", kRowColumns,
+                                   " FROM records WHERE chain_id = ?1 AND sequence > ?2 "
+                                   "ORDER BY sequence LIMIT ?3"));
+    if (!s.status().ok()) {
+      return s.status();
+    }
+    s.Bind(1, chain_id);
+    s.Bind(2, SqlInt(after_sequence));
+    s.Bind(3, SqlInt(limit));
+    std::vector<StoredRow> rows;
+    while (true) {
+      absl::StatusOr<bool> more = s.Step();
+      if (!more.ok()) {
+        return more.status();
+      }
+      if (!*more) {
+        return rows;
+      }
+      int64_t id = 0;
+      rows.push_back(ReadStoredRow(s, &id));
+    }
+  }
+
   absl::StatusOr<int64_t> DeleteBefore(int64_t cutoff_us) override {
     absl::StatusOr<std::vector<std::string>> chains = ListChains();
     if (!chains.ok()) {

@@ -22,4 +22,19 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const std::string& url) {
       absl::StrCat("store URL ", url, " must start with sqlite:// or postgresql://"));
 }
 
+absl::StatusOr<std::vector<StoredRow>> Store::ReadChainAfter(const std::string& chain_id,
+                                                             int64_t after_sequence, int limit) {
+  std::vector<StoredRow> rows;
+  absl::Status s = ScanChain(chain_id, [&](const StoredRow& row) {
+    if (row.sequence > after_sequence) {
+      rows.push_back(row);
+    }
+    return static_cast<int>(rows.size()) < limit;
+  });
+  if (!s.ok()) {
+    return s;
+  }
+  return rows;
+}
+
 }  // namespace podgate::audit

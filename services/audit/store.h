@@ -63,6 +63,13 @@ class Store {
   virtual absl::Status ScanChain(const std::string& chain_id,
                                  const std::function<bool(const StoredRow&)>& visit) = 0;
 
+  // Up to `limit` rows of `chain_id` with a sequence above `after_sequence`, in sequence order
+  // (the live tail's per-chain cursor: a chain has one writer, so its sequences become
+  // visible in order, unlike row ids under concurrent PostgreSQL transactions). The default
+  // scans the chain; both stores override it with an indexed read.
+  virtual absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& chain_id,
+                                                                int64_t after_sequence, int limit);
+
   // Retention: removes, per chain, the leading records stored before `cutoff_us`, keeping at
   // least the newest record of each chain, and moves the chain's checkpoint to the last
   // removed record in the same transaction. Returns how many records were removed.

@@ -65,6 +65,11 @@ bool Writer::TryEnqueue(const podgate::common::v1::AuditEvent& event,
   return true;
 }
 
+void Writer::SetCommitListener(CommitListener listener) {
+  absl::MutexLock lock(&listener_mu_);
+  listener_ = std::move(listener);
+}
+
 void Writer::Run() {
   while (true) {
     std::vector<Item> batch;
@@ -157,6 +162,10 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
   metrics_->events_acked().Increment(static_cast<double>(batch.size()));
   for (auto& [sink, ids] : acks) {
     sink->OnCommitted(std::move(ids));
+  }
+  absl::MutexLock lock(&listener_mu_);
+  if (listener_) {
+    listener_();
   }
 }
 

@@ -50,6 +50,10 @@ struct WriterOptions {
   std::function<void(bool healthy)> on_store_health;
 };
 
+// Told after each successful commit (the live tail reads the new records). Called on the
+// writer thread without writer locks held; must return at once.
+using CommitListener = std::function<void()>;
+
 class Writer {
  public:
   // Loads the chain head and starts the thread; fails when the store is unreachable.
@@ -64,6 +68,10 @@ class Writer {
                   std::function<void()> on_space);
 
   const std::string& chain_id() const { return options_.chain_id; }
+
+  // Replaces the commit listener (empty: none). Thread-safe; once it returns, the previous
+  // listener is not running and is never called again.
+  void SetCommitListener(CommitListener listener);
 
  private:
   struct Item {
@@ -81,6 +89,9 @@ class Writer {
   ChainHead head_;  // only the writer thread touches it after Start
   bool head_valid_ = true;
   bool store_healthy_ = true;
+
+  absl::Mutex listener_mu_;
+  CommitListener listener_ ABSL_GUARDED_BY(listener_mu_);
 
   absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
