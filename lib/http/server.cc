@@ -645,11 +645,12 @@ class StreamSession : public ResponseStream,
   void OnLastWritten(error_code ec, size_t) {
     writing_ = false;
     Finish(ec ? ec.message() : "ended");
-    error_code ignored;
-    if constexpr (kIsTls<Stream>) {
-      beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
-      stream_.async_shutdown([self = this->shared_from_this()](error_code) {});
-    } else {
+    // The pending probe read ends when the peer closes too, or at this deadline.
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+    // (No TLS close_notify: its read would race the probe's; the last chunk already tells the
+    // peer the body is complete.)
+    if constexpr (!kIsTls<Stream>) {
+      error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
   }
@@ -663,6 +664,8 @@ class StreamSession : public ResponseStream,
 
   void OnProbe(error_code ec, size_t) {
     if (finished_) {
+      error_code ignored;
+      beast::get_lowest_layer(stream_).socket().close(ignored);
       return;
     }
     if (ec == beast::error::timeout) {

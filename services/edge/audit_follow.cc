@@ -113,13 +113,17 @@ class AuditFollowStream final : public http::StreamProducer,
       if (ec || self == nullptr) {
         return;
       }
+      std::shared_ptr<http::ResponseStream> stream;
       {
         absl::MutexLock lock(&self->mu_);
         if (self->stream_ == nullptr || self->done_) {
           return;
         }
-        self->stream_->Write(self->json_lines_ ? "\n" : ": keepalive\n\n");
+        stream = self->stream_;
       }
+      // Outside the lock: on the strand, a write over the hard limit closes the stream at once
+      // and OnClose takes the lock.
+      stream->Write(self->json_lines_ ? "\n" : ": keepalive\n\n");
       self->ArmKeepalive();
     });
   }

@@ -15,6 +15,9 @@ ABSL_DECLARE_FLAG(int64_t, queue_capacity);
 ABSL_DECLARE_FLAG(int64_t, max_batch);
 ABSL_DECLARE_FLAG(absl::Duration, retention);
 ABSL_DECLARE_FLAG(absl::Duration, retention_interval);
+ABSL_DECLARE_FLAG(int64_t, max_followers);
+ABSL_DECLARE_FLAG(int64_t, follower_queue);
+ABSL_DECLARE_FLAG(absl::Duration, follow_poll_interval);
 ABSL_DECLARE_FLAG(std::string, grpc_address);
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
 
@@ -39,6 +42,9 @@ TEST_F(AuditOptionsTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->max_batch, 1024u);
   EXPECT_EQ(o->retention, absl::ZeroDuration());
   EXPECT_EQ(o->retention_interval, absl::Hours(1));
+  EXPECT_EQ(o->max_followers, 256u);
+  EXPECT_EQ(o->follower_queue, 1024u);
+  EXPECT_EQ(o->follow_poll_interval, absl::Seconds(1));
 }
 
 TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {
@@ -49,6 +55,9 @@ TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {
   absl::SetFlag(&FLAGS_retention, absl::Hours(2160));
   absl::SetFlag(&FLAGS_retention_interval, absl::Seconds(1));
   absl::SetFlag(&FLAGS_grpc_address, "127.0.0.1:0");
+  absl::SetFlag(&FLAGS_max_followers, 0);
+  absl::SetFlag(&FLAGS_follower_queue, 100000);
+  absl::SetFlag(&FLAGS_follow_poll_interval, absl::Milliseconds(10));
   absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->store_url, "postgresql://podgate@db:5432/audit");
@@ -58,6 +67,9 @@ TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {
   EXPECT_EQ(o->retention, absl::Hours(2160));
   EXPECT_EQ(o->retention_interval, absl::Seconds(1));
   EXPECT_EQ(o->server.grpc_address, "127.0.0.1:0");
+  EXPECT_EQ(o->max_followers, 0u);
+  EXPECT_EQ(o->follower_queue, 100000u);
+  EXPECT_EQ(o->follow_poll_interval, absl::Milliseconds(10));
 }
 
 TEST_F(AuditOptionsTest, EachBadFlagIsOneLineNamingIt) {
@@ -79,6 +91,12 @@ TEST_F(AuditOptionsTest, EachBadFlagIsOneLineNamingIt) {
        "--retention must be >= 0 and --retention_interval >= 1s"},
       {[] { absl::SetFlag(&FLAGS_chain_id, std::string(kMaxChainIdBytes + 1, 'c')); },
        "--chain_id: longer than 128 bytes"},
+      {[] { absl::SetFlag(&FLAGS_max_followers, -1); },
+       "--max_followers: -1 is out of range (0 to 100000)"},
+      {[] { absl::SetFlag(&FLAGS_follower_queue, 0); },
+       "--follower_queue: 0 is out of range (1 to 100000)"},
+      {[] { absl::SetFlag(&FLAGS_follow_poll_interval, absl::Milliseconds(9)); },
+       "--follow_poll_interval: out of range (10ms to 1m)"},
       {[] { absl::SetFlag(&FLAGS_drain_timeout, absl::Seconds(-1)); },
        "--drain_timeout: -1s is out of range (0s to 10m)"},
   };
