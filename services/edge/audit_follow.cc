@@ -2,6 +2,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <set>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -14,6 +15,15 @@
 
 namespace podgate::edge {
 namespace {
+
+class AuditFollowStream;
+
+// The open streams, for the drain. Process-wide: one edge per process.
+absl::Mutex g_streams_mu(absl::kConstInit);
+std::set<AuditFollowStream*>& Streams() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_streams_mu) {
+  static auto* const streams = new std::set<AuditFollowStream*>();
+  return *streams;
+}
 
 class AuditFollowStream final : public http::StreamProducer,
                                 public grpc::ClientReadReactor<podgate::audit::v1::QueryResponse>,
@@ -28,6 +38,8 @@ class AuditFollowStream final : public http::StreamProducer,
 
   ~AuditFollowStream() override { context_->limits->ReleaseAuditFollow(user_); }
 
+  void Cancel() { grpc_context_.TryCancel(); }
+
   void OnStart(std::shared_ptr<http::ResponseStream> stream) override {
     {
       absl::MutexLock lock(&mu_);
@@ -39,6 +51,8 @@ class AuditFollowStream final : public http::StreamProducer,
     context_->audit->async()->Query(&grpc_context_, &request_, this);
     StartRead(&response_);
     StartCall();
+    absl::MutexLock lock(&g_streams_mu);
+    Streams().insert(this);
   }
 
   void OnWritable() override {
@@ -83,6 +97,10 @@ class AuditFollowStream final : public http::StreamProducer,
   }
 
   void OnDone(const grpc::Status& status) override {
+    {
+      absl::MutexLock lock(&g_streams_mu);
+      Streams().erase(this);
+    }
     std::shared_ptr<AuditFollowStream> self;
     {
       absl::MutexLock lock(&mu_);
@@ -144,6 +162,13 @@ class AuditFollowStream final : public http::StreamProducer,
 };
 
 }  // namespace
+
+void CancelAuditFollowStreams() {
+  absl::MutexLock lock(&g_streams_mu);
+  for (AuditFollowStream* stream : Streams()) {
+    stream->Cancel();
+  }
+}
 
 std::shared_ptr<http::StreamProducer> NewAuditFollowStream(EdgeContext* context,
                                                            podgate::audit::v1::QueryRequest request,

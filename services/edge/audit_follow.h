@@ -27,6 +27,10 @@ std::shared_ptr<http::StreamProducer> NewAuditFollowStream(EdgeContext* context,
                                                            podgate::audit::v1::QueryRequest request,
                                                            std::string user, bool json_lines);
 
+// Cancels the audit call of every open stream (edge's drain): each ends with a last "end"
+// event (CANCELLED) and the end of the body, so no stream outlives the HTTP server.
+void CancelAuditFollowStreams();
+
 // How often an idle stream sends a keepalive.
 inline constexpr int kAuditKeepaliveSeconds = 15;
 

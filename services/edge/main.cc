@@ -9,13 +9,14 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "auth/auth_flags.h"
+#include "edge/audit_follow.h"
 #include "edge/edge_context.h"
 #include "edge/edge_metrics.h"
 #include "edge/edge_server.h"
 #include "edge/limits.h"
 #include "edge/options.h"
-#include "edge/sso.h"
 #include "edge/proxy_trust.h"
+#include "edge/sso.h"
 #include "http/server.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
@@ -339,6 +340,7 @@ int main(int argc, char** argv) {
     // end (at once, or after its running command) with a close frame.
     server.AddDrainHook([&] {
       (*http_server)->Stop();
+      podgate::edge::CancelAuditFollowStreams();  // live audit streams end now
       const int64_t open = static_cast<int64_t>(sessions.size());
       sessions.BeginDrain();
       // Logged once every session's drain is queued on its strand: whatever a browser sends

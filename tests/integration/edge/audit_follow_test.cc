@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -116,6 +117,13 @@ class EdgeAuditFollowTest : public ::testing::Test {
     auto stack = testing::Stack::Start(options);
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = stack->release();
+    auto edge = StartEdge(&http_port_);
+    ASSERT_TRUE(edge.ok()) << edge.status();
+    edge_ = edge->release();
+  }
+
+  // An edge in front of the stack; its HTTP port in `*port`.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> StartEdge(int* port) {
     auto edge = Subprocess::Start(
         PODGATE_EDGE_BIN,
         {"--grpc_address=127.0.0.1:0", "--metrics_address=", "--http_address=127.0.0.1:0",
@@ -125,11 +133,15 @@ class EdgeAuditFollowTest : public ::testing::Test {
          "--max_audit_follows_per_user=1", "--jwt_key_file=" + stack_->jwt_secret_file(),
          "--jwt_algorithm=HS256", std::string("--jwt_issuer=") + testing::Stack::kIssuer,
          "--jwt_audience=podgate"});
-    ASSERT_TRUE(edge.ok()) << edge.status();
-    edge_ = edge->release();
-    auto line = edge_->WaitForLine("\"msg\":\"http serving\"", absl::Seconds(20));
-    ASSERT_TRUE(line.ok()) << line.status();
-    http_port_ = nlohmann::json::parse(*line)["http_port"].get<int>();
+    if (!edge.ok()) {
+      return edge.status();
+    }
+    auto line = (*edge)->WaitForLine("\"msg\":\"http serving\"", absl::Seconds(20));
+    if (!line.ok()) {
+      return line.status();
+    }
+    *port = nlohmann::json::parse(*line)["http_port"].get<int>();
+    return edge;
   }
 
   static void TearDownTestSuite() {
@@ -238,6 +250,22 @@ TEST_F(EdgeAuditFollowTest, OnlyAuditorsAndOnlySensibleCombinations) {
     EXPECT_THAT(s.received(), HasSubstr("HTTP/1.1 400")) << bad;
     EXPECT_THAT(s.received(), HasSubstr("INVALID_ARGUMENT")) << bad;
   }
+}
+
+// edge's shutdown ends an open stream (a last "end" event and the last chunk) instead of
+// waiting for the client, and exits cleanly.
+TEST_F(EdgeAuditFollowTest, ShutdownEndsOpenStreams) {
+  int port = 0;
+  auto edge = StartEdge(&port);
+  ASSERT_TRUE(edge.ok()) << edge.status();
+  RawStream follow(port, "/api/v1/audit?follow=1", Ann());
+  ASSERT_TRUE(follow.ReadUntil("event: ready")) << follow.received();
+  (*edge)->Signal(SIGTERM);
+  ASSERT_TRUE(follow.ReadUntil("\r\n0\r\n\r\n")) << follow.received();
+  EXPECT_THAT(follow.received(), HasSubstr("event: end"));
+  auto exit = (*edge)->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(*exit, 0);
 }
 
 }  // namespace
