@@ -493,6 +493,235 @@ class WebSocketSession : public WebSocketConnection,
   bool finished_ = false;
 };
 
+// A streamed (chunked) response: the head, then the producer's chunks through a bounded queue,
+// then the last chunk and a close. A read kept pending on the socket notices the peer leaving
+// (or sending anything: no pipelining on a stream) and ends the stream. Each write must
+// complete within idle_timeout, so a peer that stops reading cannot hold the queue forever.
+template <class Stream>
+class StreamSession : public ResponseStream,
+                      public std::enable_shared_from_this<StreamSession<Stream>> {
+ public:
+  StreamSession(Stream&& stream, std::shared_ptr<Server::Impl> server,
+                std::unique_ptr<SourceSlot> source, std::shared_ptr<StreamProducer> producer)
+      : stream_(std::move(stream)),
+        server_(std::move(server)),
+        count_(server_->stats),
+        source_(std::move(source)),
+        producer_(std::move(producer)) {}
+
+  void Start(Response head) {
+    ++server_->stats.streams_started;
+    head_.result(head.result());
+    head_.version(head.version());
+    for (const auto& field : head) {
+      if (field.name() != bhttp::field::content_length) {
+        head_.set(field.name_string(), field.value());
+      }
+    }
+    for (const auto& [name, value] : server_->options.response_headers) {
+      if (head_.find(name) == head_.end()) {
+        head_.set(name, value);
+      }
+    }
+    head_.keep_alive(false);
+    head_.chunked(true);
+    serializer_.emplace(head_);
+    writing_ = true;
+    beast::get_lowest_layer(stream_).expires_after(ToChrono(server_->options.idle_timeout));
+    bhttp::async_write_header(
+        stream_, *serializer_,
+        beast::bind_front_handler(&StreamSession::OnHeadWritten, this->shared_from_this()));
+    producer_->OnStart(this->shared_from_this());
+    DoProbe();
+  }
+
+  bool Write(std::string data) override {
+    if (data.empty()) {
+      return true;
+    }
+    const ServerOptions& o = server_->options;
+    const size_t size = data.size();
+    const size_t queued = queued_bytes_.fetch_add(size) + size;
+    if (queued > o.write_hard_limit_bytes) {
+      queued_bytes_.fetch_sub(size);
+      net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+        if (!self->finished_) {
+          ++self->server_->stats.stream_slow_peer_closes;
+          self->Abort("peer too slow");
+        }
+      });
+      return false;
+    }
+    net::dispatch(stream_.get_executor(),
+                  [self = this->shared_from_this(), data = std::move(data)]() mutable {
+                    self->Enqueue(std::move(data));
+                  });
+    if (queued >= o.write_high_watermark_bytes) {
+      want_writable_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  void End() override {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if (self->finished_ || self->end_pending_) {
+        return;
+      }
+      self->end_pending_ = true;
+      if (!self->writing_) {
+        self->DoWrite();
+      }
+    });
+  }
+
+  size_t queued_bytes() const override { return queued_bytes_.load(); }
+
+  net::any_io_executor executor() const override {
+    return const_cast<Stream&>(stream_).get_executor();
+  }
+
+ private:
+  void OnHeadWritten(error_code ec, size_t) {
+    writing_ = false;
+    if (ec) {
+      Abort(ec.message());
+      return;
+    }
+    DoWrite();
+  }
+
+  void Enqueue(std::string data) {
+    if (finished_ || end_pending_) {
+      queued_bytes_.fetch_sub(data.size());
+      return;
+    }
+    queue_.push_back(std::move(data));
+    if (!writing_) {
+      DoWrite();
+    }
+  }
+
+  void DoWrite() {
+    if (finished_ || writing_) {
+      return;
+    }
+    if (queue_.empty() && !end_pending_) {
+      // Idle between chunks: only the producer decides (e.g. keepalive comments).
+      beast::get_lowest_layer(stream_).expires_never();
+      return;
+    }
+    beast::get_lowest_layer(stream_).expires_after(ToChrono(server_->options.idle_timeout));
+    if (queue_.empty()) {
+      if (end_pending_) {
+        writing_ = true;
+        net::async_write(
+            stream_, bhttp::make_chunk_last(),
+            beast::bind_front_handler(&StreamSession::OnLastWritten, this->shared_from_this()));
+      }
+      return;
+    }
+    writing_ = true;
+    net::async_write(stream_, bhttp::make_chunk(net::buffer(queue_.front())),
+                     beast::bind_front_handler(&StreamSession::OnWrite, this->shared_from_this()));
+  }
+
+  void OnWrite(error_code ec, size_t) {
+    writing_ = false;
+    if (!queue_.empty()) {
+      queued_bytes_.fetch_sub(queue_.front().size());
+      queue_.pop_front();
+    }
+    if (ec) {
+      if (ec == beast::error::timeout && !finished_) {
+        ++server_->stats.stream_slow_peer_closes;
+      }
+      Abort(ec == beast::error::timeout ? "peer too slow" : ec.message());
+      return;
+    }
+    if (want_writable_ && queued_bytes_.load() <= server_->options.write_high_watermark_bytes / 2) {
+      want_writable_ = false;
+      if (producer_ != nullptr) {
+        producer_->OnWritable();
+      }
+    }
+    DoWrite();
+  }
+
+  void OnLastWritten(error_code ec, size_t) {
+    writing_ = false;
+    Finish(ec ? ec.message() : "ended");
+    // The pending probe read ends when the peer closes too, or at this deadline.
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+    // (No TLS close_notify: its read would race the probe's; the last chunk already tells the
+    // peer the body is complete.)
+    if constexpr (!kIsTls<Stream>) {
+      error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+  }
+
+  // A read that completes only when the peer closes, resets or sends something.
+  void DoProbe() {
+    stream_.async_read_some(
+        net::buffer(probe_),
+        beast::bind_front_handler(&StreamSession::OnProbe, this->shared_from_this()));
+  }
+
+  void OnProbe(error_code ec, size_t) {
+    if (finished_) {
+      error_code ignored;
+      beast::get_lowest_layer(stream_).socket().close(ignored);
+      return;
+    }
+    if (ec == beast::error::timeout) {
+      ++server_->stats.stream_slow_peer_closes;
+    }
+    Abort(!ec                           ? "the peer sent data on a stream"
+          : ec == net::error::eof       ? "closed by peer"
+          : ec == beast::error::timeout ? "peer too slow"
+                                        : ec.message());
+  }
+
+  void Abort(std::string reason) {
+    Finish(std::move(reason));
+    error_code ignored;
+    beast::get_lowest_layer(stream_).socket().close(ignored);
+  }
+
+  void Finish(std::string reason) {
+    if (finished_) {
+      return;
+    }
+    finished_ = true;
+    const size_t keep = (writing_ && !queue_.empty()) ? 1 : 0;
+    while (queue_.size() > keep) {
+      queued_bytes_.fetch_sub(queue_.back().size());
+      queue_.pop_back();
+    }
+    std::shared_ptr<StreamProducer> producer = std::move(producer_);
+    producer_.reset();
+    if (producer != nullptr) {
+      producer->OnClose(std::move(reason));
+    }
+  }
+
+  Stream stream_;
+  std::shared_ptr<Server::Impl> server_;
+  ConnectionCount count_;
+  const std::unique_ptr<SourceSlot> source_;
+  std::shared_ptr<StreamProducer> producer_;
+  bhttp::response<bhttp::empty_body> head_;
+  std::optional<bhttp::response_serializer<bhttp::empty_body>> serializer_;
+  std::deque<std::string> queue_;
+  std::atomic<size_t> queued_bytes_{0};
+  std::atomic<bool> want_writable_{false};
+  char probe_[1] = {};
+  bool writing_ = false;
+  bool end_pending_ = false;
+  bool finished_ = false;
+};
+
 template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
@@ -620,6 +849,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         routed.set(bhttp::field::content_length, "0");
         ws->Accept(std::move(routed), std::move(result.subprotocol),
                    std::move(result.upgrade_headers), std::move(result.websocket));
+        return;
+      }
+      if (!upgrade && result.stream != nullptr && result.response.has_value()) {
+        beast::get_lowest_layer(stream_).expires_never();
+        result.response->version(request.version());
+        auto streamed = std::make_shared<StreamSession<Stream>>(
+            std::move(stream_), server_, std::move(source_), std::move(result.stream));
+        streamed->Start(std::move(*result.response));
         return;
       }
       if (!upgrade && result.deferred && !result.response.has_value()) {

@@ -5,7 +5,8 @@
 // behind TLS with an optional verified client certificate. A routing callback sees each request
 // and answers it, or accepts a WebSocket upgrade with a chosen sub-protocol and a handler. The
 // WebSocket connection has a bounded write queue and lets its handler pause reading, so a slow
-// peer on either side bounds the memory a connection holds.
+// peer on either side bounds the memory a connection holds. A route may also stream a chunked
+// response body (RouteResult::stream) through the same kind of bounded queue.
 #pragma once
 
 #include <atomic>
@@ -85,6 +86,42 @@ class WebSocketHandler {
   virtual void OnClose(std::string reason) = 0;
 };
 
+// A streamed response body (chunked transfer encoding, e.g. Server-Sent Events) as its producer
+// sees it. Every method may be called from any thread.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+
+  // Queues one chunk (empty data is ignored). Returns false when the queue is at or above the
+  // high watermark: the producer should stop until its OnWritable. A queue beyond the hard
+  // limit closes the connection (the peer is not reading).
+  virtual bool Write(std::string data) = 0;
+
+  // Ends the body (the last chunk) once the queued chunks are written, then closes the
+  // connection.
+  virtual void End() = 0;
+
+  virtual size_t queued_bytes() const = 0;
+
+  // The connection's strand: producer callbacks run on it; timers the producer creates on it
+  // share the connection's serialization.
+  virtual boost::asio::any_io_executor executor() const = 0;
+};
+
+// Produces a streamed response; its events arrive on the connection's strand.
+class StreamProducer {
+ public:
+  virtual ~StreamProducer() = default;
+  // The head is queued; `stream` accepts chunks until OnClose.
+  virtual void OnStart(std::shared_ptr<ResponseStream> stream) = 0;
+  // The queue fell below half the high watermark after Write returned false.
+  virtual void OnWritable() {}
+  // The stream is over: the last chunk was written, the peer went away (closed, reset, or sent
+  // anything), a write failed or stalled for idle_timeout. Exactly once, after OnStart; the
+  // connection drops its reference to the producer right after.
+  virtual void OnClose(std::string reason) = 0;
+};
+
 // A route's answer: a response, or an accepted upgrade.
 struct RouteResult {
   std::optional<Response> response;
@@ -100,6 +137,10 @@ struct RouteResult {
   // of its source and keeps the (longer) `idle_timeout` between requests from now on. For an
   // accepted upgrade, the WebSocket starts authenticated.
   bool authenticated = false;
+  // Set with `response` as the head (status and headers; its body is ignored): the body is
+  // streamed in chunks by the producer, and the connection closes after it (no keep-alive).
+  // Not for upgrades.
+  std::shared_ptr<StreamProducer> stream;
 };
 
 // Called on the connection's strand for every request; must not block. For a WebSocket upgrade
@@ -170,6 +211,8 @@ struct ServerStats {
   std::atomic<uint64_t> bad_requests{0};  // unparseable or over limits
   std::atomic<uint64_t> websocket_upgrades{0};
   std::atomic<uint64_t> websocket_slow_peer_closes{0};
+  std::atomic<uint64_t> streams_started{0};
+  std::atomic<uint64_t> stream_slow_peer_closes{0};  // over write_hard_limit_bytes or stalled
 };
 
 class Server {

@@ -38,6 +38,21 @@ AuditMetrics::AuditMetrics(prometheus::Registry& registry) {
                          .Help("Record streams open.")
                          .Register(registry)
                          .Add({});
+  followers_ = &prometheus::BuildGauge()
+                    .Name("podgate_audit_followers")
+                    .Help("Query streams following new records (live tail).")
+                    .Register(registry)
+                    .Add({});
+  follow_records_sent_ = &prometheus::BuildCounter()
+                              .Name("podgate_audit_follow_records_sent_total")
+                              .Help("Records written to following Query streams.")
+                              .Register(registry)
+                              .Add({});
+  followers_dropped_ = &prometheus::BuildCounter()
+                            .Name("podgate_audit_followers_dropped_total")
+                            .Help("Following Query streams ended because they fell behind.")
+                            .Register(registry)
+                            .Add({});
   errors_ = &prometheus::BuildCounter()
                  .Name("podgate_audit_errors_total")
                  .Help("Audit failures by kind.")

@@ -23,6 +23,9 @@
 //   podgate_audit_export_lost_records_total    records retention removed before delivery
 //   podgate_audit_export_lease_held            1 while this replica holds the sink's lease
 //   podgate_audit_export_blocking              1 while the sink's lag blocks Record
+//   podgate_audit_followers                    Query streams following new records (live tail)
+//   podgate_audit_follow_records_sent_total    records written to followers, backlog included
+//   podgate_audit_followers_dropped_total      followers ended because they fell behind
 #pragma once
 
 #include <string>
@@ -45,6 +48,9 @@ class AuditMetrics {
   prometheus::Histogram& commit_latency() { return *commit_latency_; }
   prometheus::Gauge& queue_depth() { return *queue_depth_; }
   prometheus::Gauge& record_streams() { return *record_streams_; }
+  prometheus::Gauge& followers() { return *followers_; }
+  prometheus::Counter& follow_records_sent() { return *follow_records_sent_; }
+  prometheus::Counter& followers_dropped() { return *followers_dropped_; }
   prometheus::Counter& Error(const std::string& kind) { return errors_->Add({{"kind", kind}}); }
   prometheus::Counter& checkpoints_signed(const std::string& kind) {
     return checkpoints_signed_->Add({{"kind", kind}});
@@ -58,6 +64,9 @@ class AuditMetrics {
   prometheus::Histogram* commit_latency_;
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* record_streams_;
+  prometheus::Gauge* followers_;
+  prometheus::Counter* follow_records_sent_;
+  prometheus::Counter* followers_dropped_;
   prometheus::Family<prometheus::Counter>* errors_;
   prometheus::Family<prometheus::Counter>* checkpoints_signed_;
   prometheus::Gauge* checkpoint_head_sequence_;

@@ -1,6 +1,7 @@
 #include "audit/audit_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "audit/follow_reactor.h"
 #include "audit/query_reactor.h"
 #include "audit/record_reactor.h"
 #include "audit/verify.h"
@@ -16,7 +17,12 @@ AuditServiceImpl::AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* m
       writer_(writer),
       metrics_(metrics),
       checkpointer_(options.checkpointer),
-      executor_(options.read_threads, options.max_queued_reads) {}
+      executor_(options.read_threads, options.max_queued_reads),
+      follow_hub_(store, metrics, writer->chain_id(), options.follow) {
+  writer_->SetCommitListener([hub = &follow_hub_] { hub->Notify(); });
+}
+
+AuditServiceImpl::~AuditServiceImpl() { writer_->SetCommitListener(nullptr); }
 
 grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest, podgate::audit::v1::RecordResponse>*
 AuditServiceImpl::Record(grpc::CallbackServerContext* context) {
@@ -30,6 +36,9 @@ grpc::ServerWriteReactor<podgate::audit::v1::QueryResponse>* AuditServiceImpl::Q
                        {"session_ids", static_cast<int64_t>(request->session_ids_size())},
                        {"trace_id", trace.trace_id},
                        {"span_id", trace.span_id}});
+  if (request->follow()) {
+    return new FollowReactor(&follow_hub_, store_, &executor_, metrics_, *request);
+  }
   return new QueryReactor(store_, &executor_, metrics_, *request);
 }
 

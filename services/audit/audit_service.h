@@ -1,6 +1,6 @@
 // The audit service's gRPC implementation: Record (group-committed, acked when durable),
-// Query (filtered, paged, server-streamed), Verify (hash chains, signed checkpoints) and
-// CreateCheckpoint (signs the head now).
+// Query (filtered, paged, server-streamed; or following new records), Verify (hash chains,
+// signed checkpoints) and CreateCheckpoint (signs the head now).
 //
 // Store reads run on a small executor so that no gRPC callback thread blocks on the database;
 // writes go through the single group-commit Writer.
@@ -11,6 +11,7 @@
 #include "audit/audit_metrics.h"
 #include "audit/checkpointer.h"
 #include "audit/executor.h"
+#include "audit/follow_hub.h"
 #include "audit/record_reactor.h"
 #include "audit/store.h"
 #include "audit/writer.h"
@@ -25,6 +26,8 @@ struct AuditServiceOptions {
   size_t max_queued_reads = 64;
   // Signs heads for CreateCheckpoint; null: audit runs without a checkpoint key.
   Checkpointer* checkpointer = nullptr;
+  // The live tail (Query with follow).
+  FollowOptions follow;
 };
 
 // The most checkpoints one VerifyRequest may carry.
@@ -35,6 +38,7 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
   // `store`, `writer` and `metrics` must outlive the service.
   AuditServiceImpl(Store* store, Writer* writer, AuditMetrics* metrics,
                    AuditServiceOptions options = {});
+  ~AuditServiceImpl() override;
 
   grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest, podgate::audit::v1::RecordResponse>*
   Record(grpc::CallbackServerContext* context) override;
@@ -54,7 +58,11 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
 
   // For the server's drain hook: Record streams stop reading and end with UNAVAILABLE once
   // what they read is acked; streams opened later end right away.
-  void Drain() { record_streams_.DrainAll(); }
+  // Following Query streams end with UNAVAILABLE.
+  void Drain() {
+    record_streams_.DrainAll();
+    follow_hub_.Drain();
+  }
 
  private:
   Store* const store_;
@@ -63,6 +71,7 @@ class AuditServiceImpl final : public podgate::audit::v1::AuditService::Callback
   Checkpointer* const checkpointer_;
   Executor executor_;
   RecordStreams record_streams_;
+  FollowHub follow_hub_;
 };
 
 }  // namespace podgate::audit

@@ -121,6 +121,75 @@ std::string TableRow(const podgate::audit::v1::AuditRecord& record) {
                          Printable(Detail(e)));
 }
 
+namespace {
+
+absl::Status PrintRecord(const podgate::audit::v1::AuditRecord& record, Format format,
+                         std::ostream& out) {
+  if (format == Format::kTable) {
+    out << TableRow(record) << "\n";
+    return absl::OkStatus();
+  }
+  google::protobuf::util::JsonPrintOptions json;
+  json.preserve_proto_field_names = true;
+  std::string line;
+  if (auto s = google::protobuf::util::MessageToJsonString(record, &line, json); !s.ok()) {
+    return absl::InternalError(std::string(s.message()));
+  }
+  out << line << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> RunTail(podgate::audit::v1::AuditService::StubInterface& stub,
+                                podgate::audit::v1::QueryRequest request, int lines, bool follow,
+                                Format format, std::ostream& out, grpc::ClientContext* ctx) {
+  if (lines < 1 || lines > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lines: ", lines, " is out of range (1 to 1000)"));
+  }
+  request.set_page_size(lines);
+  request.clear_page_token();
+  // Without follow: the newest page, printed oldest first, like a follow's backlog.
+  request.set_follow(follow);
+  request.set_newest_first(!follow);
+  if (format == Format::kTable) {
+    out << TableHeader() << "\n" << std::flush;
+  }
+  auto reader = stub.Query(ctx, request);
+  podgate::audit::v1::QueryResponse response;
+  std::vector<podgate::audit::v1::AuditRecord> newest;
+  int64_t printed = 0;
+  while (reader->Read(&response)) {
+    if (!response.has_record()) {
+      continue;  // page_end: the backlog is complete
+    }
+    if (!follow) {
+      newest.push_back(response.record());
+      continue;
+    }
+    if (absl::Status s = PrintRecord(response.record(), format, out); !s.ok()) {
+      ctx->TryCancel();
+      reader->Finish();
+      return s;
+    }
+    out << std::flush;
+    ++printed;
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok() && !(follow && status.error_code() == grpc::StatusCode::CANCELLED)) {
+    return wire::ToAbslStatus(status, "tail");
+  }
+  for (auto it = newest.rbegin(); it != newest.rend(); ++it) {
+    if (absl::Status s = PrintRecord(*it, format, out); !s.ok()) {
+      return s;
+    }
+    ++printed;
+  }
+  out << std::flush;
+  return printed;
+}
+
 absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface& stub,
                                  podgate::audit::v1::QueryRequest request, int64_t limit,
                                  Format format, std::ostream& out) {

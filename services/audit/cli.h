@@ -30,6 +30,14 @@ absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface
                                  podgate::audit::v1::QueryRequest request, int64_t limit,
                                  Format format, std::ostream& out);
 
+// `tail`: prints the last `lines` matching records (oldest first); with `follow`, then every
+// new matching record as the server commits it, flushing each line, until the stream ends.
+// `ctx` is the call's context: cancelling it (e.g. on SIGINT) ends a follow cleanly (returns
+// the count, not an error). Returns how many records were printed.
+absl::StatusOr<int64_t> RunTail(podgate::audit::v1::AuditService::StubInterface& stub,
+                                podgate::audit::v1::QueryRequest request, int lines, bool follow,
+                                Format format, std::ostream& out, grpc::ClientContext* ctx);
+
 // Prints one line per chain; returns whether every chain is intact.
 absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& stub,
                                const std::string& chain_id, std::ostream& out);

@@ -3,12 +3,20 @@
 //   podgate-audit-cli [--server=host:port] query [--user=alice,bob] [--namespace=shop] ...
 //   podgate-audit-cli [--server=host:port] verify [--chain_id=ID]
 //       [--checkpoint=FILE,... --public_key=KEY.pem,...] [--max_unsigned_records=N]
+//   podgate-audit-cli [--server=host:port] tail [-f|--follow] [--lines=10] [query filters]
 //   podgate-audit-cli [--server=host:port] checkpoint >> checkpoints.jsonl
+//
+// tail -f prints new records as they are committed until interrupted (SIGINT or SIGTERM end
+// it cleanly, exit 0).
 //
 // Exit status: 0 success (verify: every chain intact and attested), 1 verify found a problem,
 // 2 usage or connection error.
+#include <pthread.h>
+#include <signal.h>
+
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -42,6 +50,13 @@ ABSL_FLAG(std::string, argv_contains, "", "query: text the command line or argv 
 ABSL_FLAG(int64_t, limit, 100, "query: the most records printed; 0 prints all. Default 100.");
 ABSL_FLAG(bool, newest_first, false, "query: newest records first. Default false.");
 ABSL_FLAG(std::string, format, "table", "query: table or json (JSON lines). Default table.");
+ABSL_FLAG(bool, follow, false,
+          "tail: after the last --lines records, print new ones as they are committed until "
+          "interrupted. Default false.");
+ABSL_FLAG(bool, f, false, "tail: the same as --follow.");
+ABSL_FLAG(int32_t, lines, 10,
+          "tail: how many of the newest records to print first (1 to 1000). "
+          "Default 10.");
 ABSL_FLAG(std::string, chain_id, "", "verify: one chain; empty checks every chain.");
 ABSL_FLAG(std::vector<std::string>, checkpoint, {},
           "verify: files of signed checkpoints (JSON lines: audit's --checkpoint_state file, a "
@@ -78,9 +93,18 @@ int main(int argc, char** argv) {
       "verifies and checkpoints a podgate audit service.\nEvery flag may also be set as "
       "PODGATE_<FLAG>.");
   if (args.size() != 2) {
-    Fail("expected one command: query, verify or checkpoint (see --help)");
+    Fail("expected one command: query, tail, verify or checkpoint (see --help)");
   }
   const std::string command = args[1];
+  const bool follow = command == "tail" && (absl::GetFlag(FLAGS_follow) || absl::GetFlag(FLAGS_f));
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (follow) {
+    // Before any thread starts (gRPC's inherit the mask): the signals wait for sigwait below.
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  }
   podgate::runtime::ChannelTlsOptions tls;
   tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
   tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
@@ -101,8 +125,9 @@ int main(int argc, char** argv) {
     OrFail(cli::RunCheckpoint(*stub, std::cout));
     return 0;
   }
-  if (command != "query") {
-    Fail(absl::StrCat("unknown command \"", command, "\": expected query, verify or checkpoint"));
+  if (command != "query" && command != "tail") {
+    Fail(absl::StrCat("unknown command \"", command,
+                      "\": expected query, tail, verify or checkpoint"));
   }
   podgate::audit::v1::QueryRequest request;
   for (const auto& v : absl::GetFlag(FLAGS_user)) request.add_users(v);
@@ -125,6 +150,21 @@ int main(int argc, char** argv) {
     *request.mutable_end_time() = OrFail(cli::ParseTime(absl::GetFlag(FLAGS_until)));
   }
   request.set_argv_contains(absl::GetFlag(FLAGS_argv_contains));
+  if (command == "tail") {
+    const cli::Format format = OrFail(cli::ParseFormat(absl::GetFlag(FLAGS_format)));
+    grpc::ClientContext ctx;
+    if (follow) {
+      // The signal ends the call; RunTail then returns normally.
+      std::thread([&ctx, stop_signals] {
+        int signal = 0;
+        sigwait(&stop_signals, &signal);
+        ctx.TryCancel();
+      }).detach();
+    }
+    OrFail(
+        cli::RunTail(*stub, request, absl::GetFlag(FLAGS_lines), follow, format, std::cout, &ctx));
+    std::exit(0);  // the signal thread may still wait; no destructors race it
+  }
   request.set_newest_first(absl::GetFlag(FLAGS_newest_first));
   const int64_t limit = absl::GetFlag(FLAGS_limit);
   if (limit < 0) {

@@ -138,6 +138,9 @@ int main(int argc, char** argv) {
                              std::move(sign));
   }
   audit::AuditServiceOptions service_options;
+  service_options.follow.max_followers = options->max_followers;
+  service_options.follow.queue_records = options->follower_queue;
+  service_options.follow.poll_interval = options->follow_poll_interval;
   service_options.checkpointer = checkpointer.get();
   // Destruction runs backwards: the service, then the writer (which commits what it holds and
   // may still notify the exporter), then the exporter (deliveries in progress are cancelled and

@@ -22,6 +22,15 @@ ABSL_FLAG(absl::Duration, retention, absl::ZeroDuration(),
           "checkpoints), e.g. 2160h. Default 0: keep everything.");
 ABSL_FLAG(absl::Duration, retention_interval, absl::Hours(1),
           "How often retention runs when --retention is set. Default 1h.");
+ABSL_FLAG(int64_t, max_followers, 256,
+          "Query streams following new records (live tail) at once, at most; more are refused "
+          "with RESOURCE_EXHAUSTED. Default 256.");
+ABSL_FLAG(int64_t, follower_queue, 1024,
+          "New records waiting to be sent to one follower, at most; a follower with more is "
+          "ended with RESOURCE_EXHAUSTED. Default 1024.");
+ABSL_FLAG(absl::Duration, follow_poll_interval, absl::Seconds(1),
+          "How often followers' records are read from the store besides after each local "
+          "commit (other replicas' chains on PostgreSQL), 10ms to 1m. Default 1s.");
 
 ABSL_FLAG(std::string, export_config, "",
           "A JSON file naming the sinks stored records are delivered to (webhook, syslog, file; "
@@ -84,6 +93,23 @@ absl::StatusOr<AuditOptions> AuditOptionsFromFlags() {
   options.retention_interval = absl::GetFlag(FLAGS_retention_interval);
   if (options.retention < absl::ZeroDuration() || options.retention_interval < absl::Seconds(1)) {
     return absl::InvalidArgumentError("--retention must be >= 0 and --retention_interval >= 1s");
+  }
+  const int64_t max_followers = absl::GetFlag(FLAGS_max_followers);
+  if (max_followers < 0 || max_followers > 100000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_followers: ", max_followers, " is out of range (0 to 100000)"));
+  }
+  options.max_followers = static_cast<size_t>(max_followers);
+  const int64_t follower_queue = absl::GetFlag(FLAGS_follower_queue);
+  if (follower_queue < 1 || follower_queue > 100000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--follower_queue: ", follower_queue, " is out of range (1 to 100000)"));
+  }
+  options.follower_queue = static_cast<size_t>(follower_queue);
+  options.follow_poll_interval = absl::GetFlag(FLAGS_follow_poll_interval);
+  if (options.follow_poll_interval < absl::Milliseconds(10) ||
+      options.follow_poll_interval > absl::Minutes(1)) {
+    return absl::InvalidArgumentError("--follow_poll_interval: out of range (10ms to 1m)");
   }
   options.chain_id = absl::GetFlag(FLAGS_chain_id);
   if (options.chain_id.empty()) {

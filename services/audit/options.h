@@ -16,6 +16,7 @@
 //   --checkpoint_state    file keeping the last signed checkpoint outside the database,
 //                         required with --checkpoint_key; audit refuses to start when the
 //                         database's head is older than it
+//   --max_followers, --follower_queue, --follow_poll_interval   the live tail (Query follow)
 // plus the shared server flags (runtime/server_flags.h).
 #pragma once
 
@@ -48,6 +49,10 @@ struct AuditOptions {
   std::shared_ptr<const CheckpointKey> checkpoint_key;
   absl::Duration checkpoint_interval;
   std::string checkpoint_state;
+  // The live tail (FollowOptions).
+  size_t max_followers = 0;
+  size_t follower_queue = 0;
+  absl::Duration follow_poll_interval;
 };
 
 // The defaults of the shared server flags for audit.

@@ -112,7 +112,10 @@ class Store {
   // Export. Every chain with its head and retention checkpoint, sorted by chain id.
   virtual absl::StatusOr<std::vector<ExportChain>> ListExportChains() = 0;
 
-  // Up to `limit` rows of `chain_id` with a sequence above `after_sequence`, in sequence order.
+  // Up to `limit` rows of `chain_id` with a sequence above `after_sequence`, in sequence order
+  // (the exporter's and the live tail's per-chain cursors: a chain has one writer, so its
+  // sequences become visible in order, unlike row ids under concurrent PostgreSQL
+  // transactions).
   virtual absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& chain_id,
                                                                 int64_t after_sequence,
                                                                 int limit) = 0;

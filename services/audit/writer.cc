@@ -71,6 +71,11 @@ bool Writer::TryEnqueue(const podgate::common::v1::AuditEvent& event,
   return true;
 }
 
+void Writer::SetCommitListener(CommitListener listener) {
+  absl::MutexLock lock(&listener_mu_);
+  listener_ = std::move(listener);
+}
+
 void Writer::Run() {
   while (true) {
     std::vector<Item> batch;
@@ -178,6 +183,12 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
   }
   if (options_.on_commit) {
     options_.on_commit();
+  }
+  {
+    absl::MutexLock lock(&listener_mu_);
+    if (listener_) {
+      listener_();
+    }
   }
 }
 

@@ -63,6 +63,10 @@ struct WriterOptions {
   bool refuse_foreign_records = false;
 };
 
+// Told after each successful commit (the live tail reads the new records). Called on the
+// writer thread without writer locks held; must return at once.
+using CommitListener = std::function<void()>;
+
 class Writer {
  public:
   // Loads the chain head and starts the thread; fails when the store is unreachable.
@@ -89,6 +93,9 @@ class Writer {
     absl::MutexLock lock(&head_mu_);
     return committed_head_;
   }
+  // Replaces the commit listener (empty: none). Thread-safe; once it returns, the previous
+  // listener is not running and is never called again.
+  void SetCommitListener(CommitListener listener);
 
  private:
   struct Item {
@@ -113,6 +120,9 @@ class Writer {
 
   mutable absl::Mutex head_mu_;
   ChainHead committed_head_ ABSL_GUARDED_BY(head_mu_);
+
+  absl::Mutex listener_mu_;
+  CommitListener listener_ ABSL_GUARDED_BY(listener_mu_);
 
   absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);

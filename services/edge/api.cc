@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "edge/audit_follow.h"
 #include "edge/http_reply.h"
 #include "edge/protocol.h"
 #include "edge/router.h"
@@ -300,6 +301,7 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
   }
   podgate::audit::v1::QueryRequest query_request;
   bool json_lines = false;
+  bool follow = false;
   int page_size = 100;
   for (const auto& [k, v] : *q) {
     if (k == "user") {
@@ -359,6 +361,11 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
       if (!absl::SimpleAtoi(v, &page_size) || page_size < 1 || page_size > 1000) {
         return bad_request("page_size must be 1 to 1000");
       }
+    } else if (k == "follow") {
+      if (v != "1" && v != "true" && v != "0" && v != "false") {
+        return bad_request("follow is 1 or 0");
+      }
+      follow = v == "1" || v == "true";
     } else if (k == "format") {
       if (v != "json" && v != "jsonl") {
         return bad_request("format is json or jsonl");
@@ -369,6 +376,9 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
     }
   }
   query_request.set_page_size(page_size);
+  if (follow) {
+    return AuditFollow(request, *verified, std::move(query_request), json_lines);
+  }
   RouteResult result;
   result.authenticated = true;
   Request req_copy = RequestLine(request);
@@ -379,6 +389,54 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
                          static_cast<size_t>(page_size), std::move(reply), trace);
   };
   return result;
+}
+
+RouteResult HttpApi::AuditFollow(const Request& request, const auth::VerifiedToken& verified,
+                                 podgate::audit::v1::QueryRequest query_request,
+                                 bool json_lines) const {
+  auto refuse = [this, &request](bhttp::status status, const std::string& code,
+                                 const std::string& message) {
+    context_->metrics->ApiRequest("audit", static_cast<int>(status));
+    RouteResult refused = Answer(JsonError(request, status, code, message));
+    refused.authenticated = true;
+    return refused;
+  };
+  // The combinations audit would refuse, answered before a stream starts.
+  if (absl::Status s = ValidateFollowQuery(query_request); !s.ok()) {
+    return refuse(bhttp::status::bad_request, "INVALID_ARGUMENT", std::string(s.message()));
+  }
+  const std::string& user = verified.principal.user();
+  if (absl::Status s = context_->limits->AcquireAuditFollow(user); !s.ok()) {
+    context_->metrics->Rejection("audit_follow_limit");
+    RouteResult refused =
+        refuse(bhttp::status::too_many_requests, "RESOURCE_EXHAUSTED", std::string(s.message()));
+    refused.response->set(bhttp::field::retry_after, "5");
+    return refused;
+  }
+  query_request.set_follow(true);
+  RouteResult result;
+  result.authenticated = true;
+  result.response = http::MakeResponse(
+      request, bhttp::status::ok, json_lines ? "application/x-ndjson" : "text/event-stream", "");
+  // Proxies must pass events through as they come.
+  result.response->set("X-Accel-Buffering", "no");
+  SecurityHeaders(*result.response);
+  result.stream = NewAuditFollowStream(context_, std::move(query_request), user, json_lines);
+  return result;
+}
+
+absl::Status ValidateFollowQuery(const podgate::audit::v1::QueryRequest& request) {
+  if (!request.page_token().empty()) {
+    return absl::InvalidArgumentError("page_token cannot be combined with follow");
+  }
+  if (request.newest_first()) {
+    return absl::InvalidArgumentError(
+        "newest_first cannot be combined with follow (records come oldest first)");
+  }
+  if (request.has_end_time()) {
+    return absl::InvalidArgumentError("end_time cannot be combined with follow");
+  }
+  return absl::OkStatus();
 }
 
 RouteResult HttpApi::Login(const Request& request, const http::RequestContext& peer,

@@ -3,6 +3,7 @@
 //   GET  /api/v1/targets[?namespace=&cluster=]           exec ListTargets with the caller's token
 //   GET  /api/v1/allowed?namespace=&pod=[&container=&cluster=]  policy ListAllowed for the caller
 //   GET  /api/v1/audit?...                               audit Query (auditor groups only)
+//   GET  /api/v1/audit?follow=1&...                      the live tail, streamed (audit_follow.h)
 //   GET|POST /api/v1/session                             who the credential names
 //   POST /api/v1/login, /api/v1/logout                   set / clear the HttpOnly token cookie
 //
@@ -21,6 +22,9 @@
 #include "http/server.h"
 
 namespace podgate::edge {
+
+// What edge refuses with follow=1 before streaming: page_token, newest_first, end_time.
+absl::Status ValidateFollowQuery(const podgate::audit::v1::QueryRequest& request);
 
 class HttpApi {
  public:
@@ -52,6 +56,10 @@ class HttpApi {
                                                    const http::RequestContext& peer,
                                                    const char* route,
                                                    std::string* token_out = nullptr) const;
+  // The streamed answer to an auditor's follow=1 (limits checked here: 429 when over).
+  http::RouteResult AuditFollow(const http::Request& request, const auth::VerifiedToken& verified,
+                                podgate::audit::v1::QueryRequest query_request,
+                                bool json_lines) const;
   // Whether the verified caller is in one of --auditor_groups.
   bool IsAuditor(const auth::VerifiedToken& verified) const;
 

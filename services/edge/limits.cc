@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace podgate::edge {
 
 bool TokenBucket::Take(absl::Time now) {
@@ -64,6 +66,35 @@ bool Limits::AcquireUser(const std::string& user) {
                                              options_.user_message_burst, clock_());
   }
   return true;
+}
+
+absl::Status Limits::AcquireAuditFollow(const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  if (audit_follows_ >= options_.max_audit_follows) {
+    return absl::ResourceExhaustedError(absl::StrCat("this edge serves at most ",
+                                                     options_.max_audit_follows,
+                                                     " live audit streams at once; retry later"));
+  }
+  int& mine = audit_follows_per_user_[user];
+  if (mine >= options_.max_audit_follows_per_user) {
+    if (mine == 0) {
+      audit_follows_per_user_.erase(user);
+    }
+    return absl::ResourceExhaustedError(
+        absl::StrCat("you have ", mine, " live audit streams open, the most allowed; close one"));
+  }
+  ++mine;
+  ++audit_follows_;
+  return absl::OkStatus();
+}
+
+void Limits::ReleaseAuditFollow(const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  --audit_follows_;
+  auto it = audit_follows_per_user_.find(user);
+  if (it != audit_follows_per_user_.end() && --it->second <= 0) {
+    audit_follows_per_user_.erase(it);
+  }
 }
 
 void Limits::ReleaseUser(const std::string& user) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -40,6 +41,9 @@ struct LimitOptions {
   // WebSockets still waiting for their first-message credential, per replica: a pool of their
   // own, so a flood of them never takes a place from an authenticated session.
   int max_unauthenticated_connections = 1000;
+  // GET /api/v1/audit?follow=1 streams (the live tail), per replica and per user.
+  int max_audit_follows = 64;
+  int max_audit_follows_per_user = 4;
 };
 
 class Limits {
@@ -59,6 +63,10 @@ class Limits {
   // Counts an authenticated connection of `user`; false over the per-user cap.
   bool AcquireUser(const std::string& user);
   void ReleaseUser(const std::string& user);
+  // Counts an audit follow stream of `user`: the replica's or the user's cap (the message
+  // names which) when refused.
+  absl::Status AcquireAuditFollow(const std::string& user);
+  void ReleaseAuditFollow(const std::string& user);
   // Takes a token from `user`'s shared bucket.
   bool TakeUserMessage(const std::string& user);
 
@@ -77,6 +85,8 @@ class Limits {
   int connections_ ABSL_GUARDED_BY(mu_) = 0;
   int unauthenticated_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, User> users_ ABSL_GUARDED_BY(mu_);
+  int audit_follows_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, int> audit_follows_per_user_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace podgate::edge

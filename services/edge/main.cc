@@ -9,13 +9,14 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "auth/auth_flags.h"
+#include "edge/audit_follow.h"
 #include "edge/edge_context.h"
 #include "edge/edge_metrics.h"
 #include "edge/edge_server.h"
 #include "edge/limits.h"
 #include "edge/options.h"
-#include "edge/sso.h"
 #include "edge/proxy_trust.h"
+#include "edge/sso.h"
 #include "http/server.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
@@ -62,6 +63,11 @@ ABSL_FLAG(int, max_connections, kDefaults.max_connections,
           "WebSocket connections per replica. Default 10000.");
 ABSL_FLAG(int, max_connections_per_user, kDefaults.max_connections_per_user,
           "WebSocket connections per user. Default 20.");
+ABSL_FLAG(int, max_audit_follows, kDefaults.max_audit_follows,
+          "Live audit streams (GET /api/v1/audit?follow=1) per replica; more are answered 429. "
+          "Default 64.");
+ABSL_FLAG(int, max_audit_follows_per_user, kDefaults.max_audit_follows_per_user,
+          "Live audit streams per user; more are answered 429. Default 4.");
 ABSL_FLAG(absl::Duration, ws_idle_timeout, kDefaults.ws_idle_timeout,
           "Close a WebSocket after this long without a browser message. Default 15m.");
 ABSL_FLAG(absl::Duration, ws_keepalive, kDefaults.ws_keepalive,
@@ -195,6 +201,8 @@ podgate::edge::EdgeFlags ReadFlags() {
   f.user_message_burst = absl::GetFlag(FLAGS_user_message_burst);
   f.max_connections = absl::GetFlag(FLAGS_max_connections);
   f.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
+  f.max_audit_follows = absl::GetFlag(FLAGS_max_audit_follows);
+  f.max_audit_follows_per_user = absl::GetFlag(FLAGS_max_audit_follows_per_user);
   f.ws_idle_timeout = absl::GetFlag(FLAGS_ws_idle_timeout);
   f.ws_keepalive = absl::GetFlag(FLAGS_ws_keepalive);
   f.auth_timeout = absl::GetFlag(FLAGS_auth_timeout);
@@ -332,6 +340,7 @@ int main(int argc, char** argv) {
     // end (at once, or after its running command) with a close frame.
     server.AddDrainHook([&] {
       (*http_server)->Stop();
+      podgate::edge::CancelAuditFollowStreams();  // live audit streams end now
       const int64_t open = static_cast<int64_t>(sessions.size());
       sessions.BeginDrain();
       // Logged once every session's drain is queued on its strand: whatever a browser sends

@@ -241,6 +241,12 @@ absl::StatusOr<EdgeConfig> EdgeConfigFromFlags(const EdgeFlags& f) {
   limits.max_connections = f.max_connections;
   limits.max_connections_per_user = f.max_connections_per_user;
   limits.max_unauthenticated_connections = f.max_unauthenticated_connections;
+  limits.max_audit_follows = f.max_audit_follows;
+  limits.max_audit_follows_per_user = f.max_audit_follows_per_user;
+  if (limits.max_audit_follows < 0 || limits.max_audit_follows_per_user < 0) {
+    return absl::InvalidArgumentError(
+        "--max_audit_follows and --max_audit_follows_per_user must be >= 0 (0: no live audit)");
+  }
   if (!(limits.messages_per_second > 0) || !(limits.message_burst >= 1) ||
       !(limits.user_messages_per_second > 0) || !(limits.user_message_burst >= 1)) {
     return absl::InvalidArgumentError("message rates must be positive and bursts at least 1");

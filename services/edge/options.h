@@ -36,6 +36,8 @@ struct EdgeFlags {
   double user_message_burst = 400;
   int max_connections = 10000;
   int max_connections_per_user = 20;
+  int max_audit_follows = 64;
+  int max_audit_follows_per_user = 4;
   absl::Duration ws_idle_timeout = absl::Minutes(15);
   absl::Duration ws_keepalive = absl::Seconds(30);
   absl::Duration auth_timeout = absl::Seconds(5);

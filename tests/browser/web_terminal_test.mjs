@@ -773,6 +773,41 @@ step('the audit view lists the commands just run and replays the shell session',
   await dialog.getByRole('button', { name: 'Close' }).click();
 });
 
+step('the Live toggle shows a command run meanwhile, without reloading', async () => {
+  await newPage();
+  await signIn(AUDITOR, 'ava');
+  await page.getByRole('link', { name: 'Audit' }).click();
+  await page.locator('.audit-view[data-loading=false]').waitFor();
+  const auditor = page;
+  const form = page.locator('form.audit-filters');
+  await form.locator('input[name=argv_contains]').fill('free');
+  const live = page.getByRole('button', { name: 'Live' });
+  assert((await live.getAttribute('aria-pressed')) === 'false', 'Live starts off');
+  await live.click();
+  assert((await live.getAttribute('aria-pressed')) === 'true', 'Live is pressed');
+  await page.locator('.audit-view[data-live=on]').waitFor({ timeout: 15000 });
+  const rows = () => auditor.locator('.audit-table tbody tr', { hasText: 'free -m' }).count();
+  const before = await rows();
+  // A developer in another browser runs the command.
+  const devContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  page = await devContext.newPage();
+  try {
+    await signIn(DEV, 'dana');
+    await pick('app-shop', 'orders-7d4b9c');
+    const out = await run('free -m');
+    assert(/✓ exit 0/.test(out), `free -m: ${out}`);
+  } finally {
+    await devContext.close();
+    page = auditor;
+  }
+  await until('the new record in the live view', async () => (await rows()) > before, 15000);
+  const top = await page.locator('.audit-table tbody tr').first().textContent();
+  assert(/dana/.test(top) && /free -m/.test(top), `newest at the top: ${top}`);
+  await shot('11-audit-live');
+  await live.click();
+  assert((await live.getAttribute('aria-pressed')) === 'false', 'Live turned off');
+});
+
 step('a developer gets no audit view, and the audit API refuses them', async () => {
   await newPage();
   await signIn(DEV, 'dana');

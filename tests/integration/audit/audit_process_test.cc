@@ -367,6 +367,36 @@ std::pair<int, std::string> RunCli(const std::vector<std::string>& args) {
   return {WEXITSTATUS(status), out};
 }
 
+// tail -f prints records stored after it started, and SIGINT ends it with exit status 0.
+TEST(AuditCliBinaryTest, TailFollowPrintsNewRecordsUntilInterrupted) {
+  testing::TempDir tmp("podgate-audit-cli");
+  Running audit = StartAudit("sqlite://" + tmp.path() + "/audit.db", "tail-chain");
+  ASSERT_NE(audit.stub, nullptr);
+  auto record = [&](const std::string& id) {
+    grpc::ClientContext ctx;
+    auto stream = audit.stub->Record(&ctx);
+    ASSERT_TRUE(stream->Write(Request(id)));
+    stream->WritesDone();
+    podgate::audit::v1::RecordResponse response;
+    while (stream->Read(&response)) {
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+  };
+  record("old-0");
+  // The test reads the child's stderr: the shell sends stdout there and becomes the CLI.
+  auto tail = Subprocess::Start("/bin/sh", {"-c", std::string("exec ") + PODGATE_AUDIT_CLI_BIN +
+                                                      " --server=" + audit.address +
+                                                      " --format=json --lines=1 tail -f 1>&2"});
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  ASSERT_TRUE((*tail)->WaitForLine("\"id\":\"old-0\"", absl::Seconds(10)).ok());
+  record("new-1");
+  ASSERT_TRUE((*tail)->WaitForLine("\"id\":\"new-1\"", absl::Seconds(10)).ok());
+  (*tail)->Signal(SIGINT);
+  auto exit = (*tail)->WaitExit(absl::Seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(*exit, 0);
+}
+
 TEST(AuditCliBinaryTest, QueryAndVerifyWithExitStatus) {
   testing::TempDir tmp("podgate-audit-cli");
   const std::string db = tmp.path() + "/audit.db";

@@ -20,6 +20,9 @@ ABSL_DECLARE_FLAG(absl::Duration, retention_interval);
 ABSL_DECLARE_FLAG(std::string, export_config);
 ABSL_DECLARE_FLAG(absl::Duration, export_lease_ttl);
 ABSL_DECLARE_FLAG(absl::Duration, export_poll_interval);
+ABSL_DECLARE_FLAG(int64_t, max_followers);
+ABSL_DECLARE_FLAG(int64_t, follower_queue);
+ABSL_DECLARE_FLAG(absl::Duration, follow_poll_interval);
 ABSL_DECLARE_FLAG(std::string, grpc_address);
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
 ABSL_DECLARE_FLAG(std::string, checkpoint_key);
@@ -47,6 +50,9 @@ TEST_F(AuditOptionsTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->max_batch, 1024u);
   EXPECT_EQ(o->retention, absl::ZeroDuration());
   EXPECT_EQ(o->retention_interval, absl::Hours(1));
+  EXPECT_EQ(o->max_followers, 256u);
+  EXPECT_EQ(o->follower_queue, 1024u);
+  EXPECT_EQ(o->follow_poll_interval, absl::Seconds(1));
   EXPECT_EQ(o->checkpoint_key, nullptr);
   EXPECT_EQ(o->checkpoint_interval, absl::Minutes(1));
   EXPECT_EQ(o->checkpoint_state, "");
@@ -100,6 +106,9 @@ TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {
   absl::SetFlag(&FLAGS_retention, absl::Hours(2160));
   absl::SetFlag(&FLAGS_retention_interval, absl::Seconds(1));
   absl::SetFlag(&FLAGS_grpc_address, "127.0.0.1:0");
+  absl::SetFlag(&FLAGS_max_followers, 0);
+  absl::SetFlag(&FLAGS_follower_queue, 100000);
+  absl::SetFlag(&FLAGS_follow_poll_interval, absl::Milliseconds(10));
   absl::StatusOr<AuditOptions> o = AuditOptionsFromFlags();
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->store_url, "postgresql://podgate@db:5432/audit");
@@ -109,6 +118,9 @@ TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {
   EXPECT_EQ(o->retention, absl::Hours(2160));
   EXPECT_EQ(o->retention_interval, absl::Seconds(1));
   EXPECT_EQ(o->server.grpc_address, "127.0.0.1:0");
+  EXPECT_EQ(o->max_followers, 0u);
+  EXPECT_EQ(o->follower_queue, 100000u);
+  EXPECT_EQ(o->follow_poll_interval, absl::Milliseconds(10));
 }
 
 TEST_F(AuditOptionsTest, EachBadFlagIsOneLineNamingIt) {
@@ -130,6 +142,12 @@ TEST_F(AuditOptionsTest, EachBadFlagIsOneLineNamingIt) {
        "--retention must be >= 0 and --retention_interval >= 1s"},
       {[] { absl::SetFlag(&FLAGS_chain_id, std::string(kMaxChainIdBytes + 1, 'c')); },
        "--chain_id: longer than 128 bytes"},
+      {[] { absl::SetFlag(&FLAGS_max_followers, -1); },
+       "--max_followers: -1 is out of range (0 to 100000)"},
+      {[] { absl::SetFlag(&FLAGS_follower_queue, 0); },
+       "--follower_queue: 0 is out of range (1 to 100000)"},
+      {[] { absl::SetFlag(&FLAGS_follow_poll_interval, absl::Milliseconds(9)); },
+       "--follow_poll_interval: out of range (10ms to 1m)"},
       {[] { absl::SetFlag(&FLAGS_drain_timeout, absl::Seconds(-1)); },
        "--drain_timeout: -1s is out of range (0s to 10m)"},
   };

@@ -193,6 +193,26 @@ TEST(LimitsTest, CapsConnectionsInTotalAndPerUserAndSharesTheUserBucket) {
   EXPECT_TRUE(limits.AcquireUser("a"));
 }
 
+TEST(LimitsTest, AuditFollowsPerReplicaAndPerUserNameTheCap) {
+  LimitOptions o;
+  o.max_audit_follows = 2;
+  o.max_audit_follows_per_user = 1;
+  Limits limits(o);
+  EXPECT_TRUE(limits.AcquireAuditFollow("ann").ok());
+  absl::Status mine = limits.AcquireAuditFollow("ann");
+  EXPECT_EQ(mine.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(mine.message()), ::testing::HasSubstr("close one"));
+  EXPECT_TRUE(limits.AcquireAuditFollow("bob").ok());
+  absl::Status replica = limits.AcquireAuditFollow("cat");
+  EXPECT_EQ(replica.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(replica.message()), ::testing::HasSubstr("at most 2 live audit streams"));
+  limits.ReleaseAuditFollow("ann");
+  EXPECT_TRUE(limits.AcquireAuditFollow("cat").ok());
+  EXPECT_FALSE(limits.AcquireAuditFollow("ann").ok());  // the replica is full again
+  limits.ReleaseAuditFollow("bob");
+  EXPECT_TRUE(limits.AcquireAuditFollow("ann").ok());
+}
+
 TEST(LimitsTest, UnauthenticatedConnectionsHaveAPoolOfTheirOwn) {
   LimitOptions o;
   o.max_connections = 1;

@@ -8,6 +8,9 @@ import { describeEvent, shortKind, targetText } from './auditformat';
 import { CastPlayer, decodeBase64, joinChunks, parseCast } from './asciicast';
 import { clear, h } from './dom';
 
+// Rows the live view keeps (the newest at the top); older ones drop off the bottom.
+export const kMaxLiveRows = 200;
+
 // The most recording bytes one replay loads (a shell session of hours is still far below).
 const kMaxRecordingBytes = 64 << 20;
 
@@ -43,6 +46,8 @@ export class AuditView {
   private current = '';
   private next = '';
   private loading = 0;
+  private readonly liveButton: HTMLButtonElement;
+  private live: EventSource | null = null;
 
   constructor() {
     const field = (name: string, label: string, type = 'text', placeholder = '') =>
@@ -76,6 +81,10 @@ export class AuditView {
     );
     this.form.addEventListener('submit', (ev) => {
       ev.preventDefault();
+      if (this.live) {
+        this.startLive(); // the new filters, live
+        return;
+      }
       this.tokens = [];
       this.current = '';
       void this.load();
@@ -85,6 +94,14 @@ export class AuditView {
     this.prevButton = h('button', { type: 'button', disabled: true }, '← Previous');
     this.nextButton = h('button', { type: 'button', disabled: true }, 'Next →');
     this.pageLabel = h('span', { class: 'page-label' });
+    // A real toggle button: screen readers announce its state from aria-pressed.
+    this.liveButton = h(
+      'button',
+      { type: 'button', class: 'live-toggle', 'aria-pressed': 'false', title: 'show new records as they are stored' },
+      'Live',
+    );
+    this.liveButton.addEventListener('click', () => (this.live ? this.stopLive('Live view off.') : this.startLive()));
+    this.form.append(this.liveButton);
     this.prevButton.addEventListener('click', () => {
       if (this.tokens.length === 0) return;
       this.current = this.tokens.pop()!;
@@ -136,7 +153,70 @@ export class AuditView {
     return q;
   }
 
+  // Follows new records matching the filters (GET /api/v1/audit?follow=1, Server-Sent Events):
+  // the last page_size records first, then each new one, newest at the top, at most
+  // kMaxLiveRows rows.
+  startLive(): void {
+    this.stopLive('');
+    ++this.loading; // a page load still in flight must not overwrite the live rows
+    const q = this.query();
+    for (const name of ['page_token', 'newest_first', 'end_time']) q.delete(name);
+    q.set('follow', '1');
+    clear(this.tbody);
+    this.liveButton.setAttribute('aria-pressed', 'true');
+    this.prevButton.disabled = true;
+    this.nextButton.disabled = true;
+    this.pageLabel.textContent = 'live';
+    this.status.className = 'audit-status';
+    this.status.textContent = 'Connecting…';
+    this.root.dataset.live = 'connecting';
+    const source = new EventSource(`/api/v1/audit?${q}`);
+    this.live = source;
+    const lines = new Map<string, string>();
+    source.addEventListener('record', (ev) => {
+      const r = JSON.parse((ev as MessageEvent<string>).data) as AuditRecord;
+      const key = `${r.event.session_id}/${r.event.command_id}`;
+      if (r.event.command_request?.line && r.event.command_id) {
+        lines.set(key, r.event.command_request.line);
+        if (lines.size > kMaxLiveRows) lines.delete(lines.keys().next().value!);
+      }
+      this.tbody.prepend(this.row(r, lines.get(key)));
+      while (this.tbody.rows.length > kMaxLiveRows) this.tbody.lastElementChild?.remove();
+    });
+    source.addEventListener('ready', () => {
+      this.root.dataset.live = 'on';
+      this.status.textContent = 'Live: new records appear at the top as they are stored.';
+    });
+    // The server's own last word (audit refused or ended the stream).
+    source.addEventListener('end', (ev) => {
+      let message = 'the stream ended';
+      try {
+        message = (JSON.parse((ev as MessageEvent<string>).data) as { message?: string }).message ?? message;
+      } catch {
+        // keep the generic message
+      }
+      this.stopLive(`Live view stopped: ${message}.`, true);
+    });
+    // A lost connection: EventSource would reconnect and replay the backlog; stop instead.
+    source.onerror = () => {
+      if (this.live === source) this.stopLive('Live view stopped: the connection to edge was lost. Press Live to resume.', true);
+    };
+  }
+
+  stopLive(message: string, error = false): void {
+    this.live?.close();
+    this.live = null;
+    this.liveButton.setAttribute('aria-pressed', 'false');
+    this.root.dataset.live = 'off';
+    this.pageLabel.textContent = '';
+    if (message) {
+      this.status.textContent = message;
+      this.status.className = error ? 'audit-status error' : 'audit-status';
+    }
+  }
+
   async load(): Promise<void> {
+    if (this.live) return; // the live view keeps its rows until Live is turned off
     const seq = ++this.loading;
     this.root.dataset.loading = 'true';
     this.status.textContent = 'Loading…';

@@ -1,0 +1,180 @@
+#include "edge/audit_follow.h"
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <set>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "edge/http_reply.h"
+#include "grpcpp/grpcpp.h"
+#include "nlohmann/json.hpp"
+#include "wire/status.h"
+
+namespace podgate::edge {
+namespace {
+
+class AuditFollowStream;
+
+// The open streams, for the drain. Process-wide: one edge per process.
+absl::Mutex g_streams_mu(absl::kConstInit);
+std::set<AuditFollowStream*>& Streams() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_streams_mu) {
+  static auto* const streams = new std::set<AuditFollowStream*>();
+  return *streams;
+}
+
+class AuditFollowStream final : public http::StreamProducer,
+                                public grpc::ClientReadReactor<podgate::audit::v1::QueryResponse>,
+                                public std::enable_shared_from_this<AuditFollowStream> {
+ public:
+  AuditFollowStream(EdgeContext* context, podgate::audit::v1::QueryRequest request,
+                    std::string user, bool json_lines)
+      : context_(context),
+        request_(std::move(request)),
+        user_(std::move(user)),
+        json_lines_(json_lines) {}
+
+  ~AuditFollowStream() override { context_->limits->ReleaseAuditFollow(user_); }
+
+  void Cancel() { grpc_context_.TryCancel(); }
+
+  void OnStart(std::shared_ptr<http::ResponseStream> stream) override {
+    {
+      absl::MutexLock lock(&mu_);
+      stream_ = stream;
+      self_ = shared_from_this();  // until the gRPC call is done
+    }
+    timer_ = std::make_unique<boost::asio::steady_timer>(stream->executor());
+    ArmKeepalive();
+    context_->audit->async()->Query(&grpc_context_, &request_, this);
+    StartRead(&response_);
+    StartCall();
+    absl::MutexLock lock(&g_streams_mu);
+    Streams().insert(this);
+  }
+
+  void OnWritable() override {
+    absl::MutexLock lock(&mu_);
+    if (read_paused_ && !done_) {
+      read_paused_ = false;
+      StartRead(&response_);
+    }
+  }
+
+  void OnClose(std::string reason) override {
+    {
+      absl::MutexLock lock(&mu_);
+      stream_.reset();
+    }
+    timer_->cancel();
+    grpc_context_.TryCancel();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      return;  // OnDone follows
+    }
+    absl::MutexLock lock(&mu_);
+    std::string chunk;
+    if (response_.has_record()) {
+      const std::string json = ProtoJson(response_.record());
+      chunk = json_lines_ ? absl::StrCat(json, "\n")
+                          : absl::StrCat("event: record\ndata: ", json, "\n\n");
+    } else if (response_.has_page_end() && !json_lines_) {
+      chunk = "event: ready\ndata: {}\n\n";
+    }
+    response_.Clear();
+    if (stream_ == nullptr) {
+      return;  // the client left; the cancel ends the call
+    }
+    if (!chunk.empty() && !stream_->Write(std::move(chunk))) {
+      read_paused_ = true;  // OnWritable resumes
+      return;
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    {
+      absl::MutexLock lock(&g_streams_mu);
+      Streams().erase(this);
+    }
+    std::shared_ptr<AuditFollowStream> self;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      if (stream_ != nullptr) {
+        if (!status.ok()) {
+          nlohmann::json error = {{"code", wire::StatusCodeName(status.error_code())},
+                                  {"message", status.error_message()}};
+          const std::string text =
+              error.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+          stream_->Write(json_lines_ ? absl::StrCat("{\"error\":", text, "}\n")
+                                     : absl::StrCat("event: end\ndata: ", text, "\n\n"));
+        }
+        stream_->End();
+      }
+      self = std::move(self_);
+    }
+    context_->metrics->ApiRequest("audit_follow",
+                                  static_cast<int>(HttpStatusFor(status.error_code())));
+    boost::asio::post(timer_->get_executor(), [self] { self->timer_->cancel(); });
+  }
+
+ private:
+  void ArmKeepalive() {
+    timer_->expires_after(std::chrono::seconds(kAuditKeepaliveSeconds));
+    timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || self == nullptr) {
+        return;
+      }
+      std::shared_ptr<http::ResponseStream> stream;
+      {
+        absl::MutexLock lock(&self->mu_);
+        if (self->stream_ == nullptr || self->done_) {
+          return;
+        }
+        stream = self->stream_;
+      }
+      // Outside the lock: on the strand, a write over the hard limit closes the stream at once
+      // and OnClose takes the lock.
+      stream->Write(self->json_lines_ ? "\n" : ": keepalive\n\n");
+      self->ArmKeepalive();
+    });
+  }
+
+  EdgeContext* const context_;
+  podgate::audit::v1::QueryRequest request_;
+  const std::string user_;
+  const bool json_lines_;
+  grpc::ClientContext grpc_context_;
+  podgate::audit::v1::QueryResponse response_;
+  std::unique_ptr<boost::asio::steady_timer> timer_;  // on the connection's strand
+
+  absl::Mutex mu_;
+  std::shared_ptr<http::ResponseStream> stream_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<AuditFollowStream> self_ ABSL_GUARDED_BY(mu_);
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+void CancelAuditFollowStreams() {
+  absl::MutexLock lock(&g_streams_mu);
+  for (AuditFollowStream* stream : Streams()) {
+    stream->Cancel();
+  }
+}
+
+std::shared_ptr<http::StreamProducer> NewAuditFollowStream(EdgeContext* context,
+                                                           podgate::audit::v1::QueryRequest request,
+                                                           std::string user, bool json_lines) {
+  return std::make_shared<AuditFollowStream>(context, std::move(request), std::move(user),
+                                             json_lines);
+}
+
+}  // namespace podgate::edge
