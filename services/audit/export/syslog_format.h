@@ -24,7 +24,7 @@ inline constexpr int kSeverityInformational = 6;
 
 // The whole message (header, structured data, BOM and JSON) is kept within this many bytes
 // unless the ids alone exceed it; rsyslog's default limit is 8 KiB, receivers of audit data are
-// told to raise it (docs/audit-syslog.md).
+// told to raise it (docs/audit.md, "Syslog sink").
 inline constexpr size_t kDefaultSyslogMaxMessageBytes = 64 * 1024;
 // Each SD-PARAM value is cut (at a UTF-8 character boundary) to this many bytes, and the names of
 // the cut parameters are listed in the "cut" parameter.
