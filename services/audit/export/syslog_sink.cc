@@ -50,6 +50,10 @@ constexpr absl::Duration kMinTimeout = absl::Milliseconds(100);
 constexpr absl::Duration kMaxTimeout = absl::Minutes(10);
 // How often a blocked step looks at Cancel().
 constexpr auto kCancelPoll = std::chrono::milliseconds(20);
+// TLS 1.3: how long a new connection waits for the server's verdict on the client (see
+// AwaitServerVerdict), and how long it looks for a close after the first post-handshake bytes.
+constexpr absl::Duration kTls13VerdictWait = absl::Milliseconds(500);
+constexpr absl::Duration kTls13CloseSettle = absl::Milliseconds(30);
 
 struct Settings {
   std::string name;
@@ -437,8 +441,51 @@ class SyslogSink final : public Sink {
           !s.ok()) {
         return s;
       }
+      if (SSL_version(ssl) == TLS1_3_VERSION) {
+        return AwaitServerVerdict(deadline);
+      }
     }
     return absl::OkStatus();
+  }
+
+  // TLS 1.3 finishes the client's handshake before the server has checked the client's
+  // certificate: a server that refuses it (mutual TLS) answers with an alert and closes only
+  // then, and bytes written meanwhile would be acknowledged by its TCP stack and dropped. So a new
+  // connection waits, before anything is written, for the server's first post-handshake message
+  // (its session tickets: accepted) or its close (refused), at most kTls13VerdictWait; a server
+  // that sends no tickets costs that wait once per connection.
+  absl::Status AwaitServerVerdict(absl::Time deadline) {
+    const absl::Time until = std::min(deadline, absl::Now() + kTls13VerdictWait);
+    bool readable = false;
+    while (true) {
+      pollfd p{};
+      p.fd = socket()->native_handle();
+      p.events = POLLIN | POLLRDHUP;
+      const absl::Duration left = until - absl::Now();
+      const int wait_ms = static_cast<int>(
+          std::clamp<int64_t>(absl::ToInt64Milliseconds(left), 0, kCancelPoll.count()));
+      const int n = ::poll(&p, 1, wait_ms);
+      if (n > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "syslog TLS handshake with ", peer_,
+            ": the server closed the connection right after the handshake (did it refuse the "
+            "client certificate, or require one?)"));
+      }
+      if (n > 0 && (p.revents & POLLIN) != 0 && !readable) {
+        // An alert is followed by the close at once; tickets are not. Look a little longer.
+        readable = true;
+        const absl::Time settle = absl::Now() + kTls13CloseSettle;
+        if (settle < until) {
+          absl::SleepFor(kTls13CloseSettle);
+        }
+        continue;
+      }
+      if (readable || cancelled_.load() || absl::Now() >= until) {
+        return cancelled_.load() ? absl::CancelledError(absl::StrCat("syslog TLS handshake with ",
+                                                                     peer_, ": cancelled"))
+                                 : absl::OkStatus();
+      }
+    }
   }
 
   absl::Status Write(const std::string& data, absl::Time deadline) {
