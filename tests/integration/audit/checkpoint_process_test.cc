@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -149,6 +150,84 @@ TEST(AuditCheckpointBinaryTest, RefusesToStartOnAHeadTruncatedBelowItsCheckpoint
   // Usage errors exit 2.
   EXPECT_EQ(Shell(cli + " --server=" + plain.address + " verify --checkpoint=" + state).first, 2);
   EXPECT_EQ(Shell(cli + " --server=" + plain.address + " checkpoint").first, 2);
+}
+
+// Signed checkpoints leave the box through the export sinks, and the SIEM's copy is the evidence
+// that still holds when an attacker can also erase audit's local state file: the truncated
+// store, served by a restarted audit, fails verify against the checkpoints the sink received.
+TEST(AuditCheckpointBinaryTest, CheckpointsReachTheSinkAndTheirCopyCatchesATruncation) {
+  testing::TempDir tmp("podgate-audit-ckpt-sink");
+  const std::string db = tmp.path() + "/audit.db";
+  const std::string key = tmp.path() + "/audit.pem";
+  const std::string pub = tmp.path() + "/audit.pub.pem";
+  const std::string state = tmp.path() + "/state.jsonl";
+  const std::string sink = tmp.path() + "/siem.jsonl";
+  const std::string config = tmp.path() + "/export.json";
+  ASSERT_EQ(Shell("openssl genpkey -algorithm ed25519 -out " + key + " && openssl pkey -in " + key +
+                  " -pubout -out " + pub)
+                .first,
+            0);
+  {
+    std::ofstream out(config);
+    out << R"({"sinks":[{"name":"siem","maxWait":"50ms","file":{"path":")" << sink << R"("}}]})";
+  }
+  const std::vector<std::string> flags = {"--checkpoint_key=" + key, "--checkpoint_state=" + state,
+                                          "--checkpoint_interval=1s", "--export_config=" + config,
+                                          "--export_poll_interval=50ms"};
+  const std::string cli = PODGATE_AUDIT_CLI_BIN;
+  // The sink's file holds a signed checkpoint of the head after the records it covers.
+  auto sink_checkpoint_at = [&](int64_t sequence) {
+    std::ifstream in(sink);
+    int64_t records = 0;
+    bool covered = false;
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded()) {
+        continue;
+      }
+      if (j.value("type", "") == "record") {
+        ++records;
+      } else if (j.value("type", "") == "checkpoint" &&
+                 j.value("sequence", "") == absl::StrCat(sequence)) {
+        covered = records >= sequence;
+      }
+    }
+    return covered;
+  };
+  {
+    Running audit = StartAudit(db, flags);
+    ASSERT_NE(audit.stub, nullptr);
+    Record(*audit.stub, 40);
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (!sink_checkpoint_at(40) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_TRUE(sink_checkpoint_at(40)) << "no checkpoint of sequence 40 after its records";
+    auto [ok, out] = Shell(cli + " --server=" + audit.address + " verify --checkpoint=" + sink +
+                           " --public_key=" + pub);
+    EXPECT_EQ(ok, 0) << out;
+    EXPECT_EQ(out, "chain ckpt-chain: intact, 40 records\n");
+    audit.process->Signal(SIGTERM);
+    ASSERT_TRUE(audit.process->WaitExit(absl::Seconds(20)).ok());
+  }
+  // The attacker truncates the store and removes audit's own state file.
+  {
+    sqlite3* handle = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &handle), SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(handle, "DELETE FROM records WHERE sequence > 30", nullptr, nullptr, nullptr),
+        SQLITE_OK);
+    sqlite3_close(handle);
+  }
+  ASSERT_EQ(std::remove(state.c_str()), 0);
+  Running audit = StartAudit(db, flags);
+  ASSERT_NE(audit.stub, nullptr);
+  auto [status, out] = Shell(cli + " --server=" + audit.address + " verify --checkpoint=" + sink +
+                             " --public_key=" + pub);
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_THAT(out, HasSubstr("before its signed checkpoint at sequence 40")) << out;
+  audit.process->Signal(SIGTERM);
+  EXPECT_TRUE(audit.process->WaitExit(absl::Seconds(20)).ok());
 }
 
 }  // namespace
