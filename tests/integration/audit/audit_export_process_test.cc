@@ -361,7 +361,10 @@ TEST(AuditExportProcessTest, EverySinkGetsEveryRecordAcrossKillsRestartsAndError
       {"archive", [&] { return ReadSink(file_path); }},
       {"siem", [&] { return SyslogLines(**rsyslog); }},
       {"events", [&] { return WebhookLines(**webhook); }}};
-  for (const auto& [name, read] : sinks) {
+  for (const auto& sink : sinks) {
+    // Named copies: clang does not let a lambda capture structured bindings before C++20's P1091.
+    const std::string& name = sink.first;
+    const std::function<std::vector<Line>()>& read = sink.second;
     SCOPED_TRACE(name);
     EXPECT_TRUE(WaitUntil(
         [&] { return static_cast<int64_t>(Check(read()).seen["all-chain"].size()) >= head; },
