@@ -8,7 +8,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
@@ -276,23 +275,18 @@ void AppendMessage(const Message& message, std::string* out) {
   out->push_back('}');
 }
 
-// Which message types this encoder writes itself, checked once per type (records and
-// checkpoints in practice).
-struct SupportCache {
-  absl::Mutex mu;
-  std::vector<std::pair<const Descriptor*, bool>> seen ABSL_GUARDED_BY(mu);
-};
-
+// Which message types this encoder writes itself, checked once per type and thread (records
+// and checkpoints in practice): each sink's exporter thread asks for every record, so the
+// answer is kept without a lock on that path.
 bool SupportedCached(const Descriptor* d) {
-  static SupportCache* const cache = new SupportCache();
-  absl::MutexLock lock(&cache->mu);
-  for (const auto& [descriptor, supported] : cache->seen) {
+  thread_local std::vector<std::pair<const Descriptor*, bool>> seen;
+  for (const auto& [descriptor, supported] : seen) {
     if (descriptor == d) {
       return supported;
     }
   }
-  cache->seen.emplace_back(d, Supported(d));
-  return cache->seen.back().second;
+  seen.emplace_back(d, Supported(d));
+  return seen.back().second;
 }
 
 }  // namespace
