@@ -24,6 +24,9 @@ std::set<AuditFollowStream*>& Streams() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_streams_
   static auto* const streams = new std::set<AuditFollowStream*>();
   return *streams;
 }
+// Streams not yet destroyed: a stream lives until both its audit call and its HTTP response
+// are over (the response releases it after the last chunk is written or the client left).
+int g_live_streams ABSL_GUARDED_BY(g_streams_mu) = 0;
 
 class AuditFollowStream final : public http::StreamProducer,
                                 public grpc::ClientReadReactor<podgate::audit::v1::QueryResponse>,
@@ -34,9 +37,16 @@ class AuditFollowStream final : public http::StreamProducer,
       : context_(context),
         request_(std::move(request)),
         user_(std::move(user)),
-        json_lines_(json_lines) {}
+        json_lines_(json_lines) {
+    absl::MutexLock lock(&g_streams_mu);
+    ++g_live_streams;
+  }
 
-  ~AuditFollowStream() override { context_->limits->ReleaseAuditFollow(user_); }
+  ~AuditFollowStream() override {
+    context_->limits->ReleaseAuditFollow(user_);
+    absl::MutexLock lock(&g_streams_mu);
+    --g_live_streams;
+  }
 
   void Cancel() { grpc_context_.TryCancel(); }
 
@@ -168,6 +178,12 @@ void CancelAuditFollowStreams() {
   for (AuditFollowStream* stream : Streams()) {
     stream->Cancel();
   }
+}
+
+bool WaitAuditFollowStreamsEnded(absl::Time deadline) {
+  absl::MutexLock lock(&g_streams_mu);
+  auto none = [] { return g_live_streams == 0; };
+  return g_streams_mu.AwaitWithDeadline(absl::Condition(&none), deadline);
 }
 
 std::shared_ptr<http::StreamProducer> NewAuditFollowStream(EdgeContext* context,

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/time/time.h"
 #include "edge/edge_context.h"
 #include "http/server.h"
 #include "podgate/audit/v1/audit.pb.h"
@@ -30,6 +31,12 @@ std::shared_ptr<http::StreamProducer> NewAuditFollowStream(EdgeContext* context,
 // Cancels the audit call of every open stream (edge's drain): each ends with a last "end"
 // event (CANCELLED) and the end of the body, so no stream outlives the HTTP server.
 void CancelAuditFollowStreams();
+
+// Waits until every stream has written its end (or its client left) and released its slot,
+// or until `deadline`. Returns whether none is left. Edge's drain calls it after
+// CancelAuditFollowStreams, before the HTTP threads stop: without the wait, a stream's last
+// event could still be queued on its connection when the process exits.
+bool WaitAuditFollowStreamsEnded(absl::Time deadline);
 
 // How often an idle stream sends a keepalive.
 inline constexpr int kAuditKeepaliveSeconds = 15;

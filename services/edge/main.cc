@@ -348,6 +348,9 @@ int main(int argc, char** argv) {
       podgate::log::Info("draining browser sessions", {{"sessions", open}});
     });
     server.AddDrainWait([&](absl::Time deadline) {
+      if (!podgate::edge::WaitAuditFollowStreamsEnded(deadline)) {
+        podgate::log::Warn("drain deadline: audit streams still open", {});
+      }
       if (sessions.WaitEmpty(deadline)) {
         return;
       }
