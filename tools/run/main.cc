@@ -43,9 +43,9 @@ ABSL_FLAG(std::string, exec_tls_ca, "", "PEM CA of the exec service (TLS). Defau
 ABSL_FLAG(std::string, exec_tls_cert, "", "PEM client certificate (mTLS). Default: none.");
 ABSL_FLAG(std::string, exec_tls_key, "", "PEM client key (mTLS). Default: none.");
 ABSL_FLAG(std::string, token, "",
-          "The user's JWT. Set it through PODGATE_TOKEN: on the command line it is visible in "
-          "the process list (a warning says so). Default: --token_file, else the token "
-          "`podgate-run login` cached.");
+          "The user's JWT. Prefer PODGATE_TOKEN or --token_file: on the command line it is "
+          "visible in the process list (a warning says so). Default: none (the sign-in "
+          "`podgate-run login` cached).");
 ABSL_FLAG(std::string, token_file, "",
           "A file holding the user's JWT (read once at start; surrounding whitespace dropped; "
           "or PODGATE_TOKEN_FILE). Default: none (PODGATE_TOKEN, else the cached sign-in).");
