@@ -513,6 +513,22 @@ TEST_F(RunCliTest, ACommandThatStopsReadingEndsTheRun) {
   in.CloseWrite();
 }
 
+// Ctrl+C (SIGINT) while the command runs: exec interrupts it, podgate-run says so and exits 130.
+TEST_F(RunCliTest, SigintInterruptsTheRemoteCommand) {
+  InputPipe in;
+  std::unique_ptr<Cli> cli = Start({"-i", "-n", "team", "app-1", "--", "cat"}, in.read_end());
+  ASSERT_NE(cli, nullptr);
+  in.CloseRead();
+  in.Feed("ping\n", false);
+  ASSERT_TRUE(cli->WaitForOutput("ping", absl::Seconds(30)));
+  kill(cli->pid(), SIGINT);
+  Ran ran = cli->Finish();
+  EXPECT_EQ(ran.status, 130) << ran.err;
+  EXPECT_THAT(ran.err, HasSubstr("interrupting the command"));
+  EXPECT_THAT(ran.err, HasSubstr("stopped (TERMINATION_INTERRUPTED): interrupted"));
+  in.CloseWrite();
+}
+
 // --- the token -----------------------------------------------------------------------------------
 
 TEST_F(RunCliTest, TheTokenComesFromAFileOrTheEnvironmentWithoutAWarning) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -39,6 +41,117 @@ void WriteAll(int fd, absl::string_view data) {
   }
 }
 
+// The stream's writes, one at a time: the stdin forwarder's and the interrupt's come from their
+// own threads (gRPC allows one Write in flight beside one Read).
+class Sender {
+ public:
+  explicit Sender(Stream* stream) : stream_(stream) {}
+  bool Send(const pb::SessionRequest& req) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stream_->Write(req);
+  }
+
+ private:
+  std::mutex mu_;
+  Stream* stream_;
+};
+
+// SIGINT and SIGTERM while a command runs: the first asks exec to interrupt it (the remote
+// process is stopped and the run ends with 130 and TERMINATION_INTERRUPTED, audited so); a
+// second ends podgate-run at once, as the signal would have (exec then stops the process when
+// the stream breaks). The handler only writes a byte to a pipe; a thread does the rest.
+std::atomic<int> g_signal_pipe{-1};
+std::atomic<int> g_signals{0};
+
+void OnSignal(int sig) {
+  if (g_signals.fetch_add(1) >= 1) {
+    struct sigaction dfl = {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, nullptr);
+    raise(sig);
+    return;
+  }
+  const int fd = g_signal_pipe.load();
+  if (fd >= 0) {
+    const char x = 'x';
+    (void)!write(fd, &x, 1);
+  }
+}
+
+class SignalForwarder {
+ public:
+  SignalForwarder(Sender* sender, grpc::ClientContext* ctx, int err_fd)
+      : sender_(sender), ctx_(ctx), err_fd_(err_fd) {
+    if (pipe2(pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+      pipe_[0] = pipe_[1] = -1;
+      return;
+    }
+    g_signals = 0;
+    g_signal_pipe = pipe_[1];
+    struct sigaction sa = {};
+    sa.sa_handler = OnSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  ~SignalForwarder() {
+    if (pipe_[0] < 0) {
+      return;
+    }
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+    stop_ = true;
+    const char x = 's';
+    (void)!write(pipe_[1], &x, 1);
+    thread_.join();
+    g_signal_pipe = -1;
+    close(pipe_[0]);
+    close(pipe_[1]);
+  }
+
+  SignalForwarder(const SignalForwarder&) = delete;
+  SignalForwarder& operator=(const SignalForwarder&) = delete;
+
+  // From now on a signal interrupts the command (before: it cancels the call).
+  void CommandSent() { command_sent_ = true; }
+
+ private:
+  void Loop() {
+    while (true) {
+      pollfd fd = {pipe_[0], POLLIN, 0};
+      if (poll(&fd, 1, -1) < 0 && errno != EINTR) {
+        return;
+      }
+      char c;
+      while (read(pipe_[0], &c, 1) == 1) {
+        if (c == 's' || stop_.load()) {
+          return;
+        }
+        if (command_sent_.load()) {
+          WriteAll(err_fd_, "podgate-run: interrupting the command (again to quit at once)\n");
+          pb::SessionRequest req;
+          req.mutable_interrupt();
+          (void)sender_->Send(req);
+        } else {
+          ctx_->TryCancel();
+        }
+      }
+    }
+  }
+
+  Sender* sender_;
+  grpc::ClientContext* ctx_;
+  const int err_fd_;
+  int pipe_[2] = {-1, -1};
+  struct sigaction old_int_ = {};
+  struct sigaction old_term_ = {};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> command_sent_{false};
+  std::thread thread_;
+};
+
 void Say(int fd, absl::string_view line) {
   WriteAll(fd, absl::StrCat("podgate-run: ", line, "\n"));
 }
@@ -48,7 +161,7 @@ void Say(int fd, absl::string_view line) {
 // even while a terminal has nothing to read.
 class StdinForwarder {
  public:
-  StdinForwarder(Stream* stream, int fd, int err_fd) : stream_(stream), fd_(fd), err_fd_(err_fd) {
+  StdinForwarder(Sender* sender, int fd, int err_fd) : sender_(sender), fd_(fd), err_fd_(err_fd) {
     if (pipe2(wake_, O_CLOEXEC) != 0) {
       wake_[0] = wake_[1] = -1;
     }
@@ -106,19 +219,19 @@ class StdinForwarder {
         break;
       }
       req.mutable_stdin()->set_data(buf.data(), static_cast<size_t>(n));
-      if (!stream_->Write(req)) {
+      if (!sender_->Send(req)) {
         break;  // the stream ended; the reader sees why
       }
     }
     if (end_of_input && !stop_.load()) {
       req.mutable_stdin()->clear_data();
       req.mutable_stdin()->set_eof(true);
-      (void)stream_->Write(req);
+      (void)sender_->Send(req);
     }
     finished_.set_value();
   }
 
-  Stream* stream_;
+  Sender* sender_;
   const int fd_;
   const int err_fd_;
   int wake_[2] = {-1, -1};
@@ -169,6 +282,11 @@ int RunInPod(pb::ExecService::StubInterface& stub, const RunOptions& options) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
   std::unique_ptr<Stream> stream = stub.Session(&ctx);
+  Sender sender(stream.get());
+  std::unique_ptr<SignalForwarder> signals;
+  if (options.interrupt_on_signals) {
+    signals = std::make_unique<SignalForwarder>(&sender, &ctx, options.stderr_fd);
+  }
   pb::SessionRequest req;
   auto* open = req.mutable_open();
   open->mutable_credential()->set_bearer_token(options.token);
@@ -177,7 +295,7 @@ int RunInPod(pb::ExecService::StubInterface& stub, const RunOptions& options) {
   open->mutable_target()->set_container(options.container);
   open->mutable_target()->set_cluster(options.cluster);
   open->set_client("podgate-run");
-  (void)stream->Write(req);
+  (void)sender.Send(req);
   pb::SessionResponse res;
   // The conversation: wait for `ready` before the command.
   if (!stream->Read(&res) || !res.has_ready()) {
@@ -188,16 +306,19 @@ int RunInPod(pb::ExecService::StubInterface& stub, const RunOptions& options) {
   }
   req.Clear();
   req.mutable_command()->set_line(QuoteLine(options.command));
-  (void)stream->Write(req);
+  (void)sender.Send(req);
+  if (signals != nullptr) {
+    signals->CommandSent();
+  }
   std::unique_ptr<StdinForwarder> forwarder;
   if (options.forward_stdin) {
-    forwarder = std::make_unique<StdinForwarder>(stream.get(), options.stdin_fd, options.stderr_fd);
+    forwarder = std::make_unique<StdinForwarder>(&sender, options.stdin_fd, options.stderr_fd);
   } else {
     // Without -i the command reads end of file at once, as with kubectl exec without -i: `wc`
     // or `cat` ends instead of waiting for its time limit.
     req.Clear();
     req.mutable_stdin()->set_eof(true);
-    (void)stream->Write(req);
+    (void)sender.Send(req);
   }
   int status = kExitCouldNotRun;
   bool done = false;
@@ -242,9 +363,10 @@ int RunInPod(pb::ExecService::StubInterface& stub, const RunOptions& options) {
     ctx.TryCancel();  // ends the Write flow control holds; the outcome is known already
   }
   forwarder.reset();
+  signals.reset();
   req.Clear();
   req.mutable_close();
-  (void)stream->Write(req);
+  (void)sender.Send(req);
   (void)stream->WritesDone();
   while (stream->Read(&res)) {
   }

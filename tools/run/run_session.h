@@ -33,6 +33,9 @@ struct RunOptions {
   int stdout_fd = 1;
   int stderr_fd = 2;
   absl::Duration timeout = absl::Minutes(10);
+  // SIGINT/SIGTERM while the command runs interrupt it (exec stops the remote process; exit
+  // 130); a second one ends podgate-run at once. The handlers are restored before returning.
+  bool interrupt_on_signals = true;
   // How long the end of a run waits for the stdin forwarder to stop writing before it cancels
   // the call (a peer that no longer reads).
   absl::Duration stdin_stop_grace = absl::Seconds(5);
