@@ -13,6 +13,9 @@ namespace podgate::run {
 namespace {
 
 constexpr char kUsageLine[] = "podgate-run [flags] POD -- COMMAND [ARGS...]";
+constexpr char kNoTerminal[] =
+    "podgate-run has no terminal mode; it runs one command with stdout and stderr apart (use "
+    "-i to give it standard input; a shell is the web terminal's)";
 
 // Abseil's usage flags: handed to ParseFlags as written (it prints and exits on them).
 constexpr absl::string_view kUsageFlags[] = {"help",   "helpfull",  "helpshort", "helppackage",
@@ -114,6 +117,9 @@ absl::StatusOr<RunArgs> NormaliseArgs(const std::vector<std::string>& argv,
         out.given.insert(std::string(name.substr(2)));
         continue;
       }
+      if (k == FlagKind::kUnknown && name == "tty") {
+        return absl::InvalidArgumentError(kNoTerminal);
+      }
       if (k == FlagKind::kUnknown) {
         return absl::InvalidArgumentError(absl::StrCat(
             "unknown flag ", Shown(absl::StrCat("--", name)), " (podgate-run --help lists them)"));
@@ -140,9 +146,7 @@ absl::StatusOr<RunArgs> NormaliseArgs(const std::vector<std::string>& argv,
       const ShortFlag* f = FindShort(word[j]);
       if (f == nullptr) {
         if (word[j] == 't') {
-          return absl::InvalidArgumentError(
-              "-t: podgate-run has no terminal mode; it runs one command with stdout and "
-              "stderr apart (use -i to give it standard input; a shell is the web terminal's)");
+          return absl::InvalidArgumentError(absl::StrCat("-t: ", kNoTerminal));
         }
         return absl::InvalidArgumentError(absl::StrCat(
             "unknown short flag ", Shown(absl::StrCat("-", absl::string_view(&word[j], 1))), " in ",

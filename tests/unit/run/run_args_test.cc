@@ -171,6 +171,7 @@ TEST(RunArgsTest, UnknownFlagsAreRefused) {
 TEST(RunArgsTest, TerminalModeIsRefusedWithWhatToDoInstead) {
   EXPECT_THAT(Error({"-t"}), HasSubstr("no terminal mode"));
   EXPECT_THAT(Error({"-it", "p", "--", "sh"}), HasSubstr("-t: podgate-run has no terminal mode"));
+  EXPECT_THAT(Error({"--tty"}), HasSubstr("podgate-run has no terminal mode"));
 }
 
 TEST(RunArgsTest, HelpIsLeftToParseFlags) {
