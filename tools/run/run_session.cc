@@ -1,245 +1,18 @@
 #include "run/run_session.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-#include <future>
 #include <memory>
-#include <mutex>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "run/signal_forwarder.h"
+#include "run/stdin_forwarder.h"
+#include "run/stream_io.h"
 
 namespace podgate::run {
 namespace {
 
 namespace pb = podgate::exec::v1;
 namespace common = podgate::common::v1;
-using Stream = grpc::ClientReaderWriterInterface<pb::SessionRequest, pb::SessionResponse>;
-
-// stdin is forwarded in chunks of this size, one Write in flight: a Write blocked by gRPC's flow
-// control stops the reading, so podgate-run holds at most one chunk whatever the input's size.
-constexpr size_t kStdinChunk = 32 * 1024;
-
-void WriteAll(int fd, absl::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return;
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-// The stream's writes, one at a time: the stdin forwarder's and the interrupt's come from their
-// own threads (gRPC allows one Write in flight beside one Read).
-class Sender {
- public:
-  explicit Sender(Stream* stream) : stream_(stream) {}
-  bool Send(const pb::SessionRequest& req) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stream_->Write(req);
-  }
-
- private:
-  std::mutex mu_;
-  Stream* stream_;
-};
-
-// SIGINT and SIGTERM while a command runs: the first asks exec to interrupt it (the remote
-// process is stopped and the run ends with 130 and TERMINATION_INTERRUPTED, audited so); a
-// second ends podgate-run at once, as the signal would have (exec then stops the process when
-// the stream breaks). The handler only writes a byte to a pipe; a thread does the rest.
-std::atomic<int> g_signal_pipe{-1};
-std::atomic<int> g_signals{0};
-
-void OnSignal(int sig) {
-  if (g_signals.fetch_add(1) >= 1) {
-    struct sigaction dfl = {};
-    dfl.sa_handler = SIG_DFL;
-    sigaction(sig, &dfl, nullptr);
-    raise(sig);
-    return;
-  }
-  const int fd = g_signal_pipe.load();
-  if (fd >= 0) {
-    const char x = 'x';
-    (void)!write(fd, &x, 1);
-  }
-}
-
-class SignalForwarder {
- public:
-  SignalForwarder(Sender* sender, grpc::ClientContext* ctx, int err_fd)
-      : sender_(sender), ctx_(ctx), err_fd_(err_fd) {
-    if (pipe2(pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
-      pipe_[0] = pipe_[1] = -1;
-      return;
-    }
-    g_signals = 0;
-    g_signal_pipe = pipe_[1];
-    struct sigaction sa = {};
-    sa.sa_handler = OnSignal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-    thread_ = std::thread([this] { Loop(); });
-  }
-
-  ~SignalForwarder() {
-    if (pipe_[0] < 0) {
-      return;
-    }
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-    stop_ = true;
-    const char x = 's';
-    (void)!write(pipe_[1], &x, 1);
-    thread_.join();
-    g_signal_pipe = -1;
-    close(pipe_[0]);
-    close(pipe_[1]);
-  }
-
-  SignalForwarder(const SignalForwarder&) = delete;
-  SignalForwarder& operator=(const SignalForwarder&) = delete;
-
-  // From now on a signal interrupts the command (before: it cancels the call).
-  void CommandSent() { command_sent_ = true; }
-
- private:
-  void Loop() {
-    while (true) {
-      pollfd fd = {pipe_[0], POLLIN, 0};
-      if (poll(&fd, 1, -1) < 0 && errno != EINTR) {
-        return;
-      }
-      char c;
-      while (read(pipe_[0], &c, 1) == 1) {
-        if (c == 's' || stop_.load()) {
-          return;
-        }
-        if (command_sent_.load()) {
-          WriteAll(err_fd_, "podgate-run: interrupting the command (again to quit at once)\n");
-          pb::SessionRequest req;
-          req.mutable_interrupt();
-          (void)sender_->Send(req);
-        } else {
-          ctx_->TryCancel();
-        }
-      }
-    }
-  }
-
-  Sender* sender_;
-  grpc::ClientContext* ctx_;
-  const int err_fd_;
-  int pipe_[2] = {-1, -1};
-  struct sigaction old_int_ = {};
-  struct sigaction old_term_ = {};
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> command_sent_{false};
-  std::thread thread_;
-};
-
-void Say(int fd, absl::string_view line) {
-  WriteAll(fd, absl::StrCat("podgate-run: ", line, "\n"));
-}
-
-// -i: reads stdin_fd on a thread of its own and writes it to the running command, then `stdin`
-// with eof at its end. The thread waits in poll() on the input and on a pipe, so Stop() ends it
-// even while a terminal has nothing to read.
-class StdinForwarder {
- public:
-  StdinForwarder(Sender* sender, int fd, int err_fd) : sender_(sender), fd_(fd), err_fd_(err_fd) {
-    if (pipe2(wake_, O_CLOEXEC) != 0) {
-      wake_[0] = wake_[1] = -1;
-    }
-    done_ = finished_.get_future();
-    thread_ = std::thread([this] { Loop(); });
-  }
-
-  ~StdinForwarder() {
-    (void)Stop(absl::ZeroDuration());
-    thread_.join();
-    for (int fd : wake_) {
-      if (fd >= 0) {
-        close(fd);
-      }
-    }
-  }
-
-  StdinForwarder(const StdinForwarder&) = delete;
-  StdinForwarder& operator=(const StdinForwarder&) = delete;
-
-  // Asks the thread to stop writing; true when it has within `grace` (it may be in a Write that
-  // flow control holds: the caller then cancels the call, which ends the Write).
-  bool Stop(absl::Duration grace) {
-    if (!stop_.exchange(true) && wake_[1] >= 0) {
-      const char x = 'x';
-      (void)!write(wake_[1], &x, 1);
-    }
-    return done_.wait_for(absl::ToChronoNanoseconds(grace)) == std::future_status::ready;
-  }
-
- private:
-  void Loop() {
-    std::string buf(kStdinChunk, '\0');
-    pb::SessionRequest req;
-    bool end_of_input = false;
-    while (!stop_.load()) {
-      pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-      const int ready = poll(fds, wake_[0] >= 0 ? 2 : 1, -1);
-      if (ready < 0 && errno == EINTR) {
-        continue;
-      }
-      if (ready < 0 || (fds[1].revents & POLLIN) != 0) {
-        break;
-      }
-      const ssize_t n = read(fd_, buf.data(), buf.size());
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-        continue;
-      }
-      if (n < 0) {
-        Say(err_fd_, absl::StrCat("reading standard input: ", std::strerror(errno),
-                                  "; the command's stdin is closed"));
-      }
-      if (n <= 0) {
-        end_of_input = true;
-        break;
-      }
-      req.mutable_stdin()->set_data(buf.data(), static_cast<size_t>(n));
-      if (!sender_->Send(req)) {
-        break;  // the stream ended; the reader sees why
-      }
-    }
-    if (end_of_input && !stop_.load()) {
-      req.mutable_stdin()->clear_data();
-      req.mutable_stdin()->set_eof(true);
-      (void)sender_->Send(req);
-    }
-    finished_.set_value();
-  }
-
-  Sender* sender_;
-  const int fd_;
-  const int err_fd_;
-  int wake_[2] = {-1, -1};
-  std::atomic<bool> stop_{false};
-  std::promise<void> finished_;
-  std::future<void> done_;
-  std::thread thread_;
-};
 
 std::string Stopped(const pb::CommandExit& exit) {
   std::string why;
@@ -281,7 +54,7 @@ std::string QuoteLine(const std::vector<std::string>& argv) {
 int RunInPod(pb::ExecService::StubInterface& stub, const RunOptions& options) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
-  std::unique_ptr<Stream> stream = stub.Session(&ctx);
+  std::unique_ptr<SessionStream> stream = stub.Session(&ctx);
   Sender sender(stream.get());
   std::unique_ptr<SignalForwarder> signals;
   if (options.interrupt_on_signals) {
