@@ -242,14 +242,15 @@ In the browser: sign in as developer (or paste DEV_TOKEN), pick app-shop / order
   cat /etc/shadow    (refused, with the rule)   Tab completes, the side panel lists what is allowed
   SRE_TOKEN opens a recorded shell in staging; AUDITOR_TOKEN sees the Audit tab and replays it.
 Run a command as the developer from the command line (stdout and stderr apart, the exit status):
-  $RUN --exec_address=127.0.0.1:$EXEC_PORT --token=\$DEV_TOKEN --namespace=app-shop --pod=orders-7d4b9c -- free -m
+  export PODGATE_TOKEN=\$DEV_TOKEN   (or --token_file=PATH; a token in the arguments shows in ps)
+  $RUN --exec_address=127.0.0.1:$EXEC_PORT -n app-shop orders-7d4b9c -- free -m
   ... -- jstack \$(pgrep -f DemoApp.java)    (kubesim's containers share this machine's pids)
   ... -- cat /etc/shadow                       (refused, with the rule and the reason)
-  ... --cluster=us-staging --namespace=app-shop --pod=orders-8e2a71 -- free -m   (the other cluster)
+  ... --cluster=us-staging -n app-shop orders-8e2a71 -- free -m   (the other cluster)
 Or sign the command line in with SSO (the device flow: it prints a link and a code; open it,
-enter the code, sign in as one of the users above), then run without --token:
+enter the code, sign in as one of the users above), then run without a token (unset PODGATE_TOKEN):
   $RUN login --oidc_issuer=$ISSUER --oidc_client_id=podgate-cli --token_cache=$RUN_CACHE
-  $RUN --token_cache=$RUN_CACHE --exec_address=127.0.0.1:$EXEC_PORT --namespace=app-shop --pod=orders-7d4b9c -- free -m
+  $RUN --token_cache=$RUN_CACHE --exec_address=127.0.0.1:$EXEC_PORT -n app-shop orders-7d4b9c -- free -m
 Ask edge's API as the developer:
   curl -H "Authorization: Bearer \$DEV_TOKEN" http://127.0.0.1:$EDGE_PORT/api/v1/targets
 Press Ctrl+C to stop.

@@ -1,17 +1,23 @@
 // podgate-run: runs one command in a pod through the exec service, as any backend can — the
-// credential is the end user's JWT, and policy and audit apply as for the web terminal.
+// credential is the end user's JWT, and policy and audit apply as for the web terminal. Its
+// command line follows kubectl exec's (docs/cli.md):
 //
-//   podgate-run --token="$DEV_TOKEN" --namespace=app-shop --pod=orders-7d4b9c -- jcmd 1 VM.flags
+//   podgate-run -n shop -c app api-7d9 -- jmap -histo 1
+//   echo hi | podgate-run -i -n shop api-7d9 -- wc -c
 //
 // stdout and stderr stay apart; the exit status is the command's, 126 when the command was
-// refused (the reason is printed), 125 when it could not run.
+// refused (the reason is printed), 125 when it could not run, 130 when it was stopped, 2 for a
+// usage error.
 //
-// Without --token it uses the sign-in `podgate-run login` cached (the OAuth 2.0 device flow
-// against the company's OpenID provider), refreshing the ID token when it is about to expire:
+// The token comes from --token_file (or PODGATE_TOKEN_FILE), PODGATE_TOKEN, or the sign-in
+// `podgate-run login` cached (the OAuth 2.0 device flow against the company's OpenID provider),
+// refreshed when it is about to expire:
 //
 //   podgate-run login --oidc_issuer=https://sso.example.com --oidc_client_id=podgate-cli
-//   podgate-run --namespace=app-shop --pod=orders-7d4b9c -- jcmd 1 VM.flags
+//   podgate-run -n app-shop orders-7d4b9c -- jcmd 1 VM.flags
 //   podgate-run logout
+//
+// --token=JWT still works but warns: the process list shows it to every user of the machine.
 #include <unistd.h>
 
 #include <cstdio>
@@ -25,7 +31,10 @@
 #include "k8s/names.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "run/oidc_login.h"
+#include "run/run_args.h"
+#include "run/run_session.h"
 #include "run/token_cache.h"
+#include "run/token_file.h"
 #include "runtime/flags.h"
 #include "runtime/tls.h"
 
@@ -34,11 +43,19 @@ ABSL_FLAG(std::string, exec_tls_ca, "", "PEM CA of the exec service (TLS). Defau
 ABSL_FLAG(std::string, exec_tls_cert, "", "PEM client certificate (mTLS). Default: none.");
 ABSL_FLAG(std::string, exec_tls_key, "", "PEM client key (mTLS). Default: none.");
 ABSL_FLAG(std::string, token, "",
-          "The user's JWT (or PODGATE_TOKEN). Default: the token `podgate-run login` cached. "
-          "Takes precedence over the cache.");
-ABSL_FLAG(std::string, namespace, "", "The pod's namespace. Required.");
-ABSL_FLAG(std::string, pod, "", "The pod. Required.");
-ABSL_FLAG(std::string, container, "", "The container; default: the pod's default container.");
+          "The user's JWT. Prefer PODGATE_TOKEN or --token_file: on the command line it is "
+          "visible in the process list (a warning says so). Default: none (the sign-in "
+          "`podgate-run login` cached).");
+ABSL_FLAG(std::string, token_file, "",
+          "A file holding the user's JWT (read once at start; surrounding whitespace dropped; "
+          "or PODGATE_TOKEN_FILE). Default: none (PODGATE_TOKEN, else the cached sign-in).");
+ABSL_FLAG(std::string, namespace, "", "-n: the pod's namespace. Required.");
+ABSL_FLAG(std::string, pod, "",
+          "The pod; usually given as the positional POD before `--`. Required (one of the two).");
+ABSL_FLAG(std::string, container, "", "-c: the container. Default: the pod's default container.");
+ABSL_FLAG(bool, stdin, false,
+          "-i: forward podgate-run's standard input to the command and close the command's "
+          "stdin at its end. Default false: the command's stdin is closed at once.");
 ABSL_FLAG(std::string, cluster, "",
           "The cluster, by the name exec serves it under (or PODGATE_CLUSTER). Default: exec's "
           "default cluster.");
@@ -60,18 +77,6 @@ ABSL_FLAG(std::string, token_cache, "",
           "$XDG_CONFIG_HOME/podgate/token.json, else ~/.config/podgate/token.json.");
 
 namespace {
-
-// Quotes each argument for exec's POSIX word splitting, so argv arrives unchanged.
-std::string QuoteLine(const std::vector<std::string>& argv) {
-  std::string line;
-  for (const std::string& arg : argv) {
-    if (!line.empty()) {
-      line += ' ';
-    }
-    line += "'" + absl::StrReplaceAll(arg, {{"'", "'\\''"}}) + "'";
-  }
-  return line;
-}
 
 void Write(int fd, const std::string& data) {
   size_t off = 0;
@@ -167,8 +172,9 @@ absl::StatusOr<std::string> CachedIdToken() {
   }
   absl::StatusOr<podgate::run::CachedToken> cached = podgate::run::ReadTokenCache(*path);
   if (absl::IsNotFound(cached.status())) {
-    return absl::NotFoundError(absl::StrCat("no --token and no sign-in cached at ", *path,
-                                            ": run podgate-run login (or give --token)"));
+    return absl::NotFoundError(
+        absl::StrCat("no token (--token_file, PODGATE_TOKEN) and no sign-in cached at ", *path,
+                     ": run podgate-run login, or give --token_file=PATH or PODGATE_TOKEN"));
   }
   if (!cached.ok()) {
     return cached.status();
@@ -211,117 +217,146 @@ absl::StatusOr<std::string> CachedIdToken() {
   return fresh->id_token;
 }
 
+// The token, first found wins: --token_file or --token on the command line (not both; --token
+// warns), then PODGATE_TOKEN_FILE or PODGATE_TOKEN (not both), then the cached sign-in. The
+// status's code picks the exit status: InvalidArgument for a usage error.
+absl::StatusOr<std::string> ChooseToken(const podgate::run::RunArgs& args) {
+  const std::string token = absl::GetFlag(FLAGS_token);
+  const std::string file = absl::GetFlag(FLAGS_token_file);
+  const bool token_argv = args.given.count("token") > 0;
+  const bool file_argv = args.given.count("token_file") > 0;
+  if (token_argv && file_argv) {
+    return absl::InvalidArgumentError("give --token_file or --token, not both");
+  }
+  bool use_file = file_argv;
+  bool use_token = token_argv;
+  if (!token_argv && !file_argv) {
+    if (!token.empty() && !file.empty()) {
+      return absl::InvalidArgumentError(
+          "PODGATE_TOKEN and PODGATE_TOKEN_FILE are both set; unset one (or give --token_file)");
+    }
+    use_file = !file.empty();
+    use_token = !token.empty();
+  }
+  if (use_file) {
+    absl::StatusOr<std::string> read = podgate::run::ReadTokenFile(file);
+    if (!read.ok()) {
+      return absl::UnauthenticatedError(read.status().message());
+    }
+    return read;
+  }
+  if (use_token) {
+    if (token.empty()) {
+      return absl::InvalidArgumentError("--token is empty");
+    }
+    if (token_argv) {
+      Say("podgate-run: warning: a token on the command line is visible to every user of this "
+          "machine in the process list (ps, /proc); give it with --token_file=PATH or "
+          "PODGATE_TOKEN instead");
+    }
+    return token;
+  }
+  absl::StatusOr<std::string> cached = CachedIdToken();
+  if (!cached.ok() && absl::IsInvalidArgument(cached.status())) {
+    return absl::FailedPreconditionError(cached.status().message());  // a bad cache, not usage
+  }
+  return cached;
+}
+
+// Overwrites the token's characters in the process's own argv, so `ps` stops showing them (it
+// showed them from exec until now: hence the warning).
+void ScrubSecrets(const podgate::run::RunArgs& args, int argc, char** argv) {
+  for (const auto& [index, offset] : args.secrets) {
+    if (index < static_cast<size_t>(argc)) {
+      char* word = argv[index];
+      for (size_t i = offset; word[i] != '\0'; ++i) {
+        word[i] = '*';
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  absl::StatusOr<podgate::run::RunArgs> args = podgate::run::NormaliseArgs(
+      std::vector<std::string>(argv, argv + argc), podgate::run::RegisteredFlagKind);
+  if (!args.ok()) {
+    Say(absl::StrCat("podgate-run: ", args.status().message()));
+    return podgate::run::kExitUsage;
+  }
+  std::vector<char*> flag_argv;
+  for (std::string& flag : args->flags) {
+    flag_argv.push_back(flag.data());
+  }
+  ScrubSecrets(*args, argc, argv);
+  flag_argv.push_back(nullptr);
   std::vector<char*> rest = podgate::runtime::ParseFlags(
-      argc, argv,
-      "podgate-run: run one command in a pod through podgate.\n"
-      "  podgate-run [--token=JWT] --namespace=NS --pod=POD [--container=C] -- ARGV...\n"
+      static_cast<int>(flag_argv.size() - 1), flag_argv.data(),
+      "runs one command in a pod through podgate, as kubectl exec does.\n"
+      "  podgate-run [-n NAMESPACE] [-c CONTAINER] [-i] POD -- COMMAND [ARGS...]\n"
       "  podgate-run login --oidc_issuer=URL --oidc_client_id=ID [--token_cache=PATH]\n"
-      "  podgate-run logout [--token_cache=PATH]");
-  // `login` and `logout` come first; a command of that name in a pod goes after `--`.
-  const std::string verb = argc > 1 ? argv[1] : "";
-  if (verb == "login" || verb == "logout") {
-    if (rest.size() != 2) {
-      Say(absl::StrCat("podgate-run ", verb, ": takes no arguments besides flags"));
-      return 2;
+      "  podgate-run logout [--token_cache=PATH]\n"
+      "The token: --token_file=PATH or PODGATE_TOKEN, else the sign-in login cached.\n"
+      "Exit status: the command's; 126 refused by policy, 125 could not run, 130 stopped, "
+      "2 usage.");
+  if (rest.size() != 1) {
+    Say("podgate-run: unexpected words among the flags");  // NormaliseArgs passes none
+    return podgate::run::kExitUsage;
+  }
+  if (!args->verb.empty()) {
+    return args->verb == "login" ? Login() : Logout();
+  }
+  podgate::run::RunOptions options;
+  options.namespace_name = absl::GetFlag(FLAGS_namespace);
+  options.pod = absl::GetFlag(FLAGS_pod);
+  options.container = absl::GetFlag(FLAGS_container);
+  options.cluster = absl::GetFlag(FLAGS_cluster);
+  options.forward_stdin = absl::GetFlag(FLAGS_stdin);
+  options.timeout = absl::GetFlag(FLAGS_timeout);
+  options.command = args->command;
+  if (!args->pod.empty()) {
+    if (args->given.count("pod") > 0 && options.pod != args->pod) {
+      Say(absl::StrCat("podgate-run: two pods: --pod=", options.pod, " and ", args->pod,
+                       "; name one"));
+      return podgate::run::kExitUsage;
     }
-    return verb == "login" ? Login() : Logout();
+    options.pod = args->pod;  // the command line's over PODGATE_POD
   }
-  std::vector<std::string> command(rest.begin() + 1, rest.end());
-  if (absl::GetFlag(FLAGS_namespace).empty() || absl::GetFlag(FLAGS_pod).empty() ||
-      command.empty()) {
-    std::fprintf(stderr, "podgate-run: --namespace, --pod and a command are required\n");
-    return 2;
+  if (options.namespace_name.empty() || options.pod.empty() || options.command.empty()) {
+    Say(absl::StrCat("podgate-run: ",
+                     options.namespace_name.empty() ? "a namespace (-n NAMESPACE)"
+                     : options.pod.empty()
+                         ? "a pod (podgate-run [flags] POD -- COMMAND)"
+                         : "a command after -- (podgate-run [flags] POD -- COMMAND)",
+                     " is required"));
+    return podgate::run::kExitUsage;
   }
-  if (absl::Status s = podgate::k8s::ValidateTargetCluster(absl::GetFlag(FLAGS_cluster)); !s.ok()) {
+  if (absl::Status s =
+          podgate::k8s::ValidateTarget(options.namespace_name, options.pod, options.container);
+      !s.ok()) {
+    Say(absl::StrCat("podgate-run: ", s.message()));
+    return podgate::run::kExitUsage;
+  }
+  if (absl::Status s = podgate::k8s::ValidateTargetCluster(options.cluster); !s.ok()) {
     Say(absl::StrCat("podgate-run: --cluster: ", s.message()));
-    return 2;
+    return podgate::run::kExitUsage;
   }
-  std::string token = absl::GetFlag(FLAGS_token);
-  if (token.empty()) {
-    absl::StatusOr<std::string> cached = CachedIdToken();
-    if (!cached.ok()) {
-      Say(absl::StrCat("podgate-run: ", cached.status().message()));
-      return 125;
-    }
-    token = *std::move(cached);
+  absl::StatusOr<std::string> token = ChooseToken(*args);
+  if (!token.ok()) {
+    Say(absl::StrCat("podgate-run: ", token.status().message()));
+    return absl::IsInvalidArgument(token.status()) ? podgate::run::kExitUsage
+                                                   : podgate::run::kExitCouldNotRun;
   }
+  options.token = *std::move(token);
   podgate::runtime::ChannelTlsOptions tls{absl::GetFlag(FLAGS_exec_tls_ca),
                                           absl::GetFlag(FLAGS_exec_tls_cert),
                                           absl::GetFlag(FLAGS_exec_tls_key), "", "exec"};
   auto channel = podgate::runtime::CreateServiceChannel(absl::GetFlag(FLAGS_exec_address), tls);
   if (!channel.ok()) {
-    std::fprintf(stderr, "podgate-run: %s\n", std::string(channel.status().message()).c_str());
-    return 2;
+    Say(absl::StrCat("podgate-run: ", channel.status().message()));
+    return podgate::run::kExitUsage;
   }
   auto stub = podgate::exec::v1::ExecService::NewStub(*channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
-  auto stream = stub->Session(&ctx);
-  podgate::exec::v1::SessionRequest req;
-  auto* open = req.mutable_open();
-  open->mutable_credential()->set_bearer_token(token);
-  open->mutable_target()->set_namespace_(absl::GetFlag(FLAGS_namespace));
-  open->mutable_target()->set_pod(absl::GetFlag(FLAGS_pod));
-  open->mutable_target()->set_container(absl::GetFlag(FLAGS_container));
-  open->mutable_target()->set_cluster(absl::GetFlag(FLAGS_cluster));
-  open->set_client("podgate-run");
-  stream->Write(req);
-  podgate::exec::v1::SessionResponse res;
-  // The conversation: wait for `ready` before the command.
-  if (!stream->Read(&res) || !res.has_ready()) {
-    grpc::Status final = stream->Finish();
-    std::fprintf(stderr, "podgate-run: %s\n", final.error_message().c_str());
-    return 125;
-  }
-  req.Clear();
-  req.mutable_command()->set_line(QuoteLine(command));
-  stream->Write(req);
-  int status = 125;
-  bool done = false;
-  while (!done && stream->Read(&res)) {
-    switch (res.kind_case()) {
-      case podgate::exec::v1::SessionResponse::kStdout:
-        Write(1, res.stdout().data());
-        break;
-      case podgate::exec::v1::SessionResponse::kStderr:
-        Write(2, res.stderr().data());
-        break;
-      case podgate::exec::v1::SessionResponse::kExit:
-        status = res.exit().termination() == podgate::common::v1::TERMINATION_EXITED
-                     ? res.exit().exit_code()
-                     : 130;
-        if (res.exit().termination() != podgate::common::v1::TERMINATION_EXITED) {
-          std::fprintf(stderr, "podgate-run: stopped (%s)\n",
-                       podgate::common::v1::Termination_Name(res.exit().termination()).c_str());
-        }
-        done = true;
-        break;
-      case podgate::exec::v1::SessionResponse::kDenied:
-        std::fprintf(stderr, "podgate-run: refused by rule %s: %s\n", res.denied().rule().c_str(),
-                     res.denied().reason().c_str());
-        status = 126;
-        done = true;
-        break;
-      case podgate::exec::v1::SessionResponse::kError:
-        std::fprintf(stderr, "podgate-run: %s\n", res.error().status().message().c_str());
-        done = true;
-        break;
-      default:
-        break;
-    }
-  }
-  req.Clear();
-  req.mutable_close();
-  stream->Write(req);
-  stream->WritesDone();
-  while (stream->Read(&res)) {
-  }
-  grpc::Status final = stream->Finish();
-  if (!done && !final.ok()) {
-    std::fprintf(stderr, "podgate-run: %s\n", final.error_message().c_str());
-  }
-  return status;
+  return podgate::run::RunInPod(*stub, options);
 }

@@ -1015,9 +1015,10 @@ TEST_F(ExecTest, ListTargetsShowsOnlyWhatPolicyAllows) {
 TEST_F(ExecTest, PodgateRunPassesTheExitStatusAndStreams) {
   auto run = [&](const std::string& token, std::vector<std::string> argv) {
     std::vector<std::string> args = {absl::StrCat("--exec_address=127.0.0.1:", stack_->exec_port()),
-                                     "--token=" + token, "--namespace=team", "--pod=app-1", "--"};
+                                     "--namespace=team", "--pod=app-1", "--"};
     args.insert(args.end(), argv.begin(), argv.end());
-    auto p = testing::Subprocess::Start(PODGATE_RUN_BIN, args);
+    // The token through the environment: on the command line podgate-run warns (ps shows it).
+    auto p = testing::Subprocess::Start(PODGATE_RUN_BIN, args, {{"PODGATE_TOKEN", token}});
     EXPECT_TRUE(p.ok());
     auto status = (*p)->WaitExit(absl::Seconds(30));
     (*p)->WaitForLine("\x01never", absl::Milliseconds(100)).IgnoreError();
