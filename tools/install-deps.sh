@@ -28,6 +28,9 @@ PACKAGES=(
   python3-yaml
   curl ca-certificates unzip util-linux procps python3 python3-kubernetes
   openjdk-17-jdk-headless
+  # The OCI image (`make image`, tools/image/build.sh, tests/image): buildah commits it, skopeo
+  # inspects it, umoci unpacks it for the smoke test, podman loads it (a private storage root).
+  buildah skopeo umoci podman
   chromium
 )
 
