@@ -624,6 +624,12 @@ def test_smoke(args):
         status, body = http_get(f"http://127.0.0.1:{http_port}/")
         with open(os.path.join(rootfs, "usr/share/podgate/web/index.html")) as f:
             check(status == 200 and body == f.read(), "edge serves /usr/share/podgate/web/index.html")
+        status, _ = http_get(f"http://127.0.0.1:{http_port}/readyz")
+        check(status == 200, "edge /readyz answers 200 with its backends up")
+        if has_probe:
+            r = box.run(["/usr/bin/podgate-probe", f"--http=http://127.0.0.1:{http_port}/readyz"])
+            check(r.returncode == 0, f"edge: the image's podgate-probe --http /readyz says healthy "
+                                     f"({r.stdout.strip()} {r.stderr.strip()})")
         # audit writes its SQLite database into the writable /var/lib/podgate.
         audit_pid = ports["audit"][2].pid
         check(os.path.exists(f"/proc/{audit_pid}/root/var/lib/podgate/audit.db"),
