@@ -341,6 +341,31 @@ def check_sbom(rootfs, build_dir, version):
     owners = [f for p in sbom["packages"] for f in p.get("hasFiles", [])]
     check(sorted(owners) == sorted(files[k]["SPDXID"] for k in files),
           "SBOM: every file belongs to exactly one package")
+    # Required SPDX 2.3 fields, and licence expressions that parse against the SPDX licence
+    # list (with npm's own spdx-expression-parse, which Debian's npm ships).
+    check(sbom["creationInfo"].get("created") and sbom["creationInfo"].get("creators"),
+          "SBOM: creationInfo has created and creators")
+    check(all(p.get("name") and p.get("downloadLocation") and "filesAnalyzed" in p and
+              (not p["filesAnalyzed"] or p.get("packageVerificationCode"))
+              for p in sbom["packages"]), "SBOM: every package has name, downloadLocation, filesAnalyzed")
+    check(all(f.get("fileName", "").startswith("./") and
+              any(c["algorithm"] == "SHA1" for c in f.get("checksums", [])) for f in sbom["files"]),
+          "SBOM: every file has a ./ name and a SHA1 checksum")
+    refs = {e["licenseId"] for e in sbom.get("hasExtractedLicensingInfos", [])}
+    exprs = sorted({p[k] for p in sbom["packages"] for k in ("licenseDeclared", "licenseConcluded")
+                    if p.get(k) not in (None, "NOASSERTION", "NONE")})
+    check(all(r in refs for e in exprs for r in re.findall(r"LicenseRef-[A-Za-z0-9.-]+", e)),
+          "SBOM: every LicenseRef is defined in hasExtractedLicensingInfos")
+    parser = "/usr/lib/node_modules/npm/node_modules/spdx-expression-parse"
+    if shutil.which("node") and os.path.isdir(parser):
+        r = run(["node", "-e", f"const p=require({json.dumps(parser)});"
+                 "for (const e of JSON.parse(process.argv[1])) {"
+                 "try { p(e) } catch (err) { console.log(e + ': ' + err.message) } }",
+                 json.dumps(exprs)])
+        check(r.returncode == 0 and not r.stdout.strip(),
+              f"SBOM: the {len(exprs)} licence expressions are valid SPDX ({r.stdout.strip()} {r.stderr.strip()[-200:]})")
+    else:
+        print(f"note: {parser} is missing; licence expressions not parsed")
     npm = [p["name"] for p in sbom["packages"] if p["SPDXID"].startswith("SPDXRef-Package-npm-")]
     check("@xterm/xterm" in npm, f"SBOM: the page's bundled npm packages ({npm})")
 

@@ -27,6 +27,8 @@ import urllib.parse
 # Files that no package owns in dpkg's database but that one makes (update-ca-certificates).
 GENERATED_BY = {"/etc/ssl/certs/ca-certificates.crt": "ca-certificates"}
 
+PUBLIC_DOMAIN = "LicenseRef-public-domain"
+
 # Debian copyright-format short names -> SPDX licence identifiers.
 DEBIAN_TO_SPDX = {
     "apache-2.0": "Apache-2.0", "apache-2": "Apache-2.0",
@@ -41,6 +43,9 @@ DEBIAN_TO_SPDX = {
     "lgpl-2.1": "LGPL-2.1-only", "lgpl-2.1+": "LGPL-2.1-or-later",
     "lgpl-3": "LGPL-3.0-only", "lgpl-3+": "LGPL-3.0-or-later",
     "gfdl-1.3+": "GFDL-1.3-or-later", "artistic": "Artistic-1.0", "gpl-1+": "GPL-1.0-or-later",
+    "postgresql": "PostgreSQL", "bsd-3-clause~google": "BSD-3-Clause", "bsd-3-google": "BSD-3-Clause",
+    # No SPDX identifier: a LicenseRef defined in the document (hasExtractedLicensingInfos).
+    "public-domain": PUBLIC_DOMAIN,
 }
 EXCEPTIONS = {
     "gcc-exception-3.1": "GCC-exception-3.1", "autoconf exception": "Autoconf-exception-2.0",
@@ -123,6 +128,11 @@ def debian_license(package_name):
             text = f.read()
     except OSError:
         return NOASSERTION, f"{path} is missing"
+    return parse_copyright(text, path)
+
+
+def parse_copyright(text, path):
+    """debian_license's answer for the text of a copyright file."""
     if not text.startswith("Format:"):
         return NOASSERTION, f"{path} is not in the machine-readable copyright format"
     declared = None
@@ -352,6 +362,12 @@ def generate(args):
         "files": file_entries,
         "relationships": relationships,
     }
+    if any(PUBLIC_DOMAIN in p.get("licenseDeclared", "") for p in doc["packages"]):
+        doc["hasExtractedLicensingInfos"] = [{
+            "licenseId": PUBLIC_DOMAIN, "name": "public domain",
+            "extractedText": "Dedicated to the public domain, as the package's Debian copyright "
+                             "file says (License: public-domain).",
+        }]
     with open(args.out, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=False)
         f.write("\n")
