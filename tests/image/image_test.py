@@ -660,10 +660,44 @@ def test_smoke(args):
         check(os.path.exists(f"/proc/{audit_pid}/root/var/lib/podgate/audit.db"),
               "audit's SQLite database is in /var/lib/podgate")
 
+        # A command through the deployment: podgate-run on this side -> exec (image) -> policy
+        # (image) -> kubesim -> audit (image). The example policy lets developers run `free`
+        # in app-* and refuses `cat /etc/shadow`.
+        if args.run and args.token:
+            key_file = os.path.join(work, "config-exec", "jwt.key")
+            token = run([args.token, f"--key_file={key_file}", "--algorithm=HS256",
+                         "--issuer=https://podgate.test", "--audience=podgate", "--subject=dana",
+                         "--groups=developers", "--ttl=10m"]).stdout.strip()
+            env = dict(os.environ, PODGATE_TOKEN=token)
+            base = [args.run, f"--exec_address=127.0.0.1:{ports['exec'][0]}", "--namespace=app-shop",
+                    "--pod=web-1", "--timeout=60s"]
+            r = run(base + ["--", "free", "-m"], env=env, stdin=subprocess.DEVNULL, timeout=90)
+            check(r.returncode == 0 and "Mem:" in r.stdout,
+                  f"podgate-run free -m through the image's exec and policy (exit {r.returncode}: "
+                  f"{r.stdout.strip()[:200]} {r.stderr.strip()[-300:]})")
+            r = run(base + ["--", "cat", "/etc/shadow"], env=env, stdin=subprocess.DEVNULL, timeout=90)
+            check(r.returncode != 0 and "root:" not in r.stdout,
+                  f"podgate-run cat /etc/shadow is refused (exit {r.returncode}: {r.stderr.strip()[-200:]})")
+
         # podgate-audit-cli from the image against audit: query and verify.
         server = f"--server=127.0.0.1:{ports['audit'][0]}"
         r = box.run(["/usr/bin/podgate-audit-cli", server, "query", "--format=json"])
-        check(r.returncode == 0, f"podgate-audit-cli query from the image (exit {r.returncode}: {r.stderr.strip()[-300:]})")
+        records = []
+        for line in r.stdout.splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+        check(r.returncode == 0 and records,
+              f"podgate-audit-cli query from the image lists audit's records ({len(records)}; exit "
+              f"{r.returncode}: {r.stdout.strip()[:300]} {r.stderr.strip()[-300:]})")
+        sources = {rec.get("event", {}).get("source_service") for rec in records}
+        check("policy" in sources, f"audit holds policy's load record ({sources})")
+        if args.run and args.token:
+            dana = [rec for rec in records if "dana" in json.dumps(rec)]
+            kinds = {rec.get("event", {}).get("kind") for rec in dana}
+            check(len(dana) >= 2 and any("DECISION" in str(k) for k in kinds),
+                  f"audit holds dana's commands and their decisions ({len(dana)} records, {kinds})")
         r = box.run(["/usr/bin/podgate-audit-cli", server, "verify"])
         check(r.returncode == 0, f"podgate-audit-cli verify from the image (exit {r.returncode}: "
                                  f"{r.stdout.strip()[-300:]} {r.stderr.strip()[-300:]})")
@@ -691,6 +725,8 @@ def main():
     parser.add_argument("--health")
     parser.add_argument("--kubesim")
     parser.add_argument("--policy")
+    parser.add_argument("--run", help="podgate-run (a client on this side)")
+    parser.add_argument("--token", help="podgate-token (mints the client's JWT)")
     args = parser.parse_args()
     args.build_dir = os.path.realpath(args.build_dir)
     {"archive": test_archive, "reproducible": test_reproducible, "smoke": test_smoke}[args.command](args)
