@@ -20,6 +20,7 @@
 Needs root (mount namespaces, chroot) and exits 77 (skipped) otherwise.
 """
 import argparse
+import base64
 import datetime
 import glob
 import hashlib
@@ -568,7 +569,6 @@ def test_smoke(args):
         with open(os.path.join(ks, "kubeconfig")) as f:
             kubeconfig = f.read()
         ca = re.search(r"certificate-authority: (\S+)", kubeconfig).group(1)
-        import base64
         with open(ca, "rb") as f:
             ca_data = base64.b64encode(f.read()).decode()
         kubeconfig = kubeconfig.replace(f"certificate-authority: {ca}",

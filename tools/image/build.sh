@@ -196,7 +196,9 @@ install -m 0644 "$OUT/podgate.spdx.json" usr/share/doc/podgate/sbom.spdx.json
 
 # Every mtime clamped to SOURCE_DATE_EPOCH (buildah's --timestamp does it again in the layer).
 find . -depth -newermt "@$SOURCE_DATE_EPOCH" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-[ ! -e bin/sh ] && [ ! -e usr/bin/sh ] || die "a shell got into the image"
+if [ -e bin/sh ] || [ -e usr/bin/sh ]; then
+  die "a shell got into the image"
+fi
 cd "$OUT"
 
 # ---- unchanged since the last build? ----------------------------------------------------
