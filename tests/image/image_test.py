@@ -601,7 +601,9 @@ def test_smoke(args):
 
         start("audit", ["--store=sqlite:///var/lib/podgate/audit.db", "--chain_id=image-smoke"])
         audit = f"--audit_address=127.0.0.1:{ports['audit'][0]}"
-        start("policy", ["--policy_file=/tmp/config/policy.yaml", audit], {"policy.yaml": policy_doc})
+        # policy reaches audit by name: localhost from the image's /etc/hosts (nsswitch.conf).
+        start("policy", ["--policy_file=/tmp/config/policy.yaml",
+                         f"--audit_address=localhost:{ports['audit'][0]}"], {"policy.yaml": policy_doc})
         policy = f"--policy_address=127.0.0.1:{ports['policy'][0]}"
         start("exec", ["--kubeconfig=/tmp/config/kubeconfig", policy, audit, *jwt],
               {"kubeconfig": kubeconfig, "jwt.key": jwt_key})
@@ -692,7 +694,7 @@ def test_smoke(args):
               f"podgate-audit-cli query from the image lists audit's records ({len(records)}; exit "
               f"{r.returncode}: {r.stdout.strip()[:300]} {r.stderr.strip()[-300:]})")
         sources = {rec.get("event", {}).get("source_service") for rec in records}
-        check("policy" in sources, f"audit holds policy's load record ({sources})")
+        check("policy" in sources, f"audit holds policy's load record, sent to localhost ({sources})")
         if args.run and args.token:
             dana = [rec for rec in records if "dana" in json.dumps(rec)]
             kinds = {rec.get("event", {}).get("kind") for rec in dana}
