@@ -1,6 +1,8 @@
 # The two commands of the README, and the steps they are made of.
 #   make demo   install dependencies, build, run the whole suite locally (Ctrl+C stops it)
 #   make test   install dependencies, build, run every test
+#   make image  build, then the OCI image build/image/podgate.oci.tar (tools/image/build.sh;
+#               docs/deploy.md, "Building the image")
 # CI (.ci/run) also runs tools/check-format.sh (clang-format on the changed C++ lines) and
 # both sanitizer jobs (`make test-sanitizers`): ASan+UBSan (build-asan/, the unit and
 # integration tests; `make test-sanitizers-address`) and TSan (build-tsan/, the exec, edge and
@@ -14,7 +16,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
 .PHONY: all deps configure build test test-sanitizers test-sanitizers-address test-sanitizers-thread \
-	check-format demo clean
+	check-format demo image clean
 
 all: build
 
@@ -44,6 +46,11 @@ check-format:
 
 demo: build
 	@bash tools/demo.sh $(BUILD_DIR)
+
+# The OCI image from the binaries `build` made (no second compile): build/image/podgate.oci.tar
+# and its SBOM build/image/podgate.spdx.json. Built here with buildah, no registry needed.
+image: build
+	@bash tools/image/build.sh $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-tsan

@@ -28,12 +28,24 @@ PACKAGES=(
   python3-yaml
   curl ca-certificates unzip util-linux procps python3 python3-kubernetes
   openjdk-17-jdk-headless
+  # The OCI image (`make image`, tools/image/build.sh, tests/image): buildah commits it, skopeo
+  # inspects it, umoci unpacks it for the smoke test, podman loads it (a private storage root).
+  # tzdata: the image's /usr/share/zoneinfo.
+  buildah skopeo umoci podman tzdata
   chromium
 )
 
-# Image builds need no browser: PODGATE_DEPS_NO_BROWSER=1 leaves Chromium out.
+# Image builds (deploy/docker/Dockerfile's build stage) need no browser and no image tools:
+# PODGATE_DEPS_NO_BROWSER=1 leaves Chromium, buildah, skopeo, umoci and podman out.
 if [ "${PODGATE_DEPS_NO_BROWSER:-0}" = "1" ]; then
-  PACKAGES=("${PACKAGES[@]/chromium}")
+  kept=()
+  for p in "${PACKAGES[@]}"; do
+    case "$p" in
+      chromium | buildah | skopeo | umoci | podman) ;;
+      *) kept+=("$p") ;;
+    esac
+  done
+  PACKAGES=("${kept[@]}")
 fi
 
 missing=()
