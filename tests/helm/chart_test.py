@@ -236,15 +236,42 @@ def check_probes(docs, values, f):
             p = c.get(probe)
             if not f.check(p, f"{comp}: no {probe}"):
                 continue
-            if not values["tls"]["enabled"]:
-                f.check(p.get("grpc", {}).get("port") == grpc_port,
-                        f"{comp}: {probe} is not a native gRPC probe on port {grpc_port}: {p}")
-            else:
-                # The kubelet's gRPC probe cannot do TLS: port checks on named ports instead.
-                handler = p.get("tcpSocket") or p.get("httpGet")
-                f.check(handler and handler.get("port") in ports,
-                        f"{comp}: {probe} does not target a declared port: {p}")
+            want = expected_probe_check(values, comp, probe, RELEASE)
+            got = {k: v for k, v in p.items() if k in ("grpc", "exec", "httpGet", "tcpSocket")}
+            f.check(got == want, f"{comp}: {probe} is {got}, want {want}")
+            kind = probe[:-len("Probe")]
+            for key in ("periodSeconds", "timeoutSeconds", "failureThreshold"):
+                f.check(p.get(key) == values["probes"][kind][key],
+                        f"{comp}: {probe}.{key} {p.get(key)} != probes.{kind}.{key}")
+            if values["tls"]["enabled"]:
                 f.check("grpc" not in p, f"{comp}: {probe} is a gRPC probe against an mTLS port")
+                f.check(p.get("httpGet", {}).get("path") != "/metrics",
+                        f"{comp}: {probe} fetches /metrics (always 200)")
+
+
+PROBE = "/usr/bin/podgate-probe"
+
+
+def expected_probe_check(values, comp, probe, release, fullname=None):
+    """The check (handler) a probe must have. Liveness and startup: grpc.health.v1 of the
+    overall service ""; readiness: the component's own name; edge's readiness: GET /readyz."""
+    v = values[comp]
+    kind = probe[:-len("Probe")]
+    service = comp if kind == "readiness" else ""
+    if comp == "edge" and kind == "readiness":
+        return {"httpGet": {"path": "/readyz", "port": "http",
+                            "scheme": "HTTP" if v.get("behindTlsProxy", True) else "HTTPS"}}
+    if not values["tls"]["enabled"]:
+        check = {"port": v["grpcPort"]}
+        if service:
+            check["service"] = service
+        return {"grpc": check}
+    fullname = fullname or f"{release}-podgate"
+    return {"exec": {"command": [
+        PROBE, f"--address=127.0.0.1:{v['grpcPort']}", f"--service={service}",
+        "--ca=/etc/podgate/tls/ca.crt", "--cert=/etc/podgate/tls/tls.crt",
+        "--key=/etc/podgate/tls/tls.key", f"--server_name={fullname}-{comp}-headless",
+        f"--timeout={values['probes'][kind]['timeoutSeconds']}s"]}}
 
 
 def rules_of(docs, role_ref, ns):
@@ -1248,7 +1275,7 @@ def cmd_scenarios():
     # Image digest pins the image.
     digest = "sha256:" + "a" * 64
     docs = fast_render(base, [f"image.digest={digest}"])
-    f.check(all(container(w)["image"] == f"ghcr.io/podgate/podgate@{digest}" for w in workloads(docs)),
+    f.check(all(container(w)["image"] == f"podgate@{digest}" for w in workloads(docs)),
             "image.digest does not pin the image")
     return f.finish()
 
@@ -1294,7 +1321,7 @@ def value_paths():
 
 
 FREE_MAPS = ("podSecurityContext.", "containerSecurityContext.", ".resources.", ".annotations.",
-             "networkPolicy.metricsFrom", "networkPolicy.dns.to", "commonLabels.")
+             "networkPolicy.metrics.from", "networkPolicy.dns.to", "commonLabels.")
 
 
 def cmd_docs():

@@ -234,3 +234,13 @@ true
   {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* metadata.annotations of a resource: commonAnnotations merged with the resource's own
+(`extra`, which wins). Renders nothing when both are empty. (dict "root" $ "extra" map) */}}
+{{- define "podgate.annotations" -}}
+{{- $all := merge (deepCopy (default (dict) .extra)) (default (dict) .root.Values.commonAnnotations) -}}
+{{- with $all }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
