@@ -150,8 +150,13 @@ def pod_spec(workload):
     return workload["spec"]["template"]["spec"]
 
 
+def is_hook(doc):
+    return "helm.sh/hook" in (doc.get("metadata", {}).get("annotations") or {})
+
+
 def workloads(docs):
-    return [d for d in docs if d.get("kind") in WORKLOAD_KINDS]
+    """The services' workloads (not `helm test` hook Pods)."""
+    return [d for d in docs if d.get("kind") in WORKLOAD_KINDS and not is_hook(d)]
 
 
 def workload_of(docs, component):
@@ -717,9 +722,27 @@ def check_network_policies(docs, values, f):
         f.check(labels_match(spec["podSelector"]["matchLabels"], pods.get(comp, {}))
                 and spec["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == comp,
                 f"{comp}: NetworkPolicy does not select its pods")
+        extra_ingress = values[comp]["networkPolicy"]["extraIngress"]
+        metrics_from = values["networkPolicy"]["metrics"]["from"]
+        metrics_rules = [r for r in spec.get("ingress", [])
+                         if r.get("ports") == [{"port": values[comp]["metricsPort"], "protocol": "TCP"}]]
+        if metrics_from:
+            f.check(len(metrics_rules) == 1 and metrics_rules[0].get("from") ==
+                    (None if metrics_from == "any" else metrics_from),
+                    f"{comp}: metrics ingress {metrics_rules}, expected from {metrics_from}")
+        else:
+            f.check(not metrics_rules, f"{comp}: metrics reachable although networkPolicy.metrics.from is empty")
+        for rule in extra_ingress:
+            f.check(rule in spec.get("ingress", []), f"{comp}: extraIngress rule {rule} missing")
+        for rule in values[comp]["networkPolicy"]["extraEgress"]:
+            f.check(rule in (spec.get("egress") or []), f"{comp}: extraEgress rule {rule} missing")
         for rule in spec.get("ingress", []):
             ports = {p["port"] for p in rule.get("ports", [])}
+            if rule in extra_ingress:
+                continue
             f.check(ports, f"{comp}: ingress rule without ports opens every port: {rule}")
+            if sources(rule) is None and metrics_from == "any" and ports == {values[comp]["metricsPort"]}:
+                continue
             if sources(rule) is None:
                 # Open to anyone: only edge's HTTP port may be.
                 f.check(comp == "edge" and ports == {values["edge"]["httpPort"]},
@@ -730,6 +753,8 @@ def check_network_policies(docs, values, f):
             f.check(not grpc_rules, "edge's gRPC port is reachable")
             continue
         allowed = {"exec": ["edge"], "policy": ["edge", "exec"], "audit": ["edge", "exec"]}[comp]
+        if values["tests"]["enabled"]:
+            allowed = allowed + ["helm-test"]
         extra = values["networkPolicy"][{"exec": "extraExecClients", "policy": "extraPolicyClients",
                                          "audit": "extraAuditClients"}[comp]]
         f.check(len(grpc_rules) == 1, f"{comp}: expected one gRPC ingress rule")
@@ -747,7 +772,8 @@ def check_network_policies(docs, values, f):
     def egress_ports(comp):
         return [({p["port"] for p in r.get("ports", [])}, r.get("to")) for r in byc[comp]["spec"].get("egress", [])]
 
-    f.check(byc["policy"]["spec"].get("egress") == [], "policy has egress (it needs none)")
+    f.check(byc["policy"]["spec"].get("egress") == values["policy"]["networkPolicy"]["extraEgress"],
+            "policy has egress beyond its extraEgress (it needs none)")
     exec_egress = egress_ports("exec")
     api = values["networkPolicy"]["kubeApiServer"]
     api_rules = [to for ports, to in exec_egress if ports == set(api["ports"])]
@@ -775,7 +801,8 @@ def check_network_policies(docs, values, f):
     if values["audit"]["store"]["type"] == "postgresql":
         f.check(any(values["networkPolicy"]["postgresql"]["port"] in p for p, _ in audit_egress),
                 "audit (PostgreSQL): no egress to the database")
-    else:
+    elif not values["audit"]["networkPolicy"]["extraEgress"] and not (
+            values["audit"]["export"]["sinks"] and values["audit"]["export"]["networkPolicy"]["ports"]):
         f.check(audit_egress == [], f"audit (SQLite) has egress {audit_egress}")
 
 

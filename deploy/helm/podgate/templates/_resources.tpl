@@ -13,7 +13,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
-  {{- include "podgate.annotations" (dict "root" $root "extra" (dict)) | nindent 2 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   {{- if not (include "podgate.hpaEnabled" .) }}
   replicas: {{ include "podgate.replicas" . }}
@@ -46,7 +46,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
-  {{- include "podgate.annotations" (dict "root" $root "extra" $v.serviceAccount.annotations) | nindent 2 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" $v.serviceAccount.annotations) | trim) }}{{ . | nindent 2 }}{{ end }}
 automountServiceAccountToken: {{ eq .component "exec" }}
 {{- end }}
 {{- end -}}
@@ -62,7 +62,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
-  {{- include "podgate.annotations" (dict "root" $root "extra" (dict)) | nindent 2 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   type: ClusterIP
   clusterIP: None
@@ -92,7 +92,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
-  {{- include "podgate.annotations" (dict "root" $root "extra" (dict)) | nindent 2 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
@@ -136,7 +136,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
-  {{- include "podgate.annotations" (dict "root" $root "extra" (dict)) | nindent 2 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   {{- if and (not (kindIs "invalid" $v.pdb.minAvailable)) (not (kindIs "invalid" $v.pdb.maxUnavailable)) }}
   {{- fail (printf "%s.pdb: set minAvailable or maxUnavailable, not both (minAvailable: null to use maxUnavailable)" .component) }}
@@ -165,7 +165,7 @@ metadata:
     {{- with $root.Values.serviceMonitor.labels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-  {{- include "podgate.annotations" (dict "root" $root "extra" (dict)) | nindent 2 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   selector:
     matchLabels:
@@ -257,6 +257,10 @@ a peer list, "any" for every source, nothing when empty), then the service's ext
     {{- range .clients }}
     {{- include "podgate.peer" (dict "root" $root "component" .) | nindent 4 }}
     {{- end }}
+    {{- if $root.Values.tests.enabled }}
+    # The `helm test` Pod (templates/tests/test-health.yaml).
+    {{- include "podgate.peer" (dict "root" $root "component" "helm-test") | nindent 4 }}
+    {{- end }}
     {{- with .extra }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -273,7 +277,7 @@ metadata:
   namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
-  {{- include "podgate.annotations" (dict "root" .root "extra" (dict)) | nindent 2 }}
+  {{- with (include "podgate.annotations" (dict "root" .root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   podSelector:
     matchLabels:
