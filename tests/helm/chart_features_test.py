@@ -82,10 +82,13 @@ for _c in COMPONENTS:
         "extraVolumes": [{"name": f"{_c}-extra", "emptyDir": {}}],
         "extraVolumeMounts": [{"name": f"{_c}-extra", "mountPath": "/extra"}],
         "extraContainers": [{"name": "shipper", "image": "busybox:1.36",
+                             "ports": [{"name": "shipper", "containerPort": 9999}],
+                             "volumeMounts": [{"name": f"{_c}-extra", "mountPath": "/tmp"}],
                              "securityContext": {"runAsNonRoot": True, "runAsUser": 10002,
                                                  "readOnlyRootFilesystem": True,
                                                  "allowPrivilegeEscalation": False}}],
         "extraInitContainers": [{"name": "wait", "image": "busybox:1.36",
+                                 "volumeMounts": [{"name": f"{_c}-extra", "mountPath": "/tmp"}],
                                  "securityContext": {"runAsNonRoot": True, "runAsUser": 10002,
                                                      "readOnlyRootFilesystem": True,
                                                      "allowPrivilegeEscalation": False}}],
@@ -100,7 +103,7 @@ for _c in COMPONENTS:
 EXTRAS["edge"]["updateStrategy"] = {"type": "RollingUpdate",
                                     "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "50%"}}
 EXTRAS["audit"]["updateStrategy"] = {"type": "OnDelete"}
-EXTRAS["exec"]["pdb"] = {"minAvailable": None, "maxUnavailable": "25%"}
+EXTRAS["exec"]["pdb"] = {"maxUnavailable": "25%"}
 EXTRAS["exec"]["autoscaling"] = {
     "enabled": True, "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}}}
 EXTRAS["policy"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
@@ -192,7 +195,7 @@ def cmd_extensions():
                 if component_of(h) != "exec"), "behavior on an HPA that has none")
 
     # Refusals: both PDB fields (schema), a partial set of existing TLS Secrets, a bad choice.
-    failed, err = render_fails(["exec.pdb.maxUnavailable=1"])
+    failed, err = render_fails(["exec.pdb.maxUnavailable=1", "exec.pdb.minAvailable=1"])
     f.check(failed and "exec.pdb.minAvailable" in err and "null" in err,
             f"minAvailable and maxUnavailable together accepted: {err[-300:]}")
     failed, err = render_fails(["edge.podAntiAffinity=always"])

@@ -218,7 +218,8 @@ def check_security(docs, values, f):
         f.check(spec.get("hostNetwork") is not True and spec.get("hostPID") is not True,
                 f"{name}: host namespaces")
         f.check(all("hostPath" not in v for v in spec.get("volumes", [])), f"{name}: hostPath volume")
-    images = {c["image"] for w in ws for c in pod_spec(w)["containers"]}
+    images = {c["image"] for w in ws for c in pod_spec(w)["containers"]
+              if (c.get("command") or [""])[0].startswith("/usr/bin/podgate-")}
     f.check(len(images) == 1, f"every service should run the one podgate image, got {images}")
     for w in ws:
         comp = component_of(w)
@@ -575,6 +576,8 @@ def check_export(docs, values, f):
                 want.append(values["networkPolicy"]["postgresql"]["port"])
             if sinks:
                 want += audit["export"]["networkPolicy"]["ports"]
+            want += [p["port"] for rule in audit["networkPolicy"]["extraEgress"]
+                     for p in rule.get("ports", [])]
             f.check(ports == sorted(want), f"audit egress ports {ports}, expected {sorted(want)}")
 
 
@@ -597,6 +600,12 @@ def check_scaling(docs, values, f):
                 f"{comp}: {len(pdbs)} PodDisruptionBudgets, expected {1 if want_pdb else 0} "
                 f"(min replicas {min_replicas(values, comp)})")
         w = workload_of(docs, comp)
+        if pdbs:
+            want = ({"maxUnavailable": v["pdb"]["maxUnavailable"]}
+                    if v["pdb"].get("maxUnavailable") is not None
+                    else {"minAvailable": 1 if v["pdb"].get("minAvailable") is None else v["pdb"]["minAvailable"]})
+            got = {k: pdbs[0]["spec"][k] for k in ("minAvailable", "maxUnavailable") if k in pdbs[0]["spec"]}
+            f.check(got == want, f"{comp}: PDB {got}, expected {want}")
         if pdbs and w:
             f.check(labels_match(pdbs[0]["spec"]["selector"]["matchLabels"],
                                  w["spec"]["template"]["metadata"]["labels"]),
@@ -635,7 +644,7 @@ def check_services(docs, values, f):
     for np in by_kind(docs, "NetworkPolicy"):
         comp = component_of(np)
         numbers = {p["containerPort"] for w in workloads(docs) if component_of(w) == comp
-                   for p in container(w).get("ports", [])}
+                   for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
         for rule in np["spec"].get("ingress", []):
             for p in rule.get("ports", []):
                 f.check(p["port"] in numbers, f"{comp} NetworkPolicy admits port {p['port']}, "

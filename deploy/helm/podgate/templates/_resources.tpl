@@ -144,7 +144,7 @@ spec:
   {{- if not (kindIs "invalid" $v.pdb.maxUnavailable) }}
   maxUnavailable: {{ $v.pdb.maxUnavailable }}
   {{- else }}
-  minAvailable: {{ default 1 $v.pdb.minAvailable }}
+  minAvailable: {{ if kindIs "invalid" $v.pdb.minAvailable }}1{{ else }}{{ $v.pdb.minAvailable }}{{ end }}
   {{- end }}
   selector:
     matchLabels:
