@@ -13,6 +13,9 @@ Usage:
                                            `DIR/podgate-probe --help` (skipped, exit 77, when
                                            the binary is not built)
   chart_features_test.py certificates      existing Secrets, bring-your-own CA, cert-manager
+  chart_features_test.py lookup            the `lookup` branches against a loopback fake API
+                                           server (tests/helm/fake_apiserver.py): certificates
+                                           of an earlier install reused, an existing CA signs
   chart_features_test.py subchart          podgate as a dependency of a parent chart
   chart_features_test.py monitoring        PrometheusRule (promtool check rules) and the
                                            Grafana dashboard; every metric they name exists in
@@ -366,6 +369,105 @@ def cmd_certificates():
     return f.finish()
 
 
+def render_with_cluster(secrets, sets=()):
+    """helm template --dry-run=server against a fake API server holding `secrets`."""
+    from fake_apiserver import FakeApiServer
+    with FakeApiServer(secrets) as api:
+        cmd = [helm_binary(), "template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", BASE_VALUES,
+               "--dry-run=server", "--kubeconfig", api.kubeconfig]
+        for x in sets:
+            cmd += ["--set", x]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        looked_up = [p for p in api.requests if "/secrets/" in p]
+    if r.returncode != 0:
+        return None, r.stderr, looked_up
+    return [d for d in yaml.load_all(r.stdout, Loader=StrictLoader) if d], r.stderr, looked_up
+
+
+def tls_secrets(docs):
+    return {s["metadata"]["name"]: s for s in by_kind(docs, "Secret") if s.get("type") == "kubernetes.io/tls"}
+
+
+def as_cluster(secrets):
+    return {(NAMESPACE, name): {"type": s["type"], "data": s["data"]} for name, s in secrets.items()}
+
+
+def openssl_verify(ca_b64, cert_b64):
+    import base64
+    with tempfile.TemporaryDirectory() as d:
+        ca, cert = os.path.join(d, "ca.pem"), os.path.join(d, "cert.pem")
+        with open(ca, "wb") as fh:
+            fh.write(base64.b64decode(ca_b64))
+        with open(cert, "wb") as fh:
+            fh.write(base64.b64decode(cert_b64))
+        r = subprocess.run(["openssl", "verify", "-CAfile", ca, cert], capture_output=True, text=True)
+        return r.returncode == 0
+
+
+def cmd_lookup():
+    f = Failures("lookup")
+    names = [f"{RELEASE}-podgate-{c}-tls" for c in COMPONENTS]
+    # A first install: nothing to find, the chart makes a CA and four certificates.
+    first, err, looked = render_with_cluster({})
+    if not f.check(first is not None, f"render against the fake API server failed: {err}"):
+        return f.finish()
+    f.check(f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-podgate-ca" in looked,
+            f"the chart did not look its CA up: {looked}")
+    made = tls_secrets(first)
+    f.check(set(made) == set(names + [f"{RELEASE}-podgate-ca"]), f"first install made {sorted(made)}")
+    # An upgrade: the Secrets exist, so every render gives the same certificates (and the same
+    # checksum/tls, so pods do not roll).
+    cluster = as_cluster(made)
+    second, err, _ = render_with_cluster(cluster)
+    third, _, _ = render_with_cluster(cluster)
+    if f.check(second is not None and third is not None, f"upgrade render failed: {err}"):
+        for name in made:
+            f.check(tls_secrets(second)[name]["data"] == made[name]["data"], f"{name} was not reused")
+        f.check(yaml.safe_dump_all(second) == yaml.safe_dump_all(third), "two upgrade renders differ")
+        sums = {component_of(w): w["spec"]["template"]["metadata"]["annotations"].get("checksum/tls")
+                for w in workloads(second)}
+        sums3 = {component_of(w): w["spec"]["template"]["metadata"]["annotations"].get("checksum/tls")
+                 for w in workloads(third)}
+        f.check(all(sums.values()) and sums == sums3, f"checksum/tls not stable: {sums} {sums3}")
+        first_sums = {component_of(w): w["spec"]["template"]["metadata"]["annotations"].get("checksum/tls")
+                      for w in workloads(first)}
+        f.check(first_sums != sums, "checksum/tls does not follow the Secrets")
+    # A service Secret signed by another CA (the CA Secret was replaced) is made anew.
+    other, _, _ = render_with_cluster({})
+    mixed = dict(cluster)
+    mixed[(NAMESPACE, names[0])] = {"type": "kubernetes.io/tls", "data": tls_secrets(other)[names[0]]["data"]}
+    docs, err, _ = render_with_cluster(mixed)
+    if f.check(docs is not None, f"render failed: {err}"):
+        got = tls_secrets(docs)
+        ca = made[f"{RELEASE}-podgate-ca"]["data"]["tls.crt"]
+        f.check(got[names[0]]["data"] != mixed[(NAMESPACE, names[0])]["data"], "a certificate of another CA was kept")
+        f.check(got[names[0]]["data"]["ca.crt"] == ca and openssl_verify(ca, got[names[0]]["data"]["tls.crt"]),
+                "the new certificate is not signed by the CA in force")
+        f.check(got[names[1]]["data"] == made[names[1]]["data"], "a certificate of the CA in force was replaced")
+    # Bring your own CA: the chart signs with it and makes no CA Secret of its own.
+    corp = tls_secrets(other)[f"{RELEASE}-podgate-ca"]["data"]
+    byo = {(NAMESPACE, "corp-ca"): {"type": "Opaque", "data": {"ca.crt": corp["tls.crt"], "tls.key": corp["tls.key"]}}}
+    docs, err, _ = render_with_cluster(byo, ["tls.ca.existingSecret=corp-ca"])
+    if f.check(docs is not None, f"render with tls.ca.existingSecret failed: {err}"):
+        got = tls_secrets(docs)
+        f.check(set(got) == set(names), f"with tls.ca.existingSecret the chart made {sorted(got)}")
+        for name in names:
+            f.check(got[name]["data"]["ca.crt"] == corp["tls.crt"]
+                    and openssl_verify(corp["tls.crt"], got[name]["data"]["tls.crt"]),
+                    f"{name} is not signed by tls.ca.existingSecret")
+        # ... and reuses them on the next render.
+        again = dict(byo)
+        again.update(as_cluster(got))
+        docs2, _, _ = render_with_cluster(again, ["tls.ca.existingSecret=corp-ca"])
+        f.check(docs2 is not None and all(tls_secrets(docs2)[n]["data"] == got[n]["data"] for n in names),
+                "certificates signed by tls.ca.existingSecret are not reused")
+    bad = {(NAMESPACE, "corp-ca"): {"type": "Opaque", "data": {"ca.crt": corp["tls.crt"]}}}
+    docs, err, _ = render_with_cluster(bad, ["tls.ca.existingSecret=corp-ca"])
+    f.check(docs is None and "needs tls.crt (or ca.crt) and tls.key" in err,
+            f"a CA Secret without a key was accepted: {err[-300:]}")
+    return f.finish()
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -679,6 +781,7 @@ def cmd_readme():
 
 def main(argv):
     cmds = {"extensions": cmd_extensions, "probes": cmd_probes, "certificates": cmd_certificates,
+            "lookup": cmd_lookup,
             "subchart": cmd_subchart, "monitoring": cmd_monitoring, "helm-test": cmd_helm_test,
             "package": cmd_package, "readme": cmd_readme}
     if len(argv) == 3 and argv[1] == "probe-flags":
