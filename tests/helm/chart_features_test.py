@@ -587,6 +587,15 @@ def cmd_monitoring():
         f.check(r["labels"].get("team") == "platform", f"{name}: alertLabels")
         f.check(r["annotations"].get("summary"), f"{name}: no summary")
         f.check(f'namespace="{NAMESPACE}"' in r["expr"], f"{name}: not scoped to the namespace")
+        # The job regex matches the scrape jobs, i.e. the Services the ServiceMonitors select.
+        m = re.search(r'job=~"([^"]+)"', r["expr"])
+        if f.check(m, f"{name}: not scoped to podgate's scrape jobs"):
+            jobs = [s["metadata"]["name"] for s in by_kind(docs, "Service")
+                    if "metrics" in [p["name"] for p in s["spec"]["ports"]]]
+            f.check(len(jobs) == 4 and all(re.fullmatch(m.group(1), j) for j in jobs),
+                    f"{name}: job regex {m.group(1)} does not match every scraped Service {jobs}")
+            f.check(not re.fullmatch(m.group(1), f"{RELEASE}-podgate-edge-headless"),
+                    f"{name}: job regex matches a Service that does not exist")
     if "PodgateCertificateExpiringSoon" in alerts:
         f.check(f"< {21 * 86400}" in alerts["PodgateCertificateExpiringSoon"]["expr"],
                 "certificateExpiryDays not applied")
@@ -673,7 +682,8 @@ def cmd_helm_test():
         f.check(spec["restartPolicy"] == "Never", "restartPolicy")
         f.check(spec["automountServiceAccountToken"] is False, "test Pod mounts a token")
         checks = {c["name"]: c["command"] for c in spec["initContainers"] + spec["containers"]}
-        for comp in COMPONENTS:
+        f.check("grpc-health-edge" not in checks, "edge's gRPC port has no Service: the test cannot reach it")
+        for comp in ("exec", "policy", "audit"):
             cmd = checks.get(f"grpc-health-{comp}")
             if not f.check(cmd, f"{sets}: no gRPC health check of {comp}"):
                 continue
