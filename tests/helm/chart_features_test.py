@@ -321,6 +321,14 @@ def cmd_probe_flags(build_dir):
             f"the chart uses only {sorted(used)}")
     for flag in sorted(used):
         f.check(flag in known, f"podgate-probe has no --{flag} (its --help lists {sorted(known)})")
+    # The chart passes --timeout as a duration (`2s`, the project's flag convention): the
+    # binary's default must look like one too, or the kubelet would run a probe that cannot parse
+    # its own arguments.
+    m = re.search(r"--timeout \((.*?)\); default: ([^;]+);", r.stdout + r.stderr, re.S)
+    if m:
+        default = m.group(2).strip().strip('"')
+        f.check(re.fullmatch(r"([0-9.]+(ns|us|ms|s|m|h))+", default),
+                f"podgate-probe --timeout's default {default!r} is not a duration like 2s")
     return f.finish()
 
 
