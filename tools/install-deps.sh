@@ -26,6 +26,8 @@ PACKAGES=(
   rsyslog rsyslog-openssl
   libre2-dev libyaml-cpp-dev nlohmann-json3-dev
   python3-yaml
+  # promtool (package prometheus) checks the chart's PrometheusRule (tests/helm).
+  prometheus
   curl ca-certificates unzip util-linux procps python3 python3-kubernetes
   openjdk-17-jdk-headless
   # The OCI image (`make image`, tools/image/build.sh, tests/image): buildah commits it, skopeo

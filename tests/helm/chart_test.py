@@ -150,8 +150,13 @@ def pod_spec(workload):
     return workload["spec"]["template"]["spec"]
 
 
+def is_hook(doc):
+    return "helm.sh/hook" in (doc.get("metadata", {}).get("annotations") or {})
+
+
 def workloads(docs):
-    return [d for d in docs if d.get("kind") in WORKLOAD_KINDS]
+    """The services' workloads (not `helm test` hook Pods)."""
+    return [d for d in docs if d.get("kind") in WORKLOAD_KINDS and not is_hook(d)]
 
 
 def workload_of(docs, component):
@@ -213,7 +218,8 @@ def check_security(docs, values, f):
         f.check(spec.get("hostNetwork") is not True and spec.get("hostPID") is not True,
                 f"{name}: host namespaces")
         f.check(all("hostPath" not in v for v in spec.get("volumes", [])), f"{name}: hostPath volume")
-    images = {c["image"] for w in ws for c in pod_spec(w)["containers"]}
+    images = {c["image"] for w in ws for c in pod_spec(w)["containers"]
+              if (c.get("command") or [""])[0].startswith("/usr/bin/podgate-")}
     f.check(len(images) == 1, f"every service should run the one podgate image, got {images}")
     for w in ws:
         comp = component_of(w)
@@ -236,15 +242,42 @@ def check_probes(docs, values, f):
             p = c.get(probe)
             if not f.check(p, f"{comp}: no {probe}"):
                 continue
-            if not values["tls"]["enabled"]:
-                f.check(p.get("grpc", {}).get("port") == grpc_port,
-                        f"{comp}: {probe} is not a native gRPC probe on port {grpc_port}: {p}")
-            else:
-                # The kubelet's gRPC probe cannot do TLS: port checks on named ports instead.
-                handler = p.get("tcpSocket") or p.get("httpGet")
-                f.check(handler and handler.get("port") in ports,
-                        f"{comp}: {probe} does not target a declared port: {p}")
+            want = expected_probe_check(values, comp, probe, RELEASE)
+            got = {k: v for k, v in p.items() if k in ("grpc", "exec", "httpGet", "tcpSocket")}
+            f.check(got == want, f"{comp}: {probe} is {got}, want {want}")
+            kind = probe[:-len("Probe")]
+            for key in ("periodSeconds", "timeoutSeconds", "failureThreshold"):
+                f.check(p.get(key) == values["probes"][kind][key],
+                        f"{comp}: {probe}.{key} {p.get(key)} != probes.{kind}.{key}")
+            if values["tls"]["enabled"]:
                 f.check("grpc" not in p, f"{comp}: {probe} is a gRPC probe against an mTLS port")
+                f.check(p.get("httpGet", {}).get("path") != "/metrics",
+                        f"{comp}: {probe} fetches /metrics (always 200)")
+
+
+PROBE = "/usr/bin/podgate-probe"
+
+
+def expected_probe_check(values, comp, probe, release, fullname=None):
+    """The check (handler) a probe must have. Liveness and startup: grpc.health.v1 of the
+    overall service ""; readiness: the component's own name; edge's readiness: GET /readyz."""
+    v = values[comp]
+    kind = probe[:-len("Probe")]
+    service = comp if kind == "readiness" else ""
+    if comp == "edge" and kind == "readiness":
+        return {"httpGet": {"path": "/readyz", "port": "http",
+                            "scheme": "HTTP" if v.get("behindTlsProxy", True) else "HTTPS"}}
+    if not values["tls"]["enabled"]:
+        check = {"port": v["grpcPort"]}
+        if service:
+            check["service"] = service
+        return {"grpc": check}
+    fullname = fullname or f"{release}-podgate"
+    return {"exec": {"command": [
+        PROBE, f"--address=127.0.0.1:{v['grpcPort']}", f"--service={service}",
+        "--ca=/etc/podgate/tls/ca.crt", "--cert=/etc/podgate/tls/tls.crt",
+        "--key=/etc/podgate/tls/tls.key", f"--server_name={fullname}-{comp}-headless",
+        f"--timeout={values['probes'][kind]['timeoutSeconds']}s"]}}
 
 
 def rules_of(docs, role_ref, ns):
@@ -543,6 +576,8 @@ def check_export(docs, values, f):
                 want.append(values["networkPolicy"]["postgresql"]["port"])
             if sinks:
                 want += audit["export"]["networkPolicy"]["ports"]
+            want += [p["port"] for rule in audit["networkPolicy"]["extraEgress"]
+                     for p in rule.get("ports", [])]
             f.check(ports == sorted(want), f"audit egress ports {ports}, expected {sorted(want)}")
 
 
@@ -565,6 +600,12 @@ def check_scaling(docs, values, f):
                 f"{comp}: {len(pdbs)} PodDisruptionBudgets, expected {1 if want_pdb else 0} "
                 f"(min replicas {min_replicas(values, comp)})")
         w = workload_of(docs, comp)
+        if pdbs:
+            want = ({"maxUnavailable": v["pdb"]["maxUnavailable"]}
+                    if v["pdb"].get("maxUnavailable") is not None
+                    else {"minAvailable": 1 if v["pdb"].get("minAvailable") is None else v["pdb"]["minAvailable"]})
+            got = {k: pdbs[0]["spec"][k] for k in ("minAvailable", "maxUnavailable") if k in pdbs[0]["spec"]}
+            f.check(got == want, f"{comp}: PDB {got}, expected {want}")
         if pdbs and w:
             f.check(labels_match(pdbs[0]["spec"]["selector"]["matchLabels"],
                                  w["spec"]["template"]["metadata"]["labels"]),
@@ -603,7 +644,7 @@ def check_services(docs, values, f):
     for np in by_kind(docs, "NetworkPolicy"):
         comp = component_of(np)
         numbers = {p["containerPort"] for w in workloads(docs) if component_of(w) == comp
-                   for p in container(w).get("ports", [])}
+                   for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
         for rule in np["spec"].get("ingress", []):
             for p in rule.get("ports", []):
                 f.check(p["port"] in numbers, f"{comp} NetworkPolicy admits port {p['port']}, "
@@ -690,9 +731,27 @@ def check_network_policies(docs, values, f):
         f.check(labels_match(spec["podSelector"]["matchLabels"], pods.get(comp, {}))
                 and spec["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == comp,
                 f"{comp}: NetworkPolicy does not select its pods")
+        extra_ingress = values[comp]["networkPolicy"]["extraIngress"]
+        metrics_from = values["networkPolicy"]["metrics"]["from"]
+        metrics_rules = [r for r in spec.get("ingress", [])
+                         if r.get("ports") == [{"port": values[comp]["metricsPort"], "protocol": "TCP"}]]
+        if metrics_from:
+            f.check(len(metrics_rules) == 1 and metrics_rules[0].get("from") ==
+                    (None if metrics_from == "any" else metrics_from),
+                    f"{comp}: metrics ingress {metrics_rules}, expected from {metrics_from}")
+        else:
+            f.check(not metrics_rules, f"{comp}: metrics reachable although networkPolicy.metrics.from is empty")
+        for rule in extra_ingress:
+            f.check(rule in spec.get("ingress", []), f"{comp}: extraIngress rule {rule} missing")
+        for rule in values[comp]["networkPolicy"]["extraEgress"]:
+            f.check(rule in (spec.get("egress") or []), f"{comp}: extraEgress rule {rule} missing")
         for rule in spec.get("ingress", []):
             ports = {p["port"] for p in rule.get("ports", [])}
+            if rule in extra_ingress:
+                continue
             f.check(ports, f"{comp}: ingress rule without ports opens every port: {rule}")
+            if sources(rule) is None and metrics_from == "any" and ports == {values[comp]["metricsPort"]}:
+                continue
             if sources(rule) is None:
                 # Open to anyone: only edge's HTTP port may be.
                 f.check(comp == "edge" and ports == {values["edge"]["httpPort"]},
@@ -703,6 +762,8 @@ def check_network_policies(docs, values, f):
             f.check(not grpc_rules, "edge's gRPC port is reachable")
             continue
         allowed = {"exec": ["edge"], "policy": ["edge", "exec"], "audit": ["edge", "exec"]}[comp]
+        if values["tests"]["enabled"]:
+            allowed = allowed + ["helm-test"]
         extra = values["networkPolicy"][{"exec": "extraExecClients", "policy": "extraPolicyClients",
                                          "audit": "extraAuditClients"}[comp]]
         f.check(len(grpc_rules) == 1, f"{comp}: expected one gRPC ingress rule")
@@ -720,7 +781,8 @@ def check_network_policies(docs, values, f):
     def egress_ports(comp):
         return [({p["port"] for p in r.get("ports", [])}, r.get("to")) for r in byc[comp]["spec"].get("egress", [])]
 
-    f.check(byc["policy"]["spec"].get("egress") == [], "policy has egress (it needs none)")
+    f.check(byc["policy"]["spec"].get("egress") == values["policy"]["networkPolicy"]["extraEgress"],
+            "policy has egress beyond its extraEgress (it needs none)")
     exec_egress = egress_ports("exec")
     api = values["networkPolicy"]["kubeApiServer"]
     api_rules = [to for ports, to in exec_egress if ports == set(api["ports"])]
@@ -748,7 +810,8 @@ def check_network_policies(docs, values, f):
     if values["audit"]["store"]["type"] == "postgresql":
         f.check(any(values["networkPolicy"]["postgresql"]["port"] in p for p, _ in audit_egress),
                 "audit (PostgreSQL): no egress to the database")
-    else:
+    elif not values["audit"]["networkPolicy"]["extraEgress"] and not (
+            values["audit"]["export"]["sinks"] and values["audit"]["export"]["networkPolicy"]["ports"]):
         f.check(audit_egress == [], f"audit (SQLite) has egress {audit_egress}")
 
 
@@ -1248,7 +1311,7 @@ def cmd_scenarios():
     # Image digest pins the image.
     digest = "sha256:" + "a" * 64
     docs = fast_render(base, [f"image.digest={digest}"])
-    f.check(all(container(w)["image"] == f"ghcr.io/podgate/podgate@{digest}" for w in workloads(docs)),
+    f.check(all(container(w)["image"] == f"podgate@{digest}" for w in workloads(docs)),
             "image.digest does not pin the image")
     return f.finish()
 
@@ -1294,7 +1357,7 @@ def value_paths():
 
 
 FREE_MAPS = ("podSecurityContext.", "containerSecurityContext.", ".resources.", ".annotations.",
-             "networkPolicy.metricsFrom", "networkPolicy.dns.to", "commonLabels.")
+             "networkPolicy.metrics.from", "networkPolicy.dns.to", "commonLabels.")
 
 
 def cmd_docs():

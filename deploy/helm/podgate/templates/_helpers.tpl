@@ -152,8 +152,25 @@ true
 {{- default (include "podgate.suffixed" (list (include "podgate.audit.fullname" .) "store")) .Values.audit.postgresql.existingSecret -}}
 {{- end -}}
 
+{{/* A component's TLS Secret: tls.existingSecrets.<component>, else the chart's own. */}}
 {{- define "podgate.tlsSecretName" -}}
+{{- $existing := index (default (dict) .root.Values.tls.existingSecrets) .component -}}
+{{- if $existing -}}
+{{- $existing -}}
+{{- else -}}
 {{- include "podgate.suffixed" (list (include "podgate.componentFullname" .) "tls") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the four services' TLS Secrets are given (tls.existingSecrets), "" else. */}}
+{{- define "podgate.tlsExisting" -}}
+{{- $e := default (dict) .Values.tls.existingSecrets -}}
+{{- $n := 0 -}}
+{{- range $c := list "edge" "exec" "policy" "audit" }}{{ if index $e $c }}{{ $n = add1 $n }}{{ end }}{{ end -}}
+{{- if and (gt $n 0) (lt $n 4) -}}
+{{- fail "tls.existingSecrets: set all four (edge, exec, policy, audit) or none: the services must share one CA" -}}
+{{- end -}}
+{{- if eq $n 4 }}true{{ end -}}
 {{- end -}}
 
 {{/* Checks that run once per render; a bad combination stops the install with one clear line. */}}
@@ -199,6 +216,15 @@ true
 {{- if and .Values.tls.certManager.enabled (not .Values.tls.enabled) -}}
 {{- fail "tls.certManager.enabled needs tls.enabled" -}}
 {{- end -}}
+{{- if and (include "podgate.tlsExisting" .) .Values.tls.certManager.enabled -}}
+{{- fail "tls.existingSecrets and tls.certManager.enabled exclude each other: one source of certificates" -}}
+{{- end -}}
+{{- if and (include "podgate.tlsExisting" .) .Values.tls.ca.existingSecret -}}
+{{- fail "tls.existingSecrets and tls.ca.existingSecret exclude each other: the chart signs nothing when the certificates are given" -}}
+{{- end -}}
+{{- if and .Values.tls.ca.existingSecret .Values.tls.certManager.enabled -}}
+{{- fail "tls.ca.existingSecret is for the chart's own certificates: with cert-manager, make a CA Issuer from that Secret and set tls.certManager.issuerRef" -}}
+{{- end -}}
 {{- if .Values.oidc.enabled -}}
 {{- if not .Values.oidc.clientId -}}
 {{- fail "oidc.enabled needs oidc.clientId (edge's client id at the provider)" -}}
@@ -232,5 +258,15 @@ true
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* metadata.annotations of a resource: commonAnnotations merged with the resource's own
+(`extra`, which wins). Renders nothing when both are empty. (dict "root" $ "extra" map) */}}
+{{- define "podgate.annotations" -}}
+{{- $all := merge (deepCopy (default (dict) .extra)) (default (dict) .root.Values.commonAnnotations) -}}
+{{- with $all }}
+annotations:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}

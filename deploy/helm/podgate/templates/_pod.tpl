@@ -4,51 +4,83 @@ non-root, read-only root filesystem, a memory-backed /tmp, probes, the TLS Secre
 component's own mounts (policy document, JWT keys, audit data).
 */}}
 
-{{- define "podgate.probes" -}}
+{{/*
+The command of an exec probe: podgate-probe asks the service's own gRPC port for
+grpc.health.v1 over mutual TLS. (dict "root" $ "component" c "service" name "timeout" seconds)
+
+Client certificate: the pod's own (tls.crt/tls.key of its TLS Secret, the files it serves with
+and calls its peers with). The servers verify client certificates against the CA only
+(--tls_client_ca; no allow-list of client names), and every certificate the chart makes or asks
+cert-manager for carries both serverAuth and clientAuth, so the server accepts it. The probe
+dials 127.0.0.1, so --server_name names the service's headless DNS name, which is in the
+certificate.
+*/}}
+{{- define "podgate.probeCommand" -}}
 {{- $root := .root -}}
 {{- $v := index $root.Values .component -}}
-{{- $p := $root.Values.probes -}}
-{{- if $root.Values.tls.enabled }}
-startupProbe:
-  tcpSocket:
-    port: grpc
-  periodSeconds: {{ $p.startup.periodSeconds }}
-  timeoutSeconds: {{ $p.startup.timeoutSeconds }}
-  failureThreshold: {{ $p.startup.failureThreshold }}
-livenessProbe:
-  tcpSocket:
-    port: grpc
-  periodSeconds: {{ $p.liveness.periodSeconds }}
-  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
-  failureThreshold: {{ $p.liveness.failureThreshold }}
-readinessProbe:
-  httpGet:
-    path: /metrics
-    port: metrics
-  periodSeconds: {{ $p.readiness.periodSeconds }}
-  timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
-  failureThreshold: {{ $p.readiness.failureThreshold }}
+{{- $dir := include "podgate.tlsDir" $root -}}
+- /usr/bin/podgate-probe
+- --address=127.0.0.1:{{ $v.grpcPort }}
+- --service={{ .service }}
+- --ca={{ $dir }}/ca.crt
+- --cert={{ $dir }}/tls.crt
+- --key={{ $dir }}/tls.key
+- --server_name={{ include "podgate.headlessName" . }}
+- --timeout={{ .timeout }}s
+{{- end -}}
+
+{{/* One probe's check: exec podgate-probe (TLS) or the kubelet's gRPC probe (plaintext).
+(dict "root" $ "component" c "service" name "timeout" seconds) */}}
+{{- define "podgate.grpcProbe" -}}
+{{- $v := index .root.Values .component -}}
+{{- if .root.Values.tls.enabled }}
+exec:
+  command:
+    {{- include "podgate.probeCommand" . | nindent 4 }}
 {{- else }}
+grpc:
+  port: {{ $v.grpcPort }}
+  {{- with .service }}
+  service: {{ . | quote }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Probes. Liveness and startup: grpc.health.v1 for the overall service "" (the process is up and
+serving; NOT_SERVING only once it drains). Readiness: the component's own health name
+("policy", "audit": audit turns it NOT_SERVING while its store fails), so a replica that cannot
+work leaves the Service. edge's readiness is GET /readyz on its HTTP port (200 once exec and
+policy are reachable): plain HTTP behind a TLS proxy, HTTPS when edge terminates TLS itself
+(the kubelet does not verify the certificate; the check is of edge's own answer on loopback).
+*/}}
+{{- define "podgate.probes" -}}
+{{- $root := .root -}}
+{{- $c := .component -}}
+{{- $v := index $root.Values $c -}}
+{{- $p := $root.Values.probes }}
 startupProbe:
-  grpc:
-    port: {{ $v.grpcPort }}
+  {{- include "podgate.grpcProbe" (dict "root" $root "component" $c "service" "" "timeout" $p.startup.timeoutSeconds) | nindent 2 }}
   periodSeconds: {{ $p.startup.periodSeconds }}
   timeoutSeconds: {{ $p.startup.timeoutSeconds }}
   failureThreshold: {{ $p.startup.failureThreshold }}
 livenessProbe:
-  grpc:
-    port: {{ $v.grpcPort }}
+  {{- include "podgate.grpcProbe" (dict "root" $root "component" $c "service" "" "timeout" $p.liveness.timeoutSeconds) | nindent 2 }}
   periodSeconds: {{ $p.liveness.periodSeconds }}
   timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
   failureThreshold: {{ $p.liveness.failureThreshold }}
 readinessProbe:
-  grpc:
-    port: {{ $v.grpcPort }}
-    service: {{ .component | quote }}
+  {{- if eq $c "edge" }}
+  httpGet:
+    path: /readyz
+    port: http
+    scheme: {{ ternary "HTTP" "HTTPS" (and $v.behindTlsProxy true) }}
+  {{- else }}
+  {{- include "podgate.grpcProbe" (dict "root" $root "component" $c "service" $c "timeout" $p.readiness.timeoutSeconds) | nindent 2 }}
+  {{- end }}
   periodSeconds: {{ $p.readiness.periodSeconds }}
   timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
   failureThreshold: {{ $p.readiness.failureThreshold }}
-{{- end }}
 {{- end -}}
 
 {{- define "podgate.podTemplate" -}}
@@ -94,6 +126,10 @@ spec:
   {{- end }}
   securityContext:
     {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
+  {{- with $v.extraInitContainers }}
+  initContainers:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   containers:
     - name: {{ $c }}
       image: {{ include "podgate.image" $root | quote }}
@@ -116,6 +152,10 @@ spec:
           protocol: TCP
         {{- end }}
       {{- include "podgate.probes" . | trim | nindent 6 }}
+      {{- with $v.lifecycle }}
+      lifecycle:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       securityContext:
         {{- toYaml $root.Values.containerSecurityContext | nindent 8 }}
       {{- with $v.resources }}
@@ -170,6 +210,12 @@ spec:
         - name: journal
           mountPath: /var/lib/podgate-exec/journal
         {{- end }}
+        {{- with $v.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    {{- with $v.extraContainers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   volumes:
     - name: tmp
       emptyDir:
@@ -222,6 +268,9 @@ spec:
           - key: policy.yaml
             path: policy.yaml
     {{- end }}
+    {{- with $v.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -230,9 +279,24 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with $v.affinity }}
+  {{- if $v.affinity }}
   affinity:
-    {{- toYaml . | nindent 4 }}
+    {{- toYaml $v.affinity | nindent 4 }}
+  {{- else if ne $v.podAntiAffinity "none" }}
+  # Two replicas of a service on one node would fall together: spread them over nodes
+  # (<service>.podAntiAffinity; a non-empty <service>.affinity replaces this).
+  affinity:
+    podAntiAffinity:
+      {{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "podgate.selectorLabels" . | fromYaml)) }}
+      {{- if eq $v.podAntiAffinity "hard" }}
+      requiredDuringSchedulingIgnoredDuringExecution:
+        - {{- toYaml $term | nindent 10 }}
+      {{- else }}
+      preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            {{- toYaml $term | nindent 12 }}
+      {{- end }}
   {{- end }}
   {{- if $v.topologySpreadConstraints }}
   topologySpreadConstraints:

@@ -13,16 +13,21 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   {{- if not (include "podgate.hpaEnabled" .) }}
   replicas: {{ include "podgate.replicas" . }}
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
+    {{- if $v.updateStrategy }}
+    {{- toYaml $v.updateStrategy | nindent 4 }}
+    {{- else }}
     type: RollingUpdate
     rollingUpdate:
       maxUnavailable: 0
       maxSurge: 1
+    {{- end }}
   selector:
     matchLabels:
       {{- include "podgate.selectorLabels" . | nindent 6 }}
@@ -41,10 +46,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
-  {{- with $v.serviceAccount.annotations }}
-  annotations:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" $v.serviceAccount.annotations) | trim) }}{{ . | nindent 2 }}{{ end }}
 automountServiceAccountToken: {{ eq .component "exec" }}
 {{- end }}
 {{- end -}}
@@ -60,6 +62,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   type: ClusterIP
   clusterIP: None
@@ -89,6 +92,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
@@ -113,6 +117,10 @@ spec:
           type: Utilization
           averageUtilization: {{ . }}
     {{- end }}
+  {{- with $v.autoscaling.behavior }}
+  behavior:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- end -}}
 
@@ -128,8 +136,16 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
-  minAvailable: {{ $v.pdb.minAvailable }}
+  {{- if and (not (kindIs "invalid" $v.pdb.minAvailable)) (not (kindIs "invalid" $v.pdb.maxUnavailable)) }}
+  {{- fail (printf "%s.pdb: set minAvailable or maxUnavailable, not both (minAvailable: null to use maxUnavailable)" .component) }}
+  {{- end }}
+  {{- if not (kindIs "invalid" $v.pdb.maxUnavailable) }}
+  maxUnavailable: {{ $v.pdb.maxUnavailable }}
+  {{- else }}
+  minAvailable: {{ if kindIs "invalid" $v.pdb.minAvailable }}1{{ else }}{{ $v.pdb.minAvailable }}{{ end }}
+  {{- end }}
   selector:
     matchLabels:
       {{- include "podgate.selectorLabels" . | nindent 6 }}
@@ -149,6 +165,7 @@ metadata:
     {{- with $root.Values.serviceMonitor.labels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- with (include "podgate.annotations" (dict "root" $root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   selector:
     matchLabels:
@@ -162,6 +179,14 @@ spec:
       scheme: http
       interval: {{ $root.Values.serviceMonitor.interval }}
       scrapeTimeout: {{ $root.Values.serviceMonitor.scrapeTimeout }}
+      {{- with $root.Values.serviceMonitor.relabelings }}
+      relabelings:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.serviceMonitor.metricRelabelings }}
+      metricRelabelings:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
 {{- end }}
 {{- end -}}
 
@@ -192,15 +217,35 @@ spec:
       protocol: TCP
 {{- end -}}
 
-{{/* Ingress rule: metrics port from the configured scrapers (nothing when none). */}}
+{{/* Ingress rule: metrics port from the configured scrapers (networkPolicy.metrics.from:
+a peer list, "any" for every source, nothing when empty), then the service's extraIngress. */}}
 {{- define "podgate.ingressMetrics" -}}
 {{- $v := index .root.Values .component -}}
-{{- with .root.Values.networkPolicy.metricsFrom }}
+{{- $from := .root.Values.networkPolicy.metrics.from -}}
+{{- if eq (toString $from) "any" }}
+# Metrics from any source (networkPolicy.metrics.from: any).
+- ports:
+    - port: {{ $v.metricsPort }}
+      protocol: TCP
+{{- else if $from }}
 - from:
-    {{- toYaml . | nindent 4 }}
+    {{- toYaml $from | nindent 4 }}
   ports:
     - port: {{ $v.metricsPort }}
       protocol: TCP
+{{- end }}
+{{- with $v.networkPolicy.extraIngress }}
+# <service>.networkPolicy.extraIngress
+{{- toYaml . | nindent 0 }}
+{{- end }}
+{{- end -}}
+
+{{/* The service's extra egress rules (<service>.networkPolicy.extraEgress). */}}
+{{- define "podgate.extraEgress" -}}
+{{- $v := index .root.Values .component -}}
+{{- with $v.networkPolicy.extraEgress }}
+# <service>.networkPolicy.extraEgress
+{{- toYaml . | nindent 0 }}
 {{- end }}
 {{- end -}}
 
@@ -211,6 +256,10 @@ spec:
 - from:
     {{- range .clients }}
     {{- include "podgate.peer" (dict "root" $root "component" .) | nindent 4 }}
+    {{- end }}
+    {{- if $root.Values.tests.enabled }}
+    # The `helm test` Pod (templates/tests/test-health.yaml).
+    {{- include "podgate.peer" (dict "root" $root "component" "helm-test") | nindent 4 }}
     {{- end }}
     {{- with .extra }}
     {{- toYaml . | nindent 4 }}
@@ -228,6 +277,7 @@ metadata:
   namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "podgate.componentLabels" . | nindent 4 }}
+  {{- with (include "podgate.annotations" (dict "root" .root "extra" (dict)) | trim) }}{{ . | nindent 2 }}{{ end }}
 spec:
   podSelector:
     matchLabels:
