@@ -26,8 +26,6 @@ PACKAGES=(
   rsyslog rsyslog-openssl
   libre2-dev libyaml-cpp-dev nlohmann-json3-dev
   python3-yaml
-  # promtool (package prometheus) checks the chart's PrometheusRule (tests/helm).
-  prometheus
   curl ca-certificates unzip util-linux procps python3 python3-kubernetes
   openjdk-17-jdk-headless
   # The OCI image (`make image`, tools/image/build.sh, tests/image): buildah commits it, skopeo
@@ -65,6 +63,24 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "install-deps: all Debian packages present"
+fi
+
+# promtool checks the chart's PrometheusRule (tests/helm). Only the tool is taken out of
+# Debian's prometheus package: installing the package would also start a Prometheus server
+# (port 9090) on a machine with systemd.
+if ! command -v promtool >/dev/null 2>&1 && [ "${PODGATE_DEPS_NO_BROWSER:-0}" != "1" ]; then
+  echo "install-deps: installing promtool (from Debian's prometheus package)"
+  promtool_tmp="$(mktemp -d)"
+  (
+    cd "$promtool_tmp"
+    apt-get download prometheus >/dev/null 2>&1 || {
+      $SUDO apt-get update -qq
+      apt-get download prometheus >/dev/null
+    }
+    dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool
+    $SUDO install -m 0755 usr/bin/promtool /usr/local/bin/promtool
+  )
+  rm -rf "$promtool_tmp"
 fi
 
 # npm (with Node.js) builds the terminal page (services/edge/web: Vite, xterm.js) and runs its
