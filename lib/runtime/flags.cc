@@ -114,9 +114,9 @@ absl::Status ApplyEnvOverrides(const EnvLookup& env) {
     const std::string previous = flag->CurrentValue();
     std::string error;
     if (!flag->ParseFrom(value, &error)) {
-      return absl::InvalidArgumentError(absl::StrCat("environment variable ",
-                                                     EnvVarForFlag(std::string(flag->Name())),
-                                                     " (flag --", flag->Name(), "): ", error));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "environment variable ", EnvVarForFlag(std::string(flag->Name())), " (flag --",
+          flag->Name(), "): '", value, "' is not a valid ", TypeName(*flag)));
     }
     // Restore so that a later failure leaves everything untouched; re-applied below.
     flag->ParseFrom(previous, &error);

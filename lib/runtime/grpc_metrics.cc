@@ -111,21 +111,22 @@ class MetricsInterceptorFactory final
 
 }  // namespace
 
-GrpcServerMetrics::GrpcServerMetrics(prometheus::Registry& registry)
-    : started(prometheus::BuildCounter()
+GrpcServerMetrics::GrpcServerMetrics(std::shared_ptr<prometheus::Registry> registry_in)
+    : registry(std::move(registry_in)),
+      started(prometheus::BuildCounter()
                   .Name("podgate_grpc_server_started_total")
                   .Help("gRPC calls started on the server, per method and call type.")
-                  .Register(registry)),
+                  .Register(*registry)),
       handled(prometheus::BuildCounter()
                   .Name("podgate_grpc_server_handled_total")
                   .Help("gRPC calls completed on the server, per method and status code "
                         "(a stream when it ends; no status sent counts as CANCELLED).")
-                  .Register(registry)),
+                  .Register(*registry)),
       handling_seconds(prometheus::BuildHistogram()
                            .Name("podgate_grpc_server_handling_seconds")
                            .Help("Time from a gRPC call's start to its status, per method, in "
                                  "seconds.")
-                           .Register(registry)) {}
+                           .Register(*registry)) {}
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 GrpcServerMetrics::InterceptorFactory(std::shared_ptr<GrpcServerMetrics> metrics) {

@@ -22,7 +22,9 @@ namespace podgate::runtime {
 
 class GrpcServerMetrics {
  public:
-  explicit GrpcServerMetrics(prometheus::Registry& registry);
+  // Holds `registry`: the families live in it, and a caller may drop its own reference while
+  // the server (and so the calls) go on.
+  explicit GrpcServerMetrics(std::shared_ptr<prometheus::Registry> registry);
 
   // The interceptor factory to add to a grpc::ServerBuilder; `metrics` outlives every call.
   static std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory(
@@ -35,6 +37,7 @@ class GrpcServerMetrics {
   // The histogram's upper bounds: 0.5 ms to 60 s.
   static const prometheus::Histogram::BucketBoundaries& Buckets();
 
+  const std::shared_ptr<prometheus::Registry> registry;
   prometheus::Family<prometheus::Counter>& started;
   prometheus::Family<prometheus::Counter>& handled;
   prometheus::Family<prometheus::Histogram>& handling_seconds;

@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   counters.push_back(std::make_unique<CallCounterFactory>(server->calls_));
   if (registry != nullptr) {
     counters.push_back(
-        GrpcServerMetrics::InterceptorFactory(std::make_shared<GrpcServerMetrics>(*registry)));
+        GrpcServerMetrics::InterceptorFactory(std::make_shared<GrpcServerMetrics>(registry)));
   }
   builder.experimental().SetInterceptorCreators(std::move(counters));
   server->server_ = builder.BuildAndStart();
