@@ -3,6 +3,7 @@
 // that refuses connections, and edge's /healthz and /readyz over HTTP.
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -224,21 +225,29 @@ access:
   EXPECT_EQ(ready.exit_code, 0) << ready.err;
   EXPECT_EQ(Probe({"--address=" + edge.address(), "--service=edge"}).exit_code, 0);
 
-  // edge whose backends refuse connections: /healthz 200 (alive), /readyz 503 (not ready).
+  // edge over HTTPS whose backends refuse connections: /healthz 200 (alive), /readyz 503 (not
+  // ready).
   testing::ReservedPort closed;
   std::vector<std::string> down = edge_flags;
   down.push_back(absl::StrCat("--exec_address=127.0.0.1:", closed.port()));
   down.push_back(absl::StrCat("--policy_address=127.0.0.1:", closed.port()));
+  down.push_back("--tls_cert_http=" + pki_->server_cert);
+  down.push_back("--tls_key_http=" + pki_->server_key);
   Service lonely = Start(PODGATE_EDGE_BIN, down);
   ASSERT_NE(lonely.http_port, 0);
-  EXPECT_EQ(
-      Probe({absl::StrCat("--http=http://127.0.0.1:", lonely.http_port, "/healthz")}).exit_code, 0);
-  ProbeRun not_ready =
-      Probe({absl::StrCat("--http=http://127.0.0.1:", lonely.http_port, "/readyz")});
+  const std::string base = absl::StrCat("--http=https://127.0.0.1:", lonely.http_port);
+  ProbeRun alive = Probe({base + "/healthz", "--ca=" + pki_->ca_cert});
+  EXPECT_EQ(alive.exit_code, 0) << alive.err;
+  ProbeRun not_ready = Probe({base + "/readyz", "--ca=" + pki_->ca_cert});
   EXPECT_EQ(not_ready.exit_code, 1);
   EXPECT_THAT(not_ready.err,
               ::testing::StartsWith(absl::StrCat(
-                  "podgate-probe: http://127.0.0.1:", lonely.http_port, "/readyz: HTTP 503")));
+                  "podgate-probe: https://127.0.0.1:", lonely.http_port, "/readyz: HTTP 503")));
+  // The server's certificate does not chain to this CA, nor to the system roots.
+  ProbeRun wrong_ca = Probe({base + "/healthz", "--ca=" + pki_->other_ca_cert});
+  EXPECT_EQ(wrong_ca.exit_code, 1);
+  EXPECT_EQ(std::count(wrong_ca.err.begin(), wrong_ca.err.end(), '\n'), 0) << wrong_ca.err;
+  EXPECT_EQ(Probe({base + "/healthz"}).exit_code, 1);
 
   // The cluster stops answering: exec's part for it turns NOT_SERVING, exec itself stays ready.
   // The cluster's name as exec calls it (the kubeconfig's context).
