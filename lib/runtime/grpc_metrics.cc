@@ -142,6 +142,11 @@ std::pair<std::string, std::string> GrpcServerMetrics::SplitMethod(const char* f
   }
   std::string service(name.substr(1, slash - 1));
   std::string method(name.substr(slash + 1));
+  // gRPC's own health service is not built from protobuf's generated code, so its descriptor
+  // is in the pool only when something else links health.pb.cc.
+  if (service == "grpc.health.v1.Health" && (method == "Check" || method == "Watch")) {
+    return {std::move(service), std::move(method)};
+  }
   const google::protobuf::ServiceDescriptor* descriptor =
       google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service);
   if (descriptor == nullptr || descriptor->FindMethodByName(method) == nullptr) {

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "support/prometheus_text.h"
 #include "support/stack.h"
 #include "support/subprocess.h"
 #include "support/test_pki.h"
@@ -112,6 +113,20 @@ TEST_F(ProbeTest, PlaintextServerAndServiceServing) {
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_EQ(unknown.err, absl::StrCat("podgate-probe: ", policy.address(),
                                       " service \"nosuch\": NOT_FOUND: service name unknown"));
+  // The process counted those calls (health Check named, though no protobuf descriptor of it is
+  // linked into policy): 3 answered OK, 1 NOT_FOUND.
+  const std::string check = R"(grpc_method="Check",grpc_service="grpc.health.v1.Health")";
+  EXPECT_EQ(
+      testing::MetricSample(policy.metrics_port,
+                            "podgate_grpc_server_handled_total{grpc_code=\"OK\"," + check + "}"),
+      3);
+  EXPECT_EQ(testing::MetricSample(
+                policy.metrics_port,
+                "podgate_grpc_server_handled_total{grpc_code=\"NOT_FOUND\"," + check + "}"),
+            1);
+  EXPECT_EQ(testing::MetricSample(policy.metrics_port,
+                                  "podgate_grpc_server_handling_seconds_count{" + check + "}"),
+            4);
   // TLS to a plaintext server fails the handshake.
   EXPECT_EQ(
       Probe({"--address=" + policy.address(), "--ca=" + pki_->ca_cert, "--timeout=2s"}).exit_code,
@@ -127,6 +142,23 @@ TEST_F(ProbeTest, MutualTls) {
   ProbeRun ok = Probe({address, "--service=policy", "--ca=" + pki_->ca_cert,
                        "--cert=" + pki_->client_cert, "--key=" + pki_->client_key});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  // The certificates policy loaded, with their notAfter (two days from now, as the test PKI
+  // makes them), and the Check counted.
+  const double server_expiry = testing::MetricSample(
+      policy.metrics_port, "podgate_tls_certificate_expiry_timestamp_seconds{path=\"" +
+                               pki_->server_cert + "\",usage=\"server\"}");
+  const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  EXPECT_GT(server_expiry, now + 86400);
+  EXPECT_LT(server_expiry, now + 3 * 86400);
+  EXPECT_GT(testing::MetricSample(policy.metrics_port,
+                                  "podgate_tls_certificate_expiry_timestamp_seconds{path=\"" +
+                                      pki_->ca_cert + "\",usage=\"client_ca\"}"),
+            now);
+  EXPECT_EQ(
+      testing::MetricSample(
+          policy.metrics_port,
+          R"(podgate_grpc_server_started_total{grpc_method="Check",grpc_service="grpc.health.v1.Health",grpc_type="unary"})"),
+      1);
   // localhost is in the server certificate; a name that is not fails verification.
   EXPECT_EQ(Probe({address, "--ca=" + pki_->ca_cert, "--cert=" + pki_->client_cert,
                    "--key=" + pki_->client_key, "--server_name=localhost"})
