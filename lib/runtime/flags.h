@@ -3,6 +3,11 @@
 // Precedence: command line > environment > the flag's default. Flag `grpc_address` is
 // overridden by the environment variable `PODGATE_GRPC_ADDRESS`, so a Helm chart or a systemd
 // unit can configure a service without rewriting its command line.
+//
+// Every binary follows the same conventions (ParseFlags): `--help` and `-h` print the usage and
+// the binary's own flags to stdout and exit 0; `--version` prints `<program> <version>
+// (<commit>)` and exits 0; an unknown flag, a bad value or a missing value prints one line
+// `<program>: <what is wrong> (see --help)` to stderr and exits 2.
 #pragma once
 
 #include <functional>
@@ -12,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace podgate::runtime {
 
@@ -29,9 +35,35 @@ EnvLookup ProcessEnv();
 // value does not parse; no flag is changed by a failing call.
 absl::Status ApplyEnvOverrides(const EnvLookup& env);
 
-// Parses the command line after applying environment overrides; returns the positional
-// arguments (argv[0] first). Prints one clear line to stderr and exits with status 2 on a
-// bad environment value; Abseil reports bad command-line values the same way (status 1).
+// What a command line asks for, once its flags are set.
+struct CommandLine {
+  enum class Action { kRun, kHelp, kVersion };
+  Action action = Action::kRun;
+  // --help=FILTER: only the flags whose name or defining file contains FILTER.
+  std::string help_filter;
+  // argv[0], then the arguments that are not flags, in order ("--" ends the flags and is
+  // dropped; everything after it is positional).
+  std::vector<char*> positional;
+};
+
+// Parses argv and sets the flags it names, as Abseil spells them: `--name=value`,
+// `--name value`, `-name=value`, `--bool`, `--nobool`, `--bool=false`. Stops at the first
+// `--help`/`-h`/`--helpfull` or `--version`. InvalidArgument naming the argument for an unknown
+// flag, a value that does not parse, a missing value, or an Abseil flag podgate does not
+// support (--flagfile, --fromenv, ...: use the environment variables instead).
+absl::StatusOr<CommandLine> ParseCommandLineArgs(int argc, char** argv);
+
+// The --help text: `usage`, then every podgate flag linked into the binary (Abseil's own
+// skipped), sorted by name, each with its type, default, environment variable and help text.
+std::string HelpText(std::string_view usage, std::string_view filter = "");
+
+// "<program> <version> (<commit>)".
+std::string VersionLine(std::string_view program);
+
+// Applies environment overrides, then parses the command line; returns the positional
+// arguments (argv[0] first). Handles --help/-h/--helpfull and --version (stdout, exit 0);
+// prints one line `<program>: <problem> (see --help)` to stderr and exits with status 2 on a
+// bad environment value, an unknown flag, a bad value or a missing value.
 std::vector<char*> ParseFlags(int argc, char** argv, std::string_view usage);
 
 }  // namespace podgate::runtime

@@ -18,6 +18,7 @@
 #include "http/server.h"
 #include "prometheus/gauge.h"
 #include "prometheus/text_serializer.h"
+#include "runtime/tls.h"
 
 #ifndef PODGATE_VERSION
 #define PODGATE_VERSION "dev"
@@ -71,6 +72,26 @@ double BootTimeSeconds() {
 }
 
 }  // namespace
+
+std::vector<prometheus::MetricFamily> CertificateCollector::Collect() const {
+  std::vector<LoadedCertificate> loaded = LoadedCertificates();
+  if (loaded.empty()) {
+    return {};
+  }
+  prometheus::MetricFamily family;
+  family.name = "podgate_tls_certificate_expiry_timestamp_seconds";
+  family.help =
+      "notAfter of each certificate file the process loaded (the earliest in a chain or bundle), "
+      "as Unix seconds; usage is server, client_ca, client or ca.";
+  family.type = prometheus::MetricType::Gauge;
+  for (const LoadedCertificate& cert : loaded) {
+    prometheus::ClientMetric metric;
+    metric.label = {{"path", cert.path}, {"usage", cert.usage}};
+    metric.gauge.value = cert.not_after_seconds;
+    family.metric.push_back(std::move(metric));
+  }
+  return {std::move(family)};
+}
 
 std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   std::vector<prometheus::MetricFamily> out;
@@ -128,6 +149,7 @@ struct MetricsServer::Impl {
       boost::asio::make_work_guard(io);
   std::shared_ptr<prometheus::Registry> registry;
   ProcessCollector process;
+  CertificateCollector certificates;
   std::unique_ptr<http::Server> server;
   std::thread thread;
 
@@ -147,6 +169,9 @@ struct MetricsServer::Impl {
       return result;
     }
     std::vector<prometheus::MetricFamily> families = process.Collect();
+    std::vector<prometheus::MetricFamily> tls = certificates.Collect();
+    families.insert(families.end(), std::make_move_iterator(tls.begin()),
+                    std::make_move_iterator(tls.end()));
     std::vector<prometheus::MetricFamily> more = registry->Collect();
     families.insert(families.end(), std::make_move_iterator(more.begin()),
                     std::make_move_iterator(more.end()));

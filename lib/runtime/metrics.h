@@ -25,6 +25,13 @@ class ProcessCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 };
 
+// podgate_tls_certificate_expiry_timestamp_seconds{usage,path}: the notAfter of every certificate
+// file the process loaded (runtime/tls.h LoadedCertificates), read at each scrape.
+class CertificateCollector : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override;
+};
+
 // The headers every answer of the metrics port carries (200, 404, 405 and the HTTP layer's own
 // 400/413/431 and refusals): nosniff, no caching, no framing, no referrer, and a
 // Content-Security-Policy that lets the text load nothing.
@@ -37,8 +44,8 @@ class MetricsServer {
   // At most this many connections at once (Prometheus holds one per scraper).
   static constexpr size_t kMaxConnections = 64;
 
-  // Listens on `address` ("host:port"; port 0 picks a free one). Also registers the process
-  // collector and podgate_build_info{service,version}.
+  // Listens on `address` ("host:port"; port 0 picks a free one). Also serves the process and
+  // certificate collectors and podgate_build_info{service,version}.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& address, const std::string& service,
       std::shared_ptr<prometheus::Registry> registry);

@@ -11,6 +11,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/support/server_interceptor.h"
+#include "runtime/grpc_metrics.h"
 #include "runtime/log.h"
 
 namespace podgate::runtime {
@@ -85,6 +86,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counters;
   counters.push_back(std::make_unique<CallCounterFactory>(server->calls_));
+  if (registry != nullptr) {
+    counters.push_back(
+        GrpcServerMetrics::InterceptorFactory(std::make_shared<GrpcServerMetrics>(registry)));
+  }
   builder.experimental().SetInterceptorCreators(std::move(counters));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->grpc_port_ == 0) {

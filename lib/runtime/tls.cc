@@ -7,10 +7,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "crypto/openssl_ptr.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -86,7 +90,65 @@ absl::Status CheckPair(const std::string& cert_flag, const std::string& cert_fil
   return absl::OkStatus();
 }
 
+// The certificates loaded, keyed by (usage, path); read at each scrape.
+struct CertificateBook {
+  absl::Mutex mu;
+  std::map<std::pair<std::string, std::string>, double> not_after ABSL_GUARDED_BY(mu);
+};
+
+CertificateBook& Book() {
+  static CertificateBook* const book = new CertificateBook();  // never destroyed
+  return *book;
+}
+
+// Remembers the expiry of a file that was just loaded and checked.
+void NoteCertificate(const std::string& usage, const std::string& path, const std::string& pem) {
+  absl::StatusOr<double> not_after = EarliestNotAfter(pem);
+  if (!not_after.ok()) {
+    return;
+  }
+  CertificateBook& book = Book();
+  absl::MutexLock lock(&book.mu);
+  book.not_after[{usage, path}] = *not_after;
+}
+
 }  // namespace
+
+absl::StatusOr<double> EarliestNotAfter(const std::string& pem) {
+  BioPtr bio = MemBio(pem);
+  bool any = false;
+  double earliest = 0;
+  while (true) {
+    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (cert == nullptr) {
+      break;
+    }
+    std::tm tm{};
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &tm) != 1) {
+      continue;
+    }
+    const double seconds = static_cast<double>(timegm(&tm));
+    if (!any || seconds < earliest) {
+      earliest = seconds;
+    }
+    any = true;
+  }
+  ERR_clear_error();
+  if (!any) {
+    return absl::InvalidArgumentError("no PEM certificate with a readable notAfter");
+  }
+  return earliest;
+}
+
+std::vector<LoadedCertificate> LoadedCertificates() {
+  CertificateBook& book = Book();
+  absl::MutexLock lock(&book.mu);
+  std::vector<LoadedCertificate> out;
+  for (const auto& [key, not_after] : book.not_after) {
+    out.push_back(LoadedCertificate{key.first, key.second, not_after});
+  }
+  return out;
+}
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& flag, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -131,6 +193,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
       !s.ok()) {
     return s;
   }
+  NoteCertificate("server", options.cert_file, *cert);
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   ssl.pem_key_cert_pairs.push_back({*key, *cert});
   if (!options.client_ca_file.empty()) {
@@ -143,6 +206,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
         !parsed.ok()) {
       return parsed.status();
     }
+    NoteCertificate("client_ca", options.client_ca_file, *ca);
     ssl.pem_root_certs = *ca;
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
@@ -170,6 +234,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
       !parsed.ok()) {
     return parsed.status();
   }
+  NoteCertificate("ca", options.ca_file, *ca);
   grpc::SslCredentialsOptions ssl;
   ssl.pem_root_certs = *ca;
   if (options.cert_file.empty() != options.key_file.empty()) {
@@ -190,6 +255,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
         !s.ok()) {
       return s;
     }
+    NoteCertificate("client", options.cert_file, *cert);
     ssl.pem_cert_chain = *cert;
     ssl.pem_private_key = *key;
   }

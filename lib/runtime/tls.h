@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
@@ -53,6 +54,24 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 // Service) and keepalive pings so that a dead peer is noticed while idle.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServiceChannel(
     const std::string& target, const ChannelTlsOptions& options);
+
+// A certificate file this process loaded, for podgate_tls_certificate_expiry_timestamp_seconds.
+struct LoadedCertificate {
+  // "server" (--tls_cert), "client_ca" (--tls_client_ca), "client" (a peer's --<peer>_tls_cert),
+  // "ca" (a peer's --<peer>_tls_ca).
+  std::string usage;
+  std::string path;
+  // The earliest notAfter of the certificates in the file (a chain or a CA bundle), Unix seconds.
+  double not_after_seconds = 0;
+};
+
+// Every certificate file loaded so far by MakeServerCredentials and MakeChannelCredentials, one
+// entry per (usage, path), updated when a file is loaded again. Bounded by the flags given.
+std::vector<LoadedCertificate> LoadedCertificates();
+
+// The earliest notAfter among the PEM certificates in `pem`, as Unix seconds; InvalidArgument
+// when none parses.
+absl::StatusOr<double> EarliestNotAfter(const std::string& pem);
 
 // Reads a whole file; the error names `flag` and the file and says why (errno text).
 absl::StatusOr<std::string> ReadPemFile(const std::string& flag, const std::string& path);

@@ -4,17 +4,21 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "echo_service.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
 #include "http/client.h"
+#include "runtime/grpc_metrics.h"
 #include "runtime/tls.h"
 #include "support/grpc_health.h"
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
+#include "support/test_pki.h"
 
 namespace podgate::runtime {
 namespace {
@@ -331,6 +335,146 @@ TEST_F(ServerTest, PeerChannelsReconnectPromptlyAfterALongOutage) {
   const absl::Duration recovery = absl::Now() - up;
   std::printf("recovered %s after the peer came back\n", absl::FormatDuration(recovery).c_str());
   EXPECT_LT(recovery, absl::Seconds(2));
+}
+
+}  // namespace
+}  // namespace podgate::runtime
+
+namespace podgate::runtime {
+namespace {
+
+// `openssl x509 -enddate` of the first certificate in `path`, as Unix seconds (read by the
+// openssl command, not by the code under test).
+double OpensslNotAfter(const std::string& path) {
+  std::FILE* p = popen(("openssl x509 -noout -enddate -in " + path).c_str(), "r");
+  char buf[256] = {};
+  std::string out = p != nullptr && std::fgets(buf, sizeof(buf), p) != nullptr ? buf : "";
+  if (p != nullptr) {
+    pclose(p);
+  }
+  out = out.substr(out.find('=') + 1);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
+    out.pop_back();
+  }
+  absl::Time t;
+  std::string err;
+  EXPECT_TRUE(absl::ParseTime("%b %e %H:%M:%S %Y GMT", out, absl::UTCTimeZone(), &t, &err))
+      << out << ": " << err;
+  return absl::ToDoubleSeconds(t - absl::UnixEpoch());
+}
+
+class GrpcMetricsTest : public ::testing::Test {
+ protected:
+  podgate::testing::EchoServiceImpl echo_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+};
+
+TEST_F(GrpcMetricsTest, MethodsAreSplitAndUnknownOnesBounded) {
+  EXPECT_EQ(GrpcServerMetrics::SplitMethod("/grpc.health.v1.Health/Check"),
+            (std::pair<std::string, std::string>{"grpc.health.v1.Health", "Check"}));
+  EXPECT_EQ(GrpcServerMetrics::SplitMethod("/podgate.testing.v1.EchoService/Echo").second, "Echo");
+  for (const char* bad : {"/grpc.health.v1.Health/Nope", "/no.Such/Method", "", "/", "//x",
+                          "/grpc.health.v1.Health/", "nonsense"}) {
+    EXPECT_EQ(GrpcServerMetrics::SplitMethod(bad),
+              (std::pair<std::string, std::string>{"unknown", "unknown"}))
+        << bad;
+  }
+  EXPECT_EQ(GrpcServerMetrics::SplitMethod(nullptr).first, "unknown");
+  EXPECT_EQ(GrpcServerMetrics::Buckets().front(), 0.0005);
+  EXPECT_EQ(GrpcServerMetrics::Buckets().back(), 60);
+}
+
+// Real calls (unary OK, unary NOT_FOUND, a bidi stream) are counted per method and code.
+TEST_F(GrpcMetricsTest, CallsAreCountedPerMethodAndCode) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = LocalChannel((*server)->grpc_port());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(CheckHealth(channel).ok());
+  }
+  EXPECT_EQ(CheckHealth(channel, "nope").status().code(), absl::StatusCode::kNotFound);
+  {
+    auto stub = EchoService::NewStub(channel);
+    grpc::ClientContext ctx;
+    auto stream = stub->Echo(&ctx);
+    EchoRequest req;
+    req.set_text("hi");
+    ASSERT_TRUE(stream->Write(req));
+    EchoResponse res;
+    ASSERT_TRUE(stream->Read(&res));
+    stream->WritesDone();
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  const int port = (*server)->metrics_port();
+  // Labels as the text format writes them: sorted by name.
+  const std::string check = R"(grpc_method="Check",grpc_service="grpc.health.v1.Health")";
+  const std::string echo = R"(grpc_method="Echo",grpc_service="podgate.testing.v1.EchoService")";
+  // The stream's status is counted when its interceptor runs, right after the client saw it.
+  double echo_ok = -1;
+  for (int i = 0; i < 100 && echo_ok != 1; ++i) {
+    echo_ok = podgate::testing::MetricSample(
+        port, "podgate_grpc_server_handled_total{grpc_code=\"OK\"," + echo + "}");
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(echo_ok, 1);
+  auto page = podgate::testing::HttpGet(port, "/metrics");
+  ASSERT_TRUE(page.ok());
+  auto parsed = podgate::testing::ParsePrometheusText(page->body);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  auto& s = parsed->samples;
+  EXPECT_EQ(s["podgate_grpc_server_started_total{" + check + ",grpc_type=\"unary\"}"], 4);
+  EXPECT_EQ(s["podgate_grpc_server_handled_total{grpc_code=\"OK\"," + check + "}"], 3);
+  EXPECT_EQ(s["podgate_grpc_server_handled_total{grpc_code=\"NOT_FOUND\"," + check + "}"], 1);
+  EXPECT_EQ(s["podgate_grpc_server_started_total{" + echo + ",grpc_type=\"bidi_stream\"}"], 1);
+  EXPECT_EQ(s["podgate_grpc_server_handling_seconds_count{" + check + "}"], 4);
+  EXPECT_EQ(s["podgate_grpc_server_handling_seconds_bucket{" + check + ",le=\"60\"}"], 4);
+  EXPECT_EQ(s["podgate_grpc_server_handling_seconds_bucket{" + check + ",le=\"+Inf\"}"], 4);
+  EXPECT_GT(s["podgate_grpc_server_handling_seconds_sum{" + check + "}"], 0);
+  EXPECT_EQ(parsed->types["podgate_grpc_server_handling_seconds"], "histogram");
+  EXPECT_EQ(parsed->types["podgate_grpc_server_started_total"], "counter");
+}
+
+// Every certificate file loaded shows its notAfter; a bundle shows its earliest.
+TEST_F(GrpcMetricsTest, CertificateExpiryOfEveryLoadedFile) {
+  const std::string dir = podgate::testing::MakeTempDir("podgate-cert-expiry");
+  auto pki = podgate::testing::MakeTestPki(dir);
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  // A one-day certificate, in a client CA bundle after the two-day CA.
+  const std::string short_cert = dir + "/short.pem";
+  ASSERT_EQ(std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                         "-days 1 -subj /CN=short -keyout " +
+                         dir + "/short.key -out " + short_cert + " 2>/dev/null")
+                            .c_str()),
+            0);
+  const std::string bundle = dir + "/bundle.pem";
+  ASSERT_EQ(std::system(("cat " + pki->ca_cert + " " + short_cert + " > " + bundle).c_str()), 0);
+  ServerOptions options = LocalOptions();
+  options.tls.cert_file = pki->server_cert;
+  options.tls.key_file = pki->server_key;
+  options.tls.client_ca_file = bundle;
+  auto server = Server::Start(options, {&echo_}, registry_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ChannelTlsOptions peer;
+  peer.ca_file = pki->ca_cert;
+  peer.cert_file = pki->client_cert;
+  peer.key_file = pki->client_key;
+  ASSERT_TRUE(MakeChannelCredentials(peer).ok());
+
+  auto page = podgate::testing::HttpGet((*server)->metrics_port(), "/metrics");
+  ASSERT_TRUE(page.ok());
+  auto parsed = podgate::testing::ParsePrometheusText(page->body);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  auto sample = [&](const std::string& path, const std::string& usage) {
+    return parsed->samples["podgate_tls_certificate_expiry_timestamp_seconds{path=\"" + path +
+                           "\",usage=\"" + usage + "\"}"];
+  };
+  EXPECT_EQ(parsed->types["podgate_tls_certificate_expiry_timestamp_seconds"], "gauge");
+  EXPECT_EQ(sample(pki->server_cert, "server"), OpensslNotAfter(pki->server_cert));
+  EXPECT_EQ(sample(bundle, "client_ca"), OpensslNotAfter(short_cert));
+  EXPECT_LT(OpensslNotAfter(short_cert), OpensslNotAfter(pki->ca_cert));
+  EXPECT_EQ(sample(pki->client_cert, "client"), OpensslNotAfter(pki->client_cert));
+  EXPECT_EQ(sample(pki->ca_cert, "ca"), OpensslNotAfter(pki->ca_cert));
+  EXPECT_GT(sample(pki->server_cert, "server"), absl::ToUnixSeconds(absl::Now()));
 }
 
 }  // namespace
