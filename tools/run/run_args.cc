@@ -61,6 +61,9 @@ std::string Shown(absl::string_view word) {
   return out + "\"";
 }
 
+// Shown without its quotes (a flag name: the runtime's messages name flags unquoted).
+std::string Bare(const std::string& shown) { return shown.substr(1, shown.size() - 2); }
+
 // A name Abseil's flag syntax would read as a long flag: a flag, a negated boolean, a usage flag.
 bool IsLongName(absl::string_view name, const FlagKindLookup& kind) {
   return IsUsageFlag(name) || kind(name) != FlagKind::kUnknown ||
@@ -121,8 +124,8 @@ absl::StatusOr<RunArgs> NormaliseArgs(const std::vector<std::string>& argv,
         return absl::InvalidArgumentError(kNoTerminal);
       }
       if (k == FlagKind::kUnknown) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "unknown flag ", Shown(absl::StrCat("--", name)), " (podgate-run --help lists them)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown flag ", Bare(Shown(absl::StrCat("--", name))), " (see --help)"));
       }
       if (k == FlagKind::kBool) {
         out.flags.push_back(absl::StrCat("--", body));
@@ -134,8 +137,8 @@ absl::StatusOr<RunArgs> NormaliseArgs(const std::vector<std::string>& argv,
         continue;
       }
       if (!next_value(i)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--", name, " needs a value: --", name, "=VALUE or --", name, " VALUE"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", name, " needs a value: --", name, "=VALUE or --", name, " VALUE (see --help)"));
       }
       add_value(name, argv[i + 1], i + 1, 0);
       ++i;

@@ -160,10 +160,10 @@ TEST(RunArgsTest, MissingValuesAreRefusedWithTheFlagsName) {
 TEST(RunArgsTest, UnknownFlagsAreRefused) {
   EXPECT_THAT(Error({"-x"}), HasSubstr("unknown short flag \"-x\" in \"-x\""));
   EXPECT_THAT(Error({"-ix"}), HasSubstr("unknown short flag \"-x\" in \"-ix\""));
-  EXPECT_THAT(Error({"--bogus"}), HasSubstr("unknown flag \"--bogus\""));
+  EXPECT_THAT(Error({"--bogus"}), HasSubstr("unknown flag --bogus (see --help)"));
   // The value of an unknown flag is never repeated (it may be a secret mistyped).
   const std::string error = Error({"--tokn=s3cret-value"});
-  EXPECT_THAT(error, HasSubstr("\"--tokn\""));
+  EXPECT_THAT(error, HasSubstr("unknown flag --tokn "));
   EXPECT_THAT(error, Not(HasSubstr("s3cret")));
   EXPECT_THAT(Error({"-\x1b[31m"}), Not(HasSubstr("\x1b")));
 }
