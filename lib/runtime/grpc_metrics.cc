@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/descriptor.h"
 #include "grpc/support/log.h"
+#include "wire/status.h"
 
 namespace podgate::runtime {
 namespace {
@@ -25,26 +26,11 @@ const char* TypeLabel(grpc::experimental::ServerRpcInfo::Type type) {
   return "unknown";
 }
 
-const char* CodeLabel(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {"OK",
-                                           "CANCELLED",
-                                           "UNKNOWN",
-                                           "INVALID_ARGUMENT",
-                                           "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND",
-                                           "ALREADY_EXISTS",
-                                           "PERMISSION_DENIED",
-                                           "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION",
-                                           "ABORTED",
-                                           "OUT_OF_RANGE",
-                                           "UNIMPLEMENTED",
-                                           "INTERNAL",
-                                           "UNAVAILABLE",
-                                           "DATA_LOSS",
-                                           "UNAUTHENTICATED"};
-  const int i = static_cast<int>(code);
-  return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i] : "UNKNOWN";
+// The code's name (wire::StatusCodeName); a code outside gRPC's range is "UNKNOWN", so the
+// label's values stay bounded.
+std::string CodeLabel(grpc::StatusCode code) {
+  std::string name = wire::StatusCodeName(code);
+  return name.empty() ? "UNKNOWN" : name;
 }
 
 // One per call: started at creation, handled at PRE_SEND_STATUS (or, without a status, when

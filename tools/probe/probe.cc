@@ -13,6 +13,7 @@
 #include "http/client.h"
 #include "http/url.h"
 #include "runtime/tls.h"
+#include "wire/status.h"
 
 namespace podgate::probe {
 namespace {
@@ -22,47 +23,6 @@ using grpc::health::v1::HealthCheckResponse;
 // At most this much of an answer's body is read and the first line of it shown.
 constexpr size_t kMaxBodyBytes = 64 * 1024;
 constexpr size_t kMaxShownBytes = 200;
-
-std::string StatusCodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK:
-      return "OK";
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    default:
-      return absl::StrCat("CODE_", static_cast<int>(code));
-  }
-}
 
 // The first line of `text`, control characters replaced, at most kMaxShownBytes.
 std::string OneLine(const std::string& text) {
@@ -116,7 +76,7 @@ absl::StatusOr<ProbeResult> CheckGrpc(const ProbeOptions& o) {
   ProbeResult result;
   const std::string subject = absl::StrCat(o.address, " service \"", o.service, "\": ");
   if (!status.ok()) {
-    result.line = absl::StrCat(subject, StatusCodeName(status.error_code()), ": ",
+    result.line = absl::StrCat(subject, wire::StatusCodeName(status.error_code()), ": ",
                                OneLine(status.error_message()));
     return result;
   }
