@@ -1,22 +1,63 @@
 #include "edge/exec_stream.h"
 
 #include <boost/asio/post.hpp>
+#include <set>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "runtime/trace_metadata.h"
 
 namespace podgate::edge {
+namespace {
+
+// The streams not yet done. Process-wide: one edge per process.
+absl::Mutex g_streams_mu(absl::kConstInit);
+std::set<ExecStream*>& Streams() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_streams_mu) {
+  static auto* const streams = new std::set<ExecStream*>();
+  return *streams;
+}
+
+}  // namespace
+
+void CancelExecStreams() {
+  absl::MutexLock lock(&g_streams_mu);
+  for (ExecStream* stream : Streams()) {
+    stream->Cancel();
+  }
+}
+
+bool WaitExecStreamsDone(absl::Time deadline) {
+  absl::MutexLock lock(&g_streams_mu);
+  auto none = [] { return Streams().empty(); };
+  return g_streams_mu.AwaitWithDeadline(absl::Condition(&none), deadline);
+}
+
+int LiveExecStreams() {
+  absl::MutexLock lock(&g_streams_mu);
+  return static_cast<int>(Streams().size());
+}
 
 ExecStream::ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
                        std::shared_ptr<ExecStreamEvents> events,
                        boost::asio::any_io_executor executor,
                        podgate::exec::v1::SessionRequest open, const runtime::TraceContext& trace)
     : events_(std::move(events)), executor_(std::move(executor)), request_(std::move(open)) {
+  {
+    absl::MutexLock lock(&g_streams_mu);
+    Streams().insert(this);
+  }
   runtime::AddTraceMetadata(&context_, trace);
   stub->async()->Session(&context_, this);
   AddHold();
   StartWrite(&request_);
   StartRead(&response_);
   StartCall();
+}
+
+ExecStream::~ExecStream() {
+  executor_ = boost::asio::any_io_executor();
+  absl::MutexLock lock(&g_streams_mu);
+  Streams().erase(this);
 }
 
 void ExecStream::Write(podgate::exec::v1::SessionRequest request) {
@@ -47,7 +88,10 @@ void ExecStream::OnWriteDone(bool ok) {
 }
 
 void ExecStream::OnDone(const grpc::Status& status) {
-  boost::asio::post(executor_, [events = events_, status] { events->OnExecDone(status); });
+  // The session's reference moves into the last event: once this stream has left the set of
+  // live streams, nothing it still holds refers to the session or its executor.
+  boost::asio::post(executor_,
+                    [events = std::move(events_), status] { events->OnExecDone(status); });
   delete this;
 }
 

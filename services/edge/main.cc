@@ -1,7 +1,9 @@
 // podgate-edge: terminates browser WebSockets, serves the web page and its HTTP API, and turns
 // browser frames into exec sessions. gRPC (health) and /metrics come from the shared skeleton;
 // the browser-facing HTTP server runs beside it on its own I/O threads.
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
+#include <cstdlib>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "edge/edge_context.h"
 #include "edge/edge_metrics.h"
 #include "edge/edge_server.h"
+#include "edge/exec_stream.h"
 #include "edge/limits.h"
 #include "edge/options.h"
 #include "edge/proxy_trust.h"
@@ -174,6 +177,16 @@ namespace rt = podgate::runtime;
 // After the drain deadline, how long the close frames of the sessions closed then may take to
 // leave before the process exits.
 constexpr absl::Duration kCloseGrace = absl::Seconds(2);
+
+// Waits until `deadline` for the exec streams to finish, then cancels the rest and waits up to
+// kCloseGrace more; true when none is left.
+bool EndExecStreams(absl::Time deadline) {
+  if (podgate::edge::WaitExecStreamsDone(deadline)) {
+    return true;
+  }
+  podgate::edge::CancelExecStreams();
+  return podgate::edge::WaitExecStreamsDone(absl::Now() + kCloseGrace);
+}
 
 std::shared_ptr<grpc::Channel> Channel(const rt::PeerFlags& peer) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = rt::CreatePeerChannel(peer);
@@ -351,13 +364,15 @@ int main(int argc, char** argv) {
       if (!podgate::edge::WaitAuditFollowStreamsEnded(deadline)) {
         podgate::log::Warn("drain deadline: audit streams still open", {});
       }
-      if (sessions.WaitEmpty(deadline)) {
-        return;
+      if (!sessions.WaitEmpty(deadline)) {
+        podgate::log::Warn("drain deadline: closing the remaining browser sessions",
+                           {{"sessions", static_cast<int64_t>(sessions.size())}});
+        sessions.CloseAll();
+        sessions.WaitEmpty(absl::Now() + kCloseGrace);
       }
-      podgate::log::Warn("drain deadline: closing the remaining browser sessions",
-                         {{"sessions", static_cast<int64_t>(sessions.size())}});
-      sessions.CloseAll();
-      sessions.WaitEmpty(absl::Now() + kCloseGrace);
+      // A closed session's exec stream may still wait for exec's status, and its last event
+      // posts to `io`: wait for it (exec answers at once), then cancel what is left.
+      EndExecStreams(std::min(deadline, absl::Now() + kCloseGrace));
     });
   });
   (*http_server)->Stop();
@@ -365,6 +380,12 @@ int main(int argc, char** argv) {
   io.stop();
   for (std::thread& t : threads) {
     t.join();
+  }
+  // Normally none is left (the drain waited); `io` must outlive every stream's last event.
+  if (!EndExecStreams(absl::Now())) {
+    podgate::log::Error("exec streams still open at exit",
+                        {{"streams", podgate::edge::LiveExecStreams()}});
+    std::_Exit(status == 0 ? 1 : status);
   }
   return status;
 }
