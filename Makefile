@@ -55,6 +55,14 @@ image: build
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-tsan
 
+# Every benchmark side by side (docs/performance.md): round trip, bulk output, sessions, policy,
+# audit; starts what it needs, prints the tables and the goals, writes build/bench/results.json.
+# BENCH_ARGS=--quick is the smoke mode ctest runs; BENCH_ARGS=--only=audit runs one suite.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: build
+	@python3 tools/bench/bench.py --build_dir=$(BUILD_DIR) $(BENCH_ARGS)
+
 # exec's memory (docs/benchmarks.md): 1,500 sessions after a warm-up, and a soak of long-lived
 # sessions for SOAK_DURATION (10m; SOAK_DURATION=30s for a quick look). Not part of `make test`.
 SOAK_DURATION ?= 10m

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""`make bench`: every benchmark of the suite, one after another, then the goals.
+
+    tools/bench/bench.py --build_dir=build [--quick] [--only=chain,policy,audit] [--out=DIR]
+
+Each benchmark binary starts what it needs (kubesim, the services, a temporary PostgreSQL),
+prints its side-by-side tables (tools/bench/report.h) and writes its results as JSON; this
+driver runs them, merges their JSON into DIR/results.json (default <build_dir>/bench) and
+prints the table of goals from docs/performance.md, each with the measured value.
+
+--quick is the smoke mode ctest runs (label `bench`): small sizes, a few seconds per
+benchmark; it proves that every benchmark runs end to end, not how fast anything is. The goals
+are printed but judged only on a full run, and the exit status says only whether every
+benchmark ran (0) or not (1); 2 on a usage error.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+# (suite, binary relative to the build folder, extra arguments)
+BENCHMARKS = [
+    ("chain", "tools/bench/podgate-bench-chain", []),
+    ("policy", "tools/bench/podgate-bench-policy", []),
+    ("audit", "services/audit/podgate-audit-bench", []),
+]
+
+# (metric, comparison, goal, what it is) — issue #19's goals, docs/performance.md.
+GOALS = [
+    ("bulk.ratio.podgate_run_vs_kubectl", ">=", 1.0,
+     "bulk output, podgate-run / kubectl exec"),
+    ("bulk.ratio.edge_vs_direct", ">=", 0.8,
+     "bulk output, edge WebSocket / straight to the API server"),
+    ("roundtrip.added.p50_ms", "<=", 0.5, "round trip added by the chain, p50 (ms)"),
+    ("roundtrip.added.p99_ms", "<=", 2.0, "round trip added by the chain, p99 (ms)"),
+    ("sessions.edge.kib_per_session", "<=", 12, "edge memory per idle session (KiB)"),
+    ("sessions.exec.kib_per_session", "<=", 8, "exec memory per idle session (KiB)"),
+    ("sessions.open_per_s", ">=", 1000, "session opens through the chain (/s)"),
+    ("sessions.held", ">=", 10000, "concurrent sessions held, each answering"),
+    ("audit.sqlite.strict.w256.records_per_s", ">=", 50000,
+     "audit SQLite, 256 strict writers (records/s)"),
+    ("audit.sqlite.pipelined.records_per_s", ">=", 150000,
+     "audit SQLite, pipelined (records/s)"),
+    ("audit.postgres.strict.w256.records_per_s", ">=", 30000,
+     "audit PostgreSQL, 256 strict writers (records/s)"),
+    ("policy.unary.decisions_per_s", ">=", 50000, "policy decisions, unary Authorize (/s)"),
+    ("policy.stream.decisions_per_s", ">=", 50000,
+     "policy decisions, AuthorizeStream (/s)"),
+]
+
+
+def machine():
+    cores = os.cpu_count() or 0
+    mem_kib = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = -1
+    return {"cores": cores, "mem_gib": round(mem_kib / 1048576, 1),
+            "kernel": platform.release(), "load_at_start": round(load, 2)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build_dir", default="build")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke mode: small sizes, proves each benchmark runs")
+    parser.add_argument("--only", default="",
+                        help="comma-separated suites to run (chain, policy, audit); default all")
+    parser.add_argument("--out", default="", help="results folder (default <build_dir>/bench)")
+    args = parser.parse_args()
+
+    known = [name for name, _, _ in BENCHMARKS]
+    only = [s for s in args.only.split(",") if s]
+    for suite in only:
+        if suite not in known:
+            print(f"bench: unknown suite '{suite}' (one of {', '.join(known)})", file=sys.stderr)
+            return 2
+    out_dir = args.out or os.path.join(args.build_dir, "bench")
+    os.makedirs(out_dir, exist_ok=True)
+
+    results = {"machine": machine(), "quick": args.quick,
+               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "suites": {}, "metrics": {}}
+    failed = []
+    for suite, binary, extra in BENCHMARKS:
+        if only and suite not in only:
+            continue
+        path = os.path.join(args.build_dir, binary)
+        json_path = os.path.join(out_dir, f"{suite}.json")
+        if os.path.exists(json_path):
+            os.remove(json_path)
+        command = [path, f"--json={json_path}"] + extra + (["--quick"] if args.quick else [])
+        print(f"\n## {suite}: {' '.join(command)}", flush=True)
+        start = time.monotonic()
+        try:
+            status = subprocess.call(command)
+        except OSError as error:
+            print(f"bench: {suite}: cannot run {path}: {error}", file=sys.stderr)
+            status = -1
+        seconds = time.monotonic() - start
+        if status != 0 or not os.path.exists(json_path):
+            print(f"bench: {suite} FAILED (exit status {status}, {seconds:.0f}s)", file=sys.stderr)
+            failed.append(suite)
+            continue
+        with open(json_path) as f:
+            data = json.load(f)
+        data["seconds"] = round(seconds, 1)
+        results["suites"][suite] = data
+        results["metrics"].update(data.get("metrics", {}))
+
+    print("\n## Goals" + (" (smoke run: sizes too small to judge)" if args.quick else ""))
+    print("\n| goal | measured | target | met |\n|---|---|---|---|")
+    verdicts = {}
+    for metric, op, goal, what in GOALS:
+        value = results["metrics"].get(metric)
+        if value is None:
+            met = "not measured"
+        elif args.quick:
+            met = "-"
+        else:
+            met = "yes" if (value >= goal if op == ">=" else value <= goal) else "no"
+        verdicts[metric] = met
+        shown = "-" if value is None else f"{value:.2f}".rstrip("0").rstrip(".")
+        print(f"| {what} | {shown} | {op} {goal:g} | {met} |")
+    results["goals"] = verdicts
+
+    results_path = os.path.join(out_dir, "results.json")
+    with open(results_path, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    print(f"\nbench: results in {results_path}")
+    if failed:
+        print(f"bench: FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
