@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "edge/audit_follow.h"
+#include "edge/backend_calls.h"
 #include "edge/http_reply.h"
 #include "edge/protocol.h"
 #include "edge/router.h"
@@ -88,17 +89,22 @@ RouteResult DeferredUnary(
   Request req_copy = RequestLine(request);
   RouteResult result;
   result.deferred = [context, api, call, req_copy, start](std::function<void(Response)> reply) {
-    start(call.get(), [context, api, call, req_copy, reply](grpc::Status status) {
+    RegisterBackendCall(&call->context);
+    start(call.get(), [context, api, call, req_copy, reply](grpc::Status status) mutable {
       context->metrics->ApiRequest(api, static_cast<int>(HttpStatusFor(status.error_code())));
       if (!status.ok()) {
         reply(JsonError(req_copy, HttpStatusFor(status.error_code()),
                         wire::StatusCodeName(status.error_code()), status.error_message()));
-        return;
+      } else {
+        Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
+                                          ProtoJson(call->response) + "\n");
+        SecurityHeaders(res);
+        reply(std::move(res));
       }
-      Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
-                                        ProtoJson(call->response) + "\n");
-      SecurityHeaders(res);
-      reply(std::move(res));
+      // The reply (it holds the HTTP connection) goes before the call leaves the registry
+      // (edge/backend_calls.h); the call itself is freed later, by gRPC, holding nothing else.
+      reply = nullptr;
+      UnregisterBackendCall(&call->context);
     });
   };
   return result;
@@ -119,6 +125,7 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
     // Before the call is created: a deadline set afterwards is ignored.
     grpc_context_.set_deadline(absl::ToChronoTime(absl::Now() + context_->options.backend_timeout));
     runtime::AddTraceMetadata(&grpc_context_, trace);
+    RegisterBackendCall(&grpc_context_);
     context_->audit->async()->Query(&grpc_context_, &request_, this);
     StartRead(&response_);
     StartCall();
@@ -163,6 +170,9 @@ class AuditQueryReader : public grpc::ClientReadReactor<podgate::audit::v1::Quer
       SecurityHeaders(res);
       reply_(std::move(res));
     }
+    // The reply (it holds the HTTP connection) goes before the call leaves the registry.
+    reply_ = nullptr;
+    UnregisterBackendCall(&grpc_context_);
     delete this;
   }
 

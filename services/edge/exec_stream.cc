@@ -1,51 +1,17 @@
 #include "edge/exec_stream.h"
 
 #include <boost/asio/post.hpp>
-#include <set>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "edge/backend_calls.h"
 #include "runtime/trace_metadata.h"
 
 namespace podgate::edge {
-namespace {
-
-// The streams not yet done. Process-wide: one edge per process.
-absl::Mutex g_streams_mu(absl::kConstInit);
-std::set<ExecStream*>& Streams() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_streams_mu) {
-  static auto* const streams = new std::set<ExecStream*>();
-  return *streams;
-}
-
-}  // namespace
-
-void CancelExecStreams() {
-  absl::MutexLock lock(&g_streams_mu);
-  for (ExecStream* stream : Streams()) {
-    stream->Cancel();
-  }
-}
-
-bool WaitExecStreamsDone(absl::Time deadline) {
-  absl::MutexLock lock(&g_streams_mu);
-  auto none = [] { return Streams().empty(); };
-  return g_streams_mu.AwaitWithDeadline(absl::Condition(&none), deadline);
-}
-
-int LiveExecStreams() {
-  absl::MutexLock lock(&g_streams_mu);
-  return static_cast<int>(Streams().size());
-}
-
 ExecStream::ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
                        std::shared_ptr<ExecStreamEvents> events,
                        boost::asio::any_io_executor executor,
                        podgate::exec::v1::SessionRequest open, const runtime::TraceContext& trace)
     : events_(std::move(events)), executor_(std::move(executor)), request_(std::move(open)) {
-  {
-    absl::MutexLock lock(&g_streams_mu);
-    Streams().insert(this);
-  }
+  RegisterBackendCall(&context_);
   runtime::AddTraceMetadata(&context_, trace);
   stub->async()->Session(&context_, this);
   AddHold();
@@ -56,8 +22,7 @@ ExecStream::ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
 
 ExecStream::~ExecStream() {
   executor_ = boost::asio::any_io_executor();
-  absl::MutexLock lock(&g_streams_mu);
-  Streams().erase(this);
+  UnregisterBackendCall(&context_);
 }
 
 void ExecStream::Write(podgate::exec::v1::SessionRequest request) {

@@ -10,7 +10,6 @@
 #include <functional>
 #include <memory>
 
-#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "runtime/trace.h"
@@ -49,7 +48,7 @@ class ExecStream : public grpc::ClientBidiReactor<podgate::exec::v1::SessionRequ
   void OnDone(const grpc::Status& status) override;
 
  private:
-  // Leaves the set of streams not yet done, after dropping the executor (a strand's
+  // Unregisters the call (edge/backend_calls.h) after dropping the executor (a strand's
   // destructor touches the I/O context).
   ~ExecStream() override;
 
@@ -59,16 +58,5 @@ class ExecStream : public grpc::ClientBidiReactor<podgate::exec::v1::SessionRequ
   podgate::exec::v1::SessionRequest request_;
   podgate::exec::v1::SessionResponse response_;
 };
-
-// Shutdown. A stream released by its session may still be waiting for exec's status, and its
-// last callbacks post to the session's executor: the process must not destroy that executor
-// (the I/O context) before every stream is done.
-//
-// Cancels every stream not yet done (thread-safe).
-void CancelExecStreams();
-// Waits until no stream is left or until `deadline`; true when none is.
-bool WaitExecStreamsDone(absl::Time deadline);
-// How many streams are not done yet.
-int LiveExecStreams();
 
 }  // namespace podgate::edge

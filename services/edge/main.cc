@@ -15,7 +15,7 @@
 #include "edge/edge_context.h"
 #include "edge/edge_metrics.h"
 #include "edge/edge_server.h"
-#include "edge/exec_stream.h"
+#include "edge/backend_calls.h"
 #include "edge/limits.h"
 #include "edge/options.h"
 #include "edge/proxy_trust.h"
@@ -178,14 +178,14 @@ namespace rt = podgate::runtime;
 // leave before the process exits.
 constexpr absl::Duration kCloseGrace = absl::Seconds(2);
 
-// Waits until `deadline` for the exec streams to finish, then cancels the rest and waits up to
-// kCloseGrace more; true when none is left.
-bool EndExecStreams(absl::Time deadline) {
-  if (podgate::edge::WaitExecStreamsDone(deadline)) {
+// Waits until `deadline` for edge's calls to exec, policy and audit to finish, then cancels
+// the rest and waits up to kCloseGrace more; true when none is left.
+bool EndBackendCalls(absl::Time deadline) {
+  if (podgate::edge::WaitBackendCallsDone(deadline)) {
     return true;
   }
-  podgate::edge::CancelExecStreams();
-  return podgate::edge::WaitExecStreamsDone(absl::Now() + kCloseGrace);
+  podgate::edge::CancelBackendCalls();
+  return podgate::edge::WaitBackendCallsDone(absl::Now() + kCloseGrace);
 }
 
 std::shared_ptr<grpc::Channel> Channel(const rt::PeerFlags& peer) {
@@ -298,7 +298,8 @@ int main(int argc, char** argv) {
   podgate::edge::AuthFailureAudit auth_audit(context.audit_channel, config->auth_audit_queue,
                                              &metrics);
   context.auth_audit = &auth_audit;
-  // Single sign-on; outlives the HTTP server (destroyed after its threads are joined).
+  // Single sign-on; outlives the HTTP server (reset after its threads are joined, before `io`
+  // is destroyed).
   std::unique_ptr<podgate::edge::Sso> sso;
   if (config->sso.has_value()) {
     absl::StatusOr<std::unique_ptr<podgate::edge::Sso>> started =
@@ -370,9 +371,10 @@ int main(int argc, char** argv) {
         sessions.CloseAll();
         sessions.WaitEmpty(absl::Now() + kCloseGrace);
       }
-      // A closed session's exec stream may still wait for exec's status, and its last event
-      // posts to `io`: wait for it (exec answers at once), then cancel what is left.
-      EndExecStreams(std::min(deadline, absl::Now() + kCloseGrace));
+      // A closed session's exec stream may still wait for exec's status, an HTTP request for
+      // its backend's answer, and their last events post to `io`: wait for them (exec answers
+      // a closed stream at once), then cancel what is left.
+      EndBackendCalls(std::min(deadline, absl::Now() + kCloseGrace));
     });
   });
   (*http_server)->Stop();
@@ -381,11 +383,13 @@ int main(int argc, char** argv) {
   for (std::thread& t : threads) {
     t.join();
   }
-  // Normally none is left (the drain waited); `io` must outlive every stream's last event.
-  if (!EndExecStreams(absl::Now())) {
-    podgate::log::Error("exec streams still open at exit",
-                        {{"streams", podgate::edge::LiveExecStreams()}});
+  // Normally none is left (the drain waited); `io` must outlive every call's last event.
+  if (!EndBackendCalls(absl::Now())) {
+    podgate::log::Error("backend calls still in flight at exit",
+                        {{"calls", podgate::edge::LiveBackendCalls()}});
     std::_Exit(status == 0 ? 1 : status);
   }
+  // The sign-in workers' calls hold HTTP connections too: joined while `io` still exists.
+  sso.reset();
   return status;
 }

@@ -1430,6 +1430,32 @@ TEST_F(EdgeTest, ShutdownClosesIdleSessionsWith1001AndExitsPromptly) {
   EXPECT_TRUE(drained);
 }
 
+// A closed session's exec stream can outlive the session: edge has let it go and it waits for
+// exec's status, and its last events post to edge's I/O context. With exec frozen at SIGTERM,
+// edge closes the session (1001), waits a moment for the stream, cancels it and exits 0 with
+// nothing left in flight. (Exiting at once destroyed the I/O context while the stream's last
+// event could still come: a use of a destroyed mutex that the TSan build reported.)
+TEST_F(EdgeTest, ShutdownWithExecFrozenEndsTheReleasedExecStreamsBeforeExiting) {
+  EdgeReplica replica;
+  ASSERT_TRUE(StartEdge({"--drain_timeout=60s"}, &replica));
+  auto v1 = V1(Token(), replica.http_port);
+  ASSERT_NE(v1, nullptr);
+  ASSERT_TRUE(exec_->Freeze().ok());
+  struct Resume {
+    ~Resume() { exec_->Signal(SIGCONT); }
+  } resume;
+
+  replica.process->Signal(SIGTERM);
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*v1, &seen, absl::Seconds(30)), HasSubstr("code 1001"));
+  auto status = replica.process->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(status.ok()) << "edge did not exit: " << status.status();
+  EXPECT_EQ(*status, 0);
+  for (const std::string& line : replica.process->Lines()) {
+    EXPECT_THAT(line, ::testing::Not(HasSubstr("still in flight at exit")));
+  }
+}
+
 // A running command is not cut off: edge refuses new commands, lets the running one finish,
 // sends its result and only then closes (1001), on both protocols.
 TEST_F(EdgeTest, ShutdownClosesASessionRightAfterItsRunningCommand) {
