@@ -184,6 +184,8 @@ bool EndBackendCalls(absl::Time deadline) {
   if (podgate::edge::WaitBackendCallsDone(deadline)) {
     return true;
   }
+  podgate::log::Warn("cancelling backend calls still in flight",
+                     {{"calls", podgate::edge::LiveBackendCalls()}});
   podgate::edge::CancelBackendCalls();
   return podgate::edge::WaitBackendCallsDone(absl::Now() + kCloseGrace);
 }
