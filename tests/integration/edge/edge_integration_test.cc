@@ -33,6 +33,7 @@
 #include "gtest/gtest.h"
 #include "http/client.h"
 #include "nlohmann/json.hpp"
+#include "support/grpc_health.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
 #include "support/subprocess.h"
@@ -587,6 +588,28 @@ class EdgeTest : public ::testing::Test {
       EXPECT_EQ(j["container"], "app");
     }
     return *std::move(ws);
+  }
+
+  // Resumes a frozen exec and waits until it answers health checks again: a thawed exec first
+  // works off what queued up meanwhile, and the next test must not meet it still busy.
+  static void ThawExec() {
+    exec_->Signal(SIGCONT);
+    int port = 0;
+    for (const std::string& arg : *edge_args_) {
+      if (absl::StartsWith(arg, "--exec_address=127.0.0.1:")) {
+        port = std::stoi(arg.substr(std::string("--exec_address=127.0.0.1:").size()));
+      }
+    }
+    auto channel = podgate::testing::LocalChannel(port);
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < deadline) {
+      auto serving = podgate::testing::CheckHealth(channel);
+      if (serving.ok() && *serving == grpc::health::v1::HealthCheckResponse::SERVING) {
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ADD_FAILURE() << "exec did not answer health checks within 30s of SIGCONT";
   }
 
   // Reads until the server closes; returns the close status message.
@@ -1441,7 +1464,7 @@ TEST_F(EdgeTest, ShutdownWithExecFrozenStillEndsEverythingAndExits) {
   ASSERT_NE(v1, nullptr);
   ASSERT_TRUE(exec_->Freeze().ok());
   struct Resume {
-    ~Resume() { exec_->Signal(SIGCONT); }
+    ~Resume() { ThawExec(); }
   } resume;
 
   replica.process->Signal(SIGTERM);
@@ -1940,7 +1963,7 @@ TEST_F(EdgeTest, AStdinFloodWhileExecAcceptsNothingKeepsEdgeMemoryBounded) {
   stop = true;
   flood.join();
   peak = std::max(peak, RssKiB(pid));
-  exec_->Signal(SIGCONT);
+  ThawExec();
   std::cout << "edge RSS before " << before << " KiB, peak " << peak << " KiB; the browser got "
             << (written.load() >> 10) << " KiB of stdin out while exec accepted nothing\n";
   // What the browser got out sits in socket buffers, gRPC's window and edge's 32 requests.
