@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 
 const SOURCE = process.env.PODGATE_SOURCE_DIR;
 const BUILD = process.env.PODGATE_BUILD_DIR;
@@ -286,6 +287,61 @@ async function run(line, done = /(✓ exit \d+|✗ |■ )[^\n]*\n[^\n]* \$ ?$/, 
 const assert = (cond, message) => {
   if (!cond) throw new Error(message);
 };
+
+// A PNG screenshot as RGBA rows (8-bit RGB or RGBA, non-interlaced: what Chromium writes), for
+// checks on pixels.
+function decodePng(buf) {
+  let pos = 8;
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const idat = [];
+  while (pos < buf.length) {
+    const len = buf.readUInt32BE(pos);
+    const type = buf.toString('ascii', pos + 4, pos + 8);
+    const data = buf.subarray(pos + 8, pos + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      assert(data[8] === 8 && data[12] === 0, 'PNG: 8-bit, not interlaced');
+      channels = { 2: 3, 6: 4 }[data[9]];
+      assert(channels, `PNG colour type ${data[9]}`);
+    } else if (type === 'IDAT') {
+      idat.push(data);
+    }
+    pos += 12 + len;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  const out = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    for (let x = 0; x < stride; x++) {
+      const a = x >= channels ? out[y * stride + x - channels] : 0;
+      const b = y > 0 ? out[(y - 1) * stride + x] : 0;
+      const c = x >= channels && y > 0 ? out[(y - 1) * stride + x - channels] : 0;
+      let v = line[x];
+      if (filter === 1) v += a;
+      else if (filter === 2) v += b;
+      else if (filter === 3) v += (a + b) >> 1;
+      else if (filter === 4) {
+        const p = a + b - c;
+        const pa = Math.abs(p - a);
+        const pb = Math.abs(p - b);
+        const pc = Math.abs(p - c);
+        v += pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      }
+      out[y * stride + x] = v & 0xff;
+    }
+  }
+  // The brightness (0-255) of pixel (x, y).
+  const at = (x, y) => {
+    const i = y * stride + x * channels;
+    return (out[i] + out[i + 1] + out[i + 2]) / 3;
+  };
+  return { width, height, at };
+}
 
 // ---- steps ------------------------------------------------------------------------------------
 
@@ -570,6 +626,40 @@ step('a line longer than the terminal wraps, and editing works across the wrap',
   await expectLine('Home and End across the wrap', '#' + long.slice(0, -30) + '!');
   await page.keyboard.press('Control+U');
   await expectLine('Ctrl+U clears both rows', '');
+});
+
+// GC.heap_info must not read "GC.heap info": the underscore sits below the baseline, and a row
+// as tall as the font size alone clipped it. With "x_x_…" on the line, the bottom
+// part of the row (below the x's) must hold the underscores' bright pixels, which the same
+// line with spaces does not have.
+step('an underscore is drawn, not clipped by the row below', async () => {
+  await newPage();
+  await signIn(DEV, 'dana');
+  await pick('app-shop', 'orders-7d4b9c');
+  await page.locator('.term-host').click();
+  // The bright pixels in the lower third of the row holding the line being edited.
+  const lowerInk = async (text) => {
+    await page.keyboard.press('Control+U');
+    await page.keyboard.insertText(text);
+    await expectLine(`the line ${text}`, text);
+    // Unfocused, the cursor is a steady outline, the same in both screenshots (not blinking).
+    await page.evaluate(() => document.activeElement?.blur());
+    const row = page.locator('.xterm-rows > div', { hasText: text }).last();
+    const png = decodePng(await row.screenshot());
+    let ink = 0;
+    for (let y = Math.floor((png.height * 2) / 3); y < png.height; y++) {
+      for (let x = 0; x < png.width; x++) if (png.at(x, y) > 128) ink++;
+    }
+    return { ink, height: png.height };
+  };
+  const underscores = await lowerInk('GC.heap_info x_x_x_x_x_x_x_x_x_x_x');
+  await page.locator('.term-host').click();
+  const spaces = await lowerInk('GC.heap info x x x x x x x x x x x');
+  await page.locator('.term-host').click();
+  await page.keyboard.press('Control+U');
+  log(`underscore row: ${underscores.height}px tall, lower-third ink ${underscores.ink} vs ${spaces.ink} with spaces`);
+  // 11 underscores, each several pixels wide.
+  assert(underscores.ink >= spaces.ink + 11 * 3, `underscores invisible: ${JSON.stringify({ underscores, spaces })}`);
 });
 
 step('Tab completes programs and flags from the policy', async () => {

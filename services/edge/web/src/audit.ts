@@ -316,7 +316,14 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
   );
   document.body.append(dialog);
   dialog.showModal();
-  const term = new Terminal({ convertEol: false, disableStdin: true, fontSize: 13, scrollback: 5000 });
+  const term = new Terminal({
+    convertEol: false,
+    disableStdin: true,
+    fontSize: 13,
+    // As the live terminal: rows tall enough for the underscore (terminal.ts).
+    lineHeight: 1.2,
+    scrollback: 5000,
+  });
   term.open(screen);
   let player: CastPlayer | null = null;
   const close = () => {

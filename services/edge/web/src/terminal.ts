@@ -118,6 +118,9 @@ export class TerminalView {
       convertEol: true,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
       fontSize: 14,
+      // Taller rows than the font size: at 1.0 the row below painted over the underscore
+      // (it sits below the baseline), and GC.heap_info read as "GC.heap info".
+      lineHeight: 1.2,
       scrollback: 5000,
       theme: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66' },
     });
