@@ -662,6 +662,44 @@ step('an underscore is drawn, not clipped by the row below', async () => {
   assert(underscores.ink >= spaces.ink + 11 * 3, `underscores invisible: ${JSON.stringify({ underscores, spaces })}`);
 });
 
+step('Ctrl+V pastes in command mode, and a URL in the terminal opens in a new tab without an opener', async () => {
+  await newPage();
+  await signIn(DEV, 'dana');
+  await pick('app-shop', 'orders-7d4b9c');
+  await waitTerm(/Ctrl\+V pastes/);
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  await page.evaluate(() => navigator.clipboard.writeText('free -m'));
+  await page.locator('.term-host').click();
+  await page.keyboard.press('Control+V');
+  await expectLine('Ctrl+V pasted the clipboard', 'free -m');
+  await page.keyboard.press('Control+U');
+  // A link: hovering underlines it, a click opens it in a new tab with no window.opener.
+  const url = `${origin}/readyz`;
+  await page.keyboard.insertText(`see ${url}`);
+  await expectLine('the URL is on the line', `see ${url}`);
+  const row = page.locator('.xterm-rows > div', { hasText: url }).last();
+  const box = await row.boundingBox();
+  const { cols } = await page.evaluate(() => window.podgate.terminalSize());
+  const text = (await row.textContent()) ?? '';
+  const column = text.indexOf(url) + 5;
+  const x = box.x + ((column + 0.5) * box.width) / cols;
+  await page.mouse.move(x, box.y + box.height / 2);
+  const popupPromise = context.waitForEvent('page', { timeout: 10000 });
+  await until('the link to be active', async () => {
+    await page.mouse.move(x + 1, box.y + box.height / 2);
+    return page.evaluate(() => document.querySelector('.xterm-screen')?.classList.contains('xterm-cursor-pointer') ||
+      getComputedStyle(document.querySelector('.xterm-screen')).cursor === 'pointer');
+  }, 5000).catch(() => null);
+  await page.mouse.click(x + 1, box.y + box.height / 2);
+  const popup = await popupPromise;
+  await popup.waitForURL(url, { timeout: 10000 }).catch(() => {});
+  assert(popup.url() === url, `the link opened ${popup.url()}`);
+  assert((await popup.evaluate(() => window.opener)) === null, 'the new tab has a window.opener');
+  await popup.close();
+  await page.locator('.term-host').click();
+  await page.keyboard.press('Control+U');
+});
+
 step('Tab completes programs and flags from the policy', async () => {
   await page.locator('.term-host').click();
   await page.keyboard.type('jst');

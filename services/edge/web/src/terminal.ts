@@ -3,6 +3,7 @@
 
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
+import { WebLinksAddon } from '@xterm/addon-web-links';
 import '@xterm/xterm/css/xterm.css';
 
 import type { Allowed } from './api';
@@ -125,6 +126,13 @@ export class TerminalView {
       theme: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66' },
     });
     this.term.loadAddon(this.fit);
+    // http(s) URLs in output (and on the line) open in a new tab that cannot reach this page
+    // (noopener: the linked site gets no handle on the session's window).
+    this.term.loadAddon(
+      new WebLinksAddon((_event, uri) => {
+        window.open(uri, '_blank', 'noopener,noreferrer');
+      }),
+    );
     this.term.open(host);
     this.editor = new LineEditor(
       (s) => this.term.write(s),
@@ -221,8 +229,8 @@ export class TerminalView {
     this.term.focus();
   }
 
-  // Copying output: Ctrl+Shift+C copies the selection (and Ctrl+Shift+V leaves paste to the
-  // browser) in both modes; in command mode a plain Ctrl+C with a selection copies instead of
+  // Copying output: Ctrl+Shift+C copies the selection (and Ctrl+Shift+V and Shift+Insert leave
+  // paste to the browser) in both modes; in command mode a plain Ctrl+C with a selection copies instead of
   // interrupting, as in most terminals. In shell mode Ctrl+C always goes to the TTY.
   private onKey(ev: KeyboardEvent): boolean {
     if (ev.type !== 'keydown' || !ev.ctrlKey || ev.altKey || ev.metaKey) return true;
@@ -232,6 +240,9 @@ export class TerminalView {
       return false;
     }
     if (ev.shiftKey && key === 'v') return false;
+    // Ctrl+V pastes in command mode (the browser's paste reaches the line editor, bracketed);
+    // in shell mode it goes to the TTY as the literal-next key, as in any terminal.
+    if (!ev.shiftKey && key === 'v' && this.target?.mode !== 'shell') return false;
     if (!ev.shiftKey && key === 'c' && this.term.hasSelection() && this.target?.mode !== 'shell') {
       this.copySelection();
       return false;
@@ -291,7 +302,7 @@ export class TerminalView {
     if (!this.everReady) {
       const help =
         t.mode === 'command'
-          ? 'Tab completes, ↑/↓ recall history, Ctrl+C interrupts.'
+          ? 'Tab completes, ↑/↓ recall history, Ctrl+C interrupts, Ctrl+V pastes.'
           : 'a shell on a TTY, recorded for the audit trail; type exit to end it.';
       this.println(`${DIM}podgate: connected as ${this.user} (session ${sessionId}); ${help}${RESET}`);
     } else {
