@@ -700,6 +700,32 @@ step('Ctrl+V pastes in command mode, and a URL in the terminal opens in a new ta
   await page.keyboard.press('Control+U');
 });
 
+step('help, clear and exit are the page\'s own commands, never denials', async () => {
+  await newPage();
+  await signIn(DEV, 'dana');
+  await pick('app-shop', 'orders-7d4b9c');
+  await page.locator('.term-host').click();
+  await page.keyboard.type('help');
+  await page.keyboard.press('Enter');
+  let text = await waitTerm(/Allowed here: [^\n]*jstack[^\n]*\n[\s\S]*exit: ends the session[\s\S]*\$ ?$/);
+  assert(!/denied|✗/.test(text), `help was sent to policy: ${text.slice(-400)}`);
+  await page.keyboard.type('clear');
+  await page.keyboard.press('Enter');
+  await until('the screen to clear', async () => {
+    const rows = await page.locator('.xterm-rows > div').allTextContents();
+    return !rows.some((r) => r.includes('Allowed here:')) && (await currentLine()) === '';
+  });
+  await page.keyboard.type('exit');
+  await page.keyboard.press('Enter');
+  text = await waitTerm(/the session ended \(you typed exit\)\. Press Enter to connect again\./);
+  assert(!/denied|✗/.test(text), `exit was sent to policy: ${text.slice(-400)}`);
+  await page.locator('.status[data-state=closed]').waitFor({ timeout: 5000 });
+  await page.keyboard.press('Enter');
+  await waitConnected();
+  const out = await run('free -m');
+  assert(/✓ exit 0/.test(out), `after exit and Enter a new session runs commands: ${out}`);
+});
+
 step('Tab completes programs and flags from the policy', async () => {
   await page.locator('.term-host').click();
   await page.keyboard.type('jst');

@@ -100,6 +100,8 @@ export class TerminalView {
   private history = new History();
   private user = '';
   private running: { id: string } | null = null;
+  // What policy lets this user run on the target (for `help`).
+  private programs: string[] = [];
   private commandCount = 0;
   private stdinLine = '';
   private atLineStart = true;
@@ -186,6 +188,7 @@ export class TerminalView {
     this.history = loadHistory(this.historyKeyName);
     this.editor.setHistory(this.history);
     this.editor.setCompleter(allowed ? makeCompleter(allowed.commands) : null);
+    this.programs = allowed ? [...new Set(allowed.commands.map((c) => c.program))].sort() : [];
     this.term.options.convertEol = target.mode === 'command';
     this.term.reset();
     this.term.write('\x1b[?2004h');
@@ -443,6 +446,7 @@ export class TerminalView {
   }
 
   private run(line: string): void {
+    if (this.runLocal(line.trim())) return;
     const id = `c${++this.commandCount}`;
     if (!this.conn?.sendCommand(id, line)) {
       this.println(`${RED}podgate: not connected; the command was not sent${RESET}`);
@@ -450,6 +454,34 @@ export class TerminalView {
       return;
     }
     this.running = { id };
+  }
+
+  // The page's own commands, never sent to exec (so never a denial): `help`, `clear`, `exit`.
+  // A program of the same name in the pod is not reachable from command mode.
+  private runLocal(line: string): boolean {
+    switch (line) {
+      case 'help': {
+        const allowed = this.programs.length
+          ? `Allowed here: ${this.programs.join(', ')} (the "Allowed here" panel describes each; Tab completes their flags).`
+          : 'Nothing is allowed here for you; the "Allowed here" panel says what is, where.';
+        this.println(`${DIM}podgate: each command line is checked by policy, run in the pod without a shell, and recorded.${RESET}`);
+        this.println(`${DIM}  ${allowed}${RESET}`);
+        this.println(`${DIM}  Keys: Tab completes, ↑/↓ recall history, Ctrl+C interrupts (or copies a selection), Ctrl+V pastes, Ctrl+L clears.${RESET}`);
+        this.println(`${DIM}  help: this text · clear: clears the screen · exit: ends the session (Enter connects again).${RESET}`);
+        this.startPrompt();
+        return true;
+      }
+      case 'clear':
+        this.term.write('\x1b[H\x1b[2J');
+        this.startPrompt();
+        return true;
+      case 'exit':
+        if (this.conn) this.conn.close();
+        this.onState({ kind: 'closed', why: 'the session ended (you typed exit)', retryable: true });
+        return true;
+      default:
+        return false;
+    }
   }
 
   // Typing while a command runs: Ctrl+C interrupts, Ctrl+D ends its stdin, a line is its stdin.
