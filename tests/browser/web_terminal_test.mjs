@@ -720,6 +720,9 @@ step('help, clear and exit are the page\'s own commands, never denials', async (
   text = await waitTerm(/the session ended \(you typed exit\)\. Press Enter to connect again\./);
   assert(!/denied|✗/.test(text), `exit was sent to policy: ${text.slice(-400)}`);
   await page.locator('.status[data-state=closed]').waitFor({ timeout: 5000 });
+  // Typing while not connected is not silently dropped.
+  await page.keyboard.type('free');
+  await waitTerm(/not connected — input ignored; press Enter to connect again\./);
   await page.keyboard.press('Enter');
   await waitConnected();
   const out = await run('free -m');
@@ -866,6 +869,8 @@ step('shell mode: an SRE gets a raw TTY that follows resizes', async () => {
   await page.keyboard.type('exit');
   await page.keyboard.press('Enter');
   await page.locator('.status[data-state=closed]').waitFor({ timeout: 15000 });
+  // The shell's own exit, in words (not "the session ended (remote exit)").
+  await waitTerm(/podgate: the shell exited\./);
 });
 
 step('the audit view lists the commands just run and replays the shell session', async () => {

@@ -19,7 +19,12 @@ describe('backoff', () => {
 describe('close messages', () => {
   it('says why the session ended', () => {
     expect(describeClose(1000, '', '', 'client')).toBe('the session ended');
-    expect(describeClose(1000, '', '', 'session_limit')).toBe('the session ended (session limit)');
+    expect(describeClose(1000, '', '', 'session_limit')).toBe('the session reached its time limit');
+    // A shell that exits is not "the session ended (remote exit)", nor an unknown reason.
+    expect(describeClose(1000, '', '', 'remote_exit')).toBe('the shell exited');
+    expect(describeClose(1000, '', '', 'disconnected')).toMatch(/connection broke/);
+    expect(describeClose(1000, '', '', 'unknown')).toBe('the session ended');
+    expect(describeClose(1000, '', 'exec restarted', 'unknown')).toBe('the session ended: exec restarted');
     expect(describeClose(1001, '', '', 'idle_timeout')).toMatch(/idle/);
     expect(describeClose(1001, '', '', 'shutdown')).toMatch(/shutting down/);
     expect(describeClose(1008, 'credential expired', 'the credential expired at 10:00', '')).toBe('the credential expired at 10:00');

@@ -225,9 +225,19 @@ export function describeClose(code: number, reason: string, lastError: string, c
   const detail = lastError || reason;
   switch (code) {
     case 1000:
-      return closedReason === 'client' || closedReason === ''
-        ? 'the session ended'
-        : `the session ended (${closedReason.replace(/_/g, ' ')})`;
+      switch (closedReason) {
+        case 'client':
+        case '':
+          return 'the session ended';
+        case 'remote_exit':
+          return 'the shell exited';
+        case 'session_limit':
+          return 'the session reached its time limit';
+        case 'disconnected':
+          return 'the session ended: the connection broke';
+        default:
+          return detail ? `the session ended: ${detail}` : 'the session ended';
+      }
     case 1001:
       return closedReason === 'idle_timeout'
         ? 'closed after a long idle time'

@@ -100,6 +100,8 @@ export class TerminalView {
   private history = new History();
   private user = '';
   private running: { id: string } | null = null;
+  // Whether "input ignored" was said since the connection last changed state.
+  private ignoredNotice = false;
   // What policy lets this user run on the target (for `help`).
   private programs: string[] = [];
   private commandCount = 0;
@@ -377,6 +379,7 @@ export class TerminalView {
 
   private onState(s: ConnectionState): void {
     this.connState = s.kind;
+    this.ignoredNotice = false;
     this.callbacks.state(s);
     if (s.kind === 'waiting') {
       if (!this.dropped) {
@@ -396,8 +399,15 @@ export class TerminalView {
     const conn = this.conn;
     if (!conn || !this.target) return;
     if (!conn.open) {
-      if (data.includes('\r') && (this.connState === 'closed' || this.connState === 'waiting')) {
+      const canReconnect = this.connState === 'closed' || this.connState === 'waiting';
+      if (data.includes('\r') && canReconnect) {
         this.reconnect();
+      } else if (!this.ignoredNotice) {
+        // Keystrokes are not kept for later: say so once, instead of dropping them silently.
+        this.ignoredNotice = true;
+        this.println(
+          `${YELLOW}podgate: not connected — input ignored${canReconnect ? '; press Enter to connect again' : ' until the session opens'}.${RESET}`,
+        );
       }
       return;
     }
