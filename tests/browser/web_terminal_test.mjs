@@ -61,7 +61,7 @@ const state = fs.mkdtempSync(path.join(os.tmpdir(), 'podgate-browser-'));
 const policyFile = path.join(state, 'policy.yaml');
 // The example policy, plus `sleep` for developers so that Ctrl+C has something to stop, and
 // `ls` so that an allowed command can fail on stderr (a path that does not exist is refused
-// before anything runs, so the example's cat cannot).
+// before anything runs, so the example's cat cannot), in two forms (the panel shows one entry).
 fs.writeFileSync(
   policyFile,
   fs.readFileSync(path.join(SOURCE, 'deploy/policy/example.yaml'), 'utf8') +
@@ -83,6 +83,17 @@ fs.writeFileSync(
     targets: {namespaces: ["app-*"]}
     command:
       program: ls
+      args:
+        - {name: dir, type: path, prefixes: [/]}
+  - id: browser-test-ls-long
+    description: Lists a directory with details (a second form of ls, for the panel).
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: ["app-*"]}
+    command:
+      program: ls
+      flags:
+        - {name: -l, required: true, description: long listing}
       args:
         - {name: dir, type: path, prefixes: [/]}
 `,
@@ -727,6 +738,25 @@ step('help, clear and exit are the page\'s own commands, never denials', async (
   await waitConnected();
   const out = await run('free -m');
   assert(/✓ exit 0/.test(out), `after exit and Enter a new session runs commands: ${out}`);
+});
+
+step('the "Allowed here" panel lists a program once with all its forms, and says when a filter matches nothing', async () => {
+  await newPage();
+  await signIn(DEV, 'dana');
+  await pick('app-shop', 'orders-7d4b9c');
+  // ls is allowed in two forms (two rules): one entry, two usages, both descriptions.
+  const ls = page.locator('.allowed-list li[data-program=ls]');
+  await ls.waitFor();
+  assert((await ls.count()) === 1, `ls entries: ${await ls.count()}`);
+  assert((await ls.locator('code.usage').count()) === 2, `ls usages: ${await ls.locator('code.usage').allTextContents()}`);
+  assert((await ls.locator('p').count()) === 2, `ls descriptions: ${await ls.locator('p').allTextContents()}`);
+  const filter = page.getByRole('searchbox', { name: 'filter commands' });
+  await filter.fill('no-such-program');
+  await page.locator('.allowed-list li.empty', { hasText: 'No allowed command matches “no-such-program”.' }).waitFor({ timeout: 5000 });
+  await filter.fill('jst');
+  await page.locator('.allowed-list li[data-program=jstack]').waitFor();
+  assert((await page.locator('.allowed-list li').count()) === 1, 'the filter keeps jstack only');
+  await filter.fill('');
 });
 
 step('Tab completes programs and flags from the policy', async () => {

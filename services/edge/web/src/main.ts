@@ -640,24 +640,36 @@ class Page {
     this.terminal.focus();
   }
 
+  // One entry per program, with every form policy allows (two rules for jmap: two usages), and
+  // a line saying so when nothing matches the filter or nothing is allowed.
   private renderPanel(): void {
     clear(this.panelList);
     const commands = this.allowed?.commands ?? [];
     const f = this.panelFilter.value.trim().toLowerCase();
+    const programs = new Map<string, typeof commands>();
     for (const c of commands) {
       const text = `${c.program} ${c.usage ?? ''} ${c.description ?? ''}`.toLowerCase();
       if (f && !text.includes(f)) continue;
-      const button = h('button', { type: 'button', class: 'cmd', title: `type ${c.program} (rule ${c.rule})` }, c.program);
-      button.addEventListener('click', () => this.terminal?.insert(`${c.program} `));
+      programs.set(c.program, [...(programs.get(c.program) ?? []), c]);
+    }
+    for (const [program, forms] of programs) {
+      const rules = forms.map((c) => c.rule).join(', ');
+      const button = h('button', { type: 'button', class: 'cmd', title: `type ${program} (${forms.length > 1 ? 'rules' : 'rule'} ${rules})` }, program);
+      button.addEventListener('click', () => this.terminal?.insert(`${program} `));
+      const descriptions = [...new Set(forms.map((c) => c.description).filter((d): d is string => !!d))];
       this.panelList.append(
         h(
           'li',
-          { 'data-program': c.program },
+          { 'data-program': program },
           button,
-          h('code', { class: 'usage' }, c.usage ?? c.program),
-          c.description ? h('p', {}, c.description) : null,
+          ...forms.map((c) => h('code', { class: 'usage' }, c.usage ?? c.program)),
+          ...descriptions.map((d) => h('p', {}, d)),
         ),
       );
+    }
+    if (programs.size === 0) {
+      const text = commands.length === 0 ? 'Nothing is allowed here for you.' : `No allowed command matches “${this.panelFilter.value.trim()}”.`;
+      this.panelList.append(h('li', { class: 'empty', role: 'status' }, text));
     }
   }
 }
