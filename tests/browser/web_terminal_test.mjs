@@ -7,7 +7,8 @@
 //   PODGATE_WEB_MODULES                     services/edge/web/node_modules (playwright-core)
 //   PODGATE_ARTIFACTS                       where screenshots and logs go
 //   PODGATE_CHROMIUM                        the browser (default /usr/bin/chromium)
-// Optional: PODGATE_BROWSER_ONLY=<step name substring> runs the steps whose name matches.
+// Optional: PODGATE_BROWSER_ONLY=<regular expression> runs the steps whose name matches (steps
+// that use the page as an earlier step left it need that step too: 'developer signs in|Ctrl').
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -566,12 +567,23 @@ step('Ctrl+C interrupts a running sleep', async () => {
   const started = Date.now();
   // exec interrupts the oldest process with this argv (kubesim's containers share the machine's
   // processes): no other test runs `sleep 60`.
+  const title = await page.title();
   await page.keyboard.type('sleep 60');
   await page.keyboard.press('Enter');
-  await new Promise((r) => setTimeout(r, 1500));
+  // While it runs: a live line under the terminal with the elapsed time and what keys do, and a
+  // marker in the tab's title.
+  const runningLine = page.locator('.running-line');
+  await runningLine.filter({ hasText: /^running sleep 60… \d+\.\d s · Ctrl\+C stops · typing goes to its stdin$/ }).waitFor({ timeout: 10000 });
+  const first = await runningLine.textContent();
+  await until('the elapsed time to advance', async () => (await runningLine.textContent()) !== first, 5000);
+  assert((await page.title()) === `▶ ${title}`, `tab title while running: ${await page.title()}`);
+  await shot('05-running');
+  await new Promise((r) => setTimeout(r, 500));
   await page.keyboard.press('Control+C');
   await waitTerm(/■ interrupted[^\n]*\n[^\n]* \$ ?$/, 20000);
   assert(Date.now() - started < 30000, 'the interrupt ended sleep long before 60 s');
+  await runningLine.waitFor({ state: 'hidden', timeout: 5000 });
+  assert((await page.title()) === title, `tab title after: ${await page.title()}`);
   await shot('05-interrupted');
 });
 
@@ -1035,7 +1047,7 @@ step('a page served under an origin edge does not allow says so', async () => {
 let failed = 0;
 const only = process.env.PODGATE_BROWSER_ONLY;
 for (const s of steps) {
-  if (only && !s.name.includes(only)) continue;
+  if (only && !new RegExp(only).test(s.name)) continue;
   const t0 = Date.now();
   try {
     await s.fn();

@@ -50,6 +50,11 @@ class Page {
   private allowedGeneration = 0;
 
   // Elements of the signed-in layout.
+  // "running jstack 1… 3.2 s · Ctrl+C stops · typing goes to its stdin" under the terminal while a
+  // command runs, and a marker in the tab's title.
+  private runningLine = h('div', { class: 'running-line', role: 'status', hidden: true });
+  private runningTimer: ReturnType<typeof setInterval> | null = null;
+  private readonly baseTitle = document.title;
   private statusEl = h('span', { class: 'status', role: 'status', 'aria-live': 'polite', hidden: true });
   private reconnectButton = h('button', { type: 'button', class: 'link', hidden: true }, 'Reconnect now');
   private clusterSelect = h('select', { 'aria-label': 'cluster', name: 'cluster' });
@@ -322,7 +327,29 @@ class Page {
     this.showSignIn('You signed out.');
   }
 
+  private showRunning(line: string | null): void {
+    if (this.runningTimer) clearInterval(this.runningTimer);
+    this.runningTimer = null;
+    if (line === null) {
+      this.runningLine.hidden = true;
+      this.runningLine.textContent = '';
+      document.title = this.baseTitle;
+      return;
+    }
+    const started = Date.now();
+    const shown = line.length > 60 ? `${line.slice(0, 59)}…` : line;
+    const render = () => {
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      this.runningLine.textContent = `running ${shown}… ${seconds} s · Ctrl+C stops · typing goes to its stdin`;
+    };
+    render();
+    this.runningLine.hidden = false;
+    this.runningTimer = setInterval(render, 100);
+    document.title = `▶ ${this.baseTitle}`;
+  }
+
   private teardown(): void {
+    this.showRunning(null);
     this.generation++;
     window.removeEventListener('hashchange', this.onHash);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
@@ -373,7 +400,7 @@ class Page {
         h('label', {}, 'Container', this.containerSelect),
         h('span', { class: 'modes', role: 'group', 'aria-label': 'mode' }, this.commandModeButton, this.shellModeButton),
       ),
-      h('div', { class: 'term-area' }, termHost),
+      h('div', { class: 'term-area' }, termHost, this.runningLine),
       h(
         'aside',
         { class: 'allowed-panel', 'aria-label': 'allowed commands' },
@@ -391,6 +418,7 @@ class Page {
       state: (st) => this.showState(st),
       diagnose: () => this.diagnose(),
       closed: () => void this.checkStillSignedIn(),
+      running: (line) => this.showRunning(line),
     });
     void this.loadTargets();
   }

@@ -29,6 +29,8 @@ export interface TerminalCallbacks {
   diagnose(): Promise<{ fatal: boolean; message: string } | null>;
   // The session ended for good (not a drop that is being retried).
   closed(why: string): void;
+  // A command started (its line) or ended (null): the page shows it while it runs.
+  running?(line: string | null): void;
 }
 
 // History is per user and target: two people sharing a browser never see each other's lines.
@@ -185,7 +187,7 @@ export class TerminalView {
     this.user = user;
     this.everReady = false;
     this.dropped = false;
-    this.running = null;
+    this.setRunning(null);
     this.historyKeyName = historyKey(user, target);
     this.history = loadHistory(this.historyKeyName);
     this.editor.setHistory(this.history);
@@ -322,7 +324,7 @@ export class TerminalView {
     }
     if (this.running) {
       this.println(`${YELLOW}podgate: the connection dropped while ${this.running.id} ran; its outcome is in the audit trail${RESET}`);
-      this.running = null;
+      this.setRunning(null);
     }
     this.startPrompt();
   }
@@ -371,7 +373,7 @@ export class TerminalView {
   }
 
   private finishCommand(status: string): void {
-    this.running = null;
+    this.setRunning(null);
     this.stdinLine = '';
     this.println(status);
     this.startPrompt();
@@ -389,7 +391,7 @@ export class TerminalView {
       }
     } else if (s.kind === 'closed') {
       if (this.editor.editing) this.editor.stop();
-      this.running = null;
+      this.setRunning(null);
       this.println(`${YELLOW}podgate: ${s.why}.${RESET}${s.retryable ? `${DIM} Press Enter to connect again.${RESET}` : ''}`);
       this.callbacks.closed(s.why);
     }
@@ -463,7 +465,13 @@ export class TerminalView {
       this.startPrompt();
       return;
     }
-    this.running = { id };
+    this.setRunning({ id }, line);
+  }
+
+  private setRunning(running: { id: string } | null, line = ''): void {
+    const changed = (this.running === null) !== (running === null);
+    this.running = running;
+    if (changed) this.callbacks.running?.(running ? line : null);
   }
 
   // The page's own commands, never sent to exec (so never a denial): `help`, `clear`, `exit`.
