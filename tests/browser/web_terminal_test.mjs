@@ -491,6 +491,37 @@ step('developer signs in, picks the JVM pod and runs free -m, jps and jstack', a
   await shot('03-jstack');
 });
 
+step('find in the output searches the whole scrollback (Ctrl+Shift+F), not only the rows on screen', async () => {
+  // jstack's first line has scrolled out of the DOM's rows, where the browser's own find stops.
+  const rows = await page.locator('.xterm-rows > div').allTextContents();
+  assert(!rows.some((r) => r.includes('Full thread dump')), 'the dump\'s first line is still on screen');
+  await page.locator('.term-host').click();
+  await page.keyboard.press('Control+Shift+F');
+  const input = page.getByRole('searchbox', { name: 'find in output' });
+  await input.waitFor({ state: 'visible', timeout: 5000 });
+  assert(await input.evaluate((el) => el === document.activeElement), 'the find box has the focus');
+  await input.fill('full thread DUMP');
+  const count = page.locator('.find-count');
+  await count.filter({ hasText: /^1 of 1$/ }).waitFor({ timeout: 5000 });
+  // The match is scrolled into view and selected.
+  await page.locator('.xterm-rows > div', { hasText: 'Full thread dump' }).first().waitFor({ timeout: 5000 });
+  await input.fill('java.lang.Thread.State');
+  await count.filter({ hasText: /^1 of \d+$/ }).waitFor({ timeout: 5000 });
+  const total = Number((await count.textContent()).split(' of ')[1]);
+  assert(total >= 5, `matches: ${await count.textContent()}`);
+  await input.press('Enter');
+  await count.filter({ hasText: new RegExp(`^2 of ${total}$`) }).waitFor({ timeout: 5000 });
+  await input.press('Shift+Enter');
+  await count.filter({ hasText: new RegExp(`^1 of ${total}$`) }).waitFor({ timeout: 5000 });
+  await input.fill('no-such-text-anywhere');
+  await count.filter({ hasText: 'no match' }).waitFor({ timeout: 5000 });
+  await shot('03b-find');
+  await input.press('Escape');
+  await page.locator('.find-bar').waitFor({ state: 'hidden', timeout: 5000 });
+  await until('the terminal to have the focus back', () =>
+    page.evaluate(() => document.activeElement?.closest('.term-host') !== null));
+});
+
 step('the developer picks a cluster: us-staging lists its own pods and the session opens there', async () => {
   // make demo serves two clusters; the picker shows both, the default first and chosen.
   await page.locator('select[name=cluster]').waitFor({ state: 'visible' });

@@ -53,6 +53,10 @@ class Page {
   // "running jstack 1… 3.2 s · Ctrl+C stops · typing goes to its stdin" under the terminal while a
   // command runs, and a marker in the tab's title.
   private runningLine = h('div', { class: 'running-line', role: 'status', hidden: true });
+  // Find in the output (Ctrl+Shift+F or the Find button): the whole scrollback.
+  private findInput = h('input', { type: 'search', placeholder: 'Find in output', 'aria-label': 'find in output' });
+  private findCount = h('span', { class: 'find-count', role: 'status', 'aria-live': 'polite' });
+  private findBar = h('div', { class: 'find-bar', hidden: true });
   private runningTimer: ReturnType<typeof setInterval> | null = null;
   private readonly baseTitle = document.title;
   private statusEl = h('span', { class: 'status', role: 'status', 'aria-live': 'polite', hidden: true });
@@ -327,6 +331,42 @@ class Page {
     this.showSignIn('You signed out.');
   }
 
+  private buildFindBar(): HTMLElement {
+    const prev = h('button', { type: 'button', title: 'Previous match (Shift+Enter)', 'aria-label': 'previous match' }, '↑');
+    const next = h('button', { type: 'button', title: 'Next match (Enter)', 'aria-label': 'next match' }, '↓');
+    const close = h('button', { type: 'button', title: 'Close (Escape)', 'aria-label': 'close find' }, '×');
+    prev.addEventListener('click', () => this.terminal?.find(this.findInput.value, true));
+    next.addEventListener('click', () => this.terminal?.find(this.findInput.value));
+    close.addEventListener('click', () => this.closeFind());
+    this.findInput.addEventListener('input', () => this.terminal?.find(this.findInput.value, false, true));
+    this.findInput.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter') {
+        ev.preventDefault();
+        this.terminal?.find(this.findInput.value, ev.shiftKey);
+      } else if (ev.key === 'Escape') {
+        ev.preventDefault();
+        this.closeFind();
+      }
+    });
+    clear(this.findBar);
+    this.findBar.append(this.findInput, this.findCount, prev, next, close);
+    return this.findBar;
+  }
+
+  private openFind(): void {
+    this.findBar.hidden = false;
+    this.findInput.focus();
+    this.findInput.select();
+    if (this.findInput.value) this.terminal?.find(this.findInput.value, false, true);
+  }
+
+  private closeFind(): void {
+    this.findBar.hidden = true;
+    this.findCount.textContent = '';
+    this.terminal?.clearFind();
+    this.terminal?.focus();
+  }
+
   private showRunning(line: string | null): void {
     if (this.runningTimer) clearInterval(this.runningTimer);
     this.runningTimer = null;
@@ -388,6 +428,8 @@ class Page {
       signOut,
     );
     const termHost = h('div', { class: 'term-host' });
+    const findButton = h('button', { type: 'button', title: 'Find in the output, scrollback included (Ctrl+Shift+F)' }, 'Find');
+    findButton.addEventListener('click', () => this.openFind());
     const workspace = h(
       'section',
       { class: 'workspace', 'data-view': 'terminal' },
@@ -398,9 +440,10 @@ class Page {
         h('label', {}, 'Namespace', this.nsSelect),
         h('label', {}, 'Pod', this.podSelect),
         h('label', {}, 'Container', this.containerSelect),
+        findButton,
         h('span', { class: 'modes', role: 'group', 'aria-label': 'mode' }, this.commandModeButton, this.shellModeButton),
       ),
-      h('div', { class: 'term-area' }, termHost, this.runningLine),
+      h('div', { class: 'term-area' }, this.buildFindBar(), termHost, this.runningLine),
       h(
         'aside',
         { class: 'allowed-panel', 'aria-label': 'allowed commands' },
@@ -419,6 +462,16 @@ class Page {
       diagnose: () => this.diagnose(),
       closed: () => void this.checkStillSignedIn(),
       running: (line) => this.showRunning(line),
+      find: () => this.openFind(),
+      findResults: (index, count) => {
+        this.findCount.textContent = !this.findInput.value
+          ? ''
+          : count === 0
+            ? 'no match'
+            : index < 0
+              ? `more than ${count} matches`
+              : `${index + 1} of ${count}`;
+      },
     });
     void this.loadTargets();
   }

@@ -3,6 +3,7 @@
 
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
+import { SearchAddon } from '@xterm/addon-search';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import '@xterm/xterm/css/xterm.css';
 
@@ -23,6 +24,16 @@ const YELLOW = '\x1b[33m';
 const BOLD = '\x1b[1m';
 const RESET = '\x1b[0m';
 
+// Matches in the output: every one outlined, the current one filled (and both in the scrollbar).
+const kFindDecorations = {
+  matchBackground: '#5c4a1f',
+  matchBorder: '#ffcc66',
+  matchOverviewRuler: '#ffcc66',
+  activeMatchBackground: '#ffcc66',
+  activeMatchBorder: '#ffffff',
+  activeMatchColorOverviewRuler: '#ffffff',
+};
+
 export interface TerminalCallbacks {
   state(s: ConnectionState): void;
   // Called when the connection failed before `ready`, to find out why (see Connection).
@@ -31,6 +42,11 @@ export interface TerminalCallbacks {
   closed(why: string): void;
   // A command started (its line) or ended (null): the page shows it while it runs.
   running?(line: string | null): void;
+  // Ctrl+Shift+F in the terminal: the page opens its find bar.
+  find?(): void;
+  // The matches of the last search: the current one (0-based; -1 when there are too many to
+  // count) and how many.
+  findResults?(index: number, count: number): void;
 }
 
 // History is per user and target: two people sharing a browser never see each other's lines.
@@ -95,6 +111,7 @@ export function formatExit(msg: ControlMessage): string {
 export class TerminalView {
   readonly term: Terminal;
   private readonly fit = new FitAddon();
+  private readonly search = new SearchAddon();
   private readonly editor: LineEditor;
   private conn: Connection | null = null;
   private target: Target | null = null;
@@ -128,10 +145,18 @@ export class TerminalView {
       // Taller rows than the font size: at 1.0 the row below painted over the underscore
       // (it sits below the baseline), and GC.heap_info read as "GC.heap info".
       lineHeight: 1.2,
+      // The search add-on's match highlights use the decorations API, still "proposed" in 5.x.
+      allowProposedApi: true,
       scrollback: 5000,
       theme: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66' },
     });
     this.term.loadAddon(this.fit);
+    // Search covers the whole scrollback, not only the rows in the DOM (which is all the
+    // browser's own Ctrl+F sees).
+    this.term.loadAddon(this.search);
+    this.search.onDidChangeResults(({ resultIndex, resultCount }) =>
+      this.callbacks.findResults?.(resultIndex, resultCount),
+    );
     // http(s) URLs in output (and on the line) open in a new tab that cannot reach this page
     // (noopener: the linked site gets no handle on the session's window).
     this.term.loadAddon(
@@ -229,6 +254,23 @@ export class TerminalView {
   }
 
   // Puts text on the command line (the side panel's commands).
+  // Finds `term` in the output, scrollback included (case-insensitive), moving to the next
+  // match (or the previous one); `incremental` keeps the current match while the term grows.
+  find(term: string, backwards = false, incremental = false): boolean {
+    if (!term) {
+      this.search.clearDecorations();
+      this.callbacks.findResults?.(0, 0);
+      return false;
+    }
+    const options = { caseSensitive: false, incremental, decorations: kFindDecorations };
+    return backwards ? this.search.findPrevious(term, options) : this.search.findNext(term, options);
+  }
+
+  clearFind(): void {
+    this.search.clearDecorations();
+    this.term.clearSelection();
+  }
+
   insert(text: string): void {
     if (this.target?.mode === 'command' && this.editor.editing && !this.running) {
       this.editor.feed(text);
@@ -242,6 +284,12 @@ export class TerminalView {
   private onKey(ev: KeyboardEvent): boolean {
     if (ev.type !== 'keydown' || !ev.ctrlKey || ev.altKey || ev.metaKey) return true;
     const key = ev.key.toLowerCase();
+    // Ctrl+Shift+F finds in the output (plain Ctrl+F moves the cursor in command mode and
+    // belongs to the TTY in shell mode).
+    if (ev.shiftKey && key === 'f' && this.callbacks.find) {
+      this.callbacks.find();
+      return false;
+    }
     if (ev.shiftKey && key === 'c') {
       this.copySelection();
       return false;
