@@ -684,7 +684,7 @@ step('a line longer than the terminal wraps, and editing works across the wrap',
 
 // GC.heap_info must not read "GC.heap info": the underscore sits below the baseline, and a row
 // as tall as the font size alone clipped it. With "x_x_…" on the line, the bottom
-// part of the row (below the x's) must hold the underscores' bright pixels, which the same
+// part of the row (below the x's) must hold the underscores' ink, which the same
 // line with spaces does not have.
 step('an underscore is drawn, not clipped by the row below', async () => {
   await newPage();
@@ -700,9 +700,12 @@ step('an underscore is drawn, not clipped by the row below', async () => {
     await page.evaluate(() => document.activeElement?.blur());
     const row = page.locator('.xterm-rows > div', { hasText: text }).last();
     const png = decodePng(await row.screenshot());
+    // Ink: pixels far from the background's brightness (the row's last pixel is background),
+    // whatever the theme.
+    const background = png.at(png.width - 1, png.height - 1);
     let ink = 0;
     for (let y = Math.floor((png.height * 2) / 3); y < png.height; y++) {
-      for (let x = 0; x < png.width; x++) if (png.at(x, y) > 128) ink++;
+      for (let x = 0; x < png.width; x++) if (Math.abs(png.at(x, y) - background) > 100) ink++;
     }
     return { ink, height: png.height };
   };
@@ -800,6 +803,38 @@ step('the "Allowed here" panel lists a program once with all its forms, and says
   await page.locator('.allowed-list li[data-program=jstack]').waitFor();
   assert((await page.locator('.allowed-list li').count()) === 1, 'the filter keeps jstack only');
   await filter.fill('');
+});
+
+step('the Display menu sets the text size and the theme, which follows the system until chosen and is kept', async () => {
+  await newPage();
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await signIn(DEV, 'dana');
+  await pick('app-shop', 'orders-7d4b9c');
+  const theme = () => page.evaluate(() => document.documentElement.dataset.theme);
+  const termBackground = () =>
+    page.evaluate(() => getComputedStyle(document.querySelector('.term-host .xterm-viewport')).backgroundColor);
+  const rowHeight = async () => (await page.locator('.xterm-rows > div').first().boundingBox()).height;
+  // System: dark here, light once the system says light.
+  assert((await theme()) === 'dark', `theme with a dark system: ${await theme()}`);
+  await page.emulateMedia({ colorScheme: 'light' });
+  await until('the light theme', async () => (await theme()) === 'light');
+  await until('a light terminal', async () => (await termBackground()) === 'rgb(251, 251, 250)');
+  const before = await rowHeight();
+  await page.locator('details.settings summary').click();
+  await page.getByRole('combobox', { name: 'theme' }).selectOption('dark');
+  await page.getByRole('combobox', { name: 'text size' }).selectOption('18');
+  await until('the dark theme', async () => (await theme()) === 'dark');
+  await until('a dark terminal', async () => (await termBackground()) === 'rgb(15, 20, 25)');
+  await until('taller rows', async () => (await rowHeight()) > before + 3);
+  await shot('13-dark-18px');
+  // Kept across a reload, whatever the system says.
+  await page.reload();
+  await waitConnected();
+  assert((await theme()) === 'dark', `theme after a reload: ${await theme()}`);
+  await until('taller rows after a reload', async () => (await rowHeight()) > before + 3);
+  assert((await page.locator('select[name=font-size]').inputValue()) === '18', 'text size kept');
+  const out = await run('free -m');
+  assert(/✓ exit 0/.test(out), `commands run at 18 px: ${out}`);
 });
 
 step('Tab completes programs and flags from the policy', async () => {

@@ -16,6 +16,7 @@ import {
 import { AuditView } from './audit';
 import type { ConnectionState } from './connection';
 import { clear, h } from './dom';
+import { kFontSizes, loadSettings, resolveTheme, saveSettings, type ThemeChoice } from './settings';
 import { TerminalView } from './terminal';
 
 const kTargetKey = 'podgate.target.v1';
@@ -52,6 +53,9 @@ class Page {
   // Elements of the signed-in layout.
   // "running jstack 1… 3.2 s · Ctrl+C stops · typing goes to its stdin" under the terminal while a
   // command runs, and a marker in the tab's title.
+  // Text size and theme (settings.ts), applied to the page and the terminal.
+  private settings = loadSettings();
+  private readonly darkQuery = window.matchMedia('(prefers-color-scheme: dark)');
   private runningLine = h('div', { class: 'running-line', role: 'status', hidden: true });
   // Find in the output (Ctrl+Shift+F or the Find button): the whole scrollback.
   private findInput = h('input', { type: 'search', placeholder: 'Find in output', 'aria-label': 'find in output' });
@@ -109,6 +113,8 @@ class Page {
   }
 
   async boot(): Promise<void> {
+    this.applySettings();
+    this.darkQuery.addEventListener('change', () => this.applySettings());
     this.showMessage('Loading…');
     this.auth = await api.authConfig();
     let session: Session;
@@ -331,6 +337,41 @@ class Page {
     this.showSignIn('You signed out.');
   }
 
+  private applySettings(): void {
+    const theme = resolveTheme(this.settings.theme, this.darkQuery.matches);
+    document.documentElement.dataset.theme = theme;
+    this.terminal?.setAppearance(this.settings.fontSize, theme);
+  }
+
+  // The topbar's "Display" menu: text size and theme, saved in local storage.
+  private buildSettingsMenu(): HTMLElement {
+    const size = h('select', { name: 'font-size', 'aria-label': 'text size' });
+    for (const n of kFontSizes) size.append(h('option', { value: String(n) }, `${n} px`));
+    size.value = String(this.settings.fontSize);
+    const theme = h('select', { name: 'theme', 'aria-label': 'theme' });
+    for (const [value, label] of [
+      ['auto', 'System'],
+      ['light', 'Light'],
+      ['dark', 'Dark'],
+    ]) {
+      theme.append(h('option', { value }, label));
+    }
+    theme.value = this.settings.theme;
+    const changed = () => {
+      this.settings = { fontSize: Number(size.value), theme: theme.value as ThemeChoice };
+      saveSettings(this.settings);
+      this.applySettings();
+    };
+    size.addEventListener('change', changed);
+    theme.addEventListener('change', changed);
+    return h(
+      'details',
+      { class: 'settings' },
+      h('summary', {}, 'Display'),
+      h('div', { class: 'settings-menu' }, h('label', {}, 'Text size', size), h('label', {}, 'Theme', theme)),
+    );
+  }
+
   private buildFindBar(): HTMLElement {
     const prev = h('button', { type: 'button', title: 'Previous match (Shift+Enter)', 'aria-label': 'previous match' }, '↑');
     const next = h('button', { type: 'button', title: 'Next match (Enter)', 'aria-label': 'next match' }, '↓');
@@ -424,6 +465,7 @@ class Page {
       h('span', { class: 'spacer' }),
       this.statusEl,
       this.reconnectButton,
+      this.buildSettingsMenu(),
       h('span', { class: 'who', title: s.groups.join(', ') }, s.user),
       signOut,
     );
@@ -473,6 +515,7 @@ class Page {
               : `${index + 1} of ${count}`;
       },
     });
+    this.applySettings();
     void this.loadTargets();
   }
 

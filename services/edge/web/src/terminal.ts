@@ -4,11 +4,13 @@
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { SearchAddon } from '@xterm/addon-search';
+import type { ITheme } from '@xterm/xterm';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import '@xterm/xterm/css/xterm.css';
 
 import type { Allowed } from './api';
 import { makeCompleter } from './completion';
+import type { Theme } from './settings';
 import { Connection, type ConnectionState, type ControlMessage, type Target } from './connection';
 import { History, LineEditor } from './lineeditor';
 
@@ -23,6 +25,36 @@ const GREEN = '\x1b[32m';
 const YELLOW = '\x1b[33m';
 const BOLD = '\x1b[1m';
 const RESET = '\x1b[0m';
+
+// The terminal's colours per page theme (settings.ts). The light one darkens the ANSI colours
+// the page itself uses (green prompt and exit lines, red errors, yellow notices) for contrast
+// on a light background.
+export const kTerminalThemes: Record<Theme, ITheme> = {
+  dark: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66', selectionBackground: '#3d4b5c' },
+  light: {
+    background: '#fbfbfa',
+    foreground: '#1d232b',
+    cursor: '#2463eb',
+    cursorAccent: '#fbfbfa',
+    selectionBackground: '#b3d4fc',
+    black: '#1d232b',
+    red: '#b42318',
+    green: '#1a7f37',
+    yellow: '#7d5200',
+    blue: '#0b5cad',
+    magenta: '#8250df',
+    cyan: '#0b6e79',
+    white: '#5c6670',
+    brightBlack: '#5c6670',
+    brightRed: '#b42318',
+    brightGreen: '#1a7f37',
+    brightYellow: '#7d5200',
+    brightBlue: '#0b5cad',
+    brightMagenta: '#8250df',
+    brightCyan: '#0b6e79',
+    brightWhite: '#1d232b',
+  },
+};
 
 // Matches in the output: every one outlined, the current one filled (and both in the scrollbar).
 const kFindDecorations = {
@@ -148,7 +180,7 @@ export class TerminalView {
       // The search add-on's match highlights use the decorations API, still "proposed" in 5.x.
       allowProposedApi: true,
       scrollback: 5000,
-      theme: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66' },
+      theme: kTerminalThemes.dark,
     });
     this.term.loadAddon(this.fit);
     // Search covers the whole scrollback, not only the rows in the DOM (which is all the
@@ -180,6 +212,13 @@ export class TerminalView {
     this.scheduleFit();
     // Paste arrives bracketed, so a multi-line paste can be told from typing.
     this.term.write('\x1b[?2004h');
+  }
+
+  // Text size and theme (settings.ts); the terminal refits to its new cell size.
+  setAppearance(fontSize: number, theme: Theme): void {
+    this.term.options.fontSize = fontSize;
+    this.term.options.theme = kTerminalThemes[theme];
+    this.scheduleFit();
   }
 
   focus(): void {
