@@ -145,16 +145,23 @@ void BrowserSession::OnMessage(std::string data, bool binary) {
 void BrowserSession::Authenticate(const std::string& token) {
   absl::StatusOr<auth::VerifiedToken> verified = context_->verifier->Verify(token);
   if (!verified.ok()) {
+    if (params_.protocol == Protocol::kSeed) {
+      RefuseSeedLogin(auth::AuthFailureReason(verified.status()),
+                      std::string(verified.status().message()));
+      return;
+    }
     RefuseCredential(auth::AuthFailureReason(verified.status()),
-                     std::string(verified.status().message()), "Authentication failed",
-                     "authentication failed");
+                     std::string(verified.status().message()), "", "authentication failed");
     return;
   }
   if (params_.auth_proxy.has_value() && context_->proxies != nullptr) {
     if (absl::Status s = context_->proxies->CheckIdentity(*params_.auth_proxy, *verified);
         !s.ok()) {
-      RefuseCredential(kProxyMismatchReason, std::string(s.message()), "Authentication failed",
-                       "authentication failed");
+      if (params_.protocol == Protocol::kSeed) {
+        RefuseSeedLogin(kProxyMismatchReason, std::string(s.message()));
+        return;
+      }
+      RefuseCredential(kProxyMismatchReason, std::string(s.message()), "", "authentication failed");
       return;
     }
   }
@@ -207,6 +214,22 @@ void BrowserSession::RefuseCredential(const std::string& reason, const std::stri
   } else {
     Send(SeedReply("stderr", seed_reply), false);
   }
+  CloseBrowser(kClosePolicy, close_reason);
+}
+
+void BrowserSession::RefuseSeedLogin(const std::string& reason, const std::string& message) {
+  AuthFailed(context_, {reason, message, params_.source_address, params_.path, params_.target},
+             params_.trace.trace_id);
+  log::Info("browser authentication refused", {{"trace_id", params_.trace.trace_id},
+                                               {"reason", reason},
+                                               {"source", params_.source_address}});
+  // The seed's consumer answers a refused login with nothing and keeps the connection; its next
+  // message is told to log in. The authentication deadline still holds (OnTimer).
+  Enter(SessionState::kLoginRefused);
+}
+
+void BrowserSession::SeedLoginFirst(const std::string& close_reason) {
+  Send(SeedReply("stderr", kSeedLoginFirst), false);
   CloseBrowser(kClosePolicy, close_reason);
 }
 
@@ -328,26 +351,42 @@ bool BrowserSession::Renew(const V1ClientMessage& m) {
   return true;
 }
 
+// In the order of the seed's consumer (consumer.py, `receive`): a login line, then "not logged
+// in", then an empty line, `exit`, and last a command line.
 void BrowserSession::HandleSeed(std::string data, bool binary) {
+  const bool login = !binary && absl::StartsWith(data, kSeedAuthPrefix);
+  if (state_ == SessionState::kLoginRefused) {
+    // Already audited. Unlike the seed's consumer, a second credential is not tried on the
+    // same connection: one refused login is the connection's last.
+    SeedLoginFirst("authentication failed");
+    return;
+  }
   if (state_ == SessionState::kAuthenticating) {
-    std::optional<std::string> token = binary ? std::nullopt : ParseSeedAuth(data);
-    if (!token.has_value()) {
+    if (!login) {
       RefuseCredential("missing", "the first message must be \"Authorization: Bearer <token>\"",
-                       "Authentication required", "authentication required");
+                       kSeedLoginFirst, "authentication required");
       return;
     }
-    Authenticate(*token);
+    // "Authorization: Bearer " alone is a login with an empty token, refused like a bad one.
+    Authenticate(ParseSeedAuth(data).value_or(""));
     return;
   }
   if (binary) {
     CloseBrowser(kCloseUnsupportedData, "text messages only");
     return;
   }
-  if (absl::StripAsciiWhitespace(data) == "exit") {
-    EndExec();
+  if (state_ == SessionState::kOpening) {
+    // Before exec's `ready` (and the welcome it brings) every line waits, answered in order.
+    if (seed_commands_.size() >= context_->options.max_pending_requests) {
+      context_->metrics->Rejection("limit");
+      Send(SeedReply("stderr", "Too many commands waiting"), false);
+      CloseBrowser(kClosePolicy, "too many commands waiting");
+      return;
+    }
+    seed_commands_.push_back(std::move(data));
     return;
   }
-  if (absl::StripAsciiWhitespace(data).empty()) {
+  if (AnswerSeedLine(data)) {
     return;
   }
   if (state_ == SessionState::kDraining) {
@@ -364,8 +403,66 @@ void BrowserSession::HandleSeed(std::string data, bool binary) {
   SendNextSeedCommand();
 }
 
+bool BrowserSession::AnswerSeedLine(const std::string& line) {
+  if (absl::StartsWith(line, kSeedAuthPrefix)) {
+    SeedRelogin(line);
+    return true;
+  }
+  if (line.empty()) {
+    Send(SeedReply("stdout", kSeedEmptyLine), false);
+    return true;
+  }
+  if (line == kSeedExit) {
+    // Like the consumer, `bye!` is the last word: a command still running is stopped (exec is
+    // asked to end the session) and its later output is not sent.
+    Send(SeedReply("stdout", kSeedBye), false);
+    CloseBrowser(kCloseNormal, "bye");
+    return true;
+  }
+  // A line of spaces, ` exit` and everything else is a command line: exec decides (a line of
+  // spaces is refused by its parser, which the seed's refusal text reports).
+  return false;
+}
+
+void BrowserSession::SeedRelogin(const std::string& line) {
+  absl::StatusOr<auth::VerifiedToken> verified =
+      context_->verifier->Verify(ParseSeedAuth(line).value_or(""));
+  std::string reason = verified.ok() ? "" : auth::AuthFailureReason(verified.status());
+  if (verified.ok() && (verified->principal.user() != user_ ||
+                        verified->principal.issuer() != params_.verified->principal.issuer())) {
+    reason = "other_user";
+    verified = absl::UnauthenticatedError(
+        "the new credential names another user: a session keeps the user it was opened for");
+  }
+  if (!verified.ok()) {
+    AuthFailed(context_,
+               {reason, std::string(verified.status().message()), params_.source_address,
+                params_.path, params_.target},
+               params_.trace.trace_id);
+    // The consumer logs the connection out and tells its next message to log in; podgate ends
+    // the session at once rather than keep it open for a user who is not logged in.
+    SeedLoginFirst("authentication failed");
+    return;
+  }
+  // The session keeps the credential it opened with (its end is not moved: v1's `renew` does
+  // that); the line is acknowledged as the consumer does, and never reaches exec or audit as a
+  // command.
+  Send(SeedReply("stdout", kSeedWelcome), false);
+}
+
 void BrowserSession::SendNextSeedCommand() {
   // Only once exec is ready (kOpen), never while draining or closing, one line at a time.
+  // Lines the seed's consumer answers itself, held while exec was not ready, are answered
+  // when they reach the front.
+  while (state_ == SessionState::kOpen && !seed_command_running_ && !seed_commands_.empty()) {
+    std::string line = seed_commands_.front();
+    if (!AnswerSeedLine(line)) {
+      break;
+    }
+    if (!seed_commands_.empty()) {  // CloseBrowser (exit, a refused login) may have cleared it
+      seed_commands_.pop_front();
+    }
+  }
   if (state_ != SessionState::kOpen || exec_phase_ != ExecPhase::kStreaming ||
       seed_command_running_ || seed_commands_.empty()) {
     return;
@@ -507,6 +604,9 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
                                    {"protocol", protocol_name()}});
         if (v1) {
           more = Send(V1Ready(r, params_.trace.trace_id), false);
+        } else {
+          // The seed's consumer welcomes a login once the container's stream is open.
+          more = Send(SeedReply("stdout", kSeedWelcome), false);
         }
         SendNextSeedCommand();
         break;
@@ -553,7 +653,12 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         if (v1) {
           more = Send(V1Denied(d), false);
         } else {
-          more = Send(SeedDenial(seed_commands_.empty() ? "" : seed_commands_.front()), false);
+          // The seed's shell says "deny root user" when the container runs as root; exec's
+          // root guard refuses such a container (and one whose uid it cannot tell).
+          more = Send(d.rule() == kRootGuardRule
+                          ? SeedReply("stderr", kSeedDenyRoot)
+                          : SeedDenial(seed_commands_.empty() ? "" : seed_commands_.front()),
+                      false);
           seed_command_running_ = false;
           if (!seed_commands_.empty()) {
             seed_commands_.pop_front();
@@ -724,7 +829,7 @@ void BrowserSession::ArmTimer() {
   absl::Time next;
   if (state_ == SessionState::kBrowserGone) {
     next = absl::Now() + absl::Seconds(5);
-  } else if (state_ == SessionState::kAuthenticating) {
+  } else if (state_ == SessionState::kAuthenticating || state_ == SessionState::kLoginRefused) {
     next = opened_ + context_->options.auth_timeout;
   } else {
     next = std::min(expires_, last_message_ + context_->options.idle_timeout);
@@ -748,11 +853,18 @@ void BrowserSession::OnTimer(boost::system::error_code ec) {
     return;
   }
   absl::Time now = context_->limits->Now();
-  if (state_ == SessionState::kAuthenticating) {
+  if (state_ == SessionState::kAuthenticating || state_ == SessionState::kLoginRefused) {
     if (now >= opened_ + context_->options.auth_timeout) {
-      AuthFailed(context_, {"missing", "no credential within --auth_timeout",
-                            params_.source_address, params_.path, params_.target});
-      CloseBrowser(kClosePolicy, "authentication timeout");
+      if (state_ == SessionState::kAuthenticating) {
+        AuthFailed(context_, {"missing", "no credential within --auth_timeout",
+                              params_.source_address, params_.path, params_.target});
+      }  // a refused login was audited when it was refused
+      if (params_.protocol == Protocol::kSeed) {
+        // The seed's consumer has no deadline; its page learns why it is closed in its words.
+        SeedLoginFirst("authentication timeout");
+      } else {
+        CloseBrowser(kClosePolicy, "authentication timeout");
+      }
       return;
     }
   } else if (absl::Now() >= expires_) {

@@ -98,6 +98,14 @@ class BrowserSession : public http::WebSocketHandler,
   // to its expiry. False (an error sent, the session going on) when refused.
   bool Renew(const V1ClientMessage& m);
   void HandleSeed(std::string data, bool binary);
+  // Answers, as the seed's consumer does, the lines it answers itself: an empty line, `exit`
+  // and a later `Authorization: Bearer` line. False for a command line (exec's to run).
+  bool AnswerSeedLine(const std::string& line);
+  // A login line on an open seed session: the seed's welcome for a credential of the session's
+  // user; any other is audited, answered "Please login first" and closed (1008).
+  void SeedRelogin(const std::string& line);
+  // The seed's answer to a connection that is not logged in: "Please login first", close 1008.
+  void SeedLoginFirst(const std::string& close_reason);
   void SendNextSeedCommand();
   void Enqueue(podgate::exec::v1::SessionRequest request);
   void Pump();
@@ -154,6 +162,8 @@ class BrowserSession : public http::WebSocketHandler,
   bool browser_paused_ = false;  // the WebSocket is not read until the queue drains
   std::deque<podgate::exec::v1::SessionRequest> pending_;
 
+  // Seed lines not yet answered, in order: commands waiting their turn, and (before exec's
+  // `ready`) any line, held so that the welcome comes first.
   std::deque<std::string> seed_commands_;
   // The seed protocol runs one line at a time: the front of seed_commands_ is in exec.
   bool seed_command_running_ = false;
@@ -176,6 +186,9 @@ class BrowserSession : public http::WebSocketHandler,
   // Counts, audits and answers a refused or missing credential, then closes with 1008.
   void RefuseCredential(const std::string& reason, const std::string& message,
                         const std::string& seed_reply, const std::string& close_reason);
+  // Counts and audits a refused seed login; says nothing yet, as the seed's consumer
+  // (kLoginRefused).
+  void RefuseSeedLogin(const std::string& reason, const std::string& message);
 };
 
 }  // namespace podgate::edge

@@ -105,4 +105,18 @@ std::string SeedDenial(std::string_view line);
 // Parses the seed protocol's first message "Authorization: Bearer <token>".
 std::optional<std::string> ParseSeedAuth(std::string_view text);
 
+// The seed consumer's own words (the design note's consumer.py), byte for byte, its typo
+// included; docs/protocol.md compares every situation.
+// A message starting with exactly this (case and the one space included) is a login.
+inline constexpr char kSeedAuthPrefix[] = "Authorization: Bearer ";
+inline constexpr char kSeedWelcome[] = "welcom!";                // stdout, after a good login
+inline constexpr char kSeedLoginFirst[] = "Please login first";  // stderr, then the close
+inline constexpr char kSeedEmptyLine[] = "\n";                   // stdout, for an empty line
+inline constexpr char kSeedBye[] = "bye!";                       // stdout, on `exit`
+inline constexpr char kSeedExit[] = "exit";                      // the whole line, exactly
+inline constexpr char kSeedDenyRoot[] = "deny root user\n";      // stderr, a root container
+// The rule exec names in a `denied` from its root guard (the container runs as root, or its uid
+// is unknown); the seed protocol answers it with kSeedDenyRoot.
+inline constexpr char kRootGuardRule[] = "root-guard";
+
 }  // namespace podgate::edge

@@ -8,6 +8,8 @@ const char* StateName(SessionState state) {
       return "upgrading";
     case SessionState::kAuthenticating:
       return "authenticating";
+    case SessionState::kLoginRefused:
+      return "login_refused";
     case SessionState::kOpening:
       return "opening";
     case SessionState::kOpen:
@@ -61,7 +63,9 @@ bool TransitionAllowed(SessionState from, SessionState to) {
       // OnOpen; OnClose never comes before it.
       return to == S::kAuthenticating || to == S::kOpening;
     case S::kAuthenticating:
-      return to == S::kOpening || to == S::kClosing || to == S::kClosed;
+      return to == S::kOpening || to == S::kLoginRefused || to == S::kClosing || to == S::kClosed;
+    case S::kLoginRefused:
+      return to == S::kClosing || to == S::kClosed;
     case S::kOpening:
       return to == S::kOpen || to == S::kDraining || to == S::kClosing || to == S::kBrowserGone ||
              to == S::kClosed;

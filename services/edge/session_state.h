@@ -5,6 +5,7 @@
 //
 //   kUpgrading ──► kAuthenticating ──► kOpening ──► kOpen ──► kDraining
 //        │                │  (credential)  │ (ready)  │ (shutdown, a command runs)
+//        │                └──► kLoginRefused (seed: a refused credential) ──► kClosing / kClosed
 //        └────────────────┴────────────────┴──────────┴──────────┴──► kClosing ──► kBrowserGone ──►
 //        kClosed
 //   (any state from kAuthenticating on may also go straight to kBrowserGone or kClosed when the
@@ -21,6 +22,9 @@ namespace podgate::edge {
 enum class SessionState {
   kUpgrading,       // made by the handshake; the WebSocket is not open yet (OnOpen)
   kAuthenticating,  // open without a credential: the first message must bring one in time
+  kLoginRefused,    // seed only: its first-message credential was refused (audited) and, as the
+                    // seed's consumer does, nothing said yet; the next message or the
+                    // authentication deadline gets "Please login first" and the close (1008)
   kOpening,         // authenticated; exec's Session stream started, `ready` not yet seen
   kOpen,            // exec is ready: commands run
   kDraining,        // edge is shutting down while a command runs: it may finish, nothing new

@@ -60,6 +60,11 @@ pods:
     namespace: demo
     containers:
       - name: app
+  - name: root-1
+    namespace: demo
+    containers:
+      - name: app
+        securityContext: {runAsUser: 0}
 access:
   - user: admin
     verbs: ["*"]
@@ -123,6 +128,13 @@ const nlohmann::json kV1Shutdown = {{"type", "closed"},
                                     {"reason", "shutdown"},
                                     {"message", "edge is shutting down; reconnect to continue"}};
 constexpr char kSeedShutdown[] = R"({"stderr": "edge is shutting down"})";
+// The seed consumer's own messages (the design note's consumer.py through json.dumps), byte for
+// byte, its typo included (docs/protocol.md, "Seed consumer vs podgate's seed endpoint").
+constexpr char kSeedWelcome[] = R"({"stdout": "welcom!"})";
+constexpr char kSeedLoginFirst[] = R"({"stderr": "Please login first"})";
+constexpr char kSeedNewline[] = R"({"stdout": "\n"})";
+constexpr char kSeedBye[] = R"({"stdout": "bye!"})";
+constexpr char kSeedDenyRoot[] = R"({"stderr": "deny root user\n"})";
 
 // The argv of a running process, empty when there is none (or it has exited).
 std::vector<std::string> ArgvOf(pid_t pid) {
@@ -556,17 +568,33 @@ class EdgeTest : public ::testing::Test {
     return o;
   }
 
-  // A seed-protocol connection, authenticated.
-  static std::unique_ptr<http::WebSocketClient> Seed(const std::string& token = Token(),
-                                                     int port = http_port_) {
-    auto ws = http::WebSocketClient::Connect(Options(kOrigin, port),
-                                             "/ws/seed/demo/web-1?container=app", {});
+  // A seed-protocol connection whose first message is the seed's login line; nothing read.
+  static std::unique_ptr<http::WebSocketClient> SeedLogin(
+      const std::string& token, int port = http_port_,
+      const std::string& target = "/ws/seed/demo/web-1?container=app") {
+    auto ws = http::WebSocketClient::Connect(Options(kOrigin, port), target, {});
     EXPECT_TRUE(ws.ok()) << ws.status();
     if (!ws.ok()) {
       return nullptr;
     }
     EXPECT_TRUE((*ws)->Write("Authorization: Bearer " + token, false).ok());
     return *std::move(ws);
+  }
+
+  // A seed-protocol connection, authenticated: the seed's welcome has been read.
+  static std::unique_ptr<http::WebSocketClient> Seed(const std::string& token = Token(),
+                                                     int port = http_port_) {
+    auto ws = SeedLogin(token, port);
+    if (ws == nullptr) {
+      return nullptr;
+    }
+    auto welcome = ws->Read(absl::Seconds(10));
+    EXPECT_TRUE(welcome.ok()) << welcome.status();
+    if (!welcome.ok()) {
+      return nullptr;
+    }
+    EXPECT_EQ(welcome->data, kSeedWelcome);
+    return ws;
   }
 
   // A v1 connection with the token in the sub-protocol offer; reads `ready`.
@@ -791,7 +819,7 @@ TEST_F(EdgeTest, SeedProtocolRunsAllowedCommandsRefusesOthersAndEndsOnExit) {
   ASSERT_TRUE(ws->Write("exit", false).ok());
   std::vector<std::string> rest;
   EXPECT_THAT(ReadUntilClosed(*ws, &rest), HasSubstr("code 1000"));
-  EXPECT_TRUE(rest.empty());
+  EXPECT_EQ(rest, std::vector<std::string>{kSeedBye});
 }
 
 TEST_F(EdgeTest, SeedProtocolRefusesBadTokensInTheFirstMessage) {
@@ -802,18 +830,209 @@ TEST_F(EdgeTest, SeedProtocolRefusesBadTokensInTheFirstMessage) {
   for (const std::string& token :
        {*auth::Sign(Claims("alice", {"developers"}), wrong), *auth::Sign(wrong_aud, SigningKey()),
         Token("alice", {"developers"}, absl::Seconds(-120))}) {
-    auto ws = Seed(token);
+    // Refused in silence, as the seed's consumer does (the only message is the next line's
+    // answer); the next line is told to log in.
+    auto ws = SeedLogin(token);
     ASSERT_NE(ws, nullptr);
+    ASSERT_TRUE(ws->Write("echo hello", false).ok());
     std::vector<std::string> seen;
     EXPECT_THAT(ReadUntilClosed(*ws, &seen), HasSubstr("code 1008"));
-    ASSERT_EQ(seen.size(), 1u);
-    EXPECT_EQ(seen[0], R"({"stderr": "Authentication failed"})");
+    EXPECT_EQ(seen, std::vector<std::string>{kSeedLoginFirst});
   }
-  // A first message that is not a credential.
-  auto ws = http::WebSocketClient::Connect(Options(), "/ws/seed/demo/web-1", {});
-  ASSERT_TRUE(ws.ok());
-  ASSERT_TRUE((*ws)->Write("echo hello", false).ok());
-  EXPECT_THAT(ReadUntilClosed(**ws, nullptr), HasSubstr("code 1008"));
+}
+
+// The seed's consumer situation by situation (docs/protocol.md, "Seed consumer vs podgate's
+// seed endpoint"), each answer byte for byte as consumer.py sends it through json.dumps.
+
+// After a good login: `welcom!` (sic), before anything else, even lines sent before exec is
+// ready.
+TEST_F(EdgeTest, SeedWelcomesAGoodLoginBeforeAnyOtherAnswer) {
+  auto ws = SeedLogin(Token("seed-welcome"));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("", false).ok());
+  ASSERT_TRUE(ws->Write("echo first", false).ok());
+  std::vector<std::string> seen;
+  for (int i = 0; i < 3; ++i) {
+    auto m = ws->Read(absl::Seconds(10));
+    ASSERT_TRUE(m.ok()) << m.status() << " after " << absl::StrJoin(seen, " | ");
+    EXPECT_FALSE(m->binary);
+    seen.push_back(m->data);
+  }
+  EXPECT_EQ(seen,
+            (std::vector<std::string>{kSeedWelcome, kSeedNewline, R"({"stdout": "first\n"})"}));
+}
+
+// An empty line: `{"stdout": "\n"}`, answered at once, even while a command runs.
+TEST_F(EdgeTest, SeedAnswersAnEmptyLineWithANewlineAtOnce) {
+  auto ws = Seed(Token("seed-empty"));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("", false).ok());
+  auto nl = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(nl.ok()) << nl.status();
+  EXPECT_EQ(nl->data, "{\"stdout\": \"\\n\"}");
+  ASSERT_TRUE(ws->Write("sleep 4", false).ok());
+  ASSERT_GT(WaitForChild(kubesim_->pid(), {"sleep", "4"}), 0);
+  ASSERT_TRUE(ws->Write("", false).ok());
+  auto during = ws->Read(absl::Seconds(2));
+  ASSERT_TRUE(during.ok()) << during.status() << ": the empty line waited for the command";
+  EXPECT_EQ(during->data, kSeedNewline);
+}
+
+// A line of only spaces is not empty: the consumer checks it against its allowlist and refuses
+// it; exec's parser refuses it (nothing to run) and the seed's refusal says so.
+TEST_F(EdgeTest, SeedRefusesALineOfOnlySpacesWithTheSeedsRefusal) {
+  auto ws = Seed(Token("seed-spaces"));
+  ASSERT_NE(ws, nullptr);
+  for (const std::string line : {" ", "   "}) {
+    ASSERT_TRUE(ws->Write(line, false).ok());
+    auto denied = ws->Read(absl::Seconds(10));
+    ASSERT_TRUE(denied.ok()) << denied.status();
+    EXPECT_EQ(denied->data, "{\"stderr\": \"Command `" + line +
+                                "` is not allowed, please contact the administrator\"}");
+  }
+}
+
+// `exit`, exactly: `bye!`, the last message, then the close (1000); a running command is
+// stopped. ` exit` is a command line, refused as the consumer refuses it.
+TEST_F(EdgeTest, SeedSaysByeOnExitAndStopsTheRunningCommand) {
+  auto ws = Seed(Token("seed-exit"));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write(" exit", false).ok());
+  auto denied = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_EQ(denied->data,
+            R"({"stderr": "Command ` exit` is not allowed, please contact the administrator"})");
+  ASSERT_TRUE(ws->Write("sleep 60", false).ok());
+  const pid_t sleeping = WaitForChild(kubesim_->pid(), {"sleep", "60"});
+  ASSERT_GT(sleeping, 0);
+  ASSERT_TRUE(ws->Write("exit", false).ok());
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*ws, &seen), HasSubstr("code 1000"));
+  EXPECT_EQ(seen, std::vector<std::string>{kSeedBye});
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!ArgvOf(sleeping).empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(ArgvOf(sleeping).empty()) << "the command outlived `exit`";
+}
+
+// Before a login, whatever the line (a command, an empty line, `exit`, a login spelled
+// otherwise than `Authorization: Bearer `): `Please login first`, then the close (1008).
+TEST_F(EdgeTest, SeedAsksForALoginFirstWhenTheFirstLineIsNotOne) {
+  for (const std::string& first :
+       {std::string("echo hello"), std::string(""), std::string("exit"),
+        "authorization: bearer " + Token(), "Authorization: bearer " + Token(),
+        "Authorization:Bearer " + Token(), "Bearer " + Token()}) {
+    auto ws = http::WebSocketClient::Connect(Options(), "/ws/seed/demo/web-1", {});
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    ASSERT_TRUE((*ws)->Write(first, false).ok());
+    std::vector<std::string> seen;
+    EXPECT_THAT(ReadUntilClosed(**ws, &seen), HasSubstr("code 1008")) << first.substr(0, 24);
+    EXPECT_EQ(seen, std::vector<std::string>{kSeedLoginFirst}) << first.substr(0, 24);
+  }
+}
+
+// A refused login (bad, expired or empty token): no answer, as the consumer; the next line,
+// even another login, gets `Please login first` and the close; so does a connection that
+// sends nothing more, at --auth_timeout.
+TEST_F(EdgeTest, SeedSaysNothingOnARefusedLoginAndAsksForALoginNext) {
+  const std::string expired = Token("seed-bad", {"developers"}, absl::Minutes(-10));
+  for (const std::string& next : {std::string("exit"), "Authorization: Bearer " + Token()}) {
+    for (const std::string& token : {expired, std::string("")}) {
+      auto ws = SeedLogin(token);
+      ASSERT_NE(ws, nullptr);
+      ASSERT_TRUE(ws->Write(next, false).ok());
+      std::vector<std::string> seen;
+      EXPECT_THAT(ReadUntilClosed(*ws, &seen), HasSubstr("code 1008"));
+      EXPECT_EQ(seen, std::vector<std::string>{kSeedLoginFirst});
+    }
+  }
+  auto quiet = SeedLogin(expired);
+  ASSERT_NE(quiet, nullptr);
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*quiet, &seen, absl::Seconds(20)), HasSubstr("code 1008"));
+  EXPECT_EQ(seen, std::vector<std::string>{kSeedLoginFirst});
+}
+
+// A login line on an open session is never a command (the token would reach exec and audit):
+// the session user's own credential gets the welcome again; another user's, or a bad one,
+// `Please login first` and the close.
+TEST_F(EdgeTest, SeedWelcomesALoginAgainAndEndsTheSessionOnAnyOtherCredential) {
+  auto ws = Seed(Token("seed-again"));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("Authorization: Bearer " + Token("seed-again"), false).ok());
+  auto again = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->data, kSeedWelcome);
+  ASSERT_TRUE(ws->Write("echo still", false).ok());
+  auto out = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->data, R"({"stdout": "still\n"})");
+  ASSERT_TRUE(ws->Write("Authorization: Bearer " + Token("seed-other"), false).ok());
+  std::vector<std::string> seen;
+  EXPECT_THAT(ReadUntilClosed(*ws, &seen), HasSubstr("code 1008"));
+  EXPECT_EQ(seen, std::vector<std::string>{kSeedLoginFirst});
+
+  auto bad = Seed(Token("seed-again"));
+  ASSERT_NE(bad, nullptr);
+  ASSERT_TRUE(bad->Write("Authorization: Bearer not-a-token", false).ok());
+  seen.clear();
+  EXPECT_THAT(ReadUntilClosed(*bad, &seen), HasSubstr("code 1008"));
+  EXPECT_EQ(seen, std::vector<std::string>{kSeedLoginFirst});
+
+  // Neither line reached exec: no command record holds a credential.
+  auto audit =
+      Get("/api/v1/audit?user=seed-again&page_size=200", Token("ann", {"podgate-auditors"}));
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  ASSERT_EQ(audit->status, 200) << audit->body;
+  EXPECT_THAT(audit->body, ::testing::Not(HasSubstr("Bearer")));
+}
+
+// Command output: one `{"stdout": ...}` / `{"stderr": ...}` per chunk, escaped as json.dumps
+// escapes (ensure_ascii: \uXXXX, surrogate pairs above U+FFFF).
+TEST_F(EdgeTest, SeedSendsCommandOutputEscapedAsJsonDumps) {
+  WriteFile(*dir_ + "/seed-bytes.txt",
+            "tab\tquote\"back\\slash \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\n");
+  auto ws = Seed(Token("seed-output"));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("cat " + *dir_ + "/seed-bytes.txt", false).ok());
+  auto out = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->data, R"({"stdout": "tab\tquote\"back\\slash \u00e9\u20ac\ud83d\ude00\n"})");
+}
+
+// A container running as root: the seed's shell says `deny root user` on stderr; exec's root
+// guard refuses the command and the seed endpoint says the same.
+TEST_F(EdgeTest, SeedSaysDenyRootUserForARootContainer) {
+  auto ws = SeedLogin(Token("seed-root"), http_port_, "/ws/seed/demo/root-1?container=app");
+  ASSERT_NE(ws, nullptr);
+  auto welcome = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(welcome.ok()) << welcome.status();
+  EXPECT_EQ(welcome->data, kSeedWelcome);
+  ASSERT_TRUE(ws->Write("echo hi", false).ok());
+  auto denied = ws->Read(absl::Seconds(10));
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_EQ(denied->data, kSeedDenyRoot);
+}
+
+// Errors the consumer has no words for (it closes, or fails): one `{"stderr": "<why>"}` and the
+// close; no welcome for a session exec could not open.
+TEST_F(EdgeTest, SeedSaysWhyASessionCannotOpenAndClosesOnBinaryFrames) {
+  auto missing = SeedLogin(Token("seed-error"), http_port_, "/ws/seed/demo/no-such-pod");
+  ASSERT_NE(missing, nullptr);
+  std::vector<std::string> seen;
+  const std::string closed = ReadUntilClosed(*missing, &seen);
+  EXPECT_THAT(closed, HasSubstr("code 1011"));
+  EXPECT_EQ(seen, std::vector<std::string>{
+                      "{\"stderr\": \"no such target, or no rule lets you use it (the targets "
+                      "you may use are listed by ListTargets)\"}"});
+
+  auto ws = Seed(Token("seed-error"));
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Write("echo hi", true).ok());
+  seen.clear();
+  EXPECT_THAT(ReadUntilClosed(*ws, &seen), HasSubstr("code 1003"));
+  EXPECT_TRUE(seen.empty()) << absl::StrJoin(seen, " | ");
 }
 
 TEST_F(EdgeTest, V1ProtocolSeparatesControlFromBinaryOutput) {
@@ -1845,6 +2064,8 @@ TEST_F(EdgeTest, AuthFailuresAtEdgeAreAuditedOnceWithoutTheToken) {
   auto seed = http::WebSocketClient::Connect(Options(), "/ws/seed/demo/" + seed_pod, {});
   ASSERT_TRUE(seed.ok()) << seed.status();
   ASSERT_TRUE((*seed)->Write("Authorization: Bearer " + bad, false).ok());
+  // Refused in silence; the next line is told to log in, not audited a second time.
+  ASSERT_TRUE((*seed)->Write("echo hello", false).ok());
   ReadUntilClosed(**seed, nullptr);
   EXPECT_EQ(
       Call("GET", "/api/v1/allowed?namespace=demo&pod=" + tag, {{"Authorization", "Bearer " + bad}})

@@ -425,9 +425,11 @@ TEST_F(EdgeProxyTest, TheSeedProtocolsFirstMessageMustAgreeWithTheAuthProxy) {
       Connect(*trusted_, "/ws/seed/demo/" + pod, {{"X-Auth-Request-User", "alice"}}, "", nullptr);
   ASSERT_TRUE(ws.ok()) << ws.status();
   ASSERT_TRUE((*ws)->Write("Authorization: Bearer " + Token("bob"), false).ok());
+  // Refused in silence, as the seed's consumer refuses a login; the next line is told to log in.
+  ASSERT_TRUE((*ws)->Write("echo hello", false).ok());
   auto m = (*ws)->Read(absl::Seconds(10));
   ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_EQ(m->data, R"({"stderr": "Authentication failed"})");
+  EXPECT_EQ(m->data, R"({"stderr": "Please login first"})");
   std::vector<nlohmann::json> events = AuditEvents(
       "kind=auth_failure",
       [&](const nlohmann::json& e) {
