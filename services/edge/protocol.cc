@@ -252,12 +252,9 @@ std::string PythonJsonString(std::string_view text) {
       default:
         break;
     }
+    // json.dumps (ensure_ascii) escapes everything outside ' '..'~', DEL included.
     if (cp < 0x20 || (cp >= 0x7F && cp <= 0xFFFF)) {
-      if (cp == 0x7F) {
-        out += static_cast<char>(cp);  // json.dumps leaves DEL as is
-      } else {
-        AppendU16(out, cp);
-      }
+      AppendU16(out, cp);
     } else if (cp > 0xFFFF) {
       uint32_t v = cp - 0x10000;
       AppendU16(out, 0xD800 + (v >> 10));

@@ -25,8 +25,8 @@ TEST(SeedReplyTest, MatchesPythonJsonDumpsByteForByte) {
   EXPECT_EQ(SeedDenial("ls; id"),
             "{\"stderr\": \"Command `ls; id` is not allowed, please contact the "
             "administrator\"}");
-  // json.dumps("\"\\\t\x01\x7f") == '"\\"\\\\\\t\\u0001\x7f"'
-  EXPECT_EQ(PythonJsonString("\"\\\t\x01\x7f"), "\"\\\"\\\\\\t\\u0001\x7f\"");
+  // json.dumps("\"\\\t\x01\x7f") == '"\\"\\\\\\t\\u0001\\u007f"' (DEL is outside ' '..'~')
+  EXPECT_EQ(PythonJsonString("\"\\\t\x01\x7f"), "\"\\\"\\\\\\t\\u0001\\u007f\"");
   // ensure_ascii: é and € as \u escapes, U+1F600 as a surrogate pair.
   EXPECT_EQ(PythonJsonString("\xc3\xa9\xe2\x82\xac"), "\"\\u00e9\\u20ac\"");
   EXPECT_EQ(PythonJsonString("\xf0\x9f\x98\x80"), "\"\\ud83d\\ude00\"");
