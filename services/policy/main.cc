@@ -68,8 +68,8 @@ int Check(const std::string& path) {
 
 int main(int argc, char** argv) {
   // Abseil's lock-order checking (on in Debian's Abseil build) runs on every absl::Mutex and
-  // on gRPC's own locks, which are absl::Mutex too: a graph update per lock that cost more
-  // server CPU than evaluating the policy (docs/performance.md). Tests keep it.
+  // on gRPC's own locks, which are absl::Mutex too: a graph update per lock, 2-3 % of the
+  // server's CPU under load (docs/performance.md). Tests keep it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   podgate::runtime::BlockShutdownSignals();
   podgate::runtime::ParseFlags(
