@@ -1,6 +1,7 @@
 #include "policy/authorizer.h"
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -11,7 +12,7 @@ namespace podgate::policy {
 
 podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
     const podgate::policy::v1::AuthorizeRequest& request,
-    const runtime::TraceContext& trace) const {
+    absl::FunctionRef<runtime::TraceContext()> trace) const {
   const absl::Time start = absl::Now();
   const std::shared_ptr<const CompiledPolicy> policy = store_->Current();
   podgate::policy::v1::AuthorizeResponse response;
@@ -45,12 +46,16 @@ podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
   if (metrics_ != nullptr) {
     metrics_->RecordDecision(d, absl::Now() - start);
   }
+  const bool allowed = d.verdict() == podgate::common::v1::VERDICT_ALLOW;
+  if (allowed && !log_allowed_) {
+    return response;
+  }
   // Only the program and the rule are logged: arguments (and reasons, which quote them) may
   // carry secrets and belong to the audit trail.
-  const std::string program = request.has_command() && request.command().argv_size() > 0
-                                  ? request.command().argv(0).substr(0, 64)
-                                  : (request.has_shell() ? "<shell>" : "");
-  const bool allowed = d.verdict() == podgate::common::v1::VERDICT_ALLOW;
+  const std::string_view program = request.has_command() && request.command().argv_size() > 0
+                                       ? std::string_view(request.command().argv(0)).substr(0, 64)
+                                       : (request.has_shell() ? "<shell>" : "");
+  const runtime::TraceContext call_trace = trace();
   (allowed ? log::Debug : log::Info)("decision", {{"user", request.principal().user()},
                                                   {"cluster", request.target().cluster()},
                                                   {"namespace", request.target().namespace_()},
@@ -60,8 +65,8 @@ podgate::policy::v1::AuthorizeResponse Authorizer::Authorize(
                                                   {"verdict", allowed ? "allow" : "deny"},
                                                   {"rule", d.rule()},
                                                   {"policy_version", d.policy_version()},
-                                                  {"trace_id", trace.trace_id},
-                                                  {"span_id", trace.span_id}});
+                                                  {"trace_id", call_trace.trace_id},
+                                                  {"span_id", call_trace.span_id}});
   return response;
 }
 

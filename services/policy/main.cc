@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "clients/audit_client.h"
 #include "policy/options.h"
 #include "policy/policy_loader.h"
@@ -66,6 +67,10 @@ int Check(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Abseil's lock-order checking (on in Debian's Abseil build) runs on every absl::Mutex and
+  // on gRPC's own locks, which are absl::Mutex too: a graph update per lock, 2-3 % of the
+  // server's CPU under load (docs/performance.md). Tests keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   podgate::runtime::BlockShutdownSignals();
   podgate::runtime::ParseFlags(
       argc, argv,
@@ -108,7 +113,8 @@ int main(int argc, char** argv) {
       podgate::runtime::ExitWithError(absl::StrCat("--policy_poll_interval: ", s.message()));
     }
   }
-  podgate::policy::PolicyServiceImpl service(&store, &metrics);
+  podgate::policy::PolicyServiceImpl service(&store, &metrics,
+                                             options->log_level == podgate::log::Level::kDebug);
   return podgate::runtime::RunServer(
       options->server, {&service}, registry,
       [&policy_file, &service](podgate::runtime::Server& server) {

@@ -1,7 +1,11 @@
 #include "policy/options.h"
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+
+// The shared server flag (runtime/server_flags.h).
+ABSL_DECLARE_FLAG(std::string, log_level);
 
 ABSL_FLAG(std::string, policy_file, "",
           "Path of the policy document (YAML, docs/policy.md), reloaded when it changes. Empty "
@@ -41,6 +45,10 @@ absl::StatusOr<PolicyOptions> PolicyOptionsFromFlags() {
         "--policy_poll_interval: the poll interval must be at least 10ms");
   }
   options.audit = runtime::AuditPeerFlags();
+  if (absl::Status s = log::ParseLevel(absl::GetFlag(FLAGS_log_level), &options.log_level);
+      !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--log_level: ", s.message()));
+  }
   return options;
 }
 

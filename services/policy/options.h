@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "runtime/log.h"
 #include "runtime/peer_flags.h"
 #include "runtime/server.h"
 #include "runtime/server_flags.h"
@@ -26,6 +27,9 @@ struct PolicyOptions {
   absl::Duration poll_interval = absl::Seconds(1);
   // Where policy changes are recorded; address empty when no audit service is named.
   runtime::PeerFlags audit;
+  // The shared --log_level: allowed decisions are logged (at debug level) only when it is
+  // debug, and their log lines are not even built otherwise.
+  log::Level log_level = log::Level::kInfo;
 };
 
 // The defaults of the shared server flags for policy.

@@ -69,13 +69,24 @@ PolicyMetrics::PolicyMetrics(prometheus::Registry& registry)
 
 void PolicyMetrics::RecordDecision(const podgate::common::v1::Decision& decision,
                                    absl::Duration latency) {
-  // Rule ids are bounded by the document (plus three built-in names), so the label set is too.
-  decisions_
-      .Add(
-          {{"verdict", decision.verdict() == podgate::common::v1::VERDICT_ALLOW ? "allow" : "deny"},
-           {"rule", decision.rule()}})
+  DecisionCounter(decision.verdict() == podgate::common::v1::VERDICT_ALLOW, decision.rule())
       .Increment();
   latency_.Observe(absl::ToDoubleSeconds(latency));
+}
+
+prometheus::Counter& PolicyMetrics::DecisionCounter(bool allow, const std::string& rule) {
+  {
+    absl::ReaderMutexLock lock(&counters_mu_);
+    if (auto it = counters_[allow].find(rule); it != counters_[allow].end()) {
+      return *it->second;
+    }
+  }
+  // Rule ids are bounded by the documents (plus three built-in names), so the label sets are.
+  prometheus::Counter& counter =
+      decisions_.Add({{"verdict", allow ? "allow" : "deny"}, {"rule", rule}});
+  absl::MutexLock lock(&counters_mu_);
+  counters_[allow].try_emplace(rule, &counter);
+  return counter;
 }
 
 void PolicyMetrics::SetVersion(const std::string& version, const std::string& source, int rules) {

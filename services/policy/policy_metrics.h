@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "podgate/common/v1/common.pb.h"
@@ -27,6 +28,9 @@ class PolicyMetrics {
  public:
   explicit PolicyMetrics(prometheus::Registry& registry);
 
+  // Counts a decision and observes its latency: on the path of every decision, so the counter
+  // of each (verdict, rule) is looked up once and kept (decisions_counters_), not rebuilt from
+  // a label map under the family's lock each time.
   void RecordDecision(const podgate::common::v1::Decision& decision, absl::Duration latency);
   // Marks `version` as the one in force (and the previous one as gone).
   void SetVersion(const std::string& version, const std::string& source, int rules);
@@ -42,8 +46,15 @@ class PolicyMetrics {
   prometheus::Gauge& rules_;
   prometheus::Family<prometheus::Counter>& rate_limited_;
 
+  // The counter of decisions_ for a rule, allow or deny.
+  prometheus::Counter& DecisionCounter(bool allow, const std::string& rule);
+
   absl::Mutex mu_;
   prometheus::Gauge* current_version_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // decisions_'s counters by rule, [0] deny and [1] allow. Rule ids are bounded by the documents
+  // loaded (plus the built-in names), as the family's own label sets are.
+  absl::Mutex counters_mu_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> counters_[2] ABSL_GUARDED_BY(counters_mu_);
 };
 
 }  // namespace podgate::policy

@@ -31,8 +31,8 @@ grpc::Status CheckStructure(const podgate::policy::v1::AuthorizeRequest& request
 
 }  // namespace
 
-PolicyServiceImpl::PolicyServiceImpl(PolicyStore* store, PolicyMetrics* metrics)
-    : store_(store), authorizer_(store, metrics) {}
+PolicyServiceImpl::PolicyServiceImpl(PolicyStore* store, PolicyMetrics* metrics, bool log_allowed)
+    : store_(store), authorizer_(store, metrics, log_allowed) {}
 
 grpc::ServerUnaryReactor* PolicyServiceImpl::Authorize(
     grpc::CallbackServerContext* context, const podgate::policy::v1::AuthorizeRequest* request,
@@ -40,7 +40,8 @@ grpc::ServerUnaryReactor* PolicyServiceImpl::Authorize(
   if (grpc::Status s = CheckStructure(*request); !s.ok()) {
     return Reply(context, s);
   }
-  *response = authorizer_.Authorize(*request, runtime::TraceOfCall(*context));
+  // The trace is read (or a new one made) only for a decision that is logged.
+  *response = authorizer_.Authorize(*request, [context] { return runtime::TraceOfCall(*context); });
   return Reply(context, grpc::Status::OK);
 }
 

@@ -16,8 +16,9 @@ namespace podgate::policy {
 
 class PolicyServiceImpl final : public podgate::policy::v1::PolicyService::CallbackService {
  public:
-  // Neither is owned; `metrics` may be null.
-  PolicyServiceImpl(PolicyStore* store, PolicyMetrics* metrics);
+  // Neither is owned; `metrics` may be null. `log_allowed`: whether allowed decisions are
+  // logged (at debug level: true when the service logs at debug level; Authorizer).
+  PolicyServiceImpl(PolicyStore* store, PolicyMetrics* metrics, bool log_allowed = true);
 
   grpc::ServerUnaryReactor* Authorize(grpc::CallbackServerContext* context,
                                       const podgate::policy::v1::AuthorizeRequest* request,

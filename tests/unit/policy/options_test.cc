@@ -14,6 +14,7 @@ ABSL_DECLARE_FLAG(std::string, grpc_address);
 ABSL_DECLARE_FLAG(std::string, metrics_address);
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
 ABSL_DECLARE_FLAG(std::string, audit_address);
+ABSL_DECLARE_FLAG(std::string, log_level);
 
 namespace podgate::policy {
 namespace {
@@ -86,6 +87,31 @@ TEST_F(PolicyOptionsTest, CheckReadsNothingElse) {
   absl::StatusOr<PolicyOptions> o = PolicyOptionsFromFlags();
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->check_file, "/tmp/p.yaml");
+}
+
+// The shared --log_level reaches the service, which builds allowed decisions' (debug) log lines
+// only at debug level; a bad level is one line naming the flag.
+TEST_F(PolicyOptionsTest, TheLogLevelIsRead) {
+  {
+    absl::StatusOr<PolicyOptions> o = PolicyOptionsFromFlags();
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->log_level, log::Level::kInfo);
+  }
+  {
+    absl::FlagSaver one;
+    absl::SetFlag(&FLAGS_log_level, "debug");
+    absl::StatusOr<PolicyOptions> o = PolicyOptionsFromFlags();
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->log_level, log::Level::kDebug);
+  }
+  {
+    absl::FlagSaver one;
+    absl::SetFlag(&FLAGS_log_level, "loud");
+    absl::StatusOr<PolicyOptions> o = PolicyOptionsFromFlags();
+    ASSERT_FALSE(o.ok());
+    EXPECT_EQ(o.status().message(),
+              "--log_level: unknown log level 'loud' (want debug, info, warn or error)");
+  }
 }
 
 }  // namespace
