@@ -984,6 +984,9 @@ step('shell mode: an SRE gets a raw TTY that follows resizes', async () => {
 step('the audit view lists the commands just run and replays the shell session', async () => {
   await newPage();
   await signIn(AUDITOR, 'ava');
+  // ava has no pod of her own: the page opens on the audit view by itself.
+  await page.locator('form.audit-filters').waitFor({ state: 'visible', timeout: 10000 });
+  assert(new URL(page.url()).hash.startsWith('#/audit'), `an auditor without targets lands on ${page.url()}`);
   await page.getByRole('link', { name: 'Audit' }).click();
   const form = page.locator('form.audit-filters');
   const loaded = () => page.locator('.audit-view[data-loading=false]').waitFor();

@@ -640,6 +640,10 @@ class Page {
     }
     const down = this.clusters.filter((c) => c.reachable === false);
     if (!this.clusters.some((c) => c.reachable !== false && (c.namespaces ?? []).length > 0)) {
+      // An auditor with no pod of their own is here for the audit trail: it opens at once.
+      if (this.audit && down.length === 0 && !location.hash.startsWith('#/audit')) {
+        location.hash = '#/audit';
+      }
       this.showNotice(
         down.length > 0
           ? `No pod is open to you. Unreachable: ${down.map((c) => `${c.name} (${c.error ?? 'no answer'})`).join(', ')}.`
