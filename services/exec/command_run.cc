@@ -115,8 +115,9 @@ class Session::CommandObserver final : public ExecObserver {
     pb::OutputData* out = channel == 2 ? msg.mutable_stderr() : msg.mutable_stdout();
     out->set_command_id(c.id);
     out->set_data(std::move(data));
-    // Backpressure: the pod's stream resumes only once this chunk is written to the client.
-    s->SendLocked(std::move(msg), std::move(resume));
+    // Backpressure: past the session's output window the pod's stream resumes only once the
+    // queue towards the client has drained (SendOutputLocked).
+    s->SendOutputLocked(std::move(msg), std::move(resume));
   }
 
   void OnExit(ExecResult result) override {

@@ -32,6 +32,43 @@ void Session::SendLocked(pb::SessionResponse message, std::function<void()> afte
   MaybeWriteLocked();
 }
 
+void Session::SendOutputLocked(pb::SessionResponse message, std::function<void()> resume) {
+  if (finished_ || finish_pending_) {
+    resume();
+    return;
+  }
+  pb::OutputData* data = message.has_stdout() ? message.mutable_stdout() : message.mutable_stderr();
+  const size_t bytes = data->data().size();
+  // The message at the back may take this chunk when it is not the one being written (gRPC
+  // holds that one until OnWriteDone) and carries the same stream of the same command.
+  Outgoing* last = out_.empty() || (writing_ && out_.size() == 1) ? nullptr : &out_.back();
+  if (last != nullptr && last->output_bytes > 0 &&
+      last->output_bytes + bytes <= kMaxOutputMessageBytes &&
+      last->message.kind_case() == message.kind_case()) {
+    pb::OutputData* into =
+        message.has_stdout() ? last->message.mutable_stdout() : last->message.mutable_stderr();
+    if (into->command_id() == data->command_id()) {
+      into->mutable_data()->append(data->data());
+      last->output_bytes += bytes;
+      data = nullptr;
+    }
+  }
+  if (data != nullptr) {
+    out_.push_back({std::move(message), nullptr, bytes});
+  }
+  out_output_bytes_ += bytes;
+  if (out_output_bytes_ <= kOutputWindowBytes) {
+    resume();
+  } else if (output_resume_) {
+    // One stream reads at a time (a command's, or the shell's): a second holder would be a
+    // stream that outlived its command; let it drain rather than hold it.
+    resume();
+  } else {
+    output_resume_ = std::move(resume);
+  }
+  MaybeWriteLocked();
+}
+
 void Session::MaybeWriteLocked() {
   if (writing_ || finished_) {
     return;
@@ -53,7 +90,21 @@ void Session::OnWriteDone(bool ok) {
     std::lock_guard<std::mutex> lock(mu_);
     writing_ = false;
     after = std::move(out_.front().after_write);
+    out_output_bytes_ -= out_.front().output_bytes;
     out_.pop_front();
+    if (output_resume_ && (out_output_bytes_ <= kOutputResumeBytes || !ok)) {
+      // Below the low watermark (or nothing will be written any more): the pod's stream reads on.
+      std::function<void()> resume = std::move(output_resume_);
+      output_resume_ = nullptr;
+      if (after) {
+        after = [first = std::move(after), resume = std::move(resume)] {
+          first();
+          resume();
+        };
+      } else {
+        after = std::move(resume);
+      }
+    }
     if (!ok) {
       // The client is gone; the stream ends with OnCancel/OnDone.
       for (Outgoing& o : out_) {
@@ -62,6 +113,7 @@ void Session::OnWriteDone(bool ok) {
         }
       }
       out_.clear();
+      out_output_bytes_ = 0;
       CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client stopped reading");
       // The session may have been closing already (its `closed` message was the write that
       // failed): the call must still be finished, or it never ends (and a server shutdown
@@ -368,6 +420,12 @@ void Session::OnDone() {
       }
     }
     out_.clear();
+    out_output_bytes_ = 0;
+    if (output_resume_) {
+      std::function<void()> resume = std::move(output_resume_);
+      output_resume_ = nullptr;
+      resume();
+    }
     if (admitted_) {
       hub_->Leave(this, principal_.user());
     }

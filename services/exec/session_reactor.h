@@ -82,17 +82,33 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   class CommandObserver;
   class ShellObserver;
 
-  // One queued message to the client, and what to do once it is written.
+  // One queued message to the client, and what to do once it is written. `output_bytes` is the
+  // command output it carries (0 for anything else).
   struct Outgoing {
     pb::SessionResponse message;
     std::function<void()> after_write;
+    size_t output_bytes = 0;
   };
+
+  // Output from the pod waiting to be written to the client: up to kOutputWindowBytes the pod's
+  // stream is read on at once (the writes to the client overlap the reads from the pod); above
+  // it reading from the pod waits until the queue has drained below kOutputResumeBytes. So the
+  // memory a session holds for a slow client is bounded by the window plus one frame from the
+  // API server, and the pod is slowed down (backpressure) instead. Consecutive chunks of the
+  // same stream still queued are written as one message of at most kMaxOutputMessageBytes.
+  static constexpr size_t kOutputWindowBytes = 256 * 1024;
+  static constexpr size_t kOutputResumeBytes = 128 * 1024;
+  static constexpr size_t kMaxOutputMessageBytes = 256 * 1024;
 
   // Handles one client message (without the lock); false when no further message is to be read.
   bool HandleReadDone(bool ok);
 
   // --- helpers, all called with mu_ held unless noted ---
   void SendLocked(pb::SessionResponse message, std::function<void()> after_write = nullptr);
+  // Queues command or shell output (`message` holds stdout or stderr) within the output window;
+  // `resume` lets the pod's stream be read on: at once while the queue is within the window,
+  // else once it has drained below kOutputResumeBytes (or the session ended).
+  void SendOutputLocked(pb::SessionResponse message, std::function<void()> resume);
   void MaybeWriteLocked();
   void FinishLocked(const grpc::Status& status);
   void CloseLocked(common::CloseReason reason, const std::string& message);
@@ -188,6 +204,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   State state_ = State::kAwaitOpen;
   pb::SessionRequest request_;
   std::deque<Outgoing> out_;
+  // Output bytes in out_, and the pod stream's resume held while they are above the window.
+  size_t out_output_bytes_ = 0;
+  std::function<void()> output_resume_;
   bool writing_ = false;
   bool finish_pending_ = false;
   bool finished_ = false;

@@ -71,7 +71,7 @@ class Session::ShellObserver final : public ExecObserver {
     s->RecordShellLocked('o', data);
     pb::SessionResponse msg;
     msg.mutable_stdout()->set_data(std::move(data));
-    s->SendLocked(std::move(msg), std::move(resume));
+    s->SendOutputLocked(std::move(msg), std::move(resume));
   }
 
   void OnExit(ExecResult result) override {

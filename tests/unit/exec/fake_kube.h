@@ -37,6 +37,9 @@ class FakeKube final : public KubeApi {
     int exit_code = 0;
     std::string stdout_text;
     std::string stderr_text;
+    // More stdout after stdout_text, one chunk per OnOutput (each waits for its resume), as a
+    // large output comes from the API server: frame after frame.
+    std::vector<std::string> stdout_chunks;
     // Never exits (until its stream is closed).
     bool hang = false;
     // The stream fails instead (an API error, a broken connection).
@@ -81,6 +84,11 @@ class FakeKube final : public KubeApi {
   std::vector<ExecSpec> execs() const {
     std::lock_guard<std::mutex> lock(mu_);
     return execs_;
+  }
+  // Output bytes handed to observers so far (every stream).
+  size_t output_offered() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return output_offered_;
   }
   int calls() const { return get_pod_calls() + list_calls() + static_cast<int>(execs().size()); }
   // Launched commands that received "go" (their argv ran).
@@ -279,10 +287,24 @@ class FakeKube final : public KubeApi {
         return;
       }
       auto self = shared_from_this();
-      Output(1, run.stdout_text, [self, run] {
-        self->Output(2, run.stderr_text,
-                     [self, run] { self->End(absl::OkStatus(), run.exit_code); });
+      auto chunks = std::make_shared<std::vector<std::string>>(std::move(run.stdout_chunks));
+      Output(1, run.stdout_text, [self, run, chunks] {
+        self->Chunks(chunks, 0, [self, run] {
+          self->Output(2, run.stderr_text,
+                       [self, run] { self->End(absl::OkStatus(), run.exit_code); });
+        });
       });
+    }
+
+    // Outputs chunks[i..] on stdout, one at a time, then runs `next`.
+    void Chunks(std::shared_ptr<std::vector<std::string>> chunks, size_t i,
+                std::function<void()> next) {
+      if (i == chunks->size()) {
+        next();
+        return;
+      }
+      auto self = shared_from_this();
+      Output(1, (*chunks)[i], [self, chunks, i, next] { self->Chunks(chunks, i + 1, next); });
     }
 
     // Sends `data` (when any) and runs `next` once the observer resumed the stream.
@@ -297,6 +319,10 @@ class FakeKube final : public KubeApi {
         return;
       }
       auto self = shared_from_this();
+      {
+        std::lock_guard<std::mutex> lock(kube_->mu_);
+        kube_->output_offered_ += data.size();
+      }
       observer_->OnOutput(channel, data, [self, next] {
         std::lock_guard<std::mutex> lock(self->kube_->mu_);
         self->kube_->PostLocked([next] {
@@ -390,6 +416,7 @@ class FakeKube final : public KubeApi {
   std::map<std::string, PodView> pods_;
   Program program_;
   int uid_ = 1000;
+  size_t output_offered_ = 0;
   int get_pod_calls_ = 0;
   int list_calls_ = 0;
   std::vector<ExecSpec> execs_;

@@ -5,10 +5,12 @@
 // (a target without a rule is refused before any Kubernetes call, the credential and names
 // before anything, admission limits), the root guard before a command, and one command through
 // the launch wrapper.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -375,6 +377,65 @@ TEST_F(SessionTest, ACommandRunsThroughTheLaunchWrapperAfterTheRootGuard) {
   EXPECT_EQ(results[0].command_id(), "c1");
   EXPECT_EQ(results[0].command_result().termination(), common::TERMINATION_EXITED);
   EXPECT_EQ(results[0].command_result().stdout_bytes(), 6);
+  EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
+}
+
+// Output is read from the pod ahead of the client within exec's output window (the writes to
+// the client overlap the reads from the API server), never further: a client that reads nothing
+// holds the pod back. Chunks of one stream still queued leave as one message, bounded in size,
+// in order.
+TEST_F(SessionTest, OutputIsReadAheadWithinABoundedWindowAndCoalesced) {
+  constexpr size_t kChunk = 32 * 1024;
+  constexpr size_t kChunks = 2048;  // 64 MiB
+  kube_.SetProgram([](const std::vector<std::string>& argv) {
+    FakeKube::Run run;
+    if (argv == UidProbeArgv()) {
+      run.stdout_text = "1000\n";
+    } else {
+      for (size_t i = 0; i < kChunks; ++i) {
+        run.stdout_chunks.push_back(std::string(kChunk, static_cast<char>('a' + i % 26)));
+      }
+    }
+    return run;
+  });
+  ExecOptions options;
+  options.default_output_limit_bytes = 1LL << 30;
+  StartExec(options);
+  auto s = NewSession();
+  ASSERT_TRUE(s->Open(Token("alice"), "app", "api-0").ok());
+  const size_t before = kube_.output_offered();
+  s->Command("hostname", "c1");
+  // The client reads nothing: the pod may get ahead by exec's window and what the transport
+  // buffers (HTTP/2 windows, socket buffers), not by the whole output.
+  absl::SleepFor(absl::Seconds(2));
+  const size_t ahead = kube_.output_offered() - before;
+  EXPECT_GT(ahead, 0u);
+  EXPECT_LT(ahead, kChunks * kChunk / 2) << "exec read the pod's output far ahead of its client";
+  size_t received = 0;
+  size_t messages = 0;
+  size_t largest = 0;
+  bool in_order = true;
+  std::optional<v1::CommandExit> exit;
+  v1::SessionResponse res;
+  while (!exit.has_value() && s->stream()->Read(&res)) {
+    if (res.has_stdout()) {
+      const std::string& data = res.stdout().data();
+      for (size_t i = 0; i < data.size(); ++i) {
+        in_order = in_order && data[i] == static_cast<char>('a' + ((received + i) / kChunk) % 26);
+      }
+      received += data.size();
+      largest = std::max(largest, data.size());
+      ++messages;
+    } else if (res.has_exit()) {
+      exit = res.exit();
+    }
+  }
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->exit_code(), 0);
+  EXPECT_EQ(received, kChunks * kChunk);
+  EXPECT_TRUE(in_order);
+  EXPECT_LE(largest, 256u * 1024);
+  EXPECT_LT(messages, kChunks) << "no chunk was coalesced";
   EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
 }
 
