@@ -14,8 +14,8 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -187,7 +187,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   std::mutex mu_;
   State state_ = State::kAwaitOpen;
   pb::SessionRequest request_;
-  std::deque<Outgoing> out_;
+  // A list, not a deque: an empty list holds no memory (a deque keeps a block of its own even
+  // when empty), and an idle session's queue is empty.
+  std::list<Outgoing> out_;
   bool writing_ = false;
   bool finish_pending_ = false;
   bool finished_ = false;
