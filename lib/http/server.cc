@@ -15,6 +15,7 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <deque>
+#include <list>
 #include <mutex>
 #include <type_traits>
 #include <unordered_map>
@@ -353,11 +354,15 @@ class WebSocketSession : public WebSocketConnection,
   }
 
   net::any_io_executor executor() const override {
-    return const_cast<websocket::stream<Stream>&>(ws_).get_executor();
+    return const_cast<websocket::stream<Stream, false>&>(ws_).get_executor();
   }
 
  private:
   void OnAccept(error_code ec) {
+    // The handshake is over: its request (headers, often a credential) and the decorator that
+    // wrote the 101 are not needed again, so an idle connection does not keep them.
+    request_ = Request();
+    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type&) {}));
     if (ec) {
       handler_.reset();  // never opened: no OnOpen, no OnClose
       return;
@@ -384,6 +389,11 @@ class WebSocketSession : public WebSocketConnection,
     }
     std::string data = beast::buffers_to_string(read_buffer_.data());
     read_buffer_.consume(read_buffer_.size());
+    if (read_buffer_.capacity() > kIdleReadCapacity) {
+      // A large message grew the buffer: give the memory back rather than keep it for a
+      // connection that may now stay idle (the next read takes what it needs again).
+      read_buffer_.shrink_to_fit();
+    }
     if (handler_ != nullptr) {
       handler_->OnMessage(std::move(data), ws_.got_binary());
     }
@@ -473,14 +483,21 @@ class WebSocketSession : public WebSocketConnection,
     bool binary;
   };
 
-  websocket::stream<Stream> ws_;
+  // What a read buffer may keep between messages: what a pending read prepares for a frame
+  // (Beast asks for up to 1536 bytes), with room for a small message.
+  static constexpr size_t kIdleReadCapacity = 4096;
+
+  // No permessage-deflate (never offered, so never negotiated): no zlib state per connection.
+  websocket::stream<Stream, /*deflateSupported=*/false> ws_;
   std::shared_ptr<Server::Impl> server_;
   ConnectionCount count_;
   const std::unique_ptr<SourceSlot> source_;  // null when sources are not tracked
-  Request request_;
+  Request request_;                           // the upgrade request, until the handshake completes
   std::shared_ptr<WebSocketHandler> handler_;
   beast::flat_buffer read_buffer_;
-  std::deque<Outgoing> queue_;
+  // A list, not a deque: an empty list holds no memory (a deque keeps a block of its own even
+  // when empty), and most connections are idle most of the time.
+  std::list<Outgoing> queue_;
   std::atomic<size_t> queued_bytes_{0};
   std::atomic<bool> want_writable_{false};
   websocket::close_reason close_reason_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -47,6 +48,7 @@ BrowserSession::BrowserSession(EdgeContext* context, SessionParams params)
   if (params_.verified.has_value()) {
     user_ = params_.verified->principal.user();
     expires_ = params_.verified->expires;
+    params_.verified->claims = nlohmann::json();  // the principal is all the session uses
   }
   pool_ = params_.verified.has_value() ? SlotPool::kConnections : SlotPool::kUnauthenticated;
 }
@@ -196,6 +198,7 @@ void BrowserSession::Authenticate(const std::string& token) {
   expires_ = verified->expires;
   params_.token = token;
   params_.verified = *std::move(verified);
+  params_.verified->claims = nlohmann::json();
   Enter(SessionState::kOpening);
   StartExec();
   ArmTimer();
@@ -236,13 +239,14 @@ void BrowserSession::SeedLoginFirst(const std::string& close_reason) {
 void BrowserSession::StartExec() {
   SessionRequest open;
   auto* o = open.mutable_open();
-  o->mutable_credential()->set_bearer_token(params_.token);
+  // The credential goes to exec once; the session does not keep it (a renewal brings its own).
+  o->mutable_credential()->set_bearer_token(std::exchange(params_.token, std::string()));
   *o->mutable_target() = params_.target;
   o->set_mode(params_.mode);
   o->mutable_size()->set_width(80);
   o->mutable_size()->set_height(24);
   o->set_source_address(params_.source_address);
-  o->set_client(params_.client);
+  o->set_client(std::exchange(params_.client, std::string()));
   EnterExec(ExecPhase::kStreaming);
   exec_read_ = ExecRead::kInFlight;
   write_in_flight_ = true;
@@ -305,7 +309,8 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
       if (!Renew(m)) {
         return;
       }
-      request.mutable_renew()->mutable_credential()->set_bearer_token(params_.token);
+      request.mutable_renew()->mutable_credential()->set_bearer_token(
+          std::exchange(params_.token, std::string()));
       break;
   }
   Enqueue(std::move(request));
@@ -342,6 +347,7 @@ bool BrowserSession::Renew(const V1ClientMessage& m) {
   expires_ = verified->expires;
   params_.token = token;
   params_.verified = *std::move(verified);
+  params_.verified->claims = nlohmann::json();
   Send(nlohmann::json(
            {{"type", "renewed"},
             {"expires", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires_, absl::UTCTimeZone())}})

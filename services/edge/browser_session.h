@@ -23,7 +23,7 @@
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
-#include <deque>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,10 +47,12 @@ struct SessionParams {
   podgate::common::v1::SessionMode mode = podgate::common::v1::SESSION_MODE_COMMAND;
   // Verified at the handshake (and counted against the user's connections), or empty: the
   // first message authenticates.
+  // The session keeps its principal and expiry, not the token's other claims.
   std::optional<auth::VerifiedToken> verified;
+  // The credential, until it is handed to exec (the open, or a renewal).
   std::string token;
   std::string source_address;
-  std::string client;
+  std::string client;  // the User-Agent, until it is handed to exec with the open
   std::string path;  // the request path, for the audit of a refused credential
   // From an auth proxy (ProxyTrust): a credential the first message brings must agree with it.
   std::optional<AuthProxyRequest> auth_proxy;
@@ -160,17 +162,20 @@ class BrowserSession : public http::WebSocketHandler,
   ExecRead exec_read_ = ExecRead::kIdle;
   bool write_in_flight_ = false;
   bool browser_paused_ = false;  // the WebSocket is not read until the queue drains
-  std::deque<podgate::exec::v1::SessionRequest> pending_;
+  // Lists, not deques, here and below: an empty list holds no memory (a deque keeps a block of
+  // its own even when empty), and a session is idle, its queues empty, most of its life.
+  std::list<podgate::exec::v1::SessionRequest> pending_;
 
   // Seed lines not yet answered, in order: commands waiting their turn, and (before exec's
-  // `ready`) any line, held so that the welcome comes first.
-  std::deque<std::string> seed_commands_;
+  // `ready`) any line, held so that the welcome comes first. A list: an empty one holds no
+  // memory, and an idle session's is empty.
+  std::list<std::string> seed_commands_;
   // The seed protocol runs one line at a time: the front of seed_commands_ is in exec.
   bool seed_command_running_ = false;
   uint64_t next_command_ = 0;
   // The ids of commands handed to exec and not yet answered with exit, denied or error (exec
   // answers every command with exactly one of them), oldest first.
-  std::deque<std::string> commands_in_exec_;
+  std::list<std::string> commands_in_exec_;
   // From exec's `ready`, for the audit of a lost exec stream.
   std::string session_id_;
   podgate::common::v1::Principal principal_;

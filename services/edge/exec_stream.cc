@@ -6,6 +6,7 @@
 #include "runtime/trace_metadata.h"
 
 namespace podgate::edge {
+
 ExecStream::ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
                        std::shared_ptr<ExecStreamEvents> events,
                        boost::asio::any_io_executor executor,
@@ -49,6 +50,9 @@ void ExecStream::OnReadDone(bool ok) {
 }
 
 void ExecStream::OnWriteDone(bool ok) {
+  // The written message is not needed again: an idle stream keeps no copy of the last request
+  // (the open carries the credential). The next Write comes only after the event posted below.
+  podgate::exec::v1::SessionRequest().Swap(&request_);
   boost::asio::post(executor_, [events = events_, ok] { events->OnExecWriteDone(ok); });
 }
 

@@ -13,6 +13,7 @@
 #include "auth/auth_flags.h"
 #include "edge/audit_follow.h"
 #include "edge/backend_calls.h"
+#include "edge/descriptors.h"
 #include "edge/edge_context.h"
 #include "edge/edge_metrics.h"
 #include "edge/edge_server.h"
@@ -277,6 +278,20 @@ int main(int argc, char** argv) {
     rt::ExitWithError(std::string(config.status().message()));
   }
   podgate::http::ServerOptions& http_options = config->http;
+  // One descriptor per connection: the soft limit goes up to the hard one (descriptors.h).
+  if (absl::StatusOr<podgate::edge::DescriptorLimit> fds = podgate::edge::RaiseDescriptorLimit();
+      !fds.ok()) {
+    podgate::log::Warn("descriptor limit not raised", {{"error", fds.status().ToString()}});
+  } else if (const uint64_t needed = podgate::edge::DescriptorsNeeded(http_options.max_connections);
+             fds->soft < needed) {
+    podgate::log::Warn(
+        "descriptor limit below the connection caps: raise the hard limit (ulimit "
+        "-Hn, the container runtime's default) or lower --max_connections",
+        {{"limit", static_cast<int64_t>(fds->soft)}, {"needed", static_cast<int64_t>(needed)}});
+  } else if (fds->soft != fds->before) {
+    podgate::log::Info("descriptor limit raised", {{"from", static_cast<int64_t>(fds->before)},
+                                                   {"to", static_cast<int64_t>(fds->soft)}});
+  }
 
   podgate::edge::EdgeMetrics metrics(*registry);
   podgate::edge::Limits limits(config->limits);

@@ -720,6 +720,9 @@ std::string KubeClient::Token() {
 
 namespace {
 
+// How long a REST connection is reused: a newer one picks up a rotated CA or client certificate.
+constexpr absl::Duration kRestConnectionLifetime = absl::Minutes(1);
+
 // Refuses what cannot be a header value (a control character would end the header).
 absl::Status CheckHeaderValue(const std::string& value, const char* what) {
   for (unsigned char c : value) {
@@ -792,12 +795,52 @@ http::ClientOptions KubeClient::ConnectionOptions() {
   return o;
 }
 
-absl::StatusOr<std::string> KubeClient::Get(const KubeIdentity& as, const std::string& target) {
+absl::StatusOr<http::ClientResponse> KubeClient::Rest(
+    const std::string& method, const std::string& target, const std::string& body,
+    std::vector<std::pair<std::string, std::string>> headers) {
   http::ClientOptions options = ConnectionOptions();
-  if (absl::Status s = ImpersonationHeaders(as, &options.headers); !s.ok()) {
+  // The connection carries no header of its own: the token (re-read every minute) and the
+  // identity go with each request.
+  headers.insert(headers.begin(), options.headers.begin(), options.headers.end());
+  options.headers.clear();
+  IdleConnection c;
+  {
+    absl::MutexLock lock(&rest_mu_);
+    const absl::Time now = absl::Now();
+    while (!idle_rest_.empty() && c.connection == nullptr) {
+      IdleConnection last = std::move(idle_rest_.back());
+      idle_rest_.pop_back();
+      if (now - last.opened < kRestConnectionLifetime) {
+        c = std::move(last);
+      }
+    }
+  }
+  if (c.connection == nullptr) {
+    absl::StatusOr<std::unique_ptr<http::ClientConnection>> created =
+        http::ClientConnection::Create(options);
+    if (!created.ok()) {
+      return created.status();
+    }
+    c = {*std::move(created), absl::Now()};
+    ++rest_connections_opened_;
+  }
+  absl::StatusOr<http::ClientResponse> res = c.connection->Request(method, target, body, headers);
+  if (res.ok()) {
+    absl::MutexLock lock(&rest_mu_);
+    if (idle_rest_.size() < static_cast<size_t>(std::max(1, options_.rest_threads))) {
+      idle_rest_.push_back(std::move(c));
+    }
+  }
+  return res;
+}
+
+absl::StatusOr<std::string> KubeClient::Get(const KubeIdentity& as, const std::string& target) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (absl::Status s = ImpersonationHeaders(as, &headers); !s.ok()) {
     return s;
   }
-  absl::StatusOr<http::ClientResponse> res = http::Fetch(options, "GET", config_.ApiPath(target));
+  absl::StatusOr<http::ClientResponse> res =
+      Rest("GET", config_.ApiPath(target), "", std::move(headers));
   if (!res.ok()) {
     return absl::UnavailableError(absl::StrCat("Kubernetes API: ", res.status().message()));
   }
@@ -871,15 +914,15 @@ void KubeClient::ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
     const nlohmann::json review = {{"kind", "SelfSubjectAccessReview"},
                                    {"apiVersion", "authorization.k8s.io/v1"},
                                    {"spec", {{"resourceAttributes", attrs}}}};
-    http::ClientOptions options = ConnectionOptions();
-    if (absl::Status s = ImpersonationHeaders(as, &options.headers); !s.ok()) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (absl::Status s = ImpersonationHeaders(as, &headers); !s.ok()) {
       done(s);
       return;
     }
-    options.headers.emplace_back("Content-Type", "application/json");
+    headers.emplace_back("Content-Type", "application/json");
     const std::string target = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
     absl::StatusOr<http::ClientResponse> res =
-        http::Fetch(options, "POST", config_.ApiPath(target), review.dump());
+        Rest("POST", config_.ApiPath(target), review.dump(), std::move(headers));
     if (!res.ok()) {
       done(absl::UnavailableError(absl::StrCat("Kubernetes API: ", res.status().message())));
       return;

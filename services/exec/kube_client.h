@@ -11,19 +11,19 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "exec/kube.h"
 #include "http/client.h"
+#include "http/client_connection.h"
 
 namespace podgate::exec {
 
@@ -131,10 +131,19 @@ class KubeClient final : public KubeApi {
   // owns (the hub's caches), so main joins here before destroying those. Bounded by the REST
   // deadline.
   void FinishRest() { rest_pool_.join(); }
+  // REST connections opened so far (the calls reuse them: kept alive between calls).
+  uint64_t rest_connections_opened() const { return rest_connections_opened_.load(); }
 
  private:
   http::ClientOptions ConnectionOptions();
   absl::StatusOr<std::string> Get(const KubeIdentity& as, const std::string& target);
+  // One REST exchange on a kept-alive connection to the API server: an idle one when there is
+  // one, else a new one; put back for the next call once the exchange succeeded. A TLS
+  // handshake per call (a session open reads its pod) cost more CPU than the rest of the open
+  // together. `headers` go with this request only (the token, impersonation).
+  absl::StatusOr<http::ClientResponse> Rest(
+      const std::string& method, const std::string& target, const std::string& body,
+      std::vector<std::pair<std::string, std::string>> headers);
 
   const KubeConfig config_;
   const KubeClientOptions options_;
@@ -143,6 +152,16 @@ class KubeClient final : public KubeApi {
   std::vector<std::thread> io_threads_;
   boost::asio::thread_pool rest_pool_;
   const std::shared_ptr<OpenStreams> streams_ = std::make_shared<OpenStreams>();
+
+  // Idle REST connections (at most rest_threads), with when each was opened: one older than
+  // kRestConnectionLifetime is closed instead of reused, so rotated TLS files are picked up.
+  struct IdleConnection {
+    std::unique_ptr<http::ClientConnection> connection;
+    absl::Time opened;
+  };
+  absl::Mutex rest_mu_;
+  std::vector<IdleConnection> idle_rest_ ABSL_GUARDED_BY(rest_mu_);
+  std::atomic<uint64_t> rest_connections_opened_{0};
 
   absl::Mutex token_mu_;
   std::string token_ ABSL_GUARDED_BY(token_mu_);

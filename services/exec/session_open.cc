@@ -428,7 +428,14 @@ void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
     refuse(container.status());
     return;
   }
-  pod_ = *pod;
+  pod_ = *std::move(pod);
+  // The session keeps what the root guard reads: the pod's identity and its security contexts
+  // of the one container it runs in. The labels are in target_ already (policy reads them
+  // there), the other containers are not its own.
+  pod_.labels.clear();
+  pod_.default_container_annotation.clear();
+  std::erase_if(pod_.containers,
+                [&container](const ContainerView& c) { return c.name != *container; });
   target_.set_container(*container);
   policy_ = std::make_unique<PolicyStream>(hub_->policy(), trace_, hub_->timers());
 

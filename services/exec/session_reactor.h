@@ -14,8 +14,8 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -203,7 +203,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   std::mutex mu_;
   State state_ = State::kAwaitOpen;
   pb::SessionRequest request_;
-  std::deque<Outgoing> out_;
+  // A list, not a deque: an empty list holds no memory (a deque keeps a block of its own even
+  // when empty), and an idle session's queue is empty.
+  std::list<Outgoing> out_;
   // Output bytes in out_, and the pod stream's resume held while they are above the window.
   size_t out_output_bytes_ = 0;
   std::function<void()> output_resume_;

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "exec/kube_client.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -1935,6 +1936,38 @@ TEST(KubeClientStreamsTest, EveryStreamIsCountedUntilItsObserverHasExited) {
   for (pid_t pid : PidsOf({"sleep", "71"})) {
     kill(pid, SIGKILL);
   }
+}
+
+// REST calls (a session open reads its pod) share kept-alive connections to the API server
+// instead of a TCP connection and TLS handshake each; an error answer keeps the connection too.
+TEST(KubeClientRestTest, CallsReuseAKeptAliveConnection) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  absl::StatusOr<exec::KubeConfig> config = exec::LoadKubeconfig((*stack)->kubeconfig(), false);
+  ASSERT_TRUE(config.ok()) << config.status();
+  exec::KubeClient kube(*config);
+  auto get = [&kube](const std::string& pod) {
+    absl::Notification done;
+    absl::StatusOr<exec::PodView> result = absl::UnknownError("no answer");
+    kube.GetPod(exec::KubeIdentity{}, "team", pod, [&](absl::StatusOr<exec::PodView> p) {
+      result = std::move(p);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
+  };
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<exec::PodView> pod = get("app-1");
+    ASSERT_TRUE(pod.ok()) << pod.status();
+    EXPECT_EQ(pod->name, "app-1");
+  }
+  EXPECT_EQ(get("no-such-pod").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(get("app-1").ok());
+  EXPECT_EQ(kube.rest_connections_opened(), 1u);
 }
 
 }  // namespace

@@ -463,6 +463,50 @@ TEST_F(HttpTest, AcceptsPostUpgrade) {
   EXPECT_THAT(out, HasSubstr("Sec-WebSocket-Protocol: v2.test"));
 }
 
+// permessage-deflate is never negotiated (no zlib state per connection): a client that offers
+// it gets a 101 without the extension.
+TEST_F(HttpTest, PermessageDeflateIsNotNegotiated) {
+  StartServer({});
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+  boost::asio::write(s, boost::asio::buffer(std::string(
+                            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+                            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            "Sec-WebSocket-Extensions: permessage-deflate; "
+                            "client_max_window_bits\r\n\r\n")));
+  std::string out;
+  char buf[512];
+  boost::system::error_code ec;
+  while (out.find("\r\n\r\n") == std::string::npos) {
+    size_t n = s.read_some(boost::asio::buffer(buf), ec);
+    if (ec) {
+      break;
+    }
+    out.append(buf, n);
+  }
+  EXPECT_THAT(out, HasSubstr("101 Switching Protocols"));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("permessage-deflate")));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("Sec-WebSocket-Extensions")));
+}
+
+// A message larger than what the read buffer keeps between messages (its memory is given back
+// once the message is handled) arrives whole, and so do the small ones after it.
+TEST_F(HttpTest, MessagesOfEverySizeArriveWholeAfterALargeOne) {
+  StartServer({});
+  auto ws = WebSocketClient::Connect(Client(), "/ws", {});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  for (const size_t size :
+       {size_t{10}, size_t{200 * 1024}, size_t{1}, size_t{1536}, size_t{5000}, size_t{3}}) {
+    const std::string data(size, static_cast<char>('a' + size % 26));
+    ASSERT_TRUE((*ws)->Write(data, true).ok());
+    absl::StatusOr<Message> m = (*ws)->Read(absl::Seconds(5));
+    ASSERT_TRUE(m.ok()) << size << ": " << m.status();
+    EXPECT_EQ(m->data, data) << size;
+  }
+}
+
 TEST_F(HttpTest, RefusedUpgradeReportsStatusAndBody) {
   StartServer({});
   ClientResponse refusal;
