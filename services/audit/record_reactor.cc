@@ -25,7 +25,7 @@ class RecordReactor::Sink final : public CommitSink {
       reactor_->OnFailed(status);
     }
   }
-  void OnSpace() override {
+  void OnSpace() {
     absl::MutexLock lock(&mu_);
     if (reactor_ != nullptr) {
       reactor_->OnSpace();
@@ -117,8 +117,7 @@ void RecordReactor::OnReadDone(bool ok) {
     return;
   }
   ++unacked_;
-  held_.emplace();
-  held_->Swap(request_.mutable_event());
+  held_ = event;
   TryQueueHeldLocked();
 }
 
@@ -126,7 +125,8 @@ void RecordReactor::TryQueueHeldLocked() {
   if (!held_.has_value() || finish_status_.has_value()) {
     return;
   }
-  if (writer_->TryEnqueue(&*held_, sink_)) {
+  std::shared_ptr<Sink> sink = sink_;
+  if (writer_->TryEnqueue(*held_, sink, [sink] { sink->OnSpace(); })) {
     held_.reset();
     MaybeReadLocked();
   }

@@ -1,6 +1,5 @@
 #include "audit/writer.h"
 
-#include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -44,7 +43,6 @@ absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(Store* store, WriterOption
     writer->committed_head_ = writer->head_;
   }
   writer->thread_ = std::thread([w = writer.get()] { w->Run(); });
-  writer->syncer_ = std::thread([w = writer.get()] { w->RunSyncer(); });
   return writer;
 }
 
@@ -59,26 +57,16 @@ Writer::~Writer() {
   if (thread_.joinable()) {
     thread_.join();
   }
-  {
-    absl::MutexLock lock(&mu_);
-    committer_done_ = true;
-  }
-  if (syncer_.joinable()) {
-    syncer_.join();
-  }
 }
 
-bool Writer::TryEnqueue(podgate::common::v1::AuditEvent* event,
-                        const std::shared_ptr<CommitSink>& sink) {
-  Item item;
-  item.sink = sink;
+bool Writer::TryEnqueue(const podgate::common::v1::AuditEvent& event,
+                        std::shared_ptr<CommitSink> sink, std::function<void()> on_space) {
   absl::MutexLock lock(&mu_);
   if (queue_.size() >= options_.queue_capacity) {
-    space_waiters_.push_back(sink);
+    space_waiters_.push_back(std::move(on_space));
     return false;
   }
-  item.event.Swap(event);
-  queue_.push_back(std::move(item));
+  queue_.push_back(Item{event, std::move(sink)});
   metrics_->queue_depth().Set(static_cast<double>(queue_.size()));
   return true;
 }
@@ -91,41 +79,15 @@ void Writer::SetCommitListener(CommitListener listener) {
 void Writer::Run() {
   while (true) {
     std::vector<Item> batch;
-    std::vector<std::shared_ptr<CommitSink>> waiters;
+    std::vector<std::function<void()>> waiters;
     {
       absl::MutexLock lock(&mu_);
-      // Room for another batch beside those waiting for their sync (bounded memory: a slow
-      // sync holds the committer, the queue fills and the streams stop being read).
       mu_.Await(absl::Condition(
-          +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
-            return w->stopping_ ||
-                   (!w->queue_.empty() && w->unsynced_events_ < w->options_.queue_capacity);
-          },
+          +[](Writer* w)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return w->stopping_ || !w->queue_.empty(); },
           this));
       if (queue_.empty()) {
         return;  // stopping, nothing left
-      }
-      // Stopping with a sync backlog: the syncer still finishes it.
-      mu_.Await(absl::Condition(
-          +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
-            return w->unsynced_events_ < w->options_.queue_capacity;
-          },
-          this));
-      if (sync_failed_) {
-        // Reload the head only once every batch committed before the failure was settled.
-        mu_.Await(absl::Condition(
-            +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
-              return w->unsynced_.empty() && !w->syncing_;
-            },
-            this));
-        sync_failed_ = false;
-        head_valid_ = false;
-        for (std::string& id : failed_ids_) {
-          if (options_.refuse_foreign_records && unconfirmed_ids_.size() < kMaxUnconfirmedIds) {
-            unconfirmed_ids_.insert(std::move(id));
-          }
-        }
-        failed_ids_.clear();
       }
       const size_t n = std::min(queue_.size(), options_.max_batch);
       batch.reserve(n);
@@ -137,29 +99,9 @@ void Writer::Run() {
       waiters.swap(space_waiters_);
     }
     for (auto& waiter : waiters) {
-      waiter->OnSpace();
+      waiter();
     }
     CommitBatch(batch);
-  }
-}
-
-void Writer::SetHealthy(bool healthy) {
-  absl::MutexLock lock(&health_mu_);
-  if (healthy != store_healthy_) {
-    store_healthy_ = healthy;
-    if (options_.on_store_health) {
-      options_.on_store_health(healthy);
-    }
-  }
-}
-
-void Writer::FailItems(std::vector<Item>& items, const absl::Status& status) {
-  std::vector<CommitSink*> told;
-  for (Item& item : items) {
-    if (std::find(told.begin(), told.end(), item.sink.get()) == told.end()) {
-      told.push_back(item.sink.get());
-      item.sink->OnFailed(status);
-    }
   }
 }
 
@@ -178,18 +120,30 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
       unconfirmed_ids_.clear();
     }
   }
-  const int64_t before = head_.sequence;
-  const absl::Time start = absl::Now();
   if (status.ok()) {
     std::vector<const podgate::common::v1::AuditEvent*> events;
     events.reserve(batch.size());
     for (const Item& item : batch) {
       events.push_back(&item.event);
     }
-    status = store_->AppendUnsynced(&head_, events, NowMicros());
+    const int64_t before = head_.sequence;
+    const absl::Time start = absl::Now();
+    status = store_->Append(&head_, events, NowMicros());
+    if (status.ok()) {
+      metrics_->commit_latency().Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      metrics_->batch_size().Observe(static_cast<double>(batch.size()));
+      metrics_->events_stored().Increment(static_cast<double>(head_.sequence - before));
+      absl::MutexLock lock(&head_mu_);
+      committed_head_ = head_;
+    }
+  }
+  if (status.ok() != store_healthy_) {
+    store_healthy_ = status.ok();
+    if (options_.on_store_health) {
+      options_.on_store_health(store_healthy_);
+    }
   }
   if (!status.ok()) {
-    SetHealthy(false);
     head_valid_ = false;
     // Bounded: a writer failing for long only remembers the latest batches' ids.
     if (options_.refuse_foreign_records && unconfirmed_ids_.size() < kMaxUnconfirmedIds) {
@@ -200,102 +154,30 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
     metrics_->Error(absl::IsDataLoss(status) ? "foreign_records" : ErrorKind(status)).Increment();
     log::Warn("audit commit failed", {{"error", std::string(status.message())},
                                       {"events", static_cast<int64_t>(batch.size())}});
-    FailItems(batch, status);
+    std::vector<CommitSink*> told;
+    for (Item& item : batch) {
+      if (std::find(told.begin(), told.end(), item.sink.get()) == told.end()) {
+        told.push_back(item.sink.get());
+        item.sink->OnFailed(status);
+      }
+    }
     absl::MutexLock lock(&mu_);
     // Wait out the back-off unless shutting down.
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry_backoff);
     return;
   }
-  Committed committed;
-  committed.items = std::move(batch);
-  committed.head = head_;
-  committed.stored = head_.sequence - before;
-  committed.start = start;
-  absl::MutexLock lock(&mu_);
-  unsynced_events_ += committed.items.size();
-  unsynced_.push_back(std::move(committed));
-}
-
-void Writer::RunSyncer() {
-  while (true) {
-    std::deque<Committed> batches;
-    bool earlier_failure = false;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
-            return w->committer_done_ || !w->unsynced_.empty();
-          },
-          this));
-      if (unsynced_.empty()) {
-        return;  // the committer stopped and everything is settled
-      }
-      batches.swap(unsynced_);
-      syncing_ = true;
-      earlier_failure = sync_failed_;
-    }
-    // One sync for every batch committed so far. After a failed sync, batches committed before
-    // the committer reloaded the head are failed too: they may build on records that are not
-    // durable.
-    const absl::Status status =
-        earlier_failure ? absl::UnavailableError("an earlier sync of the audit store failed")
-                        : store_->Sync();
-    size_t events = 0;
-    if (status.ok()) {
-      SetHealthy(true);
-      for (Committed& batch : batches) {
-        events += batch.items.size();
-        Acknowledge(batch);
-      }
-    } else {
-      SetHealthy(false);
-      metrics_->Error(ErrorKind(status)).Increment();
-      log::Warn("audit sync failed", {{"error", std::string(status.message())},
-                                      {"batches", static_cast<int64_t>(batches.size())}});
-      std::vector<std::string> ids;
-      for (Committed& batch : batches) {
-        events += batch.items.size();
-        if (options_.refuse_foreign_records) {
-          for (const Item& item : batch.items) {
-            ids.push_back(item.event.id());
-          }
-        }
-        FailItems(batch.items, status);
-      }
-      absl::MutexLock lock(&mu_);
-      sync_failed_ = true;
-      for (std::string& id : ids) {
-        if (failed_ids_.size() < kMaxUnconfirmedIds) {
-          failed_ids_.push_back(std::move(id));
-        }
-      }
-    }
-    absl::MutexLock lock(&mu_);
-    unsynced_events_ -= events;
-    syncing_ = false;
-  }
-}
-
-void Writer::Acknowledge(Committed& batch) {
-  metrics_->commit_latency().Observe(absl::ToDoubleSeconds(absl::Now() - batch.start));
-  metrics_->batch_size().Observe(static_cast<double>(batch.items.size()));
-  metrics_->events_stored().Increment(static_cast<double>(batch.stored));
-  {
-    absl::MutexLock lock(&head_mu_);
-    committed_head_ = batch.head;
-  }
-  // Group the acks per stream, keeping commit order (a map: a batch may hold events of
-  // hundreds of streams).
+  // Group the acks per stream, keeping commit order.
   std::vector<std::pair<CommitSink*, std::vector<std::string>>> acks;
-  std::unordered_map<CommitSink*, size_t> ack_index;
-  for (Item& item : batch.items) {
-    auto [it, added] = ack_index.try_emplace(item.sink.get(), acks.size());
-    if (added) {
+  for (Item& item : batch) {
+    auto it = std::find_if(acks.begin(), acks.end(),
+                           [&](const auto& a) { return a.first == item.sink.get(); });
+    if (it == acks.end()) {
       acks.emplace_back(item.sink.get(), std::vector<std::string>{});
+      it = acks.end() - 1;
     }
-    acks[it->second].second.push_back(std::move(*item.event.mutable_id()));
+    it->second.push_back(item.event.id());
   }
-  metrics_->events_acked().Increment(static_cast<double>(batch.items.size()));
+  metrics_->events_acked().Increment(static_cast<double>(batch.size()));
   for (auto& [sink, ids] : acks) {
     sink->OnCommitted(std::move(ids));
   }

@@ -1,9 +1,5 @@
-// The group-commit writer: one thread (the committer) drains a bounded queue of events and
-// stores as many as are waiting in one transaction; a second thread (the syncer) makes the
-// committed transactions durable (Store::Sync: one fsync for every transaction committed since
-// the last) and only then tells each event's stream which ids are durable. So the next batch is
-// written while the previous one is being synced and acked, and a store whose commit is already
-// durable (PostgreSQL) still has its acks sent beside the next transaction.
+// The group-commit writer: one thread drains a bounded queue of events, stores as many as are
+// waiting in one transaction (one fsync), then tells each event's stream which ids are durable.
 //
 // Backpressure: TryEnqueue refuses when the queue is full and calls the given callback once
 // room frees, so a stream stops reading instead of buffering. Failure: when a transaction
@@ -30,7 +26,7 @@
 
 namespace podgate::audit {
 
-// Receives the writer's outcome for the events a stream queued. Called on a writer thread,
+// Receives the writer's outcome for the events a stream queued. Called on the writer thread,
 // without writer locks held; must not block.
 class CommitSink {
  public:
@@ -39,26 +35,21 @@ class CommitSink {
   virtual void OnCommitted(std::vector<std::string> ids) = 0;
   // A transaction holding some of this sink's events failed; they are not durable.
   virtual void OnFailed(const absl::Status& status) = 0;
-  // Called once after TryEnqueue refused one of this sink's events (the queue was full), when
-  // room frees: the stream retries.
-  virtual void OnSpace() {}
 };
 
 struct WriterOptions {
   // The chain this writer appends to (one per audit replica).
   std::string chain_id;
-  // Events waiting for the writer, at most; as many again may be committed and waiting for
-  // their sync.
+  // Events waiting for the writer, at most.
   size_t queue_capacity = 8192;
   // Events per transaction, at most.
   size_t max_batch = 1024;
   // Pause after a failed transaction before the next attempt.
   absl::Duration retry_backoff = absl::Milliseconds(200);
-  // Called on a writer thread when the store turns unusable (false, a transaction or its sync
-  // failed) or usable again (true, the next sync succeeded): the service's readiness follows
-  // it.
+  // Called on the writer thread when the store turns unusable (false, a transaction failed) or
+  // usable again (true, the next one succeeded): the service's readiness follows it.
   std::function<void(bool healthy)> on_store_health;
-  // Called on the syncer thread after each batch made durable (the exporter wakes up);
+  // Called on the writer thread after each committed transaction (the exporter wakes up);
   // must not block.
   std::function<void()> on_commit;
   // Whether Record may accept new events now: OK, or a status naming why not (an export sink
@@ -72,8 +63,8 @@ struct WriterOptions {
   bool refuse_foreign_records = false;
 };
 
-// Told after each batch made durable (the live tail reads the new records). Called on the
-// syncer thread without writer locks held; must return at once.
+// Told after each successful commit (the live tail reads the new records). Called on the
+// writer thread without writer locks held; must return at once.
 using CommitListener = std::function<void()>;
 
 class Writer {
@@ -84,10 +75,10 @@ class Writer {
   // Commits what is queued (one last attempt), then stops the thread.
   ~Writer();
 
-  // Queues `*event` for `sink`, moving it into the queue (no copy: `*event` is left empty).
-  // Returns false when the queue is full, leaving `*event` as it was; `sink->OnSpace()` is then
-  // called once (on the committer thread) when room frees, and the caller retries.
-  bool TryEnqueue(podgate::common::v1::AuditEvent* event, const std::shared_ptr<CommitSink>& sink);
+  // Queues `event` for `sink`. Returns false when the queue is full; `on_space` is then
+  // called once (on the writer thread) when room frees, and the caller retries.
+  bool TryEnqueue(const podgate::common::v1::AuditEvent& event, std::shared_ptr<CommitSink> sink,
+                  std::function<void()> on_space);
 
   const std::string& chain_id() const { return options_.chain_id; }
 
@@ -111,35 +102,20 @@ class Writer {
     podgate::common::v1::AuditEvent event;
     std::shared_ptr<CommitSink> sink;
   };
-  // A batch the store committed, waiting for the sync that makes it durable.
-  struct Committed {
-    std::vector<Item> items;
-    ChainHead head;      // the chain head after it
-    int64_t stored = 0;  // records it added (resent ids are acked but not stored again)
-    absl::Time start;
-  };
 
   Writer(Store* store, WriterOptions options, AuditMetrics* metrics);
   void Run();
-  void RunSyncer();
   void CommitBatch(std::vector<Item>& batch);
-  // Tells each stream of `items` once that its events are not durable.
-  static void FailItems(std::vector<Item>& items, const absl::Status& status);
-  // Acks a durable batch.
-  void Acknowledge(Committed& batch);
-  // Calls on_store_health when the store's state changed (either thread).
-  void SetHealthy(bool healthy);
   // See WriterOptions::refuse_foreign_records.
   absl::Status CheckReloadedHead(const ChainHead& reloaded);
 
   Store* const store_;
   const WriterOptions options_;
   AuditMetrics* const metrics_;
-  ChainHead head_;  // only the committer touches it after Start
+  ChainHead head_;  // only the writer thread touches it after Start
   bool head_valid_ = true;
-  absl::Mutex health_mu_;
-  bool store_healthy_ ABSL_GUARDED_BY(health_mu_) = true;
-  // Ids of the batches that failed since the head was last confirmed (committer only).
+  bool store_healthy_ = true;
+  // Ids of the batches that failed since the head was last confirmed (writer thread only).
   std::set<std::string> unconfirmed_ids_;
 
   mutable absl::Mutex head_mu_;
@@ -150,20 +126,9 @@ class Writer {
 
   absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::shared_ptr<CommitSink>> space_waiters_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void()>> space_waiters_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // Committed batches waiting for the syncer, oldest first, and their events.
-  std::deque<Committed> unsynced_ ABSL_GUARDED_BY(mu_);
-  size_t unsynced_events_ ABSL_GUARDED_BY(mu_) = 0;
-  // The syncer holds batches taken from unsynced_.
-  bool syncing_ ABSL_GUARDED_BY(mu_) = false;
-  // A sync failed: the committer reloads the chain head once the syncer is idle. The ids of
-  // the failed batches go to failed_ids_ (see refuse_foreign_records).
-  bool sync_failed_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::string> failed_ids_ ABSL_GUARDED_BY(mu_);
-  bool committer_done_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
-  std::thread syncer_;
 };
 
 }  // namespace podgate::audit

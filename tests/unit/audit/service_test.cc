@@ -16,7 +16,6 @@
 #include "audit/audit_service.h"
 #include "audit/cli.h"
 #include "audit/store.h"
-#include "audit/verify.h"
 #include "audit/writer.h"
 #include "audit_testing.h"
 #include "gmock/gmock.h"
@@ -56,35 +55,6 @@ class GatedStore final : public Store {
       mu_.Await(absl::Condition(&open_));
     }
     return inner_->Append(head, events, t);
-  }
-  // The writer's path: commit, then Sync on the syncer thread.
-  absl::Status AppendUnsynced(ChainHead* head, const std::vector<const AuditEvent*>& events,
-                              int64_t t) override {
-    {
-      absl::MutexLock lock(&mu_);
-      events_seen_ += static_cast<int64_t>(events.size());
-      mu_.Await(absl::Condition(&open_));
-    }
-    return inner_->AppendUnsynced(head, events, t);
-  }
-  // While set, Sync fails as an fdatasync reporting an I/O error would.
-  void SetSyncFails(bool fails) {
-    absl::MutexLock lock(&mu_);
-    sync_fails_ = fails;
-  }
-  int syncs() {
-    absl::MutexLock lock(&mu_);
-    return syncs_;
-  }
-  absl::Status Sync() override {
-    {
-      absl::MutexLock lock(&mu_);
-      ++syncs_;
-      if (sync_fails_) {
-        return absl::UnavailableError("sqlite: syncing audit.db-wal: Input/output error");
-      }
-    }
-    return inner_->Sync();
   }
   void SetQueriesOpen(bool open) {
     absl::MutexLock lock(&mu_);
@@ -148,8 +118,6 @@ class GatedStore final : public Store {
   std::unique_ptr<Store> inner_;
   absl::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = true;
-  bool sync_fails_ ABSL_GUARDED_BY(mu_) = false;
-  int syncs_ ABSL_GUARDED_BY(mu_) = 0;
   bool queries_open_ ABSL_GUARDED_BY(mu_) = true;
   int queries_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t events_seen_ ABSL_GUARDED_BY(mu_) = 0;
@@ -386,43 +354,6 @@ TEST(AuditServiceTest, ACancelledStreamWithQueuedEventsLeavesTheWriterWorking) {
   EXPECT_EQ(h.Count(), 15);
   EXPECT_EQ(RecordAll(h.stub(), Events("x", 10)).acked.size(), 10u);
   EXPECT_EQ(h.Count(), 15);
-}
-
-// The writer commits a batch, then a second thread syncs it (SQLite: fdatasync of the WAL) and
-// only then acks. A failed sync acks nothing: the streams end UNAVAILABLE, readiness follows,
-// and once syncs work again the resent events are acked, each stored once, the chain intact.
-TEST(AuditServiceTest, AFailedSyncAcksNothingAndTheWriterRecovers) {
-  testing::TempDir tmp("podgate-audit-svc");
-  auto gated = std::make_unique<GatedStore>(SqliteIn(tmp.path()));
-  GatedStore* gate = gated.get();
-  WriterOptions options;
-  options.retry_backoff = absl::Milliseconds(20);
-  absl::Mutex mu;
-  std::vector<bool> health;
-  options.on_store_health = [&](bool healthy) {
-    absl::MutexLock lock(&mu);
-    health.push_back(healthy);
-  };
-  Harness h(std::move(gated), options);
-  gate->SetSyncFails(true);
-  StreamResult failed = RecordAll(h.stub(), Events("s", 20));
-  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_THAT(failed.status.error_message(), HasSubstr("Input/output error"));
-  EXPECT_TRUE(failed.acked.empty());
-  EXPECT_GE(gate->syncs(), 1);
-  EXPECT_GE(h.metrics().Error("store_unavailable").Value(), 1);
-
-  gate->SetSyncFails(false);
-  StreamResult resent = RecordAll(h.stub(), Events("s", 20));
-  ASSERT_TRUE(resent.status.ok()) << resent.status.error_message();
-  EXPECT_EQ(resent.acked.size(), 20u);
-  EXPECT_EQ(h.Count(), 20);
-  auto report = VerifyChain(h.store(), "test-chain");
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_TRUE(report->intact()) << report->problem();
-  EXPECT_EQ(report->records(), 20);
-  absl::MutexLock lock(&mu);
-  EXPECT_EQ(health, (std::vector<bool>{false, true}));
 }
 
 TEST(AuditServiceTest, LockedSqliteEndsTheStreamUnavailableWithoutAckAndRecovers) {
