@@ -538,10 +538,12 @@ step('the developer picks a cluster: us-staging lists its own pods and the sessi
     return ns.join(',') === 'app-shop,staging' ? ns : false;
   });
   await pick('app-shop', 'orders-8e2a71');
+  // The status may still say "open" for the session being replaced: wait for the new socket.
+  const named = (url) => /\/ws\/v1\/app-shop\/orders-8e2a71\?/.test(url) && /[?&]cluster=us-staging(&|$)/.test(url);
+  await until('a WebSocket to orders-8e2a71 naming us-staging', () => sockets.some(named), 10000).catch(() => false);
   page.off('websocket', onSocket);
-  const last = sockets[sockets.length - 1] ?? '';
-  assert(/\/ws\/v1\/app-shop\/orders-8e2a71\?/.test(last) && /[?&]cluster=us-staging(&|$)/.test(last),
-    `the WebSocket does not name us-staging: ${sockets}`);
+  assert(sockets.some(named), `the WebSocket does not name us-staging: ${sockets}`);
+  await waitConnected();
   const out = await run('free -m');
   assert(/Mem:/.test(out) && /✓ exit 0/.test(out), `free -m in us-staging: ${out}`);
   assert((await termText()).includes('connecting to us-staging: app-shop/orders-8e2a71'),
