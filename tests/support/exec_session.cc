@@ -1,5 +1,8 @@
 #include "support/exec_session.h"
 
+#include <dirent.h>
+#include <sys/resource.h>
+
 #include <fstream>
 
 #include "absl/strings/match.h"
@@ -149,6 +152,34 @@ std::shared_ptr<grpc::Channel> LoopbackChannel(int port) {
 }
 
 int64_t ResidentKiB(int pid) { return ProcStatus(pid, "VmRSS"); }
+
+int OpenDescriptors(int pid) {
+  DIR* dir = opendir(absl::StrCat("/proc/", pid, "/fd").c_str());
+  if (dir == nullptr) {
+    return -1;
+  }
+  int count = 0;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') {
+      ++count;
+    }
+  }
+  closedir(dir);
+  return count;
+}
+
+int64_t RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return -1;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return static_cast<int64_t>(limit.rlim_cur);
+}
 
 int64_t ProcStatus(int pid, const std::string& field) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/status"));

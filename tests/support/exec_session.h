@@ -82,6 +82,13 @@ std::shared_ptr<grpc::Channel> LoopbackChannel(int port);
 // VmRSS of `pid` in KiB (-1 when unreadable).
 int64_t ResidentKiB(int pid);
 
+// Open file descriptors of `pid` (-1 when unreadable).
+int OpenDescriptors(int pid);
+
+// Raises this process's RLIMIT_NOFILE soft limit to the hard limit (children inherit it);
+// returns the soft limit in force, -1 when unreadable.
+int64_t RaiseDescriptorLimit();
+
 // The number of a /proc/<pid>/status field ("VmRSS", "Threads"), -1 when unreadable.
 int64_t ProcStatus(int pid, const std::string& field);
 

@@ -35,6 +35,7 @@
 #include "absl/time/clock.h"
 #include "bench/chain_clients.h"
 #include "bench/report.h"
+#include "bench_fixtures.h"
 #include "nlohmann/json.hpp"
 #include "runtime/flags.h"
 #include "support/exec_session.h"
@@ -75,21 +76,6 @@ constexpr char kPod[] = "app-1";
 constexpr char kContainer[] = "main";
 constexpr char kOrigin[] = "https://bench.podgate.test";
 constexpr absl::Duration kCommandTimeout = absl::Seconds(120);
-
-constexpr char kCluster[] = R"(namespaces:
-  - name: bench
-pods:
-  - name: app-1
-    namespace: bench
-    containers:
-      - name: main
-        image: bench/app:1
-access:
-  - user: podgate-exec
-    verbs: [get, list, create]
-    resources: [pods, pods/exec, namespaces]
-    namespaces: ["*"]
-)";
 
 // `true` and `head -c N /dev/zero`, with an output limit above the bulk size.
 std::string Policy(int64_t output_limit) {
@@ -147,7 +133,7 @@ absl::StatusOr<Chain> StartChain(const Sizes& sizes) {
   testing::StackOptions options;
   options.binaries = {absl::GetFlag(FLAGS_kubesim_bin), absl::GetFlag(FLAGS_policy_bin),
                       absl::GetFlag(FLAGS_audit_bin), absl::GetFlag(FLAGS_exec_bin)};
-  options.cluster_yaml = kCluster;
+  options.cluster_yaml = bench::kBenchCluster;
   options.policy_yaml = Policy(std::max<int64_t>(2 * sizes.bulk_bytes, 1 << 20));
   // Room for every held session of the one benchmark user, and a few more.
   const int room = sizes.sessions + 64;
@@ -480,7 +466,7 @@ struct ProcessUse {
   int fds = 0;
 };
 
-ProcessUse Use(pid_t pid) { return {testing::ResidentKiB(pid), OpenFds(pid)}; }
+ProcessUse Use(pid_t pid) { return {testing::ResidentKiB(pid), testing::OpenDescriptors(pid)}; }
 
 absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   const int total = sizes.sessions;
@@ -706,7 +692,7 @@ int Main(int argc, char** argv) {
   }
 
   // Every held session is a descriptor in this process and in edge (children inherit this).
-  const int64_t fd_limit = RaiseFdLimit();
+  const int64_t fd_limit = testing::RaiseDescriptorLimit();
   Report report("chain", sizes.quick);
   if (sections.count("sessions") > 0 && fd_limit < sizes.sessions + 256) {
     return Usage(absl::StrCat("--sessions=", sizes.sessions, " needs RLIMIT_NOFILE of at least ",

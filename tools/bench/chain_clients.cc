@@ -315,32 +315,4 @@ absl::StatusOr<CommandResult> RunProcess(const std::vector<std::string>& argv,
   return result;
 }
 
-int OpenFds(pid_t pid) {
-  DIR* dir = opendir(absl::StrCat("/proc/", pid, "/fd").c_str());
-  if (dir == nullptr) {
-    return -1;
-  }
-  int count = 0;
-  while (dirent* entry = readdir(dir)) {
-    if (entry->d_name[0] != '.') {
-      ++count;
-    }
-  }
-  closedir(dir);
-  return count;
-}
-
-int64_t RaiseFdLimit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return -1;
-  }
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-    getrlimit(RLIMIT_NOFILE, &limit);
-  }
-  return static_cast<int64_t>(limit.rlim_cur);
-}
-
 }  // namespace podgate::bench

@@ -77,11 +77,4 @@ absl::StatusOr<CommandResult> RunProcess(const std::vector<std::string>& argv,
                                          const std::map<std::string, std::string>& env,
                                          absl::Duration timeout);
 
-// The number of open file descriptors of `pid` (-1 when unreadable).
-int OpenFds(pid_t pid);
-
-// Raises RLIMIT_NOFILE to its hard limit (inherited by every child started after); returns the
-// new soft limit.
-int64_t RaiseFdLimit();
-
 }  // namespace podgate::bench

@@ -39,6 +39,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench_fixtures.h"
 #include "runtime/flags.h"
 #include "support/exec_session.h"
 #include "support/http_client.h"
@@ -68,35 +69,6 @@ ABSL_FLAG(std::string, exec_bin, PODGATE_EXEC_BIN, "podgate-exec binary (or a wr
 
 namespace podgate {
 namespace {
-
-constexpr char kCluster[] = R"(namespaces:
-  - name: bench
-pods:
-  - name: app-1
-    namespace: bench
-    containers:
-      - name: main
-        image: bench/app:1
-access:
-  - user: podgate-exec
-    verbs: [get, list, create]
-    resources: [pods, pods/exec, namespaces]
-    namespaces: ["*"]
-)";
-
-constexpr char kPolicy[] = R"(apiVersion: podgate.io/v1
-kind: CommandPolicy
-defaults: {timeLimit: 30s, outputLimitBytes: 1048576}
-rules:
-  - id: bench-echo
-    effect: allow
-    subjects: {groups: [bench]}
-    targets: {namespaces: [bench]}
-    command:
-      program: echo
-      args:
-        - {name: word, type: regex, pattern: "[a-z0-9]+", optional: true, repeat: true}
-)";
 
 struct Sample {
   double x = 0;  // sessions or commands so far
@@ -221,8 +193,8 @@ absl::StatusOr<Bench> StartStack(int max_sessions_per_user,
   testing::StackOptions options;
   options.binaries = {absl::GetFlag(FLAGS_kubesim_bin), absl::GetFlag(FLAGS_policy_bin),
                       absl::GetFlag(FLAGS_audit_bin), absl::GetFlag(FLAGS_exec_bin)};
-  options.cluster_yaml = kCluster;
-  options.policy_yaml = kPolicy;
+  options.cluster_yaml = bench::kBenchCluster;
+  options.policy_yaml = bench::kBenchEchoPolicy;
   Bench b;
   options.exec_flags = std::move(exec_flags);
   options.exec_flags.push_back(absl::StrCat("--max_sessions_per_user=", max_sessions_per_user));

@@ -35,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "auth/base64url.h"
+#include "bench_fixtures.h"
 #include "http/async_client.h"
 #include "nlohmann/json.hpp"
 #include "runtime/flags.h"
@@ -61,45 +62,6 @@ namespace podgate {
 namespace {
 
 constexpr char kOrigin[] = "https://bench.podgate.test";
-
-constexpr char kCluster[] = R"(namespaces:
-  - name: bench
-pods:
-  - name: app-1
-    namespace: bench
-    containers:
-      - name: main
-        image: bench/app:1
-access:
-  - user: podgate-exec
-    verbs: [get, list, create]
-    resources: [pods, pods/exec, namespaces]
-    namespaces: ["*"]
-)";
-
-constexpr char kPolicy[] = R"(apiVersion: podgate.io/v1
-kind: CommandPolicy
-defaults: {timeLimit: 30s, outputLimitBytes: 1048576}
-rules:
-  - id: bench-echo
-    effect: allow
-    subjects: {groups: [bench]}
-    targets: {namespaces: [bench]}
-    command:
-      program: echo
-      args:
-        - {name: word, type: regex, pattern: "[a-z0-9]+", optional: true, repeat: true}
-)";
-
-int OpenDescriptors(int pid) {
-  std::error_code ec;
-  int n = 0;
-  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++n;
-  }
-  return n;
-}
 
 // What the sessions have seen, shared by every handler (all on the client's one I/O thread,
 // read by the main thread under the lock).
@@ -192,8 +154,8 @@ absl::StatusOr<Services> Start(int sessions) {
   testing::StackOptions options;
   options.binaries = {absl::GetFlag(FLAGS_kubesim_bin), absl::GetFlag(FLAGS_policy_bin),
                       absl::GetFlag(FLAGS_audit_bin), absl::GetFlag(FLAGS_exec_bin)};
-  options.cluster_yaml = kCluster;
-  options.policy_yaml = kPolicy;
+  options.cluster_yaml = bench::kBenchCluster;
+  options.policy_yaml = bench::kBenchEchoPolicy;
   const int per_user = absl::GetFlag(FLAGS_sessions_per_user);
   options.exec_flags = {absl::StrCat("--max_sessions=", sessions + 1000),
                         absl::StrCat("--max_sessions_per_user=", per_user)};
@@ -330,15 +292,12 @@ int Run() {
   const int warmup = std::max(0, absl::GetFlag(FLAGS_warmup));
   const int sample = std::min(total, std::max(0, absl::GetFlag(FLAGS_sample)));
 
-  rlimit nofile{};
-  getrlimit(RLIMIT_NOFILE, &nofile);
-  nofile.rlim_cur = nofile.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &nofile);
-  if (nofile.rlim_cur < static_cast<rlim_t>(total) + 1024) {
+  const int64_t nofile = testing::RaiseDescriptorLimit();
+  if (nofile < static_cast<int64_t>(total) + 1024) {
     std::fprintf(stderr,
-                 "RLIMIT_NOFILE is %llu: %d sessions need at least %d descriptors in this "
+                 "RLIMIT_NOFILE is %lld: %d sessions need at least %d descriptors in this "
                  "process and in edge (ulimit -n)\n",
-                 static_cast<unsigned long long>(nofile.rlim_cur), total, total + 1024);
+                 static_cast<long long>(nofile), total, total + 1024);
     return 2;
   }
 
@@ -364,8 +323,8 @@ int Run() {
   }
   const int64_t edge_before = testing::ResidentKiB(edge_pid);
   const int64_t exec_before = testing::ResidentKiB(exec_pid);
-  const int edge_fds_before = OpenDescriptors(edge_pid);
-  const int exec_fds_before = OpenDescriptors(exec_pid);
+  const int edge_fds_before = testing::OpenDescriptors(edge_pid);
+  const int exec_fds_before = testing::OpenDescriptors(exec_pid);
   int ready_before;
   {
     absl::MutexLock lock(&tally.mu);
@@ -390,8 +349,8 @@ int Run() {
   absl::SleepFor(absl::GetFlag(FLAGS_settle));
   const int64_t edge_after = testing::ResidentKiB(edge_pid);
   const int64_t exec_after = testing::ResidentKiB(exec_pid);
-  const int edge_fds = OpenDescriptors(edge_pid);
-  const int exec_fds = OpenDescriptors(exec_pid);
+  const int edge_fds = testing::OpenDescriptors(edge_pid);
+  const int exec_fds = testing::OpenDescriptors(exec_pid);
   const double edge_per = static_cast<double>(edge_after - edge_before) / std::max(1, ready);
   const double exec_per = static_cast<double>(exec_after - exec_before) / std::max(1, ready);
   std::printf("%-6s %12s %12s %14s %10s %10s\n", "", "rss_before", "rss_after", "kib_per_session",
