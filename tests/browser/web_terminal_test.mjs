@@ -355,6 +355,29 @@ function decodePng(buf) {
   return { width, height, at };
 }
 
+// axe-core (the accessibility engine browsers' own audits use) on the page as it is now: WCAG
+// 2.0, 2.1 and 2.2 A and AA, plus its best practices (one main landmark, one h1, every part of
+// the page in a landmark). Each violation is listed with the elements it names.
+const axeSource = fs.readFileSync(path.join(process.env.PODGATE_WEB_MODULES, 'axe-core', 'axe.min.js'), 'utf8');
+const axeViews = [];
+async function expectAccessible(view) {
+  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) {
+    // Evaluated through the debugging protocol: the page's CSP (script-src 'self') stays as served.
+    await page.evaluate(axeSource);
+  }
+  const result = await page.evaluate(() =>
+    window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] },
+      resultTypes: ['violations'],
+    }),
+  );
+  axeViews.push(view);
+  const found = result.violations.map(
+    (v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => `${n.target.join(' ')}${n.failureSummary ? ` [${n.failureSummary.replace(/\s+/g, ' ').slice(0, 200)}]` : ''}`).join('; ')}`,
+  );
+  assert(found.length === 0, `axe-core on ${view}:\n  ${found.join('\n  ')}`);
+}
+
 // ---- steps ------------------------------------------------------------------------------------
 
 const steps = [];
@@ -371,6 +394,7 @@ step('sign-in refuses what is not a token, and a token edge does not trust', asy
   await openPasteToken();
   await page.locator('textarea[name=token]').waitFor();
   await shot('01-sign-in');
+  await expectAccessible('the sign-in page');
   await page.locator('textarea[name=token]').fill('hello');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByText('That is not a JWT').waitFor();
@@ -380,6 +404,7 @@ step('sign-in refuses what is not a token, and a token edge does not trust', asy
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByText(/edge refused the token/).waitFor();
   await shot('02-sign-in-refused');
+  await expectAccessible('the sign-in page with an error');
 });
 
 step('single sign-on: the provider\'s login page, a command, a refresh past the ID token, sign-out', async () => {
@@ -489,6 +514,7 @@ step('developer signs in, picks the JVM pod and runs free -m, jps and jstack', a
   assert(/Full thread dump/.test(all) && /"main"/.test(all), 'jstack printed a thread dump');
   assert(/✓ exit 0/.test(out), `jstack exit: ${out.slice(-300)}`);
   await shot('03-jstack');
+  await expectAccessible('the terminal');
 });
 
 step('find in the output searches the whole scrollback (Ctrl+Shift+F), not only the rows on screen', async () => {
@@ -516,6 +542,7 @@ step('find in the output searches the whole scrollback (Ctrl+Shift+F), not only 
   await input.fill('no-such-text-anywhere');
   await count.filter({ hasText: 'no match' }).waitFor({ timeout: 5000 });
   await shot('03b-find');
+  await expectAccessible('the terminal with the find bar open');
   await input.press('Escape');
   await page.locator('.find-bar').waitFor({ state: 'hidden', timeout: 5000 });
   await until('the terminal to have the focus back', () =>
@@ -593,6 +620,12 @@ step('a denied command shows the refusal with the rule; stderr is red with the e
     .then(() => true, () => false);
   assert(red, 'stderr is drawn in red');
   await shot('04-denied-and-stderr');
+  // Red stderr, the denial and exit lines, and the grey durations, all legible.
+  await expectAccessible('the terminal after a denial and red stderr');
+  // Each outcome is also in words in the live region screen readers announce.
+  const outcomes = await page.getByRole('log', { name: 'command outcomes' }).locator('p').allTextContents();
+  assert(outcomes.some((t) => /^✗ denied .*\(rule [a-z-]+\)/.test(t)) && outcomes.some((t) => /^✗ exit 2 · /.test(t)),
+    `the outcomes announced: ${JSON.stringify(outcomes)}`);
 });
 
 step('Ctrl+C interrupts a running sleep', async () => {
@@ -807,6 +840,46 @@ step('the "Allowed here" panel lists a program once with all its forms, and says
   await filter.fill('');
 });
 
+step('accessibility: Escape then Tab leaves the terminal, the modes say which is on, screen-reader mode', async () => {
+  await page.locator('.term-host').click();
+  // The hint is on screen while the terminal has the focus.
+  const hint = page.locator('.leave-hint');
+  await hint.filter({ hasText: 'Esc then Tab leaves the terminal' }).waitFor({ state: 'visible', timeout: 5000 });
+  const inTerminal = () => page.evaluate(() => document.activeElement?.closest('.term-host') !== null);
+  // Tab alone stays: it completes.
+  await page.keyboard.type('fre');
+  await page.keyboard.press('Tab');
+  await expectLine('Tab completes inside the terminal', 'free ');
+  assert(await inTerminal(), 'Tab alone moved the focus out of the terminal');
+  // Escape says what the next Tab does, and is not typed into the line.
+  await page.keyboard.press('Escape');
+  await hint.filter({ hasText: 'Tab now leaves the terminal' }).waitFor({ timeout: 5000 });
+  await page.keyboard.press('Tab');
+  await until('the focus to leave the terminal', async () => !(await inTerminal()));
+  const focused = await page.evaluate(() => document.activeElement?.tagName + ' ' + (document.activeElement?.textContent ?? '').slice(0, 40));
+  // Back in: the line is as it was (Escape added nothing), and Enter runs it.
+  await page.locator('.term-host').click();
+  await expectLine('the line is intact after Escape', 'free ');
+  await hint.filter({ hasText: 'Esc then Tab leaves the terminal' }).waitFor({ timeout: 5000 });
+  await page.keyboard.press('Backspace');
+  let out = await run('');
+  assert(/Mem:/.test(out), `the line after leaving and coming back: ${out} (focus went to ${focused})`);
+  // The mode buttons say which one is on.
+  assert((await page.getByRole('button', { name: 'Commands' }).getAttribute('aria-pressed')) === 'true', 'Commands is pressed');
+  assert((await page.getByRole('button', { name: 'Shell' }).getAttribute('aria-pressed')) === 'false', 'Shell is not pressed');
+  // Screen-reader mode: xterm's accessibility tree of the rows, kept across a reload.
+  await page.locator('details.settings summary').click();
+  await page.getByRole('checkbox', { name: 'Screen reader mode' }).check();
+  await page.locator('.xterm-accessibility-tree').waitFor({ state: 'attached', timeout: 5000 });
+  out = await run('free -m');
+  await until('the accessibility tree to hold the output', async () =>
+    /Mem:/.test(await page.locator('.xterm-accessibility-tree').textContent()));
+  await expectAccessible('the terminal in screen-reader mode with the Display menu open');
+  await page.getByRole('checkbox', { name: 'Screen reader mode' }).uncheck();
+  await page.locator('.xterm-accessibility-tree').waitFor({ state: 'detached', timeout: 5000 });
+  await page.locator('details.settings summary').click();
+});
+
 step('the Display menu sets the text size and the theme, which follows the system until chosen and is kept', async () => {
   await newPage();
   await page.emulateMedia({ colorScheme: 'dark' });
@@ -835,8 +908,12 @@ step('the Display menu sets the text size and the theme, which follows the syste
   assert((await theme()) === 'dark', `theme after a reload: ${await theme()}`);
   await until('taller rows after a reload', async () => (await rowHeight()) > before + 3);
   assert((await page.locator('select[name=font-size]').inputValue()) === '18', 'text size kept');
-  const out = await run('free -m');
+  let out = await run('free -m');
   assert(/✓ exit 0/.test(out), `commands run at 18 px: ${out}`);
+  // The dark theme's own colours for exit lines, durations and denials, legible too.
+  out = await run('cat /etc/shadow');
+  assert(/✗ denied/.test(out), `denial: ${out}`);
+  await expectAccessible('the terminal in the dark theme');
 });
 
 step('Tab completes programs and flags from the policy', async () => {
@@ -976,6 +1053,7 @@ step('shell mode: an SRE gets a raw TTY that follows resizes', async () => {
   await page.keyboard.press('Enter');
   await waitTerm(new RegExp(`\\n${small.rows} ${small.cols}\\n`));
   await shot('08-shell');
+  await expectAccessible('shell mode');
   await page.keyboard.type('exit');
   await page.keyboard.press('Enter');
   await page.locator('.status[data-state=closed]').waitFor({ timeout: 15000 });
@@ -1002,6 +1080,7 @@ step('the audit view lists the commands just run and replays the shell session',
   const rows = await page.locator('.audit-table tbody tr').allTextContents();
   assert(rows.some((r) => /dana/.test(r) && /jstack \d+/.test(r)), `jstack rows: ${rows.join('\n')}`);
   await shot('09-audit');
+  await expectAccessible('the audit view');
   // Denials only.
   await form.locator('input[name=argv_contains]').fill('');
   await form.locator('select[name=verdict]').selectOption('deny');
@@ -1042,6 +1121,7 @@ step('the audit view lists the commands just run and replays the shell session',
   // Drawn on the next animation frame.
   await until('the replay to show the session', async () => /shell-42/.test(await dialog.locator('.xterm-rows').innerText()));
   await shot('10-replay');
+  await expectAccessible('the shell replay');
   await dialog.getByRole('button', { name: 'Close' }).click();
 });
 
@@ -1076,6 +1156,7 @@ step('the Live toggle shows a command run meanwhile, without reloading', async (
   const top = await page.locator('.audit-table tbody tr').first().textContent();
   assert(/dana/.test(top) && /free -m/.test(top), `newest at the top: ${top}`);
   await shot('11-audit-live');
+  await expectAccessible('the live audit view');
   await live.click();
   assert((await live.getAttribute('aria-pressed')) === 'false', 'Live turned off');
 });
@@ -1096,6 +1177,7 @@ step('an expired token ends the session with a clear message', async () => {
   await page.getByText(/Your sign-in expired at \d/).waitFor({ timeout: 30000 });
   await page.getByRole('link', { name: 'Sign in with SSO' }).waitFor();
   await shot('11-expired');
+  await expectAccessible('the expired-session message');
 });
 
 step('a page served under an origin edge does not allow says so', async () => {
@@ -1111,6 +1193,7 @@ step('a page served under an origin edge does not allow says so', async () => {
     `origin message: ${text}`,
   );
   await shot('12-origin-refused');
+  await expectAccessible('the refused-origin page');
 });
 
 // ---- run -------------------------------------------------------------------------------------

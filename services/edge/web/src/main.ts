@@ -70,16 +70,32 @@ class Page {
   private nsSelect = h('select', { 'aria-label': 'namespace', name: 'namespace' });
   private podSelect = h('select', { 'aria-label': 'pod', name: 'pod' });
   private containerSelect = h('select', { 'aria-label': 'container', name: 'container' });
-  private commandModeButton = h('button', { type: 'button', class: 'mode active', 'data-mode': 'command' }, 'Commands');
+  private commandModeButton = h(
+    'button',
+    { type: 'button', class: 'mode active', 'data-mode': 'command', 'aria-pressed': 'true' },
+    'Commands',
+  );
   private shellModeButton = h(
     'button',
-    { type: 'button', class: 'mode', 'data-mode': 'shell', disabled: true, title: 'policy allows no shell here' },
+    {
+      type: 'button',
+      class: 'mode',
+      'data-mode': 'shell',
+      'aria-pressed': 'false',
+      disabled: true,
+      title: 'policy allows no shell here',
+    },
     'Shell',
   );
   private panelList = h('ul', { class: 'allowed-list' });
   private panelNote = h('p', { class: 'panel-note' });
   private panelFilter = h('input', { type: 'search', placeholder: 'Filter commands', 'aria-label': 'filter commands' });
   private notice = h('div', { class: 'notice', role: 'alert', hidden: true });
+  // Each command's outcome (exit, denial, error) in words, for screen readers: the terminal's
+  // canvas of rows is not announced as it changes.
+  private outcomes = h('div', { class: 'visually-hidden', role: 'log', 'aria-live': 'polite', 'aria-label': 'command outcomes' });
+  // Under the terminal while it has the focus: how to leave it (Tab completes inside).
+  private leaveHint = h('p', { class: 'leave-hint', id: 'leave-hint' }, 'Esc then Tab leaves the terminal');
 
   constructor() {
     this.reconnectButton.addEventListener('click', () => this.terminal?.reconnect());
@@ -341,6 +357,7 @@ class Page {
     const theme = resolveTheme(this.settings.theme, this.darkQuery.matches);
     document.documentElement.dataset.theme = theme;
     this.terminal?.setAppearance(this.settings.fontSize, theme);
+    this.terminal?.setScreenReaderMode(this.settings.screenReader);
   }
 
   // The topbar's "Display" menu: text size and theme, saved in local storage.
@@ -357,18 +374,27 @@ class Page {
       theme.append(h('option', { value }, label));
     }
     theme.value = this.settings.theme;
+    const reader = h('input', { type: 'checkbox', name: 'screen-reader' });
+    reader.checked = this.settings.screenReader;
     const changed = () => {
-      this.settings = { fontSize: Number(size.value), theme: theme.value as ThemeChoice };
+      this.settings = { fontSize: Number(size.value), theme: theme.value as ThemeChoice, screenReader: reader.checked };
       saveSettings(this.settings);
       this.applySettings();
     };
     size.addEventListener('change', changed);
     theme.addEventListener('change', changed);
+    reader.addEventListener('change', changed);
     return h(
       'details',
       { class: 'settings' },
       h('summary', {}, 'Display'),
-      h('div', { class: 'settings-menu' }, h('label', {}, 'Text size', size), h('label', {}, 'Theme', theme)),
+      h(
+        'div',
+        { class: 'settings-menu' },
+        h('label', {}, 'Text size', size),
+        h('label', {}, 'Theme', theme),
+        h('label', { class: 'check' }, reader, 'Screen reader mode'),
+      ),
     );
   }
 
@@ -460,7 +486,7 @@ class Page {
     const header = h(
       'header',
       { class: 'topbar' },
-      h('span', { class: 'brand' }, 'podgate'),
+      h('h1', { class: 'brand' }, 'podgate'),
       tabs,
       h('span', { class: 'spacer' }),
       this.statusEl,
@@ -485,7 +511,7 @@ class Page {
         findButton,
         h('span', { class: 'modes', role: 'group', 'aria-label': 'mode' }, this.commandModeButton, this.shellModeButton),
       ),
-      h('div', { class: 'term-area' }, this.buildFindBar(), termHost, this.runningLine),
+      h('div', { class: 'term-area' }, this.buildFindBar(), termHost, this.runningLine, this.leaveHint, this.outcomes),
       h(
         'aside',
         { class: 'allowed-panel', 'aria-label': 'allowed commands' },
@@ -498,13 +524,23 @@ class Page {
     this.audit = s.auditor ? new AuditView() : null;
     clear(app);
     workspace.prepend(this.notice);
-    app.append(header, workspace, this.audit ? this.audit.root : '');
+    // One main landmark: the terminal and the audit view (whichever tab shows).
+    app.append(header, h('main', { class: 'content' }, workspace, this.audit ? this.audit.root : ''));
     this.terminal = new TerminalView(termHost, {
       state: (st) => this.showState(st),
       diagnose: () => this.diagnose(),
       closed: () => void this.checkStillSignedIn(),
       running: (line) => this.showRunning(line),
       find: () => this.openFind(),
+      announce: (text) => {
+        // A log keeps the last few: older outcomes were announced already.
+        this.outcomes.append(h('p', {}, text));
+        while (this.outcomes.childElementCount > 5) this.outcomes.firstElementChild!.remove();
+      },
+      leaving: (armed) => {
+        this.leaveHint.textContent = armed ? 'Tab now leaves the terminal' : 'Esc then Tab leaves the terminal';
+        this.leaveHint.classList.toggle('armed', armed);
+      },
       findResults: (index, count) => {
         this.findCount.textContent = !this.findInput.value
           ? ''
@@ -764,6 +800,8 @@ class Page {
     if (mode === 'shell' && !this.allowed?.shell_allowed) return;
     this.commandModeButton.classList.toggle('active', mode === 'command');
     this.shellModeButton.classList.toggle('active', mode === 'shell');
+    this.commandModeButton.setAttribute('aria-pressed', String(mode === 'command'));
+    this.shellModeButton.setAttribute('aria-pressed', String(mode === 'shell'));
     this.terminal.open({ ...this.picked, mode }, this.session.user, this.allowed);
     this.terminal.focus();
   }

@@ -1,5 +1,5 @@
-// The reader's display settings: text size and theme, kept in local storage (per browser
-// profile, like history). The theme follows the system (prefers-color-scheme) until one is
+// The reader's display settings: text size, theme and screen-reader mode, kept in local storage
+// (per browser profile, like history). The theme follows the system (prefers-color-scheme) until one is
 // chosen.
 
 export type ThemeChoice = 'auto' | 'light' | 'dark';
@@ -8,10 +8,12 @@ export type Theme = 'light' | 'dark';
 export interface Settings {
   fontSize: number;
   theme: ThemeChoice;
+  // xterm's screen-reader mode (an accessibility tree of the terminal's rows).
+  screenReader: boolean;
 }
 
 export const kFontSizes = [12, 13, 14, 16, 18, 20];
-export const kDefaultSettings: Settings = { fontSize: 14, theme: 'auto' };
+export const kDefaultSettings: Settings = { fontSize: 14, theme: 'auto', screenReader: false };
 const kSettingsKey = 'podgate.settings';
 
 // What is stored, checked: anything unknown or out of range falls back to the default.
@@ -22,6 +24,7 @@ export function parseSettings(text: string | null): Settings {
     return {
       fontSize: kFontSizes.includes(Number(v.fontSize)) ? Number(v.fontSize) : kDefaultSettings.fontSize,
       theme: v.theme === 'light' || v.theme === 'dark' || v.theme === 'auto' ? v.theme : kDefaultSettings.theme,
+      screenReader: v.screenReader === true,
     };
   } catch {
     return { ...kDefaultSettings };

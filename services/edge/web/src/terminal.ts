@@ -19,7 +19,10 @@ const kHistoryPrefix = 'podgate.history.v1:';
 const kHistoryIndex = 'podgate.history.v1.index';
 const kMaxHistoryTargets = 50;
 
-const DIM = '\x1b[2m';
+// The page's own secondary text (durations, hints, rule names) is "bright black", a theme colour
+// with at least 4.5:1 contrast in both themes, never SGR 2 "dim": xterm draws dim at half
+// opacity, which no theme can keep readable (3.1:1 on the light background).
+const MUTED = '\x1b[90m';
 const RED = '\x1b[31m';
 const GREEN = '\x1b[32m';
 const YELLOW = '\x1b[33m';
@@ -30,7 +33,30 @@ const RESET = '\x1b[0m';
 // the page itself uses (green prompt and exit lines, red errors, yellow notices) for contrast
 // on a light background.
 export const kTerminalThemes: Record<Theme, ITheme> = {
-  dark: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66', selectionBackground: '#3d4b5c' },
+  // ANSI colours chosen for at least 4.5:1 on the background (WCAG 2.2 AA): xterm's defaults
+  // give its red 3.6:1 and its bright black 3.3:1 here.
+  dark: {
+    background: '#0f1419',
+    foreground: '#e6e1cf',
+    cursor: '#ffcc66',
+    selectionBackground: '#3d4b5c',
+    black: '#8b949e',
+    red: '#ff7b72',
+    green: '#3fb950',
+    yellow: '#d29922',
+    blue: '#79c0ff',
+    magenta: '#d2a8ff',
+    cyan: '#56d4dd',
+    white: '#e6e1cf',
+    brightBlack: '#8b949e',
+    brightRed: '#ffa198',
+    brightGreen: '#56d364',
+    brightYellow: '#e3b341',
+    brightBlue: '#a5d6ff',
+    brightMagenta: '#e2c5ff',
+    brightCyan: '#76e3ea',
+    brightWhite: '#ffffff',
+  },
   light: {
     background: '#fbfbfa',
     foreground: '#1d232b',
@@ -79,6 +105,11 @@ export interface TerminalCallbacks {
   // The matches of the last search: the current one (0-based; -1 when there are too many to
   // count) and how many.
   findResults?(index: number, count: number): void;
+  // A command's outcome (exit, denial, error) as plain text, for the page's live region: screen
+  // readers announce it without reading the whole terminal.
+  announce?(text: string): void;
+  // Escape was pressed (true; the next Tab leaves the terminal) or that chance passed (false).
+  leaving?(armed: boolean): void;
 }
 
 // History is per user and target: two people sharing a browser never see each other's lines.
@@ -124,19 +155,19 @@ export function formatExit(msg: ControlMessage): string {
   switch (msg.termination) {
     case 'exited':
       return code === 0
-        ? `${GREEN}✓ exit 0${RESET}${DIM} · ${dur}${RESET}`
-        : `${RED}✗ exit ${code}${RESET}${DIM} · ${dur}${RESET}`;
+        ? `${GREEN}✓ exit 0${RESET}${MUTED} · ${dur}${RESET}`
+        : `${RED}✗ exit ${code}${RESET}${MUTED} · ${dur}${RESET}`;
     case 'interrupted':
-      return `${YELLOW}■ interrupted${RESET}${DIM} · ${dur}${RESET}`;
+      return `${YELLOW}■ interrupted${RESET}${MUTED} · ${dur}${RESET}`;
     case 'time_limit':
-      return `${YELLOW}■ stopped: the rule's time limit was reached${RESET}${DIM} · ${dur}${RESET}`;
+      return `${YELLOW}■ stopped: the rule's time limit was reached${RESET}${MUTED} · ${dur}${RESET}`;
     case 'output_limit':
-      return `${YELLOW}■ stopped: the rule's output limit was reached${RESET}${DIM} · ${dur}${RESET}`;
+      return `${YELLOW}■ stopped: the rule's output limit was reached${RESET}${MUTED} · ${dur}${RESET}`;
     case 'error':
       // The outcome is unknown (the stream to the container failed, or exec was lost): say why.
-      return `${RED}✗ error: ${String(msg.reason ?? 'the exit status is unknown')}${RESET}${DIM} · ${dur}${RESET}`;
+      return `${RED}✗ error: ${String(msg.reason ?? 'the exit status is unknown')}${RESET}${MUTED} · ${dur}${RESET}`;
     default:
-      return `${RED}✗ ${String(msg.termination ?? 'ended')}${RESET}${DIM} · ${dur}${RESET}`;
+      return `${RED}✗ ${String(msg.termination ?? 'ended')}${RESET}${MUTED} · ${dur}${RESET}`;
   }
 }
 
@@ -162,6 +193,8 @@ export class TerminalView {
   private dropped = false;
   private fitPending = false;
   private connState: ConnectionState['kind'] = 'connecting';
+  // Escape was the last key: a Tab now leaves the terminal.
+  private leaveArmed = false;
   private readonly refit = () => this.scheduleFit();
   private readonly resizeObserver = new ResizeObserver(this.refit);
 
@@ -197,6 +230,7 @@ export class TerminalView {
       }),
     );
     this.term.open(host);
+    this.term.textarea?.addEventListener('blur', () => this.setLeaveArmed(false));
     this.editor = new LineEditor(
       (s) => this.term.write(s),
       () => this.term.cols,
@@ -262,7 +296,7 @@ export class TerminalView {
     this.term.write('\x1b[?2004h');
     this.atLineStart = true;
     const where = `${target.cluster ? `${target.cluster}: ` : ''}${target.namespace}/${target.pod} (${target.container})`;
-    this.println(`${DIM}podgate: connecting to ${where} in ${target.mode} mode…${RESET}`);
+    this.println(`${MUTED}podgate: connecting to ${where} in ${target.mode} mode…${RESET}`);
     this.connect(target);
   }
 
@@ -321,7 +355,21 @@ export class TerminalView {
   // paste to the browser) in both modes; in command mode a plain Ctrl+C with a selection copies instead of
   // interrupting, as in most terminals. In shell mode Ctrl+C always goes to the TTY.
   private onKey(ev: KeyboardEvent): boolean {
-    if (ev.type !== 'keydown' || !ev.ctrlKey || ev.altKey || ev.metaKey) return true;
+    if (ev.type !== 'keydown') return true;
+    // No keyboard trap (WCAG 2.1.2): Tab completes inside the terminal, so Escape then Tab
+    // leaves it and the browser moves the focus on. In command mode Escape means nothing else
+    // and is kept from the line editor; in shell mode the shell gets it as well.
+    const plain = !ev.ctrlKey && !ev.altKey && !ev.metaKey;
+    if (ev.key === 'Tab' && plain && this.leaveArmed) {
+      this.setLeaveArmed(false);
+      return false;
+    }
+    if (ev.key === 'Escape' && plain && !ev.shiftKey) {
+      this.setLeaveArmed(true);
+      return this.target?.mode === 'shell';
+    }
+    if (!['Shift', 'Control', 'Alt', 'Meta'].includes(ev.key)) this.setLeaveArmed(false);
+    if (!ev.ctrlKey || ev.altKey || ev.metaKey) return true;
     const key = ev.key.toLowerCase();
     // Ctrl+Shift+F finds in the output (plain Ctrl+F moves the cursor in command mode and
     // belongs to the TTY in shell mode).
@@ -342,6 +390,18 @@ export class TerminalView {
       return false;
     }
     return true;
+  }
+
+  private setLeaveArmed(armed: boolean): void {
+    if (this.leaveArmed === armed) return;
+    this.leaveArmed = armed;
+    this.callbacks.leaving?.(armed);
+  }
+
+  // xterm's screen-reader mode: an accessibility tree of the rows that assistive technology
+  // reads line by line (off by default: it costs DOM work on every write).
+  setScreenReaderMode(on: boolean): void {
+    this.term.options.screenReaderMode = on;
   }
 
   private copySelection(): void {
@@ -365,7 +425,7 @@ export class TerminalView {
 
   private prompt(): string {
     const t = this.target!;
-    return `${BOLD}${GREEN}${this.user}${RESET}@${BOLD}${t.namespace}/${t.pod}${RESET}${DIM}:${t.container}${RESET} $ `;
+    return `${BOLD}${GREEN}${this.user}${RESET}@${BOLD}${t.namespace}/${t.pod}${RESET}${MUTED}:${t.container}${RESET} $ `;
   }
 
   private startPrompt(): void {
@@ -398,9 +458,9 @@ export class TerminalView {
         t.mode === 'command'
           ? 'Tab completes, ↑/↓ recall history, Ctrl+C interrupts, Ctrl+V pastes.'
           : 'a shell on a TTY, recorded for the audit trail; type exit to end it.';
-      this.println(`${DIM}podgate: connected as ${this.user} (session ${sessionId}); ${help}${RESET}`);
+      this.println(`${MUTED}podgate: connected as ${this.user} (session ${sessionId}); ${help}${RESET}`);
     } else {
-      this.println(`${DIM}podgate: reconnected (session ${sessionId})${RESET}`);
+      this.println(`${MUTED}podgate: reconnected (session ${sessionId})${RESET}`);
     }
     this.everReady = true;
     this.dropped = false;
@@ -438,7 +498,7 @@ export class TerminalView {
         // Policy's reasons usually name the rule already; otherwise the page adds it.
         const reason = String(m.reason ?? '');
         const rule = String(m.rule ?? '?');
-        const suffix = reason.includes(`rule ${rule}`) ? '' : `${DIM} (rule ${rule})${RESET}`;
+        const suffix = reason.includes(`rule ${rule}`) ? '' : `${MUTED} (rule ${rule})${RESET}`;
         this.finishCommand(`${RED}✗ denied${RESET} ${reason}${suffix}`);
         return;
       }
@@ -463,6 +523,7 @@ export class TerminalView {
     this.setRunning(null);
     this.stdinLine = '';
     this.println(status);
+    this.callbacks.announce?.(status.replace(/\x1b\[[0-9;]*m/g, ''));
     this.startPrompt();
   }
 
@@ -479,7 +540,7 @@ export class TerminalView {
     } else if (s.kind === 'closed') {
       if (this.editor.editing) this.editor.stop();
       this.setRunning(null);
-      this.println(`${YELLOW}podgate: ${s.why}.${RESET}${s.retryable ? `${DIM} Press Enter to connect again.${RESET}` : ''}`);
+      this.println(`${YELLOW}podgate: ${s.why}.${RESET}${s.retryable ? `${MUTED} Press Enter to connect again.${RESET}` : ''}`);
       this.callbacks.closed(s.why);
     }
   }
@@ -569,10 +630,10 @@ export class TerminalView {
         const allowed = this.programs.length
           ? `Allowed here: ${this.programs.join(', ')} (the "Allowed here" panel describes each; Tab completes their flags).`
           : 'Nothing is allowed here for you; the "Allowed here" panel says what is, where.';
-        this.println(`${DIM}podgate: each command line is checked by policy, run in the pod without a shell, and recorded.${RESET}`);
-        this.println(`${DIM}  ${allowed}${RESET}`);
-        this.println(`${DIM}  Keys: Tab completes, ↑/↓ recall history, Ctrl+C interrupts (or copies a selection), Ctrl+V pastes, Ctrl+L clears.${RESET}`);
-        this.println(`${DIM}  help: this text · clear: clears the screen · exit: ends the session (Enter connects again).${RESET}`);
+        this.println(`${MUTED}podgate: each command line is checked by policy, run in the pod without a shell, and recorded.${RESET}`);
+        this.println(`${MUTED}  ${allowed}${RESET}`);
+        this.println(`${MUTED}  Keys: Tab completes, ↑/↓ recall history, Ctrl+C interrupts (or copies a selection), Ctrl+V pastes, Ctrl+L clears.${RESET}`);
+        this.println(`${MUTED}  help: this text · clear: clears the screen · exit: ends the session (Enter connects again).${RESET}`);
         this.startPrompt();
         return true;
       }
