@@ -519,7 +519,7 @@ step('developer signs in, picks the JVM pod and runs free -m, jps and jstack', a
 
 step('find in the output searches the whole scrollback (Ctrl+Shift+F), not only the rows on screen', async () => {
   // jstack's first line has scrolled out of the DOM's rows, where the browser's own find stops.
-  const rows = await page.locator('.xterm-rows > div').allTextContents();
+  const rows = await page.locator('.term-host .xterm-rows > div').allTextContents();
   assert(!rows.some((r) => r.includes('Full thread dump')), 'the dump\'s first line is still on screen');
   await page.locator('.term-host').click();
   await page.keyboard.press('Control+Shift+F');
@@ -530,7 +530,7 @@ step('find in the output searches the whole scrollback (Ctrl+Shift+F), not only 
   const count = page.locator('.find-count');
   await count.filter({ hasText: /^1 of 1$/ }).waitFor({ timeout: 5000 });
   // The match is scrolled into view and selected.
-  await page.locator('.xterm-rows > div', { hasText: 'Full thread dump' }).first().waitFor({ timeout: 5000 });
+  await page.locator('.term-host .xterm-rows > div', { hasText: 'Full thread dump' }).first().waitFor({ timeout: 5000 });
   await input.fill('java.lang.Thread.State');
   await count.filter({ hasText: /^1 of \d+$/ }).waitFor({ timeout: 5000 });
   const total = Number((await count.textContent()).split(' of ')[1]);
@@ -614,7 +614,7 @@ step('a denied command shows the refusal with the rule; stderr is red with the e
   // The DOM renderer marks ANSI red (colour 1) cells with xterm-fg-1; it draws on the next
   // animation frame, so wait for it rather than count at once.
   const red = await page
-    .locator('.xterm-rows span.xterm-fg-1', { hasText: 'Permission denied' })
+    .locator('.term-host .xterm-rows span.xterm-fg-1', { hasText: 'Permission denied' })
     .first()
     .waitFor({ timeout: 5000 })
     .then(() => true, () => false);
@@ -681,12 +681,55 @@ step('history recalls commands with ↑/↓, per target', async () => {
   await waitConnected();
 });
 
+step('several targets at once: each tab keeps its own terminal, output and running command', async () => {
+  // The cluster step left a tab on us-staging open (it ran a command); the orders tab is current.
+  const tabs = page.getByRole('list', { name: 'open targets' });
+  await tabs.waitFor({ state: 'visible', timeout: 5000 });
+  // Labels name the cluster: the demo serves two.
+  const orders = tabs.getByRole('button', { name: /^(▶ )?eu-prod: orders-7d4b9c\/app$/ });
+  const web = tabs.getByRole('button', { name: /^(▶ )?eu-prod: web-5f6d8\/nginx$/ });
+  assert((await orders.getAttribute('aria-current')) === 'true', 'the orders tab is not the current one');
+  assert(/Full thread dump/.test(await termText()), 'the orders terminal lost the jstack output');
+  // A command keeps running in a tab that is not shown.
+  await page.locator('.term-host').click();
+  await page.keyboard.type('sleep 3');
+  await page.keyboard.press('Enter');
+  await page.locator('.running-line', { hasText: 'running sleep 3' }).waitFor({ timeout: 5000 });
+  // Picking another pod opens a tab beside the one that ran commands.
+  await page.locator('select[name=pod]').selectOption('web-5f6d8');
+  await waitConnected();
+  assert((await web.getAttribute('aria-current')) === 'true', 'the web tab is not the current one');
+  assert(!/Full thread dump/.test(await termText()), 'the web terminal shows the orders output');
+  assert(await page.locator('.running-line').isHidden(), 'the running line shows another tab\'s command');
+  await tabs.getByRole('button', { name: '▶ eu-prod: orders-7d4b9c/app', exact: true }).waitFor({ timeout: 2000 });
+  assert((await page.title()).startsWith('▶'), `the title while a tab runs a command: ${await page.title()}`);
+  const out = await run('free -m');
+  assert(/Mem:/.test(out) && /✓ exit 0/.test(out), `free -m in the web tab: ${out}`);
+  await shot('05b-tabs');
+  await expectAccessible('two terminals in tabs');
+  // sleep ended meanwhile: its exit line is in its own terminal, the marker gone.
+  await tabs.getByRole('button', { name: 'eu-prod: orders-7d4b9c/app', exact: true }).waitFor({ timeout: 10000 });
+  assert(!(await page.title()).startsWith('▶'), `the title after the command: ${await page.title()}`);
+  await orders.click();
+  const back = await waitTerm(/sleep 3\n✓ exit 0 · [^\n]*\n/);
+  assert(/Full thread dump/.test(back), 'the orders terminal lost its output on the way back');
+  assert(/#\/terminal\/app-shop\/orders-7d4b9c\/app/.test(await page.evaluate(() => location.hash)), 'the address follows the tab');
+  // The pickers follow the tab.
+  assert((await page.locator('select[name=pod]').inputValue()) === 'orders-7d4b9c', 'the pod picker does not follow the tab');
+  // Closing a tab ends its terminal; with one left, the strip goes.
+  // The us-staging tab of the cluster step is still open: three, then two.
+  assert((await tabs.getByRole('listitem').count()) === 3, `tabs: ${await tabs.innerText()}`);
+  await tabs.getByRole('button', { name: 'close eu-prod: web-5f6d8/nginx' }).click();
+  await until('two tabs', async () => (await tabs.getByRole('listitem').count()) === 2);
+  assert(/Full thread dump/.test(await termText()), 'closing another tab touched this one');
+});
+
 step('output can be copied: with a selection, Ctrl+C copies instead of interrupting', async () => {
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
   await run('df -h');
   await page.keyboard.type('abc');
   // Double-click selects a word: the header of df's output.
-  const row = page.locator('.xterm-rows > div', { hasText: 'Filesystem' }).last();
+  const row = page.locator('.term-host .xterm-rows > div', { hasText: 'Filesystem' }).last();
   const box = await row.boundingBox();
   await page.mouse.dblclick(box.x + 25, box.y + box.height / 2);
   await page.keyboard.press('Control+C');
@@ -733,7 +776,7 @@ step('an underscore is drawn, not clipped by the row below', async () => {
     await expectLine(`the line ${text}`, text);
     // Unfocused, the cursor is a steady outline, the same in both screenshots (not blinking).
     await page.evaluate(() => document.activeElement?.blur());
-    const row = page.locator('.xterm-rows > div', { hasText: text }).last();
+    const row = page.locator('.term-host .xterm-rows > div', { hasText: text }).last();
     const png = decodePng(await row.screenshot());
     // Ink: pixels far from the background's brightness (the row's last pixel is background),
     // whatever the theme.
@@ -769,7 +812,7 @@ step('Ctrl+V pastes in command mode, and a URL in the terminal opens in a new ta
   const url = `${origin}/readyz`;
   await page.keyboard.insertText(`see ${url}`);
   await expectLine('the URL is on the line', `see ${url}`);
-  const row = page.locator('.xterm-rows > div', { hasText: url }).last();
+  const row = page.locator('.term-host .xterm-rows > div', { hasText: url }).last();
   const box = await row.boundingBox();
   const { cols } = await page.evaluate(() => window.podgate.terminalSize());
   const text = (await row.textContent()) ?? '';
@@ -779,8 +822,8 @@ step('Ctrl+V pastes in command mode, and a URL in the terminal opens in a new ta
   const popupPromise = context.waitForEvent('page', { timeout: 10000 });
   await until('the link to be active', async () => {
     await page.mouse.move(x + 1, box.y + box.height / 2);
-    return page.evaluate(() => document.querySelector('.xterm-screen')?.classList.contains('xterm-cursor-pointer') ||
-      getComputedStyle(document.querySelector('.xterm-screen')).cursor === 'pointer');
+    return page.evaluate(() => document.querySelector('.term-host .xterm-screen')?.classList.contains('xterm-cursor-pointer') ||
+      getComputedStyle(document.querySelector('.term-host .xterm-screen')).cursor === 'pointer');
   }, 5000).catch(() => null);
   await page.mouse.click(x + 1, box.y + box.height / 2);
   const popup = await popupPromise;
@@ -804,7 +847,7 @@ step('help, clear and exit are the page\'s own commands, never denials', async (
   await page.keyboard.type('clear');
   await page.keyboard.press('Enter');
   await until('the screen to clear', async () => {
-    const rows = await page.locator('.xterm-rows > div').allTextContents();
+    const rows = await page.locator('.term-host .xterm-rows > div').allTextContents();
     return !rows.some((r) => r.includes('Allowed here:')) && (await currentLine()) === '';
   });
   await page.keyboard.type('exit');
@@ -870,13 +913,13 @@ step('accessibility: Escape then Tab leaves the terminal, the modes say which is
   // Screen-reader mode: xterm's accessibility tree of the rows, kept across a reload.
   await page.locator('details.settings summary').click();
   await page.getByRole('checkbox', { name: 'Screen reader mode' }).check();
-  await page.locator('.xterm-accessibility-tree').waitFor({ state: 'attached', timeout: 5000 });
+  await page.locator('.term-host .xterm-accessibility-tree').waitFor({ state: 'attached', timeout: 5000 });
   out = await run('free -m');
   await until('the accessibility tree to hold the output', async () =>
-    /Mem:/.test(await page.locator('.xterm-accessibility-tree').textContent()));
+    /Mem:/.test(await page.locator('.term-host .xterm-accessibility-tree').textContent()));
   await expectAccessible('the terminal in screen-reader mode with the Display menu open');
   await page.getByRole('checkbox', { name: 'Screen reader mode' }).uncheck();
-  await page.locator('.xterm-accessibility-tree').waitFor({ state: 'detached', timeout: 5000 });
+  await page.locator('.term-host .xterm-accessibility-tree').waitFor({ state: 'detached', timeout: 5000 });
   await page.locator('details.settings summary').click();
 });
 
@@ -888,7 +931,7 @@ step('the Display menu sets the text size and the theme, which follows the syste
   const theme = () => page.evaluate(() => document.documentElement.dataset.theme);
   const termBackground = () =>
     page.evaluate(() => getComputedStyle(document.querySelector('.term-host .xterm-viewport')).backgroundColor);
-  const rowHeight = async () => (await page.locator('.xterm-rows > div').first().boundingBox()).height;
+  const rowHeight = async () => (await page.locator('.term-host .xterm-rows > div').first().boundingBox()).height;
   // System: dark here, light once the system says light.
   assert((await theme()) === 'dark', `theme with a dark system: ${await theme()}`);
   await page.emulateMedia({ colorScheme: 'light' });

@@ -17,6 +17,7 @@ import { AuditView } from './audit';
 import type { ConnectionState } from './connection';
 import { clear, h } from './dom';
 import { kFontSizes, loadSettings, resolveTheme, saveSettings, type ThemeChoice } from './settings';
+import { chooseTab, type Picked } from './tabs';
 import { TerminalView } from './terminal';
 
 const kTargetKey = 'podgate.target.v1';
@@ -25,30 +26,49 @@ const kMaxTimer = 2 ** 31 - 1;
 
 const app = document.getElementById('app')!;
 
-interface Picked {
-  // Empty: exec's default cluster.
-  cluster: string;
-  namespace: string;
-  pod: string;
-  container: string;
+
+// One open target: a terminal with its own session, output and allowed commands. Picking
+// another target opens a tab beside it (or reuses this one while it has run nothing).
+interface Tab {
+  target: Picked;
+  view: TerminalView;
+  pane: HTMLElement;
+  item: HTMLElement;
+  button: HTMLButtonElement;
+  closeButton: HTMLButtonElement;
+  allowed: Allowed | null;
+  allowedGeneration: number;
+  mode: 'command' | 'shell';
+  // Ran a command or opened a shell: kept when another target is picked.
+  used: boolean;
+  running: string | null;
+  runningSince: number;
+  state: ConnectionState | null;
 }
+
 
 class Page {
   private session: Session | null = null;
   private auth: AuthConfig = { sso: false };
-  private terminal: TerminalView | null = null;
+  private tabs: Tab[] = [];
+  private current: Tab | null = null;
+  private get terminal(): TerminalView | null {
+    return this.current?.view ?? null;
+  }
+  // The tab strip over the terminals, and the terminals (only the current one shown; it alone
+  // carries the class term-host).
+  private tabStrip = h('ul', { class: 'term-tabs', 'aria-label': 'open targets' });
+  private termStack = h('div', { class: 'term-stack' });
   private audit: AuditView | null = null;
   private namespaces: Namespace[] = [];
   // Every cluster exec serves (one entry, unnamed, for an exec from before clusters).
   private clusters: ClusterInfo[] = [];
-  private picked: Picked | null = null;
   private allowed: Allowed | null = null;
   private expiryTimer: ReturnType<typeof setTimeout> | null = null;
   // Why the last single sign-on refresh failed, for the sign-in screen.
   private refreshError = '';
   private countdown: ReturnType<typeof setInterval> | null = null;
   private generation = 0;
-  private allowedGeneration = 0;
 
   // Elements of the signed-in layout.
   // "running jstack 1… 3.2 s · Ctrl+C stops · typing goes to its stdin" under the terminal while a
@@ -283,7 +303,7 @@ class Page {
             if (generation !== this.generation) return;
             this.session = fresh;
             // The open terminal session moves its end to the new token's (edge and exec check it).
-            if (renewed.renew_ticket) this.terminal?.renew(renewed.renew_ticket);
+            if (renewed.renew_ticket) for (const t of this.tabs) t.view.renew(renewed.renew_ticket);
             this.scheduleExpiry(fresh);
           } catch (e) {
             if (generation !== this.generation) return;
@@ -356,8 +376,10 @@ class Page {
   private applySettings(): void {
     const theme = resolveTheme(this.settings.theme, this.darkQuery.matches);
     document.documentElement.dataset.theme = theme;
-    this.terminal?.setAppearance(this.settings.fontSize, theme);
-    this.terminal?.setScreenReaderMode(this.settings.screenReader);
+    for (const t of this.tabs) {
+      t.view.setAppearance(this.settings.fontSize, theme);
+      t.view.setScreenReaderMode(this.settings.screenReader);
+    }
   }
 
   // The topbar's "Display" menu: text size and theme, saved in local storage.
@@ -434,16 +456,16 @@ class Page {
     this.terminal?.focus();
   }
 
-  private showRunning(line: string | null): void {
+  // The current tab's running command under the terminal; the title's ▶ while any tab runs one.
+  private showRunning(line: string | null, started = Date.now()): void {
     if (this.runningTimer) clearInterval(this.runningTimer);
     this.runningTimer = null;
+    document.title = this.tabs.some((t) => t.running !== null) ? `▶ ${this.baseTitle}` : this.baseTitle;
     if (line === null) {
       this.runningLine.hidden = true;
       this.runningLine.textContent = '';
-      document.title = this.baseTitle;
       return;
     }
-    const started = Date.now();
     const shown = line.length > 60 ? `${line.slice(0, 59)}…` : line;
     const render = () => {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
@@ -452,7 +474,6 @@ class Page {
     render();
     this.runningLine.hidden = false;
     this.runningTimer = setInterval(render, 100);
-    document.title = `▶ ${this.baseTitle}`;
   }
 
   private teardown(): void {
@@ -463,8 +484,12 @@ class Page {
     this.expiryTimer = null;
     if (this.countdown) clearInterval(this.countdown);
     this.countdown = null;
-    this.terminal?.dispose();
-    this.terminal = null;
+    for (const t of this.tabs) t.view.dispose();
+    this.tabs = [];
+    this.current = null;
+    clear(this.tabStrip);
+    clear(this.termStack);
+    this.showRunning(null);
     this.statusEl.hidden = true;
     this.reconnectButton.hidden = true;
     this.audit = null;
@@ -495,7 +520,6 @@ class Page {
       h('span', { class: 'who', title: s.groups.join(', ') }, s.user),
       signOut,
     );
-    const termHost = h('div', { class: 'term-host' });
     const findButton = h('button', { type: 'button', title: 'Find in the output, scrollback included (Ctrl+Shift+F)' }, 'Find');
     findButton.addEventListener('click', () => this.openFind());
     const workspace = h(
@@ -511,7 +535,16 @@ class Page {
         findButton,
         h('span', { class: 'modes', role: 'group', 'aria-label': 'mode' }, this.commandModeButton, this.shellModeButton),
       ),
-      h('div', { class: 'term-area' }, this.buildFindBar(), termHost, this.runningLine, this.leaveHint, this.outcomes),
+      h(
+        'div',
+        { class: 'term-area' },
+        this.tabStrip,
+        this.buildFindBar(),
+        this.termStack,
+        this.runningLine,
+        this.leaveHint,
+        this.outcomes,
+      ),
       h(
         'aside',
         { class: 'allowed-panel', 'aria-label': 'allowed commands' },
@@ -526,31 +559,6 @@ class Page {
     workspace.prepend(this.notice);
     // One main landmark: the terminal and the audit view (whichever tab shows).
     app.append(header, h('main', { class: 'content' }, workspace, this.audit ? this.audit.root : ''));
-    this.terminal = new TerminalView(termHost, {
-      state: (st) => this.showState(st),
-      diagnose: () => this.diagnose(),
-      closed: () => void this.checkStillSignedIn(),
-      running: (line) => this.showRunning(line),
-      find: () => this.openFind(),
-      announce: (text) => {
-        // A log keeps the last few: older outcomes were announced already.
-        this.outcomes.append(h('p', {}, text));
-        while (this.outcomes.childElementCount > 5) this.outcomes.firstElementChild!.remove();
-      },
-      leaving: (armed) => {
-        this.leaveHint.textContent = armed ? 'Tab now leaves the terminal' : 'Esc then Tab leaves the terminal';
-        this.leaveHint.classList.toggle('armed', armed);
-      },
-      findResults: (index, count) => {
-        this.findCount.textContent = !this.findInput.value
-          ? ''
-          : count === 0
-            ? 'no match'
-            : index < 0
-              ? `more than ${count} matches`
-              : `${index + 1} of ${count}`;
-      },
-    });
     this.applySettings();
     void this.loadTargets();
   }
@@ -740,17 +748,184 @@ class Page {
       return;
     }
     this.showNotice('');
-    this.picked = { cluster: cluster.name, namespace: ns.name, pod: pod.name, container: container.name };
+    const picked: Picked = { cluster: cluster.name, namespace: ns.name, pod: pod.name, container: container.name };
+    const current = this.current ? this.tabs.indexOf(this.current) : -1;
+    const action = chooseTab(this.tabs, current, picked);
+    if (action.kind === 'switch') {
+      const passing = this.current;
+      this.switchTo(this.tabs[action.index]);
+      if (action.dropCurrent && passing) this.closeTab(passing);
+      return;
+    }
+    if (action.kind === 'reuse' && this.current) {
+      this.current.target = picked;
+      this.remember(picked);
+      this.renderTab(this.current);
+      void this.loadAllowedAndConnect(this.current);
+      return;
+    }
+    if (action.kind === 'refuse') {
+      // The pickers go back to the current tab's target.
+      if (this.current) this.pick(this.current.target);
+      this.showNotice(action.message);
+      return;
+    }
+    const tab = this.newTab(picked);
+    this.switchTo(tab);
+    void this.loadAllowedAndConnect(tab);
+  }
+
+  // The current target goes into the address and local storage (the next visit opens it).
+  private remember(t: Picked): void {
     try {
-      localStorage.setItem(kTargetKey, JSON.stringify(this.picked));
+      localStorage.setItem(kTargetKey, JSON.stringify(t));
     } catch {
       // Not remembered; harmless.
     }
     const hash =
-      `#/terminal/${encodeURIComponent(ns.name)}/${encodeURIComponent(pod.name)}/${encodeURIComponent(container.name)}` +
-      (cluster.name ? `/${encodeURIComponent(cluster.name)}` : '');
+      `#/terminal/${encodeURIComponent(t.namespace)}/${encodeURIComponent(t.pod)}/${encodeURIComponent(t.container)}` +
+      (t.cluster ? `/${encodeURIComponent(t.cluster)}` : '');
     if (!location.hash.startsWith('#/audit') && location.hash !== hash) history.replaceState(null, '', hash);
-    void this.loadAllowedAndConnect();
+  }
+
+  // --- tabs ---------------------------------------------------------------------------------
+
+  private newTab(target: Picked): Tab {
+    const pane = h('div', { class: 'term-pane', hidden: true });
+    const button = h('button', { type: 'button', class: 'term-tab' });
+    const closeButton = h('button', { type: 'button', class: 'term-tab-close' }, '×');
+    const item = h('li', {}, button, closeButton);
+    const tab = {
+      target,
+      pane,
+      item,
+      button,
+      closeButton,
+      allowed: null,
+      allowedGeneration: 0,
+      mode: 'command',
+      used: false,
+      running: null,
+      runningSince: 0,
+      state: null,
+    } as unknown as Tab;
+    button.addEventListener('click', () => this.switchTo(tab));
+    closeButton.addEventListener('click', () => this.closeTab(tab));
+    this.termStack.append(pane);
+    this.tabStrip.append(item);
+    this.tabs.push(tab);
+    tab.view = new TerminalView(pane, {
+      state: (st) => {
+        tab.state = st;
+        this.renderTab(tab);
+        if (tab === this.current) this.showState(st);
+      },
+      diagnose: () => this.diagnose(),
+      closed: () => void this.checkStillSignedIn(),
+      running: (line) => {
+        tab.running = line;
+        if (line !== null) {
+          tab.used = true;
+          tab.runningSince = Date.now();
+        }
+        this.renderTab(tab);
+        if (tab === this.current) this.showRunning(line, tab.runningSince);
+        else this.showRunning(this.current?.running ?? null, this.current?.runningSince);
+      },
+      find: () => this.openFind(),
+      findResults: (index, count) => {
+        if (tab !== this.current) return;
+        this.findCount.textContent = !this.findInput.value
+          ? ''
+          : count === 0
+            ? 'no match'
+            : index < 0
+              ? `more than ${count} matches`
+              : `${index + 1} of ${count}`;
+      },
+      announce: (text) => {
+        // A log keeps the last few: older outcomes were announced already. Another tab's
+        // outcome says which tab.
+        this.outcomes.append(h('p', {}, tab === this.current ? text : `${this.tabLabel(tab)}: ${text}`));
+        while (this.outcomes.childElementCount > 5) this.outcomes.firstElementChild!.remove();
+      },
+      leaving: (armed) => {
+        if (tab !== this.current) return;
+        this.leaveHint.textContent = armed ? 'Tab now leaves the terminal' : 'Esc then Tab leaves the terminal';
+        this.leaveHint.classList.toggle('armed', armed);
+      },
+    });
+    this.applySettings();
+    this.renderTabs();
+    return tab;
+  }
+
+  private tabLabel(tab: Tab): string {
+    const t = tab.target;
+    const cluster = this.clusters.length > 1 && t.cluster ? `${t.cluster}: ` : '';
+    return `${cluster}${t.pod}/${t.container}${tab.mode === 'shell' ? ' (shell)' : ''}`;
+  }
+
+  private renderTab(tab: Tab): void {
+    const t = tab.target;
+    const state = tab.state?.kind ?? 'connecting';
+    tab.button.textContent = `${tab.running !== null ? '▶ ' : ''}${this.tabLabel(tab)}`;
+    tab.button.title = `${t.cluster ? `${t.cluster}: ` : ''}${t.namespace}/${t.pod} (${t.container}), ${tab.mode} mode, ${
+      state === 'open' ? 'connected' : state
+    }${tab.running !== null ? `, running ${tab.running}` : ''}`;
+    tab.button.dataset.state = state;
+    tab.closeButton.setAttribute('aria-label', `close ${this.tabLabel(tab)}`);
+    tab.closeButton.title = `Close this terminal (ends its session${tab.running !== null ? ' and stops what runs' : ''})`;
+  }
+
+  private renderTabs(): void {
+    for (const tab of this.tabs) {
+      this.renderTab(tab);
+      if (tab === this.current) tab.button.setAttribute('aria-current', 'true');
+      else tab.button.removeAttribute('aria-current');
+      // The last terminal stays: picking a target is how another opens.
+      tab.closeButton.hidden = this.tabs.length < 2;
+    }
+    this.tabStrip.hidden = this.tabs.length < 2;
+  }
+
+  private switchTo(tab: Tab): void {
+    if (this.current !== tab) {
+      if (this.current) {
+        this.current.view.clearFind();
+        this.current.pane.hidden = true;
+        this.current.pane.classList.remove('term-host');
+      }
+      this.findBar.hidden = true;
+      this.findCount.textContent = '';
+      this.current = tab;
+      tab.pane.hidden = false;
+      tab.pane.classList.add('term-host');
+      this.showState(tab.state ?? { kind: 'connecting', attempt: 1 });
+      this.showRunning(tab.running, tab.runningSince);
+      this.showAllowed(tab);
+      this.setModeButtons(tab.mode);
+      this.pick(tab.target);
+    }
+    this.remember(tab.target);
+    this.renderTabs();
+    tab.view.focus();
+  }
+
+  private closeTab(tab: Tab): void {
+    if (this.tabs.length < 2) return;
+    const i = this.tabs.indexOf(tab);
+    tab.view.dispose();
+    tab.pane.remove();
+    tab.item.remove();
+    this.tabs.splice(i, 1);
+    if (tab === this.current) {
+      this.current = null;
+      this.switchTo(this.tabs[Math.min(i, this.tabs.length - 1)]);
+    } else {
+      this.renderTabs();
+      this.showRunning(this.current?.running ?? null, this.current?.runningSince);
+    }
   }
 
   // The cluster picker: every cluster, an unreachable one disabled with its error; shown only
@@ -767,43 +942,61 @@ class Page {
     this.clusterLabel.hidden = this.clusters.length < 2;
   }
 
-  private async loadAllowedAndConnect(): Promise<void> {
-    const gen = ++this.allowedGeneration;
-    const p = this.picked!;
-    this.allowed = null;
-    this.panelNote.textContent = 'Loading…';
-    clear(this.panelList);
-    this.shellModeButton.disabled = true;
+  private async loadAllowedAndConnect(tab: Tab): Promise<void> {
+    const gen = ++tab.allowedGeneration;
+    const p = tab.target;
+    tab.allowed = null;
+    if (tab === this.current) this.showAllowed(tab, 'Loading…');
+    let note = '';
     try {
       const allowed = await api.allowed(p.namespace, p.pod, p.container, p.cluster);
-      if (gen !== this.allowedGeneration) return;
-      this.allowed = allowed;
-      this.panelNote.textContent = allowed.superuser
-        ? 'You are a superuser here: any command that no deny rule names.'
-        : allowed.commands.length === 0
-          ? 'Policy allows you no command on this target.'
-          : '';
-      this.shellModeButton.disabled = !allowed.shell_allowed;
-      this.shellModeButton.title = allowed.shell_allowed ? 'open a shell on a TTY (recorded)' : 'policy allows no shell here';
+      if (gen !== tab.allowedGeneration || !this.tabs.includes(tab)) return;
+      tab.allowed = allowed;
     } catch (e) {
-      if (gen !== this.allowedGeneration) return;
+      if (gen !== tab.allowedGeneration || !this.tabs.includes(tab)) return;
       const err = e as ApiError;
       if (err.status === 401) return this.signedOut(err);
-      this.panelNote.textContent = `Could not ask policy what is allowed: ${err.message}. Commands are still checked when you run them.`;
+      note = `Could not ask policy what is allowed: ${err.message}. Commands are still checked when you run them.`;
     }
-    this.renderPanel();
-    this.connect('command');
+    if (tab === this.current) this.showAllowed(tab, note);
+    this.connect('command', tab);
   }
 
-  private connect(mode: 'command' | 'shell'): void {
-    if (!this.picked || !this.terminal || !this.session) return;
-    if (mode === 'shell' && !this.allowed?.shell_allowed) return;
+  // The "Allowed here" panel and the Shell button for a tab's target.
+  private showAllowed(tab: Tab, note?: string): void {
+    const allowed = tab.allowed;
+    this.allowed = allowed;
+    this.panelNote.textContent =
+      note !== undefined && (note !== '' || !allowed)
+        ? note
+        : !allowed
+          ? ''
+          : allowed.superuser
+            ? 'You are a superuser here: any command that no deny rule names.'
+            : allowed.commands.length === 0
+              ? 'Policy allows you no command on this target.'
+              : '';
+    this.shellModeButton.disabled = !allowed?.shell_allowed;
+    this.shellModeButton.title = allowed?.shell_allowed ? 'open a shell on a TTY (recorded)' : 'policy allows no shell here';
+    this.renderPanel();
+  }
+
+  private setModeButtons(mode: 'command' | 'shell'): void {
     this.commandModeButton.classList.toggle('active', mode === 'command');
     this.shellModeButton.classList.toggle('active', mode === 'shell');
     this.commandModeButton.setAttribute('aria-pressed', String(mode === 'command'));
     this.shellModeButton.setAttribute('aria-pressed', String(mode === 'shell'));
-    this.terminal.open({ ...this.picked, mode }, this.session.user, this.allowed);
-    this.terminal.focus();
+  }
+
+  private connect(mode: 'command' | 'shell', tab = this.current): void {
+    if (!tab || !this.session) return;
+    if (mode === 'shell' && !tab.allowed?.shell_allowed) return;
+    tab.mode = mode;
+    if (mode === 'shell') tab.used = true;
+    if (tab === this.current) this.setModeButtons(mode);
+    this.renderTab(tab);
+    tab.view.open({ ...tab.target, mode }, this.session.user, tab.allowed);
+    if (tab === this.current) tab.view.focus();
   }
 
   // One entry per program, with every form policy allows (two rules for jmap: two usages), and

@@ -1,0 +1,44 @@
+// Which tab a picked target goes to (main.ts keeps the tabs; this is the rule, kept pure so the
+// unit tests can pin it down).
+
+export interface Picked {
+  // Empty: exec's default cluster.
+  cluster: string;
+  namespace: string;
+  pod: string;
+  container: string;
+}
+
+// Terminals open at once (tabs), each its own session: exec allows a user 10 sessions by
+// default (--max_sessions_per_user), which leaves room for another window or podgate-run.
+export const kMaxTabs = 6;
+
+export const sameTarget = (a: Picked, b: Picked): boolean =>
+  a.cluster === b.cluster && a.namespace === b.namespace && a.pod === b.pod && a.container === b.container;
+
+export interface TabState {
+  target: Picked;
+  // Ran a command or opened a shell: kept when another target is picked.
+  used: boolean;
+}
+
+export type TabAction =
+  // The target is open in tabs[index]: switch to it; dropCurrent: the tab being left ran
+  // nothing and goes (stepping through the pickers leaves no empty tabs behind).
+  | { kind: 'switch'; index: number; dropCurrent: boolean }
+  // The current tab ran nothing: it takes the new target.
+  | { kind: 'reuse' }
+  // A new tab.
+  | { kind: 'open' }
+  // Too many tabs: nothing opens, and the message says why.
+  | { kind: 'refuse'; message: string };
+
+export function chooseTab(tabs: TabState[], current: number, picked: Picked, max = kMaxTabs): TabAction {
+  const index = tabs.findIndex((t) => sameTarget(t.target, picked));
+  if (index >= 0) {
+    return { kind: 'switch', index, dropCurrent: current >= 0 && current !== index && !tabs[current].used };
+  }
+  if (current >= 0 && !tabs[current].used) return { kind: 'reuse' };
+  if (tabs.length >= max) return { kind: 'refuse', message: `${max} targets are open: close a tab to open another.` };
+  return { kind: 'open' };
+}
