@@ -959,6 +959,56 @@ step('the Display menu sets the text size and the theme, which follows the syste
   await expectAccessible('the terminal in the dark theme');
 });
 
+step('on a phone (375 px) the toolbar folds into a menu, and extra keys send Tab, Ctrl+C, ↑ and ↓', async () => {
+  await newPage();
+  await page.setViewportSize({ width: 375, height: 740 });
+  await signIn(DEV, 'dana');
+  const toggle = page.locator('.toolbar-toggle');
+  await toggle.waitFor({ state: 'visible', timeout: 10000 });
+  // Folded, the button names the target; the pickers open with it.
+  await until('the target on the fold', async () => /^☰ (eu-prod: )?[a-z0-9-]+\/[a-z0-9-]+$/.test(await toggle.innerText()));
+  assert(await page.locator('select[name=pod]').isHidden(), 'the pod picker shows while folded');
+  await toggle.click();
+  assert((await toggle.getAttribute('aria-expanded')) === 'true', 'the fold does not say it is open');
+  await page.locator('select[name=pod]').waitFor({ state: 'visible', timeout: 5000 });
+  await pick('app-shop', 'orders-7d4b9c');
+  await toggle.click();
+  await page.locator('select[name=pod]').waitFor({ state: 'hidden', timeout: 5000 });
+  assert((await toggle.innerText()).includes('orders-7d4b9c/app'), `the fold names ${await toggle.innerText()}`);
+  // Nothing is wider than the screen, and the terminal keeps usable columns.
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert(width <= 375, `the page is ${width} px wide at 375 px`);
+  const size = await page.evaluate(() => window.podgate.terminalSize());
+  assert(size && size.cols >= 30, `terminal columns at 375 px: ${JSON.stringify(size)}`);
+  const keys = page.getByRole('group', { name: 'extra keys' });
+  await keys.waitFor({ state: 'visible' });
+  await shot('14-phone');
+  await expectAccessible('the page at 375 px');
+  const key = (name) => keys.getByRole('button', { name, exact: true });
+  let out = await run('free -m');
+  assert(/✓ exit 0/.test(out), `free -m at 375 px: ${out}`);
+  await page.keyboard.type('fre');
+  await key('Tab').click();
+  await expectLine('the Tab key completes', 'free ');
+  await page.keyboard.press('Control+U');
+  await expectLine('the line is cleared', '');
+  await page.keyboard.type('sleep 30');
+  await page.keyboard.press('Enter');
+  await page.locator('.running-line', { hasText: 'running sleep 30' }).waitFor({ timeout: 5000 });
+  await key('Ctrl+C').click();
+  await waitTerm(/sleep 30\n\^C\n■ interrupted/);
+  await expectLine('a prompt after the interrupt', '');
+  await key('↑').click();
+  await expectLine('↑ recalls sleep 30', 'sleep 30');
+  await key('↑').click();
+  await expectLine('↑↑ recalls free -m', 'free -m');
+  await key('↓').click();
+  await expectLine('↓ goes forward', 'sleep 30');
+  // The keys leave the focus in the terminal (a phone's keyboard stays open).
+  assert(await page.evaluate(() => document.activeElement?.closest('.term-host') !== null), 'an extra key took the focus');
+  await page.keyboard.press('Control+U');
+});
+
 step('Tab completes programs and flags from the policy', async () => {
   await page.locator('.term-host').click();
   await page.keyboard.type('jst');

@@ -107,6 +107,11 @@ class Page {
     },
     'Shell',
   );
+  private toolbarToggle = h(
+    'button',
+    { type: 'button', class: 'toolbar-toggle', 'aria-expanded': 'false', 'aria-controls': 'toolbar', title: 'target, mode and find' },
+    '☰ Target',
+  );
   private panelList = h('ul', { class: 'allowed-list' });
   private panelNote = h('p', { class: 'panel-note' });
   private panelFilter = h('input', { type: 'search', placeholder: 'Filter commands', 'aria-label': 'filter commands' });
@@ -420,6 +425,31 @@ class Page {
     );
   }
 
+  // Keys a phone's keyboard lacks, for narrow screens and touch: each acts as if typed in the
+  // terminal, which keeps the focus.
+  private buildExtraKeys(): HTMLElement {
+    const keys: [string, string, string][] = [
+      ['Tab', '\t', 'Tab: completes'],
+      ['Ctrl+C', '\x03', 'Ctrl+C: interrupts (or copies a selection)'],
+      ['↑', '\x1b[A', 'Up: the previous command'],
+      ['↓', '\x1b[B', 'Down: the next command'],
+      ['Esc', '\x1b', 'Escape: then Tab leaves the terminal'],
+    ];
+    const row = h('div', { class: 'extra-keys', role: 'group', 'aria-label': 'extra keys' });
+    for (const [label, data, title] of keys) {
+      // The visible text is the name (what a voice user says); the title explains.
+      const b = h('button', { type: 'button', title }, label);
+      // Pressing must not take the focus from the terminal (the phone's keyboard would close).
+      b.addEventListener('mousedown', (ev) => ev.preventDefault());
+      b.addEventListener('click', () => {
+        this.terminal?.sendInput(data);
+        this.terminal?.focus();
+      });
+      row.append(b);
+    }
+    return row;
+  }
+
   private buildFindBar(): HTMLElement {
     const prev = h('button', { type: 'button', title: 'Previous match (Shift+Enter)', 'aria-label': 'previous match' }, '↑');
     const next = h('button', { type: 'button', title: 'Next match (Enter)', 'aria-label': 'next match' }, '↓');
@@ -522,12 +552,19 @@ class Page {
     );
     const findButton = h('button', { type: 'button', title: 'Find in the output, scrollback included (Ctrl+Shift+F)' }, 'Find');
     findButton.addEventListener('click', () => this.openFind());
+    // On a narrow screen the toolbar folds behind this button, which names the target.
+    this.toolbarToggle.addEventListener('click', () => {
+      const open = this.toolbarToggle.getAttribute('aria-expanded') !== 'true';
+      this.toolbarToggle.setAttribute('aria-expanded', String(open));
+      this.toolbarToggle.closest('.toolbar')?.classList.toggle('open', open);
+    });
     const workspace = h(
       'section',
       { class: 'workspace', 'data-view': 'terminal' },
       h(
         'div',
-        { class: 'toolbar' },
+        { class: 'toolbar', id: 'toolbar' },
+        this.toolbarToggle,
         this.clusterLabel,
         h('label', {}, 'Namespace', this.nsSelect),
         h('label', {}, 'Pod', this.podSelect),
@@ -541,6 +578,7 @@ class Page {
         this.tabStrip,
         this.buildFindBar(),
         this.termStack,
+        this.buildExtraKeys(),
         this.runningLine,
         this.leaveHint,
         this.outcomes,
@@ -868,6 +906,7 @@ class Page {
 
   private renderTab(tab: Tab): void {
     const t = tab.target;
+    if (tab === this.current) this.toolbarToggle.textContent = `☰ ${this.tabLabel(tab)}`;
     const state = tab.state?.kind ?? 'connecting';
     tab.button.textContent = `${tab.running !== null ? '▶ ' : ''}${this.tabLabel(tab)}`;
     tab.button.title = `${t.cluster ? `${t.cluster}: ` : ''}${t.namespace}/${t.pod} (${t.container}), ${tab.mode} mode, ${

@@ -392,6 +392,15 @@ export class TerminalView {
     return true;
   }
 
+  // Input from the page's extra keys (narrow screens), handled as if typed.
+  sendInput(data: string): void {
+    if (data === '\x1b' && this.target?.mode !== 'shell') {
+      this.setLeaveArmed(true);
+      return;
+    }
+    this.onData(data);
+  }
+
   private setLeaveArmed(armed: boolean): void {
     if (this.leaveArmed === armed) return;
     this.leaveArmed = armed;
