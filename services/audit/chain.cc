@@ -63,6 +63,14 @@ EventColumns ColumnsOf(const AuditEvent& event) {
     for (const std::string& arg : request.argv()) {
       absl::StrAppend(&c.argv_text, c.argv_text.empty() ? "" : " ", arg);
     }
+  } else if (event.has_command_result()) {
+    // A result names its command line (and the argv exec ran, when another): searching for
+    // `jstack` finds the request, the decision and the result with its exit code together.
+    const auto& result = event.command_result();
+    c.argv_text = result.line();
+    for (const std::string& arg : result.argv()) {
+      absl::StrAppend(&c.argv_text, c.argv_text.empty() ? "" : " ", arg);
+    }
   }
   return c;
 }

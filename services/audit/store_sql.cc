@@ -86,6 +86,12 @@ ALTER TABLE checkpoints ADD COLUMN signature {bytes} NOT NULL DEFAULT {empty_byt
 ALTER TABLE records ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX records_trace ON records (trace_id, id);
 )sql",
+    // 6: result records' command line in argv_text (ColumnsOf derives it from
+    // command_result.line since this version). No schema change: the backfill
+    // (kResultLineMigration) sets the column of the result records stored before.
+    R"sql(
+SELECT 1;
+)sql",
 };
 
 std::vector<std::string> Render(Dialect dialect) {
@@ -157,10 +163,19 @@ std::string TraceIdOfStoredEvent(const std::string& event_bytes) {
   return ColumnsOf(event).trace_id;
 }
 
+std::string ResultLineOfStoredEvent(const std::string& event_bytes) {
+  podgate::common::v1::AuditEvent event;
+  if (!event.ParseFromString(event_bytes) || !event.has_command_result()) {
+    return "";
+  }
+  return ColumnsOf(event).argv_text;
+}
+
 const ColumnBackfill* BackfillFor(int version) {
   static const ColumnBackfill kBackfills[] = {
       {kClusterMigration, kSetClusterSql, &ClusterOfStoredEvent},
       {kTraceIdMigration, kSetTraceIdSql, &TraceIdOfStoredEvent},
+      {kResultLineMigration, kSetArgvTextSql, &ResultLineOfStoredEvent},
   };
   for (const ColumnBackfill& b : kBackfills) {
     if (b.version == version) {

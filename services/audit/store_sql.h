@@ -44,6 +44,14 @@ inline constexpr char kSetTraceIdSql[] = "UPDATE records SET trace_id = ?1 WHERE
 // The trace id a stored event carries; "" when none or when it does not parse.
 std::string TraceIdOfStoredEvent(const std::string& event_bytes);
 
+// Migration 6: a result record's argv_text is its command line (CommandResultDetail.line and
+// argv), so that argv_contains finds it with its request; result records stored before get it
+// from their event bytes.
+inline constexpr int kResultLineMigration = 6;
+inline constexpr char kSetArgvTextSql[] = "UPDATE records SET argv_text = ?1 WHERE id = ?2";
+// The argv_text of a stored result event; "" for any other event or one that does not parse.
+std::string ResultLineOfStoredEvent(const std::string& event_bytes);
+
 // A migration that adds a column derived from the event: after its SQL, each store walks the
 // rows (kClusterBackfillBatchSql) and runs `set_sql` (?1 value, ?2 row id) for each row whose
 // event gives a non-empty value.

@@ -1170,10 +1170,31 @@ step('the audit view lists the commands just run and replays the shell session',
   await form.locator('input[name=argv_contains]').fill('jstack');
   await search();
   await page.locator('.audit-table tbody tr', { hasText: 'dana' }).first().waitFor();
-  const rows = await page.locator('.audit-table tbody tr').allTextContents();
-  assert(rows.some((r) => /dana/.test(r) && /jstack \d+/.test(r)), `jstack rows: ${rows.join('\n')}`);
+  // The command's request, its decision and its result with the exit code, found together: a
+  // result record carries its command line.
+  await page.locator('.audit-table tbody tr[data-kind=command_result]', { hasText: /jstack \d+ → exit 0/ }).first().waitFor();
+  await until('the request, the decision and the result of jstack', async () => {
+    const rows = await page.locator('.audit-table tbody tr').allTextContents();
+    return (
+      rows.some((r) => /dana/.test(r) && /command request/.test(r) && /jstack \d+/.test(r)) &&
+      rows.some((r) => /decision/.test(r) && /jstack \d+: allowed by/.test(r)) &&
+      rows.every((r) => /jstack/.test(r))
+    );
+  });
   await shot('09-audit');
   await expectAccessible('the audit view');
+  // The search is in the address: opened elsewhere, the same search shows the same rows.
+  const shared = page.url();
+  assert(/#\/audit\?.*argv_contains=jstack/.test(shared), `the address after a search: ${shared}`);
+  const other = await context.newPage();
+  try {
+    await other.goto(shared);
+    await other.locator('.audit-view[data-loading=false]').waitFor({ timeout: 10000 });
+    assert((await other.locator('input[name=argv_contains]').inputValue()) === 'jstack', 'the shared address did not fill the search');
+    await other.locator('.audit-table tbody tr[data-kind=command_result]', { hasText: /jstack \d+ → exit 0/ }).first().waitFor();
+  } finally {
+    await other.close();
+  }
   // Denials only.
   await form.locator('input[name=argv_contains]').fill('');
   await form.locator('select[name=verdict]').selectOption('deny');
@@ -1213,8 +1234,20 @@ step('the audit view lists the commands just run and replays the shell session',
   await page.locator('dialog.replay[data-ended=true]').waitFor({ timeout: 15000 });
   // Drawn on the next animation frame.
   await until('the replay to show the session', async () => /shell-42/.test(await dialog.locator('.xterm-rows').innerText()));
+  // The progress bar is at the end; back to the start the screen is empty again, and to the
+  // end once more it shows the session.
+  const position = dialog.getByRole('slider', { name: 'position' });
+  const end = await position.getAttribute('max');
+  assert(Number(end) > 0 && (await position.inputValue()) === end, `the bar at the end: ${await position.inputValue()} of ${end}`);
   await shot('10-replay');
   await expectAccessible('the shell replay');
+  await position.fill('0');
+  await page.locator('dialog.replay[data-position="0.0"]').waitFor({ timeout: 5000 });
+  await until('the replay back at its start', async () => !/shell-42/.test(await dialog.locator('.xterm-rows').innerText()));
+  assert((await dialog.locator('.replay-clock').innerText()).startsWith('0.0 / '), 'the clock after seeking to the start');
+  await position.fill(end);
+  await page.locator('dialog.replay[data-ended=true]').waitFor({ timeout: 5000 });
+  await until('the replay at its end again', async () => /shell-42/.test(await dialog.locator('.xterm-rows').innerText()));
   await dialog.getByRole('button', { name: 'Close' }).click();
 });
 

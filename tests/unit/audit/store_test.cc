@@ -272,6 +272,40 @@ TEST_P(StoreTest, MigrationsRunOnce) {
   }
 }
 
+// A result record names its command line, so argv_contains finds a command's request and its
+// result (with the exit code) together. Result records stored before migration 6 (argv_text
+// empty) get theirs from the event bytes when the store opens, and still verify.
+TEST_P(StoreTest, ResultRecordsAreFoundByTheirCommandLineAlsoWhenStoredBeforeMigration6) {
+  auto result = [](const std::string& id, const std::string& line) {
+    AuditEvent e = testing::MakeEvent(id, "alice", "shop", "orders", "");
+    e.clear_command_request();
+    e.set_kind(podgate::common::v1::EVENT_KIND_COMMAND_RESULT);
+    e.mutable_command_result()->set_line(line);
+    e.mutable_command_result()->set_exit_code(3);
+    return e;
+  };
+  ChainHead head = Head();
+  Append(&head, {testing::MakeEvent("req", "alice", "shop", "orders", "jstack 1"),
+                 result("res", "jstack 1"),
+                 testing::MakeEvent("other", "alice", "shop", "orders", "free -m"),
+                 result("other-res", "free -m")});
+  QueryRequest q;
+  q.set_argv_contains("jstack");
+  EXPECT_THAT(Ids(q), ElementsAre("req", "res"));
+
+  // As an audit before migration 6 stored them: result records with an empty argv_text.
+  store_.reset();
+  Tamper(absl::StrCat("UPDATE records SET argv_text = '' WHERE kind = ",
+                      static_cast<int>(podgate::common::v1::EVENT_KIND_COMMAND_RESULT)));
+  Tamper("DELETE FROM schema_migrations WHERE version = 6");
+  store_ = Open();
+  ASSERT_NE(store_, nullptr);
+  EXPECT_THAT(Ids(q), ElementsAre("req", "res"));
+  q.set_argv_contains("free");
+  EXPECT_THAT(Ids(q), ElementsAre("other", "other-res"));
+  EXPECT_TRUE(VerifyOne().intact());
+}
+
 TEST_P(StoreTest, TwoWritersKeepTwoIntactChainsInOneDatabase) {
   std::unique_ptr<Store> other = Open();
   ASSERT_NE(other, nullptr);

@@ -102,6 +102,8 @@ export interface AuditEvent {
   session_close?: { reason?: string; message?: string; duration?: string; commands?: string };
   command_request?: { line?: string; argv?: string[]; parse_error?: string };
   command_result?: {
+    // The command line the result belongs to (its request's line).
+    line?: string;
     termination?: string;
     exit_code?: number;
     duration?: string;

@@ -70,4 +70,50 @@ describe('recordings', () => {
     expect(ended).toBe(1);
     expect(p.done).toBe(true);
   });
+
+  it('seeks on the played timeline: forward draws what lies between, back starts from a cleared screen', () => {
+    vi.useFakeTimers();
+    // Played at 0.5, 2.5 (the 100 s gap capped at 2), 3.0 (resize), 3.5 (input, not drawn) and 4.5.
+    const cast = parseCast(`${header}\n[0.5, "o", "a"]\n[100.5, "o", "b"]\n[101.0, "r", "80x24"]\n[101.5, "i", "x"]\n[102.5, "o", "c"]\n`);
+    let screen = '';
+    const sizes: string[] = [];
+    let ended = 0;
+    let progress = 0;
+    const p = new CastPlayer(
+      cast,
+      { write: (s) => (screen += s), resize: (c, r) => sizes.push(`${c}x${r}`), reset: () => (screen = '') },
+      () => ended++,
+    );
+    p.onProgress = () => progress++;
+    expect(p.duration).toBe(4.5);
+    expect(p.position).toBe(0);
+    // Forward while paused: everything up to 3.0 at once, and it stays paused.
+    p.seek(3);
+    expect(screen).toBe('ab');
+    expect(sizes).toEqual(['80x24']);
+    expect(p.position).toBe(3);
+    expect(p.playing).toBe(false);
+    expect(progress).toBeGreaterThan(0);
+    // Back: the screen is cleared and redrawn up to 1 s, at the recording's own size.
+    p.seek(1);
+    expect(screen).toBe('a');
+    expect(sizes).toEqual(['80x24', '100x30']);
+    expect(p.position).toBe(0.5);
+    // Playing on from there: b comes 2 s later (the capped gap).
+    p.play();
+    vi.advanceTimersByTime(1999);
+    expect(screen).toBe('a');
+    vi.advanceTimersByTime(1);
+    expect(screen).toBe('ab');
+    // A seek while playing keeps playing from the new place; to the end, it ends.
+    p.seek(0);
+    expect(screen).toBe('');
+    expect(p.playing).toBe(true);
+    vi.advanceTimersByTime(500);
+    expect(screen).toBe('a');
+    p.seek(p.duration);
+    expect(screen).toBe('abc');
+    expect(p.done).toBe(true);
+    expect(ended).toBe(1);
+  });
 });

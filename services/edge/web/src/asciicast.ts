@@ -80,20 +80,48 @@ export function parseCast(text: string): Cast {
   return { header, events, skipped };
 }
 
+// Where a player draws: output, size changes, and a clear screen for seeking back.
+export interface CastSink {
+  write(s: string): void;
+  resize(cols: number, rows: number): void;
+  reset?(): void;
+}
+
 // Plays a recording's output into a sink in real time (gaps capped at `maxGap` seconds) at a
-// speed factor; pause, resume and skip to the end.
+// speed factor; pause, resume, seek and skip to the end. Positions are on the played timeline
+// (capped gaps), which is what a progress bar shows.
 export class CastPlayer {
   private index = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private lastTime = 0;
+  // When each event plays, in seconds from the start (gaps capped).
+  private readonly at: number[];
   speed = 1;
+  // Called after each event is drawn, and after a seek.
+  onProgress: (() => void) | null = null;
 
   constructor(
     private readonly cast: Cast,
-    private readonly sink: { write(s: string): void; resize(cols: number, rows: number): void },
+    private readonly sink: CastSink,
     private readonly onEnd: () => void = () => {},
     private readonly maxGap = 2,
-  ) {}
+  ) {
+    let t = 0;
+    let last = 0;
+    this.at = cast.events.map((e) => {
+      t += Math.min(maxGap, Math.max(0, e.time - last));
+      last = e.time;
+      return t;
+    });
+  }
+
+  // The played timeline's length and where the player is on it, in seconds.
+  get duration(): number {
+    return this.at.length ? this.at[this.at.length - 1] : 0;
+  }
+  get position(): number {
+    return this.index === 0 ? 0 : this.at[this.index - 1];
+  }
 
   get playing(): boolean {
     return this.timer !== null;
@@ -118,6 +146,24 @@ export class CastPlayer {
     this.onEnd();
   }
 
+  // Shows the screen as it was at `seconds` (from a cleared screen when going back, drawing
+  // every event up to there at once) and goes on playing from there if it was playing.
+  seek(seconds: number): void {
+    const playing = this.playing;
+    this.pause();
+    if (this.index > 0 && seconds < this.position) {
+      this.sink.reset?.();
+      const { width, height } = this.cast.header;
+      this.sink.resize(Math.min(500, width || 80), Math.min(200, height || 24));
+      this.index = 0;
+      this.lastTime = 0;
+    }
+    while (!this.done && this.at[this.index] <= seconds) this.step();
+    this.onProgress?.();
+    if (this.done) this.onEnd();
+    else if (playing) this.schedule();
+  }
+
   private schedule(): void {
     const next = this.cast.events[this.index];
     const gap = Math.min(this.maxGap, Math.max(0, next.time - this.lastTime));
@@ -138,5 +184,6 @@ export class CastPlayer {
       const m = /^(\d+)x(\d+)$/.exec(e.data);
       if (m) this.sink.resize(Math.min(500, Number(m[1])), Math.min(200, Number(m[2])));
     }
+    this.onProgress?.();
   }
 }

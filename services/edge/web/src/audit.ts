@@ -87,6 +87,8 @@ export class AuditView {
       }
       this.tokens = [];
       this.current = '';
+      // The address keeps the search (no reload, no history entry per search).
+      history.replaceState(null, '', `#/audit?${this.searchParams()}`);
       void this.load();
     });
     this.tbody = h('tbody');
@@ -130,6 +132,45 @@ export class AuditView {
       ),
       h('div', { class: 'pager' }, this.prevButton, this.pageLabel, this.nextButton),
     );
+  }
+
+  // The search as the address keeps it (#/audit?argv_contains=jstack&…), to share or bookmark:
+  // the form's fields, without the page token.
+  searchParams(): URLSearchParams {
+    const q = this.query();
+    q.delete('page_token');
+    return q;
+  }
+
+  // Fills the form from an address's search (unknown names and bad values are ignored); true
+  // when it held any.
+  applySearch(q: URLSearchParams): boolean {
+    let any = false;
+    for (const [name, value] of q) {
+      const el = this.form.elements.namedItem(name);
+      if (el instanceof HTMLInputElement && el.type === 'checkbox') {
+        el.checked = value === 'true';
+      } else if (el instanceof HTMLInputElement && el.type === 'datetime-local') {
+        const d = new Date(value);
+        if (Number.isNaN(d.getTime())) continue;
+        // The field shows local time.
+        const local = new Date(d.getTime() - d.getTimezoneOffset() * 60000);
+        el.value = local.toISOString().slice(0, 16);
+      } else if (el instanceof HTMLSelectElement) {
+        if (![...el.options].some((o) => o.value === value)) continue;
+        el.value = value;
+      } else if (el instanceof HTMLInputElement) {
+        el.value = value;
+      } else {
+        continue;
+      }
+      any = true;
+    }
+    if (any) {
+      this.tokens = [];
+      this.current = '';
+    }
+    return any;
   }
 
   // Builds the query from the form: empty fields are left out.
@@ -287,7 +328,9 @@ export class AuditView {
       h(
         'td',
         { class: 'what' },
-        kind === 'command_result' && commandLine ? `${commandLine} → ${describeEvent(e)}` : describeEvent(e),
+        kind === 'command_result' && (e.command_result?.line || commandLine)
+          ? `${e.command_result?.line || commandLine} → ${describeEvent(e)}`
+          : describeEvent(e),
       ),
       session,
     );
@@ -306,12 +349,16 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
     ['1', '2', '4', '16'].map((s) => h('option', { value: s }, `${s}×`)),
   );
   const closeButton = h('button', { type: 'button' }, 'Close');
+  // The progress bar: where the replay is, and a click or the arrow keys move there.
+  const seek = h('input', { type: 'range', min: '0', max: '0', step: '0.1', value: '0', 'aria-label': 'position', disabled: true });
+  const clock = h('span', { class: 'replay-clock', 'aria-live': 'off' }, '0.0 / 0.0 s');
   const dialog = h(
     'dialog',
     { class: 'replay', 'aria-label': 'shell session replay' },
     h('header', {}, h('strong', {}, `Shell session ${sessionId}`), ` ${user} on ${where}`),
     screen,
     info,
+    h('div', { class: 'replay-progress' }, seek, clock),
     h('div', { class: 'replay-controls' }, playButton, speed, endButton, closeButton),
   );
   document.body.append(dialog);
@@ -363,7 +410,7 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
     info.textContent = `${cast.events.length} events, ${duration.toFixed(1)} s, ${bytes} bytes${notes.length ? ' — ' + notes.join('; ') : ''}.`;
     player = new CastPlayer(
       cast,
-      { write: (s) => term.write(s), resize: (c, r) => term.resize(c, r) },
+      { write: (s) => term.write(s), resize: (c, r) => term.resize(c, r), reset: () => term.reset() },
       () => {
         playButton.textContent = 'Replay ended';
         playButton.disabled = true;
@@ -375,6 +422,28 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
       },
     );
     const p = player;
+    seek.max = p.duration.toFixed(1);
+    seek.disabled = false;
+    const showProgress = () => {
+      seek.value = p.position.toFixed(1);
+      clock.textContent = `${p.position.toFixed(1)} / ${p.duration.toFixed(1)} s`;
+      // Marked once the terminal has drawn up to here (the browser test waits for it).
+      term.write('', () => {
+        dialog.dataset.position = p.position.toFixed(1);
+      });
+    };
+    p.onProgress = showProgress;
+    showProgress();
+    seek.addEventListener('input', () => {
+      // Seeking back from the end plays again.
+      if (p.done || Number(seek.value) < p.position) {
+        delete dialog.dataset.ended;
+        playButton.disabled = false;
+        endButton.disabled = false;
+        playButton.textContent = p.playing ? 'Pause' : 'Play';
+      }
+      p.seek(Number(seek.value));
+    });
     playButton.disabled = false;
     endButton.disabled = false;
     playButton.addEventListener('click', () => {

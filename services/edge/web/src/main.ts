@@ -610,7 +610,12 @@ class Page {
     if (ws) ws.hidden = tab !== 'terminal';
     if (this.audit) {
       this.audit.root.hidden = tab !== 'audit';
-      if (tab === 'audit') void this.audit.load();
+      if (tab === 'audit') {
+        // A shared address carries its search: #/audit?argv_contains=jstack&…
+        const q = location.hash.indexOf('?');
+        if (q >= 0) this.audit.applySearch(new URLSearchParams(location.hash.slice(q + 1)));
+        void this.audit.load();
+      }
     }
     if (tab === 'terminal') this.terminal?.focus();
   };
