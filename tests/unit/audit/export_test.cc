@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
@@ -780,6 +781,11 @@ TEST_F(ExporterWebhookTest, FailuresBackOffDoublingWithinTheJitterUpToTheCap) {
       capped_max = std::max(capped_max, gaps[i]);
     }
   }
+  std::string measured;
+  for (absl::Duration gap : gaps) {
+    absl::StrAppend(&measured, measured.empty() ? "" : ", ", absl::ToInt64Milliseconds(gap));
+  }
+  std::cout << "gaps between attempts (ms): " << measured << "\n";
   // Six delays at the cap: jittered, not one fixed value (uniform over 320 ms: six within
   // 10 ms of each other is a chance of about 2e-7).
   EXPECT_GT(capped_max - capped_min, absl::Milliseconds(10));
