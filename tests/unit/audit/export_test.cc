@@ -793,6 +793,29 @@ TEST_F(ExporterWebhookTest, FailuresBackOffDoublingWithinTheJitterUpToTheCap) {
   EXPECT_EQ(Metric("podgate_audit_export_retries_total", "siem"), kFailures);
 }
 
+TEST_F(ExporterWebhookTest, AResetAndAHungDeliveryAreRetriedAfterTheBackOff) {
+  // The sink's own timeout (200 ms) ends the hung request; each failure waits its back-off.
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Reset().ForRequests(1));
+  StartWith(absl::StrCat(
+      R"({"name":"siem","maxBatch":50,"maxWait":"10ms","initialBackoff":"300ms",)",
+      R"("maxBackoff":"300ms","webhook":{"url":")", receiver_->url(), R"(","timeout":"200ms"}})"));
+  Append("a", 2);
+  ASSERT_TRUE(receiver_->WaitForItems(2, absl::Seconds(5)));
+  receiver_->Clear();
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Hang().ForRequests(1));
+  Append("a", 2);
+  ASSERT_TRUE(receiver_->WaitForItems(2, absl::Seconds(5)));
+  const auto requests = receiver_->Requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].answered, 0);  // hung
+  EXPECT_EQ(requests[1].answered, 200);
+  EXPECT_EQ(Keys(requests[1]), Keys(requests[0]));
+  // The 200 ms timeout, then the 300 ms back-off (-20%).
+  EXPECT_GE(requests[1].received - requests[0].received, absl::Milliseconds(200 + 240));
+  EXPECT_EQ(Metric("podgate_audit_export_failures_total", "siem"), 2);
+  EXPECT_EQ(Metric("podgate_audit_export_retries_total", "siem"), 2);
+}
+
 TEST_F(ExporterWebhookTest, LagSecondsGrowsWhileTheSinkIsDownAndIsZeroOnceDrained) {
   receiver_->SetBehavior(podgate::testing::WebhookBehavior::Status(503));
   StartWebhook(R"("maxBatch":50,"maxWait":"10ms","initialBackoff":"50ms","maxBackoff":"200ms")");
