@@ -586,6 +586,10 @@ TEST_F(ExporterTest, ACheckpointFollowsItsChainsRecordsNewestOnly) {
   const auto records = Records();
   EXPECT_EQ(records[4], std::make_pair(std::string("a"), int64_t{5}));
   EXPECT_EQ(records[5], std::make_pair(std::string("checkpoint:a"), int64_t{5}));
+  // Counted once Deliver returned (the lines are in the file before its fsync ends).
+  EXPECT_TRUE(
+      WaitFor([&] { return Metric("podgate_audit_export_delivered_checkpoints_total") == 1; }));
+  absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(Metric("podgate_audit_export_delivered_checkpoints_total"), 1);
 }
 
