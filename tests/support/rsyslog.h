@@ -58,6 +58,9 @@ class RsyslogServer {
   int tcp_port() const { return tcp_port_; }
   int tls_port() const { return tls_port_; }
   int mtls_port() const { return mtls_port_; }
+  // The temporary directory holding its configuration and the received messages' file (kept
+  // after the server stops; a caller that received a lot may remove it).
+  const std::string& dir() const { return dir_; }
 
   // Stops rsyslogd: SIGTERM and a wait (or SIGKILL right away when `kill`).
   absl::Status Stop(bool kill = false);

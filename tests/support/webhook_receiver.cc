@@ -175,6 +175,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
     bhttp::request<bhttp::string_body> req = parser_->release();
     ReceivedRequest r;
+    r.received = absl::Now();
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
     for (const auto& field : req) {

@@ -96,6 +96,8 @@ struct ReceivedRequest {
   uint64_t connection = 0;
   // The client certificate's subject CN under mTLS, else "".
   std::string client_cn;
+  // When the whole request had been read (the receiver's clock: absl::Now()).
+  absl::Time received;
 
   // The first header named `name` (case-insensitive), or "".
   std::string Header(absl::string_view name) const;

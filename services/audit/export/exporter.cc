@@ -101,6 +101,9 @@ class Exporter::Runner {
     std::vector<ExportItem> items;
     int64_t records = 0;
     int64_t checkpoints = 0;
+    // The oldest record's store time (0 when the batch holds none): while the batch is stuck,
+    // the age of the oldest undelivered record.
+    int64_t oldest_us = 0;
     // The cursors after this batch, per chain it touched.
     std::vector<std::pair<std::string, int64_t>> cursors;
   };
@@ -279,11 +282,17 @@ class Exporter::Runner {
       }
     }
     first_chain_ = n == 0 ? 0 : (first_chain_ + 1) % n;
-    if (oldest_us > 0) {
-      metrics_.lag_seconds->Set(
-          std::max(0.0, absl::ToDoubleSeconds(absl::Now() - absl::FromUnixMicros(oldest_us))));
-    }
+    batch.oldest_us = oldest_us;
+    SetLagSeconds(batch);
     return batch;
+  }
+
+  // The age of the batch's oldest record, when it holds one.
+  void SetLagSeconds(const Batch& batch) {
+    if (batch.oldest_us > 0) {
+      metrics_.lag_seconds->Set(std::max(
+          0.0, absl::ToDoubleSeconds(absl::Now() - absl::FromUnixMicros(batch.oldest_us))));
+    }
   }
 
   void Lost(const std::string& chain, int64_t cursor, int64_t through) {
@@ -330,6 +339,7 @@ class Exporter::Runner {
         if (!RefreshLease()) {
           return false;  // another replica delivers from the stored cursor
         }
+        SetLagSeconds(batch);
       }
       // The lag and blocking state follow the store while this batch is stuck.
       absl::StatusOr<std::vector<ExportChain>> chains = store_->ListExportChains();
@@ -338,6 +348,8 @@ class Exporter::Runner {
       if (chains.ok() && cursors.ok()) {
         UpdateLag(*chains, *cursors);
       }
+      // The stuck batch's records keep ageing: an outage shows in lag_seconds.
+      SetLagSeconds(batch);
     }
   }
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "prometheus/registry.h"
+#include "support/webhook_receiver.h"
 
 namespace podgate::audit::exporting {
 namespace {
@@ -442,9 +444,13 @@ class ExporterTest : public ::testing::Test {
 
   void Start(const std::string& extra =
                  R"("maxWait":"20ms","initialBackoff":"10ms","maxBackoff":"50ms")") {
-    auto settings =
-        ParseExportConfig(absl::StrCat(R"({"sinks":[{"name":"archive","file":{"path":")", path_,
-                                       R"("},"maxBatch":100,)", extra, "}]}"));
+    StartWith(absl::StrCat(R"({"name":"archive","file":{"path":")", path_, R"("},"maxBatch":100,)",
+                           extra, "}"));
+  }
+
+  // One sink, given as its JSON object.
+  void StartWith(const std::string& sink_json) {
+    auto settings = ParseExportConfig(absl::StrCat(R"({"sinks":[)", sink_json, "]}"));
     ASSERT_TRUE(settings.ok()) << settings.status();
     auto sinks = MakeSinks(*std::move(settings));
     ASSERT_TRUE(sinks.ok()) << sinks.status();
@@ -501,14 +507,14 @@ class ExporterTest : public ::testing::Test {
     return done();
   }
 
-  double Metric(const std::string& name) {
+  double Metric(const std::string& name, const std::string& sink = "archive") {
     for (const auto& family : registry_.Collect()) {
       if (family.name != name) {
         continue;
       }
       for (const auto& m : family.metric) {
         for (const auto& label : m.label) {
-          if (label.name == "sink" && label.value == "archive") {
+          if (label.name == "sink" && label.value == sink) {
             return family.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
           }
         }
@@ -580,6 +586,10 @@ TEST_F(ExporterTest, ACheckpointFollowsItsChainsRecordsNewestOnly) {
   const auto records = Records();
   EXPECT_EQ(records[4], std::make_pair(std::string("a"), int64_t{5}));
   EXPECT_EQ(records[5], std::make_pair(std::string("checkpoint:a"), int64_t{5}));
+  // Counted once Deliver returned (the lines are in the file before its fsync ends).
+  EXPECT_TRUE(
+      WaitFor([&] { return Metric("podgate_audit_export_delivered_checkpoints_total") == 1; }));
+  absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(Metric("podgate_audit_export_delivered_checkpoints_total"), 1);
 }
 
@@ -616,6 +626,223 @@ TEST_F(ExporterTest, WithoutTheLeaseNothingIsDelivered) {
   EXPECT_EQ(Metric("podgate_audit_export_lag_records"), 3);
   ASSERT_TRUE(store_->ReleaseExportLease("archive", "replica-b").ok());
   ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(path_) && Lines(path_).size() == 3; }));
+}
+
+// ---- batching, back-off, Retry-After and lag against a real loopback webhook receiver ----
+
+class ExporterWebhookTest : public ExporterTest {
+ protected:
+  void SetUp() override {
+    ExporterTest::SetUp();
+    auto receiver = podgate::testing::WebhookReceiver::Start({});
+    ASSERT_TRUE(receiver.ok()) << receiver.status();
+    receiver_ = *std::move(receiver);
+  }
+  // The exporter goes first: its thread may be delivering to the receiver.
+  void TearDown() override { exporter_.reset(); }
+
+  // A webhook sink "siem" with `fields` (maxBatch, maxWait, back-off) added.
+  void StartWebhook(const std::string& fields) {
+    StartWith(absl::StrCat(R"({"name":"siem",)", fields, R"(,"webhook":{"url":")", receiver_->url(),
+                           R"(","timeout":"5s"}})"));
+  }
+
+  // (chain, sequence) of each record item of a request.
+  static std::vector<std::pair<std::string, int64_t>> Keys(
+      const podgate::testing::ReceivedRequest& request) {
+    std::vector<std::pair<std::string, int64_t>> out;
+    for (const nlohmann::json& item : request.items) {
+      out.emplace_back(item["chainId"].get<std::string>(),
+                       std::stoll(item["sequence"].get<std::string>()));
+    }
+    return out;
+  }
+
+  // The gaps between successive requests' arrivals.
+  std::vector<absl::Duration> Gaps() const {
+    std::vector<absl::Duration> gaps;
+    const auto requests = receiver_->Requests();
+    for (size_t i = 1; i < requests.size(); ++i) {
+      gaps.push_back(requests[i].received - requests[i - 1].received);
+    }
+    return gaps;
+  }
+
+  std::unique_ptr<podgate::testing::WebhookReceiver> receiver_;
+};
+
+TEST_F(ExporterWebhookTest, BatchesHoldAtMostMaxBatchAndABacklogGoesInFullBatches) {
+  // 520 records waiting on two chains; maxWait is long, so nothing below may have waited for it.
+  Append("a", 330);
+  Append("b", 190);
+  StartWebhook(R"("maxBatch":50,"maxWait":"10s")");
+  ASSERT_TRUE(receiver_->WaitForItems(520, absl::Seconds(8))) << receiver_->ItemCount();
+  const auto requests = receiver_->Requests();
+  ASSERT_EQ(requests.size(), 11u);
+  std::map<std::string, int64_t> last;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("request ", i));
+    EXPECT_EQ(requests[i].answered, 200);
+    // Ten full batches, then the rest of the backlog at once (it is not a partial batch
+    // waiting for more records: more are already stored).
+    EXPECT_EQ(requests[i].items.size(), i < 10 ? 50u : 20u);
+    for (const auto& [chain, sequence] : Keys(requests[i])) {
+      EXPECT_EQ(sequence, last[chain] + 1) << chain;
+      last[chain] = sequence;
+    }
+  }
+  EXPECT_EQ(last["a"], 330);
+  EXPECT_EQ(last["b"], 190);
+
+  // Live records: a commit of 3 x maxBatch goes as three full batches, never more than maxBatch.
+  receiver_->Clear();
+  Append("a", 150);
+  ASSERT_TRUE(receiver_->WaitForItems(150, absl::Seconds(5)));
+  ASSERT_EQ(receiver_->RequestCount(), 3u);
+  for (const auto& request : receiver_->Requests()) {
+    EXPECT_EQ(request.items.size(), 50u);
+  }
+  EXPECT_TRUE(WaitFor(
+      [&] { return Metric("podgate_audit_export_delivered_records_total", "siem") == 670; }));
+}
+
+TEST_F(ExporterWebhookTest, APartialBatchWaitsMaxWaitThenGoesWhole) {
+  StartWebhook(R"("maxBatch":50,"maxWait":"1500ms")");
+  absl::SleepFor(absl::Milliseconds(100));  // the exporter is idle, caught up
+  const absl::Time first = absl::Now();
+  Append("a", 1);
+  absl::SleepFor(absl::Milliseconds(300));
+  Append("a", 2);  // joins the waiting batch
+  ASSERT_TRUE(receiver_->WaitForItems(3, absl::Seconds(5)));
+  auto requests = receiver_->Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].items.size(), 3u);
+  const absl::Duration waited = requests[0].received - first;
+  EXPECT_GE(waited, absl::Milliseconds(1500)) << "sent before maxWait";
+  EXPECT_LT(waited, absl::Milliseconds(1500 + 1000)) << "held long after maxWait";
+
+  // maxBatch records do not wait.
+  receiver_->Clear();
+  const absl::Time full = absl::Now();
+  Append("a", 50);
+  ASSERT_TRUE(receiver_->WaitForItems(50, absl::Seconds(5)));
+  requests = receiver_->Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_LT(requests[0].received - full, absl::Milliseconds(1000));
+}
+
+TEST_F(ExporterWebhookTest, RetryAfterSecondsIsWaitedBeforeTheNextAttempt) {
+  // The back-off alone would retry after ~10 ms.
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Status(503, "2").ForRequests(1));
+  StartWebhook(R"("maxBatch":50,"maxWait":"10ms","initialBackoff":"10ms","maxBackoff":"50ms")");
+  Append("a", 3);
+  ASSERT_TRUE(receiver_->WaitForItems(3, absl::Seconds(10)));
+  const auto requests = receiver_->Requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].answered, 503);
+  EXPECT_EQ(requests[1].answered, 200);
+  EXPECT_EQ(Keys(requests[1]), Keys(requests[0])) << "the same batch again";
+  const absl::Duration gap = requests[1].received - requests[0].received;
+  EXPECT_GE(gap, absl::Seconds(2)) << "Retry-After: 2 not honoured";
+  EXPECT_LT(gap, absl::Seconds(3));
+  EXPECT_EQ(Metric("podgate_audit_export_failures_total", "siem"), 1);
+  EXPECT_EQ(Metric("podgate_audit_export_retries_total", "siem"), 1);
+}
+
+TEST_F(ExporterWebhookTest, ABackOffLongerThanRetryAfterWins) {
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Status(429, "1").ForRequests(1));
+  StartWebhook(R"("maxBatch":50,"maxWait":"10ms","initialBackoff":"2s","maxBackoff":"2s")");
+  Append("a", 1);
+  ASSERT_TRUE(receiver_->WaitForItems(1, absl::Seconds(10)));
+  const std::vector<absl::Duration> gaps = Gaps();
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_GE(gaps[0], absl::Milliseconds(1600)) << "2s back-off -20%, not Retry-After: 1";
+  EXPECT_LT(gaps[0], absl::Milliseconds(2400 + 500));
+}
+
+TEST_F(ExporterWebhookTest, FailuresBackOffDoublingWithinTheJitterUpToTheCap) {
+  constexpr int kFailures = 9;
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Status(500).ForRequests(kFailures));
+  StartWebhook(R"("maxBatch":50,"maxWait":"10ms","initialBackoff":"100ms","maxBackoff":"800ms")");
+  Append("a", 1);
+  ASSERT_TRUE(receiver_->WaitForItems(1, absl::Seconds(14)));
+  const std::vector<absl::Duration> gaps = Gaps();
+  ASSERT_EQ(gaps.size(), static_cast<size_t>(kFailures));
+  // Delay i is min(100ms * 2^i, 800ms) times a factor in [0.8, 1.2]; the gap adds the request's
+  // round trip and the scheduler's lateness on a busy machine (never less than the delay).
+  constexpr absl::Duration kLate = absl::Milliseconds(250);
+  absl::Duration capped_min = absl::InfiniteDuration();
+  absl::Duration capped_max = absl::ZeroDuration();
+  for (int i = 0; i < kFailures; ++i) {
+    const absl::Duration delay =
+        std::min(absl::Milliseconds(100) * (1 << i), absl::Milliseconds(800));
+    SCOPED_TRACE(absl::StrCat("retry ", i + 1, ": nominal ", absl::FormatDuration(delay), ", gap ",
+                              absl::FormatDuration(gaps[i])));
+    EXPECT_GE(gaps[i], delay * 0.8);
+    EXPECT_LE(gaps[i], delay * 1.2 + kLate);
+    if (delay == absl::Milliseconds(800)) {
+      capped_min = std::min(capped_min, gaps[i]);
+      capped_max = std::max(capped_max, gaps[i]);
+    }
+  }
+  std::string measured;
+  for (absl::Duration gap : gaps) {
+    absl::StrAppend(&measured, measured.empty() ? "" : ", ", absl::ToInt64Milliseconds(gap));
+  }
+  std::cout << "gaps between attempts (ms): " << measured << "\n";
+  // Six delays at the cap: jittered, not one fixed value (uniform over 320 ms: six within
+  // 10 ms of each other is a chance of about 2e-7).
+  EXPECT_GT(capped_max - capped_min, absl::Milliseconds(10));
+  EXPECT_EQ(Metric("podgate_audit_export_failures_total", "siem"), kFailures);
+  EXPECT_EQ(Metric("podgate_audit_export_retries_total", "siem"), kFailures);
+}
+
+TEST_F(ExporterWebhookTest, AResetAndAHungDeliveryAreRetriedAfterTheBackOff) {
+  // The sink's own timeout (200 ms) ends the hung request; each failure waits its back-off.
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Reset().ForRequests(1));
+  StartWith(absl::StrCat(
+      R"({"name":"siem","maxBatch":50,"maxWait":"10ms","initialBackoff":"300ms",)",
+      R"("maxBackoff":"300ms","webhook":{"url":")", receiver_->url(), R"(","timeout":"200ms"}})"));
+  Append("a", 2);
+  ASSERT_TRUE(receiver_->WaitForItems(2, absl::Seconds(5)));
+  receiver_->Clear();
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Hang().ForRequests(1));
+  Append("a", 2);
+  ASSERT_TRUE(receiver_->WaitForItems(2, absl::Seconds(5)));
+  const auto requests = receiver_->Requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].answered, 0);  // hung
+  EXPECT_EQ(requests[1].answered, 200);
+  EXPECT_EQ(Keys(requests[1]), Keys(requests[0]));
+  // The 200 ms timeout, then the 300 ms back-off (-20%).
+  EXPECT_GE(requests[1].received - requests[0].received, absl::Milliseconds(200 + 240));
+  EXPECT_EQ(Metric("podgate_audit_export_failures_total", "siem"), 2);
+  EXPECT_EQ(Metric("podgate_audit_export_retries_total", "siem"), 2);
+}
+
+TEST_F(ExporterWebhookTest, LagSecondsGrowsWhileTheSinkIsDownAndIsZeroOnceDrained) {
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Status(503));
+  StartWebhook(R"("maxBatch":50,"maxWait":"10ms","initialBackoff":"50ms","maxBackoff":"200ms")");
+  ASSERT_TRUE(WaitFor([&] { return Metric("podgate_audit_export_lease_held", "siem") == 1; }));
+  EXPECT_EQ(Metric("podgate_audit_export_lag_seconds", "siem"), 0);
+  const absl::Time stored = absl::Now();
+  Append("a", 5);
+  ASSERT_TRUE(WaitFor([&] { return Metric("podgate_audit_export_failures_total", "siem") >= 2; }));
+  EXPECT_GT(Metric("podgate_audit_export_lag_seconds", "siem"), 0);
+  EXPECT_EQ(Metric("podgate_audit_export_lag_records", "siem"), 5);
+  // The oldest waiting record's age, not the age it had when its batch was first read.
+  absl::SleepFor(stored + absl::Milliseconds(1500) - absl::Now());
+  ASSERT_TRUE(WaitFor([&] { return Metric("podgate_audit_export_lag_seconds", "siem") >= 1.0; },
+                      absl::Seconds(3)))
+      << Metric("podgate_audit_export_lag_seconds", "siem");
+  EXPECT_LE(Metric("podgate_audit_export_lag_seconds", "siem"),
+            absl::ToDoubleSeconds(absl::Now() - stored) + 0.1);
+  receiver_->SetBehavior(podgate::testing::WebhookBehavior::Ok());
+  ASSERT_TRUE(receiver_->WaitForItems(5, absl::Seconds(5)));
+  ASSERT_TRUE(WaitFor([&] {
+    return Metric("podgate_audit_export_lag_seconds", "siem") == 0 &&
+           Metric("podgate_audit_export_lag_records", "siem") == 0;
+  }));
 }
 
 }  // namespace
