@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: every benchmark of the suite, one after another, then the goals.
 
-    tools/bench/bench.py --build_dir=build [--quick] [--only=chain,policy,audit] [--out=DIR]
+    tools/bench/bench.py --build_dir=build [--quick] [--only=chain,policy,audit,export] [--out=DIR]
 
 Each benchmark binary starts what it needs (kubesim, the services, a temporary PostgreSQL),
 prints its side-by-side tables (tools/bench/report.h) and writes its results as JSON; this
@@ -27,6 +27,8 @@ BENCHMARKS = [
     ("chain", "tools/bench/podgate-bench-chain", []),
     ("policy", "tools/bench/podgate-bench-policy", []),
     ("audit", "services/audit/podgate-audit-bench", []),
+    # Issue #17: export to the file and syslog sinks keeps up with ingest (docs/audit.md).
+    ("export", "services/audit/podgate-audit-export-bench", []),
 ]
 
 # (metric, comparison, goal, what it is) — issue #19's goals, docs/performance.md.
@@ -77,7 +79,7 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="smoke mode: small sizes, proves each benchmark runs")
     parser.add_argument("--only", default="",
-                        help="comma-separated suites to run (chain, policy, audit); default all")
+                        help="comma-separated suites to run (chain, policy, audit, export); default all")
     parser.add_argument("--out", default="", help="results folder (default <build_dir>/bench)")
     args = parser.parse_args()
 
