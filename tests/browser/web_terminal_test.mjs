@@ -1122,6 +1122,33 @@ step('the page reconnects with backoff when edge restarts', async () => {
   await waitTerm(/reconnected/);
   const out = await run('df -h');
   assert(/✓ exit 0/.test(out), `after reconnecting: ${out}`);
+  // The network goes (Wi-Fi gone): the page says so; the connection to a live edge survives a
+  // short loss. While the page waits out its backoff for a stopped edge, the network coming back
+  // ends the wait at once.
+  await context.setOffline(true);
+  await waitTerm(/podgate: the browser reports no network; the session may drop\n/);
+  await context.setOffline(false);
+  await waitTerm(/podgate: the network is back\n/);
+  let after = await run('free -m');
+  assert(/✓ exit 0/.test(after), `after the network came back: ${after}`);
+  const gone = new Promise((r) => edge.once('exit', r));
+  edge.kill('SIGTERM');
+  await gone;
+  // The fourth wait (8 s ± 20 %): once edge is back, the next attempt is still seconds away.
+  await until('a wait of 6 s or more before the next attempt', async () =>
+    page.evaluate(() => {
+      const m = /reconnecting in (\d+) s/.exec(document.querySelector('.status')?.textContent ?? '');
+      return m && Number(m[1]) >= 6;
+    }),
+    30000,
+    50,
+  );
+  await startEdge();
+  await context.setOffline(true);
+  const back = Date.now();
+  await context.setOffline(false);
+  await page.locator('.status[data-state=open]').waitFor({ timeout: 3000 });
+  log(`back online: connected after ${Date.now() - back} ms`);
   edge.kill('SIGTERM');
 });
 

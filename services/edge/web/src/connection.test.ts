@@ -32,5 +32,9 @@ describe('close messages', () => {
     expect(describeClose(1013, 'exec service lost', '', 'exec_lost')).toMatch(/exec service was lost/);
     expect(describeClose(1006, '', '', '')).toBe('the connection was lost');
     expect(describeClose(4000, 'odd', '', '')).toBe('odd');
+    // Offline (the browser says so), a lost connection is the network's doing.
+    expect(describeClose(1006, '', '', '', true)).toBe('this computer is offline (the browser has no network)');
+    // A session that ended on its own ended, offline or not.
+    expect(describeClose(1000, '', '', 'remote_exit', true)).toBe('the shell exited');
   });
 });

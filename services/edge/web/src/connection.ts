@@ -69,10 +69,17 @@ export class Connection {
   private readyOnce = false;
   private readonly encoder = new TextEncoder();
 
+  // The network came back (the browser's online event): a wait for the next attempt ends now.
+  private readonly onOnline = () => {
+    if (this.timer) this.retryNow();
+  };
+
   constructor(
     readonly target: Target,
     private readonly handlers: ConnectionHandlers,
-  ) {}
+  ) {
+    window.addEventListener('online', this.onOnline);
+  }
 
   get open(): boolean {
     return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.readyOnce;
@@ -106,6 +113,7 @@ export class Connection {
   // Ends the session for good (the user picked another target or signed out).
   close(): void {
     this.stopped = true;
+    window.removeEventListener('online', this.onOnline);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const ws = this.ws;
@@ -197,7 +205,7 @@ export class Connection {
     if (this.stopped) return;
     const wasReady = this.readyOnce;
     this.readyOnce = false;
-    let why = describeClose(ev.code, ev.reason, this.lastError, this.closedReason);
+    let why = describeClose(ev.code, ev.reason, this.lastError, this.closedReason, navigator.onLine === false);
     if (permanent(ev.code, this.lastError, this.closedReason)) {
       this.handlers.state({ kind: 'closed', why, retryable: true });
       return;
@@ -210,7 +218,8 @@ export class Connection {
         this.handlers.state({ kind: 'closed', why: diagnosis.message, retryable: true });
         return;
       }
-      if (diagnosis) why = diagnosis.message;
+      // Offline, asking edge fails for the same reason: the browser's word is the cause.
+      if (diagnosis && navigator.onLine !== false) why = diagnosis.message;
     }
     const delayMs = backoffDelay(this.attempt);
     this.handlers.state({ kind: 'waiting', attempt: this.attempt, delayMs, why });
@@ -221,8 +230,17 @@ export class Connection {
   }
 }
 
-export function describeClose(code: number, reason: string, lastError: string, closedReason: string): string {
+export function describeClose(
+  code: number,
+  reason: string,
+  lastError: string,
+  closedReason: string,
+  offline = false,
+): string {
   const detail = lastError || reason;
+  // A dropped connection while the browser reports no network (Wi-Fi gone, a sleeping laptop
+  // waking up) is that, not edge's doing; the page reconnects when the network is back.
+  if (offline && (code === 1006 || code === 1001)) return 'this computer is offline (the browser has no network)';
   switch (code) {
     case 1000:
       switch (closedReason) {

@@ -196,6 +196,20 @@ export class TerminalView {
   // Escape was the last key: a Tab now leaves the terminal.
   private leaveArmed = false;
   private readonly refit = () => this.scheduleFit();
+  // The browser's word on the network, said in the terminal: a session may drop while it is
+  // gone (the connection's own close then names it as the cause), and the page reconnects as
+  // soon as it is back.
+  private offlineSaid = false;
+  private readonly onOffline = () => {
+    if (!this.target || this.offlineSaid) return;
+    this.offlineSaid = true;
+    this.println(`${YELLOW}podgate: the browser reports no network; the session may drop${RESET}`);
+  };
+  private readonly onOnline = () => {
+    if (!this.offlineSaid) return;
+    this.offlineSaid = false;
+    this.println(`${MUTED}podgate: the network is back${RESET}`);
+  };
   private readonly resizeObserver = new ResizeObserver(this.refit);
 
   constructor(
@@ -242,6 +256,8 @@ export class TerminalView {
       else this.editor.resized();
     });
     window.addEventListener('resize', this.refit);
+    window.addEventListener('offline', this.onOffline);
+    window.addEventListener('online', this.onOnline);
     this.resizeObserver.observe(host);
     this.scheduleFit();
     // Paste arrives bracketed, so a multi-line paste can be told from typing.
@@ -315,6 +331,8 @@ export class TerminalView {
   dispose(): void {
     this.closeSession();
     window.removeEventListener('resize', this.refit);
+    window.removeEventListener('offline', this.onOffline);
+    window.removeEventListener('online', this.onOnline);
     this.resizeObserver.disconnect();
     this.term.dispose();
   }
