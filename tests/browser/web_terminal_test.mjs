@@ -1149,6 +1149,12 @@ step('the page reconnects with backoff when edge restarts', async () => {
   await context.setOffline(false);
   await page.locator('.status[data-state=open]').waitFor({ timeout: 3000 });
   log(`back online: connected after ${Date.now() - back} ms`);
+  // Signing out (this edge has no single sign-on: the token was pasted) is not an error.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('status').filter({ hasText: 'You signed out.' }).waitFor({ timeout: 5000 });
+  assert((await page.locator('.error', { hasText: 'You signed out.' }).count()) === 0, '"You signed out." is shown as an error');
+  assert((await page.getByRole('alert').filter({ hasText: /\S/ }).count()) === 0, 'an alert after signing out');
+  await expectAccessible('the sign-in page after signing out');
   edge.kill('SIGTERM');
 });
 

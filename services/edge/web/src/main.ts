@@ -196,9 +196,12 @@ class Page {
 
   // Sign-in methods. Pasting a token is the one built in; single sign-on (OIDC) will end in the
   // same HttpOnly cookie, after which boot() finds the session exactly as it does now.
-  private showSignIn(message: string): void {
+  // `message` is a problem (an alert in red) unless `info`: a plain status line, as for
+  // "You signed out.".
+  private showSignIn(message: string, info = false): void {
     this.teardown();
-    const error = h('p', { class: 'error', role: 'alert' }, message);
+    const error = h('p', { class: 'error', role: 'alert' }, info ? '' : message);
+    const notice = info ? h('p', { class: 'signin-info', role: 'status' }, message) : '';
     const token = h('textarea', {
       name: 'token',
       rows: 6,
@@ -261,6 +264,7 @@ class Page {
           { class: 'signin' },
           h('h1', {}, 'podgate'),
           h('p', { class: 'lead' }, 'Run allowlisted diagnostics in Kubernetes pods. Every command is authorized by policy and recorded.'),
+          notice,
           sso,
           error,
           h('details', { class: 'paste-token' }, h('summary', {}, 'Or paste an access token'), form, fine),
@@ -275,6 +279,7 @@ class Page {
         { class: 'signin' },
         h('h1', {}, 'podgate'),
         h('p', { class: 'lead' }, 'Run allowlisted diagnostics in Kubernetes pods. Every command is authorized by policy and recorded.'),
+        notice,
         form,
         error,
         fine,
@@ -375,7 +380,7 @@ class Page {
     } catch {
       // The cookie lapses with the token anyway.
     }
-    this.showSignIn('You signed out.');
+    this.showSignIn('You signed out.', true);
   }
 
   private applySettings(): void {
