@@ -15,11 +15,12 @@
 #
 # Usage: tools/image/build.sh [BUILD_DIR]   (`make image`; BUILD_DIR defaults to build)
 # The binaries come from BUILD_DIR (`make build`, RelWithDebInfo), so CI compiles once.
-# SOURCE_DATE_EPOCH (default: the last commit's time) is the image's `created` time and every
-# file's mtime: the same inputs give the same layer, config and manifest digests, and the same
-# archive bytes. PODGATE_IMAGE_REVISION (default: `git rev-parse HEAD`) is the revision label, so
-# that a rebuild of an earlier build (image.reproducible) stamps what that build stamped. Storage is private to BUILD_DIR/image (vfs driver): nothing outside it is
-# touched. An archive whose root is unchanged is not rebuilt (delete it to force).
+# SOURCE_DATE_EPOCH (default: the time of the revision's commit) is the image's `created` time
+# and every file's mtime: the same inputs give the same layer, config and manifest digests, and
+# the same archive bytes. PODGATE_IMAGE_REVISION (default: `git rev-parse HEAD`) is the revision
+# label, so that a rebuild of an earlier build (image.reproducible) stamps what that build
+# stamped. Storage is private to BUILD_DIR/image (vfs driver): nothing outside it is touched.
+# An archive whose root is unchanged is not rebuilt (delete it to force).
 # Runs as root (CI, containers); another user gets a user namespace from `buildah unshare`.
 set -euo pipefail
 
