@@ -543,7 +543,7 @@ ProbeRun Probe(const std::string& address, const std::string& service) {
 TEST(AuditBinaryTest, LockedStoreMakesTheProbeReportNotServingUntilItRecovers) {
   testing::TempDir tmp("podgate-audit-ready");
   const std::string db = tmp.path() + "/audit.db";
-  Running audit = StartAudit("sqlite://" + db, "ready-chain");
+  Running audit = StartAudit("sqlite://" + db, "ready-chain", {"--store_recheck_interval=1s"});
   ASSERT_NE(audit.stub, nullptr);
   auto record = [&](const std::string& id) {
     grpc::ClientContext ctx;
@@ -586,18 +586,41 @@ TEST(AuditBinaryTest, LockedStoreMakesTheProbeReportNotServingUntilItRecovers) {
   EXPECT_GE(podgate::testing::MetricSample(
                 audit.metrics_port, "podgate_audit_errors_total{kind=\"store_unavailable\"}"),
             1);
-  // Still locked: still not ready.
-  EXPECT_EQ(Probe(audit.address, "audit").exit_code, 1);
   EXPECT_TRUE(audit.process->WaitForLine("\"msg\":\"service not ready\"", absl::Seconds(1)).ok());
+  // Still locked: audit re-checks the store by itself (each re-check waits out the busy
+  // timeout, then fails) and stays not ready.
+  const std::string failed_rechecks = "podgate_audit_store_rechecks_total{outcome=\"failed\"}";
+  for (int i = 0;
+       i < 300 && podgate::testing::MetricSample(audit.metrics_port, failed_rechecks) < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_GE(podgate::testing::MetricSample(audit.metrics_port, failed_rechecks), 1);
+  EXPECT_EQ(Probe(audit.address, "audit").exit_code, 1);
+  EXPECT_TRUE(
+      audit.process->WaitForLine("\"msg\":\"audit store re-check failed\"", absl::Seconds(1)).ok());
 
+  // Released, and no event sent: the next re-check (within a few intervals) makes it ready.
   ASSERT_EQ(sqlite3_exec(blocker, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(blocker);
+  const absl::Time released = absl::Now();
+  ProbeRun serving_again;
+  for (int i = 0; i < 100; ++i) {
+    serving_again = Probe(audit.address, "audit");
+    if (serving_again.exit_code == 0) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(serving_again.exit_code, 0) << serving_again.err;
+  EXPECT_LT(absl::Now() - released, absl::Seconds(8));
+  EXPECT_TRUE(audit.process->WaitForLine("\"msg\":\"service ready\"", absl::Seconds(1)).ok());
+  EXPECT_EQ(podgate::testing::MetricSample(audit.metrics_port,
+                                           "podgate_audit_store_rechecks_total{outcome=\"ok\"}"),
+            1);
+  // Events are stored again; the one refused while locked was not. The re-checks wrote no
+  // record: the chain holds the two events, intact.
   const grpc::Status after = record("after-lock");
   ASSERT_TRUE(after.ok()) << after.error_message();
-  ProbeRun serving_again = Probe(audit.address, "audit");
-  EXPECT_EQ(serving_again.exit_code, 0) << serving_again.err;
-  EXPECT_TRUE(audit.process->WaitForLine("\"msg\":\"service ready\"", absl::Seconds(1)).ok());
-  // The event refused while locked was not stored; the chain holds the other two, intact.
   auto [status, out] = RunCli({"--server=" + audit.address, "verify"});
   EXPECT_EQ(status, 0) << out;
   EXPECT_EQ(out, "chain ready-chain: intact, 2 records\n");
@@ -608,6 +631,8 @@ TEST(AuditBinaryTest, BadFlagsExitWithOneClearLine) {
            {"--queue_capacity=0", "--queue_capacity"},
            {"--max_batch=100000", "--max_batch"},
            {"--retention=-1s", "--retention"},
+           {"--store_recheck_interval=0s", "--store_recheck_interval"},
+           {"--store_recheck_interval=1h", "--store_recheck_interval"},
            {"--chain_id=" + std::string(200, 'c'), "--chain_id"}}) {
     auto process = Subprocess::Start(PODGATE_AUDIT_BIN,
                                      {"--grpc_address=127.0.0.1:0", "--metrics_address=",
