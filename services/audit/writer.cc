@@ -240,6 +240,20 @@ absl::Status Writer::CheckReloadedHead(const ChainHead& reloaded) {
   if (reloaded.sequence == committed.sequence && reloaded.hash == committed.hash) {
     return absl::OkStatus();
   }
+  // The same head refused before (every later batch and re-check reloads it): the same rows,
+  // so the same verdict, without walking the chain and logging it again.
+  if (!refused_.status.ok() && reloaded.sequence == refused_.head.sequence &&
+      reloaded.hash == refused_.head.hash && unconfirmed_ids_.size() == refused_.unconfirmed) {
+    return refused_.status;
+  }
+  absl::Status verdict = JudgeReloadedHead(committed, reloaded);
+  if (absl::IsDataLoss(verdict)) {
+    refused_ = Refused{reloaded, unconfirmed_ids_.size(), verdict};
+  }
+  return verdict;
+}
+
+absl::Status Writer::JudgeReloadedHead(const ChainHead& committed, const ChainHead& reloaded) {
   auto foreign = [&](const std::string& what) {
     const std::string message =
         absl::StrCat("chain ", options_.chain_id, ": ", what, " (this writer committed up to ",

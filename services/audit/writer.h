@@ -123,6 +123,8 @@ class Writer {
   void SetStoreHealth(bool healthy);
   // See WriterOptions::refuse_foreign_records.
   absl::Status CheckReloadedHead(const ChainHead& reloaded);
+  // CheckReloadedHead's walk of the rows above the committed head.
+  absl::Status JudgeReloadedHead(const ChainHead& committed, const ChainHead& reloaded);
 
   Store* const store_;
   const WriterOptions options_;
@@ -134,6 +136,14 @@ class Writer {
   absl::Time next_recheck_ = absl::InfiniteFuture();
   // Ids of the batches that failed since the head was last confirmed (writer thread only).
   std::set<std::string> unconfirmed_ids_;
+  // The last head CheckReloadedHead refused as foreign, with what it knew then (writer thread
+  // only); status OK when none.
+  struct Refused {
+    ChainHead head;
+    size_t unconfirmed = 0;
+    absl::Status status;
+  };
+  Refused refused_;
 
   mutable absl::Mutex head_mu_;
   ChainHead committed_head_ ABSL_GUARDED_BY(head_mu_);
