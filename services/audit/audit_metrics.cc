@@ -66,6 +66,12 @@ AuditMetrics::AuditMetrics(prometheus::Registry& registry) {
                                    .Help("The sequence number of the last chain head signed.")
                                    .Register(registry)
                                    .Add({});
+  store_rechecks_ = &prometheus::BuildCounter()
+                         .Name("podgate_audit_store_rechecks_total")
+                         .Help(
+                             "Re-checks of an unusable store by the writer, by outcome: ok "
+                             "(readiness returns), failed.")
+                         .Register(registry);
 }
 
 ExportMetrics::ExportMetrics(prometheus::Registry& registry) {

@@ -9,6 +9,8 @@
 //                                              invalid_event, query_failed, verify_failed,
 //                                              checkpoint_failed, foreign_records,
 //                                              executor_full, export_blocking
+//   podgate_audit_store_rechecks_total{outcome}  re-checks of an unusable store by the writer
+//                                              (--store_recheck_interval): ok, failed
 //   podgate_audit_record_streams               Record streams open
 //   podgate_audit_checkpoints_signed_total{kind}  checkpoints signed: head, retention_cut
 //   podgate_audit_checkpoint_head_sequence     the sequence of the last head signed
@@ -56,6 +58,10 @@ class AuditMetrics {
     return checkpoints_signed_->Add({{"kind", kind}});
   }
   prometheus::Gauge& checkpoint_head_sequence() { return *checkpoint_head_sequence_; }
+  // outcome: "ok" (readiness comes back) or "failed".
+  prometheus::Counter& store_rechecks(const std::string& outcome) {
+    return store_rechecks_->Add({{"outcome", outcome}});
+  }
 
  private:
   prometheus::Counter* events_stored_;
@@ -70,6 +76,7 @@ class AuditMetrics {
   prometheus::Family<prometheus::Counter>* errors_;
   prometheus::Family<prometheus::Counter>* checkpoints_signed_;
   prometheus::Gauge* checkpoint_head_sequence_;
+  prometheus::Family<prometheus::Counter>* store_rechecks_;
 };
 
 // One sink's export metrics.

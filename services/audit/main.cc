@@ -81,9 +81,12 @@ int main(int argc, char** argv) {
   writer_options.chain_id = options->chain_id;
   writer_options.queue_capacity = options->queue_capacity;
   writer_options.max_batch = options->max_batch;
+  writer_options.store_recheck_interval = options->store_recheck_interval;
   writer_options.refuse_foreign_records = options->checkpoint_key != nullptr;
-  // Readiness follows the store. The writer starts before the server and outlives it: the
-  // server is reachable from the callback only between start and drain, under a lock.
+  // Readiness follows the store: off when a commit fails, on again when a commit or the
+  // writer's own re-check of the store (--store_recheck_interval) succeeds. The writer starts
+  // before the server and outlives it: the server is reachable from the callback only between
+  // start and drain, under a lock.
   absl::Mutex server_mu;
   runtime::Server* running_server = nullptr;
   writer_options.on_store_health = [&server_mu, &running_server](bool healthy) {

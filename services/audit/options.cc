@@ -16,6 +16,10 @@ ABSL_FLAG(std::string, chain_id, "",
 ABSL_FLAG(int64_t, queue_capacity, 8192,
           "Events waiting for the group-commit writer before Record streams stop reading. "
           "Default 8192.");
+ABSL_FLAG(absl::Duration, store_recheck_interval, absl::Seconds(5),
+          "While writes to the store fail (readiness NOT_SERVING), how often audit re-checks the "
+          "store by itself with a real write, so that readiness returns without waiting for an "
+          "event. 100ms to 10m. Default 5s.");
 ABSL_FLAG(int64_t, max_batch, 1024, "Events per group-commit transaction, at most. Default 1024.");
 ABSL_FLAG(absl::Duration, retention, absl::ZeroDuration(),
           "Records stored longer ago than this are removed (chains stay verifiable through "
@@ -89,6 +93,14 @@ absl::StatusOr<AuditOptions> AuditOptionsFromFlags() {
         absl::StrCat("--max_batch: ", max_batch, " is out of range (1 to 10000)"));
   }
   options.max_batch = static_cast<size_t>(max_batch);
+  options.store_recheck_interval = absl::GetFlag(FLAGS_store_recheck_interval);
+  if (options.store_recheck_interval < kMinStoreRecheckInterval ||
+      options.store_recheck_interval > kMaxStoreRecheckInterval) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--store_recheck_interval: ", absl::FormatDuration(options.store_recheck_interval),
+        " is out of range (", absl::FormatDuration(kMinStoreRecheckInterval), " to ",
+        absl::FormatDuration(kMaxStoreRecheckInterval), ")"));
+  }
   options.retention = absl::GetFlag(FLAGS_retention);
   options.retention_interval = absl::GetFlag(FLAGS_retention_interval);
   if (options.retention < absl::ZeroDuration() || options.retention_interval < absl::Seconds(1)) {

@@ -5,6 +5,9 @@
 //   --chain_id            this replica's hash chain id (default: the host name), at most 128 bytes
 //   --queue_capacity      events waiting for the writer (1 to 1000000)
 //   --max_batch           events per group-commit transaction (1 to 10000)
+//   --store_recheck_interval  while writes fail, how often the store is re-checked with a
+//                         real write so readiness can return without an event (100ms to 10m,
+//                         default 5s)
 //   --retention           how long records are kept (0: forever)
 //   --retention_interval  how often retention runs (at least 1s)
 //   --export_config       JSON file of export sinks (empty: no export); parsed by main
@@ -38,6 +41,8 @@ struct AuditOptions {
   std::string chain_id;
   size_t queue_capacity = 0;
   size_t max_batch = 0;
+  // WriterOptions::store_recheck_interval.
+  absl::Duration store_recheck_interval;
   // Zero: keep everything.
   absl::Duration retention;
   absl::Duration retention_interval;
@@ -57,6 +62,10 @@ struct AuditOptions {
 
 // The defaults of the shared server flags for audit.
 const runtime::ServiceDefaults& AuditServiceDefaults();
+
+// --store_recheck_interval's range.
+inline constexpr absl::Duration kMinStoreRecheckInterval = absl::Milliseconds(100);
+inline constexpr absl::Duration kMaxStoreRecheckInterval = absl::Minutes(10);
 
 // The longest --chain_id, in bytes.
 inline constexpr size_t kMaxChainIdBytes = 128;

@@ -218,6 +218,29 @@ class PostgresStore final : public Store {
     return absl::OkStatus();
   }
 
+  // On the writer's connection, in a transaction like Append's: a server that is down, read
+  // only (a standby after failover), out of disk or refusing the audit role's writes fails it.
+  absl::Status CheckWritable(const std::string& chain_id) override {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = Connect(); !s.ok()) {
+      return s;
+    }
+    absl::Status status = writer_->Run("BEGIN");
+    if (status.ok()) {
+      status = writer_->Run(ForDialect(kHeartbeatSql, Dialect::kPostgres), {SqlText(chain_id)});
+    }
+    if (status.ok()) {
+      status = writer_->Run("COMMIT");
+    }
+    if (!status.ok()) {
+      if (writer_->ok()) {
+        writer_->Run("ROLLBACK").IgnoreError();
+      }
+      DropIfBroken();
+    }
+    return status;
+  }
+
   absl::StatusOr<QueryPage> Query(const podgate::audit::v1::QueryRequest& request) override {
     absl::StatusOr<SqlQuery> q = BuildQuery(request, Dialect::kPostgres);
     if (!q.ok()) {

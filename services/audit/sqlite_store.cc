@@ -189,6 +189,20 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
+  // The same BEGIN IMMEDIATE .. COMMIT on the write connection as Append: it waits out the
+  // busy timeout for a lock another process holds, and the changed page goes to the WAL (an
+  // existing row's update too), so a full disk or a file-size limit fails it like an append.
+  absl::Status CheckWritable(const std::string& chain_id) override {
+    return InWriteTransaction([&](Db* db) -> absl::Status {
+      Stmt s(db, ForDialect(kHeartbeatSql, Dialect::kSqlite));
+      if (!s.status().ok()) {
+        return s.status();
+      }
+      s.Bind(1, chain_id);
+      return s.Step().status();
+    });
+  }
+
   absl::StatusOr<QueryPage> Query(const podgate::audit::v1::QueryRequest& request) override {
     absl::StatusOr<SqlQuery> q = BuildQuery(request, Dialect::kSqlite);
     if (!q.ok()) {

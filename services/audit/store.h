@@ -80,6 +80,13 @@ class Store {
                               const std::vector<const podgate::common::v1::AuditEvent*>& events,
                               int64_t stored_time_us) = 0;
 
+  // Whether an append to `chain_id` would be stored now: one write transaction on the
+  // connection appends use, which updates the chain's heartbeat row. OK when it committed;
+  // otherwise the error Append would report (Unavailable: locked, full, read-only or
+  // unreachable). The writer re-checks the store with it while appends fail, so that readiness
+  // comes back without waiting for an event.
+  virtual absl::Status CheckWritable(const std::string& chain_id) = 0;
+
   // Records matching `request` (already validated), one page.
   virtual absl::StatusOr<QueryPage> Query(const podgate::audit::v1::QueryRequest& request) = 0;
 

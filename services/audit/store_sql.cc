@@ -92,6 +92,16 @@ CREATE INDEX records_trace ON records (trace_id, id);
     R"sql(
 SELECT 1;
 )sql",
+    // 7: the store's heartbeat, one row per chain: while appends fail, the writer re-checks
+    // the store on its own by updating its chain's row in a write transaction
+    // (Store::CheckWritable), a real write that fails when appends would (a lock held, a full
+    // disk, a read-only database).
+    R"sql(
+CREATE TABLE store_heartbeat (
+  chain_id TEXT PRIMARY KEY,
+  checked_us {int64} NOT NULL
+);
+)sql",
 };
 
 std::vector<std::string> Render(Dialect dialect) {

@@ -63,6 +63,13 @@ struct ColumnBackfill {
 // The backfill of migration `version`; null when it has none.
 const ColumnBackfill* BackfillFor(int version);
 
+// Store::CheckWritable's write: chain ?1's heartbeat row (migration 7) set to the database's
+// clock. Inserted the first time, updated afterwards; either way a page of the table changes,
+// so the write goes through the same journal (SQLite's WAL, PostgreSQL's WAL) as an append.
+inline constexpr char kHeartbeatSql[] =
+    "INSERT INTO store_heartbeat (chain_id, checked_us) VALUES (?1, {now_us}) "
+    "ON CONFLICT (chain_id) DO UPDATE SET checked_us = excluded.checked_us";
+
 // The newest record of chain ?1: sequence, hash.
 inline constexpr char kLastRecordSql[] =
     "SELECT sequence, hash FROM records WHERE chain_id = ?1 ORDER BY sequence DESC LIMIT 1";

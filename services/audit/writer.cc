@@ -32,6 +32,9 @@ absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(Store* store, WriterOption
   if (options.queue_capacity == 0 || options.max_batch == 0) {
     return absl::InvalidArgumentError("queue capacity and batch size must be at least 1");
   }
+  if (options.store_recheck_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("store re-check interval must not be negative");
+  }
   std::unique_ptr<Writer> writer(new Writer(store, std::move(options), metrics));
   absl::StatusOr<ChainHead> head = store->LoadHead(writer->options_.chain_id);
   if (!head.ok()) {
@@ -82,21 +85,33 @@ void Writer::Run() {
     std::vector<std::function<void()>> waiters;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
+      const absl::Condition work(
           +[](Writer* w)
                ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return w->stopping_ || !w->queue_.empty(); },
-          this));
-      if (queue_.empty()) {
-        return;  // stopping, nothing left
+          this);
+      // store_healthy_ and next_recheck_ belong to this thread.
+      const bool rechecking =
+          !store_healthy_ && options_.store_recheck_interval > absl::ZeroDuration();
+      if (rechecking && !mu_.AwaitWithDeadline(work, next_recheck_)) {
+        // Nothing came before the re-check was due: it runs below, without the queue's lock.
+      } else {
+        mu_.Await(work);
+        if (queue_.empty()) {
+          return;  // stopping, nothing left
+        }
+        const size_t n = std::min(queue_.size(), options_.max_batch);
+        batch.reserve(n);
+        for (size_t i = 0; i < n; ++i) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        metrics_->queue_depth().Set(static_cast<double>(queue_.size()));
+        waiters.swap(space_waiters_);
       }
-      const size_t n = std::min(queue_.size(), options_.max_batch);
-      batch.reserve(n);
-      for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      metrics_->queue_depth().Set(static_cast<double>(queue_.size()));
-      waiters.swap(space_waiters_);
+    }
+    if (batch.empty()) {
+      RecheckStore();
+      continue;
     }
     for (auto& waiter : waiters) {
       waiter();
@@ -105,21 +120,53 @@ void Writer::Run() {
   }
 }
 
-void Writer::CommitBatch(std::vector<Item>& batch) {
-  absl::Status status;
-  if (!head_valid_) {
-    // After a failure the store may hold more or less than we believed; ask it.
-    absl::StatusOr<ChainHead> head = store_->LoadHead(options_.chain_id);
-    status = head.status();
-    if (head.ok() && options_.refuse_foreign_records) {
-      status = CheckReloadedHead(*head);
-    }
-    if (status.ok()) {
-      head_ = *std::move(head);
-      head_valid_ = true;
-      unconfirmed_ids_.clear();
-    }
+absl::Status Writer::ReloadHeadIfNeeded() {
+  if (head_valid_) {
+    return absl::OkStatus();
   }
+  // After a failure the store may hold more or less than we believed; ask it.
+  absl::StatusOr<ChainHead> head = store_->LoadHead(options_.chain_id);
+  absl::Status status = head.status();
+  if (head.ok() && options_.refuse_foreign_records) {
+    status = CheckReloadedHead(*head);
+  }
+  if (status.ok()) {
+    head_ = *std::move(head);
+    head_valid_ = true;
+    unconfirmed_ids_.clear();
+  }
+  return status;
+}
+
+void Writer::SetStoreHealth(bool healthy) {
+  if (healthy == store_healthy_) {
+    return;
+  }
+  store_healthy_ = healthy;
+  if (options_.on_store_health) {
+    options_.on_store_health(store_healthy_);
+  }
+}
+
+void Writer::RecheckStore() {
+  // The head first: a chain changed behind the writer's back fails every commit, so the store
+  // is not usable although it takes writes.
+  absl::Status status = ReloadHeadIfNeeded();
+  if (status.ok()) {
+    status = store_->CheckWritable(options_.chain_id);
+  }
+  metrics_->store_rechecks(status.ok() ? "ok" : "failed").Increment();
+  if (!status.ok()) {
+    next_recheck_ = absl::Now() + options_.store_recheck_interval;
+    log::Warn("audit store re-check failed", {{"error", std::string(status.message())}});
+    return;
+  }
+  log::Info("audit store writable again", {{"chain_id", options_.chain_id}});
+  SetStoreHealth(true);
+}
+
+void Writer::CommitBatch(std::vector<Item>& batch) {
+  absl::Status status = ReloadHeadIfNeeded();
   if (status.ok()) {
     std::vector<const podgate::common::v1::AuditEvent*> events;
     events.reserve(batch.size());
@@ -137,14 +184,10 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
       committed_head_ = head_;
     }
   }
-  if (status.ok() != store_healthy_) {
-    store_healthy_ = status.ok();
-    if (options_.on_store_health) {
-      options_.on_store_health(store_healthy_);
-    }
-  }
+  SetStoreHealth(status.ok());
   if (!status.ok()) {
     head_valid_ = false;
+    next_recheck_ = absl::Now() + options_.store_recheck_interval;
     // Bounded: a writer failing for long only remembers the latest batches' ids.
     if (options_.refuse_foreign_records && unconfirmed_ids_.size() < kMaxUnconfirmedIds) {
       for (const Item& item : batch) {
@@ -197,6 +240,20 @@ absl::Status Writer::CheckReloadedHead(const ChainHead& reloaded) {
   if (reloaded.sequence == committed.sequence && reloaded.hash == committed.hash) {
     return absl::OkStatus();
   }
+  // The same head refused before (every later batch and re-check reloads it): the same rows,
+  // so the same verdict, without walking the chain and logging it again.
+  if (!refused_.status.ok() && reloaded.sequence == refused_.head.sequence &&
+      reloaded.hash == refused_.head.hash && unconfirmed_ids_.size() == refused_.unconfirmed) {
+    return refused_.status;
+  }
+  absl::Status verdict = JudgeReloadedHead(committed, reloaded);
+  if (absl::IsDataLoss(verdict)) {
+    refused_ = Refused{reloaded, unconfirmed_ids_.size(), verdict};
+  }
+  return verdict;
+}
+
+absl::Status Writer::JudgeReloadedHead(const ChainHead& committed, const ChainHead& reloaded) {
   auto foreign = [&](const std::string& what) {
     const std::string message =
         absl::StrCat("chain ", options_.chain_id, ": ", what, " (this writer committed up to ",

@@ -5,7 +5,10 @@
 // room frees, so a stream stops reading instead of buffering. Failure: when a transaction
 // fails, every stream with an event in it is told (and must end with UNAVAILABLE; nothing in
 // the batch is acked), the writer reloads its chain head and retries later events after a
-// back-off, so it recovers by itself when the store returns.
+// back-off, so it recovers by itself when the store returns. While the store is unhealthy and
+// no event arrives (readiness is off, so clients go elsewhere), the writer re-checks the store
+// on its own every store_recheck_interval with a real write (Store::CheckWritable), so that
+// readiness comes back without waiting for an event.
 #pragma once
 
 #include <deque>
@@ -47,8 +50,13 @@ struct WriterOptions {
   // Pause after a failed transaction before the next attempt.
   absl::Duration retry_backoff = absl::Milliseconds(200);
   // Called on the writer thread when the store turns unusable (false, a transaction failed) or
-  // usable again (true, the next one succeeded): the service's readiness follows it.
+  // usable again (true, the next one or a re-check succeeded): the service's readiness follows
+  // it.
   std::function<void(bool healthy)> on_store_health;
+  // While the store is unusable, how long after the last failed attempt the writer re-checks
+  // it by itself when no event came (Store::CheckWritable after reloading the chain head).
+  // Zero: never (readiness then waits for the next event's commit).
+  absl::Duration store_recheck_interval = absl::Seconds(5);
   // Called on the writer thread after each committed transaction (the exporter wakes up);
   // must not block.
   std::function<void()> on_commit;
@@ -106,8 +114,17 @@ class Writer {
   Writer(Store* store, WriterOptions options, AuditMetrics* metrics);
   void Run();
   void CommitBatch(std::vector<Item>& batch);
+  // The chain head from the store after a failure (head_valid_ false), checked with
+  // CheckReloadedHead when asked to; OK when the head is valid already.
+  absl::Status ReloadHeadIfNeeded();
+  // The re-check while the store is unusable (WriterOptions::store_recheck_interval).
+  void RecheckStore();
+  // Reports a change of the store's health to on_store_health.
+  void SetStoreHealth(bool healthy);
   // See WriterOptions::refuse_foreign_records.
   absl::Status CheckReloadedHead(const ChainHead& reloaded);
+  // CheckReloadedHead's walk of the rows above the committed head.
+  absl::Status JudgeReloadedHead(const ChainHead& committed, const ChainHead& reloaded);
 
   Store* const store_;
   const WriterOptions options_;
@@ -115,8 +132,18 @@ class Writer {
   ChainHead head_;  // only the writer thread touches it after Start
   bool head_valid_ = true;
   bool store_healthy_ = true;
+  // When the next re-check is due while the store is unusable (writer thread only).
+  absl::Time next_recheck_ = absl::InfiniteFuture();
   // Ids of the batches that failed since the head was last confirmed (writer thread only).
   std::set<std::string> unconfirmed_ids_;
+  // The last head CheckReloadedHead refused as foreign, with what it knew then (writer thread
+  // only); status OK when none.
+  struct Refused {
+    ChainHead head;
+    size_t unconfirmed = 0;
+    absl::Status status;
+  };
+  Refused refused_;
 
   mutable absl::Mutex head_mu_;
   ChainHead committed_head_ ABSL_GUARDED_BY(head_mu_);

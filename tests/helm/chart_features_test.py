@@ -44,9 +44,6 @@ from chart_test import (BASE_VALUES, CHART, COMPONENTS, NAMESPACE, RELEASE, Fail
 
 ROOT = os.path.normpath(os.path.join(CHART, "..", "..", ".."))
 PROBE = "/usr/bin/podgate-probe"
-# Metrics another change adds to every service (lib/runtime); not yet in this tree.
-PENDING_METRICS = {"podgate_tls_certificate_expiry_timestamp_seconds",
-                   "podgate_grpc_server_handled_total", "podgate_grpc_server_handling_seconds"}
 
 
 def render_fails(sets, files=(BASE_VALUES,)):
@@ -537,16 +534,48 @@ def cmd_subchart():
 # ---------------------------------------------------------------------------------------------
 
 
-def source_metrics():
-    """Every podgate_* metric name defined as a string in the services' and libraries' sources."""
+def source_literals():
+    """Every lower-case identifier written as a string literal in the services', libraries' and
+    tools' C++ sources: the metric names and the label values they set."""
     names = set()
     for top in ("services", "lib", "tools"):
         for d, _, files in os.walk(os.path.join(ROOT, top)):
             for fn in files:
                 if fn.endswith((".cc", ".h")):
                     with open(os.path.join(d, fn), errors="replace") as fh:
-                        names.update(re.findall(r'"(podgate_[a-z0-9_]+)"', fh.read()))
+                        names.update(re.findall(r'"([a-z][a-z0-9_]*)"', fh.read()))
     return names
+
+
+def source_metrics(literals=None):
+    """Every podgate_* metric name defined as a string in the sources."""
+    return {n for n in (literals or source_literals()) if n.startswith("podgate_")}
+
+
+# The grpc_code label of podgate_grpc_server_handled_total: the code as absl::StatusCodeToString
+# names it (lib/runtime/grpc_metrics.cc via wire::StatusCodeName), not as Go's gRPC spells it.
+GRPC_CODES = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+              "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+              "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+              "UNAUTHENTICATED"}
+# Labels the chart's selector sets (the release's namespace, the scrape jobs) or Grafana fills.
+SCRAPE_LABELS = {"namespace", "job", "pod", "instance"}
+
+
+def check_label_values(exprs, where, literals, f):
+    """Every value a podgate_* selector matches on (label="v", label=~"a|b", != and !~) is one the
+    sources can write: a gRPC code name for grpc_code, else a string literal of the sources. A
+    matcher on a value no service emits would make its alert or panel silently empty."""
+    for e in exprs:
+        for metric, body in re.findall(r"\b(podgate_[a-z0-9_]+)\{([^}]*)\}", e):
+            for label, value in re.findall(r'([a-z_]+)\s*(?:=~|!~|!=|=)\s*"([^"]*)"', body):
+                if label in SCRAPE_LABELS or "$" in value:
+                    continue
+                for alternative in value.split("|"):
+                    known = GRPC_CODES if label == "grpc_code" else literals
+                    f.check(alternative in known,
+                            f"{where}: {metric}{{{label}}} matches {alternative!r}, a value the "
+                            f"sources never write")
 
 
 def metric_base(name):
@@ -562,15 +591,15 @@ def check_metrics_exist(exprs, where, known, f):
         used.update(re.findall(r"\b(podgate_[a-z0-9_]+)", e))
     for name in sorted(used):
         base, suffixed = metric_base(name)
-        ok = name in known or (suffixed and base in known) or name in PENDING_METRICS \
-            or base in PENDING_METRICS
+        ok = name in known or (suffixed and base in known)
         f.check(ok, f"{where}: metric {name} is not defined anywhere in the sources")
     return used
 
 
 def cmd_monitoring():
     f = Failures("monitoring")
-    known = source_metrics()
+    literals = source_literals()
+    known = source_metrics(literals)
     f.check(len(known) > 50, f"found only {len(known)} metric names in the sources")
     sets = ["prometheusRule.enabled=true", "grafanaDashboard.enabled=true",
             "prometheusRule.certificateExpiryDays=21", "prometheusRule.labels.release=kps",
@@ -608,6 +637,7 @@ def cmd_monitoring():
         f.check(f"< {21 * 86400}" in alerts["PodgateCertificateExpiringSoon"]["expr"],
                 "certificateExpiryDays not applied")
     used_rules = check_metrics_exist([r["expr"] for r in all_rules], "PrometheusRule", known, f)
+    check_label_values([r["expr"] for r in all_rules], "PrometheusRule", literals, f)
     for metric in ("podgate_audit_export_lag_records", "podgate_audit_export_lag_seconds",
                    "podgate_policy_reload_failures_total", "podgate_exec_api_errors_total",
                    "podgate_edge_rejections_total", "podgate_audit_errors_total",
@@ -655,6 +685,7 @@ def cmd_monitoring():
         exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
         f.check(all(p.get("targets") for p in panels), "a panel without a query")
         used = check_metrics_exist(exprs, "dashboard", known, f)
+        check_label_values(exprs, "dashboard", literals, f)
         for metric in ("podgate_grpc_server_handled_total", "podgate_grpc_server_handling_seconds_bucket",
                        "podgate_edge_sessions", "podgate_audit_events_stored_total",
                        "podgate_audit_export_lag_records", "podgate_audit_export_lag_seconds",

@@ -79,6 +79,11 @@ def main(argv):
         check(f"podgate-{s}" in build_runs, f"build stage does not build podgate-{s}")
     check("podgate-audit-cli" in build_runs and "/out/usr/bin/podgate-audit-cli" in build_runs,
           "build stage does not build and install podgate-audit-cli")
+    # Required, not optional: the chart's probes and its `helm test` Pod run /usr/bin/podgate-probe.
+    check(re.search(r"--target [^&]*\bpodgate-probe\b", build_runs) is not None and
+          "install -m 0755 /build/tools/probe/podgate-probe /out/usr/bin/" in build_runs and
+          "if [ -f tools/probe" not in build_runs,
+          "build stage does not always build and install podgate-probe")
 
     rt = runtime["instructions"]
     ops = [op for op, _ in rt]

@@ -4,18 +4,26 @@
   image_test.py archive BUILD_DIR
       the archive as a registry or a node sees it: OCI labels and their values, user, ports,
       reproducible `created`, the root's content (no shell, stripped binaries, every shared
-      library present, users, writable paths), the SBOM against the root, `podman load`.
+      library present, users, writable paths), the SBOM against the root, `podman load`. The
+      labels are compared with build/image/podgate.build.json, the build's record of what it
+      stamped (not with the tree's HEAD now: a commit made meanwhile changes nothing here), and
+      the record with the source tree (the version in CMakeLists.txt, a revision that is a
+      commit of this repository, the epoch that commit's time).
   image_test.py reproducible BUILD_DIR
-      a second build into another folder gives the same archive, byte for byte.
+      a second build into another folder, with the recorded revision and SOURCE_DATE_EPOCH,
+      gives the same archive, byte for byte.
   image_test.py smoke BUILD_DIR --health=BIN --kubesim=BIN --policy=FILE
       unpacks the image with umoci and runs audit (SQLite in /var/lib/podgate), policy (the
       example policy), exec (against a kubesim cluster run on this machine) and edge (with its
       page) from the image's own filesystem: each in its own mount namespace, the unpacked root
       bind-mounted read-only with tmpfs on /tmp, /var/lib/podgate and /dev, /proc mounted,
       chrooted as uid/gid 10001 without supplementary groups. Each answers grpc.health.v1
-      SERVING (asked from this side over loopback, and by the image's podgate-probe from inside
-      when the image has it) and serves /metrics; podgate-audit-cli from the image queries and
-      verifies the audit trail; the root is read-only and every process runs as 10001.
+      SERVING (asked from this side over loopback, and by the image's podgate-probe from inside)
+      and serves /metrics; a policy from the image serving mutual TLS (a CA, server and client
+      certificates made for the test) is SERVING to the image's podgate-probe with the client
+      certificate and refused, exit 1 and one line, with a certificate of another CA;
+      podgate-audit-cli from the image queries and verifies the audit trail; the root is
+      read-only and every process runs as 10001.
 
 Needs root (mount namespaces, chroot) and exits 77 (skipped) otherwise.
 """
@@ -36,8 +44,9 @@ import urllib.parse
 import urllib.request
 
 REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BINARIES = ["podgate-edge", "podgate-exec", "podgate-policy", "podgate-audit", "podgate-audit-cli"]
-OPTIONAL_BINARIES = ["podgate-probe"]
+# Every binary the image holds, all required (the chart's probes run podgate-probe).
+BINARIES = ["podgate-edge", "podgate-exec", "podgate-policy", "podgate-audit", "podgate-audit-cli",
+            "podgate-probe"]
 UID = 10001
 
 failures = []
@@ -89,6 +98,59 @@ def archive_path(build_dir):
     if not os.path.isfile(path):
         sys.exit(f"{path} is missing: the image.build test (tools/image/build.sh) makes it")
     return path
+
+
+def build_record(image_dir):
+    """What tools/image/build.sh stamped into the archive beside it (podgate.build.json)."""
+    path = os.path.join(image_dir, "podgate.build.json")
+    if not os.path.isfile(path):
+        sys.exit(f"{path} is missing: tools/image/build.sh writes it with the archive")
+    with open(path) as f:
+        return json.load(f)
+
+
+def created_from_epoch(epoch):
+    return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def configured_source_dir(build_dir):
+    """The source tree BUILD_DIR was configured from (CMakeCache.txt), or None."""
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            m = re.search(r"^CMAKE_HOME_DIRECTORY:INTERNAL=(.+)$", f.read(), re.M)
+    except OSError:
+        return None
+    return os.path.realpath(m.group(1)) if m else None
+
+
+def check_record(record, build_dir, version):
+    """The record against the tree the build directory was configured from."""
+    source_dir = configured_source_dir(build_dir)
+    check(source_dir is not None and os.path.realpath(record.get("source_dir", "")) == source_dir,
+          f"record: built from {record.get('source_dir')!r}, the tree {build_dir} was configured "
+          f"from ({source_dir!r})")
+    check(record.get("version") == version,
+          f"record: version {record.get('version')!r} is CMakeLists.txt's {version!r}")
+    revision = record.get("revision", "")
+    epoch = record.get("source_date_epoch")
+    check(isinstance(epoch, int) and epoch >= 0, f"record: source_date_epoch {epoch!r} is seconds")
+    check(record.get("created") == created_from_epoch(epoch or 0),
+          f"record: created {record.get('created')!r} is SOURCE_DATE_EPOCH {epoch!r}")
+    if git("rev-parse", "--git-dir") is None:
+        check(revision == "unknown", f"record: revision 'unknown' outside git (is {revision!r})")
+        return
+    if check(re.fullmatch(r"[0-9a-f]{40}", revision) is not None,
+             f"record: revision {revision!r} is a 40-hex commit id"):
+        exists = run(["git", "-C", REPO, "cat-file", "-e", f"{revision}^{{commit}}"]).returncode == 0
+        check(exists, f"record: revision {revision[:12]} is a commit of {REPO}")
+        if exists and record.get("epoch_from") == "commit":
+            commit_time = git("log", "-1", "--format=%ct", revision)
+            check(str(epoch) == commit_time,
+                  f"record: SOURCE_DATE_EPOCH {epoch} is the time of commit {revision[:12]} "
+                  f"({commit_time})")
+    check(record.get("epoch_from") in ("commit", "environment", "default"),
+          f"record: epoch_from {record.get('epoch_from')!r} says where the epoch came from")
 
 
 def unpack(archive, workdir):
@@ -149,10 +211,11 @@ def test_archive(args):
     config = json.loads(r.stdout)
     cfg = config["config"]
     labels = cfg.get("Labels") or {}
-    epoch = os.environ.get("SOURCE_DATE_EPOCH") or git("log", "-1", "--format=%ct")
-    created = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
-    revision = git("rev-parse", "HEAD") or "unknown"
+    # What the build stamped, from its record: the tree's HEAD may have moved on since.
+    record = build_record(os.path.join(args.build_dir, "image"))
+    check_record(record, args.build_dir, version)
+    created = record.get("created")
+    revision = record.get("revision")
     expected = {
         "org.opencontainers.image.title": "podgate",
         "org.opencontainers.image.version": version,
@@ -182,6 +245,10 @@ def test_archive(args):
         image_id = f.read().strip()
     raw = json.loads(run(["skopeo", "inspect", "--raw", f"oci-archive:{archive}"]).stdout)
     check(raw["config"]["digest"] == "sha256:" + image_id, "build/image/image-id is the config digest")
+    check(record.get("image_id") == image_id and record.get("tag") == f"podgate:{version}",
+          f"record: image id and tag are the archive's ({record.get('image_id')}, {record.get('tag')})")
+    check(labels.get("org.opencontainers.image.source") == record.get("source_url"),
+          "label org.opencontainers.image.source is the recorded source URL")
     check(len(raw["layers"]) == 1 and raw["layers"][0]["mediaType"].endswith("tar+gzip"),
           "one gzip-compressed layer")
 
@@ -205,8 +272,7 @@ def check_rootfs(rootfs):
                     if os.path.basename(p) in ("sh", "bash", "dash", "ash", "zsh")]
     check(not found_shells, f"no shell anywhere ({found_shells})")
     usr_bin = sorted(os.listdir(os.path.join(rootfs, "usr", "bin")))
-    check(set(BINARIES) <= set(usr_bin) <= set(BINARIES + OPTIONAL_BINARIES),
-          f"/usr/bin holds the podgate binaries only ({usr_bin})")
+    check(set(usr_bin) == set(BINARIES), f"/usr/bin holds exactly the podgate binaries ({usr_bin})")
     for name in usr_bin:
         path = os.path.join(rootfs, "usr", "bin", name)
         sections = readelf(["-S"], path)
@@ -390,12 +456,22 @@ def check_podman_load(archive, work, image_id, version):
 def test_reproducible(args):
     need_root()
     archive = archive_path(args.build_dir)
+    record = build_record(os.path.join(args.build_dir, "image"))
     out = tempfile.mkdtemp(prefix="podgate-image-again-")
     try:
-        env = dict(os.environ, PODGATE_IMAGE_DIR=out)
+        # Stamped as the first build was (a commit made since moves neither).
+        env = dict(os.environ, PODGATE_IMAGE_DIR=out, PODGATE_IMAGE_REVISION=record["revision"],
+                   SOURCE_DATE_EPOCH=str(record["source_date_epoch"]))
         r = run(["bash", os.path.join(REPO, "tools/image/build.sh"), args.build_dir], env=env)
         print(r.stdout + r.stderr)
         if check(r.returncode == 0, "a second build into another folder succeeds"):
+            again_record = build_record(out)
+            same = ("image_id", "tag", "version", "revision", "source_date_epoch", "created",
+                    "source_url", "source_dir")
+            check({k: again_record.get(k) for k in same} == {k: record.get(k) for k in same},
+                  f"the second build records the same stamp ({again_record})")
+            check(again_record.get("epoch_from") == "environment",
+                  "the second build took SOURCE_DATE_EPOCH from the environment")
             again = os.path.join(out, "podgate.oci.tar")
             digest = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()
             check(digest(again) == digest(archive),
@@ -406,9 +482,34 @@ def test_reproducible(args):
             with open(os.path.join(out, "podgate.spdx.json"), "rb") as a, \
                     open(os.path.join(args.build_dir, "image", "podgate.spdx.json"), "rb") as b:
                 check(a.read() == b.read(), "same SBOM")
+        check_build_refusals(args.build_dir, out)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     finish()
+
+
+def check_build_refusals(build_dir, work):
+    """build.sh refuses, with one line and before building, a revision or epoch that is not one,
+    and a build tree without podgate-probe (required: the chart's probes run it)."""
+    script = os.path.join(REPO, "tools/image/build.sh")
+    out = os.path.join(work, "refused")
+    for env, want in (({"PODGATE_IMAGE_REVISION": "main"}, "PODGATE_IMAGE_REVISION must be a 40-hex commit"),
+                      ({"SOURCE_DATE_EPOCH": "yesterday"}, "SOURCE_DATE_EPOCH must be seconds")):
+        r = run(["bash", script, build_dir], env=dict(os.environ, PODGATE_IMAGE_DIR=out, **env))
+        check(r.returncode == 1 and r.stderr.startswith(f"image: {want}") and
+              r.stderr.count("\n") == 1 and not os.path.exists(os.path.join(out, "podgate.oci.tar")),
+              f"build.sh refuses {env} with one line ({r.stderr.strip()!r})")
+    # A build tree holding every binary but the probe.
+    partial = os.path.join(work, "partial")
+    for rel in ["services/edge/podgate-edge", "services/exec/podgate-exec",
+                "services/policy/podgate-policy", "services/audit/podgate-audit",
+                "services/audit/podgate-audit-cli"]:
+        os.makedirs(os.path.dirname(os.path.join(partial, rel)), exist_ok=True)
+        os.symlink(os.path.join(build_dir, rel), os.path.join(partial, rel))
+    r = run(["bash", script, partial], env=dict(os.environ, PODGATE_IMAGE_DIR=out))
+    check(r.returncode == 1 and f"image: {partial}/tools/probe/podgate-probe is missing" in r.stderr
+          and not os.path.exists(os.path.join(out, "podgate.oci.tar")),
+          f"build.sh refuses a build without podgate-probe ({r.stderr.strip()[-200:]!r})")
 
 
 # ---- smoke ---------------------------------------------------------------------------------
@@ -510,6 +611,72 @@ def status_field(pid, field):
     return None
 
 
+def make_pki(d):
+    """A CA, a server certificate for localhost and 127.0.0.1, a client certificate, and a client
+    certificate of another CA, made with the openssl command as tests/support/test_pki.cc makes
+    the C++ tests' (EC P-256, two days)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+
+    def openssl(*argv):
+        r = run(["openssl", *argv], cwd=d)
+        if r.returncode != 0:
+            sys.exit(f"openssl {' '.join(argv)} failed: {r.stderr}")
+
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", *ec, "-days", "2", "-subj", f"/CN=test-{ca}", "-keyout",
+                f"{ca}.key", "-out", f"{ca}.crt")
+    for name, ca, ext in (("server", "ca", ["-extfile", "server.ext"]), ("client", "ca", []),
+                          ("wrong-client", "other-ca", [])):
+        cn = "localhost" if name == "server" else f"podgate-{name}"
+        openssl("req", *ec, "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+                "-CAcreateserial", "-days", "2", *ext, "-out", f"{name}.crt")
+    for name in os.listdir(d):
+        if name.endswith((".key", ".csr", ".srl", ".ext")) and name not in (
+                "server.key", "client.key", "wrong-client.key"):
+            os.remove(os.path.join(d, name))
+
+
+def check_probe_mtls(box, work, policy_doc):
+    """The image's podgate-probe against a policy from the image that requires client
+    certificates (--tls_cert, --tls_key, --tls_client_ca): SERVING with the client certificate of
+    the policy's CA; exit 1 with one line naming the failure with another CA's certificate or
+    none."""
+    pki = os.path.join(work, "config-policy-mtls")
+    os.makedirs(pki)
+    make_pki(pki)
+    with open(os.path.join(pki, "policy.yaml"), "w") as f:
+        f.write(policy_doc)
+    proc, log = box.start("policy-mtls", [
+        "/usr/bin/podgate-policy", "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+        "--drain_timeout=2s", "--policy_file=/tmp/config/policy.yaml",
+        "--tls_cert=/tmp/config/server.crt", "--tls_key=/tmp/config/server.key",
+        "--tls_client_ca=/tmp/config/ca.crt"], pki)
+    port = wait_log(proc, log, "serving")["grpc_port"]
+    print(f"policy with mutual TLS: pid {proc.pid}, gRPC {port}")
+    address = f"127.0.0.1:{port}"
+    probe = ["/usr/bin/podgate-probe", f"--address={address}", "--service=policy",
+             "--ca=/tmp/config/ca.crt", "--timeout=3s"]
+    # The image's probe runs inside the image, the PEM files in /tmp/config as a mounted Secret.
+    r = box.run(probe + ["--cert=/tmp/config/client.crt", "--key=/tmp/config/client.key"], pki)
+    check(r.returncode == 0 and r.stdout.strip() ==
+          f'podgate-probe: {address} service "policy": SERVING',
+          f"policy over mTLS: the image's podgate-probe with the CA's client certificate says "
+          f"SERVING (exit {r.returncode}: {r.stdout.strip()} {r.stderr.strip()})")
+    for what, extra in (("a client certificate of another CA",
+                         ["--cert=/tmp/config/wrong-client.crt", "--key=/tmp/config/wrong-client.key"]),
+                        ("no client certificate", [])):
+        r = box.run(probe + extra, pki)
+        err = r.stderr.strip()
+        check(r.returncode == 1 and r.stdout == "" and "\n" not in err and
+              err.startswith(f'podgate-probe: {address} service "policy": UNAVAILABLE'),
+              f"policy over mTLS: the image's podgate-probe with {what} exits 1 with one line "
+              f"(exit {r.returncode}: {err!r})")
+    check(proc.poll() is None, "policy over mTLS still runs after the refused handshakes")
+
+
 def test_smoke(args):
     need_root()
     if run(["unshare", "--mount", "true"]).returncode != 0:
@@ -523,7 +690,6 @@ def test_smoke(args):
     try:
         rootfs = unpack(archive, work)
         box = Sandbox(rootfs, work)
-        has_probe = os.path.exists(os.path.join(rootfs, "usr/bin/podgate-probe"))
 
         # A process from the image cannot write to / even as uid 0 (the root is read-only; the
         # sandbox itself also refuses to start, exit 97, when it could write there). The control:
@@ -624,10 +790,11 @@ def test_smoke(args):
                     break
                 time.sleep(0.2)
             check(answer == "SERVING", f"{name}: grpc.health.v1 SERVING from the host ({answer})")
-            if has_probe:
-                r = box.run(["/usr/bin/podgate-probe", f"--address=127.0.0.1:{grpc_port}"])
-                check(r.returncode == 0, f"{name}: the image's podgate-probe, inside, says healthy "
-                                         f"({r.stdout.strip()} {r.stderr.strip()})")
+            r = box.run(["/usr/bin/podgate-probe", f"--address=127.0.0.1:{grpc_port}"])
+            check(r.returncode == 0 and r.stdout.strip() ==
+                  f'podgate-probe: 127.0.0.1:{grpc_port} service "": SERVING',
+                  f"{name}: the image's podgate-probe, inside, says SERVING "
+                  f"({r.stdout.strip()} {r.stderr.strip()})")
             status, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
             check(status == 200 and f"podgate_{name}_" in body,
                   f"{name}: /metrics serves podgate_{name}_* metrics")
@@ -653,10 +820,10 @@ def test_smoke(args):
             check(status == 200 and body == f.read(), "edge serves /usr/share/podgate/web/index.html")
         status, _ = http_get(f"http://127.0.0.1:{http_port}/readyz")
         check(status == 200, "edge /readyz answers 200 with its backends up")
-        if has_probe:
-            r = box.run(["/usr/bin/podgate-probe", f"--http=http://127.0.0.1:{http_port}/readyz"])
-            check(r.returncode == 0, f"edge: the image's podgate-probe --http /readyz says healthy "
-                                     f"({r.stdout.strip()} {r.stderr.strip()})")
+        r = box.run(["/usr/bin/podgate-probe", f"--http=http://127.0.0.1:{http_port}/readyz"])
+        check(r.returncode == 0, f"edge: the image's podgate-probe --http /readyz says healthy "
+                                 f"({r.stdout.strip()} {r.stderr.strip()})")
+        check_probe_mtls(box, work, policy_doc)
         # audit writes its SQLite database into the writable /var/lib/podgate.
         audit_pid = ports["audit"][2].pid
         check(os.path.exists(f"/proc/{audit_pid}/root/var/lib/podgate/audit.db"),

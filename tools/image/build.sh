@@ -8,13 +8,19 @@
 #   build/image/podgate.oci.tar      the image (podman load -i / docker load -i / skopeo copy)
 #   build/image/podgate.spdx.json    its SPDX 2.3 SBOM (also inside: /usr/share/doc/podgate/)
 #   build/image/image-id             the image id (the config's digest)
+#   build/image/podgate.build.json   what the build stamped into the image: version, revision,
+#                                    SOURCE_DATE_EPOCH (and where it came from), created, tag,
+#                                    image id, the source tree; the image tests compare the image
+#                                    with this record, never with the tree's current HEAD
 #
 # Usage: tools/image/build.sh [BUILD_DIR]   (`make image`; BUILD_DIR defaults to build)
 # The binaries come from BUILD_DIR (`make build`, RelWithDebInfo), so CI compiles once.
-# SOURCE_DATE_EPOCH (default: the last commit's time) is the image's `created` time and every
-# file's mtime: the same inputs give the same layer, config and manifest digests, and the same
-# archive bytes. Storage is private to BUILD_DIR/image (vfs driver): nothing outside it is
-# touched. An archive whose root is unchanged is not rebuilt (delete it to force).
+# SOURCE_DATE_EPOCH (default: the time of the revision's commit) is the image's `created` time
+# and every file's mtime: the same inputs give the same layer, config and manifest digests, and
+# the same archive bytes. PODGATE_IMAGE_REVISION (default: `git rev-parse HEAD`) is the revision
+# label, so that a rebuild of an earlier build (image.reproducible) stamps what that build
+# stamped. Storage is private to BUILD_DIR/image (vfs driver): nothing outside it is touched.
+# An archive whose root is unchanged is not rebuilt (delete it to force).
 # Runs as root (CI, containers); another user gets a user namespace from `buildah unshare`.
 set -euo pipefail
 
@@ -27,15 +33,15 @@ BUILD_DIR="$(realpath "${1:-build}")"
 OUT="${PODGATE_IMAGE_DIR:-$BUILD_DIR/image}"  # PODGATE_IMAGE_DIR: another output folder
 HERE="$ROOT/tools/image"
 
-# Every binary in the image, relative to BUILD_DIR: the one list. A trailing "?" marks one left
-# out when it was not built (the health probe exists only in builds that have its target).
+# Every binary in the image, relative to BUILD_DIR: the one list. All are required: the chart's
+# probes and its `helm test` Pod run /usr/bin/podgate-probe.
 PODGATE_IMAGE_BINARIES=(
   services/edge/podgate-edge
   services/exec/podgate-exec
   services/policy/podgate-policy
   services/audit/podgate-audit
   services/audit/podgate-audit-cli
-  "tools/probe/podgate-probe?"
+  tools/probe/podgate-probe
 )
 WEB_DIST="$BUILD_DIR/services/edge/web/dist"
 
@@ -56,13 +62,27 @@ start_s=$(date +%s)
 
 VERSION=$(sed -n 's/^project(podgate VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
 [ -n "$VERSION" ] || die "no project(podgate VERSION ...) in CMakeLists.txt"
-if git -C "$ROOT" rev-parse HEAD >/dev/null 2>&1; then
-  REVISION=$(git -C "$ROOT" rev-parse HEAD)
-  : "${SOURCE_DATE_EPOCH:=$(git -C "$ROOT" log -1 --format=%ct)}"
+# Where the revision and the epoch come from, read once: a commit made while this runs (or while
+# the tests read the image) changes neither what is stamped nor what the record says.
+EPOCH_FROM=environment
+[ -n "${SOURCE_DATE_EPOCH:-}" ] || EPOCH_FROM=""
+if [ -n "${PODGATE_IMAGE_REVISION:-}" ]; then
+  REVISION=$PODGATE_IMAGE_REVISION
+  [[ "$REVISION" =~ ^([0-9a-f]{40}|unknown)$ ]] ||
+    die "PODGATE_IMAGE_REVISION must be a 40-hex commit or 'unknown', not '$REVISION'"
+elif REVISION=$(git -C "$ROOT" rev-parse --verify -q 'HEAD^{commit}' 2>/dev/null); then
+  :
 else
   REVISION=unknown
 fi
-: "${SOURCE_DATE_EPOCH:=0}"
+if [ -z "$EPOCH_FROM" ] && [ "$REVISION" != unknown ] &&
+  SOURCE_DATE_EPOCH=$(git -C "$ROOT" log -1 --format=%ct "$REVISION" 2>/dev/null); then
+  EPOCH_FROM=commit
+fi
+if [ -z "$EPOCH_FROM" ]; then
+  SOURCE_DATE_EPOCH=0
+  EPOCH_FROM=default
+fi
 [[ "$SOURCE_DATE_EPOCH" =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH must be seconds since 1970, not '$SOURCE_DATE_EPOCH'"
 CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 # Where the source lives; the chart's default image is ghcr.io/podgate/podgate.
@@ -83,12 +103,8 @@ ln -s usr/lib lib
 ln -s usr/lib64 lib64
 
 binaries=()
-for entry in "${PODGATE_IMAGE_BINARIES[@]}"; do
-  path="${entry%\?}"
-  if [ ! -x "$BUILD_DIR/$path" ]; then
-    [ "$path" != "$entry" ] && continue
-    die "$BUILD_DIR/$path is missing: run make build"
-  fi
+for path in "${PODGATE_IMAGE_BINARIES[@]}"; do
+  [ -x "$BUILD_DIR/$path" ] || die "$BUILD_DIR/$path is missing: run make build"
   name=$(basename "$path")
   # A stripped copy; the build tree keeps its debug information.
   strip --strip-unneeded -o "usr/bin/$name" "$BUILD_DIR/$path"
@@ -221,11 +237,31 @@ inputs=$(
 )
 stamp=$(sha256sum <<<"$inputs" | cut -d' ' -f1)
 ARCHIVE="$OUT/podgate.oci.tar"
+RECORD="$OUT/podgate.build.json"
+
+# The record of what this build stamped (the stamp above covers every value in it but
+# EPOCH_FROM and the folders, which do not change the image).
+write_record() {  # image id
+  python3 - "$RECORD.tmp" "$1" "$VERSION" "$REVISION" "$SOURCE_DATE_EPOCH" "$EPOCH_FROM" \
+    "$CREATED" "$TAG" "$SOURCE_URL" "$ROOT" "$BUILD_DIR" <<'PY'
+import json, sys
+out, image_id, version, revision, epoch, epoch_from, created, tag, url, root, build = sys.argv[1:]
+record = {"archive": "podgate.oci.tar", "image_id": image_id, "tag": tag, "version": version,
+          "revision": revision, "source_date_epoch": int(epoch), "epoch_from": epoch_from,
+          "created": created, "source_url": url, "source_dir": root, "build_dir": build}
+with open(out, "w") as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+    f.write("\n")
+PY
+  mv "$RECORD.tmp" "$RECORD"
+}
+
 if [ -s "$ARCHIVE" ] && [ -s "$OUT/image-id" ] && [ "$(cat "$OUT/.stamp" 2>/dev/null)" = "$stamp" ]; then
+  write_record "$(cat "$OUT/image-id")"
   echo "image: $ARCHIVE is up to date ($(du -h "$ARCHIVE" | cut -f1), id $(cat "$OUT/image-id"))"
   exit 0
 fi
-rm -f "$OUT/.stamp"
+rm -f "$OUT/.stamp" "$RECORD"
 
 # ---- the image ---------------------------------------------------------------------------
 BUILDAH=(buildah --root "$OUT/storage" --runroot "$OUT/run" --storage-driver vfs)
@@ -269,6 +305,7 @@ mv "$ARCHIVE.tmp" "$ARCHIVE"
 
 id=$(skopeo inspect --raw "oci-archive:$ARCHIVE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["digest"].split(":")[1])')
 echo "$id" >"$OUT/image-id"
+write_record "$id"
 echo "$stamp" >"$OUT/.stamp"
 size=$(stat -c %s "$ARCHIVE")
 layer=$(skopeo inspect "oci-archive:$ARCHIVE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Layers"][0])')
@@ -276,4 +313,5 @@ echo "image: $ARCHIVE ($TAG, revision ${REVISION:0:12}, created $CREATED)"
 echo "image: size $((size / 1024 / 1024)) MiB compressed ($size bytes), $(du -sh --apparent-size "$ROOTFS" | cut -f1) unpacked"
 echo "image: binaries ${binaries[*]}"
 echo "image: id $id, layer $layer"
+echo "image: record $RECORD (SOURCE_DATE_EPOCH $SOURCE_DATE_EPOCH from $EPOCH_FROM)"
 echo "image: SBOM $OUT/podgate.spdx.json; built in $(($(date +%s) - start_s)) s"

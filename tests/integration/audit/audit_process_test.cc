@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <set>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "audit_testing.h"
 #include "gmock/gmock.h"
@@ -509,11 +511,128 @@ TEST(AuditCliBinaryTest, QueryByClusterOverGrpcAndTheCli) {
   EXPECT_EQ(out, "chain cluster-chain: intact, 4 records\n");
 }
 
+struct ProbeRun {
+  int exit_code = -1;
+  std::string err;  // stderr: podgate-probe's one line when not healthy
+};
+
+// The real podgate-probe, as the chart's readiness (--service=audit) and liveness (--service=)
+// probes run it.
+ProbeRun Probe(const std::string& address, const std::string& service) {
+  ProbeRun run;
+  auto process = Subprocess::Start(
+      PODGATE_PROBE_BIN, {"--address=" + address, "--service=" + service, "--timeout=3s"});
+  EXPECT_TRUE(process.ok()) << process.status();
+  if (!process.ok()) {
+    return run;
+  }
+  absl::StatusOr<int> status = (*process)->WaitExit(absl::Seconds(20));
+  EXPECT_TRUE(status.ok()) << status.status();
+  run.exit_code = status.value_or(-1);
+  run.err = absl::StrJoin((*process)->Lines(), "\n");
+  return run;
+}
+
+// Readiness follows the store, end to end: another process holds SQLite's write lock on the
+// database of a real podgate-audit (BEGIN EXCLUSIVE), so audit's commit fails after its busy
+// timeout. The real podgate-probe then reports the service "audit" NOT_SERVING (exit 1: the
+// chart's readiness probe takes the pod out of rotation) while the server as a whole (service
+// "", the liveness probe) stays SERVING, so the pod is not restarted. Once the lock is released
+// the next commit succeeds and the probe reports SERVING again. (Readiness comes back with a
+// commit that succeeds: audit does not test the store on its own while no event arrives.)
+TEST(AuditBinaryTest, LockedStoreMakesTheProbeReportNotServingUntilItRecovers) {
+  testing::TempDir tmp("podgate-audit-ready");
+  const std::string db = tmp.path() + "/audit.db";
+  Running audit = StartAudit("sqlite://" + db, "ready-chain", {"--store_recheck_interval=1s"});
+  ASSERT_NE(audit.stub, nullptr);
+  auto record = [&](const std::string& id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto stream = audit.stub->Record(&ctx);
+    stream->Write(Request(id));
+    stream->WritesDone();
+    podgate::audit::v1::RecordResponse response;
+    while (stream->Read(&response)) {
+    }
+    return stream->Finish();
+  };
+  const grpc::Status first = record("before-lock");
+  ASSERT_TRUE(first.ok()) << first.error_message();
+  ProbeRun ready = Probe(audit.address, "audit");
+  ASSERT_EQ(ready.exit_code, 0) << ready.err;
+
+  sqlite3* blocker = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &blocker), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  // The event waits out audit's busy timeout (5 s), then its commit fails.
+  grpc::Status while_locked;
+  std::thread writer([&] { while_locked = record("while-locked"); });
+  ProbeRun not_ready;
+  for (int i = 0; i < 150; ++i) {
+    not_ready = Probe(audit.address, "audit");
+    if (not_ready.exit_code != 0) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(not_ready.exit_code, 1);
+  EXPECT_EQ(not_ready.err,
+            absl::StrCat("podgate-probe: ", audit.address, " service \"audit\": NOT_SERVING"));
+  ProbeRun alive = Probe(audit.address, "");
+  EXPECT_EQ(alive.exit_code, 0) << alive.err;
+  writer.join();
+  EXPECT_EQ(while_locked.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << while_locked.error_message();
+  EXPECT_GE(podgate::testing::MetricSample(
+                audit.metrics_port, "podgate_audit_errors_total{kind=\"store_unavailable\"}"),
+            1);
+  EXPECT_TRUE(audit.process->WaitForLine("\"msg\":\"service not ready\"", absl::Seconds(1)).ok());
+  // Still locked: audit re-checks the store by itself (each re-check waits out the busy
+  // timeout, then fails) and stays not ready.
+  const std::string failed_rechecks = "podgate_audit_store_rechecks_total{outcome=\"failed\"}";
+  for (int i = 0;
+       i < 300 && podgate::testing::MetricSample(audit.metrics_port, failed_rechecks) < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_GE(podgate::testing::MetricSample(audit.metrics_port, failed_rechecks), 1);
+  EXPECT_EQ(Probe(audit.address, "audit").exit_code, 1);
+  EXPECT_TRUE(
+      audit.process->WaitForLine("\"msg\":\"audit store re-check failed\"", absl::Seconds(1)).ok());
+
+  // Released, and no event sent: the next re-check (within a few intervals) makes it ready.
+  ASSERT_EQ(sqlite3_exec(blocker, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(blocker);
+  const absl::Time released = absl::Now();
+  ProbeRun serving_again;
+  for (int i = 0; i < 100; ++i) {
+    serving_again = Probe(audit.address, "audit");
+    if (serving_again.exit_code == 0) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(serving_again.exit_code, 0) << serving_again.err;
+  EXPECT_LT(absl::Now() - released, absl::Seconds(8));
+  EXPECT_TRUE(audit.process->WaitForLine("\"msg\":\"service ready\"", absl::Seconds(1)).ok());
+  EXPECT_EQ(podgate::testing::MetricSample(audit.metrics_port,
+                                           "podgate_audit_store_rechecks_total{outcome=\"ok\"}"),
+            1);
+  // Events are stored again; the one refused while locked was not. The re-checks wrote no
+  // record: the chain holds the two events, intact.
+  const grpc::Status after = record("after-lock");
+  ASSERT_TRUE(after.ok()) << after.error_message();
+  auto [status, out] = RunCli({"--server=" + audit.address, "verify"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out, "chain ready-chain: intact, 2 records\n");
+}
+
 TEST(AuditBinaryTest, BadFlagsExitWithOneClearLine) {
   for (const auto& [flag, needle] : std::vector<std::pair<std::string, std::string>>{
            {"--queue_capacity=0", "--queue_capacity"},
            {"--max_batch=100000", "--max_batch"},
            {"--retention=-1s", "--retention"},
+           {"--store_recheck_interval=0s", "--store_recheck_interval"},
+           {"--store_recheck_interval=1h", "--store_recheck_interval"},
            {"--chain_id=" + std::string(200, 'c'), "--chain_id"}}) {
     auto process = Subprocess::Start(PODGATE_AUDIT_BIN,
                                      {"--grpc_address=127.0.0.1:0", "--metrics_address=",

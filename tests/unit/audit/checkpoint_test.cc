@@ -15,6 +15,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "audit/audit_service.h"
 #include "audit/checkpoint_sign.h"
 #include "audit/checkpointer.h"
@@ -170,7 +172,7 @@ std::string EditedEvent(const std::string& path, int64_t sequence, AuditEvent* e
 class Audit {
  public:
   Audit(const std::string& db, const std::string& key, const std::string& state,
-        bool with_checkpointer = true) {
+        bool with_checkpointer = true, absl::Duration store_recheck = absl::Seconds(5)) {
     auto store = OpenSqliteStore(db);
     EXPECT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
@@ -179,6 +181,11 @@ class Audit {
     options.chain_id = kChain;
     options.refuse_foreign_records = with_checkpointer;
     options.retry_backoff = absl::Milliseconds(10);
+    options.store_recheck_interval = store_recheck;
+    options.on_store_health = [this](bool healthy) {
+      absl::MutexLock lock(&health_mu_);
+      health_.push_back(healthy);
+    };
     auto writer = Writer::Start(store_.get(), options, metrics_.get());
     EXPECT_TRUE(writer.ok()) << writer.status();
     writer_ = *std::move(writer);
@@ -260,6 +267,11 @@ class Audit {
   }
 
   AuditService::Stub& stub() { return *stub_; }
+  // The readiness flips the writer reported.
+  std::vector<bool> health() {
+    absl::MutexLock lock(&health_mu_);
+    return health_;
+  }
   Store& store() { return *store_; }
   AuditMetrics& metrics() { return *metrics_; }
   Checkpointer& checkpointer() { return *checkpointer_; }
@@ -275,6 +287,8 @@ class Audit {
   std::unique_ptr<runtime::Server> server_;
   std::unique_ptr<AuditService::Stub> stub_;
   std::vector<SignedCheckpoint> hooked_;
+  absl::Mutex health_mu_;
+  std::vector<bool> health_ ABSL_GUARDED_BY(health_mu_);
 };
 
 class TamperTest : public ::testing::Test {
@@ -391,6 +405,31 @@ TEST_F(TamperTest, Attack2AForgedRecordAppendedWhileAuditRunsIsNeitherContinuedN
   auto [intact, out] = Verify();
   EXPECT_FALSE(intact);
   EXPECT_THAT(out, HasSubstr("records 4 to 4 are not covered by a signed checkpoint"));
+}
+
+// The writer's own re-checks reload the head first: a chain changed behind its back fails
+// every one of them, so readiness stays off although the database takes writes.
+TEST_F(TamperTest, AForgedRecordKeepsTheReplicaNotReadyAcrossRechecks) {
+  Audit audit(db_, key_.private_path, state_, /*with_checkpointer=*/true, absl::Milliseconds(20));
+  audit.Record("a", 3);
+  {
+    auto store = OpenSqliteStore(db_);
+    ASSERT_TRUE(store.ok());
+    auto head = (*store)->LoadHead(kChain);
+    ASSERT_TRUE(head.ok());
+    const AuditEvent forged = testing::MakeEvent("forged");
+    ASSERT_TRUE((*store)->Append(&*head, {&forged}, 1).ok());
+  }
+  EXPECT_EQ(audit.RecordOne("b1").error_code(), grpc::StatusCode::UNAVAILABLE);  // the conflict
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (audit.metrics().store_rechecks("failed").Value() < 5 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE(audit.metrics().store_rechecks("failed").Value(), 5);
+  EXPECT_EQ(audit.metrics().store_rechecks("ok").Value(), 0);
+  EXPECT_EQ(audit.health(), (std::vector<bool>{false}));
+  EXPECT_EQ(audit.RecordOne("b2").error_code(), grpc::StatusCode::UNAVAILABLE);  // refused
+  EXPECT_EQ(audit.health(), (std::vector<bool>{false}));
 }
 
 TEST_F(TamperTest, Attack3RehashingAfterAnEditIsDetected) {

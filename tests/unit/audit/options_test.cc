@@ -15,6 +15,7 @@ ABSL_DECLARE_FLAG(std::string, store);
 ABSL_DECLARE_FLAG(std::string, chain_id);
 ABSL_DECLARE_FLAG(int64_t, queue_capacity);
 ABSL_DECLARE_FLAG(int64_t, max_batch);
+ABSL_DECLARE_FLAG(absl::Duration, store_recheck_interval);
 ABSL_DECLARE_FLAG(absl::Duration, retention);
 ABSL_DECLARE_FLAG(absl::Duration, retention_interval);
 ABSL_DECLARE_FLAG(std::string, export_config);
@@ -48,6 +49,7 @@ TEST_F(AuditOptionsTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_FALSE(o->chain_id.empty());
   EXPECT_EQ(o->queue_capacity, 8192u);
   EXPECT_EQ(o->max_batch, 1024u);
+  EXPECT_EQ(o->store_recheck_interval, absl::Seconds(5));
   EXPECT_EQ(o->retention, absl::ZeroDuration());
   EXPECT_EQ(o->retention_interval, absl::Hours(1));
   EXPECT_EQ(o->max_followers, 256u);
@@ -103,6 +105,7 @@ TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {
   absl::SetFlag(&FLAGS_chain_id, std::string(kMaxChainIdBytes, 'c'));
   absl::SetFlag(&FLAGS_queue_capacity, 1);
   absl::SetFlag(&FLAGS_max_batch, 10000);
+  absl::SetFlag(&FLAGS_store_recheck_interval, absl::Milliseconds(100));
   absl::SetFlag(&FLAGS_retention, absl::Hours(2160));
   absl::SetFlag(&FLAGS_retention_interval, absl::Seconds(1));
   absl::SetFlag(&FLAGS_grpc_address, "127.0.0.1:0");
@@ -115,6 +118,7 @@ TEST_F(AuditOptionsTest, GoodFlagsBecomeTheOptions) {
   EXPECT_EQ(o->chain_id, std::string(kMaxChainIdBytes, 'c'));
   EXPECT_EQ(o->queue_capacity, 1u);
   EXPECT_EQ(o->max_batch, 10000u);
+  EXPECT_EQ(o->store_recheck_interval, absl::Milliseconds(100));
   EXPECT_EQ(o->retention, absl::Hours(2160));
   EXPECT_EQ(o->retention_interval, absl::Seconds(1));
   EXPECT_EQ(o->server.grpc_address, "127.0.0.1:0");
@@ -148,6 +152,12 @@ TEST_F(AuditOptionsTest, EachBadFlagIsOneLineNamingIt) {
        "--follower_queue: 0 is out of range (1 to 100000)"},
       {[] { absl::SetFlag(&FLAGS_follow_poll_interval, absl::Milliseconds(9)); },
        "--follow_poll_interval: out of range (10ms to 1m)"},
+      {[] { absl::SetFlag(&FLAGS_store_recheck_interval, absl::ZeroDuration()); },
+       "--store_recheck_interval: 0 is out of range (100ms to 10m)"},
+      {[] { absl::SetFlag(&FLAGS_store_recheck_interval, absl::Milliseconds(99)); },
+       "--store_recheck_interval: 99ms is out of range (100ms to 10m)"},
+      {[] { absl::SetFlag(&FLAGS_store_recheck_interval, absl::Minutes(10) + absl::Seconds(1)); },
+       "--store_recheck_interval: 10m1s is out of range (100ms to 10m)"},
       {[] { absl::SetFlag(&FLAGS_drain_timeout, absl::Seconds(-1)); },
        "--drain_timeout: -1s is out of range (0s to 10m)"},
   };

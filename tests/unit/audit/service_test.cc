@@ -56,6 +56,7 @@ class GatedStore final : public Store {
     }
     return inner_->Append(head, events, t);
   }
+  absl::Status CheckWritable(const std::string& c) override { return inner_->CheckWritable(c); }
   void SetQueriesOpen(bool open) {
     absl::MutexLock lock(&mu_);
     queries_open_ = open;
@@ -387,6 +388,71 @@ TEST(AuditServiceTest, LockedSqliteEndsTheStreamUnavailableWithoutAckAndRecovers
   ASSERT_TRUE(verify.ok());
   absl::MutexLock lock(&health_mu);
   EXPECT_EQ(health, (std::vector<bool>{false, true}));  // not ready while locked, ready again
+}
+
+// Readiness comes back without an event: while the store is unusable the writer re-checks it
+// every store_recheck_interval (failing while the lock is held), and the first re-check after
+// the lock is released makes it ready again.
+TEST(AuditServiceTest, WriterRechecksALockedStoreAndReportsItHealthyWithoutAnEvent) {
+  testing::TempDir tmp("podgate-audit-svc");
+  const std::string& dir = tmp.path();
+  WriterOptions options;
+  options.retry_backoff = absl::Milliseconds(10);
+  options.store_recheck_interval = absl::Milliseconds(50);
+  absl::Mutex health_mu;
+  std::vector<bool> health;
+  options.on_store_health = [&](bool healthy) {
+    absl::MutexLock lock(&health_mu);
+    health.push_back(healthy);
+  };
+  Harness h(SqliteIn(dir, absl::Milliseconds(100)), options);
+  ASSERT_EQ(RecordAll(h.stub(), Events("a", 2)).acked.size(), 2u);
+  sqlite3* blocker = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/audit.db").c_str(), &blocker), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  EXPECT_EQ(RecordAll(h.stub(), Events("b", 1)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // Re-checks run and fail while the lock is held; readiness stays off.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (h.metrics().store_rechecks("failed").Value() < 3 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GE(h.metrics().store_rechecks("failed").Value(), 3);
+  EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 0);
+  {
+    absl::MutexLock lock(&health_mu);
+    EXPECT_EQ(health, (std::vector<bool>{false}));
+  }
+
+  ASSERT_EQ(sqlite3_exec(blocker, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(blocker);
+  {
+    absl::MutexLock lock(&health_mu);
+    auto ready_again = [&health] { return health.size() == 2; };
+    EXPECT_TRUE(health_mu.AwaitWithTimeout(absl::Condition(&ready_again), absl::Seconds(20)));
+    EXPECT_EQ(health, (std::vector<bool>{false, true}));
+  }
+  EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 1);
+  // Healthy: no more re-checks, and events are stored as before (the refused one was not).
+  const double failed = h.metrics().store_rechecks("failed").Value();
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(h.metrics().store_rechecks("failed").Value(), failed);
+  EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 1);
+  ASSERT_EQ(RecordAll(h.stub(), Events("c", 2)).acked.size(), 2u);
+  EXPECT_EQ(h.Count(), 4);
+}
+
+// A re-check interval below zero is refused at start.
+TEST(AuditServiceTest, WriterRefusesANegativeRecheckInterval) {
+  testing::TempDir tmp("podgate-audit-svc");
+  auto store = SqliteIn(tmp.path());
+  prometheus::Registry registry;
+  AuditMetrics metrics(registry);
+  WriterOptions options;
+  options.chain_id = "c";
+  options.store_recheck_interval = absl::Seconds(-1);
+  auto writer = Writer::Start(store.get(), options, &metrics);
+  EXPECT_EQ(writer.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(writer.status().message()), HasSubstr("re-check interval"));
 }
 
 TEST(AuditServiceTest, StoppedPostgresEndsTheStreamUnavailableAndRestartRecovers) {

@@ -4,10 +4,15 @@
 // every Query filter, cursor paging, retention with checkpoints and migrations.
 #include "audit/store.h"
 
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,6 +20,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "audit/checkpoint_sign.h"
 #include "audit/store_sql.h"
 #include "audit/verify.h"
@@ -138,6 +144,27 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
       }
     }
     return ids;
+  }
+
+  // One value read directly from the database, bypassing the store.
+  std::string Value(const std::string& sql) {
+    if (postgres()) {
+      auto value = SharedPostgres()->QueryValue(database_, sql);
+      EXPECT_TRUE(value.ok()) << value.status() << " in " << sql;
+      return value.ok() ? *value : "";
+    }
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(absl::StrCat(dir_, "/audit.db").c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sql;
+    std::string value;
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      value = text != nullptr ? reinterpret_cast<const char*>(text) : "";
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return value;
   }
 
   std::unique_ptr<testing::TempDir> tmp_;
@@ -871,6 +898,87 @@ TEST_P(StoreTest, UpgradesADatabaseWrittenBeforeClusters) {
   }
 }
 
+TEST_P(StoreTest, CheckWritableUpdatesTheChainsHeartbeatRowOnly) {
+  AppendN(2);
+  EXPECT_EQ(Value("SELECT count(*) FROM store_heartbeat"), "0");
+  ASSERT_TRUE(store_->CheckWritable("c1").ok());
+  const std::string first = Value("SELECT checked_us FROM store_heartbeat WHERE chain_id = 'c1'");
+  // The database's clock in microseconds (after 2020).
+  EXPECT_GT(std::stoll(first), 1577836800000000);
+  // Again: the existing row is updated, not duplicated; another chain has its own row.
+  absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_TRUE(store_->CheckWritable("c1").ok());
+  ASSERT_TRUE(store_->CheckWritable("c2").ok());
+  EXPECT_EQ(Value("SELECT count(*) FROM store_heartbeat"), "2");
+  EXPECT_GT(std::stoll(Value("SELECT checked_us FROM store_heartbeat WHERE chain_id = 'c1'")),
+            std::stoll(first));
+  // Records and chains are untouched: c2 is no chain, c1 still verifies with its two records.
+  auto chains = store_->ListChains();
+  ASSERT_TRUE(chains.ok());
+  EXPECT_THAT(*chains, ElementsAre("c1"));
+  EXPECT_EQ(Head().sequence, 2);
+  EXPECT_TRUE(VerifyOne().intact());
+  EXPECT_EQ(VerifyOne().records(), 2);
+}
+
+// While appends fail, CheckWritable fails with the same code, and both work again together.
+// SQLite: another process holds the write lock (the store waits 100 ms for it). PostgreSQL: the
+// database turned read-only (a standby after failover) and the store's connection was cut.
+TEST_P(StoreTest, CheckWritableFailsWhileAppendsFailAndRecoversWithThem) {
+  sqlite3* blocker = nullptr;
+  if (postgres()) {
+    ASSERT_TRUE(SharedPostgres()
+                    ->Exec("postgres", absl::StrCat("ALTER DATABASE ", database_,
+                                                    " SET default_transaction_read_only = on"))
+                    .ok());
+    ASSERT_TRUE(SharedPostgres()
+                    ->Exec("postgres", absl::StrCat("SELECT pg_terminate_backend(pid) FROM "
+                                                    "pg_stat_activity WHERE datname = '",
+                                                    database_, "'"))
+                    .ok());
+  } else {
+    store_.reset();
+    auto store = OpenSqliteStore(dir_ + "/audit.db", absl::Milliseconds(100));
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    ASSERT_TRUE(store_->CheckWritable("c1").ok());  // the row exists: the next one is an update
+    ASSERT_EQ(sqlite3_open((dir_ + "/audit.db").c_str(), &blocker), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  }
+  // Twice: the first attempt may meet the broken connection, the second a new one.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::Status check = store_->CheckWritable("c1");
+    EXPECT_EQ(check.code(), absl::StatusCode::kUnavailable) << check;
+    ChainHead head;
+    head.chain_id = "c1";
+    AuditEvent e = testing::MakeEvent("refused");
+    absl::Status append = store_->Append(&head, {&e}, 1000);
+    EXPECT_EQ(append.code(), absl::StatusCode::kUnavailable) << append;
+  }
+
+  if (postgres()) {
+    ASSERT_TRUE(SharedPostgres()
+                    ->Exec("postgres", absl::StrCat("ALTER DATABASE ", database_,
+                                                    " SET default_transaction_read_only = off"))
+                    .ok());
+    ASSERT_TRUE(SharedPostgres()
+                    ->Exec("postgres", absl::StrCat("SELECT pg_terminate_backend(pid) FROM "
+                                                    "pg_stat_activity WHERE datname = '",
+                                                    database_, "'"))
+                    .ok());
+    // The cut connection is found broken by the next call, which reconnects on the one after.
+    store_->CheckWritable("c1").IgnoreError();
+  } else {
+    ASSERT_EQ(sqlite3_exec(blocker, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(blocker);
+  }
+  absl::Status check = store_->CheckWritable("c1");
+  EXPECT_TRUE(check.ok()) << check;
+  ChainHead head = Head();
+  Append(&head, {testing::MakeEvent("stored")});
+  EXPECT_EQ(head.sequence, 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
@@ -904,6 +1012,93 @@ TEST(SqliteStoreTest, LockedDatabaseMakesAppendUnavailableThenRecovers) {
   sqlite3_close(blocker);
   EXPECT_TRUE((*store)->Append(&*head, {&e}, 1).ok());
   EXPECT_EQ(head->sequence, 1);
+}
+
+// A full disk, as a file-size limit (RLIMIT_FSIZE) at the WAL's current size: updating the
+// existing heartbeat row still appends a frame to the WAL, so CheckWritable fails exactly while
+// Append fails, and both work once the WAL may grow again. In a child process (the limit is
+// per process); each step exits with its own code.
+TEST(SqliteStoreTest, CheckWritableFailsLikeAppendWhenTheWalCannotGrow) {
+  testing::TempDir tmp("podgate-audit-fsize");
+  const std::string path = tmp.path() + "/audit.db";
+  const pid_t pid = fork();
+  ASSERT_NE(pid, -1);
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);  // a write past the limit fails with EFBIG instead
+    auto fail = [](int code, const absl::Status& status) {
+      fprintf(stderr, "step %d: %s\n", code, status.ToString().c_str());
+      _exit(code);
+    };
+    auto store = OpenSqliteStore(path, absl::Milliseconds(100));
+    if (!store.ok()) {
+      fail(10, store.status());
+    }
+    // A second connection keeps the WAL from being checkpointed away when the store reopens
+    // its connection after a failure (SQLite does that only as the last connection).
+    sqlite3* reader = nullptr;
+    sqlite3_open_v2(path.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr);
+    if (sqlite3_exec(reader, "SELECT count(*) FROM records", nullptr, nullptr, nullptr) !=
+        SQLITE_OK) {
+      fail(11, absl::InternalError(sqlite3_errmsg(reader)));
+    }
+    absl::StatusOr<ChainHead> head = (*store)->LoadHead("c");
+    if (!head.ok()) {
+      fail(12, head.status());
+    }
+    AuditEvent first = testing::MakeEvent("first");
+    if (absl::Status s = (*store)->Append(&*head, {&first}, 1); !s.ok()) {
+      fail(13, s);
+    }
+    if (absl::Status s = (*store)->CheckWritable("c"); !s.ok()) {
+      fail(14, s);
+    }
+    struct stat wal;
+    if (stat((path + "-wal").c_str(), &wal) != 0 || wal.st_size == 0) {
+      fail(15, absl::InternalError("no WAL"));
+    }
+    struct rlimit limit;
+    getrlimit(RLIMIT_FSIZE, &limit);
+    const rlim_t hard = limit.rlim_max;
+    limit.rlim_cur = static_cast<rlim_t>(wal.st_size);
+    if (setrlimit(RLIMIT_FSIZE, &limit) != 0) {
+      fail(16, absl::InternalError("setrlimit"));
+    }
+    // Full: the heartbeat row exists, yet its update fails like an append, several times.
+    for (int i = 0; i < 3; ++i) {
+      if (absl::Status s = (*store)->CheckWritable("c"); !absl::IsUnavailable(s)) {
+        fail(20, s);
+      }
+      AuditEvent refused = testing::MakeEvent(absl::StrCat("refused", i));
+      const int64_t before = head->sequence;
+      if (absl::Status s = (*store)->Append(&*head, {&refused}, 2); !absl::IsUnavailable(s)) {
+        fail(21, s);
+      }
+      if (head->sequence != before) {
+        fail(22, absl::InternalError("head moved"));
+      }
+    }
+    limit.rlim_cur = hard;
+    if (setrlimit(RLIMIT_FSIZE, &limit) != 0) {
+      fail(23, absl::InternalError("setrlimit"));
+    }
+    if (absl::Status s = (*store)->CheckWritable("c"); !s.ok()) {
+      fail(30, s);
+    }
+    AuditEvent second = testing::MakeEvent("second");
+    if (absl::Status s = (*store)->Append(&*head, {&second}, 3); !s.ok()) {
+      fail(31, s);
+    }
+    if (head->sequence != 2) {
+      fail(32, absl::InternalError("sequence"));
+    }
+    sqlite3_close(reader);
+    store->reset();
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's failed step (its stderr names the error)";
 }
 
 const auto* const kPostgresEnvironment =
