@@ -1007,6 +1007,9 @@ step('on a phone (375 px) the toolbar folds into a menu, and extra keys send Tab
   // The keys leave the focus in the terminal (a phone's keyboard stays open).
   assert(await page.evaluate(() => document.activeElement?.closest('.term-host') !== null), 'an extra key took the focus');
   await page.keyboard.press('Control+U');
+  // Back to the desktop size for the steps that follow; the extra keys go.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await keys.waitFor({ state: 'hidden', timeout: 5000 });
 });
 
 step('Tab completes programs and flags from the policy', async () => {
@@ -1271,7 +1274,7 @@ step('the audit view lists the commands just run and replays the shell session',
   // end once more it shows the session.
   const position = dialog.getByRole('slider', { name: 'position' });
   const end = await position.getAttribute('max');
-  assert(Number(end) > 0 && (await position.inputValue()) === end, `the bar at the end: ${await position.inputValue()} of ${end}`);
+  assert(Number(end) > 0 && Number(await position.inputValue()) === Number(end), `the bar at the end: ${await position.inputValue()} of ${end}`);
   await shot('10-replay');
   await expectAccessible('the shell replay');
   await position.fill('0');
