@@ -283,7 +283,8 @@ async function waitConnected() {
   await until('a prompt', async () => (await currentLine()) !== null);
 }
 
-async function run(line, done = /(✓ exit \d+|✗ |■ )[^\n]*\n[^\n]* \$ ?$/, timeoutMs = 20000) {
+// Done: the outcome line, any indented hints under it (a denial's), then the next prompt.
+async function run(line, done = /(✓ exit \d+|✗ |■ )[^\n]*\n(  [^\n]*\n)*[^\n]* \$ ?$/, timeoutMs = 20000) {
   const before = (await termText()).length;
   await page.locator('.term-host').click();
   await page.keyboard.type(line);
@@ -607,6 +608,12 @@ step('round trips through the page (printed, not asserted)', async () => {
 step('a denied command shows the refusal with the rule; stderr is red with the exit code', async () => {
   let out = await run('cat /etc/shadow');
   assert(/✗ denied .*\(rule [a-z-]+\)/.test(out), `denial: ${out}`);
+  // What helps recover: the allowed forms of an allowed program, the nearest name for a typo.
+  assert(/\n  cat is allowed here as: cat <file>/.test(out), `the forms of cat under its denial: ${out}`);
+  out = await run('jstak 1');
+  assert(/✗ denied [^\n]*\n  did you mean jstack\?\n/.test(out), `a typo's denial: ${out}`);
+  out = await run('jmap -dump:live 1');
+  assert(/✗ denied [^\n]*\n  jmap is allowed here as: jmap -histo <pid>/.test(out), `jmap's forms: ${out}`);
   out = await run('cat /var/log/app/missing.log');
   assert(/✗ denied .*does not exist.*\(rule container-check\)/.test(out), `path check: ${out}`);
   out = await run('ls /root');

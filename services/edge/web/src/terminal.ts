@@ -8,11 +8,12 @@ import type { ITheme } from '@xterm/xterm';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import '@xterm/xterm/css/xterm.css';
 
-import type { Allowed } from './api';
+import type { Allowed, AllowedCommand } from './api';
 import { makeCompleter } from './completion';
 import type { Theme } from './settings';
 import { Connection, type ConnectionState, type ControlMessage, type Target } from './connection';
 import { History, LineEditor } from './lineeditor';
+import { denialHints } from './suggest';
 
 const kHistoryPrefix = 'podgate.history.v1:';
 // The targets whose history is kept, most recently used last; the oldest is dropped beyond this.
@@ -187,6 +188,9 @@ export class TerminalView {
   // What policy lets this user run on the target (for `help`).
   private programs: string[] = [];
   private commandCount = 0;
+  // What policy allows here (denial hints), and the line of the command that runs (or ran last).
+  private allowedCommands: AllowedCommand[] = [];
+  private runningText = '';
   private stdinLine = '';
   private atLineStart = true;
   private everReady = false;
@@ -307,6 +311,7 @@ export class TerminalView {
     this.editor.setHistory(this.history);
     this.editor.setCompleter(allowed ? makeCompleter(allowed.commands) : null);
     this.programs = allowed ? [...new Set(allowed.commands.map((c) => c.program))].sort() : [];
+    this.allowedCommands = allowed?.commands ?? [];
     this.term.options.convertEol = target.mode === 'command';
     this.term.reset();
     this.term.write('\x1b[?2004h');
@@ -526,7 +531,9 @@ export class TerminalView {
         const reason = String(m.reason ?? '');
         const rule = String(m.rule ?? '?');
         const suffix = reason.includes(`rule ${rule}`) ? '' : `${MUTED} (rule ${rule})${RESET}`;
-        this.finishCommand(`${RED}✗ denied${RESET} ${reason}${suffix}`);
+        // What helps recover: the allowed forms of this program, or the nearest allowed names.
+        const hints = denialHints(this.runningText, this.allowedCommands).map((h) => `\r\n${MUTED}  ${h}${RESET}`);
+        this.finishCommand(`${RED}✗ denied${RESET} ${reason}${suffix}${hints.join('')}`);
         return;
       }
       case 'error':
@@ -550,7 +557,7 @@ export class TerminalView {
     this.setRunning(null);
     this.stdinLine = '';
     this.println(status);
-    this.callbacks.announce?.(status.replace(/\x1b\[[0-9;]*m/g, ''));
+    this.callbacks.announce?.(status.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r\n\s*/g, ' · '));
     this.startPrompt();
   }
 
@@ -646,6 +653,7 @@ export class TerminalView {
   private setRunning(running: { id: string } | null, line = ''): void {
     const changed = (this.running === null) !== (running === null);
     this.running = running;
+    if (running) this.runningText = line;
     if (changed) this.callbacks.running?.(running ? line : null);
   }
 
