@@ -27,25 +27,14 @@ namespace {
 using ::testing::HasSubstr;
 using testing::Subprocess;
 
-struct ProbeRun {
-  int exit_code = -1;
-  // stderr: the one line of a failure.
-  std::string err;
-};
+// The exit status and stderr (podgate-probe's one line when not healthy).
+using ProbeRun = Subprocess::Finished;
 
 ProbeRun Probe(const std::vector<std::string>& args,
                const std::map<std::string, std::string>& env = {}) {
-  ProbeRun run;
-  auto process = Subprocess::Start(PODGATE_PROBE_BIN, args, env);
-  EXPECT_TRUE(process.ok()) << process.status();
-  if (!process.ok()) {
-    return run;
-  }
-  absl::StatusOr<int> status = (*process)->WaitExit(absl::Seconds(20));
-  EXPECT_TRUE(status.ok()) << status.status();
-  run.exit_code = status.value_or(-1);
-  run.err = absl::StrJoin((*process)->Lines(), "\n");
-  return run;
+  absl::StatusOr<Subprocess::Finished> done = Subprocess::Run(PODGATE_PROBE_BIN, args, env);
+  EXPECT_TRUE(done.ok()) << done.status();
+  return done.value_or(ProbeRun{});
 }
 
 // A service started on free ports; the ports come from its "serving" line.

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 extern char** environ;
 
@@ -165,6 +166,21 @@ absl::Status Subprocess::Freeze(absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   return absl::DeadlineExceededError(absl::StrCat("process ", pid_, " did not stop"));
+}
+
+absl::StatusOr<Subprocess::Finished> Subprocess::Run(const std::string& path,
+                                                     const std::vector<std::string>& args,
+                                                     const std::map<std::string, std::string>& env,
+                                                     absl::Duration timeout) {
+  absl::StatusOr<std::unique_ptr<Subprocess>> process = Start(path, args, env);
+  if (!process.ok()) {
+    return process.status();
+  }
+  absl::StatusOr<int> status = (*process)->WaitExit(timeout);
+  if (!status.ok()) {
+    return status.status();
+  }
+  return Finished{*status, absl::StrJoin((*process)->Lines(), "\n")};
 }
 
 absl::StatusOr<int> Subprocess::WaitExit(absl::Duration timeout) {

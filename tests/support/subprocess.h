@@ -24,6 +24,17 @@ class Subprocess {
       const std::string& path, const std::vector<std::string>& args,
       const std::map<std::string, std::string>& env = {});
 
+  // How a child run to its end ended: its exit status and its stderr lines joined by "\n".
+  struct Finished {
+    int exit_code = -1;
+    std::string err;
+  };
+  // Starts `path` and waits up to `timeout` for it to exit (a one-shot tool such as
+  // podgate-probe).
+  static absl::StatusOr<Finished> Run(const std::string& path, const std::vector<std::string>& args,
+                                      const std::map<std::string, std::string>& env = {},
+                                      absl::Duration timeout = absl::Seconds(20));
+
   // Sends SIGKILL if still running and reaps the child.
   ~Subprocess();
 

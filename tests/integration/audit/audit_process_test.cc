@@ -511,26 +511,16 @@ TEST(AuditCliBinaryTest, QueryByClusterOverGrpcAndTheCli) {
   EXPECT_EQ(out, "chain cluster-chain: intact, 4 records\n");
 }
 
-struct ProbeRun {
-  int exit_code = -1;
-  std::string err;  // stderr: podgate-probe's one line when not healthy
-};
+// The exit status and stderr (podgate-probe's one line when not healthy).
+using ProbeRun = Subprocess::Finished;
 
 // The real podgate-probe, as the chart's readiness (--service=audit) and liveness (--service=)
 // probes run it.
 ProbeRun Probe(const std::string& address, const std::string& service) {
-  ProbeRun run;
-  auto process = Subprocess::Start(
+  absl::StatusOr<Subprocess::Finished> done = Subprocess::Run(
       PODGATE_PROBE_BIN, {"--address=" + address, "--service=" + service, "--timeout=3s"});
-  EXPECT_TRUE(process.ok()) << process.status();
-  if (!process.ok()) {
-    return run;
-  }
-  absl::StatusOr<int> status = (*process)->WaitExit(absl::Seconds(20));
-  EXPECT_TRUE(status.ok()) << status.status();
-  run.exit_code = status.value_or(-1);
-  run.err = absl::StrJoin((*process)->Lines(), "\n");
-  return run;
+  EXPECT_TRUE(done.ok()) << done.status();
+  return done.value_or(ProbeRun{});
 }
 
 // Readiness follows the store, end to end: another process holds SQLite's write lock on the

@@ -299,6 +299,16 @@ class TamperTest : public ::testing::Test {
         state_(tmp_.path() + "/state.jsonl"),
         key_(MakeKey(tmp_.path(), "audit")) {}
 
+  // An insider appends a well-formed record to the chain behind the running audit's back.
+  void AppendForgedRecord() {
+    auto store = OpenSqliteStore(db_);
+    ASSERT_TRUE(store.ok());
+    auto head = (*store)->LoadHead(kChain);
+    ASSERT_TRUE(head.ok());
+    const AuditEvent forged = testing::MakeEvent("forged");
+    ASSERT_TRUE((*store)->Append(&*head, {&forged}, 1).ok());
+  }
+
   // A real audit records 10 events (checkpoints signed at start, on demand after 6, and at
   // stop) and stops.
   void RecordTen() {
@@ -386,14 +396,7 @@ TEST_F(TamperTest, Attack2AppendingAForgedRecordWithItsHashRecomputedIsDetected)
 TEST_F(TamperTest, Attack2AForgedRecordAppendedWhileAuditRunsIsNeitherContinuedNorSigned) {
   Audit audit(db_, key_.private_path, state_);
   audit.Record("a", 3);
-  {
-    auto store = OpenSqliteStore(db_);
-    ASSERT_TRUE(store.ok());
-    auto head = (*store)->LoadHead(kChain);
-    ASSERT_TRUE(head.ok());
-    const AuditEvent forged = testing::MakeEvent("forged");
-    ASSERT_TRUE((*store)->Append(&*head, {&forged}, 1).ok());
-  }
+  AppendForgedRecord();
   EXPECT_EQ(audit.RecordOne("b1").error_code(), grpc::StatusCode::UNAVAILABLE);  // the conflict
   EXPECT_EQ(audit.RecordOne("b2").error_code(), grpc::StatusCode::UNAVAILABLE);  // refused
   EXPECT_EQ(audit.metrics().Error("foreign_records").Value(), 1);
@@ -412,14 +415,7 @@ TEST_F(TamperTest, Attack2AForgedRecordAppendedWhileAuditRunsIsNeitherContinuedN
 TEST_F(TamperTest, AForgedRecordKeepsTheReplicaNotReadyAcrossRechecks) {
   Audit audit(db_, key_.private_path, state_, /*with_checkpointer=*/true, absl::Milliseconds(20));
   audit.Record("a", 3);
-  {
-    auto store = OpenSqliteStore(db_);
-    ASSERT_TRUE(store.ok());
-    auto head = (*store)->LoadHead(kChain);
-    ASSERT_TRUE(head.ok());
-    const AuditEvent forged = testing::MakeEvent("forged");
-    ASSERT_TRUE((*store)->Append(&*head, {&forged}, 1).ok());
-  }
+  AppendForgedRecord();
   EXPECT_EQ(audit.RecordOne("b1").error_code(), grpc::StatusCode::UNAVAILABLE);  // the conflict
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (audit.metrics().store_rechecks("failed").Value() < 5 && absl::Now() < deadline) {

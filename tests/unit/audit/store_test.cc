@@ -926,16 +926,22 @@ TEST_P(StoreTest, CheckWritableUpdatesTheChainsHeartbeatRowOnly) {
 // database turned read-only (a standby after failover) and the store's connection was cut.
 TEST_P(StoreTest, CheckWritableFailsWhileAppendsFailAndRecoversWithThem) {
   sqlite3* blocker = nullptr;
-  if (postgres()) {
+  // PostgreSQL: the database turned read-only (or writable again), and the connections to it
+  // cut so that the setting applies to the store's next one.
+  auto set_read_only = [&](bool on) {
     ASSERT_TRUE(SharedPostgres()
-                    ->Exec("postgres", absl::StrCat("ALTER DATABASE ", database_,
-                                                    " SET default_transaction_read_only = on"))
+                    ->Exec("postgres",
+                           absl::StrCat("ALTER DATABASE ", database_,
+                                        " SET default_transaction_read_only = ", on ? "on" : "off"))
                     .ok());
     ASSERT_TRUE(SharedPostgres()
                     ->Exec("postgres", absl::StrCat("SELECT pg_terminate_backend(pid) FROM "
                                                     "pg_stat_activity WHERE datname = '",
                                                     database_, "'"))
                     .ok());
+  };
+  if (postgres()) {
+    set_read_only(true);
   } else {
     store_.reset();
     auto store = OpenSqliteStore(dir_ + "/audit.db", absl::Milliseconds(100));
@@ -957,15 +963,7 @@ TEST_P(StoreTest, CheckWritableFailsWhileAppendsFailAndRecoversWithThem) {
   }
 
   if (postgres()) {
-    ASSERT_TRUE(SharedPostgres()
-                    ->Exec("postgres", absl::StrCat("ALTER DATABASE ", database_,
-                                                    " SET default_transaction_read_only = off"))
-                    .ok());
-    ASSERT_TRUE(SharedPostgres()
-                    ->Exec("postgres", absl::StrCat("SELECT pg_terminate_backend(pid) FROM "
-                                                    "pg_stat_activity WHERE datname = '",
-                                                    database_, "'"))
-                    .ok());
+    set_read_only(false);
     // The cut connection is found broken by the next call, which reconnects on the one after.
     store_->CheckWritable("c1").IgnoreError();
   } else {
