@@ -157,28 +157,31 @@ std::vector<SqlParam> RecordParams(const StoredRow& row) {
           SqlText(row.columns.trace_id)};
 }
 
-std::string ClusterOfStoredEvent(const std::string& event_bytes) {
+namespace {
+
+// One column derived from a stored event (ColumnsOf); "" when its bytes do not parse (Verify
+// reports such a record) or, with `results_only`, when it is not a command result.
+std::string StoredEventColumn(const std::string& event_bytes, std::string EventColumns::*column,
+                              bool results_only = false) {
   podgate::common::v1::AuditEvent event;
-  if (!event.ParseFromString(event_bytes)) {
+  if (!event.ParseFromString(event_bytes) || (results_only && !event.has_command_result())) {
     return "";
   }
-  return ColumnsOf(event).cluster;
+  return ColumnsOf(event).*column;
+}
+
+}  // namespace
+
+std::string ClusterOfStoredEvent(const std::string& event_bytes) {
+  return StoredEventColumn(event_bytes, &EventColumns::cluster);
 }
 
 std::string TraceIdOfStoredEvent(const std::string& event_bytes) {
-  podgate::common::v1::AuditEvent event;
-  if (!event.ParseFromString(event_bytes)) {
-    return "";
-  }
-  return ColumnsOf(event).trace_id;
+  return StoredEventColumn(event_bytes, &EventColumns::trace_id);
 }
 
 std::string ResultLineOfStoredEvent(const std::string& event_bytes) {
-  podgate::common::v1::AuditEvent event;
-  if (!event.ParseFromString(event_bytes) || !event.has_command_result()) {
-    return "";
-  }
-  return ColumnsOf(event).argv_text;
+  return StoredEventColumn(event_bytes, &EventColumns::argv_text, /*results_only=*/true);
 }
 
 const ColumnBackfill* BackfillFor(int version) {

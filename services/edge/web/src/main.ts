@@ -63,7 +63,6 @@ class Page {
   private namespaces: Namespace[] = [];
   // Every cluster exec serves (one entry, unnamed, for an exec from before clusters).
   private clusters: ClusterInfo[] = [];
-  private allowed: Allowed | null = null;
   private expiryTimer: ReturnType<typeof setTimeout> | null = null;
   // Why the last single sign-on refresh failed, for the sign-in screen.
   private refreshError = '';
@@ -1014,7 +1013,6 @@ class Page {
   // The "Allowed here" panel and the Shell button for a tab's target.
   private showAllowed(tab: Tab, note?: string): void {
     const allowed = tab.allowed;
-    this.allowed = allowed;
     this.panelNote.textContent =
       note !== undefined && (note !== '' || !allowed)
         ? note
@@ -1052,7 +1050,7 @@ class Page {
   // a line saying so when nothing matches the filter or nothing is allowed.
   private renderPanel(): void {
     clear(this.panelList);
-    const commands = this.allowed?.commands ?? [];
+    const commands = this.current?.allowed?.commands ?? [];
     const f = this.panelFilter.value.trim().toLowerCase();
     const programs = new Map<string, typeof commands>();
     for (const c of commands) {
