@@ -66,9 +66,14 @@ const ColumnBackfill* BackfillFor(int version);
 // Store::CheckWritable's write: chain ?1's heartbeat row (migration 7) set to the database's
 // clock. Inserted the first time, updated afterwards; either way a page of the table changes,
 // so the write goes through the same journal (SQLite's WAL, PostgreSQL's WAL) as an append.
+// The value always moves forward by at least one: SQLite writes no page when a row's content is
+// unchanged, and its clock ticks in milliseconds, so two checks within one tick would otherwise
+// write nothing and pass on a full disk.
 inline constexpr char kHeartbeatSql[] =
     "INSERT INTO store_heartbeat (chain_id, checked_us) VALUES (?1, {now_us}) "
-    "ON CONFLICT (chain_id) DO UPDATE SET checked_us = excluded.checked_us";
+    "ON CONFLICT (chain_id) DO UPDATE SET checked_us = CASE "
+    "WHEN excluded.checked_us > store_heartbeat.checked_us THEN excluded.checked_us "
+    "ELSE store_heartbeat.checked_us + 1 END";
 
 // The newest record of chain ?1: sequence, hash.
 inline constexpr char kLastRecordSql[] =

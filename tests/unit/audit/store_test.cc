@@ -1016,6 +1016,41 @@ TEST(SqliteStoreTest, LockedDatabaseMakesAppendUnavailableThenRecovers) {
 // existing heartbeat row still appends a frame to the WAL, so CheckWritable fails exactly while
 // Append fails, and both work once the WAL may grow again. In a child process (the limit is
 // per process); each step exits with its own code.
+// The check must write something every time: SQLite skips a page whose content does not change,
+// and two checks within one tick of the database's clock would otherwise set the same value and
+// write nothing, so a full disk would pass the check.
+TEST(SqliteStoreTest, EveryCheckWritableWritesEvenWithinOneClockTick) {
+  testing::TempDir tmp("podgate-audit-heartbeat");
+  const std::string path = tmp.path() + "/audit.db";
+  auto store = OpenSqliteStore(path, absl::Milliseconds(100));
+  ASSERT_TRUE(store.ok()) << store.status();
+  // A reader keeps the store's connection from checkpointing the WAL away.
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "SELECT count(*) FROM records", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  ASSERT_TRUE((*store)->CheckWritable("c").ok());
+  auto wal_size = [&] {
+    struct stat wal;
+    return stat((path + "-wal").c_str(), &wal) == 0 ? static_cast<int64_t>(wal.st_size) : -1;
+  };
+  for (int i = 0; i < 50; ++i) {
+    const int64_t before = wal_size();
+    ASSERT_TRUE((*store)->CheckWritable("c").ok());
+    ASSERT_GT(wal_size(), before) << "check " << i << " wrote nothing";
+  }
+  sqlite3* check = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &check, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(check, "SELECT count(*) FROM store_heartbeat", -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 1) << "one heartbeat row per chain";
+  sqlite3_finalize(stmt);
+  sqlite3_close(check);
+  sqlite3_close(reader);
+}
+
 TEST(SqliteStoreTest, CheckWritableFailsLikeAppendWhenTheWalCannotGrow) {
   testing::TempDir tmp("podgate-audit-fsize");
   const std::string path = tmp.path() + "/audit.db";
