@@ -38,6 +38,8 @@ interface Tab {
   button: HTMLButtonElement;
   closeButton: HTMLButtonElement;
   allowed: Allowed | null;
+  // Why policy could not be asked what is allowed ('' when it answered).
+  allowedError: string;
   allowedGeneration: number;
   mode: 'command' | 'shell';
   // Ran a command or opened a shell: kept when another target is picked.
@@ -409,11 +411,11 @@ class Page {
     if (!this.current) {
       this.toolbarToggle.textContent = t('toolbar.target');
       this.shellModeButton.title = t('toolbar.shellRefused');
-    }
-    if (this.current) {
+    } else {
       this.showState(this.current.state ?? { kind: 'connecting', attempt: 1 });
       this.showRunning(this.current.running, this.current.runningSince);
-      this.showAllowed(this.current);
+      const error = this.current.allowedError;
+      this.showAllowed(this.current, error ? t('panel.cannotAsk', { message: error }) : undefined);
     }
     this.renderTabs();
     this.leaveHint.textContent = t(this.leaveHint.classList.contains('armed') ? 'term.leaveArmed' : 'term.leaveHint');
@@ -896,6 +898,7 @@ class Page {
       button,
       closeButton,
       allowed: null,
+      allowedError: '',
       allowedGeneration: 0,
       mode: 'command',
       used: false,
@@ -1050,10 +1053,12 @@ class Page {
       const allowed = await api.allowed(p.namespace, p.pod, p.container, p.cluster);
       if (gen !== tab.allowedGeneration || !this.tabs.includes(tab)) return;
       tab.allowed = allowed;
+      tab.allowedError = '';
     } catch (e) {
       if (gen !== tab.allowedGeneration || !this.tabs.includes(tab)) return;
       const err = e as ApiError;
       if (err.status === 401) return this.signedOut(err);
+      tab.allowedError = err.message;
       note = t('panel.cannotAsk', { message: err.message });
     }
     if (tab === this.current) this.showAllowed(tab, note);
