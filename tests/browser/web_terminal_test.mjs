@@ -1041,6 +1041,10 @@ step('in Chinese: the browser\'s language picks Simplified Chinese; non-ASCII te
   await page.locator('details.settings summary').click();
   await page.getByRole('combobox', { name: 'language' }).selectOption('auto');
   await page.getByRole('heading', { name: '允许的命令' }).waitFor({ timeout: 5000 });
+  // English again for the steps that go on with this page.
+  await page.getByRole('combobox', { name: '语言' }).selectOption('en');
+  await page.getByRole('heading', { name: 'Allowed here' }).waitFor({ timeout: 5000 });
+  await page.locator('details.settings summary').click();
 });
 
 step('on a phone (375 px) the toolbar folds into a menu, and extra keys send Tab, Ctrl+C, ↑ and ↓', async () => {

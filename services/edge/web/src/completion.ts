@@ -37,7 +37,7 @@ export function complete(commands: AllowedCommand[], line: string, cursor: numbe
   for (const r of rules) {
     const f = r.flags?.find((x) => x.name === previous);
     if (f?.takes_value) {
-      const what = f.value_type ? `<${f.value_type}>` : '<value>';
+      const what = f.value_type ? `<${f.value_type}>` : t('complete.value');
       return {
         from,
         candidates: [],

@@ -182,6 +182,8 @@ const en = {
   'complete.noCommand': 'policy allows no command on this target',
   'complete.noProgram': '{program}: policy allows no such program here',
   'complete.usage': 'usage: {usage}',
+  'complete.value': '<value>',
+  'complete.more': '… and {n} more',
   // --- why a session closed (connection.ts) ---
   'close.offline': 'this computer is offline (the browser has no network)',
   'close.ended': 'the session ended',
@@ -464,6 +466,8 @@ const zhCN: { readonly [K in MessageKey]: string } = {
   'complete.noCommand': '策略在此目标上不允许任何命令',
   'complete.noProgram': '{program}：策略不允许在此运行该程序',
   'complete.usage': '用法：{usage}',
+  'complete.value': '<值>',
+  'complete.more': '… 还有 {n} 项',
   'close.offline': '这台电脑已离线（浏览器没有网络）',
   'close.ended': '会话已结束',
   'close.shellExited': 'Shell 已退出',

@@ -554,6 +554,6 @@ function formatCandidates(items: { value: string; description?: string }[], cols
     }
     out += row + '\r\n';
   }
-  if (items.length > 50) out += `  … and ${items.length - 50} more\r\n`;
+  if (items.length > 50) out += `  ${t('complete.more', { n: items.length - 50 })}\r\n`;
   return out;
 }
