@@ -216,9 +216,10 @@ let context;
 const consoleErrors = [];
 const foreignRequests = [];
 
-async function newPage() {
+// `options`: more of the browser context's (a locale, say).
+async function newPage(options = {}) {
   if (context) await context.close();
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
   page = await context.newPage();
   page.on('console', (m) => {
     if (m.type() === 'error') consoleErrors.push(m.text());
@@ -964,6 +965,86 @@ step('the Display menu sets the text size and the theme, which follows the syste
   out = await run('cat /etc/shadow');
   assert(/✗ denied/.test(out), `denial: ${out}`);
   await expectAccessible('the terminal in the dark theme');
+});
+
+step('in Chinese: the browser\'s language picks Simplified Chinese; non-ASCII text is searched and checked by policy; the Display menu switches to English', async () => {
+  // A browser whose language is Chinese (navigator.languages = ['zh-CN']).
+  await newPage({ locale: 'zh-CN' });
+  await page.goto(`${origin}/`);
+  await openPasteToken();
+  assert((await page.evaluate(() => document.documentElement.lang)) === 'zh-CN', 'html lang is zh-CN');
+  await page.getByText('在 Kubernetes Pod 中运行白名单内的诊断命令').waitFor({ timeout: 5000 });
+  await expectAccessible('the sign-in page in Chinese');
+  await page.locator('textarea[name=token]').fill(DEV);
+  await page.getByRole('button', { name: '登录', exact: true }).click();
+  await page.locator('.who', { hasText: 'dana' }).waitFor({ timeout: 10000 });
+  await pick('app-shop', 'orders-7d4b9c');
+  // The page's own words in Chinese; the server's (pod names, rule ids, reasons) as they are.
+  await page.getByRole('heading', { name: '允许的命令' }).waitFor({ timeout: 5000 });
+  await page.locator('.status[data-state=open]', { hasText: '已连接' }).waitFor({ timeout: 5000 });
+  assert((await page.getByRole('button', { name: '命令', exact: true }).getAttribute('aria-pressed')) === 'true', '命令 is pressed');
+  await page.getByRole('link', { name: '审计' }).count().then((n) => assert(n === 0, 'a developer has no 审计 tab'));
+  await page.getByRole('button', { name: '退出登录' }).waitFor();
+  await waitTerm(/podgate：已以 dana 身份连接（会话 [^）]+）；Tab 补全/);
+  const zhDone = /(✓ 退出码 \d+|✗ |■ )[^\n]*\n(  [^\n]*\n)*[^\n]* \$ ?$/;
+  let out = await run('free -m', zhDone);
+  assert(/Mem:/.test(out) && /✓ 退出码 0 · /.test(out), `free -m in Chinese: ${out}`);
+  // The page's own command: its text in Chinese, the program names as they are.
+  out = await run('help', /help：显示本说明[^\n]*\n[^\n]* \$ ?$/);
+  assert(/此处允许：[^\n]*free, [^\n]*jstack/.test(out), `help in Chinese: ${out}`);
+  out = await run('jstak 1', zhDone);
+  assert(/✗ 已拒绝 .*\n  你是不是想输入 jstack？/.test(out), `a denial's framing and hint in Chinese: ${out}`);
+  // A non-ASCII argument: a folder with a Chinese name (kubesim's containers see this machine's
+  // files). Where policy's path type and exec's path check take UTF-8, ls lists it and the
+  // Chinese file name is printed; where either takes printable ASCII only, the denial names the
+  // character (argv-check in policy, container-check in exec), in the server's words.
+  const zhDir = fs.mkdtempSync('/tmp/podgate-中文-');
+  try {
+    fs.chmodSync(zhDir, 0o755);
+    fs.writeFileSync(path.join(zhDir, '日志.txt'), '你好\n');
+    out = await run(`ls ${zhDir}`, zhDone);
+    assert(
+      /\n日志\.txt\n✓ 退出码 0 · /.test(out) || /✗ 已拒绝 .*non-ASCII character U\+4E2D.*（规则 (argv-check|container-check)）/.test(out),
+      `a Chinese argument: ${out}`,
+    );
+  } finally {
+    fs.rmSync(zhDir, { recursive: true, force: true });
+  }
+  // The same name, gone: the container's path check refuses it (or policy, as above).
+  out = await run('ls /tmp/你好', zhDone);
+  assert(/✗ 已拒绝 .*(container-check|argv-check)/.test(out), `a Chinese path that does not exist: ${out}`);
+  // Find takes Chinese text: the command lines above hold it.
+  await page.getByRole('button', { name: '查找', exact: true }).click();
+  await page.getByRole('searchbox', { name: '在输出中查找' }).fill('你好');
+  await page.locator('.find-count', { hasText: /第 \d+ 个，共 \d+ 个/ }).waitFor({ timeout: 5000 });
+  await page.keyboard.press('Escape');
+  await expectAccessible('the terminal in Chinese');
+  await shot('14-zh-CN');
+  // The Display menu in Chinese, open (its language choice among the rest).
+  await page.locator('details.settings summary', { hasText: '显示' }).click();
+  await page.getByRole('combobox', { name: '语言' }).waitFor();
+  await expectAccessible('the terminal in Chinese with the Display menu open');
+  // English, chosen: the labels switch at once, the session and its output stay.
+  await page.getByRole('combobox', { name: '语言' }).selectOption('en');
+  await page.getByRole('heading', { name: 'Allowed here' }).waitFor({ timeout: 5000 });
+  assert((await page.evaluate(() => document.documentElement.lang)) === 'en', 'html lang is en');
+  await page.locator('.status[data-state=open]', { hasText: 'connected' }).waitFor({ timeout: 5000 });
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+  assert(/✗ 已拒绝/.test(await termText()), 'lines printed before the switch stay as printed');
+  out = await run('free -m');
+  assert(/✓ exit 0/.test(out), `free -m after switching to English: ${out}`);
+  await expectAccessible('the terminal switched to English');
+  // Kept across a reload, whatever the browser says; "Browser default" brings Chinese back.
+  await page.reload();
+  await waitConnected();
+  await page.getByRole('heading', { name: 'Allowed here' }).waitFor({ timeout: 5000 });
+  await page.locator('details.settings summary').click();
+  await page.getByRole('combobox', { name: 'language' }).selectOption('auto');
+  await page.getByRole('heading', { name: '允许的命令' }).waitFor({ timeout: 5000 });
+  // English again for the steps that go on with this page.
+  await page.getByRole('combobox', { name: '语言' }).selectOption('en');
+  await page.getByRole('heading', { name: 'Allowed here' }).waitFor({ timeout: 5000 });
+  await page.locator('details.settings summary').click();
 });
 
 step('on a phone (375 px) the toolbar folds into a menu, and extra keys send Tab, Ctrl+C, ↑ and ↓', async () => {

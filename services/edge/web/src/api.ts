@@ -1,6 +1,8 @@
 // edge's HTTP API (docs/protocol.md). The page authenticates with the HttpOnly cookie that
 // POST /api/v1/login sets: the token never stays in script-readable storage.
 
+import { t } from './i18n';
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -138,8 +140,8 @@ async function call<T>(method: string, path: string, init: RequestInit = {}): Pr
       signal: controller.signal,
     });
   } catch (e) {
-    const why = controller.signal.aborted ? 'no answer within 20 s' : String((e as Error).message);
-    throw new ApiError(0, 'UNAVAILABLE', `edge is not reachable (${why})`);
+    const why = controller.signal.aborted ? t('api.timeout') : String((e as Error).message);
+    throw new ApiError(0, 'UNAVAILABLE', t('api.unreachable', { why }));
   } finally {
     clearTimeout(timer);
   }
@@ -155,11 +157,11 @@ async function call<T>(method: string, path: string, init: RequestInit = {}): Pr
     throw new ApiError(
       res.status,
       err?.code ?? `HTTP_${res.status}`,
-      err?.message ?? `edge answered ${res.status} ${res.statusText}`,
+      err?.message ?? t('api.status', { status: res.status, text: res.statusText }),
     );
   }
   if (body === undefined) {
-    throw new ApiError(res.status, 'INTERNAL', 'edge sent an answer that is not JSON');
+    throw new ApiError(res.status, 'INTERNAL', t('api.notJson'));
   }
   return body as T;
 }

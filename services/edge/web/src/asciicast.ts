@@ -2,6 +2,8 @@
 // one [seconds, code, data] line per event: "o" output, "i" input, "r" resize "COLSxROWS") and
 // stores it in SHELL_RECORDING audit events of up to 64 KiB, numbered from 0.
 
+import { t } from './i18n';
+
 export interface CastHeader {
   version: number;
   width: number;
@@ -55,14 +57,14 @@ export function joinChunks(chunks: { sequence: number; data: Uint8Array }[]): {
 
 export function parseCast(text: string): Cast {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
-  if (lines.length === 0) throw new Error('the recording is empty');
+  if (lines.length === 0) throw new Error(t('cast.empty'));
   let header: CastHeader;
   try {
     header = JSON.parse(lines[0]);
   } catch {
-    throw new Error('the recording does not start with an asciicast header');
+    throw new Error(t('cast.noHeader'));
   }
-  if (header.version !== 2) throw new Error(`asciicast version ${String(header.version)} is not supported`);
+  if (header.version !== 2) throw new Error(t('cast.version', { version: String(header.version) }));
   const events: CastEvent[] = [];
   let skipped = 0;
   for (const line of lines.slice(1)) {

@@ -7,6 +7,8 @@ import { api, ApiError, type AuditEvent, type AuditRecord } from './api';
 import { describeEvent, shortKind, targetText } from './auditformat';
 import { CastPlayer, decodeBase64, joinChunks, parseCast } from './asciicast';
 import { clear, h } from './dom';
+import { L, t } from './i18n';
+import { kTerminalFontFamily } from './terminal';
 
 // Rows the live view keeps (the newest at the top); older ones drop off the bottom.
 export const kMaxLiveRows = 200;
@@ -14,17 +16,33 @@ export const kMaxLiveRows = 200;
 // The most recording bytes one replay loads (a shell session of hours is still far below).
 const kMaxRecordingBytes = 64 << 20;
 
-const kKinds: [string, string][] = [
-  ['', 'any event'],
-  ['command_request', 'command requested'],
-  ['decision', 'policy decision'],
-  ['command_result', 'command result'],
-  ['session_open', 'session opened'],
-  ['session_close', 'session closed'],
-  ['shell_recording', 'shell recording'],
-  ['auth_failure', 'authentication failure'],
-  ['policy_change', 'policy change'],
+const kKinds: [string, () => string][] = [
+  ['', L('audit.kind.any')],
+  ['command_request', L('audit.kind.command_request')],
+  ['decision', L('audit.kind.decision')],
+  ['command_result', L('audit.kind.command_result')],
+  ['session_open', L('audit.kind.session_open')],
+  ['session_close', L('audit.kind.session_close')],
+  ['shell_recording', L('audit.kind.shell_recording')],
+  ['auth_failure', L('audit.kind.auth_failure')],
+  ['policy_change', L('audit.kind.policy_change')],
 ];
+
+// The Event column's words for a kind; a kind this page does not know, as the record names it.
+const kRowKinds = {
+  command_request: 'audit.row.command_request',
+  decision: 'audit.row.decision',
+  command_result: 'audit.row.command_result',
+  session_open: 'audit.row.session_open',
+  session_close: 'audit.row.session_close',
+  shell_recording: 'audit.row.shell_recording',
+  auth_failure: 'audit.row.auth_failure',
+  policy_change: 'audit.row.policy_change',
+} as const;
+function kindText(kind: string): string {
+  const key = Object.hasOwn(kRowKinds, kind) ? kRowKinds[kind as keyof typeof kRowKinds] : null;
+  return key ? t(key) : kind.replace(/_/g, ' ');
+}
 
 function isShellSession(e: AuditEvent): boolean {
   return (
@@ -48,36 +66,41 @@ export class AuditView {
   private loading = 0;
   private readonly liveButton: HTMLButtonElement;
   private live: EventSource | null = null;
+  // The status line and the page label as functions of the language: redrawn when it changes.
+  private statusText: () => string = () => '';
+  private pageText: () => string = () => '';
+  private loaded = false;
 
   constructor() {
-    const field = (name: string, label: string, type = 'text', placeholder = '') =>
+    type Text = string | (() => string);
+    const field = (name: string, label: Text, type = 'text', placeholder: Text = '') =>
       h('label', {}, label, h('input', { name, type, placeholder, autocomplete: 'off' }));
-    const select = (name: string, label: string, options: [string, string][]) =>
+    const select = (name: string, label: Text, options: [string, Text][]) =>
       h('label', {}, label, h('select', { name }, options.map(([v, t]) => h('option', { value: v }, t))));
     this.form = h(
       'form',
-      { class: 'audit-filters', 'aria-label': 'audit filters' },
-      field('user', 'User'),
-      field('namespace', 'Namespace'),
-      field('pod', 'Pod'),
-      field('argv_contains', 'Command contains', 'search', 'e.g. jstack'),
-      select('kind', 'Event', kKinds),
-      select('verdict', 'Decision', [
-        ['', 'any'],
-        ['allow', 'allowed'],
-        ['deny', 'denied'],
+      { class: 'audit-filters', 'aria-label': L('audit.filtersAria') },
+      field('user', L('audit.user')),
+      field('namespace', L('audit.namespace')),
+      field('pod', L('audit.pod')),
+      field('argv_contains', L('audit.commandContains'), 'search', L('audit.commandExample')),
+      select('kind', L('audit.event'), kKinds),
+      select('verdict', L('audit.decision'), [
+        ['', L('audit.any')],
+        ['allow', L('audit.allowed')],
+        ['deny', L('audit.denied')],
       ]),
-      field('session_id', 'Session'),
-      field('start_time', 'From', 'datetime-local'),
-      field('end_time', 'To', 'datetime-local'),
-      select('page_size', 'Per page', [
+      field('session_id', L('audit.session')),
+      field('start_time', L('audit.from'), 'datetime-local'),
+      field('end_time', L('audit.to'), 'datetime-local'),
+      select('page_size', L('audit.perPage'), [
         ['50', '50'],
         ['100', '100'],
         ['25', '25'],
         ['10', '10'],
       ]),
-      h('label', { class: 'check' }, h('input', { name: 'newest_first', type: 'checkbox', checked: true }), 'Newest first'),
-      h('button', { type: 'submit', class: 'primary' }, 'Search'),
+      h('label', { class: 'check' }, h('input', { name: 'newest_first', type: 'checkbox', checked: true }), L('audit.newestFirst')),
+      h('button', { type: 'submit', class: 'primary' }, L('audit.search')),
     );
     this.form.addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -93,16 +116,16 @@ export class AuditView {
     });
     this.tbody = h('tbody');
     this.status = h('p', { class: 'audit-status', role: 'status' });
-    this.prevButton = h('button', { type: 'button', disabled: true }, '← Previous');
-    this.nextButton = h('button', { type: 'button', disabled: true }, 'Next →');
+    this.prevButton = h('button', { type: 'button', disabled: true }, L('audit.previous'));
+    this.nextButton = h('button', { type: 'button', disabled: true }, L('audit.next'));
     this.pageLabel = h('span', { class: 'page-label' });
     // A real toggle button: screen readers announce its state from aria-pressed.
     this.liveButton = h(
       'button',
-      { type: 'button', class: 'live-toggle', 'aria-pressed': 'false', title: 'show new records as they are stored' },
-      'Live',
+      { type: 'button', class: 'live-toggle', 'aria-pressed': 'false', title: L('audit.liveTitle') },
+      L('audit.live'),
     );
-    this.liveButton.addEventListener('click', () => (this.live ? this.stopLive('Live view off.') : this.startLive()));
+    this.liveButton.addEventListener('click', () => (this.live ? this.stopLive(t('audit.liveOff')) : this.startLive()));
     this.form.append(this.liveButton);
     this.prevButton.addEventListener('click', () => {
       if (this.tokens.length === 0) return;
@@ -117,7 +140,7 @@ export class AuditView {
     });
     this.root = h(
       'section',
-      { class: 'audit-view', 'aria-label': 'audit trail' },
+      { class: 'audit-view', 'aria-label': L('audit.aria') },
       this.form,
       this.status,
       h(
@@ -126,7 +149,15 @@ export class AuditView {
         h(
           'table',
           { class: 'audit-table' },
-          h('thead', {}, h('tr', {}, ['Time', 'User', 'Target', 'Event', 'What', 'Session'].map((t) => h('th', {}, t)))),
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              (['time', 'user', 'target', 'event', 'what', 'session'] as const).map((c) => h('th', {}, L(`audit.col.${c}`))),
+            ),
+          ),
           this.tbody,
         ),
       ),
@@ -207,9 +238,9 @@ export class AuditView {
     this.liveButton.setAttribute('aria-pressed', 'true');
     this.prevButton.disabled = true;
     this.nextButton.disabled = true;
-    this.pageLabel.textContent = 'live';
+    this.label(() => t('audit.livePage'));
     this.status.className = 'audit-status';
-    this.status.textContent = 'Connecting…';
+    this.say(() => t('audit.connecting'));
     this.root.dataset.live = 'connecting';
     const source = new EventSource(`/api/v1/audit?${q}`);
     this.live = source;
@@ -226,21 +257,21 @@ export class AuditView {
     });
     source.addEventListener('ready', () => {
       this.root.dataset.live = 'on';
-      this.status.textContent = 'Live: new records appear at the top as they are stored.';
+      this.say(() => t('audit.liveOn'));
     });
     // The server's own last word (audit refused or ended the stream).
     source.addEventListener('end', (ev) => {
-      let message = 'the stream ended';
+      let message = t('audit.streamEnded');
       try {
         message = (JSON.parse((ev as MessageEvent<string>).data) as { message?: string }).message ?? message;
       } catch {
         // keep the generic message
       }
-      this.stopLive(`Live view stopped: ${message}.`, true);
+      this.stopLive(t('audit.liveStopped', { message }), true);
     });
     // A lost connection: EventSource would reconnect and replay the backlog; stop instead.
     source.onerror = () => {
-      if (this.live === source) this.stopLive('Live view stopped: the connection to edge was lost. Press Live to resume.', true);
+      if (this.live === source) this.stopLive(t('audit.liveLost'), true);
     };
   }
 
@@ -249,9 +280,9 @@ export class AuditView {
     this.live = null;
     this.liveButton.setAttribute('aria-pressed', 'false');
     this.root.dataset.live = 'off';
-    this.pageLabel.textContent = '';
+    this.label(() => '');
     if (message) {
-      this.status.textContent = message;
+      this.say(() => message);
       this.status.className = error ? 'audit-status error' : 'audit-status';
     }
   }
@@ -260,7 +291,7 @@ export class AuditView {
     if (this.live) return; // the live view keeps its rows until Live is turned off
     const seq = ++this.loading;
     this.root.dataset.loading = 'true';
-    this.status.textContent = 'Loading…';
+    this.say(() => t('audit.loading'));
     this.status.className = 'audit-status';
     let page;
     try {
@@ -268,8 +299,9 @@ export class AuditView {
     } catch (e) {
       if (seq !== this.loading) return;
       const err = e as ApiError;
-      this.status.textContent =
-        err.status === 403 ? `You are not an auditor: ${err.message}.` : `Could not load the audit trail: ${err.message}`;
+      this.say(() =>
+        err.status === 403 ? t('audit.notAuditor', { message: err.message }) : t('audit.cannotLoad', { message: err.message }),
+      );
       this.status.className = 'audit-status error';
       this.root.dataset.loading = 'false';
       return;
@@ -287,11 +319,31 @@ export class AuditView {
       this.tbody.append(this.row(r, lines.get(`${r.event.session_id}/${r.event.command_id}`)));
     }
     const n = page.records.length;
-    this.status.textContent = n === 0 ? 'No records match.' : `${n} record${n === 1 ? '' : 's'} on this page.`;
+    this.say(() => n === 0 ? t('audit.noRecords') : n === 1 ? t('audit.oneRecord') : t('audit.records', { n }));
     this.prevButton.disabled = this.tokens.length === 0;
     this.nextButton.disabled = !this.next;
-    this.pageLabel.textContent = `page ${this.tokens.length + 1}`;
+    const pageNumber = this.tokens.length + 1;
+    this.label(() => t('audit.page', { n: pageNumber }));
     this.root.dataset.loading = 'false';
+    this.loaded = true;
+  }
+
+  private say(text: () => string): void {
+    this.statusText = text;
+    this.status.textContent = text();
+  }
+
+  private label(text: () => string): void {
+    this.pageText = text;
+    this.pageLabel.textContent = text();
+  }
+
+  // Another language: the status line and page label again, and the shown page's rows (worded
+  // by the page) loaded again; the live view's rows stay as they came.
+  relocalize(): void {
+    this.status.textContent = this.statusText();
+    this.pageLabel.textContent = this.pageText();
+    if (this.loaded && !this.live && !this.root.hidden) void this.load();
   }
 
   private row(r: AuditRecord, commandLine?: string): HTMLTableRowElement {
@@ -302,7 +354,7 @@ export class AuditView {
     const cls = verdict === 'VERDICT_DENY' || kind === 'auth_failure' ? 'deny' : '';
     const session = h('td', { class: 'mono' });
     if (e.session_id) {
-      const link = h('button', { type: 'button', class: 'link', title: 'show this session' }, e.session_id.slice(0, 8));
+      const link = h('button', { type: 'button', class: 'link', title: L('audit.showSession') }, e.session_id.slice(0, 8));
       link.addEventListener('click', () => {
         (this.form.elements.namedItem('session_id') as HTMLInputElement).value = e.session_id!;
         (this.form.elements.namedItem('kind') as HTMLSelectElement).value = '';
@@ -313,7 +365,7 @@ export class AuditView {
       });
       session.append(link);
       if (isShellSession(e)) {
-        const replay = h('button', { type: 'button', class: 'replay' }, '▶ Replay');
+        const replay = h('button', { type: 'button', class: 'replay' }, L('audit.replay'));
         replay.addEventListener('click', () => void openReplay(e.session_id!, targetText(e), e.principal?.user ?? ''));
         session.append(' ', replay);
       }
@@ -324,7 +376,7 @@ export class AuditView {
       h('td', { class: 'nowrap', title: e.time ?? '' }, time ? time.toLocaleString() : ''),
       h('td', {}, e.principal?.user ?? ''),
       h('td', {}, targetText(e)),
-      h('td', {}, kind.replace(/_/g, ' ')),
+      h('td', {}, kindText(kind)),
       h(
         'td',
         { class: 'what' },
@@ -340,22 +392,22 @@ export class AuditView {
 // Loads every recording chunk of a session and plays it in a dialog.
 async function openReplay(sessionId: string, where: string, user: string): Promise<void> {
   const screen = h('div', { class: 'replay-screen' });
-  const info = h('p', { class: 'replay-info', role: 'status' }, 'Loading the recording…');
-  const playButton = h('button', { type: 'button', disabled: true }, 'Pause');
-  const endButton = h('button', { type: 'button', disabled: true }, 'Skip to end');
+  const info = h('p', { class: 'replay-info', role: 'status' }, t('replay.loading'));
+  const playButton = h('button', { type: 'button', disabled: true }, t('replay.pause'));
+  const endButton = h('button', { type: 'button', disabled: true }, L('replay.skip'));
   const speed = h(
     'select',
-    { 'aria-label': 'speed' },
+    { 'aria-label': L('replay.speedAria') },
     ['1', '2', '4', '16'].map((s) => h('option', { value: s }, `${s}×`)),
   );
-  const closeButton = h('button', { type: 'button' }, 'Close');
+  const closeButton = h('button', { type: 'button' }, L('replay.close'));
   // The progress bar: where the replay is, and a click or the arrow keys move there.
-  const seek = h('input', { type: 'range', min: '0', max: '0', step: '0.1', value: '0', 'aria-label': 'position', disabled: true });
+  const seek = h('input', { type: 'range', min: '0', max: '0', step: '0.1', value: '0', 'aria-label': L('replay.positionAria'), disabled: true });
   const clock = h('span', { class: 'replay-clock', 'aria-live': 'off' }, '0.0 / 0.0 s');
   const dialog = h(
     'dialog',
-    { class: 'replay', 'aria-label': 'shell session replay' },
-    h('header', {}, h('strong', {}, `Shell session ${sessionId}`), ` ${user} on ${where}`),
+    { class: 'replay', 'aria-label': L('replay.aria') },
+    h('header', {}, h('strong', {}, L('replay.heading', { session: sessionId })), L('replay.who', { user, where })),
     screen,
     info,
     h('div', { class: 'replay-progress' }, seek, clock),
@@ -366,6 +418,7 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
   const term = new Terminal({
     convertEol: false,
     disableStdin: true,
+    fontFamily: kTerminalFontFamily,
     fontSize: 13,
     // As the live terminal: rows tall enough for the underscore (terminal.ts).
     lineHeight: 1.2,
@@ -394,25 +447,30 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
         if (!rec?.asciicast) continue;
         const data = decodeBase64(rec.asciicast);
         bytes += data.length;
-        if (bytes > kMaxRecordingBytes) throw new Error('the recording is larger than 64 MiB; export it with podgate-audit-cli');
+        if (bytes > kMaxRecordingBytes) throw new Error(t('replay.tooLarge'));
         chunks.push({ sequence: Number(rec.sequence ?? 0), data });
       }
       token = page.next_page_token;
     } while (token);
-    if (chunks.length === 0) throw new Error('this session has no recording (yet): recordings are stored every 5 s');
+    if (chunks.length === 0) throw new Error(t('replay.none'));
     const { text, missing } = joinChunks(chunks);
     const cast = parseCast(text);
     term.resize(Math.min(500, cast.header.width || 80), Math.min(200, cast.header.height || 24));
     const duration = cast.events.length ? cast.events[cast.events.length - 1].time : 0;
     const notes = [];
-    if (missing.length) notes.push(`parts ${missing.map((m) => m + 1).join(', ')} are missing`);
-    if (cast.skipped) notes.push(`${cast.skipped} unreadable events skipped`);
-    info.textContent = `${cast.events.length} events, ${duration.toFixed(1)} s, ${bytes} bytes${notes.length ? ' — ' + notes.join('; ') : ''}.`;
+    if (missing.length) notes.push(t('replay.missing', { parts: missing.map((m) => m + 1).join(', ') }));
+    if (cast.skipped) notes.push(t('replay.skipped', { n: cast.skipped }));
+    info.textContent = t('replay.info', {
+      events: cast.events.length,
+      duration: duration.toFixed(1),
+      bytes,
+      notes: notes.length ? ' — ' + notes.join('; ') : '',
+    });
     player = new CastPlayer(
       cast,
       { write: (s) => term.write(s), resize: (c, r) => term.resize(c, r), reset: () => term.reset() },
       () => {
-        playButton.textContent = 'Replay ended';
+        playButton.textContent = t('replay.ended');
         playButton.disabled = true;
         endButton.disabled = true;
         // Marked once the terminal has taken in every write.
@@ -440,7 +498,7 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
         delete dialog.dataset.ended;
         playButton.disabled = false;
         endButton.disabled = false;
-        playButton.textContent = p.playing ? 'Pause' : 'Play';
+        playButton.textContent = t(p.playing ? 'replay.pause' : 'replay.play');
       }
       p.seek(Number(seek.value));
     });
@@ -449,10 +507,10 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
     playButton.addEventListener('click', () => {
       if (p.playing) {
         p.pause();
-        playButton.textContent = 'Play';
+        playButton.textContent = t('replay.play');
       } else {
         p.play();
-        playButton.textContent = 'Pause';
+        playButton.textContent = t('replay.pause');
       }
     });
     endButton.addEventListener('click', () => p.skipToEnd());
@@ -461,7 +519,7 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
     });
     p.play();
   } catch (e) {
-    info.textContent = `Cannot replay: ${(e as Error).message}`;
+    info.textContent = t('replay.cannot', { message: (e as Error).message });
     info.className = 'replay-info error';
   }
 }

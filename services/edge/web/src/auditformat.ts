@@ -2,6 +2,7 @@
 // returns (enum names, int64 as strings, durations as "1.5s", zero values left out).
 
 import type { AuditEvent } from './api';
+import { t } from './i18n';
 
 export function shortKind(kind: string): string {
   return kind.replace(/^EVENT_KIND_/, '').toLowerCase();
@@ -27,31 +28,39 @@ export function describeEvent(e: AuditEvent): string {
         ? `${e.command_request?.line ?? ''} — ${e.command_request.parse_error}`
         : (e.command_request?.line ?? (e.command_request?.argv ?? []).join(' '));
     case 'decision': {
-      const verdict = e.decision?.verdict === 'VERDICT_ALLOW' ? 'allowed' : 'denied';
+      const verdict = t(e.decision?.verdict === 'VERDICT_ALLOW' ? 'event.verdictAllowed' : 'event.verdictDenied');
       const line = e.command_request?.line ? `${e.command_request.line}: ` : '';
-      return `${line}${verdict} by ${e.decision?.rule ?? '?'}${e.decision?.reason ? ` — ${e.decision.reason}` : ''}`;
+      const reason = e.decision?.reason ? ` — ${e.decision.reason}` : '';
+      return t('event.decision', { line, verdict, rule: e.decision?.rule ?? '?', reason });
     }
     case 'command_result': {
       const r = e.command_result ?? {};
       const how = (r.termination ?? 'TERMINATION_EXITED').replace(/^TERMINATION_/, '').toLowerCase();
-      const code = how === 'exited' ? `exit ${r.exit_code ?? 0}` : how.replace(/_/g, ' ');
+      const code = how === 'exited' ? t('event.exit', { code: r.exit_code ?? 0 }) : how.replace(/_/g, ' ');
       const bytes = Number(r.stdout_bytes ?? 0) + Number(r.stderr_bytes ?? 0);
-      return `${code} · ${durationText(r.duration)} · ${bytes} bytes${r.error ? ` — ${r.error}` : ''}`;
+      return t('event.result', { code, duration: durationText(r.duration), bytes, error: r.error ? ` — ${r.error}` : '' });
     }
     case 'session_open':
-      return `${(e.session_open?.mode ?? 'SESSION_MODE_COMMAND').replace(/^SESSION_MODE_/, '').toLowerCase()} session opened`;
+      return t('event.sessionOpened', {
+        mode: (e.session_open?.mode ?? 'SESSION_MODE_COMMAND').replace(/^SESSION_MODE_/, '').toLowerCase(),
+      });
     case 'session_close': {
       const c = e.session_close ?? {};
       const reason = (c.reason ?? '').replace(/^CLOSE_REASON_/, '').toLowerCase().replace(/_/g, ' ');
-      return `closed: ${reason}${c.commands ? ` · ${c.commands} commands` : ''}${c.duration ? ` · ${durationText(c.duration)}` : ''}`;
+      return t('event.closed', {
+        reason,
+        commands: c.commands ? t('event.commands', { n: c.commands }) : '',
+        duration: c.duration ? ` · ${durationText(c.duration)}` : '',
+      });
     }
     case 'shell_recording':
-      return `recording part ${Number(e.shell_recording?.sequence ?? 0) + 1}`;
+      return t('event.recordingPart', { n: Number(e.shell_recording?.sequence ?? 0) + 1 });
     case 'auth_failure':
       return `${e.auth_failure?.reason ?? ''}${e.auth_failure?.message ? ` — ${e.auth_failure.message}` : ''}`;
     case 'policy_change': {
       const p = e.policy_change ?? {};
-      return `${p.accepted ? 'loaded' : 'refused'} ${(p.version ?? '').slice(0, 12)}${p.message ? ` — ${p.message}` : ''}`;
+      const params = { version: (p.version ?? '').slice(0, 12), message: p.message ? ` — ${p.message}` : '' };
+      return t(p.accepted ? 'event.policyLoaded' : 'event.policyRefused', params);
     }
     default:
       return '';

@@ -4,6 +4,7 @@
 
 import type { AllowedCommand } from './api';
 import type { Completion } from './lineeditor';
+import { t } from './i18n';
 
 export function makeCompleter(commands: AllowedCommand[]) {
   return (line: string, cursor: number): Completion => complete(commands, line, cursor);
@@ -22,21 +23,21 @@ export function complete(commands: AllowedCommand[], line: string, cursor: numbe
     return {
       from,
       candidates,
-      hint: candidates.length === 0 ? 'policy allows no command on this target' : undefined,
+      hint: candidates.length === 0 ? t('complete.noCommand') : undefined,
     };
   }
   const program = words[0];
   const rules = commands.filter((c) => c.program === program);
   if (rules.length === 0) {
-    return { from, candidates: [], hint: `${program}: policy allows no such program here` };
+    return { from, candidates: [], hint: t('complete.noProgram', { program }) };
   }
-  const usage = rules.map((r) => `usage: ${r.usage ?? r.program}`).join('\r\n');
+  const usage = rules.map((r) => t('complete.usage', { usage: r.usage ?? r.program })).join('\r\n');
   // The word before the cursor's word: a flag that takes a value wants a value now.
   const previous = words[words.length - 1];
   for (const r of rules) {
     const f = r.flags?.find((x) => x.name === previous);
     if (f?.takes_value) {
-      const what = f.value_type ? `<${f.value_type}>` : '<value>';
+      const what = f.value_type ? `<${f.value_type}>` : t('complete.value');
       return {
         from,
         candidates: [],

@@ -2,6 +2,8 @@
 // connection drops. Authentication rides on the HttpOnly cookie the sign-in set; the browser
 // sends it with the handshake.
 
+import { t } from './i18n';
+
 export interface Target {
   // The cluster; empty: exec's default.
   cluster?: string;
@@ -240,39 +242,37 @@ export function describeClose(
   const detail = lastError || reason;
   // A dropped connection while the browser reports no network (Wi-Fi gone, a sleeping laptop
   // waking up) is that, not edge's doing; the page reconnects when the network is back.
-  if (offline && (code === 1006 || code === 1001)) return 'this computer is offline (the browser has no network)';
+  if (offline && (code === 1006 || code === 1001)) return t('close.offline');
   switch (code) {
     case 1000:
       switch (closedReason) {
         case 'client':
         case '':
-          return 'the session ended';
+          return t('close.ended');
         case 'remote_exit':
-          return 'the shell exited';
+          return t('close.shellExited');
         case 'session_limit':
-          return 'the session reached its time limit';
+          return t('close.timeLimit');
         case 'disconnected':
-          return 'the session ended: the connection broke';
+          return t('close.broke');
         default:
-          return detail ? `the session ended: ${detail}` : 'the session ended';
+          return detail ? t('close.endedWith', { detail }) : t('close.ended');
       }
     case 1001:
-      return closedReason === 'idle_timeout'
-        ? 'closed after a long idle time'
-        : 'edge is restarting or shutting down';
+      return closedReason === 'idle_timeout' ? t('close.idle') : t('close.edgeRestarting');
     case 1008:
-      return detail || 'refused by edge';
+      return detail || t('close.refused');
     case 1009:
-      return 'a message was too large for edge';
+      return t('close.tooLarge');
     case 1011:
-      return `the session failed: ${detail || 'unexpected error in exec'}`;
+      return t('close.failed', { detail: detail || t('close.execError') });
     case 1013:
       return closedReason === 'exec_lost'
-        ? 'the connection to the exec service was lost; reconnecting'
-        : `podgate is unavailable or over capacity: ${detail || 'try again later'}`;
+        ? t('close.execLost')
+        : t('close.unavailable', { detail: detail || t('close.tryLater') });
     case 1006:
-      return 'the connection was lost';
+      return t('close.lost');
     default:
-      return detail || `connection closed (${code})`;
+      return detail || t('close.code', { code });
   }
 }

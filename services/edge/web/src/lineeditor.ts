@@ -10,6 +10,8 @@
 // holds more than one line is refused with a message (each command is authorized and recorded
 // on its own); one trailing newline is dropped.
 
+import { t } from './i18n';
+
 export interface Completion {
   // Where the replaced word starts in the line (the word runs to the cursor).
   from: number;
@@ -238,8 +240,7 @@ export class LineEditor {
     if (body.includes('\n')) {
       const lines = body.split('\n').length;
       this.printAbove(
-        `\x1b[33mpodgate: refused a paste of ${lines} lines: paste one command at a time ` +
-          `(each command is authorized and recorded on its own)\x1b[0m\r\n`,
+`\x1b[33m${t('paste.refused', { lines })}\x1b[0m\r\n`,
       );
       return;
     }
@@ -553,6 +554,6 @@ function formatCandidates(items: { value: string; description?: string }[], cols
     }
     out += row + '\r\n';
   }
-  if (items.length > 50) out += `  … and ${items.length - 50} more\r\n`;
+  if (items.length > 50) out += `  ${t('complete.more', { n: items.length - 50 })}\r\n`;
   return out;
 }

@@ -16,6 +16,7 @@ import {
 import { AuditView } from './audit';
 import type { ConnectionState } from './connection';
 import { clear, h } from './dom';
+import { L, onLanguageChange, resolveLanguage, setLanguage, t, type LanguageChoice } from './i18n';
 import { kFontSizes, loadSettings, resolveTheme, saveSettings, type ThemeChoice } from './settings';
 import { chooseTab, type Picked } from './tabs';
 import { TerminalView } from './terminal';
@@ -37,6 +38,8 @@ interface Tab {
   button: HTMLButtonElement;
   closeButton: HTMLButtonElement;
   allowed: Allowed | null;
+  // Why policy could not be asked what is allowed ('' when it answered).
+  allowedError: string;
   allowedGeneration: number;
   mode: 'command' | 'shell';
   // Ran a command or opened a shell: kept when another target is picked.
@@ -57,7 +60,7 @@ class Page {
   }
   // The tab strip over the terminals, and the terminals (only the current one shown; it alone
   // carries the class term-host).
-  private tabStrip = h('ul', { class: 'term-tabs', 'aria-label': 'open targets' });
+  private tabStrip = h('ul', { class: 'term-tabs', 'aria-label': L('tabs.aria') });
   private termStack = h('div', { class: 'term-stack' });
   private audit: AuditView | null = null;
   private namespaces: Namespace[] = [];
@@ -77,22 +80,22 @@ class Page {
   private readonly darkQuery = window.matchMedia('(prefers-color-scheme: dark)');
   private runningLine = h('div', { class: 'running-line', role: 'status', hidden: true });
   // Find in the output (Ctrl+Shift+F or the Find button): the whole scrollback.
-  private findInput = h('input', { type: 'search', placeholder: 'Find in output', 'aria-label': 'find in output' });
+  private findInput = h('input', { type: 'search', placeholder: L('find.placeholder'), 'aria-label': L('find.aria') });
   private findCount = h('span', { class: 'find-count', role: 'status', 'aria-live': 'polite' });
   private findBar = h('div', { class: 'find-bar', hidden: true });
   private runningTimer: ReturnType<typeof setInterval> | null = null;
   private readonly baseTitle = document.title;
   private statusEl = h('span', { class: 'status', role: 'status', 'aria-live': 'polite', hidden: true });
-  private reconnectButton = h('button', { type: 'button', class: 'link', hidden: true }, 'Reconnect now');
-  private clusterSelect = h('select', { 'aria-label': 'cluster', name: 'cluster' });
-  private clusterLabel = h('label', { hidden: true }, 'Cluster', this.clusterSelect);
-  private nsSelect = h('select', { 'aria-label': 'namespace', name: 'namespace' });
-  private podSelect = h('select', { 'aria-label': 'pod', name: 'pod' });
-  private containerSelect = h('select', { 'aria-label': 'container', name: 'container' });
+  private reconnectButton = h('button', { type: 'button', class: 'link', hidden: true }, L('status.reconnectNow'));
+  private clusterSelect = h('select', { 'aria-label': L('toolbar.clusterAria'), name: 'cluster' });
+  private clusterLabel = h('label', { hidden: true }, L('toolbar.cluster'), this.clusterSelect);
+  private nsSelect = h('select', { 'aria-label': L('toolbar.namespaceAria'), name: 'namespace' });
+  private podSelect = h('select', { 'aria-label': L('toolbar.podAria'), name: 'pod' });
+  private containerSelect = h('select', { 'aria-label': L('toolbar.containerAria'), name: 'container' });
   private commandModeButton = h(
     'button',
     { type: 'button', class: 'mode active', 'data-mode': 'command', 'aria-pressed': 'true' },
-    'Commands',
+    L('toolbar.commands'),
   );
   private shellModeButton = h(
     'button',
@@ -102,24 +105,30 @@ class Page {
       'data-mode': 'shell',
       'aria-pressed': 'false',
       disabled: true,
-      title: 'policy allows no shell here',
+      title: t('toolbar.shellRefused'),
     },
-    'Shell',
+    L('toolbar.shell'),
   );
   private toolbarToggle = h(
     'button',
-    { type: 'button', class: 'toolbar-toggle', 'aria-expanded': 'false', 'aria-controls': 'toolbar', title: 'target, mode and find' },
-    '☰ Target',
+    {
+      type: 'button',
+      class: 'toolbar-toggle',
+      'aria-expanded': 'false',
+      'aria-controls': 'toolbar',
+      title: L('toolbar.toggleTitle'),
+    },
+    t('toolbar.target'),
   );
   private panelList = h('ul', { class: 'allowed-list' });
   private panelNote = h('p', { class: 'panel-note' });
-  private panelFilter = h('input', { type: 'search', placeholder: 'Filter commands', 'aria-label': 'filter commands' });
+  private panelFilter = h('input', { type: 'search', placeholder: L('panel.filterPlaceholder'), 'aria-label': L('panel.filterAria') });
   private notice = h('div', { class: 'notice', role: 'alert', hidden: true });
   // Each command's outcome (exit, denial, error) in words, for screen readers: the terminal's
   // canvas of rows is not announced as it changes.
-  private outcomes = h('div', { class: 'visually-hidden', role: 'log', 'aria-live': 'polite', 'aria-label': 'command outcomes' });
+  private outcomes = h('div', { class: 'visually-hidden', role: 'log', 'aria-live': 'polite', 'aria-label': L('term.outcomesAria') });
   // Under the terminal while it has the focus: how to leave it (Tab completes inside).
-  private leaveHint = h('p', { class: 'leave-hint', id: 'leave-hint' }, 'Esc then Tab leaves the terminal');
+  private leaveHint = h('p', { class: 'leave-hint', id: 'leave-hint' }, t('term.leaveHint'));
 
   constructor() {
     this.reconnectButton.addEventListener('click', () => this.terminal?.reconnect());
@@ -153,9 +162,13 @@ class Page {
   }
 
   async boot(): Promise<void> {
+    // Another language (the first one too: the browser's, set below): the texts the page set
+    // itself are worded again (dom.ts redraws the rest).
+    onLanguageChange(() => this.relocalize());
     this.applySettings();
     this.darkQuery.addEventListener('change', () => this.applySettings());
-    this.showMessage('Loading…');
+    window.addEventListener('languagechange', () => this.applySettings());
+    this.showMessage(t('page.loading'));
     this.auth = await api.authConfig();
     let session: Session;
     try {
@@ -163,11 +176,11 @@ class Page {
     } catch (e) {
       const err = e as ApiError;
       if (err.status === 401) {
-        this.showSignIn(/expired/i.test(err.message) ? `Your sign-in has expired (${err.message}).` : '');
+        this.showSignIn(/expired/i.test(err.message) ? t('signin.hasExpired', { message: err.message }) : '');
       } else if (err.status === 403) {
-        this.showFatal('This page is served under an address edge does not accept', err.message);
+        this.showFatal(t('page.fatal.origin'), err.message);
       } else {
-        this.showFatal('podgate is not reachable', err.message, true);
+        this.showFatal(t('page.fatal.unreachable'), err.message, true);
       }
       return;
     }
@@ -207,14 +220,14 @@ class Page {
       autocomplete: 'off',
       spellcheck: 'false',
       placeholder: 'eyJhbGciOi…',
-      'aria-label': 'access token',
+      'aria-label': L('signin.tokenAria'),
       required: true,
     });
-    const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+    const button = h('button', { type: 'submit', class: 'primary' }, L('signin.button'));
     const form = h(
       'form',
       { class: 'signin-form' },
-      h('label', { for: 'token' }, 'Access token (JWT)'),
+      h('label', { for: 'token' }, L('signin.tokenLabel')),
       token,
       button,
     );
@@ -223,7 +236,7 @@ class Page {
       ev.preventDefault();
       const value = token.value.trim().replace(/^Bearer\s+/i, '');
       if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(value)) {
-        error.textContent = 'That is not a JWT: a token has three base64url parts separated by dots.';
+        error.textContent = t('signin.notJwt');
         return;
       }
       button.disabled = true;
@@ -237,17 +250,17 @@ class Page {
         const err = e as ApiError;
         error.textContent =
           err.status === 401
-            ? `edge refused the token: ${err.message}.`
+            ? t('signin.refused', { message: err.message })
             : err.status === 403
-              ? `${err.message}.`
-              : `Could not sign in: ${err.message}`;
+              ? t('signin.forbidden', { message: err.message })
+              : t('signin.failed', { message: err.message });
         button.disabled = false;
       }
     });
     const fine = h(
       'p',
       { class: 'fine' },
-      'The token is exchanged for an HttpOnly cookie that lasts until the token expires; the page never stores it.',
+      L('signin.fine'),
     );
     clear(app);
     if (this.auth.sso) {
@@ -255,18 +268,18 @@ class Page {
       const sso = h(
         'a',
         { class: 'button primary sso', id: 'sso-signin', href: this.auth.login_url ?? '/auth/login' },
-        `Sign in with ${this.auth.provider_name ?? 'SSO'}`,
+        this.auth.provider_name ? L('signin.withProvider', { provider: this.auth.provider_name }) : L('signin.withSso'),
       );
       app.append(
         h(
           'main',
           { class: 'signin' },
           h('h1', {}, 'podgate'),
-          h('p', { class: 'lead' }, 'Run allowlisted diagnostics in Kubernetes pods. Every command is authorized by policy and recorded.'),
+          h('p', { class: 'lead' }, L('signin.lead')),
           notice,
           sso,
           error,
-          h('details', { class: 'paste-token' }, h('summary', {}, 'Or paste an access token'), form, fine),
+          h('details', { class: 'paste-token' }, h('summary', {}, L('signin.orPaste')), form, fine),
         ),
       );
       sso.focus();
@@ -277,7 +290,7 @@ class Page {
         'main',
         { class: 'signin' },
         h('h1', {}, 'podgate'),
-        h('p', { class: 'lead' }, 'Run allowlisted diagnostics in Kubernetes pods. Every command is authorized by policy and recorded.'),
+        h('p', { class: 'lead' }, L('signin.lead')),
         notice,
         form,
         error,
@@ -337,7 +350,7 @@ class Page {
           this.scheduleExpiryAt(at);
           return;
         }
-        this.expired(`Your sign-in expired at ${new Date(at).toLocaleTimeString()}.`);
+        this.expired(t('signin.expiredAt', { time: new Date(at).toLocaleTimeString() }));
       },
       Math.min(delay + 500, kMaxTimer),
     );
@@ -348,16 +361,16 @@ class Page {
   private signedOut(err: ApiError): void {
     const at = this.session ? Date.parse(this.session.expires) : NaN;
     if (Number.isFinite(at) && at <= Date.now() + 5000) {
-      this.expired(`Your sign-in expired at ${new Date(at).toLocaleTimeString()}.`);
+      this.expired(t('signin.expiredAt', { time: new Date(at).toLocaleTimeString() }));
     } else {
-      this.expired(`Your sign-in is no longer valid (${err.message}).`);
+      this.expired(t('signin.noLongerValid', { message: err.message }));
     }
   }
 
   private expired(message: string): void {
     const why = this.refreshError ? ` (${this.refreshError})` : '';
     this.refreshError = '';
-    this.showSignIn(this.auth.sso ? `${message}${why} Sign in again.` : `${message} Paste a new token to continue.`);
+    this.showSignIn(this.auth.sso ? t('signin.againSso', { message, why }) : t('signin.againToken', { message }));
   }
 
   private async signOut(): Promise<void> {
@@ -379,52 +392,86 @@ class Page {
     } catch {
       // The cookie lapses with the token anyway.
     }
-    this.showSignIn('You signed out.', true);
+    this.showSignIn(t('signin.signedOut'), true);
   }
 
   private applySettings(): void {
     const theme = resolveTheme(this.settings.theme, this.darkQuery.matches);
     document.documentElement.dataset.theme = theme;
-    for (const t of this.tabs) {
-      t.view.setAppearance(this.settings.fontSize, theme);
-      t.view.setScreenReaderMode(this.settings.screenReader);
+    for (const tab of this.tabs) {
+      tab.view.setAppearance(this.settings.fontSize, theme);
+      tab.view.setScreenReaderMode(this.settings.screenReader);
     }
+    setLanguage(resolveLanguage(this.settings.language, navigator.languages ?? [navigator.language]));
   }
 
-  // The topbar's "Display" menu: text size and theme, saved in local storage.
-  private buildSettingsMenu(): HTMLElement {
-    const size = h('select', { name: 'font-size', 'aria-label': 'text size' });
-    for (const n of kFontSizes) size.append(h('option', { value: String(n) }, `${n} px`));
-    size.value = String(this.settings.fontSize);
-    const theme = h('select', { name: 'theme', 'aria-label': 'theme' });
-    for (const [value, label] of [
-      ['auto', 'System'],
-      ['light', 'Light'],
-      ['dark', 'Dark'],
-    ]) {
-      theme.append(h('option', { value }, label));
+  // The texts the page set while it ran, worded again in the new language (the fixed labels
+  // follow by themselves: dom.ts). Lines already printed in a terminal stay as printed.
+  private relocalize(): void {
+    if (!this.current) {
+      this.toolbarToggle.textContent = t('toolbar.target');
+      this.shellModeButton.title = t('toolbar.shellRefused');
+    } else {
+      this.showState(this.current.state ?? { kind: 'connecting', attempt: 1 });
+      this.showRunning(this.current.running, this.current.runningSince);
+      const error = this.current.allowedError;
+      this.showAllowed(this.current, error ? t('panel.cannotAsk', { message: error }) : undefined);
     }
+    this.renderTabs();
+    this.leaveHint.textContent = t(this.leaveHint.classList.contains('armed') ? 'term.leaveArmed' : 'term.leaveHint');
+    if (this.current && !this.findBar.hidden) this.current.view.find(this.findInput.value, false, true);
+    this.audit?.relocalize();
+  }
+
+  // The topbar's "Display" menu: text size, theme and language, saved in local storage.
+  private buildSettingsMenu(): HTMLElement {
+    const size = h('select', { name: 'font-size', 'aria-label': L('display.textSizeAria') });
+    for (const n of kFontSizes) size.append(h('option', { value: String(n) }, L('display.px', { n })));
+    size.value = String(this.settings.fontSize);
+    const theme = h('select', { name: 'theme', 'aria-label': L('display.themeAria') });
+    theme.append(
+      h('option', { value: 'auto' }, L('display.theme.auto')),
+      h('option', { value: 'light' }, L('display.theme.light')),
+      h('option', { value: 'dark' }, L('display.theme.dark')),
+    );
     theme.value = this.settings.theme;
+    // Each language by its own name, whatever the page speaks now; lang= lets a screen reader
+    // say it right.
+    const lang = h(
+      'select',
+      { name: 'language', 'aria-label': L('display.languageAria') },
+      h('option', { value: 'auto' }, L('display.language.auto')),
+      h('option', { value: 'en', lang: 'en' }, 'English'),
+      h('option', { value: 'zh-CN', lang: 'zh-CN' }, '简体中文'),
+    );
+    lang.value = this.settings.language;
     const reader = h('input', { type: 'checkbox', name: 'screen-reader' });
     reader.checked = this.settings.screenReader;
     const changed = () => {
-      this.settings = { fontSize: Number(size.value), theme: theme.value as ThemeChoice, screenReader: reader.checked };
+      this.settings = {
+        fontSize: Number(size.value),
+        theme: theme.value as ThemeChoice,
+        screenReader: reader.checked,
+        language: lang.value as LanguageChoice,
+      };
       saveSettings(this.settings);
       this.applySettings();
     };
     size.addEventListener('change', changed);
     theme.addEventListener('change', changed);
+    lang.addEventListener('change', changed);
     reader.addEventListener('change', changed);
     return h(
       'details',
       { class: 'settings' },
-      h('summary', {}, 'Display'),
+      h('summary', {}, L('display.summary')),
       h(
         'div',
         { class: 'settings-menu' },
-        h('label', {}, 'Text size', size),
-        h('label', {}, 'Theme', theme),
-        h('label', { class: 'check' }, reader, 'Screen reader mode'),
+        h('label', {}, L('display.textSize'), size),
+        h('label', {}, L('display.theme'), theme),
+        h('label', {}, L('display.language'), lang),
+        h('label', { class: 'check' }, reader, L('display.screenReader')),
       ),
     );
   }
@@ -432,14 +479,14 @@ class Page {
   // Keys a phone's keyboard lacks, for narrow screens and touch: each acts as if typed in the
   // terminal, which keeps the focus.
   private buildExtraKeys(): HTMLElement {
-    const keys: [string, string, string][] = [
-      ['Tab', '\t', 'Tab: completes'],
-      ['Ctrl+C', '\x03', 'Ctrl+C: interrupts (or copies a selection)'],
-      ['↑', '\x1b[A', 'Up: the previous command'],
-      ['↓', '\x1b[B', 'Down: the next command'],
-      ['Esc', '\x1b', 'Escape: then Tab leaves the terminal'],
+    const keys: [string, string, () => string][] = [
+      ['Tab', '\t', L('keys.tab')],
+      ['Ctrl+C', '\x03', L('keys.ctrlC')],
+      ['↑', '\x1b[A', L('keys.up')],
+      ['↓', '\x1b[B', L('keys.down')],
+      ['Esc', '\x1b', L('keys.escape')],
     ];
-    const row = h('div', { class: 'extra-keys', role: 'group', 'aria-label': 'extra keys' });
+    const row = h('div', { class: 'extra-keys', role: 'group', 'aria-label': L('keys.aria') });
     for (const [label, data, title] of keys) {
       // The visible text is the name (what a voice user says); the title explains.
       const b = h('button', { type: 'button', title }, label);
@@ -455,9 +502,9 @@ class Page {
   }
 
   private buildFindBar(): HTMLElement {
-    const prev = h('button', { type: 'button', title: 'Previous match (Shift+Enter)', 'aria-label': 'previous match' }, '↑');
-    const next = h('button', { type: 'button', title: 'Next match (Enter)', 'aria-label': 'next match' }, '↓');
-    const close = h('button', { type: 'button', title: 'Close (Escape)', 'aria-label': 'close find' }, '×');
+    const prev = h('button', { type: 'button', title: L('find.previousTitle'), 'aria-label': L('find.previousAria') }, '↑');
+    const next = h('button', { type: 'button', title: L('find.nextTitle'), 'aria-label': L('find.nextAria') }, '↓');
+    const close = h('button', { type: 'button', title: L('find.closeTitle'), 'aria-label': L('find.closeAria') }, '×');
     prev.addEventListener('click', () => this.terminal?.find(this.findInput.value, true));
     next.addEventListener('click', () => this.terminal?.find(this.findInput.value));
     close.addEventListener('click', () => this.closeFind());
@@ -503,7 +550,7 @@ class Page {
     const shown = line.length > 60 ? `${line.slice(0, 59)}…` : line;
     const render = () => {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      this.runningLine.textContent = `running ${shown}… ${seconds} s · Ctrl+C stops · typing goes to its stdin`;
+      this.runningLine.textContent = t('term.running', { line: shown, seconds });
     };
     render();
     this.runningLine.hidden = false;
@@ -537,10 +584,10 @@ class Page {
     const tabs = h(
       'nav',
       { class: 'tabs' },
-      h('a', { href: '#/terminal', 'data-tab': 'terminal' }, 'Terminal'),
-      s.auditor ? h('a', { href: '#/audit', 'data-tab': 'audit' }, 'Audit') : null,
+      h('a', { href: '#/terminal', 'data-tab': 'terminal' }, L('nav.terminal')),
+      s.auditor ? h('a', { href: '#/audit', 'data-tab': 'audit' }, L('nav.audit')) : null,
     );
-    const signOut = h('button', { type: 'button', class: 'link' }, 'Sign out');
+    const signOut = h('button', { type: 'button', class: 'link' }, L('nav.signOut'));
     signOut.addEventListener('click', () => void this.signOut());
     const header = h(
       'header',
@@ -554,7 +601,7 @@ class Page {
       h('span', { class: 'who', title: s.groups.join(', ') }, s.user),
       signOut,
     );
-    const findButton = h('button', { type: 'button', title: 'Find in the output, scrollback included (Ctrl+Shift+F)' }, 'Find');
+    const findButton = h('button', { type: 'button', title: L('toolbar.findTitle') }, L('toolbar.find'));
     findButton.addEventListener('click', () => this.openFind());
     // On a narrow screen the toolbar folds behind this button, which names the target.
     this.toolbarToggle.addEventListener('click', () => {
@@ -570,11 +617,11 @@ class Page {
         { class: 'toolbar', id: 'toolbar' },
         this.toolbarToggle,
         this.clusterLabel,
-        h('label', {}, 'Namespace', this.nsSelect),
-        h('label', {}, 'Pod', this.podSelect),
-        h('label', {}, 'Container', this.containerSelect),
+        h('label', {}, L('toolbar.namespace'), this.nsSelect),
+        h('label', {}, L('toolbar.pod'), this.podSelect),
+        h('label', {}, L('toolbar.container'), this.containerSelect),
         findButton,
-        h('span', { class: 'modes', role: 'group', 'aria-label': 'mode' }, this.commandModeButton, this.shellModeButton),
+        h('span', { class: 'modes', role: 'group', 'aria-label': L('toolbar.modesAria') }, this.commandModeButton, this.shellModeButton),
       ),
       h(
         'div',
@@ -589,8 +636,8 @@ class Page {
       ),
       h(
         'aside',
-        { class: 'allowed-panel', 'aria-label': 'allowed commands' },
-        h('h2', {}, 'Allowed here'),
+        { class: 'allowed-panel', 'aria-label': L('panel.aria') },
+        h('h2', {}, L('panel.heading')),
         this.panelFilter,
         this.panelNote,
         this.panelList,
@@ -632,9 +679,9 @@ class Page {
   private showFatal(title: string, detail: string, retry = false): void {
     this.teardown();
     clear(app);
-    const box = h('main', { class: 'signin' }, h('h1', {}, 'podgate'), h('p', { class: 'error', role: 'alert' }, `${title}: ${detail}`));
+    const box = h('main', { class: 'signin' }, h('h1', {}, 'podgate'), h('p', { class: 'error', role: 'alert' }, t('page.fatal', { title, detail })));
     if (retry) {
-      const b = h('button', { type: 'button', class: 'primary' }, 'Try again');
+      const b = h('button', { type: 'button', class: 'primary' }, L('page.tryAgain'));
       b.addEventListener('click', () => void this.boot());
       box.append(b);
     }
@@ -661,23 +708,23 @@ class Page {
     };
     switch (st.kind) {
       case 'connecting':
-        set('connecting', st.attempt > 1 ? `connecting… (attempt ${st.attempt})` : 'connecting…');
+        set('connecting', st.attempt > 1 ? t('status.connectingAttempt', { attempt: st.attempt }) : t('status.connecting'));
         break;
       case 'open':
-        set('open', 'connected', `session ${st.sessionId}`);
+        set('open', t('status.connected'), t('status.session', { id: st.sessionId }));
         break;
       case 'waiting': {
         const until = Date.now() + st.delayMs;
         const tick = () => {
           const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-          set('waiting', `reconnecting in ${left} s (attempt ${st.attempt + 1})`, st.why);
+          set('waiting', t('status.reconnectingIn', { seconds: left, attempt: st.attempt + 1 }), st.why);
         };
         tick();
         this.countdown = setInterval(tick, 1000);
         break;
       }
       case 'closed':
-        set('closed', 'disconnected', st.why);
+        set('closed', t('status.disconnected'), st.why);
         break;
     }
   }
@@ -687,7 +734,7 @@ class Page {
   private async diagnose(): Promise<{ fatal: boolean; message: string } | null> {
     try {
       await api.session();
-      return { fatal: false, message: 'edge refused the terminal connection (too many connections, or the service is busy)' };
+      return { fatal: false, message: t('status.edgeRefused') };
     } catch (e) {
       const err = e as ApiError;
       if (err.status === 401) {
@@ -726,7 +773,7 @@ class Page {
       if (gen !== this.generation) return;
       const err = e as ApiError;
       if (err.status === 401) return this.signedOut(err);
-      this.showNotice(`Could not list the pods you may use: ${err.message}`);
+      this.showNotice(t('notice.cannotList', { message: err.message }));
       return;
     }
     const down = this.clusters.filter((c) => c.reachable === false);
@@ -737,8 +784,10 @@ class Page {
       }
       this.showNotice(
         down.length > 0
-          ? `No pod is open to you. Unreachable: ${down.map((c) => `${c.name} (${c.error ?? 'no answer'})`).join(', ')}.`
-          : 'No pod is open to you: policy allows you no target. Ask your platform team.',
+          ? t('notice.noPodUnreachable', {
+              clusters: down.map((c) => t('notice.clusterError', { name: c.name, error: c.error ?? t('cluster.noAnswer') })).join(', '),
+            })
+          : t('notice.noPod'),
       );
       return;
     }
@@ -779,7 +828,7 @@ class Page {
       fill(this.nsSelect, [], '');
       fill(this.podSelect, [], '');
       fill(this.containerSelect, [], '');
-      this.showNotice(`No pod in cluster ${cluster.name} is open to you.`);
+      this.showNotice(t('notice.noPodInCluster', { cluster: cluster.name }));
       return;
     }
     const ns = this.namespaces.find((n) => n.name === want.namespace) ?? this.namespaces[0];
@@ -791,7 +840,7 @@ class Page {
     fill(this.podSelect, ns.pods.map((p) => p.name), pod?.name ?? '');
     fill(this.containerSelect, (pod?.containers ?? []).map((c) => c.name), container?.name ?? '');
     if (!pod || !container) {
-      this.showNotice(`No pod in ${ns.name} is open to you.`);
+      this.showNotice(t('notice.noPodInNamespace', { namespace: ns.name }));
       return;
     }
     this.showNotice('');
@@ -849,6 +898,7 @@ class Page {
       button,
       closeButton,
       allowed: null,
+      allowedError: '',
       allowedGeneration: 0,
       mode: 'command',
       used: false,
@@ -885,10 +935,10 @@ class Page {
         this.findCount.textContent = !this.findInput.value
           ? ''
           : count === 0
-            ? 'no match'
+            ? t('find.none')
             : index < 0
-              ? `more than ${count} matches`
-              : `${index + 1} of ${count}`;
+              ? t('find.tooMany', { count })
+              : t('find.position', { index: index + 1, count });
       },
       announce: (text) => {
         // A log keeps the last few: older outcomes were announced already. Another tab's
@@ -898,7 +948,7 @@ class Page {
       },
       leaving: (armed) => {
         if (tab !== this.current) return;
-        this.leaveHint.textContent = armed ? 'Tab now leaves the terminal' : 'Esc then Tab leaves the terminal';
+        this.leaveHint.textContent = t(armed ? 'term.leaveArmed' : 'term.leaveHint');
         this.leaveHint.classList.toggle('armed', armed);
       },
     });
@@ -908,22 +958,25 @@ class Page {
   }
 
   private tabLabel(tab: Tab): string {
-    const t = tab.target;
-    const cluster = this.clusters.length > 1 && t.cluster ? `${t.cluster}: ` : '';
-    return `${cluster}${t.pod}/${t.container}${tab.mode === 'shell' ? ' (shell)' : ''}`;
+    const p = tab.target;
+    const cluster = this.clusters.length > 1 && p.cluster ? `${p.cluster}: ` : '';
+    return `${cluster}${p.pod}/${p.container}${tab.mode === 'shell' ? t('tabs.shellSuffix') : ''}`;
   }
 
   private renderTab(tab: Tab): void {
-    const t = tab.target;
+    const p = tab.target;
     if (tab === this.current) this.toolbarToggle.textContent = `☰ ${this.tabLabel(tab)}`;
     const state = tab.state?.kind ?? 'connecting';
     tab.button.textContent = `${tab.running !== null ? '▶ ' : ''}${this.tabLabel(tab)}`;
-    tab.button.title = `${t.cluster ? `${t.cluster}: ` : ''}${t.namespace}/${t.pod} (${t.container}), ${tab.mode} mode, ${
-      state === 'open' ? 'connected' : state
-    }${tab.running !== null ? `, running ${tab.running}` : ''}`;
+    tab.button.title = t('tabs.title', {
+      where: `${p.cluster ? `${p.cluster}: ` : ''}${p.namespace}/${p.pod} (${p.container})`,
+      mode: t(tab.mode === 'shell' ? 'tabs.mode.shell' : 'tabs.mode.command'),
+      state: t(`tabs.state.${state}`),
+      running: tab.running !== null ? t('tabs.running', { line: tab.running }) : '',
+    });
     tab.button.dataset.state = state;
-    tab.closeButton.setAttribute('aria-label', `close ${this.tabLabel(tab)}`);
-    tab.closeButton.title = `Close this terminal (ends its session${tab.running !== null ? ' and stops what runs' : ''})`;
+    tab.closeButton.setAttribute('aria-label', t('tabs.closeAria', { label: this.tabLabel(tab) }));
+    tab.closeButton.title = t(tab.running !== null ? 'tabs.closeTitleRunning' : 'tabs.closeTitle');
   }
 
   private renderTabs(): void {
@@ -982,8 +1035,8 @@ class Page {
     clear(this.clusterSelect);
     for (const c of this.clusters) {
       const down = c.reachable === false;
-      const label = `${c.name}${c.default ? ' (default)' : ''}${down ? ' — unreachable' : ''}`;
-      const option = h('option', { value: c.name, disabled: down, title: down ? (c.error ?? 'no answer') : '' }, label);
+      const label = `${c.name}${c.default ? t('cluster.default') : ''}${down ? t('cluster.unreachable') : ''}`;
+      const option = h('option', { value: c.name, disabled: down, title: down ? (c.error ?? t('cluster.noAnswer')) : '' }, label);
       option.selected = c.name === chosen;
       this.clusterSelect.append(option);
     }
@@ -994,17 +1047,19 @@ class Page {
     const gen = ++tab.allowedGeneration;
     const p = tab.target;
     tab.allowed = null;
-    if (tab === this.current) this.showAllowed(tab, 'Loading…');
+    if (tab === this.current) this.showAllowed(tab, t('panel.loading'));
     let note = '';
     try {
       const allowed = await api.allowed(p.namespace, p.pod, p.container, p.cluster);
       if (gen !== tab.allowedGeneration || !this.tabs.includes(tab)) return;
       tab.allowed = allowed;
+      tab.allowedError = '';
     } catch (e) {
       if (gen !== tab.allowedGeneration || !this.tabs.includes(tab)) return;
       const err = e as ApiError;
       if (err.status === 401) return this.signedOut(err);
-      note = `Could not ask policy what is allowed: ${err.message}. Commands are still checked when you run them.`;
+      tab.allowedError = err.message;
+      note = t('panel.cannotAsk', { message: err.message });
     }
     if (tab === this.current) this.showAllowed(tab, note);
     this.connect('command', tab);
@@ -1019,12 +1074,12 @@ class Page {
         : !allowed
           ? ''
           : allowed.superuser
-            ? 'You are a superuser here: any command that no deny rule names.'
+            ? t('panel.superuser')
             : allowed.commands.length === 0
-              ? 'Policy allows you no command on this target.'
+              ? t('panel.noCommand')
               : '';
     this.shellModeButton.disabled = !allowed?.shell_allowed;
-    this.shellModeButton.title = allowed?.shell_allowed ? 'open a shell on a TTY (recorded)' : 'policy allows no shell here';
+    this.shellModeButton.title = t(allowed?.shell_allowed ? 'toolbar.shellAllowed' : 'toolbar.shellRefused');
     this.renderPanel();
   }
 
@@ -1060,7 +1115,8 @@ class Page {
     }
     for (const [program, forms] of programs) {
       const rules = forms.map((c) => c.rule).join(', ');
-      const button = h('button', { type: 'button', class: 'cmd', title: `type ${program} (${forms.length > 1 ? 'rules' : 'rule'} ${rules})` }, program);
+      const title = t(forms.length > 1 ? 'panel.typeRules' : 'panel.typeRule', { program, rules });
+      const button = h('button', { type: 'button', class: 'cmd', title }, program);
       button.addEventListener('click', () => this.terminal?.insert(`${program} `));
       const descriptions = [...new Set(forms.map((c) => c.description).filter((d): d is string => !!d))];
       this.panelList.append(
@@ -1074,7 +1130,7 @@ class Page {
       );
     }
     if (programs.size === 0) {
-      const text = commands.length === 0 ? 'Nothing is allowed here for you.' : `No allowed command matches “${this.panelFilter.value.trim()}”.`;
+      const text = commands.length === 0 ? t('panel.nothing') : t('panel.noMatch', { filter: this.panelFilter.value.trim() });
       this.panelList.append(h('li', { class: 'empty', role: 'status' }, text));
     }
   }

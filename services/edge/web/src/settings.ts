@@ -1,6 +1,8 @@
-// The reader's display settings: text size, theme and screen-reader mode, kept in local storage
-// (per browser profile, like history). The theme follows the system (prefers-color-scheme) until one is
-// chosen.
+// The reader's display settings: text size, theme, screen-reader mode and language, kept in local
+// storage (per browser profile, like history). The theme follows the system (prefers-color-scheme)
+// and the language the browser (navigator.languages) until one is chosen.
+
+import type { LanguageChoice } from './i18n';
 
 export type ThemeChoice = 'auto' | 'light' | 'dark';
 export type Theme = 'light' | 'dark';
@@ -10,10 +12,12 @@ export interface Settings {
   theme: ThemeChoice;
   // xterm's screen-reader mode (an accessibility tree of the terminal's rows).
   screenReader: boolean;
+  // 'auto': the browser's preferred languages decide (i18n.ts detectLanguage).
+  language: LanguageChoice;
 }
 
 export const kFontSizes = [12, 13, 14, 16, 18, 20];
-export const kDefaultSettings: Settings = { fontSize: 14, theme: 'auto', screenReader: false };
+export const kDefaultSettings: Settings = { fontSize: 14, theme: 'auto', screenReader: false, language: 'auto' };
 const kSettingsKey = 'podgate.settings';
 
 // What is stored, checked: anything unknown or out of range falls back to the default.
@@ -25,6 +29,7 @@ export function parseSettings(text: string | null): Settings {
       fontSize: kFontSizes.includes(Number(v.fontSize)) ? Number(v.fontSize) : kDefaultSettings.fontSize,
       theme: v.theme === 'light' || v.theme === 'dark' || v.theme === 'auto' ? v.theme : kDefaultSettings.theme,
       screenReader: v.screenReader === true,
+      language: v.language === 'en' || v.language === 'zh-CN' ? v.language : kDefaultSettings.language,
     };
   } catch {
     return { ...kDefaultSettings };

@@ -3,6 +3,7 @@
 // some form, or the nearest allowed program names for one that is not.
 
 import type { AllowedCommand } from './api';
+import { t } from './i18n';
 
 // Optimal string alignment distance (Levenshtein plus swapping two neighbours: jstakc → jstack).
 export function editDistance(a: string, b: string): number {
@@ -29,7 +30,7 @@ export function denialHints(line: string, commands: AllowedCommand[]): string[] 
   const forms = commands.filter((c) => c.program === program);
   if (forms.length > 0) {
     const usages = [...new Set(forms.map((c) => c.usage ?? c.program))];
-    return [`${program} is allowed here as: ${usages.join('  ·  ')}`];
+    return [t('hint.allowedAs', { program, usages: usages.join('  ·  ') })];
   }
   // Close enough to be a typo: one edit for short names, two from six letters on.
   const limit = program.length >= 6 ? 2 : 1;
@@ -39,5 +40,5 @@ export function denialHints(line: string, commands: AllowedCommand[]): string[] 
     .sort((x, y) => x.d - y.d || x.p.localeCompare(y.p))
     .slice(0, 3)
     .map(({ p }) => p);
-  return near.length > 0 ? [`did you mean ${near.join(' or ')}?`] : [];
+  return near.length > 0 ? [t('hint.didYouMean', { programs: near.join(t('hint.or')) })] : [];
 }

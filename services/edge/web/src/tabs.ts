@@ -1,6 +1,8 @@
 // Which tab a picked target goes to (main.ts keeps the tabs; this is the rule, kept pure so the
 // unit tests can pin it down).
 
+import { t } from './i18n';
+
 export interface Picked {
   // Empty: exec's default cluster.
   cluster: string;
@@ -39,6 +41,6 @@ export function chooseTab(tabs: TabState[], current: number, picked: Picked, max
     return { kind: 'switch', index, dropCurrent: current >= 0 && current !== index && !tabs[current].used };
   }
   if (current >= 0 && !tabs[current].used) return { kind: 'reuse' };
-  if (tabs.length >= max) return { kind: 'refuse', message: `${max} targets are open: close a tab to open another.` };
+  if (tabs.length >= max) return { kind: 'refuse', message: t('tabs.tooMany', { max }) };
   return { kind: 'open' };
 }

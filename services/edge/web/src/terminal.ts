@@ -13,6 +13,8 @@ import { makeCompleter } from './completion';
 import type { Theme } from './settings';
 import { Connection, type ConnectionState, type ControlMessage, type Target } from './connection';
 import { History, LineEditor } from './lineeditor';
+import { GREEN, MUTED, RED, RESET, YELLOW, formatExit } from './exitline';
+import { t } from './i18n';
 import { denialHints } from './suggest';
 
 const kHistoryPrefix = 'podgate.history.v1:';
@@ -20,15 +22,7 @@ const kHistoryPrefix = 'podgate.history.v1:';
 const kHistoryIndex = 'podgate.history.v1.index';
 const kMaxHistoryTargets = 50;
 
-// The page's own secondary text (durations, hints, rule names) is "bright black", a theme colour
-// with at least 4.5:1 contrast in both themes, never SGR 2 "dim": xterm draws dim at half
-// opacity, which no theme can keep readable (3.1:1 on the light background).
-const MUTED = '\x1b[90m';
-const RED = '\x1b[31m';
-const GREEN = '\x1b[32m';
-const YELLOW = '\x1b[33m';
 const BOLD = '\x1b[1m';
-const RESET = '\x1b[0m';
 
 // The terminal's colours per page theme (settings.ts). The light one darkens the ANSI colours
 // the page itself uses (green prompt and exit lines, red errors, yellow notices) for contrast
@@ -82,6 +76,25 @@ export const kTerminalThemes: Record<Theme, ITheme> = {
     brightWhite: '#1d232b',
   },
 };
+
+// The terminal's fonts: Latin monospace first, then monospace and sans fonts with Simplified
+// Chinese glyphs (Linux, macOS, Windows), so a Chinese file name or message is drawn in a CJK
+// font rather than a random fallback. xterm gives a wide character two cells itself.
+export const kTerminalFontFamily = [
+  'ui-monospace',
+  '"DejaVu Sans Mono"',
+  '"Liberation Mono"',
+  'Menlo',
+  'Consolas',
+  '"Noto Sans Mono CJK SC"',
+  '"Sarasa Mono SC"',
+  '"WenQuanYi Zen Hei Mono"',
+  '"Microsoft YaHei Mono"',
+  '"PingFang SC"',
+  '"Noto Sans CJK SC"',
+  '"Microsoft YaHei"',
+  'monospace',
+].join(', ');
 
 // Matches in the output: every one outlined, the current one filled (and both in the scrollbar).
 const kFindDecorations = {
@@ -142,36 +155,6 @@ function saveHistory(key: string, h: History): void {
   }
 }
 
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
-  const m = Math.floor(ms / 60000);
-  return `${m} min ${Math.round((ms % 60000) / 1000)} s`;
-}
-
-// The line printed after a command: how it ended, its exit code, how long it took.
-export function formatExit(msg: ControlMessage): string {
-  const dur = formatDuration(Number(msg.duration_ms ?? 0));
-  const code = Number(msg.code ?? 0);
-  switch (msg.termination) {
-    case 'exited':
-      return code === 0
-        ? `${GREEN}✓ exit 0${RESET}${MUTED} · ${dur}${RESET}`
-        : `${RED}✗ exit ${code}${RESET}${MUTED} · ${dur}${RESET}`;
-    case 'interrupted':
-      return `${YELLOW}■ interrupted${RESET}${MUTED} · ${dur}${RESET}`;
-    case 'time_limit':
-      return `${YELLOW}■ stopped: the rule's time limit was reached${RESET}${MUTED} · ${dur}${RESET}`;
-    case 'output_limit':
-      return `${YELLOW}■ stopped: the rule's output limit was reached${RESET}${MUTED} · ${dur}${RESET}`;
-    case 'error':
-      // The outcome is unknown (the stream to the container failed, or exec was lost): say why.
-      return `${RED}✗ error: ${String(msg.reason ?? 'the exit status is unknown')}${RESET}${MUTED} · ${dur}${RESET}`;
-    default:
-      return `${RED}✗ ${String(msg.termination ?? 'ended')}${RESET}${MUTED} · ${dur}${RESET}`;
-  }
-}
-
 export class TerminalView {
   readonly term: Terminal;
   private readonly fit = new FitAddon();
@@ -207,12 +190,12 @@ export class TerminalView {
   private readonly onOffline = () => {
     if (!this.target || this.offlineSaid) return;
     this.offlineSaid = true;
-    this.println(`${YELLOW}podgate: the browser reports no network; the session may drop${RESET}`);
+    this.println(`${YELLOW}${t('term.offline')}${RESET}`);
   };
   private readonly onOnline = () => {
     if (!this.offlineSaid) return;
     this.offlineSaid = false;
-    this.println(`${MUTED}podgate: the network is back${RESET}`);
+    this.println(`${MUTED}${t('term.online')}${RESET}`);
   };
   private readonly resizeObserver = new ResizeObserver(this.refit);
 
@@ -223,7 +206,7 @@ export class TerminalView {
     this.term = new Terminal({
       cursorBlink: true,
       convertEol: true,
-      fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
+      fontFamily: kTerminalFontFamily,
       fontSize: 14,
       // Taller rows than the font size: at 1.0 the row below painted over the underscore
       // (it sits below the baseline), and GC.heap_info read as "GC.heap info".
@@ -317,7 +300,8 @@ export class TerminalView {
     this.term.write('\x1b[?2004h');
     this.atLineStart = true;
     const where = `${target.cluster ? `${target.cluster}: ` : ''}${target.namespace}/${target.pod} (${target.container})`;
-    this.println(`${MUTED}podgate: connecting to ${where} in ${target.mode} mode…${RESET}`);
+    const mode = t(target.mode === 'shell' ? 'tabs.mode.shell' : 'tabs.mode.command');
+    this.println(`${MUTED}${t('term.connectingTo', { where, mode })}${RESET}`);
     this.connect(target);
   }
 
@@ -484,25 +468,22 @@ export class TerminalView {
   }
 
   private onReady(sessionId: string): void {
-    const t = this.target!;
+    const target = this.target!;
     if (!this.everReady) {
-      const help =
-        t.mode === 'command'
-          ? 'Tab completes, ↑/↓ recall history, Ctrl+C interrupts, Ctrl+V pastes.'
-          : 'a shell on a TTY, recorded for the audit trail; type exit to end it.';
-      this.println(`${MUTED}podgate: connected as ${this.user} (session ${sessionId}); ${help}${RESET}`);
+      const help = t(target.mode === 'command' ? 'term.helpCommand' : 'term.helpShell');
+      this.println(`${MUTED}${t('term.connectedAs', { user: this.user, session: sessionId, help })}${RESET}`);
     } else {
-      this.println(`${MUTED}podgate: reconnected (session ${sessionId})${RESET}`);
+      this.println(`${MUTED}${t('term.reconnected', { session: sessionId })}${RESET}`);
     }
     this.everReady = true;
     this.dropped = false;
-    if (t.mode === 'shell') {
+    if (target.mode === 'shell') {
       this.scheduleFit();
       this.conn?.resize(this.term.cols, this.term.rows);
       return;
     }
     if (this.running) {
-      this.println(`${YELLOW}podgate: the connection dropped while ${this.running.id} ran; its outcome is in the audit trail${RESET}`);
+      this.println(`${YELLOW}${t('term.droppedWhile', { id: this.running.id })}${RESET}`);
       this.setRunning(null);
     }
     this.startPrompt();
@@ -530,17 +511,17 @@ export class TerminalView {
         // Policy's reasons usually name the rule already; otherwise the page adds it.
         const reason = String(m.reason ?? '');
         const rule = String(m.rule ?? '?');
-        const suffix = reason.includes(`rule ${rule}`) ? '' : `${MUTED} (rule ${rule})${RESET}`;
+        const suffix = reason.includes(`rule ${rule}`) ? '' : `${MUTED}${t('denied.rule', { rule })}${RESET}`;
         // What helps recover: the allowed forms of this program, or the nearest allowed names.
         const hints = denialHints(this.runningText, this.allowedCommands).map((h) => `\r\n${MUTED}  ${h}${RESET}`);
-        this.finishCommand(`${RED}✗ denied${RESET} ${reason}${suffix}${hints.join('')}`);
+        this.finishCommand(`${RED}${t('denied.head')}${RESET} ${reason}${suffix}${hints.join('')}`);
         return;
       }
       case 'error':
         if (m.id && m.id !== 'renew' && this.running) {
           this.finishCommand(`${RED}✗ ${String(m.code ?? 'ERROR')}: ${String(m.message ?? '')}${RESET}`);
         } else {
-          this.println(`${RED}podgate: ${String(m.message ?? 'error')}${RESET}`);
+          this.println(`${RED}podgate: ${String(m.message ?? t('term.error'))}${RESET}`);
           if (!this.running && this.target?.mode === 'command' && this.conn?.open && !this.editor.editing) {
             this.startPrompt();
           }
@@ -569,12 +550,12 @@ export class TerminalView {
       if (!this.dropped) {
         this.dropped = true;
         if (this.editor.editing) this.editor.stop();
-        this.println(`${YELLOW}podgate: ${s.why}; reconnecting…${RESET}`);
+        this.println(`${YELLOW}${t('term.reconnecting', { why: s.why })}${RESET}`);
       }
     } else if (s.kind === 'closed') {
       if (this.editor.editing) this.editor.stop();
       this.setRunning(null);
-      this.println(`${YELLOW}podgate: ${s.why}.${RESET}${s.retryable ? `${MUTED} Press Enter to connect again.${RESET}` : ''}`);
+      this.println(`${YELLOW}${t('term.closed', { why: s.why })}${RESET}${s.retryable ? `${MUTED}${t('term.pressEnter')}${RESET}` : ''}`);
       this.callbacks.closed(s.why);
     }
   }
@@ -589,9 +570,7 @@ export class TerminalView {
       } else if (!this.ignoredNotice) {
         // Keystrokes are not kept for later: say so once, instead of dropping them silently.
         this.ignoredNotice = true;
-        this.println(
-          `${YELLOW}podgate: not connected — input ignored${canReconnect ? '; press Enter to connect again' : ' until the session opens'}.${RESET}`,
-        );
+        this.println(`${YELLOW}${t(canReconnect ? 'term.ignoredEnter' : 'term.ignoredUntilOpen')}${RESET}`);
       }
       return;
     }
@@ -643,7 +622,7 @@ export class TerminalView {
     if (this.runLocal(line.trim())) return;
     const id = `c${++this.commandCount}`;
     if (!this.conn?.sendCommand(id, line)) {
-      this.println(`${RED}podgate: not connected; the command was not sent${RESET}`);
+      this.println(`${RED}${t('term.notSent')}${RESET}`);
       this.startPrompt();
       return;
     }
@@ -663,12 +642,12 @@ export class TerminalView {
     switch (line) {
       case 'help': {
         const allowed = this.programs.length
-          ? `Allowed here: ${this.programs.join(', ')} (the "Allowed here" panel describes each; Tab completes their flags).`
-          : 'Nothing is allowed here for you; the "Allowed here" panel says what is, where.';
-        this.println(`${MUTED}podgate: each command line is checked by policy, run in the pod without a shell, and recorded.${RESET}`);
+          ? t('help.allowed', { programs: this.programs.join(', ') })
+          : t('help.nothing');
+        this.println(`${MUTED}${t('help.intro')}${RESET}`);
         this.println(`${MUTED}  ${allowed}${RESET}`);
-        this.println(`${MUTED}  Keys: Tab completes, ↑/↓ recall history, Ctrl+C interrupts (or copies a selection), Ctrl+V pastes, Ctrl+L clears.${RESET}`);
-        this.println(`${MUTED}  help: this text · clear: clears the screen · exit: ends the session (Enter connects again).${RESET}`);
+        this.println(`${MUTED}  ${t('help.keys')}${RESET}`);
+        this.println(`${MUTED}  ${t('help.commands')}${RESET}`);
         this.startPrompt();
         return true;
       }
@@ -678,7 +657,7 @@ export class TerminalView {
         return true;
       case 'exit':
         if (this.conn) this.conn.close();
-        this.onState({ kind: 'closed', why: 'the session ended (you typed exit)', retryable: true });
+        this.onState({ kind: 'closed', why: t('term.youTypedExit'), retryable: true });
         return true;
       default:
         return false;
