@@ -31,6 +31,8 @@ ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle of the server's certificate; e
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS. Default: none.");
 ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls_cert. Default: none.");
 ABSL_FLAG(std::vector<std::string>, user, {}, "query: principal user names, comma separated.");
+ABSL_FLAG(std::vector<std::string>, user_prefix, {},
+          "query: prefixes of principal user names, comma separated (with --user: any of them).");
 ABSL_FLAG(std::vector<std::string>, group, {}, "query: principal groups, comma separated.");
 ABSL_FLAG(std::vector<std::string>, cluster, {},
           "query: target clusters (\"\" selects events from an exec before clusters).");
@@ -131,6 +133,7 @@ int main(int argc, char** argv) {
   }
   podgate::audit::v1::QueryRequest request;
   for (const auto& v : absl::GetFlag(FLAGS_user)) request.add_users(v);
+  for (const auto& v : absl::GetFlag(FLAGS_user_prefix)) request.add_user_prefixes(v);
   for (const auto& v : absl::GetFlag(FLAGS_group)) request.add_groups(v);
   for (const auto& v : absl::GetFlag(FLAGS_cluster)) request.add_clusters(v);
   for (const auto& v : absl::GetFlag(FLAGS_namespace)) request.add_namespaces(v);

@@ -28,11 +28,16 @@ bool AnyOrEmpty(const Values& values, const Value& value) {
 
 bool RowMatches(const podgate::audit::v1::QueryRequest& r, const StoredRow& row) {
   const EventColumns& c = row.columns;
-  if (!AnyOrEmpty(r.users(), c.user) || !AnyOrEmpty(r.clusters(), c.cluster) ||
-      !AnyOrEmpty(r.namespaces(), c.namespace_name) || !AnyOrEmpty(r.pods(), c.pod) ||
-      !AnyOrEmpty(r.containers(), c.container) || !AnyOrEmpty(r.kinds(), c.kind) ||
-      !AnyOrEmpty(r.verdicts(), c.verdict) || !AnyOrEmpty(r.rules(), c.rule) ||
-      !AnyOrEmpty(r.session_ids(), c.session_id)) {
+  const bool any_user = r.users().empty() && r.user_prefixes().empty();
+  if (!any_user && std::find(r.users().begin(), r.users().end(), c.user) == r.users().end() &&
+      std::none_of(r.user_prefixes().begin(), r.user_prefixes().end(),
+                   [&](const std::string& p) { return absl::StartsWith(c.user, p); })) {
+    return false;
+  }
+  if (!AnyOrEmpty(r.clusters(), c.cluster) || !AnyOrEmpty(r.namespaces(), c.namespace_name) ||
+      !AnyOrEmpty(r.pods(), c.pod) || !AnyOrEmpty(r.containers(), c.container) ||
+      !AnyOrEmpty(r.kinds(), c.kind) || !AnyOrEmpty(r.verdicts(), c.verdict) ||
+      !AnyOrEmpty(r.rules(), c.rule) || !AnyOrEmpty(r.session_ids(), c.session_id)) {
     return false;
   }
   if (!r.groups().empty() &&

@@ -94,18 +94,20 @@ absl::StatusOr<int64_t> DecodePageToken(const std::string& token, bool newest_fi
 
 absl::StatusOr<int> ValidateQuery(const podgate::audit::v1::QueryRequest& r) {
   for (absl::Status s :
-       {CheckValues("users", r.users()), CheckValues("groups", r.groups()),
-        CheckValues("clusters", r.clusters()), CheckValues("namespaces", r.namespaces()),
-        CheckValues("pods", r.pods()), CheckValues("containers", r.containers()),
-        CheckValues("kinds", r.kinds()), CheckValues("verdicts", r.verdicts()),
-        CheckValues("rules", r.rules()), CheckValues("session_ids", r.session_ids()),
-        CheckValues("trace_ids", r.trace_ids()), CheckText("argv_contains", r.argv_contains())}) {
+       {CheckValues("users", r.users()), CheckValues("user_prefixes", r.user_prefixes()),
+        CheckValues("groups", r.groups()), CheckValues("clusters", r.clusters()),
+        CheckValues("namespaces", r.namespaces()), CheckValues("pods", r.pods()),
+        CheckValues("containers", r.containers()), CheckValues("kinds", r.kinds()),
+        CheckValues("verdicts", r.verdicts()), CheckValues("rules", r.rules()),
+        CheckValues("session_ids", r.session_ids()), CheckValues("trace_ids", r.trace_ids()),
+        CheckText("argv_contains", r.argv_contains())}) {
     if (!s.ok()) {
       return s;
     }
   }
-  for (const auto* list : {&r.users(), &r.groups(), &r.clusters(), &r.namespaces(), &r.pods(),
-                           &r.containers(), &r.rules(), &r.session_ids(), &r.trace_ids()}) {
+  for (const auto* list :
+       {&r.users(), &r.user_prefixes(), &r.groups(), &r.clusters(), &r.namespaces(), &r.pods(),
+        &r.containers(), &r.rules(), &r.session_ids(), &r.trace_ids()}) {
     for (const std::string& value : *list) {
       if (absl::Status s = CheckText("filter", value); !s.ok()) {
         return s;
@@ -138,7 +140,18 @@ absl::StatusOr<SqlQuery> BuildQuery(const podgate::audit::v1::QueryRequest& r, D
     return page_size.status();
   }
   Builder b(dialect);
-  b.AnyOf(r.users(), [&](const std::string& v) { return "user_name = " + b.Text(v); });
+  // Exact names and prefixes are one filter: any of them.
+  std::vector<std::string> users;
+  for (const std::string& v : r.users()) {
+    users.push_back("user_name = " + b.Text(v));
+  }
+  for (const std::string& v : r.user_prefixes()) {
+    // substr and length count characters in both databases; no LIKE, so no wildcard to escape.
+    // (The casts tell PostgreSQL which length() is meant.)
+    users.push_back(absl::StrCat("substr(user_name, 1, length(CAST(", b.Text(v),
+                                 " AS TEXT))) = CAST(", b.Text(v), " AS TEXT)"));
+  }
+  b.AnyOf(users, [](const std::string& clause) { return clause; });
   b.AnyOf(r.groups(),
           [&](const std::string& v) { return b.Contains("groups_text", "\n" + v + "\n"); });
   // "" selects the records of events that name no cluster (from an exec before clusters).

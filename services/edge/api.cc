@@ -316,6 +316,8 @@ RouteResult HttpApi::Audit(const Request& request, const http::RequestContext& p
   for (const auto& [k, v] : *q) {
     if (k == "user") {
       query_request.add_users(v);
+    } else if (k == "user_prefix") {
+      query_request.add_user_prefixes(v);
     } else if (k == "group") {
       query_request.add_groups(v);
     } else if (k == "namespace") {

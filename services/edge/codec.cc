@@ -101,12 +101,31 @@ std::string V1Exit(const podgate::exec::v1::CommandExit& e) {
   if (e.termination() == podgate::common::v1::TERMINATION_ERROR) {
     j["reason"] = ExitReason(e);
   }
+  // The output limit cut the output: how much was shown of how much (all of it, or at least).
+  if (e.termination() == podgate::common::v1::TERMINATION_OUTPUT_LIMIT) {
+    j["shown_bytes"] = e.shown_bytes();
+    j["output_complete"] = e.output_complete();
+    if (e.kept_end()) {
+      j["kept_end"] = true;  // the last shown_bytes, not the first
+    }
+  }
   return Dump(j);
 }
 
 std::string V1Denied(const podgate::exec::v1::CommandDenied& d) {
-  return Dump(
-      {{"type", "denied"}, {"id", d.command_id()}, {"rule", d.rule()}, {"reason", d.reason()}});
+  nlohmann::json j = {
+      {"type", "denied"}, {"id", d.command_id()}, {"rule", d.rule()}, {"reason", d.reason()}};
+  // What helps the user recover, only when policy gave it.
+  if (!d.rule_description().empty()) {
+    j["description"] = d.rule_description();
+  }
+  if (!d.contact().empty()) {
+    j["contact"] = d.contact();
+  }
+  if (!d.request_url().empty()) {
+    j["requestUrl"] = d.request_url();
+  }
+  return Dump(j);
 }
 
 std::string V1CommandError(const podgate::exec::v1::CommandError& e) {

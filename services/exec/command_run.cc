@@ -89,35 +89,50 @@ class Session::CommandObserver final : public ExecObserver {
       resume();  // drain and drop: the command is being stopped
       return;
     }
+    if (c.keep_end) {
+      // Held until the command ends, the oldest bytes dropped beyond the limit.
+      c.kept_end_bytes += static_cast<int64_t>(data.size());
+      c.kept_end.emplace_back(channel, std::move(data));
+      while (c.kept_end_bytes > c.output_limit) {
+        const int64_t excess = c.kept_end_bytes - c.output_limit;
+        std::string& front = c.kept_end.front().second;
+        c.over_limit = true;
+        if (static_cast<int64_t>(front.size()) <= excess) {
+          c.kept_end_bytes -= static_cast<int64_t>(front.size());
+          c.kept_end.pop_front();
+        } else {
+          front.erase(0, static_cast<size_t>(excess));
+          c.kept_end_bytes -= excess;
+        }
+      }
+      if (c.stdout_bytes + c.stderr_bytes - c.output_limit > s->opts_.output_overrun_bytes) {
+        s->StopCommandLocked(common::TERMINATION_OUTPUT_LIMIT);
+      }
+      resume();
+      return;
+    }
+    if (c.over_limit) {
+      // Past the limit: counted above, never forwarded; stopped once it overruns.
+      if (c.stdout_bytes + c.stderr_bytes - c.forwarded > s->opts_.output_overrun_bytes) {
+        s->StopCommandLocked(common::TERMINATION_OUTPUT_LIMIT);
+      }
+      resume();
+      return;
+    }
     if (c.forwarded + static_cast<int64_t>(data.size()) > c.output_limit) {
       data.resize(static_cast<size_t>(std::max<int64_t>(0, c.output_limit - c.forwarded)));
-      s->StopCommandLocked(common::TERMINATION_OUTPUT_LIMIT);
+      c.over_limit = true;
+      if (s->opts_.output_overrun_bytes == 0) {
+        s->StopCommandLocked(common::TERMINATION_OUTPUT_LIMIT);
+      }
     }
     if (data.empty()) {
       resume();
       return;
     }
-    c.forwarded += static_cast<int64_t>(data.size());
-    const char tag = static_cast<char>(channel);
-    EVP_DigestUpdate(c.sha.get(), &tag, 1);
-    EVP_DigestUpdate(c.sha.get(), data.data(), data.size());
-    if (c.excerpt.size() < s->opts_.excerpt_bytes) {
-      const size_t room = s->opts_.excerpt_bytes - c.excerpt.size();
-      c.excerpt.append(data, 0, room);
-      c.excerpt_truncated = c.excerpt_truncated || data.size() > room;
-    } else {
-      c.excerpt_truncated = true;
-    }
-    s->hub_->metrics()
-        ->output_bytes_total.Add({{"channel", channel == 2 ? "stderr" : "stdout"}})
-        .Increment(static_cast<double>(data.size()));
-    pb::SessionResponse msg;
-    pb::OutputData* out = channel == 2 ? msg.mutable_stderr() : msg.mutable_stdout();
-    out->set_command_id(c.id);
-    out->set_data(std::move(data));
     // Backpressure: past the session's output window the pod's stream resumes only once the
     // queue towards the client has drained (SendOutputLocked).
-    s->SendOutputLocked(std::move(msg), std::move(resume));
+    s->ForwardOutputLocked(c, channel, std::move(data), std::move(resume));
   }
 
   void OnExit(ExecResult result) override {
@@ -148,11 +163,18 @@ class Session::CommandObserver final : public ExecObserver {
 };
 
 void Session::DenyLocked(const std::string& command_id, const std::string& rule,
-                         const std::string& reason) {
+                         const std::string& reason, const common::Decision* decision) {
   pb::SessionResponse msg;
-  msg.mutable_denied()->set_command_id(command_id);
-  msg.mutable_denied()->set_rule(rule);
-  msg.mutable_denied()->set_reason(reason);
+  pb::CommandDenied* denied = msg.mutable_denied();
+  denied->set_command_id(command_id);
+  denied->set_rule(rule);
+  denied->set_reason(reason);
+  if (decision != nullptr) {
+    // What helps the user recover, as policy gave it.
+    denied->set_rule_description(decision->rule_description());
+    denied->set_contact(decision->contact());
+    denied->set_request_url(decision->request_url());
+  }
   SendLocked(std::move(msg));
 }
 
@@ -300,7 +322,7 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
               ->commands_total.Add({{"decision", "deny"}, {"result", "refused"}})
               .Increment();
           self->ClearRunningLocked();
-          self->DenyLocked(cmd->id, cmd->decision.rule(), cmd->decision.reason());
+          self->DenyLocked(cmd->id, cmd->decision.rule(), cmd->decision.reason(), &cmd->decision);
           return;
         }
         lock.unlock();
@@ -479,6 +501,11 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
           : opts_.default_time_limit;
   cmd->output_limit = limits.output_limit_bytes() > 0 ? limits.output_limit_bytes()
                                                       : opts_.default_output_limit_bytes;
+  cmd->keep_end = limits.output_keep_end();
+  if (cmd->keep_end) {
+    // Held in memory until the command ends: bounded whatever the limit says.
+    cmd->output_limit = std::min(cmd->output_limit, kMaxKeepEndBytes);
+  }
   ExecSpec spec = TargetSpecLocked();
   // The launch wrapper reports the process's pid before it execs the argv (see
   // LaunchWrapperArgv): that is how a stop reaches exactly this command's process.
@@ -633,6 +660,33 @@ void Session::LaunchTimedOutLocked(const std::shared_ptr<Command>& cmd) {
 // the stop helper signals that process (and its process group) and nothing else: SIGINT, then
 // SIGKILL after the grace period. A closed stream alone would leave it running. A command not
 // yet running (being decided, checked or identified) never runs.
+void Session::ForwardOutputLocked(Command& c, int channel, std::string data,
+                                  std::function<void()> resume) {
+  c.forwarded += static_cast<int64_t>(data.size());
+  const char tag = static_cast<char>(channel);
+  EVP_DigestUpdate(c.sha.get(), &tag, 1);
+  EVP_DigestUpdate(c.sha.get(), data.data(), data.size());
+  if (c.excerpt.size() < opts_.excerpt_bytes) {
+    const size_t room = opts_.excerpt_bytes - c.excerpt.size();
+    c.excerpt.append(data, 0, room);
+    c.excerpt_truncated = c.excerpt_truncated || data.size() > room;
+  } else {
+    c.excerpt_truncated = true;
+  }
+  hub_->metrics()
+      ->output_bytes_total.Add({{"channel", channel == 2 ? "stderr" : "stdout"}})
+      .Increment(static_cast<double>(data.size()));
+  if (state_ == State::kClosed) {
+    resume();
+    return;
+  }
+  pb::SessionResponse msg;
+  pb::OutputData* out = channel == 2 ? msg.mutable_stderr() : msg.mutable_stdout();
+  out->set_command_id(c.id);
+  out->set_data(std::move(data));
+  SendOutputLocked(std::move(msg), std::move(resume));
+}
+
 void Session::StopCommandLocked(common::Termination why) {
   std::shared_ptr<Command> cmd = running_;
   if (cmd == nullptr || cmd->finished || cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
@@ -830,6 +884,13 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   }
   ResumeReadsLocked();
   const absl::Duration duration = absl::Now() - cmd->start;
+  // A kept end goes out now, before the exit (and into the hash and excerpt, as it is shown).
+  while (!cmd->kept_end.empty()) {
+    auto [channel, data] = std::move(cmd->kept_end.front());
+    cmd->kept_end.pop_front();
+    ForwardOutputLocked(*cmd, channel, std::move(data), [] {});
+  }
+  cmd->kept_end_bytes = 0;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
   if (cmd->launched) {
@@ -839,6 +900,11 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   common::Termination termination = cmd->stop_reason;
   if (termination == common::TERMINATION_UNSPECIFIED) {
     termination = outcome.status.ok() ? common::TERMINATION_EXITED : common::TERMINATION_ERROR;
+  }
+  // A command that ended by itself after its output reached the limit: its output was cut.
+  const bool counted_to_end = cmd->over_limit && termination == common::TERMINATION_EXITED;
+  if (counted_to_end) {
+    termination = common::TERMINATION_OUTPUT_LIMIT;
   }
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_COMMAND_RESULT);
   e.set_id(cmd->result_event_id);
@@ -912,6 +978,9 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     msg.mutable_exit()->set_exit_code(outcome.exit_code);
     *msg.mutable_exit()->mutable_duration() = wire::ToProtoDuration(duration);
     msg.mutable_exit()->set_output_bytes(cmd->stdout_bytes + cmd->stderr_bytes);
+    msg.mutable_exit()->set_shown_bytes(cmd->forwarded);
+    msg.mutable_exit()->set_output_complete(!cmd->over_limit || counted_to_end);
+    msg.mutable_exit()->set_kept_end(cmd->keep_end);
     if (termination == common::TERMINATION_ERROR && !outcome.status.ok()) {
       msg.mutable_exit()->set_error(std::string(outcome.status.message()));
     }

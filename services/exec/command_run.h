@@ -17,8 +17,10 @@
 #include <openssl/evp.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -34,6 +36,10 @@
 namespace podgate::exec {
 
 namespace common = podgate::common::v1;
+
+// A kept end (Limits.output_keep_end) is held in memory until its command ends: at most this
+// many bytes, whatever the rule's output limit says.
+inline constexpr int64_t kMaxKeepEndBytes = int64_t{8} << 20;
 
 // A command from request to result.
 struct Command {
@@ -65,6 +71,14 @@ struct Command {
   int64_t stdout_bytes = 0;
   int64_t stderr_bytes = 0;
   int64_t forwarded = 0;
+  // The output reached output_limit: what follows is counted, not forwarded, until the command
+  // ends or has written ExecOptions::output_overrun_bytes more (then it is stopped).
+  bool over_limit = false;
+  // Limits.output_keep_end: the last output_limit bytes are held here (channel, bytes), oldest
+  // first, and sent when the command ends; nothing is forwarded while it runs.
+  bool keep_end = false;
+  std::deque<std::pair<int, std::string>> kept_end;
+  int64_t kept_end_bytes = 0;
   crypto::EvpMdCtxPtr sha{EVP_MD_CTX_new()};
   std::string excerpt;
   bool excerpt_truncated = false;

@@ -300,7 +300,7 @@ absl::StatusOr<std::string> ParsePathProbe(int exit_code, absl::string_view stdo
     return absl::InvalidArgumentError(
         absl::StrCat("the resolved path is longer than ", policy::kMaxArgBytes, " bytes"));
   }
-  if (std::optional<std::string> bad = policy::DescribeForbiddenCharacter(path)) {
+  if (std::optional<std::string> bad = policy::DescribeUnsafeCharacter(path)) {
     return absl::InvalidArgumentError(absl::StrCat("the resolved path contains a ", *bad));
   }
   const std::optional<std::string> normal = policy::NormaliseAbsolutePath(path);

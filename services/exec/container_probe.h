@@ -94,7 +94,8 @@ absl::StatusOr<JvmProbeVerdict> ParseJvmProbe(absl::string_view pid, int exit_co
 std::vector<std::string> PathProbeArgv(absl::string_view path);
 
 // Parses the path probe's answer strictly: exit 0 and exactly one canonical absolute path
-// (printable ASCII, no "//", "." or ".." component, no trailing '/') and one newline, which is
+// (UTF-8 without the characters policy never accepts, no "//", "." or ".." component, no
+// trailing '/') and one newline, which is
 // returned; exit 3 is NOT_FOUND; anything else is an error.
 absl::StatusOr<std::string> ParsePathProbe(int exit_code, absl::string_view stdout_text);
 

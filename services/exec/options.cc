@@ -53,6 +53,10 @@ ABSL_FLAG(absl::Duration, default_time_limit, absl::Minutes(5),
           "Command time limit when the rule sets none. Default 5m.");
 ABSL_FLAG(int64_t, default_output_limit_bytes, 64 << 20,
           "Command output cap when the rule sets none, in bytes. Default 67108864 (64 MiB).");
+ABSL_FLAG(int64_t, output_overrun_bytes, 64 << 20,
+          "Past a command's output limit, how many more output bytes are read and discarded "
+          "(only counted) before the command is stopped, so that the user learns how much "
+          "output there was; 0 stops a command at its limit. Default 67108864 (64 MiB).");
 ABSL_FLAG(int, audit_excerpt_bytes, 4096,
           "Output bytes kept verbatim in each command's audit record. Default 4096.");
 ABSL_FLAG(std::string, shell_command, "/bin/sh",
@@ -128,6 +132,10 @@ absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_default_output_limit_bytes) < 1) {
     return absl::InvalidArgumentError("--default_output_limit_bytes must be >= 1");
   }
+  if (absl::GetFlag(FLAGS_output_overrun_bytes) < 0 ||
+      absl::GetFlag(FLAGS_output_overrun_bytes) > (int64_t{1} << 40)) {
+    return absl::InvalidArgumentError("--output_overrun_bytes must be 0 to 1099511627776 (1 TiB)");
+  }
   if (absl::GetFlag(FLAGS_journal_max_entries) < 1 ||
       absl::GetFlag(FLAGS_journal_max_entries) > 100000) {
     return absl::InvalidArgumentError("--journal_max_entries must be 1 to 100000");
@@ -177,6 +185,7 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.max_commands_per_session = absl::GetFlag(FLAGS_max_commands_per_session);
   options.default_time_limit = absl::GetFlag(FLAGS_default_time_limit);
   options.default_output_limit_bytes = absl::GetFlag(FLAGS_default_output_limit_bytes);
+  options.output_overrun_bytes = absl::GetFlag(FLAGS_output_overrun_bytes);
   options.excerpt_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_audit_excerpt_bytes));
   options.strict_audit = absl::GetFlag(FLAGS_audit_strict);
   options.shell_argv = absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty());

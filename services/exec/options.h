@@ -32,6 +32,10 @@ struct ExecOptions {
   // Limits for a rule that sets none.
   absl::Duration default_time_limit = absl::Minutes(5);
   int64_t default_output_limit_bytes = 64 << 20;
+  // Past a command's output limit, how much more output is read and discarded (only counted)
+  // before the command is stopped, so that the user learns how much there was ("shown 4.0 MiB
+  // of 8.0 MiB"); 0 stops it at the limit.
+  int64_t output_overrun_bytes = 64 << 20;
   // How much output the audit record keeps verbatim.
   size_t excerpt_bytes = 4096;
   // Strict audit: nothing reaches a pod until its audit event is acknowledged.
@@ -60,7 +64,8 @@ struct ExecOptions {
 // What podgate-exec's own flags set (docs/exec.md, "Flags").
 struct ExecServiceOptions {
   // The sessions: --policy_timeout, --idle_timeout, --max_session, --max_sessions_per_user,
-  // --max_sessions, --default_time_limit, --default_output_limit_bytes, --audit_excerpt_bytes,
+  // --max_sessions, --default_time_limit, --default_output_limit_bytes, --output_overrun_bytes,
+  // --audit_excerpt_bytes,
   // --audit_strict, --shell_command, --interrupt_grace.
   ExecOptions sessions;
   // The Kubernetes clusters: contexts of a kubeconfig, a directory of kubeconfigs, the in-cluster

@@ -164,9 +164,14 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // Records a refusal made before policy was asked (parser, busy) as a DECISION event.
   void RecordRefusalLocked(const std::string& command_id, const std::string& line,
                            const std::string& rule, const std::string& reason);
-  void DenyLocked(const std::string& command_id, const std::string& rule,
-                  const std::string& reason);
+  // Tells the client that command `command_id` was refused; `decision`, when policy refused it,
+  // adds the rule's description and whom to ask.
+  void DenyLocked(const std::string& command_id, const std::string& rule, const std::string& reason,
+                  const common::Decision* decision = nullptr);
   void StopCommandLocked(common::Termination why);
+  // Sends output of command `c` to the client: counted as shown, hashed and excerpted for the
+  // audit record; `resume` runs once the session's output window has room (backpressure).
+  void ForwardOutputLocked(Command& c, int channel, std::string data, std::function<void()> resume);
   // The launch wrapper reported the command's pid: let it run ("go"), unless it was stopped.
   void OnLaunchReportedLocked(const std::shared_ptr<Command>& cmd);
   void SendGoLocked(const std::shared_ptr<Command>& cmd);

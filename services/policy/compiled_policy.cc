@@ -18,13 +18,18 @@ using podgate::common::v1::Target;
 using podgate::policy::v1::AuthorizeRequest;
 
 // Quotes a user-supplied value for a reason, shortened so that a long argument cannot flood
-// logs and audit records. Values are printable ASCII by then (CheckArgv ran first).
+// logs and audit records. Values are valid UTF-8 by then (CheckArgv ran first); a cut never
+// splits a character, so the reason stays valid UTF-8 too.
 std::string Quote(std::string_view value) {
   constexpr size_t kMax = 64;
   if (value.size() <= kMax) {
     return absl::StrCat("'", std::string(value), "'");
   }
-  return absl::StrCat("'", std::string(value.substr(0, kMax)), "...'");
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) {
+    --cut;  // a continuation byte: back to the start of its character
+  }
+  return absl::StrCat("'", std::string(value.substr(0, cut)), "...'");
 }
 
 std::string Where(const Target& target) {
@@ -215,6 +220,11 @@ std::optional<std::string> DenyMatcher::DeniedArgument(const std::vector<std::st
 }
 
 std::optional<std::string> ValueType::Check(const std::string& value) const {
+  // CheckArgv refused the characters that are never accepted; other non-ASCII text (a file name
+  // or a search string in Chinese) only goes where the type can hold it.
+  if (!AcceptsNonAscii() && !IsAscii(value)) {
+    return "contains non-ASCII text; only path, enum, literal and regex values may";
+  }
   switch (kind) {
     case Kind::kInteger:
     case Kind::kPid:
@@ -535,10 +545,12 @@ std::optional<std::string> Rule::TargetMismatch(const Target& target) const {
   return std::nullopt;
 }
 
-CompiledPolicy::CompiledPolicy(std::vector<Rule> rules, std::string version, std::string source)
+CompiledPolicy::CompiledPolicy(std::vector<Rule> rules, std::string version, std::string source,
+                               Contact contact)
     : rules_(std::move(rules)),
       version_(std::move(version)),
       source_(std::move(source)),
+      contact_(std::move(contact)),
       loaded_time_(absl::Now()) {
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i];
@@ -574,6 +586,7 @@ Decision CompiledPolicy::Make(bool allow, const Rule* rule, std::string rule_id,
       *d.mutable_limits()->mutable_time_limit() = wire::ToProtoDuration(*rule->time_limit);
     }
     d.mutable_limits()->set_output_limit_bytes(rule->output_limit_bytes);
+    d.mutable_limits()->set_output_keep_end(rule->output_keep_end);
     d.set_root_allowed(rule->allow_root);
   }
   return d;
@@ -652,6 +665,17 @@ bool CompiledPolicy::ApplicableTo(const Rule& rule, const AuthorizeRequest& requ
 Decision CompiledPolicy::Evaluate(const AuthorizeRequest& request,
                                   std::vector<std::string>* explanation) const {
   Decision d = Decide(request, explanation);
+  if (d.verdict() != podgate::common::v1::VERDICT_ALLOW) {
+    // What helps the user recover: the deciding rule's own words and whom to ask.
+    const Rule* rule = FindRule(d.rule());
+    if (rule != nullptr) {
+      d.set_rule_description(rule->description);
+    }
+    const Contact* own = rule != nullptr ? &rule->contact : nullptr;
+    d.set_contact(own != nullptr && !own->contact.empty() ? own->contact : contact_.contact);
+    d.set_request_url(own != nullptr && !own->request_url.empty() ? own->request_url
+                                                                  : contact_.request_url);
+  }
   if (explanation != nullptr) {
     explanation->push_back(absl::StrCat(
         "decision: ", d.verdict() == podgate::common::v1::VERDICT_ALLOW ? "allow" : "deny", " by ",
@@ -823,6 +847,8 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     const podgate::policy::v1::ListAllowedRequest& request) const {
   podgate::policy::v1::ListAllowedResponse out;
   out.set_policy_version(version_);
+  out.set_contact(contact_.contact);
+  out.set_request_url(contact_.request_url);
   AuthorizeRequest probe;
   *probe.mutable_principal() = request.principal();
   *probe.mutable_target() = request.target();

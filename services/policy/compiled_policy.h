@@ -83,6 +83,13 @@ struct ValueType {
 
   // Checks `value`; returns why it is refused, or nullopt.
   std::optional<std::string> Check(const std::string& value) const;
+  // Whether values of this type may hold non-ASCII text (file names, search strings): paths,
+  // enum and literal values (as written in the policy) and regex matches. Numbers, hosts and
+  // URLs are ASCII only.
+  bool AcceptsNonAscii() const {
+    return kind == Kind::kPath || kind == Kind::kEnum || kind == Kind::kLiteral ||
+           kind == Kind::kRegex;
+  }
   // Whether `host` may be reached under `hosts` (or the default); the refusal names it.
   std::optional<std::string> CheckReach(const net::Host& host) const;
   // "80, 8080-8090".
@@ -202,11 +209,20 @@ struct RateLimit {
   Scope scope = Scope::kTarget;
 };
 
+// Whom a user denied a command asks for access: free text (a team, a chat channel, an address)
+// and a link to a request form. Either may be empty.
+struct Contact {
+  std::string contact;
+  std::string request_url;
+};
+
 struct Rule {
   enum class Effect { kAllow, kDeny };
   enum class Kind { kCommand, kShell, kSuperuser };
   std::string id;
   std::string description;
+  // Overrides the document's contact on this rule's denials, field by field.
+  Contact contact;
   Effect effect = Effect::kAllow;
   Kind kind = Kind::kCommand;
   int line = 0;
@@ -230,6 +246,8 @@ struct Rule {
 
   std::optional<absl::Duration> time_limit;
   int64_t output_limit_bytes = 0;
+  // `outputKeep: end`: the last output_limit_bytes are shown instead of the first.
+  bool output_keep_end = false;
   bool allow_root = false;
   // Superuser rules: whether program-runners (shells, interpreters, wrappers) are allowed too.
   bool allow_program_runners = false;
@@ -243,7 +261,9 @@ struct Rule {
 class CompiledPolicy {
  public:
   // Rules in document order; `version` is the SHA-256 hex of the document bytes.
-  CompiledPolicy(std::vector<Rule> rules, std::string version, std::string source);
+  // `contact` (metadata.contact and metadata.requestUrl) goes with every denial.
+  CompiledPolicy(std::vector<Rule> rules, std::string version, std::string source,
+                 Contact contact = {});
 
   // A policy with no rules: denies everything. Used before any document is loaded.
   static std::shared_ptr<const CompiledPolicy> Empty(std::string source);
@@ -262,6 +282,7 @@ class CompiledPolicy {
   // The rule with this id, or null (built-in rule names included).
   const Rule* FindRule(const std::string& id) const;
   absl::Time loaded_time() const { return loaded_time_; }
+  const Contact& contact() const { return contact_; }
 
  private:
   podgate::common::v1::Decision Decide(const podgate::policy::v1::AuthorizeRequest& request,
@@ -282,6 +303,7 @@ class CompiledPolicy {
   std::vector<Rule> rules_;
   std::string version_;
   std::string source_;
+  Contact contact_;
   absl::Time loaded_time_;
   std::vector<size_t> deny_rules_;
   std::vector<size_t> superuser_rules_;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "crypto/sha256.h"
+#include "http/url.h"
 #include "policy/net_address.h"
 #include "policy/program_classes.h"
 #include "policy/text_checks.h"
@@ -69,13 +70,25 @@ class Parser {
     return true;
   }
 
+  // A name, a glob or a value of a type that holds only ASCII: printable ASCII.
   std::optional<std::string> String(const YAML::Node& node, const std::string& what) {
+    return Scalar(node, what, /*text=*/false);
+  }
+
+  // Text for people (descriptions, contact) and the values of types that may hold non-ASCII
+  // text (path prefixes, enum and literal values, regex patterns): UTF-8 without the characters
+  // that are never accepted (DescribeUnsafeCharacter).
+  std::optional<std::string> Text(const YAML::Node& node, const std::string& what) {
+    return Scalar(node, what, /*text=*/true);
+  }
+
+  std::optional<std::string> Scalar(const YAML::Node& node, const std::string& what, bool text) {
     if (!node.IsScalar()) {
       Error(node, absl::StrCat(what, " must be a string"));
       return std::nullopt;
     }
     const std::string& s = node.Scalar();
-    if (auto bad = DescribeForbiddenCharacter(s)) {
+    if (auto bad = text ? DescribeUnsafeCharacter(s) : DescribeForbiddenCharacter(s)) {
       Error(node, absl::StrCat(what, " contains a ", *bad));
       return std::nullopt;
     }
@@ -107,7 +120,7 @@ class Parser {
   }
 
   std::vector<std::string> StringList(const YAML::Node& node, const std::string& what,
-                                      bool allow_empty = false) {
+                                      bool allow_empty = false, bool text = false) {
     std::vector<std::string> out;
     if (!node.IsSequence()) {
       Error(node, absl::StrCat(what, " must be a list"));
@@ -115,7 +128,7 @@ class Parser {
     }
     std::set<std::string> seen;
     for (const auto& item : node) {
-      if (auto s = String(item, absl::StrCat("an entry of ", what))) {
+      if (auto s = Scalar(item, absl::StrCat("an entry of ", what), text)) {
         if (s->empty()) {
           Error(item, absl::StrCat("an entry of ", what, " is empty"));
         } else if (!seen.insert(*s).second) {
@@ -343,7 +356,8 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
                 absl::StrCat(what, " of type path needs 'prefixes'"));
         return std::nullopt;
       }
-      for (const std::string& prefix : p.StringList(param("prefixes"), "prefixes")) {
+      for (const std::string& prefix :
+           p.StringList(param("prefixes"), "prefixes", false, /*text=*/true)) {
         auto norm = NormaliseAbsolutePath(prefix);
         if (!norm || *norm != prefix) {
           p.Error(param("prefixes"),
@@ -360,7 +374,7 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
                 absl::StrCat(what, " of type enum needs 'values'"));
         return std::nullopt;
       }
-      t.values = p.StringList(param("values"), "values");
+      t.values = p.StringList(param("values"), "values", false, /*text=*/true);
       break;
     case ValueType::Kind::kLiteral:
       if (!has("value")) {
@@ -368,7 +382,7 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
                 absl::StrCat(what, " of type literal needs 'value'"));
         return std::nullopt;
       }
-      if (auto v = p.String(param("value"), "value")) {
+      if (auto v = p.Text(param("value"), "value")) {
         t.values = {*v};
       }
       break;
@@ -378,7 +392,7 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
                 absl::StrCat(what, " of type regex needs 'pattern'"));
         return std::nullopt;
       }
-      auto pattern = p.String(param("pattern"), "pattern");
+      auto pattern = p.Text(param("pattern"), "pattern");
       if (!pattern) {
         return std::nullopt;
       }
@@ -395,6 +409,34 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
     }
   }
   return t;
+}
+
+// The contact and requestUrl keys of `node` (the metadata or a rule), printed with denials: a
+// contact is one line of text for people; a request URL is an http(s) URL (http/url.h) the
+// page shows as a link.
+constexpr size_t kMaxContactBytes = 256;
+
+void ParseContact(Parser& p, const YAML::Node& node, Contact* contact) {
+  if (node["contact"]) {
+    if (auto text = p.Text(node["contact"], "contact")) {
+      if (text->empty() || text->size() > kMaxContactBytes) {
+        p.Error(node["contact"],
+                absl::StrCat("contact must be 1 to ", kMaxContactBytes, " bytes of text"));
+      } else {
+        contact->contact = *text;
+      }
+    }
+  }
+  if (node["requestUrl"]) {
+    if (auto text = p.String(node["requestUrl"], "requestUrl")) {
+      absl::StatusOr<http::HttpUrl> url = http::ParseHttpUrl(*text);
+      if (!url.ok()) {
+        p.Error(node["requestUrl"], absl::StrCat("requestUrl: ", url.status().message()));
+      } else {
+        contact->request_url = *text;
+      }
+    }
+  }
 }
 
 bool IsRuleId(const std::string& id) {
@@ -418,11 +460,15 @@ bool IsProgramName(const std::string& name) {
 struct Defaults {
   std::optional<absl::Duration> time_limit;
   int64_t output_limit_bytes = 0;
+  bool output_keep_end = false;
 };
 
+// exec holds a kept end in memory until the command ends: at most this much.
+constexpr int64_t kMaxKeepEndBytes = 8 << 20;
+
 void ParseLimits(Parser& p, const YAML::Node& node, std::optional<absl::Duration>* time_limit,
-                 int64_t* output_limit_bytes, const std::string& where) {
-  p.CheckKeys(node, {"timeLimit", "outputLimitBytes"}, where);
+                 int64_t* output_limit_bytes, bool* output_keep_end, const std::string& where) {
+  p.CheckKeys(node, {"timeLimit", "outputLimitBytes", "outputKeep"}, where);
   if (!node.IsMap()) {
     return;
   }
@@ -439,6 +485,19 @@ void ParseLimits(Parser& p, const YAML::Node& node, std::optional<absl::Duration
         *output_limit_bytes = *v;
       }
     }
+  }
+  if (node["outputKeep"]) {
+    const std::string keep = p.String(node["outputKeep"], "outputKeep").value_or("");
+    if (keep == "start" || keep == "end") {
+      *output_keep_end = keep == "end";
+    } else {
+      p.Error(node["outputKeep"], "outputKeep must be start or end");
+    }
+  }
+  if (*output_keep_end && *output_limit_bytes > kMaxKeepEndBytes) {
+    p.Error(node, absl::StrCat("outputKeep: end holds the output in exec until the command ends: ",
+                               "outputLimitBytes must be at most ", kMaxKeepEndBytes, " with it (",
+                               where, ")"));
   }
 }
 
@@ -522,7 +581,7 @@ void ParseGrammar(Parser& p, const YAML::Node& node, Rule& rule) {
             spec.repeatable = p.Bool(f["repeatable"], "repeatable").value_or(false);
           }
           if (f["description"]) {
-            spec.description = p.String(f["description"], "description").value_or("");
+            spec.description = p.Text(f["description"], "description").value_or("");
           }
         } else {
           continue;
@@ -656,7 +715,7 @@ void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
     }
     if (node["anyArg"].IsSequence()) {
       for (const auto& item : node["anyArg"]) {
-        auto pattern = p.String(item, "an anyArg pattern");
+        auto pattern = p.Text(item, "an anyArg pattern");
         if (!pattern) {
           continue;
         }
@@ -956,13 +1015,17 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
     if (!root["kind"] || root["kind"].Scalar() != kKind) {
       p.Error(root["kind"] ? root["kind"] : root, absl::StrCat("kind must be ", kKind));
     }
+    Contact contact;
     if (root["metadata"]) {
-      p.CheckKeys(root["metadata"], {"name", "description"}, "metadata");
+      if (p.CheckKeys(root["metadata"], {"name", "description", "contact", "requestUrl"},
+                      "metadata")) {
+        ParseContact(p, root["metadata"], &contact);
+      }
     }
     Defaults defaults;
     if (root["defaults"]) {
       ParseLimits(p, root["defaults"], &defaults.time_limit, &defaults.output_limit_bytes,
-                  "defaults");
+                  &defaults.output_keep_end, "defaults");
     }
     std::vector<Rule> rules;
     std::map<std::string, int> ids;
@@ -972,11 +1035,11 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
       for (const auto& node : root["rules"]) {
         Rule rule;
         rule.line = node.Mark().line + 1;
-        if (!p.CheckKeys(
-                node,
-                {"id", "description", "effect", "subjects", "targets", "command", "shell",
-                 "superuser", "deny", "limits", "allowRoot", "rateLimit", "allowProgramRunners"},
-                "a rule")) {
+        if (!p.CheckKeys(node,
+                         {"id", "description", "effect", "subjects", "targets", "command", "shell",
+                          "superuser", "deny", "limits", "allowRoot", "rateLimit",
+                          "allowProgramRunners", "contact", "requestUrl"},
+                         "a rule")) {
           continue;
         }
         if (!node["id"]) {
@@ -994,8 +1057,9 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
           }
         }
         if (node["description"]) {
-          rule.description = p.String(node["description"], "description").value_or("");
+          rule.description = p.Text(node["description"], "description").value_or("");
         }
+        ParseContact(p, node, &rule.contact);
         const std::string effect =
             node["effect"] ? p.String(node["effect"], "effect").value_or("") : "";
         if (effect == "allow") {
@@ -1019,9 +1083,10 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
         }
         rule.time_limit = defaults.time_limit;
         rule.output_limit_bytes = defaults.output_limit_bytes;
+        rule.output_keep_end = defaults.output_keep_end;
         if (node["limits"]) {
           ParseLimits(p, node["limits"], &rule.time_limit, &rule.output_limit_bytes,
-                      absl::StrCat("the limits of rule ", rule.id));
+                      &rule.output_keep_end, absl::StrCat("the limits of rule ", rule.id));
         }
         if (node["allowRoot"]) {
           rule.allow_root = p.Bool(node["allowRoot"], "allowRoot").value_or(false);
@@ -1119,7 +1184,7 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
     result.rule_count = static_cast<int>(rules.size());
     if (!p.has_errors()) {
       result.policy = std::make_shared<const CompiledPolicy>(std::move(rules), result.version,
-                                                             std::move(source));
+                                                             std::move(source), contact);
     }
   } catch (const YAML::Exception& e) {
     p.Error(YAML::Node(), absl::StrCat("unexpected document structure: ", e.what()));

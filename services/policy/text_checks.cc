@@ -1,5 +1,6 @@
 #include "policy/text_checks.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -22,7 +23,9 @@ int32_t DecodeUtf8(std::string_view s, size_t* pos) {
   return static_cast<int32_t>(d.code_point);
 }
 
-std::string CodePointName(int32_t cp) {
+// The name of non-printable-ASCII code point `cp` when podgate never accepts it, e.g.
+// "bidi control U+202E"; nullopt for acceptable non-ASCII text (letters, CJK, punctuation).
+std::optional<std::string> UnsafeName(int32_t cp) {
   const std::string u = absl::StrFormat("U+%04X", cp);
   if (cp == 0) {
     return "NUL byte";
@@ -38,14 +41,35 @@ std::string CodePointName(int32_t cp) {
       cp == 0x200F || cp == 0x061C) {
     return absl::StrCat("bidi control ", u);
   }
-  if ((cp >= 0x200B && cp <= 0x200D) || cp == 0xFEFF || cp == 0x2060 || cp == 0x00AD) {
+  if (cp == 0x2028 || cp == 0x2029) {
+    return absl::StrCat("line or paragraph separator ", u);
+  }
+  if ((cp >= 0x200B && cp <= 0x200D) || cp == 0xFEFF || (cp >= 0x2060 && cp <= 0x2064) ||
+      cp == 0x00AD || cp == 0x034F || cp == 0x180E || cp == 0x115F || cp == 0x1160 ||
+      cp == 0x3164 || cp == 0xFFA0 || (cp >= 0xFE00 && cp <= 0xFE0F) ||
+      (cp >= 0xE0000 && cp <= 0xE0FFF) || (cp >= 0xFFF0 && cp <= 0xFFFB)) {
     return absl::StrCat("invisible character ", u);
   }
+  if ((cp >= 0xE000 && cp <= 0xF8FF) || cp >= 0xF0000) {
+    return absl::StrCat("private-use character ", u);
+  }
+  if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE) {
+    return absl::StrCat("noncharacter ", u);
+  }
   if (cp >= 0xFF01 && cp <= 0xFF5E) {
+    // The sentence punctuation of Chinese text is not mistaken for ASCII syntax.
+    if (cp == 0xFF01 || cp == 0xFF08 || cp == 0xFF09 || cp == 0xFF0C || cp == 0xFF1A ||
+        cp == 0xFF1B || cp == 0xFF1F) {
+      return std::nullopt;
+    }
     return absl::StrCat("fullwidth look-alike ", u, " of '",
                         std::string(1, static_cast<char>(cp - 0xFF01 + 0x21)), "'");
   }
-  return absl::StrCat("non-ASCII character ", u);
+  return std::nullopt;
+}
+
+std::string CodePointName(int32_t cp) {
+  return UnsafeName(cp).value_or(absl::StrFormat("non-ASCII character U+%04X", cp));
 }
 
 }  // namespace
@@ -65,14 +89,43 @@ std::optional<std::string> DescribeForbiddenCharacter(std::string_view text) {
   return std::nullopt;
 }
 
+std::optional<std::string> DescribeUnsafeCharacter(std::string_view text) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t at = pos;
+    const int32_t cp = DecodeUtf8(text, &pos);
+    if (cp < 0) {
+      return absl::StrCat("invalid UTF-8 at byte ", at);
+    }
+    if (cp >= 0x20 && cp < 0x7F) {
+      continue;
+    }
+    if (std::optional<std::string> name = UnsafeName(cp)) {
+      return name;
+    }
+  }
+  return std::nullopt;
+}
+
+bool IsAscii(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
 std::optional<std::string> CheckArgElement(std::string_view arg, size_t index) {
   if (arg.size() > kMaxArgBytes) {
     return absl::StrCat("argument ", index, " is ", arg.size(), " bytes long (the limit is ",
                         kMaxArgBytes, ")");
   }
-  if (std::optional<std::string> bad = DescribeForbiddenCharacter(arg)) {
-    return absl::StrCat("argument ", index, " contains a ", *bad,
-                        "; only printable ASCII is accepted");
+  if (index == 0) {
+    if (std::optional<std::string> bad = DescribeForbiddenCharacter(arg)) {
+      return absl::StrCat("the program name contains a ", *bad,
+                          "; only printable ASCII is accepted");
+    }
+    return std::nullopt;
+  }
+  if (std::optional<std::string> bad = DescribeUnsafeCharacter(arg)) {
+    return absl::StrCat("argument ", index, " contains a ", *bad, ", which is never accepted");
   }
   return std::nullopt;
 }

@@ -86,6 +86,24 @@ fs.writeFileSync(
       program: ls
       args:
         - {name: dir, type: path, prefixes: [/]}
+  - id: browser-test-yes
+    description: Writes without end (for the browser test of the output limit).
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: ["app-*"]}
+    limits: {outputLimitBytes: 2000, timeLimit: 60s}
+    command:
+      program: yes
+  - id: browser-test-seq
+    description: Counts (for the browser test of a rule that keeps the end).
+    effect: allow
+    subjects: {groups: [developers]}
+    targets: {namespaces: ["app-*"]}
+    limits: {outputLimitBytes: 1000, outputKeep: end}
+    command:
+      program: seq
+      args:
+        - {name: last, type: integer, min: 1, max: 100000}
   - id: browser-test-ls-long
     description: Lists a directory with details (a second form of ls, for the panel).
     effect: allow
@@ -611,6 +629,14 @@ step('a denied command shows the refusal with the rule; stderr is red with the e
   assert(/✗ denied .*\(rule [a-z-]+\)/.test(out), `denial: ${out}`);
   // What helps recover: the allowed forms of an allowed program, the nearest name for a typo.
   assert(/\n  cat is allowed here as: cat <file>/.test(out), `the forms of cat under its denial: ${out}`);
+  // The deciding rule's own words, and whom to ask (the policy's contact and request link).
+  assert(/\n  the rule: Application logs under \/var\/log\/app\./.test(out), `the rule's description: ${out}`);
+  assert(/\n  to ask for access: #platform-help or platform@example\.com\n  request access: https:\/\/access\.example\.com\/request\?tool=podgate/.test(out),
+    `whom to ask: ${out}`);
+  const ask = page.locator('.panel-ask a');
+  assert((await page.locator('.panel-ask').textContent()).includes('Ask #platform-help or platform@example.com.'), 'the panel says whom to ask');
+  assert((await ask.getAttribute('href')) === 'https://access.example.com/request?tool=podgate' &&
+    (await ask.getAttribute('rel')) === 'noopener noreferrer', 'the panel links the request form without a handle on the page');
   out = await run('jstak 1');
   assert(/✗ denied [^\n]*\n  did you mean jstack\?\n/.test(out), `a typo's denial: ${out}`);
   out = await run('jmap -dump:live 1');
@@ -748,6 +774,63 @@ step('output can be copied: with a selection, Ctrl+C copies instead of interrupt
   assert(copied === 'Filesystem', `clipboard: ${copied}`);
   assert((await currentLine()) === 'abc', `the line is untouched: ${await currentLine()}`);
   await page.keyboard.press('Control+U');
+});
+
+step('a command\'s whole output is copied or downloaded, from its exit line or the bar under the terminal', async () => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  // kubesim's containers run on this machine: ls / prints what this machine's ls prints.
+  const expected = execFileSync('ls', ['/']).toString();
+  const out = await run('ls /');
+  const size = Buffer.byteLength(expected);
+  assert(new RegExp(`✓ exit 0 · [^\\n]* · ${size} B · copy output · download output`).test(out), `the exit line offers the output: ${out}`);
+  await page.locator('.last-output', { hasText: `last output: ls / (${size} B)` }).waitFor({ timeout: 5000 });
+  // Download: the bytes exactly as written, named after the command.
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('group', { name: 'the last command\'s output' }).getByRole('button', { name: 'Download output' }).click(),
+  ]);
+  assert(/^ls-\d{8}-\d{6}\.txt$/.test(download.suggestedFilename()), `file name: ${download.suggestedFilename()}`);
+  const downloaded = fs.readFileSync(await download.path());
+  assert(downloaded.equals(Buffer.from(expected)), `downloaded ${downloaded.length} bytes, expected ${size}`);
+  // Copy: the same text on the clipboard.
+  await page.evaluate(() => navigator.clipboard.writeText(''));
+  await page.getByRole('button', { name: 'Copy output' }).click();
+  await until('the clipboard to hold the output', async () => (await page.evaluate(() => navigator.clipboard.readText())) === expected);
+  // The exit line's own link, for any command still in the scrollback: run another command,
+  // then click "copy output" on ls's exit line.
+  await run('free -m');
+  await page.evaluate(() => navigator.clipboard.writeText(''));
+  // The row of ls's exit line, where its words are, in cells (the DOM renderer draws spaces as
+  // no-break spaces; each cell is the screen's width over the columns).
+  const spot = await page.evaluate((needle) => {
+    const rows = [...document.querySelectorAll('.term-host .xterm-rows > div')];
+    const row = rows.reverse().find((r) => r.textContent.replace(/\u00a0/g, ' ').includes(needle));
+    if (!row) return null;
+    const screen = document.querySelector('.term-host .xterm-screen').getBoundingClientRect();
+    const box = row.getBoundingClientRect();
+    const text = row.textContent.replace(/\u00a0/g, ' ');
+    return { x: screen.left, width: screen.width, y: box.top + box.height / 2, col: text.indexOf('copy output') + 2 };
+  }, `${size} B · copy output`);
+  assert(spot && spot.col > 1, `ls's exit line on screen: ${JSON.stringify(spot)}`);
+  const { cols } = await page.evaluate(() => window.podgate.terminalSize());
+  const x = spot.x + (spot.col + 0.5) * (spot.width / cols);
+  await page.mouse.move(x, spot.y);
+  await page.mouse.click(x, spot.y);
+  await until('the exit line\'s link to copy ls\'s output', async () => (await page.evaluate(() => navigator.clipboard.readText())) === expected);
+  await expectAccessible('the terminal with the last output bar');
+});
+
+step('output cut by a rule\'s limit says how much was shown of how much; a rule can keep the end', async () => {
+  // yes never ends: exec reads 64 MiB past the limit, counting, then stops it.
+  let out = await run('yes', undefined, 60000);
+  assert(/■ output cut at the rule's limit: shown 2\.0 KiB of more than 6\d\.\d MiB · [^\n]*\n  the rule shows the first 2\.0 KiB; narrow the command/.test(out), `yes: ${out.slice(-400)}`);
+  // seq keeps the end: the last 1000 bytes, the newest numbers, and how much there was.
+  let all = '';
+  for (let i = 1; i <= 3000; i++) all += `${i}\n`;
+  out = await run('seq 3000');
+  assert(out.includes('2999\n3000\n'), `seq shows its last lines: ${out.slice(-300)}`);
+  assert(!/\n1\n2\n/.test(out), 'not its first lines');
+  assert(new RegExp(`■ output cut at the rule's limit: shown the last 1000 B of ${(Buffer.byteLength(all) / 1024).toFixed(1)} KiB`).test(out), `seq's exit line: ${out.slice(-300)}`);
 });
 
 step('a line longer than the terminal wraps, and editing works across the wrap', async () => {
@@ -891,6 +974,45 @@ step('the "Allowed here" panel lists a program once with all its forms, and says
   await filter.fill('');
 });
 
+step('the pod finder lists every pod with its phase, images and shell badge, filters as you type, and opens the pod', async () => {
+  await newPage();
+  await signIn(DEV, 'dana');
+  await pick('app-shop', 'orders-7d4b9c');
+  // dana has no shell anywhere: the disabled Shell button says so rather than "not here".
+  const shell = page.getByRole('button', { name: 'Shell' });
+  assert(await shell.isDisabled(), 'no shell for dana');
+  assert((await shell.getAttribute('title')) === 'policy allows you no shell on any pod', `shell title: ${await shell.getAttribute('title')}`);
+  await page.getByRole('button', { name: 'Find pod…' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Find a pod' });
+  await dialog.waitFor();
+  const filter = dialog.getByRole('searchbox', { name: 'filter pods' });
+  assert(await filter.evaluate((el) => el === document.activeElement), 'the filter has the focus');
+  await dialog.locator('.pod-count', { hasText: /^\d+ of \d+ pods$/ }).waitFor();
+  const orders = dialog.locator('.pod-row', { hasText: 'app-shop/orders-7d4b9c' });
+  assert((await orders.locator('.badge.phase').textContent()) === 'Running', 'the phase badge');
+  assert((await orders.locator('.pod-images').textContent()) === 'shop/orders:1.4.2, istio/proxyv2:1.22', `images: ${await orders.locator('.pod-images').textContent()}`);
+  assert((await dialog.locator('.pod-row', { hasText: 'ops/' }).count()) === 0, 'only pods policy lets dana use');
+  await filter.fill('nginx');
+  await dialog.locator('.pod-count', { hasText: /^1 of \d+ pods$/ }).waitFor();
+  assert((await dialog.locator('.pod-row').allTextContents()).join('|').includes('app-shop/web-5f6d8'), 'nginx finds the web pod by its image');
+  await expectAccessible('the pod finder');
+  await shot('15-pod-finder');
+  await filter.fill('no-such-pod');
+  await dialog.locator('.pod-count', { hasText: 'No pod matches "no-such-pod".' }).waitFor();
+  // Enter opens the first match, as the pickers would.
+  await filter.fill('web');
+  await filter.press('Enter');
+  await dialog.waitFor({ state: 'hidden' });
+  await until('the pickers to move to the web pod', async () => (await page.locator('select[name=pod]').inputValue()) === 'web-5f6d8');
+  assert((await page.locator('select[name=container]').inputValue()) === 'nginx', 'its container');
+  // Escape closes the finder without picking.
+  await page.getByRole('button', { name: 'Find pod…' }).click();
+  await dialog.waitFor();
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  assert((await page.locator('select[name=pod]').inputValue()) === 'web-5f6d8', 'Escape picks nothing');
+});
+
 step('accessibility: Escape then Tab leaves the terminal, the modes say which is on, screen-reader mode', async () => {
   await page.locator('.term-host').click();
   // The hint is on screen while the terminal has the focus.
@@ -995,24 +1117,26 @@ step('in Chinese: the browser\'s language picks Simplified Chinese; non-ASCII te
   out = await run('jstak 1', zhDone);
   assert(/✗ 已拒绝 .*\n  你是不是想输入 jstack？/.test(out), `a denial's framing and hint in Chinese: ${out}`);
   // A non-ASCII argument: a folder with a Chinese name (kubesim's containers see this machine's
-  // files). Where policy's path type and exec's path check take UTF-8, ls lists it and the
-  // Chinese file name is printed; where either takes printable ASCII only, the denial names the
-  // character (argv-check in policy, container-check in exec), in the server's words.
+  // files). Policy's path type and exec's path check take UTF-8 text, so ls lists it and the
+  // Chinese file name is printed.
   const zhDir = fs.mkdtempSync('/tmp/podgate-中文-');
   try {
     fs.chmodSync(zhDir, 0o755);
     fs.writeFileSync(path.join(zhDir, '日志.txt'), '你好\n');
     out = await run(`ls ${zhDir}`, zhDone);
-    assert(
-      /\n日志\.txt\n✓ 退出码 0 · /.test(out) || /✗ 已拒绝 .*non-ASCII character U\+4E2D.*（规则 (argv-check|container-check)）/.test(out),
-      `a Chinese argument: ${out}`,
-    );
+    assert(/\n日志\.txt\n✓ 退出码 0 · /.test(out), `a Chinese argument: ${out}`);
   } finally {
     fs.rmSync(zhDir, { recursive: true, force: true });
   }
-  // The same name, gone: the container's path check refuses it (or policy, as above).
+  // The same name, gone: the container's path check refuses it.
   out = await run('ls /tmp/你好', zhDone);
-  assert(/✗ 已拒绝 .*(container-check|argv-check)/.test(out), `a Chinese path that does not exist: ${out}`);
+  assert(/✗ 已拒绝 .*does not exist.*（规则 container-check）/.test(out), `a Chinese path that does not exist: ${out}`);
+  // What is never accepted stays refused, in any language: an ideographic space inside an
+  // argument, a fullwidth look-alike of '/'.
+  out = await run('ls /tmp/你\u3000好', zhDone);
+  assert(/✗ 已拒绝 .*non-ASCII space U\+3000.*argv-check/.test(out), `an ideographic space: ${out}`);
+  out = await run('ls /tmp\uff0fx', zhDone);
+  assert(/✗ 已拒绝 .*fullwidth look-alike U\+FF0F.*argv-check/.test(out), `a fullwidth slash: ${out}`);
   // Find takes Chinese text: the command lines above hold it.
   await page.getByRole('button', { name: '查找', exact: true }).click();
   await page.getByRole('searchbox', { name: '在输出中查找' }).fill('你好');
@@ -1252,6 +1376,11 @@ step('the page reconnects with backoff when edge restarts', async () => {
 step('shell mode: an SRE gets a raw TTY that follows resizes', async () => {
   await newPage();
   await signIn(SRE, 'sam');
+  // Where a shell is not allowed, the disabled button says where shells are.
+  await pick('app-shop', 'orders-7d4b9c');
+  await until('the Shell button to explain itself', async () =>
+    /^policy allows no shell here; shells are allowed on staging\/orders-staging-1\/app\b/.test(
+      (await page.getByRole('button', { name: 'Shell' }).getAttribute('title')) ?? ''));
   await pick('staging', 'orders-staging-1');
   await page.getByRole('button', { name: 'Shell' }).click();
   await page.locator('.status[data-state=open]').waitFor();
@@ -1319,8 +1448,21 @@ step('the audit view lists the commands just run and replays the shell session',
   } finally {
     await other.close();
   }
-  // Denials only.
+  // The user field matches names by their start: "da" finds dana's records, "ana" none.
   await form.locator('input[name=argv_contains]').fill('');
+  await form.locator('input[name=user_prefix]').fill('da');
+  await search();
+  await until('only dana\'s records', async () => {
+    const users = await page.locator('.audit-table tbody tr td:nth-child(2)').allTextContents();
+    return users.length > 0 && users.every((u) => u === 'dana');
+  });
+  assert(/user_prefix=da\b/.test(page.url()), `the prefix is in the address: ${page.url()}`);
+  await form.locator('input[name=user_prefix]').fill('ana');
+  await search();
+  await page.locator('.audit-table tbody tr').first().waitFor({ state: 'detached', timeout: 5000 }).catch(() => {});
+  assert((await page.locator('.audit-table tbody tr td:nth-child(2)', { hasText: 'dana' }).count()) === 0, 'a prefix is not a substring');
+  await form.locator('input[name=user_prefix]').fill('');
+  // Denials only.
   await form.locator('select[name=verdict]').selectOption('deny');
   await search();
   await page.locator('.audit-table tbody tr.deny', { hasText: '/etc/shadow' }).first().waitFor();

@@ -124,6 +124,15 @@ rules:
       program: sleep
       args:
         - {name: seconds, type: integer}
+  - id: devs-seq-tail
+    effect: allow
+    subjects: {groups: [devs]}
+    targets: {namespaces: [team]}
+    limits: {outputLimitBytes: 100, outputKeep: end}
+    command:
+      program: seq
+      args:
+        - {name: last, type: integer, min: 1, max: 1000000}
   - id: devs-head
     effect: allow
     subjects: {groups: [devs]}
@@ -818,11 +827,70 @@ TEST_F(ExecTest, TimeLimitAndOutputCapStopTheCommand) {
   }
   EXPECT_EQ(CountProcesses({"sleep", "47"}), 0);
 
+  // Past the limit exec reads on, only counting, so the user learns how much there was: the
+  // command ends by itself, and its total and exit code are real.
   Outcome big = s.Run("head -c 100000 /dev/zero");
   ASSERT_TRUE(big.exit.has_value());
   EXPECT_EQ(big.exit->termination(), common::TERMINATION_OUTPUT_LIMIT);
   EXPECT_EQ(big.stdout_text.size(), 1000u);
+  EXPECT_EQ(big.exit->shown_bytes(), 1000);
+  EXPECT_EQ(big.exit->output_bytes(), 100000);
+  EXPECT_TRUE(big.exit->output_complete());
+  EXPECT_EQ(big.exit->exit_code(), 0);
+  // More than --output_overrun_bytes (64 MiB) past the limit: stopped, the total a lower bound.
+  const std::vector<std::string> endless = {"head", "-c", "900000000", "/dev/zero"};
+  Outcome huge = s.Run("head -c 900000000 /dev/zero");
+  ASSERT_TRUE(huge.exit.has_value());
+  EXPECT_EQ(huge.exit->termination(), common::TERMINATION_OUTPUT_LIMIT);
+  EXPECT_EQ(huge.stdout_text.size(), 1000u);
+  EXPECT_EQ(huge.exit->shown_bytes(), 1000);
+  EXPECT_GT(huge.exit->output_bytes(), 1000 + (int64_t{64} << 20));
+  EXPECT_LT(huge.exit->output_bytes(), 900000000);
+  EXPECT_FALSE(huge.exit->output_complete());
+  for (int i = 0; i < 100 && CountProcesses(endless) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(CountProcesses(endless), 0) << "the overrunning command was not stopped";
   s.Close();
+}
+
+// A rule that keeps the end of the output (tail-like programs): the last bytes are shown, sent
+// when the command ends, and the exit says how much there was.
+TEST_F(ExecTest, ARuleThatKeepsTheEndShowsTheLastBytes) {
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("dave", {"devs"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  std::string all;
+  for (int i = 1; i <= 5000; ++i) {
+    absl::StrAppend(&all, i, "\n");
+  }
+  Outcome cut = s.Run("seq 5000");
+  ASSERT_TRUE(cut.exit.has_value());
+  EXPECT_EQ(cut.exit->termination(), common::TERMINATION_OUTPUT_LIMIT);
+  EXPECT_EQ(cut.stdout_text, all.substr(all.size() - 100)) << "the last 100 bytes, in order";
+  EXPECT_EQ(cut.exit->shown_bytes(), 100);
+  EXPECT_EQ(cut.exit->output_bytes(), static_cast<int64_t>(all.size()));
+  EXPECT_TRUE(cut.exit->output_complete());
+  EXPECT_TRUE(cut.exit->kept_end());
+  EXPECT_EQ(cut.exit->exit_code(), 0);
+  // Short output is all shown, and the command simply exited.
+  Outcome small = s.Run("seq 5");
+  ASSERT_TRUE(small.exit.has_value());
+  EXPECT_EQ(small.exit->termination(), common::TERMINATION_EXITED);
+  EXPECT_EQ(small.stdout_text, "1\n2\n3\n4\n5\n");
+  // The audit record hashes and excerpts what was shown.
+  const std::string session_id = ready->session_id();
+  s.Close();
+  bool found = false;
+  for (const auto& r : AuditOf(session_id)) {
+    if (r.event().has_command_result() && r.event().command_result().line() == "seq 5000") {
+      found = true;
+      EXPECT_EQ(r.event().command_result().termination(), common::TERMINATION_OUTPUT_LIMIT);
+      EXPECT_EQ(r.event().command_result().output_excerpt(), all.substr(all.size() - 100));
+      EXPECT_EQ(r.event().command_result().stdout_bytes(), static_cast<int64_t>(all.size()));
+    }
+  }
+  EXPECT_TRUE(found) << "no result record for seq 5000";
 }
 
 TEST_F(ExecTest, HundredMegabytesStreamWithBoundedMemory) {

@@ -188,6 +188,20 @@ TEST(AuditFollowTest, SendsTheLastRecordsThenEachNewMatchingRecordInCommitOrder)
   EXPECT_GE(h.metrics().follow_records_sent().Value(), 7);
 }
 
+TEST(AuditFollowTest, UserPrefixesMatchLikeTheStoreQuery) {
+  testing::TempDir tmp("podgate-audit-follow");
+  Harness h(SqliteIn(tmp.path()), "test-chain");
+  QueryRequest request;
+  request.add_user_prefixes("da");
+  Follow follow(h.stub(), request);
+  EXPECT_TRUE(follow.Backlog().empty());
+  ASSERT_EQ(RecordAll(h.stub(), Events("alice", 2, "alice")), 2u);
+  ASSERT_EQ(RecordAll(h.stub(), Events("adam", 1, "adam")), 1u);
+  ASSERT_EQ(RecordAll(h.stub(), Events("dana", 1, "dana")), 1u);
+  ASSERT_EQ(RecordAll(h.stub(), Events("daniel", 1, "daniel")), 1u);
+  EXPECT_THAT(Ids(follow.Next(2)), ::testing::ElementsAre("dana0", "daniel0"));
+}
+
 TEST(AuditFollowTest, ArgvAndGroupFiltersMatchLikeTheStoreQuery) {
   testing::TempDir tmp("podgate-audit-follow");
   Harness h(SqliteIn(tmp.path()), "test-chain");

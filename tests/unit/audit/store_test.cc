@@ -490,6 +490,34 @@ TEST_P(StoreTest, QueryFiltersEachField) {
   q.Clear();
   q.add_users("alice' OR '1'='1");
   EXPECT_THAT(Ids(q), ElementsAre());
+  // Prefixes of user names, alone or with exact names (any of them), never a wildcard.
+  q.Clear();
+  q.add_user_prefixes("al");
+  EXPECT_THAT(Ids(q), ElementsAre("1", "3"));
+  q.add_user_prefixes("b");
+  EXPECT_THAT(Ids(q), ElementsAre("1", "2", "3"));
+  q.Clear();
+  q.add_users("bob");
+  q.add_user_prefixes("ali");
+  EXPECT_THAT(Ids(q), ElementsAre("1", "2", "3"));
+  q.Clear();
+  q.add_user_prefixes("alice");
+  EXPECT_THAT(Ids(q), ElementsAre("1", "3"));
+  q.Clear();
+  q.add_user_prefixes("alicex");
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.Clear();
+  q.add_user_prefixes("lic");  // a prefix, not a substring
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.Clear();
+  q.add_user_prefixes("%");
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.Clear();
+  q.add_user_prefixes("_lice");
+  EXPECT_THAT(Ids(q), ElementsAre());
+  q.Clear();
+  q.add_user_prefixes("a' OR '1'='1");
+  EXPECT_THAT(Ids(q), ElementsAre());
 }
 
 TEST_P(StoreTest, QueryPagesWithCursorTokens) {

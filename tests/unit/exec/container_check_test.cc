@@ -100,9 +100,17 @@ TEST(ParsePathProbeTest, AcceptsOnlyOneCanonicalAbsolutePath) {
   EXPECT_EQ(*ParsePathProbe(0, "/var/log/app/current.log\n"), "/var/log/app/current.log");
   EXPECT_EQ(*ParsePathProbe(0, "/\n"), "/");
   EXPECT_EQ(*ParsePathProbe(0, "/a b/c\n"), "/a b/c");
+  // A file name in Chinese (or any text) resolves like any other.
+  EXPECT_EQ(*ParsePathProbe(0, "/var/log/app/\xe6\x97\xa5\xe5\xbf\x97.log\n"),
+            "/var/log/app/\xe6\x97\xa5\xe5\xbf\x97.log");
+  EXPECT_EQ(*ParsePathProbe(0, "/caf\xc3\xa9\n"), "/caf\xc3\xa9");
   for (const char* bad : {"", "\n", "/a/b", "/a/b\n\n", "/a\n/b\n", "a/b\n", "./a\n", "/a//b\n",
                           "/a/./b\n", "/a/../b\n", "/a/b/\n", "/a\tb\n", "/a\rb\n", "/a\x1b[31m\n",
-                          "/caf\xc3\xa9\n", "/a\xe2\x80\xae\n", "/a\xff\n"}) {
+                          "/a\xe2\x80\xae\n", "/a\xff\n",
+                          "/a\xe3\x80\x80"
+                          "b\n",
+                          "/\xef\xbc\x8f"
+                          "etc\n"}) {
     EXPECT_FALSE(ParsePathProbe(0, bad).ok()) << "'" << absl::CHexEscape(bad) << "'";
   }
   EXPECT_FALSE(ParsePathProbe(0, absl::StrCat("/", std::string(5000, 'a'), "\n")).ok());

@@ -29,6 +29,7 @@ ABSL_DECLARE_FLAG(int, max_sessions);
 ABSL_DECLARE_FLAG(int, max_commands_per_session);
 ABSL_DECLARE_FLAG(absl::Duration, default_time_limit);
 ABSL_DECLARE_FLAG(int64_t, default_output_limit_bytes);
+ABSL_DECLARE_FLAG(int64_t, output_overrun_bytes);
 ABSL_DECLARE_FLAG(int, audit_excerpt_bytes);
 ABSL_DECLARE_FLAG(std::string, shell_command);
 ABSL_DECLARE_FLAG(absl::Duration, interrupt_grace);
@@ -61,6 +62,7 @@ TEST(ExecOptionsTest, TheDefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->sessions.max_commands_per_session, 10000);
   EXPECT_EQ(o->sessions.default_time_limit, absl::Minutes(5));
   EXPECT_EQ(o->sessions.default_output_limit_bytes, 64 << 20);
+  EXPECT_EQ(o->sessions.output_overrun_bytes, 64 << 20);
   EXPECT_EQ(o->sessions.excerpt_bytes, 4096u);
   EXPECT_TRUE(o->sessions.strict_audit);
   EXPECT_THAT(o->sessions.shell_argv, ElementsAre("/bin/sh"));
@@ -107,6 +109,7 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   absl::SetFlag(&FLAGS_max_commands_per_session, 4);
   absl::SetFlag(&FLAGS_default_time_limit, absl::Seconds(7));
   absl::SetFlag(&FLAGS_default_output_limit_bytes, int64_t{1});
+  absl::SetFlag(&FLAGS_output_overrun_bytes, int64_t{0});
   absl::SetFlag(&FLAGS_audit_excerpt_bytes, 0);
   absl::SetFlag(&FLAGS_shell_command, " /bin/bash  -l ");
   absl::SetFlag(&FLAGS_interrupt_grace, absl::Milliseconds(250));
@@ -138,6 +141,7 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   EXPECT_EQ(o->sessions.max_commands_per_session, 4);
   EXPECT_EQ(o->sessions.default_time_limit, absl::Seconds(7));
   EXPECT_EQ(o->sessions.default_output_limit_bytes, 1);
+  EXPECT_EQ(o->sessions.output_overrun_bytes, 0);
   EXPECT_EQ(o->sessions.excerpt_bytes, 0u);
   // Split on spaces, empty words dropped.
   EXPECT_THAT(o->sessions.shell_argv, ElementsAre("/bin/bash", "-l"));
@@ -197,6 +201,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"shell_command", "   ", "--shell_command must name a program"},
         BadFlag{"shell_command", "", "--shell_command must name a program"},
         BadFlag{"default_output_limit_bytes", "0", "--default_output_limit_bytes must be >= 1"},
+        BadFlag{"output_overrun_bytes", "-1", "--output_overrun_bytes must be 0 to"},
+        BadFlag{"output_overrun_bytes", "1099511627777", "--output_overrun_bytes must be 0 to"},
         BadFlag{"journal_max_entries", "0", "--journal_max_entries must be 1 to 100000"},
         BadFlag{"journal_max_entries", "100001", "--journal_max_entries must be 1 to 100000"},
         BadFlag{"journal_recovery_timeout", "0s", "--journal_recovery_timeout must be positive"},

@@ -6,10 +6,12 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "policy/authorizer.h"
 #include "policy/policy_loader.h"
 #include "policy/program_classes.h"
+#include "policy/text_checks.h"
 
 namespace podgate::policy {
 namespace {
@@ -643,6 +645,177 @@ TEST(RateLimit, LoaderChecks) {
     rateLimit: {count: 2, per: 1h}
 )"),
             "");
+}
+
+}  // namespace
+}  // namespace podgate::policy
+
+namespace podgate::policy {
+namespace {
+
+// A denial carries what helps the user recover: the deciding rule's description and whom to ask,
+// the rule's own contact first, then the document's.
+TEST(DenialHelpTest, DenialsCarryTheRuleDescriptionAndWhomToAsk) {
+  LoadResult r = LoadPolicy(R"(apiVersion: podgate.io/v1
+kind: CommandPolicy
+metadata:
+  contact: "#platform-help"
+  requestUrl: https://access.example.com/request
+rules:
+  - id: dev-curl
+    description: HTTP checks of the app's own health endpoints
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    command:
+      program: curl
+      flags: [-s]
+      args: [{name: url, type: url, hosts: [localhost]}]
+  - id: no-wget
+    description: wget writes files; use curl -s
+    contact: "#shop-team"
+    effect: deny
+    subjects: {users: ["*"]}
+    targets: {namespaces: ["*"]}
+    deny: {programs: [wget]}
+  - id: dev-free
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    command: {program: free}
+)",
+                            "test.yaml");
+  ASSERT_TRUE(r.ok()) << r.FirstError();
+  const auto decide = [&](std::vector<std::string> argv) {
+    podgate::policy::v1::AuthorizeRequest req;
+    req.mutable_principal()->set_user("dana");
+    req.mutable_principal()->add_groups("dev");
+    req.mutable_target()->set_namespace_("app");
+    req.mutable_target()->set_pod("p-1");
+    req.mutable_target()->set_container("c");
+    for (std::string& a : argv) {
+      req.mutable_command()->add_argv(std::move(a));
+    }
+    return r.policy->Evaluate(req);
+  };
+  // A grammar refusal: the allow rule that read the argv speaks, the document's contact.
+  Decision flag = decide({"curl", "-o", "/tmp/x", "http://localhost/"});
+  ASSERT_EQ(flag.verdict(), VERDICT_DENY);
+  EXPECT_EQ(flag.rule(), "dev-curl");
+  EXPECT_EQ(flag.rule_description(), "HTTP checks of the app's own health endpoints");
+  EXPECT_EQ(flag.contact(), "#platform-help");
+  EXPECT_EQ(flag.request_url(), "https://access.example.com/request");
+  // An explicit denial with a contact of its own; its request URL falls back to the document's.
+  Decision wget = decide({"wget", "http://localhost/"});
+  ASSERT_EQ(wget.verdict(), VERDICT_DENY);
+  EXPECT_EQ(wget.rule(), "no-wget");
+  EXPECT_EQ(wget.rule_description(), "wget writes files; use curl -s");
+  EXPECT_EQ(wget.contact(), "#shop-team");
+  EXPECT_EQ(wget.request_url(), "https://access.example.com/request");
+  // No rule matched: no description, whom to ask all the same.
+  Decision none = decide({"rm", "-rf", "/"});
+  EXPECT_EQ(none.rule(), "default-deny");
+  EXPECT_EQ(none.rule_description(), "");
+  EXPECT_EQ(none.contact(), "#platform-help");
+  // The built-in argv check too.
+  Decision bidi = decide({"free", "\xe2\x80\xae"});
+  EXPECT_EQ(bidi.rule(), "argv-check");
+  EXPECT_EQ(bidi.contact(), "#platform-help");
+  // Allowed decisions carry none of it.
+  Decision ok = decide({"free"});
+  ASSERT_EQ(ok.verdict(), VERDICT_ALLOW);
+  EXPECT_EQ(ok.contact(), "");
+  EXPECT_EQ(ok.rule_description(), "");
+  // ListAllowed names whom to ask for more.
+  podgate::policy::v1::ListAllowedRequest list;
+  list.mutable_principal()->set_user("dana");
+  list.mutable_principal()->add_groups("dev");
+  list.mutable_target()->set_namespace_("app");
+  list.mutable_target()->set_pod("p-1");
+  const auto allowed = r.policy->ListAllowed(list);
+  EXPECT_EQ(allowed.contact(), "#platform-help");
+  EXPECT_EQ(allowed.request_url(), "https://access.example.com/request");
+}
+
+// A reason quotes at most 64 bytes of an argument and never cuts a character in two (a proto
+// string must be valid UTF-8, or the decision could not be sent).
+TEST(DenialHelpTest, AQuotedLongArgumentIsCutAtACharacter) {
+  LoadResult r = LoadPolicy(R"(apiVersion: podgate.io/v1
+kind: CommandPolicy
+rules:
+  - id: dev-cat
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    command:
+      program: cat
+      args: [{name: f, type: enum, values: [a]}]
+)",
+                            "test.yaml");
+  ASSERT_TRUE(r.ok()) << r.FirstError();
+  for (int shift = 0; shift < 3; ++shift) {
+    std::string arg(static_cast<size_t>(shift), 'x');
+    for (int i = 0; i < 40; ++i) {
+      arg += "\xe6\x97\xa5";  // 日, three bytes
+    }
+    podgate::policy::v1::AuthorizeRequest req;
+    req.mutable_principal()->set_user("dana");
+    req.mutable_principal()->add_groups("dev");
+    req.mutable_target()->set_namespace_("app");
+    req.mutable_target()->set_pod("p-1");
+    req.mutable_command()->add_argv("cat");
+    req.mutable_command()->add_argv(arg);
+    const Decision d = r.policy->Evaluate(req);
+    ASSERT_EQ(d.verdict(), VERDICT_DENY);
+    EXPECT_FALSE(DescribeUnsafeCharacter(d.reason()).has_value()) << d.reason();
+    EXPECT_THAT(d.reason(), ::testing::HasSubstr("...'"));
+    std::string wire;
+    EXPECT_TRUE(d.SerializeToString(&wire));
+  }
+}
+
+}  // namespace
+}  // namespace podgate::policy
+
+namespace podgate::policy {
+namespace {
+
+// outputKeep travels in the decision's limits, from the rule or the defaults.
+TEST(OutputKeepTest, TheDecisionSaysWhichPartOfTheOutputIsShown) {
+  LoadResult r = LoadPolicy(R"(apiVersion: podgate.io/v1
+kind: CommandPolicy
+defaults: {outputLimitBytes: 4096}
+rules:
+  - id: tail-end
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    limits: {outputKeep: end}
+    command: {program: tail}
+  - id: cat-start
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    command: {program: cat}
+)",
+                            "test.yaml");
+  ASSERT_TRUE(r.ok()) << r.FirstError();
+  const auto decide = [&](const std::string& program) {
+    podgate::policy::v1::AuthorizeRequest req;
+    req.mutable_principal()->set_user("dana");
+    req.mutable_principal()->add_groups("dev");
+    req.mutable_target()->set_namespace_("app");
+    req.mutable_target()->set_pod("p-1");
+    req.mutable_command()->add_argv(program);
+    return r.policy->Evaluate(req);
+  };
+  const Decision tail = decide("tail");
+  ASSERT_EQ(tail.verdict(), VERDICT_ALLOW);
+  EXPECT_TRUE(tail.limits().output_keep_end());
+  EXPECT_EQ(tail.limits().output_limit_bytes(), 4096);
+  const Decision cat = decide("cat");
+  ASSERT_EQ(cat.verdict(), VERDICT_ALLOW);
+  EXPECT_FALSE(cat.limits().output_keep_end());
 }
 
 }  // namespace

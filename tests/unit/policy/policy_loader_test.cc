@@ -182,6 +182,73 @@ TEST(PolicyLoaderTest, ConflictingDefinitionsAreErrors) {
   EXPECT_THAT(Joined(ambiguous), HasSubstr("a required argument after an optional one"));
 }
 
+// Whom to ask goes with every denial (metadata, overridden per rule); both are checked as text
+// printed in a terminal and a link the page opens.
+TEST(PolicyLoaderTest, ContactAndRequestUrlAreChecked) {
+  const std::string rules = Rule("r", "    command: {program: free}\n");
+  const auto with_metadata = [&](const std::string& metadata) {
+    return absl::StrCat("apiVersion: podgate.io/v1\nkind: CommandPolicy\nmetadata: ", metadata,
+                        "\nrules:\n", rules);
+  };
+  LoadResult ok = LoadPolicy(
+      with_metadata("{name: x, contact: \"#platform-help \xe6\x88\x96 platform@example.com\", "
+                    "requestUrl: \"https://access.example.com/request?tool=podgate\"}"),
+      "test.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.FirstError();
+  EXPECT_EQ(ok.policy->contact().contact, "#platform-help \xe6\x88\x96 platform@example.com");
+  EXPECT_EQ(ok.policy->contact().request_url, "https://access.example.com/request?tool=podgate");
+  EXPECT_THAT(Joined(with_metadata("{contact: \"a\\e[31mb\"}")),
+              HasSubstr("contact contains a control character U+001B"));
+  EXPECT_THAT(Joined(with_metadata("{contact: \"\"}")),
+              HasSubstr("contact must be 1 to 256 bytes of text"));
+  EXPECT_THAT(Joined(with_metadata(absl::StrCat("{contact: ", std::string(257, 'a'), "}"))),
+              HasSubstr("contact must be 1 to 256 bytes of text"));
+  EXPECT_THAT(Joined(with_metadata("{requestUrl: \"javascript:alert(1)\"}")),
+              HasSubstr("requestUrl: "));
+  EXPECT_THAT(Joined(with_metadata("{requestUrl: \"https://user@example.com/\"}")),
+              HasSubstr("requestUrl: "));
+  EXPECT_THAT(Joined(with_metadata("{requestUrl: \"https://ex ample.com/\"}")),
+              HasSubstr("requestUrl: "));
+  EXPECT_THAT(Joined(with_metadata("{contact: [a]}")), HasSubstr("contact must be a string"));
+  EXPECT_THAT(Joined(with_metadata("{owner: a}")), HasSubstr("unknown key 'owner' in metadata"));
+  // Per rule, the same checks.
+  LoadResult per_rule =
+      LoadPolicy(absl::StrCat(kHeader, Rule("r",
+                                            "    contact: \"#shop-team\"\n"
+                                            "    requestUrl: https://shop.example.com/access\n"
+                                            "    command: {program: free}\n")),
+                 "test.yaml");
+  ASSERT_TRUE(per_rule.ok()) << per_rule.FirstError();
+  EXPECT_EQ(per_rule.policy->rules()[0].contact.contact, "#shop-team");
+  EXPECT_EQ(per_rule.policy->rules()[0].contact.request_url, "https://shop.example.com/access");
+  EXPECT_THAT(Joined(absl::StrCat(kHeader, Rule("r",
+                                                "    requestUrl: ftp://x/\n"
+                                                "    command: {program: free}\n"))),
+              HasSubstr("requestUrl: "));
+}
+
+// Descriptions and the values of text types may be written in any language; names may not.
+TEST(PolicyLoaderTest, TextMayBeInAnyLanguageNamesMayNot) {
+  LoadResult r = LoadPolicy(
+      absl::StrCat(kHeader,
+                   Rule("r",
+                        "    description: \"\xe6\x9f\xa5\xe7\x9c\x8b\xe6\x97\xa5\xe5\xbf\x97\"\n"
+                        "    command:\n      program: cat\n      args:\n"
+                        "        - {name: f, type: path, prefixes: "
+                        "[\"/var/log/\xe5\xba\x94\xe7\x94\xa8\"]}\n")),
+      "test.yaml");
+  ASSERT_TRUE(r.ok()) << r.FirstError();
+  EXPECT_EQ(r.policy->rules()[0].description, "\xe6\x9f\xa5\xe7\x9c\x8b\xe6\x97\xa5\xe5\xbf\x97");
+  EXPECT_THAT(Joined(absl::StrCat(kHeader, Rule("r",
+                                                "    description: \"a\\u202eb\"\n"
+                                                "    command: {program: free}\n"))),
+              HasSubstr("description contains a bidi control U+202E"));
+  EXPECT_THAT(Joined(absl::StrCat(kHeader, Rule("r",
+                                                "    command:\n      program: free\n"
+                                                "      flags: [\"-\xe4\xbd\xa0\"]\n"))),
+              HasSubstr("non-ASCII character U+4F60"));
+}
+
 TEST(PolicyLoaderTest, ProgramsFlagsAndTypesAreChecked) {
   const auto one = [](const std::string& body) {
     return Joined(absl::StrCat(kHeader, Rule("r", body)));
@@ -218,6 +285,19 @@ TEST(PolicyLoaderTest, ProgramsFlagsAndTypesAreChecked) {
               HasSubstr("timeLimit must be a duration"));
   EXPECT_THAT(one("    command: {program: x}\n    limits: {outputLimitBytes: 0}\n"),
               HasSubstr("outputLimitBytes must be between 1"));
+  EXPECT_THAT(one("    command: {program: x}\n    limits: {outputKeep: middle}\n"),
+              HasSubstr("outputKeep must be start or end"));
+  EXPECT_THAT(one("    command: {program: x}\n    limits: {outputKeep: end, outputLimitBytes: "
+                  "8388609}\n"),
+              HasSubstr("outputKeep: end holds the output in exec until the command ends: "
+                        "outputLimitBytes must be at most 8388608"));
+  // From the defaults too: a rule that keeps the end inherits a limit too large for it.
+  EXPECT_THAT(Joined(absl::StrCat("apiVersion: podgate.io/v1\nkind: CommandPolicy\n"
+                                  "defaults: {outputLimitBytes: 16777216}\nrules:\n",
+                                  Rule("r",
+                                       "    command: {program: x}\n"
+                                       "    limits: {outputKeep: end}\n"))),
+              HasSubstr("outputLimitBytes must be at most 8388608"));
   EXPECT_THAT(one("    command: {program: x}\n    allowRoot: yes\n"),
               HasSubstr("allowRoot must be true or false"));
 }

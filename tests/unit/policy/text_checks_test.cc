@@ -1,6 +1,11 @@
 // The checks on user-controlled strings and typed values.
 #include "policy/text_checks.h"
 
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 
 namespace podgate::policy {
@@ -52,7 +57,17 @@ TEST(TextChecksTest, ArgvLimitsAndCharacters) {
             "argument 1 is 4097 bytes long (the limit is 4096)");
   EXPECT_FALSE(CheckArgv({"ls", std::string(kMaxArgBytes, 'a')}).has_value());
   EXPECT_EQ(*CheckArgv({"ls", "\xe2\x80\xae"}),
-            "argument 1 contains a bidi control U+202E; only printable ASCII is accepted");
+            "argument 1 contains a bidi control U+202E, which is never accepted");
+  // The program is a name on PATH: printable ASCII only.
+  EXPECT_EQ(*CheckArgv({"l\xc3\xb3"}),
+            "the program name contains a non-ASCII character U+00F3; only printable ASCII is "
+            "accepted");
+  // Arguments may be text in any language; the value types decide where it may go.
+  EXPECT_FALSE(CheckArgv({"cat", "/var/log/\xe6\x97\xa5\xe5\xbf\x97.log"}).has_value());
+  EXPECT_EQ(*CheckArgv({"cat",
+                        "/var/log/a\xe3\x80\x80"
+                        "b"}),
+            "argument 1 contains a non-ASCII space U+3000, which is never accepted");
   EXPECT_EQ(*DescribeForbiddenCharacter("\xe2\x80\x8f"), "bidi control U+200F");
   EXPECT_EQ(*DescribeForbiddenCharacter("\xd8\x9c"), "bidi control U+061C");
   EXPECT_EQ(*DescribeForbiddenCharacter("\xe3\x80\x80"), "non-ASCII space U+3000");
@@ -63,6 +78,51 @@ TEST(TextChecksTest, ArgvLimitsAndCharacters) {
   EXPECT_EQ(*DescribeForbiddenCharacter("\xe0\x80\xaf"), "invalid UTF-8 at byte 0");
   EXPECT_EQ(*DescribeForbiddenCharacter("\x80"), "invalid UTF-8 at byte 0");
   EXPECT_FALSE(DescribeForbiddenCharacter(" ~!").has_value());
+}
+
+TEST(TextChecksTest, TextInAnyLanguageButNeverWhatHidesOrImitates) {
+  for (const char* good :
+       {"", "plain ascii ~!", "\xe4\xbd\xa0\xe5\xa5\xbd",                            // 你好
+        "caf\xc3\xa9", "\xd0\xbf\xd1\x80\xd0\xb8",                                   // при
+        "\xe9\x94\x99\xe8\xaf\xaf\xef\xbc\x8c\xe8\xaf\xb7",                          // 错误，请
+        "\xef\xbc\x88\xef\xbc\x89\xef\xbc\x9a\xef\xbc\x9b\xef\xbc\x81\xef\xbc\x9f",  // （）：；！？
+        "\xf0\x9f\x98\x80", "e\xcc\x81"}) {  // an emoji; e + combining acute
+    EXPECT_FALSE(DescribeUnsafeCharacter(good).has_value()) << absl::CHexEscape(good);
+  }
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {std::string("a\0", 2), "NUL byte"},
+      {"a\x1b[2J", "control character U+001B"},
+      {"\xc2\x85", "control character U+0085"},
+      {"a\xe3\x80\x80"
+       "b",
+       "non-ASCII space U+3000"},
+      {"\xc2\xa0", "non-ASCII space U+00A0"},
+      {"\xe2\x80\xa8", "line or paragraph separator U+2028"},
+      {"\xe2\x80\xae", "bidi control U+202E"},
+      {"\xe2\x81\xa6", "bidi control U+2066"},
+      {"\xe2\x80\x8b", "invisible character U+200B"},
+      {"\xe2\x81\xa0", "invisible character U+2060"},
+      {"\xc2\xad", "invisible character U+00AD"},
+      {"\xef\xb8\x8f", "invisible character U+FE0F"},
+      {"\xf3\xa0\x80\x81", "invisible character U+E0001"},
+      {"\xe3\x85\xa4", "invisible character U+3164"},
+      {"\xee\x80\x80", "private-use character U+E000"},
+      {"\xf3\xb0\x80\x80", "private-use character U+F0000"},
+      {"\xef\xb7\x90", "noncharacter U+FDD0"},
+      {"\xef\xbf\xbe", "noncharacter U+FFFE"},
+      {"\xef\xbd\x8a", "fullwidth look-alike U+FF4A of 'j'"},
+      {"\xef\xbc\x8d", "fullwidth look-alike U+FF0D of '-'"},
+      {"\xef\xbc\x8f", "fullwidth look-alike U+FF0F of '/'"},
+      {"\xef\xbc\x8e", "fullwidth look-alike U+FF0E of '.'"},
+      {"ab\xf0\x9f\x98", "invalid UTF-8 at byte 2"},
+      {"\xed\xa0\x80", "invalid UTF-8 at byte 0"},  // a surrogate
+      {"\xe0\x80\xaf", "invalid UTF-8 at byte 0"},  // overlong '/'
+  };
+  for (const auto& [text, name] : bad) {
+    EXPECT_EQ(DescribeUnsafeCharacter(text).value_or("accepted"), name) << absl::CHexEscape(text);
+  }
+  EXPECT_TRUE(IsAscii("abc ~"));
+  EXPECT_FALSE(IsAscii("caf\xc3\xa9"));
 }
 
 }  // namespace

@@ -41,6 +41,8 @@ export interface Container {
   name: string;
   image?: string;
   default?: boolean;
+  // Whether policy allows this user a shell in it.
+  shell_allowed?: boolean;
 }
 export interface Pod {
   name: string;
@@ -80,6 +82,9 @@ export interface Allowed {
   shell_allowed?: boolean;
   superuser?: boolean;
   policy_version?: string;
+  // Whom to ask for more (the policy's metadata.contact and metadata.requestUrl).
+  contact?: string;
+  request_url?: string;
 }
 
 // One audit record as edge renders it (protobuf JSON of podgate.audit.v1.AuditRecord).

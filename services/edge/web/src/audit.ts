@@ -80,7 +80,8 @@ export class AuditView {
     this.form = h(
       'form',
       { class: 'audit-filters', 'aria-label': L('audit.filtersAria') },
-      field('user', L('audit.user')),
+      // Names that start with what is typed: "dan" finds dana and daniel.
+      field('user_prefix', L('audit.user'), 'text', L('audit.userPlaceholder')),
       field('namespace', L('audit.namespace')),
       field('pod', L('audit.pod')),
       field('argv_contains', L('audit.commandContains'), 'search', L('audit.commandExample')),
@@ -177,7 +178,9 @@ export class AuditView {
   // when it held any.
   applySearch(q: URLSearchParams): boolean {
     let any = false;
-    for (const [name, value] of q) {
+    for (const [key, value] of q) {
+      // An address from before prefixes said user=: the same search, by prefix now.
+      const name = key === 'user' ? 'user_prefix' : key;
       const el = this.form.elements.namedItem(name);
       if (el instanceof HTMLInputElement && el.type === 'checkbox') {
         el.checked = value === 'true';
@@ -208,7 +211,7 @@ export class AuditView {
   query(): URLSearchParams {
     const q = new URLSearchParams();
     const data = new FormData(this.form);
-    for (const name of ['user', 'namespace', 'pod', 'argv_contains', 'kind', 'verdict', 'session_id']) {
+    for (const name of ['user_prefix', 'namespace', 'pod', 'argv_contains', 'kind', 'verdict', 'session_id']) {
       const v = String(data.get(name) ?? '').trim();
       if (v) q.set(name, v);
     }

@@ -3,6 +3,7 @@
 
 import type { ControlMessage } from './connection';
 import { t } from './i18n';
+import { formatBytes } from './outputs';
 
 // The page's own secondary text (durations, hints, rule names) is "bright black", a theme colour
 // with at least 4.5:1 contrast in both themes, never SGR 2 "dim": xterm draws dim at half
@@ -33,8 +34,20 @@ export function formatExit(msg: ControlMessage): string {
       return `${YELLOW}${t('exit.interrupted')}${RESET}${MUTED} · ${dur}${RESET}`;
     case 'time_limit':
       return `${YELLOW}${t('exit.timeLimit')}${RESET}${MUTED} · ${dur}${RESET}`;
-    case 'output_limit':
-      return `${YELLOW}${t('exit.outputLimit')}${RESET}${MUTED} · ${dur}${RESET}`;
+    case 'output_limit': {
+      // How much was shown of how much: exec reads on past the limit to count the rest (or up
+      // to a bound, then "more than").
+      if (typeof msg.shown_bytes !== 'number' || typeof msg.output_bytes !== 'number') {
+        return `${YELLOW}${t('exit.outputLimit')}${RESET}${MUTED} · ${dur}${RESET}`;
+      }
+      const shown = formatBytes(msg.shown_bytes);
+      const total = formatBytes(msg.output_bytes);
+      const end = msg.kept_end === true;
+      const complete = msg.output_complete === true;
+      const head = t(end ? (complete ? 'exit.outputCutEnd' : 'exit.outputCutEndMore') : complete ? 'exit.outputCut' : 'exit.outputCutMore', { shown, total });
+      const hint = t(end ? 'exit.outputCutEndHint' : 'exit.outputCutHint', { shown });
+      return `${YELLOW}${head}${RESET}${MUTED} · ${dur}${RESET}\r\n${MUTED}  ${hint}${RESET}`;
+    }
     case 'error':
       // The outcome is unknown (the stream to the container failed, or exec was lost): say why.
       return `${RED}${t('exit.error', { reason: String(msg.reason ?? t('exit.unknown')) })}${RESET}${MUTED} · ${dur}${RESET}`;

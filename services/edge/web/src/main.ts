@@ -15,11 +15,14 @@ import {
 } from './api';
 import { AuditView } from './audit';
 import type { ConnectionState } from './connection';
-import { clear, h } from './dom';
+import { append, clear, h } from './dom';
 import { L, onLanguageChange, resolveLanguage, setLanguage, t, type LanguageChoice } from './i18n';
 import { kFontSizes, loadSettings, resolveTheme, saveSettings, type ThemeChoice } from './settings';
 import { chooseTab, type Picked } from './tabs';
 import { TerminalView } from './terminal';
+import { filterPods, kMaxPodRows, podRows, shellTargets } from './podfinder';
+import { formatBytes } from './outputs';
+import { plainText } from './suggest';
 
 const kTargetKey = 'podgate.target.v1';
 // setTimeout's longest delay; a longer-lived token is re-checked when it fires.
@@ -79,6 +82,9 @@ class Page {
   private settings = loadSettings();
   private readonly darkQuery = window.matchMedia('(prefers-color-scheme: dark)');
   private runningLine = h('div', { class: 'running-line', role: 'status', hidden: true });
+  // Under the terminal when nothing runs: the last command's output, to copy or download whole.
+  private lastOutputLabel = h('span', { class: 'last-output-label' });
+  private lastOutputBar = h('div', { class: 'last-output', role: 'group', 'aria-label': L('output.group'), hidden: true });
   // Find in the output (Ctrl+Shift+F or the Find button): the whole scrollback.
   private findInput = h('input', { type: 'search', placeholder: L('find.placeholder'), 'aria-label': L('find.aria') });
   private findCount = h('span', { class: 'find-count', role: 'status', 'aria-live': 'polite' });
@@ -122,6 +128,13 @@ class Page {
   );
   private panelList = h('ul', { class: 'allowed-list' });
   private panelNote = h('p', { class: 'panel-note' });
+  // The pod finder: every pod of the cluster in one filterable list.
+  private podFinder = h('dialog', { class: 'pod-finder', 'aria-labelledby': 'pod-finder-title' });
+  private podFinderFilter = h('input', { type: 'search', 'aria-label': L('finder.filterAria'), placeholder: L('finder.placeholder') });
+  private podFinderCount = h('p', { class: 'pod-count', role: 'status' });
+  private podFinderList = h('ul', { class: 'pod-list', 'aria-label': L('finder.listAria') });
+  // Whom to ask for more, when the policy names someone.
+  private panelAsk = h('p', { class: 'panel-ask' });
   private panelFilter = h('input', { type: 'search', placeholder: L('panel.filterPlaceholder'), 'aria-label': L('panel.filterAria') });
   private notice = h('div', { class: 'notice', role: 'alert', hidden: true });
   // Each command's outcome (exit, denial, error) in words, for screen readers: the terminal's
@@ -410,7 +423,7 @@ class Page {
   private relocalize(): void {
     if (!this.current) {
       this.toolbarToggle.textContent = t('toolbar.target');
-      this.shellModeButton.title = t('toolbar.shellRefused');
+      this.shellModeButton.title = this.shellRefusal();
     } else {
       this.showState(this.current.state ?? { kind: 'connecting', attempt: 1 });
       this.showRunning(this.current.running, this.current.runningSince);
@@ -542,6 +555,7 @@ class Page {
     if (this.runningTimer) clearInterval(this.runningTimer);
     this.runningTimer = null;
     document.title = this.tabs.some((t) => t.running !== null) ? `▶ ${this.baseTitle}` : this.baseTitle;
+    this.showLastOutput(line === null ? (this.current ?? undefined) : undefined);
     if (line === null) {
       this.runningLine.hidden = true;
       this.runningLine.textContent = '';
@@ -555,6 +569,31 @@ class Page {
     render();
     this.runningLine.hidden = false;
     this.runningTimer = setInterval(render, 100);
+  }
+
+  // The last output bar of `tab` (hidden while a command runs, or when nothing was kept).
+  private showLastOutput(tab: Tab | undefined): void {
+    const kept = tab?.view.lastOutput();
+    this.lastOutputBar.hidden = !kept || kept.bytes === 0;
+    if (!kept || kept.bytes === 0) return;
+    const line = kept.line.length > 40 ? `${kept.line.slice(0, 39)}…` : kept.line;
+    this.lastOutputLabel.textContent = t('output.lastLabel', { line, size: formatBytes(kept.bytes + kept.dropped) });
+    this.lastOutputBar.dataset.id = kept.id;
+  }
+
+  private buildLastOutputBar(): HTMLElement {
+    const copy = h('button', { type: 'button' }, L('output.copyButton'));
+    copy.addEventListener('click', () => {
+      const id = this.lastOutputBar.dataset.id;
+      if (id) void this.current?.view.copyOutput(id);
+    });
+    const download = h('button', { type: 'button' }, L('output.downloadButton'));
+    download.addEventListener('click', () => {
+      const id = this.lastOutputBar.dataset.id;
+      if (id) this.current?.view.downloadOutput(id);
+    });
+    append(this.lastOutputBar, this.lastOutputLabel, copy, download);
+    return this.lastOutputBar;
   }
 
   private teardown(): void {
@@ -602,6 +641,12 @@ class Page {
       signOut,
     );
     const findButton = h('button', { type: 'button', title: L('toolbar.findTitle') }, L('toolbar.find'));
+    const podFinderButton = h(
+      'button',
+      { type: 'button', class: 'pod-finder-open', title: L('finder.openTitle'), 'aria-haspopup': 'dialog' },
+      L('finder.open'),
+    );
+    podFinderButton.addEventListener('click', () => this.openPodFinder());
     findButton.addEventListener('click', () => this.openFind());
     // On a narrow screen the toolbar folds behind this button, which names the target.
     this.toolbarToggle.addEventListener('click', () => {
@@ -620,6 +665,7 @@ class Page {
         h('label', {}, L('toolbar.namespace'), this.nsSelect),
         h('label', {}, L('toolbar.pod'), this.podSelect),
         h('label', {}, L('toolbar.container'), this.containerSelect),
+        podFinderButton,
         findButton,
         h('span', { class: 'modes', role: 'group', 'aria-label': L('toolbar.modesAria') }, this.commandModeButton, this.shellModeButton),
       ),
@@ -630,7 +676,9 @@ class Page {
         this.buildFindBar(),
         this.termStack,
         this.buildExtraKeys(),
-        this.runningLine,
+        // One slot under the terminal, its height kept: the running line while a command runs,
+        // the last output's bar after, so the terminal does not resize with every command.
+        h('div', { class: 'term-status' }, this.runningLine, this.buildLastOutputBar()),
         this.leaveHint,
         this.outcomes,
       ),
@@ -641,7 +689,9 @@ class Page {
         this.panelFilter,
         this.panelNote,
         this.panelList,
+        this.panelAsk,
       ),
+      this.buildPodFinder(),
     );
     this.audit = s.auditor ? new AuditView() : null;
     clear(app);
@@ -1078,8 +1128,17 @@ class Page {
             : allowed.commands.length === 0
               ? t('panel.noCommand')
               : '';
+    clear(this.panelAsk);
+    const contact = plainText(allowed?.contact);
+    const url = plainText(allowed?.request_url);
+    if (contact) this.panelAsk.append(t('panel.askContact', { contact }));
+    if (/^https?:\/\/\S+$/i.test(url)) {
+      if (contact) this.panelAsk.append(' ');
+      this.panelAsk.append(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, t('panel.askLink')));
+    }
+    this.panelAsk.hidden = !this.panelAsk.hasChildNodes();
     this.shellModeButton.disabled = !allowed?.shell_allowed;
-    this.shellModeButton.title = t(allowed?.shell_allowed ? 'toolbar.shellAllowed' : 'toolbar.shellRefused');
+    this.shellModeButton.title = allowed?.shell_allowed ? t('toolbar.shellAllowed') : this.shellRefusal();
     this.renderPanel();
   }
 
@@ -1099,6 +1158,95 @@ class Page {
     this.renderTab(tab);
     tab.view.open({ ...tab.target, mode }, this.session.user, tab.allowed);
     if (tab === this.current) tab.view.focus();
+  }
+
+  // Why the Shell button is disabled, and where shells are allowed instead (up to three places).
+  private shellRefusal(): string {
+    const places = shellTargets(this.clusters.filter((c) => c.reachable !== false));
+    if (places.length === 0) return t('toolbar.shellNowhere');
+    const more = places.length > 3 ? t('toolbar.more', { n: places.length - 3 }) : '';
+    return t('toolbar.shellRefusedWhere', { places: places.slice(0, 3).join(', ') + more });
+  }
+
+  private buildPodFinder(): HTMLDialogElement {
+    const close = h('button', { type: 'button', class: 'close' }, L('finder.close'));
+    close.addEventListener('click', () => this.podFinder.close());
+    this.podFinderFilter.addEventListener('input', () => this.renderPodFinder());
+    this.podFinderFilter.addEventListener('keydown', (e) => {
+      const first = this.podFinderList.querySelector('button');
+      if (e.key === 'Enter' && first) {
+        e.preventDefault();
+        first.click();
+      } else if (e.key === 'ArrowDown' && first) {
+        e.preventDefault();
+        first.focus();
+      }
+    });
+    // ↑/↓ move between the pods; ↑ on the first goes back to the filter.
+    this.podFinderList.addEventListener('keydown', (e) => {
+      if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return;
+      const buttons = [...this.podFinderList.querySelectorAll('button')];
+      const at = buttons.indexOf(document.activeElement as HTMLButtonElement);
+      if (at < 0) return;
+      e.preventDefault();
+      const next = at + (e.key === 'ArrowDown' ? 1 : -1);
+      if (next < 0) this.podFinderFilter.focus();
+      else buttons[Math.min(next, buttons.length - 1)].focus();
+    });
+    this.podFinder.addEventListener('close', () => this.current?.view.focus());
+    onLanguageChange(() => {
+      if (this.podFinder.open) this.renderPodFinder();
+    });
+    append(
+      this.podFinder,
+      h('h2', { id: 'pod-finder-title' }, L('finder.title')),
+      this.podFinderFilter,
+      this.podFinderCount,
+      this.podFinderList,
+      close,
+    );
+    return this.podFinder;
+  }
+
+  private openPodFinder(): void {
+    this.podFinderFilter.value = '';
+    this.renderPodFinder();
+    this.podFinder.showModal();
+    this.podFinderFilter.focus();
+  }
+
+  // The pods of the cluster in the picker that match the filter: name, phase, images and a
+  // shell badge each; a click (or Enter on the filter for the first) opens it like the pickers.
+  private renderPodFinder(): void {
+    clear(this.podFinderList);
+    const cluster = this.clusters.find((c) => c.name === this.clusterSelect.value) ?? this.clusters.find((c) => c.default) ?? this.clusters[0];
+    const rows = cluster ? podRows(cluster.name, cluster.namespaces ?? []) : [];
+    const filter = this.podFinderFilter.value.trim();
+    const matched = filterPods(rows, filter);
+    this.podFinderCount.textContent =
+      rows.length === 0
+        ? t('finder.empty')
+        : matched.length === 0
+          ? t('finder.none', { filter })
+          : t('finder.count', { shown: Math.min(matched.length, kMaxPodRows), total: rows.length });
+    for (const row of matched.slice(0, kMaxPodRows)) {
+      const phase = row.phase || '?';
+      const button = h(
+        'button',
+        { type: 'button', class: 'pod-row' },
+        h('span', { class: 'pod-name' }, `${row.namespace}/${row.pod}`),
+        h('span', { class: `badge phase phase-${phase.toLowerCase().replace(/[^a-z]/g, '')}` }, phase),
+        row.shellContainers.length > 0
+          ? h('span', { class: 'badge shell', title: t('finder.shellTitle', { containers: row.shellContainers.join(', ') }) }, t('finder.shell'))
+          : null,
+        h('span', { class: 'pod-images' }, row.images.join(', ')),
+      );
+      button.addEventListener('click', () => {
+        this.podFinder.close();
+        this.pick({ cluster: row.cluster, namespace: row.namespace, pod: row.pod, container: '' });
+      });
+      this.podFinderList.append(h('li', {}, button));
+    }
   }
 
   // One entry per program, with every form policy allows (two rules for jmap: two usages), and

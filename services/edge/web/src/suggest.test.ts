@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 
 import type { AllowedCommand } from './api';
-import { denialHints, editDistance } from './suggest';
+import { denialHelp, denialHints, editDistance, plainText } from './suggest';
 
 const commands: AllowedCommand[] = [
   { rule: 'dev-jstack', program: 'jstack', usage: 'jstack <pid>' },
@@ -42,5 +42,33 @@ describe('denial hints', () => {
     ]);
     // A path names the program.
     expect(denialHints('/usr/bin/jstack -F 1', commands)).toEqual(['jstack is allowed here as: jstack <pid>']);
+  });
+});
+
+describe('denial help from policy', () => {
+  it('prints the rule, whom to ask and the request link', () => {
+    expect(
+      denialHelp({
+        description: 'HTTP checks of health endpoints',
+        contact: '#platform-help',
+        requestUrl: 'https://access.example.com/request?tool=podgate',
+      }),
+    ).toEqual([
+      'the rule: HTTP checks of health endpoints',
+      'to ask for access: #platform-help',
+      'request access: https://access.example.com/request?tool=podgate',
+    ]);
+  });
+
+  it('prints nothing policy did not give', () => {
+    expect(denialHelp({})).toEqual([]);
+    expect(denialHelp({ description: '', contact: '  ' })).toEqual([]);
+  });
+
+  it('never prints control characters or a link that is not http(s)', () => {
+    expect(plainText('a\x1b[2Jb\r\nc\u009bd')).toBe('a [2Jb  c d');
+    expect(denialHelp({ requestUrl: 'javascript:alert(1)' })).toEqual([]);
+    expect(denialHelp({ requestUrl: 'https://a b/' })).toEqual([]);
+    expect(plainText('x'.repeat(400))).toHaveLength(300);
   });
 });

@@ -42,3 +42,24 @@ export function denialHints(line: string, commands: AllowedCommand[]): string[] 
     .map(({ p }) => p);
   return near.length > 0 ? [t('hint.didYouMean', { programs: near.join(t('hint.or')) })] : [];
 }
+
+// Text from the server shown in the terminal: no control characters (an escape sequence in a
+// policy's text must not restyle or move the terminal), at most 300 characters.
+export function plainText(value: unknown): string {
+  const text = String(value ?? '').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim();
+  return text.length > 300 ? `${text.slice(0, 299)}…` : text;
+}
+
+// Lines to print under a denial from what policy said: the deciding rule's description and
+// whom to ask (the rule's or the policy's contact and request URL). Only http(s) URLs are shown
+// (the terminal makes them links).
+export function denialHelp(m: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const description = plainText(m.description);
+  if (description) out.push(t('hint.ruleSays', { text: description }));
+  const contact = plainText(m.contact);
+  if (contact) out.push(t('hint.askContact', { contact }));
+  const url = plainText(m.requestUrl);
+  if (/^https?:\/\/[^\s]+$/i.test(url)) out.push(t('hint.askUrl', { url }));
+  return out;
+}

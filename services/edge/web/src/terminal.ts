@@ -4,7 +4,7 @@
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { SearchAddon } from '@xterm/addon-search';
-import type { ITheme } from '@xterm/xterm';
+import type { ILink, IMarker, ITheme } from '@xterm/xterm';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import '@xterm/xterm/css/xterm.css';
 
@@ -15,7 +15,8 @@ import { Connection, type ConnectionState, type ControlMessage, type Target } fr
 import { History, LineEditor } from './lineeditor';
 import { GREEN, MUTED, RED, RESET, YELLOW, formatExit } from './exitline';
 import { t } from './i18n';
-import { denialHints } from './suggest';
+import { OutputStore, formatBytes, joinChunks, outputFileName, type KeptOutput } from './outputs';
+import { denialHelp, denialHints } from './suggest';
 
 const kHistoryPrefix = 'podgate.history.v1:';
 // The targets whose history is kept, most recently used last; the oldest is dropped beyond this.
@@ -198,6 +199,11 @@ export class TerminalView {
     this.println(`${MUTED}${t('term.online')}${RESET}`);
   };
   private readonly resizeObserver = new ResizeObserver(this.refit);
+  // Each command's output as written, for copy and download (outputs.ts), and the exit lines
+  // that carry the links to them.
+  readonly outputs = new OutputStore();
+  // The labels as printed: a later change of language does not reword old lines.
+  private outputLinks: { marker: IMarker; id: string; copy: string; download: string }[] = [];
 
   constructor(
     private readonly host: HTMLElement,
@@ -230,6 +236,8 @@ export class TerminalView {
         window.open(uri, '_blank', 'noopener,noreferrer');
       }),
     );
+    // "copy output" and "download output" at the end of an exit line act on that command.
+    this.term.registerLinkProvider({ provideLinks: (y, done) => done(this.outputLinksOn(y)) });
     this.term.open(host);
     this.term.textarea?.addEventListener('blur', () => this.setLeaveArmed(false));
     this.editor = new LineEditor(
@@ -491,6 +499,7 @@ export class TerminalView {
 
   private onOutput(stream: 'stdout' | 'stderr', data: Uint8Array): void {
     if (data.length === 0) return;
+    if (this.running) this.outputs.append(this.running.id, data);
     if (stream === 'stderr') {
       this.term.write(RED);
       this.term.write(data);
@@ -514,6 +523,8 @@ export class TerminalView {
         const suffix = reason.includes(`rule ${rule}`) ? '' : `${MUTED}${t('denied.rule', { rule })}${RESET}`;
         // What helps recover: the allowed forms of this program, or the nearest allowed names.
         const hints = denialHints(this.runningText, this.allowedCommands).map((h) => `\r\n${MUTED}  ${h}${RESET}`);
+        // Then the rule's own words and whom to ask, as policy gave them.
+        for (const line of denialHelp(m)) hints.push(`\r\n${MUTED}  ${line}${RESET}`);
         this.finishCommand(`${RED}${t('denied.head')}${RESET} ${reason}${suffix}${hints.join('')}`);
         return;
       }
@@ -535,9 +546,32 @@ export class TerminalView {
   }
 
   private finishCommand(status: string): void {
+    const id = this.running?.id;
+    // Ended before the page hears that nothing runs, so the last output is this command's.
+    const kept = id ? this.outputs.find(id) : undefined;
+    if (kept) this.outputs.end(kept.id);
     this.setRunning(null);
     this.stdinLine = '';
-    this.println(status);
+    if (kept && kept.bytes > 0) {
+      // The links go on the exit line's last row (a denial's hints come after a denial, which
+      // has no output).
+      const copy = t('output.copy');
+      const download = t('output.download');
+      // The links go at the end of the exit line's first row (hints may follow it).
+      const [first, ...rest] = status.split('\r\n');
+      const links = `${MUTED} · ${formatBytes(kept.bytes + kept.dropped)} · ${copy} · ${download}${RESET}`;
+      this.println([`${first}${links}`, ...rest].join('\r\n'));
+      // Writes are parsed later: the marker goes on the row once the line is in the buffer (the
+      // last row of the first line, where the links end; the cursor is on the row below).
+      this.term.write('', () => {
+        const marker = this.term.registerMarker(-(rest.length + 1));
+        if (!marker) return;
+        this.outputLinks.push({ marker, id: kept.id, copy, download });
+        marker.onDispose(() => (this.outputLinks = this.outputLinks.filter((l) => l.marker !== marker)));
+      });
+    } else {
+      this.println(status);
+    }
     this.callbacks.announce?.(status.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r\n\s*/g, ' · '));
     this.startPrompt();
   }
@@ -626,7 +660,77 @@ export class TerminalView {
       this.startPrompt();
       return;
     }
+    this.outputs.begin(id, line);
     this.setRunning({ id }, line);
+  }
+
+  // The newest finished command whose output is kept.
+  lastOutput(): KeptOutput | undefined {
+    return this.outputs.last();
+  }
+
+  // Copies a command's output as text (UTF-8; bytes that are not are replaced by U+FFFD).
+  async copyOutput(id: string): Promise<boolean> {
+    const kept = this.outputs.find(id);
+    if (!kept) return false;
+    try {
+      await navigator.clipboard.writeText(new TextDecoder().decode(joinChunks(kept)));
+      this.callbacks.announce?.(t('output.copied', { line: kept.line, size: formatBytes(kept.bytes) }));
+      return true;
+    } catch {
+      this.callbacks.announce?.(t('output.copyFailed'));
+      return false;
+    }
+  }
+
+  // Downloads a command's output, the bytes exactly as the command wrote them.
+  downloadOutput(id: string): boolean {
+    const kept = this.outputs.find(id);
+    if (!kept) return false;
+    const url = URL.createObjectURL(new Blob([joinChunks(kept)], { type: 'application/octet-stream' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = outputFileName(kept.line, new Date());
+    a.rel = 'noopener';
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    return true;
+  }
+
+  // The copy and download links on buffer row `y` (1-based), if it is an exit line with them.
+  private outputLinksOn(y: number): ILink[] | undefined {
+    const entry = this.outputLinks.find((l) => l.marker.line === y - 1);
+    const row = entry && this.term.buffer.active.getLine(y - 1);
+    if (!entry || !row) return undefined;
+    // The cells of the row as text, with the cell where each character starts (a Chinese
+    // character takes two cells).
+    let text = '';
+    const cellOf: number[] = [];
+    for (let x = 0; x < row.length; x++) {
+      const cell = row.getCell(x);
+      if (!cell || cell.getWidth() === 0) continue;
+      const chars = cell.getChars() || ' ';
+      for (let i = 0; i < chars.length; i++) cellOf.push(x);
+      text += chars;
+    }
+    const links: ILink[] = [];
+    const add = (label: string, activate: () => void) => {
+      const at = text.lastIndexOf(label);
+      if (at < 0) return;
+      const last = at + label.length - 1;
+      const endCell = cellOf[last] + (row.getCell(cellOf[last])?.getWidth() ?? 1);
+      links.push({
+        range: { start: { x: cellOf[at] + 1, y }, end: { x: endCell, y } },
+        text: label,
+        decorations: { pointerCursor: true, underline: true },
+        activate: () => activate(),
+      });
+    };
+    add(entry.copy, () => void this.copyOutput(entry.id));
+    add(entry.download, () => this.downloadOutput(entry.id));
+    return links.length > 0 ? links : undefined;
   }
 
   private setRunning(running: { id: string } | null, line = ''): void {
