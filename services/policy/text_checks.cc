@@ -72,24 +72,9 @@ std::string CodePointName(int32_t cp) {
   return UnsafeName(cp).value_or(absl::StrFormat("non-ASCII character U+%04X", cp));
 }
 
-}  // namespace
-
-std::optional<std::string> DescribeForbiddenCharacter(std::string_view text) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t at = pos;
-    const int32_t cp = DecodeUtf8(text, &pos);
-    if (cp < 0) {
-      return absl::StrCat("invalid UTF-8 at byte ", at);
-    }
-    if (cp < 0x20 || cp >= 0x7F) {
-      return CodePointName(cp);
-    }
-  }
-  return std::nullopt;
-}
-
-std::optional<std::string> DescribeUnsafeCharacter(std::string_view text) {
+// The name of the first code point of `text` that `refuse` names (or of invalid UTF-8).
+template <typename Refuse>
+std::optional<std::string> FirstRefused(std::string_view text, Refuse refuse) {
   size_t pos = 0;
   while (pos < text.size()) {
     const size_t at = pos;
@@ -100,11 +85,22 @@ std::optional<std::string> DescribeUnsafeCharacter(std::string_view text) {
     if (cp >= 0x20 && cp < 0x7F) {
       continue;
     }
-    if (std::optional<std::string> name = UnsafeName(cp)) {
+    if (std::optional<std::string> name = refuse(cp)) {
       return name;
     }
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> DescribeForbiddenCharacter(std::string_view text) {
+  return FirstRefused(text,
+                      [](int32_t cp) { return std::optional<std::string>(CodePointName(cp)); });
+}
+
+std::optional<std::string> DescribeUnsafeCharacter(std::string_view text) {
+  return FirstRefused(text, UnsafeName);
 }
 
 bool IsAscii(std::string_view text) {

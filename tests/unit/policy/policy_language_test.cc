@@ -687,16 +687,7 @@ rules:
                             "test.yaml");
   ASSERT_TRUE(r.ok()) << r.FirstError();
   const auto decide = [&](std::vector<std::string> argv) {
-    podgate::policy::v1::AuthorizeRequest req;
-    req.mutable_principal()->set_user("dana");
-    req.mutable_principal()->add_groups("dev");
-    req.mutable_target()->set_namespace_("app");
-    req.mutable_target()->set_pod("p-1");
-    req.mutable_target()->set_container("c");
-    for (std::string& a : argv) {
-      req.mutable_command()->add_argv(std::move(a));
-    }
-    return r.policy->Evaluate(req);
+    return r.policy->Evaluate(Ask(std::move(argv)));
   };
   // A grammar refusal: the allow rule that read the argv speaks, the document's contact.
   Decision flag = decide({"curl", "-o", "/tmp/x", "http://localhost/"});
@@ -758,14 +749,7 @@ rules:
     for (int i = 0; i < 40; ++i) {
       arg += "\xe6\x97\xa5";  // 日, three bytes
     }
-    podgate::policy::v1::AuthorizeRequest req;
-    req.mutable_principal()->set_user("dana");
-    req.mutable_principal()->add_groups("dev");
-    req.mutable_target()->set_namespace_("app");
-    req.mutable_target()->set_pod("p-1");
-    req.mutable_command()->add_argv("cat");
-    req.mutable_command()->add_argv(arg);
-    const Decision d = r.policy->Evaluate(req);
+    const Decision d = r.policy->Evaluate(Ask({"cat", arg}));
     ASSERT_EQ(d.verdict(), VERDICT_DENY);
     EXPECT_FALSE(DescribeUnsafeCharacter(d.reason()).has_value()) << d.reason();
     EXPECT_THAT(d.reason(), ::testing::HasSubstr("...'"));
@@ -801,13 +785,7 @@ rules:
                             "test.yaml");
   ASSERT_TRUE(r.ok()) << r.FirstError();
   const auto decide = [&](const std::string& program) {
-    podgate::policy::v1::AuthorizeRequest req;
-    req.mutable_principal()->set_user("dana");
-    req.mutable_principal()->add_groups("dev");
-    req.mutable_target()->set_namespace_("app");
-    req.mutable_target()->set_pod("p-1");
-    req.mutable_command()->add_argv(program);
-    return r.policy->Evaluate(req);
+    return r.policy->Evaluate(Ask({program}));
   };
   const Decision tail = decide("tail");
   ASSERT_EQ(tail.verdict(), VERDICT_ALLOW);
