@@ -314,9 +314,14 @@ absl::Status RsyslogServer::Launch() {
   // escapeControlCharactersOnReceive off: a message is stored exactly as sent (a raw newline in
   // it stays one, which proves the octet-counted framing); the template JSON-escapes each
   // message into one line.
+  // queue.timeoutShutdown: on SIGTERM rsyslogd writes out what it has already read (its default
+  // 1.5 s discards the rest of its main queue, more than the sink's 1 MiB replay window on a
+  // loaded machine); the receiver podgate's docs ask for (one that does not drop what it took
+  // in). What it had not read yet is still lost, and the replay window still covers that.
   std::string conf = absl::StrCat(
       "global(workDirectory=\"", work,
       "\" maxMessageSize=\"256k\" parser.escapeControlCharactersOnReceive=\"off\")\n",
+      "main_queue(queue.timeoutShutdown=\"10000\")\n",
       "module(load=\"imtcp\" maxSessions=\"100\")\n",
       "input(type=\"imtcp\" name=\"tcp\" address=\"127.0.0.1\" port=\"", tcp_port_,
       "\" listenPortFileName=\"", port_file("tcp"), "\")\n", tls_input("tls", tls_port_, "anon"),
