@@ -116,4 +116,22 @@ describe('recordings', () => {
     expect(p.done).toBe(true);
     expect(ended).toBe(1);
   });
+
+  it("puts the progress bar's end at or after the last event, on its 0.1 s step", () => {
+    // Rounded to the nearest tenth, 5.94 s would end the bar at 5.9, before the last event:
+    // seeking to the bar's end would never end the replay.
+    expect(CastPlayer.sliderMax(5.94)).toBe(6);
+    expect(CastPlayer.sliderMax(5.96)).toBe(6);
+    expect(CastPlayer.sliderMax(6)).toBe(6);
+    expect(CastPlayer.sliderMax(4.5)).toBe(4.5);
+    expect(CastPlayer.sliderMax(0)).toBe(0);
+    expect(CastPlayer.sliderMax(0.01)).toBe(0.1);
+    for (let ms = 0; ms < 20000; ms += 7) {
+      const d = ms / 1000;
+      const max = CastPlayer.sliderMax(d);
+      expect(max).toBeGreaterThanOrEqual(d);
+      expect(max - d).toBeLessThan(0.1);
+      expect(Number(max.toFixed(1))).toBe(max);
+    }
+  });
 });

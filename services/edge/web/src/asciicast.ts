@@ -148,6 +148,13 @@ export class CastPlayer {
     this.onEnd();
   }
 
+  // The progress bar's end, a multiple of its 0.1 s step at or after the last event: rounding
+  // the duration to the nearest tenth could put the bar's end before the last event, and seeking
+  // to the end would then never reach it.
+  static sliderMax(duration: number): number {
+    return Math.max(0, Math.ceil(duration * 10 - 1e-9) / 10);
+  }
+
   // Shows the screen as it was at `seconds` (from a cleared screen when going back, drawing
   // every event up to there at once) and goes on playing from there if it was playing.
   seek(seconds: number): void {

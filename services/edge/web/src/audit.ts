@@ -483,10 +483,12 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
       },
     );
     const p = player;
-    seek.max = p.duration.toFixed(1);
+    const max = CastPlayer.sliderMax(p.duration);
+    seek.max = max.toFixed(1);
     seek.disabled = false;
     const showProgress = () => {
-      seek.value = p.position.toFixed(1);
+      // At the end the bar is at its end (the duration rounded up to its step).
+      seek.value = p.done ? seek.max : p.position.toFixed(1);
       clock.textContent = `${p.position.toFixed(1)} / ${p.duration.toFixed(1)} s`;
       // Marked once the terminal has drawn up to here (the browser test waits for it).
       term.write('', () => {
@@ -503,7 +505,8 @@ async function openReplay(sessionId: string, where: string, user: string): Promi
         endButton.disabled = false;
         playButton.textContent = t(p.playing ? 'replay.pause' : 'replay.play');
       }
-      p.seek(Number(seek.value));
+      const value = Number(seek.value);
+      p.seek(value >= max ? p.duration : value);
     });
     playButton.disabled = false;
     endButton.disabled = false;
