@@ -647,11 +647,6 @@ TEST(RateLimit, LoaderChecks) {
             "");
 }
 
-}  // namespace
-}  // namespace podgate::policy
-
-namespace podgate::policy {
-namespace {
 
 // A denial carries what helps the user recover: the deciding rule's description and whom to ask,
 // the rule's own contact first, then the document's.
@@ -758,11 +753,6 @@ rules:
   }
 }
 
-}  // namespace
-}  // namespace podgate::policy
-
-namespace podgate::policy {
-namespace {
 
 // outputKeep travels in the decision's limits, from the rule or the defaults.
 TEST(OutputKeepTest, TheDecisionSaysWhichPartOfTheOutputIsShown) {
