@@ -1,6 +1,8 @@
 #include "audit/export/exporter.h"
 
 #include <algorithm>
+#include <deque>
+#include <map>
 #include <random>
 #include <string_view>
 #include <utility>
@@ -308,7 +310,7 @@ class Exporter::Runner {
 
   // Delivers until it succeeds, the lease is lost or the exporter stops. Returns whether the
   // batch was delivered.
-  bool DeliverWithRetry(const Batch& batch) {
+  bool DeliverWithRetry(const Batch& batch, size_t* bytes) {
     absl::Duration backoff = settings_.initial_backoff;
     for (bool retry = false;; retry = true) {
       if (retry) {
@@ -316,6 +318,7 @@ class Exporter::Runner {
       }
       DeliveryResult result = sink_->Deliver(batch.items);
       if (result.status.ok()) {
+        *bytes = result.bytes;
         return true;
       }
       metrics_.failures->Increment();
@@ -346,6 +349,7 @@ class Exporter::Runner {
       absl::StatusOr<std::map<std::string, int64_t>> cursors =
           store_->LoadExportCursors(settings_.name);
       if (chains.ok() && cursors.ok()) {
+        MoveToDelivered(*cursors);
         UpdateLag(*chains, *cursors);
       }
       // The stuck batch's records keep ageing: an outage shows in lag_seconds.
@@ -366,6 +370,7 @@ class Exporter::Runner {
         Sleep(options_.poll_interval);
         continue;
       }
+      MoveToDelivered(*cursors);
       UpdateLag(*chains, *cursors);
       if (!held) {
         pending_since = absl::InfiniteFuture();
@@ -403,7 +408,8 @@ class Exporter::Runner {
         Wait(options_.poll_interval);
         continue;
       }
-      if (!batch->items.empty() && !DeliverWithRetry(*batch)) {
+      size_t bytes = 0;
+      if (!batch->items.empty() && !DeliverWithRetry(*batch, &bytes)) {
         continue;
       }
       metrics_.delivered_records->Increment(static_cast<double>(batch->records));
@@ -425,23 +431,72 @@ class Exporter::Runner {
       if (batch->cursors.empty()) {
         continue;
       }
-      absl::Status advanced =
-          store_->AdvanceExportCursors(settings_.name, options_.owner, epoch_, batch->cursors);
-      if (absl::IsFailedPrecondition(advanced)) {
-        log::Warn(
-            "audit export lease lost before the cursor moved; the batch will be delivered "
-            "again",
-            {{"sink", settings_.name}});
-        epoch_ = 0;
-        renew_at_ = absl::InfinitePast();
-        metrics_.lease_held->Set(0);
-      } else if (!advanced.ok()) {
-        LogFailure("audit export cannot store the cursor; the batch will be delivered again",
-                   advanced);
-        Sleep(options_.poll_interval);
+      const size_t window = sink_->UnconfirmedWindowBytes();
+      if (window == 0) {
+        StoreCursors(batch->cursors);
+        continue;
+      }
+      // The receiver may not have read this batch yet: it only moves the cursors in memory. The
+      // stored ones follow once a window's worth of newer batches went out (each whole batch
+      // outside the window), so that a restart re-sends at least what the sink would re-send.
+      for (const auto& [chain, sequence] : batch->cursors) {
+        delivered_[chain] = sequence;
+      }
+      unconfirmed_bytes_ += bytes;
+      unconfirmed_.push_back(Unconfirmed{batch->cursors, bytes});
+      std::map<std::string, int64_t> confirmed;
+      while (!unconfirmed_.empty() && unconfirmed_bytes_ - unconfirmed_.front().bytes >= window) {
+        for (const auto& [chain, sequence] : unconfirmed_.front().cursors) {
+          confirmed[chain] = sequence;  // later batches end later in each chain
+        }
+        unconfirmed_bytes_ -= unconfirmed_.front().bytes;
+        unconfirmed_.pop_front();
+      }
+      if (!confirmed.empty()) {
+        StoreCursors({confirmed.begin(), confirmed.end()});
       }
     }
   }
+
+  // Moves the stored `cursors` forward to what this replica delivered under its current lease
+  // (sinks with an unconfirmed window store them later). Forgets that once the lease is gone:
+  // whoever holds it next starts from the stored cursors.
+  void MoveToDelivered(std::map<std::string, int64_t>& cursors) {
+    if (epoch_ == 0 || epoch_ != delivered_epoch_) {
+      delivered_.clear();
+      unconfirmed_.clear();
+      unconfirmed_bytes_ = 0;
+      delivered_epoch_ = epoch_;
+      return;
+    }
+    for (const auto& [chain, sequence] : delivered_) {
+      int64_t& cursor = cursors[chain];
+      cursor = std::max(cursor, sequence);
+    }
+  }
+
+  void StoreCursors(const std::vector<std::pair<std::string, int64_t>>& cursors) {
+    absl::Status advanced =
+        store_->AdvanceExportCursors(settings_.name, options_.owner, epoch_, cursors);
+    if (absl::IsFailedPrecondition(advanced)) {
+      log::Warn(
+          "audit export lease lost before the cursor moved; the batch will be delivered again",
+          {{"sink", settings_.name}});
+      epoch_ = 0;
+      renew_at_ = absl::InfinitePast();
+      metrics_.lease_held->Set(0);
+    } else if (!advanced.ok()) {
+      LogFailure("audit export cannot store the cursor; the batch will be delivered again",
+                 advanced);
+      Sleep(options_.poll_interval);
+    }
+  }
+
+  // A delivered batch whose cursors are not stored yet (sinks with an unconfirmed window).
+  struct Unconfirmed {
+    std::vector<std::pair<std::string, int64_t>> cursors;
+    size_t bytes = 0;
+  };
 
   Store* const store_;
   const SinkSettings settings_;
@@ -458,6 +513,11 @@ class Exporter::Runner {
   int64_t suppressed_ = 0;
   int64_t lag_total_ = 0;
   size_t first_chain_ = 0;
+  // What was delivered beyond the stored cursors, under lease epoch delivered_epoch_.
+  int64_t delivered_epoch_ = 0;
+  std::map<std::string, int64_t> delivered_;
+  std::deque<Unconfirmed> unconfirmed_;
+  size_t unconfirmed_bytes_ = 0;
 
   std::atomic<bool> blocking_{false};
   mutable absl::Mutex mu_;

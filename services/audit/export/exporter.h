@@ -5,6 +5,9 @@
 // thread wakes when the local writer commits (NotifyCommit) and polls for other replicas'
 // chains. A batch is read after the cursors, delivered, and only then the cursors move: a crash
 // between delivery and cursor update delivers the batch again (duplicates only around failures).
+// A sink with an unconfirmed window (syslog: acknowledged is not yet read) moves the cursor in
+// memory only; the stored cursor follows a window's worth of batches behind, so the next process
+// or replica re-sends what the receiver may not have read.
 // Records that retention removed before delivery are skipped (counted and logged).
 //
 // Several replicas on one PostgreSQL: a sink is exported by the replica holding its lease (owner,

@@ -3,6 +3,7 @@
 // batching, the retries and the metrics; a sink only delivers one batch at a time.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,8 @@ struct DeliveryResult {
   absl::Status status;
   // A delay the receiver asked for (Retry-After); zero when none.
   absl::Duration retry_after;
+  // The bytes an OK delivery put on the wire; used by sinks with an unconfirmed window.
+  size_t bytes = 0;
 };
 
 class Sink {
@@ -48,6 +51,13 @@ class Sink {
   // Stops a Deliver in progress as soon as possible (called from another thread at shutdown);
   // that Deliver then returns an error. Optional.
   virtual void Cancel() {}
+
+  // How many of the newest delivered bytes the receiver may have acknowledged without having
+  // processed them (syslog over TCP: its replay window). 0 (the default): an OK delivery is
+  // final. Otherwise the exporter keeps the stored cursor behind at least that many bytes of
+  // delivered batches, so that the next process or replica re-sends them: what the sink re-sends
+  // after a broken connection then survives a crash of audit or a lease hand-over too.
+  virtual size_t UnconfirmedWindowBytes() const { return 0; }
 };
 
 // The JSON line of an item (no trailing newline): an AuditRecord's protobuf JSON (field names as

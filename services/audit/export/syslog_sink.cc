@@ -236,14 +236,16 @@ class SyslogSink final : public Sink {
 
   DeliveryResult Deliver(absl::Span<const ExportItem> batch) override {
     DeliveryResult result;
-    result.status = DeliverBatch(batch);
+    result.status = DeliverBatch(batch, &result.bytes);
     return result;
   }
 
   void Cancel() override { cancelled_.store(true); }
 
+  size_t UnconfirmedWindowBytes() const override { return kSyslogReplayWindowBytes; }
+
  private:
-  absl::Status DeliverBatch(absl::Span<const ExportItem> batch) {
+  absl::Status DeliverBatch(absl::Span<const ExportItem> batch, size_t* bytes) {
     if (cancelled_.load()) {
       return absl::CancelledError("syslog sink cancelled");
     }
@@ -305,6 +307,7 @@ class SyslogSink final : public Sink {
       return Broken(s);
     }
     replay_ = false;
+    *bytes = payload.size();
     for (std::string& f : frames) {
       window_bytes_ += f.size();
       window_.push_back(std::move(f));

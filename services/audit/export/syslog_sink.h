@@ -12,6 +12,9 @@
 //     error, or the peer having closed it between batches), the next connection first re-sends
 //     a replay window: the last kSyslogReplayWindowBytes of messages delivered OK on earlier
 //     connections (whole messages, newest kept). Duplicates are possible and expected.
+//  3. The sink declares that window (UnconfirmedWindowBytes), so the exporter keeps the stored
+//     cursor a window behind what was delivered: after audit restarts or another replica takes
+//     the lease, the window is re-sent from the store.
 // What can still be lost: messages the receiver had read into its own memory (an rsyslog main
 // or action queue without a disk queue) when it crashed, and acknowledged bytes older than the
 // replay window that it had not read yet. RELP (which acknowledges per message) is not

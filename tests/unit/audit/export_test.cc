@@ -562,6 +562,69 @@ TEST_F(ExporterTest, DeliversEveryRecordInChainOrderAndStoresTheCursor) {
   EXPECT_EQ(Records().back(), std::make_pair(std::string("b"), int64_t{35}));
 }
 
+// The real file sink, declaring an unconfirmed window as the syslog sink does (each delivered
+// batch counted as 1000 bytes).
+class WindowedFileSink final : public Sink {
+ public:
+  WindowedFileSink(std::unique_ptr<Sink> file, size_t window)
+      : file_(std::move(file)), window_(window) {}
+  DeliveryResult Deliver(absl::Span<const ExportItem> batch) override {
+    DeliveryResult result = file_->Deliver(batch);
+    result.bytes = 1000;
+    return result;
+  }
+  size_t UnconfirmedWindowBytes() const override { return window_; }
+
+ private:
+  std::unique_ptr<Sink> file_;
+  size_t window_;
+};
+
+// A sink whose receiver may not have processed what it acknowledged: the stored cursor stays a
+// window's worth of whole batches behind what was delivered, the lag follows the delivered
+// records, and a restart (empty memory) re-sends exactly that window.
+TEST_F(ExporterTest, ASinkWithAnUnconfirmedWindowStoresTheCursorAWindowBehind) {
+  auto settings = ParseExportConfig(absl::StrCat(
+      R"({"sinks":[{"name":"archive","file":{"path":")", path_,
+      R"("},"maxBatch":10,"maxWait":"20ms","initialBackoff":"10ms","maxBackoff":"50ms"}]})"));
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  auto start = [&] {
+    auto sinks = MakeSinks(*settings);
+    ASSERT_TRUE(sinks.ok()) << sinks.status();
+    (*sinks)[0].sink = std::make_unique<WindowedFileSink>(std::move((*sinks)[0].sink), 3000);
+    ExporterOptions options;
+    options.owner = "replica-a";
+    options.poll_interval = absl::Milliseconds(20);
+    exporter_ = std::make_unique<Exporter>(store_.get(), *std::move(sinks), options, &metrics_);
+  };
+  start();
+  // Five batches of ten, one after the other.
+  for (int i = 0; i < 5; ++i) {
+    Append("a", 10);
+    ASSERT_TRUE(WaitFor([&] { return Records().size() == static_cast<size_t>(10 * (i + 1)); }))
+        << Records().size();
+  }
+  ASSERT_TRUE(WaitFor([&] { return Metric("podgate_audit_export_lag_records") == 0; }));
+  // Batches 3..5 fill the 3000-byte window; 1 and 2 are outside it.
+  ASSERT_TRUE(WaitFor([&] {
+    auto cursors = store_->LoadExportCursors("archive");
+    return cursors.ok() && (*cursors)["a"] == 20;
+  }));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ((*store_->LoadExportCursors("archive"))["a"], 20);
+  EXPECT_EQ(Metric("podgate_audit_export_lag_records"), 0);
+  EXPECT_EQ(Records().size(), 50u) << "nothing is sent twice while the process lives";
+
+  // A new process knows nothing of the window: it re-sends 21..50, then continues.
+  exporter_.reset();
+  Append("a", 5);
+  start();
+  ASSERT_TRUE(WaitFor([&] { return Records().size() == 85; })) << Records().size();
+  const auto records = Records();
+  EXPECT_EQ(records[50], std::make_pair(std::string("a"), int64_t{21}));
+  EXPECT_EQ(records.back(), std::make_pair(std::string("a"), int64_t{55}));
+}
+
 TEST_F(ExporterTest, RetentionBeforeDeliveryIsSkippedAndCounted) {
   Append("a", 6, absl::ToUnixMicros(absl::Now() - absl::Hours(2)));
   Append("a", 2);
