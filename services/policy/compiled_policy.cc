@@ -17,6 +17,35 @@ using podgate::common::v1::Principal;
 using podgate::common::v1::Target;
 using podgate::policy::v1::AuthorizeRequest;
 
+// A value kind's name in ListAllowed's argument hints.
+const char* KindName(ValueType::Kind kind) {
+  switch (kind) {
+    case ValueType::Kind::kInteger:
+      return "integer";
+    case ValueType::Kind::kPid:
+      return "pid";
+    case ValueType::Kind::kPort:
+      return "port";
+    case ValueType::Kind::kHostName:
+      return "hostname";
+    case ValueType::Kind::kIp:
+      return "ip";
+    case ValueType::Kind::kHost:
+      return "host";
+    case ValueType::Kind::kUrl:
+      return "url";
+    case ValueType::Kind::kPath:
+      return "path";
+    case ValueType::Kind::kEnum:
+      return "enum";
+    case ValueType::Kind::kRegex:
+      return "regex";
+    case ValueType::Kind::kLiteral:
+      return "literal";
+  }
+  return "literal";
+}
+
 // Quotes a user-supplied value for a reason, shortened so that a long argument cannot flood
 // logs and audit records. Values are valid UTF-8 by then (CheckArgv ran first); a cut never
 // splits a character, so the reason stays valid UTF-8 too.
@@ -930,6 +959,20 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
         }
         break;
       }
+    }
+    for (const PositionalSpec& p : r.grammar.positionals) {
+      podgate::policy::v1::ArgHint* hint = cmd->add_args();
+      hint->set_name(p.name);
+      hint->set_kind(KindName(p.type.kind));
+      hint->set_value_type(p.type.Describe());
+      if (p.type.kind == ValueType::Kind::kPath) {
+        for (const std::string& prefix : p.type.prefixes) {
+          hint->add_path_prefixes(prefix);
+        }
+      }
+      hint->set_jvm(p.type.kind == ValueType::Kind::kPid && p.type.jvm);
+      hint->set_optional(p.optional);
+      hint->set_repeated(p.repeat);
     }
   }
   std::stable_sort(out.mutable_commands()->begin(), out.mutable_commands()->end(),

@@ -1243,6 +1243,53 @@ step('Tab completes programs and flags from the policy', async () => {
   await shot('06-completion');
 });
 
+step('Tab completes paths from the folder\'s listing where policy allows ls there, and jstack <Tab> offers the JVMs', async () => {
+  // kubesim's containers see this machine's files: a folder to complete in.
+  const dir = fs.mkdtempSync('/tmp/podgate-complete-');
+  try {
+    fs.chmodSync(dir, 0o755);
+    fs.writeFileSync(path.join(dir, 'server.log'), 'one\n');
+    fs.writeFileSync(path.join(dir, 'server-old.log'), 'two\n');
+    fs.mkdirSync(path.join(dir, 'archive'), { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, 'archive', '2026.log'), 'three\n');
+    const before = (await termText()).length;
+    await page.locator('.term-host').click();
+    // The listing runs through exec as the policy's `ls -l <dir>` (audited), its output unseen.
+    await page.keyboard.type(`ls ${dir}/ser`);
+    await page.keyboard.press('Tab');
+    await expectLine('the common part of server.log and server-old.log', `ls ${dir}/server`);
+    await page.keyboard.press('Tab');
+    const listed = await waitTerm(/server-old\.log\s*\n\s*server\.log|server\.log\s*\n\s*server-old\.log/);
+    assert(!/total \d+/.test(listed.slice(before)), 'the listing\'s own output stayed hidden');
+    await page.keyboard.type('.');
+    await page.keyboard.press('Tab');
+    await expectLine('server.<Tab> completes the file, then a space', `ls ${dir}/server.log `);
+    await page.keyboard.press('Control+U');
+    // A folder completes with its slash and no space, so Tab goes on into it.
+    await page.keyboard.type(`ls ${dir}/ar`);
+    await page.keyboard.press('Tab');
+    await expectLine('a folder completes with its slash', `ls ${dir}/archive/`);
+    await page.keyboard.press('Tab');
+    await expectLine('and Tab goes on inside it', `ls ${dir}/archive/2026.log `);
+    // The completed line runs like any other.
+    await page.keyboard.press('Control+U');
+    const out = await run(`ls ${dir}/archive/`);
+    assert(/\n2026\.log\n✓ exit 0/.test(out), `ls of the completed folder: ${out}`);
+    // jstack <Tab>: the pids jps lists (the demo JVM's main class is the source launcher's Main).
+    await page.keyboard.type('jstack ');
+    await page.keyboard.press('Tab');
+    await until('jstack <Tab> offers the JVMs', async () => {
+      const line = await currentLine();
+      if (/^jstack \d+ $/.test(line ?? '')) return true;
+      return /\n\s+\d+\s+Main\s*\n/.test((await termText()).slice(before));
+    });
+    await shot('06-completion-paths');
+    await page.keyboard.press('Control+U');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 step('a multi-line paste is refused with a message', async () => {
   await page.locator('.term-host').click();
   // A paste as the browser delivers it: a ClipboardEvent on xterm's textarea.

@@ -539,6 +539,29 @@ TEST_F(ExamplePolicyTest, ListAllowedGivesHintsForThePage) {
       EXPECT_EQ(c.usage(),
                 "curl [-I] [-s] [-S] [-v] [-m <integer(1..30)>] [--max-time <integer(1..30)>] "
                 "<url>");
+      ASSERT_EQ(c.args_size(), 1);
+      EXPECT_EQ(c.args(0).kind(), "url");
+      EXPECT_TRUE(c.args(0).path_prefixes().empty());
+    }
+    // Argument hints, for completion: a path's prefixes, a pid that must be a JVM's.
+    if (c.rule() == "dev-cat-logs") {
+      ASSERT_EQ(c.args_size(), 1);
+      EXPECT_EQ(c.args(0).name(), "file");
+      EXPECT_EQ(c.args(0).kind(), "path");
+      EXPECT_EQ(absl::StrJoin(c.args(0).path_prefixes(), ","), "/var/log/app");
+      EXPECT_TRUE(c.args(0).repeated());
+      EXPECT_FALSE(c.args(0).optional());
+      EXPECT_FALSE(c.args(0).jvm());
+    }
+    if (c.rule() == "dev-jstack") {
+      ASSERT_EQ(c.args_size(), 1);
+      EXPECT_EQ(c.args(0).name(), "pid");
+      EXPECT_EQ(c.args(0).kind(), "pid");
+      EXPECT_TRUE(c.args(0).jvm());
+      EXPECT_FALSE(c.args(0).repeated());
+    }
+    if (c.rule() == "dev-jps") {
+      EXPECT_EQ(c.args_size(), 0);
     }
   }
 

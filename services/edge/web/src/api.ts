@@ -69,6 +69,16 @@ export interface AllowedFlag {
   value_type?: string;
   description?: string;
 }
+// A positional argument of an allowed command (podgate.policy.v1.ArgHint).
+export interface AllowedArg {
+  name?: string;
+  kind?: string;
+  value_type?: string;
+  path_prefixes?: string[];
+  jvm?: boolean;
+  optional?: boolean;
+  repeated?: boolean;
+}
 export interface AllowedCommand {
   rule: string;
   program: string;
@@ -76,6 +86,7 @@ export interface AllowedCommand {
   description?: string;
   flags?: AllowedFlag[];
   subcommands?: string[];
+  args?: AllowedArg[];
 }
 export interface Allowed {
   commands: AllowedCommand[];

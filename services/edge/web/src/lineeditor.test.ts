@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { Terminal } from '@xterm/headless';
 
-import { cellWidth, History, LineEditor, visibleWidth, type EditorEvent } from './lineeditor';
+import { cellWidth, History, LineEditor, visibleWidth, type Completion, type EditorEvent } from './lineeditor';
 import { complete } from './completion';
 import type { AllowedCommand } from './api';
 
@@ -246,5 +246,42 @@ describe('completion', () => {
     await s.keys('\x15', 'curl -m ', '\t');
     expect(s.rows().join('\n')).toMatch(/-m <integer\(1\.\.30\)>: maximum time/);
     expect(s.editor.line).toBe('curl -m ');
+  });
+
+  it('applies fetched candidates when they arrive, unless the line changed meanwhile', async () => {
+    let answer: (c: Completion) => void = () => {};
+    const s = await new Screen(60, 12).start();
+    s.editor.setCompleter((line) => ({
+      from: line.lastIndexOf(' ') + 1,
+      candidates: [],
+      pending: new Promise<Completion>((r) => (answer = r)),
+    }));
+    const listing = (from: number): Completion => ({
+      from,
+      candidates: [
+        { value: '/var/log/app/archive/', display: 'archive/', partial: true },
+        { value: '/var/log/app/b.log', display: 'b.log' },
+      ],
+    });
+    // One match: a folder completes without a space, so Tab can go on.
+    await s.keys('cat /var/log/app/ar', '\t');
+    expect(s.editor.line).toBe('cat /var/log/app/ar');
+    answer(listing(4));
+    await new Promise((r) => setTimeout(r, 0));
+    await s.flush();
+    expect(s.editor.line).toBe('cat /var/log/app/archive/');
+    // Several: listed by their own names.
+    await s.keys('\x15', 'cat /var/log/app/', '\t');
+    answer(listing(4));
+    await new Promise((r) => setTimeout(r, 0));
+    await s.flush();
+    expect(s.rows().join('\n')).toMatch(/archive\/\s*\n\s*b\.log/);
+    expect(s.rows().join('\n')).not.toMatch(/\/var\/log\/app\/b\.log/);
+    // Typed on before the answer: it is dropped.
+    await s.keys('\x15', 'cat /var/log/app/ar', '\t', 'x');
+    answer(listing(4));
+    await new Promise((r) => setTimeout(r, 0));
+    await s.flush();
+    expect(s.editor.line).toBe('cat /var/log/app/arx');
   });
 });

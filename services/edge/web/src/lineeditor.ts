@@ -12,13 +12,24 @@
 
 import { t } from './i18n';
 
+export interface Candidate {
+  value: string;
+  description?: string;
+  // Listed instead of the value (a directory entry's own name rather than its whole path).
+  display?: string;
+  // Completing to it adds no space: more may follow (a directory, "/var/log/").
+  partial?: boolean;
+}
 export interface Completion {
   // Where the replaced word starts in the line (the word runs to the cursor).
   from: number;
   // Whole words that may replace line[from, cursor).
-  candidates: { value: string; description?: string }[];
+  candidates: Candidate[];
   // Shown when there is nothing to complete, e.g. the command's usage.
   hint?: string;
+  // Candidates that must be fetched first (a directory's listing, the JVMs' pids): applied when
+  // they arrive, unless the line or the cursor changed meanwhile.
+  pending?: Promise<Completion>;
 }
 export type Completer = (line: string, cursor: number) => Completion;
 
@@ -443,6 +454,22 @@ export class LineEditor {
     const line = this.line;
     const cursorOffset = this.chars.slice(0, this.cursor).join('').length;
     const result = this.completer(line, cursorOffset);
+    if (result.pending) {
+      const cursor = this.cursor;
+      result.pending.then(
+        (fetched) => {
+          if (this.active && this.line === line && this.cursor === cursor) {
+            this.applyCompletion(fetched, line, cursorOffset);
+          }
+        },
+        () => {},
+      );
+      return;
+    }
+    this.applyCompletion(result, line, cursorOffset);
+  }
+
+  private applyCompletion(result: Completion, line: string, cursorOffset: number): void {
     const word = line.slice(result.from, cursorOffset);
     const matches = result.candidates.filter((c) => c.value.startsWith(word));
     if (matches.length === 0) {
@@ -453,7 +480,7 @@ export class LineEditor {
     if (matches.length === 1) {
       const rest = matches[0].value.slice(word.length);
       const after = this.chars.slice(this.cursor).join('');
-      this.insert(rest + (after.startsWith(' ') ? '' : ' '));
+      this.insert(rest + (matches[0].partial || after.startsWith(' ') ? '' : ' '));
       return;
     }
     const prefix = commonPrefix(matches.map((m) => m.value));
@@ -542,15 +569,16 @@ export function commonPrefix(values: string[]): string {
   return p;
 }
 
-function formatCandidates(items: { value: string; description?: string }[], cols: number): string {
-  const width = Math.max(...items.map((m) => cellWidth(m.value)));
+function formatCandidates(items: Candidate[], cols: number): string {
+  const shown = (m: Candidate) => m.display ?? m.value;
+  const width = Math.max(...items.map((m) => cellWidth(shown(m))));
   let out = '';
   for (const m of items.slice(0, 50)) {
-    let row = `  \x1b[1m${m.value}\x1b[0m`;
+    let row = `  \x1b[1m${shown(m)}\x1b[0m`;
     if (m.description) {
       const room = cols - width - 6;
       const d = room > 10 && m.description.length > room ? m.description.slice(0, room - 1) + '…' : m.description;
-      row += ' '.repeat(width - cellWidth(m.value) + 2) + `\x1b[2m${d}\x1b[0m`;
+      row += ' '.repeat(width - cellWidth(shown(m)) + 2) + `\x1b[2m${d}\x1b[0m`;
     }
     out += row + '\r\n';
   }

@@ -167,6 +167,17 @@ export class TerminalView {
   private history = new History();
   private user = '';
   private running: { id: string } | null = null;
+  // A completion's listing in flight: exec runs and audits it like any command; its output is
+  // collected here instead of shown. `resolve` is null once answered (a timeout), while the
+  // command still has to end. A line submitted meanwhile waits in `queued`.
+  private quiet: {
+    id: string;
+    stdout: Uint8Array[];
+    bytes: number;
+    resolve: ((r: { stdout: string } | { error: string }) => void) | null;
+    timer: ReturnType<typeof setTimeout>;
+  } | null = null;
+  private queued: string | null = null;
   // Whether "input ignored" was said since the connection last changed state.
   private ignoredNotice = false;
   // What policy lets this user run on the target (for `help`).
@@ -300,7 +311,7 @@ export class TerminalView {
     this.historyKeyName = historyKey(user, target);
     this.history = loadHistory(this.historyKeyName);
     this.editor.setHistory(this.history);
-    this.editor.setCompleter(allowed ? makeCompleter(allowed.commands) : null);
+    this.editor.setCompleter(allowed ? makeCompleter(allowed.commands, (line) => this.runQuiet(line)) : null);
     this.programs = allowed ? [...new Set(allowed.commands.map((c) => c.program))].sort() : [];
     this.allowedCommands = allowed?.commands ?? [];
     this.term.options.convertEol = target.mode === 'command';
@@ -497,8 +508,83 @@ export class TerminalView {
     this.startPrompt();
   }
 
+  // Runs `line` for a completion without showing it; at most one at a time, never while a
+  // command runs. Ends in 10 s (the command is interrupted then).
+  private runQuiet(line: string): Promise<{ stdout: string } | { error: string }> {
+    if (!this.conn?.open || this.target?.mode !== 'command') {
+      return Promise.resolve({ error: t('complete.notConnected') });
+    }
+    if (this.running || this.quiet) return Promise.resolve({ error: t('complete.busy') });
+    const id = `q${++this.commandCount}`;
+    if (!this.conn.sendCommand(id, line)) return Promise.resolve({ error: t('term.notSent') });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.answerQuiet({ error: t('complete.timeout') });
+        this.conn?.interrupt();
+      }, 10_000);
+      this.quiet = { id, stdout: [], bytes: 0, resolve, timer };
+    });
+  }
+
+  private answerQuiet(r: { stdout: string } | { error: string }): void {
+    const q = this.quiet;
+    if (!q?.resolve) return;
+    clearTimeout(q.timer);
+    q.resolve(r);
+    q.resolve = null;
+  }
+
+  // The quiet command ended (or the session did): answer, then run a line submitted meanwhile.
+  private endQuiet(r: { stdout: string } | { error: string }): void {
+    this.answerQuiet(r);
+    this.quiet = null;
+    const line = this.queued;
+    this.queued = null;
+    if (line !== null && this.conn?.open) this.run(line);
+  }
+
+  private onQuietControl(m: ControlMessage): boolean {
+    const q = this.quiet;
+    if (!q) return false;
+    if (m.type === 'exit') {
+      const code = Number(m.code ?? 0);
+      const cut = m.termination === 'output_limit';
+      if ((m.termination === 'exited' && code === 0) || cut) {
+        const all = new Uint8Array(q.bytes);
+        let at = 0;
+        for (const c of q.stdout) {
+          all.set(c, at);
+          at += c.length;
+        }
+        const text = new TextDecoder().decode(all);
+        // A listing cut at the rule's output limit: its complete lines still count.
+        this.endQuiet({ stdout: cut ? text.slice(0, text.lastIndexOf('\n') + 1) : text });
+      } else {
+        this.endQuiet({ error: formatExit(m).replace(/\x1b\[[0-9;]*m/g, '') });
+      }
+      return true;
+    }
+    if (m.type === 'denied') {
+      this.endQuiet({ error: `${t('denied.head')} ${String(m.reason ?? '')}` });
+      return true;
+    }
+    if (m.type === 'error' && m.id === q.id) {
+      this.endQuiet({ error: `${String(m.code ?? 'ERROR')}: ${String(m.message ?? '')}` });
+      return true;
+    }
+    return false;
+  }
+
   private onOutput(stream: 'stdout' | 'stderr', data: Uint8Array): void {
     if (data.length === 0) return;
+    if (this.quiet) {
+      // At most 1 MiB of a listing is kept (the rule's output limit cuts it earlier).
+      if (stream === 'stdout' && this.quiet.bytes + data.length <= 1 << 20) {
+        this.quiet.stdout.push(data.slice());
+        this.quiet.bytes += data.length;
+      }
+      return;
+    }
     if (this.running) this.outputs.append(this.running.id, data);
     if (stream === 'stderr') {
       this.term.write(RED);
@@ -512,6 +598,7 @@ export class TerminalView {
   }
 
   private onControl(m: ControlMessage): void {
+    if (this.onQuietControl(m)) return;
     switch (m.type) {
       case 'exit':
         this.finishCommand(formatExit(m));
@@ -581,12 +668,16 @@ export class TerminalView {
     this.ignoredNotice = false;
     this.callbacks.state(s);
     if (s.kind === 'waiting') {
+      this.queued = null;
+      if (this.quiet) this.endQuiet({ error: t('complete.notConnected') });
       if (!this.dropped) {
         this.dropped = true;
         if (this.editor.editing) this.editor.stop();
         this.println(`${YELLOW}${t('term.reconnecting', { why: s.why })}${RESET}`);
       }
     } else if (s.kind === 'closed') {
+      this.queued = null;
+      this.endQuiet({ error: t('complete.notConnected') });
       if (this.editor.editing) this.editor.stop();
       this.setRunning(null);
       this.println(`${YELLOW}${t('term.closed', { why: s.why })}${RESET}${s.retryable ? `${MUTED}${t('term.pressEnter')}${RESET}` : ''}`);
@@ -654,6 +745,11 @@ export class TerminalView {
 
   private run(line: string): void {
     if (this.runLocal(line.trim())) return;
+    if (this.quiet) {
+      // A completion's listing is still running: this line goes once it ended.
+      this.queued = line;
+      return;
+    }
     const id = `c${++this.commandCount}`;
     if (!this.conn?.sendCommand(id, line)) {
       this.println(`${RED}${t('term.notSent')}${RESET}`);
