@@ -2,8 +2,9 @@
 
 namespace podgate::runtime {
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> CreatePeerChannel(const PeerFlags& peer) {
-  return CreateServiceChannel(peer.address, peer.tls);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreatePeerChannel(const PeerFlags& peer,
+                                                                 ChannelCalls calls) {
+  return CreateServiceChannel(peer.address, peer.tls, calls);
 }
 
 }  // namespace podgate::runtime

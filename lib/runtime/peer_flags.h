@@ -38,6 +38,7 @@ PeerFlags AuditPeerFlags();
 
 // Checks the TLS files (a certificate without its key, a key without a CA, unreadable or
 // mismatched files) and opens the channel; errors are one line naming the flag and the file.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> CreatePeerChannel(const PeerFlags& peer);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreatePeerChannel(
+    const PeerFlags& peer, ChannelCalls calls = ChannelCalls::kDefault);
 
 }  // namespace podgate::runtime

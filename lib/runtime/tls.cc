@@ -263,7 +263,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServiceChannel(
-    const std::string& target, const ChannelTlsOptions& options) {
+    const std::string& target, const ChannelTlsOptions& options, ChannelCalls calls) {
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
       MakeChannelCredentials(options);
   if (!creds.ok()) {
@@ -283,6 +283,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServiceChannel(
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   if (!options.server_name_override.empty()) {
     args.SetSslTargetNameOverride(options.server_name_override);
+  }
+  if (calls == ChannelCalls::kSessionStreams) {
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   }
   return grpc::CreateCustomChannel(target, *creds, args);
 }

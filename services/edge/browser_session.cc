@@ -250,8 +250,9 @@ void BrowserSession::StartExec() {
   EnterExec(ExecPhase::kStreaming);
   exec_read_ = ExecRead::kInFlight;
   write_in_flight_ = true;
-  exec_ = new ExecStream(context_->exec, shared_from_this(), connection_->executor(),
-                         std::move(open), params_.trace);
+  exec_ =
+      new ExecStream(context_->exec_sessions != nullptr ? context_->exec_sessions : context_->exec,
+                     shared_from_this(), connection_->executor(), std::move(open), params_.trace);
 }
 
 void BrowserSession::HandleV1(std::string data, bool binary) {

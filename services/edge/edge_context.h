@@ -49,6 +49,9 @@ struct EdgeContext {
   EdgeOptions options;
   const auth::Verifier* verifier = nullptr;
   podgate::exec::v1::ExecService::StubInterface* exec = nullptr;
+  // The browser sessions' Session streams go to exec on a channel of their own, without gRPC's
+  // retry filter (runtime::ChannelCalls::kSessionStreams); null: through `exec`.
+  podgate::exec::v1::ExecService::StubInterface* exec_sessions = nullptr;
   podgate::policy::v1::PolicyService::StubInterface* policy = nullptr;
   podgate::audit::v1::AuditService::StubInterface* audit = nullptr;
   std::shared_ptr<grpc::Channel> exec_channel;

@@ -191,8 +191,9 @@ bool EndBackendCalls(absl::Time deadline) {
   return podgate::edge::WaitBackendCallsDone(absl::Now() + kCloseGrace);
 }
 
-std::shared_ptr<grpc::Channel> Channel(const rt::PeerFlags& peer) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = rt::CreatePeerChannel(peer);
+std::shared_ptr<grpc::Channel> Channel(const rt::PeerFlags& peer,
+                                       rt::ChannelCalls calls = rt::ChannelCalls::kDefault) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = rt::CreatePeerChannel(peer, calls);
   if (!channel.ok()) {
     rt::ExitWithError(std::string(channel.status().message()));
   }
@@ -303,10 +304,15 @@ int main(int argc, char** argv) {
   context.policy_channel = Channel(rt::PolicyPeerFlags());
   context.audit_channel = Channel(rt::AuditPeerFlags());
   auto exec_stub = podgate::exec::v1::ExecService::NewStub(context.exec_channel);
+  // A second connection to exec, for the Session streams: one per browser session, each held
+  // for the session's life, without the retry filter's per-call memory.
+  auto exec_session_stub = podgate::exec::v1::ExecService::NewStub(
+      Channel(rt::ExecPeerFlags(), rt::ChannelCalls::kSessionStreams));
   auto policy_stub = podgate::policy::v1::PolicyService::NewStub(context.policy_channel);
   auto audit_stub = podgate::audit::v1::AuditService::NewStub(context.audit_channel);
   context.verifier = &*verifier;
   context.exec = exec_stub.get();
+  context.exec_sessions = exec_session_stub.get();
   context.policy = policy_stub.get();
   context.audit = audit_stub.get();
   context.limits = &limits;
