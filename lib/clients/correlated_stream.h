@@ -22,8 +22,8 @@
 #include <algorithm>
 #include <concepts>
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -207,7 +207,9 @@ class CorrelatedStream {
     mutable absl::Mutex mu_;
     std::map<std::string, Entry> pending_ ABSL_GUARDED_BY(mu_);
     // Ids not yet written on the current stream, oldest first.
-    std::deque<std::string> unsent_ ABSL_GUARDED_BY(mu_);
+    // A list, not a deque: libstdc++'s deque allocates 512 bytes as it is built, and exec holds
+    // one of these streams per session.
+    std::list<std::string> unsent_ ABSL_GUARDED_BY(mu_);
     Reactor* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
     std::shared_ptr<grpc::ClientContext> stream_context_ ABSL_GUARDED_BY(mu_);
     bool reconnect_scheduled_ ABSL_GUARDED_BY(mu_) = false;
