@@ -85,6 +85,18 @@ double MetricValue(prometheus::Registry& registry, const std::string& name) {
   return -1;
 }
 
+// The store publishes a version or a refusal before it counts it in the metrics, so a test that
+// has seen the store change waits (up to 3 s) for the metric to follow; returns the last value.
+double WaitForMetric(prometheus::Registry& registry, const std::string& name, double want) {
+  const absl::Time start = absl::Now();
+  double value = MetricValue(registry, name);
+  while (value != want && absl::Now() - start < absl::Seconds(3)) {
+    absl::SleepFor(absl::Milliseconds(5));
+    value = MetricValue(registry, name);
+  }
+  return value;
+}
+
 // Waits until the store's version is `version`; returns how long it took, or nullopt.
 std::optional<absl::Duration> WaitForVersion(const PolicyStore& store, const std::string& version,
                                              absl::Duration timeout = absl::Seconds(3)) {
@@ -225,7 +237,7 @@ TEST_F(PolicyStoreTest, BrokenEditKeepsTheLastGoodVersionAndIsCountedOnce) {
   EXPECT_EQ(store.Current()->version(), good);
   EXPECT_EQ(store.Current()->Evaluate(Request("free")).rule(), "a");
   EXPECT_THAT(store.last_rejection(), HasSubstr("policy.yaml:4:5: rule x: effect must be"));
-  EXPECT_EQ(MetricValue(registry_, "podgate_policy_reload_failures_total"), 1);
+  EXPECT_EQ(WaitForMetric(registry_, "podgate_policy_reload_failures_total", 1), 1);
   // The same broken bytes seen again (another event, a poll) are not counted again.
   ReplaceFile(path_, kBroken);
   absl::SleepFor(absl::Milliseconds(300));
@@ -241,7 +253,7 @@ TEST_F(PolicyStoreTest, BrokenEditKeepsTheLastGoodVersionAndIsCountedOnce) {
   // A fixed document goes in.
   ReplaceFile(path_, Doc("b", "df"));
   ASSERT_TRUE(WaitForVersion(store, DocumentVersion(Doc("b", "df"))).has_value());
-  EXPECT_EQ(MetricValue(registry_, "podgate_policy_reloads_total"), 2);
+  EXPECT_EQ(WaitForMetric(registry_, "podgate_policy_reloads_total", 2), 2);
 }
 
 TEST_F(PolicyStoreTest, DeletedFileKeepsTheVersion) {
