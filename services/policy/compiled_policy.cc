@@ -1,6 +1,8 @@
 #include "policy/compiled_policy.h"
 
 #include <algorithm>
+#include <iterator>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -16,35 +18,6 @@ using podgate::common::v1::Decision;
 using podgate::common::v1::Principal;
 using podgate::common::v1::Target;
 using podgate::policy::v1::AuthorizeRequest;
-
-// A value kind's name in ListAllowed's argument hints.
-const char* KindName(ValueType::Kind kind) {
-  switch (kind) {
-    case ValueType::Kind::kInteger:
-      return "integer";
-    case ValueType::Kind::kPid:
-      return "pid";
-    case ValueType::Kind::kPort:
-      return "port";
-    case ValueType::Kind::kHostName:
-      return "hostname";
-    case ValueType::Kind::kIp:
-      return "ip";
-    case ValueType::Kind::kHost:
-      return "host";
-    case ValueType::Kind::kUrl:
-      return "url";
-    case ValueType::Kind::kPath:
-      return "path";
-    case ValueType::Kind::kEnum:
-      return "enum";
-    case ValueType::Kind::kRegex:
-      return "regex";
-    case ValueType::Kind::kLiteral:
-      return "literal";
-  }
-  return "literal";
-}
 
 // Quotes a user-supplied value for a reason, shortened so that a long argument cannot flood
 // logs and audit records. Values are valid UTF-8 by then (CheckArgv ran first); a cut never
@@ -110,6 +83,40 @@ std::optional<std::string> ValueType::CheckReach(const net::Host& host) const {
     return std::nullopt;
   }
   return absl::StrCat("is refused: ", why);
+}
+
+namespace {
+
+// The one table of kind names; indexed by the enum's value.
+using Kind = ValueType::Kind;
+constexpr std::pair<Kind, std::string_view> kKindNames[] = {
+    {Kind::kInteger, "integer"},   {Kind::kPid, "pid"},         {Kind::kPort, "port"},
+    {Kind::kHostName, "hostname"}, {Kind::kIp, "ip"},           {Kind::kHost, "host"},
+    {Kind::kUrl, "url"},           {Kind::kPath, "path"},       {Kind::kEnum, "enum"},
+    {Kind::kRegex, "regex"},       {Kind::kLiteral, "literal"},
+};
+static_assert(std::size(kKindNames) == static_cast<size_t>(Kind::kLiteral) + 1);
+
+}  // namespace
+
+std::string_view KindName(ValueType::Kind kind) {
+  const auto index = static_cast<size_t>(kind);
+  return index < std::size(kKindNames) && kKindNames[index].first == kind ? kKindNames[index].second
+                                                                          : "literal";
+}
+
+std::optional<ValueType::Kind> KindFromName(std::string_view name) {
+  for (const auto& [kind, kind_name] : kKindNames) {
+    if (kind_name == name) {
+      return kind;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string KindNames() {
+  return absl::StrJoin(kKindNames, ", ",
+                       [](std::string* out, const auto& entry) { out->append(entry.second); });
 }
 
 std::string ValueType::DescribePorts() const {
@@ -373,15 +380,11 @@ std::string ValueType::Describe() const {
     case Kind::kInteger:
       return absl::StrCat("integer(", min, "..", max, ")");
     case Kind::kPid:
-      return "pid";
     case Kind::kPort:
-      return "port";
     case Kind::kHostName:
-      return "hostname";
     case Kind::kIp:
-      return "ip";
     case Kind::kHost:
-      return "host";
+      return std::string(KindName(kind));
     case Kind::kUrl:
       return absl::StrCat("url(", absl::StrJoin(schemes, ","), hosts ? " to listed hosts" : "",
                           ")");
@@ -963,7 +966,7 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     for (const PositionalSpec& p : r.grammar.positionals) {
       podgate::policy::v1::ArgHint* hint = cmd->add_args();
       hint->set_name(p.name);
-      hint->set_kind(KindName(p.type.kind));
+      hint->set_kind(std::string(KindName(p.type.kind)));
       hint->set_value_type(p.type.Describe());
       if (p.type.kind == ValueType::Kind::kPath) {
         for (const std::string& prefix : p.type.prefixes) {

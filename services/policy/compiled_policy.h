@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -97,6 +98,13 @@ struct ValueType {
   // e.g. "integer(1..60)", "url(http,https)", "path(/var/log/app)".
   std::string Describe() const;
 };
+
+// A kind's name in the policy language (`type: url`) and in ListAllowed's argument hints.
+std::string_view KindName(ValueType::Kind kind);
+// The kind a policy names, or nullopt for an unknown name.
+std::optional<ValueType::Kind> KindFromName(std::string_view name);
+// Every kind's name, in declaration order: "integer, pid, ..., literal".
+std::string KindNames();
 
 // Where an accepted argv needs a check in the container (podgate::common::v1::ContainerCheck):
 // the argv index and the type that asked for it.

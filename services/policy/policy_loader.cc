@@ -175,18 +175,6 @@ class Parser {
   int errors_ = 0;
 };
 
-const std::map<std::string, ValueType::Kind>& TypeNames() {
-  static const auto* names = new std::map<std::string, ValueType::Kind>{
-      {"integer", ValueType::Kind::kInteger}, {"pid", ValueType::Kind::kPid},
-      {"port", ValueType::Kind::kPort},       {"hostname", ValueType::Kind::kHostName},
-      {"ip", ValueType::Kind::kIp},           {"host", ValueType::Kind::kHost},
-      {"url", ValueType::Kind::kUrl},         {"path", ValueType::Kind::kPath},
-      {"enum", ValueType::Kind::kEnum},       {"regex", ValueType::Kind::kRegex},
-      {"literal", ValueType::Kind::kLiteral},
-  };
-  return *names;
-}
-
 // The keys of a value type, shared by flag values and positional arguments.
 const std::set<std::string> kTypeKeys = {"type",   "min",     "max",   "schemes", "prefixes",
                                          "values", "pattern", "value", "hosts",   "ports",
@@ -272,14 +260,13 @@ std::optional<ValueType> ParseValueType(Parser& p, const YAML::Node& node, const
   if (!name) {
     return std::nullopt;
   }
-  auto it = TypeNames().find(*name);
-  if (it == TypeNames().end()) {
-    p.Error(type_node, absl::StrCat("unknown type '", *name, "' in ", what,
-                                    " (integer, pid, port, hostname, ip, host, url, path, enum, "
-                                    "regex, literal)"));
+  const std::optional<ValueType::Kind> kind = KindFromName(*name);
+  if (!kind) {
+    p.Error(type_node,
+            absl::StrCat("unknown type '", *name, "' in ", what, " (", KindNames(), ")"));
     return std::nullopt;
   }
-  t.kind = it->second;
+  t.kind = *kind;
   const bool is_map = node.IsMap();
   const auto has = [&](const char* key) { return is_map && static_cast<bool>(node[key]); };
   const auto param = [&](const char* key) { return node[key]; };

@@ -264,7 +264,8 @@ TEST(PolicyLoaderTest, ProgramsFlagsAndTypesAreChecked) {
   EXPECT_THAT(one("    command: {program: ls, flags: [l]}\n"), HasSubstr("must start with '-'"));
   EXPECT_THAT(one("    command: {program: ls, flags: [--]}\n"), HasSubstr("must start with '-'"));
   EXPECT_THAT(one("    command: {program: ls, flags: [{name: -n, value: number}]}\n"),
-              HasSubstr("unknown type 'number'"));
+              HasSubstr("unknown type 'number' in the value of flag -n (integer, pid, port, "
+                        "hostname, ip, host, url, path, enum, regex, literal)"));
   EXPECT_THAT(one("    command: {program: ls, flags: [{name: -n, value: {type: integer, min: 5, "
                   "max: 1}}]}\n"),
               HasSubstr("min 5 is above max 1"));
@@ -345,6 +346,25 @@ TEST(PolicyLoaderTest, IssuesComeInDocumentOrder) {
   ASSERT_EQ(issues.size(), 2u);
   EXPECT_THAT(issues[0], HasSubstr("bogus1"));
   EXPECT_THAT(issues[1], HasSubstr("bogus2"));
+}
+
+// Every kind has one name, read and written through the same table: the loader accepts what
+// ListAllowed's hints and Describe() print.
+TEST(PolicyLoaderTest, EveryKindNameRoundTrips) {
+  int kinds = 0;
+  for (int i = 0; i <= static_cast<int>(ValueType::Kind::kLiteral); ++i) {
+    const auto kind = static_cast<ValueType::Kind>(i);
+    const std::string_view name = KindName(kind);
+    EXPECT_EQ(KindFromName(name), kind) << name;
+    EXPECT_THAT(KindNames(), HasSubstr(name));
+    ++kinds;
+  }
+  EXPECT_EQ(kinds, 11);
+  EXPECT_EQ(KindFromName("number"), std::nullopt);
+  EXPECT_EQ(KindFromName("URL"), std::nullopt);
+  ValueType pid;
+  pid.kind = ValueType::Kind::kPid;
+  EXPECT_EQ(pid.Describe(), "pid");
 }
 
 }  // namespace
