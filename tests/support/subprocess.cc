@@ -139,6 +139,30 @@ std::vector<std::string> Subprocess::Lines() {
 
 void Subprocess::Signal(int sig) { kill(pid_, sig); }
 
+std::string ReadProcFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return "";
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      if (n < 0) {
+        text.clear();  // gone mid-read: nothing half-read is returned
+      }
+      break;
+    }
+  }
+  close(fd);
+  return text;
+}
+
 absl::Status Subprocess::Freeze(absl::Duration timeout) {
   Signal(SIGSTOP);
   const absl::Time deadline = absl::Now() + timeout;
@@ -148,8 +172,7 @@ absl::Status Subprocess::Freeze(absl::Duration timeout) {
     std::error_code ec;
     for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
       // /proc/<pid>/task/<tid>/stat: "tid (comm) S ..."; the comm may hold spaces and ')'.
-      std::ifstream in(task.path() / "stat");
-      std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const std::string stat = ReadProcFile(task.path() / "stat");
       const size_t close = stat.rfind(')');
       if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'T' &&
           stat[close + 2] != 't') {

@@ -69,4 +69,9 @@ class Subprocess {
   std::unique_ptr<std::thread> reader_;
 };
 
+// The whole of a /proc file (`/proc/<pid>/cmdline`, `.../stat`); empty when it cannot be read.
+// A process that exits while its file is read makes read() fail with ESRCH: that is "gone",
+// never an exception (a std::istreambuf_iterator over an ifstream throws there).
+std::string ReadProcFile(const std::string& path);
+
 }  // namespace podgate::testing

@@ -138,8 +138,7 @@ constexpr char kSeedDenyRoot[] = R"({"stderr": "deny root user\n"})";
 
 // The argv of a running process, empty when there is none (or it has exited).
 std::vector<std::string> ArgvOf(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
-  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string raw = testing::ReadProcFile(absl::StrCat("/proc/", pid, "/cmdline"));
   std::vector<std::string> argv;
   for (absl::string_view part : absl::StrSplit(raw, '\0')) {
     argv.emplace_back(part);
@@ -151,8 +150,7 @@ std::vector<std::string> ArgvOf(pid_t pid) {
 }
 
 pid_t ParentOf(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string stat = testing::ReadProcFile(absl::StrCat("/proc/", pid, "/stat"));
   // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
   size_t close = stat.rfind(')');
   if (close == std::string::npos) {
@@ -1975,8 +1973,7 @@ TEST_F(EdgeTest, APreAuthWebSocketFloodDoesNotBlockSignedInSessions) {
 
 // CPU time (user + system) of a process so far, in seconds.
 double CpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string stat = testing::ReadProcFile(absl::StrCat("/proc/", pid, "/stat"));
   std::vector<std::string> fields =
       absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ', absl::SkipEmpty());
   int64_t utime = 0;

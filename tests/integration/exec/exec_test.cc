@@ -26,6 +26,7 @@
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
+#include "support/subprocess.h"
 #include "support/test_pki.h"
 #include "wire/status.h"
 
@@ -179,8 +180,8 @@ std::vector<pid_t> PidsOf(const std::vector<std::string>& argv) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') {
       continue;
     }
-    std::ifstream in(absl::StrCat("/proc/", e->d_name, "/cmdline"), std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string cmdline =
+        testing::ReadProcFile(absl::StrCat("/proc/", e->d_name, "/cmdline"));
     std::ifstream stat(absl::StrCat("/proc/", e->d_name, "/stat"));
     std::string st;
     std::getline(stat, st);

@@ -111,8 +111,7 @@ std::vector<pid_t> PidsWithCmdline(const std::vector<std::string>& argv) {
     if (!absl::SimpleAtoi(e->d_name, &pid)) {
       continue;
     }
-    std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string cmdline = testing::ReadProcFile(absl::StrCat("/proc/", pid, "/cmdline"));
     if (cmdline == want && local::Runs(static_cast<pid_t>(pid))) {
       pids.push_back(static_cast<pid_t>(pid));
     }
