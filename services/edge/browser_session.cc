@@ -703,6 +703,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         CloseBrowser(page.code, std::string(page.reason));
         break;
       }
+      case SessionResponse::kResumed:  // edge never asks to resume a session
       case SessionResponse::KIND_NOT_SET:
         break;
     }

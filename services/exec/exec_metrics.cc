@@ -83,6 +83,28 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                                  .Help("Sessions asked for, by cluster and outcome (opened, "
                                        "refused).")
                                  .Register(registry)),
+      sessions_detached(prometheus::BuildGauge()
+                            .Name("podgate_exec_sessions_detached")
+                            .Help("Sessions whose client stream broke, waiting for a resume.")
+                            .Register(registry)
+                            .Add({})),
+      session_resumes_total(
+          prometheus::BuildCounter()
+              .Name("podgate_exec_session_resumes_total")
+              .Help("Resume attempts and expiries, by result (resumed, unknown, bad_token, "
+                    "bad_position, expired).")
+              .Register(registry)),
+      resume_replayed_bytes_total(prometheus::BuildCounter()
+                                      .Name("podgate_exec_resume_replayed_bytes_total")
+                                      .Help("Output bytes re-sent to resuming clients.")
+                                      .Register(registry)
+                                      .Add({})),
+      resume_lost_bytes_total(
+          prometheus::BuildCounter()
+              .Name("podgate_exec_resume_lost_bytes_total")
+              .Help("Output bytes resuming clients missed that were no longer kept.")
+              .Register(registry)
+              .Add({})),
       live_objects(prometheus::BuildGauge()
                        .Name("podgate_exec_live_objects")
                        .Help("Session and command objects alive in memory, by kind.")

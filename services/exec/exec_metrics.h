@@ -57,6 +57,15 @@ struct ExecMetrics {
   // podgate_exec_cluster_sessions_total{cluster,outcome}: sessions asked for per cluster;
   // outcome opened|refused (a refusal of an unknown cluster name counts under "unknown")
   prometheus::Family<prometheus::Counter>& cluster_sessions_total;
+  // podgate_exec_sessions_detached: sessions whose stream broke, waiting for a resume
+  prometheus::Gauge& sessions_detached;
+  // podgate_exec_session_resumes_total{result}: resumed|unknown (no such session waiting, or
+  // not the user's)|bad_token|bad_position|expired (the grace period ended without a resume)
+  prometheus::Family<prometheus::Counter>& session_resumes_total;
+  // podgate_exec_resume_replayed_bytes_total, podgate_exec_resume_lost_bytes_total: output
+  // re-sent on resumes, and output a resuming client missed that was no longer kept
+  prometheus::Counter& resume_replayed_bytes_total;
+  prometheus::Counter& resume_lost_bytes_total;
   // podgate_exec_live_objects{kind}: session|command objects alive in memory (a leak shows
   // here: closed sessions must reach zero)
   prometheus::Family<prometheus::Gauge>& live_objects;

@@ -48,6 +48,12 @@ ABSL_FLAG(int, max_commands_per_session, 10000,
           "Commands one session may ask for (run, denied or refused alike), 1 to 1000000; past "
           "it each command is refused with RESOURCE_EXHAUSTED and the session must be reopened. "
           "Default 10000.");
+ABSL_FLAG(absl::Duration, resume_grace, absl::ZeroDuration(),
+          "How long a session whose client stream broke is kept for a resume (its command or "
+          "shell running on, output held); 0 closes it at once, up to 1h. Default 0.");
+ABSL_FLAG(int64_t, resume_buffer_bytes, 1 << 20,
+          "Output already sent that each session keeps for a resume, 4096 to 67108864 bytes; a "
+          "client that missed more is told how many bytes were lost. Default 1048576 (1 MiB).");
 ABSL_FLAG(int, max_sessions, 2000, "Concurrent sessions per replica. Default 2000.");
 ABSL_FLAG(absl::Duration, default_time_limit, absl::Minutes(5),
           "Command time limit when the rule sets none. Default 5m.");
@@ -118,6 +124,14 @@ absl::Status CheckFlags() {
   }
   if (absl::GetFlag(FLAGS_max_sessions_per_user) < 1 || absl::GetFlag(FLAGS_max_sessions) < 1) {
     return absl::InvalidArgumentError("--max_sessions and --max_sessions_per_user must be >= 1");
+  }
+  if (absl::GetFlag(FLAGS_resume_grace) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_resume_grace) > absl::Hours(1)) {
+    return absl::InvalidArgumentError("--resume_grace must be 0 (off) to 1h");
+  }
+  if (absl::GetFlag(FLAGS_resume_buffer_bytes) < 4096 ||
+      absl::GetFlag(FLAGS_resume_buffer_bytes) > (int64_t{64} << 20)) {
+    return absl::InvalidArgumentError("--resume_buffer_bytes must be 4096 to 67108864");
   }
   if (absl::GetFlag(FLAGS_max_commands_per_session) < 1 ||
       absl::GetFlag(FLAGS_max_commands_per_session) > 1000000) {
@@ -191,6 +205,8 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.shell_argv = absl::StrSplit(absl::GetFlag(FLAGS_shell_command), ' ', absl::SkipEmpty());
   options.interrupt_grace = absl::GetFlag(FLAGS_interrupt_grace);
   options.launch_timeout = absl::GetFlag(FLAGS_launch_timeout);
+  options.resume_grace = absl::GetFlag(FLAGS_resume_grace);
+  options.resume_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_resume_buffer_bytes));
   options.impersonation.mode = *ParseImpersonationMode(absl::GetFlag(FLAGS_kube_impersonation));
   options.impersonation.user_prefix = absl::GetFlag(FLAGS_kube_impersonate_user_prefix);
   options.impersonation.group_prefix = absl::GetFlag(FLAGS_kube_impersonate_group_prefix);

@@ -56,6 +56,13 @@ struct ExecOptions {
   absl::Duration recording_flush = absl::Seconds(5);
   // Whom the API server sees behind each call made for a user (impersonation.h).
   ImpersonationOptions impersonation;
+  // How long a session waits for its client to come back (ResumeSession) after its stream
+  // breaks; the command or shell keeps running meanwhile, its output held (and the pod slowed
+  // by backpressure). Zero: a broken stream closes the session at once.
+  absl::Duration resume_grace = absl::ZeroDuration();
+  // Output already sent that a session keeps for a resume (the newest messages, by encoded
+  // size); a client that missed more is told how much was lost.
+  size_t resume_buffer_bytes = 1 << 20;
   // How long Kubernetes' answer to "may this user exec in this namespace" is reused
   // (ListTargets with impersonation on).
   absl::Duration access_review_ttl = absl::Seconds(30);
@@ -66,7 +73,7 @@ struct ExecServiceOptions {
   // The sessions: --policy_timeout, --idle_timeout, --max_session, --max_sessions_per_user,
   // --max_sessions, --default_time_limit, --default_output_limit_bytes, --output_overrun_bytes,
   // --audit_excerpt_bytes,
-  // --audit_strict, --shell_command, --interrupt_grace.
+  // --audit_strict, --shell_command, --interrupt_grace, --resume_grace, --resume_buffer_bytes.
   ExecOptions sessions;
   // The Kubernetes clusters: contexts of a kubeconfig, a directory of kubeconfigs, the in-cluster
   // service account (clusters.h).

@@ -39,10 +39,10 @@ void Session::SendOutputLocked(pb::SessionResponse message, std::function<void()
   }
   pb::OutputData* data = message.has_stdout() ? message.mutable_stdout() : message.mutable_stderr();
   const size_t bytes = data->data().size();
-  // The message at the back may take this chunk when it is not the one being written (gRPC
-  // holds that one until OnWriteDone) and carries the same stream of the same command.
-  Outgoing* last = out_.empty() || (writing_ && out_.size() == 1) ? nullptr : &out_.back();
-  if (last != nullptr && last->output_bytes > 0 &&
+  // The message at the back may take this chunk when it carries the same stream of the same
+  // command (the one being written is not in out_; a replayed one keeps its seq as sent).
+  Outgoing* last = out_.empty() ? nullptr : &out_.back();
+  if (last != nullptr && last->output_bytes > 0 && last->message.seq() == 0 &&
       last->output_bytes + bytes <= kMaxOutputMessageBytes &&
       last->message.kind_case() == message.kind_case()) {
     pb::OutputData* into =
@@ -70,29 +70,66 @@ void Session::SendOutputLocked(pb::SessionResponse message, std::function<void()
 }
 
 void Session::MaybeWriteLocked() {
-  if (writing_ || finished_) {
+  if (finished_) {
+    return;
+  }
+  Session* link = link_;
+  if (link == nullptr) {
+    // Detached: messages wait for a resume; a session ending meanwhile has nobody to tell.
+    if (finish_pending_) {
+      finished_ = true;
+      if (own_call_done_) {
+        std::shared_ptr<Session> self = shared_from_this();
+        hub_->timers()->After(absl::ZeroDuration(), [self] { self->End(); });
+      }
+    }
+    return;
+  }
+  if (link->writing_ || link->call_finished_) {
     return;
   }
   if (out_.empty()) {
     if (finish_pending_) {
       finished_ = true;
-      Finish(finish_status_);
+      link->call_finished_ = true;
+      link->Finish(finish_status_);
     }
     return;
   }
-  writing_ = true;
-  StartWrite(&out_.front().message);
+  link->writing_ = true;
+  link->in_flight_ = std::move(out_.front());
+  out_.pop_front();
+  pb::SessionResponse& m = link->in_flight_.message;
+  if (opts_.resume_grace > absl::ZeroDuration() && m.seq() == 0 && !m.has_ready() &&
+      !m.has_resumed()) {
+    output_offset_ += link->in_flight_.output_bytes;
+    m.set_seq(++next_seq_);
+    m.set_output_offset(output_offset_);
+  }
+  if (m.seq() > 0) {
+    // Kept from the moment it is written: a resume may come before a broken stream's write
+    // has failed, and must still find it.
+    KeepForResumeLocked(Outgoing{m, nullptr, link->in_flight_.output_bytes});
+  }
+  link->StartWrite(&m);
 }
 
 void Session::OnWriteDone(bool ok) {
+  std::shared_ptr<Session> owner = OwnerOf();
+  (owner != nullptr ? owner.get() : this)->LinkWriteDone(this, ok);
+}
+
+void Session::LinkWriteDone(Session* link, bool ok) {
   std::function<void()> after;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    writing_ = false;
-    after = std::move(out_.front().after_write);
-    out_output_bytes_ -= out_.front().output_bytes;
-    out_.pop_front();
-    if (output_resume_ && (out_output_bytes_ <= kOutputResumeBytes || !ok)) {
+    link->writing_ = false;
+    Outgoing done = std::move(link->in_flight_);
+    link->in_flight_ = Outgoing{};
+    after = std::move(done.after_write);
+    out_output_bytes_ -= done.output_bytes;
+    if (output_resume_ &&
+        (out_output_bytes_ <= kOutputResumeBytes || (!ok && link == link_ && !CanDetachLocked()))) {
       // Below the low watermark (or nothing will be written any more): the pod's stream reads on.
       std::function<void()> resume = std::move(output_resume_);
       output_resume_ = nullptr;
@@ -105,20 +142,10 @@ void Session::OnWriteDone(bool ok) {
         after = std::move(resume);
       }
     }
-    if (!ok) {
-      // The client is gone; the stream ends with OnCancel/OnDone.
-      for (Outgoing& o : out_) {
-        if (o.after_write) {
-          o.after_write();
-        }
-      }
-      out_.clear();
-      out_output_bytes_ = 0;
-      CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client stopped reading");
-      // The session may have been closing already (its `closed` message was the write that
-      // failed): the call must still be finished, or it never ends (and a server shutdown
-      // waits for it forever).
-      MaybeWriteLocked();
+    if (link != link_) {
+      FinishStaleLinkLocked(link);  // a stream the session has left
+    } else if (!ok) {
+      LinkBrokeLocked(link, "the client stopped reading", /*drop_queue=*/true);
     } else {
       MaybeWriteLocked();
     }
@@ -135,6 +162,90 @@ void Session::FinishLocked(const grpc::Status& status) {
   finish_pending_ = true;
   finish_status_ = status;
   MaybeWriteLocked();
+}
+
+// --- the calls that carry the stream, and resume --------------------------------------------
+
+std::shared_ptr<Session> Session::OwnerOf() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return owner_;
+}
+
+bool Session::CanDetachLocked() const {
+  return opts_.resume_grace > absl::ZeroDuration() && state_ == State::kReady &&
+         !resume_token_hash_.empty() && !finish_pending_ && !finished_;
+}
+
+void Session::LinkBrokeLocked(Session* link, const std::string& why, bool drop_queue) {
+  if (CanDetachLocked()) {
+    DetachLocked(link, why);
+    return;
+  }
+  if (drop_queue) {
+    for (Outgoing& o : out_) {
+      if (o.after_write) {
+        o.after_write();
+      }
+    }
+    out_.clear();
+    out_output_bytes_ = 0;
+  }
+  CloseLocked(common::CLOSE_REASON_DISCONNECTED, why);
+  // The session may have been closing already (its `closed` message was the write that
+  // failed): the call must still be finished, or it never ends (and a server shutdown waits
+  // for it forever).
+  MaybeWriteLocked();
+}
+
+void Session::DetachLocked(Session* link, const std::string& why) {
+  link_ = nullptr;
+  FinishStaleLinkLocked(link);
+  detached_ = true;
+  detached_why_ = why;
+  hub_->metrics()->sessions_detached.Increment();
+  std::weak_ptr<Session> weak = shared_from_this();
+  grace_timer_ = hub_->timers()->After(opts_.resume_grace, [weak] {
+    std::shared_ptr<Session> s = weak.lock();
+    if (s == nullptr) {
+      return;
+    }
+    std::lock_guard<std::mutex> lock(s->mu_);
+    if (!s->detached_ || s->state_ != State::kReady) {
+      return;
+    }
+    s->hub_->metrics()->session_resumes_total.Add({{"result", "expired"}}).Increment();
+    s->CloseLocked(common::CLOSE_REASON_DISCONNECTED,
+                   absl::StrCat(s->detached_why_, "; no resume within ",
+                                absl::FormatDuration(s->opts_.resume_grace)));
+  });
+  log::Info("session detached; waiting for a resume",
+            {{"session_id", session_id_},
+             {"trace_id", trace_.trace_id},
+             {"why", why},
+             {"grace", absl::FormatDuration(opts_.resume_grace)},
+             {"queued_messages", static_cast<int64_t>(out_.size())}});
+}
+
+void Session::FinishStaleLinkLocked(Session* link) {
+  if (link->writing_ || link->call_finished_) {
+    return;  // its write in flight finishes it (LinkWriteDone)
+  }
+  link->call_finished_ = true;
+  link->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                            "this stream no longer carries the session (it broke, or the session "
+                            "was resumed on another stream)"));
+}
+
+void Session::KeepForResumeLocked(Outgoing done) {
+  done.kept_bytes = done.message.ByteSizeLong();
+  replay_bytes_ += done.kept_bytes;
+  replay_.push_back(std::move(done));
+  while (replay_bytes_ > opts_.resume_buffer_bytes && !replay_.empty()) {
+    trimmed_seq_ = replay_.front().message.seq();
+    trimmed_offset_ = replay_.front().message.output_offset();
+    replay_bytes_ -= replay_.front().kept_bytes;
+    replay_.pop_front();
+  }
 }
 
 // --- audit -----------------------------------------------------------------------------------
@@ -187,33 +298,46 @@ void Session::Audit(common::AuditEvent event, std::function<void()> then,
 // --- reading ---------------------------------------------------------------------------------
 
 void Session::OnReadDone(bool ok) {
+  std::shared_ptr<Session> owner = OwnerOf();
+  (owner != nullptr ? owner.get() : this)->LinkReadDone(this, ok);
+}
+
+void Session::LinkReadDone(Session* link, bool ok) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    in_read_done_ = true;
+    if (link != link_) {
+      FinishStaleLinkLocked(link);  // a stream the session has left: nothing more is read
+      return;
+    }
+    link->in_read_done_ = true;
   }
-  const bool again = HandleReadDone(ok);
+  const bool again = HandleReadDone(link, ok);
   std::lock_guard<std::mutex> lock(mu_);
-  in_read_done_ = false;
+  if (state_ == State::kLink) {
+    return;  // this reactor's call now carries another session, which reads it
+  }
+  link->in_read_done_ = false;
   // read_paused_: stdin is backed up, and the next read waits for it to drain.
-  if (again && !read_paused_ && !finished_ && !finish_pending_ && state_ != State::kClosed) {
-    StartRead(&request_);
+  if (again && link == link_ && !link->call_finished_ && !read_paused_ && !finished_ &&
+      !finish_pending_ && state_ != State::kClosed) {
+    link->StartRead(&link->request_);
   }
 }
 
 // Handles one client message; false when no further message is to be read.
-bool Session::HandleReadDone(bool ok) {
+bool Session::HandleReadDone(Session* link, bool ok) {
   if (!ok) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (context_->IsCancelled()) {
+    if (link->context_->IsCancelled()) {
       // The stream broke without a close (the caller crashed or its connection dropped).
-      CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client's stream broke without a close");
+      LinkBrokeLocked(link, "the client's stream broke without a close", /*drop_queue=*/false);
     } else {
       // A half-close: the client ended the stream cleanly.
       CloseLocked(common::CLOSE_REASON_CLIENT, "the client ended the stream");
     }
     return false;
   }
-  pb::SessionRequest req = std::move(request_);
+  pb::SessionRequest req = std::move(link->request_);
   State state;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -229,6 +353,10 @@ bool Session::HandleReadDone(bool ok) {
         FinishLocked(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                   "the session is already open; `open` comes once"));
         return false;
+      }
+      if (req.open().has_resume()) {
+        HandleResume(req.open());
+        return false;  // the resumed session reads this call once attached
       }
       HandleOpen(req.open());
       break;
@@ -314,11 +442,12 @@ void Session::ResumeReadsLocked() {
     return;
   }
   read_paused_ = false;
-  if (in_read_done_) {
-    return;  // OnReadDone starts the next read when it returns
+  Session* link = link_;
+  if (link == nullptr || link->in_read_done_ || link->call_finished_) {
+    return;  // detached (Attach reads), or OnReadDone starts the next read when it returns
   }
   if (!finished_ && !finish_pending_ && state_ != State::kClosed) {
-    StartRead(&request_);
+    link->StartRead(&link->request_);
   }
 }
 
@@ -397,22 +526,89 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
 }
 
 void Session::OnCancel() {
+  std::shared_ptr<Session> owner = OwnerOf();
+  (owner != nullptr ? owner.get() : this)->LinkCancelled(this);
+}
+
+void Session::LinkCancelled(Session* link) {
   std::lock_guard<std::mutex> lock(mu_);
-  CloseLocked(common::CLOSE_REASON_DISCONNECTED, "the client went away");
-  // Also when the session was already closing: a cancelled call still needs its Finish.
-  MaybeWriteLocked();
+  if (link != link_) {
+    FinishStaleLinkLocked(link);
+    return;
+  }
+  LinkBrokeLocked(link, "the client went away", /*drop_queue=*/false);
 }
 
 void Session::OnDone() {
+  std::shared_ptr<Session> owner = OwnerOf();
+  if (owner != nullptr) {
+    owner->LinkDone(this);
+    std::shared_ptr<Session> self;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      self = std::move(self_);
+      owner_.reset();
+    }
+    return;  // `owner` and `self` go last, outside the locks
+  }
+  bool end;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    call_done_ = true;
+    own_call_done_ = true;
+    if (link_ == this) {
+      // The call carried the session to its end (or a refusal during open).
+      link_ = nullptr;
+      end = true;
+    } else {
+      // Detached, or resumed on another call: the session lives on until it closes.
+      end = ShouldEndLocked();
+    }
+  }
+  if (end) {
+    End();
+  }
+}
+
+void Session::LinkDone(Session* link) {
+  bool end;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    link->call_done_ = true;
+    if (link_ == link) {
+      link_ = nullptr;  // its call ended with the session (Finish after `closed`)
+    }
+    end = ShouldEndLocked();
+  }
+  if (end) {
+    End();
+  }
+}
+
+bool Session::ShouldEndLocked() const {
+  return !ended_ && own_call_done_ && (state_ == State::kClosed || finished_) &&
+         (link_ == nullptr || link_->call_done_);
+}
+
+void Session::End() {
   std::unique_ptr<PolicyStream> policy;
   std::shared_ptr<Session> self;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (ended_) {
+      return;
+    }
+    ended_ = true;
     if (state_ != State::kClosed) {
       // Finished without a close (a refusal during open).
       state_ = State::kClosed;
       hub_->timers()->Cancel(idle_timer_);
       hub_->timers()->Cancel(limit_timer_);
+    }
+    hub_->timers()->Cancel(grace_timer_);
+    if (detached_) {
+      detached_ = false;
+      hub_->metrics()->sessions_detached.Decrement();
     }
     for (Outgoing& o : out_) {
       if (o.after_write) {
@@ -420,6 +616,8 @@ void Session::OnDone() {
       }
     }
     out_.clear();
+    replay_.clear();
+    replay_bytes_ = 0;
     out_output_bytes_ = 0;
     if (output_resume_) {
       std::function<void()> resume = std::move(output_resume_);
@@ -428,6 +626,9 @@ void Session::OnDone() {
     }
     if (admitted_) {
       hub_->Leave(this, principal_.user());
+    }
+    if (!resume_token_hash_.empty()) {
+      hub_->Forget(session_id_);
     }
     policy = std::move(policy_);
     self = std::move(self_);

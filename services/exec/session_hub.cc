@@ -95,6 +95,22 @@ void SessionHub::Leave(Session* session, const std::string& user) {
   }
 }
 
+void SessionHub::Resumable(const std::string& session_id, const std::shared_ptr<Session>& session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  resumable_[session_id] = session;
+}
+
+void SessionHub::Forget(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  resumable_.erase(session_id);
+}
+
+std::shared_ptr<Session> SessionHub::FindResumable(const std::string& session_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = resumable_.find(session_id);
+  return it == resumable_.end() ? nullptr : it->second.lock();
+}
+
 void SessionHub::CloseAll() {
   std::vector<std::shared_ptr<Session>> sessions;
   {

@@ -64,6 +64,11 @@ class SessionHub {
   // Admission: RESOURCE_EXHAUSTED past the per-user or per-replica limit.
   absl::Status Admit(const std::shared_ptr<Session>& session, const std::string& user);
   void Leave(Session* session, const std::string& user);
+  // The sessions a client may resume (--resume_grace), by session id: registered at `ready`,
+  // forgotten when the session ends.
+  void Resumable(const std::string& session_id, const std::shared_ptr<Session>& session);
+  void Forget(const std::string& session_id);
+  std::shared_ptr<Session> FindResumable(const std::string& session_id) const;
   // Closes every live session with CLOSE_REASON_SHUTDOWN (the server's drain hook).
   void CloseAll();
   int active() const;
@@ -96,6 +101,7 @@ class SessionHub {
   mutable std::mutex mu_;
   std::map<std::string, int> per_user_;
   std::map<Session*, std::weak_ptr<Session>> live_;
+  std::map<std::string, std::weak_ptr<Session>> resumable_;
   std::vector<std::unique_ptr<Cluster>> clusters_;
   Cluster* default_ = nullptr;
   std::mutex objects_mu_;

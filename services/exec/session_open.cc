@@ -2,9 +2,12 @@
 // in order, from `open` to `ready` (or a refusal).
 #include "exec/session_open.h"
 
+#include <openssl/crypto.h>
+
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "crypto/sha256.h"
 #include "exec/container_probe.h"
 #include "exec/credential.h"
 #include "exec/impersonation.h"
@@ -196,20 +199,188 @@ void Session::HandleOpen(const pb::OpenSession& open) {
                    });
 }
 
+void Session::HandleResume(const pb::OpenSession& open) {
+  std::unique_lock<std::mutex> lock(mu_);
+  state_ = State::kOpening;
+  // This reactor's own id for its log lines and a refusal's audit record; a resume that
+  // succeeds carries the resumed session's id from then on.
+  session_id_ = runtime::RandomId();
+  client_ = open.client().substr(0, 256);
+  if (!open.source_address().empty()) {
+    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
+  }
+  std::string token = open.credential().bearer_token();
+  lock.unlock();
+  std::weak_ptr<Session> weak = shared_from_this();
+  VerifyCredential(
+      hub_->verifier(), hub_->timers(), std::move(token),
+      [weak, resume = open.resume()](absl::StatusOr<auth::VerifiedToken> verified) {
+        std::shared_ptr<Session> s = weak.lock();
+        if (s == nullptr) {
+          return;
+        }
+        {
+          std::unique_lock<std::mutex> lock(s->mu_);
+          if (s->state_ != State::kOpening) {
+            return;  // the client left meanwhile
+          }
+          if (!verified.ok()) {
+            s->RefuseCredentialLocked(verified.status());
+            return;
+          }
+          s->principal_ = verified->principal;
+        }
+        const char* unknown_message =
+            "no session to resume: it has ended, its grace period is over, or it is not yours";
+        std::shared_ptr<Session> target = s->hub_->FindResumable(resume.session_id());
+        absl::Status attached = target == nullptr ? absl::NotFoundError(unknown_message)
+                                                  : target->Attach(s, resume, verified->principal);
+        if (target == nullptr) {
+          s->hub_->metrics()->session_resumes_total.Add({{"result", "unknown"}}).Increment();
+        }
+        std::unique_lock<std::mutex> lock(s->mu_);
+        if (attached.ok() || s->state_ != State::kOpening) {
+          return;
+        }
+        log::Info("resume refused", {{"session_id", resume.session_id().substr(0, 64)},
+                                     {"user", s->principal_.user()},
+                                     {"reason", std::string(attached.message())}});
+        s->FinishLocked(wire::ToGrpcStatus(attached));
+      });
+}
+
+absl::Status Session::Attach(const std::shared_ptr<Session>& link, const pb::ResumeSession& resume,
+                             const common::Principal& who) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto refuse = [&](const char* result, absl::Status status) {
+    hub_->metrics()->session_resumes_total.Add({{"result", result}}).Increment();
+    return status;
+  };
+  // One answer whether the session is gone or another user's: the id alone says nothing.
+  const absl::Status unknown = absl::NotFoundError(
+      "no session to resume: it has ended, its grace period is over, or it is not yours");
+  if (state_ != State::kReady || finish_pending_ || finished_ || resume_token_hash_.empty() ||
+      who.issuer() != principal_.issuer() || who.user() != principal_.user()) {
+    return refuse("unknown", unknown);
+  }
+  const std::string presented = crypto::Sha256Hex(resume.token());
+  if (presented.size() != resume_token_hash_.size() ||
+      CRYPTO_memcmp(presented.data(), resume_token_hash_.data(), presented.size()) != 0) {
+    log::Warn(
+        "resume refused: wrong token",
+        {{"session_id", session_id_}, {"trace_id", trace_.trace_id}, {"user", principal_.user()}});
+    return refuse("bad_token", absl::PermissionDeniedError(
+                                   "the resume token is not this session's latest (each token "
+                                   "resumes once; `resumed` carries the next)"));
+  }
+  if (resume.last_seq() > next_seq_ || resume.output_offset() > output_offset_) {
+    return refuse("bad_position",
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "last_seq ", resume.last_seq(), " / output_offset ", resume.output_offset(),
+                      " is past what the session sent (", next_seq_, " / ", output_offset_, ")")));
+  }
+  {
+    // Lock order: the resumed session, then the resuming reactor.
+    std::lock_guard<std::mutex> link_lock(link->mu_);
+    if (link->state_ != State::kOpening) {
+      return absl::CancelledError("the resuming stream ended");
+    }
+    link->state_ = State::kLink;
+    link->owner_ = shared_from_this();
+  }
+  // The stream the client has left, if exec has not seen it break yet, ends now.
+  if (link_ != nullptr) {
+    Session* old = link_;
+    link_ = nullptr;
+    FinishStaleLinkLocked(old);
+  }
+  if (detached_) {
+    detached_ = false;
+    hub_->metrics()->sessions_detached.Decrement();
+    hub_->timers()->Cancel(grace_timer_);
+    grace_timer_ = 0;
+  }
+  link_ = link.get();
+  // What the client missed: the kept messages after last_seq go again, in front of what was
+  // never sent; older kept messages are known received and dropped.
+  while (!replay_.empty() && replay_.front().message.seq() <= resume.last_seq()) {
+    replay_bytes_ -= replay_.front().kept_bytes;
+    replay_.pop_front();
+  }
+  uint64_t lost_messages = 0;
+  uint64_t lost_bytes = 0;
+  if (resume.last_seq() < trimmed_seq_) {
+    lost_messages = trimmed_seq_ - resume.last_seq();
+    lost_bytes =
+        trimmed_offset_ > resume.output_offset() ? trimmed_offset_ - resume.output_offset() : 0;
+  }
+  const uint64_t replayed = replay_.size();
+  uint64_t replayed_bytes = 0;
+  for (Outgoing& o : replay_) {
+    replayed_bytes += o.output_bytes;
+    out_output_bytes_ += o.output_bytes;
+  }
+  out_.splice(out_.begin(), replay_);
+  replay_bytes_ = 0;
+  pb::SessionResponse resumed;
+  *resumed.mutable_resumed()->mutable_ready() = ReadyLocked();
+  resumed.mutable_resumed()->set_replayed_messages(replayed);
+  resumed.mutable_resumed()->set_lost_messages(lost_messages);
+  resumed.mutable_resumed()->set_lost_bytes(lost_bytes);
+  out_.push_front({std::move(resumed), nullptr, 0});
+  hub_->metrics()->session_resumes_total.Add({{"result", "resumed"}}).Increment();
+  hub_->metrics()->resume_replayed_bytes_total.Increment(static_cast<double>(replayed_bytes));
+  hub_->metrics()->resume_lost_bytes_total.Increment(static_cast<double>(lost_bytes));
+  log::Info("session resumed", {{"session_id", session_id_},
+                                {"trace_id", trace_.trace_id},
+                                {"user", principal_.user()},
+                                {"last_seq", static_cast<int64_t>(resume.last_seq())},
+                                {"replayed_messages", static_cast<int64_t>(replayed)},
+                                {"lost_bytes", static_cast<int64_t>(lost_bytes)}});
+  if (state_ == State::kReady) {
+    ResetIdleTimerLocked();
+  }
+  if (!read_paused_) {
+    link->StartRead(&link->request_);
+  }
+  MaybeWriteLocked();
+  return absl::OkStatus();
+}
+
+pb::SessionReady Session::ReadyLocked() {
+  pb::SessionReady ready;
+  ready.set_session_id(session_id_);
+  *ready.mutable_principal() = principal_;
+  *ready.mutable_target() = target_;
+  ready.set_mode(mode_);
+  *ready.mutable_expires_time() = wire::ToProtoTimestamp(expires_);
+  if (opts_.resume_grace > absl::ZeroDuration()) {
+    // 256 random bits; only its hash is kept, and each token resumes once.
+    const std::string token = runtime::RandomId() + runtime::RandomId();
+    resume_token_hash_ = crypto::Sha256Hex(token);
+    ready.set_resume_token(token);
+    *ready.mutable_resume_grace() = wire::ToProtoDuration(opts_.resume_grace);
+  }
+  return ready;
+}
+
+void Session::RefuseCredentialLocked(const absl::Status& status) {
+  const std::string reason = auth::AuthFailureReason(status);
+  hub_->metrics()->auth_failures_total.Add({{"reason", reason}}).Increment();
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_AUTH_FAILURE);
+  e.clear_principal();
+  e.mutable_auth_failure()->set_reason(reason);
+  e.mutable_auth_failure()->set_message(std::string(status.message()));
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
+  RefuseOpenLocked(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                absl::StrCat("credential refused: ", status.message())));
+}
+
 void Session::ContinueOpenLocked(const pb::OpenSession& open,
                                  absl::StatusOr<auth::VerifiedToken> verified,
                                  std::unique_lock<std::mutex> lock) {
   if (!verified.ok()) {
-    const std::string reason = auth::AuthFailureReason(verified.status());
-    hub_->metrics()->auth_failures_total.Add({{"reason", reason}}).Increment();
-    common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_AUTH_FAILURE);
-    e.clear_principal();
-    e.mutable_auth_failure()->set_reason(reason);
-    e.mutable_auth_failure()->set_message(std::string(verified.status().message()));
-    hub_->audit()->Record(std::move(e), [](absl::Status) {});
-    RefuseOpenLocked(
-        grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                     absl::StrCat("credential refused: ", verified.status().message())));
+    RefuseCredentialLocked(verified.status());
     return;
   }
   principal_ = verified->principal;
@@ -562,11 +733,10 @@ void Session::SendReady() {
             .Add({{"cluster", self->cluster_->name()}, {"outcome", "opened"}})
             .Increment();
         pb::SessionResponse ready;
-        ready.mutable_ready()->set_session_id(self->session_id_);
-        *ready.mutable_ready()->mutable_principal() = self->principal_;
-        *ready.mutable_ready()->mutable_target() = self->target_;
-        ready.mutable_ready()->set_mode(self->mode_);
-        *ready.mutable_ready()->mutable_expires_time() = wire::ToProtoTimestamp(self->expires_);
+        *ready.mutable_ready() = self->ReadyLocked();
+        if (!self->resume_token_hash_.empty()) {
+          self->hub_->Resumable(self->session_id_, self);
+        }
         self->SendLocked(std::move(ready));
         if (shell) {
           // The recording starts with `ready`, under the same lock: keystrokes sent right after

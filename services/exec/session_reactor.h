@@ -65,6 +65,13 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
     StartRead(&request_);
   }
 
+  // Resumes this session (detached, or still on a stream the client has left) on `link`'s call:
+  // `link` is the Session reactor whose open asked to resume (ResumeSession) for the verified
+  // user `who`. On success the session's messages go to and come from that call, starting with
+  // `resumed` and the messages after resume.last_seq(); on failure nothing changed.
+  absl::Status Attach(const std::shared_ptr<Session>& link, const pb::ResumeSession& resume,
+                      const common::Principal& who);
+
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -77,7 +84,8 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   }
 
  private:
-  enum class State { kAwaitOpen, kOpening, kReady, kClosed };
+  // kLink: this reactor's call carries another session's stream (a resume): owner_.
+  enum class State { kAwaitOpen, kOpening, kReady, kClosed, kLink };
 
   class CommandObserver;
   class ShellObserver;
@@ -88,6 +96,8 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
     pb::SessionResponse message;
     std::function<void()> after_write;
     size_t output_bytes = 0;
+    // Its encoded size, once kept for a resume (replay_).
+    size_t kept_bytes = 0;
   };
 
   // Output from the pod waiting to be written to the client: up to kOutputWindowBytes the pod's
@@ -100,8 +110,39 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   static constexpr size_t kOutputResumeBytes = 128 * 1024;
   static constexpr size_t kMaxOutputMessageBytes = 256 * 1024;
 
-  // Handles one client message (without the lock); false when no further message is to be read.
-  bool HandleReadDone(bool ok);
+  // --- the session's stream and the calls that carry it ----------------------------------
+  // A session's stream is carried by one call at a time, its link: first the call that opened
+  // it (the session's own reactor), after a resume the resuming call's reactor. Every reactor
+  // callback goes to the session the call carries (OwnerOf); the link's call-level fields
+  // (writing_, in_flight_, in_read_done_, call_finished_, call_done_, request_) are guarded by
+  // that session's mu_.
+  std::shared_ptr<Session> OwnerOf();
+  void LinkReadDone(Session* link, bool ok);
+  void LinkWriteDone(Session* link, bool ok);
+  void LinkCancelled(Session* link);
+  void LinkDone(Session* link);
+  // Handles one client message that came on `link` (without the lock); false when no further
+  // message is to be read.
+  bool HandleReadDone(Session* link, bool ok);
+  // The link's stream broke (`why`): the session waits for a resume (--resume_grace), else it
+  // closes as disconnected.
+  // drop_queue: the messages not yet written are dropped at once (a write failed) rather than
+  // tried on the broken stream.
+  void LinkBrokeLocked(Session* link, const std::string& why, bool drop_queue);
+  bool CanDetachLocked() const;
+  void DetachLocked(Session* link, const std::string& why);
+  // Ends the call of a link the session no longer uses, once its write in flight is done.
+  void FinishStaleLinkLocked(Session* link);
+  // A written message kept for a resume; the oldest go past --resume_buffer_bytes.
+  void KeepForResumeLocked(Outgoing done);
+  // The `ready` message's body, with a new resume token when the session can be resumed.
+  pb::SessionReady ReadyLocked();
+  // A resuming open: the credential, then Attach on the named session.
+  void HandleResume(const pb::OpenSession& open);
+  // The session's end: leaves the hub, releases its policy stream and itself, once; called
+  // once its calls are done (ShouldEndLocked), without the lock.
+  bool ShouldEndLocked() const;
+  void End();
 
   // --- helpers, all called with mu_ held unless noted ---
   void SendLocked(pb::SessionResponse message, std::function<void()> after_write = nullptr);
@@ -126,6 +167,8 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // The same user's fresh credential: the session's end moves to its expiry (session_open.cc).
   void HandleRenew(const pb::RenewCredential& renew);
   void OnRenewVerified(absl::StatusOr<auth::VerifiedToken> verified);
+  // Refuses the open: the credential did not verify (counted, audited as AUTH_FAILURE).
+  void RefuseCredentialLocked(const absl::Status& status);
   // (Re)schedules the close at expires_.
   void ScheduleLimitLocked();
   // Asks policy whether the user has any rule for the target (ListAllowed): `labels_known`
@@ -211,12 +254,40 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // A list, not a deque: an empty list holds no memory (a deque keeps a block of its own even
   // when empty), and an idle session's queue is empty.
   std::list<Outgoing> out_;
+  // The message being written on this reactor's call (as a link; see above).
+  Outgoing in_flight_;
   // Output bytes in out_, and the pod stream's resume held while they are above the window.
   size_t out_output_bytes_ = 0;
   std::function<void()> output_resume_;
   bool writing_ = false;
   bool finish_pending_ = false;
+  // The session's stream has ended (its last message written, or dropped while detached).
   bool finished_ = false;
+  // This reactor's call: Finish was called; OnDone came.
+  bool call_finished_ = false;
+  bool call_done_ = false;
+  // The session's own call (the one that opened it) is done; End ran.
+  bool own_call_done_ = false;
+  bool ended_ = false;
+  // The call carrying the session's stream (this, a resuming reactor, or null while detached).
+  Session* link_ = this;
+  // As a link: the session this reactor's call carries (guarded by this->mu_).
+  std::shared_ptr<Session> owner_;
+  // Resume (--resume_grace): the hash of the single-use token, whether the stream is broken
+  // and the session waits, and the timer that closes it if nobody comes back.
+  std::string resume_token_hash_;
+  bool detached_ = false;
+  std::string detached_why_;
+  runtime::TimerQueue::Id grace_timer_ = 0;
+  // Messages written (with their seq), kept for a resume; their encoded bytes.
+  std::list<Outgoing> replay_;
+  size_t replay_bytes_ = 0;
+  // The last seq assigned, the output bytes sent through it, and the newest message dropped
+  // from replay_ (seq and output offset).
+  uint64_t next_seq_ = 0;
+  uint64_t output_offset_ = 0;
+  uint64_t trimmed_seq_ = 0;
+  uint64_t trimmed_offset_ = 0;
   grpc::Status finish_status_;
   // No read is outstanding because stdin is backed up (flow control towards the client).
   bool read_paused_ = false;

@@ -60,6 +60,28 @@ absl::StatusOr<pb::SessionReady> ExecSession::Open(const std::string& token,
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
+absl::StatusOr<pb::SessionResumed> ExecSession::Resume(const std::string& token,
+                                                       const std::string& session_id,
+                                                       const std::string& resume_token,
+                                                       uint64_t last_seq, uint64_t output_offset) {
+  pb::SessionRequest req;
+  req.mutable_open()->mutable_credential()->set_bearer_token(token);
+  req.mutable_open()->set_client("podgate-test");
+  pb::ResumeSession* resume = req.mutable_open()->mutable_resume();
+  resume->set_session_id(session_id);
+  resume->set_token(resume_token);
+  resume->set_last_seq(last_seq);
+  resume->set_output_offset(output_offset);
+  stream_->Write(req);
+  pb::SessionResponse res;
+  if (stream_->Read(&res) && res.has_resumed()) {
+    return res.resumed();
+  }
+  grpc::Status status = stream_->Finish();
+  finished_ = true;
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
 CommandOutcome ExecSession::Run(const std::string& line, const std::string& id) {
   if (finished_) {
     CommandOutcome o;

@@ -44,6 +44,15 @@ class ExecSession {
       const std::string& token, const podgate::common::v1::Target& target,
       podgate::common::v1::SessionMode mode = podgate::common::v1::SESSION_MODE_COMMAND);
 
+  // Sends an open that resumes session `session_id` (exec's --resume_grace) with its latest
+  // resume token and the last message and output offset received; returns `resumed`, or the
+  // stream's final status as an error.
+  absl::StatusOr<podgate::exec::v1::SessionResumed> Resume(const std::string& token,
+                                                           const std::string& session_id,
+                                                           const std::string& resume_token,
+                                                           uint64_t last_seq = 0,
+                                                           uint64_t output_offset = 0);
+
   // Runs `line` as command `id` (empty: none) and reads until it ends.
   CommandOutcome Run(const std::string& line, const std::string& id = "");
 

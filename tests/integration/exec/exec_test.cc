@@ -695,6 +695,31 @@ TEST_F(ExecTest, ABrokenClientStreamIsAuditedAsDisconnected) {
   EXPECT_EQ(common::CloseReason_Name(reason), "CLOSE_REASON_DISCONNECTED");
 }
 
+// Resume is off by default (--resume_grace=0): no token, no positions, and a broken stream
+// closes the session at once (above); a resuming open finds nothing.
+TEST_F(ExecTest, WithoutAResumeGraceNoSessionCanBeResumed) {
+  const std::string token = stack_->Token("alice", {"admins"});
+  std::string session_id;
+  {
+    SessionClient s(stack_->exec_port());
+    auto ready = s.Open(token, "team", "app-1");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    EXPECT_TRUE(ready->resume_token().empty());
+    EXPECT_FALSE(ready->has_resume_grace());
+    session_id = ready->session_id();
+    s.Command("echo hi");
+    pb::SessionResponse res;
+    while (s.stream()->Read(&res) && !res.has_exit()) {
+      EXPECT_EQ(res.seq(), 0u);
+      EXPECT_EQ(res.output_offset(), 0u);
+    }
+  }  // cancelled, never closed
+  SessionClient again(stack_->exec_port());
+  auto resumed = again.Resume(token, session_id, std::string(64, 'a'));
+  EXPECT_EQ(resumed.status().code(), absl::StatusCode::kNotFound) << resumed.status();
+  EXPECT_THAT(resumed.status().message(), HasSubstr("no session to resume"));
+}
+
 TEST_F(ExecTest, RootGuardRefusesARootContainerUnlessTheRuleAllowsRoot) {
   SessionClient admin(stack_->exec_port());
   ASSERT_TRUE(admin.Open(stack_->Token("alice", {"admins"}), "team", "root-1").ok());
