@@ -199,6 +199,11 @@ void Session::HandleOpen(const pb::OpenSession& open) {
                    });
 }
 
+// The one refusal for a session that is gone, past its grace or another user's: a session id
+// alone tells nothing.
+constexpr char kNoSessionToResume[] =
+    "no session to resume: it has ended, its grace period is over, or it is not yours";
+
 void Session::HandleResume(const pb::OpenSession& open) {
   std::unique_lock<std::mutex> lock(mu_);
   state_ = State::kOpening;
@@ -230,10 +235,8 @@ void Session::HandleResume(const pb::OpenSession& open) {
           }
           s->principal_ = verified->principal;
         }
-        const char* unknown_message =
-            "no session to resume: it has ended, its grace period is over, or it is not yours";
         std::shared_ptr<Session> target = s->hub_->FindResumable(resume.session_id());
-        absl::Status attached = target == nullptr ? absl::NotFoundError(unknown_message)
+        absl::Status attached = target == nullptr ? absl::NotFoundError(kNoSessionToResume)
                                                   : target->Attach(s, resume, verified->principal);
         if (target == nullptr) {
           s->hub_->metrics()->session_resumes_total.Add({{"result", "unknown"}}).Increment();
@@ -256,9 +259,7 @@ absl::Status Session::Attach(const std::shared_ptr<Session>& link, const pb::Res
     hub_->metrics()->session_resumes_total.Add({{"result", result}}).Increment();
     return status;
   };
-  // One answer whether the session is gone or another user's: the id alone says nothing.
-  const absl::Status unknown = absl::NotFoundError(
-      "no session to resume: it has ended, its grace period is over, or it is not yours");
+  const absl::Status unknown = absl::NotFoundError(kNoSessionToResume);
   if (state_ != State::kReady || finish_pending_ || finished_ || resume_token_hash_.empty() ||
       who.issuer() != principal_.issuer() || who.user() != principal_.user()) {
     return refuse("unknown", unknown);
