@@ -182,7 +182,8 @@ start exec "$EXEC_PORT" "$EXEC_METRICS" --kubeconfig_dir="$STATE/clusters" --kub
   --policy_address="127.0.0.1:$POLICY_PORT" --audit_address="127.0.0.1:$AUDIT_PORT" "${JWT_FLAGS[@]}" \
   --jwt_audience="$EXEC_AUDIENCE" \
   --kube_impersonation=user+groups --kube_impersonate_user_prefix=oidc: \
-  --kube_impersonate_group_prefix=oidc:
+  --kube_impersonate_group_prefix=oidc: \
+  --resume_grace=2m
 # edge: the browser's port (plain HTTP on loopback only), the page and the WebSocket protocols,
 # and single sign-on with the demo provider.
 start edge "$EDGE_PORT_GRPC" "$EDGE_METRICS" --http_address="127.0.0.1:$EDGE_PORT" \

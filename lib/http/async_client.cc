@@ -2,10 +2,6 @@
 
 #include <openssl/ssl.h>
 
-#include <deque>
-#include <optional>
-#include <type_traits>
-
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
@@ -14,10 +10,14 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <deque>
+#include <optional>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "http/socket_options.h"
 
 namespace podgate::http {
 namespace {
@@ -30,14 +30,6 @@ namespace ssl = boost::asio::ssl;
 using tcp = boost::asio::ip::tcp;
 using error_code = boost::system::error_code;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-
-absl::StatusOr<std::shared_ptr<ssl::context>> TlsContext(const ClientOptions& o) {
-  std::optional<ssl::context> ctx;
-  if (absl::Status s = MakeClientTlsContext(o, ctx); !s.ok()) {
-    return s;
-  }
-  return std::make_shared<ssl::context>(std::move(*ctx));
-}
 
 template <class Next>
 class Session final : public WebSocketConnection,
@@ -139,6 +131,7 @@ class Session final : public WebSocketConnection,
     if (ec) {
       return Fail(NetError("connect", ec));
     }
+    SendSmallFramesAtOnce(Tcp().socket());
     if constexpr (kTls) {
       const std::string& name = options_.connection.server_name.empty()
                                     ? options_.connection.host
@@ -347,12 +340,22 @@ class Session final : public WebSocketConnection,
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<ssl::context>> MakeSharedClientTlsContext(const ClientOptions& o) {
+  std::optional<ssl::context> ctx;
+  if (absl::Status s = MakeClientTlsContext(o, ctx); !s.ok()) {
+    return s;
+  }
+  return std::make_shared<ssl::context>(std::move(*ctx));
+}
+
 void ConnectWebSocket(boost::asio::io_context& io, const AsyncClientOptions& options,
                       const std::string& target, std::vector<std::string> subprotocols,
                       std::shared_ptr<WebSocketHandler> handler,
                       std::function<void(const HandshakeResult&)> on_handshake) {
   if (options.connection.tls) {
-    absl::StatusOr<std::shared_ptr<ssl::context>> tls = TlsContext(options.connection);
+    absl::StatusOr<std::shared_ptr<ssl::context>> tls =
+        options.tls_context != nullptr ? options.tls_context
+                                       : MakeSharedClientTlsContext(options.connection);
     if (!tls.ok()) {
       HandshakeResult r;
       r.status = tls.status();

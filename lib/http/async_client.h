@@ -6,12 +6,12 @@
 // `WebSocketHandler` interface, serialized on the connection's strand.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
 
 #include "absl/status/status.h"
 #include "http/client.h"
@@ -41,7 +41,15 @@ struct AsyncClientOptions {
   // limit (the server is not reading).
   size_t write_high_watermark_bytes = 256 * 1024;
   size_t write_hard_limit_bytes = 8 * 1024 * 1024;
+  // With connection.tls: a context made once by MakeSharedClientTlsContext and used for every
+  // connection, instead of building one (reading the CA and client certificate files) per
+  // connection. connection's TLS file and PEM fields are then not read.
+  std::shared_ptr<boost::asio::ssl::context> tls_context;
 };
+
+// A client TLS context for `options` (as MakeClientTlsContext) that connections may share.
+absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> MakeSharedClientTlsContext(
+    const ClientOptions& options);
 
 // Connects to `target` (path and query) offering `subprotocols`, most preferred first. Calls
 // `on_handshake` exactly once; on success, then `handler->OnOpen` and the other events. The

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "http/socket_options.h"
 
 namespace podgate::http {
 
@@ -88,6 +89,7 @@ absl::Status ConnectStream(IoBase& base, Stream& stream, const ClientOptions& o)
   if (*done) {
     return NetError("connect", *done);
   }
+  SendSmallFramesAtOnce(lowest.socket());
   if constexpr (kIsTls<Stream>) {
     SetTlsPeerName(stream.native_handle(), o);
     lowest.expires_after(ToChrono(o.timeout));

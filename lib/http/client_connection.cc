@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "http/socket_options.h"
 
 namespace podgate::http {
 namespace {
@@ -185,6 +186,7 @@ class ClientConnectionImpl final : public ClientConnection {
     if (*done) {
       return NetError("connect", *done);
     }
+    SendSmallFramesAtOnce(lowest.socket());
     connections_opened_.fetch_add(1);
     if constexpr (std::is_same_v<Stream, TlsStream>) {
       SSL* native = stream_->native_handle();

@@ -25,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "http/socket_options.h"
 
 namespace podgate::http {
 
@@ -1040,6 +1041,7 @@ void Server::Impl::OnAccept(error_code ec, tcp::socket socket) {
     return;
   }
   accept_backoff = absl::ZeroDuration();
+  SendSmallFramesAtOnce(socket);
   error_code ep_ec;
   tcp::endpoint remote = socket.remote_endpoint(ep_ec);
   if (stats.connections_open.load() >= static_cast<int64_t>(options.max_connections)) {

@@ -1,11 +1,13 @@
 #include "runtime/server.h"
 
+#include <malloc.h>
 #include <signal.h>
 
 #include <string_view>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "grpc/grpc.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -204,6 +206,15 @@ void BlockShutdownSignals() {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void PrepareServiceProcess() {
+  BlockShutdownSignals();
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // Fixed values also turn off glibc's own adjustment of both thresholds.
+  mallopt(M_MMAP_THRESHOLD, kMallocMmapThreshold);
+  mallopt(M_TRIM_THRESHOLD, kMallocTrimThreshold);
+  mallopt(M_ARENA_MAX, kMallocArenaMax);
 }
 
 int WaitForShutdownSignal() {

@@ -103,6 +103,20 @@ class Server {
 // thing in main, before any library starts a thread, then WaitForShutdownSignal().
 void BlockShutdownSignals();
 
+// First thing in a service's main: BlockShutdownSignals(); Abseil's lock-order checking turned
+// off (Debian's Abseil keeps it on, and gRPC's own locks are absl::Mutex too: a graph update
+// per lock, 2-3 % of a busy service's CPU); and glibc's malloc told to keep buffers up to
+// kMallocMmapThreshold in its heap and up to kMallocTrimThreshold of free memory per arena
+// instead of returning it at once: streamed output (gRPC messages of up to 256 KiB) otherwise
+// took fresh pages from the kernel for every message, page faults that were half of edge's CPU
+// per MiB (docs/performance.md). At most kMallocArenaMax arenas keep that bounded: a slow
+// reader's 20 MiB through edge grows its RSS by about 8 MiB, as with the defaults. Tests keep
+// the defaults.
+inline constexpr int kMallocMmapThreshold = 1 << 20;
+inline constexpr int kMallocTrimThreshold = 4 << 20;
+inline constexpr int kMallocArenaMax = 2;
+void PrepareServiceProcess();
+
 // Waits for SIGINT or SIGTERM (blocked by BlockShutdownSignals) and returns its number.
 int WaitForShutdownSignal();
 

@@ -24,16 +24,30 @@ void PutU64(uint64_t v, std::string* out) {
   }
 }
 
+// Into a buffer sized once (ByteSizeLong fills the cached sizes the serializer relies on).
 std::string SerializeDeterministic(const AuditEvent& event) {
-  std::string out;
+  std::string out(event.ByteSizeLong(), '\0');
   {
-    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::ArrayOutputStream stream(out.data(), static_cast<int>(out.size()));
     google::protobuf::io::CodedOutputStream coded(&stream);
     coded.SetSerializationDeterministic(true);
     event.SerializeWithCachedSizes(&coded);
   }
   return out;
 }
+
+void AppendCanonical(const std::string& chain_id, int64_t sequence, int64_t stored_time_us,
+                     const std::string& event_bytes, std::string* out) {
+  out->append("podgate.audit.v1\n");
+  PutU32(static_cast<uint32_t>(chain_id.size()), out);
+  out->append(chain_id);
+  PutU64(static_cast<uint64_t>(sequence), out);
+  PutU64(static_cast<uint64_t>(stored_time_us), out);
+  PutU32(static_cast<uint32_t>(event_bytes.size()), out);
+  out->append(event_bytes);
+}
+
+constexpr size_t kCanonicalFixedBytes = 17 + 4 + 8 + 8 + 4;
 
 // Ids travel in logs, cursors and SQL; keep them short and printable.
 constexpr size_t kMaxIdBytes = 128;
@@ -77,13 +91,9 @@ EventColumns ColumnsOf(const AuditEvent& event) {
 
 std::string CanonicalContent(const std::string& chain_id, int64_t sequence, int64_t stored_time_us,
                              const std::string& event_bytes) {
-  std::string out = "podgate.audit.v1\n";
-  PutU32(static_cast<uint32_t>(chain_id.size()), &out);
-  out += chain_id;
-  PutU64(static_cast<uint64_t>(sequence), &out);
-  PutU64(static_cast<uint64_t>(stored_time_us), &out);
-  PutU32(static_cast<uint32_t>(event_bytes.size()), &out);
-  out += event_bytes;
+  std::string out;
+  out.reserve(kCanonicalFixedBytes + chain_id.size() + event_bytes.size());
+  AppendCanonical(chain_id, sequence, stored_time_us, event_bytes, &out);
   return out;
 }
 
@@ -100,11 +110,15 @@ StoredRow LinkNext(ChainHead* head, const AuditEvent& event, int64_t stored_time
   row.chain_id = head->chain_id;
   row.sequence = head->sequence + 1;
   row.stored_time_us = stored_time_us;
-  event.ByteSizeLong();  // fills the cached sizes SerializeWithCachedSizes relies on
   row.event_bytes = SerializeDeterministic(event);
   row.previous_hash = head->hash;
-  row.hash = LinkHash(row.previous_hash, CanonicalContent(row.chain_id, row.sequence,
-                                                          row.stored_time_us, row.event_bytes));
+  // LinkHash(previous_hash, CanonicalContent(...)), in one buffer.
+  std::string input;
+  input.reserve(row.previous_hash.size() + kCanonicalFixedBytes + row.chain_id.size() +
+                row.event_bytes.size());
+  input.append(row.previous_hash);
+  AppendCanonical(row.chain_id, row.sequence, row.stored_time_us, row.event_bytes, &input);
+  row.hash = crypto::Sha256(input);
   row.columns = ColumnsOf(event);
   head->sequence = row.sequence;
   head->hash = row.hash;

@@ -47,6 +47,18 @@ std::string Detail(const AuditEvent& e) {
       return podgate::common::v1::SessionMode_Name(e.session_open().mode());
     case AuditEvent::kSessionClose:
       return podgate::common::v1::CloseReason_Name(e.session_close().reason());
+    case AuditEvent::kSessionDetach:
+      return e.session_detach().reason();
+    case AuditEvent::kSessionResume:
+      return absl::StrCat("replayed=", e.session_resume().replayed_messages(),
+                          " lost_bytes=", e.session_resume().lost_bytes());
+    case AuditEvent::kSessionJoin:
+      return absl::StrCat(podgate::common::v1::ParticipantRole_Name(e.session_join().role()),
+                          " of ", e.session_join().session_user(), "'s session (rule ",
+                          e.session_join().rule(), ")");
+    case AuditEvent::kSessionLeave:
+      return absl::StrCat(podgate::common::v1::ParticipantRole_Name(e.session_leave().role()),
+                          " left: ", e.session_leave().reason());
     case AuditEvent::kAuthFailure:
       return absl::StrCat(e.auth_failure().reason(), ": ", e.auth_failure().message());
     case AuditEvent::kPolicyChange:

@@ -25,7 +25,7 @@
 int main(int argc, char** argv) {
   namespace audit = podgate::audit;
   namespace runtime = podgate::runtime;
-  runtime::BlockShutdownSignals();
+  runtime::PrepareServiceProcess();
   runtime::ParseFlags(
       argc, argv,
       "podgate-audit: persists audit records durably and tamper-evidently: "

@@ -1,8 +1,10 @@
 // The PostgreSQL store: several audit replicas write to one database, each to its own chain,
-// so they never contend on a chain head. A batch is one transaction; libpq returns from COMMIT
-// once the server has flushed its WAL (synchronous_commit=on, the server default), so Append
-// returning OK means durable. One connection writes (the group-commit writer); every read
-// opens its own connection.
+// so they never contend on a chain head. A batch is one transaction (one binary COPY); libpq
+// returns from COMMIT once the server has flushed its WAL (synchronous_commit=on, the server
+// default), so Append returning OK means durable. Asynchronous commit would let the writer
+// overlap flushes, but other replicas' exporters would then read records a server crash can
+// still take back, so every commit waits for its flush. One connection writes (the group-commit
+// writer); every read opens its own connection.
 #include <libpq-fe.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -18,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "audit/store.h"
 #include "audit/store_sql.h"
@@ -29,6 +33,14 @@ using podgate::common::v1::AuditEvent;
 
 // Rows per multi-row INSERT: 20 parameters each, far below PostgreSQL's 65535.
 constexpr size_t kInsertChunk = 200;
+
+// COPY of kInsertRecordsSql's columns, in binary format (CopyEncoder).
+const std::string& CopyRecordsSql() {
+  static const auto* const kSql = new std::string(absl::StrReplaceAll(
+      kInsertRecordsSql,
+      {{"INSERT INTO records", "COPY records"}, {" VALUES ", " FROM STDIN (FORMAT binary)"}}));
+  return *kSql;
+}
 
 class Result {
  public:
@@ -148,10 +160,106 @@ class Conn {
     return Exec(sql, params).status();
   }
 
+  // Runs `sql` (a COPY ... FROM STDIN) with `data` as its input. On an error, `*constraint`
+  // names the violated constraint, if any.
+  absl::Status CopyIn(const std::string& sql, const std::string& data, std::string* constraint) {
+    PGresult* started = PQexec(conn_, sql.c_str());
+    if (PQresultStatus(started) != PGRES_COPY_IN) {
+      absl::Status error = PgError(conn_, started, sql.substr(0, 40));
+      PQclear(started);
+      return error;
+    }
+    PQclear(started);
+    if (PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1 ||
+        PQputCopyEnd(conn_, nullptr) != 1) {
+      return absl::UnavailableError(
+          absl::StrCat("postgresql: COPY: ", OneLine(PQerrorMessage(conn_))));
+    }
+    absl::Status status;
+    while (PGresult* r = PQgetResult(conn_)) {
+      if (PQresultStatus(r) != PGRES_COMMAND_OK && status.ok()) {
+        status = PgError(conn_, r, sql.substr(0, 40));
+        if (const char* name = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME); name != nullptr) {
+          *constraint = name;
+        }
+      }
+      PQclear(r);
+    }
+    return status;
+  }
+
  private:
   explicit Conn(PGconn* c) : conn_(c) {}
   PGconn* conn_;
 };
+
+// Rows in COPY's binary format (the PostgreSQL manual, "COPY", "Binary Format"): a header,
+// per row the field count and each field as a 32-bit length and its bytes (integers in network
+// order, text as UTF-8, bytea as is), and a trailer. The columns are kInsertRecordsSql's.
+class CopyEncoder {
+ public:
+  CopyEncoder() {
+    out_.append("PGCOPY\n\377\r\n", 11);  // the signature, its final NUL included
+    PutU32(0);                            // flags
+    PutU32(0);                            // header extension length
+  }
+  void Reserve(size_t bytes) { out_.reserve(out_.size() + bytes); }
+  void Row(const StoredRow& row) {
+    PutU16(kRecordColumns);
+    VisitRecordValues(row, *this);
+  }
+  std::string Finish() && {
+    PutU16(0xffff);  // -1: the trailer
+    return std::move(out_);
+  }
+
+  // VisitRecordValues' output.
+  void Text(int, std::string_view v) { Field(v); }
+  void Bytes(int, std::string_view v) { Field(v); }
+  void Int64(int, int64_t v) {
+    PutU32(8);
+    PutU32(static_cast<uint32_t>(static_cast<uint64_t>(v) >> 32));
+    PutU32(static_cast<uint32_t>(static_cast<uint64_t>(v)));
+  }
+  void Int32(int, int32_t v) {
+    PutU32(4);
+    PutU32(static_cast<uint32_t>(v));
+  }
+
+ private:
+  void Field(std::string_view v) {
+    PutU32(static_cast<uint32_t>(v.size()));
+    out_.append(v.data(), v.size());
+  }
+  void PutU16(uint16_t v) {
+    out_.push_back(static_cast<char>(v >> 8));
+    out_.push_back(static_cast<char>(v));
+  }
+  void PutU32(uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      out_.push_back(static_cast<char>(v >> shift));
+    }
+  }
+  std::string out_;
+};
+
+// Whether a row's text columns hold a NUL byte, which PostgreSQL text cannot store: COPY would
+// refuse the row, so such a batch takes the INSERT path (whose text parameters end at the NUL,
+// as they always did).
+bool HasNulInText(const StoredRow& row) {
+  struct Check {
+    bool nul = false;
+    void Text(int, std::string_view v) { nul = nul || v.find('\0') != std::string_view::npos; }
+    void Bytes(int, std::string_view) {}
+    void Int64(int, int64_t) {}
+    void Int32(int, int32_t) {}
+  } check;
+  VisitRecordValues(row, check);
+  return check.nul;
+}
+
+// The unique constraint on records.event_id (PostgreSQL's name for it).
+constexpr char kEventIdConstraint[] = "records_event_id_key";
 
 // Row `i` of a result, as ReadStoredRow reads it.
 struct ResultRow {
@@ -201,12 +309,17 @@ class PostgresStore final : public Store {
 
   absl::Status Append(ChainHead* head, const std::vector<const AuditEvent*>& events,
                       int64_t stored_time_us) override {
+    return AppendWith(head, events, stored_time_us, "BEGIN");
+  }
+
+  absl::Status AppendWith(ChainHead* head, const std::vector<const AuditEvent*>& events,
+                          int64_t stored_time_us, const char* begin) {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = Connect(); !s.ok()) {
       return s;
     }
     ChainHead next = *head;
-    absl::Status status = AppendLocked(&next, events, stored_time_us);
+    absl::Status status = AppendLocked(&next, events, stored_time_us, begin);
     if (!status.ok()) {
       if (writer_->ok()) {
         writer_->Run("ROLLBACK").IgnoreError();
@@ -682,10 +795,55 @@ class PostgresStore final : public Store {
     return cp;
   }
 
+  // The common case in one COPY: no id of the batch is stored yet (only a client resending
+  // after a failure repeats one). When one is, the COPY fails on the event id's unique index,
+  // the transaction rolls back and the batch goes again through AppendChecked.
   absl::Status AppendLocked(ChainHead* head, const std::vector<const AuditEvent*>& events,
-                            int64_t stored_time_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                            int64_t stored_time_us, const char* begin)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ChainHead next = *head;
+    std::unordered_set<std::string_view> seen;
+    seen.reserve(events.size());
+    CopyEncoder copy;
+    copy.Reserve(events.size() * 512);
+    for (const AuditEvent* event : events) {
+      if (!seen.insert(event->id()).second) {
+        continue;  // a repeat inside this batch: stored once
+      }
+      const StoredRow row = LinkNext(&next, *event, stored_time_us);
+      if (HasNulInText(row)) {
+        return AppendChecked(head, events, stored_time_us, begin);
+      }
+      copy.Row(row);
+    }
     Conn& conn = *writer_;
-    if (absl::Status s = conn.Run("BEGIN"); !s.ok()) {
+    if (absl::Status s = conn.Run(begin); !s.ok()) {
+      return s;
+    }
+    std::string constraint;
+    absl::Status status = conn.CopyIn(CopyRecordsSql(), std::move(copy).Finish(), &constraint);
+    if (!status.ok()) {
+      if (!absl::IsAborted(status) || constraint != kEventIdConstraint || !conn.ok()) {
+        return status;
+      }
+      if (absl::Status s = conn.Run("ROLLBACK"); !s.ok()) {
+        return s;
+      }
+      return AppendChecked(head, events, stored_time_us, begin);
+    }
+    if (absl::Status s = conn.Run("COMMIT"); !s.ok()) {
+      return s;
+    }
+    *head = next;
+    return absl::OkStatus();
+  }
+
+  // Finds the ids stored already first, then inserts the others with multi-row INSERTs.
+  absl::Status AppendChecked(ChainHead* head, const std::vector<const AuditEvent*>& events,
+                             int64_t stored_time_us, const char* begin)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Conn& conn = *writer_;
+    if (absl::Status s = conn.Run(begin); !s.ok()) {
       return s;
     }
     // Which ids are stored already (one round trip per chunk).

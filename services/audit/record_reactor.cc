@@ -25,7 +25,7 @@ class RecordReactor::Sink final : public CommitSink {
       reactor_->OnFailed(status);
     }
   }
-  void OnSpace() {
+  void OnSpace() override {
     absl::MutexLock lock(&mu_);
     if (reactor_ != nullptr) {
       reactor_->OnSpace();
@@ -117,7 +117,8 @@ void RecordReactor::OnReadDone(bool ok) {
     return;
   }
   ++unacked_;
-  held_ = event;
+  held_.emplace();
+  held_->Swap(request_.mutable_event());
   TryQueueHeldLocked();
 }
 
@@ -125,8 +126,7 @@ void RecordReactor::TryQueueHeldLocked() {
   if (!held_.has_value() || finish_status_.has_value()) {
     return;
   }
-  std::shared_ptr<Sink> sink = sink_;
-  if (writer_->TryEnqueue(*held_, sink, [sink] { sink->OnSpace(); })) {
+  if (writer_->TryEnqueue(&*held_, sink_)) {
     held_.reset();
     MaybeReadLocked();
   }

@@ -87,6 +87,21 @@ class Store {
   // comes back without waiting for an event.
   virtual absl::Status CheckWritable(const std::string& chain_id) = 0;
 
+  // Append without waiting for durability: the transaction is committed (readers see it) but
+  // becomes durable only once a Sync that started after this call returned returns OK. The
+  // group-commit writer syncs on another thread while it writes the next batch. The default is
+  // Append (already durable: PostgreSQL's COMMIT waits for its WAL flush).
+  virtual absl::Status AppendUnsynced(
+      ChainHead* head, const std::vector<const podgate::common::v1::AuditEvent*>& events,
+      int64_t stored_time_us) {
+    return Append(head, events, stored_time_us);
+  }
+
+  // Makes every transaction committed before this call durable (one fsync for them all).
+  // Thread-safe; runs beside AppendUnsynced. After a failure, transactions committed before it
+  // may or may not be durable. The default has nothing to do.
+  virtual absl::Status Sync() { return absl::OkStatus(); }
+
   // Records matching `request` (already validated), one page.
   virtual absl::StatusOr<QueryPage> Query(const podgate::audit::v1::QueryRequest& request) = 0;
 

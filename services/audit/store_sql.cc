@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
 
 namespace podgate::audit {
 namespace {
@@ -135,26 +136,16 @@ std::string ForDialect(const char* sql, Dialect dialect) {
 }
 
 std::vector<SqlParam> RecordParams(const StoredRow& row) {
-  return {SqlText(row.event_id),
-          SqlText(row.chain_id),
-          SqlInt(row.sequence),
-          SqlInt(row.stored_time_us),
-          SqlBytes(row.event_bytes),
-          SqlBytes(row.hash),
-          SqlBytes(row.previous_hash),
-          SqlInt(row.columns.event_time_us),
-          SqlInt(row.columns.kind),
-          SqlText(row.columns.user),
-          SqlText(row.columns.groups),
-          SqlText(row.columns.namespace_name),
-          SqlText(row.columns.pod),
-          SqlText(row.columns.container),
-          SqlInt(row.columns.verdict),
-          SqlText(row.columns.rule),
-          SqlText(row.columns.session_id),
-          SqlText(row.columns.argv_text),
-          SqlText(row.columns.cluster),
-          SqlText(row.columns.trace_id)};
+  struct Collect {
+    std::vector<SqlParam> params;
+    void Text(int, absl::string_view v) { params.push_back(SqlText(std::string(v))); }
+    void Int64(int, int64_t v) { params.push_back(SqlInt(v)); }
+    void Int32(int, int32_t v) { params.push_back(SqlInt(v)); }
+    void Bytes(int, absl::string_view v) { params.push_back(SqlBytes(std::string(v))); }
+  } collect;
+  collect.params.reserve(kRecordColumns);
+  VisitRecordValues(row, collect);
+  return std::move(collect.params);
 }
 
 namespace {

@@ -158,7 +158,38 @@ inline constexpr char kInsertRecordsSql[] =
     "previous_hash, event_time_us, kind, user_name, groups_text, namespace, pod, container, "
     "verdict, rule, session_id, argv_text, cluster, trace_id) VALUES ";
 
-// The values of `row` in kInsertRecordsSql's column order.
+// The number of columns kInsertRecordsSql names.
+inline constexpr int kRecordColumns = 20;
+
+// Hands each value of `row` to `out`, in kInsertRecordsSql's column order (column 1 first),
+// without copying: out.Text(column, string_view), out.Int64(column, int64_t) for a 64-bit
+// column, out.Int32(column, int32_t) for an INTEGER column, out.Bytes(column, string_view).
+// The stores bind straight from the row (SQLite) or encode it for COPY (PostgreSQL).
+template <typename Out>
+void VisitRecordValues(const StoredRow& row, Out& out) {
+  out.Text(1, row.event_id);
+  out.Text(2, row.chain_id);
+  out.Int64(3, row.sequence);
+  out.Int64(4, row.stored_time_us);
+  out.Bytes(5, row.event_bytes);
+  out.Bytes(6, row.hash);
+  out.Bytes(7, row.previous_hash);
+  out.Int64(8, row.columns.event_time_us);
+  out.Int32(9, row.columns.kind);
+  out.Text(10, row.columns.user);
+  out.Text(11, row.columns.groups);
+  out.Text(12, row.columns.namespace_name);
+  out.Text(13, row.columns.pod);
+  out.Text(14, row.columns.container);
+  out.Int32(15, row.columns.verdict);
+  out.Text(16, row.columns.rule);
+  out.Text(17, row.columns.session_id);
+  out.Text(18, row.columns.argv_text);
+  out.Text(19, row.columns.cluster);
+  out.Text(20, row.columns.trace_id);
+}
+
+// The values of `row` in kInsertRecordsSql's column order (VisitRecordValues, copied).
 std::vector<SqlParam> RecordParams(const StoredRow& row);
 
 // Reads a row selected with kRowColumns into `*row_id` and the returned row. `Row` reads the

@@ -1,5 +1,6 @@
 #include "audit/writer.h"
 
+#include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -46,6 +47,7 @@ absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(Store* store, WriterOption
     writer->committed_head_ = writer->head_;
   }
   writer->thread_ = std::thread([w = writer.get()] { w->Run(); });
+  writer->syncer_ = std::thread([w = writer.get()] { w->RunSyncer(); });
   return writer;
 }
 
@@ -60,16 +62,26 @@ Writer::~Writer() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  {
+    absl::MutexLock lock(&mu_);
+    committer_done_ = true;
+  }
+  if (syncer_.joinable()) {
+    syncer_.join();
+  }
 }
 
-bool Writer::TryEnqueue(const podgate::common::v1::AuditEvent& event,
-                        std::shared_ptr<CommitSink> sink, std::function<void()> on_space) {
+bool Writer::TryEnqueue(podgate::common::v1::AuditEvent* event,
+                        const std::shared_ptr<CommitSink>& sink) {
+  Item item;
+  item.sink = sink;
   absl::MutexLock lock(&mu_);
   if (queue_.size() >= options_.queue_capacity) {
-    space_waiters_.push_back(std::move(on_space));
+    space_waiters_.push_back(sink);
     return false;
   }
-  queue_.push_back(Item{event, std::move(sink)});
+  item.event.Swap(event);
+  queue_.push_back(std::move(item));
   metrics_->queue_depth().Set(static_cast<double>(queue_.size()));
   return true;
 }
@@ -82,23 +94,44 @@ void Writer::SetCommitListener(CommitListener listener) {
 void Writer::Run() {
   while (true) {
     std::vector<Item> batch;
-    std::vector<std::function<void()>> waiters;
+    std::vector<std::shared_ptr<CommitSink>> waiters;
+    // next_recheck_ belongs to this thread; the health may change on the syncer's.
+    const bool rechecking = !Healthy() && options_.store_recheck_interval > absl::ZeroDuration();
+    if (rechecking && next_recheck_ == absl::InfiniteFuture()) {
+      next_recheck_ = absl::Now() + options_.store_recheck_interval;  // a sync failed
+    }
     {
       absl::MutexLock lock(&mu_);
+      // Room for another batch beside those waiting for their sync (bounded memory: a slow
+      // sync holds the committer, the queue fills and the streams stop being read).
+      // A sync failing while the committer waits without a re-check deadline wakes it: the
+      // loop starts over and waits with one (the syncer marks the store unhealthy first).
+      committer_rechecking_ = rechecking;
       const absl::Condition work(
-          +[](Writer* w)
-               ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return w->stopping_ || !w->queue_.empty(); },
+          +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return w->stopping_ ||
+                   (!w->queue_.empty() && w->unsynced_events_ < w->options_.queue_capacity) ||
+                   (w->sync_failed_ && !w->committer_rechecking_ &&
+                    w->options_.store_recheck_interval > absl::ZeroDuration());
+          },
           this);
-      // store_healthy_ and next_recheck_ belong to this thread.
-      const bool rechecking =
-          !store_healthy_ && options_.store_recheck_interval > absl::ZeroDuration();
       if (rechecking && !mu_.AwaitWithDeadline(work, next_recheck_)) {
         // Nothing came before the re-check was due: it runs below, without the queue's lock.
       } else {
         mu_.Await(work);
         if (queue_.empty()) {
+          if (!stopping_) {
+            continue;  // woken by a failed sync: wait again, now with a re-check deadline
+          }
           return;  // stopping, nothing left
         }
+        // Stopping with a sync backlog: the syncer still finishes it.
+        mu_.Await(absl::Condition(
+            +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+              return w->unsynced_events_ < w->options_.queue_capacity;
+            },
+            this));
+        SettleSyncFailureLocked();
         const size_t n = std::min(queue_.size(), options_.max_batch);
         batch.reserve(n);
         for (size_t i = 0; i < n; ++i) {
@@ -110,14 +143,37 @@ void Writer::Run() {
       }
     }
     if (batch.empty()) {
+      {
+        absl::MutexLock lock(&mu_);
+        SettleSyncFailureLocked();
+      }
       RecheckStore();
       continue;
     }
     for (auto& waiter : waiters) {
-      waiter();
+      waiter->OnSpace();
     }
     CommitBatch(batch);
   }
+}
+
+void Writer::SettleSyncFailureLocked() {
+  if (!sync_failed_) {
+    return;
+  }
+  // Reload the head only once every batch committed before the failure was settled.
+  mu_.Await(absl::Condition(
+      +[](Writer* w)
+           ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return w->unsynced_.empty() && !w->syncing_; },
+      this));
+  sync_failed_ = false;
+  head_valid_ = false;
+  for (std::string& id : failed_ids_) {
+    if (options_.refuse_foreign_records && unconfirmed_ids_.size() < kMaxUnconfirmedIds) {
+      unconfirmed_ids_.insert(std::move(id));
+    }
+  }
+  failed_ids_.clear();
 }
 
 absl::Status Writer::ReloadHeadIfNeeded() {
@@ -138,16 +194,6 @@ absl::Status Writer::ReloadHeadIfNeeded() {
   return status;
 }
 
-void Writer::SetStoreHealth(bool healthy) {
-  if (healthy == store_healthy_) {
-    return;
-  }
-  store_healthy_ = healthy;
-  if (options_.on_store_health) {
-    options_.on_store_health(store_healthy_);
-  }
-}
-
 void Writer::RecheckStore() {
   // The head first: a chain changed behind the writer's back fails every commit, so the store
   // is not usable although it takes writes.
@@ -155,37 +201,59 @@ void Writer::RecheckStore() {
   if (status.ok()) {
     status = store_->CheckWritable(options_.chain_id);
   }
+  if (status.ok()) {
+    status = store_->Sync();  // after a failed sync, the sync is what must work again
+  }
   metrics_->store_rechecks(status.ok() ? "ok" : "failed").Increment();
   if (!status.ok()) {
     next_recheck_ = absl::Now() + options_.store_recheck_interval;
     log::Warn("audit store re-check failed", {{"error", std::string(status.message())}});
     return;
   }
+  next_recheck_ = absl::InfiniteFuture();
   log::Info("audit store writable again", {{"chain_id", options_.chain_id}});
-  SetStoreHealth(true);
+  SetHealthy(true);
+}
+
+bool Writer::Healthy() {
+  absl::MutexLock lock(&health_mu_);
+  return store_healthy_;
+}
+
+void Writer::SetHealthy(bool healthy) {
+  absl::MutexLock lock(&health_mu_);
+  if (healthy != store_healthy_) {
+    store_healthy_ = healthy;
+    if (options_.on_store_health) {
+      options_.on_store_health(healthy);
+    }
+  }
+}
+
+void Writer::FailItems(std::vector<Item>& items, const absl::Status& status) {
+  std::vector<CommitSink*> told;
+  for (Item& item : items) {
+    if (std::find(told.begin(), told.end(), item.sink.get()) == told.end()) {
+      told.push_back(item.sink.get());
+      item.sink->OnFailed(status);
+    }
+  }
 }
 
 void Writer::CommitBatch(std::vector<Item>& batch) {
   absl::Status status = ReloadHeadIfNeeded();
+  const int64_t before = head_.sequence;
+  const absl::Time start = absl::Now();
   if (status.ok()) {
     std::vector<const podgate::common::v1::AuditEvent*> events;
     events.reserve(batch.size());
     for (const Item& item : batch) {
       events.push_back(&item.event);
     }
-    const int64_t before = head_.sequence;
-    const absl::Time start = absl::Now();
-    status = store_->Append(&head_, events, NowMicros());
-    if (status.ok()) {
-      metrics_->commit_latency().Observe(absl::ToDoubleSeconds(absl::Now() - start));
-      metrics_->batch_size().Observe(static_cast<double>(batch.size()));
-      metrics_->events_stored().Increment(static_cast<double>(head_.sequence - before));
-      absl::MutexLock lock(&head_mu_);
-      committed_head_ = head_;
-    }
+    status = store_->AppendUnsynced(&head_, events, NowMicros());
   }
-  SetStoreHealth(status.ok());
   if (!status.ok()) {
+    SetHealthy(false);
     head_valid_ = false;
     next_recheck_ = absl::Now() + options_.store_recheck_interval;
     // Bounded: a writer failing for long only remembers the latest batches' ids.
@@ -197,30 +265,102 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
     metrics_->Error(absl::IsDataLoss(status) ? "foreign_records" : ErrorKind(status)).Increment();
     log::Warn("audit commit failed", {{"error", std::string(status.message())},
                                       {"events", static_cast<int64_t>(batch.size())}});
-    std::vector<CommitSink*> told;
-    for (Item& item : batch) {
-      if (std::find(told.begin(), told.end(), item.sink.get()) == told.end()) {
-        told.push_back(item.sink.get());
-        item.sink->OnFailed(status);
-      }
-    }
+    FailItems(batch, status);
     absl::MutexLock lock(&mu_);
     // Wait out the back-off unless shutting down.
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry_backoff);
     return;
   }
-  // Group the acks per stream, keeping commit order.
-  std::vector<std::pair<CommitSink*, std::vector<std::string>>> acks;
-  for (Item& item : batch) {
-    auto it = std::find_if(acks.begin(), acks.end(),
-                           [&](const auto& a) { return a.first == item.sink.get(); });
-    if (it == acks.end()) {
-      acks.emplace_back(item.sink.get(), std::vector<std::string>{});
-      it = acks.end() - 1;
+  Committed committed;
+  committed.items = std::move(batch);
+  committed.head = head_;
+  committed.stored = head_.sequence - before;
+  committed.start = start;
+  absl::MutexLock lock(&mu_);
+  unsynced_events_ += committed.items.size();
+  unsynced_.push_back(std::move(committed));
+}
+
+void Writer::RunSyncer() {
+  while (true) {
+    std::deque<Committed> batches;
+    bool earlier_failure = false;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return w->committer_done_ || !w->unsynced_.empty();
+          },
+          this));
+      if (unsynced_.empty()) {
+        return;  // the committer stopped and everything is settled
+      }
+      batches.swap(unsynced_);
+      syncing_ = true;
+      earlier_failure = sync_failed_;
     }
-    it->second.push_back(item.event.id());
+    // One sync for every batch committed so far. After a failed sync, batches committed before
+    // the committer reloaded the head are failed too: they may build on records that are not
+    // durable.
+    const absl::Status status =
+        earlier_failure ? absl::UnavailableError("an earlier sync of the audit store failed")
+                        : store_->Sync();
+    size_t events = 0;
+    if (status.ok()) {
+      SetHealthy(true);
+      for (Committed& batch : batches) {
+        events += batch.items.size();
+        Acknowledge(batch);
+      }
+    } else {
+      SetHealthy(false);
+      metrics_->Error(ErrorKind(status)).Increment();
+      log::Warn("audit sync failed", {{"error", std::string(status.message())},
+                                      {"batches", static_cast<int64_t>(batches.size())}});
+      std::vector<std::string> ids;
+      for (Committed& batch : batches) {
+        events += batch.items.size();
+        if (options_.refuse_foreign_records) {
+          for (const Item& item : batch.items) {
+            ids.push_back(item.event.id());
+          }
+        }
+        FailItems(batch.items, status);
+      }
+      absl::MutexLock lock(&mu_);
+      sync_failed_ = true;
+      for (std::string& id : ids) {
+        if (failed_ids_.size() < kMaxUnconfirmedIds) {
+          failed_ids_.push_back(std::move(id));
+        }
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    unsynced_events_ -= events;
+    syncing_ = false;
   }
-  metrics_->events_acked().Increment(static_cast<double>(batch.size()));
+}
+
+void Writer::Acknowledge(Committed& batch) {
+  metrics_->commit_latency().Observe(absl::ToDoubleSeconds(absl::Now() - batch.start));
+  metrics_->batch_size().Observe(static_cast<double>(batch.items.size()));
+  metrics_->events_stored().Increment(static_cast<double>(batch.stored));
+  {
+    absl::MutexLock lock(&head_mu_);
+    committed_head_ = batch.head;
+  }
+  // Group the acks per stream, keeping commit order (a map: a batch may hold events of
+  // hundreds of streams).
+  std::vector<std::pair<CommitSink*, std::vector<std::string>>> acks;
+  std::unordered_map<CommitSink*, size_t> ack_index;
+  for (Item& item : batch.items) {
+    auto [it, added] = ack_index.try_emplace(item.sink.get(), acks.size());
+    if (added) {
+      acks.emplace_back(item.sink.get(), std::vector<std::string>{});
+    }
+    acks[it->second].second.push_back(std::move(*item.event.mutable_id()));
+  }
+  metrics_->events_acked().Increment(static_cast<double>(batch.items.size()));
   for (auto& [sink, ids] : acks) {
     sink->OnCommitted(std::move(ids));
   }

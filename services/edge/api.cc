@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "edge/audit_follow.h"
 #include "edge/backend_calls.h"
+#include "edge/codec.h"
 #include "edge/http_reply.h"
 #include "edge/protocol.h"
 #include "edge/router.h"
@@ -84,20 +85,23 @@ template <class Req, class Resp>
 RouteResult DeferredUnary(
     EdgeContext* context, const Request& request, const char* api,
     std::shared_ptr<UnaryCall<Req, Resp>> call,
-    std::function<void(UnaryCall<Req, Resp>*, std::function<void(grpc::Status)>)> start) {
+    std::function<void(UnaryCall<Req, Resp>*, std::function<void(grpc::Status)>)> start,
+    std::function<std::string(const Resp&)> render = nullptr) {
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + context->options.backend_timeout));
   Request req_copy = RequestLine(request);
   RouteResult result;
-  result.deferred = [context, api, call, req_copy, start](std::function<void(Response)> reply) {
+  result.deferred = [context, api, call, req_copy, start,
+                     render](std::function<void(Response)> reply) {
     RegisterBackendCall(&call->context);
-    start(call.get(), [context, api, call, req_copy, reply](grpc::Status status) mutable {
+    start(call.get(), [context, api, call, req_copy, reply, render](grpc::Status status) mutable {
       context->metrics->ApiRequest(api, static_cast<int>(HttpStatusFor(status.error_code())));
       if (!status.ok()) {
         reply(JsonError(req_copy, HttpStatusFor(status.error_code()),
                         wire::StatusCodeName(status.error_code()), status.error_message()));
       } else {
-        Response res = http::MakeResponse(req_copy, bhttp::status::ok, "application/json",
-                                          ProtoJson(call->response) + "\n");
+        Response res = http::MakeResponse(
+            req_copy, bhttp::status::ok, "application/json",
+            (render ? render(call->response) : ProtoJson(call->response)) + "\n");
         SecurityHeaders(res);
         reply(std::move(res));
       }
@@ -246,6 +250,31 @@ RouteResult HttpApi::Targets(const Request& request, const http::RequestContext&
           });
   // exec decides (and audits) the call; locally the token only picks the keep-alive.
   result.authenticated = verified_here || context_->verifier->Verify(token).ok();
+  return result;
+}
+
+RouteResult HttpApi::Sessions(const Request& request, const http::RequestContext& peer) const {
+  // Verified here as well as by exec: the answer names other users' sessions.
+  std::string token;
+  absl::StatusOr<auth::VerifiedToken> verified = Authenticate(request, peer, "sessions", &token);
+  if (!verified.ok()) {
+    return AuthRefusal(request, verified.status());
+  }
+  using Call =
+      UnaryCall<podgate::exec::v1::ListSessionsRequest, podgate::exec::v1::ListSessionsResponse>;
+  auto call = std::make_shared<Call>();
+  call->request.mutable_credential()->set_bearer_token(token);
+  runtime::AddTraceMetadata(&call->context, TraceOf(peer));
+  EdgeContext* context = context_;
+  RouteResult result = DeferredUnary<podgate::exec::v1::ListSessionsRequest,
+                                     podgate::exec::v1::ListSessionsResponse>(
+      context, request, "sessions", call,
+      [context](Call* c, std::function<void(grpc::Status)> done) {
+        context->exec->async()->ListSessions(&c->context, &c->request, &c->response,
+                                             std::move(done));
+      },
+      [](const podgate::exec::v1::ListSessionsResponse& r) { return SessionsJson(r); });
+  result.authenticated = true;
   return result;
 }
 

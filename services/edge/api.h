@@ -2,6 +2,7 @@
 //
 //   GET  /api/v1/targets[?namespace=&cluster=]           exec ListTargets with the caller's token
 //   GET  /api/v1/allowed?namespace=&pod=[&container=&cluster=]  policy ListAllowed for the caller
+//   GET  /api/v1/sessions                                exec ListSessions: sessions one may join
 //   GET  /api/v1/audit?...                               audit Query (auditor groups only)
 //   GET  /api/v1/audit?follow=1&...                      the live tail, streamed (audit_follow.h)
 //   GET|POST /api/v1/session                             who the credential names
@@ -35,6 +36,7 @@ class HttpApi {
                             std::string_view query) const;
   http::RouteResult Allowed(const http::Request& request, const http::RequestContext& peer,
                             std::string_view query) const;
+  http::RouteResult Sessions(const http::Request& request, const http::RequestContext& peer) const;
   http::RouteResult Audit(const http::Request& request, const http::RequestContext& peer,
                           std::string_view query) const;
   // Any method reaches it: one it does not take is answered 405 with Allow.

@@ -247,6 +247,15 @@ void BrowserSession::StartExec() {
   o->mutable_size()->set_height(24);
   o->set_source_address(params_.source_address);
   o->set_client(std::exchange(params_.client, std::string()));
+  if (params_.resume.has_value()) {
+    resumed_from_.set_last_seq(params_.resume->last_seq());
+    resumed_from_.set_output_offset(params_.resume->output_offset());
+    *o->mutable_resume() = *std::move(params_.resume);
+    params_.resume.reset();
+  }
+  if (params_.join.has_value()) {
+    *o->mutable_join() = *params_.join;
+  }
   EnterExec(ExecPhase::kStreaming);
   exec_read_ = ExecRead::kInFlight;
   write_in_flight_ = true;
@@ -304,6 +313,7 @@ void BrowserSession::HandleV1(std::string data, bool binary) {
       request.mutable_interrupt();
       break;
     case V1ClientMessage::Type::kClose:
+      close_requested_ = true;
       EndExec();
       return;
     case V1ClientMessage::Type::kRenew:
@@ -522,6 +532,9 @@ void BrowserSession::Pump() {
 
 // Asks exec to end the session cleanly: `close`, then half-close.
 void BrowserSession::EndExec() {
+  if (detached_) {
+    return;  // left to exec for a resume
+  }
   if (exec_phase_ == ExecPhase::kNone) {
     CloseBrowser(kCloseNormal, "bye");
     return;
@@ -534,6 +547,21 @@ void BrowserSession::EndExec() {
   pending_.push_back(std::move(close));
   EnterExec(ExecPhase::kEnding);
   Pump();
+}
+
+void BrowserSession::DetachExec(const char* why) {
+  if (detached_ || exec_ == nullptr || exec_phase_ != ExecPhase::kStreaming || exec_closed_) {
+    return;  // nothing to leave: exec has ended the session (or is asked to)
+  }
+  detached_ = true;
+  pending_.clear();
+  context_->metrics->SessionDetached(why);
+  log::Info("session left to exec for a resume", {{"trace_id", params_.trace.trace_id},
+                                                  {"session_id", session_id_},
+                                                  {"user", user_},
+                                                  {"why", why}});
+  // A cancelled call is what exec takes for a broken stream: it keeps the session.
+  exec_->Cancel();
 }
 
 void BrowserSession::ReadExec() {
@@ -578,15 +606,22 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
     auto it = std::find(commands_in_exec_.begin(), commands_in_exec_.end(), CommandIdOf(response));
     commands_in_exec_.erase(it == commands_in_exec_.end() ? commands_in_exec_.begin() : it);
   }
-  if (response.has_ready()) {
+  if (response.has_ready() || response.has_resumed()) {
+    podgate::exec::v1::SessionReady* ready = response.has_ready()
+                                                 ? response.mutable_ready()
+                                                 : response.mutable_resumed()->mutable_ready();
     // An exec from before clusters leaves the resolved cluster out: the page is told the one
     // it asked for (empty: exec's default, which such an exec does not name).
-    if (response.ready().target().cluster().empty()) {
-      response.mutable_ready()->mutable_target()->set_cluster(params_.target.cluster());
+    if (ready->target().cluster().empty()) {
+      ready->mutable_target()->set_cluster(params_.target.cluster());
     }
-    session_id_ = response.ready().session_id();
-    principal_ = response.ready().principal();
-    resolved_target_ = response.ready().target();
+    session_id_ = ready->session_id();
+    if (!params_.join.has_value()) {
+      principal_ = ready->principal();  // a joined session's `ready` names its owner
+    }
+    resolved_target_ = ready->target();
+    // The seed's page cannot resume: its sessions end with their WebSocket.
+    resumable_ = params_.protocol == Protocol::kV1 && !ready->resume_token().empty();
   } else if (response.has_closed()) {
     exec_closed_ = true;
   }
@@ -638,7 +673,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& e = response.exit();
         command_sent_.reset();
         if (v1) {
-          more = Send(V1Exit(e), false);
+          more = Send(WithPosition(V1Exit(e), response.seq(), response.output_offset()), false);
         } else {
           if (std::optional<std::string> reply = SeedExit(e)) {
             more = Send(*std::move(reply), false);
@@ -658,7 +693,7 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         log::Info("command denied",
                   {{"trace_id", params_.trace.trace_id}, {"user", user_}, {"rule", d.rule()}});
         if (v1) {
-          more = Send(V1Denied(d), false);
+          more = Send(WithPosition(V1Denied(d), response.seq(), response.output_offset()), false);
         } else {
           // The seed's shell says "deny root user" when the container runs as root; exec's
           // root guard refuses such a container (and one whose uid it cannot tell).
@@ -680,7 +715,8 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
           command_sent_.reset();
         }
         if (v1) {
-          more = Send(V1CommandError(e), false);
+          more = Send(WithPosition(V1CommandError(e), response.seq(), response.output_offset()),
+                      false);
         } else {
           more = Send(SeedReply("stderr", e.status().message()), false);
           seed_command_running_ = false;
@@ -695,7 +731,9 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         const auto& c = response.closed();
         const PageClose page = PageCloseFor(c.reason());
         if (v1) {
-          Send(V1Closed(page.reason, c.message()), false);
+          Send(WithPosition(V1Closed(page.reason, c.message()), response.seq(),
+                            response.output_offset()),
+               false);
         } else if (page.code == kCloseInternal) {
           Send(SeedReply("stderr", c.message().empty() ? "The session failed" : c.message()),
                false);
@@ -703,7 +741,40 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
         CloseBrowser(page.code, std::string(page.reason));
         break;
       }
-      case SessionResponse::kResumed:  // edge never asks to resume a session
+      case SessionResponse::kResumed: {
+        // Only a v1 page asks to resume (the handshake's resume entry).
+        exec_ready_ = true;
+        if (state_ == SessionState::kOpening) {
+          Enter(SessionState::kOpen);
+        }
+        context_->metrics->SessionOpened();
+        context_->metrics->SessionResumed();
+        const auto& r = response.resumed();
+        log::Info("session resumed",
+                  {{"trace_id", params_.trace.trace_id},
+                   {"session_id", r.ready().session_id()},
+                   {"user", r.ready().principal().user()},
+                   {"replayed_messages", static_cast<int64_t>(r.replayed_messages())},
+                   {"lost_bytes", static_cast<int64_t>(r.lost_bytes())}});
+        // The replay goes on from the position the page gave, moved past what was lost.
+        more =
+            Send(V1Resumed(r, params_.trace.trace_id, resumed_from_.last_seq() + r.lost_messages(),
+                           resumed_from_.output_offset() + r.lost_bytes()),
+                 false);
+        break;
+      }
+      case SessionResponse::kParticipants:
+        if (v1) {  // the seed's page has no participant list
+          more = Send(WithPosition(V1Participants(response.participants()), response.seq(),
+                                   response.output_offset()),
+                      false);
+        }
+        break;
+      case SessionResponse::kCommand:
+        if (v1) {
+          more = Send(V1CommandStarted(response.command()), false);
+        }
+        break;
       case SessionResponse::KIND_NOT_SET:
         break;
     }
@@ -766,7 +837,8 @@ void BrowserSession::ExecLost(const grpc::Status& status) {
                                  {"user", user_},
                                  {"command_id", running},
                                  {"error", status.error_message()}});
-  if (context_->auth_audit != nullptr) {
+  // A joined stream's loss ends no session (its owner's goes on): nothing to record here.
+  if (context_->auth_audit != nullptr && !params_.join.has_value()) {
     podgate::common::v1::AuditEvent e;
     e.set_kind(podgate::common::v1::EVENT_KIND_SESSION_CLOSE);
     e.set_session_id(session_id_);
@@ -906,7 +978,8 @@ void BrowserSession::OnDrain() {
   while (seed_commands_.size() > (seed_command_running_ ? 1u : 0u)) {
     seed_commands_.pop_back();
   }
-  if (!CommandRunning()) {
+  // A resumable session need not wait for its command: it goes on in exec.
+  if (!CommandRunning() || (resumable_ && !close_requested_)) {
     CloseForShutdown("at_once");
   } else {
     Enter(SessionState::kDraining);
@@ -920,6 +993,10 @@ void BrowserSession::CloseForShutdown(const char* when) {
     return;
   }
   context_->metrics->DrainClose(when);
+  if (resumable_ && !close_requested_) {
+    // The page resumes through another replica; the command runs on meanwhile.
+    DetachExec("shutdown");
+  }
   if (params_.protocol == Protocol::kV1) {
     Send(V1Closed("shutdown", kShutdownMessage), false);
   } else {
@@ -940,7 +1017,10 @@ void BrowserSession::OnClose(std::string reason) {
   seed_commands_.clear();
   if (exec_ != nullptr) {
     Enter(SessionState::kBrowserGone);
-    EndExec();
+    if (resumable_ && !close_requested_) {
+      DetachExec("browser_gone");  // the page may come back within the grace
+    }
+    EndExec();   // nothing once detached
     ReadExec();  // drain what exec still sends
     if (timer_ != nullptr) {
       timer_->cancel();

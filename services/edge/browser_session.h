@@ -59,6 +59,12 @@ struct SessionParams {
   // Behind a trusted proxy: the forwarded client's place (ProxyTrust::AcquireClientSlot), given
   // back when the session ends.
   std::shared_ptr<void> client_slot;
+  // v1: the session to resume instead of opening one (the `podgate.resume.` sub-protocol
+  // entry, docs/protocol.md "Resuming a session"); exec checks it.
+  std::optional<podgate::exec::v1::ResumeSession> resume;
+  // v1: another user's session to join (/ws/join/{session_id}, docs/protocol.md "Joining a
+  // session"); exec asks policy and refuses or adds this user to it.
+  std::optional<podgate::exec::v1::JoinSession> join;
   // The upgrade's trace (edge's span of it, RouteTable): the session's trace_id on every log
   // line and audit event, the parent of the exec stream's span.
   runtime::TraceContext trace;
@@ -112,6 +118,10 @@ class BrowserSession : public http::WebSocketHandler,
   void Enqueue(podgate::exec::v1::SessionRequest request);
   void Pump();
   void EndExec();
+  // Leaves a resumable session to exec (docs/protocol.md, "Resuming a session"): the exec call
+  // is cancelled instead of ended, so exec keeps the session for its resume grace and the page
+  // resumes it, here or through another edge. `why` labels the metric.
+  void DetachExec(const char* why);
   void MaybeRelease();
   void ReadExec();
   // Sends to the browser; false when the WebSocket queue is above its high watermark.
@@ -184,6 +194,14 @@ class BrowserSession : public http::WebSocketHandler,
   // stream then ends on purpose, not lost).
   bool exec_ready_ = false;
   bool exec_closed_ = false;
+  // v1 only: exec's `ready` (or `resumed`) carried a resume token, so a WebSocket that breaks
+  // without `close` leaves the session to exec (DetachExec) instead of ending it.
+  bool resumable_ = false;
+  bool close_requested_ = false;  // the browser sent `close`: the session ends
+  bool detached_ = false;         // DetachExec ran
+  // The position a resume started from (no token kept): `resumed` tells the page where the
+  // replay goes on.
+  podgate::exec::v1::ResumeSession resumed_from_;
   uint64_t commands_started_ = 0;           // commands handed to exec
   std::optional<absl::Time> command_sent_;  // for the first-output latency
 

@@ -68,7 +68,10 @@ std::string ExitReason(const podgate::exec::v1::CommandExit& exit) {
                               : exit.error();
 }
 
-std::string V1Ready(const podgate::exec::v1::SessionReady& r, const std::string& trace_id) {
+namespace {
+
+// `ready`'s fields, for `ready` and `resumed` (which only adds to them).
+nlohmann::json ReadyJson(const podgate::exec::v1::SessionReady& r, const std::string& trace_id) {
   nlohmann::json j = {
       {"type", "ready"},
       {"session_id", r.session_id()},
@@ -87,7 +90,41 @@ std::string V1Ready(const podgate::exec::v1::SessionReady& r, const std::string&
   if (!trace_id.empty()) {
     j["trace_id"] = trace_id;
   }
+  if (!r.resume_token().empty()) {
+    j["resume"] = {{"token", r.resume_token()}, {"grace_seconds", r.resume_grace().seconds()}};
+  }
+  if (r.role() != podgate::common::v1::PARTICIPANT_ROLE_UNSPECIFIED) {
+    j["role"] = RoleLabel(r.role());
+  }
+  j["moderator_required"] = r.moderator_required();
+  return j;
+}
+
+}  // namespace
+
+std::string V1Ready(const podgate::exec::v1::SessionReady& r, const std::string& trace_id) {
+  return Dump(ReadyJson(r, trace_id));
+}
+
+std::string V1Resumed(const podgate::exec::v1::SessionResumed& r, const std::string& trace_id,
+                      uint64_t seq, uint64_t offset) {
+  nlohmann::json j = ReadyJson(r.ready(), trace_id);
+  j["type"] = "resumed";
+  j["replayed_messages"] = r.replayed_messages();
+  j["lost_messages"] = r.lost_messages();
+  j["lost_bytes"] = r.lost_bytes();
+  j["seq"] = seq;
+  j["offset"] = offset;
   return Dump(j);
+}
+
+std::string WithPosition(std::string message, uint64_t seq, uint64_t offset) {
+  if (seq == 0 || message.size() < 2 || message.back() != '}') {
+    return message;
+  }
+  message.pop_back();
+  absl::StrAppend(&message, ",\"seq\":", seq, ",\"offset\":", offset, "}");
+  return message;
 }
 
 std::string V1Exit(const podgate::exec::v1::CommandExit& e) {
@@ -142,6 +179,66 @@ std::string V1Error(std::string_view code, std::string_view message, std::string
 
 std::string V1Closed(std::string_view reason, std::string_view message) {
   return Dump({{"type", "closed"}, {"reason", reason}, {"message", message}});
+}
+
+std::string_view RoleLabel(podgate::common::v1::ParticipantRole role) {
+  switch (role) {
+    case podgate::common::v1::PARTICIPANT_ROLE_OWNER:
+      return "owner";
+    case podgate::common::v1::PARTICIPANT_ROLE_OBSERVER:
+      return "observer";
+    case podgate::common::v1::PARTICIPANT_ROLE_MODERATOR:
+      return "moderator";
+    default:
+      return "unknown";
+  }
+}
+
+namespace {
+
+nlohmann::json ParticipantsJson(
+    const google::protobuf::RepeatedPtrField<podgate::exec::v1::Participant>& participants) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const podgate::exec::v1::Participant& p : participants) {
+    nlohmann::json one = {{"user", p.user()}, {"role", RoleLabel(p.role())}};
+    if (p.has_joined_time()) {
+      one["joined"] = TimeUtil::ToString(p.joined_time());
+    }
+    list.push_back(std::move(one));
+  }
+  return list;
+}
+
+}  // namespace
+
+std::string SessionsJson(const podgate::exec::v1::ListSessionsResponse& response) {
+  nlohmann::json sessions = nlohmann::json::array();
+  for (const podgate::exec::v1::LiveSession& s : response.sessions()) {
+    sessions.push_back(
+        {{"session_id", s.session_id()},
+         {"user", s.principal().user()},
+         {"groups", s.principal().groups()},
+         {"cluster", s.target().cluster()},
+         {"namespace", s.target().namespace_()},
+         {"pod", s.target().pod()},
+         {"container", s.target().container()},
+         {"mode", s.mode() == podgate::common::v1::SESSION_MODE_SHELL ? "shell" : "command"},
+         {"opened", TimeUtil::ToString(s.opened_time())},
+         {"participants", ParticipantsJson(s.participants())},
+         {"waiting_for_moderator", s.waiting_for_moderator()},
+         {"may_moderate", s.may_moderate()}});
+  }
+  return Dump({{"sessions", std::move(sessions)}});
+}
+
+std::string V1Participants(const podgate::exec::v1::Participants& participants) {
+  return Dump({{"type", "participants"},
+               {"participants", ParticipantsJson(participants.participants())},
+               {"waiting_for_moderator", participants.waiting_for_moderator()}});
+}
+
+std::string V1CommandStarted(const podgate::exec::v1::CommandStarted& command) {
+  return Dump({{"type", "command"}, {"id", command.command_id()}, {"line", command.line()}});
 }
 
 std::string V1ExecLostExit(std::string_view id) {

@@ -25,12 +25,31 @@ std::string ExitReason(const podgate::exec::v1::CommandExit& exit);
 
 // v1 control messages (JSON text; bytes that are not UTF-8 become U+FFFD).
 std::string V1Ready(const podgate::exec::v1::SessionReady& ready, const std::string& trace_id = "");
+// `resumed` (docs/protocol.md, "Resuming a session"): `ready`'s fields with the next resume
+// token, what was replayed and lost, and the position the replay continues from (`seq` and
+// `offset` of the last message before it: ResumeSession's plus what was lost).
+std::string V1Resumed(const podgate::exec::v1::SessionResumed& resumed, const std::string& trace_id,
+                      uint64_t seq, uint64_t offset);
+// A JSON control message (one object) with the exec message's position added as "seq" and
+// "offset"; unchanged when seq is 0 (the session cannot be resumed).
+std::string WithPosition(std::string message, uint64_t seq, uint64_t offset);
 std::string V1Exit(const podgate::exec::v1::CommandExit& exit);
 std::string V1Denied(const podgate::exec::v1::CommandDenied& denied);
 std::string V1CommandError(const podgate::exec::v1::CommandError& error);
 // An `error`; `id` names the command it answers, empty for one about the session.
 std::string V1Error(std::string_view code, std::string_view message, std::string_view id = {});
 std::string V1Closed(std::string_view reason, std::string_view message);
+// `participants` (docs/protocol.md, "Joining a session"): who is in the session, with roles
+// owner|observer|moderator, and whether a moderated shell waits for a moderator.
+std::string V1Participants(const podgate::exec::v1::Participants& participants);
+// `command`: a command line the session's owner ran, as those who joined see it.
+std::string V1CommandStarted(const podgate::exec::v1::CommandStarted& command);
+// GET /api/v1/sessions' answer: {"sessions":[{"session_id","user","groups","cluster",
+// "namespace","pod","container","mode","opened","participants":[..],"waiting_for_moderator",
+// "may_moderate"}]} (docs/protocol.md, "Joining a session").
+std::string SessionsJson(const podgate::exec::v1::ListSessionsResponse& response);
+// A participant role's word: owner, observer, moderator ("unknown" for anything else).
+std::string_view RoleLabel(podgate::common::v1::ParticipantRole role);
 // The `exit` of command `id` whose exec stream broke: termination error, no code or duration.
 std::string V1ExecLostExit(std::string_view id);
 

@@ -85,6 +85,16 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
                            "the connection to it was lost).")
                      .Register(registry)
                      .Add({})),
+      sessions_detached_(prometheus::BuildCounter()
+                             .Name("podgate_edge_sessions_detached_total")
+                             .Help("Resumable sessions left to exec to wait for a resume, by why "
+                                   "(browser_gone, shutdown).")
+                             .Register(registry)),
+      sessions_resumed_(prometheus::BuildCounter()
+                            .Name("podgate_edge_sessions_resumed_total")
+                            .Help("Sessions resumed through this edge.")
+                            .Register(registry)
+                            .Add({})),
       exec_lost_audit_(prometheus::BuildCounter()
                            .Name("podgate_edge_exec_lost_audit_total")
                            .Help("Audit records of lost exec streams, by result (recorded, "
@@ -117,6 +127,9 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
   }
   for (const char* result : {"recorded", "queue_full", "failed"}) {
     exec_lost_audit_.Add({{"result", result}});
+  }
+  for (const char* why : {"browser_gone", "shutdown"}) {
+    sessions_detached_.Add({{"why", why}});
   }
   for (const char* reason : {"queue_full", "failed"}) {
     auth_audit_dropped_.Add({{"reason", reason}});
@@ -176,6 +189,12 @@ void EdgeMetrics::AuthAudit(const std::string& outcome) {
 }
 
 void EdgeMetrics::ExecLost() { exec_lost_.Increment(); }
+
+void EdgeMetrics::SessionDetached(const std::string& why) {
+  sessions_detached_.Add({{"why", why}}).Increment();
+}
+
+void EdgeMetrics::SessionResumed() { sessions_resumed_.Increment(); }
 
 void EdgeMetrics::InvalidTransition(const std::string& what) {
   invalid_transitions_.Add({{"what", what}}).Increment();

@@ -35,6 +35,11 @@ class EdgeMetrics {
   void AuthAudit(const std::string& outcome);
   // A session's exec stream broke (docs/protocol.md, "Exec lost").
   void ExecLost();
+  // A resumable session left to exec for a resume: "browser_gone" (the WebSocket broke without
+  // `close`) or "shutdown" (edge is shutting down).
+  void SessionDetached(const std::string& why);
+  // A session resumed through this edge (exec answered `resumed`).
+  void SessionResumed();
   // The outcome of the audit record of such a loss: "recorded", "queue_full", "failed".
   void ExecLostAudit(const std::string& outcome);
   // A browser session refused a state change its transition tables do not allow (a bug; the
@@ -72,6 +77,8 @@ class EdgeMetrics {
   prometheus::Counter& auth_audit_recorded_;
   prometheus::Family<prometheus::Counter>& auth_audit_dropped_;
   prometheus::Counter& exec_lost_;
+  prometheus::Family<prometheus::Counter>& sessions_detached_;
+  prometheus::Counter& sessions_resumed_;
   prometheus::Family<prometheus::Counter>& exec_lost_audit_;
   prometheus::Family<prometheus::Counter>& invalid_transitions_;
   prometheus::Family<prometheus::Counter>& oidc_logins_;

@@ -17,6 +17,8 @@ EdgeRouter::EdgeRouter(EdgeContext* context, StaticFiles files)
               [this](const RouteRequest& r) { return health_.Ready(r.request); });
   routes_.Add("/api/v1/targets", Methods::kGet,
               [this](const RouteRequest& r) { return api_.Targets(r.request, r.peer, r.query); });
+  routes_.Add("/api/v1/sessions", Methods::kGet,
+              [this](const RouteRequest& r) { return api_.Sessions(r.request, r.peer); });
   routes_.Add("/api/v1/allowed", Methods::kGet,
               [this](const RouteRequest& r) { return api_.Allowed(r.request, r.peer, r.query); });
   routes_.Add("/api/v1/audit", Methods::kGet,

@@ -75,37 +75,64 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
       absl::StrSplit(absl::string_view(path.data() + 4, path.size() - 4), '/');
   SessionParams params;
   params.trace = TraceOf(peer);
-  if (parts.size() != 3 || (parts[0] != "v1" && parts[0] != "seed")) {
+  const bool join = parts.size() == 2 && parts[0] == "join";
+  if (!join && (parts.size() != 3 || (parts[0] != "v1" && parts[0] != "seed"))) {
     return Answer(JsonError(request, bhttp::status::not_found, "NOT_FOUND",
-                            "use /ws/v1/{namespace}/{pod} or /ws/seed/{namespace}/{pod}"));
+                            "use /ws/v1/{namespace}/{pod}, /ws/seed/{namespace}/{pod} or "
+                            "/ws/join/{session_id}"));
   }
-  params.protocol = parts[0] == "v1" ? Protocol::kV1 : Protocol::kSeed;
+  params.protocol = parts[0] == "seed" ? Protocol::kSeed : Protocol::kV1;
   absl::StatusOr<std::multimap<std::string, std::string>> q = ParseQuery(query);
   if (!q.ok()) {
     return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
                             std::string(q.status().message())));
   }
-  std::string container = First(*q, "container");
-  // An empty cluster is exec's default cluster.
-  std::string cluster = First(*q, "cluster");
-  absl::Status valid = k8s::ValidateTarget(parts[1], parts[2], container);
-  if (valid.ok()) {
-    valid = k8s::ValidateTargetCluster(cluster);
+  if (join) {
+    // Another user's session: the v1 protocol, read-only (docs/protocol.md, "Joining a
+    // session"). The session id is exec's; anything else is refused here.
+    absl::Status valid = ValidateSessionId(parts[1]);
+    const std::string moderator = First(*q, "moderator");
+    if (valid.ok() && !moderator.empty() && moderator != "1" && moderator != "0") {
+      valid = absl::InvalidArgumentError("moderator is 1 or 0");
+    }
+    for (const auto& [key, value] : *q) {
+      if (valid.ok() && key != "moderator") {
+        valid = absl::InvalidArgumentError(
+            absl::StrCat("a join takes only ?moderator=1; '", key.substr(0, 32),
+                         "' belongs to the session, which its owner chose"));
+      }
+    }
+    if (!valid.ok()) {
+      return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                              std::string(valid.message())));
+    }
+    params.join.emplace();
+    params.join->set_session_id(parts[1]);
+    params.join->set_moderator(moderator == "1");
   }
-  if (!valid.ok()) {
-    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            std::string(valid.message())));
-  }
-  params.target.set_namespace_(parts[1]);
-  params.target.set_pod(parts[2]);
-  params.target.set_container(container);
-  params.target.set_cluster(cluster);
-  std::string mode = First(*q, "mode");
-  if (mode == "shell" && params.protocol == Protocol::kV1) {
-    params.mode = podgate::common::v1::SESSION_MODE_SHELL;
-  } else if (!mode.empty() && mode != "command") {
-    return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                            "mode is command or shell (shell only on v1)"));
+  if (!join) {
+    std::string container = First(*q, "container");
+    // An empty cluster is exec's default cluster.
+    std::string cluster = First(*q, "cluster");
+    absl::Status valid = k8s::ValidateTarget(parts[1], parts[2], container);
+    if (valid.ok()) {
+      valid = k8s::ValidateTargetCluster(cluster);
+    }
+    if (!valid.ok()) {
+      return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                              std::string(valid.message())));
+    }
+    params.target.set_namespace_(parts[1]);
+    params.target.set_pod(parts[2]);
+    params.target.set_container(container);
+    params.target.set_cluster(cluster);
+    std::string mode = First(*q, "mode");
+    if (mode == "shell" && params.protocol == Protocol::kV1) {
+      params.mode = podgate::common::v1::SESSION_MODE_SHELL;
+    } else if (!mode.empty() && mode != "command") {
+      return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                              "mode is command or shell (shell only on v1)"));
+    }
   }
   params.source_address = peer.remote_address;
   params.path = std::string(path);
@@ -150,6 +177,21 @@ RouteResult WebSocketHandshake::Accept(const Request& request, const http::Reque
     if (!offered->v1) {
       return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
                               absl::StrCat("offer the sub-protocol ", kV1Subprotocol)));
+    }
+    if (!offered->resume_error.ok()) {
+      return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                              std::string(offered->resume_error.message())));
+    }
+    if (offered->resume.has_value() && params.join.has_value()) {
+      return Answer(JsonError(request, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                              "a join cannot be resumed: join again"));
+    }
+    if (offered->resume.has_value()) {
+      params.resume.emplace();
+      params.resume->set_session_id(offered->resume->session_id);
+      params.resume->set_token(offered->resume->token);
+      params.resume->set_last_seq(offered->resume->last_seq);
+      params.resume->set_output_offset(offered->resume->output_offset);
     }
     // The token an auth proxy forwarded comes first.
     std::string token = auth_proxy.token;

@@ -256,7 +256,7 @@ podgate::edge::EdgeFlags ReadFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  rt::BlockShutdownSignals();
+  rt::PrepareServiceProcess();
   rt::ParseFlags(argc, argv,
                  "podgate-edge: the browser-facing service of podgate.\n"
                  "Every flag may also be set as PODGATE_<FLAG>.");

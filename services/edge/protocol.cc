@@ -1,7 +1,11 @@
 #include "edge/protocol.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -44,7 +48,42 @@ std::string JsonString(const nlohmann::json& j, const char* key) {
   return it->get<std::string>();
 }
 
+bool IsIdText(absl::string_view s) {
+  return !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+bool ParseCount(absl::string_view s, uint64_t* out) {
+  return !s.empty() && s.size() <= 20 && std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_isdigit(static_cast<unsigned char>(c));
+  }) && absl::SimpleAtoi(s, out);
+}
+
+absl::StatusOr<ResumeOffer> ParseResumeEntry(absl::string_view entry) {
+  const std::vector<absl::string_view> parts = absl::StrSplit(entry, '.');
+  ResumeOffer offer;
+  if (parts.size() != 4 || !IsIdText(parts[0]) || !IsIdText(parts[1]) ||
+      !ParseCount(parts[2], &offer.last_seq) || !ParseCount(parts[3], &offer.output_offset)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the resume sub-protocol entry is not ", kResumeSubprotocolPrefix,
+        "<session_id>.<token>.<seq>.<offset> (ids of 1 to 128 letters, digits, - or _; decimal "
+        "numbers)"));
+  }
+  offer.session_id = std::string(parts[0]);
+  offer.token = std::string(parts[1]);
+  return offer;
+}
+
 }  // namespace
+
+absl::Status ValidateSessionId(std::string_view id) {
+  if (!IsIdText(AV(id))) {
+    return absl::InvalidArgumentError(
+        "the session id is 1 to 128 letters, digits, - or _ (as ListSessions names it)");
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<OfferedProtocols> ParseOfferedProtocols(std::string_view header) {
   OfferedProtocols offered;
@@ -61,6 +100,19 @@ absl::StatusOr<OfferedProtocols> ParseOfferedProtocols(std::string_view header) 
         return absl::InvalidArgumentError("the bearer sub-protocol entry is not base64url");
       }
       offered.token = std::move(token);
+    } else if (absl::ConsumePrefix(&entry, kResumeSubprotocolPrefix)) {
+      if (offered.resume.has_value() || !offered.resume_error.ok()) {
+        offered.resume.reset();
+        offered.resume_error =
+            absl::InvalidArgumentError("more than one resume sub-protocol entry");
+        continue;
+      }
+      absl::StatusOr<ResumeOffer> resume = ParseResumeEntry(entry);
+      if (resume.ok()) {
+        offered.resume = *std::move(resume);
+      } else {
+        offered.resume_error = resume.status();
+      }
     }
   }
   return offered;
@@ -183,6 +235,8 @@ PageClose PageCloseFor(podgate::common::v1::CloseReason reason) {
       return {"error", kCloseInternal};
     case c::CLOSE_REASON_REMOTE_EXIT:
       return {"remote_exit", kCloseNormal};
+    case c::CLOSE_REASON_MODERATOR_LEFT:
+      return {"moderator_left", kCloseNormal};
     case c::CLOSE_REASON_UNSPECIFIED:
     case c::CloseReason_INT_MIN_SENTINEL_DO_NOT_USE_:
     case c::CloseReason_INT_MAX_SENTINEL_DO_NOT_USE_:

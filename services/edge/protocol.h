@@ -56,15 +56,37 @@ std::string_view TerminationLabel(podgate::common::v1::Termination termination);
 // died or the connection to it was lost): the page is told, and may reconnect (1013).
 inline constexpr char kExecLostReason[] = "exec_lost";
 
+// The prefix of the sub-protocol entry that asks to resume a session (docs/protocol.md,
+// "Resuming a session"): `podgate.resume.<session_id>.<token>.<seq>.<offset>`. In a header, not
+// the URL, because the token is a credential and URLs are logged. Never echoed.
+inline constexpr char kResumeSubprotocolPrefix[] = "podgate.resume.";
+
+// A resume entry, parsed.
+struct ResumeOffer {
+  std::string session_id;
+  std::string token;
+  uint64_t last_seq = 0;
+  uint64_t output_offset = 0;
+};
+
 // What the Sec-WebSocket-Protocol header offered.
 struct OfferedProtocols {
-  bool v1 = false;                   // "podgate.v1" was offered
-  std::optional<std::string> token;  // decoded bearer entry
+  bool v1 = false;                    // "podgate.v1" was offered
+  std::optional<std::string> token;   // decoded bearer entry
+  std::optional<ResumeOffer> resume;  // a resume entry
+  // Not OK (InvalidArgument, and no `resume`) when a resume entry is not
+  // `<session_id>.<token>.<seq>.<offset>` (id and token of 1 to 128 letters, digits, `-` or `_`;
+  // decimal numbers) or there are two: a bad request, not a bad credential.
+  absl::Status resume_error;
 };
 
 // Parses the comma-separated offer. A bearer entry that does not decode, or two of them, is an
 // InvalidArgument error.
 absl::StatusOr<OfferedProtocols> ParseOfferedProtocols(std::string_view header);
+
+// A session id in a join path (/ws/join/{session_id}): 1 to 128 letters, digits, - or _, as
+// exec's ids are; INVALID_ARGUMENT otherwise.
+absl::Status ValidateSessionId(std::string_view id);
 
 // Finds `name` in a Cookie header; nullopt when absent.
 std::optional<std::string> FindCookie(std::string_view header, std::string_view name);

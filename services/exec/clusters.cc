@@ -230,12 +230,7 @@ ClusterHealth::ClusterHealth(std::vector<Cluster*> clusters, ExecMetrics* metric
   }
 }
 
-ClusterHealth::~ClusterHealth() {
-  Stop();
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](int* in_flight) { return *in_flight == 0; }, &in_flight_));
-}
+ClusterHealth::~ClusterHealth() { Stop(); }
 
 void ClusterHealth::Start() { Round(); }
 
@@ -251,6 +246,10 @@ void ClusterHealth::Stop() {
   if (timer != 0) {
     timers_->Cancel(timer);
   }
+  // A round already asked finishes before Stop returns: nothing is counted after it.
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* in_flight) { return *in_flight == 0; }, &in_flight_));
 }
 
 void ClusterHealth::Round() {
@@ -273,11 +272,12 @@ void ClusterHealth::Round() {
                     {{"cluster", c->name()}, {"reason", std::string(status.message())}});
         }
       }
+      // The state first, then what reports it: a scrape that shows a cluster down finds it down.
+      c->set_health(status);
       metrics_->cluster_up.Add({{"cluster", c->name()}}).Set(status.ok() ? 1 : 0);
       metrics_->cluster_health_checks_total
           .Add({{"cluster", c->name()}, {"result", status.ok() ? "ok" : "failed"}})
           .Increment();
-      c->set_health(status);
       absl::MutexLock lock(&mu_);
       if (observer_) {
         observer_(c->name(), status.ok());

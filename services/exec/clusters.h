@@ -110,6 +110,7 @@ class ClusterHealth {
     observer_ = std::move(observer);
   }
   void Start();
+  // No check starts after Stop; one in flight is waited for (each has the cluster's deadline).
   void Stop();
 
  private:

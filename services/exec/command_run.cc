@@ -38,8 +38,10 @@ class Session::CommandObserver final : public ExecObserver {
     s->hub_->metrics()->protocol_total.Add({{"protocol", protocol}}).Increment();
     std::lock_guard<std::mutex> lock(s->mu_);
     cmd->started = true;
-    s->hub_->metrics()->upgrade_latency.Observe(
-        absl::ToDoubleSeconds(absl::Now() - cmd->upgrade_started));
+    cmd->upgraded = absl::Now();
+    const double upgrade = absl::ToDoubleSeconds(cmd->upgraded - cmd->upgrade_started);
+    s->hub_->metrics()->upgrade_latency.Observe(upgrade);
+    s->hub_->metrics()->CommandStart(ExecMetrics::Stage::kUpgrade).Observe(upgrade);
   }
 
   void OnOutput(int channel, std::string data, std::function<void()> resume) override {
@@ -246,10 +248,19 @@ void Session::HandleCommand(const pb::RunCommand& run) {
     return;
   }
   auto cmd = std::make_shared<Command>(&hub_->metrics()->live_commands);
+  cmd->asked = absl::Now();
   cmd->id = id;
   cmd->line = run.line().substr(0, 16384);
   running_ = cmd;
   ++commands_;
+  if (!watchers_.empty()) {
+    // Those who joined see what the owner asked for before its answer (denied, or output).
+    pb::SessionResponse started;
+    started.mutable_command()->set_command_id(id);
+    started.mutable_command()->set_line(cmd->line);
+    announced_command_ = id;
+    FanOutLocked(started, 0);
+  }
 
   common::AuditEvent request = BaseEventLocked(common::EVENT_KIND_COMMAND_REQUEST);
   request.set_command_id(id);
@@ -290,6 +301,10 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
   if (state_ == State::kClosed || running_ != cmd) {
     return;
   }
+  cmd->decided = absl::Now();
+  hub_->metrics()
+      ->CommandStart(ExecMetrics::Stage::kPolicy)
+      .Observe(absl::ToDoubleSeconds(cmd->decided - cmd->asked));
   if (!answer.ok()) {
     hub_->metrics()
         ->policy_failures_total.Add({{"reason", absl::StatusCodeToString(answer.status().code())}})
@@ -309,15 +324,19 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
     e.mutable_command_request()->add_argv(a);
   }
   std::shared_ptr<Session> self = shared_from_this();
+  const bool allow = cmd->decision.verdict() == common::VERDICT_ALLOW;
   lock.unlock();
   Audit(
       std::move(e),
-      [self, cmd] {
+      [self, cmd, allow] {
         std::unique_lock<std::mutex> lock(self->mu_);
         if (self->state_ == State::kClosed || self->running_ != cmd) {
           return;
         }
-        if (cmd->decision.verdict() != common::VERDICT_ALLOW) {
+        self->hub_->metrics()
+            ->CommandStart(ExecMetrics::Stage::kAudit)
+            .Observe(absl::ToDoubleSeconds(absl::Now() - cmd->decided));
+        if (!allow) {
           self->hub_->metrics()
               ->commands_total.Add({{"decision", "deny"}, {"result", "refused"}})
               .Increment();
@@ -325,30 +344,27 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
           self->DenyLocked(cmd->id, cmd->decision.rule(), cmd->decision.reason(), &cmd->decision);
           return;
         }
-        lock.unlock();
-        self->CheckRootThen(cmd->decision.root_allowed(), [self, cmd](absl::Status s) {
-          if (!s.ok()) {
-            std::lock_guard<std::mutex> lock(self->mu_);
-            if (self->running_ != cmd) {
-              return;
-            }
-            // The probe itself may have been refused to the user by Kubernetes RBAC.
-            self->RefuseCommandLocked(cmd,
-                                      IsKubernetesRbacDenial(s) ? "kubernetes-rbac" : "root-guard",
-                                      std::string(s.message()));
-            return;
-          }
-          {
-            std::lock_guard<std::mutex> lock(self->mu_);
-            cmd->run_argv = ArgvToRun(cmd->decision, cmd->argv);
-          }
-          self->RunChecks(cmd, 0);
-        });
+        cmd->decision_durable = true;
+        if (cmd->handle != nullptr && cmd->report.status() == LaunchReport::Status::kReported) {
+          self->SendGoLocked(cmd);  // the wrapper reported first
+        }
       },
       [self, cmd](absl::Status s) {
         std::lock_guard<std::mutex> lock(self->mu_);
         if (self->running_ != cmd) {
           return;
+        }
+        if (cmd->launched && !cmd->finished) {
+          // Its checks and launch went on meanwhile; "go" was never sent, so the wrapper ran
+          // nothing of the user's. Closing the stream ends it (EOF on its stdin); this is the
+          // command's only end.
+          cmd->finished = true;
+          cmd->gone = true;
+          self->hub_->timers()->Cancel(cmd->launch_timer);
+          self->hub_->timers()->Cancel(cmd->limit_timer);
+          if (cmd->handle != nullptr) {
+            cmd->handle->Close();
+          }
         }
         self->ClearRunningLocked();
         self->hub_->metrics()
@@ -370,6 +386,38 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
             absl::StrCat("audit is unavailable, so the command was not run (strict mode): ",
                          s.message()));
       });
+  if (allow) {
+    // The checks and the launch need not wait for audit: nothing of the user's runs before
+    // "go", and "go" waits for the decision to be durable (SendGoLocked).
+    StartChecks(cmd);
+  }
+}
+
+void Session::StartChecks(std::shared_ptr<Command> cmd) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ == State::kClosed || running_ != cmd) {
+      return;  // audit refused the decision already
+    }
+  }
+  std::shared_ptr<Session> self = shared_from_this();
+  CheckRootThen(cmd->decision.root_allowed(), [self, cmd](absl::Status s) {
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      if (self->running_ != cmd) {
+        return;
+      }
+      // The probe itself may have been refused to the user by Kubernetes RBAC.
+      self->RefuseCommandLocked(cmd, IsKubernetesRbacDenial(s) ? "kubernetes-rbac" : "root-guard",
+                                std::string(s.message()));
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      cmd->run_argv = ArgvToRun(cmd->decision, cmd->argv);
+    }
+    self->RunChecks(cmd, 0);
+  });
 }
 
 // Runs the decision's checks in the container from `index` on, one probe at a time and in
@@ -488,6 +536,9 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
   cmd->launched = true;
   cmd->start = absl::Now();
   cmd->upgrade_started = cmd->start;
+  hub_->metrics()
+      ->CommandStart(ExecMetrics::Stage::kChecks)
+      .Observe(absl::ToDoubleSeconds(cmd->start - cmd->decided));
   EVP_DigestInit_ex(cmd->sha.get(), EVP_sha256(), nullptr);
   if (cmd->stop_reason != common::TERMINATION_UNSPECIFIED) {
     // Interrupted while it was being decided or checked: it never reaches the pod.
@@ -565,6 +616,11 @@ ExecSpec Session::TargetSpecLocked() const {
 }
 
 void Session::OnLaunchReportedLocked(const std::shared_ptr<Command>& cmd) {
+  if (cmd->upgraded != absl::Time()) {
+    hub_->metrics()
+        ->CommandStart(ExecMetrics::Stage::kLaunch)
+        .Observe(absl::ToDoubleSeconds(absl::Now() - cmd->upgraded));
+  }
   if (cmd->handle != nullptr) {
     SendGoLocked(cmd);
   }
@@ -578,6 +634,12 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
   if (cmd->stop_reason != common::TERMINATION_UNSPECIFIED || state_ == State::kClosed) {
     // Stopped while it was being identified: it never runs.
     cmd->handle->Close();
+    return;
+  }
+  if (!cmd->decision_durable) {
+    // Identified before audit acknowledged the decision: the ack sends "go" (or its failure
+    // ends the command), so audit's deadline, not the launch's, governs the wait.
+    hub_->timers()->Cancel(cmd->launch_timer);
     return;
   }
   if (Journal* journal = hub_->journal(); journal != nullptr) {
@@ -608,6 +670,9 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     cmd->journaled = true;
   }
   cmd->go_sent = true;
+  hub_->metrics()
+      ->CommandStart(ExecMetrics::Stage::kTotal)
+      .Observe(absl::ToDoubleSeconds(absl::Now() - cmd->asked));
   hub_->timers()->Cancel(cmd->launch_timer);
   hub_->ProcessStarted();
   std::string first = "go\n";

@@ -1,11 +1,13 @@
 // Command mode: one command from request to result. The Session runs it (command_run.cc):
 //
 //   HandleCommand   the line is split (SplitCommandLine) and recorded (COMMAND_REQUEST);
-//   OnDecision      policy decides, the decision is audited (acked in strict mode);
+//   OnDecision      policy decides, the decision is audited (acked in strict mode); an allowed
+//                   command's checks and launch go on while audit stores the decision;
 //   CheckRootThen   the root guard (session_open.h);
 //   RunChecks       the decision's container checks (container_check.h), in order;
 //   StartCommand    the launch wrapper (LaunchWrapperArgv) starts, the time limit is armed;
-//   SendGoLocked    the wrapper reported the process's pid: journaled, then "go";
+//   SendGoLocked    the wrapper reported the process's pid and audit acknowledged the
+//                   decision: journaled, then "go" (nothing of the user's runs before both);
 //   StopCommandLocked / StartStopLocked / RunStopStep
 //                   a stop: SIGINT to exactly that process, SIGKILL after the grace period;
 //   FinishCommandLocked
@@ -94,6 +96,9 @@ struct Command {
   LaunchReport report;
   // Why the report was not understood (the command is then not run).
   std::string launch_error;
+  // Audit acknowledged the (allowing) decision. The container checks and the launch wrapper's
+  // stream start while audit stores it; "go" waits for this.
+  bool decision_durable = false;
   // "go" was sent: the wrapper execs the argv, so a process runs as report.pid().
   bool go_sent = false;
   // The stop helper runs (or ran) against the process.
@@ -111,6 +116,10 @@ struct Command {
   // Armed until "go" is sent (LaunchTimedOutLocked).
   runtime::TimerQueue::Id launch_timer = 0;
   absl::Time upgrade_started;
+  // When it was received, decided, and its stream upgraded (podgate_exec_command_start_seconds).
+  absl::Time asked;
+  absl::Time decided;
+  absl::Time upgraded;
 };
 
 }  // namespace podgate::exec

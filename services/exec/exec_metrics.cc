@@ -2,6 +2,22 @@
 
 namespace podgate::exec {
 
+namespace {
+
+std::array<prometheus::Histogram*, 6> StageHistograms(
+    prometheus::Family<prometheus::Histogram>& family) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+  std::array<prometheus::Histogram*, 6> stages{};
+  const char* const names[] = {"policy", "audit", "checks", "upgrade", "launch", "total"};
+  for (size_t i = 0; i < stages.size(); ++i) {
+    stages[i] = &family.Add({{"stage", names[i]}}, kBuckets);
+  }
+  return stages;
+}
+
+}  // namespace
+
 ExecMetrics::ExecMetrics(prometheus::Registry& registry)
     : sessions_active(prometheus::BuildGauge()
                           .Name("podgate_exec_sessions_active")
@@ -26,6 +42,11 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
               .Register(registry)
               .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})),
+      command_start(prometheus::BuildHistogram()
+                        .Name("podgate_exec_command_start_seconds")
+                        .Help("Where a command's start goes, by stage: policy, audit, checks, "
+                              "upgrade, launch, and total (received to running).")
+                        .Register(registry)),
       output_bytes_total(prometheus::BuildCounter()
                              .Name("podgate_exec_output_bytes_total")
                              .Help("Output bytes forwarded to clients, by channel.")
@@ -105,11 +126,33 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
               .Help("Output bytes resuming clients missed that were no longer kept.")
               .Register(registry)
               .Add({})),
+      session_joins_total(prometheus::BuildCounter()
+                              .Name("podgate_exec_session_joins_total")
+                              .Help("Users joining other users' sessions, by role (observer, "
+                                    "moderator) and result (joined, denied, not_found, full, "
+                                    "limit, unauthenticated).")
+                              .Register(registry)),
+      session_watchers(prometheus::BuildGauge()
+                           .Name("podgate_exec_session_watchers")
+                           .Help("Users joined to other users' sessions (watching or moderating).")
+                           .Register(registry)
+                           .Add({})),
+      session_leaves_total(prometheus::BuildCounter()
+                               .Name("podgate_exec_session_leaves_total")
+                               .Help("Users who had joined a session and left it, by reason "
+                                     "(client, disconnected, fell_behind, session_ended).")
+                               .Register(registry)),
+      sessions_waiting_for_moderator(prometheus::BuildGauge()
+                                         .Name("podgate_exec_sessions_waiting_for_moderator")
+                                         .Help("Moderated shells waiting for a moderator to join.")
+                                         .Register(registry)
+                                         .Add({})),
       live_objects(prometheus::BuildGauge()
                        .Name("podgate_exec_live_objects")
                        .Help("Session and command objects alive in memory, by kind.")
                        .Register(registry)),
       live_sessions(live_objects.Add({{"kind", "session"}})),
-      live_commands(live_objects.Add({{"kind", "command"}})) {}
+      live_commands(live_objects.Add({{"kind", "command"}})),
+      command_start_stages(StageHistograms(command_start)) {}
 
 }  // namespace podgate::exec

@@ -1,6 +1,7 @@
 // Every metric the exec service exports, declared in one place.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,15 @@ struct ExecMetrics {
   prometheus::Family<prometheus::Counter>& commands_total;
   // podgate_exec_upgrade_latency_seconds: exec call to WebSocket upgrade
   prometheus::Histogram& upgrade_latency;
+  // podgate_exec_command_start_seconds{stage}: where a command's start goes, stage by stage:
+  // policy (asked to answered), audit (decision sent to acknowledged), checks (root guard and
+  // container checks), upgrade (pods/exec call to upgrade), launch (upgrade to the launch
+  // wrapper's report), and total (the command received to "go").
+  prometheus::Family<prometheus::Histogram>& command_start;
+  enum class Stage { kPolicy, kAudit, kChecks, kUpgrade, kLaunch, kTotal };
+  prometheus::Histogram& CommandStart(Stage stage) {
+    return *command_start_stages[static_cast<size_t>(stage)];
+  }
   // podgate_exec_output_bytes_total{channel}: stdout|stderr|tty
   prometheus::Family<prometheus::Counter>& output_bytes_total;
   // podgate_exec_api_errors_total{code}: gRPC code name of Kubernetes API failures
@@ -66,11 +76,24 @@ struct ExecMetrics {
   // re-sent on resumes, and output a resuming client missed that was no longer kept
   prometheus::Counter& resume_replayed_bytes_total;
   prometheus::Counter& resume_lost_bytes_total;
+  // podgate_exec_session_joins_total{role,result}: role observer|moderator, result
+  // joined|denied (policy)|not_found|full (32 joined)|limit (the user's
+  // sessions)|unauthenticated
+  prometheus::Family<prometheus::Counter>& session_joins_total;
+  // podgate_exec_session_watchers: users joined to other users' sessions now
+  prometheus::Gauge& session_watchers;
+  // podgate_exec_session_leaves_total{reason}: client|disconnected|fell_behind|session_ended
+  prometheus::Family<prometheus::Counter>& session_leaves_total;
+  // podgate_exec_sessions_waiting_for_moderator: moderated shells not started (yet)
+  prometheus::Gauge& sessions_waiting_for_moderator;
   // podgate_exec_live_objects{kind}: session|command objects alive in memory (a leak shows
   // here: closed sessions must reach zero)
   prometheus::Family<prometheus::Gauge>& live_objects;
   prometheus::Gauge& live_sessions;
   prometheus::Gauge& live_commands;
+  // The histogram of each Stage, looked up once (a label lookup per command is a map search
+  // under the family's lock).
+  const std::array<prometheus::Histogram*, 6> command_start_stages;
 };
 
 }  // namespace podgate::exec

@@ -229,6 +229,39 @@ grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerConte
   return reactor;
 }
 
+grpc::ServerUnaryReactor* ExecServiceImpl::ListSessions(grpc::CallbackServerContext* context,
+                                                        const pb::ListSessionsRequest* request,
+                                                        pb::ListSessionsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  SessionHub* hub = hub_;
+  VerifyCredential(
+      hub_->verifier(), hub_->timers(), request->credential().bearer_token(),
+      [hub, reactor, response](absl::StatusOr<auth::VerifiedToken> verified) {
+        if (!verified.ok()) {
+          hub->metrics()
+              ->auth_failures_total.Add({{"reason", auth::AuthFailureReason(verified.status())}})
+              .Increment();
+          reactor->Finish(
+              grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                           absl::StrCat("credential refused: ", verified.status().message())));
+          return;
+        }
+        ListJoinableSessions(
+            hub, verified->principal,
+            [reactor, response](absl::StatusOr<std::vector<pb::LiveSession>> live) {
+              if (!live.ok()) {
+                reactor->Finish(wire::ToGrpcStatus(live.status()));
+                return;
+              }
+              for (pb::LiveSession& s : *live) {
+                *response->add_sessions() = std::move(s);
+              }
+              reactor->Finish(grpc::Status::OK);
+            });
+      });
+  return reactor;
+}
+
 namespace {
 
 // Lists one cluster's targets for `principal` and calls `done` once.

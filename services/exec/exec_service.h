@@ -1,4 +1,4 @@
-// The exec service's gRPC implementation: Session (session.h) and ListTargets.
+// The exec service's gRPC implementation: Session (session.h), ListTargets and ListSessions.
 #pragma once
 
 #include <memory>
@@ -19,6 +19,10 @@ class ExecServiceImpl final : public podgate::exec::v1::ExecService::CallbackSer
   grpc::ServerUnaryReactor* ListTargets(grpc::CallbackServerContext* context,
                                         const podgate::exec::v1::ListTargetsRequest* request,
                                         podgate::exec::v1::ListTargetsResponse* response) override;
+
+  grpc::ServerUnaryReactor* ListSessions(
+      grpc::CallbackServerContext* context, const podgate::exec::v1::ListSessionsRequest* request,
+      podgate::exec::v1::ListSessionsResponse* response) override;
 
  private:
   SessionHub* const hub_;

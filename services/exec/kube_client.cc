@@ -941,6 +941,22 @@ void KubeClient::ReviewAccess(const KubeIdentity& as, const AccessQuery& query,
   });
 }
 
+absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> KubeClient::StreamTlsContext(
+    const http::ClientOptions& options) {
+  absl::MutexLock lock(&tls_mu_);
+  const absl::Time now = absl::Now();
+  if (stream_tls_ == nullptr || now - stream_tls_made_ >= kRestConnectionLifetime) {
+    absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> made =
+        http::MakeSharedClientTlsContext(options);
+    if (!made.ok()) {
+      return made.status();  // the files are checked again on the next stream
+    }
+    stream_tls_ = *std::move(made);
+    stream_tls_made_ = now;
+  }
+  return stream_tls_;
+}
+
 std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
                                              std::shared_ptr<ExecObserver> observer) {
   k8s::ExecOptions query;
@@ -960,6 +976,15 @@ std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
   }
   http::AsyncClientOptions options;
   options.connection = ConnectionOptions();
+  absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> tls =
+      StreamTlsContext(options.connection);
+  if (!tls.ok()) {
+    boost::asio::post(io_, [bridge, s = tls.status()] {
+      bridge->OnHandshake(http::HandshakeResult{s, "", {}});
+    });
+    return handle;
+  }
+  options.tls_context = *std::move(tls);
   if (absl::Status s = ImpersonationHeaders(spec.as, &options.connection.headers); !s.ok()) {
     // Nothing is sent: the stream ends with the reason, on an I/O thread as any failure does.
     boost::asio::post(io_, [bridge, s] { bridge->OnHandshake(http::HandshakeResult{s, "", {}}); });

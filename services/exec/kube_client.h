@@ -163,6 +163,15 @@ class KubeClient final : public KubeApi {
   std::vector<IdleConnection> idle_rest_ ABSL_GUARDED_BY(rest_mu_);
   std::atomic<uint64_t> rest_connections_opened_{0};
 
+  // The TLS context of exec streams, shared by them and rebuilt (the CA and client certificate
+  // read again) once older than kRestConnectionLifetime: reading the files and building a
+  // context per command cost about a millisecond of each command's round trip.
+  absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> StreamTlsContext(
+      const http::ClientOptions& options);
+  absl::Mutex tls_mu_;
+  std::shared_ptr<boost::asio::ssl::context> stream_tls_ ABSL_GUARDED_BY(tls_mu_);
+  absl::Time stream_tls_made_ ABSL_GUARDED_BY(tls_mu_) = absl::InfinitePast();
+
   absl::Mutex token_mu_;
   std::string token_ ABSL_GUARDED_BY(token_mu_);
   absl::Time token_read_ ABSL_GUARDED_BY(token_mu_) = absl::InfinitePast();

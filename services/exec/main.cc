@@ -19,7 +19,7 @@
 
 int main(int argc, char** argv) {
   namespace rt = podgate::runtime;
-  rt::BlockShutdownSignals();
+  rt::PrepareServiceProcess();
   rt::ParseFlags(argc, argv,
                  "podgate-exec: runs authorized commands in Kubernetes pods.\n"
                  "Every flag may also be set as PODGATE_<FLAG>.");

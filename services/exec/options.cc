@@ -54,6 +54,10 @@ ABSL_FLAG(absl::Duration, resume_grace, absl::ZeroDuration(),
 ABSL_FLAG(int64_t, resume_buffer_bytes, 1 << 20,
           "Output already sent that each session keeps for a resume, 4096 to 67108864 bytes; a "
           "client that missed more is told how many bytes were lost. Default 1048576 (1 MiB).");
+ABSL_FLAG(int64_t, observer_buffer_bytes, 1 << 20,
+          "Output waiting to be written to one user who joined a session (to watch or moderate "
+          "it), 65536 to 67108864 bytes; one who reads slower is dropped from the session, "
+          "which never waits for them. Default 1048576 (1 MiB).");
 ABSL_FLAG(int, max_sessions, 2000, "Concurrent sessions per replica. Default 2000.");
 ABSL_FLAG(absl::Duration, default_time_limit, absl::Minutes(5),
           "Command time limit when the rule sets none. Default 5m.");
@@ -133,6 +137,10 @@ absl::Status CheckFlags() {
       absl::GetFlag(FLAGS_resume_buffer_bytes) > (int64_t{64} << 20)) {
     return absl::InvalidArgumentError("--resume_buffer_bytes must be 4096 to 67108864");
   }
+  if (absl::GetFlag(FLAGS_observer_buffer_bytes) < 65536 ||
+      absl::GetFlag(FLAGS_observer_buffer_bytes) > (int64_t{64} << 20)) {
+    return absl::InvalidArgumentError("--observer_buffer_bytes must be 65536 to 67108864");
+  }
   if (absl::GetFlag(FLAGS_max_commands_per_session) < 1 ||
       absl::GetFlag(FLAGS_max_commands_per_session) > 1000000) {
     return absl::InvalidArgumentError("--max_commands_per_session must be 1 to 1000000");
@@ -207,6 +215,7 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   options.launch_timeout = absl::GetFlag(FLAGS_launch_timeout);
   options.resume_grace = absl::GetFlag(FLAGS_resume_grace);
   options.resume_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_resume_buffer_bytes));
+  options.observer_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_observer_buffer_bytes));
   options.impersonation.mode = *ParseImpersonationMode(absl::GetFlag(FLAGS_kube_impersonation));
   options.impersonation.user_prefix = absl::GetFlag(FLAGS_kube_impersonate_user_prefix);
   options.impersonation.group_prefix = absl::GetFlag(FLAGS_kube_impersonate_group_prefix);

@@ -63,6 +63,9 @@ struct ExecOptions {
   // Output already sent that a session keeps for a resume (the newest messages, by encoded
   // size); a client that missed more is told how much was lost.
   size_t resume_buffer_bytes = 1 << 20;
+  // Output queued for one user who joined a session: past it that user is dropped (the session
+  // never waits for those who watch it).
+  size_t observer_buffer_bytes = 1 << 20;
   // How long Kubernetes' answer to "may this user exec in this namespace" is reused
   // (ListTargets with impersonation on).
   absl::Duration access_review_ttl = absl::Seconds(30);
@@ -73,7 +76,8 @@ struct ExecServiceOptions {
   // The sessions: --policy_timeout, --idle_timeout, --max_session, --max_sessions_per_user,
   // --max_sessions, --default_time_limit, --default_output_limit_bytes, --output_overrun_bytes,
   // --audit_excerpt_bytes,
-  // --audit_strict, --shell_command, --interrupt_grace, --resume_grace, --resume_buffer_bytes.
+  // --audit_strict, --shell_command, --interrupt_grace, --resume_grace, --resume_buffer_bytes,
+  // --observer_buffer_bytes.
   ExecOptions sessions;
   // The Kubernetes clusters: contexts of a kubeconfig, a directory of kubeconfigs, the in-cluster
   // service account (clusters.h).

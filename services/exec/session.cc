@@ -28,6 +28,9 @@ void Session::SendLocked(pb::SessionResponse message, std::function<void()> afte
     }
     return;
   }
+  if (!watchers_.empty()) {
+    FanOutLocked(message, 0);
+  }
   out_.push_back({std::move(message), std::move(after_write)});
   MaybeWriteLocked();
 }
@@ -39,6 +42,9 @@ void Session::SendOutputLocked(pb::SessionResponse message, std::function<void()
   }
   pb::OutputData* data = message.has_stdout() ? message.mutable_stdout() : message.mutable_stderr();
   const size_t bytes = data->data().size();
+  if (!watchers_.empty()) {
+    FanOutLocked(message, bytes);
+  }
   // The message at the back may take this chunk when it carries the same stream of the same
   // command (the one being written is not in out_; a replayed one keeps its seq as sent).
   Outgoing* last = out_.empty() ? nullptr : &out_.back();
@@ -100,7 +106,7 @@ void Session::MaybeWriteLocked() {
   link->in_flight_ = std::move(out_.front());
   out_.pop_front();
   pb::SessionResponse& m = link->in_flight_.message;
-  if (opts_.resume_grace > absl::ZeroDuration() && m.seq() == 0 && !m.has_ready() &&
+  if (opts_.resume_grace > absl::ZeroDuration() && !watcher_ && m.seq() == 0 && !m.has_ready() &&
       !m.has_resumed()) {
     output_offset_ += link->in_flight_.output_bytes;
     m.set_seq(++next_seq_);
@@ -218,6 +224,11 @@ void Session::DetachLocked(Session* link, const std::string& why) {
                    absl::StrCat(s->detached_why_, "; no resume within ",
                                 absl::FormatDuration(s->opts_.resume_grace)));
   });
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_DETACH);
+  e.mutable_session_detach()->set_reason(why);
+  *e.mutable_session_detach()->mutable_grace() = wire::ToProtoDuration(opts_.resume_grace);
+  // Not waited for: nothing new runs because of it (each command is audited as ever).
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
   log::Info("session detached; waiting for a resume",
             {{"session_id", session_id_},
              {"trace_id", trace_.trace_id},
@@ -326,6 +337,14 @@ void Session::LinkReadDone(Session* link, bool ok) {
 
 // Handles one client message; false when no further message is to be read.
 bool Session::HandleReadDone(Session* link, bool ok) {
+  bool watcher;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    watcher = watcher_;
+  }
+  if (watcher) {
+    return HandleWatcherMessage(link->request_, ok);
+  }
   if (!ok) {
     std::lock_guard<std::mutex> lock(mu_);
     if (link->context_->IsCancelled()) {
@@ -358,6 +377,10 @@ bool Session::HandleReadDone(Session* link, bool ok) {
         HandleResume(req.open());
         return false;  // the resumed session reads this call once attached
       }
+      if (req.open().has_join()) {
+        HandleJoin(req.open());
+        break;  // read on: the user may leave while the join is decided
+      }
       HandleOpen(req.open());
       break;
     case pb::SessionRequest::kCommand:
@@ -366,6 +389,17 @@ bool Session::HandleReadDone(Session* link, bool ok) {
     case pb::SessionRequest::kStdin: {
       std::lock_guard<std::mutex> lock(mu_);
       if (state_ != State::kReady) {
+        break;
+      }
+      if (mode_ == common::SESSION_MODE_SHELL && waiting_for_moderator_) {
+        // Nothing reaches the container before a moderator is there, and nothing is kept for
+        // later: what was typed blind would run unseen by the moderator.
+        if (!told_waiting_) {
+          told_waiting_ = true;
+          SendCommandErrorLocked("moderation", grpc::StatusCode::FAILED_PRECONDITION,
+                                 "the shell starts once a moderator has joined; input is "
+                                 "discarded until then");
+        }
         break;
       }
       if (mode_ == common::SESSION_MODE_SHELL) {
@@ -476,8 +510,31 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
   if (state_ == State::kClosed) {
     return;
   }
+  if (watcher_) {
+    // A joined stream: it ends alone (the session it watches goes on, unless this is a
+    // shutdown, which closes that too); OnDone tells the session it left.
+    const bool joined = state_ == State::kWatching;
+    state_ = State::kClosed;
+    if (reason == common::CLOSE_REASON_SHUTDOWN) {
+      leave_reason_ = "session_ended";
+    }
+    if (!joined || reason == common::CLOSE_REASON_DISCONNECTED) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, message));
+      return;
+    }
+    pb::SessionResponse closed;
+    closed.mutable_closed()->set_reason(reason);
+    closed.mutable_closed()->set_message(message);
+    SendLocked(std::move(closed));
+    FinishLocked(grpc::Status::OK);
+    return;
+  }
   const State before = state_;
   state_ = State::kClosed;
+  if (waiting_for_moderator_) {
+    waiting_for_moderator_ = false;
+    hub_->metrics()->sessions_waiting_for_moderator.Decrement();
+  }
   hub_->timers()->Cancel(idle_timer_);
   hub_->timers()->Cancel(limit_timer_);
   if (before != State::kReady) {
@@ -521,7 +578,10 @@ void Session::CloseLocked(common::CloseReason reason, const std::string& message
   pb::SessionResponse closed;
   closed.mutable_closed()->set_reason(reason);
   closed.mutable_closed()->set_message(message);
-  SendLocked(std::move(closed));
+  SendLocked(std::move(closed));  // those who joined get it too, and their streams end
+  while (!watchers_.empty()) {
+    DropWatcherLocked(watchers_.size() - 1, "session_ended");
+  }
   FinishLocked(grpc::Status::OK);
 }
 
@@ -540,6 +600,16 @@ void Session::LinkCancelled(Session* link) {
 }
 
 void Session::OnDone() {
+  std::shared_ptr<Session> watched;
+  std::string why;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    watched = std::move(watched_);
+    why = leave_reason_.empty() ? "disconnected" : leave_reason_;
+  }
+  if (watched != nullptr) {
+    watched->RemoveWatcher(this, why);  // a joined stream that ended without leaving first
+  }
   std::shared_ptr<Session> owner = OwnerOf();
   if (owner != nullptr) {
     owner->LinkDone(this);
@@ -627,7 +697,7 @@ void Session::End() {
     if (admitted_) {
       hub_->Leave(this, principal_.user());
     }
-    if (!resume_token_hash_.empty()) {
+    if (registered_) {
       hub_->Forget(session_id_);
     }
     policy = std::move(policy_);

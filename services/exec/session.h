@@ -12,6 +12,10 @@
 //   session_reactor.h  the Session reactor itself: per-stream state and dispatch (internal).
 #pragma once
 
+#include <functional>
+#include <vector>
+
+#include "absl/status/statusor.h"
 #include "exec/session_hub.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 
@@ -20,5 +24,12 @@ namespace podgate::exec {
 // Creates the reactor for one Session call.
 grpc::ServerBidiReactor<podgate::exec::v1::SessionRequest, podgate::exec::v1::SessionResponse>*
 StartSession(SessionHub* hub, grpc::CallbackServerContext* context);
+
+// The open sessions of other users that `principal` may join (policy's JoinAction on each
+// session's target), oldest first, each with may_moderate; `done` runs once, on whichever
+// thread answers last. UNAVAILABLE when policy cannot be asked (nothing is listed then).
+void ListJoinableSessions(
+    SessionHub* hub, const podgate::common::v1::Principal& principal,
+    std::function<void(absl::StatusOr<std::vector<podgate::exec::v1::LiveSession>>)> done);
 
 }  // namespace podgate::exec

@@ -95,20 +95,32 @@ void SessionHub::Leave(Session* session, const std::string& user) {
   }
 }
 
-void SessionHub::Resumable(const std::string& session_id, const std::shared_ptr<Session>& session) {
+void SessionHub::Register(const std::string& session_id, const std::shared_ptr<Session>& session) {
   std::lock_guard<std::mutex> lock(mu_);
-  resumable_[session_id] = session;
+  by_id_[session_id] = session;
 }
 
 void SessionHub::Forget(const std::string& session_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  resumable_.erase(session_id);
+  by_id_.erase(session_id);
 }
 
-std::shared_ptr<Session> SessionHub::FindResumable(const std::string& session_id) const {
+std::shared_ptr<Session> SessionHub::Find(const std::string& session_id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = resumable_.find(session_id);
-  return it == resumable_.end() ? nullptr : it->second.lock();
+  auto it = by_id_.find(session_id);
+  return it == by_id_.end() ? nullptr : it->second.lock();
+}
+
+std::vector<std::shared_ptr<Session>> SessionHub::OpenSessions() const {
+  std::vector<std::shared_ptr<Session>> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  out.reserve(by_id_.size());
+  for (const auto& [id, weak] : by_id_) {
+    if (std::shared_ptr<Session> s = weak.lock()) {
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
 }
 
 void SessionHub::CloseAll() {

@@ -64,11 +64,13 @@ class SessionHub {
   // Admission: RESOURCE_EXHAUSTED past the per-user or per-replica limit.
   absl::Status Admit(const std::shared_ptr<Session>& session, const std::string& user);
   void Leave(Session* session, const std::string& user);
-  // The sessions a client may resume (--resume_grace), by session id: registered at `ready`,
-  // forgotten when the session ends.
-  void Resumable(const std::string& session_id, const std::shared_ptr<Session>& session);
+  // The open sessions by id, which a client may resume (--resume_grace) or another user join:
+  // registered at `ready`, forgotten when the session ends.
+  void Register(const std::string& session_id, const std::shared_ptr<Session>& session);
   void Forget(const std::string& session_id);
-  std::shared_ptr<Session> FindResumable(const std::string& session_id) const;
+  std::shared_ptr<Session> Find(const std::string& session_id) const;
+  // Every registered session, oldest id first (ListSessions).
+  std::vector<std::shared_ptr<Session>> OpenSessions() const;
   // Closes every live session with CLOSE_REASON_SHUTDOWN (the server's drain hook).
   void CloseAll();
   int active() const;
@@ -101,7 +103,7 @@ class SessionHub {
   mutable std::mutex mu_;
   std::map<std::string, int> per_user_;
   std::map<Session*, std::weak_ptr<Session>> live_;
-  std::map<std::string, std::weak_ptr<Session>> resumable_;
+  std::map<std::string, std::weak_ptr<Session>> by_id_;
   std::vector<std::unique_ptr<Cluster>> clusters_;
   Cluster* default_ = nullptr;
   std::mutex objects_mu_;

@@ -235,7 +235,7 @@ void Session::HandleResume(const pb::OpenSession& open) {
           }
           s->principal_ = verified->principal;
         }
-        std::shared_ptr<Session> target = s->hub_->FindResumable(resume.session_id());
+        std::shared_ptr<Session> target = s->hub_->Find(resume.session_id());
         absl::Status attached = target == nullptr ? absl::NotFoundError(kNoSessionToResume)
                                                   : target->Attach(s, resume, verified->principal);
         if (target == nullptr) {
@@ -288,6 +288,8 @@ absl::Status Session::Attach(const std::shared_ptr<Session>& link, const pb::Res
     }
     link->state_ = State::kLink;
     link->owner_ = shared_from_this();
+    resumed_from_ = link->source_address_;
+    resumed_client_ = link->client_;
   }
   // The stream the client has left, if exec has not seen it break yet, ends now.
   if (link_ != nullptr) {
@@ -329,6 +331,14 @@ absl::Status Session::Attach(const std::shared_ptr<Session>& link, const pb::Res
   resumed.mutable_resumed()->set_lost_messages(lost_messages);
   resumed.mutable_resumed()->set_lost_bytes(lost_bytes);
   out_.push_front({std::move(resumed), nullptr, 0});
+  common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_RESUME);
+  e.set_source_address(resumed_from_);
+  e.mutable_session_resume()->set_replayed_messages(replayed);
+  e.mutable_session_resume()->set_lost_messages(lost_messages);
+  e.mutable_session_resume()->set_lost_bytes(lost_bytes);
+  e.mutable_session_resume()->set_client(resumed_client_);
+  // Not waited for, as the detach: the replay is output already audited by its command.
+  hub_->audit()->Record(std::move(e), [](absl::Status) {});
   hub_->metrics()->session_resumes_total.Add({{"result", "resumed"}}).Increment();
   hub_->metrics()->resume_replayed_bytes_total.Increment(static_cast<double>(replayed_bytes));
   hub_->metrics()->resume_lost_bytes_total.Increment(static_cast<double>(lost_bytes));
@@ -355,6 +365,8 @@ pb::SessionReady Session::ReadyLocked() {
   *ready.mutable_target() = target_;
   ready.set_mode(mode_);
   *ready.mutable_expires_time() = wire::ToProtoTimestamp(expires_);
+  ready.set_role(common::PARTICIPANT_ROLE_OWNER);
+  ready.set_moderator_required(moderator_required_);
   if (opts_.resume_grace > absl::ZeroDuration()) {
     // 256 random bits; only its hash is kept, and each token resumes once.
     const std::string token = runtime::RandomId() + runtime::RandomId();
@@ -660,6 +672,7 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
           return;
         }
         self->shell_limits_ = decision.limits();
+        self->moderator_required_ = decision.moderator_required();
         lock.unlock();
         self->CheckRootThen(decision.root_allowed(), [self](absl::Status s) {
           if (!s.ok()) {
@@ -735,9 +748,8 @@ void Session::SendReady() {
             .Increment();
         pb::SessionResponse ready;
         *ready.mutable_ready() = self->ReadyLocked();
-        if (!self->resume_token_hash_.empty()) {
-          self->hub_->Resumable(self->session_id_, self);
-        }
+        self->hub_->Register(self->session_id_, self);
+        self->registered_ = true;
         self->SendLocked(std::move(ready));
         if (shell) {
           // The recording starts with `ready`, under the same lock: keystrokes sent right after
@@ -756,6 +768,15 @@ void Session::SendReady() {
                                    {"mode", shell ? "shell" : "command"}});
         self->ScheduleLimitLocked();
         self->ResetIdleTimerLocked();
+        if (shell && self->moderator_required_) {
+          // A moderated shell: it starts when a moderator joins (AddWatcher).
+          self->waiting_for_moderator_ = true;
+          self->hub_->metrics()->sessions_waiting_for_moderator.Increment();
+          self->BroadcastParticipantsLocked();
+          log::Info("moderated shell waits for a moderator",
+                    {{"session_id", self->session_id_}, {"trace_id", self->trace_.trace_id}});
+          return;
+        }
         lock.unlock();
         if (shell) {
           self->StartShell();

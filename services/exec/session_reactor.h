@@ -6,7 +6,9 @@
 //                      timer, closing;
 //   session_open.cc    open: credential, target names, admission, scope, pod, root guard, ready;
 //   command_run.cc     command mode: decision, checks, launch, stop steps, time limit, result;
-//   shell_run.cc       shell mode: the TTY stream and its recording.
+//   shell_run.cc       shell mode: the TTY stream and its recording;
+//   session_join.cc    other users joining a session (to watch or moderate it), moderated
+//                      shells, and the list of sessions one may join.
 //
 // No thread per session: every step is a callback (gRPC, policy, audit, Kubernetes, timers),
 // serialized by the session's mutex. Output flows with backpressure: the Kubernetes stream
@@ -18,7 +20,9 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -77,6 +81,14 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void OnCancel() override;
   void OnDone() override;
 
+  // Adds `link`, the reactor of a joining open whose user `who` policy allowed (`rule`), to
+  // this session's participants as `role`: it receives `ready`, `participants` and from then on
+  // what the session's owner sees. NOT_FOUND when the session is not open (any more).
+  absl::Status AddWatcher(const std::shared_ptr<Session>& link, common::ParticipantRole role,
+                          const common::Principal& who, const std::string& rule);
+  // The session as ListSessions shows it; nullopt unless it is open. `owner` says whose it is.
+  std::optional<pb::LiveSession> Describe();
+
   // Closes the session from outside (server drain).
   void CloseFromHub(common::CloseReason reason, const std::string& message) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -85,7 +97,8 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
 
  private:
   // kLink: this reactor's call carries another session's stream (a resume): owner_.
-  enum class State { kAwaitOpen, kOpening, kReady, kClosed, kLink };
+  // kWatching: this reactor's call shows another session to a user who joined it (watched_).
+  enum class State { kAwaitOpen, kOpening, kReady, kClosed, kLink, kWatching };
 
   class CommandObserver;
   class ShellObserver;
@@ -160,6 +173,31 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void Audit(common::AuditEvent event, std::function<void()> then,
              std::function<void(absl::Status)> on_fail);
 
+  // --- joining (session_join.cc) ---
+  // A joining open: the credential, the session, policy's JoinAction, then AddWatcher.
+  void HandleJoin(const pb::OpenSession& open);
+  void OnJoinDecision(const pb::JoinSession& join, const std::shared_ptr<Session>& target,
+                      const common::Target& where,
+                      absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
+  // A client message on a joined stream: `close` leaves, input is refused.
+  bool HandleWatcherMessage(const pb::SessionRequest& req, bool ok);
+  // This joined stream leaves the session it watches (`why`: SessionLeaveDetail.reason).
+  void LeaveWatched(const std::string& why);
+  // On the watched session: `watcher` is gone; audited, the others told.
+  void RemoveWatcher(Session* watcher, const std::string& why);
+  // On the watched session: a copy of `m` for everyone who joined (those who fell behind are
+  // dropped), and whether `m` is of a kind they are shown.
+  void FanOutLocked(const pb::SessionResponse& m, size_t output_bytes);
+  // On a joined stream: queues `m`; false when the stream is over or fell behind (it then
+  // closes itself).
+  bool DeliverWatched(const pb::SessionResponse& m, size_t output_bytes);
+  pb::Participants ParticipantsLocked() const;
+  // Tells everyone in the session (owner included) who is in it.
+  void BroadcastParticipantsLocked();
+  // Audits a watcher's leaving and forgets it (index into watchers_).
+  void DropWatcherLocked(size_t index, const std::string& why);
+  bool HasModeratorLocked() const;
+
   void HandleOpen(const pb::OpenSession& open);
   // Open from the verified (or refused) credential on: steps 1 to 4 (session_open.cc).
   void ContinueOpenLocked(const pb::OpenSession& open, absl::StatusOr<auth::VerifiedToken> verified,
@@ -197,6 +235,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void HandleCommand(const pb::RunCommand& run);
   void OnDecision(std::shared_ptr<Command> cmd,
                   absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
+  // The root guard, then RunChecks from the first check (an allowed command, its decision
+  // being audited meanwhile).
+  void StartChecks(std::shared_ptr<Command> cmd);
   void RunChecks(std::shared_ptr<Command> cmd, int index);
   void RefuseByCheckLocked(const std::shared_ptr<Command>& cmd, const common::ContainerCheck& check,
                            const CheckOutcome& outcome);
@@ -278,6 +319,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   std::string resume_token_hash_;
   bool detached_ = false;
   std::string detached_why_;
+  // The latest resume's connection, for its audit record (copied from the resuming reactor).
+  std::string resumed_from_;
+  std::string resumed_client_;
   runtime::TimerQueue::Id grace_timer_ = 0;
   // Messages written (with their seq), kept for a resume; their encoded bytes.
   std::list<Outgoing> replay_;
@@ -330,6 +374,33 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   uint32_t height_ = 24;
   // The deciding shell rule's limits (its time limit bounds the shell session).
   common::Limits shell_limits_;
+
+  // Those who joined this session (it is their owner): each a joined stream's reactor.
+  struct Watcher {
+    Session* raw = nullptr;
+    std::weak_ptr<Session> session;
+    common::Principal principal;
+    common::ParticipantRole role = common::PARTICIPANT_ROLE_OBSERVER;
+    absl::Time joined;
+  };
+  std::vector<Watcher> watchers_;
+  // At most this many users join one session.
+  static constexpr size_t kMaxWatchers = 32;
+  // The shell rule asked for a moderator (Decision.moderator_required); the shell waits for one.
+  bool moderator_required_ = false;
+  bool waiting_for_moderator_ = false;
+  // Input refused while waiting for a moderator: said once per wait.
+  bool told_waiting_ = false;
+  // Registered in the hub by session id (at `ready`).
+  bool registered_ = false;
+  // As a joined stream: the session watched, this user's role, when and why it leaves.
+  bool watcher_ = false;
+  std::shared_ptr<Session> watched_;
+  common::ParticipantRole role_ = common::PARTICIPANT_ROLE_OWNER;
+  std::string leave_reason_;
+  // The last command those who joined were shown (`command`): its `error`, if it ends so, is
+  // theirs too.
+  std::string announced_command_;
 
   // Shell mode.
   std::unique_ptr<ExecHandle> shell_;

@@ -593,6 +593,8 @@ CompiledPolicy::CompiledPolicy(std::vector<Rule> rules, std::string version, std
       superuser_rules_.push_back(i);
     } else if (r.kind == Rule::Kind::kShell) {
       shell_rules_.push_back(i);
+    } else if (r.kind == Rule::Kind::kJoin) {
+      join_rules_.push_back(i);
     } else {
       command_rules_[r.grammar.program].push_back(i);
       for (const std::string& path : r.grammar.program_paths) {
@@ -676,6 +678,42 @@ const Rule* CompiledPolicy::FindRule(const std::string& id) const {
   return it == by_id_.end() ? nullptr : &rules_[it->second];
 }
 
+Decision CompiledPolicy::DecideJoin(const AuthorizeRequest& request,
+                                    std::vector<std::string>* explanation) const {
+  const Principal& principal = request.principal();
+  const Target& target = request.target();
+  for (size_t i : deny_rules_) {
+    const Rule& r = rules_[i];
+    if (r.deny.join && ApplicableTo(r, request, explanation)) {
+      return Make(false, &r, r.id, absl::StrCat("joining sessions is denied (rule ", r.id, ")"));
+    }
+  }
+  // A `moderate` rule in scope wins over an `observe` one: the answer says the most the user
+  // may do, and exec lets them choose less.
+  const Rule* observe = nullptr;
+  for (size_t i : join_rules_) {
+    const Rule& r = rules_[i];
+    if (!ApplicableTo(r, request, explanation)) {
+      continue;
+    }
+    if (r.join_moderate) {
+      Decision d =
+          Make(true, &r, r.id, absl::StrCat("joining as a moderator is allowed (rule ", r.id, ")"));
+      d.set_moderator(true);
+      return d;
+    }
+    if (observe == nullptr) {
+      observe = &r;
+    }
+  }
+  if (observe != nullptr) {
+    return Make(true, observe, observe->id,
+                absl::StrCat("watching is allowed (rule ", observe->id, ")"));
+  }
+  return Make(false, nullptr, kDefaultDenyRule,
+              absl::StrCat("no rule lets ", principal.user(), " join sessions on ", Where(target)));
+}
+
 bool CompiledPolicy::ApplicableTo(const Rule& rule, const AuthorizeRequest& request,
                                   std::vector<std::string>* explanation) const {
   if (!rule.AppliesToSubject(request.principal())) {
@@ -725,6 +763,9 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
   }
   if (target.namespace_().empty() || target.pod().empty()) {
     return Make(false, nullptr, kInvalidRequestRule, "the request names no namespace or pod");
+  }
+  if (request.action_case() == AuthorizeRequest::kJoin) {
+    return DecideJoin(request, explanation);
   }
   const bool shell = request.action_case() == AuthorizeRequest::kShell;
   if (!shell && request.action_case() != AuthorizeRequest::kCommand) {
@@ -784,7 +825,12 @@ Decision CompiledPolicy::Decide(const AuthorizeRequest& request,
     for (size_t i : shell_rules_) {
       const Rule& r = rules_[i];
       if (ApplicableTo(r, request, explanation)) {
-        return Make(true, &r, r.id, absl::StrCat("a shell is allowed (rule ", r.id, ")"));
+        Decision d = Make(true, &r, r.id,
+                          absl::StrCat(r.moderated ? "a moderated shell is allowed (rule "
+                                                   : "a shell is allowed (rule ",
+                                       r.id, ")"));
+        d.set_moderator_required(r.moderated);
+        return d;
       }
     }
     return Make(

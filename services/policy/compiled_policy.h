@@ -193,6 +193,8 @@ struct DenyMatcher {
   // patterns and options are matched against those words as well.
   bool join_args = false;
   bool shell = false;
+  // Refuses joining sessions (JoinAction) in the rule's scope.
+  bool join = false;
 
   bool HasArgumentConditions() const { return !any_arg.empty() || !options.empty(); }
   // Builds the lookup fields from `options`; the loader calls it once.
@@ -226,7 +228,8 @@ struct Contact {
 
 struct Rule {
   enum class Effect { kAllow, kDeny };
-  enum class Kind { kCommand, kShell, kSuperuser };
+  // kJoin: may join other users' sessions on the targets (`join: observe|moderate`).
+  enum class Kind { kCommand, kShell, kSuperuser, kJoin };
   std::string id;
   std::string description;
   // Overrides the document's contact on this rule's denials, field by field.
@@ -260,6 +263,10 @@ struct Rule {
   // Superuser rules: whether program-runners (shells, interpreters, wrappers) are allowed too.
   bool allow_program_runners = false;
   std::optional<RateLimit> rate_limit;
+  // Shell rules: a shell this rule allows starts only with a moderator present (`moderated`).
+  bool moderated = false;
+  // Join rules: `join: moderate` (else `observe`, watching only).
+  bool join_moderate = false;
 
   bool AppliesToSubject(const podgate::common::v1::Principal& principal) const;
   // Returns why the target is out of scope, or nullopt.
@@ -295,6 +302,9 @@ class CompiledPolicy {
  private:
   podgate::common::v1::Decision Decide(const podgate::policy::v1::AuthorizeRequest& request,
                                        std::vector<std::string>* explanation) const;
+  // A JoinAction: deny rules with `join`, then `join` rules (moderate before observe).
+  podgate::common::v1::Decision DecideJoin(const podgate::policy::v1::AuthorizeRequest& request,
+                                           std::vector<std::string>* explanation) const;
   podgate::common::v1::Decision Make(bool allow, const Rule* rule, std::string rule_id,
                                      std::string reason) const;
   // An allow decision of command rule `rule` for `argv`, with the argv to run and its checks.
@@ -316,6 +326,7 @@ class CompiledPolicy {
   std::vector<size_t> deny_rules_;
   std::vector<size_t> superuser_rules_;
   std::vector<size_t> shell_rules_;
+  std::vector<size_t> join_rules_;
   absl::flat_hash_map<std::string, std::vector<size_t>> command_rules_;  // by program
   absl::flat_hash_map<std::string, size_t> by_id_;
 };

@@ -7,7 +7,6 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "clients/audit_client.h"
 #include "policy/options.h"
 #include "policy/policy_loader.h"
@@ -67,11 +66,7 @@ int Check(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Abseil's lock-order checking (on in Debian's Abseil build) runs on every absl::Mutex and
-  // on gRPC's own locks, which are absl::Mutex too: a graph update per lock, 2-3 % of the
-  // server's CPU under load (docs/performance.md). Tests keep it.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  podgate::runtime::BlockShutdownSignals();
+  podgate::runtime::PrepareServiceProcess();
   podgate::runtime::ParseFlags(
       argc, argv,
       "podgate-policy: decides commands against the policy document (Authorize, "

@@ -670,9 +670,12 @@ std::optional<DeniedOption> ParseDeniedOption(const std::string& text) {
 
 void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
   const std::string where = absl::StrCat("the deny of rule ", rule.id);
-  if (!p.CheckKeys(node, {"programs", "classes", "anyArg", "options", "joinArgs", "shell"},
+  if (!p.CheckKeys(node, {"programs", "classes", "anyArg", "options", "joinArgs", "shell", "join"},
                    where)) {
     return;
+  }
+  if (node["join"]) {
+    rule.deny.join = p.Bool(node["join"], "join").value_or(false);
   }
   if (node["shell"]) {
     rule.deny.shell = p.Bool(node["shell"], "shell").value_or(false);
@@ -754,8 +757,10 @@ void ParseDeny(Parser& p, const YAML::Node& node, Rule& rule) {
       p.Error(node["joinArgs"], "joinArgs needs anyArg or options to match");
     }
   }
-  if (rule.deny.programs.empty() && rule.deny.classes.empty() && !rule.deny.shell) {
-    p.Error(node, absl::StrCat(where, " denies nothing: give programs, classes or shell: true"));
+  if (rule.deny.programs.empty() && rule.deny.classes.empty() && !rule.deny.shell &&
+      !rule.deny.join) {
+    p.Error(node, absl::StrCat(
+                      where, " denies nothing: give programs, classes, shell: true or join: true"));
   }
 }
 
@@ -1024,8 +1029,8 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
         rule.line = node.Mark().line + 1;
         if (!p.CheckKeys(node,
                          {"id", "description", "effect", "subjects", "targets", "command", "shell",
-                          "superuser", "deny", "limits", "allowRoot", "rateLimit",
-                          "allowProgramRunners", "contact", "requestUrl"},
+                          "superuser", "join", "moderated", "deny", "limits", "allowRoot",
+                          "rateLimit", "allowProgramRunners", "contact", "requestUrl"},
                          "a rule")) {
           continue;
         }
@@ -1079,8 +1084,8 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
           rule.allow_root = p.Bool(node["allowRoot"], "allowRoot").value_or(false);
         }
         if (rule.effect == Rule::Effect::kDeny) {
-          for (const char* key : {"command", "shell", "superuser", "limits", "allowRoot",
-                                  "rateLimit", "allowProgramRunners"}) {
+          for (const char* key : {"command", "shell", "superuser", "join", "moderated", "limits",
+                                  "allowRoot", "rateLimit", "allowProgramRunners"}) {
             if (node[key]) {
               p.Error(node[key], absl::StrCat("'", key, "' does not apply to deny rule ", rule.id));
             }
@@ -1097,14 +1102,43 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
           const bool shell = node["shell"] && p.Bool(node["shell"], "shell").value_or(false);
           const bool super =
               node["superuser"] && p.Bool(node["superuser"], "superuser").value_or(false);
-          const int kinds = (node["command"] ? 1 : 0) + (shell ? 1 : 0) + (super ? 1 : 0);
+          std::string join;
+          if (node["join"]) {
+            join = p.String(node["join"], "join").value_or("");
+            if (join != "observe" && join != "moderate") {
+              p.Error(node["join"], absl::StrCat("rule ", rule.id,
+                                                 ": join must be observe or "
+                                                 "moderate, not '",
+                                                 join, "'"));
+              continue;
+            }
+          }
+          const int kinds = (node["command"] ? 1 : 0) + (shell ? 1 : 0) + (super ? 1 : 0) +
+                            (join.empty() ? 0 : 1);
           if (kinds != 1) {
-            p.Error(node,
-                    absl::StrCat("allow rule ", rule.id,
-                                 " needs exactly one of command, shell: true, superuser: true"));
+            p.Error(node, absl::StrCat("allow rule ", rule.id,
+                                       " needs exactly one of command, shell: true, superuser: "
+                                       "true, join: observe|moderate"));
             continue;
           }
-          if (shell) {
+          if (node["moderated"]) {
+            if (!shell) {
+              p.Error(node["moderated"],
+                      absl::StrCat("moderated applies only to shell rules (rule ", rule.id, ")"));
+            } else {
+              rule.moderated = p.Bool(node["moderated"], "moderated").value_or(false);
+            }
+          }
+          if (!join.empty()) {
+            rule.kind = Rule::Kind::kJoin;
+            rule.join_moderate = join == "moderate";
+            for (const char* key : {"limits", "allowRoot"}) {
+              if (node[key]) {
+                p.Error(node[key],
+                        absl::StrCat("'", key, "' does not apply to join rule ", rule.id));
+              }
+            }
+          } else if (shell) {
             rule.kind = Rule::Kind::kShell;
           } else if (super) {
             rule.kind = Rule::Kind::kSuperuser;
@@ -1157,8 +1191,9 @@ LoadResult LoadPolicy(std::string_view document, std::string source) {
           if (deny.effect != Rule::Effect::kDeny || deny.deny.HasArgumentConditions()) {
             continue;
           }
-          const bool same_action = allow.kind == Rule::Kind::kShell
-                                       ? deny.deny.shell
+          const bool same_action = allow.kind == Rule::Kind::kShell ? deny.deny.shell
+                                   : allow.kind == Rule::Kind::kJoin
+                                       ? deny.deny.join
                                        : deny.deny.MatchesProgram(allow.grammar.program);
           if (same_action && ScopeCovers(deny, allow)) {
             p.ErrorAt(allow.line, 1,

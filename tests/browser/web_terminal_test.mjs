@@ -104,6 +104,13 @@ fs.writeFileSync(
       program: seq
       args:
         - {name: last, type: integer, min: 1, max: 100000}
+  - id: browser-test-moderated-shell
+    description: A shell that runs only while a moderator is present (for the browser test of live sessions).
+    effect: allow
+    subjects: {users: [olga]}
+    targets: {namespaces: [app-payments], pods: [ledger-0]}
+    shell: true
+    moderated: true
   - id: browser-test-ls-long
     description: Lists a directory with details (a second form of ls, for the panel).
     effect: allow
@@ -801,22 +808,31 @@ step('a command\'s whole output is copied or downloaded, from its exit line or t
   await run('free -m');
   await page.evaluate(() => navigator.clipboard.writeText(''));
   // The row of ls's exit line, where its words are, in cells (the DOM renderer draws spaces as
-  // no-break spaces; each cell is the screen's width over the columns).
-  const spot = await page.evaluate((needle) => {
-    const rows = [...document.querySelectorAll('.term-host .xterm-rows > div')];
-    const row = rows.reverse().find((r) => r.textContent.replace(/\u00a0/g, ' ').includes(needle));
-    if (!row) return null;
-    const screen = document.querySelector('.term-host .xterm-screen').getBoundingClientRect();
-    const box = row.getBoundingClientRect();
-    const text = row.textContent.replace(/\u00a0/g, ' ');
-    return { x: screen.left, width: screen.width, y: box.top + box.height / 2, col: text.indexOf('copy output') + 2 };
-  }, `${size} B · copy output`);
-  assert(spot && spot.col > 1, `ls's exit line on screen: ${JSON.stringify(spot)}`);
-  const { cols } = await page.evaluate(() => window.podgate.terminalSize());
-  const x = spot.x + (spot.col + 0.5) * (spot.width / cols);
-  await page.mouse.move(x, spot.y);
-  await page.mouse.click(x, spot.y);
-  await until('the exit line\'s link to copy ls\'s output', async () => (await page.evaluate(() => navigator.clipboard.readText())) === expected);
+  // no-break spaces; each cell is the screen's width over the columns). Measured again before
+  // each try: the terminal may still be refitting after the command (a row moves under the
+  // pointer), so a click that copied nothing is tried again at the row's new place.
+  const clickCopy = async () => {
+    const spot = await page.evaluate((needle) => {
+      const rows = [...document.querySelectorAll('.term-host .xterm-rows > div')];
+      const row = rows.reverse().find((r) => r.textContent.replace(/\u00a0/g, ' ').includes(needle));
+      if (!row) return null;
+      const screen = document.querySelector('.term-host .xterm-screen').getBoundingClientRect();
+      const box = row.getBoundingClientRect();
+      const text = row.textContent.replace(/\u00a0/g, ' ');
+      return { x: screen.left, width: screen.width, y: box.top + box.height / 2, col: text.indexOf('copy output') + 2 };
+    }, `${size} B · copy output`);
+    assert(spot && spot.col > 1, `ls's exit line on screen: ${JSON.stringify(spot)}`);
+    const { cols } = await page.evaluate(() => window.podgate.terminalSize());
+    const x = spot.x + (spot.col + 0.5) * (spot.width / cols);
+    await page.mouse.move(x, spot.y);
+    await page.mouse.click(x, spot.y);
+  };
+  let copied = false;
+  for (let attempt = 0; attempt < 3 && !copied; attempt++) {
+    await clickCopy();
+    copied = await until('the exit line\'s link to copy ls\'s output', async () => (await page.evaluate(() => navigator.clipboard.readText())) === expected, 5000).catch(() => false);
+  }
+  assert(copied, 'the exit line\'s link copied ls\'s output');
   await expectAccessible('the terminal with the last output bar');
 });
 
@@ -1332,9 +1348,9 @@ step('the terminal follows window resizes', async () => {
   await until('the terminal to grow back', async () => (await page.evaluate(() => window.podgate.terminalSize())).cols === before.cols);
 });
 
-step('the page reconnects with backoff when edge restarts', async () => {
-  // An edge of this test's own beside the demo's (same exec, policy, audit and keys), so that
-  // it can be stopped and started again.
+// An edge of a test's own beside the demo's (same exec, policy, audit and keys) on ports of its
+// own, so that it can be stopped, killed and started again; its log goes to `logName`.
+async function ownEdge(logName) {
   const port = await until('a free port', async () => {
     const p = 20000 + Math.floor(Math.random() * 30000);
     return (await portFree(p)) && (await portFree(p + 1)) && (await portFree(p + 2)) ? p : false;
@@ -1354,26 +1370,41 @@ step('the page reconnects with backoff when edge restarts', async () => {
     `--jwt_jwks_url=${issuer}/jwks`,
     '--jwt_audience=podgate',
   ];
-  const edgeLog = fs.openSync(path.join(ARTIFACTS, 'edge-restarts.log'), 'a');
-  let edge = null;
-  const startEdge = async () => {
-    edge = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', edgeLog] });
-    const e = edge;
-    process.on('exit', () => e.exitCode === null && e.kill('SIGTERM'));
-    await until('edge to serve', async () => {
-      const r = await fetch(`${edgeOrigin}/healthz`).catch(() => null);
-      return r && r.ok;
-    });
+  const edgeLog = fs.openSync(path.join(ARTIFACTS, logName), 'a');
+  const own = {
+    origin: edgeOrigin,
+    proc: null,
+    async start() {
+      const e = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', edgeLog] });
+      own.proc = e;
+      process.on('exit', () => e.exitCode === null && e.kill('SIGTERM'));
+      await until('edge to serve', async () => {
+        const r = await fetch(`${edgeOrigin}/healthz`).catch(() => null);
+        return r && r.ok;
+      });
+    },
+    // Stops the running process with `signal` and waits for it to exit.
+    async stop(signal) {
+      const e = own.proc;
+      const exited = new Promise((r) => e.once('exit', r));
+      e.kill(signal);
+      await exited;
+    },
   };
+  return own;
+}
+
+step('the page reconnects with backoff when edge restarts', async () => {
+  const own = await ownEdge('edge-restarts.log');
+  const edgeOrigin = own.origin;
+  const startEdge = () => own.start();
   await startEdge();
   await newPage();
   await page.goto(`${edgeOrigin}/`);
   await page.locator('textarea[name=token]').fill(DEV);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await pick('app-shop', 'orders-7d4b9c');
-  const stopped = new Promise((r) => edge.once('exit', r));
-  edge.kill('SIGTERM');
-  await stopped;
+  await own.stop('SIGTERM');
   // The waiting state shows the countdown; read state and text together (a slow runner may
   // otherwise see the next attempt's "connecting…" between two separate reads).
   const waiting = await until('the page to wait before reconnecting', async () =>
@@ -1404,9 +1435,7 @@ step('the page reconnects with backoff when edge restarts', async () => {
   await waitTerm(/podgate: the network is back\n/);
   let after = await run('free -m');
   assert(/✓ exit 0/.test(after), `after the network came back: ${after}`);
-  const gone = new Promise((r) => edge.once('exit', r));
-  edge.kill('SIGTERM');
-  await gone;
+  await own.stop('SIGTERM');
   // The fourth wait (8 s ± 20 %): once edge is back, the next attempt is still seconds away.
   await until('a wait of 6 s or more before the next attempt', async () =>
     page.evaluate(() => {
@@ -1428,7 +1457,46 @@ step('the page reconnects with backoff when edge restarts', async () => {
   assert((await page.locator('.error', { hasText: 'You signed out.' }).count()) === 0, '"You signed out." is shown as an error');
   assert((await page.getByRole('alert').filter({ hasText: /\S/ }).count()) === 0, 'an alert after signing out');
   await expectAccessible('the sign-in page after signing out');
-  edge.kill('SIGTERM');
+  await own.stop('SIGTERM');
+});
+
+step('a shell survives its edge being killed: the page resumes it through a new edge process', async () => {
+  // The demo's exec keeps a broken session for 2 minutes (--resume_grace=2m).
+  const own = await ownEdge('edge-resume.log');
+  await own.start();
+  await newPage();
+  await page.goto(`${own.origin}/`);
+  await page.locator('textarea[name=token]').fill(SRE);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await pick('staging', 'orders-staging-1');
+  await page.getByRole('button', { name: 'Shell' }).click();
+  await page.locator('.status[data-state=open]').waitFor();
+  await waitTerm(/a shell on a TTY/);
+  const session = /session ([0-9a-f]+)/.exec(await termText())[1];
+  await page.locator('.term-host').click();
+  // 24 ticks, one every 0.25 s: about 6 s, most of them while no edge runs.
+  await page.keyboard.type('i=0; while [ $i -lt 24 ]; do i=$((i+1)); echo tick-$i; sleep 0.25; done; echo loop-done');
+  await page.keyboard.press('Enter');
+  await waitTerm(/\ntick-2\n/);
+  await own.stop('SIGKILL');
+  await waitTerm(/reconnecting…/);
+  await new Promise((r) => setTimeout(r, 1500));
+  await own.start(); // another edge process: the session lives in exec, not in edge
+  await waitTerm(new RegExp(`reconnected to session ${session}; it went on meanwhile`), 30000);
+  const text = await waitTerm(/\nloop-done\n/, 30000);
+  await shot('08b-shell-resumed');
+  // Every tick exactly once and in order: what the page missed was replayed, nothing twice.
+  const ticks = [...text.matchAll(/^tick-(\d+)$/gm)].map((m) => Number(m[1]));
+  assert(JSON.stringify(ticks) === JSON.stringify(Array.from({ length: 24 }, (_, i) => i + 1)),
+    `ticks after the resume: ${ticks.join(',')}`);
+  // The same shell: its variable is still set.
+  await page.keyboard.type('echo still-$i');
+  await page.keyboard.press('Enter');
+  await waitTerm(/\nstill-24\n/);
+  await page.keyboard.type('exit');
+  await page.keyboard.press('Enter');
+  await page.locator('.status[data-state=closed]').waitFor({ timeout: 15000 });
+  await own.stop('SIGTERM');
 });
 
 step('shell mode: an SRE gets a raw TTY that follows resizes', async () => {
@@ -1619,6 +1687,81 @@ step('a developer gets no audit view, and the audit API refuses them', async () 
   assert((await page.getByRole('link', { name: 'Audit' }).count()) === 0, 'no Audit tab for developers');
   const status = await page.evaluate(async () => (await fetch('/api/v1/audit')).status);
   assert(status === 403, `audit API status ${status}`);
+});
+
+step('live sessions: an SRE moderates a moderated shell, an auditor watches it read-only, and it ends when the moderator leaves', async () => {
+  // Three people at once, each in a browser context of their own; `page` is whoever acts.
+  const contexts = [];
+  async function person(tok, user) {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    contexts.push(ctx);
+    page = await ctx.newPage();
+    page.on('pageerror', (e) => consoleErrors.push(`page error (${user}): ${e.message}`));
+    await signIn(tok, user);
+    return page;
+  }
+  try {
+    // olga's shell on the ledger is moderated (rule browser-test-moderated-shell): it waits.
+    const owner = await person(mint('olga', 'sre', '1h'), 'olga');
+    await pick('app-payments', 'ledger-0');
+    await page.getByRole('button', { name: 'Shell' }).click();
+    await waitTerm(/it starts once a moderator joins/);
+    await page.locator('[data-testid=participants-waiting]').waitFor();
+
+    // sam (an SRE: the example's sre-moderate) finds it in Live sessions and moderates it.
+    const moderator = await person(SRE, 'sam');
+    await page.locator('[data-testid=nav-live-sessions]').click();
+    const row = page.locator('[data-testid=session-row]', { hasText: 'olga' });
+    await row.waitFor({ timeout: 10000 });
+    assert((await row.getAttribute('data-waiting')) === 'true', 'the row says the shell waits for a moderator');
+    await row.locator('[data-testid=session-moderate]').click();
+    await page.locator('[data-testid=join-banner][data-role=moderator]').waitFor({ timeout: 10000 });
+
+    // The shell starts for olga; what she types, sam sees.
+    page = owner;
+    await waitTerm(/a moderator joined; the shell starts/);
+    await page.locator('li.participant[data-user=sam][data-role=moderator]').waitFor();
+    await page.locator('.term-host').click();
+    await page.keyboard.type('echo mod-$((6*7))');
+    await page.keyboard.press('Enter');
+    await waitTerm(/mod-42/);
+    page = moderator;
+    await waitTerm(/mod-42/);
+
+    // ava (an auditor: the example's auditors-watch) may only watch.
+    const auditor = await person(AUDITOR, 'ava');
+    await page.locator('[data-testid=nav-live-sessions]').click();
+    const seen = page.locator('[data-testid=session-row]', { hasText: 'olga' });
+    await seen.waitFor({ timeout: 10000 });
+    assert((await seen.locator('[data-testid=session-moderate]').count()) === 0, 'an auditor is offered no Moderate');
+    await seen.locator('[data-testid=session-watch]').click();
+    await page.locator('[data-testid=join-banner][data-role=observer]').waitFor({ timeout: 10000 });
+    page = owner;
+    await page.locator('li.participant[data-user=ava][data-role=observer]').waitFor();
+    await page.locator('.term-host').click();
+    await page.keyboard.type('echo seen-by-$((1+1))');
+    await page.keyboard.press('Enter');
+    page = auditor;
+    await waitTerm(/seen-by-2/);
+    await shot('12-live-sessions-watching');
+    // What the auditor types reaches nothing.
+    await page.locator('.term-host').click();
+    await page.keyboard.type('echo typed-by-ava');
+    await page.keyboard.press('Enter');
+    page = owner;
+    await page.waitForTimeout(1000);
+    assert(!/typed-by-ava/.test(await termText()), 'an observer\'s keys reached the shell');
+    await shot('13-live-sessions-owner');
+    await expectAccessible('the participant list');
+
+    // sam leaves (closes his browser): the moderated shell ends for everyone, with the reason.
+    await moderator.context().close();
+    await waitTerm(/its last moderator left/);
+    page = auditor;
+    await waitTerm(/its last moderator left/);
+  } finally {
+    for (const ctx of contexts) await ctx.close().catch(() => {});
+  }
 });
 
 step('an expired token ends the session with a clear message', async () => {

@@ -36,4 +36,24 @@ std::vector<podgate::audit::v1::AuditRecord> AuditRecords(int audit_port,
   return out;
 }
 
+std::vector<podgate::common::v1::AuditEvent> AuditEventsOf(int audit_port,
+                                                           const std::string& session_id,
+                                                           podgate::common::v1::EventKind kind,
+                                                           size_t want) {
+  std::vector<podgate::common::v1::AuditEvent> found;
+  for (int i = 0; i < 200; ++i) {
+    found.clear();
+    for (const auto& r : AuditRecords(audit_port, session_id)) {
+      if (r.event().kind() == kind) {
+        found.push_back(r.event());
+      }
+    }
+    if (found.size() >= want) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return found;
+}
+
 }  // namespace podgate::testing

@@ -14,4 +14,11 @@ namespace podgate::testing {
 std::vector<podgate::audit::v1::AuditRecord> AuditRecords(int audit_port,
                                                           const std::string& session_id);
 
+// The events of `kind` among `session_id`'s records, once there are `want` of them (asked again
+// for up to 10 s); what is there by then.
+std::vector<podgate::common::v1::AuditEvent> AuditEventsOf(int audit_port,
+                                                           const std::string& session_id,
+                                                           podgate::common::v1::EventKind kind,
+                                                           size_t want);
+
 }  // namespace podgate::testing

@@ -82,6 +82,23 @@ absl::StatusOr<pb::SessionResumed> ExecSession::Resume(const std::string& token,
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
+absl::StatusOr<pb::SessionReady> ExecSession::Join(const std::string& token,
+                                                   const std::string& session_id, bool moderator) {
+  pb::SessionRequest req;
+  req.mutable_open()->mutable_credential()->set_bearer_token(token);
+  req.mutable_open()->set_client("podgate-test");
+  req.mutable_open()->mutable_join()->set_session_id(session_id);
+  req.mutable_open()->mutable_join()->set_moderator(moderator);
+  stream_->Write(req);
+  pb::SessionResponse res;
+  if (stream_->Read(&res) && res.has_ready()) {
+    return res.ready();
+  }
+  grpc::Status status = stream_->Finish();
+  finished_ = true;
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
 CommandOutcome ExecSession::Run(const std::string& line, const std::string& id) {
   if (finished_) {
     CommandOutcome o;

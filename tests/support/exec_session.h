@@ -53,6 +53,12 @@ class ExecSession {
                                                            uint64_t last_seq = 0,
                                                            uint64_t output_offset = 0);
 
+  // Sends an open that joins another user's session `session_id` (to watch it, or as a
+  // moderator); returns the session's `ready`, or the stream's final status as an error.
+  absl::StatusOr<podgate::exec::v1::SessionReady> Join(const std::string& token,
+                                                       const std::string& session_id,
+                                                       bool moderator = false);
+
   // Runs `line` as command `id` (empty: none) and reads until it ends.
   CommandOutcome Run(const std::string& line, const std::string& id = "");
 

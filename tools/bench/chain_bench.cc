@@ -36,9 +36,12 @@
 #include "bench/chain_clients.h"
 #include "bench/report.h"
 #include "bench_fixtures.h"
+#include "exec/container_probe.h"
+#include "http/client.h"
 #include "nlohmann/json.hpp"
 #include "runtime/flags.h"
 #include "support/exec_session.h"
+#include "support/prometheus_text.h"
 #include "support/stack.h"
 #include "support/subprocess.h"
 #include "support/test_pki.h"
@@ -245,6 +248,7 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
     return edge.status();
   }
   Samples direct;
+  Samples wrapped;
   Samples session;
   Samples run;
   Samples ws;
@@ -264,6 +268,15 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
         return timed(direct, [&]() -> absl::Status {
           auto r = c.direct->Run(kNamespace, kPod, kContainer, {"true"}, kCommandTimeout);
           return r.ok() ? ExpectExit0("direct true", r->exit_code) : r.status();
+        });
+      },
+      [&](int) {
+        // What exec asks the API server to run for `true`: its launch wrapper, which reports
+        // the process's pid and start time and waits for "go" (docs/exec.md).
+        return timed(wrapped, [&]() -> absl::Status {
+          auto r = c.direct->Run(kNamespace, kPod, kContainer, exec::LaunchWrapperArgv({"true"}),
+                                 kCommandTimeout, /*answer_launch_report=*/true);
+          return r.ok() ? ExpectExit0("direct launch wrapper", r->exit_code) : r.status();
         });
       },
       [&](int) {
@@ -288,9 +301,58 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   if (absl::Status s = RunInterleaved(3, sides); !s.ok()) {
     return s;
   }
+  // exec's own account of where a command's start goes (podgate_exec_command_start_seconds),
+  // over the recorded rounds only.
+  const char* const kStages[] = {"policy", "audit", "checks", "upgrade", "launch", "total"};
+  // Each stage's (sum, count), or (-1, -1), from one read of exec's /metrics page.
+  const auto stage_totals = [&c, &kStages] {
+    std::map<std::string, std::pair<double, double>> totals;
+    http::ClientOptions o;
+    o.port = c.stack->exec_metrics_port();
+    absl::StatusOr<http::ClientResponse> page = http::Fetch(o, "GET", "/metrics");
+    absl::StatusOr<testing::MetricsPage> parsed =
+        page.ok() ? testing::ParsePrometheusText(page->body) : page.status();
+    for (const char* stage : kStages) {
+      const std::string labels = absl::StrCat("{stage=\"", stage, "\"}");
+      const auto value = [&](const std::string& name) {
+        if (!parsed.ok()) {
+          return -1.0;
+        }
+        auto it = parsed->samples.find(name + labels);
+        return it == parsed->samples.end() ? -1.0 : it->second;
+      };
+      totals[stage] = {value("podgate_exec_command_start_seconds_sum"),
+                       value("podgate_exec_command_start_seconds_count")};
+    }
+    return totals;
+  };
+  const std::map<std::string, std::pair<double, double>> stages_before = stage_totals();
   recording = true;
   if (absl::Status s = RunInterleaved(sizes.roundtrip_rounds, sides); !s.ok()) {
     return s;
+  }
+  Table stages(
+      "Where exec's share goes: a command's start by stage, mean ms (exec's "
+      "podgate_exec_command_start_seconds over the recorded commands of the three exec paths)",
+      {"stage", "what", "mean ms", "commands"});
+  const std::map<std::string, std::string> kWhat = {
+      {"policy", "asking policy (AuthorizeStream) to its answer"},
+      {"audit", "the decision sent to audit to its durable ack (strict)"},
+      {"checks", "root guard and container checks (cached after the first command)"},
+      {"upgrade", "pods/exec call to the WebSocket upgrade (TCP, TLS, HTTP upgrade)"},
+      {"launch", "the upgrade to the launch wrapper's pid report (the API server starts it)"},
+      {"total", "the command received to \"go\" (the process runs)"}};
+  const std::map<std::string, std::pair<double, double>> stages_after = stage_totals();
+  for (const char* stage : kStages) {
+    const auto [sum1, count1] = stages_after.at(stage);
+    const auto [sum0, count0] = stages_before.at(stage);
+    if (sum1 < 0 || count1 < 0 || sum0 < 0 || count0 < 0 || count1 <= count0) {
+      report.Note(absl::StrCat("roundtrip: exec's stage '", stage, "' was not measured"));
+      continue;
+    }
+    const double mean_ms = (sum1 - sum0) / (count1 - count0) * 1000;
+    stages.AddRow({stage, kWhat.at(stage), Cell(mean_ms, 2), Cell(count1 - count0, 0)});
+    report.Metric(absl::StrCat("roundtrip.exec_stage.", stage, ".mean_ms"), mean_ms);
   }
   Table table(absl::StrCat("Round trip of `true`, ms (", sizes.roundtrip_rounds,
                            " commands per path, interleaved)"),
@@ -302,6 +364,8 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   };
   for (const Row& row : {
            Row{"direct v5 exec to the API server (a connection per command)", "direct", &direct},
+           Row{"direct v5 exec of exec's launch wrapper around `true`, answered", "direct_wrapped",
+               &wrapped},
            Row{"exec gRPC Session stream (one session), no edge", "exec_session", &session},
            Row{"podgate-run (a process per command, start-up included)", "exec", &run},
            Row{"edge WebSocket v1 (one session) → exec → API server", "edge", &ws},
@@ -321,7 +385,21 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
                 Cell(added99, 2), Cell(ws.Mean() - direct.Mean(), 2), ""});
   report.Metric("roundtrip.added.p50_ms", added50);
   report.Metric("roundtrip.added.p99_ms", added99);
+  // The chain's share without the wrapper: policy, audit (strict) and the hops edge → exec.
+  const double own50 = ws.Percentile(50) - wrapped.Percentile(50);
+  const double own99 = ws.Percentile(99) - wrapped.Percentile(99);
+  table.AddRow({"  of which the launch wrapper (direct wrapper − direct)",
+                Cell(wrapped.Percentile(50) - direct.Percentile(50), 2),
+                Cell(wrapped.Percentile(90) - direct.Percentile(90), 2),
+                Cell(wrapped.Percentile(99) - direct.Percentile(99), 2),
+                Cell(wrapped.Mean() - direct.Mean(), 2), ""});
+  table.AddRow({"  of which the services (edge − direct wrapper)", Cell(own50, 2),
+                Cell(ws.Percentile(90) - wrapped.Percentile(90), 2), Cell(own99, 2),
+                Cell(ws.Mean() - wrapped.Mean(), 2), ""});
+  report.Metric("roundtrip.added_by_services.p50_ms", own50);
+  report.Metric("roundtrip.added_by_services.p99_ms", own99);
   report.Add(table);
+  report.Add(stages);
   exec_session.Close();
   return absl::OkStatus();
 }
@@ -354,7 +432,18 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
     std::string metric;
     std::function<absl::StatusOr<int64_t>()> transfer;  // stdout bytes received
     Samples rate{};
+    // CPU seconds used during this side's transfers, by process: kubesim, exec, edge, and the
+    // client (this benchmark's own threads, or the kubectl / podgate-run process it spawned).
+    double cpu_kubesim = 0;
+    double cpu_exec = 0;
+    double cpu_edge = 0;
+    double cpu_client = 0;
+    double seconds = 0;
+    int transfers = 0;
   };
+  const pid_t kubesim_pid = c.stack->kubesim()->pid();
+  const pid_t exec_pid = c.stack->exec()->pid();
+  const pid_t edge_pid = c.edge->pid();
   int id = 0;
   std::vector<Side> sides;
   if (have_kubectl) {
@@ -413,10 +502,20 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
                    }});
   std::vector<std::function<absl::Status(int)>> runs;
   for (Side& side : sides) {
-    runs.push_back([&side, n, mib](int) -> absl::Status {
+    runs.push_back([&side, n, mib, kubesim_pid, exec_pid, edge_pid](int) -> absl::Status {
+      const double kubesim0 = CpuSeconds(kubesim_pid);
+      const double exec0 = CpuSeconds(exec_pid);
+      const double edge0 = CpuSeconds(edge_pid);
+      const double client0 = CpuSeconds(0) + ReapedChildrenCpuSeconds();
       const absl::Time start = absl::Now();
       absl::StatusOr<int64_t> bytes = side.transfer();
       const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      side.cpu_kubesim += CpuSeconds(kubesim_pid) - kubesim0;
+      side.cpu_exec += CpuSeconds(exec_pid) - exec0;
+      side.cpu_edge += CpuSeconds(edge_pid) - edge0;
+      side.cpu_client += CpuSeconds(0) + ReapedChildrenCpuSeconds() - client0;
+      side.seconds += seconds;
+      ++side.transfers;
       if (!bytes.ok()) {
         return absl::Status(bytes.status().code(),
                             absl::StrCat(side.label, ": ", bytes.status().message()));
@@ -443,6 +542,32 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
     report.Metric(absl::StrCat("bulk.", side.metric, ".mib_per_s"), median[side.metric]);
   }
   report.Add(table);
+  // Where the CPU goes: every process of a path shares the machine's cores, so a path whose
+  // processes together need C ms of CPU per MiB cannot move more than cores × 1000 / C MiB/s.
+  const double cores = static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  Table cpu(absl::StrCat("Bulk output, CPU ms per MiB by process (all transfers of a path), and "
+                         "the rate the ",
+                         Cell(cores, 0), " cores allow at that cost"),
+            {"path", "kubesim", "exec", "edge", "client", "total", "CPU-bound ceiling, MiB/s",
+             "measured, MiB/s", "cores busy"});
+  for (Side& side : sides) {
+    const double total_mib = mib * side.transfers;
+    if (total_mib <= 0 || side.seconds <= 0) {
+      continue;
+    }
+    const auto per_mib = [total_mib](double cpu_s) { return cpu_s * 1000 / total_mib; };
+    const double total =
+        per_mib(side.cpu_kubesim + side.cpu_exec + side.cpu_edge + side.cpu_client);
+    const double ceiling = total > 0 ? cores * 1000 / total : 0;
+    cpu.AddRow(
+        {side.label, Cell(per_mib(side.cpu_kubesim), 2), Cell(per_mib(side.cpu_exec), 2),
+         Cell(per_mib(side.cpu_edge), 2), Cell(per_mib(side.cpu_client), 2), Cell(total, 2),
+         Cell(ceiling), Cell(total_mib / side.seconds),
+         Cell((side.cpu_kubesim + side.cpu_exec + side.cpu_edge + side.cpu_client) / side.seconds,
+              2)});
+    report.Metric(absl::StrCat("bulk.", side.metric, ".cpu_ms_per_mib"), total);
+  }
+  report.Add(cpu);
   Table ratios("Bulk output ratios (medians)", {"ratio", "value", "goal"});
   if (have_kubectl && median["kubectl"] > 0) {
     const double r = median["podgate_run"] / median["kubectl"];

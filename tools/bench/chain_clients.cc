@@ -61,11 +61,13 @@ absl::StatusOr<DirectExec> DirectExec::FromKubeconfig(const std::string& kubecon
 absl::StatusOr<CommandResult> DirectExec::Run(const std::string& ns, const std::string& pod,
                                               const std::string& container,
                                               const std::vector<std::string>& argv,
-                                              absl::Duration timeout) const {
+                                              absl::Duration timeout,
+                                              bool answer_launch_report) const {
   const absl::Time deadline = absl::Now() + timeout;
   k8s::ExecOptions query;
   query.command = argv;
   query.container = container;
+  query.stdin = answer_launch_report;
   query.stdout = true;
   query.stderr = true;
   http::ClientOptions options = options_;
@@ -101,6 +103,16 @@ absl::StatusOr<CommandResult> DirectExec::Run(const std::string& ns, const std::
       KeepHead(&result.stdout_head, payload, n);
     } else if (channel == k8s::kStderr) {
       KeepHead(&stderr_head, payload, n);
+      if (answer_launch_report && absl::StartsWith(stderr_head, "podgate-pid ") &&
+          stderr_head.find('\n') != std::string::npos) {
+        answer_launch_report = false;  // answered once
+        std::string go(1, static_cast<char>(k8s::kStdin));
+        go += "go\n";
+        if (absl::Status s = (*ws)->Write(go, true); !s.ok()) {
+          return s;
+        }
+        stderr_head.clear();  // the report is not the command's stderr
+      }
     } else if (channel == k8s::kStatus) {
       absl::StatusOr<int> code = k8s::ParseExitStatus(std::string_view(payload, n));
       if (!code.ok()) {

@@ -37,10 +37,13 @@ class DirectExec {
 
   // Runs `argv` in ns/pod/container (stdout and stderr, no stdin, no TTY) on a connection of its
   // own, and reads until the status on channel 3; the exit code from it.
+  // With `answer_launch_report`, stdin is open too and "go\n" is written to it once a stderr
+  // line starting "podgate-pid " arrived: exec's launch wrapper (LaunchWrapperArgv) runs as
+  // exec runs it, report and answer included.
   absl::StatusOr<CommandResult> Run(const std::string& ns, const std::string& pod,
                                     const std::string& container,
-                                    const std::vector<std::string>& argv,
-                                    absl::Duration timeout) const;
+                                    const std::vector<std::string>& argv, absl::Duration timeout,
+                                    bool answer_launch_report = false) const;
 
  private:
   http::ClientOptions options_;

@@ -166,30 +166,6 @@ std::optional<std::string> WrongAnswer(const Question& q, const AuthorizeRespons
                       "), expected ", q.allow ? "allow" : "deny", " by ", q.rule);
 }
 
-// CPU time (user + system) a process has used so far; 0 when it cannot be read.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(pid == 0 ? std::string("/proc/self/stat")
-                            : absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  std::getline(in, line);
-  // The command name (field 2) may hold spaces: fields are counted after its ')'.
-  const size_t close = line.rfind(')');
-  if (close == std::string::npos) {
-    return 0;
-  }
-  std::vector<std::string> fields = absl::StrSplit(line.substr(close + 2), ' ');
-  // Fields 14 (utime) and 15 (stime) of proc(5); index 0 here is field 3.
-  if (fields.size() < 13) {
-    return 0;
-  }
-  double utime = 0;
-  double stime = 0;
-  if (!absl::SimpleAtod(fields[11], &utime) || !absl::SimpleAtod(fields[12], &stime)) {
-    return 0;
-  }
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // What one measured run adds to its configuration's totals.
 struct RunTotals {
   int64_t decisions = 0;

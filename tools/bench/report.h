@@ -9,6 +9,10 @@
 // "bulk.podgate_run.mib_per_s", "audit.sqlite.strict.w256.records_per_s".
 #pragma once
 
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -19,11 +23,49 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 
 namespace podgate::bench {
+
+// CPU time (user + system) a process has used so far; pid 0 is this process. 0 when it cannot
+// be read.
+inline double CpuSeconds(pid_t pid) {
+  std::ifstream in(pid == 0 ? std::string("/proc/self/stat")
+                            : absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(in, line);
+  // The command name (field 2) may hold spaces: fields are counted after its ')'.
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos || close + 2 > line.size()) {
+    return 0;
+  }
+  std::vector<std::string> fields = absl::StrSplit(line.substr(close + 2), ' ');
+  // Fields 14 (utime) and 15 (stime) of proc(5); index 0 here is field 3.
+  if (fields.size() < 13) {
+    return 0;
+  }
+  double utime = 0;
+  double stime = 0;
+  if (!absl::SimpleAtod(fields[11], &utime) || !absl::SimpleAtod(fields[12], &stime)) {
+    return 0;
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU time (user + system) of this process's children that have ended and been waited for
+// (a kubectl or podgate-run spawned per command).
+inline double ReapedChildrenCpuSeconds() {
+  rusage u{};
+  if (getrusage(RUSAGE_CHILDREN, &u) != 0) {
+    return 0;
+  }
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 // Measured values (e.g. latencies in ms) and their order statistics.
 class Samples {

@@ -57,6 +57,9 @@ ABSL_FLAG(std::string, stores, "sqlite,postgresql", "Stores to measure: sqlite, 
 ABSL_FLAG(int, pipelined_writers, 16, "Streams of the pipelined run.");
 ABSL_FLAG(int, pipelined_window, 512,
           "Events each pipelined stream keeps in flight (sent, not yet acked).");
+ABSL_FLAG(int, connections, 1,
+          "Client connections (gRPC channels) the writers of a run are spread over, as many "
+          "exec replicas would; 1: every stream on one HTTP/2 connection.");
 ABSL_FLAG(std::string, postgres_url, "",
           "An existing PostgreSQL database to use for every run (records accumulate in chain "
           "\"bench\"); empty starts a temporary server with a fresh database per run.");
@@ -199,7 +202,7 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
   std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window,
+absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int connections,
                               absl::Duration duration, int run_id) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(url);
   if (!store.ok()) {
@@ -223,9 +226,15 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window,
   if (!server.ok()) {
     return server.status();
   }
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->grpc_port()),
-                                     grpc::InsecureChannelCredentials());
-  auto stub = v1::AuditService::NewStub(channel);
+  // Separate connections: each channel gets its own subchannel pool.
+  std::vector<std::unique_ptr<v1::AuditService::Stub>> stubs;
+  for (int c = 0; c < std::max(1, std::min(connections, writers)); ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stubs.push_back(v1::AuditService::NewStub(
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", (*server)->grpc_port()),
+                                  grpc::InsecureChannelCredentials(), args)));
+  }
   const podgate::common::v1::AuditEvent event = testing::MakeEvent("template");
 
   const absl::Time start = absl::Now();
@@ -233,7 +242,8 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window,
   streams.reserve(static_cast<size_t>(writers));
   for (int w = 0; w < writers; ++w) {
     streams.push_back(std::make_unique<WriterStream>(
-        stub.get(), absl::StrCat("r", run_id, "-w", w, "-"), window, start + duration, event));
+        stubs[static_cast<size_t>(w) % stubs.size()].get(), absl::StrCat("r", run_id, "-w", w, "-"),
+        window, start + duration, event));
   }
   RunResult result;
   std::string error;
@@ -354,6 +364,11 @@ int Main() {
                  "and --pipelined_window 1 to 100000 (see --help)\n");
     return 2;
   }
+  const int connections = absl::GetFlag(FLAGS_connections);
+  if (connections < 1 || connections > 256) {
+    std::fprintf(stderr, "podgate-audit-bench: --connections must be 1 to 256 (see --help)\n");
+    return 2;
+  }
   int rounds = absl::GetFlag(FLAGS_rounds);
   absl::Duration duration = absl::GetFlag(FLAGS_duration);
   if (rounds < 1 || rounds > 100 || duration <= absl::ZeroDuration() || duration > absl::Hours(1)) {
@@ -379,8 +394,8 @@ int Main() {
   report.Note(absl::StrCat(
       "audit ingest through the Record RPC (loopback, in process), durable acks only: strict = "
       "one event in flight per writer stream; pipelined = ",
-      pipelined_writers, " streams x ", pipelined_window, " events in flight. ", rounds,
-      " round(s) of ", absl::FormatDuration(duration),
+      pipelined_writers, " streams x ", pipelined_window, " events in flight; writers over ",
+      connections, " connection(s). ", rounds, " round(s) of ", absl::FormatDuration(duration),
       " per store, stores interleaved; records/s is the median round."));
 
   Databases databases;
@@ -396,7 +411,7 @@ int Main() {
             return url.status();
           }
           absl::StatusOr<RunResult> r =
-              Run(*url, config.writers, config.window, duration, ++run_id);
+              Run(*url, config.writers, config.window, connections, duration, ++run_id);
           databases.DropFiles();
           if (!r.ok()) {
             return absl::Status(r.status().code(), absl::StrCat(StoreTitle(kind), " ", config.name,

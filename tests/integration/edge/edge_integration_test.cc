@@ -1608,11 +1608,14 @@ TEST_F(EdgeTest, AuditFiltersByKindAndVerdict) {
     EXPECT_EQ(r->status, 400) << value << ": " << r->body;
     nlohmann::json error = nlohmann::json::parse(r->body)["error"];
     EXPECT_EQ(error["code"], "INVALID_ARGUMENT");
-    EXPECT_EQ(error["message"],
-              "kind: unknown value \"" + value +
-                  "\"; use one of session_open, session_close, command_request, decision, "
-                  "command_result, auth_failure, policy_change, shell_recording (or the full "
-                  "enum names, e.g. EVENT_KIND_SESSION_OPEN)");
+    EXPECT_EQ(
+        error["message"],
+        "kind: unknown value \"" + value +
+            "\"; use one of session_open, session_close, command_request, decision, "
+            "command_result, auth_failure, policy_change, shell_recording, "
+            "session_detach, session_resume, session_join, session_leave (or the full enum names, "
+            "e.g. "
+            "EVENT_KIND_SESSION_OPEN)");
   }
   auto r = Get("/api/v1/audit?kind=command_result&verdict=maybe", auditor);
   ASSERT_TRUE(r.ok()) << r.status();

@@ -422,6 +422,107 @@ TEST_F(ExecTest, AllowedCommandKeepsStdoutAndStderrApartAndReportsTheExitCode) {
   EXPECT_EQ(s.Close(), common::CLOSE_REASON_CLIENT);
 }
 
+// podgate_exec_command_start_seconds accounts for a started command stage by stage (each stage
+// once, within the total), and for a denied one only up to its audited decision.
+TEST_F(ExecTest, ACommandsStartIsMeasuredStageByStage) {
+  const auto count = [](const char* stage) {
+    return Sample(absl::StrCat("podgate_exec_command_start_seconds_count{stage=\"", stage, "\"}"));
+  };
+  const auto sum = [](const char* stage) {
+    return Sample(absl::StrCat("podgate_exec_command_start_seconds_sum{stage=\"", stage, "\"}"));
+  };
+  const char* const kStages[] = {"policy", "audit", "checks", "upgrade", "launch", "total"};
+  std::map<std::string, double> counts;
+  std::map<std::string, double> sums;
+  for (const char* stage : kStages) {
+    counts[stage] = std::max(0.0, count(stage));
+    sums[stage] = std::max(0.0, sum(stage));
+  }
+  SessionClient s(stack_->exec_port());
+  ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+  ASSERT_TRUE(s.Run("true").exit.has_value());
+  for (const char* stage : kStages) {
+    EXPECT_EQ(count(stage), counts[stage] + 1) << stage;
+  }
+  // The audit stage overlaps the checks, the upgrade and the launch ("go" waits for both); the
+  // others follow one another.
+  double parts = 0;
+  for (const char* stage : {"policy", "checks", "upgrade", "launch"}) {
+    const double took = sum(stage) - sums[stage];
+    EXPECT_GT(took, 0) << stage;
+    parts += took;
+  }
+  const double total = sum("total") - sums["total"];
+  EXPECT_LE(parts, total + 1e-6);
+  const double audit = sum("audit") - sums["audit"];
+  EXPECT_GT(audit, 0);
+  EXPECT_LE(audit + sum("policy") - sums["policy"], total + 1e-6);
+  s.Close();
+
+  SessionClient dave(stack_->exec_port());
+  ASSERT_TRUE(dave.Open(stack_->Token("dave", {"devs"}), "team", "app-1").ok());
+  ASSERT_TRUE(dave.Run("touch never").denied.has_value());
+  dave.Close();
+  EXPECT_EQ(count("policy"), counts["policy"] + 2);
+  EXPECT_EQ(count("audit"), counts["audit"] + 2);
+  for (const char* stage : {"checks", "upgrade", "launch", "total"}) {
+    EXPECT_EQ(count(stage), counts[stage] + 1) << stage << ": a denied command never starts";
+  }
+}
+
+// The launch wrapper starts while audit stores the decision, but "go" waits for audit's ack:
+// with audit frozen, an allowed command is launched and identified, never run, and refused with
+// the reason once the ack's deadline passes; the trail gets its decision and its "not run"
+// result when audit is back.
+TEST(ExecAuditOverlapTest, ALaunchedCommandWhoseDecisionIsNeverAcknowledgedNeverRuns) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.exec_flags = {"--audit_ack_timeout=2s"};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  const std::string dir = (*stack)->ContainerDir("team", "app-1", "main");
+  const int metrics = (*stack)->exec_metrics_port();
+  const auto launched = [metrics] {
+    return testing::MetricSample(metrics,
+                                 "podgate_exec_command_start_seconds_count{stage=\"launch\"}");
+  };
+  SessionClient s((*stack)->exec_port());
+  auto ready = s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  ASSERT_TRUE(s.Run("true").exit.has_value());  // the root guard's probe is cached
+  const double launched_before = launched();
+  ASSERT_GE(launched_before, 1);
+
+  ASSERT_TRUE((*stack)->audit()->Freeze().ok());
+  Outcome o = s.Run("touch never-ran");
+  EXPECT_FALSE(o.exit.has_value());
+  ASSERT_TRUE(o.error.has_value());
+  EXPECT_EQ(o.error->status().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_THAT(o.error->status().message(),
+              HasSubstr("audit is unavailable, so the command was not run"));
+  // It went as far as the wrapper's report: the launch did not wait for audit.
+  EXPECT_EQ(launched(), launched_before + 1);
+  absl::SleepFor(absl::Milliseconds(300));  // a late "go" would have run it by now
+  EXPECT_NE(access((dir + "/never-ran").c_str(), F_OK), 0) << "the command ran without its ack";
+
+  (*stack)->audit()->Signal(SIGCONT);
+  std::vector<common::AuditEvent> results = testing::AuditEventsOf(
+      (*stack)->audit_port(), ready->session_id(), common::EVENT_KIND_COMMAND_RESULT, 2);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[1].command_result().line(), "touch never-ran");
+  EXPECT_EQ(results[1].command_result().termination(), common::TERMINATION_ERROR);
+  EXPECT_THAT(results[1].command_result().error(),
+              HasSubstr("not run: audit did not acknowledge the decision"));
+  // Audit is back: the next command runs.
+  Outcome after = s.Run("touch ran-after");
+  ASSERT_TRUE(after.exit.has_value()) << (after.error ? after.error->status().message() : "");
+  EXPECT_EQ(access((dir + "/ran-after").c_str(), F_OK), 0);
+  EXPECT_NE(access((dir + "/never-ran").c_str(), F_OK), 0);
+  s.Close();
+}
+
 TEST_F(ExecTest, EveryStepIsInAuditAndTheDeniedCommandNeverReachesThePod) {
   const std::string dir = stack_->ContainerDir("team", "app-1", "main");
   SessionClient s(stack_->exec_port());

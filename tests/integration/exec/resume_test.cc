@@ -134,6 +134,12 @@ class ExecResumeTest : public ::testing::Test {
     return closes;
   }
 
+  // The session's records of `kind`, once audit has `want` of them (up to 10 s).
+  static std::vector<common::AuditEvent> EventsOf(const std::string& session_id,
+                                                  common::EventKind kind, size_t want) {
+    return testing::AuditEventsOf(stack_->audit_port(), session_id, kind, want);
+  }
+
   static testing::Stack* stack_;
 };
 testing::Stack* ExecResumeTest::stack_ = nullptr;
@@ -187,6 +193,18 @@ TEST_F(ExecResumeTest, ACommandRunsOnWhileItsClientIsAwayAndWhatItMissedIsReplay
   ASSERT_EQ(closes.size(), 1u);
   EXPECT_EQ(closes[0].reason(), common::CLOSE_REASON_CLIENT);
   EXPECT_EQ(closes[0].commands(), 2);
+  // The break and the resume are audited: one record each, with the user and what was sent.
+  const auto detaches = EventsOf(ready->session_id(), common::EVENT_KIND_SESSION_DETACH, 1);
+  ASSERT_EQ(detaches.size(), 1u);
+  EXPECT_EQ(detaches[0].principal().user(), "alice");
+  EXPECT_FALSE(detaches[0].session_detach().reason().empty());
+  EXPECT_EQ(detaches[0].session_detach().grace().seconds(), 3);
+  const auto resumes = EventsOf(ready->session_id(), common::EVENT_KIND_SESSION_RESUME, 1);
+  ASSERT_EQ(resumes.size(), 1u);
+  EXPECT_EQ(resumes[0].principal().user(), "alice");
+  EXPECT_EQ(resumes[0].session_resume().replayed_messages(), resumed->replayed_messages());
+  EXPECT_EQ(resumes[0].session_resume().lost_bytes(), 0u);
+  EXPECT_FALSE(resumes[0].source_address().empty());
 }
 
 TEST_F(ExecResumeTest, OnlyTheSameUserWithTheLatestTokenResumesAndOnlyOnce) {
@@ -334,6 +352,11 @@ TEST_F(ExecResumeTest, OutputTheReplayBufferNoLongerHoldsIsCountedAsLost) {
   EXPECT_EQ(got.output_offset, static_cast<uint64_t>(kBytes));
   EXPECT_GE(Sample("podgate_exec_resume_lost_bytes_total"), resumed->lost_bytes());
   EXPECT_EQ(second.Close(), common::CLOSE_REASON_CLIENT);
+  // The audit record of the resume says what was lost, as the client was told.
+  const auto resumes = EventsOf(ready->session_id(), common::EVENT_KIND_SESSION_RESUME, 1);
+  ASSERT_EQ(resumes.size(), 1u);
+  EXPECT_EQ(resumes[0].session_resume().lost_bytes(), resumed->lost_bytes());
+  EXPECT_EQ(resumes[0].session_resume().lost_messages(), resumed->lost_messages());
 }
 
 }  // namespace

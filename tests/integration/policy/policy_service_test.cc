@@ -313,7 +313,7 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
 
   const pb::GetPolicyResponse policy = GetPolicy();
   EXPECT_EQ(policy.source(), path_);
-  EXPECT_EQ(policy.rule_count(), 29);
+  EXPECT_EQ(policy.rule_count(), 31);
   EXPECT_EQ(policy.version().size(), 64u);
   EXPECT_EQ(policy.rejected_reloads(), 0);
   EXPECT_LE(std::abs(policy.loaded_time().seconds() - absl::ToUnixSeconds(absl::Now())), 60);
@@ -327,7 +327,7 @@ TEST_F(PolicyServiceTest, ListAllowedGetPolicyAndValidatePolicy) {
   }
   EXPECT_TRUE(result.valid());
   EXPECT_EQ(result.version(), policy.version());
-  EXPECT_EQ(result.rule_count(), 29);
+  EXPECT_EQ(result.rule_count(), 31);
   validate.set_document(
       "apiVersion: podgate.io/v1\nkind: CommandPolicy\nrules:\n  - id: x\n"
       "    effect: allow\n    subjects: {users: [a]}\n"
@@ -494,7 +494,7 @@ TEST_F(PolicyServiceTest, MetricsCountDecisionsByVerdictAndRule) {
   EXPECT_EQ(
       metrics["podgate_policy_decisions_total{rule=\"deny-ps-environment\",verdict=\"deny\"}"], 1);
   EXPECT_EQ(metrics["podgate_policy_evaluation_duration_seconds_count"], 4);
-  EXPECT_EQ(metrics["podgate_policy_rules"], 29);
+  EXPECT_EQ(metrics["podgate_policy_rules"], 31);
 }
 
 // --check: the command line a user's CI runs.
@@ -519,7 +519,7 @@ CheckRun RunCheck(const std::string& path) {
 TEST(PolicyCheckTest, ValidInvalidAndUnreadableFiles) {
   CheckRun ok = RunCheck(PODGATE_EXAMPLE_POLICY);
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
-  EXPECT_THAT(ok.output, HasSubstr("example.yaml: valid, 29 rules, version "));
+  EXPECT_THAT(ok.output, HasSubstr("example.yaml: valid, 31 rules, version "));
 
   const std::string dir = podgate::testing::MakeTempDir("policy-check");
   const std::string bad = dir + "/bad.yaml";

@@ -16,6 +16,7 @@
 #include "audit/audit_service.h"
 #include "audit/cli.h"
 #include "audit/store.h"
+#include "audit/verify.h"
 #include "audit/writer.h"
 #include "audit_testing.h"
 #include "gmock/gmock.h"
@@ -57,6 +58,47 @@ class GatedStore final : public Store {
     return inner_->Append(head, events, t);
   }
   absl::Status CheckWritable(const std::string& c) override { return inner_->CheckWritable(c); }
+  // The writer's path: commit, then Sync on the syncer thread.
+  absl::Status AppendUnsynced(ChainHead* head, const std::vector<const AuditEvent*>& events,
+                              int64_t t) override {
+    {
+      absl::MutexLock lock(&mu_);
+      events_seen_ += static_cast<int64_t>(events.size());
+      mu_.Await(absl::Condition(&open_));
+    }
+    return inner_->AppendUnsynced(head, events, t);
+  }
+  // While set, Sync fails as an fdatasync reporting an I/O error would.
+  void SetSyncFails(bool fails) {
+    absl::MutexLock lock(&mu_);
+    sync_fails_ = fails;
+  }
+  int syncs() {
+    absl::MutexLock lock(&mu_);
+    return syncs_;
+  }
+  // While closed, Sync waits (counted in syncs_waiting) until the gate opens.
+  void SetSyncOpen(bool open) {
+    absl::MutexLock lock(&mu_);
+    sync_open_ = open;
+  }
+  int syncs_waiting() {
+    absl::MutexLock lock(&mu_);
+    return syncs_waiting_;
+  }
+  absl::Status Sync() override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++syncs_;
+      ++syncs_waiting_;
+      mu_.Await(absl::Condition(&sync_open_));
+      --syncs_waiting_;
+      if (sync_fails_) {
+        return absl::UnavailableError("sqlite: syncing audit.db-wal: Input/output error");
+      }
+    }
+    return inner_->Sync();
+  }
   void SetQueriesOpen(bool open) {
     absl::MutexLock lock(&mu_);
     queries_open_ = open;
@@ -119,6 +161,10 @@ class GatedStore final : public Store {
   std::unique_ptr<Store> inner_;
   absl::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = true;
+  bool sync_fails_ ABSL_GUARDED_BY(mu_) = false;
+  bool sync_open_ ABSL_GUARDED_BY(mu_) = true;
+  int syncs_ ABSL_GUARDED_BY(mu_) = 0;
+  int syncs_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   bool queries_open_ ABSL_GUARDED_BY(mu_) = true;
   int queries_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t events_seen_ ABSL_GUARDED_BY(mu_) = 0;
@@ -357,6 +403,43 @@ TEST(AuditServiceTest, ACancelledStreamWithQueuedEventsLeavesTheWriterWorking) {
   EXPECT_EQ(h.Count(), 15);
 }
 
+// The writer commits a batch, then a second thread syncs it (SQLite: fdatasync of the WAL) and
+// only then acks. A failed sync acks nothing: the streams end UNAVAILABLE, readiness follows,
+// and once syncs work again the resent events are acked, each stored once, the chain intact.
+TEST(AuditServiceTest, AFailedSyncAcksNothingAndTheWriterRecovers) {
+  testing::TempDir tmp("podgate-audit-svc");
+  auto gated = std::make_unique<GatedStore>(SqliteIn(tmp.path()));
+  GatedStore* gate = gated.get();
+  WriterOptions options;
+  options.retry_backoff = absl::Milliseconds(20);
+  absl::Mutex mu;
+  std::vector<bool> health;
+  options.on_store_health = [&](bool healthy) {
+    absl::MutexLock lock(&mu);
+    health.push_back(healthy);
+  };
+  Harness h(std::move(gated), options);
+  gate->SetSyncFails(true);
+  StreamResult failed = RecordAll(h.stub(), Events("s", 20));
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(failed.status.error_message(), HasSubstr("Input/output error"));
+  EXPECT_TRUE(failed.acked.empty());
+  EXPECT_GE(gate->syncs(), 1);
+  EXPECT_GE(h.metrics().Error("store_unavailable").Value(), 1);
+
+  gate->SetSyncFails(false);
+  StreamResult resent = RecordAll(h.stub(), Events("s", 20));
+  ASSERT_TRUE(resent.status.ok()) << resent.status.error_message();
+  EXPECT_EQ(resent.acked.size(), 20u);
+  EXPECT_EQ(h.Count(), 20);
+  auto report = VerifyChain(h.store(), "test-chain");
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->intact()) << report->problem();
+  EXPECT_EQ(report->records(), 20);
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(health, (std::vector<bool>{false, true}));
+}
+
 TEST(AuditServiceTest, LockedSqliteEndsTheStreamUnavailableWithoutAckAndRecovers) {
   testing::TempDir tmp("podgate-audit-svc");
   const std::string& dir = tmp.path();
@@ -390,6 +473,21 @@ TEST(AuditServiceTest, LockedSqliteEndsTheStreamUnavailableWithoutAckAndRecovers
   EXPECT_EQ(health, (std::vector<bool>{false, true}));  // not ready while locked, ready again
 }
 
+// Waits (up to 20 s) until the writer has counted `n` failed re-checks of the store.
+void WaitForFailedRechecks(Harness& h, double n) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (h.metrics().store_rechecks("failed").Value() < n && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+// With `mu` held: waits (up to 20 s) until on_store_health has reported `n` times.
+bool AwaitReports(absl::Mutex& mu, const std::vector<bool>& health, size_t n)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  auto reported = [&health, n] { return health.size() == n; };
+  return mu.AwaitWithTimeout(absl::Condition(&reported), absl::Seconds(20));
+}
+
 // Readiness comes back without an event: while the store is unusable the writer re-checks it
 // every store_recheck_interval (failing while the lock is held), and the first re-check after
 // the lock is released makes it ready again.
@@ -412,10 +510,7 @@ TEST(AuditServiceTest, WriterRechecksALockedStoreAndReportsItHealthyWithoutAnEve
   ASSERT_EQ(sqlite3_exec(blocker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
   EXPECT_EQ(RecordAll(h.stub(), Events("b", 1)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
   // Re-checks run and fail while the lock is held; readiness stays off.
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (h.metrics().store_rechecks("failed").Value() < 3 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  WaitForFailedRechecks(h, 3);
   EXPECT_GE(h.metrics().store_rechecks("failed").Value(), 3);
   EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 0);
   {
@@ -427,8 +522,7 @@ TEST(AuditServiceTest, WriterRechecksALockedStoreAndReportsItHealthyWithoutAnEve
   sqlite3_close(blocker);
   {
     absl::MutexLock lock(&health_mu);
-    auto ready_again = [&health] { return health.size() == 2; };
-    EXPECT_TRUE(health_mu.AwaitWithTimeout(absl::Condition(&ready_again), absl::Seconds(20)));
+    EXPECT_TRUE(AwaitReports(health_mu, health, 2));
     EXPECT_EQ(health, (std::vector<bool>{false, true}));
   }
   EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 1);
@@ -439,6 +533,93 @@ TEST(AuditServiceTest, WriterRechecksALockedStoreAndReportsItHealthyWithoutAnEve
   EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 1);
   ASSERT_EQ(RecordAll(h.stub(), Events("c", 2)).acked.size(), 2u);
   EXPECT_EQ(h.Count(), 4);
+}
+
+// The same after a failed sync (fdatasync reporting an I/O error) with no event after it: the
+// re-check syncs too, so it fails while syncs fail and makes the writer ready once they work.
+TEST(AuditServiceTest, WriterRechecksAfterAFailedSyncWithoutAnEvent) {
+  testing::TempDir tmp("podgate-audit-svc");
+  auto gated = std::make_unique<GatedStore>(SqliteIn(tmp.path()));
+  GatedStore* gate = gated.get();
+  WriterOptions options;
+  options.retry_backoff = absl::Milliseconds(10);
+  options.store_recheck_interval = absl::Milliseconds(50);
+  absl::Mutex health_mu;
+  std::vector<bool> health;
+  options.on_store_health = [&](bool healthy) {
+    absl::MutexLock lock(&health_mu);
+    health.push_back(healthy);
+  };
+  Harness h(std::move(gated), options);
+  gate->SetSyncFails(true);
+  StreamResult failed = RecordAll(h.stub(), Events("s", 5));
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(failed.acked.empty());
+  WaitForFailedRechecks(h, 3);
+  EXPECT_GE(h.metrics().store_rechecks("failed").Value(), 3);
+  EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 0);
+  {
+    absl::MutexLock lock(&health_mu);
+    EXPECT_EQ(health, (std::vector<bool>{false}));
+  }
+
+  gate->SetSyncFails(false);
+  {
+    absl::MutexLock lock(&health_mu);
+    EXPECT_TRUE(AwaitReports(health_mu, health, 2));
+    EXPECT_EQ(health, (std::vector<bool>{false, true}));
+  }
+  EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 1);
+  // The same events again: stored once, acked, the chain intact.
+  StreamResult resent = RecordAll(h.stub(), Events("s", 5));
+  ASSERT_TRUE(resent.status.ok()) << resent.status.error_message();
+  EXPECT_EQ(resent.acked.size(), 5u);
+  EXPECT_EQ(h.Count(), 5);
+  auto report = VerifyChain(h.store(), "test-chain");
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->intact()) << report->problem();
+}
+
+// The sync fails only after the committer has gone back to waiting for events (the stream's
+// one event is committed, the sync is held until then): the failure itself must start the
+// re-checks, or readiness would stay off until the next event.
+TEST(AuditServiceTest, ASyncFailingWhileTheCommitterIdlesStartsTheRechecks) {
+  testing::TempDir tmp("podgate-audit-svc");
+  auto gated = std::make_unique<GatedStore>(SqliteIn(tmp.path()));
+  GatedStore* gate = gated.get();
+  WriterOptions options;
+  options.retry_backoff = absl::Milliseconds(10);
+  options.store_recheck_interval = absl::Milliseconds(50);
+  absl::Mutex health_mu;
+  std::vector<bool> health;
+  options.on_store_health = [&](bool healthy) {
+    absl::MutexLock lock(&health_mu);
+    health.push_back(healthy);
+  };
+  Harness h(std::move(gated), options);
+  gate->SetSyncFails(true);
+  gate->SetSyncOpen(false);
+  StreamResult failed;
+  std::thread writer([&] { failed = RecordAll(h.stub(), Events("s", 1)); });
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (gate->syncs_waiting() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(gate->syncs_waiting(), 1);
+  absl::SleepFor(absl::Milliseconds(100));  // the committer is back waiting for events
+  gate->SetSyncOpen(true);
+  writer.join();
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  WaitForFailedRechecks(h, 2);
+  EXPECT_GE(h.metrics().store_rechecks("failed").Value(), 2);
+
+  gate->SetSyncFails(false);
+  {
+    absl::MutexLock lock(&health_mu);
+    EXPECT_TRUE(AwaitReports(health_mu, health, 2));
+    EXPECT_EQ(health, (std::vector<bool>{false, true}));
+  }
+  EXPECT_EQ(h.metrics().store_rechecks("ok").Value(), 1);
 }
 
 // A re-check interval below zero is refused at start.

@@ -3,6 +3,7 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
@@ -63,6 +64,47 @@ TEST(OfferedProtocolsTest, DecodesTheBearerEntryAndNeverEchoesIt) {
   EXPECT_FALSE(ParseOfferedProtocols(std::string(kBearerSubprotocolPrefix)).ok());
   const std::string entry = kBearerSubprotocolPrefix + auth::Base64UrlEncode("x");
   EXPECT_FALSE(ParseOfferedProtocols(entry + "," + entry).ok());
+}
+
+TEST(OfferedProtocolsTest, ParsesAResumeEntryAndRefusesAMalformedOne) {
+  auto offered = ParseOfferedProtocols(std::string("podgate.v1, ") + kResumeSubprotocolPrefix +
+                                       "5f3a9c.tok_EN-1.42.70000");
+  ASSERT_TRUE(offered.ok());
+  ASSERT_TRUE(offered->resume_error.ok()) << offered->resume_error;
+  ASSERT_TRUE(offered->resume.has_value());
+  EXPECT_EQ(offered->resume->session_id, "5f3a9c");
+  EXPECT_EQ(offered->resume->token, "tok_EN-1");
+  EXPECT_EQ(offered->resume->last_seq, 42u);
+  EXPECT_EQ(offered->resume->output_offset, 70000u);
+  EXPECT_FALSE(ParseOfferedProtocols("podgate.v1")->resume.has_value());
+  // The largest position there is, and 0 (nothing after `ready`).
+  auto edge =
+      ParseOfferedProtocols(std::string(kResumeSubprotocolPrefix) + "s.t.18446744073709551615.0");
+  ASSERT_TRUE(edge.ok());
+  ASSERT_TRUE(edge->resume.has_value()) << edge->resume_error;
+  EXPECT_EQ(edge->resume->last_seq, 18446744073709551615u);
+  EXPECT_EQ(edge->resume->output_offset, 0u);
+  // Each malformed entry is a bad request (resume_error), never a resume, and the rest of the
+  // offer still parses.
+  const std::string long_id(129, 'a');
+  for (const std::string& bad : std::vector<std::string>{
+           "", "s.t.1", "s.t.1.2.3", ".t.1.2", "s..1.2", "s.t..2", "s.t.1.", "s.t.-1.2", "s.t.+1.2",
+           "s.t.1x.2", "s.t.18446744073709551616.0", "s.t.123456789012345678901.0", "s/x.t.1.2",
+           "s.t%41.1.2", long_id + ".t.1.2", "s." + long_id + ".1.2"}) {
+    auto parsed =
+        ParseOfferedProtocols(std::string("podgate.v1,") + kResumeSubprotocolPrefix + bad);
+    ASSERT_TRUE(parsed.ok()) << bad;
+    EXPECT_TRUE(parsed->v1);
+    EXPECT_FALSE(parsed->resume.has_value()) << bad;
+    EXPECT_TRUE(absl::IsInvalidArgument(parsed->resume_error)) << bad;
+    EXPECT_THAT(std::string(parsed->resume_error.message()),
+                ::testing::HasSubstr("<session_id>.<token>.<seq>.<offset>"));
+  }
+  const std::string entry = std::string(kResumeSubprotocolPrefix) + "s.t.1.2";
+  auto twice = ParseOfferedProtocols(entry + "," + entry);
+  ASSERT_TRUE(twice.ok());
+  EXPECT_FALSE(twice->resume.has_value());
+  EXPECT_THAT(std::string(twice->resume_error.message()), ::testing::HasSubstr("more than one"));
 }
 
 TEST(OriginTest, ExactMatchOnly) {
@@ -255,6 +297,7 @@ TEST(PageCloseTest, EveryCloseReasonFromTheDescriptorIsMapped) {
   EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_REMOTE_EXIT).code, kCloseNormal);
   EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_CREDENTIAL_EXPIRED).code, kClosePolicy);
   EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_IDLE_TIMEOUT).code, kCloseGoingAway);
+  EXPECT_EQ(PageCloseFor(podgate::common::v1::CLOSE_REASON_MODERATOR_LEFT).code, kCloseNormal);
   EXPECT_EQ(PageCloseFor(static_cast<podgate::common::v1::CloseReason>(99)).reason, "unknown");
 }
 
@@ -341,6 +384,134 @@ TEST(CodecTest, ControlMessages) {
   EXPECT_FALSE(ready.contains("cluster"));
   r.mutable_target()->set_cluster("prod-eu");
   EXPECT_EQ(nlohmann::json::parse(V1Ready(r))["cluster"], "prod-eu");
+}
+
+TEST(CodecTest, ResumeFieldsOnReadyResumedAndControlMessages) {
+  podgate::exec::v1::SessionReady r;
+  r.set_session_id("s1");
+  r.mutable_principal()->set_user("alice");
+  EXPECT_FALSE(nlohmann::json::parse(V1Ready(r)).contains("resume"));  // resume off in exec
+  r.set_resume_token("t0k");
+  r.mutable_resume_grace()->set_seconds(120);
+  EXPECT_EQ(nlohmann::json::parse(V1Ready(r))["resume"],
+            nlohmann::json({{"token", "t0k"}, {"grace_seconds", 120}}));
+
+  podgate::exec::v1::SessionResumed resumed;
+  *resumed.mutable_ready() = r;
+  resumed.mutable_ready()->set_resume_token("next");
+  resumed.set_replayed_messages(3);
+  resumed.set_lost_messages(2);
+  resumed.set_lost_bytes(900);
+  nlohmann::json j = nlohmann::json::parse(V1Resumed(resumed, "tr", 12, 5000));
+  EXPECT_EQ(j["type"], "resumed");
+  EXPECT_EQ(j["session_id"], "s1");
+  EXPECT_EQ(j["user"], "alice");
+  EXPECT_EQ(j["trace_id"], "tr");
+  EXPECT_EQ(j["resume"]["token"], "next");
+  EXPECT_EQ(j["replayed_messages"], 3);
+  EXPECT_EQ(j["lost_messages"], 2);
+  EXPECT_EQ(j["lost_bytes"], 900);
+  EXPECT_EQ(j["seq"], 12);
+  EXPECT_EQ(j["offset"], 5000);
+
+  podgate::exec::v1::CommandExit e;
+  e.set_command_id("c1");
+  nlohmann::json exit = nlohmann::json::parse(WithPosition(V1Exit(e), 7, 300));
+  EXPECT_EQ(exit["type"], "exit");
+  EXPECT_EQ(exit["id"], "c1");
+  EXPECT_EQ(exit["seq"], 7);
+  EXPECT_EQ(exit["offset"], 300);
+  // Without a position (resume off) the message is as before.
+  EXPECT_EQ(WithPosition(V1Exit(e), 0, 0), V1Exit(e));
+}
+
+TEST(CodecTest, JoiningMessagesAndTheSessionsList) {
+  podgate::exec::v1::SessionReady r;
+  r.set_session_id("s1");
+  r.mutable_principal()->set_user("alice");
+  r.set_role(podgate::common::v1::PARTICIPANT_ROLE_OBSERVER);
+  nlohmann::json ready = nlohmann::json::parse(V1Ready(r));
+  EXPECT_EQ(ready["role"], "observer");
+  EXPECT_EQ(ready["moderator_required"], false);
+  r.set_role(podgate::common::v1::PARTICIPANT_ROLE_UNSPECIFIED);  // an exec from before joins
+  r.set_moderator_required(true);
+  EXPECT_FALSE(nlohmann::json::parse(V1Ready(r)).contains("role"));
+  EXPECT_EQ(nlohmann::json::parse(V1Ready(r))["moderator_required"], true);
+
+  podgate::exec::v1::Participants p;
+  auto* owner = p.add_participants();
+  owner->set_user("alice");
+  owner->set_role(podgate::common::v1::PARTICIPANT_ROLE_OWNER);
+  owner->mutable_joined_time()->set_seconds(1796198400);
+  auto* mod = p.add_participants();
+  mod->set_user(
+      "s\x1b"
+      "am \xff");  // not UTF-8: replaced, not thrown; the page strips controls
+  mod->set_role(podgate::common::v1::PARTICIPANT_ROLE_MODERATOR);
+  p.set_waiting_for_moderator(true);
+  nlohmann::json j = nlohmann::json::parse(WithPosition(V1Participants(p), 4, 10));
+  EXPECT_EQ(j["type"], "participants");
+  EXPECT_EQ(j["waiting_for_moderator"], true);
+  ASSERT_EQ(j["participants"].size(), 2u);
+  EXPECT_EQ(
+      j["participants"][0],
+      nlohmann::json({{"user", "alice"}, {"role", "owner"}, {"joined", "2026-12-02T08:00:00Z"}}));
+  EXPECT_EQ(j["participants"][1]["user"],
+            "s\x1b"
+            "am \xef\xbf\xbd");
+  EXPECT_EQ(j["participants"][1]["role"], "moderator");
+  EXPECT_FALSE(j["participants"][1].contains("joined"));
+  EXPECT_EQ(j["seq"], 4);
+  EXPECT_EQ(RoleLabel(static_cast<podgate::common::v1::ParticipantRole>(42)), "unknown");
+
+  podgate::exec::v1::CommandStarted c;
+  c.set_command_id("c9");
+  c.set_line("jstack 1");
+  EXPECT_EQ(nlohmann::json::parse(V1CommandStarted(c)),
+            nlohmann::json({{"type", "command"}, {"id", "c9"}, {"line", "jstack 1"}}));
+
+  podgate::exec::v1::ListSessionsResponse list;
+  EXPECT_EQ(nlohmann::json::parse(SessionsJson(list)),
+            nlohmann::json({{"sessions", nlohmann::json::array()}}));
+  auto* s = list.add_sessions();
+  s->set_session_id("s1");
+  s->mutable_principal()->set_user("alice");
+  s->mutable_principal()->add_groups("devs");
+  s->mutable_target()->set_namespace_("prod");
+  s->mutable_target()->set_pod("api-0");
+  s->mutable_target()->set_container("app");
+  s->set_mode(podgate::common::v1::SESSION_MODE_SHELL);
+  s->mutable_opened_time()->set_seconds(1796198400);
+  *s->add_participants() = *owner;
+  s->set_waiting_for_moderator(true);
+  s->set_may_moderate(true);
+  nlohmann::json sessions = nlohmann::json::parse(SessionsJson(list))["sessions"];
+  ASSERT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions[0],
+            nlohmann::json({{"session_id", "s1"},
+                            {"user", "alice"},
+                            {"groups", {"devs"}},
+                            {"cluster", ""},
+                            {"namespace", "prod"},
+                            {"pod", "api-0"},
+                            {"container", "app"},
+                            {"mode", "shell"},
+                            {"opened", "2026-12-02T08:00:00Z"},
+                            {"participants", nlohmann::json::array({j["participants"][0]})},
+                            {"waiting_for_moderator", true},
+                            {"may_moderate", true}}));
+}
+
+TEST(SessionIdTest, OnlyExecsIdsPass) {
+  EXPECT_TRUE(ValidateSessionId("0af7651916cd43dd").ok());
+  EXPECT_TRUE(ValidateSessionId("a-b_C9").ok());
+  for (const std::string& bad :
+       {std::string(), std::string("a.b"), std::string("a/b"), std::string("a b"),
+        std::string(129, 'a'), std::string("\xc3\xa9")}) {
+    absl::Status s = ValidateSessionId(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("1 to 128 letters")) << bad;
+  }
 }
 
 TEST(CodecTest, ALostExecStreamIsOneSeedLine) {

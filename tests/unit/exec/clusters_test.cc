@@ -276,8 +276,8 @@ TEST_F(ClustersTest, AtMostTheLimitOfClusters) {
 TEST(ClusterHealthTest, MarksOnlyTheClusterThatFailsAndSeesItComeBack) {
   prometheus::Registry registry;
   ExecMetrics metrics(registry);
+  testing::FakeKube eu, us;  // outlive the timer thread, whose checks call them
   runtime::TimerQueue timers;
-  testing::FakeKube eu, us;
   Cluster eu_cluster("eu-prod", &eu, &timers, &metrics, absl::Seconds(1), absl::Minutes(1),
                      absl::Seconds(1));
   Cluster us_cluster("us-staging", &us, &timers, &metrics, absl::Seconds(1), absl::Minutes(1),

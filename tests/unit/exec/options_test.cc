@@ -67,6 +67,7 @@ TEST(ExecOptionsTest, TheDefaultsAreTheDocumentedOnes) {
   EXPECT_TRUE(o->sessions.strict_audit);
   EXPECT_THAT(o->sessions.shell_argv, ElementsAre("/bin/sh"));
   EXPECT_EQ(o->sessions.interrupt_grace, absl::Seconds(3));
+  EXPECT_EQ(o->sessions.observer_buffer_bytes, size_t{1} << 20);
   // What no flag sets keeps ExecOptions' own defaults.
   EXPECT_EQ(o->sessions.probe_timeout, defaults.probe_timeout);
   EXPECT_EQ(o->sessions.root_guard_ttl, defaults.root_guard_ttl);
@@ -203,6 +204,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"default_output_limit_bytes", "0", "--default_output_limit_bytes must be >= 1"},
         BadFlag{"output_overrun_bytes", "-1", "--output_overrun_bytes must be 0 to"},
         BadFlag{"output_overrun_bytes", "1099511627777", "--output_overrun_bytes must be 0 to"},
+        BadFlag{"observer_buffer_bytes", "65535", "--observer_buffer_bytes must be 65536 to"},
+        BadFlag{"observer_buffer_bytes", "67108865", "--observer_buffer_bytes must be 65536 to"},
         BadFlag{"journal_max_entries", "0", "--journal_max_entries must be 1 to 100000"},
         BadFlag{"journal_max_entries", "100001", "--journal_max_entries must be 1 to 100000"},
         BadFlag{"journal_recovery_timeout", "0s", "--journal_recovery_timeout must be positive"},

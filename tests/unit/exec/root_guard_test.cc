@@ -61,8 +61,10 @@ class RootGuardTest : public ::testing::Test {
 
   prometheus::Registry registry_;
   ExecMetrics metrics_{registry_};
-  runtime::TimerQueue timers_;
+  // The fake API server outlives the timer thread: a probe's deadline firing as the test ends
+  // closes its stream into the fake from that thread.
   FakeKube kube_;
+  runtime::TimerQueue timers_;
   absl::Duration ttl_ = absl::Minutes(10);
   RootGuard guard_{&kube_, &timers_, &metrics_, absl::Seconds(2), ttl_};
 };

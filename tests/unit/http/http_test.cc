@@ -1,7 +1,11 @@
 // The shared HTTP/WebSocket layer against real sockets: routing, limits, timeouts, TLS with
 // client certificates, WebSocket sub-protocols, refused upgrades and write backpressure.
+#include <dirent.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -16,7 +20,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
+#include "http/async_client.h"
 #include "http/client.h"
+#include "http/client_connection.h"
 #include "http/server.h"
 #include "support/test_pki.h"
 
@@ -622,6 +628,96 @@ TEST_F(HttpTest, TlsWithPemHeldInMemory) {
   EXPECT_THAT(r.status().message(), HasSubstr("TLS handshake"));
   c.ca_pem = "not a certificate";
   EXPECT_THAT(Fetch(c, "GET", "/hello").status().message(), HasSubstr("TLS client setup"));
+}
+
+// The TCP_NODELAY option of this process's connected loopback sockets whose local (`local`
+// true) or peer port is `port`, found through /proc/self/fd.
+std::vector<int> NoDelayOfSocketsOn(uint16_t port, bool local) {
+  std::vector<int> found;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) {
+    return found;
+  }
+  while (dirent* e = readdir(dir)) {
+    const int fd = atoi(e->d_name);
+    if (fd <= 2 || fd == dirfd(dir)) {
+      continue;
+    }
+    sockaddr_in6 mine{}, peer{};
+    socklen_t mine_len = sizeof(mine), peer_len = sizeof(peer);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &mine_len) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+      continue;  // not a connected socket
+    }
+    if (mine.sin6_family != AF_INET && mine.sin6_family != AF_INET6) {
+      continue;
+    }
+    // sin_port and sin6_port sit at the same offset.
+    const uint16_t p = ntohs(local ? mine.sin6_port : peer.sin6_port);
+    if (p != port) {
+      continue;
+    }
+    int value = 0;
+    socklen_t len = sizeof(value);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &value, &len) == 0) {
+      found.push_back(value);
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+// Every connection leaves Nagle's algorithm off on both ends: a small frame (a prompt, an exit
+// status, a pong) must not wait for the peer's delayed ACK (up to 40 ms per exchange, which
+// was most of a command's round trip through exec and the API server).
+TEST_F(HttpTest, EveryConnectionSendsSmallFramesAtOnce) {
+  StartServer({});
+  const uint16_t port = server_->port();
+  // The blocking WebSocket client.
+  auto ws = WebSocketClient::Connect(Client(), "/ws", {"v2.test"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  ASSERT_TRUE((*ws)->Write("x", false).ok());
+  ASSERT_TRUE((*ws)->Read(absl::Seconds(5)).ok());
+  EXPECT_THAT(NoDelayOfSocketsOn(port, /*local=*/false), ::testing::ElementsAre(1));
+  EXPECT_THAT(NoDelayOfSocketsOn(port, /*local=*/true), ::testing::ElementsAre(1));
+  ws->reset();
+  ASSERT_TRUE(handler_->closed.WaitForNotificationWithTimeout(absl::Seconds(5)));
+
+  // The keep-alive HTTP client.
+  auto conn = ClientConnection::Create(Client());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  ASSERT_TRUE((*conn)->Request("GET", "/hello", "").ok());
+  EXPECT_THAT(NoDelayOfSocketsOn(port, false), ::testing::ElementsAre(1));
+  EXPECT_THAT(NoDelayOfSocketsOn(port, true), ::testing::ElementsAre(1));
+  conn->reset();
+
+  // The asynchronous WebSocket client (exec's and kubesim's clients use it).
+  boost::asio::io_context client_io;
+  auto client_handler = std::make_shared<EchoHandler>();
+  HandshakeResult result;
+  bool done = false;
+  AsyncClientOptions async;
+  async.connection = Client();
+  ConnectWebSocket(client_io, async, "/ws", {"v2.test"}, client_handler,
+                   [&](const HandshakeResult& r) {
+                     result = r;
+                     done = true;
+                   });
+  while (!done && client_io.run_one_for(std::chrono::seconds(5)) > 0) {
+  }
+  ASSERT_TRUE(done);
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  std::vector<int> client_side = NoDelayOfSocketsOn(port, false);
+  EXPECT_FALSE(client_side.empty());
+  EXPECT_THAT(client_side, ::testing::Each(1));
+  std::vector<int> server_side = NoDelayOfSocketsOn(port, true);
+  EXPECT_FALSE(server_side.empty());
+  EXPECT_THAT(server_side, ::testing::Each(1));
+  if (client_handler->conn != nullptr) {
+    client_handler->conn->Close(1000, "done");
+  }
+  client_io.run_for(std::chrono::milliseconds(200));
+  client_handler->conn.reset();
 }
 
 }  // namespace

@@ -52,6 +52,9 @@ policyAddress: policy_address
 auditAddress: audit_address
 execAddress: exec_address
 journalDir: journal_dir
+resumeGrace: resume_grace
+resumeBufferBytes: resume_buffer_bytes
+observerBufferBytes: observer_buffer_bytes
 oidcIssuer: oidc_issuer
 oidcClientId: oidc_client_id
 oidcClientSecretFile: oidc_client_secret_file
@@ -221,6 +224,9 @@ each pod has its own chain, which ends with the pod). */}}
 {{ include "podgate.arg" (list $root "journalDir" "/var/lib/podgate-exec/journal") }}
 {{ include "podgate.arg" (list $root "journalMaxEntries" $v.journal.maxEntries) }}
 {{- end }}
+{{ include "podgate.arg" (list $root "resumeGrace" $v.resume.grace) }}
+{{ include "podgate.arg" (list $root "resumeBufferBytes" $v.resume.bufferBytes) }}
+{{ include "podgate.arg" (list $root "observerBufferBytes" $v.join.observerBufferBytes) }}
 {{- with $v.clusters.kubeconfigSecret }}
 {{ include "podgate.arg" (list $root "kubeconfigDir" "/etc/podgate/clusters") }}
 {{- end }}

@@ -133,11 +133,102 @@ export interface AuditEvent {
   policy_change?: { version?: string; accepted?: boolean; message?: string; source?: string };
   // asciicast: base64 (protobuf JSON of bytes); sequence: an int64, so a string.
   shell_recording?: { sequence?: string | number; asciicast?: string };
+  // uint64 fields are strings in protobuf JSON.
+  session_detach?: { reason?: string; grace?: string };
+  session_resume?: { replayed_messages?: string; lost_messages?: string; lost_bytes?: string; client?: string };
+  session_join?: { role?: string; session_user?: string; client?: string; rule?: string };
+  session_leave?: { role?: string; reason?: string; duration?: string };
   [key: string]: unknown;
 }
 export interface AuditPage {
   records: AuditRecord[];
   next_page_token: string;
+}
+
+// One user in a session: its owner, or someone who joined it to watch or to moderate
+// (`participants` on the WebSocket, and each entry of GET /api/v1/sessions).
+export interface Participant {
+  user: string;
+  // owner, observer or moderator ('' when edge did not say).
+  role: string;
+  // When the user joined (the owner: when the session opened), RFC 3339.
+  joined?: string;
+}
+
+// A live session of another user that the caller may join (GET /api/v1/sessions).
+export interface LiveSession {
+  session_id: string;
+  // The session's owner.
+  user: string;
+  groups: string[];
+  // Empty: exec's default cluster.
+  cluster: string;
+  namespace: string;
+  pod: string;
+  container: string;
+  mode: 'command' | 'shell';
+  // When it opened, RFC 3339.
+  opened: string;
+  participants: Participant[];
+  // A moderated shell that has not started (or whose moderator left).
+  waiting_for_moderator: boolean;
+  // Whether the caller may join it as a moderator (else only watch).
+  may_moderate: boolean;
+}
+
+// A role or a mode as edge words it ("observer"), or as the proto enum's name
+// ("PARTICIPANT_ROLE_OBSERVER"): the short word, in lower case.
+export function enumWord(value: unknown, prefix: string): string {
+  const word = typeof value === 'string' ? value.toLowerCase() : '';
+  return word.startsWith(prefix) ? word.slice(prefix.length) : word;
+}
+
+const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+// The participants of a `participants` message or a session entry: entries without a user are
+// dropped; anything but a list is nobody.
+export function parseParticipants(value: unknown): Participant[] {
+  if (!Array.isArray(value)) return [];
+  const out: Participant[] = [];
+  for (const p of value) {
+    if (!p || typeof p !== 'object') continue;
+    const r = p as Record<string, unknown>;
+    const user = text(r.user);
+    if (!user) continue;
+    const role = enumWord(r.role, 'participant_role_');
+    out.push({ user, role: role === 'unspecified' ? '' : role, ...(text(r.joined) ? { joined: text(r.joined) } : {}) });
+  }
+  return out;
+}
+
+// GET /api/v1/sessions's answer, checked field by field: an entry without a session id is
+// dropped, a missing field is empty or false (protobuf JSON leaves out empty and false fields,
+// and `{}` is an empty list).
+export function parseSessions(body: unknown): LiveSession[] {
+  const list = body && typeof body === 'object' ? (body as { sessions?: unknown }).sessions : undefined;
+  if (!Array.isArray(list)) return [];
+  const out: LiveSession[] = [];
+  for (const s of list) {
+    if (!s || typeof s !== 'object') continue;
+    const r = s as Record<string, unknown>;
+    const id = text(r.session_id);
+    if (!id) continue;
+    out.push({
+      session_id: id,
+      user: text(r.user),
+      groups: Array.isArray(r.groups) ? r.groups.filter((g): g is string => typeof g === 'string') : [],
+      cluster: text(r.cluster),
+      namespace: text(r.namespace),
+      pod: text(r.pod),
+      container: text(r.container),
+      mode: enumWord(r.mode, 'session_mode_') === 'shell' ? 'shell' : 'command',
+      opened: text(r.opened),
+      participants: parseParticipants(r.participants),
+      waiting_for_moderator: r.waiting_for_moderator === true,
+      may_moderate: r.may_moderate === true,
+    });
+  }
+  return out;
 }
 
 // A request's time limit: edge answers 504 itself after --backend_timeout (5 s by default).
@@ -223,5 +314,10 @@ export const api = {
   },
   audit(params: URLSearchParams): Promise<AuditPage> {
     return call('GET', `/api/v1/audit?${params}`);
+  },
+  // The live sessions of other users that policy lets the caller watch or moderate (an empty
+  // list when there are none, or when no rule lets the caller join any).
+  async sessions(): Promise<LiveSession[]> {
+    return parseSessions(await call<unknown>('GET', '/api/v1/sessions'));
   },
 };

@@ -8,6 +8,29 @@ import { describeEvent, durationText, targetText } from './auditformat';
 const ev = (e: Partial<AuditEvent>): AuditEvent => ({ id: 'x', kind: 'EVENT_KIND_UNSPECIFIED', ...e });
 
 describe('audit wording', () => {
+  it('says when a session was left for a resume and when it was resumed', () => {
+    expect(
+      describeEvent(ev({ kind: 'EVENT_KIND_SESSION_DETACH', session_detach: { reason: 'the client went away', grace: '120s' } })),
+    ).toBe('kept 120.0 s for a resume: the client went away');
+    expect(describeEvent(ev({ kind: 'EVENT_KIND_SESSION_RESUME', session_resume: { replayed_messages: '3' } }))).toBe(
+      'resumed; 3 messages sent again',
+    );
+    expect(
+      describeEvent(ev({ kind: 'EVENT_KIND_SESSION_RESUME', session_resume: { replayed_messages: '0', lost_messages: '2', lost_bytes: '900' } })),
+    ).toBe('resumed; 0 messages sent again, 900 bytes lost');
+  });
+
+  it('says who joined and left a session, and how', () => {
+    expect(
+      describeEvent(
+        ev({ kind: 'EVENT_KIND_SESSION_JOIN', session_join: { role: 'PARTICIPANT_ROLE_MODERATOR', session_user: 'alice', rule: 'sre-moderate' } }),
+      ),
+    ).toBe("joined alice's session as moderator (rule sre-moderate)");
+    expect(
+      describeEvent(ev({ kind: 'EVENT_KIND_SESSION_LEAVE', session_leave: { role: 'PARTICIPANT_ROLE_OBSERVER', reason: 'fell_behind', duration: '90s' } })),
+    ).toBe('left as observer after 90.0 s: fell behind');
+  });
+
   it('says what each kind of event was', () => {
     expect(describeEvent(ev({ kind: 'EVENT_KIND_COMMAND_REQUEST', command_request: { line: 'jstack 1' } }))).toBe('jstack 1');
     expect(

@@ -53,6 +53,34 @@ export function describeEvent(e: AuditEvent): string {
         duration: c.duration ? ` · ${durationText(c.duration)}` : '',
       });
     }
+    case 'session_detach':
+      return t('event.detached', {
+        reason: e.session_detach?.reason ?? '',
+        grace: durationText(e.session_detach?.grace),
+      });
+    case 'session_resume': {
+      const lost = Number(e.session_resume?.lost_bytes ?? 0);
+      return t(lost > 0 ? 'event.resumedLost' : 'event.resumed', {
+        n: Number(e.session_resume?.replayed_messages ?? 0),
+        bytes: lost,
+      });
+    }
+    case 'session_join': {
+      const j = e.session_join ?? {};
+      return t('event.joined', {
+        role: roleWord(j.role),
+        user: j.session_user ?? '',
+        rule: j.rule ?? '',
+      });
+    }
+    case 'session_leave': {
+      const l = e.session_leave ?? {};
+      return t('event.left', {
+        role: roleWord(l.role),
+        reason: (l.reason ?? '').replace(/_/g, ' '),
+        duration: durationText(l.duration),
+      });
+    }
     case 'shell_recording':
       return t('event.recordingPart', { n: Number(e.shell_recording?.sequence ?? 0) + 1 });
     case 'auth_failure':
@@ -67,3 +95,8 @@ export function describeEvent(e: AuditEvent): string {
   }
 }
 
+// PARTICIPANT_ROLE_MODERATOR (or moderator) as the word the page shows.
+function roleWord(role: string | undefined): string {
+  const r = (role ?? '').replace(/^PARTICIPANT_ROLE_/, '').toLowerCase();
+  return r === 'moderator' ? t('participants.role.moderator') : r === 'owner' ? t('participants.role.owner') : t('participants.role.observer');
+}

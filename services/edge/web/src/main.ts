@@ -6,10 +6,12 @@ import './style.css';
 import {
   api,
   ApiError,
+  enumWord,
   refreshDelayMs,
   type Allowed,
   type AuthConfig,
   type ClusterInfo,
+  type LiveSession,
   type Namespace,
   type Session,
 } from './api';
@@ -17,8 +19,10 @@ import { AuditView } from './audit';
 import type { ConnectionState } from './connection';
 import { append, clear, h } from './dom';
 import { L, onLanguageChange, resolveLanguage, setLanguage, t, type LanguageChoice } from './i18n';
+import { renderParticipants, type ParticipantsState } from './participants';
+import { LiveSessionsView, whereText } from './sessions';
 import { kFontSizes, loadSettings, resolveTheme, saveSettings, type ThemeChoice } from './settings';
-import { chooseTab, type Picked } from './tabs';
+import { chooseJoinTab, chooseTab, type Picked } from './tabs';
 import { TerminalView } from './terminal';
 import { filterPods, kMaxPodRows, podRows, shellTargets } from './podfinder';
 import { formatBytes } from './outputs';
@@ -50,6 +54,10 @@ interface Tab {
   running: string | null;
   runningSince: number;
   state: ConnectionState | null;
+  // Set when the tab joined another user's session (read-only): which, whose, and as whom.
+  join: { sessionId: string; moderator: boolean; owner: string } | null;
+  // Who is in the tab's session, from its last `participants` message (null before one came).
+  participants: ParticipantsState | null;
 }
 
 
@@ -66,6 +74,8 @@ class Page {
   private tabStrip = h('ul', { class: 'term-tabs', 'aria-label': L('tabs.aria') });
   private termStack = h('div', { class: 'term-stack' });
   private audit: AuditView | null = null;
+  // Other users' sessions to watch or moderate (every signed-in user has the view).
+  private sessions: LiveSessionsView | null = null;
   private namespaces: Namespace[] = [];
   // Every cluster exec serves (one entry, unnamed, for an exec from before clusters).
   private clusters: ClusterInfo[] = [];
@@ -142,6 +152,17 @@ class Page {
   private outcomes = h('div', { class: 'visually-hidden', role: 'log', 'aria-live': 'polite', 'aria-label': L('term.outcomesAria') });
   // Under the terminal while it has the focus: how to leave it (Tab completes inside).
   private leaveHint = h('p', { class: 'leave-hint', id: 'leave-hint' }, t('term.leaveHint'));
+  // Over the terminal: "read-only: watching alice's session" in a joined tab, and who is in the
+  // current tab's session (its last `participants` message).
+  private joinBanner = h('p', { class: 'join-banner', 'data-testid': 'join-banner', hidden: true });
+  private participantsBar = h('div', {
+    class: 'participants',
+    'data-testid': 'participants',
+    role: 'group',
+    'aria-label': L('participants.aria'),
+    hidden: true,
+  });
+  private sessionBar = h('div', { class: 'session-bar', hidden: true }, this.joinBanner, this.participantsBar);
 
   constructor() {
     this.reconnectButton.addEventListener('click', () => this.terminal?.reconnect());
@@ -430,10 +451,12 @@ class Page {
       const error = this.current.allowedError;
       this.showAllowed(this.current, error ? t('panel.cannotAsk', { message: error }) : undefined);
     }
+    this.showSessionBar(this.current);
     this.renderTabs();
     this.leaveHint.textContent = t(this.leaveHint.classList.contains('armed') ? 'term.leaveArmed' : 'term.leaveHint');
     if (this.current && !this.findBar.hidden) this.current.view.find(this.findInput.value, false, true);
     this.audit?.relocalize();
+    this.sessions?.relocalize();
   }
 
   // The topbar's "Display" menu: text size, theme and language, saved in local storage.
@@ -562,9 +585,12 @@ class Page {
       return;
     }
     const shown = line.length > 60 ? `${line.slice(0, 59)}…` : line;
+    // In a joined tab the command is its owner's: nothing here stops it or feeds its stdin.
+    const owner = this.current?.join ? plainText(this.current.join.owner) : null;
     const render = () => {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      this.runningLine.textContent = t('term.running', { line: shown, seconds });
+      this.runningLine.textContent =
+        owner !== null ? t('join.running', { user: owner, line: shown, seconds }) : t('term.running', { line: shown, seconds });
     };
     render();
     this.runningLine.hidden = false;
@@ -612,7 +638,9 @@ class Page {
     this.showRunning(null);
     this.statusEl.hidden = true;
     this.reconnectButton.hidden = true;
+    this.sessionBar.hidden = true;
     this.audit = null;
+    this.sessions = null;
     this.session = null;
   }
 
@@ -624,6 +652,7 @@ class Page {
       'nav',
       { class: 'tabs' },
       h('a', { href: '#/terminal', 'data-tab': 'terminal' }, L('nav.terminal')),
+      h('a', { href: '#/sessions', 'data-tab': 'sessions', 'data-testid': 'nav-live-sessions' }, L('nav.sessions')),
       s.auditor ? h('a', { href: '#/audit', 'data-tab': 'audit' }, L('nav.audit')) : null,
     );
     const signOut = h('button', { type: 'button', class: 'link' }, L('nav.signOut'));
@@ -673,6 +702,7 @@ class Page {
         'div',
         { class: 'term-area' },
         this.tabStrip,
+        this.sessionBar,
         this.buildFindBar(),
         this.termStack,
         this.buildExtraKeys(),
@@ -694,16 +724,33 @@ class Page {
       this.buildPodFinder(),
     );
     this.audit = s.auditor ? new AuditView() : null;
+    const gen = this.generation;
+    this.sessions = new LiveSessionsView(
+      {
+        join: (session, moderator) => this.joinSession(session, moderator),
+        // An answer that comes after a sign-out is for a page that is gone.
+        signedOut: (err) => {
+          if (gen === this.generation) this.signedOut(err);
+        },
+      },
+      () => this.session?.user ?? '',
+    );
+    this.sessions.root.hidden = true;
     clear(app);
     workspace.prepend(this.notice);
-    // One main landmark: the terminal and the audit view (whichever tab shows).
-    app.append(header, h('main', { class: 'content' }, workspace, this.audit ? this.audit.root : ''));
+    // One main landmark: the terminal, the live sessions or the audit view (whichever tab shows).
+    app.append(header, h('main', { class: 'content' }, workspace, this.sessions.root, this.audit ? this.audit.root : ''));
     this.applySettings();
     void this.loadTargets();
   }
 
   private onHash = (): void => {
-    const tab = location.hash.startsWith('#/audit') && this.audit ? 'audit' : 'terminal';
+    const tab =
+      location.hash.startsWith('#/audit') && this.audit
+        ? 'audit'
+        : location.hash.startsWith('#/sessions') && this.sessions
+          ? 'sessions'
+          : 'terminal';
     for (const a of app.querySelectorAll<HTMLElement>('nav.tabs a')) {
       a.classList.toggle('active', a.dataset.tab === tab);
     }
@@ -717,6 +764,10 @@ class Page {
         if (q >= 0) this.audit.applySearch(new URLSearchParams(location.hash.slice(q + 1)));
         void this.audit.load();
       }
+    }
+    if (this.sessions) {
+      this.sessions.root.hidden = tab !== 'sessions';
+      if (tab === 'sessions') void this.sessions.load();
     }
     if (tab === 'terminal') this.terminal?.focus();
   };
@@ -748,7 +799,8 @@ class Page {
   private showState(st: ConnectionState): void {
     if (this.countdown) clearInterval(this.countdown);
     this.countdown = null;
-    this.reconnectButton.hidden = st.kind !== 'waiting' && st.kind !== 'closed';
+    // A joined session is not joined again from here (the Live sessions view does that).
+    this.reconnectButton.hidden = (st.kind !== 'waiting' && st.kind !== 'closed') || !!this.current?.join;
     const set = (cls: string, text: string, title = '') => {
       this.statusEl.hidden = false;
       this.statusEl.className = `status ${cls}`;
@@ -931,7 +983,8 @@ class Page {
     const hash =
       `#/terminal/${encodeURIComponent(t.namespace)}/${encodeURIComponent(t.pod)}/${encodeURIComponent(t.container)}` +
       (t.cluster ? `/${encodeURIComponent(t.cluster)}` : '');
-    if (!location.hash.startsWith('#/audit') && location.hash !== hash) history.replaceState(null, '', hash);
+    const elsewhere = location.hash.startsWith('#/audit') || location.hash.startsWith('#/sessions');
+    if (!elsewhere && location.hash !== hash) history.replaceState(null, '', hash);
   }
 
   // --- tabs ---------------------------------------------------------------------------------
@@ -955,6 +1008,8 @@ class Page {
       running: null,
       runningSince: 0,
       state: null,
+      join: null,
+      participants: null,
     } as unknown as Tab;
     button.addEventListener('click', () => this.switchTo(tab));
     closeButton.addEventListener('click', () => this.closeTab(tab));
@@ -964,8 +1019,33 @@ class Page {
     tab.view = new TerminalView(pane, {
       state: (st) => {
         tab.state = st;
+        // An ended session has nobody in it; a dropped one that is resumed keeps its people.
+        if (st.kind === 'closed') tab.participants = null;
         this.renderTab(tab);
-        if (tab === this.current) this.showState(st);
+        if (tab === this.current) {
+          this.showState(st);
+          this.showSessionBar(tab);
+        }
+      },
+      ready: (m) => {
+        // A new session: who is in it comes with its next `participants`.
+        tab.participants = null;
+        if (tab === this.current) this.showSessionBar(tab);
+        // A joined session: `ready` names its owner, target and mode (the list's may be older).
+        if (!tab.join) return;
+        if (m.user) tab.join.owner = m.user;
+        if (m.role) tab.join.moderator = enumWord(m.role, 'participant_role_') === 'moderator';
+        tab.target = { cluster: m.cluster ?? '', namespace: m.namespace ?? '', pod: m.pod ?? '', container: m.container ?? '' };
+        tab.mode = m.mode === 'shell' ? 'shell' : 'command';
+        this.renderTab(tab);
+        if (tab === this.current) {
+          this.setModeButtons(tab.mode);
+          this.showSessionBar(tab);
+        }
+      },
+      participants: (p) => {
+        tab.participants = p;
+        if (tab === this.current) this.showSessionBar(tab);
       },
       diagnose: () => this.diagnose(),
       closed: () => void this.checkStillSignedIn(),
@@ -1009,6 +1089,11 @@ class Page {
 
   private tabLabel(tab: Tab): string {
     const p = tab.target;
+    if (tab.join) {
+      // Another user's session: whose, where, and that it is watched or moderated.
+      const where = `${plainText(tab.join.owner)}: ${plainText(p.pod)}/${plainText(p.container)}`;
+      return `${where}${t(tab.join.moderator ? 'join.tabModerating' : 'join.tabWatching')}`;
+    }
     const cluster = this.clusters.length > 1 && p.cluster ? `${p.cluster}: ` : '';
     return `${cluster}${p.pod}/${p.container}${tab.mode === 'shell' ? t('tabs.shellSuffix') : ''}`;
   }
@@ -1018,8 +1103,11 @@ class Page {
     if (tab === this.current) this.toolbarToggle.textContent = `☰ ${this.tabLabel(tab)}`;
     const state = tab.state?.kind ?? 'connecting';
     tab.button.textContent = `${tab.running !== null ? '▶ ' : ''}${this.tabLabel(tab)}`;
+    if (tab.join) tab.button.dataset.join = tab.join.moderator ? 'moderator' : 'observer';
     tab.button.title = t('tabs.title', {
-      where: `${p.cluster ? `${p.cluster}: ` : ''}${p.namespace}/${p.pod} (${p.container})`,
+      where: tab.join
+        ? t('join.tabWhere', { user: plainText(tab.join.owner), where: whereText(p) })
+        : `${p.cluster ? `${p.cluster}: ` : ''}${p.namespace}/${p.pod} (${p.container})`,
       mode: t(tab.mode === 'shell' ? 'tabs.mode.shell' : 'tabs.mode.command'),
       state: t(`tabs.state.${state}`),
       running: tab.running !== null ? t('tabs.running', { line: tab.running }) : '',
@@ -1034,10 +1122,11 @@ class Page {
       this.renderTab(tab);
       if (tab === this.current) tab.button.setAttribute('aria-current', 'true');
       else tab.button.removeAttribute('aria-current');
-      // The last terminal stays: picking a target is how another opens.
-      tab.closeButton.hidden = this.tabs.length < 2;
+      // The last terminal stays: picking a target is how another opens. A joined session can
+      // always be left.
+      tab.closeButton.hidden = this.tabs.length < 2 && !tab.join;
     }
-    this.tabStrip.hidden = this.tabs.length < 2;
+    this.tabStrip.hidden = this.tabs.length < 2 && !this.tabs.some((tab) => tab.join);
   }
 
   private switchTo(tab: Tab): void {
@@ -1056,27 +1145,95 @@ class Page {
       this.showRunning(tab.running, tab.runningSince);
       this.showAllowed(tab);
       this.setModeButtons(tab.mode);
-      this.pick(tab.target);
+      this.showSessionBar(tab);
+      // A joined session's target is another user's: the pickers, the address and the next
+      // visit stay with the user's own.
+      if (!tab.join) this.pick(tab.target);
     }
-    this.remember(tab.target);
+    if (!tab.join) this.remember(tab.target);
     this.renderTabs();
     tab.view.focus();
   }
 
+  // Closing a tab ends its session; a joined one is left (`close`), not ended.
   private closeTab(tab: Tab): void {
-    if (this.tabs.length < 2) return;
+    if (this.tabs.length < 2 && !tab.join) return;
     const i = this.tabs.indexOf(tab);
     tab.view.dispose();
     tab.pane.remove();
     tab.item.remove();
     this.tabs.splice(i, 1);
-    if (tab === this.current) {
+    if (tab === this.current && this.tabs.length === 0) {
+      // The user's only tab was a joined session (policy gives them no pod of their own).
+      this.current = null;
+      this.statusEl.hidden = true;
+      this.reconnectButton.hidden = true;
+      this.toolbarToggle.textContent = t('toolbar.target');
+      this.showRunning(null);
+      this.showSessionBar(null);
+      this.renderTabs();
+    } else if (tab === this.current) {
       this.current = null;
       this.switchTo(this.tabs[Math.min(i, this.tabs.length - 1)]);
     } else {
       this.renderTabs();
       this.showRunning(this.current?.running ?? null, this.current?.runningSince);
     }
+  }
+
+  // Watch or Moderate in the Live sessions view: the session in a terminal tab of its own,
+  // read-only. A tab that shows it already is switched to (and joins again when its join ended,
+  // or when it joined in the other role); a new tab counts against the limit like any other.
+  private joinSession(s: LiveSession, moderator: boolean): void {
+    if (!this.session) return;
+    const action = chooseJoinTab(this.tabs, s.session_id, moderator);
+    if (!location.hash.startsWith('#/terminal')) location.hash = '#/terminal';
+    if (action.kind === 'refuse') {
+      this.showNotice(action.message);
+      return;
+    }
+    this.showNotice('');
+    let tab: Tab;
+    if (action.kind === 'open') {
+      tab = this.newTab({ cluster: s.cluster, namespace: s.namespace, pod: s.pod, container: s.container });
+      this.startJoin(tab, s, moderator);
+    } else {
+      tab = this.tabs[action.index];
+      if (action.kind === 'rejoin' || tab.state?.kind === 'closed') this.startJoin(tab, s, moderator);
+    }
+    this.switchTo(tab);
+  }
+
+  private startJoin(tab: Tab, s: LiveSession, moderator: boolean): void {
+    tab.join = { sessionId: s.session_id, moderator, owner: s.user };
+    tab.target = { cluster: s.cluster, namespace: s.namespace, pod: s.pod, container: s.container };
+    tab.mode = s.mode;
+    tab.used = true;
+    tab.participants = null;
+    tab.view.join({ sessionId: s.session_id, moderator }, s.user, { ...tab.target, mode: s.mode });
+    this.renderTab(tab);
+    if (tab === this.current) {
+      this.showAllowed(tab);
+      this.setModeButtons(tab.mode);
+      this.showSessionBar(tab);
+    }
+  }
+
+  // Over the terminal: a joined tab's read-only banner, and who is in the tab's session (shown
+  // once its first `participants` message came).
+  private showSessionBar(tab: Tab | null): void {
+    const join = tab?.join ?? null;
+    this.joinBanner.hidden = !join;
+    if (join) {
+      const user = plainText(join.owner);
+      this.joinBanner.textContent = t(join.moderator ? 'join.bannerModerating' : 'join.bannerWatching', { user });
+      this.joinBanner.dataset.role = join.moderator ? 'moderator' : 'observer';
+    }
+    const p = tab?.participants ?? null;
+    this.participantsBar.hidden = !p;
+    if (p) renderParticipants(this.participantsBar, p, this.session?.user ?? '');
+    else clear(this.participantsBar);
+    this.sessionBar.hidden = !join && !p;
   }
 
   // The cluster picker: every cluster, an unreachable one disabled with its error; shown only
@@ -1117,6 +1274,17 @@ class Page {
 
   // The "Allowed here" panel and the Shell button for a tab's target.
   private showAllowed(tab: Tab, note?: string): void {
+    this.commandModeButton.disabled = !!tab.join;
+    if (tab.join) {
+      // A joined session is read-only: nothing to type, no mode to change.
+      this.panelNote.textContent = t('join.panelNote');
+      clear(this.panelAsk);
+      this.panelAsk.hidden = true;
+      this.shellModeButton.disabled = true;
+      this.shellModeButton.title = t('join.modeTitle');
+      this.renderPanel();
+      return;
+    }
     const allowed = tab.allowed;
     this.panelNote.textContent =
       note !== undefined && (note !== '' || !allowed)
@@ -1150,7 +1318,7 @@ class Page {
   }
 
   private connect(mode: 'command' | 'shell', tab = this.current): void {
-    if (!tab || !this.session) return;
+    if (!tab || !this.session || tab.join) return;
     if (mode === 'shell' && !tab.allowed?.shell_allowed) return;
     tab.mode = mode;
     if (mode === 'shell') tab.used = true;
@@ -1253,6 +1421,7 @@ class Page {
   // a line saying so when nothing matches the filter or nothing is allowed.
   private renderPanel(): void {
     clear(this.panelList);
+    if (this.current?.join) return;
     const commands = this.current?.allowed?.commands ?? [];
     const f = this.panelFilter.value.trim().toLowerCase();
     const programs = new Map<string, typeof commands>();

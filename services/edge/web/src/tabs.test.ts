@@ -1,8 +1,9 @@
-// The rule that decides where a picked target goes: switch, reuse, open, or refuse at the limit.
+// The rules that decide where a picked target goes (switch, reuse, open, or refuse at the limit)
+// and where a joined session goes.
 
 import { describe, expect, it } from 'vitest';
 
-import { chooseTab, kMaxTabs, type Picked } from './tabs';
+import { chooseJoinTab, chooseTab, kMaxTabs, type Picked } from './tabs';
 
 const target = (pod: string, cluster = ''): Picked => ({ cluster, namespace: 'app-shop', pod, container: 'app' });
 
@@ -41,5 +42,42 @@ describe('chooseTab', () => {
     const lastUnused = full.map((t, i) => ({ ...t, used: i !== kMaxTabs - 1 }));
     expect(chooseTab(lastUnused, kMaxTabs - 1, target('new'))).toEqual({ kind: 'reuse' });
     expect(chooseTab(full.slice(0, 2), 0, target('new'), 2).kind).toBe('refuse');
+  });
+});
+
+describe('chooseJoinTab', () => {
+  const joined = (pod: string, sessionId: string, moderator = false) => ({ target: target(pod), used: true, join: { sessionId, moderator } });
+
+  it('opens a joined session in a tab of its own, never one of the user\'s', () => {
+    expect(chooseJoinTab([], 's1', false)).toEqual({ kind: 'open' });
+    // An unused tab of the user's own is not taken over.
+    expect(chooseJoinTab([{ target: target('a'), used: false }], 's1', false)).toEqual({ kind: 'open' });
+  });
+
+  it('switches to the tab that shows the session, or joins it again there in the other role', () => {
+    const tabs = [{ target: target('a'), used: true }, joined('a', 's1'), joined('b', 's2', true)];
+    expect(chooseJoinTab(tabs, 's1', false)).toEqual({ kind: 'switch', index: 1 });
+    expect(chooseJoinTab(tabs, 's1', true)).toEqual({ kind: 'rejoin', index: 1 });
+    expect(chooseJoinTab(tabs, 's2', true)).toEqual({ kind: 'switch', index: 2 });
+    expect(chooseJoinTab(tabs, 's3', false)).toEqual({ kind: 'open' });
+  });
+
+  it('counts joined tabs against the limit', () => {
+    const full = Array.from({ length: kMaxTabs }, (_, i) => joined(`p${i}`, `s${i}`));
+    expect(chooseJoinTab(full, 'new', false)).toEqual({ kind: 'refuse', message: `${kMaxTabs} targets are open: close a tab to open another.` });
+    expect(chooseJoinTab(full, 's2', false)).toEqual({ kind: 'switch', index: 2 });
+  });
+
+  it("keeps picked targets out of joined tabs: another user's session on the same pod is not the user's", () => {
+    const tabs = [joined('a', 's1'), { target: target('b'), used: false }];
+    // The same pod as the joined session: a tab of the user's own (here the unused one).
+    expect(chooseTab(tabs, 1, target('a'))).toEqual({ kind: 'reuse' });
+    // From the joined tab: a new tab, the joined one neither reused nor dropped.
+    expect(chooseTab(tabs, 0, target('a'))).toEqual({ kind: 'open' });
+    expect(chooseTab([joined('a', 's1'), { target: target('b'), used: false }], 0, target('b'))).toEqual({
+      kind: 'switch',
+      index: 1,
+      dropCurrent: false,
+    });
   });
 });

@@ -8,15 +8,25 @@ import type { ILink, IMarker, ITheme } from '@xterm/xterm';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import '@xterm/xterm/css/xterm.css';
 
-import type { Allowed, AllowedCommand } from './api';
+import { enumWord, type Allowed, type AllowedCommand, type Participant } from './api';
 import { makeCompleter } from './completion';
 import type { Theme } from './settings';
-import { Connection, type ConnectionState, type ControlMessage, type Target } from './connection';
+import {
+  Connection,
+  type ConnectionState,
+  type ControlMessage,
+  type JoinTarget,
+  type ReadyMessage,
+  type ResumedMessage,
+  type Target,
+} from './connection';
 import { History, LineEditor } from './lineeditor';
 import { GREEN, MUTED, RED, RESET, YELLOW, formatExit } from './exitline';
 import { t } from './i18n';
 import { OutputStore, formatBytes, joinChunks, outputFileName, type KeptOutput } from './outputs';
-import { denialHelp, denialHints } from './suggest';
+import { participantChanges, parseParticipantsMessage, roleText, type ParticipantsState } from './participants';
+import { whereText } from './sessions';
+import { denialHelp, denialHints, plainText } from './suggest';
 
 const kHistoryPrefix = 'podgate.history.v1:';
 // The targets whose history is kept, most recently used last; the oldest is dropped beyond this.
@@ -125,6 +135,11 @@ export interface TerminalCallbacks {
   announce?(text: string): void;
   // Escape was pressed (true; the next Tab leaves the terminal) or that chance passed (false).
   leaving?(armed: boolean): void;
+  // The session is open: what `ready` said (for a joined session, its owner, target and mode,
+  // and this connection's role).
+  ready?(msg: ReadyMessage): void;
+  // Who is in the session now (each `participants` message).
+  participants?(p: ParticipantsState): void;
 }
 
 // History is per user and target: two people sharing a browser never see each other's lines.
@@ -195,6 +210,17 @@ export class TerminalView {
   // Escape was the last key: a Tab now leaves the terminal.
   private leaveArmed = false;
   private readonly refit = () => this.scheduleFit();
+  // Set while this terminal shows another user's session (docs/web.md, "Live sessions"): which,
+  // and whose. It is read-only then: nothing typed is sent, no line editor, no resize.
+  private joined: (JoinTarget & { owner: string }) | null = null;
+  // Who is in the session, from its last `participants` message (null before the first since
+  // `ready`: exec sends one when someone joins or leaves, and right after `ready` to a joined
+  // stream or the owner of a moderated shell).
+  private participants: Participant[] | null = null;
+  // A moderated shell waiting for its moderator: exec refuses input, so none is sent, and the
+  // TTY's size is sent once the shell starts.
+  private waitingForModerator = false;
+  private resizeHeld = false;
   // The browser's word on the network, said in the terminal: a session may drop while it is
   // gone (the connection's own close then names it as the cause), and the page reconnects as
   // soon as it is back.
@@ -258,8 +284,9 @@ export class TerminalView {
     this.term.onData((d) => this.onData(d));
     this.term.attachCustomKeyEventHandler((ev) => this.onKey(ev));
     this.term.onResize(({ cols, rows }) => {
-      if (this.target?.mode === 'shell') this.conn?.resize(cols, rows);
-      else this.editor.resized();
+      if (this.target?.mode !== 'shell') this.editor.resized();
+      // A joined session's TTY is its owner's size; a moderated one's is sent once it starts.
+      else if (!this.joined && !this.resizeHeld) this.conn?.resize(cols, rows);
     });
     window.addEventListener('resize', this.refit);
     window.addEventListener('offline', this.onOffline);
@@ -302,31 +329,58 @@ export class TerminalView {
 
   // Opens a session on `target`; closes any previous one.
   open(target: Target, user: string, allowed: Allowed | null): void {
-    this.closeSession();
-    this.target = target;
-    this.user = user;
-    this.everReady = false;
-    this.dropped = false;
-    this.setRunning(null);
+    this.begin(target, user, null);
     this.historyKeyName = historyKey(user, target);
     this.history = loadHistory(this.historyKeyName);
     this.editor.setHistory(this.history);
     this.editor.setCompleter(allowed ? makeCompleter(allowed.commands, (line) => this.runQuiet(line)) : null);
     this.programs = allowed ? [...new Set(allowed.commands.map((c) => c.program))].sort() : [];
     this.allowedCommands = allowed?.commands ?? [];
-    this.term.options.convertEol = target.mode === 'command';
-    this.term.reset();
-    this.term.write('\x1b[?2004h');
-    this.atLineStart = true;
     const where = `${target.cluster ? `${target.cluster}: ` : ''}${target.namespace}/${target.pod} (${target.container})`;
     const mode = t(target.mode === 'shell' ? 'tabs.mode.shell' : 'tabs.mode.command');
     this.println(`${MUTED}${t('term.connectingTo', { where, mode })}${RESET}`);
     this.connect(target);
   }
 
-  private connect(target: Target): void {
+  // Joins another user's live session, read-only: its output, the commands its owner runs and
+  // how they end, as the owner sees them; nothing typed here is sent. `owner` and `target` are
+  // what the Live sessions view listed, until `ready` says. Closes any previous session.
+  join(join: JoinTarget, owner: string, target: Target): void {
+    this.begin(target, plainText(owner), { ...join, owner });
+    this.historyKeyName = '';
+    this.history = new History();
+    this.editor.setHistory(this.history);
+    this.editor.setCompleter(null);
+    this.programs = [];
+    this.allowedCommands = [];
+    const role = roleText(join.moderator ? 'moderator' : 'observer');
+    this.println(`${MUTED}${t('join.connecting', { user: plainText(owner), where: whereText(target), role })}${RESET}`);
+    this.connect(join);
+  }
+
+  // What opening and joining share: the previous session ends, the screen is cleared.
+  private begin(target: Target, user: string, joined: TerminalView['joined']): void {
+    this.closeSession();
+    this.target = target;
+    this.user = user;
+    this.joined = joined;
+    this.participants = null;
+    this.waitingForModerator = false;
+    this.resizeHeld = false;
+    this.everReady = false;
+    this.dropped = false;
+    this.setRunning(null);
+    this.term.options.convertEol = target.mode === 'command';
+    this.term.reset();
+    this.term.write('\x1b[?2004h');
+    this.atLineStart = true;
+  }
+
+  private connect(target: Target | JoinTarget): void {
     this.conn = new Connection(target, {
-      ready: (m) => this.onReady(m.session_id),
+      ready: (m) => this.onReady(m),
+      resumed: (m) => this.onResumed(m),
+      resumeFailed: (why) => this.println(`${YELLOW}${t('term.resumeFailed', { why })}${RESET}`),
       output: (stream, data) => this.onOutput(stream, data),
       control: (m) => this.onControl(m),
       state: (s) => this.onState(s),
@@ -464,7 +518,8 @@ export class TerminalView {
   }
 
   private startPrompt(): void {
-    if (!this.conn?.open || this.target?.mode !== 'command') return;
+    // A joined session has no line editor: it is read-only.
+    if (!this.conn?.open || this.target?.mode !== 'command' || this.joined) return;
     this.ensureLineStart();
     this.editor.start(this.prompt());
   }
@@ -486,19 +541,31 @@ export class TerminalView {
     }
   }
 
-  private onReady(sessionId: string): void {
+  private onReady(m: ReadyMessage): void {
+    if (this.joined) {
+      this.onJoined(m);
+      return;
+    }
     const target = this.target!;
+    const sessionId = m.session_id;
     if (!this.everReady) {
       const help = t(target.mode === 'command' ? 'term.helpCommand' : 'term.helpShell');
       this.println(`${MUTED}${t('term.connectedAs', { user: this.user, session: sessionId, help })}${RESET}`);
     } else {
       this.println(`${MUTED}${t('term.reconnected', { session: sessionId })}${RESET}`);
     }
+    if (m.moderator_required === true) this.println(`${MUTED}${t('join.moderated')}${RESET}`);
+    // A new session: nobody has joined it yet.
+    this.participants = null;
+    this.waitingForModerator = false;
     this.everReady = true;
     this.dropped = false;
+    this.callbacks.ready?.(m);
     if (target.mode === 'shell') {
       this.scheduleFit();
-      this.conn?.resize(this.term.cols, this.term.rows);
+      // A moderated shell starts once its moderator is there (`participants` says when).
+      if (m.moderator_required === true) this.resizeHeld = true;
+      else this.conn?.resize(this.term.cols, this.term.rows);
       return;
     }
     if (this.running) {
@@ -506,6 +573,100 @@ export class TerminalView {
       this.setRunning(null);
     }
     this.startPrompt();
+  }
+
+  // A joined session is open: `ready` names its owner, target and mode, and this connection's
+  // role. No prompt follows: the owner's commands arrive as `command` messages.
+  private onJoined(m: ReadyMessage): void {
+    const joined = this.joined!;
+    const mode = m.mode === 'shell' ? 'shell' : 'command';
+    // Another user's names, drawn in the prompt: without control characters.
+    this.target = {
+      cluster: plainText(m.cluster),
+      namespace: plainText(m.namespace),
+      pod: plainText(m.pod),
+      container: plainText(m.container),
+      mode,
+    };
+    if (typeof m.user === 'string' && m.user) {
+      this.user = plainText(m.user);
+      joined.owner = m.user;
+    }
+    this.term.options.convertEol = mode === 'command';
+    const role = roleText(m.role ? enumWord(m.role, 'participant_role_') : joined.moderator ? 'moderator' : 'observer');
+    const user = plainText(joined.owner);
+    const session = plainText(m.session_id);
+    this.println(`${MUTED}${t('join.ready', { user, session, where: whereText(this.target), role })}${RESET}`);
+    this.everReady = true;
+    this.dropped = false;
+    if (mode === 'shell') this.scheduleFit();
+    this.callbacks.ready?.(m);
+  }
+
+  // A command the session's owner runs (joined sessions only): its line after the owner's
+  // prompt, as the owner's terminal shows it, then its output and outcome as for one's own.
+  private onOwnerCommand(id: string, line: string): void {
+    // The previous command's end never came (it cannot, one runs at a time): it is let go.
+    if (this.running) this.setRunning(null);
+    const shown = line.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+    this.println(`${this.prompt()}${shown}`);
+    // Kept under an id of this terminal's own: a session joined again starts its ids over.
+    const key = `${id || 'c'}.${++this.commandCount}`;
+    this.outputs.begin(key, shown);
+    this.setRunning({ id: key }, shown);
+  }
+
+  // Who is in the session now. A moderated shell that waits for its moderator is said once
+  // when it starts waiting and once when it starts; comings and goings are printed in command
+  // mode (in shell mode a line would cut into the screen) and announced to screen readers.
+  private onParticipants(p: ParticipantsState): void {
+    // The owner's first message comes when someone joins (or with a moderated shell, alone):
+    // until then the owner was alone. A joined stream's first message is where it starts.
+    const before = this.participants ?? (this.joined ? null : p.participants.filter((x) => x.role === 'owner'));
+    this.participants = p.participants;
+    const was = this.waitingForModerator;
+    this.waitingForModerator = p.waiting;
+    if (p.waiting && !was) {
+      this.ignoredNotice = false;
+      this.println(`${YELLOW}${t(this.joined ? 'join.waitingWatcher' : 'join.waitingOwner')}${RESET}`);
+    } else if (!p.waiting && was) {
+      this.ignoredNotice = false;
+      this.println(`${MUTED}${t('join.moderatorJoined')}${RESET}`);
+    }
+    if (p.waiting) {
+      this.resizeHeld = true;
+    } else if (this.resizeHeld) {
+      this.resizeHeld = false;
+      if (!this.joined && this.target?.mode === 'shell') this.conn?.resize(this.term.cols, this.term.rows);
+    }
+    if (before) {
+      for (const change of participantChanges(before, p.participants)) {
+        if (this.target?.mode === 'command') this.println(`${MUTED}${t('term.note', { text: change })}${RESET}`);
+        this.callbacks.announce?.(change);
+      }
+    }
+    this.callbacks.participants?.(p);
+  }
+
+  // The dropped session was resumed: the running command (or shell) went on, and what it wrote
+  // meanwhile follows. Only what the server could not keep is lost, and the page says how much.
+  private onResumed(m: ResumedMessage): void {
+    const lost = Number(m.lost_bytes ?? 0);
+    this.println(
+      `${lost > 0 ? YELLOW : MUTED}${
+        lost > 0
+          ? t('term.resumedLost', { session: m.session_id, bytes: formatBytes(lost) })
+          : t('term.resumed', { session: m.session_id })
+      }${RESET}`,
+    );
+    this.everReady = true;
+    this.dropped = false;
+    if (this.target?.mode === 'shell') {
+      this.scheduleFit();
+      if (!this.resizeHeld) this.conn?.resize(this.term.cols, this.term.rows);
+      return;
+    }
+    if (!this.running) this.startPrompt();
   }
 
   // Runs `line` for a completion without showing it; at most one at a time, never while a
@@ -625,6 +786,12 @@ export class TerminalView {
           }
         }
         return;
+      case 'participants':
+        this.onParticipants(parseParticipantsMessage(m));
+        return;
+      case 'command':
+        if (this.joined) this.onOwnerCommand(String(m.id ?? ''), String(m.line ?? ''));
+        return;
       case 'closed':
         return;
       default:
@@ -666,6 +833,12 @@ export class TerminalView {
   private onState(s: ConnectionState): void {
     this.connState = s.kind;
     this.ignoredNotice = false;
+    if (s.kind === 'closed') {
+      // The session ended: nobody is in it any more. (A drop keeps both: a resumed session
+      // goes on with the same people.)
+      this.participants = null;
+      this.waitingForModerator = false;
+    }
     this.callbacks.state(s);
     if (s.kind === 'waiting') {
       this.queued = null;
@@ -688,6 +861,16 @@ export class TerminalView {
   private onData(data: string): void {
     const conn = this.conn;
     if (!conn || !this.target) return;
+    if (this.joined) {
+      // Read-only: nothing typed reaches a joined session; said once per connection state.
+      // Escape sequences (special keys, the terminal's answers to the owner's programs) go
+      // unsaid.
+      if (!this.ignoredNotice && !data.startsWith('\x1b')) {
+        this.ignoredNotice = true;
+        this.println(`${YELLOW}${t('join.readOnly', { user: plainText(this.joined.owner) })}${RESET}`);
+      }
+      return;
+    }
     if (!conn.open) {
       const canReconnect = this.connState === 'closed' || this.connState === 'waiting';
       if (data.includes('\r') && canReconnect) {
@@ -696,6 +879,14 @@ export class TerminalView {
         // Keystrokes are not kept for later: say so once, instead of dropping them silently.
         this.ignoredNotice = true;
         this.println(`${YELLOW}${t(canReconnect ? 'term.ignoredEnter' : 'term.ignoredUntilOpen')}${RESET}`);
+      }
+      return;
+    }
+    if (this.waitingForModerator) {
+      // exec refuses input until the moderated shell has started.
+      if (!this.ignoredNotice && !data.startsWith('\x1b')) {
+        this.ignoredNotice = true;
+        this.println(`${YELLOW}${t('join.waitInput')}${RESET}`);
       }
       return;
     }
@@ -723,15 +914,17 @@ export class TerminalView {
     }
   }
 
-  // Connects again after the session ended (Enter, or the status bar's button).
   // A refreshed sign-in (single sign-on): the open session lasts until the new token expires.
   // A session reconnecting later carries the new cookie anyway.
   renew(ticket: string): void {
-    if (this.conn?.open) this.conn.renew(ticket);
+    // A joined session sends nothing but its `close`.
+    if (this.conn?.open && !this.joined) this.conn.renew(ticket);
   }
 
+  // Connects again after the session ended (Enter, or the status bar's button). A joined
+  // session is not joined again here: the Live sessions view does that.
   reconnect(): void {
-    if (!this.target) return;
+    if (!this.target || this.joined) return;
     if (this.conn && !this.conn.open) {
       const t = this.target;
       this.conn.close();
