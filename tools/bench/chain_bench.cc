@@ -57,8 +57,10 @@ ABSL_FLAG(int, roundtrip_rounds, 0,
 ABSL_FLAG(int, bulk_mib, 0, "Bulk output: MiB per command. 0: 256 (quick 8).");
 ABSL_FLAG(int, bulk_rounds, 0, "Bulk output: transfers per path, interleaved. 0: 3 (quick 1).");
 ABSL_FLAG(int, sessions, 0,
-          "Sessions: idle v1 sessions held through edge. 0: 2000 (quick 50). 10000 needs "
-          "RLIMIT_NOFILE above 10100 for the benchmark and edge (docs/performance.md).");
+          "Sessions: idle v1 sessions held through edge. 0: 2000 (quick 50). Each costs the "
+          "benchmark about 4 descriptors (its blocking client's socket and event loop), "
+          "measured on the warm-up and refused above RLIMIT_NOFILE; podgate-bench-idle holds "
+          "10000 with one each (docs/performance.md).");
 ABSL_FLAG(int, session_sample, 20, "Sessions: open sessions asked to run a command. Default 20.");
 ABSL_FLAG(int, open_concurrency, 8, "Sessions: clients opening sessions in parallel. Default 8.");
 ABSL_FLAG(std::string, kubectl, "/usr/local/bin/kubectl",
@@ -603,13 +605,28 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   // Warm-up: what the first sessions allocate once (gRPC channel, pools, caches) is not per
   // session.
   {
+    constexpr int kWarm = 16;
+    const int own_before = testing::OpenDescriptors(getpid());
     std::vector<std::unique_ptr<EdgeSession>> warm;
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < kWarm; ++i) {
       auto s = open();
       if (!s.ok()) {
         return s.status();
       }
       warm.push_back(*std::move(s));
+    }
+    // This benchmark's blocking client holds more than its socket per session (its own event
+    // loop's descriptors): refuse a count this process cannot hold before opening any, rather
+    // than failing at the descriptor limit halfway.
+    const int per_session = (testing::OpenDescriptors(getpid()) - own_before + kWarm - 1) / kWarm;
+    const int64_t needed = int64_t{total} * per_session + own_before + 256;
+    const int64_t limit = testing::RaiseDescriptorLimit();  // the limit in force (raised at start)
+    if (needed > limit) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "holding ", total, " sessions needs about ", needed, " descriptors in this benchmark (",
+          per_session,
+          " per session: the socket and its client's event loop), above its RLIMIT_NOFILE of ",
+          limit, "; raise the hard limit (ulimit -Hn) or lower --sessions"));
     }
     if (auto r = warm[0]->Run("true", "w1", kCommandTimeout); !r.ok()) {
       return r.status();
