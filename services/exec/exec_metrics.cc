@@ -4,12 +4,12 @@ namespace podgate::exec {
 
 namespace {
 
+// One histogram per stage name, in the order of the stage enum.
 std::array<prometheus::Histogram*, 6> StageHistograms(
-    prometheus::Family<prometheus::Histogram>& family) {
+    prometheus::Family<prometheus::Histogram>& family, const std::array<const char*, 6>& names) {
   static const prometheus::Histogram::BucketBoundaries kBuckets{
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
   std::array<prometheus::Histogram*, 6> stages{};
-  const char* const names[] = {"policy", "audit", "checks", "upgrade", "launch", "total"};
   for (size_t i = 0; i < stages.size(); ++i) {
     stages[i] = &family.Add({{"stage", names[i]}}, kBuckets);
   }
@@ -47,6 +47,11 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                         .Help("Where a command's start goes, by stage: policy, audit, checks, "
                               "upgrade, launch, and total (received to running).")
                         .Register(registry)),
+      session_open(prometheus::BuildHistogram()
+                       .Name("podgate_exec_session_open_seconds")
+                       .Help("Where a session's open goes, by stage: credential, policy, pod, "
+                             "checks (shells), audit, and total (open received to ready).")
+                       .Register(registry)),
       output_bytes_total(prometheus::BuildCounter()
                              .Name("podgate_exec_output_bytes_total")
                              .Help("Output bytes forwarded to clients, by channel.")
@@ -153,6 +158,9 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                        .Register(registry)),
       live_sessions(live_objects.Add({{"kind", "session"}})),
       live_commands(live_objects.Add({{"kind", "command"}})),
-      command_start_stages(StageHistograms(command_start)) {}
+      command_start_stages(StageHistograms(
+          command_start, {"policy", "audit", "checks", "upgrade", "launch", "total"})),
+      session_open_stages(StageHistograms(
+          session_open, {"credential", "policy", "pod", "checks", "audit", "total"})) {}
 
 }  // namespace podgate::exec

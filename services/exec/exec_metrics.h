@@ -36,6 +36,17 @@ struct ExecMetrics {
   prometheus::Histogram& CommandStart(Stage stage) {
     return *command_start_stages[static_cast<size_t>(stage)];
   }
+  // podgate_exec_session_open_seconds{stage}: where a session's open goes, stage by stage:
+  // credential (open received to the credential verified), policy (the target's scope asked
+  // before and after the pod's labels are known, and a shell's decision), pod (the pod read from
+  // the API), checks (a shell's decision recorded and the root guard; shells only), audit (the
+  // open's record sent to its durable ack), and total (open received to `ready`). Each stage
+  // counts the opens that got past it; total counts the opens that became ready.
+  prometheus::Family<prometheus::Histogram>& session_open;
+  enum class OpenStage { kCredential, kPolicy, kPod, kChecks, kAudit, kTotal };
+  prometheus::Histogram& SessionOpen(OpenStage stage) {
+    return *session_open_stages[static_cast<size_t>(stage)];
+  }
   // podgate_exec_output_bytes_total{channel}: stdout|stderr|tty
   prometheus::Family<prometheus::Counter>& output_bytes_total;
   // podgate_exec_api_errors_total{code}: gRPC code name of Kubernetes API failures
@@ -94,6 +105,7 @@ struct ExecMetrics {
   // The histogram of each Stage, looked up once (a label lookup per command is a map search
   // under the family's lock).
   const std::array<prometheus::Histogram*, 6> command_start_stages;
+  const std::array<prometheus::Histogram*, 6> session_open_stages;
 };
 
 }  // namespace podgate::exec

@@ -169,6 +169,7 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   session_id_ = runtime::RandomId();
   close_event_id_ = runtime::RandomId();
   opened_at_ = absl::Now();
+  open_step_ = opened_at_;
   client_ = open.client().substr(0, 256);
   mode_ = open.mode() == common::SESSION_MODE_SHELL ? common::SESSION_MODE_SHELL
                                                     : common::SESSION_MODE_COMMAND;
@@ -396,6 +397,7 @@ void Session::ContinueOpenLocked(const pb::OpenSession& open,
     RefuseCredentialLocked(verified.status());
     return;
   }
+  OpenStepDoneLocked(ExecMetrics::OpenStage::kCredential);
   principal_ = verified->principal;
   expires_ = std::min(verified->expires, opened_at_ + opts_.max_session);
   expiry_is_credential_ = verified->expires < opened_at_ + opts_.max_session;
@@ -516,6 +518,7 @@ void Session::OnScope(absl::StatusOr<bool> in_scope) {
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
   }
+  OpenStepDoneLocked(ExecMetrics::OpenStage::kPolicy);
   if (!in_scope.ok()) {
     // Fail closed: without policy, no target is looked up.
     hub_->metrics()
@@ -551,6 +554,7 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
   }
+  OpenStepDoneLocked(ExecMetrics::OpenStage::kPod);
   auto refuse = [&](const absl::Status& s) { RefuseOpenLocked(wire::ToGrpcStatus(s)); };
   if (!pod.ok()) {
     hub_->metrics()
@@ -586,6 +590,7 @@ void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
   }
+  OpenStepDoneLocked(ExecMetrics::OpenStage::kPolicy);
   auto refuse = [&](const absl::Status& s) { RefuseOpenLocked(wire::ToGrpcStatus(s)); };
   if (!in_scope.ok()) {
     hub_->metrics()
@@ -645,6 +650,7 @@ void Session::AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeRe
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
   }
+  OpenStepDoneLocked(ExecMetrics::OpenStage::kPolicy);
   common::Decision decision;
   if (!answer.ok()) {
     hub_->metrics()
@@ -705,10 +711,26 @@ void Session::CheckRootThen(bool root_allowed, std::function<void(absl::Status)>
   cluster_->root_guard()->Check(as, pod_, target_.container(), root_allowed, std::move(next));
 }
 
+void Session::OpenStepDoneLocked(ExecMetrics::OpenStage stage) {
+  const absl::Time now = absl::Now();
+  const absl::Duration took = now - open_step_;
+  open_step_ = now;
+  if (stage == ExecMetrics::OpenStage::kPolicy) {
+    open_policy_ += took;
+  } else {
+    hub_->metrics()->SessionOpen(stage).Observe(absl::ToDoubleSeconds(took));
+  }
+}
+
 void Session::SendReady() {
   std::unique_lock<std::mutex> lock(mu_);
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
+  }
+  if (mode_ == common::SESSION_MODE_SHELL) {
+    OpenStepDoneLocked(ExecMetrics::OpenStage::kChecks);
+  } else {
+    open_step_ = absl::Now();  // a command session has no checks at open
   }
   common::AuditEvent e = BaseEventLocked(common::EVENT_KIND_SESSION_OPEN);
   e.mutable_session_open()->set_mode(mode_);
@@ -724,6 +746,13 @@ void Session::SendReady() {
           return;
         }
         self->state_ = State::kReady;
+        self->OpenStepDoneLocked(ExecMetrics::OpenStage::kAudit);
+        self->hub_->metrics()
+            ->SessionOpen(ExecMetrics::OpenStage::kPolicy)
+            .Observe(absl::ToDoubleSeconds(self->open_policy_));
+        self->hub_->metrics()
+            ->SessionOpen(ExecMetrics::OpenStage::kTotal)
+            .Observe(absl::ToDoubleSeconds(absl::Now() - self->opened_at_));
         const bool shell = self->mode_ == common::SESSION_MODE_SHELL;
         // A shell rule's time limit bounds the whole shell session.
         if (shell && self->shell_limits_.has_time_limit() &&

@@ -31,6 +31,7 @@
 #include "auth/jwt.h"
 #include "exec/command_run.h"
 #include "exec/container_check.h"
+#include "exec/exec_metrics.h"
 #include "exec/kube.h"
 #include "exec/policy_stream.h"
 #include "exec/session_hub.h"
@@ -232,6 +233,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
   void CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next);
   void SendReady();
+  // The open's step that just ended took the time since the last one ended: observed as
+  // `stage` (policy's steps are summed and observed once the open is ready). With mu_ held.
+  void OpenStepDoneLocked(ExecMetrics::OpenStage stage);
   void HandleCommand(const pb::RunCommand& run);
   void OnDecision(std::shared_ptr<Command> cmd,
                   absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
@@ -361,6 +365,10 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // Whether expires_ is the credential's expiry (else a session time limit).
   bool expiry_is_credential_ = false;
   absl::Time opened_at_;
+  // Where the open's time goes (ExecMetrics::OpenStage): when its current step began, and the
+  // time policy took over the steps that ask it.
+  absl::Time open_step_;
+  absl::Duration open_policy_;
   bool admitted_ = false;
   int64_t commands_ = 0;
   // Every command id this session has seen (64-bit hashes, about 16 bytes a command), so none

@@ -57,8 +57,10 @@ ABSL_FLAG(int, roundtrip_rounds, 0,
 ABSL_FLAG(int, bulk_mib, 0, "Bulk output: MiB per command. 0: 256 (quick 8).");
 ABSL_FLAG(int, bulk_rounds, 0, "Bulk output: transfers per path, interleaved. 0: 3 (quick 1).");
 ABSL_FLAG(int, sessions, 0,
-          "Sessions: idle v1 sessions held through edge. 0: 2000 (quick 50). 10000 needs "
-          "RLIMIT_NOFILE above 10100 for the benchmark and edge (docs/performance.md).");
+          "Sessions: idle v1 sessions held through edge. 0: 2000 (quick 50). Each costs the "
+          "benchmark about 4 descriptors (its blocking client's socket and event loop), "
+          "measured on the warm-up and refused above RLIMIT_NOFILE; podgate-bench-idle holds "
+          "10000 with one each (docs/performance.md).");
 ABSL_FLAG(int, session_sample, 20, "Sessions: open sessions asked to run a command. Default 20.");
 ABSL_FLAG(int, open_concurrency, 8, "Sessions: clients opening sessions in parallel. Default 8.");
 ABSL_FLAG(std::string, kubectl, "/usr/local/bin/kubectl",
@@ -235,6 +237,50 @@ absl::Status ExecOutcome(const std::string& what, const testing::CommandOutcome&
       o.denied ? o.denied->ShortDebugString() : "", " stderr: ", o.stderr_text.substr(0, 500)));
 }
 
+// A stage histogram's stages in order, each with what it measures.
+using StageList = std::vector<std::pair<std::string, std::string>>;
+// Each stage's (sum, count) of histogram `metric`{stage=...} from one read of exec's /metrics
+// page; (-1, -1) when unread.
+using StageTotals = std::map<std::string, std::pair<double, double>>;
+
+StageTotals ReadStageTotals(int metrics_port, const std::string& metric, const StageList& stages) {
+  StageTotals totals;
+  http::ClientOptions o;
+  o.port = static_cast<uint16_t>(metrics_port);
+  absl::StatusOr<http::ClientResponse> page = http::Fetch(o, "GET", "/metrics");
+  absl::StatusOr<testing::MetricsPage> parsed =
+      page.ok() ? testing::ParsePrometheusText(page->body) : page.status();
+  for (const auto& [stage, what] : stages) {
+    const std::string labels = absl::StrCat("{stage=\"", stage, "\"}");
+    const auto value = [&](const std::string& name) {
+      if (!parsed.ok()) {
+        return -1.0;
+      }
+      auto it = parsed->samples.find(name + labels);
+      return it == parsed->samples.end() ? -1.0 : it->second;
+    };
+    totals[stage] = {value(metric + "_sum"), value(metric + "_count")};
+  }
+  return totals;
+}
+
+// One row per stage (what, mean ms and count between the two reads) and the metric
+// `<prefix>.<stage>.mean_ms`; a stage not observed in between is noted, not shown.
+void AddStageRows(Table& table, Report& report, const std::string& prefix, const StageList& stages,
+                  const StageTotals& before, const StageTotals& after) {
+  for (const auto& [stage, what] : stages) {
+    const auto [sum1, count1] = after.at(stage);
+    const auto [sum0, count0] = before.at(stage);
+    if (sum1 < 0 || count1 < 0 || sum0 < 0 || count0 < 0 || count1 <= count0) {
+      report.Note(absl::StrCat(prefix, ": exec's stage '", stage, "' was not measured"));
+      continue;
+    }
+    const double mean_ms = (sum1 - sum0) / (count1 - count0) * 1000;
+    table.AddRow({stage, what, Cell(mean_ms, 2), Cell(count1 - count0, 0)});
+    report.Metric(absl::StrCat(prefix, ".", stage, ".mean_ms"), mean_ms);
+  }
+}
+
 // --- 1. round trip ------------------------------------------------------------------------
 
 absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
@@ -303,30 +349,15 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   }
   // exec's own account of where a command's start goes (podgate_exec_command_start_seconds),
   // over the recorded rounds only.
-  const char* const kStages[] = {"policy", "audit", "checks", "upgrade", "launch", "total"};
-  // Each stage's (sum, count), or (-1, -1), from one read of exec's /metrics page.
-  const auto stage_totals = [&c, &kStages] {
-    std::map<std::string, std::pair<double, double>> totals;
-    http::ClientOptions o;
-    o.port = c.stack->exec_metrics_port();
-    absl::StatusOr<http::ClientResponse> page = http::Fetch(o, "GET", "/metrics");
-    absl::StatusOr<testing::MetricsPage> parsed =
-        page.ok() ? testing::ParsePrometheusText(page->body) : page.status();
-    for (const char* stage : kStages) {
-      const std::string labels = absl::StrCat("{stage=\"", stage, "\"}");
-      const auto value = [&](const std::string& name) {
-        if (!parsed.ok()) {
-          return -1.0;
-        }
-        auto it = parsed->samples.find(name + labels);
-        return it == parsed->samples.end() ? -1.0 : it->second;
-      };
-      totals[stage] = {value("podgate_exec_command_start_seconds_sum"),
-                       value("podgate_exec_command_start_seconds_count")};
-    }
-    return totals;
-  };
-  const std::map<std::string, std::pair<double, double>> stages_before = stage_totals();
+  const StageList kStages = {
+      {"policy", "asking policy (AuthorizeStream) to its answer"},
+      {"audit", "the decision sent to audit to its durable ack (strict)"},
+      {"checks", "root guard and container checks (cached after the first command)"},
+      {"upgrade", "pods/exec call to the WebSocket upgrade (TCP, TLS, HTTP upgrade)"},
+      {"launch", "the upgrade to the launch wrapper's pid report (the API server starts it)"},
+      {"total", "the command received to \"go\" (the process runs)"}};
+  const std::string kMetric = "podgate_exec_command_start_seconds";
+  const StageTotals stages_before = ReadStageTotals(c.stack->exec_metrics_port(), kMetric, kStages);
   recording = true;
   if (absl::Status s = RunInterleaved(sizes.roundtrip_rounds, sides); !s.ok()) {
     return s;
@@ -335,25 +366,8 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
       "Where exec's share goes: a command's start by stage, mean ms (exec's "
       "podgate_exec_command_start_seconds over the recorded commands of the three exec paths)",
       {"stage", "what", "mean ms", "commands"});
-  const std::map<std::string, std::string> kWhat = {
-      {"policy", "asking policy (AuthorizeStream) to its answer"},
-      {"audit", "the decision sent to audit to its durable ack (strict)"},
-      {"checks", "root guard and container checks (cached after the first command)"},
-      {"upgrade", "pods/exec call to the WebSocket upgrade (TCP, TLS, HTTP upgrade)"},
-      {"launch", "the upgrade to the launch wrapper's pid report (the API server starts it)"},
-      {"total", "the command received to \"go\" (the process runs)"}};
-  const std::map<std::string, std::pair<double, double>> stages_after = stage_totals();
-  for (const char* stage : kStages) {
-    const auto [sum1, count1] = stages_after.at(stage);
-    const auto [sum0, count0] = stages_before.at(stage);
-    if (sum1 < 0 || count1 < 0 || sum0 < 0 || count0 < 0 || count1 <= count0) {
-      report.Note(absl::StrCat("roundtrip: exec's stage '", stage, "' was not measured"));
-      continue;
-    }
-    const double mean_ms = (sum1 - sum0) / (count1 - count0) * 1000;
-    stages.AddRow({stage, kWhat.at(stage), Cell(mean_ms, 2), Cell(count1 - count0, 0)});
-    report.Metric(absl::StrCat("roundtrip.exec_stage.", stage, ".mean_ms"), mean_ms);
-  }
+  AddStageRows(stages, report, "roundtrip.exec_stage", kStages, stages_before,
+               ReadStageTotals(c.stack->exec_metrics_port(), kMetric, kStages));
   Table table(absl::StrCat("Round trip of `true`, ms (", sizes.roundtrip_rounds,
                            " commands per path, interleaved)"),
               {"path", "p50", "p90", "p99", "mean", "commands"});
@@ -603,13 +617,28 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   // Warm-up: what the first sessions allocate once (gRPC channel, pools, caches) is not per
   // session.
   {
+    constexpr int kWarm = 16;
+    const int own_before = testing::OpenDescriptors(getpid());
     std::vector<std::unique_ptr<EdgeSession>> warm;
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < kWarm; ++i) {
       auto s = open();
       if (!s.ok()) {
         return s.status();
       }
       warm.push_back(*std::move(s));
+    }
+    // This benchmark's blocking client holds more than its socket per session (its own event
+    // loop's descriptors): refuse a count this process cannot hold before opening any, rather
+    // than failing at the descriptor limit halfway.
+    const int per_session = (testing::OpenDescriptors(getpid()) - own_before + kWarm - 1) / kWarm;
+    const int64_t needed = int64_t{total} * per_session + own_before + 256;
+    const int64_t limit = testing::RaiseDescriptorLimit();  // the limit in force (raised at start)
+    if (needed > limit) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "holding ", total, " sessions needs about ", needed, " descriptors in this benchmark (",
+          per_session,
+          " per session: the socket and its client's event loop), above its RLIMIT_NOFILE of ",
+          limit, "; raise the hard limit (ulimit -Hn) or lower --sessions"));
     }
     if (auto r = warm[0]->Run("true", "w1", kCommandTimeout); !r.ok()) {
       return r.status();
@@ -622,6 +651,17 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   const ProcessUse edge_before = Use(edge_pid);
   const ProcessUse exec_before = Use(exec_pid);
 
+  // exec's own account of where an open goes (podgate_exec_session_open_seconds), over the
+  // measured opens only (command sessions: no checks stage).
+  const StageList kOpenStages = {
+      {"credential", "the open received to the user's token verified"},
+      {"policy", "the target's scope asked of policy, before and with the pod's labels"},
+      {"pod", "the pod read from the API server"},
+      {"audit", "the open's record sent to audit to its durable ack (strict)"},
+      {"total", "the open received to `ready`"}};
+  const std::string kOpenMetric = "podgate_exec_session_open_seconds";
+  const StageTotals open_stages_before =
+      ReadStageTotals(c.stack->exec_metrics_port(), kOpenMetric, kOpenStages);
   std::vector<std::unique_ptr<EdgeSession>> held(static_cast<size_t>(total));
   std::atomic<int> next{0};
   std::atomic<int> failed{0};
@@ -650,6 +690,8 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
     t.join();
   }
   const double open_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const StageTotals open_stages_after =
+      ReadStageTotals(c.stack->exec_metrics_port(), kOpenMetric, kOpenStages);
   const int opened = total - failed.load();
   absl::SleepFor(absl::Seconds(2));
   const ProcessUse edge_after = Use(edge_pid);
@@ -714,6 +756,12 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
        absl::StrCat(Cell(sample_ms.Percentile(50), 2), " / ", Cell(sample_ms.Percentile(100), 2))});
   opens.AddRow({"held (opened, every sampled one answering)", absl::StrCat(held_count)});
   report.Add(opens);
+  Table open_stages(absl::StrCat("Where exec's share of an open goes, by stage, mean ms (exec's ",
+                                 kOpenMetric, " over the measured opens)"),
+                    {"stage", "what", "mean ms", "opens"});
+  AddStageRows(open_stages, report, "sessions.open_stage", kOpenStages, open_stages_before,
+               open_stages_after);
+  report.Add(open_stages);
   report.Metric("sessions.edge.kib_per_session", edge_kib);
   report.Metric("sessions.exec.kib_per_session", exec_kib);
   report.Metric("sessions.open_per_s", open_rate);

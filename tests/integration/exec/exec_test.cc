@@ -470,6 +470,74 @@ TEST_F(ExecTest, ACommandsStartIsMeasuredStageByStage) {
   }
 }
 
+// podgate_exec_session_open_seconds accounts for an open stage by stage: a command session's
+// credential, policy, pod and audit within its total, a shell's checks besides, and an open
+// refused before the pod only up to its credential.
+TEST_F(ExecTest, ASessionsOpenIsMeasuredStageByStage) {
+  const auto count = [](const char* stage) {
+    return std::max(0.0, Sample(absl::StrCat("podgate_exec_session_open_seconds_count{stage=\"",
+                                             stage, "\"}")));
+  };
+  const auto sum = [](const char* stage) {
+    return std::max(
+        0.0, Sample(absl::StrCat("podgate_exec_session_open_seconds_sum{stage=\"", stage, "\"}")));
+  };
+  const char* const kStages[] = {"credential", "policy", "pod", "checks", "audit", "total"};
+  std::map<std::string, double> counts;
+  std::map<std::string, double> sums;
+  const auto snapshot = [&] {
+    for (const char* stage : kStages) {
+      counts[stage] = count(stage);
+      sums[stage] = sum(stage);
+    }
+  };
+  snapshot();
+  {
+    SessionClient s(stack_->exec_port());
+    ASSERT_TRUE(s.Open(stack_->Token("alice", {"admins"}), "team", "app-1").ok());
+    for (const char* stage : {"credential", "policy", "pod", "audit", "total"}) {
+      EXPECT_EQ(count(stage), counts[stage] + 1) << stage;
+    }
+    EXPECT_EQ(count("checks"), counts["checks"]) << "a command session has no checks at open";
+    // The stages follow one another within the total; policy was asked twice (before the pod
+    // and with its labels), the pod read once, the open's record acknowledged.
+    double parts = 0;
+    for (const char* stage : {"credential", "policy", "pod", "audit"}) {
+      const double took = sum(stage) - sums[stage];
+      EXPECT_GE(took, 0) << stage;
+      parts += took;
+    }
+    for (const char* stage : {"policy", "pod", "audit"}) {
+      EXPECT_GT(sum(stage) - sums[stage], 0) << stage;
+    }
+    EXPECT_LE(parts, sum("total") - sums["total"] + 1e-6);
+    s.Close();
+  }
+
+  snapshot();
+  {
+    SessionClient shell(stack_->exec_port());
+    ASSERT_TRUE(
+        shell.Open(stack_->Token("dave", {"devs"}), "team", "app-1", "", common::SESSION_MODE_SHELL)
+            .ok());
+    for (const char* stage : kStages) {
+      EXPECT_EQ(count(stage), counts[stage] + 1) << stage;
+    }
+    EXPECT_GT(sum("checks") - sums["checks"], 0) << "the shell's decision and the root guard";
+    shell.Close();
+  }
+
+  snapshot();
+  {
+    SessionClient refused(stack_->exec_port());
+    EXPECT_FALSE(refused.Open(stack_->Token("mallory", {"nobody"}), "team", "app-1").ok());
+    EXPECT_EQ(count("credential"), counts["credential"] + 1);
+    for (const char* stage : {"policy", "pod", "checks", "audit", "total"}) {
+      EXPECT_EQ(count(stage), counts[stage]) << stage << ": the open was refused by policy";
+    }
+  }
+}
+
 // The launch wrapper starts while audit stores the decision, but "go" waits for audit's ack:
 // with audit frozen, an allowed command is launched and identified, never run, and refused with
 // the reason once the ack's deadline passes; the trail gets its decision and its "not run"
