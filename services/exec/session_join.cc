@@ -240,13 +240,20 @@ bool Session::HandleWatcherMessage(const pb::SessionRequest& req, bool ok) {
 
 void Session::LeaveWatched(const std::string& why) {
   std::shared_ptr<Session> watched;
+  std::string reason;
   {
     std::lock_guard<std::mutex> lock(mu_);
     watched = std::move(watched_);
-    leave_reason_ = why;
+    // The first reason stands: a watcher dropped for falling behind (DeliverWatched) has its
+    // stream finished, and the read that then fails must not turn it into "client" before the
+    // watched session, which dropped it, reads the reason to record the leave.
+    if (leave_reason_.empty()) {
+      leave_reason_ = why;
+    }
+    reason = leave_reason_;
   }
   if (watched != nullptr) {
-    watched->RemoveWatcher(this, why);
+    watched->RemoveWatcher(this, reason);
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (finish_pending_ || finished_) {
