@@ -116,6 +116,8 @@ struct Sizes {
   int sessions = 0;
   int session_sample = 0;
   int open_concurrency = 0;
+  // This process's RLIMIT_NOFILE once raised to the hard limit (its children inherit it).
+  int64_t fd_limit = 0;
 };
 
 // Everything the sections share: the stack, edge, a token, the direct client.
@@ -632,13 +634,12 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
     // than failing at the descriptor limit halfway.
     const int per_session = (testing::OpenDescriptors(getpid()) - own_before + kWarm - 1) / kWarm;
     const int64_t needed = int64_t{total} * per_session + own_before + 256;
-    const int64_t limit = testing::RaiseDescriptorLimit();  // the limit in force (raised at start)
-    if (needed > limit) {
+    if (needed > sizes.fd_limit) {
       return absl::FailedPreconditionError(absl::StrCat(
           "holding ", total, " sessions needs about ", needed, " descriptors in this benchmark (",
           per_session,
           " per session: the socket and its client's event loop), above its RLIMIT_NOFILE of ",
-          limit, "; raise the hard limit (ulimit -Hn) or lower --sessions"));
+          sizes.fd_limit, "; raise the hard limit (ulimit -Hn) or lower --sessions"));
     }
     if (auto r = warm[0]->Run("true", "w1", kCommandTimeout); !r.ok()) {
       return r.status();
@@ -866,6 +867,7 @@ int Main(int argc, char** argv) {
 
   // Every held session is a descriptor in this process and in edge (children inherit this).
   const int64_t fd_limit = testing::RaiseDescriptorLimit();
+  sizes.fd_limit = fd_limit;
   Report report("chain", sizes.quick);
   if (sections.count("sessions") > 0 && fd_limit < sizes.sessions + 256) {
     return Usage(absl::StrCat("--sessions=", sizes.sessions, " needs RLIMIT_NOFILE of at least ",
