@@ -114,6 +114,11 @@ class ExecSession : public http::WebSocketHandler,
     if (process->stdin_fd >= 0) {
       in_.emplace(ex, process->stdin_fd);
     }
+    // The exit is watched before the stream is announced: once the client has the first frame,
+    // a wake-up of the pidfd (spurious or not) always finds the wait queued.
+    WaitForExit(
+        *pidfd_, pid_, [self = shared_from_this()](int code) { self->OnExit(code); },
+        &table_->spurious_exit_wakeups);
     // The API server announces the stream with an empty frame on the first writable channel.
     uint8_t first = request_.options.stdout                              ? k8s::kStdout
                     : (request_.options.stderr && !request_.options.tty) ? k8s::kStderr
@@ -126,9 +131,6 @@ class ExecSession : public http::WebSocketHandler,
     if (err_) {
       ReadOutput(&*err_, request_.options.stderr ? k8s::kStderr : 0, err_buf_);
     }
-    WaitForExit(
-        *pidfd_, pid_, [self = shared_from_this()](int code) { self->OnExit(code); },
-        &table_->spurious_exit_wakeups);
   }
 
   void OnMessage(std::string data, bool binary) override {
