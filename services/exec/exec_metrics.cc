@@ -64,6 +64,12 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                          .Name("podgate_exec_protocol_total")
                          .Help("Exec streams, by negotiated WebSocket sub-protocol.")
                          .Register(registry)),
+      scope_checks_total(prometheus::BuildCounter()
+                             .Name("podgate_exec_scope_checks_total")
+                             .Help("Opens' questions whether a target is in scope, by step: "
+                                   "before_pod, with_labels, or labels_irrelevant (not asked "
+                                   "again: no rule in scope selects pods by label).")
+                             .Register(registry)),
       policy_failures_total(prometheus::BuildCounter()
                                 .Name("podgate_exec_policy_failures_total")
                                 .Help("Commands denied because policy did not answer.")

@@ -53,6 +53,10 @@ struct ExecMetrics {
   prometheus::Family<prometheus::Counter>& api_errors_total;
   // podgate_exec_protocol_total{protocol}: negotiated sub-protocol
   prometheus::Family<prometheus::Counter>& protocol_total;
+  // podgate_exec_scope_checks_total{step}: the opens' scope questions: before_pod (policy asked
+  // before the pod is looked up), with_labels (asked again with the pod's labels),
+  // labels_irrelevant (not asked again: no rule in scope selects pods by label)
+  prometheus::Family<prometheus::Counter>& scope_checks_total;
   // podgate_exec_policy_failures_total{reason}: unavailable|deadline
   prometheus::Family<prometheus::Counter>& policy_failures_total;
   // podgate_exec_audit_failures_total{reason}

@@ -39,7 +39,7 @@ struct ScopeCall {
 
 void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
               const common::Principal& principal, const common::Target& target, bool labels_known,
-              absl::Duration timeout, std::function<void(absl::StatusOr<bool>)> done,
+              absl::Duration timeout, std::function<void(absl::StatusOr<ScopeAnswer>)> done,
               const runtime::TraceContext& trace) {
   auto call = std::make_shared<ScopeCall>();
   runtime::AddTraceMetadata(&call->context, trace);
@@ -50,12 +50,13 @@ void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
   policy->async()->ListAllowed(
       &call->context, &call->request, &call->answer,
       [call, done = std::move(done)](grpc::Status status) mutable {
-        absl::StatusOr<bool> in_scope =
-            status.ok()
-                ? absl::StatusOr<bool>(call->answer.commands_size() > 0 ||
-                                       call->answer.shell_allowed() || call->answer.superuser())
-                : absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                               status.error_message());
+        absl::StatusOr<ScopeAnswer> in_scope =
+            status.ok() ? absl::StatusOr<ScopeAnswer>(ScopeAnswer{
+                              .in_scope = call->answer.commands_size() > 0 ||
+                                          call->answer.shell_allowed() || call->answer.superuser(),
+                              .labels_irrelevant = call->answer.pod_labels_irrelevant()})
+                        : absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                                       status.error_message());
         // The call (its context holds a reference to the channel) is released before the answer
         // goes on: whoever waits for the answer may then drop the stub and its channel at once.
         call.reset();
@@ -441,10 +442,12 @@ void Session::ContinueOpenLocked(const pb::OpenSession& open,
 
   // 4. Policy: a target the user has no rule for is refused before Kubernetes is asked.
   std::shared_ptr<Session> self = shared_from_this();
-  AskScope(false, [self](absl::StatusOr<bool> in_scope) { self->OnScope(std::move(in_scope)); });
+  hub_->metrics()->scope_checks_total.Add({{"step", "before_pod"}}).Increment();
+  AskScope(false,
+           [self](absl::StatusOr<ScopeAnswer> in_scope) { self->OnScope(std::move(in_scope)); });
 }
 
-void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<bool>)> done) {
+void Session::AskScope(bool labels_known, std::function<void(absl::StatusOr<ScopeAnswer>)> done) {
   common::Principal principal;
   common::Target target;
   {
@@ -513,7 +516,7 @@ void Session::RefuseTargetLocked(const std::string& why) {
   RefuseOpenLocked(grpc::Status(grpc::StatusCode::NOT_FOUND, kTargetUnavailable));
 }
 
-void Session::OnScope(absl::StatusOr<bool> in_scope) {
+void Session::OnScope(absl::StatusOr<ScopeAnswer> in_scope) {
   std::unique_lock<std::mutex> lock(mu_);
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
@@ -530,13 +533,14 @@ void Session::OnScope(absl::StatusOr<bool> in_scope) {
         absl::StrCat("policy could not be asked about the target: ", in_scope.status().message())));
     return;
   }
-  if (!*in_scope) {
+  if (!in_scope->in_scope) {
     RefuseTargetLocked(absl::StrCat("no rule lets ", principal_.user(), " use ",
                                     target_.namespace_(), "/", target_.pod(),
                                     target_.container().empty() ? "" : "/", target_.container(),
                                     " (asked before any Kubernetes call)"));
     return;
   }
+  scope_labels_irrelevant_ = in_scope->labels_irrelevant;
   lock.unlock();
   // 5. The pod, from the API.
   std::shared_ptr<Session> self = shared_from_this();
@@ -579,13 +583,21 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
     (*target_.mutable_pod_labels())[k] = v;
   }
   std::shared_ptr<Session> self = shared_from_this();
+  if (scope_labels_irrelevant_) {
+    // No rule in scope selects pods by label: the answer asked before the pod stands.
+    hub_->metrics()->scope_checks_total.Add({{"step", "labels_irrelevant"}}).Increment();
+    lock.unlock();
+    OnPodInScope(*std::move(pod), ScopeAnswer{.in_scope = true, .labels_irrelevant = true});
+    return;
+  }
+  hub_->metrics()->scope_checks_total.Add({{"step", "with_labels"}}).Increment();
   lock.unlock();
-  AskScope(true, [self, pod = *std::move(pod)](absl::StatusOr<bool> in_scope) mutable {
+  AskScope(true, [self, pod = *std::move(pod)](absl::StatusOr<ScopeAnswer> in_scope) mutable {
     self->OnPodInScope(std::move(pod), std::move(in_scope));
   });
 }
 
-void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
+void Session::OnPodInScope(PodView found, absl::StatusOr<ScopeAnswer> in_scope) {
   std::unique_lock<std::mutex> lock(mu_);
   if (state_ == State::kClosed || finished_ || finish_pending_) {
     return;
@@ -601,7 +613,7 @@ void Session::OnPodInScope(PodView found, absl::StatusOr<bool> in_scope) {
         absl::StrCat("policy could not be asked about the target: ", in_scope.status().message())));
     return;
   }
-  if (!*in_scope) {
+  if (!in_scope->in_scope) {
     RefuseTargetLocked(absl::StrCat("no rule lets ", principal_.user(), " use ",
                                     target_.namespace_(), "/", target_.pod(), " with its labels"));
     return;

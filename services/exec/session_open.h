@@ -4,7 +4,8 @@
 //   2. the target's names (k8s::ValidateTarget), before they reach a URL;
 //   3. admission (SessionHub::Admit: sessions per user and per replica);
 //   4. scope: whether the user has any rule for the target (AskScope), asked before any
-//      Kubernetes call and again once the pod's labels are known;
+//      Kubernetes call and again once the pod's labels are known (unless policy said that no
+//      rule in scope selects pods by label);
 //   5. the pod and container (KubeApi::GetPod, ResolveContainer);
 //   6. the root guard (RootGuard), in shell mode at open and in command mode before each command.
 //
@@ -36,14 +37,23 @@ inline constexpr char kTargetUnavailable[] =
     "no such target, or no rule lets you use it (the targets you may use are listed by "
     "ListTargets)";
 
+// Policy's answer to "has the user any rule for the target?".
+struct ScopeAnswer {
+  bool in_scope = false;
+  // The pod's labels cannot change the answer (ListAllowedResponse.pod_labels_irrelevant): no
+  // rule in scope selects pods by label, so the answer asked before the pod was looked up is
+  // final. False from a policy service that predates the field.
+  bool labels_irrelevant = false;
+};
+
 // Asks policy whether `principal` has any rule for `target` (ListAllowed): `labels_known` false
-// before the pod is looked up (a rule's podLabels then count as matching). `done` gets true or
-// false, or the call's error (policy unreachable, past `timeout`), on a gRPC thread. The call
-// carries `trace` (when valid) as its traceparent.
+// before the pod is looked up (a rule's podLabels then count as matching when they allow, never
+// when they deny). `done` gets the answer or the call's error (policy unreachable, past
+// `timeout`), on a gRPC thread. The call carries `trace` (when valid) as its traceparent.
 void AskScope(podgate::policy::v1::PolicyService::StubInterface* policy,
               const podgate::common::v1::Principal& principal,
               const podgate::common::v1::Target& target, bool labels_known, absl::Duration timeout,
-              std::function<void(absl::StatusOr<bool>)> done,
+              std::function<void(absl::StatusOr<ScopeAnswer>)> done,
               const runtime::TraceContext& trace = {});
 
 // Refuses a container that runs as root unless the rule allows root. What the pod spec declares

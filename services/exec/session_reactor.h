@@ -35,6 +35,7 @@
 #include "exec/kube.h"
 #include "exec/policy_stream.h"
 #include "exec/session_hub.h"
+#include "exec/session_open.h"
 #include "exec/shell_run.h"
 #include "podgate/common/v1/common.pb.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
@@ -212,8 +213,8 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void ScheduleLimitLocked();
   // Asks policy whether the user has any rule for the target (ListAllowed): `labels_known`
   // false before the pod is looked up (a rule's podLabels then count as matching).
-  void AskScope(bool labels_known, std::function<void(absl::StatusOr<bool>)> done);
-  void OnScope(absl::StatusOr<bool> in_scope);
+  void AskScope(bool labels_known, std::function<void(absl::StatusOr<ScopeAnswer>)> done);
+  void OnScope(absl::StatusOr<ScopeAnswer> in_scope);
   // Refuses the target with the one message that says neither whether it exists nor whether a
   // rule lets the user in; `why` (the real reason) goes to audit only.
   // Counts a session refused while opening and ends its call with `status`.
@@ -229,7 +230,7 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void RefuseCommandLocked(const std::shared_ptr<Command>& cmd, const std::string& rule,
                            const std::string& reason);
   void OnPod(absl::StatusOr<PodView> pod);
-  void OnPodInScope(PodView pod, absl::StatusOr<bool> in_scope);
+  void OnPodInScope(PodView pod, absl::StatusOr<ScopeAnswer> in_scope);
   void AfterShellDecision(absl::StatusOr<podgate::policy::v1::AuthorizeResponse> answer);
   void CheckRootThen(bool root_allowed, std::function<void(absl::Status)> next);
   void SendReady();
@@ -369,6 +370,9 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // time policy took over the steps that ask it.
   absl::Time open_step_;
   absl::Duration open_policy_;
+  // Policy said the pod's labels cannot change whether the target is in scope: the open does
+  // not ask again once it has them.
+  bool scope_labels_irrelevant_ = false;
   bool admitted_ = false;
   int64_t commands_ = 0;
   // Every command id this session has seen (64-bit hashes, about 16 bytes a command), so none

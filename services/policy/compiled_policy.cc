@@ -936,15 +936,17 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     return out;
   }
   // An empty container means "any container of the pod": rules naming containers still count.
-  // Labels not known yet (ignore_pod_labels): rules selecting pods by label still count.
+  // Labels not known yet (ignore_pod_labels): rules selecting pods by label still count when
+  // they allow, and never when they deny (the answer then leaves out only what no labels could
+  // allow; exec asks again with the labels unless pod_labels_irrelevant).
   Target any_container = request.target();
   const bool ignore_labels = request.ignore_pod_labels();
-  const auto in_scope = [&](const Rule& r) {
+  const auto in_scope_as = [&](const Rule& r, bool any_labels_match) {
     if (!r.AppliesToSubject(request.principal())) {
       return false;
     }
     const bool any_of_containers = request.target().container().empty() && !r.containers.empty();
-    const bool any_labels = ignore_labels && !r.pod_labels.empty();
+    const bool any_labels = any_labels_match && !r.pod_labels.empty();
     if (any_of_containers || any_labels) {
       Rule copy_scope;
       copy_scope.clusters = r.clusters;
@@ -960,9 +962,22 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     }
     return !r.TargetMismatch(any_container).has_value();
   };
+  const auto in_scope = [&](const Rule& r) {
+    return in_scope_as(r, ignore_labels && r.effect == Rule::Effect::kAllow);
+  };
+  // Labels matter when a rule that would be in scope whatever they are selects by them.
+  bool labels_matter = false;
+  for (const Rule& r : rules_) {
+    if (!r.pod_labels.empty() && in_scope_as(r, true)) {
+      labels_matter = true;
+      break;
+    }
+  }
+  out.set_pod_labels_irrelevant(!labels_matter);
   if (ignore_labels) {
     for (const Rule& r : rules_) {
-      if (r.effect == Rule::Effect::kAllow && r.kind == Rule::Kind::kShell && in_scope(r)) {
+      if (r.effect == Rule::Effect::kAllow && r.kind == Rule::Kind::kShell &&
+          !r.pod_labels.empty() && in_scope(r)) {
         out.set_shell_allowed(true);
       }
     }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
@@ -842,6 +843,39 @@ TEST_F(ExecTest, ATargetWithoutARuleIsRefusedBeforeKubernetesIsAsked) {
   EXPECT_THAT(reasons["dave ghost/nope-9"], HasSubstr("no rule"));
   EXPECT_THAT(reasons["dave team/nope-9"], HasSubstr("not found"));
   EXPECT_THAT(reasons["lena team/pending-1"], HasSubstr("no rule"));
+}
+
+// Policy is asked whether a target is in scope before the pod is looked up, and again with the
+// pod's labels only when a rule in scope selects pods by label: one round trip per open less
+// for everyone else, and the label rules still decide for the rest.
+TEST_F(ExecTest, TheScopeIsAskedAgainWithThePodsLabelsOnlyWhenARuleSelectsByThem) {
+  auto count = [](const std::string& step) {
+    return std::max(0.0,
+                    Sample(absl::StrCat("podgate_exec_scope_checks_total{step=\"", step, "\"}")));
+  };
+  auto open = [&](const std::string& token, const std::string& pod) {
+    SessionClient s(stack_->exec_port());
+    absl::StatusOr<pb::SessionReady> ready = s.Open(token, "team", pod);
+    s.Close();
+    return ready;
+  };
+  const double before = count("before_pod");
+  const double again = count("with_labels");
+  const double skipped = count("labels_irrelevant");
+  // dave's rules in team select no pods by label: asked once.
+  EXPECT_TRUE(open(stack_->Token("dave", {"devs"}), "app-1").ok());
+  EXPECT_EQ(count("before_pod"), before + 1);
+  EXPECT_EQ(count("labels_irrelevant"), skipped + 1);
+  EXPECT_EQ(count("with_labels"), again);
+  // lena's only rule selects pods by label: asked again with them, and they decide.
+  const std::string lena = stack_->Token("lena", {"labelled"});
+  EXPECT_TRUE(open(lena, "app-1").ok());
+  absl::StatusOr<pb::SessionReady> unlabelled = open(lena, "pending-1");
+  ASSERT_FALSE(unlabelled.ok());
+  EXPECT_EQ(unlabelled.status().code(), absl::StatusCode::kNotFound) << unlabelled.status();
+  EXPECT_EQ(count("before_pod"), before + 3);
+  EXPECT_EQ(count("with_labels"), again + 2);
+  EXPECT_EQ(count("labels_irrelevant"), skipped + 1);
 }
 
 // A client whose stream breaks without a close (an edge replica killed) is audited as

@@ -2,6 +2,7 @@
 // container checks (JVM pids, paths), network destinations (hosts, ports, paths, globbing),
 // deny rules that understand option syntax and program classes, superuser limits, and rate
 // limits. Each test loads a small document through the real loader.
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ using podgate::common::v1::ContainerCheck;
 using podgate::common::v1::Decision;
 using podgate::common::v1::VERDICT_ALLOW;
 using podgate::common::v1::VERDICT_DENY;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
 
 constexpr char kHeader[] = R"(apiVersion: podgate.io/v1
 kind: CommandPolicy
@@ -721,6 +724,106 @@ rules:
   const auto allowed = r.policy->ListAllowed(list);
   EXPECT_EQ(allowed.contact(), "#platform-help");
   EXPECT_EQ(allowed.request_url(), "https://access.example.com/request");
+}
+
+podgate::policy::v1::ListAllowedResponse ListFor(const CompiledPolicy& policy,
+                                                 const std::string& group,
+                                                 std::map<std::string, std::string> labels,
+                                                 bool labels_known) {
+  podgate::policy::v1::ListAllowedRequest list;
+  list.mutable_principal()->set_user("dana");
+  list.mutable_principal()->add_groups(group);
+  list.mutable_target()->set_namespace_("app");
+  list.mutable_target()->set_pod("p-1");
+  for (auto& [k, v] : labels) {
+    (*list.mutable_target()->mutable_pod_labels())[k] = v;
+  }
+  list.set_ignore_pod_labels(!labels_known);
+  return policy.ListAllowed(list);
+}
+
+std::vector<std::string> Programs(const podgate::policy::v1::ListAllowedResponse& r) {
+  std::vector<std::string> out;
+  for (const auto& c : r.commands()) {
+    out.push_back(c.program());
+  }
+  return out;
+}
+
+// Before exec knows a pod's labels it asks with ignore_pod_labels, and refuses the session when
+// nothing is in scope. That first answer must only leave out what no labels could allow: a
+// deny rule that selects *other* pods by label must not hide a command (it did: a user whose
+// jstack was denied only on database pods was refused every pod of the namespace).
+TEST(ListAllowedScope, ALabelSelectingDenyDoesNotHideACommandBeforeTheLabelsAreKnown) {
+  auto policy = Load(AllowRule("jstack", R"(      program: jstack
+      args:
+        - {name: pid, type: pid}
+)") + R"(  - id: no-jstack-on-databases
+    effect: deny
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app], podLabels: {tier: db}}
+    deny: {programs: [jstack]}
+)");
+  ASSERT_NE(policy, nullptr);
+  EXPECT_THAT(Programs(ListFor(*policy, "dev", {}, false)), ElementsAre("jstack"))
+      << "labels unknown: the deny may not apply to this pod";
+  EXPECT_THAT(Programs(ListFor(*policy, "dev", {{"tier", "web"}}, true)), ElementsAre("jstack"));
+  EXPECT_THAT(Programs(ListFor(*policy, "dev", {{"tier", "db"}}, true)), IsEmpty());
+  EXPECT_FALSE(ListFor(*policy, "dev", {}, false).pod_labels_irrelevant())
+      << "a rule in scope selects by label: exec must ask again with the labels";
+}
+
+// The answer says when the pod's labels cannot change it (no rule whose subjects and targets
+// match, labels aside, selects pods by label), so exec asks once instead of twice per session.
+// It is never set when they could: with it, exec takes the first answer as final.
+TEST(ListAllowedScope, TheAnswerSaysWhenPodLabelsCannotChangeIt) {
+  auto policy = Load(AllowRule("free", "      program: free\n") + R"(  - id: ops-web-shell
+    effect: allow
+    subjects: {groups: [ops]}
+    targets: {namespaces: [app], podLabels: {tier: web}}
+    shell: true
+  - id: dev-elsewhere
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [other], podLabels: {tier: web}}
+    command: {program: df}
+)");
+  ASSERT_NE(policy, nullptr);
+  // dev: free everywhere in app; the only label rule for dev is in another namespace.
+  for (bool known : {false, true}) {
+    const auto dev = ListFor(*policy, "dev", {{"tier", "web"}}, known);
+    EXPECT_TRUE(dev.pod_labels_irrelevant()) << "labels known: " << known;
+    EXPECT_THAT(Programs(dev), ElementsAre("free"));
+    EXPECT_FALSE(dev.shell_allowed());
+  }
+  // ops: only a label-selecting shell rule: the labels decide.
+  EXPECT_FALSE(ListFor(*policy, "ops", {}, false).pod_labels_irrelevant());
+  EXPECT_TRUE(ListFor(*policy, "ops", {}, false).shell_allowed()) << "it may be a web pod";
+  EXPECT_FALSE(ListFor(*policy, "ops", {{"tier", "web"}}, true).pod_labels_irrelevant());
+  EXPECT_TRUE(ListFor(*policy, "ops", {{"tier", "web"}}, true).shell_allowed());
+  EXPECT_FALSE(ListFor(*policy, "ops", {{"tier", "db"}}, true).shell_allowed());
+  // Shells in the namespace but not on p-1, no labels anywhere: the answer before the labels
+  // are known is the final one (the pre-check counted every shell rule in scope as allowing,
+  // so it said yes where the full check says no).
+  auto plain = Load(AllowRule("free", "      program: free\n") + R"(  - id: shells
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app]}
+    shell: true
+  - id: no-shell-on-p-1
+    effect: deny
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app], pods: [p-1]}
+    deny: {shell: true}
+)");
+  ASSERT_NE(plain, nullptr);
+  const auto before = ListFor(*plain, "dev", {}, false);
+  const auto after = ListFor(*plain, "dev", {{"tier", "web"}}, true);
+  EXPECT_TRUE(before.pod_labels_irrelevant());
+  EXPECT_TRUE(after.pod_labels_irrelevant());
+  EXPECT_FALSE(after.shell_allowed());
+  EXPECT_EQ(before.shell_allowed(), after.shell_allowed());
+  EXPECT_THAT(Programs(before), ElementsAre("free"));
 }
 
 // A reason quotes at most 64 bytes of an argument and never cuts a character in two (a proto
