@@ -935,17 +935,19 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
   if (request.principal().user().empty()) {
     return out;
   }
-  // An empty container means "any container of the pod": rules naming containers still count.
-  // Labels not known yet (ignore_pod_labels): rules selecting pods by label still count when
-  // they allow, and never when they deny (the answer then leaves out only what no labels could
-  // allow; exec asks again with the labels unless pod_labels_irrelevant).
+  // An empty container means "any container of the pod", and labels not known yet
+  // (ignore_pod_labels) mean "any labels": rules naming containers or selecting pods by label
+  // still count when they allow, and never when they deny (a deny for one container or for some
+  // pods must not hide what the others allow; exec asks again with the labels unless
+  // pod_labels_irrelevant, and decides each command with the resolved container).
   Target any_container = request.target();
   const bool ignore_labels = request.ignore_pod_labels();
-  const auto in_scope_as = [&](const Rule& r, bool any_labels_match) {
+  const auto in_scope_as = [&](const Rule& r, bool any_labels_match, bool any_container_match) {
     if (!r.AppliesToSubject(request.principal())) {
       return false;
     }
-    const bool any_of_containers = request.target().container().empty() && !r.containers.empty();
+    const bool any_of_containers =
+        any_container_match && request.target().container().empty() && !r.containers.empty();
     const bool any_labels = any_labels_match && !r.pod_labels.empty();
     if (any_of_containers || any_labels) {
       Rule copy_scope;
@@ -963,12 +965,13 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     return !r.TargetMismatch(any_container).has_value();
   };
   const auto in_scope = [&](const Rule& r) {
-    return in_scope_as(r, ignore_labels && r.effect == Rule::Effect::kAllow);
+    const bool allows = r.effect == Rule::Effect::kAllow;
+    return in_scope_as(r, ignore_labels && allows, allows);
   };
   // Labels matter when a rule that would be in scope whatever they are selects by them.
   bool labels_matter = false;
   for (const Rule& r : rules_) {
-    if (!r.pod_labels.empty() && in_scope_as(r, true)) {
+    if (!r.pod_labels.empty() && in_scope_as(r, true, true)) {
       labels_matter = true;
       break;
     }

@@ -773,6 +773,37 @@ TEST(ListAllowedScope, ALabelSelectingDenyDoesNotHideACommandBeforeTheLabelsAreK
       << "a rule in scope selects by label: exec must ask again with the labels";
 }
 
+// The same for containers: a request that names no container asks about any container of the
+// pod, so a deny rule for one container must not hide a command the others allow (it did:
+// denying jstack in the sidecar refused every session opened without a container name).
+TEST(ListAllowedScope, AContainerSelectingDenyDoesNotHideACommandForTheOtherContainers) {
+  auto policy = Load(AllowRule("jstack", R"(      program: jstack
+      args:
+        - {name: pid, type: pid}
+)") + R"(  - id: no-jstack-in-the-sidecar
+    effect: deny
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app], containers: [sidecar]}
+    deny: {programs: [jstack]}
+)");
+  ASSERT_NE(policy, nullptr);
+  podgate::policy::v1::ListAllowedRequest list;
+  list.mutable_principal()->set_user("dana");
+  list.mutable_principal()->add_groups("dev");
+  list.mutable_target()->set_namespace_("app");
+  list.mutable_target()->set_pod("p-1");
+  for (bool labels_known : {false, true}) {
+    list.set_ignore_pod_labels(!labels_known);
+    list.mutable_target()->set_container("");
+    EXPECT_THAT(Programs(policy->ListAllowed(list)), ElementsAre("jstack"))
+        << "any container: the deny covers only the sidecar";
+    list.mutable_target()->set_container("main");
+    EXPECT_THAT(Programs(policy->ListAllowed(list)), ElementsAre("jstack"));
+    list.mutable_target()->set_container("sidecar");
+    EXPECT_THAT(Programs(policy->ListAllowed(list)), IsEmpty());
+  }
+}
+
 // The answer says when the pod's labels cannot change it (no rule whose subjects and targets
 // match, labels aside, selects pods by label), so exec asks once instead of twice per session.
 // It is never set when they could: with it, exec takes the first answer as final.
