@@ -977,13 +977,18 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
     }
   }
   out.set_pod_labels_irrelevant(!labels_matter);
-  if (ignore_labels) {
-    for (const Rule& r : rules_) {
-      if (r.effect == Rule::Effect::kAllow && r.kind == Rule::Kind::kShell &&
-          !r.pod_labels.empty() && in_scope(r)) {
-        out.set_shell_allowed(true);
-      }
+  if (!out.shell_allowed() && (ignore_labels || request.target().container().empty())) {
+    // A shell the labels or the container may allow: a shell rule in scope that way, and no
+    // deny of shells that applies whichever they are.
+    bool allowed = false;
+    for (size_t i : shell_rules_) {
+      allowed = allowed || in_scope(rules_[i]);
     }
+    bool denied = false;
+    for (size_t i : deny_rules_) {
+      denied = denied || (rules_[i].deny.shell && in_scope(rules_[i]));
+    }
+    out.set_shell_allowed(allowed && !denied);
   }
   for (size_t i : superuser_rules_) {
     if (in_scope(rules_[i])) {

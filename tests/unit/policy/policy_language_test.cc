@@ -804,6 +804,55 @@ TEST(ListAllowedScope, AContainerSelectingDenyDoesNotHideACommandForTheOtherCont
   }
 }
 
+// A shell rule for one container is in scope of a session opened without a container name
+// (the default container may be that one; the shell is decided for the resolved container),
+// unless a deny in scope refuses shells whichever the container.
+TEST(ListAllowedScope, AShellRuleForSomeContainersCountsWhenNoContainerIsNamed) {
+  const std::string debug_shell = R"(  - id: debug-shell
+    effect: allow
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app], containers: [debug]}
+    shell: true
+)";
+  auto policy = Load(debug_shell);
+  ASSERT_NE(policy, nullptr);
+  podgate::policy::v1::ListAllowedRequest list;
+  list.mutable_principal()->set_user("dana");
+  list.mutable_principal()->add_groups("dev");
+  list.mutable_target()->set_namespace_("app");
+  list.mutable_target()->set_pod("p-1");
+  for (bool labels_known : {false, true}) {
+    list.set_ignore_pod_labels(!labels_known);
+    list.mutable_target()->set_container("");
+    EXPECT_TRUE(policy->ListAllowed(list).shell_allowed()) << "labels known: " << labels_known;
+    list.mutable_target()->set_container("debug");
+    EXPECT_TRUE(policy->ListAllowed(list).shell_allowed());
+    list.mutable_target()->set_container("main");
+    EXPECT_FALSE(policy->ListAllowed(list).shell_allowed());
+  }
+  // A deny for one container does not refuse the others; a deny for every container does.
+  auto sidecar_denied = Load(debug_shell + R"(  - id: no-sidecar-shells
+    effect: deny
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app], containers: [sidecar]}
+    deny: {shell: true}
+)");
+  ASSERT_NE(sidecar_denied, nullptr);
+  list.mutable_target()->set_container("");
+  EXPECT_TRUE(sidecar_denied->ListAllowed(list).shell_allowed());
+  auto all_denied = Load(debug_shell + R"(  - id: no-shells-on-p-1
+    effect: deny
+    subjects: {groups: [dev]}
+    targets: {namespaces: [app], pods: [p-1]}
+    deny: {shell: true}
+)");
+  ASSERT_NE(all_denied, nullptr);
+  for (bool labels_known : {false, true}) {
+    list.set_ignore_pod_labels(!labels_known);
+    EXPECT_FALSE(all_denied->ListAllowed(list).shell_allowed());
+  }
+}
+
 // The answer says when the pod's labels cannot change it (no rule whose subjects and targets
 // match, labels aside, selects pods by label), so exec asks once instead of twice per session.
 // It is never set when they could: with it, exec takes the first answer as final.
