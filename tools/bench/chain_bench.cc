@@ -656,7 +656,9 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   // measured opens only (command sessions: no checks stage).
   const StageList kOpenStages = {
       {"credential", "the open received to the user's token verified"},
-      {"policy", "the target's scope asked of policy, before and with the pod's labels"},
+      {"policy",
+       "the target's scope asked of policy (again with the pod's labels only if a rule selects by "
+       "them)"},
       {"pod", "the pod read from the API server"},
       {"audit", "the open's record sent to audit to its durable ack (strict)"},
       {"total", "the open received to `ready`"}};
