@@ -726,15 +726,21 @@ rules:
   EXPECT_EQ(allowed.request_url(), "https://access.example.com/request");
 }
 
-podgate::policy::v1::ListAllowedResponse ListFor(const CompiledPolicy& policy,
-                                                 const std::string& group,
-                                                 std::map<std::string, std::string> labels,
-                                                 bool labels_known) {
+// dana in `group` asks about pod p-1 of namespace app, no container named.
+podgate::policy::v1::ListAllowedRequest ListRequest(const std::string& group = "dev") {
   podgate::policy::v1::ListAllowedRequest list;
   list.mutable_principal()->set_user("dana");
   list.mutable_principal()->add_groups(group);
   list.mutable_target()->set_namespace_("app");
   list.mutable_target()->set_pod("p-1");
+  return list;
+}
+
+podgate::policy::v1::ListAllowedResponse ListFor(const CompiledPolicy& policy,
+                                                 const std::string& group,
+                                                 std::map<std::string, std::string> labels,
+                                                 bool labels_known) {
+  podgate::policy::v1::ListAllowedRequest list = ListRequest(group);
   for (auto& [k, v] : labels) {
     (*list.mutable_target()->mutable_pod_labels())[k] = v;
   }
@@ -787,11 +793,7 @@ TEST(ListAllowedScope, AContainerSelectingDenyDoesNotHideACommandForTheOtherCont
     deny: {programs: [jstack]}
 )");
   ASSERT_NE(policy, nullptr);
-  podgate::policy::v1::ListAllowedRequest list;
-  list.mutable_principal()->set_user("dana");
-  list.mutable_principal()->add_groups("dev");
-  list.mutable_target()->set_namespace_("app");
-  list.mutable_target()->set_pod("p-1");
+  podgate::policy::v1::ListAllowedRequest list = ListRequest();
   for (bool labels_known : {false, true}) {
     list.set_ignore_pod_labels(!labels_known);
     list.mutable_target()->set_container("");
@@ -816,11 +818,7 @@ TEST(ListAllowedScope, AShellRuleForSomeContainersCountsWhenNoContainerIsNamed) 
 )";
   auto policy = Load(debug_shell);
   ASSERT_NE(policy, nullptr);
-  podgate::policy::v1::ListAllowedRequest list;
-  list.mutable_principal()->set_user("dana");
-  list.mutable_principal()->add_groups("dev");
-  list.mutable_target()->set_namespace_("app");
-  list.mutable_target()->set_pod("p-1");
+  podgate::policy::v1::ListAllowedRequest list = ListRequest();
   for (bool labels_known : {false, true}) {
     list.set_ignore_pod_labels(!labels_known);
     list.mutable_target()->set_container("");
