@@ -304,6 +304,9 @@ RouteResult HttpApi::Allowed(const Request& request, const http::RequestContext&
   call->request.mutable_target()->set_pod(First(*q, "pod"));
   call->request.mutable_target()->set_container(First(*q, "container"));
   call->request.mutable_target()->set_cluster(First(*q, "cluster"));
+  // edge never sees pods, so their labels are unknown: rules selecting pods by label count as
+  // matching (the list is what the user may run there; exec decides each command with them).
+  call->request.set_ignore_pod_labels(true);
   runtime::AddTraceMetadata(&call->context, TraceOf(peer));
   EdgeContext* context = context_;
   RouteResult result = DeferredUnary<podgate::policy::v1::ListAllowedRequest,

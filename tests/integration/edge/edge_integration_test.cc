@@ -58,6 +58,7 @@ namespaces:
 pods:
   - name: web-1
     namespace: demo
+    labels: {tier: web}
     containers:
       - name: app
   - name: root-1
@@ -112,6 +113,12 @@ rules:
       program: sleep
       args:
         - {name: seconds, type: integer, min: 1, max: 120}
+  - id: ops-web-uptime
+    effect: allow
+    subjects: {groups: [ops]}
+    targets: {namespaces: [demo], podLabels: {tier: web}}
+    command:
+      program: uptime
 )";
 
 void WriteFile(const std::string& path, const std::string& text) {
@@ -1337,6 +1344,15 @@ TEST_F(EdgeTest, HttpApiServesTargetsAllowedCommandsAuditAndThePage) {
   nlohmann::json a = nlohmann::json::parse(allowed->body);
   EXPECT_THAT(allowed->body, HasSubstr("echo"));
   EXPECT_THAT(allowed->body, HasSubstr("cat"));
+  // edge does not see pods, so a rule selecting pods by label counts as matching (exec decides
+  // each command with the pod's labels): the page lists uptime for an ops user on web-1 (it
+  // listed nothing).
+  auto by_label =
+      Get("/api/v1/allowed?namespace=demo&pod=web-1&container=app", Token("olga", {"ops"}));
+  ASSERT_TRUE(by_label.ok());
+  EXPECT_EQ(by_label->status, 200) << by_label->body;
+  EXPECT_THAT(by_label->body, HasSubstr("uptime"));
+  EXPECT_THAT(by_label->body, ::testing::Not(HasSubstr("echo")));
   EXPECT_EQ(Get("/api/v1/allowed?namespace=demo", Token())->status, 400);
   EXPECT_EQ(
       Get("/api/v1/allowed?namespace=demo&pod=web-1", Token("x", {}, absl::Seconds(-99)))->status,
