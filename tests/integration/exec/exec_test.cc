@@ -500,8 +500,9 @@ TEST_F(ExecTest, ASessionsOpenIsMeasuredStageByStage) {
       EXPECT_EQ(count(stage), counts[stage] + 1) << stage;
     }
     EXPECT_EQ(count("checks"), counts["checks"]) << "a command session has no checks at open";
-    // The stages follow one another within the total; policy was asked twice (before the pod
-    // and with its labels), the pod read once, the open's record acknowledged.
+    // The stages follow one another within the total; policy was asked once (before the pod:
+    // no rule in scope selects pods by label), the pod read once, the open's record
+    // acknowledged.
     double parts = 0;
     for (const char* stage : {"credential", "policy", "pod", "audit"}) {
       const double took = sum(stage) - sums[stage];
