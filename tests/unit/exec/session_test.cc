@@ -632,7 +632,7 @@ TEST_F(SessionTest, AskScopeCountsPodLabelsOnlyOnceThePodIsKnown) {
   StartExec();
   auto ask = [&](podgate::policy::v1::PolicyService::StubInterface* stub, const std::string& ns,
                  std::map<std::string, std::string> labels,
-                 bool labels_known) -> absl::StatusOr<bool> {
+                 bool labels_known) -> absl::StatusOr<ScopeAnswer> {
     common::Principal principal;
     principal.set_user("alice");
     principal.add_groups("dev");
@@ -642,20 +642,30 @@ TEST_F(SessionTest, AskScopeCountsPodLabelsOnlyOnceThePodIsKnown) {
     for (const auto& [k, v] : labels) {
       (*target.mutable_pod_labels())[k] = v;
     }
-    std::promise<absl::StatusOr<bool>> answer;
+    std::promise<absl::StatusOr<ScopeAnswer>> answer;
     AskScope(stub, principal, target, labels_known, absl::Seconds(2),
-             [&answer](absl::StatusOr<bool> in) { answer.set_value(std::move(in)); });
+             [&answer](absl::StatusOr<ScopeAnswer> in) { answer.set_value(std::move(in)); });
     return answer.get_future().get();
   };
-  EXPECT_EQ(*ask(policy_stub_.get(), "lab", {}, false), true);  // a rule may select it
-  EXPECT_EQ(*ask(policy_stub_.get(), "lab", {{"team", "b"}}, true), false);
-  EXPECT_EQ(*ask(policy_stub_.get(), "lab", {{"team", "a"}}, true), true);
-  EXPECT_EQ(*ask(policy_stub_.get(), "secret", {}, false), false);
+  // lab's only rule selects pods by label: yes before the labels are known (it may select the
+  // pod), then the labels decide, and the answer says they matter.
+  absl::StatusOr<ScopeAnswer> lab = ask(policy_stub_.get(), "lab", {}, false);
+  ASSERT_TRUE(lab.ok()) << lab.status();
+  EXPECT_TRUE(lab->in_scope);
+  EXPECT_FALSE(lab->labels_irrelevant);
+  EXPECT_FALSE(ask(policy_stub_.get(), "lab", {{"team", "b"}}, true)->in_scope);
+  EXPECT_TRUE(ask(policy_stub_.get(), "lab", {{"team", "a"}}, true)->in_scope);
+  // app's rules select no pods by label: the first answer is final.
+  absl::StatusOr<ScopeAnswer> app = ask(policy_stub_.get(), "app", {}, false);
+  ASSERT_TRUE(app.ok()) << app.status();
+  EXPECT_TRUE(app->in_scope);
+  EXPECT_TRUE(app->labels_irrelevant);
+  EXPECT_FALSE(ask(policy_stub_.get(), "secret", {}, false)->in_scope);
   // Policy unreachable: an error (the session then refuses, fail closed), not a yes.
   podgate::testing::ReservedPort closed;
   auto down =
       podgate::policy::v1::PolicyService::NewStub(podgate::testing::LocalChannel(closed.port()));
-  absl::StatusOr<bool> error = ask(down.get(), "app", {}, false);
+  absl::StatusOr<ScopeAnswer> error = ask(down.get(), "app", {}, false);
   EXPECT_FALSE(error.ok());
 }
 
