@@ -70,6 +70,9 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                                    "before_pod, with_labels, or labels_irrelevant (not asked "
                                    "again: no rule in scope selects pods by label).")
                              .Register(registry)),
+      scope_before_pod(scope_checks_total.Add({{"step", "before_pod"}})),
+      scope_with_labels(scope_checks_total.Add({{"step", "with_labels"}})),
+      scope_labels_irrelevant(scope_checks_total.Add({{"step", "labels_irrelevant"}})),
       policy_failures_total(prometheus::BuildCounter()
                                 .Name("podgate_exec_policy_failures_total")
                                 .Help("Commands denied because policy did not answer.")

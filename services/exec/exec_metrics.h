@@ -55,8 +55,12 @@ struct ExecMetrics {
   prometheus::Family<prometheus::Counter>& protocol_total;
   // podgate_exec_scope_checks_total{step}: the opens' scope questions: before_pod (policy asked
   // before the pod is looked up), with_labels (asked again with the pod's labels),
-  // labels_irrelevant (not asked again: no rule in scope selects pods by label)
+  // labels_irrelevant (not asked again: no rule in scope selects pods by label); each step's
+  // counter looked up once, as the stages' histograms are (one per open otherwise)
   prometheus::Family<prometheus::Counter>& scope_checks_total;
+  prometheus::Counter& scope_before_pod;
+  prometheus::Counter& scope_with_labels;
+  prometheus::Counter& scope_labels_irrelevant;
   // podgate_exec_policy_failures_total{reason}: unavailable|deadline
   prometheus::Family<prometheus::Counter>& policy_failures_total;
   // podgate_exec_audit_failures_total{reason}

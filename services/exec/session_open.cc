@@ -442,7 +442,7 @@ void Session::ContinueOpenLocked(const pb::OpenSession& open,
 
   // 4. Policy: a target the user has no rule for is refused before Kubernetes is asked.
   std::shared_ptr<Session> self = shared_from_this();
-  hub_->metrics()->scope_checks_total.Add({{"step", "before_pod"}}).Increment();
+  hub_->metrics()->scope_before_pod.Increment();
   AskScope(false,
            [self](absl::StatusOr<ScopeAnswer> in_scope) { self->OnScope(std::move(in_scope)); });
 }
@@ -582,15 +582,15 @@ void Session::OnPod(absl::StatusOr<PodView> pod) {
   for (const auto& [k, v] : pod->labels) {
     (*target_.mutable_pod_labels())[k] = v;
   }
-  std::shared_ptr<Session> self = shared_from_this();
   if (scope_labels_irrelevant_) {
     // No rule in scope selects pods by label: the answer asked before the pod stands.
-    hub_->metrics()->scope_checks_total.Add({{"step", "labels_irrelevant"}}).Increment();
+    hub_->metrics()->scope_labels_irrelevant.Increment();
     lock.unlock();
     OnPodInScope(*std::move(pod), ScopeAnswer{.in_scope = true, .labels_irrelevant = true});
     return;
   }
-  hub_->metrics()->scope_checks_total.Add({{"step", "with_labels"}}).Increment();
+  hub_->metrics()->scope_with_labels.Increment();
+  std::shared_ptr<Session> self = shared_from_this();
   lock.unlock();
   AskScope(true, [self, pod = *std::move(pod)](absl::StatusOr<ScopeAnswer> in_scope) mutable {
     self->OnPodInScope(std::move(pod), std::move(in_scope));

@@ -980,14 +980,11 @@ podgate::policy::v1::ListAllowedResponse CompiledPolicy::ListAllowed(
   if (!out.shell_allowed() && (ignore_labels || request.target().container().empty())) {
     // A shell the labels or the container may allow: a shell rule in scope that way, and no
     // deny of shells that applies whichever they are.
-    bool allowed = false;
-    for (size_t i : shell_rules_) {
-      allowed = allowed || in_scope(rules_[i]);
-    }
-    bool denied = false;
-    for (size_t i : deny_rules_) {
-      denied = denied || (rules_[i].deny.shell && in_scope(rules_[i]));
-    }
+    const bool allowed = std::any_of(shell_rules_.begin(), shell_rules_.end(),
+                                     [&](size_t i) { return in_scope(rules_[i]); });
+    const bool denied = std::any_of(deny_rules_.begin(), deny_rules_.end(), [&](size_t i) {
+      return rules_[i].deny.shell && in_scope(rules_[i]);
+    });
     out.set_shell_allowed(allowed && !denied);
   }
   for (size_t i : superuser_rules_) {
