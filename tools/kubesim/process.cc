@@ -154,10 +154,17 @@ absl::StatusOr<Process> SpawnProcess(const ProcessSpec& spec) {
   if (pid == 0) {
     // The child: a new session (so the pty becomes its controlling terminal and signals from
     // the line discipline reach it), its streams, its identity, its directory, then exec.
+    // Like a container runtime, the process starts with every signal unblocked and at its
+    // default action: an ignored SIGINT (what a shell gives a job it starts in the background)
+    // survives exec, and Ctrl+C on the pty would then not interrupt the command.
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, nullptr);
-    signal(SIGPIPE, SIG_DFL);
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) {
+        signal(sig, SIG_DFL);
+      }
+    }
     setsid();
     int devnull = open("/dev/null", O_RDWR);
     if (spec.tty) {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,15 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+
+size_t CountOf(std::string_view text, std::string_view needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string_view::npos;
+       at = text.find(needle, at + needle.size())) {
+    ++n;
+  }
+  return n;
+}
 
 constexpr char kClusterYaml[] = R"(
 namespaces:
@@ -710,10 +720,30 @@ TEST_F(KubesimTest, NoFdLeaksAndNoZombies) {
   EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1) << "no child left to reap";
 }
 
+// A shell starts a job in the background with SIGINT and SIGQUIT ignored, and an ignored signal
+// survives exec. A container runtime starts the command with every signal at its default action,
+// and so must kubesim, whatever its own process ignores: else Ctrl+C on a pty interrupts nothing.
+TEST_F(KubesimTest, ProcessesStartWithEverySignalAtItsDefaultAction) {
+  Start();
+  struct sigaction ignore = {};
+  ignore.sa_handler = SIG_IGN;
+  struct sigaction old_int = {};
+  struct sigaction old_quit = {};
+  ASSERT_EQ(sigaction(SIGINT, &ignore, &old_int), 0);
+  ASSERT_EQ(sigaction(SIGQUIT, &ignore, &old_quit), 0);
+  ExecResult r = Exec({"grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"});
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGQUIT, &old_quit, nullptr);
+  EXPECT_EQ(r.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n") << r.err;
+}
+
 TEST_F(KubesimTest, TtyMergesStderrResizesAndInterrupts) {
   Start();
   k8s::ExecOptions o;
   o.command = {"sh", "-c", "read go; echo err >&2; stty size; cat; echo after-cat"};
+  // Ctrl+C is sent once cat runs: the line discipline echoes "ping" as it is typed, and cat
+  // prints it again once it has read it. (A Ctrl+C sent while stty was still ending reached only
+  // the shell, which catches SIGINT while it waits for a command, as dash -c does, and went on.)
   o.stdin = true;
   o.stdout = true;
   o.tty = true;
@@ -725,6 +755,7 @@ TEST_F(KubesimTest, TtyMergesStderrResizesAndInterrupts) {
   ASSERT_TRUE((*ws)->Write(k8s::EncodeFrame(k8s::kStdin, "go\n")).ok());
   std::string out;
   std::string status;
+  bool pinged = false;
   bool interrupted = false;
   while (true) {
     absl::StatusOr<http::Message> m = (*ws)->Read(absl::Seconds(10));
@@ -738,7 +769,11 @@ TEST_F(KubesimTest, TtyMergesStderrResizesAndInterrupts) {
     } else if (m->data.size() > 1 && m->data[0] == k8s::kStderr) {
       ADD_FAILURE() << "stderr must be merged into stdout with a tty";
     }
-    if (!interrupted && out.find("40 120") != std::string::npos) {
+    if (!pinged && out.find("40 120") != std::string::npos) {
+      pinged = true;
+      ASSERT_TRUE((*ws)->Write(k8s::EncodeFrame(k8s::kStdin, "ping\n")).ok());
+    }
+    if (!interrupted && CountOf(out, "ping\r\n") == 2) {
       // Ctrl+C through the line discipline: SIGINT to the foreground process group.
       interrupted = true;
       ASSERT_TRUE((*ws)->Write(k8s::EncodeFrame(k8s::kStdin, "\x03")).ok());
