@@ -8,12 +8,14 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "http/client.h"
 #include "http/server.h"
 
@@ -28,6 +30,51 @@ struct HandshakeResult {
   // The sub-protocol the server chose ("" when none).
   std::string subprotocol;
   ClientResponse refusal;
+};
+
+// Connections to one TLS server made ahead of need, so that a WebSocket upgrade costs one
+// request and its answer instead of TCP, TLS and then the request (the upgrade was the longest
+// stage of a command's start in exec). Each spare serves one upgrade: it is taken by
+// ConnectWebSocket (AsyncClientOptions::spares), which then asks for a new one. Bounded: at most
+// `max_spares` wait at once, each at most `max_idle` (then it is closed: servers close idle
+// connections, and a spare must not outlive a rotated CA or client certificate); none is made
+// until the first connection asks. A spare is used only with the TLS context and the server it
+// was made for, and never once the server has closed or half-closed it. An upgrade whose spare
+// breaks before the server answered is retried once on a new connection: a server acts on the
+// request only when it answers it.
+class SpareConnections {
+ public:
+  struct Options {
+    size_t max_spares = 2;
+    absl::Duration max_idle = absl::Seconds(20);
+  };
+  enum class Event {
+    kUsed,        // an upgrade went out on a spare
+    kMissed,      // none was ready: the upgrade dialled its own connection
+    kExpired,     // closed unused after max_idle
+    kClosed,      // found closed by the server when taken
+    kStale,       // made with another TLS context or for another server: closed
+    kDialFailed,  // making one failed (it is tried again at the next upgrade)
+    kRetried,     // its upgrade broke before an answer and went again on a new connection
+  };
+  static const char* EventName(Event e);
+
+  SpareConnections(boost::asio::io_context& io, Options options,
+                   std::function<void(Event)> on_event = nullptr);
+  ~SpareConnections();  // closes every spare
+  SpareConnections(const SpareConnections&) = delete;
+  SpareConnections& operator=(const SpareConnections&) = delete;
+
+  // Spares ready now, and being made.
+  size_t ready() const;
+  size_t dialling() const;
+
+  // The pool itself, for ConnectWebSocket (defined in async_client.cc).
+  struct Impl;
+  const std::shared_ptr<Impl>& impl() const { return impl_; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
 };
 
 struct AsyncClientOptions {
@@ -45,6 +92,9 @@ struct AsyncClientOptions {
   // connection, instead of building one (reading the CA and client certificate files) per
   // connection. connection's TLS file and PEM fields are then not read.
   std::shared_ptr<boost::asio::ssl::context> tls_context;
+  // With connection.tls and tls_context: take a connection made ahead from here when one is
+  // ready, and have the next one made. Spares must be made on the same io_context.
+  SpareConnections* spares = nullptr;
 };
 
 // A client TLS context for `options` (as MakeClientTlsContext) that connections may share.

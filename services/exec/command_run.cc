@@ -738,8 +738,7 @@ void Session::ForwardOutputLocked(Command& c, int channel, std::string data,
   } else {
     c.excerpt_truncated = true;
   }
-  hub_->metrics()
-      ->output_bytes_total.Add({{"channel", channel == 2 ? "stderr" : "stdout"}})
+  (channel == 2 ? hub_->metrics()->output_bytes_stderr : hub_->metrics()->output_bytes_stdout)
       .Increment(static_cast<double>(data.size()));
   if (state_ == State::kClosed) {
     resume();

@@ -52,10 +52,20 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                        .Help("Where a session's open goes, by stage: credential, policy, pod, "
                              "checks (shells), audit, and total (open received to ready).")
                        .Register(registry)),
+      kube_spare_connections_total(
+          prometheus::BuildCounter()
+              .Name("podgate_exec_kube_spare_connections_total")
+              .Help("Connections to each cluster's API server made ahead for exec upgrades, by "
+                    "event: used, missed (none ready), expired, closed (by the server), stale, "
+                    "dial_failed, retried (broke before the answer, sent again).")
+              .Register(registry)),
       output_bytes_total(prometheus::BuildCounter()
                              .Name("podgate_exec_output_bytes_total")
                              .Help("Output bytes forwarded to clients, by channel.")
                              .Register(registry)),
+      output_bytes_stdout(output_bytes_total.Add({{"channel", "stdout"}})),
+      output_bytes_stderr(output_bytes_total.Add({{"channel", "stderr"}})),
+      output_bytes_tty(output_bytes_total.Add({{"channel", "tty"}})),
       api_errors_total(prometheus::BuildCounter()
                            .Name("podgate_exec_api_errors_total")
                            .Help("Kubernetes API failures, by gRPC code they map to.")

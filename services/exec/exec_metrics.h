@@ -48,7 +48,15 @@ struct ExecMetrics {
     return *session_open_stages[static_cast<size_t>(stage)];
   }
   // podgate_exec_output_bytes_total{channel}: stdout|stderr|tty
+  // podgate_exec_kube_spare_connections_total{cluster,event}: connections to an API server made
+  // ahead for exec upgrades: used, missed (none ready), expired, closed (by the server), stale,
+  // dial_failed, retried (http::SpareConnections::Event).
+  prometheus::Family<prometheus::Counter>& kube_spare_connections_total;
   prometheus::Family<prometheus::Counter>& output_bytes_total;
+  // Its children, looked up once (every output chunk counts).
+  prometheus::Counter& output_bytes_stdout;
+  prometheus::Counter& output_bytes_stderr;
+  prometheus::Counter& output_bytes_tty;
   // podgate_exec_api_errors_total{code}: gRPC code name of Kubernetes API failures
   prometheus::Family<prometheus::Counter>& api_errors_total;
   // podgate_exec_protocol_total{protocol}: negotiated sub-protocol

@@ -689,12 +689,18 @@ KubeClient::KubeClient(KubeConfig config, KubeClientOptions options)
             boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           io_.get_executor())),
       rest_pool_(static_cast<size_t>(std::max(1, options_.rest_threads))) {
+  if (options_.spare_connections > 0) {
+    spares_ = std::make_unique<http::SpareConnections>(
+        io_, http::SpareConnections::Options{options_.spare_connections, options_.spare_idle},
+        options_.on_spare_event);
+  }
   for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
     io_threads_.emplace_back([this] { io_.run(); });
   }
 }
 
 KubeClient::~KubeClient() {
+  spares_.reset();  // closes the spares on their strands while the I/O threads still run
   work_.reset();
   io_.stop();
   for (std::thread& t : io_threads_) {
@@ -985,6 +991,7 @@ std::unique_ptr<ExecHandle> KubeClient::Exec(const ExecSpec& spec,
     return handle;
   }
   options.tls_context = *std::move(tls);
+  options.spares = spares_.get();
   if (absl::Status s = ImpersonationHeaders(spec.as, &options.connection.headers); !s.ok()) {
     // Nothing is sent: the stream ends with the reason, on an I/O thread as any failure does.
     boost::asio::post(io_, [bridge, s] { bridge->OnHandshake(http::HandshakeResult{s, "", {}}); });

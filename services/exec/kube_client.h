@@ -13,6 +13,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "exec/kube.h"
+#include "http/async_client.h"
 #include "http/client.h"
 #include "http/client_connection.h"
 
@@ -83,6 +85,11 @@ struct KubeClientOptions {
   int rest_threads = 4;
   // Sub-protocols offered, most preferred first.
   std::vector<std::string> protocols = {"v5.channel.k8s.io", "v4.channel.k8s.io"};
+  // Connections made ahead for exec upgrades (http::SpareConnections); 0: none.
+  size_t spare_connections = 2;
+  absl::Duration spare_idle = absl::Seconds(20);
+  // Told of each spare connection event (metrics), on an I/O or calling thread.
+  std::function<void(http::SpareConnections::Event)> on_spare_event;
 };
 
 // The exec streams a KubeClient started that have not ended yet (an exec stream ends with its
@@ -148,6 +155,8 @@ class KubeClient final : public KubeApi {
   const KubeConfig config_;
   const KubeClientOptions options_;
   boost::asio::io_context io_;
+  // After io_: closed before it goes.
+  std::unique_ptr<http::SpareConnections> spares_;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
   boost::asio::thread_pool rest_pool_;

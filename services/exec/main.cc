@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "auth/auth_flags.h"
@@ -69,7 +70,21 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<podgate::exec::KubeClient>> kubes;
   std::vector<std::pair<std::string, podgate::exec::KubeApi*>> clusters;
   for (const podgate::exec::NamedKubeConfig& c : cluster_configs->clusters) {
-    kubes.push_back(std::make_unique<podgate::exec::KubeClient>(c.config));
+    podgate::exec::KubeClientOptions kube_options;
+    kube_options.spare_connections = flags->spare_connections;
+    kube_options.spare_idle = flags->spare_idle;
+    using SpareEvent = podgate::http::SpareConnections::Event;
+    std::vector<prometheus::Counter*> spare_counters;
+    for (SpareEvent e :
+         {SpareEvent::kUsed, SpareEvent::kMissed, SpareEvent::kExpired, SpareEvent::kClosed,
+          SpareEvent::kStale, SpareEvent::kDialFailed, SpareEvent::kRetried}) {
+      spare_counters.push_back(&metrics.kube_spare_connections_total.Add(
+          {{"cluster", c.name}, {"event", podgate::http::SpareConnections::EventName(e)}}));
+    }
+    kube_options.on_spare_event = [spare_counters](SpareEvent e) {
+      spare_counters[static_cast<size_t>(e)]->Increment();
+    };
+    kubes.push_back(std::make_unique<podgate::exec::KubeClient>(c.config, kube_options));
     clusters.emplace_back(c.name, kubes.back().get());
     // Impersonation on: make sure the cluster lets exec impersonate before serving anyone.
     if (absl::Status s = podgate::exec::CheckImpersonationGrant(

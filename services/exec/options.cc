@@ -32,6 +32,14 @@ ABSL_FLAG(std::string, kube_default_cluster, "",
 ABSL_FLAG(absl::Duration, kube_health_interval, absl::Seconds(15),
           "How often each cluster's API server is checked (GET /readyz); a cluster that failed "
           "its last check is listed unreachable. 1s to 10m. Default 15s.");
+ABSL_FLAG(int, kube_spare_connections, 2,
+          "Connections to each cluster's API server made ahead (TCP and TLS done) so that a "
+          "command's exec upgrade costs one request; each serves one upgrade, and another is made "
+          "when one is taken. 0 to 16; 0: none. Default 2.");
+ABSL_FLAG(absl::Duration, kube_spare_idle, absl::Seconds(20),
+          "A spare connection unused this long is closed (keep it below the API server's idle "
+          "timeout; a rotated CA or client certificate is used within it). 1s to 5m. "
+          "Default 20s.");
 ABSL_FLAG(bool, kube_allow_insecure, false,
           "Accept a kubeconfig with insecure-skip-tls-verify. Default false.");
 ABSL_FLAG(bool, audit_strict, true,
@@ -184,6 +192,14 @@ absl::Status CheckFlags() {
       absl::GetFlag(FLAGS_kube_health_interval) > absl::Minutes(10)) {
     return absl::InvalidArgumentError("--kube_health_interval must be 1s to 10m");
   }
+  if (absl::GetFlag(FLAGS_kube_spare_connections) < 0 ||
+      absl::GetFlag(FLAGS_kube_spare_connections) > 16) {
+    return absl::InvalidArgumentError("--kube_spare_connections must be 0 to 16");
+  }
+  if (absl::GetFlag(FLAGS_kube_spare_idle) < absl::Seconds(1) ||
+      absl::GetFlag(FLAGS_kube_spare_idle) > absl::Minutes(5)) {
+    return absl::InvalidArgumentError("--kube_spare_idle must be 1s to 5m");
+  }
   if (absl::GetFlag(FLAGS_audit_excerpt_bytes) < 0 ||
       absl::GetFlag(FLAGS_audit_excerpt_bytes) > 1 << 20) {
     return absl::InvalidArgumentError("--audit_excerpt_bytes must be 0 to 1048576");
@@ -229,6 +245,8 @@ absl::StatusOr<ExecServiceOptions> ExecServiceOptionsFromFlags() {
   service.clusters.allow_insecure = absl::GetFlag(FLAGS_kube_allow_insecure);
   service.clusters.service_account_dir = absl::GetFlag(FLAGS_service_account_dir);
   service.cluster_health_interval = absl::GetFlag(FLAGS_kube_health_interval);
+  service.spare_connections = static_cast<size_t>(absl::GetFlag(FLAGS_kube_spare_connections));
+  service.spare_idle = absl::GetFlag(FLAGS_kube_spare_idle);
   service.audit_ack_timeout = absl::GetFlag(FLAGS_audit_ack_timeout);
   service.journal_dir = absl::GetFlag(FLAGS_journal_dir);
   service.journal_max_entries = absl::GetFlag(FLAGS_journal_max_entries);

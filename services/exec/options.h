@@ -84,6 +84,9 @@ struct ExecServiceOptions {
   ClusterSources clusters;
   // How often each cluster's API server is checked.
   absl::Duration cluster_health_interval = absl::Seconds(15);
+  // Connections to each API server made ahead for exec upgrades, and how long one may wait.
+  size_t spare_connections = 2;
+  absl::Duration spare_idle = absl::Seconds(20);
   // How long an audit event may wait for its ack.
   absl::Duration audit_ack_timeout = absl::Seconds(10);
   // The journal of running commands (journal.h); empty: none.

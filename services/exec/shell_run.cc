@@ -65,9 +65,7 @@ class Session::ShellObserver final : public ExecObserver {
       resume();
       return;
     }
-    s->hub_->metrics()
-        ->output_bytes_total.Add({{"channel", "tty"}})
-        .Increment(static_cast<double>(data.size()));
+    s->hub_->metrics()->output_bytes_tty.Increment(static_cast<double>(data.size()));
     s->RecordShellLocked('o', data);
     pb::SessionResponse msg;
     msg.mutable_stdout()->set_data(std::move(data));

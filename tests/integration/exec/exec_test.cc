@@ -846,6 +846,43 @@ TEST_F(ExecTest, ATargetWithoutARuleIsRefusedBeforeKubernetesIsAsked) {
   EXPECT_THAT(reasons["lena team/pending-1"], HasSubstr("no rule"));
 }
 
+// A command's exec upgrade goes out on a connection made ahead (TCP and TLS done): after the
+// first, each takes a spare and another is made, and every command still runs and answers.
+TEST_F(ExecTest, CommandsGoOutOnConnectionsMadeAhead) {
+  auto events = [](const std::string& event) {
+    absl::StatusOr<testing::HttpResponse> page = testing::HttpGet(metrics_port_, "/metrics");
+    double sum = 0;
+    if (page.ok()) {
+      absl::StatusOr<testing::MetricsPage> parsed = testing::ParsePrometheusText(page->body);
+      for (const auto& [name, value] :
+           parsed.ok() ? parsed->samples : std::map<std::string, double>{}) {
+        if (absl::StartsWith(name, "podgate_exec_kube_spare_connections_total{") &&
+            absl::StrContains(name, absl::StrCat("event=\"", event, "\""))) {
+          sum += value;
+        }
+      }
+    }
+    return sum;
+  };
+  SessionClient s(stack_->exec_port());
+  ASSERT_TRUE(s.Open(stack_->Token("frank", {"devs"}), "team", "app-1").ok());
+  Outcome first = s.Run("echo first");
+  EXPECT_EQ(first.stdout_text, "first\n");
+  const double used = events("used");
+  for (int i = 0; i < 5; ++i) {
+    const std::string word(static_cast<size_t>(i) + 1, 'x');
+    Outcome o = s.Run("echo " + word);
+    ASSERT_TRUE(o.exit.has_value()) << i;
+    EXPECT_EQ(o.exit->exit_code(), 0);
+    EXPECT_EQ(o.stdout_text, word + "\n");
+  }
+  // Each command takes a spare made while the previous one ran (one may still be on its way
+  // on a slow machine).
+  EXPECT_GE(events("used"), used + 4);
+  EXPECT_EQ(events("retried"), 0);
+  s.Close();
+}
+
 // Policy is asked whether a target is in scope before the pod is looked up, and again with the
 // pod's labels only when a rule in scope selects pods by label: one round trip per open less
 // for everyone else, and the label rules still decide for the rest.

@@ -19,6 +19,8 @@ ABSL_DECLARE_FLAG(std::string, kubeconfig_dir);
 ABSL_DECLARE_FLAG(std::string, kube_in_cluster_name);
 ABSL_DECLARE_FLAG(std::string, kube_default_cluster);
 ABSL_DECLARE_FLAG(absl::Duration, kube_health_interval);
+ABSL_DECLARE_FLAG(int, kube_spare_connections);
+ABSL_DECLARE_FLAG(absl::Duration, kube_spare_idle);
 ABSL_DECLARE_FLAG(bool, audit_strict);
 ABSL_DECLARE_FLAG(absl::Duration, audit_ack_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, policy_timeout);
@@ -78,6 +80,8 @@ TEST(ExecOptionsTest, TheDefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->clusters.in_cluster_name, "");
   EXPECT_EQ(o->clusters.default_cluster, "");
   EXPECT_EQ(o->cluster_health_interval, absl::Seconds(15));
+  EXPECT_EQ(o->spare_connections, 2u);
+  EXPECT_EQ(o->spare_idle, absl::Seconds(20));
   EXPECT_FALSE(o->clusters.allow_insecure);
   EXPECT_EQ(o->clusters.service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount");
   EXPECT_EQ(o->audit_ack_timeout, absl::Seconds(10));
@@ -100,6 +104,8 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   absl::SetFlag(&FLAGS_kube_in_cluster_name, "home");
   absl::SetFlag(&FLAGS_kube_default_cluster, "staging");
   absl::SetFlag(&FLAGS_kube_health_interval, absl::Seconds(2));
+  absl::SetFlag(&FLAGS_kube_spare_connections, 0);
+  absl::SetFlag(&FLAGS_kube_spare_idle, absl::Minutes(5));
   absl::SetFlag(&FLAGS_audit_strict, false);
   absl::SetFlag(&FLAGS_audit_ack_timeout, absl::Seconds(1));
   absl::SetFlag(&FLAGS_policy_timeout, absl::Milliseconds(500));
@@ -132,6 +138,8 @@ TEST(ExecOptionsTest, EveryFlagReachesItsOption) {
   EXPECT_EQ(o->clusters.in_cluster_name, "home");
   EXPECT_EQ(o->clusters.default_cluster, "staging");
   EXPECT_EQ(o->cluster_health_interval, absl::Seconds(2));
+  EXPECT_EQ(o->spare_connections, 0u);
+  EXPECT_EQ(o->spare_idle, absl::Minutes(5));
   EXPECT_FALSE(o->sessions.strict_audit);
   EXPECT_EQ(o->audit_ack_timeout, absl::Seconds(1));
   EXPECT_EQ(o->sessions.policy_timeout, absl::Milliseconds(500));
@@ -211,6 +219,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"journal_recovery_timeout", "0s", "--journal_recovery_timeout must be positive"},
         BadFlag{"kube_health_interval", "999ms", "--kube_health_interval must be 1s to 10m"},
         BadFlag{"kube_health_interval", "11m", "--kube_health_interval must be 1s to 10m"},
+        BadFlag{"kube_spare_connections", "-1", "--kube_spare_connections must be 0 to 16"},
+        BadFlag{"kube_spare_connections", "17", "--kube_spare_connections must be 0 to 16"},
+        BadFlag{"kube_spare_idle", "999ms", "--kube_spare_idle must be 1s to 5m"},
+        BadFlag{"kube_spare_idle", "301s", "--kube_spare_idle must be 1s to 5m"},
         BadFlag{"audit_excerpt_bytes", "-1", "--audit_excerpt_bytes must be 0 to 1048576"},
         BadFlag{"audit_excerpt_bytes", "1048577", "--audit_excerpt_bytes must be 0 to 1048576"},
         BadFlag{"kube_impersonation", "on",

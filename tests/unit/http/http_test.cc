@@ -5,14 +5,17 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <string_view>
 #include <thread>
@@ -718,6 +721,386 @@ TEST_F(HttpTest, EveryConnectionSendsSmallFramesAtOnce) {
   }
   client_io.run_for(std::chrono::milliseconds(200));
   client_handler->conn.reset();
+}
+
+// --- connections made ahead (SpareConnections) -----------------------------------------------
+
+// The client side of an asynchronous WebSocket: records what it gets.
+class ClientRecorder : public WebSocketHandler {
+ public:
+  void OnOpen(std::shared_ptr<WebSocketConnection> c) override {
+    std::lock_guard<std::mutex> lock(mu);
+    conn = std::move(c);
+  }
+  void OnMessage(std::string data, bool) override {
+    std::lock_guard<std::mutex> lock(mu);
+    messages.push_back(std::move(data));
+  }
+  void OnWritable() override {}
+  void OnClose(std::string) override {
+    std::lock_guard<std::mutex> lock(mu);
+    conn.reset();
+  }
+  // Sends `text` and waits for the server's echo of it.
+  bool Echoes(const std::string& text) {
+    std::shared_ptr<WebSocketConnection> c;
+    for (int i = 0; i < 500 && c == nullptr; ++i) {  // OnOpen follows the handshake's result
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        c = conn;
+      }
+      if (c == nullptr) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    if (c == nullptr) {
+      return false;
+    }
+    c->Send(text, false);
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (std::find(messages.begin(), messages.end(), text) != messages.end()) {
+          return true;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  void CloseNow() {
+    std::shared_ptr<WebSocketConnection> c;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      c = conn;
+    }
+    if (c != nullptr) {
+      c->Close(1000, "done");
+    }
+  }
+
+  std::mutex mu;
+  std::shared_ptr<WebSocketConnection> conn;
+  std::vector<std::string> messages;
+};
+
+// A client I/O context on its own thread with a pool of spares, counting the pool's events.
+class SpareClient {
+ public:
+  SpareClient(SpareConnections::Options options, ClientOptions connection)
+      : work_(boost::asio::make_work_guard(io_)) {
+    spares_ = std::make_unique<SpareConnections>(io_, options, [this](SpareConnections::Event e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++events_[SpareConnections::EventName(e)];
+    });
+    options_.connection = std::move(connection);
+    options_.tls_context = *MakeSharedClientTlsContext(options_.connection);
+    options_.spares = spares_.get();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~SpareClient() {
+    for (auto& h : handlers_) {
+      h->CloseNow();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    spares_.reset();
+    work_.reset();
+    io_.stop();
+    thread_.join();
+    for (auto& h : handlers_) {
+      std::lock_guard<std::mutex> lock(h->mu);
+      h->conn.reset();
+    }
+  }
+
+  // An upgrade to /ws through the pool; its handler (null when it failed).
+  std::shared_ptr<ClientRecorder> Upgrade(absl::Status* status = nullptr) {
+    auto handler = std::make_shared<ClientRecorder>();
+    auto done = std::make_shared<absl::Notification>();
+    auto result = std::make_shared<HandshakeResult>();
+    ConnectWebSocket(io_, options_, "/ws", {"v2.test"}, handler,
+                     [done, result](const HandshakeResult& r) {
+                       *result = r;
+                       done->Notify();
+                     });
+    if (!done->WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      result->status = absl::DeadlineExceededError("no handshake result");
+    }
+    if (status != nullptr) {
+      *status = result->status;
+    }
+    if (!result->status.ok()) {
+      return nullptr;
+    }
+    handlers_.push_back(handler);
+    return handler;
+  }
+
+  int Count(const std::string& event) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_[event];
+  }
+  // Waits until `n` spares are ready.
+  bool WaitForReady(size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      if (spares_->ready() == n && spares_->dialling() == 0) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  SpareConnections& spares() { return *spares_; }
+  AsyncClientOptions& options() { return options_; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::unique_ptr<SpareConnections> spares_;
+  AsyncClientOptions options_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::map<std::string, int> events_;
+  std::vector<std::shared_ptr<ClientRecorder>> handlers_;
+};
+
+ClientOptions TlsClient(const testing::TestPki& pki, uint16_t port) {
+  ClientOptions c;
+  c.port = port;
+  c.timeout = absl::Seconds(5);
+  c.tls = true;
+  c.ca_file = pki.ca_cert;
+  c.client_cert_file = pki.client_cert;
+  c.client_key_file = pki.client_key;
+  c.server_name = "localhost";
+  return c;
+}
+
+// The first upgrade finds no spare and has one made; the next goes out on it (no TCP or TLS
+// handshake of its own) and works like any other; the one taken is replaced, and no more than
+// max_spares ever wait.
+TEST_F(HttpTest, AnUpgradeGoesOutOnAConnectionMadeAhead) {
+  absl::StatusOr<testing::TestPki> pki = StartMutualTlsServer("http-spares");
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  SpareClient client({/*max_spares=*/2, absl::Seconds(30)}, TlsClient(*pki, server_->port()));
+  absl::Status status;
+  std::shared_ptr<ClientRecorder> first = client.Upgrade(&status);
+  ASSERT_NE(first, nullptr) << status;
+  EXPECT_TRUE(first->Echoes("one"));
+  EXPECT_EQ(client.Count("missed"), 1);
+  EXPECT_EQ(client.Count("used"), 0);
+  ASSERT_TRUE(client.WaitForReady(2));
+  for (int i = 0; i < 3; ++i) {
+    std::shared_ptr<ClientRecorder> next = client.Upgrade(&status);
+    ASSERT_NE(next, nullptr) << status;
+    EXPECT_TRUE(next->Echoes("again " + std::to_string(i)));
+    EXPECT_EQ(client.Count("used"), i + 1);
+    ASSERT_TRUE(client.WaitForReady(2));
+  }
+  EXPECT_EQ(client.Count("missed"), 1);
+  EXPECT_EQ(client.Count("dial_failed"), 0);
+  EXPECT_EQ(client.Count("retried"), 0);
+}
+
+// A spare is closed unused after max_idle; one the server has closed meanwhile (here: its
+// handshake timeout, as an API server's idle timeout would) is noticed when taken and never
+// used; one made with another TLS context (a rotated CA or client certificate) is not used
+// either. Each time the upgrade still succeeds on a connection of its own.
+TEST_F(HttpTest, ASpareIsNeverUsedIdleTooLongClosedByTheServerOrWithAnotherTlsContext) {
+  absl::StatusOr<testing::TestPki> pki =
+      testing::MakeTestPki(testing::MakeTempDir("http-spare-idle"));
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  ServerOptions o;
+  o.cert_file = pki->server_cert;
+  o.key_file = pki->server_key;
+  o.client_ca_file = pki->ca_cert;
+  o.handshake_timeout = absl::Milliseconds(400);
+  StartServer(o);
+  absl::Status status;
+  {
+    SpareClient client({1, absl::Milliseconds(150)}, TlsClient(*pki, server_->port()));
+    ASSERT_NE(client.Upgrade(&status), nullptr) << status;
+    ASSERT_TRUE(client.WaitForReady(1));
+    for (int i = 0; i < 100 && client.Count("expired") == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(client.Count("expired"), 1);
+    EXPECT_EQ(client.spares().ready(), 0u);
+    std::shared_ptr<ClientRecorder> h = client.Upgrade(&status);
+    ASSERT_NE(h, nullptr) << status;
+    EXPECT_TRUE(h->Echoes("after expiry"));
+    EXPECT_EQ(client.Count("missed"), 2);
+    EXPECT_EQ(client.Count("used"), 0);
+  }
+  {
+    SpareClient client({1, absl::Seconds(30)}, TlsClient(*pki, server_->port()));
+    ASSERT_NE(client.Upgrade(&status), nullptr) << status;
+    ASSERT_TRUE(client.WaitForReady(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the server gave up on it
+    std::shared_ptr<ClientRecorder> h = client.Upgrade(&status);
+    ASSERT_NE(h, nullptr) << status;
+    EXPECT_TRUE(h->Echoes("after the server closed it"));
+    EXPECT_EQ(client.Count("closed"), 1);
+    EXPECT_EQ(client.Count("used"), 0);
+    EXPECT_EQ(client.Count("missed"), 2);
+
+    ASSERT_TRUE(client.WaitForReady(1));
+    client.options().tls_context = *MakeSharedClientTlsContext(client.options().connection);
+    h = client.Upgrade(&status);
+    ASSERT_NE(h, nullptr) << status;
+    EXPECT_TRUE(h->Echoes("with a new TLS context"));
+    EXPECT_EQ(client.Count("stale"), 1);
+    EXPECT_EQ(client.Count("used"), 0);
+  }
+}
+
+// A TCP relay that drops a connection without a word when its client sends again after being
+// silent for `quiet`, as a middlebox with an idle timeout does: the request on a spare that
+// waited that long is lost, while connections in use pass.
+class IdleDroppingRelay {
+ public:
+  IdleDroppingRelay(uint16_t target, absl::Duration quiet) : target_(target), quiet_(quiet) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    listen(listener_, 16);
+    socklen_t len = sizeof(a);
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    accepter_ = std::thread([this] { Accept(); });
+  }
+  ~IdleDroppingRelay() {
+    stop_ = true;
+    accepter_.join();
+    for (std::thread& t : pumps_) {
+      t.join();
+    }
+    close(listener_);
+  }
+  uint16_t port() const { return port_; }
+  int dropped() const { return dropped_.load(); }
+
+ private:
+  void Accept() {
+    while (!stop_) {
+      pollfd p{listener_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) {
+        continue;
+      }
+      int client = accept(listener_, nullptr, nullptr);
+      if (client < 0) {
+        continue;
+      }
+      int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(target_);
+      if (connect(server, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      pumps_.emplace_back([this, client, server] { Pump(client, server); });
+    }
+  }
+  void Pump(int client, int server) {
+    absl::Time last_from_client = absl::Now();
+    char buf[16384];
+    while (!stop_) {
+      pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      if (poll(p, 2, 50) <= 0) {
+        continue;
+      }
+      if (p[0].revents != 0) {
+        if (absl::Now() - last_from_client >= quiet_) {
+          ++dropped_;
+          break;
+        }
+        ssize_t n = read(client, buf, sizeof(buf));
+        if (n <= 0 || write(server, buf, static_cast<size_t>(n)) != n) {
+          break;
+        }
+        last_from_client = absl::Now();
+      }
+      if (p[1].revents != 0) {
+        ssize_t n = read(server, buf, sizeof(buf));
+        if (n <= 0 || write(client, buf, static_cast<size_t>(n)) != n) {
+          break;
+        }
+      }
+    }
+    close(client);
+    close(server);
+  }
+
+  const uint16_t target_;
+  const absl::Duration quiet_;
+  int listener_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> dropped_{0};
+  std::thread accepter_;
+  std::vector<std::thread> pumps_;
+};
+
+// The spare looked alive when taken but its request never got an answer (dropped on the way):
+// the upgrade goes again, once, on a new connection, and succeeds.
+TEST_F(HttpTest, AnUpgradeWhoseSpareBreaksBeforeTheAnswerIsSentAgainOnANewConnection) {
+  absl::StatusOr<testing::TestPki> pki = StartMutualTlsServer("http-spare-retry");
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  IdleDroppingRelay relay(server_->port(), absl::Milliseconds(300));
+  SpareClient client({1, absl::Seconds(30)}, TlsClient(*pki, relay.port()));
+  absl::Status status;
+  ASSERT_NE(client.Upgrade(&status), nullptr) << status;
+  ASSERT_TRUE(client.WaitForReady(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::shared_ptr<ClientRecorder> h = client.Upgrade(&status);
+  ASSERT_NE(h, nullptr) << status;
+  EXPECT_TRUE(h->Echoes("sent again"));
+  EXPECT_EQ(client.Count("used"), 1);
+  EXPECT_EQ(client.Count("retried"), 1);
+  EXPECT_EQ(relay.dropped(), 1);
+}
+
+// A server that takes the upgrade request and closes without an answer: the failure names the
+// broken connection; it is not reported as a refusal with an HTTP status the server never sent.
+TEST_F(HttpTest, AnUpgradeThatGetsNoAnswerIsANetworkErrorNotARefusal) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof(a);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  std::thread server([listener] {
+    int c = accept(listener, nullptr, nullptr);
+    char buf[4096];
+    (void)!read(c, buf, sizeof(buf));  // the request, then nothing
+    close(c);
+  });
+  boost::asio::io_context client_io;
+  AsyncClientOptions async;
+  async.connection.port = ntohs(a.sin_port);
+  async.connection.timeout = absl::Seconds(5);
+  HandshakeResult result;
+  bool done = false;
+  ConnectWebSocket(client_io, async, "/ws", {"v2.test"}, std::make_shared<ClientRecorder>(),
+                   [&](const HandshakeResult& r) {
+                     result = r;
+                     done = true;
+                   });
+  while (!done && client_io.run_one_for(std::chrono::seconds(5)) > 0) {
+  }
+  server.join();
+  close(listener);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(result.status.code(), absl::StatusCode::kUnavailable) << result.status;
+  EXPECT_THAT(result.status.message(), HasSubstr("WebSocket upgrade"));
+  EXPECT_EQ(result.refusal.status, 0);
 }
 
 }  // namespace
