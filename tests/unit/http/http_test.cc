@@ -954,21 +954,32 @@ TEST_F(HttpTest, ASpareIsNeverUsedIdleTooLongClosedByTheServerOrWithAnotherTlsCo
   }
 }
 
+// A TCP listener on 127.0.0.1 at a port the kernel picks; -1 when none could be made.
+int ListenOnLoopback(uint16_t* port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 16) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) {
+      close(fd);
+    }
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 // A TCP relay that drops a connection without a word when its client sends again after being
 // silent for `quiet`, as a middlebox with an idle timeout does: the request on a spare that
 // waited that long is lost, while connections in use pass.
 class IdleDroppingRelay {
  public:
   IdleDroppingRelay(uint16_t target, absl::Duration quiet) : target_(target), quiet_(quiet) {
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    listen(listener_, 16);
-    socklen_t len = sizeof(a);
-    getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listener_ = ListenOnLoopback(&port_);
+    EXPECT_GE(listener_, 0);
     accepter_ = std::thread([this] { Accept(); });
   }
   ~IdleDroppingRelay() {
@@ -1068,14 +1079,9 @@ TEST_F(HttpTest, AnUpgradeWhoseSpareBreaksBeforeTheAnswerIsSentAgainOnANewConnec
 // A server that takes the upgrade request and closes without an answer: the failure names the
 // broken connection; it is not reported as a refusal with an HTTP status the server never sent.
 TEST_F(HttpTest, AnUpgradeThatGetsNoAnswerIsANetworkErrorNotARefusal) {
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(listen(listener, 4), 0);
-  socklen_t len = sizeof(a);
-  getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  uint16_t port = 0;
+  int listener = ListenOnLoopback(&port);
+  ASSERT_GE(listener, 0);
   std::thread server([listener] {
     int c = accept(listener, nullptr, nullptr);
     char buf[4096];
@@ -1084,7 +1090,7 @@ TEST_F(HttpTest, AnUpgradeThatGetsNoAnswerIsANetworkErrorNotARefusal) {
   });
   boost::asio::io_context client_io;
   AsyncClientOptions async;
-  async.connection.port = ntohs(a.sin_port);
+  async.connection.port = port;
   async.connection.timeout = absl::Seconds(5);
   HandshakeResult result;
   bool done = false;
