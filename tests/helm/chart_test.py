@@ -441,6 +441,10 @@ def check_clusters(docs, values, f):
             f"--kube_default_cluster {arg_value(w, 'kube_default_cluster')!r}")
     f.check(arg_value(w, "kube_health_interval") == c["healthInterval"],
             "--kube_health_interval not rendered")
+    f.check(arg_value(w, "kube_spare_connections") == str(c["spareConnections"]),
+            f"--kube_spare_connections {arg_value(w, 'kube_spare_connections')!r}")
+    f.check(arg_value(w, "kube_spare_idle") == c["spareIdle"],
+            f"--kube_spare_idle {arg_value(w, 'kube_spare_idle')!r}")
     spec = pod_spec(w)
     vols = [v for v in spec.get("volumes", []) if v["name"] == "clusters"]
     mounts = [m for m in container(w).get("volumeMounts", []) if m["name"] == "clusters"]
@@ -1175,7 +1179,8 @@ def cmd_scenarios():
     # Several clusters: a Secret of kubeconfigs, with or without the cluster exec runs in.
     for sets in (["exec.clusters.kubeconfigSecret=podgate-clusters"],
                  ["exec.clusters.kubeconfigSecret=podgate-clusters", "exec.clusters.inCluster=false",
-                  "exec.clusters.default=eu-prod", "exec.clusters.healthInterval=30s"],
+                  "exec.clusters.default=eu-prod", "exec.clusters.healthInterval=30s",
+                  "exec.clusters.spareConnections=0", "exec.clusters.spareIdle=5m"],
                  ["exec.clusters.inCluster=false", "exec.clusters.inClusterName=home"]):
         check_clusters(fast_render(base, sets), values_with(sets), f)
 

@@ -69,6 +69,8 @@ kubeconfigDir: kubeconfig_dir
 kubeInClusterName: kube_in_cluster_name
 kubeDefaultCluster: kube_default_cluster
 kubeHealthInterval: kube_health_interval
+kubeSpareConnections: kube_spare_connections
+kubeSpareIdle: kube_spare_idle
 kubeImpersonateUserPrefix: kube_impersonate_user_prefix
 kubeImpersonateGroupPrefix: kube_impersonate_group_prefix
 kubeImpersonateSessionExtra: kube_impersonate_session_extra
@@ -237,6 +239,8 @@ each pod has its own chain, which ends with the pod). */}}
 {{ include "podgate.arg" (list $root "kubeDefaultCluster" .) }}
 {{- end }}
 {{ include "podgate.arg" (list $root "kubeHealthInterval" $v.clusters.healthInterval) }}
+{{ include "podgate.arg" (list $root "kubeSpareConnections" $v.clusters.spareConnections) }}
+{{ include "podgate.arg" (list $root "kubeSpareIdle" $v.clusters.spareIdle) }}
 {{ include "podgate.arg" (list $root "kubeImpersonation" $v.impersonation.mode) }}
 {{- if ne $v.impersonation.mode "off" }}
 {{- with $v.impersonation.userPrefix }}
