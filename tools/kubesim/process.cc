@@ -162,7 +162,7 @@ absl::StatusOr<Process> SpawnProcess(const ProcessSpec& spec) {
     sigprocmask(SIG_SETMASK, &all, nullptr);
     for (int sig = 1; sig < NSIG; ++sig) {
       if (sig != SIGKILL && sig != SIGSTOP) {
-        signal(sig, SIG_DFL);
+        SetKernelSignalAction(sig, SIG_DFL);
       }
     }
     setsid();
@@ -247,6 +247,18 @@ absl::StatusOr<Process> SpawnProcess(const ProcessSpec& spec) {
     p.stderr_fd = err_pipe[0];
   }
   return p;
+}
+
+int SetKernelSignalAction(int sig, void (*handler)(int)) {
+  // The kernel's struct sigaction (x86-64 and arm64 layout): no restorer is needed for SIG_DFL
+  // or SIG_IGN; the mask is empty.
+  struct {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)();
+    unsigned long mask;
+  } action = {handler, 0, nullptr, 0};
+  return static_cast<int>(syscall(SYS_rt_sigaction, sig, &action, nullptr, sizeof(action.mask)));
 }
 
 std::optional<int> TryReapProcess(pid_t pid) {

@@ -47,4 +47,9 @@ std::optional<int> TryReapProcess(pid_t pid);
 // Whether this process can run children under other uids (it is root).
 bool CanSwitchUser();
 
+// Sets signal `sig`'s action to `handler` (SIG_DFL or SIG_IGN) through the kernel's own call,
+// which also reaches the signals glibc keeps for itself (32 and 33) and refuses to change.
+// Async-signal-safe (it runs between fork and exec). 0, or -1 with errno.
+int SetKernelSignalAction(int sig, void (*handler)(int));
+
 }  // namespace podgate::kubesim
