@@ -880,8 +880,14 @@ class Page {
     }
     const down = this.clusters.filter((c) => c.reachable === false);
     if (!this.clusters.some((c) => c.reachable !== false && (c.namespaces ?? []).length > 0)) {
-      // An auditor with no pod of their own is here for the audit trail: it opens at once.
-      if (this.audit && down.length === 0 && !location.hash.startsWith('#/audit')) {
+      // An auditor with no pod of their own is here for the audit trail: it opens at once,
+      // unless they went to another view (Live sessions) while the targets were loading.
+      if (
+        this.audit &&
+        down.length === 0 &&
+        !location.hash.startsWith('#/audit') &&
+        !location.hash.startsWith('#/sessions')
+      ) {
         location.hash = '#/audit';
       }
       this.showNotice(
