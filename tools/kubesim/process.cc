@@ -155,16 +155,10 @@ absl::StatusOr<Process> SpawnProcess(const ProcessSpec& spec) {
     // The child: a new session (so the pty becomes its controlling terminal and signals from
     // the line discipline reach it), its streams, its identity, its directory, then exec.
     // Like a container runtime, the process starts with every signal unblocked and at its
-    // default action: an ignored SIGINT (what a shell gives a job it starts in the background)
-    // survives exec, and Ctrl+C on the pty would then not interrupt the command.
+    // default action (the actions are reset just before execve, below).
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) {
-        SetKernelSignalAction(sig, SIG_DFL);
-      }
-    }
     setsid();
     int devnull = open("/dev/null", O_RDWR);
     if (spec.tty) {
@@ -208,6 +202,18 @@ absl::StatusOr<Process> SpawnProcess(const ProcessSpec& spec) {
     if (exe.empty()) {
       WriteStr(2, not_found.c_str());
       _exit(127);
+    }
+    // Every signal at its default action: an ignored SIGINT (what a shell gives a job it starts
+    // in the background) survives exec, and Ctrl+C on the pty would then not interrupt the
+    // command. The kernel's own call resets glibc's internal signals too (32 and 33, which
+    // signal() refuses), and it comes last: setresuid above broadcasts signal 33 to every
+    // thread of a multithreaded process, and a forked child can have threads (ThreadSanitizer
+    // starts its background thread in it), so with 33 already at its default action the
+    // switch of user would kill the child.
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) {
+        SetKernelSignalAction(sig, SIG_DFL);
+      }
     }
     execve(exe.c_str(), argv.data(), envp.data());
     int err = errno;
