@@ -1,12 +1,15 @@
 #include "clients/audit_client.h"
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -23,6 +26,12 @@ namespace {
 // idempotent).
 class RecordProtocol {
  public:
+  // The initial metadata by which audit says how many events one message may carry.
+  static constexpr char kBatchMetadata[] = "podgate-record-batch-max";
+  // At most this many events, and this many bytes, per message (audit takes 1,024 and 4 MiB).
+  static constexpr size_t kMaxBatchEvents = 256;
+  static constexpr size_t kMaxBatchBytes = 1 << 20;
+
   using Request = audit::v1::RecordRequest;
   using Response = audit::v1::RecordResponse;
   using Result = absl::Status;
@@ -51,6 +60,26 @@ class RecordProtocol {
                                 "audit rejected the event: ", response.rejection().reason())));
     }
     return false;
+  }
+  // Events that queued while the previous message was being written go out as one batch, on a
+  // stream whose server said it takes batches (an older audit does not: one event per message).
+  size_t BatchLimit(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const {
+    auto it = metadata.find(kBatchMetadata);
+    size_t limit = 0;
+    if (it == metadata.end() ||
+        !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &limit)) {
+      return 1;
+    }
+    return std::min(limit, kMaxBatchEvents);
+  }
+  size_t max_batch_bytes() const { return kMaxBatchBytes; }
+  void Append(Request* batch, const Request& next) const {
+    if (batch->has_event()) {
+      common::v1::AuditEvent first;
+      first.Swap(batch->mutable_event());
+      batch->mutable_batch()->add_events()->Swap(&first);
+    }
+    *batch->mutable_batch()->add_events() = next.event();
   }
   std::optional<absl::Status> OnBreak(const Request& /*request*/) const { return std::nullopt; }
   absl::Status Closing() const { return absl::CancelledError("audit client is shutting down"); }

@@ -70,6 +70,13 @@ concept StreamProtocol = requires(
   // Optional, for a protocol that words the refusals of Submit itself (else a generic text):
   //   absl::Status Full(size_t waiting, size_t limit) const;   // max_pending entries wait
   //   absl::Status AlreadyWaiting(const std::string& id) const;
+  // Optional, for a protocol whose requests can travel several to a message (what queued while
+  // the previous write was in flight goes out as one message, never waiting for more):
+  //   // Entries one message may carry on a stream whose server sent this initial metadata
+  //   // (0 or 1: one entry per message, e.g. a server that does not know batches).
+  //   size_t BatchLimit(const std::multimap<grpc::string_ref, grpc::string_ref>& md) const;
+  //   size_t max_batch_bytes() const;  // a batch's encoded size, at most (one entry always fits)
+  //   void Append(Request* batch, const Request& next) const;  // batch holds one entry or more
 };
 
 struct CorrelatedStreamOptions {
@@ -165,6 +172,10 @@ class CorrelatedStream {
     void OnResponse(const Response& response);
     void OnReadFailed(Reactor* stream);
     void OnWriteDone(Reactor* stream, bool ok);
+    void SetBatchLimit(Reactor* stream, size_t limit) {
+      absl::MutexLock lock(&mu_);
+      stream->batch_limit = std::max<size_t>(limit, 1);
+    }
     void OnStreamDone(Reactor* stream, grpc::ClientContext* context);
 
     const Protocol protocol_;
@@ -245,6 +256,16 @@ class CorrelatedStream {
       this->StartRead(&response_);
     }
     void OnWriteDone(bool ok) override { core_->OnWriteDone(this, ok); }
+    void OnReadInitialMetadataDone(bool ok) override {
+      if constexpr (requires {
+                      core_->protocol_.BatchLimit(context_->GetServerInitialMetadata());
+                    }) {
+        if (ok) {
+          core_->SetBatchLimit(this,
+                               core_->protocol_.BatchLimit(context_->GetServerInitialMetadata()));
+        }
+      }
+    }
     void OnDone(const grpc::Status& status) override {
       std::shared_ptr<Core> core = std::move(core_);
       // A protocol may keep why the server ended the stream, to say it in TimedOut.
@@ -261,6 +282,9 @@ class CorrelatedStream {
     }
 
     Request request_;
+    // Entries one message may carry (Protocol::BatchLimit), once the server's initial metadata
+    // came; one until then.
+    size_t batch_limit = 1;
     bool write_in_flight = false;
     bool retired = false;
     bool hold_released = false;
@@ -382,6 +406,24 @@ void CorrelatedStream<Protocol>::Core::NextWriteLocked(Actions* actions) {
   }
   s->request_ = pending_.at(unsent_.front()).request;
   unsent_.pop_front();
+  if constexpr (requires(Request * batch) {
+                  protocol_.Append(batch, s->request_);
+                  { protocol_.max_batch_bytes() } -> std::convertible_to<size_t>;
+                }) {
+    size_t entries = 1;
+    size_t bytes = s->request_.ByteSizeLong();
+    while (entries < s->batch_limit && HasUnsentLocked()) {
+      const Request& next = pending_.at(unsent_.front()).request;
+      const size_t next_bytes = next.ByteSizeLong();
+      if (bytes + next_bytes > protocol_.max_batch_bytes()) {
+        break;
+      }
+      protocol_.Append(&s->request_, next);
+      unsent_.pop_front();
+      ++entries;
+      bytes += next_bytes;
+    }
+  }
   s->write_in_flight = true;
   actions->write_on = s;
 }

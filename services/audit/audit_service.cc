@@ -26,6 +26,10 @@ AuditServiceImpl::~AuditServiceImpl() { writer_->SetCommitListener(nullptr); }
 
 grpc::ServerBidiReactor<podgate::audit::v1::RecordRequest, podgate::audit::v1::RecordResponse>*
 AuditServiceImpl::Record(grpc::CallbackServerContext* context) {
+  // Says that this stream takes batches (RecordRequest.batch), and how large; a client that
+  // never hears it sends one event per message.
+  context->AddInitialMetadata(std::string(RecordReactor::kBatchMetadata),
+                              absl::StrCat(RecordReactor::kMaxBatchEvents));
   return new RecordReactor(writer_, metrics_, &record_streams_);
 }
 

@@ -67,6 +67,7 @@ RecordReactor::RecordReactor(Writer* writer, AuditMetrics* metrics, RecordStream
   const bool accepting = streams_->Add(this);
   absl::MutexLock lock(&mu_);
   draining_ = !accepting;
+  StartSendInitialMetadata();  // kBatchMetadata, added by AuditServiceImpl::Record
   MaybeReadLocked();
   MaybeFinishLocked();
 }
@@ -88,27 +89,16 @@ void RecordReactor::OnReadDone(bool ok) {
   if (finish_status_.has_value()) {
     return;
   }
-  const auto& event = request_.event();
-  absl::Status valid = request_.has_event() ? ValidateEvent(event)
-                                            : absl::InvalidArgumentError("request has no event");
-  if (!valid.ok()) {
+  if (request_.has_batch() && request_.batch().events_size() > kMaxBatchEvents) {
     metrics_->Error("invalid_event").Increment();
-    podgate::audit::v1::RecordResponse response;
-    response.mutable_rejection()->set_id(event.id().size() <= 128 ? event.id() : "");
-    response.mutable_rejection()->set_reason(std::string(valid.message()));
-    QueueWriteLocked(std::move(response));
-    MaybeReadLocked();
+    finish_status_ = grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("a batch carries at most ", kMaxBatchEvents, " events; this one had ",
+                     request_.batch().events_size(), " (none of them was stored)"));
+    MaybeFinishLocked();
     return;
   }
-  // The event's own trace id (its service's session or request), not the stream's: one Record
-  // stream carries every session of its client.
-  log::Debug("event received", {{"event_id", event.id()},
-                                {"kind", wire::EnumLabel(event.kind())},
-                                {"source_service", event.source_service()},
-                                {"session_id", event.session_id()},
-                                {"command_id", event.command_id()},
-                                {"trace_id", event.trace_id()}});
-  // Blocking mode: an export sink lags too far; refuse before the event is stored so that the
+  // Blocking mode: an export sink lags too far; refuse before the events are stored so that the
   // client (exec) fails closed with the reason and resends once audit accepts again.
   if (absl::Status admitted = writer_->Admission(); !admitted.ok()) {
     metrics_->Error("export_blocking").Increment();
@@ -116,25 +106,67 @@ void RecordReactor::OnReadDone(bool ok) {
     MaybeFinishLocked();
     return;
   }
+  held_.clear();
+  held_next_ = 0;
+  if (request_.has_batch()) {
+    held_.reserve(static_cast<size_t>(request_.batch().events_size()));
+    for (auto& event : *request_.mutable_batch()->mutable_events()) {
+      TakeEventLocked(&event);
+    }
+  } else if (request_.has_event()) {
+    TakeEventLocked(request_.mutable_event());
+  } else {
+    metrics_->Error("invalid_event").Increment();
+    podgate::audit::v1::RecordResponse response;
+    response.mutable_rejection()->set_reason("request has no event");
+    QueueWriteLocked(std::move(response));
+  }
+  request_.Clear();
+  if (HoldingLocked()) {
+    TryQueueHeldLocked();
+  } else {
+    MaybeReadLocked();
+  }
+}
+
+void RecordReactor::TakeEventLocked(podgate::common::v1::AuditEvent* event) {
+  if (absl::Status valid = ValidateEvent(*event); !valid.ok()) {
+    metrics_->Error("invalid_event").Increment();
+    podgate::audit::v1::RecordResponse response;
+    response.mutable_rejection()->set_id(event->id().size() <= 128 ? event->id() : "");
+    response.mutable_rejection()->set_reason(std::string(valid.message()));
+    QueueWriteLocked(std::move(response));
+    return;
+  }
+  // The event's own trace id (its service's session or request), not the stream's: one Record
+  // stream carries every session of its client.
+  log::Debug("event received", {{"event_id", event->id()},
+                                {"kind", wire::EnumLabel(event->kind())},
+                                {"source_service", event->source_service()},
+                                {"session_id", event->session_id()},
+                                {"command_id", event->command_id()},
+                                {"trace_id", event->trace_id()}});
   ++unacked_;
-  held_.emplace();
-  held_->Swap(request_.mutable_event());
-  TryQueueHeldLocked();
+  held_.emplace_back().Swap(event);
 }
 
 void RecordReactor::TryQueueHeldLocked() {
-  if (!held_.has_value() || finish_status_.has_value()) {
+  if (finish_status_.has_value()) {
     return;
   }
-  if (writer_->TryEnqueue(&*held_, sink_)) {
-    held_.reset();
-    MaybeReadLocked();
+  if (HoldingLocked()) {
+    held_next_ += writer_->TryEnqueueMany(&held_[held_next_], held_.size() - held_next_, sink_);
+    if (HoldingLocked()) {
+      return;  // OnSpace retries; no read is outstanding meanwhile, which is the backpressure
+    }
   }
-  // Otherwise OnSpace retries; no read is outstanding meanwhile, which is the backpressure.
+  held_.clear();
+  held_next_ = 0;
+  MaybeReadLocked();
 }
 
 void RecordReactor::MaybeReadLocked() {
-  if (reading_ || read_done_ || draining_ || held_.has_value() || finish_status_.has_value() ||
+  if (reading_ || read_done_ || draining_ || HoldingLocked() || finish_status_.has_value() ||
       outbound_.size() >= kMaxOutbound) {
     return;
   }

@@ -1,8 +1,10 @@
 // The server side of one AuditService.Record stream.
 //
-// Reads one event at a time and queues it on the group-commit writer; reads the next only once
-// the writer took it (backpressure) and while fewer than kMaxOutbound responses wait to be
-// written (a client that does not read its acks stops being read). Acks go out as the writer
+// Reads one message at a time (one event, or a batch of up to kMaxBatchEvents) and queues its
+// events on the group-commit writer; reads the next only once the writer took every event of it
+// (backpressure) and while fewer than kMaxOutbound responses wait to be written (a client that
+// does not read its acks stops being read). Each event of a batch is validated, acked or
+// rejected on its own, as if it had come alone. Acks go out as the writer
 // reports batches durable; a failed batch ends the stream with UNAVAILABLE after the acks
 // already queued. A half-close ends the stream with OK once every queued event is acked.
 // Drain (at shutdown) stops reading and ends the stream with UNAVAILABLE once every event it
@@ -14,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -47,6 +50,12 @@ class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::R
                                                            podgate::audit::v1::RecordResponse> {
  public:
   static constexpr size_t kMaxOutbound = 64;
+  // Events in one batch message, at most (a larger batch ends the stream with
+  // INVALID_ARGUMENT). Memory held per stream stays bounded by the message size limit.
+  static constexpr int kMaxBatchEvents = 1024;
+  // The initial metadata that tells the client this (its value: kMaxBatchEvents); sent at once,
+  // before any response.
+  static constexpr char kBatchMetadata[] = "podgate-record-batch-max";
 
   RecordReactor(Writer* writer, AuditMetrics* metrics, RecordStreams* streams);
 
@@ -54,6 +63,7 @@ class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::R
   void Drain();
 
   void OnReadDone(bool ok) override;
+  void OnSendInitialMetadataDone(bool /*ok*/) override {}
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
   void OnDone() override;
@@ -66,6 +76,11 @@ class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::R
   void OnFailed(const absl::Status& status);
   void OnSpace();
 
+  // Validates `event` and holds it for the writer, or queues its rejection.
+  void TakeEventLocked(podgate::common::v1::AuditEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HoldingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return held_next_ < held_.size();
+  }
   void TryQueueHeldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void QueueWriteLocked(podgate::audit::v1::RecordResponse response)
@@ -79,7 +94,9 @@ class RecordReactor final : public grpc::ServerBidiReactor<podgate::audit::v1::R
 
   absl::Mutex mu_;
   podgate::audit::v1::RecordRequest request_ ABSL_GUARDED_BY(mu_);
-  std::optional<podgate::common::v1::AuditEvent> held_ ABSL_GUARDED_BY(mu_);
+  // The events of the last message read that the writer has not taken yet: held_[held_next_..].
+  std::vector<podgate::common::v1::AuditEvent> held_ ABSL_GUARDED_BY(mu_);
+  size_t held_next_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<podgate::audit::v1::RecordResponse> outbound_ ABSL_GUARDED_BY(mu_);
   podgate::audit::v1::RecordResponse writing_message_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

@@ -73,17 +73,24 @@ Writer::~Writer() {
 
 bool Writer::TryEnqueue(podgate::common::v1::AuditEvent* event,
                         const std::shared_ptr<CommitSink>& sink) {
-  Item item;
-  item.sink = sink;
+  return TryEnqueueMany(event, 1, sink) == 1;
+}
+
+size_t Writer::TryEnqueueMany(podgate::common::v1::AuditEvent* events, size_t n,
+                              const std::shared_ptr<CommitSink>& sink) {
   absl::MutexLock lock(&mu_);
-  if (queue_.size() >= options_.queue_capacity) {
-    space_waiters_.push_back(sink);
-    return false;
+  size_t taken = 0;
+  while (taken < n && queue_.size() < options_.queue_capacity) {
+    Item& item = queue_.emplace_back();
+    item.sink = sink;
+    item.event.Swap(&events[taken]);
+    ++taken;
   }
-  item.event.Swap(event);
-  queue_.push_back(std::move(item));
+  if (taken < n) {
+    space_waiters_.push_back(sink);
+  }
   metrics_->queue_depth().Set(static_cast<double>(queue_.size()));
-  return true;
+  return taken;
 }
 
 void Writer::SetCommitListener(CommitListener listener) {

@@ -96,6 +96,11 @@ class Writer {
   // Returns false when the queue is full, leaving `*event` as it was; `sink->OnSpace()` is then
   // called once (on the committer thread) when room frees, and the caller retries.
   bool TryEnqueue(podgate::common::v1::AuditEvent* event, const std::shared_ptr<CommitSink>& sink);
+  // Queues events[0..n) in order under one lock, as many as there is room for, and returns how
+  // many it took (moved out of `events`). When it took fewer than n, `sink->OnSpace()` is
+  // called once when room frees, as after a refused TryEnqueue.
+  size_t TryEnqueueMany(podgate::common::v1::AuditEvent* events, size_t n,
+                        const std::shared_ptr<CommitSink>& sink);
 
   const std::string& chain_id() const { return options_.chain_id; }
 

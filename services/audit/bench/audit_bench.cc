@@ -5,9 +5,13 @@
 // Strict: each writer is one Record stream that sends an event and waits for its ack before
 // sending the next (exec runs nothing before audit acks), at 1, 16 and 256 writers, so
 // throughput beyond one writer comes only from group commit merging concurrent writers into one
-// transaction. Pipelined: a few streams each keep up to --pipelined_window events in flight (an
-// exec replica multiplexes its sessions' events on one stream), which measures the ingest path
-// itself: gRPC, the writer, the store.
+// transaction; then 256 such writers sharing one clients::AuditClient, so one stream, as one
+// exec replica's sessions do (its events batch when they queue behind a write). Pipelined: a few
+// streams each keep up to --pipelined_window events in flight (an exec replica multiplexes its
+// sessions' events on one stream), which measures the ingest path itself: gRPC, the writer, the
+// store; once with one event per message, once with up to
+// --pipelined_batch events per message (RecordRequest.batch), as exec's audit client sends what
+// queued behind its previous message.
 //
 // The service runs in process over a loopback socket; the client is gRPC's callback API (one
 // reactor per writer on gRPC's own threads), so 256 writers do not cost 512 client threads.
@@ -37,9 +41,11 @@
 #include "absl/time/clock.h"
 #include "audit/audit_metrics.h"
 #include "audit/audit_service.h"
+#include "audit/record_reactor.h"
 #include "audit/store.h"
 #include "audit/writer.h"
 #include "audit_testing.h"
+#include "clients/audit_client.h"
 #include "grpcpp/grpcpp.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
@@ -57,6 +63,12 @@ ABSL_FLAG(std::string, stores, "sqlite,postgresql", "Stores to measure: sqlite, 
 ABSL_FLAG(int, pipelined_writers, 16, "Streams of the pipelined run.");
 ABSL_FLAG(int, pipelined_window, 512,
           "Events each pipelined stream keeps in flight (sent, not yet acked).");
+ABSL_FLAG(int, pipelined_batch, 256,
+          "Events per message, at most, in the batched pipelined run (exec's audit client sends "
+          "up to 256); 1 skips that run.");
+ABSL_FLAG(int, client_writers, 256,
+          "Strict writers sharing one audit client (one Record stream, as the sessions of one "
+          "exec replica); 0 skips that run.");
 ABSL_FLAG(int, connections, 1,
           "Client connections (gRPC channels) the writers of a run are spread over, as many "
           "exec replicas would; 1: every stream on one HTTP/2 connection.");
@@ -75,6 +87,8 @@ struct RunResult {
   double seconds = 0;
   std::vector<double> latencies_ms;
   double mean_batch = 0;
+  // Events per Record message sent.
+  double per_message = 0;
   double records_per_s() const { return seconds > 0 ? static_cast<double>(records) / seconds : 0; }
 };
 
@@ -82,10 +96,9 @@ struct RunResult {
 // half-closing once every event is acked.
 class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordResponse> {
  public:
-  WriterStream(v1::AuditService::Stub* stub, std::string prefix, int window, absl::Time end,
-               const podgate::common::v1::AuditEvent& event)
-      : prefix_(std::move(prefix)), window_(window), end_(end) {
-    *request_.mutable_event() = event;
+  WriterStream(v1::AuditService::Stub* stub, std::string prefix, int window, int batch,
+               absl::Time end, const podgate::common::v1::AuditEvent& event)
+      : prefix_(std::move(prefix)), window_(window), batch_(batch), end_(end), event_(event) {
     stub->async()->Record(&context_, this);
     StartRead(&response_);
     AddHold();
@@ -152,6 +165,14 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
     absl::MutexLock lock(&mu_);
     return acked_;
   }
+  int64_t sent() {
+    absl::MutexLock lock(&mu_);
+    return next_;
+  }
+  int64_t messages() {
+    absl::MutexLock lock(&mu_);
+    return messages_;
+  }
   // Ack latencies in ms; taken once the stream ended.
   std::vector<double> TakeLatencies() {
     absl::MutexLock lock(&mu_);
@@ -167,11 +188,37 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
       MaybeCloseLocked();
       return;
     }
-    if (static_cast<int>(sent_at_.size()) >= window_) {
+    const int room = window_ - static_cast<int>(sent_at_.size());
+    if (room <= 0) {
       return;
     }
-    request_.mutable_event()->set_id(absl::StrCat(prefix_, next_++));
-    sent_at_.push_back(absl::Now());
+    // Everything the window allows, up to batch_ per message: what a client whose events
+    // queued behind its previous write sends.
+    const int n = std::min(room, batch_);
+    const absl::Time now = absl::Now();
+    // The events are built once and only their ids change, so that the client's own copies
+    // do not weigh on a benchmark of the server (both share the process and the cores).
+    if (batch_ == 1) {
+      if (!request_.has_event()) {
+        *request_.mutable_event() = event_;
+      }
+      request_.mutable_event()->set_id(absl::StrCat(prefix_, next_++));
+    } else {
+      auto* events = request_.mutable_batch()->mutable_events();
+      while (events->size() > n) {
+        events->RemoveLast();
+      }
+      while (events->size() < n) {
+        *events->Add() = event_;
+      }
+      for (podgate::common::v1::AuditEvent& e : *events) {
+        e.set_id(absl::StrCat(prefix_, next_++));
+      }
+    }
+    for (int k = 0; k < n; ++k) {
+      sent_at_.push_back(now);
+    }
+    ++messages_;
     writing_ = true;
     StartWrite(&request_);
   }
@@ -187,7 +234,9 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
   grpc::ClientContext context_;
   const std::string prefix_;
   const int window_;
+  const int batch_;
   const absl::Time end_;
+  const podgate::common::v1::AuditEvent event_;
   RecordRequest request_;
   RecordResponse response_;
   absl::Notification done_;
@@ -195,6 +244,7 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
   std::deque<absl::Time> sent_at_ ABSL_GUARDED_BY(mu_);
   int64_t next_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t messages_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
@@ -202,8 +252,84 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
   std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int connections,
-                              absl::Duration duration, int run_id) {
+// Strict writers through the audit client every service uses (clients::AuditClient): one
+// client, so one Record stream, carries every writer's events, as one exec replica carries all
+// its sessions'; each writer records its next event once the previous one is acked.
+class ClientWriters {
+ public:
+  ClientWriters(const std::string& address, int writers, absl::Time end, std::string prefix,
+                const podgate::common::v1::AuditEvent& event)
+      : end_(end), prefix_(std::move(prefix)), event_(event), running_(writers) {
+    clients::AuditClientOptions options;
+    options.source_service = "bench";
+    client_ = std::make_unique<clients::AuditClient>(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()), options);
+    for (int w = 0; w < writers; ++w) {
+      Next();
+    }
+  }
+  ~ClientWriters() { client_.reset(); }
+
+  // Waits until every writer stopped; returns the first error ("" when none).
+  std::string Await() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* running) { return *running == 0; }, &running_));
+    return error_;
+  }
+  int64_t acked() {
+    absl::MutexLock lock(&mu_);
+    return acked_;
+  }
+  std::vector<double> TakeLatencies() {
+    absl::MutexLock lock(&mu_);
+    return std::move(latencies_ms_);
+  }
+
+ private:
+  void Next() {
+    int64_t n;
+    {
+      absl::MutexLock lock(&mu_);
+      if (absl::Now() >= end_ || !error_.empty()) {
+        --running_;
+        return;
+      }
+      n = next_++;
+    }
+    podgate::common::v1::AuditEvent event = event_;
+    event.set_id(absl::StrCat(prefix_, n));
+    const absl::Time sent = absl::Now();
+    // Called on a gRPC or timer thread, never inside Record.
+    client_->Record(std::move(event), [this, sent](absl::Status status) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (status.ok()) {
+          ++acked_;
+          latencies_ms_.push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
+        } else if (error_.empty()) {
+          error_ = std::string(status.message());
+        }
+      }
+      Next();
+    });
+  }
+
+  const absl::Time end_;
+  const std::string prefix_;
+  const podgate::common::v1::AuditEvent event_;
+  std::unique_ptr<clients::AuditClient> client_;
+  absl::Mutex mu_;
+  int running_ ABSL_GUARDED_BY(mu_);
+  int64_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string error_ ABSL_GUARDED_BY(mu_);
+  std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int batch,
+                              bool through_client, int connections, absl::Duration duration,
+                              int run_id) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(url);
   if (!store.ok()) {
     return store.status();
@@ -238,12 +364,33 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
   const podgate::common::v1::AuditEvent event = testing::MakeEvent("template");
 
   const absl::Time start = absl::Now();
+  if (through_client) {
+    RunResult result;
+    std::string error;
+    {
+      ClientWriters clients(absl::StrCat("127.0.0.1:", (*server)->grpc_port()), writers,
+                            start + duration, absl::StrCat("r", run_id, "-c-"), event);
+      error = clients.Await();
+      result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      result.records = clients.acked();
+      result.latencies_ms = clients.TakeLatencies();
+    }
+    const auto batches = metrics.batch_size().Collect().histogram;
+    if (batches.sample_count > 0) {
+      result.mean_batch = batches.sample_sum / static_cast<double>(batches.sample_count);
+    }
+    (*server)->Shutdown();
+    if (!error.empty()) {
+      return absl::UnavailableError(error);
+    }
+    return result;
+  }
   std::vector<std::unique_ptr<WriterStream>> streams;
   streams.reserve(static_cast<size_t>(writers));
   for (int w = 0; w < writers; ++w) {
     streams.push_back(std::make_unique<WriterStream>(
         stubs[static_cast<size_t>(w) % stubs.size()].get(), absl::StrCat("r", run_id, "-w", w, "-"),
-        window, start + duration, event));
+        window, batch, start + duration, event));
   }
   RunResult result;
   std::string error;
@@ -253,11 +400,16 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
     }
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  int64_t sent = 0;
+  int64_t messages = 0;
   for (auto& stream : streams) {
+    sent += stream->sent();
+    messages += stream->messages();
     result.records += stream->acked();
     std::vector<double> latencies = stream->TakeLatencies();
     result.latencies_ms.insert(result.latencies_ms.end(), latencies.begin(), latencies.end());
   }
+  result.per_message = messages > 0 ? static_cast<double>(sent) / static_cast<double>(messages) : 0;
   const auto batches = metrics.batch_size().Collect().histogram;
   if (batches.sample_count > 0) {
     result.mean_batch = batches.sample_sum / static_cast<double>(batches.sample_count);
@@ -270,9 +422,13 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
 }
 
 struct Config {
-  std::string name;  // metric infix: "strict.w16", "pipelined"
+  // metric infix: "strict.w16", "strict_client.w256", "pipelined", "pipelined_batched"
+  std::string name;
   int writers;
   int window;
+  int batch;                    // events per message, at most
+  bool through_client = false;  // strict writers sharing one clients::AuditClient
+  bool strict() const { return window == 1; }
 };
 
 // Where each store's runs go: a fresh SQLite file, or a fresh PostgreSQL database.
@@ -329,6 +485,7 @@ struct Runs {
   std::vector<double> records_per_s;
   bench::Samples latencies_ms;
   std::vector<double> batches;
+  std::vector<double> per_message;
 };
 
 int Main() {
@@ -364,6 +521,20 @@ int Main() {
                  "and --pipelined_window 1 to 100000 (see --help)\n");
     return 2;
   }
+  const int pipelined_batch = absl::GetFlag(FLAGS_pipelined_batch);
+  if (pipelined_batch < 1 || pipelined_batch > RecordReactor::kMaxBatchEvents) {
+    std::fprintf(stderr,
+                 "podgate-audit-bench: --pipelined_batch must be 1 to %d (audit's limit) (see "
+                 "--help)\n",
+                 RecordReactor::kMaxBatchEvents);
+    return 2;
+  }
+  if (const int n = absl::GetFlag(FLAGS_client_writers); n < 0 || n > 100000) {
+    std::fprintf(stderr,
+                 "podgate-audit-bench: --client_writers must be 0 (no such run) to 100000 (see "
+                 "--help)\n");
+    return 2;
+  }
   const int connections = absl::GetFlag(FLAGS_connections);
   if (connections < 1 || connections > 256) {
     std::fprintf(stderr, "podgate-audit-bench: --connections must be 1 to 256 (see --help)\n");
@@ -384,18 +555,28 @@ int Main() {
 
   std::vector<Config> configs;
   for (int n : writer_counts) {
-    configs.push_back({absl::StrCat("strict.w", n), n, 1});
+    configs.push_back({absl::StrCat("strict.w", n), n, 1, 1});
+  }
+  if (const int n = absl::GetFlag(FLAGS_client_writers); n > 0) {
+    configs.push_back({absl::StrCat("strict_client.w", n), n, 1, 1, true});
   }
   if (pipelined_writers > 0) {
-    configs.push_back({"pipelined", pipelined_writers, pipelined_window});
+    configs.push_back({"pipelined", pipelined_writers, pipelined_window, 1});
+    if (pipelined_batch > 1) {
+      configs.push_back(
+          {"pipelined_batched", pipelined_writers, pipelined_window, pipelined_batch});
+    }
   }
 
   bench::Report report("audit", quick);
   report.Note(absl::StrCat(
       "audit ingest through the Record RPC (loopback, in process), durable acks only: strict = "
-      "one event in flight per writer stream; pipelined = ",
-      pipelined_writers, " streams x ", pipelined_window, " events in flight; writers over ",
-      connections, " connection(s). ", rounds, " round(s) of ", absl::FormatDuration(duration),
+      "one event in flight per writer, each writer its own stream, or (audit client) every "
+      "writer on one stream through the client exec uses; pipelined = ",
+      pipelined_writers, " streams x ", pipelined_window,
+      " events in flight, one event per message, then up to ", pipelined_batch,
+      " per message; writers over ", connections, " connection(s). ", rounds, " round(s) of ",
+      absl::FormatDuration(duration),
       " per store, stores interleaved; records/s is the median round."));
 
   Databases databases;
@@ -410,8 +591,8 @@ int Main() {
           if (!url.ok()) {
             return url.status();
           }
-          absl::StatusOr<RunResult> r =
-              Run(*url, config.writers, config.window, connections, duration, ++run_id);
+          absl::StatusOr<RunResult> r = Run(*url, config.writers, config.window, config.batch,
+                                            config.through_client, connections, duration, ++run_id);
           databases.DropFiles();
           if (!r.ok()) {
             return absl::Status(r.status().code(), absl::StrCat(StoreTitle(kind), " ", config.name,
@@ -420,6 +601,7 @@ int Main() {
           Runs& slot = runs[config.name][kind];
           slot.records_per_s.push_back(r->records_per_s());
           slot.batches.push_back(r->mean_batch);
+          slot.per_message.push_back(r->per_message);
           for (double ms : r->latencies_ms) {
             slot.latencies_ms.Add(ms);
           }
@@ -435,7 +617,10 @@ int Main() {
   }
 
   auto table_for = [&](const std::string& title, bool strict) {
-    std::vector<std::string> columns = {"writers", "window"};
+    std::vector<std::string> columns = {"writers", strict ? "streams" : "window"};
+    if (!strict) {
+      columns.push_back("events/message");
+    }
     for (const std::string& kind : stores) {
       for (const char* what : {"records/s", "p50 ms", "p99 ms", "batch"}) {
         columns.push_back(absl::StrCat(StoreTitle(kind), " ", what));
@@ -443,10 +628,22 @@ int Main() {
     }
     bench::Table table(title, columns);
     for (const Config& config : configs) {
-      if ((config.name != "pipelined") != strict) {
+      if (config.strict() != strict) {
         continue;
       }
-      std::vector<std::string> row = {absl::StrCat(config.writers), absl::StrCat(config.window)};
+      std::vector<std::string> row = {absl::StrCat(config.writers),
+                                      strict
+                                          ? (config.through_client ? std::string("1 (audit client)")
+                                                                   : absl::StrCat(config.writers))
+                                          : absl::StrCat(config.window)};
+      if (!strict) {
+        std::vector<double> per_message;
+        for (const std::string& kind : stores) {
+          const auto& v = runs[config.name][kind].per_message;
+          per_message.insert(per_message.end(), v.begin(), v.end());
+        }
+        row.push_back(bench::Cell(Median(per_message), 1));
+      }
       for (const std::string& kind : stores) {
         Runs& r = runs[config.name][kind];
         const double rate = Median(r.records_per_s);

@@ -15,6 +15,7 @@
 #include "audit/audit_metrics.h"
 #include "audit/audit_service.h"
 #include "audit/cli.h"
+#include "audit/record_reactor.h"
 #include "audit/store.h"
 #include "audit/verify.h"
 #include "audit/writer.h"
@@ -228,8 +229,9 @@ struct StreamResult {
   grpc::Status status;
 };
 
-// Sends `events` on one Record stream, half-closes, reads every response.
-StreamResult RecordAll(AuditService::Stub& stub, const std::vector<AuditEvent>& events) {
+// Sends `requests` on one Record stream, half-closes, reads every response.
+StreamResult RecordRequests(AuditService::Stub& stub, const std::vector<RecordRequest>& requests,
+                            std::string* batch_metadata = nullptr) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   auto stream = stub.Record(&ctx);
@@ -246,9 +248,7 @@ StreamResult RecordAll(AuditService::Stub& stub, const std::vector<AuditEvent>& 
       }
     }
   });
-  for (const AuditEvent& event : events) {
-    RecordRequest request;
-    *request.mutable_event() = event;
+  for (const RecordRequest& request : requests) {
     if (!stream->Write(request)) {
       break;
     }
@@ -256,7 +256,30 @@ StreamResult RecordAll(AuditService::Stub& stub, const std::vector<AuditEvent>& 
   stream->WritesDone();
   reader.join();
   result.status = stream->Finish();
+  if (batch_metadata != nullptr) {
+    const auto& metadata = ctx.GetServerInitialMetadata();
+    auto it = metadata.find("podgate-record-batch-max");
+    *batch_metadata = it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+  }
   return result;
+}
+
+// Sends `events` on one Record stream, one per message.
+StreamResult RecordAll(AuditService::Stub& stub, const std::vector<AuditEvent>& events) {
+  std::vector<RecordRequest> requests;
+  for (const AuditEvent& event : events) {
+    *requests.emplace_back().mutable_event() = event;
+  }
+  return RecordRequests(stub, requests);
+}
+
+RecordRequest Batch(const std::vector<AuditEvent>& events) {
+  RecordRequest request;
+  request.mutable_batch();  // set even when empty
+  for (const AuditEvent& event : events) {
+    *request.mutable_batch()->add_events() = event;
+  }
+  return request;
 }
 
 std::vector<AuditEvent> Events(const std::string& prefix, int n) {
@@ -335,6 +358,57 @@ TEST(AuditServiceTest, InvalidEventsAreRejectedAndTheStreamGoesOn) {
   EXPECT_THAT(r.rejections[0].rejection().reason(), HasSubstr("no id"));
   EXPECT_EQ(r.rejections[1].rejection().id(), "nokind");
   EXPECT_EQ(h.metrics().Error("invalid_event").Value(), 2);
+}
+
+// A batch is taken event by event, in order, as if each had come alone: each acked or
+// rejected on its own, a resent id acked again and stored once, an empty batch harmless.
+TEST(AuditServiceTest, BatchesAreTakenEventByEventInOrder) {
+  testing::TempDir tmp("podgate-audit-svc");
+  // A queue smaller than a batch: the reactor queues what fits and the rest when room frees.
+  WriterOptions options;
+  options.queue_capacity = 16;
+  Harness h(SqliteIn(tmp.path()), options);
+  std::vector<AuditEvent> mixed = Events("m", 3);
+  mixed[1].set_kind(podgate::common::v1::EVENT_KIND_UNSPECIFIED);
+  std::vector<AuditEvent> again = Events("b", 2);  // stored by the first batch already
+  std::vector<RecordRequest> requests = {Batch(Events("b", 1000)), Batch(mixed), RecordRequest(),
+                                         Batch({}), Batch(again)};
+  *requests[2].mutable_event() = testing::MakeEvent("single");
+  std::string advertised;
+  StreamResult r = RecordRequests(h.stub(), requests, &advertised);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(advertised, "1024");  // the stream says it takes batches, and how large
+  std::vector<std::string> expected;
+  for (int i = 0; i < 1000; ++i) {
+    expected.push_back(absl::StrCat("b", i));
+  }
+  expected.insert(expected.end(), {"m0", "m2", "single", "b0", "b1"});
+  EXPECT_EQ(r.acked, expected);  // in the order sent
+  ASSERT_EQ(r.rejections.size(), 1u);
+  EXPECT_EQ(r.rejections[0].rejection().id(), "m1");
+  EXPECT_THAT(r.rejections[0].rejection().reason(), HasSubstr("no known kind"));
+  EXPECT_EQ(h.Count(), 1003);
+  EXPECT_EQ(h.metrics().events_stored().Value(), 1003);
+}
+
+// A batch over the limit ends the stream with INVALID_ARGUMENT and none of its events is
+// stored; what came before it is.
+TEST(AuditServiceTest, ABatchOverTheLimitEndsTheStreamAndNothingOfItIsStored) {
+  testing::TempDir tmp("podgate-audit-svc");
+  Harness h(SqliteIn(tmp.path()));
+  StreamResult r = RecordRequests(
+      h.stub(), {Batch(Events("ok", 5)), Batch(Events("big", RecordReactor::kMaxBatchEvents + 1))});
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(),
+              HasSubstr("a batch carries at most 1024 events; this one had 1025"));
+  EXPECT_EQ(h.Count(), 5);
+  EXPECT_EQ(h.metrics().Error("invalid_event").Value(), 1);
+  // Exactly the limit is fine.
+  StreamResult ok =
+      RecordRequests(h.stub(), {Batch(Events("max", RecordReactor::kMaxBatchEvents))});
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+  EXPECT_EQ(ok.acked.size(), 1024u);
+  EXPECT_EQ(h.Count(), 1029);
 }
 
 TEST(AuditServiceTest, BackpressureStopsReadingWhileTheStoreIsSlow) {

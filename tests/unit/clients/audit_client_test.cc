@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -30,10 +31,31 @@ class ScriptedAudit final : public podgate::audit::v1::AuditService::CallbackSer
   // Every stream ends UNAVAILABLE with this message at its first event (audit refusing, e.g. in
   // export blocking mode); empty: off.
   std::atomic<const char*> refuse_all{nullptr};
+  // Says in its initial metadata that it takes batches of up to this many events, as audit
+  // does (0: says nothing, as an audit that does not know batches).
+  std::atomic<int> batch_max{0};
+  // While set, the reactor does not read its next message (acks stop too): the client's
+  // events queue up behind the message in flight.
+  std::atomic<bool> hold_reads{false};
 
   grpc::ServerBidiReactor<RecordRequest, RecordResponse>* Record(
-      grpc::CallbackServerContext*) override {
-    return new Reactor(this, streams_++ == 0 ? mode : Mode::kAck);
+      grpc::CallbackServerContext* context) override {
+    const int max = batch_max.load();
+    if (max > 0) {
+      context->AddInitialMetadata("podgate-record-batch-max", absl::StrCat(max));
+    }
+    return new Reactor(this, streams_++ == 0 ? mode : Mode::kAck, max > 0);
+  }
+
+  // Events per message received, in order.
+  std::vector<int> message_sizes() {
+    absl::MutexLock lock(&mu_);
+    return message_sizes_;
+  }
+  // Encoded bytes per message received, in order.
+  std::vector<size_t> message_bytes() {
+    absl::MutexLock lock(&mu_);
+    return message_bytes_;
   }
 
   std::map<std::string, int> received() {
@@ -48,7 +70,13 @@ class ScriptedAudit final : public podgate::audit::v1::AuditService::CallbackSer
  private:
   class Reactor final : public grpc::ServerBidiReactor<RecordRequest, RecordResponse> {
    public:
-    Reactor(ScriptedAudit* owner, Mode mode) : owner_(owner), mode_(mode) { StartRead(&req_); }
+    Reactor(ScriptedAudit* owner, Mode mode, bool batches) : owner_(owner), mode_(mode) {
+      if (batches) {
+        StartSendInitialMetadata();
+      }
+      StartRead(&req_);
+    }
+    void OnSendInitialMetadataDone(bool /*ok*/) override {}
     void OnReadDone(bool ok) override {
       if (!ok) {
         absl::MutexLock lock(&mu_);
@@ -56,20 +84,43 @@ class ScriptedAudit final : public podgate::audit::v1::AuditService::CallbackSer
         MaybeFinishLocked();
         return;
       }
-      const std::string id = req_.event().id();
+      while (owner_->hold_reads.load()) {
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+      std::vector<podgate::common::v1::AuditEvent> events;
+      if (req_.has_batch()) {
+        events.assign(req_.batch().events().begin(), req_.batch().events().end());
+      } else {
+        events.push_back(req_.event());
+      }
+      {
+        absl::MutexLock lock(&owner_->mu_);
+        owner_->message_sizes_.push_back(static_cast<int>(events.size()));
+        owner_->message_bytes_.push_back(req_.ByteSizeLong());
+      }
+      for (const auto& event : events) {
+        if (!OnEvent(event)) {
+          return;
+        }
+      }
+      StartRead(&req_);
+    }
+    // Returns false once the stream is finished.
+    bool OnEvent(const podgate::common::v1::AuditEvent& event) {
+      const std::string id = event.id();
       {
         absl::MutexLock lock(&owner_->mu_);
         owner_->received_[id]++;
-        owner_->events_.push_back(req_.event());
+        owner_->events_.push_back(event);
       }
       ++count_;
       if (const char* refusal = owner_->refuse_all.load(); refusal != nullptr) {
         Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, refusal));
-        return;
+        return false;
       }
       if (mode_ == Mode::kBreakAfter3 && count_ == 3) {
         Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "store went away"));
-        return;
+        return false;
       }
       if (mode_ == Mode::kAck) {
         RecordResponse res;
@@ -83,7 +134,7 @@ class ScriptedAudit final : public podgate::audit::v1::AuditService::CallbackSer
         queue_.push_back(std::move(res));
         MaybeWriteLocked();
       }
-      StartRead(&req_);
+      return true;
     }
     void OnWriteDone(bool ok) override {
       absl::MutexLock lock(&mu_);
@@ -122,6 +173,8 @@ class ScriptedAudit final : public podgate::audit::v1::AuditService::CallbackSer
   absl::Mutex mu_;
   std::map<std::string, int> received_ ABSL_GUARDED_BY(mu_);
   std::vector<podgate::common::v1::AuditEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> message_sizes_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> message_bytes_ ABSL_GUARDED_BY(mu_);
 };
 
 struct Outcome {
@@ -205,6 +258,106 @@ TEST_F(AuditClientTest, AcksReachEachEventsCallbackAndFieldsAreFilled) {
   EXPECT_EQ(events[0].source_service(), "exec");
   EXPECT_GT(events[0].time().seconds(), 1'700'000'000);
   EXPECT_EQ(events[50].id().size(), 32u);  // a random id was assigned
+}
+
+// Starts the client's stream and waits until its first event is acked (the server's initial
+// metadata, which says whether it takes batches, arrives before that ack). Then the server
+// stops reading after the next event ("held"), and a "plug" of 2 MB fills the stream's
+// flow-control window: its write stays in flight, and what the test records next queues behind
+// it. Three events in all; the test sets hold_reads to false to let everything through.
+void PlugTheStream(ScriptedAudit* audit, AuditClient* client, Outcome* outcome) {
+  client->Record(Event("first"), outcome->For("first"));
+  ASSERT_TRUE(outcome->WaitFor(1, absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(100));  // the metadata's callback, on another thread
+  audit->hold_reads = true;
+  client->Record(Event("held"), outcome->For("held"));
+  absl::SleepFor(absl::Milliseconds(100));  // the server reads it and holds
+  auto plug = Event("plug");
+  plug.mutable_command_request()->set_line(std::string(2'000'000, 'p'));
+  client->Record(plug, outcome->For("plug"));
+}
+
+// Events that queue while a message is in flight go out together, in order, on a stream whose
+// server says it takes batches; each is still acked (or rejected) on its own.
+TEST_F(AuditClientTest, EventsThatQueueBehindAWriteGoOutInBatches) {
+  audit_.batch_max = 1024;
+  StartServer();
+  auto client = Client();
+  PlugTheStream(&audit_, client.get(), &outcome);
+  for (int i = 0; i < 600; ++i) {
+    const std::string id = i == 300 ? "bad-300" : absl::StrCat("e", i);
+    client->Record(Event(id), outcome.For(id));
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  audit_.hold_reads = false;
+  ASSERT_TRUE(outcome.WaitFor(603, absl::Seconds(10)));
+  for (int i = 0; i < 600; ++i) {
+    if (i != 300) {
+      EXPECT_TRUE(outcome.Get(absl::StrCat("e", i)).ok()) << i;
+    }
+  }
+  EXPECT_TRUE(outcome.Get("plug").ok());
+  EXPECT_EQ(outcome.Get("bad-300").code(), absl::StatusCode::kInvalidArgument);
+  const std::vector<int> sizes = audit_.message_sizes();
+  ASSERT_GE(sizes.size(), 4u);
+  EXPECT_THAT(std::vector<int>(sizes.begin(), sizes.begin() + 3),
+              ::testing::ElementsAre(1, 1, 1));  // first, held, plug
+  // The 600 queued behind the plug: at most 256 to a message (the client's bound), and
+  // batched (600 went in 3 messages on every run here; a few more would still prove it).
+  const std::vector<int> rest(sizes.begin() + 3, sizes.end());
+  EXPECT_THAT(rest, ::testing::Each(::testing::Le(256)));
+  EXPECT_LE(rest.size(), 10u);
+  EXPECT_EQ(std::accumulate(rest.begin(), rest.end(), 0), 600);
+  const auto events = audit_.events();
+  ASSERT_EQ(events.size(), 603u);  // each once, in the order recorded
+  for (int i = 0; i < 600; ++i) {
+    EXPECT_EQ(events[i + 3].id(), i == 300 ? "bad-300" : absl::StrCat("e", i));
+  }
+}
+
+// A batch stays under the client's byte bound of 1 MiB (audit takes 4 MiB per message): large
+// events travel in smaller batches, and one larger than the bound still goes, alone.
+TEST_F(AuditClientTest, ABatchStaysUnderItsByteBound) {
+  audit_.batch_max = 1024;
+  StartServer();
+  auto client = Client();
+  PlugTheStream(&audit_, client.get(), &outcome);
+  for (int i = 0; i < 10; ++i) {
+    auto event = Event(absl::StrCat("big", i));
+    event.mutable_command_request()->set_line(std::string(i == 5 ? 1'500'000 : 300'000, 'x'));
+    client->Record(event, outcome.For(absl::StrCat("big", i)));
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  audit_.hold_reads = false;
+  ASSERT_TRUE(outcome.WaitFor(13, absl::Seconds(10)));
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_TRUE(outcome.Get(absl::StrCat("big", i)).ok()) << i;
+  }
+  // first, held, the plug, then 300 kB events three to a message (a fourth would pass 1 MiB)
+  // and the 1.5 MB one alone.
+  EXPECT_THAT(audit_.message_sizes(), ::testing::ElementsAre(1, 1, 1, 3, 2, 1, 3, 1));
+  const std::vector<int> sizes = audit_.message_sizes();
+  const std::vector<size_t> bytes = audit_.message_bytes();
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (sizes[i] > 1) {
+      EXPECT_LE(bytes[i], size_t{1} << 20) << i;
+    }
+  }
+}
+
+// An audit that does not say it takes batches (an older version) gets one event per message.
+TEST_F(AuditClientTest, AServerThatDoesNotSayItTakesBatchesGetsOneEventPerMessage) {
+  StartServer();
+  auto client = Client();
+  PlugTheStream(&audit_, client.get(), &outcome);
+  for (int i = 0; i < 50; ++i) {
+    client->Record(Event(absl::StrCat("e", i)), outcome.For(absl::StrCat("e", i)));
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  audit_.hold_reads = false;
+  ASSERT_TRUE(outcome.WaitFor(53, absl::Seconds(10)));
+  EXPECT_THAT(audit_.message_sizes(), ::testing::Each(1));
+  EXPECT_EQ(audit_.message_sizes().size(), 53u);
 }
 
 TEST_F(AuditClientTest, RejectionIsReportedAsInvalidArgument) {
