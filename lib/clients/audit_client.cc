@@ -28,7 +28,8 @@ class RecordProtocol {
  public:
   // The initial metadata by which audit says how many events one message may carry.
   static constexpr char kBatchMetadata[] = "podgate-record-batch-max";
-  // At most this many events, and this many bytes, per message (audit takes 1,024 and 4 MiB).
+  // At most this many events, and about this many bytes (the events' own sizes: a batch adds a
+  // few bytes of framing per event), per message; audit takes 1,024 events and 4 MiB.
   static constexpr size_t kMaxBatchEvents = 256;
   static constexpr size_t kMaxBatchBytes = 1 << 20;
 

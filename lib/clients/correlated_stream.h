@@ -75,7 +75,8 @@ concept StreamProtocol = requires(
   //   // Entries one message may carry on a stream whose server sent this initial metadata
   //   // (0 or 1: one entry per message, e.g. a server that does not know batches).
   //   size_t BatchLimit(const std::multimap<grpc::string_ref, grpc::string_ref>& md) const;
-  //   size_t max_batch_bytes() const;  // a batch's encoded size, at most (one entry always fits)
+  //   size_t max_batch_bytes() const;  // the entries' encoded sizes, summed, at most (a first
+  //                                    // entry always goes, however large)
   //   void Append(Request* batch, const Request& next) const;  // batch holds one entry or more
 };
 
