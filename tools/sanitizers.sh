@@ -93,11 +93,11 @@ run() {
     # LeakSanitizer runs at exit (lsan.supp); halt_on_error is ASan's default. A 16 MiB
     # quarantine (default 256) keeps the tests that bound a process's memory (a 100 MB stream
     # through exec, a slow reader on edge) meaningful.
-    export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:quarantine_size_mb=16:log_path=$logs/asan"
+    export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:quarantine_size_mb=16:log_path=$logs/asan:log_exe_name=1"
     export LSAN_OPTIONS="suppressions=$root/tools/sanitizers/lsan.supp:print_suppressions=0"
-    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan:log_exe_name=1"
   else
-    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tools/sanitizers/tsan.supp:log_path=$logs/tsan"
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tools/sanitizers/tsan.supp:log_path=$logs/tsan:log_exe_name=1"
   fi
   local status=0
   # Not under ASan:

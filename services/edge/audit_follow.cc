@@ -28,6 +28,25 @@ std::set<AuditFollowStream*>& Streams() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_streams_
 // are over (the response releases it after the last chunk is written or the client left).
 int g_live_streams ABSL_GUARDED_BY(g_streams_mu) = 0;
 
+// Counts a stream in g_live_streams from its construction until its last member is gone: the
+// stream's first member, so destroyed after the others. A count dropped in the destructor's
+// body would let the drain (and then main, which destroys the I/O context) go on while the
+// keepalive timer, a member destroyed after that body, still refers to the I/O context: a
+// stream whose last reference drops on a gRPC thread is destroyed concurrently with main.
+class LiveStream {
+ public:
+  LiveStream() {
+    absl::MutexLock lock(&g_streams_mu);
+    ++g_live_streams;
+  }
+  ~LiveStream() {
+    absl::MutexLock lock(&g_streams_mu);
+    --g_live_streams;
+  }
+  LiveStream(const LiveStream&) = delete;
+  LiveStream& operator=(const LiveStream&) = delete;
+};
+
 class AuditFollowStream final : public http::StreamProducer,
                                 public grpc::ClientReadReactor<podgate::audit::v1::QueryResponse>,
                                 public std::enable_shared_from_this<AuditFollowStream> {
@@ -37,16 +56,9 @@ class AuditFollowStream final : public http::StreamProducer,
       : context_(context),
         request_(std::move(request)),
         user_(std::move(user)),
-        json_lines_(json_lines) {
-    absl::MutexLock lock(&g_streams_mu);
-    ++g_live_streams;
-  }
+        json_lines_(json_lines) {}
 
-  ~AuditFollowStream() override {
-    context_->limits->ReleaseAuditFollow(user_);
-    absl::MutexLock lock(&g_streams_mu);
-    --g_live_streams;
-  }
+  ~AuditFollowStream() override { context_->limits->ReleaseAuditFollow(user_); }
 
   void Cancel() { grpc_context_.TryCancel(); }
 
@@ -130,7 +142,10 @@ class AuditFollowStream final : public http::StreamProducer,
     }
     context_->metrics->ApiRequest("audit_follow",
                                   static_cast<int>(HttpStatusFor(status.error_code())));
-    boost::asio::post(timer_->get_executor(), [self] { self->timer_->cancel(); });
+    // The last reference goes with the lambda: the stream is destroyed on the connection's
+    // strand (or with the I/O context, if it has stopped), never on this gRPC thread.
+    boost::asio::any_io_executor executor = timer_->get_executor();
+    boost::asio::post(executor, [self = std::move(self)] { self->timer_->cancel(); });
   }
 
  private:
@@ -156,6 +171,7 @@ class AuditFollowStream final : public http::StreamProducer,
     });
   }
 
+  LiveStream live_;  // first: destroyed last
   EdgeContext* const context_;
   podgate::audit::v1::QueryRequest request_;
   const std::string user_;
