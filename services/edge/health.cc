@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "edge/http_reply.h"
 #include "runtime/timer.h"
 
@@ -23,6 +25,26 @@ namespace {
 // How long /readyz waits for an idle or connecting backend channel to settle. Short of the
 // 1 s a Kubernetes probe waits by default.
 constexpr absl::Duration kReadyWait = absl::Milliseconds(800);
+
+// Probes not yet destroyed, for WaitReadyProbesDone.
+absl::Mutex g_probes_mu(absl::kConstInit);
+int g_live_probes ABSL_GUARDED_BY(g_probes_mu) = 0;
+
+// Counts a probe from its construction until its last member (the reply, which holds the HTTP
+// connection) is gone: the probe's first member, so destroyed after the others.
+class LiveProbe {
+ public:
+  LiveProbe() {
+    absl::MutexLock lock(&g_probes_mu);
+    ++g_live_probes;
+  }
+  ~LiveProbe() {
+    absl::MutexLock lock(&g_probes_mu);
+    --g_live_probes;
+  }
+  LiveProbe(const LiveProbe&) = delete;
+  LiveProbe& operator=(const LiveProbe&) = delete;
+};
 
 // One /readyz probe: the backend channels' states, asked to connect; answers once every
 // channel is READY or has failed (TRANSIENT_FAILURE, SHUTDOWN), or when the wait runs out.
@@ -65,24 +87,35 @@ class ReadyProbe : public std::enable_shared_from_this<ReadyProbe> {
 
   // Polls until Check answers, on the shared timer thread (GetState does not block).
   void Wait(std::function<void(Response)> reply) {
-    const bool final = absl::Now() >= deadline_;
-    if (std::optional<Response> answer = Check(final)) {
-      reply(*std::move(answer));
-      return;
-    }
-    runtime::TimerQueue::Default().After(
-        absl::Milliseconds(10), [self = shared_from_this(), reply = std::move(reply)]() mutable {
-          self->Wait(std::move(reply));
-        });
+    reply_ = std::move(reply);
+    Poll();
   }
 
  private:
+  void Poll() {
+    const bool final = absl::Now() >= deadline_;
+    if (std::optional<Response> answer = Check(final)) {
+      reply_(*std::move(answer));
+      return;  // the reply goes with the probe
+    }
+    runtime::TimerQueue::Default().After(absl::Milliseconds(10),
+                                         [self = shared_from_this()] { self->Poll(); });
+  }
+
+  LiveProbe live_;  // first: destroyed last
   const std::array<std::pair<const char*, std::shared_ptr<grpc::Channel>>, 3> channels_;
   const Request request_;
   const absl::Time deadline_;
+  std::function<void(Response)> reply_;
 };
 
 }  // namespace
+
+bool WaitReadyProbesDone(absl::Time deadline) {
+  absl::MutexLock lock(&g_probes_mu);
+  auto none = [] { return g_live_probes == 0; };
+  return g_probes_mu.AwaitWithDeadline(absl::Condition(&none), deadline);
+}
 
 RouteResult HealthEndpoints::Healthz(const Request& request) const {
   return Answer(http::MakeResponse(request, bhttp::status::ok, "text/plain", "ok\n"));

@@ -5,6 +5,7 @@
 //                  503 while they are not, and from the start of a shutdown drain
 #pragma once
 
+#include "absl/time/time.h"
 #include "edge/edge_context.h"
 #include "http/server.h"
 
@@ -23,5 +24,11 @@ class HealthEndpoints {
  private:
   EdgeContext* const context_;
 };
+
+// Waits until every deferred /readyz probe has answered and let go of its connection (each does
+// within 800 ms), or until `deadline`; true when none is left. A probe polls on a timer thread
+// of its own and holds its HTTP connection: edge waits here before it destroys the I/O context
+// the connection belongs to.
+bool WaitReadyProbesDone(absl::Time deadline);
 
 }  // namespace podgate::edge

@@ -17,6 +17,7 @@
 #include "edge/edge_context.h"
 #include "edge/edge_metrics.h"
 #include "edge/edge_server.h"
+#include "edge/health.h"
 #include "edge/limits.h"
 #include "edge/options.h"
 #include "edge/proxy_trust.h"
@@ -400,6 +401,11 @@ int main(int argc, char** argv) {
       EndBackendCalls(std::min(deadline, absl::Now() + kCloseGrace));
     });
   });
+  // A /readyz probe still polling answers while `io` runs (its connection belongs to `io`).
+  if (!podgate::edge::WaitReadyProbesDone(absl::Now() + kCloseGrace)) {
+    podgate::log::Error("readiness probes still in flight at exit", {});
+    std::_Exit(status == 0 ? 1 : status);
+  }
   (*http_server)->Stop();
   work.reset();
   io.stop();
