@@ -11,7 +11,9 @@
 // sessions' events on one stream), which measures the ingest path itself: gRPC, the writer, the
 // store; once with one event per message, once with up to
 // --pipelined_batch events per message (RecordRequest.batch), as exec's audit client sends what
-// queued behind its previous message.
+// queued behind its previous message. The store alone: Store::Append of batches of
+// --store_batches events from one thread, no gRPC and no writer, the rate the service's ingest
+// cannot pass on this machine with the store's schema (its indexes, its chain hashing).
 //
 // The service runs in process over a loopback socket; the client is gRPC's callback API (one
 // reactor per writer on gRPC's own threads), so 256 writers do not cost 512 client threads.
@@ -22,6 +24,8 @@
 //
 // Exit status: 0 every run completed, 1 a run failed (a store could not be opened, a stream
 // ended with an error), 2 a usage error.
+#include <sqlite3.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -33,6 +37,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -47,6 +52,7 @@
 #include "audit_testing.h"
 #include "clients/audit_client.h"
 #include "grpcpp/grpcpp.h"
+#include "libpq-fe.h"
 #include "runtime/flags.h"
 #include "runtime/log.h"
 #include "runtime/server.h"
@@ -72,6 +78,14 @@ ABSL_FLAG(int, client_writers, 256,
 ABSL_FLAG(int, connections, 1,
           "Client connections (gRPC channels) the writers of a run are spread over, as many "
           "exec replicas would; 1: every stream on one HTTP/2 connection.");
+ABSL_FLAG(std::string, store_batches, "256,1024,4096",
+          "Batch sizes of the store-alone runs (Store::Append of a batch from one thread, no "
+          "gRPC and no writer: the store's own rate, the ceiling of ingest), comma separated, "
+          "1 to 100000; empty for none.");
+ABSL_FLAG(bool, without_query_indexes, false,
+          "Drop the records table's query indexes (those of Query's filters and retention; the "
+          "unique ones an append checks stay) from each fresh database before its run: what "
+          "the indexes cost ingest. A measurement only: never on a database in use.");
 ABSL_FLAG(std::string, postgres_url, "",
           "An existing PostgreSQL database to use for every run (records accumulate in chain "
           "\"bench\"); empty starts a temporary server with a fresh database per run.");
@@ -327,12 +341,70 @@ class ClientWriters {
   std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
 };
 
+// The records table's indexes that serve Query's filters and retention (store_sql.cc); the
+// unique ones (event_id, chain_id + sequence), which an append itself checks, stay.
+constexpr const char* kQueryIndexes[] = {
+    "records_user",       "records_namespace_pod", "records_pod",  "records_session",
+    "records_event_time", "records_kind_verdict",  "records_rule", "records_stored_time",
+    "records_cluster",    "records_trace"};
+
+// --without_query_indexes: drops kQueryIndexes from the store's fresh database (migrated first,
+// by a write) over a connection of its own.
+absl::Status DropQueryIndexes(Store* store, const std::string& url) {
+  if (absl::Status s = store->CheckWritable("bench-indexes"); !s.ok()) {
+    return s;
+  }
+  constexpr absl::string_view kSqlite = "sqlite://";
+  if (absl::StartsWith(url, kSqlite)) {
+    sqlite3* db = nullptr;
+    const std::string path(url.substr(kSqlite.size()));
+    int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+    for (const char* index : kQueryIndexes) {
+      if (rc == SQLITE_OK) {
+        rc =
+            sqlite3_exec(db, absl::StrCat("DROP INDEX ", index).c_str(), nullptr, nullptr, nullptr);
+      }
+    }
+    const std::string error = rc == SQLITE_OK ? "" : sqlite3_errmsg(db);
+    sqlite3_close(db);
+    if (!error.empty()) {
+      return absl::InternalError(absl::StrCat("dropping the query indexes: ", error));
+    }
+    return absl::OkStatus();
+  }
+  PGconn* conn = PQconnectdb(url.c_str());
+  std::string error;
+  if (PQstatus(conn) != CONNECTION_OK) {
+    error = PQerrorMessage(conn);
+  }
+  for (const char* index : kQueryIndexes) {
+    if (!error.empty()) {
+      break;
+    }
+    PGresult* result = PQexec(conn, absl::StrCat("DROP INDEX ", index).c_str());
+    if (PQresultStatus(result) != PGRES_COMMAND_OK) {
+      error = PQerrorMessage(conn);
+    }
+    PQclear(result);
+  }
+  PQfinish(conn);
+  if (!error.empty()) {
+    return absl::InternalError(absl::StrCat("dropping the query indexes: ", error));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int batch,
                               bool through_client, int connections, absl::Duration duration,
                               int run_id) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(url);
   if (!store.ok()) {
     return store.status();
+  }
+  if (absl::GetFlag(FLAGS_without_query_indexes)) {
+    if (absl::Status s = DropQueryIndexes(store->get(), url); !s.ok()) {
+      return s;
+    }
   }
   prometheus::Registry registry;
   AuditMetrics metrics(registry);
@@ -421,6 +493,53 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
   return result;
 }
 
+// The store alone: one thread appends batches of `batch` events to a fresh chain through
+// Store::Append (one durable transaction each: for SQLite the same BEGIN .. COMMIT with its WAL
+// sync that the writer runs, for PostgreSQL a transaction and its commit) until `duration` has
+// passed. No gRPC, no queue, no acks: what the service's ingest can at most reach with that
+// batch size on this machine and schema.
+absl::StatusOr<RunResult> RunStoreAlone(const std::string& url, int batch, absl::Duration duration,
+                                        int run_id) {
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(url);
+  if (!store.ok()) {
+    return store.status();
+  }
+  if (absl::GetFlag(FLAGS_without_query_indexes)) {
+    if (absl::Status s = DropQueryIndexes(store->get(), url); !s.ok()) {
+      return s;
+    }
+  }
+  absl::StatusOr<ChainHead> head = (*store)->LoadHead(absl::StrCat("bench-store-", run_id));
+  if (!head.ok()) {
+    return head.status();
+  }
+  const podgate::common::v1::AuditEvent event = testing::MakeEvent("template");
+  std::vector<podgate::common::v1::AuditEvent> events(static_cast<size_t>(batch), event);
+  std::vector<const podgate::common::v1::AuditEvent*> pointers;
+  pointers.reserve(events.size());
+  for (const auto& e : events) {
+    pointers.push_back(&e);
+  }
+  RunResult result;
+  result.mean_batch = batch;
+  int64_t next_id = 0;
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + duration;
+  while (absl::Now() < end) {
+    for (auto& e : events) {
+      e.set_id(absl::StrCat("r", run_id, "-s-", next_id++));
+    }
+    const absl::Time before = absl::Now();
+    if (absl::Status s = (*store)->Append(&*head, pointers, absl::ToUnixMicros(before)); !s.ok()) {
+      return s;
+    }
+    result.latencies_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - before));
+    result.records += batch;
+  }
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return result;
+}
+
 struct Config {
   // metric infix: "strict.w16", "strict_client.w256", "pipelined", "pipelined_batched"
   std::string name;
@@ -429,6 +548,7 @@ struct Config {
   int batch;                    // events per message, at most
   bool through_client = false;  // strict writers sharing one clients::AuditClient
   bool strict() const { return window == 1; }
+  bool store_alone() const { return window == 0; }  // RunStoreAlone, batches of `batch`
 };
 
 // Where each store's runs go: a fresh SQLite file, or a fresh PostgreSQL database.
@@ -540,6 +660,20 @@ int Main() {
     std::fprintf(stderr, "podgate-audit-bench: --connections must be 1 to 256 (see --help)\n");
     return 2;
   }
+  std::vector<int> store_batches;
+  if (const std::string list = absl::GetFlag(FLAGS_store_batches); !list.empty()) {
+    for (absl::string_view part : absl::StrSplit(list, ',')) {
+      int n = 0;
+      if (!absl::SimpleAtoi(part, &n) || n < 1 || n > 100000) {
+        std::fprintf(stderr,
+                     "podgate-audit-bench: --store_batches: bad batch size \"%s\" (1 to 100000) "
+                     "(see --help)\n",
+                     std::string(part).c_str());
+        return 2;
+      }
+      store_batches.push_back(n);
+    }
+  }
   int rounds = absl::GetFlag(FLAGS_rounds);
   absl::Duration duration = absl::GetFlag(FLAGS_duration);
   if (rounds < 1 || rounds > 100 || duration <= absl::ZeroDuration() || duration > absl::Hours(1)) {
@@ -568,6 +702,10 @@ int Main() {
     }
   }
 
+  for (int n : store_batches) {
+    configs.push_back({absl::StrCat("store_alone.b", n), 1, 0, n});
+  }
+
   bench::Report report("audit", quick);
   report.Note(absl::StrCat(
       "audit ingest through the Record RPC (loopback, in process), durable acks only: strict = "
@@ -577,7 +715,12 @@ int Main() {
       " events in flight, one event per message, then up to ", pipelined_batch,
       " per message; writers over ", connections, " connection(s). ", rounds, " round(s) of ",
       absl::FormatDuration(duration),
-      " per store, stores interleaved; records/s is the median round."));
+      " per store, stores interleaved; records/s is the median round. The store alone = "
+      "Store::Append of batches from one thread (no gRPC, no writer): the ceiling of ingest "
+      "on this machine with the store's schema.",
+      absl::GetFlag(FLAGS_without_query_indexes)
+          ? " WITHOUT the records table's query indexes (--without_query_indexes)."
+          : ""));
 
   Databases databases;
   std::map<std::string, std::map<std::string, Runs>> runs;  // config -> store -> runs
@@ -591,8 +734,10 @@ int Main() {
           if (!url.ok()) {
             return url.status();
           }
-          absl::StatusOr<RunResult> r = Run(*url, config.writers, config.window, config.batch,
-                                            config.through_client, connections, duration, ++run_id);
+          absl::StatusOr<RunResult> r =
+              config.store_alone() ? RunStoreAlone(*url, config.batch, duration, ++run_id)
+                                   : Run(*url, config.writers, config.window, config.batch,
+                                         config.through_client, connections, duration, ++run_id);
           databases.DropFiles();
           if (!r.ok()) {
             return absl::Status(r.status().code(), absl::StrCat(StoreTitle(kind), " ", config.name,
@@ -628,7 +773,7 @@ int Main() {
     }
     bench::Table table(title, columns);
     for (const Config& config : configs) {
-      if (config.strict() != strict) {
+      if (config.strict() != strict || config.store_alone()) {
         continue;
       }
       std::vector<std::string> row = {absl::StrCat(config.writers),
@@ -663,6 +808,34 @@ int Main() {
   table_for("Audit: strict ingest (each writer waits for its ack), records/s", true);
   if (pipelined_writers > 0) {
     table_for("Audit: pipelined ingest, records/s", false);
+  }
+  if (!store_batches.empty()) {
+    std::vector<std::string> columns = {"batch"};
+    for (const std::string& kind : stores) {
+      for (const char* what : {"records/s", "p50 ms per batch", "p99 ms per batch"}) {
+        columns.push_back(absl::StrCat(StoreTitle(kind), " ", what));
+      }
+    }
+    bench::Table table(
+        "Audit: the store alone (Store::Append of a batch from one thread, no gRPC), records/s",
+        columns);
+    for (const Config& config : configs) {
+      if (!config.store_alone()) {
+        continue;
+      }
+      std::vector<std::string> row = {absl::StrCat(config.batch)};
+      for (const std::string& kind : stores) {
+        Runs& r = runs[config.name][kind];
+        const double rate = Median(r.records_per_s);
+        report.Metric(absl::StrCat("audit.", MetricStore(kind), ".", config.name, ".records_per_s"),
+                      rate);
+        row.push_back(bench::Cell(rate, 0));
+        row.push_back(bench::Cell(r.latencies_ms.Percentile(50), 2));
+        row.push_back(bench::Cell(r.latencies_ms.Percentile(99), 2));
+      }
+      table.AddRow(row);
+    }
+    report.Add(table);
   }
   if (absl::Status s = report.WriteJson(absl::GetFlag(FLAGS_json)); !s.ok()) {
     std::fprintf(stderr, "podgate-audit-bench: %s\n", std::string(s.message()).c_str());
