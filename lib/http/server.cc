@@ -17,6 +17,7 @@
 #include <deque>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <type_traits>
 #include <unordered_map>
 
@@ -25,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "http/socket_options.h"
 
 namespace podgate::http {
@@ -138,6 +140,19 @@ class ConnectionCount {
   ~ConnectionCount() { --stats_.connections_open; }
   ConnectionCount(const ConnectionCount&) = delete;
   ConnectionCount& operator=(const ConnectionCount&) = delete;
+
+ private:
+  ServerStats& stats_;
+};
+
+// Counts a request from when it is read until its answer is written
+// (ServerStats::answers_pending).
+class AnswerCount {
+ public:
+  explicit AnswerCount(ServerStats& stats) : stats_(stats) { ++stats_.answers_pending; }
+  ~AnswerCount() { --stats_.answers_pending; }
+  AnswerCount(const AnswerCount&) = delete;
+  AnswerCount& operator=(const AnswerCount&) = delete;
 
  private:
   ServerStats& stats_;
@@ -835,6 +850,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
           status = bhttp::status::request_header_fields_too_large;
           message = "request headers too large";
         }
+        answer_.emplace(server_->stats);
         auto res = std::make_shared<Response>(status, 11);
         res->set(bhttp::field::content_type, "text/plain");
         res->body() = message + "\n";
@@ -845,6 +861,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       return;  // timeouts and resets: just drop the connection
     }
     ++server_->stats.requests;
+    answer_.emplace(server_->stats);
     Request request = parser_->release();
     bool upgrade = IsUpgradeRequest(request);
     RouteResult result;
@@ -861,6 +878,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         }
       }
       if (upgrade && result.websocket != nullptr) {
+        answer_.reset();
         beast::get_lowest_layer(stream_).expires_never();
         auto ws = std::make_shared<WebSocketSession<Stream>>(std::move(stream_), server_,
                                                              std::move(source_));
@@ -870,6 +888,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         return;
       }
       if (!upgrade && result.stream != nullptr && result.response.has_value()) {
+        answer_.reset();
         beast::get_lowest_layer(stream_).expires_never();
         result.response->version(request.version());
         auto streamed = std::make_shared<StreamSession<Stream>>(
@@ -922,6 +941,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   void OnWrite(bool keep_alive, error_code ec, size_t) {
     response_.reset();
+    answer_.reset();
     if (ec) {
       return;
     }
@@ -950,6 +970,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::shared_ptr<Response> response_;
+  std::optional<AnswerCount> answer_;  // from a request read until its answer is written
   bool first_request_ = true;
   bool authenticated_ = false;  // a request on this connection was authenticated
 };
@@ -1131,6 +1152,16 @@ Server::~Server() { Stop(); }
 uint16_t Server::port() const { return impl_->port; }
 
 const ServerStats& Server::stats() const { return impl_->stats; }
+
+bool Server::WaitAnswersWritten(absl::Time deadline) const {
+  while (impl_->stats.answers_pending.load() > 0) {
+    if (absl::Now() >= deadline) {
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
 
 void Server::Stop() {
   if (impl_->stopped.exchange(true)) {

@@ -213,6 +213,9 @@ struct ServerStats {
   std::atomic<uint64_t> websocket_slow_peer_closes{0};
   std::atomic<uint64_t> streams_started{0};
   std::atomic<uint64_t> stream_slow_peer_closes{0};  // over write_hard_limit_bytes or stalled
+  // Requests read whose answer is not written yet (a deferred one still waits, or its write is
+  // under way); an upgrade or a streamed response stops counting when it starts.
+  std::atomic<int64_t> answers_pending{0};
 };
 
 class Server {
@@ -226,6 +229,11 @@ class Server {
   const ServerStats& stats() const;
   // Stops accepting; open connections finish on their own.
   void Stop();
+  // Waits until every request read so far has its answer written (answers_pending is 0), or
+  // until `deadline`; true when none is left. For shutdown: once whatever produces deferred
+  // answers is done, their writes are still queued on the I/O context, and stopping it then
+  // would close those connections unanswered.
+  bool WaitAnswersWritten(absl::Time deadline) const;
 
   struct Impl;
 

@@ -406,6 +406,11 @@ int main(int argc, char** argv) {
     podgate::log::Error("readiness probes still in flight at exit", {});
     std::_Exit(status == 0 ? 1 : status);
   }
+  // The answers those and the backend calls handed over are written before `io` stops.
+  if (!(*http_server)->WaitAnswersWritten(absl::Now() + kCloseGrace)) {
+    podgate::log::Warn("closing connections whose answer is not written",
+                       {{"answers", (*http_server)->stats().answers_pending.load()}});
+  }
   (*http_server)->Stop();
   work.reset();
   io.stop();

@@ -100,6 +100,13 @@ class HttpTest : public ::testing::Test {
             handler_ = std::make_shared<EchoHandler>();
             r.websocket = handler_;
             r.subprotocol = "v2.test";
+          } else if (req.target() == "/later") {
+            // Answered when the test calls the reply (a backend call that completes later).
+            r.deferred = [this](std::function<void(Response)> reply) {
+              std::lock_guard<std::mutex> lock(later_mu_);
+              later_ = std::move(reply);
+              later_asked_.Notify();
+            };
           } else if (req.target() == "/ws-refused") {
             r.response = MakeResponse(req, bhttp::status::forbidden, "application/json",
                                       R"({"reason":"Forbidden"})");
@@ -141,6 +148,9 @@ class HttpTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
   std::thread thread_;
   std::shared_ptr<EchoHandler> handler_;
+  std::mutex later_mu_;
+  std::function<void(Response)> later_;
+  absl::Notification later_asked_;
 };
 
 TEST_F(HttpTest, RoutesRequests) {
@@ -445,6 +455,39 @@ TEST_F(HttpTest, WebSocketEchoWithSubprotocol) {
   EXPECT_EQ(m.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_THAT(m.status().message(), HasSubstr("bye"));
   EXPECT_TRUE(handler_->closed.WaitForNotificationWithTimeout(absl::Seconds(5)));
+}
+
+// A request counts as waiting for its answer from when it is read until the answer is written:
+// a deferred answer not given yet keeps WaitAnswersWritten waiting (a shutdown waits there
+// before it stops the I/O context); an answered one, an idle keep-alive connection and an
+// accepted WebSocket do not.
+TEST_F(HttpTest, WaitAnswersWrittenWaitsForADeferredAnswer) {
+  StartServer({});
+  ASSERT_TRUE(Fetch(Client(), "GET", "/hello").ok());  // answered: not counted
+  auto ws = WebSocketClient::Connect(Client(), "/ws", {"v2.test"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  EXPECT_EQ(server_->stats().answers_pending.load(), 0);
+  EXPECT_TRUE(server_->WaitAnswersWritten(absl::Now()));
+
+  absl::StatusOr<ClientResponse> later;
+  std::thread client([&] { later = Fetch(Client(), "GET", "/later"); });
+  ASSERT_TRUE(later_asked_.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(server_->stats().answers_pending.load(), 1);
+  const absl::Time start = absl::Now();
+  EXPECT_FALSE(server_->WaitAnswersWritten(start + absl::Milliseconds(100)));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(100));
+  {
+    std::lock_guard<std::mutex> lock(later_mu_);
+    Request request;
+    later_(MakeResponse(request, bhttp::status::ok, "text/plain", "at last"));
+  }
+  EXPECT_TRUE(server_->WaitAnswersWritten(absl::Now() + absl::Seconds(5)));
+  client.join();
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->status, 200);
+  EXPECT_EQ(later->body, "at last");
+  EXPECT_EQ(server_->stats().answers_pending.load(), 0);
+  ASSERT_TRUE((*ws)->Write("close", false).ok());
 }
 
 // The Kubernetes API server accepts WebSocket upgrades on POST as well as GET.
