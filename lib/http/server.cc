@@ -133,29 +133,18 @@ std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
 template <class Stream>
 constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
 
-// Counts a connection for as long as some session object owns it.
-class ConnectionCount {
+// Counts one in a gauge of ServerStats for as long as it lives: a connection for as long as
+// some session object owns it (connections_open), a request from when it is read until its
+// answer is written (answers_pending).
+class Counted {
  public:
-  explicit ConnectionCount(ServerStats& stats) : stats_(stats) { ++stats_.connections_open; }
-  ~ConnectionCount() { --stats_.connections_open; }
-  ConnectionCount(const ConnectionCount&) = delete;
-  ConnectionCount& operator=(const ConnectionCount&) = delete;
+  explicit Counted(std::atomic<int64_t>& gauge) : gauge_(gauge) { ++gauge_; }
+  ~Counted() { --gauge_; }
+  Counted(const Counted&) = delete;
+  Counted& operator=(const Counted&) = delete;
 
  private:
-  ServerStats& stats_;
-};
-
-// Counts a request from when it is read until its answer is written
-// (ServerStats::answers_pending).
-class AnswerCount {
- public:
-  explicit AnswerCount(ServerStats& stats) : stats_(stats) { ++stats_.answers_pending; }
-  ~AnswerCount() { --stats_.answers_pending; }
-  AnswerCount(const AnswerCount&) = delete;
-  AnswerCount& operator=(const AnswerCount&) = delete;
-
- private:
-  ServerStats& stats_;
+  std::atomic<int64_t>& gauge_;
 };
 
 // A connection's place in its source address's counts (Server::Impl::AcquireSource), released
@@ -267,7 +256,7 @@ class WebSocketSession : public WebSocketConnection,
                    std::unique_ptr<SourceSlot> source)
       : ws_(std::move(stream)),
         server_(std::move(server)),
-        count_(server_->stats),
+        count_(server_->stats.connections_open),
         source_(std::move(source)) {}
 
   void Accept(Request request, std::string subprotocol,
@@ -506,7 +495,7 @@ class WebSocketSession : public WebSocketConnection,
   // No permessage-deflate (never offered, so never negotiated): no zlib state per connection.
   websocket::stream<Stream, /*deflateSupported=*/false> ws_;
   std::shared_ptr<Server::Impl> server_;
-  ConnectionCount count_;
+  Counted count_;
   const std::unique_ptr<SourceSlot> source_;  // null when sources are not tracked
   Request request_;                           // the upgrade request, until the handshake completes
   std::shared_ptr<WebSocketHandler> handler_;
@@ -538,7 +527,7 @@ class StreamSession : public ResponseStream,
                 std::unique_ptr<SourceSlot> source, std::shared_ptr<StreamProducer> producer)
       : stream_(std::move(stream)),
         server_(std::move(server)),
-        count_(server_->stats),
+        count_(server_->stats.connections_open),
         source_(std::move(source)),
         producer_(std::move(producer)) {}
 
@@ -741,7 +730,7 @@ class StreamSession : public ResponseStream,
 
   Stream stream_;
   std::shared_ptr<Server::Impl> server_;
-  ConnectionCount count_;
+  Counted count_;
   const std::unique_ptr<SourceSlot> source_;
   std::shared_ptr<StreamProducer> producer_;
   bhttp::response<bhttp::empty_body> head_;
@@ -762,7 +751,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
               std::unique_ptr<SourceSlot> source)
       : stream_(std::move(stream)),
         server_(std::move(server)),
-        count_(server_->stats),
+        count_(server_->stats.connections_open),
         source_(std::move(source)) {}
 
   void Run(std::string remote) {
@@ -850,7 +839,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
           status = bhttp::status::request_header_fields_too_large;
           message = "request headers too large";
         }
-        answer_.emplace(server_->stats);
+        answer_.emplace(server_->stats.answers_pending);
         auto res = std::make_shared<Response>(status, 11);
         res->set(bhttp::field::content_type, "text/plain");
         res->body() = message + "\n";
@@ -861,7 +850,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       return;  // timeouts and resets: just drop the connection
     }
     ++server_->stats.requests;
-    answer_.emplace(server_->stats);
+    answer_.emplace(server_->stats.answers_pending);
     Request request = parser_->release();
     bool upgrade = IsUpgradeRequest(request);
     RouteResult result;
@@ -964,13 +953,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   Stream stream_;
   std::shared_ptr<Server::Impl> server_;
-  ConnectionCount count_;
+  Counted count_;
   std::unique_ptr<SourceSlot> source_;  // handed to the WebSocket on an upgrade
   RequestContext context_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::shared_ptr<Response> response_;
-  std::optional<AnswerCount> answer_;  // from a request read until its answer is written
+  std::optional<Counted> answer_;  // from a request read until its answer is written
   bool first_request_ = true;
   bool authenticated_ = false;  // a request on this connection was authenticated
 };

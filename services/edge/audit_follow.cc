@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "edge/http_reply.h"
+#include "edge/live_count.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "wire/status.h"
@@ -26,26 +27,7 @@ std::set<AuditFollowStream*>& Streams() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_streams_
 }
 // Streams not yet destroyed: a stream lives until both its audit call and its HTTP response
 // are over (the response releases it after the last chunk is written or the client left).
-int g_live_streams ABSL_GUARDED_BY(g_streams_mu) = 0;
-
-// Counts a stream in g_live_streams from its construction until its last member is gone: the
-// stream's first member, so destroyed after the others. A count dropped in the destructor's
-// body would let the drain (and then main, which destroys the I/O context) go on while the
-// keepalive timer, a member destroyed after that body, still refers to the I/O context: a
-// stream whose last reference drops on a gRPC thread is destroyed concurrently with main.
-class LiveStream {
- public:
-  LiveStream() {
-    absl::MutexLock lock(&g_streams_mu);
-    ++g_live_streams;
-  }
-  ~LiveStream() {
-    absl::MutexLock lock(&g_streams_mu);
-    --g_live_streams;
-  }
-  LiveStream(const LiveStream&) = delete;
-  LiveStream& operator=(const LiveStream&) = delete;
-};
+constinit LiveCount g_live_streams;
 
 class AuditFollowStream final : public http::StreamProducer,
                                 public grpc::ClientReadReactor<podgate::audit::v1::QueryResponse>,
@@ -171,7 +153,7 @@ class AuditFollowStream final : public http::StreamProducer,
     });
   }
 
-  LiveStream live_;  // first: destroyed last
+  LiveCount::Member live_{g_live_streams};  // first: destroyed last
   EdgeContext* const context_;
   podgate::audit::v1::QueryRequest request_;
   const std::string user_;
@@ -196,11 +178,7 @@ void CancelAuditFollowStreams() {
   }
 }
 
-bool WaitAuditFollowStreamsEnded(absl::Time deadline) {
-  absl::MutexLock lock(&g_streams_mu);
-  auto none = [] { return g_live_streams == 0; };
-  return g_streams_mu.AwaitWithDeadline(absl::Condition(&none), deadline);
-}
+bool WaitAuditFollowStreamsEnded(absl::Time deadline) { return g_live_streams.WaitNone(deadline); }
 
 std::shared_ptr<http::StreamProducer> NewAuditFollowStream(EdgeContext* context,
                                                            podgate::audit::v1::QueryRequest request,

@@ -8,9 +8,8 @@
 #include <string>
 #include <utility>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "edge/http_reply.h"
+#include "edge/live_count.h"
 #include "runtime/timer.h"
 
 namespace podgate::edge {
@@ -26,25 +25,8 @@ namespace {
 // 1 s a Kubernetes probe waits by default.
 constexpr absl::Duration kReadyWait = absl::Milliseconds(800);
 
-// Probes not yet destroyed, for WaitReadyProbesDone.
-absl::Mutex g_probes_mu(absl::kConstInit);
-int g_live_probes ABSL_GUARDED_BY(g_probes_mu) = 0;
-
-// Counts a probe from its construction until its last member (the reply, which holds the HTTP
-// connection) is gone: the probe's first member, so destroyed after the others.
-class LiveProbe {
- public:
-  LiveProbe() {
-    absl::MutexLock lock(&g_probes_mu);
-    ++g_live_probes;
-  }
-  ~LiveProbe() {
-    absl::MutexLock lock(&g_probes_mu);
-    --g_live_probes;
-  }
-  LiveProbe(const LiveProbe&) = delete;
-  LiveProbe& operator=(const LiveProbe&) = delete;
-};
+// Probes not yet destroyed, for WaitReadyProbesDone: a probe's reply holds its HTTP connection.
+constinit LiveCount g_live_probes;
 
 // One /readyz probe: the backend channels' states, asked to connect; answers once every
 // channel is READY or has failed (TRANSIENT_FAILURE, SHUTDOWN), or when the wait runs out.
@@ -102,7 +84,7 @@ class ReadyProbe : public std::enable_shared_from_this<ReadyProbe> {
                                          [self = shared_from_this()] { self->Poll(); });
   }
 
-  LiveProbe live_;  // first: destroyed last
+  LiveCount::Member live_{g_live_probes};  // first: destroyed last
   const std::array<std::pair<const char*, std::shared_ptr<grpc::Channel>>, 3> channels_;
   const Request request_;
   const absl::Time deadline_;
@@ -111,11 +93,7 @@ class ReadyProbe : public std::enable_shared_from_this<ReadyProbe> {
 
 }  // namespace
 
-bool WaitReadyProbesDone(absl::Time deadline) {
-  absl::MutexLock lock(&g_probes_mu);
-  auto none = [] { return g_live_probes == 0; };
-  return g_probes_mu.AwaitWithDeadline(absl::Condition(&none), deadline);
-}
+bool WaitReadyProbesDone(absl::Time deadline) { return g_live_probes.WaitNone(deadline); }
 
 RouteResult HealthEndpoints::Healthz(const Request& request) const {
   return Answer(http::MakeResponse(request, bhttp::status::ok, "text/plain", "ok\n"));

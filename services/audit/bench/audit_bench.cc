@@ -394,17 +394,23 @@ absl::Status DropQueryIndexes(Store* store, const std::string& url) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int batch,
-                              bool through_client, int connections, absl::Duration duration,
-                              int run_id) {
+// A run's store, its query indexes dropped with --without_query_indexes.
+absl::StatusOr<std::unique_ptr<Store>> OpenRunStore(const std::string& url) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(url);
-  if (!store.ok()) {
-    return store.status();
-  }
-  if (absl::GetFlag(FLAGS_without_query_indexes)) {
+  if (store.ok() && absl::GetFlag(FLAGS_without_query_indexes)) {
     if (absl::Status s = DropQueryIndexes(store->get(), url); !s.ok()) {
       return s;
     }
+  }
+  return store;
+}
+
+absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int batch,
+                              bool through_client, int connections, absl::Duration duration,
+                              int run_id) {
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenRunStore(url);
+  if (!store.ok()) {
+    return store.status();
   }
   prometheus::Registry registry;
   AuditMetrics metrics(registry);
@@ -500,14 +506,9 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
 // batch size on this machine and schema.
 absl::StatusOr<RunResult> RunStoreAlone(const std::string& url, int batch, absl::Duration duration,
                                         int run_id) {
-  absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(url);
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenRunStore(url);
   if (!store.ok()) {
     return store.status();
-  }
-  if (absl::GetFlag(FLAGS_without_query_indexes)) {
-    if (absl::Status s = DropQueryIndexes(store->get(), url); !s.ok()) {
-      return s;
-    }
   }
   absl::StatusOr<ChainHead> head = (*store)->LoadHead(absl::StrCat("bench-store-", run_id));
   if (!head.ok()) {
