@@ -290,4 +290,17 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServiceChannel(
   return grpc::CreateCustomChannel(target, *creds, args);
 }
 
+bool WaitForChannelReady(grpc::Channel& channel, absl::Time deadline) {
+  while (true) {
+    const grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) {
+      return true;
+    }
+    if (state == GRPC_CHANNEL_SHUTDOWN ||
+        !channel.WaitForStateChange(state, absl::ToChronoTime(deadline))) {
+      return false;
+    }
+  }
+}
+
 }  // namespace podgate::runtime

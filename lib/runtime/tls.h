@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -67,6 +68,15 @@ enum class ChannelCalls {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServiceChannel(
     const std::string& target, const ChannelTlsOptions& options,
     ChannelCalls calls = ChannelCalls::kDefault);
+
+// Waits until `channel` is connected, or `deadline` passes, starting a connection if there is
+// none and letting gRPC reconnect after a failed attempt (every 250 ms to 1 s). Returns whether
+// the channel is ready. A command-line client calls it before its first call: a first call on
+// a new channel fails at once when the first connection attempt does, so one refused or broken
+// attempt (a service restarting, a port-forward coming up) would fail the whole command. When
+// it returns false, the caller makes its call anyway: the call fails with gRPC's reason (e.g.
+// "Connection refused"), which says more than a timeout.
+bool WaitForChannelReady(grpc::Channel& channel, absl::Time deadline);
 
 // A certificate file this process loaded, for podgate_tls_certificate_expiry_timestamp_seconds.
 struct LoadedCertificate {

@@ -202,9 +202,15 @@ absl::StatusOr<int64_t> RunTail(podgate::audit::v1::AuditService::StubInterface&
   return printed;
 }
 
+void SetTimeout(grpc::ClientContext& ctx, absl::Duration timeout) {
+  if (timeout != absl::InfiniteDuration()) {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  }
+}
+
 absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface& stub,
                                  podgate::audit::v1::QueryRequest request, int64_t limit,
-                                 Format format, std::ostream& out) {
+                                 Format format, std::ostream& out, absl::Duration timeout) {
   int64_t printed = 0;
   if (format == Format::kTable) {
     out << TableHeader() << "\n";
@@ -213,6 +219,7 @@ absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface
   json.preserve_proto_field_names = true;
   while (true) {
     grpc::ClientContext ctx;
+    SetTimeout(ctx, timeout);
     auto reader = stub.Query(&ctx, request);
     podgate::audit::v1::QueryResponse response;
     std::string next;
@@ -310,6 +317,7 @@ absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& 
     ok = false;
   }
   grpc::ClientContext ctx;
+  SetTimeout(ctx, flags.timeout);
   podgate::audit::v1::VerifyResponse response;
   grpc::Status status = stub.Verify(&ctx, request, &response);
   if (!status.ok()) {
@@ -346,8 +354,10 @@ absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& 
 }
 
 absl::StatusOr<podgate::audit::v1::SignedCheckpoint> RunCheckpoint(
-    podgate::audit::v1::AuditService::StubInterface& stub, std::ostream& out) {
+    podgate::audit::v1::AuditService::StubInterface& stub, std::ostream& out,
+    absl::Duration timeout) {
   grpc::ClientContext ctx;
+  SetTimeout(ctx, timeout);
   podgate::audit::v1::CreateCheckpointResponse response;
   grpc::Status status =
       stub.CreateCheckpoint(&ctx, podgate::audit::v1::CreateCheckpointRequest(), &response);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "podgate/audit/v1/audit.grpc.pb.h"
 
 namespace podgate::audit::cli {
@@ -26,9 +27,11 @@ absl::StatusOr<google::protobuf::Timestamp> ParseTime(const std::string& text);
 // Runs the query page after page until `limit` records (0: all) were printed to `out`, one
 // record per line: a table (with a header) or JSON lines (protobuf JSON of AuditRecord, for a
 // SIEM). Returns how many records were printed.
+// `timeout` bounds each page's call.
 absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface& stub,
                                  podgate::audit::v1::QueryRequest request, int64_t limit,
-                                 Format format, std::ostream& out);
+                                 Format format, std::ostream& out,
+                                 absl::Duration timeout = absl::InfiniteDuration());
 
 // `tail`: prints the last `lines` matching records (oldest first); with `follow`, then every
 // new matching record as the server commits it, flushing each line, until the stream ends.
@@ -53,6 +56,8 @@ struct VerifyFlags {
   std::vector<std::string> public_key_files;
   // Records a chain may hold after its newest signed checkpoint.
   int64_t max_unsigned_records = 0;
+  // The longest the Verify call may take.
+  absl::Duration timeout = absl::InfiniteDuration();
 };
 
 // Checks every checkpoint's signature here (offline, with the public keys), sends each chain's
@@ -66,7 +71,11 @@ absl::StatusOr<bool> RunVerify(podgate::audit::v1::AuditService::StubInterface& 
 // Asks audit to sign its head now and prints the checkpoint as one JSON line (append it to a
 // checkpoint file).
 absl::StatusOr<podgate::audit::v1::SignedCheckpoint> RunCheckpoint(
-    podgate::audit::v1::AuditService::StubInterface& stub, std::ostream& out);
+    podgate::audit::v1::AuditService::StubInterface& stub, std::ostream& out,
+    absl::Duration timeout = absl::InfiniteDuration());
+
+// Sets `ctx`'s deadline `timeout` from now; an infinite timeout sets none.
+void SetTimeout(grpc::ClientContext& ctx, absl::Duration timeout);
 
 // One table line for a record (no newline).
 std::string TableRow(const podgate::audit::v1::AuditRecord& record);

@@ -21,12 +21,20 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "audit/cli.h"
 #include "runtime/flags.h"
 #include "runtime/tls.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:7103",
           "The audit service's gRPC address. Default 127.0.0.1:7103.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
+          "How long to wait for a connection to --server, trying again after a refused or "
+          "broken attempt, before the command fails with the last attempt's reason (0: one "
+          "attempt). Default 10s.");
+ABSL_FLAG(absl::Duration, timeout, absl::Minutes(10),
+          "The longest one call may take: a verify, a checkpoint, a page of query, tail without "
+          "--follow (tail --follow runs until interrupted). 0: no limit. Default 10m.");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle of the server's certificate; empty: plaintext.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS. Default: none.");
 ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls_cert. Default: none.");
@@ -111,8 +119,21 @@ int main(int argc, char** argv) {
   tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
   tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  const absl::Duration connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  if (connect_timeout < absl::ZeroDuration()) {
+    Fail("--connect_timeout: must be 0 or more");
+  }
+  absl::Duration timeout = absl::GetFlag(FLAGS_timeout);
+  if (timeout < absl::ZeroDuration()) {
+    Fail("--timeout: must be 0 (no limit) or more");
+  }
+  if (timeout == absl::ZeroDuration()) {
+    timeout = absl::InfiniteDuration();
+  }
   auto channel = OrFail(podgate::runtime::CreateServiceChannel(absl::GetFlag(FLAGS_server), tls));
   auto stub = podgate::audit::v1::AuditService::NewStub(channel);
+  // Not ready by then: the first call fails and says why.
+  podgate::runtime::WaitForChannelReady(*channel, absl::Now() + connect_timeout);
 
   if (command == "verify") {
     cli::VerifyFlags flags;
@@ -120,11 +141,12 @@ int main(int argc, char** argv) {
     flags.checkpoint_files = absl::GetFlag(FLAGS_checkpoint);
     flags.public_key_files = absl::GetFlag(FLAGS_public_key);
     flags.max_unsigned_records = absl::GetFlag(FLAGS_max_unsigned_records);
+    flags.timeout = timeout;
     const bool intact = OrFail(cli::RunVerify(*stub, flags, std::cout));
     return intact ? 0 : 1;
   }
   if (command == "checkpoint") {
-    OrFail(cli::RunCheckpoint(*stub, std::cout));
+    OrFail(cli::RunCheckpoint(*stub, std::cout, timeout));
     return 0;
   }
   if (command != "query" && command != "tail") {
@@ -156,6 +178,9 @@ int main(int argc, char** argv) {
   if (command == "tail") {
     const cli::Format format = OrFail(cli::ParseFormat(absl::GetFlag(FLAGS_format)));
     grpc::ClientContext ctx;
+    if (!follow) {
+      cli::SetTimeout(ctx, timeout);
+    }
     if (follow) {
       // The signal ends the call; RunTail then returns normally.
       std::thread([&ctx, stop_signals] {
@@ -175,6 +200,6 @@ int main(int argc, char** argv) {
   }
   request.set_page_size(static_cast<int32_t>(limit > 0 && limit < 1000 ? limit : 1000));
   const cli::Format format = OrFail(cli::ParseFormat(absl::GetFlag(FLAGS_format)));
-  OrFail(cli::RunQuery(*stub, request, limit, format, std::cout));
+  OrFail(cli::RunQuery(*stub, request, limit, format, std::cout, timeout));
   return 0;
 }

@@ -531,6 +531,9 @@ for d in null zero random urandom; do
   mount --bind "/dev/$d" "$mnt/dev/$d"
 done
 mount -t proc proc "$mnt/proc"
+# As a container runtime does (runc mounts sysfs read-only): without it glibc's CPU count
+# fails with ENOENT, and gRPC 1.51 can report that stale errno as a connection's failure.
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$mnt/sys"
 if [ -n "$config" ]; then
   mkdir "$mnt/tmp/config"
   cp -r "$config/." "$mnt/tmp/config/"

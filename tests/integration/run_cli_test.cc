@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/grpc_health.h"
 #include "support/stack.h"
 #include "support/test_pki.h"
 
@@ -422,6 +423,10 @@ TEST_F(RunCliTest, UsageErrorsExitTwoWithOneLine) {
            {{"-n", "team", "--", "pwd"}, "podgate-run: a pod (podgate-run [flags] POD"},
            {{"-n", "team", "--pod=app-2", "app-1", "--", "pwd"}, "podgate-run: two pods"},
            {{"-n", "Team", "app-1", "--", "pwd"}, "podgate-run: namespace \"Team\""},
+           {{"--timeout=0s", "-n", "team", "app-1", "--", "pwd"},
+            "podgate-run: --timeout: must be more than 0\n"},
+           {{"--connect_timeout=-1s", "-n", "team", "app-1", "--", "pwd"},
+            "podgate-run: --connect_timeout: must be 0 or more\n"},
        }) {
     Ran ran = Run(c.args);
     EXPECT_EQ(ran.status, 2) << c.args[0] << ": " << ran.err;
@@ -429,6 +434,24 @@ TEST_F(RunCliTest, UsageErrorsExitTwoWithOneLine) {
     EXPECT_EQ(std::count(ran.err.begin(), ran.err.end(), '\n'), 1) << ran.err;
     EXPECT_EQ(ran.out, "");
   }
+}
+
+// An exec that is not there: podgate-run tries again until --connect_timeout, then exits 125
+// with the connection's reason in one line.
+TEST_F(RunCliTest, AnExecThatIsNotThereEndsTheRunAfterConnectTimeoutSayingWhy) {
+  const absl::Time start = absl::Now();
+  std::unique_ptr<Cli> cli =
+      Cli::Start({absl::StrCat("--exec_address=127.0.0.1:", testing::UnusedLoopbackPort()),
+                  "--connect_timeout=1500ms", "-n", "team", "app-1", "--", "pwd"},
+                 Env({{"PODGATE_TOKEN", Dev()}}));
+  ASSERT_NE(cli, nullptr);
+  Ran ran = cli->Finish();
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(ran.status, 125) << ran.err;
+  EXPECT_THAT(ran.err, HasSubstr("Connection refused"));
+  EXPECT_EQ(std::count(ran.err.begin(), ran.err.end(), '\n'), 1) << ran.err;
+  EXPECT_GE(took, absl::Milliseconds(1500));
+  EXPECT_LT(took, absl::Seconds(30));
 }
 
 // --- standard input ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 // --token=JWT still works but warns: the process list shows it to every user of the machine.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -60,6 +61,10 @@ ABSL_FLAG(std::string, cluster, "",
           "The cluster, by the name exec serves it under (or PODGATE_CLUSTER). Default: exec's "
           "default cluster.");
 ABSL_FLAG(absl::Duration, timeout, absl::Minutes(10), "Give up after this long. Default 10m.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
+          "How long to wait for a connection to exec, trying again after a refused or broken "
+          "attempt, before giving up with the last attempt's reason (0: one attempt); counts "
+          "toward --timeout. Default 10s.");
 ABSL_FLAG(std::string, oidc_issuer, "",
           "login: the OpenID provider's issuer URL (https; http only to loopback). Required for "
           "login. On a run, the cached sign-in must be from this issuer when it is given.");
@@ -314,6 +319,14 @@ int main(int argc, char** argv) {
   options.cluster = absl::GetFlag(FLAGS_cluster);
   options.forward_stdin = absl::GetFlag(FLAGS_stdin);
   options.timeout = absl::GetFlag(FLAGS_timeout);
+  if (options.timeout <= absl::ZeroDuration()) {
+    Say("podgate-run: --timeout: must be more than 0");
+    return podgate::run::kExitUsage;
+  }
+  if (absl::GetFlag(FLAGS_connect_timeout) < absl::ZeroDuration()) {
+    Say("podgate-run: --connect_timeout: must be 0 or more");
+    return podgate::run::kExitUsage;
+  }
   options.command = args->command;
   if (!args->pod.empty()) {
     if (args->given.count("pod") > 0 && options.pod != args->pod) {
@@ -358,5 +371,10 @@ int main(int argc, char** argv) {
     return podgate::run::kExitUsage;
   }
   auto stub = podgate::exec::v1::ExecService::NewStub(*channel);
+  // Not ready by then: the session's call fails and says why.
+  const absl::Time start = absl::Now();
+  podgate::runtime::WaitForChannelReady(
+      **channel, start + std::min(absl::GetFlag(FLAGS_connect_timeout), options.timeout));
+  options.timeout = std::max(absl::ZeroDuration(), options.timeout - (absl::Now() - start));
   return podgate::run::RunInPod(*stub, options);
 }

@@ -4,8 +4,11 @@
 // verify, and the restarted process continues the chain (SQLite and a real PostgreSQL 15).
 // Also: two replicas on one PostgreSQL, the retention flag, bad flags, and the CLI's output and
 // exit status.
+#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "audit_testing.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -436,7 +440,7 @@ TEST(AuditCliBinaryTest, QueryAndVerifyWithExitStatus) {
   std::tie(status, out) = RunCli({server, "frobnicate"});
   EXPECT_EQ(status, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("unknown command"));
-  std::tie(status, out) = RunCli({"--server=127.0.0.1:1", "verify"});
+  std::tie(status, out) = RunCli({"--server=127.0.0.1:1", "--connect_timeout=1s", "verify"});
   EXPECT_EQ(status, 2);
 
   sqlite3* handle = nullptr;
@@ -448,6 +452,94 @@ TEST(AuditCliBinaryTest, QueryAndVerifyWithExitStatus) {
   std::tie(status, out) = RunCli({server, "verify"});
   EXPECT_EQ(status, 1) << out;
   EXPECT_THAT(out, ::testing::HasSubstr("BROKEN at sequence 4: column pod"));
+}
+
+// The CLI rides out a server that is not up yet (--connect_timeout), and a server that takes a
+// connection but never answers cannot hold it past --timeout. Either failure says why, in one
+// line, with exit status 2.
+TEST(AuditCliBinaryTest, WaitsForTheServerWithinItsTimeouts) {
+  testing::TempDir tmp("podgate-audit-cli");
+  const std::string address = absl::StrCat("127.0.0.1:", ::podgate::testing::UnusedLoopbackPort());
+  // Started before audit listens: its first connection attempts are refused.
+  auto early = Subprocess::Start(
+      "/bin/sh", {"-c", std::string("exec ") + PODGATE_AUDIT_CLI_BIN + " --server=" + address +
+                            " --connect_timeout=60s verify 1>&2"});
+  ASSERT_TRUE(early.ok()) << early.status();
+  absl::SleepFor(absl::Milliseconds(800));
+  Running audit = StartAudit("sqlite://" + tmp.path() + "/audit.db", "late-chain",
+                             {"--grpc_address=" + address});
+  ASSERT_NE(audit.stub, nullptr);
+  auto exit = (*early)->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  // Audit answered: its store is empty, so verify's answer is "nothing to verify" (exit 1).
+  EXPECT_EQ(*exit, 1) << absl::StrJoin((*early)->Lines(), "\n");
+  EXPECT_THAT((*early)->Lines(),
+              ::testing::Contains(::testing::HasSubstr("the store holds no chains")));
+
+  // Nothing listening: it gives up after --connect_timeout with the connection's reason.
+  const std::string nobody =
+      absl::StrCat("--server=127.0.0.1:", ::podgate::testing::UnusedLoopbackPort());
+  auto [status, out] = RunCli({nobody, "--connect_timeout=1s", "--format=json", "query"});
+  EXPECT_EQ(status, 2);
+  EXPECT_THAT(out, ::testing::HasSubstr("Connection refused"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+
+  // A listener that never accepts: the kernel completes the TCP handshake and nothing answers.
+  // The connection is not ready without the server's HTTP/2 SETTINGS: the command fails after
+  // --connect_timeout, saying so.
+  const int silent = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(silent, 16), 0);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  absl::Time start = absl::Now();
+  std::tie(status, out) = RunCli({absl::StrCat("--server=127.0.0.1:", ntohs(addr.sin_port)),
+                                  "--connect_timeout=1s", "verify"});
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("SETTINGS"));
+  EXPECT_GE(absl::Now() - start, absl::Seconds(1));
+  close(silent);
+
+  // A gRPC server that takes every call and never answers: --timeout ends each command.
+  grpc::AsyncGenericService mute_service;
+  grpc::ServerBuilder builder;
+  int mute_port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &mute_port);
+  builder.RegisterAsyncGenericService(&mute_service);
+  std::unique_ptr<grpc::ServerCompletionQueue> cq = builder.AddCompletionQueue();
+  std::unique_ptr<grpc::Server> mute_server = builder.BuildAndStart();
+  ASSERT_NE(mute_server, nullptr);
+  // Its completion queue is polled (that drives its connections); no call is ever taken.
+  std::thread poller([&cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq->Next(&tag, &ok)) {
+    }
+  });
+  const std::string mute = absl::StrCat("--server=127.0.0.1:", mute_port);
+  for (const char* command : {"verify", "query", "checkpoint", "tail"}) {
+    start = absl::Now();
+    std::tie(status, out) = RunCli({mute, "--timeout=2s", command});
+    const absl::Duration took = absl::Now() - start;
+    EXPECT_EQ(status, 2) << command << ": " << out;
+    EXPECT_THAT(out, ::testing::HasSubstr("Deadline Exceeded")) << command;
+    EXPECT_GE(took, absl::Seconds(2)) << command;
+    EXPECT_LT(took, absl::Seconds(30)) << command;
+  }
+  mute_server->Shutdown(std::chrono::system_clock::now());
+  cq->Shutdown();
+  poller.join();
+
+  // Bad durations: one line, before any connection.
+  for (const char* flag : {"--timeout=-1s", "--connect_timeout=-1s", "--timeout=soon"}) {
+    std::tie(status, out) = RunCli({"--server=127.0.0.1:1", flag, "verify"});
+    EXPECT_EQ(status, 2) << flag;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << flag << ": " << out;
+  }
 }
 
 // Events from an exec serving several clusters, recorded over gRPC by the real binary on

@@ -1,6 +1,7 @@
 #include "runtime/tls.h"
 
 #include <fstream>
+#include <thread>
 
 #include "echo_service.h"
 #include "gmock/gmock.h"
@@ -14,6 +15,7 @@ namespace podgate::runtime {
 namespace {
 
 using ::podgate::testing::CheckHealth;
+using ::podgate::testing::UnusedLoopbackPort;
 using ::testing::HasSubstr;
 
 class TlsTest : public ::testing::Test {
@@ -30,10 +32,11 @@ class TlsTest : public ::testing::Test {
   static std::string* garbage_;
   static podgate::testing::TestPki* pki_;
 
-  absl::StatusOr<std::unique_ptr<Server>> StartTls(ServerTlsOptions tls) {
+  absl::StatusOr<std::unique_ptr<Server>> StartTls(ServerTlsOptions tls,
+                                                   const std::string& address = "127.0.0.1:0") {
     ServerOptions options;
     options.service_name = "tls-test";
-    options.grpc_address = "127.0.0.1:0";
+    options.grpc_address = address;
     options.tls = std::move(tls);
     options.drain_timeout = absl::Seconds(1);
     return Server::Start(options, {&echo_}, std::make_shared<prometheus::Registry>());
@@ -44,6 +47,45 @@ class TlsTest : public ::testing::Test {
 std::string* TlsTest::dir_ = nullptr;
 std::string* TlsTest::garbage_ = nullptr;
 podgate::testing::TestPki* TlsTest::pki_ = nullptr;
+
+// A command-line client waits for its channel before its first call: a service that comes up
+// after the client started (its first attempts refused) is reached, where a call made at once
+// fails.
+TEST_F(TlsTest, WaitForChannelReadyRidesOutRefusedAttempts) {
+  const std::string address = absl::StrCat("127.0.0.1:", UnusedLoopbackPort());
+  auto channel = CreateServiceChannel(address, {});
+  ASSERT_TRUE(channel.ok());
+  EXPECT_EQ(CheckHealth(*channel).status().code(), absl::StatusCode::kUnavailable);
+
+  absl::StatusOr<std::unique_ptr<Server>> server = absl::UnknownError("not started");
+  std::thread later([&] {
+    absl::SleepFor(absl::Milliseconds(700));
+    server = StartTls({}, address);
+  });
+  const bool ready = WaitForChannelReady(**channel, absl::Now() + absl::Seconds(30));
+  later.join();
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE(ready);
+  auto health = CheckHealth(*channel);
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// With nothing listening it gives up at its deadline, and the call made then says why.
+TEST_F(TlsTest, WaitForChannelReadyGivesUpAtItsDeadline) {
+  auto channel = CreateServiceChannel(absl::StrCat("127.0.0.1:", UnusedLoopbackPort()), {});
+  ASSERT_TRUE(channel.ok());
+  const absl::Time start = absl::Now();
+  EXPECT_FALSE(WaitForChannelReady(**channel, start + absl::Seconds(1)));
+  const absl::Duration waited = absl::Now() - start;
+  EXPECT_GE(waited, absl::Milliseconds(990));
+  EXPECT_LT(waited, absl::Seconds(20));
+  auto health = CheckHealth(*channel);
+  EXPECT_EQ(health.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(health.status().message(), HasSubstr("Connection refused"));
+  // A deadline already passed: one look, no wait.
+  EXPECT_FALSE(WaitForChannelReady(**channel, absl::Now() - absl::Seconds(1)));
+}
 
 TEST_F(TlsTest, NoFilesMeansPlaintext) {
   auto creds = MakeServerCredentials({});
