@@ -4,6 +4,7 @@
 //
 //   podgate-bench-policy [--json=FILE] [--quick] [--duration=5s] [--rounds=3]
 //                        [--unary_inflight=64,256] [--streams=4x64,16x16] [--channels=2]
+//                        [--health_inflight=256]
 //
 // The client is the gRPC callback API: unary calls keep K calls in flight (each completion
 // starts the next call), streams keep W questions in flight on each of S streams (answers are
@@ -15,6 +16,11 @@
 // The client and the server share the machine's cores; each row shows the CPU each used
 // (utime+stime from /proc/<pid>/stat over the measured window, as a share of one core) and the
 // server's CPU time per decision, the number that does not depend on how fast the client is.
+//
+// The unary ceiling: grpc.health.v1.Health/Check on the same server, from the same client with
+// the same calls in flight, is the lightest unary call that server answers (the shared
+// runtime's gRPC server, its interceptors and threads, no policy work). Unary Authorize cannot
+// go faster than it on this machine.
 //
 // Exit status: 0 when every run ran and every answer was right, 1 when something failed (the
 // server did not start, an RPC failed, a wrong decision), 2 on a usage error.
@@ -44,6 +50,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "podgate/policy/v1/policy.grpc.pb.h"
@@ -62,6 +69,9 @@ ABSL_FLAG(absl::Duration, warmup, absl::Seconds(1),
 ABSL_FLAG(int, rounds, 3, "Rounds of the interleaved runs. Default 3; --quick: 1.");
 ABSL_FLAG(std::string, unary_inflight, "64,256",
           "Unary Authorize: calls kept in flight, one run per value (comma-separated).");
+ABSL_FLAG(std::string, health_inflight, "256",
+          "The unary ceiling: grpc.health.v1.Health/Check calls kept in flight on the same "
+          "server, one run per value (comma-separated; empty: none). Default 256.");
 ABSL_FLAG(std::string, streams, "4x64,16x16",
           "AuthorizeStream: SxW runs, S streams each with W questions in flight "
           "(comma-separated).");
@@ -89,6 +99,7 @@ using podgate::policy::v1::AuthorizeResponse;
 using podgate::policy::v1::AuthorizeStreamRequest;
 using podgate::policy::v1::AuthorizeStreamResponse;
 using podgate::policy::v1::PolicyService;
+using HealthStub = grpc::health::v1::Health::Stub;
 
 // One question of the mix and the answer the example policy gives to it.
 struct Question {
@@ -250,12 +261,17 @@ class Errors {
 // the next call from the same slot, so a slot is only ever touched by one callback at a time.
 class UnaryRun {
  public:
+  // With `health_stubs`, the calls are Health/Check (the unary ceiling) instead of Authorize.
   UnaryRun(const std::vector<std::unique_ptr<PolicyService::Stub>>& stubs,
-           const std::vector<Question>& mix, int inflight)
+           const std::vector<Question>& mix, int inflight,
+           const std::vector<std::unique_ptr<HealthStub>>* health_stubs = nullptr)
       : mix_(mix), pending_(inflight) {
     for (int i = 0; i < inflight; ++i) {
       auto slot = std::make_unique<Slot>();
       slot->stub = stubs[i % stubs.size()].get();
+      if (health_stubs != nullptr) {
+        slot->health = (*health_stubs)[i % health_stubs->size()].get();
+      }
       slot->next = static_cast<size_t>(i) * 7;  // slots start at different questions
       slot->latency_ms.reserve(1 << 14);
       slots_.push_back(std::move(slot));
@@ -284,8 +300,10 @@ class UnaryRun {
  private:
   struct Slot {
     PolicyService::Stub* stub = nullptr;
+    HealthStub* health = nullptr;
     std::unique_ptr<grpc::ClientContext> context;
     AuthorizeResponse answer;
+    grpc::health::v1::HealthCheckResponse health_answer;
     size_t next = 0;
     const Question* question = nullptr;
     absl::Time start;
@@ -304,6 +322,12 @@ class UnaryRun {
     slot->answer.Clear();
     slot->measured = window_.measuring();
     slot->start = absl::Now();
+    if (slot->health != nullptr) {
+      slot->health_answer.Clear();
+      slot->health->async()->Check(slot->context.get(), &health_request_, &slot->health_answer,
+                                   [this, slot](grpc::Status status) { OnDone(slot, status); });
+      return;
+    }
     slot->stub->async()->Authorize(slot->context.get(), &slot->question->request, &slot->answer,
                                    [this, slot](grpc::Status status) { OnDone(slot, status); });
   }
@@ -311,8 +335,16 @@ class UnaryRun {
   void OnDone(Slot* slot, const grpc::Status& status) {
     const absl::Time end = absl::Now();
     if (!status.ok()) {
-      errors_.Add(absl::StrCat("Authorize: ", status.error_message(), " (code ",
-                               static_cast<int>(status.error_code()), ")"));
+      errors_.Add(absl::StrCat(
+          slot->health != nullptr ? "Health/Check: " : "Authorize: ", status.error_message(),
+          " (code ", static_cast<int>(status.error_code()), ")"));
+    } else if (slot->health != nullptr) {
+      if (slot->health_answer.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+        errors_.Add("Health/Check: the server is not SERVING");
+      } else if (slot->measured && window_.measuring()) {
+        ++slot->counted;
+        slot->latency_ms.push_back(absl::ToDoubleMilliseconds(end - slot->start));
+      }
     } else if (std::optional<std::string> wrong = WrongAnswer(*slot->question, slot->answer)) {
       errors_.Add(*wrong);
     } else if (slot->measured && window_.measuring()) {
@@ -323,6 +355,7 @@ class UnaryRun {
   }
 
   const std::vector<Question>& mix_;
+  const grpc::health::v1::HealthCheckRequest health_request_;
   Window window_;
   Pending pending_;
   Errors errors_;
@@ -492,12 +525,12 @@ struct Config {
   size_t server = 0;
 
   std::string Label() const {
-    return mode == "unary" ? absl::StrCat(inflight, " calls")
-                           : absl::StrCat(streams, " streams x ", inflight);
+    return mode == "stream" ? absl::StrCat(streams, " streams x ", inflight)
+                            : absl::StrCat(inflight, " calls");
   }
   std::string MetricKey() const {
-    return mode == "unary" ? absl::StrCat("policy.unary.c", inflight)
-                           : absl::StrCat("policy.stream.s", streams, "x", inflight);
+    return mode == "stream" ? absl::StrCat("policy.stream.s", streams, "x", inflight)
+                            : absl::StrCat("policy.", mode, ".c", inflight);
   }
   double DecisionsPerS() const {
     return totals.seconds > 0 ? static_cast<double>(totals.decisions) / totals.seconds : 0;
@@ -526,6 +559,14 @@ absl::StatusOr<std::vector<Config>> ParseConfigs() {
   }
   for (int k : *unary) {
     configs.push_back({"unary", 0, k, {}});
+  }
+  absl::StatusOr<std::vector<int>> health =
+      ParseInts("health_inflight", absl::GetFlag(FLAGS_health_inflight));
+  if (!health.ok()) {
+    return health.status();
+  }
+  for (int k : *health) {
+    configs.push_back({"health", 0, k, {}});
   }
   for (absl::string_view shape :
        absl::StrSplit(absl::GetFlag(FLAGS_streams), ',', absl::SkipEmpty())) {
@@ -597,6 +638,7 @@ int Main() {
   struct Server {
     std::unique_ptr<testing::Subprocess> process;
     std::vector<std::unique_ptr<PolicyService::Stub>> stubs;
+    std::vector<std::unique_ptr<HealthStub>> health_stubs;
   };
   std::vector<std::string> binaries = {absl::GetFlag(FLAGS_policy_bin)};
   if (!absl::GetFlag(FLAGS_compare_bin).empty()) {
@@ -622,8 +664,10 @@ int Main() {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
       args.SetInt("podgate.bench.channel", c);
-      server.stubs.push_back(PolicyService::NewStub(grpc::CreateCustomChannel(
-          absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
+      auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                               grpc::InsecureChannelCredentials(), args);
+      server.stubs.push_back(PolicyService::NewStub(channel));
+      server.health_stubs.push_back(grpc::health::v1::Health::NewStub(channel));
     }
     servers.push_back(std::move(server));
   }
@@ -650,8 +694,9 @@ int Main() {
       const int64_t before = totals.decisions;
       const double seconds_before = totals.seconds;
       absl::Status s;
-      if (config.mode == "unary") {
-        UnaryRun run(stubs, mix, config.inflight);
+      if (config.mode == "unary" || config.mode == "health") {
+        UnaryRun run(stubs, mix, config.inflight,
+                     config.mode == "health" ? &servers[config.server].health_stubs : nullptr);
         s = run.Run(warmup, duration, server, &totals);
       } else {
         s = StreamRun(stubs, mix, config.streams, config.inflight, warmup, duration, server,
@@ -718,8 +763,11 @@ int Main() {
   }
   report.Add(table);
   for (const auto& [mode, c] : best) {
-    report.Metric(absl::StrCat("policy.", mode, ".decisions_per_s"), c->DecisionsPerS());
-    report.Metric(absl::StrCat("policy.", mode, ".p99_ms"), c->totals.latency_ms.Percentile(99));
+    // Health checks are the unary ceiling, not decisions.
+    const std::string key = mode == "health" ? "policy.unary_ceiling" : "policy." + mode;
+    report.Metric(key + (mode == "health" ? ".calls_per_s" : ".decisions_per_s"),
+                  c->DecisionsPerS());
+    report.Metric(key + ".p99_ms", c->totals.latency_ms.Percentile(99));
   }
   report.Note(absl::StrCat(
       "CPU %: utime+stime over the measured time, 100 = one core of ",
@@ -728,7 +776,10 @@ int Main() {
       "their p99_ms) are those of the configuration with the most decisions/s. Mix: ",
       mix.size(), " questions from the example policy, ",
       std::count_if(mix.begin(), mix.end(), [](const Question& q) { return !q.allow; }),
-      " of them denied (a denial is logged at info level, an allowance at debug)."));
+      " of them denied (a denial is logged at info level, an allowance at debug). Mode health: "
+      "grpc.health.v1.Health/Check on the same server (a call, not a decision; "
+      "policy.unary_ceiling.calls_per_s): the lightest unary call it answers, the most unary "
+      "Authorize can reach here."));
   if (absl::Status s = report.WriteJson(absl::GetFlag(FLAGS_json)); !s.ok()) {
     std::fprintf(stderr, "podgate-bench-policy: %s\n", std::string(s.message()).c_str());
     return 1;
