@@ -532,7 +532,9 @@ for d in null zero random urandom; do
 done
 mount -t proc proc "$mnt/proc"
 # As a container runtime does (runc mounts sysfs read-only): without it glibc's CPU count
-# fails with ENOENT, and gRPC 1.51 can report that stale errno as a connection's failure.
+# fails with ENOENT, and gRPC 1.51 can report that stale errno as a failed connect (it reads
+# errno after other calls; fixed upstream by grpc/grpc#35064, "Defend against connect errno
+# being overwritten").
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$mnt/sys"
 if [ -n "$config" ]; then
   mkdir "$mnt/tmp/config"
