@@ -153,12 +153,19 @@ absl::Status PrintRecord(const podgate::audit::v1::AuditRecord& record, Format f
 
 }  // namespace
 
-absl::StatusOr<int64_t> RunTail(podgate::audit::v1::AuditService::StubInterface& stub,
-                                podgate::audit::v1::QueryRequest request, int lines, bool follow,
-                                Format format, std::ostream& out, grpc::ClientContext* ctx) {
+absl::Status CheckLines(int lines) {
   if (lines < 1 || lines > 1000) {
     return absl::InvalidArgumentError(
         absl::StrCat("--lines: ", lines, " is out of range (1 to 1000)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> RunTail(podgate::audit::v1::AuditService::StubInterface& stub,
+                                podgate::audit::v1::QueryRequest request, int lines, bool follow,
+                                Format format, std::ostream& out, grpc::ClientContext* ctx) {
+  if (absl::Status s = CheckLines(lines); !s.ok()) {
+    return s;
   }
   request.set_page_size(lines);
   request.clear_page_token();

@@ -33,6 +33,9 @@ absl::StatusOr<int64_t> RunQuery(podgate::audit::v1::AuditService::StubInterface
                                  Format format, std::ostream& out,
                                  absl::Duration timeout = absl::InfiniteDuration());
 
+// `tail --lines`: 1 to 1000.
+absl::Status CheckLines(int lines);
+
 // `tail`: prints the last `lines` matching records (oldest first); with `follow`, then every
 // new matching record as the server commits it, flushing each line, until the stream ends.
 // `ctx` is the call's context: cancelling it (e.g. on SIGINT) ends a follow cleanly (returns

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -132,8 +133,11 @@ int main(int argc, char** argv) {
   }
   auto channel = OrFail(podgate::runtime::CreateServiceChannel(absl::GetFlag(FLAGS_server), tls));
   auto stub = podgate::audit::v1::AuditService::NewStub(channel);
-  // Not ready by then: the first call fails and says why.
-  podgate::runtime::WaitForChannelReady(*channel, absl::Now() + connect_timeout);
+  // Called once the command's flags are checked: a usage error does not wait for the server.
+  // Not ready by the deadline: the first call fails and says why.
+  auto connect = [&] {
+    podgate::runtime::WaitForChannelReady(*channel, absl::Now() + connect_timeout);
+  };
 
   if (command == "verify") {
     cli::VerifyFlags flags;
@@ -142,10 +146,12 @@ int main(int argc, char** argv) {
     flags.public_key_files = absl::GetFlag(FLAGS_public_key);
     flags.max_unsigned_records = absl::GetFlag(FLAGS_max_unsigned_records);
     flags.timeout = timeout;
+    connect();
     const bool intact = OrFail(cli::RunVerify(*stub, flags, std::cout));
     return intact ? 0 : 1;
   }
   if (command == "checkpoint") {
+    connect();
     OrFail(cli::RunCheckpoint(*stub, std::cout, timeout));
     return 0;
   }
@@ -177,18 +183,28 @@ int main(int argc, char** argv) {
   request.set_argv_contains(absl::GetFlag(FLAGS_argv_contains));
   if (command == "tail") {
     const cli::Format format = OrFail(cli::ParseFormat(absl::GetFlag(FLAGS_format)));
+    if (absl::Status s = cli::CheckLines(absl::GetFlag(FLAGS_lines)); !s.ok()) {
+      Fail(std::string(s.message()));
+    }
     grpc::ClientContext ctx;
     if (!follow) {
       cli::SetTimeout(ctx, timeout);
     }
+    static std::atomic<bool> calling{false};
     if (follow) {
-      // The signal ends the call; RunTail then returns normally.
+      // The signal ends the call; RunTail then returns normally. While still connecting there
+      // is no call to end: the command stops there (exit 130, as for an interrupt).
       std::thread([&ctx, stop_signals] {
         int signal = 0;
         sigwait(&stop_signals, &signal);
-        ctx.TryCancel();
+        if (!calling.load()) {
+          std::_Exit(130);
+        }
+        ctx.TryCancel();  // before the call starts too: gRPC cancels it when it does
       }).detach();
     }
+    connect();
+    calling.store(true);
     OrFail(
         cli::RunTail(*stub, request, absl::GetFlag(FLAGS_lines), follow, format, std::cout, &ctx));
     std::exit(0);  // the signal thread may still wait; no destructors race it
@@ -200,6 +216,7 @@ int main(int argc, char** argv) {
   }
   request.set_page_size(static_cast<int32_t>(limit > 0 && limit < 1000 ? limit : 1000));
   const cli::Format format = OrFail(cli::ParseFormat(absl::GetFlag(FLAGS_format)));
+  connect();
   OrFail(cli::RunQuery(*stub, request, limit, format, std::cout, timeout));
   return 0;
 }

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -20,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -540,6 +542,51 @@ TEST(AuditCliBinaryTest, WaitsForTheServerWithinItsTimeouts) {
     EXPECT_EQ(status, 2) << flag;
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << flag << ": " << out;
   }
+}
+
+// Waiting for a server that is not there never delays a usage error, and Ctrl-C stops a tail -f
+// that is still connecting (exit 130), instead of being held until the connection is made.
+TEST(AuditCliBinaryTest, UsageErrorsAndInterruptsDoNotWaitForTheServer) {
+  const std::string nobody =
+      absl::StrCat("--server=127.0.0.1:", ::podgate::testing::UnusedLoopbackPort());
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--kind=nap", "query"},
+                                             {"--format=xml", "tail"},
+                                             {"--limit=-1", "query"},
+                                             {"--lines=0", "tail"},
+                                             {"frobnicate"}}) {
+    std::vector<std::string> full = {nobody, "--connect_timeout=10m"};
+    full.insert(full.end(), args.begin(), args.end());
+    auto ran = Subprocess::Run(PODGATE_AUDIT_CLI_BIN, full, {}, absl::Seconds(60));
+    ASSERT_TRUE(ran.ok()) << args[0] << ": " << ran.status();
+    EXPECT_EQ(ran->exit_code, 2) << args[0] << ": " << ran->err;
+    EXPECT_THAT(ran->err, ::testing::HasSubstr("podgate-audit-cli: ")) << args[0];
+  }
+
+  auto tail = Subprocess::Start(PODGATE_AUDIT_CLI_BIN,
+                                {nobody, "--connect_timeout=10m", "tail", "--follow"});
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  // SIGINT is blocked (for sigwait) before the command connects: wait until it is.
+  const std::string status_file = absl::StrCat("/proc/", (*tail)->pid(), "/status");
+  bool blocked = false;
+  for (int i = 0; i < 500 && !blocked; ++i) {
+    std::ifstream in(status_file);
+    for (std::string line; std::getline(in, line);) {
+      if (absl::StartsWith(line, "SigBlk:")) {
+        const uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+        blocked = (mask & (uint64_t{1} << (SIGINT - 1))) != 0;
+      }
+    }
+    if (!blocked) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+  ASSERT_TRUE(blocked);
+  absl::SleepFor(absl::Milliseconds(300));  // into the connection attempts
+  (*tail)->Signal(SIGINT);
+  auto exit = (*tail)->WaitExit(absl::Seconds(20));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(*exit, 130);
 }
 
 // Events from an exec serving several clusters, recorded over gRPC by the real binary on
