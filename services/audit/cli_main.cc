@@ -187,11 +187,10 @@ int main(int argc, char** argv) {
       Fail(std::string(s.message()));
     }
     grpc::ClientContext ctx;
+    static std::atomic<bool> calling{false};
     if (!follow) {
       cli::SetTimeout(ctx, timeout);
-    }
-    static std::atomic<bool> calling{false};
-    if (follow) {
+    } else {
       // The signal ends the call; RunTail then returns normally. While still connecting there
       // is no call to end: the command stops there (exit 130, as for an interrupt).
       std::thread([&ctx, stop_signals] {

@@ -25,7 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "support/grpc_health.h"
+#include "support/loopback.h"
 #include "support/stack.h"
 #include "support/test_pki.h"
 

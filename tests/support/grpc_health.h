@@ -17,8 +17,4 @@ absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth
 // A plaintext channel to 127.0.0.1:<port>.
 std::shared_ptr<grpc::Channel> LocalChannel(int port);
 
-// A loopback port nothing listens on (bound, read and closed), for a server a test starts after
-// its client.
-int UnusedLoopbackPort();
-
 }  // namespace podgate::testing

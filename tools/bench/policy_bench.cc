@@ -39,6 +39,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -552,21 +553,17 @@ absl::StatusOr<std::vector<int>> ParseInts(const std::string& flag, const std::s
 
 absl::StatusOr<std::vector<Config>> ParseConfigs() {
   std::vector<Config> configs;
-  absl::StatusOr<std::vector<int>> unary =
-      ParseInts("unary_inflight", absl::GetFlag(FLAGS_unary_inflight));
-  if (!unary.ok()) {
-    return unary.status();
-  }
-  for (int k : *unary) {
-    configs.push_back({"unary", 0, k, {}});
-  }
-  absl::StatusOr<std::vector<int>> health =
-      ParseInts("health_inflight", absl::GetFlag(FLAGS_health_inflight));
-  if (!health.ok()) {
-    return health.status();
-  }
-  for (int k : *health) {
-    configs.push_back({"health", 0, k, {}});
+  const std::pair<const char*, std::string> unary_modes[] = {
+      {"unary", absl::GetFlag(FLAGS_unary_inflight)},
+      {"health", absl::GetFlag(FLAGS_health_inflight)}};
+  for (const auto& [mode, text] : unary_modes) {
+    absl::StatusOr<std::vector<int>> counts = ParseInts(absl::StrCat(mode, "_inflight"), text);
+    if (!counts.ok()) {
+      return counts.status();
+    }
+    for (int k : *counts) {
+      configs.push_back({mode, 0, k, {}});
+    }
   }
   for (absl::string_view shape :
        absl::StrSplit(absl::GetFlag(FLAGS_streams), ',', absl::SkipEmpty())) {

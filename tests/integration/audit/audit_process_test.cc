@@ -4,11 +4,8 @@
 // verify, and the restarted process continues the chain (SQLite and a real PostgreSQL 15).
 // Also: two replicas on one PostgreSQL, the retention flag, bad flags, and the CLI's output and
 // exit status.
-#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -34,6 +31,7 @@
 #include "podgate/audit/v1/audit.grpc.pb.h"
 #include "support/grpc_health.h"
 #include "support/http_client.h"
+#include "support/loopback.h"
 #include "support/prometheus_text.h"
 #include "support/subprocess.h"
 
@@ -489,22 +487,16 @@ TEST(AuditCliBinaryTest, WaitsForTheServerWithinItsTimeouts) {
   // A listener that never accepts: the kernel completes the TCP handshake and nothing answers.
   // The connection is not ready without the server's HTTP/2 SETTINGS: the command fails after
   // --connect_timeout, saying so.
-  const int silent = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(silent, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(silent, 16), 0);
-  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  absl::Time start = absl::Now();
-  std::tie(status, out) = RunCli({absl::StrCat("--server=127.0.0.1:", ntohs(addr.sin_port)),
-                                  "--connect_timeout=1s", "verify"});
-  EXPECT_EQ(status, 2) << out;
-  EXPECT_THAT(out, ::testing::HasSubstr("SETTINGS"));
-  EXPECT_GE(absl::Now() - start, absl::Seconds(1));
-  close(silent);
+  {
+    ::podgate::testing::SilentListener silent;
+    ASSERT_TRUE(silent.ok());
+    const absl::Time start = absl::Now();
+    std::tie(status, out) = RunCli(
+        {absl::StrCat("--server=127.0.0.1:", silent.port()), "--connect_timeout=1s", "verify"});
+    EXPECT_EQ(status, 2) << out;
+    EXPECT_THAT(out, ::testing::HasSubstr("SETTINGS"));
+    EXPECT_GE(absl::Now() - start, absl::Seconds(1));
+  }
 
   // A gRPC server that takes every call and never answers: --timeout ends each command.
   grpc::AsyncGenericService mute_service;
@@ -524,7 +516,7 @@ TEST(AuditCliBinaryTest, WaitsForTheServerWithinItsTimeouts) {
   });
   const std::string mute = absl::StrCat("--server=127.0.0.1:", mute_port);
   for (const char* command : {"verify", "query", "checkpoint", "tail"}) {
-    start = absl::Now();
+    const absl::Time start = absl::Now();
     std::tie(status, out) = RunCli({mute, "--timeout=2s", command});
     const absl::Duration took = absl::Now() - start;
     EXPECT_EQ(status, 2) << command << ": " << out;

@@ -22,6 +22,7 @@
 #include "audit/export/sink.h"
 #include "audit/export/syslog_format.h"
 #include "nlohmann/json.hpp"
+#include "support/loopback.h"
 #include "support/rsyslog.h"
 #include "support/test_pki.h"
 
@@ -414,15 +415,9 @@ TEST_F(SyslogSinkTest, CancelUnblocksABlockedConnect) {
 // A listener that never accepts: the kernel completes TCP connections into its accept queue, so
 // a TLS handshake then waits for a ServerHello that never comes.
 TEST_F(SyslogSinkTest, CancelAndTimeoutOfABlockedTlsHandshake) {
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(listener, 8), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  auto config = Config("tls", ntohs(addr.sin_port));
+  ::podgate::testing::SilentListener listener;
+  ASSERT_TRUE(listener.ok());
+  auto config = Config("tls", listener.port());
   config.mutable_syslog()->set_timeout("60s");
   std::unique_ptr<Sink> sink = MakeSink(config);
   ASSERT_NE(sink, nullptr);
@@ -442,7 +437,6 @@ TEST_F(SyslogSinkTest, CancelAndTimeoutOfABlockedTlsHandshake) {
   s = sink->Deliver(Batch(1, 1)).status;
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
   EXPECT_THAT(s.message(), HasSubstr("syslog TLS handshake with 127.0.0.1:"));
-  close(listener);
 }
 
 TEST_F(SyslogSinkTest, BlockedConnectTimesOut) {

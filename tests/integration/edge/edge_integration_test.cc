@@ -34,6 +34,7 @@
 #include "http/client.h"
 #include "nlohmann/json.hpp"
 #include "support/grpc_health.h"
+#include "support/loopback.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
 #include "support/subprocess.h"
@@ -2346,22 +2347,10 @@ TEST_F(EdgeTest, AReadyzProbeInFlightAtShutdownIsAnsweredBeforeEdgeExits) {
     // from the probe's first look until the attempt times out (250 ms, the channels' minimum
     // reconnect backoff, lib/runtime/tls.cc), and the probe waits meanwhile. Nothing else
     // uses the channel, so the connection arriving here says the probe is running.
-    int silent = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE(silent, 0);
-    struct Closer {
-      int fd;
-      ~Closer() { close(fd); }
-    } closer{silent};
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    ASSERT_EQ(listen(silent, 16), 0);
-    socklen_t len = sizeof(addr);
-    ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    ::podgate::testing::SilentListener silent;
+    ASSERT_TRUE(silent.ok());
     EdgeReplica replica;
-    ASSERT_TRUE(
-        StartEdge({absl::StrCat("--policy_address=127.0.0.1:", ntohs(addr.sin_port))}, &replica));
+    ASSERT_TRUE(StartEdge({absl::StrCat("--policy_address=127.0.0.1:", silent.port())}, &replica));
     auto connection = KeepAliveConnection::Open(replica.http_port);
     ASSERT_NE(connection, nullptr);
     absl::StatusOr<KeepAliveConnection::Answer> answer;
@@ -2370,7 +2359,7 @@ TEST_F(EdgeTest, AReadyzProbeInFlightAtShutdownIsAnsweredBeforeEdgeExits) {
       answer = connection->RoundTrip("GET /readyz HTTP/1.1\r\nHost: edge\r\n\r\n");
       answered = true;
     });
-    pollfd p{silent, POLLIN, 0};
+    pollfd p{silent.fd(), POLLIN, 0};
     const bool connecting = poll(&p, 1, 10000) == 1;
     in_flight = connecting && !answered;
     replica.process->Signal(SIGTERM);

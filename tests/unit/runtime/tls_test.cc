@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "runtime/server.h"
 #include "support/grpc_health.h"
+#include "support/loopback.h"
 #include "support/test_pki.h"
 
 namespace podgate::runtime {
