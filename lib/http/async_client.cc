@@ -330,6 +330,15 @@ class Session final : public WebSocketConnection,
     });
   }
   size_t queued_bytes() const override { return queued_.load(); }
+  bool InputWaiting() override {
+    if constexpr (kTls) {
+      if (SSL_pending(ws_.next_layer().native_handle()) > 0) {
+        return true;  // decrypted, not yet read
+      }
+    }
+    error_code ec;
+    return Tcp().socket().available(ec) > 0 && !ec;
+  }
   boost::asio::any_io_executor executor() const override { return strand_; }
 
  private:

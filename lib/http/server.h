@@ -63,6 +63,12 @@ class WebSocketConnection {
 
   virtual size_t queued_bytes() const = 0;
 
+  // From a handler callback (on the strand): whether bytes of a next message are already here,
+  // received but not yet read, so that a read started now would not wait for the network. A
+  // handler may hold what it was given until that next message (kube_client.cc's ExecBridge).
+  // False where the connection cannot tell.
+  virtual bool InputWaiting() { return false; }
+
   // The peer has authenticated (e.g. with a first message): the connection no longer counts
   // against ServerOptions::max_unauthenticated_per_source.
   virtual void SetAuthenticated() {}

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -475,6 +476,11 @@ class ExecBridge final : public http::WebSocketHandler,
     if (data.empty()) {
       return;
     }
+    std::shared_ptr<http::WebSocketConnection> conn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      conn = connection_;
+    }
     absl::StatusOr<k8s::Frame> frame = k8s::DecodeFrame(data, protocol_);
     if (!frame.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -487,48 +493,33 @@ class ExecBridge final : public http::WebSocketHandler,
       }
       return;
     }
-    switch (frame->channel) {
-      case k8s::kStdout:
-      case k8s::kStderr: {
-        if (frame->payload.empty()) {
-          return;  // the initial empty frame
-        }
-        std::shared_ptr<http::WebSocketConnection> conn;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          conn = connection_;
-        }
-        // Read nothing more until the consumer has taken this chunk.
-        conn->PauseReading();
-        std::weak_ptr<http::WebSocketConnection> weak = conn;
-        std::shared_ptr<ExecObserver> observer = Observer();
-        if (observer == nullptr) {
-          return;
-        }
-        observer->OnOutput(frame->channel, std::move(frame->payload), [weak] {
-          if (auto c = weak.lock()) {
-            c->ResumeReading();
-          }
-        });
-        return;
+    if (frame->channel == k8s::kStdout || frame->channel == k8s::kStderr) {
+      TakeOutput(conn, frame->channel, std::move(frame->payload));
+      return;
+    }
+    // Output held for the frames after it goes before anything else the stream says.
+    if (!held_.empty()) {
+      Deliver(conn, held_channel_, std::exchange(held_, {}));
+    }
+    if (frame->channel == k8s::kStatus) {
+      absl::StatusOr<int> code = k8s::ParseExitStatus(frame->payload);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (code.ok()) {
+        exit_code_ = *code;
+      } else if (error_.ok()) {
+        error_ = code.status();
       }
-      case k8s::kStatus: {
-        absl::StatusOr<int> code = k8s::ParseExitStatus(frame->payload);
-        std::lock_guard<std::mutex> lock(mu_);
-        if (code.ok()) {
-          exit_code_ = *code;
-        } else if (error_.ok()) {
-          error_ = code.status();
-        }
-        return;
-      }
-      default:
-        return;
     }
     (void)binary;
   }
 
   void OnClose(std::string reason) override {
+    if (!held_.empty()) {
+      // Nothing more will be read: what is held is the stream's last output.
+      if (std::shared_ptr<ExecObserver> observer = Observer()) {
+        observer->OnOutput(held_channel_, std::exchange(held_, {}), [] {});
+      }
+    }
     ExecResult result;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -595,6 +586,79 @@ class ExecBridge final : public http::WebSocketHandler,
   // Frames queued before the WebSocket is open count like a connection's queue.
   static constexpr size_t kPendingHighWatermark = 256 * 1024;
 
+  // Output is delivered in chunks of up to kHoldBytes of one channel. A frame read while the
+  // next one already waits on the connection (InputWaiting) is held and goes out with the
+  // frames after it: a bulk transfer costs the observer, and the gRPC stream behind it, one
+  // chunk per 256 KiB instead of one per API server frame (32 KiB). A frame with nothing
+  // waiting behind it is delivered at once, so output that trickles is not delayed. What is
+  // held is delivered before any other frame's effect, and when the stream closes. All of this
+  // runs on the connection's strand.
+  static constexpr size_t kHoldBytes = 256 * 1024;
+
+  void TakeOutput(const std::shared_ptr<http::WebSocketConnection>& conn, int channel,
+                  std::string data) {
+    if (conn == nullptr) {
+      return;
+    }
+    const bool more = conn->InputWaiting();
+    if (!held_.empty() && (held_channel_ != channel || held_.size() + data.size() > kHoldBytes)) {
+      // What is held goes first. This frame follows once that has been taken: at once then if
+      // nothing waits behind it, else with the frames that do.
+      std::string first = std::exchange(held_, std::move(data));
+      const int first_channel = std::exchange(held_channel_, channel);
+      Deliver(conn, first_channel, std::move(first), /*then_held=*/!more);
+      return;
+    }
+    if (held_.empty()) {
+      held_ = std::move(data);
+      held_channel_ = channel;
+    } else {
+      held_.append(data);
+    }
+    if (more && !held_.empty() && held_.size() < kHoldBytes) {
+      return;  // the next frame is already here: read it first
+    }
+    if (!held_.empty()) {
+      Deliver(conn, held_channel_, std::exchange(held_, {}));
+    }
+  }
+
+  // Reads nothing more from the API server until the observer has taken `data`: that is how a
+  // slow consumer slows the pod down. Then the held frame follows if `then_held`, else reading
+  // resumes.
+  void Deliver(const std::shared_ptr<http::WebSocketConnection>& conn, int channel,
+               std::string data, bool then_held = false) {
+    conn->PauseReading();
+    std::shared_ptr<ExecObserver> observer = Observer();
+    if (observer == nullptr) {
+      return;
+    }
+    std::weak_ptr<ExecBridge> weak_self = weak_from_this();
+    std::weak_ptr<http::WebSocketConnection> weak = conn;
+    observer->OnOutput(channel, std::move(data), [weak_self, weak, then_held] {
+      std::shared_ptr<http::WebSocketConnection> c = weak.lock();
+      if (c == nullptr) {
+        return;
+      }
+      std::shared_ptr<ExecBridge> self = weak_self.lock();
+      if (!then_held || self == nullptr) {
+        c->ResumeReading();
+        return;
+      }
+      // The held frame goes next, from the strand's queue: never from inside the observer
+      // (which may call this holding its own lock, as exec's Session does).
+      boost::asio::post(c->executor(), [self, c] { self->DeliverHeld(c); });
+    });
+  }
+
+  void DeliverHeld(const std::shared_ptr<http::WebSocketConnection>& conn) {
+    if (held_.empty()) {
+      conn->ResumeReading();
+      return;
+    }
+    Deliver(conn, held_channel_, std::exchange(held_, {}));
+  }
+
   // The observer until its OnExit has returned; null after.
   std::shared_ptr<ExecObserver> Observer() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -628,6 +692,9 @@ class ExecBridge final : public http::WebSocketHandler,
   absl::Status error_;
   bool close_requested_ = false;
   bool finished_ = false;
+  // On the strand only.
+  std::string held_;
+  int held_channel_ = 0;
 };
 
 class ExecStream final : public ExecHandle {

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "exec/kube_client.h"
 #include "gmock/gmock.h"
@@ -2270,6 +2271,145 @@ TEST(KubeClientStreamsTest, EveryStreamIsCountedUntilItsObserverHasExited) {
   // the test ends it so that nothing outlives it.
   for (pid_t pid : PidsOf({"sleep", "71"})) {
     kill(pid, SIGKILL);
+  }
+}
+
+// Output that already waits behind a frame is delivered with it, as one chunk of at most
+// 256 KiB of one channel (kube_client.cc, ExecBridge::TakeOutput); output with nothing behind
+// it is delivered at once. Each chunk's arrival, channel and bytes are recorded; the first
+// chunk's resume can be held back so that the pod's output piles up on the connection.
+class ChunkObserver final : public exec::ExecObserver {
+ public:
+  struct Chunk {
+    int channel;
+    std::string data;
+    absl::Time at;
+  };
+  explicit ChunkObserver(absl::Duration hold_first) : hold_first_(hold_first) {}
+  void OnStarted(const std::string&) override {}
+  void OnOutput(int channel, std::string data, std::function<void()> resume) override {
+    bool hold;
+    {
+      absl::MutexLock lock(&mu_);
+      chunks_.push_back({channel, std::move(data), absl::Now()});
+      hold = chunks_.size() == 1 && hold_first_ > absl::ZeroDuration();
+    }
+    if (hold) {
+      std::thread([resume = std::move(resume), d = hold_first_] {
+        absl::SleepFor(d);
+        resume();
+      }).detach();
+      return;
+    }
+    resume();
+  }
+  void OnExit(exec::ExecResult result) override {
+    absl::MutexLock lock(&mu_);
+    status_ = result.status;
+    exit_code_ = result.exit_code;
+    chunks_at_exit_ = chunks_.size();
+    exited_ = true;
+  }
+  // Waits for OnExit; the chunks delivered before it.
+  std::vector<Chunk> Wait(absl::Status* status, int* exit_code) {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&exited_), absl::Seconds(60));
+    *status = exited_ ? status_ : absl::DeadlineExceededError("no OnExit");
+    *exit_code = exit_code_;
+    return std::vector<Chunk>(chunks_.begin(), chunks_.begin() + chunks_at_exit_);
+  }
+
+ private:
+  const absl::Duration hold_first_;
+  absl::Mutex mu_;
+  std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
+  size_t chunks_at_exit_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  int exit_code_ ABSL_GUARDED_BY(mu_) = -1;
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST(KubeClientStreamsTest, OutputWaitingBehindAFrameGoesWithItAndOutputThatTricklesAtOnce) {
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  absl::StatusOr<exec::KubeConfig> config = exec::LoadKubeconfig((*stack)->kubeconfig(), false);
+  ASSERT_TRUE(config.ok()) << config.status();
+  exec::KubeClient kube(*config);
+  exec::ExecSpec spec;
+  spec.namespace_name = "team";
+  spec.pod = "app-1";
+  spec.container = "main";
+  constexpr size_t kFrame = 32 * 1024;  // kubesim's frames, like an API server's
+  constexpr size_t kChunkMax = 256 * 1024;
+
+  {
+    // 4 MiB while the first chunk is not taken for 300 ms: the frames behind it arrive
+    // together, every byte is delivered before the exit, none in a chunk over 256 KiB.
+    SCOPED_TRACE("bulk");
+    constexpr size_t kTotal = 4 * 1024 * 1024;
+    spec.argv = {"head", "-c", std::to_string(kTotal), "/dev/zero"};
+    auto observer = std::make_shared<ChunkObserver>(absl::Milliseconds(300));
+    std::unique_ptr<exec::ExecHandle> handle = kube.Exec(spec, observer);
+    absl::Status status;
+    int exit_code;
+    std::vector<ChunkObserver::Chunk> chunks = observer->Wait(&status, &exit_code);
+    ASSERT_TRUE(status.ok()) << status;
+    EXPECT_EQ(exit_code, 0);
+    size_t total = 0, largest = 0;
+    for (const ChunkObserver::Chunk& c : chunks) {
+      EXPECT_EQ(c.channel, 1);
+      total += c.data.size();
+      largest = std::max(largest, c.data.size());
+    }
+    EXPECT_EQ(total, kTotal);
+    EXPECT_GT(largest, kFrame) << "frames that waited together were delivered one by one";
+    EXPECT_LE(largest, kChunkMax);
+    EXPECT_LT(chunks.size(), kTotal / kFrame) << chunks.size() << " chunks";
+  }
+  {
+    // A byte, a second of nothing, a byte: the first is delivered before the second is
+    // written, not held for it.
+    SCOPED_TRACE("trickle");
+    spec.argv = {"sh", "-c", "printf a; sleep 1; printf b"};
+    auto observer = std::make_shared<ChunkObserver>(absl::ZeroDuration());
+    std::unique_ptr<exec::ExecHandle> handle = kube.Exec(spec, observer);
+    absl::Status status;
+    int exit_code;
+    std::vector<ChunkObserver::Chunk> chunks = observer->Wait(&status, &exit_code);
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_EQ(chunks.size(), 2u);
+    EXPECT_EQ(chunks[0].data, "a");
+    EXPECT_EQ(chunks[1].data, "b");
+    EXPECT_GE(chunks[1].at - chunks[0].at, absl::Milliseconds(800));
+  }
+  {
+    // stdout, a line of stderr, stdout again, all piled up behind a held first chunk: each
+    // channel's bytes arrive whole and in order, never in the other channel's chunks.
+    SCOPED_TRACE("two channels");
+    spec.argv = {"sh", "-c", "seq 1 60000; echo between >&2; seq 60001 120000; echo end >&2"};
+    auto observer = std::make_shared<ChunkObserver>(absl::Milliseconds(300));
+    std::unique_ptr<exec::ExecHandle> handle = kube.Exec(spec, observer);
+    absl::Status status;
+    int exit_code;
+    std::vector<ChunkObserver::Chunk> chunks = observer->Wait(&status, &exit_code);
+    ASSERT_TRUE(status.ok()) << status;
+    EXPECT_EQ(exit_code, 0);
+    std::string out, err;
+    for (const ChunkObserver::Chunk& c : chunks) {
+      ASSERT_TRUE(c.channel == 1 || c.channel == 2) << c.channel;
+      (c.channel == 1 ? out : err) += c.data;
+      EXPECT_LE(c.data.size(), kChunkMax);
+    }
+    std::string want;
+    for (int i = 1; i <= 120000; ++i) {
+      absl::StrAppend(&want, i, "\n");
+    }
+    EXPECT_TRUE(out == want) << "stdout: " << out.size() << " bytes, want " << want.size();
+    EXPECT_EQ(err, "between\nend\n");
   }
 }
 
