@@ -331,13 +331,18 @@ class Session final : public WebSocketConnection,
   }
   size_t queued_bytes() const override { return queued_.load(); }
   bool InputWaiting() override {
+    // Bytes decrypted and not yet read, and bytes received and not yet decrypted. A control
+    // frame (a ping the server sends while the client is silent, or a close) is at most 127
+    // bytes, plus 29 of TLS record: fewer than kMinWaitingBytes never count, so output is
+    // never held behind a frame that is not output.
+    constexpr size_t kMinWaitingBytes = 512;
+    size_t waiting = 0;
     if constexpr (kTls) {
-      if (SSL_pending(ws_.next_layer().native_handle()) > 0) {
-        return true;  // decrypted, not yet read
-      }
+      waiting += static_cast<size_t>(std::max(0, SSL_pending(ws_.next_layer().native_handle())));
     }
     error_code ec;
-    return Tcp().socket().available(ec) > 0 && !ec;
+    const size_t received = Tcp().socket().available(ec);
+    return (ec ? waiting : waiting + received) >= kMinWaitingBytes;
   }
   boost::asio::any_io_executor executor() const override { return strand_; }
 

@@ -63,10 +63,11 @@ class WebSocketConnection {
 
   virtual size_t queued_bytes() const = 0;
 
-  // From a handler callback (on the strand): whether bytes of a next message are already here,
-  // received but not yet read, so that a read started now would not wait for the network. A
-  // handler may hold what it was given until that next message (kube_client.cc's ExecBridge).
-  // False where the connection cannot tell.
+  // From a handler callback (on the strand): whether at least 512 bytes of what follows are
+  // already here, received but not yet read: more than any control frame, so part of a next
+  // message, and a read started now would not wait for the network for it to begin. A handler
+  // may hold what it was given until that next message (kube_client.cc's ExecBridge). False
+  // where the connection cannot tell.
   virtual bool InputWaiting() { return false; }
 
   // The peer has authenticated (e.g. with a first message): the connection no longer counts

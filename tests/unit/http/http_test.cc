@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/websocket.hpp>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -1117,6 +1118,97 @@ TEST_F(HttpTest, AnUpgradeWhoseSpareBreaksBeforeTheAnswerIsSentAgainOnANewConnec
   EXPECT_EQ(client.Count("used"), 1);
   EXPECT_EQ(client.Count("retried"), 1);
   EXPECT_EQ(relay.dropped(), 1);
+}
+
+// InputWaiting, asked inside OnMessage: true when part of a next message is already received,
+// false when nothing is, and false when all that waits is a control frame (a server's ping),
+// which would otherwise hold output behind a frame that is not output. The server writes each
+// pair of frames with one write, so the second has arrived when the first is read.
+TEST(HttpInputWaitingTest, ANextMessageCountsAPingAloneDoesNot) {
+  boost::asio::io_context server_io;
+  boost::asio::ip::tcp::acceptor acceptor(server_io,
+                                          {boost::asio::ip::make_address("127.0.0.1"), 0});
+  const uint16_t port = acceptor.local_endpoint().port();
+  absl::Notification opened;
+  absl::Notification finished;
+  auto frame = [](uint8_t opcode, const std::string& payload) {
+    std::string f(1, static_cast<char>(0x80 | opcode));  // FIN, unmasked (server to client)
+    if (payload.size() < 126) {
+      f.push_back(static_cast<char>(payload.size()));
+    } else if (payload.size() < 65536) {
+      f.push_back(static_cast<char>(126));
+      f.push_back(static_cast<char>(payload.size() >> 8));
+      f.push_back(static_cast<char>(payload.size() & 0xff));
+    } else {
+      f.push_back(static_cast<char>(127));
+      for (int i = 7; i >= 0; --i) {
+        f.push_back(static_cast<char>((static_cast<uint64_t>(payload.size()) >> (8 * i)) & 0xff));
+      }
+    }
+    return f + payload;
+  };
+  std::thread server([&] {
+    boost::asio::ip::tcp::socket socket = acceptor.accept();
+    boost::beast::websocket::stream<boost::asio::ip::tcp::socket&> ws(socket);
+    ws.accept();
+    opened.WaitForNotificationWithTimeout(absl::Seconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the client is reading
+    // A message with a ping behind it; then a message with a message behind it; then the last.
+    boost::asio::write(socket, boost::asio::buffer(frame(0x2, std::string(64 * 1024, 'a')) +
+                                                   frame(0x9, std::string(125, 'p'))));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    boost::asio::write(socket, boost::asio::buffer(frame(0x2, std::string(64 * 1024, 'b')) +
+                                                   frame(0x2, std::string(4096, 'c'))));
+    finished.WaitForNotificationWithTimeout(absl::Seconds(10));
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  });
+
+  class Recorder : public WebSocketHandler {
+   public:
+    void OnOpen(std::shared_ptr<WebSocketConnection> c) override { conn = std::move(c); }
+    void OnMessage(std::string data, bool) override {
+      std::lock_guard<std::mutex> lock(mu);
+      seen.push_back({data.empty() ? '?' : data[0], conn->InputWaiting()});
+    }
+    void OnClose(std::string) override { conn.reset(); }
+    std::shared_ptr<WebSocketConnection> conn;
+    std::mutex mu;
+    std::vector<std::pair<char, bool>> seen;
+  };
+  auto recorder = std::make_shared<Recorder>();
+  boost::asio::io_context client_io;
+  auto work = boost::asio::make_work_guard(client_io);
+  std::thread client_thread([&client_io] { client_io.run(); });
+  AsyncClientOptions async;
+  async.connection.port = port;
+  async.connection.timeout = absl::Seconds(5);
+  absl::Notification handshake;
+  HandshakeResult result;
+  ConnectWebSocket(client_io, async, "/ws", {}, recorder, [&](const HandshakeResult& r) {
+    result = r;
+    handshake.Notify();
+  });
+  ASSERT_TRUE(handshake.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  opened.Notify();
+  std::vector<std::pair<char, bool>> seen;
+  for (int i = 0; i < 500 && seen.size() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::lock_guard<std::mutex> lock(recorder->mu);
+    seen = recorder->seen;
+  }
+  finished.Notify();
+  server.join();
+  work.reset();
+  client_io.run_for(std::chrono::milliseconds(200));
+  client_io.stop();
+  client_thread.join();
+  recorder->conn.reset();
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0], std::make_pair('a', false)) << "a ping alone counted as a next message";
+  EXPECT_EQ(seen[1], std::make_pair('b', true)) << "the message behind it was not seen waiting";
+  EXPECT_EQ(seen[2], std::make_pair('c', false));
 }
 
 // A server that takes the upgrade request and closes without an answer: the failure names the
