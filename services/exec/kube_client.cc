@@ -615,12 +615,10 @@ class ExecBridge final : public http::WebSocketHandler,
     } else {
       held_.append(data);
     }
-    if (more && !held_.empty() && held_.size() < kHoldBytes) {
-      return;  // the next frame is already here: read it first
+    if (held_.empty() || (more && held_.size() < kHoldBytes)) {
+      return;  // nothing to hand on, or the next frame is already here: read it first
     }
-    if (!held_.empty()) {
-      Deliver(conn, held_channel_, std::exchange(held_, {}));
-    }
+    Deliver(conn, held_channel_, std::exchange(held_, {}));
   }
 
   // Reads nothing more from the API server until the observer has taken `data`: that is how a

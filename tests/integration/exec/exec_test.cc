@@ -2202,6 +2202,28 @@ TEST(ExecProtocolTest, WorksAgainstAV4OnlyServerAndRefusesALegacyOne) {
   }
 }
 
+// The stack's kubesim, and exec's own Kubernetes client configured from its kubeconfig.
+class KubeStackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::StackOptions options;
+    options.binaries = Binaries();
+    options.cluster_yaml = kCluster;
+    options.policy_yaml = kPolicy;
+    auto stack = testing::Stack::Start(options);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    stack_ = std::move(*stack);
+    absl::StatusOr<exec::KubeConfig> config = exec::LoadKubeconfig(stack_->kubeconfig(), false);
+    ASSERT_TRUE(config.ok()) << config.status();
+    config_ = *std::move(config);
+  }
+
+  std::unique_ptr<testing::Stack> stack_;
+  exec::KubeConfig config_;
+};
+class KubeClientStreamsTest : public KubeStackTest {};
+class KubeClientRestTest : public KubeStackTest {};
+
 // The Kubernetes client counts its exec streams until each observer's OnExit has returned, so
 // exec's main waits for a stop step's last stream before it destroys what the observers use
 // (LeakSanitizer once found such a stream, with its TLS state, alive at exec's exit).
@@ -2220,16 +2242,8 @@ class SlowExitObserver final : public exec::ExecObserver {
   std::atomic<bool> exited{false};
 };
 
-TEST(KubeClientStreamsTest, EveryStreamIsCountedUntilItsObserverHasExited) {
-  testing::StackOptions options;
-  options.binaries = Binaries();
-  options.cluster_yaml = kCluster;
-  options.policy_yaml = kPolicy;
-  auto stack = testing::Stack::Start(options);
-  ASSERT_TRUE(stack.ok()) << stack.status();
-  absl::StatusOr<exec::KubeConfig> config = exec::LoadKubeconfig((*stack)->kubeconfig(), false);
-  ASSERT_TRUE(config.ok()) << config.status();
-  exec::KubeClient kube(*config);
+TEST_F(KubeClientStreamsTest, EveryStreamIsCountedUntilItsObserverHasExited) {
+  exec::KubeClient kube(config_);
   EXPECT_TRUE(kube.WaitForStreams(absl::Now()));  // none yet
 
   exec::ExecSpec spec;
@@ -2310,6 +2324,13 @@ class ChunkObserver final : public exec::ExecObserver {
     chunks_at_exit_ = chunks_.size();
     exited_ = true;
   }
+  // Runs `spec` with a new observer; the chunks delivered before its OnExit.
+  static std::vector<Chunk> Run(exec::KubeClient& kube, const exec::ExecSpec& spec,
+                                absl::Duration hold_first, absl::Status* status, int* exit_code) {
+    auto observer = std::make_shared<ChunkObserver>(hold_first);
+    std::unique_ptr<exec::ExecHandle> handle = kube.Exec(spec, observer);
+    return observer->Wait(status, exit_code);
+  }
   // Waits for OnExit; the chunks delivered before it.
   std::vector<Chunk> Wait(absl::Status* status, int* exit_code) {
     absl::MutexLock lock(&mu_);
@@ -2329,16 +2350,8 @@ class ChunkObserver final : public exec::ExecObserver {
   bool exited_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-TEST(KubeClientStreamsTest, OutputWaitingBehindAFrameGoesWithItAndOutputThatTricklesAtOnce) {
-  testing::StackOptions options;
-  options.binaries = Binaries();
-  options.cluster_yaml = kCluster;
-  options.policy_yaml = kPolicy;
-  auto stack = testing::Stack::Start(options);
-  ASSERT_TRUE(stack.ok()) << stack.status();
-  absl::StatusOr<exec::KubeConfig> config = exec::LoadKubeconfig((*stack)->kubeconfig(), false);
-  ASSERT_TRUE(config.ok()) << config.status();
-  exec::KubeClient kube(*config);
+TEST_F(KubeClientStreamsTest, OutputWaitingBehindAFrameGoesWithItAndOutputThatTricklesAtOnce) {
+  exec::KubeClient kube(config_);
   exec::ExecSpec spec;
   spec.namespace_name = "team";
   spec.pod = "app-1";
@@ -2352,11 +2365,10 @@ TEST(KubeClientStreamsTest, OutputWaitingBehindAFrameGoesWithItAndOutputThatTric
     SCOPED_TRACE("bulk");
     constexpr size_t kTotal = 4 * 1024 * 1024;
     spec.argv = {"head", "-c", std::to_string(kTotal), "/dev/zero"};
-    auto observer = std::make_shared<ChunkObserver>(absl::Milliseconds(300));
-    std::unique_ptr<exec::ExecHandle> handle = kube.Exec(spec, observer);
     absl::Status status;
     int exit_code;
-    std::vector<ChunkObserver::Chunk> chunks = observer->Wait(&status, &exit_code);
+    std::vector<ChunkObserver::Chunk> chunks =
+        ChunkObserver::Run(kube, spec, absl::Milliseconds(300), &status, &exit_code);
     ASSERT_TRUE(status.ok()) << status;
     EXPECT_EQ(exit_code, 0);
     size_t total = 0, largest = 0;
@@ -2375,11 +2387,10 @@ TEST(KubeClientStreamsTest, OutputWaitingBehindAFrameGoesWithItAndOutputThatTric
     // written, not held for it.
     SCOPED_TRACE("trickle");
     spec.argv = {"sh", "-c", "printf a; sleep 1; printf b"};
-    auto observer = std::make_shared<ChunkObserver>(absl::ZeroDuration());
-    std::unique_ptr<exec::ExecHandle> handle = kube.Exec(spec, observer);
     absl::Status status;
     int exit_code;
-    std::vector<ChunkObserver::Chunk> chunks = observer->Wait(&status, &exit_code);
+    std::vector<ChunkObserver::Chunk> chunks =
+        ChunkObserver::Run(kube, spec, absl::ZeroDuration(), &status, &exit_code);
     ASSERT_TRUE(status.ok()) << status;
     ASSERT_EQ(chunks.size(), 2u);
     EXPECT_EQ(chunks[0].data, "a");
@@ -2391,11 +2402,10 @@ TEST(KubeClientStreamsTest, OutputWaitingBehindAFrameGoesWithItAndOutputThatTric
     // channel's bytes arrive whole and in order, never in the other channel's chunks.
     SCOPED_TRACE("two channels");
     spec.argv = {"sh", "-c", "seq 1 60000; echo between >&2; seq 60001 120000; echo end >&2"};
-    auto observer = std::make_shared<ChunkObserver>(absl::Milliseconds(300));
-    std::unique_ptr<exec::ExecHandle> handle = kube.Exec(spec, observer);
     absl::Status status;
     int exit_code;
-    std::vector<ChunkObserver::Chunk> chunks = observer->Wait(&status, &exit_code);
+    std::vector<ChunkObserver::Chunk> chunks =
+        ChunkObserver::Run(kube, spec, absl::Milliseconds(300), &status, &exit_code);
     ASSERT_TRUE(status.ok()) << status;
     EXPECT_EQ(exit_code, 0);
     std::string out, err;
@@ -2415,16 +2425,8 @@ TEST(KubeClientStreamsTest, OutputWaitingBehindAFrameGoesWithItAndOutputThatTric
 
 // REST calls (a session open reads its pod) share kept-alive connections to the API server
 // instead of a TCP connection and TLS handshake each; an error answer keeps the connection too.
-TEST(KubeClientRestTest, CallsReuseAKeptAliveConnection) {
-  testing::StackOptions options;
-  options.binaries = Binaries();
-  options.cluster_yaml = kCluster;
-  options.policy_yaml = kPolicy;
-  auto stack = testing::Stack::Start(options);
-  ASSERT_TRUE(stack.ok()) << stack.status();
-  absl::StatusOr<exec::KubeConfig> config = exec::LoadKubeconfig((*stack)->kubeconfig(), false);
-  ASSERT_TRUE(config.ok()) << config.status();
-  exec::KubeClient kube(*config);
+TEST_F(KubeClientRestTest, CallsReuseAKeptAliveConnection) {
+  exec::KubeClient kube(config_);
   auto get = [&kube](const std::string& pod) {
     absl::Notification done;
     absl::StatusOr<exec::PodView> result = absl::UnknownError("no answer");
