@@ -495,15 +495,20 @@ class Session final : public WebSocketConnection,
   }
 
   void OnRead(error_code ec, size_t) {
-    reading_ = false;
     if (ec) {
+      reading_ = false;
       return Closed(ec == websocket::error::closed
                         ? absl::StrCat("closed by the server (", ws_.reason().code, ")")
                         : absl::StrCat("read: ", ec.message()));
     }
-    std::string data = beast::buffers_to_string(buffer_.data());
+    // The handler sees the message in buffer_ itself, so no read may start until it returns:
+    // reading_ stays set through the call (a ResumeReading inside it only clears paused_, and
+    // the read starts below).
+    const auto message = buffer_.cdata();
+    handler_->OnMessage(std::string_view(static_cast<const char*>(message.data()), message.size()),
+                        ws_.got_binary());
     buffer_.consume(buffer_.size());
-    handler_->OnMessage(std::move(data), ws_.got_binary());
+    reading_ = false;
     MaybeRead();
   }
 

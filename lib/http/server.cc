@@ -387,21 +387,27 @@ class WebSocketSession : public WebSocketConnection,
   }
 
   void OnRead(error_code ec, size_t) {
-    reading_ = false;
     if (ec) {
+      reading_ = false;
       Finish(ec == websocket::error::closed ? "closed by peer" : ec.message());
       return;
     }
-    std::string data = beast::buffers_to_string(read_buffer_.data());
+    // The handler sees the message in read_buffer_ itself, so no read may start until it
+    // returns: reading_ stays set through the call (a ResumeReading inside it only clears
+    // paused_, and the read starts below).
+    if (handler_ != nullptr) {
+      const auto message = read_buffer_.cdata();
+      handler_->OnMessage(
+          std::string_view(static_cast<const char*>(message.data()), message.size()),
+          ws_.got_binary());
+    }
     read_buffer_.consume(read_buffer_.size());
     if (read_buffer_.capacity() > kIdleReadCapacity) {
       // A large message grew the buffer: give the memory back rather than keep it for a
       // connection that may now stay idle (the next read takes what it needs again).
       read_buffer_.shrink_to_fit();
     }
-    if (handler_ != nullptr) {
-      handler_->OnMessage(std::move(data), ws_.got_binary());
-    }
+    reading_ = false;
     if (!paused_ && !finished_) {
       DoRead();
     }

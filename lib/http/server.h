@@ -85,7 +85,10 @@ class WebSocketHandler {
   virtual ~WebSocketHandler() = default;
   // The handshake completed; `connection` is valid until the handler drops it.
   virtual void OnOpen(std::shared_ptr<WebSocketConnection> connection) = 0;
-  virtual void OnMessage(std::string data, bool binary) = 0;
+  // One whole message. `data` points into the connection's read buffer and is valid only
+  // during the call: a handler copies what it keeps (exec appends output frames straight into
+  // the chunk it passes on, with no copy of the message in between).
+  virtual void OnMessage(std::string_view data, bool binary) = 0;
   // The queue fell below the low watermark after Send returned false.
   virtual void OnWritable() {}
   // The connection is gone (peer close, error, or Close completed). Called exactly once, and

@@ -117,7 +117,7 @@ absl::StatusOr<Frame> DecodeFrame(std::string_view message, ExecProtocol protoco
     return absl::InvalidArgumentError("empty exec frame: no channel byte");
   }
   auto channel = static_cast<uint8_t>(message[0]);
-  Frame frame{channel, std::string(message.substr(1))};
+  Frame frame{channel, message.substr(1)};
   if (channel <= kResize) {
     return frame;
   }

@@ -4,6 +4,7 @@
 // and the `pods/exec` query parameters parsed the way the real API server parses them.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -45,17 +46,24 @@ enum Channel : uint8_t {
   kClose = 255,  // v5 only: payload is the channel being closed (FF 00 half-closes stdin)
 };
 
+// A decoded message: the payload points into the message it was decoded from (no copy; a
+// bulk output frame is copied once, into what the receiver passes on).
 struct Frame {
   uint8_t channel = 0;
-  std::string payload;
+  std::string_view payload;
 };
 
 std::string EncodeFrame(uint8_t channel, std::string_view payload);
 
 // Decodes one binary WebSocket message. Empty messages carry no channel and are an error;
 // channels other than 0-4 are an error, except 255 under v5, whose payload must be exactly one
-// valid channel byte.
+// valid channel byte. The frame is valid as long as `message`; a temporary string does not
+// compile.
 absl::StatusOr<Frame> DecodeFrame(std::string_view message, ExecProtocol protocol);
+template <typename String>
+requires std::same_as<String, std::string> absl::StatusOr<Frame> DecodeFrame(String&& message,
+                                                                             ExecProtocol protocol)
+= delete;
 
 struct TerminalSize {
   uint16_t width = 0;

@@ -122,7 +122,7 @@ void BrowserSession::OnOpen(std::shared_ptr<http::WebSocketConnection> connectio
   registry_key_ = context_->sessions->Add(weak_from_this());
 }
 
-void BrowserSession::OnMessage(std::string data, bool binary) {
+void BrowserSession::OnMessage(std::string_view data, bool binary) {
   context_->metrics->Frame("in", data.size());
   if (!BrowserOpen()) {
     return;
@@ -138,9 +138,9 @@ void BrowserSession::OnMessage(std::string data, bool binary) {
     return;
   }
   if (params_.protocol == Protocol::kV1) {
-    HandleV1(std::move(data), binary);
+    HandleV1(std::string(data), binary);
   } else {
-    HandleSeed(std::move(data), binary);
+    HandleSeed(std::string(data), binary);
   }
 }
 

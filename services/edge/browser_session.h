@@ -83,7 +83,7 @@ class BrowserSession : public http::WebSocketHandler,
   ~BrowserSession() override;
 
   void OnOpen(std::shared_ptr<http::WebSocketConnection> connection) override;
-  void OnMessage(std::string data, bool binary) override;
+  void OnMessage(std::string_view data, bool binary) override;
   void OnWritable() override;
   void OnClose(std::string reason) override;
 

@@ -472,7 +472,7 @@ class ExecBridge final : public http::WebSocketHandler,
     }
   }
 
-  void OnMessage(std::string data, bool binary) override {
+  void OnMessage(std::string_view data, bool binary) override {
     if (data.empty()) {
       return;
     }
@@ -494,12 +494,12 @@ class ExecBridge final : public http::WebSocketHandler,
       return;
     }
     if (frame->channel == k8s::kStdout || frame->channel == k8s::kStderr) {
-      TakeOutput(conn, frame->channel, std::move(frame->payload));
+      TakeOutput(conn, frame->channel, frame->payload);
       return;
     }
     // Output held for the frames after it goes before anything else the stream says.
     if (!held_.empty()) {
-      Deliver(conn, held_channel_, std::exchange(held_, {}));
+      Deliver(conn, held_channel_, TakeHeld());
     }
     if (frame->channel == k8s::kStatus) {
       absl::StatusOr<int> code = k8s::ParseExitStatus(frame->payload);
@@ -517,7 +517,7 @@ class ExecBridge final : public http::WebSocketHandler,
     if (!held_.empty()) {
       // Nothing more will be read: what is held is the stream's last output.
       if (std::shared_ptr<ExecObserver> observer = Observer()) {
-        observer->OnOutput(held_channel_, std::exchange(held_, {}), [] {});
+        observer->OnOutput(held_channel_, TakeHeld(), [] {});
       }
     }
     ExecResult result;
@@ -595,8 +595,12 @@ class ExecBridge final : public http::WebSocketHandler,
   // runs on the connection's strand.
   static constexpr size_t kHoldBytes = 256 * 1024;
 
+  //
+  // `data` points into the connection's read buffer: it is copied once, into held_, which is
+  // what goes to the observer (a chunk that will be held gets its full size at once, so the
+  // frames appended to it never move it).
   void TakeOutput(const std::shared_ptr<http::WebSocketConnection>& conn, int channel,
-                  std::string data) {
+                  std::string_view data) {
     if (conn == nullptr) {
       return;
     }
@@ -604,21 +608,38 @@ class ExecBridge final : public http::WebSocketHandler,
     if (!held_.empty() && (held_channel_ != channel || held_.size() + data.size() > kHoldBytes)) {
       // What is held goes first. This frame follows once that has been taken: at once then if
       // nothing waits behind it, else with the frames that do.
-      std::string first = std::exchange(held_, std::move(data));
+      std::string first = TakeHeld();
       const int first_channel = std::exchange(held_channel_, channel);
+      Hold(data, more);
       Deliver(conn, first_channel, std::move(first), /*then_held=*/!more);
       return;
     }
     if (held_.empty()) {
-      held_ = std::move(data);
       held_channel_ = channel;
-    } else {
-      held_.append(data);
     }
+    Hold(data, more);
     if (held_.empty() || (more && held_.size() < kHoldBytes)) {
       return;  // nothing to hand on, or the next frame is already here: read it first
     }
-    Deliver(conn, held_channel_, std::exchange(held_, {}));
+    Deliver(conn, held_channel_, TakeHeld());
+  }
+
+  // What is held, handed on. A hold cut short (by the other stream, the exit status or the
+  // end) gives back the rest of its 256 KiB, so a chunk queued towards the client costs its
+  // size, not the hold's.
+  std::string TakeHeld() {
+    std::string out = std::exchange(held_, {});
+    if (out.capacity() > 2 * out.size()) {
+      out.shrink_to_fit();
+    }
+    return out;
+  }
+
+  void Hold(std::string_view data, bool more) {
+    if (held_.empty() && more) {
+      held_.reserve(kHoldBytes);
+    }
+    held_.append(data);
   }
 
   // Reads nothing more from the API server until the observer has taken `data`: that is how a
@@ -654,7 +675,7 @@ class ExecBridge final : public http::WebSocketHandler,
       conn->ResumeReading();
       return;
     }
-    Deliver(conn, held_channel_, std::exchange(held_, {}));
+    Deliver(conn, held_channel_, TakeHeld());
   }
 
   // The observer until its OnExit has returned; null after.

@@ -57,8 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!input.empty()) {
     const auto channel = static_cast<uint8_t>(input[0]);
-    absl::StatusOr<k8s::Frame> frame =
-        k8s::DecodeFrame(k8s::EncodeFrame(channel % 5, input.substr(1)), k8s::ExecProtocol::kV4);
+    const std::string encoded = k8s::EncodeFrame(channel % 5, input.substr(1));
+    absl::StatusOr<k8s::Frame> frame = k8s::DecodeFrame(encoded, k8s::ExecProtocol::kV4);
     Require(frame.ok() && frame->channel == channel % 5 && frame->payload == input.substr(1),
             "an encoded frame decodes", input);
   }

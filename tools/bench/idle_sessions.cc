@@ -89,7 +89,7 @@ class BenchSession : public http::WebSocketHandler {
     absl::MutexLock lock(&mu_);
     connection_ = std::move(connection);
   }
-  void OnMessage(std::string data, bool binary) override {
+  void OnMessage(std::string_view data, bool binary) override {
     if (binary) {
       return;  // output: the `exit` that follows is what counts
     }
@@ -104,7 +104,7 @@ class BenchSession : public http::WebSocketHandler {
         ++tally_->answered;
       }
     } else if (type == "error" || type == "denied" || type == "closed") {
-      tally_->Error(data);
+      tally_->Error(std::string(data));
     }
   }
   void OnClose(std::string reason) override {

@@ -133,7 +133,7 @@ class ExecSession : public http::WebSocketHandler,
     }
   }
 
-  void OnMessage(std::string data, bool binary) override {
+  void OnMessage(std::string_view data, bool binary) override {
     // Like the API server, frames that are empty or name no valid channel are skipped (and
     // counted, so tests can assert that a client never sends them).
     absl::StatusOr<k8s::Frame> frame = k8s::DecodeFrame(data, request_.protocol);
@@ -143,7 +143,7 @@ class ExecSession : public http::WebSocketHandler,
     }
     switch (frame->channel) {
       case k8s::kStdin:
-        WriteStdin(std::move(frame->payload));
+        WriteStdin(std::string(frame->payload));
         break;
       case k8s::kResize:
         Resize(frame->payload);
@@ -295,7 +295,7 @@ class ExecSession : public http::WebSocketHandler,
     }
   }
 
-  void Resize(const std::string& payload) {
+  void Resize(std::string_view payload) {
     if (!request_.options.tty || !out_ || !out_->is_open()) {
       return;
     }

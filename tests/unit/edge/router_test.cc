@@ -46,7 +46,7 @@ RouteHandler Named(const std::string& name) {
 class NoopSocket : public http::WebSocketHandler {
  public:
   void OnOpen(std::shared_ptr<http::WebSocketConnection>) override {}
-  void OnMessage(std::string, bool) override {}
+  void OnMessage(std::string_view, bool) override {}
   void OnClose(std::string) override {}
 };
 

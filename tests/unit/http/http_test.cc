@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/websocket.hpp>
 #include <fstream>
 #include <map>
@@ -36,11 +37,34 @@ namespace {
 using ::testing::HasSubstr;
 namespace bhttp = boost::beast::http;
 
+// One WebSocket frame as raw bytes (FIN set), so a test can write several with one write and
+// they arrive together. A client's frame is masked, with the all-zero key (payload unchanged).
+std::string RawFrame(uint8_t opcode, const std::string& payload, bool masked = false) {
+  std::string f(1, static_cast<char>(0x80 | opcode));
+  const char mask_bit = masked ? static_cast<char>(0x80) : 0;
+  if (payload.size() < 126) {
+    f.push_back(static_cast<char>(mask_bit | static_cast<char>(payload.size())));
+  } else if (payload.size() < 65536) {
+    f.push_back(static_cast<char>(mask_bit | 126));
+    f.push_back(static_cast<char>(payload.size() >> 8));
+    f.push_back(static_cast<char>(payload.size() & 0xff));
+  } else {
+    f.push_back(static_cast<char>(mask_bit | 127));
+    for (int i = 7; i >= 0; --i) {
+      f.push_back(static_cast<char>((static_cast<uint64_t>(payload.size()) >> (8 * i)) & 0xff));
+    }
+  }
+  if (masked) {
+    f.append(4, '\0');
+  }
+  return f + payload;
+}
+
 // A handler that echoes messages back and records what happened.
 class EchoHandler : public WebSocketHandler {
  public:
   void OnOpen(std::shared_ptr<WebSocketConnection> c) override { conn = std::move(c); }
-  void OnMessage(std::string data, bool binary) override {
+  void OnMessage(std::string_view data, bool binary) override {
     if (data == "flood") {
       // Send until the queue reports the watermark; count what was accepted.
       std::string chunk(64 * 1024, 'x');
@@ -54,7 +78,17 @@ class EchoHandler : public WebSocketHandler {
       conn->Close(1000, "bye");
       return;
     }
-    conn->Send(data, binary);
+    if (data.starts_with("resume")) {
+      // Reading resumes inside the call, as a consumer that took the message at once does: the
+      // message it was given must stay as it was until it returns.
+      const std::string copy(data);
+      conn->PauseReading();
+      conn->ResumeReading();
+      if (data != copy) {
+        ++changed_in_call;
+      }
+    }
+    conn->Send(std::string(data), binary);
   }
   void OnWritable() override { ++writable; }
   void OnClose(std::string reason) override {
@@ -66,6 +100,7 @@ class EchoHandler : public WebSocketHandler {
   std::shared_ptr<WebSocketConnection> conn;
   std::atomic<int> flood_accepted{0};
   std::atomic<int> writable{0};
+  std::atomic<int> changed_in_call{0};
   std::string close_reason;
   absl::Notification closed;
 };
@@ -560,6 +595,38 @@ TEST_F(HttpTest, MessagesOfEverySizeArriveWholeAfterALargeOne) {
   }
 }
 
+// A handler sees each message in the connection's read buffer itself (OnMessage's
+// string_view). Messages that arrive together, at a handler that resumes reading inside the
+// call, each arrive whole, and none changes under the handler while it runs: no read starts
+// until it returns (one started inside the call would decode the next message into that same
+// buffer, and the consume after the call would drop it).
+TEST_F(HttpTest, MessagesThatArriveTogetherStayWholeWhenTheHandlerResumesReadingInside) {
+  StartServer({});
+  boost::asio::io_context client_io;
+  boost::asio::ip::tcp::socket socket(client_io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+  const timeval timeout{5, 0};
+  ASSERT_EQ(setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)),
+            0);
+  boost::beast::websocket::stream<boost::asio::ip::tcp::socket&> ws(socket);
+  ws.handshake("127.0.0.1", "/ws");
+  const std::vector<std::string> sent = {"resume" + std::string(64 * 1024, 'a'),
+                                         "resume" + std::string(4096, 'b'), "resume-c"};
+  std::string together;
+  for (const std::string& message : sent) {
+    together += RawFrame(0x2, message, /*masked=*/true);
+  }
+  boost::asio::write(socket, boost::asio::buffer(together));
+  for (const std::string& expected : sent) {
+    boost::beast::flat_buffer buffer;
+    boost::system::error_code ec;
+    ws.read(buffer, ec);
+    ASSERT_FALSE(ec) << "echo of a " << expected.size() << "-byte message: " << ec.message();
+    EXPECT_EQ(boost::beast::buffers_to_string(buffer.data()), expected);
+  }
+  EXPECT_EQ(handler_->changed_in_call.load(), 0);
+}
+
 TEST_F(HttpTest, RefusedUpgradeReportsStatusAndBody) {
   StartServer({});
   ClientResponse refusal;
@@ -776,9 +843,9 @@ class ClientRecorder : public WebSocketHandler {
     std::lock_guard<std::mutex> lock(mu);
     conn = std::move(c);
   }
-  void OnMessage(std::string data, bool) override {
+  void OnMessage(std::string_view data, bool) override {
     std::lock_guard<std::mutex> lock(mu);
-    messages.push_back(std::move(data));
+    messages.emplace_back(data);
   }
   void OnWritable() override {}
   void OnClose(std::string) override {
@@ -1131,22 +1198,6 @@ TEST(HttpInputWaitingTest, ANextMessageCountsAPingAloneDoesNot) {
   const uint16_t port = acceptor.local_endpoint().port();
   absl::Notification opened;
   absl::Notification finished;
-  auto frame = [](uint8_t opcode, const std::string& payload) {
-    std::string f(1, static_cast<char>(0x80 | opcode));  // FIN, unmasked (server to client)
-    if (payload.size() < 126) {
-      f.push_back(static_cast<char>(payload.size()));
-    } else if (payload.size() < 65536) {
-      f.push_back(static_cast<char>(126));
-      f.push_back(static_cast<char>(payload.size() >> 8));
-      f.push_back(static_cast<char>(payload.size() & 0xff));
-    } else {
-      f.push_back(static_cast<char>(127));
-      for (int i = 7; i >= 0; --i) {
-        f.push_back(static_cast<char>((static_cast<uint64_t>(payload.size()) >> (8 * i)) & 0xff));
-      }
-    }
-    return f + payload;
-  };
   std::thread server([&] {
     boost::asio::ip::tcp::socket socket = acceptor.accept();
     boost::beast::websocket::stream<boost::asio::ip::tcp::socket&> ws(socket);
@@ -1154,11 +1205,11 @@ TEST(HttpInputWaitingTest, ANextMessageCountsAPingAloneDoesNot) {
     opened.WaitForNotificationWithTimeout(absl::Seconds(10));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the client is reading
     // A message with a ping behind it; then a message with a message behind it; then the last.
-    boost::asio::write(socket, boost::asio::buffer(frame(0x2, std::string(64 * 1024, 'a')) +
-                                                   frame(0x9, std::string(125, 'p'))));
+    boost::asio::write(socket, boost::asio::buffer(RawFrame(0x2, std::string(64 * 1024, 'a')) +
+                                                   RawFrame(0x9, std::string(125, 'p'))));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    boost::asio::write(socket, boost::asio::buffer(frame(0x2, std::string(64 * 1024, 'b')) +
-                                                   frame(0x2, std::string(4096, 'c'))));
+    boost::asio::write(socket, boost::asio::buffer(RawFrame(0x2, std::string(64 * 1024, 'b')) +
+                                                   RawFrame(0x2, std::string(4096, 'c'))));
     finished.WaitForNotificationWithTimeout(absl::Seconds(10));
     boost::system::error_code ignored;
     socket.close(ignored);
@@ -1167,7 +1218,7 @@ TEST(HttpInputWaitingTest, ANextMessageCountsAPingAloneDoesNot) {
   class Recorder : public WebSocketHandler {
    public:
     void OnOpen(std::shared_ptr<WebSocketConnection> c) override { conn = std::move(c); }
-    void OnMessage(std::string data, bool) override {
+    void OnMessage(std::string_view data, bool) override {
       std::lock_guard<std::mutex> lock(mu);
       seen.push_back({data.empty() ? '?' : data[0], conn->InputWaiting()});
     }
@@ -1209,6 +1260,87 @@ TEST(HttpInputWaitingTest, ANextMessageCountsAPingAloneDoesNot) {
   EXPECT_EQ(seen[0], std::make_pair('a', false)) << "a ping alone counted as a next message";
   EXPECT_EQ(seen[1], std::make_pair('b', true)) << "the message behind it was not seen waiting";
   EXPECT_EQ(seen[2], std::make_pair('c', false));
+}
+
+// The client side of the same rule: messages a server writes together reach a handler that
+// resumes reading inside OnMessage each whole, in order, and unchanged while it runs.
+TEST(HttpAsyncClientTest, MessagesThatArriveTogetherStayWholeWhenTheHandlerResumesReadingInside) {
+  boost::asio::io_context server_io;
+  boost::asio::ip::tcp::acceptor acceptor(server_io,
+                                          {boost::asio::ip::make_address("127.0.0.1"), 0});
+  const uint16_t port = acceptor.local_endpoint().port();
+  const std::vector<std::string> sent = {std::string(64 * 1024, 'a'), std::string(4096, 'b'),
+                                         std::string(100, 'c'), std::string(70 * 1024, 'd')};
+  absl::Notification opened;
+  absl::Notification finished;
+  std::thread server([&] {
+    boost::asio::ip::tcp::socket socket = acceptor.accept();
+    boost::beast::websocket::stream<boost::asio::ip::tcp::socket&> ws(socket);
+    ws.accept();
+    opened.WaitForNotificationWithTimeout(absl::Seconds(10));
+    std::string together;
+    for (const std::string& message : sent) {
+      together += RawFrame(0x2, message);
+    }
+    boost::asio::write(socket, boost::asio::buffer(together));
+    finished.WaitForNotificationWithTimeout(absl::Seconds(10));
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  });
+
+  class Resumer : public WebSocketHandler {
+   public:
+    void OnOpen(std::shared_ptr<WebSocketConnection> c) override { conn = std::move(c); }
+    void OnMessage(std::string_view data, bool) override {
+      const std::string copy(data);
+      conn->PauseReading();
+      conn->ResumeReading();
+      std::lock_guard<std::mutex> lock(mu);
+      changed_in_call += data != copy ? 1 : 0;
+      received.push_back(copy);
+    }
+    void OnClose(std::string) override { conn.reset(); }
+    std::shared_ptr<WebSocketConnection> conn;
+    std::mutex mu;
+    int changed_in_call = 0;
+    std::vector<std::string> received;
+  };
+  auto resumer = std::make_shared<Resumer>();
+  boost::asio::io_context client_io;
+  auto work = boost::asio::make_work_guard(client_io);
+  std::thread client_thread([&client_io] { client_io.run(); });
+  AsyncClientOptions async;
+  async.connection.port = port;
+  async.connection.timeout = absl::Seconds(5);
+  absl::Notification handshake;
+  HandshakeResult result;
+  ConnectWebSocket(client_io, async, "/ws", {}, resumer, [&](const HandshakeResult& r) {
+    result = r;
+    handshake.Notify();
+  });
+  ASSERT_TRUE(handshake.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  opened.Notify();
+  std::vector<std::string> received;
+  int changed_in_call = 0;
+  for (int i = 0; i < 300 && received.size() < sent.size(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::lock_guard<std::mutex> lock(resumer->mu);
+    received = resumer->received;
+    changed_in_call = resumer->changed_in_call;
+  }
+  finished.Notify();
+  server.join();
+  work.reset();
+  client_io.run_for(std::chrono::milliseconds(200));
+  client_io.stop();
+  client_thread.join();
+  resumer->conn.reset();
+  ASSERT_EQ(received.size(), sent.size());
+  for (size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(received[i], sent[i]) << "message " << i;
+  }
+  EXPECT_EQ(changed_in_call, 0);
 }
 
 // A server that takes the upgrade request and closes without an answer: the failure names the

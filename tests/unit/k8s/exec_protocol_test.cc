@@ -45,12 +45,15 @@ TEST(Frame, EncodesChannelThenPayload) {
 
 TEST(Frame, DecodesEveryDataChannel) {
   for (uint8_t ch = 0; ch <= kResize; ++ch) {
-    absl::StatusOr<Frame> f = DecodeFrame(EncodeFrame(ch, "x"), ExecProtocol::kV4);
+    const std::string message = EncodeFrame(ch, "x");
+    absl::StatusOr<Frame> f = DecodeFrame(message, ExecProtocol::kV4);
     ASSERT_TRUE(f.ok()) << f.status();
     EXPECT_EQ(f->channel, ch);
     EXPECT_EQ(f->payload, "x");
+    // The payload is the message's own bytes, not a copy.
+    EXPECT_EQ(f->payload.data(), message.data() + 1);
   }
-  absl::StatusOr<Frame> empty_payload = DecodeFrame(std::string("\x01", 1), ExecProtocol::kV5);
+  absl::StatusOr<Frame> empty_payload = DecodeFrame(std::string_view("\x01", 1), ExecProtocol::kV5);
   ASSERT_TRUE(empty_payload.ok());
   EXPECT_EQ(empty_payload->payload, "");
 }
@@ -60,12 +63,12 @@ TEST(Frame, RejectsBadFrames) {
   EXPECT_THAT(DecodeFrame("\x05x", ExecProtocol::kV5).status().message(),
               HasSubstr("unknown exec channel 5"));
   // Close is v5 only and names exactly one valid channel.
-  EXPECT_THAT(DecodeFrame(std::string("\xff\x00", 2), ExecProtocol::kV4).status().message(),
+  EXPECT_THAT(DecodeFrame(std::string_view("\xff\x00", 2), ExecProtocol::kV4).status().message(),
               HasSubstr("only valid under v5"));
-  EXPECT_FALSE(DecodeFrame(std::string("\xff", 1), ExecProtocol::kV5).ok());
-  EXPECT_FALSE(DecodeFrame(std::string("\xff\x00\x01", 3), ExecProtocol::kV5).ok());
-  EXPECT_FALSE(DecodeFrame(std::string("\xff\x09", 2), ExecProtocol::kV5).ok());
-  absl::StatusOr<Frame> close = DecodeFrame(std::string("\xff\x00", 2), ExecProtocol::kV5);
+  EXPECT_FALSE(DecodeFrame(std::string_view("\xff", 1), ExecProtocol::kV5).ok());
+  EXPECT_FALSE(DecodeFrame(std::string_view("\xff\x00\x01", 3), ExecProtocol::kV5).ok());
+  EXPECT_FALSE(DecodeFrame(std::string_view("\xff\x09", 2), ExecProtocol::kV5).ok());
+  absl::StatusOr<Frame> close = DecodeFrame(std::string_view("\xff\x00", 2), ExecProtocol::kV5);
   ASSERT_TRUE(close.ok());
   EXPECT_EQ(close->channel, kClose);
 }
