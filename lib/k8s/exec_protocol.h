@@ -4,11 +4,11 @@
 // and the `pods/exec` query parameters parsed the way the real API server parses them.
 #pragma once
 
-#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -60,10 +60,8 @@ std::string EncodeFrame(uint8_t channel, std::string_view payload);
 // valid channel byte. The frame is valid as long as `message`; a temporary string does not
 // compile.
 absl::StatusOr<Frame> DecodeFrame(std::string_view message, ExecProtocol protocol);
-template <typename String>
-requires std::same_as<String, std::string> absl::StatusOr<Frame> DecodeFrame(String&& message,
-                                                                             ExecProtocol protocol)
-= delete;
+template <typename String, typename = std::enable_if_t<std::is_same_v<String, std::string>>>
+absl::StatusOr<Frame> DecodeFrame(String&& message, ExecProtocol protocol) = delete;
 
 struct TerminalSize {
   uint16_t width = 0;

@@ -595,7 +595,6 @@ class ExecBridge final : public http::WebSocketHandler,
   // runs on the connection's strand.
   static constexpr size_t kHoldBytes = 256 * 1024;
 
-  //
   // `data` points into the connection's read buffer: it is copied once, into held_, which is
   // what goes to the observer (a chunk that will be held gets its full size at once, so the
   // frames appended to it never move it).

@@ -58,6 +58,16 @@ TEST(Frame, DecodesEveryDataChannel) {
   EXPECT_EQ(empty_payload->payload, "");
 }
 
+// The payload is a view of the message, so decoding a temporary string (which would leave it
+// pointing into freed memory) does not compile; a named string, a view or a literal does.
+template <typename Message>
+constexpr bool kDecodes = requires(Message&& message) {
+  DecodeFrame(std::forward<Message>(message), ExecProtocol::kV5);
+};
+static_assert(!kDecodes<std::string>, "a temporary string must not decode");
+static_assert(kDecodes<const std::string&> && kDecodes<std::string&>);
+static_assert(kDecodes<std::string_view> && kDecodes<const char (&)[3]>);
+
 TEST(Frame, RejectsBadFrames) {
   EXPECT_THAT(DecodeFrame("", ExecProtocol::kV5).status().message(), HasSubstr("no channel"));
   EXPECT_THAT(DecodeFrame("\x05x", ExecProtocol::kV5).status().message(),
