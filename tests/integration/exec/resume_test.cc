@@ -286,7 +286,14 @@ TEST_F(ExecResumeTest, ASessionNobodyResumesClosesAfterTheGraceAndStopsItsComman
   auto refused = late.Resume(token, ready->session_id(), ready->resume_token());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Sample("podgate_exec_session_resumes_total{result=\"expired\"}"), expired_before + 1);
-  EXPECT_EQ(Sample("podgate_exec_sessions_detached"), 0);
+  // The session leaves the gauge when it ends, on the timer thread just after its close and its
+  // command's result (which a resume already finds refused): wait for that, within 5 s.
+  double detached = Sample("podgate_exec_sessions_detached");
+  for (int i = 0; i < 100 && detached != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    detached = Sample("podgate_exec_sessions_detached");
+  }
+  EXPECT_EQ(detached, 0);
 }
 
 TEST_F(ExecResumeTest, AClientThatEndsItsStreamClosesTheSessionForGood) {
