@@ -1187,33 +1187,103 @@ TEST_F(HttpTest, AnUpgradeWhoseSpareBreaksBeforeTheAnswerIsSentAgainOnANewConnec
   EXPECT_EQ(relay.dropped(), 1);
 }
 
+// A WebSocket server on loopback that writes raw frames: once the client is open (Opened),
+// each script step waits its delay, then sends its bytes with one write, so all the frames of a
+// step arrive together. It holds the connection until Stop.
+class RawFrameServer {
+ public:
+  struct Step {
+    std::chrono::milliseconds delay;
+    std::string bytes;
+  };
+
+  explicit RawFrameServer(std::vector<Step> script)
+      : acceptor_(io_, {boost::asio::ip::make_address("127.0.0.1"), 0}),
+        thread_([this, script = std::move(script)] {
+          boost::asio::ip::tcp::socket socket = acceptor_.accept();
+          boost::beast::websocket::stream<boost::asio::ip::tcp::socket&> ws(socket);
+          ws.accept();
+          opened_.WaitForNotificationWithTimeout(absl::Seconds(10));
+          for (const Step& step : script) {
+            std::this_thread::sleep_for(step.delay);
+            boost::asio::write(socket, boost::asio::buffer(step.bytes));
+          }
+          finished_.WaitForNotificationWithTimeout(absl::Seconds(10));
+          boost::system::error_code ignored;
+          socket.close(ignored);
+        }) {}
+  ~RawFrameServer() { Stop(); }
+
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  void Opened() { opened_.Notify(); }
+  void Stop() {
+    if (!finished_.HasBeenNotified()) {
+      finished_.Notify();
+    }
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  absl::Notification opened_;
+  absl::Notification finished_;
+  std::thread thread_;
+};
+
+// The async WebSocket client on an I/O thread of its own.
+class AsyncClientThread {
+ public:
+  AsyncClientThread() : work_(boost::asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+  ~AsyncClientThread() { Stop(); }
+
+  // Connects `handler` to ws://127.0.0.1:port/ws and waits for the handshake.
+  absl::Status Connect(uint16_t port, std::shared_ptr<WebSocketHandler> handler) {
+    AsyncClientOptions async;
+    async.connection.port = port;
+    async.connection.timeout = absl::Seconds(5);
+    absl::Notification handshake;
+    HandshakeResult result;
+    ConnectWebSocket(io_, async, "/ws", {}, std::move(handler), [&](const HandshakeResult& r) {
+      result = r;
+      handshake.Notify();
+    });
+    if (!handshake.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      return absl::DeadlineExceededError("no handshake within 10 s");
+    }
+    return result.status;
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) {
+      return;
+    }
+    work_.reset();
+    io_.run_for(std::chrono::milliseconds(200));
+    io_.stop();
+    thread_.join();
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
 // InputWaiting, asked inside OnMessage: true when part of a next message is already received,
 // false when nothing is, and false when all that waits is a control frame (a server's ping),
 // which would otherwise hold output behind a frame that is not output. The server writes each
 // pair of frames with one write, so the second has arrived when the first is read.
 TEST(HttpInputWaitingTest, ANextMessageCountsAPingAloneDoesNot) {
-  boost::asio::io_context server_io;
-  boost::asio::ip::tcp::acceptor acceptor(server_io,
-                                          {boost::asio::ip::make_address("127.0.0.1"), 0});
-  const uint16_t port = acceptor.local_endpoint().port();
-  absl::Notification opened;
-  absl::Notification finished;
-  std::thread server([&] {
-    boost::asio::ip::tcp::socket socket = acceptor.accept();
-    boost::beast::websocket::stream<boost::asio::ip::tcp::socket&> ws(socket);
-    ws.accept();
-    opened.WaitForNotificationWithTimeout(absl::Seconds(10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the client is reading
-    // A message with a ping behind it; then a message with a message behind it; then the last.
-    boost::asio::write(socket, boost::asio::buffer(RawFrame(0x2, std::string(64 * 1024, 'a')) +
-                                                   RawFrame(0x9, std::string(125, 'p'))));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    boost::asio::write(socket, boost::asio::buffer(RawFrame(0x2, std::string(64 * 1024, 'b')) +
-                                                   RawFrame(0x2, std::string(4096, 'c'))));
-    finished.WaitForNotificationWithTimeout(absl::Seconds(10));
-    boost::system::error_code ignored;
-    socket.close(ignored);
-  });
+  // A message with a ping behind it; then a message with a message behind it; then the last.
+  // The first write waits 200 ms: the client is reading by then.
+  RawFrameServer server(
+      {{std::chrono::milliseconds(200),
+        RawFrame(0x2, std::string(64 * 1024, 'a')) + RawFrame(0x9, std::string(125, 'p'))},
+       {std::chrono::milliseconds(300),
+        RawFrame(0x2, std::string(64 * 1024, 'b')) + RawFrame(0x2, std::string(4096, 'c'))}});
 
   class Recorder : public WebSocketHandler {
    public:
@@ -1228,33 +1298,18 @@ TEST(HttpInputWaitingTest, ANextMessageCountsAPingAloneDoesNot) {
     std::vector<std::pair<char, bool>> seen;
   };
   auto recorder = std::make_shared<Recorder>();
-  boost::asio::io_context client_io;
-  auto work = boost::asio::make_work_guard(client_io);
-  std::thread client_thread([&client_io] { client_io.run(); });
-  AsyncClientOptions async;
-  async.connection.port = port;
-  async.connection.timeout = absl::Seconds(5);
-  absl::Notification handshake;
-  HandshakeResult result;
-  ConnectWebSocket(client_io, async, "/ws", {}, recorder, [&](const HandshakeResult& r) {
-    result = r;
-    handshake.Notify();
-  });
-  ASSERT_TRUE(handshake.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  ASSERT_TRUE(result.status.ok()) << result.status;
-  opened.Notify();
+  AsyncClientThread client;
+  const absl::Status connected = client.Connect(server.port(), recorder);
+  ASSERT_TRUE(connected.ok()) << connected;
+  server.Opened();
   std::vector<std::pair<char, bool>> seen;
   for (int i = 0; i < 500 && seen.size() < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::lock_guard<std::mutex> lock(recorder->mu);
     seen = recorder->seen;
   }
-  finished.Notify();
-  server.join();
-  work.reset();
-  client_io.run_for(std::chrono::milliseconds(200));
-  client_io.stop();
-  client_thread.join();
+  server.Stop();
+  client.Stop();
   recorder->conn.reset();
   ASSERT_EQ(seen.size(), 3u);
   EXPECT_EQ(seen[0], std::make_pair('a', false)) << "a ping alone counted as a next message";
@@ -1265,28 +1320,13 @@ TEST(HttpInputWaitingTest, ANextMessageCountsAPingAloneDoesNot) {
 // The client side of the same rule: messages a server writes together reach a handler that
 // resumes reading inside OnMessage each whole, in order, and unchanged while it runs.
 TEST(HttpAsyncClientTest, MessagesThatArriveTogetherStayWholeWhenTheHandlerResumesReadingInside) {
-  boost::asio::io_context server_io;
-  boost::asio::ip::tcp::acceptor acceptor(server_io,
-                                          {boost::asio::ip::make_address("127.0.0.1"), 0});
-  const uint16_t port = acceptor.local_endpoint().port();
   const std::vector<std::string> sent = {std::string(64 * 1024, 'a'), std::string(4096, 'b'),
                                          std::string(100, 'c'), std::string(70 * 1024, 'd')};
-  absl::Notification opened;
-  absl::Notification finished;
-  std::thread server([&] {
-    boost::asio::ip::tcp::socket socket = acceptor.accept();
-    boost::beast::websocket::stream<boost::asio::ip::tcp::socket&> ws(socket);
-    ws.accept();
-    opened.WaitForNotificationWithTimeout(absl::Seconds(10));
-    std::string together;
-    for (const std::string& message : sent) {
-      together += RawFrame(0x2, message);
-    }
-    boost::asio::write(socket, boost::asio::buffer(together));
-    finished.WaitForNotificationWithTimeout(absl::Seconds(10));
-    boost::system::error_code ignored;
-    socket.close(ignored);
-  });
+  std::string together;
+  for (const std::string& message : sent) {
+    together += RawFrame(0x2, message);
+  }
+  RawFrameServer server({{std::chrono::milliseconds(0), together}});
 
   class Resumer : public WebSocketHandler {
    public:
@@ -1306,21 +1346,10 @@ TEST(HttpAsyncClientTest, MessagesThatArriveTogetherStayWholeWhenTheHandlerResum
     std::vector<std::string> received;
   };
   auto resumer = std::make_shared<Resumer>();
-  boost::asio::io_context client_io;
-  auto work = boost::asio::make_work_guard(client_io);
-  std::thread client_thread([&client_io] { client_io.run(); });
-  AsyncClientOptions async;
-  async.connection.port = port;
-  async.connection.timeout = absl::Seconds(5);
-  absl::Notification handshake;
-  HandshakeResult result;
-  ConnectWebSocket(client_io, async, "/ws", {}, resumer, [&](const HandshakeResult& r) {
-    result = r;
-    handshake.Notify();
-  });
-  ASSERT_TRUE(handshake.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  ASSERT_TRUE(result.status.ok()) << result.status;
-  opened.Notify();
+  AsyncClientThread client;
+  const absl::Status connected = client.Connect(server.port(), resumer);
+  ASSERT_TRUE(connected.ok()) << connected;
+  server.Opened();
   std::vector<std::string> received;
   int changed_in_call = 0;
   for (int i = 0; i < 300 && received.size() < sent.size(); ++i) {
@@ -1329,12 +1358,8 @@ TEST(HttpAsyncClientTest, MessagesThatArriveTogetherStayWholeWhenTheHandlerResum
     received = resumer->received;
     changed_in_call = resumer->changed_in_call;
   }
-  finished.Notify();
-  server.join();
-  work.reset();
-  client_io.run_for(std::chrono::milliseconds(200));
-  client_io.stop();
-  client_thread.join();
+  server.Stop();
+  client.Stop();
   resumer->conn.reset();
   ASSERT_EQ(received.size(), sent.size());
   for (size_t i = 0; i < sent.size(); ++i) {
