@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -123,6 +124,13 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   net::steady_timer accept_timer;
   absl::Duration accept_backoff = absl::ZeroDuration();
 };
+
+bool WebSocketConnection::SendWithHead(std::string_view head, std::string body) {
+  std::string data;
+  data.reserve(head.size() + body.size());
+  data.append(head).append(body);
+  return Send(std::move(data), true);
+}
 
 namespace {
 
@@ -293,33 +301,11 @@ class WebSocketSession : public WebSocketConnection,
   }
 
   bool Send(std::string data, bool binary) override {
-    const ServerOptions& o = server_->options;
-    size_t size = data.size();
-    size_t queued = queued_bytes_.fetch_add(size) + size;
-    if (queued > o.write_hard_limit_bytes) {
-      // The peer stopped reading: a close frame would queue behind the backlog forever, so drop
-      // the connection.
-      queued_bytes_.fetch_sub(size);
-      net::dispatch(ws_.get_executor(), [self = this->shared_from_this()] {
-        if (self->finished_) {
-          return;
-        }
-        ++self->server_->stats.websocket_slow_peer_closes;
-        self->Finish("peer too slow");
-        error_code ignored;
-        beast::get_lowest_layer(self->ws_).socket().close(ignored);
-      });
-      return false;
-    }
-    net::dispatch(ws_.get_executor(),
-                  [self = this->shared_from_this(), data = std::move(data), binary]() mutable {
-                    self->Enqueue(std::move(data), binary);
-                  });
-    if (queued >= o.write_high_watermark_bytes) {
-      want_writable_ = true;
-      return false;
-    }
-    return true;
+    return Queue(Outgoing{{}, std::move(data), binary});
+  }
+
+  bool SendWithHead(std::string_view head, std::string body) override {
+    return Queue(Outgoing{std::string(head), std::move(body), true});
   }
 
   void Close(uint16_t code, std::string reason) override {
@@ -363,6 +349,15 @@ class WebSocketSession : public WebSocketConnection,
   }
 
  private:
+  // One message: `head` then `data` (head is empty but for SendWithHead: short enough for the
+  // string's own storage, so it costs no allocation).
+  struct Outgoing {
+    std::string head;
+    std::string data;
+    bool binary;
+    size_t size() const { return head.size() + data.size(); }
+  };
+
   void OnAccept(error_code ec) {
     // The handshake is over: its request (headers, often a credential) and the decorator that
     // wrote the 101 are not needed again, so an idle connection does not keep them.
@@ -413,12 +408,12 @@ class WebSocketSession : public WebSocketConnection,
     }
   }
 
-  void Enqueue(std::string data, bool binary) {
+  void Enqueue(Outgoing message) {
     if (finished_ || close_pending_) {
-      queued_bytes_.fetch_sub(data.size());
+      queued_bytes_.fetch_sub(message.size());
       return;
     }
-    queue_.push_back({std::move(data), binary});
+    queue_.push_back(std::move(message));
     if (!writing_) {
       DoWrite();
     }
@@ -438,16 +433,18 @@ class WebSocketSession : public WebSocketConnection,
       return;
     }
     writing_ = true;
-    ws_.binary(queue_.front().binary);
+    const Outgoing& front = queue_.front();
+    ws_.binary(front.binary);
+    // One frame (no auto-fragmenting) whose payload is gathered from the head and the body.
     ws_.async_write(
-        net::buffer(queue_.front().data),
+        std::array<net::const_buffer, 2>{net::buffer(front.head), net::buffer(front.data)},
         beast::bind_front_handler(&WebSocketSession::OnWrite, this->shared_from_this()));
   }
 
   void OnWrite(error_code ec, size_t) {
     writing_ = false;
     if (!queue_.empty()) {
-      queued_bytes_.fetch_sub(queue_.front().data.size());
+      queued_bytes_.fetch_sub(queue_.front().size());
       queue_.pop_front();
     }
     if (ec) {
@@ -476,7 +473,7 @@ class WebSocketSession : public WebSocketConnection,
     // A write in flight still reads the front message; it is released in OnWrite.
     size_t keep = (writing_ && !closing_ && !queue_.empty()) ? 1 : 0;
     while (queue_.size() > keep) {
-      queued_bytes_.fetch_sub(queue_.back().data.size());
+      queued_bytes_.fetch_sub(queue_.back().size());
       queue_.pop_back();
     }
     std::shared_ptr<WebSocketHandler> handler = std::move(handler_);
@@ -489,10 +486,36 @@ class WebSocketSession : public WebSocketConnection,
     }
   }
 
-  struct Outgoing {
-    std::string data;
-    bool binary;
-  };
+  // Send and SendWithHead: the queue's bound, then the message onto the strand.
+  bool Queue(Outgoing message) {
+    const ServerOptions& o = server_->options;
+    size_t size = message.size();
+    size_t queued = queued_bytes_.fetch_add(size) + size;
+    if (queued > o.write_hard_limit_bytes) {
+      // The peer stopped reading: a close frame would queue behind the backlog forever, so drop
+      // the connection.
+      queued_bytes_.fetch_sub(size);
+      net::dispatch(ws_.get_executor(), [self = this->shared_from_this()] {
+        if (self->finished_) {
+          return;
+        }
+        ++self->server_->stats.websocket_slow_peer_closes;
+        self->Finish("peer too slow");
+        error_code ignored;
+        beast::get_lowest_layer(self->ws_).socket().close(ignored);
+      });
+      return false;
+    }
+    net::dispatch(ws_.get_executor(),
+                  [self = this->shared_from_this(), message = std::move(message)]() mutable {
+                    self->Enqueue(std::move(message));
+                  });
+    if (queued >= o.write_high_watermark_bytes) {
+      want_writable_ = true;
+      return false;
+    }
+    return true;
+  }
 
   // What a read buffer may keep between messages: what a pending read prepares for a frame
   // (Beast asks for up to 1536 bytes), with room for a small message.

@@ -54,6 +54,13 @@ class WebSocketConnection {
   // closes the connection (the peer is not reading).
   virtual bool Send(std::string data, bool binary = true) = 0;
 
+  // Queues one binary message: `head` followed by `body`, as Send(head + body) would, but
+  // without joining them into one string first (the server writes both in one frame). For a
+  // protocol that puts a tag of a few bytes before a large payload (edge's v1 output: a kind
+  // byte, then the bytes), so the payload is not copied once more. This default joins them;
+  // the server's connections override it.
+  virtual bool SendWithHead(std::string_view head, std::string body);
+
   // Sends a close frame once the queued messages are written.
   virtual void Close(uint16_t code = 1000, std::string reason = "") = 0;
 

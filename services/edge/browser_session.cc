@@ -656,14 +656,15 @@ void BrowserSession::OnExecRead(bool ok, SessionResponse response) {
       case SessionResponse::kStdout:
       case SessionResponse::kStderr: {
         const bool out = response.kind_case() == SessionResponse::kStdout;
-        const std::string& data = out ? response.stdout().data() : response.stderr().data();
+        std::string& data = out ? *response.mutable_stdout()->mutable_data()
+                                : *response.mutable_stderr()->mutable_data();
         if (command_sent_.has_value()) {
           context_->metrics->FirstOutputLatency(
               absl::ToDoubleSeconds(absl::Now() - *command_sent_));
           command_sent_.reset();
         }
         if (v1) {
-          more = Send(V1Binary(out ? BinaryKind::kStdout : BinaryKind::kStderr, data), true);
+          more = SendOutput(out ? BinaryKind::kStdout : BinaryKind::kStderr, std::move(data));
         } else {
           more = Send(SeedReply(out ? "stdout" : "stderr", data), false);
         }
@@ -887,6 +888,16 @@ bool BrowserSession::Send(std::string data, bool binary) {
   }
   context_->metrics->Frame("out", data.size());
   return connection_->Send(std::move(data), binary);
+}
+
+bool BrowserSession::SendOutput(BinaryKind kind, std::string data) {
+  if (connection_ == nullptr || state_ >= SessionState::kBrowserGone) {
+    return true;
+  }
+  const char head = static_cast<char>(kind);
+  context_->metrics->Frame("out", 1 + data.size());
+  // V1Binary(kind, data), without copying the output into a new string.
+  return connection_->SendWithHead(std::string_view(&head, 1), std::move(data));
 }
 
 void BrowserSession::SendError(const std::string& code, const std::string& message) {

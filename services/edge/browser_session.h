@@ -126,6 +126,9 @@ class BrowserSession : public http::WebSocketHandler,
   void ReadExec();
   // Sends to the browser; false when the WebSocket queue is above its high watermark.
   bool Send(std::string data, bool binary);
+  // Sends a v1 output message (`kind`, then `data`) the way Send(V1Binary(kind, data)) would,
+  // without copying `data` again.
+  bool SendOutput(BinaryKind kind, std::string data);
   void SendError(const std::string& code, const std::string& message);
   void CloseBrowser(uint16_t code, const std::string& reason);
   void ArmTimer();

@@ -78,6 +78,17 @@ class EchoHandler : public WebSocketHandler {
       conn->Close(1000, "bye");
       return;
     }
+    if (data == "with-head") {
+      // A two-byte head (a zero byte in it) before a body larger than one TCP write, then a
+      // plain message: the peer must get exactly head + body as one message, then the next.
+      std::string body(200 * 1024 + 7, '\0');
+      for (size_t i = 0; i < body.size(); ++i) {
+        body[i] = static_cast<char>(i * 31 % 251);
+      }
+      with_head_below_watermark = conn->SendWithHead(std::string_view("\x01\x00", 2), body);
+      conn->Send("after", false);
+      return;
+    }
     if (data.starts_with("resume")) {
       // Reading resumes inside the call, as a consumer that took the message at once does: the
       // message it was given must stay as it was until it returns.
@@ -101,6 +112,7 @@ class EchoHandler : public WebSocketHandler {
   std::atomic<int> flood_accepted{0};
   std::atomic<int> writable{0};
   std::atomic<int> changed_in_call{0};
+  std::atomic<bool> with_head_below_watermark{false};
   std::string close_reason;
   absl::Notification closed;
 };
@@ -625,6 +637,53 @@ TEST_F(HttpTest, MessagesThatArriveTogetherStayWholeWhenTheHandlerResumesReading
     EXPECT_EQ(boost::beast::buffers_to_string(buffer.data()), expected);
   }
   EXPECT_EQ(handler_->changed_in_call.load(), 0);
+}
+
+// SendWithHead sends what Send(head + body) would: one binary message, in order with the
+// others, and the head counts towards the queue's watermark.
+TEST_F(HttpTest, AMessageSentWithAHeadArrivesAsHeadThenBody) {
+  ServerOptions o;
+  o.write_high_watermark_bytes = 200 * 1024 + 9;  // head + body reaches it, the body alone not
+  StartServer(o);
+  auto ws = WebSocketClient::Connect(Client(), "/ws", {});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  ASSERT_TRUE((*ws)->Write("with-head", false).ok());
+  absl::StatusOr<Message> m = (*ws)->Read(absl::Seconds(5));
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::string expected("\x01\x00", 2);
+  for (size_t i = 0; i < 200 * 1024 + 7; ++i) {
+    expected += static_cast<char>(i * 31 % 251);
+  }
+  EXPECT_TRUE(m->binary);
+  ASSERT_EQ(m->data.size(), expected.size());
+  EXPECT_TRUE(m->data == expected) << "the message differs from head + body";
+  absl::StatusOr<Message> after = (*ws)->Read(absl::Seconds(5));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->data, "after");
+  EXPECT_FALSE(after->binary);
+  EXPECT_FALSE(handler_->with_head_below_watermark.load());
+}
+
+// A connection without a gathered write of its own (the async client's) joins head and body
+// into one Send.
+TEST(WebSocketConnectionTest, SendWithHeadJoinsHeadAndBodyWhereNotOverridden) {
+  class Recorder : public WebSocketConnection {
+   public:
+    bool Send(std::string data, bool binary) override {
+      sent.emplace_back(std::move(data), binary);
+      return false;
+    }
+    void Close(uint16_t, std::string) override {}
+    void PauseReading() override {}
+    void ResumeReading() override {}
+    size_t queued_bytes() const override { return 0; }
+    boost::asio::any_io_executor executor() const override { return {}; }
+    std::vector<std::pair<std::string, bool>> sent;
+  } connection;
+  EXPECT_FALSE(connection.SendWithHead(std::string_view("\x02", 1), "payload"));
+  ASSERT_EQ(connection.sent.size(), 1u);
+  EXPECT_EQ(connection.sent[0].first, "\x02payload");
+  EXPECT_TRUE(connection.sent[0].second);
 }
 
 TEST_F(HttpTest, RefusedUpgradeReportsStatusAndBody) {
