@@ -85,6 +85,12 @@ LIMITS = {
     # A floor, not a ceiling: what exec's launch wrapper alone adds to a direct exec.
     "roundtrip.added.p50_ms": ("roundtrip.added_by_wrapper.p50_ms", "the launch wrapper alone"),
     "roundtrip.added.p99_ms": ("roundtrip.added_by_wrapper.p99_ms", "the launch wrapper alone"),
+    # Floors too: what an idle exec.v1 Session stream costs gRPC alone on each side
+    # (podgate-bench-stream-floor), one per session between edge and exec.
+    "sessions.edge.kib_per_session":
+        ("sessions.grpc_stream_floor.client_kib", "an idle gRPC stream alone, client"),
+    "sessions.exec.kib_per_session":
+        ("sessions.grpc_stream_floor.server_kib", "an idle gRPC stream alone, server"),
 }
 
 

@@ -12,6 +12,7 @@
 // Prints Markdown tables; with --json=FILE writes them and the metrics (tools/bench/report.h)
 // for tools/bench/bench.py. Exit status 0 when every section ran, 1 when a measurement failed,
 // 2 on a usage error.
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -72,6 +73,9 @@ ABSL_FLAG(std::string, audit_bin, PODGATE_AUDIT_BIN, "podgate-audit binary.");
 ABSL_FLAG(std::string, exec_bin, PODGATE_EXEC_BIN, "podgate-exec binary (or a wrapper).");
 ABSL_FLAG(std::string, edge_bin, PODGATE_EDGE_BIN, "podgate-edge binary (or a wrapper).");
 ABSL_FLAG(std::string, run_bin, PODGATE_RUN_BIN, "podgate-run binary.");
+ABSL_FLAG(std::string, stream_floor_bin, PODGATE_STREAM_FLOOR_BIN,
+          "podgate-bench-stream-floor binary (sessions: what an idle Session stream costs gRPC "
+          "alone).");
 
 namespace podgate::bench {
 namespace {
@@ -614,6 +618,53 @@ struct ProcessUse {
 
 ProcessUse Use(pid_t pid) { return {testing::ResidentKiB(pid), testing::OpenDescriptors(pid)}; }
 
+// What `streams` idle exec.v1 Session streams cost gRPC alone, KiB per stream on the client
+// (edge's side) and the server (exec's): podgate-bench-stream-floor as both, on one channel with
+// edge's settings, each stream having sent `open` and received `ready` as a session's does.
+struct StreamFloor {
+  double client_kib = 0;
+  double server_kib = 0;
+};
+
+absl::StatusOr<StreamFloor> MeasureStreamFloor(int streams) {
+  const std::string bin = absl::GetFlag(FLAGS_stream_floor_bin);
+  auto server = testing::Subprocess::Start(bin, {"--role=server"});
+  if (!server.ok()) {
+    return server.status();
+  }
+  absl::StatusOr<std::string> listening = (*server)->WaitForLine("listening ", absl::Seconds(20));
+  if (!listening.ok()) {
+    return absl::InternalError(
+        absl::StrCat("the stream-floor server did not start: ", listening.status().message()));
+  }
+  const std::string port = listening->substr(listening->find("listening ") + 10);
+  auto client =
+      testing::Subprocess::Start(bin, {"--role=client", absl::StrCat("--address=127.0.0.1:", port),
+                                       absl::StrCat("--streams=", streams)});
+  if (!client.ok()) {
+    return client.status();
+  }
+  if (auto warm = (*client)->WaitForLine("warm", absl::Seconds(30)); !warm.ok()) {
+    return absl::InternalError(
+        absl::StrCat("the stream-floor client did not warm up: ", warm.status().message()));
+  }
+  absl::SleepFor(absl::Seconds(1));
+  const int64_t client_before = testing::ResidentKiB((*client)->pid());
+  const int64_t server_before = testing::ResidentKiB((*server)->pid());
+  (*client)->Signal(SIGUSR1);
+  if (auto held = (*client)->WaitForLine("held", absl::Seconds(150)); !held.ok()) {
+    return absl::InternalError(absl::StrCat("the stream-floor client did not hold its streams: ",
+                                            held.status().message()));
+  }
+  absl::SleepFor(absl::Seconds(2));
+  StreamFloor floor;
+  floor.client_kib =
+      static_cast<double>(testing::ResidentKiB((*client)->pid()) - client_before) / streams;
+  floor.server_kib =
+      static_cast<double>(testing::ResidentKiB((*server)->pid()) - server_before) / streams;
+  return floor;  // the destructors kill both
+}
+
 absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   const int total = sizes.sessions;
   const pid_t edge_pid = c.edge->pid();
@@ -776,6 +827,22 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   report.Metric("sessions.held", held_count);
   report.Metric("sessions.edge.fds", edge_after.fds);
   report.Metric("sessions.exec.fds", exec_after.fds);
+
+  // The measured limit beside the memory goals: the same number of idle streams with no
+  // podgate code on either side.
+  absl::StatusOr<StreamFloor> floor = MeasureStreamFloor(total);
+  if (!floor.ok()) {
+    return floor.status();
+  }
+  Table floors(absl::StrCat(total,
+                            " idle exec.v1 Session streams with no podgate code (gRPC alone: "
+                            "podgate-bench-stream-floor, `open` sent and `ready` received)"),
+               {"", "client (edge's side)", "server (exec's side)"});
+  floors.AddRow({"KiB per stream", Cell(floor->client_kib, 1), Cell(floor->server_kib, 1)});
+  floors.AddRow({"KiB per session through the chain, above", Cell(edge_kib, 1), Cell(exec_kib, 1)});
+  report.Add(floors);
+  report.Metric("sessions.grpc_stream_floor.client_kib", floor->client_kib);
+  report.Metric("sessions.grpc_stream_floor.server_kib", floor->server_kib);
   if (!first_failure.ok()) {
     return absl::Status(first_failure.code(),
                         absl::StrCat(failed.load(), " of ", total,
