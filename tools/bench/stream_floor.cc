@@ -24,12 +24,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "runtime/flags.h"
 
 ABSL_FLAG(std::string, role, "", "server or client.");
 ABSL_FLAG(std::string, address, "", "Client: the server's host:port.");
@@ -97,7 +97,7 @@ int Serve() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "error: the server did not start on 127.0.0.1\n");
+    std::fprintf(stderr, "podgate-bench-stream-floor: the server did not start on 127.0.0.1\n");
     return 1;
   }
   std::fprintf(stderr, "listening %d\n", port);
@@ -157,7 +157,9 @@ int Client() {
   const int streams = absl::GetFlag(FLAGS_streams);
   const int warmup = absl::GetFlag(FLAGS_warmup);
   if (address.empty() || streams < 1 || warmup < 0) {
-    std::fprintf(stderr, "error: --address and --streams >= 1 (and --warmup >= 0) are required\n");
+    std::fprintf(stderr,
+                 "podgate-bench-stream-floor: --role=client needs --address, --streams >= 1 and "
+                 "--warmup >= 0 (see --help)\n");
     return 2;
   }
   // SIGUSR1 starts the measured streams: blocked before gRPC starts its threads, taken by
@@ -191,7 +193,8 @@ int Client() {
     warm.push_back(std::make_unique<ClientStream>(stub.get(), open, true, &readied, &ended));
   }
   if (!WaitFor(ended, warmup, absl::Seconds(30))) {
-    std::fprintf(stderr, "error: %d of %d warm-up streams ended\n", ended.load(), warmup);
+    std::fprintf(stderr, "podgate-bench-stream-floor: %d of %d warm-up streams ended\n",
+                 ended.load(), warmup);
     return 1;
   }
   std::fprintf(stderr, "warm\n");
@@ -205,7 +208,8 @@ int Client() {
     held.push_back(std::make_unique<ClientStream>(stub.get(), open, false, &readied, &ended));
   }
   if (!WaitFor(readied, streams, absl::Seconds(120))) {
-    std::fprintf(stderr, "error: %d of %d streams got ready\n", readied.load(), streams);
+    std::fprintf(stderr, "podgate-bench-stream-floor: %d of %d streams got ready\n", readied.load(),
+                 streams);
     return 1;
   }
   std::fprintf(stderr, "held %d\n", streams);
@@ -217,7 +221,9 @@ int Client() {
 }  // namespace podgate
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  podgate::runtime::ParseFlags(argc, argv,
+                               "podgate-bench-stream-floor --role=server|client [flags]: idle "
+                               "exec.v1 Session streams with no podgate code, for their memory");
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "server") {
     return podgate::Serve();
@@ -225,6 +231,7 @@ int main(int argc, char** argv) {
   if (role == "client") {
     return podgate::Client();
   }
-  std::fprintf(stderr, "error: --role must be server or client\n");
+  std::fprintf(stderr,
+               "podgate-bench-stream-floor: --role must be server or client (see --help)\n");
   return 2;
 }
