@@ -25,6 +25,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -632,12 +633,14 @@ absl::StatusOr<StreamFloor> MeasureStreamFloor(int streams) {
   if (!server.ok()) {
     return server.status();
   }
-  absl::StatusOr<std::string> listening = (*server)->WaitForLine("listening ", absl::Seconds(20));
+  constexpr std::string_view kListening = "listening ";  // then the port
+  absl::StatusOr<std::string> listening =
+      (*server)->WaitForLine(std::string(kListening), absl::Seconds(20));
   if (!listening.ok()) {
     return absl::InternalError(
         absl::StrCat("the stream-floor server did not start: ", listening.status().message()));
   }
-  const std::string port = listening->substr(listening->find("listening ") + 10);
+  const std::string port = listening->substr(listening->find(kListening) + kListening.size());
   auto client =
       testing::Subprocess::Start(bin, {"--role=client", absl::StrCat("--address=127.0.0.1:", port),
                                        absl::StrCat("--streams=", streams)});
@@ -827,9 +830,19 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   report.Metric("sessions.held", held_count);
   report.Metric("sessions.edge.fds", edge_after.fds);
   report.Metric("sessions.exec.fds", exec_after.fds);
-
+  if (!first_failure.ok()) {
+    return absl::Status(first_failure.code(),
+                        absl::StrCat(failed.load(), " of ", total,
+                                     " sessions did not open; first: ", first_failure.message()));
+  }
+  if (answered != sample) {
+    return absl::InternalError(
+        absl::StrCat(sample - answered, " of ", sample,
+                     " sampled sessions did not answer; first: ", sample_failure));
+  }
   // The measured limit beside the memory goals: the same number of idle streams with no
-  // podgate code on either side.
+  // podgate code on either side (after the sessions' own checks, so its failure never hides
+  // theirs).
   absl::StatusOr<StreamFloor> floor = MeasureStreamFloor(total);
   if (!floor.ok()) {
     return floor.status();
@@ -843,16 +856,6 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
   report.Add(floors);
   report.Metric("sessions.grpc_stream_floor.client_kib", floor->client_kib);
   report.Metric("sessions.grpc_stream_floor.server_kib", floor->server_kib);
-  if (!first_failure.ok()) {
-    return absl::Status(first_failure.code(),
-                        absl::StrCat(failed.load(), " of ", total,
-                                     " sessions did not open; first: ", first_failure.message()));
-  }
-  if (answered != sample) {
-    return absl::InternalError(
-        absl::StrCat(sample - answered, " of ", sample,
-                     " sampled sessions did not answer; first: ", sample_failure));
-  }
   return absl::OkStatus();
 }
 
