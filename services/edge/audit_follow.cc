@@ -101,6 +101,12 @@ class AuditFollowStream final : public http::StreamProducer,
   }
 
   void OnDone(const grpc::Status& status) override {
+    // Counted until this function returns, not only until the stream is destroyed: the lambda
+    // posted below may destroy the stream on an I/O thread while this gRPC thread still holds
+    // copies of the connection's strand (`executor`, and post's own), and a strand copy must
+    // not outlive the I/O context that edge's shutdown destroys once the count is zero.
+    // Declared first: released after every other local.
+    LiveCount::Member finishing{g_live_streams};
     {
       absl::MutexLock lock(&g_streams_mu);
       Streams().erase(this);

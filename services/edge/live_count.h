@@ -18,6 +18,9 @@ class LiveCount {
   // Counts its object from construction until its last member is gone when it is the object's
   // first member (destroyed after the others). A count dropped in the destructor's body would
   // let the waiter go on while later members (a timer of the I/O context) still exist.
+  // A thread that posts an object's last reference to an I/O thread holds a Member of its own
+  // until it returns: the posted handler may destroy the object at once, while the posting
+  // thread still holds executor copies that must not outlive the I/O context.
   class Member {
    public:
     explicit Member(LiveCount& count) : count_(count) {

@@ -252,17 +252,30 @@ TEST_F(EdgeAuditFollowTest, OnlyAuditorsAndOnlySensibleCombinations) {
   }
 }
 
-// edge's shutdown ends an open stream (a last "end" event and the last chunk) instead of
-// waiting for the client, and exits cleanly.
+// edge's shutdown ends every open stream (a last "end" event and the last chunk) instead of
+// waiting for the clients, and exits cleanly. Several streams end at once: each one's audit
+// call finishes on a gRPC thread while edge's main thread goes on to destroy the I/O context
+// once the last stream is gone (under the sanitizers, a connection's strand still held by a
+// finishing call at that moment is reported as use of a destroyed object).
 TEST_F(EdgeAuditFollowTest, ShutdownEndsOpenStreams) {
   int port = 0;
   auto edge = StartEdge(&port);
   ASSERT_TRUE(edge.ok()) << edge.status();
-  RawStream follow(port, "/api/v1/audit?follow=1", Ann());
-  ASSERT_TRUE(follow.ReadUntil("event: ready")) << follow.received();
+  constexpr int kStreams = 8;  // one per auditor: the edge allows one per user
+  std::vector<std::unique_ptr<RawStream>> follows;
+  for (int i = 0; i < kStreams; ++i) {
+    follows.push_back(std::make_unique<RawStream>(
+        port, "/api/v1/audit?follow=1",
+        stack_->Token(absl::StrCat("auditor-", i), {"podgate-auditors"})));
+  }
+  for (auto& follow : follows) {
+    ASSERT_TRUE(follow->ReadUntil("event: ready")) << follow->received();
+  }
   (*edge)->Signal(SIGTERM);
-  ASSERT_TRUE(follow.ReadUntil("\r\n0\r\n\r\n")) << follow.received();
-  EXPECT_THAT(follow.received(), HasSubstr("event: end"));
+  for (auto& follow : follows) {
+    ASSERT_TRUE(follow->ReadUntil("\r\n0\r\n\r\n")) << follow->received();
+    EXPECT_THAT(follow->received(), HasSubstr("event: end"));
+  }
   auto exit = (*edge)->WaitExit(absl::Seconds(30));
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(*exit, 0);
