@@ -85,6 +85,12 @@ LIMITS = {
     # A floor, not a ceiling: what exec's launch wrapper alone adds to a direct exec.
     "roundtrip.added.p50_ms": ("roundtrip.added_by_wrapper.p50_ms", "the launch wrapper alone"),
     "roundtrip.added.p99_ms": ("roundtrip.added_by_wrapper.p99_ms", "the launch wrapper alone"),
+    # The most a relay can move on these cores: the direct path's CPU per MiB plus one gRPC
+    # hop with no podgate code (podgate-bench-stream-floor), against the same baseline.
+    "bulk.ratio.podgate_run_vs_kubectl":
+        ("bulk.ratio_limit.podgate_run_vs_kubectl", "a relay of direct + one gRPC hop"),
+    "bulk.ratio.edge_vs_direct":
+        ("bulk.ratio_limit.edge_vs_direct", "direct + a gRPC sender + edge's hop"),
     # Floors too: what an idle exec.v1 Session stream costs gRPC alone on each side
     # (podgate-bench-stream-floor), one per session between edge and exec.
     "sessions.edge.kib_per_session":

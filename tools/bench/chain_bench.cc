@@ -5,8 +5,9 @@
 //   1. round trip of `true`: direct v5 exec to the API server, exec's gRPC Session stream (one
 //      session), podgate-run (a process per command: its start-up is included), the edge
 //      WebSocket v1 protocol (one session, command after command);
-//   2. bulk output (`head -c N /dev/zero`): kubectl exec, podgate-run, exec's Session stream,
-//      the edge WebSocket, direct v5;
+//   2. bulk output (`head -c N /dev/zero`): kubectl exec, podgate-run, one gRPC hop with no
+//      podgate code (podgate-bench-stream-floor), exec's Session stream, the edge WebSocket,
+//      direct v5; and from their CPU per MiB, the most a relay could move on these cores;
 //   3. sessions: N idle v1 sessions through edge: memory and descriptors of edge and exec,
 //      the open rate, and a sample of the open sessions still answering a command.
 // Prints Markdown tables; with --json=FILE writes them and the metrics (tools/bench/report.h)
@@ -430,6 +431,26 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   return absl::OkStatus();
 }
 
+// podgate-bench-stream-floor's server (exec.v1 Session streams with no podgate code); its
+// host:port in `*address`.
+absl::StatusOr<std::unique_ptr<testing::Subprocess>> StartStreamFloorServer(std::string* address) {
+  auto server =
+      testing::Subprocess::Start(absl::GetFlag(FLAGS_stream_floor_bin), {"--role=server"});
+  if (!server.ok()) {
+    return server.status();
+  }
+  constexpr std::string_view kListening = "listening ";  // then the port
+  absl::StatusOr<std::string> listening =
+      (*server)->WaitForLine(std::string(kListening), absl::Seconds(20));
+  if (!listening.ok()) {
+    return absl::InternalError(
+        absl::StrCat("the stream-floor server did not start: ", listening.status().message()));
+  }
+  *address = absl::StrCat("127.0.0.1:",
+                          listening->substr(listening->find(kListening) + kListening.size()));
+  return server;
+}
+
 // --- 2. bulk output -----------------------------------------------------------------------
 
 absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
@@ -453,10 +474,20 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
   if (!edge.ok()) {
     return edge.status();
   }
+  // The limit beside podgate-run: one gRPC hop alone, podgate-bench-stream-floor's server
+  // answering `head -c N /dev/zero` with N bytes in exec's largest output messages to its bulk
+  // client, which writes them to its stdout as podgate-run does.
+  std::string floor_address;
+  auto floor = StartStreamFloorServer(&floor_address);
+  if (!floor.ok()) {
+    return floor.status();
+  }
   struct Side {
     std::string label;
     std::string metric;
     std::function<absl::StatusOr<int64_t>()> transfer;  // stdout bytes received
+    // The process in the exec column: exec, or the server that stands in for it.
+    pid_t exec_pid = 0;
     Samples rate{};
     // CPU seconds used during this side's transfers, by process: kubesim, exec, edge, and the
     // client (this benchmark's own threads, or the kubectl / podgate-run process it spawned).
@@ -495,6 +526,21 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
          }
          return r->stdout_bytes;
        }});
+  sides.push_back({"gRPC stream alone, no podgate code (a process)", "grpc_alone",
+                   [&]() -> absl::StatusOr<int64_t> {
+                     auto r =
+                         RunProcess({absl::GetFlag(FLAGS_stream_floor_bin), "--role=bulk-client",
+                                     "--address=" + floor_address, absl::StrCat("--bytes=", n)},
+                                    {}, kCommandTimeout);
+                     if (!r.ok()) {
+                       return r.status();
+                     }
+                     if (absl::Status s = ExpectExit0("gRPC stream alone", r->exit_code); !s.ok()) {
+                       return s;
+                     }
+                     return r->stdout_bytes;
+                   },
+                   (*floor)->pid()});
   sides.push_back(
       {"exec gRPC Session stream, no edge", "exec_session", [&]() -> absl::StatusOr<int64_t> {
          exec_session.Command(line, absl::StrCat("b", ++id));
@@ -528,16 +574,19 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
                    }});
   std::vector<std::function<absl::Status(int)>> runs;
   for (Side& side : sides) {
-    runs.push_back([&side, n, mib, kubesim_pid, exec_pid, edge_pid](int) -> absl::Status {
+    if (side.exec_pid == 0) {
+      side.exec_pid = exec_pid;
+    }
+    runs.push_back([&side, n, mib, kubesim_pid, edge_pid](int) -> absl::Status {
       const double kubesim0 = CpuSeconds(kubesim_pid);
-      const double exec0 = CpuSeconds(exec_pid);
+      const double exec0 = CpuSeconds(side.exec_pid);
       const double edge0 = CpuSeconds(edge_pid);
       const double client0 = CpuSeconds(0) + ReapedChildrenCpuSeconds();
       const absl::Time start = absl::Now();
       absl::StatusOr<int64_t> bytes = side.transfer();
       const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
       side.cpu_kubesim += CpuSeconds(kubesim_pid) - kubesim0;
-      side.cpu_exec += CpuSeconds(exec_pid) - exec0;
+      side.cpu_exec += CpuSeconds(side.exec_pid) - exec0;
       side.cpu_edge += CpuSeconds(edge_pid) - edge0;
       side.cpu_client += CpuSeconds(0) + ReapedChildrenCpuSeconds() - client0;
       side.seconds += seconds;
@@ -571,6 +620,9 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
   // Where the CPU goes: every process of a path shares the machine's cores, so a path whose
   // processes together need C ms of CPU per MiB cannot move more than cores × 1000 / C MiB/s.
   const double cores = static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  std::map<std::string, double> cpu_per_mib;       // by path: every process's CPU per MiB
+  std::map<std::string, double> edge_hop_per_mib;  // by path: edge's and the client's
+  std::map<std::string, double> sender_per_mib;    // by path: exec's (or its stand-in's)
   Table cpu(absl::StrCat("Bulk output, CPU ms per MiB by process (all transfers of a path), and "
                          "the rate the ",
                          Cell(cores, 0), " cores allow at that cost"),
@@ -592,8 +644,47 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
          Cell((side.cpu_kubesim + side.cpu_exec + side.cpu_edge + side.cpu_client) / side.seconds,
               2)});
     report.Metric(absl::StrCat("bulk.", side.metric, ".cpu_ms_per_mib"), total);
+    cpu_per_mib[side.metric] = total;
+    edge_hop_per_mib[side.metric] = per_mib(side.cpu_edge + side.cpu_client);
+    sender_per_mib[side.metric] = per_mib(side.cpu_exec);
   }
   report.Add(cpu);
+  // The measured limit: whatever relays the output pays for the direct path's work (the API
+  // server sending, a WebSocket client receiving it) plus one gRPC hop; with no podgate code in
+  // it (the stream-floor pair), that sum is the least CPU any such relay needs per MiB, and the
+  // cores cannot move more than cores × 1000 / that. edge's path has a second hop: the gRPC
+  // hop's sending side alone, then edge (receiving it, sending the WebSocket) and its client as
+  // measured.
+  Table limits(absl::StrCat("Bulk output: the limit of a relay on these ", Cell(cores, 0),
+                            " cores (CPU ms per MiB that no relay avoids, the rate it allows)"),
+               {"path", "least CPU ms per MiB", "ceiling, MiB/s", "ceiling / baseline",
+                "measured / baseline"});
+  if (cpu_per_mib.count("direct") > 0 && cpu_per_mib.count("grpc_alone") > 0) {
+    const double relay = cpu_per_mib["direct"] + cpu_per_mib["grpc_alone"];
+    const double relay_ceiling = cores * 1000 / relay;
+    report.Metric("bulk.relay_floor.cpu_ms_per_mib", relay);
+    report.Metric("bulk.relay_ceiling.mib_per_s", relay_ceiling);
+    if (have_kubectl && median["kubectl"] > 0) {
+      const double limit = relay_ceiling / median["kubectl"];
+      limits.AddRow({"podgate-run: direct + one gRPC hop alone (baseline kubectl)", Cell(relay, 2),
+                     Cell(relay_ceiling), Cell(limit, 2),
+                     Cell(median["podgate_run"] / median["kubectl"], 2)});
+      report.Metric("bulk.ratio_limit.podgate_run_vs_kubectl", limit);
+    }
+    if (median["direct"] > 0 && edge_hop_per_mib.count("edge") > 0) {
+      const double edge_floor =
+          cpu_per_mib["direct"] + sender_per_mib["grpc_alone"] + edge_hop_per_mib["edge"];
+      const double edge_ceiling = cores * 1000 / edge_floor;
+      const double limit = edge_ceiling / median["direct"];
+      limits.AddRow(
+          {"edge: direct + a gRPC hop's sender alone + edge and its client as "
+           "measured (baseline direct)",
+           Cell(edge_floor, 2), Cell(edge_ceiling), Cell(limit, 2),
+           Cell(median["edge"] / median["direct"], 2)});
+      report.Metric("bulk.ratio_limit.edge_vs_direct", limit);
+    }
+    report.Add(limits);
+  }
   Table ratios("Bulk output ratios (medians)", {"ratio", "value", "goal"});
   if (have_kubectl && median["kubectl"] > 0) {
     const double r = median["podgate_run"] / median["kubectl"];
@@ -629,21 +720,13 @@ struct StreamFloor {
 
 absl::StatusOr<StreamFloor> MeasureStreamFloor(int streams) {
   const std::string bin = absl::GetFlag(FLAGS_stream_floor_bin);
-  auto server = testing::Subprocess::Start(bin, {"--role=server"});
+  std::string address;
+  auto server = StartStreamFloorServer(&address);
   if (!server.ok()) {
     return server.status();
   }
-  constexpr std::string_view kListening = "listening ";  // then the port
-  absl::StatusOr<std::string> listening =
-      (*server)->WaitForLine(std::string(kListening), absl::Seconds(20));
-  if (!listening.ok()) {
-    return absl::InternalError(
-        absl::StrCat("the stream-floor server did not start: ", listening.status().message()));
-  }
-  const std::string port = listening->substr(listening->find(kListening) + kListening.size());
-  auto client =
-      testing::Subprocess::Start(bin, {"--role=client", absl::StrCat("--address=127.0.0.1:", port),
-                                       absl::StrCat("--streams=", streams)});
+  auto client = testing::Subprocess::Start(
+      bin, {"--role=client", "--address=" + address, absl::StrCat("--streams=", streams)});
   if (!client.ok()) {
     return client.status();
   }
@@ -872,13 +955,16 @@ std::vector<std::string> RequiredMetrics(const std::set<std::string>& sections, 
     names.push_back("roundtrip.added.p99_ms");
   }
   if (sections.count("bulk") > 0) {
-    for (const char* m : {"bulk.podgate_run.mib_per_s", "bulk.edge.mib_per_s",
-                          "bulk.direct.mib_per_s", "bulk.ratio.edge_vs_direct"}) {
+    for (const char* m :
+         {"bulk.podgate_run.mib_per_s", "bulk.edge.mib_per_s", "bulk.direct.mib_per_s",
+          "bulk.grpc_alone.mib_per_s", "bulk.ratio.edge_vs_direct", "bulk.relay_ceiling.mib_per_s",
+          "bulk.ratio_limit.edge_vs_direct"}) {
       names.push_back(m);
     }
     if (kubectl) {
       names.push_back("bulk.kubectl.mib_per_s");
       names.push_back("bulk.ratio.podgate_run_vs_kubectl");
+      names.push_back("bulk.ratio_limit.podgate_run_vs_kubectl");
     }
   }
   if (sections.count("sessions") > 0) {

@@ -14,22 +14,37 @@
 //
 // The parent reads each side's VmRSS after "warm" and after "held": their difference over N is
 // the memory gRPC keeps per idle stream on the client (edge's side) and the server (exec's).
+//
+//   podgate-bench-stream-floor --role=bulk-client --address=127.0.0.1:<port> --bytes=N
+//       What one hop of gRPC costs bulk output (the measured limit beside the bulk goals of
+//       `podgate-bench-chain --sections=bulk`): like podgate-run, on podgate-run's channel
+//       settings and gRPC's synchronous API, sends `open`, waits for `ready`, sends the command
+//       `head -c N /dev/zero` and writes every `stdout` message to its stdout until `exit`;
+//       the server answers the command with N zero bytes in `stdout` messages of --chunk_kib
+//       (exec's largest output message, 256 KiB), then `exit` 0. Exits 0 when N bytes came.
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "runtime/flags.h"
+#include "runtime/tls.h"
 
 ABSL_FLAG(std::string, role, "", "server or client.");
 ABSL_FLAG(std::string, address, "", "Client: the server's host:port.");
@@ -37,6 +52,9 @@ ABSL_FLAG(int, streams, 1000, "Client: streams held open. Default 1000.");
 ABSL_FLAG(int, warmup, 16, "Client: streams opened and closed first. Default 16.");
 ABSL_FLAG(int, token_bytes, 400,
           "Client: size of the credential in each `open` (a signed JWT's size). Default 400.");
+ABSL_FLAG(int64_t, bytes, 64 << 20, "Bulk client: output bytes asked for. Default 64 MiB.");
+ABSL_FLAG(int, chunk_kib, 256,
+          "Server: KiB of output per `stdout` message (exec's largest is 256). Default 256.");
 
 namespace podgate {
 namespace {
@@ -45,13 +63,15 @@ namespace pb = podgate::exec::v1;
 
 // --- server --------------------------------------------------------------------------------
 
+// Answers `open` with `ready`; answers a command `head -c N /dev/zero` with N zero bytes in
+// `stdout` messages of --chunk_kib, one write at a time as exec writes them, then `exit` 0.
 class ServerStream final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse> {
  public:
-  ServerStream() { StartRead(&request_); }
+  explicit ServerStream(const std::string* zeros) : zeros_(zeros) { StartRead(&request_); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status::OK);
+      End(grpc::Status::OK);
       return;
     }
     if (request_.has_open() && !answered_) {
@@ -60,32 +80,102 @@ class ServerStream final : public grpc::ServerBidiReactor<pb::SessionRequest, pb
       StartWrite(&response_);
       return;  // the next read starts once `ready` is written
     }
-    StartRead(&request_);
-  }
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status::CANCELLED);
+    if (request_.has_command() && !bulk_) {
+      const std::vector<std::string> words = absl::StrSplit(request_.command().line(), ' ');
+      int64_t bytes = 0;
+      if (words.size() != 4 || words[0] != "head" || words[1] != "-c" ||
+          !absl::SimpleAtoi(words[2], &bytes) || bytes < 0 || words[3] != "/dev/zero") {
+        End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "only `head -c N /dev/zero` is answered"));
+        return;
+      }
+      bulk_ = true;
+      command_id_ = request_.command().command_id();
+      left_ = bytes;
+      StartRead(&request_);  // a read stays pending (stdin end of file, the half-close)
+      WriteNext();
       return;
     }
     StartRead(&request_);
   }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      End(grpc::Status::CANCELLED);
+      return;
+    }
+    if (!bulk_) {
+      StartRead(&request_);  // `ready` is written
+      return;
+    }
+    if (!exited_) {
+      WriteNext();
+    }
+  }
+
   void OnDone() override { delete this; }
 
  private:
+  void WriteNext() {
+    response_.Clear();
+    response_.set_seq(++seq_);
+    if (left_ == 0) {
+      exited_ = true;
+      response_.mutable_exit()->set_command_id(command_id_);
+      response_.mutable_exit()->set_exit_code(0);
+      StartWrite(&response_);
+      return;
+    }
+    const int64_t n = std::min<int64_t>(left_, static_cast<int64_t>(zeros_->size()));
+    left_ -= n;
+    offset_ += static_cast<uint64_t>(n);
+    response_.set_output_offset(offset_);
+    response_.mutable_stdout()->set_command_id(command_id_);
+    response_.mutable_stdout()->set_data(zeros_->data(), static_cast<size_t>(n));
+    StartWrite(&response_);
+  }
+
+  void End(const grpc::Status& status) {
+    if (!finished_.exchange(true)) {
+      Finish(status);
+    }
+  }
+
+  const std::string* const zeros_;
   pb::SessionRequest request_;
   pb::SessionResponse response_;
   bool answered_ = false;
+  // Set by the command's read before the first write; the writes' own from then on.
+  bool bulk_ = false;
+  bool exited_ = false;
+  std::string command_id_;
+  int64_t left_ = 0;
+  uint64_t offset_ = 0;
+  uint64_t seq_ = 0;
+  std::atomic<bool> finished_{false};
 };
 
 class Service final : public pb::ExecService::CallbackService {
+ public:
+  explicit Service(size_t chunk_bytes) : zeros_(chunk_bytes, '\0') {}
+
   grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>* Session(
       grpc::CallbackServerContext*) override {
-    return new ServerStream();
+    return new ServerStream(&zeros_);
   }
+
+ private:
+  const std::string zeros_;  // one output message's bytes
 };
 
 int Serve() {
-  Service service;
+  const int chunk_kib = absl::GetFlag(FLAGS_chunk_kib);
+  if (chunk_kib < 1 || chunk_kib > 4095) {
+    std::fprintf(stderr,
+                 "podgate-bench-stream-floor: --chunk_kib must be 1 to 4095 (see --help)\n");
+    return 2;
+  }
+  Service service(static_cast<size_t>(chunk_kib) << 10);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -217,13 +307,92 @@ int Client() {
   std::_Exit(0);       // the streams are not torn down: only their memory mattered
 }
 
+// --- bulk client ---------------------------------------------------------------------------
+
+bool WriteAll(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+int BulkClient() {
+  const std::string address = absl::GetFlag(FLAGS_address);
+  const int64_t bytes = absl::GetFlag(FLAGS_bytes);
+  if (address.empty() || bytes < 0) {
+    std::fprintf(stderr,
+                 "podgate-bench-stream-floor: --role=bulk-client needs --address and --bytes >= 0 "
+                 "(see --help)\n");
+    return 2;
+  }
+  // podgate-run's channel (runtime::CreateServiceChannel, plaintext as in the benchmark).
+  auto channel = runtime::CreateServiceChannel(address, runtime::ChannelTlsOptions{},
+                                               runtime::ChannelCalls::kSessionStreams);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "podgate-bench-stream-floor: %s\n",
+                 std::string(channel.status().message()).c_str());
+    return 2;
+  }
+  auto stub = pb::ExecService::NewStub(*channel);
+  grpc::ClientContext context;
+  auto stream = stub->Session(&context);
+  pb::SessionRequest request;
+  request.mutable_open()->mutable_credential()->set_bearer_token(
+      std::string(static_cast<size_t>(absl::GetFlag(FLAGS_token_bytes)), 'x'));
+  request.mutable_open()->mutable_target()->set_namespace_("app-shop");
+  request.mutable_open()->mutable_target()->set_pod("orders-7d4b9c");
+  pb::SessionResponse response;
+  if (!stream->Write(request) || !stream->Read(&response) || !response.has_ready()) {
+    std::fprintf(stderr, "podgate-bench-stream-floor: no `ready`: %s\n",
+                 stream->Finish().error_message().c_str());
+    return 1;
+  }
+  request.Clear();
+  request.mutable_command()->set_command_id("bulk");
+  request.mutable_command()->set_line(absl::StrCat("head -c ", bytes, " /dev/zero"));
+  stream->Write(request);
+  int64_t received = 0;
+  bool exited = false;
+  while (!exited && stream->Read(&response)) {
+    if (response.has_stdout()) {
+      received += static_cast<int64_t>(response.stdout().data().size());
+      if (!WriteAll(STDOUT_FILENO, response.stdout().data())) {
+        std::fprintf(stderr, "podgate-bench-stream-floor: stdout: %s\n", std::strerror(errno));
+        return 1;
+      }
+    }
+    exited = response.has_exit();
+  }
+  stream->WritesDone();
+  const grpc::Status status = stream->Finish();
+  if (!exited || !status.ok() || received != bytes) {
+    std::fprintf(stderr,
+                 "podgate-bench-stream-floor: %lld of %lld bytes, %s, stream status %d %s\n",
+                 static_cast<long long>(received), static_cast<long long>(bytes),
+                 exited ? "exited" : "no exit", static_cast<int>(status.error_code()),
+                 status.error_message().c_str());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace podgate
 
 int main(int argc, char** argv) {
-  podgate::runtime::ParseFlags(argc, argv,
-                               "podgate-bench-stream-floor --role=server|client [flags]: idle "
-                               "exec.v1 Session streams with no podgate code, for their memory");
+  podgate::runtime::ParseFlags(
+      argc, argv,
+      "podgate-bench-stream-floor --role=server|client|bulk-client [flags]: "
+      "exec.v1 Session streams with no podgate code, for the memory of "
+      "idle ones and the CPU of bulk output");
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "server") {
     return podgate::Serve();
@@ -231,7 +400,11 @@ int main(int argc, char** argv) {
   if (role == "client") {
     return podgate::Client();
   }
-  std::fprintf(stderr,
-               "podgate-bench-stream-floor: --role must be server or client (see --help)\n");
+  if (role == "bulk-client") {
+    return podgate::BulkClient();
+  }
+  std::fprintf(
+      stderr,
+      "podgate-bench-stream-floor: --role must be server, client or bulk-client (see --help)\n");
   return 2;
 }
