@@ -445,6 +445,14 @@ RouteResult HttpApi::AuditFollow(const Request& request, const auth::VerifiedTok
     refused.authenticated = true;
     return refused;
   };
+  // A stream asked for on a connection still open while edge stops would outlive the drain,
+  // which has already ended the open ones.
+  if (context_->sessions->draining()) {
+    RouteResult refused = refuse(bhttp::status::service_unavailable, "UNAVAILABLE",
+                                 "edge is shutting down; follow the audit trail through another");
+    refused.response->set(bhttp::field::retry_after, "1");
+    return refused;
+  }
   // The combinations audit would refuse, answered before a stream starts.
   if (absl::Status s = ValidateFollowQuery(query_request); !s.ok()) {
     return refuse(bhttp::status::bad_request, "INVALID_ARGUMENT", std::string(s.message()));

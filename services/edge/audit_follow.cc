@@ -25,6 +25,8 @@ std::set<AuditFollowStream*>& Streams() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_streams_
   static auto* const streams = new std::set<AuditFollowStream*>();
   return *streams;
 }
+// Set by CancelAuditFollowStreams: a stream starting after it is cancelled at once.
+bool g_draining ABSL_GUARDED_BY(g_streams_mu) = false;
 // Streams not yet destroyed: a stream lives until both its audit call and its HTTP response
 // are over (the response releases it after the last chunk is written or the client left).
 constinit LiveCount g_live_streams;
@@ -52,11 +54,19 @@ class AuditFollowStream final : public http::StreamProducer,
     }
     timer_ = std::make_unique<boost::asio::steady_timer>(stream->executor());
     ArmKeepalive();
+    {
+      // In the set before the call starts, whose OnDone takes it out; a stream that starts
+      // after the drain's cancel (routed just before it) is cancelled here instead, and ends
+      // with its "end" event like the others. gRPC applies a cancel made before the call.
+      absl::MutexLock lock(&g_streams_mu);
+      Streams().insert(this);
+      if (g_draining) {
+        grpc_context_.TryCancel();
+      }
+    }
     context_->audit->async()->Query(&grpc_context_, &request_, this);
     StartRead(&response_);
     StartCall();
-    absl::MutexLock lock(&g_streams_mu);
-    Streams().insert(this);
   }
 
   void OnWritable() override {
@@ -179,6 +189,7 @@ class AuditFollowStream final : public http::StreamProducer,
 
 void CancelAuditFollowStreams() {
   absl::MutexLock lock(&g_streams_mu);
+  g_draining = true;
   for (AuditFollowStream* stream : Streams()) {
     stream->Cancel();
   }

@@ -29,7 +29,8 @@ std::shared_ptr<http::StreamProducer> NewAuditFollowStream(EdgeContext* context,
                                                            std::string user, bool json_lines);
 
 // Cancels the audit call of every open stream (edge's drain): each ends with a last "end"
-// event (CANCELLED) and the end of the body, so no stream outlives the HTTP server.
+// event (CANCELLED) and the end of the body, so no stream outlives the HTTP server. A stream
+// that starts afterwards is cancelled as it starts.
 void CancelAuditFollowStreams();
 
 // Waits until every stream has written its end (or its client left) and released its slot,

@@ -66,6 +66,10 @@ class RawStream {
     addr.sin_port = htons(static_cast<uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     EXPECT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    Get(target, token);
+  }
+  // Sends another request on the same (keep-alive) connection.
+  void Get(const std::string& target, const std::string& token) {
     const std::string request = absl::StrCat("GET ", target,
                                              " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
                                              "Bearer ",
@@ -276,6 +280,28 @@ TEST_F(EdgeAuditFollowTest, ShutdownEndsOpenStreams) {
     ASSERT_TRUE(follow->ReadUntil("\r\n0\r\n\r\n")) << follow->received();
     EXPECT_THAT(follow->received(), HasSubstr("event: end"));
   }
+  auto exit = (*edge)->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(*exit, 0);
+}
+
+// A stream asked for after edge's drain has begun, on a keep-alive connection opened before
+// it, is refused with 503 instead of starting a stream that nothing would end (the drain has
+// already ended the open ones), and edge still exits cleanly.
+TEST_F(EdgeAuditFollowTest, AStreamAskedForDuringShutdownIsRefused) {
+  int port = 0;
+  auto edge = StartEdge(&port);
+  ASSERT_TRUE(edge.ok()) << edge.status();
+  RawStream connection(port, "/healthz", Ann());
+  ASSERT_TRUE(connection.ReadUntil("ok\n")) << connection.received();
+  (*edge)->Signal(SIGTERM);
+  ASSERT_TRUE((*edge)->WaitForLine("draining browser sessions", absl::Seconds(20)).ok());
+  connection.Get("/api/v1/audit?follow=1", Ann());
+  ASSERT_TRUE(connection.ReadUntil("}\n")) << connection.received();
+  const std::string answer = connection.received().substr(connection.received().find("ok\n"));
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 503"));
+  EXPECT_THAT(answer, HasSubstr("UNAVAILABLE"));
+  connection.Close();
   auto exit = (*edge)->WaitExit(absl::Seconds(30));
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(*exit, 0);
