@@ -543,6 +543,7 @@ class ExecBridge final : public http::WebSocketHandler,
 
   // Returns false while the frames not yet written are above the high watermark.
   bool Send(std::string frame) {
+    StreamHold hold(streams_);  // before `conn`: released after it
     std::shared_ptr<http::WebSocketConnection> conn;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -555,6 +556,7 @@ class ExecBridge final : public http::WebSocketHandler,
         return pending_bytes_ <= kPendingHighWatermark;
       }
       conn = connection_;
+      hold.Take();
     }
     return conn->Send(std::move(frame), true);
   }
@@ -571,11 +573,15 @@ class ExecBridge final : public http::WebSocketHandler,
   }
 
   void Close() {
+    StreamHold hold(streams_);  // before `conn`: released after it
     std::shared_ptr<http::WebSocketConnection> conn;
     {
       std::lock_guard<std::mutex> lock(mu_);
       close_requested_ = true;
       conn = connection_;
+      if (conn != nullptr) {
+        hold.Take();
+      }
     }
     if (conn != nullptr) {
       conn->Close(1000, "");
@@ -583,6 +589,32 @@ class ExecBridge final : public http::WebSocketHandler,
   }
 
  private:
+  // Keeps the open-stream count above zero while a thread that is not one of the I/O threads
+  // (a gRPC callback, the timer thread) uses the connection: that thread's copies of the
+  // connection and of its strand must be gone before exec's shutdown, which waits for the
+  // count, destroys the I/O context. Taken under mu_ while connection_ is set, so the count
+  // never passes through zero in between (the stream's own count ends only after OnClose has
+  // cleared connection_).
+  class StreamHold {
+   public:
+    explicit StreamHold(const std::shared_ptr<OpenStreams>& streams) : streams_(streams) {}
+    ~StreamHold() {
+      if (held_) {
+        streams_->Done();
+      }
+    }
+    StreamHold(const StreamHold&) = delete;
+    StreamHold& operator=(const StreamHold&) = delete;
+    void Take() {
+      streams_->Add();
+      held_ = true;
+    }
+
+   private:
+    const std::shared_ptr<OpenStreams>& streams_;
+    bool held_ = false;
+  };
+
   // Frames queued before the WebSocket is open count like a connection's queue.
   static constexpr size_t kPendingHighWatermark = 256 * 1024;
 
