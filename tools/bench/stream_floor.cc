@@ -46,8 +46,8 @@
 #include "runtime/flags.h"
 #include "runtime/tls.h"
 
-ABSL_FLAG(std::string, role, "", "server or client.");
-ABSL_FLAG(std::string, address, "", "Client: the server's host:port.");
+ABSL_FLAG(std::string, role, "", "server, client (idle streams) or bulk-client (bulk output).");
+ABSL_FLAG(std::string, address, "", "Client and bulk client: the server's host:port.");
 ABSL_FLAG(int, streams, 1000, "Client: streams held open. Default 1000.");
 ABSL_FLAG(int, warmup, 16, "Client: streams opened and closed first. Default 16.");
 ABSL_FLAG(int, token_bytes, 400,
