@@ -517,7 +517,15 @@ TEST_F(SessionTest, TheTimeLimitStopsExactlyTheCommandsProcess) {
   ASSERT_EQ(results.size(), 2u);
   EXPECT_EQ(results[1].command_id(), "s1");
   EXPECT_EQ(results[1].command_result().termination(), common::TERMINATION_TIME_LIMIT);
-  EXPECT_EQ(exec_metrics_.stops_total.Add({{"signal", "INT"}, {"result", "signalled"}}).Value(), 1);
+  // Counted when the stop helper's own answer arrives, which may come after the command's exit
+  // (the signal ends the command first).
+  prometheus::Counter& signalled =
+      exec_metrics_.stops_total.Add({{"signal", "INT"}, {"result", "signalled"}});
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (signalled.Value() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(signalled.Value(), 1);
 }
 
 // Opens a shell session on `pod`, returns the first answer (ready, or the stream's end).
