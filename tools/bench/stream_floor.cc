@@ -27,10 +27,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +41,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "run/stream_io.h"
 #include "runtime/flags.h"
 #include "runtime/tls.h"
 
@@ -309,21 +308,6 @@ int Client() {
 
 // --- bulk client ---------------------------------------------------------------------------
 
-bool WriteAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 int BulkClient() {
   const std::string address = absl::GetFlag(FLAGS_address);
   const int64_t bytes = absl::GetFlag(FLAGS_bytes);
@@ -364,10 +348,8 @@ int BulkClient() {
   while (!exited && stream->Read(&response)) {
     if (response.has_stdout()) {
       received += static_cast<int64_t>(response.stdout().data().size());
-      if (!WriteAll(STDOUT_FILENO, response.stdout().data())) {
-        std::fprintf(stderr, "podgate-bench-stream-floor: stdout: %s\n", std::strerror(errno));
-        return 1;
-      }
+      // podgate-run's own write (a failed one shows as fewer bytes than asked for, below).
+      run::WriteAll(STDOUT_FILENO, response.stdout().data());
     }
     exited = response.has_exit();
   }
