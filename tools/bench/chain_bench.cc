@@ -620,9 +620,14 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
   // Where the CPU goes: every process of a path shares the machine's cores, so a path whose
   // processes together need C ms of CPU per MiB cannot move more than cores × 1000 / C MiB/s.
   const double cores = static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  std::map<std::string, double> cpu_per_mib;       // by path: every process's CPU per MiB
-  std::map<std::string, double> edge_hop_per_mib;  // by path: edge's and the client's
-  std::map<std::string, double> sender_per_mib;    // by path: exec's (or its stand-in's)
+  // By path, CPU ms per MiB: every process's, exec's (or its stand-in's), edge's and the
+  // client's together.
+  struct CpuPerMib {
+    double total = 0;
+    double exec = 0;
+    double edge_and_client = 0;
+  };
+  std::map<std::string, CpuPerMib> cpu_per_mib;
   Table cpu(absl::StrCat("Bulk output, CPU ms per MiB by process (all transfers of a path), and "
                          "the rate the ",
                          Cell(cores, 0), " cores allow at that cost"),
@@ -644,9 +649,8 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
          Cell((side.cpu_kubesim + side.cpu_exec + side.cpu_edge + side.cpu_client) / side.seconds,
               2)});
     report.Metric(absl::StrCat("bulk.", side.metric, ".cpu_ms_per_mib"), total);
-    cpu_per_mib[side.metric] = total;
-    edge_hop_per_mib[side.metric] = per_mib(side.cpu_edge + side.cpu_client);
-    sender_per_mib[side.metric] = per_mib(side.cpu_exec);
+    cpu_per_mib[side.metric] = {total, per_mib(side.cpu_exec),
+                                per_mib(side.cpu_edge + side.cpu_client)};
   }
   report.Add(cpu);
   // The measured limit: whatever relays the output pays for the direct path's work (the API
@@ -660,7 +664,7 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
                {"path", "least CPU ms per MiB", "ceiling, MiB/s", "ceiling / baseline",
                 "measured / baseline"});
   if (cpu_per_mib.count("direct") > 0 && cpu_per_mib.count("grpc_alone") > 0) {
-    const double relay = cpu_per_mib["direct"] + cpu_per_mib["grpc_alone"];
+    const double relay = cpu_per_mib["direct"].total + cpu_per_mib["grpc_alone"].total;
     const double relay_ceiling = cores * 1000 / relay;
     report.Metric("bulk.relay_floor.cpu_ms_per_mib", relay);
     report.Metric("bulk.relay_ceiling.mib_per_s", relay_ceiling);
@@ -671,9 +675,9 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
                      Cell(median["podgate_run"] / median["kubectl"], 2)});
       report.Metric("bulk.ratio_limit.podgate_run_vs_kubectl", limit);
     }
-    if (median["direct"] > 0 && edge_hop_per_mib.count("edge") > 0) {
-      const double edge_floor =
-          cpu_per_mib["direct"] + sender_per_mib["grpc_alone"] + edge_hop_per_mib["edge"];
+    if (median["direct"] > 0 && cpu_per_mib.count("edge") > 0) {
+      const double edge_floor = cpu_per_mib["direct"].total + cpu_per_mib["grpc_alone"].exec +
+                                cpu_per_mib["edge"].edge_and_client;
       const double edge_ceiling = cores * 1000 / edge_floor;
       const double limit = edge_ceiling / median["direct"];
       limits.AddRow(

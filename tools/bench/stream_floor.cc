@@ -196,6 +196,17 @@ int Serve() {
 
 // --- client --------------------------------------------------------------------------------
 
+// Each client stream's `open`: a credential of --token_bytes (a signed JWT's size) and a target.
+pb::SessionRequest OpenRequest() {
+  pb::SessionRequest open;
+  open.mutable_open()->mutable_credential()->set_bearer_token(
+      std::string(static_cast<size_t>(absl::GetFlag(FLAGS_token_bytes)), 'x'));
+  open.mutable_open()->mutable_target()->set_namespace_("app-shop");
+  open.mutable_open()->mutable_target()->set_pod("orders-7d4b9c");
+  open.mutable_open()->set_source_address("127.0.0.1:40000");
+  return open;
+}
+
 class ClientStream final : public grpc::ClientBidiReactor<pb::SessionRequest, pb::SessionResponse> {
  public:
   // Sends `open`; `ready` is counted in `readied` (and the stream closed when `close`).
@@ -268,12 +279,7 @@ int Client() {
   auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   auto stub = pb::ExecService::NewStub(channel);
 
-  pb::SessionRequest open;
-  open.mutable_open()->mutable_credential()->set_bearer_token(
-      std::string(static_cast<size_t>(absl::GetFlag(FLAGS_token_bytes)), 'x'));
-  open.mutable_open()->mutable_target()->set_namespace_("app-shop");
-  open.mutable_open()->mutable_target()->set_pod("orders-7d4b9c");
-  open.mutable_open()->set_source_address("127.0.0.1:40000");
+  const pb::SessionRequest open = OpenRequest();
 
   std::atomic<int> readied{0};
   std::atomic<int> ended{0};
@@ -328,11 +334,7 @@ int BulkClient() {
   auto stub = pb::ExecService::NewStub(*channel);
   grpc::ClientContext context;
   auto stream = stub->Session(&context);
-  pb::SessionRequest request;
-  request.mutable_open()->mutable_credential()->set_bearer_token(
-      std::string(static_cast<size_t>(absl::GetFlag(FLAGS_token_bytes)), 'x'));
-  request.mutable_open()->mutable_target()->set_namespace_("app-shop");
-  request.mutable_open()->mutable_target()->set_pod("orders-7d4b9c");
+  pb::SessionRequest request = OpenRequest();
   pb::SessionResponse response;
   if (!stream->Write(request) || !stream->Read(&response) || !response.has_ready()) {
     std::fprintf(stderr, "podgate-bench-stream-floor: no `ready`: %s\n",
@@ -348,7 +350,7 @@ int BulkClient() {
   while (!exited && stream->Read(&response)) {
     if (response.has_stdout()) {
       received += static_cast<int64_t>(response.stdout().data().size());
-      // podgate-run's own write (a failed one shows as fewer bytes than asked for, below).
+      // podgate-run's own write; one that fails shows in the stdout bytes the parent counts.
       run::WriteAll(STDOUT_FILENO, response.stdout().data());
     }
     exited = response.has_exit();
