@@ -30,6 +30,7 @@ namespace {
 
 using ::podgate::testing::Subprocess;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kCluster[] = R"(namespaces:
   - name: demo
@@ -287,7 +288,9 @@ TEST_F(EdgeAuditFollowTest, ShutdownEndsOpenStreams) {
 
 // A stream asked for after edge's drain has begun, on a keep-alive connection opened before
 // it, is refused with 503 instead of starting a stream that nothing would end (the drain has
-// already ended the open ones), and edge still exits cleanly.
+// already ended the open ones), and edge still exits cleanly. An edge with nothing else open
+// may finish its drain and close the connection before the request arrives: then no answer
+// comes at all, which refuses it too; what must never come is a started stream.
 TEST_F(EdgeAuditFollowTest, AStreamAskedForDuringShutdownIsRefused) {
   int port = 0;
   auto edge = StartEdge(&port);
@@ -297,10 +300,13 @@ TEST_F(EdgeAuditFollowTest, AStreamAskedForDuringShutdownIsRefused) {
   (*edge)->Signal(SIGTERM);
   ASSERT_TRUE((*edge)->WaitForLine("draining browser sessions", absl::Seconds(20)).ok());
   connection.Get("/api/v1/audit?follow=1", Ann());
-  ASSERT_TRUE(connection.ReadUntil("}\n")) << connection.received();
-  const std::string answer = connection.received().substr(connection.received().find("ok\n"));
-  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 503"));
-  EXPECT_THAT(answer, HasSubstr("UNAVAILABLE"));
+  connection.ReadUntil("}\n");  // false when edge closed the connection first
+  const std::string answer = connection.received().substr(connection.received().find("ok\n") + 3);
+  EXPECT_THAT(answer, Not(HasSubstr("HTTP/1.1 200"))) << answer;
+  if (!answer.empty()) {
+    EXPECT_THAT(answer, HasSubstr("HTTP/1.1 503"));
+    EXPECT_THAT(answer, HasSubstr("UNAVAILABLE"));
+  }
   connection.Close();
   auto exit = (*edge)->WaitExit(absl::Seconds(30));
   ASSERT_TRUE(exit.ok()) << exit.status();
