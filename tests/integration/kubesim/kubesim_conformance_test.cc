@@ -218,9 +218,16 @@ TEST_F(ConformanceTest, KubectlExecPipesStdin) {
 }
 
 TEST_F(ConformanceTest, KubectlExecWithTty) {
-  // `script` gives kubectl a terminal so that -t is honoured.
-  Result r = Run("script -qec \"" + K("exec -it -n demo web-1 -- sh -c 'tty; echo err >&2'") +
-                 "\" /dev/null </dev/null");
+  // A pty gives kubectl a terminal so that -t is honoured. Python's pty.spawn reads the pty
+  // until its last writer has closed it (the kernel hands over what was written before it
+  // reports the end) and writes nothing into it when its own stdin ends. `script` is not a
+  // faithful harness here: at the end of its stdin it types ^D into kubectl's terminal, and it
+  // stops reading 10 ms after its child exits whether or not the pty is drained, which lost
+  // kubectl's last line on a loaded machine.
+  Result r =
+      Run("python3 -c 'import os, pty, sys; "
+          "sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))' sh -c \"" +
+          K("exec -it -n demo web-1 -- sh -c 'tty; echo err >&2'") + "\" </dev/null");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("/dev/pts/"));
   EXPECT_THAT(r.out, HasSubstr("err"));  // merged into stdout by the pty
