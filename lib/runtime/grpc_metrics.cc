@@ -1,8 +1,10 @@
 #include "runtime/grpc_metrics.h"
 
+#include <algorithm>
 #include <string_view>
 #include <utility>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/descriptor.h"
@@ -39,13 +41,10 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(std::shared_ptr<GrpcServerMetrics> metrics,
                      grpc::experimental::ServerRpcInfo* info)
-      : metrics_(std::move(metrics)), start_(absl::Now()) {
-    std::tie(service_, method_) = GrpcServerMetrics::SplitMethod(info->method());
-    metrics_->started
-        .Add({{"grpc_service", service_},
-              {"grpc_method", method_},
-              {"grpc_type", TypeLabel(info->type())}})
-        .Increment();
+      : metrics_(std::move(metrics)),
+        method_(metrics_->ForMethod(info->method(), info->type())),
+        start_(absl::Now()) {
+    method_.Started();
   }
 
   ~MetricsInterceptor() override {
@@ -66,18 +65,12 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
  private:
   void Handled(grpc::StatusCode code) {
     done_ = true;
-    metrics_->handled
-        .Add({{"grpc_service", service_}, {"grpc_method", method_}, {"grpc_code", CodeLabel(code)}})
-        .Increment();
-    metrics_->handling_seconds
-        .Add({{"grpc_service", service_}, {"grpc_method", method_}}, GrpcServerMetrics::Buckets())
-        .Observe(absl::ToDoubleSeconds(absl::Now() - start_));
+    method_.Handled(code, absl::ToDoubleSeconds(absl::Now() - start_));
   }
 
-  const std::shared_ptr<GrpcServerMetrics> metrics_;
+  const std::shared_ptr<GrpcServerMetrics> metrics_;  // keeps method_ alive
+  GrpcServerMetrics::Method& method_;
   const absl::Time start_;
-  std::string service_;
-  std::string method_;
   bool done_ = false;
 };
 
@@ -117,6 +110,54 @@ GrpcServerMetrics::GrpcServerMetrics(std::shared_ptr<prometheus::Registry> regis
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 GrpcServerMetrics::InterceptorFactory(std::shared_ptr<GrpcServerMetrics> metrics) {
   return std::make_unique<MetricsInterceptorFactory>(std::move(metrics));
+}
+
+GrpcServerMetrics::Method::Method(GrpcServerMetrics* metrics, std::string service,
+                                  std::string method, grpc::experimental::ServerRpcInfo::Type type)
+    : metrics_(metrics),
+      service_(std::move(service)),
+      method_(std::move(method)),
+      started_(&metrics->started.Add(
+          {{"grpc_service", service_}, {"grpc_method", method_}, {"grpc_type", TypeLabel(type)}})),
+      seconds_(&metrics->handling_seconds.Add(
+          {{"grpc_service", service_}, {"grpc_method", method_}}, Buckets())) {}
+
+void GrpcServerMetrics::Method::Handled(grpc::StatusCode code, double seconds) {
+  const int c = static_cast<int>(code);
+  const size_t last = handled_.size() - 1;
+  std::atomic<prometheus::Counter*>& slot =
+      handled_[c >= 0 && static_cast<size_t>(c) < last ? static_cast<size_t>(c) : last];
+  prometheus::Counter* counter = slot.load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    // Family::Add returns the one counter of a label set, so a race here stores the same one.
+    counter = &metrics_->handled.Add(
+        {{"grpc_service", service_}, {"grpc_method", method_}, {"grpc_code", CodeLabel(code)}});
+    slot.store(counter, std::memory_order_release);
+  }
+  counter->Increment();
+  seconds_->Observe(seconds);
+}
+
+GrpcServerMetrics::Method& GrpcServerMetrics::ForMethod(
+    const char* full_name, grpc::experimental::ServerRpcInfo::Type type) {
+  // absl::string_view: Debian's Abseil keeps its own, and only it is a heterogeneous key.
+  const absl::string_view name = full_name == nullptr ? "" : full_name;
+  const size_t t = std::min<size_t>(static_cast<size_t>(type), methods_.size() - 1);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (auto it = methods_[t].find(name); it != methods_[t].end()) {
+      return *it->second;
+    }
+  }
+  auto [service, method] = SplitMethod(full_name);
+  // Every unknown name shares one entry: names a client makes up must not grow the map.
+  const std::string key = service == "unknown" ? "" : std::string(name);
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<Method>& entry = methods_[t][key];
+  if (entry == nullptr) {
+    entry = std::make_unique<Method>(this, std::move(service), std::move(method), type);
+  }
+  return *entry;
 }
 
 std::pair<std::string, std::string> GrpcServerMetrics::SplitMethod(const char* full_name) {

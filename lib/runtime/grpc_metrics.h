@@ -9,9 +9,15 @@
 // bounded: a method that is not a known protobuf service method is "unknown".
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <memory>
 #include <string>
+#include <string_view>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/support/server_interceptor.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -37,10 +43,42 @@ class GrpcServerMetrics {
   // The histogram's upper bounds: 0.5 ms to 60 s.
   static const prometheus::Histogram::BucketBoundaries& Buckets();
 
+  // One method's series. A call looks its method up once (a hash of the name under a reader
+  // lock); the label maps, their hashing and each family's lock are paid on the method's first
+  // call (and on its first call ending with each code), not on every call.
+  class Method {
+   public:
+    Method(GrpcServerMetrics* metrics, std::string service, std::string method,
+           grpc::experimental::ServerRpcInfo::Type type);
+    void Started() { started_->Increment(); }
+    void Handled(grpc::StatusCode code, double seconds);
+
+   private:
+    GrpcServerMetrics* const metrics_;
+    const std::string service_;
+    const std::string method_;
+    prometheus::Counter* const started_;
+    prometheus::Histogram* const seconds_;
+    // By code; codes outside gRPC's range share the last slot ("UNKNOWN").
+    std::array<std::atomic<prometheus::Counter*>, 18> handled_{};
+  };
+
+  // The series of `full_name` ("/pkg.Service/Method") called as `type`; every name that is not
+  // a known method shares the "unknown" entry, so the entries are bounded by the binary's
+  // services. The entry lives as long as this object.
+  Method& ForMethod(const char* full_name, grpc::experimental::ServerRpcInfo::Type type);
+
   const std::shared_ptr<prometheus::Registry> registry;
   prometheus::Family<prometheus::Counter>& started;
   prometheus::Family<prometheus::Counter>& handled;
   prometheus::Family<prometheus::Histogram>& handling_seconds;
+
+ private:
+  absl::Mutex mu_;
+  // By call type, then by full name ("" for every unknown name). A name is registered with one
+  // type; the type keys the maps so that an entry's grpc_type label is always the call's own.
+  std::array<absl::flat_hash_map<std::string, std::unique_ptr<Method>>, 4> methods_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace podgate::runtime

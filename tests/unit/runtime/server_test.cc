@@ -384,6 +384,48 @@ TEST_F(GrpcMetricsTest, MethodsAreSplitAndUnknownOnesBounded) {
   EXPECT_EQ(GrpcServerMetrics::Buckets().back(), 60);
 }
 
+// Each call finds its method's series in one lookup; names a client makes up share the one
+// "unknown" entry (they cannot grow the cache), and a code outside gRPC's range counts as
+// UNKNOWN.
+TEST_F(GrpcMetricsTest, EachMethodHasOneEntryAndUnknownNamesShareOne) {
+  using Type = grpc::experimental::ServerRpcInfo::Type;
+  GrpcServerMetrics metrics(registry_);
+  GrpcServerMetrics::Method& check = metrics.ForMethod("/grpc.health.v1.Health/Check", Type::UNARY);
+  EXPECT_EQ(&check, &metrics.ForMethod("/grpc.health.v1.Health/Check", Type::UNARY));
+  EXPECT_NE(&check, &metrics.ForMethod("/grpc.health.v1.Health/Check", Type::BIDI_STREAMING));
+  GrpcServerMetrics::Method& unknown = metrics.ForMethod("/no.Such/Method", Type::UNARY);
+  EXPECT_NE(&check, &unknown);
+  for (const char* made_up : {"/no.Such/Other", "/grpc.health.v1.Health/Nope", "", "nonsense"}) {
+    EXPECT_EQ(&unknown, &metrics.ForMethod(made_up, Type::UNARY)) << made_up;
+  }
+  EXPECT_EQ(&unknown, &metrics.ForMethod(nullptr, Type::UNARY));
+  check.Started();
+  check.Handled(grpc::StatusCode::OK, 0.001);
+  check.Handled(grpc::StatusCode::OK, 0.001);
+  check.Handled(static_cast<grpc::StatusCode>(99), 0.001);
+  check.Handled(grpc::StatusCode::UNKNOWN, 0.001);
+  std::map<std::string, double> counts;
+  for (const prometheus::MetricFamily& family : registry_->Collect()) {
+    for (const prometheus::ClientMetric& m : family.metric) {
+      std::string key = family.name;
+      for (const prometheus::ClientMetric::Label& l : m.label) {
+        key += "," + l.name + "=" + l.value;
+      }
+      counts[key] = family.type == prometheus::MetricType::Histogram
+                        ? static_cast<double>(m.histogram.sample_count)
+                        : m.counter.value;
+    }
+  }
+  const std::string labels = ",grpc_method=Check,grpc_service=grpc.health.v1.Health";
+  EXPECT_EQ(counts["podgate_grpc_server_started_total" + labels + ",grpc_type=unary"], 1);
+  EXPECT_EQ(counts["podgate_grpc_server_handled_total,grpc_code=OK" + labels], 2);
+  EXPECT_EQ(counts["podgate_grpc_server_handled_total,grpc_code=UNKNOWN" + labels], 2);
+  EXPECT_EQ(counts["podgate_grpc_server_handling_seconds" + labels], 4);
+  EXPECT_EQ(counts.count("podgate_grpc_server_started_total,grpc_method=unknown,"
+                         "grpc_service=unknown,grpc_type=unary"),
+            1u);
+}
+
 // Real calls (unary OK, unary NOT_FOUND, a bidi stream) are counted per method and code.
 TEST_F(GrpcMetricsTest, CallsAreCountedPerMethodAndCode) {
   auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
