@@ -30,7 +30,7 @@ const char* TypeLabel(grpc::experimental::ServerRpcInfo::Type type) {
 
 // The code's name (wire::StatusCodeName); a code outside gRPC's range is "UNKNOWN", so the
 // label's values stay bounded.
-std::string CodeLabel(grpc::StatusCode code) {
+std::string CodeLabel(int code) {
   std::string name = wire::StatusCodeName(code);
   return name.empty() ? "UNKNOWN" : name;
 }
@@ -49,7 +49,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 
   ~MetricsInterceptor() override {
     if (!done_) {
-      Handled(grpc::StatusCode::CANCELLED);
+      Handled(static_cast<int>(grpc::StatusCode::CANCELLED));
     }
   }
 
@@ -57,13 +57,13 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS) &&
         !done_) {
-      Handled(methods->GetSendStatus().error_code());
+      Handled(static_cast<int>(methods->GetSendStatus().error_code()));
     }
     methods->Proceed();
   }
 
  private:
-  void Handled(grpc::StatusCode code) {
+  void Handled(int code) {
     done_ = true;
     method_.Handled(code, absl::ToDoubleSeconds(absl::Now() - start_));
   }
@@ -122,11 +122,10 @@ GrpcServerMetrics::Method::Method(GrpcServerMetrics* metrics, std::string servic
       seconds_(&metrics->handling_seconds.Add(
           {{"grpc_service", service_}, {"grpc_method", method_}}, Buckets())) {}
 
-void GrpcServerMetrics::Method::Handled(grpc::StatusCode code, double seconds) {
-  const int c = static_cast<int>(code);
+void GrpcServerMetrics::Method::Handled(int code, double seconds) {
   const size_t last = handled_.size() - 1;
   std::atomic<prometheus::Counter*>& slot =
-      handled_[c >= 0 && static_cast<size_t>(c) < last ? static_cast<size_t>(c) : last];
+      handled_[code >= 0 && static_cast<size_t>(code) < last ? static_cast<size_t>(code) : last];
   prometheus::Counter* counter = slot.load(std::memory_order_acquire);
   if (counter == nullptr) {
     // Family::Add returns the one counter of a label set, so a race here stores the same one.

@@ -51,7 +51,9 @@ class GrpcServerMetrics {
     Method(GrpcServerMetrics* metrics, std::string service, std::string method,
            grpc::experimental::ServerRpcInfo::Type type);
     void Started() { started_->Increment(); }
-    void Handled(grpc::StatusCode code, double seconds);
+    // `code` is the status code as its wire number (a grpc::StatusCode cast to int), so a
+    // number outside the enum never has to be held in the enum type.
+    void Handled(int code, double seconds);
 
    private:
     GrpcServerMetrics* const metrics_;

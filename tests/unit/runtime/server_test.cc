@@ -400,10 +400,11 @@ TEST_F(GrpcMetricsTest, EachMethodHasOneEntryAndUnknownNamesShareOne) {
   }
   EXPECT_EQ(&unknown, &metrics.ForMethod(nullptr, Type::UNARY));
   check.Started();
-  check.Handled(grpc::StatusCode::OK, 0.001);
-  check.Handled(grpc::StatusCode::OK, 0.001);
-  check.Handled(static_cast<grpc::StatusCode>(99), 0.001);
-  check.Handled(grpc::StatusCode::UNKNOWN, 0.001);
+  check.Handled(static_cast<int>(grpc::StatusCode::OK), 0.001);
+  check.Handled(static_cast<int>(grpc::StatusCode::OK), 0.001);
+  check.Handled(99, 0.001);
+  check.Handled(-1, 0.001);
+  check.Handled(static_cast<int>(grpc::StatusCode::UNKNOWN), 0.001);
   std::map<std::string, double> counts;
   for (const prometheus::MetricFamily& family : registry_->Collect()) {
     for (const prometheus::ClientMetric& m : family.metric) {
@@ -419,8 +420,8 @@ TEST_F(GrpcMetricsTest, EachMethodHasOneEntryAndUnknownNamesShareOne) {
   const std::string labels = ",grpc_method=Check,grpc_service=grpc.health.v1.Health";
   EXPECT_EQ(counts["podgate_grpc_server_started_total" + labels + ",grpc_type=unary"], 1);
   EXPECT_EQ(counts["podgate_grpc_server_handled_total,grpc_code=OK" + labels], 2);
-  EXPECT_EQ(counts["podgate_grpc_server_handled_total,grpc_code=UNKNOWN" + labels], 2);
-  EXPECT_EQ(counts["podgate_grpc_server_handling_seconds" + labels], 4);
+  EXPECT_EQ(counts["podgate_grpc_server_handled_total,grpc_code=UNKNOWN" + labels], 3);
+  EXPECT_EQ(counts["podgate_grpc_server_handling_seconds" + labels], 5);
   EXPECT_EQ(counts.count("podgate_grpc_server_started_total,grpc_method=unknown,"
                          "grpc_service=unknown,grpc_type=unary"),
             1u);

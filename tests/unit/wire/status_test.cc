@@ -26,6 +26,14 @@ TEST(StatusTest, EveryCodeRoundTrips) {
   }
 }
 
+TEST(StatusTest, ACodeGrpcDoesNotNameIsSentAsUnknownWithItsMessage) {
+  for (int code : {-1, 17, 99}) {
+    const grpc::Status s = ToGrpcStatus(absl::Status(static_cast<absl::StatusCode>(code), "odd"));
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNKNOWN) << code;
+    EXPECT_EQ(s.error_message(), "odd") << code;
+  }
+}
+
 TEST(StatusTest, CodeNames) {
   EXPECT_EQ(StatusCodeName(grpc::StatusCode::UNAVAILABLE), "UNAVAILABLE");
   EXPECT_EQ(StatusCodeName(7), "PERMISSION_DENIED");
