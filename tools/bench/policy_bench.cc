@@ -4,7 +4,7 @@
 //
 //   podgate-bench-policy [--json=FILE] [--quick] [--duration=5s] [--rounds=3]
 //                        [--unary_inflight=64,256] [--streams=4x64,16x16] [--channels=2]
-//                        [--health_inflight=256]
+//                        [--health_inflight=256] [--stream_floor_bin=PATH]
 //
 // The client is the gRPC callback API: unary calls keep K calls in flight (each completion
 // starts the next call), streams keep W questions in flight on each of S streams (answers are
@@ -22,12 +22,19 @@
 // runtime's gRPC server, its interceptors and threads, no policy work). Unary Authorize cannot
 // go faster than it on this machine.
 //
+// The stream ceiling: the same stream shapes against podgate-bench-stream-floor
+// --role=policy-server (mode "floor"), which answers AuthorizeStream with no policy code (a fixed
+// allow of the mean size of podgate-policy's answers to the mix, measured first), on the same
+// gRPC settings and stream I/O: the most AuthorizeStream can carry here with the client beside
+// it. Its answers are matched by correlation id; their decision is not checked.
+//
 // Exit status: 0 when every run ran and every answer was right, 1 when something failed (the
 // server did not start, an RPC failed, a wrong decision), 2 on a usage error.
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -38,6 +45,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -86,6 +94,10 @@ ABSL_FLAG(std::string, compare_bin, "",
           "the first and measured in turn with it, every configuration on each, so that a "
           "before/after comparison sees the same machine noise. Its rows are marked 'compare'; "
           "the metrics are those of --policy_bin. Default: none.");
+ABSL_FLAG(std::string, stream_floor_bin, PODGATE_STREAM_FLOOR_BIN,
+          "podgate-bench-stream-floor binary: the --streams shapes also run against its "
+          "policy-server (AuthorizeStream with no policy code), the stream ceiling. Empty: not "
+          "run.");
 ABSL_FLAG(std::string, policy_file, PODGATE_EXAMPLE_POLICY, "The policy document served.");
 ABSL_FLAG(std::string, policy_log_level, "info", "podgate-policy's --log_level. Default info.");
 ABSL_FLAG(absl::Duration, pause_before, absl::ZeroDuration(),
@@ -369,10 +381,14 @@ class UnaryRun {
 class StreamClient final
     : public grpc::ClientBidiReactor<AuthorizeStreamRequest, AuthorizeStreamResponse> {
  public:
+  // With `floor_answer_bytes` (the stream floor) an answer's decision is not checked, its size
+  // is.
   StreamClient(PolicyService::Stub* stub, const std::vector<Question>& mix, int inflight,
-               size_t first, Window* window, Pending* pending, Errors* errors)
+               size_t first, size_t floor_answer_bytes, Window* window, Pending* pending,
+               Errors* errors)
       : mix_(mix),
         inflight_(inflight),
+        floor_answer_bytes_(floor_answer_bytes),
         next_(first),
         window_(window),
         pending_(pending),
@@ -410,8 +426,7 @@ class StreamClient final
       if (answer_.correlation_id() != oldest.id) {
         errors_->Add(absl::StrCat("answer for '", answer_.correlation_id(), "' where '", oldest.id,
                                   "' was the oldest question"));
-      } else if (std::optional<std::string> wrong =
-                     WrongAnswer(*oldest.question, answer_.response())) {
+      } else if (std::optional<std::string> wrong = Wrong(*oldest.question)) {
         errors_->Add(*wrong);
       } else if (oldest.measured && window_->measuring()) {
         ++counted_;
@@ -442,6 +457,17 @@ class StreamClient final
     bool measured;
   };
 
+  std::optional<std::string> Wrong(const Question& q) const {
+    if (floor_answer_bytes_ == 0) {
+      return WrongAnswer(q, answer_.response());
+    }
+    if (const size_t n = answer_.response().ByteSizeLong(); n != floor_answer_bytes_) {
+      return absl::StrCat("the stream floor answered with ", n, " bytes, not ",
+                          floor_answer_bytes_);
+    }
+    return std::nullopt;
+  }
+
   // Starts the next write, or the half-close once the run stops and every answer is in.
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || closed_) {
@@ -468,6 +494,7 @@ class StreamClient final
 
   const std::vector<Question>& mix_;
   const int inflight_;
+  const size_t floor_answer_bytes_;
   size_t next_;
   Window* const window_;
   Pending* const pending_;
@@ -486,16 +513,16 @@ class StreamClient final
 
 absl::Status StreamRun(const std::vector<std::unique_ptr<PolicyService::Stub>>& stubs,
                        const std::vector<Question>& mix, int streams, int inflight,
-                       absl::Duration warmup, absl::Duration duration, pid_t server,
-                       RunTotals* totals) {
+                       size_t floor_answer_bytes, absl::Duration warmup, absl::Duration duration,
+                       pid_t server, RunTotals* totals) {
   Window window;
   Pending pending(streams);
   Errors errors;
   std::vector<std::unique_ptr<StreamClient>> clients;
   for (int s = 0; s < streams; ++s) {
     clients.push_back(std::make_unique<StreamClient>(stubs[s % stubs.size()].get(), mix, inflight,
-                                                     static_cast<size_t>(s) * 7, &window, &pending,
-                                                     &errors));
+                                                     static_cast<size_t>(s) * 7, floor_answer_bytes,
+                                                     &window, &pending, &errors));
   }
   window.Run(warmup, duration, server, totals);
   if (!pending.Wait(absl::Seconds(30))) {
@@ -515,23 +542,26 @@ absl::Status StreamRun(const std::vector<std::unique_ptr<PolicyService::Stub>>& 
   return absl::OkStatus();
 }
 
-// A configuration measured: "unary" with `inflight` calls, or "stream" with `streams` x
-// `inflight`.
+// A configuration measured: "unary" or "health" with `inflight` calls, "stream" or "floor"
+// with `streams` x `inflight`.
 struct Config {
   std::string mode;
   int streams = 0;
   int inflight = 0;
   RunTotals totals;
-  // Index into the servers: 0 is --policy_bin, 1 --compare_bin.
+  // Index into the servers: 0 is --policy_bin, then --compare_bin if given, then the stream
+  // floor (mode "floor" only).
   size_t server = 0;
 
+  bool streaming() const { return mode == "stream" || mode == "floor"; }
   std::string Label() const {
-    return mode == "stream" ? absl::StrCat(streams, " streams x ", inflight)
-                            : absl::StrCat(inflight, " calls");
+    return streaming() ? absl::StrCat(streams, " streams x ", inflight)
+                       : absl::StrCat(inflight, " calls");
   }
   std::string MetricKey() const {
-    return mode == "stream" ? absl::StrCat("policy.stream.s", streams, "x", inflight)
-                            : absl::StrCat("policy.", mode, ".c", inflight);
+    return streaming() ? absl::StrCat("policy.", mode == "floor" ? "stream_floor" : "stream", ".s",
+                                      streams, "x", inflight)
+                       : absl::StrCat("policy.", mode, ".c", inflight);
   }
   double DecisionsPerS() const {
     return totals.seconds > 0 ? static_cast<double>(totals.decisions) / totals.seconds : 0;
@@ -611,6 +641,50 @@ absl::StatusOr<std::pair<std::unique_ptr<testing::Subprocess>, int>> StartPolicy
   return std::make_pair(*std::move(policy), serving["grpc_port"].get<int>());
 }
 
+// podgate-bench-stream-floor --role=policy-server answering with `answer_bytes`; returns the
+// process and its gRPC port.
+absl::StatusOr<std::pair<std::unique_ptr<testing::Subprocess>, int>> StartStreamFloor(
+    const std::string& binary, size_t answer_bytes) {
+  absl::StatusOr<std::unique_ptr<testing::Subprocess>> floor = testing::Subprocess::Start(
+      binary, {"--role=policy-server", absl::StrCat("--answer_bytes=", answer_bytes)});
+  if (!floor.ok()) {
+    return floor.status();
+  }
+  constexpr std::string_view kListening = "listening ";  // then the port
+  absl::StatusOr<std::string> line =
+      (*floor)->WaitForLine(std::string(kListening), absl::Seconds(20));
+  int port = 0;
+  if (!line.ok() ||
+      !absl::SimpleAtoi(line->substr(line->find(kListening) + kListening.size()), &port)) {
+    std::string log;
+    for (const std::string& l : (*floor)->Lines()) {
+      absl::StrAppend(&log, "\n  ", l);
+    }
+    return absl::UnavailableError(absl::StrCat("the stream-floor server did not start", log));
+  }
+  return std::make_pair(*std::move(floor), port);
+}
+
+// The mean serialized size of the answers `stub` gives to the mix, each checked.
+absl::StatusOr<size_t> MeanAnswerBytes(PolicyService::Stub* stub,
+                                       const std::vector<Question>& mix) {
+  size_t total = 0;
+  for (const Question& q : mix) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    AuthorizeResponse answer;
+    const grpc::Status status = stub->Authorize(&context, q.request, &answer);
+    if (!status.ok()) {
+      return absl::UnavailableError(absl::StrCat("Authorize: ", status.error_message()));
+    }
+    if (std::optional<std::string> wrong = WrongAnswer(q, answer)) {
+      return absl::InternalError(*wrong);
+    }
+    total += answer.ByteSizeLong();
+  }
+  return (total + mix.size() / 2) / mix.size();
+}
+
 int Main() {
   const bool quick = absl::GetFlag(FLAGS_quick);
   absl::StatusOr<std::vector<Config>> parsed = ParseConfigs();
@@ -636,6 +710,20 @@ int Main() {
     std::unique_ptr<testing::Subprocess> process;
     std::vector<std::unique_ptr<PolicyService::Stub>> stubs;
     std::vector<std::unique_ptr<HealthStub>> health_stubs;
+    std::string name;  // the table's "binary" column
+  };
+  // `channels` connections to `port`, each its own: channels with different arguments share no
+  // subchannel.
+  const auto connect = [channels](int port, Server* server) {
+    for (int c = 0; c < channels; ++c) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("podgate.bench.channel", c);
+      auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                               grpc::InsecureChannelCredentials(), args);
+      server->stubs.push_back(PolicyService::NewStub(channel));
+      server->health_stubs.push_back(grpc::health::v1::Health::NewStub(channel));
+    }
   };
   std::vector<std::string> binaries = {absl::GetFlag(FLAGS_policy_bin)};
   if (!absl::GetFlag(FLAGS_compare_bin).empty()) {
@@ -652,35 +740,61 @@ int Main() {
     }
     Server server;
     server.process = std::move(started->first);
+    server.name = servers.empty() ? "policy_bin" : "compare_bin";
     const int port = started->second;
     std::printf("%s: pid %d on 127.0.0.1:%d, %d channels, %ld cores\n", binary.c_str(),
                 static_cast<int>(server.process->pid()), port, channels,
                 sysconf(_SC_NPROCESSORS_ONLN));
-    // Each channel its own connection: channels with different arguments share no subchannel.
-    for (int c = 0; c < channels; ++c) {
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-      args.SetInt("podgate.bench.channel", c);
-      auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
-                                               grpc::InsecureChannelCredentials(), args);
-      server.stubs.push_back(PolicyService::NewStub(channel));
-      server.health_stubs.push_back(grpc::health::v1::Health::NewStub(channel));
-    }
+    connect(port, &server);
     servers.push_back(std::move(server));
+  }
+  const std::vector<Question> mix = Mix();
+  // The stream floor answers with podgate-policy's mean answer size to the mix.
+  const size_t policy_servers = servers.size();
+  const std::string floor_bin = absl::GetFlag(FLAGS_stream_floor_bin);
+  size_t answer_bytes = 0;
+  if (!floor_bin.empty()) {
+    absl::StatusOr<size_t> mean = MeanAnswerBytes(servers[0].stubs[0].get(), mix);
+    if (!mean.ok()) {
+      std::fprintf(stderr, "podgate-bench-policy: the mix's answers: %s\n",
+                   std::string(mean.status().message()).c_str());
+      return 1;
+    }
+    answer_bytes = *mean;
+    absl::StatusOr<std::pair<std::unique_ptr<testing::Subprocess>, int>> started =
+        StartStreamFloor(floor_bin, answer_bytes);
+    if (!started.ok()) {
+      std::fprintf(stderr, "podgate-bench-policy: %s: %s\n", floor_bin.c_str(),
+                   std::string(started.status().message()).c_str());
+      return 1;
+    }
+    Server floor;
+    floor.process = std::move(started->first);
+    floor.name = "stream_floor";
+    std::printf("%s: pid %d on 127.0.0.1:%d, answers of %zu bytes (podgate-policy's mean)\n",
+                floor_bin.c_str(), static_cast<int>(floor.process->pid()), started->second,
+                answer_bytes);
+    connect(started->second, &floor);
+    servers.push_back(std::move(floor));
   }
   std::fflush(stdout);
   absl::SleepFor(absl::GetFlag(FLAGS_pause_before));
-  if (servers.size() > 1) {
-    std::vector<Config> both;
+  {
+    // Every configuration on each policy server in turn, then each stream shape on the floor.
+    std::vector<Config> all;
     for (const Config& c : configs) {
-      for (size_t i = 0; i < servers.size(); ++i) {
-        both.push_back(c);
-        both.back().server = i;
+      for (size_t i = 0; i < policy_servers; ++i) {
+        all.push_back(c);
+        all.back().server = i;
+      }
+      if (c.mode == "stream" && servers.size() > policy_servers) {
+        all.push_back(c);
+        all.back().mode = "floor";
+        all.back().server = policy_servers;
       }
     }
-    configs = std::move(both);
+    configs = std::move(all);
   }
-  const std::vector<Question> mix = Mix();
 
   std::vector<std::function<absl::Status(int)>> sides;
   for (Config& config : configs) {
@@ -696,8 +810,8 @@ int Main() {
                      config.mode == "health" ? &servers[config.server].health_stubs : nullptr);
         s = run.Run(warmup, duration, server, &totals);
       } else {
-        s = StreamRun(stubs, mix, config.streams, config.inflight, warmup, duration, server,
-                      &totals);
+        s = StreamRun(stubs, mix, config.streams, config.inflight,
+                      config.mode == "floor" ? answer_bytes : 0, warmup, duration, server, &totals);
       }
       if (!s.ok()) {
         return s;
@@ -709,9 +823,10 @@ int Main() {
       }
       const double rate = static_cast<double>(totals.decisions - before) /
                           std::max(1e-9, totals.seconds - seconds_before);
-      std::printf("round %d, %s%s %s: %.0f decisions/s\n", round + 1,
-                  config.server == 0 ? "" : "compare ", config.mode.c_str(), config.Label().c_str(),
-                  rate);
+      std::printf("round %d, %s%s %s: %.0f %s/s\n", round + 1,
+                  config.server == 0 || config.mode == "floor" ? "" : "compare ",
+                  config.mode.c_str(), config.Label().c_str(), rate,
+                  config.mode == "stream" || config.mode == "unary" ? "decisions" : "answers");
       std::fflush(stdout);
       return absl::OkStatus();
     });
@@ -740,11 +855,11 @@ int Main() {
     const double server_us = 1e6 * t.server_cpu_s / static_cast<double>(t.decisions);
     const double p50 = t.latency_ms.Percentile(50);
     const double p99 = t.latency_ms.Percentile(99);
-    table.AddRow({c.server == 0 ? "policy_bin" : "compare_bin", c.mode, c.Label(),
-                  Cell(c.DecisionsPerS(), 0), Cell(p50, 2), Cell(p99, 2), Cell(client_pct, 0),
-                  Cell(server_pct, 0), Cell(server_us, 1)});
-    if (c.server != 0) {
-      continue;  // the metrics are --policy_bin's
+    table.AddRow({servers[c.server].name, c.mode, c.Label(), Cell(c.DecisionsPerS(), 0),
+                  Cell(p50, 2), Cell(p99, 2), Cell(client_pct, 0), Cell(server_pct, 0),
+                  Cell(server_us, 1)});
+    if (c.server != 0 && c.mode != "floor") {
+      continue;  // the metrics are --policy_bin's (and the floor's)
     }
     const std::string key = c.MetricKey();
     report.Metric(key + ".decisions_per_s", c.DecisionsPerS());
@@ -760,11 +875,19 @@ int Main() {
   }
   report.Add(table);
   for (const auto& [mode, c] : best) {
-    // Health checks are the unary ceiling, not decisions.
-    const std::string key = mode == "health" ? "policy.unary_ceiling" : "policy." + mode;
-    report.Metric(key + (mode == "health" ? ".calls_per_s" : ".decisions_per_s"),
+    // Health checks are the unary ceiling and the floor's answers the stream ceiling, not
+    // decisions.
+    const std::string key = mode == "health"  ? "policy.unary_ceiling"
+                            : mode == "floor" ? "policy.stream_ceiling"
+                                              : "policy." + mode;
+    report.Metric(key + (mode == "health"  ? ".calls_per_s"
+                         : mode == "floor" ? ".answers_per_s"
+                                           : ".decisions_per_s"),
                   c->DecisionsPerS());
     report.Metric(key + ".p99_ms", c->totals.latency_ms.Percentile(99));
+  }
+  if (answer_bytes > 0) {
+    report.Metric("policy.stream_ceiling.answer_bytes", static_cast<double>(answer_bytes));
   }
   report.Note(absl::StrCat(
       "CPU %: utime+stime over the measured time, 100 = one core of ",
@@ -776,7 +899,16 @@ int Main() {
       " of them denied (a denial is logged at info level, an allowance at debug). Mode health: "
       "grpc.health.v1.Health/Check on the same server (a call, not a decision; "
       "policy.unary_ceiling.calls_per_s): the lightest unary call it answers, the most unary "
-      "Authorize can reach here."));
+      "Authorize can reach here.",
+      answer_bytes == 0
+          ? " Mode floor: not run (--stream_floor_bin is empty)."
+          : absl::StrCat(
+                " Mode floor: the same AuthorizeStream shapes against "
+                "podgate-bench-stream-floor --role=policy-server, gRPC with no policy code "
+                "answering with a fixed allow of podgate-policy's mean answer size (",
+                answer_bytes,
+                " bytes; policy.stream_ceiling.answers_per_s, the best shape): the most "
+                "AuthorizeStream can carry here.")));
   if (absl::Status s = report.WriteJson(absl::GetFlag(FLAGS_json)); !s.ok()) {
     std::fprintf(stderr, "podgate-bench-policy: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -1,6 +1,7 @@
-// podgate-bench-stream-floor: what one idle exec.v1 Session stream costs gRPC itself, with no
-// podgate code on either side: the measured limit beside the idle-memory goals of
-// `podgate-bench-chain --sections=sessions` (docs/performance.md, "Sessions").
+// podgate-bench-stream-floor: what gRPC streams cost by themselves, with no podgate code on
+// either side: the measured limits beside the idle-memory and bulk goals of
+// `podgate-bench-chain` and the AuthorizeStream goal of `podgate-bench-policy`
+// (docs/performance.md, "Sessions", "The limit of a relay", "Policy").
 //
 //   podgate-bench-stream-floor --role=server
 //       Serves ExecService/Session on 127.0.0.1 (a free port, printed on stderr as
@@ -22,6 +23,14 @@
 //       `head -c N /dev/zero` and writes every `stdout` message to its stdout until `exit`;
 //       the server answers the command with N zero bytes in `stdout` messages of --chunk_kib
 //       (exec's largest output message, 256 KiB), then `exit` 0. Exits 0 when N bytes came.
+//
+//   podgate-bench-stream-floor --role=policy-server [--answer_bytes=N]
+//       Serves PolicyService/AuthorizeStream on 127.0.0.1 ("listening <port>" on stderr) with
+//       no policy code: every question is answered, in order, with one fixed allow of N
+//       serialized bytes (the size of podgate-policy's answers, which podgate-bench-policy
+//       measures and passes) carrying the question's correlation id; one write in flight and at
+//       most 32 answers queued behind it, as podgate-policy's stream does. What podgate-bench-
+//       policy measures against it is the most AuthorizeStream can carry on the machine.
 #include <signal.h>
 #include <unistd.h>
 
@@ -29,23 +38,30 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "podgate/policy/v1/policy.grpc.pb.h"
 #include "run/stream_io.h"
 #include "runtime/flags.h"
 #include "runtime/tls.h"
 
-ABSL_FLAG(std::string, role, "", "server, client (idle streams) or bulk-client (bulk output).");
+ABSL_FLAG(std::string, role, "",
+          "server, client (idle streams), bulk-client (bulk output) or policy-server "
+          "(AuthorizeStream).");
 ABSL_FLAG(std::string, address, "", "Client and bulk client: the server's host:port.");
 ABSL_FLAG(int, streams, 1000, "Client: streams held open. Default 1000.");
 ABSL_FLAG(int, warmup, 16, "Client: streams opened and closed first. Default 16.");
@@ -54,6 +70,8 @@ ABSL_FLAG(int, token_bytes, 400,
 ABSL_FLAG(int64_t, bytes, 64 << 20, "Bulk client: output bytes asked for. Default 64 MiB.");
 ABSL_FLAG(int, chunk_kib, 256,
           "Server: KiB of output per `stdout` message (exec's largest is 256). Default 256.");
+ABSL_FLAG(int, answer_bytes, 160,
+          "Policy server: serialized bytes of each answer (an AuthorizeResponse). Default 160.");
 
 namespace podgate {
 namespace {
@@ -167,19 +185,14 @@ class Service final : public pb::ExecService::CallbackService {
   const std::string zeros_;  // one output message's bytes
 };
 
-int Serve() {
-  const int chunk_kib = absl::GetFlag(FLAGS_chunk_kib);
-  if (chunk_kib < 1 || chunk_kib > 4095) {
-    std::fprintf(stderr,
-                 "podgate-bench-stream-floor: --chunk_kib must be 1 to 4095 (see --help)\n");
-    return 2;
-  }
-  Service service(static_cast<size_t>(chunk_kib) << 10);
+// Serves `service` on a free port of 127.0.0.1 until killed.
+int ServeUntilKilled(grpc::Service* service) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  // exec's server settings that shape a call (lib/runtime/server.cc), without its interceptors.
+  builder.RegisterService(service);
+  // The services' settings that shape a call (lib/runtime/server.cc), without their
+  // interceptors.
   builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
@@ -192,6 +205,169 @@ int Serve() {
   std::fprintf(stderr, "listening %d\n", port);
   server->Wait();  // until killed
   return 0;
+}
+
+int Serve() {
+  const int chunk_kib = absl::GetFlag(FLAGS_chunk_kib);
+  if (chunk_kib < 1 || chunk_kib > 4095) {
+    std::fprintf(stderr,
+                 "podgate-bench-stream-floor: --chunk_kib must be 1 to 4095 (see --help)\n");
+    return 2;
+  }
+  Service service(static_cast<size_t>(chunk_kib) << 10);
+  return ServeUntilKilled(&service);
+}
+
+// --- policy server -------------------------------------------------------------------------
+
+namespace ppb = podgate::policy::v1;
+
+// One AuthorizeStream: the I/O of podgate-policy's AuthorizeStreamReactor (a read pending while
+// fewer than kMaxQueued answers wait, one write in flight, the half-close answered with OK once
+// every answer is written) with a fixed answer instead of a decision.
+class PolicyFloorStream final
+    : public grpc::ServerBidiReactor<ppb::AuthorizeStreamRequest, ppb::AuthorizeStreamResponse> {
+ public:
+  static constexpr size_t kMaxQueued = 32;
+
+  explicit PolicyFloorStream(const ppb::AuthorizeResponse* answer) : answer_(answer) {
+    absl::MutexLock lock(&mu_);
+    reading_ = true;
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    reading_ = false;
+    if (!ok) {
+      half_closed_ = true;
+      PumpLocked();
+      return;
+    }
+    ppb::AuthorizeStreamResponse& response = queue_.emplace_back();
+    response.set_correlation_id(request_.correlation_id());
+    *response.mutable_response() = *answer_;
+    if (finished_) {
+      return;  // the stream broke: no more reads or writes
+    }
+    if (queue_.size() < kMaxQueued) {
+      reading_ = true;
+      StartRead(&request_);
+    } else {
+      read_paused_ = true;
+    }
+    PumpLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      queue_.clear();
+      FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
+      return;
+    }
+    queue_.pop_front();
+    if (read_paused_ && !half_closed_ && queue_.size() < kMaxQueued) {
+      read_paused_ = false;
+      reading_ = true;
+      StartRead(&request_);
+    }
+    PumpLocked();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || writing_) {
+      return;
+    }
+    if (!queue_.empty()) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+      return;
+    }
+    if (half_closed_ && !reading_) {
+      FinishOnceLocked(grpc::Status::OK);
+    }
+  }
+
+  void FinishOnceLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finished_) {
+      finished_ = true;
+      Finish(status);
+    }
+  }
+
+  const ppb::AuthorizeResponse* const answer_;
+  ppb::AuthorizeStreamRequest request_;
+  absl::Mutex mu_;
+  std::deque<ppb::AuthorizeStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class PolicyFloorService final : public ppb::PolicyService::CallbackService {
+ public:
+  explicit PolicyFloorService(ppb::AuthorizeResponse answer) : answer_(std::move(answer)) {}
+
+  grpc::ServerBidiReactor<ppb::AuthorizeStreamRequest, ppb::AuthorizeStreamResponse>*
+  AuthorizeStream(grpc::CallbackServerContext*) override {
+    return new PolicyFloorStream(&answer_);
+  }
+
+ private:
+  const ppb::AuthorizeResponse answer_;
+};
+
+// The fixed answer without its reason: an allow by rule "stream-floor" of a 64-character
+// policy version.
+ppb::AuthorizeResponse BaseAnswer() {
+  ppb::AuthorizeResponse answer;
+  podgate::common::v1::Decision* d = answer.mutable_decision();
+  d->set_verdict(podgate::common::v1::VERDICT_ALLOW);
+  d->set_rule("stream-floor");
+  d->set_policy_version(std::string(64, '0'));
+  return answer;
+}
+
+// The fixed answer of exactly `bytes` serialized bytes (its reason padded), or nullopt when no
+// reason's length gives that size.
+std::optional<ppb::AuthorizeResponse> FixedAnswer(size_t bytes) {
+  ppb::AuthorizeResponse answer = BaseAnswer();
+  if (answer.ByteSizeLong() == bytes) {
+    return answer;
+  }
+  // The reason's tag and length take 2 to 4 bytes beside its text.
+  for (size_t overhead = 2; overhead <= 4 && answer.ByteSizeLong() + overhead <= bytes;
+       ++overhead) {
+    const size_t text = bytes - BaseAnswer().ByteSizeLong() - overhead;
+    answer.mutable_decision()->set_reason(std::string(text, 'x'));
+    if (answer.ByteSizeLong() == bytes) {
+      return answer;
+    }
+    answer.mutable_decision()->clear_reason();
+  }
+  return std::nullopt;
+}
+
+int ServePolicy() {
+  const int bytes = absl::GetFlag(FLAGS_answer_bytes);
+  std::optional<ppb::AuthorizeResponse> answer =
+      bytes >= 0 && bytes <= (1 << 20) ? FixedAnswer(static_cast<size_t>(bytes)) : std::nullopt;
+  if (!answer) {
+    std::fprintf(stderr,
+                 "podgate-bench-stream-floor: --answer_bytes=%d cannot be made: an answer is "
+                 "%zu bytes without a reason, or %zu to 1048576 with one (see --help)\n",
+                 bytes, BaseAnswer().ByteSizeLong(), BaseAnswer().ByteSizeLong() + 3);
+    return 2;
+  }
+  PolicyFloorService service(*std::move(answer));
+  return ServeUntilKilled(&service);
 }
 
 // --- client --------------------------------------------------------------------------------
@@ -374,9 +550,9 @@ int BulkClient() {
 int main(int argc, char** argv) {
   podgate::runtime::ParseFlags(
       argc, argv,
-      "podgate-bench-stream-floor --role=server|client|bulk-client [flags]: "
-      "exec.v1 Session streams with no podgate code, for the memory of "
-      "idle ones and the CPU of bulk output");
+      "podgate-bench-stream-floor --role=server|client|bulk-client|policy-server [flags]: "
+      "gRPC streams with no podgate code: exec.v1 Session streams for the memory of idle ones "
+      "and the CPU of bulk output, policy.v1 AuthorizeStream for the most answers/s");
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "server") {
     return podgate::Serve();
@@ -387,8 +563,11 @@ int main(int argc, char** argv) {
   if (role == "bulk-client") {
     return podgate::BulkClient();
   }
-  std::fprintf(
-      stderr,
-      "podgate-bench-stream-floor: --role must be server, client or bulk-client (see --help)\n");
+  if (role == "policy-server") {
+    return podgate::ServePolicy();
+  }
+  std::fprintf(stderr,
+               "podgate-bench-stream-floor: --role must be server, client, bulk-client or "
+               "policy-server (see --help)\n");
   return 2;
 }
