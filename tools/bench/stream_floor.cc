@@ -57,6 +57,7 @@
 #include "podgate/policy/v1/policy.grpc.pb.h"
 #include "run/stream_io.h"
 #include "runtime/flags.h"
+#include "runtime/server.h"
 #include "runtime/tls.h"
 
 ABSL_FLAG(std::string, role, "",
@@ -366,6 +367,9 @@ int ServePolicy() {
                  bytes, BaseAnswer().ByteSizeLong(), BaseAnswer().ByteSizeLong() + 3);
     return 2;
   }
+  // podgate-policy's process settings (glibc malloc's thresholds and arenas, Abseil's lock-order
+  // checks off: gRPC's own locks are absl::Mutex), which shape gRPC's own cost per message.
+  runtime::PrepareServiceProcess();
   PolicyFloorService service(*std::move(answer));
   return ServeUntilKilled(&service);
 }
