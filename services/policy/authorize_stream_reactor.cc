@@ -43,7 +43,16 @@ void StreamRegistry::Remove(AuthorizeStreamReactor* reactor) {
 AuthorizeStreamReactor::AuthorizeStreamReactor(const Authorizer* authorizer,
                                                StreamRegistry* registry,
                                                runtime::TraceContext trace)
-    : authorizer_(authorizer), registry_(registry), trace_(std::move(trace)) {
+    : AuthorizeStreamReactor(
+          [authorizer](const podgate::policy::v1::AuthorizeRequest& request,
+                       const runtime::TraceContext& stream_trace) {
+            return authorizer->Authorize(request, stream_trace);
+          },
+          registry, std::move(trace)) {}
+
+AuthorizeStreamReactor::AuthorizeStreamReactor(Answer answer, StreamRegistry* registry,
+                                               runtime::TraceContext trace)
+    : answer_(std::move(answer)), registry_(registry), trace_(std::move(trace)) {
   if (!registry_->Add(this)) {
     absl::MutexLock lock(&mu_);
     reading_ = false;
@@ -87,7 +96,7 @@ void AuthorizeStreamReactor::OnReadDone(bool ok) {
     d->set_rule(kInvalidRequestRule);
     d->set_reason("the stream message carries no request");
   } else {
-    *response.mutable_response() = authorizer_->Authorize(request_.request(), trace_);
+    *response.mutable_response() = answer_(request_.request(), trace_);
   }
   queue_.push_back(std::move(response));
   if (finished_ || draining_) {

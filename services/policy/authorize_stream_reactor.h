@@ -5,6 +5,10 @@
 // the queue is full the reactor stops reading, so a client that does not read its answers
 // gets back-pressure (gRPC flow control) instead of growing the server's memory. Evaluation
 // takes microseconds and never blocks, so it runs inside the read reaction.
+//
+// What answers a question is a function: podgate-policy's Authorizer, or in the benchmark's
+// stream floor (tools/bench/stream_floor.cc) a fixed answer, so that the floor measures this
+// stream's I/O with no decision.
 #pragma once
 
 #include <atomic>
@@ -13,6 +17,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/server_callback.h"
 #include "podgate/policy/v1/policy.grpc.pb.h"
@@ -46,9 +51,16 @@ class AuthorizeStreamReactor final
  public:
   static constexpr size_t kMaxQueued = 32;
 
-  // `trace`: the stream's (from the caller's traceparent metadata, runtime/trace_metadata.h).
+  // The answer to one question; `trace` is the stream's.
+  using Answer = absl::AnyInvocable<podgate::policy::v1::AuthorizeResponse(
+      const podgate::policy::v1::AuthorizeRequest& request, const runtime::TraceContext& trace)>;
+
+  // Answers with `authorizer` (not owned). `trace`: the stream's (from the caller's
+  // traceparent metadata, runtime/trace_metadata.h).
   AuthorizeStreamReactor(const Authorizer* authorizer, StreamRegistry* registry,
                          runtime::TraceContext trace = {});
+  // Answers with `answer`.
+  AuthorizeStreamReactor(Answer answer, StreamRegistry* registry, runtime::TraceContext trace = {});
 
   // Sends what is queued, then ends the stream with UNAVAILABLE. Called by StreamRegistry from
   // a thread that is not a reaction, so it never holds mu_ while calling into gRPC.
@@ -70,7 +82,7 @@ class AuthorizeStreamReactor final
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishOnceLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const Authorizer* const authorizer_;
+  Answer answer_;
   StreamRegistry* const registry_;
   const runtime::TraceContext trace_;
   // One reference for gRPC (released in OnDone), one per DrainAll in progress.

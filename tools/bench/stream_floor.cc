@@ -25,12 +25,12 @@
 //       (exec's largest output message, 256 KiB), then `exit` 0. Exits 0 when N bytes came.
 //
 //   podgate-bench-stream-floor --role=policy-server [--answer_bytes=N]
-//       Serves PolicyService/AuthorizeStream on 127.0.0.1 ("listening <port>" on stderr) with
-//       no policy code: every question is answered, in order, with one fixed allow of N
-//       serialized bytes (the size of podgate-policy's answers, which podgate-bench-policy
-//       measures and passes) carrying the question's correlation id; one write in flight and at
-//       most 32 answers queued behind it, as podgate-policy's stream does. What podgate-bench-
-//       policy measures against it is the most AuthorizeStream can carry on the machine.
+//       Serves PolicyService/AuthorizeStream on 127.0.0.1 ("listening <port>" on stderr)
+//       through podgate-policy's own stream reactor with no decision: every question is
+//       answered, in order, with one fixed allow of N serialized bytes (the size of
+//       podgate-policy's answers, which podgate-bench-policy measures and passes) carrying the
+//       question's correlation id. What podgate-bench-policy measures against it is the most
+//       AuthorizeStream can carry on the machine.
 #include <signal.h>
 #include <unistd.h>
 
@@ -38,7 +38,6 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,12 +48,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "podgate/policy/v1/policy.grpc.pb.h"
+#include "policy/authorize_stream_reactor.h"
 #include "run/stream_io.h"
 #include "runtime/flags.h"
 #include "runtime/server.h"
@@ -223,106 +222,22 @@ int Serve() {
 
 namespace ppb = podgate::policy::v1;
 
-// One AuthorizeStream: the I/O of podgate-policy's AuthorizeStreamReactor (a read pending while
-// fewer than kMaxQueued answers wait, one write in flight, the half-close answered with OK once
-// every answer is written) with a fixed answer instead of a decision.
-class PolicyFloorStream final
-    : public grpc::ServerBidiReactor<ppb::AuthorizeStreamRequest, ppb::AuthorizeStreamResponse> {
- public:
-  static constexpr size_t kMaxQueued = 32;
-
-  explicit PolicyFloorStream(const ppb::AuthorizeResponse* answer) : answer_(answer) {
-    absl::MutexLock lock(&mu_);
-    reading_ = true;
-    StartRead(&request_);
-  }
-
-  void OnReadDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    reading_ = false;
-    if (!ok) {
-      half_closed_ = true;
-      PumpLocked();
-      return;
-    }
-    ppb::AuthorizeStreamResponse& response = queue_.emplace_back();
-    response.set_correlation_id(request_.correlation_id());
-    *response.mutable_response() = *answer_;
-    if (finished_) {
-      return;  // the stream broke: no more reads or writes
-    }
-    if (queue_.size() < kMaxQueued) {
-      reading_ = true;
-      StartRead(&request_);
-    } else {
-      read_paused_ = true;
-    }
-    PumpLocked();
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      queue_.clear();
-      FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
-      return;
-    }
-    queue_.pop_front();
-    if (read_paused_ && !half_closed_ && queue_.size() < kMaxQueued) {
-      read_paused_ = false;
-      reading_ = true;
-      StartRead(&request_);
-    }
-    PumpLocked();
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || writing_) {
-      return;
-    }
-    if (!queue_.empty()) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-      return;
-    }
-    if (half_closed_ && !reading_) {
-      FinishOnceLocked(grpc::Status::OK);
-    }
-  }
-
-  void FinishOnceLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!finished_) {
-      finished_ = true;
-      Finish(status);
-    }
-  }
-
-  const ppb::AuthorizeResponse* const answer_;
-  ppb::AuthorizeStreamRequest request_;
-  absl::Mutex mu_;
-  std::deque<ppb::AuthorizeStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
-  bool reading_ ABSL_GUARDED_BY(mu_) = false;
-  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-};
-
+// AuthorizeStream through podgate-policy's own stream reactor (the same reads, queue, writes
+// and drain), every question answered with the fixed answer instead of a decision.
 class PolicyFloorService final : public ppb::PolicyService::CallbackService {
  public:
   explicit PolicyFloorService(ppb::AuthorizeResponse answer) : answer_(std::move(answer)) {}
 
   grpc::ServerBidiReactor<ppb::AuthorizeStreamRequest, ppb::AuthorizeStreamResponse>*
   AuthorizeStream(grpc::CallbackServerContext*) override {
-    return new PolicyFloorStream(&answer_);
+    return new policy::AuthorizeStreamReactor(
+        [this](const ppb::AuthorizeRequest&, const runtime::TraceContext&) { return answer_; },
+        &streams_);
   }
 
  private:
   const ppb::AuthorizeResponse answer_;
+  policy::StreamRegistry streams_;
 };
 
 // The fixed answer without its reason: an allow by rule "stream-floor" of a 64-character
