@@ -74,7 +74,7 @@ GOALS = [
 # of batches from one thread with no gRPC (a batch of 256 is what 256 strict writers can at most
 # fill). For unary Authorize: grpc.health.v1.Health/Check on the same policy server from the same
 # client, the lightest unary call that server answers. For AuthorizeStream: the same streams
-# against podgate-bench-stream-floor's policy server, gRPC answering with no policy code.
+# against podgate-bench-stream-floor's policy server, podgate-policy's stream with no decision.
 STORE_ALONE = "the store alone"
 LIMITS = {
     "audit.sqlite.strict.w256.records_per_s":
@@ -92,7 +92,7 @@ LIMITS = {
     "policy.unary.decisions_per_s":
         ("policy.unary_ceiling.calls_per_s", "an empty unary call, Health/Check"),
     "policy.stream.decisions_per_s":
-        ("policy.stream_ceiling.answers_per_s", "AuthorizeStream with no policy code"),
+        ("policy.stream_ceiling.answers_per_s", "AuthorizeStream with no decision"),
     # A floor, not a ceiling: what exec's launch wrapper alone adds to a direct exec.
     "roundtrip.added.p50_ms": ("roundtrip.added_by_wrapper.p50_ms", "the launch wrapper alone"),
     "roundtrip.added.p99_ms": ("roundtrip.added_by_wrapper.p99_ms", "the launch wrapper alone"),

@@ -38,6 +38,7 @@
 #include "absl/time/clock.h"
 #include "bench/chain_clients.h"
 #include "bench/report.h"
+#include "bench/stream_floor_server.h"
 #include "bench_fixtures.h"
 #include "exec/container_probe.h"
 #include "http/client.h"
@@ -433,21 +434,13 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
 
 // podgate-bench-stream-floor's server (exec.v1 Session streams with no podgate code); its
 // host:port in `*address`.
-absl::StatusOr<std::unique_ptr<testing::Subprocess>> StartStreamFloorServer(std::string* address) {
+absl::StatusOr<std::unique_ptr<testing::Subprocess>> StartSessionFloorServer(std::string* address) {
+  int port = 0;
   auto server =
-      testing::Subprocess::Start(absl::GetFlag(FLAGS_stream_floor_bin), {"--role=server"});
-  if (!server.ok()) {
-    return server.status();
+      StartStreamFloorServer(absl::GetFlag(FLAGS_stream_floor_bin), {"--role=server"}, &port);
+  if (server.ok()) {
+    *address = absl::StrCat("127.0.0.1:", port);
   }
-  constexpr std::string_view kListening = "listening ";  // then the port
-  absl::StatusOr<std::string> listening =
-      (*server)->WaitForLine(std::string(kListening), absl::Seconds(20));
-  if (!listening.ok()) {
-    return absl::InternalError(
-        absl::StrCat("the stream-floor server did not start: ", listening.status().message()));
-  }
-  *address = absl::StrCat("127.0.0.1:",
-                          listening->substr(listening->find(kListening) + kListening.size()));
   return server;
 }
 
@@ -478,7 +471,7 @@ absl::Status Bulk(Chain& c, const Sizes& sizes, Report& report) {
   // answering `head -c N /dev/zero` with N bytes in exec's largest output messages to its bulk
   // client, which writes them to its stdout as podgate-run does.
   std::string floor_address;
-  auto floor = StartStreamFloorServer(&floor_address);
+  auto floor = StartSessionFloorServer(&floor_address);
   if (!floor.ok()) {
     return floor.status();
   }
@@ -725,7 +718,7 @@ struct StreamFloor {
 absl::StatusOr<StreamFloor> MeasureStreamFloor(int streams) {
   const std::string bin = absl::GetFlag(FLAGS_stream_floor_bin);
   std::string address;
-  auto server = StartStreamFloorServer(&address);
+  auto server = StartSessionFloorServer(&address);
   if (!server.ok()) {
     return server.status();
   }

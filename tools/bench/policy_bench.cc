@@ -23,10 +23,10 @@
 // go faster than it on this machine.
 //
 // The stream ceiling: the same stream shapes against podgate-bench-stream-floor
-// --role=policy-server (mode "floor"), which answers AuthorizeStream with no policy code (a fixed
-// allow of the mean size of podgate-policy's answers to the mix, measured first), on the same
-// gRPC settings and stream I/O: the most AuthorizeStream can carry here with the client beside
-// it. Its answers are matched by correlation id; their decision is not checked.
+// --role=policy-server (mode "floor"), which answers AuthorizeStream through podgate-policy's
+// stream reactor with no decision (a fixed allow of the mean size of podgate-policy's answers to
+// the mix, measured first), on the same gRPC settings: the most AuthorizeStream can carry here with
+// the client beside it. Its answers are matched by correlation id; their decision is not checked.
 //
 // Exit status: 0 when every run ran and every answer was right, 1 when something failed (the
 // server did not start, an RPC failed, a wrong decision), 2 on a usage error.
@@ -45,7 +45,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -65,6 +64,7 @@
 #include "podgate/policy/v1/policy.grpc.pb.h"
 #include "report.h"
 #include "runtime/flags.h"
+#include "stream_floor_server.h"
 #include "support/subprocess.h"
 
 ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file (tools/bench/bench.py).");
@@ -96,7 +96,7 @@ ABSL_FLAG(std::string, compare_bin, "",
           "the metrics are those of --policy_bin. Default: none.");
 ABSL_FLAG(std::string, stream_floor_bin, PODGATE_STREAM_FLOOR_BIN,
           "podgate-bench-stream-floor binary: the --streams shapes also run against its "
-          "policy-server (AuthorizeStream with no policy code), the stream ceiling. Empty: not "
+          "policy-server (AuthorizeStream with no decision), the stream ceiling. Empty: not "
           "run.");
 ABSL_FLAG(std::string, policy_file, PODGATE_EXAMPLE_POLICY, "The policy document served.");
 ABSL_FLAG(std::string, policy_log_level, "info", "podgate-policy's --log_level. Default info.");
@@ -641,30 +641,6 @@ absl::StatusOr<std::pair<std::unique_ptr<testing::Subprocess>, int>> StartPolicy
   return std::make_pair(*std::move(policy), serving["grpc_port"].get<int>());
 }
 
-// podgate-bench-stream-floor --role=policy-server answering with `answer_bytes`; returns the
-// process and its gRPC port.
-absl::StatusOr<std::pair<std::unique_ptr<testing::Subprocess>, int>> StartStreamFloor(
-    const std::string& binary, size_t answer_bytes) {
-  absl::StatusOr<std::unique_ptr<testing::Subprocess>> floor = testing::Subprocess::Start(
-      binary, {"--role=policy-server", absl::StrCat("--answer_bytes=", answer_bytes)});
-  if (!floor.ok()) {
-    return floor.status();
-  }
-  constexpr std::string_view kListening = "listening ";  // then the port
-  absl::StatusOr<std::string> line =
-      (*floor)->WaitForLine(std::string(kListening), absl::Seconds(20));
-  int port = 0;
-  if (!line.ok() ||
-      !absl::SimpleAtoi(line->substr(line->find(kListening) + kListening.size()), &port)) {
-    std::string log;
-    for (const std::string& l : (*floor)->Lines()) {
-      absl::StrAppend(&log, "\n  ", l);
-    }
-    return absl::UnavailableError(absl::StrCat("the stream-floor server did not start", log));
-  }
-  return std::make_pair(*std::move(floor), port);
-}
-
 // The mean serialized size of the answers `stub` gives to the mix, each checked.
 absl::StatusOr<size_t> MeanAnswerBytes(PolicyService::Stub* stub,
                                        const std::vector<Question>& mix) {
@@ -761,20 +737,20 @@ int Main() {
       return 1;
     }
     answer_bytes = *mean;
-    absl::StatusOr<std::pair<std::unique_ptr<testing::Subprocess>, int>> started =
-        StartStreamFloor(floor_bin, answer_bytes);
+    int port = 0;
+    absl::StatusOr<std::unique_ptr<testing::Subprocess>> started = StartStreamFloorServer(
+        floor_bin, {"--role=policy-server", absl::StrCat("--answer_bytes=", answer_bytes)}, &port);
     if (!started.ok()) {
       std::fprintf(stderr, "podgate-bench-policy: %s: %s\n", floor_bin.c_str(),
                    std::string(started.status().message()).c_str());
       return 1;
     }
     Server floor;
-    floor.process = std::move(started->first);
+    floor.process = *std::move(started);
     floor.name = "stream_floor";
     std::printf("%s: pid %d on 127.0.0.1:%d, answers of %zu bytes (podgate-policy's mean)\n",
-                floor_bin.c_str(), static_cast<int>(floor.process->pid()), started->second,
-                answer_bytes);
-    connect(started->second, &floor);
+                floor_bin.c_str(), static_cast<int>(floor.process->pid()), port, answer_bytes);
+    connect(port, &floor);
     servers.push_back(std::move(floor));
   }
   std::fflush(stdout);
@@ -904,8 +880,8 @@ int Main() {
           ? " Mode floor: not run (--stream_floor_bin is empty)."
           : absl::StrCat(
                 " Mode floor: the same AuthorizeStream shapes against "
-                "podgate-bench-stream-floor --role=policy-server, gRPC with no policy code "
-                "answering with a fixed allow of podgate-policy's mean answer size (",
+                "podgate-bench-stream-floor --role=policy-server, podgate-policy's stream with no "
+                "decision, answering with a fixed allow of podgate-policy's mean answer size (",
                 answer_bytes,
                 " bytes; policy.stream_ceiling.answers_per_s, the best shape): the most "
                 "AuthorizeStream can carry here.")));

@@ -1,12 +1,14 @@
-// podgate-bench-stream-floor: what gRPC streams cost by themselves, with no podgate code on
-// either side: the measured limits beside the idle-memory and bulk goals of
+// podgate-bench-stream-floor: what gRPC streams cost by themselves: exec.v1 Session streams
+// with no podgate code on either side, and AuthorizeStream through podgate-policy's stream
+// reactor with no decision. The measured limits beside the idle-memory and bulk goals of
 // `podgate-bench-chain` and the AuthorizeStream goal of `podgate-bench-policy`
 // (docs/performance.md, "Sessions", "The limit of a relay", "Policy").
 //
 //   podgate-bench-stream-floor --role=server
 //       Serves ExecService/Session on 127.0.0.1 (a free port, printed on stderr as
 //       "listening <port>"): each stream's first message is answered with `ready`, then the
-//       stream waits for the next message; a half-close ends it with OK.
+//       stream waits for the next message; a half-close ends it with OK. SIGINT or SIGTERM
+//       stops the server (as it does --role=policy-server): open streams get a second.
 //   podgate-bench-stream-floor --role=client --address=127.0.0.1:<port> --streams=N
 //       On one channel (edge's Session-stream settings: keepalive, no retries), opens --warmup
 //       streams that each send `open`, get `ready` and close; prints "warm"; waits for SIGUSR1;
@@ -36,6 +38,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -185,8 +188,9 @@ class Service final : public pb::ExecService::CallbackService {
   const std::string zeros_;  // one output message's bytes
 };
 
-// Serves `service` on a free port of 127.0.0.1 until killed.
-int ServeUntilKilled(grpc::Service* service) {
+// Serves `service` on a free port of 127.0.0.1 until SIGINT or SIGTERM, which the caller has
+// blocked (runtime::BlockShutdownSignals) before any thread started.
+int ServeUntilSignal(grpc::Service* service) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -203,7 +207,9 @@ int ServeUntilKilled(grpc::Service* service) {
     return 1;
   }
   std::fprintf(stderr, "listening %d\n", port);
-  server->Wait();  // until killed
+  runtime::WaitForShutdownSignal();
+  // Open streams get a second, then are cancelled.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   return 0;
 }
 
@@ -214,8 +220,9 @@ int Serve() {
                  "podgate-bench-stream-floor: --chunk_kib must be 1 to 4095 (see --help)\n");
     return 2;
   }
+  runtime::BlockShutdownSignals();
   Service service(static_cast<size_t>(chunk_kib) << 10);
-  return ServeUntilKilled(&service);
+  return ServeUntilSignal(&service);
 }
 
 // --- policy server -------------------------------------------------------------------------
@@ -240,33 +247,41 @@ class PolicyFloorService final : public ppb::PolicyService::CallbackService {
   policy::StreamRegistry streams_;
 };
 
-// The fixed answer without its reason: an allow by rule "stream-floor" of a 64-character
-// policy version.
-ppb::AuthorizeResponse BaseAnswer() {
+// The fixed answer: an allow by rule "stream-floor" of a policy version of `version_chars`
+// characters, with `reason_chars` of reason and, with `filler`, one empty explanation line
+// (two bytes beside the decision).
+ppb::AuthorizeResponse FloorAnswer(size_t version_chars, size_t reason_chars, bool filler) {
   ppb::AuthorizeResponse answer;
   podgate::common::v1::Decision* d = answer.mutable_decision();
   d->set_verdict(podgate::common::v1::VERDICT_ALLOW);
   d->set_rule("stream-floor");
-  d->set_policy_version(std::string(64, '0'));
+  d->set_policy_version(std::string(version_chars, '0'));
+  d->set_reason(std::string(reason_chars, 'x'));
+  if (filler) {
+    answer.add_explanation();
+  }
   return answer;
 }
 
-// The fixed answer of exactly `bytes` serialized bytes (its reason padded), or nullopt when no
-// reason's length gives that size.
+constexpr size_t kVersionChars = 64;  // a content hash's hex digits
+
+// The fixed answer of exactly `bytes` serialized bytes, or nullopt when `bytes` is below the
+// smallest. The reason's text fills it. Its length prefix, and the decision's, grow by a byte
+// at 128 and 16384 bytes, which leaves sizes no reason length gives: a policy version one or
+// two characters longer, or the empty explanation line, fills those.
 std::optional<ppb::AuthorizeResponse> FixedAnswer(size_t bytes) {
-  ppb::AuthorizeResponse answer = BaseAnswer();
-  if (answer.ByteSizeLong() == bytes) {
-    return answer;
-  }
-  // The reason's tag and length take 2 to 4 bytes beside its text.
-  for (size_t overhead = 2; overhead <= 4 && answer.ByteSizeLong() + overhead <= bytes;
-       ++overhead) {
-    const size_t text = bytes - BaseAnswer().ByteSizeLong() - overhead;
-    answer.mutable_decision()->set_reason(std::string(text, 'x'));
-    if (answer.ByteSizeLong() == bytes) {
-      return answer;
+  for (bool filler : {false, true}) {
+    for (size_t version = kVersionChars; version <= kVersionChars + 2; ++version) {
+      const size_t base = FloorAnswer(version, 0, filler).ByteSizeLong();
+      // A reason adds its text and 2 to 4 bytes of tag and length, and may lengthen the
+      // decision's length prefix by up to 2.
+      for (size_t overhead = 0; overhead <= 6 && base + overhead <= bytes; ++overhead) {
+        ppb::AuthorizeResponse answer = FloorAnswer(version, bytes - base - overhead, filler);
+        if (answer.ByteSizeLong() == bytes) {
+          return answer;
+        }
+      }
     }
-    answer.mutable_decision()->clear_reason();
   }
   return std::nullopt;
 }
@@ -278,15 +293,16 @@ int ServePolicy() {
   if (!answer) {
     std::fprintf(stderr,
                  "podgate-bench-stream-floor: --answer_bytes=%d cannot be made: an answer is "
-                 "%zu bytes without a reason, or %zu to 1048576 with one (see --help)\n",
-                 bytes, BaseAnswer().ByteSizeLong(), BaseAnswer().ByteSizeLong() + 3);
+                 "%zu to 1048576 bytes (see --help)\n",
+                 bytes, FloorAnswer(kVersionChars, 0, false).ByteSizeLong());
     return 2;
   }
   // podgate-policy's process settings (glibc malloc's thresholds and arenas, Abseil's lock-order
-  // checks off: gRPC's own locks are absl::Mutex), which shape gRPC's own cost per message.
+  // checks off: gRPC's own locks are absl::Mutex), which shape gRPC's own cost per message; the
+  // shutdown signals blocked for ServeUntilSignal.
   runtime::PrepareServiceProcess();
   PolicyFloorService service(*std::move(answer));
-  return ServeUntilKilled(&service);
+  return ServeUntilSignal(&service);
 }
 
 // --- client --------------------------------------------------------------------------------
@@ -470,8 +486,9 @@ int main(int argc, char** argv) {
   podgate::runtime::ParseFlags(
       argc, argv,
       "podgate-bench-stream-floor --role=server|client|bulk-client|policy-server [flags]: "
-      "gRPC streams with no podgate code: exec.v1 Session streams for the memory of idle ones "
-      "and the CPU of bulk output, policy.v1 AuthorizeStream for the most answers/s");
+      "gRPC streams alone: exec.v1 Session streams with no podgate code for the memory of idle "
+      "ones and the CPU of bulk output, policy.v1 AuthorizeStream with no decision for the most "
+      "answers/s");
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "server") {
     return podgate::Serve();
