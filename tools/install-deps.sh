@@ -18,8 +18,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # curl's URL parser for the differential test of the policy's; clang and its sanitizer and
   # libFuzzer runtimes for the fuzz targets (tests/fuzz/run.sh) and the sanitizer builds
-  # (tools/sanitizers.sh); clang-format for tools/check-format.sh.
-  libcurl4-openssl-dev clang libclang-rt-dev clang-format
+  # (tools/sanitizers.sh); clang-format for tools/check-format.sh; lld, the linker every build
+  # uses (CMakeLists.txt).
+  libcurl4-openssl-dev clang libclang-rt-dev clang-format lld
   libsqlite3-dev sqlite3 libpq-dev postgresql
   # A real syslog receiver for the audit syslog sink's tests (tests/support/rsyslog.h): rsyslogd
   # with its OpenSSL stream driver (lmnsd_ossl) for the RFC 5425 TLS listener.

@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "gtest/gtest.h"
+#include "support/test_pki.h"
 
 ABSL_DECLARE_FLAG(std::string, store);
 ABSL_DECLARE_FLAG(std::string, chain_id);
@@ -63,7 +64,8 @@ TEST_F(AuditOptionsTest, DefaultsAreTheDocumentedOnes) {
 // The checkpoint flags: a real Ed25519 key from the openssl CLI, the interval's bounds, the
 // state file required with a key, and one clear line a bad key.
 TEST_F(AuditOptionsTest, CheckpointFlags) {
-  const std::string dir = ::testing::TempDir();
+  // A directory of its own: the key files are gone when the test ends.
+  const std::string dir = podgate::testing::MakeTempDir("audit-options");
   const std::string key = dir + "/audit-options-ckpt.pem";
   const std::string pub = dir + "/audit-options-ckpt.pub.pem";
   ASSERT_EQ(std::system(("openssl genpkey -algorithm ed25519 -out " + key +
