@@ -1,8 +1,12 @@
 #include "runtime/log.h"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/support/log.h"
@@ -19,6 +23,9 @@ struct LoggerState {
   std::mutex mu;
   std::shared_ptr<spdlog::logger> logger;
   std::string service_json = "\"podgate\"";
+  // The buffered writer Init set up (null before, and for InitForTest).
+  std::shared_ptr<LineWriter> writer;
+  bool exit_flush_registered = false;
 };
 
 LoggerState& State() {
@@ -62,16 +69,45 @@ void GrpcLog(gpr_log_func_args* args) {
                         {"grpc_severity", gpr_log_severity_string(args->severity)}});
 }
 
-void Install(std::string_view service, Level level, spdlog::sink_ptr sink) {
+void Install(std::string_view service, Level level, spdlog::sink_ptr sink,
+             std::shared_ptr<LineWriter> writer) {
   gpr_set_log_function(&GrpcLog);
   std::shared_ptr<spdlog::logger> logger = MakeLogger(std::move(sink), level);
   std::string service_json;
   AppendJsonString(service, &service_json);
   LoggerState& state = State();
-  std::lock_guard<std::mutex> lock(state.mu);
-  state.logger = std::move(logger);
-  state.service_json = std::move(service_json);
+  std::shared_ptr<LineWriter> previous;
+  {
+    std::lock_guard<std::mutex> lock(state.mu);
+    state.logger = std::move(logger);
+    state.service_json = std::move(service_json);
+    previous = std::exchange(state.writer, std::move(writer));
+  }
+  // `previous` (a test's earlier Init) flushes and stops once no logger holds it any more.
 }
+
+// Hands each formatted line to the buffered writer.
+class WriterSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit WriterSink(std::shared_ptr<LineWriter> writer) : writer_(std::move(writer)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    std::string_view line(formatted.data(), formatted.size());
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+      line.remove_suffix(1);
+    }
+    writer_->Append(line);
+  }
+  void flush_() override {}
+
+ private:
+  std::shared_ptr<LineWriter> writer_;
+};
+
+void FlushAtExit() { Flush(absl::Seconds(2)); }
 
 class CallbackSink : public spdlog::sinks::base_sink<std::mutex> {
  public:
@@ -154,13 +190,42 @@ Field::Field(std::string_view key, uint64_t value) : key_(key), json_(absl::StrC
 Field::Field(std::string_view key, double value) : key_(key), json_(absl::StrCat(value)) {}
 Field::Field(std::string_view key, bool value) : key_(key), json_(value ? "true" : "false") {}
 
-void Init(std::string_view service, Level level) {
-  Install(service, level, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+void Init(std::string_view service, Level level, size_t buffer_bytes) {
+  std::string service_json;
+  AppendJsonString(service, &service_json);
+  auto writer = std::make_shared<LineWriter>(STDERR_FILENO, buffer_bytes, service_json);
+  Install(service, level, std::make_shared<WriterSink>(writer), writer);
+  LoggerState& state = State();
+  std::lock_guard<std::mutex> lock(state.mu);
+  if (!state.exit_flush_registered) {
+    state.exit_flush_registered = true;
+    std::atexit(&FlushAtExit);
+  }
 }
 
 void InitForTest(std::string_view service, Level level,
                  void (*sink)(std::string_view line, void* arg), void* arg) {
-  Install(service, level, std::make_shared<CallbackSink>(sink, arg));
+  Install(service, level, std::make_shared<CallbackSink>(sink, arg), nullptr);
+}
+
+bool Flush(absl::Duration timeout) {
+  std::shared_ptr<LineWriter> writer;
+  {
+    LoggerState& state = State();
+    std::lock_guard<std::mutex> lock(state.mu);
+    writer = state.writer;
+  }
+  return writer == nullptr || writer->Flush(timeout);
+}
+
+WriterStats Stats() {
+  std::shared_ptr<LineWriter> writer;
+  {
+    LoggerState& state = State();
+    std::lock_guard<std::mutex> lock(state.mu);
+    writer = state.writer;
+  }
+  return writer == nullptr ? WriterStats() : writer->Stats();
 }
 
 void Debug(std::string_view msg, Fields fields) { Write(Level::kDebug, msg, fields); }

@@ -14,6 +14,8 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "runtime/log_writer.h"
 
 namespace podgate::log {
 
@@ -46,8 +48,20 @@ class Field {
 using Fields = std::initializer_list<Field>;
 
 // Sets up the process-wide logger for `service` (the "service" field of every line). Without
-// a call, lines go to stderr with service "podgate". Safe to call again (tests do).
-void Init(std::string_view service, Level level);
+// a call, lines go to stderr with service "podgate", written by the thread that logs. With it,
+// lines go to stderr through a buffer of `buffer_bytes` written by a thread of its own
+// (runtime/log_writer.h): a stalled reader of stderr costs dropped, counted lines, never a
+// blocked service thread; a normal exit flushes the buffer (at most 2 s). Safe to call again
+// (tests do).
+void Init(std::string_view service, Level level,
+          size_t buffer_bytes = LineWriter::kDefaultBufferBytes);
+
+// Waits until every line logged so far is written, at most `timeout` (before an exit that
+// skips the exit handlers); false when the time ran out. True without Init.
+bool Flush(absl::Duration timeout);
+
+// The buffer's counters since Init (podgate_log_* metrics); zeros without Init.
+WriterStats Stats();
 
 // Where lines go; tests capture them. `sink` receives each complete JSON line.
 void InitForTest(std::string_view service, Level level,

@@ -18,6 +18,7 @@
 #include "http/server.h"
 #include "prometheus/gauge.h"
 #include "prometheus/text_serializer.h"
+#include "runtime/log.h"
 #include "runtime/tls.h"
 
 #ifndef PODGATE_VERSION
@@ -93,6 +94,38 @@ std::vector<prometheus::MetricFamily> CertificateCollector::Collect() const {
   return {std::move(family)};
 }
 
+std::vector<prometheus::MetricFamily> LogCollector::Collect() const {
+  const log::WriterStats stats = log::Stats();
+  auto family = [](const char* name, const char* help, prometheus::MetricType type, double value) {
+    prometheus::MetricFamily f;
+    f.name = name;
+    f.help = help;
+    f.type = type;
+    prometheus::ClientMetric metric;
+    if (type == prometheus::MetricType::Counter) {
+      metric.counter.value = value;
+    } else {
+      metric.gauge.value = value;
+    }
+    f.metric.push_back(std::move(metric));
+    return f;
+  };
+  std::vector<prometheus::MetricFamily> out;
+  out.push_back(family("podgate_log_lines_written_total", "Log lines written to stderr.",
+                       prometheus::MetricType::Counter, static_cast<double>(stats.lines_written)));
+  out.push_back(family("podgate_log_lines_dropped_total",
+                       "Log lines dropped: they did not fit the log buffer while stderr's reader "
+                       "was stalled, or stderr refused them.",
+                       prometheus::MetricType::Counter, static_cast<double>(stats.lines_dropped)));
+  out.push_back(family("podgate_log_buffer_bytes",
+                       "Bytes of log lines waiting for stderr or being written now.",
+                       prometheus::MetricType::Gauge, static_cast<double>(stats.buffer_bytes)));
+  out.push_back(family(
+      "podgate_log_buffer_limit_bytes", "The most log_buffer_bytes may reach (--log_buffer_bytes).",
+      prometheus::MetricType::Gauge, static_cast<double>(stats.buffer_limit_bytes)));
+  return out;
+}
+
 std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   std::vector<prometheus::MetricFamily> out;
   std::ifstream in("/proc/self/stat");
@@ -150,6 +183,7 @@ struct MetricsServer::Impl {
   std::shared_ptr<prometheus::Registry> registry;
   ProcessCollector process;
   CertificateCollector certificates;
+  LogCollector logs;
   std::unique_ptr<http::Server> server;
   std::thread thread;
 
@@ -172,6 +206,9 @@ struct MetricsServer::Impl {
     std::vector<prometheus::MetricFamily> tls = certificates.Collect();
     families.insert(families.end(), std::make_move_iterator(tls.begin()),
                     std::make_move_iterator(tls.end()));
+    std::vector<prometheus::MetricFamily> log_families = logs.Collect();
+    families.insert(families.end(), std::make_move_iterator(log_families.begin()),
+                    std::make_move_iterator(log_families.end()));
     std::vector<prometheus::MetricFamily> more = registry->Collect();
     families.insert(families.end(), std::make_move_iterator(more.begin()),
                     std::make_move_iterator(more.end()));

@@ -32,6 +32,14 @@ class CertificateCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 };
 
+// The log's buffer (runtime/log_writer.h), read at each scrape: podgate_log_lines_written_total,
+// podgate_log_lines_dropped_total (lines that did not fit while stderr's reader was stalled, or
+// whose write failed), podgate_log_buffer_bytes and podgate_log_buffer_limit_bytes.
+class LogCollector : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override;
+};
+
 // The headers every answer of the metrics port carries (200, 404, 405 and the HTTP layer's own
 // 400/413/431 and refusals): nosniff, no caching, no framing, no referrer, and a
 // Content-Security-Policy that lets the text load nothing.
@@ -44,8 +52,8 @@ class MetricsServer {
   // At most this many connections at once (Prometheus holds one per scraper).
   static constexpr size_t kMaxConnections = 64;
 
-  // Listens on `address` ("host:port"; port 0 picks a free one). Also serves the process and
-  // certificate collectors and podgate_build_info{service,version}.
+  // Listens on `address` ("host:port"; port 0 picks a free one). Also serves the process,
+  // certificate and log collectors and podgate_build_info{service,version}.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& address, const std::string& service,
       std::shared_ptr<prometheus::Registry> registry);

@@ -30,6 +30,11 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "How long in-flight calls may run after SIGTERM before they are cancelled, e.g. "
           "10s. Default 10s.");
 ABSL_FLAG(std::string, log_level, "info", "Log level: debug, info, warn or error. Default info.");
+ABSL_FLAG(int64_t, log_buffer_bytes, 1024 * 1024,
+          "Bytes of log lines that may wait for stderr's reader, 65536 to 268435456. A thread of "
+          "its own writes them; lines that do not fit while the reader is stalled are dropped, "
+          "counted (podgate_log_lines_dropped_total) and reported in one line once stderr takes "
+          "writes again. Default 1048576.");
 
 namespace podgate::runtime {
 
@@ -62,10 +67,19 @@ void InitLoggingFromFlags(std::string_view service) {
   if (absl::Status s = log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level); !s.ok()) {
     ExitWithError(absl::StrCat("--log_level: ", s.message()));
   }
-  log::Init(service, level);
+  const int64_t buffer = absl::GetFlag(FLAGS_log_buffer_bytes);
+  if (buffer < static_cast<int64_t>(log::LineWriter::kMinBufferBytes) ||
+      buffer > static_cast<int64_t>(log::LineWriter::kMaxBufferBytes)) {
+    ExitWithError(absl::StrCat("--log_buffer_bytes: ", buffer, " is out of range (",
+                               log::LineWriter::kMinBufferBytes, " to ",
+                               log::LineWriter::kMaxBufferBytes, ")"));
+  }
+  log::Init(service, level, static_cast<size_t>(buffer));
 }
 
 void ExitWithError(const std::string& message) {
+  // The lines logged before it come first (at most 2 s when stderr's reader is stalled).
+  log::Flush(absl::Seconds(2));
   std::fprintf(stderr, "%s: %s\n", program_invocation_short_name, message.c_str());
   std::fflush(stderr);
   std::_Exit(2);

@@ -617,7 +617,8 @@ def cmd_monitoring():
     for want in ("PodgateTargetDown", "PodgateAuditStoreFailing", "PodgateAuditExportLagRecords",
                  "PodgateAuditExportLagSeconds", "PodgatePolicyReloadFailing",
                  "PodgateExecKubernetesErrors", "PodgateEdgeSessionLimitsHit",
-                 "PodgateCertificateExpiringSoon", "PodgateGrpcErrorRatio"):
+                 "PodgateCertificateExpiringSoon", "PodgateGrpcErrorRatio",
+                 "PodgateLogLinesDropped"):
         f.check(want in alerts, f"no alert {want}")
     for name, r in alerts.items():
         f.check(r["labels"].get("severity") in ("critical", "warning"), f"{name}: severity")
@@ -642,7 +643,7 @@ def cmd_monitoring():
                    "podgate_policy_reload_failures_total", "podgate_exec_api_errors_total",
                    "podgate_edge_rejections_total", "podgate_audit_errors_total",
                    "podgate_tls_certificate_expiry_timestamp_seconds",
-                   "podgate_grpc_server_handled_total"):
+                   "podgate_grpc_server_handled_total", "podgate_log_lines_dropped_total"):
         f.check(metric in used_rules, f"no alert uses {metric}")
     # promtool validates the rules (PromQL syntax, templates, durations).
     promtool = shutil.which("promtool")

@@ -204,6 +204,10 @@ TEST(ServicesTest, BadFlagValueExitsWithOneClearLine) {
   ExpectStartupFailure({"--grpc_address=127.0.0.1:0", "--log_level=loud"}, {},
                        {"--log_level", "loud"});
   ExpectStartupFailure({"--grpc_address=not-an-address"}, {}, {"--grpc_address"});
+  ExpectStartupFailure({"--grpc_address=127.0.0.1:0", "--log_buffer_bytes=1000"}, {},
+                       {"--log_buffer_bytes: 1000 is out of range (65536 to 268435456)"});
+  ExpectStartupFailure({"--grpc_address=127.0.0.1:0", "--log_buffer_bytes=lots"}, {},
+                       {"log_buffer_bytes", "lots"});
 }
 
 TEST(ServicesTest, BadEnvironmentValueExitsWithOneClearLine) {

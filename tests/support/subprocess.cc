@@ -76,16 +76,32 @@ Subprocess::~Subprocess() {
     int status;
     waitpid(pid_, &status, 0);
   }
+  ResumeReading();
   if (reader_ != nullptr) {
     reader_->join();
   }
   close(stderr_fd_);
 }
 
+void Subprocess::PauseReading() {
+  absl::MutexLock lock(&mu_);
+  paused_ = true;
+}
+
+void Subprocess::ResumeReading() {
+  absl::MutexLock lock(&mu_);
+  paused_ = false;
+}
+
 void Subprocess::ReadLoop() {
   std::string partial;
   char buf[4096];
   while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](bool* paused) { return !*paused; }, &paused_));
+    }
     const ssize_t n = read(stderr_fd_, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) {
       continue;

@@ -46,6 +46,12 @@ class Subprocess {
 
   void Signal(int sig);
 
+  // Stops reading the child's stderr (after the read in progress), as a stuck log collector
+  // would: once the pipe's buffer is full, the child's writes to stderr block (or fail with
+  // EAGAIN). ResumeReading() reads on; the destructor resumes by itself.
+  void PauseReading();
+  void ResumeReading();
+
   // SIGSTOP, then waits until every thread of the child is stopped (kill() returns before the
   // stop takes effect: a thread already running could still answer a request).
   absl::Status Freeze(absl::Duration timeout = absl::Seconds(5));
@@ -66,6 +72,7 @@ class Subprocess {
   absl::Mutex mu_;
   std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
   bool eof_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<std::thread> reader_;
 };
 

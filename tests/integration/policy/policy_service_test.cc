@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -78,10 +79,11 @@ class PolicyServiceTest : public ::testing::Test {
     example_ = ReadFile(PODGATE_EXAMPLE_POLICY);
     ASSERT_FALSE(example_.empty());
     ReplaceFile(path_, example_);
-    auto process = Subprocess::Start(
-        PODGATE_POLICY_BIN,
-        {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0", "--drain_timeout=200ms",
-         "--policy_file=" + path_, "--policy_poll_interval=200ms"});
+    std::vector<std::string> args = {"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                                     "--drain_timeout=200ms", "--policy_file=" + path_,
+                                     "--policy_poll_interval=200ms"};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    auto process = Subprocess::Start(PODGATE_POLICY_BIN, args);
     ASSERT_TRUE(process.ok()) << process.status();
     process_ = *std::move(process);
     auto line = process_->WaitForLine("\"msg\":\"serving\"", absl::Seconds(20));
@@ -131,6 +133,8 @@ class PolicyServiceTest : public ::testing::Test {
     return parsed->samples;
   }
 
+  // More flags for podgate-policy (a derived fixture's constructor sets them).
+  std::vector<std::string> extra_args_;
   std::string dir_;
   std::string path_;
   std::string example_;
@@ -495,6 +499,94 @@ TEST_F(PolicyServiceTest, MetricsCountDecisionsByVerdictAndRule) {
       metrics["podgate_policy_decisions_total{rule=\"deny-ps-environment\",verdict=\"deny\"}"], 1);
   EXPECT_EQ(metrics["podgate_policy_evaluation_duration_seconds_count"], 4);
   EXPECT_EQ(metrics["podgate_policy_rules"], 31);
+}
+
+// podgate-policy with the smallest log buffer, so that a few thousand lines overflow it.
+class PolicyLogTest : public PolicyServiceTest {
+ protected:
+  PolicyLogTest() { extra_args_ = {"--log_buffer_bytes=65536"}; }
+};
+
+// A log collector that stops reading the service's stderr (a stuck container runtime, a node's
+// full disk) must not stop decisions. Every denial writes a log line; with stderr unread the
+// pipe is full after a few hundred, and a service that writes its lines on the threads that
+// answer stops answering. Here the lines past the log buffer are dropped and counted, and once
+// stderr is read again the log says how many: every denial is either a line or counted.
+TEST_F(PolicyLogTest, AStalledLogReaderDoesNotStopDecisions) {
+  process_->PauseReading();
+  constexpr int kDenials = 3000;
+  for (int i = 0; i < kDenials; ++i) {
+    grpc::Status status;
+    const pb::AuthorizeResponse r = Authorize(Command({"ps", "e"}), &status);
+    ASSERT_TRUE(status.ok()) << "decision " << i
+                             << " with the log unread: " << status.error_message();
+    ASSERT_EQ(r.decision().verdict(), VERDICT_DENY);
+  }
+  auto metrics = Metrics();
+  const double dropped = metrics["podgate_log_lines_dropped_total"];
+  EXPECT_GT(dropped, 0) << "3000 lines of about 350 bytes fit a 64 KiB pipe and a 64 KiB buffer";
+  EXPECT_LT(dropped, kDenials);
+  EXPECT_LE(metrics["podgate_log_buffer_bytes"], 65536);
+  EXPECT_EQ(metrics["podgate_log_buffer_limit_bytes"], 65536);
+
+  process_->ResumeReading();
+  // Every denial is a decision line or in a "log lines dropped" notice, and every line is whole.
+  int decisions = 0;
+  double noticed = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    decisions = 0;
+    noticed = 0;
+    for (const std::string& line : process_->Lines()) {
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << "not a whole JSON line: " << line;
+      if (j.value("msg", "") == "decision") {
+        ++decisions;
+      } else if (j.value("msg", "") == "log lines dropped") {
+        EXPECT_EQ(j.value("level", ""), "warning");
+        noticed += j.value("dropped", 0.0);
+      }
+    }
+    if (decisions + noticed >= kDenials) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(noticed, dropped);
+  EXPECT_EQ(decisions + noticed, kDenials);
+  EXPECT_EQ(Metrics()["podgate_log_lines_dropped_total"], dropped);
+}
+
+// The same stalled reader must not keep the service from stopping: SIGTERM ends it within the
+// drain and the log's bounded exit flush (2 s), where it used to hang writing "signal received".
+TEST_F(PolicyLogTest, AStalledLogReaderDoesNotStopShutdown) {
+  process_->PauseReading();
+  for (int i = 0; i < 3000; ++i) {
+    grpc::Status status;
+    Authorize(Command({"ps", "e"}), &status);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const absl::Time start = absl::Now();
+  process_->Signal(SIGTERM);
+  // Until the process is gone (a zombie: WaitExit would also wait up to 2 s for its stderr's
+  // end, which the paused reader never sees).
+  const std::string stat = absl::StrCat("/proc/", process_->pid(), "/stat");
+  absl::Duration took = absl::InfiniteDuration();
+  while (absl::Now() - start < absl::Seconds(10)) {
+    const std::string text = podgate::testing::ReadProcFile(stat);
+    const size_t close = text.rfind(')');
+    if (text.empty() || (close != std::string::npos && text.substr(close + 2, 1) == "Z")) {
+      took = absl::Now() - start;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  // The drain (200 ms here) and the log's exit flush (at most 2 s), with room for a slow machine.
+  EXPECT_LT(took, absl::Seconds(4));
+  auto status = process_->WaitExit(absl::Seconds(10));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(*status, 0);
+  process_.reset();  // exited and reaped: TearDown has nothing to stop
 }
 
 // --check: the command line a user's CI runs.
