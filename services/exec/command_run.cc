@@ -662,11 +662,15 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     entry.started = cmd->start;
     entry.session_opened = opened_at_;
     entry.line = cmd->line;
+    const absl::Time journal_start = absl::Now();
     if (absl::Status s = journal->Add(entry); !s.ok()) {
       LaunchFailedLocked(cmd, absl::StrCat("exec could not journal it (", s.message(),
                                            "), so it could not have been stopped after a crash"));
       return;
     }
+    hub_->metrics()
+        ->CommandStart(ExecMetrics::Stage::kJournal)
+        .Observe(absl::ToDoubleSeconds(absl::Now() - journal_start));
     cmd->journaled = true;
   }
   cmd->go_sent = true;

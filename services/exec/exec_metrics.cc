@@ -5,11 +5,12 @@ namespace podgate::exec {
 namespace {
 
 // One histogram per stage name, in the order of the stage enum.
-std::array<prometheus::Histogram*, 6> StageHistograms(
-    prometheus::Family<prometheus::Histogram>& family, const std::array<const char*, 6>& names) {
+template <size_t N>
+std::array<prometheus::Histogram*, N> StageHistograms(
+    prometheus::Family<prometheus::Histogram>& family, const std::array<const char*, N>& names) {
   static const prometheus::Histogram::BucketBoundaries kBuckets{
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
-  std::array<prometheus::Histogram*, 6> stages{};
+  std::array<prometheus::Histogram*, N> stages{};
   for (size_t i = 0; i < stages.size(); ++i) {
     stages[i] = &family.Add({{"stage", names[i]}}, kBuckets);
   }
@@ -45,7 +46,8 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
       command_start(prometheus::BuildHistogram()
                         .Name("podgate_exec_command_start_seconds")
                         .Help("Where a command's start goes, by stage: policy, audit, checks, "
-                              "upgrade, launch, and total (received to running).")
+                              "upgrade, launch, journal (with --journal_dir), and total "
+                              "(received to running).")
                         .Register(registry)),
       session_open(prometheus::BuildHistogram()
                        .Name("podgate_exec_session_open_seconds")
@@ -177,9 +179,9 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                        .Register(registry)),
       live_sessions(live_objects.Add({{"kind", "session"}})),
       live_commands(live_objects.Add({{"kind", "command"}})),
-      command_start_stages(StageHistograms(
-          command_start, {"policy", "audit", "checks", "upgrade", "launch", "total"})),
-      session_open_stages(StageHistograms(
+      command_start_stages(StageHistograms<7>(
+          command_start, {"policy", "audit", "checks", "upgrade", "launch", "journal", "total"})),
+      session_open_stages(StageHistograms<6>(
           session_open, {"credential", "policy", "pod", "checks", "audit", "total"})) {}
 
 }  // namespace podgate::exec

@@ -30,9 +30,11 @@ struct ExecMetrics {
   // podgate_exec_command_start_seconds{stage}: where a command's start goes, stage by stage:
   // policy (asked to answered), audit (decision sent to acknowledged), checks (root guard and
   // container checks), upgrade (pods/exec call to upgrade), launch (upgrade to the launch
-  // wrapper's report), and total (the command received to "go").
+  // wrapper's report), journal (the command's journal entry made durable, with --journal_dir:
+  // a file write, its fsync, a rename and the directory's fsync, on the critical path since
+  // "go" waits for it), and total (the command received to "go").
   prometheus::Family<prometheus::Histogram>& command_start;
-  enum class Stage { kPolicy, kAudit, kChecks, kUpgrade, kLaunch, kTotal };
+  enum class Stage { kPolicy, kAudit, kChecks, kUpgrade, kLaunch, kJournal, kTotal };
   prometheus::Histogram& CommandStart(Stage stage) {
     return *command_start_stages[static_cast<size_t>(stage)];
   }
@@ -120,7 +122,7 @@ struct ExecMetrics {
   prometheus::Gauge& live_commands;
   // The histogram of each Stage, looked up once (a label lookup per command is a map search
   // under the family's lock).
-  const std::array<prometheus::Histogram*, 6> command_start_stages;
+  const std::array<prometheus::Histogram*, 7> command_start_stages;
   const std::array<prometheus::Histogram*, 6> session_open_stages;
 };
 

@@ -70,6 +70,11 @@ ABSL_FLAG(int, open_concurrency, 8, "Sessions: clients opening sessions in paral
 ABSL_FLAG(std::string, kubectl, "/usr/local/bin/kubectl",
           "kubectl (1.31+, WebSocket exec) for the bulk comparison; missing: that column is "
           "skipped with a note.");
+ABSL_FLAG(bool, exec_journal, true,
+          "Run exec with its journal of running commands (--journal_dir, in a temporary "
+          "directory), as the Helm chart deploys it (exec.journal.enabled): each command's "
+          "start then waits for its entry's fsyncs (stage 'journal'). --noexec_journal "
+          "measures without. Default true.");
 ABSL_FLAG(std::string, kubesim_bin, PODGATE_KUBESIM_BIN, "kubesim binary.");
 ABSL_FLAG(std::string, policy_bin, PODGATE_POLICY_BIN, "podgate-policy binary.");
 ABSL_FLAG(std::string, audit_bin, PODGATE_AUDIT_BIN, "podgate-audit binary.");
@@ -153,6 +158,10 @@ absl::StatusOr<Chain> StartChain(const Sizes& sizes) {
   const int room = sizes.sessions + 64;
   options.exec_flags = {absl::StrCat("--max_sessions=", room),
                         absl::StrCat("--max_sessions_per_user=", room)};
+  if (absl::GetFlag(FLAGS_exec_journal)) {
+    // On the machine's disk, as the chart's emptyDir is on the node's.
+    options.exec_flags.push_back("--journal_dir=" + testing::MakeTempDir("bench-journal"));
+  }
   auto stack = testing::Stack::Start(options);
   if (!stack.ok()) {
     return stack.status();
@@ -358,13 +367,16 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   }
   // exec's own account of where a command's start goes (podgate_exec_command_start_seconds),
   // over the recorded rounds only.
-  const StageList kStages = {
+  StageList kStages = {
       {"policy", "asking policy (AuthorizeStream) to its answer"},
       {"audit", "the decision sent to audit to its durable ack (strict)"},
       {"checks", "root guard and container checks (cached after the first command)"},
       {"upgrade", "pods/exec call to the WebSocket upgrade (TCP, TLS, HTTP upgrade)"},
-      {"launch", "the upgrade to the launch wrapper's pid report (the API server starts it)"},
-      {"total", "the command received to \"go\" (the process runs)"}};
+      {"launch", "the upgrade to the launch wrapper's pid report (the API server starts it)"}};
+  if (absl::GetFlag(FLAGS_exec_journal)) {
+    kStages.push_back({"journal", "the command's journal entry made durable (write, fsyncs)"});
+  }
+  kStages.push_back({"total", "the command received to \"go\" (the process runs)"});
   const std::string kMetric = "podgate_exec_command_start_seconds";
   const StageTotals stages_before = ReadStageTotals(c.stack->exec_metrics_port(), kMetric, kStages);
   recording = true;

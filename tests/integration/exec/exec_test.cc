@@ -446,6 +446,7 @@ TEST_F(ExecTest, ACommandsStartIsMeasuredStageByStage) {
   for (const char* stage : kStages) {
     EXPECT_EQ(count(stage), counts[stage] + 1) << stage;
   }
+  EXPECT_LE(count("journal"), 0) << "this exec has no --journal_dir";
   // The audit stage overlaps the checks, the upgrade and the launch ("go" waits for both); the
   // others follow one another.
   double parts = 0;
@@ -2040,6 +2041,16 @@ TEST(ExecDrainTest, SigtermStopsRunningCommandsAndRecordsThemBeforeExiting) {
   }
   ASSERT_EQ(CountProcesses(argv), 1) << "the command did not start";
   EXPECT_EQ(FilesIn(journal).size(), 1u) << "the running command is not journaled";
+  // The journal's write is a stage of the command's start, within its total.
+  const int metrics = (*stack)->exec_metrics_port();
+  EXPECT_EQ(
+      testing::MetricSample(metrics, "podgate_exec_command_start_seconds_count{stage=\"journal\"}"),
+      1);
+  const double journal_s =
+      testing::MetricSample(metrics, "podgate_exec_command_start_seconds_sum{stage=\"journal\"}");
+  EXPECT_GT(journal_s, 0);
+  EXPECT_LE(journal_s, testing::MetricSample(
+                           metrics, "podgate_exec_command_start_seconds_sum{stage=\"total\"}"));
   const absl::Time sigterm = absl::Now();
   (*stack)->exec()->Signal(SIGTERM);
   // The drain closes the session; the client sees that and ends its call, as an edge would.
