@@ -52,10 +52,12 @@ class Journal {
   // Uses `dir` (created when missing, mode 0700). At most `max_entries` entries are kept; an
   // entry's file is at most kMaxEntryBytes.
   static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& dir, int max_entries);
+  ~Journal();
 
   static constexpr size_t kMaxEntryBytes = 64 * 1024;
 
-  // Writes the entry durably: a temporary file, fsync, rename, fsync of the directory.
+  // Writes the entry durably: its file (created, never overwritten), fsync, fsync of the
+  // directory. A crash in between leaves a cut-off file that Load skips (its command never ran).
   // RESOURCE_EXHAUSTED when max_entries are journaled already; the error of a failed write
   // (a full disk) otherwise. Exec does not run a command it could not journal.
   absl::Status Add(const JournalEntry& entry);
@@ -69,11 +71,14 @@ class Journal {
   const std::string& dir() const { return dir_; }
 
  private:
-  Journal(std::string dir, int max_entries) : dir_(std::move(dir)), max_entries_(max_entries) {}
+  Journal(std::string dir, int max_entries, int dir_fd)
+      : dir_(std::move(dir)), max_entries_(max_entries), dir_fd_(dir_fd) {}
   std::string PathOf(const std::string& id) const;
 
   const std::string dir_;
   const int max_entries_;
+  // The directory, open for the fsync that makes each new entry's name durable.
+  const int dir_fd_;
   mutable std::mutex mu_;
   int entries_ = 0;
 };

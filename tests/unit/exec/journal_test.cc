@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "exec/kube.h"
 #include "gtest/gtest.h"
@@ -66,6 +67,40 @@ TEST_F(JournalTest, AnEntryRoundTripsThroughTheDirectory) {
   (*journal)->Remove("ab01");
   EXPECT_EQ((*journal)->size(), 0);
   EXPECT_TRUE((*journal)->Load().empty());
+}
+
+// An entry is written in place (no temporary file and rename): a file already there under its
+// name is never overwritten or removed, the write fails and its place in the bound is freed.
+// What a crash in the middle of a write leaves, the same file cut off, is skipped and removed
+// at the next start (its command never ran: "go" waits for Add).
+TEST_F(JournalTest, AnEntryIsWrittenInPlaceAndNeverOverwritesAFile) {
+  auto journal = Journal::Open(dir_, 10);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  ASSERT_TRUE((*journal)->Add(Entry("cd01")).ok());
+  std::vector<std::string> names;
+  for (const auto& f : std::filesystem::directory_iterator(dir_)) {
+    names.push_back(f.path().filename().string());
+  }
+  EXPECT_EQ(names, std::vector<std::string>{"cd01.json"}) << "no temporary file left";
+
+  std::ofstream(dir_ + "/cd02.json") << "someone else's";
+  ASSERT_EQ((*journal)->size(), 1);
+  const absl::Status s = (*journal)->Add(Entry("cd02"));
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("cd02.json"), std::string::npos) << s;
+  EXPECT_EQ((*journal)->size(), 1);
+  std::ifstream in(dir_ + "/cd02.json");
+  std::string kept((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(kept, "someone else's");
+
+  const std::string whole = EncodeJournalEntry(Entry("cd03"));
+  std::ofstream(dir_ + "/cd03.json") << whole.substr(0, whole.size() / 2);
+  auto reopened = Journal::Open(dir_, 10);
+  ASSERT_TRUE(reopened.ok());
+  std::vector<JournalEntry> loaded = (*reopened)->Load();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].result_event_id, "cd01");
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/cd03.json"));
 }
 
 TEST_F(JournalTest, TheBoundRefusesAnEntryAndFreesItsPlaceOnRemove) {
