@@ -629,11 +629,13 @@ void Session::OnLaunchReportedLocked(const std::shared_ptr<Command>& cmd) {
 
 void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
   if (cmd->finished || cmd->go_sent) {
+    DropUnsentJournalLocked(cmd);
     return;
   }
   if (cmd->stop_reason != common::TERMINATION_UNSPECIFIED || state_ == State::kClosed) {
-    // Stopped while it was being identified: it never runs.
+    // Stopped while it was being identified (or journaled): it never runs.
     cmd->handle->Close();
+    DropUnsentJournalLocked(cmd);
     return;
   }
   if (!cmd->decision_durable) {
@@ -642,9 +644,14 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     hub_->timers()->Cancel(cmd->launch_timer);
     return;
   }
-  if (Journal* journal = hub_->journal(); journal != nullptr) {
+  if (Journal* journal = hub_->journal(); journal != nullptr && !cmd->journaled) {
+    if (cmd->journal_pending) {
+      return;  // the write's completion sends "go"
+    }
     // Durable before the process may run: an exec that dies now leaves the entry behind, and
-    // the next one stops the process and records what this one could not.
+    // the next one stops the process and records what this one could not. Written on the
+    // journal's thread: this thread (the Kubernetes client's, or gRPC's) serves other sessions
+    // meanwhile.
     JournalEntry entry;
     entry.result_event_id = cmd->result_event_id;
     entry.close_event_id = close_event_id_;
@@ -662,16 +669,18 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     entry.started = cmd->start;
     entry.session_opened = opened_at_;
     entry.line = cmd->line;
-    const absl::Time journal_start = absl::Now();
-    if (absl::Status s = journal->Add(entry); !s.ok()) {
-      LaunchFailedLocked(cmd, absl::StrCat("exec could not journal it (", s.message(),
-                                           "), so it could not have been stopped after a crash"));
+    const absl::Time asked = absl::Now();
+    std::shared_ptr<Session> self = shared_from_this();
+    absl::Status s = journal->AddAsync(entry, [self, cmd, asked](absl::Status written) {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->JournalWrittenLocked(cmd, std::move(written), asked);
+    });
+    if (!s.ok()) {
+      JournalFailedLocked(cmd, s);
       return;
     }
-    hub_->metrics()
-        ->CommandStart(ExecMetrics::Stage::kJournal)
-        .Observe(absl::ToDoubleSeconds(absl::Now() - journal_start));
-    cmd->journaled = true;
+    cmd->journal_pending = true;
+    return;
   }
   cmd->go_sent = true;
   hub_->metrics()
@@ -689,6 +698,35 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
   }
   if (writable) {
     ResumeReadsLocked();
+  }
+}
+
+void Session::JournalWrittenLocked(const std::shared_ptr<Command>& cmd, absl::Status written,
+                                   absl::Time asked) {
+  cmd->journal_pending = false;
+  if (!written.ok()) {
+    if (!cmd->finished && !cmd->go_sent) {
+      JournalFailedLocked(cmd, written);
+    }
+    return;
+  }
+  hub_->metrics()
+      ->CommandStart(ExecMetrics::Stage::kJournal)
+      .Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+  cmd->journaled = true;
+  SendGoLocked(cmd);  // or, if it ended or was stopped meanwhile, removes the entry
+}
+
+void Session::JournalFailedLocked(const std::shared_ptr<Command>& cmd, const absl::Status& s) {
+  LaunchFailedLocked(cmd, absl::StrCat("exec could not journal it (", s.message(),
+                                       "), so it could not have been stopped after a crash"));
+}
+
+void Session::DropUnsentJournalLocked(const std::shared_ptr<Command>& cmd) {
+  // Its process never got "go", so it never ran: nothing for a later exec to stop.
+  if (cmd->journaled && !cmd->go_sent && hub_->journal() != nullptr) {
+    cmd->journaled = false;
+    hub_->journal()->Remove(cmd->result_event_id);
   }
 }
 

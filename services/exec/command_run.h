@@ -56,7 +56,9 @@ struct Command {
   // The command's own span in its session's trace (docs/architecture.md, "Trace context"):
   // its log lines carry it beside the session's trace_id.
   const std::string span_id = runtime::NewSpanId();
-  // A journal entry exists for it; audit acknowledged its COMMAND_RESULT.
+  // Its journal entry is being written (the journal's thread); it exists (durable); audit
+  // acknowledged its COMMAND_RESULT.
+  bool journal_pending = false;
   bool journaled = false;
   bool result_acked = false;
   std::string line;

@@ -31,8 +31,8 @@ struct ExecMetrics {
   // policy (asked to answered), audit (decision sent to acknowledged), checks (root guard and
   // container checks), upgrade (pods/exec call to upgrade), launch (upgrade to the launch
   // wrapper's report), journal (the command's journal entry made durable, with --journal_dir:
-  // a file write, its fsync, a rename and the directory's fsync, on the critical path since
-  // "go" waits for it), and total (the command received to "go").
+  // queued to the journal's thread, written, its fsync and the directory's; on the critical
+  // path since "go" waits for it), and total (the command received to "go").
   prometheus::Family<prometheus::Histogram>& command_start;
   enum class Stage { kPolicy, kAudit, kChecks, kUpgrade, kLaunch, kJournal, kTotal };
   prometheus::Histogram& CommandStart(Stage stage) {

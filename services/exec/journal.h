@@ -7,13 +7,17 @@
 // its exec".
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -56,10 +60,16 @@ class Journal {
 
   static constexpr size_t kMaxEntryBytes = 64 * 1024;
 
-  // Writes the entry durably: its file (created, never overwritten), fsync, fsync of the
-  // directory. A crash in between leaves a cut-off file that Load skips (its command never ran).
-  // RESOURCE_EXHAUSTED when max_entries are journaled already; the error of a failed write
-  // (a full disk) otherwise. Exec does not run a command it could not journal.
+  // Writes the entry durably on the journal's own thread, so that a slow disk holds no I/O or
+  // gRPC thread: its file (created, never overwritten), fsync, and an fsync of the directory
+  // shared by every entry written in the same batch. A crash in between leaves a cut-off file
+  // that Load skips (its command never ran). Returns RESOURCE_EXHAUSTED at once when
+  // max_entries are journaled already (INVALID_ARGUMENT for an entry over kMaxEntryBytes), and
+  // `done` is not called; otherwise `done` is called on the journal's thread, never inline,
+  // with OK once the entry is durable or the error of a failed write (a full disk). Exec does
+  // not run a command it could not journal.
+  absl::Status AddAsync(const JournalEntry& entry, absl::AnyInvocable<void(absl::Status)> done);
+  // The same, waiting for the write.
   absl::Status Add(const JournalEntry& entry);
   // Removes the entry (not fsynced: an entry that comes back after a crash is replayed
   // harmlessly — the stop helper finds its process gone, audit already has its records).
@@ -74,6 +84,14 @@ class Journal {
   Journal(std::string dir, int max_entries, int dir_fd)
       : dir_(std::move(dir)), max_entries_(max_entries), dir_fd_(dir_fd) {}
   std::string PathOf(const std::string& id) const;
+  absl::Status WriteFile(const std::string& path, const std::string& text);
+  void WriteLoop();
+
+  struct Pending {
+    std::string path;
+    std::string text;
+    absl::AnyInvocable<void(absl::Status)> done;
+  };
 
   const std::string dir_;
   const int max_entries_;
@@ -81,6 +99,13 @@ class Journal {
   const int dir_fd_;
   mutable std::mutex mu_;
   int entries_ = 0;
+  // Entries waiting for the writer thread (each counted in entries_ already, so at most
+  // max_entries).
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Pending> queue_;
+  bool stop_ = false;
+  std::thread writer_;
 };
 
 // Serializes and parses one entry (JSON, version 1). Parse errors say which field is wrong.

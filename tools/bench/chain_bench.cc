@@ -374,7 +374,8 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
       {"upgrade", "pods/exec call to the WebSocket upgrade (TCP, TLS, HTTP upgrade)"},
       {"launch", "the upgrade to the launch wrapper's pid report (the API server starts it)"}};
   if (absl::GetFlag(FLAGS_exec_journal)) {
-    kStages.push_back({"journal", "the command's journal entry made durable (write, fsyncs)"});
+    kStages.push_back(
+        {"journal", "the command's journal entry made durable (queued, written, fsyncs)"});
   }
   kStages.push_back({"total", "the command received to \"go\" (the process runs)"});
   const std::string kMetric = "podgate_exec_command_start_seconds";

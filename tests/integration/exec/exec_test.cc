@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -2106,6 +2107,46 @@ TEST(ExecDrainTest, AStopStepStillRunningWhenTheDrainEndsFinishesBeforeExecExits
   EXPECT_EQ(*status, 0);
   EXPECT_EQ(CountProcesses(argv), 0) << "the command outlived the exec that started it\n"
                                      << absl::StrJoin((*stack)->exec()->Lines(), "\n");
+}
+
+// The journal's entry is written on the journal's own thread; a write that fails there (here the
+// journal's directory was removed under exec, as a cleaned-up volume would be) ends the command
+// as not run, with the reason, and frees its place: once the directory is back, commands run.
+TEST(ExecJournalTest, AnEntryThatCannotBeWrittenMeansTheCommandDoesNotRun) {
+  const std::string journal = TempDir();
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.exec_flags = {"--journal_dir=" + journal, "--journal_max_entries=1"};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  SessionClient s((*stack)->exec_port());
+  ASSERT_TRUE(s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1").ok());
+  ASSERT_TRUE(s.Run("true").exit.has_value());
+  // Its entry goes once audit acknowledged its result (just after the client saw it).
+  for (int i = 0; i < 200 && !FilesIn(journal).empty(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_THAT(FilesIn(journal), ::testing::IsEmpty());
+
+  const std::string marks = TempDir();
+  // The pod's processes run as the container's user: the marks go where it may write.
+  std::filesystem::permissions(marks, std::filesystem::perms::all);
+  std::filesystem::remove_all(journal);
+  Outcome refused = s.Run("touch " + marks + "/not-journaled");
+  ASSERT_TRUE(refused.error.has_value());
+  EXPECT_THAT(refused.error->status().message(), HasSubstr("could not journal it"));
+  EXPECT_THAT(refused.error->status().message(), HasSubstr("No such file or directory"));
+
+  // With one entry allowed, a place still taken by the failed write would refuse this one.
+  std::filesystem::create_directories(journal);
+  Outcome ran = s.Run("touch " + marks + "/journaled");
+  ASSERT_TRUE(ran.exit.has_value()) << (ran.error.has_value() ? ran.error->status().message() : "");
+  EXPECT_EQ(ran.exit->exit_code(), 0);
+  s.Close();
+  EXPECT_TRUE(std::filesystem::exists(marks + "/journaled"));
+  EXPECT_FALSE(std::filesystem::exists(marks + "/not-journaled")) << "it ran unjournaled";
 }
 
 // kill -9 of exec leaves a command running in the pod (a closed exec stream does not stop it).

@@ -7,10 +7,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
+#include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "exec/kube.h"
 #include "gtest/gtest.h"
 
@@ -101,6 +106,58 @@ TEST_F(JournalTest, AnEntryIsWrittenInPlaceAndNeverOverwritesAFile) {
   ASSERT_EQ(loaded.size(), 1u);
   EXPECT_EQ(loaded[0].result_event_id, "cd01");
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/cd03.json"));
+}
+
+// AddAsync: the bound is checked at once (no callback then); otherwise the callback runs on the
+// journal's thread, never inline, once the entry is durable; many entries queued together are
+// all written (one directory fsync per batch); a failed write frees its place.
+TEST_F(JournalTest, AsyncAddsAreWrittenOnTheJournalsThreadAndReportEachOutcome) {
+  auto journal = Journal::Open(dir_, 64);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  int failed = 0;
+  bool inline_call = false;
+  const std::thread::id caller = std::this_thread::get_id();
+  for (int i = 0; i < 50; ++i) {
+    char id[8];
+    std::snprintf(id, sizeof(id), "e%02d", i);
+    ASSERT_TRUE((*journal)
+                    ->AddAsync(Entry(id),
+                               [&](absl::Status s) {
+                                 std::lock_guard<std::mutex> lock(mu);
+                                 inline_call = inline_call || std::this_thread::get_id() == caller;
+                                 failed += s.ok() ? 0 : 1;
+                                 ++done;
+                                 cv.notify_all();
+                               })
+                    .ok());
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return done == 50; }));
+  }
+  EXPECT_FALSE(inline_call);
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ((*journal)->size(), 50);
+  EXPECT_EQ((*journal)->Load().size(), 50u);
+
+  // A write that fails on the thread (the file's name is taken) reports its error and frees
+  // its place.
+  std::ofstream(dir_ + "/f00.json") << "taken";
+  absl::Status result;
+  absl::Notification written;
+  ASSERT_TRUE((*journal)
+                  ->AddAsync(Entry("f00"),
+                             [&](absl::Status s) {
+                               result = s;
+                               written.Notify();
+                             })
+                  .ok());
+  written.WaitForNotification();
+  EXPECT_FALSE(result.ok());
+  EXPECT_EQ((*journal)->size(), 50);
 }
 
 TEST_F(JournalTest, TheBoundRefusesAnEntryAndFreesItsPlaceOnRemove) {
