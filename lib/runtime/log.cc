@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -86,32 +87,13 @@ void Install(std::string_view service, Level level, spdlog::sink_ptr sink,
   // `previous` (a test's earlier Init) flushes and stops once no logger holds it any more.
 }
 
-// Hands each formatted line to the buffered writer.
-class WriterSink : public spdlog::sinks::base_sink<std::mutex> {
- public:
-  explicit WriterSink(std::shared_ptr<LineWriter> writer) : writer_(std::move(writer)) {}
-
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    spdlog::memory_buf_t formatted;
-    formatter_->format(msg, formatted);
-    std::string_view line(formatted.data(), formatted.size());
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
-      line.remove_suffix(1);
-    }
-    writer_->Append(line);
-  }
-  void flush_() override {}
-
- private:
-  std::shared_ptr<LineWriter> writer_;
-};
-
 void FlushAtExit() { Flush(absl::Seconds(2)); }
 
-class CallbackSink : public spdlog::sinks::base_sink<std::mutex> {
+// Hands each formatted line, without its newline, to a function: the buffered writer's Append,
+// or a test's capture.
+class LineSink : public spdlog::sinks::base_sink<std::mutex> {
  public:
-  CallbackSink(void (*fn)(std::string_view, void*), void* arg) : fn_(fn), arg_(arg) {}
+  explicit LineSink(std::function<void(std::string_view)> fn) : fn_(std::move(fn)) {}
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -121,13 +103,12 @@ class CallbackSink : public spdlog::sinks::base_sink<std::mutex> {
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
       line.remove_suffix(1);
     }
-    fn_(line, arg_);
+    fn_(line);
   }
   void flush_() override {}
 
  private:
-  void (*fn_)(std::string_view, void*);
-  void* arg_;
+  std::function<void(std::string_view)> fn_;
 };
 
 void Write(Level level, std::string_view msg, Fields fields) {
@@ -194,7 +175,9 @@ void Init(std::string_view service, Level level, size_t buffer_bytes) {
   std::string service_json;
   AppendJsonString(service, &service_json);
   auto writer = std::make_shared<LineWriter>(STDERR_FILENO, buffer_bytes, service_json);
-  Install(service, level, std::make_shared<WriterSink>(writer), writer);
+  Install(service, level,
+          std::make_shared<LineSink>([writer](std::string_view line) { writer->Append(line); }),
+          writer);
   LoggerState& state = State();
   std::lock_guard<std::mutex> lock(state.mu);
   if (!state.exit_flush_registered) {
@@ -205,7 +188,9 @@ void Init(std::string_view service, Level level, size_t buffer_bytes) {
 
 void InitForTest(std::string_view service, Level level,
                  void (*sink)(std::string_view line, void* arg), void* arg) {
-  Install(service, level, std::make_shared<CallbackSink>(sink, arg), nullptr);
+  Install(service, level,
+          std::make_shared<LineSink>([sink, arg](std::string_view line) { sink(line, arg); }),
+          nullptr);
 }
 
 bool Flush(absl::Duration timeout) {

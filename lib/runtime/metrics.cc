@@ -96,33 +96,20 @@ std::vector<prometheus::MetricFamily> CertificateCollector::Collect() const {
 
 std::vector<prometheus::MetricFamily> LogCollector::Collect() const {
   const log::WriterStats stats = log::Stats();
-  auto family = [](const char* name, const char* help, prometheus::MetricType type, double value) {
-    prometheus::MetricFamily f;
-    f.name = name;
-    f.help = help;
-    f.type = type;
-    prometheus::ClientMetric metric;
-    if (type == prometheus::MetricType::Counter) {
-      metric.counter.value = value;
-    } else {
-      metric.gauge.value = value;
-    }
-    f.metric.push_back(std::move(metric));
-    return f;
-  };
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(family("podgate_log_lines_written_total", "Log lines written to stderr.",
+  out.push_back(Single("podgate_log_lines_written_total", "Log lines written to stderr.",
                        prometheus::MetricType::Counter, static_cast<double>(stats.lines_written)));
-  out.push_back(family("podgate_log_lines_dropped_total",
+  out.push_back(Single("podgate_log_lines_dropped_total",
                        "Log lines dropped: they did not fit the log buffer while stderr's reader "
                        "was stalled, or stderr refused them.",
                        prometheus::MetricType::Counter, static_cast<double>(stats.lines_dropped)));
-  out.push_back(family("podgate_log_buffer_bytes",
+  out.push_back(Single("podgate_log_buffer_bytes",
                        "Bytes of log lines waiting for stderr or being written now.",
                        prometheus::MetricType::Gauge, static_cast<double>(stats.buffer_bytes)));
-  out.push_back(family(
-      "podgate_log_buffer_limit_bytes", "The most log_buffer_bytes may reach (--log_buffer_bytes).",
-      prometheus::MetricType::Gauge, static_cast<double>(stats.buffer_limit_bytes)));
+  out.push_back(Single("podgate_log_buffer_limit_bytes",
+                       "The most podgate_log_buffer_bytes may reach (--log_buffer_bytes).",
+                       prometheus::MetricType::Gauge,
+                       static_cast<double>(stats.buffer_limit_bytes)));
   return out;
 }
 
