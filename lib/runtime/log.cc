@@ -70,12 +70,17 @@ void GrpcLog(gpr_log_func_args* args) {
                         {"grpc_severity", gpr_log_severity_string(args->severity)}});
 }
 
-void Install(std::string_view service, Level level, spdlog::sink_ptr sink,
+std::string ServiceJson(std::string_view service) {
+  std::string json;
+  AppendJsonString(service, &json);
+  return json;
+}
+
+// `service_json`: the service's name as a JSON string literal.
+void Install(std::string service_json, Level level, spdlog::sink_ptr sink,
              std::shared_ptr<LineWriter> writer) {
   gpr_set_log_function(&GrpcLog);
   std::shared_ptr<spdlog::logger> logger = MakeLogger(std::move(sink), level);
-  std::string service_json;
-  AppendJsonString(service, &service_json);
   LoggerState& state = State();
   std::shared_ptr<LineWriter> previous;
   {
@@ -85,6 +90,13 @@ void Install(std::string_view service, Level level, spdlog::sink_ptr sink,
     previous = std::exchange(state.writer, std::move(writer));
   }
   // `previous` (a test's earlier Init) flushes and stops once no logger holds it any more.
+}
+
+// The buffered writer Init set up, or null.
+std::shared_ptr<LineWriter> CurrentWriter() {
+  LoggerState& state = State();
+  std::lock_guard<std::mutex> lock(state.mu);
+  return state.writer;
 }
 
 void FlushAtExit() { Flush(absl::Seconds(2)); }
@@ -172,10 +184,9 @@ Field::Field(std::string_view key, double value) : key_(key), json_(absl::StrCat
 Field::Field(std::string_view key, bool value) : key_(key), json_(value ? "true" : "false") {}
 
 void Init(std::string_view service, Level level, size_t buffer_bytes) {
-  std::string service_json;
-  AppendJsonString(service, &service_json);
+  std::string service_json = ServiceJson(service);
   auto writer = std::make_shared<LineWriter>(STDERR_FILENO, buffer_bytes, service_json);
-  Install(service, level,
+  Install(std::move(service_json), level,
           std::make_shared<LineSink>([writer](std::string_view line) { writer->Append(line); }),
           writer);
   LoggerState& state = State();
@@ -188,28 +199,18 @@ void Init(std::string_view service, Level level, size_t buffer_bytes) {
 
 void InitForTest(std::string_view service, Level level,
                  void (*sink)(std::string_view line, void* arg), void* arg) {
-  Install(service, level,
+  Install(ServiceJson(service), level,
           std::make_shared<LineSink>([sink, arg](std::string_view line) { sink(line, arg); }),
           nullptr);
 }
 
 bool Flush(absl::Duration timeout) {
-  std::shared_ptr<LineWriter> writer;
-  {
-    LoggerState& state = State();
-    std::lock_guard<std::mutex> lock(state.mu);
-    writer = state.writer;
-  }
+  std::shared_ptr<LineWriter> writer = CurrentWriter();
   return writer == nullptr || writer->Flush(timeout);
 }
 
 WriterStats Stats() {
-  std::shared_ptr<LineWriter> writer;
-  {
-    LoggerState& state = State();
-    std::lock_guard<std::mutex> lock(state.mu);
-    writer = state.writer;
-  }
+  std::shared_ptr<LineWriter> writer = CurrentWriter();
   return writer == nullptr ? WriterStats() : writer->Stats();
 }
 

@@ -17,7 +17,8 @@
 namespace podgate::log {
 
 struct LineWriter::Core {
-  Core(int fd, size_t limit, std::string service) : fd(fd), limit(limit), service_json(service) {}
+  Core(int fd, size_t limit, std::string service)
+      : fd(fd), limit(limit), service_json(std::move(service)) {}
 
   const int fd;
   const size_t limit;

@@ -279,15 +279,14 @@ absl::Status Journal::WriteFile(const std::string& path, const std::string& text
 
 void Journal::WriteLoop() {
   while (true) {
-    std::vector<Pending> batch;
+    std::deque<Pending> batch;
     {
       std::unique_lock<std::mutex> lock(queue_mu_);
       queue_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) {
         return;  // stopped, nothing left
       }
-      batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-      queue_.clear();
+      batch.swap(queue_);
     }
     // Every entry of the batch, then one fsync of the directory for all their names (group
     // commit: entries queued while a batch was written share the next batch's).

@@ -367,19 +367,20 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   }
   // exec's own account of where a command's start goes (podgate_exec_command_start_seconds),
   // over the recorded rounds only.
-  StageList kStages = {
+  StageList stage_list = {
       {"policy", "asking policy (AuthorizeStream) to its answer"},
       {"audit", "the decision sent to audit to its durable ack (strict)"},
       {"checks", "root guard and container checks (cached after the first command)"},
       {"upgrade", "pods/exec call to the WebSocket upgrade (TCP, TLS, HTTP upgrade)"},
       {"launch", "the upgrade to the launch wrapper's pid report (the API server starts it)"}};
   if (absl::GetFlag(FLAGS_exec_journal)) {
-    kStages.push_back(
+    stage_list.push_back(
         {"journal", "the command's journal entry made durable (queued, written, fsyncs)"});
   }
-  kStages.push_back({"total", "the command received to \"go\" (the process runs)"});
+  stage_list.push_back({"total", "the command received to \"go\" (the process runs)"});
   const std::string kMetric = "podgate_exec_command_start_seconds";
-  const StageTotals stages_before = ReadStageTotals(c.stack->exec_metrics_port(), kMetric, kStages);
+  const StageTotals stages_before =
+      ReadStageTotals(c.stack->exec_metrics_port(), kMetric, stage_list);
   recording = true;
   if (absl::Status s = RunInterleaved(sizes.roundtrip_rounds, sides); !s.ok()) {
     return s;
@@ -388,8 +389,8 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
       "Where exec's share goes: a command's start by stage, mean ms (exec's "
       "podgate_exec_command_start_seconds over the recorded commands of the three exec paths)",
       {"stage", "what", "mean ms", "commands"});
-  AddStageRows(stages, report, "roundtrip.exec_stage", kStages, stages_before,
-               ReadStageTotals(c.stack->exec_metrics_port(), kMetric, kStages));
+  AddStageRows(stages, report, "roundtrip.exec_stage", stage_list, stages_before,
+               ReadStageTotals(c.stack->exec_metrics_port(), kMetric, stage_list));
   Table table(absl::StrCat("Round trip of `true`, ms (", sizes.roundtrip_rounds,
                            " commands per path, interleaved)"),
               {"path", "p50", "p90", "p99", "mean", "commands"});
