@@ -360,6 +360,7 @@ void Session::OnDecision(std::shared_ptr<Command> cmd,
           // command's only end.
           cmd->finished = true;
           cmd->gone = true;
+          self->DropUnsentJournalLocked(cmd);
           self->hub_->timers()->Cancel(cmd->launch_timer);
           self->hub_->timers()->Cancel(cmd->limit_timer);
           if (cmd->handle != nullptr) {
@@ -590,6 +591,7 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
                               {"command_id", cmd->id},
                               {"span_id", cmd->span_id},
                               {"rule", cmd->decision.rule()}});
+  StartJournalLocked(cmd);
   lock.unlock();
   std::unique_ptr<ExecHandle> handle = cluster_->kube()->Exec(spec, std::move(observer));
   lock.lock();
@@ -644,39 +646,28 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     hub_->timers()->Cancel(cmd->launch_timer);
     return;
   }
-  if (Journal* journal = hub_->journal(); journal != nullptr && !cmd->journaled) {
-    if (cmd->journal_pending) {
-      return;  // the write's completion sends "go"
+  if (Journal* journal = hub_->journal(); journal != nullptr && !cmd->journal_launched) {
+    if (cmd->journal_pending || !cmd->journaled) {
+      // Its entry is being written (the completion sends "go"), or could not be (the command
+      // ends as not run).
+      return;
     }
-    // Durable before the process may run: an exec that dies now leaves the entry behind, and
-    // the next one stops the process and records what this one could not. Written on the
-    // journal's thread: this thread (the Kubernetes client's, or gRPC's) serves other sessions
-    // meanwhile.
-    JournalEntry entry;
-    entry.result_event_id = cmd->result_event_id;
-    entry.close_event_id = close_event_id_;
-    entry.session_id = session_id_;
-    entry.command_id = cmd->id;
-    entry.principal = principal_;
-    entry.target.set_namespace_(target_.namespace_());
-    entry.target.set_pod(target_.pod());
-    entry.target.set_container(target_.container());
-    entry.target.set_cluster(target_.cluster());
-    entry.source_address = source_address_;
-    entry.trace_id = trace_.trace_id;
-    entry.pid = cmd->report.pid();
-    entry.start_ticks = cmd->report.start_ticks();
-    entry.started = cmd->start;
-    entry.session_opened = opened_at_;
-    entry.line = cmd->line;
+    // The pid durable before the process may run: an exec that dies now leaves the entry
+    // behind, and the next one stops the process and records what this one could not. The
+    // entry itself was written while the command was launched; this rewrites its first line
+    // in place (one fdatasync), on the journal's thread: this thread (the Kubernetes client's,
+    // or gRPC's) serves other sessions meanwhile.
     const absl::Time asked = absl::Now();
     std::shared_ptr<Session> self = shared_from_this();
-    absl::Status s = journal->AddAsync(entry, [self, cmd, asked](absl::Status written) {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      self->JournalWrittenLocked(cmd, std::move(written), asked);
-    });
+    absl::Status s =
+        journal->RecordLaunchAsync(cmd->result_event_id, cmd->report.pid(),
+                                   cmd->report.start_ticks(), [self, cmd, asked](absl::Status s) {
+                                     std::lock_guard<std::mutex> lock(self->mu_);
+                                     self->JournalWrittenLocked(cmd, std::move(s), true, asked);
+                                   });
     if (!s.ok()) {
       JournalFailedLocked(cmd, s);
+      DropUnsentJournalLocked(cmd);
       return;
     }
     cmd->journal_pending = true;
@@ -701,20 +692,64 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
   }
 }
 
+void Session::StartJournalLocked(const std::shared_ptr<Command>& cmd) {
+  Journal* journal = hub_->journal();
+  if (journal == nullptr) {
+    return;
+  }
+  // Everything but the pid, which the launch wrapper has not reported yet: written while the
+  // command is launched, so its fsyncs overlap the pods/exec upgrade and the wrapper's start.
+  JournalEntry entry;
+  entry.result_event_id = cmd->result_event_id;
+  entry.close_event_id = close_event_id_;
+  entry.session_id = session_id_;
+  entry.command_id = cmd->id;
+  entry.principal = principal_;
+  entry.target.set_namespace_(target_.namespace_());
+  entry.target.set_pod(target_.pod());
+  entry.target.set_container(target_.container());
+  entry.target.set_cluster(target_.cluster());
+  entry.source_address = source_address_;
+  entry.trace_id = trace_.trace_id;
+  entry.started = cmd->start;
+  entry.session_opened = opened_at_;
+  entry.line = cmd->line;
+  const absl::Time asked = absl::Now();
+  std::shared_ptr<Session> self = shared_from_this();
+  absl::Status s = journal->AddAsync(entry, [self, cmd, asked](absl::Status written) {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->JournalWrittenLocked(cmd, std::move(written), false, asked);
+  });
+  if (!s.ok()) {
+    JournalFailedLocked(cmd, s);  // the stream, once open, is closed: nothing runs
+    return;
+  }
+  cmd->journal_pending = true;
+}
+
 void Session::JournalWrittenLocked(const std::shared_ptr<Command>& cmd, absl::Status written,
-                                   absl::Time asked) {
+                                   bool launch, absl::Time asked) {
   cmd->journal_pending = false;
   if (!written.ok()) {
     if (!cmd->finished && !cmd->go_sent) {
       JournalFailedLocked(cmd, written);
     }
+    DropUnsentJournalLocked(cmd);  // a failed launch line leaves the entry, "not launched"
     return;
   }
-  hub_->metrics()
-      ->CommandStart(ExecMetrics::Stage::kJournal)
-      .Observe(absl::ToDoubleSeconds(absl::Now() - asked));
-  cmd->journaled = true;
-  SendGoLocked(cmd);  // or, if it ended or was stopped meanwhile, removes the entry
+  if (launch) {
+    hub_->metrics()
+        ->CommandStart(ExecMetrics::Stage::kJournal)
+        .Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+    cmd->journal_launched = true;
+  } else {
+    cmd->journaled = true;
+  }
+  if (cmd->finished || cmd->go_sent) {
+    DropUnsentJournalLocked(cmd);  // ended while it was written: it never runs
+  } else if (cmd->handle != nullptr && cmd->report.status() == LaunchReport::Status::kReported) {
+    SendGoLocked(cmd);  // or, if it was stopped meanwhile, removes the entry
+  }
 }
 
 void Session::JournalFailedLocked(const std::shared_ptr<Command>& cmd, const absl::Status& s) {
@@ -723,9 +758,11 @@ void Session::JournalFailedLocked(const std::shared_ptr<Command>& cmd, const abs
 }
 
 void Session::DropUnsentJournalLocked(const std::shared_ptr<Command>& cmd) {
-  // Its process never got "go", so it never ran: nothing for a later exec to stop.
-  if (cmd->journaled && !cmd->go_sent && hub_->journal() != nullptr) {
+  // Its process never got "go", so it never ran: nothing for a later exec to stop. A write
+  // under way removes it on completion (JournalWrittenLocked).
+  if (cmd->journaled && !cmd->journal_pending && !cmd->go_sent && hub_->journal() != nullptr) {
     cmd->journaled = false;
+    cmd->journal_launched = false;
     hub_->journal()->Remove(cmd->result_event_id);
   }
 }
@@ -944,6 +981,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
     // audited as one; nothing ran, so there is no process and no result.
     cmd->gone = true;
     cmd->started = false;
+    DropUnsentJournalLocked(cmd);
     hub_->timers()->Cancel(cmd->limit_timer);
     ResumeReadsLocked();
     RefuseCommandLocked(cmd, "kubernetes-rbac", std::string(result.status.message()));
@@ -955,6 +993,7 @@ void Session::FinishCommandLocked(const std::shared_ptr<Command>& cmd, const Exe
   if (!cmd->go_sent) {
     // The argv never ran: the wrapper waits for "go" and exits without it.
     cmd->gone = true;
+    DropUnsentJournalLocked(cmd);
     if (cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
       cmd->started = false;  // reported as an error, not an exit
       if (!cmd->launch_error.empty()) {

@@ -5,9 +5,10 @@
 //                   command's checks and launch go on while audit stores the decision;
 //   CheckRootThen   the root guard (session_open.h);
 //   RunChecks       the decision's container checks (container_check.h), in order;
-//   StartCommand    the launch wrapper (LaunchWrapperArgv) starts, the time limit is armed;
+//   StartCommand    the command's journal entry is written while the launch wrapper
+//                   (LaunchWrapperArgv) starts; the time limit is armed;
 //   SendGoLocked    the wrapper reported the process's pid and audit acknowledged the
-//                   decision: journaled, then "go" (nothing of the user's runs before both);
+//                   decision: the pid journaled, then "go" (nothing of the user's runs before);
 //   StopCommandLocked / StartStopLocked / RunStopStep
 //                   a stop: SIGINT to exactly that process, SIGKILL after the grace period;
 //   FinishCommandLocked
@@ -56,10 +57,12 @@ struct Command {
   // The command's own span in its session's trace (docs/architecture.md, "Trace context"):
   // its log lines carry it beside the session's trace_id.
   const std::string span_id = runtime::NewSpanId();
-  // Its journal entry is being written (the journal's thread); it exists (durable); audit
-  // acknowledged its COMMAND_RESULT.
+  // A write of its journal entry or launch line is under way (the journal's thread); its entry
+  // exists (durable); its launch line holds the pid (durable); audit acknowledged its
+  // COMMAND_RESULT.
   bool journal_pending = false;
   bool journaled = false;
+  bool journal_launched = false;
   bool result_acked = false;
   std::string line;
   // The argv as asked (and decided on by policy).

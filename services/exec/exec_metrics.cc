@@ -179,6 +179,18 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                        .Register(registry)),
       live_sessions(live_objects.Add({{"kind", "session"}})),
       live_commands(live_objects.Add({{"kind", "command"}})),
+      journal_entries(prometheus::BuildGauge()
+                          .Name("podgate_exec_journal_entries")
+                          .Help("Commands in exec's journal now: entries on disk or being "
+                                "written (--journal_dir).")
+                          .Register(registry)
+                          .Add({})),
+      journal_entries_limit(prometheus::BuildGauge()
+                                .Name("podgate_exec_journal_entries_limit")
+                                .Help("Most commands journaled at once (--journal_max_entries; 0 "
+                                      "without a journal); past it commands are not run.")
+                                .Register(registry)
+                                .Add({})),
       command_start_stages(StageHistograms<7>(
           command_start, {"policy", "audit", "checks", "upgrade", "launch", "journal", "total"})),
       session_open_stages(StageHistograms<6>(

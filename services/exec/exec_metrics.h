@@ -30,9 +30,10 @@ struct ExecMetrics {
   // podgate_exec_command_start_seconds{stage}: where a command's start goes, stage by stage:
   // policy (asked to answered), audit (decision sent to acknowledged), checks (root guard and
   // container checks), upgrade (pods/exec call to upgrade), launch (upgrade to the launch
-  // wrapper's report), journal (the command's journal entry made durable, with --journal_dir:
-  // queued to the journal's thread, written, its fsync and the directory's; on the critical
-  // path since "go" waits for it), and total (the command received to "go").
+  // wrapper's report), journal (with --journal_dir: the report to the pid durable in the
+  // command's journal entry, whose launch line is rewritten in place and fdatasynced on the
+  // journal's thread; the entry itself is written during the launch; on the critical path since
+  // "go" waits for it), and total (the command received to "go").
   prometheus::Family<prometheus::Histogram>& command_start;
   enum class Stage { kPolicy, kAudit, kChecks, kUpgrade, kLaunch, kJournal, kTotal };
   prometheus::Histogram& CommandStart(Stage stage) {
@@ -120,6 +121,11 @@ struct ExecMetrics {
   prometheus::Family<prometheus::Gauge>& live_objects;
   prometheus::Gauge& live_sessions;
   prometheus::Gauge& live_commands;
+  // podgate_exec_journal_entries: commands journaled now (with --journal_dir: entries on disk
+  // or being written); podgate_exec_journal_entries_limit: --journal_max_entries (0 without a
+  // journal). At the limit, commands are not run.
+  prometheus::Gauge& journal_entries;
+  prometheus::Gauge& journal_entries_limit;
   // The histogram of each Stage, looked up once (a label lookup per command is a map search
   // under the family's lock).
   const std::array<prometheus::Histogram*, 7> command_start_stages;

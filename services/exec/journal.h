@@ -1,7 +1,10 @@
 // The journal of running commands: one small file per command whose process may be running
-// in a pod, written (and fsynced) before the launch wrapper is told `go`, removed once the
-// process is known to be gone and its COMMAND_RESULT is acknowledged by audit. When exec dies
-// without a drain (kill -9, OOM), the next exec started on the same directory stops every
+// in a pod. It is written in two steps: the entry (created, fsynced, its name made durable)
+// while the command is launched, off the critical path, then the launch wrapper's pid, written
+// in place into the entry's fixed-size first line (one fdatasync, no new name), before the
+// wrapper is told `go`. It is removed once the process is known to be gone and its
+// COMMAND_RESULT is acknowledged by audit, or at once when the command never got `go`. When exec
+// dies without a drain (kill -9, OOM), the next exec started on the same directory stops every
 // journaled process with the start-time-checked stop helper and records what the dead one
 // could not (RecoverJournal), before it serves. See docs/exec.md, "A command never outlives
 // its exec".
@@ -24,6 +27,7 @@
 #include "clients/audit_client.h"
 #include "exec/kube.h"
 #include "podgate/common/v1/common.pb.h"
+#include "prometheus/gauge.h"
 #include "runtime/timer.h"
 
 namespace podgate::exec {
@@ -43,6 +47,8 @@ struct JournalEntry {
   // The session's W3C trace id (optional in the file: entries of an older exec have none).
   std::string trace_id;
   // The launch wrapper's report: the process and its start time in clock ticks since boot.
+  // Both empty while the command is not launched: its wrapper never got `go`, so nothing of it
+  // ran (go follows the pid's fdatasync).
   std::string pid;
   std::string start_ticks;
   absl::Time started;
@@ -59,6 +65,10 @@ class Journal {
   ~Journal();
 
   static constexpr size_t kMaxEntryBytes = 64 * 1024;
+  // The entry's first line: "podgate-launch <pid> <start_ticks>" or "podgate-launch -" (not
+  // launched), padded with spaces to this size with its newline. It lies in the file's first
+  // sector, so rewriting it changes no size, no name and no other block.
+  static constexpr size_t kLaunchLineBytes = 64;
 
   // Writes the entry durably on the journal's own thread, so that a slow disk holds no I/O or
   // gRPC thread: its file (created, never overwritten), fsync, and an fsync of the directory
@@ -71,6 +81,16 @@ class Journal {
   absl::Status AddAsync(const JournalEntry& entry, absl::AnyInvocable<void(absl::Status)> done);
   // The same, waiting for the write.
   absl::Status Add(const JournalEntry& entry);
+  // Records the launch wrapper's report in the entry `result_event_id` (written by AddAsync,
+  // whose `done` said OK): its first line is rewritten in place and fdatasynced, on the
+  // journal's thread; `done` as for AddAsync. INVALID_ARGUMENT at once (and `done` not called)
+  // when `pid` or `start_ticks` is not a decimal number the line has room for.
+  absl::Status RecordLaunchAsync(const std::string& result_event_id, const std::string& pid,
+                                 const std::string& start_ticks,
+                                 absl::AnyInvocable<void(absl::Status)> done);
+  // The same, waiting for the write.
+  absl::Status RecordLaunch(const std::string& result_event_id, const std::string& pid,
+                            const std::string& start_ticks);
   // Removes the entry (not fsynced: an entry that comes back after a crash is replayed
   // harmlessly — the stop helper finds its process gone, audit already has its records).
   void Remove(const std::string& result_event_id);
@@ -79,17 +99,25 @@ class Journal {
   std::vector<JournalEntry> Load();
   int size() const;
   const std::string& dir() const { return dir_; }
+  // Keeps `entries` at size() from now on (the metric podgate_exec_journal_entries).
+  void set_size_gauge(prometheus::Gauge* entries);
 
  private:
   Journal(std::string dir, int max_entries, int dir_fd)
       : dir_(std::move(dir)), max_entries_(max_entries), dir_fd_(dir_fd) {}
   std::string PathOf(const std::string& id) const;
+  void SetSizeLocked(int entries);
   absl::Status WriteFile(const std::string& path, const std::string& text);
+  absl::Status WriteLaunchLine(const std::string& path, const std::string& line);
+  void Queue(std::string path, std::string text, bool launch,
+             absl::AnyInvocable<void(absl::Status)> done);
   void WriteLoop();
 
   struct Pending {
     std::string path;
     std::string text;
+    // The launch line of an existing entry, not a new entry.
+    bool launch = false;
     absl::AnyInvocable<void(absl::Status)> done;
   };
 
@@ -99,6 +127,7 @@ class Journal {
   const int dir_fd_;
   mutable std::mutex mu_;
   int entries_ = 0;
+  prometheus::Gauge* size_gauge_ = nullptr;
   // Entries waiting for the writer thread (each counted in entries_ already, so at most
   // max_entries).
   std::mutex queue_mu_;
@@ -108,8 +137,11 @@ class Journal {
   std::thread writer_;
 };
 
-// Serializes and parses one entry (JSON, version 1). Parse errors say which field is wrong.
+// Serializes and parses one entry: the launch line, then JSON (version 2). Entries of an older
+// exec (JSON version 1, always with a pid) are read too. Parse errors say which field is wrong.
 std::string EncodeJournalEntry(const JournalEntry& entry);
+// The launch line for `pid` and `start_ticks` ("" and "": not launched).
+std::string JournalLaunchLine(const std::string& pid, const std::string& start_ticks);
 absl::StatusOr<JournalEntry> DecodeJournalEntry(const std::string& text);
 
 struct RecoveryOptions {
@@ -122,7 +154,8 @@ struct RecoveryOptions {
 
 // Stops every journaled command's process (SIGINT, then SIGKILL after the grace period, each
 // checked against the reported start time) and records a COMMAND_RESULT ("stopped: exec
-// restarted", or "gone" when it had already exited) and a SESSION_CLOSE (disconnected) for it;
+// restarted", "gone" when it had already exited, "not run" for an entry never launched) and a
+// SESSION_CLOSE (disconnected) for it;
 // an entry is removed once both are acknowledged. Blocks until done or the deadline. Returns
 // how many entries were settled.
 int RecoverJournal(Journal* journal, KubeApi* kube, clients::AuditClient* audit,

@@ -109,6 +109,8 @@ int main(int argc, char** argv) {
       rt::ExitWithError(absl::StrCat("--journal_dir: ", opened.status().message()));
     }
     journal = *std::move(opened);
+    journal->set_size_gauge(&metrics.journal_entries);
+    metrics.journal_entries_limit.Set(flags->journal_max_entries);
     // Before serving (and so before ready): what a dead exec left running is stopped first.
     podgate::exec::RecoveryOptions recovery;
     recovery.interrupt_grace = options.interrupt_grace;

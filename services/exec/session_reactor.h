@@ -273,13 +273,16 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void MarkGoneLocked(const std::shared_ptr<Command>& cmd);
   // Drops the command's journal entry once its process is gone and its result acknowledged.
   void MaybeUnjournalLocked(const std::shared_ptr<Command>& cmd);
-  // The journal's write of `cmd`'s entry ended (on the journal's thread; `asked`: when it was
-  // queued): "go" follows, or the command ends as not run.
-  void JournalWrittenLocked(const std::shared_ptr<Command>& cmd, absl::Status written,
+  // Queues the journal entry of `cmd`, not launched yet (StartCommand, with --journal_dir).
+  void StartJournalLocked(const std::shared_ptr<Command>& cmd);
+  // The journal's write of `cmd`'s entry (`launch` false) or launch line ended (on the
+  // journal's thread; `asked`: when it was queued): "go" follows once both are durable, or the
+  // command ends as not run.
+  void JournalWrittenLocked(const std::shared_ptr<Command>& cmd, absl::Status written, bool launch,
                             absl::Time asked);
   void JournalFailedLocked(const std::shared_ptr<Command>& cmd, const absl::Status& s);
-  // Removes the entry of a command that will never get "go" (it ended or was stopped while its
-  // entry was written).
+  // Removes the entry of a command that will never get "go" (it ended, failed or was stopped
+  // before it), unless a write of it is under way (its completion removes it).
   void DropUnsentJournalLocked(const std::shared_ptr<Command>& cmd);
   // Stops exactly the command's process (SIGINT, SIGKILL after the grace period), once.
   void StartStopLocked(const std::shared_ptr<Command>& cmd);

@@ -618,7 +618,7 @@ def cmd_monitoring():
                  "PodgateAuditExportLagSeconds", "PodgatePolicyReloadFailing",
                  "PodgateExecKubernetesErrors", "PodgateEdgeSessionLimitsHit",
                  "PodgateCertificateExpiringSoon", "PodgateGrpcErrorRatio",
-                 "PodgateLogLinesDropped"):
+                 "PodgateLogLinesDropped", "PodgateExecJournalNearlyFull"):
         f.check(want in alerts, f"no alert {want}")
     for name, r in alerts.items():
         f.check(r["labels"].get("severity") in ("critical", "warning"), f"{name}: severity")

@@ -2212,6 +2212,99 @@ TEST(ExecJournalTest, AnExecKilledMidCommandIsCleanedUpByTheNextOne) {
   after.Close();
 }
 
+// A command's entry is written while it is launched, before it may run: every command that
+// ends without running (stopped at any point of its launch, before or after its entry or its
+// pid is durable) or that ran must leave no entry behind. With one entry allowed, an entry left
+// behind would refuse every later command.
+TEST(ExecJournalTest, NoCommandLeavesItsEntryBehindWhereverItIsStopped) {
+  const std::string journal = TempDir();
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.exec_flags = {"--journal_dir=" + journal, "--journal_max_entries=1",
+                        "--interrupt_grace=200ms"};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  SessionClient s((*stack)->exec_port());
+  ASSERT_TRUE(s.Open((*stack)->Token("alice", {"admins"}), "team", "app-1").ok());
+  // An entry goes once audit acknowledged the command's result, just after the client saw it;
+  // that of a command stopped before "go" once its write is over. The metric counts what is
+  // being written too.
+  const int metrics = (*stack)->exec_metrics_port();
+  EXPECT_EQ(testing::MetricSample(metrics, "podgate_exec_journal_entries_limit"), 1);
+  auto journal_empties = [&] {
+    for (int i = 0; i < 300; ++i) {
+      if (FilesIn(journal).empty() &&
+          testing::MetricSample(metrics, "podgate_exec_journal_entries") == 0) {
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  };
+  for (int delay_us : {0, 200, 500, 1000, 2000, 3000, 5000, 10000, 50000}) {
+    SCOPED_TRACE(delay_us);
+    s.Command("sleep 74", absl::StrCat("stopped-", delay_us));
+    absl::SleepFor(absl::Microseconds(delay_us));
+    s.Interrupt();
+    Outcome stopped = s.Wait();
+    EXPECT_TRUE(stopped.exit.has_value() || stopped.error.has_value());
+    ASSERT_TRUE(journal_empties()) << "an entry was left behind";
+    Outcome ran = s.Run("true");
+    ASSERT_TRUE(ran.exit.has_value())
+        << (ran.error.has_value() ? ran.error->status().message() : "");
+    ASSERT_TRUE(journal_empties()) << "an entry was left behind";
+  }
+  s.Close();
+  EXPECT_EQ(CountProcesses({"sleep", "74"}), 0);
+}
+
+// An entry written while its command was launched, whose pid never became durable (the exec
+// that wrote it died between its launch and "go"): its wrapper never got "go", so nothing ran.
+// The next exec records that, result and close, stops nothing, and clears the entry. The file is
+// written here byte for byte as docs/exec.md describes it: the launch line "podgate-launch -",
+// padded to 64 bytes, then the entry's JSON.
+TEST(ExecJournalTest, AnEntryNeverLaunchedIsRecordedAsNotRunByTheNextExec) {
+  const std::string journal = TempDir();
+  std::string launch_line = "podgate-launch -";
+  launch_line.resize(63, ' ');
+  std::ofstream(journal + "/5eed01.json")
+      << launch_line << "\n"
+      << R"({"version":2,"result_event_id":"5eed01","close_event_id":"5eed01c",)"
+      << R"("session_id":"s-launching","trace_id":"","command_id":"launching","user":"alice",)"
+      << R"("groups":["admins"],"namespace":"team","pod":"app-1","container":"main",)"
+      << R"("cluster":"","source_address":"ipv4:127.0.0.1:5555","started_unix_ms":1700000000123,)"
+      << R"("session_opened_unix_ms":1700000000000,"line":"sleep 75"})"
+      << "\n";
+  testing::StackOptions options;
+  options.binaries = Binaries();
+  options.cluster_yaml = kCluster;
+  options.policy_yaml = kPolicy;
+  options.exec_flags = {"--journal_dir=" + journal};
+  auto stack = testing::Stack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  EXPECT_THAT(FilesIn(journal), ::testing::IsEmpty());
+  auto [result, close] = ResultAndClose((*stack)->audit_port(), "s-launching");
+  ASSERT_TRUE(result.has_value()) << "no COMMAND_RESULT for the entry";
+  EXPECT_EQ(result->id(), "5eed01");
+  EXPECT_EQ(result->command_id(), "launching");
+  EXPECT_EQ(result->command_result().line(), "sleep 75");
+  EXPECT_EQ(result->command_result().termination(), common::TERMINATION_ERROR);
+  EXPECT_THAT(result->command_result().error(),
+              HasSubstr("not run: exec restarted while the command was being launched"));
+  EXPECT_EQ(result->principal().user(), "alice");
+  ASSERT_TRUE(close.has_value());
+  EXPECT_EQ(close->id(), "5eed01c");
+  EXPECT_EQ(close->session_close().reason(), common::CLOSE_REASON_DISCONNECTED);
+  bool settled = false;
+  for (const std::string& line : (*stack)->exec()->Lines()) {
+    settled = settled || (absl::StrContains(line, "journal: command settled") &&
+                          absl::StrContains(line, "\"outcome\":\"not run\""));
+  }
+  EXPECT_TRUE(settled) << absl::StrJoin((*stack)->exec()->Lines(), "\n");
+}
+
 // exec refuses the names edge refuses (lib/k8s/names.h), with the same words.
 TEST_F(ExecTest, TargetNamesAreCheckedAsKubernetesChecksThem) {
   const std::string long_label(253, 'a');

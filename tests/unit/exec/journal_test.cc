@@ -74,6 +74,87 @@ TEST_F(JournalTest, AnEntryRoundTripsThroughTheDirectory) {
   EXPECT_TRUE((*journal)->Load().empty());
 }
 
+// The two steps of a command's entry: created "not launched" (no pid) while the command is
+// launched, then its launch line rewritten in place with the pid before "go" — same file, same
+// size, only the first line changed. A pid or start time that is not a number is refused before
+// anything is written; a launch line for an entry that does not exist fails and creates none.
+TEST_F(JournalTest, TheLaunchLineIsRecordedInPlaceInAnEntryWrittenBeforeTheLaunch) {
+  auto journal = Journal::Open(dir_, 10);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  JournalEntry entry = Entry("ab02");
+  entry.pid.clear();
+  entry.start_ticks.clear();
+  ASSERT_TRUE((*journal)->Add(entry).ok());
+  const std::string path = dir_ + "/ab02.json";
+  std::vector<JournalEntry> loaded = (*journal)->Load();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].pid, "");
+  EXPECT_EQ(loaded[0].start_ticks, "");
+  struct stat before;
+  ASSERT_EQ(stat(path.c_str(), &before), 0);
+  std::ifstream in(path, std::ios::binary);
+  const std::string text_before((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_TRUE(text_before.starts_with("podgate-launch -  ")) << text_before;
+
+  ASSERT_TRUE((*journal)->RecordLaunch("ab02", "4242", "123456").ok());
+  loaded = (*journal)->Load();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(EncodeJournalEntry(loaded[0]), EncodeJournalEntry(Entry("ab02")));
+  struct stat after;
+  ASSERT_EQ(stat(path.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "the same file, not a new one";
+  EXPECT_EQ(after.st_size, before.st_size);
+  std::ifstream in2(path, std::ios::binary);
+  const std::string text_after((std::istreambuf_iterator<char>(in2)), {});
+  EXPECT_EQ(text_after.substr(Journal::kLaunchLineBytes),
+            text_before.substr(Journal::kLaunchLineBytes));
+  EXPECT_EQ(text_after.substr(0, Journal::kLaunchLineBytes), JournalLaunchLine("4242", "123456"));
+  EXPECT_EQ((*journal)->size(), 1) << "a launch line is not an entry";
+
+  const std::string too_long(21, '1');
+  for (auto [pid, start] : {std::pair{"-1", "1"}, std::pair{"42; rm", "1"}, std::pair{"", ""},
+                            std::pair{"42", ""}, std::pair{"42", too_long.c_str()}}) {
+    EXPECT_EQ((*journal)->RecordLaunch("ab02", pid, start).code(),
+              absl::StatusCode::kInvalidArgument)
+        << pid << " " << start;
+  }
+  EXPECT_EQ((*journal)->RecordLaunch("../ab02", "1", "1").code(),
+            absl::StatusCode::kInvalidArgument);
+  loaded = (*journal)->Load();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].pid, "4242") << "a refused launch line changes nothing";
+  EXPECT_FALSE((*journal)->RecordLaunch("ab03", "1", "1").ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/ab03.json"));
+}
+
+// An entry an older exec wrote (JSON version 1, no launch line, its pid inside) is still read,
+// so an upgrade in the middle of a command still stops it; without its pid it is damaged.
+TEST_F(JournalTest, AnOlderExecsEntryIsRead) {
+  const std::string v1 =
+      R"({"version":1,"result_event_id":"ab04","close_event_id":"cab04","session_id":"s1",)"
+      R"("trace_id":"0af7651916cd43dd8448eb211c80319c","command_id":"c1","user":"alice",)"
+      R"("groups":["admins"],"namespace":"team","pod":"app-1","container":"main",)"
+      R"("cluster":"eu-prod","source_address":"ipv4:127.0.0.1:5555","pid":"4242",)"
+      R"("start_ticks":"123456","started_unix_ms":1700000000123,)"
+      R"("session_opened_unix_ms":1700000000000,"line":"sleep 1"})"
+      "\n";
+  absl::StatusOr<JournalEntry> e = DecodeJournalEntry(v1);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->pid, "4242");
+  EXPECT_EQ(e->start_ticks, "123456");
+  EXPECT_EQ(e->target.pod(), "app-1");
+  EXPECT_EQ(e->line, "sleep 1");
+  std::string no_pid = v1;
+  no_pid.replace(no_pid.find(R"("pid":"4242",)"), 13, "");
+  EXPECT_EQ(DecodeJournalEntry(no_pid).status().message(), "\"pid\" is missing or not a string");
+  std::ofstream(dir_ + "/ab04.json") << v1;
+  auto journal = Journal::Open(dir_, 10);
+  ASSERT_TRUE(journal.ok());
+  std::vector<JournalEntry> loaded = (*journal)->Load();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].pid, "4242");
+}
+
 // An entry is written in place (no temporary file and rename): a file already there under its
 // name is never overwritten or removed, the write fails and its place in the bound is freed.
 // What a crash in the middle of a write leaves, the same file cut off, is skipped and removed
@@ -186,8 +267,12 @@ TEST_F(JournalTest, DamagedOrForeignFilesAreSkippedAndRemoved) {
   std::ofstream(dir_ + "/0b.json") << "{\"version\": 1, \"pid\": ";  // cut off
   std::ofstream(dir_ + "/0c.json") << "[1, 2]";
   std::string wrong_pid = EncodeJournalEntry(Entry("0d"));
-  wrong_pid.replace(wrong_pid.find("\"4242\""), 6, "\"-1; rm\"");
+  wrong_pid.replace(wrong_pid.find(" 4242 "), 6, " -1;r ");
   std::ofstream(dir_ + "/0d.json") << wrong_pid;
+  // A launch line cut off, and one missing (the JSON of a version with a launch line alone).
+  std::ofstream(dir_ + "/0h.json") << EncodeJournalEntry(Entry("0h")).substr(0, 30);
+  std::ofstream(dir_ + "/0i.json")
+      << EncodeJournalEntry(Entry("0i")).substr(Journal::kLaunchLineBytes);
   std::ofstream(dir_ + "/0e.json") << EncodeJournalEntry(Entry("0f"));      // name and id differ
   std::ofstream(dir_ + "/0g.json.tmp") << EncodeJournalEntry(Entry("0g"));  // never renamed
   std::ofstream(dir_ + "/notes.txt") << "hello";
@@ -244,8 +329,18 @@ TEST_F(JournalTest, TheTraceIdIsKeptAndAnOldEntryHasNone) {
 TEST_F(JournalTest, DecodeSaysWhichFieldIsWrong) {
   EXPECT_EQ(DecodeJournalEntry("nope").status().code(), absl::StatusCode::kInvalidArgument);
   std::string text = EncodeJournalEntry(Entry("01"));
-  text.replace(text.find("\"version\":1"), 11, "\"version\":2");
+  text.replace(text.find("\"version\":2"), 11, "\"version\":1");
   EXPECT_NE(DecodeJournalEntry(text).status().message().find("version"), std::string::npos);
+  text = EncodeJournalEntry(Entry("01"));
+  text.replace(0, 14, "podgate-lunch ");
+  EXPECT_EQ(DecodeJournalEntry(text).status().message(),
+            "the launch line does not start with \"podgate-launch \"");
+  text = EncodeJournalEntry(Entry("01"));
+  text.replace(text.find(" 123456"), 7, "       ");
+  EXPECT_EQ(DecodeJournalEntry(text).status().message(), "the launch line holds no start time");
+  text = EncodeJournalEntry(Entry("01"));
+  text[Journal::kLaunchLineBytes - 1] = ' ';
+  EXPECT_EQ(DecodeJournalEntry(text).status().message(), "the launch line is cut off");
   text = EncodeJournalEntry(Entry("01"));
   text.replace(text.find("\"pod\":\"app-1\""), 13, "\"pod\":7");
   EXPECT_NE(DecodeJournalEntry(text).status().message().find("pod"), std::string::npos);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "audit/audit_metrics.h"
 #include "audit/audit_service.h"
@@ -26,6 +28,7 @@
 #include "exec/container_probe.h"
 #include "exec/exec_metrics.h"
 #include "exec/exec_service.h"
+#include "exec/journal.h"
 #include "exec/session_open.h"
 #include "fake_kube.h"
 #include "gmock/gmock.h"
@@ -246,6 +249,8 @@ class SessionTest : public ::testing::Test {
   ExecMetrics exec_metrics_{*registry_};
   std::unique_ptr<podgate::policy::v1::PolicyService::Stub> policy_stub_;
   std::unique_ptr<clients::AuditClient> audit_client_;
+  // Declared before hub_: outlives it (TearDown resets hub_ first).
+  std::unique_ptr<Journal> journal_;
   std::unique_ptr<SessionHub> hub_;
   std::unique_ptr<ExecServiceImpl> exec_service_;
   std::unique_ptr<runtime::Server> exec_server_;
@@ -377,6 +382,91 @@ TEST_F(SessionTest, ACommandRunsThroughTheLaunchWrapperAfterTheRootGuard) {
   EXPECT_EQ(results[0].command_id(), "c1");
   EXPECT_EQ(results[0].command_result().termination(), common::TERMINATION_EXITED);
   EXPECT_EQ(results[0].command_result().stdout_bytes(), 6);
+  EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
+}
+
+// With a journal, a command's entry is written while it is launched and its pid before "go":
+// while the journal's thread is held (here by another entry's completion, which blocks it), the
+// wrapper is launched and reports, but nothing of the user's runs; once the thread is free the
+// command runs, and its entry goes once its result is acknowledged. A command stopped while its
+// entry was still being written never runs, and the write's completion removes its entry.
+TEST_F(SessionTest, GoWaitsForTheJournalAndACommandEndedMeanwhileLeavesNoEntry) {
+  ExecOptions options;
+  options.interrupt_grace = absl::Milliseconds(200);
+  StartExec(options);
+  auto journal = Journal::Open(dir_ + "/journal", 10);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  journal_ = *std::move(journal);
+  hub_->set_journal(journal_.get());
+  // Blocks the journal's thread in the completion of an entry of its own until `release`.
+  auto hold = [&](const std::string& id, absl::Notification* release) {
+    JournalEntry decoy;
+    decoy.result_event_id = id;
+    decoy.close_event_id = id + "c";
+    decoy.target.set_namespace_("app");
+    decoy.target.set_pod("api-0");
+    decoy.target.set_container("main");
+    auto holding = std::make_shared<absl::Notification>();
+    ASSERT_TRUE(journal_
+                    ->AddAsync(decoy,
+                               [holding, release](absl::Status) {
+                                 holding->Notify();
+                                 release->WaitForNotification();
+                               })
+                    .ok());
+    holding->WaitForNotification();
+  };
+  auto wait_for = [](const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (!done() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return done();
+  };
+  auto s = NewSession();
+  ASSERT_TRUE(s->Open(Token("alice"), "app", "api-0").ok());
+
+  // Released at the latest when the test ends, so that a failed assertion cannot leave the
+  // journal's thread blocked on a notification that is gone.
+  struct Release {
+    absl::Notification n;
+    void Notify() { n.Notify(); }
+    ~Release() {
+      if (!n.HasBeenNotified()) {
+        n.Notify();
+      }
+    }
+  };
+  Release release1;
+  hold("d1", &release1.n);
+  s->Command("hostname", "c1");
+  ASSERT_TRUE(wait_for([&] { return kube_.execs().size() == 2; })) << "the wrapper never started";
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_THAT(kube_.ran(), ::testing::IsEmpty()) << "it ran before its entry was durable";
+  release1.Notify();
+  podgate::testing::CommandOutcome out = s->Wait();
+  ASSERT_TRUE(out.exit.has_value()) << out.stderr_text;
+  EXPECT_EQ(out.stdout_text, "api-0\n");
+  EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
+  EXPECT_TRUE(wait_for([&] { return journal_->size() == 1; })) << "c1's entry stayed";
+
+  Release release2;
+  hold("d2", &release2.n);
+  s->Command("sleep", "c2");
+  ASSERT_TRUE(wait_for([&] { return kube_.execs().size() == 3; }));
+  s->Interrupt();
+  podgate::testing::CommandOutcome stopped = s->Wait();
+  EXPECT_TRUE(stopped.exit.has_value() || stopped.error.has_value());
+  EXPECT_EQ(journal_->size(), 3) << "d1, d2 and c2's entry, still queued";
+  release2.Notify();
+  EXPECT_TRUE(wait_for([&] { return journal_->size() == 2; })) << "c2's entry stayed";
+  EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
+  std::vector<std::string> left;
+  for (const JournalEntry& e : journal_->Load()) {
+    left.push_back(e.result_event_id);
+  }
+  std::sort(left.begin(), left.end());
+  EXPECT_THAT(left, ElementsAre("d1", "d2"));
   EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
 }
 
