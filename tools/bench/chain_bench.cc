@@ -375,7 +375,7 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
       {"launch", "the upgrade to the launch wrapper's pid report (the API server starts it)"}};
   if (absl::GetFlag(FLAGS_exec_journal)) {
     stage_list.push_back(
-        {"journal", "the command's journal entry made durable (queued, written, fsyncs)"});
+        {"journal", "the pid into the command's journal entry (queued, in place, fdatasync)"});
   }
   stage_list.push_back({"total", "the command received to \"go\" (the process runs)"});
   const std::string kMetric = "podgate_exec_command_start_seconds";
