@@ -25,37 +25,12 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "clients/audit_client.h"
+#include "exec/journal_entry.h"
 #include "exec/kube.h"
-#include "podgate/common/v1/common.pb.h"
 #include "prometheus/gauge.h"
 #include "runtime/timer.h"
 
 namespace podgate::exec {
-
-struct JournalEntry {
-  // The name of the entry's file: the id of the command's COMMAND_RESULT event (random hex).
-  // Recovery records its result under this id and its session's close under close_event_id,
-  // so a record the dead exec already delivered is not stored twice (audit keeps an id once).
-  std::string result_event_id;
-  std::string close_event_id;
-  std::string session_id;
-  std::string command_id;
-  podgate::common::v1::Principal principal;
-  // Namespace, pod and container (labels are not kept).
-  podgate::common::v1::Target target;
-  std::string source_address;
-  // The session's W3C trace id (optional in the file: entries of an older exec have none).
-  std::string trace_id;
-  // The launch wrapper's report: the process and its start time in clock ticks since boot.
-  // Both empty while the command is not launched: its wrapper never got `go`, so nothing of it
-  // ran (go follows the pid's fdatasync).
-  std::string pid;
-  std::string start_ticks;
-  absl::Time started;
-  absl::Time session_opened;
-  // The command line as the user sent it.
-  std::string line;
-};
 
 class Journal {
  public:
@@ -65,10 +40,7 @@ class Journal {
   ~Journal();
 
   static constexpr size_t kMaxEntryBytes = 64 * 1024;
-  // The entry's first line: "podgate-launch <pid> <start_ticks>" or "podgate-launch -" (not
-  // launched), padded with spaces to this size with its newline. It lies in the file's first
-  // sector, so rewriting it changes no size, no name and no other block.
-  static constexpr size_t kLaunchLineBytes = 64;
+  static constexpr size_t kLaunchLineBytes = kJournalLaunchLineBytes;
 
   // Writes the entry durably on the journal's own thread, so that a slow disk holds no I/O or
   // gRPC thread: its file (created, never overwritten), fsync, and an fsync of the directory
@@ -136,13 +108,6 @@ class Journal {
   bool stop_ = false;
   std::thread writer_;
 };
-
-// Serializes and parses one entry: the launch line, then JSON (version 2). Entries of an older
-// exec (JSON version 1, always with a pid) are read too. Parse errors say which field is wrong.
-std::string EncodeJournalEntry(const JournalEntry& entry);
-// The launch line for `pid` and `start_ticks` ("" and "": not launched).
-std::string JournalLaunchLine(const std::string& pid, const std::string& start_ticks);
-absl::StatusOr<JournalEntry> DecodeJournalEntry(const std::string& text);
 
 struct RecoveryOptions {
   absl::Duration probe_timeout = absl::Seconds(10);
