@@ -16,16 +16,11 @@
 #include <vector>
 
 #include "exec/command_line.h"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
 
 std::string SingleQuote(const std::string& arg) {
   std::string out = "'";

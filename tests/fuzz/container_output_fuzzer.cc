@@ -21,18 +21,13 @@
 #include "absl/strings/str_cat.h"
 #include "exec/container_probe.h"
 #include "exec/journal_entry.h"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace exec = podgate::exec;
 
 namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
 
 void LaunchReport(FuzzedDataProvider& in) {
   const std::string stderr_text = in.ConsumeRandomLengthString(256);

@@ -20,19 +20,14 @@
 #include "auth/base64url.h"
 #include "edge/protocol.h"
 #include "nlohmann/json.hpp"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace edge = podgate::edge;
 using nlohmann::json;
 
 namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
 
 bool ValidUtf8(std::string_view s) {
   // nlohmann's own check: dump() throws on invalid UTF-8 with the default handler.

@@ -13,18 +13,13 @@
 #include <vector>
 
 #include "edge/forwarded.h"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace edge = podgate::edge;
 
 namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
 
 void CheckHops(const absl::StatusOr<std::vector<edge::ForwardedHop>>& hops, std::string_view in) {
   if (!hops.ok()) {

@@ -16,20 +16,11 @@
 #include <string_view>
 
 #include "exec/journal_entry.h"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace exec = podgate::exec;
-
-namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);

@@ -25,6 +25,9 @@
 #include "auth/base64url.h"
 #include "auth/jwt.h"
 #include "crypto/openssl_ptr.h"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace auth = podgate::auth;
 
@@ -33,14 +36,6 @@ namespace {
 constexpr char kSecret1[] = "fuzz-secret-one-0123456789abcdef";
 constexpr char kSecret2[] = "fuzz-secret-two-0123456789abcdef";
 const absl::Time kNow = absl::FromUnixSeconds(1700000000);
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
 
 auth::Key HmacKey(const char* kid, const char* secret) {
   auth::Key key;

@@ -18,18 +18,13 @@
 #include <vector>
 
 #include "k8s/exec_protocol.h"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace k8s = podgate::k8s;
 
 namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
 
 bool SameOptions(const k8s::ExecOptions& a, const k8s::ExecOptions& b) {
   return a.command == b.command && a.container == b.container && a.stdin == b.stdin &&

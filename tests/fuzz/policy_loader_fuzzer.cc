@@ -17,19 +17,14 @@
 #include <vector>
 
 #include "policy/policy_loader.h"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace policy = podgate::policy;
 namespace v1 = podgate::policy::v1;
 
 namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
 
 bool IsHex64(const std::string& s) {
   if (s.size() != 64) {

@@ -9,21 +9,12 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "require.h"
 #include "runtime/trace.h"
 
+using podgate::fuzz::Require;
+
 namespace runtime = podgate::runtime;
-
-namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);

@@ -14,18 +14,13 @@
 #include <vector>
 
 #include "policy/net_address.h"
+#include "require.h"
+
+using podgate::fuzz::Require;
 
 namespace net = podgate::policy::net;
 
 namespace {
-
-void Require(bool condition, const char* what, std::string_view input) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\ninput: %.*s\n", what,
-                 static_cast<int>(input.size()), input.data());
-    std::abort();
-  }
-}
 
 bool SameHost(const net::Host& a, const net::Host& b) {
   return a.kind == b.kind && (a.kind == net::Host::Kind::kName ? a.name == b.name : a.ip == b.ip);
