@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string_view>
 #include <utility>
@@ -94,19 +95,28 @@ std::string Journal::PathOf(const std::string& id) const {
   return absl::StrCat(dir_, "/", id, kSuffix);
 }
 
-absl::Status Journal::Add(const JournalEntry& entry) {
+namespace {
+
+// Starts a write with `start` (given the write's `done`) and waits for its completion.
+absl::Status WaitFor(
+    const std::function<absl::Status(absl::AnyInvocable<void(absl::Status)>)>& start) {
   absl::Notification written;
   absl::Status result;
-  if (absl::Status s = AddAsync(entry,
-                                [&](absl::Status s) {
-                                  result = std::move(s);
-                                  written.Notify();
-                                });
+  if (absl::Status s = start([&](absl::Status s) {
+        result = std::move(s);
+        written.Notify();
+      });
       !s.ok()) {
     return s;
   }
   written.WaitForNotification();
   return result;
+}
+
+}  // namespace
+
+absl::Status Journal::Add(const JournalEntry& entry) {
+  return WaitFor([&](auto done) { return AddAsync(entry, std::move(done)); });
 }
 
 absl::Status Journal::AddAsync(const JournalEntry& entry,
@@ -129,18 +139,9 @@ absl::Status Journal::AddAsync(const JournalEntry& entry,
 
 absl::Status Journal::RecordLaunch(const std::string& result_event_id, const std::string& pid,
                                    const std::string& start_ticks) {
-  absl::Notification written;
-  absl::Status result;
-  if (absl::Status s = RecordLaunchAsync(result_event_id, pid, start_ticks,
-                                         [&](absl::Status s) {
-                                           result = std::move(s);
-                                           written.Notify();
-                                         });
-      !s.ok()) {
-    return s;
-  }
-  written.WaitForNotification();
-  return result;
+  return WaitFor([&](auto done) {
+    return RecordLaunchAsync(result_event_id, pid, start_ticks, std::move(done));
+  });
 }
 
 absl::Status Journal::RecordLaunchAsync(const std::string& result_event_id, const std::string& pid,
