@@ -582,10 +582,7 @@ void Session::StartCommand(std::shared_ptr<Command> cmd) {
       self->StartStopLocked(cmd);
     }
   });
-  cmd->launch_timer = hub_->timers()->After(opts_.launch_timeout, [self, cmd] {
-    std::lock_guard<std::mutex> lock(self->mu_);
-    self->LaunchTimedOutLocked(cmd);
-  });
+  ArmLaunchTimerLocked(cmd);
   log::Info("command start", {{"session_id", session_id_},
                               {"trace_id", trace_.trace_id},
                               {"command_id", cmd->id},
@@ -644,9 +641,15 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     // Identified before audit acknowledged the decision: the ack sends "go" (or its failure
     // ends the command), so audit's deadline, not the launch's, governs the wait.
     hub_->timers()->Cancel(cmd->launch_timer);
+    cmd->launch_timer = 0;
     return;
   }
   if (Journal* journal = hub_->journal(); journal != nullptr && !cmd->journal_launched) {
+    if (cmd->launch_timer == 0) {
+      // Audit's deadline governed the wait until now; the journal's write is bounded by the
+      // launch timeout again.
+      ArmLaunchTimerLocked(cmd);
+    }
     if (cmd->journal_pending || !cmd->journaled) {
       // Its entry is being written (the completion sends "go"), or could not be (the command
       // ends as not run).
@@ -786,14 +789,28 @@ void Session::LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std:
 // kubesim once lost it, docs/benchmarks.md). "go" was never sent, and the wrapper runs nothing
 // without it, so the command did not run: it ends now, as not run and audited so, instead of at
 // its time limit. Closing the stream ends the wrapper (EOF on its stdin) wherever it got to.
+void Session::ArmLaunchTimerLocked(const std::shared_ptr<Command>& cmd) {
+  std::shared_ptr<Session> self = shared_from_this();
+  cmd->launch_timer = hub_->timers()->After(opts_.launch_timeout, [self, cmd] {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->LaunchTimedOutLocked(cmd);
+  });
+}
+
 void Session::LaunchTimedOutLocked(const std::shared_ptr<Command>& cmd) {
   if (cmd->finished || cmd->go_sent) {
     return;
   }
   if (cmd->stop_reason == common::TERMINATION_UNSPECIFIED) {
-    LaunchFailedLocked(cmd, absl::StrCat("its launch was not confirmed within ",
-                                         absl::FormatDuration(opts_.launch_timeout),
-                                         " (no launch report from the container)"));
+    const std::string within = absl::FormatDuration(opts_.launch_timeout);
+    LaunchFailedLocked(
+        cmd, cmd->journal_pending && cmd->report.status() == LaunchReport::Status::kReported
+                 // The wrapper reported; the journal's disk did not keep up (its entry goes
+                 // when the write completes).
+                 ? absl::StrCat("exec's journal did not make it durable within ", within,
+                                " (a slow disk under --journal_dir)")
+                 : absl::StrCat("its launch was not confirmed within ", within,
+                                " (no launch report from the container)"));
   } else if (cmd->handle != nullptr) {
     cmd->handle->Close();  // stopped first: it ends as stopped, now
   }

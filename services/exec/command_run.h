@@ -118,7 +118,8 @@ struct Command {
   std::string early_stdin;
   bool early_eof = false;
   runtime::TimerQueue::Id limit_timer = 0;
-  // Armed until "go" is sent (LaunchTimedOutLocked).
+  // Armed until "go" is sent (LaunchTimedOutLocked); 0 while audit's deadline governs the wait
+  // for "go" instead (the decision not yet durable).
   runtime::TimerQueue::Id launch_timer = 0;
   absl::Time upgrade_started;
   // When it was received, decided, and its stream upgraded (podgate_exec_command_start_seconds).

@@ -267,8 +267,11 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   // The command cannot be let run (its process could not be identified, or not journaled):
   // it is not run. `why` completes "the command was not run: ".
   void LaunchFailedLocked(const std::shared_ptr<Command>& cmd, const std::string& why);
-  // No launch report within --launch_timeout: the command ends now, as not run.
+  // No launch report (or, with a journal, the entry and pid not durable) within
+  // --launch_timeout: the command ends now, as not run.
   void LaunchTimedOutLocked(const std::shared_ptr<Command>& cmd);
+  // Arms cmd->launch_timer for --launch_timeout from now.
+  void ArmLaunchTimerLocked(const std::shared_ptr<Command>& cmd);
   // The command's process is known to be gone (or never ran).
   void MarkGoneLocked(const std::shared_ptr<Command>& cmd);
   // Drops the command's journal entry once its process is gone and its result acknowledged.

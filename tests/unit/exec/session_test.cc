@@ -389,10 +389,12 @@ TEST_F(SessionTest, ACommandRunsThroughTheLaunchWrapperAfterTheRootGuard) {
 // while the journal's thread is held (here by another entry's completion, which blocks it), the
 // wrapper is launched and reports, but nothing of the user's runs; once the thread is free the
 // command runs, and its entry goes once its result is acknowledged. A command stopped while its
-// entry was still being written never runs, and the write's completion removes its entry.
+// entry was still being written never runs, and the write's completion removes its entry; so
+// does one whose entry is not durable within the launch timeout, with the reason.
 TEST_F(SessionTest, GoWaitsForTheJournalAndACommandEndedMeanwhileLeavesNoEntry) {
   ExecOptions options;
   options.interrupt_grace = absl::Milliseconds(200);
+  options.launch_timeout = absl::Seconds(2);
   StartExec(options);
   auto journal = Journal::Open(dir_ + "/journal", 10);
   ASSERT_TRUE(journal.ok()) << journal.status();
@@ -467,6 +469,19 @@ TEST_F(SessionTest, GoWaitsForTheJournalAndACommandEndedMeanwhileLeavesNoEntry) 
   }
   std::sort(left.begin(), left.end());
   EXPECT_THAT(left, ElementsAre("d1", "d2"));
+
+  // A disk that does not keep up for the whole launch timeout: the command is not run, and the
+  // error says why; its entry goes once the write completes.
+  Release release3;
+  hold("d3", &release3.n);
+  s->Command("hostname", "c3");
+  podgate::testing::CommandOutcome slow = s->Wait();
+  ASSERT_TRUE(slow.error.has_value());
+  EXPECT_THAT(slow.error->status().message(),
+              HasSubstr("exec's journal did not make it durable within 2s"));
+  release3.Notify();
+  EXPECT_TRUE(wait_for([&] { return journal_->size() == 3; })) << "c3's entry stayed";
+  EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
   EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
 }
 
