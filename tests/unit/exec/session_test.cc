@@ -5,6 +5,8 @@
 // (a target without a rule is refused before any Kubernetes call, the credential and names
 // before anything, admission limits), the root guard before a command, and one command through
 // the launch wrapper.
+#include <sqlite3.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -210,6 +212,51 @@ class SessionTest : public ::testing::Test {
     return std::make_unique<podgate::testing::ExecSession>(channel_, absl::Seconds(15));
   }
 
+  // Gives exec a journal (journal_) in the test's folder.
+  void UseJournal() {
+    auto journal = Journal::Open(dir_ + "/journal", 10);
+    ASSERT_TRUE(journal.ok()) << journal.status();
+    journal_ = *std::move(journal);
+    hub_->set_journal(journal_.get());
+  }
+  // Released at the latest when the test ends, so that a failed assertion cannot leave the
+  // journal's thread blocked on a notification that is gone.
+  struct Release {
+    absl::Notification n;
+    void Notify() { n.Notify(); }
+    ~Release() {
+      if (!n.HasBeenNotified()) {
+        n.Notify();
+      }
+    }
+  };
+  // Blocks the journal's thread in the completion of an entry of its own, `id`, until
+  // `release`: every later write waits behind it, as behind a disk that does not answer.
+  void HoldJournal(const std::string& id, absl::Notification* release) {
+    JournalEntry decoy;
+    decoy.result_event_id = id;
+    decoy.close_event_id = id + "c";
+    decoy.target.set_namespace_("app");
+    decoy.target.set_pod("api-0");
+    decoy.target.set_container("main");
+    auto holding = std::make_shared<absl::Notification>();
+    ASSERT_TRUE(journal_
+                    ->AddAsync(decoy,
+                               [holding, release](absl::Status) {
+                                 holding->Notify();
+                                 release->WaitForNotification();
+                               })
+                    .ok());
+    holding->WaitForNotification();
+  }
+  static bool WaitFor(const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (!done() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return done();
+  }
+
   // The audit events recorded so far of `kind`, waiting up to 5 s for at least `at_least`.
   std::vector<common::AuditEvent> Events(common::EventKind kind, size_t at_least = 1) {
     std::vector<common::AuditEvent> found;
@@ -396,53 +443,14 @@ TEST_F(SessionTest, GoWaitsForTheJournalAndACommandEndedMeanwhileLeavesNoEntry) 
   options.interrupt_grace = absl::Milliseconds(200);
   options.launch_timeout = absl::Seconds(2);
   StartExec(options);
-  auto journal = Journal::Open(dir_ + "/journal", 10);
-  ASSERT_TRUE(journal.ok()) << journal.status();
-  journal_ = *std::move(journal);
-  hub_->set_journal(journal_.get());
-  // Blocks the journal's thread in the completion of an entry of its own until `release`.
-  auto hold = [&](const std::string& id, absl::Notification* release) {
-    JournalEntry decoy;
-    decoy.result_event_id = id;
-    decoy.close_event_id = id + "c";
-    decoy.target.set_namespace_("app");
-    decoy.target.set_pod("api-0");
-    decoy.target.set_container("main");
-    auto holding = std::make_shared<absl::Notification>();
-    ASSERT_TRUE(journal_
-                    ->AddAsync(decoy,
-                               [holding, release](absl::Status) {
-                                 holding->Notify();
-                                 release->WaitForNotification();
-                               })
-                    .ok());
-    holding->WaitForNotification();
-  };
-  auto wait_for = [](const std::function<bool()>& done) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(5);
-    while (!done() && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    return done();
-  };
+  UseJournal();
   auto s = NewSession();
   ASSERT_TRUE(s->Open(Token("alice"), "app", "api-0").ok());
 
-  // Released at the latest when the test ends, so that a failed assertion cannot leave the
-  // journal's thread blocked on a notification that is gone.
-  struct Release {
-    absl::Notification n;
-    void Notify() { n.Notify(); }
-    ~Release() {
-      if (!n.HasBeenNotified()) {
-        n.Notify();
-      }
-    }
-  };
   Release release1;
-  hold("d1", &release1.n);
+  HoldJournal("d1", &release1.n);
   s->Command("hostname", "c1");
-  ASSERT_TRUE(wait_for([&] { return kube_.execs().size() == 2; })) << "the wrapper never started";
+  ASSERT_TRUE(WaitFor([&] { return kube_.execs().size() == 2; })) << "the wrapper never started";
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_THAT(kube_.ran(), ::testing::IsEmpty()) << "it ran before its entry was durable";
   release1.Notify();
@@ -450,18 +458,18 @@ TEST_F(SessionTest, GoWaitsForTheJournalAndACommandEndedMeanwhileLeavesNoEntry) 
   ASSERT_TRUE(out.exit.has_value()) << out.stderr_text;
   EXPECT_EQ(out.stdout_text, "api-0\n");
   EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
-  EXPECT_TRUE(wait_for([&] { return journal_->size() == 1; })) << "c1's entry stayed";
+  EXPECT_TRUE(WaitFor([&] { return journal_->size() == 1; })) << "c1's entry stayed";
 
   Release release2;
-  hold("d2", &release2.n);
+  HoldJournal("d2", &release2.n);
   s->Command("sleep", "c2");
-  ASSERT_TRUE(wait_for([&] { return kube_.execs().size() == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return kube_.execs().size() == 3; }));
   s->Interrupt();
   podgate::testing::CommandOutcome stopped = s->Wait();
   EXPECT_TRUE(stopped.exit.has_value() || stopped.error.has_value());
   EXPECT_EQ(journal_->size(), 3) << "d1, d2 and c2's entry, still queued";
   release2.Notify();
-  EXPECT_TRUE(wait_for([&] { return journal_->size() == 2; })) << "c2's entry stayed";
+  EXPECT_TRUE(WaitFor([&] { return journal_->size() == 2; })) << "c2's entry stayed";
   EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
   std::vector<std::string> left;
   for (const JournalEntry& e : journal_->Load()) {
@@ -473,14 +481,53 @@ TEST_F(SessionTest, GoWaitsForTheJournalAndACommandEndedMeanwhileLeavesNoEntry) 
   // A disk that does not keep up for the whole launch timeout: the command is not run, and the
   // error says why; its entry goes once the write completes.
   Release release3;
-  hold("d3", &release3.n);
+  HoldJournal("d3", &release3.n);
   s->Command("hostname", "c3");
   podgate::testing::CommandOutcome slow = s->Wait();
   ASSERT_TRUE(slow.error.has_value());
   EXPECT_THAT(slow.error->status().message(),
               HasSubstr("exec's journal did not make it durable within 2s"));
   release3.Notify();
-  EXPECT_TRUE(wait_for([&] { return journal_->size() == 3; })) << "c3's entry stayed";
+  EXPECT_TRUE(WaitFor([&] { return journal_->size() == 3; })) << "c3's entry stayed";
+  EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
+  EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
+}
+
+// The launch timeout is suspended while audit has not acknowledged the decision (its own
+// deadline governs that wait) and runs again from the ack: a wrapper that reported before the
+// ack, whose entry or pid the journal then does not make durable in time, still ends as not run
+// with the reason. Audit's ack is held by a write lock on its SQLite file, the journal by a
+// completion that blocks its thread.
+TEST_F(SessionTest, TheJournalsWriteAfterAuditsAckIsBoundedByTheLaunchTimeout) {
+  ExecOptions options;
+  options.launch_timeout = absl::Seconds(1);
+  StartExec(options);
+  UseJournal();
+  auto s = NewSession();
+  ASSERT_TRUE(s->Open(Token("alice"), "app", "api-0").ok());
+  ASSERT_TRUE(s->Run("hostname", "warm").exit.has_value());  // the root guard's probe cached
+  const size_t execs = kube_.execs().size();
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/audit.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);  // audit may be writing the warm-up's records
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  s->Command("hostname", "c1");
+  ASSERT_TRUE(WaitFor([&] { return kube_.execs().size() == execs + 1; }));
+  // Longer than the launch timeout: without the suspension, the launch would time out here.
+  absl::SleepFor(absl::Milliseconds(1500));
+  Release release;
+  HoldJournal("d1", &release.n);
+  const absl::Time acked = absl::Now();
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  podgate::testing::CommandOutcome out = s->Wait();
+  ASSERT_TRUE(out.error.has_value()) << "no error: it ran with its journal held, or never ended";
+  EXPECT_THAT(out.error->status().message(),
+              HasSubstr("exec's journal did not make it durable within 1s"));
+  EXPECT_GE(absl::Now() - acked, absl::Milliseconds(900)) << "the timeout ran before the ack";
+  release.Notify();
+  EXPECT_TRUE(WaitFor([&] { return journal_->size() == 1; })) << "c1's entry stayed";
   EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
   EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
 }
