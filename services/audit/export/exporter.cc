@@ -179,6 +179,17 @@ class Exporter::Runner {
     return epoch_ > 0;
   }
 
+  // The lag and blocking state as the store has them now (while a batch is stuck).
+  void UpdateLagFromStore() {
+    absl::StatusOr<std::vector<ExportChain>> chains = store_->ListExportChains();
+    absl::StatusOr<std::map<std::string, int64_t>> cursors =
+        store_->LoadExportCursors(settings_.name);
+    if (chains.ok() && cursors.ok()) {
+      MoveToDelivered(*cursors);
+      UpdateLag(*chains, *cursors);
+    }
+  }
+
   // Lag per chain and in total; sets the gauges and the blocking state.
   void UpdateLag(const std::vector<ExportChain>& chains,
                  const std::map<std::string, int64_t>& cursors) {
@@ -333,25 +344,22 @@ class Exporter::Runner {
       absl::Duration delay = backoff * jitter(rng_);
       delay = std::max(delay, result.retry_after);
       backoff = std::min(backoff * 2, settings_.max_backoff);
-      // Renew the lease while waiting so that a long outage does not hand the sink over.
+      // Renew the lease while waiting so that a long outage does not hand the sink over, and
+      // follow the store's lag every poll interval: a long backoff must not let records pass
+      // the blocking bound unchecked until it ends.
       const absl::Time until = absl::Now() + delay;
       while (absl::Now() < until) {
-        if (!Sleep(std::min(until - absl::Now(), options_.lease_ttl / 3))) {
+        if (!Sleep(
+                std::min({until - absl::Now(), options_.lease_ttl / 3, options_.poll_interval}))) {
           return false;
         }
         if (!RefreshLease()) {
           return false;  // another replica delivers from the stored cursor
         }
+        UpdateLagFromStore();
         SetLagSeconds(batch);
       }
-      // The lag and blocking state follow the store while this batch is stuck.
-      absl::StatusOr<std::vector<ExportChain>> chains = store_->ListExportChains();
-      absl::StatusOr<std::map<std::string, int64_t>> cursors =
-          store_->LoadExportCursors(settings_.name);
-      if (chains.ok() && cursors.ok()) {
-        MoveToDelivered(*cursors);
-        UpdateLag(*chains, *cursors);
-      }
+      UpdateLagFromStore();
       // The stuck batch's records keep ageing: an outage shows in lag_seconds.
       SetLagSeconds(batch);
     }

@@ -56,8 +56,8 @@ TEST(AuditExportBlockingTest, ExecRefusesCommandsWithTheReasonWhileTheSinkLagsTh
   audit::testing::TempDir exports("podgate-export-blocking");
   const std::string sink_path = exports.path() + "/export.log";
   const std::string config = exports.path() + "/export.json";
-  std::ofstream(config) << R"({"sinks":[{"name":"archive","blockingMaxLagRecords":"3",)"
-                        << R"("maxWait":"20ms","initialBackoff":"20ms","maxBackoff":"100ms",)"
+  std::ofstream(config) << R"({"sinks":[{"name":"archive","blockingMaxLagRecords":"20",)"
+                        << R"("maxWait":"20ms","initialBackoff":"10s","maxBackoff":"10s",)"
                         << R"("file":{"path":")" << sink_path << R"("}}]})";
   testing::StackOptions options;
   options.binaries = {PODGATE_KUBESIM_BIN, PODGATE_POLICY_BIN, PODGATE_AUDIT_BIN, PODGATE_EXEC_BIN};
@@ -78,9 +78,10 @@ TEST(AuditExportBlockingTest, ExecRefusesCommandsWithTheReasonWhileTheSinkLagsTh
   // A real failure even for root: a folder where the sink's file should be.
   std::filesystem::remove(sink_path);
   std::filesystem::create_directory(sink_path);
+  const absl::Time broke = absl::Now();
   std::string refusal;
   int ran = 0;
-  for (int i = 0; i < 20 && refusal.empty(); ++i) {
+  for (int i = 0; i < 200 && refusal.empty(); ++i) {
     testing::CommandOutcome o = session.Run(absl::StrCat("echo n", i));
     ASSERT_FALSE(o.stream_ended);
     if (o.exit.has_value()) {
@@ -92,10 +93,16 @@ TEST(AuditExportBlockingTest, ExecRefusesCommandsWithTheReasonWhileTheSinkLagsTh
   }
   ASSERT_FALSE(refusal.empty()) << "exec never refused while the sink lagged";
   std::cout << "refused after " << ran << " commands: " << refusal << "\n";
-  EXPECT_LE(ran, 3) << "each command records at least one event, bound 3";
+  // The first failed delivery comes while the lag is still under the bound (a command records
+  // 3 to 5 events), then waits out a 10 s backoff (8-12 s with its jitter) while commands go on.
+  // The lag is measured every poll interval (50 ms here) during that wait too, so audit refuses
+  // once it passes 20, long before the backoff ends: the refusal comes within exec's wait for
+  // the ack it never gets (--audit_ack_timeout=2s) plus the few commands that ran meanwhile.
+  // Measured only when the backoff ended, it came after 10 s or more.
+  EXPECT_LT(absl::Now() - broke, absl::Seconds(7)) << ran << " commands ran before audit refused";
   EXPECT_THAT(refusal, HasSubstr("audit is unavailable, so the command was not run"));
   EXPECT_THAT(refusal, HasSubstr("export sink archive lags"));
-  EXPECT_THAT(refusal, HasSubstr("(bound 3)"));
+  EXPECT_THAT(refusal, HasSubstr("(bound 20)"));
   // Still refused: nothing reaches the pod while audit cannot keep the record.
   testing::CommandOutcome again = session.Run("echo refused");
   EXPECT_FALSE(again.exit.has_value());
