@@ -2191,11 +2191,9 @@ TEST(ExecJournalTest, AnExecKilledMidCommandIsCleanedUpByTheNextOne) {
   std::ofstream(journal + "/0123abcd.json") << "{\"version\": 1, \"pid\": ";
   ASSERT_TRUE((*stack)->RestartExec().ok());
   EXPECT_EQ(CountProcesses(argv), 0) << "the restarted exec served before stopping the orphan";
-  bool skipped = false;
-  for (const std::string& line : (*stack)->exec()->Lines()) {
-    skipped = skipped || absl::StrContains(line, "journal entry skipped");
-  }
-  EXPECT_TRUE(skipped) << "a corrupt entry was not reported";
+  // Logged before exec served, but written by the log's own thread: waited for.
+  EXPECT_TRUE((*stack)->exec()->WaitForLine("journal entry skipped", absl::Seconds(10)).ok())
+      << "a corrupt entry was not reported";
   EXPECT_THAT(FilesIn(journal), ::testing::IsEmpty());
   auto [result, close] = ResultAndClose((*stack)->audit_port(), session_id);
   ASSERT_TRUE(result.has_value()) << "no COMMAND_RESULT for the orphan";
@@ -2297,12 +2295,10 @@ TEST(ExecJournalTest, AnEntryNeverLaunchedIsRecordedAsNotRunByTheNextExec) {
   ASSERT_TRUE(close.has_value());
   EXPECT_EQ(close->id(), "5eed01c");
   EXPECT_EQ(close->session_close().reason(), common::CLOSE_REASON_DISCONNECTED);
-  bool settled = false;
-  for (const std::string& line : (*stack)->exec()->Lines()) {
-    settled = settled || (absl::StrContains(line, "journal: command settled") &&
-                          absl::StrContains(line, "\"outcome\":\"not run\""));
-  }
-  EXPECT_TRUE(settled) << absl::StrJoin((*stack)->exec()->Lines(), "\n");
+  absl::StatusOr<std::string> settled =
+      (*stack)->exec()->WaitForLine("\"outcome\":\"not run\"", absl::Seconds(10));
+  ASSERT_TRUE(settled.ok()) << absl::StrJoin((*stack)->exec()->Lines(), "\n");
+  EXPECT_THAT(*settled, HasSubstr("journal: command settled"));
 }
 
 // exec refuses the names edge refuses (lib/k8s/names.h), with the same words.
