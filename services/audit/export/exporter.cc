@@ -356,7 +356,9 @@ class Exporter::Runner {
         if (!RefreshLease()) {
           return false;  // another replica delivers from the stored cursor
         }
-        UpdateLagFromStore();
+        if (absl::Now() < until) {
+          UpdateLagFromStore();  // the wait's last measurement is the one below
+        }
         SetLagSeconds(batch);
       }
       UpdateLagFromStore();
