@@ -30,7 +30,7 @@ build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 test: build
-	@cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure --timeout 900
+	@cd $(BUILD_DIR) && bash $(CURDIR)/tools/ctest-strict.sh -j $(JOBS) --output-on-failure --timeout 900
 
 test-sanitizers: deps
 	@bash tools/sanitizers.sh address thread

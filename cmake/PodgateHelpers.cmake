@@ -6,10 +6,11 @@ function(podgate_warnings target)
                                            -Wno-unused-parameter)
 endfunction()
 
-# podgate_test(NAME name SOURCES ... LIBS ... LABELS ...)
+# podgate_test(NAME name SOURCES ... LIBS ... LABELS ... [VARIANT v VARIANT_ENVIRONMENT K=V])
 # A GoogleTest executable whose tests are discovered one by one, labelled for `ctest -L`.
 function(podgate_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;DEFINITIONS" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT;VARIANT;VARIANT_ENVIRONMENT"
+                        "SOURCES;LIBS;LABELS;DEFINITIONS" ${ARGN})
   add_executable(${T_NAME} ${T_SOURCES})
   target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock GTest::gtest_main)
   target_compile_definitions(${T_NAME} PRIVATE ${T_DEFINITIONS})
@@ -26,6 +27,18 @@ function(podgate_test)
   file(WRITE "${label_script}"
     "if(${T_NAME}_TESTS)\n  set_tests_properties(\${${T_NAME}_TESTS} PROPERTIES LABELS \"${T_LABELS}\")\nendif()\n")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${label_script}")
+  # VARIANT: the same tests once more, named "<VARIANT>.<test>", with VARIANT_ENVIRONMENT set.
+  if(T_VARIANT)
+    gtest_discover_tests(${T_NAME}
+      TEST_PREFIX "${T_VARIANT}."
+      TEST_LIST ${T_NAME}_${T_VARIANT}_TESTS
+      DISCOVERY_TIMEOUT 60
+      PROPERTIES TIMEOUT ${T_TIMEOUT} ENVIRONMENT "${T_VARIANT_ENVIRONMENT}")
+    set(variant_script "${CMAKE_CURRENT_BINARY_DIR}/${T_NAME}_${T_VARIANT}_labels.cmake")
+    file(WRITE "${variant_script}"
+      "if(${T_NAME}_${T_VARIANT}_TESTS)\n  set_tests_properties(\${${T_NAME}_${T_VARIANT}_TESTS} PROPERTIES LABELS \"${T_LABELS}\")\nendif()\n")
+    set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${variant_script}")
+  endif()
   # For the per-label build targets (tests-<label>, top-level CMakeLists.txt).
   foreach(label IN LISTS T_LABELS)
     set_property(GLOBAL APPEND PROPERTY PODGATE_TEST_LABELS ${label})

@@ -112,11 +112,12 @@ run() {
   # Under TSan (shadow memory, its own allocator) the memory bounds are not meaningful either.
   local exclude="^$"
   if [ "$kind" = address ]; then
-    exclude="^(EdgeTest\.(ASlowReaderKeepsEdgeMemoryBounded|AStdinFloodWhileExecAcceptsNothingKeepsEdgeMemoryBounded|OutOfDescriptorsTheAcceptLoopBacksOffAndRecovers))$"
+    exclude="^(lanes\.)?(EdgeTest\.(ASlowReaderKeepsEdgeMemoryBounded|AStdinFloodWhileExecAcceptsNothingKeepsEdgeMemoryBounded|OutOfDescriptorsTheAcceptLoopBacksOffAndRecovers))$"
   else
-    exclude="^(EdgeTest\.ASlowReaderKeepsEdgeMemoryBounded|ExecTest\.HundredMegabytesStreamWithBoundedMemory)$"
+    exclude="^(lanes\.)?(EdgeTest\.ASlowReaderKeepsEdgeMemoryBounded|ExecTest\.HundredMegabytesStreamWithBoundedMemory)$"
   fi
-  (cd "$dir" && ctest -j "$jobs" -L "$labels" -E "$exclude" --output-on-failure --timeout 900) ||
+  (cd "$dir" && bash "$root/tools/ctest-strict.sh" -j "$jobs" -L "$labels" -E "$exclude" \
+    --output-on-failure --timeout 900) ||
     status=$?
   cpu_now
   echo "sanitizers: $kind: tests took $((SECONDS - built))s ($((CPU - cpu_built)) CPU-s)"

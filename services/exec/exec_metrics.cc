@@ -173,6 +173,21 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                                          .Help("Moderated shells waiting for a moderator to join.")
                                          .Register(registry)
                                          .Add({})),
+      session_streams(prometheus::BuildGauge()
+                          .Name("podgate_exec_session_streams")
+                          .Help("Sessions calls open; each carries many sessions as lanes.")
+                          .Register(registry)
+                          .Add({})),
+      session_lanes(prometheus::BuildGauge()
+                        .Name("podgate_exec_session_lanes")
+                        .Help("Lanes open on Sessions calls.")
+                        .Register(registry)
+                        .Add({})),
+      lane_refusals_total(prometheus::BuildCounter()
+                              .Name("podgate_exec_lane_refusals_total")
+                              .Help("Lanes ended by exec rather than by their session, by reason "
+                                    "(limit, window, order, shutdown).")
+                              .Register(registry)),
       live_objects(prometheus::BuildGauge()
                        .Name("podgate_exec_live_objects")
                        .Help("Session and command objects alive in memory, by kind.")

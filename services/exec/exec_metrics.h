@@ -116,6 +116,15 @@ struct ExecMetrics {
   prometheus::Family<prometheus::Counter>& session_leaves_total;
   // podgate_exec_sessions_waiting_for_moderator: moderated shells not started (yet)
   prometheus::Gauge& sessions_waiting_for_moderator;
+  // podgate_exec_session_streams: Sessions calls open (each carries many sessions as lanes);
+  // podgate_exec_session_lanes: lanes open on them
+  prometheus::Gauge& session_streams;
+  prometheus::Gauge& session_lanes;
+  // podgate_exec_lane_refusals_total{reason}: lanes ended by exec rather than by their session:
+  // limit (65,536 open on the stream), window (the client sent past the lane's window),
+  // order (a lane opened with a number not above an earlier one), shutdown (a lane opened
+  // while exec shut down)
+  prometheus::Family<prometheus::Counter>& lane_refusals_total;
   // podgate_exec_live_objects{kind}: session|command objects alive in memory (a leak shows
   // here: closed sessions must reach zero)
   prometheus::Family<prometheus::Gauge>& live_objects;

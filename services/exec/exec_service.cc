@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "exec/credential.h"
 #include "exec/impersonation.h"
+#include "exec/session_lanes.h"
 #include "k8s/names.h"
 #include "runtime/log.h"
 #include "runtime/trace_metadata.h"
@@ -206,6 +207,11 @@ void ListTargetsFor(SessionHub* hub, grpc::ServerUnaryReactor* reactor,
 grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>* ExecServiceImpl::Session(
     grpc::CallbackServerContext* context) {
   return StartSession(hub_, context);
+}
+
+grpc::ServerBidiReactor<pb::SessionsRequest, pb::SessionsResponse>* ExecServiceImpl::Sessions(
+    grpc::CallbackServerContext* context) {
+  return StartSessions(hub_, context);
 }
 
 grpc::ServerUnaryReactor* ExecServiceImpl::ListTargets(grpc::CallbackServerContext* context,

@@ -1,4 +1,5 @@
-// The exec service's gRPC implementation: Session (session.h), ListTargets and ListSessions.
+// The exec service's gRPC implementation: Session (session.h), Sessions (session_lanes.h),
+// ListTargets and ListSessions.
 #pragma once
 
 #include <memory>
@@ -15,6 +16,9 @@ class ExecServiceImpl final : public podgate::exec::v1::ExecService::CallbackSer
 
   grpc::ServerBidiReactor<podgate::exec::v1::SessionRequest, podgate::exec::v1::SessionResponse>*
   Session(grpc::CallbackServerContext* context) override;
+
+  grpc::ServerBidiReactor<podgate::exec::v1::SessionsRequest, podgate::exec::v1::SessionsResponse>*
+  Sessions(grpc::CallbackServerContext* context) override;
 
   grpc::ServerUnaryReactor* ListTargets(grpc::CallbackServerContext* context,
                                         const podgate::exec::v1::ListTargetsRequest* request,

@@ -11,6 +11,7 @@
 #include "exec/session_reactor.h"
 #include "runtime/ids.h"
 #include "runtime/log.h"
+#include "runtime/trace_metadata.h"
 #include "wire/enum_label.h"
 #include "wire/time.h"
 
@@ -347,7 +348,7 @@ bool Session::HandleReadDone(Session* link, bool ok) {
   }
   if (!ok) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (link->context_->IsCancelled()) {
+    if (link->call_->IsCancelled()) {
       // The stream broke without a close (the caller crashed or its connection dropped).
       LinkBrokeLocked(link, "the client's stream broke without a close", /*drop_queue=*/false);
     } else {
@@ -710,11 +711,53 @@ void Session::End() {
   // unless a pending callback still holds it (it then finds the session closed).
 }
 
+namespace {
+
+// A gRPC Session call carrying one session: the reactor gRPC drives, reporting to the session.
+class GrpcSessionCall final
+    : public grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>,
+      public SessionCall {
+ public:
+  explicit GrpcSessionCall(grpc::CallbackServerContext* context) : context_(context) {}
+
+  void Begin(SessionHub* hub) {
+    session_ = std::make_shared<Session>(hub, this);
+    session_->Start();
+  }
+
+  void StartRead(pb::SessionRequest* request) override {
+    grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>::StartRead(request);
+  }
+  void StartWrite(const pb::SessionResponse* response) override {
+    grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>::StartWrite(response);
+  }
+  void Finish(const grpc::Status& status) override {
+    grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>::Finish(status);
+  }
+  bool IsCancelled() const override { return context_->IsCancelled(); }
+  std::string peer() const override { return context_->peer(); }
+  runtime::TraceContext trace() const override { return runtime::TraceOfCall(*context_); }
+
+  void OnReadDone(bool ok) override { session_->OnReadDone(ok); }
+  void OnWriteDone(bool ok) override { session_->OnWriteDone(ok); }
+  void OnCancel() override { session_->OnCancel(); }
+  void OnDone() override {
+    session_->OnDone();
+    delete this;
+  }
+
+ private:
+  grpc::CallbackServerContext* const context_;
+  std::shared_ptr<Session> session_;
+};
+
+}  // namespace
+
 grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>* StartSession(
     SessionHub* hub, grpc::CallbackServerContext* context) {
-  auto session = std::make_shared<Session>(hub, context);
-  session->Start();
-  return session.get();
+  auto* call = new GrpcSessionCall(context);
+  call->Begin(hub);
+  return call;
 }
 
 }  // namespace podgate::exec

@@ -136,6 +136,28 @@ void SessionHub::CloseAll() {
   for (auto& s : sessions) {
     s->CloseFromHub(common::CLOSE_REASON_SHUTDOWN, "the exec service is shutting down");
   }
+  std::vector<std::function<void()>> listeners;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, fn] : drain_listeners_) {
+      listeners.push_back(fn);
+    }
+  }
+  for (auto& fn : listeners) {
+    fn();
+  }
+}
+
+uint64_t SessionHub::AddDrainListener(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t id = next_listener_++;
+  drain_listeners_.emplace(id, std::move(fn));
+  return id;
+}
+
+void SessionHub::RemoveDrainListener(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_listeners_.erase(id);
 }
 
 bool SessionHub::Drain(absl::Time deadline) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -71,8 +72,13 @@ class SessionHub {
   std::shared_ptr<Session> Find(const std::string& session_id) const;
   // Every registered session, oldest id first (ListSessions).
   std::vector<std::shared_ptr<Session>> OpenSessions() const;
-  // Closes every live session with CLOSE_REASON_SHUTDOWN (the server's drain hook).
+  // Closes every live session with CLOSE_REASON_SHUTDOWN (the server's drain hook), then tells
+  // the drain listeners.
   void CloseAll();
+  // `fn` runs once CloseAll has closed the sessions (a Sessions call then ends once its lanes
+  // have). The id removes it.
+  uint64_t AddDrainListener(std::function<void()> fn);
+  void RemoveDrainListener(uint64_t id);
   int active() const;
   // Processes started by a command ("go" sent) and not yet known to be gone.
   void ProcessStarted() { ++running_processes_; }
@@ -104,6 +110,8 @@ class SessionHub {
   std::map<std::string, int> per_user_;
   std::map<Session*, std::weak_ptr<Session>> live_;
   std::map<std::string, std::weak_ptr<Session>> by_id_;
+  std::map<uint64_t, std::function<void()>> drain_listeners_;
+  uint64_t next_listener_ = 1;
   std::vector<std::unique_ptr<Cluster>> clusters_;
   Cluster* default_ = nullptr;
   std::mutex objects_mu_;

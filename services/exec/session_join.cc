@@ -73,7 +73,7 @@ void Session::HandleJoin(const pb::OpenSession& open) {
   opened_at_ = absl::Now();
   client_ = open.client().substr(0, 256);
   if (!open.source_address().empty()) {
-    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
+    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", call_->peer());
   }
   std::string token = open.credential().bearer_token();
   lock.unlock();
@@ -214,7 +214,7 @@ void Session::OnJoinDecision(const pb::JoinSession& join, const std::shared_ptr<
 
 bool Session::HandleWatcherMessage(const pb::SessionRequest& req, bool ok) {
   if (!ok || req.kind_case() == pb::SessionRequest::kClose) {
-    bool cancelled = !ok && context_->IsCancelled();
+    bool cancelled = !ok && call_->IsCancelled();
     LeaveWatched(cancelled ? "disconnected" : "client");
     return false;
   }

@@ -180,7 +180,7 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   }
   if (!open.source_address().empty()) {
     // Recorded as reported by the calling service, next to the caller's own address.
-    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
+    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", call_->peer());
   }
   // 1. The credential, verified here: exec never trusts a caller's word for who the user is
   //    (at once, or once a key set fetch its unknown key id asked for is over: credential.h).
@@ -214,7 +214,7 @@ void Session::HandleResume(const pb::OpenSession& open) {
   session_id_ = runtime::RandomId();
   client_ = open.client().substr(0, 256);
   if (!open.source_address().empty()) {
-    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", context_->peer());
+    source_address_ = absl::StrCat(open.source_address().substr(0, 128), " via ", call_->peer());
   }
   std::string token = open.credential().bearer_token();
   lock.unlock();

@@ -34,6 +34,7 @@
 #include "exec/exec_metrics.h"
 #include "exec/kube.h"
 #include "exec/policy_stream.h"
+#include "exec/session_call.h"
 #include "exec/session_hub.h"
 #include "exec/session_open.h"
 #include "exec/shell_run.h"
@@ -48,26 +49,26 @@ namespace podgate::exec {
 namespace common = podgate::common::v1;
 namespace pb = podgate::exec::v1;
 
-class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::SessionResponse>,
-                      public std::enable_shared_from_this<Session> {
+class Session final : public std::enable_shared_from_this<Session> {
  public:
-  Session(SessionHub* hub, grpc::CallbackServerContext* context)
+  // `call` carries the session's stream until OnDone (the caller keeps it alive until then).
+  Session(SessionHub* hub, SessionCall* call)
       : hub_(hub),
-        context_(context),
+        call_(call),
         opts_(hub->options()),
         recording_(opts_.recording_chunk_bytes, opts_.recording_flush) {
     hub_->metrics()->live_sessions.Increment();
     hub_->SessionCreated();
   }
-  ~Session() override {
+  ~Session() {
     hub_->metrics()->live_sessions.Decrement();
     hub_->SessionDestroyed();  // last: main may destroy the hub once the count is 0
   }
 
   void Start() {
     self_ = shared_from_this();
-    source_address_ = context_->peer();
-    trace_ = runtime::TraceOfCall(*context_);
+    source_address_ = call_->peer();
+    trace_ = call_->trace();
     StartRead(&request_);
   }
 
@@ -78,10 +79,11 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   absl::Status Attach(const std::shared_ptr<Session>& link, const pb::ResumeSession& resume,
                       const common::Principal& who);
 
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override;
-  void OnDone() override;
+  // The call's reports (SessionCall).
+  void OnReadDone(bool ok);
+  void OnWriteDone(bool ok);
+  void OnCancel();
+  void OnDone();
 
   // Adds `link`, the reactor of a joining open whose user `who` policy allowed (`rule`), to
   // this session's participants as `role`: it receives `ready`, `participants` and from then on
@@ -303,8 +305,13 @@ class Session final : public grpc::ServerBidiReactor<pb::SessionRequest, pb::Ses
   void RecordShellLocked(char kind, const std::string& data);
   void FlushRecordingLocked();
 
+  // The call's operations (see SessionCall).
+  void StartRead(pb::SessionRequest* request) { call_->StartRead(request); }
+  void StartWrite(const pb::SessionResponse* response) { call_->StartWrite(response); }
+  void Finish(const grpc::Status& status) { call_->Finish(status); }
+
   SessionHub* const hub_;
-  grpc::CallbackServerContext* const context_;
+  SessionCall* const call_;
   const ExecOptions& opts_;
   std::shared_ptr<Session> self_;
 

@@ -4,6 +4,8 @@
 #include <sys/resource.h>
 
 #include <fstream>
+#include <map>
+#include <mutex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -15,18 +17,66 @@ namespace podgate::testing {
 namespace pb = podgate::exec::v1;
 namespace common = podgate::common::v1;
 
-ExecSession::ExecSession(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline)
-    : stub_(pb::ExecService::NewStub(std::move(channel))) {
-  ctx_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  stream_ = stub_->Session(&ctx_);
+namespace {
+
+// A Session stream of its own.
+class GrpcSessionStream final : public SessionStream {
+ public:
+  GrpcSessionStream(const std::shared_ptr<grpc::Channel>& channel, absl::Duration deadline)
+      : stub_(pb::ExecService::NewStub(channel)) {
+    ctx_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    stream_ = stub_->Session(&ctx_);
+  }
+  bool Write(const pb::SessionRequest& request) override { return stream_->Write(request); }
+  bool Read(pb::SessionResponse* response) override { return stream_->Read(response); }
+  bool WritesDone() override { return stream_->WritesDone(); }
+  grpc::Status Finish() override { return stream_->Finish(); }
+  void TryCancel() override { ctx_.TryCancel(); }
+
+ private:
+  std::unique_ptr<pb::ExecService::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::SessionRequest, pb::SessionResponse>> stream_;
+};
+
+}  // namespace
+
+ExecSession::ExecSession(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline) {
+  if (ExecSessionsOverLanes()) {
+    stream_ = ExecLanes::For(channel)->Open(deadline);
+  } else {
+    stream_ = std::make_unique<GrpcSessionStream>(channel, deadline);
+  }
 }
 
+namespace {
+
+// Over lanes, the sessions to one port share a channel, hence one Sessions stream (as edge's
+// sessions to one exec do).
+std::shared_ptr<grpc::Channel> ChannelFor(int port) {
+  if (!ExecSessionsOverLanes()) {
+    return LoopbackChannel(port);
+  }
+  static std::mutex mu;
+  static std::map<int, std::shared_ptr<grpc::Channel>> channels;
+  std::lock_guard<std::mutex> lock(mu);
+  std::shared_ptr<grpc::Channel>& channel = channels[port];
+  if (channel == nullptr) {
+    channel = LoopbackChannel(port);
+  }
+  return channel;
+}
+
+}  // namespace
+
 ExecSession::ExecSession(int port, absl::Duration deadline)
-    : ExecSession(LoopbackChannel(port), deadline) {}
+    : ExecSession(ChannelFor(port), deadline) {}
+
+ExecSession::ExecSession(std::unique_ptr<SessionStream> stream) : stream_(std::move(stream)) {}
 
 ExecSession::~ExecSession() {
   if (!finished_) {
-    ctx_.TryCancel();
+    stream_->TryCancel();
     stream_->Finish();
   }
 }

@@ -1,6 +1,8 @@
 // A blocking client of exec's Session stream, as another backend drives it: open, run commands
 // one at a time, close; every call bounded by one deadline for the whole stream. The one such
-// client of the tests (unit and integration) and of the benchmark, soak and chaos tools.
+// client of the tests (unit and integration) and of the benchmark, soak and chaos tools. With
+// PODGATE_TEST_EXEC_LANES=1 in the environment each session is a lane of one Sessions stream per
+// channel instead (support/exec_lanes.h): the same suites then run over lanes.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "support/exec_lanes.h"
 
 namespace podgate::testing {
 
@@ -32,6 +35,8 @@ class ExecSession {
   ExecSession(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline);
   // A session of its own channel to exec on 127.0.0.1:`port`.
   explicit ExecSession(int port, absl::Duration deadline = absl::Seconds(60));
+  // A session on `stream` (e.g. a lane: ExecLanes::Open).
+  explicit ExecSession(std::unique_ptr<SessionStream> stream);
   ~ExecSession();
 
   // Sends open; returns ready, or the stream's final status (code and message) as an error.
@@ -76,18 +81,11 @@ class ExecSession {
 
   // The stream itself, for tests that drive it message by message; end such a test with
   // Finish (a stream is finished once, and the destructor finishes one that was not).
-  grpc::ClientReaderWriter<podgate::exec::v1::SessionRequest, podgate::exec::v1::SessionResponse>*
-  stream() {
-    return stream_.get();
-  }
+  SessionStream* stream() { return stream_.get(); }
   grpc::Status Finish();
 
  private:
-  std::unique_ptr<podgate::exec::v1::ExecService::Stub> stub_;
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<podgate::exec::v1::SessionRequest,
-                                           podgate::exec::v1::SessionResponse>>
-      stream_;
+  std::unique_ptr<SessionStream> stream_;
   bool finished_ = false;
 };
 

@@ -13,6 +13,12 @@
 //       budget (--max_commands_per_session=session_commands); prints RSS over time and the
 //       growth in KiB per thousand commands after the first interval.
 //
+//   podgate-exec-bench idle [--sessions=2000] [--concurrency=2] [--sample=100]
+//       exec's memory per idle session, carried two ways, each on a fresh exec: a Session
+//       stream per session, and lanes of one Sessions stream. Opens `sessions` sessions and
+//       holds them, prints exec's RSS growth per session (baseline after a warm-up) and how
+//       many of `sample` sessions still answer `echo`.
+//
 // Exit status: 0 when the growth is within --max_growth_kib (per session, or per thousand
 // commands), every soak command ended as expected and no object outlives its session, 1 when
 // not, 2 on an error.
@@ -41,6 +47,7 @@
 #include "absl/time/clock.h"
 #include "bench_fixtures.h"
 #include "runtime/flags.h"
+#include "support/exec_lanes.h"
 #include "support/exec_session.h"
 #include "support/http_client.h"
 #include "support/prometheus_text.h"
@@ -50,6 +57,7 @@ ABSL_FLAG(int, sessions, 1500, "sessions: sessions measured after the warm-up. D
 ABSL_FLAG(int, warmup, 200, "sessions: sessions opened, used and closed first. Default 200.");
 ABSL_FLAG(int, report_every, 100, "sessions: print a sample every this many. Default 100.");
 ABSL_FLAG(int, concurrency, 2, "sessions: clients opening sessions in parallel. Default 2.");
+ABSL_FLAG(int, sample, 100, "idle: sessions that run `echo` while all are held. Default 100.");
 ABSL_FLAG(absl::Duration, duration, absl::Minutes(10), "soak: how long it runs. Default 10m.");
 ABSL_FLAG(int, clients, 8, "soak: long-lived sessions running commands. Default 8.");
 ABSL_FLAG(int, session_commands, 1000,
@@ -539,12 +547,122 @@ int Soak() {
   return flat && freed ? 0 : 1;
 }
 
+// One way of carrying idle sessions: how much exec grew per session, and how many answered.
+struct IdleResult {
+  double kib_per_session = 0;
+  int answered = 0;
+  int sampled = 0;
+  double lanes = 0;
+  double streams = 0;
+};
+
+absl::StatusOr<IdleResult> HoldIdle(bool lanes) {
+  const int total = absl::GetFlag(FLAGS_sessions);
+  const int concurrency = std::max(1, absl::GetFlag(FLAGS_concurrency));
+  constexpr int kPerUser = 20;
+  auto bench = StartStack(kPerUser, {absl::StrCat("--max_sessions=", total + 100)});
+  if (!bench.ok()) {
+    return bench.status();
+  }
+  testing::Stack& stack = *bench->stack;
+  const int pid = stack.exec()->pid();
+  auto channel = testing::LoopbackChannel(stack.exec_port());
+  std::shared_ptr<testing::ExecLanes> stream;
+  if (lanes) {
+    stream = std::make_shared<testing::ExecLanes>(channel, absl::Hours(1));
+  }
+  auto open_one = [&](int n) -> absl::StatusOr<std::unique_ptr<testing::ExecSession>> {
+    auto s = lanes ? std::make_unique<testing::ExecSession>(stream->Open(absl::Minutes(30)))
+                   : std::make_unique<testing::ExecSession>(channel, absl::Minutes(30));
+    auto ready =
+        s->Open(stack.Token(absl::StrCat("idle", n / kPerUser), {"bench"}), "bench", "app-1");
+    if (!ready.ok()) {
+      return ready.status();
+    }
+    return s;
+  };
+  // Warm-up: sessions that run a command and close (allocator pools, gRPC's call sizes).
+  for (int n = 0; n < 50; ++n) {
+    auto s = open_one(n % kPerUser);
+    if (!s.ok()) {
+      return s.status();
+    }
+    (*s)->Run("echo warm");
+    (*s)->Close();
+  }
+  WaitForNoLiveObjects(bench->metrics_port);
+  absl::SleepFor(absl::Seconds(1));
+  const int64_t base = testing::ResidentKiB(pid);
+  std::vector<std::unique_ptr<testing::ExecSession>> held(static_cast<size_t>(total));
+  std::atomic<int> next{0};
+  absl::Mutex mu;
+  absl::Status failure;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < concurrency; ++c) {
+    clients.emplace_back([&] {
+      for (int n = next++; n < total; n = next++) {
+        auto s = open_one(n + kPerUser);  // users after the warm-up's
+        if (!s.ok()) {
+          absl::MutexLock lock(&mu);
+          failure.Update(s.status());
+          return;
+        }
+        held[static_cast<size_t>(n)] = *std::move(s);
+      }
+    });
+  }
+  for (std::thread& t : clients) {
+    t.join();
+  }
+  if (!failure.ok()) {
+    return failure;
+  }
+  absl::SleepFor(absl::Seconds(2));
+  IdleResult r;
+  r.kib_per_session =
+      static_cast<double>(testing::ResidentKiB(pid) - base) / static_cast<double>(total);
+  r.lanes = testing::MetricSample(bench->metrics_port, "podgate_exec_session_lanes");
+  r.streams = testing::MetricSample(bench->metrics_port, "podgate_exec_session_streams");
+  const int sample = std::min(total, std::max(0, absl::GetFlag(FLAGS_sample)));
+  for (int i = 0; i < sample; ++i) {
+    auto& s = held[static_cast<size_t>(i * (total / std::max(1, sample)))];
+    testing::CommandOutcome o = s->Run("echo ok");
+    ++r.sampled;
+    if (o.exit.has_value() && o.stdout_text == "ok\n") {
+      ++r.answered;
+    }
+  }
+  held.clear();
+  return r;
+}
+
+int Idle() {
+  std::printf("%-22s %10s %14s %8s %8s\n", "carried as", "sessions", "exec_kib/sess", "answered",
+              "lanes");
+  int rc = 0;
+  for (bool lanes : {false, true}) {
+    auto r = HoldIdle(lanes);
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s: %s\n", lanes ? "lanes" : "streams", r.status().ToString().c_str());
+      return 2;
+    }
+    std::printf("%-22s %10d %14.2f %5d/%-3d %8.0f\n",
+                lanes ? "lanes of one stream" : "a stream each", absl::GetFlag(FLAGS_sessions),
+                r->kib_per_session, r->answered, r->sampled, r->lanes);
+    std::fflush(stdout);
+    if (r->answered != r->sampled) {
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
 }  // namespace
 }  // namespace podgate
 
 int main(int argc, char** argv) {
   std::vector<char*> args = podgate::runtime::ParseFlags(
-      argc, argv, "podgate-exec-bench sessions|soak [flags]: exec's RSS over many sessions");
+      argc, argv, "podgate-exec-bench sessions|soak|idle [flags]: exec's RSS over many sessions");
   const std::string mode = args.size() > 1 ? args[1] : "";
   if (mode == "sessions") {
     return podgate::Sessions();
@@ -552,6 +670,9 @@ int main(int argc, char** argv) {
   if (mode == "soak") {
     return podgate::Soak();
   }
-  std::fprintf(stderr, "usage: podgate-exec-bench sessions|soak [flags] (--help for flags)\n");
+  if (mode == "idle") {
+    return podgate::Idle();
+  }
+  std::fprintf(stderr, "usage: podgate-exec-bench sessions|soak|idle [flags] (--help for flags)\n");
   return 2;
 }
