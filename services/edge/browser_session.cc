@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "edge/codec.h"
+#include "edge/exec_lanes.h"
 #include "edge/sso.h"
 #include "runtime/log.h"
 #include "wire/enum_label.h"
@@ -259,9 +260,15 @@ void BrowserSession::StartExec() {
   EnterExec(ExecPhase::kStreaming);
   exec_read_ = ExecRead::kInFlight;
   write_in_flight_ = true;
-  exec_ =
-      new ExecStream(context_->exec_sessions != nullptr ? context_->exec_sessions : context_->exec,
-                     shared_from_this(), connection_->executor(), std::move(open), params_.trace);
+  if (context_->exec_lanes != nullptr) {
+    exec_ = context_->exec_lanes->Open(shared_from_this(), connection_->executor(), open,
+                                       params_.trace);
+  }
+  if (exec_ == nullptr) {
+    exec_ = new ExecCallStream(
+        context_->exec_sessions != nullptr ? context_->exec_sessions : context_->exec,
+        shared_from_this(), connection_->executor(), std::move(open), params_.trace);
+  }
 }
 
 void BrowserSession::HandleV1(std::string data, bool binary) {

@@ -21,6 +21,7 @@
 
 namespace podgate::edge {
 
+class ExecLanes;
 class Sso;
 
 struct EdgeOptions {
@@ -52,6 +53,8 @@ struct EdgeContext {
   // The browser sessions' Session streams go to exec on a channel of their own, without gRPC's
   // retry filter (runtime::ChannelCalls::kSessionStreams); null: through `exec`.
   podgate::exec::v1::ExecService::StubInterface* exec_sessions = nullptr;
+  // The browser sessions' lanes to exec (exec_lanes.h); null: a Session call each.
+  ExecLanes* exec_lanes = nullptr;
   podgate::policy::v1::PolicyService::StubInterface* policy = nullptr;
   podgate::audit::v1::AuditService::StubInterface* audit = nullptr;
   std::shared_ptr<grpc::Channel> exec_channel;

@@ -7,10 +7,11 @@
 
 namespace podgate::edge {
 
-ExecStream::ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
-                       std::shared_ptr<ExecStreamEvents> events,
-                       boost::asio::any_io_executor executor,
-                       podgate::exec::v1::SessionRequest open, const runtime::TraceContext& trace)
+ExecCallStream::ExecCallStream(podgate::exec::v1::ExecService::StubInterface* stub,
+                               std::shared_ptr<ExecStreamEvents> events,
+                               boost::asio::any_io_executor executor,
+                               podgate::exec::v1::SessionRequest open,
+                               const runtime::TraceContext& trace)
     : events_(std::move(events)), executor_(std::move(executor)), request_(std::move(open)) {
   RegisterBackendCall(&context_);
   runtime::AddTraceMetadata(&context_, trace);
@@ -21,25 +22,25 @@ ExecStream::ExecStream(podgate::exec::v1::ExecService::StubInterface* stub,
   StartCall();
 }
 
-ExecStream::~ExecStream() {
+ExecCallStream::~ExecCallStream() {
   executor_ = boost::asio::any_io_executor();
   UnregisterBackendCall(&context_);
 }
 
-void ExecStream::Write(podgate::exec::v1::SessionRequest request) {
+void ExecCallStream::Write(podgate::exec::v1::SessionRequest request) {
   request_ = std::move(request);
   StartWrite(&request_);
 }
 
-void ExecStream::Read() { StartRead(&response_); }
+void ExecCallStream::Read() { StartRead(&response_); }
 
-void ExecStream::CloseWrites() { StartWritesDone(); }
+void ExecCallStream::CloseWrites() { StartWritesDone(); }
 
-void ExecStream::Cancel() { context_.TryCancel(); }
+void ExecCallStream::Cancel() { context_.TryCancel(); }
 
-void ExecStream::Release() { RemoveHold(); }
+void ExecCallStream::Release() { RemoveHold(); }
 
-void ExecStream::OnReadDone(bool ok) {
+void ExecCallStream::OnReadDone(bool ok) {
   // Take the message and leave response_ empty before posting: once posted, the strand may
   // start the next read into response_ at any moment.
   podgate::exec::v1::SessionResponse response;
@@ -49,14 +50,14 @@ void ExecStream::OnReadDone(bool ok) {
   });
 }
 
-void ExecStream::OnWriteDone(bool ok) {
+void ExecCallStream::OnWriteDone(bool ok) {
   // The written message is not needed again: an idle stream keeps no copy of the last request
   // (the open carries the credential). The next Write comes only after the event posted below.
   podgate::exec::v1::SessionRequest().Swap(&request_);
   boost::asio::post(executor_, [events = events_, ok] { events->OnExecWriteDone(ok); });
 }
 
-void ExecStream::OnDone(const grpc::Status& status) {
+void ExecCallStream::OnDone(const grpc::Status& status) {
   // The session's reference moves into the last event: once this stream has left the set of
   // live streams, nothing it still holds refers to the session or its executor.
   boost::asio::post(executor_,

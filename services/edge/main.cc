@@ -17,6 +17,7 @@
 #include "edge/edge_context.h"
 #include "edge/edge_metrics.h"
 #include "edge/edge_server.h"
+#include "edge/exec_lanes.h"
 #include "edge/health.h"
 #include "edge/limits.h"
 #include "edge/options.h"
@@ -48,6 +49,11 @@ ABSL_FLAG(std::string, allowed_origins, kDefaults.allowed_origins,
 ABSL_FLAG(bool, allow_missing_origin, kDefaults.allow_missing_origin,
           "Accept WebSocket handshakes without Origin (CLI clients; browsers always send one). "
           "Default false.");
+ABSL_FLAG(bool, exec_lanes, kDefaults.exec_lanes,
+          "Carry the browser sessions to exec as lanes of one Sessions stream per exec "
+          "connection (gRPC's per-stream memory paid once, not per session); false: a Session "
+          "call each. Against an exec without Sessions, edge falls back to a call each by "
+          "itself. Default true.");
 ABSL_FLAG(std::string, web_root, kDefaults.web_root,
           "Directory of the page's static files, loaded at start (at most 32 MiB). Default: "
           "none.");
@@ -211,6 +217,7 @@ podgate::edge::EdgeFlags ReadFlags() {
   f.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
   f.allow_missing_origin = absl::GetFlag(FLAGS_allow_missing_origin);
   f.web_root = absl::GetFlag(FLAGS_web_root);
+  f.exec_lanes = absl::GetFlag(FLAGS_exec_lanes);
   f.auditor_groups = absl::GetFlag(FLAGS_auditor_groups);
   f.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   f.messages_per_second = absl::GetFlag(FLAGS_messages_per_second);
@@ -314,6 +321,13 @@ int main(int argc, char** argv) {
   context.verifier = &*verifier;
   context.exec = exec_stub.get();
   context.exec_sessions = exec_session_stub.get();
+  // The browser sessions' lanes, on that connection (outlives the sessions: destroyed after the
+  // I/O context's last handler, with the stubs).
+  std::unique_ptr<podgate::edge::ExecLanes> exec_lanes;
+  if (config->exec_lanes) {
+    exec_lanes = std::make_unique<podgate::edge::ExecLanes>(exec_session_stub.get());
+    context.exec_lanes = exec_lanes.get();
+  }
   context.policy = policy_stub.get();
   context.audit = audit_stub.get();
   context.limits = &limits;

@@ -266,6 +266,7 @@ absl::StatusOr<EdgeConfig> EdgeConfigFromFlags(const EdgeFlags& f) {
   EdgeOptions& edge = config.edge;
   edge.allowed_origins = f.allowed_origins;
   edge.allow_missing_origin = f.allow_missing_origin;
+  config.exec_lanes = f.exec_lanes;
   edge.auditor_groups = absl::StrSplit(f.auditor_groups, ',', absl::SkipWhitespace());
   edge.auth_timeout = f.auth_timeout;
   edge.idle_timeout = f.ws_idle_timeout;

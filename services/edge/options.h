@@ -49,6 +49,7 @@ struct EdgeFlags {
   int auth_audit_queue = 1000;
   absl::Duration backend_timeout = absl::Seconds(5);
   int64_t write_buffer_bytes = 256 * 1024;
+  bool exec_lanes = true;
   // Single sign-on (sso.h, docs/auth.md): all off unless oidc_issuer is set.
   std::string oidc_issuer;
   std::string oidc_client_id;
@@ -83,6 +84,9 @@ struct EdgeConfig {
   // What every session and handler reads through EdgeContext::options.
   EdgeOptions edge;
   size_t auth_audit_queue = 1000;
+  // Browser sessions go to exec as lanes of one Sessions stream (exec_lanes.h), else a Session
+  // call each.
+  bool exec_lanes = true;
   // Single sign-on, when --oidc_issuer is set (secret and cookie key read from their files).
   std::optional<SsoOptions> sso;
   // Trusted proxies and auth-proxy mode (ProxyTrust).
