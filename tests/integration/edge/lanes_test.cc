@@ -1,10 +1,13 @@
 // Browser sessions as lanes of one exec Sessions stream (edge's --exec_lanes, the default),
 // with real processes: kubesim, podgate-policy, podgate-audit, podgate-exec and podgate-edge.
 // Several browser sessions share one stream to exec and each runs its own commands; a browser
-// that stops reading holds up only its own session; --exec_lanes=false gives each session a
-// Session call of its own. (Every other edge test runs over lanes too, the default.)
+// that stops reading holds up only its own session; --exec_lanes=false, or an exec without
+// Sessions, gives each session a Session call of its own. (Every other edge test runs over
+// lanes too, the default.)
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -12,9 +15,12 @@
 #include "absl/time/clock.h"
 #include "auth/base64url.h"
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "http/client.h"
 #include "nlohmann/json.hpp"
+#include "podgate/exec/v1/exec.grpc.pb.h"
+#include "support/exec_session.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
 #include "support/subprocess.h"
@@ -23,6 +29,7 @@ namespace podgate {
 namespace {
 
 using ::podgate::testing::Subprocess;
+namespace pb = podgate::exec::v1;
 
 constexpr char kOrigin[] = "https://podgate.test";
 
@@ -52,6 +59,61 @@ rules:
     allowProgramRunners: true  # the tests drive the pod with sh -c
 )";
 
+// An exec from before Sessions: a gRPC server with only ExecService.Session, each call relayed
+// unchanged to the real exec (which does all the work); Sessions answers UNIMPLEMENTED, as a
+// server without the method does.
+class SessionOnlyExec final : public pb::ExecService::Service {
+ public:
+  explicit SessionOnlyExec(int exec_port)
+      : stub_(pb::ExecService::NewStub(testing::LoopbackChannel(exec_port))) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~SessionOnlyExec() override { server_->Shutdown(std::chrono::system_clock::now()); }
+  int port() const { return port_; }
+
+  grpc::Status Session(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<pb::SessionResponse, pb::SessionRequest>* client) override {
+    grpc::ClientContext call;
+    for (const auto& [key, value] : context->client_metadata()) {
+      if (key == "traceparent") {
+        call.AddMetadata("traceparent", std::string(value.data(), value.size()));
+      }
+    }
+    auto exec = stub_->Session(&call);
+    std::thread back([&] {
+      pb::SessionResponse response;
+      while (exec->Read(&response)) {
+        if (!client->Write(response)) {
+          call.TryCancel();
+          break;
+        }
+      }
+    });
+    pb::SessionRequest request;
+    while (client->Read(&request)) {
+      if (!exec->Write(request)) {
+        break;
+      }
+    }
+    if (context->IsCancelled()) {
+      call.TryCancel();
+    } else {
+      exec->WritesDone();
+    }
+    back.join();
+    return exec->Finish();
+  }
+
+ private:
+  std::unique_ptr<pb::ExecService::Stub> stub_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
 class EdgeLanesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -68,12 +130,13 @@ class EdgeLanesTest : public ::testing::Test {
     stack_ = nullptr;
   }
 
-  void StartEdge(const std::vector<std::string>& extra = {}) {
+  // `exec_port` 0: the stack's exec.
+  void StartEdge(const std::vector<std::string>& extra = {}, int exec_port = 0) {
     std::vector<std::string> args = {
         "--grpc_address=127.0.0.1:0",
         "--metrics_address=127.0.0.1:0",
         "--http_address=127.0.0.1:0",
-        absl::StrCat("--exec_address=127.0.0.1:", stack_->exec_port()),
+        absl::StrCat("--exec_address=127.0.0.1:", exec_port != 0 ? exec_port : stack_->exec_port()),
         absl::StrCat("--policy_address=127.0.0.1:", stack_->policy_port()),
         absl::StrCat("--audit_address=127.0.0.1:", stack_->audit_port()),
         std::string("--allowed_origins=") + kOrigin,
@@ -234,6 +297,44 @@ TEST_F(EdgeLanesTest, WithoutLanesEachBrowserSessionHasASessionCallOfItsOwn) {
   EXPECT_EQ(Run(*b, "c", "echo b"), "b\n");
   EXPECT_EQ(ExecMetric("podgate_exec_session_streams"), 0);
   EXPECT_EQ(ExecMetric("podgate_exec_session_lanes"), 0);
+  EXPECT_EQ(ExecMetric("podgate_exec_sessions_active{mode=\"command\"}"), 2);
+}
+
+TEST_F(EdgeLanesTest, AnExecWithoutSessionsGetsACallForEverySessionAfterTheFirstTry) {
+  SessionOnlyExec older(stack_->exec_port());
+  StartEdge({}, older.port());
+  // The first session tries a lane; the answer (UNIMPLEMENTED) ends it before `ready`.
+  {
+    http::ClientOptions o;
+    o.port = static_cast<uint16_t>(http_port_);
+    o.timeout = absl::Seconds(20);
+    o.headers.push_back({"Origin", kOrigin});
+    const std::string token = stack_->Token("ada", {"admins"});
+    auto ws = http::WebSocketClient::Connect(
+        o, "/ws/v1/team/app-1?container=main",
+        {"podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(token)});
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    bool ready = false;
+    for (;;) {
+      auto m = (*ws)->Read(absl::Seconds(20));
+      if (!m.ok()) {
+        break;  // closed
+      }
+      if (!m->binary && nlohmann::json::parse(m->data)["type"] == "ready") {
+        ready = true;
+      }
+    }
+    EXPECT_FALSE(ready);
+  }
+  ASSERT_TRUE(edge_->WaitForLine("exec serves no Sessions stream", absl::Seconds(10)).ok());
+  // Every session after it has a Session call of its own, through the older exec.
+  auto a = Open("ada");
+  auto b = Open("bob");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Run(*a, "c", "echo a"), "a\n");
+  EXPECT_EQ(Run(*b, "c", "echo b"), "b\n");
+  EXPECT_EQ(ExecMetric("podgate_exec_session_streams"), 0);
   EXPECT_EQ(ExecMetric("podgate_exec_sessions_active{mode=\"command\"}"), 2);
 }
 
