@@ -94,7 +94,7 @@ class ExecLanes::Call final
   Lane* OpenLane(std::shared_ptr<ExecStreamEvents> events, boost::asio::any_io_executor executor,
                  pb::SessionRequest& open, const runtime::TraceContext& trace) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (ended_) {
+    if (ended_ || closing_) {
       return nullptr;
     }
     auto* lane = new Lane(shared_from_this(), ++last_lane_, std::move(events), std::move(executor));
@@ -116,6 +116,13 @@ class ExecLanes::Call final
   }
 
   void Cancel() { context_.TryCancel(); }
+
+  // No lane opens on this call any more; writes end (StartWritesDone) after the queued frames.
+  void CloseWrites() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+    MaybeWriteLocked();
+  }
 
   void LaneWrite(Lane* lane, pb::SessionRequest request) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -367,7 +374,7 @@ class ExecLanes::Call final
   }
 
   void QueueLocked(Frame f) {
-    if (ended_ || write_failed_) {
+    if (ended_ || write_failed_ || writes_done_) {
       if (f.completes != nullptr) {
         --f.completes->writes_outstanding_;
         f.completes->Post([events = f.completes->events_] { events->OnExecWriteDone(false); });
@@ -379,7 +386,14 @@ class ExecLanes::Call final
   }
 
   void MaybeWriteLocked() {
-    if (writing_ || frames_.empty() || ended_ || write_failed_) {
+    if (writing_ || ended_ || write_failed_ || writes_done_) {
+      return;
+    }
+    if (frames_.empty()) {
+      if (closing_) {
+        writes_done_ = true;
+        StartWritesDone();
+      }
       return;
     }
     writing_ = true;
@@ -398,6 +412,9 @@ class ExecLanes::Call final
   Frame in_flight_;
   bool writing_ = false;
   bool write_failed_ = false;
+  // CloseWrites was called; StartWritesDone was.
+  bool closing_ = false;
+  bool writes_done_ = false;
   bool ended_ = false;
   bool received_any_ = false;
   pb::SessionsResponse response_;
@@ -452,5 +469,16 @@ ExecStream* ExecLanes::Open(std::shared_ptr<ExecStreamEvents> events,
 }
 
 int64_t ExecLanes::lanes() const { return shared_->lanes.load(); }
+
+void ExecLanes::CloseStreams() {
+  std::shared_ptr<Call> current;
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    current = std::move(shared_->current);
+  }
+  if (current != nullptr) {
+    current->CloseWrites();
+  }
+}
 
 }  // namespace podgate::edge

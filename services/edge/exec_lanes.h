@@ -44,6 +44,11 @@ class ExecLanes {
   // Lanes open now, on every stream.
   int64_t lanes() const;
 
+  // Edge is shutting down and its sessions have ended: the stream in use is half-closed once
+  // its queued frames are written, and exec ends it (OK) once its lanes have ended, so that no
+  // call waits for the drain's deadline. A later Open starts a new stream.
+  void CloseStreams();
+
   class Call;
   struct Shared;
 

@@ -409,6 +409,11 @@ int main(int argc, char** argv) {
         sessions.CloseAll();
         sessions.WaitEmpty(absl::Now() + kCloseGrace);
       }
+      // The sessions' lanes have ended: their stream to exec ends too (exec answers it once
+      // its lanes are gone).
+      if (exec_lanes != nullptr) {
+        exec_lanes->CloseStreams();
+      }
       // A closed session's exec stream may still wait for exec's status, an HTTP request for
       // its backend's answer, and their last events post to `io`: wait for them (exec answers
       // a closed stream at once), then cancel what is left.

@@ -5,6 +5,7 @@
 // Sessions, gives each session a Session call of its own. (Every other edge test runs over
 // lanes too, the default.)
 #include <chrono>
+#include <csignal>
 #include <memory>
 #include <string>
 #include <thread>
@@ -285,6 +286,27 @@ TEST_F(EdgeLanesTest, ABrowserThatStopsReadingHoldsUpOnlyItsOwnSession) {
     }
   }
   EXPECT_EQ(seen, kBytes);
+}
+
+TEST_F(EdgeLanesTest, OnShutdownTheStreamToExecEndsWithItsLanesAndEdgeExitsAtOnce) {
+  StartEdge();
+  {
+    auto a = Open("ada");
+    auto b = Open("bob");
+    ASSERT_NE(a, nullptr);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(Run(*a, "c", "echo a"), "a\n");
+  }
+  EXPECT_TRUE(WaitForExecMetric("podgate_exec_session_lanes", 0));
+  EXPECT_EQ(ExecMetric("podgate_exec_session_streams"), 1);
+  const absl::Time signalled = absl::Now();
+  edge_->Signal(SIGTERM);
+  auto code = edge_->WaitExit(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  // Nothing waits for the drain's grace (2 s): edge half-closes the stream and exec ends it.
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(1));
+  EXPECT_TRUE(WaitForExecMetric("podgate_exec_session_streams", 0));
 }
 
 TEST_F(EdgeLanesTest, WithoutLanesEachBrowserSessionHasASessionCallOfItsOwn) {
