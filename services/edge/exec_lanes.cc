@@ -190,10 +190,7 @@ class ExecLanes::Call final
           DeliverLocked(lane, std::move(*response_.mutable_message()));
           break;
         case pb::SessionsResponse::kCredit:
-          lane->send_credit_ = std::min<int64_t>(
-              lane->send_credit_ +
-                  static_cast<int64_t>(std::min<uint64_t>(response_.credit(), 1ULL << 40)),
-              int64_t{1} << 41);
+          lane->send_credit_ = wire::AddLaneCredit(lane->send_credit_, response_.credit());
           if (lane->waiting_.has_value() && lane->send_credit_ > 0 && !lane->end_.has_value()) {
             pb::SessionRequest request = std::move(*lane->waiting_);
             lane->waiting_.reset();

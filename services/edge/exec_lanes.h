@@ -19,14 +19,15 @@
 #include "edge/exec_stream.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
 #include "runtime/trace.h"
+#include "wire/lanes.h"
 
 namespace podgate::edge {
 
 class ExecLanes {
  public:
   // The lanes' windows (exec.proto).
-  static constexpr int64_t kResponseWindowBytes = 512 * 1024;
-  static constexpr int64_t kRequestWindowBytes = 64 * 1024;
+  static constexpr int64_t kResponseWindowBytes = wire::kLaneResponseWindowBytes;
+  static constexpr int64_t kRequestWindowBytes = wire::kLaneRequestWindowBytes;
 
   // `stub` is not owned and must outlive every stream this opens.
   explicit ExecLanes(podgate::exec::v1::ExecService::StubInterface* stub);

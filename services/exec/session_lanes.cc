@@ -267,11 +267,7 @@ void Lanes::HandleRequestLocked(pb::SessionsRequest& request) {
       DeliverLocked(lane, std::move(*request.mutable_message()));
       break;
     case pb::SessionsRequest::kCredit: {
-      // Bounded so that no client can overflow it.
-      lane->send_credit_ = std::min<int64_t>(
-          lane->send_credit_ +
-              static_cast<int64_t>(std::min<uint64_t>(request.credit(), 1ULL << 40)),
-          int64_t{1} << 41);
+      lane->send_credit_ = wire::AddLaneCredit(lane->send_credit_, request.credit());
       if (lane->waiting_write_ != nullptr && lane->send_credit_ > 0 && !lane->cancelled_) {
         const pb::SessionResponse* response = lane->waiting_write_;
         lane->waiting_write_ = nullptr;

@@ -14,12 +14,13 @@
 
 #include "exec/session_hub.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "wire/lanes.h"
 
 namespace podgate::exec {
 
 // The lanes' windows, in encoded bytes of the lane's messages (see exec.proto).
-inline constexpr int64_t kLaneResponseWindowBytes = 512 * 1024;
-inline constexpr int64_t kLaneRequestWindowBytes = 64 * 1024;
+inline constexpr int64_t kLaneResponseWindowBytes = wire::kLaneResponseWindowBytes;
+inline constexpr int64_t kLaneRequestWindowBytes = wire::kLaneRequestWindowBytes;
 // At most this many lanes are open on one Sessions call.
 inline constexpr size_t kMaxLanesPerStream = 65536;
 

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "podgate/exec/v1/exec.grpc.pb.h"
+#include "wire/lanes.h"
 
 namespace podgate::testing {
 
@@ -34,8 +35,8 @@ class SessionStream {
 class ExecLanes : public std::enable_shared_from_this<ExecLanes> {
  public:
   // The windows (exec.proto).
-  static constexpr int64_t kResponseWindow = 512 * 1024;
-  static constexpr int64_t kRequestWindow = 64 * 1024;
+  static constexpr int64_t kResponseWindow = wire::kLaneResponseWindowBytes;
+  static constexpr int64_t kRequestWindow = wire::kLaneRequestWindowBytes;
 
   // Opens a Sessions stream on `channel`; it lasts up to `deadline`.
   ExecLanes(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline = absl::Minutes(10));
