@@ -54,39 +54,27 @@ AuthorizeStreamReactor::AuthorizeStreamReactor(Answer answer, StreamRegistry* re
                                                runtime::TraceContext trace)
     : answer_(std::move(answer)), registry_(registry), trace_(std::move(trace)) {
   if (!registry_->Add(this)) {
-    absl::MutexLock lock(&mu_);
-    reading_ = false;
-    FinishOnceLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      draining_ = true;
+    }
+    Pump();  // finishes with UNAVAILABLE
     return;
   }
   StartRead(&request_);
 }
 
 void AuthorizeStreamReactor::Drain() {
-  bool finish_now = false;
   {
     absl::MutexLock lock(&mu_);
     draining_ = true;
-    if (!finished_ && !writing_ && queue_.empty()) {
-      finished_ = true;
-      finish_now = true;
-    }
   }
-  // Otherwise the last OnWriteDone finishes the stream.
-  if (finish_now) {
-    Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
-  }
+  // Ends the stream now if nothing is being written; otherwise once the queue is sent.
+  Pump();
 }
 
-void AuthorizeStreamReactor::OnReadDone(bool ok) {
-  absl::MutexLock lock(&mu_);
-  reading_ = false;
-  if (!ok) {
-    // Half-close (or a broken stream): answer what is queued, then finish.
-    half_closed_ = true;
-    PumpLocked();
-    return;
-  }
+podgate::policy::v1::AuthorizeStreamResponse AuthorizeStreamReactor::AnswerRequest() {
   podgate::policy::v1::AuthorizeStreamResponse response;
   response.set_correlation_id(request_.correlation_id());
   if (!request_.has_request()) {
@@ -98,58 +86,116 @@ void AuthorizeStreamReactor::OnReadDone(bool ok) {
   } else {
     *response.mutable_response() = answer_(request_.request(), trace_);
   }
-  queue_.push_back(std::move(response));
-  if (finished_ || draining_) {
-    // No new reads while shutting down; what is queued is still sent.
-  } else if (queue_.size() < kMaxQueued) {
-    reading_ = true;
-    StartRead(&request_);
+  return response;
+}
+
+void AuthorizeStreamReactor::OnReadDone(bool ok) {
+  if (!ok) {
+    // Half-close (or a broken stream): answer what is queued, then finish.
+    absl::MutexLock lock(&mu_);
+    reading_ = false;
+    half_closed_ = true;
   } else {
-    read_paused_ = true;
+    // Decided outside the lock: a write's completion (and the next write's send) never waits
+    // behind a decision, nor a decision behind a send.
+    podgate::policy::v1::AuthorizeStreamResponse response = AnswerRequest();
+    absl::MutexLock lock(&mu_);
+    reading_ = false;
+    queue_.push_back(std::move(response));
   }
-  PumpLocked();
+  Pump();
 }
 
 void AuthorizeStreamReactor::OnWriteDone(bool ok) {
-  absl::MutexLock lock(&mu_);
-  writing_ = false;
-  if (!ok) {
-    // The client is gone; nothing more can be delivered.
-    queue_.clear();
-    FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
-    return;
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (ok) {
+      queue_.pop_front();
+    } else {
+      // The client is gone; nothing more can be delivered.
+      queue_.clear();
+      broken_ = true;
+    }
   }
-  queue_.pop_front();
-  if (read_paused_ && !half_closed_ && !draining_ && queue_.size() < kMaxQueued) {
-    read_paused_ = false;
-    reading_ = true;
-    StartRead(&request_);
-  }
-  PumpLocked();
+  Pump();
 }
 
-void AuthorizeStreamReactor::PumpLocked() {
-  if (finished_ || writing_) {
-    return;
+AuthorizeStreamReactor::Next AuthorizeStreamReactor::NextLocked(
+    const podgate::policy::v1::AuthorizeStreamResponse** write, grpc::Status* status) {
+  if (finished_) {
+    return Next::kNothing;
+  }
+  if (broken_) {
+    finished_ = true;
+    *status = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+    return Next::kFinish;
+  }
+  // No new reads while shutting down; what is queued is still sent.
+  if (!reading_ && !half_closed_ && !draining_ && queue_.size() < kMaxQueued) {
+    reading_ = true;
+    return Next::kRead;
+  }
+  if (writing_) {
+    return Next::kNothing;
   }
   if (!queue_.empty()) {
     writing_ = true;
-    StartWrite(&queue_.front());
-    return;
+    hint_ = queue_.size() > 1;
+    *write = &queue_.front();  // stays put: the deque only grows at the back meanwhile
+    return Next::kWrite;
   }
   if (half_closed_ && !reading_) {
-    FinishOnceLocked(grpc::Status::OK);
-  } else if (draining_) {
-    FinishOnceLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
+    finished_ = true;
+    *status = grpc::Status::OK;
+    return Next::kFinish;
   }
+  if (draining_) {
+    finished_ = true;
+    *status = grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown);
+    return Next::kFinish;
+  }
+  return Next::kNothing;
 }
 
-void AuthorizeStreamReactor::FinishOnceLocked(grpc::Status status) {
-  if (finished_) {
-    return;
+void AuthorizeStreamReactor::Pump() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (pumping_) {
+      return;  // the pump re-reads the state under mu_ before it stops, so it sees ours
+    }
+    pumping_ = true;
   }
-  finished_ = true;
-  Finish(std::move(status));
+  Ref();  // Finish may lead to OnDone before the pump's last look at the state
+  for (;;) {
+    const podgate::policy::v1::AuthorizeStreamResponse* write = nullptr;
+    grpc::Status status;
+    Next next;
+    bool hint;
+    {
+      absl::MutexLock lock(&mu_);
+      next = NextLocked(&write, &status);
+      hint = hint_;
+      if (next == Next::kNothing) {
+        pumping_ = false;
+        break;
+      }
+    }
+    switch (next) {
+      case Next::kRead:
+        StartRead(&request_);
+        break;
+      case Next::kWrite:
+        StartWrite(write, hint ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
+        break;
+      case Next::kFinish:
+        Finish(std::move(status));
+        break;
+      case Next::kNothing:
+        break;
+    }
+  }
+  Unref();
 }
 
 void AuthorizeStreamReactor::OnDone() {

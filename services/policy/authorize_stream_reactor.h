@@ -6,6 +6,13 @@
 // gets back-pressure (gRPC flow control) instead of growing the server's memory. Evaluation
 // takes microseconds and never blocks, so it runs inside the read reaction.
 //
+// Concurrency: a read's completion and a write's completion run on different threads. Neither
+// holds the stream's lock while it decides a question or calls into gRPC (a write sends on the
+// socket inside StartWrite): the lock guards only the queue and the flags. The gRPC calls
+// (StartRead, StartWrite, Finish) are made by one thread at a time, the pump: whoever finds
+// no pump running becomes it and keeps starting what the state asks for until nothing is left,
+// so the other reaction only updates the state and returns.
+//
 // What answers a question is a function: podgate-policy's Authorizer, or in the benchmark's
 // stream floor (tools/bench/stream_floor.cc) a fixed answer, so that the floor measures this
 // stream's I/O with no decision.
@@ -62,8 +69,8 @@ class AuthorizeStreamReactor final
   // Answers with `answer`.
   AuthorizeStreamReactor(Answer answer, StreamRegistry* registry, runtime::TraceContext trace = {});
 
-  // Sends what is queued, then ends the stream with UNAVAILABLE. Called by StreamRegistry from
-  // a thread that is not a reaction, so it never holds mu_ while calling into gRPC.
+  // Sends what is queued, then ends the stream with UNAVAILABLE. Called by StreamRegistry,
+  // which holds a reference meanwhile.
   void Drain();
   void Ref() { refs_.fetch_add(1); }
   void Unref() {
@@ -78,24 +85,37 @@ class AuthorizeStreamReactor final
   void OnDone() override;
 
  private:
-  // Starts the next write or finishes when nothing is left; called with mu_ held.
-  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FinishOnceLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the pump starts next.
+  enum class Next { kNothing, kRead, kWrite, kFinish };
+
+  // Makes the gRPC calls the state asks for, unless another thread is already doing so.
+  // Called without mu_.
+  void Pump() ABSL_LOCKS_EXCLUDED(mu_);
+  // The next call to make, with the state updated as if it were made; `write` is the answer to
+  // send (kWrite), `status` the stream's end (kFinish).
+  Next NextLocked(const podgate::policy::v1::AuthorizeStreamResponse** write, grpc::Status* status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The answer to request_, which no read is filling while this runs.
+  podgate::policy::v1::AuthorizeStreamResponse AnswerRequest();
 
   Answer answer_;
   StreamRegistry* const registry_;
   const runtime::TraceContext trace_;
   // One reference for gRPC (released in OnDone), one per DrainAll in progress.
   std::atomic<int> refs_{1};
+  // Filled by a read; read by OnReadDone before the next read is started.
   podgate::policy::v1::AuthorizeStreamRequest request_;
 
   absl::Mutex mu_;
+  // Answers not yet written; the front one is being written while writing_.
   std::deque<podgate::policy::v1::AuthorizeStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool hint_ ABSL_GUARDED_BY(mu_) = false;
+  bool pumping_ ABSL_GUARDED_BY(mu_) = false;  // a thread is making the gRPC calls
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = true;  // a read is in flight
-  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;    // a write failed: the client is gone
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called (or is being called)
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 
