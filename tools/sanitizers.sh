@@ -11,8 +11,8 @@
 #            sanitizer build).
 #   thread   build-tsan/: clang, -fsanitize=thread, with tools/sanitizers/absl_mutex_tsan.cc
 #            linked into every executable (TSan annotations for Debian's absl::Mutex); builds
-#            and runs the exec, edge and clients tests, unit and integration, and the
-#            interposer's own test (ctest -L "exec|edge|clients|sanitizers").
+#            and runs the exec, edge, policy and clients tests, unit and integration, and
+#            the interposer's own test (ctest -L "exec|edge|policy|clients|sanitizers").
 #
 # Each job prints its build and test times (docs/architecture.md records them).
 # The integration tests spawn the service binaries of the same build directory, so they are
@@ -55,7 +55,7 @@ run() {
       ;;
     thread)
       dir=build-tsan
-      labels="exec|edge|clients|sanitizers"
+      labels="exec|edge|policy|clients|sanitizers"
       ;;
     *)
       echo "sanitizers: unknown job '$kind' (address or thread)" >&2
