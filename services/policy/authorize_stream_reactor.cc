@@ -121,41 +121,47 @@ void AuthorizeStreamReactor::OnWriteDone(bool ok) {
   Pump();
 }
 
-AuthorizeStreamReactor::Next AuthorizeStreamReactor::NextLocked(
-    const podgate::policy::v1::AuthorizeStreamResponse** write, grpc::Status* status) {
+AuthorizeStreamReactor::Step AuthorizeStreamReactor::NextLocked() {
+  Step step;
   if (finished_) {
-    return Next::kNothing;
+    return step;
   }
   if (broken_) {
     finished_ = true;
-    *status = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
-    return Next::kFinish;
+    step.kind = Step::kFinish;
+    step.status = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+    return step;
   }
   // No new reads while shutting down; what is queued is still sent.
   if (!reading_ && !half_closed_ && !draining_ && queue_.size() < kMaxQueued) {
     reading_ = true;
-    return Next::kRead;
+    step.kind = Step::kRead;
+    return step;
   }
   if (writing_) {
-    return Next::kNothing;
+    return step;
   }
   if (!queue_.empty()) {
     writing_ = true;
-    hint_ = queue_.size() > 1;
-    *write = &queue_.front();  // stays put: the deque only grows at the back meanwhile
-    return Next::kWrite;
+    step.kind = Step::kWrite;
+    step.write = &queue_.front();  // stays put: the deque only grows at the back meanwhile
+    if (queue_.size() > 1) {
+      // More follows at once (its write starts when this one completes), so this answer may
+      // wait in gRPC's buffer and leave in the same socket write; the last of a run never does.
+      step.options.set_buffer_hint();
+    }
+    return step;
   }
   if (half_closed_ && !reading_) {
     finished_ = true;
-    *status = grpc::Status::OK;
-    return Next::kFinish;
-  }
-  if (draining_) {
+    step.kind = Step::kFinish;
+    step.status = grpc::Status::OK;
+  } else if (draining_) {
     finished_ = true;
-    *status = grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown);
-    return Next::kFinish;
+    step.kind = Step::kFinish;
+    step.status = grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown);
   }
-  return Next::kNothing;
+  return step;
 }
 
 void AuthorizeStreamReactor::Pump() {
@@ -168,30 +174,26 @@ void AuthorizeStreamReactor::Pump() {
   }
   Ref();  // Finish may lead to OnDone before the pump's last look at the state
   for (;;) {
-    const podgate::policy::v1::AuthorizeStreamResponse* write = nullptr;
-    grpc::Status status;
-    Next next;
-    bool hint;
+    Step step;
     {
       absl::MutexLock lock(&mu_);
-      next = NextLocked(&write, &status);
-      hint = hint_;
-      if (next == Next::kNothing) {
+      step = NextLocked();
+      if (step.kind == Step::kNothing) {
         pumping_ = false;
         break;
       }
     }
-    switch (next) {
-      case Next::kRead:
+    switch (step.kind) {
+      case Step::kRead:
         StartRead(&request_);
         break;
-      case Next::kWrite:
-        StartWrite(write, hint ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
+      case Step::kWrite:
+        StartWrite(step.write, step.options);
         break;
-      case Next::kFinish:
-        Finish(std::move(status));
+      case Step::kFinish:
+        Finish(std::move(step.status));
         break;
-      case Next::kNothing:
+      case Step::kNothing:
         break;
     }
   }

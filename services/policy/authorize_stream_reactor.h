@@ -85,16 +85,19 @@ class AuthorizeStreamReactor final
   void OnDone() override;
 
  private:
-  // What the pump starts next.
-  enum class Next { kNothing, kRead, kWrite, kFinish };
+  // The next gRPC call the pump makes.
+  struct Step {
+    enum Kind { kNothing, kRead, kWrite, kFinish } kind = kNothing;
+    const podgate::policy::v1::AuthorizeStreamResponse* write = nullptr;  // kWrite
+    grpc::WriteOptions options;                                           // kWrite
+    grpc::Status status;                                                  // kFinish
+  };
 
   // Makes the gRPC calls the state asks for, unless another thread is already doing so.
   // Called without mu_.
   void Pump() ABSL_LOCKS_EXCLUDED(mu_);
-  // The next call to make, with the state updated as if it were made; `write` is the answer to
-  // send (kWrite), `status` the stream's end (kFinish).
-  Next NextLocked(const podgate::policy::v1::AuthorizeStreamResponse** write, grpc::Status* status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The next call to make, with the state updated as if it were made.
+  Step NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The answer to request_, which no read is filling while this runs.
   podgate::policy::v1::AuthorizeStreamResponse AnswerRequest();
 
@@ -109,7 +112,6 @@ class AuthorizeStreamReactor final
   absl::Mutex mu_;
   // Answers not yet written; the front one is being written while writing_.
   std::deque<podgate::policy::v1::AuthorizeStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
-  bool hint_ ABSL_GUARDED_BY(mu_) = false;
   bool pumping_ ABSL_GUARDED_BY(mu_) = false;  // a thread is making the gRPC calls
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = true;  // a read is in flight
