@@ -28,6 +28,20 @@ AuditMetrics::AuditMetrics(prometheus::Registry& registry) {
            .Register(registry)
            .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                                             0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  auto& ack_latency =
+      prometheus::BuildHistogram()
+          .Name("podgate_audit_ack_latency_seconds")
+          .Help(
+              "A batch's oldest event from its entry into the writer's queue to durable, by "
+              "stage: queued (waiting for the committer), commit (the transaction), sync_wait "
+              "(waiting for the syncer), sync (the fsync), total. One sample per batch.")
+          .Register(registry);
+  const prometheus::Histogram::BucketBoundaries ack_buckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+  const char* const ack_stages[] = {"queued", "commit", "sync_wait", "sync", "total"};
+  for (int i = 0; i < 5; ++i) {
+    ack_latency_[i] = &ack_latency.Add({{"stage", ack_stages[i]}}, ack_buckets);
+  }
   queue_depth_ = &prometheus::BuildGauge()
                       .Name("podgate_audit_queue_depth_events")
                       .Help("Events waiting for the group-commit writer.")

@@ -4,6 +4,9 @@
 //   podgate_audit_events_acked_total           ids acked (resent ids count again)
 //   podgate_audit_batch_size_events            events per committed transaction (histogram)
 //   podgate_audit_commit_latency_seconds       time one transaction took (histogram)
+//   podgate_audit_ack_latency_seconds{stage}   a batch's oldest event from the writer's queue to
+//                                              durable, by stage: queued, commit, sync_wait,
+//                                              sync, total (histogram, one sample per batch)
 //   podgate_audit_queue_depth_events           events waiting for the writer
 //   podgate_audit_errors_total{kind}           store_unavailable, store_conflict, store_other,
 //                                              invalid_event, query_failed, verify_failed,
@@ -48,6 +51,12 @@ class AuditMetrics {
   prometheus::Counter& events_acked() { return *events_acked_; }
   prometheus::Histogram& batch_size() { return *batch_size_; }
   prometheus::Histogram& commit_latency() { return *commit_latency_; }
+  // Where an ack's time goes (one sample per batch, for its oldest event): waiting in the queue
+  // for the committer, the transaction, waiting for the syncer, the sync, and all of it.
+  enum class AckStage { kQueued, kCommit, kSyncWait, kSync, kTotal };
+  prometheus::Histogram& ack_latency(AckStage stage) {
+    return *ack_latency_[static_cast<int>(stage)];
+  }
   prometheus::Gauge& queue_depth() { return *queue_depth_; }
   prometheus::Gauge& record_streams() { return *record_streams_; }
   prometheus::Gauge& followers() { return *followers_; }
@@ -68,6 +77,7 @@ class AuditMetrics {
   prometheus::Counter* events_acked_;
   prometheus::Histogram* batch_size_;
   prometheus::Histogram* commit_latency_;
+  prometheus::Histogram* ack_latency_[5];
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* record_streams_;
   prometheus::Gauge* followers_;

@@ -78,11 +78,13 @@ bool Writer::TryEnqueue(podgate::common::v1::AuditEvent* event,
 
 size_t Writer::TryEnqueueMany(podgate::common::v1::AuditEvent* events, size_t n,
                               const std::shared_ptr<CommitSink>& sink) {
+  const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
   size_t taken = 0;
   while (taken < n && queue_.size() < options_.queue_capacity) {
     Item& item = queue_.emplace_back();
     item.sink = sink;
+    item.queued = now;
     item.event.Swap(&events[taken]);
     ++taken;
   }
@@ -283,6 +285,7 @@ void Writer::CommitBatch(std::vector<Item>& batch) {
   committed.head = head_;
   committed.stored = head_.sequence - before;
   committed.start = start;
+  committed.committed = absl::Now();
   absl::MutexLock lock(&mu_);
   unsynced_events_ += committed.items.size();
   unsynced_.push_back(std::move(committed));
@@ -309,6 +312,7 @@ void Writer::RunSyncer() {
     // One sync for every batch committed so far. After a failed sync, batches committed before
     // the committer reloaded the head are failed too: they may build on records that are not
     // durable.
+    const absl::Time sync_start = absl::Now();
     const absl::Status status =
         earlier_failure ? absl::UnavailableError("an earlier sync of the audit store failed")
                         : store_->Sync();
@@ -317,7 +321,7 @@ void Writer::RunSyncer() {
       SetHealthy(true);
       for (Committed& batch : batches) {
         events += batch.items.size();
-        Acknowledge(batch);
+        Acknowledge(batch, sync_start);
       }
     } else {
       SetHealthy(false);
@@ -348,8 +352,21 @@ void Writer::RunSyncer() {
   }
 }
 
-void Writer::Acknowledge(Committed& batch) {
-  metrics_->commit_latency().Observe(absl::ToDoubleSeconds(absl::Now() - batch.start));
+void Writer::Acknowledge(Committed& batch, absl::Time sync_start) {
+  const absl::Time durable = absl::Now();
+  metrics_->commit_latency().Observe(absl::ToDoubleSeconds(durable - batch.start));
+  // The batch's oldest event (the queue is in arrival order) is the one that waited longest.
+  const absl::Time queued = batch.items.front().queued;
+  metrics_->ack_latency(AuditMetrics::AckStage::kQueued)
+      .Observe(absl::ToDoubleSeconds(batch.start - queued));
+  metrics_->ack_latency(AuditMetrics::AckStage::kCommit)
+      .Observe(absl::ToDoubleSeconds(batch.committed - batch.start));
+  metrics_->ack_latency(AuditMetrics::AckStage::kSyncWait)
+      .Observe(absl::ToDoubleSeconds(sync_start - batch.committed));
+  metrics_->ack_latency(AuditMetrics::AckStage::kSync)
+      .Observe(absl::ToDoubleSeconds(durable - sync_start));
+  metrics_->ack_latency(AuditMetrics::AckStage::kTotal)
+      .Observe(absl::ToDoubleSeconds(durable - queued));
   metrics_->batch_size().Observe(static_cast<double>(batch.items.size()));
   metrics_->events_stored().Increment(static_cast<double>(batch.stored));
   {

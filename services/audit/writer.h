@@ -123,6 +123,7 @@ class Writer {
   struct Item {
     podgate::common::v1::AuditEvent event;
     std::shared_ptr<CommitSink> sink;
+    absl::Time queued;  // its entry into the queue
   };
   // A batch the store committed, waiting for the sync that makes it durable.
   struct Committed {
@@ -130,6 +131,7 @@ class Writer {
     ChainHead head;      // the chain head after it
     int64_t stored = 0;  // records it added (resent ids are acked but not stored again)
     absl::Time start;
+    absl::Time committed;  // the transaction's end, before its sync
   };
 
   Writer(Store* store, WriterOptions options, AuditMetrics* metrics);
@@ -138,8 +140,8 @@ class Writer {
   void CommitBatch(std::vector<Item>& batch);
   // Tells each stream of `items` once that its events are not durable.
   static void FailItems(std::vector<Item>& items, const absl::Status& status);
-  // Acks a durable batch.
-  void Acknowledge(Committed& batch);
+  // Acks a durable batch, whose sync started at `sync_start`.
+  void Acknowledge(Committed& batch, absl::Time sync_start);
   // Calls on_store_health when the store's state changed (either thread).
   void SetHealthy(bool healthy);
   bool Healthy();

@@ -4,6 +4,7 @@
 // ack and the writer recovers; Query pages and Verify over gRPC.
 #include <sqlite3.h>
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -437,6 +438,103 @@ TEST(AuditServiceTest, BackpressureStopsReadingWhileTheStoreIsSlow) {
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.acked.size(), 300u);
   EXPECT_EQ(h.Count(), 300);
+}
+
+// Polls `done` every 5 ms for up to 20 s; false if it never held.
+bool Eventually(const std::function<bool()>& done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!done()) {
+    if (absl::Now() > deadline) {
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+// podgate_audit_ack_latency_seconds says where an ack's time went. Each stage is held in turn
+// for 150 ms by the store's gates: the sync (event A), the syncer busy with A while B is
+// committed (B's sync_wait), the transaction (C) and the queue behind it (D).
+TEST(AuditServiceTest, AckLatencySaysWhichStageTheEventWaitedIn) {
+  testing::TempDir tmp("podgate-audit-svc");
+  auto gated = std::make_unique<GatedStore>(SqliteIn(tmp.path()));
+  GatedStore* gate = gated.get();
+  Harness h(std::move(gated));
+  using Stage = AuditMetrics::AckStage;
+  auto sum = [&](Stage stage) {
+    return h.metrics().ack_latency(stage).Collect().histogram.sample_sum;
+  };
+  auto count = [&](Stage stage) {
+    return h.metrics().ack_latency(stage).Collect().histogram.sample_count;
+  };
+  const std::vector<AuditEvent> events = Events("stage", 4);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto stream = h.stub().Record(&ctx);
+  absl::Mutex mu;
+  std::vector<std::string> acked;
+  std::thread reader([&] {
+    RecordResponse response;
+    while (stream->Read(&response)) {
+      absl::MutexLock lock(&mu);
+      for (const std::string& id : response.ack().ids()) {
+        acked.push_back(id);
+      }
+    }
+  });
+  auto send = [&](const AuditEvent& event) {
+    RecordRequest request;
+    *request.mutable_event() = event;
+    ASSERT_TRUE(stream->Write(request));
+  };
+  auto acks = [&] {
+    absl::MutexLock lock(&mu);
+    return acked.size();
+  };
+  const absl::Duration hold = absl::Milliseconds(150);
+
+  // A waits in its sync; B, committed meanwhile, waits for the syncer.
+  gate->SetSyncOpen(false);
+  send(events[0]);
+  ASSERT_TRUE(Eventually([&] { return gate->syncs_waiting() == 1; }));
+  send(events[1]);
+  ASSERT_TRUE(Eventually([&] { return gate->events_seen() == 2; }));
+  absl::SleepFor(hold);
+  gate->SetSyncOpen(true);
+  ASSERT_TRUE(Eventually([&] { return acks() == 2; }));
+  EXPECT_EQ(count(Stage::kSync), 2u);
+  EXPECT_GE(sum(Stage::kSync), absl::ToDoubleSeconds(hold));
+  // B's transaction may end a moment after the gate saw it start.
+  EXPECT_GE(sum(Stage::kSyncWait), 0.8 * absl::ToDoubleSeconds(hold));
+  EXPECT_LT(sum(Stage::kQueued), absl::ToDoubleSeconds(hold));
+  EXPECT_LT(sum(Stage::kCommit), absl::ToDoubleSeconds(hold));
+
+  // C waits in its transaction; D waits in the queue behind it.
+  gate->SetOpen(false);
+  send(events[2]);
+  ASSERT_TRUE(Eventually([&] { return gate->events_seen() == 3; }));
+  send(events[3]);
+  ASSERT_TRUE(Eventually([&] { return h.metrics().queue_depth().Value() == 1; }));
+  absl::SleepFor(hold);
+  gate->SetOpen(true);
+  ASSERT_TRUE(Eventually([&] { return acks() == 4; }));
+  stream->WritesDone();
+  reader.join();
+  ASSERT_TRUE(stream->Finish().ok());
+
+  // One sample per batch in every stage, and the stages add up to the total.
+  const uint64_t batches = h.metrics().commit_latency().Collect().histogram.sample_count;
+  EXPECT_EQ(batches, 4u);
+  for (Stage stage :
+       {Stage::kQueued, Stage::kCommit, Stage::kSyncWait, Stage::kSync, Stage::kTotal}) {
+    EXPECT_EQ(count(stage), batches) << static_cast<int>(stage);
+  }
+  EXPECT_GE(sum(Stage::kCommit), absl::ToDoubleSeconds(hold));
+  EXPECT_GE(sum(Stage::kQueued), absl::ToDoubleSeconds(hold));
+  const double parts =
+      sum(Stage::kQueued) + sum(Stage::kCommit) + sum(Stage::kSyncWait) + sum(Stage::kSync);
+  EXPECT_NEAR(sum(Stage::kTotal), parts, 1e-6);
+  EXPECT_GE(sum(Stage::kTotal), 4 * absl::ToDoubleSeconds(hold));
 }
 
 TEST(AuditServiceTest, ACancelledStreamWithQueuedEventsLeavesTheWriterWorking) {
