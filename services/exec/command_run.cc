@@ -637,19 +637,11 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     DropUnsentJournalLocked(cmd);
     return;
   }
-  if (!cmd->decision_durable) {
-    // Identified before audit acknowledged the decision: the ack sends "go" (or its failure
-    // ends the command), so audit's deadline, not the launch's, governs the wait.
-    hub_->timers()->Cancel(cmd->launch_timer);
-    cmd->launch_timer = 0;
-    return;
-  }
   if (Journal* journal = hub_->journal(); journal != nullptr && !cmd->journal_launched) {
-    if (cmd->launch_timer == 0) {
-      // Audit's deadline governed the wait until now; the journal's write is bounded by the
-      // launch timeout again.
-      ArmLaunchTimerLocked(cmd);
-    }
+    // The pid is journaled whether or not audit has acknowledged the decision yet, so that
+    // its fdatasync overlaps audit's: a crash of exec before "go" leaves an entry whose
+    // process (the wrapper, waiting for "go") the next exec stops, as for a crash between the
+    // pid's fdatasync and "go".
     if (cmd->journal_pending || !cmd->journaled) {
       // Its entry is being written (the completion sends "go"), or could not be (the command
       // ends as not run).
@@ -676,10 +668,26 @@ void Session::SendGoLocked(const std::shared_ptr<Command>& cmd) {
     cmd->journal_pending = true;
     return;
   }
+  if (!cmd->decision_durable) {
+    // Ready before audit acknowledged the decision: the ack sends "go" (or its failure ends
+    // the command), so audit's deadline, not the launch's, governs the wait.
+    hub_->timers()->Cancel(cmd->launch_timer);
+    cmd->launch_timer = 0;
+    if (cmd->audit_wait_since == absl::Time()) {
+      cmd->audit_wait_since = absl::Now();
+    }
+    return;
+  }
   cmd->go_sent = true;
+  const absl::Time now = absl::Now();
+  hub_->metrics()
+      ->CommandStart(ExecMetrics::Stage::kAuditWait)
+      .Observe(cmd->audit_wait_since == absl::Time()
+                   ? 0.0
+                   : absl::ToDoubleSeconds(now - cmd->audit_wait_since));
   hub_->metrics()
       ->CommandStart(ExecMetrics::Stage::kTotal)
-      .Observe(absl::ToDoubleSeconds(absl::Now() - cmd->asked));
+      .Observe(absl::ToDoubleSeconds(now - cmd->asked));
   hub_->timers()->Cancel(cmd->launch_timer);
   hub_->ProcessStarted();
   std::string first = "go\n";

@@ -7,8 +7,9 @@
 //   RunChecks       the decision's container checks (container_check.h), in order;
 //   StartCommand    the command's journal entry is written while the launch wrapper
 //                   (LaunchWrapperArgv) starts; the time limit is armed;
-//   SendGoLocked    the wrapper reported the process's pid and audit acknowledged the
-//                   decision: the pid journaled, then "go" (nothing of the user's runs before);
+//   SendGoLocked    the wrapper reported the process's pid: the pid journaled (while audit's
+//                   ack of the decision may still be awaited), then, once audit acknowledged
+//                   the decision too, "go" (nothing of the user's runs before);
 //   StopCommandLocked / StartStopLocked / RunStopStep
 //                   a stop: SIGINT to exactly that process, SIGKILL after the grace period;
 //   FinishCommandLocked
@@ -126,6 +127,9 @@ struct Command {
   absl::Time asked;
   absl::Time decided;
   absl::Time upgraded;
+  // When it was ready for "go" (reported, and journaled) but audit had not yet acknowledged its
+  // decision (podgate_exec_command_start_seconds{stage="audit_wait"}); unset if it never waited.
+  absl::Time audit_wait_since;
 };
 
 }  // namespace podgate::exec

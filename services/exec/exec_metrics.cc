@@ -206,8 +206,9 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
                                       "without a journal); past it commands are not run.")
                                 .Register(registry)
                                 .Add({})),
-      command_start_stages(StageHistograms<7>(
-          command_start, {"policy", "audit", "checks", "upgrade", "launch", "journal", "total"})),
+      command_start_stages(StageHistograms<8>(
+          command_start,
+          {"policy", "audit", "checks", "upgrade", "launch", "journal", "audit_wait", "total"})),
       session_open_stages(StageHistograms<6>(
           session_open, {"credential", "policy", "pod", "checks", "audit", "total"})) {}
 

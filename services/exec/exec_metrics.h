@@ -33,9 +33,11 @@ struct ExecMetrics {
   // wrapper's report), journal (with --journal_dir: the report to the pid durable in the
   // command's journal entry, whose launch line is rewritten in place and fdatasynced on the
   // journal's thread; the entry itself is written during the launch; on the critical path since
-  // "go" waits for it), and total (the command received to "go").
+  // "go" waits for it), audit_wait (ready for "go" until audit acknowledged the decision: what
+  // audit's ack added to the start beyond everything else; 0 when it came first), and total (the
+  // command received to "go").
   prometheus::Family<prometheus::Histogram>& command_start;
-  enum class Stage { kPolicy, kAudit, kChecks, kUpgrade, kLaunch, kJournal, kTotal };
+  enum class Stage { kPolicy, kAudit, kChecks, kUpgrade, kLaunch, kJournal, kAuditWait, kTotal };
   prometheus::Histogram& CommandStart(Stage stage) {
     return *command_start_stages[static_cast<size_t>(stage)];
   }
@@ -137,7 +139,7 @@ struct ExecMetrics {
   prometheus::Gauge& journal_entries_limit;
   // The histogram of each Stage, looked up once (a label lookup per command is a map search
   // under the family's lock).
-  const std::array<prometheus::Histogram*, 7> command_start_stages;
+  const std::array<prometheus::Histogram*, 8> command_start_stages;
   const std::array<prometheus::Histogram*, 6> session_open_stages;
 };
 

@@ -126,6 +126,7 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(const StackOptions& options)
       return a.status();
     }
     s->audit_port_ = (*a)["grpc_port"];
+    s->audit_metrics_port_ = a->value("metrics_port", 0);
   } else {
     s->closed_audit_ = std::make_unique<ReservedPort>();
     s->audit_port_ = s->closed_audit_->port();

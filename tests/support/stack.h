@@ -84,6 +84,8 @@ class Stack {
   int exec_metrics_port() const { return exec_metrics_port_; }
   int policy_port() const { return policy_port_; }
   int audit_port() const { return audit_port_; }
+  // audit's /metrics port when its flags include --metrics_address=127.0.0.1:0; 0 otherwise.
+  int audit_metrics_port() const { return audit_metrics_port_; }
   int kubesim_port() const { return kubesim_port_; }
   const std::string& kubeconfig() const { return kubeconfig_; }
   const std::string& jwt_secret_file() const { return secret_file_; }
@@ -113,6 +115,7 @@ class Stack {
   std::unique_ptr<ReservedPort> closed_policy_;
   int policy_port_ = 0;
   int audit_port_ = 0;
+  int audit_metrics_port_ = 0;
   int kubesim_port_ = 0;
   std::unique_ptr<Subprocess> kubesim_;
   std::vector<std::pair<std::string, std::unique_ptr<Subprocess>>> more_kubesims_;

@@ -162,6 +162,8 @@ absl::StatusOr<Chain> StartChain(const Sizes& sizes) {
     // On the machine's disk, as the chart's emptyDir is on the node's.
     options.exec_flags.push_back("--journal_dir=" + testing::MakeTempDir("bench-journal"));
   }
+  // audit's /metrics too: the round trip splits its ack by stage.
+  options.audit_flags = {"--metrics_address=127.0.0.1:0"};
   auto stack = testing::Stack::Start(options);
   if (!stack.ok()) {
     return stack.status();
@@ -257,8 +259,8 @@ absl::Status ExecOutcome(const std::string& what, const testing::CommandOutcome&
 
 // A stage histogram's stages in order, each with what it measures.
 using StageList = std::vector<std::pair<std::string, std::string>>;
-// Each stage's (sum, count) of histogram `metric`{stage=...} from one read of exec's /metrics
-// page; (-1, -1) when unread.
+// Each stage's (sum, count) of histogram `metric`{stage=...} from one read of a service's
+// /metrics page; (-1, -1) when unread.
 using StageTotals = std::map<std::string, std::pair<double, double>>;
 
 StageTotals ReadStageTotals(int metrics_port, const std::string& metric, const StageList& stages) {
@@ -283,14 +285,15 @@ StageTotals ReadStageTotals(int metrics_port, const std::string& metric, const S
 }
 
 // One row per stage (what, mean ms and count between the two reads) and the metric
-// `<prefix>.<stage>.mean_ms`; a stage not observed in between is noted, not shown.
+// `<prefix>.<stage>.mean_ms`; a stage not observed in between is noted (as `who`'s), not shown.
 void AddStageRows(Table& table, Report& report, const std::string& prefix, const StageList& stages,
-                  const StageTotals& before, const StageTotals& after) {
+                  const StageTotals& before, const StageTotals& after,
+                  const std::string& who = "exec") {
   for (const auto& [stage, what] : stages) {
     const auto [sum1, count1] = after.at(stage);
     const auto [sum0, count0] = before.at(stage);
     if (sum1 < 0 || count1 < 0 || sum0 < 0 || count0 < 0 || count1 <= count0) {
-      report.Note(absl::StrCat(prefix, ": exec's stage '", stage, "' was not measured"));
+      report.Note(absl::StrCat(prefix, ": ", who, "'s stage '", stage, "' was not measured"));
       continue;
     }
     const double mean_ms = (sum1 - sum0) / (count1 - count0) * 1000;
@@ -377,14 +380,34 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
     stage_list.push_back(
         {"journal", "the pid into the command's journal entry (queued, in place, fdatasync)"});
   }
+  stage_list.push_back(
+      {"audit_wait", "ready for \"go\" until audit's ack of the decision (0 if it came first)"});
   stage_list.push_back({"total", "the command received to \"go\" (the process runs)"});
   const std::string kMetric = "podgate_exec_command_start_seconds";
   const StageTotals stages_before =
       ReadStageTotals(c.stack->exec_metrics_port(), kMetric, stage_list);
+  // audit's own account of its acks (podgate_audit_ack_latency_seconds): every batch of the
+  // recorded rounds, each command's request, decision and result events among them.
+  const StageList audit_stage_list = {
+      {"queued", "the batch's oldest event in the writer's queue until its transaction starts"},
+      {"commit", "the transaction (the insert, no sync)"},
+      {"sync_wait", "the transaction's end until its sync starts (the syncer busy)"},
+      {"sync", "the sync (fdatasync) that makes it durable"},
+      {"total", "the oldest event's entry into the queue until durable (its ack is sent)"}};
+  const std::string kAuditMetric = "podgate_audit_ack_latency_seconds";
+  const StageTotals audit_before =
+      ReadStageTotals(c.stack->audit_metrics_port(), kAuditMetric, audit_stage_list);
   recording = true;
   if (absl::Status s = RunInterleaved(sizes.roundtrip_rounds, sides); !s.ok()) {
     return s;
   }
+  Table audit_stages(
+      "Where audit's ack goes: each committed batch by stage, mean ms (audit's "
+      "podgate_audit_ack_latency_seconds over the recorded rounds, all paths)",
+      {"stage", "what", "mean ms", "batches"});
+  AddStageRows(audit_stages, report, "roundtrip.audit_stage", audit_stage_list, audit_before,
+               ReadStageTotals(c.stack->audit_metrics_port(), kAuditMetric, audit_stage_list),
+               "audit");
   Table stages(
       "Where exec's share goes: a command's start by stage, mean ms (exec's "
       "podgate_exec_command_start_seconds over the recorded commands of the three exec paths)",
@@ -442,6 +465,7 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   report.Metric("roundtrip.added_by_services.p99_ms", own99);
   report.Add(table);
   report.Add(stages);
+  report.Add(audit_stages);
   exec_session.Close();
   return absl::OkStatus();
 }

@@ -493,12 +493,61 @@ TEST_F(SessionTest, GoWaitsForTheJournalAndACommandEndedMeanwhileLeavesNoEntry) 
   EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
 }
 
-// The launch timeout is suspended while audit has not acknowledged the decision (its own
-// deadline governs that wait) and runs again from the ack: a wrapper that reported before the
-// ack, whose entry or pid the journal then does not make durable in time, still ends as not run
-// with the reason. Audit's ack is held by a write lock on its SQLite file, the journal by a
-// completion that blocks its thread.
-TEST_F(SessionTest, TheJournalsWriteAfterAuditsAckIsBoundedByTheLaunchTimeout) {
+// The command's pid is journaled while audit has not yet acknowledged the decision, so the
+// journal's fdatasync and audit's overlap; "go" waits for both. The wait for audit is not bounded
+// by the launch timeout (audit's own deadline governs it): a wrapper that reported, whose pid is
+// durable, waits past the launch timeout and runs once audit acks. Audit's ack is held by a
+// write lock on its SQLite file.
+TEST_F(SessionTest, ThePidIsJournaledWhileAuditsAckIsAwaitedAndThatWaitOutlastsTheLaunchTimeout) {
+  ExecOptions options;
+  options.launch_timeout = absl::Seconds(1);
+  StartExec(options);
+  UseJournal();
+  auto s = NewSession();
+  ASSERT_TRUE(s->Open(Token("alice"), "app", "api-0").ok());
+  ASSERT_TRUE(s->Run("hostname", "warm").exit.has_value());  // the root guard's probe cached
+  const size_t execs = kube_.execs().size();
+  ASSERT_TRUE(WaitFor([&] { return journal_->size() == 0; })) << "the warm-up's entry stayed";
+  prometheus::Histogram& audit_wait = hub_->metrics()->CommandStart(ExecMetrics::Stage::kAuditWait);
+  const auto waited_before = audit_wait.Collect().histogram;
+  EXPECT_EQ(waited_before.sample_count, 1u) << "the warm-up got \"go\" once";
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/audit.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);  // audit may be writing the warm-up's records
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  s->Command("hostname", "c1");
+  ASSERT_TRUE(WaitFor([&] { return kube_.execs().size() == execs + 1; }));
+  // Its pid durable before audit's ack: the entry on disk holds it.
+  EXPECT_TRUE(WaitFor([&] {
+    std::vector<JournalEntry> entries = journal_->Load();
+    return entries.size() == 1 && !entries[0].pid.empty();
+  })) << "the pid was not journaled while audit's ack was awaited";
+  // Longer than the launch timeout: the wait for audit is not the launch's.
+  absl::SleepFor(absl::Milliseconds(1500));
+  EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}))
+      << "c1 ran before audit acknowledged its decision";
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  podgate::testing::CommandOutcome out = s->Wait();
+  ASSERT_TRUE(out.exit.has_value())
+      << (out.error.has_value() ? out.error->status().message() : out.stderr_text);
+  EXPECT_EQ(out.stdout_text, "api-0\n");
+  EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"},
+                                       std::vector<std::string>{"hostname"}));
+  EXPECT_TRUE(WaitFor([&] { return journal_->size() == 0; })) << "c1's entry stayed";
+  // The stage audit_wait holds c1's wait for audit alone: the 1.5 s at least.
+  const auto waited = audit_wait.Collect().histogram;
+  EXPECT_EQ(waited.sample_count, 2u);
+  EXPECT_GE(waited.sample_sum - waited_before.sample_sum, 1.4);
+  EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
+}
+
+// The journal's write stays bounded by the launch timeout while audit's ack is awaited too: a
+// journal that does not make the pid durable within it ends the command as not run, with the
+// journal as the reason, although audit has not answered yet. Audit is held by a write lock on
+// its SQLite file, the journal by a completion that blocks its thread.
+TEST_F(SessionTest, TheJournalsWriteIsBoundedByTheLaunchTimeoutWhileAuditsAckIsAwaited) {
   ExecOptions options;
   options.launch_timeout = absl::Seconds(1);
   StartExec(options);
@@ -512,20 +561,18 @@ TEST_F(SessionTest, TheJournalsWriteAfterAuditsAckIsBoundedByTheLaunchTimeout) {
   ASSERT_EQ(sqlite3_open((dir_ + "/audit.db").c_str(), &db), SQLITE_OK);
   sqlite3_busy_timeout(db, 5000);  // audit may be writing the warm-up's records
   ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
-  s->Command("hostname", "c1");
-  ASSERT_TRUE(WaitFor([&] { return kube_.execs().size() == execs + 1; }));
-  // Longer than the launch timeout: without the suspension, the launch would time out here.
-  absl::SleepFor(absl::Milliseconds(1500));
   Release release;
   HoldJournal("d1", &release.n);
-  const absl::Time acked = absl::Now();
-  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  const absl::Time asked = absl::Now();
+  s->Command("hostname", "c1");
+  ASSERT_TRUE(WaitFor([&] { return kube_.execs().size() == execs + 1; }));
   podgate::testing::CommandOutcome out = s->Wait();
   ASSERT_TRUE(out.error.has_value()) << "no error: it ran with its journal held, or never ended";
   EXPECT_THAT(out.error->status().message(),
               HasSubstr("exec's journal did not make it durable within 1s"));
-  EXPECT_GE(absl::Now() - acked, absl::Milliseconds(900)) << "the timeout ran before the ack";
+  EXPECT_LT(absl::Now() - asked, absl::Seconds(4)) << "it waited for audit, not the launch";
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
   release.Notify();
   EXPECT_TRUE(WaitFor([&] { return journal_->size() == 1; })) << "c1's entry stayed";
   EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
