@@ -46,7 +46,8 @@ ExecMetrics::ExecMetrics(prometheus::Registry& registry)
       command_start(prometheus::BuildHistogram()
                         .Name("podgate_exec_command_start_seconds")
                         .Help("Where a command's start goes, by stage: policy, audit, checks, "
-                              "upgrade, launch, journal (with --journal_dir), and total "
+                              "upgrade, launch, journal (with --journal_dir), audit_wait (ready "
+                              "for go until audit's ack; 0 if it came first), and total "
                               "(received to running).")
                         .Register(registry)),
       session_open(prometheus::BuildHistogram()
