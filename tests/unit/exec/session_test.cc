@@ -493,6 +493,39 @@ TEST_F(SessionTest, GoWaitsForTheJournalAndACommandEndedMeanwhileLeavesNoEntry) 
   EXPECT_EQ(s->Close(), common::CLOSE_REASON_CLIENT);
 }
 
+// A write lock on audit's SQLite file while it lives (or until Release): audit commits nothing
+// meanwhile, so no ack comes. Released at the latest when the test ends, so that a failed
+// assertion cannot leave audit blocked.
+class AuditWriteLock {
+ public:
+  explicit AuditWriteLock(const std::string& path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+      return;
+    }
+    sqlite3_busy_timeout(db_, 5000);  // audit may be writing earlier records
+    held_ = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
+  }
+  ~AuditWriteLock() { Release(); }
+  AuditWriteLock(const AuditWriteLock&) = delete;
+  AuditWriteLock& operator=(const AuditWriteLock&) = delete;
+
+  bool held() const { return held_; }
+  void Release() {
+    if (held_) {
+      EXPECT_EQ(sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+      held_ = false;
+    }
+    if (db_ != nullptr) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+    }
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  bool held_ = false;
+};
+
 // The command's pid is journaled while audit has not yet acknowledged the decision, so the
 // journal's fdatasync and audit's overlap; "go" waits for both. The wait for audit is not bounded
 // by the launch timeout (audit's own deadline governs it): a wrapper that reported, whose pid is
@@ -512,10 +545,8 @@ TEST_F(SessionTest, ThePidIsJournaledWhileAuditsAckIsAwaitedAndThatWaitOutlastsT
   const auto waited_before = audit_wait.Collect().histogram;
   EXPECT_EQ(waited_before.sample_count, 1u) << "the warm-up got \"go\" once";
 
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ + "/audit.db").c_str(), &db), SQLITE_OK);
-  sqlite3_busy_timeout(db, 5000);  // audit may be writing the warm-up's records
-  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  AuditWriteLock audit_lock(dir_ + "/audit.db");
+  ASSERT_TRUE(audit_lock.held());
   s->Command("hostname", "c1");
   ASSERT_TRUE(WaitFor([&] { return kube_.execs().size() == execs + 1; }));
   // Its pid durable before audit's ack: the entry on disk holds it.
@@ -527,8 +558,7 @@ TEST_F(SessionTest, ThePidIsJournaledWhileAuditsAckIsAwaitedAndThatWaitOutlastsT
   absl::SleepFor(absl::Milliseconds(1500));
   EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}))
       << "c1 ran before audit acknowledged its decision";
-  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  audit_lock.Release();
   podgate::testing::CommandOutcome out = s->Wait();
   ASSERT_TRUE(out.exit.has_value())
       << (out.error.has_value() ? out.error->status().message() : out.stderr_text);
@@ -557,10 +587,8 @@ TEST_F(SessionTest, TheJournalsWriteIsBoundedByTheLaunchTimeoutWhileAuditsAckIsA
   ASSERT_TRUE(s->Run("hostname", "warm").exit.has_value());  // the root guard's probe cached
   const size_t execs = kube_.execs().size();
 
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ + "/audit.db").c_str(), &db), SQLITE_OK);
-  sqlite3_busy_timeout(db, 5000);  // audit may be writing the warm-up's records
-  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  AuditWriteLock audit_lock(dir_ + "/audit.db");
+  ASSERT_TRUE(audit_lock.held());
   Release release;
   HoldJournal("d1", &release.n);
   const absl::Time asked = absl::Now();
@@ -571,8 +599,7 @@ TEST_F(SessionTest, TheJournalsWriteIsBoundedByTheLaunchTimeoutWhileAuditsAckIsA
   EXPECT_THAT(out.error->status().message(),
               HasSubstr("exec's journal did not make it durable within 1s"));
   EXPECT_LT(absl::Now() - asked, absl::Seconds(4)) << "it waited for audit, not the launch";
-  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  audit_lock.Release();
   release.Notify();
   EXPECT_TRUE(WaitFor([&] { return journal_->size() == 1; })) << "c1's entry stayed";
   EXPECT_THAT(kube_.ran(), ElementsAre(std::vector<std::string>{"hostname"}));
