@@ -44,13 +44,25 @@ class AuditFollowStream final : public http::StreamProducer,
 
   ~AuditFollowStream() override { context_->limits->ReleaseAuditFollow(user_); }
 
-  void Cancel() { grpc_context_.TryCancel(); }
+  void Cancel() {
+    grpc_context_.TryCancel();
+    // A paused read starts no more: the call may end (OnDone) without the client reading.
+    bool release;
+    {
+      absl::MutexLock lock(&mu_);
+      release = read_paused_ && DropHoldLocked();
+    }
+    if (release) {
+      RemoveHold();
+    }
+  }
 
   void OnStart(std::shared_ptr<http::ResponseStream> stream) override {
     {
       absl::MutexLock lock(&mu_);
       stream_ = stream;
       self_ = shared_from_this();  // until the gRPC call is done
+      hold_ = true;                // taken below, before the call starts
     }
     timer_ = std::make_unique<boost::asio::steady_timer>(stream->executor());
     ArmKeepalive();
@@ -66,48 +78,39 @@ class AuditFollowStream final : public http::StreamProducer,
     }
     context_->audit->async()->Query(&grpc_context_, &request_, this);
     StartRead(&response_);
+    // A paused read resumes from the HTTP side (OnWritable), outside the reactions: without a
+    // hold the call could finish while paused and the resumed read would touch a call gRPC had
+    // already destroyed. The hold goes once no read can start any more.
+    AddHold();
     StartCall();
   }
 
   void OnWritable() override {
     absl::MutexLock lock(&mu_);
-    if (read_paused_ && !done_) {
+    if (read_paused_ && hold_) {
       read_paused_ = false;
       StartRead(&response_);
     }
   }
 
   void OnClose(std::string reason) override {
+    bool release;
     {
       absl::MutexLock lock(&mu_);
       stream_.reset();
+      release = read_paused_ && DropHoldLocked();  // nothing resumes it now
     }
     timer_->cancel();
     grpc_context_.TryCancel();
+    if (release) {
+      RemoveHold();
+    }
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {
-      return;  // OnDone follows
+    if (!ReadNext(ok)) {
+      RemoveHold();  // no read starts on the call again: OnDone may follow
     }
-    absl::MutexLock lock(&mu_);
-    std::string chunk;
-    if (response_.has_record()) {
-      const std::string json = ProtoJson(response_.record());
-      chunk = json_lines_ ? absl::StrCat(json, "\n")
-                          : absl::StrCat("event: record\ndata: ", json, "\n\n");
-    } else if (response_.has_page_end() && !json_lines_) {
-      chunk = "event: ready\ndata: {}\n\n";
-    }
-    response_.Clear();
-    if (stream_ == nullptr) {
-      return;  // the client left; the cancel ends the call
-    }
-    if (!chunk.empty() && !stream_->Write(std::move(chunk))) {
-      read_paused_ = true;  // OnWritable resumes
-      return;
-    }
-    StartRead(&response_);
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -147,6 +150,40 @@ class AuditFollowStream final : public http::StreamProducer,
   }
 
  private:
+  // Takes the read's message to the client and starts the next read, or leaves the read paused
+  // until the client takes more (OnWritable). False when no read can start again: the hold is
+  // dropped, and the caller removes it.
+  bool ReadNext(bool ok) {
+    absl::MutexLock lock(&mu_);
+    if (!ok) {
+      return !DropHoldLocked();  // the call is ending
+    }
+    std::string chunk;
+    if (response_.has_record()) {
+      const std::string json = ProtoJson(response_.record());
+      chunk = json_lines_ ? absl::StrCat(json, "\n")
+                          : absl::StrCat("event: record\ndata: ", json, "\n\n");
+    } else if (response_.has_page_end() && !json_lines_) {
+      chunk = "event: ready\ndata: {}\n\n";
+    }
+    response_.Clear();
+    if (stream_ == nullptr) {
+      return !DropHoldLocked();  // the client left; the cancel ends the call
+    }
+    if (!chunk.empty() && !stream_->Write(std::move(chunk))) {
+      read_paused_ = true;  // OnWritable resumes
+      return true;
+    }
+    StartRead(&response_);
+    return true;
+  }
+
+  // True once: the caller removes the call's hold (outside mu_), after which no read starts.
+  bool DropHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    read_paused_ = false;
+    return std::exchange(hold_, false);
+  }
+
   void ArmKeepalive() {
     timer_->expires_after(std::chrono::seconds(kAuditKeepaliveSeconds));
     timer_->async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
@@ -182,6 +219,8 @@ class AuditFollowStream final : public http::StreamProducer,
   std::shared_ptr<http::ResponseStream> stream_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<AuditFollowStream> self_ ABSL_GUARDED_BY(mu_);
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  // The call's hold (taken before StartCall): a read may still start from outside the reactions.
+  bool hold_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -87,6 +87,11 @@ class ExecLanes::Call final
     RegisterBackendCall(&context_);
     stub->async()->Sessions(&context_, this);
     StartRead(&response_);
+    // Lanes open and write from the sessions' threads, outside the reactions: without a hold,
+    // the call could finish (its read failed, its status in) while a session starts a write on
+    // it, and that write would never complete. The hold goes once the read fails (OnReadDone),
+    // after which nothing starts on this call.
+    AddHold();
     StartCall();
   }
 
@@ -94,7 +99,7 @@ class ExecLanes::Call final
   Lane* OpenLane(std::shared_ptr<ExecStreamEvents> events, boost::asio::any_io_executor executor,
                  pb::SessionRequest& open, const runtime::TraceContext& trace) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (ended_ || closing_) {
+    if (ended_ || ending_ || closing_) {
       return nullptr;
     }
     auto* lane = new Lane(shared_from_this(), ++last_lane_, std::move(events), std::move(executor));
@@ -177,9 +182,14 @@ class ExecLanes::Call final
   }
 
   void OnReadDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!ok) {
-      return;  // the stream is ending: OnDone ends the lanes with its status
+      // The stream is ending: nothing more starts on it, and OnDone ends the lanes with its
+      // status once the writes under way are over.
+      ending_ = true;
+      lock.unlock();
+      RemoveHold();
+      return;
     }
     received_any_ = true;
     auto it = lanes_.find(response_.lane());
@@ -371,7 +381,7 @@ class ExecLanes::Call final
   }
 
   void QueueLocked(Frame f) {
-    if (ended_ || write_failed_ || writes_done_) {
+    if (ended_ || ending_ || write_failed_ || writes_done_) {
       if (f.completes != nullptr) {
         --f.completes->writes_outstanding_;
         f.completes->Post([events = f.completes->events_] { events->OnExecWriteDone(false); });
@@ -383,7 +393,7 @@ class ExecLanes::Call final
   }
 
   void MaybeWriteLocked() {
-    if (writing_ || ended_ || write_failed_ || writes_done_) {
+    if (writing_ || ended_ || ending_ || write_failed_ || writes_done_) {
       return;
     }
     if (frames_.empty()) {
@@ -413,6 +423,8 @@ class ExecLanes::Call final
   bool closing_ = false;
   bool writes_done_ = false;
   bool ended_ = false;
+  // The read failed: the call is finishing (its hold is gone), no write may start on it.
+  bool ending_ = false;
   bool received_any_ = false;
   pb::SessionsResponse response_;
 };

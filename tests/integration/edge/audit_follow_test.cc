@@ -60,8 +60,13 @@ rules:
 // A plain HTTP/1.1 client that reads a streamed answer as it comes.
 class RawStream {
  public:
-  RawStream(int port, const std::string& target, const std::string& token) {
+  // A `receive_buffer` above 0 caps the socket's receive buffer (set before connecting): a
+  // client that does not read then holds up the stream after a few KiB.
+  RawStream(int port, const std::string& target, const std::string& token, int receive_buffer = 0) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) {
+      EXPECT_EQ(setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer)), 0);
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -191,6 +196,47 @@ class EdgeAuditFollowTest : public ::testing::Test {
     EXPECT_TRUE(stream->Finish().ok());
   }
 
+  // Records `n` events of `user` on one stream, each with a command line of `line_bytes`.
+  static void RecordMany(const std::string& prefix, const std::string& user, int n,
+                         size_t line_bytes) {
+    auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    auto stream = stub->Record(&ctx);
+    std::thread acks([&] {
+      podgate::audit::v1::RecordResponse ack;
+      int acked = 0;
+      while (acked < n && stream->Read(&ack)) {
+        acked += ack.ack().ids_size();
+      }
+      EXPECT_EQ(acked, n);
+    });
+    const std::string padding(line_bytes, 'x');
+    for (int i = 0; i < n; ++i) {
+      podgate::audit::v1::RecordRequest request;
+      auto* e = request.mutable_event();
+      e->set_id(absl::StrCat(prefix, "-", i));
+      e->mutable_time()->set_seconds(absl::ToUnixSeconds(absl::Now()));
+      e->set_kind(podgate::common::v1::EVENT_KIND_COMMAND_REQUEST);
+      e->set_source_service("exec");
+      e->set_session_id("s-" + user);
+      e->mutable_principal()->set_user(user);
+      e->mutable_target()->set_namespace_("demo");
+      e->mutable_target()->set_pod("web-1");
+      e->mutable_target()->set_container("app");
+      e->mutable_command_request()->set_line("echo " + padding);
+      e->mutable_command_request()->add_argv("echo");
+      e->mutable_command_request()->add_argv(padding);
+      if (!stream->Write(request)) {
+        break;
+      }
+    }
+    stream->WritesDone();
+    acks.join();
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+
   static testing::Stack* stack_;
   static Subprocess* edge_;
   static int http_port_;
@@ -281,6 +327,58 @@ TEST_F(EdgeAuditFollowTest, ShutdownEndsOpenStreams) {
     ASSERT_TRUE(follow->ReadUntil("\r\n0\r\n\r\n")) << follow->received();
     EXPECT_THAT(follow->received(), HasSubstr("event: end"));
   }
+  auto exit = (*edge)->WaitExit(absl::Seconds(30));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(*exit, 0);
+}
+
+// A follower that stops reading: edge stops reading audit's stream for it (its answer's queue
+// is full) and resumes only when the client takes more, a read started from outside gRPC's
+// callbacks. The call holds itself open for that read (without the hold, gRPC could finish and
+// destroy the call while paused and the resumed read would touch freed memory); the hold goes
+// when nothing can resume the read any more: the client leaves (its slot must free), or the
+// drain cancels the stream.
+TEST_F(EdgeAuditFollowTest, AFollowerThatStopsReadingIsEndedByShutdownOrByLeaving) {
+  int port = 0;
+  auto edge = StartEdge(&port);
+  ASSERT_TRUE(edge.ok()) << edge.status();
+  const std::string frank = stack_->Token("frank", {"podgate-auditors"});
+  const std::string grace = stack_->Token("grace", {"podgate-auditors"});
+  auto leaves = std::make_unique<RawStream>(port, "/api/v1/audit?follow=1&user=erin", frank, 4096);
+  auto stays = std::make_unique<RawStream>(port, "/api/v1/audit?follow=1&user=erin", grace, 4096);
+  ASSERT_TRUE(leaves->ReadUntil("event: ready")) << leaves->received();
+  ASSERT_TRUE(stays->ReadUntil("event: ready")) << stays->received();
+  // About 12 MiB for each follower: far more than its answer's queue (256 KiB) and the sockets'
+  // buffers hold, so edge's reads for both stop.
+  RecordMany("flood", "erin", 3000, 4096);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+
+  // Still open, both: the one stream allowed per user is taken.
+  {
+    RawStream again(port, "/api/v1/audit?follow=1&user=erin", frank);
+    ASSERT_TRUE(again.ReadUntil("}\n"));
+    EXPECT_THAT(again.received(), HasSubstr("HTTP/1.1 429"));
+  }
+  // The first leaves without reading on: its slot frees.
+  leaves.reset();
+  bool reopened = false;
+  for (int i = 0; i < 100 && !reopened; ++i) {
+    RawStream again(port, "/api/v1/audit?follow=1&user=nobody", frank);
+    ASSERT_TRUE(again.ReadUntil("\r\n\r\n"));
+    reopened = again.received().find("HTTP/1.1 200") != std::string::npos;
+    if (!reopened) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_TRUE(reopened) << "the slot of a follower that left while paused never freed";
+
+  // The second is paused when the drain cancels its stream; reading on, it gets what was queued
+  // and then the end, and edge exits cleanly.
+  (*edge)->Signal(SIGTERM);
+  ASSERT_TRUE(stays->ReadUntil("\r\n0\r\n\r\n", absl::Seconds(30)))
+      << stays->received().size() << " bytes";
+  EXPECT_THAT(stays->received(), HasSubstr("flood-0"));
+  EXPECT_THAT(stays->received(), HasSubstr("event: end"));
   auto exit = (*edge)->WaitExit(absl::Seconds(30));
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(*exit, 0);

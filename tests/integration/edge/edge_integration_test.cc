@@ -2505,22 +2505,28 @@ TEST(EdgeBackendsDownTest, BrowsersGetAClearErrorQuickly) {
 
   http::ClientOptions ws_options = o;
   ws_options.headers.push_back({"Origin", kOrigin});
-  start = absl::Now();
-  auto ws = http::WebSocketClient::Connect(
-      ws_options, "/ws/v1/demo/web-1",
-      {"podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(DownToken())});
-  ASSERT_TRUE(ws.ok()) << ws.status();
-  std::string seen;
-  for (int i = 0; i < 10; ++i) {
-    auto m = (*ws)->Read(absl::Seconds(10));
-    if (!m.ok()) {
-      seen += " | " + m.status().ToString();
-      break;
+  // Session after session: each opens its stream to exec while gRPC fails the previous one (the
+  // connection is refused, the channel between attempts), and each browser must still hear why.
+  // A stream whose call had already finished took the session's first message and never
+  // answered: about one session in twenty waited for nothing.
+  for (int round = 0; round < 100; ++round) {
+    start = absl::Now();
+    auto ws = http::WebSocketClient::Connect(
+        ws_options, "/ws/v1/demo/web-1",
+        {"podgate.v1", "base64url.bearer.podgate.v1." + auth::Base64UrlEncode(DownToken())});
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    std::string seen;
+    for (int i = 0; i < 10; ++i) {
+      auto m = (*ws)->Read(absl::Seconds(5));
+      if (!m.ok()) {
+        seen += " | " + m.status().ToString();
+        break;
+      }
+      seen += " | " + m->data;
     }
-    seen += " | " + m->data;
+    ASSERT_LT(absl::Now() - start, absl::Seconds(5)) << "session " << round << ": " << seen;
+    ASSERT_THAT(seen, HasSubstr("UNAVAILABLE")) << "session " << round << ": " << seen;
   }
-  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
-  EXPECT_THAT(seen, HasSubstr("UNAVAILABLE")) << seen;
 }
 
 }  // namespace
