@@ -401,11 +401,22 @@ class SsoTest : public ::testing::Test {
     Login login = StartLogin();
     const std::string callback = Authorize(browser, login, user);
     http::ClientResponse r = Edge("GET", callback, {{"podgate_login", login.cookie}}, 0, false);
-    // The provider did hand out a spoiled token (the test proves edge's check, not a typo).
-    const std::vector<std::string> lines = provider_->process()->Lines();
-    EXPECT_TRUE(std::any_of(lines.begin() + lines_before, lines.end(), [](const std::string& l) {
-      return absl::StrContains(l, "id token tampered");
-    })) << absl::StrJoin(lines, "\n");
+    // The provider did hand out a spoiled token (the test proves edge's check, not a typo). Its
+    // line reaches the test through a pipe and a reader thread, maybe after edge's answer: it is
+    // waited for.
+    bool tampered = false;
+    std::vector<std::string> lines;
+    for (const absl::Time until = absl::Now() + absl::Seconds(10); !tampered;) {
+      lines = provider_->process()->Lines();
+      tampered = std::any_of(lines.begin() + lines_before, lines.end(), [](const std::string& l) {
+        return absl::StrContains(l, "id token tampered");
+      });
+      if (tampered || absl::Now() > until) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    EXPECT_TRUE(tampered) << absl::StrJoin(lines, "\n");
     ExpectRefused(r, 401, "ID token was refused");
     EXPECT_THAT(r.body, HasSubstr(reason));
     EXPECT_THAT(r.body, HasSubstr(detail));
