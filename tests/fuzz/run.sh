@@ -5,19 +5,26 @@
 # leak or timeout; the input that caused it is kept in <build-dir>/artifacts/.
 #
 #   tests/fuzz/run.sh <build-dir> <seconds-per-target> [target...]
+#   tests/fuzz/run.sh <build-dir> build          (builds the targets, runs none)
 #
-# Without targets, every target podgate_fuzz_target() declares runs. Exits 77 (ctest's "skipped")
-# when clang is missing: tools/install-deps.sh installs it.
+# Without targets, every target podgate_fuzz_target() declares runs. PODGATE_FUZZ_PREBUILT=1
+# runs the targets already built without configuring or building (ctest's fuzz.<name> entries,
+# which run side by side after fuzz.build: two builds in one tree at once would corrupt it).
+# Exits 77 (ctest's "skipped") when clang is missing: tools/install-deps.sh installs it.
 set -euo pipefail
 
 if [ "$#" -lt 2 ]; then
-  echo "usage: $0 <build-dir> <seconds-per-target> [target...]" >&2
+  echo "usage: $0 <build-dir> <seconds-per-target> [target...] | $0 <build-dir> build" >&2
   exit 2
 fi
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$1"
 seconds="$2"
 shift 2
+if [ "$seconds" != build ] && ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: <seconds-per-target> must be a positive whole number or 'build', not '$seconds'" >&2
+  exit 2
+fi
 
 clangxx="${PODGATE_FUZZ_CXX:-clang++}"
 if ! command -v "$clangxx" >/dev/null 2>&1; then
@@ -25,13 +32,24 @@ if ! command -v "$clangxx" >/dev/null 2>&1; then
   exit 77
 fi
 
-generator=()
-if command -v ninja >/dev/null 2>&1; then
-  generator=(-G Ninja)
+if [ "${PODGATE_FUZZ_PREBUILT:-0}" = 1 ]; then
+  if [ ! -f "$build/fuzz_targets.txt" ]; then
+    echo "fuzz: PODGATE_FUZZ_PREBUILT=1 but nothing is built in $build (run: $0 $build build)" >&2
+    exit 2
+  fi
+else
+  generator=()
+  if command -v ninja >/dev/null 2>&1; then
+    generator=(-G Ninja)
+  fi
+  cmake -S "$here" -B "$build" "${generator[@]}" -DCMAKE_CXX_COMPILER="$clangxx" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j "${PODGATE_FUZZ_JOBS:-2}"
 fi
-cmake -S "$here" -B "$build" "${generator[@]}" -DCMAKE_CXX_COMPILER="$clangxx" \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "${PODGATE_FUZZ_JOBS:-2}"
+if [ "$seconds" = build ]; then
+  echo "fuzz: built $(wc -l < "$build/fuzz_targets.txt") targets in $build"
+  exit 0
+fi
 
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
