@@ -168,13 +168,10 @@ class EdgeAuditFollowTest : public ::testing::Test {
 
   static std::string Ann() { return stack_->Token("ann", {"podgate-auditors"}); }
 
-  // Records one event of `user` straight into audit (as exec would).
-  static void Record(const std::string& id, const std::string& user) {
-    auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-    auto stream = stub->Record(&ctx);
+  // A command request of `user` that runs `echo <argument>`, as exec records it.
+  static podgate::audit::v1::RecordRequest CommandRequest(const std::string& id,
+                                                          const std::string& user,
+                                                          const std::string& argument) {
     podgate::audit::v1::RecordRequest request;
     auto* e = request.mutable_event();
     e->set_id(id);
@@ -186,9 +183,24 @@ class EdgeAuditFollowTest : public ::testing::Test {
     e->mutable_target()->set_namespace_("demo");
     e->mutable_target()->set_pod("web-1");
     e->mutable_target()->set_container("app");
-    e->mutable_command_request()->set_line("echo " + id);
+    e->mutable_command_request()->set_line("echo " + argument);
     e->mutable_command_request()->add_argv("echo");
-    ASSERT_TRUE(stream->Write(request));
+    e->mutable_command_request()->add_argv(argument);
+    return request;
+  }
+
+  static std::unique_ptr<podgate::audit::v1::AuditService::Stub> AuditStub() {
+    return podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
+  }
+
+  // Records one event of `user` straight into audit (as exec would).
+  static void Record(const std::string& id, const std::string& user) {
+    auto stub = AuditStub();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto stream = stub->Record(&ctx);
+    ASSERT_TRUE(stream->Write(CommandRequest(id, user, id)));
     podgate::audit::v1::RecordResponse ack;
     ASSERT_TRUE(stream->Read(&ack));
     EXPECT_EQ(ack.ack().ids_size(), 1);
@@ -199,8 +211,7 @@ class EdgeAuditFollowTest : public ::testing::Test {
   // Records `n` events of `user` on one stream, each with a command line of `line_bytes`.
   static void RecordMany(const std::string& prefix, const std::string& user, int n,
                          size_t line_bytes) {
-    auto stub = podgate::audit::v1::AuditService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", stack_->audit_port()), grpc::InsecureChannelCredentials()));
+    auto stub = AuditStub();
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     auto stream = stub->Record(&ctx);
@@ -214,21 +225,7 @@ class EdgeAuditFollowTest : public ::testing::Test {
     });
     const std::string padding(line_bytes, 'x');
     for (int i = 0; i < n; ++i) {
-      podgate::audit::v1::RecordRequest request;
-      auto* e = request.mutable_event();
-      e->set_id(absl::StrCat(prefix, "-", i));
-      e->mutable_time()->set_seconds(absl::ToUnixSeconds(absl::Now()));
-      e->set_kind(podgate::common::v1::EVENT_KIND_COMMAND_REQUEST);
-      e->set_source_service("exec");
-      e->set_session_id("s-" + user);
-      e->mutable_principal()->set_user(user);
-      e->mutable_target()->set_namespace_("demo");
-      e->mutable_target()->set_pod("web-1");
-      e->mutable_target()->set_container("app");
-      e->mutable_command_request()->set_line("echo " + padding);
-      e->mutable_command_request()->add_argv("echo");
-      e->mutable_command_request()->add_argv(padding);
-      if (!stream->Write(request)) {
+      if (!stream->Write(CommandRequest(absl::StrCat(prefix, "-", i), user, padding))) {
         break;
       }
     }
