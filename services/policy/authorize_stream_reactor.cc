@@ -111,6 +111,7 @@ void AuthorizeStreamReactor::OnWriteDone(bool ok) {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     if (ok) {
+      wrote_first_ = true;
       queue_.pop_front();
     } else {
       // The client is gone; nothing more can be delivered.
@@ -145,9 +146,13 @@ AuthorizeStreamReactor::Step AuthorizeStreamReactor::NextLocked() {
     writing_ = true;
     step.kind = Step::kWrite;
     step.write = &queue_.front();  // stays put: the deque only grows at the back meanwhile
-    if (queue_.size() > 1) {
+    if (queue_.size() > 1 && wrote_first_) {
       // More follows at once (its write starts when this one completes), so this answer may
       // wait in gRPC's buffer and leave in the same socket write; the last of a run never does.
+      // Never the stream's first write: it carries the response headers, and gRPC does not
+      // start a socket write for headers batched with a buffered message, nor complete the
+      // write before the headers are sent, so the stream would wait for a socket write that
+      // only some unrelated traffic on the connection would cause.
       step.options.set_buffer_hint();
     }
     return step;

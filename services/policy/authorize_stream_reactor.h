@@ -114,6 +114,8 @@ class AuthorizeStreamReactor final
   std::deque<podgate::policy::v1::AuthorizeStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
   bool pumping_ ABSL_GUARDED_BY(mu_) = false;  // a thread is making the gRPC calls
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // The first write (with the response headers) has completed: later ones may be buffered.
+  bool wrote_first_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = true;  // a read is in flight
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;    // a write failed: the client is gone
