@@ -595,7 +595,11 @@ TEST_F(SsoTest, AnOpenTerminalSessionOutlivesTheIdTokenItOpenedWith) {
   ASSERT_TRUE((*ws)->Write(R"({"type":"command","id":"r1","line":"echo renewed"})", false).ok());
   auto out = (*ws)->Read(absl::Seconds(10));
   ASSERT_TRUE(out.ok()) << out.status();
-  EXPECT_EQ(out->data, std::string("\x01", 1) + "renewed\n");
+  // On failure, when each end was and what the renewal said (a TSan run once saw edge close the
+  // session as expired here).
+  EXPECT_EQ(out->data, std::string("\x01", 1) + "renewed\n")
+      << "signed in at " << absl::FormatTime(signed_in) << ", now " << absl::FormatTime(absl::Now())
+      << "; refresh answered " << r.body << "; renewal answered " << renewed->data;
 
   // Another user's credential does not take over the session.
   Session other = SignIn("sre");
