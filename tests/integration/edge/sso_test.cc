@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "auth/base64url.h"
 #include "crypto/aead.h"
 #include "crypto/sha256.h"
@@ -71,7 +72,7 @@ constexpr char kSecret[] = "podgate-sso-test-secret";
 // The issuer a mixed-up ID token names.
 constexpr char kOtherIssuer[] = "https://other-idp.test";
 // ID tokens live 3 s (the verifiers allow 1 s of skew): refresh is needed within a test.
-constexpr int kIdTokenSeconds = 3;
+constexpr int kIdTokenSeconds = 5;
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path);
@@ -557,9 +558,28 @@ TEST_F(SsoTest, RefreshOutlivesAShortIdTokenWithoutSigningInAgain) {
   EXPECT_THAT(none.body, HasSubstr("no single sign-on session"));
 }
 
+// When a JWT expires (its `exp`; the provider rounds it down to the second).
+absl::Time ExpiryOf(const std::string& jwt) {
+  const std::vector<std::string> parts = absl::StrSplit(jwt, '.');
+  if (parts.size() != 3) {
+    return absl::InfinitePast();
+  }
+  const std::optional<std::string> payload = auth::Base64UrlDecode(parts[1]);
+  const nlohmann::json claims =
+      nlohmann::json::parse(payload.value_or(""), nullptr, /*allow_exceptions=*/false);
+  if (!claims.is_object() || !claims.contains("exp") || !claims["exp"].is_number_integer()) {
+    return absl::InfinitePast();
+  }
+  return absl::FromUnixSeconds(claims["exp"].get<int64_t>());
+}
+
 TEST_F(SsoTest, AnOpenTerminalSessionOutlivesTheIdTokenItOpenedWith) {
   const absl::Time signed_in = absl::Now();
   Session s = SignIn("developer");
+  // Timed from the token's own end, not from the sign-in: the provider rounds `exp` down, and
+  // a slow machine (TSan) makes the sign-in, the refresh and the command take their time.
+  const absl::Time first_end = ExpiryOf(s.token);
+  ASSERT_GT(first_end, signed_in) << s.token;
   http::ClientOptions o;
   o.port = static_cast<uint16_t>(edge_port_->port());
   o.headers = {{"Origin", EdgeOrigin()}, {"Cookie", "podgate_token=" + s.token}};
@@ -577,7 +597,8 @@ TEST_F(SsoTest, AnOpenTerminalSessionOutlivesTheIdTokenItOpenedWith) {
 
   // Late in the first token's life the page refreshes; the ticket from /auth/refresh renews
   // the open session at edge and exec.
-  absl::SleepFor(signed_in + absl::Seconds(kIdTokenSeconds - 1) - absl::Now());
+  // 1.5 s before the first token ends: the refreshed one ends at least 2.5 s after it.
+  absl::SleepFor(first_end - absl::Seconds(1.5) - absl::Now());
   http::ClientResponse r = Edge("POST", "/auth/refresh", {{"podgate_refresh", s.refresh}});
   ASSERT_EQ(r.status, 200) << r.body;
   const std::string ticket = nlohmann::json::parse(r.body).value("renew_ticket", "");
@@ -591,7 +612,7 @@ TEST_F(SsoTest, AnOpenTerminalSessionOutlivesTheIdTokenItOpenedWith) {
 
   // Past the first token's end (when edge and exec would have closed the session), it still
   // runs commands.
-  absl::SleepFor(signed_in + absl::Seconds(kIdTokenSeconds + 0.5) - absl::Now());
+  absl::SleepFor(first_end + absl::Seconds(0.3) - absl::Now());
   ASSERT_TRUE((*ws)->Write(R"({"type":"command","id":"r1","line":"echo renewed"})", false).ok());
   auto out = (*ws)->Read(absl::Seconds(10));
   ASSERT_TRUE(out.ok()) << out.status();
