@@ -15,9 +15,11 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "audit/export/sink.h"
 #include "audit/export/syslog_format.h"
@@ -172,7 +174,38 @@ class SyslogSinkTest : public ::testing::Test {
       absl::SleepFor(absl::Milliseconds(20));
     }
     ASSERT_TRUE(missing.empty()) << missing.size() << " sequences are missing, the first "
-                                 << missing.front();
+                                 << missing.front() << "; " << rsyslog_->CountMessages()
+                                 << " messages received; rsyslogd's log:\n"
+                                 << absl::StrJoin(rsyslog_->Log(), "\n");
+  }
+
+  // Whether a delivery to `port` is blocked: the connection's receiving end holds unread bytes,
+  // the sending end has bytes the receiver has not acknowledged, and neither changes for
+  // 200 ms (up to 30 s).
+  static bool WaitUntilBlocked(int port) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    std::pair<uint64_t, uint64_t> last{0, 0};
+    int steady = 0;
+    while (absl::Now() < deadline) {
+      std::pair<uint64_t, uint64_t> now{0, 0};
+      for (const podgate::testing::LoopbackTcpSocket& s : podgate::testing::LoopbackTcpSockets()) {
+        if (s.state != podgate::testing::kTcpEstablished) {
+          continue;
+        }
+        if (s.local_port == port) {
+          now.first += s.rx_queue;
+        } else if (s.remote_port == port) {
+          now.second += s.tx_queue;
+        }
+      }
+      steady = now.first > 0 && now.second > 0 && now == last ? steady + 1 : 0;
+      if (steady >= 10) {
+        return true;
+      }
+      last = now;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
   }
 
   // A batch whose record 2 has a command line with newlines, ']', '"', '\' and non-ASCII, and
@@ -349,8 +382,12 @@ TEST_F(SyslogSinkTest, RestartDuringABatchLosesNothing) {
   ASSERT_TRUE(rsyslog_->Freeze().ok());
   std::vector<ExportItem> big = Batch(11, 3000);
   auto first_try = std::async(std::launch::async, [&] { return sink->Deliver(big).status; });
-  ASSERT_EQ(first_try.wait_for(std::chrono::milliseconds(500)), std::future_status::timeout)
-      << "the batch should not fit in the socket buffers";
+  // The restart must come while the batch is on the way: once rsyslogd's socket has taken all
+  // it will (its receive queue stops growing) and the sink still has bytes it does not
+  // acknowledge. A fixed pause is not enough: on a loaded machine, formatting the batch can
+  // outlast the restart, and the batch then goes to the new rsyslogd in one piece.
+  ASSERT_TRUE(WaitUntilBlocked(rsyslog_->tcp_port())) << "the batch fits in the socket buffers";
+  ASSERT_EQ(first_try.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
   ASSERT_TRUE(rsyslog_->Restart(/*kill=*/true).ok());
   absl::Status s = first_try.get();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;

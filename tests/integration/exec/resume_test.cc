@@ -116,6 +116,8 @@ class ExecResumeTest : public ::testing::Test {
   static double Sample(const std::string& sample) {
     return testing::MetricSample(stack_->exec_metrics_port(), sample);
   }
+  // exec's count of the output it took from commands' stdout.
+  static constexpr char kStdoutBytes[] = "podgate_exec_output_bytes_total{channel=\"stdout\"}";
   // A counter's value; 0 before its first sample appears.
   static double Count(const std::string& sample) { return std::max(0.0, Sample(sample)); }
   // The session's SESSION_CLOSE records, once audit has them (up to 10 s).
@@ -157,12 +159,19 @@ TEST_F(ExecResumeTest, ACommandRunsOnWhileItsClientIsAwayAndWhatItMissedIsReplay
   ASSERT_TRUE(got.ReadUntil(
       *first, [](const Received& r) { return r.output.find("line-2\n") != std::string::npos; }));
   // The client's connection drops mid-command; the command runs on without it.
+  const double stdout_at_break = Count(kStdoutBytes);
   first.reset();
   for (int i = 0; i < 100 && Sample("podgate_exec_sessions_detached") != 1; ++i) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_EQ(Sample("podgate_exec_sessions_detached"), 1);
-  absl::SleepFor(absl::Seconds(1));  // lines written meanwhile wait for the client
+  // A line written after the break waits for the client. Waiting for one (exec's count of the
+  // command's output grows) rather than a fixed pause keeps the resume well inside the 3 s
+  // grace on a loaded machine.
+  for (int i = 0; i < 100 && Count(kStdoutBytes) <= stdout_at_break; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GT(Count(kStdoutBytes), stdout_at_break) << "no line was written after the break";
 
   SessionClient second(stack_->exec_port());
   auto resumed = second.Resume(token, ready->session_id(), ready->resume_token(), got.last_seq,
@@ -341,9 +350,16 @@ TEST_F(ExecResumeTest, OutputTheReplayBufferNoLongerHoldsIsCountedAsLost) {
   auto ready = first->Open(token, "team", "app-1");
   ASSERT_TRUE(ready.ok()) << ready.status();
   // The client reads nothing more: exec writes until the stream's flow control stops it, far
-  // more than the 4096 bytes it keeps for a resume.
+  // more than the 4096 bytes it keeps for a resume. The break comes once exec has taken at
+  // least 64 KiB of the output from the pod (a fixed pause is not enough: on a loaded machine
+  // the command may not have started yet, and then nothing is lost).
+  const double stdout_before = Count(kStdoutBytes);
   first->Command(absl::StrCat("head -c ", kBytes, " /dev/zero"), "zeros");
-  absl::SleepFor(absl::Seconds(1));
+  for (int i = 0; i < 1000 && Count(kStdoutBytes) < stdout_before + 64 * 1024; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GE(Count(kStdoutBytes), stdout_before + 64 * 1024)
+      << "exec took less than 64 KiB of the command's output in 20 s";
   first.reset();
   SessionClient second(stack_->exec_port());
   auto resumed = second.Resume(token, ready->session_id(), ready->resume_token());
