@@ -1,5 +1,6 @@
 #include "support/subprocess.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -244,6 +245,44 @@ absl::StatusOr<int> Subprocess::WaitExit(absl::Duration timeout) {
     }
     absl::SleepFor(absl::Milliseconds(10));
   }
+}
+
+std::vector<pid_t> ProcessesWithArgv(const std::vector<std::string>& argv) {
+  const std::string want = absl::StrJoin(argv, std::string(1, '\0')) + std::string(1, '\0');
+  std::vector<pid_t> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) {
+    return pids;
+  }
+  while (dirent* e = readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') {
+      continue;
+    }
+    if (ReadProcFile(absl::StrCat("/proc/", e->d_name, "/cmdline")) != want) {
+      continue;
+    }
+    // "pid (comm) S ...": the comm may hold spaces and ')'.
+    const std::string stat = ReadProcFile(absl::StrCat("/proc/", e->d_name, "/stat"));
+    const size_t close = stat.rfind(')');
+    const bool zombie =
+        close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+    if (!zombie) {
+      pids.push_back(static_cast<pid_t>(std::stol(e->d_name)));
+    }
+  }
+  closedir(proc);
+  return pids;
+}
+
+bool WaitForProcesses(const std::vector<std::string>& argv, int count, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (static_cast<int>(ProcessesWithArgv(argv).size()) < count) {
+    if (absl::Now() >= deadline) {
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
 }
 
 }  // namespace podgate::testing

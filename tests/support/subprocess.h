@@ -1,5 +1,6 @@
 // Runs a podgate binary as a child process for integration tests: arguments and environment
-// given, stderr (the JSON log) read line by line, signals and exit status observed.
+// given, stderr (the JSON log) read line by line, signals and exit status observed; and the
+// processes of the machine found by their argv.
 #pragma once
 
 #include <sys/types.h>
@@ -80,5 +81,13 @@ class Subprocess {
 // A process that exits while its file is read makes read() fail with ESRCH: that is "gone",
 // never an exception (a std::istreambuf_iterator over an ifstream throws there).
 std::string ReadProcFile(const std::string& path);
+
+// Processes on this machine, zombies aside, whose argv is exactly `argv` (kubesim's containers
+// are real processes: a test sees a command start or end here).
+std::vector<pid_t> ProcessesWithArgv(const std::vector<std::string>& argv);
+
+// Waits up to `timeout` until `count` such processes run; whether they do.
+bool WaitForProcesses(const std::vector<std::string>& argv, int count,
+                      absl::Duration timeout = absl::Seconds(20));
 
 }  // namespace podgate::testing

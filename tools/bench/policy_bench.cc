@@ -30,6 +30,7 @@
 //
 // Exit status: 0 when every run ran and every answer was right, 1 when something failed (the
 // server did not start, an RPC failed, a wrong decision), 2 on a usage error.
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,8 +63,13 @@
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "podgate/policy/v1/policy.grpc.pb.h"
+#include "policy/authorizer.h"
+#include "policy/policy_metrics.h"
+#include "policy/policy_store.h"
+#include "prometheus/registry.h"
 #include "report.h"
 #include "runtime/flags.h"
+#include "runtime/log.h"
 #include "stream_floor_server.h"
 #include "support/subprocess.h"
 
@@ -99,7 +105,9 @@ ABSL_FLAG(std::string, stream_floor_bin, PODGATE_STREAM_FLOOR_BIN,
           "policy-server (AuthorizeStream with no decision), the stream ceiling. Empty: not "
           "run.");
 ABSL_FLAG(std::string, policy_file, PODGATE_EXAMPLE_POLICY, "The policy document served.");
-ABSL_FLAG(std::string, policy_log_level, "info", "podgate-policy's --log_level. Default info.");
+ABSL_FLAG(std::string, policy_log_level, "info",
+          "podgate-policy's --log_level: info or debug (the benchmark reads the server's "
+          "info line that says where it serves). Default info.");
 ABSL_FLAG(absl::Duration, pause_before, absl::ZeroDuration(),
           "Sleep this long after podgate-policy is serving and before the runs (e.g. to attach "
           "perf to the pid it prints). Default 0.");
@@ -661,6 +669,64 @@ absl::StatusOr<size_t> MeanAnswerBytes(PolicyService::Stub* stub,
   return (total + mix.size() / 2) / mix.size();
 }
 
+// The decision alone: podgate-policy's Authorizer (the policy version in force, the
+// evaluation, the rate limits, the metrics, and a denial's log line, built and handed to a
+// logger that drops it) on the same mix, on one thread of this process, with no gRPC. Each
+// answer is checked as over gRPC. The server's CPU per unary Authorize minus this and minus a
+// Health/Check call's is what the service's RPC handling adds to a decision.
+struct InProcessResult {
+  int64_t decisions = 0;
+  double cpu_us_per_decision = 0;
+};
+
+double ThreadCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
+absl::StatusOr<InProcessResult> MeasureInProcess(const std::string& policy_file,
+                                                 const std::vector<Question>& mix,
+                                                 absl::Duration warmup, absl::Duration duration) {
+  // The service logs at info: denials are logged, allowances are not built (log_allowed false).
+  log::InitForTest(
+      "policy", log::Level::kInfo, [](std::string_view, void*) {}, nullptr);
+  prometheus::Registry registry;
+  policy::PolicyMetrics metrics(registry);
+  policy::PolicyStore store(&metrics, nullptr);
+  if (absl::Status s = store.LoadFile(policy_file); !s.ok()) {
+    return s;
+  }
+  const policy::Authorizer authorizer(&store, &metrics, /*log_allowed=*/false);
+  InProcessResult result;
+  size_t next = 0;
+  const auto run = [&](absl::Duration length, int64_t* decisions) -> absl::Status {
+    const absl::Time end = absl::Now() + length;
+    while (absl::Now() < end) {
+      for (int i = 0; i < 256; ++i) {  // between clock reads
+        const Question& q = mix[next++ % mix.size()];
+        const AuthorizeResponse answer = authorizer.Authorize(q.request);
+        if (std::optional<std::string> wrong = WrongAnswer(q, answer)) {
+          return absl::InternalError(absl::StrCat("in process: ", *wrong));
+        }
+      }
+      *decisions += 256;
+    }
+    return absl::OkStatus();
+  };
+  int64_t ignored = 0;
+  if (absl::Status s = run(warmup, &ignored); !s.ok()) {
+    return s;
+  }
+  const double cpu_before = ThreadCpuSeconds();
+  if (absl::Status s = run(duration, &result.decisions); !s.ok()) {
+    return s;
+  }
+  result.cpu_us_per_decision =
+      1e6 * (ThreadCpuSeconds() - cpu_before) / static_cast<double>(result.decisions);
+  return result;
+}
+
 int Main() {
   const bool quick = absl::GetFlag(FLAGS_quick);
   absl::StatusOr<std::vector<Config>> parsed = ParseConfigs();
@@ -674,6 +740,14 @@ int Main() {
   const int rounds = quick ? 1 : absl::GetFlag(FLAGS_rounds);
   const absl::Duration duration = quick ? absl::Milliseconds(1500) : absl::GetFlag(FLAGS_duration);
   const absl::Duration warmup = quick ? absl::Milliseconds(500) : absl::GetFlag(FLAGS_warmup);
+  const std::string log_level = absl::GetFlag(FLAGS_policy_log_level);
+  if (log_level != "info" && log_level != "debug") {
+    std::fprintf(stderr,
+                 "podgate-bench-policy: --policy_log_level must be info or debug, not '%s': the "
+                 "benchmark reads podgate-policy's info line that says where it serves\n",
+                 log_level.c_str());
+    return 2;
+  }
   if (channels < 1 || channels > 64 || rounds < 1 || duration <= absl::ZeroDuration() ||
       warmup < absl::ZeroDuration()) {
     std::fprintf(stderr,
@@ -864,6 +938,47 @@ int Main() {
   }
   if (answer_bytes > 0) {
     report.Metric("policy.stream_ceiling.answer_bytes", static_cast<double>(answer_bytes));
+  }
+  // Where a unary Authorize's server CPU goes: an empty call (Health/Check), the decision (in
+  // process), and the rest. The unary configuration compared is the one with as many calls in
+  // flight as the best Health/Check run, else the best unary one.
+  if (best.count("unary") > 0 && best.count("health") > 0) {
+    absl::StatusOr<InProcessResult> in_process =
+        MeasureInProcess(absl::GetFlag(FLAGS_policy_file), mix, warmup, duration);
+    if (!in_process.ok()) {
+      std::fprintf(stderr, "podgate-bench-policy: %s\n",
+                   std::string(in_process.status().message()).c_str());
+      return 1;
+    }
+    const Config* health = best["health"];
+    const Config* unary = best["unary"];
+    for (const Config& c : configs) {
+      if (c.server == 0 && c.mode == "unary" && c.inflight == health->inflight) {
+        unary = &c;
+      }
+    }
+    const auto server_us = [](const Config& c) {
+      return 1e6 * c.totals.server_cpu_s / static_cast<double>(c.totals.decisions);
+    };
+    const double call_us = server_us(*health);
+    const double authorize_us = server_us(*unary);
+    const double decision_us = in_process->cpu_us_per_decision;
+    const double rest_us = authorize_us - call_us - decision_us;
+    Table split("Where a unary Authorize's server CPU goes (us per call)",
+                {"part", "us", "share %"});
+    const auto row = [&](const std::string& part, double us) {
+      split.AddRow({part, Cell(us, 2), Cell(100 * us / authorize_us, 0)});
+    };
+    row(absl::StrCat("an empty call: Health/Check, ", health->Label(), " in flight"), call_us);
+    row(absl::StrCat("the decision: Authorizer in process, one thread, ", in_process->decisions,
+                     " decisions"),
+        decision_us);
+    row("the rest: Authorize's messages and handler beyond an empty call", rest_us);
+    row(absl::StrCat("unary Authorize over gRPC, ", unary->Label(), " in flight"), authorize_us);
+    report.Add(split);
+    report.Metric("policy.decision_in_process.cpu_us", decision_us);
+    report.Metric("policy.unary_split.empty_call_us", call_us);
+    report.Metric("policy.unary_split.rest_us", rest_us);
   }
   report.Note(absl::StrCat(
       "CPU %: utime+stime over the measured time, 100 = one core of ",

@@ -174,31 +174,8 @@ using SessionClient = testing::ExecSession;
 
 int64_t ResidentBytes(pid_t pid) { return testing::ResidentKiB(pid) * 1024; }
 
-// Processes on this machine whose argv is exactly `argv` (kubesim's containers are real).
-std::vector<pid_t> PidsOf(const std::vector<std::string>& argv) {
-  const std::string want = absl::StrJoin(argv, std::string(1, '\0')) + std::string(1, '\0');
-  std::vector<pid_t> pids;
-  DIR* proc = opendir("/proc");
-  while (dirent* e = readdir(proc)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') {
-      continue;
-    }
-    const std::string cmdline =
-        testing::ReadProcFile(absl::StrCat("/proc/", e->d_name, "/cmdline"));
-    std::ifstream stat(absl::StrCat("/proc/", e->d_name, "/stat"));
-    std::string st;
-    std::getline(stat, st);
-    const bool zombie = st.find(") Z") != std::string::npos;
-    if (cmdline == want && !zombie) {
-      pids.push_back(static_cast<pid_t>(std::stol(e->d_name)));
-    }
-  }
-  closedir(proc);
-  return pids;
-}
-
 int CountProcesses(const std::vector<std::string>& argv) {
-  return static_cast<int>(PidsOf(argv).size());
+  return static_cast<int>(testing::ProcessesWithArgv(argv).size());
 }
 
 using testing::AuditRecords;
@@ -252,7 +229,7 @@ TEST_F(ExecTest, AnInterruptStopsOnlyTheProcessItsCommandStarted) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   ASSERT_EQ(CountProcesses(argv), 1) << "the first command did not start";
-  const pid_t first_pid = PidsOf(argv)[0];
+  const pid_t first_pid = testing::ProcessesWithArgv(argv)[0];
   absl::SleepFor(absl::Milliseconds(600));
   second.Command("sleep 333");
   for (int i = 0; i < 100 && CountProcesses(argv) < 2; ++i) {
@@ -267,7 +244,7 @@ TEST_F(ExecTest, AnInterruptStopsOnlyTheProcessItsCommandStarted) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   absl::SleepFor(absl::Milliseconds(1500));  // past the grace period and its SIGKILL
-  std::vector<pid_t> left = PidsOf(argv);
+  std::vector<pid_t> left = testing::ProcessesWithArgv(argv);
   ASSERT_EQ(left.size(), 1u) << "the interrupt stopped both commands, or neither";
   EXPECT_EQ(left[0], first_pid) << "the second user's interrupt stopped the first user's process";
   first.Interrupt();
@@ -1550,7 +1527,7 @@ rules:
   }
 
   static pid_t OnlyPid(const std::vector<std::string>& argv) {
-    std::vector<pid_t> pids = PidsOf(argv);
+    std::vector<pid_t> pids = testing::ProcessesWithArgv(argv);
     EXPECT_EQ(pids.size(), 1u) << absl::StrJoin(argv, " ");
     return pids.empty() ? 0 : pids[0];
   }
@@ -2424,7 +2401,7 @@ TEST_F(KubeClientStreamsTest, EveryStreamIsCountedUntilItsObserverHasExited) {
   EXPECT_EQ(refused->status.code(), absl::StatusCode::kNotFound) << refused->status;
   // The process a closed stream leaves behind is the stop helper's to end (kubelet semantics);
   // the test ends it so that nothing outlives it.
-  for (pid_t pid : PidsOf({"sleep", "71"})) {
+  for (pid_t pid : testing::ProcessesWithArgv({"sleep", "71"})) {
     kill(pid, SIGKILL);
   }
 }

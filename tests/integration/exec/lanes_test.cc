@@ -20,6 +20,7 @@
 #include "support/exec_session.h"
 #include "support/prometheus_text.h"
 #include "support/stack.h"
+#include "support/subprocess.h"
 
 namespace podgate {
 namespace {
@@ -273,8 +274,8 @@ TEST_F(ExecLanesTest, AClientThatSendsPastItsWindowLosesThatLaneAndOnlyThatLane)
   ExecSession flooder(std::move(raw_stream));
   ASSERT_TRUE(flooder.Open(token, "team", "app-1").ok());
   // A command that never reads its stdin; then stdin as raw frames that ignore the window.
-  flooder.Command("sleep 30", "stuck");
-  absl::SleepFor(absl::Milliseconds(500));
+  flooder.Command("sleep 277", "stuck");
+  ASSERT_TRUE(testing::WaitForProcesses({"sleep", "277"}, 1)) << "the command did not start";
   // The lane just opened by `flooder`.
   const uint64_t id = lanes->LastLane();
   pb::SessionsRequest stdin_frame;
@@ -424,9 +425,11 @@ TEST_F(ExecLanesTest, ACancelledLaneOrABrokenStreamIsAClientThatWentAway) {
   auto rg = gone->Open(token, "team", "app-1");
   auto rs = stays.Open(token, "team", "app-1");
   ASSERT_TRUE(rg.ok() && rs.ok());
-  // A command runs when its lane is cancelled: it is stopped, the session closes.
-  gone->Command("sleep 30", "long");
-  absl::SleepFor(absl::Milliseconds(500));
+  // A command runs when its lane is cancelled: it is stopped, the session closes. The lane is
+  // cancelled once the command's process runs (a fixed pause is not enough on a loaded
+  // machine).
+  gone->Command("sleep 429", "long");
+  ASSERT_TRUE(testing::WaitForProcesses({"sleep", "429"}, 1)) << "the command did not start";
   gone.reset();  // cancels the lane
   EXPECT_EQ(CloseReasonOf(rg->session_id()), common::CLOSE_REASON_DISCONNECTED);
   auto results = testing::AuditEventsOf(stack_->audit_port(), rg->session_id(),
