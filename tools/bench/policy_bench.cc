@@ -674,9 +674,12 @@ absl::StatusOr<size_t> MeanAnswerBytes(PolicyService::Stub* stub,
 // logger that drops it) on the same mix, on one thread of this process, with no gRPC. Each
 // answer is checked as over gRPC. The server's CPU per unary Authorize minus this and minus a
 // Health/Check call's is what the service's RPC handling adds to a decision.
+// With `messages`, each question is also parsed from its serialized bytes first and each
+// answer serialized, as the gRPC server does: the difference is the messages' own cost.
 struct InProcessResult {
   int64_t decisions = 0;
   double cpu_us_per_decision = 0;
+  double cpu_us_with_messages = 0;
 };
 
 double ThreadCpuSeconds() {
@@ -699,13 +702,29 @@ absl::StatusOr<InProcessResult> MeasureInProcess(const std::string& policy_file,
   }
   const policy::Authorizer authorizer(&store, &metrics, /*log_allowed=*/false);
   InProcessResult result;
+  std::vector<std::string> serialized;
+  for (const Question& q : mix) {
+    serialized.push_back(q.request.SerializeAsString());
+  }
   size_t next = 0;
-  const auto run = [&](absl::Duration length, int64_t* decisions) -> absl::Status {
+  std::string answer_bytes;
+  const auto run = [&](absl::Duration length, bool messages, int64_t* decisions) -> absl::Status {
     const absl::Time end = absl::Now() + length;
     while (absl::Now() < end) {
       for (int i = 0; i < 256; ++i) {  // between clock reads
-        const Question& q = mix[next++ % mix.size()];
-        const AuthorizeResponse answer = authorizer.Authorize(q.request);
+        const size_t n = next++ % mix.size();
+        const Question& q = mix[n];
+        AuthorizeResponse answer;
+        if (messages) {
+          AuthorizeRequest request;
+          if (!request.ParseFromString(serialized[n])) {
+            return absl::InternalError("in process: a question does not parse");
+          }
+          answer = authorizer.Authorize(request);
+          answer.SerializeToString(&answer_bytes);
+        } else {
+          answer = authorizer.Authorize(q.request);
+        }
         if (std::optional<std::string> wrong = WrongAnswer(q, answer)) {
           return absl::InternalError(absl::StrCat("in process: ", *wrong));
         }
@@ -715,15 +734,23 @@ absl::StatusOr<InProcessResult> MeasureInProcess(const std::string& policy_file,
     return absl::OkStatus();
   };
   int64_t ignored = 0;
-  if (absl::Status s = run(warmup, &ignored); !s.ok()) {
-    return s;
+  for (bool messages : {false, true}) {
+    if (absl::Status s = run(warmup, messages, &ignored); !s.ok()) {
+      return s;
+    }
+    int64_t decisions = 0;
+    const double cpu_before = ThreadCpuSeconds();
+    if (absl::Status s = run(duration, messages, &decisions); !s.ok()) {
+      return s;
+    }
+    const double us = 1e6 * (ThreadCpuSeconds() - cpu_before) / static_cast<double>(decisions);
+    if (messages) {
+      result.cpu_us_with_messages = us;
+    } else {
+      result.cpu_us_per_decision = us;
+      result.decisions = decisions;
+    }
   }
-  const double cpu_before = ThreadCpuSeconds();
-  if (absl::Status s = run(duration, &result.decisions); !s.ok()) {
-    return s;
-  }
-  result.cpu_us_per_decision =
-      1e6 * (ThreadCpuSeconds() - cpu_before) / static_cast<double>(result.decisions);
   return result;
 }
 
@@ -939,9 +966,9 @@ int Main() {
   if (answer_bytes > 0) {
     report.Metric("policy.stream_ceiling.answer_bytes", static_cast<double>(answer_bytes));
   }
-  // Where a unary Authorize's server CPU goes: an empty call (Health/Check), the decision (in
-  // process), and the rest. The unary configuration compared is the one with as many calls in
-  // flight as the best Health/Check run, else the best unary one.
+  // Where a unary Authorize's server CPU goes: an empty call (Health/Check), the decision and
+  // its messages (both in process) and the rest. The unary configuration compared is the one
+  // with as many calls in flight as the best Health/Check run, else the best unary one.
   if (best.count("unary") > 0 && best.count("health") > 0) {
     absl::StatusOr<InProcessResult> in_process =
         MeasureInProcess(absl::GetFlag(FLAGS_policy_file), mix, warmup, duration);
@@ -963,7 +990,8 @@ int Main() {
     const double call_us = server_us(*health);
     const double authorize_us = server_us(*unary);
     const double decision_us = in_process->cpu_us_per_decision;
-    const double rest_us = authorize_us - call_us - decision_us;
+    const double messages_us = std::max(0.0, in_process->cpu_us_with_messages - decision_us);
+    const double rest_us = authorize_us - call_us - decision_us - messages_us;
     Table split("Where a unary Authorize's server CPU goes (us per call)",
                 {"part", "us", "share %"});
     const auto row = [&](const std::string& part, double us) {
@@ -973,11 +1001,13 @@ int Main() {
     row(absl::StrCat("the decision: Authorizer in process, one thread, ", in_process->decisions,
                      " decisions"),
         decision_us);
-    row("the rest: Authorize's messages and handler beyond an empty call", rest_us);
+    row("the messages: parsing the question and serializing the answer, in process", messages_us);
+    row("the rest: what else Authorize costs the server beyond an empty call", rest_us);
     row(absl::StrCat("unary Authorize over gRPC, ", unary->Label(), " in flight"), authorize_us);
     report.Add(split);
     report.Metric("policy.decision_in_process.cpu_us", decision_us);
     report.Metric("policy.unary_split.empty_call_us", call_us);
+    report.Metric("policy.unary_split.messages_us", messages_us);
     report.Metric("policy.unary_split.rest_us", rest_us);
   }
   report.Note(absl::StrCat(
