@@ -670,12 +670,12 @@ absl::StatusOr<size_t> MeanAnswerBytes(PolicyService::Stub* stub,
 }
 
 // The decision alone: podgate-policy's Authorizer (the policy version in force, the
-// evaluation, the rate limits, the metrics, and a denial's log line, built and handed to a
-// logger that drops it) on the same mix, on one thread of this process, with no gRPC. Each
-// answer is checked as over gRPC. The server's CPU per unary Authorize minus this and minus a
-// Health/Check call's is what the service's RPC handling adds to a decision.
-// With `messages`, each question is also parsed from its serialized bytes first and each
-// answer serialized, as the gRPC server does: the difference is the messages' own cost.
+// evaluation, the rate limits, the metrics, and the log lines --policy_log_level asks for,
+// built and handed to a logger that drops them) on the same mix, on one thread of this process,
+// with no gRPC. Each answer is checked as over gRPC. The server's CPU per unary Authorize minus
+// this and minus a Health/Check call's is what the service's RPC handling adds to a decision. With
+// `messages`, each question is also parsed from its serialized bytes first and each answer
+// serialized, as the gRPC server does: the difference is the messages' own cost.
 struct InProcessResult {
   int64_t decisions = 0;
   double cpu_us_per_decision = 0;
@@ -689,18 +689,20 @@ double ThreadCpuSeconds() {
 }
 
 absl::StatusOr<InProcessResult> MeasureInProcess(const std::string& policy_file,
-                                                 const std::vector<Question>& mix,
+                                                 const std::vector<Question>& mix, bool log_allowed,
                                                  absl::Duration warmup, absl::Duration duration) {
-  // The service logs at info: denials are logged, allowances are not built (log_allowed false).
+  // As the server at --policy_log_level: denials are logged at info, allowances at debug (not
+  // built at all unless `log_allowed`).
   log::InitForTest(
-      "policy", log::Level::kInfo, [](std::string_view, void*) {}, nullptr);
+      "policy", log_allowed ? log::Level::kDebug : log::Level::kInfo,
+      [](std::string_view, void*) {}, nullptr);
   prometheus::Registry registry;
   policy::PolicyMetrics metrics(registry);
   policy::PolicyStore store(&metrics, nullptr);
   if (absl::Status s = store.LoadFile(policy_file); !s.ok()) {
     return s;
   }
-  const policy::Authorizer authorizer(&store, &metrics, /*log_allowed=*/false);
+  const policy::Authorizer authorizer(&store, &metrics, log_allowed);
   InProcessResult result;
   std::vector<std::string> serialized;
   for (const Question& q : mix) {
@@ -970,8 +972,8 @@ int Main() {
   // its messages (both in process) and the rest. The unary configuration compared is the one
   // with as many calls in flight as the best Health/Check run, else the best unary one.
   if (best.count("unary") > 0 && best.count("health") > 0) {
-    absl::StatusOr<InProcessResult> in_process =
-        MeasureInProcess(absl::GetFlag(FLAGS_policy_file), mix, warmup, duration);
+    absl::StatusOr<InProcessResult> in_process = MeasureInProcess(
+        absl::GetFlag(FLAGS_policy_file), mix, log_level == "debug", warmup, duration);
     if (!in_process.ok()) {
       std::fprintf(stderr, "podgate-bench-policy: %s\n",
                    std::string(in_process.status().message()).c_str());
