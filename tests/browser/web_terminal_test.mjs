@@ -298,15 +298,24 @@ async function signIn(tok, expectUser) {
   await page.locator('.who', { hasText: expectUser }).waitFor({ timeout: 10000 });
 }
 
+// Picking a namespace may open a session to its first pod before the pod is picked: the status
+// and the prompt seen next can still be that session's. Only the picked target's prompt says
+// its session is open (typing earlier loses keys: "input ignored until the session opens").
 async function pick(namespace, pod) {
   await page.locator('select[name=namespace]').selectOption(namespace);
   await page.locator('select[name=pod]').selectOption(pod);
-  await waitConnected();
+  await waitConnected(`${namespace}/${pod}`);
 }
 
-async function waitConnected() {
+// `target` ("namespace/pod"): the prompt must be that target's.
+async function waitConnected(target = null) {
   await page.locator('.status[data-state=open]').waitFor({ timeout: 15000 });
-  await until('a prompt', async () => (await currentLine()) !== null);
+  await until(target ? `a prompt on ${target}` : 'a prompt', async () => {
+    if ((await currentLine()) === null) return false;
+    if (!target) return true;
+    const t = await termText();
+    return t.slice(t.lastIndexOf('\n') + 1).includes(`@${target}:`);
+  }, 15000);
 }
 
 // Done: the outcome line, any indented hints under it (a denial's), then the next prompt.
