@@ -606,7 +606,7 @@ step('the developer picks a cluster: us-staging lists its own pods and the sessi
   await until('a WebSocket to orders-8e2a71 naming us-staging', () => sockets.some(named), 10000).catch(() => false);
   page.off('websocket', onSocket);
   assert(sockets.some(named), `the WebSocket does not name us-staging: ${sockets}`);
-  await waitConnected();
+  await waitConnected('app-shop/orders-8e2a71');
   const out = await run('free -m');
   assert(/Mem:/.test(out) && /✓ exit 0/.test(out), `free -m in us-staging: ${out}`);
   assert((await termText()).includes('connecting to us-staging: app-shop/orders-8e2a71'),
@@ -722,13 +722,13 @@ step('history recalls commands with ↑/↓, per target', async () => {
   await expectLine('Ctrl+U clears the line', '');
   // Another target has its own history.
   await page.locator('select[name=pod]').selectOption('web-5f6d8');
-  await waitConnected();
+  await waitConnected('app-shop/web-5f6d8');
   await page.locator('.term-host').click();
   await page.keyboard.press('ArrowUp');
   await new Promise((r) => setTimeout(r, 300));
   assert((await currentLine()) === '', `web-5f6d8 has no history yet: ${await currentLine()}`);
   await page.locator('select[name=pod]').selectOption('orders-7d4b9c');
-  await waitConnected();
+  await waitConnected('app-shop/orders-7d4b9c');
 });
 
 step('several targets at once: each tab keeps its own terminal, output and running command', async () => {
@@ -747,7 +747,7 @@ step('several targets at once: each tab keeps its own terminal, output and runni
   await page.locator('.running-line', { hasText: 'running sleep 3' }).waitFor({ timeout: 5000 });
   // Picking another pod opens a tab beside the one that ran commands.
   await page.locator('select[name=pod]').selectOption('web-5f6d8');
-  await waitConnected();
+  await waitConnected('app-shop/web-5f6d8');
   assert((await web.getAttribute('aria-current')) === 'true', 'the web tab is not the current one');
   assert(!/Full thread dump/.test(await termText()), 'the web terminal shows the orders output');
   assert(await page.locator('.running-line').isHidden(), 'the running line shows another tab\'s command');
