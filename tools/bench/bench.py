@@ -75,10 +75,16 @@ GOALS = [
 # fill). For unary Authorize: grpc.health.v1.Health/Check on the same policy server from the same
 # client, the lightest unary call that server answers. For AuthorizeStream: the same streams
 # against podgate-bench-stream-floor's policy server, podgate-policy's stream with no decision.
+# For 256 strict writers with a stream each, two ceilings: the store alone, and the shape alone
+# (the same 256 streams against a store that keeps nothing); the lower one binds. A goal's entry
+# is one (metric, what) pair or a list of them: for a ">=" goal the lowest measured one is shown,
+# for a "<=" goal the highest.
 STORE_ALONE = "the store alone"
+SHAPE_ALONE = ("audit.no_store.strict.w256.records_per_s",
+               "the same 256 streams against a store that keeps nothing")
 LIMITS = {
     "audit.sqlite.strict.w256.records_per_s":
-        ("audit.sqlite.store_alone.b256.records_per_s", STORE_ALONE),
+        [("audit.sqlite.store_alone.b256.records_per_s", STORE_ALONE), SHAPE_ALONE],
     "audit.sqlite.strict_client.w256.records_per_s":
         ("audit.sqlite.store_alone.b256.records_per_s", STORE_ALONE),
     "audit.sqlite.pipelined.records_per_s":
@@ -86,7 +92,7 @@ LIMITS = {
     "audit.sqlite.pipelined_batched.records_per_s":
         ("audit.sqlite.store_alone.b1024.records_per_s", STORE_ALONE),
     "audit.postgres.strict.w256.records_per_s":
-        ("audit.postgres.store_alone.b256.records_per_s", STORE_ALONE),
+        [("audit.postgres.store_alone.b256.records_per_s", STORE_ALONE), SHAPE_ALONE],
     "audit.postgres.strict_client.w256.records_per_s":
         ("audit.postgres.store_alone.b256.records_per_s", STORE_ALONE),
     "policy.unary.decisions_per_s":
@@ -109,6 +115,16 @@ LIMITS = {
     "sessions.exec.kib_per_session":
         ("sessions.grpc_stream_floor.server_kib", "an idle gRPC stream alone, server"),
 }
+
+
+def binding_limit(metrics, metric, op):
+    """The goal's measured limit that binds, and what it is; (None, "") when none was measured."""
+    entry = LIMITS.get(metric, [])
+    candidates = [(metrics[m], what) for m, what in ([entry] if isinstance(entry, tuple) else entry)
+                  if metrics.get(m) is not None]
+    if not candidates:
+        return None, ""
+    return (min if op == ">=" else max)(candidates, key=lambda c: c[0])
 
 
 def machine():
@@ -186,8 +202,7 @@ def main():
     verdicts = {}
     for metric, op, goal, what in GOALS:
         value = results["metrics"].get(metric)
-        limit_metric, limit_what = LIMITS.get(metric, ("", ""))
-        limit = results["metrics"].get(limit_metric)
+        limit, limit_what = binding_limit(results["metrics"], metric, op)
         if value is None:
             met = "not measured"
         elif args.quick:

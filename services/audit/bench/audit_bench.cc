@@ -13,7 +13,10 @@
 // --pipelined_batch events per message (RecordRequest.batch), as exec's audit client sends what
 // queued behind its previous message. The store alone: Store::Append of batches of
 // --store_batches events from one thread, no gRPC and no writer, the rate the service's ingest
-// cannot pass on this machine with the store's schema (its indexes, its chain hashing).
+// cannot pass on this machine with the store's schema (its indexes, its chain hashing). The
+// shape alone: --shape_writers strict writers with a stream each against a store that keeps
+// nothing (Append returns at once), the rate that shape cannot pass whatever the store (gRPC, the
+// writer's queue, an ack message per record).
 //
 // The service runs in process over a loopback socket; the client is gRPC's callback API (one
 // reactor per writer on gRPC's own threads), so 256 writers do not cost 512 client threads.
@@ -86,6 +89,10 @@ ABSL_FLAG(bool, without_query_indexes, false,
           "Drop the records table's query indexes (those of Query's filters and retention; the "
           "unique ones an append checks stay) from each fresh database before its run: what "
           "the indexes cost ingest. A measurement only: never on a database in use.");
+ABSL_FLAG(int, shape_writers, 256,
+          "Strict writers, a stream each, of the run against a store that keeps nothing: what "
+          "that shape can reach without a store, the limit of the rows with a stream per "
+          "writer (0: no such run).");
 ABSL_FLAG(std::string, postgres_url, "",
           "An existing PostgreSQL database to use for every run (records accumulate in chain "
           "\"bench\"); empty starts a temporary server with a fresh database per run.");
@@ -405,10 +412,90 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRunStore(const std::string& url) {
   return store;
 }
 
+// The store of the shape-alone run: keeps nothing. Append advances the chain's head and
+// returns at once, so what is measured is the rest of the ingest path (gRPC, the writer's queue
+// and its commit loop, the acks). Only what the writer and the Record RPC call is answered.
+class NoStore final : public Store {
+ public:
+  absl::StatusOr<ChainHead> LoadHead(const std::string& chain_id) override {
+    ChainHead head;
+    head.chain_id = chain_id;
+    return head;
+  }
+  absl::Status Append(ChainHead* head,
+                      const std::vector<const podgate::common::v1::AuditEvent*>& events,
+                      int64_t /*stored_time_us*/) override {
+    head->sequence += static_cast<int64_t>(events.size());
+    return absl::OkStatus();
+  }
+  absl::Status CheckWritable(const std::string& /*chain_id*/) override { return absl::OkStatus(); }
+  absl::StatusOr<QueryPage> Query(const v1::QueryRequest& /*request*/) override {
+    return Unsupported();
+  }
+  absl::StatusOr<std::vector<std::string>> ListChains() override { return Unsupported(); }
+  absl::StatusOr<Checkpoint> GetCheckpoint(const std::string& /*chain_id*/) override {
+    return Unsupported();
+  }
+  absl::Status ScanChain(const std::string& /*chain_id*/,
+                         const std::function<bool(const StoredRow&)>& /*visit*/) override {
+    return Unsupported();
+  }
+  absl::StatusOr<int64_t> DeleteBefore(int64_t /*cutoff_us*/, const CutSigner& /*sign*/) override {
+    return Unsupported();
+  }
+  absl::StatusOr<std::string> HashAt(const std::string& /*chain_id*/,
+                                     int64_t /*sequence*/) override {
+    return Unsupported();
+  }
+  absl::StatusOr<std::vector<std::string>> CheckIntegrity(std::string* /*note*/) override {
+    return Unsupported();
+  }
+  absl::StatusOr<std::vector<ExportChain>> ListExportChains() override { return Unsupported(); }
+  absl::StatusOr<std::vector<StoredRow>> ReadChainAfter(const std::string& /*chain_id*/,
+                                                        int64_t /*after_sequence*/,
+                                                        int /*limit*/) override {
+    return Unsupported();
+  }
+  absl::StatusOr<std::map<std::string, int64_t>> LoadExportCursors(
+      const std::string& /*sink*/) override {
+    return Unsupported();
+  }
+  absl::StatusOr<ExportLease> AcquireExportLease(const std::string& /*sink*/,
+                                                 const std::string& /*owner*/,
+                                                 absl::Duration /*ttl*/) override {
+    return Unsupported();
+  }
+  absl::Status ReleaseExportLease(const std::string& /*sink*/,
+                                  const std::string& /*owner*/) override {
+    return Unsupported();
+  }
+  absl::Status AdvanceExportCursors(
+      const std::string& /*sink*/, const std::string& /*owner*/, int64_t /*epoch*/,
+      const std::vector<std::pair<std::string, int64_t>>& /*cursors*/) override {
+    return Unsupported();
+  }
+  std::string kind() const override { return "none"; }
+
+ private:
+  static absl::Status Unsupported() {
+    return absl::UnimplementedError("the benchmark's shape-alone store keeps nothing");
+  }
+};
+
+// The store of the URL (its query indexes dropped with --without_query_indexes), or, for an
+// empty URL, a NoStore.
+absl::StatusOr<std::unique_ptr<Store>> OpenRunStoreOrNone(const std::string& url) {
+  if (url.empty()) {
+    return std::make_unique<NoStore>();
+  }
+  return OpenRunStore(url);
+}
+
+// `url` empty: against a NoStore.
 absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int batch,
                               bool through_client, int connections, absl::Duration duration,
                               int run_id) {
-  absl::StatusOr<std::unique_ptr<Store>> store = OpenRunStore(url);
+  absl::StatusOr<std::unique_ptr<Store>> store = OpenRunStoreOrNone(url);
   if (!store.ok()) {
     return store.status();
   }
@@ -548,6 +635,7 @@ struct Config {
   int window;
   int batch;                    // events per message, at most
   bool through_client = false;  // strict writers sharing one clients::AuditClient
+  bool no_store = false;        // against a NoStore, once per round (not per store)
   bool strict() const { return window == 1; }
   bool store_alone() const { return window == 0; }  // RunStoreAlone, batches of `batch`
 };
@@ -584,12 +672,15 @@ class Databases {
   std::vector<std::unique_ptr<testing::TempDir>> dirs_;
 };
 
+// The shape-alone run's side, in place of a store's.
+constexpr char kNoStore[] = "no_store";
+
 std::string MetricStore(const std::string& kind) {
   return kind == "postgresql" ? "postgres" : kind;
 }
 
 std::string StoreTitle(const std::string& kind) {
-  return kind == "postgresql" ? "PostgreSQL" : "SQLite";
+  return kind == "postgresql" ? "PostgreSQL" : kind == kNoStore ? "no store" : "SQLite";
 }
 
 double Median(std::vector<double> v) {
@@ -706,6 +797,16 @@ int Main() {
   for (int n : store_batches) {
     configs.push_back({absl::StrCat("store_alone.b", n), 1, 0, n});
   }
+  const int shape_writers = absl::GetFlag(FLAGS_shape_writers);
+  if (shape_writers < 0 || shape_writers > 4096) {
+    std::fprintf(stderr,
+                 "podgate-audit-bench: --shape_writers must be 0 (no such run) to 4096 (see "
+                 "--help)\n");
+    return 2;
+  }
+  if (shape_writers > 0) {
+    configs.push_back({absl::StrCat("strict.w", shape_writers), shape_writers, 1, 1, false, true});
+  }
 
   bench::Report report("audit", quick);
   report.Note(absl::StrCat(
@@ -729,9 +830,11 @@ int Main() {
   for (const Config& config : configs) {
     absl::Status status = bench::RunInterleaved(rounds, [&] {
       std::vector<std::function<absl::Status(int)>> sides;
-      for (const std::string& kind : stores) {
+      for (const std::string& kind :
+           config.no_store ? std::vector<std::string>{kNoStore} : stores) {
         sides.push_back([&, kind](int /*round*/) -> absl::Status {
-          absl::StatusOr<std::string> url = databases.Next(kind);
+          absl::StatusOr<std::string> url =
+              kind == kNoStore ? absl::StatusOr<std::string>("") : databases.Next(kind);
           if (!url.ok()) {
             return url.status();
           }
@@ -774,7 +877,7 @@ int Main() {
     }
     bench::Table table(title, columns);
     for (const Config& config : configs) {
-      if (config.strict() != strict || config.store_alone()) {
+      if (config.strict() != strict || config.store_alone() || config.no_store) {
         continue;
       }
       std::vector<std::string> row = {absl::StrCat(config.writers),
@@ -809,6 +912,23 @@ int Main() {
   table_for("Audit: strict ingest (each writer waits for its ack), records/s", true);
   if (pipelined_writers > 0) {
     table_for("Audit: pipelined ingest, records/s", false);
+  }
+  for (const Config& config : configs) {
+    if (!config.no_store) {
+      continue;
+    }
+    bench::Table table(
+        "Audit: the shape alone, strict writers with a stream each against a store that keeps "
+        "nothing (the limit of the rows with a stream per writer), records/s",
+        {"writers", "streams", "records/s", "p50 ms", "p99 ms", "batch"});
+    Runs& r = runs[config.name][kNoStore];
+    const double rate = Median(r.records_per_s);
+    report.Metric(absl::StrCat("audit.no_store.", config.name, ".records_per_s"), rate);
+    table.AddRow({absl::StrCat(config.writers), absl::StrCat(config.writers), bench::Cell(rate, 0),
+                  bench::Cell(r.latencies_ms.Percentile(50), 2),
+                  bench::Cell(r.latencies_ms.Percentile(99), 2),
+                  bench::Cell(Median(r.batches), 1)});
+    report.Add(table);
   }
   if (!store_batches.empty()) {
     std::vector<std::string> columns = {"batch"};
