@@ -22,6 +22,9 @@
 namespace podgate::runtime {
 namespace {
 
+// How long one connection attempt to a peer may take (gRPC's GRPC_ARG_MIN_RECONNECT_BACKOFF_MS).
+constexpr int kPeerConnectTimeoutMs = 20000;
+
 using crypto::BioPtr;
 using crypto::X509Ptr;
 using KeyPtr = crypto::EvpPkeyPtr;
@@ -279,8 +282,12 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateServiceChannel(
   // peer was already serving, and every call failed fast meanwhile. The peers are our own
   // services on the cluster network: a connection attempt a second is cheap.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Despite its name, gRPC reads this as the least time one connection attempt may take (its
+  // connect deadline), not a backoff. At 250 ms, a peer slower than that to answer (a TLS
+  // handshake on a loaded node, a replica busy starting) was abandoned on every attempt and
+  // every call failed UNAVAILABLE; a refused connection still fails at once. gRPC's default.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kPeerConnectTimeoutMs);
   if (!options.server_name_override.empty()) {
     args.SetSslTargetNameOverride(options.server_name_override);
   }

@@ -1,7 +1,15 @@
 #include "runtime/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
@@ -335,6 +343,106 @@ TEST_F(ServerTest, PeerChannelsReconnectPromptlyAfterALongOutage) {
   const absl::Duration recovery = absl::Now() - up;
   std::printf("recovered %s after the peer came back\n", absl::FormatDuration(recovery).c_str());
   EXPECT_LT(recovery, absl::Seconds(2));
+}
+
+// A relay on loopback in front of a real server that holds each connection silent for `delay`
+// before passing bytes either way: a peer slow to answer its handshake (a TLS handshake on a
+// loaded node, a replica busy with its start-up).
+class SlowHandshakeRelay {
+ public:
+  SlowHandshakeRelay(int target_port, absl::Duration delay) : target_(target_port), delay_(delay) {
+    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(listener_, 16) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "relay: " << std::strerror(errno);
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    accepter_ = std::thread([this] { Accept(); });
+  }
+  ~SlowHandshakeRelay() {
+    shutdown(listener_, SHUT_RDWR);
+    accepter_.join();
+    close(listener_);
+    for (int fd : fds_) {
+      shutdown(fd, SHUT_RDWR);
+    }
+    for (std::thread& t : pumps_) {
+      t.join();
+    }
+    for (int fd : fds_) {
+      close(fd);
+    }
+  }
+  int port() const { return port_; }
+
+ private:
+  void Accept() {
+    while (true) {
+      const int client = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) {
+        return;  // shut down
+      }
+      const int server = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(target_));
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      fds_.push_back(client);
+      fds_.push_back(server);
+      const absl::Time open_at = absl::Now() + delay_;
+      pumps_.emplace_back([=] { Pump(client, server, open_at); });
+      pumps_.emplace_back([=] { Pump(server, client, open_at); });
+    }
+  }
+  static void Pump(int from, int to, absl::Time open_at) {
+    absl::SleepFor(open_at - absl::Now());
+    char buf[16384];
+    while (true) {
+      const ssize_t n = read(from, buf, sizeof(buf));
+      if (n <= 0 || write(to, buf, static_cast<size_t>(n)) != n) {
+        shutdown(to, SHUT_WR);
+        return;
+      }
+    }
+  }
+
+  const int target_;
+  const absl::Duration delay_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::thread accepter_;
+  // Touched by the accepting thread only until the destructor joins it.
+  std::vector<int> fds_;
+  std::vector<std::thread> pumps_;
+};
+
+// A peer that takes longer than the reconnect backoff to answer a connection is still reached.
+// The backoff (250 ms to 1 s) says when the next attempt starts, not how long one may take:
+// with gRPC's minimum connect timeout set to the same 250 ms, an attempt to a peer that needed
+// more was abandoned, every time, and calls failed UNAVAILABLE ("connection attempt timed out
+// before receiving SETTINGS frame"), as edge's did to a loaded exec.
+TEST_F(ServerTest, PeerChannelsWaitForAPeerSlowToAnswerItsHandshake) {
+  auto server = Server::Start(LocalOptions(), {&echo_}, registry_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  SlowHandshakeRelay relay((*server)->grpc_port(), absl::Milliseconds(1500));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      CreateServiceChannel(absl::StrCat("127.0.0.1:", relay.port()), ChannelTlsOptions{});
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  // A call that does not wait for readiness, as peer calls do, with a 5 s deadline.
+  const auto health = CheckHealth(*channel);
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
 }  // namespace
