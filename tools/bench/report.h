@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -31,9 +32,9 @@
 
 namespace podgate::bench {
 
-// CPU time (user + system) a process has used so far; pid 0 is this process. 0 when it cannot
-// be read.
-inline double CpuSeconds(pid_t pid) {
+// The clock-tick fields of a process's /proc/<pid>/stat (pid 0: this process), counted from
+// field 3 of proc(5) (index 0 is the state); empty when it cannot be read.
+inline std::vector<std::string> StatFields(pid_t pid) {
   std::ifstream in(pid == 0 ? std::string("/proc/self/stat")
                             : absl::StrCat("/proc/", pid, "/stat"));
   std::string line;
@@ -41,19 +42,64 @@ inline double CpuSeconds(pid_t pid) {
   // The command name (field 2) may hold spaces: fields are counted after its ')'.
   const size_t close = line.rfind(')');
   if (close == std::string::npos || close + 2 > line.size()) {
+    return {};
+  }
+  return absl::StrSplit(line.substr(close + 2), ' ');
+}
+
+// The sum of fields [first, last] of proc(5) (1-based, as the manual numbers them) in seconds.
+inline double StatTicksSeconds(const std::vector<std::string>& fields, int first, int last) {
+  double ticks = 0;
+  for (int f = first; f <= last; ++f) {
+    double v = 0;
+    if (static_cast<size_t>(f - 3) >= fields.size() ||
+        !absl::SimpleAtod(fields[static_cast<size_t>(f - 3)], &v)) {
+      return 0;
+    }
+    ticks += v;
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU time (user + system) a process has used so far; pid 0 is this process. 0 when it cannot
+// be read.
+inline double CpuSeconds(pid_t pid) {
+  return StatTicksSeconds(StatFields(pid), 14, 15);  // utime, stime
+}
+
+// CPU time (user + system) of a server made of processes (PostgreSQL's postmaster and its
+// backends): the process itself, its children alive now, and the children it has waited for
+// (cutime, cstime), so a backend that ends between two readings still counts. 0 when the
+// process cannot be read.
+inline double ProcessTreeCpuSeconds(pid_t pid) {
+  const std::vector<std::string> own = StatFields(pid);
+  if (own.empty()) {
     return 0;
   }
-  std::vector<std::string> fields = absl::StrSplit(line.substr(close + 2), ' ');
-  // Fields 14 (utime) and 15 (stime) of proc(5); index 0 here is field 3.
-  if (fields.size() < 13) {
+  double seconds = StatTicksSeconds(own, 14, 17);  // utime, stime, cutime, cstime
+  const std::string parent = absl::StrCat(pid);
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ignored)) {
+    pid_t child = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &child) || child == pid) {
+      continue;
+    }
+    const std::vector<std::string> fields = StatFields(child);
+    if (fields.size() > 1 && fields[1] == parent) {  // field 4, the parent's pid
+      seconds += StatTicksSeconds(fields, 14, 15);
+    }
+  }
+  return seconds;
+}
+
+// This process's CPU time (user + system) so far, to the microsecond (getrusage).
+inline double SelfCpuSeconds() {
+  rusage u{};
+  if (getrusage(RUSAGE_SELF, &u) != 0) {
     return 0;
   }
-  double utime = 0;
-  double stime = 0;
-  if (!absl::SimpleAtod(fields[11], &utime) || !absl::SimpleAtod(fields[12], &stime)) {
-    return 0;
-  }
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 // CPU time (user + system) of this process's children that have ended and been waited for
@@ -132,6 +178,7 @@ class Table {
   Table(std::string title, std::vector<std::string> columns)
       : title_(std::move(title)), columns_(std::move(columns)) {}
 
+  size_t rows() const { return rows_.size(); }
   void AddRow(std::vector<std::string> cells) {
     cells.resize(columns_.size());
     rows_.push_back(std::move(cells));

@@ -14,9 +14,13 @@
 // queued behind its previous message. The store alone: Store::Append of batches of
 // --store_batches events from one thread, no gRPC and no writer, the rate the service's ingest
 // cannot pass on this machine with the store's schema (its indexes, its chain hashing). The
-// shape alone: --shape_writers strict writers with a stream each against a store that keeps
-// nothing (Append returns at once), the rate that shape cannot pass whatever the store (gRPC, the
-// writer's queue, an ack message per record).
+// shape alone: --shape_writers strict writers, with a stream each and then on one audit client,
+// against a store that keeps nothing (Append returns at once), the rate that shape cannot pass
+// whatever the store (gRPC, the writer's queue, the acks). The store at a row's commits: after
+// each strict row of 16 writers or more, the store alone once more, in batches of that row's
+// mean commit on that store (a commit of n records through the writer takes at least what
+// the store takes for n alone, so that rate bounds the row). Every run also measures its CPU per
+// record (this process and, on PostgreSQL, the server's processes) and the cores it kept busy.
 //
 // The service runs in process over a loopback socket; the client is gRPC's callback API (one
 // reactor per writer on gRPC's own threads), so 256 writers do not cost 512 client threads.
@@ -27,6 +31,7 @@
 //
 // Exit status: 0 every run completed, 1 a run failed (a store could not be opened, a stream
 // ended with an error), 2 a usage error.
+#include <sched.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -35,6 +40,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,15 +90,16 @@ ABSL_FLAG(int, connections, 1,
 ABSL_FLAG(std::string, store_batches, "256,1024,4096",
           "Batch sizes of the store-alone runs (Store::Append of a batch from one thread, no "
           "gRPC and no writer: the store's own rate, the ceiling of ingest), comma separated, "
-          "1 to 100000; empty for none.");
+          "1 to 100000; empty for none. (Each strict row of 16 writers or more also gets a "
+          "store-alone run at its own mean commit size.)");
 ABSL_FLAG(bool, without_query_indexes, false,
           "Drop the records table's query indexes (those of Query's filters and retention; the "
           "unique ones an append checks stay) from each fresh database before its run: what "
           "the indexes cost ingest. A measurement only: never on a database in use.");
 ABSL_FLAG(int, shape_writers, 256,
-          "Strict writers, a stream each, of the run against a store that keeps nothing: what "
-          "that shape can reach without a store, the limit of the rows with a stream per "
-          "writer (0: no such run).");
+          "Strict writers of the runs against a store that keeps nothing, with a stream each and "
+          "(unless --client_writers=0) on one audit client: what each shape can reach without a "
+          "store, a limit of the strict rows of the same count and shape (0: no such run).");
 ABSL_FLAG(std::string, postgres_url, "",
           "An existing PostgreSQL database to use for every run (records accumulate in chain "
           "\"bench\"); empty starts a temporary server with a fresh database per run.");
@@ -106,12 +113,41 @@ using podgate::audit::v1::RecordResponse;
 struct RunResult {
   int64_t records = 0;
   double seconds = 0;
+  // CPU time spent over the run (CpuClock): this process (client, service, writer, SQLite) and,
+  // on PostgreSQL, the database server's processes.
+  double cpu_seconds = 0;
   std::vector<double> latencies_ms;
   double mean_batch = 0;
   // Events per Record message sent.
   double per_message = 0;
   double records_per_s() const { return seconds > 0 ? static_cast<double>(records) / seconds : 0; }
+  double cpu_us_per_record() const {
+    return records > 0 ? cpu_seconds * 1e6 / static_cast<double>(records) : 0;
+  }
+  // How many cores the run kept busy on average.
+  double cores_busy() const { return seconds > 0 ? cpu_seconds / seconds : 0; }
 };
+
+// The CPU a run costs: this process's (the client, the service, the writer, SQLite) plus, for
+// a PostgreSQL run, that of the temporary server's processes (its backends and background
+// workers), which share the machine's cores with it.
+struct CpuClock {
+  int postgres_pid = 0;  // 0: no database server to count
+  double Now() const {
+    return bench::SelfCpuSeconds() +
+           (postgres_pid > 0 ? bench::ProcessTreeCpuSeconds(postgres_pid) : 0);
+  }
+};
+
+// The cores this process may run on.
+int UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+    return 1;
+  }
+  return std::max(1, CPU_COUNT(&set));
+}
 
 // One writer: a Record stream keeping up to `window` events in flight until `end`, then
 // half-closing once every event is acked.
@@ -494,7 +530,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRunStoreOrNone(const std::string& url
 // `url` empty: against a NoStore.
 absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int batch,
                               bool through_client, int connections, absl::Duration duration,
-                              int run_id) {
+                              int run_id, const CpuClock& cpu) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenRunStoreOrNone(url);
   if (!store.ok()) {
     return store.status();
@@ -528,6 +564,7 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
   }
   const podgate::common::v1::AuditEvent event = testing::MakeEvent("template");
 
+  const double cpu_start = cpu.Now();
   const absl::Time start = absl::Now();
   if (through_client) {
     RunResult result;
@@ -537,6 +574,7 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
                             start + duration, absl::StrCat("r", run_id, "-c-"), event);
       error = clients.Await();
       result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      result.cpu_seconds = cpu.Now() - cpu_start;
       result.records = clients.acked();
       result.latencies_ms = clients.TakeLatencies();
     }
@@ -565,6 +603,7 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
     }
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.cpu_seconds = cpu.Now() - cpu_start;
   int64_t sent = 0;
   int64_t messages = 0;
   for (auto& stream : streams) {
@@ -592,7 +631,7 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
 // passed. No gRPC, no queue, no acks: what the service's ingest can at most reach with that
 // batch size on this machine and schema.
 absl::StatusOr<RunResult> RunStoreAlone(const std::string& url, int batch, absl::Duration duration,
-                                        int run_id) {
+                                        int run_id, const CpuClock& cpu) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenRunStore(url);
   if (!store.ok()) {
     return store.status();
@@ -611,6 +650,7 @@ absl::StatusOr<RunResult> RunStoreAlone(const std::string& url, int batch, absl:
   RunResult result;
   result.mean_batch = batch;
   int64_t next_id = 0;
+  const double cpu_start = cpu.Now();
   const absl::Time start = absl::Now();
   const absl::Time end = start + duration;
   while (absl::Now() < end) {
@@ -625,6 +665,7 @@ absl::StatusOr<RunResult> RunStoreAlone(const std::string& url, int batch, absl:
     result.records += batch;
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  result.cpu_seconds = cpu.Now() - cpu_start;
   return result;
 }
 
@@ -636,6 +677,8 @@ struct Config {
   int batch;                    // events per message, at most
   bool through_client = false;  // strict writers sharing one clients::AuditClient
   bool no_store = false;        // against a NoStore, once per round (not per store)
+  // A store-alone run whose batch is the mean commit this strict run made on the same store.
+  std::string commit_of = {};
   bool strict() const { return window == 1; }
   bool store_alone() const { return window == 0; }  // RunStoreAlone, batches of `batch`
 };
@@ -665,6 +708,15 @@ class Databases {
   }
   // Removes the SQLite files of finished runs (the PostgreSQL server goes with the object).
   void DropFiles() { dirs_.clear(); }
+  // The temporary PostgreSQL server's process, whose CPU a run on it counts; 0 when there is
+  // none (yet) or the server is --postgres_url's, whose CPU this machine may not even see.
+  int PostgresPid() const {
+    if (pg_ == nullptr) {
+      return 0;
+    }
+    absl::StatusOr<int> pid = pg_->ServerPid();
+    return pid.ok() ? *pid : 0;
+  }
 
  private:
   int count_ = 0;
@@ -698,6 +750,8 @@ struct Runs {
   bench::Samples latencies_ms;
   std::vector<double> batches;
   std::vector<double> per_message;
+  std::vector<double> cpu_us_per_record;
+  std::vector<double> cores_busy;
 };
 
 int Main() {
@@ -797,6 +851,16 @@ int Main() {
   for (int n : store_batches) {
     configs.push_back({absl::StrCat("store_alone.b", n), 1, 0, n});
   }
+  // The store at each group-commit row's own commit size. 256 strict writers do not make
+  // commits of 256: while one commit is synced and acked its writers wait, and the others
+  // fill the next, so commits hold about half the writers.
+  for (size_t c = 0, n = configs.size(); c < n; ++c) {
+    if (configs[c].strict() && configs[c].writers >= 16) {
+      Config at_commit{absl::StrCat("store_at_commit.", configs[c].name), 1, 0, 0};
+      at_commit.commit_of = configs[c].name;
+      configs.push_back(at_commit);
+    }
+  }
   const int shape_writers = absl::GetFlag(FLAGS_shape_writers);
   if (shape_writers < 0 || shape_writers > 4096) {
     std::fprintf(stderr,
@@ -806,6 +870,10 @@ int Main() {
   }
   if (shape_writers > 0) {
     configs.push_back({absl::StrCat("strict.w", shape_writers), shape_writers, 1, 1, false, true});
+    if (absl::GetFlag(FLAGS_client_writers) > 0) {
+      configs.push_back(
+          {absl::StrCat("strict_client.w", shape_writers), shape_writers, 1, 1, true, true});
+    }
   }
 
   bench::Report report("audit", quick);
@@ -819,7 +887,13 @@ int Main() {
       absl::FormatDuration(duration),
       " per store, stores interleaved; records/s is the median round. The store alone = "
       "Store::Append of batches from one thread (no gRPC, no writer): the ceiling of ingest "
-      "on this machine with the store's schema.",
+      "on this machine with the store's schema. The shape alone = the same strict writers "
+      "against a store that keeps nothing. CPU = this process's, plus on PostgreSQL its "
+      "server's processes' (",
+      absl::GetFlag(FLAGS_postgres_url).empty()
+          ? "the temporary server"
+          : "not counted: --postgres_url names a server this benchmark did not start",
+      ").",
       absl::GetFlag(FLAGS_without_query_indexes)
           ? " WITHOUT the records table's query indexes (--without_query_indexes)."
           : ""));
@@ -838,10 +912,20 @@ int Main() {
           if (!url.ok()) {
             return url.status();
           }
+          CpuClock cpu;
+          if (kind == "postgresql") {
+            cpu.postgres_pid = databases.PostgresPid();
+          }
+          int store_batch = config.batch;
+          if (!config.commit_of.empty()) {
+            store_batch = std::max(
+                1, static_cast<int>(std::lround(Median(runs[config.commit_of][kind].batches))));
+          }
           absl::StatusOr<RunResult> r =
-              config.store_alone() ? RunStoreAlone(*url, config.batch, duration, ++run_id)
-                                   : Run(*url, config.writers, config.window, config.batch,
-                                         config.through_client, connections, duration, ++run_id);
+              config.store_alone()
+                  ? RunStoreAlone(*url, store_batch, duration, ++run_id, cpu)
+                  : Run(*url, config.writers, config.window, config.batch, config.through_client,
+                        connections, duration, ++run_id, cpu);
           databases.DropFiles();
           if (!r.ok()) {
             return absl::Status(r.status().code(), absl::StrCat(StoreTitle(kind), " ", config.name,
@@ -851,6 +935,8 @@ int Main() {
           slot.records_per_s.push_back(r->records_per_s());
           slot.batches.push_back(r->mean_batch);
           slot.per_message.push_back(r->per_message);
+          slot.cpu_us_per_record.push_back(r->cpu_us_per_record());
+          slot.cores_busy.push_back(r->cores_busy());
           for (double ms : r->latencies_ms) {
             slot.latencies_ms.Add(ms);
           }
@@ -913,21 +999,24 @@ int Main() {
   if (pipelined_writers > 0) {
     table_for("Audit: pipelined ingest, records/s", false);
   }
-  for (const Config& config : configs) {
-    if (!config.no_store) {
-      continue;
-    }
+  if (shape_writers > 0) {
     bench::Table table(
-        "Audit: the shape alone, strict writers with a stream each against a store that keeps "
-        "nothing (the limit of the rows with a stream per writer), records/s",
+        "Audit: the shape alone, strict writers against a store that keeps nothing (the limit "
+        "of the rows of the same shape), records/s",
         {"writers", "streams", "records/s", "p50 ms", "p99 ms", "batch"});
-    Runs& r = runs[config.name][kNoStore];
-    const double rate = Median(r.records_per_s);
-    report.Metric(absl::StrCat("audit.no_store.", config.name, ".records_per_s"), rate);
-    table.AddRow({absl::StrCat(config.writers), absl::StrCat(config.writers), bench::Cell(rate, 0),
-                  bench::Cell(r.latencies_ms.Percentile(50), 2),
-                  bench::Cell(r.latencies_ms.Percentile(99), 2),
-                  bench::Cell(Median(r.batches), 1)});
+    for (const Config& config : configs) {
+      if (!config.no_store) {
+        continue;
+      }
+      Runs& r = runs[config.name][kNoStore];
+      const double rate = Median(r.records_per_s);
+      report.Metric(absl::StrCat("audit.no_store.", config.name, ".records_per_s"), rate);
+      table.AddRow(
+          {absl::StrCat(config.writers),
+           config.through_client ? std::string("1 (audit client)") : absl::StrCat(config.writers),
+           bench::Cell(rate, 0), bench::Cell(r.latencies_ms.Percentile(50), 2),
+           bench::Cell(r.latencies_ms.Percentile(99), 2), bench::Cell(Median(r.batches), 1)});
+    }
     report.Add(table);
   }
   if (!store_batches.empty()) {
@@ -941,7 +1030,7 @@ int Main() {
         "Audit: the store alone (Store::Append of a batch from one thread, no gRPC), records/s",
         columns);
     for (const Config& config : configs) {
-      if (!config.store_alone()) {
+      if (!config.store_alone() || !config.commit_of.empty()) {
         continue;
       }
       std::vector<std::string> row = {absl::StrCat(config.batch)};
@@ -957,6 +1046,76 @@ int Main() {
       table.AddRow(row);
     }
     report.Add(table);
+  }
+  // What each run cost in CPU per record, and how many cores it kept busy: a run near the
+  // usable cores is bound by CPU, one well below them by waiting (the commits' syncs, the acks'
+  // round trips).
+  const int cores = UsableCores();
+  {
+    std::vector<std::string> sides = stores;
+    if (shape_writers > 0) {
+      sides.push_back(kNoStore);
+    }
+    std::vector<std::string> columns = {"run"};
+    for (const std::string& kind : sides) {
+      columns.push_back(absl::StrCat(StoreTitle(kind), " CPU us/record"));
+      columns.push_back(absl::StrCat(StoreTitle(kind), " cores busy"));
+    }
+    bench::Table table(absl::StrCat("Audit: CPU per record and cores busy (this process; on "
+                                    "PostgreSQL also its server's processes), of ",
+                                    cores, " usable cores"),
+                       columns);
+    std::set<std::string> shown;  // a shape-alone run shares its name with the stores' runs
+    for (const Config& config : configs) {
+      if (!shown.insert(config.name).second) {
+        continue;
+      }
+      std::vector<std::string> row = {config.name};
+      for (const std::string& kind : sides) {
+        auto found = runs[config.name].find(kind);
+        if (found == runs[config.name].end()) {
+          row.push_back("-");
+          row.push_back("-");
+          continue;
+        }
+        const double us = Median(found->second.cpu_us_per_record);
+        const double busy = Median(found->second.cores_busy);
+        const std::string key = absl::StrCat("audit.", MetricStore(kind), ".", config.name);
+        report.Metric(key + ".cpu_us_per_record", us);
+        report.Metric(key + ".cores_busy", busy);
+        row.push_back(bench::Cell(us, 1));
+        row.push_back(bench::Cell(busy, 2));
+      }
+      table.AddRow(row);
+    }
+    report.Add(table);
+  }
+  // The store alone at each group-commit row's own mean commit: a commit of n records through
+  // the writer takes at least what Store::Append of n records takes alone, so that rate bounds
+  // the row whatever gRPC and the acks cost.
+  {
+    bench::Table table(
+        "Audit: the store alone at each strict row's own commit size (Store::Append of batches "
+        "of the row's mean commit on that store, from one thread), records/s",
+        {"store", "run", "mean commit", "store alone rec/s", "p50 ms per batch", "measured rec/s"});
+    for (const std::string& kind : stores) {
+      for (const Config& config : configs) {
+        if (config.commit_of.empty()) {
+          continue;
+        }
+        Runs& alone = runs[config.name][kind];
+        const double limit = Median(alone.records_per_s);
+        report.Metric(absl::StrCat("audit.", MetricStore(kind), ".", config.name, ".records_per_s"),
+                      limit);
+        table.AddRow({StoreTitle(kind), config.commit_of,
+                      bench::Cell(Median(runs[config.commit_of][kind].batches), 1),
+                      bench::Cell(limit, 0), bench::Cell(alone.latencies_ms.Percentile(50), 2),
+                      bench::Cell(Median(runs[config.commit_of][kind].records_per_s), 0)});
+      }
+    }
+    if (table.rows() > 0) {
+      report.Add(table);
+    }
   }
   if (absl::Status s = report.WriteJson(absl::GetFlag(FLAGS_json)); !s.ok()) {
     std::fprintf(stderr, "podgate-audit-bench: %s\n", std::string(s.message()).c_str());

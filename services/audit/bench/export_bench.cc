@@ -17,7 +17,6 @@
 //
 // Prints tables (tools/bench/report.h) and, with --json, writes them for tools/bench/bench.py.
 // Exit status: 0 every run completed, 1 a run failed (store, sink, receiver), 2 a usage error.
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -77,14 +76,6 @@ struct RunResult {
   double receiver_s = -1;         // until the receiver holds every record (syslog), else -1
   double cpu_us_per_record = -1;  // backlog only: this process's CPU time per record delivered
 };
-
-// This process's CPU time (user + system), in seconds.
-double ProcessCpuSeconds() {
-  struct rusage usage;
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
 
 // A sink under test: its JSON settings and, for syslog, the receiver.
 class Target {
@@ -242,7 +233,7 @@ RunResult Backlog(const std::string& url, const Target& target, int64_t n) {
   Bench bench(url, &target);
   bench.Append(n);
   const absl::Time start = absl::Now();
-  const double cpu_start = ProcessCpuSeconds();
+  const double cpu_start = bench::SelfCpuSeconds();
   auto exporter = bench.StartExporter();
   bench.Drain(n);
   RunResult r;
@@ -250,7 +241,7 @@ RunResult Backlog(const std::string& url, const Target& target, int64_t n) {
   r.drain_s = absl::ToDoubleSeconds(absl::Now() - start);
   // Only the exporter works meanwhile (the main thread polls the counter every 5 ms): what
   // delivery costs here, whatever share of the CPU the machine's load left it.
-  r.cpu_us_per_record = (ProcessCpuSeconds() - cpu_start) * 1e6 / static_cast<double>(n);
+  r.cpu_us_per_record = (bench::SelfCpuSeconds() - cpu_start) * 1e6 / static_cast<double>(n);
   r.export_per_s = static_cast<double>(n) / r.drain_s;
   r.overall_per_s = r.export_per_s;
   r.final_lag = n;

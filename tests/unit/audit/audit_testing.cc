@@ -8,7 +8,9 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "support/test_pki.h"
@@ -84,6 +86,17 @@ absl::Status PostgresServer::Restart() { return Ctl("start"); }
 
 std::string PostgresServer::Url(const std::string& database) const {
   return absl::StrCat("postgresql://podgate@/", database, "?host=", dir_, "&port=", port_);
+}
+
+absl::StatusOr<int> PostgresServer::ServerPid() const {
+  // postmaster.pid's first line is the pid (PostgreSQL's miscinit.c writes it at start).
+  std::ifstream in(absl::StrCat(dir_, "/data/postmaster.pid"));
+  std::string line;
+  int pid = 0;
+  if (!std::getline(in, line) || !absl::SimpleAtoi(line, &pid) || pid <= 0) {
+    return absl::UnavailableError(absl::StrCat("no server pid in ", dir_, "/data/postmaster.pid"));
+  }
+  return pid;
 }
 
 absl::StatusOr<std::string> PostgresServer::QueryValue(const std::string& database,

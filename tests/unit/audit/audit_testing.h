@@ -32,6 +32,8 @@ class PostgresServer {
   absl::StatusOr<std::string> QueryValue(const std::string& database, const std::string& sql);
 
   std::string Url(const std::string& database) const;
+  // The server's process (the postmaster: its backends are its children), from its pid file.
+  absl::StatusOr<int> ServerPid() const;
 
  private:
   PostgresServer() = default;
