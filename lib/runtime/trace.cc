@@ -1,8 +1,11 @@
 #include "runtime/trace.h"
 
 #include <openssl/rand.h>
+#include <pthread.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
@@ -30,14 +33,50 @@ bool AllZero(std::string_view s) { return s.find_first_not_of('0') == std::strin
 
 int HexValue(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
 
-// `bytes` random bytes as lowercase hex; retried until not all zero (an all-zero id is invalid).
+// Trace and span ids are correlation ids, not secrets: they travel in headers and log lines.
+// A RAND_bytes call costs about 1.8 us whatever its length (OpenSSL's DRBG takes its lock and
+// checks for a fork on every call), and every traced call makes one or two ids, so they are cut
+// from a per-thread pool of kPoolBytes drawn from RAND_bytes at once. A forked child must not
+// take the ids its parent takes next: a pthread_atfork handler bumps a generation, and a pool of
+// an older generation is drawn again. Secrets (session ids, resume tokens: runtime/ids.h) keep
+// drawing from RAND_bytes each time.
+constexpr size_t kPoolBytes = 512;
+std::atomic<uint64_t> fork_generation{0};
+
+struct RandomPool {
+  unsigned char bytes[kPoolBytes];
+  size_t used = kPoolBytes;  // empty until its first draw
+  uint64_t generation = 0;
+};
+
+void DrawRandom(unsigned char* out, size_t n) {
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr,
+                   [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)registered;
+  thread_local RandomPool pool;
+  const uint64_t generation = fork_generation.load(std::memory_order_relaxed);
+  if (pool.generation != generation || kPoolBytes - pool.used < n) {
+    if (RAND_bytes(pool.bytes, static_cast<int>(kPoolBytes)) != 1) {
+      std::abort();  // no randomness: ids would collide
+    }
+    pool.used = 0;
+    pool.generation = generation;
+  }
+  std::memcpy(out, pool.bytes + pool.used, n);
+  std::memset(pool.bytes + pool.used, 0, n);  // an id handed out is not kept
+  pool.used += n;
+}
+
+// `bytes` (at most 16) random bytes as lowercase hex; retried until not all zero (an all-zero id
+// is invalid).
 std::string RandomHex(size_t bytes) {
   unsigned char buf[16];
   std::string out;
   do {
-    if (RAND_bytes(buf, static_cast<int>(bytes)) != 1) {
-      std::abort();  // no randomness: ids would collide
-    }
+    DrawRandom(buf, bytes);
     out.clear();
     for (size_t i = 0; i < bytes; ++i) {
       out.push_back(kHex[buf[i] >> 4]);

@@ -2,8 +2,13 @@
 // examples and each way a value can be wrong.
 #include "runtime/trace.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -128,6 +133,70 @@ TEST(TraceContextTest, NewTracesAreValidRandomAndFormatBack) {
   }
   EXPECT_EQ(trace_ids.size(), 50u);
   EXPECT_FALSE(TraceContext{}.valid());
+}
+
+// The ids come from a per-thread pool of random bytes: many more ids than one pool holds, on
+// several threads at once, are all distinct and valid.
+TEST(TraceContextTest, IdsStayDistinctAcrossPoolRefillsAndThreads) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 2000;  // 2,000 x 24 bytes: about 94 pools of 512 bytes each
+  std::vector<std::vector<TraceContext>> made(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&made, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        made[t].push_back(NewTrace());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  std::set<std::string> trace_ids;
+  std::set<std::string> span_ids;
+  for (const auto& list : made) {
+    for (const TraceContext& t : list) {
+      ASSERT_TRUE(t.valid()) << t.Header();
+      trace_ids.insert(t.trace_id);
+      span_ids.insert(t.span_id);
+    }
+  }
+  EXPECT_EQ(trace_ids.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_EQ(span_ids.size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+// A forked child holds a copy of its parent's pool; it must not hand out the ids the parent
+// hands out next.
+TEST(TraceContextTest, AForkedChildDoesNotRepeatItsParentsNextIds) {
+  NewTrace();  // this thread's pool now holds the bytes of the next ids
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string ids = NewTrace().trace_id + NewSpanId();
+    const bool written = write(fds[1], ids.data(), ids.size()) == static_cast<ssize_t>(ids.size());
+    _exit(written ? 0 : 1);
+  }
+  close(fds[1]);
+  std::string from_child(48, '\0');
+  size_t got = 0;
+  while (got < from_child.size()) {
+    const ssize_t n = read(fds[0], from_child.data() + got, from_child.size() - got);
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_EQ(got, from_child.size());
+  const std::string parent = NewTrace().trace_id + NewSpanId();
+  EXPECT_NE(from_child.substr(0, 32), parent.substr(0, 32));
+  EXPECT_NE(from_child.substr(32), parent.substr(32));
+  EXPECT_TRUE(IsTraceId(from_child.substr(0, 32))) << from_child;
 }
 
 TEST(TraceContextTest, AChildSpanKeepsTheTraceAndTheSampledFlag) {
