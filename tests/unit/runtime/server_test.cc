@@ -405,12 +405,22 @@ class SlowHandshakeRelay {
       pumps_.emplace_back([=] { Pump(server, client, open_at); });
     }
   }
+  // Copies `from` to `to` until either side ends. send(MSG_NOSIGNAL): a peer that already
+  // closed makes the send fail with EPIPE instead of raising SIGPIPE, which would end the test.
   static void Pump(int from, int to, absl::Time open_at) {
     absl::SleepFor(open_at - absl::Now());
     char buf[16384];
     while (true) {
       const ssize_t n = read(from, buf, sizeof(buf));
-      if (n <= 0 || write(to, buf, static_cast<size_t>(n)) != n) {
+      ssize_t sent = 0;
+      while (n > 0 && sent < n) {
+        const ssize_t k = send(to, buf + sent, static_cast<size_t>(n - sent), MSG_NOSIGNAL);
+        if (k <= 0) {
+          break;
+        }
+        sent += k;
+      }
+      if (n <= 0 || sent < n) {
         shutdown(to, SHUT_WR);
         return;
       }
