@@ -92,26 +92,23 @@ inline double ProcessTreeCpuSeconds(pid_t pid) {
   return seconds;
 }
 
-// This process's CPU time (user + system) so far, to the microsecond (getrusage).
-inline double SelfCpuSeconds() {
+// CPU time (user + system) getrusage(2) reports for `who` (RUSAGE_SELF, RUSAGE_CHILDREN), to
+// the microsecond; 0 when it cannot be read.
+inline double RusageCpuSeconds(int who) {
   rusage u{};
-  if (getrusage(RUSAGE_SELF, &u) != 0) {
+  if (getrusage(who, &u) != 0) {
     return 0;
   }
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// This process's CPU time (user + system) so far, to the microsecond.
+inline double SelfCpuSeconds() { return RusageCpuSeconds(RUSAGE_SELF); }
+
 // CPU time (user + system) of this process's children that have ended and been waited for
 // (a kubectl or podgate-run spawned per command).
-inline double ReapedChildrenCpuSeconds() {
-  rusage u{};
-  if (getrusage(RUSAGE_CHILDREN, &u) != 0) {
-    return 0;
-  }
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
+inline double ReapedChildrenCpuSeconds() { return RusageCpuSeconds(RUSAGE_CHILDREN); }
 
 // Measured values (e.g. latencies in ms) and their order statistics.
 class Samples {
