@@ -1,12 +1,18 @@
 #include "support/prometheus_text.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <set>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "support/http_client.h"
 
 namespace podgate::testing {
@@ -159,6 +165,65 @@ double MetricSample(int port, const std::string& sample) {
   }
   auto it = parsed->samples.find(sample);
   return it == parsed->samples.end() ? -1 : it->second;
+}
+
+absl::StatusOr<double> HistogramQuantile(const MetricsPage& before, const MetricsPage& after,
+                                         const std::string& name, const std::string& labels,
+                                         double q) {
+  if (!(q > 0 && q < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("quantile ", q, " is not between 0 and 1"));
+  }
+  const std::string prefix =
+      absl::StrCat(name, "_bucket{", labels, labels.empty() ? "" : ",", "le=\"");
+  const std::string what = absl::StrCat(name, "{", labels, "}");
+  // (upper bound, observations between the two reads), cumulative as exposed.
+  std::vector<std::pair<double, double>> buckets;
+  for (auto it = after.samples.lower_bound(prefix);
+       it != after.samples.end() && absl::StartsWith(it->first, prefix); ++it) {
+    absl::string_view bound_text = absl::string_view(it->first).substr(prefix.size());
+    double bound = 0;
+    if (!absl::ConsumeSuffix(&bound_text, "\"}") || !ParseValue(bound_text, &bound) ||
+        std::isnan(bound)) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": bad bucket ", it->first));
+    }
+    auto earlier = before.samples.find(it->first);
+    const double count = it->second - (earlier == before.samples.end() ? 0 : earlier->second);
+    if (count < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, ": bucket ", it->first, " fell between the reads (a restart?)"));
+    }
+    buckets.emplace_back(bound, count);
+  }
+  if (buckets.empty()) {
+    return absl::NotFoundError(absl::StrCat(what, ": no such histogram"));
+  }
+  std::sort(buckets.begin(), buckets.end());
+  if (!std::isinf(buckets.back().first)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": no +Inf bucket"));
+  }
+  for (size_t i = 1; i < buckets.size(); ++i) {
+    if (buckets[i].second < buckets[i - 1].second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": bucket counts are not cumulative at le=", buckets[i].first));
+    }
+  }
+  const double total = buckets.back().second;
+  if (total <= 0) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": no observation between the reads"));
+  }
+  const double rank = q * total;
+  size_t i = 0;
+  while (buckets[i].second < rank) {
+    ++i;
+  }
+  if (std::isinf(buckets[i].first)) {
+    return absl::OutOfRangeError(
+        absl::StrCat(what, ": the ", q, "-quantile is above the highest bound, ",
+                     buckets.size() > 1 ? buckets[buckets.size() - 2].first : 0.0));
+  }
+  const double lower = i == 0 ? 0 : buckets[i - 1].first;
+  const double below = i == 0 ? 0 : buckets[i - 1].second;
+  return lower + (buckets[i].first - lower) * (rank - below) / (buckets[i].second - below);
 }
 
 }  // namespace podgate::testing

@@ -23,4 +23,16 @@ absl::StatusOr<MetricsPage> ParsePrometheusText(const std::string& text);
 // when the page cannot be fetched or parsed, or holds no such sample.
 double MetricSample(int port, const std::string& sample);
 
+// The q-quantile (0 < q < 1) of what histogram `name` observed between two reads of a page,
+// `before` and `after`, in the series whose labels other than `le` are `labels` as written
+// (e.g. `stage="policy"`; empty for none). Estimated as Prometheus's histogram_quantile does:
+// the bucket holding the rank q * observations, linear inside it, the first bucket starting at
+// 0. So it is exact only to the buckets' bounds. Errors: no such histogram in `after`, a bound
+// that does not parse, no +Inf bucket, counts not cumulative or fallen since `before` (the
+// process restarted), no observation in between, and (OutOfRange) a rank in the +Inf bucket:
+// the quantile is then above the highest bound, which the error names.
+absl::StatusOr<double> HistogramQuantile(const MetricsPage& before, const MetricsPage& after,
+                                         const std::string& name, const std::string& labels,
+                                         double q);
+
 }  // namespace podgate::testing

@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -259,46 +260,64 @@ absl::Status ExecOutcome(const std::string& what, const testing::CommandOutcome&
 
 // A stage histogram's stages in order, each with what it measures.
 using StageList = std::vector<std::pair<std::string, std::string>>;
-// Each stage's (sum, count) of histogram `metric`{stage=...} from one read of a service's
-// /metrics page; (-1, -1) when unread.
-using StageTotals = std::map<std::string, std::pair<double, double>>;
+// One read of a service's /metrics page; an error when it could not be fetched or parsed.
+using MetricsRead = absl::StatusOr<testing::MetricsPage>;
 
-StageTotals ReadStageTotals(int metrics_port, const std::string& metric, const StageList& stages) {
-  StageTotals totals;
+MetricsRead ReadMetrics(int metrics_port) {
   http::ClientOptions o;
   o.port = static_cast<uint16_t>(metrics_port);
   absl::StatusOr<http::ClientResponse> page = http::Fetch(o, "GET", "/metrics");
-  absl::StatusOr<testing::MetricsPage> parsed =
-      page.ok() ? testing::ParsePrometheusText(page->body) : page.status();
-  for (const auto& [stage, what] : stages) {
-    const std::string labels = absl::StrCat("{stage=\"", stage, "\"}");
-    const auto value = [&](const std::string& name) {
-      if (!parsed.ok()) {
-        return -1.0;
-      }
-      auto it = parsed->samples.find(name + labels);
-      return it == parsed->samples.end() ? -1.0 : it->second;
-    };
-    totals[stage] = {value(metric + "_sum"), value(metric + "_count")};
+  if (!page.ok()) {
+    return page.status();
   }
-  return totals;
+  return testing::ParsePrometheusText(page->body);
 }
 
-// One row per stage (what, mean ms and count between the two reads) and the metric
-// `<prefix>.<stage>.mean_ms`; a stage not observed in between is noted (as `who`'s), not shown.
+// One row per stage of histogram `metric`{stage=...} between the two reads: what it measures,
+// the mean, the median and the 99th percentile in ms (estimated from the buckets, as
+// histogram_quantile does: exact to the buckets' bounds) and the count; metrics
+// `<prefix>.<stage>.{mean,p50,p99}_ms`. A stage not observed in between is noted (as `who`'s),
+// not shown; a percentile the buckets cannot give is noted and shown as n/a.
 void AddStageRows(Table& table, Report& report, const std::string& prefix, const StageList& stages,
-                  const StageTotals& before, const StageTotals& after,
+                  const std::string& metric, const MetricsRead& before, const MetricsRead& after,
                   const std::string& who = "exec") {
   for (const auto& [stage, what] : stages) {
-    const auto [sum1, count1] = after.at(stage);
-    const auto [sum0, count0] = before.at(stage);
+    const std::string labels = absl::StrCat("stage=\"", stage, "\"");
+    const auto value = [&](const MetricsRead& read, const std::string& name) {
+      if (!read.ok()) {
+        return -1.0;
+      }
+      auto it = read->samples.find(absl::StrCat(name, "{", labels, "}"));
+      return it == read->samples.end() ? -1.0 : it->second;
+    };
+    const double sum0 = value(before, metric + "_sum");
+    const double count0 = value(before, metric + "_count");
+    const double sum1 = value(after, metric + "_sum");
+    const double count1 = value(after, metric + "_count");
     if (sum1 < 0 || count1 < 0 || sum0 < 0 || count0 < 0 || count1 <= count0) {
       report.Note(absl::StrCat(prefix, ": ", who, "'s stage '", stage, "' was not measured"));
       continue;
     }
     const double mean_ms = (sum1 - sum0) / (count1 - count0) * 1000;
-    table.AddRow({stage, what, Cell(mean_ms, 2), Cell(count1 - count0, 0)});
     report.Metric(absl::StrCat(prefix, ".", stage, ".mean_ms"), mean_ms);
+    std::vector<std::string> row = {stage, what, Cell(mean_ms, 2)};
+    for (int p : {50, 99}) {
+      // Every observation is 0 when their sum is (durations are never negative); the buckets
+      // alone would put the quantile inside the first bucket.
+      absl::StatusOr<double> q =
+          sum1 == sum0 ? 0.0
+                       : testing::HistogramQuantile(*before, *after, metric, labels, p / 100.0);
+      if (!q.ok()) {
+        report.Note(absl::StrCat(prefix, ": ", who, "'s stage '", stage, "' p", p, ": ",
+                                 q.status().message()));
+        row.push_back("n/a");
+        continue;
+      }
+      report.Metric(absl::StrCat(prefix, ".", stage, ".p", p, "_ms"), *q * 1000);
+      row.push_back(Cell(*q * 1000, 2));
+    }
+    row.push_back(Cell(count1 - count0, 0));
+    table.AddRow(row);
   }
 }
 
@@ -316,6 +335,9 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   }
   Samples direct;
   Samples wrapped;
+  // The wrapped direct path's own upgrade and launch, timed by its client.
+  Samples wrapped_upgrade;
+  Samples wrapped_launch;
   Samples session;
   Samples run;
   Samples ws;
@@ -343,6 +365,10 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
         return timed(wrapped, [&]() -> absl::Status {
           auto r = c.direct->Run(kNamespace, kPod, kContainer, exec::LaunchWrapperArgv({"true"}),
                                  kCommandTimeout, /*answer_launch_report=*/true);
+          if (r.ok() && r->exit_code == 0 && recording) {
+            wrapped_upgrade.Add(Ms(r->upgrade));
+            wrapped_launch.Add(Ms(r->launch));
+          }
           return r.ok() ? ExpectExit0("direct launch wrapper", r->exit_code) : r.status();
         });
       },
@@ -384,8 +410,7 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
       {"audit_wait", "ready for \"go\" until audit's ack of the decision (0 if it came first)"});
   stage_list.push_back({"total", "the command received to \"go\" (the process runs)"});
   const std::string kMetric = "podgate_exec_command_start_seconds";
-  const StageTotals stages_before =
-      ReadStageTotals(c.stack->exec_metrics_port(), kMetric, stage_list);
+  const MetricsRead exec_before = ReadMetrics(c.stack->exec_metrics_port());
   // audit's own account of its acks (podgate_audit_ack_latency_seconds): every batch of the
   // recorded rounds, each command's request, decision and result events among them.
   const StageList audit_stage_list = {
@@ -395,25 +420,45 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
       {"sync", "the sync (fdatasync) that makes it durable"},
       {"total", "the oldest event's entry into the queue until durable (its ack is sent)"}};
   const std::string kAuditMetric = "podgate_audit_ack_latency_seconds";
-  const StageTotals audit_before =
-      ReadStageTotals(c.stack->audit_metrics_port(), kAuditMetric, audit_stage_list);
+  const MetricsRead audit_before = ReadMetrics(c.stack->audit_metrics_port());
   recording = true;
   if (absl::Status s = RunInterleaved(sizes.roundtrip_rounds, sides); !s.ok()) {
     return s;
   }
   Table audit_stages(
-      "Where audit's ack goes: each committed batch by stage, mean ms (audit's "
-      "podgate_audit_ack_latency_seconds over the recorded rounds, all paths)",
-      {"stage", "what", "mean ms", "batches"});
-  AddStageRows(audit_stages, report, "roundtrip.audit_stage", audit_stage_list, audit_before,
-               ReadStageTotals(c.stack->audit_metrics_port(), kAuditMetric, audit_stage_list),
-               "audit");
+      "Where audit's ack goes: each committed batch by stage, ms (audit's "
+      "podgate_audit_ack_latency_seconds over the recorded rounds, all paths; p50 and p99 "
+      "from its buckets)",
+      {"stage", "what", "mean ms", "p50 ms", "p99 ms", "batches"});
+  AddStageRows(audit_stages, report, "roundtrip.audit_stage", audit_stage_list, kAuditMetric,
+               audit_before, ReadMetrics(c.stack->audit_metrics_port()), "audit");
   Table stages(
-      "Where exec's share goes: a command's start by stage, mean ms (exec's "
-      "podgate_exec_command_start_seconds over the recorded commands of the three exec paths)",
-      {"stage", "what", "mean ms", "commands"});
-  AddStageRows(stages, report, "roundtrip.exec_stage", stage_list, stages_before,
-               ReadStageTotals(c.stack->exec_metrics_port(), kMetric, stage_list));
+      "Where exec's share goes: a command's start by stage, ms (exec's "
+      "podgate_exec_command_start_seconds over the recorded commands of the three exec paths; "
+      "p50 and p99 from its buckets)",
+      {"stage", "what", "mean ms", "p50 ms", "p99 ms", "commands"});
+  AddStageRows(stages, report, "roundtrip.exec_stage", stage_list, kMetric, exec_before,
+               ReadMetrics(c.stack->exec_metrics_port()));
+  // The same two stages on the direct path, beside exec's: where the chain's load slows the API
+  // server's part, and what the services' share of a percentile is made of.
+  Table direct_stages(
+      "The launch wrapper's upgrade and launch on the direct path, ms (its client's clock, the "
+      "recorded rounds; exec's upgrade uses a connection made ahead, the direct one dials)",
+      {"stage", "what", "p50", "p90", "p99", "mean", "commands"});
+  for (const auto& [stage, what, samples] :
+       {std::tuple<const char*, const char*, Samples*>{
+            "upgrade", "the call to the WebSocket upgrade (TCP, TLS, HTTP upgrade)",
+            &wrapped_upgrade},
+        std::tuple<const char*, const char*, Samples*>{
+            "launch", "the upgrade to the launch wrapper's pid report", &wrapped_launch}}) {
+    direct_stages.AddRow({stage, what, Cell(samples->Percentile(50), 2),
+                          Cell(samples->Percentile(90), 2), Cell(samples->Percentile(99), 2),
+                          Cell(samples->Mean(), 2), absl::StrCat(samples->size())});
+    for (int p : {50, 99}) {
+      report.Metric(absl::StrCat("roundtrip.direct_wrapped.", stage, ".p", p, "_ms"),
+                    samples->Percentile(p));
+    }
+  }
   Table table(absl::StrCat("Round trip of `true`, ms (", sizes.roundtrip_rounds,
                            " commands per path, interleaved)"),
               {"path", "p50", "p90", "p99", "mean", "commands"});
@@ -465,6 +510,7 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
   report.Metric("roundtrip.added_by_services.p99_ms", own99);
   report.Add(table);
   report.Add(stages);
+  report.Add(direct_stages);
   report.Add(audit_stages);
   exec_session.Close();
   return absl::OkStatus();
@@ -840,8 +886,7 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
       {"audit", "the open's record sent to audit to its durable ack (strict)"},
       {"total", "the open received to `ready`"}};
   const std::string kOpenMetric = "podgate_exec_session_open_seconds";
-  const StageTotals open_stages_before =
-      ReadStageTotals(c.stack->exec_metrics_port(), kOpenMetric, kOpenStages);
+  const MetricsRead open_stages_before = ReadMetrics(c.stack->exec_metrics_port());
   std::vector<std::unique_ptr<EdgeSession>> held(static_cast<size_t>(total));
   std::atomic<int> next{0};
   std::atomic<int> failed{0};
@@ -870,8 +915,7 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
     t.join();
   }
   const double open_seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  const StageTotals open_stages_after =
-      ReadStageTotals(c.stack->exec_metrics_port(), kOpenMetric, kOpenStages);
+  const MetricsRead open_stages_after = ReadMetrics(c.stack->exec_metrics_port());
   const int opened = total - failed.load();
   absl::SleepFor(absl::Seconds(2));
   const ProcessUse edge_after = Use(edge_pid);
@@ -936,11 +980,13 @@ absl::Status Sessions(Chain& c, const Sizes& sizes, Report& report) {
        absl::StrCat(Cell(sample_ms.Percentile(50), 2), " / ", Cell(sample_ms.Percentile(100), 2))});
   opens.AddRow({"held (opened, every sampled one answering)", absl::StrCat(held_count)});
   report.Add(opens);
-  Table open_stages(absl::StrCat("Where exec's share of an open goes, by stage, mean ms (exec's ",
-                                 kOpenMetric, " over the measured opens)"),
-                    {"stage", "what", "mean ms", "opens"});
-  AddStageRows(open_stages, report, "sessions.open_stage", kOpenStages, open_stages_before,
-               open_stages_after);
+  Table open_stages(
+      absl::StrCat("Where exec's share of an open goes, by stage, ms (exec's ", kOpenMetric,
+                   " over the measured opens; p50 and p99 from its "
+                   "buckets)"),
+      {"stage", "what", "mean ms", "p50 ms", "p99 ms", "opens"});
+  AddStageRows(open_stages, report, "sessions.open_stage", kOpenStages, kOpenMetric,
+               open_stages_before, open_stages_after);
   report.Add(open_stages);
   report.Metric("sessions.edge.kib_per_session", edge_kib);
   report.Metric("sessions.exec.kib_per_session", exec_kib);

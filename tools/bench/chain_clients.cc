@@ -72,6 +72,7 @@ absl::StatusOr<CommandResult> DirectExec::Run(const std::string& ns, const std::
   query.stderr = true;
   http::ClientOptions options = options_;
   options.timeout = timeout;
+  const absl::Time start = absl::Now();
   auto ws = http::WebSocketClient::Connect(
       options,
       absl::StrCat("/api/v1/namespaces/", ns, "/pods/", pod, "/exec?", k8s::EncodeExecQuery(query)),
@@ -84,6 +85,7 @@ absl::StatusOr<CommandResult> DirectExec::Run(const std::string& ns, const std::
         absl::StrCat("the API server chose '", (*ws)->subprotocol(), "', not v5.channel.k8s.io"));
   }
   CommandResult result;
+  result.upgrade = absl::Now() - start;
   std::string stderr_head;
   while (true) {
     absl::StatusOr<http::Message> m = (*ws)->Read(deadline - absl::Now());
@@ -106,6 +108,7 @@ absl::StatusOr<CommandResult> DirectExec::Run(const std::string& ns, const std::
       if (answer_launch_report && absl::StartsWith(stderr_head, "podgate-pid ") &&
           stderr_head.find('\n') != std::string::npos) {
         answer_launch_report = false;  // answered once
+        result.launch = absl::Now() - start - result.upgrade;
         std::string go(1, static_cast<char>(k8s::kStdin));
         go += "go\n";
         if (absl::Status s = (*ws)->Write(go, true); !s.ok()) {

@@ -28,6 +28,11 @@ struct CommandResult {
   int64_t stdout_bytes = 0;
   // The first bytes of stdout (at most 4 KiB), for checks such as `echo`.
   std::string stdout_head;
+  // DirectExec only: the call to the WebSocket upgrade (TCP, TLS, HTTP upgrade), and with
+  // `answer_launch_report` the upgrade to the launch wrapper's pid report: the stages exec
+  // calls `upgrade` and `launch`, timed by the client.
+  absl::Duration upgrade;
+  absl::Duration launch;
 };
 
 class DirectExec {
