@@ -174,7 +174,7 @@ void AuditClient::Close() { core_->stream.CloseAndWait(); }
 
 void AuditClient::Record(podgate::common::v1::AuditEvent event, Callback done) {
   if (event.id().empty()) {
-    event.set_id(runtime::RandomId());
+    event.set_id(runtime::EventId());
   }
   if (!event.has_time()) {
     *event.mutable_time() = wire::ToProtoTimestamp(absl::Now());

@@ -54,7 +54,7 @@ struct Command {
   prometheus::Gauge* const live;
   std::string id;
   // The id of its COMMAND_RESULT event (also its journal entry's name).
-  const std::string result_event_id = runtime::RandomId();
+  const std::string result_event_id = runtime::EventId();
   // The command's own span in its session's trace (docs/architecture.md, "Trace context"):
   // its log lines carry it beside the session's trace_id.
   const std::string span_id = runtime::NewSpanId();

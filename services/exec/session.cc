@@ -264,8 +264,9 @@ void Session::KeepForResumeLocked(Outgoing done) {
 
 common::AuditEvent Session::BaseEventLocked(common::EventKind kind) {
   common::AuditEvent e;
-  e.set_id(runtime::RandomId());
-  *e.mutable_time() = wire::ToProtoTimestamp(absl::Now());
+  const absl::Time now = absl::Now();
+  e.set_id(runtime::EventIdAt(now));
+  *e.mutable_time() = wire::ToProtoTimestamp(now);
   e.set_kind(kind);
   e.set_source_service("exec");
   e.set_session_id(session_id_);

@@ -168,7 +168,7 @@ void Session::HandleOpen(const pb::OpenSession& open) {
   std::unique_lock<std::mutex> lock(mu_);
   state_ = State::kOpening;
   session_id_ = runtime::RandomId();
-  close_event_id_ = runtime::RandomId();
+  close_event_id_ = runtime::EventId();
   opened_at_ = absl::Now();
   open_step_ = opened_at_;
   client_ = open.client().substr(0, 256);

@@ -45,10 +45,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -63,6 +65,7 @@
 #include "grpcpp/grpcpp.h"
 #include "libpq-fe.h"
 #include "runtime/flags.h"
+#include "runtime/ids.h"
 #include "runtime/log.h"
 #include "runtime/server.h"
 #include "tools/bench/report.h"
@@ -100,6 +103,12 @@ ABSL_FLAG(int, shape_writers, 256,
           "Strict writers of the runs against a store that keeps nothing, with a stream each and "
           "(unless --client_writers=0) on one audit client: what each shape can reach without a "
           "store, a limit of the strict rows of the same count and shape (0: no such run).");
+ABSL_FLAG(std::string, events, "varied",
+          "The events' shape, as the store's indexes see it: \"varied\" (the keys exec's events "
+          "carry: a time-ordered id each, a random trace id per command, random session ids, "
+          "users, namespaces and pods from pools, the current time) or \"uniform\" (one event "
+          "repeated with only its id changing, so every index grows at its end; the shape of "
+          "the runs before 2026-12-06).");
 ABSL_FLAG(std::string, postgres_url, "",
           "An existing PostgreSQL database to use for every run (records accumulate in chain "
           "\"bench\"); empty starts a temporary server with a fresh database per run.");
@@ -139,6 +148,61 @@ struct CpuClock {
   }
 };
 
+// What the benchmark's events look like to the store's indexes (--events). "uniform": one event
+// repeated with only its id changing ("<prefix><n>"), so every query index gets the same key
+// and grows only at its end, and the unique id index almost so. "varied": the keys exec's
+// events carry. Each event's id is exec's (runtime::EventId); two events per command share the
+// command's trace id (random); 256 sessions run at a time, each for 8 commands before a new
+// session (a random id) takes its place; the users (64), namespaces (16) and pods (256) come
+// from pools; the time is the current time. The random keys land all over their indexes, as
+// they do in production, where every record of a batch dirties a different page of them.
+class EventShape {
+ public:
+  static constexpr int kSessions = 256;
+  static constexpr int kCommandsPerSession = 8;
+
+  EventShape(bool varied, std::string prefix)
+      : varied_(varied), prefix_(std::move(prefix)), seed_(absl::HashOf(prefix_)) {}
+
+  // Sets the fields of event `n` (0, 1, ...) of this writer on a copy of the template.
+  void Fill(int64_t n, podgate::common::v1::AuditEvent* event) const {
+    if (!varied_) {
+      event->set_id(absl::StrCat(prefix_, n));
+      return;
+    }
+    event->set_id(runtime::EventId());
+    const uint64_t command = static_cast<uint64_t>(n) / 2;
+    const uint64_t slot = command % kSessions;
+    const uint64_t generation = command / (kSessions * kCommandsPerSession);
+    event->set_trace_id(Hex128(seed_ ^ 0x7472616365ULL, command));
+    event->set_session_id(Hex128(seed_ ^ (generation << 9), slot));
+    event->mutable_principal()->set_user(absl::StrCat("user-", slot % 64));
+    event->mutable_target()->set_namespace_(absl::StrCat("ns-", slot % 16));
+    event->mutable_target()->set_pod(absl::StrCat("pod-", slot));
+    const int64_t now_us = absl::ToUnixMicros(absl::Now());
+    event->mutable_time()->set_seconds(now_us / 1000000);
+    event->mutable_time()->set_nanos(static_cast<int32_t>(now_us % 1000000) * 1000);
+  }
+
+ private:
+  // splitmix64: well-spread bits from a counter, so that keys are as random as real ids
+  // without the cost of the CSPRNG.
+  static uint64_t Mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  }
+  static std::string Hex128(uint64_t seed, uint64_t n) {
+    const uint64_t a = Mix(seed ^ Mix(n));
+    return absl::StrFormat("%016x%016x", a, Mix(a));
+  }
+
+  const bool varied_;
+  const std::string prefix_;
+  const uint64_t seed_;
+};
+
 // The cores this process may run on.
 int UsableCores() {
   cpu_set_t set;
@@ -153,9 +217,9 @@ int UsableCores() {
 // half-closing once every event is acked.
 class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordResponse> {
  public:
-  WriterStream(v1::AuditService::Stub* stub, std::string prefix, int window, int batch,
+  WriterStream(v1::AuditService::Stub* stub, EventShape shape, int window, int batch,
                absl::Time end, const podgate::common::v1::AuditEvent& event)
-      : prefix_(std::move(prefix)), window_(window), batch_(batch), end_(end), event_(event) {
+      : shape_(std::move(shape)), window_(window), batch_(batch), end_(end), event_(event) {
     stub->async()->Record(&context_, this);
     StartRead(&response_);
     AddHold();
@@ -259,7 +323,7 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
       if (!request_.has_event()) {
         *request_.mutable_event() = event_;
       }
-      request_.mutable_event()->set_id(absl::StrCat(prefix_, next_++));
+      shape_.Fill(next_++, request_.mutable_event());
     } else {
       auto* events = request_.mutable_batch()->mutable_events();
       while (events->size() > n) {
@@ -269,7 +333,7 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
         *events->Add() = event_;
       }
       for (podgate::common::v1::AuditEvent& e : *events) {
-        e.set_id(absl::StrCat(prefix_, next_++));
+        shape_.Fill(next_++, &e);
       }
     }
     for (int k = 0; k < n; ++k) {
@@ -289,7 +353,7 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
   }
 
   grpc::ClientContext context_;
-  const std::string prefix_;
+  const EventShape shape_;
   const int window_;
   const int batch_;
   const absl::Time end_;
@@ -314,9 +378,9 @@ class WriterStream final : public grpc::ClientBidiReactor<RecordRequest, RecordR
 // its sessions'; each writer records its next event once the previous one is acked.
 class ClientWriters {
  public:
-  ClientWriters(const std::string& address, int writers, absl::Time end, std::string prefix,
+  ClientWriters(const std::string& address, int writers, absl::Time end, EventShape shape,
                 const podgate::common::v1::AuditEvent& event)
-      : end_(end), prefix_(std::move(prefix)), event_(event), running_(writers) {
+      : end_(end), shape_(std::move(shape)), event_(event), running_(writers) {
     clients::AuditClientOptions options;
     options.source_service = "bench";
     client_ = std::make_unique<clients::AuditClient>(
@@ -355,7 +419,7 @@ class ClientWriters {
       n = next_++;
     }
     podgate::common::v1::AuditEvent event = event_;
-    event.set_id(absl::StrCat(prefix_, n));
+    shape_.Fill(n, &event);
     const absl::Time sent = absl::Now();
     // Called on a gRPC or timer thread, never inside Record.
     client_->Record(std::move(event), [this, sent](absl::Status status) {
@@ -373,7 +437,7 @@ class ClientWriters {
   }
 
   const absl::Time end_;
-  const std::string prefix_;
+  const EventShape shape_;
   const podgate::common::v1::AuditEvent event_;
   std::unique_ptr<clients::AuditClient> client_;
   absl::Mutex mu_;
@@ -530,7 +594,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRunStoreOrNone(const std::string& url
 // `url` empty: against a NoStore.
 absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, int batch,
                               bool through_client, int connections, absl::Duration duration,
-                              int run_id, const CpuClock& cpu) {
+                              bool varied, int run_id, const CpuClock& cpu) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenRunStoreOrNone(url);
   if (!store.ok()) {
     return store.status();
@@ -571,7 +635,8 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
     std::string error;
     {
       ClientWriters clients(absl::StrCat("127.0.0.1:", (*server)->grpc_port()), writers,
-                            start + duration, absl::StrCat("r", run_id, "-c-"), event);
+                            start + duration, EventShape(varied, absl::StrCat("r", run_id, "-c-")),
+                            event);
       error = clients.Await();
       result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
       result.cpu_seconds = cpu.Now() - cpu_start;
@@ -591,9 +656,10 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
   std::vector<std::unique_ptr<WriterStream>> streams;
   streams.reserve(static_cast<size_t>(writers));
   for (int w = 0; w < writers; ++w) {
-    streams.push_back(std::make_unique<WriterStream>(
-        stubs[static_cast<size_t>(w) % stubs.size()].get(), absl::StrCat("r", run_id, "-w", w, "-"),
-        window, batch, start + duration, event));
+    streams.push_back(
+        std::make_unique<WriterStream>(stubs[static_cast<size_t>(w) % stubs.size()].get(),
+                                       EventShape(varied, absl::StrCat("r", run_id, "-w", w, "-")),
+                                       window, batch, start + duration, event));
   }
   RunResult result;
   std::string error;
@@ -631,7 +697,7 @@ absl::StatusOr<RunResult> Run(const std::string& url, int writers, int window, i
 // passed. No gRPC, no queue, no acks: what the service's ingest can at most reach with that
 // batch size on this machine and schema.
 absl::StatusOr<RunResult> RunStoreAlone(const std::string& url, int batch, absl::Duration duration,
-                                        int run_id, const CpuClock& cpu) {
+                                        bool varied, int run_id, const CpuClock& cpu) {
   absl::StatusOr<std::unique_ptr<Store>> store = OpenRunStore(url);
   if (!store.ok()) {
     return store.status();
@@ -649,13 +715,14 @@ absl::StatusOr<RunResult> RunStoreAlone(const std::string& url, int batch, absl:
   }
   RunResult result;
   result.mean_batch = batch;
+  const EventShape shape(varied, absl::StrCat("r", run_id, "-s-"));
   int64_t next_id = 0;
   const double cpu_start = cpu.Now();
   const absl::Time start = absl::Now();
   const absl::Time end = start + duration;
   while (absl::Now() < end) {
     for (auto& e : events) {
-      e.set_id(absl::StrCat("r", run_id, "-s-", next_id++));
+      shape.Fill(next_id++, &e);
     }
     const absl::Time before = absl::Now();
     if (absl::Status s = (*store)->Append(&*head, pointers, absl::ToUnixMicros(before)); !s.ok()) {
@@ -756,6 +823,15 @@ struct Runs {
 
 int Main() {
   const bool quick = absl::GetFlag(FLAGS_quick);
+  const std::string events = absl::GetFlag(FLAGS_events);
+  if (events != "varied" && events != "uniform") {
+    std::fprintf(stderr,
+                 "podgate-audit-bench: --events: unknown shape \"%s\" (varied, uniform) (see "
+                 "--help)\n",
+                 events.c_str());
+    return 2;
+  }
+  const bool varied = events == "varied";
   std::vector<int> writer_counts;
   for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_writers), ',')) {
     int n = 0;
@@ -893,7 +969,11 @@ int Main() {
       absl::GetFlag(FLAGS_postgres_url).empty()
           ? "the temporary server"
           : "not counted: --postgres_url names a server this benchmark did not start",
-      ").",
+      "). Events: ", events,
+      varied ? " (the keys exec's events carry: time-ordered ids, a random trace id per command, "
+               "random session ids, users, namespaces and pods from pools)"
+             : " (one event repeated, only its id changing: every index grows at its end)",
+      ".",
       absl::GetFlag(FLAGS_without_query_indexes)
           ? " WITHOUT the records table's query indexes (--without_query_indexes)."
           : ""));
@@ -923,9 +1003,9 @@ int Main() {
           }
           absl::StatusOr<RunResult> r =
               config.store_alone()
-                  ? RunStoreAlone(*url, store_batch, duration, ++run_id, cpu)
+                  ? RunStoreAlone(*url, store_batch, duration, varied, ++run_id, cpu)
                   : Run(*url, config.writers, config.window, config.batch, config.through_client,
-                        connections, duration, ++run_id, cpu);
+                        connections, duration, varied, ++run_id, cpu);
           databases.DropFiles();
           if (!r.ok()) {
             return absl::Status(r.status().code(), absl::StrCat(StoreTitle(kind), " ", config.name,

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -616,6 +617,42 @@ TEST_F(ExecTest, EveryStepIsInAuditAndTheDeniedCommandNeverReachesThePod) {
       EXPECT_EQ(r.event().command_result().stdout_bytes(), 12);
       EXPECT_EQ(r.event().command_result().output_excerpt(), "hello world\n");
       EXPECT_EQ(r.event().command_result().output_sha256().size(), 32u);
+    }
+  }
+}
+
+// exec's audit event ids are time-ordered (runtime::EventId): the first 12 hex digits are the
+// millisecond the id was made, so the store's unique index on them grows at its end. An event
+// made on the spot carries its own time in its id; the result's and the close's ids are chosen
+// earlier (the journal and the session's start need them), so theirs are not later than their
+// events' times.
+TEST_F(ExecTest, ExecsEventIdsStartWithTheMillisecondTheyWereMade) {
+  const int64_t before_ms = absl::ToUnixMillis(absl::Now());
+  SessionClient s(stack_->exec_port());
+  auto ready = s.Open(stack_->Token("alice", {"admins"}), "team", "app-1");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  ASSERT_TRUE(s.Run("echo ordered").exit.has_value());
+  s.Close();
+  const int64_t after_ms = absl::ToUnixMillis(absl::Now());
+  const std::vector<podgate::audit::v1::AuditRecord> records = AuditOf(ready->session_id());
+  ASSERT_GE(records.size(), 5u);
+  std::set<std::string> ids;
+  for (const auto& r : records) {
+    const common::AuditEvent& e = r.event();
+    const std::string& id = e.id();
+    SCOPED_TRACE(absl::StrCat(common::EventKind_Name(e.kind()), " ", id));
+    ASSERT_EQ(id.size(), 32u);
+    ASSERT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_TRUE(ids.insert(id).second) << "repeated id";
+    const int64_t id_ms = std::stoll(id.substr(0, 12), nullptr, 16);
+    const int64_t event_ms = e.time().seconds() * 1000 + e.time().nanos() / 1000000;
+    EXPECT_GE(id_ms, before_ms);
+    EXPECT_LE(id_ms, after_ms);
+    if (e.kind() == common::EVENT_KIND_COMMAND_RESULT ||
+        e.kind() == common::EVENT_KIND_SESSION_CLOSE) {
+      EXPECT_LE(id_ms, event_ms);
+    } else {
+      EXPECT_EQ(id_ms, event_ms);
     }
   }
 }
