@@ -278,6 +278,17 @@ MetricsRead ReadMetrics(int metrics_port) {
 // histogram_quantile does: exact to the buckets' bounds) and the count; metrics
 // `<prefix>.<stage>.{mean,p50,p99}_ms`. A stage not observed in between is noted (as `who`'s),
 // not shown; a percentile the buckets cannot give is noted and shown as n/a.
+// A latency table's row: `leading` cells, then the samples' p50, p90, p99 and mean in ms and
+// their count.
+std::vector<std::string> LatencyRow(std::vector<std::string> leading, Samples& samples) {
+  for (double value :
+       {samples.Percentile(50), samples.Percentile(90), samples.Percentile(99), samples.Mean()}) {
+    leading.push_back(Cell(value, 2));
+  }
+  leading.push_back(absl::StrCat(samples.size()));
+  return leading;
+}
+
 void AddStageRows(Table& table, Report& report, const std::string& prefix, const StageList& stages,
                   const std::string& metric, const MetricsRead& before, const MetricsRead& after,
                   const std::string& who = "exec") {
@@ -451,9 +462,7 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
             &wrapped_upgrade},
         std::tuple<const char*, const char*, Samples*>{
             "launch", "the upgrade to the launch wrapper's pid report", &wrapped_launch}}) {
-    direct_stages.AddRow({stage, what, Cell(samples->Percentile(50), 2),
-                          Cell(samples->Percentile(90), 2), Cell(samples->Percentile(99), 2),
-                          Cell(samples->Mean(), 2), absl::StrCat(samples->size())});
+    direct_stages.AddRow(LatencyRow({stage, what}, *samples));
     for (int p : {50, 99}) {
       report.Metric(absl::StrCat("roundtrip.direct_wrapped.", stage, ".p", p, "_ms"),
                     samples->Percentile(p));
@@ -475,9 +484,7 @@ absl::Status RoundTrip(Chain& c, const Sizes& sizes, Report& report) {
            Row{"podgate-run (a process per command, start-up included)", "exec", &run},
            Row{"edge WebSocket v1 (one session) → exec → API server", "edge", &ws},
        }) {
-    table.AddRow({row.label, Cell(row.samples->Percentile(50), 2),
-                  Cell(row.samples->Percentile(90), 2), Cell(row.samples->Percentile(99), 2),
-                  Cell(row.samples->Mean(), 2), absl::StrCat(row.samples->size())});
+    table.AddRow(LatencyRow({row.label}, *row.samples));
     for (int p : {50, 90, 99}) {
       report.Metric(absl::StrCat("roundtrip.", row.metric, ".p", p, "_ms"),
                     row.samples->Percentile(p));
