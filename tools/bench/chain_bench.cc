@@ -273,11 +273,6 @@ MetricsRead ReadMetrics(int metrics_port) {
   return testing::ParsePrometheusText(page->body);
 }
 
-// One row per stage of histogram `metric`{stage=...} between the two reads: what it measures,
-// the mean, the median and the 99th percentile in ms (estimated from the buckets, as
-// histogram_quantile does: exact to the buckets' bounds) and the count; metrics
-// `<prefix>.<stage>.{mean,p50,p99}_ms`. A stage not observed in between is noted (as `who`'s),
-// not shown; a percentile the buckets cannot give is noted and shown as n/a.
 // A latency table's row: `leading` cells, then the samples' p50, p90, p99 and mean in ms and
 // their count.
 std::vector<std::string> LatencyRow(std::vector<std::string> leading, Samples& samples) {
@@ -289,6 +284,11 @@ std::vector<std::string> LatencyRow(std::vector<std::string> leading, Samples& s
   return leading;
 }
 
+// One row per stage of histogram `metric`{stage=...} between the two reads: what it measures,
+// the mean, the median and the 99th percentile in ms (estimated from the buckets, as
+// histogram_quantile does: exact to the buckets' bounds) and the count; metrics
+// `<prefix>.<stage>.{mean,p50,p99}_ms`. A stage not observed in between is noted (as `who`'s),
+// not shown; a percentile the buckets cannot give is noted and shown as n/a.
 void AddStageRows(Table& table, Report& report, const std::string& prefix, const StageList& stages,
                   const std::string& metric, const MetricsRead& before, const MetricsRead& after,
                   const std::string& who = "exec") {

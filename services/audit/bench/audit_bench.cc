@@ -69,6 +69,7 @@
 #include "runtime/log.h"
 #include "runtime/server.h"
 #include "tools/bench/report.h"
+#include "wire/time.h"
 
 ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file (tools/bench/bench.py).");
 ABSL_FLAG(bool, quick, false,
@@ -179,9 +180,7 @@ class EventShape {
     event->mutable_principal()->set_user(absl::StrCat("user-", slot % 64));
     event->mutable_target()->set_namespace_(absl::StrCat("ns-", slot % 16));
     event->mutable_target()->set_pod(absl::StrCat("pod-", slot));
-    const int64_t now_us = absl::ToUnixMicros(absl::Now());
-    event->mutable_time()->set_seconds(now_us / 1000000);
-    event->mutable_time()->set_nanos(static_cast<int32_t>(now_us % 1000000) * 1000);
+    *event->mutable_time() = wire::ToProtoTimestamp(absl::Now());
   }
 
  private:

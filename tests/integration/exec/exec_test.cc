@@ -33,6 +33,7 @@
 #include "support/subprocess.h"
 #include "support/test_pki.h"
 #include "wire/status.h"
+#include "wire/time.h"
 
 namespace podgate {
 namespace {
@@ -645,7 +646,7 @@ TEST_F(ExecTest, ExecsEventIdsStartWithTheMillisecondTheyWereMade) {
     ASSERT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
     EXPECT_TRUE(ids.insert(id).second) << "repeated id";
     const int64_t id_ms = std::stoll(id.substr(0, 12), nullptr, 16);
-    const int64_t event_ms = e.time().seconds() * 1000 + e.time().nanos() / 1000000;
+    const int64_t event_ms = absl::ToUnixMillis(wire::FromProtoTimestamp(e.time()));
     EXPECT_GE(id_ms, before_ms);
     EXPECT_LE(id_ms, after_ms);
     if (e.kind() == common::EVENT_KIND_COMMAND_RESULT ||
