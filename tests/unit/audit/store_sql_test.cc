@@ -40,6 +40,20 @@ TEST(StoreSqlTest, ReleasedMigrationsKeepTheirText) {
             "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
   EXPECT_EQ(Sha256Hex(postgres[4]),
             "7e10cef96b6150bd802d33394787abfa0de64165b16703f332ecee100810f832");
+  ASSERT_GE(sqlite.size(), 8u);
+  ASSERT_GE(postgres.size(), 8u);
+  EXPECT_EQ(Sha256Hex(sqlite[5]),
+            "91c7e6debe110f458113b6875bae8f4c01ca634dd2781521e18b25ab846c5b65");
+  EXPECT_EQ(Sha256Hex(postgres[5]),
+            "91c7e6debe110f458113b6875bae8f4c01ca634dd2781521e18b25ab846c5b65");
+  EXPECT_EQ(Sha256Hex(sqlite[6]),
+            "ef917dc1dd09d62670c60aef14552570527c926c150199650f89681187c98cf2");
+  EXPECT_EQ(Sha256Hex(postgres[6]),
+            "52cc6d455f5412ad83c6c09d7b11e53c3aacb54f3758f2e820f5cb706a316c69");
+  EXPECT_EQ(Sha256Hex(sqlite[7]),
+            "fa1ba3be7898804ee363f3b31abaa815ce055bc1df86b9009e9980b2df39c258");
+  EXPECT_EQ(Sha256Hex(postgres[7]),
+            "fa1ba3be7898804ee363f3b31abaa815ce055bc1df86b9009e9980b2df39c258");
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "audit/checkpoint_sign.h"
+#include "audit/query_sql.h"
 #include "audit/store_sql.h"
 #include "audit/verify.h"
 #include "audit_testing.h"
@@ -658,6 +659,183 @@ TEST_P(StoreTest, QueryFiltersByCluster) {
   ASSERT_EQ(page->records.size(), 1u);
   EXPECT_EQ(page->records[0].event().target().cluster(), "us-staging");
   EXPECT_TRUE(VerifyOne().intact());
+}
+
+// The details of SQLite's plan for a Query page (EXPLAIN QUERY PLAN, parameters unbound: the
+// plan does not depend on their values without statistics, and the store keeps none).
+std::vector<std::string> SqlitePlan(const std::string& path, const QueryRequest& request) {
+  std::vector<std::string> details;
+  absl::StatusOr<SqlQuery> query = BuildQuery(request, Dialect::kSqlite);
+  EXPECT_TRUE(query.ok()) << query.status();
+  if (!query.ok()) {
+    return details;
+  }
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  const std::string sql = "EXPLAIN QUERY PLAN " + query->sql;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+    details.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3)));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return details;
+}
+
+// docs/audit.md, "Query": each indexed filter alone (and the target's combinations) is a search
+// of its own index on SQLite, in either direction and on a later page, never a scan of the
+// records; where the index ends in the row id, the page comes in id order without a sort; a
+// broad filter with a narrow one is a search of the narrow one's index.
+TEST(StoreQueryPlanTest, EachIndexedFilterSearchesItsIndexOnSqlite) {
+  testing::TempDir tmp("podgate-audit-plan");
+  const std::string path = absl::StrCat(tmp.path(), "/audit.db");
+  {
+    auto store = OpenStore(absl::StrCat("sqlite://", path));
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->CheckWritable("plan").ok());  // migrated
+  }
+  struct Case {
+    const char* name;
+    std::function<void(QueryRequest*)> filter;
+    const char* index;
+    bool sorted_by_index;  // the index ends in id: no temporary sort for ORDER BY id
+  };
+  const Case cases[] = {
+      {"users", [](QueryRequest* q) { q->add_users("alice"); }, "records_user", true},
+      {"namespaces", [](QueryRequest* q) { q->add_namespaces("shop"); }, "records_namespace_pod",
+       false},
+      {"namespaces and pods",
+       [](QueryRequest* q) {
+         q->add_namespaces("shop");
+         q->add_pods("api-0");
+       },
+       "records_namespace_pod", true},
+      {"pods", [](QueryRequest* q) { q->add_pods("api-0"); }, "records_pod", true},
+      {"clusters", [](QueryRequest* q) { q->add_clusters("eu-prod"); }, "records_cluster", true},
+      {"clusters, namespaces and pods",
+       [](QueryRequest* q) {
+         q->add_clusters("eu-prod");
+         q->add_namespaces("shop");
+         q->add_pods("api-0");
+       },
+       "records_namespace_pod", true},
+      {"clusters and namespaces",
+       [](QueryRequest* q) {
+         q->add_clusters("eu-prod");
+         q->add_namespaces("shop");
+       },
+       "records_namespace_pod", false},
+      // A broad filter with a narrow one: the narrow one's index (kPlannerStats); without the
+      // statistics these read every record of the cluster, or of the kind or rule.
+      {"clusters and pods",
+       [](QueryRequest* q) {
+         q->add_clusters("eu-prod");
+         q->add_pods("api-0");
+       },
+       "records_pod", true},
+      {"clusters and users",
+       [](QueryRequest* q) {
+         q->add_clusters("eu-prod");
+         q->add_users("alice");
+       },
+       "records_user", true},
+      {"users and session_ids",
+       [](QueryRequest* q) {
+         q->add_users("alice");
+         q->add_session_ids("s1");
+       },
+       "records_session", true},
+      {"kinds and session_ids",
+       [](QueryRequest* q) {
+         q->add_kinds(common::v1::EVENT_KIND_COMMAND_RESULT);
+         q->add_session_ids("s1");
+       },
+       "records_session", true},
+      {"users and trace_ids",
+       [](QueryRequest* q) {
+         q->add_users("alice");
+         q->add_trace_ids("0af7651916cd43dd8448eb211c80319c");
+       },
+       "records_trace", true},
+      {"rules and users",
+       [](QueryRequest* q) {
+         q->add_rules("jvm-diagnostics");
+         q->add_users("alice");
+       },
+       "records_user", true},
+      {"session_ids", [](QueryRequest* q) { q->add_session_ids("s1"); }, "records_session", true},
+      {"trace_ids", [](QueryRequest* q) { q->add_trace_ids("0af7651916cd43dd8448eb211c80319c"); },
+       "records_trace", true},
+      {"kinds", [](QueryRequest* q) { q->add_kinds(common::v1::EVENT_KIND_SESSION_OPEN); },
+       "records_kind_verdict", false},
+      {"kinds and verdicts",
+       [](QueryRequest* q) {
+         q->add_kinds(common::v1::EVENT_KIND_DECISION);
+         q->add_verdicts(common::v1::VERDICT_DENY);
+       },
+       "records_kind_verdict", true},
+      {"rules", [](QueryRequest* q) { q->add_rules("jvm-diagnostics"); }, "records_rule", true},
+      {"event time",
+       [](QueryRequest* q) {
+         q->mutable_start_time()->set_seconds(1700000000);
+         q->mutable_end_time()->set_seconds(1700000060);
+       },
+       "records_event_time", false},
+  };
+  auto check = [&](const Case& c) {
+    for (bool newest_first : {false, true}) {
+      for (bool later_page : {false, true}) {
+        QueryRequest q;
+        c.filter(&q);
+        q.set_newest_first(newest_first);
+        if (later_page) {
+          q.set_page_token(EncodePageToken(1000, newest_first));
+        }
+        const std::vector<std::string> plan = SqlitePlan(path, q);
+        const std::string shown = absl::StrJoin(plan, " | ");
+        SCOPED_TRACE(absl::StrCat(c.name, newest_first ? ", newest first" : ", oldest first",
+                                  later_page ? ", a later page" : "", ": ", shown));
+        ASSERT_FALSE(plan.empty());
+        // Where the index does not give the id order, a later page may instead search the row
+        // ids past its token (stopping at a full page) or another index: never a scan.
+        if (c.sorted_by_index || !later_page) {
+          EXPECT_THAT(plan, ::testing::Contains(::testing::HasSubstr(
+                                absl::StrCat("SEARCH records USING INDEX ", c.index, " ("))));
+        }
+        EXPECT_THAT(plan, ::testing::Each(::testing::Not(::testing::StartsWith("SCAN"))));
+        if (c.sorted_by_index) {
+          EXPECT_THAT(plan, ::testing::Each(::testing::Not(::testing::HasSubstr("TEMP B-TREE"))));
+        }
+      }
+    }
+  };
+  for (const Case& c : cases) {
+    check(c);
+  }
+
+  // Statistics removed (or replaced by an ANALYZE by hand) are written again at the next start.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "DELETE FROM sqlite_stat1", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    QueryRequest q;
+    q.add_clusters("eu-prod");
+    q.add_users("alice");
+    EXPECT_THAT(SqlitePlan(path, q),
+                ::testing::Not(::testing::Contains(::testing::HasSubstr("records_user"))))
+        << "the attack: without statistics the plan is the schema's tie-break";
+    auto store = OpenStore(absl::StrCat("sqlite://", path));
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->CheckWritable("plan").ok());
+  }
+  for (const Case& c : cases) {
+    if (std::string(c.name) == "clusters and users") {
+      check(c);
+    }
+  }
 }
 
 TEST_P(StoreTest, QueryRefusesTooManyOrTooLongClusters) {
