@@ -78,7 +78,9 @@ GOALS = [
 # the goal can reach on this machine, and what it is. For audit: the store alone, Store::Append
 # of batches from one thread with no gRPC (a batch of 256 is what 256 strict writers can at most
 # fill). For unary Authorize: grpc.health.v1.Health/Check on the same policy server from the same
-# client, the lightest unary call that server answers. For AuthorizeStream: the same streams
+# client, the lightest unary call that server answers, and the same Authorize calls against
+# podgate-bench-stream-floor's policy server, answered with no decision (the lower binds). For
+# AuthorizeStream: the same streams
 # against podgate-bench-stream-floor's policy server, podgate-policy's stream with no decision.
 # For the 256 strict writers, two ceilings: the store alone at the row's own mean commit (strict
 # writers' commits hold about half of them: the others wait for their acks), and the shape
@@ -109,7 +111,8 @@ LIMITS = {
         [("audit.postgres.store_at_commit.strict_client.w256.records_per_s", STORE_AT_COMMIT),
          CLIENT_SHAPE_ALONE],
     "policy.unary.decisions_per_s":
-        ("policy.unary_ceiling.calls_per_s", "an empty unary call, Health/Check"),
+        [("policy.unary_ceiling.calls_per_s", "an empty unary call, Health/Check"),
+         ("policy.unary_floor.answers_per_s", "unary Authorize with no decision")],
     "policy.stream.decisions_per_s":
         ("policy.stream_ceiling.answers_per_s", "AuthorizeStream with no decision"),
     # A floor, not a ceiling: what exec's launch wrapper alone adds to a direct exec.

@@ -28,6 +28,12 @@
 // the mix, measured first), on the same gRPC settings: the most AuthorizeStream can carry here with
 // the client beside it. Its answers are matched by correlation id; their decision is not checked.
 //
+// The unary floor: the same unary calls (the mix's questions, the same calls in flight) against
+// the same floor server's unary Authorize (mode "unary_floor"), answered with the same fixed
+// allow: what a unary call with podgate-policy's question and answer sizes costs gRPC with no
+// decision, a tighter ceiling of unary Authorize than Health/Check's empty messages. Its
+// answers' size is checked, not their decision.
+//
 // Exit status: 0 when every run ran and every answer was right, 1 when something failed (the
 // server did not start, an RPC failed, a wrong decision), 2 on a usage error.
 #include <time.h>
@@ -283,10 +289,13 @@ class Errors {
 class UnaryRun {
  public:
   // With `health_stubs`, the calls are Health/Check (the unary ceiling) instead of Authorize.
+  // With `floor_answer_bytes` (the unary floor) an answer's decision is not checked, its size
+  // is.
   UnaryRun(const std::vector<std::unique_ptr<PolicyService::Stub>>& stubs,
            const std::vector<Question>& mix, int inflight,
-           const std::vector<std::unique_ptr<HealthStub>>* health_stubs = nullptr)
-      : mix_(mix), pending_(inflight) {
+           const std::vector<std::unique_ptr<HealthStub>>* health_stubs = nullptr,
+           size_t floor_answer_bytes = 0)
+      : mix_(mix), floor_answer_bytes_(floor_answer_bytes), pending_(inflight) {
     for (int i = 0; i < inflight; ++i) {
       auto slot = std::make_unique<Slot>();
       slot->stub = stubs[i % stubs.size()].get();
@@ -366,7 +375,7 @@ class UnaryRun {
         ++slot->counted;
         slot->latency_ms.push_back(absl::ToDoubleMilliseconds(end - slot->start));
       }
-    } else if (std::optional<std::string> wrong = WrongAnswer(*slot->question, slot->answer)) {
+    } else if (std::optional<std::string> wrong = Wrong(*slot)) {
       errors_.Add(*wrong);
     } else if (slot->measured && window_.measuring()) {
       ++slot->counted;
@@ -375,7 +384,18 @@ class UnaryRun {
     Issue(slot);
   }
 
+  std::optional<std::string> Wrong(const Slot& slot) const {
+    if (floor_answer_bytes_ == 0) {
+      return WrongAnswer(*slot.question, slot.answer);
+    }
+    if (const size_t n = slot.answer.ByteSizeLong(); n != floor_answer_bytes_) {
+      return absl::StrCat("the unary floor answered with ", n, " bytes, not ", floor_answer_bytes_);
+    }
+    return std::nullopt;
+  }
+
   const std::vector<Question>& mix_;
+  const size_t floor_answer_bytes_;
   const grpc::health::v1::HealthCheckRequest health_request_;
   Window window_;
   Pending pending_;
@@ -550,15 +570,15 @@ absl::Status StreamRun(const std::vector<std::unique_ptr<PolicyService::Stub>>& 
   return absl::OkStatus();
 }
 
-// A configuration measured: "unary" or "health" with `inflight` calls, "stream" or "floor"
-// with `streams` x `inflight`.
+// A configuration measured: "unary", "health" or "unary_floor" with `inflight` calls, "stream"
+// or "floor" with `streams` x `inflight`.
 struct Config {
   std::string mode;
   int streams = 0;
   int inflight = 0;
   RunTotals totals;
   // Index into the servers: 0 is --policy_bin, then --compare_bin if given, then the stream
-  // floor (mode "floor" only).
+  // floor (modes "floor" and "unary_floor" only).
   size_t server = 0;
 
   bool streaming() const { return mode == "stream" || mode == "floor"; }
@@ -859,16 +879,17 @@ int Main() {
   std::fflush(stdout);
   absl::SleepFor(absl::GetFlag(FLAGS_pause_before));
   {
-    // Every configuration on each policy server in turn, then each stream shape on the floor.
+    // Every configuration on each policy server in turn, then each stream shape and each
+    // unary Authorize configuration on the floor.
     std::vector<Config> all;
     for (const Config& c : configs) {
       for (size_t i = 0; i < policy_servers; ++i) {
         all.push_back(c);
         all.back().server = i;
       }
-      if (c.mode == "stream" && servers.size() > policy_servers) {
+      if ((c.mode == "stream" || c.mode == "unary") && servers.size() > policy_servers) {
         all.push_back(c);
-        all.back().mode = "floor";
+        all.back().mode = c.mode == "stream" ? "floor" : "unary_floor";
         all.back().server = policy_servers;
       }
     }
@@ -884,9 +905,10 @@ int Main() {
       const int64_t before = totals.decisions;
       const double seconds_before = totals.seconds;
       absl::Status s;
-      if (config.mode == "unary" || config.mode == "health") {
+      if (config.mode == "unary" || config.mode == "health" || config.mode == "unary_floor") {
         UnaryRun run(stubs, mix, config.inflight,
-                     config.mode == "health" ? &servers[config.server].health_stubs : nullptr);
+                     config.mode == "health" ? &servers[config.server].health_stubs : nullptr,
+                     config.mode == "unary_floor" ? answer_bytes : 0);
         s = run.Run(warmup, duration, server, &totals);
       } else {
         s = StreamRun(stubs, mix, config.streams, config.inflight,
@@ -903,7 +925,7 @@ int Main() {
       const double rate = static_cast<double>(totals.decisions - before) /
                           std::max(1e-9, totals.seconds - seconds_before);
       std::printf("round %d, %s%s %s: %.0f %s/s\n", round + 1,
-                  config.server == 0 || config.mode == "floor" ? "" : "compare ",
+                  config.server == 0 || config.server == policy_servers ? "" : "compare ",
                   config.mode.c_str(), config.Label().c_str(), rate,
                   config.mode == "stream" || config.mode == "unary" ? "decisions" : "answers");
       std::fflush(stdout);
@@ -937,7 +959,7 @@ int Main() {
     table.AddRow({servers[c.server].name, c.mode, c.Label(), Cell(c.DecisionsPerS(), 0),
                   Cell(p50, 2), Cell(p99, 2), Cell(client_pct, 0), Cell(server_pct, 0),
                   Cell(server_us, 1)});
-    if (c.server != 0 && c.mode != "floor") {
+    if (c.server != 0 && c.mode != "floor" && c.mode != "unary_floor") {
       continue;  // the metrics are --policy_bin's (and the floor's)
     }
     const std::string key = c.MetricKey();
@@ -954,14 +976,15 @@ int Main() {
   }
   report.Add(table);
   for (const auto& [mode, c] : best) {
-    // Health checks are the unary ceiling and the floor's answers the stream ceiling, not
-    // decisions.
-    const std::string key = mode == "health"  ? "policy.unary_ceiling"
-                            : mode == "floor" ? "policy.stream_ceiling"
-                                              : "policy." + mode;
-    report.Metric(key + (mode == "health"  ? ".calls_per_s"
-                         : mode == "floor" ? ".answers_per_s"
-                                           : ".decisions_per_s"),
+    // Health checks are the unary ceiling and the floor's answers the stream and unary
+    // Authorize ceilings, not decisions.
+    const std::string key = mode == "health"        ? "policy.unary_ceiling"
+                            : mode == "floor"       ? "policy.stream_ceiling"
+                            : mode == "unary_floor" ? "policy.unary_floor"
+                                                    : "policy." + mode;
+    report.Metric(key + (mode == "health"                           ? ".calls_per_s"
+                         : mode == "floor" || mode == "unary_floor" ? ".answers_per_s"
+                                                                    : ".decisions_per_s"),
                   c->DecisionsPerS());
     report.Metric(key + ".p99_ms", c->totals.latency_ms.Percentile(99));
   }
@@ -1011,6 +1034,27 @@ int Main() {
     report.Metric("policy.unary_split.empty_call_us", call_us);
     report.Metric("policy.unary_split.messages_us", messages_us);
     report.Metric("policy.unary_split.rest_us", rest_us);
+    // The same calls against the unary floor: what gRPC alone costs a unary Authorize of
+    // podgate-policy's sizes, and what podgate-policy adds to it.
+    for (const Config& c : configs) {
+      if (c.mode != "unary_floor" || c.inflight != unary->inflight) {
+        continue;
+      }
+      const double floor_us = server_us(c);
+      Table against(
+          "Unary Authorize against its floor (server CPU us per call, the same calls in flight)",
+          {"part", "us", "share %"});
+      against.AddRow({absl::StrCat("the unary floor: Authorize with no decision, answers of ",
+                                   answer_bytes, " bytes, ", c.Label(), " in flight"),
+                      Cell(floor_us, 2), Cell(100 * floor_us / authorize_us, 0)});
+      against.AddRow({"podgate-policy's own work beyond it", Cell(authorize_us - floor_us, 2),
+                      Cell(100 * (authorize_us - floor_us) / authorize_us, 0)});
+      against.AddRow({absl::StrCat("unary Authorize over gRPC, ", unary->Label(), " in flight"),
+                      Cell(authorize_us, 2), "100"});
+      report.Add(against);
+      report.Metric("policy.unary_split.floor_us", floor_us);
+      report.Metric("policy.unary_split.own_work_us", authorize_us - floor_us);
+    }
   }
   report.Note(absl::StrCat(
       "CPU %: utime+stime over the measured time, 100 = one core of ",
@@ -1031,7 +1075,10 @@ int Main() {
                 "decision, answering with a fixed allow of podgate-policy's mean answer size (",
                 answer_bytes,
                 " bytes; policy.stream_ceiling.answers_per_s, the best shape): the most "
-                "AuthorizeStream can carry here.")));
+                "AuthorizeStream can carry here. Mode unary_floor: the same unary calls against "
+                "the same server's unary Authorize, answered with the same fixed allow "
+                "(policy.unary_floor.answers_per_s, the best count in flight): the most unary "
+                "Authorize can carry here with podgate-policy's question and answer sizes.")));
   if (absl::Status s = report.WriteJson(absl::GetFlag(FLAGS_json)); !s.ok()) {
     std::fprintf(stderr, "podgate-bench-policy: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -1,7 +1,7 @@
 // podgate-bench-stream-floor: what gRPC streams cost by themselves: exec.v1 Session streams
 // with no podgate code on either side, and AuthorizeStream through podgate-policy's stream
-// reactor with no decision. The measured limits beside the idle-memory and bulk goals of
-// `podgate-bench-chain` and the AuthorizeStream goal of `podgate-bench-policy`
+// reactor, and unary Authorize, with no decision. The measured limits beside the idle-memory
+// and bulk goals of `podgate-bench-chain` and the policy goals of `podgate-bench-policy`
 // (docs/performance.md, "Sessions", "The limit of a relay", "Policy").
 //
 //   podgate-bench-stream-floor --role=server
@@ -32,7 +32,10 @@
 //       answered, in order, with one fixed allow of N serialized bytes (the size of
 //       podgate-policy's answers, which podgate-bench-policy measures and passes) carrying the
 //       question's correlation id. What podgate-bench-policy measures against it is the most
-//       AuthorizeStream can carry on the machine.
+//       AuthorizeStream can carry on the machine. PolicyService/Authorize (unary) answers every
+//       call with the same fixed allow, unread, through the callback API's default reactor as
+//       podgate-policy does: the most unary Authorize can carry with questions and answers of
+//       podgate-policy's sizes.
 #include <signal.h>
 #include <unistd.h>
 
@@ -230,10 +233,20 @@ int Serve() {
 namespace ppb = podgate::policy::v1;
 
 // AuthorizeStream through podgate-policy's own stream reactor (the same reads, queue, writes
-// and drain), every question answered with the fixed answer instead of a decision.
+// and drain), every question answered with the fixed answer instead of a decision; unary
+// Authorize answered with it too.
 class PolicyFloorService final : public ppb::PolicyService::CallbackService {
  public:
   explicit PolicyFloorService(ppb::AuthorizeResponse answer) : answer_(std::move(answer)) {}
+
+  grpc::ServerUnaryReactor* Authorize(grpc::CallbackServerContext* context,
+                                      const ppb::AuthorizeRequest* /*request*/,
+                                      ppb::AuthorizeResponse* response) override {
+    *response = answer_;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
 
   grpc::ServerBidiReactor<ppb::AuthorizeStreamRequest, ppb::AuthorizeStreamResponse>*
   AuthorizeStream(grpc::CallbackServerContext*) override {
@@ -487,8 +500,8 @@ int main(int argc, char** argv) {
       argc, argv,
       "podgate-bench-stream-floor --role=server|client|bulk-client|policy-server [flags]: "
       "gRPC streams alone: exec.v1 Session streams with no podgate code for the memory of idle "
-      "ones and the CPU of bulk output, policy.v1 AuthorizeStream with no decision for the most "
-      "answers/s");
+      "ones and the CPU of bulk output, policy.v1 AuthorizeStream and unary Authorize with no "
+      "decision for the most answers/s");
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "server") {
     return podgate::Serve();
