@@ -20,6 +20,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "audit/checkpoint_sign.h"
 #include "audit/query_sql.h"
@@ -695,6 +696,35 @@ TEST(StoreQueryPlanTest, EachIndexedFilterSearchesItsIndexOnSqlite) {
     auto store = OpenStore(absl::StrCat("sqlite://", path));
     ASSERT_TRUE(store.ok()) << store.status();
     ASSERT_TRUE((*store)->CheckWritable("plan").ok());  // migrated
+  }
+  // Every index of the records table has its statistics, one number per column and the rows: an
+  // index added without them would get SQLite's defaults and could win plans it should not.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "SELECT i.name, (SELECT count(*) FROM pragma_index_info(i.name)), "
+                                 "(SELECT stat FROM sqlite_stat1 s WHERE s.tbl = 'records' AND "
+                                 "s.idx = i.name) FROM sqlite_master i WHERE i.type = 'index' "
+                                 "AND i.tbl_name = 'records'",
+                                 -1, &stmt, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    int indexes = 0;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      ++indexes;
+      const std::string name = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+      const int columns = sqlite3_column_int(stmt, 1);
+      const unsigned char* stat = sqlite3_column_text(stmt, 2);
+      ASSERT_NE(stat, nullptr) << name << " has no row in sqlite_stat1";
+      const std::vector<std::string> numbers =
+          absl::StrSplit(reinterpret_cast<const char*>(stat), ' ');
+      EXPECT_EQ(numbers.size(), static_cast<size_t>(columns + 1)) << name << ": " << stat;
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    EXPECT_EQ(indexes, 12);  // ten query indexes and the two unique constraints'
   }
   struct Case {
     const char* name;
