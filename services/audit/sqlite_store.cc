@@ -791,19 +791,20 @@ class SqliteStore final : public Store {
     if (s.ok()) {
       s = db->Exec("DELETE FROM sqlite_stat1 WHERE tbl = 'records'");
     }
+    Stmt insert(db, "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('records', ?1, ?2)");
+    if (s.ok()) {
+      s = insert.status();
+    }
     for (const auto& [index, stat] : kPlannerStats) {
       if (!s.ok()) {
         break;
       }
-      Stmt insert(db, "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('records', ?1, ?2)");
+      insert.Reset();  // and its bindings: the table's own row binds no index (NULL)
       if (index != nullptr) {
         insert.BindStatic(1, index);
       }
       insert.BindStatic(2, stat);
-      s = insert.status();
-      if (s.ok()) {
-        s = insert.Step().status();
-      }
+      s = insert.Step().status();
     }
     if (s.ok()) {
       s = db->Exec("COMMIT");

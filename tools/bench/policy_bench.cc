@@ -582,6 +582,8 @@ struct Config {
   size_t server = 0;
 
   bool streaming() const { return mode == "stream" || mode == "floor"; }
+  // Answered by the floor server: answers, not decisions.
+  bool on_floor() const { return mode == "floor" || mode == "unary_floor"; }
   std::string Label() const {
     return streaming() ? absl::StrCat(streams, " streams x ", inflight)
                        : absl::StrCat(inflight, " calls");
@@ -905,7 +907,7 @@ int Main() {
       const int64_t before = totals.decisions;
       const double seconds_before = totals.seconds;
       absl::Status s;
-      if (config.mode == "unary" || config.mode == "health" || config.mode == "unary_floor") {
+      if (!config.streaming()) {
         UnaryRun run(stubs, mix, config.inflight,
                      config.mode == "health" ? &servers[config.server].health_stubs : nullptr,
                      config.mode == "unary_floor" ? answer_bytes : 0);
@@ -925,8 +927,8 @@ int Main() {
       const double rate = static_cast<double>(totals.decisions - before) /
                           std::max(1e-9, totals.seconds - seconds_before);
       std::printf("round %d, %s%s %s: %.0f %s/s\n", round + 1,
-                  config.server == 0 || config.server == policy_servers ? "" : "compare ",
-                  config.mode.c_str(), config.Label().c_str(), rate,
+                  config.server == 0 || config.on_floor() ? "" : "compare ", config.mode.c_str(),
+                  config.Label().c_str(), rate,
                   config.mode == "stream" || config.mode == "unary" ? "decisions" : "answers");
       std::fflush(stdout);
       return absl::OkStatus();
@@ -959,7 +961,7 @@ int Main() {
     table.AddRow({servers[c.server].name, c.mode, c.Label(), Cell(c.DecisionsPerS(), 0),
                   Cell(p50, 2), Cell(p99, 2), Cell(client_pct, 0), Cell(server_pct, 0),
                   Cell(server_us, 1)});
-    if (c.server != 0 && c.mode != "floor" && c.mode != "unary_floor") {
+    if (c.server != 0 && !c.on_floor()) {
       continue;  // the metrics are --policy_bin's (and the floor's)
     }
     const std::string key = c.MetricKey();

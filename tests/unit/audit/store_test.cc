@@ -663,7 +663,7 @@ TEST_P(StoreTest, QueryFiltersByCluster) {
 }
 
 // The details of SQLite's plan for a Query page (EXPLAIN QUERY PLAN, parameters unbound: the
-// plan does not depend on their values without statistics, and the store keeps none).
+// store's statistics are per index, not per value, so the plan does not depend on them).
 std::vector<std::string> SqlitePlan(const std::string& path, const QueryRequest& request) {
   std::vector<std::string> details;
   absl::StatusOr<SqlQuery> query = BuildQuery(request, Dialect::kSqlite);
